@@ -1,0 +1,299 @@
+#include "symoc/runtime/linalg.h"
+
+#include <algorithm>
+#include <cblas.h>
+#include <cmath>
+#include <cstring>
+#include <lapacke.h>
+
+namespace symoc::rt {
+
+void gemm(Context &, bool tA, bool tB, float alpha, const MatView &A, const MatView &B,
+          float beta, const MatView &C) {
+  int64_t m = tA ? A.cols : A.rows, k = tA ? A.rows : A.cols;
+  int64_t kb = tB ? B.cols : B.rows, n = tB ? B.rows : B.cols;
+  if (k != kb || C.rows != m || C.cols != n)
+    throw Error("gemm: shape mismatch (" + std::to_string(m) + "x" + std::to_string(k) + ") * (" +
+                std::to_string(kb) + "x" + std::to_string(n) + ") -> " + std::to_string(C.rows) +
+                "x" + std::to_string(C.cols));
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) C(i, j) = beta == 0.f ? 0.f : beta * C(i, j);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, int(m),
+              int(n), int(k), alpha, A.data, int(A.ld), B.data, int(B.ld), beta, C.data, int(C.ld));
+}
+
+void gram(Context &ctx, bool tA, float alpha, const MatView &A, float beta, const MatView &C) {
+  int64_t n = tA ? A.cols : A.rows, k = tA ? A.rows : A.cols;
+  if (C.rows != n || C.cols != n) throw Error("gram: output must be " + std::to_string(n) + "x" + std::to_string(n));
+  if (n == 0) return;
+  if (k == 0) {
+    gemm(ctx, tA, !tA, alpha, A, A, beta, C);
+    return;
+  }
+  // syrk does half the flops of a gemm; it fills the upper triangle, mirrored below.
+  cblas_ssyrk(CblasRowMajor, CblasUpper, tA ? CblasTrans : CblasNoTrans, int(n), int(k), alpha,
+              A.data, int(A.ld), beta, C.data, int(C.ld));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) C(i, j) = C(j, i);
+}
+
+void transpose(const MatView &s, const MatView &d) {
+  if (d.rows != s.cols || d.cols != s.rows) throw Error("transpose: shape mismatch");
+  constexpr int64_t T = 32; // blocked for cache reuse on large embeddings
+  for (int64_t i0 = 0; i0 < s.rows; i0 += T)
+    for (int64_t j0 = 0; j0 < s.cols; j0 += T)
+      for (int64_t i = i0; i < std::min(s.rows, i0 + T); ++i)
+        for (int64_t j = j0; j < std::min(s.cols, j0 + T); ++j) d(j, i) = s(i, j);
+}
+
+float frob_norm(const MatView &A) {
+  double s = 0;
+  for (int64_t i = 0; i < A.rows; ++i)
+    for (int64_t j = 0; j < A.cols; ++j) s += double(A(i, j)) * A(i, j);
+  return float(std::sqrt(s));
+}
+
+bool all_finite(const float *x, size_t n) {
+  // Sum of x*0 is NaN iff some x is NaN or Inf; branch-free so it vectorizes.
+  float acc = 0.f;
+  for (size_t i = 0; i < n; ++i) acc += x[i] * 0.f;
+  return acc == 0.f;
+}
+
+void sym_eig(Context &ctx, const MatView &S, double *w, const MatView &V, EigPrecision prec) {
+  const int64_t n = S.rows;
+  if (S.cols != n || V.rows != n || V.cols != n) throw Error("sym_eig: matrix must be square");
+  if (n == 0) return;
+  Workspace::Frame f(ctx.workspace());
+  // LAPACK is column-major; a symmetric matrix reads the same, and the eigenvectors it
+  // returns as columns are rows of the row-major result.
+  const lapack_int N = lapack_int(n), lwork = lapack_int(1 + 6 * n + 2 * n * n), liwork = lapack_int(3 + 5 * n);
+  lapack_int *iwork = reinterpret_cast<lapack_int *>(f.ints(size_t(liwork) * sizeof(lapack_int) / sizeof(int) + 1));
+  lapack_int info;
+  if (prec == EigPrecision::Float64) {
+    double *a = f.doubles(size_t(n * n)), *work = f.doubles(size_t(lwork));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) a[i * n + j] = S(i, j);
+    info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', N, a, N, w, work, lwork, iwork, liwork);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) V(i, j) = float(a[i * n + j]);
+  } else {
+    float *a = f.floats(size_t(n * n)), *work = f.floats(size_t(lwork)), *wf = f.floats(size_t(n));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) a[i * n + j] = S(i, j);
+    info = LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'U', N, a, N, wf, work, lwork, iwork, liwork);
+    for (int64_t i = 0; i < n; ++i) w[i] = wf[i];
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) V(i, j) = a[i * n + j];
+  }
+  if (info != 0) throw Error("sym_eig: LAPACK syevd failed (info " + std::to_string(info) + ")");
+}
+
+namespace {
+// Eigen-decomposition kept in double for the reconstruction V^T diag(f) V.
+void spectral_map(Context &ctx, const MatView &S, const MatView &out, const MatFnOptions &o,
+                  double eps, double p) {
+  const int64_t n = S.rows;
+  Workspace::Frame f(ctx.workspace());
+  double *w = f.doubles(size_t(n));
+  if (o.precision == EigPrecision::Float64) {
+    double *a = f.doubles(size_t(n * n)), *b = f.doubles(size_t(n * n));
+    const lapack_int N = lapack_int(n), lwork = lapack_int(1 + 6 * n + 2 * n * n), liwork = lapack_int(3 + 5 * n);
+    double *work = f.doubles(size_t(lwork));
+    lapack_int *iwork = reinterpret_cast<lapack_int *>(f.ints(size_t(liwork) + 1));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) a[i * n + j] = 0.5 * (double(S(i, j)) + double(S(j, i)));
+    lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', N, a, N, w, work, lwork, iwork, liwork);
+    if (info != 0) throw Error("sym_pow: LAPACK dsyevd failed (info " + std::to_string(info) + ")");
+    double wmax = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      w[k] = std::max(w[k], 0.0) + eps;
+      wmax = std::max(wmax, w[k]);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      double fk = (p < 0 && !(w[k] > o.rcond * wmax && w[k] > 0)) ? 0.0 : std::pow(w[k], p);
+      for (int64_t j = 0; j < n; ++j) b[k * n + j] = fk * a[k * n + j];
+    }
+    // out = V^T diag(f) V with V rows = eigenvectors (a, row-major view).
+    double *c = f.doubles(size_t(n * n));
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(n), int(n), 1.0, a, int(n), b,
+                int(n), 0.0, c, int(n));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) out(i, j) = float(c[i * n + j]);
+  } else {
+    MatView V = f.mat(n, n), B = f.mat(n, n);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) V(i, j) = 0.5f * (S(i, j) + S(j, i));
+    sym_eig(ctx, V, w, V, EigPrecision::Float32);
+    double wmax = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      w[k] = std::max(w[k], 0.0) + eps;
+      wmax = std::max(wmax, w[k]);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      double fk = (p < 0 && !(w[k] > o.rcond * wmax && w[k] > 0)) ? 0.0 : std::pow(w[k], p);
+      for (int64_t j = 0; j < n; ++j) B(k, j) = float(fk) * V(k, j);
+    }
+    gemm(ctx, true, false, 1.f, V, B, 0.f, out);
+  }
+}
+} // namespace
+
+void sym_pow_eig(Context &ctx, const MatView &S, double p, double eps, const MatView &out,
+                 const MatFnOptions &o) {
+  if (S.rows != S.cols || out.rows != S.rows || out.cols != S.cols) throw Error("sym_pow: matrix must be square");
+  if (S.rows == 0) return;
+  spectral_map(ctx, S, out, o, eps, p);
+}
+
+void inv_root_newton(Context &ctx, const MatView &S, int p, double eps, const MatView &out,
+                     int max_iters, double tol) {
+  const int64_t n = S.rows;
+  if (S.cols != n || out.rows != n || out.cols != n) throw Error("inv_root_newton: matrix must be square");
+  if (p < 1) throw Error("inv_root_newton: p must be >= 1");
+  if (n == 0) return;
+  Workspace::Frame f(ctx.workspace());
+  MatView M = f.mat(n, n), H = f.mat(n, n), T = f.mat(n, n), P = f.mat(n, n), Q = f.mat(n, n),
+          Hn = f.mat(n, n), best = f.mat(n, n);
+  double fro = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double v = 0.5 * (double(S(i, j)) + S(j, i)) + (i == j ? eps : 0.0);
+      M(i, j) = float(v);
+      fro += v * v;
+    }
+  fro = std::sqrt(fro);
+  if (!(fro > 0)) { // zero matrix: the pseudo-inverse root is zero
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) out(i, j) = 0.f;
+    return;
+  }
+  // Scale so the spectrum of M_0 lies in (0, (p+1)/2]: the iteration converges there.
+  const double z = (1.0 + p) / (2.0 * fro);
+  auto max_dev = [&](const MatView &X) {
+    double e = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) e = std::max(e, std::fabs(double(X(i, j)) - (i == j ? 1.0 : 0.0)));
+    return e;
+  };
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      M(i, j) = float(M(i, j) * z);
+      H(i, j) = i == j ? float(std::pow(z, 1.0 / p)) : 0.f;
+    }
+  double err = max_dev(M);
+  std::memcpy(best.data, H.data, sizeof(float) * size_t(n * n));
+  for (int it = 0; it < max_iters && err > tol; ++it) {
+    // T = ((p+1) I - M) / p ; H <- H T ; M <- T^p M
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) T(i, j) = float(((i == j ? p + 1.0 : 0.0) - M(i, j)) / p);
+    gemm(ctx, false, false, 1.f, H, T, 0.f, Hn);
+    std::memcpy(P.data, M.data, sizeof(float) * size_t(n * n));
+    for (int k = 0; k < p; ++k) {
+      gemm(ctx, false, false, 1.f, T, P, 0.f, Q);
+      std::swap(P.data, Q.data);
+    }
+    double e = max_dev(P);
+    if (!(e < err)) break; // rounding floor reached: keep the last improving iterate
+    err = e;
+    std::swap(M.data, P.data);
+    std::swap(H.data, Hn.data);
+    std::memcpy(best.data, H.data, sizeof(float) * size_t(n * n));
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) out(i, j) = 0.5f * (best(i, j) + best(j, i));
+}
+
+const char *to_string(PolarMethod m) {
+  switch (m) {
+  case PolarMethod::Auto: return "auto";
+  case PolarMethod::Eig: return "eig";
+  case PolarMethod::NewtonSchulz: return "newton-schulz";
+  case PolarMethod::PolarExpress: return "polar-express";
+  }
+  return "?";
+}
+
+namespace {
+// Shared driver of the odd-polynomial iterations X <- a X + (b A + c A^2) X, A = X X^T, on
+// the orientation with rows <= cols (the Gram is then the small side).
+template <class Coef>
+void odd_poly_iteration(Context &ctx, const MatView &X, const MatView &out, int steps, double scale_mul,
+                        Coef coef) {
+  const bool tr = X.rows > X.cols;
+  const int64_t r = tr ? X.cols : X.rows, c = tr ? X.rows : X.cols;
+  Workspace::Frame f(ctx.workspace());
+  MatView Y = f.mat(r, c), Yn = f.mat(r, c), A = f.mat(r, r), B = f.mat(r, r);
+  if (tr) transpose(X, Y);
+  else
+    for (int64_t i = 0; i < r; ++i) std::memcpy(&Y(i, 0), &X(i, 0), sizeof(float) * size_t(c));
+  const float inv = float(1.0 / (double(frob_norm(Y)) * scale_mul + 1e-7));
+  for (int64_t i = 0; i < r * c; ++i) Y.data[i] *= inv;
+  for (int s = 0; s < steps; ++s) {
+    double a, b, cc;
+    coef(s, a, b, cc);
+    gram(ctx, false, 1.f, Y, 0.f, A);
+    std::memcpy(B.data, A.data, sizeof(float) * size_t(r * r));
+    gemm(ctx, false, false, float(cc), A, A, float(b), B); // B = b A + c A A
+    std::memcpy(Yn.data, Y.data, sizeof(float) * size_t(r * c));
+    gemm(ctx, false, false, 1.f, B, Y, float(a), Yn); // Yn = a Y + B Y
+    std::swap(Y.data, Yn.data);
+  }
+  if (tr) transpose(Y, out);
+  else
+    for (int64_t i = 0; i < r; ++i) std::memcpy(&out(i, 0), &Y(i, 0), sizeof(float) * size_t(c));
+}
+} // namespace
+
+void newton_schulz5(Context &ctx, const MatView &X, const MatView &out, int steps) {
+  if (out.rows != X.rows || out.cols != X.cols) throw Error("newton_schulz5: output shape mismatch");
+  if (X.size() == 0) return;
+  odd_poly_iteration(ctx, X, out, steps, 1.0, [](int, double &a, double &b, double &c) {
+    a = 3.4445, b = -4.7750, c = 2.0315;
+  });
+}
+
+void polar_express(Context &ctx, const MatView &X, const MatView &out, int steps) {
+  if (out.rows != X.rows || out.cols != X.cols) throw Error("polar_express: output shape mismatch");
+  if (X.size() == 0) return;
+  // Degree-5 coefficients of Amsel, Persson, Musco & Gower (arXiv 2505.16932, Alg. 1);
+  // all but the last are divided by (1.01, 1.01^3, 1.01^5) for rounding safety, as there.
+  static const double k[8][3] = {
+      {8.28721201814563, -23.595886519098837, 17.300387312530933},
+      {4.107059111542203, -2.9478499167379106, 0.5448431082926601},
+      {3.9486908534822946, -2.908902115962949, 0.5518191394370137},
+      {3.3184196573706015, -2.488488024314874, 0.51004894012372},
+      {2.300652019954817, -1.6689039845747493, 0.4188073119525673},
+      {1.891301407787398, -1.2679958271945868, 0.37680408948524835},
+      {1.8750014808534479, -1.2500016453999487, 0.3750001645474248},
+      {1.875, -1.25, 0.375}};
+  odd_poly_iteration(ctx, X, out, steps, 1.01, [](int s, double &a, double &b, double &c) {
+    int i = std::min(s, 7);
+    double sf = i < 7 ? 1.01 : 1.0;
+    a = k[i][0] / sf, b = k[i][1] / (sf * sf * sf), c = k[i][2] / (sf * sf * sf * sf * sf);
+  });
+}
+
+void polar(Context &ctx, const MatView &X, const MatView &out, const PolarOptions &o) {
+  if (out.rows != X.rows || out.cols != X.cols) throw Error("polar: output shape mismatch");
+  if (X.size() == 0) return;
+  PolarMethod m = o.method;
+  if (m == PolarMethod::Auto) m = std::min(X.rows, X.cols) <= o.auto_eig_max ? PolarMethod::Eig : PolarMethod::NewtonSchulz;
+  if (m == PolarMethod::NewtonSchulz) return newton_schulz5(ctx, X, out, o.ns_steps);
+  if (m == PolarMethod::PolarExpress) return polar_express(ctx, X, out, o.pe_steps);
+  // Eigen route on the smaller Gram: polar(X) = X (X^T X)^{+1/2} or (X X^T)^{+1/2} X.
+  Workspace::Frame f(ctx.workspace());
+  const bool right = X.rows >= X.cols;
+  const int64_t k = right ? X.cols : X.rows;
+  MatView C = f.mat(k, k);
+  gram(ctx, right, 1.f, X, 0.f, C);
+  sym_pow_eig(ctx, C, -0.5, 0.0, C, o.fn);
+  if (right) gemm(ctx, false, false, 1.f, X, C, 0.f, out);
+  else gemm(ctx, false, false, 1.f, C, X, 0.f, out);
+}
+
+} // namespace symoc::rt

@@ -1,0 +1,324 @@
+#include "symoc/runtime/optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace symoc::rt {
+
+namespace {
+std::string key(const Param &p, const std::string &tag, const char *what) {
+  return std::string(p.name) + "/" + tag + "." + what;
+}
+// Parallel elementwise loops only pay off on large blocks (2 cores shared with BLAS).
+constexpr int64_t kParMin = 1 << 16;
+} // namespace
+
+void Rule::step(Context &ctx, State &st, const Param *ps, size_t n, float lr) {
+  Workspace::Frame f(ctx.workspace());
+  ++ctx.stats().steps;
+  Param *live = f.array<Param>(n);
+  const float **gptr = f.array<const float *>(n);
+  bool *skip = f.array<bool>(n);
+  bool any_skip = false;
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    if (!p.w || !p.g || p.rows < 0 || p.cols < 0)
+      throw Error(std::string("step: block '") + p.name + "' has a null buffer or negative shape");
+    skip[i] = false;
+    gptr[i] = p.g;
+    if (all_finite(p.g, size_t(p.size()))) continue;
+    if (nonfinite == NonFinitePolicy::Throw)
+      throw Error(std::string("step: gradient of block '") + p.name + "' contains NaN or Inf");
+    if (nonfinite == NonFinitePolicy::Skip) {
+      skip[i] = any_skip = true;
+      continue;
+    }
+    // Zero: a finite copy of the gradient replaces the caller's for this call.
+    float *g = f.floats(size_t(p.size()));
+    for (int64_t j = 0; j < p.size(); ++j) g[j] = std::isfinite(p.g[j]) ? p.g[j] : 0.f;
+    gptr[i] = g;
+    ++ctx.stats().zeroed_nonfinite;
+  }
+  if (any_skip && coupled())
+    for (size_t i = 0; i < n; ++i) skip[i] = true;
+  size_t nlive = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (skip[i]) {
+      ++st.counter(std::string(ps[i].name) + "/nonfinite_skips");
+      ++ctx.stats().skipped_nonfinite;
+      continue;
+    }
+    live[nlive] = ps[i];
+    live[nlive].g = gptr[i];
+    ++nlive;
+  }
+  if (nlive == 0) return;
+  float **D = f.array<float *>(nlive);
+  for (size_t i = 0; i < nlive; ++i) D[i] = f.floats(size_t(live[i].size()));
+  directions(ctx, st, live, nlive, D);
+  const float decay = 1.f - lr * decoupled_weight_decay();
+  for (size_t i = 0; i < nlive; ++i) {
+    const int64_t sz = live[i].size();
+    float *w = live[i].w;
+    const float *d = D[i];
+#pragma omp parallel for simd if (sz > kParMin)
+    for (int64_t j = 0; j < sz; ++j) w[j] = w[j] * decay - lr * d[j];
+  }
+}
+
+// ------------------------------------------------------------------------ SGD
+void SGD::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    const int64_t sz = p.size();
+    float *d = D[i];
+    for (int64_t j = 0; j < sz; ++j) d[j] = p.g[j] + c_.weight_decay * p.w[j];
+    if (c_.momentum == 0.f) continue;
+    int64_t &t = st.counter(key(p, tag(), "t"));
+    float *buf = st.buffer(key(p, tag(), "momentum"), {p.rows, p.cols});
+    if (t++ == 0) std::memcpy(buf, d, sizeof(float) * size_t(sz)); // torch: first buf = d_p
+    else
+      for (int64_t j = 0; j < sz; ++j) buf[j] = buf[j] * c_.momentum + (1.f - c_.dampening) * d[j];
+    if (c_.nesterov)
+      for (int64_t j = 0; j < sz; ++j) d[j] = d[j] + c_.momentum * buf[j];
+    else
+      std::memcpy(d, buf, sizeof(float) * size_t(sz));
+  }
+}
+
+// ----------------------------------------------------------------------- Adam
+void Adam::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    const int64_t sz = p.size();
+    const int64_t t = ++st.counter(key(p, tag(), "t"));
+    float *m = st.buffer(key(p, tag(), "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, tag(), "v"), {p.rows, p.cols});
+    const float l2 = c_.decoupled ? 0.f : c_.weight_decay;
+    const float b1 = c_.beta1, b2 = c_.beta2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = c_.eps;
+    // Bias corrections in double, as torch computes them in Python floats.
+    const float inv_bc1 = float(1.0 / (1.0 - std::pow(double(b1), double(t))));
+    const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(b2), double(t))));
+    const float *g = p.g, *w = p.w;
+    float *d = D[i];
+#pragma omp parallel for simd if (sz > kParMin)
+    for (int64_t j = 0; j < sz; ++j) {
+      const float gj = g[j] + l2 * w[j];
+      m[j] = m[j] * b1 + gj * ob1;
+      v[j] = v[j] * b2 + gj * gj * ob2;
+      d[j] = m[j] * inv_bc1 / (std::sqrt(v[j]) * inv_sqrt_bc2 + eps);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ Adam-mini
+void AdamMini::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    const int64_t gr = c_.group_rows;
+    if (gr <= 0 || p.rows % gr != 0)
+      throw Error(std::string("adam-mini: block '") + p.name + "' has " + std::to_string(p.rows) +
+                  " rows, not a multiple of group_rows " + std::to_string(gr));
+    const int64_t ngroups = p.rows / gr, glen = gr * p.cols;
+    const int64_t t = ++st.counter(key(p, tag(), "t"));
+    float *m = st.buffer(key(p, tag(), "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, tag(), "v"), {ngroups, 1});
+    const double bc1 = 1.0 - std::pow(double(c_.beta1), double(t));
+    const double bc2 = 1.0 - std::pow(double(c_.beta2), double(t));
+    for (int64_t k = 0; k < ngroups; ++k) {
+      const float *g = p.g + k * glen;
+      float *mk = m + k * glen, *d = D[i] + k * glen;
+      double s = 0;
+      for (int64_t j = 0; j < glen; ++j) s += double(g[j]) * g[j];
+      v[k] = v[k] * c_.beta2 + float(s / double(glen)) * (1.f - c_.beta2);
+      const float denom = float(std::sqrt(double(v[k]) / bc2)) + c_.eps;
+      for (int64_t j = 0; j < glen; ++j) {
+        mk[j] = mk[j] * c_.beta1 + g[j] * (1.f - c_.beta1);
+        d[j] = float(mk[j] / bc1) / denom;
+      }
+    }
+  }
+}
+
+// ----------------------------------------------------------------------- Muon
+namespace {
+// Polar factor of X, optionally per head (consecutive blocks of head_rows rows).
+void polar_maybe_heads(Context &ctx, const MatView &X, const MatView &out, const PolarOptions &o,
+                       int64_t head_rows) {
+  if (head_rows <= 0 || head_rows == X.rows) return polar(ctx, X, out, o);
+  if (X.rows % head_rows != 0)
+    throw Error("polar: " + std::to_string(X.rows) + " rows are not a multiple of head_rows " + std::to_string(head_rows));
+  for (int64_t h = 0; h < X.rows / head_rows; ++h)
+    polar(ctx, MatView(X.data + h * head_rows * X.ld, head_rows, X.cols, X.ld),
+          MatView(out.data + h * head_rows * out.ld, head_rows, out.cols, out.ld), o);
+}
+} // namespace
+
+void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float *const *D) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    Workspace::Frame f(ctx.workspace());
+    const int64_t sz = p.size();
+    float *M = st.buffer(key(p, tag(), "momentum"), {p.rows, p.cols});
+    ++st.counter(key(p, tag(), "t"));
+    float *U = f.floats(size_t(sz));
+    const float w = 1.f - c_.beta, beta = c_.beta;
+    for (int64_t j = 0; j < sz; ++j) {
+      M[j] = M[j] + w * (p.g[j] - M[j]); // torch lerp_
+      U[j] = c_.nesterov ? p.g[j] + beta * (M[j] - p.g[j]) : M[j];
+    }
+    const int64_t hr = c_.head_rows;
+    polar_maybe_heads(ctx, MatView(U, p.rows, p.cols), MatView(D[i], p.rows, p.cols), c_.polar, hr);
+    const int64_t rows = hr > 0 ? hr : p.rows;
+    const float scale = float(std::sqrt(std::max(1.0, double(rows) / double(p.cols))));
+    for (int64_t j = 0; j < sz; ++j) D[i][j] *= scale;
+  }
+}
+
+// -------------------------------------------------------------------- Shampoo
+void Shampoo::directions(Context &ctx, State &st, const Param *ps, size_t n, float *const *D) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    Workspace::Frame f(ctx.workspace());
+    const int64_t m = p.rows, k = p.cols;
+    const bool useL = m <= c_.max_precond_dim, useR = k <= c_.max_precond_dim;
+    const int64_t t = ++st.counter(key(p, tag(), "t"));
+    const bool refresh = (t - 1) % std::max(1, c_.precondition_frequency) == 0;
+    MatView G(const_cast<float *>(p.g), m, k);
+    auto side = [&](bool left, const char *acc, const char *root) -> MatView {
+      const int64_t s = left ? m : k;
+      MatView A(st.buffer(key(p, tag(), acc), {s, s}), s, s);
+      MatView Rt(st.buffer(key(p, tag(), root), {s, s}), s, s);
+      gram(ctx, !left, 1.f, G, c_.beta2, A); // L += G G^T  or  R += G^T G
+      if (refresh) {
+        if (c_.root == RootMethod::Eig) sym_pow_eig(ctx, A, -1.0 / c_.exponent, c_.eps, Rt, c_.fn);
+        else inv_root_newton(ctx, A, c_.exponent, c_.eps, Rt);
+      }
+      return Rt;
+    };
+    MatView out(D[i], m, k);
+    if (useL && useR) {
+      MatView Lr = side(true, "L", "L_root"), Rr = side(false, "R", "R_root");
+      MatView T = f.mat(m, k);
+      gemm(ctx, false, false, 1.f, Lr, G, 0.f, T);
+      gemm(ctx, false, false, 1.f, T, Rr, 0.f, out);
+    } else if (useL) {
+      gemm(ctx, false, false, 1.f, side(true, "L", "L_root"), G, 0.f, out);
+    } else if (useR) {
+      gemm(ctx, false, false, 1.f, G, side(false, "R", "R_root"), 0.f, out);
+    } else {
+      std::memcpy(out.data, G.data, sizeof(float) * size_t(m * k));
+    }
+  }
+}
+
+// ------------------------------------------------------------------- Lau & Su
+const char *to_string(LauSuKind k) {
+  switch (k) {
+  case LauSuKind::Polar: return "polar";
+  case LauSuKind::Row: return "row";
+  case LauSuKind::Col: return "col";
+  case LauSuKind::CenteredRow: return "centered_row";
+  case LauSuKind::Hybrid: return "hybrid";
+  case LauSuKind::OneSidedSpectral: return "one_sided_spectral";
+  case LauSuKind::LeftSpectralCentered: return "left_spectral_centered";
+  }
+  return "?";
+}
+
+namespace {
+void rowscale(const MatView &X, const MatView &Y, float eps) {
+  for (int64_t i = 0; i < X.rows; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < X.cols; ++j) s += double(X(i, j)) * X(i, j);
+    const float inv = float(1.0 / (std::sqrt(s) + eps));
+    for (int64_t j = 0; j < X.cols; ++j) Y(i, j) = X(i, j) * inv;
+  }
+}
+void center_rows(const MatView &X) { // subtract the mean row
+  for (int64_t j = 0; j < X.cols; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < X.rows; ++i) s += X(i, j);
+    const float mu = float(s / double(std::max<int64_t>(X.rows, 1)));
+    for (int64_t i = 0; i < X.rows; ++i) X(i, j) -= mu;
+  }
+}
+double dot(const MatView &A, const MatView &B) {
+  double s = 0;
+  for (int64_t i = 0; i < A.rows; ++i)
+    for (int64_t j = 0; j < A.cols; ++j) s += double(A(i, j)) * B(i, j);
+  return s;
+}
+void scale(const MatView &A, double a) {
+  for (int64_t i = 0; i < A.rows; ++i)
+    for (int64_t j = 0; j < A.cols; ++j) A(i, j) = float(A(i, j) * a);
+}
+} // namespace
+
+void LauSu::direction_of(Context &ctx, LauSuKind k, const LauSuConfig &c, const MatView &M, const MatView &D) {
+  Workspace::Frame f(ctx.workspace());
+  const int64_t m = M.rows, n = M.cols;
+  switch (k) {
+  case LauSuKind::Polar:
+    polar_maybe_heads(ctx, M, D, c.polar, c.head_rows);
+    return;
+  case LauSuKind::Row:
+    rowscale(M, D, c.eps);
+    return;
+  case LauSuKind::Col: {
+    MatView T = f.mat(n, m), U = f.mat(n, m);
+    transpose(M, T);
+    rowscale(T, U, c.eps);
+    transpose(U, D);
+    return;
+  }
+  case LauSuKind::CenteredRow: {
+    MatView T = f.mat(m, n);
+    for (int64_t i = 0; i < m; ++i) std::memcpy(&T(i, 0), &M(i, 0), sizeof(float) * size_t(n));
+    center_rows(T);
+    rowscale(T, D, c.eps);
+    center_rows(D);
+    return;
+  }
+  case LauSuKind::Hybrid:
+  case LauSuKind::OneSidedSpectral: {
+    MatView X = f.mat(m, n);
+    if (k == LauSuKind::Hybrid) rowscale(M, X, c.eps);
+    else
+      for (int64_t i = 0; i < m; ++i) std::memcpy(&X(i, 0), &M(i, 0), sizeof(float) * size_t(n));
+    polar(ctx, X, D, c.polar);
+    if (c.nuclear_scale) scale(D, dot(X, D));
+    return;
+  }
+  case LauSuKind::LeftSpectralCentered: {
+    MatView Mc = f.mat(m, n), C = f.mat(m, m);
+    for (int64_t i = 0; i < m; ++i) std::memcpy(&Mc(i, 0), &M(i, 0), sizeof(float) * size_t(n));
+    center_rows(Mc);
+    gram(ctx, false, 1.f, Mc, 0.f, C);
+    sym_pow_eig(ctx, C, -0.5, c.eps, C, c.polar.fn);
+    gemm(ctx, false, false, 1.f, C, Mc, 0.f, D);
+    if (c.nuclear_scale) scale(D, dot(Mc, D));
+    center_rows(D);
+    return;
+  }
+  }
+}
+
+void LauSu::directions(Context &ctx, State &st, const Param *ps, size_t n, float *const *D) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    Workspace::Frame f(ctx.workspace());
+    const int64_t sz = p.size();
+    float *M = st.buffer(key(p, tag(), "momentum"), {p.rows, p.cols});
+    ++st.counter(key(p, tag(), "t"));
+    float *U = f.floats(size_t(sz));
+    for (int64_t j = 0; j < sz; ++j) {
+      M[j] = c_.beta * M[j] + (1.f - c_.beta) * p.g[j];
+      U[j] = c_.nesterov ? p.g[j] + c_.beta * (M[j] - p.g[j]) : M[j];
+    }
+    direction_of(ctx, k_, c_, MatView(U, p.rows, p.cols), MatView(D[i], p.rows, p.cols));
+  }
+}
+
+} // namespace symoc::rt
