@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""The committed fixtures are what models/export_fixtures.py and models/make_expected.py
+produce: regenerate both into a temporary folder and compare with models/.
+
+  * every export passes export_fixtures.check (parameters are named initializers with the
+    torch shapes, no Dropout, under 1 MB);
+  * the regenerated expected/*.json equal the committed ones;
+  * the regenerated .onnx files are byte-identical to the committed ones (only with torch
+    1.13 and onnx 1.12, the versions they were exported with; otherwise that part is skipped);
+  * exporting twice gives identical bytes (determinism).
+Exit 77 (skipped) when torch or onnx is missing.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import onnx
+    import torch
+except ImportError as ex:
+    print("skipped: %s" % ex)
+    sys.exit(77)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = os.path.join(ROOT, "models")
+sys.path.insert(0, MODELS)
+import export_fixtures as ef  # noqa: E402
+
+
+def main():
+    errors = []
+    same_versions = torch.__version__.startswith("1.13") and onnx.__version__.startswith("1.12")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in sorted(ef.FIXTURES):
+            model, proto = ef.export(name)
+            for p in ef.check(name, model, proto):
+                errors.append("%s: %s" % (name, p))
+            data = proto.SerializeToString()
+            if ef.export(name)[1].SerializeToString() != data:
+                errors.append("%s: two exports differ (not deterministic)" % name)
+            path = os.path.join(MODELS, name + ".onnx")
+            if not os.path.exists(path):
+                errors.append("%s: %s is missing" % (name, path))
+            elif same_versions:
+                with open(path, "rb") as f:
+                    if f.read() != data:
+                        errors.append("%s: committed file differs from a fresh export; rerun "
+                                      "models/export_fixtures.py" % name)
+        out = os.path.join(tmp, "expected")
+        r = subprocess.run([sys.executable, os.path.join(MODELS, "make_expected.py"), "--out", out],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            errors.append("make_expected.py failed: %s" % r.stderr.strip().splitlines()[-1:])
+        else:
+            for name in sorted(ef.FIXTURES):
+                a = os.path.join(out, name + ".json")
+                b = os.path.join(MODELS, "expected", name + ".json")
+                if not os.path.exists(b) or open(a).read() != open(b).read():
+                    errors.append("%s: models/expected/%s.json is not what make_expected.py "
+                                  "writes; rerun it" % (name, name))
+    for e in errors:
+        print("FAIL: " + e)
+    print("%d fixtures: exports checked%s, expected files compared: %s" % (
+        len(ef.FIXTURES), " and byte-compared" if same_versions else
+        " (byte comparison skipped: torch %s, onnx %s)" % (torch.__version__, onnx.__version__),
+        "%d failure(s)" % len(errors) if errors else "ok"))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
