@@ -68,8 +68,13 @@ Side make_side(Workspace::Frame &f, Group g, const HeadSpec &h, int64_t n, const
     }
     if (h.outer != Group::Trivial) throw Error(std::string("symo: ") + which + " heads: outer group must be 1 or S");
     if (h.inner == Group::Trivial) return s;
+    // Per-head S would make the heads' mean lines H copies of the trivial representation:
+    // one multiplicity space needing an H-dimensional matrix, not per-head scalars.
+    if (h.inner == Group::S && h.heads > 1)
+      throw Error(std::string("symo: ") + which + " heads with inner S are not supported (the per-head mean lines "
+                  "couple); use S or B on the whole space, or inner B/O");
     if (ortho) runs(h.heads, dh, false);
-    else if (h.inner == Group::S) runs(h.heads, dh, true);
+    else if (h.inner == Group::S) runs(1, n, true);
     else runs(n, 1, false); // Z2 inside each head is Z2 on the whole space
     return s;
   }
