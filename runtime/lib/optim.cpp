@@ -6,10 +6,12 @@
 
 namespace symoc::rt {
 
-namespace {
-std::string key(const Param &p, const std::string &tag, const char *what) {
-  return std::string(p.name) + "/" + tag + "." + what;
+Key Rule::key(const Param &p, const char *what) const {
+  if (tag_cache_.empty()) tag_cache_ = "/" + tag() + ".";
+  return Key(p.name, tag_cache_, what);
 }
+
+namespace {
 // Parallel elementwise loops only pay off on large blocks (2 cores shared with BLAS).
 constexpr int64_t kParMin = 1 << 16;
 } // namespace
@@ -45,7 +47,7 @@ void Rule::step(Context &ctx, State &st, const Param *ps, size_t n, float lr) {
   size_t nlive = 0;
   for (size_t i = 0; i < n; ++i) {
     if (skip[i]) {
-      ++st.counter(std::string(ps[i].name) + "/nonfinite_skips");
+      ++st.counter(Key(ps[i].name, "/nonfinite_skips"));
       ++ctx.stats().skipped_nonfinite;
       continue;
     }
@@ -75,8 +77,8 @@ void SGD::directions(Context &, State &st, const Param *ps, size_t n, float *con
     float *d = D[i];
     for (int64_t j = 0; j < sz; ++j) d[j] = p.g[j] + c_.weight_decay * p.w[j];
     if (c_.momentum == 0.f) continue;
-    int64_t &t = st.counter(key(p, tag(), "t"));
-    float *buf = st.buffer(key(p, tag(), "momentum"), {p.rows, p.cols});
+    int64_t &t = st.counter(key(p, "t"));
+    float *buf = st.buffer(key(p, "momentum"), {p.rows, p.cols});
     if (t++ == 0) std::memcpy(buf, d, sizeof(float) * size_t(sz)); // torch: first buf = d_p
     else
       for (int64_t j = 0; j < sz; ++j) buf[j] = buf[j] * c_.momentum + (1.f - c_.dampening) * d[j];
@@ -92,9 +94,9 @@ void Adam::directions(Context &, State &st, const Param *ps, size_t n, float *co
   for (size_t i = 0; i < n; ++i) {
     const Param &p = ps[i];
     const int64_t sz = p.size();
-    const int64_t t = ++st.counter(key(p, tag(), "t"));
-    float *m = st.buffer(key(p, tag(), "m"), {p.rows, p.cols});
-    float *v = st.buffer(key(p, tag(), "v"), {p.rows, p.cols});
+    const int64_t t = ++st.counter(key(p, "t"));
+    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, "v"), {p.rows, p.cols});
     const float l2 = c_.decoupled ? 0.f : c_.weight_decay;
     const float b1 = c_.beta1, b2 = c_.beta2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = c_.eps;
     // Bias corrections in double, as torch computes them in Python floats.
@@ -121,9 +123,9 @@ void AdamMini::directions(Context &, State &st, const Param *ps, size_t n, float
       throw Error(std::string("adam-mini: block '") + p.name + "' has " + std::to_string(p.rows) +
                   " rows, not a multiple of group_rows " + std::to_string(gr));
     const int64_t ngroups = p.rows / gr, glen = gr * p.cols;
-    const int64_t t = ++st.counter(key(p, tag(), "t"));
-    float *m = st.buffer(key(p, tag(), "m"), {p.rows, p.cols});
-    float *v = st.buffer(key(p, tag(), "v"), {ngroups, 1});
+    const int64_t t = ++st.counter(key(p, "t"));
+    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, "v"), {ngroups, 1});
     const double bc1 = 1.0 - std::pow(double(c_.beta1), double(t));
     const double bc2 = 1.0 - std::pow(double(c_.beta2), double(t));
     for (int64_t k = 0; k < ngroups; ++k) {
@@ -160,8 +162,8 @@ void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     const Param &p = ps[i];
     Workspace::Frame f(ctx.workspace());
     const int64_t sz = p.size();
-    float *M = st.buffer(key(p, tag(), "momentum"), {p.rows, p.cols});
-    ++st.counter(key(p, tag(), "t"));
+    float *M = st.buffer(key(p, "momentum"), {p.rows, p.cols});
+    ++st.counter(key(p, "t"));
     float *U = f.floats(size_t(sz));
     const float w = 1.f - c_.beta, beta = c_.beta;
     for (int64_t j = 0; j < sz; ++j) {
@@ -183,13 +185,13 @@ void Shampoo::directions(Context &ctx, State &st, const Param *ps, size_t n, flo
     Workspace::Frame f(ctx.workspace());
     const int64_t m = p.rows, k = p.cols;
     const bool useL = m <= c_.max_precond_dim, useR = k <= c_.max_precond_dim;
-    const int64_t t = ++st.counter(key(p, tag(), "t"));
+    const int64_t t = ++st.counter(key(p, "t"));
     const bool refresh = (t - 1) % std::max(1, c_.precondition_frequency) == 0;
     MatView G(const_cast<float *>(p.g), m, k);
     auto side = [&](bool left, const char *acc, const char *root) -> MatView {
       const int64_t s = left ? m : k;
-      MatView A(st.buffer(key(p, tag(), acc), {s, s}), s, s);
-      MatView Rt(st.buffer(key(p, tag(), root), {s, s}), s, s);
+      MatView A(st.buffer(key(p, acc), {s, s}), s, s);
+      MatView Rt(st.buffer(key(p, root), {s, s}), s, s);
       gram(ctx, !left, 1.f, G, c_.beta2, A); // L += G G^T  or  R += G^T G
       if (refresh) {
         if (c_.root == RootMethod::Eig) sym_pow_eig(ctx, A, -1.0 / c_.exponent, c_.eps, Rt, c_.fn);
@@ -310,8 +312,8 @@ void LauSu::directions(Context &ctx, State &st, const Param *ps, size_t n, float
     const Param &p = ps[i];
     Workspace::Frame f(ctx.workspace());
     const int64_t sz = p.size();
-    float *M = st.buffer(key(p, tag(), "momentum"), {p.rows, p.cols});
-    ++st.counter(key(p, tag(), "t"));
+    float *M = st.buffer(key(p, "momentum"), {p.rows, p.cols});
+    ++st.counter(key(p, "t"));
     float *U = f.floats(size_t(sz));
     for (int64_t j = 0; j < sz; ++j) {
       M[j] = c_.beta * M[j] + (1.f - c_.beta) * p.g[j];

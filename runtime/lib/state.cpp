@@ -1,5 +1,6 @@
 #include "symoc/runtime/state.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -23,6 +24,24 @@ uint32_t crc32(const void *data, size_t n, uint32_t crc) {
   return ~crc;
 }
 
+std::string Key::str() const {
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.append(part[i].data(), part[i].size());
+  return s;
+}
+
+int KeyLess::compare(const std::string &s, const Key &k) {
+  size_t pos = 0;
+  for (size_t i = 0; i < k.n; ++i)
+    for (char c : k.part[i]) {
+      if (pos == s.size()) return -1;
+      const auto a = static_cast<unsigned char>(s[pos]), b = static_cast<unsigned char>(c);
+      if (a != b) return a < b ? -1 : 1;
+      ++pos;
+    }
+  return pos == s.size() ? 0 : 1;
+}
+
 State::State(std::string fingerprint) : fingerprint_(std::move(fingerprint)) {}
 
 namespace {
@@ -33,21 +52,24 @@ std::string shape_str(const std::vector<int64_t> &s) {
 }
 } // namespace
 
-float *State::buffer(const std::string &name, const std::vector<int64_t> &shape) {
-  auto it = buffers_.find(name);
+float *State::buffer(const Key &key, const int64_t *dims, size_t ndim) {
+  auto it = buffers_.find(key);
   if (it != buffers_.end()) {
-    if (it->second.shape != shape)
-      throw Error("state buffer '" + name + "' has shape " + shape_str(it->second.shape) +
-                  " but the step needs " + shape_str(shape) + " (state from a different model or plan?)");
+    const std::string &name = it->first;
+    const auto &have = it->second.shape;
+    if (have.size() != ndim || !std::equal(have.begin(), have.end(), dims))
+      throw Error("state buffer '" + name + "' has shape " + shape_str(have) + " but the step needs " +
+                  shape_str(std::vector<int64_t>(dims, dims + ndim)) + " (state from a different model or plan?)");
     return it->second.data.data();
   }
+  const std::string name = key.str();
   int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) throw Error("state buffer '" + name + "': negative dimension");
-    n *= d;
+  for (size_t k = 0; k < ndim; ++k) {
+    if (dims[k] < 0) throw Error("state buffer '" + name + "': negative dimension");
+    n *= dims[k];
   }
   Buffer b;
-  b.shape = shape;
+  b.shape.assign(dims, dims + ndim);
   b.data.assign(size_t(n), 0.f);
   ++allocations_;
   return buffers_.emplace(name, std::move(b)).first->second.data.data();
@@ -65,11 +87,11 @@ const float *State::data(const std::string &name) const {
   return it->second.data.data();
 }
 
-int64_t &State::counter(const std::string &name) {
+int64_t &State::counter(const Key &name) {
   auto it = counters_.find(name);
   if (it != counters_.end()) return it->second;
   ++allocations_;
-  return counters_.emplace(name, 0).first->second;
+  return counters_.emplace(name.str(), 0).first->second;
 }
 
 int64_t State::counter_value(const std::string &name) const {

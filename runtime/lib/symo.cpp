@@ -28,6 +28,13 @@ Group parse_group(const std::string &s) {
 
 namespace {
 
+// "<name><suffix>" prefix of a block's Symo state keys.
+struct KeyBase {
+  std::string_view name, suffix;
+  Key k(const char *what) const { return Key(name, suffix, what); }
+  std::string str() const { return std::string(name) + std::string(suffix); }
+};
+
 // A run of coordinates of one side carrying either one component (the identity on the
 // run: B/O on it, or one Z2 coordinate) or two (S on the run: mean line + centred part).
 struct Range {
@@ -140,11 +147,11 @@ double bias_corr(const SymoConfig &c, int64_t t) {
 }
 
 // Both sides non-trivial: one scalar per component pair.
-void two_sided(Context &ctx, State &st, const std::string &key, const SymoConfig &c, int64_t t, const Side &L,
+void two_sided(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t, const Side &L,
                const Side &R, const MatView &G, const MatView &U, const MatView &D) {
   Workspace::Frame f(ctx.workspace());
   const int64_t npairs = L.comps() * R.comps();
-  float *s = st.buffer(key + ".s", {npairs});
+  float *s = st.buffer(key.k(".s"), {npairs});
   double *rowbuf = f.doubles(size_t(G.rows)), *colbuf = f.doubles(size_t(G.cols));
   double *coef = f.doubles(size_t(npairs));
   const double bc = bias_corr(c, t);
@@ -194,14 +201,14 @@ void two_sided(Context &ctx, State &st, const std::string &key, const SymoConfig
 }
 
 // Left side non-trivial, right side trivial: S = sum_a C_a (x) P_a, C_a n x n.
-void one_sided_left(Context &ctx, State &st, const std::string &key, const SymoConfig &c, int64_t t,
+void one_sided_left(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t,
                     const Side &L, const MatView &G, const MatView &U, const MatView &D) {
   Workspace::Frame f(ctx.workspace());
   const int64_t n = G.cols, ncomp = L.comps();
   if (n > c.max_dense)
-    throw Error("symo: block '" + key + "' needs " + std::to_string(n) + "x" + std::to_string(n) +
+    throw Error("symo: block '" + key.str() + "' needs " + std::to_string(n) + "x" + std::to_string(n) +
                 " matrices, above max_dense " + std::to_string(c.max_dense) + " (pick a larger group for it)");
-  float *Cbase = st.buffer(key + ".C", {ncomp, n, n});
+  float *Cbase = st.buffer(key.k(".C"), {ncomp, n, n});
   const double bc = bias_corr(c, t);
   MatView H = f.mat(n, n), mrow = f.mat(1, n), mout = f.mat(1, n);
   int64_t comp = 0;
@@ -256,14 +263,14 @@ void one_sided_left(Context &ctx, State &st, const std::string &key, const SymoC
 }
 
 // 1 x 1: the full second moment of vec(G).
-void dense(Context &ctx, State &st, const std::string &key, const SymoConfig &c, int64_t t, const MatView &G,
+void dense(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t, const MatView &G,
            const MatView &U, const MatView &D) {
   const int64_t N = G.rows * G.cols;
   if (N > c.max_dense)
-    throw Error("symo: block '" + key + "' with group 1 x 1 needs a " + std::to_string(N) + "x" + std::to_string(N) +
+    throw Error("symo: block '" + key.str() + "' with group 1 x 1 needs a " + std::to_string(N) + "x" + std::to_string(N) +
                 " matrix, above max_dense " + std::to_string(c.max_dense));
   Workspace::Frame f(ctx.workspace());
-  MatView S(st.buffer(key + ".S", {N, N}), N, N), H = f.mat(N, N);
+  MatView S(st.buffer(key.k(".S"), {N, N}), N, N), H = f.mat(N, N);
   MatView g(G.data, N, 1), u(U.data, N, 1), d(D.data, N, 1);
   gram(ctx, false, 1.f - c.beta2, g, c.beta2, S);
   const double bc = bias_corr(c, t);
@@ -273,7 +280,7 @@ void dense(Context &ctx, State &st, const std::string &key, const SymoConfig &c,
 }
 
 // The structured step for one matrix G (preconditioner statistics) applied to U.
-void symo_matrix(Context &ctx, State &st, const std::string &key, const SymoConfig &c, int64_t t, const MatView &G,
+void symo_matrix(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t, const MatView &G,
                  const MatView &U, const MatView &D) {
   Workspace::Frame f(ctx.workspace());
   Side L = make_side(f, c.left, c.left_heads, G.rows, "left");
@@ -298,11 +305,11 @@ void Symo::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
   for (size_t i = 0; i < n; ++i) {
     const Param &p = ps[i];
     Workspace::Frame f(ctx.workspace());
-    const std::string key = std::string(p.name) + "/symo";
-    const int64_t t = ++st.counter(key + ".t");
+    const KeyBase key{p.name, "/symo"};
+    const int64_t t = ++st.counter(key.k(".t"));
     MatView G(const_cast<float *>(p.g), p.rows, p.cols), U = G;
     if (c_.beta1 > 0) { // momentum, bias-corrected, preconditioned by the gradient's statistics
-      float *M = st.buffer(key + ".m", {p.rows, p.cols});
+      float *M = st.buffer(key.k(".m"), {p.rows, p.cols});
       U = f.mat(p.rows, p.cols);
       const float bc1 = float(1.0 - std::pow(double(c_.beta1), double(t)));
       for (int64_t j = 0; j < p.size(); ++j) {
@@ -329,7 +336,6 @@ SymoCoupled::SymoCoupled(Group shared, std::vector<CoupledMember> members, SymoC
 void SymoCoupled::directions(Context &ctx, State &st, const Param *ps, size_t n, float *const *D) {
   Workspace::Frame f(ctx.workspace());
   int64_t shared = -1, total = 0;
-  std::string key;
   for (auto &m : members_) {
     if (m.index >= n) throw Error("symo coupled: member index " + std::to_string(m.index) + " out of range");
     const Param &p = ps[m.index];
@@ -339,12 +345,12 @@ void SymoCoupled::directions(Context &ctx, State &st, const Param *ps, size_t n,
                   ", expected " + std::to_string(shared));
     shared = s;
     total += m.axis == 0 ? p.cols : p.rows;
-    key += (key.empty() ? "" : "+") + std::string(p.name);
   }
-  key += "/symo_coupled";
+  // Keyed by the first member's name (the group's state lives with it).
+  const KeyBase key{ps[members_[0].index].name, "/symo_coupled"};
   for (size_t i = 0; i < n; ++i) // params that are not members get no update
     std::memset(D[i], 0, sizeof(float) * size_t(ps[i].size()));
-  const int64_t t = ++st.counter(key + ".t");
+  const int64_t t = ++st.counter(key.k(".t"));
   MatView Z = f.mat(shared, total), DZ = f.mat(shared, total);
   int64_t off = 0;
   for (auto &m : members_) {

@@ -49,6 +49,13 @@ public:
   virtual bool coupled() const { return false; }
 
   NonFinitePolicy nonfinite = NonFinitePolicy::Skip;
+
+protected:
+  // "<param>/<tag>.<what>" without building a string (tag() cached on first use).
+  Key key(const Param &p, const char *what) const;
+
+private:
+  mutable std::string tag_cache_;
 };
 
 // ----------------------------------------------------------------- reference steps

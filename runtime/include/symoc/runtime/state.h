@@ -5,9 +5,33 @@
 
 #include "symoc/runtime/core.h"
 
+#include <initializer_list>
 #include <map>
+#include <string_view>
 
 namespace symoc::rt {
+
+// A state key given as parts ("fc1.weight", "/adam.", "m") whose concatenation is the
+// name: looking it up builds no string, so steady-state steps allocate nothing.
+struct Key {
+  std::string_view part[4];
+  size_t n = 0;
+  Key(std::string_view a) : part{a}, n(1) {}
+  Key(const std::string &a) : part{a}, n(1) {}
+  Key(const char *a) : part{a}, n(1) {}
+  Key(std::string_view a, std::string_view b, std::string_view c = {}, std::string_view d = {})
+      : part{a, b, c, d}, n(4) {}
+  std::string str() const;
+};
+
+// Orders std::string and Key by their concatenated text (for heterogeneous map lookup).
+struct KeyLess {
+  using is_transparent = void;
+  static int compare(const std::string &s, const Key &k);
+  bool operator()(const std::string &a, const std::string &b) const { return a < b; }
+  bool operator()(const std::string &a, const Key &b) const { return compare(a, b) < 0; }
+  bool operator()(const Key &a, const std::string &b) const { return compare(b, a) > 0; }
+};
 
 class State {
 public:
@@ -21,14 +45,21 @@ public:
 
   // The named buffer, zero-filled on first use; a later request with another shape throws
   // an Error naming the buffer (typically: state loaded for a different model or plan).
-  float *buffer(const std::string &name, const std::vector<int64_t> &shape);
+  float *buffer(const Key &name, std::initializer_list<int64_t> shape) {
+    return buffer(name, shape.begin(), shape.size());
+  }
+  float *buffer(const Key &name, const std::vector<int64_t> &shape) {
+    return buffer(name, shape.data(), shape.size());
+  }
+  // Looking up an existing buffer allocates nothing (steps after the first stay allocation-free).
+  float *buffer(const Key &name, const int64_t *dims, size_t ndim);
   bool has_buffer(const std::string &name) const { return buffers_.count(name) != 0; }
   const std::vector<int64_t> &shape(const std::string &name) const;
   // Read-only access for tests and tools; throws if absent.
   const float *data(const std::string &name) const;
 
   // Named int64 counters (step counts, skip counts), created at 0.
-  int64_t &counter(const std::string &name);
+  int64_t &counter(const Key &name);
   int64_t counter_value(const std::string &name) const; // 0 when absent
 
   std::vector<std::string> buffer_names() const;
@@ -46,8 +77,8 @@ private:
     std::vector<float> data;
   };
   std::string fingerprint_;
-  std::map<std::string, Buffer> buffers_;
-  std::map<std::string, int64_t> counters_;
+  std::map<std::string, Buffer, KeyLess> buffers_;
+  std::map<std::string, int64_t, KeyLess> counters_;
   size_t allocations_ = 0;
 };
 
