@@ -1,0 +1,75 @@
+//===- Verify.h - Numerical check of claimed weight-space symmetries -*- C++ -*-===//
+//
+// For every claim of a `symoc.symmetry/1` document (docs/symmetry-schema.md),
+// draws random group elements with a seeded RNG, transforms the initializers
+// the claim's members name, runs the model with the reference evaluator on
+// random inputs, and compares the outputs with the untransformed model:
+//   rel err = ||y' - y|| / ||y||  (all float outputs together, float64).
+// A claim passes when the largest rel err over the trials is within the
+// tolerance (exact claims: 1e-9; "exact": false: 1e-3). Each run also checks a
+// negative control (a deliberately wrong transform) that must fail; if it
+// passes, the run fails.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SYMOC_VERIFY_VERIFY_H
+#define SYMOC_VERIFY_VERIFY_H
+
+#include <nlohmann/json.hpp>
+#include <onnx/onnx_pb.h>
+
+#include <cstdint>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace symoc {
+
+struct VerifyOptions {
+  uint64_t seed = 0;
+  int trials = 3;
+  /// Sizes for symbolic input dimensions (dim_param name -> size).
+  std::map<std::string, int64_t> dims;
+  double exactTol = 1e-9;
+  /// For "exact": false claims (normalization epsilon makes them approximate).
+  double approxTol = 1e-3;
+  /// Name of the claims document in error messages (a file name, "analysis").
+  std::string claimsName = "claims";
+};
+
+struct ClaimResult {
+  std::string id, kind, description, note;
+  bool exact = true;
+  bool pass = false;
+  double maxRelErr = 0, tol = 0;
+  int trials = 0;
+};
+
+struct VerifyReport {
+  std::string model;
+  uint64_t seed = 0;
+  int trials = 0;
+  std::vector<ClaimResult> claims;
+  /// The negative control: a wrong transform that must FAIL (pass == false).
+  bool controlRan = false;
+  ClaimResult control;
+  /// Every claim passes and the control fails.
+  bool ok() const;
+};
+
+/// Checks every entry of claims["claims"]. Throws symoc::Error (one line naming
+/// the model or claims file) for unreadable weights, NaN/Inf weights, members
+/// that do not fit their initializers, inputs whose sizes are unknown, or a
+/// model the evaluator cannot run.
+VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
+                    const nlohmann::json &claims, const VerifyOptions &options);
+
+nlohmann::json toJson(const VerifyReport &report);
+
+/// One line per claim ("PASS c3 linear S(128) relu hidden  rel err 3.1e-16 <= 1e-9"),
+/// the control line, and a summary line.
+void printReport(const VerifyReport &report, std::ostream &os);
+
+} // namespace symoc
+
+#endif // SYMOC_VERIFY_VERIFY_H

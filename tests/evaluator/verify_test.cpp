@@ -1,0 +1,426 @@
+//===- verify_test.cpp - The verify engine on hand-made and fixture models ===//
+#include "symoc/ModelIO/ModelIO.h"
+#include "symoc/Verify/Verify.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <random>
+
+using namespace symoc;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- building small models with the protobuf API ----
+
+struct Builder {
+  onnx::ModelProto m;
+  std::mt19937 rng{7};
+  Builder(int opset = 17) {
+    m.set_ir_version(8);
+    auto *o = m.add_opset_import();
+    o->set_domain("");
+    o->set_version(opset);
+    m.mutable_graph()->set_name("g");
+  }
+  onnx::GraphProto &g() { return *m.mutable_graph(); }
+  void input(const std::string &name, std::vector<int64_t> dims, int type = 1,
+             const std::string &symbolic = "") {
+    auto *vi = g().add_input();
+    vi->set_name(name);
+    auto *tt = vi->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(type);
+    auto *sh = tt->mutable_shape();
+    for (int64_t d : dims) {
+      auto *dim = sh->add_dim();
+      if (d > 0)
+        dim->set_dim_value(d);
+      else
+        dim->set_dim_param(symbolic);
+    }
+  }
+  void output(const std::string &name) {
+    auto *vi = g().add_output();
+    vi->set_name(name);
+    vi->mutable_type()->mutable_tensor_type()->set_elem_type(1);
+  }
+  // Random float initializer (entries N(0,1)).
+  onnx::TensorProto &init(const std::string &name, std::vector<int64_t> dims) {
+    auto *t = g().add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    int64_t n = 1;
+    for (int64_t d : dims) {
+      t->add_dims(d);
+      n *= d;
+    }
+    std::normal_distribution<float> nd;
+    for (int64_t i = 0; i < n; ++i)
+      t->add_float_data(nd(rng));
+    return *t;
+  }
+  onnx::NodeProto &node(const std::string &op, std::vector<std::string> ins,
+                        std::vector<std::string> outs) {
+    auto *n = g().add_node();
+    n->set_op_type(op);
+    n->set_name(outs[0] + "_node");
+    for (auto &i : ins) n->add_input(i);
+    for (auto &o : outs) n->add_output(o);
+    return *n;
+  }
+  static void attrInt(onnx::NodeProto &n, const std::string &name, int64_t v) {
+    auto *a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+  }
+};
+
+// x[4,6] -> Gemm(W1[8,6], b1) -> act -> Gemm(W2[3,8], b2) -> y
+onnx::ModelProto mlp(const std::string &act) {
+  Builder b;
+  b.input("x", {4, 6});
+  b.init("W1", {8, 6});
+  b.init("b1", {8});
+  b.init("W2", {3, 8});
+  b.init("b2", {3});
+  Builder::attrInt(b.node("Gemm", {"x", "W1", "b1"}, {"h"}), "transB", 1);
+  b.node(act, {"h"}, {"a"});
+  Builder::attrInt(b.node("Gemm", {"a", "W2", "b2"}, {"y"}), "transB", 1);
+  b.output("y");
+  return b.m;
+}
+
+json member(const std::string &init, int axis, const std::string &var, int extent = 8) {
+  return {{"initializer", init}, {"axis", axis}, {"offset", 0},
+          {"extent", extent},    {"stride", 1},  {"variance", var}};
+}
+
+json hiddenClaim(const std::string &id, const std::string &group) {
+  return {{"id", id},
+          {"kind", "linear"},
+          {"space", "s1"},
+          {"n", 8},
+          {"group", {{"name", group}}},
+          {"exact", true},
+          {"members", {member("W1", 0, "out"), member("b1", 0, "out"), member("W2", 1, "in")}},
+          {"note", "hidden"}};
+}
+
+json doc(std::vector<json> claims) {
+  return {{"schema", "symoc.symmetry/1"}, {"claims", claims}};
+}
+
+VerifyReport run(const onnx::ModelProto &m, const json &d, VerifyOptions o = {}) {
+  return verify(m, "test.onnx", d, o);
+}
+
+} // namespace
+
+TEST(Verify, ReluMlpPermutationAndScalingPass) {
+  auto m = mlp("Relu");
+  auto r = run(m, doc({hiddenClaim("c1", "S"), hiddenClaim("c2", "Scale+")}));
+  ASSERT_EQ(r.claims.size(), 2u);
+  for (const auto &c : r.claims) {
+    EXPECT_TRUE(c.pass) << c.id << " rel err " << c.maxRelErr;
+    EXPECT_LE(c.maxRelErr, 1e-12);
+    EXPECT_EQ(c.trials, 3);
+  }
+  ASSERT_TRUE(r.controlRan);
+  EXPECT_FALSE(r.control.pass) << "control rel err " << r.control.maxRelErr;
+  EXPECT_GT(r.control.maxRelErr, 1e-3);
+  EXPECT_TRUE(r.ok());
+}
+
+TEST(Verify, ReluIsNotOdd) {
+  auto r = run(mlp("Relu"), doc({hiddenClaim("c1", "B"), hiddenClaim("c2", "O"),
+                                 hiddenClaim("c3", "GL")}));
+  for (const auto &c : r.claims) {
+    EXPECT_FALSE(c.pass) << c.id;
+    EXPECT_GT(c.maxRelErr, 1e-3) << c.id;
+  }
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(Verify, TanhAllowsSignedPermutationsOnly) {
+  auto r = run(mlp("Tanh"), doc({hiddenClaim("c1", "B"), hiddenClaim("c2", "S"),
+                                 hiddenClaim("c3", "Scale+"), hiddenClaim("c4", "O")}));
+  EXPECT_TRUE(r.claims[0].pass);
+  EXPECT_TRUE(r.claims[1].pass);
+  EXPECT_FALSE(r.claims[2].pass);
+  EXPECT_FALSE(r.claims[3].pass);
+}
+
+TEST(Verify, LinearChainAllowsGL) {
+  auto r = run(mlp("Identity"), doc({hiddenClaim("c1", "GL"), hiddenClaim("c2", "O")}));
+  EXPECT_TRUE(r.claims[0].pass) << r.claims[0].maxRelErr;
+  EXPECT_TRUE(r.claims[1].pass) << r.claims[1].maxRelErr;
+  EXPECT_LE(r.claims[0].maxRelErr, 1e-12);
+}
+
+TEST(Verify, WrongMemberFails) {
+  // Bias left out: the permutation no longer commutes.
+  json c = hiddenClaim("c1", "S");
+  c["members"] = {member("W1", 0, "out"), member("W2", 1, "in")};
+  // W2 acted on with the wrong variance under scaling.
+  json d = hiddenClaim("c2", "Scale+");
+  d["members"][2]["variance"] = "out";
+  // Offset by one: members address different units.
+  json e = hiddenClaim("c3", "S");
+  e["members"][2]["offset"] = 1;
+  e["members"][2]["extent"] = 7;
+  e["n"] = 7;
+  e["members"][0]["extent"] = 7;
+  e["members"][1]["extent"] = 7;
+  auto r = run(mlp("Relu"), doc({c, d, e}));
+  for (const auto &x : r.claims)
+    EXPECT_FALSE(x.pass) << x.id;
+}
+
+TEST(Verify, SeedMakesRunsReproducible) {
+  auto m = mlp("Relu");
+  VerifyOptions o;
+  o.seed = 42;
+  o.trials = 2;
+  auto a = run(m, doc({hiddenClaim("c1", "B")}), o);
+  auto b = run(m, doc({hiddenClaim("c1", "B")}), o);
+  EXPECT_EQ(a.claims[0].maxRelErr, b.claims[0].maxRelErr);
+  o.seed = 43;
+  auto c = run(m, doc({hiddenClaim("c1", "B")}), o);
+  EXPECT_NE(a.claims[0].maxRelErr, c.claims[0].maxRelErr);
+}
+
+TEST(Verify, ShiftClaimComparesSoftmax) {
+  // logits = x W^T + b: adding v to every row of W and c to b shifts each
+  // logit row by a constant; softmax is unchanged, the raw logits are not.
+  Builder b;
+  b.input("x", {5, 4});
+  b.init("W", {7, 4});
+  b.init("bias", {7});
+  Builder::attrInt(b.node("Gemm", {"x", "W", "bias"}, {"logits"}), "transB", 1);
+  b.output("logits");
+  json shift = {{"id", "c1"},
+                {"kind", "shift"},
+                {"exact", true},
+                {"output", "logits"},
+                {"output_axis", -1},
+                {"members",
+                 {{{"initializer", "W"}, {"axis", 0}, {"role", "weight"}},
+                  {{"initializer", "bias"}, {"axis", 0}, {"role", "bias"}}}}};
+  json wrongAxis = shift;
+  wrongAxis["id"] = "c2";
+  wrongAxis["output_axis"] = 0; // softmax over the batch axis: not invariant
+  json asLinear = {{"id", "c3"}, {"kind", "scale"}, {"exact", true},
+                   {"members", {{{"initializer", "W"}}}}};
+  auto r = run(b.m, doc({shift, wrongAxis, asLinear}));
+  EXPECT_TRUE(r.claims[0].pass) << r.claims[0].maxRelErr;
+  EXPECT_FALSE(r.claims[1].pass);
+  EXPECT_FALSE(r.claims[2].pass);
+}
+
+TEST(Verify, LayerNormScaleIsApproximate) {
+  // x -> Gemm(W) -> LayerNormalization(no bias) : scaling W is absorbed up to eps.
+  Builder b;
+  b.input("x", {3, 5});
+  b.init("W", {6, 5});
+  b.init("g", {6});
+  b.init("beta", {6});
+  Builder::attrInt(b.node("Gemm", {"x", "W"}, {"h"}), "transB", 1);
+  b.node("LayerNormalization", {"h", "g", "beta"}, {"y"});
+  b.output("y");
+  json approx = {{"id", "c1"}, {"kind", "scale"}, {"exact", false},
+                 {"members", {{{"initializer", "W"}}}}};
+  json exact = approx;
+  exact["id"] = "c2";
+  exact["exact"] = true;
+  auto r = run(b.m, doc({approx, exact}));
+  EXPECT_TRUE(r.claims[0].pass) << r.claims[0].maxRelErr;
+  EXPECT_EQ(r.claims[0].tol, 1e-3);
+  EXPECT_GT(r.claims[0].maxRelErr, 1e-9); // eps makes it inexact
+  EXPECT_FALSE(r.claims[1].pass);
+}
+
+TEST(Verify, HeadsGroupPermutesWholeHeads) {
+  // y = x W1^T (8 = 2 heads x 4), then per head a ReLU: S on heads with
+  // per-head Scale+ inside... use inner "1"/outer "S" (passes) and inner "O"
+  // (fails through the ReLU).
+  auto m = mlp("Relu");
+  json heads = hiddenClaim("c1", "S");
+  heads["group"] = {{"name", "heads"}, {"heads", 2}, {"head_dim", 4}, {"outer", "S"},
+                    {"inner", "1"}};
+  json inner = heads;
+  inner["id"] = "c2";
+  inner["group"]["inner"] = "O";
+  auto r = run(m, doc({heads, inner}));
+  EXPECT_TRUE(r.claims[0].pass);
+  EXPECT_FALSE(r.claims[1].pass);
+}
+
+TEST(Verify, PrintsOneLinePerClaim) {
+  auto r = run(mlp("Relu"), doc({hiddenClaim("c3", "S")}));
+  std::ostringstream os;
+  printReport(r, os);
+  std::string s = os.str();
+  EXPECT_NE(s.find("PASS c3 linear S(8) hidden  rel err "), std::string::npos) << s;
+  EXPECT_NE(s.find("<= 1e-09"), std::string::npos) << s;
+  EXPECT_NE(s.find("CONTROL-FAILED(good)"), std::string::npos) << s;
+  json j = toJson(r);
+  EXPECT_EQ(j["claims"][0]["id"], "c3");
+  EXPECT_EQ(j["claims"][0]["pass"], true);
+  EXPECT_EQ(j["control"]["pass"], false);
+  EXPECT_EQ(j["ok"], true);
+}
+
+// ---- bad input: clear one-line errors ----
+
+static std::string errorOf(const std::function<void()> &f) {
+  try {
+    f();
+  } catch (const Error &e) {
+    return e.what();
+  } catch (const std::exception &e) {
+    return std::string("WRONG EXCEPTION TYPE: ") + e.what();
+  }
+  return "NO ERROR";
+}
+
+TEST(VerifyErrors, MemberDoesNotFit) {
+  auto m = mlp("Relu");
+  json c = hiddenClaim("c1", "S");
+  c["members"][0]["axis"] = 2;
+  std::string e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("claims: claim c1 member 0 (W1): axis 2 out of range for shape [8, 6]"),
+            std::string::npos) << e;
+  c = hiddenClaim("c1", "S");
+  c["members"][2]["initializer"] = "W3";
+  e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("no initializer or Constant of that name"), std::string::npos) << e;
+  c = hiddenClaim("c1", "S");
+  c["members"][1]["extent"] = 9;
+  e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("covers 9 coordinates, the claim has n = 8"), std::string::npos) << e;
+  c = hiddenClaim("c1", "S");
+  c["members"][1]["offset"] = 3;
+  e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("index 8 outside axis 0 of size 8"), std::string::npos) << e;
+  c = hiddenClaim("c1", "Q");
+  e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("unknown group 'Q'"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos);
+}
+
+TEST(VerifyErrors, NaNWeights) {
+  auto m = mlp("Relu");
+  m.mutable_graph()->mutable_initializer(1)->set_float_data(3, std::nanf(""));
+  std::string e = errorOf([&] { run(m, doc({hiddenClaim("c1", "S")})); });
+  EXPECT_EQ(e, "test.onnx: initializer 'b1' contains NaN: cannot verify");
+}
+
+TEST(VerifyErrors, MissingExternalData) {
+  auto m = mlp("Relu");
+  auto *t = m.mutable_graph()->mutable_initializer(0);
+  t->clear_float_data();
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto *kv = t->add_external_data();
+  kv->set_key("location");
+  kv->set_value("weights.bin");
+  fs::path dir = fs::temp_directory_path() / "symoc_verify_test";
+  fs::create_directories(dir);
+  std::string e = errorOf([&] {
+    verify(m, (dir / "m.onnx").string(), doc({hiddenClaim("c1", "S")}), {});
+  });
+  EXPECT_NE(e.find("m.onnx"), std::string::npos) << e;
+  EXPECT_NE(e.find("weights.bin"), std::string::npos) << e;
+}
+
+TEST(VerifyErrors, SymbolicDimNeedsASize) {
+  Builder b;
+  b.input("x", {0, 6}, 1, "batch");
+  b.init("W1", {8, 6});
+  b.init("b1", {8});
+  b.init("W2", {3, 8});
+  b.init("b2", {3});
+  Builder::attrInt(b.node("Gemm", {"x", "W1", "b1"}, {"h"}), "transB", 1);
+  b.node("Relu", {"h"}, {"a"});
+  Builder::attrInt(b.node("Gemm", {"a", "W2", "b2"}, {"y"}), "transB", 1);
+  b.output("y");
+  std::string e = errorOf([&] { run(b.m, doc({hiddenClaim("c1", "S")})); });
+  EXPECT_EQ(e, "test.onnx: graph input 'x' dimension 0 ('batch') is symbolic: give its size "
+               "with --dim batch=N");
+  VerifyOptions o;
+  o.dims["batch"] = 3;
+  EXPECT_TRUE(run(b.m, doc({hiddenClaim("c1", "S")}), o).ok());
+}
+
+TEST(VerifyErrors, UnsupportedOp) {
+  auto m = mlp("Relu");
+  m.mutable_graph()->mutable_node(1)->set_op_type("FancyAct");
+  std::string e = errorOf([&] { run(m, doc({hiddenClaim("c1", "S")})); });
+  EXPECT_NE(e.find("test.onnx"), std::string::npos) << e;
+  EXPECT_NE(e.find("FancyAct"), std::string::npos) << e;
+}
+
+TEST(VerifyErrors, MalformedDocument) {
+  auto m = mlp("Relu");
+  EXPECT_NE(errorOf([&] { run(m, json::array()); }).find("not a JSON object"), std::string::npos);
+  EXPECT_NE(errorOf([&] { run(m, json{{"schema", "x"}, {"claims", json::array()}}); })
+                .find("unknown schema"),
+            std::string::npos);
+  json c = hiddenClaim("c1", "S");
+  c["kind"] = "rotate";
+  EXPECT_NE(errorOf([&] { run(m, doc({c})); }).find("unknown kind 'rotate'"), std::string::npos);
+}
+
+// ---- the fixtures' hand-written ground truth (models/expected) ----
+
+#ifdef SYMOC_MODELS_DIR
+TEST(VerifyFixtures, ExpectedClaimsHoldAndFalseOnesFail) {
+  fs::path dir = SYMOC_MODELS_DIR;
+  if (!fs::is_directory(dir / "expected"))
+    GTEST_SKIP() << "no " << (dir / "expected");
+  int checked = 0;
+  for (const auto &e : fs::directory_iterator(dir / "expected")) {
+    if (e.path().extension() != ".json")
+      continue;
+    std::string name = e.path().stem().string();
+    fs::path model = dir / (name + ".onnx");
+    if (!fs::exists(model))
+      continue;
+    SCOPED_TRACE(name);
+    json d = json::parse(std::ifstream(e.path()));
+    onnx::ModelProto m = loadModel(model.string());
+    VerifyOptions o;
+    o.trials = 2;
+    o.dims["batch"] = 3;
+    o.claimsName = e.path().string();
+    // True claims (schema and extended): all pass, control fails.
+    json yes = {{"schema", "symoc.symmetry/1"}, {"claims", d.value("claims", json::array())}};
+    for (const auto &c : d.value("extended_claims", json::array()))
+      yes["claims"].push_back(c);
+    VerifyReport r = verify(m, model.string(), yes, o);
+    std::cout << "== " << name << " (true claims)\n";
+    printReport(r, std::cout);
+    for (const auto &c : r.claims)
+      EXPECT_TRUE(c.pass) << name << " " << c.id << " " << c.description << " rel err "
+                          << c.maxRelErr;
+    if (r.controlRan)
+      EXPECT_FALSE(r.control.pass) << name << " control " << r.control.note;
+    // Each false claim fails on its own.
+    json no = {{"schema", "symoc.symmetry/1"}, {"claims", d.value("not", json::array())}};
+    VerifyReport rn = verify(m, model.string(), no, o);
+    std::cout << "== " << name << " (false claims, each must FAIL)\n";
+    printReport(rn, std::cout);
+    for (const auto &c : rn.claims)
+      EXPECT_FALSE(c.pass) << name << " " << c.id << " " << c.description << " rel err "
+                           << c.maxRelErr;
+    checked += int(r.claims.size() + rn.claims.size());
+  }
+  EXPECT_GT(checked, 0);
+}
+#endif
