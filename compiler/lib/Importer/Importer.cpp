@@ -1,0 +1,464 @@
+//===- Importer.cpp - ONNX to the graph dialect ---------------------------===//
+//
+// Keyed by op type: an op type with a curated graph op becomes that op (found
+// by name in the dialect, so the list lives only in GraphOps.td); anything else
+// becomes graph.onnx carrying its op_type, domain, opset and attributes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "symoc/Importer/Importer.h"
+
+#include "ShapeFolding.h"
+#include "symoc/Dialect/Graph/GraphDialect.h"
+#include "symoc/Dialect/Graph/GraphOps.h"
+#include "symoc/ModelIO/ModelIO.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Verifier.h"
+
+#include <map>
+#include <set>
+
+using namespace mlir;
+
+namespace symoc {
+
+void registerImportDialects(MLIRContext &ctx) {
+  ctx.loadDialect<graph::GraphDialect, func::FuncDialect>();
+}
+
+bool isCuratedOp(const std::string &opType) {
+  MLIRContext ctx;
+  registerImportDialects(ctx);
+  return RegisteredOperationName::lookup("graph." + opType, &ctx).has_value();
+}
+
+namespace {
+
+constexpr int64_t kMinOpset = 7, kMaxOpset = 17;
+// Integer tensors up to this many elements are read into the IR (shapes,
+// axes, indices); float tensors only when they are scalars.
+constexpr int64_t kMaxIntConstant = 4096;
+
+class Importer {
+public:
+  Importer(MLIRContext &ctx, const onnx::ModelProto &model,
+           const std::string &path, const ImportOptions &opts,
+           ImportNotes &notes)
+      : ctx(ctx), b(&ctx), model(model), path(path), opts(opts),
+        notes(notes) {}
+
+  OwningOpRef<ModuleOp> run() {
+    const auto &g = model.graph();
+    opset = opsetVersion(model, "");
+    if (opset < 0)
+      fail(path, "model does not import the default ONNX domain");
+    if (opset > kMaxOpset)
+      fail(path, "opset " + std::to_string(opset) +
+                     " is newer than this build's ONNX (1.12 knows opsets up to 17)");
+    if (opset < kMinOpset)
+      fail(path, "opset " + std::to_string(opset) +
+                     " is too old (symoc reads opsets 7 to 17)");
+
+    Location loc = FileLineColLoc::get(&ctx, path, 0, 0);
+    OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+    module->getOperation()->setAttr("graph.opset", b.getI64IntegerAttr(opset));
+    if (!model.producer_name().empty())
+      module->getOperation()->setAttr(
+          "graph.producer",
+          b.getStringAttr(model.producer_name() + " " + model.producer_version()));
+
+    for (const auto &t : g.initializer())
+      initializers[t.name()] = &t;
+    countFloatInitializers();
+
+    // Graph inputs that are not initializers are the function's arguments.
+    SmallVector<Type> argTypes;
+    SmallVector<std::string> argNames;
+    for (const auto &vi : g.input()) {
+      if (initializers.count(vi.name()))
+        continue;
+      argTypes.push_back(typeOfInput(vi));
+      argNames.push_back(vi.name());
+    }
+    SmallVector<Type> resultTypes;
+    for (const auto &vi : g.output())
+      resultTypes.push_back(typeOf(vi.name(), &vi));
+
+    b.setInsertionPointToEnd(module->getBody());
+    auto fn = b.create<func::FuncOp>(loc, "main",
+                                     b.getFunctionType(argTypes, resultTypes));
+    Block *entry = fn.addEntryBlock();
+    for (unsigned i = 0; i < argNames.size(); ++i) {
+      fn.setArgAttr(i, "graph.name", b.getStringAttr(argNames[i]));
+      values[argNames[i]] = entry->getArgument(i);
+    }
+    for (unsigned i = 0; i < resultTypes.size(); ++i)
+      fn.setResultAttr(i, "graph.name", b.getStringAttr(g.output(i).name()));
+    b.setInsertionPointToEnd(entry);
+
+    for (const auto &t : g.initializer())
+      values[t.name()] = importInitializer(t);
+    for (const auto &n : g.node())
+      importNode(n);
+
+    SmallVector<Value> results;
+    for (const auto &o : g.output())
+      results.push_back(lookup(o.name(), "graph output"));
+    b.create<func::ReturnOp>(loc, results);
+    // Types computed from outputs may differ from the declared ones (e.g. an
+    // output without shape info): make the signature agree with the body.
+    fn.setType(b.getFunctionType(argTypes, ValueRange(results).getTypes()));
+
+    if (failed(verify(*module)))
+      fail(path, "internal error: the imported IR does not verify");
+    return module;
+  }
+
+private:
+  void countFloatInitializers() {
+    int floats = 0;
+    for (auto &[name, t] : initializers)
+      if (isFloat(t->data_type()) && !opts.frozen.count(name))
+        ++floats;
+    switch (opts.constantParams) {
+    case ImportOptions::ConstantParams::Yes: constantParams = true; break;
+    case ImportOptions::ConstantParams::No: constantParams = false; break;
+    case ImportOptions::ConstantParams::Auto: constantParams = floats == 0; break;
+    }
+  }
+
+  static bool isFloat(int32_t dt) {
+    return dt == onnx::TensorProto::FLOAT || dt == onnx::TensorProto::DOUBLE ||
+           dt == onnx::TensorProto::FLOAT16 || dt == onnx::TensorProto::BFLOAT16;
+  }
+
+  Type elementType(int32_t dt) {
+    switch (dt) {
+    case onnx::TensorProto::FLOAT: return b.getF32Type();
+    case onnx::TensorProto::DOUBLE: return b.getF64Type();
+    case onnx::TensorProto::FLOAT16: return b.getF16Type();
+    case onnx::TensorProto::BFLOAT16: return b.getBF16Type();
+    case onnx::TensorProto::INT64: case onnx::TensorProto::UINT64: return b.getI64Type();
+    case onnx::TensorProto::INT32: case onnx::TensorProto::UINT32: return b.getI32Type();
+    case onnx::TensorProto::INT16: case onnx::TensorProto::UINT16: return b.getIntegerType(16);
+    case onnx::TensorProto::INT8: case onnx::TensorProto::UINT8: return b.getIntegerType(8);
+    case onnx::TensorProto::BOOL: return b.getI1Type();
+    case onnx::TensorProto::STRING: return b.getType<NoneType>(); // no tensor of strings
+    default: return Type();
+    }
+  }
+
+  Type tensorType(const onnx::TypeProto &tp, const std::string &name,
+                  bool isInput) {
+    if (!tp.has_tensor_type())
+      return UnrankedTensorType::get(b.getF32Type());
+    const auto &tt = tp.tensor_type();
+    Type elt = elementType(tt.elem_type());
+    if (!elt || isa<NoneType>(elt))
+      elt = b.getF32Type();
+    if (!tt.has_shape())
+      return UnrankedTensorType::get(elt);
+    SmallVector<int64_t> dims;
+    for (const auto &d : tt.shape().dim()) {
+      if (d.has_dim_value() && d.dim_value() >= 0) {
+        dims.push_back(d.dim_value());
+      } else if (d.has_dim_param() && opts.dims.count(d.dim_param())) {
+        dims.push_back(opts.dims.at(d.dim_param()));
+      } else {
+        dims.push_back(ShapedType::kDynamic);
+      }
+    }
+    return RankedTensorType::get(dims, elt);
+  }
+
+  Type typeOfInput(const onnx::ValueInfoProto &vi) {
+    return tensorType(vi.type(), vi.name(), true);
+  }
+
+  Type typeOf(const std::string &name, const onnx::ValueInfoProto *hint) {
+    if (!valueInfo.size()) {
+      for (const auto &vi : model.graph().value_info())
+        valueInfo[vi.name()] = &vi;
+      for (const auto &vi : model.graph().output())
+        valueInfo[vi.name()] = &vi;
+      for (const auto &vi : model.graph().input())
+        valueInfo[vi.name()] = &vi;
+    }
+    auto it = valueInfo.find(name);
+    if (it != valueInfo.end())
+      return tensorType(it->second->type(), name, false);
+    if (hint)
+      return tensorType(hint->type(), name, false);
+    return UnrankedTensorType::get(b.getF32Type());
+  }
+
+  RankedTensorType typeOfTensor(const onnx::TensorProto &t) {
+    Type elt = elementType(t.data_type());
+    if (!elt || isa<NoneType>(elt))
+      fail(path, "tensor '" + t.name() + "' has unsupported type " +
+                     dataTypeName(t.data_type()));
+    SmallVector<int64_t> dims(t.dims().begin(), t.dims().end());
+    return RankedTensorType::get(dims, elt);
+  }
+
+  /// Small integer tensors and float scalars are read; everything else is
+  /// shape only.
+  std::optional<DenseElementsAttr> readSmall(const onnx::TensorProto &t,
+                                             RankedTensorType type) {
+    int64_t n = numElements(t);
+    Type elt = type.getElementType();
+    if (isa<IntegerType>(elt) && n <= kMaxIntConstant) {
+      std::vector<int64_t> v = tensorToInt64(t, path);
+      if (elt.isInteger(1)) {
+        SmallVector<bool> bits(v.begin(), v.end());
+        return DenseElementsAttr::get(type, ArrayRef<bool>(bits));
+      }
+      SmallVector<APInt> vals;
+      for (int64_t x : v)
+        vals.push_back(APInt(elt.getIntOrFloatBitWidth(), uint64_t(x), true));
+      return DenseElementsAttr::get(type, vals);
+    }
+    if (isa<FloatType>(elt) && n == 1) {
+      double x = tensorToDouble(t, path).at(0);
+      auto ft = cast<FloatType>(elt);
+      bool lost = false;
+      APFloat f(x);
+      f.convert(ft.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+      return DenseElementsAttr::get(type, ArrayRef<APFloat>{f});
+    }
+    return std::nullopt;
+  }
+
+  Value importInitializer(const onnx::TensorProto &t) {
+    RankedTensorType type = typeOfTensor(t);
+    Location loc = NameLoc::get(b.getStringAttr(t.name()));
+    bool trainable = isFloat(t.data_type()) && !opts.frozen.count(t.name()) &&
+                     numElements(t) > 1;
+    if (trainable) {
+      auto p = b.create<graph::ParamOp>(loc, type, b.getStringAttr(t.name()), StringAttr(),
+                                        UnitAttr());
+      if (isExternal(t))
+        p.setLocationAttr(b.getStringAttr(externalDataPath(path, t)));
+      return p;
+    }
+    auto value = readSmall(t, type);
+    auto c = b.create<graph::ConstantOp>(
+        loc, type, value ? ElementsAttr(*value) : ElementsAttr(),
+        b.getStringAttr(t.name()));
+    if (opts.frozen.count(t.name()))
+      c->setAttr("frozen", b.getUnitAttr());
+    return c;
+  }
+
+  Value importConstantNode(const onnx::NodeProto &n) {
+    Location loc = NameLoc::get(b.getStringAttr(n.output(0)));
+    for (const auto &a : n.attribute()) {
+      RankedTensorType type;
+      std::optional<DenseElementsAttr> value;
+      if (a.name() == "value") {
+        type = typeOfTensor(a.t());
+        bool asParam = constantParams && isFloat(a.t().data_type()) &&
+                       numElements(a.t()) > 1;
+        if (asParam) {
+          auto p = b.create<graph::ParamOp>(loc, type, b.getStringAttr(n.output(0)),
+                                            StringAttr(), b.getUnitAttr());
+          ++paramsFromConstants;
+          return p;
+        }
+        value = readSmall(a.t(), type);
+      } else if (a.name() == "value_float") {
+        type = RankedTensorType::get({}, b.getF32Type());
+        value = DenseElementsAttr::get(type, ArrayRef<float>{a.f()});
+      } else if (a.name() == "value_int") {
+        type = RankedTensorType::get({}, b.getI64Type());
+        value = DenseElementsAttr::get(type, ArrayRef<int64_t>{a.i()});
+      } else if (a.name() == "value_ints") {
+        type = RankedTensorType::get({a.ints_size()}, b.getI64Type());
+        std::vector<int64_t> v(a.ints().begin(), a.ints().end());
+        value = DenseElementsAttr::get(type, ArrayRef<int64_t>(v));
+      } else if (a.name() == "value_floats") {
+        type = RankedTensorType::get({a.floats_size()}, b.getF32Type());
+        std::vector<float> v(a.floats().begin(), a.floats().end());
+        if (constantParams && v.size() > 1) {
+          ++paramsFromConstants;
+          return b.create<graph::ParamOp>(loc, type, b.getStringAttr(n.output(0)), StringAttr(),
+                                          b.getUnitAttr());
+        }
+        value = DenseElementsAttr::get(type, ArrayRef<float>(v));
+      } else {
+        fail(path, "Constant node '" + n.output(0) + "' has unsupported attribute '" +
+                       a.name() + "'");
+      }
+      return b.create<graph::ConstantOp>(
+          loc, type, value ? ElementsAttr(*value) : ElementsAttr(),
+          b.getStringAttr(n.output(0)));
+    }
+    fail(path, "Constant node '" + n.output(0) + "' has no value");
+  }
+
+  Attribute convertAttr(const onnx::AttributeProto &a) {
+    switch (a.type()) {
+    case onnx::AttributeProto::INT: return b.getI64IntegerAttr(a.i());
+    case onnx::AttributeProto::FLOAT: return b.getF32FloatAttr(a.f());
+    case onnx::AttributeProto::STRING: return b.getStringAttr(a.s());
+    case onnx::AttributeProto::INTS: {
+      SmallVector<int64_t> v(a.ints().begin(), a.ints().end());
+      return b.getI64ArrayAttr(v);
+    }
+    case onnx::AttributeProto::FLOATS: {
+      SmallVector<Attribute> v;
+      for (float f : a.floats()) v.push_back(b.getF32FloatAttr(f));
+      return b.getArrayAttr(v);
+    }
+    case onnx::AttributeProto::STRINGS: {
+      SmallVector<Attribute> v;
+      for (const auto &s : a.strings()) v.push_back(b.getStringAttr(s));
+      return b.getArrayAttr(v);
+    }
+    case onnx::AttributeProto::TENSOR: {
+      RankedTensorType type = typeOfTensor(a.t());
+      if (auto v = readSmall(a.t(), type))
+        return *v;
+      return TypeAttr::get(type); // a large tensor attribute: shape only
+    }
+    case onnx::AttributeProto::GRAPH:
+    case onnx::AttributeProto::GRAPHS:
+      return b.getStringAttr("<subgraph>");
+    default:
+      return b.getStringAttr("<unsupported attribute>");
+    }
+  }
+
+  Value lookup(const std::string &name, const std::string &user) {
+    auto it = values.find(name);
+    if (it == values.end())
+      fail(path, user + " uses undefined value '" + name + "'");
+    return it->second;
+  }
+
+  void importNode(const onnx::NodeProto &n) {
+    bool defaultDomain = n.domain().empty() || n.domain() == "ai.onnx";
+    std::string nodeName = n.name().empty() ? n.op_type() : n.name();
+    if (defaultDomain && n.op_type() == "Constant") {
+      values[n.output(0)] = importConstantNode(n);
+      return;
+    }
+    Location loc = NameLoc::get(b.getStringAttr(nodeName));
+    SmallVector<Value> operands;
+    for (const auto &in : n.input()) {
+      if (in.empty()) {
+        if (!none)
+          none = b.create<graph::NoneOp>(loc, b.getType<NoneType>());
+        operands.push_back(none);
+      } else {
+        operands.push_back(lookup(in, "node '" + nodeName + "' (" + n.op_type() + ")"));
+      }
+    }
+    SmallVector<Type> resultTypes;
+    for (const auto &out : n.output())
+      resultTypes.push_back(typeOf(out, nullptr));
+
+    std::string name = "graph." + n.op_type();
+    std::optional<RegisteredOperationName> curated;
+    if (defaultDomain)
+      curated = RegisteredOperationName::lookup(name, &ctx);
+    if (!curated || name == "graph.param" || name == "graph.constant" ||
+        name == "graph.none" || name == "graph.onnx") {
+      NamedAttrList attrs;
+      for (const auto &a : n.attribute())
+        attrs.set(a.name(), convertAttr(a));
+      std::string domain = n.domain();
+      int64_t version = opsetVersion(model, domain);
+      auto op = b.create<graph::GenericOp>(
+          loc, resultTypes, operands, n.op_type(), domain,
+          version < 0 ? 0 : version, attrs.getDictionary(&ctx));
+      generic.insert(n.op_type());
+      bindResults(n, op->getResults());
+      return;
+    }
+    OperationState state(loc, *curated);
+    state.addOperands(operands);
+    state.addTypes(resultTypes);
+    for (const auto &a : n.attribute())
+      state.addAttribute(a.name(), convertAttr(a));
+    Operation *op = b.create(state);
+    bindResults(n, op->getResults());
+  }
+
+  void bindResults(const onnx::NodeProto &n, ResultRange results) {
+    for (int k = 0; k < n.output_size(); ++k)
+      if (!n.output(k).empty())
+        values[n.output(k)] = results[k];
+  }
+
+public:
+  int paramsFromConstants = 0;
+  std::set<std::string> generic;
+
+private:
+  MLIRContext &ctx;
+  OpBuilder b;
+  const onnx::ModelProto &model;
+  std::string path;
+  const ImportOptions &opts;
+  ImportNotes &notes;
+  int64_t opset = 0;
+  bool constantParams = false;
+  Value none;
+  std::map<std::string, const onnx::TensorProto *> initializers;
+  std::map<std::string, const onnx::ValueInfoProto *> valueInfo;
+  std::map<std::string, Value> values;
+};
+
+} // namespace
+
+OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
+                                  const onnx::ModelProto &original,
+                                  const std::string &path,
+                                  const ImportOptions &options,
+                                  ImportNotes &notes) {
+  registerImportDialects(ctx);
+  onnx::ModelProto model = original;
+  // Bind symbolic input dims the user gave, so inference can use them.
+  for (auto &vi : *model.mutable_graph()->mutable_input()) {
+    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape())
+      continue;
+    for (auto &d : *vi.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim())
+      if (d.has_dim_param() && options.dims.count(d.dim_param()))
+        d.set_dim_value(options.dims.at(d.dim_param()));
+  }
+  std::string err = inferShapes(model);
+  if (!err.empty())
+    notes.lines.push_back("shape inference stopped early: " + err.substr(0, 200));
+  int folded = foldShapeArithmetic(model, path);
+  if (folded)
+    notes.lines.push_back("folded " + std::to_string(folded) +
+                          " shape-arithmetic nodes into constants");
+  Importer imp(ctx, model, path, options, notes);
+  OwningOpRef<ModuleOp> module = imp.run();
+  if (imp.paramsFromConstants)
+    notes.lines.push_back(
+        std::to_string(imp.paramsFromConstants) +
+        " weights were stored as float Constant nodes; imported as parameters");
+  notes.genericOps.assign(imp.generic.begin(), imp.generic.end());
+  if (!imp.generic.empty()) {
+    std::string list;
+    for (const auto &g : imp.generic)
+      list += (list.empty() ? "" : ", ") + g;
+    notes.lines.push_back("ops without a symmetry rule (barriers): " + list);
+  }
+  return module;
+}
+
+OwningOpRef<ModuleOp> importModelFile(MLIRContext &ctx, const std::string &path,
+                                      const ImportOptions &options,
+                                      ImportNotes &notes) {
+  onnx::ModelProto model = loadModel(path);
+  return importModel(ctx, model, path, options, notes);
+}
+
+} // namespace symoc

@@ -1,0 +1,505 @@
+//===- ShapeFolding.cpp - Folding shape arithmetic in an ONNX graph -------===//
+
+#include "ShapeFolding.h"
+
+#include "symoc/ModelIO/ModelIO.h"
+
+#include <onnx/defs/schema.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <functional>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <set>
+
+namespace symoc {
+namespace {
+
+/// A small integer tensor known at import time.
+struct IntTensor {
+  std::vector<int64_t> dims;
+  std::vector<int64_t> data;
+  int32_t dtype = onnx::TensorProto::INT64;
+};
+
+constexpr size_t kMaxFoldElements = 4096;
+
+int64_t product(const std::vector<int64_t> &d) {
+  return std::accumulate(d.begin(), d.end(), int64_t(1), std::multiplies<>());
+}
+
+bool isIntType(int32_t dt) {
+  switch (dt) {
+  case onnx::TensorProto::INT64: case onnx::TensorProto::INT32:
+  case onnx::TensorProto::INT16: case onnx::TensorProto::INT8:
+  case onnx::TensorProto::UINT8: case onnx::TensorProto::UINT16:
+  case onnx::TensorProto::UINT32: case onnx::TensorProto::UINT64:
+  case onnx::TensorProto::BOOL:
+    return true;
+  default:
+    return false;
+  }
+}
+
+const onnx::AttributeProto *attr(const onnx::NodeProto &n, const std::string &name) {
+  for (const auto &a : n.attribute())
+    if (a.name() == name)
+      return &a;
+  return nullptr;
+}
+
+int64_t attrInt(const onnx::NodeProto &n, const std::string &name, int64_t d) {
+  auto *a = attr(n, name);
+  return a ? a->i() : d;
+}
+
+std::optional<std::vector<int64_t>> attrInts(const onnx::NodeProto &n,
+                                             const std::string &name) {
+  auto *a = attr(n, name);
+  if (!a)
+    return std::nullopt;
+  return std::vector<int64_t>(a->ints().begin(), a->ints().end());
+}
+
+/// numpy-style broadcast of two int tensors through a binary function.
+std::optional<IntTensor> broadcast2(const IntTensor &a, const IntTensor &b,
+                                    const std::function<int64_t(int64_t, int64_t)> &f) {
+  size_t r = std::max(a.dims.size(), b.dims.size());
+  std::vector<int64_t> dims(r);
+  for (size_t i = 0; i < r; ++i) {
+    int64_t da = i + a.dims.size() >= r ? a.dims[i + a.dims.size() - r] : 1;
+    int64_t db = i + b.dims.size() >= r ? b.dims[i + b.dims.size() - r] : 1;
+    if (da != db && da != 1 && db != 1)
+      return std::nullopt;
+    dims[i] = std::max(da, db);
+  }
+  IntTensor out;
+  out.dims = dims;
+  out.dtype = a.dtype;
+  int64_t n = product(dims);
+  out.data.resize(n);
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t rem = k, ia = 0, ib = 0, sa = 1, sb = 1;
+    for (size_t i = r; i-- > 0;) {
+      int64_t idx = rem % dims[i];
+      rem /= dims[i];
+      if (i + a.dims.size() >= r) {
+        int64_t d = a.dims[i + a.dims.size() - r];
+        ia += (d == 1 ? 0 : idx) * sa;
+        sa *= d;
+      }
+      if (i + b.dims.size() >= r) {
+        int64_t d = b.dims[i + b.dims.size() - r];
+        ib += (d == 1 ? 0 : idx) * sb;
+        sb *= d;
+      }
+    }
+    out.data[k] = f(a.data[ia], b.data[ib]);
+  }
+  return out;
+}
+
+class Folder {
+public:
+  Folder(onnx::ModelProto &m, const std::string &path) : model(m), path(path) {
+    opset = opsetVersion(m, "");
+    auto &g = *m.mutable_graph();
+    for (const auto &t : g.initializer())
+      if (isIntType(t.data_type()) && size_t(numElements(t)) <= kMaxFoldElements)
+        known[t.name()] = fromProto(t);
+    auto addShape = [&](const onnx::ValueInfoProto &vi) {
+      if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape())
+        return;
+      std::vector<int64_t> dims;
+      for (const auto &d : vi.type().tensor_type().shape().dim()) {
+        if (!d.has_dim_value())
+          return;
+        dims.push_back(d.dim_value());
+      }
+      shapes[vi.name()] = dims;
+    };
+    for (const auto &vi : g.input()) addShape(vi);
+    for (const auto &vi : g.value_info()) addShape(vi);
+    for (const auto &vi : g.output()) addShape(vi);
+    for (const auto &t : g.initializer())
+      shapes[t.name()] = std::vector<int64_t>(t.dims().begin(), t.dims().end());
+  }
+
+  int run() {
+    auto &g = *model.mutable_graph();
+    std::set<int> folded;
+    for (int i = 0; i < g.node_size(); ++i) {
+      const auto &n = g.node(i);
+      std::optional<std::vector<IntTensor>> outs = fold(n);
+      if (!outs || outs->size() != size_t(n.output_size()))
+        continue;
+      bool small = true;
+      for (auto &o : *outs)
+        small &= o.data.size() <= kMaxFoldElements;
+      if (!small)
+        continue;
+      for (int k = 0; k < n.output_size(); ++k) {
+        known[n.output(k)] = (*outs)[k];
+        shapes[n.output(k)] = (*outs)[k].dims;
+      }
+      folded.insert(i);
+    }
+    if (folded.empty())
+      return 0;
+    // Values still needed by the remaining nodes or the graph outputs.
+    std::set<std::string> needed;
+    for (int i = 0; i < g.node_size(); ++i)
+      if (!folded.count(i))
+        for (const auto &in : g.node(i).input())
+          needed.insert(in);
+    for (const auto &o : g.output())
+      needed.insert(o.name());
+    std::set<std::string> existing;
+    for (const auto &t : g.initializer())
+      existing.insert(t.name());
+    google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+    for (int i = 0; i < g.node_size(); ++i) {
+      if (!folded.count(i)) {
+        *kept.Add() = g.node(i);
+        continue;
+      }
+      for (const auto &out : g.node(i).output()) {
+        if (!needed.count(out) || existing.count(out))
+          continue;
+        onnx::TensorProto *t = g.add_initializer();
+        const IntTensor &v = known[out];
+        t->set_name(out);
+        t->set_data_type(v.dtype == onnx::TensorProto::BOOL ? onnx::TensorProto::BOOL
+                         : v.dtype == onnx::TensorProto::INT32 ? onnx::TensorProto::INT32
+                                                               : onnx::TensorProto::INT64);
+        for (auto d : v.dims)
+          t->add_dims(d);
+        if (t->data_type() == onnx::TensorProto::INT64)
+          for (auto x : v.data) t->add_int64_data(x);
+        else
+          for (auto x : v.data) t->add_int32_data(int32_t(x));
+        existing.insert(out);
+      }
+    }
+    g.mutable_node()->Swap(&kept);
+    return int(folded.size());
+  }
+
+private:
+  IntTensor fromProto(const onnx::TensorProto &t) {
+    IntTensor v;
+    v.dims.assign(t.dims().begin(), t.dims().end());
+    v.data = tensorToInt64(t, path);
+    v.dtype = t.data_type();
+    return v;
+  }
+
+  const IntTensor *in(const onnx::NodeProto &n, int k) {
+    if (k >= n.input_size() || n.input(k).empty())
+      return nullptr;
+    auto it = known.find(n.input(k));
+    return it == known.end() ? nullptr : &it->second;
+  }
+
+  std::optional<std::vector<IntTensor>> one(IntTensor t) {
+    return std::vector<IntTensor>{std::move(t)};
+  }
+
+  std::optional<std::vector<IntTensor>> fold(const onnx::NodeProto &n) {
+    if (!n.domain().empty() && n.domain() != "ai.onnx")
+      return std::nullopt;
+    const std::string &op = n.op_type();
+    if (op == "Constant") {
+      if (auto *a = attr(n, "value")) {
+        if (isIntType(a->t().data_type()) &&
+            size_t(numElements(a->t())) <= kMaxFoldElements)
+          return one(fromProto(a->t()));
+        return std::nullopt;
+      }
+      if (auto *a = attr(n, "value_int"))
+        return one(IntTensor{{}, {a->i()}});
+      if (auto *a = attr(n, "value_ints"))
+        return one(IntTensor{{a->ints_size()}, {a->ints().begin(), a->ints().end()}});
+      return std::nullopt;
+    }
+    if (op == "Shape") {
+      auto it = shapes.find(n.input(0));
+      if (it == shapes.end())
+        return std::nullopt;
+      std::vector<int64_t> d = it->second;
+      int64_t r = d.size();
+      int64_t s = attrInt(n, "start", 0), e = attrInt(n, "end", r);
+      if (s < 0) s += r;
+      if (e < 0) e += r;
+      s = std::clamp<int64_t>(s, 0, r);
+      e = std::clamp<int64_t>(e, s, r);
+      IntTensor t;
+      t.data.assign(d.begin() + s, d.begin() + e);
+      t.dims = {int64_t(t.data.size())};
+      return one(t);
+    }
+    if (op == "Size") {
+      auto it = shapes.find(n.input(0));
+      if (it == shapes.end())
+        return std::nullopt;
+      return one(IntTensor{{}, {product(it->second)}});
+    }
+    if (op == "Identity") {
+      if (auto *a = in(n, 0)) return one(*a);
+      return std::nullopt;
+    }
+    if (op == "Cast") {
+      auto *a = in(n, 0);
+      int64_t to = attrInt(n, "to", 0);
+      if (!a || !isIntType(int32_t(to)))
+        return std::nullopt;
+      IntTensor t = *a;
+      t.dtype = int32_t(to);
+      if (to == onnx::TensorProto::BOOL)
+        for (auto &x : t.data) x = x != 0;
+      return one(t);
+    }
+    if (op == "Gather") {
+      auto *d = in(n, 0), *idx = in(n, 1);
+      if (!d || !idx || d->dims.size() != 1 || attrInt(n, "axis", 0) != 0)
+        return std::nullopt;
+      IntTensor t;
+      t.dims = idx->dims;
+      t.dtype = d->dtype;
+      for (int64_t i : idx->data) {
+        int64_t j = i < 0 ? i + d->dims[0] : i;
+        if (j < 0 || j >= d->dims[0])
+          return std::nullopt;
+        t.data.push_back(d->data[j]);
+      }
+      return one(t);
+    }
+    if (op == "Unsqueeze" || op == "Squeeze") {
+      auto *a = in(n, 0);
+      if (!a)
+        return std::nullopt;
+      std::optional<std::vector<int64_t>> axes = attrInts(n, "axes");
+      if (!axes && in(n, 1))
+        axes = in(n, 1)->data;
+      IntTensor t = *a;
+      if (op == "Unsqueeze") {
+        if (!axes)
+          return std::nullopt;
+        int64_t r = int64_t(a->dims.size() + axes->size());
+        std::vector<bool> isNew(r, false);
+        for (int64_t ax : *axes)
+          isNew[ax < 0 ? ax + r : ax] = true;
+        t.dims.clear();
+        size_t k = 0;
+        for (int64_t i = 0; i < r; ++i)
+          t.dims.push_back(isNew[i] ? 1 : a->dims[k++]);
+      } else {
+        t.dims.clear();
+        int64_t r = a->dims.size();
+        for (int64_t i = 0; i < r; ++i) {
+          bool drop = false;
+          if (axes) {
+            for (int64_t ax : *axes)
+              drop |= (ax < 0 ? ax + r : ax) == i;
+          } else {
+            drop = a->dims[i] == 1;
+          }
+          if (!drop)
+            t.dims.push_back(a->dims[i]);
+        }
+      }
+      return one(t);
+    }
+    if (op == "Concat") {
+      IntTensor t;
+      int64_t total = 0;
+      for (int k = 0; k < n.input_size(); ++k) {
+        auto *a = in(n, k);
+        if (!a || a->dims.size() != 1)
+          return std::nullopt;
+        t.data.insert(t.data.end(), a->data.begin(), a->data.end());
+        total += a->dims[0];
+        t.dtype = a->dtype;
+      }
+      t.dims = {total};
+      return one(t);
+    }
+    if (op == "Slice") {
+      auto *a = in(n, 0);
+      if (!a || a->dims.size() != 1)
+        return std::nullopt;
+      std::vector<int64_t> starts, ends, steps{1};
+      if (opset < 10) {
+        auto s = attrInts(n, "starts"), e = attrInts(n, "ends");
+        if (!s || !e) return std::nullopt;
+        starts = *s; ends = *e;
+      } else {
+        auto *s = in(n, 1), *e = in(n, 2);
+        if (!s || !e) return std::nullopt;
+        starts = s->data; ends = e->data;
+        if (auto *st = in(n, 4)) steps = st->data;
+      }
+      if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0)
+        return std::nullopt;
+      int64_t len = a->dims[0], s = starts[0], e = ends[0], st = steps[0];
+      if (s < 0) s += len;
+      if (e < 0) e += len;
+      IntTensor t;
+      t.dtype = a->dtype;
+      if (st > 0) {
+        s = std::clamp<int64_t>(s, 0, len);
+        e = std::clamp<int64_t>(e, 0, len);
+        for (int64_t i = s; i < e; i += st) t.data.push_back(a->data[i]);
+      } else {
+        s = std::clamp<int64_t>(s, -1, len - 1);
+        e = std::clamp<int64_t>(e, -1, len - 1);
+        for (int64_t i = s; i > e; i += st) t.data.push_back(a->data[i]);
+      }
+      t.dims = {int64_t(t.data.size())};
+      return one(t);
+    }
+    static const std::map<std::string, std::function<int64_t(int64_t, int64_t)>> binary = {
+        {"Add", [](int64_t x, int64_t y) { return x + y; }},
+        {"Sub", [](int64_t x, int64_t y) { return x - y; }},
+        {"Mul", [](int64_t x, int64_t y) { return x * y; }},
+        {"Div", [](int64_t x, int64_t y) { return y ? x / y : 0; }},
+        {"Equal", [](int64_t x, int64_t y) { return int64_t(x == y); }},
+        {"Less", [](int64_t x, int64_t y) { return int64_t(x < y); }},
+        {"Greater", [](int64_t x, int64_t y) { return int64_t(x > y); }},
+        {"Max", [](int64_t x, int64_t y) { return std::max(x, y); }},
+        {"Min", [](int64_t x, int64_t y) { return std::min(x, y); }},
+    };
+    if (auto it = binary.find(op); it != binary.end() && n.input_size() == 2) {
+      auto *a = in(n, 0), *b = in(n, 1);
+      if (!a || !b)
+        return std::nullopt;
+      if (op == "Div")
+        for (auto x : b->data)
+          if (x == 0)
+            return std::nullopt;
+      auto r = broadcast2(*a, *b, it->second);
+      if (!r)
+        return std::nullopt;
+      if (op == "Equal" || op == "Less" || op == "Greater")
+        r->dtype = onnx::TensorProto::BOOL;
+      return one(*r);
+    }
+    if (op == "Not") {
+      auto *a = in(n, 0);
+      if (!a) return std::nullopt;
+      IntTensor t = *a;
+      for (auto &x : t.data) x = !x;
+      return one(t);
+    }
+    if (op == "Where") {
+      auto *c = in(n, 0), *a = in(n, 1), *b = in(n, 2);
+      if (!c || !a || !b)
+        return std::nullopt;
+      auto ab = broadcast2(*a, *b, [](int64_t x, int64_t) { return x; });
+      auto ba = broadcast2(*b, *a, [](int64_t x, int64_t) { return x; });
+      if (!ab || !ba)
+        return std::nullopt;
+      auto r = broadcast2(*c, *ab, [](int64_t cc, int64_t x) { return cc; });
+      auto ra = broadcast2(*ab, *c, [](int64_t x, int64_t) { return x; });
+      auto rb = broadcast2(*ba, *c, [](int64_t x, int64_t) { return x; });
+      if (!r || !ra || !rb)
+        return std::nullopt;
+      IntTensor t = *ra;
+      for (size_t k = 0; k < t.data.size(); ++k)
+        t.data[k] = r->data[k] ? ra->data[k] : rb->data[k];
+      return one(t);
+    }
+    if (op == "ConstantOfShape") {
+      auto *s = in(n, 0);
+      if (!s)
+        return std::nullopt;
+      int64_t fill = 0;
+      int32_t dt = onnx::TensorProto::FLOAT;
+      if (auto *a = attr(n, "value")) {
+        dt = a->t().data_type();
+        if (!isIntType(dt))
+          return std::nullopt;
+        fill = tensorToInt64(a->t(), path).at(0);
+      } else {
+        return std::nullopt; // float zeros: not shape data
+      }
+      if (product(s->data) > int64_t(kMaxFoldElements))
+        return std::nullopt;
+      IntTensor t;
+      t.dims = s->data;
+      t.dtype = dt;
+      t.data.assign(product(s->data), fill);
+      return one(t);
+    }
+    if (op == "Range") {
+      auto *s = in(n, 0), *l = in(n, 1), *d = in(n, 2);
+      if (!s || !l || !d || d->data.at(0) == 0)
+        return std::nullopt;
+      IntTensor t;
+      t.dtype = s->dtype;
+      int64_t st = s->data.at(0), lim = l->data.at(0), dl = d->data.at(0);
+      int64_t count = std::max<int64_t>(0, (lim - st + dl + (dl > 0 ? -1 : 1)) / dl);
+      if (count > int64_t(kMaxFoldElements))
+        return std::nullopt;
+      for (int64_t i = 0; i < count; ++i) t.data.push_back(st + i * dl);
+      t.dims = {count};
+      return one(t);
+    }
+    if (op == "Reshape") {
+      auto *a = in(n, 0), *s = in(n, 1);
+      if (!a || !s)
+        return std::nullopt;
+      std::vector<int64_t> dims = s->data;
+      int64_t known = 1, neg = -1;
+      for (size_t i = 0; i < dims.size(); ++i) {
+        if (dims[i] == 0 && i < a->dims.size()) dims[i] = a->dims[i];
+        if (dims[i] == -1) neg = int64_t(i);
+        else known *= dims[i];
+      }
+      if (neg >= 0)
+        dims[neg] = known ? int64_t(a->data.size()) / known : 0;
+      if (product(dims) != int64_t(a->data.size()))
+        return std::nullopt;
+      IntTensor t = *a;
+      t.dims = dims;
+      return one(t);
+    }
+    return std::nullopt;
+  }
+
+  onnx::ModelProto &model;
+  std::string path;
+  int64_t opset;
+  std::map<std::string, IntTensor> known;
+  std::map<std::string, std::vector<int64_t>> shapes;
+};
+
+} // namespace
+
+std::string inferShapes(onnx::ModelProto &model) {
+  try {
+    onnx::ShapeInferenceOptions options{/*check_type=*/false, /*error_mode=*/0,
+                                        /*enable_data_propagation=*/true};
+    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
+                                       options);
+  } catch (const std::exception &e) {
+    return e.what();
+  }
+  return "";
+}
+
+int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path) {
+  int total = 0;
+  // Folding can make new shapes static, which can enable more folding.
+  for (int round = 0; round < 4; ++round) {
+    int n = Folder(model, path).run();
+    total += n;
+    if (n == 0)
+      break;
+    inferShapes(model);
+  }
+  return total;
+}
+
+} // namespace symoc

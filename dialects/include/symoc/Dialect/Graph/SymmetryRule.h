@@ -1,0 +1,99 @@
+//===- SymmetryRule.h - What op rules tell the space analysis ---*- C++ -*-===//
+//
+// The contract between the per-op symmetry rules (in the dialect) and the
+// space analysis (in compiler/lib/Analysis). Rules talk about axes of values;
+// the analysis groups axes into spaces and intersects the groups.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SYMOC_DIALECT_GRAPH_SYMMETRYRULE_H
+#define SYMOC_DIALECT_GRAPH_SYMMETRYRULE_H
+
+#include "mlir/IR/Value.h"
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <cstdint>
+
+namespace symoc::graph {
+
+/// Generators a space's group may contain. A group is a set of these bits:
+/// S = Perm, B = Perm|Sign, O = B|Rotation, Scale+ x S = Perm|Scale,
+/// GL = all of them. Intersection of groups is bitwise and (see normalize()).
+enum GroupBits : unsigned {
+  kNone = 0,
+  kPerm = 1u << 0,     // permutations
+  kSign = 1u << 1,     // sign flips
+  kRotation = 1u << 2, // orthogonal maps beyond signed permutations
+  kScale = 1u << 3,    // positive diagonal scaling (a gauge)
+  kShear = 1u << 4,    // the rest of GL(n)
+  kAll = kPerm | kSign | kRotation | kScale | kShear,
+  kSymPerm = kPerm,
+  kSignedPerm = kPerm | kSign,
+  kOrthogonal = kPerm | kSign | kRotation,
+  kMonomialPos = kPerm | kScale,
+};
+
+/// Drops generators that cannot appear without the ones they need (a rotation
+/// group always contains the sign flips; GL contains everything).
+inline unsigned normalizeGroup(unsigned bits) {
+  if (!(bits & kPerm))
+    return kNone; // every group we name contains the permutations
+  if ((bits & kRotation) && !(bits & kSign))
+    bits &= ~kRotation;
+  if ((bits & kShear) != 0 && (bits & kAll) != kAll)
+    bits &= ~kShear;
+  return bits;
+}
+
+/// One term of a linear relation between axis exponents: coeff * e(value, axis).
+struct AxisTerm {
+  mlir::Value value;
+  int64_t axis;
+  int64_t coeff;
+};
+
+/// Filled in by the space analysis; called by each op's SymmetryRule.
+class SpaceBuilder {
+public:
+  virtual ~SpaceBuilder() = default;
+
+  /// Axis `a` of `x` and axis `b` of `y` are the same space. `dual` when one
+  /// transforms by A and the other by A^{-T} (the two sides of a contraction).
+  virtual void tie(mlir::Value x, int64_t a, mlir::Value y, int64_t b,
+                   bool dual = false) = 0;
+
+  /// The op is equivariant on this axis only under the generators in `bits`.
+  virtual void restrict(mlir::Value x, int64_t a, unsigned bits,
+                        llvm::StringRef why) = 0;
+
+  /// Fixes every axis of `v` (group 1): what an op without a rule does.
+  virtual void fixAll(mlir::Value v, llvm::StringRef why) = 0;
+
+  /// Positive-scaling flow: sum coeff * e = 0, where e(v, a) is the exponent of
+  /// a per-coordinate scale d on that axis (the coordinate is multiplied by d^e).
+  virtual void scaleRelation(llvm::ArrayRef<AxisTerm> terms) = 0;
+
+  /// Sign-flip flow: the same relation over Z/2.
+  virtual void signRelation(llvm::ArrayRef<AxisTerm> terms) = 0;
+
+  /// Axis `outAxis` of `out` is elements [begin, begin + count) of axis `axis`
+  /// of `in` (a Slice with step 1, one piece of a Split, one operand of a
+  /// Concat). Splits the input's space at the boundaries.
+  virtual void slice(mlir::Value in, int64_t axis, int64_t begin,
+                     int64_t count, mlir::Value out, int64_t outAxis) = 0;
+
+  /// Softmax/LogSoftmax over `axis` of `logits`: the producer of the logits
+  /// may get a shift gauge when the loss allows it.
+  virtual void softmaxOver(mlir::Value logits, int64_t axis) = 0;
+
+  /// Static size of an axis, or -1.
+  virtual int64_t dimSize(mlir::Value v, int64_t axis) = 0;
+
+  /// True when `v` is a trainable parameter, possibly through a view
+  /// (Identity, Transpose, Reshape of a parameter).
+  virtual bool isParameter(mlir::Value v) = 0;
+};
+
+} // namespace symoc::graph
+
+#endif // SYMOC_DIALECT_GRAPH_SYMMETRYRULE_H

@@ -1,0 +1,155 @@
+//===- LinearRules.cpp - Symmetry rules of contractions -------------------===//
+//
+// A contraction ties the two contracted axes as dual sides of one space
+// (W -> W A^{-1} where x -> A x). It constrains no group on them: whatever
+// acts on the space is absorbed by the weight. Batch axes of a product of two
+// activations only admit permutations.
+//
+//===----------------------------------------------------------------------===//
+
+#include "RuleHelpers.h"
+
+using namespace mlir;
+
+namespace symoc::graph {
+namespace {
+
+constexpr unsigned kNoMixing = kPerm | kSign | kScale;
+
+/// y[..., i, j] = sum_k a[..., i, k] b[..., k, j] with numpy batch broadcasting.
+/// aRow/aCol/bRow/bCol name the axes of a and b playing i, k (a) and k, j (b).
+void contraction(SpaceBuilder &b, Operation *op, Value a, int64_t aRow,
+                 int64_t aK, Value w, int64_t bK, int64_t bCol, Value y,
+                 int64_t yRow, int64_t yCol, int64_t batchA, int64_t batchB) {
+  StringRef name = op->getName().stripDialect();
+  tieDual(b, a, aK, w, bK);
+  if (aRow >= 0)
+    tieSame(b, a, aRow, y, yRow);
+  if (bCol >= 0)
+    tieSame(b, w, bCol, y, yCol);
+  // Batch axes, aligned from the right of the batch dims.
+  int64_t batchY = yRow >= 0 ? yRow : yCol; // number of batch axes of y
+  auto yt = cast<RankedTensorType>(y.getType());
+  auto bt = cast<RankedTensorType>(w.getType());
+  auto at = cast<RankedTensorType>(a.getType());
+  bool bilinear = batchA > 0 && batchB > 0;
+  for (int64_t r = 0; r < batchY; ++r) {
+    std::vector<AxisTerm> scale{{y, r, -1}}, sign{{y, r, 1}};
+    int64_t ia = r - (batchY - batchA), ib = r - (batchY - batchB);
+    if (ia >= 0 && at.getDimSize(ia) == yt.getDimSize(r)) {
+      b.tie(a, ia, y, r);
+      scale.push_back({a, ia, 1});
+      sign.push_back({a, ia, 1});
+    }
+    if (ib >= 0 && bt.getDimSize(ib) == yt.getDimSize(r)) {
+      b.tie(w, ib, y, r);
+      scale.push_back({w, ib, 1});
+      sign.push_back({w, ib, 1});
+    }
+    b.scaleRelation(scale);
+    b.signRelation(sign);
+    if (bilinear)
+      b.restrict(y, r, kNoMixing, name);
+  }
+}
+
+} // namespace
+
+void MatMulOp::applySymmetryRule(SpaceBuilder &b) {
+  Value a = getOperand(0), w = getOperand(1), y = getResult(0);
+  int64_t ra = rankOf(a), rb = rankOf(w), ry = rankOf(y);
+  if (ra < 1 || rb < 1 || ry < 0) {
+    barrier(b, *this, "MatMul with unknown ranks");
+    return;
+  }
+  // numpy semantics: a 1-D operand has no row (a) or column (b) axis.
+  int64_t aRow = ra >= 2 ? ra - 2 : -1, aK = ra - 1;
+  int64_t bK = rb >= 2 ? rb - 2 : 0, bCol = rb >= 2 ? rb - 1 : -1;
+  int64_t yRow = -1, yCol = -1;
+  if (aRow >= 0 && bCol >= 0) {
+    yRow = ry - 2;
+    yCol = ry - 1;
+  } else if (aRow >= 0) {
+    yRow = ry - 1;
+  } else if (bCol >= 0) {
+    yCol = ry - 1;
+  }
+  contraction(b, *this, a, aRow, aK, w, bK, bCol, y, yRow, yCol,
+              std::max<int64_t>(ra - 2, 0), std::max<int64_t>(rb - 2, 0));
+}
+
+void GemmOp::applySymmetryRule(SpaceBuilder &b) {
+  Value a = getOperand(0), w = getOperand(1), y = getResult(0);
+  if (rankOf(a) != 2 || rankOf(w) != 2 || rankOf(y) != 2) {
+    barrier(b, *this, "Gemm operands must be 2-D");
+    return;
+  }
+  bool ta = intAttr(*this, "transA", 0), tb = intAttr(*this, "transB", 0);
+  contraction(b, *this, a, ta ? 1 : 0, ta ? 0 : 1, w, tb ? 1 : 0, tb ? 0 : 1, y,
+              0, 1, 0, 0);
+  // C is added with broadcasting, like Add.
+  if (getNumOperands() > 2 && !isNone(getOperand(2))) {
+    Value c = getOperand(2);
+    int64_t rc = rankOf(c);
+    auto ct = cast<RankedTensorType>(c.getType());
+    auto yt = cast<RankedTensorType>(y.getType());
+    for (int64_t r = 0; r < 2; ++r) {
+      int64_t i = r - (2 - rc);
+      if (i >= 0 && ct.getDimSize(i) == yt.getDimSize(r)) {
+        tieSame(b, c, i, y, r);
+      } else {
+        b.restrict(y, r, kNoMixing, "Gemm bias broadcast");
+        pinFlows(b, y, r);
+      }
+    }
+  }
+}
+
+void ConvOp::applySymmetryRule(SpaceBuilder &b) {
+  // X [N, Cin, spatial...], W [Cout, Cin/group, k...], B [Cout].
+  Value x = getOperand(0), w = getOperand(1), y = getResult(0);
+  int64_t r = rankOf(x);
+  if (r < 3 || rankOf(w) != r || rankOf(y) != r) {
+    barrier(b, *this, "Conv with unknown ranks");
+    return;
+  }
+  int64_t group = intAttr(*this, "group", 1);
+  auto xt = cast<RankedTensorType>(x.getType());
+  auto wt = cast<RankedTensorType>(w.getType());
+  tieSame(b, x, 0, y, 0);
+  // Spatial axes are positions, not spaces.
+  for (int64_t a = 2; a < r; ++a) {
+    b.restrict(x, a, kNone, "Conv spatial axis");
+    b.restrict(y, a, kNone, "Conv spatial axis");
+    b.restrict(w, a, kNone, "Conv kernel axis");
+  }
+  if (group == 1) {
+    tieSame(b, w, 0, y, 1);
+    tieDual(b, x, 1, w, 1);
+  } else if (group == xt.getDimSize(1) && wt.getDimSize(1) == 1 &&
+             wt.getDimSize(0) == group) {
+    // Depthwise: channel c only feeds channel c. Input and output channel
+    // spaces coincide; the per-channel kernel scales like a gain.
+    b.tie(x, 1, y, 1);
+    b.tie(w, 0, y, 1);
+    b.restrict(y, 1, kNoMixing, "depthwise Conv");
+    b.scaleRelation({{y, 1, -1}, {x, 1, 1}, {w, 0, 1}});
+    b.signRelation({{y, 1, 1}, {x, 1, 1}, {w, 0, 1}});
+  } else {
+    b.restrict(w, 0, kNone, "grouped Conv");
+    b.restrict(x, 1, kNone, "grouped Conv");
+    b.restrict(y, 1, kNone, "grouped Conv");
+  }
+  if (getNumOperands() > 2 && !isNone(getOperand(2)))
+    tieSame(b, getOperand(2), 0, y, 1);
+}
+
+void EinsumOp::applySymmetryRule(SpaceBuilder &b) {
+  barrier(b, *this, "Einsum has no rule yet");
+}
+
+void ConvTransposeOp::applySymmetryRule(SpaceBuilder &b) {
+  barrier(b, *this, "ConvTranspose has no rule yet");
+}
+
+} // namespace symoc::graph

@@ -1,0 +1,276 @@
+//===- NormalizationRules.cpp - Rules of ops that act along an axis -------===//
+//
+// Softmax, normalizations, reductions and pooling. Along the axis they act on,
+// they commute with permutations only (plus sign flips for RMS-type norms,
+// rotations for a gain-free RMS norm); the other axes are batched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "RuleHelpers.h"
+
+using namespace mlir;
+
+namespace symoc::graph {
+namespace {
+
+constexpr unsigned kNoMixing = kPerm | kSign | kScale;
+
+/// Axes that a row-wise nonlinear op leaves alone: they move with the result
+/// but do not scale or flip through it.
+void batchedNonlinear(SpaceBuilder &b, Value x, int64_t a, Value y,
+                      StringRef name) {
+  b.tie(x, a, y, a);
+  b.restrict(y, a, kNoMixing, name);
+  pinFlows(b, x, a);
+  pinFlows(b, y, a);
+}
+
+/// A per-channel vector (gain, bias) bound to axis `a` of `y`.
+void bindVector(SpaceBuilder &b, Value v, Value y, int64_t a) {
+  if (isNone(v) || rankOf(v) < 1)
+    return;
+  int64_t rv = rankOf(v);
+  auto vt = cast<RankedTensorType>(v.getType());
+  if (vt.getDimSize(rv - 1) == 1)
+    return;
+  b.tie(v, rv - 1, y, a);
+}
+
+void softmaxRule(SpaceBuilder &b, Operation *op) {
+  Value x = op->getOperand(0), y = op->getResult(0);
+  int64_t r = rankOf(x);
+  int64_t axis = normAxis(intAttr(op, "axis", opsetOf(op) < 13 ? 1 : -1), r);
+  if (axis < 0) {
+    barrier(b, op, "Softmax axis out of range");
+    return;
+  }
+  StringRef name = op->getName().stripDialect();
+  // Before opset 13 the input is flattened to 2-D at `axis`: only a last-axis
+  // softmax acts on one axis alone.
+  if (opsetOf(op) < 13 && axis != r - 1) {
+    for (int64_t a = axis; a < r; ++a) {
+      b.restrict(x, a, kNone, "Softmax over flattened axes (opset < 13)");
+      b.restrict(y, a, kNone, "Softmax over flattened axes (opset < 13)");
+    }
+  }
+  for (int64_t a = 0; a < r; ++a)
+    batchedNonlinear(b, x, a, y, name);
+  b.softmaxOver(x, axis);
+}
+
+/// Reductions: reduced axes are invariant under permutations (and more for
+/// norms); kept axes pass through.
+void reduceRule(SpaceBuilder &b, Operation *op, unsigned reducedBits,
+                bool linearKept, bool keptHomogeneous) {
+  Value x = op->getOperand(0), y = op->getResult(0);
+  int64_t r = rankOf(x);
+  std::optional<std::vector<int64_t>> axes = intsAttr(op, "axes");
+  if (!axes && op->getNumOperands() > 1 && !isNone(op->getOperand(1))) {
+    axes = constInts(op->getOperand(1));
+    if (!axes) {
+      barrier(b, op, "reduction axes are not constant");
+      return;
+    }
+  }
+  std::vector<bool> reduced(r, !axes || axes->empty());
+  if (axes && axes->empty() && intAttr(op, "noop_with_empty_axes", 0))
+    std::fill(reduced.begin(), reduced.end(), false);
+  if (axes)
+    for (int64_t a : *axes) {
+      int64_t n = normAxis(a, r);
+      if (n < 0) {
+        barrier(b, op, "reduction axis out of range");
+        return;
+      }
+      reduced[n] = true;
+    }
+  bool keep = intAttr(op, "keepdims", 1);
+  StringRef name = op->getName().stripDialect();
+  int64_t out = 0;
+  for (int64_t a = 0; a < r; ++a) {
+    if (reduced[a]) {
+      b.restrict(x, a, reducedBits, name);
+      b.scaleRelation({{x, a, 1}});
+      if (!(reducedBits & kSign))
+        b.signRelation({{x, a, 1}});
+      continue;
+    }
+    int64_t ya = keep ? a : out++;
+    b.tie(x, a, y, ya);
+    if (!linearKept)
+      b.restrict(y, ya, kNoMixing, name);
+    if (keptHomogeneous) {
+      b.scaleRelation({{x, a, 1}, {y, ya, -1}});
+      b.signRelation({{x, a, 1}, {y, ya, 1}});
+    } else {
+      pinFlows(b, x, a);
+      pinFlows(b, y, ya);
+    }
+  }
+}
+
+} // namespace
+
+void SoftmaxOp::applySymmetryRule(SpaceBuilder &b) { softmaxRule(b, *this); }
+void LogSoftmaxOp::applySymmetryRule(SpaceBuilder &b) { softmaxRule(b, *this); }
+
+void LayerNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  int64_t axis = normAxis(intAttr(*this, "axis", -1), r);
+  if (axis < 0) {
+    barrier(b, *this, "LayerNormalization axis out of range");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    if (a >= axis && axis != r - 1) {
+      // Normalizing several axes at once: keep them fixed.
+      b.restrict(x, a, kNone, "LayerNormalization over several axes");
+    }
+    b.tie(x, a, y, a);
+    b.restrict(y, a, kNoMixing, "LayerNormalization");
+    pinFlows(b, x, a);
+    if (a != r - 1)
+      pinFlows(b, y, a);
+  }
+  // y = normalized * scale + bias along the last axis.
+  Value scale = getNumOperands() > 1 ? getOperand(1) : Value();
+  Value bias = getNumOperands() > 2 ? getOperand(2) : Value();
+  std::vector<AxisTerm> sc{{y, r - 1, 1}}, sg{{y, r - 1, 1}};
+  if (scale && !isNone(scale) && rankOf(scale) >= 1) {
+    bindVector(b, scale, y, r - 1);
+    sc.push_back({scale, rankOf(scale) - 1, -1});
+    sg.push_back({scale, rankOf(scale) - 1, 1});
+  }
+  b.scaleRelation(sc);
+  b.signRelation(sg);
+  if (bias && !isNone(bias) && rankOf(bias) >= 1) {
+    bindVector(b, bias, y, r - 1);
+    b.scaleRelation({{bias, rankOf(bias) - 1, 1}, {y, r - 1, -1}});
+    b.signRelation({{bias, rankOf(bias) - 1, 1}, {y, r - 1, 1}});
+  }
+  for (Value extra : getResults().drop_front())
+    b.fixAll(extra, "LayerNormalization statistics output");
+}
+
+void RMSNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  // Recomposed x / rms(x) * gain: rms is invariant under signed permutations
+  // (and rotations when there is no gain).
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  Value gain = getNumOperands() > 1 ? getOperand(1) : Value();
+  bool hasGain = gain && !isNone(gain);
+  for (int64_t a = 0; a < r; ++a) {
+    b.tie(x, a, y, a);
+    if (a != r - 1) {
+      b.restrict(y, a, kNoMixing, "RMSNormalization");
+      pinFlows(b, x, a);
+      pinFlows(b, y, a);
+    }
+  }
+  b.scaleRelation({{x, r - 1, 1}});
+  if (hasGain) {
+    b.restrict(y, r - 1, kNoMixing, "RMSNormalization with gain");
+    bindVector(b, gain, y, r - 1);
+    b.scaleRelation({{y, r - 1, 1}, {gain, rankOf(gain) - 1, -1}});
+    b.signRelation({{y, r - 1, 1}, {x, r - 1, 1}, {gain, rankOf(gain) - 1, 1}});
+  } else {
+    b.restrict(y, r - 1, kOrthogonal, "RMSNormalization");
+    b.scaleRelation({{y, r - 1, 1}});
+    b.signRelation({{y, r - 1, 1}, {x, r - 1, 1}});
+  }
+}
+
+void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  // X [N, C, ...]: per-channel normalization with batch statistics in a
+  // training graph. The running statistics (inputs 3, 4) are state, not
+  // parameters; in an inference graph they fix the channel axis.
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  if (r < 2) {
+    barrier(b, *this, "BatchNormalization of a rank < 2 tensor");
+    return;
+  }
+  bool training = intAttr(*this, "training_mode", 0) || getNumResults() > 1;
+  for (int64_t a = 0; a < r; ++a) {
+    b.tie(x, a, y, a);
+    if (a != 1) {
+      b.restrict(y, a, a == 0 ? kNoMixing : kNone, "BatchNormalization");
+      pinFlows(b, x, a);
+      pinFlows(b, y, a);
+    }
+  }
+  b.restrict(y, 1, kNoMixing, "BatchNormalization");
+  // Per-channel scale of X cancels only up to epsilon: pin it. A sign flip of
+  // a channel flips its normalized value exactly.
+  b.scaleRelation({{x, 1, 1}});
+  Value scale = getOperand(1), bias = getOperand(2);
+  bindVector(b, scale, y, 1);
+  bindVector(b, bias, y, 1);
+  b.scaleRelation({{y, 1, 1}, {scale, 0, -1}});
+  b.signRelation({{y, 1, 1}, {x, 1, 1}, {scale, 0, 1}});
+  b.scaleRelation({{bias, 0, 1}, {y, 1, -1}});
+  b.signRelation({{bias, 0, 1}, {y, 1, 1}});
+  if (!training) {
+    b.restrict(y, 1, kNone, "BatchNormalization in inference mode");
+  }
+  for (Value extra : getResults().drop_front())
+    b.fixAll(extra, "BatchNormalization running statistics");
+}
+
+void InstanceNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  barrier(b, *this, "InstanceNormalization has no rule yet");
+}
+void GroupNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  barrier(b, *this, "GroupNormalization has no rule yet");
+}
+
+void ReduceMeanOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kPerm, true, true); }
+void ReduceSumOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kPerm, true, true); }
+void ReduceMaxOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kPerm, false, false); }
+void ReduceMinOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kPerm, false, false); }
+void ReduceProdOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kPerm, false, false); }
+void ReduceL2Op::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kOrthogonal, false, false); }
+void ReduceSumSquareOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kOrthogonal, false, false); }
+
+void ArgMaxOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMax returns positions"); }
+void ArgMinOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMin returns positions"); }
+void TopKOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "TopK returns positions"); }
+void CumSumOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "CumSum depends on order"); }
+
+namespace {
+void poolRule(SpaceBuilder &b, Operation *op, bool linear) {
+  Value x = op->getOperand(0), y = op->getResult(0);
+  int64_t r = rankOf(x);
+  if (r < 3 || rankOf(y) != r) {
+    barrier(b, op, "pooling with unknown ranks");
+    return;
+  }
+  StringRef name = op->getName().stripDialect();
+  for (int64_t a = 0; a < 2; ++a) {
+    b.tie(x, a, y, a);
+    if (!linear)
+      b.restrict(y, a, kNoMixing, name);
+    b.scaleRelation({{x, a, 1}, {y, a, -1}});
+    if (linear)
+      b.signRelation({{x, a, 1}, {y, a, 1}});
+    else {
+      b.signRelation({{x, a, 1}});
+      b.signRelation({{y, a, 1}});
+    }
+  }
+  for (int64_t a = 2; a < r; ++a) {
+    b.restrict(x, a, kNone, "pooling window axis");
+    b.restrict(y, a, kNone, "pooling window axis");
+  }
+  for (Value extra : op->getResults().drop_front())
+    b.fixAll(extra, "pooling indices");
+}
+} // namespace
+
+void MaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }
+void GlobalMaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }
+void AveragePoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, true); }
+void GlobalAveragePoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, true); }
+
+} // namespace symoc::graph

@@ -1,0 +1,139 @@
+//===- RuleHelpers.cpp - Shared pieces of the per-op symmetry rules -------===//
+
+#include "RuleHelpers.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinOps.h"
+
+using namespace mlir;
+
+namespace symoc::graph {
+
+int64_t rankOf(Value v) {
+  if (auto t = dyn_cast<RankedTensorType>(v.getType()))
+    return t.getRank();
+  return -1;
+}
+
+int64_t normAxis(int64_t axis, int64_t rank) {
+  if (axis < 0)
+    axis += rank;
+  return (axis >= 0 && axis < rank) ? axis : -1;
+}
+
+void tieSame(SpaceBuilder &b, Value x, int64_t a, Value y, int64_t c) {
+  b.tie(x, a, y, c, /*dual=*/false);
+  b.scaleRelation({{x, a, 1}, {y, c, -1}});
+  b.signRelation({{x, a, 1}, {y, c, 1}});
+}
+
+void tieDual(SpaceBuilder &b, Value x, int64_t a, Value y, int64_t c) {
+  b.tie(x, a, y, c, /*dual=*/true);
+  b.scaleRelation({{x, a, 1}, {y, c, 1}});
+  b.signRelation({{x, a, 1}, {y, c, 1}});
+}
+
+void pinFlows(SpaceBuilder &b, Value x, int64_t a) {
+  b.scaleRelation({{x, a, 1}});
+  b.signRelation({{x, a, 1}});
+}
+
+void restrictAll(SpaceBuilder &b, Value v, unsigned bits, StringRef why) {
+  for (int64_t a = 0, r = rankOf(v); a < r; ++a)
+    b.restrict(v, a, bits, why);
+}
+
+void barrier(SpaceBuilder &b, Operation *op, StringRef why) {
+  for (Value v : op->getOperands())
+    b.fixAll(v, why);
+  for (Value v : op->getResults())
+    b.fixAll(v, why);
+}
+
+bool isNone(Value v) { return isa<NoneType>(v.getType()); }
+
+std::optional<std::vector<int64_t>> constInts(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return std::nullopt;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  if (!dense)
+    return std::nullopt;
+  std::vector<int64_t> out;
+  if (isa<IntegerType>(dense.getElementType())) {
+    for (const APInt &x : dense.getValues<APInt>())
+      out.push_back(x.getSExtValue());
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::optional<double> constScalar(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return std::nullopt;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  if (!dense || dense.getNumElements() != 1)
+    return std::nullopt;
+  if (isa<FloatType>(dense.getElementType()))
+    return (*dense.getValues<APFloat>().begin()).convertToDouble();
+  if (isa<IntegerType>(dense.getElementType()))
+    return double((*dense.getValues<APInt>().begin()).getSExtValue());
+  return std::nullopt;
+}
+
+std::optional<std::vector<int64_t>> intsAttr(Operation *op, StringRef name) {
+  auto arr = op->getAttrOfType<ArrayAttr>(name);
+  if (!arr)
+    return std::nullopt;
+  std::vector<int64_t> out;
+  for (Attribute a : arr) {
+    auto i = dyn_cast<IntegerAttr>(a);
+    if (!i)
+      return std::nullopt;
+    out.push_back(i.getInt());
+  }
+  return out;
+}
+
+int64_t intAttr(Operation *op, StringRef name, int64_t dflt) {
+  if (auto i = op->getAttrOfType<IntegerAttr>(name))
+    return i.getInt();
+  return dflt;
+}
+
+int64_t opsetOf(Operation *op) {
+  for (Operation *p = op; p; p = p->getParentOp())
+    if (auto i = p->getAttrOfType<IntegerAttr>("graph.opset"))
+      return i.getInt();
+  return 17;
+}
+
+void forBroadcastAxes(Operation *op, Value result,
+                      function_ref<void(Value, int64_t, int64_t)> matched,
+                      function_ref<void(Value, int64_t)> broadcast) {
+  int64_t rr = rankOf(result);
+  auto rt = cast<RankedTensorType>(result.getType());
+  for (Value in : op->getOperands()) {
+    if (isNone(in))
+      continue;
+    int64_t ir = rankOf(in);
+    if (ir < 0)
+      continue;
+    auto it = cast<RankedTensorType>(in.getType());
+    for (int64_t r = 0; r < rr; ++r) {
+      int64_t i = r - (rr - ir);
+      if (i < 0) {
+        broadcast(in, r);
+        continue;
+      }
+      int64_t is = it.getDimSize(i), rs = rt.getDimSize(r);
+      if (is == 1 && rs != 1)
+        broadcast(in, r);
+      else
+        matched(in, i, r);
+    }
+  }
+}
+
+} // namespace symoc::graph

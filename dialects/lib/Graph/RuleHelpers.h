@@ -1,0 +1,54 @@
+//===- RuleHelpers.h - Shared pieces of the per-op symmetry rules ---------===//
+#ifndef SYMOC_DIALECTS_LIB_GRAPH_RULEHELPERS_H
+#define SYMOC_DIALECTS_LIB_GRAPH_RULEHELPERS_H
+
+#include "symoc/Dialect/Graph/GraphOps.h"
+
+#include <optional>
+#include <vector>
+
+namespace symoc::graph {
+
+/// Rank of a ranked tensor value, -1 otherwise.
+int64_t rankOf(mlir::Value v);
+/// Normalizes a possibly negative axis; -1 when out of range.
+int64_t normAxis(int64_t axis, int64_t rank);
+
+/// Same space, same transform: tie + equal scale and sign exponents.
+void tieSame(SpaceBuilder &b, mlir::Value x, int64_t a, mlir::Value y, int64_t c);
+/// The two sides of a contraction: tie(dual) + opposite scale exponents and
+/// equal signs.
+void tieDual(SpaceBuilder &b, mlir::Value x, int64_t a, mlir::Value y, int64_t c);
+/// The axis is pinned against scaling and sign flips (a nonlinear function).
+void pinFlows(SpaceBuilder &b, mlir::Value x, int64_t a);
+/// restrict() for every axis of v.
+void restrictAll(SpaceBuilder &b, mlir::Value v, unsigned bits, llvm::StringRef why);
+/// Fixes every operand and result of an op: a barrier.
+void barrier(SpaceBuilder &b, mlir::Operation *op, llvm::StringRef why);
+
+/// The integer values of a constant operand (graph.constant with a value), if known.
+std::optional<std::vector<int64_t>> constInts(mlir::Value v);
+/// The float value of a scalar constant operand, if known.
+std::optional<double> constScalar(mlir::Value v);
+/// An integer-list attribute, if present.
+std::optional<std::vector<int64_t>> intsAttr(mlir::Operation *op, llvm::StringRef name);
+/// An integer attribute with a default.
+int64_t intAttr(mlir::Operation *op, llvm::StringRef name, int64_t dflt);
+/// The opset version the op was imported under (attribute graph.opset).
+int64_t opsetOf(mlir::Operation *op);
+/// True for the placeholder of an absent optional input.
+bool isNone(mlir::Value v);
+
+/// Aligns operands to the result by numpy broadcasting: for every operand axis
+/// whose size equals the result's, calls `matched(operand, axis, resultAxis)`;
+/// for operand axes of size 1 against a larger result axis, calls
+/// `broadcast(operand, resultAxis)`. Result axes missing from an operand
+/// count as broadcast too.
+void forBroadcastAxes(
+    mlir::Operation *op, mlir::Value result,
+    llvm::function_ref<void(mlir::Value, int64_t, int64_t)> matched,
+    llvm::function_ref<void(mlir::Value, int64_t)> broadcast);
+
+} // namespace symoc::graph
+
+#endif

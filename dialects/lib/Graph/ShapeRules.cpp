@@ -1,0 +1,279 @@
+//===- ShapeRules.cpp - Rules of data movement and shape ops --------------===//
+//
+// These ops move axes around without computing on them: they tie axes of the
+// input to axes of the output. Anything they cannot express as such a map
+// (merging two non-trivial axes, strided slices, gathers along an axis) fixes
+// the axes involved.
+//
+//===----------------------------------------------------------------------===//
+
+#include "RuleHelpers.h"
+
+using namespace mlir;
+
+namespace symoc::graph {
+namespace {
+
+constexpr unsigned kNoMixing = kPerm | kSign | kScale;
+
+int64_t dimOf(Value v, int64_t a) {
+  return cast<RankedTensorType>(v.getType()).getDimSize(a);
+}
+
+/// Ties the non-unit axes of x and y when they correspond one to one (sizes
+/// match in order once size-1 axes are dropped); otherwise groups axes by
+/// equal products and fixes every group that is not one-to-one.
+void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
+  auto xt = dyn_cast<RankedTensorType>(x.getType());
+  auto yt = dyn_cast<RankedTensorType>(y.getType());
+  if (!xt || !yt || !xt.hasStaticShape() || !yt.hasStaticShape()) {
+    // Dynamic shapes: only a reshape that keeps the trailing axis intact can
+    // be followed; everything else is fixed.
+    barrier(b, op, "reshape with dynamic shape");
+    return;
+  }
+  std::vector<int64_t> xs, ys;
+  for (int64_t a = 0; a < xt.getRank(); ++a)
+    if (xt.getDimSize(a) != 1)
+      xs.push_back(a);
+  for (int64_t a = 0; a < yt.getRank(); ++a)
+    if (yt.getDimSize(a) != 1)
+      ys.push_back(a);
+  size_t i = 0, j = 0;
+  while (i < xs.size() && j < ys.size()) {
+    size_t i0 = i, j0 = j;
+    int64_t px = xt.getDimSize(xs[i++]), py = yt.getDimSize(ys[j++]);
+    while (px != py) {
+      if (px < py && i < xs.size())
+        px *= xt.getDimSize(xs[i++]);
+      else if (py < px && j < ys.size())
+        py *= yt.getDimSize(ys[j++]);
+      else
+        break;
+    }
+    if (i - i0 == 1 && j - j0 == 1 && px == py) {
+      tieSame(b, x, xs[i0], y, ys[j0]);
+      continue;
+    }
+    // A factored or merged group of axes (e.g. D -> H x d_h): not followed
+    // yet, so the axes are fixed (sound, possibly missing symmetries).
+    for (size_t k = i0; k < i; ++k)
+      b.restrict(x, xs[k], kNone, "reshape merges or splits this axis");
+    for (size_t k = j0; k < j; ++k)
+      b.restrict(y, ys[k], kNone, "reshape merges or splits this axis");
+  }
+  for (; i < xs.size(); ++i)
+    b.restrict(x, xs[i], kNone, "reshape");
+  for (; j < ys.size(); ++j)
+    b.restrict(y, ys[j], kNone, "reshape");
+}
+
+} // namespace
+
+void ReshapeOp::applySymmetryRule(SpaceBuilder &b) {
+  reshapeLike(b, *this, getOperand(0), getResult(0));
+}
+void SqueezeOp::applySymmetryRule(SpaceBuilder &b) {
+  reshapeLike(b, *this, getOperand(0), getResult(0));
+}
+void UnsqueezeOp::applySymmetryRule(SpaceBuilder &b) {
+  reshapeLike(b, *this, getOperand(0), getResult(0));
+}
+void FlattenOp::applySymmetryRule(SpaceBuilder &b) {
+  reshapeLike(b, *this, getOperand(0), getResult(0));
+}
+
+void TransposeOp::applySymmetryRule(SpaceBuilder &b) {
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  std::vector<int64_t> perm;
+  if (auto p = intsAttr(*this, "perm"))
+    perm = *p;
+  else
+    for (int64_t a = r - 1; a >= 0; --a)
+      perm.push_back(a);
+  if (int64_t(perm.size()) != r) {
+    barrier(b, *this, "Transpose perm does not match the rank");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a)
+    tieSame(b, x, perm[a], y, a);
+}
+
+void SplitOp::applySymmetryRule(SpaceBuilder &b) {
+  Value x = getOperand(0);
+  int64_t r = rankOf(x);
+  int64_t axis = normAxis(intAttr(*this, "axis", 0), r);
+  if (axis < 0 || dimOf(x, axis) < 0) {
+    barrier(b, *this, "Split along a dynamic or invalid axis");
+    return;
+  }
+  int64_t offset = 0;
+  for (Value y : getResults()) {
+    int64_t n = dimOf(y, axis);
+    if (n < 0) {
+      barrier(b, *this, "Split with dynamic sizes");
+      return;
+    }
+    b.slice(x, axis, offset, n, y, axis);
+    offset += n;
+    for (int64_t a = 0; a < r; ++a)
+      if (a != axis)
+        tieSame(b, x, a, y, a);
+  }
+}
+
+void SliceOp::applySymmetryRule(SpaceBuilder &b) {
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
+  if (opsetOf(*this) < 10) {
+    starts = intsAttr(*this, "starts");
+    ends = intsAttr(*this, "ends");
+    axes = intsAttr(*this, "axes");
+  } else {
+    starts = constInts(getOperand(1));
+    ends = constInts(getOperand(2));
+    if (getNumOperands() > 3 && !isNone(getOperand(3)))
+      axes = constInts(getOperand(3));
+    if (getNumOperands() > 4 && !isNone(getOperand(4)))
+      steps = constInts(getOperand(4));
+  }
+  if (!starts || !ends) {
+    barrier(b, *this, "Slice bounds are not constant");
+    return;
+  }
+  std::vector<int64_t> ax = axes ? *axes : std::vector<int64_t>();
+  if (!axes)
+    for (size_t k = 0; k < starts->size(); ++k)
+      ax.push_back(int64_t(k));
+  std::vector<bool> sliced(r, false);
+  for (size_t k = 0; k < ax.size(); ++k) {
+    int64_t a = normAxis(ax[k], r);
+    if (a < 0) {
+      barrier(b, *this, "Slice axis out of range");
+      return;
+    }
+    sliced[a] = true;
+    int64_t n = dimOf(x, a), step = steps ? (*steps)[k] : 1;
+    if (n < 0 || step != 1) {
+      b.restrict(x, a, kNone, "strided or dynamic Slice");
+      b.restrict(y, a, kNone, "strided or dynamic Slice");
+      continue;
+    }
+    int64_t s = (*starts)[k], e = (*ends)[k];
+    if (s < 0) s += n;
+    if (e < 0) e += n;
+    s = std::clamp<int64_t>(s, 0, n);
+    e = std::clamp<int64_t>(e, 0, n);
+    if (e - s != dimOf(y, a)) {
+      b.restrict(x, a, kNone, "Slice size mismatch");
+      b.restrict(y, a, kNone, "Slice size mismatch");
+      continue;
+    }
+    b.slice(x, a, s, e - s, y, a);
+  }
+  for (int64_t a = 0; a < r; ++a)
+    if (!sliced[a])
+      tieSame(b, x, a, y, a);
+}
+
+void ConcatOp::applySymmetryRule(SpaceBuilder &b) {
+  Value y = getResult(0);
+  int64_t r = rankOf(y);
+  int64_t axis = normAxis(intAttr(*this, "axis", 0), r);
+  if (axis < 0) {
+    barrier(b, *this, "Concat axis out of range");
+    return;
+  }
+  int64_t offset = 0;
+  for (Value x : getOperands()) {
+    int64_t n = dimOf(x, axis);
+    if (n < 0 || dimOf(y, axis) < 0) {
+      barrier(b, *this, "Concat along a dynamic axis");
+      return;
+    }
+    b.slice(y, axis, offset, n, x, axis);
+    offset += n;
+    for (int64_t a = 0; a < r; ++a)
+      if (a != axis)
+        tieSame(b, x, a, y, a);
+  }
+}
+
+void GatherOp::applySymmetryRule(SpaceBuilder &b) {
+  // y = data[..., indices, ...] along `axis`: the indexed axis is positions
+  // (fixed); the others move through; index axes become output axes.
+  Value data = getOperand(0), idx = getOperand(1), y = getResult(0);
+  int64_t r = rankOf(data), ri = rankOf(idx);
+  int64_t axis = normAxis(intAttr(*this, "axis", 0), r);
+  if (axis < 0 || ri < 0) {
+    barrier(b, *this, "Gather with unknown ranks");
+    return;
+  }
+  b.restrict(data, axis, kNone, "Gather indexes this axis");
+  for (int64_t a = 0; a < axis; ++a)
+    tieSame(b, data, a, y, a);
+  for (int64_t k = 0; k < ri; ++k) {
+    b.tie(idx, k, y, axis + k);
+    b.restrict(y, axis + k, kNoMixing, "Gather index axis");
+    pinFlows(b, y, axis + k);
+  }
+  for (int64_t a = axis + 1; a < r; ++a)
+    tieSame(b, data, a, y, a - 1 + ri);
+}
+
+void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
+  // Broadcast copies: a copied axis holds the same value in every coordinate.
+  Value x = getOperand(0), y = getResult(0);
+  forBroadcastAxes(
+      *this, y,
+      [&](Value in, int64_t i, int64_t r) {
+        if (in == x)
+          tieSame(b, x, i, y, r);
+      },
+      [&](Value in, int64_t r) {
+        if (in != x)
+          return;
+        b.restrict(y, r, kNoMixing, "Expand copies along this axis");
+        pinFlows(b, y, r);
+      });
+}
+
+
+#define BARRIER_RULE(OP, WHY)                                                  \
+  void OP::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, WHY); }
+BARRIER_RULE(GatherElementsOp, "GatherElements indexes positions")
+BARRIER_RULE(ScatterNDOp, "ScatterND writes positions")
+BARRIER_RULE(TileOp, "Tile repeats along an axis")
+BARRIER_RULE(PadOp, "Pad shifts positions")
+#undef BARRIER_RULE
+
+void TriluOp::applySymmetryRule(SpaceBuilder &b) {
+  // Masks by position on the last two axes; leading axes are batched.
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  for (int64_t a = 0; a < r; ++a) {
+    if (a >= r - 2) {
+      b.restrict(x, a, kNone, "Trilu masks positions");
+      b.restrict(y, a, kNone, "Trilu masks positions");
+    } else {
+      tieSame(b, x, a, y, a);
+    }
+  }
+}
+
+// Shape arithmetic: outputs are small integer tensors that do not depend on
+// the values of their inputs, so they constrain nothing about the inputs.
+#define SHAPE_RULE(OP)                                                         \
+  void OP::applySymmetryRule(SpaceBuilder &b) {                                \
+    for (Value v : getOperation()->getResults())                               \
+      b.fixAll(v, "shape value");                                              \
+  }
+SHAPE_RULE(ShapeOp)
+SHAPE_RULE(SizeOp)
+SHAPE_RULE(ConstantOfShapeOp)
+SHAPE_RULE(RangeOp)
+#undef SHAPE_RULE
+
+} // namespace symoc::graph
