@@ -434,11 +434,33 @@ def initializers_to_constants(model):
     return model
 
 
+def reference_io(fixture, model, args):
+    """Inputs and torch outputs (float32, training mode) for an evaluator to reproduce.
+    The dynamic-batch fixture gets a batch of 3, unlike the batch of 2 it was traced with."""
+    if FIXTURES[fixture][2]:
+        args = tuple(torch.cat([a, 0.5 * a[:1]]) for a in args)
+    with torch.no_grad():
+        out = copy.deepcopy(model).train()(*args)
+    return args, (out,)
+
+
+def write_testdata(fixture, proto, ins, outs, out_dir):
+    """ONNX's test-data layout: <dir>/test_data_set_0/input_<i>.pb, output_<i>.pb."""
+    d = os.path.join(out_dir, fixture, "test_data_set_0")
+    os.makedirs(d, exist_ok=True)
+    for kind, vals, infos in (("input", ins, proto.graph.input), ("output", outs, proto.graph.output)):
+        for i, (v, info) in enumerate(zip(vals, infos)):
+            t = numpy_helper.from_array(v.numpy(), info.name)
+            with open(os.path.join(d, "%s_%d.pb" % (kind, i)), "wb") as f:
+                f.write(t.SerializeToString())
+
+
 def export(fixture):
     base, opset, dynamic, post = FIXTURES[fixture]
     _, _, _, in_names, out_names = BASE[base]
     model, args = build_model(base)
     model.train()   # training mode: see the module docstring
+    export.io = reference_io(fixture, model, args)   # before export touches BN statistics
     buf = io.BytesIO()
     dyn = {n: {0: "batch"} for n in in_names + out_names} if dynamic else None
     torch.onnx.export(model, args, buf, opset_version=opset, export_params=True,
@@ -479,7 +501,8 @@ def check(fixture, model, proto):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=HERE, help="output folder (default: models/)")
+    ap.add_argument("--out", default=HERE, help="output folder (default: models/); reference "
+                    "inputs/outputs go to OUT/testdata/<fixture>/test_data_set_0/")
     ap.add_argument("names", nargs="*", help="fixtures to export (default: all)")
     a = ap.parse_args()
     names = a.names or sorted(FIXTURES)
@@ -494,6 +517,7 @@ def main():
         path = os.path.join(a.out, name + ".onnx")
         with open(path, "wb") as f:
             f.write(data)
+        write_testdata(name, proto, *export.io, os.path.join(a.out, "testdata"))
         n_params = sum(p.numel() for p in model.parameters())
         print("%-22s opset %2d  %7d bytes  %6d params  %3d nodes  sha256 %s%s" % (
             name, proto.opset_import[0].version, len(data), n_params, len(proto.graph.node),

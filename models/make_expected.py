@@ -13,8 +13,7 @@ Document layout (symoc.symmetry/1, docs/symmetry-schema.md), plus three addition
 schema does not have yet (see models/README.md, "Expected files"):
   "not":             claims that look plausible and are FALSE (checked to change the output);
   "extended_claims": true symmetries the schema cannot express; they use the proposed
-                     extensions variance "abs" (multiply by |A|), member "index" (explicit
-                     coordinate list instead of offset/stride) and group "Z2" (diagonal +-1);
+                     extensions variance "abs" (multiply by |A|) and group "Z2" (diagonal +-1);
   group "heads" carries "heads" and "head_dim" (the schema names outer/inner/pairs only).
 """
 import argparse
@@ -45,10 +44,6 @@ class Doc:
         return {"initializer": init, "axis": axis, "offset": offset, "extent": extent,
                 "stride": stride, "variance": variance}
 
-    def mi(self, init, axis, variance, index):
-        """Extension: coordinate k is index[k] along axis."""
-        return {"initializer": init, "axis": axis, "index": list(index), "variance": variance}
-
     def space(self, name, n, note):
         sid = "s%d" % len(self.spaces)
         self.spaces.append({"id": sid, "name": name, "n": n, "note": note})
@@ -62,8 +57,7 @@ class Doc:
     def lin(self, space, group, members, note, exact=True, where="claims"):
         n = self.spaces[int(space[1:])]["n"]
         for mem in members:
-            ext = len(mem["index"]) if "index" in mem else mem["extent"]
-            assert ext == n, (note, mem, n)
+            assert mem["extent"] == n, (note, mem, n)
         c = {"kind": "linear", "space": space, "n": n, "group": group, "exact": exact,
              "members": members, "note": note}
         self._where(where, c)
@@ -351,13 +345,21 @@ def llama():
                 d.lin(qk, heads(1, DH, "1", "rope", [[2 * j, 2 * j + 1] for j in range(DH // 2)]),
                       qrows + [d.m(K, 0, "in", 0, DH)],
                       "adjacent-pair rotations: wrong pairing for rotate-half RoPE", where="not")
-        kvh = d.space(p + "attn.kvheads", KV * DH, "KV heads with their query groups")
-        qidx = [[(g * rep + j) * DH + c for g in range(KV) for c in range(DH)] for j in range(rep)]
-        d.lin(kvh, heads(KV, DH, "S", "1"),
-              [d.mi(Q, 0, "out", qidx[j]) for j in range(rep)] +
-              [d.m(K, 0, "out"), d.m(V, 0, "out")] + [d.mi(Oo, 1, "in", qidx[j]) for j in range(rep)],
-              "permuting KV heads together with their query groups (the query rows of a "
-              "group are not an affine slice of the KV-head space: member 'index')", where="ext")
+        # Permuting KV heads with their query groups: the space is the KV-group index
+        # (n = 2); one member per channel inside a group, strided by the group size.
+        kvh = d.space(p + "attn.kvgroups", KV, "KV-head index: KV head g with query heads "
+                      "g*%d .. g*%d+%d" % (rep, rep, rep - 1))
+        d.lin(kvh, S,
+              [d.m(Q, 0, "out", c, KV, rep * DH) for c in range(rep * DH)] +
+              [d.m(K, 0, "out", c, KV, DH) for c in range(DH)] +
+              [d.m(V, 0, "out", c, KV, DH) for c in range(DH)] +
+              [d.m(Oo, 1, "in", c, KV, rep * DH) for c in range(rep * DH)],
+              "KV heads are interchangeable together with their query groups (one member per "
+              "channel of a group, stride = group size)")
+        if i == 0:
+            d.lin(kvh, S, [d.m(K, 0, "out", c, KV, DH) for c in range(DH)] +
+                  [d.m(V, 0, "out", c, KV, DH) for c in range(DH)],
+                  "permuting KV heads without their query groups", where="not")
         if i == 0:
             cross = d.space(p + "attn.qheads_cross", 2 * DH, "query heads 1 and 2 (different "
                             "KV groups)")

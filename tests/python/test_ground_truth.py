@@ -16,7 +16,7 @@ self-checks that the harness detects wrong transforms (a claim with a member dro
 claim with "in"/"out" swapped).
 
 Extensions beyond the schema used by "extended_claims" (documented in models/README.md):
-variance "abs" (multiply by |A|), member "index" (explicit coordinates), group "Z2".
+variance "abs" (multiply by |A|) and group "Z2" (diagonal +-1).
 
 Exit status 0 when everything holds; prints one line per fixture and every failure.
 """
@@ -29,6 +29,7 @@ import zlib
 try:
     import numpy as np
     import onnx
+    import onnx.numpy_helper
     import torch
 except ImportError as ex:   # ctest reports exit 77 as skipped
     print("skipped: %s" % ex)
@@ -106,8 +107,6 @@ def draw(group, n, rng):
 
 # ------------------------------------------------------------------ applying claims
 def coords(mem):
-    if "index" in mem:
-        return list(mem["index"])
     return [mem["offset"] + k * mem["stride"] for k in range(mem["extent"])]
 
 
@@ -173,6 +172,7 @@ class Harness:
         self.model = model.double().train()
         self.params = {k: v.detach().clone() for k, v in self.model.state_dict().items()
                        if v.is_floating_point()}
+        self.trainable = {k for k, _ in self.model.named_parameters()}
         g = torch.Generator().manual_seed(4242)
         extra = ef.BASE[base][2](g)
         self.inputs = [tuple(x.double() if x.is_floating_point() else x for x in xs)
@@ -204,13 +204,14 @@ class Harness:
 
 # ------------------------------------------------------------------ checks
 def onnx_tensors(path):
+    """name -> numpy value of every initializer and every Constant node's output."""
     m = onnx.load(path)
-    t = {i.name: list(i.dims) for i in m.graph.initializer}
+    t = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
     for n in m.graph.node:
-        if n.op_type == "Constant" and not t.get(n.output[0]):
+        if n.op_type == "Constant":
             for a in n.attribute:
                 if a.name == "value":
-                    t.setdefault(n.output[0], list(a.t.dims))
+                    t.setdefault(n.output[0], onnx.numpy_helper.to_array(a.t))
     return t
 
 
@@ -228,9 +229,14 @@ def check_structure(fixture, doc, harness, errors):
                     errors.append("%s: %s is not a torch parameter/buffer" % (where, name))
                     continue
                 shape = list(harness.params[name].shape)
-                if tensors[name] != shape:
+                if list(tensors[name].shape) != shape:
                     errors.append("%s: %s has dims %s in ONNX, %s in torch"
-                                  % (where, name, tensors[name], shape))
+                                  % (where, name, list(tensors[name].shape), shape))
+                elif name in harness.trainable and not np.allclose(
+                        tensors[name], harness.params[name].numpy(), rtol=1e-6, atol=1e-7):
+                    # the rebuilt torch module must be the exported one (same seed)
+                    errors.append("%s: %s differs between the ONNX file and the rebuilt torch "
+                                  "module" % (where, name))
                 if c["kind"] == "linear":
                     cs = coords(mem)
                     if len(cs) != c["n"]:
