@@ -94,37 +94,44 @@ void sym_eig(Context &ctx, const MatView &S, double *w, const MatView &V, EigPre
 }
 
 namespace {
-// Eigen-decomposition kept in double for the reconstruction V^T diag(f) V.
-void spectral_map(Context &ctx, const MatView &S, const MatView &out, const MatFnOptions &o,
-                  double eps, double p) {
+// out = f(S) for symmetric S (n x n, row-major doubles), f(w) = (max(w,0) + eps)^p with the
+// pseudo-inverse cut for p < 0. a may alias nothing; all in double.
+void sym_pow_double(Context &ctx, const double *S, int64_t n, double p, double eps, double rcond, double *out) {
+  Workspace::Frame f(ctx.workspace());
+  double *a = f.doubles(size_t(n * n)), *b = f.doubles(size_t(n * n)), *w = f.doubles(size_t(n));
+  const lapack_int N = lapack_int(n), lwork = lapack_int(1 + 6 * n + 2 * n * n), liwork = lapack_int(3 + 5 * n);
+  double *work = f.doubles(size_t(lwork));
+  lapack_int *iwork = reinterpret_cast<lapack_int *>(f.ints(size_t(liwork) + 1));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) a[i * n + j] = 0.5 * (S[i * n + j] + S[j * n + i]);
+  lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', N, a, N, w, work, lwork, iwork, liwork);
+  if (info != 0) throw Error("sym_pow: LAPACK dsyevd failed (info " + std::to_string(info) + ")");
+  double wmax = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    w[k] = std::max(w[k], 0.0) + eps;
+    wmax = std::max(wmax, w[k]);
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    double fk = (p < 0 && !(w[k] > rcond * wmax && w[k] > 0)) ? 0.0 : std::pow(w[k], p);
+    for (int64_t j = 0; j < n; ++j) b[k * n + j] = fk * a[k * n + j];
+  }
+  // out = V^T diag(f) V with V rows = eigenvectors (a, row-major view).
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(n), int(n), 1.0, a, int(n), b, int(n), 0.0, out,
+              int(n));
+}
+
+void spectral_map(Context &ctx, const MatView &S, const MatView &out, const MatFnOptions &o, double eps, double p) {
   const int64_t n = S.rows;
   Workspace::Frame f(ctx.workspace());
-  double *w = f.doubles(size_t(n));
   if (o.precision == EigPrecision::Float64) {
-    double *a = f.doubles(size_t(n * n)), *b = f.doubles(size_t(n * n));
-    const lapack_int N = lapack_int(n), lwork = lapack_int(1 + 6 * n + 2 * n * n), liwork = lapack_int(3 + 5 * n);
-    double *work = f.doubles(size_t(lwork));
-    lapack_int *iwork = reinterpret_cast<lapack_int *>(f.ints(size_t(liwork) + 1));
+    double *a = f.doubles(size_t(n * n)), *c = f.doubles(size_t(n * n));
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) a[i * n + j] = 0.5 * (double(S(i, j)) + double(S(j, i)));
-    lapack_int info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', N, a, N, w, work, lwork, iwork, liwork);
-    if (info != 0) throw Error("sym_pow: LAPACK dsyevd failed (info " + std::to_string(info) + ")");
-    double wmax = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      w[k] = std::max(w[k], 0.0) + eps;
-      wmax = std::max(wmax, w[k]);
-    }
-    for (int64_t k = 0; k < n; ++k) {
-      double fk = (p < 0 && !(w[k] > o.rcond * wmax && w[k] > 0)) ? 0.0 : std::pow(w[k], p);
-      for (int64_t j = 0; j < n; ++j) b[k * n + j] = fk * a[k * n + j];
-    }
-    // out = V^T diag(f) V with V rows = eigenvectors (a, row-major view).
-    double *c = f.doubles(size_t(n * n));
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(n), int(n), int(n), 1.0, a, int(n), b,
-                int(n), 0.0, c, int(n));
+      for (int64_t j = 0; j < n; ++j) a[i * n + j] = S(i, j);
+    sym_pow_double(ctx, a, n, p, eps, o.rcond, c);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) out(i, j) = float(c[i * n + j]);
   } else {
+    double *w = f.doubles(size_t(n));
     MatView V = f.mat(n, n), B = f.mat(n, n);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) V(i, j) = 0.5f * (S(i, j) + S(j, i));
@@ -289,6 +296,26 @@ void polar(Context &ctx, const MatView &X, const MatView &out, const PolarOption
   Workspace::Frame f(ctx.workspace());
   const bool right = X.rows >= X.cols;
   const int64_t k = right ? X.cols : X.rows;
+  if (o.fn.precision == EigPrecision::Float64) {
+    // In double throughout: the Gram squares the condition number, which fp32 cannot hold.
+    const int64_t m = X.rows, n = X.cols;
+    double *xd = f.doubles(size_t(m * n)), *C = f.doubles(size_t(k * k)), *P = f.doubles(size_t(k * k)),
+           *od = f.doubles(size_t(m * n));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) xd[i * n + j] = X(i, j);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, right ? CblasTrans : CblasNoTrans, int(k), int(right ? m : n), 1.0, xd,
+                int(n), 0.0, C, int(k));
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < i; ++j) C[i * k + j] = C[j * k + i];
+    sym_pow_double(ctx, C, k, -0.5, 0.0, o.polar_rcond, P);
+    if (right)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(n), 1.0, xd, int(n), P, int(n), 0.0, od, int(n));
+    else
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(m), 1.0, P, int(m), xd, int(n), 0.0, od, int(n));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) out(i, j) = float(od[i * n + j]);
+    return;
+  }
   MatView C = f.mat(k, k);
   gram(ctx, right, 1.f, X, 0.f, C);
   sym_pow_eig(ctx, C, -0.5, 0.0, C, o.fn);

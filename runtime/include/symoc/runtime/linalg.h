@@ -47,6 +47,9 @@ struct PolarOptions {
   int pe_steps = 8;          // Polar Express iterations (its table has 8 entries)
   MatFnOptions fn;           // for the eigen route
   int64_t auto_eig_max = 64; // Auto: eigen route when min(m, n) <= this, else Newton-Schulz
+  // Eigen route in double: Gram eigenvalues <= polar_rcond * max are dropped (singular
+  // values below ~1e-6 of the largest: fp32 rounding level of the input).
+  double polar_rcond = 1e-12;
 };
 
 inline PolarOptions polar_options(PolarMethod m) {
