@@ -7,7 +7,8 @@ produce: regenerate both into a temporary folder and compare with models/.
   * the regenerated expected/*.json equal the committed ones;
   * the regenerated .onnx files are byte-identical to the committed ones (only with torch
     1.13 and onnx 1.12, the versions they were exported with; otherwise that part is skipped);
-  * exporting twice gives identical bytes (determinism).
+  * exporting twice gives identical bytes (determinism);
+  * the reference inputs/outputs in models/testdata are what a fresh export writes.
 Exit 77 (skipped) when torch or onnx is missing.
 """
 import os
@@ -37,6 +38,14 @@ def main():
             for p in ef.check(name, model, proto):
                 errors.append("%s: %s" % (name, p))
             data = proto.SerializeToString()
+            ef.write_testdata(name, proto, *ef.export.io, os.path.join(tmp, "testdata"))
+            if same_versions:
+                for kind in ("input_0", "output_0"):
+                    rel = os.path.join("testdata", name, "test_data_set_0", kind + ".pb")
+                    committed = os.path.join(MODELS, rel)
+                    if not os.path.exists(committed) or \
+                            open(committed, "rb").read() != open(os.path.join(tmp, rel), "rb").read():
+                        errors.append("%s: models/%s differs from a fresh export" % (name, rel))
             if ef.export(name)[1].SerializeToString() != data:
                 errors.append("%s: two exports differ (not deterministic)" % name)
             path = os.path.join(MODELS, name + ".onnx")

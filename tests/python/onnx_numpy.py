@@ -1,0 +1,165 @@
+"""A small NumPy evaluator for the ONNX ops that models/*.onnx use (onnx 1.12 has no reference
+evaluator and onnxruntime is not installed). Written from the ONNX operator specification,
+for the opsets the fixtures use (9, 13, 14, 17); it is a test oracle, not a general runtime:
+an op or attribute it does not know raises NotImplementedError naming it.
+
+run(model, feeds) -> list of output arrays. Float tensors are computed in float64.
+"""
+import math
+
+import numpy as np
+from onnx import numpy_helper, helper
+
+try:
+    from scipy.special import erf as _erf
+except ImportError:   # vectorized math.erf
+    _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+DTYPES = {1: np.float64, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
+
+
+def _f(x):
+    return x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x
+
+
+def _attrs(node):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _conv(x, w, b, a):
+    if a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise NotImplementedError("Conv with group or dilation")
+    kh, kw = w.shape[2:]
+    pt, pl, pb, pr = a.get("pads", [0, 0, 0, 0])
+    sh, sw = a.get("strides", [1, 1])
+    x = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    n, c, h, wd = x.shape
+    oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
+    cols = np.empty((n, c, kh, kw, oh, ow), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = x[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    y = np.einsum("nckloq,fckl->nfoq", cols, w)
+    return y + b.reshape(1, -1, 1, 1) if b is not None else y
+
+
+def _slice(x, starts, ends, axes=None, steps=None):
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    sl = [slice(None)] * x.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        sl[int(ax)] = slice(int(s), int(min(e, np.iinfo(np.int64).max)), int(st))
+    return x[tuple(sl)]
+
+
+def _node(op, ins, a, opset):
+    x = ins[0] if ins else None
+    if op in ("Add", "Sub", "Mul", "Div", "Pow", "Equal"):
+        f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+             "Pow": np.power, "Equal": np.equal}[op]
+        if op == "Div" and not np.issubdtype(x.dtype, np.floating):
+            return [x // ins[1]]
+        return [f(x, ins[1])]
+    unary = {"Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh, "Sqrt": np.sqrt,
+             "Neg": np.negative, "Sigmoid": lambda v: 1 / (1 + np.exp(-v)), "Erf": _erf}
+    if op in unary:
+        return [unary[op](x)]
+    if op == "Constant":
+        return [_f(numpy_helper.to_array(a["value"]))]
+    if op == "ConstantOfShape":
+        v = _f(numpy_helper.to_array(a["value"])) if "value" in a else np.zeros(1)
+        return [np.full(tuple(x), v.reshape(-1)[0], v.dtype)]
+    if op == "Cast":
+        return [x.astype(DTYPES[a["to"]])]
+    if op == "Shape":
+        return [np.array(x.shape, np.int64)]
+    if op == "Gemm":
+        A = x.T if a.get("transA") else x
+        B = ins[1].T if a.get("transB") else ins[1]
+        y = a.get("alpha", 1.0) * A @ B
+        return [y + a.get("beta", 1.0) * ins[2] if len(ins) > 2 else y]
+    if op == "MatMul":
+        return [np.matmul(x, ins[1])]
+    if op == "Transpose":
+        return [np.transpose(x, a.get("perm"))]
+    if op == "Reshape":
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(ins[1])]
+        return [x.reshape(shape)]
+    if op == "Unsqueeze":
+        axes = a["axes"] if opset < 13 else ins[1]
+        out = x
+        for ax in sorted(int(v) % (x.ndim + len(axes)) for v in axes):
+            out = np.expand_dims(out, ax)
+        return [out]
+    if op == "Concat":
+        return [np.concatenate(ins, axis=a["axis"])]
+    if op == "Split":
+        sizes = ins[1] if len(ins) > 1 else a.get("split")
+        return np.split(x, np.cumsum(sizes)[:-1], axis=a.get("axis", 0))
+    if op == "Slice":
+        return [_slice(x, *[v for v in ins[1:]])]
+    if op == "Gather":
+        return [np.take(x, ins[1], axis=a.get("axis", 0))]
+    if op == "Expand":
+        return [x * np.ones(tuple(ins[1]), x.dtype)]
+    if op == "Where":
+        return [np.where(x, ins[1], ins[2])]
+    if op == "Softmax":
+        if opset < 13:
+            raise NotImplementedError("Softmax before opset 13")
+        return [_softmax(x, a.get("axis", -1))]
+    if op == "ReduceMean":
+        return [x.mean(axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1)))]
+    if op == "ReduceSum":
+        axes = tuple(ins[1]) if len(ins) > 1 else None
+        return [x.sum(axis=axes, keepdims=bool(a.get("keepdims", 1)))]
+    if op == "LayerNormalization":
+        ax = a.get("axis", -1)
+        axes = tuple(range(ax % x.ndim, x.ndim))
+        mu = x.mean(axis=axes, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+        y = (x - mu) / np.sqrt(var + a.get("epsilon", 1e-5)) * ins[1]
+        return [y + ins[2] if len(ins) > 2 else y]
+    if op == "BatchNormalization":
+        scale, bias, mean, var = ins[1:5]
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        if a.get("training_mode", 0):
+            axes = (0,) + tuple(range(2, x.ndim))
+            mean, var = x.mean(axis=axes), x.var(axis=axes)
+        y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + a.get("epsilon", 1e-5))
+        return [y * scale.reshape(shape) + bias.reshape(shape), mean, var]
+    if op == "Conv":
+        return [_conv(x, ins[1], ins[2] if len(ins) > 2 else None, a)]
+    if op == "Einsum":
+        return [np.einsum(a["equation"].decode() if isinstance(a["equation"], bytes)
+                          else a["equation"], *ins)]
+    if op == "TopK":
+        k, ax = int(ins[1][0]), a.get("axis", -1)
+        order = np.argsort(-x if a.get("largest", 1) else x, axis=ax, kind="stable")
+        idx = np.take(order, np.arange(k), axis=ax)
+        return [np.take_along_axis(x, idx, axis=ax), idx.astype(np.int64)]
+    if op == "ScatterElements":
+        out = x.copy()
+        np.put_along_axis(out, ins[1], ins[2], axis=a.get("axis", 0))
+        return [out]
+    raise NotImplementedError("op %s" % op)
+
+
+def run(model, feeds):
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    env = {i.name: _f(numpy_helper.to_array(i)) for i in model.graph.initializer}
+    env.update({k: _f(np.asarray(v)) for k, v in feeds.items()})
+    for node in model.graph.node:
+        ins = [env[n] if n else None for n in node.input]
+        while ins and ins[-1] is None:
+            ins.pop()
+        outs = _node(node.op_type, ins, _attrs(node), opset)
+        for name, v in zip(node.output, outs):
+            if name:
+                env[name] = np.asarray(v)
+    return [env[o.name] for o in model.graph.output]
