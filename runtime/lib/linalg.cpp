@@ -285,6 +285,29 @@ void polar_express(Context &ctx, const MatView &X, const MatView &out, int steps
   });
 }
 
+void gram_pow_apply(Context &ctx, const MatView &X, bool right, double p, double eps, double rcond,
+                    const MatView &out) {
+  if (out.rows != X.rows || out.cols != X.cols) throw Error("gram_pow_apply: output shape mismatch");
+  const int64_t m = X.rows, n = X.cols, k = right ? n : m;
+  if (m == 0 || n == 0) return;
+  Workspace::Frame f(ctx.workspace());
+  double *xd = f.doubles(size_t(m * n)), *C = f.doubles(size_t(k * k)), *P = f.doubles(size_t(k * k)),
+         *od = f.doubles(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) xd[i * n + j] = X(i, j);
+  cblas_dsyrk(CblasRowMajor, CblasUpper, right ? CblasTrans : CblasNoTrans, int(k), int(right ? m : n), 1.0, xd,
+              int(n), 0.0, C, int(k));
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < i; ++j) C[i * k + j] = C[j * k + i];
+  sym_pow_double(ctx, C, k, p, eps, rcond, P);
+  if (right)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(n), 1.0, xd, int(n), P, int(n), 0.0, od, int(n));
+  else
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(m), 1.0, P, int(m), xd, int(n), 0.0, od, int(n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) out(i, j) = float(od[i * n + j]);
+}
+
 void polar(Context &ctx, const MatView &X, const MatView &out, const PolarOptions &o) {
   if (out.rows != X.rows || out.cols != X.cols) throw Error("polar: output shape mismatch");
   if (X.size() == 0) return;
@@ -298,22 +321,7 @@ void polar(Context &ctx, const MatView &X, const MatView &out, const PolarOption
   const int64_t k = right ? X.cols : X.rows;
   if (o.fn.precision == EigPrecision::Float64) {
     // In double throughout: the Gram squares the condition number, which fp32 cannot hold.
-    const int64_t m = X.rows, n = X.cols;
-    double *xd = f.doubles(size_t(m * n)), *C = f.doubles(size_t(k * k)), *P = f.doubles(size_t(k * k)),
-           *od = f.doubles(size_t(m * n));
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) xd[i * n + j] = X(i, j);
-    cblas_dsyrk(CblasRowMajor, CblasUpper, right ? CblasTrans : CblasNoTrans, int(k), int(right ? m : n), 1.0, xd,
-                int(n), 0.0, C, int(k));
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j < i; ++j) C[i * k + j] = C[j * k + i];
-    sym_pow_double(ctx, C, k, -0.5, 0.0, o.polar_rcond, P);
-    if (right)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(n), 1.0, xd, int(n), P, int(n), 0.0, od, int(n));
-    else
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(m), 1.0, P, int(m), xd, int(n), 0.0, od, int(n));
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) out(i, j) = float(od[i * n + j]);
+    gram_pow_apply(ctx, X, right, -0.5, 0.0, o.polar_rcond, out);
     return;
   }
   MatView C = f.mat(k, k);

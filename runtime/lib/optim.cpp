@@ -294,12 +294,11 @@ void LauSu::direction_of(Context &ctx, LauSuKind k, const LauSuConfig &c, const 
     return;
   }
   case LauSuKind::LeftSpectralCentered: {
-    MatView Mc = f.mat(m, n), C = f.mat(m, m);
+    MatView Mc = f.mat(m, n);
     for (int64_t i = 0; i < m; ++i) std::memcpy(&Mc(i, 0), &M(i, 0), sizeof(float) * size_t(n));
     center_rows(Mc);
-    gram(ctx, false, 1.f, Mc, 0.f, C);
-    sym_pow_eig(ctx, C, -0.5, c.eps, C, c.polar.fn);
-    gemm(ctx, false, false, 1.f, C, Mc, 0.f, D);
+    // (Mc Mc^T + eps I)^{-1/2} Mc in double: Mc Mc^T is rank-deficient whenever rows > cols.
+    gram_pow_apply(ctx, Mc, false, -0.5, c.eps, c.polar.polar_rcond, D);
     if (c.nuclear_scale) scale(D, dot(Mc, D));
     center_rows(D);
     return;

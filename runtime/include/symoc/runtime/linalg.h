@@ -58,6 +58,11 @@ inline PolarOptions polar_options(PolarMethod m) {
   return o;
 }
 
+// out = X (X^T X + eps I)^p (right) or (X X^T + eps I)^p X (left), Gram and
+// eigendecomposition in double; eigenvalues <= rcond * max dropped for p < 0.
+void gram_pow_apply(Context &ctx, const MatView &X, bool right, double p, double eps, double rcond,
+                    const MatView &out);
+
 // out = polar factor of X (U V^T), computed on the Gram of the smaller side. The iterative
 // methods return an approximation whose singular values are near (not exactly) 1; the
 // eigen route is exact up to rounding and zero on X's null space. out may not alias X.
