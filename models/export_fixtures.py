@@ -34,6 +34,7 @@ DEFAULT_OPSET = 14
 BATCH, SEQ = 2, 8
 
 
+@torch.no_grad()
 def randomize(module, gain_std=0.2, bias_std=0.2):
     """Give every norm gain and bias a random non-uniform value.
 
@@ -47,6 +48,10 @@ def randomize(module, gain_std=0.2, bias_std=0.2):
                 p.copy_(1.0 + gain_std * torch.randn_like(p))
             elif "bias" in leaf or isinstance(owner, (nn.LayerNorm, nn.BatchNorm2d)):
                 p.copy_(bias_std * torch.randn_like(p))
+    for m in module.modules():   # running statistics too, so that permuting them is visible
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(bias_std * torch.randn_like(m.running_mean))
+            m.running_var.copy_(1.0 + bias_std * torch.rand_like(m.running_var))
 
 
 # --------------------------------------------------------------------------- MLPs
@@ -461,6 +466,7 @@ def export(fixture):
     model, args = build_model(base)
     model.train()   # training mode: see the module docstring
     export.io = reference_io(fixture, model, args)   # before export touches BN statistics
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
     buf = io.BytesIO()
     dyn = {n: {0: "batch"} for n in in_names + out_names} if dynamic else None
     torch.onnx.export(model, args, buf, opset_version=opset, export_params=True,
@@ -468,6 +474,11 @@ def export(fixture):
                       keep_initializers_as_inputs=False, input_names=in_names,
                       output_names=out_names, dynamic_axes=dyn)
     proto = onnx.load_from_string(buf.getvalue())
+    # Tracing in training mode ran one forward pass, which moved BatchNorm's running
+    # statistics; store the values the module had before, as build_model() gives them.
+    for init in proto.graph.initializer:
+        if init.name in buffers:
+            init.CopyFrom(numpy_helper.from_array(buffers[init.name].numpy(), init.name))
     if post == "constants":
         proto = initializers_to_constants(proto)
     proto.producer_name = "symoc/models/export_fixtures.py (torch %s)" % torch.__version__.split("+")[0]

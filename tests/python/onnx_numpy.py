@@ -3,7 +3,7 @@ evaluator and onnxruntime is not installed). Written from the ONNX operator spec
 for the opsets the fixtures use (9, 13, 14, 17); it is a test oracle, not a general runtime:
 an op or attribute it does not know raises NotImplementedError naming it.
 
-run(model, feeds) -> list of output arrays. Float tensors are computed in float64.
+run(model, feeds, overrides) -> list of output arrays. Float tensors are computed in float64.
 """
 import math
 
@@ -150,11 +150,17 @@ def _node(op, ins, a, opset):
     raise NotImplementedError("op %s" % op)
 
 
-def run(model, feeds):
+def run(model, feeds, overrides=None):
+    """Evaluate the graph. overrides: name -> array replacing an initializer or the output
+    of a Constant node (used to apply symmetry transforms to the parameters)."""
+    overrides = overrides or {}
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     env = {i.name: _f(numpy_helper.to_array(i)) for i in model.graph.initializer}
+    env.update({k: _f(np.asarray(v)) for k, v in overrides.items()})
     env.update({k: _f(np.asarray(v)) for k, v in feeds.items()})
     for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] in overrides:
+            continue
         ins = [env[n] if n else None for n in node.input]
         while ins and ins[-1] is None:
             ins.pop()

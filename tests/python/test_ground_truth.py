@@ -3,15 +3,19 @@
 
 For every fixture: rebuild its torch module (models/export_fixtures.py, same seed), convert
 it to float64, and for every claim draw random group elements, apply them to the parameters
-exactly as docs/symmetry-schema.md defines member semantics, and compare outputs:
+exactly as docs/symmetry-schema.md defines member semantics, and compare outputs. The same is
+done on the ONNX file itself (its initializers transformed, the graph run by
+tests/python/onnx_numpy.py in float64). Criteria:
   * "exact": true claims: relative error < 1e-9;
   * "exact": false claims (normalization epsilon): relative error < 5e-4 (measured: up to
     1e-4 for BatchNorm with eps 1e-5, 1e-6 for RMSNorm with eps 1e-6);
   * "shift" claims with loss "cross-entropy": outputs compared after a softmax over the last
     (vocabulary) axis; otherwise the raw outputs;
   * every "not" entry must CHANGE the output: relative error > 1e-3.
+For fixtures with BatchNorm, the exact claims are also checked with the torch module in
+eval mode, where the running statistics (members of the S claims) are read.
 Also checked: every member names a tensor of the ONNX file (initializer, or for
-mlp_tanh_constants a Constant output) with the torch shape, and its coordinates fit; and
+mlp_tanh_constants a Constant output) with the torch shape and value, its coordinates fit;
 self-checks that the harness detects wrong transforms (a claim with a member dropped, a GL
 claim with "in"/"out" swapped).
 
@@ -39,6 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODELS = os.path.join(ROOT, "models")
 sys.path.insert(0, MODELS)
 import export_fixtures as ef  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import onnx_numpy  # noqa: E402
 
 TOL_EXACT, TOL_APPROX, TOL_NOT = 1e-9, 5e-4, 1e-3
 TRIALS = 3
@@ -167,9 +173,9 @@ class ClaimError(Exception):
 
 
 class Harness:
-    def __init__(self, base):
+    def __init__(self, base, train=True):
         model, args = ef.build_model(base)
-        self.model = model.double().train()
+        self.model = model.double().train(train)
         self.params = {k: v.detach().clone() for k, v in self.model.state_dict().items()
                        if v.is_floating_point()}
         self.trainable = {k for k, _ in self.model.named_parameters()}
@@ -202,6 +208,27 @@ class Harness:
         return worst
 
 
+class OnnxHarness(Harness):
+    """The same claims on the ONNX file itself, run by tests/python/onnx_numpy.py (float64):
+    parameters are the file's initializers (or, for mlp_tanh_constants, the named Constant
+    outputs), transformed and fed back as overrides."""
+
+    def __init__(self, fixture, torch_harness):
+        self.proto = onnx.load(os.path.join(MODELS, fixture + ".onnx"))
+        tensors = onnx_tensors(os.path.join(MODELS, fixture + ".onnx"))
+        self.params = {k: torch.from_numpy(tensors[k].astype(np.float64))
+                       for k in torch_harness.params if k in tensors}
+        self.trainable = torch_harness.trainable
+        self.names = [i.name for i in self.proto.graph.input]
+        self.inputs = torch_harness.inputs
+        self.ref = [self.run(self.params, xs) for xs in self.inputs]
+
+    def run(self, params, xs):
+        feeds = {n: x.numpy() for n, x in zip(self.names, xs)}
+        out = onnx_numpy.run(self.proto, feeds, {k: v.numpy() for k, v in params.items()})
+        return torch.from_numpy(np.asarray(out[0], dtype=np.float64))
+
+
 # ------------------------------------------------------------------ checks
 def onnx_tensors(path):
     """name -> numpy value of every initializer and every Constant node's output."""
@@ -232,7 +259,7 @@ def check_structure(fixture, doc, harness, errors):
                 if list(tensors[name].shape) != shape:
                     errors.append("%s: %s has dims %s in ONNX, %s in torch"
                                   % (where, name, list(tensors[name].shape), shape))
-                elif name in harness.trainable and not np.allclose(
+                elif not np.allclose(
                         tensors[name], harness.params[name].numpy(), rtol=1e-6, atol=1e-7):
                     # the rebuilt torch module must be the exported one (same seed)
                     errors.append("%s: %s differs between the ONNX file and the rebuilt torch "
@@ -249,8 +276,10 @@ def check_structure(fixture, doc, harness, errors):
                 pass
 
 
-def check_claims(fixture, doc, h, errors, report):
-    seed = zlib.crc32(fixture.encode())
+def check_claims(fixture, doc, h, errors, report, label="torch"):
+    fixture_label = fixture
+    fixture = "%s [%s]" % (fixture, label)
+    seed = zlib.crc32(fixture_label.encode())
     rng = np.random.default_rng(seed)
     loss = doc["loss"]
     worst_exact, worst_approx, least_not = 0.0, 0.0, np.inf
@@ -349,16 +378,24 @@ def main():
         check_structure(fixture, doc, h, errors)
         report = []
         check_claims(fixture, doc, h, errors, report)
+        check_claims(fixture, doc, OnnxHarness(fixture, h), errors, report, "onnx")
+        if any(isinstance(m, torch.nn.BatchNorm2d) for m in h.model.modules()):
+            # Eval mode reads BatchNorm's running statistics: the exact claims, which permute
+            # them along, must hold there too (training mode never reads them).
+            ev = dict(doc, claims=[c for c in doc["claims"] if c["exact"]])
+            ev["not"] = []
+            check_claims(fixture, ev, Harness(base, train=False), errors, [], "torch eval")
         try:
             ran = self_checks(fixture, doc, h, errors)
         except ClaimError as ex:
             errors.append("%s self-check: %s" % (fixture, ex))
             ran = 0
-        we, wa, ln = report[0]
-        print("%-22s %3d claims %2d extended %2d not %d self-checks | max err exact %.1e, "
-              "approx %.1e; min err of false claims %.2g  %s"
+        (we, wa, ln), (owe, owa, oln) = report
+        print("%-22s %3d claims %2d extended %2d not %d self-checks | torch / onnx: max err "
+              "exact %.0e / %.0e, approx %.0e / %.0e; min err of false claims %.2g / %.2g  %s"
               % (fixture, len(doc["claims"]), len(doc.get("extended_claims", [])),
-                 len(doc["not"]), ran, we, wa, ln, "ok" if len(errors) == n_err else "FAIL"))
+                 len(doc["not"]), ran, we, owe, wa, owa, ln, oln,
+                 "ok" if len(errors) == n_err else "FAIL"))
         totals["claims"] += len(doc["claims"])
         totals["extended"] += len(doc.get("extended_claims", []))
         totals["not"] += len(doc["not"])
