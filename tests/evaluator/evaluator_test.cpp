@@ -1,0 +1,361 @@
+//===- evaluator_test.cpp - Unit tests of the reference evaluator ---------===//
+//
+// Expected values are computed here by direct formulas (plain index loops),
+// independently of the evaluator's kernels (odometers, im2col, blocking).
+//
+//===----------------------------------------------------------------------===//
+#include "symoc/Evaluator/Evaluator.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+using namespace symoc;
+using TP = onnx::TensorProto;
+
+namespace {
+
+std::mt19937 rng(1);
+
+Tensor randn(std::vector<int64_t> dims) {
+  std::normal_distribution<double> g;
+  Tensor t = Tensor::zeros(dims, TP::FLOAT);
+  for (double &v : t.data)
+    v = g(rng);
+  return t;
+}
+
+Tensor ints(std::vector<int64_t> dims, std::vector<double> v) {
+  return Tensor(std::move(dims), std::move(v), TP::INT64);
+}
+
+onnx::NodeProto node(const std::string &op, int nin = 1, int nout = 1) {
+  onnx::NodeProto n;
+  n.set_op_type(op);
+  n.set_name("n");
+  for (int i = 0; i < nin; ++i)
+    n.add_input("i" + std::to_string(i));
+  for (int i = 0; i < nout; ++i)
+    n.add_output("o" + std::to_string(i));
+  return n;
+}
+
+void setInt(onnx::NodeProto &n, const std::string &name, int64_t v) {
+  auto *a = n.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+
+void setInts(onnx::NodeProto &n, const std::string &name, std::vector<int64_t> v) {
+  auto *a = n.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t x : v)
+    a->add_ints(x);
+}
+
+void setString(onnx::NodeProto &n, const std::string &name, const std::string &v) {
+  auto *a = n.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s(v);
+}
+
+Tensor run1(const onnx::NodeProto &n, int64_t opset, std::vector<const Tensor *> ins) {
+  return runNode(n, opset, ins).at(0);
+}
+
+double at(const Tensor &t, std::vector<int64_t> idx) {
+  std::vector<int64_t> s = stridesOf(t.dims);
+  int64_t off = 0;
+  for (size_t i = 0; i < idx.size(); ++i)
+    off += idx[i] * s[i];
+  return t.data.at(size_t(off));
+}
+
+} // namespace
+
+TEST(Broadcast, ThreeWayShapes) {
+  Tensor a = randn({2, 1, 3}), b = randn({4, 1});
+  Tensor y = run1(node("Add", 2), 14, {&a, &b});
+  ASSERT_EQ(y.dims, (std::vector<int64_t>{2, 4, 3}));
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 4; ++j)
+      for (int64_t k = 0; k < 3; ++k)
+        EXPECT_DOUBLE_EQ(at(y, {i, j, k}), at(a, {i, 0, k}) + at(b, {j, 0}));
+  Tensor c = randn({3}), w = Tensor::zeros({2, 1, 3}, TP::BOOL);
+  w.data = {1, 0, 1, 0, 1, 0};
+  Tensor z = run1(node("Where", 3), 16, {&w, &c, &b}); // [2,1,3],[3],[4,1] -> [2,4,3]
+  ASSERT_EQ(z.dims, (std::vector<int64_t>{2, 4, 3}));
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 4; ++j)
+      for (int64_t k = 0; k < 3; ++k)
+        EXPECT_EQ(at(z, {i, j, k}), at(w, {i, 0, k}) ? at(c, {k}) : at(b, {j, 0}));
+}
+
+TEST(Broadcast, IncompatibleShapesAreAnError) {
+  Tensor a = randn({2, 3}), b = randn({4});
+  try {
+    run1(node("Mul", 2), 14, {&a, &b});
+    FAIL() << "no error";
+  } catch (const EvalError &e) {
+    EXPECT_NE(std::string(e.what()).find("shapes [2, 3] and [4] do not broadcast"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(MatMul, BatchedBroadcastAndVectors) {
+  Tensor a = randn({2, 1, 3, 4}), b = randn({5, 4, 2});
+  Tensor y = run1(node("MatMul", 2), 13, {&a, &b});
+  ASSERT_EQ(y.dims, (std::vector<int64_t>{2, 5, 3, 2}));
+  for (int64_t p = 0; p < 2; ++p)
+    for (int64_t q = 0; q < 5; ++q)
+      for (int64_t i = 0; i < 3; ++i)
+        for (int64_t j = 0; j < 2; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < 4; ++k)
+            s += at(a, {p, 0, i, k}) * at(b, {q, k, j});
+          EXPECT_NEAR(at(y, {p, q, i, j}), s, 1e-12);
+        }
+  Tensor v = randn({4}), m = randn({2, 4, 3});
+  Tensor vy = run1(node("MatMul", 2), 13, {&v, &m});
+  ASSERT_EQ(vy.dims, (std::vector<int64_t>{2, 3}));
+  for (int64_t p = 0; p < 2; ++p)
+    for (int64_t j = 0; j < 3; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < 4; ++k)
+        s += at(v, {k}) * at(m, {p, k, j});
+      EXPECT_NEAR(at(vy, {p, j}), s, 1e-12);
+    }
+  Tensor m2 = randn({2, 3, 4});
+  Tensor my = run1(node("MatMul", 2), 13, {&m2, &v});
+  ASSERT_EQ(my.dims, (std::vector<int64_t>{2, 3}));
+  Tensor bad = randn({3, 5});
+  EXPECT_THROW(run1(node("MatMul", 2), 13, {&m2, &bad}), EvalError);
+}
+
+TEST(Conv, GroupsPadsStridesDilations) {
+  Tensor x = randn({2, 4, 7, 6}), w = randn({6, 2, 3, 2}), b = randn({6});
+  auto n = node("Conv", 3);
+  setInt(n, "group", 2);
+  setInts(n, "pads", {1, 0, 2, 1});
+  setInts(n, "strides", {2, 1});
+  setInts(n, "dilations", {1, 2});
+  Tensor y = run1(n, 11, {&x, &w, &b});
+  // out = floor((in + pads - dil*(k-1) - 1) / stride) + 1
+  int64_t OH = (7 + 1 + 2 - 1 * 2 - 1) / 2 + 1, OW = (6 + 0 + 1 - 2 * 1 - 1) / 1 + 1;
+  ASSERT_EQ(y.dims, (std::vector<int64_t>{2, 6, OH, OW}));
+  for (int64_t nn = 0; nn < 2; ++nn)
+    for (int64_t m = 0; m < 6; ++m)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          double s = at(b, {m});
+          int64_t g = m / 3;
+          for (int64_t c = 0; c < 2; ++c)
+            for (int64_t kh = 0; kh < 3; ++kh)
+              for (int64_t kw = 0; kw < 2; ++kw) {
+                int64_t ih = oh * 2 - 1 + kh, iw = ow - 0 + kw * 2;
+                if (ih >= 0 && ih < 7 && iw >= 0 && iw < 6)
+                  s += at(x, {nn, g * 2 + c, ih, iw}) * at(w, {m, c, kh, kw});
+              }
+          EXPECT_NEAR(at(y, {nn, m, oh, ow}), s, 1e-12);
+        }
+}
+
+TEST(Conv, AutoPadSameUpperKeepsCeilSize) {
+  Tensor x = randn({1, 1, 5, 5}), w = randn({1, 1, 3, 3});
+  auto n = node("Conv", 2);
+  setString(n, "auto_pad", "SAME_UPPER");
+  setInts(n, "strides", {2, 2});
+  Tensor y = run1(n, 11, {&x, &w});
+  EXPECT_EQ(y.dims, (std::vector<int64_t>{1, 1, 3, 3}));
+  // Total padding 2 per axis, split 1/1: output (0,0) sees x[0..1, 0..1] with w[1..2, 1..2].
+  double s = 0;
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 2; ++j)
+      s += at(x, {0, 0, i, j}) * at(w, {0, 0, i + 1, j + 1});
+  EXPECT_NEAR(at(y, {0, 0, 0, 0}), s, 1e-12);
+}
+
+TEST(Softmax, AxisSemanticsChangeAtOpset13) {
+  Tensor x = randn({2, 3, 4});
+  auto n = node("Softmax");
+  setInt(n, "axis", 1);
+  // Opset 13: over axis 1 alone.
+  Tensor y13 = run1(n, 13, {&x});
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t k = 0; k < 4; ++k) {
+      double den = 0;
+      for (int64_t j = 0; j < 3; ++j)
+        den += std::exp(at(x, {i, j, k}));
+      for (int64_t j = 0; j < 3; ++j)
+        EXPECT_NEAR(at(y13, {i, j, k}), std::exp(at(x, {i, j, k})) / den, 1e-14);
+    }
+  // Opset 11: input flattened to [2, 12] at axis 1, softmax over the 12.
+  Tensor y11 = run1(n, 11, {&x});
+  for (int64_t i = 0; i < 2; ++i) {
+    double den = 0;
+    for (int64_t j = 0; j < 3; ++j)
+      for (int64_t k = 0; k < 4; ++k)
+        den += std::exp(at(x, {i, j, k}));
+    for (int64_t j = 0; j < 3; ++j)
+      for (int64_t k = 0; k < 4; ++k)
+        EXPECT_NEAR(at(y11, {i, j, k}), std::exp(at(x, {i, j, k})) / den, 1e-14);
+  }
+  // Default axis: -1 from 13, 1 before.
+  Tensor d13 = run1(node("Softmax"), 13, {&x}), d11 = run1(node("Softmax"), 11, {&x});
+  EXPECT_NEAR(at(d13, {0, 0, 0}) + at(d13, {0, 0, 1}) + at(d13, {0, 0, 2}) + at(d13, {0, 0, 3}),
+              1.0, 1e-14);
+  EXPECT_EQ(d11.data, y11.data);
+}
+
+TEST(Opset, AxesAsAttributeOrInput) {
+  Tensor x = randn({3, 1, 4, 1});
+  auto sq = node("Squeeze");
+  setInts(sq, "axes", {1});
+  EXPECT_EQ(run1(sq, 11, {&x}).dims, (std::vector<int64_t>{3, 4, 1}));
+  Tensor ax = ints({1}, {-1});
+  EXPECT_EQ(run1(node("Squeeze", 2), 13, {&x, &ax}).dims, (std::vector<int64_t>{3, 1, 4}));
+  EXPECT_EQ(run1(node("Squeeze", 1), 13, {&x}).dims, (std::vector<int64_t>{3, 4}));
+  EXPECT_THROW(run1(sq, 13, {&x}), EvalError); // attribute no longer allowed
+
+  auto us = node("Unsqueeze");
+  setInts(us, "axes", {0, 3});
+  Tensor v = randn({2, 5});
+  EXPECT_EQ(run1(us, 11, {&v}).dims, (std::vector<int64_t>{1, 2, 5, 1}));
+  Tensor ax2 = ints({2}, {0, -1});
+  EXPECT_EQ(run1(node("Unsqueeze", 2), 13, {&v, &ax2}).dims,
+            (std::vector<int64_t>{1, 2, 5, 1}));
+
+  Tensor m = randn({2, 3});
+  auto rs = node("ReduceSum");
+  setInts(rs, "axes", {1});
+  setInt(rs, "keepdims", 0);
+  Tensor r11 = run1(rs, 11, {&m});
+  Tensor a1 = ints({1}, {1});
+  auto rs13 = node("ReduceSum", 2);
+  setInt(rs13, "keepdims", 0);
+  Tensor r13 = run1(rs13, 13, {&m, &a1});
+  ASSERT_EQ(r11.dims, (std::vector<int64_t>{2}));
+  EXPECT_EQ(r11.data, r13.data);
+  EXPECT_NEAR(r11.data[1], at(m, {1, 0}) + at(m, {1, 1}) + at(m, {1, 2}), 1e-14);
+  // ReduceMean keeps the attribute until opset 18.
+  auto rm = node("ReduceMean");
+  setInts(rm, "axes", {0});
+  Tensor mean = run1(rm, 17, {&m});
+  EXPECT_EQ(mean.dims, (std::vector<int64_t>{1, 3}));
+  EXPECT_NEAR(mean.data[2], (at(m, {0, 2}) + at(m, {1, 2})) / 2, 1e-14);
+
+  // Split: attribute before 13, input after; equal parts by default.
+  Tensor s = randn({6, 2});
+  auto sp = node("Split", 1, 2);
+  setInts(sp, "split", {2, 4});
+  auto outs = runNode(sp, 11, {&s});
+  EXPECT_EQ(outs[0].dims, (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(outs[1].dims, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(outs[1].data[0], at(s, {2, 0}));
+  Tensor sizes = ints({2}, {5, 1});
+  auto outs13 = runNode(node("Split", 2, 2), 13, {&s, &sizes});
+  EXPECT_EQ(outs13[1].dims, (std::vector<int64_t>{1, 2}));
+  auto eq = runNode(node("Split", 1, 3), 13, {&s});
+  EXPECT_EQ(eq[2].dims, (std::vector<int64_t>{2, 2}));
+}
+
+TEST(Opset, SliceAttributesBefore10AndNegativeSteps) {
+  Tensor x = randn({5, 4});
+  auto s9 = node("Slice");
+  setInts(s9, "starts", {1});
+  setInts(s9, "ends", {-1});
+  setInts(s9, "axes", {0});
+  Tensor y9 = run1(s9, 9, {&x});
+  ASSERT_EQ(y9.dims, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(y9.data[0], at(x, {1, 0}));
+  Tensor st = ints({1}, {100}), en = ints({1}, {-100}), ax = ints({1}, {1}), step = ints({1}, {-2});
+  Tensor y = run1(node("Slice", 5), 13, {&x, &st, &en, &ax, &step});
+  ASSERT_EQ(y.dims, (std::vector<int64_t>{5, 2})); // columns 3, 1
+  EXPECT_EQ(at(y, {2, 0}), at(x, {2, 3}));
+  EXPECT_EQ(at(y, {2, 1}), at(x, {2, 1}));
+}
+
+TEST(Integers, TruncationWrapAndIndices) {
+  Tensor a = ints({2}, {-7, 7}), b = ints({2}, {2, -2});
+  Tensor d = run1(node("Div", 2), 14, {&a, &b});
+  EXPECT_EQ(d.data, (std::vector<double>{-3, -3}));
+  EXPECT_EQ(d.dtype, TP::INT64);
+  Tensor f(std::vector<int64_t>{3}, {-1.7, 2.9, 300.0}, TP::FLOAT);
+  auto c = node("Cast");
+  setInt(c, "to", TP::INT8);
+  EXPECT_EQ(run1(c, 13, {&f}).data, (std::vector<double>{-1, 2, 44})); // 300 wraps to 44
+  Tensor table = randn({5, 3}), idx = ints({2}, {-1, 2});
+  Tensor g = run1(node("Gather", 2), 13, {&table, &idx});
+  EXPECT_EQ(at(g, {0, 1}), at(table, {4, 1}));
+  EXPECT_EQ(at(g, {1, 2}), at(table, {2, 2}));
+  Tensor oob = ints({1}, {5});
+  EXPECT_THROW(run1(node("Gather", 2), 13, {&table, &oob}), EvalError);
+}
+
+TEST(Refusals, UnknownOpsAttributesAndTypes) {
+  Tensor x = randn({2, 2});
+  try {
+    run1(node("Gelu"), 17, {&x});
+    FAIL();
+  } catch (const UnsupportedError &e) {
+    EXPECT_NE(std::string(e.what()).find("node 'n' (Gelu)"), std::string::npos) << e.what();
+  }
+  auto r = node("Relu");
+  setInt(r, "fancy", 1);
+  EXPECT_THROW(run1(r, 14, {&x}), UnsupportedError);
+  Tensor h(std::vector<int64_t>{1}, {1.0}, TP::FLOAT16);
+  EXPECT_THROW(run1(node("Relu"), 14, {&h}), UnsupportedError);
+  Tensor i = ints({1}, {2});
+  EXPECT_THROW(run1(node("Sqrt"), 14, {&i}), UnsupportedError);
+}
+
+TEST(Graph, OverridesConstantsAndErrors) {
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(14);
+  auto *g = m.mutable_graph();
+  auto *in = g->add_input();
+  in->set_name("x");
+  in->mutable_type()->mutable_tensor_type()->set_elem_type(TP::FLOAT);
+  auto *w = g->add_initializer();
+  w->set_name("w");
+  w->set_data_type(TP::FLOAT);
+  w->add_dims(2);
+  w->add_float_data(2.0f);
+  w->add_float_data(3.0f);
+  auto *c = g->add_node();
+  c->set_op_type("Constant");
+  c->add_output("k");
+  auto *ca = c->add_attribute();
+  ca->set_name("value_float");
+  ca->set_type(onnx::AttributeProto::FLOAT);
+  ca->set_f(10.0f);
+  auto *mul = g->add_node();
+  mul->set_op_type("Mul");
+  mul->add_input("x");
+  mul->add_input("w");
+  mul->add_output("t");
+  auto *add = g->add_node();
+  add->set_op_type("Add");
+  add->add_input("t");
+  add->add_input("k");
+  add->add_output("y");
+  g->add_output()->set_name("y");
+  Evaluator ev(m, "m.onnx");
+  Tensor x(std::vector<int64_t>{2}, {1.0, -1.0}, TP::FLOAT);
+  EXPECT_EQ(ev.run({{"x", x}}).at("y").data, (std::vector<double>{12.0, 7.0}));
+  Tensor w2(std::vector<int64_t>{2}, {0.5, 0.25}, TP::FLOAT), k2 = Tensor::scalar(1.0);
+  EXPECT_EQ(ev.run({{"x", x}}, {{"w", w2}, {"k", k2}}).at("y").data,
+            (std::vector<double>{1.5, 0.75}));
+  Tensor w3(std::vector<int64_t>{3}, {1, 2, 3}, TP::FLOAT);
+  EXPECT_THROW(ev.run({{"x", x}}, {{"w", w3}}), EvalError);
+  EXPECT_THROW(ev.run({{"x", x}}, {{"nope", w2}}), EvalError);
+  EXPECT_THROW(ev.run({}), EvalError);
+  Tensor xi = ints({2}, {1, 2});
+  EXPECT_THROW(ev.run({{"x", xi}}), EvalError); // declared float
+}
