@@ -7,6 +7,12 @@
 
 #include "symoc/Importer/Importer.h"
 #include "symoc/ModelIO/ModelIO.h"
+#ifdef SYMOC_HAVE_ANALYSIS
+#include "symoc/Analysis/SpaceAnalysis.h"
+#endif
+#ifdef SYMOC_HAVE_VERIFY
+#include "symoc/Verify/Verify.h"
+#endif
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -94,6 +100,104 @@ int runImport(const CommonOptions &common, const std::string &output) {
   return 0;
 }
 
+void writeFile(const std::string &path, const std::string &text) {
+  std::ofstream out(path);
+  if (!out)
+    throw symoc::Error(path + ": cannot write");
+  out << text;
+}
+
+#ifdef SYMOC_HAVE_ANALYSIS
+struct AnalyzeOptions {
+  std::string loss = "auto";
+  std::string json, dot;
+  bool verify = false;
+  uint64_t seed = 0;
+  int trials = 3;
+};
+
+symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions &a,
+                              onnx::ModelProto &model) {
+  mlir::MLIRContext ctx;
+  symoc::ImportNotes notes;
+  model = symoc::loadModel(common.model);
+  auto module = symoc::importModel(ctx, model, common.model, common.importOptions(), notes);
+  printNotes(notes, common.model);
+  symoc::AnalysisOptions opts;
+  opts.loss = a.loss == "cross-entropy" ? symoc::LossKind::CrossEntropy
+              : a.loss == "mse"         ? symoc::LossKind::MSE
+              : a.loss == "none"        ? symoc::LossKind::None
+                                        : symoc::LossKind::Auto;
+  symoc::AnalysisResult r = symoc::analyzeSpaces(*module, opts);
+  r.model = common.model;
+  return r;
+}
+
+#ifdef SYMOC_HAVE_VERIFY
+int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
+                const nlohmann::json &claims, const CommonOptions &common,
+                const AnalyzeOptions &a, const std::string &jsonOut,
+                const std::string &claimsName) {
+  symoc::VerifyOptions vo;
+  vo.seed = a.seed;
+  vo.trials = a.trials;
+  vo.dims = parseDims(common.dims);
+  vo.claimsName = claimsName;
+  symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
+  symoc::printReport(rep, std::cout);
+  if (!jsonOut.empty())
+    writeFile(jsonOut, symoc::toJson(rep).dump(2) + "\n");
+  return rep.ok() ? 0 : 1;
+}
+#endif
+
+int runAnalyze(const CommonOptions &common, const AnalyzeOptions &a) {
+  onnx::ModelProto model;
+  symoc::AnalysisResult r = analyze(common, a, model);
+  std::cout << symoc::formatReport(r);
+  nlohmann::json j = symoc::toJson(r);
+  if (!a.json.empty()) {
+    writeFile(a.json, j.dump(2) + "\n");
+    std::cerr << "symoc: wrote " << a.json << "\n";
+  }
+  if (!a.dot.empty()) {
+    writeFile(a.dot, symoc::formatDot(r));
+    std::cerr << "symoc: wrote " << a.dot << " (render: dot -Tpng " << a.dot << " -o spaces.png)\n";
+  }
+#ifdef SYMOC_HAVE_VERIFY
+  if (a.verify) {
+    std::cout << "\nverification (seed " << a.seed << ", " << a.trials << " trials):\n";
+    return runVerifyOn(model, common.model, j, common, a, "", "analysis");
+  }
+#endif
+  return 0;
+}
+
+#ifdef SYMOC_HAVE_VERIFY
+int runVerify(const CommonOptions &common, const AnalyzeOptions &a,
+              const std::string &claimsFile, const std::string &jsonOut) {
+  onnx::ModelProto model;
+  nlohmann::json claims;
+  std::string name = "analysis";
+  if (!claimsFile.empty()) {
+    model = symoc::loadModel(common.model);
+    std::ifstream in(claimsFile);
+    if (!in)
+      throw symoc::Error(claimsFile + ": cannot read");
+    try {
+      claims = nlohmann::json::parse(in);
+    } catch (const std::exception &e) {
+      throw symoc::Error(claimsFile + ": not valid JSON: " + e.what());
+    }
+    name = claimsFile;
+  } else {
+    claims = symoc::toJson(analyze(common, a, model));
+  }
+  return runVerifyOn(model, common.model, claims, common, a, jsonOut, name);
+}
+#endif
+#endif
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -107,6 +211,40 @@ int main(int argc, char **argv) {
   importOpts.add(import);
   import->add_option("-o,--output", importOut, "write the IR here instead of stdout");
 
+#ifdef SYMOC_HAVE_ANALYSIS
+  CommonOptions analyzeCommon;
+  AnalyzeOptions analyzeOpts;
+  CLI::App *analyzeCmd = app.add_subcommand(
+      "analyze", "report which symmetries hold, per space and per parameter");
+  analyzeCommon.add(analyzeCmd);
+  auto addLoss = [](CLI::App *cmd, AnalyzeOptions &o) {
+    cmd->add_option("--loss", o.loss,
+                    "the training loss applied to the outputs: auto|cross-entropy|mse|none "
+                    "(auto: outputs fixed unless the graph ends in Softmax)")
+        ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
+  };
+  addLoss(analyzeCmd, analyzeOpts);
+  analyzeCmd->add_option("--json", analyzeOpts.json, "write the claims document (docs/symmetry-schema.md)");
+  analyzeCmd->add_option("--dot", analyzeOpts.dot, "write a Graphviz picture of parameters and spaces");
+#ifdef SYMOC_HAVE_VERIFY
+  analyzeCmd->add_flag("--verify", analyzeOpts.verify, "check every claim numerically");
+  analyzeCmd->add_option("--seed", analyzeOpts.seed, "random seed for --verify");
+  analyzeCmd->add_option("--trials", analyzeOpts.trials, "group elements per claim for --verify");
+
+  CommonOptions verifyCommon;
+  AnalyzeOptions verifyOpts;
+  std::string verifyClaims, verifyJson;
+  CLI::App *verifyCmd = app.add_subcommand(
+      "verify", "check each claimed symmetry numerically on the model");
+  verifyCommon.add(verifyCmd);
+  addLoss(verifyCmd, verifyOpts);
+  verifyCmd->add_option("--claims", verifyClaims, "check this claims file instead of the analysis");
+  verifyCmd->add_option("--json", verifyJson, "write the results as JSON");
+  verifyCmd->add_option("--seed", verifyOpts.seed, "random seed");
+  verifyCmd->add_option("--trials", verifyOpts.trials, "group elements per claim");
+#endif
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
@@ -116,6 +254,14 @@ int main(int argc, char **argv) {
   try {
     if (*import)
       return runImport(importOpts, importOut);
+#ifdef SYMOC_HAVE_ANALYSIS
+    if (*analyzeCmd)
+      return runAnalyze(analyzeCommon, analyzeOpts);
+#ifdef SYMOC_HAVE_VERIFY
+    if (*verifyCmd)
+      return runVerify(verifyCommon, verifyOpts, verifyClaims, verifyJson);
+#endif
+#endif
   } catch (const symoc::Error &e) {
     std::cerr << "symoc: error: " << e.what() << "\n";
     return 1;
