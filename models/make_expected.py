@@ -502,6 +502,25 @@ NOTES = {
 }
 
 
+def compact_json(doc):
+    """Indented JSON with every innermost object or list (a member, a group, a pair) on one
+    line, so that a claim reads as one member per line."""
+    def leaf(v):
+        return not any(isinstance(x, (dict, list)) for x in (v.values() if isinstance(v, dict) else v))
+
+    def fmt(v, ind):
+        if not isinstance(v, (dict, list)) or not v or leaf(v):
+            return json.dumps(v)
+        pad, inner = " " * ind, " " * (ind + 1)
+        if isinstance(v, dict):
+            items = ["%s%s: %s" % (inner, json.dumps(k), fmt(x, ind + 1)) for k, x in v.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if all(isinstance(x, list) and leaf(x) for x in v):   # e.g. rope pairs
+            return json.dumps(v)
+        return "[\n" + ",\n".join(inner + fmt(x, ind + 1) for x in v) + "\n" + pad + "]"
+    return fmt(doc, 0)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(HERE, "expected"))
@@ -512,8 +531,7 @@ def main():
         doc = BUILDERS[base]().dump(fixture, NOTES.get(fixture) or NOTES.get(base))
         path = os.path.join(a.out, fixture + ".json")
         with open(path, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
+            f.write(compact_json(doc) + "\n")
         print("%-22s %3d claims  %2d extended  %2d not" % (
             fixture, len(doc["claims"]), len(doc.get("extended_claims", [])), len(doc["not"])))
 
