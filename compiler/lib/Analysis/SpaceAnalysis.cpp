@@ -860,6 +860,8 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
         int64_t g = u->getAttrOfType<IntegerAttr>("group") ? u->getAttrOfType<IntegerAttr>("group").getInt() : 1;
         roles.insert(g > 1 && blk.shape.size() > 1 && blk.shape[1] == 1 ? "conv_depthwise" : "conv");
       } else if (isa<ConvOp>(u) && idx == 2) roles.insert("bias");
+      else if (isa<BatchNormalizationOp>(u) && idx >= 3)
+        roles.insert("norm_statistics");
       else if (isa<LayerNormalizationOp, BatchNormalizationOp, RMSNormalizationOp>(u))
         roles.insert(idx == 1 ? "norm_gain" : "norm_bias");
       else if (isa<MulOp>(u) && blk.shape.size() == 1) roles.insert("gain");

@@ -214,6 +214,9 @@ void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
   if (!training) {
     b.restrict(y, 1, kNone, "BatchNormalization in inference mode");
   }
+  // Running statistics are optimizer-free state: never transformed.
+  for (unsigned k = 3; k < 5 && k < getNumOperands(); ++k)
+    b.fixAll(getOperand(k), "BatchNormalization running statistics (state)");
   for (Value extra : getResults().drop_front())
     b.fixAll(extra, "BatchNormalization running statistics");
 }
