@@ -22,7 +22,6 @@ import math
 import os
 import sys
 
-import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 import torch

@@ -143,7 +143,6 @@ def transform(params, claim, rng):
         for mem in claim["members"]:
             apply_member(p[mem["initializer"]], mem, a)
     elif kind == "shift":
-        first = claim["members"][0]
         # one gauge: the same v (indexed along the other axis) for every weight member
         v = None
         c = rng.standard_normal()
@@ -157,7 +156,6 @@ def transform(params, claim, rng):
                     del shape[mem["axis"]]
                     v = torch.from_numpy(rng.standard_normal(shape))
                 t += v.unsqueeze(mem["axis"])
-        del first
     elif kind == "scale":
         c = float(rng.choice([-1, 1]) * rng.uniform(0.25, 0.7))
         c = float(np.exp(c))
