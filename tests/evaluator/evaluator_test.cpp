@@ -359,3 +359,52 @@ TEST(Graph, OverridesConstantsAndErrors) {
   Tensor xi = ints({2}, {1, 2});
   EXPECT_THROW(ev.run({{"x", xi}}), EvalError); // declared float
 }
+
+// ---- the fixtures' reference outputs (torch, float32) ----
+#ifdef SYMOC_MODELS_DIR
+#include "symoc/ModelIO/ModelIO.h"
+#include <filesystem>
+#include <fstream>
+
+TEST(Fixtures, ReproduceTorchOutputs) {
+  namespace fs = std::filesystem;
+  fs::path dir = SYMOC_MODELS_DIR;
+  if (!fs::is_directory(dir / "testdata"))
+    GTEST_SKIP() << "no " << (dir / "testdata");
+  int checked = 0;
+  for (const auto &e : fs::directory_iterator(dir / "testdata")) {
+    std::string name = e.path().filename().string();
+    fs::path model = dir / (name + ".onnx");
+    if (!fs::exists(model))
+      continue;
+    SCOPED_TRACE(name);
+    onnx::ModelProto m = loadModel(model.string());
+    Evaluator ev(m, model.string());
+    for (const auto &set : fs::directory_iterator(e.path())) {
+      std::map<std::string, Tensor> ins;
+      for (size_t i = 0; i < ev.graphInputs().size(); ++i) {
+        onnx::TensorProto t;
+        std::ifstream f(set.path() / ("input_" + std::to_string(i) + ".pb"), std::ios::binary);
+        ASSERT_TRUE(f && t.ParseFromIstream(&f));
+        ins[ev.graphInputs()[i]->name()] = tensorFromProto(t, "input");
+      }
+      auto outs = ev.run(ins);
+      for (int i = 0; i < m.graph().output_size(); ++i) {
+        onnx::TensorProto t;
+        std::ifstream f(set.path() / ("output_" + std::to_string(i) + ".pb"), std::ios::binary);
+        if (!f)
+          continue;
+        ASSERT_TRUE(t.ParseFromIstream(&f));
+        Tensor want = tensorFromProto(t, "output");
+        const Tensor &got = outs.at(m.graph().output(i).name());
+        ASSERT_EQ(got.dims, want.dims);
+        for (size_t k = 0; k < want.data.size(); ++k)
+          ASSERT_NEAR(got.data[k], want.data[k], 1e-5 + 1e-4 * std::fabs(want.data[k]))
+              << "element " << k;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+#endif
