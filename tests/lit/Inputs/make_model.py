@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""Writes small ONNX models, valid or broken in one chosen way, for the lit tests.
+
+Usage: make_model.py KIND OUT.onnx
+
+KIND is one of:
+  valid              x[2,4] -> Gemm(W[3,4], b[3]) -> y, W and b inline
+  undefined-value    a node reads a value that nothing defines
+  unknown-domain     the model imports (and a node uses) the domain "com.example"
+  opset18            default-domain opset 18 (newer than ONNX 1.12 knows)
+  ext-absolute       W's external data location is an absolute path (/etc/passwd)
+  ext-dotdot         W's external data location is ../W.bin
+  ext-missing        W's external data location is W.bin, which is not written
+  ext-ok             W's external data in W.bin next to the model (written too)
+  ext-short          W.bin is written but shorter than offset + length
+Binary inputs are made here rather than committed so that the test shows what they are.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def gemm_model(opset=17, domain_extra=None):
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4), "W")
+    b = numpy_helper.from_array(np.ones(3, dtype=np.float32), "b")
+    node = helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="fc", transB=1)
+    graph = helper.make_graph(
+        [node], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=[w, b])
+    opsets = [helper.make_opsetid("", opset)]
+    if domain_extra:
+        opsets.append(helper.make_opsetid(domain_extra, 1))
+    return helper.make_model(graph, opset_imports=opsets, producer_name="make_model.py")
+
+
+def externalize(model, location, write_bytes=None):
+    """Moves W's bytes to `location` (recorded as given; optionally writes a file)."""
+    w = model.graph.initializer[0]
+    data = w.raw_data
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    return data
+
+
+def main():
+    kind, out = sys.argv[1], sys.argv[2]
+    out_dir = os.path.dirname(os.path.abspath(out))
+    m = gemm_model()
+    if kind == "valid":
+        pass
+    elif kind == "undefined-value":
+        m.graph.node[0].input[0] = "nowhere"
+    elif kind == "unknown-domain":
+        m = gemm_model(domain_extra="com.example")
+        m.graph.node.append(helper.make_node("Frobnicate", ["y"], ["z"], domain="com.example"))
+    elif kind == "opset18":
+        m = gemm_model(opset=18)
+    elif kind == "ext-absolute":
+        externalize(m, "/etc/passwd")
+    elif kind == "ext-dotdot":
+        data = externalize(m, "../W.bin")
+    elif kind == "ext-missing":
+        externalize(m, "W.bin")
+    elif kind in ("ext-ok", "ext-short"):
+        data = externalize(m, "W.bin")
+        with open(os.path.join(out_dir, "W.bin"), "wb") as f:
+            f.write(data if kind == "ext-ok" else data[:10])
+    else:
+        sys.exit(f"make_model.py: unknown kind {kind}")
+    # Written as bytes: onnx.save would try to resolve the external data.
+    with open(out, "wb") as f:
+        f.write(m.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
