@@ -13,6 +13,10 @@ KIND is one of:
   ext-missing        W's external data location is W.bin, which is not written
   ext-ok             W's external data in W.bin next to the model (written too)
   ext-short          W.bin is written but shorter than offset + length
+  raw-short          Reshape's int64 shape initializer has 3 raw bytes for 2 elements
+  huge-dims          Reshape's int64 shape initializer has dims [2^32, 2^32] (the
+                     element count overflows int64) and no data
+  div-overflow       Reshape's shape is INT64_MIN / -1 (int64 Div that overflows)
 Binary inputs are made here rather than committed so that the test shows what they are.
 """
 import os
@@ -73,6 +77,22 @@ def main():
         data = externalize(m, "W.bin")
         with open(os.path.join(out_dir, "W.bin"), "wb") as f:
             f.write(data if kind == "ext-ok" else data[:10])
+    elif kind in ("raw-short", "huge-dims", "div-overflow"):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        nodes = [helper.make_node("Reshape", ["x", "s"], ["y"], name="reshape")]
+        if kind == "raw-short":
+            s = TensorProto(name="s", data_type=TensorProto.INT64, dims=[2])
+            s.raw_data = b"\x01\x02\x03"
+            inits = [s]
+        elif kind == "huge-dims":
+            inits = [TensorProto(name="s", data_type=TensorProto.INT64, dims=[2**32, 2**32])]
+        else:
+            inits = [numpy_helper.from_array(np.array([-2**63], dtype=np.int64), "a"),
+                     numpy_helper.from_array(np.array([-1], dtype=np.int64), "b")]
+            nodes.insert(0, helper.make_node("Div", ["a", "b"], ["s"], name="div"))
+        m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
     else:
         sys.exit(f"make_model.py: unknown kind {kind}")
     # Written as bytes: onnx.save would try to resolve the external data.
