@@ -73,6 +73,14 @@ int64_t rankOfValue(Value v) {
 
 bool definedByParam(Value v) { return v.getDefiningOp<ParamOp>() != nullptr; }
 
+/// Rules need ranks: an op with an operand or result of unknown rank (shape
+/// inference gave up) is a barrier.
+bool hasUnrankedTensor(Operation *op) {
+  auto unranked = [](Value v) { return isa<UnrankedTensorType>(v.getType()); };
+  return llvm::any_of(op->getOperands(), unranked) ||
+         llvm::any_of(op->getResults(), unranked);
+}
+
 //===----------------------------------------------------------------------===//
 // Phase 1: propagate cuts.
 //===----------------------------------------------------------------------===//
@@ -536,7 +544,8 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     CutBuilder cuts(table);
     for (Operation *op : ops)
       if (auto rule = dyn_cast<SymmetryRule>(op))
-        rule.applySymmetryRule(cuts);
+        if (!hasUnrankedTensor(op))
+          rule.applySymmetryRule(cuts);
     if (!cuts.changed)
       break;
   }
@@ -547,7 +556,14 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   std::set<std::string> barrierTypes;
   for (Operation *op : ops) {
     b.currentOp = op;
-    if (auto rule = dyn_cast<SymmetryRule>(op)) {
+    if (isa<SymmetryRule>(op) && hasUnrankedTensor(op)) {
+      for (Value v : op->getOperands()) b.fixAll(v, "unknown rank");
+      for (Value v : op->getResults()) b.fixAll(v, "unknown rank");
+      std::string node;
+      if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
+      result.barriers.push_back({node, op->getName().stripDialect().str(),
+                                 "shape inference gave no rank"});
+    } else if (auto rule = dyn_cast<SymmetryRule>(op)) {
       rule.applySymmetryRule(b);
     } else if (auto g = dyn_cast<GenericOp>(op)) {
       for (Value v : op->getOperands()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
