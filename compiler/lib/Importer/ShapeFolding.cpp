@@ -374,10 +374,11 @@ private:
       auto *a = in(n, 0), *b = in(n, 1);
       if (!a || !b)
         return std::nullopt;
-      if (op == "Div")
+      if (op == "Div") {
         for (auto x : b->data)
-          if (x == 0)
+          if (x == 0 || x == -1) // -1: INT64_MIN / -1 overflows; rare in shapes
             return std::nullopt;
+      }
       auto r = broadcast2(*a, *b, it->second);
       if (!r)
         return std::nullopt;

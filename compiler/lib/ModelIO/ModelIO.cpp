@@ -85,6 +85,36 @@ static void checkGraph(const onnx::GraphProto &g, const std::string &path,
       fail(path, where + "graph output '" + o.name() + "' is never defined");
 }
 
+static size_t elementBytes(int32_t dt);
+
+// Checks what later readers (ONNX shape inference among them) trust: dims are
+// non-negative, their product fits, and inline data has exactly that size.
+static void validateTensor(const onnx::TensorProto &t, const std::string &path,
+                           const std::string &what) {
+  unsigned __int128 n = 1;
+  for (auto d : t.dims()) {
+    if (d < 0)
+      fail(path, what + " '" + t.name() + "' has a negative dimension");
+    n *= (unsigned __int128)d;
+    if (n > ((unsigned __int128)1 << 48))
+      fail(path, what + " '" + t.name() + "' has too many elements (dims overflow)");
+  }
+  if (t.data_location() == onnx::TensorProto::EXTERNAL)
+    return;
+  size_t eb = elementBytes(t.data_type());
+  if (t.has_raw_data()) {
+    if (eb && t.raw_data().size() != size_t(n) * eb)
+      fail(path, what + " '" + t.name() + "' has " + std::to_string(t.raw_data().size()) +
+                     " bytes of raw_data, its shape needs " + std::to_string(size_t(n) * eb));
+    return;
+  }
+  size_t count = size_t(t.float_data_size()) + t.int32_data_size() + t.int64_data_size() +
+                 t.double_data_size() + t.uint64_data_size() + t.string_data_size();
+  if (count != size_t(n))
+    fail(path, what + " '" + t.name() + "' holds " + std::to_string(count) +
+                   " values, its shape needs " + std::to_string(size_t(n)));
+}
+
 onnx::ModelProto parseTextModel(const std::string &text,
                                 const std::string &path) {
   onnx::ModelProto model;
@@ -146,9 +176,15 @@ onnx::ModelProto loadModel(const std::string &path) {
                      ") is in unsupported domain '" + n.domain() + "'");
   }
   checkGraph(model.graph(), path, {}, "");
-  for (const auto &t : model.graph().initializer())
+  for (const auto &t : model.graph().initializer()) {
+    validateTensor(t, path, "initializer");
     if (isExternal(t))
       (void)externalDataPath(path, t);
+  }
+  for (const auto &n : model.graph().node())
+    for (const auto &a : n.attribute())
+      if (a.has_t())
+        validateTensor(a.t(), path, "tensor attribute of node '" + n.name() + "'");
   return model;
 }
 
