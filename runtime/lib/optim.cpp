@@ -75,17 +75,24 @@ void SGD::directions(Context &, State &st, const Param *ps, size_t n, float *con
     const Param &p = ps[i];
     const int64_t sz = p.size();
     float *d = D[i];
-    for (int64_t j = 0; j < sz; ++j) d[j] = p.g[j] + c_.weight_decay * p.w[j];
-    if (c_.momentum == 0.f) continue;
+    const float *g = p.g, *w = p.w;
+    const float wd = c_.weight_decay, mom = c_.momentum, damp = 1.f - c_.dampening;
+    if (mom == 0.f) {
+#pragma omp parallel for simd if (sz > kParMin)
+      for (int64_t j = 0; j < sz; ++j) d[j] = g[j] + wd * w[j];
+      continue;
+    }
     int64_t &t = st.counter(key(p, "t"));
     float *buf = st.buffer(key(p, "momentum"), {p.rows, p.cols});
-    if (t++ == 0) std::memcpy(buf, d, sizeof(float) * size_t(sz)); // torch: first buf = d_p
-    else
-      for (int64_t j = 0; j < sz; ++j) buf[j] = buf[j] * c_.momentum + (1.f - c_.dampening) * d[j];
-    if (c_.nesterov)
-      for (int64_t j = 0; j < sz; ++j) d[j] = d[j] + c_.momentum * buf[j];
-    else
-      std::memcpy(d, buf, sizeof(float) * size_t(sz));
+    const bool first = t++ == 0; // torch: the first buffer is d_p itself
+    const bool nest = c_.nesterov;
+#pragma omp parallel for simd if (sz > kParMin)
+    for (int64_t j = 0; j < sz; ++j) {
+      const float dj = g[j] + wd * w[j];
+      const float b = first ? dj : buf[j] * mom + damp * dj;
+      buf[j] = b;
+      d[j] = nest ? dj + mom * b : b;
+    }
   }
 }
 
@@ -128,9 +135,12 @@ void AdamMini::directions(Context &, State &st, const Param *ps, size_t n, float
     float *v = st.buffer(key(p, "v"), {ngroups, 1});
     const double bc1 = 1.0 - std::pow(double(c_.beta1), double(t));
     const double bc2 = 1.0 - std::pow(double(c_.beta2), double(t));
+    const float *gall = p.g;
+    float *dall = D[i];
+#pragma omp parallel for if (p.size() > kParMin)
     for (int64_t k = 0; k < ngroups; ++k) {
-      const float *g = p.g + k * glen;
-      float *mk = m + k * glen, *d = D[i] + k * glen;
+      const float *g = gall + k * glen;
+      float *mk = m + k * glen, *d = dall + k * glen;
       double s = 0;
       for (int64_t j = 0; j < glen; ++j) s += double(g[j]) * g[j];
       v[k] = v[k] * c_.beta2 + float(s / double(glen)) * (1.f - c_.beta2);
@@ -166,9 +176,12 @@ void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     ++st.counter(key(p, "t"));
     float *U = f.floats(size_t(sz));
     const float w = 1.f - c_.beta, beta = c_.beta;
+    const float *g = p.g;
+    const bool nest = c_.nesterov;
+#pragma omp parallel for simd if (sz > kParMin)
     for (int64_t j = 0; j < sz; ++j) {
-      M[j] = M[j] + w * (p.g[j] - M[j]); // torch lerp_
-      U[j] = c_.nesterov ? p.g[j] + beta * (M[j] - p.g[j]) : M[j];
+      M[j] = M[j] + w * (g[j] - M[j]); // torch lerp_
+      U[j] = nest ? g[j] + beta * (M[j] - g[j]) : M[j];
     }
     const int64_t hr = c_.head_rows;
     polar_maybe_heads(ctx, MatView(U, p.rows, p.cols), MatView(D[i], p.rows, p.cols), c_.polar, hr);
@@ -231,6 +244,7 @@ const char *to_string(LauSuKind k) {
 
 namespace {
 void rowscale(const MatView &X, const MatView &Y, float eps) {
+#pragma omp parallel for if (X.rows * X.cols > kParMin)
   for (int64_t i = 0; i < X.rows; ++i) {
     double s = 0;
     for (int64_t j = 0; j < X.cols; ++j) s += double(X(i, j)) * X(i, j);
@@ -314,9 +328,12 @@ void LauSu::directions(Context &ctx, State &st, const Param *ps, size_t n, float
     float *M = st.buffer(key(p, "momentum"), {p.rows, p.cols});
     ++st.counter(key(p, "t"));
     float *U = f.floats(size_t(sz));
+    const float beta = c_.beta, *g = p.g;
+    const bool nest = c_.nesterov;
+#pragma omp parallel for simd if (sz > kParMin)
     for (int64_t j = 0; j < sz; ++j) {
-      M[j] = c_.beta * M[j] + (1.f - c_.beta) * p.g[j];
-      U[j] = c_.nesterov ? p.g[j] + c_.beta * (M[j] - p.g[j]) : M[j];
+      M[j] = beta * M[j] + (1.f - beta) * g[j];
+      U[j] = nest ? g[j] + beta * (M[j] - g[j]) : M[j];
     }
     direction_of(ctx, k_, c_, MatView(U, p.rows, p.cols), MatView(D[i], p.rows, p.cols));
   }

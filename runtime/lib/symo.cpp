@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace symoc::rt {
 
@@ -150,54 +153,86 @@ double bias_corr(const SymoConfig &c, int64_t t) {
 void two_sided(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t, const Side &L,
                const Side &R, const MatView &G, const MatView &U, const MatView &D) {
   Workspace::Frame f(ctx.workspace());
-  const int64_t npairs = L.comps() * R.comps();
+  const int64_t npairs = L.comps() * R.comps(), rc_comps = R.comps();
   float *s = st.buffer(key.k(".s"), {npairs});
-  double *rowbuf = f.doubles(size_t(G.rows)), *colbuf = f.doubles(size_t(G.cols));
   double *coef = f.doubles(size_t(npairs));
+  // First pair index of each left run, so runs can be processed in parallel.
+  int64_t *first = f.array<int64_t>(size_t(L.count) + 1);
+  first[0] = 0;
+  for (int64_t a = 0; a < L.count; ++a) first[a + 1] = first[a] + nops(L.r[a]) * rc_comps;
+#ifdef _OPENMP
+  const int nthreads = omp_get_max_threads();
+#else
+  const int nthreads = 1;
+#endif
+  double *rowbufs = f.doubles(size_t(G.rows) * size_t(nthreads)), *colbufs = f.doubles(size_t(G.cols) * size_t(nthreads));
   const double bc = bias_corr(c, t);
+  const bool par = L.count > 1 && G.rows * G.cols > (1 << 16);
   // Pass 1: statistics of G.
-  int64_t idx = 0;
-  for (int64_t a = 0; a < L.count; ++a)
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t a = 0; a < L.count; ++a) {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    double *rowbuf = rowbufs + size_t(tid) * size_t(G.rows), *colbuf = colbufs + size_t(tid) * size_t(G.cols);
+    const Range &rl = L.r[a];
+    int64_t idx = first[a];
     for (int64_t b = 0; b < R.count; ++b) {
-      const Range &rl = L.r[a], &rc = R.r[b];
+      const Range &rc = R.r[b];
       MatView X(&G(rl.off, rc.off), rl.len, rc.len, G.ld);
       Means mu;
       compute_means(X, rc.split, rl.split, mu, rowbuf, colbuf);
       for (int ka = 0; ka < nops(rl); ++ka)
-        for (int kb = 0; kb < nops(rc); ++kb, ++idx) {
+        for (int kb = 0; kb < nops(rc); ++kb) {
+          // pair index: left component (run a, op ka) major, right component minor
+          const int64_t k = first[a] + ka * rc_comps + (idx - first[a]) + kb;
           const int la = op_of(rl, ka), rb = op_of(rc, kb);
           const int64_t d = dim_of(rl, la) * dim_of(rc, rb);
-          if (d == 0) { coef[idx] = 0; continue; }
+          if (d == 0) { coef[k] = 0; continue; }
           double n2 = 0;
           for (int64_t i = 0; i < X.rows; ++i)
             for (int64_t j = 0; j < X.cols; ++j) {
               const double p = piece(X, mu, la, rb, i, j);
               n2 += p * p;
             }
-          s[idx] = float(c.beta2 * double(s[idx]) + (1.0 - c.beta2) * n2 / double(d));
-          const double h = double(s[idx]) / bc + c.eps;
-          coef[idx] = h > 0 ? 1.0 / std::sqrt(h) : 0.0; // pseudo-inverse of a zero block
+          s[k] = float(c.beta2 * double(s[k]) + (1.0 - c.beta2) * n2 / double(d));
+          const double h = double(s[k]) / bc + c.eps;
+          coef[k] = h > 0 ? 1.0 / std::sqrt(h) : 0.0; // pseudo-inverse of a zero block
         }
+      idx += nops(rc);
     }
+  }
   // Pass 2: apply to U.
-  idx = 0;
-  for (int64_t a = 0; a < L.count; ++a)
+#pragma omp parallel for schedule(static) if (par)
+  for (int64_t a = 0; a < L.count; ++a) {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    double *rowbuf = rowbufs + size_t(tid) * size_t(G.rows), *colbuf = colbufs + size_t(tid) * size_t(G.cols);
+    const Range &rl = L.r[a];
+    int64_t idx = first[a];
     for (int64_t b = 0; b < R.count; ++b) {
-      const Range &rl = L.r[a], &rc = R.r[b];
+      const Range &rc = R.r[b];
       MatView X(&U(rl.off, rc.off), rl.len, rc.len, U.ld), Y(&D(rl.off, rc.off), rl.len, rc.len, D.ld);
       Means mu;
       compute_means(X, rc.split, rl.split, mu, rowbuf, colbuf);
       for (int64_t i = 0; i < X.rows; ++i)
         for (int64_t j = 0; j < X.cols; ++j) {
           double v = 0;
-          int64_t k = idx;
           for (int ka = 0; ka < nops(rl); ++ka)
-            for (int kb = 0; kb < nops(rc); ++kb, ++k)
+            for (int kb = 0; kb < nops(rc); ++kb) {
+              const int64_t k = first[a] + ka * rc_comps + (idx - first[a]) + kb;
               if (coef[k] != 0) v += coef[k] * piece(X, mu, op_of(rl, ka), op_of(rc, kb), i, j);
+            }
           Y(i, j) = float(v);
         }
-      idx += nops(rl) * nops(rc);
+      idx += nops(rc);
     }
+  }
 }
 
 // Left side non-trivial, right side trivial: S = sum_a C_a (x) P_a, C_a n x n.

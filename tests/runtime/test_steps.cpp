@@ -375,3 +375,30 @@ TEST(Gauge, WrapperKeepsBaseStepHorizontalAndIsIdempotent) {
   EXPECT_LT(rel_err(D, once), 1e-6);
   EXPECT_GT(rel_err(once, randn(rng, once.size())), 0.1); // and it is not trivially zero
 }
+
+// Large blocks take the OpenMP paths (thresholds at 2^16 / 2^18 entries).
+TEST(Parallel, LargeBlocksMatchTheClosedFormAndDetectNonFinite) {
+  std::mt19937 rng(20);
+  const int64_t m = 700, n = 400;
+  auto G = randn(rng, size_t(m * n));
+  SymoConfig c;
+  c.left = Group::Z2, c.right = Group::B, c.eps = 0.f;
+  Context ctx;
+  State st;
+  Symo rule(c);
+  std::vector<float> W(G.size());
+  auto D = direction(ctx, st, rule, "w", W, G, m, n);
+  std::vector<double> ref(G.size());
+  for (int64_t i = 0; i < m; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < n; ++j) s += double(G[size_t(i * n + j)]) * G[size_t(i * n + j)];
+    for (int64_t j = 0; j < n; ++j) ref[size_t(i * n + j)] = G[size_t(i * n + j)] * std::sqrt(double(n) / s);
+  }
+  EXPECT_LT(rel_err(D, ref), 1e-5);
+  EXPECT_TRUE(all_finite(G.data(), G.size()));
+  G.back() = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(all_finite(G.data(), G.size()));
+  G.back() = 0.f;
+  G[G.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(all_finite(G.data(), G.size()));
+}
