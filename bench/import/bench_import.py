@@ -48,7 +48,7 @@ def export_vit(work):
 
 
 def run_once(symoc, model):
-    """Wall seconds and peak RSS (MB) of one `symoc import`."""
+    """Wall seconds and peak RSS (MiB) of one `symoc import`."""
     start = time.perf_counter()
     p = subprocess.Popen([symoc, "import", model, "-o", os.devnull],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -88,7 +88,7 @@ def main():
     wall, peak = statistics.median(walls), max(rss)
     ok_t, ok_m = wall < TARGET_SECONDS, peak < TARGET_MB
     print(f"median wall time {wall:.3f} s (target < {TARGET_SECONDS:.0f} s: "
-          f"{'ok' if ok_t else 'MISSED'}); peak RSS {peak:.1f} MB "
+          f"{'ok' if ok_t else 'MISSED'}); peak RSS {peak:.1f} MiB "
           f"(target < {TARGET_MB:.0f} MiB: {'ok' if ok_m else 'MISSED'})")
     return 0 if (ok_t and ok_m) or not args.check else 1
 
