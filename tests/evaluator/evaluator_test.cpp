@@ -408,3 +408,37 @@ TEST(Fixtures, ReproduceTorchOutputs) {
   EXPECT_GT(checked, 0);
 }
 #endif
+
+#ifdef SYMOC_MODELS_DIR
+TEST(Fixtures, RerunFromCacheEqualsFullRun) {
+  namespace fs = std::filesystem;
+  fs::path model = fs::path(SYMOC_MODELS_DIR) / "llama.onnx";
+  if (!fs::exists(model))
+    GTEST_SKIP() << "no " << model;
+  onnx::ModelProto m = loadModel(model.string());
+  Evaluator ev(m, model.string());
+  std::map<std::string, Tensor> ins;
+  for (const auto *vi : ev.graphInputs()) {
+    std::vector<int64_t> dims;
+    for (const auto &d : vi->type().tensor_type().shape().dim())
+      dims.push_back(d.dim_value());
+    Tensor t = Tensor::zeros(dims, vi->type().tensor_type().elem_type());
+    for (size_t i = 0; i < t.data.size(); ++i)
+      t.data[i] = double((i * 7) % 64); // token ids below the vocabulary size
+    ins[vi->name()] = t;
+  }
+  EvalCache cache = ev.runAndKeep(ins);
+  EXPECT_GT(cache.values.size(), 50u);
+  EXPECT_EQ(ev.rerun(cache, {}).begin()->second.data, ev.run(ins).begin()->second.data);
+  // Change one late and one early weight.
+  for (std::string name : {"lm_head.weight", "layers.0.self_attn.q_proj.weight"}) {
+    Tensor w = ev.initializers().at(name);
+    for (double &v : w.data)
+      v *= 1.5;
+    auto a = ev.rerun(cache, {{name, w}}), b = ev.run(ins, {{name, w}});
+    EXPECT_EQ(a.begin()->second.data, b.begin()->second.data) << name;
+    EXPECT_NE(a.begin()->second.data, cache.values.empty() ? a.begin()->second.data
+                                                             : ev.run(ins).begin()->second.data);
+  }
+}
+#endif

@@ -244,8 +244,49 @@ Evaluator::Evaluator(const onnx::ModelProto &model, std::string modelPath)
 std::map<std::string, Tensor>
 Evaluator::run(const std::map<std::string, Tensor> &inputs,
                const std::map<std::string, Tensor> &overrides) const {
+  return execute(inputs, overrides, nullptr, nullptr);
+}
+
+size_t EvalCache::bytes() const {
+  size_t b = 0;
+  for (const auto &kv : values)
+    b += kv.second.data.size() * sizeof(double);
+  return b;
+}
+
+EvalCache Evaluator::runAndKeep(const std::map<std::string, Tensor> &inputs) const {
+  EvalCache c;
+  c.inputs = inputs;
+  execute(c.inputs, {}, nullptr, &c);
+  return c;
+}
+
+std::map<std::string, Tensor>
+Evaluator::rerun(const EvalCache &base, const std::map<std::string, Tensor> &overrides) const {
+  return execute(base.inputs, overrides, &base, nullptr);
+}
+
+std::map<std::string, Tensor>
+Evaluator::execute(const std::map<std::string, Tensor> &inputs,
+                   const std::map<std::string, Tensor> &overrides, const EvalCache *base,
+                   EvalCache *keep) const {
   const auto &g = model_.graph();
   std::map<std::string, const Tensor *> env;
+  // With a base run, only nodes downstream of an override are recomputed.
+  std::set<std::string> dirty;
+  for (const auto &kv : overrides)
+    dirty.insert(kv.first);
+  auto lookup = [&](const std::string &x) -> const Tensor * {
+    auto it = env.find(x);
+    if (it != env.end())
+      return it->second;
+    if (base) {
+      auto bt = base->values.find(x);
+      if (bt != base->values.end())
+        return &bt->second;
+    }
+    return nullptr;
+  };
   std::map<std::string, Tensor> owned; // values computed by nodes
   for (const auto &kv : inits_)
     env[kv.first] = &kv.second;
@@ -303,17 +344,26 @@ Evaluator::run(const std::map<std::string, Tensor> &inputs,
     if (n.op_type() == "Constant" && n.output_size() == 1 &&
         constantOutputs_.count(n.output(0)))
       continue; // already in env (or overridden)
+    if (base) {
+      bool touched = false;
+      for (const auto &x : n.input())
+        touched |= dirty.count(x) > 0;
+      if (!touched)
+        continue; // its outputs are in the base run
+      for (const auto &o : n.output())
+        dirty.insert(o);
+    }
     std::vector<const Tensor *> ins;
     for (const auto &x : n.input()) {
       if (x.empty()) {
         ins.push_back(nullptr);
         continue;
       }
-      auto it = env.find(x);
-      if (it == env.end())
+      const Tensor *t = lookup(x);
+      if (!t)
         throw EvalError(path_ + ": " + nodeLabel(n) + ": input '" + x +
                         "' is not computed before use");
-      ins.push_back(it->second);
+      ins.push_back(t);
     }
     std::vector<Tensor> outs;
     try {
@@ -333,7 +383,7 @@ Evaluator::run(const std::map<std::string, Tensor> &inputs,
     }
     for (const auto &x : n.input()) {
       auto lu = lastUse.find(x);
-      if (lu != lastUse.end() && lu->second == i && !outputs.count(x) &&
+      if (!keep && lu != lastUse.end() && lu->second == i && !outputs.count(x) &&
           owned.count(x)) {
         env.erase(x);
         owned.erase(x);
@@ -342,11 +392,13 @@ Evaluator::run(const std::map<std::string, Tensor> &inputs,
   }
   std::map<std::string, Tensor> result;
   for (const auto &o : g.output()) {
-    auto it = env.find(o.name());
-    if (it == env.end())
+    const Tensor *t = lookup(o.name());
+    if (!t)
       throw EvalError(path_ + ": graph output '" + o.name() + "' was not computed");
-    result[o.name()] = *it->second;
+    result[o.name()] = *t;
   }
+  if (keep)
+    keep->values = std::move(owned);
   return result;
 }
 

@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <set>
 
 namespace symoc {
 
@@ -519,51 +521,32 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
       throw Error(e.what());
     }
   };
-  // Inputs and baseline outputs per trial, shared by all claims.
-  std::vector<std::map<std::string, Tensor>> inputs, base;
-  for (int t = 0; t < opt.trials; ++t) {
-    Rng rng(mix(opt.seed, 0xffff, uint64_t(t)));
-    inputs.push_back(drawInputs(specs, rng));
-    base.push_back(runModel(inputs.back(), {}));
-    for (const auto &kv : base.back())
-      for (double v : kv.second.data)
-        if (!std::isfinite(v))
-          fail(modelPath, "output '" + kv.first + "' is not finite on random inputs");
-  }
-
-  VerifyReport rep;
-  rep.model = modelPath;
-  rep.seed = opt.seed;
-  rep.trials = opt.trials;
-
-  // Runs `transform` on fresh overrides each trial and measures the error.
-  auto check = [&](const Claim &c, uint64_t stream,
-                   const std::function<void(Overrides &, Rng &)> &transform) {
-    ClaimResult r;
-    r.id = c.id;
-    r.kind = c.kind;
-    r.description = describe(c);
-    r.note = c.note;
-    r.exact = c.exact;
-    r.tol = c.exact ? opt.exactTol : opt.approxTol;
-    r.trials = opt.trials;
-    for (int t = 0; t < opt.trials; ++t) {
-      Rng rng(mix(opt.seed, stream, uint64_t(t)));
-      Overrides ov;
-      transform(ov, rng);
-      auto out = runModel(inputs[size_t(t)], ov);
-      if (c.kind == "shift" && !c.output.empty() && !out.count(c.output))
-        fail(docName, "claim " + c.id + ": \"output\" '" + c.output + "' is not a graph output");
-      double e = relError(base[size_t(t)], out, c.kind == "shift" ? &c : nullptr, modelPath);
-      r.maxRelErr = std::max(r.maxRelErr, e);
-    }
-    r.pass = r.maxRelErr <= r.tol;
-    return r;
+  // A job is a claim (or the control) with the transform it applies; trials
+  // are the outer loop so that one base run per trial (all intermediate
+  // values kept) serves every job: a job recomputes only what its weights reach.
+  struct Job {
+    Claim claim;
+    uint64_t stream;
+    std::function<void(Overrides &, Rng &)> transform;
+    ClaimResult result;
+  };
+  std::vector<Job> jobs;
+  auto addJob = [&](const Claim &c, uint64_t stream,
+                    std::function<void(Overrides &, Rng &)> transform) {
+    Job j{c, stream, std::move(transform), {}};
+    j.result.id = c.id;
+    j.result.kind = c.kind;
+    j.result.description = describe(c);
+    j.result.note = c.note;
+    j.result.exact = c.exact;
+    j.result.tol = c.exact ? opt.exactTol : opt.approxTol;
+    j.result.trials = opt.trials;
+    jobs.push_back(std::move(j));
   };
 
   for (size_t i = 0; i < claims.size(); ++i) {
     const Claim &c = claims[i];
-    rep.claims.push_back(check(c, i, [&](Overrides &ov, Rng &rng) {
+    addJob(c, i, [&, c](Overrides &ov, Rng &rng) {
       if (c.kind == "linear") {
         Matrix a(0);
         try {
@@ -577,8 +560,19 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
       } else {
         applyScale(ov, inits, c, rng);
       }
-    }));
+    });
   }
+  // Draw every element once up front so that malformed groups are reported
+  // before any model run.
+  for (const auto &c : claims)
+    if (c.kind == "linear") {
+      Rng probe(0);
+      try {
+        (void)drawElement(c.group, c.n, probe);
+      } catch (const std::exception &e) {
+        fail(docName, "claim " + c.id + ": " + e.what());
+      }
+    }
 
   // Negative control: the largest linear claim with several members, its
   // element applied to one member only (the one with the most weight mass,
@@ -605,10 +599,10 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     }
     ctl.note = "claim " + pick->id + "'s element applied to " + ctl.members[0].init +
                " only (must FAIL)";
-    rep.control = check(ctl, 0xc0c0, [&](Overrides &ov, Rng &rng) {
+    addJob(ctl, 0xc0c0, [&, ctl](Overrides &ov, Rng &rng) {
       // Redraw until the element is not the identity (e.g. "1" groups).
       for (int k = 0; k < 8; ++k) {
-        Matrix a = drawElement(pick->group, pick->n, rng);
+        Matrix a = drawElement(ctl.group, ctl.n, rng);
         if (!a.isIdentity() || k == 7) {
           applyLinear(ov, inits, ctl.members, a);
           return;
@@ -623,18 +617,73 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     if (!biggest.empty()) {
       ctl.kind = "perturb";
       ctl.note = "random perturbation of " + biggest + " (must FAIL)";
-      rep.control = check(ctl, 0xc0c1, [&](Overrides &ov, Rng &rng) {
+      addJob(ctl, 0xc0c1, [&, biggest](Overrides &ov, Rng &rng) {
         Tensor &t = overrideOf(ov, inits, biggest);
         std::normal_distribution<double> g;
         double s = 0.1 * (rms(t) > 0 ? rms(t) : 1.0);
         for (double &v : t.data)
           v += s * g(rng);
       });
+      jobs.back().result.description = "perturbation";
     }
   }
-  if (!ctl.kind.empty()) {
-    rep.controlRan = true;
-    rep.control.description = ctl.kind == "linear" ? describe(ctl) : "perturbation";
+
+  for (int t = 0; t < opt.trials; ++t) {
+    Rng irng(mix(opt.seed, 0xffff, uint64_t(t)));
+    std::map<std::string, Tensor> inputs = drawInputs(specs, irng);
+    EvalCache cache;
+    std::map<std::string, Tensor> base;
+    bool cached = opt.cacheLimitBytes > 0;
+    try {
+      if (cached) {
+        cache = ev.runAndKeep(inputs);
+        if (cache.bytes() > opt.cacheLimitBytes) { // too big to keep: full runs
+          cached = false;
+          cache.values.clear();
+        }
+      }
+      base = cached ? ev.rerun(cache, {}) : ev.run(inputs);
+    } catch (const Error &) {
+      throw;
+    } catch (const std::exception &e) {
+      throw Error(e.what());
+    }
+    for (const auto &kv : base)
+      for (double v : kv.second.data)
+        if (!std::isfinite(v))
+          fail(modelPath, "output '" + kv.first + "' is not finite on random inputs");
+    for (Job &j : jobs) {
+      Rng rng(mix(opt.seed, j.stream, uint64_t(t)));
+      Overrides ov;
+      j.transform(ov, rng);
+      std::map<std::string, Tensor> out;
+      try {
+        out = cached ? ev.rerun(cache, ov) : ev.run(inputs, ov);
+      } catch (const Error &) {
+        throw;
+      } catch (const std::exception &e) {
+        throw Error(e.what());
+      }
+      const Claim &c = j.claim;
+      if (c.kind == "shift" && !c.output.empty() && !out.count(c.output))
+        fail(docName, "claim " + c.id + ": \"output\" '" + c.output + "' is not a graph output");
+      double e = relError(base, out, c.kind == "shift" ? &c : nullptr, modelPath);
+      j.result.maxRelErr = std::max(j.result.maxRelErr, e);
+    }
+  }
+
+  VerifyReport rep;
+  rep.model = modelPath;
+  rep.seed = opt.seed;
+  rep.trials = opt.trials;
+  for (Job &j : jobs) {
+    j.result.pass = j.result.maxRelErr <= j.result.tol;
+    if (j.claim.id == "control" && &j == &jobs.back() && !ctl.kind.empty()) {
+      rep.controlRan = true;
+      rep.control = j.result;
+    } else {
+      rep.claims.push_back(j.result);
+    }
   }
   return rep;
 }

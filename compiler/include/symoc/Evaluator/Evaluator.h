@@ -22,6 +22,15 @@
 
 namespace symoc {
 
+/// Every value computed by one run, so that runs with a few weights changed
+/// recompute only what depends on them (Evaluator::rerun).
+struct EvalCache {
+  std::map<std::string, Tensor> inputs;
+  std::map<std::string, Tensor> values; // node outputs
+  size_t bytes() const;
+};
+
+/// The model passed to the constructor must outlive the Evaluator.
 class Evaluator {
 public:
   /// Reads every initializer (inline or external data, resolved relative to
@@ -36,6 +45,14 @@ public:
   std::map<std::string, Tensor>
   run(const std::map<std::string, Tensor> &inputs,
       const std::map<std::string, Tensor> &initializerOverrides = {}) const;
+
+  /// run() that keeps every intermediate value (memory: all activations).
+  EvalCache runAndKeep(const std::map<std::string, Tensor> &inputs) const;
+  /// Same result as run(base.inputs, overrides), recomputing only the nodes
+  /// downstream of the overridden names.
+  std::map<std::string, Tensor>
+  rerun(const EvalCache &base,
+        const std::map<std::string, Tensor> &initializerOverrides) const;
 
   /// Initializers and Constant-node values by name, as loaded.
   const std::map<std::string, Tensor> &initializers() const { return inits_; }
@@ -52,6 +69,10 @@ public:
   static const std::set<std::string> &supportedOps();
 
 private:
+  std::map<std::string, Tensor> execute(const std::map<std::string, Tensor> &inputs,
+                                        const std::map<std::string, Tensor> &overrides,
+                                        const EvalCache *base, EvalCache *keep) const;
+
   const onnx::ModelProto &model_;
   std::string path_;
   int64_t opset_ = 0;

@@ -35,6 +35,11 @@ struct VerifyOptions {
   double approxTol = 1e-3;
   /// Name of the claims document in error messages (a file name, "analysis").
   std::string claimsName = "claims";
+  /// Each trial keeps every intermediate value of the untransformed run so
+  /// that a claim recomputes only the part of the graph its weights reach;
+  /// above this many bytes it runs the whole model per claim instead
+  /// (0: never keep).
+  size_t cacheLimitBytes = size_t(2) << 30;
 };
 
 struct ClaimResult {
