@@ -379,6 +379,18 @@ TEST(VerifyErrors, UnsupportedOp) {
   EXPECT_NE(e.find("FancyAct"), std::string::npos) << e;
 }
 
+TEST(VerifyErrors, ZeroOutputsAreVacuous) {
+  auto m = mlp("Relu");
+  for (int i : {2, 3}) { // W2 and b2 zero: y == 0 whatever the input
+    auto *t = m.mutable_graph()->mutable_initializer(i);
+    for (int k = 0; k < t->float_data_size(); ++k)
+      t->set_float_data(k, 0.0f);
+  }
+  EXPECT_EQ(errorOf([&] { run(m, doc({hiddenClaim("c1", "S")})); }),
+            "test.onnx: every output is zero on random inputs, so no claim can be checked "
+            "(zero-initialized output layer?)");
+}
+
 TEST(VerifyErrors, MalformedDocument) {
   auto m = mlp("Relu");
   EXPECT_NE(errorOf([&] { run(m, json::array()); }).find("not a JSON object"), std::string::npos);

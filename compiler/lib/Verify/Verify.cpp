@@ -648,10 +648,18 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     } catch (const std::exception &e) {
       throw Error(e.what());
     }
+    double norm = 0;
     for (const auto &kv : base)
-      for (double v : kv.second.data)
+      for (double v : kv.second.data) {
         if (!std::isfinite(v))
           fail(modelPath, "output '" + kv.first + "' is not finite on random inputs");
+        norm += v * v;
+      }
+    // Constant-zero outputs (e.g. a zero-initialized classifier) make every
+    // comparison vacuous.
+    if (norm == 0)
+      fail(modelPath, "every output is zero on random inputs, so no claim can be checked "
+                      "(zero-initialized output layer?)");
     for (Job &j : jobs) {
       Rng rng(mix(opt.seed, j.stream, uint64_t(t)));
       Overrides ov;
@@ -715,6 +723,8 @@ void printReport(const VerifyReport &r, std::ostream &os) {
   auto sci = [](double v, int digits) {
     if (std::isinf(v))
       return std::string("inf");
+    if (v == 0)
+      return std::string("0");
     std::string s = fmt::format("{:.{}e}", v, digits);
     size_t e = s.find('e');
     if (e != std::string::npos && e + 2 < s.size() && s[e + 2] == '0' && e + 3 < s.size())
