@@ -186,7 +186,10 @@ void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     const int64_t hr = c_.head_rows;
     polar_maybe_heads(ctx, MatView(U, p.rows, p.cols), MatView(D[i], p.rows, p.cols), c_.polar, hr);
     const int64_t rows = hr > 0 ? hr : p.rows;
-    const float scale = float(std::sqrt(std::max(1.0, double(rows) / double(p.cols))));
+    const double r = double(rows), c = double(p.cols);
+    const float scale = c_.scale == MuonScale::MaxRatio    ? float(std::sqrt(std::max(1.0, r / c)))
+                        : c_.scale == MuonScale::Moonlight ? float(0.2 * std::sqrt(std::max(r, c)))
+                                                           : 1.f;
     for (int64_t j = 0; j < sz; ++j) D[i][j] *= scale;
   }
 }

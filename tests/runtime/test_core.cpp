@@ -318,3 +318,50 @@ TEST(NonFinite, ZeroAndThrowPolicies) {
     EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos);
   }
 }
+
+// One call on a batch of same-shape blocks equals one call per block (bitwise), and the
+// blocks keep separate state.
+TEST(Batch, BatchedCallEqualsSeparateCalls) {
+  for (auto &s : scenarios()) {
+    if (s.shapes.size() != 1) continue;
+    const int64_t m = s.shapes[0].first, n = s.shapes[0].second;
+    std::mt19937 rng(4);
+    std::vector<std::vector<float>> Wa, Wb, G;
+    for (int k = 0; k < 3; ++k) {
+      Wa.push_back(randn(rng, size_t(m * n)));
+      G.push_back(randn(rng, size_t(m * n)));
+    }
+    Wb = Wa;
+    Context ctx;
+    State sa, sb;
+    auto ra = s.make(), rb = s.make();
+    for (int t = 0; t < 2; ++t) {
+      Param ps[3];
+      for (int k = 0; k < 3; ++k) ps[k] = Param{kNames[k], Wa[size_t(k)].data(), G[size_t(k)].data(), m, n};
+      ra->step(ctx, sa, ps, 3, 0.05f);
+      for (int k = 0; k < 3; ++k) rb->step(ctx, sb, Param{kNames[k], Wb[size_t(k)].data(), G[size_t(k)].data(), m, n}, 0.05f);
+    }
+    EXPECT_EQ(Wa, Wb) << s.name;
+    EXPECT_EQ(sa.buffer_names(), sb.buffer_names()) << s.name;
+  }
+}
+
+TEST(Muon, ScaleRules) {
+  const int64_t m = 12, n = 3;
+  std::mt19937 rng(5);
+  auto G = randn(rng, size_t(m * n));
+  auto run = [&](MuonScale sc) {
+    MuonConfig c;
+    c.scale = sc;
+    Muon rule(c);
+    Context ctx;
+    State st;
+    std::vector<float> W(G.size());
+    return direction(ctx, st, rule, "w", W, G, m, n);
+  };
+  auto none = run(MuonScale::None), ratio = run(MuonScale::MaxRatio), moon = run(MuonScale::Moonlight);
+  for (size_t k = 0; k < G.size(); ++k) {
+    EXPECT_NEAR(ratio[k], none[k] * 2.0f, 1e-6); // sqrt(12 / 3)
+    EXPECT_NEAR(moon[k], none[k] * 0.2f * std::sqrt(12.f), 1e-6);
+  }
+}

@@ -106,9 +106,15 @@ private:
 
 // Muon (Keller Jordan's muon.py): M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta)
 // : M; D = polar(U) * max(1, rows/cols)^{1/2}. Decoupled weight decay.
+enum class MuonScale {
+  MaxRatio,  // max(1, rows/cols)^{1/2} (muon.py)
+  Moonlight, // 0.2 * max(rows, cols)^{1/2} (matches AdamW's update RMS; Liu et al. 2025)
+  None,
+};
 struct MuonConfig {
   float beta = 0.95f, weight_decay = 0.f;
   bool nesterov = true;
+  MuonScale scale = MuonScale::MaxRatio;
   PolarOptions polar = polar_options(PolarMethod::NewtonSchulz);
   // Optional per-head orthogonalization: rows split into heads of head_rows rows each.
   int64_t head_rows = 0;
