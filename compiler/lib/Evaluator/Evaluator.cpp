@@ -166,6 +166,7 @@ std::map<std::string, OpInfo> &opRegistry() {
     registerShapeOps(m);
     registerNNOps(m);
     registerReduceOps(m);
+    registerExtraOps(m);
     return m;
   }();
   return r;

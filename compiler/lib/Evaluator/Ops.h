@@ -63,6 +63,7 @@ void registerElementwiseOps(std::map<std::string, OpInfo> &r);
 void registerShapeOps(std::map<std::string, OpInfo> &r);
 void registerNNOps(std::map<std::string, OpInfo> &r);
 void registerReduceOps(std::map<std::string, OpInfo> &r);
+void registerExtraOps(std::map<std::string, OpInfo> &r);
 
 // ---- helpers shared by kernels ----
 /// Numpy multidirectional broadcast of shapes; fails via ctx.

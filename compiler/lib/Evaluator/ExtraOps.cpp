@@ -1,0 +1,527 @@
+//===- ExtraOps.cpp - ConvTranspose, Resize, losses, OneHot, ... ----------===//
+#include "Ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace symoc {
+
+using TP = onnx::TensorProto;
+
+namespace {
+
+std::vector<Tensor> one(Tensor t) { return std::vector<Tensor>{std::move(t)}; }
+
+bool nextIndex(std::vector<int64_t> &idx, const std::vector<int64_t> &dims) {
+  for (int64_t d = int64_t(dims.size()) - 1; d >= 0; --d) {
+    if (++idx[size_t(d)] < dims[size_t(d)])
+      return true;
+    idx[size_t(d)] = 0;
+  }
+  return false;
+}
+
+// y[n, g*Mg+m, o] += x[n, g*Cg+c, i] * W[g*Cg+c, m, k]  with o = i*s + k*d - padBegin.
+std::vector<Tensor> convTranspose(OpContext &ctx) {
+  const Tensor &x = ctx.in(0), &w = ctx.in(1);
+  if (x.rank() < 3 || w.rank() != x.rank())
+    ctx.fail("X and W must have the same rank >= 3");
+  size_t nsp = size_t(x.rank() - 2);
+  int64_t N = x.dims[0], C = x.dims[1], G = ctx.attrInt("group", 1);
+  if (G <= 0 || C % G || w.dims[0] != C)
+    ctx.fail("W " + shapeString(w.dims) + " does not match C=" + std::to_string(C) +
+             " and group=" + std::to_string(G));
+  int64_t Mg = w.dims[1], M = Mg * G, Cg = C / G;
+  std::vector<int64_t> in(x.dims.begin() + 2, x.dims.end()), k(w.dims.begin() + 2, w.dims.end());
+  auto vec = [&](const char *name, int64_t dflt, size_t n) {
+    std::vector<int64_t> v = ctx.attrInts(name);
+    if (v.empty())
+      v.assign(n, dflt);
+    if (v.size() != n)
+      ctx.fail(std::string("attribute '") + name + "' has the wrong length");
+    return v;
+  };
+  std::vector<int64_t> s = vec("strides", 1, nsp), d = vec("dilations", 1, nsp),
+                       op = vec("output_padding", 0, nsp), pads = vec("pads", 0, 2 * nsp);
+  std::vector<int64_t> ks = ctx.attrInts("kernel_shape");
+  if (!ks.empty() && ks != k)
+    ctx.fail("kernel_shape does not match W");
+  std::vector<int64_t> outShape = ctx.attrInts("output_shape");
+  std::string ap = ctx.attrString("auto_pad", "NOTSET");
+  std::vector<int64_t> pb(nsp), out(nsp);
+  for (size_t i = 0; i < nsp; ++i) {
+    int64_t full = s[i] * (in[i] - 1) + op[i] + (k[i] - 1) * d[i] + 1;
+    int64_t target = -1;
+    if (!outShape.empty())
+      target = outShape[outShape.size() - nsp + i];
+    else if (ap == "SAME_UPPER" || ap == "SAME_LOWER")
+      target = in[i] * s[i];
+    if (target >= 0) {
+      // Floor division (as the spec's reference): a negative total (output
+      // larger than the full result) extends the end.
+      int64_t total = full - target;
+      int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+      bool upper = ap == "SAME_UPPER";
+      pb[i] = upper ? half : total - half;
+      out[i] = target;
+    } else {
+      if (ap == "VALID")
+        pads.assign(2 * nsp, 0);
+      pb[i] = pads[i];
+      out[i] = full - pads[i] - pads[i + nsp];
+    }
+    if (out[i] <= 0)
+      ctx.fail("non-positive output size");
+  }
+  std::vector<int64_t> od{N, M};
+  od.insert(od.end(), out.begin(), out.end());
+  Tensor y = Tensor::zeros(od, x.dtype);
+  int64_t ivol = numElements(in), kvol = numElements(k), ovol = numElements(out);
+  std::vector<int64_t> os = stridesOf(out);
+  // Output offset for each (input position, kernel position), -1 when cropped.
+  std::vector<int64_t> dst(size_t(ivol * kvol));
+  {
+    std::vector<int64_t> ii(nsp, 0);
+    int64_t a = 0;
+    do {
+      std::vector<int64_t> kk(nsp, 0);
+      int64_t b = 0;
+      do {
+        int64_t off = 0;
+        for (size_t q = 0; q < nsp && off >= 0; ++q) {
+          int64_t o = ii[q] * s[q] + kk[q] * d[q] - pb[q];
+          off = (o < 0 || o >= out[q]) ? -1 : off + o * os[q];
+        }
+        dst[size_t(a * kvol + b)] = off;
+        ++b;
+      } while (nextIndex(kk, k));
+      ++a;
+    } while (nextIndex(ii, in));
+  }
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t c = 0; c < Cg; ++c) {
+        const double *xc = x.data.data() + (n * C + g * Cg + c) * ivol;
+        for (int64_t m = 0; m < Mg; ++m) {
+          const double *wk = w.data.data() + ((g * Cg + c) * Mg + m) * kvol;
+          double *yo = y.data.data() + (n * M + g * Mg + m) * ovol;
+          for (int64_t a = 0; a < ivol; ++a)
+            for (int64_t b = 0; b < kvol; ++b) {
+              int64_t o = dst[size_t(a * kvol + b)];
+              if (o >= 0)
+                yo[o] += xc[a] * wk[b];
+            }
+        }
+      }
+  if (ctx.hasInput(2)) {
+    const Tensor &bias = ctx.in(2);
+    if (bias.size() != M)
+      ctx.fail("bias must have M entries");
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t o = 0; o < ovol; ++o)
+          y.data[size_t((n * M + m) * ovol + o)] += bias.data[size_t(m)];
+  }
+  return one(std::move(y));
+}
+
+// Per output coordinate of one axis: the input taps and their weights.
+struct Taps {
+  std::vector<std::vector<std::pair<int64_t, double>>> at; // [out coord] -> taps
+  std::vector<bool> outside;                               // extrapolated
+};
+
+Taps axisTaps(OpContext &ctx, int64_t inLen, int64_t outLen, double outLenF, double scale,
+              const std::string &mode, const std::string &ctm, const std::string &nearest,
+              double cubicA, bool excludeOutside, double roiStart, double roiEnd) {
+  Taps t;
+  t.at.resize(size_t(outLen));
+  t.outside.assign(size_t(outLen), false);
+  for (int64_t o = 0; o < outLen; ++o) {
+    double xo = double(o), x;
+    if (ctm == "half_pixel")
+      x = (xo + 0.5) / scale - 0.5;
+    else if (ctm == "pytorch_half_pixel")
+      x = outLenF > 1 ? (xo + 0.5) / scale - 0.5 : -0.5;
+    else if (ctm == "align_corners") // the resized length before flooring, as the reference
+      x = outLenF == 1 ? 0.0 : xo * double(inLen - 1) / (outLenF - 1);
+    else if (ctm == "asymmetric")
+      x = xo / scale;
+    else if (ctm == "tf_half_pixel_for_nn")
+      x = (xo + 0.5) / scale;
+    else if (ctm == "tf_crop_and_resize") {
+      x = outLenF > 1 ? roiStart * double(inLen - 1) +
+                            xo * (roiEnd - roiStart) * double(inLen - 1) / (outLenF - 1)
+                     : 0.5 * (roiStart + roiEnd) * double(inLen - 1);
+      if (x < 0 || x > double(inLen - 1))
+        t.outside[size_t(o)] = true;
+    } else
+      ctx.unsupported("coordinate_transformation_mode '" + ctm + "'");
+    auto clampi = [&](int64_t i) { return std::clamp<int64_t>(i, 0, inLen - 1); };
+    auto &taps = t.at[size_t(o)];
+    double fl = std::floor(x), r = x - fl;
+    int64_t i0 = int64_t(fl);
+    if (mode == "nearest") {
+      int64_t i;
+      if (r == 0)
+        i = i0;
+      else if (nearest == "round_prefer_floor")
+        i = r <= 0.5 ? i0 : i0 + 1;
+      else if (nearest == "round_prefer_ceil")
+        i = r < 0.5 ? i0 : i0 + 1;
+      else if (nearest == "floor")
+        i = i0;
+      else if (nearest == "ceil")
+        i = i0 + 1;
+      else
+        ctx.unsupported("nearest_mode '" + nearest + "'");
+      taps.push_back({clampi(i), 1.0});
+    } else if (mode == "linear") {
+      taps.push_back({i0, 1.0 - r});
+      taps.push_back({i0 + 1, r});
+    } else if (mode == "cubic") {
+      double A = cubicA;
+      auto w = [A](double s) { // Keys kernel, |s| in [0, 2]
+        s = std::fabs(s);
+        if (s <= 1)
+          return ((A + 2) * s - (A + 3)) * s * s + 1;
+        if (s < 2)
+          return ((A * s - 5 * A) * s + 8 * A) * s - 4 * A;
+        return 0.0;
+      };
+      for (int64_t j = -1; j <= 2; ++j)
+        taps.push_back({i0 + j, w(r - double(j))});
+    } else {
+      ctx.unsupported("mode '" + mode + "'");
+    }
+    if (mode != "nearest") {
+      if (excludeOutside) {
+        double sum = 0;
+        for (auto &tp : taps) {
+          if (tp.first < 0 || tp.first >= inLen)
+            tp.second = 0;
+          sum += tp.second;
+        }
+        for (auto &tp : taps)
+          tp.second /= sum;
+      }
+      for (auto &tp : taps)
+        tp.first = clampi(tp.first); // edge padding
+    }
+  }
+  return t;
+}
+
+std::vector<Tensor> resizeImpl(OpContext &ctx, const Tensor &x, std::vector<double> scales,
+                               std::vector<int64_t> sizes, std::vector<double> roi,
+                               const std::string &mode, const std::string &ctm,
+                               const std::string &nearest) {
+  size_t r = x.dims.size();
+  if (sizes.empty()) {
+    if (scales.size() != r)
+      ctx.fail("scales must have one entry per axis");
+    for (size_t i = 0; i < r; ++i)
+      sizes.push_back(int64_t(std::floor(double(x.dims[i]) * scales[i])));
+  } else {
+    if (sizes.size() != r)
+      ctx.fail("sizes must have one entry per axis");
+    scales.clear();
+    for (size_t i = 0; i < r; ++i)
+      scales.push_back(double(sizes[i]) / double(x.dims[i]));
+  }
+  double cubicA = ctx.attrFloat("cubic_coeff_a", -0.75);
+  bool exclude = ctx.attrInt("exclude_outside", 0) != 0;
+  double extrap = ctx.attrFloat("extrapolation_value", 0.0);
+  std::vector<Taps> taps;
+  for (size_t i = 0; i < r; ++i) {
+    double rs = roi.size() == 2 * r ? roi[i] : 0.0, re = roi.size() == 2 * r ? roi[i + r] : 1.0;
+    taps.push_back(axisTaps(ctx, x.dims[i], sizes[i], double(x.dims[i]) * scales[i], scales[i],
+                            mode, ctm, nearest, cubicA,
+                            exclude, rs, re));
+  }
+  Tensor y = Tensor::zeros(sizes, x.dtype);
+  std::vector<int64_t> xs = stridesOf(x.dims), idx(r, 0);
+  if (y.size() == 0)
+    return one(std::move(y));
+  do {
+    bool outside = false;
+    for (size_t a = 0; a < r; ++a)
+      outside |= taps[a].outside[size_t(idx[a])];
+    double acc = 0;
+    if (!outside) {
+      // Sum over the product of the per-axis taps.
+      std::vector<size_t> t(r, 0);
+      while (true) {
+        double w = 1;
+        int64_t off = 0;
+        for (size_t a = 0; a < r; ++a) {
+          const auto &tp = taps[a].at[size_t(idx[a])][t[a]];
+          w *= tp.second;
+          off += tp.first * xs[a];
+        }
+        acc += w * x.data[size_t(off)];
+        size_t a = r;
+        while (a > 0) {
+          --a;
+          if (++t[a] < taps[a].at[size_t(idx[a])].size())
+            break;
+          t[a] = 0;
+          if (a == 0) {
+            a = r + 1;
+            break;
+          }
+        }
+        if (a == r + 1 || r == 0)
+          break;
+      }
+    }
+    int64_t o = 0;
+    std::vector<int64_t> ys = stridesOf(sizes);
+    for (size_t a = 0; a < r; ++a)
+      o += idx[a] * ys[a];
+    y.data[size_t(o)] = castValue(outside ? extrap : acc, x.dtype);
+  } while (nextIndex(idx, sizes));
+  return one(std::move(y));
+}
+
+std::vector<Tensor> resize(OpContext &ctx) {
+  if (ctx.opset < 11)
+    ctx.unsupported("Resize before opset 11");
+  const Tensor &x = ctx.in(0);
+  if (ctx.hasAttr("antialias") && ctx.attrInt("antialias", 0))
+    ctx.unsupported("antialias");
+  if (ctx.hasAttr("axes") || ctx.hasAttr("keep_aspect_ratio_policy"))
+    ctx.unsupported("axes / keep_aspect_ratio_policy");
+  std::vector<double> roi, scales;
+  std::vector<int64_t> sizes;
+  if (ctx.hasInput(1))
+    roi = ctx.in(1).data;
+  if (ctx.hasInput(2))
+    scales = ctx.in(2).data;
+  if (ctx.hasInput(3))
+    sizes = ctx.in(3).toInt64();
+  if (!sizes.empty() && !scales.empty())
+    ctx.fail("give scales or sizes, not both");
+  return resizeImpl(ctx, x, scales, sizes, roi, ctx.attrString("mode", "nearest"),
+                    ctx.attrString("coordinate_transformation_mode", "half_pixel"),
+                    ctx.attrString("nearest_mode", "round_prefer_floor"));
+}
+
+std::vector<Tensor> upsample(OpContext &ctx) {
+  // Deprecated; equals Resize with asymmetric coordinates and floor rounding.
+  std::vector<double> scales = ctx.opset < 9 ? ctx.attrFloats("scales") : ctx.in(1).data;
+  std::string mode = ctx.attrString("mode", "nearest");
+  return resizeImpl(ctx, ctx.in(0), scales, {}, {}, mode, "asymmetric", "floor");
+}
+
+// Shared by NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss:
+// logp [N, C, d...], labels [N, d...].
+Tensor nll(OpContext &ctx, const Tensor &logp, const Tensor &labels, const Tensor *weight) {
+  std::string red = ctx.attrString("reduction", "mean");
+  bool hasIgnore = ctx.hasAttr("ignore_index");
+  int64_t ignore = ctx.attrInt("ignore_index", 0);
+  if (logp.rank() < 2)
+    ctx.fail("input must have rank >= 2");
+  int64_t N = logp.dims[0], C = logp.dims[1], inner = logp.size() / std::max<int64_t>(N * C, 1);
+  if (labels.size() != N * inner)
+    ctx.fail("labels do not match the input shape");
+  std::vector<int64_t> ld = labels.dims;
+  Tensor loss = Tensor::zeros(ld, logp.dtype);
+  double wsum = 0, lsum = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t t = int64_t(labels.data[size_t(n * inner + i)]);
+      if (hasIgnore && t == ignore)
+        continue;
+      if (t < 0 || t >= C)
+        ctx.fail("label " + std::to_string(t) + " out of range [0, " + std::to_string(C) + ")");
+      double w = weight ? weight->data[size_t(t)] : 1.0;
+      double l = -logp.data[size_t((n * C + t) * inner + i)] * w;
+      loss.data[size_t(n * inner + i)] = l;
+      wsum += w;
+      lsum += l;
+    }
+  if (red == "none")
+    return loss;
+  if (red == "sum")
+    return Tensor::scalar(lsum, logp.dtype);
+  if (red == "mean")
+    return Tensor::scalar(wsum == 0 ? 0.0 : lsum / wsum, logp.dtype);
+  ctx.unsupported("reduction '" + red + "'");
+}
+
+std::vector<Tensor> nllLoss(OpContext &ctx) {
+  return one(nll(ctx, ctx.in(0), ctx.in(1), ctx.hasInput(2) ? &ctx.in(2) : nullptr));
+}
+
+std::vector<Tensor> softmaxCrossEntropy(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  if (x.rank() < 2)
+    ctx.fail("scores must have rank >= 2");
+  int64_t N = x.dims[0], C = x.dims[1], inner = x.size() / std::max<int64_t>(N * C, 1);
+  Tensor logp = x;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < inner; ++i) {
+      auto at = [&](int64_t c) -> double & { return logp.data[size_t((n * C + c) * inner + i)]; };
+      double m = -std::numeric_limits<double>::infinity(), s = 0;
+      for (int64_t c = 0; c < C; ++c) m = std::max(m, at(c));
+      for (int64_t c = 0; c < C; ++c) s += std::exp(at(c) - m);
+      for (int64_t c = 0; c < C; ++c) at(c) = at(c) - m - std::log(s);
+    }
+  std::vector<Tensor> outs{nll(ctx, logp, ctx.in(1), ctx.hasInput(2) ? &ctx.in(2) : nullptr)};
+  if (ctx.wantsOutput(1))
+    outs.push_back(std::move(logp));
+  return outs;
+}
+
+std::vector<Tensor> oneHot(OpContext &ctx) {
+  const Tensor &ind = ctx.in(0), &depthT = ctx.in(1), &vals = ctx.in(2);
+  int64_t depth = int64_t(depthT.data.at(0));
+  if (vals.size() != 2)
+    ctx.fail("values must be [off, on]");
+  int64_t r = ind.rank() + 1, axis = ctx.attrInt("axis", -1);
+  if (axis < 0)
+    axis += r;
+  if (axis < 0 || axis >= r)
+    ctx.fail("axis out of range");
+  std::vector<int64_t> od = ind.dims;
+  od.insert(od.begin() + axis, depth);
+  Tensor y = Tensor::zeros(od, vals.dtype);
+  std::fill(y.data.begin(), y.data.end(), vals.data[0]);
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= ind.dims[size_t(i)];
+  for (size_t i = size_t(axis); i < ind.dims.size(); ++i) inner *= ind.dims[i];
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t k = int64_t(ind.data[size_t(o * inner + i)]);
+      if (k < 0)
+        k += depth;
+      if (k >= 0 && k < depth)
+        y.data[size_t((o * depth + k) * inner + i)] = vals.data[1];
+    }
+  return one(std::move(y));
+}
+
+std::vector<Tensor> nonZero(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  std::vector<int64_t> hits;
+  for (int64_t e = 0; e < x.size(); ++e)
+    if (x.data[size_t(e)] != 0)
+      hits.push_back(e);
+  int64_t r = std::max<int64_t>(x.rank(), 1), n = int64_t(hits.size());
+  Tensor y = Tensor::zeros({x.rank(), n}, TP::INT64);
+  std::vector<int64_t> s = stridesOf(x.dims);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t d = 0; d < x.rank(); ++d)
+      y.data[size_t(d * n + j)] = double((hits[size_t(j)] / s[size_t(d)]) % x.dims[size_t(d)]);
+  (void)r;
+  return one(std::move(y));
+}
+
+std::vector<Tensor> compress(OpContext &ctx) {
+  Tensor x = ctx.in(0);
+  const Tensor &cond = ctx.in(1);
+  int64_t axis;
+  if (ctx.hasAttr("axis")) {
+    axis = ctx.axis(ctx.attrInt("axis", 0), x.rank());
+  } else {
+    x.dims = {x.size()};
+    axis = 0;
+  }
+  int64_t outer = 1, d = x.dims[size_t(axis)], inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.dims[size_t(i)];
+  for (size_t i = size_t(axis) + 1; i < x.dims.size(); ++i) inner *= x.dims[i];
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < std::min<int64_t>(d, cond.size()); ++i)
+    if (cond.data[size_t(i)] != 0)
+      keep.push_back(i);
+  std::vector<int64_t> od = x.dims;
+  od[size_t(axis)] = int64_t(keep.size());
+  Tensor y = Tensor::zeros(od, x.dtype);
+  int64_t k = int64_t(keep.size());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < k; ++j)
+      std::copy_n(x.data.begin() + (o * d + keep[size_t(j)]) * inner, inner,
+                  y.data.begin() + (o * k + j) * inner);
+  return one(std::move(y));
+}
+
+std::vector<Tensor> meanVarianceNorm(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  std::vector<int64_t> axes = ctx.attrInts("axes");
+  if (axes.empty())
+    axes = {0, 2, 3};
+  std::vector<bool> red(x.dims.size(), false);
+  for (int64_t a : axes)
+    red[size_t(ctx.axis(a, x.rank()))] = true;
+  std::vector<int64_t> kd = x.dims;
+  for (size_t i = 0; i < kd.size(); ++i)
+    if (red[i]) kd[i] = 1;
+  int64_t nout = numElements(kd), cnt = x.size() / std::max<int64_t>(nout, 1);
+  std::vector<double> s1(size_t(nout), 0), s2(size_t(nout), 0);
+  std::vector<int64_t> ks = stridesOf(kd), idx(x.dims.size(), 0), where(size_t(x.size()));
+  for (int64_t e = 0; e < x.size(); ++e) {
+    int64_t o = 0;
+    for (size_t d = 0; d < idx.size(); ++d)
+      if (!red[d]) o += idx[d] * ks[d];
+    where[size_t(e)] = o;
+    s1[size_t(o)] += x.data[size_t(e)];
+    s2[size_t(o)] += x.data[size_t(e)] * x.data[size_t(e)];
+    nextIndex(idx, x.dims);
+  }
+  Tensor y = x;
+  for (int64_t e = 0; e < x.size(); ++e) {
+    int64_t o = where[size_t(e)];
+    double m = s1[size_t(o)] / double(cnt), v = s2[size_t(o)] / double(cnt) - m * m;
+    y.data[size_t(e)] = (x.data[size_t(e)] - m) / (std::sqrt(std::max(v, 0.0)) + 1e-9);
+  }
+  return one(std::move(y));
+}
+
+std::vector<Tensor> lrn(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  double alpha = ctx.attrFloat("alpha", 1e-4), beta = ctx.attrFloat("beta", 0.75),
+         bias = ctx.attrFloat("bias", 1.0);
+  int64_t size = ctx.attrInt("size", 0);
+  if (size <= 0 || x.rank() < 3)
+    ctx.fail("needs a positive size and rank >= 3");
+  int64_t N = x.dims[0], C = x.dims[1], inner = x.size() / std::max<int64_t>(N * C, 1);
+  int64_t lo = (size - 1) / 2, hi = size - 1 - lo;
+  Tensor y = x;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < inner; ++i) {
+        double s = 0;
+        for (int64_t cc = std::max<int64_t>(0, c - lo); cc <= std::min(C - 1, c + hi); ++cc) {
+          double v = x.data[size_t((n * C + cc) * inner + i)];
+          s += v * v;
+        }
+        size_t at = size_t((n * C + c) * inner + i);
+        y.data[at] = x.data[at] / std::pow(bias + alpha / double(size) * s, beta);
+      }
+  return one(std::move(y));
+}
+
+} // namespace
+
+void registerExtraOps(std::map<std::string, OpInfo> &r) {
+  r["ConvTranspose"] = {convTranspose,
+                        {"auto_pad", "dilations", "group", "kernel_shape", "output_padding",
+                         "output_shape", "pads", "strides"},
+                        true};
+  r["Resize"] = {resize,
+                 {"coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
+                  "extrapolation_value", "mode", "nearest_mode", "antialias", "axes",
+                  "keep_aspect_ratio_policy"}};
+  r["Upsample"] = {upsample, {"mode", "scales"}};
+  r["NegativeLogLikelihoodLoss"] = {nllLoss, {"ignore_index", "reduction"}, true};
+  r["SoftmaxCrossEntropyLoss"] = {softmaxCrossEntropy, {"ignore_index", "reduction"}, true};
+  r["OneHot"] = {oneHot, {"axis"}};
+  r["NonZero"] = {nonZero, {}};
+  r["Compress"] = {compress, {"axis"}};
+  r["MeanVarianceNormalization"] = {meanVarianceNorm, {"axes"}, true};
+  r["LRN"] = {lrn, {"alpha", "beta", "bias", "size"}, true};
+}
+
+} // namespace symoc
