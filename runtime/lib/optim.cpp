@@ -25,6 +25,7 @@ void Rule::step(Context &ctx, State &st, const Param *ps, size_t n, float lr) {
   bool any_skip = false;
   for (size_t i = 0; i < n; ++i) {
     const Param &p = ps[i];
+    if (!p.name) throw Error("step: a block has no name (Param::name is null)");
     if (!p.w || !p.g || p.rows < 0 || p.cols < 0)
       throw Error(std::string("step: block '") + p.name + "' has a null buffer or negative shape");
     skip[i] = false;
