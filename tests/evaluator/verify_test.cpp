@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -350,6 +351,28 @@ TEST(VerifyErrors, MissingExternalData) {
   });
   EXPECT_NE(e.find("m.onnx"), std::string::npos) << e;
   EXPECT_NE(e.find("weights.bin"), std::string::npos) << e;
+}
+
+TEST(Verify, ExternalWeights) {
+  // W1's floats moved to a file next to the model: same results as inline.
+  auto inline_ = mlp("Relu"), ext = inline_;
+  auto *t = ext.mutable_graph()->mutable_initializer(0);
+  std::string bytes(size_t(t->float_data_size()) * 4, '\0');
+  std::memcpy(bytes.data(), t->float_data().data(), bytes.size());
+  t->clear_float_data();
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto *kv = t->add_external_data();
+  kv->set_key("location");
+  kv->set_value("w1.bin");
+  fs::path dir = fs::temp_directory_path() / "symoc_verify_ext";
+  fs::create_directories(dir);
+  std::ofstream(dir / "w1.bin", std::ios::binary) << bytes;
+  VerifyOptions o;
+  o.seed = 5;
+  auto a = verify(ext, (dir / "m.onnx").string(), doc({hiddenClaim("c1", "B")}), o);
+  auto b = verify(inline_, "m.onnx", doc({hiddenClaim("c1", "B")}), o);
+  EXPECT_EQ(a.claims[0].maxRelErr, b.claims[0].maxRelErr);
+  EXPECT_FALSE(a.claims[0].pass);
 }
 
 TEST(VerifyErrors, SymbolicDimNeedsASize) {

@@ -503,9 +503,87 @@ std::vector<Tensor> lrn(OpContext &ctx) {
   return one(std::move(y));
 }
 
+
+std::vector<Tensor> bitShift(OpContext &ctx) {
+  const Tensor &x = ctx.in(0), &y = ctx.in(1);
+  std::string dir = ctx.attrString("direction", "");
+  if (dir != "LEFT" && dir != "RIGHT")
+    ctx.fail("direction must be LEFT or RIGHT");
+  if (!x.isInteger())
+    ctx.fail("operands must be unsigned integers");
+  bool left = dir == "LEFT";
+  return one(broadcastMap(ctx, {&x, &y}, x.dtype, [left](const double *v) {
+    double p = std::ldexp(1.0, int(v[1]));
+    return left ? v[0] * p : std::floor(v[0] / p);
+  }));
+}
+
+std::vector<Tensor> det(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  if (x.rank() < 2 || x.dims.back() != x.dims[x.dims.size() - 2])
+    ctx.fail("input must be [..., M, M]");
+  int64_t M = x.dims.back(), batch = x.size() / std::max<int64_t>(M * M, 1);
+  std::vector<int64_t> od(x.dims.begin(), x.dims.end() - 2);
+  Tensor y = Tensor::zeros(od, x.dtype);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<double> a(x.data.begin() + b * M * M, x.data.begin() + (b + 1) * M * M);
+    double d = 1;
+    for (int64_t c = 0; c < M && d != 0; ++c) {
+      int64_t p = c;
+      for (int64_t r = c + 1; r < M; ++r)
+        if (std::fabs(a[size_t(r * M + c)]) > std::fabs(a[size_t(p * M + c)]))
+          p = r;
+      if (a[size_t(p * M + c)] == 0) {
+        d = 0;
+        break;
+      }
+      if (p != c) {
+        for (int64_t j = 0; j < M; ++j)
+          std::swap(a[size_t(p * M + j)], a[size_t(c * M + j)]);
+        d = -d;
+      }
+      d *= a[size_t(c * M + c)];
+      for (int64_t r = c + 1; r < M; ++r) {
+        double f = a[size_t(r * M + c)] / a[size_t(c * M + c)];
+        for (int64_t j = c; j < M; ++j)
+          a[size_t(r * M + j)] -= f * a[size_t(c * M + j)];
+      }
+    }
+    y.data[size_t(b)] = d;
+  }
+  return one(std::move(y));
+}
+
+std::vector<Tensor> reverseSequence(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  std::vector<int64_t> lens = ctx.in(1).toInt64();
+  int64_t ba = ctx.attrInt("batch_axis", 1), ta = ctx.attrInt("time_axis", 0);
+  if (x.rank() < 2 || !((ba == 0 && ta == 1) || (ba == 1 && ta == 0)))
+    ctx.fail("batch_axis/time_axis must be 0 and 1");
+  int64_t B = x.dims[size_t(ba)], T = x.dims[size_t(ta)];
+  if (int64_t(lens.size()) != B)
+    ctx.fail("sequence_lens must have one entry per batch");
+  int64_t inner = x.size() / std::max<int64_t>(B * T, 1);
+  Tensor y = x;
+  auto off = [&](int64_t b, int64_t t) {
+    return (ba == 0 ? b * T + t : t * B + b) * inner;
+  };
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < lens[size_t(b)] && t < T; ++t)
+      std::copy_n(x.data.begin() + off(b, lens[size_t(b)] - 1 - t), inner,
+                  y.data.begin() + off(b, t));
+  return one(std::move(y));
+}
+
 } // namespace
 
 void registerExtraOps(std::map<std::string, OpInfo> &r) {
+  r["BitShift"] = {bitShift, {"direction"}};
+  r["Det"] = {det, {}, true};
+  r["ReverseSequence"] = {reverseSequence, {"batch_axis", "time_axis"}};
+  // Scatter (opsets 9-10) is ScatterElements without reduction.
+  if (r.count("ScatterElements"))
+    r["Scatter"] = {r["ScatterElements"].kernel, {"axis"}};
   r["ConvTranspose"] = {convTranspose,
                         {"auto_pad", "dilations", "group", "kernel_shape", "output_padding",
                          "output_shape", "pads", "strides"},

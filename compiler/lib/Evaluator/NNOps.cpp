@@ -282,25 +282,27 @@ std::vector<Tensor> pool(OpContext &ctx, bool isMax) {
     ctx.fail("missing kernel_shape");
   if (!isMax && ctx.hasAttr("dilations") && ctx.opset < 19)
     ctx.fail("AveragePool has no dilations before opset 19");
-  if (isMax && ctx.attrInt("storage_order", 0) != 0 && ctx.wantsOutput(1))
-    ctx.unsupported("storage_order=1 indices");
+  // storage_order 1: Indices count the spatial dims column-major.
+  bool colMajor = isMax && ctx.attrInt("storage_order", 0) != 0;
   Window w = window(ctx, inSp, ks, ctx.attrInt("ceil_mode", 0) != 0);
   bool includePad = ctx.attrInt("count_include_pad", 0) != 0;
   int64_t NC = x.dims[0] * x.dims[1], ivol = numElements(inSp), ovol = numElements(w.out);
   std::vector<int64_t> od{x.dims[0], x.dims[1]};
   od.insert(od.end(), w.out.begin(), w.out.end());
   Tensor y = Tensor::zeros(od, x.dtype), ind = Tensor::zeros(od, TP::INT64);
-  std::vector<int64_t> is = stridesOf(inSp);
+  std::vector<int64_t> is = stridesOf(inSp), cs(inSp.size(), 1);
+  for (size_t d = 1; d < inSp.size(); ++d)
+    cs[d] = cs[d - 1] * inSp[d - 1];
   for (int64_t nc = 0; nc < NC; ++nc) {
     const double *xc = x.data.data() + nc * ivol;
     std::vector<int64_t> oidx(w.nsp, 0);
     int64_t oo = 0;
     do {
       double acc = isMax ? -std::numeric_limits<double>::infinity() : 0.0;
-      int64_t arg = -1, count = 0, padCount = 0;
+      int64_t arg = -1, argCol = -1, count = 0, padCount = 0;
       std::vector<int64_t> kidx(w.nsp, 0);
       do {
-        int64_t off = 0;
+        int64_t off = 0, offCol = 0;
         bool inside = true, inPadded = true;
         for (size_t d = 0; d < w.nsp; ++d) {
           int64_t p = oidx[d] * w.stride[d] - w.padLo[d] + kidx[d] * w.dil[d];
@@ -309,6 +311,7 @@ std::vector<Tensor> pool(OpContext &ctx, bool isMax) {
           if (p < -w.padLo[d] || p >= inSp[d] + w.padHi[d])
             inPadded = false;
           off += p * is[d];
+          offCol += p * cs[d];
         }
         padCount += inPadded;
         if (!inside)
@@ -316,9 +319,10 @@ std::vector<Tensor> pool(OpContext &ctx, bool isMax) {
         ++count;
         double v = xc[off];
         if (isMax) {
-          if (v > acc || arg < 0 || std::isnan(v)) {
-            if (!(std::isnan(acc)))
-              acc = v, arg = off;
+          if (v > acc || arg < 0) {
+            acc = v;
+            arg = off;
+            argCol = offCol;
           }
         } else {
           acc += v;
@@ -327,7 +331,7 @@ std::vector<Tensor> pool(OpContext &ctx, bool isMax) {
       if (!isMax)
         acc = acc / double(includePad ? padCount : count);
       y.data[size_t(nc * ovol + oo)] = acc;
-      ind.data[size_t(nc * ovol + oo)] = double(nc * ivol + arg);
+      ind.data[size_t(nc * ovol + oo)] = double(nc * ivol + (colMajor ? argCol : arg));
       ++oo;
     } while (nextIndex(oidx, w.out));
   }
