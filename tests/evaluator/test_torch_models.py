@@ -41,7 +41,22 @@ def small_models():
             patch_size=[4, 4], embed_dim=32, depths=[2, 2], num_heads=[2, 4],
             window_size=[4, 4], num_classes=10), (1, 3, 32, 32), 14),
         "mobilenet_v2": (lambda: tv.mobilenet_v2(num_classes=10), (1, 3, 32, 32), 14),
+        # Recurrent layers (exported as ONNX LSTM / GRU / RNN, GRU with
+        # linear_before_reset=1), bidirectional and stacked.
+        "lstm": (lambda: Recurrent(torch.nn.LSTM), (5, 2, 6), 14),
+        "gru": (lambda: Recurrent(torch.nn.GRU), (5, 2, 6), 14),
+        "rnn": (lambda: Recurrent(torch.nn.RNN), (5, 2, 6), 14),
     }
+
+
+class Recurrent(torch.nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.rnn = kind(input_size=6, hidden_size=4, num_layers=2, bidirectional=True)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
 
 
 def full_models():

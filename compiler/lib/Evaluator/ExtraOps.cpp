@@ -575,9 +575,176 @@ std::vector<Tensor> reverseSequence(OpContext &ctx) {
   return one(std::move(y));
 }
 
+
+// ---- RNN / GRU / LSTM (one implementation, three cell kinds) ----
+
+enum class Cell { RNN, GRU, LSTM };
+
+double activate(const std::string &f, double x) {
+  if (f == "Tanh") return std::tanh(x);
+  if (f == "Sigmoid") return x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x));
+  if (f == "Relu") return x > 0 ? x : 0;
+  if (f == "Softsign") return x / (1 + std::fabs(x));
+  if (f == "Softplus") return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+  return std::nan("");
+}
+
+std::vector<Tensor> recurrent(OpContext &ctx, Cell cell) {
+  const Tensor &X = ctx.in(0), &W = ctx.in(1), &R = ctx.in(2);
+  int64_t G = cell == Cell::RNN ? 1 : cell == Cell::GRU ? 3 : 4;
+  std::string dir = ctx.attrString("direction", "forward");
+  int64_t D = dir == "bidirectional" ? 2 : 1;
+  if (dir != "forward" && dir != "reverse" && dir != "bidirectional")
+    ctx.fail("unknown direction '" + dir + "'");
+  if (ctx.hasAttr("activation_alpha") || ctx.hasAttr("activation_beta"))
+    ctx.unsupported("activations with parameters");
+  // No conformance data or torch export exercises these: refuse rather than guess.
+  if (ctx.hasAttr("clip"))
+    ctx.unsupported("attribute 'clip'");
+  if (ctx.attrInt("input_forget", 0) != 0)
+    ctx.unsupported("input_forget=1");
+  bool layout1 = ctx.attrInt("layout", 0) != 0;
+  if (X.rank() != 3 || W.rank() != 3 || R.rank() != 3)
+    ctx.fail("X, W and R must be 3-D");
+  int64_t S = layout1 ? X.dims[1] : X.dims[0], Bt = layout1 ? X.dims[0] : X.dims[1],
+          I = X.dims[2], H = R.dims[2];
+  if (ctx.hasAttr("hidden_size") && ctx.attrInt("hidden_size", 0) != H)
+    ctx.fail("hidden_size does not match R");
+  if (W.dims != std::vector<int64_t>{D, G * H, I} || R.dims != std::vector<int64_t>{D, G * H, H})
+    ctx.fail("W " + shapeString(W.dims) + " / R " + shapeString(R.dims) + " do not match");
+  std::vector<std::string> acts;
+  if (const auto *a = ctx.attr("activations"))
+    for (const auto &x : a->strings())
+      acts.push_back(x);
+  size_t per = cell == Cell::RNN ? 1 : cell == Cell::GRU ? 2 : 3;
+  if (acts.empty()) {
+    std::vector<std::string> d = cell == Cell::RNN   ? std::vector<std::string>{"Tanh"}
+                                 : cell == Cell::GRU ? std::vector<std::string>{"Sigmoid", "Tanh"}
+                                                     : std::vector<std::string>{"Sigmoid", "Tanh", "Tanh"};
+    for (int64_t k = 0; k < D; ++k)
+      acts.insert(acts.end(), d.begin(), d.end());
+  }
+  if (acts.size() == per && D == 2)
+    acts.insert(acts.end(), acts.begin(), acts.end());
+  if (acts.size() != per * size_t(D))
+    ctx.fail("wrong number of activations");
+  for (const auto &f : acts)
+    if (std::isnan(activate(f, 0.5)))
+      ctx.unsupported("activation '" + f + "'");
+  double clip = ctx.attrFloat("clip", 0.0);
+  bool hasClip = ctx.hasAttr("clip");
+  bool lbr = ctx.attrInt("linear_before_reset", 0) != 0;
+  bool inputForget = ctx.attrInt("input_forget", 0) != 0;
+  auto pre = [&](double v) { return hasClip ? std::clamp(v, -clip, clip) : v; };
+  const Tensor *B = ctx.hasInput(3) ? &ctx.in(3) : nullptr;
+  std::vector<int64_t> lens(size_t(Bt), S);
+  if (ctx.hasInput(4))
+    lens = ctx.in(4).toInt64();
+  const Tensor *h0 = ctx.hasInput(5) ? &ctx.in(5) : nullptr;
+  const Tensor *c0 = cell == Cell::LSTM && ctx.hasInput(6) ? &ctx.in(6) : nullptr;
+  const Tensor *P = cell == Cell::LSTM && ctx.hasInput(7) ? &ctx.in(7) : nullptr;
+  auto xAt = [&](int64_t t, int64_t b, int64_t i) {
+    return X.data[size_t(layout1 ? (b * S + t) * I + i : (t * Bt + b) * I + i)];
+  };
+  Tensor Y = Tensor::zeros(layout1 ? std::vector<int64_t>{Bt, S, D, H}
+                                   : std::vector<int64_t>{S, D, Bt, H}, X.dtype);
+  Tensor Yh = Tensor::zeros(layout1 ? std::vector<int64_t>{Bt, D, H}
+                                    : std::vector<int64_t>{D, Bt, H}, X.dtype);
+  Tensor Yc = Yh;
+  auto stateIdx = [&](int64_t d, int64_t b, int64_t h) {
+    return size_t(layout1 ? (b * D + d) * H + h : (d * Bt + b) * H + h);
+  };
+  for (int64_t d = 0; d < D; ++d) {
+    bool rev = dir == "reverse" || d == 1;
+    const double *w = W.data.data() + d * G * H * I, *r = R.data.data() + d * G * H * H;
+    auto wb = [&](int64_t j) { return B ? B->data[size_t(d * 2 * G * H + j)] : 0.0; };
+    auto rb = [&](int64_t j) { return B ? B->data[size_t(d * 2 * G * H + G * H + j)] : 0.0; };
+    const std::string *f = &acts[size_t(d) * per];
+    for (int64_t b = 0; b < Bt; ++b) {
+      std::vector<double> h(size_t(H), 0.0), c(size_t(H), 0.0);
+      for (int64_t k = 0; k < H; ++k) {
+        if (h0) h[size_t(k)] = h0->data[stateIdx(d, b, k)];
+        if (c0) c[size_t(k)] = c0->data[stateIdx(d, b, k)];
+      }
+      int64_t L = std::min(lens[size_t(b)], S);
+      for (int64_t step = 0; step < L; ++step) {
+        int64_t t = rev ? L - 1 - step : step;
+        // gates[j] = x W_j^T + Wb_j (+ h R_j^T + Rb_j except GRU's candidate)
+        std::vector<double> xw(size_t(G * H)), hr(size_t(G * H));
+        for (int64_t j = 0; j < G * H; ++j) {
+          double sx = wb(j), sh = rb(j);
+          for (int64_t i = 0; i < I; ++i) sx += xAt(t, b, i) * w[j * I + i];
+          for (int64_t k = 0; k < H; ++k) sh += h[size_t(k)] * r[j * H + k];
+          xw[size_t(j)] = sx;
+          hr[size_t(j)] = sh;
+        }
+        std::vector<double> hn(static_cast<size_t>(H));
+        if (cell == Cell::RNN) {
+          for (int64_t k = 0; k < H; ++k)
+            hn[size_t(k)] = activate(f[0], pre(xw[size_t(k)] + hr[size_t(k)]));
+        } else if (cell == Cell::GRU) { // gates z, r, h
+          std::vector<double> rh(static_cast<size_t>(H));
+          for (int64_t k = 0; k < H; ++k)
+            rh[size_t(k)] = activate(f[0], pre(xw[size_t(H + k)] + hr[size_t(H + k)])) * h[size_t(k)];
+          for (int64_t k = 0; k < H; ++k) {
+            double z = activate(f[0], pre(xw[size_t(k)] + hr[size_t(k)]));
+            double rg = activate(f[0], pre(xw[size_t(H + k)] + hr[size_t(H + k)]));
+            double cand;
+            if (lbr) {
+              cand = xw[size_t(2 * H + k)] + rg * hr[size_t(2 * H + k)];
+            } else {
+              double s = rb(2 * H + k);
+              for (int64_t q = 0; q < H; ++q) s += rh[size_t(q)] * r[(2 * H + k) * H + q];
+              cand = xw[size_t(2 * H + k)] + s;
+            }
+            double ht = activate(f[1], pre(cand));
+            hn[size_t(k)] = (1 - z) * ht + z * h[size_t(k)];
+          }
+        } else { // LSTM gates i, o, f, c; peepholes P = [Pi, Po, Pf]
+          auto p = [&](int64_t g, int64_t k) {
+            return P ? P->data[size_t(d * 3 * H + g * H + k)] : 0.0;
+          };
+          for (int64_t k = 0; k < H; ++k) {
+            double ig = activate(f[0], pre(xw[size_t(k)] + hr[size_t(k)] + p(0, k) * c[size_t(k)]));
+            double fg = inputForget ? 1 - ig
+                                    : activate(f[0], pre(xw[size_t(2 * H + k)] + hr[size_t(2 * H + k)] +
+                                                         p(2, k) * c[size_t(k)]));
+            double cg = activate(f[1], pre(xw[size_t(3 * H + k)] + hr[size_t(3 * H + k)]));
+            double cn = fg * c[size_t(k)] + ig * cg;
+            double og = activate(f[0], pre(xw[size_t(H + k)] + hr[size_t(H + k)] + p(1, k) * cn));
+            hn[size_t(k)] = og * activate(f[2], cn);
+            c[size_t(k)] = cn;
+          }
+        }
+        h = hn;
+        for (int64_t k = 0; k < H; ++k)
+          Y.data[size_t(layout1 ? ((b * S + t) * D + d) * H + k : ((t * D + d) * Bt + b) * H + k)] =
+              h[size_t(k)];
+      }
+      for (int64_t k = 0; k < H; ++k) {
+        Yh.data[stateIdx(d, b, k)] = h[size_t(k)];
+        Yc.data[stateIdx(d, b, k)] = c[size_t(k)];
+      }
+    }
+  }
+  std::vector<Tensor> outs{std::move(Y), std::move(Yh)};
+  if (cell == Cell::LSTM)
+    outs.push_back(std::move(Yc));
+  return outs;
+}
+
 } // namespace
 
 void registerExtraOps(std::map<std::string, OpInfo> &r) {
+  std::set<std::string> ra{"activation_alpha", "activation_beta", "activations", "clip",
+                           "direction", "hidden_size", "layout"};
+  r["RNN"] = {[](OpContext &c) { return recurrent(c, Cell::RNN); }, ra, true};
+  auto ga = ra;
+  ga.insert("linear_before_reset");
+  r["GRU"] = {[](OpContext &c) { return recurrent(c, Cell::GRU); }, ga, true};
+  auto la = ra;
+  la.insert("input_forget");
+  r["LSTM"] = {[](OpContext &c) { return recurrent(c, Cell::LSTM); }, la, true};
   r["BitShift"] = {bitShift, {"direction"}};
   r["Det"] = {det, {}, true};
   r["ReverseSequence"] = {reverseSequence, {"batch_axis", "time_axis"}};
