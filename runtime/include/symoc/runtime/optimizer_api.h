@@ -1,0 +1,132 @@
+/* The C ABI of every optimizer library that `symoc compile` generates.
+ *
+ * A generated library (lib<model>_optimizer.so, built from out/CMakeLists.txt) exports
+ *
+ *     const SymocOptimizerApi *symoc_optimizer_api(void);
+ *     const SymocOptimizerApi *<model>_optimizer_api(void);   (same table; use this one
+ *                                                              when linking several models)
+ *
+ * returning a static table of function pointers plus metadata, so that one loader (ctypes,
+ * dlopen) drives any generated optimizer without knowing the model. This header is the
+ * whole contract; it has no dependency besides <stdint.h> and is valid C and C++.
+ *
+ * Parameters. The library knows the plan's parameters (trained ONNX initializers) in a fixed
+ * order 0 .. num_params()-1, named by param_name(i) (the initializer name, unchanged) with
+ * the initializer's ONNX shape (param_shape). step() takes one pointer per parameter in that
+ * order: float32, contiguous, row-major in that shape. The library never keeps the
+ * pointers after a call and never allocates or frees them. Weights are updated in place.
+ *
+ * Errors. Functions returning int return SYMOC_OK (0) on success and a non-zero
+ * SymocStatus otherwise, after setting the message returned by last_error(opt) (one line,
+ * naming the parameter or file and the problem). No function aborts or throws across the
+ * ABI. A failed step() or load() leaves weights and optimizer state unchanged (step checks
+ * every count, pointer and shape before touching anything; load reads into a fresh state and
+ * swaps it in only when the whole file is valid). create() returns NULL on failure; the
+ * reason is then in last_error(NULL) (per thread).
+ *
+ * Non-finite gradients. A parameter (or a coupled group of parameters) whose gradient holds
+ * NaN/Inf is skipped for that step: its weights and state are untouched and
+ * steps_skipped(opt) counts the skipped blocks since create (or load).
+ *
+ * Threads. One optimizer object must not be used from two threads at once; distinct
+ * objects are independent. The kernels themselves use OpenBLAS/OpenMP threads.
+ *
+ * Versioning. abi_version is SYMOC_OPTIMIZER_ABI_VERSION at build time; struct_size is
+ * sizeof(SymocOptimizerApi). A loader checks abi_version first; later versions only append
+ * fields, so struct_size tells which fields exist.
+ */
+#ifndef SYMOC_RUNTIME_OPTIMIZER_API_H
+#define SYMOC_RUNTIME_OPTIMIZER_API_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SYMOC_OPTIMIZER_ABI_VERSION 1
+/* Largest rank param_shape() writes; dims arrays passed to it need this many entries. */
+#define SYMOC_OPTIMIZER_MAX_RANK 8
+
+typedef enum SymocStatus {
+  SYMOC_OK = 0,
+  SYMOC_ERR_ARGUMENT = 1, /* null pointer, index out of range, bad value, unknown name */
+  SYMOC_ERR_SHAPE = 2,    /* parameter count or shape does not match the plan */
+  SYMOC_ERR_IO = 3,       /* a file could not be read or written */
+  SYMOC_ERR_STATE = 4,    /* state file corrupt, or written for another model/plan */
+  SYMOC_ERR_INTERNAL = 5  /* any other runtime failure (message says what) */
+} SymocStatus;
+
+/* Opaque optimizer instance: hyper-parameters, optimizer state, counters, workspace. */
+typedef struct SymocOptimizer SymocOptimizer;
+
+typedef struct SymocOptimizerApi {
+  /* ---- metadata (static strings, valid for the life of the library) ---- */
+  uint32_t abi_version;    /* SYMOC_OPTIMIZER_ABI_VERSION */
+  uint32_t struct_size;    /* sizeof(SymocOptimizerApi) of the library */
+  const char *model;       /* model name the code was generated for (e.g. "llama") */
+  const char *policy;      /* policy given to `symoc compile` (e.g. "symo", "muon") */
+  const char *fingerprint; /* identity of model + plan; stored in and checked by save/load */
+  const char *plan_json;   /* the plan (same document as out/plan.json), for inspection */
+
+  /* ---- lifetime ---- */
+  /* New optimizer with base learning rate lr (> 0, finite) and zero state. */
+  SymocOptimizer *(*create)(float lr);
+  /* Frees everything the optimizer owns; NULL is allowed. */
+  void (*destroy)(SymocOptimizer *opt);
+
+  /* ---- parameters (need no instance) ---- */
+  int (*num_params)(void);
+  /* Initializer name of parameter i, or NULL when i is out of range. */
+  const char *(*param_name)(int i);
+  /* Writes the rank to *rank and the dims (ONNX order) to dims[0 .. rank-1]; dims needs
+   * SYMOC_OPTIMIZER_MAX_RANK entries (or may be NULL to query the rank only). */
+  int (*param_shape)(int i, int64_t *dims, int *rank);
+
+  /* ---- stepping ---- */
+  /* One optimizer step over all parameters. weights[i] / grads[i] belong to parameter i
+   * (plan order); n must equal num_params(). Per parameter:
+   *   W <- W - lr * m_block * (direction + decoupled weight decay)
+   * with the step rule of the plan. Returns SYMOC_ERR_SHAPE when n differs from the plan,
+   * SYMOC_ERR_ARGUMENT for a NULL pointer, without touching anything. */
+  int (*step)(SymocOptimizer *opt, float *const *weights, const float *const *grads, int n);
+  /* Drops all optimizer state (moments, preconditioners, step counts); keeps lr and the
+   * block multipliers. */
+  int (*zero_state)(SymocOptimizer *opt);
+  int (*set_lr)(SymocOptimizer *opt, float lr);
+  float (*get_lr)(const SymocOptimizer *opt); /* NaN when opt is NULL */
+  /* Learning-rate multiplier m (finite, >= 0) for the parameters matched by `name`: an
+   * initializer name, or a glob with '*' and '?' over initializer names. Default 1. Returns
+   * SYMOC_ERR_ARGUMENT when nothing matches. Parameters stepped jointly with others (one
+   * batched/coupled call) may receive different multipliers: each is applied to that
+   * parameter's own update. */
+  int (*set_block_multiplier)(SymocOptimizer *opt, const char *name, float m);
+
+  /* ---- checkpoints (runtime/README.md, "State file format") ---- */
+  /* Saves the optimizer state, lr, multipliers and step count to path (atomically). */
+  int (*save)(const SymocOptimizer *opt, const char *path);
+  /* Replaces the state by the one in path; SYMOC_ERR_STATE when the file was written for
+   * another fingerprint (model/plan) or is corrupt, SYMOC_ERR_IO when unreadable. */
+  int (*load)(SymocOptimizer *opt, const char *path);
+
+  /* ---- diagnostics ---- */
+  /* Message of the last failed call on opt ("" when none); opt == NULL: the last failed
+   * create() on this thread. The pointer is valid until the next call on opt. */
+  const char *(*last_error)(const SymocOptimizer *opt);
+  /* Blocks skipped for a non-finite gradient since create (or the last load). */
+  int64_t (*steps_skipped)(const SymocOptimizer *opt);
+  /* Completed step() calls since create (restored by load). */
+  int64_t (*steps_taken)(const SymocOptimizer *opt);
+  /* Step rule of parameter i as the plan names it ("adamw", "muon", "symo B x B", ...),
+   * or NULL when i is out of range. */
+  const char *(*param_rule)(int i);
+} SymocOptimizerApi;
+
+/* Exported by every generated library. */
+const SymocOptimizerApi *symoc_optimizer_api(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SYMOC_RUNTIME_OPTIMIZER_API_H */
