@@ -120,6 +120,8 @@ typedef struct SymocOptimizerApi {
   /* Step rule of parameter i as the plan names it ("adamw", "muon", "symo B x B", ...),
    * or NULL when i is out of range. */
   const char *(*param_rule)(int i);
+  /* Bytes of optimizer state currently held (float32 buffers; grows on the first step). */
+  int64_t (*state_bytes)(const SymocOptimizer *opt);
 } SymocOptimizerApi;
 
 /* Exported by every generated library. */
