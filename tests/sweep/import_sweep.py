@@ -54,7 +54,11 @@ def classify(symoc, path, timeout):
     except subprocess.TimeoutExpired:
         return "crashed", f"timeout after {timeout} s"
     err = p.stderr.decode("utf-8", "replace")
-    lines = err.splitlines()
+    # Lines as a terminal shows them: a name with other control bytes in it (possible
+    # in a corrupted file) does not make the message two lines.
+    lines = err.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     if p.returncode < 0:
         try:
             name = signal.Signals(-p.returncode).name
