@@ -45,15 +45,24 @@ def build_model(seed=0):
     return Llama(**CONFIG)
 
 
-def load_corpus():
+def corpus_bytes():
     files = sorted(glob.glob(CORPUS_GLOB, recursive=True))
     if not files:
         sys.exit("train.py: no files match %s (the corpus is the Python 3.11 standard "
-                 "library's sources)" % CORPUS_GLOB)
-    data = b"\0".join(open(f, "rb").read() for f in files)
+                 "library's sources; elsewhere pass --corpus FILE written by `train.py corpus`)"
+                 % CORPUS_GLOB)
+    return b"\0".join(open(f, "rb").read() for f in files), len(files)
+
+
+def load_corpus(path=None):
+    if path:
+        with open(path, "rb") as f:
+            data, nfiles = f.read(), -1
+    else:
+        data, nfiles = corpus_bytes()
     t = torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
     cut = int(0.9 * len(t))
-    return t[:cut], t[cut:], len(files)
+    return t[:cut], t[cut:], nfiles
 
 
 def windows(data, starts, t):
@@ -87,7 +96,7 @@ def export(path):
 
 def train(args):
     torch.set_num_threads(args.threads)
-    train_data, val_data, nfiles = load_corpus()
+    train_data, val_data, nfiles = load_corpus(args.corpus)
     model = build_model(args.seed)
     nparams = sum(p.numel() for p in model.parameters())
     if args.optimizer == "torch-adamw":
@@ -98,6 +107,13 @@ def train(args):
         from symoc.torch import SymocOptimizer
         opt = SymocOptimizer(model.named_parameters(), library=args.library, lr=args.lr)
         label = "symoc-" + opt.policy
+        if args.aux_lr:
+            # Blocks the plan steps with Adam(W) (embeddings, head, norms under muon/lau-su)
+            # get their own lr, as Muon is normally run: multiplier = aux_lr / lr.
+            for name, rule in opt.param_rules().items():
+                if rule.startswith("adam"):
+                    opt.set_block_multiplier(name, args.aux_lr / args.lr)
+        print("# rules: " + ", ".join(sorted(set(opt.param_rules().values()))), flush=True)
     # Warm-up then cosine decay, the same schedule for every optimizer.
     warm = max(1, args.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -139,6 +155,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export")
     e.add_argument("out")
+    c = sub.add_parser("corpus", help="write the concatenated corpus to a file")
+    c.add_argument("out")
     t = sub.add_parser("train")
     t.add_argument("--optimizer", choices=["torch-adamw", "symoc"], required=True)
     t.add_argument("--library")
@@ -149,9 +167,17 @@ def main():
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--csv")
+    t.add_argument("--corpus", help="corpus file from `train.py corpus` (default: read the sources)")
+    t.add_argument("--aux-lr", type=float, default=0.0,
+                   help="lr of the blocks a symoc plan steps with adam/adamw (0: same lr)")
     args = ap.parse_args()
     if args.cmd == "export":
         export(args.out)
+    elif args.cmd == "corpus":
+        data, n = corpus_bytes()
+        with open(args.out, "wb") as f:
+            f.write(data)
+        print("wrote %s: %d files, %d bytes" % (args.out, n, len(data)))
     else:
         if args.optimizer == "symoc" and not args.library:
             ap.error("--optimizer symoc needs --library")

@@ -5,4 +5,4 @@ library exporting the C ABI of runtime/include/symoc/runtime/optimizer_api.h) fr
 PyTorch training loop. Importing `symoc` itself needs neither torch nor a compiler.
 """
 
-__all__ = ["torch"]
+__all__ = ["build", "torch"]

@@ -19,23 +19,19 @@ bytes (the runtime's versioned, checksummed format), so torch.save / torch.load 
 load_state_dict() round-trip bit-exactly.
 """
 import ctypes
-import glob
 import math
 import os
-import subprocess
 import tempfile
 import threading
 
 import torch
 
+from symoc.build import SymocError, build_library
+
 __all__ = ["SymocOptimizer", "SymocError", "load_library", "build_library"]
 
 ABI_VERSION = 1
 MAX_RANK = 8
-
-
-class SymocError(RuntimeError):
-    """A failure reported by the generated library, or a mismatch found by the bridge."""
 
 
 # --------------------------------------------------------------------------- C ABI (ctypes)
@@ -138,29 +134,6 @@ def load_library(path):
         if path not in _loaded:
             _loaded[path] = Library(path)
         return _loaded[path]
-
-
-def build_library(build_dir, cmake="cmake", jobs=2, quiet=True):
-    """Configure and build the folder `symoc compile` wrote (its CMakeLists.txt) and return
-    the path of the generated shared library. Re-running is cheap (an up-to-date build)."""
-    src = os.path.abspath(build_dir)
-    if not os.path.isfile(os.path.join(src, "CMakeLists.txt")):
-        raise SymocError("%s: no CMakeLists.txt (expected the output folder of `symoc compile`)"
-                         % src)
-    bdir = os.path.join(src, "build")
-    out = subprocess.DEVNULL if quiet else None
-    for cmd in ([cmake, "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release"],
-                [cmake, "--build", bdir, "-j", str(jobs)]):
-        r = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            tail = (r.stderr or "").strip().splitlines()[-5:]
-            raise SymocError("%s: `%s` failed (exit %d): %s"
-                             % (src, " ".join(cmd), r.returncode, " | ".join(tail)))
-    libs = sorted(set(glob.glob(os.path.join(bdir, "**", "lib*_optimizer.so"), recursive=True)))
-    if len(libs) != 1:
-        raise SymocError("%s: expected one lib*_optimizer.so after the build, found %s"
-                         % (bdir, libs or "none"))
-    return libs[0]
 
 
 # --------------------------------------------------------------------------- the optimizer

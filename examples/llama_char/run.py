@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Char-level LLaMA comparison: compile the model for each policy, then train with each.
+
+  # here (needs the symoc tool): export, compile and build one library per policy into WORK
+  /usr/bin/python3 examples/llama_char/run.py prepare --symoc BUILD/bin/symoc [--work DIR]
+  # anywhere with torch (CPU): train every run in parallel, T threads each
+  PYTHON examples/llama_char/run.py train [--work DIR] [--python PY] [--threads T]
+        [--steps N] [--only NAME,...] [--runs NAME:POLICY:LR[:AUX_LR] ...]
+
+WORK defaults to out/llama_char. `prepare` writes WORK/llama_char.onnx, WORK/corpus.bin and
+WORK/libs/<policy>.so; `train` writes WORK/runs/<name>.csv and WORK/runs/<name>.log.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+POLICIES = ["adamw", "muon", "lau-su", "symo", "ddc-adam"]
+# name: (policy or "torch-adamw", lr, aux lr for the plan's adam(w) blocks, 0 = same lr)
+RUNS = {
+    "torch-adamw": ("torch-adamw", 3e-3, 0.0),
+    "adamw": ("adamw", 3e-3, 0.0),
+    "muon": ("muon", 0.02, 3e-3),
+    "lau-su": ("lau-su", 0.02, 3e-3),
+    "symo": ("symo", 3e-3, 0.0),
+    "ddc-adam": ("ddc-adam", 3e-3, 0.0),
+}
+
+
+def prepare(args):
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    from symoc.build import build_library, compile_model
+    work = os.path.abspath(args.work)
+    os.makedirs(os.path.join(work, "libs"), exist_ok=True)
+    train_py = os.path.join(HERE, "train.py")
+    onnx_path = os.path.join(work, "llama_char.onnx")
+    if not os.path.exists(onnx_path):
+        subprocess.run([sys.executable, train_py, "export", onnx_path], check=True)
+    if not os.path.exists(os.path.join(work, "corpus.bin")):
+        subprocess.run([sys.executable, train_py, "corpus", os.path.join(work, "corpus.bin")],
+                       check=True)
+    for p in args.policies.split(","):
+        out = os.path.join(work, "gen", p)
+        compile_model(args.symoc, onnx_path, out, p, extra=["--name", "llama_char"])
+        lib = build_library(out)
+        shutil.copyfile(lib, os.path.join(work, "libs", p + ".so"))
+        print("built", p, flush=True)
+
+
+def train(args):
+    work = os.path.abspath(args.work)
+    runs = dict(RUNS)
+    for spec in args.runs or []:
+        parts = spec.split(":")
+        runs[parts[0]] = (parts[1], float(parts[2]), float(parts[3]) if len(parts) > 3 else 0.0)
+    names = args.only.split(",") if args.only else list(runs)
+    os.makedirs(os.path.join(work, "runs"), exist_ok=True)
+    procs = []
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               OPENBLAS_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
+    for name in names:
+        policy, lr, aux = runs[name]
+        cmd = [args.python, os.path.join(HERE, "train.py"), "train", "--lr", repr(lr),
+               "--steps", str(args.steps), "--eval-every", str(args.eval_every),
+               "--threads", str(args.threads), "--corpus", os.path.join(work, "corpus.bin"),
+               "--csv", os.path.join(work, "runs", name + ".csv")]
+        if policy == "torch-adamw":
+            cmd += ["--optimizer", "torch-adamw"]
+        else:
+            cmd += ["--optimizer", "symoc", "--library", os.path.join(work, "libs", policy + ".so")]
+            if aux:
+                cmd += ["--aux-lr", repr(aux)]
+        log = open(os.path.join(work, "runs", name + ".log"), "w")
+        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    t0 = time.time()
+    for name, p, log in procs:
+        rc = p.wait()
+        log.close()
+        with open(os.path.join(work, "runs", name + ".log")) as f:
+            tail = f.read().strip().splitlines()[-1:]
+        print("%-14s exit %d after %.0f s: %s" % (name, rc, time.time() - t0, tail), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--symoc", required=True)
+    p.add_argument("--work", default=os.path.join(ROOT, "out", "llama_char"))
+    p.add_argument("--policies", default=",".join(POLICIES))
+    t = sub.add_parser("train")
+    t.add_argument("--work", default=os.path.join(ROOT, "out", "llama_char"))
+    t.add_argument("--python", default=sys.executable)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--eval-every", type=int, default=25)
+    t.add_argument("--only")
+    t.add_argument("--runs", nargs="*", help="extra runs NAME:POLICY:LR[:AUX_LR]")
+    args = ap.parse_args()
+    prepare(args) if args.cmd == "prepare" else train(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""Teacher-student sweep: every policy x a small learning-rate grid, best lr per policy.
+
+Usage: /usr/bin/python3 examples/teacher_student/run.py --symoc BUILD/bin/symoc
+           [--work out/teacher_student] [--policies symo,muon,...] [--jobs 2] [--skip-build]
+
+1. exports the student (export_student.py) to WORK/student.onnx;
+2. `symoc compile`s it once per policy into WORK/<policy>/ and builds each library (cmake);
+   "sgd" is plain gradient descent: the adamw policy with every block overridden to
+   sgd,momentum=0;
+3. builds examples/teacher_student (the C++ training program) into WORK/bin;
+4. runs 200 full-batch steps per (policy, lr) and writes WORK/runs/<policy>_lr<lr>.csv;
+5. writes WORK/summary.csv: per policy, the lr with the lowest final test loss.
+"""
+import argparse
+import concurrent.futures as cf
+import csv
+import math
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+from symoc.build import build_library, compile_model  # noqa: E402
+
+# policy -> (symoc policy, overrides, lr grid). Grids span the range where each rule's
+# update size is sensible (normalized steps need far smaller lr than plain GD).
+POLICIES = {
+    "symo": ("symo", (), [1e-3, 3e-3, 1e-2, 3e-2]),
+    "symo-large": ("symo-large", (), [1e-3, 3e-3, 1e-2, 3e-2]),
+    "symo-coupled": ("symo-coupled", (), [1e-3, 3e-3, 1e-2, 3e-2]),
+    "muon": ("muon", (), [3e-3, 1e-2, 3e-2, 1e-1]),
+    "shampoo": ("shampoo", (), [3e-3, 1e-2, 3e-2, 1e-1]),
+    "adamw": ("adamw", (), [3e-4, 1e-3, 3e-3, 1e-2]),
+    "sgd": ("adamw", ("*=sgd,momentum=0",), [0.3, 1.0, 3.0, 10.0]),
+}
+
+
+def run_one(binary, lib, lr, csv_path, steps):
+    r = subprocess.run([binary, "--optimizer", lib, "--lr", repr(lr), "--steps", str(steps),
+                        "--csv", csv_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1",
+                                           OMP_NUM_THREADS="1"))
+    if r.returncode != 0:
+        return None, r.stderr.strip()
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["test_loss"]), ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--work", default=os.path.join(ROOT, "out", "teacher_student"))
+    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--skip-build", action="store_true", help="reuse WORK's libraries and binary")
+    args = ap.parse_args()
+    work = os.path.abspath(args.work)
+    os.makedirs(os.path.join(work, "runs"), exist_ok=True)
+    policies = args.policies.split(",")
+    for p in policies:
+        if p not in POLICIES:
+            sys.exit("run.py: unknown policy %r (known: %s)" % (p, ", ".join(POLICIES)))
+    onnx_path = os.path.join(work, "student.onnx")
+    binary = os.path.join(work, "bin", "teacher_student")
+    libs = {}
+    if not args.skip_build:
+        subprocess.run([sys.executable, os.path.join(HERE, "export_student.py"), onnx_path],
+                       check=True)
+        for cmd in (["cmake", "-S", HERE, "-B", os.path.join(work, "bin"), "-G", "Ninja",
+                     "-DCMAKE_BUILD_TYPE=Release"], ["cmake", "--build", os.path.join(work, "bin")]):
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    for p in policies:
+        pol, overrides, _ = POLICIES[p]
+        out = os.path.join(work, p)
+        if not args.skip_build:
+            compile_model(args.symoc, onnx_path, out, pol, overrides,
+                          extra=["--name", "student"])
+        libs[p] = build_library(out)
+        print("built", p, "->", os.path.relpath(libs[p], work), flush=True)
+    jobs = []
+    with cf.ThreadPoolExecutor(args.jobs) as ex:
+        for p in policies:
+            for lr in POLICIES[p][2]:
+                path = os.path.join(work, "runs", "%s_lr%g.csv" % (p, lr))
+                jobs.append((p, lr, path, ex.submit(run_one, binary, libs[p], lr, path, args.steps)))
+        results = {}
+        for p, lr, path, fut in jobs:
+            final, err = fut.result()
+            if final is None:
+                print("%-13s lr %-6g FAILED: %s" % (p, lr, err))
+                continue
+            print("%-13s lr %-6g final test loss %.6g" % (p, lr, final), flush=True)
+            results.setdefault(p, []).append((final if math.isfinite(final) else math.inf, lr, path))
+    with open(os.path.join(work, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["policy", "best_lr", "final_test_loss", "grid", "csv"])
+        for p in policies:
+            if p not in results:
+                continue
+            best = min(results[p])
+            grid = POLICIES[p][2]
+            edge = " (edge of grid)" if best[1] in (grid[0], grid[-1]) else ""
+            print("best %-13s lr %-6g test loss %.6g%s" % (p, best[1], best[0], edge))
+            w.writerow([p, best[1], best[0], " ".join("%g" % x for x in grid),
+                        os.path.relpath(best[2], work)])
+
+
+if __name__ == "__main__":
+    main()

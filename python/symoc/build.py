@@ -1,0 +1,46 @@
+"""Building what `symoc compile` wrote (no torch needed)."""
+import glob
+import os
+import subprocess
+
+__all__ = ["SymocError", "build_library", "compile_model"]
+
+
+class SymocError(RuntimeError):
+    """A failure reported by the generated library, or a mismatch found by the bridge."""
+
+
+def compile_model(symoc, model, out_dir, policy="symo", overrides=(), extra=()):
+    """Run `symoc compile MODEL --policy P -o OUT [--override X ...]`; raise on failure."""
+    cmd = [symoc, "compile", model, "--policy", policy, "-o", out_dir]
+    for o in overrides:
+        cmd += ["--override", o]
+    cmd += list(extra)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise SymocError("`%s` failed (exit %d): %s" % (" ".join(cmd), r.returncode,
+                                                       r.stderr.strip()))
+    return out_dir
+
+
+def build_library(build_dir, cmake="cmake", jobs=2, quiet=True):
+    """Configure and build the folder `symoc compile` wrote (its CMakeLists.txt) and return
+    the path of the generated shared library. Re-running is cheap (an up-to-date build)."""
+    src = os.path.abspath(build_dir)
+    if not os.path.isfile(os.path.join(src, "CMakeLists.txt")):
+        raise SymocError("%s: no CMakeLists.txt (expected the output folder of `symoc compile`)"
+                         % src)
+    bdir = os.path.join(src, "build")
+    out = subprocess.DEVNULL if quiet else None
+    for cmd in ([cmake, "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release"],
+                [cmake, "--build", bdir, "-j", str(jobs)]):
+        r = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr or "").strip().splitlines()[-5:]
+            raise SymocError("%s: `%s` failed (exit %d): %s"
+                             % (src, " ".join(cmd), r.returncode, " | ".join(tail)))
+    libs = sorted(set(glob.glob(os.path.join(bdir, "**", "lib*_optimizer.so"), recursive=True)))
+    if len(libs) != 1:
+        raise SymocError("%s: expected one lib*_optimizer.so after the build, found %s"
+                         % (bdir, libs or "none"))
+    return libs[0]
