@@ -1,18 +1,19 @@
 #!/usr/bin/python3
 """Char-level LLaMA comparison: compile the model for each policy, then train with each.
 
-  # here (needs the symoc tool): export, compile and build one library per policy into WORK
+  # here (needs the symoc tool): export the model, write the corpus, generate the sources
   /usr/bin/python3 examples/llama_char/run.py prepare --symoc BUILD/bin/symoc [--work DIR]
-  # anywhere with torch (CPU): train every run in parallel, T threads each
+  # anywhere with torch, cmake and a C++ compiler (CPU): build the libraries, then train
+  # every run in parallel, T threads each
   PYTHON examples/llama_char/run.py train [--work DIR] [--python PY] [--threads T]
         [--steps N] [--only NAME,...] [--runs NAME:POLICY:LR[:AUX_LR] ...]
 
 WORK defaults to out/llama_char. `prepare` writes WORK/llama_char.onnx, WORK/corpus.bin and
-WORK/libs/<policy>.so; `train` writes WORK/runs/<name>.csv and WORK/runs/<name>.log.
+WORK/gen/<policy>/ (generated sources); `train` builds WORK/gen/<policy>/build/ and writes
+WORK/runs/<name>.csv and WORK/runs/<name>.log.
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,11 +33,12 @@ RUNS = {
 }
 
 
+sys.path.insert(0, os.path.join(ROOT, "python"))
+from symoc.build import build_library, compile_model  # noqa: E402
+
+
 def prepare(args):
-    sys.path.insert(0, os.path.join(ROOT, "python"))
-    from symoc.build import build_library, compile_model
     work = os.path.abspath(args.work)
-    os.makedirs(os.path.join(work, "libs"), exist_ok=True)
     train_py = os.path.join(HERE, "train.py")
     onnx_path = os.path.join(work, "llama_char.onnx")
     if not os.path.exists(onnx_path):
@@ -47,9 +49,7 @@ def prepare(args):
     for p in args.policies.split(","):
         out = os.path.join(work, "gen", p)
         compile_model(args.symoc, onnx_path, out, p, extra=["--name", "llama_char"])
-        lib = build_library(out)
-        shutil.copyfile(lib, os.path.join(work, "libs", p + ".so"))
-        print("built", p, flush=True)
+        print("generated", p, flush=True)
 
 
 def train(args):
@@ -59,6 +59,13 @@ def train(args):
         parts = spec.split(":")
         runs[parts[0]] = (parts[1], float(parts[2]), float(parts[3]) if len(parts) > 3 else 0.0)
     names = args.only.split(",") if args.only else list(runs)
+    libs = {}
+    for name in names:
+        policy = runs[name][0]
+        if policy != "torch-adamw" and policy not in libs:
+            libs[policy] = build_library(os.path.join(work, "gen", policy), jobs=args.jobs,
+                                         runtime_dir=os.path.join(ROOT, "runtime"))
+            print("built", policy, flush=True)
     os.makedirs(os.path.join(work, "runs"), exist_ok=True)
     procs = []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
@@ -72,7 +79,7 @@ def train(args):
         if policy == "torch-adamw":
             cmd += ["--optimizer", "torch-adamw"]
         else:
-            cmd += ["--optimizer", "symoc", "--library", os.path.join(work, "libs", policy + ".so")]
+            cmd += ["--optimizer", "symoc", "--library", libs[policy]]
             if aux:
                 cmd += ["--aux-lr", repr(aux)]
         log = open(os.path.join(work, "runs", name + ".log"), "w")
@@ -100,6 +107,7 @@ def main():
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--eval-every", type=int, default=25)
     t.add_argument("--only")
+    t.add_argument("--jobs", type=int, default=2, help="parallel compile jobs for the libraries")
     t.add_argument("--runs", nargs="*", help="extra runs NAME:POLICY:LR[:AUX_LR]")
     args = ap.parse_args()
     prepare(args) if args.cmd == "prepare" else train(args)

@@ -2,7 +2,7 @@
 """Teacher-student sweep: every policy x a small learning-rate grid, best lr per policy.
 
 Usage: /usr/bin/python3 examples/teacher_student/run.py --symoc BUILD/bin/symoc
-           [--work out/teacher_student] [--policies symo,muon,...] [--jobs 2] [--skip-build]
+           [--work out/teacher_student] [--policies symo,muon,...] [--jobs 2] [--no-compile]
 
 1. exports the student (export_student.py) to WORK/student.onnx;
 2. `symoc compile`s it once per policy into WORK/<policy>/ and builds each library (cmake);
@@ -52,12 +52,13 @@ def run_one(binary, lib, lr, csv_path, steps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--symoc")
     ap.add_argument("--work", default=os.path.join(ROOT, "out", "teacher_student"))
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--skip-build", action="store_true", help="reuse WORK's libraries and binary")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="reuse the sources in WORK (generated elsewhere): only build and run")
     args = ap.parse_args()
     work = os.path.abspath(args.work)
     os.makedirs(os.path.join(work, "runs"), exist_ok=True)
@@ -68,19 +69,22 @@ def main():
     onnx_path = os.path.join(work, "student.onnx")
     binary = os.path.join(work, "bin", "teacher_student")
     libs = {}
-    if not args.skip_build:
+    if not args.no_compile:
+        if not args.symoc:
+            sys.exit("run.py: --symoc PATH is needed to compile (or --no-compile)")
         subprocess.run([sys.executable, os.path.join(HERE, "export_student.py"), onnx_path],
                        check=True)
-        for cmd in (["cmake", "-S", HERE, "-B", os.path.join(work, "bin"), "-G", "Ninja",
-                     "-DCMAKE_BUILD_TYPE=Release"], ["cmake", "--build", os.path.join(work, "bin")]):
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    bdir = os.path.join(work, "bin")
+    for cmd in (["cmake", "-S", HERE, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release"],
+                ["cmake", "--build", bdir]):
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     for p in policies:
         pol, overrides, _ = POLICIES[p]
         out = os.path.join(work, p)
-        if not args.skip_build:
+        if not args.no_compile:
             compile_model(args.symoc, onnx_path, out, pol, overrides,
                           extra=["--name", "student"])
-        libs[p] = build_library(out)
+        libs[p] = build_library(out, jobs=args.jobs, runtime_dir=os.path.join(ROOT, "runtime"))
         print("built", p, "->", os.path.relpath(libs[p], work), flush=True)
     jobs = []
     with cf.ThreadPoolExecutor(args.jobs) as ex:

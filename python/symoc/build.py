@@ -23,16 +23,21 @@ def compile_model(symoc, model, out_dir, policy="symo", overrides=(), extra=()):
     return out_dir
 
 
-def build_library(build_dir, cmake="cmake", jobs=2, quiet=True):
+def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None):
     """Configure and build the folder `symoc compile` wrote (its CMakeLists.txt) and return
-    the path of the generated shared library. Re-running is cheap (an up-to-date build)."""
+    the path of the generated shared library. Re-running is cheap (an up-to-date build).
+    runtime_dir: symoc's runtime/ source folder, when not the one `symoc compile` recorded
+    (e.g. the sources were generated on another machine)."""
     src = os.path.abspath(build_dir)
     if not os.path.isfile(os.path.join(src, "CMakeLists.txt")):
         raise SymocError("%s: no CMakeLists.txt (expected the output folder of `symoc compile`)"
                          % src)
     bdir = os.path.join(src, "build")
     out = subprocess.DEVNULL if quiet else None
-    for cmd in ([cmake, "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release"],
+    configure = [cmake, "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release"]
+    if runtime_dir:
+        configure.append("-DSYMOC_RUNTIME_DIR=" + os.path.abspath(runtime_dir))
+    for cmd in (configure,
                 [cmake, "--build", bdir, "-j", str(jobs)]):
         r = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)
         if r.returncode != 0:
