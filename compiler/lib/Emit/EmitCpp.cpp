@@ -1,0 +1,577 @@
+//===- EmitCpp.cpp - C++ optimizer source from a plan ---------------------===//
+//
+// The generated code only passes a Context, a State, Param descriptors and rule
+// configurations to the runtime. Readable names: the parameter enum and the comments
+// carry the initializer names; rule objects are named after their rule and groups.
+//
+//===----------------------------------------------------------------------===//
+
+#include "symoc/Emit/EmitCpp.h"
+#include "symoc/ModelIO/ModelIO.h"
+
+#include <fmt/core.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace symoc::emit {
+
+using plan::Param;
+using plan::Plan;
+using plan::Step;
+using plan::Unit;
+
+namespace {
+
+std::string floatLit(double v) {
+  std::string s = fmt::format("{}", float(v));
+  if (s.find_first_of(".en") == std::string::npos) s += ".0";
+  return s + "f";
+}
+
+std::string strLit(const std::string &s) {
+  std::string r = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') r += '\\', r += char(c);
+    else if (c == '\n') r += "\\n";
+    else if (c < 32 || c >= 127) r += fmt::format("\\{:03o}", c);
+    else r += char(c);
+  }
+  return r + "\"";
+}
+
+/// A long string as adjacent literals, 100 characters per line.
+std::string longLit(const std::string &s, const std::string &indent) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); i += 100) r += (i ? "\n" + indent : "") + strLit(s.substr(i, 100));
+  return r.empty() ? "\"\"" : r;
+}
+
+/// Comments must not be closed or continued by a name.
+std::string commentSafe(std::string s) {
+  for (size_t p; (p = s.find("*/")) != std::string::npos;) s.replace(p, 2, "* /");
+  for (auto &c : s)
+    if (c == '\\' || c == '\n') c = '_';
+  return s;
+}
+
+std::string groupEnum(const std::string &g) {
+  if (g == "Z2") return "Group::Z2";
+  if (g == "S") return "Group::S";
+  if (g == "B") return "Group::B";
+  if (g == "O") return "Group::O";
+  return "Group::Trivial";
+}
+
+std::string lausuEnum(const std::string &k) {
+  static const std::map<std::string, std::string> m = {
+      {"polar", "Polar"}, {"row", "Row"}, {"col", "Col"}, {"centered_row", "CenteredRow"}, {"hybrid", "Hybrid"},
+      {"one_sided_spectral", "OneSidedSpectral"}, {"left_spectral_centered", "LeftSpectralCentered"}};
+  return "LauSuKind::" + m.at(k);
+}
+
+std::string gaugeEnum(const std::string &k) {
+  if (k == "logit_shift") return "GaugeKind::LogitShift";
+  if (k == "swiglu_rescale") return "GaugeKind::SwiGLURescale";
+  return "GaugeKind::ReluRescale";
+}
+
+/// Statements that build the rule of `s` into a std::unique_ptr<Rule> / shared_ptr.
+std::string ruleExpr(const Step &s, const Unit &u, bool shared) {
+  std::ostringstream o;
+  const char *mk = shared ? "std::make_shared" : "std::make_unique";
+  auto f = [&](const char *k, double d) { return floatLit(s.get(k, d)); };
+  if (s.kind == "adamw" || s.kind == "adam") {
+    o << "AdamConfig c;\n    c.beta1 = " << f("beta1", 0.9) << ";\n    c.beta2 = " << f("beta2", 0.999)
+      << ";\n    c.eps = " << f("eps", 1e-8) << ";\n    c.weight_decay = " << f("weight_decay", 0)
+      << ";\n    c.decoupled = " << (s.kind == "adamw" ? "true" : "false") << ";\n    return " << mk << "<Adam>(c);";
+  } else if (s.kind == "sgd") {
+    o << "SGDConfig c;\n    c.momentum = " << f("momentum", 0.9) << ";\n    c.dampening = " << f("dampening", 0)
+      << ";\n    c.weight_decay = " << f("weight_decay", 0) << ";\n    c.nesterov = "
+      << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\n    return " << mk << "<SGD>(c);";
+  } else if (s.kind == "adam_mini") {
+    o << "AdamMiniConfig c;\n    c.beta1 = " << f("beta1", 0.9) << ";\n    c.beta2 = " << f("beta2", 0.999)
+      << ";\n    c.eps = " << f("eps", 1e-8) << ";\n    c.weight_decay = " << f("weight_decay", 0)
+      << ";\n    c.group_rows = " << int64_t(s.get("group_rows", 1)) << ";\n    return " << mk << "<AdamMini>(c);";
+  } else if (s.kind == "muon") {
+    o << "MuonConfig c;\n    c.beta = " << f("beta", 0.95) << ";\n    c.weight_decay = " << f("weight_decay", 0)
+      << ";\n    c.nesterov = " << (s.get("nesterov", 1) != 0 ? "true" : "false") << ";\n    return " << mk
+      << "<Muon>(c);";
+  } else if (s.kind == "shampoo") {
+    o << "ShampooConfig c;\n    c.eps = " << f("eps", 1e-6) << ";\n    c.beta2 = " << f("beta2", 1)
+      << ";\n    c.weight_decay = " << f("weight_decay", 0) << ";\n    c.exponent = " << int(s.get("exponent", 4))
+      << ";\n    c.precondition_frequency = " << int(s.get("precondition_frequency", 1))
+      << ";\n    c.max_precond_dim = " << int64_t(s.get("max_precond_dim", 8192)) << ";\n    return " << mk
+      << "<Shampoo>(c);";
+  } else if (s.kind == "lausu") {
+    o << "LauSuConfig c;\n    c.beta = " << f("beta", 0.95) << ";\n    c.eps = " << f("eps", 1e-8)
+      << ";\n    c.nesterov = " << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\n    c.weight_decay = "
+      << f("weight_decay", 0) << ";\n    return " << mk << "<LauSu>(" << lausuEnum(s.lausu) << ", c);";
+  } else if (s.kind == "symo" || s.kind == "symo_coupled") {
+    o << "SymoConfig c;\n";
+    if (s.kind == "symo")
+      o << "    c.left = " << groupEnum(s.left) << ";\n    c.right = " << groupEnum(s.right) << ";\n";
+    o << "    c.beta1 = " << f("beta1", 0) << ";\n    c.beta2 = " << f("beta2", 0.95) << ";\n    c.eps = "
+      << f("eps", 1e-8) << ";\n    c.weight_decay = " << f("weight_decay", 0) << ";\n    c.max_dense = "
+      << int64_t(s.get("max_dense", 4096)) << ";\n";
+    if (s.kind == "symo") {
+      o << "    return " << mk << "<Symo>(c);";
+    } else {
+      o << "    std::vector<CoupledMember> members = {";
+      for (size_t k = 0; k < u.params.size(); ++k) o << (k ? ", " : "") << "{" << k << ", " << u.axes[k] << "}";
+      o << "};\n    return " << mk << "<SymoCoupled>(" << groupEnum(s.left) << ", members, c);";
+    }
+  } else {
+    throw Error("emit: unknown step kind '" + s.kind + "'");
+  }
+  return o.str();
+}
+
+struct Call {
+  std::vector<int> params; // plan parameter indices, in call order
+  int rule = -1;           // index into rules
+  std::string comment;
+};
+
+struct RuleObj {
+  std::string name, body, describe;
+  std::vector<std::string> users;
+};
+
+} // namespace
+
+EmittedFiles emitOptimizer(const Plan &plan) {
+  EmittedFiles out;
+  const std::string M = plan.model;                 // e.g. llama
+  const std::string lib = M + "_optimizer";         // target and file stem
+  std::string guard = lib;
+  for (auto &c : guard) c = char(std::toupper(static_cast<unsigned char>(c)));
+  const size_t n = plan.params.size();
+  std::vector<int> unitOf = plan.unitOf();
+
+  // Enumerator names: model prefix + sanitized initializer name, made unique.
+  std::vector<std::string> enumName(n);
+  std::set<std::string> used;
+  for (size_t i = 0; i < n; ++i) {
+    std::string base = M + "_" + plan::cIdentifier(plan.params[i].name), e = base;
+    for (int k = 2; used.count(e); ++k) e = base + "_" + std::to_string(k);
+    used.insert(e);
+    enumName[i] = e;
+  }
+
+  // Rules: one object per distinct configuration of single-block units; one per joint unit.
+  std::vector<RuleObj> rules;
+  std::map<std::string, int> ruleOfKey;
+  std::set<std::string> ruleNames;
+  auto uniqueName = [&](std::string base) {
+    base = plan::cIdentifier(base);
+    std::string nm = base;
+    for (int k = 2; ruleNames.count(nm); ++k) nm = base + "_" + std::to_string(k);
+    ruleNames.insert(nm);
+    return nm;
+  };
+  auto baseName = [](const Step &s) {
+    if (s.kind == "symo") return "symo_" + s.left + "x" + s.right;
+    if (s.kind == "lausu") return "lausu_" + s.lausu;
+    if (s.kind == "adamw" && s.get("weight_decay", 0) == 0) return std::string("adamw_no_decay");
+    return s.kind;
+  };
+  std::vector<Call> calls;
+  std::map<std::string, int> callOfBatch; // (rule, rows, cols) -> call
+  for (const Unit &u : plan.units) {
+    const bool joint = u.params.size() > 1 || !u.step.gauges.empty() || u.step.kind == "symo_coupled";
+    if (joint) {
+      RuleObj r;
+      r.name = uniqueName((u.step.kind == "symo_coupled" ? "coupled_" : "gauged_") + plan.params[size_t(u.params[0])].name);
+      r.describe = u.step.describe();
+      if (u.step.gauges.empty()) {
+        r.body = ruleExpr(u.step, u, false);
+      } else {
+        std::ostringstream o;
+        o << "auto base = [] {\n    " << ruleExpr(u.step, u, true) << "\n  }();\n";
+        o << "    std::vector<GaugeSpec> gauges = {";
+        for (size_t k = 0; k < u.step.gauges.size(); ++k) {
+          const plan::Gauge &g = u.step.gauges[k];
+          o << (k ? ",\n        " : "") << "{" << gaugeEnum(g.kind) << ", " << g.a << ", " << g.b << ", " << g.c << ", 0}";
+        }
+        o << "};\n    return std::make_unique<GaugeProjected>(base, gauges);";
+        // Re-indent the lambda body to the factory's level.
+        std::string body = o.str();
+        r.body = body;
+      }
+      for (int p : u.params) r.users.push_back(plan.params[size_t(p)].name);
+      rules.push_back(r);
+      Call c;
+      c.params = u.params;
+      c.rule = int(rules.size() - 1);
+      c.comment = u.step.describe() + (u.note.empty() ? "" : " (" + u.note + ")");
+      calls.push_back(c);
+      continue;
+    }
+    const Param &p = plan.params[size_t(u.params[0])];
+    const std::string key = u.step.configKey();
+    int ri;
+    if (auto it = ruleOfKey.find(key); it != ruleOfKey.end()) {
+      ri = it->second;
+    } else {
+      RuleObj r;
+      r.name = uniqueName(baseName(u.step));
+      r.describe = u.step.describe();
+      r.body = ruleExpr(u.step, u, false);
+      rules.push_back(r);
+      ri = ruleOfKey[key] = int(rules.size() - 1);
+    }
+    rules[size_t(ri)].users.push_back(p.name);
+    const std::string bkey = std::to_string(ri) + "|" + std::to_string(p.rows) + "x" + std::to_string(p.cols);
+    if (auto it = callOfBatch.find(bkey); it != callOfBatch.end()) {
+      calls[size_t(it->second)].params.push_back(u.params[0]);
+    } else {
+      Call c;
+      c.params = {u.params[0]};
+      c.rule = ri;
+      c.comment = u.step.describe() + fmt::format(", {}x{}", p.rows, p.cols);
+      callOfBatch[bkey] = int(calls.size());
+      calls.push_back(c);
+    }
+  }
+
+  // ------------------------------------------------------------------ header
+  std::ostringstream h;
+  h << "/* " << lib << ".h: generated by `symoc compile` from " << commentSafe(plan.modelPath) << " (policy "
+    << plan.policy << "). Do not edit.\n"
+    << " *\n"
+    << " * The optimizer behind the C ABI of symoc/runtime/optimizer_api.h:\n"
+    << " *   const SymocOptimizerApi *api = " << M << "_optimizer_api();\n"
+    << " *   SymocOptimizer *opt = api->create(1e-3f);\n"
+    << " *   api->step(opt, weights, grads, " << guard << "_NUM_PARAMS);  // pointers in the order below\n"
+    << " * Plan fingerprint: " << plan.fingerprint << "\n"
+    << " */\n"
+    << "#ifndef " << guard << "_H\n#define " << guard << "_H\n\n"
+    << "#include \"symoc/runtime/optimizer_api.h\"\n\n"
+    << "#if defined(_WIN32)\n#define " << guard << "_EXPORT __declspec(dllexport)\n#else\n#define " << guard
+    << "_EXPORT __attribute__((visibility(\"default\")))\n#endif\n\n"
+    << "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+    << "/* Parameters in step() order: index, initializer, shape, rule. */\n"
+    << "enum " << lib << "_param {\n";
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = plan.params[i];
+    std::string shape;
+    for (size_t k = 0; k < p.shape.size(); ++k) shape += (k ? "x" : "") + std::to_string(p.shape[k]);
+    h << "  " << enumName[i] << " = " << i << ", /* " << commentSafe(p.name) << " " << (shape.empty() ? "scalar" : shape)
+      << ": " << plan.units[size_t(unitOf[i])].step.describe() << " */\n";
+  }
+  h << "  " << guard << "_NUM_PARAMS = " << n << "\n};\n\n"
+    << "/* This model's table (the same as symoc_optimizer_api(), which is left out when\n"
+    << " * " << guard << "_NO_GENERIC_API is defined, so several models can be linked together). */\n"
+    << guard << "_EXPORT const SymocOptimizerApi *" << M << "_optimizer_api(void);\n"
+    << "#ifndef " << guard << "_NO_GENERIC_API\n"
+    << guard << "_EXPORT const SymocOptimizerApi *symoc_optimizer_api(void);\n#endif\n\n"
+    << "#ifdef __cplusplus\n} /* extern \"C\" */\n#endif\n\n#endif /* " << guard << "_H */\n";
+  out.header = h.str();
+
+  // ------------------------------------------------------------------ source
+  std::ostringstream s;
+  s << "// " << lib << ".cpp: generated by `symoc compile` from " << commentSafe(plan.modelPath) << " (policy "
+    << plan.policy << "). Do not edit.\n"
+    << "// " << n << " parameters, " << plan.units.size() << " blocks, " << calls.size() << " runtime calls per step.\n"
+    << "// Optimizer state after the first step: " << plan::formatBytes(plan.stateBytes()) << " (AdamW: "
+    << plan::formatBytes(plan.adamwBytes()) << ").\n"
+    << "#include \"" << lib << ".h\"\n\n"
+    << "#include \"symoc/runtime/runtime.h\"\n\n"
+    << "#include <cmath>\n#include <cstring>\n#include <exception>\n#include <fnmatch.h>\n#include <limits>\n"
+    << "#include <memory>\n#include <new>\n#include <string>\n#include <vector>\n\n"
+    << "using namespace symoc::rt;\n\n"
+    << "namespace {\n\n"
+    << "constexpr int kNumParams = " << n << ";\n"
+    << "const char kFingerprint[] = " << strLit(plan.fingerprint) << ";\n"
+    << "const char kPlanJson[] =\n    " << longLit(plan::toJson(plan).dump(), "    ") << ";\n\n"
+    << "struct ParamInfo {\n  const char *name;\n  int rank;\n  int64_t dims[SYMOC_OPTIMIZER_MAX_RANK];\n"
+    << "  int64_t rows, cols; // the matrix the rule sees\n  const char *rule;\n};\n\n"
+    << "const ParamInfo kParams[kNumParams] = {\n";
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = plan.params[i];
+    if (p.shape.size() > 8) throw Error("emit: parameter '" + p.name + "' has more than 8 dimensions");
+    std::string dims;
+    for (size_t k = 0; k < p.shape.size(); ++k) dims += (k ? ", " : "") + std::to_string(p.shape[k]);
+    s << "    {" << strLit(p.name) << ", " << p.shape.size() << ", {" << (dims.empty() ? "0" : dims) << "}, " << p.rows
+      << ", " << p.cols << ", " << strLit(plan.units[size_t(unitOf[i])].step.describe()) << "},\n";
+  }
+  s << "};\n\n";
+  // Rule factories.
+  s << "// ---- rules: one object per distinct rule of the plan ----\n";
+  for (const RuleObj &r : rules) {
+    s << "\n// " << commentSafe(r.describe) << ": ";
+    for (size_t k = 0; k < r.users.size(); ++k) {
+      if (k == 6) {
+        s << " and " << r.users.size() - 6 << " more";
+        break;
+      }
+      s << (k ? ", " : "") << commentSafe(r.users[k]);
+    }
+    s << "\nstd::unique_ptr<Rule> make_" << r.name << "() {\n    " << r.body << "\n}\n";
+  }
+  s << "\n} // namespace\n\n"
+    << "// The object behind the ABI's opaque handle.\n"
+    << "struct SymocOptimizer {\n"
+    << "  Context ctx;\n  State state{kFingerprint};\n  float lr = 0.f;\n  float mult[kNumParams];\n"
+    << "  int64_t steps = 0;\n  int64_t skipped_base = 0; // ctx.stats().skipped_nonfinite at create/load\n"
+    << "  std::string error;\n";
+  for (const RuleObj &r : rules) s << "  std::unique_ptr<Rule> " << r.name << " = make_" << r.name << "();\n";
+  s << "};\n\n"
+    << "namespace {\n\n"
+    << "thread_local std::string g_error; // create() failures and errors without an optimizer\n\n"
+    << "int fail(const SymocOptimizer *o, int code, const std::string &msg) {\n"
+    << "  try {\n    if (o) const_cast<SymocOptimizer *>(o)->error = msg;\n    else g_error = msg;\n"
+    << "  } catch (...) {\n  }\n  return code;\n}\n\n"
+    << "// One runtime call; the learning rate carries each parameter's multiplier. Equal\n"
+    << "// multipliers (the usual case) make it a single batched call.\n"
+    << "void run(SymocOptimizer &o, Rule &rule, Param *ps, const int *ix, size_t count) {\n"
+    << "  const float m0 = o.mult[ix[0]];\n  bool same = true;\n"
+    << "  for (size_t i = 1; i < count; ++i) same = same && o.mult[ix[i]] == m0;\n"
+    << "  if (same) return rule.step(o.ctx, o.state, ps, count, o.lr * m0);\n"
+    << "  if (!rule.coupled()) {\n"
+    << "    for (size_t i = 0; i < count; ++i) rule.step(o.ctx, o.state, ps[i], o.lr * o.mult[ix[i]]);\n"
+    << "    return;\n  }\n"
+    << "  // A joint step with different multipliers: the runtime's step() with per-parameter rates.\n"
+    << "  for (size_t i = 0; i < count; ++i)\n"
+    << "    if (!all_finite(ps[i].g, size_t(ps[i].size()))) {\n"
+    << "      o.ctx.stats().skipped_nonfinite += int64_t(count);\n      return;\n    }\n"
+    << "  Workspace::Frame f(o.ctx.workspace());\n  float **D = f.array<float *>(count);\n"
+    << "  for (size_t i = 0; i < count; ++i) D[i] = f.floats(size_t(ps[i].size()));\n"
+    << "  rule.directions(o.ctx, o.state, ps, count, D);\n"
+    << "  const float wd = rule.decoupled_weight_decay();\n"
+    << "  for (size_t i = 0; i < count; ++i) {\n    const float lr = o.lr * o.mult[ix[i]], decay = 1.f - lr * wd;\n"
+    << "    for (int64_t j = 0; j < ps[i].size(); ++j) ps[i].w[j] = ps[i].w[j] * decay - lr * D[i][j];\n  }\n}\n\n";
+
+  // The step.
+  s << "int api_step(SymocOptimizer *o, float *const *w, const float *const *g, int n) {\n"
+    << "  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, \"step: optimizer is NULL\");\n"
+    << "  if (n != kNumParams)\n"
+    << "    return fail(o, SYMOC_ERR_SHAPE, \"step: got \" + std::to_string(n) + \" parameters, the plan of " << M
+    << " has \" +\n                                     std::to_string(kNumParams));\n"
+    << "  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, \"step: weights or gradients array is NULL\");\n"
+    << "  for (int i = 0; i < kNumParams; ++i)\n"
+    << "    if (!w[i] || !g[i])\n"
+    << "      return fail(o, SYMOC_ERR_ARGUMENT, std::string(\"step: NULL weight or gradient for '\") + kParams[i].name +\n"
+    << "                                             \"' (parameter \" + std::to_string(i) + \")\");\n"
+    << "  try {\n"
+    << "    Param p[kNumParams];\n"
+    << "    for (int i = 0; i < kNumParams; ++i)\n"
+    << "      p[i] = Param{kParams[i].name, w[i], g[i], kParams[i].rows, kParams[i].cols};\n";
+  for (const Call &c : calls) {
+    s << "    { // " << commentSafe(c.comment) << ": ";
+    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? ", " : "") << commentSafe(plan.params[size_t(c.params[k])].name);
+    s << "\n      Param ps[] = {";
+    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? ", " : "") << "p[" << enumName[size_t(c.params[k])] << "]";
+    s << "};\n      const int ix[] = {";
+    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? ", " : "") << enumName[size_t(c.params[k])];
+    s << "};\n      run(*o, *o->" << rules[size_t(c.rule)].name << ", ps, ix, " << c.params.size() << ");\n    }\n";
+  }
+  s << "    ++o->steps;\n    return SYMOC_OK;\n"
+    << "  } catch (const std::exception &e) {\n"
+    << "    return fail(o, SYMOC_ERR_INTERNAL, std::string(\"step: \") + e.what());\n"
+    << "  } catch (...) {\n    return fail(o, SYMOC_ERR_INTERNAL, \"step: unknown error\");\n  }\n}\n\n";
+
+  // The rest of the ABI.
+  s << R"CPP(bool good_lr(float lr) { return std::isfinite(lr) && lr > 0.f; }
+
+SymocOptimizer *api_create(float lr) {
+  if (!good_lr(lr)) {
+    fail(nullptr, SYMOC_ERR_ARGUMENT, "create: learning rate must be finite and > 0");
+    return nullptr;
+  }
+  try {
+    auto *o = new SymocOptimizer();
+    o->lr = lr;
+    for (float &m : o->mult) m = 1.f;
+    return o;
+  } catch (const std::exception &e) {
+    fail(nullptr, SYMOC_ERR_INTERNAL, std::string("create: ") + e.what());
+  } catch (...) {
+    fail(nullptr, SYMOC_ERR_INTERNAL, "create: unknown error");
+  }
+  return nullptr;
+}
+
+void api_destroy(SymocOptimizer *o) { delete o; }
+
+int api_num_params(void) { return kNumParams; }
+
+const char *api_param_name(int i) { return i >= 0 && i < kNumParams ? kParams[i].name : nullptr; }
+
+const char *api_param_rule(int i) { return i >= 0 && i < kNumParams ? kParams[i].rule : nullptr; }
+
+int api_param_shape(int i, int64_t *dims, int *rank) {
+  if (i < 0 || i >= kNumParams)
+    return fail(nullptr, SYMOC_ERR_ARGUMENT, "param_shape: index " + std::to_string(i) + " out of range");
+  if (!rank) return fail(nullptr, SYMOC_ERR_ARGUMENT, "param_shape: rank is NULL");
+  *rank = kParams[i].rank;
+  if (dims)
+    for (int k = 0; k < kParams[i].rank; ++k) dims[k] = kParams[i].dims[k];
+  return SYMOC_OK;
+}
+
+int api_zero_state(SymocOptimizer *o) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "zero_state: optimizer is NULL");
+  try {
+    o->state = State(kFingerprint);
+    o->steps = 0;
+    return SYMOC_OK;
+  } catch (const std::exception &e) {
+    return fail(o, SYMOC_ERR_INTERNAL, std::string("zero_state: ") + e.what());
+  }
+}
+
+int api_set_lr(SymocOptimizer *o, float lr) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "set_lr: optimizer is NULL");
+  if (!good_lr(lr)) return fail(o, SYMOC_ERR_ARGUMENT, "set_lr: learning rate must be finite and > 0");
+  o->lr = lr;
+  return SYMOC_OK;
+}
+
+float api_get_lr(const SymocOptimizer *o) { return o ? o->lr : std::numeric_limits<float>::quiet_NaN(); }
+
+int api_set_block_multiplier(SymocOptimizer *o, const char *name, float m) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "set_block_multiplier: optimizer is NULL");
+  if (!name) return fail(o, SYMOC_ERR_ARGUMENT, "set_block_multiplier: name is NULL");
+  if (!std::isfinite(m) || m < 0.f)
+    return fail(o, SYMOC_ERR_ARGUMENT, "set_block_multiplier: multiplier must be finite and >= 0");
+  int matched = 0;
+  for (int i = 0; i < kNumParams; ++i)
+    if (std::strcmp(name, kParams[i].name) == 0 || fnmatch(name, kParams[i].name, 0) == 0) {
+      o->mult[i] = m;
+      ++matched;
+    }
+  if (!matched)
+    return fail(o, SYMOC_ERR_ARGUMENT, std::string("set_block_multiplier: '") + name + "' matches no parameter");
+  return SYMOC_OK;
+}
+
+// Hyper-state kept in the state file next to the rules' buffers.
+const char kLrKey[] = "__optimizer/lr", kMultKey[] = "__optimizer/multipliers", kStepsKey[] = "__optimizer/steps";
+
+int api_save(const SymocOptimizer *co, const char *path) {
+  if (!co) return fail(nullptr, SYMOC_ERR_ARGUMENT, "save: optimizer is NULL");
+  if (!path) return fail(co, SYMOC_ERR_ARGUMENT, "save: path is NULL");
+  auto *o = const_cast<SymocOptimizer *>(co); // only the bookkeeping entries change
+  try {
+    o->state.buffer(kLrKey, {1})[0] = o->lr;
+    std::memcpy(o->state.buffer(kMultKey, {kNumParams}), o->mult, sizeof o->mult);
+    o->state.counter(kStepsKey) = o->steps;
+    o->state.save(path);
+    return SYMOC_OK;
+  } catch (const std::exception &e) {
+    return fail(o, SYMOC_ERR_IO, std::string("save: ") + e.what());
+  }
+}
+
+int api_load(SymocOptimizer *o, const char *path) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "load: optimizer is NULL");
+  if (!path) return fail(o, SYMOC_ERR_ARGUMENT, "load: path is NULL");
+  try {
+    State st = State::load(path, kFingerprint);
+    if (!st.has_buffer(kLrKey) || !st.has_buffer(kMultKey) || st.shape(kLrKey) != std::vector<int64_t>{1} ||
+        st.shape(kMultKey) != std::vector<int64_t>{kNumParams})
+      return fail(o, SYMOC_ERR_STATE, std::string("load: ") + path + ": not written by this optimizer's save()");
+    const float lr = st.data(kLrKey)[0];
+    if (!good_lr(lr)) return fail(o, SYMOC_ERR_STATE, std::string("load: ") + path + ": invalid learning rate");
+    std::memcpy(o->mult, st.data(kMultKey), sizeof o->mult);
+    o->lr = lr;
+    o->steps = st.counter_value(kStepsKey);
+    o->state = std::move(st);
+    o->skipped_base = o->ctx.stats().skipped_nonfinite;
+    return SYMOC_OK;
+  } catch (const std::exception &e) {
+    const std::string msg = e.what();
+    const bool io = msg.find("cannot open") != std::string::npos;
+    return fail(o, io ? SYMOC_ERR_IO : SYMOC_ERR_STATE, "load: " + msg);
+  }
+}
+
+const char *api_last_error(const SymocOptimizer *o) { return o ? o->error.c_str() : g_error.c_str(); }
+
+int64_t api_steps_skipped(const SymocOptimizer *o) {
+  return o ? o->ctx.stats().skipped_nonfinite - o->skipped_base : -1;
+}
+
+int64_t api_steps_taken(const SymocOptimizer *o) { return o ? o->steps : -1; }
+
+int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.bytes()) : -1; }
+
+)CPP";
+  s << "const SymocOptimizerApi kApi = {\n"
+    << "    SYMOC_OPTIMIZER_ABI_VERSION,\n    uint32_t(sizeof(SymocOptimizerApi)),\n    " << strLit(M) << ",\n    "
+    << strLit(plan.policy) << ",\n    kFingerprint,\n    kPlanJson,\n"
+    << "    &api_create,\n    &api_destroy,\n    &api_num_params,\n    &api_param_name,\n    &api_param_shape,\n"
+    << "    &api_step,\n    &api_zero_state,\n    &api_set_lr,\n    &api_get_lr,\n    &api_set_block_multiplier,\n"
+    << "    &api_save,\n    &api_load,\n    &api_last_error,\n    &api_steps_skipped,\n    &api_steps_taken,\n"
+    << "    &api_param_rule,\n    &api_state_bytes,\n};\n\n"
+    << "} // namespace\n\n"
+    << "extern \"C\" const SymocOptimizerApi *" << M << "_optimizer_api(void) { return &kApi; }\n"
+    << "#ifndef " << guard << "_NO_GENERIC_API\n"
+    << "extern \"C\" const SymocOptimizerApi *symoc_optimizer_api(void) { return &kApi; }\n#endif\n";
+  out.source = s.str();
+
+  // --------------------------------------------------------------- CMakeLists
+  std::ostringstream c;
+  c << "# Generated by `symoc compile` (" << plan.model << ", policy " << plan.policy << "). In a C++ project:\n"
+    << "#   add_subdirectory(<this folder>)\n"
+    << "#   target_link_libraries(app " << lib << ")\n"
+    << "# The runtime is built from symoc's runtime/ sources: SYMOC_RUNTIME_DIR (a cache variable)\n"
+    << "# points there unless the project already has a symoc_runtime target.\n"
+    << "cmake_minimum_required(VERSION 3.16)\n"
+    << "if(CMAKE_SOURCE_DIR STREQUAL CMAKE_CURRENT_SOURCE_DIR)\n"
+    << "  project(" << lib << " LANGUAGES C CXX)\nendif()\n\n"
+    << "@RUNTIME_DEFAULT@"
+    << "if(NOT TARGET symoc_runtime)\n"
+    << "  if(NOT EXISTS \"${SYMOC_RUNTIME_DIR}/include/symoc/runtime/optimizer_api.h\")\n"
+    << "    message(FATAL_ERROR \"" << lib << ": set SYMOC_RUNTIME_DIR to symoc's runtime/ source folder \"\n"
+    << "                        \"(got '${SYMOC_RUNTIME_DIR}')\")\n  endif()\n"
+    << "  add_subdirectory(${SYMOC_RUNTIME_DIR} ${CMAKE_CURRENT_BINARY_DIR}/symoc_runtime)\nendif()\n\n"
+    << "option(" << guard << "_WERROR \"build the generated optimizer with -Werror\" OFF)\n"
+    << "add_library(" << lib << " SHARED " << lib << ".cpp)\n"
+    << "target_include_directories(" << lib << " PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}\n"
+    << "  $<TARGET_PROPERTY:symoc_runtime,INTERFACE_INCLUDE_DIRECTORIES>)\n"
+    << "target_link_libraries(" << lib << " PRIVATE symoc_runtime)\n"
+    << "target_compile_features(" << lib << " PRIVATE cxx_std_17)\n"
+    << "target_compile_options(" << lib << " PRIVATE -Wall -Wextra $<$<BOOL:${" << guard << "_WERROR}>:-Werror>)\n"
+    << "# Only the two API functions are exported; the runtime stays private to this library.\n"
+    << "set_target_properties(" << lib << " PROPERTIES CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)\n"
+    << "if(CMAKE_SYSTEM_NAME STREQUAL \"Linux\")\n"
+    << "  target_link_options(" << lib << " PRIVATE -Wl,--exclude-libs,ALL)\nendif()\n";
+  out.cmake = c.str();
+  out.planJson = plan::toJson(plan).dump(2) + "\n";
+  return out;
+}
+
+EmittedFiles writeOptimizer(const Plan &plan, const std::string &dir, const std::string &runtimeDir) {
+  EmittedFiles f = emitOptimizer(plan);
+  std::string def;
+  if (!runtimeDir.empty())
+    def = "set(SYMOC_RUNTIME_DIR \"" + runtimeDir + "\" CACHE PATH \"symoc runtime/ source folder\")\n\n";
+  else
+    def = "set(SYMOC_RUNTIME_DIR \"\" CACHE PATH \"symoc runtime/ source folder\")\n\n";
+  f.cmake.replace(f.cmake.find("@RUNTIME_DEFAULT@"), 17, def);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(dir + ": cannot create the output folder: " + ec.message());
+  const std::string lib = plan.model + "_optimizer";
+  auto write = [&](const std::string &name, const std::string &text) {
+    std::string path = (std::filesystem::path(dir) / name).string();
+    std::ofstream o(path);
+    if (!o) throw Error(path + ": cannot write");
+    o << text;
+    if (!o) throw Error(path + ": write failed");
+    f.written.push_back(path);
+  };
+  write(lib + ".h", f.header);
+  write(lib + ".cpp", f.source);
+  write("CMakeLists.txt", f.cmake);
+  write("plan.json", f.planJson);
+  return f;
+}
+
+} // namespace symoc::emit
