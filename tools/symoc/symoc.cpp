@@ -13,6 +13,10 @@
 #ifdef SYMOC_HAVE_VERIFY
 #include "symoc/Verify/Verify.h"
 #endif
+#ifdef SYMOC_HAVE_COMPILE
+#include "symoc/Emit/EmitCpp.h"
+#include "symoc/Plan/Policy.h"
+#endif
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -198,9 +202,146 @@ int runVerify(const CommonOptions &common, const AnalyzeOptions &a,
 #endif
 #endif
 
+#if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
+// ---- symoc compile and the one-word path `symoc model.onnx` (owner: compile) ----
+struct CompileOptions {
+  std::string policy = "symo";
+  std::string output;          // default ./<model>_optimizer
+  std::string emit = "cpp";    // cpp | plan | json
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string budget;          // bytes, with an optional K/M/G suffix (powers of 1024)
+  std::string name;
+  std::string runtimeDir;
+  int64_t maxDense = 4096;
+  bool dryRun = false;
+
+  void add(CLI::App *cmd, AnalyzeOptions &a) {
+    cmd->add_option("--policy", policy, "how blocks are stepped: symo (default), symo-large, symo-coupled, "
+                                        "muon, shampoo, lau-su, adam-mini, adamw, ddc-adam, ddc-muon, auto");
+    cmd->add_option("-o,--output", output, "output folder (default ./<model>_optimizer)");
+    cmd->add_option("--emit", emit, "cpp: write the optimizer sources; plan: print the plan; json: print plan.json")
+        ->check(CLI::IsMember({"cpp", "plan", "json"}));
+    cmd->add_flag("--dry-run", dryRun, "print the per-block table (state bytes, FLOPs) and write nothing");
+    cmd->add_option("--config", config, "JSON file of per-block steps: {\"name or glob\": \"STEP\"}");
+    cmd->add_option("--override", overrides, "NAME=STEP for one block or a glob (repeatable; wins over --config)");
+    cmd->add_option("--budget-bytes", budget, "optimizer state budget for --policy auto (e.g. 64M)");
+    cmd->add_option("--name", name, "model name used for files and targets (default: the file name)");
+    cmd->add_option("--runtime-dir", runtimeDir, "default SYMOC_RUNTIME_DIR written into the generated CMakeLists.txt");
+    cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
+    cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
+        ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
+  }
+};
+
+int64_t parseBytes(const std::string &s) {
+  if (s.empty()) return -1;
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::logic_error &) {
+    throw symoc::Error("--budget-bytes " + s + ": expected a number of bytes, e.g. 1048576 or 64M");
+  }
+  std::string suf = s.substr(used);
+  double mul = suf.empty() || suf == "B" ? 1 : suf == "K" || suf == "KiB" ? 1024.0
+               : suf == "M" || suf == "MiB" ? 1048576.0 : suf == "G" || suf == "GiB" ? 1073741824.0 : -1;
+  if (mul < 0 || v < 0)
+    throw symoc::Error("--budget-bytes " + s + ": expected a number of bytes, e.g. 1048576 or 64M");
+  return int64_t(v * mul);
+}
+
+std::string defaultRuntimeDir() {
+#ifdef SYMOC_RUNTIME_SOURCE_DIR
+  std::ifstream probe(std::string(SYMOC_RUNTIME_SOURCE_DIR) + "/include/symoc/runtime/optimizer_api.h");
+  if (probe) return SYMOC_RUNTIME_SOURCE_DIR;
+#endif
+  return "";
+}
+
+int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
+  symoc::plan::PolicyOptions po;
+  po.policy = c.policy;
+  po.modelName = c.name;
+  po.configFile = c.config;
+  po.overrides = c.overrides;
+  po.budgetBytes = parseBytes(c.budget);
+  po.maxDense = c.maxDense;
+  symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
+  if (c.dryRun) {
+    std::cout << symoc::plan::formatDryRun(plan);
+    return 0;
+  }
+  if (c.emit == "plan") {
+    std::cout << symoc::plan::formatPlan(plan);
+    return 0;
+  }
+  if (c.emit == "json") {
+    std::cout << symoc::plan::toJson(plan).dump(2) << "\n";
+    return 0;
+  }
+  std::string dir = c.output.empty() ? "./" + plan.model + "_optimizer" : c.output;
+  std::string rt = c.runtimeDir.empty() ? defaultRuntimeDir() : c.runtimeDir;
+  auto files = symoc::emit::writeOptimizer(plan, dir, rt);
+  std::cerr << "symoc: " << plan.model << ", policy " << plan.policy << ": " << plan.params.size()
+            << " parameters in " << plan.units.size() << " blocks; optimizer state "
+            << symoc::plan::formatBytes(plan.stateBytes()) << " (AdamW "
+            << symoc::plan::formatBytes(plan.adamwBytes()) << ")\n";
+  for (const auto &f : files.written) std::cerr << "symoc: wrote " << f << "\n";
+  std::cerr << "symoc: use it from CMake: add_subdirectory(" << dir << ") + target_link_libraries(app "
+            << plan.model << "_optimizer)" << (rt.empty() ? " with -DSYMOC_RUNTIME_DIR=<symoc>/runtime" : "")
+            << "\n";
+  return 0;
+}
+
+int runCompile(const CommonOptions &common, const AnalyzeOptions &a, const CompileOptions &c) {
+  onnx::ModelProto model;
+  return compileFrom(analyze(common, a, model), c);
+}
+
+bool isOneWord(int argc, char **argv) {
+  if (argc < 2 || argv[1][0] == '-') return false;
+  std::string a = argv[1];
+  for (const char *cmd : {"import", "analyze", "verify", "compile"})
+    if (a == cmd) return false;
+  auto ends = [&](const std::string &s) { return a.size() > s.size() && a.compare(a.size() - s.size(), s.size(), s) == 0; };
+  return ends(".onnx") || ends(".onnxtxt");
+}
+
+/// `symoc model.onnx [compile options]`: the report summary, then the default policy's
+/// optimizer in ./<model>_optimizer/.
+int runOneWord(int argc, char **argv) {
+  CLI::App app{"symoc MODEL.onnx: analyze the model and compile its optimizer (policy symo)"};
+  CommonOptions common;
+  AnalyzeOptions a;
+  CompileOptions c;
+  common.add(&app);
+  c.add(&app, a);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError &e) {
+    return app.exit(e);
+  }
+  try {
+    if (c.dryRun || c.emit != "cpp") return runCompile(common, a, c);
+    onnx::ModelProto model;
+    symoc::AnalysisResult r = analyze(common, a, model);
+    std::cout << symoc::formatReport(r) << "\n";
+    return compileFrom(r, c);
+  } catch (const std::exception &e) {
+    std::cerr << "symoc: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+#endif
+
 } // namespace
 
 int main(int argc, char **argv) {
+#if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
+  if (isOneWord(argc, argv))
+    return runOneWord(argc, argv);
+#endif
   CLI::App app{"symoc: turns a network's weight-space symmetries into an optimizer"};
   app.set_version_flag("--version", std::string("symoc ") + SYMOC_VERSION);
   app.require_subcommand(1);
@@ -244,6 +385,15 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("--trials", verifyOpts.trials, "group elements per claim");
 #endif
 #endif
+#if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
+  CommonOptions compileCommon;
+  AnalyzeOptions compileAnalyze;
+  CompileOptions compileOpts;
+  CLI::App *compileCmd = app.add_subcommand(
+      "compile", "generate the model's optimizer (C++ sources, CMakeLists.txt, plan.json)");
+  compileCommon.add(compileCmd);
+  compileOpts.add(compileCmd, compileAnalyze);
+#endif
 
   try {
     app.parse(argc, argv);
@@ -261,6 +411,10 @@ int main(int argc, char **argv) {
     if (*verifyCmd)
       return runVerify(verifyCommon, verifyOpts, verifyClaims, verifyJson);
 #endif
+#endif
+#if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
+    if (*compileCmd)
+      return runCompile(compileCommon, compileAnalyze, compileOpts);
 #endif
   } catch (const symoc::Error &e) {
     std::cerr << "symoc: error: " << e.what() << "\n";
