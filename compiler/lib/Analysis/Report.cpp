@@ -42,6 +42,9 @@ nlohmann::json toJson(const AnalysisResult &r) {
     jc["members"] = nlohmann::json::array();
     if (c.kind == "linear") {
       jc["group"] = {{"name", c.group}};
+      if (c.group == "heads")
+        jc["group"] = {{"name", "heads"}, {"heads", c.heads}, {"head_dim", c.headDim},
+                       {"outer", "S"}, {"inner", "1"}};
       jc["n"] = c.n;
       jc["space"] = c.space;
       for (const Member &m : c.members)

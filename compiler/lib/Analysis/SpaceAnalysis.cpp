@@ -18,10 +18,13 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseMap.h"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 
 using namespace mlir;
 using namespace symoc::graph;
@@ -30,15 +33,39 @@ namespace symoc {
 namespace {
 
 //===----------------------------------------------------------------------===//
-// Axes and their pieces.
+// Axes, their pieces, their heads and their blocks.
+//
+// An axis is cut into pieces (by slices, and at head boundaries of a factored
+// axis). An axis that a Reshape split off a model dimension is *indexed* by the
+// head axis next to it: it has one set of pieces per head, so each head's
+// channels form spaces of their own. A factored model axis carries *runs*
+// (start, H, d): H blocks of d coordinates whose permutations are a head
+// permutation; each run has a block node in the union-find.
 //===----------------------------------------------------------------------===//
+
+struct Run {
+  int64_t start, count, size;
+  bool operator==(const Run &o) const {
+    return start == o.start && count == o.count && size == o.size;
+  }
+  bool operator<(const Run &o) const {
+    return std::tie(start, count, size) < std::tie(o.start, o.count, o.size);
+  }
+  int64_t end() const { return start + count * size; }
+};
 
 struct AxisInfo {
   Value value;
   int64_t axis;
   int64_t size; // -1 when dynamic
   std::set<int64_t> cuts;
-  int firstNode = -1, numNodes = 0;
+  std::vector<Run> runs;
+  bool runConflict = false;
+  int64_t indexAxis = -1; // the head axis (of the same value) indexing this one
+  bool indexConflict = false;
+  // Phase 2 layout.
+  int firstNode = -1, numPieces = 0, numHeads = 1;
+  int firstBlock = -1;
 };
 
 class AxisTable {
@@ -52,7 +79,10 @@ public:
     if (auto t = dyn_cast<RankedTensorType>(v.getType()))
       if (a >= 0 && a < t.getRank())
         size = t.getDimSize(a);
-    AxisInfo info{v, a, size < 0 ? -1 : size, {}, -1, 0};
+    AxisInfo info;
+    info.value = v;
+    info.axis = a;
+    info.size = size < 0 ? -1 : size;
     if (size >= 0)
       info.cuts = {0, size};
     axes.push_back(info);
@@ -81,8 +111,42 @@ bool hasUnrankedTensor(Operation *op) {
          llvm::any_of(op->getResults(), unranked);
 }
 
+struct AxisRef {
+  Value value;
+  int64_t axis;
+};
+
+/// True when the op's ties connect axis a to axis b, directly or through
+/// other axes the op ties (a batch axis tied to the result by both operands).
+bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
+                     AxisRef a, AxisRef b) {
+  auto same = [](const AxisRef &x, const AxisRef &y) {
+    return x.value == y.value && x.axis == y.axis;
+  };
+  std::vector<AxisRef> seen{a}, frontier{a};
+  while (!frontier.empty()) {
+    AxisRef cur = frontier.back();
+    frontier.pop_back();
+    if (same(cur, b))
+      return true;
+    for (const auto &[p, q] : ties) {
+      const AxisRef *next = same(p, cur) ? &q : same(q, cur) ? &p : nullptr;
+      if (!next)
+        continue;
+      bool known = false;
+      for (const AxisRef &s : seen)
+        known |= same(s, *next);
+      if (!known) {
+        seen.push_back(*next);
+        frontier.push_back(*next);
+      }
+    }
+  }
+  return false;
+}
+
 //===----------------------------------------------------------------------===//
-// Phase 1: propagate cuts.
+// Phase 1: propagate cuts, runs and head indexing.
 //===----------------------------------------------------------------------===//
 
 class CutBuilder : public SpaceBuilder {
@@ -91,17 +155,23 @@ public:
   bool changed = false;
 
   void tie(Value x, int64_t a, Value y, int64_t b, bool) override {
-    AxisInfo &X = table.axes[table.get(x, a)];
-    AxisInfo &Y = table.axes[table.get(y, b)];
+    int xi = table.get(x, a), yi = table.get(y, b);
+    opTies.push_back({{x, a}, {y, b}});
+    AxisInfo &X = table.axes[xi];
+    AxisInfo &Y = table.axes[yi];
     if (X.size < 0 || X.size != Y.size)
       return;
     merge(X.cuts, Y.cuts);
     merge(Y.cuts, X.cuts);
+    for (const Run &r : std::vector<Run>(Y.runs)) addRun(X, r);
+    for (const Run &r : std::vector<Run>(X.runs)) addRun(Y, r);
   }
   void slice(Value in, int64_t axis, int64_t begin, int64_t count, Value out,
              int64_t outAxis) override {
-    AxisInfo &I = table.axes[table.get(in, axis)];
-    AxisInfo &O = table.axes[table.get(out, outAxis)];
+    int ii = table.get(in, axis), oi = table.get(out, outAxis);
+    opTies.push_back({{in, axis}, {out, outAxis}});
+    AxisInfo &I = table.axes[ii];
+    AxisInfo &O = table.axes[oi];
     if (I.size < 0 || O.size != count || begin < 0 || begin + count > I.size)
       return;
     add(I.cuts, begin);
@@ -111,6 +181,30 @@ public:
     for (int64_t c : std::vector<int64_t>(I.cuts.begin(), I.cuts.end()))
       if (c >= begin && c <= begin + count)
         add(O.cuts, c - begin);
+    for (const Run &r : std::vector<Run>(I.runs))
+      if (r.start >= begin && r.end() <= begin + count)
+        addRun(O, {r.start - begin, r.count, r.size});
+    for (const Run &r : std::vector<Run>(O.runs))
+      addRun(I, {r.start + begin, r.count, r.size});
+  }
+  void factor(Value whole, int64_t axis, Value parts, int64_t outer,
+              int64_t inner) override {
+    int wi = table.get(whole, axis), oi = table.get(parts, outer),
+        ii = table.get(parts, inner);
+    AxisInfo &W = table.axes[wi];
+    int64_t H = table.axes[oi].size, d = table.axes[ii].size;
+    if (H <= 0 || d <= 0 || W.size != H * d)
+      return;
+    AxisInfo &In = table.axes[ii];
+    for (int64_t k = 0; k <= H; ++k)
+      add(W.cuts, k * d);
+    for (int64_t c : std::vector<int64_t>(W.cuts.begin(), W.cuts.end()))
+      add(In.cuts, c % d == 0 && c != 0 ? d : c % d);
+    for (int64_t c : std::vector<int64_t>(In.cuts.begin(), In.cuts.end()))
+      for (int64_t k = 0; k < H; ++k)
+        add(W.cuts, k * d + c);
+    addRun(W, {0, H, d});
+    setIndex(In, outer);
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
@@ -122,13 +216,61 @@ public:
   }
   bool isParameter(Value v) override { return definedByParam(v); }
 
+  /// Carries head indexing across the op's ties: when axis a of x is indexed
+  /// by axis c of x, and the op ties c to axis e of y, then the axis tied to a
+  /// is indexed by e.
+  void endOp() {
+    for (auto &[X, Y] : opTies) {
+      carryIndex(X, Y);
+      carryIndex(Y, X);
+    }
+    opTies.clear();
+  }
+
 private:
+  void carryIndex(const AxisRef &from, const AxisRef &to) {
+    const AxisInfo &F = table.axes[table.get(from.value, from.axis)];
+    if (F.indexAxis < 0 || F.indexConflict)
+      return;
+    int64_t c = F.indexAxis;
+    for (int64_t e = 0, r = rankOfValue(to.value); e < r; ++e)
+      if (e != to.axis && connectedByTies(opTies, {from.value, c}, {to.value, e})) {
+        setIndex(table.axes[table.get(to.value, to.axis)], e);
+        return;
+      }
+  }
+  void setIndex(AxisInfo &A, int64_t idx) {
+    if (A.indexAxis < 0) {
+      A.indexAxis = idx;
+      changed = true;
+    } else if (A.indexAxis != idx && !A.indexConflict) {
+      A.indexConflict = true;
+      changed = true;
+    }
+  }
+  void addRun(AxisInfo &A, const Run &r) {
+    if (A.runConflict)
+      return;
+    for (const Run &o : A.runs) {
+      if (o == r)
+        return;
+      if (r.start < o.end() && o.start < r.end()) {
+        A.runConflict = true;
+        changed = true;
+        return;
+      }
+    }
+    A.runs.push_back(r);
+    std::sort(A.runs.begin(), A.runs.end());
+    changed = true;
+  }
   void add(std::set<int64_t> &s, int64_t c) { changed |= s.insert(c).second; }
   void merge(std::set<int64_t> &dst, const std::set<int64_t> &src) {
     for (int64_t c : src)
       add(dst, c);
   }
   AxisTable &table;
+  std::vector<std::pair<AxisRef, AxisRef>> opTies;
 };
 
 //===----------------------------------------------------------------------===//
@@ -138,15 +280,18 @@ private:
 struct Node {
   int axisIdx;
   int64_t start, len;
+  int head = -1;  // head index for indexed axes
+  int run = -1;   // >= 0: the block node of that run
 };
 
 /// Union-find with a Z/2 parity (dual or not) to the parent.
 class ParityUnionFind {
 public:
-  void resize(size_t n) {
+  void grow(size_t n) {
+    size_t old = parent.size();
     parent.resize(n);
-    parity.assign(n, 0);
-    for (size_t i = 0; i < n; ++i)
+    parity.resize(n, 0);
+    for (size_t i = old; i < n; ++i)
       parent[i] = int(i);
   }
   std::pair<int, int> find(int x) {
@@ -189,76 +334,112 @@ struct Relation {
   std::vector<std::pair<int, int64_t>> terms; // node, coefficient
 };
 
+/// Generators that a block (head) permutation keeps when the coordinates of
+/// the blocked axis are restricted to `bits`.
+unsigned blockBits(unsigned bits) { return (bits & kPerm) ? kAll : kNone; }
+
 class SpaceBuilderImpl : public SpaceBuilder {
 public:
-  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes) : table(t), nodes(nodes) {
-    uf.resize(nodes.size());
-  }
+  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes) : table(t), nodes(nodes) {}
 
-  // Node ids of an axis, one per piece (empty for dynamic axes).
-  std::pair<int, int> range(Value v, int64_t a) {
+  /// The laid-out axis (nodes created on first use).
+  AxisInfo &axisOf(Value v, int64_t a) {
     int idx = table.get(v, a);
     ensureNodes(idx);
-    return {table.axes[idx].firstNode, table.axes[idx].numNodes};
+    return table.axes[idx];
+  }
+  int node(const AxisInfo &A, int head, int piece) const {
+    return A.firstNode + (A.numHeads > 1 ? head : 0) * A.numPieces + piece;
+  }
+  /// Every node of an axis: all heads, all pieces.
+  std::vector<int> allNodes(Value v, int64_t a) {
+    AxisInfo &A = axisOf(v, a);
+    std::vector<int> out;
+    for (int i = 0; i < A.numHeads * A.numPieces; ++i)
+      out.push_back(A.firstNode + i);
+    return out;
+  }
+  std::vector<int> blockNodes(Value v, int64_t a) {
+    AxisInfo &A = axisOf(v, a);
+    std::vector<int> out;
+    if (A.firstBlock >= 0)
+      for (size_t r = 0; r < A.runs.size(); ++r)
+        out.push_back(A.firstBlock + int(r));
+    return out;
   }
 
   void ensureNodes(int idx) {
-    AxisInfo &A = table.axes[idx];
-    if (A.firstNode >= 0)
+    if (table.axes[idx].firstNode >= 0)
       return;
-    A.firstNode = int(nodes.size());
-    if (A.size < 0) {
-      nodes.push_back({idx, 0, -1});
-      A.numNodes = 1;
-    } else {
-      std::vector<int64_t> c(A.cuts.begin(), A.cuts.end());
-      for (size_t i = 0; i + 1 < c.size(); ++i)
-        nodes.push_back({idx, c[i], c[i + 1] - c[i]});
-      A.numNodes = int(c.size()) - 1;
-      if (A.numNodes <= 0) { // size-0 axis
-        nodes.push_back({idx, 0, 0});
-        A.numNodes = 1;
+    // Heads: the index axis must exist, be static and be a single piece.
+    int heads = 1;
+    {
+      AxisInfo copy = table.axes[idx];
+      if (copy.indexAxis >= 0 && !copy.indexConflict) {
+        int hi = table.get(copy.value, copy.indexAxis);
+        const AxisInfo &Hx = table.axes[hi];
+        if (Hx.size > 1 && Hx.cuts.size() == 2)
+          heads = int(Hx.size);
       }
     }
-    uf.parent.resize(nodes.size());
-    uf.parity.resize(nodes.size(), 0);
-    for (size_t i = A.firstNode; i < nodes.size(); ++i)
-      uf.parent[i] = int(i);
+    AxisInfo &A = table.axes[idx];
+    A.numHeads = heads;
+    A.firstNode = int(nodes.size());
+    std::vector<int64_t> c(A.cuts.begin(), A.cuts.end());
+    std::vector<std::pair<int64_t, int64_t>> pieces;
+    if (A.size < 0) {
+      pieces.push_back({0, -1});
+    } else {
+      for (size_t i = 0; i + 1 < c.size(); ++i)
+        pieces.push_back({c[i], c[i + 1] - c[i]});
+      if (pieces.empty())
+        pieces.push_back({0, 0});
+    }
+    A.numPieces = int(pieces.size());
+    for (int h = 0; h < heads; ++h)
+      for (auto [st, len] : pieces)
+        nodes.push_back({idx, st, len, heads > 1 ? h : -1, -1});
+    if (!A.runConflict && !A.runs.empty()) {
+      A.firstBlock = int(nodes.size());
+      for (size_t r = 0; r < A.runs.size(); ++r)
+        nodes.push_back({idx, A.runs[r].start, A.runs[r].count * A.runs[r].size, -1, int(r)});
+    }
+    uf.grow(nodes.size());
     if (A.size < 0)
       restrictions.push_back({A.firstNode, kNone, "dynamic dimension"});
   }
 
-  bool samePieces(std::pair<int, int> X, std::pair<int, int> Y) {
-    if (X.second != Y.second)
+  bool samePieces(const AxisInfo &X, const AxisInfo &Y) {
+    if (X.numPieces != Y.numPieces)
       return false;
-    for (int i = 0; i < X.second; ++i)
-      if (nodes[X.first + i].len != nodes[Y.first + i].len)
+    for (int i = 0; i < X.numPieces; ++i)
+      if (nodes[X.firstNode + i].len != nodes[Y.firstNode + i].len)
         return false;
     return true;
   }
 
-  void fixNodes(std::pair<int, int> X, StringRef why) {
-    for (int i = 0; i < X.second; ++i)
-      restrictions.push_back({X.first + i, kNone, why.str()});
+  void fixAxis(Value v, int64_t a, StringRef why) {
+    for (int n : allNodes(v, a))
+      restrictions.push_back({n, kNone, why.str()});
+    for (int n : blockNodes(v, a))
+      restrictions.push_back({n, kNone, why.str()});
   }
 
+  // Ties and slices are resolved at the end of the op, when it is known
+  // whether the op also ties the head axes that index them.
   void tie(Value x, int64_t a, Value y, int64_t b, bool dual) override {
-    auto X = range(x, a), Y = range(y, b);
-    if (!samePieces(X, Y)) {
-      fixNodes(X, "tied to an axis of another size");
-      fixNodes(Y, "tied to an axis of another size");
-      return;
-    }
-    for (int i = 0; i < X.second; ++i)
-      if (!uf.unite(X.first + i, Y.first + i, dual ? 1 : 0))
-        restrictions.push_back({X.first + i, kPerm | kSign | kScale,
-                                "space is tied to its own dual"});
+    pending.push_back({{x, a}, {y, b}, dual, -1, 0});
+  }
+  void slice(Value in, int64_t axis, int64_t begin, int64_t count, Value out,
+             int64_t outAxis) override {
+    pending.push_back({{in, axis}, {out, outAxis}, false, begin, count});
   }
 
   void restrict(Value x, int64_t a, unsigned bits, StringRef why) override {
-    auto X = range(x, a);
-    for (int i = 0; i < X.second; ++i)
-      restrictions.push_back({X.first + i, bits, why.str()});
+    for (int n : allNodes(x, a))
+      restrictions.push_back({n, bits, why.str()});
+    for (int n : blockNodes(x, a))
+      restrictions.push_back({n, blockBits(bits), why.str()});
     if (bits == kNone && currentOp)
       fixedByOp.insert(currentOp);
   }
@@ -271,54 +452,95 @@ public:
   void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
     if (terms.empty())
       return;
-    std::vector<std::pair<int, int>> ranges;
+    std::vector<AxisInfo *> axes;
     for (const AxisTerm &t : terms)
-      ranges.push_back(range(t.value, t.axis));
+      axes.push_back(&axisOf(t.value, t.axis));
+    // axisOf may have grown the table: take the pointers again.
+    axes.clear();
+    for (const AxisTerm &t : terms)
+      axes.push_back(&table.axes[table.get(t.value, t.axis)]);
     bool aligned = true;
-    for (auto &r : ranges)
-      aligned &= samePieces(r, ranges[0]);
+    int heads = 1;
+    for (AxisInfo *A : axes) {
+      aligned &= samePieces(*A, *axes[0]);
+      if (A->numHeads > 1) {
+        if (heads > 1 && heads != A->numHeads)
+          aligned = false;
+        heads = A->numHeads;
+      }
+    }
     if (!aligned) {
-      for (auto &r : ranges)
-        for (int i = 0; i < r.second; ++i)
-          out.push_back({{{r.first + i, 1}}});
+      for (AxisInfo *A : axes)
+        for (int i = 0; i < A->numHeads * A->numPieces; ++i)
+          out.push_back({{{A->firstNode + i, 1}}});
       return;
     }
-    for (int i = 0; i < ranges[0].second; ++i) {
-      Relation rel;
-      for (size_t k = 0; k < terms.size(); ++k) {
-        int64_t c = terms[k].coeff;
-        if (mod == 2)
-          c = ((c % 2) + 2) % 2;
-        if (c != 0)
-          rel.terms.push_back({ranges[k].first + i, c});
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < axes[0]->numPieces; ++i) {
+        Relation rel;
+        for (size_t k = 0; k < terms.size(); ++k) {
+          int64_t c = terms[k].coeff;
+          if (mod == 2)
+            c = ((c % 2) + 2) % 2;
+          if (c != 0)
+            rel.terms.push_back({node(*axes[k], h, i), c});
+        }
+        if (!rel.terms.empty())
+          out.push_back(rel);
       }
-      if (!rel.terms.empty())
-        out.push_back(rel);
-    }
   }
 
   void scaleRelation(ArrayRef<AxisTerm> terms) override { relation(scaleRels, terms, 0); }
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
 
-  void slice(Value in, int64_t axis, int64_t begin, int64_t count, Value out,
-             int64_t outAxis) override {
-    auto I = range(in, axis), O = range(out, outAxis);
-    for (int j = 0; j < O.second; ++j) {
-      const Node &o = nodes[O.first + j];
-      int match = -1;
-      for (int i = 0; i < I.second; ++i)
-        if (nodes[I.first + i].start == begin + o.start &&
-            nodes[I.first + i].len == o.len)
-          match = I.first + i;
-      if (match < 0 || o.len < 0) {
-        fixNodes(I, "slice boundaries not resolved");
-        fixNodes(O, "slice boundaries not resolved");
-        return;
-      }
-      uf.unite(match, O.first + j, 0);
-      scaleRels.push_back({{{match, 1}, {O.first + j, -1}}});
-      signRels.push_back({{{match, 1}, {O.first + j, 1}}});
+  void factor(Value whole, int64_t axis, Value parts, int64_t outer,
+              int64_t inner) override {
+    axisOf(whole, axis);
+    axisOf(parts, outer);
+    axisOf(parts, inner);
+    AxisInfo &W = table.axes[table.get(whole, axis)];
+    AxisInfo &O = table.axes[table.get(parts, outer)];
+    AxisInfo &I = table.axes[table.get(parts, inner)];
+    int64_t H = O.size, d = I.size;
+    auto giveUp = [&](StringRef why) {
+      fixAxis(whole, axis, why);
+      fixAxis(parts, outer, why);
+      fixAxis(parts, inner, why);
+    };
+    if (H <= 0 || d <= 0 || W.size != H * d || W.numHeads > 1 || O.numHeads > 1) {
+      giveUp("reshape of heads not followed");
+      return;
     }
+    // The head axis is the block structure of the whole axis.
+    int block = -1;
+    if (W.firstBlock >= 0)
+      for (size_t r = 0; r < W.runs.size(); ++r)
+        if (W.runs[r] == Run{0, H, d})
+          block = W.firstBlock + int(r);
+    if (block < 0 || O.numPieces != 1) {
+      giveUp("head blocks not resolved");
+      return;
+    }
+    uf.unite(block, O.firstNode, 0);
+    // Coordinate k*d + c of the whole axis is channel c of head k.
+    bool perHead = I.numHeads == H && I.indexAxis == outer;
+    for (int64_t k = 0; k < H; ++k)
+      for (int j = 0; j < I.numPieces; ++j) {
+        const Node &in = nodes[node(I, perHead ? int(k) : 0, j)];
+        int match = -1;
+        for (int p = 0; p < W.numPieces; ++p)
+          if (nodes[W.firstNode + p].start == k * d + in.start &&
+              nodes[W.firstNode + p].len == in.len)
+            match = W.firstNode + p;
+        int inNode = node(I, perHead ? int(k) : 0, j);
+        if (match < 0) {
+          giveUp("head pieces not resolved");
+          return;
+        }
+        uf.unite(match, inNode, 0);
+        scaleRels.push_back({{{match, 1}, {inNode, -1}}});
+        signRels.push_back({{{match, 1}, {inNode, 1}}});
+      }
   }
 
   void softmaxOver(Value logits, int64_t axis) override {
@@ -329,6 +551,110 @@ public:
   }
   bool isParameter(Value v) override { return definedByParam(v); }
 
+  /// Resolves the op's ties and slices.
+  void endOp() {
+    for (const Pending &p : pending)
+      resolve(p);
+    pending.clear();
+  }
+
+private:
+  struct Pending {
+    AxisRef x, y;
+    bool dual;
+    int64_t begin, count; // begin >= 0: y is [begin, begin+count) of x
+  };
+  std::vector<Pending> pending;
+
+  bool opTies(AxisRef a, AxisRef b) {
+    std::vector<std::pair<AxisRef, AxisRef>> ties;
+    for (const Pending &p : pending)
+      if (p.begin < 0)
+        ties.push_back({p.x, p.y});
+    return connectedByTies(ties, a, b);
+  }
+
+  void resolve(const Pending &p) {
+    axisOf(p.x.value, p.x.axis);
+    axisOf(p.y.value, p.y.axis);
+    AxisInfo &X = table.axes[table.get(p.x.value, p.x.axis)];
+    AxisInfo &Y = table.axes[table.get(p.y.value, p.y.axis)];
+    int rel = p.dual ? 1 : 0;
+    bool perHead = X.numHeads > 1 && X.numHeads == Y.numHeads &&
+                   opTies({X.value, X.indexAxis}, {Y.value, Y.indexAxis});
+    // Without a shared head index, every head of one side meets every head
+    // of the other: all heads share one space (sound, less precise).
+    auto mergeHeads = [&](AxisInfo &A) {
+      for (int h = 1; h < A.numHeads; ++h)
+        for (int i = 0; i < A.numPieces; ++i)
+          uf.unite(node(A, h, i), node(A, 0, i), 0);
+    };
+    if (!perHead) {
+      mergeHeads(X);
+      mergeHeads(Y);
+    }
+    int heads = perHead ? X.numHeads : 1;
+    if (p.begin < 0) {
+      if (!samePieces(X, Y)) {
+        fixAxis(p.x.value, p.x.axis, "tied to an axis of another size");
+        fixAxis(p.y.value, p.y.axis, "tied to an axis of another size");
+        return;
+      }
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < X.numPieces; ++i)
+          if (!uf.unite(node(X, h, i), node(Y, h, i), rel))
+            restrictions.push_back({node(X, h, i), kPerm | kSign | kScale,
+                                    "space is tied to its own dual"});
+      // Blocks move together.
+      if (X.runs == Y.runs && X.firstBlock >= 0 && Y.firstBlock >= 0) {
+        for (size_t r = 0; r < X.runs.size(); ++r)
+          uf.unite(X.firstBlock + int(r), Y.firstBlock + int(r), 0);
+      } else if (X.firstBlock >= 0 || Y.firstBlock >= 0) {
+        for (int n : blockNodes(p.x.value, p.x.axis))
+          restrictions.push_back({n, kNone, "head blocks do not line up"});
+        for (int n : blockNodes(p.y.value, p.y.axis))
+          restrictions.push_back({n, kNone, "head blocks do not line up"});
+      }
+      return;
+    }
+    // A slice: y's pieces are x's pieces in [begin, begin + count).
+    for (int h = 0; h < heads; ++h)
+      for (int j = 0; j < Y.numPieces; ++j) {
+        const Node &o = nodes[node(Y, h, j)];
+        int match = -1;
+        for (int i = 0; i < X.numPieces; ++i)
+          if (nodes[node(X, h, i)].start == p.begin + o.start &&
+              nodes[node(X, h, i)].len == o.len)
+            match = node(X, h, i);
+        if (match < 0 || o.len < 0) {
+          fixAxis(p.x.value, p.x.axis, "slice boundaries not resolved");
+          fixAxis(p.y.value, p.y.axis, "slice boundaries not resolved");
+          return;
+        }
+        uf.unite(match, node(Y, h, j), 0);
+        scaleRels.push_back({{{match, 1}, {node(Y, h, j), -1}}});
+        signRels.push_back({{{match, 1}, {node(Y, h, j), 1}}});
+      }
+    // Blocks inside the slice move with it; blocks it cuts through are fixed.
+    for (size_t r = 0; r < X.runs.size() && X.firstBlock >= 0; ++r) {
+      const Run &run = X.runs[r];
+      bool inside = run.start >= p.begin && run.end() <= p.begin + p.count;
+      bool disjoint = run.end() <= p.begin || run.start >= p.begin + p.count;
+      if (disjoint)
+        continue;
+      int target = -1;
+      if (inside && Y.firstBlock >= 0)
+        for (size_t q = 0; q < Y.runs.size(); ++q)
+          if (Y.runs[q] == Run{run.start - p.begin, run.count, run.size})
+            target = Y.firstBlock + int(q);
+      if (target >= 0)
+        uf.unite(X.firstBlock + int(r), target, 0);
+      else
+        restrictions.push_back({X.firstBlock + int(r), kNone, "a slice cuts through head blocks"});
+    }
+  }
+
+public:
   AxisTable &table;
   std::vector<Node> &nodes;
   ParityUnionFind uf;
@@ -544,8 +870,10 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     CutBuilder cuts(table);
     for (Operation *op : ops)
       if (auto rule = dyn_cast<SymmetryRule>(op))
-        if (!hasUnrankedTensor(op))
+        if (!hasUnrankedTensor(op)) {
           rule.applySymmetryRule(cuts);
+          cuts.endOp();
+        }
     if (!cuts.changed)
       break;
   }
@@ -565,6 +893,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
                                  "shape inference gave no rank"});
     } else if (auto rule = dyn_cast<SymmetryRule>(op)) {
       rule.applySymmetryRule(b);
+      b.endOp();
     } else if (auto g = dyn_cast<GenericOp>(op)) {
       for (Value v : op->getOperands()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
       for (Value v : op->getResults()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
@@ -643,9 +972,10 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     params[p.getName().str()] = p;
     paramOrder.push_back(p);
     for (int64_t a = 0, r = rankOfValue(p.getResult()); a < r; ++a) {
-      auto R = b.range(p.getResult(), a);
-      for (int i = 0; i < R.second; ++i)
-        paramNodes[b.uf.find(R.first + i).first].push_back(R.first + i);
+      for (int n : b.allNodes(p.getResult(), a))
+        paramNodes[b.uf.find(n).first].push_back(n);
+      for (int n : b.blockNodes(p.getResult(), a))
+        paramNodes[b.uf.find(n).first].push_back(n);
     }
   });
   // Nodes created late (params never touched) need masks too.
@@ -664,7 +994,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     Member m;
     m.initializer = A.value.getDefiningOp<ParamOp>().getName().str();
     m.axis = A.axis;
-    m.offset = n.start;
+    m.offset = n.start; // a block node's start/len span its whole run
     m.extent = n.len;
     m.in = in;
     return m;
@@ -679,9 +1009,11 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   std::set<int> seenRoots;
   for (ParamOp p : paramOrder)
     for (int64_t a = 0, r = rankOfValue(p.getResult()); a < r; ++a) {
-      auto R = b.range(p.getResult(), a);
-      for (int i = 0; i < R.second; ++i) {
-        int root = b.uf.find(R.first + i).first;
+      std::vector<int> ns = b.allNodes(p.getResult(), a);
+      for (int n : b.blockNodes(p.getResult(), a))
+        ns.push_back(n);
+      for (int n : ns) {
+        int root = b.uf.find(n).first;
         if (seenRoots.insert(root).second)
           rootsInOrder.push_back(root);
       }
@@ -691,7 +1023,48 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     Space s;
     s.id = "s" + std::to_string(result.spaces.size() + 1);
     spaceOfRoot[root] = s.id;
-    const std::vector<int> &pn = paramNodes[root];
+    const std::vector<int> &allPn = paramNodes[root];
+    std::vector<int> pn, blocks;
+    bool indexed = false;
+    for (int n : allPn) {
+      if (nodes[n].run >= 0) blocks.push_back(n);
+      else pn.push_back(n);
+      indexed |= nodes[n].head >= 0;
+    }
+    if (!blocks.empty()) {
+      // A head axis: permuting it permutes blocks of every member.
+      const AxisInfo &A0 = table.axes[nodes[blocks[0]].axisIdx];
+      Run r0 = A0.runs[nodes[blocks[0]].run];
+      bool uniform = pn.empty();
+      for (int n : blocks) {
+        const AxisInfo &A = table.axes[nodes[n].axisIdx];
+        const Run &r = A.runs[nodes[n].run];
+        uniform &= r.count == r0.count && r.size == r0.size;
+        s.members.push_back(memberOf(n, false));
+      }
+      s.size = r0.count;
+      unsigned bits = mask[root];
+      s.fixed = bits == kNone || !uniform || r0.count < 2;
+      s.fixedBy = why.count(root) ? why[root]
+                  : uniform ? "" : "head blocks of different sizes";
+      s.group = s.fixed ? "1" : fmt::format("S heads ({}x{})", r0.count, r0.size);
+      if (!s.fixed) {
+        Claim c;
+        c.id = newClaimId();
+        c.kind = "linear";
+        c.group = "heads";
+        c.heads = r0.count;
+        c.headDim = r0.size;
+        c.n = r0.count * r0.size;
+        c.space = s.id;
+        c.members = s.members;
+        c.note = "permutation of attention heads";
+        s.claimIds.push_back(c.id);
+        result.claims.push_back(std::move(c));
+      }
+      result.spaces.push_back(s);
+      continue;
+    }
     s.size = nodes[pn.front()].len;
     unsigned bits = mask[root];
     s.fixed = bits == kNone || s.size < 1;
@@ -702,6 +1075,12 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     int flip = outs * 2 >= int(pn.size()) ? 0 : 1;
     for (int n : pn)
       s.members.push_back(memberOf(n, (b.uf.find(n).second ^ flip) == 1));
+    if (indexed && !s.fixed) {
+      // Per-head pieces of a parameter with its own head axis: the schema has
+      // no member form for them yet, so nothing is claimed.
+      s.fixed = true;
+      s.fixedBy = "per-head parameter layout not expressible";
+    }
     if (s.fixed || s.size < 2) {
       s.group = "1";
       result.spaces.push_back(s);
@@ -894,9 +1273,13 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       blk.role += (blk.role.empty() ? "" : "+") + r;
     for (int64_t a = 0; a < int64_t(blk.shape.size()); ++a) {
       std::vector<std::string> sp;
-      auto R = b.range(p.getResult(), a);
-      for (int i = 0; i < R.second; ++i)
-        sp.push_back(spaceOfRoot[b.uf.find(R.first + i).first]);
+      for (int n : b.allNodes(p.getResult(), a)) {
+        std::string id = spaceOfRoot[b.uf.find(n).first];
+        if (sp.empty() || sp.back() != id)
+          sp.push_back(id);
+      }
+      for (int n : b.blockNodes(p.getResult(), a))
+        sp.push_back("heads:" + spaceOfRoot[b.uf.find(n).first]);
       blk.axisSpaces.push_back(sp);
     }
     result.blocks.push_back(blk);

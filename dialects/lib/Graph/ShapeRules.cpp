@@ -55,8 +55,18 @@ void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
       tieSame(b, x, xs[i0], y, ys[j0]);
       continue;
     }
-    // A factored or merged group of axes (e.g. D -> H x d_h): not followed
-    // yet, so the axes are fixed (sound, possibly missing symmetries).
+    // One axis split in two (D -> H x d_h) or two merged into one: a factored
+    // space, followed per head.
+    if (px == py && i - i0 == 1 && j - j0 == 2) {
+      b.factor(x, xs[i0], y, ys[j0], ys[j0 + 1]);
+      continue;
+    }
+    if (px == py && i - i0 == 2 && j - j0 == 1) {
+      b.factor(y, ys[j0], x, xs[i0], xs[i0 + 1]);
+      continue;
+    }
+    // Anything else is not followed: the axes are fixed (sound, possibly
+    // missing symmetries).
     for (size_t k = i0; k < i; ++k)
       b.restrict(x, xs[k], kNone, "reshape merges or splits this axis");
     for (size_t k = j0; k < j; ++k)

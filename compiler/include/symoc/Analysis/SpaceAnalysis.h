@@ -34,7 +34,8 @@ struct Member {
 
 struct Claim {
   std::string id, kind; // linear | shift
-  std::string group;    // S, Z2, Scale+, O, GL (linear)
+  std::string group;    // S, Z2, Scale+, O, GL, heads (linear)
+  int64_t heads = 0, headDim = 0; // group "heads": whole heads permuted
   int64_t n = 0;
   std::string space;
   bool exact = true;

@@ -82,6 +82,14 @@ public:
   virtual void slice(mlir::Value in, int64_t axis, int64_t begin,
                      int64_t count, mlir::Value out, int64_t outAxis) = 0;
 
+  /// Axis `axis` of `whole` (size H*d) is axes (`outer` of size H, `inner` of
+  /// size d) of `parts`, row-major: a Reshape that splits heads off a model
+  /// dimension, or merges them back. Coordinate k*d + c of the whole axis is
+  /// (k, c). The inner axis becomes indexed by the outer one, so per-head
+  /// spaces stay apart; permuting the outer axis permutes blocks of d.
+  virtual void factor(mlir::Value whole, int64_t axis, mlir::Value parts,
+                      int64_t outer, int64_t inner) = 0;
+
   /// Softmax/LogSoftmax over `axis` of `logits`: the producer of the logits
   /// may get a shift gauge when the loss allows it.
   virtual void softmaxOver(mlir::Value logits, int64_t axis) = 0;
