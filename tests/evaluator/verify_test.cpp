@@ -263,6 +263,41 @@ TEST(Verify, HeadsGroupPermutesWholeHeads) {
   EXPECT_FALSE(r.claims[1].pass);
 }
 
+TEST(Verify, ControlFallsBackToAPerturbation) {
+  // Units 4..7 of the hidden layer are sliced away: any GL on them is
+  // invisible, so the first control (the claim's element on one member) passes
+  // too; the perturbation control must then be the one reported.
+  Builder b(13);
+  b.input("x", {4, 6});
+  b.init("W1", {8, 6});
+  b.init("b1", {8});
+  b.init("W2", {3, 4});
+  for (auto [name, v] : {std::pair<const char *, int64_t>{"starts", 0}, {"ends", 4}, {"axes", 1}}) {
+    auto *t = b.g().add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(1);
+    t->add_int64_data(v);
+  }
+  Builder::attrInt(b.node("Gemm", {"x", "W1", "b1"}, {"h"}), "transB", 1);
+  b.node("Slice", {"h", "starts", "ends", "axes"}, {"live"});
+  Builder::attrInt(b.node("Gemm", {"live", "W2"}, {"y"}), "transB", 1);
+  b.output("y");
+  json dead = {{"id", "c1"}, {"kind", "linear"}, {"n", 4}, {"group", {{"name", "GL"}}},
+               {"exact", true},
+               {"members", {{{"initializer", "W1"}, {"axis", 0}, {"offset", 4}, {"extent", 4},
+                             {"stride", 1}, {"variance", "out"}},
+                            {{"initializer", "b1"}, {"axis", 0}, {"offset", 4}, {"extent", 4},
+                             {"stride", 1}, {"variance", "out"}}}}};
+  auto r = run(b.m, doc({dead}));
+  EXPECT_TRUE(r.claims[0].pass);
+  EXPECT_EQ(r.claims[0].maxRelErr, 0.0);
+  ASSERT_TRUE(r.controlRan);
+  EXPECT_FALSE(r.control.pass);
+  EXPECT_EQ(r.control.description, "perturbation");
+  EXPECT_TRUE(r.ok());
+}
+
 TEST(Verify, PrintsOneLinePerClaim) {
   auto r = run(mlp("Relu"), doc({hiddenClaim("c3", "S")}));
   std::ostringstream os;

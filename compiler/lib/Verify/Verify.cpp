@@ -574,18 +574,20 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
       }
     }
 
-  // Negative control: the largest linear claim with several members, its
-  // element applied to one member only (the one with the most weight mass,
-  // so that the change is visible). Without such a claim: a random
-  // perturbation of the largest initializer.
+  // Negative controls (must FAIL): (1) the largest linear claim with several
+  // members, its element applied to one member only (the one with the most
+  // weight mass, so that the change is visible); (2) a random perturbation of
+  // the largest initializer. The first that fails is reported; if both pass
+  // (e.g. the weights never reach the outputs), verify itself fails.
+  size_t firstControl = jobs.size();
   const Claim *pick = nullptr;
   for (const auto &c : claims)
     if (c.kind == "linear" && c.members.size() >= 2 && (!pick || c.n > pick->n))
       pick = &c;
-  Claim ctl;
-  ctl.id = "control";
-  ctl.exact = true;
   if (pick) {
+    Claim ctl;
+    ctl.id = "control";
+    ctl.exact = true;
     ctl.kind = "linear";
     ctl.group = pick->group;
     ctl.n = pick->n;
@@ -609,23 +611,25 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
         }
       }
     });
-  } else {
-    std::string biggest;
-    for (const auto &kv : inits)
-      if (kv.second.isFloat() && (biggest.empty() || kv.second.size() > inits.at(biggest).size()))
-        biggest = kv.first;
-    if (!biggest.empty()) {
-      ctl.kind = "perturb";
-      ctl.note = "random perturbation of " + biggest + " (must FAIL)";
-      addJob(ctl, 0xc0c1, [&, biggest](Overrides &ov, Rng &rng) {
-        Tensor &t = overrideOf(ov, inits, biggest);
-        std::normal_distribution<double> g;
-        double s = 0.1 * (rms(t) > 0 ? rms(t) : 1.0);
-        for (double &v : t.data)
-          v += s * g(rng);
-      });
-      jobs.back().result.description = "perturbation";
-    }
+  }
+  std::string biggest;
+  for (const auto &kv : inits)
+    if (kv.second.isFloat() && (biggest.empty() || kv.second.size() > inits.at(biggest).size()))
+      biggest = kv.first;
+  if (!biggest.empty()) {
+    Claim ctl;
+    ctl.id = "control";
+    ctl.exact = true;
+    ctl.kind = "perturb";
+    ctl.note = "random perturbation of " + biggest + " (must FAIL)";
+    addJob(ctl, 0xc0c1, [&, biggest](Overrides &ov, Rng &rng) {
+      Tensor &t = overrideOf(ov, inits, biggest);
+      std::normal_distribution<double> g;
+      double s = 0.1 * (rms(t) > 0 ? rms(t) : 1.0);
+      for (double &v : t.data)
+        v += s * g(rng);
+    });
+    jobs.back().result.description = "perturbation";
   }
 
   for (int t = 0; t < opt.trials; ++t) {
@@ -684,13 +688,14 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   rep.model = modelPath;
   rep.seed = opt.seed;
   rep.trials = opt.trials;
-  for (Job &j : jobs) {
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    Job &j = jobs[k];
     j.result.pass = j.result.maxRelErr <= j.result.tol;
-    if (j.claim.id == "control" && &j == &jobs.back() && !ctl.kind.empty()) {
+    if (k < firstControl) {
+      rep.claims.push_back(j.result);
+    } else if (!rep.controlRan || (rep.control.pass && !j.result.pass)) {
       rep.controlRan = true;
       rep.control = j.result;
-    } else {
-      rep.claims.push_back(j.result);
     }
   }
   return rep;
