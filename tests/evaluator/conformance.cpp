@@ -1,6 +1,7 @@
 //===- conformance.cpp - The evaluator against ONNX's node test data -----===//
 //
 // Usage: evaluator-conformance DATA_DIR [-v]
+//        evaluator-conformance DATA_DIR --fuzz ROUNDS   (mutated inputs: no crash)
 // DATA_DIR holds ONNX's backend node tests (one folder per case with
 // model.onnx and test_data_set_*/{input,output}_*.pb), e.g.
 // /usr/share/libonnx-testdata/data/node. Every case whose ops the evaluator
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -151,9 +153,101 @@ Outcome runCase(const fs::path &dir, std::string &why) {
   return Outcome::Pass;
 }
 
+// Robustness: run every supported case with mutated inputs and attributes
+// (wrong shapes, odd integer attributes); the evaluator may refuse (any
+// exception) or answer, but must never crash. Returns the number of runs.
+int fuzzCase(const fs::path &dir, std::mt19937 &rng, int rounds) {
+  std::string modelPath = (dir / "model.onnx").string();
+  onnx::ModelProto model;
+  try {
+    model = loadModel(modelPath);
+  } catch (...) {
+    return 0;
+  }
+  for (const auto &n : model.graph().node())
+    if (!Evaluator::supportedOps().count(n.op_type()))
+      return 0;
+  fs::path set = dir / "test_data_set_0";
+  std::vector<Tensor> base;
+  for (int i = 0;; ++i) {
+    onnx::TensorProto t;
+    fs::path p = set / ("input_" + std::to_string(i) + ".pb");
+    if (!fs::exists(p) || !readTensor(p, t))
+      break;
+    try {
+      base.push_back(tensorFromProto(t, p.string()));
+    } catch (...) {
+      return 0;
+    }
+  }
+  int runs = 0;
+  const int64_t odd[] = {-3, -1, 0, 1, 2, 7, 100};
+  for (int r = 0; r < rounds; ++r) {
+    onnx::ModelProto m = model;
+    std::vector<Tensor> ins = base;
+    std::uniform_int_distribution<int> pick(0, 5);
+    for (auto &t : ins) {
+      int what = pick(rng);
+      if (what == 0 && !t.dims.empty()) { // drop a dimension
+        t.dims.pop_back();
+        t.data.resize(size_t(numElements(t.dims)));
+      } else if (what == 1 && !t.dims.empty()) { // grow the first dimension
+        t.dims[0] += 1;
+        t.data.resize(size_t(numElements(t.dims)), 1.0);
+      } else if (what == 2) { // wild values (indices, shapes, axes)
+        for (double &v : t.data)
+          v = double(odd[std::uniform_int_distribution<int>(0, 6)(rng)]);
+      }
+    }
+    for (auto &n : *m.mutable_graph()->mutable_node())
+      for (auto &a : *n.mutable_attribute()) {
+        if (pick(rng) > 1)
+          continue;
+        if (a.type() == onnx::AttributeProto::INT)
+          a.set_i(odd[std::uniform_int_distribution<int>(0, 6)(rng)]);
+        else if (a.type() == onnx::AttributeProto::INTS)
+          for (int k = 0; k < a.ints_size(); ++k)
+            a.set_ints(k, odd[std::uniform_int_distribution<int>(0, 6)(rng)]);
+      }
+    try {
+      Evaluator ev(m, modelPath);
+      std::map<std::string, Tensor> feed;
+      const auto &g = m.graph();
+      for (int i = 0; i < g.input_size() && size_t(i) < ins.size(); ++i)
+        feed[g.input(i).name()] = ins[size_t(i)];
+      ev.run(feed);
+    } catch (const std::exception &) {
+    }
+    ++runs;
+  }
+  return runs;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
+  if (argc > 3 && std::string(argv[2]) == "--fuzz") {
+    fs::path root = argv[1];
+    if (!fs::is_directory(root)) {
+      std::cout << "SKIP: " << root << " not found\n";
+      return 77;
+    }
+    std::mt19937 rng(1234);
+    int rounds = std::atoi(argv[3]), runs = 0, cases = 0;
+    std::vector<fs::path> dirs;
+    for (const auto &e : fs::directory_iterator(root))
+      if (fs::exists(e.path() / "model.onnx"))
+        dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end());
+    for (const auto &d : dirs) {
+      int n = fuzzCase(d, rng, rounds);
+      runs += n;
+      cases += n > 0;
+    }
+    std::cout << "fuzz: " << runs << " mutated runs over " << cases
+              << " cases, no crash\n";
+    return 0;
+  }
   if (argc < 2) {
     std::cerr << "usage: evaluator-conformance DATA_DIR [-v]\n";
     return 2;

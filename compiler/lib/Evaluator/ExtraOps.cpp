@@ -44,6 +44,9 @@ std::vector<Tensor> convTranspose(OpContext &ctx) {
   };
   std::vector<int64_t> s = vec("strides", 1, nsp), d = vec("dilations", 1, nsp),
                        op = vec("output_padding", 0, nsp), pads = vec("pads", 0, 2 * nsp);
+  for (size_t i = 0; i < nsp; ++i)
+    if (s[i] <= 0 || d[i] <= 0)
+      ctx.fail("strides and dilations must be positive");
   std::vector<int64_t> ks = ctx.attrInts("kernel_shape");
   if (!ks.empty() && ks != k)
     ctx.fail("kernel_shape does not match W");
@@ -378,6 +381,8 @@ std::vector<Tensor> softmaxCrossEntropy(OpContext &ctx) {
 std::vector<Tensor> oneHot(OpContext &ctx) {
   const Tensor &ind = ctx.in(0), &depthT = ctx.in(1), &vals = ctx.in(2);
   int64_t depth = int64_t(depthT.data.at(0));
+  if (depth <= 0)
+    ctx.fail("depth must be positive");
   if (vals.size() != 2)
     ctx.fail("values must be [off, on]");
   int64_t r = ind.rank() + 1, axis = ctx.attrInt("axis", -1);
@@ -568,10 +573,11 @@ std::vector<Tensor> reverseSequence(OpContext &ctx) {
   auto off = [&](int64_t b, int64_t t) {
     return (ba == 0 ? b * T + t : t * B + b) * inner;
   };
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < lens[size_t(b)] && t < T; ++t)
-      std::copy_n(x.data.begin() + off(b, lens[size_t(b)] - 1 - t), inner,
-                  y.data.begin() + off(b, t));
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t L = std::clamp<int64_t>(lens[size_t(b)], 0, T);
+    for (int64_t t = 0; t < L; ++t)
+      std::copy_n(x.data.begin() + off(b, L - 1 - t), inner, y.data.begin() + off(b, t));
+  }
   return one(std::move(y));
 }
 
@@ -643,6 +649,15 @@ std::vector<Tensor> recurrent(OpContext &ctx, Cell cell) {
   const Tensor *h0 = ctx.hasInput(5) ? &ctx.in(5) : nullptr;
   const Tensor *c0 = cell == Cell::LSTM && ctx.hasInput(6) ? &ctx.in(6) : nullptr;
   const Tensor *P = cell == Cell::LSTM && ctx.hasInput(7) ? &ctx.in(7) : nullptr;
+  if (B && B->size() != D * 2 * G * H)
+    ctx.fail("B must have num_directions x " + std::to_string(2 * G * H) + " entries");
+  if (int64_t(lens.size()) != Bt)
+    ctx.fail("sequence_lens must have one entry per batch");
+  for (const Tensor *st : {h0, c0})
+    if (st && st->size() != D * Bt * H)
+      ctx.fail("initial state must have num_directions x batch x hidden entries");
+  if (P && P->size() != D * 3 * H)
+    ctx.fail("P must have num_directions x " + std::to_string(3 * H) + " entries");
   auto xAt = [&](int64_t t, int64_t b, int64_t i) {
     return X.data[size_t(layout1 ? (b * S + t) * I + i : (t * Bt + b) * I + i)];
   };

@@ -159,7 +159,13 @@ Window window(OpContext &ctx, const std::vector<int64_t> &inSp,
   w.stride = ctx.attrInts("strides");
   w.dil = ctx.attrInts("dilations");
   if (w.stride.empty()) w.stride.assign(w.nsp, 1);
+  for (int64_t v : w.stride)
+    if (v <= 0) ctx.fail("strides must be positive");
+  for (int64_t v : w.kernel)
+    if (v <= 0) ctx.fail("kernel dimensions must be positive");
   if (w.dil.empty()) w.dil.assign(w.nsp, 1);
+  for (int64_t v : w.dil)
+    if (v <= 0) ctx.fail("dilations must be positive");
   std::vector<int64_t> pads = ctx.attrInts("pads");
   if (pads.empty()) pads.assign(2 * w.nsp, 0);
   if (w.kernel.size() != w.nsp || w.stride.size() != w.nsp || w.dil.size() != w.nsp ||
@@ -517,7 +523,11 @@ std::vector<Tensor> batchNorm(OpContext &ctx) {
 std::vector<Tensor> instanceNorm(OpContext &ctx) {
   const Tensor &x = ctx.in(0), &scale = ctx.in(1), &bias = ctx.in(2);
   double eps = ctx.attrFloat("epsilon", 1e-5);
+  if (x.rank() < 3)
+    ctx.fail("input must have rank >= 3");
   int64_t N = x.dims[0], C = x.dims[1], inner = x.size() / std::max<int64_t>(N * C, 1);
+  if (scale.size() != C || bias.size() != C)
+    ctx.fail("scale and B must have C = " + std::to_string(C) + " entries");
   Tensor y = x;
   for (int64_t nc = 0; nc < N * C; ++nc) {
     double *p = y.data.data() + nc * inner, m = 0, v = 0;

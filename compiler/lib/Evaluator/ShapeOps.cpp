@@ -206,6 +206,9 @@ std::vector<Tensor> split(OpContext &ctx) {
       sizes.assign(n, d / int64_t(n));
     }
   }
+  for (int64_t v : sizes)
+    if (v < 0)
+      ctx.fail("negative split size");
   if (std::accumulate(sizes.begin(), sizes.end(), int64_t(0)) != d)
     ctx.fail("split sizes do not add up to " + std::to_string(d));
   std::vector<Tensor> outs;
@@ -324,6 +327,9 @@ std::vector<Tensor> gatherElements(OpContext &ctx) {
   int64_t axis = ctx.axis(ctx.attrInt("axis", 0), x.rank());
   if (ind.rank() != x.rank())
     ctx.fail("indices and data must have the same rank");
+  for (size_t d = 0; d < ind.dims.size(); ++d)
+    if (int64_t(d) != axis && ind.dims[d] > x.dims[d])
+      ctx.fail("indices larger than data off the gather axis");
   Tensor y = Tensor::zeros(ind.dims, x.dtype);
   std::vector<int64_t> xs = stridesOf(x.dims), idx(ind.dims.size(), 0);
   for (int64_t e = 0; e < y.size(); ++e) {
@@ -347,8 +353,10 @@ std::vector<Tensor> gatherElements(OpContext &ctx) {
 std::vector<Tensor> gatherND(OpContext &ctx) {
   const Tensor &x = ctx.in(0), &ind = ctx.in(1);
   int64_t b = ctx.attrInt("batch_dims", 0);
+  if (ind.rank() < 1 || b < 0 || b >= ind.rank())
+    ctx.fail("indices must have rank > batch_dims");
   int64_t k = ind.dims.back();
-  if (b + k > x.rank())
+  if (k < 1 || b + k > x.rank())
     ctx.fail("last indices dimension too large");
   std::vector<int64_t> od(ind.dims.begin(), ind.dims.end() - 1);
   for (size_t i = size_t(b + k); i < x.dims.size(); ++i)
@@ -376,6 +384,8 @@ std::vector<Tensor> gatherND(OpContext &ctx) {
 std::vector<Tensor> scatterND(OpContext &ctx) {
   const Tensor &x = ctx.in(0), &ind = ctx.in(1), &upd = ctx.in(2);
   std::string red = ctx.attrString("reduction", "none");
+  if (ind.rank() < 1 || ind.dims.back() < 1 || ind.dims.back() > x.rank())
+    ctx.fail("last indices dimension must be in [1, rank of data]");
   int64_t k = ind.dims.back(), inner = 1;
   for (size_t i = size_t(k); i < x.dims.size(); ++i)
     inner *= x.dims[i];
@@ -405,6 +415,11 @@ std::vector<Tensor> scatterElements(OpContext &ctx) {
   const Tensor &x = ctx.in(0), &ind = ctx.in(1), &upd = ctx.in(2);
   int64_t axis = ctx.axis(ctx.attrInt("axis", 0), x.rank());
   std::string red = ctx.attrString("reduction", "none");
+  if (ind.rank() != x.rank() || upd.dims != ind.dims)
+    ctx.fail("indices and updates must have the same shape and the rank of data");
+  for (size_t d = 0; d < ind.dims.size(); ++d)
+    if (int64_t(d) != axis && ind.dims[d] > x.dims[d])
+      ctx.fail("indices larger than data off the scatter axis");
   Tensor y = x;
   std::vector<int64_t> xs = stridesOf(x.dims), idx(ind.dims.size(), 0);
   for (int64_t e = 0; e < ind.size(); ++e) {
@@ -441,6 +456,9 @@ std::vector<Tensor> tile(OpContext &ctx) {
   std::vector<int64_t> rep = ctx.in(1).toInt64();
   if (int64_t(rep.size()) != x.rank())
     ctx.fail("repeats must have one entry per axis");
+  for (int64_t v : rep)
+    if (v < 0)
+      ctx.fail("negative repeats");
   std::vector<int64_t> od = x.dims;
   for (size_t i = 0; i < od.size(); ++i)
     od[i] *= rep[i];
@@ -647,6 +665,8 @@ std::vector<Tensor> eyeLike(OpContext &ctx) {
   if (!isSupportedDType(t))
     ctx.unsupported("dtype " + dtypeName(t));
   int64_t k = ctx.attrInt("k", 0);
+  if (x.rank() != 2)
+    ctx.fail("input must be 2-D");
   Tensor y = Tensor::zeros(x.dims, t);
   for (int64_t i = 0; i < x.dims[0]; ++i)
     if (i + k >= 0 && i + k < x.dims[1])
@@ -660,6 +680,9 @@ std::vector<Tensor> depthSpace(OpContext &ctx, bool toSpace) {
   if (x.rank() != 4 || b <= 0)
     ctx.fail("needs a rank-4 input and a positive blocksize");
   int64_t N = x.dims[0], C = x.dims[1], H = x.dims[2], W = x.dims[3];
+  if (toSpace ? C % (b * b) != 0 : (H % b != 0 || W % b != 0))
+    ctx.fail("shape " + shapeString(x.dims) + " does not divide by blocksize " +
+             std::to_string(b));
   Tensor t = x;
   if (toSpace) {
     bool crd = ctx.attrString("mode", "DCR") == "CRD";

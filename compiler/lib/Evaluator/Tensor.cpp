@@ -17,6 +17,13 @@ Tensor::Tensor(std::vector<int64_t> d, std::vector<double> v, DType t)
 }
 
 Tensor Tensor::zeros(std::vector<int64_t> dims, DType dtype) {
+  // Shapes computed from bad attributes or inputs end here: refuse them
+  // before they become allocation sizes.
+  for (int64_t d : dims)
+    if (d < 0)
+      throw EvalError("negative dimension in result shape " + shapeString(dims));
+  if (numElements(dims) > (int64_t(1) << 34))
+    throw EvalError("result shape " + shapeString(dims) + " is too large to evaluate");
   std::vector<double> v(size_t(numElements(dims)), 0.0);
   return Tensor(std::move(dims), std::move(v), dtype);
 }
