@@ -2,6 +2,8 @@
 
 #include "symoc/ModelIO/ModelIO.h"
 
+#include "WireScan.h"
+
 #include <onnx/defs/parser.h>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -9,12 +11,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <unordered_set>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -76,8 +84,9 @@ static void checkGraph(const onnx::GraphProto &g, const std::string &path,
         checkGraph(sg, path, defined, where + nodeName + "/");
     }
     for (const auto &out : n.output())
-      if (!out.empty())
-        defined.insert(out);
+      if (!out.empty() && !defined.insert(out).second)
+        fail(path, where + "value '" + out + "' is defined twice (node '" +
+                       nodeName + "'); ONNX graphs are in SSA form");
     ++idx;
   }
   for (const auto &o : g.output())
@@ -86,6 +95,25 @@ static void checkGraph(const onnx::GraphProto &g, const std::string &path,
 }
 
 static size_t elementBytes(int32_t dt);
+static std::string externalField(const onnx::TensorProto &t, const std::string &key);
+
+// The size check of a deferred tensor, with the message its inline form gets.
+static void checkDeferredSize(const onnx::TensorProto &t, uint64_t n,
+                              const std::string &path, const std::string &what) {
+  int64_t length = externalDataRange(t).second;
+  std::string field = externalField(t, kDeferredKey);
+  size_t eb = elementBytes(t.data_type());
+  if (field == "raw_data") {
+    if (eb && uint64_t(length) != n * eb)
+      fail(path, what + " '" + t.name() + "' has " + std::to_string(length) +
+                     " bytes of raw_data, its shape needs " + std::to_string(n * eb));
+    return;
+  }
+  uint64_t count = uint64_t(length) / (field == "double_data" ? 8 : 4);
+  if (count != n)
+    fail(path, what + " '" + t.name() + "' holds " + std::to_string(count) +
+                   " values, its shape needs " + std::to_string(n));
+}
 
 // Checks what later readers (ONNX shape inference among them) trust: dims are
 // non-negative, their product fits, and inline data has exactly that size.
@@ -99,6 +127,8 @@ static void validateTensor(const onnx::TensorProto &t, const std::string &path,
     if (n > ((unsigned __int128)1 << 48))
       fail(path, what + " '" + t.name() + "' has too many elements (dims overflow)");
   }
+  if (isDeferred(t))
+    return checkDeferredSize(t, uint64_t(n), path, what);
   if (t.data_location() == onnx::TensorProto::EXTERNAL)
     return;
   size_t eb = elementBytes(t.data_type());
@@ -124,6 +154,43 @@ onnx::ModelProto parseTextModel(const std::string &text,
   return model;
 }
 
+namespace {
+/// A read-only memory map of a whole file; pages are only read when touched.
+class MappedFile {
+public:
+  MappedFile(const std::string &path, uint64_t size) : size(size) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      fail(path, std::string("cannot open file: ") + std::strerror(errno));
+    void *p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+      fail(path, std::string("cannot map file: ") + std::strerror(errno));
+    data = static_cast<const uint8_t *>(p);
+  }
+  ~MappedFile() {
+    if (data)
+      ::munmap(const_cast<uint8_t *>(data), size);
+    if (fd >= 0)
+      ::close(fd);
+  }
+  MappedFile(const MappedFile &) = delete;
+  MappedFile &operator=(const MappedFile &) = delete;
+
+  const uint8_t *data = nullptr;
+  uint64_t size;
+
+private:
+  int fd = -1;
+};
+
+bool parseBinary(const void *data, uint64_t size, onnx::ModelProto &model) {
+  google::protobuf::io::ArrayInputStream zin(data, int(size));
+  google::protobuf::io::CodedInputStream coded(&zin);
+  coded.SetTotalBytesLimit(static_cast<int>(kMaxModelBytes));
+  return model.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
+}
+} // namespace
+
 onnx::ModelProto loadModel(const std::string &path) {
   std::error_code ec;
   auto st = fs::status(path, ec);
@@ -141,25 +208,27 @@ onnx::ModelProto loadModel(const std::string &path) {
                    " MiB, over protobuf's 2 GB limit: save it with external "
                    "data (onnx.save_model(..., save_as_external_data=True))");
 
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail(path, "cannot open file");
-  char head[64] = {0};
-  in.read(head, sizeof(head) - 1);
-  std::string headStr(head, in.gcount());
-  in.clear();
-  in.seekg(0);
+  MappedFile file(path, size);
+  std::string headStr(reinterpret_cast<const char *>(file.data),
+                      std::min<uint64_t>(size, 63));
 
   onnx::ModelProto model;
   if (looksTextual(path, headStr)) {
-    std::stringstream ss;
-    ss << in.rdbuf();
-    model = parseTextModel(ss.str(), path);
+    model = parseTextModel(
+        std::string(reinterpret_cast<const char *>(file.data), size), path);
   } else {
-    google::protobuf::io::IstreamInputStream zin(&in);
-    google::protobuf::io::CodedInputStream coded(&zin);
-    coded.SetTotalBytesLimit(static_cast<int>(kMaxModelBytes));
-    if (!model.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage())
+    // Parse a copy without the large payloads; protobuf sees everything else
+    // (and validates it as before). When the scan finds the bytes malformed,
+    // protobuf parses the file itself and reports the problem as it always did.
+    std::string canonical = fs::canonical(path, ec).string();
+    if (ec)
+      canonical = fs::absolute(path).string();
+    wire::ScanResult scan = wire::stripPayloads(file.data, size, kDeferBytes, canonical);
+    if (!scan.error.empty())
+      fail(path, scan.error);
+    bool ok = scan.ok ? parseBinary(scan.stripped.data(), scan.stripped.size(), model)
+                      : parseBinary(file.data, size, model);
+    if (!ok)
       fail(path, "not a valid ONNX protobuf (malformed or truncated)");
   }
 
@@ -188,8 +257,45 @@ onnx::ModelProto loadModel(const std::string &path) {
   return model;
 }
 
+bool isDeferred(const onnx::TensorProto &t) {
+  if (t.data_location() != onnx::TensorProto::EXTERNAL)
+    return false;
+  for (const auto &kv : t.external_data())
+    if (kv.key() == kDeferredKey)
+      return true;
+  return false;
+}
+
 bool isExternal(const onnx::TensorProto &t) {
-  return t.data_location() == onnx::TensorProto::EXTERNAL;
+  return t.data_location() == onnx::TensorProto::EXTERNAL && !isDeferred(t);
+}
+
+static void countDeferred(const onnx::GraphProto &g, std::pair<int64_t, uint64_t> &acc) {
+  auto add = [&](const onnx::TensorProto &t) {
+    if (isDeferred(t)) {
+      ++acc.first;
+      acc.second += uint64_t(externalDataRange(t).second);
+    }
+  };
+  for (const auto &t : g.initializer())
+    add(t);
+  for (const auto &n : g.node())
+    for (const auto &a : n.attribute()) {
+      if (a.has_t())
+        add(a.t());
+      for (const auto &t : a.tensors())
+        add(t);
+      if (a.has_g())
+        countDeferred(a.g(), acc);
+      for (const auto &sg : a.graphs())
+        countDeferred(sg, acc);
+    }
+}
+
+std::pair<int64_t, uint64_t> deferredStats(const onnx::ModelProto &model) {
+  std::pair<int64_t, uint64_t> acc{0, 0};
+  countDeferred(model.graph(), acc);
+  return acc;
 }
 
 static std::string externalField(const onnx::TensorProto &t,
@@ -216,6 +322,8 @@ std::pair<int64_t, int64_t> externalDataRange(const onnx::TensorProto &t) {
 
 std::string externalDataPath(const std::string &modelPath,
                              const onnx::TensorProto &t) {
+  if (isDeferred(t))
+    return externalField(t, kDeferredFileKey); // the model file, canonical
   std::string loc = externalField(t, "location");
   std::string what = "initializer '" + t.name() + "': external data ";
   if (loc.empty())
@@ -295,52 +403,115 @@ static double bf16ToDouble(uint16_t h) {
   return f;
 }
 
-// Decodes little-endian raw bytes of data type dt into doubles.
-static std::vector<double> decodeRaw(const char *p, size_t n, int32_t dt) {
-  std::vector<double> out(n);
+template <typename T> static void decodeAs(const char *p, size_t n, double *out) {
   for (size_t i = 0; i < n; ++i) {
-    switch (dt) {
-#define CASE(TY, CT)                                                            \
-  case onnx::TensorProto::TY: {                                                 \
-    CT v;                                                                       \
-    std::memcpy(&v, p + i * sizeof(CT), sizeof(CT));                            \
-    out[i] = double(v);                                                         \
-    break;                                                                      \
+    T v;
+    std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+    out[i] = double(v);
   }
-      CASE(FLOAT, float) CASE(DOUBLE, double) CASE(INT32, int32_t)
-      CASE(INT64, int64_t) CASE(UINT32, uint32_t) CASE(UINT64, uint64_t)
-      CASE(INT16, int16_t) CASE(UINT16, uint16_t) CASE(INT8, int8_t)
-      CASE(UINT8, uint8_t)
-#undef CASE
-    case onnx::TensorProto::BOOL: out[i] = p[i] ? 1.0 : 0.0; break;
-    case onnx::TensorProto::FLOAT16: {
-      uint16_t h; std::memcpy(&h, p + 2 * i, 2); out[i] = halfToDouble(h); break;
+}
+
+// Decodes little-endian raw bytes of data type dt into doubles (one loop per
+// type: the switch is outside the element loop).
+static void decodeRawInto(const char *p, size_t n, int32_t dt, double *out) {
+  switch (dt) {
+  case onnx::TensorProto::FLOAT: return decodeAs<float>(p, n, out);
+  case onnx::TensorProto::DOUBLE: return decodeAs<double>(p, n, out);
+  case onnx::TensorProto::INT32: return decodeAs<int32_t>(p, n, out);
+  case onnx::TensorProto::INT64: return decodeAs<int64_t>(p, n, out);
+  case onnx::TensorProto::UINT32: return decodeAs<uint32_t>(p, n, out);
+  case onnx::TensorProto::UINT64: return decodeAs<uint64_t>(p, n, out);
+  case onnx::TensorProto::INT16: return decodeAs<int16_t>(p, n, out);
+  case onnx::TensorProto::UINT16: return decodeAs<uint16_t>(p, n, out);
+  case onnx::TensorProto::INT8: return decodeAs<int8_t>(p, n, out);
+  case onnx::TensorProto::UINT8: return decodeAs<uint8_t>(p, n, out);
+  case onnx::TensorProto::BOOL:
+    for (size_t i = 0; i < n; ++i)
+      out[i] = p[i] ? 1.0 : 0.0;
+    return;
+  case onnx::TensorProto::FLOAT16:
+    for (size_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      out[i] = halfToDouble(h);
     }
-    case onnx::TensorProto::BFLOAT16: {
-      uint16_t h; std::memcpy(&h, p + 2 * i, 2); out[i] = bf16ToDouble(h); break;
+    return;
+  case onnx::TensorProto::BFLOAT16:
+    for (size_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      out[i] = bf16ToDouble(h);
     }
-    default: break;
-    }
+    return;
+  default:
+    std::fill(out, out + n, 0.0);
   }
+}
+
+// Reads n elements of type dt at `offset` of `file` with pread, a chunk at a
+// time, decoding into doubles: the file is never read whole and the bytes are
+// never all held at once.
+static std::vector<double> readRange(const std::string &file, uint64_t offset,
+                                     size_t n, int32_t dt, const std::string &modelPath,
+                                     const std::string &what) {
+  size_t eb = elementBytes(dt);
+  std::vector<double> out(n);
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    fail(modelPath, what + "cannot open '" + file + "': " + std::strerror(errno));
+  constexpr size_t kChunkElements = size_t(1) << 16;
+  std::vector<char> buf(std::min(n, kChunkElements) * eb);
+  size_t done = 0;
+  while (done < n) {
+    size_t count = std::min(n - done, kChunkElements), want = count * eb, got = 0;
+    while (got < want) {
+      ssize_t r = ::pread(fd, buf.data() + got, want - got, off_t(offset + done * eb + got));
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        int err = errno;
+        ::close(fd);
+        fail(modelPath, what + "file '" + file + "' is too short" +
+                            (r < 0 ? std::string(" (") + std::strerror(err) + ")" : ""));
+      }
+      got += size_t(r);
+    }
+    decodeRawInto(buf.data(), count, dt, out.data() + done);
+    done += count;
+  }
+  ::close(fd);
   return out;
 }
 
-static std::string readExternal(const onnx::TensorProto &t,
-                                const std::string &modelPath, size_t bytes) {
+static std::vector<double> readExternal(const onnx::TensorProto &t,
+                                        const std::string &modelPath, size_t n,
+                                        int32_t dt) {
+  size_t bytes = n * elementBytes(dt);
   std::string file = externalDataPath(modelPath, t);
   auto [offset, length] = externalDataRange(t);
   if (length >= 0 && size_t(length) != bytes)
     fail(modelPath, "initializer '" + t.name() + "': external length " +
                         std::to_string(length) + " does not match its shape (" +
                         std::to_string(bytes) + " bytes)");
-  std::ifstream in(file, std::ios::binary);
-  in.seekg(offset);
-  std::string buf(bytes, '\0');
-  in.read(buf.data(), bytes);
-  if (size_t(in.gcount()) != bytes)
-    fail(modelPath, "initializer '" + t.name() + "': external file '" + file +
-                        "' is too short");
-  return buf;
+  return readRange(file, uint64_t(offset), n, dt, modelPath,
+                   "initializer '" + t.name() + "': external ");
+}
+
+// A deferred tensor: same checks and messages as its inline form had.
+static std::vector<double> readDeferred(const onnx::TensorProto &t,
+                                        const std::string &modelPath, size_t n,
+                                        int32_t dt) {
+  size_t eb = elementBytes(dt);
+  auto [offset, length] = externalDataRange(t);
+  std::string field = externalField(t, kDeferredKey);
+  if (field == "raw_data" && size_t(length) != n * eb)
+    fail(modelPath, "tensor '" + t.name() + "': raw_data has " + std::to_string(length) +
+                        " bytes, its shape needs " + std::to_string(n * eb));
+  if (field != "raw_data" && size_t(length) != n * eb)
+    fail(modelPath, "tensor '" + t.name() + "' holds " + std::to_string(length / eb) +
+                        " values, its shape needs " + std::to_string(n));
+  return readRange(externalField(t, kDeferredFileKey), uint64_t(offset), n, dt, modelPath,
+                   "tensor '" + t.name() + "': model ");
 }
 
 std::vector<double> tensorToDouble(const onnx::TensorProto &t,
@@ -354,17 +525,19 @@ std::vector<double> tensorToDouble(const onnx::TensorProto &t,
   if (n < 0)
     fail(modelPath, "tensor '" + t.name() + "' has negative dims");
   std::vector<double> out;
-  if (isExternal(t)) {
-    std::string buf = readExternal(t, modelPath, size_t(n) * eb);
-    return decodeRaw(buf.data(), size_t(n), dt);
-  }
+  if (isDeferred(t))
+    return readDeferred(t, modelPath, size_t(n), dt);
+  if (isExternal(t))
+    return readExternal(t, modelPath, size_t(n), dt);
   if (t.has_raw_data()) {
     if (t.raw_data().size() != size_t(n) * eb)
       fail(modelPath, "tensor '" + t.name() + "': raw_data has " +
                           std::to_string(t.raw_data().size()) +
                           " bytes, its shape needs " +
                           std::to_string(size_t(n) * eb));
-    return decodeRaw(t.raw_data().data(), size_t(n), dt);
+    out.resize(size_t(n));
+    decodeRawInto(t.raw_data().data(), size_t(n), dt, out.data());
+    return out;
   }
   switch (dt) {
   case onnx::TensorProto::FLOAT:
