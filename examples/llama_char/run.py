@@ -13,6 +13,7 @@ WORK/gen/<policy>/ (generated sources); `train` builds WORK/gen/<policy>/build/ 
 WORK/runs/<name>.csv and WORK/runs/<name>.log.
 """
 import argparse
+import concurrent.futures as cf
 import os
 import subprocess
 import sys
@@ -59,13 +60,13 @@ def train(args):
         parts = spec.split(":")
         runs[parts[0]] = (parts[1], float(parts[2]), float(parts[3]) if len(parts) > 3 else 0.0)
     names = args.only.split(",") if args.only else list(runs)
-    libs = {}
-    for name in names:
-        policy = runs[name][0]
-        if policy != "torch-adamw" and policy not in libs:
-            libs[policy] = build_library(os.path.join(work, "gen", policy), jobs=args.jobs,
-                                         runtime_dir=os.path.join(ROOT, "runtime"))
-            print("built", policy, flush=True)
+    t_build = time.time()
+    policies = sorted({runs[n][0] for n in names} - {"torch-adamw"})
+    with cf.ThreadPoolExecutor(max(1, args.jobs // 2)) as ex:   # libraries built in parallel
+        futs = {p: ex.submit(build_library, os.path.join(work, "gen", p), jobs=2,
+                             runtime_dir=os.path.join(ROOT, "runtime")) for p in policies}
+        libs = {p: f.result() for p, f in futs.items()}
+    print("built", ", ".join(policies), "in %.0f s" % (time.time() - t_build), flush=True)
     os.makedirs(os.path.join(work, "runs"), exist_ok=True)
     procs = []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),

@@ -100,8 +100,12 @@ def train(args):
     model = build_model(args.seed)
     nparams = sum(p.numel() for p in model.parameters())
     if args.optimizer == "torch-adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay,
-                                betas=(0.9, 0.95))
+        # The same hyper-parameters as symoc's adamw step (torch's defaults; decay 0.01 on
+        # matrices, none on norm gains), so the two curves are directly comparable.
+        mats = [p for p in model.parameters() if p.dim() >= 2]
+        vecs = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": mats, "weight_decay": 0.01},
+                                 {"params": vecs, "weight_decay": 0.0}], lr=args.lr)
         label = "torch-adamw"
     else:
         from symoc.torch import SymocOptimizer
@@ -161,7 +165,6 @@ def main():
     t.add_argument("--optimizer", choices=["torch-adamw", "symoc"], required=True)
     t.add_argument("--library")
     t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--eval-every", type=int, default=25)
     t.add_argument("--seed", type=int, default=0)
