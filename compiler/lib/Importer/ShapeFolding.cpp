@@ -288,15 +288,25 @@ private:
           return std::nullopt;
         int64_t r = int64_t(a->dims.size() + axes->size());
         std::vector<bool> isNew(r, false);
-        for (int64_t ax : *axes)
-          isNew[ax < 0 ? ax + r : ax] = true;
+        for (int64_t ax : *axes) {
+          int64_t k = ax < 0 ? ax + r : ax;
+          if (k < 0 || k >= r || isNew[k])
+            return std::nullopt; // invalid axes: leave the node to inference
+          isNew[k] = true;
+        }
         t.dims.clear();
         size_t k = 0;
         for (int64_t i = 0; i < r; ++i)
           t.dims.push_back(isNew[i] ? 1 : a->dims[k++]);
       } else {
-        t.dims.clear();
         int64_t r = a->dims.size();
+        if (axes)
+          for (int64_t ax : *axes) {
+            int64_t k = ax < 0 ? ax + r : ax;
+            if (k < 0 || k >= r || a->dims[k] != 1)
+              return std::nullopt; // invalid: leave it to shape inference
+          }
+        t.dims.clear();
         for (int64_t i = 0; i < r; ++i) {
           bool drop = false;
           if (axes) {
