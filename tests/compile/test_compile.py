@@ -1,0 +1,567 @@
+#!/usr/bin/env python3
+"""tests/compile: `symoc compile` end to end.
+
+For every policy the generated sources are compiled with -Wall -Wextra -Werror against the
+runtime (g++, the build's libsymoc_runtime.a), loaded through the C ABI (symoc_optimizer.py)
+and stepped. Reference comparisons: Muon (the runtime's rule through symoc_rt_harness, and
+muon.py's Newton-Schulz written here in NumPy), AdamW (torch.optim.AdamW; skipped without
+torch), Shampoo (float64 eigh). Also: no allocation after the first steps, bad input, state
+files, multipliers, non-finite gradients, the CLI's errors and a CMake consumer project.
+
+    test_compile.py --symoc BIN --runtime-lib LIB.a --link "-llapacke ..." [--harness BIN]
+                    [--work DIR] [unittest args, e.g. -k Muon]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+from symoc_optimizer import Library, SymocError  # noqa: E402
+
+ARGS = None
+POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini", "adamw",
+            "ddc-adam", "ddc-muon", "auto"]
+LLAMA = os.path.join(SRC, "models", "llama.onnx")
+GPT2 = os.path.join(SRC, "models", "gpt2.onnx")
+_BUILT = {}
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def symoc(*args):
+    return run([ARGS.symoc, *args])
+
+
+def compile_model(model, policy, *extra, tag=None):
+    """symoc compile + g++ -> (library path, plan dict, output folder). Cached per key."""
+    key = (model, policy, extra)
+    if key in _BUILT:
+        return _BUILT[key]
+    name = tag or f"{os.path.basename(model).split('.')[0]}_{policy}"
+    out = os.path.join(ARGS.work, name)
+    shutil.rmtree(out, ignore_errors=True)
+    r = symoc("compile", model, "--policy", policy, "-o", out, *extra)
+    if r.returncode != 0:
+        raise AssertionError(f"symoc compile {model} --policy {policy} failed:\n{r.stderr}")
+    cpp = [f for f in os.listdir(out) if f.endswith("_optimizer.cpp")]
+    assert len(cpp) == 1, os.listdir(out)
+    lib = os.path.join(out, "lib" + cpp[0][:-4] + ".so")
+    cxx = [ARGS.cxx]
+    if shutil.which("ccache"):
+        cxx = ["ccache"] + cxx
+    cmd = cxx + ["-std=c++17", "-O1", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden",
+                 "-I", out, "-I", os.path.join(SRC, "runtime", "include"), os.path.join(out, cpp[0]),
+                 ARGS.runtime_lib, "-Wl,--exclude-libs,ALL", *ARGS.link.split(), "-o", lib]
+    r = run(cmd)
+    if r.returncode != 0:
+        raise AssertionError(f"generated code for {policy} does not compile cleanly:\n{' '.join(cmd)}\n{r.stderr[-4000:]}")
+    with open(os.path.join(out, "plan.json")) as f:
+        plan = json.load(f)
+    _BUILT[key] = (lib, plan, out)
+    return _BUILT[key]
+
+
+def rand_like(lib, rng, scale=1.0):
+    return [(scale * rng.standard_normal(s)).astype(np.float32) for s in lib.shapes]
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def run_steps(lib, lr, W, grads, **mult):
+    opt = lib.optimizer(lr)
+    for name, m in mult.items():
+        opt.set_multiplier(name, m)
+    for G in grads:
+        opt.step(W, G)
+    return opt
+
+
+class EveryPolicy(unittest.TestCase):
+    """Each policy compiles (-Werror), steps every parameter, and holds the state it planned."""
+
+    def check(self, model, policy):
+        path, plan, _ = compile_model(model, policy)
+        lib = Library(path)
+        self.assertEqual(lib.names, [p["name"] for p in plan["params"]])
+        self.assertEqual([list(s) for s in lib.shapes], [p["shape"] for p in plan["params"]])
+        self.assertEqual(lib.rules, [p["step"] for p in plan["params"]])
+        self.assertEqual(lib.fingerprint, plan["fingerprint"])
+        rng = np.random.default_rng(1)
+        W = rand_like(lib, rng)
+        W0 = [w.copy() for w in W]
+        opt = run_steps(lib, 1e-2, W, [rand_like(lib, rng) for _ in range(3)])
+        self.assertEqual(opt.steps_taken, 3)
+        self.assertEqual(opt.steps_skipped, 0)
+        for name, w, w0 in zip(lib.names, W, W0):
+            self.assertTrue(np.isfinite(w).all(), f"{policy}: {name} not finite")
+            self.assertGreater(np.abs(w - w0).max(), 0, f"{policy}: {name} was not stepped")
+        # The plan's state estimate is exact for every rule (float32 buffers after a step).
+        self.assertEqual(opt.state_bytes, plan["state_bytes"], f"{model} {policy}")
+
+    def test_llama_every_policy(self):
+        for p in POLICIES:
+            with self.subTest(policy=p):
+                self.check(LLAMA, p)
+
+    def test_gpt2_every_policy(self):
+        for p in POLICIES:
+            with self.subTest(policy=p):
+                self.check(GPT2, p)
+
+
+def ns5(G, steps=5, eps=1e-7):
+    """muon.py's zeropower_via_newtonschulz5, in float32 NumPy."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = G.astype(np.float32)
+    X = X / (np.linalg.norm(X) + eps)
+    tall = X.shape[0] > X.shape[1]
+    if tall:
+        X = X.T
+    for _ in range(steps):
+        A = X @ X.T
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    return X.T if tall else X
+
+
+def muon_reference(W0, grads, lr, beta=0.95):
+    W = W0.astype(np.float32).copy()
+    M = np.zeros_like(W)
+    for G in grads:
+        M = M + (1 - beta) * (G - M)          # lerp(M, G, 1 - beta)
+        U = G + beta * (M - G)                # Nesterov: lerp(G, M, beta)
+        D = ns5(U) * max(1.0, W.shape[0] / W.shape[1]) ** 0.5
+        W = W - np.float32(lr) * D
+    return W
+
+
+class Muon(unittest.TestCase):
+    def test_generated_muon_equals_runtime_and_reference(self):
+        path, plan, out = compile_model(LLAMA, "muon")
+        lib = Library(path)
+        hyper = {b["params"][0]: b["step"]["hyper"] for b in plan["blocks"]}
+        rng = np.random.default_rng(2)
+        lr, steps = 0.02, 4
+        W = rand_like(lib, rng)
+        W0 = [w.copy() for w in W]
+        grads = [rand_like(lib, rng) for _ in range(steps)]
+        run_steps(lib, lr, W, grads)
+        checked, err_ref, err_rt = 0, 0.0, 0.0
+        for i, name in enumerate(lib.names):
+            if lib.rules[i] != "muon":
+                continue
+            h = hyper[name]
+            self.assertEqual((h["beta"], h["nesterov"], h["weight_decay"]), (0.95, 1, 0))
+            G = [g[i] for g in grads]
+            ref = muon_reference(W0[i], G, lr)
+            err_ref = max(err_ref, rel(W[i] - W0[i], ref - W0[i]))
+            self.assertLess(rel(W[i] - W0[i], ref - W0[i]), 1e-5, name)
+            if ARGS.harness:
+                m, n = W0[i].shape
+                with tempfile.TemporaryDirectory() as d:
+                    np.concatenate([W0[i].ravel()] + [g.ravel() for g in G]).astype(np.float32).tofile(f"{d}/in")
+                    r = run([ARGS.harness, "muon", str(m), str(n), str(steps), f"{d}/in", f"{d}/out", f"lr={lr}",
+                             "beta=0.95", "nesterov=1", "wd=0"])
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    direct = np.fromfile(f"{d}/out", np.float32).reshape(steps, m, n)[-1]
+                err_rt = max(err_rt, rel(W[i] - W0[i], direct - W0[i]))
+                self.assertLess(rel(W[i] - W0[i], direct - W0[i]), 1e-6, name)
+            checked += 1
+        print(f"\nmuon: {checked} blocks; max rel. error of the update vs NumPy NS5 {err_ref:.2e}, "
+              f"vs the runtime's Muon {err_rt:.2e}", file=sys.stderr)
+        self.assertGreaterEqual(checked, 10)  # q, k, v, o, gate, up, down of both layers
+
+
+class AdamW(unittest.TestCase):
+    def test_generated_adamw_equals_torch(self):
+        try:
+            import torch
+        except ImportError:
+            self.skipTest("torch is not installed")
+        path, plan, _ = compile_model(LLAMA, "adamw")
+        lib = Library(path)
+        rng = np.random.default_rng(3)
+        lr, steps = 1e-2, 10
+        W = rand_like(lib, rng)
+        grads = [rand_like(lib, rng) for _ in range(steps)]
+        hyper = {b["params"][0]: b["step"]["hyper"] for b in plan["blocks"]}
+        tparams, groups = [], []
+        for name, w in zip(lib.names, W):
+            p = torch.nn.Parameter(torch.tensor(w.copy()))
+            h = hyper[name]
+            tparams.append(p)
+            groups.append({"params": [p], "betas": (h["beta1"], h["beta2"]), "eps": h["eps"],
+                           "weight_decay": h["weight_decay"]})
+        self.assertTrue(any(g["weight_decay"] > 0 for g in groups))
+        topt = torch.optim.AdamW(groups, lr=lr)
+        run_steps(lib, lr, W, grads)
+        for G in grads:
+            for p, g in zip(tparams, G):
+                p.grad = torch.tensor(g)
+            topt.step()
+        err = 0.0
+        for name, w, p in zip(lib.names, W, tparams):
+            err = max(err, rel(w, p.detach().numpy()))
+            self.assertLess(rel(w, p.detach().numpy()), 1e-6, name)
+        print(f"\nadamw: max rel. error of the weights vs torch.optim.AdamW after {steps} steps {err:.2e}",
+              file=sys.stderr)
+
+
+def inv_root(A, p, eps, rcond=1e-7):
+    """(A + eps I)^(-1/p) in float64; eigenvalues <= rcond * max map to 0 (the runtime's cut)."""
+    w, V = np.linalg.eigh(A + eps * np.eye(A.shape[0]))
+    w = np.maximum(w, 0)
+    inv = np.where(w > rcond * w.max(), np.power(np.where(w > 0, w, 1), -1.0 / p), 0)
+    return (V * inv) @ V.T
+
+
+class Shampoo(unittest.TestCase):
+    def test_generated_shampoo_equals_eigh_reference(self):
+        path, plan, _ = compile_model(LLAMA, "shampoo")
+        lib = Library(path)
+        hyper = {b["params"][0]: b["step"]["hyper"] for b in plan["blocks"]}
+        rng = np.random.default_rng(4)
+        lr, steps = 0.05, 3
+        W = rand_like(lib, rng)
+        W0 = [w.copy() for w in W]
+        grads = [rand_like(lib, rng) for _ in range(steps)]
+        run_steps(lib, lr, W, grads)
+        checked, err = 0, 0.0
+        for i, name in enumerate(lib.names):
+            if lib.rules[i] != "shampoo":
+                continue
+            h = hyper[name]
+            self.assertEqual((h["beta2"], h["exponent"], h["precondition_frequency"]), (1, 4, 1))
+            Wr = W0[i].astype(np.float64)
+            L = np.zeros((Wr.shape[0],) * 2)
+            R = np.zeros((Wr.shape[1],) * 2)
+            for g in grads:
+                G = g[i].astype(np.float64)
+                L += G @ G.T
+                R += G.T @ G
+                Wr = Wr - lr * inv_root(L, 4, h["eps"]) @ G @ inv_root(R, 4, h["eps"])
+            # fp32 statistics of Gaussian gradients are ill-conditioned (runtime README: 1e-3).
+            self.assertLess(rel(W[i] - W0[i], Wr - W0[i]), 1e-3, name)
+            err = max(err, rel(W[i] - W0[i], Wr - W0[i]))
+            checked += 1
+        print(f"\nshampoo: {checked} blocks; max rel. error of the update vs float64 eigh {err:.2e}", file=sys.stderr)
+        self.assertGreaterEqual(checked, 15)
+
+
+class NoAllocation(unittest.TestCase):
+    def test_steps_after_the_first_allocate_nothing(self):
+        exe = os.path.join(ARGS.work, "alloc_check")
+        r = run([ARGS.cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-rdynamic", "-I",
+                 os.path.join(SRC, "runtime", "include"), os.path.join(HERE, "alloc_check.cpp"), "-ldl", "-o", exe])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The counter works: the first step allocates (state buffers, workspace).
+        r = run([exe, compile_model(LLAMA, "adamw")[0], "2", "1"])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for model in (LLAMA, GPT2):
+            for p in POLICIES:
+                with self.subTest(model=os.path.basename(model), policy=p):
+                    path, _, _ = compile_model(model, p)
+                    r = run([exe, path, "6"])
+                    self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                    self.assertIn("allocations in steps 3..6: 0", r.stdout)
+
+
+class BadInput(unittest.TestCase):
+    def setUp(self):
+        self.lib = Library(compile_model(LLAMA, "symo")[0])
+        self.rng = np.random.default_rng(5)
+
+    def test_wrong_parameter_count_is_refused_and_touches_nothing(self):
+        import ctypes as C
+        lib = self.lib
+        W, G = rand_like(lib, self.rng), rand_like(lib, self.rng)
+        W0 = [w.copy() for w in W]
+        opt = lib.optimizer(1e-2)
+        n = len(W) - 1
+        Wp = (C.POINTER(C.c_float) * n)(*[w.ctypes.data_as(C.POINTER(C.c_float)) for w in W[:n]])
+        Gp = (C.POINTER(C.c_float) * n)(*[g.ctypes.data_as(C.POINTER(C.c_float)) for g in G[:n]])
+        self.assertEqual(opt.raw_step(Wp, Gp, n), 2)
+        self.assertIn(f"got {n} parameters, the plan of llama has {n + 1}", opt.last_error())
+        self.assertEqual(opt.steps_taken, 0)
+        self.assertEqual(opt.state_bytes, 0)
+        for w, w0 in zip(W, W0):
+            self.assertTrue(np.array_equal(w, w0))
+        # A NULL gradient pointer: SYMOC_ERR_ARGUMENT naming the parameter.
+        Gp = (C.POINTER(C.c_float) * (n + 1))(*([g.ctypes.data_as(C.POINTER(C.c_float)) for g in G[:n]] + [None]))
+        Wp = (C.POINTER(C.c_float) * (n + 1))(*[w.ctypes.data_as(C.POINTER(C.c_float)) for w in W])
+        self.assertEqual(opt.raw_step(Wp, Gp, n + 1), 1)
+        self.assertIn(lib.names[-1], opt.last_error())
+        for w, w0 in zip(W, W0):
+            self.assertTrue(np.array_equal(w, w0))
+
+    def test_shape_mismatch_is_refused_by_the_loader(self):
+        W, G = rand_like(self.lib, self.rng), rand_like(self.lib, self.rng)
+        G[2] = G[2].T.copy()
+        if G[2].shape == W[2].shape:
+            G[2] = G[2][:, :-1].copy()
+        with self.assertRaisesRegex(ValueError, self.lib.names[2]):
+            self.lib.optimizer(1e-2).step(W, G)
+
+    def test_state_from_another_model_is_refused_and_nothing_is_corrupted(self):
+        other = Library(compile_model(GPT2, "symo")[0])
+        with tempfile.TemporaryDirectory() as d:
+            ow = rand_like(other, self.rng)
+            oopt = other.optimizer(1e-2)
+            oopt.step(ow, rand_like(other, self.rng))
+            oopt.save(f"{d}/gpt2.state")
+            W = rand_like(self.lib, self.rng)
+            Wc = [w.copy() for w in W]
+            grads = [rand_like(self.lib, self.rng) for _ in range(3)]
+            a, b = self.lib.optimizer(1e-2), self.lib.optimizer(1e-2)
+            a.step(W, grads[0]), b.step(Wc, grads[0])
+            with self.assertRaises(SymocError) as e:
+                a.load(f"{d}/gpt2.state")
+            self.assertEqual(e.exception.code, 4)
+            self.assertIn("written for model/plan", e.exception.message)
+            self.assertIn("gpt2", e.exception.message)
+            # Truncated and missing files.
+            a.save(f"{d}/llama.state")
+            with open(f"{d}/llama.state", "rb") as f:
+                data = f.read()
+            with open(f"{d}/cut.state", "wb") as f:
+                f.write(data[: len(data) // 2])
+            with self.assertRaises(SymocError) as e:
+                a.load(f"{d}/cut.state")
+            self.assertEqual(e.exception.code, 4)
+            with self.assertRaises(SymocError) as e:
+                a.load(f"{d}/missing.state")
+            self.assertEqual(e.exception.code, 3)
+            # After the refused loads `a` steps exactly like `b`, which never saw them.
+            for G in grads[1:]:
+                a.step(W, G), b.step(Wc, G)
+            for w, wc in zip(W, Wc):
+                self.assertTrue(np.array_equal(w, wc))
+
+    def test_resume_is_bit_exact(self):
+        for policy in ("symo", "muon", "ddc-muon", "symo-coupled"):
+            with self.subTest(policy=policy):
+                lib = Library(compile_model(LLAMA, policy)[0])
+                rng = np.random.default_rng(6)
+                W = rand_like(lib, rng)
+                grads = [rand_like(lib, rng) for _ in range(4)]
+                with tempfile.TemporaryDirectory() as d:
+                    a = lib.optimizer(1e-2)
+                    a.set_multiplier("*.mlp.*", 0.5)
+                    a.step(W, grads[0]), a.step(W, grads[1])
+                    a.save(f"{d}/s")
+                    Wb = [w.copy() for w in W]
+                    a.step(W, grads[2]), a.step(W, grads[3])
+                    b = lib.optimizer(0.5)  # lr, multipliers and step count come from the file
+                    b.load(f"{d}/s")
+                    self.assertEqual((b.get_lr(), b.steps_taken), (np.float32(1e-2), 2))
+                    b.step(Wb, grads[2]), b.step(Wb, grads[3])
+                    for w, wb in zip(W, Wb):
+                        self.assertTrue(np.array_equal(w, wb))
+
+    def test_create_and_arguments(self):
+        api = self.lib.api
+        self.assertFalse(api.create(0.0))
+        self.assertIn("learning rate", api.last_error(None).decode())
+        self.assertFalse(api.create(float("nan")))
+        opt = self.lib.optimizer(1e-2)
+        with self.assertRaises(SymocError) as e:
+            opt.set_multiplier("no.such.weight", 2.0)
+        self.assertIn("matches no parameter", e.exception.message)
+        with self.assertRaises(SymocError):
+            opt.set_lr(-1.0)
+        self.assertEqual(opt.get_lr(), np.float32(1e-2))
+        self.assertEqual(api.param_name(len(self.lib.names)), None)
+
+    def test_multipliers(self):
+        lib = Library(compile_model(LLAMA, "adamw")[0])
+        rng = np.random.default_rng(8)
+        W = rand_like(lib, rng)
+        grads = [rand_like(lib, rng) for _ in range(3)]
+        frozen = lib.names[3]
+        Wa = [w.copy() for w in W]
+        run_steps(lib, 1e-2, Wa, grads, **{frozen: 0.0, "norm.weight": 2.0})
+        self.assertTrue(np.array_equal(Wa[3], W[3]))
+        # norm.weight with multiplier 2 equals a run at twice the learning rate.
+        Wb = [w.copy() for w in W]
+        run_steps(lib, 2e-2, Wb, grads)
+        k = lib.names.index("norm.weight")
+        self.assertTrue(np.array_equal(Wa[k], Wb[k]))
+        self.assertFalse(np.array_equal(Wa[0], Wb[0]))
+
+    def test_nonfinite_gradient_skips_that_block(self):
+        lib = self.lib
+        W, G = rand_like(lib, self.rng), rand_like(lib, self.rng)
+        W0 = [w.copy() for w in W]
+        G[4][0, 0] = np.nan
+        opt = lib.optimizer(1e-2)
+        opt.step(W, G)
+        self.assertEqual(opt.steps_skipped, 1)
+        self.assertTrue(np.array_equal(W[4], W0[4]))
+        self.assertFalse(np.array_equal(W[5], W0[5]))
+
+
+class Cli(unittest.TestCase):
+    def err(self, r):
+        self.assertNotEqual(r.returncode, 0)
+        lines = [l for l in r.stderr.splitlines() if l.startswith("symoc: error:")]
+        self.assertEqual(len(lines), 1, r.stderr)
+        return lines[0]
+
+    def test_errors(self):
+        with tempfile.TemporaryDirectory() as d:
+            self.assertIn("unknown policy", self.err(symoc("compile", LLAMA, "--policy", "sgdx", "-o", d)))
+            self.assertIn("matches no parameter",
+                          self.err(symoc("compile", LLAMA, "--override", "nope.*=adamw", "-o", d)))
+            self.assertIn("not a subgroup", self.err(symoc("compile", LLAMA, "--override",
+                                                           "layers.0.mlp.gate_proj.weight=symo:BxB", "-o", d)))
+            self.assertIn("unknown step", self.err(symoc("compile", LLAMA, "--override", "norm.weight=rmsprop")))
+            self.assertIn("has no hyper-parameter",
+                          self.err(symoc("compile", LLAMA, "--override", "norm.weight=adamw,momentum=1")))
+            self.assertIn("smallest optimizer state",
+                          self.err(symoc("compile", LLAMA, "--policy", "auto", "--budget-bytes", "1000")))
+            self.assertIn("missing.onnx", self.err(symoc("compile", os.path.join(d, "missing.onnx"))))
+            with open(f"{d}/bad.json", "w") as f:
+                f.write("{not json")
+            self.assertIn("bad.json", self.err(symoc("compile", LLAMA, "--config", f"{d}/bad.json")))
+            self.assertEqual(os.listdir(d), ["bad.json"])  # nothing written on errors
+
+    def test_overrides_and_config(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(f"{d}/c.json", "w") as f:
+                json.dump({"blocks": {"h.*.bias": "sgd", "h.0.mlp.c_fc.weight": "muon,beta=0.9"}}, f)
+            r = symoc("compile", GPT2, "--config", f"{d}/c.json", "--override", "h.1.*.bias=adam-mini", "--emit",
+                      "json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            plan = json.loads(r.stdout)
+            step = {p["name"]: p["step"] for p in plan["params"]}
+            self.assertEqual(step["h.0.attn.c_attn.bias"], "sgd")
+            self.assertEqual(step["h.1.attn.c_attn.bias"], "adam_mini")
+            self.assertEqual(step["h.0.mlp.c_fc.weight"], "muon")
+            blk = [b for b in plan["blocks"] if b["params"] == ["h.0.mlp.c_fc.weight"]][0]
+            self.assertEqual(blk["step"]["hyper"]["beta"], 0.9)
+            self.assertTrue(blk["source"].startswith(f"{d}/c.json"))
+
+    def test_budget(self):
+        r = symoc("compile", GPT2, "--policy", "auto", "--budget-bytes", "120000", "--emit", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        plan = json.loads(r.stdout)
+        self.assertLessEqual(plan["state_bytes"], 120000)
+        r = symoc("compile", GPT2, "--policy", "auto", "--emit", "json")
+        plan = json.loads(r.stdout)
+        self.assertLessEqual(plan["state_bytes"], plan["adamw_state_bytes"])
+
+    def test_symo_uses_only_claimed_groups(self):
+        """Every Symo group in a plan is a subgroup of what the analysis claims on that axis,
+        recomputed here from `symoc analyze --json` (not from the plan)."""
+        for model in (LLAMA, GPT2):
+            with tempfile.TemporaryDirectory() as d:
+                r = symoc("analyze", model, "--json", f"{d}/a.json")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(f"{d}/a.json") as f:
+                    a = json.load(f)
+                shapes = {b["name"]: b["shape"] for b in a["blocks"]}
+                claimed = {}
+                for c in a["claims"]:
+                    if c["kind"] != "linear":
+                        continue
+                    for m in c["members"]:
+                        if m["offset"] == 0 and m["extent"] == shapes[m["initializer"]][m["axis"]]:
+                            claimed.setdefault((m["initializer"], m["axis"]), set()).add(c["group"]["name"])
+                sub = {"1": set(), "Z2": {"Z2"}, "S": {"S"}, "B": {"S", "Z2"}, "O": {"O"}}
+                for policy in ("symo", "symo-large", "auto"):
+                    plan = json.loads(symoc("compile", model, "--policy", policy, "--emit", "json").stdout)
+                    for p in plan["params"]:
+                        if not p["step"].startswith("symo "):
+                            continue
+                        for axis, g in ((0, p["group"]["left"]), (1, p["group"]["right"])):
+                            have = claimed.get((p["name"], axis), set())
+                            need = sub[g]
+                            ok = need <= have or (g in ("O",) and "GL" in have)
+                            self.assertTrue(ok, f"{policy}: {p['name']} axis {axis} uses {g}, claims {have}")
+
+
+MAIN_CPP = r"""
+#include "llama_optimizer.h"
+#include <cstdio>
+#include <vector>
+int main() {
+  const SymocOptimizerApi *api = llama_optimizer_api();
+  std::vector<std::vector<float>> w(LLAMA_OPTIMIZER_NUM_PARAMS), g(LLAMA_OPTIMIZER_NUM_PARAMS);
+  std::vector<float *> wp; std::vector<const float *> gp;
+  for (int i = 0; i < api->num_params(); ++i) {
+    int64_t dims[SYMOC_OPTIMIZER_MAX_RANK]; int rank = 0; api->param_shape(i, dims, &rank);
+    int64_t n = 1; for (int k = 0; k < rank; ++k) n *= dims[k];
+    w[i].assign(n, 1.f); g[i].assign(n, 0.5f); wp.push_back(w[i].data()); gp.push_back(g[i].data());
+  }
+  SymocOptimizer *o = api->create(0.1f);
+  int rc = api->step(o, wp.data(), gp.data(), api->num_params());
+  std::printf("rc=%d q_proj[0]=%g %s\n", rc, w[llama_layers_0_self_attn_q_proj_weight][0], api->policy);
+  api->destroy(o);
+  return rc;
+}
+"""
+
+
+class CMakeConsumer(unittest.TestCase):
+    """add_subdirectory(out) + target_link_libraries(app llama_optimizer) builds and runs."""
+
+    def test_two_line_integration(self):
+        if not shutil.which("cmake"):
+            self.skipTest("cmake not found")
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "out")
+            r = symoc("compile", LLAMA, "--policy", "muon", "-o", out, "--runtime-dir", os.path.join(SRC, "runtime"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            os.makedirs(f"{d}/app")
+            with open(f"{d}/app/CMakeLists.txt", "w") as f:
+                f.write("cmake_minimum_required(VERSION 3.16)\nproject(app CXX)\n"
+                        f"add_subdirectory({out} optimizer)\n"
+                        "add_executable(app main.cpp)\ntarget_link_libraries(app llama_optimizer)\n")
+            with open(f"{d}/app/main.cpp", "w") as f:
+                f.write(MAIN_CPP)
+            env = dict(os.environ)
+            r = run(["cmake", "-S", f"{d}/app", "-B", f"{d}/build", "-G", "Ninja",
+                     "-DLLAMA_OPTIMIZER_WERROR=ON", "-DCMAKE_CXX_COMPILER_LAUNCHER=" + (shutil.which("ccache") or "")],
+                    env=env)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            r = run(["cmake", "--build", f"{d}/build", "-j2"])
+            self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-4000:])
+            r = run([f"{d}/build/app"])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("rc=0", r.stdout)
+            self.assertIn("muon", r.stdout)
+            self.assertNotIn("q_proj[0]=1 ", r.stdout)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--runtime-lib", required=True)
+    ap.add_argument("--link", default="-llapacke -lopenblas -fopenmp")
+    ap.add_argument("--harness", default="")
+    ap.add_argument("--cxx", default="g++")
+    ap.add_argument("--work", default="")
+    ARGS, rest = ap.parse_known_args()
+    if not ARGS.work:
+        ARGS.work = tempfile.mkdtemp(prefix="symoc_compile_")
+    os.makedirs(ARGS.work, exist_ok=True)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
