@@ -685,20 +685,25 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
     std::vector<std::vector<Choice>> cands;
     std::vector<size_t> pick(plan.params.size(), 0);
     for (const Param &p : plan.params) cands.push_back(autoCandidates(m, p, o));
-    auto cost = [&](size_t i, size_t k) {
-      Plan tmp;
-      tmp.params = {plan.params[i]};
-      Unit u;
-      u.params = {0};
-      u.step = cands[i][k].step;
-      estimateCost(tmp, u);
-      return std::pair<int64_t, double>(u.stateBytes, u.flops);
-    };
+    std::vector<std::vector<std::pair<int64_t, double>>> costs(cands.size());
+    for (size_t i = 0; i < cands.size(); ++i)
+      for (const Choice &c : cands[i]) {
+        Plan tmp;
+        tmp.params = {plan.params[i]};
+        Unit u;
+        u.params = {0};
+        u.step = c.step;
+        estimateCost(tmp, u);
+        costs[i].push_back({u.stateBytes, u.flops});
+      }
+    auto cost = [&](size_t i, size_t k) { return costs[i][k]; };
     int64_t total = 0;
     for (size_t i = 0; i < pick.size(); ++i) total += cost(i, 0).first;
-    if (o.budgetBytes >= 0) {
+    // Without --budget-bytes the budget is AdamW's state: never more memory than the baseline.
+    const int64_t budget = o.budgetBytes >= 0 ? o.budgetBytes : plan.adamwBytes();
+    {
       // Greedy: move the block holding the most state to its smallest-state candidate.
-      while (total > o.budgetBytes) {
+      while (total > budget) {
         size_t best = SIZE_MAX, bestK = 0;
         int64_t bestSave = 0;
         for (size_t i = 0; i < pick.size(); ++i)
@@ -708,11 +713,12 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
           }
         if (best == SIZE_MAX)
           throw Error(fmt::format("--budget-bytes {}: the smallest optimizer state for this model is {} bytes",
-                                  o.budgetBytes, total));
+                                  budget, total));
         total -= bestSave;
         pick[best] = bestK;
       }
-      plan.notes.push_back(fmt::format("auto: state {} within budget {}", formatBytes(total), formatBytes(o.budgetBytes)));
+      plan.notes.push_back(fmt::format("auto: state {} within budget {}{}", formatBytes(total), formatBytes(budget),
+                                       o.budgetBytes >= 0 ? "" : " (AdamW's state; set --budget-bytes)"));
     }
     for (size_t i = 0; i < pick.size(); ++i) {
       choice[i] = cands[i][pick[i]];
