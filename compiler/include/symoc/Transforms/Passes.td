@@ -1,0 +1,73 @@
+//===- Passes.td - symoc's transformation passes -----------*- tablegen -*-===//
+//
+// Normalization passes recompose the decomposed patterns that exporters write
+// for ops ONNX 1.12 lacks or that torch 1.13 spells out (RMSNorm, LayerNorm,
+// GELU, SiLU), so that the space analysis reasons on one op with one rule.
+// Every rewrite is exact: the new op computes the same function for every
+// input, which `symoc verify` checks against the original ONNX graph.
+//
+//===----------------------------------------------------------------------===//
+#ifndef SYMOC_TRANSFORMS_PASSES
+#define SYMOC_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def RecomposeRMSNorm : Pass<"symoc-recompose-rmsnorm", "mlir::ModuleOp"> {
+  let summary = "Recompose x / sqrt(mean(x^2) + eps) [* gain] into graph.RMSNormalization";
+  let description = [{
+    Matches, over the last axis only and with keepdims = 1:
+      x * Reciprocal(Sqrt(ReduceMean(x^2) + eps)),  x * (1 / Sqrt(...)),
+      x / Sqrt(...),  x * Pow(ReduceMean(x^2) + eps, -0.5)
+    optionally followed by a multiplication with a gain whose only axis is the
+    normalized one. x^2 may be Pow(x, 2) or Mul(x, x). Intermediate values
+    must have no other use and the same x must feed both sides.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
+def RecomposeLayerNorm : Pass<"symoc-recompose-layernorm", "mlir::ModuleOp"> {
+  let summary = "Recompose the decomposed LayerNorm into graph.LayerNormalization";
+  let description = [{
+    d = x - ReduceMean(x); y = d / Sqrt(ReduceMean(d^2) + eps) [* gain] [+ bias],
+    both means over the last axis only with keepdims = 1.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
+def RecomposeActivations : Pass<"symoc-recompose-activations", "mlir::ModuleOp"> {
+  let summary = "Recompose GELU (erf and tanh forms) and x * sigmoid(x)";
+  let description = [{
+    x * 0.5 * (1 + erf(x / sqrt(2))) -> graph.Gelu;
+    0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) -> graph.Gelu
+    (approximate = "tanh"); x * sigmoid(x) -> graph.Silu. Constants must match
+    within a relative tolerance of 1e-6, otherwise the pattern is left alone.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
+def Normalize : Pass<"symoc-normalize", "mlir::ModuleOp"> {
+  let summary = "Run every recomposition pass (LayerNorm, RMSNorm, activations)";
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
+def AnnotateSpaces : Pass<"symoc-annotate-spaces", "mlir::ModuleOp"> {
+  let summary = "Test pass: write the space analysis into the IR";
+  let description = [{
+    Runs symoc::analyzeSpaces and writes, on each graph.param, the attribute
+    graph.spaces = ["s1", "s2,s3", ...] (the space of each axis; the pieces
+    of a cut axis joined with ","), and on the module graph.space_groups =
+    {s1 = "S x Scale+", ...}, for FileCheck. With claims-json=FILE it also
+    writes the claims, so that claims found on a rewritten graph can be
+    checked by `symoc verify` against the original ONNX model.
+  }];
+  let options = [
+    Option<"loss", "loss", "std::string", /*default=*/"\"auto\"",
+           "Loss assumed after the outputs: auto, cross-entropy, mse or none">,
+    Option<"claimsJson", "claims-json", "std::string", /*default=*/"\"\"",
+           "Also write the claims (docs/symmetry-schema.md) to this file, "
+           "for `symoc verify MODEL --claims FILE`">
+  ];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
+#endif // SYMOC_TRANSFORMS_PASSES

@@ -1,0 +1,34 @@
+//===- Normalize.cpp - All recomposition passes in the analysis' order ----===//
+
+#include "symoc/Transforms/Passes.h"
+
+namespace symoc {
+#define GEN_PASS_DEF_NORMALIZE
+#include "symoc/Transforms/Passes.h.inc"
+} // namespace symoc
+
+using namespace mlir;
+
+namespace symoc {
+
+void addNormalizationPasses(OpPassManager &pm) {
+  // LayerNorm first: its second half, d / sqrt(mean(d^2) + eps), is also an
+  // RMSNorm of the centred value d, and the LayerNorm is the op that says
+  // more (its gain and bias, and that the centring is part of it).
+  pm.addPass(createRecomposeLayerNorm());
+  pm.addPass(createRecomposeRMSNorm());
+  pm.addPass(createRecomposeActivations());
+}
+
+namespace {
+struct NormalizePass : public impl::NormalizeBase<NormalizePass> {
+  void runOnOperation() override {
+    OpPassManager pm(ModuleOp::getOperationName());
+    addNormalizationPasses(pm);
+    if (failed(runPipeline(pm, getOperation())))
+      signalPassFailure();
+  }
+};
+} // namespace
+
+} // namespace symoc
