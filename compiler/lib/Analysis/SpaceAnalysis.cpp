@@ -191,6 +191,7 @@ public:
               int64_t inner) override {
     int wi = table.get(whole, axis), oi = table.get(parts, outer),
         ii = table.get(parts, inner);
+    opFactors.push_back({{whole, axis}, {parts, outer}});
     AxisInfo &W = table.axes[wi];
     int64_t H = table.axes[oi].size, d = table.axes[ii].size;
     if (H <= 0 || d <= 0 || W.size != H * d)
@@ -225,6 +226,7 @@ public:
       carryIndex(Y, X);
     }
     opTies.clear();
+    opFactors.clear();
   }
 
 private:
@@ -236,6 +238,14 @@ private:
     for (int64_t e = 0, r = rankOfValue(to.value); e < r; ++e)
       if (e != to.axis && connectedByTies(opTies, {from.value, c}, {to.value, e})) {
         setIndex(table.axes[table.get(to.value, to.axis)], e);
+        return;
+      }
+    // Repeated heads (grouped-query attention): the op merges the head axis
+    // with a copy axis; the merged axis indexes the other side.
+    for (auto &[whole, outer] : opFactors)
+      if (outer.value == from.value && outer.axis == c && whole.value == to.value &&
+          whole.axis != to.axis) {
+        setIndex(table.axes[table.get(to.value, to.axis)], whole.axis);
         return;
       }
   }
@@ -271,6 +281,7 @@ private:
   }
   AxisTable &table;
   std::vector<std::pair<AxisRef, AxisRef>> opTies;
+  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, outer)
 };
 
 //===----------------------------------------------------------------------===//
@@ -378,7 +389,7 @@ public:
       if (copy.indexAxis >= 0 && !copy.indexConflict) {
         int hi = table.get(copy.value, copy.indexAxis);
         const AxisInfo &Hx = table.axes[hi];
-        if (Hx.size > 1 && Hx.cuts.size() == 2)
+        if (Hx.size > 1)
           heads = int(Hx.size);
       }
     }
@@ -517,11 +528,25 @@ public:
       for (size_t r = 0; r < W.runs.size(); ++r)
         if (W.runs[r] == Run{0, H, d})
           block = W.firstBlock + int(r);
-    if (block < 0 || O.numPieces != 1) {
-      giveUp("head blocks not resolved");
-      return;
+    factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
+    // Block structure on the head axis or inside a head (nested groups, e.g.
+    // query heads grouped under shared key/value heads) is not mapped onto the
+    // whole axis: those block permutations are fixed rather than guessed.
+    for (int n : blockNodes(parts, outer))
+      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    for (int n : blockNodes(parts, inner))
+      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    if (block >= 0 && O.numPieces == 1) {
+      uf.unite(block, O.firstNode, 0);
+    } else {
+      // Head blocks that do not map onto one head axis (e.g. query heads
+      // grouped under shared key/value heads): no head permutation here, but
+      // each head keeps its own channels.
+      if (block >= 0)
+        restrictions.push_back({block, kNone, "head blocks not resolved"});
+      for (int n : allNodes(parts, outer))
+        restrictions.push_back({n, kNone, "head blocks not resolved"});
     }
-    uf.unite(block, O.firstNode, 0);
     // Coordinate k*d + c of the whole axis is channel c of head k.
     bool perHead = I.numHeads == H && I.indexAxis == outer;
     for (int64_t k = 0; k < H; ++k)
@@ -556,6 +581,7 @@ public:
     for (const Pending &p : pending)
       resolve(p);
     pending.clear();
+    factors.clear();
   }
 
 private:
@@ -565,6 +591,22 @@ private:
     int64_t begin, count; // begin >= 0: y is [begin, begin+count) of x
   };
   std::vector<Pending> pending;
+  struct Factor {
+    AxisRef whole, outer;
+    int64_t inner;
+  };
+  std::vector<Factor> factors;
+
+  /// Head h of `y` is head h / ratio of `x` when the op merges x's head axis
+  /// with a copy axis of size `ratio` into y's head axis. 0 when not so.
+  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y) {
+    for (const Factor &f : factors)
+      if (f.outer.value == X.value && f.outer.axis == X.indexAxis &&
+          f.whole.value == Y.value && f.whole.axis == Y.indexAxis &&
+          int64_t(X.numHeads) * f.inner == Y.numHeads)
+        return f.inner;
+    return 0;
+  }
 
   bool opTies(AxisRef a, AxisRef b) {
     std::vector<std::pair<AxisRef, AxisRef>> ties;
@@ -582,6 +624,18 @@ private:
     int rel = p.dual ? 1 : 0;
     bool perHead = X.numHeads > 1 && X.numHeads == Y.numHeads &&
                    opTies({X.value, X.indexAxis}, {Y.value, Y.indexAxis});
+    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y) : 0;
+    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X) : 0;
+    if ((ratioXY || ratioYX) && samePieces(X, Y)) {
+      // Repeated heads: each head of the repeated side is a copy of one head
+      // of the other side.
+      AxisInfo &Small = ratioXY ? X : Y, &Big = ratioXY ? Y : X;
+      int64_t ratio = ratioXY ? ratioXY : ratioYX;
+      for (int h = 0; h < Big.numHeads; ++h)
+        for (int i = 0; i < Big.numPieces; ++i)
+          uf.unite(node(Big, h, i), node(Small, int(h / ratio), i), rel);
+      return;
+    }
     // Without a shared head index, every head of one side meets every head
     // of the other: all heads share one space (sound, less precise).
     auto mergeHeads = [&](AxisInfo &A) {
