@@ -128,6 +128,7 @@ struct Model {
   std::map<std::string, int> index;
   std::map<std::string, const Space *> spaces;
   std::map<std::string, int64_t> vocabAxis; // lm_head: the axis fixed by the model output
+  std::map<std::string, int64_t> gatedAxis; // swiglu_*: the axis on the gated hidden space
 };
 
 /// Claims of each kind touching (param, axis) over its full extent.
@@ -191,7 +192,7 @@ const Member *spaceMember(const Space &sp, const std::string &name, int64_t axis
 }
 
 Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
-  Model m{a, {}, {}, {}, {}};
+  Model m{a, {}, {}, {}, {}, {}};
   for (const Space &s : a.spaces) m.spaces[s.id] = &s;
   for (const Block &b : a.blocks) {
     // BatchNorm running statistics are state of the model, not trained parameters.
@@ -216,9 +217,11 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
     auto has = [&](const char *r) { return b.role.find(r) != std::string::npos; };
     if (b.shape.empty() || p.numel() == 1) p.cls = "scalar";
     else if (b.shape.size() == 1 || !p.isMatrix()) p.cls = "vector";
-    else if (has("embedding") && !has("positional_embedding")) p.cls = "embedding";
+    else if (has("positional_embedding")) p.cls = "positional";
+    else if (has("embedding")) p.cls = "embedding";
     else if (has("router")) p.cls = "router";
     else if (has("conv")) p.cls = "conv";
+    else if (b.shape.size() > 2) p.cls = "tensor"; // stacked experts and the like: no matrix view
     else p.cls = "hidden";
     if (p.cls == "hidden" || p.cls == "embedding") {
       for (int64_t ax = 0; ax < 2; ++ax) {
@@ -264,6 +267,9 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
     m.params[size_t(iu)].cls = "swiglu_up";
     m.params[size_t(id)].cls = "swiglu_down";
     m.params[size_t(ig)].cls = "swiglu_gate";
+    m.gatedAxis[mu->initializer] = mu->axis;
+    m.gatedAxis[md->initializer] = md->axis;
+    m.gatedAxis[gates[0]->initializer] = gates[0]->axis;
   }
   (void)opts;
   return m;
@@ -271,20 +277,8 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
 
 /// The axis of a SwiGLU matrix that is the hidden (gated) space.
 int64_t hiddenAxis(const Model &m, const Param &p) {
-  for (const Claim &c : m.a.claims) {
-    if (c.group != "S" && c.group != "Scale+") continue;
-    for (const Member &mem : c.members)
-      if (mem.initializer == p.name) {
-        // The hidden space is the one whose claims hold the three SwiGLU matrices.
-        int n = 0;
-        for (const Member &x : c.members) {
-          auto it = m.index.find(x.initializer);
-          if (it != m.index.end() && m.params[size_t(it->second)].cls.rfind("swiglu", 0) == 0) ++n;
-        }
-        if (n >= 2) return mem.axis;
-      }
-  }
-  return 0;
+  auto it = m.gatedAxis.find(p.name);
+  return it == m.gatedAxis.end() ? 0 : it->second;
 }
 
 // -------------------------------------------------------------- per param
@@ -331,6 +325,9 @@ Choice policyChoice(const Model &m, const Param &p, const std::string &policy, c
   if (!matrix) return {adamw(p), src, ""};
   if (policy == "symo" || policy == "symo-large" || policy == "symo-coupled" || policy == "auto")
     return symoOrFallback(p, p.left, p.right, o, src);
+  // Stacked (rank > 2, not conv) tensors and added positional tables have no matrix rule.
+  if (p.cls == "tensor" || p.cls == "positional")
+    return {adamw(p), src, p.cls + ": AdamW (no matrix view for this block)"};
   if (policy == "muon" || policy == "ddc-muon") {
     if (hiddenLike) return {muon(), src, ""};
     return {adamw(p), src, p.cls + ": AdamW as in muon.py's setup"};
