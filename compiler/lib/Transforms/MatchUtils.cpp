@@ -55,7 +55,12 @@ int64_t lastDim(Value v) {
 bool hasOneUse(Value v) { return v && v.hasOneUse(); }
 
 Operation *singleUser(Value v) {
-  return hasOneUse(v) ? v.use_begin()->getOwner() : nullptr;
+  if (!hasOneUse(v))
+    return nullptr;
+  // Only a graph op with one result can continue a pattern (not func.return,
+  // not a hand-written op with several results).
+  Operation *user = v.use_begin()->getOwner();
+  return user->getNumResults() == 1 ? user : nullptr;
 }
 
 static std::optional<std::vector<int64_t>> constInts(Value v) {

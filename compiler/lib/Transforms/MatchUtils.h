@@ -37,7 +37,8 @@ int64_t lastDim(mlir::Value v);
 /// `v` has exactly one use (one operand slot of one op).
 bool hasOneUse(mlir::Value v);
 
-/// The only op using `v` through exactly one operand slot, or null.
+/// The only op using `v` through exactly one operand slot, when it has exactly
+/// one result; null otherwise.
 mlir::Operation *singleUser(mlir::Value v);
 
 /// A ReduceMean of `x` over the last axis only, with keepdims = 1 (axes from

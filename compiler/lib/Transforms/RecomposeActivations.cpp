@@ -86,7 +86,9 @@ Operation *halfProduct(Value a, Value x, SmallVector<Operation *> &dead) {
     // (x * A) then * 0.5 or / 2.
     Operation *m2 = singleUser(m1->getResult(0));
     Operation *scaleOp = nullptr;
-    if (m2 && scaledBy(m2->getResult(0), 0.5, &scaleOp) == m1->getResult(0) &&
+    // (m2 may be func.return, which has no result.)
+    if (m2 && m2->getNumResults() == 1 &&
+        scaledBy(m2->getResult(0), 0.5, &scaleOp) == m1->getResult(0) &&
         scaleOp == m2 && m2->getResult(0).getType() == x.getType()) {
       dead.push_back(m1);
       return m2;
