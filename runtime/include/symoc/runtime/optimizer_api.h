@@ -22,7 +22,8 @@
  * ABI. A failed step() or load() leaves weights and optimizer state unchanged (step checks
  * every count, pointer and shape before touching anything; load reads into a fresh state and
  * swaps it in only when the whole file is valid). create() returns NULL on failure; the
- * reason is then in last_error(NULL) (per thread).
+ * reason is then in last_error(NULL) (per thread), as for the calls that take no optimizer
+ * (param_shape) or were given a NULL one.
  *
  * Non-finite gradients. A parameter (or a coupled group of parameters) whose gradient holds
  * NaN/Inf is skipped for that step: its weights and state are untouched and
@@ -111,7 +112,7 @@ typedef struct SymocOptimizerApi {
 
   /* ---- diagnostics ---- */
   /* Message of the last failed call on opt ("" when none); opt == NULL: the last failed
-   * create() on this thread. The pointer is valid until the next call on opt. */
+   * create() (or call without an optimizer) on this thread. The pointer is valid until the next call on opt. */
   const char *(*last_error)(const SymocOptimizer *opt);
   /* Blocks skipped for a non-finite gradient since create (or the last load). */
   int64_t (*steps_skipped)(const SymocOptimizer *opt);
