@@ -1,23 +1,27 @@
 #!/usr/bin/python3
-"""Times `symoc import` on torchvision's vit_b_16 (86.6 M parameters, 330 MB, 1451 nodes).
+"""Times `symoc import` on torchvision models: vit_b_16 (86.6 M parameters, 330 MB),
+and resnet18, swin_t when present.
 
-Usage: /usr/bin/python3 bench/import/bench_import.py [--symoc PATH] [--model PATH]
-                                     [--work DIR] [--runs N] [--external] [--check]
+Usage: /usr/bin/python3 bench/import/bench_import.py [--symoc PATH] [--model PATH ...]
+                          [--models-dir DIR] [--work DIR] [--runs N] [--external]
+                          [--json FILE] [--check]
 
-Exports vit_b_16 with random weights through models/export_torchvision.py into
---work (default <repo>/build/bench-models, ignored by git) unless the file is
-already there or --model names another model, then runs `symoc import MODEL -o
-/dev/null` --runs times (default 5) and prints each run's wall time and peak
-resident memory (ru_maxrss of that child, from wait4), then the median wall time
-and the largest peak RSS against the targets: < 2 s and < 300 MiB. The import
-reads weights shape-only, so neither should grow with the 330 MB of weights.
-With --external the same model is also saved with its weights as external data
-(one file next to it, written once with onnx) and timed the same way: that
-separates the cost of holding the weight bytes from the rest of the import.
-With --check the exit status is 1 when a target is missed. Not a ctest test:
-the timings depend on the machine.
+Models: --model (repeatable), else vit_b_16, resnet18 and swin_t from --models-dir
+(default /tmp/tv, where `models/export_torchvision.py /tmp/tv` writes them); vit_b_16
+is exported into --work (default <repo>/build/bench-models, ignored by git) when it is
+in neither place. Each model is imported --runs times (default 5) with
+`symoc import MODEL -o /dev/null`; each run's wall time, CPU time and peak resident
+memory (ru_maxrss of that child, from wait4) are printed, then a table of medians
+(wall, CPU) and the largest peak RSS against the targets (< 2 s, < 300 MiB), and the
+same as JSON (also written to --json FILE). The import reads weights shape-only
+(ModelIO defers payloads: see compiler/include/symoc/ModelIO/ModelIO.h), so neither
+figure should grow with the weight bytes. With --external each model is also saved
+once with its weights as external data (a file next to it) and timed the same way.
+With --check the exit status is 1 when a target is missed. Not a ctest test: the
+timings depend on the machine.
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -27,6 +31,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET_SECONDS = 2.0
 TARGET_MB = 300.0
+DEFAULT_MODELS = ["vit_b_16", "resnet18", "swin_t"]
 
 
 def default_symoc():
@@ -63,63 +68,102 @@ def external_copy(model):
     return out
 
 
-def run_once(symoc, model):
-    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one import."""
+def run_once(argv, what="bench_import", preexec_fn=None):
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one command."""
     start = time.perf_counter()
-    p = subprocess.Popen([symoc, "import", model, "-o", os.devnull],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, preexec_fn=preexec_fn)
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - start
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"bench_import: symoc import failed ({p.returncode}): "
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{what}: {' '.join(argv)} failed ({code}): "
                  f"{err.decode(errors='replace').strip()}")
     cpu = usage.ru_utime + usage.ru_stime
     return wall, cpu, usage.ru_maxrss / 1024.0  # Linux reports KiB: MiB
 
 
+def measure(label, argv, runs, target_s, target_mb, what, preexec_fn=None):
+    """Runs argv `runs` times; prints each run; returns a result dict."""
+    print(f"{what}: {label}: {' '.join(argv)}, {runs} runs", flush=True)
+    walls, cpus, rss = [], [], []
+    for i in range(runs):
+        w, c, m = run_once(argv, what, preexec_fn)
+        walls.append(w)
+        cpus.append(c)
+        rss.append(m)
+        print(f"  run {i + 1}: {w:.3f} s wall, {c:.3f} s CPU, peak RSS {m:.1f} MiB",
+              flush=True)
+    r = {"name": label, "runs": runs,
+         "median_wall_s": round(statistics.median(walls), 4),
+         "median_cpu_s": round(statistics.median(cpus), 4),
+         "peak_rss_mib": round(max(rss), 1),
+         "target_wall_s": target_s, "target_rss_mib": target_mb}
+    r["ok"] = r["median_wall_s"] < target_s and r["peak_rss_mib"] < target_mb
+    return r
+
+
+def print_table(title, results):
+    print(f"\n{title}")
+    head = f"{'model':<28} {'size MiB':>9} {'wall s':>8} {'CPU s':>8} {'RSS MiB':>8}  target"
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        size = r.get("file_mib")
+        # On a busy machine wall time includes waiting for a core; CPU time does not.
+        print(f"{r['name']:<28} {size if size is not None else '':>9} "
+              f"{r['median_wall_s']:>8.3f} {r['median_cpu_s']:>8.3f} "
+              f"{r['peak_rss_mib']:>8.1f}  < {r['target_wall_s']:g} s, "
+              f"< {r['target_rss_mib']:g} MiB: {'ok' if r['ok'] else 'MISSED'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--symoc", default=default_symoc())
-    ap.add_argument("--model", help="time this model instead of vit_b_16")
+    ap.add_argument("--model", action="append", help="time this model (repeatable)")
+    ap.add_argument("--models-dir", default="/tmp/tv")
     ap.add_argument("--work", default=os.path.join(REPO, "build", "bench-models"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--external", action="store_true",
-                    help="also time a copy of the model with external data")
+                    help="also time a copy of each model with external data")
+    ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
 
     if not os.access(args.symoc, os.X_OK):
         sys.exit(f"bench_import: {args.symoc} not found: build it first "
                  "(cmake --build build --target symoc) or pass --symoc")
-    model = args.model or export_vit(args.work)
-    models = [model] + ([external_copy(model)] if args.external else [])
-    ok = True
+    models = args.model
+    if not models:
+        models = []
+        for name in DEFAULT_MODELS:
+            for d in (args.models_dir, args.work):
+                p = os.path.join(d, name + ".onnx")
+                if os.path.isfile(p):
+                    models.append(p)
+                    break
+            else:
+                if name == "vit_b_16":
+                    models.append(export_vit(args.work))
+    if args.external:
+        models = [x for m in models for x in (m, external_copy(m))]
+    results = []
     for m in models:
-        ok = bench(args.symoc, m, args.runs) and ok
+        r = measure(os.path.basename(m), [args.symoc, "import", m, "-o", os.devnull],
+                    args.runs, TARGET_SECONDS, TARGET_MB, "bench_import")
+        r["file_mib"] = round(os.path.getsize(m) / 2**20, 1)
+        r["path"] = m
+        results.append(r)
+    print_table(f"symoc import (median of {args.runs} runs; peak RSS is the largest)",
+                results)
+    doc = {"benchmark": "symoc import", "symoc": args.symoc, "results": results}
+    print(json.dumps(doc, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+    ok = all(r["ok"] for r in results)
     return 0 if ok or not args.check else 1
-
-
-def bench(symoc, model, runs):
-    size_mb = os.path.getsize(model) / 2**20
-    print(f"bench_import: {symoc} import {model} ({size_mb:.1f} MiB), {runs} runs")
-    walls, cpus, rss = [], [], []
-    for i in range(runs):
-        w, c, m = run_once(symoc, model)
-        walls.append(w)
-        cpus.append(c)
-        rss.append(m)
-        print(f"  run {i + 1}: {w:.3f} s wall, {c:.3f} s CPU, peak RSS {m:.1f} MiB")
-    wall, peak = statistics.median(walls), max(rss)
-    # On a busy machine wall time includes waiting for a core; CPU time does not.
-    print(f"median CPU time {statistics.median(cpus):.3f} s")
-    ok_t, ok_m = wall < TARGET_SECONDS, peak < TARGET_MB
-    print(f"median wall time {wall:.3f} s (target < {TARGET_SECONDS:.0f} s: "
-          f"{'ok' if ok_t else 'MISSED'}); peak RSS {peak:.1f} MiB "
-          f"(target < {TARGET_MB:.0f} MiB: {'ok' if ok_m else 'MISSED'})")
-    return ok_t and ok_m
 
 
 if __name__ == "__main__":
