@@ -76,15 +76,31 @@ std::string formatReport(const AnalysisResult &r) {
   std::ostringstream os;
   os << "model: " << r.model << "\nloss: " << r.lossAssumed << "\n\n";
   os << fmt::format("{:<5} {:>6}  {:<16} {}\n", "space", "size", "group", "members");
-  for (const Space &s : r.spaces) {
+  // Per-head spaces come in runs that differ only in offsets: print the first
+  // of each run and count the rest.
+  auto signature = [](const Space &s) {
+    std::string sig = s.group + "|" + std::to_string(s.size) + "|" + s.fixedBy;
+    for (const Member &m : s.members)
+      sig += "|" + m.initializer + ":" + std::to_string(m.axis) + (m.in ? "i" : "o");
+    return sig;
+  };
+  for (size_t i = 0; i < r.spaces.size();) {
+    const Space &s = r.spaces[i];
+    size_t j = i + 1;
+    while (j < r.spaces.size() && signature(r.spaces[j]) == signature(s))
+      ++j;
     std::string members;
     for (size_t k = 0; k < s.members.size(); ++k) {
       if (k == 4) { members += fmt::format(" (+{} more)", s.members.size() - 4); break; }
       members += (k ? ", " : "") + memberText(s.members[k]);
     }
     os << fmt::format("{:<5} {:>6}  {:<16} {}\n", s.id, s.size, s.group, members);
+    if (j - i > 1)
+      os << fmt::format("{:<5} {:>6}  {:<16} ... and {} more like it ({} to {}), one per piece\n",
+                        "", "", "", j - i - 1, r.spaces[i + 1].id, r.spaces[j - 1].id);
     if (s.fixed && !s.fixedBy.empty())
       os << fmt::format("{:<5} {:>6}  {:<16} fixed by: {}\n", "", "", "", s.fixedBy);
+    i = j;
   }
   os << "\n" << fmt::format("{:<40} {:<12} {:<22} {}\n", "block", "shape", "role", "spaces per axis");
   for (const Block &b : r.blocks) {
@@ -100,8 +116,22 @@ std::string formatReport(const AnalysisResult &r) {
                       b.role + (b.tied ? " (tied)" : ""), spaces);
   }
   os << "\nclaims:\n";
-  for (const Claim &c : r.claims) {
+  for (size_t i = 0; i < r.claims.size(); ++i) {
+    const Claim &c = r.claims[i];
     if (c.kind == "linear") {
+      size_t j = i + 1;
+      while (j < r.claims.size() && r.claims[j].kind == "linear" &&
+             r.claims[j].group == c.group && r.claims[j].n == c.n &&
+             r.claims[j].members.size() == c.members.size() &&
+             r.claims[j].note == c.note && c.group == "GL")
+        ++j;
+      if (j - i > 2) {
+        os << fmt::format("  {}..{} {:<7} on {}..{} (n={}): {} member(s) each; {}\n",
+                          c.id, r.claims[j - 1].id, c.group, c.space,
+                          r.claims[j - 1].space, c.n, c.members.size(), c.note);
+        i = j - 1;
+        continue;
+      }
       os << fmt::format("  {:<4} {:<7} on {} (n={}): {} member(s); {}\n", c.id,
                         c.group, c.space, c.n, c.members.size(), c.note);
     } else {
