@@ -2,8 +2,9 @@
 # Quick start: installs dependencies, builds symoc, and runs it on a bundled model.
 #   tools/quickstart.sh [MODEL]     default models/gpt2.onnx; build folder $SYMOC_BUILD_DIR
 #                                   (default build/), output folder $SYMOC_OUT (default out/)
-# Writes the imported IR, the symmetry analysis (text, claims JSON, Graphviz picture) and
-# the numerical verification of every claim, and prints where each went.
+# Writes the imported IR, the symmetry analysis (text, claims JSON, Graphviz picture), the
+# numerical verification of every claim and the generated optimizer (sources and a built
+# library), as far as this build's symoc has those subcommands, and prints where each went.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +46,19 @@ if has verify; then
   written+=("$out/$name.verify.json   the same as JSON")
 fi
 
+if has compile; then
+  opt_dir=$out/${name}_optimizer
+  "$symoc" compile "$model" -o "$opt_dir" > "$out/$name.compile.txt" 2>&1 ||
+    { cat "$out/$name.compile.txt"; exit 1; }
+  written+=("$opt_dir/  the generated optimizer: C++ sources, CMakeLists.txt, plan.json (symoc compile)")
+  # Build it as a user would (add_subdirectory or a build of its own folder).
+  cmake -S "$opt_dir" -B "$out/${name}_optimizer_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    </dev/null >/dev/null
+  cmake --build "$out/${name}_optimizer_build" -j "$jobs" </dev/null >/dev/null
+  lib=$(ls "$out/${name}_optimizer_build"/lib*.so 2>/dev/null | head -1)
+  written+=("${lib:-$out/${name}_optimizer_build}  the optimizer, built")
+fi
+
 if [ -f "$out/$name.analysis.txt" ]; then
   echo
   sed -n '/^claims:/,$p' "$out/$name.analysis.txt"
@@ -54,4 +68,7 @@ echo "quickstart: symoc ran on $model; output:"
 printf '  %s\n' "${written[@]}"
 if [ -f "$out/$name.verify.txt" ]; then
   echo "verification: $(tail -1 "$out/$name.verify.txt")"
+fi
+if [ -f "$out/$name.compile.txt" ]; then
+  echo "optimizer: $(grep -m1 'policy' "$out/$name.compile.txt" | sed 's/^symoc: //')"
 fi
