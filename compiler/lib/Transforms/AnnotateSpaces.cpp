@@ -3,7 +3,8 @@
 // Like onnx-mlir's dim-analysis test pass: runs the analysis and writes what
 // it found into the IR, so that lit tests can FileCheck it next to the ops.
 //   graph.param:  graph.spaces = ["s1", "s2,s3"]   space per axis (pieces of a
-//                                                  cut axis joined with ",")
+//                                                  cut axis joined with ","; a
+//                                                  head factor is "heads:sN")
 //                 graph.groups = ["1", "S x Scale+"] the group of each of them
 //   module:       graph.space_groups = {s1 = "1", s2 = "S x Scale+", ...}
 //
@@ -81,8 +82,12 @@ struct AnnotateSpacesPass : public impl::AnnotateSpacesBase<AnnotateSpacesPass> 
       for (const std::vector<std::string> &pieces : it->second->axisSpaces) {
         std::vector<std::string> g;
         for (const std::string &id : pieces) {
-          auto f = groupOf.find(id);
-          g.push_back(f == groupOf.end() ? "?" : f->second);
+          // "heads:sN" is the head factor of a factored axis, in space sN.
+          StringRef ref(id), prefix;
+          if (ref.consume_front("heads:"))
+            prefix = "heads:";
+          auto f = groupOf.find(ref.str());
+          g.push_back(prefix.str() + (f == groupOf.end() ? "?" : f->second));
         }
         spaces.push_back(b.getStringAttr(llvm::join(pieces, ",")));
         groupNames.push_back(b.getStringAttr(llvm::join(g, ",")));
