@@ -13,6 +13,8 @@
 
 #include "symoc/Analysis/SpaceAnalysis.h"
 
+#include "Roles.h"
+
 #include "symoc/Dialect/Graph/GraphOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -1287,38 +1289,10 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     blk.fromConstant = p.getFromConstant();
     std::set<Operation *> users(p->getUsers().begin(), p->getUsers().end());
     blk.tied = users.size() > 1;
-    std::set<std::string> roles;
-    auto feedsOutput = [&](Value v) {
-      for (int k = 0; k < 2; ++k) {
-        if (outputName.count(v.getAsOpaquePointer())) return true;
-        if (!v.hasOneUse()) return false;
-        Operation *u = *v.getUsers().begin();
-        if (!isa<AddOp>(u)) return false;
-        v = u->getResult(0);
-      }
-      return outputName.count(v.getAsOpaquePointer()) > 0;
-    };
-    for (OpOperand &use : p->getUses()) {
-      Operation *u = use.getOwner();
-      unsigned idx = use.getOperandNumber();
-      if (isa<GatherOp>(u) && idx == 0) roles.insert("embedding");
-      else if (isa<MatMulOp, GemmOp>(u) && idx == 1)
-        roles.insert(feedsOutput(u->getResult(0)) ? "lm_head" : "linear");
-      else if (isa<GemmOp>(u) && idx == 2) roles.insert("bias");
-      else if (isa<ConvOp>(u) && idx == 1) {
-        int64_t g = u->getAttrOfType<IntegerAttr>("group") ? u->getAttrOfType<IntegerAttr>("group").getInt() : 1;
-        roles.insert(g > 1 && blk.shape.size() > 1 && blk.shape[1] == 1 ? "conv_depthwise" : "conv");
-      } else if (isa<ConvOp>(u) && idx == 2) roles.insert("bias");
-      else if (isa<BatchNormalizationOp>(u) && idx >= 3)
-        roles.insert("norm_statistics");
-      else if (isa<LayerNormalizationOp, BatchNormalizationOp, RMSNormalizationOp>(u))
-        roles.insert(idx == 1 ? "norm_gain" : "norm_bias");
-      else if (isa<MulOp>(u) && blk.shape.size() == 1) roles.insert("gain");
-      else if (isa<AddOp>(u) && blk.shape.size() == 1) roles.insert("bias");
-      else if (isa<AddOp>(u)) roles.insert("positional_embedding");
-      else if (isa<PReluOp>(u)) roles.insert("prelu_slope");
-      else roles.insert("other");
-    }
+    std::set<const void *> outputPtrs;
+    for (auto &[v, name] : outputs)
+      outputPtrs.insert(v.getAsOpaquePointer());
+    std::set<std::string> roles = inferRoles(p, outputPtrs);
     for (const Claim &c : result.claims)
       if (c.kind == "shift" && c.note.find("Softmax in the graph") != std::string::npos &&
           c.members[0].initializer == blk.name)

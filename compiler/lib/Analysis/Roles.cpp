@@ -1,0 +1,251 @@
+//===- Roles.cpp - What a parameter does, read from the graph -------------===//
+//
+// A parameter's role comes from the ops around its uses: which operand it is,
+// and what the computation it feeds turns into a few ops later (a Softmax for
+// attention scores, a gating product for SwiGLU, the graph output for a head).
+// Views (Transpose, Reshape, Split, Slice, bias Add) are looked through.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Roles.h"
+
+#include "mlir/IR/BuiltinTypes.h"
+
+#include <functional>
+
+using namespace mlir;
+using namespace symoc::graph;
+
+namespace symoc {
+namespace {
+
+/// A parameter, possibly seen through views of it (a transposed weight).
+bool isParam(Value v) {
+  for (int depth = 0; depth < 4 && v; ++depth) {
+    Operation *d = v.getDefiningOp();
+    if (!d)
+      return false;
+    if (isa<ParamOp>(d))
+      return true;
+    if (!isa<TransposeOp, ReshapeOp, IdentityOp, CastOp, UnsqueezeOp, SqueezeOp>(d))
+      return false;
+    v = d->getOperand(0);
+  }
+  return false;
+}
+
+/// Ops that move or relabel data without computing on it.
+bool isView(Operation *op) {
+  return isa<TransposeOp, ReshapeOp, SqueezeOp, UnsqueezeOp, FlattenOp,
+             IdentityOp, CastOp, SplitOp, SliceOp, ExpandOp, ConcatOp, DropoutOp>(op);
+}
+
+/// Ops that keep a value "the same activation" for role purposes: views, a
+/// bias or residual add, scaling by a constant, masking, rotary mixing.
+bool isPassThrough(Operation *op) {
+  if (isView(op))
+    return true;
+  return isa<AddOp, SubOp, MulOp, DivOp, WhereOp, NegOp>(op);
+}
+
+bool isNonlinearity(Operation *op) {
+  return isa<ReluOp, LeakyReluOp, TanhOp, SigmoidOp, GeluOp, SiluOp, EluOp,
+             SeluOp, CeluOp, SoftplusOp, ErfOp, MishOp, HardSwishOp, PReluOp>(op);
+}
+
+/// Values reachable from v through pass-through ops (bounded).
+void forwardReach(Value v, int depth, std::set<Operation *> &seen,
+                  const std::function<void(Operation *, unsigned)> &visit) {
+  if (depth <= 0)
+    return;
+  for (OpOperand &use : v.getUses()) {
+    Operation *u = use.getOwner();
+    visit(u, use.getOperandNumber());
+    if (seen.insert(u).second && isPassThrough(u))
+      for (Value r : u->getResults())
+        forwardReach(r, depth - 1, seen, visit);
+  }
+}
+
+/// True when `v` comes (backwards through pass-through ops) from an op of
+/// kind OpTy.
+template <typename Pred>
+bool backwardFinds(Value v, int depth, Pred pred) {
+  if (depth <= 0 || !v)
+    return false;
+  Operation *d = v.getDefiningOp();
+  if (!d)
+    return false;
+  if (pred(d))
+    return true;
+  if (!isPassThrough(d))
+    return false;
+  for (Value in : d->getOperands())
+    if (!isParam(in) && backwardFinds(in, depth - 1, pred))
+      return true;
+  return false;
+}
+
+/// The linear map (MatMul/Gemm with a weight) that v comes from, looking back
+/// through pass-through ops and one nonlinearity; null if none.
+Operation *linearSource(Value v, int depth) {
+  if (depth <= 0 || !v)
+    return nullptr;
+  Operation *d = v.getDefiningOp();
+  if (!d)
+    return nullptr;
+  if (isa<MatMulOp, GemmOp>(d) && isParam(d->getOperand(1)))
+    return d;
+  if (!isPassThrough(d) && !isNonlinearity(d))
+    return nullptr;
+  for (Value in : d->getOperands())
+    if (!isParam(in))
+      if (Operation *src = linearSource(in, depth - 1))
+        return src;
+  return nullptr;
+}
+
+/// A gating product: two activations from two different linear maps.
+bool isGatingProduct(Operation *mul) {
+  if (!isa<MulOp>(mul) || isParam(mul->getOperand(0)) || isParam(mul->getOperand(1)))
+    return false;
+  Operation *a = linearSource(mul->getOperand(0), 5);
+  Operation *b = linearSource(mul->getOperand(1), 5);
+  return a && b && a != b;
+}
+
+bool feedsSoftmax(Value v) {
+  bool found = false;
+  std::set<Operation *> seen;
+  forwardReach(v, 6, seen, [&](Operation *u, unsigned) {
+    found |= isa<SoftmaxOp, LogSoftmaxOp>(u);
+  });
+  return found;
+}
+
+bool fromSoftmax(Value v) {
+  return backwardFinds(v, 6, [](Operation *d) { return isa<SoftmaxOp, LogSoftmaxOp>(d); });
+}
+
+/// The role of a linear map's output y = x W (+ b).
+std::set<std::string> linearRoles(Operation *mm, const std::set<const void *> &outputs) {
+  std::set<std::string> roles;
+  Value y = mm->getResult(0);
+  Value x = mm->getOperand(0);
+  std::set<Operation *> seen;
+  bool reachesOutput = false, nonlinear = false;
+  forwardReach(y, 12, seen, [&](Operation *u, unsigned idx) {
+    for (Value r : u->getResults())
+      if (outputs.count(r.getAsOpaquePointer()) && isView(u) + isa<AddOp>(u))
+        reachesOutput = true;
+    if (isa<MatMulOp>(u) && !isParam(u->getOperand(0)) && !isParam(u->getOperand(1))) {
+      // A product of two activations: attention scores or attention values.
+      if (idx == 0 && feedsSoftmax(u->getResult(0)))
+        roles.insert("attn_q");
+      else if (idx == 1 && feedsSoftmax(u->getResult(0)))
+        roles.insert("attn_k");
+      else if (idx == 1 && fromSoftmax(u->getOperand(0)))
+        roles.insert("attn_v");
+    }
+    if (isNonlinearity(u))
+      nonlinear = true;
+    if (isGatingProduct(u)) {
+      // A gating product: the side through a nonlinearity is the gate.
+      bool throughNonlinearity = backwardFinds(
+          u->getOperand(idx), 4, [](Operation *d) { return isNonlinearity(d); });
+      roles.insert(throughNonlinearity ? "swiglu_gate" : "swiglu_up");
+    }
+  });
+  if (outputs.count(y.getAsOpaquePointer()))
+    reachesOutput = true;
+  if (reachesOutput && roles.empty())
+    roles.insert("lm_head");
+  // What feeds it.
+  if (backwardFinds(x, 8, [](Operation *d) {
+        return isa<MatMulOp>(d) && !isParam(d->getOperand(1)) && fromSoftmax(d->getOperand(0));
+      }))
+    roles.insert("attn_o");
+  else if (backwardFinds(x, 2, [](Operation *d) { return isGatingProduct(d); }))
+    roles.insert("swiglu_down");
+  else if (backwardFinds(x, 4, [](Operation *d) { return isNonlinearity(d); }))
+    roles.insert("mlp_out");
+  if (roles.empty() && nonlinear)
+    roles.insert("mlp_in");
+  bool q = roles.count("attn_q"), k = roles.count("attn_k"), v = roles.count("attn_v");
+  if (q + k + v > 1) {
+    roles.erase("attn_q");
+    roles.erase("attn_k");
+    roles.erase("attn_v");
+    roles.insert("attn_qkv");
+  }
+  if (roles.count("swiglu_gate") && roles.count("swiglu_up"))
+    roles.erase("swiglu_up");
+  if (roles.count("swiglu_gate") || roles.count("swiglu_up"))
+    roles.erase("mlp_in");
+  return roles;
+}
+
+} // namespace
+
+std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &outputs) {
+  std::set<std::string> roles;
+  auto rank = cast<RankedTensorType>(param.getType()).getRank();
+  // Uses, looking through views of the parameter itself (a transposed weight).
+  std::vector<OpOperand *> uses;
+  std::function<void(Value, int)> collect = [&](Value v, int depth) {
+    for (OpOperand &use : v.getUses()) {
+      Operation *u = use.getOwner();
+      if (depth > 0 && isa<TransposeOp, ReshapeOp, IdentityOp, CastOp, UnsqueezeOp, SqueezeOp>(u))
+        collect(u->getResult(0), depth - 1);
+      else
+        uses.push_back(&use);
+    }
+  };
+  collect(param.getResult(), 3);
+  for (OpOperand *use : uses) {
+    Operation *u = use->getOwner();
+    unsigned idx = use->getOperandNumber();
+    if (isa<GatherOp>(u) && idx == 0) {
+      roles.insert("embedding");
+    } else if (isa<MatMulOp, GemmOp>(u) && idx == 1) {
+      roles.insert("linear");
+      for (const auto &r : linearRoles(u, outputs))
+        roles.insert(r);
+    } else if (isa<MatMulOp>(u) && idx == 0) {
+      roles.insert("linear");
+    } else if (isa<GemmOp>(u) && idx == 2) {
+      roles.insert("bias");
+    } else if (isa<ConvOp>(u) && idx == 1) {
+      int64_t g = u->getAttrOfType<IntegerAttr>("group")
+                      ? u->getAttrOfType<IntegerAttr>("group").getInt() : 1;
+      auto shape = cast<RankedTensorType>(param.getType()).getShape();
+      roles.insert(g > 1 && shape.size() > 1 && shape[1] == 1 ? "conv_depthwise" : "conv");
+    } else if (isa<ConvOp>(u) && idx == 2) {
+      roles.insert("bias");
+    } else if (isa<BatchNormalizationOp>(u) && idx >= 3) {
+      roles.insert("norm_statistics");
+    } else if (isa<LayerNormalizationOp, BatchNormalizationOp, RMSNormalizationOp>(u)) {
+      roles.insert(idx == 1 ? "norm_gain" : "norm_bias");
+    } else if (isa<MulOp>(u) && rank == 1) {
+      roles.insert("gain");
+    } else if (isa<AddOp>(u) && rank == 1) {
+      roles.insert("bias");
+    } else if (isa<AddOp>(u) || isa<ConcatOp>(u)) {
+      // Added to (or concatenated with) token or patch embeddings: positions.
+      Value other = u->getOperand(1 - idx < u->getNumOperands() ? 1 - idx : 0);
+      bool toEmbedding = backwardFinds(other, 6, [](Operation *d) {
+        return (isa<GatherOp>(d) && isParam(d->getOperand(0))) || isa<ConvOp>(d);
+      });
+      roles.insert(toEmbedding || isa<ConcatOp>(u) ? "positional_embedding" : "bias");
+    } else if (isa<PReluOp>(u)) {
+      roles.insert("prelu_slope");
+    } else {
+      roles.insert("other");
+    }
+  }
+  if (roles.count("embedding") && roles.count("lm_head"))
+    roles.erase("linear");
+  return roles;
+}
+
+} // namespace symoc
