@@ -562,6 +562,12 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
         int i = idx(x.initializer);
         if (i < 0) { ok = false; break; }
         const Param &p = m.params[size_t(i)];
+        // The runtime's rescaling gauges act on whole axes, not on a slice of one.
+        if (x.offset != 0 || x.stride != 1 || x.axis >= int64_t(p.shape.size()) ||
+            x.extent != p.shape[size_t(x.axis)]) {
+          ok = false;
+          break;
+        }
         if (p.isMatrix() && p.shape.size() == 2 && x.axis == 0 && a < 0) a = i, ma = &x;
         else if (p.isMatrix() && p.shape.size() == 2 && x.axis == 1 && cc < 0) cc = i;
         else if (p.shape.size() == 1 && b < 0) b = i;
