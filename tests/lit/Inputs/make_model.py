@@ -17,6 +17,7 @@ KIND is one of:
   huge-dims          Reshape's int64 shape initializer has dims [2^32, 2^32] (the
                      element count overflows int64) and no data
   div-overflow       Reshape's shape is INT64_MIN / -1 (int64 Div that overflows)
+  newline-op         an unknown op whose op_type holds a newline ("Bad\nOp") after Gemm
 Binary inputs are made here rather than committed so that the test shows what they are.
 """
 import os
@@ -77,6 +78,9 @@ def main():
         data = externalize(m, "W.bin")
         with open(os.path.join(out_dir, "W.bin"), "wb") as f:
             f.write(data if kind == "ext-ok" else data[:10])
+    elif kind == "newline-op":
+        m.graph.node.append(helper.make_node("Bad\nOp", ["y"], ["z"], name="bad"))
+        m.graph.output[0].name = "z"
     elif kind in ("raw-short", "huge-dims", "div-overflow"):
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
         y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
