@@ -435,6 +435,9 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
   if (!err.empty())
     notes.lines.push_back("shape inference stopped early: " + err.substr(0, 200));
   int folded = foldShapeArithmetic(model, path);
+  // Einsum outputs, and what depends on them, once more through inference.
+  for (int round = 0; round < 3 && completeEinsumShapes(model) > 0; ++round)
+    inferShapes(model);
   if (folded)
     notes.lines.push_back("folded " + std::to_string(folded) +
                           " shape-arithmetic nodes into constants");

@@ -500,6 +500,94 @@ std::string inferShapes(onnx::ModelProto &model) {
   return "";
 }
 
+int completeEinsumShapes(onnx::ModelProto &model) {
+  // ONNX 1.12 infers only the rank of an Einsum's output; with static
+  // operands and an explicit equation the dims follow from the letters.
+  auto &g = *model.mutable_graph();
+  std::map<std::string, std::vector<int64_t>> shapes;
+  auto record = [&](const onnx::ValueInfoProto &vi) {
+    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape())
+      return;
+    std::vector<int64_t> d;
+    for (const auto &x : vi.type().tensor_type().shape().dim()) {
+      if (!x.has_dim_value())
+        return;
+      d.push_back(x.dim_value());
+    }
+    shapes[vi.name()] = d;
+  };
+  for (const auto &vi : g.input()) record(vi);
+  for (const auto &vi : g.value_info()) record(vi);
+  for (const auto &t : g.initializer())
+    shapes[t.name()] = std::vector<int64_t>(t.dims().begin(), t.dims().end());
+  int done = 0;
+  for (const auto &n : g.node()) {
+    if (n.op_type() != "Einsum" || n.output_size() != 1 || shapes.count(n.output(0)))
+      continue;
+    const onnx::AttributeProto *eqAttr = attr(n, "equation");
+    if (!eqAttr)
+      continue;
+    std::string e;
+    for (char c : eqAttr->s())
+      if (c != ' ')
+        e += c;
+    size_t arrow = e.find("->");
+    if (arrow == std::string::npos || e.find("...") != std::string::npos)
+      continue;
+    std::map<char, int64_t> size;
+    bool ok = true;
+    std::string lhs = e.substr(0, arrow);
+    int k = 0;
+    size_t start = 0;
+    while (ok) {
+      size_t comma = lhs.find(',', start);
+      std::string term = lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (k >= n.input_size() || !shapes.count(n.input(k)) ||
+          shapes[n.input(k)].size() != term.size()) {
+        ok = false;
+        break;
+      }
+      for (size_t i = 0; i < term.size(); ++i) {
+        int64_t d = shapes[n.input(k)][i];
+        if (size.count(term[i]) && size[term[i]] != d && size[term[i]] != 1 && d != 1)
+          ok = false;
+        size[term[i]] = std::max(size.count(term[i]) ? size[term[i]] : 1, d);
+      }
+      ++k;
+      if (comma == std::string::npos)
+        break;
+      start = comma + 1;
+    }
+    if (!ok || k != n.input_size())
+      continue;
+    onnx::ValueInfoProto *vi = g.add_value_info();
+    vi->set_name(n.output(0));
+    auto *tt = vi->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto::FLOAT);
+    for (const auto &vi2 : g.value_info())
+      if (vi2.name() == n.input(0) && vi2.type().tensor_type().elem_type())
+        tt->set_elem_type(vi2.type().tensor_type().elem_type());
+    for (char c : e.substr(arrow + 2)) {
+      if (!size.count(c)) { ok = false; break; }
+      tt->mutable_shape()->add_dim()->set_dim_value(size[c]);
+    }
+    if (!ok) {
+      g.mutable_value_info()->RemoveLast();
+      continue;
+    }
+    // Drop the rank-only entry inference left, so the full shape is used.
+    for (int i = 0; i + 1 < g.value_info_size(); ++i)
+      if (g.value_info(i).name() == n.output(0)) {
+        g.mutable_value_info()->SwapElements(i, g.value_info_size() - 2);
+        g.mutable_value_info()->DeleteSubrange(g.value_info_size() - 2, 1);
+        break;
+      }
+    shapes[n.output(0)] = {};
+    ++done;
+  }
+  return done;
+}
+
 int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path) {
   int total = 0;
   // Folding can make new shapes static, which can enable more folding.

@@ -16,6 +16,10 @@ namespace symoc {
 /// folded nodes.
 int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path);
 
+/// Fills in Einsum output shapes that ONNX 1.12 leaves rank-only (explicit
+/// equations over static operands) and returns how many it completed.
+int completeEinsumShapes(onnx::ModelProto &model);
+
 /// Runs ONNX shape inference with data propagation; failures of individual
 /// nodes leave their outputs unknown. Returns an error text or "".
 std::string inferShapes(onnx::ModelProto &model);

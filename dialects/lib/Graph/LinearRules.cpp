@@ -9,6 +9,9 @@
 
 #include "RuleHelpers.h"
 
+#include <algorithm>
+#include <set>
+
 using namespace mlir;
 
 namespace symoc::graph {
@@ -145,7 +148,89 @@ void ConvOp::applySymmetryRule(SpaceBuilder &b) {
 }
 
 void EinsumOp::applySymmetryRule(SpaceBuilder &b) {
-  barrier(b, *this, "Einsum has no rule yet");
+  // Explicit equations ("ab,bc->ac") with one or two operands and no
+  // ellipsis. Per letter: in both operands but not the output, a contraction;
+  // in both and the output, a batch axis of a bilinear product; in one operand
+  // and the output, a free axis; in one operand only, a sum over it.
+  auto eq = getOperation()->getAttrOfType<StringAttr>("equation");
+  if (!eq) {
+    barrier(b, *this, "Einsum without an equation");
+    return;
+  }
+  std::string e;
+  for (char c : eq.getValue().str())
+    if (c != ' ')
+      e += c;
+  size_t arrow = e.find("->");
+  if (arrow == std::string::npos || e.find("...") != std::string::npos ||
+      getNumOperands() > 2) {
+    barrier(b, *this, "Einsum form not followed (implicit output, ellipsis or > 2 operands)");
+    return;
+  }
+  std::string lhs = e.substr(0, arrow), out = e.substr(arrow + 2);
+  std::vector<std::string> ins;
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    ins.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  Value y = getResult(0);
+  if (ins.size() != getNumOperands() || int64_t(out.size()) != rankOf(y)) {
+    barrier(b, *this, "Einsum equation does not match the operands");
+    return;
+  }
+  for (size_t k = 0; k < ins.size(); ++k)
+    if (int64_t(ins[k].size()) != rankOf(getOperand(k))) {
+      barrier(b, *this, "Einsum equation does not match the operands");
+      return;
+    }
+  auto count = [](const std::string &str, char c) {
+    return std::count(str.begin(), str.end(), c);
+  };
+  for (const std::string &t : ins)
+    for (char c : t)
+      if (count(t, c) > 1) {
+        barrier(b, *this, "Einsum with a repeated index (diagonal)");
+        return;
+      }
+  std::set<char> letters;
+  for (const std::string &t : ins)
+    letters.insert(t.begin(), t.end());
+  for (char c : out)
+    if (!letters.count(c) || count(out, c) > 1) {
+      barrier(b, *this, "Einsum output index not in the operands");
+      return;
+    }
+  StringRef name = "Einsum";
+  bool two = ins.size() == 2;
+  for (char c : letters) {
+    int64_t a0 = int64_t(ins[0].find(c));
+    int64_t a1 = two ? int64_t(ins[1].find(c)) : -1;
+    int64_t o = int64_t(out.find(c));
+    if (ins[0].find(c) == std::string::npos) a0 = -1;
+    if (two && ins[1].find(c) == std::string::npos) a1 = -1;
+    if (out.find(c) == std::string::npos) o = -1;
+    Value x0 = getOperand(0), x1 = two ? getOperand(1) : Value();
+    if (a0 >= 0 && a1 >= 0 && o < 0) {
+      tieDual(b, x0, a0, x1, a1);
+    } else if (a0 >= 0 && a1 >= 0) {
+      b.tie(x0, a0, y, o);
+      b.tie(x1, a1, y, o);
+      b.restrict(y, o, kNoMixing, name);
+      b.scaleRelation({{y, o, -1}, {x0, a0, 1}, {x1, a1, 1}});
+      b.signRelation({{y, o, 1}, {x0, a0, 1}, {x1, a1, 1}});
+    } else if (o >= 0) {
+      Value x = a0 >= 0 ? x0 : x1;
+      tieSame(b, x, a0 >= 0 ? a0 : a1, y, o);
+    } else {
+      Value x = a0 >= 0 ? x0 : x1;
+      int64_t a = a0 >= 0 ? a0 : a1;
+      b.restrict(x, a, kPerm, "Einsum sums over this axis");
+      pinFlows(b, x, a);
+    }
+  }
 }
 
 void ConvTransposeOp::applySymmetryRule(SpaceBuilder &b) {
