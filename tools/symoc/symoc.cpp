@@ -16,6 +16,9 @@
 #ifdef SYMOC_HAVE_COMPILE
 #include "symoc/Emit/EmitCpp.h"
 #include "symoc/Plan/Policy.h"
+#ifdef SYMOC_HAVE_PLAN_IR
+#include "symoc/Plan/PlanIR.h"
+#endif
 #endif
 
 #include "mlir/IR/AsmState.h"
@@ -220,8 +223,9 @@ struct CompileOptions {
     cmd->add_option("--policy", policy, "how blocks are stepped: symo (default), symo-large, symo-coupled, "
                                         "muon, shampoo, lau-su, adam-mini, adamw, ddc-adam, ddc-muon, auto");
     cmd->add_option("-o,--output", output, "output folder (default ./<model>_optimizer)");
-    cmd->add_option("--emit", emit, "cpp: write the optimizer sources; plan: print the plan; json: print plan.json")
-        ->check(CLI::IsMember({"cpp", "plan", "json"}));
+    cmd->add_option("--emit", emit, "cpp: write the optimizer sources; plan: print the plan; json: print plan.json; "
+                                    "mlir: print the plan as `plan` dialect IR")
+        ->check(CLI::IsMember({"cpp", "plan", "json", "mlir"}));
     cmd->add_flag("--dry-run", dryRun, "print the per-block table (state bytes, FLOPs) and write nothing");
     cmd->add_option("--config", config, "JSON file of per-block steps: {\"name or glob\": \"STEP\"}");
     cmd->add_option("--override", overrides, "NAME=STEP for one block or a glob (repeatable; wins over --config)");
@@ -279,6 +283,14 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   if (c.emit == "json") {
     std::cout << symoc::plan::toJson(plan).dump(2) << "\n";
     return 0;
+  }
+  if (c.emit == "mlir") {
+#ifdef SYMOC_HAVE_PLAN_IR
+    std::cout << symoc::plan::formatPlanIR(plan);
+    return 0;
+#else
+    throw symoc::Error("--emit mlir: this symoc was built without the plan dialect");
+#endif
   }
   std::string dir = c.output.empty() ? "./" + plan.model + "_optimizer" : c.output;
   std::string rt = c.runtimeDir.empty() ? defaultRuntimeDir() : c.runtimeDir;
