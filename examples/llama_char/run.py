@@ -13,6 +13,7 @@ WORK/gen/<policy>/ (generated sources); `train` builds WORK/gen/<policy>/build/ 
 WORK/runs/<name>.csv and WORK/runs/<name>.log.
 """
 import argparse
+import glob
 import concurrent.futures as cf
 import os
 import subprocess
@@ -62,18 +63,25 @@ def train(args):
     names = args.only.split(",") if args.only else list(runs)
     t_build = time.time()
     policies = sorted({runs[n][0] for n in names} - {"torch-adamw"})
-    with cf.ThreadPoolExecutor(max(1, args.jobs // 2)) as ex:   # libraries built in parallel
-        futs = {p: ex.submit(build_library, os.path.join(work, "gen", p), jobs=2,
-                             runtime_dir=os.path.join(ROOT, "runtime")) for p in policies}
-        libs = {p: f.result() for p, f in futs.items()}
-    print("built", ", ".join(policies), "in %.0f s" % (time.time() - t_build), flush=True)
+    if args.no_build:   # libraries built by an earlier call
+        libs = {p: glob.glob(os.path.join(work, "gen", p, "build", "lib*_optimizer.so"))[0]
+                for p in policies}
+    else:
+        with cf.ThreadPoolExecutor(max(1, args.jobs // 2)) as ex:   # built in parallel
+            futs = {p: ex.submit(build_library, os.path.join(work, "gen", p), jobs=2,
+                                 runtime_dir=os.path.join(ROOT, "runtime")) for p in policies}
+            libs = {p: f.result() for p, f in futs.items()}
+        print("built", ", ".join(policies), "in %.0f s" % (time.time() - t_build), flush=True)
     os.makedirs(os.path.join(work, "runs"), exist_ok=True)
     procs = []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
     for name in names:
         policy, lr, aux = runs[name]
+        if args.seed:
+            name = "%s#s%d" % (name, args.seed)
         cmd = [args.python, os.path.join(HERE, "train.py"), "train", "--lr", repr(lr),
+               "--seed", str(args.seed),
                "--steps", str(args.steps), "--eval-every", str(args.eval_every),
                "--threads", str(args.threads), "--corpus", os.path.join(work, "corpus.bin"),
                "--csv", os.path.join(work, "runs", name + ".csv")]
@@ -108,6 +116,8 @@ def main():
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--eval-every", type=int, default=25)
     t.add_argument("--only")
+    t.add_argument("--seed", type=int, default=0, help="model init and batch order")
+    t.add_argument("--no-build", action="store_true", help="use the libraries already built")
     t.add_argument("--jobs", type=int, default=2, help="parallel compile jobs for the libraries")
     t.add_argument("--runs", nargs="*", help="extra runs NAME:POLICY:LR[:AUX_LR]")
     args = ap.parse_args()
