@@ -441,14 +441,42 @@ public:
   // Ties and slices are resolved at the end of the op, when it is known
   // whether the op also ties the head axes that index them.
   void tie(Value x, int64_t a, Value y, int64_t b, bool dual) override {
+    touch(x, a);
+    touch(y, b);
     pending.push_back({{x, a}, {y, b}, dual, -1, 0});
   }
   void slice(Value in, int64_t axis, int64_t begin, int64_t count, Value out,
              int64_t outAxis) override {
+    touch(in, axis);
+    touch(out, outAxis);
     pending.push_back({{in, axis}, {out, outAxis}, false, begin, count});
   }
 
+  /// Axes the current op's rule has said something about.
+  std::set<std::pair<const void *, int64_t>> touched;
+  void touch(Value v, int64_t a) { touched.insert({v.getAsOpaquePointer(), a}); }
+
+  /// An op's rule must account for every axis of its operands and results
+  /// that can carry a symmetry; an axis it did not mention is fixed rather
+  /// than left free (a rule that forgets an axis must not create a claim).
+  void fixUntouched(Operation *op) {
+    auto check = [&](Value v) {
+      for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
+        if (!touched.count({v.getAsOpaquePointer(), a}))
+          for (int n : allNodes(v, a))
+            restrictions.push_back({n, kNone, "axis not covered by the rule of " +
+                                                  op->getName().getStringRef().str()});
+    };
+    if (!isa<ShapeOp, SizeOp>(op))
+      for (Value v : op->getOperands())
+        check(v);
+    for (Value v : op->getResults())
+      check(v);
+    touched.clear();
+  }
+
   void restrict(Value x, int64_t a, unsigned bits, StringRef why) override {
+    touch(x, a);
     for (int n : allNodes(x, a))
       restrictions.push_back({n, bits, why.str()});
     for (int n : blockNodes(x, a))
@@ -465,6 +493,8 @@ public:
   void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
     if (terms.empty())
       return;
+    for (const AxisTerm &t : terms)
+      touch(t.value, t.axis);
     std::vector<AxisInfo *> axes;
     for (const AxisTerm &t : terms)
       axes.push_back(&axisOf(t.value, t.axis));
@@ -508,6 +538,9 @@ public:
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
               int64_t inner) override {
+    touch(whole, axis);
+    touch(parts, outer);
+    touch(parts, inner);
     axisOf(whole, axis);
     axisOf(parts, outer);
     axisOf(parts, inner);
@@ -940,6 +973,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   std::set<std::string> barrierTypes;
   for (Operation *op : ops) {
     b.currentOp = op;
+    b.touched.clear();
     if (isa<SymmetryRule>(op) && hasUnrankedTensor(op)) {
       for (Value v : op->getOperands()) b.fixAll(v, "unknown rank");
       for (Value v : op->getResults()) b.fixAll(v, "unknown rank");
@@ -950,6 +984,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     } else if (auto rule = dyn_cast<SymmetryRule>(op)) {
       rule.applySymmetryRule(b);
       b.endOp();
+      b.fixUntouched(op);
     } else if (auto g = dyn_cast<GenericOp>(op)) {
       for (Value v : op->getOperands()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
       for (Value v : op->getResults()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
