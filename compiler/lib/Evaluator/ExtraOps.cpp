@@ -329,6 +329,8 @@ Tensor nll(OpContext &ctx, const Tensor &logp, const Tensor &labels, const Tenso
   int64_t N = logp.dims[0], C = logp.dims[1], inner = logp.size() / std::max<int64_t>(N * C, 1);
   if (labels.size() != N * inner)
     ctx.fail("labels do not match the input shape");
+  if (weight && weight->size() != C)
+    ctx.fail("weight must have C = " + std::to_string(C) + " entries");
   std::vector<int64_t> ld = labels.dims;
   Tensor loss = Tensor::zeros(ld, logp.dtype);
   double wsum = 0, lsum = 0;
