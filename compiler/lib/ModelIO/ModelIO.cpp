@@ -223,7 +223,8 @@ onnx::ModelProto loadModel(const std::string &path) {
     std::string canonical = fs::canonical(path, ec).string();
     if (ec)
       canonical = fs::absolute(path).string();
-    wire::ScanResult scan = wire::stripPayloads(file.data, size, kDeferBytes, canonical);
+    wire::ScanResult scan = wire::stripPayloads(file.data, size, kDeferBytes, canonical,
+                                                /*releaseBehind=*/true);
     if (!scan.error.empty())
       fail(path, scan.error);
     bool ok = scan.ok ? parseBinary(scan.stripped.data(), scan.stripped.size(), model)

@@ -21,6 +21,9 @@
 
 #include <string_view>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace symoc {
 namespace wire {
 namespace {
@@ -117,8 +120,9 @@ void appendEntry(std::string &out, const std::string &key, const std::string &va
 class Scanner {
 public:
   Scanner(const uint8_t *base, uint64_t threshold, const std::string &canonicalPath,
-          ScanResult &result)
-      : base(base), threshold(threshold), canonicalPath(canonicalPath), r(result) {}
+          bool releaseBehind, ScanResult &result)
+      : base(base), threshold(threshold), canonicalPath(canonicalPath),
+        releaseBehind(releaseBehind), r(result) {}
 
   // Each returns false when the bytes are malformed (or r.error is set).
   bool model(const uint8_t *p, const uint8_t *end, std::string &out) {
@@ -155,7 +159,21 @@ private:
     if (!(this->*h)(f.payload, f.payload + f.length, body))
       return false;
     appendMessage(out, f.number, body);
+    release(f.end);
     return true;
+  }
+
+  /// Drops the mapped pages before `upTo` once 8 MiB have accumulated: every
+  /// byte before the cursor has been copied to the output or is a payload.
+  void release(const uint8_t *upTo) {
+    if (!releaseBehind)
+      return;
+    static const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    uint64_t off = uint64_t(upTo - base) / page * page;
+    if (off < released + (uint64_t(8) << 20))
+      return;
+    ::madvise(const_cast<uint8_t *>(base) + released, off - released, MADV_DONTNEED);
+    released = off;
   }
 
   bool graph(const uint8_t *p, const uint8_t *end, std::string &out) {
@@ -278,16 +296,18 @@ private:
   const uint8_t *base;
   uint64_t threshold;
   const std::string &canonicalPath;
+  bool releaseBehind;
+  uint64_t released = 0;
   ScanResult &r;
 };
 
 } // namespace
 
 ScanResult stripPayloads(const uint8_t *data, uint64_t size, uint64_t threshold,
-                         const std::string &canonicalPath) {
+                         const std::string &canonicalPath, bool releaseBehind) {
   ScanResult r;
   r.stripped.reserve(1 << 16);
-  Scanner s(data, threshold, canonicalPath, r);
+  Scanner s(data, threshold, canonicalPath, releaseBehind, r);
   r.ok = s.model(data, data + size, r.stripped) && r.error.empty();
   if (!r.ok)
     r.stripped.clear();
