@@ -23,7 +23,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-POLICIES = ["adamw", "muon", "lau-su", "symo", "ddc-adam"]
+POLICIES = ["adamw", "muon", "lau-su", "symo", "ddc-adam", "symo-mlp"]
+# Variants: generated-library name -> (policy, overrides). symo-mlp averages the SwiGLU
+# matrices over the hidden (688) space only (S x 1 / B x 1 / 1 x B) instead of the B x B
+# (normalized SGD) and S x B that the symo policy picks for them.
+VARIANTS = {
+    "symo-mlp": ("symo", ["*.mlp.gate_proj.weight=symo:Sx1", "*.mlp.up_proj.weight=symo:Bx1",
+                          "*.mlp.down_proj.weight=symo:1xB"]),
+}
 # name: (policy or "torch-adamw", lr, aux lr for the plan's adam(w) blocks, 0 = same lr)
 RUNS = {
     "torch-adamw": ("torch-adamw", 3e-3, 0.0),
@@ -50,7 +57,8 @@ def prepare(args):
                        check=True)
     for p in args.policies.split(","):
         out = os.path.join(work, "gen", p)
-        compile_model(args.symoc, onnx_path, out, p, extra=["--name", "llama_char"])
+        policy, overrides = VARIANTS.get(p, (p, []))
+        compile_model(args.symoc, onnx_path, out, policy, overrides, extra=["--name", "llama_char"])
         print("generated", p, flush=True)
 
 
@@ -64,8 +72,13 @@ def train(args):
     t_build = time.time()
     policies = sorted({runs[n][0] for n in names} - {"torch-adamw"})
     if args.no_build:   # libraries built by an earlier call
-        libs = {p: glob.glob(os.path.join(work, "gen", p, "build", "lib*_optimizer.so"))[0]
-                for p in policies}
+        libs = {}
+        for p in policies:
+            found = glob.glob(os.path.join(work, "gen", p, "build", "lib*_optimizer.so"))
+            if not found:
+                sys.exit("run.py: --no-build but %s has no built library (run once without "
+                         "--no-build)" % os.path.join(work, "gen", p))
+            libs[p] = found[0]
     else:
         with cf.ThreadPoolExecutor(max(1, args.jobs // 2)) as ex:   # built in parallel
             futs = {p: ex.submit(build_library, os.path.join(work, "gen", p), jobs=2,
