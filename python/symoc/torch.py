@@ -272,8 +272,9 @@ class SymocOptimizer(torch.optim.Optimizer):
             problems += _tensor_problems(name, p, shape, "parameter")
             g = p.grad
             if g is None:
-                # A parameter without a gradient (unused this step): step it with zeros, as
-                # torch optimizers with momentum would not; stated in the docs.
+                # No gradient (unused this step). The generated step covers every parameter,
+                # so it gets a zero gradient: unlike torch optimizers, which skip it, rules
+                # with momentum or decay still move it (docs/results.md, "The bridge").
                 g = self._zero_grads.get(i)
                 if g is None or g.shape != p.shape:
                     g = self._zero_grads[i] = torch.zeros_like(p)
