@@ -127,8 +127,9 @@ def train(args):
     g_train = torch.Generator().manual_seed(4321 + args.seed)
     rows = []
     t0 = time.time()
-    print("# %s lr %g: %d params, corpus %d files, train %d / val %d bytes"
-          % (label, args.lr, nparams, nfiles, len(train_data), len(val_data)), flush=True)
+    source = args.corpus if args.corpus else "%d files" % nfiles
+    print("# %s lr %g: %d params, corpus %s, train %d / val %d bytes"
+          % (label, args.lr, nparams, source, len(train_data), len(val_data)), flush=True)
     for step in range(args.steps + 1):
         if step % args.eval_every == 0 or step == args.steps:
             v = evaluate(model, val_data, val_starts)
