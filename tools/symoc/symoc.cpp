@@ -13,6 +13,10 @@
 #ifdef SYMOC_HAVE_VERIFY
 #include "symoc/Verify/Verify.h"
 #endif
+#ifdef SYMOC_HAVE_TRANSFORMS
+#include "symoc/Transforms/Passes.h"
+#include "mlir/Pass/PassManager.h"
+#endif
 #ifdef SYMOC_HAVE_COMPILE
 #include "symoc/Emit/EmitCpp.h"
 #include "symoc/Plan/Policy.h"
@@ -130,6 +134,14 @@ symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions 
   model = symoc::loadModel(common.model);
   auto module = symoc::importModel(ctx, model, common.model, common.importOptions(), notes);
   printNotes(notes, common.model);
+#ifdef SYMOC_HAVE_TRANSFORMS
+  // Recompose decomposed norms and activations so their rules apply (verify
+  // still checks every claim on the original graph).
+  auto pm = mlir::PassManager::on<mlir::ModuleOp>(&ctx);
+  symoc::addNormalizationPasses(pm);
+  if (mlir::failed(pm.run(*module)))
+    throw symoc::Error(common.model + ": normalization passes failed");
+#endif
   symoc::AnalysisOptions opts;
   opts.loss = a.loss == "cross-entropy" ? symoc::LossKind::CrossEntropy
               : a.loss == "mse"         ? symoc::LossKind::MSE

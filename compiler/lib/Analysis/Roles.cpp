@@ -61,7 +61,7 @@ void forwardReach(Value v, int depth, std::set<Operation *> &seen,
   for (OpOperand &use : v.getUses()) {
     Operation *u = use.getOwner();
     visit(u, use.getOperandNumber());
-    if (seen.insert(u).second && isPassThrough(u))
+    if (seen.insert(u).second && (isPassThrough(u) || isNonlinearity(u)))
       for (Value r : u->getResults())
         forwardReach(r, depth - 1, seen, visit);
   }

@@ -108,6 +108,10 @@ bool definedByParam(Value v) { return v.getDefiningOp<ParamOp>() != nullptr; }
 /// Rules need ranks: an op with an operand or result of unknown rank (shape
 /// inference gave up) is a barrier.
 bool hasUnrankedTensor(Operation *op) {
+  // Hand-written IR may also give a curated op no operands or results at all;
+  // the rules index operand 0 and result 0, so such an op is a barrier too.
+  if (op->getNumOperands() == 0 || op->getNumResults() == 0)
+    return true;
   auto unranked = [](Value v) { return isa<UnrankedTensorType>(v.getType()); };
   return llvm::any_of(op->getOperands(), unranked) ||
          llvm::any_of(op->getResults(), unranked);
@@ -211,6 +215,7 @@ public:
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
+  void couple(Value, int64_t) override {}
   void scaleRelation(ArrayRef<AxisTerm>) override {}
   void signRelation(ArrayRef<AxisTerm>) override {}
   void softmaxOver(Value, int64_t) override {}
@@ -610,6 +615,20 @@ public:
     return table.axes[table.get(v, a)].size;
   }
   bool isParameter(Value v) override { return definedByParam(v); }
+
+  void couple(Value v, int64_t axis) override {
+    touch(v, axis);
+    // Every axis of v indexed by `axis` shares one space across heads.
+    for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
+      if (k == axis)
+        continue;
+      AxisInfo &A = axisOf(v, k);
+      if (A.numHeads > 1 && A.indexAxis == axis)
+        for (int h = 1; h < A.numHeads; ++h)
+          for (int i = 0; i < A.numPieces; ++i)
+            uf.unite(node(A, h, i), node(A, 0, i), 0);
+    }
+  }
 
   /// Resolves the op's ties and slices.
   void endOp() {

@@ -55,6 +55,9 @@ void softmaxRule(SpaceBuilder &b, Operation *op) {
   }
   for (int64_t a = 0; a < r; ++a)
     batchedNonlinear(b, x, a, y, name);
+  // Before opset 13 the softmax runs over all axes from `axis` on.
+  for (int64_t a = axis; a < (opsetOf(op) < 13 ? r : axis + 1); ++a)
+    b.couple(x, a);
   b.softmaxOver(x, axis);
 }
 
@@ -123,6 +126,8 @@ void LayerNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     return;
   }
   for (int64_t a = 0; a < r; ++a) {
+    if (a >= axis)
+      b.couple(x, a);
     if (a >= axis && axis != r - 1) {
       // Normalizing several axes at once: keep them fixed.
       b.restrict(x, a, kNone, "LayerNormalization over several axes");
@@ -160,6 +165,7 @@ void RMSNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
   int64_t r = rankOf(x);
   Value gain = getNumOperands() > 1 ? getOperand(1) : Value();
   bool hasGain = gain && !isNone(gain);
+  b.couple(x, r - 1);
   for (int64_t a = 0; a < r; ++a) {
     b.tie(x, a, y, a);
     if (a != r - 1) {
@@ -192,6 +198,9 @@ void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     return;
   }
   bool training = intAttr(*this, "training_mode", 0) || getNumResults() > 1;
+  for (int64_t a = 0; a < r; ++a)
+    if (a != 1)
+      b.couple(x, a); // batch statistics combine the batch and spatial axes
   for (int64_t a = 0; a < r; ++a) {
     b.tie(x, a, y, a);
     if (a != 1) {

@@ -90,6 +90,11 @@ public:
   virtual void factor(mlir::Value whole, int64_t axis, mlir::Value parts,
                       int64_t outer, int64_t inner) = 0;
 
+  /// The op combines the entries of `v` along `axis` (a Softmax or a
+  /// normalization over it) while keeping the axis: per-head spaces indexed
+  /// by that axis are no longer independent.
+  virtual void couple(mlir::Value v, int64_t axis) = 0;
+
   /// Softmax/LogSoftmax over `axis` of `logits`: the producer of the logits
   /// may get a shift gauge when the loss allows it.
   virtual void softmaxOver(mlir::Value logits, int64_t axis) = 0;
