@@ -31,14 +31,16 @@ VARIANTS = {
     "symo-mlp": ("symo", ["*.mlp.gate_proj.weight=symo:Sx1", "*.mlp.up_proj.weight=symo:Bx1",
                           "*.mlp.down_proj.weight=symo:1xB"]),
 }
-# name: (policy or "torch-adamw", lr, aux lr for the plan's adam(w) blocks, 0 = same lr)
+# name: (policy or "torch-adamw", lr, aux lr for the plan's adam(w) blocks, 0 = same lr).
+# The learning rates are the best of the sweeps in docs/results.md.
 RUNS = {
-    "torch-adamw": ("torch-adamw", 3e-3, 0.0),
-    "adamw": ("adamw", 3e-3, 0.0),
+    "torch-adamw": ("torch-adamw", 2e-3, 0.0),
+    "adamw": ("adamw", 2e-3, 0.0),
+    "ddc-adam": ("ddc-adam", 2e-3, 0.0),
     "muon": ("muon", 0.02, 3e-3),
     "lau-su": ("lau-su", 0.02, 3e-3),
-    "symo": ("symo", 3e-3, 0.0),
-    "ddc-adam": ("ddc-adam", 3e-3, 0.0),
+    "symo": ("symo", 2e-3, 0.0),
+    "symo-mlp": ("symo-mlp", 4e-3, 0.0),
 }
 
 
@@ -126,8 +128,8 @@ def main():
     t.add_argument("--work", default=os.path.join(ROOT, "out", "llama_char"))
     t.add_argument("--python", default=sys.executable)
     t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--steps", type=int, default=300)
-    t.add_argument("--eval-every", type=int, default=25)
+    t.add_argument("--steps", type=int, default=400)
+    t.add_argument("--eval-every", type=int, default=50)
     t.add_argument("--only")
     t.add_argument("--seed", type=int, default=0, help="model init and batch order")
     t.add_argument("--no-build", action="store_true", help="use the libraries already built")
