@@ -86,9 +86,21 @@ struct CommonOptions {
   }
 };
 
+/// Names inside notes come from the file and may hold any byte: keep every
+/// note on one line.
+std::string oneLine(const std::string &text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') out += "\\n";
+    else if (c == '\r') out += "\\r";
+    else out += c;
+  }
+  return out;
+}
+
 void printNotes(const symoc::ImportNotes &notes, const std::string &path) {
   for (const auto &line : notes.lines)
-    std::cerr << "symoc: note: " << path << ": " << line << "\n";
+    std::cerr << "symoc: note: " << oneLine(path) << ": " << oneLine(line) << "\n";
 }
 
 int runImport(const CommonOptions &common, const std::string &output) {
