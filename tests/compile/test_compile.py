@@ -466,32 +466,52 @@ class Cli(unittest.TestCase):
 
     def test_symo_uses_only_claimed_groups(self):
         """Every Symo group in a plan is a subgroup of what the analysis claims on that axis,
-        recomputed here from `symoc analyze --json` (not from the plan)."""
-        for model in (LLAMA, GPT2):
+        recomputed here from `symoc analyze --json` (not from the plan): whole-axis claims
+        generate the group; an axis in pieces may use Z2 only when every piece has a sign-flip
+        claim (Z2, O or GL) of its own; a claim moving rows and columns together allows no
+        product group."""
+        sub = {"1": set(), "Z2": {"Z2"}, "S": {"S"}, "B": {"S", "Z2"}, "O": {"O"}}
+        for model in (LLAMA, GPT2, os.path.join(SRC, "models", "adv_slice_hidden.onnx")):
             with tempfile.TemporaryDirectory() as d:
                 r = symoc("analyze", model, "--json", f"{d}/a.json")
                 self.assertEqual(r.returncode, 0, r.stderr)
                 with open(f"{d}/a.json") as f:
                     a = json.load(f)
-                shapes = {b["name"]: b["shape"] for b in a["blocks"]}
-                claimed = {}
-                for c in a["claims"]:
-                    if c["kind"] != "linear":
+            shapes = {b["name"]: b["shape"] for b in a["blocks"]}
+            claimed, own_pieces, both_axes = {}, {}, set()
+            for c in a["claims"]:
+                if c["kind"] != "linear":
+                    continue
+                g = c["group"]["name"]
+                on = {}
+                for m in c["members"]:
+                    on.setdefault((m["initializer"], m["axis"]), []).append(m)
+                for (name, axis), ms in on.items():
+                    if len(ms) == 1 and ms[0]["offset"] == 0 and ms[0]["extent"] == shapes[name][axis]:
+                        claimed.setdefault((name, axis), set()).add("O" if g == "GL" else g)
+                    if len(ms) == 1 and g in ("Z2", "O", "GL") and ms[0]["stride"] == 1:
+                        own_pieces.setdefault((name, axis), set()).add((ms[0]["offset"], ms[0]["extent"]))
+                for (name, axis) in on:
+                    if axis == 0 and (name, 1) in on:
+                        both_axes.add(name)
+            for policy in ("symo", "symo-large", "auto"):
+                plan = json.loads(symoc("compile", model, "--policy", policy, "--emit", "json").stdout)
+                for p in plan["params"]:
+                    if not p["step"].startswith("symo "):
                         continue
-                    for m in c["members"]:
-                        if m["offset"] == 0 and m["extent"] == shapes[m["initializer"]][m["axis"]]:
-                            claimed.setdefault((m["initializer"], m["axis"]), set()).add(c["group"]["name"])
-                sub = {"1": set(), "Z2": {"Z2"}, "S": {"S"}, "B": {"S", "Z2"}, "O": {"O"}}
-                for policy in ("symo", "symo-large", "auto"):
-                    plan = json.loads(symoc("compile", model, "--policy", policy, "--emit", "json").stdout)
-                    for p in plan["params"]:
-                        if not p["step"].startswith("symo "):
+                    groups = (p["group"]["left"], p["group"]["right"])
+                    if p["name"] in both_axes:
+                        self.assertEqual(groups, ("1", "1"), f"{policy}: {p['name']}")
+                    for axis, g in enumerate(groups):
+                        have = claimed.get((p["name"], axis), set())
+                        if sub[g] <= have or (g == "Z2" and "O" in have) or (g in ("S", "B", "Z2") and "O" in have):
                             continue
-                        for axis, g in ((0, p["group"]["left"]), (1, p["group"]["right"])):
-                            have = claimed.get((p["name"], axis), set())
-                            need = sub[g]
-                            ok = need <= have or (g in ("O",) and "GL" in have)
-                            self.assertTrue(ok, f"{policy}: {p['name']} axis {axis} uses {g}, claims {have}")
+                        pieces = sorted(own_pieces.get((p["name"], axis), set()))
+                        tiles = pieces and pieces[0][0] == 0 and all(
+                            a0 + e0 == a1 for (a0, e0), (a1, _) in zip(pieces, pieces[1:])) and \
+                            pieces[-1][0] + pieces[-1][1] == shapes[p["name"]][axis]
+                        self.assertTrue(g == "Z2" and tiles,
+                                        f"{policy}: {p['name']} axis {axis} uses {g}, claims {have}, pieces {pieces}")
 
 
 MAIN_CPP = r"""

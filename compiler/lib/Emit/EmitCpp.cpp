@@ -85,49 +85,59 @@ std::string ruleExpr(const Step &s, const Unit &u, bool shared) {
   const char *mk = shared ? "std::make_shared" : "std::make_unique";
   auto f = [&](const char *k, double d) { return floatLit(s.get(k, d)); };
   if (s.kind == "adamw" || s.kind == "adam") {
-    o << "AdamConfig c;\n    c.beta1 = " << f("beta1", 0.9) << ";\n    c.beta2 = " << f("beta2", 0.999)
-      << ";\n    c.eps = " << f("eps", 1e-8) << ";\n    c.weight_decay = " << f("weight_decay", 0)
-      << ";\n    c.decoupled = " << (s.kind == "adamw" ? "true" : "false") << ";\n    return " << mk << "<Adam>(c);";
+    o << "AdamConfig c;\nc.beta1 = " << f("beta1", 0.9) << ";\nc.beta2 = " << f("beta2", 0.999)
+      << ";\nc.eps = " << f("eps", 1e-8) << ";\nc.weight_decay = " << f("weight_decay", 0)
+      << ";\nc.decoupled = " << (s.kind == "adamw" ? "true" : "false") << ";\nreturn " << mk << "<Adam>(c);";
   } else if (s.kind == "sgd") {
-    o << "SGDConfig c;\n    c.momentum = " << f("momentum", 0.9) << ";\n    c.dampening = " << f("dampening", 0)
-      << ";\n    c.weight_decay = " << f("weight_decay", 0) << ";\n    c.nesterov = "
-      << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\n    return " << mk << "<SGD>(c);";
+    o << "SGDConfig c;\nc.momentum = " << f("momentum", 0.9) << ";\nc.dampening = " << f("dampening", 0)
+      << ";\nc.weight_decay = " << f("weight_decay", 0) << ";\nc.nesterov = "
+      << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\nreturn " << mk << "<SGD>(c);";
   } else if (s.kind == "adam_mini") {
-    o << "AdamMiniConfig c;\n    c.beta1 = " << f("beta1", 0.9) << ";\n    c.beta2 = " << f("beta2", 0.999)
-      << ";\n    c.eps = " << f("eps", 1e-8) << ";\n    c.weight_decay = " << f("weight_decay", 0)
-      << ";\n    c.group_rows = " << int64_t(s.get("group_rows", 1)) << ";\n    return " << mk << "<AdamMini>(c);";
+    o << "AdamMiniConfig c;\nc.beta1 = " << f("beta1", 0.9) << ";\nc.beta2 = " << f("beta2", 0.999)
+      << ";\nc.eps = " << f("eps", 1e-8) << ";\nc.weight_decay = " << f("weight_decay", 0)
+      << ";\nc.group_rows = " << int64_t(s.get("group_rows", 1)) << ";\nreturn " << mk << "<AdamMini>(c);";
   } else if (s.kind == "muon") {
-    o << "MuonConfig c;\n    c.beta = " << f("beta", 0.95) << ";\n    c.weight_decay = " << f("weight_decay", 0)
-      << ";\n    c.nesterov = " << (s.get("nesterov", 1) != 0 ? "true" : "false") << ";\n    return " << mk
+    o << "MuonConfig c;\nc.beta = " << f("beta", 0.95) << ";\nc.weight_decay = " << f("weight_decay", 0)
+      << ";\nc.nesterov = " << (s.get("nesterov", 1) != 0 ? "true" : "false") << ";\nreturn " << mk
       << "<Muon>(c);";
   } else if (s.kind == "shampoo") {
-    o << "ShampooConfig c;\n    c.eps = " << f("eps", 1e-6) << ";\n    c.beta2 = " << f("beta2", 1)
-      << ";\n    c.weight_decay = " << f("weight_decay", 0) << ";\n    c.exponent = " << int(s.get("exponent", 4))
-      << ";\n    c.precondition_frequency = " << int(s.get("precondition_frequency", 1))
-      << ";\n    c.max_precond_dim = " << int64_t(s.get("max_precond_dim", 8192)) << ";\n    return " << mk
+    o << "ShampooConfig c;\nc.eps = " << f("eps", 1e-6) << ";\nc.beta2 = " << f("beta2", 1)
+      << ";\nc.weight_decay = " << f("weight_decay", 0) << ";\nc.exponent = " << int(s.get("exponent", 4))
+      << ";\nc.precondition_frequency = " << int(s.get("precondition_frequency", 1))
+      << ";\nc.max_precond_dim = " << int64_t(s.get("max_precond_dim", 8192)) << ";\nreturn " << mk
       << "<Shampoo>(c);";
   } else if (s.kind == "lausu") {
-    o << "LauSuConfig c;\n    c.beta = " << f("beta", 0.95) << ";\n    c.eps = " << f("eps", 1e-8)
-      << ";\n    c.nesterov = " << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\n    c.weight_decay = "
-      << f("weight_decay", 0) << ";\n    return " << mk << "<LauSu>(" << lausuEnum(s.lausu) << ", c);";
+    o << "LauSuConfig c;\nc.beta = " << f("beta", 0.95) << ";\nc.eps = " << f("eps", 1e-8)
+      << ";\nc.nesterov = " << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\nc.weight_decay = "
+      << f("weight_decay", 0) << ";\nreturn " << mk << "<LauSu>(" << lausuEnum(s.lausu) << ", c);";
   } else if (s.kind == "symo" || s.kind == "symo_coupled") {
     o << "SymoConfig c;\n";
     if (s.kind == "symo")
-      o << "    c.left = " << groupEnum(s.left) << ";\n    c.right = " << groupEnum(s.right) << ";\n";
-    o << "    c.beta1 = " << f("beta1", 0) << ";\n    c.beta2 = " << f("beta2", 0.95) << ";\n    c.eps = "
-      << f("eps", 1e-8) << ";\n    c.weight_decay = " << f("weight_decay", 0) << ";\n    c.max_dense = "
+      o << "c.left = " << groupEnum(s.left) << ";\nc.right = " << groupEnum(s.right) << ";\n";
+    o << "c.beta1 = " << f("beta1", 0) << ";\nc.beta2 = " << f("beta2", 0.95) << ";\nc.eps = "
+      << f("eps", 1e-8) << ";\nc.weight_decay = " << f("weight_decay", 0) << ";\nc.max_dense = "
       << int64_t(s.get("max_dense", 4096)) << ";\n";
     if (s.kind == "symo") {
-      o << "    return " << mk << "<Symo>(c);";
+      o << "return " << mk << "<Symo>(c);";
     } else {
-      o << "    std::vector<CoupledMember> members = {";
+      o << "std::vector<CoupledMember> members = {";
       for (size_t k = 0; k < u.params.size(); ++k) o << (k ? ", " : "") << "{" << k << ", " << u.axes[k] << "}";
-      o << "};\n    return " << mk << "<SymoCoupled>(" << groupEnum(s.left) << ", members, c);";
+      o << "};\nreturn " << mk << "<SymoCoupled>(" << groupEnum(s.left) << ", members, c);";
     }
   } else {
     throw Error("emit: unknown step kind '" + s.kind + "'");
   }
   return o.str();
+}
+
+/// Prefixes every line of `text` with `pad`.
+std::string indent(const std::string &text, const std::string &pad) {
+  std::string r = pad;
+  for (char c : text) {
+    r += c;
+    if (c == '\n') r += pad;
+  }
+  return r;
 }
 
 struct Call {
@@ -191,16 +201,16 @@ EmittedFiles emitOptimizer(const Plan &plan) {
         r.body = ruleExpr(u.step, u, false);
       } else {
         std::ostringstream o;
-        o << "auto base = [] {\n    " << ruleExpr(u.step, u, true) << "\n  }();\n";
-        o << "    std::vector<GaugeSpec> gauges = {";
+        o << "// The base rule, then the gauge tangents removed from its direction.\n";
+        o << "auto base = [] {\n" << indent(ruleExpr(u.step, u, true), "  ") << "\n}();\n";
+        o << "std::vector<GaugeSpec> gauges = {";
         for (size_t k = 0; k < u.step.gauges.size(); ++k) {
           const plan::Gauge &g = u.step.gauges[k];
-          o << (k ? ",\n        " : "") << "{" << gaugeEnum(g.kind) << ", " << g.a << ", " << g.b << ", " << g.c << ", 0}";
+          o << (k ? ",\n                                   " : "") << "{" << gaugeEnum(g.kind) << ", " << g.a << ", "
+            << g.b << ", " << g.c << ", 0}";
         }
-        o << "};\n    return std::make_unique<GaugeProjected>(base, gauges);";
-        // Re-indent the lambda body to the factory's level.
-        std::string body = o.str();
-        r.body = body;
+        o << "};\nreturn std::make_unique<GaugeProjected>(base, gauges);";
+        r.body = o.str();
       }
       for (int p : u.params) r.users.push_back(plan.params[size_t(p)].name);
       rules.push_back(r);
@@ -311,7 +321,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       }
       s << (k ? ", " : "") << commentSafe(r.users[k]);
     }
-    s << "\nstd::unique_ptr<Rule> make_" << r.name << "() {\n    " << r.body << "\n}\n";
+    s << "\nstd::unique_ptr<Rule> make_" << r.name << "() {\n" << indent(r.body, "  ") << "\n}\n";
   }
   s << "\n} // namespace\n\n"
     << "// The object behind the ABI's opaque handle.\n"
@@ -362,13 +372,16 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     << "    for (int i = 0; i < kNumParams; ++i)\n"
     << "      p[i] = Param{kParams[i].name, w[i], g[i], kParams[i].rows, kParams[i].cols};\n";
   for (const Call &c : calls) {
-    s << "    { // " << commentSafe(c.comment) << ": ";
-    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? ", " : "") << commentSafe(plan.params[size_t(c.params[k])].name);
-    s << "\n      Param ps[] = {";
-    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? ", " : "") << "p[" << enumName[size_t(c.params[k])] << "]";
-    s << "};\n      const int ix[] = {";
-    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? ", " : "") << enumName[size_t(c.params[k])];
-    s << "};\n      run(*o, *o->" << rules[size_t(c.rule)].name << ", ps, ix, " << c.params.size() << ");\n    }\n";
+    // The enumerators name the blocks; the comment says the rule (and a joint unit's note).
+    s << "    { // " << commentSafe(c.comment);
+    if (c.params.size() > 1) s << " (" << c.params.size() << " blocks)";
+    const bool wrap = c.params.size() > 2;
+    const std::string sep = wrap ? ",\n          " : ", ";
+    s << "\n      const int ix[] = {" << (wrap ? "\n          " : "");
+    for (size_t k = 0; k < c.params.size(); ++k) s << (k ? sep : "") << enumName[size_t(c.params[k])];
+    s << "};\n      Param ps[" << c.params.size() << "];\n"
+      << "      for (size_t i = 0; i < " << c.params.size() << "; ++i) ps[i] = p[ix[i]];\n"
+      << "      run(*o, *o->" << rules[size_t(c.rule)].name << ", ps, ix, " << c.params.size() << ");\n    }\n";
   }
   s << "    ++o->steps;\n    return SYMOC_OK;\n"
     << "  } catch (const std::exception &e) {\n"

@@ -129,6 +129,7 @@ struct Model {
   std::map<std::string, const Space *> spaces;
   std::map<std::string, int64_t> vocabAxis; // lm_head: the axis fixed by the model output
   std::map<std::string, int64_t> gatedAxis; // swiglu_*: the axis on the gated hidden space
+  std::vector<std::string> notes;
 };
 
 /// Claims of each kind touching (param, axis) over its full extent.
@@ -155,9 +156,11 @@ AxisClaims axisClaims(const AnalysisResult &a, const std::string &name, int64_t 
   return r;
 }
 
-/// The compact group on one axis: the group its claims generate; an axis cut into pieces
-/// gets Z2 when every piece has sign flips (Z2 on each piece is Z2 on the whole axis),
-/// else nothing (a product of per-piece permutations is not a group the runtime has).
+/// The compact group on one axis: the group its claims generate. An axis cut into pieces
+/// gets Z2 when every piece has its own sign flips (a Z2, O or GL claim that lists no other
+/// piece of this axis: independent flips per piece are Z2 on the whole axis), else nothing
+/// (a product of per-piece permutations is not a group the runtime has, and one claim acting
+/// on two pieces at once flips them together, which is not Z2 of the axis).
 std::string axisGroup(const Model &m, const Block &b, int64_t axis, std::vector<std::string> &ids) {
   if (axis >= int64_t(b.shape.size())) return "1";
   const auto &pieces = b.axisSpaces[size_t(axis)];
@@ -166,21 +169,37 @@ std::string axisGroup(const Model &m, const Block &b, int64_t axis, std::vector<
     ids = c.ids;
     return generated(c.s, c.z2, c.o);
   }
-  bool allSigns = !pieces.empty();
-  std::vector<std::string> all;
+  std::set<std::pair<int64_t, int64_t>> ranges;
+  std::set<std::string> seen;
   for (const auto &sp : pieces) {
     auto it = m.spaces.find(sp);
     if (it == m.spaces.end()) return "1";
-    bool found = false;
+    if (!seen.insert(sp).second) continue;
     for (const Member &mem : it->second->members)
       if (mem.initializer == b.name && mem.axis == axis) {
-        AxisClaims c = axisClaims(m.a, b.name, axis, mem.offset, mem.extent);
-        if (c.z2 || c.o) found = true;
-        all.insert(all.end(), c.ids.begin(), c.ids.end());
+        if (mem.stride != 1) return "1";
+        ranges.insert({mem.offset, mem.extent});
       }
-    allSigns = allSigns && found;
   }
-  if (!allSigns) return "1";
+  int64_t covered = 0;
+  for (auto &r : ranges) covered += r.second;
+  if (ranges.empty() || covered != b.shape[size_t(axis)]) return "1";
+  std::vector<std::string> all;
+  for (auto &r : ranges) {
+    bool own = false;
+    for (const Claim &c : m.a.claims) {
+      if (c.kind != "linear" || (c.group != "Z2" && c.group != "O" && c.group != "GL")) continue;
+      int onAxis = 0;
+      bool listsThis = false;
+      for (const Member &mem : c.members)
+        if (mem.initializer == b.name && mem.axis == axis) {
+          ++onAxis;
+          listsThis = listsThis || (mem.offset == r.first && mem.extent == r.second && mem.stride == 1);
+        }
+      if (listsThis && onAxis == 1) own = true, all.push_back(c.id);
+    }
+    if (!own) return "1";
+  }
   ids = all;
   return "Z2";
 }
@@ -192,7 +211,7 @@ const Member *spaceMember(const Space &sp, const std::string &name, int64_t axis
 }
 
 Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
-  Model m{a, {}, {}, {}, {}, {}};
+  Model m{a, {}, {}, {}, {}, {}, {}};
   for (const Space &s : a.spaces) m.spaces[s.id] = &s;
   for (const Block &b : a.blocks) {
     // BatchNorm running statistics are state of the model, not trained parameters.
@@ -213,6 +232,16 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
     bool colsAreAxis1 = b.shape.size() >= 2;
     for (size_t i = 2; i < b.shape.size(); ++i) colsAreAxis1 = colsAreAxis1 && b.shape[i] == 1;
     p.right = colsAreAxis1 ? axisGroup(m, b, 1, p.rightClaims) : "1";
+    // A claim acting on the rows and the columns at once (W -> A W A^-1 on one space) is the
+    // diagonal group, not a product of a left and a right group: no product subgroup but the
+    // trivial one is claimed.
+    for (const auto &id : p.leftClaims)
+      if (std::find(p.rightClaims.begin(), p.rightClaims.end(), id) != p.rightClaims.end()) {
+        m.notes.push_back(p.name + ": rows and columns are moved together by " + id +
+                          "; no product group is used for it");
+        p.left = p.right = "1";
+        break;
+      }
     // Classes.
     auto has = [&](const char *r) { return b.role.find(r) != std::string::npos; };
     if (b.shape.empty() || p.numel() == 1) p.cls = "scalar";
@@ -473,6 +502,11 @@ void coupleBlocks(const Model &m, Plan &plan, std::vector<Choice> &choice, std::
     if (sp->fixed) continue;
     std::vector<int> members;
     std::vector<int> axes;
+    std::map<std::string, int> uses; // a block on this space twice is moved twice by one element
+    for (const Member &mem : sp->members) ++uses[mem.initializer];
+    bool twice = false;
+    for (auto &[name, k] : uses) twice = twice || k > 1;
+    if (twice) continue;
     for (const Member &mem : sp->members) {
       auto it = m.index.find(mem.initializer);
       if (it == m.index.end()) continue;
@@ -668,6 +702,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
     throw Error("--budget-bytes applies to --policy auto only");
   Model m = readModel(analysis, o);
   Plan plan;
+  plan.notes = m.notes;
   plan.modelPath = analysis.model;
   plan.policy = o.policy;
   plan.params = m.params;
