@@ -289,8 +289,9 @@ class SymocOptimizer(torch.optim.Optimizer):
 
     # ---- checkpoints
     def state_dict(self):
-        """{'param_groups': [...], 'state': {}, 'symoc': {fingerprint, policy, blob}}: the
-        blob is the library's state file (moments, lr, multipliers, step count)."""
+        """{'param_groups': [...], 'state': {}, 'symoc': {fingerprint, policy, params, blob}}:
+        the blob (uint8 tensor) is the library's state file (moments, lr, multipliers, step
+        count)."""
         with tempfile.TemporaryDirectory(prefix="symoc-") as d:
             path = os.path.join(d, "optimizer.state")
             self._push_lr()
@@ -300,13 +301,20 @@ class SymocOptimizer(torch.optim.Optimizer):
         groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
         for g in groups:
             g["params"] = list(range(len(self._names)))
+        # The blob is a uint8 tensor (not bytes) so that torch.load(..., weights_only=True),
+        # the default of newer torch versions, accepts the checkpoint.
+        blob = torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else \
+            torch.zeros(0, dtype=torch.uint8)
         return {"state": {}, "param_groups": groups,
                 "symoc": {"fingerprint": self.fingerprint, "policy": self.policy,
                           "params": list(self._names), "blob": blob}}
 
     def load_state_dict(self, state_dict):
         sy = state_dict.get("symoc") if isinstance(state_dict, dict) else None
-        if not isinstance(sy, dict) or not isinstance(sy.get("blob"), (bytes, bytearray)):
+        blob = sy.get("blob") if isinstance(sy, dict) else None
+        if isinstance(blob, torch.Tensor) and blob.dtype == torch.uint8 and blob.dim() == 1:
+            blob = blob.cpu().contiguous().numpy().tobytes()
+        if not isinstance(blob, (bytes, bytearray)):
             raise SymocError("SymocOptimizer.load_state_dict: not a SymocOptimizer state_dict "
                              "(no 'symoc' blob)")
         if sy.get("fingerprint") != self.fingerprint:
@@ -317,7 +325,7 @@ class SymocOptimizer(torch.optim.Optimizer):
         with tempfile.TemporaryDirectory(prefix="symoc-") as d:
             path = os.path.join(d, "optimizer.state")
             with open(path, "wb") as f:
-                f.write(bytes(sy["blob"]))
+                f.write(bytes(blob))
             self._check(self._lib.api.load(self._opt, path.encode()), "load()")
         # The file restored the library's lr; keep the torch side in agreement with it, then
         # apply any other group options (schedulers' initial_lr etc.).
