@@ -14,8 +14,8 @@ optimizer updates the model's CPU float32 contiguous parameters in place: step()
 `p.data_ptr()` and `p.grad.data_ptr()`, no copies.
 
 It is a torch.optim.Optimizer with one param group whose "lr" is pushed to the library at
-every step, so torch's LR schedulers work. state_dict() holds the library's state file as
-bytes (the runtime's versioned, checksummed format), so torch.save / torch.load and
+every step, so torch's LR schedulers work. state_dict() holds the library's state file (the
+runtime's versioned, checksummed format) as a uint8 tensor, so torch.save / torch.load and
 load_state_dict() round-trip bit-exactly.
 """
 import ctypes
