@@ -19,9 +19,12 @@
  * Errors. Functions returning int return SYMOC_OK (0) on success and a non-zero
  * SymocStatus otherwise, after setting the message returned by last_error(opt) (one line,
  * naming the parameter or file and the problem). No function aborts or throws across the
- * ABI. A failed step() or load() leaves weights and optimizer state unchanged (step checks
- * every count, pointer and shape before touching anything; load reads into a fresh state and
- * swaps it in only when the whole file is valid). create() returns NULL on failure; the
+ * ABI. A refused step() or load() leaves weights and optimizer state unchanged (step checks
+ * the count and every pointer before touching anything; load reads into a fresh state and
+ * swaps it in only when the whole file is valid). The library cannot see the shapes of the
+ * caller's buffers: a loader checks them against param_shape(). An internal runtime failure
+ * in the middle of a step (SYMOC_ERR_INTERNAL, not expected once those checks pass) may
+ * leave the blocks stepped before it updated. create() returns NULL on failure; the
  * reason is then in last_error(NULL) (per thread), as for the calls that take no optimizer
  * (param_shape) or were given a NULL one.
  *
