@@ -23,6 +23,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <map>
 #include <set>
@@ -777,54 +778,81 @@ public:
 // Kernels of the flows.
 //===----------------------------------------------------------------------===//
 
-/// Null space of an integer matrix over the rationals (doubles; the entries are
-/// small integers) or over Z/2. Returns basis vectors in reduced form: one per
-/// free column, that column set to 1.
-std::vector<std::vector<double>> nullSpace(std::vector<std::vector<double>> m,
-                                           size_t cols, bool mod2) {
-  size_t rows = m.size(), r = 0;
-  std::vector<int> pivotCol;
-  auto isZero = [&](double x) { return mod2 ? (int64_t(std::llround(x)) % 2 == 0) : std::fabs(x) < 1e-9; };
-  for (size_t c = 0; c < cols && r < rows; ++c) {
-    size_t p = r;
-    while (p < rows && isZero(m[p][c]))
-      ++p;
-    if (p == rows)
-      continue;
-    std::swap(m[p], m[r]);
-    if (!mod2) {
-      double inv = 1.0 / m[r][c];
-      for (double &x : m[r]) x *= inv;
-    }
-    for (size_t i = 0; i < rows; ++i) {
-      if (i == r || isZero(m[i][c]))
-        continue;
-      double f = m[i][c];
-      for (size_t k = 0; k < cols; ++k) {
-        if (mod2)
-          m[i][k] = double((int64_t(std::llround(m[i][k])) + int64_t(std::llround(m[r][k]))) % 2);
-        else
-          m[i][k] -= f * m[r][k];
+/// Null space of a sparse integer matrix over the rationals (doubles; the
+/// entries are small integers) or over Z/2, by sparse elimination: each row is
+/// reduced by the stored pivot rows and stored with its largest variable as
+/// pivot. The flow systems are chains (one relation per op), so rows stay
+/// short. Returns one basis vector per free variable, that variable set to 1.
+std::vector<std::map<int, double>>
+sparseNullSpace(const std::vector<std::map<int, double>> &rows, int cols, bool mod2) {
+  auto reduce = [&](double x) {
+    if (!mod2)
+      return x;
+    int64_t v = int64_t(std::llround(x)) % 2;
+    return double(v < 0 ? v + 2 : v);
+  };
+  auto isZero = [&](double x) { return mod2 ? reduce(x) == 0 : std::fabs(x) < 1e-9; };
+  std::vector<std::map<int, double>> stored;
+  std::vector<int> pivots;
+  std::map<int, int> rowOfPivot;
+  for (const auto &input : rows) {
+    std::map<int, double> r;
+    for (auto [v, c] : input)
+      if (!isZero(c))
+        r[v] = reduce(c);
+    // Eliminate stored pivots, earliest row first: a stored row only holds
+    // pivots of rows stored after it, so this terminates.
+    while (true) {
+      int best = -1, bestRow = INT32_MAX;
+      for (auto &[v, c] : r) {
+        auto it = rowOfPivot.find(v);
+        if (it != rowOfPivot.end() && it->second < bestRow) {
+          best = v;
+          bestRow = it->second;
+        }
       }
+      if (best < 0)
+        break;
+      double f = r[best];
+      for (auto [v, c] : stored[bestRow]) {
+        double x = (r.count(v) ? r[v] : 0.0) - f * c;
+        x = reduce(x);
+        if (isZero(x))
+          r.erase(v);
+        else
+          r[v] = x;
+      }
+      r.erase(best);
     }
-    pivotCol.push_back(int(c));
-    ++r;
-  }
-  std::vector<bool> isPivot(cols, false);
-  for (int c : pivotCol) isPivot[c] = true;
-  std::vector<std::vector<double>> basis;
-  for (size_t f = 0; f < cols; ++f) {
-    if (isPivot[f])
+    if (r.empty())
       continue;
-    std::vector<double> v(cols, 0.0);
-    v[f] = 1;
-    for (size_t i = 0; i < pivotCol.size(); ++i) {
-      double x = -m[i][f];
-      if (mod2)
-        x = double(((int64_t(std::llround(x)) % 2) + 2) % 2);
-      v[pivotCol[i]] = x;
+    int p = r.rbegin()->first;
+    double inv = 1.0 / r[p];
+    if (!mod2)
+      for (auto &[v, c] : r)
+        c *= inv;
+    rowOfPivot[p] = int(stored.size());
+    stored.push_back(std::move(r));
+    pivots.push_back(p);
+  }
+  std::vector<std::map<int, double>> basis;
+  for (int f = 0; f < cols; ++f) {
+    if (rowOfPivot.count(f))
+      continue;
+    std::map<int, double> x{{f, 1.0}};
+    for (size_t k = stored.size(); k-- > 0;) {
+      double sum = 0;
+      for (auto [v, c] : stored[k])
+        if (v != pivots[k]) {
+          auto it = x.find(v);
+          if (it != x.end())
+            sum += c * it->second;
+        }
+      double val = reduce(-sum);
+      if (!isZero(val))
+        x[pivots[k]] = val;
     }
-    basis.push_back(v);
+    basis.push_back(std::move(x));
   }
   return basis;
 }
@@ -921,20 +949,19 @@ std::vector<std::map<int, int64_t>> solveFlow(const std::vector<Relation> &rels,
   for (auto &[c, vars] : byComp) {
     std::map<int, int> local;
     for (size_t i = 0; i < vars.size(); ++i) local[vars[i]] = int(i);
-    std::vector<std::vector<double>> m;
+    std::vector<std::map<int, double>> m;
     for (size_t k : rowsByComp[c]) {
-      std::vector<double> row(vars.size(), 0.0);
+      std::map<int, double> row;
       for (auto [v, coef] : rows[k]) row[local[v]] = coef;
-      m.push_back(row);
+      m.push_back(std::move(row));
     }
-    for (auto &vec : nullSpace(m, vars.size(), mod2)) {
+    for (auto &vec : sparseNullSpace(m, int(vars.size()), mod2)) {
       std::map<int, int64_t> e;
       bool ok = true;
-      for (size_t i = 0; i < vars.size(); ++i) {
-        double x = vec[i];
+      for (auto [i, x] : vec) {
         if (std::fabs(x) < 1e-9) continue;
         if (std::fabs(x - std::round(x)) > 1e-9) { ok = false; break; }
-        for (auto [node, w] : under[roots[vars[i]]]) {
+        for (auto [node, w] : under[roots[vars[size_t(i)]]]) {
           int64_t val = int64_t(std::llround(x)) * w;
           if (mod2) val = ((val % 2) + 2) % 2;
           if (val) e[node] = val;
