@@ -59,6 +59,22 @@ if has compile; then
   written+=("${lib:-$out/${name}_optimizer_build}  the optimizer, built")
 fi
 
+# Train briefly with generated optimizers: the teacher-student tanh MLP of the Symo
+# notebooks (examples/teacher_student), symo against AdamW, 100 full-batch steps each over a
+# small learning-rate grid; then the test-loss curves as a picture.
+train_log=""
+if has compile && /usr/bin/python3 -c "import torch, onnx, matplotlib" 2>/dev/null; then
+  ts=$out/teacher_student
+  /usr/bin/python3 examples/teacher_student/run.py --symoc "$symoc" --policies symo,adamw \
+    --steps 100 --seeds 1 --work "$ts" > "$out/teacher_student.txt" 2>&1 ||
+    { cat "$out/teacher_student.txt"; exit 1; }
+  /usr/bin/python3 examples/plot_results.py teacher-student "$ts/summary.csv" \
+    "$out/teacher_student.png" >/dev/null
+  written+=("$out/teacher_student.txt     training log: final test loss per policy and lr")
+  written+=("$out/teacher_student.png     test and train loss vs step (the picture)")
+  train_log=$out/teacher_student.txt
+fi
+
 if [ -f "$out/$name.analysis.txt" ]; then
   echo
   sed -n '/^claims:/,$p' "$out/$name.analysis.txt"
@@ -71,4 +87,9 @@ if [ -f "$out/$name.verify.txt" ]; then
 fi
 if [ -f "$out/$name.compile.txt" ]; then
   echo "optimizer: $(grep -m1 'policy' "$out/$name.compile.txt" | sed 's/^symoc: //')"
+fi
+if [ -n "$train_log" ]; then
+  echo "training (teacher-student MLP, 100 steps, best lr per policy):"
+  grep '^best' "$train_log" | sed 's/; seeds.*//; s/^best /  /'
+  echo "loss curves: $out/teacher_student.png"
 fi
