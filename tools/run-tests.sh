@@ -10,6 +10,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# ccache keys on paths: relative to the checkout, so a fresh clone reuses objects.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo}
 build_dir=${SYMOC_BUILD_DIR:-build}
 jobs=${SYMOC_JOBS:-$(nproc)}
 start=$(date +%s)
