@@ -779,12 +779,14 @@ public:
 //===----------------------------------------------------------------------===//
 
 /// Null space of a sparse integer matrix over the rationals (doubles; the
-/// entries are small integers) or over Z/2, by sparse elimination: each row is
-/// reduced by the stored pivot rows and stored with its largest variable as
-/// pivot. The flow systems are chains (one relation per op), so rows stay
-/// short. Returns one basis vector per free variable, that variable set to 1.
+/// entries are small integers) or over Z/2: sparse Gauss-Jordan elimination in
+/// column order, so the pivots are the leftmost independent columns and the
+/// result is the reduced row echelon form's basis (unique: the same claims
+/// whatever order the relations came in). The flow systems are chains (one
+/// relation per op), so rows stay short. Returns one basis vector per free
+/// column, that column set to 1.
 std::vector<std::map<int, double>>
-sparseNullSpace(const std::vector<std::map<int, double>> &rows, int cols, bool mod2) {
+sparseNullSpace(const std::vector<std::map<int, double>> &input, int cols, bool mod2) {
   auto reduce = [&](double x) {
     if (!mod2)
       return x;
@@ -792,66 +794,71 @@ sparseNullSpace(const std::vector<std::map<int, double>> &rows, int cols, bool m
     return double(v < 0 ? v + 2 : v);
   };
   auto isZero = [&](double x) { return mod2 ? reduce(x) == 0 : std::fabs(x) < 1e-9; };
-  std::vector<std::map<int, double>> stored;
-  std::vector<int> pivots;
-  std::map<int, int> rowOfPivot;
-  for (const auto &input : rows) {
+  std::vector<std::map<int, double>> rows;
+  std::map<int, std::set<int>> rowsWith; // column -> rows holding it
+  for (const auto &in : input) {
     std::map<int, double> r;
-    for (auto [v, c] : input)
+    for (auto [v, c] : in)
       if (!isZero(c))
         r[v] = reduce(c);
-    // Eliminate stored pivots, earliest row first: a stored row only holds
-    // pivots of rows stored after it, so this terminates.
-    while (true) {
-      int best = -1, bestRow = INT32_MAX;
-      for (auto &[v, c] : r) {
-        auto it = rowOfPivot.find(v);
-        if (it != rowOfPivot.end() && it->second < bestRow) {
-          best = v;
-          bestRow = it->second;
+    for (auto &[v, c] : r)
+      rowsWith[v].insert(int(rows.size()));
+    rows.push_back(std::move(r));
+  }
+  std::vector<bool> used(rows.size(), false);
+  std::map<int, int> pivotRow; // column -> row
+  for (int c = 0; c < cols; ++c) {
+    auto it = rowsWith.find(c);
+    if (it == rowsWith.end())
+      continue;
+    int p = -1;
+    for (int r : it->second)
+      if (!used[size_t(r)]) { p = r; break; }
+    if (p < 0)
+      continue;
+    used[size_t(p)] = true;
+    pivotRow[c] = p;
+    auto &pr = rows[size_t(p)];
+    if (!mod2) {
+      double inv = 1.0 / pr[c];
+      for (auto &[v, x] : pr) x *= inv;
+    }
+    std::vector<int> others(it->second.begin(), it->second.end());
+    for (int r : others) {
+      if (r == p)
+        continue;
+      auto &row = rows[size_t(r)];
+      double f = row[c];
+      for (auto [v, x] : pr) {
+        double y = reduce((row.count(v) ? row[v] : 0.0) - f * x);
+        if (isZero(y)) {
+          row.erase(v);
+          rowsWith[v].erase(r);
+        } else {
+          if (!row.count(v))
+            rowsWith[v].insert(r);
+          row[v] = y;
         }
       }
-      if (best < 0)
-        break;
-      double f = r[best];
-      for (auto [v, c] : stored[bestRow]) {
-        double x = (r.count(v) ? r[v] : 0.0) - f * c;
-        x = reduce(x);
-        if (isZero(x))
-          r.erase(v);
-        else
-          r[v] = x;
-      }
-      r.erase(best);
     }
-    if (r.empty())
-      continue;
-    int p = r.rbegin()->first;
-    double inv = 1.0 / r[p];
-    if (!mod2)
-      for (auto &[v, c] : r)
-        c *= inv;
-    rowOfPivot[p] = int(stored.size());
-    stored.push_back(std::move(r));
-    pivots.push_back(p);
   }
   std::vector<std::map<int, double>> basis;
   for (int f = 0; f < cols; ++f) {
-    if (rowOfPivot.count(f))
+    if (pivotRow.count(f))
       continue;
     std::map<int, double> x{{f, 1.0}};
-    for (size_t k = stored.size(); k-- > 0;) {
-      double sum = 0;
-      for (auto [v, c] : stored[k])
-        if (v != pivots[k]) {
-          auto it = x.find(v);
-          if (it != x.end())
-            sum += c * it->second;
-        }
-      double val = reduce(-sum);
-      if (!isZero(val))
-        x[pivots[k]] = val;
-    }
+    // In reduced form a pivot row holds its pivot and free columns only.
+    auto it = rowsWith.find(f);
+    if (it != rowsWith.end())
+      for (int r : it->second) {
+        const auto &row = rows[size_t(r)];
+        for (auto [v, c] : row)
+          if (pivotRow.count(v) && pivotRow[v] == r) {
+            double val = reduce(-row.at(f) / (mod2 ? 1.0 : c));
+            if (!isZero(val))
+              x[v] = val;
+          }
+      }
     basis.push_back(std::move(x));
   }
   return basis;
