@@ -867,8 +867,7 @@ sparseNullSpace(const std::vector<std::map<int, double>> &input, int cols, bool 
 /// Solves one flow (scale over Q, sign over Z/2): returns, for each kernel
 /// basis vector, the exponent of every node it touches.
 std::vector<std::map<int, int64_t>> solveFlow(const std::vector<Relation> &rels,
-                                              size_t numNodes, bool mod2,
-                                              bool &nonUnit) {
+                                              size_t numNodes, bool mod2) {
   // Two-term relations with unit coefficients are equalities up to sign:
   // e_x = w * e_y. Fold them with a weighted union-find.
   std::vector<int> parent(numNodes);
@@ -974,7 +973,7 @@ std::vector<std::map<int, int64_t>> solveFlow(const std::vector<Relation> &rels,
           if (val) e[node] = val;
         }
       }
-      if (!ok) { nonUnit = true; continue; }
+      if (!ok) continue; // a gauge with exponents beyond +-1: not expressible, not claimed
       if (!e.empty()) out.push_back(e);
     }
   }
@@ -1023,7 +1022,6 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   // Phase 2: spaces.
   std::vector<Node> nodes;
   SpaceBuilderImpl b(table, nodes);
-  std::set<std::string> barrierTypes;
   for (Operation *op : ops) {
     b.currentOp = op;
     b.touched.clear();
@@ -1050,7 +1048,10 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   }
   b.currentOp = nullptr;
   // Rules that fixed everything they touch are barriers worth listing.
-  for (Operation *op : b.fixedByOp) {
+  // In graph order, so the report is the same from run to run.
+  for (Operation *op : ops) {
+    if (!b.fixedByOp.count(op))
+      continue;
     if (isa<GenericOp, ConstantOp, ShapeOp, SizeOp, ConstantOfShapeOp, RangeOp>(op))
       continue;
     std::string node;
@@ -1128,9 +1129,8 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     if (!mask.count(root)) mask[root] = normalizeGroup(kAll);
   }
 
-  bool nonUnitScale = false, nonUnitSign = false;
-  auto scaleKernel = solveFlow(b.scaleRels, nodes.size(), false, nonUnitScale);
-  auto signKernel = solveFlow(b.signRels, nodes.size(), true, nonUnitSign);
+  auto scaleKernel = solveFlow(b.scaleRels, nodes.size(), false);
+  auto signKernel = solveFlow(b.signRels, nodes.size(), true);
 
   auto memberOf = [&](int node, bool in) {
     const Node &n = nodes[node];

@@ -78,6 +78,23 @@ void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
     b.restrict(y, ys[j], kNone, "reshape");
 }
 
+/// Split and Concat: `part` is [offset, offset + its size) of `whole` along
+/// `axis`; every other axis moves unchanged. Returns the part's size, or -1
+/// (and makes the op a barrier) when it is dynamic.
+int64_t tiePiece(SpaceBuilder &b, Operation *op, Value whole, Value part,
+                 int64_t axis, int64_t offset) {
+  int64_t n = dimOf(part, axis);
+  if (n < 0 || dimOf(whole, axis) < 0) {
+    barrier(b, op, "split or concatenation along a dynamic axis");
+    return -1;
+  }
+  b.slice(whole, axis, offset, n, part, axis);
+  for (int64_t a = 0, r = rankOf(whole); a < r; ++a)
+    if (a != axis)
+      tieSame(b, part, a, whole, a);
+  return n;
+}
+
 } // namespace
 
 void ReshapeOp::applySymmetryRule(SpaceBuilder &b) {
@@ -120,16 +137,10 @@ void SplitOp::applySymmetryRule(SpaceBuilder &b) {
   }
   int64_t offset = 0;
   for (Value y : getResults()) {
-    int64_t n = dimOf(y, axis);
-    if (n < 0) {
-      barrier(b, *this, "Split with dynamic sizes");
+    int64_t n = tiePiece(b, *this, x, y, axis, offset);
+    if (n < 0)
       return;
-    }
-    b.slice(x, axis, offset, n, y, axis);
     offset += n;
-    for (int64_t a = 0; a < r; ++a)
-      if (a != axis)
-        tieSame(b, x, a, y, a);
   }
 }
 
@@ -198,16 +209,10 @@ void ConcatOp::applySymmetryRule(SpaceBuilder &b) {
   }
   int64_t offset = 0;
   for (Value x : getOperands()) {
-    int64_t n = dimOf(x, axis);
-    if (n < 0 || dimOf(y, axis) < 0) {
-      barrier(b, *this, "Concat along a dynamic axis");
+    int64_t n = tiePiece(b, *this, y, x, axis, offset);
+    if (n < 0)
       return;
-    }
-    b.slice(y, axis, offset, n, x, axis);
     offset += n;
-    for (int64_t a = 0; a < r; ++a)
-      if (a != axis)
-        tieSame(b, x, a, y, a);
   }
 }
 
