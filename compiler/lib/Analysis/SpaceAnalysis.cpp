@@ -195,13 +195,15 @@ public:
       addRun(I, {r.start + begin, r.count, r.size});
   }
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
-              int64_t inner) override {
+              int64_t inner, int64_t outerHeads) override {
     int wi = table.get(whole, axis), oi = table.get(parts, outer),
         ii = table.get(parts, inner);
-    opFactors.push_back({{whole, axis}, {parts, outer}});
+    if (outerHeads <= 0)
+      opFactors.push_back({{whole, axis}, {parts, outer}});
     AxisInfo &W = table.axes[wi];
-    int64_t H = table.axes[oi].size, d = table.axes[ii].size;
-    if (H <= 0 || d <= 0 || W.size != H * d)
+    int64_t H = outerHeads > 0 ? outerHeads : table.axes[oi].size,
+            d = table.axes[ii].size;
+    if (H <= 0 || d <= 0 || W.size != H * d || table.axes[oi].size % H != 0)
       return;
     AxisInfo &In = table.axes[ii];
     for (int64_t k = 0; k <= H; ++k)
@@ -543,7 +545,7 @@ public:
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
-              int64_t inner) override {
+              int64_t inner, int64_t outerHeads) override {
     touch(whole, axis);
     touch(parts, outer);
     touch(parts, inner);
@@ -553,13 +555,18 @@ public:
     AxisInfo &W = table.axes[table.get(whole, axis)];
     AxisInfo &O = table.axes[table.get(parts, outer)];
     AxisInfo &I = table.axes[table.get(parts, inner)];
-    int64_t H = O.size, d = I.size;
+    // The outer axis is (r, H) with the head digit inner: r = 1 for a plain
+    // head split, r > 1 when another axis (a batch axis) is merged with the
+    // heads; its coordinate q*H + k is head k for every q.
+    int64_t H = outerHeads > 0 ? outerHeads : O.size, d = I.size;
+    int64_t r = H > 0 && O.size > 0 && O.size % H == 0 ? O.size / H : 0;
     auto giveUp = [&](StringRef why) {
       fixAxis(whole, axis, why);
       fixAxis(parts, outer, why);
       fixAxis(parts, inner, why);
     };
-    if (H <= 0 || d <= 0 || W.size != H * d || W.numHeads > 1 || O.numHeads > 1) {
+    if (H <= 0 || d <= 0 || r <= 0 || W.size != H * d || W.numHeads > 1 ||
+        O.numHeads > 1) {
       giveUp("reshape of heads not followed");
       return;
     }
@@ -569,7 +576,8 @@ public:
       for (size_t r = 0; r < W.runs.size(); ++r)
         if (W.runs[r] == Run{0, H, d})
           block = W.firstBlock + int(r);
-    factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
+    if (r == 1)
+      factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
     // Block structure on the head axis or inside a head (nested groups, e.g.
     // query heads grouped under shared key/value heads) is not mapped onto the
     // whole axis: those block permutations are fixed rather than guessed.
@@ -588,25 +596,27 @@ public:
       for (int n : allNodes(parts, outer))
         restrictions.push_back({n, kNone, "head blocks not resolved"});
     }
-    // Coordinate k*d + c of the whole axis is channel c of head k.
-    bool perHead = I.numHeads == H && I.indexAxis == outer;
-    for (int64_t k = 0; k < H; ++k)
-      for (int j = 0; j < I.numPieces; ++j) {
-        const Node &in = nodes[node(I, perHead ? int(k) : 0, j)];
-        int match = -1;
-        for (int p = 0; p < W.numPieces; ++p)
-          if (nodes[W.firstNode + p].start == k * d + in.start &&
-              nodes[W.firstNode + p].len == in.len)
-            match = W.firstNode + p;
-        int inNode = node(I, perHead ? int(k) : 0, j);
-        if (match < 0) {
-          giveUp("head pieces not resolved");
-          return;
+    // Coordinate k*d + c of the whole axis is channel c of head k (of the
+    // outer coordinate q*H + k, for every q).
+    bool perHead = I.numHeads == O.size && I.indexAxis == outer;
+    for (int64_t q = 0; q < (perHead ? r : 1); ++q)
+      for (int64_t k = 0; k < H; ++k)
+        for (int j = 0; j < I.numPieces; ++j) {
+          int inNode = node(I, perHead ? int(q * H + k) : 0, j);
+          const Node &in = nodes[inNode];
+          int match = -1;
+          for (int p = 0; p < W.numPieces; ++p)
+            if (nodes[W.firstNode + p].start == k * d + in.start &&
+                nodes[W.firstNode + p].len == in.len)
+              match = W.firstNode + p;
+          if (match < 0) {
+            giveUp("head pieces not resolved");
+            return;
+          }
+          uf.unite(match, inNode, 0);
+          scaleRels.push_back({{{match, 1}, {inNode, -1}}});
+          signRels.push_back({{{match, 1}, {inNode, 1}}});
         }
-        uf.unite(match, inNode, 0);
-        scaleRels.push_back({{{match, 1}, {inNode, -1}}});
-        signRels.push_back({{{match, 1}, {inNode, 1}}});
-      }
   }
 
   void softmaxOver(Value logits, int64_t axis) override {
