@@ -213,8 +213,19 @@ public:
     for (int64_t c : std::vector<int64_t>(In.cuts.begin(), In.cuts.end()))
       for (int64_t k = 0; k < H; ++k)
         add(W.cuts, k * d + c);
-    addRun(W, {0, H, d});
-    setIndex(In, outer);
+    // Heads in blocks of d. When the head axis is itself cut into pieces
+    // (query heads grouped under shared key/value heads), each piece is a
+    // run of its own: heads permute within their group.
+    const AxisInfo &O = table.axes[oi];
+    if (outerHeads <= 0 && O.cuts.size() > 2 && *O.cuts.begin() == 0 &&
+        *O.cuts.rbegin() == H) {
+      std::vector<int64_t> oc(O.cuts.begin(), O.cuts.end());
+      for (size_t p = 0; p + 1 < oc.size(); ++p)
+        addRun(table.axes[wi], {oc[p] * d, oc[p + 1] - oc[p], d});
+    } else {
+      addRun(table.axes[wi], {0, H, d});
+    }
+    setIndex(table.axes[ii], outer);
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
@@ -268,21 +279,41 @@ private:
       changed = true;
     }
   }
+  /// Adds a run of blocks. Overlapping runs of the same block size, aligned,
+  /// are refined: split at every run boundary (permuting blocks within the
+  /// finer runs is a subgroup of permuting them within the coarser ones).
+  /// Runs of different sizes or misaligned blocks conflict: no blocks.
   void addRun(AxisInfo &A, const Run &r) {
-    if (A.runConflict)
+    if (A.runConflict || r.count < 1 || r.size < 1)
       return;
+    std::vector<Run> keep, group{r};
     for (const Run &o : A.runs) {
       if (o == r)
         return;
       if (r.start < o.end() && o.start < r.end()) {
-        A.runConflict = true;
-        changed = true;
-        return;
+        if (o.size != r.size || (o.start - r.start) % r.size != 0) {
+          A.runConflict = true;
+          changed = true;
+          return;
+        }
+        group.push_back(o);
+      } else {
+        keep.push_back(o);
       }
     }
-    A.runs.push_back(r);
-    std::sort(A.runs.begin(), A.runs.end());
-    changed = true;
+    std::set<int64_t> bounds;
+    for (const Run &g : group) {
+      bounds.insert(g.start);
+      bounds.insert(g.end());
+    }
+    std::vector<int64_t> bv(bounds.begin(), bounds.end());
+    for (size_t k = 0; k + 1 < bv.size(); ++k)
+      keep.push_back({bv[k], (bv[k + 1] - bv[k]) / r.size, r.size});
+    std::sort(keep.begin(), keep.end());
+    if (keep != A.runs) {
+      A.runs = keep;
+      changed = true;
+    }
   }
   void add(std::set<int64_t> &s, int64_t c) { changed |= s.insert(c).second; }
   void merge(std::set<int64_t> &dst, const std::set<int64_t> &src) {
@@ -570,12 +601,18 @@ public:
       giveUp("reshape of heads not followed");
       return;
     }
-    // The head axis is the block structure of the whole axis.
-    int block = -1;
-    if (W.firstBlock >= 0)
-      for (size_t r = 0; r < W.runs.size(); ++r)
-        if (W.runs[r] == Run{0, H, d})
-          block = W.firstBlock + int(r);
+    // The head axis is the block structure of the whole axis: one run per
+    // piece of the head axis (heads permute within a piece).
+    std::vector<int> pieceBlocks;
+    if (W.firstBlock >= 0 && (r == 1 || O.numPieces == 1))
+      for (int p = 0; p < O.numPieces; ++p) {
+        const Node &op = nodes[O.firstNode + p];
+        Run want{op.start * d, r == 1 ? op.len : H, d};
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == want)
+            pieceBlocks.push_back(W.firstBlock + int(q));
+      }
+    bool blocksResolved = int(pieceBlocks.size()) == O.numPieces;
     if (r == 1)
       factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
     // Block structure on the head axis or inside a head (nested groups, e.g.
@@ -585,14 +622,14 @@ public:
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
     for (int n : blockNodes(parts, inner))
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
-    if (block >= 0 && O.numPieces == 1) {
-      uf.unite(block, O.firstNode, 0);
+    if (blocksResolved) {
+      for (int p = 0; p < O.numPieces; ++p)
+        uf.unite(pieceBlocks[p], O.firstNode + p, 0);
     } else {
-      // Head blocks that do not map onto one head axis (e.g. query heads
-      // grouped under shared key/value heads): no head permutation here, but
-      // each head keeps its own channels.
-      if (block >= 0)
-        restrictions.push_back({block, kNone, "head blocks not resolved"});
+      // Head blocks that do not map onto the head axis' pieces: no head
+      // permutation here, but each head keeps its own channels.
+      for (int n : blockNodes(whole, axis))
+        restrictions.push_back({n, kNone, "head blocks not resolved"});
       for (int n : allNodes(parts, outer))
         restrictions.push_back({n, kNone, "head blocks not resolved"});
     }
