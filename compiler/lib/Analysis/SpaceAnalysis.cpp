@@ -156,10 +156,20 @@ bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
 // Phase 1: propagate cuts, runs and head indexing.
 //===----------------------------------------------------------------------===//
 
+using AxisKey = std::pair<const void *, int64_t>;
+AxisKey keyOf(Value v, int64_t a) { return {v.getAsOpaquePointer(), a}; }
+
+/// A factor whose head axis is the inner part (a batch axis merged with
+/// heads: [B, H, T, d] -> [B*H, T, d]); keyed by (parts, inner).
+using InnerHeadSet = std::set<AxisKey>;
+
 class CutBuilder : public SpaceBuilder {
 public:
-  explicit CutBuilder(AxisTable &t) : table(t) {}
+  CutBuilder(AxisTable &t, const InnerHeadSet &innerHeads)
+      : table(t), innerHeads(innerHeads) {}
   bool changed = false;
+  /// Every plain factor seen: (parts, outer, inner).
+  std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
 
   void tie(Value x, int64_t a, Value y, int64_t b, bool) override {
     int xi = table.get(x, a), yi = table.get(y, b);
@@ -198,8 +208,11 @@ public:
               int64_t inner, int64_t outerHeads) override {
     int wi = table.get(whole, axis), oi = table.get(parts, outer),
         ii = table.get(parts, inner);
-    if (outerHeads <= 0)
-      opFactors.push_back({{whole, axis}, {parts, outer}});
+    bool headInner = outerHeads <= 0 && innerHeads.count(keyOf(parts, inner));
+    if (outerHeads <= 0) {
+      plainFactors.push_back({parts, outer, inner});
+      opFactors.push_back({{whole, axis}, {parts, headInner ? inner : outer}});
+    }
     AxisInfo &W = table.axes[wi];
     int64_t H = outerHeads > 0 ? outerHeads : table.axes[oi].size,
             d = table.axes[ii].size;
@@ -225,7 +238,10 @@ public:
     } else {
       addRun(table.axes[wi], {0, H, d});
     }
-    setIndex(table.axes[ii], outer);
+    // The inner axis is indexed by the heads, unless it is the head axis
+    // itself (the outer part is then a batch axis merged with the heads).
+    if (!headInner)
+      setIndex(table.axes[ii], outer);
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
@@ -321,8 +337,9 @@ private:
       add(dst, c);
   }
   AxisTable &table;
+  const InnerHeadSet &innerHeads;
   std::vector<std::pair<AxisRef, AxisRef>> opTies;
-  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, outer)
+  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, head axis)
 };
 
 //===----------------------------------------------------------------------===//
@@ -392,7 +409,8 @@ unsigned blockBits(unsigned bits) { return (bits & kPerm) ? kAll : kNone; }
 
 class SpaceBuilderImpl : public SpaceBuilder {
 public:
-  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes) : table(t), nodes(nodes) {}
+  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes, const InnerHeadSet &innerHeads)
+      : table(t), nodes(nodes), innerHeads(innerHeads) {}
 
   /// The laid-out axis (nodes created on first use).
   AxisInfo &axisOf(Value v, int64_t a) {
@@ -613,8 +631,12 @@ public:
             pieceBlocks.push_back(W.firstBlock + int(q));
       }
     bool blocksResolved = int(pieceBlocks.size()) == O.numPieces;
-    if (r == 1)
-      factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
+    if (r == 1) {
+      if (innerHeads.count(keyOf(parts, inner)))
+        factors.push_back({{whole, axis}, {parts, inner}, H, true});
+      else
+        factors.push_back({{whole, axis}, {parts, outer}, d, false});
+    }
     // Block structure on the head axis or inside a head (nested groups, e.g.
     // query heads grouped under shared key/value heads) is not mapped onto the
     // whole axis: those block permutations are fixed rather than guessed.
@@ -694,19 +716,24 @@ private:
   };
   std::vector<Pending> pending;
   struct Factor {
-    AxisRef whole, outer;
-    int64_t inner;
+    AxisRef whole, head; // the head axis: the outer part, or the inner one
+    int64_t other;       // size of the other part
+    bool headInner;
   };
   std::vector<Factor> factors;
 
   /// Head h of `y` is head h / ratio of `x` when the op merges x's head axis
-  /// with a copy axis of size `ratio` into y's head axis. 0 when not so.
-  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y) {
+  /// with a copy axis of size `ratio` into y's head axis (head outer), or head
+  /// h % (x's heads) when the head axis is the inner part (`headInner`).
+  /// 0 when not so.
+  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y, bool &headInner) {
     for (const Factor &f : factors)
-      if (f.outer.value == X.value && f.outer.axis == X.indexAxis &&
+      if (f.head.value == X.value && f.head.axis == X.indexAxis &&
           f.whole.value == Y.value && f.whole.axis == Y.indexAxis &&
-          int64_t(X.numHeads) * f.inner == Y.numHeads)
-        return f.inner;
+          int64_t(X.numHeads) * f.other == Y.numHeads) {
+        headInner = f.headInner;
+        return f.other;
+      }
     return 0;
   }
 
@@ -726,16 +753,19 @@ private:
     int rel = p.dual ? 1 : 0;
     bool perHead = X.numHeads > 1 && X.numHeads == Y.numHeads &&
                    opTies({X.value, X.indexAxis}, {Y.value, Y.indexAxis});
-    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y) : 0;
-    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X) : 0;
+    bool innerXY = false, innerYX = false;
+    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y, innerXY) : 0;
+    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X, innerYX) : 0;
     if ((ratioXY || ratioYX) && samePieces(X, Y)) {
-      // Repeated heads: each head of the repeated side is a copy of one head
-      // of the other side.
+      // Repeated heads: each head of the merged side is one head of the
+      // other side (a copy, or the same head for another batch entry).
       AxisInfo &Small = ratioXY ? X : Y, &Big = ratioXY ? Y : X;
       int64_t ratio = ratioXY ? ratioXY : ratioYX;
+      bool headInner = ratioXY ? innerXY : innerYX;
       for (int h = 0; h < Big.numHeads; ++h)
         for (int i = 0; i < Big.numPieces; ++i)
-          uf.unite(node(Big, h, i), node(Small, int(h / ratio), i), rel);
+          uf.unite(node(Big, h, i),
+                   node(Small, headInner ? h % Small.numHeads : int(h / ratio), i), rel);
       return;
     }
     // Without a shared head index, every head of one side meets every head
@@ -813,6 +843,7 @@ private:
 public:
   AxisTable &table;
   std::vector<Node> &nodes;
+  const InnerHeadSet &innerHeads;
   ParityUnionFind uf;
   std::vector<Restriction> restrictions;
   std::vector<Relation> scaleRels, signRels;
@@ -1053,22 +1084,50 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   fn.walk([&](Operation *op) { ops.push_back(op); });
 
   AxisTable table;
-  // Phase 1: cuts.
-  for (int iter = 0; iter < 32; ++iter) {
-    CutBuilder cuts(table);
-    for (Operation *op : ops)
-      if (auto rule = dyn_cast<SymmetryRule>(op))
-        if (!hasUnrankedTensor(op)) {
-          rule.applySymmetryRule(cuts);
-          cuts.endOp();
-        }
-    if (!cuts.changed)
+  // Phase 1: cuts. A factor (outer, inner) takes the outer part as its head
+  // axis, unless the inner part turns out to index other axes (it is a head
+  // axis) and the outer one does not: then the outer part is a batch axis
+  // merged with the heads, and phase 1 is run again knowing it.
+  InnerHeadSet innerHeads;
+  for (int round = 0; round < 4; ++round) {
+    table = AxisTable();
+    std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
+    for (int iter = 0; iter < 32; ++iter) {
+      CutBuilder cuts(table, innerHeads);
+      for (Operation *op : ops)
+        if (auto rule = dyn_cast<SymmetryRule>(op))
+          if (!hasUnrankedTensor(op)) {
+            rule.applySymmetryRule(cuts);
+            cuts.endOp();
+          }
+      plainFactors = cuts.plainFactors;
+      if (!cuts.changed)
+        break;
+    }
+    auto indexes = [&](Value v, int64_t head, int64_t except) {
+      for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
+        if (k == head || k == except)
+          continue;
+        const AxisInfo &A = table.axes[table.get(v, k)];
+        if (A.indexAxis == head && !A.indexConflict)
+          return true;
+      }
+      return false;
+    };
+    bool more = false;
+    for (auto &[parts, outer, inner] : plainFactors)
+      if (!innerHeads.count(keyOf(parts, inner)) && indexes(parts, inner, outer) &&
+          !indexes(parts, outer, inner)) {
+        innerHeads.insert(keyOf(parts, inner));
+        more = true;
+      }
+    if (!more)
       break;
   }
 
   // Phase 2: spaces.
   std::vector<Node> nodes;
-  SpaceBuilderImpl b(table, nodes);
+  SpaceBuilderImpl b(table, nodes, innerHeads);
   for (Operation *op : ops) {
     b.currentOp = op;
     b.touched.clear();
