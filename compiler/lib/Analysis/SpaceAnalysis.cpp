@@ -238,6 +238,11 @@ public:
     } else {
       addRun(table.axes[wi], {0, H, d});
     }
+    // Groups of heads on the head axis (query heads under a shared key/value
+    // head) are groups of blocks of the whole axis.
+    if (outerHeads <= 0 && !headInner)
+      for (const Run &g : std::vector<Run>(table.axes[oi].runs))
+        addRun(table.axes[wi], {g.start * d, g.count, g.size * d});
     // The inner axis is indexed by the heads, unless it is the head axis
     // itself (the outer part is then a batch axis merged with the heads).
     if (!headInner)
@@ -298,24 +303,24 @@ private:
   /// Adds a run of blocks. Overlapping runs of the same block size, aligned,
   /// are refined: split at every run boundary (permuting blocks within the
   /// finer runs is a subgroup of permuting them within the coarser ones).
-  /// Runs of different sizes or misaligned blocks conflict: no blocks.
+  /// Runs of different block sizes may nest: a run of smaller blocks inside
+  /// one block of the other (query heads inside a key/value group). Any other
+  /// overlap conflicts: the axis then has no blocks.
   void addRun(AxisInfo &A, const Run &r) {
     if (A.runConflict || r.count < 1 || r.size < 1)
       return;
-    std::vector<Run> keep, group{r};
-    for (const Run &o : A.runs) {
+    for (const Run &o : A.runs)
       if (o == r)
         return;
-      if (r.start < o.end() && o.start < r.end()) {
-        if (o.size != r.size || (o.start - r.start) % r.size != 0) {
-          A.runConflict = true;
-          changed = true;
-          return;
-        }
+    auto overlap = [](const Run &a, const Run &b) {
+      return a.start < b.end() && b.start < a.end();
+    };
+    std::vector<Run> keep, group{r};
+    for (const Run &o : A.runs) {
+      if (overlap(o, r) && o.size == r.size && (o.start - r.start) % r.size == 0)
         group.push_back(o);
-      } else {
+      else
         keep.push_back(o);
-      }
     }
     std::set<int64_t> bounds;
     for (const Run &g : group) {
@@ -326,6 +331,22 @@ private:
     for (size_t k = 0; k + 1 < bv.size(); ++k)
       keep.push_back({bv[k], (bv[k + 1] - bv[k]) / r.size, r.size});
     std::sort(keep.begin(), keep.end());
+    for (size_t i = 0; i < keep.size(); ++i)
+      for (size_t j = i + 1; j < keep.size(); ++j) {
+        const Run &a = keep[i], &b = keep[j];
+        if (!overlap(a, b))
+          continue;
+        const Run &fine = a.size < b.size ? a : b, &coarse = a.size < b.size ? b : a;
+        bool nested = a.size != b.size && fine.start >= coarse.start &&
+                      fine.end() <= coarse.end() &&
+                      (fine.start - coarse.start) / coarse.size ==
+                          (fine.end() - 1 - coarse.start) / coarse.size;
+        if (!nested) {
+          A.runConflict = true;
+          changed = true;
+          return;
+        }
+      }
     if (keep != A.runs) {
       A.runs = keep;
       changed = true;
@@ -637,11 +658,22 @@ public:
       else
         factors.push_back({{whole, axis}, {parts, outer}, d, false});
     }
-    // Block structure on the head axis or inside a head (nested groups, e.g.
-    // query heads grouped under shared key/value heads) is not mapped onto the
-    // whole axis: those block permutations are fixed rather than guessed.
-    for (int n : blockNodes(parts, outer))
-      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    // Groups of heads on the head axis (query heads grouped under shared
+    // key/value heads) move groups of blocks of the whole axis; other block
+    // structure on the head axis or inside a head is fixed.
+    bool headInner = innerHeads.count(keyOf(parts, inner));
+    for (size_t g = 0; O.firstBlock >= 0 && g < O.runs.size(); ++g) {
+      const Run &og = O.runs[g];
+      int target = -1;
+      if (r == 1 && !headInner && W.firstBlock >= 0)
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == Run{og.start * d, og.count, og.size * d})
+            target = W.firstBlock + int(q);
+      if (target >= 0)
+        uf.unite(O.firstBlock + int(g), target, 0);
+      else
+        restrictions.push_back({O.firstBlock + int(g), kNone, "nested head blocks not followed"});
+    }
     for (int n : blockNodes(parts, inner))
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
     if (blocksResolved) {
@@ -1294,6 +1326,38 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       }
       s.size = r0.count;
       unsigned bits = mask[root];
+      // Blocks of different sizes, as many in every member, permuted together
+      // (a key/value head with the query heads that read it): a permutation
+      // of the block index, one strided member per coordinate of a block.
+      bool sameCount = pn.empty();
+      for (int n : blocks)
+        sameCount &= table.axes[nodes[n].axisIdx].runs[nodes[n].run].count == r0.count;
+      if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
+        s.fixed = false;
+        s.group = fmt::format("S groups ({})", r0.count);
+        Claim c;
+        c.id = newClaimId();
+        c.kind = "linear";
+        c.group = "S";
+        c.n = r0.count;
+        c.space = s.id;
+        for (int n : blocks) {
+          const Run &r = table.axes[nodes[n].axisIdx].runs[nodes[n].run];
+          for (int64_t k = 0; k < r.size; ++k) {
+            Member m = memberOf(n, false);
+            m.offset = r.start + k;
+            m.extent = r.count;
+            m.stride = r.size;
+            c.members.push_back(m);
+          }
+        }
+        c.note = "permutation of head groups (blocks of different sizes), one member per "
+                 "coordinate of a block";
+        s.claimIds.push_back(c.id);
+        result.claims.push_back(std::move(c));
+        result.spaces.push_back(s);
+        continue;
+      }
       s.fixed = bits == kNone || !uniform || r0.count < 2;
       s.fixedBy = why.count(root) ? why[root]
                   : uniform ? "" : "head blocks of different sizes";
