@@ -1121,7 +1121,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   // axis) and the outer one does not: then the outer part is a batch axis
   // merged with the heads, and phase 1 is run again knowing it.
   InnerHeadSet innerHeads;
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0;; ++round) {
     table = AxisTable();
     std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
     for (int iter = 0; iter < 32; ++iter) {
@@ -1146,15 +1146,16 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       }
       return false;
     };
-    bool more = false;
+    std::vector<AxisKey> found;
     for (auto &[parts, outer, inner] : plainFactors)
       if (!innerHeads.count(keyOf(parts, inner)) && indexes(parts, inner, outer) &&
-          !indexes(parts, outer, inner)) {
-        innerHeads.insert(keyOf(parts, inner));
-        more = true;
-      }
-    if (!more)
+          !indexes(parts, outer, inner))
+        found.push_back(keyOf(parts, inner));
+    // The table must be the one phase 1 computed with this very set: stop
+    // without adding what the last allowed round found.
+    if (found.empty() || round == 7)
       break;
+    innerHeads.insert(found.begin(), found.end());
   }
 
   // Phase 2: spaces.
