@@ -1354,6 +1354,9 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
         }
         c.note = "permutation of head groups (blocks of different sizes), one member per "
                  "coordinate of a block";
+        // The space is the block index (n = count): its members are the strided
+        // ones, not the runs (a run spans a whole axis that is not the space).
+        s.members = c.members;
         s.claimIds.push_back(c.id);
         result.claims.push_back(std::move(c));
         result.spaces.push_back(s);
