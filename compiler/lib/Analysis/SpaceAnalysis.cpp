@@ -300,57 +300,82 @@ private:
       changed = true;
     }
   }
-  /// Adds a run of blocks. Overlapping runs of the same block size, aligned,
-  /// are refined: split at every run boundary (permuting blocks within the
-  /// finer runs is a subgroup of permuting them within the coarser ones).
-  /// Runs of different block sizes may nest: a run of smaller blocks inside
-  /// one block of the other (query heads inside a key/value group). Any other
-  /// overlap conflicts: the axis then has no blocks.
+  /// Adds a run of blocks and refines the axis' runs until any two that
+  /// overlap nest: runs of one block size, aligned, are split at each other's
+  /// ends; a run of smaller blocks is split where a run of larger blocks has a
+  /// block boundary (query heads inside key/value groups). Splitting a run
+  /// keeps a subgroup of its permutations, so refining is always sound.
+  /// Misaligned overlaps conflict: the axis then has no blocks.
   void addRun(AxisInfo &A, const Run &r) {
     if (A.runConflict || r.count < 1 || r.size < 1)
       return;
     for (const Run &o : A.runs)
       if (o == r)
         return;
+    std::vector<Run> runs = A.runs;
+    runs.push_back(r);
+    if (!refineRuns(runs)) {
+      A.runConflict = true;
+      changed = true;
+      return;
+    }
+    if (runs != A.runs) {
+      A.runs = runs;
+      changed = true;
+    }
+  }
+  static bool refineRuns(std::vector<Run> &runs) {
     auto overlap = [](const Run &a, const Run &b) {
       return a.start < b.end() && b.start < a.end();
     };
-    std::vector<Run> keep, group{r};
-    for (const Run &o : A.runs) {
-      if (overlap(o, r) && o.size == r.size && (o.start - r.start) % r.size == 0)
-        group.push_back(o);
-      else
-        keep.push_back(o);
-    }
-    std::set<int64_t> bounds;
-    for (const Run &g : group) {
-      bounds.insert(g.start);
-      bounds.insert(g.end());
-    }
-    std::vector<int64_t> bv(bounds.begin(), bounds.end());
-    for (size_t k = 0; k + 1 < bv.size(); ++k)
-      keep.push_back({bv[k], (bv[k + 1] - bv[k]) / r.size, r.size});
-    std::sort(keep.begin(), keep.end());
-    for (size_t i = 0; i < keep.size(); ++i)
-      for (size_t j = i + 1; j < keep.size(); ++j) {
-        const Run &a = keep[i], &b = keep[j];
-        if (!overlap(a, b))
-          continue;
-        const Run &fine = a.size < b.size ? a : b, &coarse = a.size < b.size ? b : a;
-        bool nested = a.size != b.size && fine.start >= coarse.start &&
-                      fine.end() <= coarse.end() &&
-                      (fine.start - coarse.start) / coarse.size ==
-                          (fine.end() - 1 - coarse.start) / coarse.size;
-        if (!nested) {
-          A.runConflict = true;
-          changed = true;
-          return;
+    // Pieces of [bounds.front(), bounds.back()) between consecutive bounds.
+    auto pieces = [](std::set<int64_t> bounds, int64_t size, std::vector<Run> &out) {
+      std::vector<int64_t> bv(bounds.begin(), bounds.end());
+      for (size_t k = 0; k + 1 < bv.size(); ++k)
+        out.push_back({bv[k], (bv[k + 1] - bv[k]) / size, size});
+    };
+    for (int guard = 0; guard < 100000; ++guard) {
+      bool again = false;
+      for (size_t i = 0; i < runs.size() && !again; ++i)
+        for (size_t j = 0; j < runs.size() && !again; ++j) {
+          if (i == j || !overlap(runs[i], runs[j]))
+            continue;
+          Run a = runs[i], b = runs[j];
+          std::vector<Run> add;
+          if (a.size == b.size) {
+            if ((a.start - b.start) % a.size != 0)
+              return false;
+            pieces({a.start, a.end(), b.start, b.end()}, a.size, add);
+            runs.erase(runs.begin() + std::max(i, j));
+            runs.erase(runs.begin() + std::min(i, j));
+          } else if (a.size < b.size) {
+            std::set<int64_t> bounds{a.start, a.end()};
+            for (int64_t k = 0; k <= b.count; ++k) {
+              int64_t x = b.start + k * b.size;
+              if (x > a.start && x < a.end()) {
+                if ((x - a.start) % a.size != 0)
+                  return false;
+                bounds.insert(x);
+              }
+            }
+            if (bounds.size() == 2)
+              continue;
+            pieces(bounds, a.size, add);
+            runs.erase(runs.begin() + i);
+          } else {
+            continue;
+          }
+          for (const Run &n : add)
+            if (std::find(runs.begin(), runs.end(), n) == runs.end())
+              runs.push_back(n);
+          again = true;
         }
+      if (!again) {
+        std::sort(runs.begin(), runs.end());
+        return true;
       }
-    if (keep != A.runs) {
-      A.runs = keep;
-      changed = true;
     }
+    return false;
   }
   void add(std::set<int64_t> &s, int64_t c) { changed |= s.insert(c).second; }
   void merge(std::set<int64_t> &dst, const std::set<int64_t> &src) {
