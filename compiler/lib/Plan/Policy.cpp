@@ -513,7 +513,9 @@ void coupleBlocks(const Model &m, Plan &plan, std::vector<Choice> &choice, std::
       const Param &p = m.params[size_t(it->second)];
       if (!p.isMatrix() || p.shape.size() != 2 || taken[size_t(it->second)] || choice[size_t(it->second)].overridden)
         continue;
-      if (mem.offset != 0 || mem.extent != p.shape[size_t(mem.axis)]) continue;
+      if (mem.offset != 0 || mem.stride != 1 || mem.extent != sp->size ||
+          mem.extent != p.shape[size_t(mem.axis)])
+        continue; // the space must be the whole axis (not heads or strided groups)
       members.push_back(it->second);
       axes.push_back(int(mem.axis));
     }
