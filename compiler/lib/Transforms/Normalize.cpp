@@ -11,13 +11,14 @@ using namespace mlir;
 
 namespace symoc {
 
-void addNormalizationPasses(OpPassManager &pm) {
+void addNormalizationPasses(OpPassManager &pm, ConstantReader reader) {
   // LayerNorm first: its second half, d / sqrt(mean(d^2) + eps), is also an
   // RMSNorm of the centred value d, and the LayerNorm is the op that says
   // more (its gain and bias, and that the centring is part of it).
   pm.addPass(createRecomposeLayerNorm());
   pm.addPass(createRecomposeRMSNorm());
   pm.addPass(createRecomposeActivations());
+  pm.addPass(createRecomposeRotaryPass(std::move(reader)));
 }
 
 namespace {
