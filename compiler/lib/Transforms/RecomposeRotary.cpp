@@ -157,6 +157,7 @@ std::optional<SignedPerm> concatForm(Value g, Value x) {
   std::vector<std::pair<int64_t, int64_t>> coords;
   for (Value in : cat->getOperands())
     if (!pieceOf(in, x, axis, coords)) return std::nullopt;
+  if (int64_t(coords.size()) != xt.getDimSize(axis)) return std::nullopt;
   SignedPerm p;
   p.axis = axis;
   for (auto [s, sg] : coords) {
@@ -299,7 +300,10 @@ std::optional<Table> readTable(Value v, int64_t axis, const ConstantReader &read
 /// cos[i] == cos[j] for every pair and every entry along the other axes.
 bool pairEqual(const Table &t, const std::vector<std::pair<int64_t, int64_t>> &pairs) {
   if (t.channelAxis < 0) return true; // the same value on every channel
+  if (t.channelAxis >= int64_t(t.shape.size())) return false;
   int64_t inner = 1, outer = 1, n = t.shape[size_t(t.channelAxis)];
+  for (auto [i, j] : pairs)
+    if (i >= n || j >= n) return false;
   for (size_t a = 0; a < t.shape.size(); ++a) {
     if (int64_t(a) < t.channelAxis) outer *= t.shape[a];
     if (int64_t(a) > t.channelAxis) inner *= t.shape[a];
