@@ -89,4 +89,28 @@ void RotaryOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
+/// Shapes and attributes agree: same type in and out, `source`/`sign` one entry
+/// per channel (a permutation with signs +-1), `pairs` an even-length list.
+LogicalResult RotaryOp::verify() {
+  auto xt = dyn_cast<RankedTensorType>(getInput().getType());
+  if (!xt)
+    return emitOpError("needs a ranked input");
+  if (getOutput().getType() != getInput().getType())
+    return emitOpError("result type must equal the input type");
+  int64_t c = normAxis(getAxis(), xt.getRank());
+  if (c < 0)
+    return emitOpError("axis out of range");
+  auto source = getSource(), sign = getSign();
+  if (source.size() != sign.size() || getPairs().size() % 2 != 0)
+    return emitOpError("source and sign must have one entry per channel, pairs an even length");
+  if (!xt.isDynamicDim(c) && int64_t(source.size()) != xt.getDimSize(c))
+    return emitOpError("source must have one entry per channel of the axis");
+  std::set<int64_t> seen;
+  for (size_t k = 0; k < source.size(); ++k)
+    if (source[k] < 0 || source[k] >= int64_t(source.size()) || !seen.insert(source[k]).second ||
+        (sign[k] != 1 && sign[k] != -1))
+      return emitOpError("source must be a permutation and sign entries +-1");
+  return success();
+}
+
 } // namespace symoc::graph

@@ -6,6 +6,8 @@
 // RUN: %symo-opt --symoc-recompose-rotary %t/noval.mlir | FileCheck %s --check-prefix=BAD
 // RUN: %symo-opt --symoc-normalize --symoc-annotate-spaces %t/good.mlir | FileCheck %s --check-prefix=ANNOT
 // RUN: %symo-opt --symoc-annotate-spaces %t/ops.mlir | FileCheck %s --check-prefix=OPS
+// RUN: not %symo-opt %t/badattr.mlir 2>&1 | FileCheck %s --check-prefix=BADATTR
+// BADATTR: error: 'graph.Rotary' op source must be a permutation and sign entries +-1
 
 // Both rotate-half patterns become graph.Rotary; the Slice/Neg/Concat pieces go.
 // GOOD-COUNT-2: graph.Rotary {{.*}}{axis = 1 : i64, pairs = array<i64: 0, 2, 1, 3>, sign = array<i64: -1, -1, 1, 1>, source = array<i64: 2, 3, 0, 1>}
@@ -158,4 +160,9 @@ module attributes {graph.opset = 17 : i64} {
     %s3 = graph.MatMul %r3, %t3 : (tensor<3x4xf32>, tensor<4x3xf32>) -> tensor<3x3xf32>
     return %s2, %s3 : tensor<3x3xf32>, tensor<3x3xf32>
   }
+}
+//--- badattr.mlir
+func.func @main(%arg0: tensor<3x4xf32>, %c: tensor<3x4xf32>) -> tensor<3x4xf32> {
+  %r = graph.Rotary %arg0, %c, %c {axis = 1 : i64, source = array<i64: 1, 1, 3, 2>, sign = array<i64: -1, 1, -1, 1>, pairs = array<i64: 0, 1, 2, 3>} : (tensor<3x4xf32>, tensor<3x4xf32>, tensor<3x4xf32>) -> tensor<3x4xf32>
+  return %r : tensor<3x4xf32>
 }

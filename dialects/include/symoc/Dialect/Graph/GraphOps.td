@@ -147,6 +147,7 @@ def Graph_RotaryOp : Graph_Op<"Rotary", [Pure,
   let assemblyFormat = [{
     $input `,` $cos `,` $sin attr-dict `:` functional-type(operands, results)
   }];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//
