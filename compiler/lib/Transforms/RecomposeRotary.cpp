@@ -8,11 +8,12 @@
 //                                                        Unsqueeze(x[.., 0::2], -1), -1))
 // This pass reads g off the Slice/Neg/Concat(/Unsqueeze/Reshape) ops, pairs each
 // channel k with source[k] (pairs must be 2-cycles with opposite signs), reads
-// the tables (graph.constant values, or the model's constants through the
-// reader `symoc analyze` passes in, behind Cast/Unsqueeze/Slice/Gather along
-// other axes) and checks, for every pair (i, j) and every table entry along
-// the other axes, cos[i] == cos[j] and sin[i] == sin[j]: then the map on the
-// pair is [[c, -s], [s, c]] at every position. Only then is the Add replaced by
+// proves, for every pair (i, j), every index along the other axes and every
+// model input, cos[i] == cos[j] and sin[i] == sin[j] (pairEqual: constants are
+// read, from the IR or through the reader `symoc analyze` passes in, and
+// compared; elementwise ops, selections and Concat/Slice along the channels
+// are followed, so tables computed in the graph as cos(cat(freqs, freqs))
+// qualify): then the map on the pair is [[c, -s], [s, c]] at every position. Only then is the Add replaced by
 // graph.Rotary (same function; verify checks claims on the original graph).
 // Anything else (tables that are not rotations, trainable tables, a g that is
 // not a pairing) is left alone, and the plain Mul rule fixes the channels.
@@ -25,6 +26,7 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include <map>
 #include <numeric>
 
 namespace symoc {
@@ -221,99 +223,156 @@ std::vector<std::pair<int64_t, int64_t>> pairsOf(const SignedPerm &g) {
   return pairs;
 }
 
-/// A table: its values (row-major) and shape at the root constant, and the
-/// root axis that becomes the channel axis.
-struct Table {
-  std::vector<double> values;
-  std::vector<int64_t> shape;
-  int64_t channelAxis = -1; // -1: broadcast along the channels
-};
+using Pairs = std::vector<std::pair<int64_t, int64_t>>;
 
-/// Follows a table back through ops that only select or copy entries along
-/// axes other than the channel axis (Cast, Unsqueeze, Slice, Gather) to a
-/// graph.constant, and reads it. `axis` is the channel axis in v (-1: v is
-/// broadcast along the channels).
-std::optional<Table> readTable(Value v, int64_t axis, const ConstantReader &reader,
-                               int depth = 0) {
-  auto vt = dyn_cast<RankedTensorType>(v.getType());
-  if (!vt || !vt.hasStaticShape() || !isa<FloatType>(vt.getElementType()) || depth > 8)
+/// The values of a graph.constant (from the IR, or through the reader).
+std::optional<std::vector<double>> constantValues(ConstantOp c, const ConstantReader &reader) {
+  auto vt = dyn_cast<RankedTensorType>(c.getType());
+  if (!vt || !vt.hasStaticShape()) return std::nullopt;
+  std::vector<double> values;
+  if (c.getValue()) {
+    auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+    if (!dense || !isa<FloatType>(dense.getElementType())) return std::nullopt;
+    for (const APFloat &x : dense.getValues<APFloat>()) values.push_back(x.convertToDouble());
+  } else if (reader && c.getName()) {
+    auto vals = reader(*c.getName());
+    if (!vals) return std::nullopt;
+    values = std::move(*vals);
+  } else {
     return std::nullopt;
-  Operation *d = v.getDefiningOp();
-  if (!d) return std::nullopt;
-  if (auto c = dyn_cast<ConstantOp>(d)) {
-    Table t;
-    t.shape.assign(vt.getShape().begin(), vt.getShape().end());
-    t.channelAxis = axis;
-    if (c.getValue()) {
-      auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-      if (!dense || !isa<FloatType>(dense.getElementType())) return std::nullopt;
-      for (const APFloat &x : dense.getValues<APFloat>()) t.values.push_back(x.convertToDouble());
-    } else if (reader && c.getName()) {
-      auto vals = reader(*c.getName());
-      if (!vals) return std::nullopt;
-      t.values = std::move(*vals);
-    } else {
-      return std::nullopt;
-    }
-    if (int64_t(t.values.size()) != vt.getNumElements()) return std::nullopt;
-    return t;
   }
-  if (isa<CastOp>(d)) return readTable(d->getOperand(0), axis, reader, depth + 1);
-  if (auto un = dyn_cast<UnsqueezeOp>(d)) {
-    if (axis < 0) return readTable(d->getOperand(0), -1, reader, depth + 1);
-    std::optional<std::vector<int64_t>> axes =
-        un->getNumOperands() > 1 ? ints(un->getOperand(1)) : intsAttr(un, "axes");
-    if (!axes) return std::nullopt;
-    int64_t r = vt.getRank(), before = 0;
-    for (int64_t a : *axes) {
-      int64_t na = normalizeAxis(a, r);
-      if (na < 0 || na == axis) return std::nullopt;
-      before += na < axis;
-    }
-    return readTable(d->getOperand(0), axis - before, reader, depth + 1);
-  }
-  if (auto s = dyn_cast<SliceOp>(d)) {
-    auto info = sliceOf(s);
-    if (!info || info->axis == axis) return std::nullopt;
-    return readTable(d->getOperand(0), axis, reader, depth + 1);
-  }
-  if (auto g = dyn_cast<GatherOp>(d)) {
-    // out = data[.., idx, ..] at `gaxis`: data's axes before gaxis keep their
-    // place, idx's axes replace gaxis, the rest shift by rank(idx) - 1.
-    Value data = g->getOperand(0);
-    auto dt = dyn_cast<RankedTensorType>(data.getType());
-    auto it = dyn_cast<RankedTensorType>(g->getOperand(1).getType());
-    if (!dt || !it) return std::nullopt;
-    int64_t ga = normalizeAxis(g->getAttrOfType<IntegerAttr>("axis")
-                                   ? g->getAttrOfType<IntegerAttr>("axis").getInt() : 0,
-                               dt.getRank());
-    if (ga < 0) return std::nullopt;
-    if (axis < 0) return readTable(data, -1, reader, depth + 1);
-    int64_t q = it.getRank();
-    if (axis < ga) return readTable(data, axis, reader, depth + 1);
-    if (axis >= ga + q) return readTable(data, axis - q + 1, reader, depth + 1);
-    return std::nullopt; // the channels come from the indices
-  }
-  return std::nullopt;
+  if (int64_t(values.size()) != vt.getNumElements()) return std::nullopt;
+  return values;
 }
 
-/// cos[i] == cos[j] for every pair and every entry along the other axes.
-bool pairEqual(const Table &t, const std::vector<std::pair<int64_t, int64_t>> &pairs) {
-  if (t.channelAxis < 0) return true; // the same value on every channel
-  if (t.channelAxis >= int64_t(t.shape.size())) return false;
-  int64_t inner = 1, outer = 1, n = t.shape[size_t(t.channelAxis)];
+/// v[.., i, ..] == v[.., j, ..] along `axis` for every pair (i, j) and every
+/// index along the other axes, for every value of the model's inputs. Proven
+/// from the ops that build v: a constant is read and compared; an elementwise
+/// function of pair-equal operands (or of operands broadcast along the axis)
+/// is pair-equal; ops that only select, copy or move entries along other
+/// axes (Unsqueeze, Slice, Gather, Transpose, Expand, Concat) keep it; a Slice
+/// or Concat along the axis maps the pairs onto its operands (HF's
+/// cat(freqs, freqs): channel i and i + d/2 are the same entry of freqs).
+/// `axis` -1: v is broadcast along the channels (trivially equal).
+bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &reader,
+               int depth = 0) {
+  if (axis < 0 || pairs.empty()) return true;
+  auto vt = dyn_cast<RankedTensorType>(v.getType());
+  if (!vt || axis >= vt.getRank() || vt.isDynamicDim(axis) || depth > 24) return false;
+  int64_t n = vt.getDimSize(axis), r = vt.getRank();
   for (auto [i, j] : pairs)
-    if (i >= n || j >= n) return false;
-  for (size_t a = 0; a < t.shape.size(); ++a) {
-    if (int64_t(a) < t.channelAxis) outer *= t.shape[a];
-    if (int64_t(a) > t.channelAxis) inner *= t.shape[a];
+    if (i < 0 || j < 0 || i >= n || j >= n) return false;
+  Operation *d = v.getDefiningOp();
+  if (!d) return false; // a model input: its values are not known
+  auto recurse = [&](Value in, int64_t a, const Pairs &p) {
+    return pairEqual(in, a, p, reader, depth + 1);
+  };
+  if (auto c = dyn_cast<ConstantOp>(d)) {
+    auto values = constantValues(c, reader);
+    if (!values) return false;
+    int64_t inner = 1, outer = 1;
+    for (int64_t a = 0; a < r; ++a) {
+      if (a < axis) outer *= vt.getDimSize(a);
+      if (a > axis) inner *= vt.getDimSize(a);
+    }
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t in = 0; in < inner; ++in)
+        for (auto [i, j] : pairs)
+          if ((*values)[size_t((o * n + i) * inner + in)] != (*values)[size_t((o * n + j) * inner + in)])
+            return false;
+    return true;
   }
-  for (int64_t o = 0; o < outer; ++o)
-    for (int64_t in = 0; in < inner; ++in)
-      for (auto [i, j] : pairs)
-        if (t.values[size_t((o * n + i) * inner + in)] != t.values[size_t((o * n + j) * inner + in)])
-          return false;
-  return true;
+  // Elementwise ops: every operand, aligned from the right, is pair-equal or
+  // broadcast (size 1 or absent) along the axis.
+  if (isa<CastOp, CosOp, SinOp, NegOp, ExpOp, SqrtOp, ReciprocalOp, IdentityOp, MulOp, DivOp,
+          AddOp, SubOp, PowOp>(d)) {
+    for (Value in : d->getOperands()) {
+      auto it = dyn_cast<RankedTensorType>(in.getType());
+      if (!it) return false;
+      int64_t a = axis - (r - it.getRank());
+      if (a < 0 || (!it.isDynamicDim(a) && it.getDimSize(a) == 1)) continue;
+      if (!recurse(in, a, pairs)) return false;
+    }
+    return true;
+  }
+  if (auto un = dyn_cast<UnsqueezeOp>(d)) {
+    std::optional<std::vector<int64_t>> axes =
+        un->getNumOperands() > 1 ? ints(un->getOperand(1)) : intsAttr(un, "axes");
+    if (!axes) return false;
+    int64_t before = 0;
+    for (int64_t a : *axes) {
+      int64_t na = normalizeAxis(a, r);
+      if (na < 0 || na == axis) return false;
+      before += na < axis;
+    }
+    return recurse(d->getOperand(0), axis - before, pairs);
+  }
+  if (auto sl = dyn_cast<SliceOp>(d)) {
+    auto info = sliceOf(sl);
+    if (!info) return false;
+    if (info->axis != axis) return recurse(d->getOperand(0), axis, pairs);
+    Pairs mapped;
+    for (auto [i, j] : pairs)
+      mapped.push_back({info->start + i * info->step, info->start + j * info->step});
+    return recurse(d->getOperand(0), axis, mapped);
+  }
+  if (auto g = dyn_cast<GatherOp>(d)) {
+    // out = data[.., idx, ..] at `ga`: data's axes before ga keep their
+    // place, idx's axes replace ga, the rest shift by rank(idx) - 1.
+    Value data = d->getOperand(0);
+    auto dt = dyn_cast<RankedTensorType>(data.getType());
+    auto it = dyn_cast<RankedTensorType>(d->getOperand(1).getType());
+    if (!dt || !it) return false;
+    auto ga0 = d->getAttrOfType<IntegerAttr>("axis");
+    int64_t ga = normalizeAxis(ga0 ? ga0.getInt() : 0, dt.getRank()), q = it.getRank();
+    if (ga < 0) return false;
+    if (axis < ga) return recurse(data, axis, pairs);
+    if (axis >= ga + q) return recurse(data, axis - q + 1, pairs);
+    return false; // the channels come from the indices
+  }
+  if (auto tr = dyn_cast<TransposeOp>(d)) {
+    std::optional<std::vector<int64_t>> perm = intsAttr(tr, "perm");
+    if (!perm || int64_t(perm->size()) != r) return false;
+    return recurse(d->getOperand(0), (*perm)[size_t(axis)], pairs);
+  }
+  if (isa<ExpandOp>(d)) {
+    auto it = dyn_cast<RankedTensorType>(d->getOperand(0).getType());
+    if (!it) return false;
+    int64_t a = axis - (r - it.getRank());
+    if (a < 0 || (!it.isDynamicDim(a) && it.getDimSize(a) == 1)) return true;
+    return recurse(d->getOperand(0), a, pairs);
+  }
+  if (auto cat = dyn_cast<ConcatOp>(d)) {
+    auto ax = cat->getAttrOfType<IntegerAttr>("axis");
+    if (!ax) return false;
+    int64_t ca = normalizeAxis(ax.getInt(), r);
+    if (ca < 0) return false;
+    if (ca != axis) {
+      for (Value in : d->getOperands())
+        if (!recurse(in, axis, pairs)) return false;
+      return true;
+    }
+    // Channel k of the result is channel k - offset of one operand.
+    std::vector<std::pair<unsigned, int64_t>> where;
+    for (unsigned o = 0; o < d->getNumOperands(); ++o) {
+      auto it = dyn_cast<RankedTensorType>(d->getOperand(o).getType());
+      if (!it || it.getRank() != r || it.isDynamicDim(axis)) return false;
+      for (int64_t k = 0; k < it.getDimSize(axis); ++k) where.push_back({o, k});
+    }
+    if (int64_t(where.size()) != n) return false;
+    std::map<unsigned, Pairs> inside;
+    for (auto [i, j] : pairs) {
+      auto [oi, li] = where[size_t(i)];
+      auto [oj, lj] = where[size_t(j)];
+      if (d->getOperand(oi) == d->getOperand(oj) && li == lj) continue; // the same entry
+      if (oi != oj) return false;
+      inside[oi].push_back({li, lj});
+    }
+    for (auto &[o, p] : inside)
+      if (!recurse(d->getOperand(o), axis, p)) return false;
+    return true;
+  }
+  return false;
 }
 
 /// The table operand of Mul(a, b) other than `data`, when the product has
@@ -383,8 +442,7 @@ bool recomposeAt(AddOp add, const ConstantReader &reader, IRRewriter &rewriter) 
         int64_t ca = tableChannelAxis(cosv, xt, perm->axis);
         int64_t sa = tableChannelAxis(sinv, xt, perm->axis);
         if (ca == -2 || sa == -2) continue;
-        auto ct = readTable(cosv, ca, reader), st = readTable(sinv, sa, reader);
-        if (!ct || !st || !pairEqual(*ct, pairs) || !pairEqual(*st, pairs)) continue;
+        if (!pairEqual(cosv, ca, pairs, reader) || !pairEqual(sinv, sa, pairs, reader)) continue;
         std::vector<int64_t> flat;
         for (auto [i, j] : pairs) {
           flat.push_back(i);
