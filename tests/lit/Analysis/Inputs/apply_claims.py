@@ -8,7 +8,8 @@ members with initializer/axis/offset/extent/stride/variance, groups S, Z2, O, GL
 Scale+ and rope with its pairs/rotation/scale), draws three random elements per linear
 claim (never the identity), applies it to the initializers with numpy and runs the model with a tiny numpy
 interpreter (MatMul, Slice, Neg, Concat, Mul, Add, Sub, Transpose, Softmax, Unsqueeze,
-Reshape, Constant, Tanh, Cast, Gather, Cos, Sin, Pow, ReduceMean): no symoc code involved. Prints one
+Reshape, Constant, Tanh, Cast, Gather, Cos, Sin, Pow, ReduceMean,
+Relu, Sigmoid): no symoc code involved. Prints one
 line per claim, "ok ID err" or "BAD ID err", and exits 1 if any claim changes the
 output (relative error > 1e-9).
 """
@@ -37,6 +38,8 @@ def run(model, inits, inputs):
         elif op == "Neg": out = -i[0]
         elif op in ("Tanh", "Cos", "Sin", "Sqrt"): out = getattr(np, op.lower())(i[0])
         elif op == "Pow": out = np.power(i[0], i[1])
+        elif op == "Relu": out = np.maximum(i[0], 0)
+        elif op == "Sigmoid": out = 1 / (1 + np.exp(-i[0]))
         elif op == "ReduceMean": out = i[0].mean(axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1)))
         elif op == "Cast": out = i[0].astype(np.float64 if a["to"] == 1 else np.int64)
         elif op == "Transpose": out = np.transpose(i[0], a["perm"])
