@@ -11,6 +11,12 @@ Tensor.split, heads by view + permute, the causal mask and masked_bias as *regis
 buffers* (so they export as initializers: a bool mask and a float scalar), scores divided by
 a computed tensor, torch.where masking, gelu_new (the tanh form through Pow), tied LM head
 by matmul with wte.weight^T. Writes gpt2_hf.onnx (opset 13, training mode, fixed seed).
+
+It also writes llama_hf.onnx (opset 14), LLaMA as transformers 4.30 wrote it: rotary cos/sin
+tables computed at construction and kept as registered buffers (initializers named
+`*.rotary_emb.cos_cached` / `sin_cached`: pass `--frozen '*_cached'`), sliced to the sequence
+length and gathered by position ids, rotate_half, repeat_kv by expand + reshape (GQA),
+RMSNorm through a float32 Cast, pow, mean and rsqrt, SwiGLU, untied lm_head.
 """
 import math
 import os
@@ -92,20 +98,140 @@ class GPT2HF(nn.Module):
         return torch.matmul(self.ln_f(x), self.wte.weight.t())
 
 
-def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    torch.manual_seed(0)
-    model = GPT2HF()
+class LlamaRMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.to(torch.float32)
+        variance = x.pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class LlamaRotaryEmbedding(nn.Module):
+    def __init__(self, dim, max_pos=16, base=10000):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
+        self.register_buffer("inv_freq", inv_freq)
+        t = torch.arange(max_pos, dtype=inv_freq.dtype)
+        freqs = torch.einsum("i,j->ij", t, inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.register_buffer("cos_cached", emb.cos()[None, None, :, :])
+        self.register_buffer("sin_cached", emb.sin()[None, None, :, :])
+
+    def forward(self, seq_len):
+        return self.cos_cached[:, :, :seq_len, ...], self.sin_cached[:, :, :seq_len, ...]
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin, position_ids):
+    cos = cos.squeeze(1).squeeze(0)[position_ids].unsqueeze(1)
+    sin = sin.squeeze(1).squeeze(0)[position_ids].unsqueeze(1)
+    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+
+
+def repeat_kv(x, n_rep):
+    b, kv, t, dh = x.shape
+    if n_rep == 1:
+        return x
+    return x[:, :, None, :, :].expand(b, kv, n_rep, t, dh).reshape(b, kv * n_rep, t, dh)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, d, n_head, n_kv):
+        super().__init__()
+        self.n_head, self.n_kv, self.dh = n_head, n_kv, d // n_head
+        self.q_proj = nn.Linear(d, n_head * self.dh, bias=False)
+        self.k_proj = nn.Linear(d, n_kv * self.dh, bias=False)
+        self.v_proj = nn.Linear(d, n_kv * self.dh, bias=False)
+        self.o_proj = nn.Linear(n_head * self.dh, d, bias=False)
+        self.rotary_emb = LlamaRotaryEmbedding(self.dh)
+
+    def forward(self, x, mask, position_ids):
+        b, t, _ = x.size()
+        q = self.q_proj(x).view(b, t, self.n_head, self.dh).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.n_kv, self.dh).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.n_kv, self.dh).transpose(1, 2)
+        cos, sin = self.rotary_emb(seq_len=t)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin, position_ids)
+        k = repeat_kv(k, self.n_head // self.n_kv)
+        v = repeat_kv(v, self.n_head // self.n_kv)
+        w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.dh) + mask
+        w = nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+        a = torch.matmul(w, v).transpose(1, 2).reshape(b, t, self.n_head * self.dh)
+        return self.o_proj(a)
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, d, d_ff):
+        super().__init__()
+        self.gate_proj = nn.Linear(d, d_ff, bias=False)
+        self.up_proj = nn.Linear(d, d_ff, bias=False)
+        self.down_proj = nn.Linear(d_ff, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, d, n_head, n_kv, d_ff):
+        super().__init__()
+        self.self_attn = LlamaAttention(d, n_head, n_kv)
+        self.mlp = LlamaMLP(d, d_ff)
+        self.input_layernorm = LlamaRMSNorm(d)
+        self.post_attention_layernorm = LlamaRMSNorm(d)
+
+    def forward(self, x, mask, position_ids):
+        x = x + self.self_attn(self.input_layernorm(x), mask, position_ids)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaHF(nn.Module):
+    def __init__(self, vocab=64, d=32, n_head=4, n_kv=2, d_ff=64, n_layer=2):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, d)
+        self.layers = nn.ModuleList([LlamaDecoderLayer(d, n_head, n_kv, d_ff)
+                                     for _ in range(n_layer)])
+        self.norm = LlamaRMSNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, input_ids):
+        b, t = input_ids.shape
+        position_ids = torch.arange(t, dtype=torch.long).unsqueeze(0).view(-1, t)
+        mask = torch.full((t, t), torch.finfo(torch.float32).min).triu(1)[None, None]
+        x = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            x = layer(x, mask, position_ids)
+        return self.lm_head(self.norm(x))
+
+
+def export(model, name, opset, out_dir):
     with torch.no_grad():   # norm gains and biases away from 1 and 0, as in the fixtures
-        for name, p in model.named_parameters():
-            if name.startswith("ln") or ".ln_" in name:
+        for pname, p in model.named_parameters():
+            if "ln" in pname or "norm" in pname or pname.endswith("bias"):
                 p.add_(0.2 * torch.randn_like(p))
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
-    path = os.path.join(out_dir, "gpt2_hf.onnx")
-    torch.onnx.export(model, (ids,), path, opset_version=13, export_params=True,
+    path = os.path.join(out_dir, name)
+    torch.onnx.export(model, (ids,), path, opset_version=opset, export_params=True,
                       training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
                       input_names=["input_ids"], output_names=["logits"])
     print("%s  %d bytes" % (path, os.path.getsize(path)))
+
+
+def main():
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+    torch.manual_seed(0)
+    export(GPT2HF(), "gpt2_hf.onnx", 13, out_dir)
+    torch.manual_seed(1)
+    export(LlamaHF(), "llama_hf.onnx", 14, out_dir)
 
 
 if __name__ == "__main__":
