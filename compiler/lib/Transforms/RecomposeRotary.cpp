@@ -27,6 +27,7 @@
 #include "mlir/IR/PatternMatch.h"
 
 #include <map>
+#include <set>
 #include <numeric>
 
 namespace symoc {
@@ -250,7 +251,7 @@ std::optional<std::vector<double>> constantValues(ConstantOp c, const ConstantRe
 /// from the ops that build v: a constant is read and compared; an elementwise
 /// function of pair-equal operands (or of operands broadcast along the axis)
 /// is pair-equal; ops that only select, copy or move entries along other
-/// axes (Unsqueeze, Slice, Gather, Transpose, Expand, Concat) keep it; a Slice
+/// axes (Unsqueeze, Squeeze, Slice, Gather, Transpose, Expand, Concat) keep it; a Slice
 /// or Concat along the axis maps the pairs onto its operands (HF's
 /// cat(freqs, freqs): channel i and i + d/2 are the same entry of freqs).
 /// `axis` -1: v is broadcast along the channels (trivially equal).
@@ -306,6 +307,31 @@ bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &
       before += na < axis;
     }
     return recurse(d->getOperand(0), axis - before, pairs);
+  }
+  if (auto sq = dyn_cast<SqueezeOp>(d)) {
+    // Output axis k is the k-th input axis that is not removed.
+    auto it = dyn_cast<RankedTensorType>(d->getOperand(0).getType());
+    if (!it) return false;
+    std::optional<std::vector<int64_t>> axes;
+    if (sq->getNumOperands() > 1) axes = ints(sq->getOperand(1));
+    else if (sq->getAttr("axes")) axes = intsAttr(sq, "axes");
+    else {
+      axes.emplace();
+      for (int64_t a = 0; a < it.getRank(); ++a)
+        if (!it.isDynamicDim(a) && it.getDimSize(a) == 1) axes->push_back(a);
+    }
+    if (!axes) return false;
+    std::set<int64_t> removed;
+    for (int64_t a : *axes) {
+      int64_t na = normalizeAxis(a, it.getRank());
+      if (na < 0) return false;
+      removed.insert(na);
+    }
+    for (int64_t a = 0, k = 0; a < it.getRank(); ++a) {
+      if (removed.count(a)) continue;
+      if (k++ == axis) return recurse(d->getOperand(0), a, pairs);
+    }
+    return false;
   }
   if (auto sl = dyn_cast<SliceOp>(d)) {
     auto info = sliceOf(sl);
