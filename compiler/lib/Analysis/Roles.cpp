@@ -45,7 +45,7 @@ bool isView(Operation *op) {
 bool isPassThrough(Operation *op) {
   if (isView(op))
     return true;
-  return isa<AddOp, SubOp, MulOp, DivOp, WhereOp, NegOp>(op);
+  return isa<AddOp, SubOp, MulOp, DivOp, WhereOp, NegOp, RotaryOp>(op);
 }
 
 bool isNonlinearity(Operation *op) {

@@ -443,6 +443,10 @@ struct Restriction {
   int node;
   unsigned bits;
   std::string why;
+  // A pair restriction (restrictToPairs): bits within kPairs, the channel
+  // pairs relative to the node's start.
+  bool hasPairs = false;
+  std::vector<std::pair<int64_t, int64_t>> pairs;
 };
 
 struct Relation {
@@ -591,6 +595,35 @@ public:
   void fixAll(Value v, StringRef why) override {
     for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
       restrict(v, a, kNone, why);
+  }
+
+  /// A pair restriction on every node of the axis, with the pairs that lie
+  /// inside the node's piece; a piece that a pair straddles is fixed.
+  void restrictToPairs(Value x, int64_t a, ArrayRef<std::pair<int64_t, int64_t>> pairs,
+                       unsigned bits, StringRef why) override {
+    touch(x, a);
+    AxisInfo &A = axisOf(x, a);
+    int first = A.firstNode, count = A.numHeads * A.numPieces;
+    for (int n = first; n < first + count; ++n) {
+      const Node nd = nodes[n];
+      Restriction r{n, bits & kPairs, why.str()};
+      r.hasPairs = true;
+      bool straddles = nd.len < 0;
+      for (auto [p, q] : pairs) {
+        bool pin = p >= nd.start && p < nd.start + nd.len;
+        bool qin = q >= nd.start && q < nd.start + nd.len;
+        if (pin != qin)
+          straddles = true;
+        else if (pin)
+          r.pairs.push_back({std::min(p, q) - nd.start, std::max(p, q) - nd.start});
+      }
+      if (straddles) {
+        r = Restriction{n, kNone, why.str() + " (a pair crosses a piece boundary)"};
+      }
+      restrictions.push_back(r);
+    }
+    for (int n : blockNodes(x, a))
+      restrictions.push_back({n, kNone, why.str()});
   }
 
   void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
@@ -1115,6 +1148,22 @@ std::vector<std::map<int, int64_t>> solveFlow(const std::vector<Relation> &rels,
   return out;
 }
 
+/// "pairs i, i+4" (rotate-half), "pairs 2i, 2i+1" (interleaved) or the list.
+std::string pairText(const std::vector<std::pair<int64_t, int64_t>> &pairs, int64_t n) {
+  bool half = int64_t(pairs.size()) * 2 == n, adjacent = half;
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    half &= pairs[k] == std::make_pair(int64_t(k), int64_t(k) + n / 2);
+    adjacent &= pairs[k] == std::make_pair(2 * int64_t(k), 2 * int64_t(k) + 1);
+  }
+  if (half) return fmt::format("pairs i, i+{}", n / 2);
+  if (adjacent) return "pairs 2i, 2i+1";
+  std::string s = "pairs";
+  for (size_t k = 0; k < pairs.size() && k < 6; ++k)
+    s += fmt::format(" ({},{})", pairs[k].first, pairs[k].second);
+  if (pairs.size() > 6) s += fmt::format(" ... ({} pairs)", pairs.size());
+  return s;
+}
+
 std::string groupName(unsigned bits) {
   if (bits == kNone) return "1";
   if ((bits & kAll) == kAll) return "GL";
@@ -1258,20 +1307,42 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   case LossKind::None: result.lossAssumed = "none (outputs fixed)"; break;
   }
 
-  // Classes.
+  // Classes. A class that a pair restriction reached (a rotary map's
+  // channels) has a pairing: the meet of two pairings keeps the common pairs
+  // (channels in differing pairs get the identity, a subgroup), and its group
+  // is the pair generators that every restriction allows (pairBitsOf).
   std::map<int, unsigned> mask;
   std::map<int, std::string> why;
+  std::map<int, std::set<std::pair<int64_t, int64_t>>> pairing;
+  auto effective = [&](int root) -> unsigned {
+    if (pairing.count(root))
+      return pairing[root].empty() ? kNone : (mask[root] & kPairs);
+    return normalizeGroup(mask[root] & kAll);
+  };
   for (size_t i = 0; i < nodes.size(); ++i)
-    mask[b.uf.find(int(i)).first] = kAll;
+    mask[b.uf.find(int(i)).first] = kAll | kPairs;
   for (const Restriction &r : b.restrictions) {
     int root = b.uf.find(r.node).first;
-    unsigned before = normalizeGroup(mask[root]);
-    mask[root] &= r.bits;
-    if (normalizeGroup(mask[root]) == kNone && before != kNone)
+    unsigned before = effective(root);
+    if (r.hasPairs) {
+      std::set<std::pair<int64_t, int64_t>> p(r.pairs.begin(), r.pairs.end());
+      if (!pairing.count(root)) {
+        pairing[root] = p;
+      } else {
+        std::set<std::pair<int64_t, int64_t>> common;
+        for (const auto &q : pairing[root])
+          if (p.count(q)) common.insert(q);
+        pairing[root] = common;
+      }
+      mask[root] &= r.bits & kPairs;
+    } else {
+      mask[root] &= r.bits | pairBitsOf(r.bits);
+    }
+    if (effective(root) == kNone && before != kNone)
       why[root] = r.why;
   }
   for (auto &[root, bits] : mask)
-    bits = normalizeGroup(bits);
+    bits = effective(root);
 
   // Parameter nodes per class.
   std::map<int, std::vector<int>> paramNodes;
@@ -1311,6 +1382,84 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   std::map<int, std::string> spaceOfRoot;
   int claimCounter = 0;
   auto newClaimId = [&]() { return "c" + std::to_string(++claimCounter); };
+
+  // Claims on a rotary space (a class with a pairing): the pair group its
+  // bits give (rotations and/or positive scalings inside each pair, the
+  // identity on channels in no pair), and from the flows, when the bits do
+  // not already give them, pair sign flips or pair scalings on the members
+  // of a kernel vector inside the space: a kernel vector allows any diagonal
+  // sign (scale) that every other op passes; the rotary map needs the same
+  // one on both channels of a pair, which is such a diagonal.
+  auto emitPairClaims = [&](int root, unsigned bits,
+                            const std::set<std::pair<int64_t, int64_t>> &pairSet, Space &s,
+                            const std::set<int> &pset) {
+    std::vector<std::pair<int64_t, int64_t>> pairs(pairSet.begin(), pairSet.end());
+    std::string desc = pairText(pairs, s.size);
+    auto add = [&](const std::string &rotation, bool scale, std::vector<Member> members,
+                   const std::string &note) {
+      Claim c;
+      c.id = newClaimId();
+      c.kind = "linear";
+      c.group = "rope";
+      c.n = s.size;
+      c.space = s.id;
+      c.members = std::move(members);
+      c.pairs = pairs;
+      c.rotation = rotation;
+      c.pairScale = scale;
+      c.note = note;
+      s.claimIds.push_back(c.id);
+      result.claims.push_back(std::move(c));
+    };
+    bool rot = bits & kPairRotation, scale = bits & kPairScale;
+    bool flowSign = false, flowScale = false;
+    if (rot || scale)
+      add(rot ? "SO2" : "none", scale, s.members,
+          std::string(rot && scale ? "rotation-scaling" : rot ? "rotation" : "positive scaling") +
+              " of each channel pair (" + desc + ") commutes with the rotary map");
+    auto inside = [&](const std::map<int, int64_t> &vec) {
+      for (auto [n, v] : vec)
+        if (b.uf.find(n).first != root) return false;
+      return b.uf.find(vec.begin()->first).first == root;
+    };
+    if (!rot)
+      for (auto &vec : signKernel) {
+        if (vec.empty() || !inside(vec)) continue;
+        std::vector<Member> members;
+        for (auto [n, v] : vec)
+          if (pset.count(n)) members.push_back(memberOf(n, false));
+        if (members.empty()) continue;
+        flowSign = true;
+        add("sign", false, members, "sign flip of whole channel pairs (" + desc + ")");
+      }
+    if (!scale)
+      for (auto &vec : scaleKernel) {
+        if (vec.empty() || !inside(vec)) continue;
+        bool unit = true;
+        std::vector<Member> members;
+        for (auto [n, v] : vec) {
+          if (std::llabs(v) != 1) unit = false;
+          if (pset.count(n)) members.push_back(memberOf(n, v < 0));
+        }
+        if (!unit || members.empty()) continue;
+        flowScale = true;
+        add("none", true, members, "one positive factor per channel pair (" + desc + "), a gauge");
+      }
+    std::string k = std::to_string(pairs.size());
+    std::vector<std::string> parts;
+    if (rot) parts.push_back("SO(2)^" + k);
+    else if (flowSign) parts.push_back("Z2^" + k);
+    if (scale || flowScale) parts.push_back("Scale+^" + k);
+    if (parts.empty()) {
+      s.fixed = true;
+      s.group = "1";
+      if (s.fixedBy.empty()) s.fixedBy = "rotary map: no pair generator survives";
+      return;
+    }
+    s.group.clear();
+    for (const auto &p : parts) s.group += (s.group.empty() ? "" : " x ") + p;
+    s.group += " (" + desc + ")";
+  };
 
   // Spaces with parameter members, in parameter order.
   std::vector<int> rootsInOrder;
@@ -1410,7 +1559,10 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
     s.size = nodes[pn.front()].len;
     unsigned bits = mask[root];
-    s.fixed = bits == kNone || s.size < 1;
+    // A rotary space without pair generators may still get pair sign flips
+    // or scalings from the flows (emitPairClaims decides).
+    bool paired = pairing.count(root) && !pairing[root].empty();
+    s.fixed = (bits == kNone && !paired) || s.size < 1;
     s.fixedBy = why.count(root) ? why[root] : "";
     // Orientation: most members are "out".
     int outs = 0;
@@ -1430,6 +1582,11 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       continue;
     }
     std::set<int> pset(pn.begin(), pn.end());
+    if (pairing.count(root)) {
+      emitPairClaims(root, bits, pairing[root], s, pset);
+      result.spaces.push_back(s);
+      continue;
+    }
     std::string summary = groupName(bits);
     auto addLinear = [&](const std::string &group, std::vector<Member> members,
                          const std::string &note) {

@@ -13,6 +13,7 @@
 #include "llvm/ADT/StringRef.h"
 
 #include <cstdint>
+#include <utility>
 
 namespace symoc::graph {
 
@@ -31,7 +32,30 @@ enum GroupBits : unsigned {
   kSignedPerm = kPerm | kSign,
   kOrthogonal = kPerm | kSign | kRotation,
   kMonomialPos = kPerm | kScale,
+  // Generators inside fixed channel pairs (a rotary map's commutant). They
+  // only mean something on a space that a pair restriction (restrictToPairs)
+  // gave a pairing; elsewhere the analysis drops them. O contains the pair
+  // rotations (and -I on a pair), GL contains all three; a pair restriction
+  // allows nothing else, so its meet with S (or B: signs are only a flow) is
+  // the identity, with O the pair rotations, with GL itself.
+  kPairRotation = 1u << 5, // SO(2) on each pair
+  kPairScale = 1u << 6,    // one positive factor per pair (a gauge)
+  kPairSign = 1u << 7,     // -I on a pair (inside SO(2))
+  kPairs = kPairRotation | kPairScale | kPairSign,
 };
+
+/// The pair generators a restriction with the ordinary generators `bits`
+/// allows: rotations of a pair are orthogonal maps, pair scalings and
+/// rotations are invertible maps. Signs and positive scalings alone are
+/// conditional on the sign/scale flows, so they allow no pair generator.
+inline unsigned pairBitsOf(unsigned bits) {
+  unsigned out = 0;
+  if ((bits & kAll) == kAll)
+    out |= kPairs;
+  else if ((bits & kOrthogonal) == kOrthogonal)
+    out |= kPairRotation | kPairSign;
+  return out;
+}
 
 /// Drops generators that cannot appear without the ones they need (a rotation
 /// group always contains the sign flips; GL contains everything).
@@ -65,6 +89,20 @@ public:
   /// The op is equivariant on this axis only under the generators in `bits`.
   virtual void restrict(mlir::Value x, int64_t a, unsigned bits,
                         llvm::StringRef why) = 0;
+
+  /// The op is equivariant on this axis only under maps that act inside the
+  /// given channel pairs (indices along the axis; every channel in at most one
+  /// pair) as rotation-scalings [[a, -b], [b, a]] and as the identity on
+  /// channels in no pair: the commutant of a rotary map. `bits` is a subset of
+  /// kPairs. The default fixes the axis (a builder that does not know pairs
+  /// stays sound).
+  virtual void restrictToPairs(mlir::Value x, int64_t a,
+                               llvm::ArrayRef<std::pair<int64_t, int64_t>> pairs,
+                               unsigned bits, llvm::StringRef why) {
+    (void)pairs;
+    (void)bits;
+    restrict(x, a, kNone, why);
+  }
 
   /// Fixes every axis of `v` (group 1): what an op without a rule does.
   virtual void fixAll(mlir::Value v, llvm::StringRef why) = 0;
