@@ -1518,6 +1518,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
     result.blocks.push_back(blk);
   }
+  addExpertRoles(result.blocks, result.claims);
   return result;
 }
 
