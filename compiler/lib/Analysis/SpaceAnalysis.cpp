@@ -152,6 +152,18 @@ bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
   return false;
 }
 
+/// The operand whose entries a view op's result holds, rearranged or copied
+/// (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Expand, Transpose): positions
+/// stay positions through it. Null for any other op.
+Value viewSourceOf(Value v) {
+  Operation *d = v.getDefiningOp();
+  if (!d || d->getNumResults() != 1 || d->getNumOperands() < 1)
+    return Value();
+  if (isa<IdentityOp, ReshapeOp, SqueezeOp, UnsqueezeOp, FlattenOp, ExpandOp, TransposeOp>(d))
+    return d->getOperand(0);
+  return Value();
+}
+
 //===----------------------------------------------------------------------===//
 // Phase 1: propagate cuts, runs and head indexing.
 //===----------------------------------------------------------------------===//
@@ -228,11 +240,14 @@ public:
     positions[indices.getAsOpaquePointer()] = {source, axis};
   }
   bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
-    auto it = positions.find(indices.get().getAsOpaquePointer());
-    if (it == positions.end())
-      return false;
-    tie(it->second.value, it->second.axis, out, outAxis, false);
-    return true;
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      auto it = positions.find(v.getAsOpaquePointer());
+      if (it == positions.end())
+        continue;
+      tie(it->second.value, it->second.axis, out, outAxis, false);
+      return true;
+    }
+    return false;
   }
 
   /// Carries head indexing across the op's ties: when axis a of x is indexed
@@ -631,14 +646,29 @@ public:
   bool isParameter(Value v) override { return definedByParam(v); }
 
   void positionsOf(Value indices, Value source, int64_t axis) override {
-    positions[indices.getAsOpaquePointer()] = {indices, {source, axis}, currentOp};
+    addPositions({indices, {source, axis}, currentOp});
   }
 
   bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
-    auto it = positions.find(indices.get().getAsOpaquePointer());
-    if (it == positions.end())
+    // Through views of positions: each view's result becomes positions of the
+    // same source (its other uses are checked too) and the view's use of its
+    // operand is accepted.
+    std::vector<Value> chain;
+    auto it = positionIndex.end();
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      it = positionIndex.find(v.getAsOpaquePointer());
+      if (it != positionIndex.end())
+        break;
+      chain.push_back(v);
+    }
+    if (it == positionIndex.end())
       return false;
-    const AxisRef &src = it->second.source;
+    const AxisRef src = positions[it->second].source;
+    Operation *maker = positions[it->second].op;
+    for (Value v : chain) {
+      addPositions({v, src, maker});
+      acceptedUses.insert({v.getDefiningOp(), 0});
+    }
     acceptedUses.insert({indices.getOwner(), indices.getOperandNumber()});
     restrict(out, outAxis, kPerm, "indexed by positions");
     scaleRelation({{out, outAxis, 1}});
@@ -658,7 +688,7 @@ public:
   /// any other use (arithmetic, a model output, an op without a rule, a
   /// consumer that did not recognise them) fixes their source axis.
   void checkPositionUses() {
-    for (auto &[key, rec] : positions)
+    for (const Positions &rec : positions)
       for (OpOperand &use : rec.indices.getUses()) {
         if (acceptedUses.count({use.getOwner(), use.getOperandNumber()}))
           continue;
@@ -834,8 +864,13 @@ public:
     AxisRef source;
     Operation *op;
   };
-  std::map<const void *, Positions> positions;
+  std::vector<Positions> positions; // in the order they were recorded
+  std::map<const void *, size_t> positionIndex;
   std::set<std::pair<Operation *, unsigned>> acceptedUses;
+  void addPositions(const Positions &p) {
+    if (positionIndex.insert({p.indices.getAsOpaquePointer(), positions.size()}).second)
+      positions.push_back(p);
+  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -1122,7 +1157,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     std::string node;
     if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
     // Ops with a position rule are barriers only when they fell back to one.
-    bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp>(op);
+    bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp, OneHotOp>(op);
     if (positionOp ? b.fixedAllByOp.count(op) > 0
                    : isa<ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, ScatterNDOp, TileOp,
                          PadOp, CumSumOp, InstanceNormalizationOp, GroupNormalizationOp>(op))

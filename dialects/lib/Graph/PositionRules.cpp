@@ -204,4 +204,38 @@ void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
+void OneHotOp::applySymmetryRule(SpaceBuilder &b) {
+  // y = OneHot(indices, depth, values): a new axis `axis` of size depth, with
+  // y[.., j, ..] = on where the index is j and off elsewhere. With positions
+  // along a known axis, the new axis is that axis (permutations only); the
+  // other axes are the indices' axes.
+  Operation *op = getOperation();
+  if (op->getNumOperands() != 3) {
+    barrier(b, op, "OneHot without its three inputs");
+    return;
+  }
+  Value idx = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(idx), ry = rankOf(y);
+  int64_t axis = normAxis(intAttr(op, "axis", -1), ry);
+  if (r < 0 || ry != r + 1 || axis < 0) {
+    barrier(b, op, "OneHot with unknown ranks");
+    return;
+  }
+  if (!b.takePositions(op->getOpOperand(0), y, axis)) {
+    barrier(b, op, "OneHot of indices that are not positions along a known axis");
+    return;
+  }
+  for (int64_t a = 0, k = 0; a < ry; ++a) {
+    if (a == axis)
+      continue;
+    b.tie(idx, k, y, a);
+    b.restrict(y, a, kPerm, "OneHot");
+    pinFlows(b, idx, k);
+    pinFlows(b, y, a);
+    ++k;
+  }
+  restrictAll(b, getOperand(1), kNone, "OneHot depth");
+  restrictAll(b, getOperand(2), kNone, "OneHot values");
+}
+
 } // namespace symoc::graph
