@@ -1,4 +1,5 @@
 #include "symoc/runtime/core.h"
+#include "symoc/runtime/blas_core.h"
 
 #include <algorithm>
 #include <cblas.h>
@@ -62,6 +63,7 @@ float *Workspace::Frame::zeros(size_t n) {
 }
 
 Context::Context(ContextOptions opts) : opts_(opts) {
+  ensureBlasCore(); // before any BLAS call: see blas_core.h
   if (opts_.threads > 0) {
     openblas_set_num_threads(opts_.threads);
 #ifdef _OPENMP

@@ -57,6 +57,7 @@ void Rule::step(Context &ctx, State &st, const Param *ps, size_t n, float lr) {
     ++nlive;
   }
   if (nlive == 0) return;
+  if (fused_step(ctx, st, live, nlive, lr)) return;
   float **D = f.array<float *>(nlive);
   for (size_t i = 0; i < nlive; ++i) D[i] = f.floats(size_t(live[i].size()));
   directions(ctx, st, live, nlive, D);
@@ -122,7 +123,70 @@ void Adam::directions(Context &, State &st, const Param *ps, size_t n, float *co
   }
 }
 
+// One pass over w, g, m, v (28 bytes per entry instead of 40 through a D buffer): the
+// same float expressions as directions() + Rule::step's update, so results are identical.
+bool Adam::fused_step(Context &, State &st, const Param *ps, size_t n, float lr) {
+  const float decay = 1.f - lr * decoupled_weight_decay();
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    const int64_t sz = p.size();
+    const int64_t t = ++st.counter(key(p, "t"));
+    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, "v"), {p.rows, p.cols});
+    const float l2 = c_.decoupled ? 0.f : c_.weight_decay;
+    const float b1 = c_.beta1, b2 = c_.beta2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = c_.eps;
+    const float inv_bc1 = float(1.0 / (1.0 - std::pow(double(b1), double(t))));
+    const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(b2), double(t))));
+    const float *g = p.g;
+    float *w = p.w;
+#pragma omp parallel for simd if (sz > kParMin)
+    for (int64_t j = 0; j < sz; ++j) {
+      const float gj = g[j] + l2 * w[j];
+      const float mj = m[j] * b1 + gj * ob1;
+      const float vj = v[j] * b2 + gj * gj * ob2;
+      m[j] = mj;
+      v[j] = vj;
+      const float d = mj * inv_bc1 / (std::sqrt(vj) * inv_sqrt_bc2 + eps);
+      w[j] = w[j] * decay - lr * d;
+    }
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------ Adam-mini
+bool AdamMini::fused_step(Context &, State &st, const Param *ps, size_t n, float lr) {
+  for (size_t i = 0; i < n; ++i) // a bad grouping: directions() reports it, nothing touched
+    if (c_.group_rows <= 0 || ps[i].rows % c_.group_rows != 0) return false;
+  const float decay = 1.f - lr * decoupled_weight_decay();
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    const int64_t gr = c_.group_rows;
+    const int64_t ngroups = p.rows / gr, glen = gr * p.cols;
+    const int64_t t = ++st.counter(key(p, "t"));
+    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, "v"), {ngroups, 1});
+    const double bc1 = 1.0 - std::pow(double(c_.beta1), double(t));
+    const double bc2 = 1.0 - std::pow(double(c_.beta2), double(t));
+    const float *gall = p.g;
+    float *wall = p.w;
+#pragma omp parallel for if (p.size() > kParMin)
+    for (int64_t k = 0; k < ngroups; ++k) {
+      const float *g = gall + k * glen;
+      float *mk = m + k * glen, *w = wall + k * glen;
+      double s = 0;
+      for (int64_t j = 0; j < glen; ++j) s += double(g[j]) * g[j];
+      v[k] = v[k] * c_.beta2 + float(s / double(glen)) * (1.f - c_.beta2);
+      const float denom = float(std::sqrt(double(v[k]) / bc2)) + c_.eps;
+      for (int64_t j = 0; j < glen; ++j) {
+        mk[j] = mk[j] * c_.beta1 + g[j] * (1.f - c_.beta1);
+        const float d = float(mk[j] / bc1) / denom;
+        w[j] = w[j] * decay - lr * d;
+      }
+    }
+  }
+  return true;
+}
+
 void AdamMini::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
   for (size_t i = 0; i < n; ++i) {
     const Param &p = ps[i];
@@ -191,7 +255,9 @@ void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     const float scale = c_.scale == MuonScale::MaxRatio    ? float(std::sqrt(std::max(1.0, r / c)))
                         : c_.scale == MuonScale::Moonlight ? float(0.2 * std::sqrt(std::max(r, c)))
                                                            : 1.f;
-    for (int64_t j = 0; j < sz; ++j) D[i][j] *= scale;
+    float *d = D[i];
+#pragma omp parallel for simd if (sz > kParMin)
+    for (int64_t j = 0; j < sz; ++j) d[j] *= scale;
   }
 }
 

@@ -67,7 +67,8 @@ struct CommonOptions {
     app->add_option("model", model, "ONNX model (.onnx, or ONNX text .onnxtxt)")->required();
     app->add_option("--dim", dims, "value of a symbolic dimension, NAME=N (repeatable)");
     app->add_option("--frozen", frozen,
-                    "initializer that is not trained (a buffer); repeatable");
+                    "initializer that is not trained (a buffer): a name or a pattern "
+                    "('*cos_cached'); repeatable");
     app->add_option("--constant-params", constantParams,
                     "treat float Constant nodes as parameters: auto|yes|no")
         ->check(CLI::IsMember({"auto", "yes", "no"}));

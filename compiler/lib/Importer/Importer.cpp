@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fnmatch.h>
 #include <map>
 #include <set>
 
@@ -76,6 +77,7 @@ public:
 
     for (const auto &t : g.initializer())
       initializers[t.name()] = &t;
+    resolveFrozen();
     countFloatInitializers();
 
     // Graph inputs that are not initializers are the function's arguments.
@@ -122,10 +124,27 @@ public:
   }
 
 private:
+  /// --frozen takes names or fnmatch patterns (HF exports have one rotary
+  /// cos/sin buffer per layer: `--frozen '*cos_cached'`). Each must match an
+  /// initializer: a typo would silently train a buffer.
+  void resolveFrozen() {
+    for (const std::string &pattern : opts.frozen) {
+      bool glob = pattern.find_first_of("*?[") != std::string::npos;
+      bool matched = false;
+      for (auto &[name, t] : initializers)
+        if (glob ? fnmatch(pattern.c_str(), name.c_str(), 0) == 0 : name == pattern) {
+          frozen.insert(name);
+          matched = true;
+        }
+      if (!matched)
+        fail(path, "--frozen '" + pattern + "' matches no initializer");
+    }
+  }
+
   void countFloatInitializers() {
     int floats = 0;
     for (auto &[name, t] : initializers)
-      if (isFloat(t->data_type()) && !opts.frozen.count(name))
+      if (isFloat(t->data_type()) && !frozen.count(name))
         ++floats;
     switch (opts.constantParams) {
     case ImportOptions::ConstantParams::Yes: constantParams = true; break;
@@ -252,7 +271,7 @@ private:
   Value importInitializer(const onnx::TensorProto &t) {
     RankedTensorType type = typeOfTensor(t);
     Location loc = NameLoc::get(b.getStringAttr(t.name()));
-    bool trainable = isFloat(t.data_type()) && !opts.frozen.count(t.name()) &&
+    bool trainable = isFloat(t.data_type()) && !frozen.count(t.name()) &&
                      numElements(t) > 1;
     if (trainable) {
       auto p = b.create<graph::ParamOp>(loc, type, b.getStringAttr(t.name()), StringAttr(),
@@ -265,7 +284,7 @@ private:
     auto c = b.create<graph::ConstantOp>(
         loc, type, value ? ElementsAttr(*value) : ElementsAttr(),
         b.getStringAttr(t.name()));
-    if (opts.frozen.count(t.name()))
+    if (frozen.count(t.name()))
       c->setAttr("frozen", b.getUnitAttr());
     return c;
   }
@@ -426,6 +445,7 @@ private:
   bool constantParams = false;
   Value none;
   std::map<std::string, const onnx::TensorProto *> initializers;
+  std::set<std::string> frozen; // initializers named by --frozen (patterns resolved)
   std::map<std::string, const onnx::ValueInfoProto *> valueInfo;
   std::map<std::string, Value> values;
 };

@@ -12,6 +12,8 @@ using namespace mlir;
 namespace symoc {
 
 void addNormalizationPasses(OpPassManager &pm) {
+  // No-op Casts first: they sit inside the patterns the others match.
+  pm.addPass(createFoldNoOpCasts());
   // LayerNorm first: its second half, d / sqrt(mean(d^2) + eps), is also an
   // RMSNorm of the centred value d, and the LayerNorm is the op that says
   // more (its gain and bias, and that the centring is part of it).

@@ -18,7 +18,8 @@ namespace symoc {
 struct ImportOptions {
   /// Values for symbolic dimensions (dim_param names) of the graph inputs.
   std::map<std::string, int64_t> dims;
-  /// Initializers that are not trained (buffers): imported as constants.
+  /// Initializers that are not trained (buffers): imported as constants. Names
+  /// or fnmatch patterns; each must match an initializer.
   std::set<std::string> frozen;
   /// Treat float Constant nodes with more than one element as parameters.
   /// "auto": only when the model has no float initializers at all.

@@ -12,6 +12,18 @@
 
 include "mlir/Pass/PassBase.td"
 
+def FoldNoOpCasts : Pass<"symoc-fold-noop-casts", "mlir::ModuleOp"> {
+  let summary = "Remove Casts to the type a value already has, and Identity";
+  let description = [{
+    Mixed-precision code casts around normalizations (x.to(float32) ...
+    .to(dtype)); exported in float32 these Casts are the identity and would
+    hide the patterns the recompose passes match. A Cast whose result type
+    equals its operand's type, and every Identity with equal types, is
+    replaced by its operand. Casts that change the type are kept.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
 def RecomposeRMSNorm : Pass<"symoc-recompose-rmsnorm", "mlir::ModuleOp"> {
   let summary = "Recompose x / sqrt(mean(x^2) + eps) [* gain] into graph.RMSNormalization";
   let description = [{

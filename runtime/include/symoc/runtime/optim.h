@@ -53,6 +53,11 @@ public:
 protected:
   // "<param>/<tag>.<what>" without building a string (tag() cached on first use).
   Key key(const Param &p, const char *what) const;
+  // Optional single pass for elementwise rules: advance the state and apply
+  // W <- W (1 - lr wd) - lr D in one sweep over memory, with exactly the arithmetic of
+  // directions() followed by step()'s update (bit-identical results), without the D buffer.
+  // Called by step() on the filtered (finite) params; false = not provided.
+  virtual bool fused_step(Context &, State &, const Param *, size_t, float) { return false; }
 
 private:
   mutable std::string tag_cache_;
@@ -82,6 +87,8 @@ public:
   std::string tag() const override { return c_.decoupled ? "adamw" : "adam"; }
   void directions(Context &, State &, const Param *, size_t, float *const *) override;
   float decoupled_weight_decay() const override { return c_.decoupled ? c_.weight_decay : 0.f; }
+protected:
+  bool fused_step(Context &, State &, const Param *, size_t, float lr) override;
 private:
   AdamConfig c_;
 };
@@ -100,6 +107,8 @@ public:
   std::string tag() const override { return "adam_mini"; }
   void directions(Context &, State &, const Param *, size_t, float *const *) override;
   float decoupled_weight_decay() const override { return c_.weight_decay; }
+protected:
+  bool fused_step(Context &, State &, const Param *, size_t, float lr) override;
 private:
   AdamMiniConfig c_;
 };
