@@ -248,7 +248,8 @@ std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &ou
   return roles;
 }
 
-void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims) {
+void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims,
+                    const std::set<std::string> &selected) {
   auto find = [&](const std::string &name) -> Block * {
     for (Block &b : blocks)
       if (b.name == name)
@@ -264,6 +265,8 @@ void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims
         router->axisSpaces[size_t(axis)].size() != 1)
       continue;
     const std::string &rows = router->axisSpaces[size_t(axis)][0];
+    if (!selected.count(rows))
+      continue;
     std::set<std::string> own;
     for (const Member &m : c.members)
       own.insert(m.initializer);

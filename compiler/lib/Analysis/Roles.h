@@ -20,9 +20,12 @@ std::set<std::string> inferRoles(graph::ParamOp param,
 
 /// Mixture of experts: after the spaces are known, every parameter whose
 /// leading axis is the space of a router's rows (the axis its in-graph logit
-/// shift acts on) is a stacked expert tensor: adds role `moe_experts` (and
-/// drops `other`). The router's own weight and bias are left alone.
-void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims);
+/// shift acts on), when that space is one that positions select from
+/// (`selected`: the sources of TopK indices), is a stacked expert tensor: adds
+/// role `moe_experts` (and drops `other`, `embedding`). The router's own
+/// weight and bias are left alone.
+void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims,
+                    const std::set<std::string> &selected);
 
 } // namespace symoc
 

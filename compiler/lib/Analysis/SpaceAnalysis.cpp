@@ -1553,7 +1553,16 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
     result.blocks.push_back(blk);
   }
-  addExpertRoles(result.blocks, result.claims);
+  // Spaces whose coordinates are selected by position (the source of TopK
+  // indices): only a router of such a space has experts.
+  std::set<std::string> selected;
+  for (const auto &rec : b.positions)
+    for (int n : b.allNodes(rec.source.value, rec.source.axis)) {
+      auto it = spaceOfRoot.find(b.uf.find(n).first);
+      if (it != spaceOfRoot.end())
+        selected.insert(it->second);
+    }
+  addExpertRoles(result.blocks, result.claims, selected);
   return result;
 }
 
