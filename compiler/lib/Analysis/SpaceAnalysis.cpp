@@ -168,10 +168,20 @@ Value viewSourceOf(Value v) {
 // Phase 1: propagate cuts, runs and head indexing.
 //===----------------------------------------------------------------------===//
 
+using AxisKey = std::pair<const void *, int64_t>;
+AxisKey keyOf(Value v, int64_t a) { return {v.getAsOpaquePointer(), a}; }
+
+/// A factor whose head axis is the inner part (a batch axis merged with
+/// heads: [B, H, T, d] -> [B*H, T, d]); keyed by (parts, inner).
+using InnerHeadSet = std::set<AxisKey>;
+
 class CutBuilder : public SpaceBuilder {
 public:
-  explicit CutBuilder(AxisTable &t) : table(t) {}
+  CutBuilder(AxisTable &t, const InnerHeadSet &innerHeads)
+      : table(t), innerHeads(innerHeads) {}
   bool changed = false;
+  /// Every plain factor seen: (parts, outer, inner).
+  std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
 
   void tie(Value x, int64_t a, Value y, int64_t b, bool) override {
     int xi = table.get(x, a), yi = table.get(y, b);
@@ -207,13 +217,18 @@ public:
       addRun(I, {r.start + begin, r.count, r.size});
   }
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
-              int64_t inner) override {
+              int64_t inner, int64_t outerHeads) override {
     int wi = table.get(whole, axis), oi = table.get(parts, outer),
         ii = table.get(parts, inner);
-    opFactors.push_back({{whole, axis}, {parts, outer}});
+    bool headInner = outerHeads <= 0 && innerHeads.count(keyOf(parts, inner));
+    if (outerHeads <= 0) {
+      plainFactors.push_back({parts, outer, inner});
+      opFactors.push_back({{whole, axis}, {parts, headInner ? inner : outer}});
+    }
     AxisInfo &W = table.axes[wi];
-    int64_t H = table.axes[oi].size, d = table.axes[ii].size;
-    if (H <= 0 || d <= 0 || W.size != H * d)
+    int64_t H = outerHeads > 0 ? outerHeads : table.axes[oi].size,
+            d = table.axes[ii].size;
+    if (H <= 0 || d <= 0 || W.size != H * d || table.axes[oi].size % H != 0)
       return;
     AxisInfo &In = table.axes[ii];
     for (int64_t k = 0; k <= H; ++k)
@@ -223,8 +238,27 @@ public:
     for (int64_t c : std::vector<int64_t>(In.cuts.begin(), In.cuts.end()))
       for (int64_t k = 0; k < H; ++k)
         add(W.cuts, k * d + c);
-    addRun(W, {0, H, d});
-    setIndex(In, outer);
+    // Heads in blocks of d. When the head axis is itself cut into pieces
+    // (query heads grouped under shared key/value heads), each piece is a
+    // run of its own: heads permute within their group.
+    const AxisInfo &O = table.axes[oi];
+    if (outerHeads <= 0 && O.cuts.size() > 2 && *O.cuts.begin() == 0 &&
+        *O.cuts.rbegin() == H) {
+      std::vector<int64_t> oc(O.cuts.begin(), O.cuts.end());
+      for (size_t p = 0; p + 1 < oc.size(); ++p)
+        addRun(table.axes[wi], {oc[p] * d, oc[p + 1] - oc[p], d});
+    } else {
+      addRun(table.axes[wi], {0, H, d});
+    }
+    // Groups of heads on the head axis (query heads under a shared key/value
+    // head) are groups of blocks of the whole axis.
+    if (outerHeads <= 0 && !headInner)
+      for (const Run &g : std::vector<Run>(table.axes[oi].runs))
+        addRun(table.axes[wi], {g.start * d, g.count, g.size * d});
+    // The inner axis is indexed by the heads, unless it is the head axis
+    // itself (the outer part is then a batch axis merged with the heads).
+    if (!headInner)
+      setIndex(table.axes[ii], outer);
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
@@ -291,21 +325,82 @@ private:
       changed = true;
     }
   }
+  /// Adds a run of blocks and refines the axis' runs until any two that
+  /// overlap nest: runs of one block size, aligned, are split at each other's
+  /// ends; a run of smaller blocks is split where a run of larger blocks has a
+  /// block boundary (query heads inside key/value groups). Splitting a run
+  /// keeps a subgroup of its permutations, so refining is always sound.
+  /// Misaligned overlaps conflict: the axis then has no blocks.
   void addRun(AxisInfo &A, const Run &r) {
-    if (A.runConflict)
+    if (A.runConflict || r.count < 1 || r.size < 1)
       return;
-    for (const Run &o : A.runs) {
+    for (const Run &o : A.runs)
       if (o == r)
         return;
-      if (r.start < o.end() && o.start < r.end()) {
-        A.runConflict = true;
-        changed = true;
-        return;
+    std::vector<Run> runs = A.runs;
+    runs.push_back(r);
+    if (!refineRuns(runs)) {
+      A.runConflict = true;
+      changed = true;
+      return;
+    }
+    if (runs != A.runs) {
+      A.runs = runs;
+      changed = true;
+    }
+  }
+  static bool refineRuns(std::vector<Run> &runs) {
+    auto overlap = [](const Run &a, const Run &b) {
+      return a.start < b.end() && b.start < a.end();
+    };
+    // Pieces of [bounds.front(), bounds.back()) between consecutive bounds.
+    auto pieces = [](std::set<int64_t> bounds, int64_t size, std::vector<Run> &out) {
+      std::vector<int64_t> bv(bounds.begin(), bounds.end());
+      for (size_t k = 0; k + 1 < bv.size(); ++k)
+        out.push_back({bv[k], (bv[k + 1] - bv[k]) / size, size});
+    };
+    for (int guard = 0; guard < 100000; ++guard) {
+      bool again = false;
+      for (size_t i = 0; i < runs.size() && !again; ++i)
+        for (size_t j = 0; j < runs.size() && !again; ++j) {
+          if (i == j || !overlap(runs[i], runs[j]))
+            continue;
+          Run a = runs[i], b = runs[j];
+          std::vector<Run> add;
+          if (a.size == b.size) {
+            if ((a.start - b.start) % a.size != 0)
+              return false;
+            pieces({a.start, a.end(), b.start, b.end()}, a.size, add);
+            runs.erase(runs.begin() + std::max(i, j));
+            runs.erase(runs.begin() + std::min(i, j));
+          } else if (a.size < b.size) {
+            std::set<int64_t> bounds{a.start, a.end()};
+            for (int64_t k = 0; k <= b.count; ++k) {
+              int64_t x = b.start + k * b.size;
+              if (x > a.start && x < a.end()) {
+                if ((x - a.start) % a.size != 0)
+                  return false;
+                bounds.insert(x);
+              }
+            }
+            if (bounds.size() == 2)
+              continue;
+            pieces(bounds, a.size, add);
+            runs.erase(runs.begin() + i);
+          } else {
+            continue;
+          }
+          for (const Run &n : add)
+            if (std::find(runs.begin(), runs.end(), n) == runs.end())
+              runs.push_back(n);
+          again = true;
+        }
+      if (!again) {
+        std::sort(runs.begin(), runs.end());
+        return true;
       }
     }
-    A.runs.push_back(r);
-    std::sort(A.runs.begin(), A.runs.end());
-    changed = true;
+    return false;
   }
   void add(std::set<int64_t> &s, int64_t c) { changed |= s.insert(c).second; }
   void merge(std::set<int64_t> &dst, const std::set<int64_t> &src) {
@@ -313,9 +408,10 @@ private:
       add(dst, c);
   }
   AxisTable &table;
+  const InnerHeadSet &innerHeads;
   std::map<const void *, AxisRef> positions; // indices -> their source axis
   std::vector<std::pair<AxisRef, AxisRef>> opTies;
-  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, outer)
+  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, head axis)
 };
 
 //===----------------------------------------------------------------------===//
@@ -385,7 +481,8 @@ unsigned blockBits(unsigned bits) { return (bits & kPerm) ? kAll : kNone; }
 
 class SpaceBuilderImpl : public SpaceBuilder {
 public:
-  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes) : table(t), nodes(nodes) {}
+  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes, const InnerHeadSet &innerHeads)
+      : table(t), nodes(nodes), innerHeads(innerHeads) {}
 
   /// The laid-out axis (nodes created on first use).
   AxisInfo &axisOf(Value v, int64_t a) {
@@ -571,7 +668,7 @@ public:
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
-              int64_t inner) override {
+              int64_t inner, int64_t outerHeads) override {
     touch(whole, axis);
     touch(parts, outer);
     touch(parts, inner);
@@ -581,60 +678,89 @@ public:
     AxisInfo &W = table.axes[table.get(whole, axis)];
     AxisInfo &O = table.axes[table.get(parts, outer)];
     AxisInfo &I = table.axes[table.get(parts, inner)];
-    int64_t H = O.size, d = I.size;
+    // The outer axis is (r, H) with the head digit inner: r = 1 for a plain
+    // head split, r > 1 when another axis (a batch axis) is merged with the
+    // heads; its coordinate q*H + k is head k for every q.
+    int64_t H = outerHeads > 0 ? outerHeads : O.size, d = I.size;
+    int64_t r = H > 0 && O.size > 0 && O.size % H == 0 ? O.size / H : 0;
     auto giveUp = [&](StringRef why) {
       fixAxis(whole, axis, why);
       fixAxis(parts, outer, why);
       fixAxis(parts, inner, why);
     };
-    if (H <= 0 || d <= 0 || W.size != H * d || W.numHeads > 1 || O.numHeads > 1) {
+    if (H <= 0 || d <= 0 || r <= 0 || W.size != H * d || W.numHeads > 1 ||
+        O.numHeads > 1) {
       giveUp("reshape of heads not followed");
       return;
     }
-    // The head axis is the block structure of the whole axis.
-    int block = -1;
-    if (W.firstBlock >= 0)
-      for (size_t r = 0; r < W.runs.size(); ++r)
-        if (W.runs[r] == Run{0, H, d})
-          block = W.firstBlock + int(r);
-    factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
-    // Block structure on the head axis or inside a head (nested groups, e.g.
-    // query heads grouped under shared key/value heads) is not mapped onto the
-    // whole axis: those block permutations are fixed rather than guessed.
-    for (int n : blockNodes(parts, outer))
-      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    // The head axis is the block structure of the whole axis: one run per
+    // piece of the head axis (heads permute within a piece).
+    std::vector<int> pieceBlocks;
+    if (W.firstBlock >= 0 && (r == 1 || O.numPieces == 1))
+      for (int p = 0; p < O.numPieces; ++p) {
+        const Node &op = nodes[O.firstNode + p];
+        Run want{op.start * d, r == 1 ? op.len : H, d};
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == want)
+            pieceBlocks.push_back(W.firstBlock + int(q));
+      }
+    bool blocksResolved = int(pieceBlocks.size()) == O.numPieces;
+    if (r == 1) {
+      if (innerHeads.count(keyOf(parts, inner)))
+        factors.push_back({{whole, axis}, {parts, inner}, H, true});
+      else
+        factors.push_back({{whole, axis}, {parts, outer}, d, false});
+    }
+    // Groups of heads on the head axis (query heads grouped under shared
+    // key/value heads) move groups of blocks of the whole axis; other block
+    // structure on the head axis or inside a head is fixed.
+    bool headInner = innerHeads.count(keyOf(parts, inner));
+    for (size_t g = 0; O.firstBlock >= 0 && g < O.runs.size(); ++g) {
+      const Run &og = O.runs[g];
+      int target = -1;
+      if (r == 1 && !headInner && W.firstBlock >= 0)
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == Run{og.start * d, og.count, og.size * d})
+            target = W.firstBlock + int(q);
+      if (target >= 0)
+        uf.unite(O.firstBlock + int(g), target, 0);
+      else
+        restrictions.push_back({O.firstBlock + int(g), kNone, "nested head blocks not followed"});
+    }
     for (int n : blockNodes(parts, inner))
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
-    if (block >= 0 && O.numPieces == 1) {
-      uf.unite(block, O.firstNode, 0);
+    if (blocksResolved) {
+      for (int p = 0; p < O.numPieces; ++p)
+        uf.unite(pieceBlocks[p], O.firstNode + p, 0);
     } else {
-      // Head blocks that do not map onto one head axis (e.g. query heads
-      // grouped under shared key/value heads): no head permutation here, but
-      // each head keeps its own channels.
-      if (block >= 0)
-        restrictions.push_back({block, kNone, "head blocks not resolved"});
+      // Head blocks that do not map onto the head axis' pieces: no head
+      // permutation here, but each head keeps its own channels.
+      for (int n : blockNodes(whole, axis))
+        restrictions.push_back({n, kNone, "head blocks not resolved"});
       for (int n : allNodes(parts, outer))
         restrictions.push_back({n, kNone, "head blocks not resolved"});
     }
-    // Coordinate k*d + c of the whole axis is channel c of head k.
-    bool perHead = I.numHeads == H && I.indexAxis == outer;
-    for (int64_t k = 0; k < H; ++k)
-      for (int j = 0; j < I.numPieces; ++j) {
-        const Node &in = nodes[node(I, perHead ? int(k) : 0, j)];
-        int match = -1;
-        for (int p = 0; p < W.numPieces; ++p)
-          if (nodes[W.firstNode + p].start == k * d + in.start &&
-              nodes[W.firstNode + p].len == in.len)
-            match = W.firstNode + p;
-        int inNode = node(I, perHead ? int(k) : 0, j);
-        if (match < 0) {
-          giveUp("head pieces not resolved");
-          return;
+    // Coordinate k*d + c of the whole axis is channel c of head k (of the
+    // outer coordinate q*H + k, for every q).
+    bool perHead = I.numHeads == O.size && I.indexAxis == outer;
+    for (int64_t q = 0; q < (perHead ? r : 1); ++q)
+      for (int64_t k = 0; k < H; ++k)
+        for (int j = 0; j < I.numPieces; ++j) {
+          int inNode = node(I, perHead ? int(q * H + k) : 0, j);
+          const Node &in = nodes[inNode];
+          int match = -1;
+          for (int p = 0; p < W.numPieces; ++p)
+            if (nodes[W.firstNode + p].start == k * d + in.start &&
+                nodes[W.firstNode + p].len == in.len)
+              match = W.firstNode + p;
+          if (match < 0) {
+            giveUp("head pieces not resolved");
+            return;
+          }
+          uf.unite(match, inNode, 0);
+          scaleRels.push_back({{{match, 1}, {inNode, -1}}});
+          signRels.push_back({{{match, 1}, {inNode, 1}}});
         }
-        uf.unite(match, inNode, 0);
-        scaleRels.push_back({{{match, 1}, {inNode, -1}}});
-        signRels.push_back({{{match, 1}, {inNode, 1}}});
-      }
   }
 
   void softmaxOver(Value logits, int64_t axis) override {
@@ -733,19 +859,24 @@ private:
   };
   std::vector<Pending> pending;
   struct Factor {
-    AxisRef whole, outer;
-    int64_t inner;
+    AxisRef whole, head; // the head axis: the outer part, or the inner one
+    int64_t other;       // size of the other part
+    bool headInner;
   };
   std::vector<Factor> factors;
 
   /// Head h of `y` is head h / ratio of `x` when the op merges x's head axis
-  /// with a copy axis of size `ratio` into y's head axis. 0 when not so.
-  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y) {
+  /// with a copy axis of size `ratio` into y's head axis (head outer), or head
+  /// h % (x's heads) when the head axis is the inner part (`headInner`).
+  /// 0 when not so.
+  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y, bool &headInner) {
     for (const Factor &f : factors)
-      if (f.outer.value == X.value && f.outer.axis == X.indexAxis &&
+      if (f.head.value == X.value && f.head.axis == X.indexAxis &&
           f.whole.value == Y.value && f.whole.axis == Y.indexAxis &&
-          int64_t(X.numHeads) * f.inner == Y.numHeads)
-        return f.inner;
+          int64_t(X.numHeads) * f.other == Y.numHeads) {
+        headInner = f.headInner;
+        return f.other;
+      }
     return 0;
   }
 
@@ -765,16 +896,19 @@ private:
     int rel = p.dual ? 1 : 0;
     bool perHead = X.numHeads > 1 && X.numHeads == Y.numHeads &&
                    opTies({X.value, X.indexAxis}, {Y.value, Y.indexAxis});
-    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y) : 0;
-    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X) : 0;
+    bool innerXY = false, innerYX = false;
+    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y, innerXY) : 0;
+    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X, innerYX) : 0;
     if ((ratioXY || ratioYX) && samePieces(X, Y)) {
-      // Repeated heads: each head of the repeated side is a copy of one head
-      // of the other side.
+      // Repeated heads: each head of the merged side is one head of the
+      // other side (a copy, or the same head for another batch entry).
       AxisInfo &Small = ratioXY ? X : Y, &Big = ratioXY ? Y : X;
       int64_t ratio = ratioXY ? ratioXY : ratioYX;
+      bool headInner = ratioXY ? innerXY : innerYX;
       for (int h = 0; h < Big.numHeads; ++h)
         for (int i = 0; i < Big.numPieces; ++i)
-          uf.unite(node(Big, h, i), node(Small, int(h / ratio), i), rel);
+          uf.unite(node(Big, h, i),
+                   node(Small, headInner ? h % Small.numHeads : int(h / ratio), i), rel);
       return;
     }
     // Without a shared head index, every head of one side meets every head
@@ -852,6 +986,7 @@ private:
 public:
   AxisTable &table;
   std::vector<Node> &nodes;
+  const InnerHeadSet &innerHeads;
   ParityUnionFind uf;
   std::vector<Restriction> restrictions;
   std::vector<Relation> scaleRels, signRels;
@@ -1105,22 +1240,51 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   fn.walk([&](Operation *op) { ops.push_back(op); });
 
   AxisTable table;
-  // Phase 1: cuts.
-  for (int iter = 0; iter < 32; ++iter) {
-    CutBuilder cuts(table);
-    for (Operation *op : ops)
-      if (auto rule = dyn_cast<SymmetryRule>(op))
-        if (!hasUnrankedTensor(op)) {
-          rule.applySymmetryRule(cuts);
-          cuts.endOp();
-        }
-    if (!cuts.changed)
+  // Phase 1: cuts. A factor (outer, inner) takes the outer part as its head
+  // axis, unless the inner part turns out to index other axes (it is a head
+  // axis) and the outer one does not: then the outer part is a batch axis
+  // merged with the heads, and phase 1 is run again knowing it.
+  InnerHeadSet innerHeads;
+  for (int round = 0;; ++round) {
+    table = AxisTable();
+    std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
+    for (int iter = 0; iter < 32; ++iter) {
+      CutBuilder cuts(table, innerHeads);
+      for (Operation *op : ops)
+        if (auto rule = dyn_cast<SymmetryRule>(op))
+          if (!hasUnrankedTensor(op)) {
+            rule.applySymmetryRule(cuts);
+            cuts.endOp();
+          }
+      plainFactors = cuts.plainFactors;
+      if (!cuts.changed)
+        break;
+    }
+    auto indexes = [&](Value v, int64_t head, int64_t except) {
+      for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
+        if (k == head || k == except)
+          continue;
+        const AxisInfo &A = table.axes[table.get(v, k)];
+        if (A.indexAxis == head && !A.indexConflict)
+          return true;
+      }
+      return false;
+    };
+    std::vector<AxisKey> found;
+    for (auto &[parts, outer, inner] : plainFactors)
+      if (!innerHeads.count(keyOf(parts, inner)) && indexes(parts, inner, outer) &&
+          !indexes(parts, outer, inner))
+        found.push_back(keyOf(parts, inner));
+    // The table must be the one phase 1 computed with this very set: stop
+    // without adding what the last allowed round found.
+    if (found.empty() || round == 7)
       break;
+    innerHeads.insert(found.begin(), found.end());
   }
 
   // Phase 2: spaces.
   std::vector<Node> nodes;
-  SpaceBuilderImpl b(table, nodes);
+  SpaceBuilderImpl b(table, nodes, innerHeads);
   for (Operation *op : ops) {
     b.currentOp = op;
     b.touched.clear();
@@ -1290,6 +1454,41 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       }
       s.size = r0.count;
       unsigned bits = mask[root];
+      // Blocks of different sizes, as many in every member, permuted together
+      // (a key/value head with the query heads that read it): a permutation
+      // of the block index, one strided member per coordinate of a block.
+      bool sameCount = pn.empty();
+      for (int n : blocks)
+        sameCount &= table.axes[nodes[n].axisIdx].runs[nodes[n].run].count == r0.count;
+      if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
+        s.fixed = false;
+        s.group = fmt::format("S groups ({})", r0.count);
+        Claim c;
+        c.id = newClaimId();
+        c.kind = "linear";
+        c.group = "S";
+        c.n = r0.count;
+        c.space = s.id;
+        for (int n : blocks) {
+          const Run &r = table.axes[nodes[n].axisIdx].runs[nodes[n].run];
+          for (int64_t k = 0; k < r.size; ++k) {
+            Member m = memberOf(n, false);
+            m.offset = r.start + k;
+            m.extent = r.count;
+            m.stride = r.size;
+            c.members.push_back(m);
+          }
+        }
+        c.note = "permutation of head groups (blocks of different sizes), one member per "
+                 "coordinate of a block";
+        // The space is the block index (n = count): its members are the strided
+        // ones, not the runs (a run spans a whole axis that is not the space).
+        s.members = c.members;
+        s.claimIds.push_back(c.id);
+        result.claims.push_back(std::move(c));
+        result.spaces.push_back(s);
+        continue;
+      }
       s.fixed = bits == kNone || !uniform || r0.count < 2;
       s.fixedBy = why.count(root) ? why[root]
                   : uniform ? "" : "head blocks of different sizes";

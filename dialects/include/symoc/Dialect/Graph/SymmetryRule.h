@@ -88,8 +88,15 @@ public:
   /// dimension, or merges them back. Coordinate k*d + c of the whole axis is
   /// (k, c). The inner axis becomes indexed by the outer one, so per-head
   /// spaces stay apart; permuting the outer axis permutes blocks of d.
+  ///
+  /// With `outerHeads` = H > 0 the outer axis is a product (r, H) of another
+  /// factor r (a batch axis merged with the heads, nn.MultiheadAttention's
+  /// [S, B*H, d]) and the head factor, inner: its coordinate q*H + k is head
+  /// k for every q. Coordinate k*d + c of the whole axis is then (q*H + k, c)
+  /// where q is the position along axes that the caller fixes: permuting the
+  /// heads acts as I_r (x) P_H on the outer axis.
   virtual void factor(mlir::Value whole, int64_t axis, mlir::Value parts,
-                      int64_t outer, int64_t inner) = 0;
+                      int64_t outer, int64_t inner, int64_t outerHeads = 0) = 0;
 
   /// The op combines the entries of `v` along `axis` (a Softmax or a
   /// normalization over it) while keeping the axis: per-head spaces indexed
