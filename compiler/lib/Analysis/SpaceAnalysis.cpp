@@ -152,6 +152,18 @@ bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
   return false;
 }
 
+/// The operand whose entries a view op's result holds, rearranged or copied
+/// (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Expand, Transpose): positions
+/// stay positions through it. Null for any other op.
+Value viewSourceOf(Value v) {
+  Operation *d = v.getDefiningOp();
+  if (!d || d->getNumResults() != 1 || d->getNumOperands() < 1)
+    return Value();
+  if (isa<IdentityOp, ReshapeOp, SqueezeOp, UnsqueezeOp, FlattenOp, ExpandOp, TransposeOp>(d))
+    return d->getOperand(0);
+  return Value();
+}
+
 //===----------------------------------------------------------------------===//
 // Phase 1: propagate cuts, runs and head indexing.
 //===----------------------------------------------------------------------===//
@@ -258,6 +270,19 @@ public:
     return table.axes[table.get(v, a)].size;
   }
   bool isParameter(Value v) override { return definedByParam(v); }
+  void positionsOf(Value indices, Value source, int64_t axis) override {
+    positions[indices.getAsOpaquePointer()] = {source, axis};
+  }
+  bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      auto it = positions.find(v.getAsOpaquePointer());
+      if (it == positions.end())
+        continue;
+      tie(it->second.value, it->second.axis, out, outAxis, false);
+      return true;
+    }
+    return false;
+  }
 
   /// Carries head indexing across the op's ties: when axis a of x is indexed
   /// by axis c of x, and the op ties c to axis e of y, then the axis tied to a
@@ -384,6 +409,7 @@ private:
   }
   AxisTable &table;
   const InnerHeadSet &innerHeads;
+  std::map<const void *, AxisRef> positions; // indices -> their source axis
   std::vector<std::pair<AxisRef, AxisRef>> opTies;
   std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, head axis)
 };
@@ -595,6 +621,8 @@ public:
   void fixAll(Value v, StringRef why) override {
     for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
       restrict(v, a, kNone, why);
+    if (currentOp)
+      fixedAllByOp.insert(currentOp);
   }
 
   /// A pair restriction on every node of the axis, with the pairs that lie
@@ -776,6 +804,64 @@ public:
   }
   bool isParameter(Value v) override { return definedByParam(v); }
 
+  void positionsOf(Value indices, Value source, int64_t axis) override {
+    addPositions({indices, {source, axis}, currentOp});
+  }
+
+  bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
+    // Through views of positions: each view's result becomes positions of the
+    // same source (its other uses are checked too) and the view's use of its
+    // operand is accepted.
+    std::vector<Value> chain;
+    auto it = positionIndex.end();
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      it = positionIndex.find(v.getAsOpaquePointer());
+      if (it != positionIndex.end())
+        break;
+      chain.push_back(v);
+    }
+    if (it == positionIndex.end())
+      return false;
+    const AxisRef src = positions[it->second].source;
+    Operation *maker = positions[it->second].op;
+    for (Value v : chain) {
+      addPositions({v, src, maker});
+      acceptedUses.insert({v.getDefiningOp(), 0});
+    }
+    acceptedUses.insert({indices.getOwner(), indices.getOperandNumber()});
+    restrict(out, outAxis, kPerm, "indexed by positions");
+    scaleRelation({{out, outAxis, 1}});
+    signRelation({{out, outAxis, 1}});
+    // A permutation that differs per head would relabel the positions per
+    // head: not followed.
+    if (axisOf(src.value, src.axis).numHeads > 1 || axisOf(out, outAxis).numHeads > 1) {
+      fixAxis(src.value, src.axis, "positions along a per-head axis");
+      fixAxis(out, outAxis, "positions along a per-head axis");
+      return true;
+    }
+    tie(src.value, src.axis, out, outAxis, false);
+    return true;
+  }
+
+  /// Positions may only reach consumers that accepted them (takePositions);
+  /// any other use (arithmetic, a model output, an op without a rule, a
+  /// consumer that did not recognise them) fixes their source axis.
+  void checkPositionUses() {
+    for (const Positions &rec : positions)
+      for (OpOperand &use : rec.indices.getUses()) {
+        if (acceptedUses.count({use.getOwner(), use.getOperandNumber()}))
+          continue;
+        std::string by = isa<func::ReturnOp>(use.getOwner())
+                             ? std::string("a model output")
+                             : use.getOwner()->getName().stripDialect().str();
+        if (auto g = dyn_cast<GenericOp>(use.getOwner()))
+          by = g.getOpType().str();
+        std::string what = rec.op ? rec.op->getName().stripDialect().str() : "op";
+        fixAxis(rec.source.value, rec.source.axis,
+                what + " positions used by " + by);
+      }
+  }
+
   void couple(Value v, int64_t axis) override {
     touch(v, axis);
     // Every axis of v indexed by `axis` shares one space across heads.
@@ -940,6 +1026,19 @@ public:
   std::vector<std::pair<Value, int64_t>> softmaxes;
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
+  std::set<Operation *> fixedAllByOp; // ops that fixed a whole value (barriers)
+  struct Positions {
+    Value indices;
+    AxisRef source;
+    Operation *op;
+  };
+  std::vector<Positions> positions; // in the order they were recorded
+  std::map<const void *, size_t> positionIndex;
+  std::set<std::pair<Operation *, unsigned>> acceptedUses;
+  void addPositions(const Positions &p) {
+    if (positionIndex.insert({p.indices.getAsOpaquePointer(), positions.size()}).second)
+      positions.push_back(p);
+  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -1260,6 +1359,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
   }
   b.currentOp = nullptr;
+  b.checkPositionUses();
   // Rules that fixed everything they touch are barriers worth listing.
   // In graph order, so the report is the same from run to run.
   for (Operation *op : ops) {
@@ -1269,9 +1369,11 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       continue;
     std::string node;
     if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-    if (isa<TopKOp, ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, GatherElementsOp,
-            ScatterNDOp, TileOp, PadOp, CumSumOp, InstanceNormalizationOp,
-            GroupNormalizationOp>(op))
+    // Ops with a position rule are barriers only when they fell back to one.
+    bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp, OneHotOp>(op);
+    if (positionOp ? b.fixedAllByOp.count(op) > 0
+                   : isa<ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, ScatterNDOp, TileOp,
+                         PadOp, CumSumOp, InstanceNormalizationOp, GroupNormalizationOp>(op))
       result.barriers.push_back({node, op->getName().stripDialect().str(), "treated as a barrier"});
   }
   // Model inputs and outputs are fixed.
@@ -1660,6 +1762,37 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     for (auto &[v, name] : outputs)
       if (rankOfValue(v) >= 1) softmaxes.push_back({v, -1});
   auto singleUse = [](Value v) { return v.hasOneUse(); };
+  // Ops whose result does not change when a constant is added along the last
+  // axis of operand 0: Softmax/LogSoftmax over that axis, and TopK over it
+  // (same positions, values shifted) when its values only reach such ops.
+  auto overLastAxis = [&](Operation *op, int64_t dflt) {
+    int64_t r = rankOfValue(op->getOperand(0));
+    auto a = op->getAttrOfType<IntegerAttr>("axis");
+    int64_t ax = a ? a.getInt() : dflt;
+    return (ax < 0 ? ax + r : ax) == r - 1;
+  };
+  std::function<bool(Value)> shiftInvariantUses = [&](Value v) {
+    if (v.use_empty()) return false;
+    for (OpOperand &u : v.getUses()) {
+      Operation *o = u.getOwner();
+      if (u.getOperandNumber() != 0) return false;
+      if (isa<SoftmaxOp, LogSoftmaxOp>(o)) {
+        int64_t opset = 17;
+        for (Operation *p = o; p; p = p->getParentOp())
+          if (auto i = p->getAttrOfType<IntegerAttr>("graph.opset")) { opset = i.getInt(); break; }
+        if (!overLastAxis(o, opset < 13 ? 1 : -1)) return false;
+      } else if (isa<TopKOp>(o)) {
+        auto sorted = o->getAttrOfType<IntegerAttr>("sorted");
+        if (!overLastAxis(o, -1) || (sorted && sorted.getInt() == 0) ||
+            !shiftInvariantUses(o->getResult(0)))
+          return false;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  };
+  std::set<const void *> shiftedLogits;
   for (auto [logits, axisIn] : softmaxes) {
     int64_t r = rankOfValue(logits);
     int64_t axis = axisIn < 0 ? axisIn + r : axisIn;
@@ -1668,7 +1801,17 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     Value v = logits;
     std::vector<std::string> names, roles;
     std::vector<Member> members;
-    if (!isOutput && !singleUse(v)) continue;
+    bool throughTopK = false;
+    if (!isOutput) {
+      // Top-k before the Softmax (Mixtral order): the logits are TopK's input.
+      if (auto tk = v.getDefiningOp<TopKOp>())
+        if (tk->getNumResults() == 2 && v == tk->getResult(0)) {
+          v = tk->getOperand(0);
+          throughTopK = true;
+        }
+      if (!shiftInvariantUses(v) || !shiftedLogits.insert(v.getAsOpaquePointer()).second)
+        continue;
+    }
     Value bias;
     if (auto add = v.getDefiningOp<AddOp>()) {
       Value a = add.getOperand(0), c = add.getOperand(1);
@@ -1697,6 +1840,15 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     } else {
       continue;
     }
+    if (auto tr = w.getDefiningOp<TransposeOp>()) {
+      // A transposed weight (torch exports nn.Linear on 3-D input this way).
+      auto perm = tr->getAttrOfType<ArrayAttr>("perm");
+      bool swap = !perm || (perm.size() == 2 && cast<IntegerAttr>(perm[0]).getInt() == 1 &&
+                            cast<IntegerAttr>(perm[1]).getInt() == 0);
+      if (!swap || !singleUse(w) || rankOfValue(tr->getOperand(0)) != 2) continue;
+      w = tr->getOperand(0);
+      wAxis = 1 - wAxis;
+    }
     if (!definedByParam(w) || !singleUse(w)) continue;
     Claim c;
     c.id = newClaimId();
@@ -1719,7 +1871,8 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       c.outputAxis = -1;
       c.note = "logit shift under the cross-entropy loss";
     } else {
-      c.note = "shift of the logits of a Softmax in the graph";
+      c.note = throughTopK ? "shift of the logits of a TopK, then Softmax in the graph"
+                           : "shift of the logits of a Softmax in the graph";
     }
     result.claims.push_back(c);
   }
@@ -1756,6 +1909,16 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
     result.blocks.push_back(blk);
   }
+  // Spaces whose coordinates are selected by position (the source of TopK
+  // indices): only a router of such a space has experts.
+  std::set<std::string> selected;
+  for (const auto &rec : b.positions)
+    for (int n : b.allNodes(rec.source.value, rec.source.axis)) {
+      auto it = spaceOfRoot.find(b.uf.find(n).first);
+      if (it != spaceOfRoot.end())
+        selected.insert(it->second);
+    }
+  addExpertRoles(result.blocks, result.claims, selected);
   return result;
 }
 

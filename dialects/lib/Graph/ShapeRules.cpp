@@ -291,28 +291,6 @@ void ConcatOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
-void GatherOp::applySymmetryRule(SpaceBuilder &b) {
-  // y = data[..., indices, ...] along `axis`: the indexed axis is positions
-  // (fixed); the others move through; index axes become output axes.
-  Value data = getOperand(0), idx = getOperand(1), y = getResult(0);
-  int64_t r = rankOf(data), ri = rankOf(idx);
-  int64_t axis = normAxis(intAttr(*this, "axis", 0), r);
-  if (axis < 0 || ri < 0) {
-    barrier(b, *this, "Gather with unknown ranks");
-    return;
-  }
-  b.restrict(data, axis, kNone, "Gather indexes this axis");
-  for (int64_t a = 0; a < axis; ++a)
-    tieSame(b, data, a, y, a);
-  for (int64_t k = 0; k < ri; ++k) {
-    b.tie(idx, k, y, axis + k);
-    b.restrict(y, axis + k, kNoMixing, "Gather index axis");
-    pinFlows(b, y, axis + k);
-  }
-  for (int64_t a = axis + 1; a < r; ++a)
-    tieSame(b, data, a, y, a - 1 + ri);
-}
-
 void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
   // Broadcast copies: a copied axis holds the same value in every coordinate.
   Value x = getOperand(0), y = getResult(0);
@@ -333,7 +311,6 @@ void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
 
 #define BARRIER_RULE(OP, WHY)                                                  \
   void OP::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, WHY); }
-BARRIER_RULE(GatherElementsOp, "GatherElements indexes positions")
 BARRIER_RULE(ScatterNDOp, "ScatterND writes positions")
 BARRIER_RULE(TileOp, "Tile repeats along an axis")
 BARRIER_RULE(PadOp, "Pad shifts positions")

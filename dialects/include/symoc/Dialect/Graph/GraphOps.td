@@ -113,7 +113,7 @@ foreach name = ["Softmax", "LogSoftmax", "LayerNormalization",
 foreach name = ["Reshape", "Transpose", "Split", "Slice", "Concat", "Gather",
                 "GatherElements", "ScatterND", "Squeeze", "Unsqueeze",
                 "Expand", "Flatten", "Tile", "Shape", "Size",
-                "ConstantOfShape", "Range", "Trilu", "Pad"] in
+                "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
 // Pooling.

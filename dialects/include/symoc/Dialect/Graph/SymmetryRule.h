@@ -9,6 +9,7 @@
 #define SYMOC_DIALECT_GRAPH_SYMMETRYRULE_H
 
 #include "mlir/IR/Value.h"
+#include "mlir/IR/Operation.h"
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 
@@ -143,6 +144,25 @@ public:
   /// Softmax/LogSoftmax over `axis` of `logits`: the producer of the logits
   /// may get a shift gauge when the loss allows it.
   virtual void softmaxOver(mlir::Value logits, int64_t axis) = 0;
+
+  /// Position provenance (TopK's indices): every entry of `indices` is a
+  /// position along axis `axis` of `source`, so permuting that axis of
+  /// `source` (and nothing more: no sign flip, no scaling) relabels the entries
+  /// by the same permutation. The axes of `indices` are not touched: the rule
+  /// still says what they are. Uses of `indices` that no consumer accepts with
+  /// takePositions() fix the source axis (arithmetic on positions, a model
+  /// output, an op without a rule).
+  virtual void positionsOf(mlir::Value indices, mlir::Value source,
+                           int64_t axis) = 0;
+
+  /// A consumer of positions: operand `indices` of the current op holds
+  /// positions that index axis `outAxis` of `out` (ScatterElements writes
+  /// there, Gather/GatherElements read there). When the positions have a known
+  /// source, ties that axis to the source axis under permutations only and
+  /// returns true; otherwise returns false and ties nothing (the caller fixes
+  /// the axis).
+  virtual bool takePositions(mlir::OpOperand &indices, mlir::Value out,
+                             int64_t outAxis) = 0;
 
   /// Static size of an axis, or -1.
   virtual int64_t dimSize(mlir::Value v, int64_t axis) = 0;
