@@ -32,7 +32,8 @@ def load(paths):
         data["check"] += [c for c in d.get("check", []) if c not in data["check"]]
         data["limits"] = data["limits"] or d.get("limits")
         data["compile_cost"] = data["compile_cost"] or d.get("compile_cost")
-        data.setdefault("limits_all", []).append(d.get("limits"))
+        data.setdefault("limits_all", []).append(
+            (os.path.basename(os.path.dirname(os.path.abspath(p))), d.get("limits")))
     return data
 
 
@@ -63,6 +64,12 @@ def write(out, paths, name=None):
     L.append("**Machine limits (same run):** sgemm (OpenBLAS, n = %s) **%.1f GFLOP/s**, triad "
              "**%.1f GB/s**." % (lim.get("sgemm_n", "?"), lim.get("sgemm_gflops", 0),
                                  lim.get("triad_gbs", 0)))
+    if len(d.get("limits_all", [])) > 1:
+        L.append("")
+        L.append("Rows come from several runs (column `run`; the first listed run wins, later ones fill "
+                 "what it skipped), each timed against its own references and limits: " + "; ".join(
+                     "%s sgemm %.0f GFLOP/s, triad %.1f GB/s" % (n, l["sgemm_gflops"], l["triad_gbs"])
+                     for n, l in d["limits_all"] if l) + ".")
     L.append("")
     if d["check"]:
         L.append("## First-step agreement (generated vs torch reference)")
