@@ -376,6 +376,23 @@ class MoE(nn.Module):
         return self.out(x + torch.einsum("bte,bted->btd", gate, out))
 
 
+class MoEMixtral(MoE):
+    """The MoE above in Mixtral's routing order, with sparse dispatch.
+
+    Top-k on the router logits, then a softmax over the k selected logits only (not over all
+    experts); each token gathers the weights of its k experts from the stacked tensors
+    (Gather along the expert axis) and mixes the k expert outputs. Same parameters as MoE."""
+
+    def forward(self, x):
+        x = self.inp(x)                                        # [b, t, d]
+        top_l, top_i = self.router(x).topk(self.k, dim=-1)     # [b, t, k]
+        w = F.softmax(top_l, dim=-1)
+        e = self.experts
+        hid = torch.relu(torch.einsum("btd,btkhd->btkh", x, e.w1[top_i]) + e.b1[top_i])
+        out = torch.einsum("btkh,btkdh->btkd", hid, e.w2[top_i]) + e.b2[top_i]
+        return self.out(x + torch.einsum("btk,btkd->btd", w, out))
+
+
 # --------------------------------------------------------------------------- registry
 def _floats(*shape):
     return lambda g: (torch.randn(*shape, generator=g),)
@@ -395,6 +412,7 @@ BASE = {
     "llama": (6, Llama, _tokens(64), ["input_ids"], ["logits"]),
     "transformer_encoder": (7, Encoder, _floats(BATCH, SEQ, 16), ["x"], ["y"]),
     "moe": (8, MoE, _floats(BATCH, SEQ, 16), ["x"], ["y"]),
+    "moe_mixtral": (13, MoEMixtral, _floats(BATCH, SEQ, 16), ["x"], ["y"]),
     "adv_relu_const_add": (9, ReluConstAdd, _floats(BATCH, 16), ["x"], ["y"]),
     "adv_gelu_scale": (10, lambda: MLP(gelu_tanh_explicit), _floats(BATCH, 16), ["x"], ["y"]),
     "adv_slice_hidden": (11, SliceHidden, _floats(BATCH, 16), ["x"], ["y"]),

@@ -445,8 +445,8 @@ def encoder():
 
 
 # --------------------------------------------------------------------------- MoE
-def moe():
-    d = Doc("moe", "none")
+def moe(base="moe"):
+    d = Doc(base, "none")
     D, E, Hh = 32, 4, 64
     x = d.space("model", D, "inp output, MoE input, residual, out input: no nonlinearity "
                 "acts on it")
@@ -469,6 +469,10 @@ def moe():
     hm = [d.m("experts.w1", 1, "out"), d.m("experts.b1", 1, "out"), d.m("experts.w2", 2, "in")]
     d.lin(h, S, hm, "ReLU hidden units, same permutation in every expert")
     d.lin(h, SCALE, hm, "ReLU homogeneity, same scaling in every expert")
+    d.lin(e, SCALE, [d.m("experts.w1", 0, "out"), d.m("experts.b1", 0, "out"),
+                     d.m("experts.w2", 0, "in")],
+          "ReLU homogeneity per expert: expert e's first layer times d_e, its second layer "
+          "divided by d_e")
     d.lin(e, S, ex[:2], "permuting router rows without the experts", where="not")
     d.lin(e, SCALE, ex[:2], "scaling router logits changes softmax", where="not")
     d.lin(h, B, hm, "ReLU is not odd", where="not")
@@ -488,6 +492,7 @@ BUILDERS = {
     "llama": llama,
     "transformer_encoder": encoder,
     "moe": moe,
+    "moe_mixtral": lambda: moe("moe_mixtral"),
 }
 
 NOTES = {
@@ -499,6 +504,8 @@ NOTES = {
     "resnet_cnn": "BatchNormalization in training mode; running_mean/running_var are "
     "initializers (buffers, not trained); they are permuted along in the S claims.",
     "moe": "Router logit shift and expert permutation leave the graph output itself invariant.",
+    "moe_mixtral": "Mixtral order (top-k on the logits, softmax over the k selected logits, "
+    "experts gathered by the selected positions); the same symmetries as moe.",
 }
 
 

@@ -15,13 +15,20 @@ def load(paths):
             continue
         with open(p) as f:
             d = json.load(f)
-        seen = {(r["model"], r["policy"]) for r in data["rows"] if "gen_ms" in r}
+        # The first file wins; a later one fills (model, policy) rows that are missing or
+        # were skipped there (a run split over several calls of the timing machine).
+        have = {(r["model"], r["policy"]) for r in data["rows"] if "gen_ms" in r}
         for r in d.get("rows", []):
-            if (r["model"], r["policy"]) in seen and "gen_ms" not in r:
+            key = (r["model"], r["policy"])
+            if key in have or ("gen_ms" not in r and any((x["model"], x["policy"]) == key
+                                                         for x in data["rows"])):
                 continue
-            data["rows"] = [x for x in data["rows"]
-                            if (x["model"], x["policy"]) != (r["model"], r["policy"])]
+            data["rows"] = [x for x in data["rows"] if (x["model"], x["policy"]) != key]
+            r["source"] = os.path.basename(os.path.dirname(os.path.abspath(p)))
+            r["limits"] = d.get("limits")
             data["rows"].append(r)
+            if "gen_ms" in r:
+                have.add(key)
         data["check"] += [c for c in d.get("check", []) if c not in data["check"]]
         data["limits"] = data["limits"] or d.get("limits")
         data["compile_cost"] = data["compile_cost"] or d.get("compile_cost")
@@ -80,27 +87,28 @@ def write(out, paths, name=None):
         L.append("## %s (%.1f M parameters)" % (m, mr[0]["params"] / 1e6))
         L.append("")
         L.append("| policy | kind | generated ms | torch reference | ref ms | gen / ref | gen / torch AdamW "
-                 "| state MiB | state / AdamW | bound ms | roofline | GFLOP/s | GB/s |")
-        L.append("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                 "| state MiB | state / AdamW | bound ms | roofline | GFLOP/s | GB/s | run |")
+        L.append("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         muon_ref = next((r.get("ref_ms") for r in mr if r["policy"] == "muon"), None)
         for r in mr:
             if "gen_ms" not in r:
-                L.append("| %s | | %s | | | | | | | | | | |" % (r["policy"], r.get("skipped", "-")))
+                L.append("| %s | | %s | | | | | | | | | | | %s |" % (r["policy"], r.get("skipped", "-"),
+                                                                  r.get("source", "")))
                 continue
-            L.append("| %s | %s | %s | %s | %s | %s | %.2f | %s | %.3f | %s | %.0f%% | %.1f | %.1f |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %.2f | %s | %.3f | %s | %.0f%% | %.1f | %.1f | %s |" % (
                 r["policy"], r["kind"], fmt_ms(r["gen_ms"]), r.get("ref") or "(torch AdamW)",
                 fmt_ms(r.get("ref_ms")), ("%.2f" % r["ratio_ref"]) if r.get("ratio_ref") else "-",
                 r.get("ratio_torch_adamw", float("nan")), mib(r["state_bytes"]),
                 r["state_bytes"] / r["adamw_state_bytes"], fmt_ms(r["bound_ms"]),
-                100 * r["roofline_fraction"], r["achieved_gflops"], r["achieved_gbs"]))
+                100 * r["roofline_fraction"], r["achieved_gflops"], r["achieved_gbs"], r.get("source", "")))
             if r["kind"] == "elementwise":
-                bw = r["achieved_gbs"] / lim["triad_gbs"]
+                bw = r["achieved_gbs"] / (r.get("limits") or lim)["triad_gbs"]
                 ok1, ok2 = bw >= ELEM_BW_TARGET, r.get("ratio_torch_adamw", 9) <= ELEM_TORCH_TARGET
                 misses.append((m, r["policy"], "elementwise", "%.0f%% of triad bandwidth (target >= 70%%)"
                                % (100 * bw), ok1, "%.2fx torch AdamW (target <= 0.5x)"
                                % r.get("ratio_torch_adamw", float("nan")), ok2))
             else:
-                gf = r["achieved_gflops"] / lim["sgemm_gflops"]
+                gf = r["achieved_gflops"] / (r.get("limits") or lim)["sgemm_gflops"]
                 rm = r["gen_ms"] / muon_ref if muon_ref else None
                 misses.append((m, r["policy"], "matrix", "%.0f%% of sgemm rate (target >= 60%%)"
                                % (100 * gf), gf >= MAT_GEMM_TARGET,
@@ -139,8 +147,8 @@ def write(out, paths, name=None):
     if srows:
         widths = sorted({r["width"] for r in srows})
         pols = [p for p in ORDER if any(r["policy"] == p for r in srows)]
-        L.append("## Scaling: step time (ms) against width d (GPT-2 shape, 1 layer, vocab %s)"
-                 % "4096")
+        L.append("## Scaling: step time (ms) against width d (GPT-2 shape, 1 layer, vocab 1024, "
+                 "1024 positions, d/64 heads)")
         L.append("")
         L.append("generated (torch reference where one exists; skipped where the run's budget was spent)")
         L.append("")

@@ -37,13 +37,8 @@ void gram(Context &ctx, bool tA, float alpha, const MatView &A, float beta, cons
   // syrk does half the flops of a gemm; it fills the upper triangle, mirrored below.
   cblas_ssyrk(CblasRowMajor, CblasUpper, tA ? CblasTrans : CblasNoTrans, int(n), int(k), alpha,
               A.data, int(A.ld), beta, C.data, int(C.ld));
-  // Mirror in 32 x 32 tiles (the source is read down columns), parallel over tile rows.
-  constexpr int64_t T = 32;
-#pragma omp parallel for schedule(dynamic, 1) if (n * n > (1 << 16))
-  for (int64_t i0 = 0; i0 < n; i0 += T)
-    for (int64_t j0 = 0; j0 <= i0; j0 += T)
-      for (int64_t i = i0; i < std::min(n, i0 + T); ++i)
-        for (int64_t j = j0; j < std::min(i, j0 + T); ++j) C(i, j) = C(j, i);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i; ++j) C(i, j) = C(j, i);
 }
 
 void transpose(const MatView &s, const MatView &d) {
@@ -57,29 +52,10 @@ void transpose(const MatView &s, const MatView &d) {
 
 float frob_norm(const MatView &A) {
   double s = 0;
-  const int64_t R = A.rows, C = A.cols;
-  // Row-parallel above 2^16 entries (static schedule: deterministic for a thread count).
-#pragma omp parallel for reduction(+ : s) schedule(static) if (R * C > (1 << 16))
-  for (int64_t i = 0; i < R; ++i) {
-    double r = 0;
-    for (int64_t j = 0; j < C; ++j) r += double(A(i, j)) * A(i, j);
-    s += r;
-  }
+  for (int64_t i = 0; i < A.rows; ++i)
+    for (int64_t j = 0; j < A.cols; ++j) s += double(A(i, j)) * A(i, j);
   return float(std::sqrt(s));
 }
-
-namespace {
-// Contiguous copy / scale, parallel above 2^16 entries (memory-bound helpers of the
-// polynomial iterations).
-void par_copy(float *dst, const float *src, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-}
-void par_scale(float *x, float a, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) x[i] *= a;
-}
-} // namespace
 
 bool all_finite(const float *x, size_t n) {
   // NaN and Inf are the floats whose exponent bits are all ones. An integer OR-reduction
@@ -258,7 +234,9 @@ namespace {
 // Shared driver of the odd-polynomial iterations X <- a X + (b A + c A^2) X, A = X X^T,
 // on the Gram of the smaller side. A tall X (rows > cols) is iterated as its transpose
 // without copying it: A = X^T X and X <- a X + X B (the same products, as muon.py's X.mT
-// view). A is symmetric, so A^2 = A A^T is a syrk (half a gemm).
+// view). No OpenMP region sits between the BLAS calls: a variant with OpenMP copies and
+// mirrors there (and A^2 by syrk) ran 2.5x (768 x 768) to 12x (256 x 1024) slower
+// (OpenMP's and OpenBLAS's thread pools spin against each other).
 template <class Coef>
 void odd_poly_iteration(Context &ctx, const MatView &X, const MatView &out, int steps, double scale_mul,
                         Coef coef) {
@@ -266,21 +244,21 @@ void odd_poly_iteration(Context &ctx, const MatView &X, const MatView &out, int 
   const int64_t R = X.rows, C = X.cols, r = tr ? C : R;
   Workspace::Frame f(ctx.workspace());
   MatView Y = f.mat(R, C), Yn = f.mat(R, C), A = f.mat(r, r), B = f.mat(r, r);
-  for (int64_t i = 0; i < R; ++i) par_copy(&Y(i, 0), &X(i, 0), C);
+  for (int64_t i = 0; i < R; ++i) std::memcpy(&Y(i, 0), &X(i, 0), sizeof(float) * size_t(C));
   const float inv = float(1.0 / (double(frob_norm(Y)) * scale_mul + 1e-7));
-  par_scale(Y.data, inv, R * C);
+  for (int64_t i = 0; i < R * C; ++i) Y.data[i] *= inv;
   for (int s = 0; s < steps; ++s) {
     double a, b, cc;
     coef(s, a, b, cc);
     gram(ctx, tr, 1.f, Y, 0.f, A); // Y Y^T, or Y^T Y for a tall Y
     std::memcpy(B.data, A.data, sizeof(float) * size_t(r * r));
-    gram(ctx, false, float(cc), A, float(b), B); // B = b A + c A A^T (A symmetric)
-    par_copy(Yn.data, Y.data, R * C);
+    gemm(ctx, false, false, float(cc), A, A, float(b), B); // B = b A + c A A
+    std::memcpy(Yn.data, Y.data, sizeof(float) * size_t(R * C));
     if (tr) gemm(ctx, false, false, 1.f, Y, B, float(a), Yn); // Yn = a Y + Y B
     else gemm(ctx, false, false, 1.f, B, Y, float(a), Yn);    // Yn = a Y + B Y
     std::swap(Y.data, Yn.data);
   }
-  for (int64_t i = 0; i < R; ++i) par_copy(&out(i, 0), &Y(i, 0), C);
+  for (int64_t i = 0; i < R; ++i) std::memcpy(&out(i, 0), &Y(i, 0), sizeof(float) * size_t(C));
 }
 } // namespace
 

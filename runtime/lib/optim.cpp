@@ -255,9 +255,7 @@ void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     const float scale = c_.scale == MuonScale::MaxRatio    ? float(std::sqrt(std::max(1.0, r / c)))
                         : c_.scale == MuonScale::Moonlight ? float(0.2 * std::sqrt(std::max(r, c)))
                                                            : 1.f;
-    float *d = D[i];
-#pragma omp parallel for simd if (sz > kParMin)
-    for (int64_t j = 0; j < sz; ++j) d[j] *= scale;
+    for (int64_t j = 0; j < sz; ++j) D[i][j] *= scale;
   }
 }
 

@@ -140,6 +140,24 @@ struct AnalyzeOptions {
   int trials = 3;
 };
 
+#ifdef SYMOC_HAVE_TRANSFORMS
+/// The values of an initializer or a Constant node's tensor, by name.
+std::optional<std::vector<double>> constantValues(const onnx::ModelProto &model,
+                                                  const std::string &path,
+                                                  const std::string &name) {
+  try {
+    for (const auto &t : model.graph().initializer())
+      if (t.name() == name) return symoc::tensorToDouble(t, path);
+    for (const auto &n : model.graph().node())
+      if (n.op_type() == "Constant" && n.output_size() == 1 && n.output(0) == name)
+        for (const auto &a : n.attribute())
+          if (a.name() == "value") return symoc::tensorToDouble(a.t(), path);
+  } catch (const std::exception &) {
+  }
+  return std::nullopt;
+}
+#endif
+
 symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions &a,
                               onnx::ModelProto &model) {
   mlir::MLIRContext ctx;
@@ -151,7 +169,11 @@ symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions 
   // Recompose decomposed norms and activations so their rules apply (verify
   // still checks every claim on the original graph).
   auto pm = mlir::PassManager::on<mlir::ModuleOp>(&ctx);
-  symoc::addNormalizationPasses(pm);
+  // Rotary tables are large float constants the importer keeps shape-only:
+  // the rotary pass reads them from the model by name.
+  symoc::addNormalizationPasses(pm, [&](llvm::StringRef name) {
+    return constantValues(model, common.model, name.str());
+  });
   if (mlir::failed(pm.run(*module)))
     throw symoc::Error(common.model + ": normalization passes failed");
 #endif

@@ -16,7 +16,7 @@ static nlohmann::json memberJson(const Member &m) {
 
 nlohmann::json toJson(const AnalysisResult &r) {
   nlohmann::json j;
-  j["schema"] = "symoc.symmetry/1";
+  j["schema"] = "symoc.symmetry/2";
   j["model"] = r.model;
   j["loss"] = r.lossAssumed;
   j["spaces"] = nlohmann::json::array();
@@ -45,6 +45,13 @@ nlohmann::json toJson(const AnalysisResult &r) {
       if (c.group == "heads")
         jc["group"] = {{"name", "heads"}, {"heads", c.heads}, {"head_dim", c.headDim},
                        {"outer", "S"}, {"inner", "1"}};
+      if (c.group == "rope") {
+        nlohmann::json pairs = nlohmann::json::array();
+        for (auto [i, k] : c.pairs)
+          pairs.push_back({i, k});
+        jc["group"] = {{"name", "rope"}, {"pairs", pairs}, {"rotation", c.rotation},
+                       {"scale", c.pairScale}};
+      }
       jc["n"] = c.n;
       jc["space"] = c.space;
       for (const Member &m : c.members)

@@ -45,7 +45,7 @@ bool isView(Operation *op) {
 bool isPassThrough(Operation *op) {
   if (isView(op))
     return true;
-  return isa<AddOp, SubOp, MulOp, DivOp, WhereOp, NegOp>(op);
+  return isa<AddOp, SubOp, MulOp, DivOp, WhereOp, NegOp, RotaryOp>(op);
 }
 
 bool isNonlinearity(Operation *op) {
@@ -246,6 +246,50 @@ std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &ou
   if (roles.count("embedding") && roles.count("lm_head"))
     roles.erase("linear");
   return roles;
+}
+
+void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims,
+                    const std::set<std::string> &selected) {
+  auto find = [&](const std::string &name) -> Block * {
+    for (Block &b : blocks)
+      if (b.name == name)
+        return &b;
+    return nullptr;
+  };
+  for (const Claim &c : claims) {
+    if (c.kind != "shift" || !c.output.empty() || c.members.empty())
+      continue;
+    Block *router = find(c.members[0].initializer);
+    int64_t axis = c.members[0].axis;
+    if (!router || axis < 0 || axis >= int64_t(router->axisSpaces.size()) ||
+        router->axisSpaces[size_t(axis)].size() != 1)
+      continue;
+    const std::string &rows = router->axisSpaces[size_t(axis)][0];
+    if (!selected.count(rows))
+      continue;
+    std::set<std::string> own;
+    for (const Member &m : c.members)
+      own.insert(m.initializer);
+    for (Block &b : blocks) {
+      if (own.count(b.name) || b.axisSpaces.empty() || b.axisSpaces[0].size() != 1 ||
+          b.axisSpaces[0][0] != rows || b.role.find("moe_experts") != std::string::npos)
+        continue;
+      std::set<std::string> roles;
+      for (size_t i = 0; i < b.role.size();) {
+        size_t j = b.role.find('+', i);
+        if (j == std::string::npos) j = b.role.size();
+        if (j > i) roles.insert(b.role.substr(i, j - i));
+        i = j + 1;
+      }
+      // Gathered by the router's positions: a table of experts, not of tokens.
+      roles.erase("other");
+      roles.erase("embedding");
+      roles.insert("moe_experts");
+      b.role.clear();
+      for (const std::string &r : roles)
+        b.role += (b.role.empty() ? "" : "+") + r;
+    }
+  }
 }
 
 } // namespace symoc

@@ -2,6 +2,7 @@
 #ifndef SYMOC_COMPILER_LIB_ANALYSIS_ROLES_H
 #define SYMOC_COMPILER_LIB_ANALYSIS_ROLES_H
 
+#include "symoc/Analysis/SpaceAnalysis.h"
 #include "symoc/Dialect/Graph/GraphOps.h"
 
 #include <set>
@@ -16,6 +17,15 @@ namespace symoc {
 /// prelu_slope, other. `outputs` are the graph's returned values.
 std::set<std::string> inferRoles(graph::ParamOp param,
                                  const std::set<const void *> &outputs);
+
+/// Mixture of experts: after the spaces are known, every parameter whose
+/// leading axis is the space of a router's rows (the axis its in-graph logit
+/// shift acts on), when that space is one that positions select from
+/// (`selected`: the sources of TopK indices), is a stacked expert tensor: adds
+/// role `moe_experts` (and drops `other`, `embedding`). The router's own
+/// weight and bias are left alone.
+void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims,
+                    const std::set<std::string> &selected);
 
 } // namespace symoc
 

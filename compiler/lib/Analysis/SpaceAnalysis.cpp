@@ -152,14 +152,36 @@ bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
   return false;
 }
 
+/// The operand whose entries a view op's result holds, rearranged or copied
+/// (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Expand, Transpose): positions
+/// stay positions through it. Null for any other op.
+Value viewSourceOf(Value v) {
+  Operation *d = v.getDefiningOp();
+  if (!d || d->getNumResults() != 1 || d->getNumOperands() < 1)
+    return Value();
+  if (isa<IdentityOp, ReshapeOp, SqueezeOp, UnsqueezeOp, FlattenOp, ExpandOp, TransposeOp>(d))
+    return d->getOperand(0);
+  return Value();
+}
+
 //===----------------------------------------------------------------------===//
 // Phase 1: propagate cuts, runs and head indexing.
 //===----------------------------------------------------------------------===//
 
+using AxisKey = std::pair<const void *, int64_t>;
+AxisKey keyOf(Value v, int64_t a) { return {v.getAsOpaquePointer(), a}; }
+
+/// A factor whose head axis is the inner part (a batch axis merged with
+/// heads: [B, H, T, d] -> [B*H, T, d]); keyed by (parts, inner).
+using InnerHeadSet = std::set<AxisKey>;
+
 class CutBuilder : public SpaceBuilder {
 public:
-  explicit CutBuilder(AxisTable &t) : table(t) {}
+  CutBuilder(AxisTable &t, const InnerHeadSet &innerHeads)
+      : table(t), innerHeads(innerHeads) {}
   bool changed = false;
+  /// Every plain factor seen: (parts, outer, inner).
+  std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
 
   void tie(Value x, int64_t a, Value y, int64_t b, bool) override {
     int xi = table.get(x, a), yi = table.get(y, b);
@@ -195,13 +217,18 @@ public:
       addRun(I, {r.start + begin, r.count, r.size});
   }
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
-              int64_t inner) override {
+              int64_t inner, int64_t outerHeads) override {
     int wi = table.get(whole, axis), oi = table.get(parts, outer),
         ii = table.get(parts, inner);
-    opFactors.push_back({{whole, axis}, {parts, outer}});
+    bool headInner = outerHeads <= 0 && innerHeads.count(keyOf(parts, inner));
+    if (outerHeads <= 0) {
+      plainFactors.push_back({parts, outer, inner});
+      opFactors.push_back({{whole, axis}, {parts, headInner ? inner : outer}});
+    }
     AxisInfo &W = table.axes[wi];
-    int64_t H = table.axes[oi].size, d = table.axes[ii].size;
-    if (H <= 0 || d <= 0 || W.size != H * d)
+    int64_t H = outerHeads > 0 ? outerHeads : table.axes[oi].size,
+            d = table.axes[ii].size;
+    if (H <= 0 || d <= 0 || W.size != H * d || table.axes[oi].size % H != 0)
       return;
     AxisInfo &In = table.axes[ii];
     for (int64_t k = 0; k <= H; ++k)
@@ -211,8 +238,27 @@ public:
     for (int64_t c : std::vector<int64_t>(In.cuts.begin(), In.cuts.end()))
       for (int64_t k = 0; k < H; ++k)
         add(W.cuts, k * d + c);
-    addRun(W, {0, H, d});
-    setIndex(In, outer);
+    // Heads in blocks of d. When the head axis is itself cut into pieces
+    // (query heads grouped under shared key/value heads), each piece is a
+    // run of its own: heads permute within their group.
+    const AxisInfo &O = table.axes[oi];
+    if (outerHeads <= 0 && O.cuts.size() > 2 && *O.cuts.begin() == 0 &&
+        *O.cuts.rbegin() == H) {
+      std::vector<int64_t> oc(O.cuts.begin(), O.cuts.end());
+      for (size_t p = 0; p + 1 < oc.size(); ++p)
+        addRun(table.axes[wi], {oc[p] * d, oc[p + 1] - oc[p], d});
+    } else {
+      addRun(table.axes[wi], {0, H, d});
+    }
+    // Groups of heads on the head axis (query heads under a shared key/value
+    // head) are groups of blocks of the whole axis.
+    if (outerHeads <= 0 && !headInner)
+      for (const Run &g : std::vector<Run>(table.axes[oi].runs))
+        addRun(table.axes[wi], {g.start * d, g.count, g.size * d});
+    // The inner axis is indexed by the heads, unless it is the head axis
+    // itself (the outer part is then a batch axis merged with the heads).
+    if (!headInner)
+      setIndex(table.axes[ii], outer);
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
@@ -225,6 +271,19 @@ public:
     return table.axes[table.get(v, a)].size;
   }
   bool isParameter(Value v) override { return definedByParam(v); }
+  void positionsOf(Value indices, Value source, int64_t axis) override {
+    positions[indices.getAsOpaquePointer()] = {source, axis};
+  }
+  bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      auto it = positions.find(v.getAsOpaquePointer());
+      if (it == positions.end())
+        continue;
+      tie(it->second.value, it->second.axis, out, outAxis, false);
+      return true;
+    }
+    return false;
+  }
 
   /// Carries head indexing across the op's ties: when axis a of x is indexed
   /// by axis c of x, and the op ties c to axis e of y, then the axis tied to a
@@ -267,21 +326,82 @@ private:
       changed = true;
     }
   }
+  /// Adds a run of blocks and refines the axis' runs until any two that
+  /// overlap nest: runs of one block size, aligned, are split at each other's
+  /// ends; a run of smaller blocks is split where a run of larger blocks has a
+  /// block boundary (query heads inside key/value groups). Splitting a run
+  /// keeps a subgroup of its permutations, so refining is always sound.
+  /// Misaligned overlaps conflict: the axis then has no blocks.
   void addRun(AxisInfo &A, const Run &r) {
-    if (A.runConflict)
+    if (A.runConflict || r.count < 1 || r.size < 1)
       return;
-    for (const Run &o : A.runs) {
+    for (const Run &o : A.runs)
       if (o == r)
         return;
-      if (r.start < o.end() && o.start < r.end()) {
-        A.runConflict = true;
-        changed = true;
-        return;
+    std::vector<Run> runs = A.runs;
+    runs.push_back(r);
+    if (!refineRuns(runs)) {
+      A.runConflict = true;
+      changed = true;
+      return;
+    }
+    if (runs != A.runs) {
+      A.runs = runs;
+      changed = true;
+    }
+  }
+  static bool refineRuns(std::vector<Run> &runs) {
+    auto overlap = [](const Run &a, const Run &b) {
+      return a.start < b.end() && b.start < a.end();
+    };
+    // Pieces of [bounds.front(), bounds.back()) between consecutive bounds.
+    auto pieces = [](std::set<int64_t> bounds, int64_t size, std::vector<Run> &out) {
+      std::vector<int64_t> bv(bounds.begin(), bounds.end());
+      for (size_t k = 0; k + 1 < bv.size(); ++k)
+        out.push_back({bv[k], (bv[k + 1] - bv[k]) / size, size});
+    };
+    for (int guard = 0; guard < 100000; ++guard) {
+      bool again = false;
+      for (size_t i = 0; i < runs.size() && !again; ++i)
+        for (size_t j = 0; j < runs.size() && !again; ++j) {
+          if (i == j || !overlap(runs[i], runs[j]))
+            continue;
+          Run a = runs[i], b = runs[j];
+          std::vector<Run> add;
+          if (a.size == b.size) {
+            if ((a.start - b.start) % a.size != 0)
+              return false;
+            pieces({a.start, a.end(), b.start, b.end()}, a.size, add);
+            runs.erase(runs.begin() + std::max(i, j));
+            runs.erase(runs.begin() + std::min(i, j));
+          } else if (a.size < b.size) {
+            std::set<int64_t> bounds{a.start, a.end()};
+            for (int64_t k = 0; k <= b.count; ++k) {
+              int64_t x = b.start + k * b.size;
+              if (x > a.start && x < a.end()) {
+                if ((x - a.start) % a.size != 0)
+                  return false;
+                bounds.insert(x);
+              }
+            }
+            if (bounds.size() == 2)
+              continue;
+            pieces(bounds, a.size, add);
+            runs.erase(runs.begin() + i);
+          } else {
+            continue;
+          }
+          for (const Run &n : add)
+            if (std::find(runs.begin(), runs.end(), n) == runs.end())
+              runs.push_back(n);
+          again = true;
+        }
+      if (!again) {
+        std::sort(runs.begin(), runs.end());
+        return true;
       }
     }
-    A.runs.push_back(r);
-    std::sort(A.runs.begin(), A.runs.end());
-    changed = true;
+    return false;
   }
   void add(std::set<int64_t> &s, int64_t c) { changed |= s.insert(c).second; }
   void merge(std::set<int64_t> &dst, const std::set<int64_t> &src) {
@@ -289,8 +409,10 @@ private:
       add(dst, c);
   }
   AxisTable &table;
+  const InnerHeadSet &innerHeads;
+  std::map<const void *, AxisRef> positions; // indices -> their source axis
   std::vector<std::pair<AxisRef, AxisRef>> opTies;
-  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, outer)
+  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, head axis)
 };
 
 //===----------------------------------------------------------------------===//
@@ -348,6 +470,10 @@ struct Restriction {
   int node;
   unsigned bits;
   std::string why;
+  // A pair restriction (restrictToPairs): bits within kPairs, the channel
+  // pairs relative to the node's start.
+  bool hasPairs = false;
+  std::vector<std::pair<int64_t, int64_t>> pairs;
 };
 
 struct Relation {
@@ -360,7 +486,8 @@ unsigned blockBits(unsigned bits) { return (bits & kPerm) ? kAll : kNone; }
 
 class SpaceBuilderImpl : public SpaceBuilder {
 public:
-  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes) : table(t), nodes(nodes) {}
+  SpaceBuilderImpl(AxisTable &t, std::vector<Node> &nodes, const InnerHeadSet &innerHeads)
+      : table(t), nodes(nodes), innerHeads(innerHeads) {}
 
   /// The laid-out axis (nodes created on first use).
   AxisInfo &axisOf(Value v, int64_t a) {
@@ -495,6 +622,37 @@ public:
   void fixAll(Value v, StringRef why) override {
     for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
       restrict(v, a, kNone, why);
+    if (currentOp)
+      fixedAllByOp.insert(currentOp);
+  }
+
+  /// A pair restriction on every node of the axis, with the pairs that lie
+  /// inside the node's piece; a piece that a pair straddles is fixed.
+  void restrictToPairs(Value x, int64_t a, ArrayRef<std::pair<int64_t, int64_t>> pairs,
+                       unsigned bits, StringRef why) override {
+    touch(x, a);
+    AxisInfo &A = axisOf(x, a);
+    int first = A.firstNode, count = A.numHeads * A.numPieces;
+    for (int n = first; n < first + count; ++n) {
+      const Node nd = nodes[n];
+      Restriction r{n, bits & kPairs, why.str()};
+      r.hasPairs = true;
+      bool straddles = nd.len < 0;
+      for (auto [p, q] : pairs) {
+        bool pin = p >= nd.start && p < nd.start + nd.len;
+        bool qin = q >= nd.start && q < nd.start + nd.len;
+        if (pin != qin)
+          straddles = true;
+        else if (pin)
+          r.pairs.push_back({std::min(p, q) - nd.start, std::max(p, q) - nd.start});
+      }
+      if (straddles) {
+        r = Restriction{n, kNone, why.str() + " (a pair crosses a piece boundary)"};
+      }
+      restrictions.push_back(r);
+    }
+    for (int n : blockNodes(x, a))
+      restrictions.push_back({n, kNone, why.str()});
   }
 
   void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
@@ -550,7 +708,7 @@ public:
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
-              int64_t inner) override {
+              int64_t inner, int64_t outerHeads) override {
     touch(whole, axis);
     touch(parts, outer);
     touch(parts, inner);
@@ -560,60 +718,89 @@ public:
     AxisInfo &W = table.axes[table.get(whole, axis)];
     AxisInfo &O = table.axes[table.get(parts, outer)];
     AxisInfo &I = table.axes[table.get(parts, inner)];
-    int64_t H = O.size, d = I.size;
+    // The outer axis is (r, H) with the head digit inner: r = 1 for a plain
+    // head split, r > 1 when another axis (a batch axis) is merged with the
+    // heads; its coordinate q*H + k is head k for every q.
+    int64_t H = outerHeads > 0 ? outerHeads : O.size, d = I.size;
+    int64_t r = H > 0 && O.size > 0 && O.size % H == 0 ? O.size / H : 0;
     auto giveUp = [&](StringRef why) {
       fixAxis(whole, axis, why);
       fixAxis(parts, outer, why);
       fixAxis(parts, inner, why);
     };
-    if (H <= 0 || d <= 0 || W.size != H * d || W.numHeads > 1 || O.numHeads > 1) {
+    if (H <= 0 || d <= 0 || r <= 0 || W.size != H * d || W.numHeads > 1 ||
+        O.numHeads > 1) {
       giveUp("reshape of heads not followed");
       return;
     }
-    // The head axis is the block structure of the whole axis.
-    int block = -1;
-    if (W.firstBlock >= 0)
-      for (size_t r = 0; r < W.runs.size(); ++r)
-        if (W.runs[r] == Run{0, H, d})
-          block = W.firstBlock + int(r);
-    factors.push_back({{whole, axis}, {parts, outer}, d > 0 ? I.size : 0});
-    // Block structure on the head axis or inside a head (nested groups, e.g.
-    // query heads grouped under shared key/value heads) is not mapped onto the
-    // whole axis: those block permutations are fixed rather than guessed.
-    for (int n : blockNodes(parts, outer))
-      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    // The head axis is the block structure of the whole axis: one run per
+    // piece of the head axis (heads permute within a piece).
+    std::vector<int> pieceBlocks;
+    if (W.firstBlock >= 0 && (r == 1 || O.numPieces == 1))
+      for (int p = 0; p < O.numPieces; ++p) {
+        const Node &op = nodes[O.firstNode + p];
+        Run want{op.start * d, r == 1 ? op.len : H, d};
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == want)
+            pieceBlocks.push_back(W.firstBlock + int(q));
+      }
+    bool blocksResolved = int(pieceBlocks.size()) == O.numPieces;
+    if (r == 1) {
+      if (innerHeads.count(keyOf(parts, inner)))
+        factors.push_back({{whole, axis}, {parts, inner}, H, true});
+      else
+        factors.push_back({{whole, axis}, {parts, outer}, d, false});
+    }
+    // Groups of heads on the head axis (query heads grouped under shared
+    // key/value heads) move groups of blocks of the whole axis; other block
+    // structure on the head axis or inside a head is fixed.
+    bool headInner = innerHeads.count(keyOf(parts, inner));
+    for (size_t g = 0; O.firstBlock >= 0 && g < O.runs.size(); ++g) {
+      const Run &og = O.runs[g];
+      int target = -1;
+      if (r == 1 && !headInner && W.firstBlock >= 0)
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == Run{og.start * d, og.count, og.size * d})
+            target = W.firstBlock + int(q);
+      if (target >= 0)
+        uf.unite(O.firstBlock + int(g), target, 0);
+      else
+        restrictions.push_back({O.firstBlock + int(g), kNone, "nested head blocks not followed"});
+    }
     for (int n : blockNodes(parts, inner))
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
-    if (block >= 0 && O.numPieces == 1) {
-      uf.unite(block, O.firstNode, 0);
+    if (blocksResolved) {
+      for (int p = 0; p < O.numPieces; ++p)
+        uf.unite(pieceBlocks[p], O.firstNode + p, 0);
     } else {
-      // Head blocks that do not map onto one head axis (e.g. query heads
-      // grouped under shared key/value heads): no head permutation here, but
-      // each head keeps its own channels.
-      if (block >= 0)
-        restrictions.push_back({block, kNone, "head blocks not resolved"});
+      // Head blocks that do not map onto the head axis' pieces: no head
+      // permutation here, but each head keeps its own channels.
+      for (int n : blockNodes(whole, axis))
+        restrictions.push_back({n, kNone, "head blocks not resolved"});
       for (int n : allNodes(parts, outer))
         restrictions.push_back({n, kNone, "head blocks not resolved"});
     }
-    // Coordinate k*d + c of the whole axis is channel c of head k.
-    bool perHead = I.numHeads == H && I.indexAxis == outer;
-    for (int64_t k = 0; k < H; ++k)
-      for (int j = 0; j < I.numPieces; ++j) {
-        const Node &in = nodes[node(I, perHead ? int(k) : 0, j)];
-        int match = -1;
-        for (int p = 0; p < W.numPieces; ++p)
-          if (nodes[W.firstNode + p].start == k * d + in.start &&
-              nodes[W.firstNode + p].len == in.len)
-            match = W.firstNode + p;
-        int inNode = node(I, perHead ? int(k) : 0, j);
-        if (match < 0) {
-          giveUp("head pieces not resolved");
-          return;
+    // Coordinate k*d + c of the whole axis is channel c of head k (of the
+    // outer coordinate q*H + k, for every q).
+    bool perHead = I.numHeads == O.size && I.indexAxis == outer;
+    for (int64_t q = 0; q < (perHead ? r : 1); ++q)
+      for (int64_t k = 0; k < H; ++k)
+        for (int j = 0; j < I.numPieces; ++j) {
+          int inNode = node(I, perHead ? int(q * H + k) : 0, j);
+          const Node &in = nodes[inNode];
+          int match = -1;
+          for (int p = 0; p < W.numPieces; ++p)
+            if (nodes[W.firstNode + p].start == k * d + in.start &&
+                nodes[W.firstNode + p].len == in.len)
+              match = W.firstNode + p;
+          if (match < 0) {
+            giveUp("head pieces not resolved");
+            return;
+          }
+          uf.unite(match, inNode, 0);
+          scaleRels.push_back({{{match, 1}, {inNode, -1}}});
+          signRels.push_back({{{match, 1}, {inNode, 1}}});
         }
-        uf.unite(match, inNode, 0);
-        scaleRels.push_back({{{match, 1}, {inNode, -1}}});
-        signRels.push_back({{{match, 1}, {inNode, 1}}});
-      }
   }
 
   void softmaxOver(Value logits, int64_t axis) override {
@@ -623,6 +810,64 @@ public:
     return table.axes[table.get(v, a)].size;
   }
   bool isParameter(Value v) override { return definedByParam(v); }
+
+  void positionsOf(Value indices, Value source, int64_t axis) override {
+    addPositions({indices, {source, axis}, currentOp});
+  }
+
+  bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
+    // Through views of positions: each view's result becomes positions of the
+    // same source (its other uses are checked too) and the view's use of its
+    // operand is accepted.
+    std::vector<Value> chain;
+    auto it = positionIndex.end();
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      it = positionIndex.find(v.getAsOpaquePointer());
+      if (it != positionIndex.end())
+        break;
+      chain.push_back(v);
+    }
+    if (it == positionIndex.end())
+      return false;
+    const AxisRef src = positions[it->second].source;
+    Operation *maker = positions[it->second].op;
+    for (Value v : chain) {
+      addPositions({v, src, maker});
+      acceptedUses.insert({v.getDefiningOp(), 0});
+    }
+    acceptedUses.insert({indices.getOwner(), indices.getOperandNumber()});
+    restrict(out, outAxis, kPerm, "indexed by positions");
+    scaleRelation({{out, outAxis, 1}});
+    signRelation({{out, outAxis, 1}});
+    // A permutation that differs per head would relabel the positions per
+    // head: not followed.
+    if (axisOf(src.value, src.axis).numHeads > 1 || axisOf(out, outAxis).numHeads > 1) {
+      fixAxis(src.value, src.axis, "positions along a per-head axis");
+      fixAxis(out, outAxis, "positions along a per-head axis");
+      return true;
+    }
+    tie(src.value, src.axis, out, outAxis, false);
+    return true;
+  }
+
+  /// Positions may only reach consumers that accepted them (takePositions);
+  /// any other use (arithmetic, a model output, an op without a rule, a
+  /// consumer that did not recognise them) fixes their source axis.
+  void checkPositionUses() {
+    for (const Positions &rec : positions)
+      for (OpOperand &use : rec.indices.getUses()) {
+        if (acceptedUses.count({use.getOwner(), use.getOperandNumber()}))
+          continue;
+        std::string by = isa<func::ReturnOp>(use.getOwner())
+                             ? std::string("a model output")
+                             : use.getOwner()->getName().stripDialect().str();
+        if (auto g = dyn_cast<GenericOp>(use.getOwner()))
+          by = g.getOpType().str();
+        std::string what = rec.op ? rec.op->getName().stripDialect().str() : "op";
+        fixAxis(rec.source.value, rec.source.axis,
+                what + " positions used by " + by);
+      }
+  }
 
   void couple(Value v, int64_t axis) override {
     touch(v, axis);
@@ -654,19 +899,24 @@ private:
   };
   std::vector<Pending> pending;
   struct Factor {
-    AxisRef whole, outer;
-    int64_t inner;
+    AxisRef whole, head; // the head axis: the outer part, or the inner one
+    int64_t other;       // size of the other part
+    bool headInner;
   };
   std::vector<Factor> factors;
 
   /// Head h of `y` is head h / ratio of `x` when the op merges x's head axis
-  /// with a copy axis of size `ratio` into y's head axis. 0 when not so.
-  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y) {
+  /// with a copy axis of size `ratio` into y's head axis (head outer), or head
+  /// h % (x's heads) when the head axis is the inner part (`headInner`).
+  /// 0 when not so.
+  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y, bool &headInner) {
     for (const Factor &f : factors)
-      if (f.outer.value == X.value && f.outer.axis == X.indexAxis &&
+      if (f.head.value == X.value && f.head.axis == X.indexAxis &&
           f.whole.value == Y.value && f.whole.axis == Y.indexAxis &&
-          int64_t(X.numHeads) * f.inner == Y.numHeads)
-        return f.inner;
+          int64_t(X.numHeads) * f.other == Y.numHeads) {
+        headInner = f.headInner;
+        return f.other;
+      }
     return 0;
   }
 
@@ -686,16 +936,19 @@ private:
     int rel = p.dual ? 1 : 0;
     bool perHead = X.numHeads > 1 && X.numHeads == Y.numHeads &&
                    opTies({X.value, X.indexAxis}, {Y.value, Y.indexAxis});
-    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y) : 0;
-    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X) : 0;
+    bool innerXY = false, innerYX = false;
+    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y, innerXY) : 0;
+    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X, innerYX) : 0;
     if ((ratioXY || ratioYX) && samePieces(X, Y)) {
-      // Repeated heads: each head of the repeated side is a copy of one head
-      // of the other side.
+      // Repeated heads: each head of the merged side is one head of the
+      // other side (a copy, or the same head for another batch entry).
       AxisInfo &Small = ratioXY ? X : Y, &Big = ratioXY ? Y : X;
       int64_t ratio = ratioXY ? ratioXY : ratioYX;
+      bool headInner = ratioXY ? innerXY : innerYX;
       for (int h = 0; h < Big.numHeads; ++h)
         for (int i = 0; i < Big.numPieces; ++i)
-          uf.unite(node(Big, h, i), node(Small, int(h / ratio), i), rel);
+          uf.unite(node(Big, h, i),
+                   node(Small, headInner ? h % Small.numHeads : int(h / ratio), i), rel);
       return;
     }
     // Without a shared head index, every head of one side meets every head
@@ -773,6 +1026,7 @@ private:
 public:
   AxisTable &table;
   std::vector<Node> &nodes;
+  const InnerHeadSet &innerHeads;
   ParityUnionFind uf;
   std::vector<Restriction> restrictions;
   std::vector<Relation> scaleRels, signRels;
@@ -782,6 +1036,19 @@ public:
   std::vector<std::pair<Value, int64_t>> softmaxes;
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
+  std::set<Operation *> fixedAllByOp; // ops that fixed a whole value (barriers)
+  struct Positions {
+    Value indices;
+    AxisRef source;
+    Operation *op;
+  };
+  std::vector<Positions> positions; // in the order they were recorded
+  std::map<const void *, size_t> positionIndex;
+  std::set<std::pair<Operation *, unsigned>> acceptedUses;
+  void addPositions(const Positions &p) {
+    if (positionIndex.insert({p.indices.getAsOpaquePointer(), positions.size()}).second)
+      positions.push_back(p);
+  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -990,6 +1257,22 @@ std::vector<std::map<int, int64_t>> solveFlow(const std::vector<Relation> &rels,
   return out;
 }
 
+/// "pairs i, i+4" (rotate-half), "pairs 2i, 2i+1" (interleaved) or the list.
+std::string pairText(const std::vector<std::pair<int64_t, int64_t>> &pairs, int64_t n) {
+  bool half = int64_t(pairs.size()) * 2 == n, adjacent = half;
+  for (size_t k = 0; k < pairs.size(); ++k) {
+    half &= pairs[k] == std::make_pair(int64_t(k), int64_t(k) + n / 2);
+    adjacent &= pairs[k] == std::make_pair(2 * int64_t(k), 2 * int64_t(k) + 1);
+  }
+  if (half) return fmt::format("pairs i, i+{}", n / 2);
+  if (adjacent) return "pairs 2i, 2i+1";
+  std::string s = "pairs";
+  for (size_t k = 0; k < pairs.size() && k < 6; ++k)
+    s += fmt::format(" ({},{})", pairs[k].first, pairs[k].second);
+  if (pairs.size() > 6) s += fmt::format(" ... ({} pairs)", pairs.size());
+  return s;
+}
+
 std::string groupName(unsigned bits) {
   if (bits == kNone) return "1";
   if ((bits & kAll) == kAll) return "GL";
@@ -1016,22 +1299,51 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   fn.walk([&](Operation *op) { ops.push_back(op); });
 
   AxisTable table;
-  // Phase 1: cuts.
-  for (int iter = 0; iter < 32; ++iter) {
-    CutBuilder cuts(table);
-    for (Operation *op : ops)
-      if (auto rule = dyn_cast<SymmetryRule>(op))
-        if (!hasUnrankedTensor(op)) {
-          rule.applySymmetryRule(cuts);
-          cuts.endOp();
-        }
-    if (!cuts.changed)
+  // Phase 1: cuts. A factor (outer, inner) takes the outer part as its head
+  // axis, unless the inner part turns out to index other axes (it is a head
+  // axis) and the outer one does not: then the outer part is a batch axis
+  // merged with the heads, and phase 1 is run again knowing it.
+  InnerHeadSet innerHeads;
+  for (int round = 0;; ++round) {
+    table = AxisTable();
+    std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
+    for (int iter = 0; iter < 32; ++iter) {
+      CutBuilder cuts(table, innerHeads);
+      for (Operation *op : ops)
+        if (auto rule = dyn_cast<SymmetryRule>(op))
+          if (!hasUnrankedTensor(op)) {
+            rule.applySymmetryRule(cuts);
+            cuts.endOp();
+          }
+      plainFactors = cuts.plainFactors;
+      if (!cuts.changed)
+        break;
+    }
+    auto indexes = [&](Value v, int64_t head, int64_t except) {
+      for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
+        if (k == head || k == except)
+          continue;
+        const AxisInfo &A = table.axes[table.get(v, k)];
+        if (A.indexAxis == head && !A.indexConflict)
+          return true;
+      }
+      return false;
+    };
+    std::vector<AxisKey> found;
+    for (auto &[parts, outer, inner] : plainFactors)
+      if (!innerHeads.count(keyOf(parts, inner)) && indexes(parts, inner, outer) &&
+          !indexes(parts, outer, inner))
+        found.push_back(keyOf(parts, inner));
+    // The table must be the one phase 1 computed with this very set: stop
+    // without adding what the last allowed round found.
+    if (found.empty() || round == 7)
       break;
+    innerHeads.insert(found.begin(), found.end());
   }
 
   // Phase 2: spaces.
   std::vector<Node> nodes;
-  SpaceBuilderImpl b(table, nodes);
+  SpaceBuilderImpl b(table, nodes, innerHeads);
   for (Operation *op : ops) {
     b.currentOp = op;
     b.touched.clear();
@@ -1057,6 +1369,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
   }
   b.currentOp = nullptr;
+  b.checkPositionUses();
   // Rules that fixed everything they touch are barriers worth listing.
   // In graph order, so the report is the same from run to run.
   for (Operation *op : ops) {
@@ -1066,9 +1379,11 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       continue;
     std::string node;
     if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-    if (isa<TopKOp, ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, GatherElementsOp,
-            ScatterNDOp, TileOp, PadOp, CumSumOp, InstanceNormalizationOp,
-            GroupNormalizationOp>(op))
+    // Ops with a position rule are barriers only when they fell back to one.
+    bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp, OneHotOp>(op);
+    if (positionOp ? b.fixedAllByOp.count(op) > 0
+                   : isa<ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, ScatterNDOp, TileOp,
+                         PadOp, CumSumOp, InstanceNormalizationOp, GroupNormalizationOp>(op))
       result.barriers.push_back({node, op->getName().stripDialect().str(), "treated as a barrier"});
   }
   // Model inputs and outputs are fixed.
@@ -1104,20 +1419,42 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   case LossKind::None: result.lossAssumed = "none (outputs fixed)"; break;
   }
 
-  // Classes.
+  // Classes. A class that a pair restriction reached (a rotary map's
+  // channels) has a pairing: the meet of two pairings keeps the common pairs
+  // (channels in differing pairs get the identity, a subgroup), and its group
+  // is the pair generators that every restriction allows (pairBitsOf).
   std::map<int, unsigned> mask;
   std::map<int, std::string> why;
+  std::map<int, std::set<std::pair<int64_t, int64_t>>> pairing;
+  auto effective = [&](int root) -> unsigned {
+    if (pairing.count(root))
+      return pairing[root].empty() ? kNone : (mask[root] & kPairs);
+    return normalizeGroup(mask[root] & kAll);
+  };
   for (size_t i = 0; i < nodes.size(); ++i)
-    mask[b.uf.find(int(i)).first] = kAll;
+    mask[b.uf.find(int(i)).first] = kAll | kPairs;
   for (const Restriction &r : b.restrictions) {
     int root = b.uf.find(r.node).first;
-    unsigned before = normalizeGroup(mask[root]);
-    mask[root] &= r.bits;
-    if (normalizeGroup(mask[root]) == kNone && before != kNone)
+    unsigned before = effective(root);
+    if (r.hasPairs) {
+      std::set<std::pair<int64_t, int64_t>> p(r.pairs.begin(), r.pairs.end());
+      if (!pairing.count(root)) {
+        pairing[root] = p;
+      } else {
+        std::set<std::pair<int64_t, int64_t>> common;
+        for (const auto &q : pairing[root])
+          if (p.count(q)) common.insert(q);
+        pairing[root] = common;
+      }
+      mask[root] &= r.bits & kPairs;
+    } else {
+      mask[root] &= r.bits | pairBitsOf(r.bits);
+    }
+    if (effective(root) == kNone && before != kNone)
       why[root] = r.why;
   }
   for (auto &[root, bits] : mask)
-    bits = normalizeGroup(bits);
+    bits = effective(root);
 
   // Parameter nodes per class.
   std::map<int, std::vector<int>> paramNodes;
@@ -1176,6 +1513,84 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   int claimCounter = 0;
   auto newClaimId = [&]() { return "c" + std::to_string(++claimCounter); };
 
+  // Claims on a rotary space (a class with a pairing): the pair group its
+  // bits give (rotations and/or positive scalings inside each pair, the
+  // identity on channels in no pair), and from the flows, when the bits do
+  // not already give them, pair sign flips or pair scalings on the members
+  // of a kernel vector inside the space: a kernel vector allows any diagonal
+  // sign (scale) that every other op passes; the rotary map needs the same
+  // one on both channels of a pair, which is such a diagonal.
+  auto emitPairClaims = [&](int root, unsigned bits,
+                            const std::set<std::pair<int64_t, int64_t>> &pairSet, Space &s,
+                            const std::set<int> &pset) {
+    std::vector<std::pair<int64_t, int64_t>> pairs(pairSet.begin(), pairSet.end());
+    std::string desc = pairText(pairs, s.size);
+    auto add = [&](const std::string &rotation, bool scale, std::vector<Member> members,
+                   const std::string &note) {
+      Claim c;
+      c.id = newClaimId();
+      c.kind = "linear";
+      c.group = "rope";
+      c.n = s.size;
+      c.space = s.id;
+      c.members = std::move(members);
+      c.pairs = pairs;
+      c.rotation = rotation;
+      c.pairScale = scale;
+      c.note = note;
+      s.claimIds.push_back(c.id);
+      result.claims.push_back(std::move(c));
+    };
+    bool rot = bits & kPairRotation, scale = bits & kPairScale;
+    bool flowSign = false, flowScale = false;
+    if (rot || scale)
+      add(rot ? "SO2" : "none", scale, s.members,
+          std::string(rot && scale ? "rotation-scaling" : rot ? "rotation" : "positive scaling") +
+              " of each channel pair (" + desc + ") commutes with the rotary map");
+    auto inside = [&](const std::map<int, int64_t> &vec) {
+      for (auto [n, v] : vec)
+        if (b.uf.find(n).first != root) return false;
+      return b.uf.find(vec.begin()->first).first == root;
+    };
+    if (!rot)
+      for (auto &vec : signKernel) {
+        if (vec.empty() || !inside(vec)) continue;
+        std::vector<Member> members;
+        for (auto [n, v] : vec)
+          if (pset.count(n)) members.push_back(memberOf(n, false));
+        if (members.empty()) continue;
+        flowSign = true;
+        add("sign", false, members, "sign flip of whole channel pairs (" + desc + ")");
+      }
+    if (!scale)
+      for (auto &vec : scaleKernel) {
+        if (vec.empty() || !inside(vec)) continue;
+        bool unit = true;
+        std::vector<Member> members;
+        for (auto [n, v] : vec) {
+          if (std::llabs(v) != 1) unit = false;
+          if (pset.count(n)) members.push_back(memberOf(n, v < 0));
+        }
+        if (!unit || members.empty()) continue;
+        flowScale = true;
+        add("none", true, members, "one positive factor per channel pair (" + desc + "), a gauge");
+      }
+    std::string k = std::to_string(pairs.size());
+    std::vector<std::string> parts;
+    if (rot) parts.push_back("SO(2)^" + k);
+    else if (flowSign) parts.push_back("Z2^" + k);
+    if (scale || flowScale) parts.push_back("Scale+^" + k);
+    if (parts.empty()) {
+      s.fixed = true;
+      s.group = "1";
+      if (s.fixedBy.empty()) s.fixedBy = "rotary map: no pair generator survives";
+      return;
+    }
+    s.group.clear();
+    for (const auto &p : parts) s.group += (s.group.empty() ? "" : " x ") + p;
+    s.group += " (" + desc + ")";
+  };
+
   // Spaces with parameter members, in parameter order.
   std::vector<int> rootsInOrder;
   std::set<int> seenRoots;
@@ -1216,6 +1631,41 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       }
       s.size = r0.count;
       unsigned bits = mask[root];
+      // Blocks of different sizes, as many in every member, permuted together
+      // (a key/value head with the query heads that read it): a permutation
+      // of the block index, one strided member per coordinate of a block.
+      bool sameCount = pn.empty();
+      for (int n : blocks)
+        sameCount &= table.axes[nodes[n].axisIdx].runs[nodes[n].run].count == r0.count;
+      if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
+        s.fixed = false;
+        s.group = fmt::format("S groups ({})", r0.count);
+        Claim c;
+        c.id = newClaimId();
+        c.kind = "linear";
+        c.group = "S";
+        c.n = r0.count;
+        c.space = s.id;
+        for (int n : blocks) {
+          const Run &r = table.axes[nodes[n].axisIdx].runs[nodes[n].run];
+          for (int64_t k = 0; k < r.size; ++k) {
+            Member m = memberOf(n, false);
+            m.offset = r.start + k;
+            m.extent = r.count;
+            m.stride = r.size;
+            c.members.push_back(m);
+          }
+        }
+        c.note = "permutation of head groups (blocks of different sizes), one member per "
+                 "coordinate of a block";
+        // The space is the block index (n = count): its members are the strided
+        // ones, not the runs (a run spans a whole axis that is not the space).
+        s.members = c.members;
+        s.claimIds.push_back(c.id);
+        result.claims.push_back(std::move(c));
+        result.spaces.push_back(s);
+        continue;
+      }
       s.fixed = bits == kNone || !uniform || r0.count < 2;
       s.fixedBy = why.count(root) ? why[root]
                   : uniform ? "" : "head blocks of different sizes";
@@ -1239,7 +1689,10 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
     s.size = nodes[pn.front()].len;
     unsigned bits = mask[root];
-    s.fixed = bits == kNone || s.size < 1;
+    // A rotary space without pair generators may still get pair sign flips
+    // or scalings from the flows (emitPairClaims decides).
+    bool paired = pairing.count(root) && !pairing[root].empty();
+    s.fixed = (bits == kNone && !paired) || s.size < 1;
     s.fixedBy = why.count(root) ? why[root] : "";
     // Orientation: most members are "out".
     int outs = 0;
@@ -1259,6 +1712,11 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       continue;
     }
     std::set<int> pset(pn.begin(), pn.end());
+    if (pairing.count(root)) {
+      emitPairClaims(root, bits, pairing[root], s, pset);
+      result.spaces.push_back(s);
+      continue;
+    }
     std::string summary = groupName(bits);
     auto addLinear = [&](const std::string &group, std::vector<Member> members,
                          const std::string &note) {
@@ -1346,6 +1804,37 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     for (auto &[v, name] : outputs)
       if (rankOfValue(v) >= 1) softmaxes.push_back({v, -1});
   auto singleUse = [](Value v) { return v.hasOneUse(); };
+  // Ops whose result does not change when a constant is added along the last
+  // axis of operand 0: Softmax/LogSoftmax over that axis, and TopK over it
+  // (same positions, values shifted) when its values only reach such ops.
+  auto overLastAxis = [&](Operation *op, int64_t dflt) {
+    int64_t r = rankOfValue(op->getOperand(0));
+    auto a = op->getAttrOfType<IntegerAttr>("axis");
+    int64_t ax = a ? a.getInt() : dflt;
+    return (ax < 0 ? ax + r : ax) == r - 1;
+  };
+  std::function<bool(Value)> shiftInvariantUses = [&](Value v) {
+    if (v.use_empty()) return false;
+    for (OpOperand &u : v.getUses()) {
+      Operation *o = u.getOwner();
+      if (u.getOperandNumber() != 0) return false;
+      if (isa<SoftmaxOp, LogSoftmaxOp>(o)) {
+        int64_t opset = 17;
+        for (Operation *p = o; p; p = p->getParentOp())
+          if (auto i = p->getAttrOfType<IntegerAttr>("graph.opset")) { opset = i.getInt(); break; }
+        if (!overLastAxis(o, opset < 13 ? 1 : -1)) return false;
+      } else if (isa<TopKOp>(o)) {
+        auto sorted = o->getAttrOfType<IntegerAttr>("sorted");
+        if (!overLastAxis(o, -1) || (sorted && sorted.getInt() == 0) ||
+            !shiftInvariantUses(o->getResult(0)))
+          return false;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  };
+  std::set<const void *> shiftedLogits;
   for (auto [logits, axisIn] : softmaxes) {
     int64_t r = rankOfValue(logits);
     int64_t axis = axisIn < 0 ? axisIn + r : axisIn;
@@ -1354,7 +1843,17 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     Value v = logits;
     std::vector<std::string> names, roles;
     std::vector<Member> members;
-    if (!isOutput && !singleUse(v)) continue;
+    bool throughTopK = false;
+    if (!isOutput) {
+      // Top-k before the Softmax (Mixtral order): the logits are TopK's input.
+      if (auto tk = v.getDefiningOp<TopKOp>())
+        if (tk->getNumResults() == 2 && v == tk->getResult(0)) {
+          v = tk->getOperand(0);
+          throughTopK = true;
+        }
+      if (!shiftInvariantUses(v) || !shiftedLogits.insert(v.getAsOpaquePointer()).second)
+        continue;
+    }
     Value bias;
     if (auto add = v.getDefiningOp<AddOp>()) {
       Value a = add.getOperand(0), c = add.getOperand(1);
@@ -1383,6 +1882,15 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     } else {
       continue;
     }
+    if (auto tr = w.getDefiningOp<TransposeOp>()) {
+      // A transposed weight (torch exports nn.Linear on 3-D input this way).
+      auto perm = tr->getAttrOfType<ArrayAttr>("perm");
+      bool swap = !perm || (perm.size() == 2 && cast<IntegerAttr>(perm[0]).getInt() == 1 &&
+                            cast<IntegerAttr>(perm[1]).getInt() == 0);
+      if (!swap || !singleUse(w) || rankOfValue(tr->getOperand(0)) != 2) continue;
+      w = tr->getOperand(0);
+      wAxis = 1 - wAxis;
+    }
     if (!definedByParam(w) || !singleUse(w)) continue;
     Claim c;
     c.id = newClaimId();
@@ -1405,7 +1913,8 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       c.outputAxis = -1;
       c.note = "logit shift under the cross-entropy loss";
     } else {
-      c.note = "shift of the logits of a Softmax in the graph";
+      c.note = throughTopK ? "shift of the logits of a TopK, then Softmax in the graph"
+                           : "shift of the logits of a Softmax in the graph";
     }
     result.claims.push_back(c);
   }
@@ -1442,6 +1951,16 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     }
     result.blocks.push_back(blk);
   }
+  // Spaces whose coordinates are selected by position (the source of TopK
+  // indices): only a router of such a space has experts.
+  std::set<std::string> selected;
+  for (const auto &rec : b.positions)
+    for (int n : b.allNodes(rec.source.value, rec.source.axis)) {
+      auto it = spaceOfRoot.find(b.uf.find(n).first);
+      if (it != spaceOfRoot.end())
+        selected.insert(it->second);
+    }
+  addExpertRoles(result.blocks, result.claims, selected);
   return result;
 }
 

@@ -19,6 +19,8 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Verifier.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fnmatch.h>
 #include <map>
 #include <set>
@@ -43,6 +45,7 @@ constexpr int64_t kMinOpset = 7, kMaxOpset = 17;
 // Integer tensors up to this many elements are read into the IR (shapes,
 // axes, indices); float tensors only when they are scalars.
 constexpr int64_t kMaxIntConstant = 4096;
+constexpr int64_t kMaxSplatScan = 1 << 16; // float constants checked for one repeated value
 
 class Importer {
 public:
@@ -240,6 +243,19 @@ private:
       for (int64_t x : v)
         vals.push_back(APInt(elt.getIntOrFloatBitWidth(), uint64_t(x), true));
       return DenseElementsAttr::get(type, vals);
+    }
+    if (isa<FloatType>(elt) && n > 1 && n <= kMaxSplatScan) {
+      // A float tensor with one value repeated (zeros to scatter into) is
+      // kept as a splat: rules may rely on it being uniform.
+      std::vector<double> v = tensorToDouble(t, path);
+      if (v.empty() || std::isnan(v[0]) ||
+          !std::all_of(v.begin(), v.end(), [&](double x) { return x == v[0]; }))
+        return std::nullopt;
+      auto ft = cast<FloatType>(elt);
+      bool lost = false;
+      APFloat f(v[0]);
+      f.convert(ft.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+      return DenseElementsAttr::get(type, ArrayRef<APFloat>{f});
     }
     if (isa<FloatType>(elt) && n == 1) {
       double x = tensorToDouble(t, path).at(0);

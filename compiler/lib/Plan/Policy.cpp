@@ -213,6 +213,19 @@ const Member *spaceMember(const Space &sp, const std::string &name, int64_t axis
 Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
   Model m{a, {}, {}, {}, {}, {}, {}};
   for (const Space &s : a.spaces) m.spaces[s.id] = &s;
+  // Rotary commutants (group "rope": SO(2) and/or a positive factor per channel
+  // pair) have no runtime step: their members get the trivial compact group
+  // (axisClaims skips them), which is a subgroup of what is claimed.
+  std::vector<std::string> rope;
+  for (const Claim &c : a.claims)
+    if (c.kind == "linear" && c.group == "rope") rope.push_back(c.id);
+  if (!rope.empty()) {
+    std::string ids;
+    for (size_t i = 0; i < rope.size() && i < 4; ++i) ids += (i ? "," : "") + rope[i];
+    if (rope.size() > 4) ids += ",...";
+    m.notes.push_back(fmt::format("{} rotary claim(s) ({}): SO(2)/Scale+ per channel pair has no runtime "
+                                  "step; their axes use the trivial group", rope.size(), ids));
+  }
   for (const Block &b : a.blocks) {
     // BatchNorm running statistics are state of the model, not trained parameters.
     if (b.role.find("norm_statistics") != std::string::npos) continue;
@@ -513,7 +526,9 @@ void coupleBlocks(const Model &m, Plan &plan, std::vector<Choice> &choice, std::
       const Param &p = m.params[size_t(it->second)];
       if (!p.isMatrix() || p.shape.size() != 2 || taken[size_t(it->second)] || choice[size_t(it->second)].overridden)
         continue;
-      if (mem.offset != 0 || mem.extent != p.shape[size_t(mem.axis)]) continue;
+      if (mem.offset != 0 || mem.stride != 1 || mem.extent != sp->size ||
+          mem.extent != p.shape[size_t(mem.axis)])
+        continue; // the space must be the whole axis (not heads or strided groups)
       members.push_back(it->second);
       axes.push_back(int(mem.axis));
     }

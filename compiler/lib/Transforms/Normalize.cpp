@@ -11,7 +11,7 @@ using namespace mlir;
 
 namespace symoc {
 
-void addNormalizationPasses(OpPassManager &pm) {
+void addNormalizationPasses(OpPassManager &pm, ConstantReader reader) {
   // No-op Casts first: they sit inside the patterns the others match.
   pm.addPass(createFoldNoOpCasts());
   // LayerNorm first: its second half, d / sqrt(mean(d^2) + eps), is also an
@@ -20,6 +20,7 @@ void addNormalizationPasses(OpPassManager &pm) {
   pm.addPass(createRecomposeLayerNorm());
   pm.addPass(createRecomposeRMSNorm());
   pm.addPass(createRecomposeActivations());
+  pm.addPass(createRecomposeRotaryPass(std::move(reader)));
 }
 
 namespace {

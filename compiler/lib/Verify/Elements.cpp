@@ -222,10 +222,61 @@ static std::string str(const nlohmann::json &j, const char *key, const std::stri
   return j[key].get<std::string>();
 }
 
+/// Validated "pairs": [[i, j], ...], every index in [0, d) at most once.
+static std::vector<std::pair<int64_t, int64_t>> readPairs(const nlohmann::json &group,
+                                                          int64_t d, const char *what) {
+  if (!group.contains("pairs") || !group["pairs"].is_array())
+    throw std::invalid_argument(std::string(what) + " needs \"pairs\"");
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  std::vector<int> seen(size_t(d), 0);
+  for (const auto &p : group["pairs"]) {
+    if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() ||
+        !p[1].is_number_integer())
+      throw std::invalid_argument("each rope pair must be [i, j]");
+    int64_t i = p[0], j = p[1];
+    if (i < 0 || j < 0 || i >= d || j >= d || i == j || seen[size_t(i)]++ || seen[size_t(j)]++)
+      throw std::invalid_argument("rope pair [" + std::to_string(i) + ", " +
+                                  std::to_string(j) + "] is invalid for size " +
+                                  std::to_string(d));
+    pairs.emplace_back(i, j);
+  }
+  return pairs;
+}
+
+/// Group "rope": per pair (i, j) the block r [[cos t, -sin t], [sin t, cos t]]
+/// on rows/cols i, j, identity elsewhere. "rotation": "SO2" (t uniform),
+/// "sign" (t in {0, pi}), "none" (t = 0); "scale": r = exp(N(0, 0.3)) or 1.
+static Matrix drawRope(const nlohmann::json &group, int64_t n, Rng &rng) {
+  auto pairs = readPairs(group, n, "group \"rope\"");
+  std::string rotation = str(group, "rotation", "SO2");
+  if (rotation != "SO2" && rotation != "sign" && rotation != "none")
+    throw std::invalid_argument("rope rotation must be \"SO2\", \"sign\" or \"none\", not '" +
+                                rotation + "'");
+  if (group.contains("scale") && !group["scale"].is_boolean())
+    throw std::invalid_argument("rope scale must be true or false");
+  bool scale = group.value("scale", true);
+  std::normal_distribution<double> g(0.0, 0.3);
+  std::uniform_real_distribution<double> u(0.0, 2.0 * M_PI);
+  std::bernoulli_distribution flip(0.5);
+  Matrix m = Matrix::identity(n);
+  for (auto [i, j] : pairs) {
+    double r = scale ? std::exp(g(rng)) : 1.0;
+    double t = rotation == "SO2" ? u(rng) : rotation == "sign" && flip(rng) ? M_PI : 0.0;
+    double a = r * std::cos(t), b = r * std::sin(t);
+    m(i, i) = a;
+    m(i, j) = -b;
+    m(j, i) = b;
+    m(j, j) = a;
+  }
+  return m;
+}
+
 Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng) {
   if (!group.is_object() || !group.contains("name"))
     throw std::invalid_argument("group must be an object with a \"name\"");
   std::string name = str(group, "name", "");
+  if (name == "rope")
+    return drawRope(group, n, rng);
   if (name != "heads")
     return drawBase(name, n, rng, {});
   // heads x head_dim (head-major): whole heads permuted by `outer`, an
@@ -275,6 +326,16 @@ std::string describeGroup(const nlohmann::json &group, int64_t n) {
   if (!group.is_object())
     return "?";
   std::string name = group.value("name", std::string("?"));
+  if (name == "rope") {
+    std::string rot = group.value("rotation", std::string("SO2"));
+    bool scale = group.contains("scale") && group["scale"].is_boolean() ? group["scale"].get<bool>()
+                                                                         : true;
+    size_t k = group.contains("pairs") && group["pairs"].is_array() ? group["pairs"].size() : 0;
+    std::string s = rot == "SO2" ? "SO(2)^" + std::to_string(k)
+                    : rot == "sign" ? "Z2^" + std::to_string(k) : "";
+    if (scale) s += (s.empty() ? "" : " x ") + std::string("Scale+^") + std::to_string(k);
+    return "rope(" + (s.empty() ? std::string("1") : s) + ", n=" + std::to_string(n) + ")";
+  }
   if (name != "heads")
     return name + "(" + std::to_string(n) + ")";
   std::string s = "heads(" + group.value("outer", std::string("1")) + " x " +

@@ -478,8 +478,10 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     fail(docName, "trials must be positive");
   if (!doc.is_object())
     fail(docName, "claims document is not a JSON object");
-  if (doc.contains("schema") && doc["schema"] != "symoc.symmetry/1")
-    fail(docName, "unknown schema " + doc["schema"].dump() + " (expected symoc.symmetry/1)");
+  if (doc.contains("schema") && doc["schema"] != "symoc.symmetry/1" &&
+      doc["schema"] != "symoc.symmetry/2")
+    fail(docName, "unknown schema " + doc["schema"].dump() +
+                      " (expected symoc.symmetry/2 or /1)");
   if (!doc.contains("claims") || !doc["claims"].is_array())
     fail(docName, "no \"claims\" list");
 

@@ -252,7 +252,6 @@ void ReduceSumSquareOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this
 
 void ArgMaxOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMax returns positions"); }
 void ArgMinOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMin returns positions"); }
-void TopKOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "TopK returns positions"); }
 void CumSumOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "CumSum depends on order"); }
 
 namespace {

@@ -9,6 +9,8 @@
 
 #include "RuleHelpers.h"
 
+#include <algorithm>
+
 using namespace mlir;
 
 namespace symoc::graph {
@@ -18,6 +20,76 @@ constexpr unsigned kNoMixing = kPerm | kSign | kScale;
 
 int64_t dimOf(Value v, int64_t a) {
   return cast<RankedTensorType>(v.getType()).getDimSize(a);
+}
+
+/// A group of axes of x and of y with the same product, several on each side
+/// (a batch axis merged with the heads: [S, B, H*d] <-> [S, B*H, d], or
+/// [S, B*H, d] -> [S*B, H*d]). When the two row-major layouts refine into
+/// common digits (every axis is a run of digits), an axis W made of two digits
+/// (H, d) is factored when d is one axis I of the other side and H is the
+/// innermost digit of an axis M there: M is H itself (a plain head split) or a
+/// product (r, H) whose other digits belong to axes that are fixed. Every axis
+/// of the group not in such a factor is fixed. Returns false (nothing said)
+/// when the layouts do not refine.
+bool factorDigits(SpaceBuilder &b, Value x, std::vector<int64_t> xa, Value y,
+                  std::vector<int64_t> ya) {
+  // Boundaries as strides from the inner end: axis k (inner-first) spans
+  // strides [s[k], s[k+1]).
+  auto strides = [](Value v, const std::vector<int64_t> &axes) {
+    std::vector<int64_t> s{1};
+    for (size_t k = axes.size(); k-- > 0;)
+      s.push_back(s.back() * dimOf(v, axes[k]));
+    return s;
+  };
+  std::vector<int64_t> sx = strides(x, xa), sy = strides(y, ya);
+  std::vector<int64_t> all(sx);
+  all.insert(all.end(), sy.begin(), sy.end());
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  for (size_t t = 0; t + 1 < all.size(); ++t)
+    if (all[t] <= 0 || all[t + 1] % all[t] != 0)
+      return false;
+  auto digit = [&](int64_t stride) {
+    return int64_t(std::lower_bound(all.begin(), all.end(), stride) - all.begin());
+  };
+  struct Span {
+    Value v;
+    int64_t axis, lo, hi; // digits [lo, hi), inner-first
+    bool used = false;
+  };
+  auto spans = [&](Value v, const std::vector<int64_t> &axes, const std::vector<int64_t> &s) {
+    std::vector<Span> out;
+    for (size_t k = 0; k < axes.size(); ++k)
+      out.push_back({v, axes[axes.size() - 1 - k], digit(s[k]), digit(s[k + 1])});
+    return out;
+  };
+  std::vector<Span> X = spans(x, xa, sx), Y = spans(y, ya, sy);
+  auto match = [&](std::vector<Span> &whole, std::vector<Span> &parts) {
+    for (Span &w : whole) {
+      if (w.used || w.hi - w.lo != 2)
+        continue;
+      Span *inner = nullptr, *outer = nullptr;
+      for (Span &p : parts) {
+        if (p.lo == w.lo && p.hi == w.lo + 1)
+          inner = &p;
+        if (p.lo == w.lo + 1 && p.hi >= w.lo + 2)
+          outer = &p;
+      }
+      if (!inner || !outer || inner->used || outer->used)
+        continue;
+      w.used = inner->used = outer->used = true;
+      int64_t heads = all[w.lo + 2] / all[w.lo + 1];
+      b.factor(w.v, w.axis, outer->v, outer->axis, inner->axis,
+               outer->hi == w.lo + 2 ? 0 : heads);
+    }
+  };
+  match(X, Y);
+  match(Y, X);
+  for (auto *side : {&X, &Y})
+    for (Span &sp : *side)
+      if (!sp.used)
+        b.restrict(sp.v, sp.axis, kNone, "reshape merges or splits this axis");
+  return true;
 }
 
 /// Ties the non-unit axes of x and y when they correspond one to one (sizes
@@ -65,6 +137,9 @@ void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
       b.factor(y, ys[j0], x, xs[i0], xs[i0 + 1]);
       continue;
     }
+    if (px == py &&
+        factorDigits(b, x, {xs.begin() + i0, xs.begin() + i}, y, {ys.begin() + j0, ys.begin() + j}))
+      continue;
     // Anything else is not followed: the axes are fixed (sound, possibly
     // missing symmetries).
     for (size_t k = i0; k < i; ++k)
@@ -216,28 +291,6 @@ void ConcatOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
-void GatherOp::applySymmetryRule(SpaceBuilder &b) {
-  // y = data[..., indices, ...] along `axis`: the indexed axis is positions
-  // (fixed); the others move through; index axes become output axes.
-  Value data = getOperand(0), idx = getOperand(1), y = getResult(0);
-  int64_t r = rankOf(data), ri = rankOf(idx);
-  int64_t axis = normAxis(intAttr(*this, "axis", 0), r);
-  if (axis < 0 || ri < 0) {
-    barrier(b, *this, "Gather with unknown ranks");
-    return;
-  }
-  b.restrict(data, axis, kNone, "Gather indexes this axis");
-  for (int64_t a = 0; a < axis; ++a)
-    tieSame(b, data, a, y, a);
-  for (int64_t k = 0; k < ri; ++k) {
-    b.tie(idx, k, y, axis + k);
-    b.restrict(y, axis + k, kNoMixing, "Gather index axis");
-    pinFlows(b, y, axis + k);
-  }
-  for (int64_t a = axis + 1; a < r; ++a)
-    tieSame(b, data, a, y, a - 1 + ri);
-}
-
 void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
   // Broadcast copies: a copied axis holds the same value in every coordinate.
   Value x = getOperand(0), y = getResult(0);
@@ -258,7 +311,6 @@ void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
 
 #define BARRIER_RULE(OP, WHY)                                                  \
   void OP::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, WHY); }
-BARRIER_RULE(GatherElementsOp, "GatherElements indexes positions")
 BARRIER_RULE(ScatterNDOp, "ScatterND writes positions")
 BARRIER_RULE(TileOp, "Tile repeats along an axis")
 BARRIER_RULE(PadOp, "Pad shifts positions")

@@ -34,8 +34,13 @@ struct Member {
 
 struct Claim {
   std::string id, kind; // linear | shift
-  std::string group;    // S, Z2, Scale+, O, GL, heads (linear)
+  std::string group;    // S, Z2, Scale+, O, GL, heads, rope (linear)
   int64_t heads = 0, headDim = 0; // group "heads": whole heads permuted
+  // group "rope": per channel pair a rotation ("SO2"; "sign": -I or I only;
+  // "none") times, when `pairScale`, a positive factor; identity elsewhere.
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  std::string rotation = "SO2";
+  bool pairScale = false;
   int64_t n = 0;
   std::string space;
   bool exact = true;

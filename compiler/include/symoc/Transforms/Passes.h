@@ -8,19 +8,32 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 
 namespace symoc {
 
 #define GEN_PASS_DECL
 #include "symoc/Transforms/Passes.h.inc"
 
+/// Reads a fixed tensor's values (row-major, as doubles) by the name a
+/// graph.constant carries: the importer keeps only the shape of large float
+/// constants (rotary tables), `symoc analyze` reads them from the model.
+using ConstantReader = std::function<std::optional<std::vector<double>>(llvm::StringRef)>;
+
+/// symoc-recompose-rotary with a reader for constants without a value in the IR.
+std::unique_ptr<mlir::Pass> createRecomposeRotaryPass(ConstantReader reader);
+
 /// Adds the recomposition passes in the order the analysis wants them
 /// (LayerNorm before RMSNorm: a LayerNorm's second half is an RMSNorm of the
 /// centred input, and the LayerNorm is the more informative op; activations
 /// last). `pm` must be anchored on builtin.module (a PassManager for a
 /// ModuleOp binds here).
-void addNormalizationPasses(mlir::OpPassManager &pm);
+/// The rotary pass runs last, with `reader` (may be empty: then only tables
+/// with a value in the IR are read).
+void addNormalizationPasses(mlir::OpPassManager &pm, ConstantReader reader = {});
 
 #define GEN_PASS_REGISTRATION
 #include "symoc/Transforms/Passes.h.inc"

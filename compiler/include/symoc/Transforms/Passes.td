@@ -57,8 +57,25 @@ def RecomposeActivations : Pass<"symoc-recompose-activations", "mlir::ModuleOp">
   let dependentDialects = ["::symoc::graph::GraphDialect"];
 }
 
+def RecomposeRotary : Pass<"symoc-recompose-rotary", "mlir::ModuleOp"> {
+  let summary = "Recompose x * cos + g(x) * sin (rotary embedding) into graph.Rotary";
+  let description = [{
+    g is a signed permutation of one axis read off Slice/Neg/Concat: the
+    rotate-half form Concat(Neg(x[.., d/2:]), x[.., :d/2]) or the interleaved
+    form (GPT-J) Reshape(Concat(Unsqueeze(Neg(x[.., 1::2])), Unsqueeze(x[.., ::2]))).
+    g must pair the channels (2-cycles with opposite signs) and the tables
+    must be provably equal on both channels of every pair at every position
+    (constants read from graph.constant values or, from `symoc analyze`, from
+    the model; elementwise ops, selections along other axes and Slice/Concat
+    along the channels followed), so that each pair sees a rotation-scaling
+    [[c, -s], [s, c]].
+    Anything else is left alone.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
 def Normalize : Pass<"symoc-normalize", "mlir::ModuleOp"> {
-  let summary = "Run every recomposition pass (LayerNorm, RMSNorm, activations)";
+  let summary = "Run every recomposition pass (LayerNorm, RMSNorm, activations, rotary)";
   let dependentDialects = ["::symoc::graph::GraphDialect"];
 }
 

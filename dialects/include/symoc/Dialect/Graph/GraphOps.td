@@ -113,13 +113,42 @@ foreach name = ["Softmax", "LogSoftmax", "LayerNormalization",
 foreach name = ["Reshape", "Transpose", "Split", "Slice", "Concat", "Gather",
                 "GatherElements", "ScatterND", "Squeeze", "Unsqueeze",
                 "Expand", "Flatten", "Tile", "Shape", "Size",
-                "ConstantOfShape", "Range", "Trilu", "Pad"] in
+                "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
 // Pooling.
 foreach name = ["MaxPool", "AveragePool", "GlobalAveragePool",
                 "GlobalMaxPool"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
+
+//===----------------------------------------------------------------------===//
+// Ops that recomposition passes build (not ONNX ops; never imported).
+//===----------------------------------------------------------------------===//
+
+def Graph_RotaryOp : Graph_Op<"Rotary", [Pure,
+    DeclareOpInterfaceMethods<SymmetryRuleOpInterface>]> {
+  let summary = "a rotary position map: x * cos + g(x) * sin";
+  let description = [{
+    Built by `symoc-recompose-rotary` from the decomposed rotary embedding:
+      y[.., k, ..] = x[.., k, ..] * cos[k] + sign[k] * x[.., source[k], ..] * sin[k]
+    along `axis` (the channel axis of `input`; `cos` and `sin` broadcast to the
+    result numpy-style). `source` and `sign` spell the signed permutation g
+    (rotate-half: source = (i + d/2) mod d, sign = -1 on the first half).
+    `pairs` (flattened [i0, j0, i1, j1, ..]) lists the channel pairs on which
+    the pass checked, on the constant tables, that the map is a rotation-
+    scaling [[c, -s], [s, c]] at every position (cos[i] = cos[j], sin[i] =
+    sin[j] with opposite signs); the op is only built when every channel is
+    in such a pair. Its symmetry rule claims the commutant of those maps.
+  }];
+  let arguments = (ins AnyTensor:$input, AnyTensor:$cos, AnyTensor:$sin,
+                   I64Attr:$axis, DenseI64ArrayAttr:$source,
+                   DenseI64ArrayAttr:$sign, DenseI64ArrayAttr:$pairs);
+  let results = (outs AnyTensor:$output);
+  let assemblyFormat = [{
+    $input `,` $cos `,` $sin attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
 
 //===----------------------------------------------------------------------===//
 // Everything else: a barrier to the analysis.

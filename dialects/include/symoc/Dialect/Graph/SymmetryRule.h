@@ -9,10 +9,12 @@
 #define SYMOC_DIALECT_GRAPH_SYMMETRYRULE_H
 
 #include "mlir/IR/Value.h"
+#include "mlir/IR/Operation.h"
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 
 #include <cstdint>
+#include <utility>
 
 namespace symoc::graph {
 
@@ -31,7 +33,30 @@ enum GroupBits : unsigned {
   kSignedPerm = kPerm | kSign,
   kOrthogonal = kPerm | kSign | kRotation,
   kMonomialPos = kPerm | kScale,
+  // Generators inside fixed channel pairs (a rotary map's commutant). They
+  // only mean something on a space that a pair restriction (restrictToPairs)
+  // gave a pairing; elsewhere the analysis drops them. O contains the pair
+  // rotations (and -I on a pair), GL contains all three; a pair restriction
+  // allows nothing else, so its meet with S (or B: signs are only a flow) is
+  // the identity, with O the pair rotations, with GL itself.
+  kPairRotation = 1u << 5, // SO(2) on each pair
+  kPairScale = 1u << 6,    // one positive factor per pair (a gauge)
+  kPairSign = 1u << 7,     // -I on a pair (inside SO(2))
+  kPairs = kPairRotation | kPairScale | kPairSign,
 };
+
+/// The pair generators a restriction with the ordinary generators `bits`
+/// allows: rotations of a pair are orthogonal maps, pair scalings and
+/// rotations are invertible maps. Signs and positive scalings alone are
+/// conditional on the sign/scale flows, so they allow no pair generator.
+inline unsigned pairBitsOf(unsigned bits) {
+  unsigned out = 0;
+  if ((bits & kAll) == kAll)
+    out |= kPairs;
+  else if ((bits & kOrthogonal) == kOrthogonal)
+    out |= kPairRotation | kPairSign;
+  return out;
+}
 
 /// Drops generators that cannot appear without the ones they need (a rotation
 /// group always contains the sign flips; GL contains everything).
@@ -66,6 +91,20 @@ public:
   virtual void restrict(mlir::Value x, int64_t a, unsigned bits,
                         llvm::StringRef why) = 0;
 
+  /// The op is equivariant on this axis only under maps that act inside the
+  /// given channel pairs (indices along the axis; every channel in at most one
+  /// pair) as rotation-scalings [[a, -b], [b, a]] and as the identity on
+  /// channels in no pair: the commutant of a rotary map. `bits` is a subset of
+  /// kPairs. The default fixes the axis (a builder that does not know pairs
+  /// stays sound).
+  virtual void restrictToPairs(mlir::Value x, int64_t a,
+                               llvm::ArrayRef<std::pair<int64_t, int64_t>> pairs,
+                               unsigned bits, llvm::StringRef why) {
+    (void)pairs;
+    (void)bits;
+    restrict(x, a, kNone, why);
+  }
+
   /// Fixes every axis of `v` (group 1): what an op without a rule does.
   virtual void fixAll(mlir::Value v, llvm::StringRef why) = 0;
 
@@ -93,8 +132,15 @@ public:
   /// dimension, or merges them back. Coordinate k*d + c of the whole axis is
   /// (k, c). The inner axis becomes indexed by the outer one, so per-head
   /// spaces stay apart; permuting the outer axis permutes blocks of d.
+  ///
+  /// With `outerHeads` = H > 0 the outer axis is a product (r, H) of another
+  /// factor r (a batch axis merged with the heads, nn.MultiheadAttention's
+  /// [S, B*H, d]) and the head factor, inner: its coordinate q*H + k is head
+  /// k for every q. Coordinate k*d + c of the whole axis is then (q*H + k, c)
+  /// where q is the position along axes that the caller fixes: permuting the
+  /// heads acts as I_r (x) P_H on the outer axis.
   virtual void factor(mlir::Value whole, int64_t axis, mlir::Value parts,
-                      int64_t outer, int64_t inner) = 0;
+                      int64_t outer, int64_t inner, int64_t outerHeads = 0) = 0;
 
   /// The op combines the entries of `v` along `axis` (a Softmax or a
   /// normalization over it) while keeping the axis: per-head spaces indexed
@@ -104,6 +150,25 @@ public:
   /// Softmax/LogSoftmax over `axis` of `logits`: the producer of the logits
   /// may get a shift gauge when the loss allows it.
   virtual void softmaxOver(mlir::Value logits, int64_t axis) = 0;
+
+  /// Position provenance (TopK's indices): every entry of `indices` is a
+  /// position along axis `axis` of `source`, so permuting that axis of
+  /// `source` (and nothing more: no sign flip, no scaling) relabels the entries
+  /// by the same permutation. The axes of `indices` are not touched: the rule
+  /// still says what they are. Uses of `indices` that no consumer accepts with
+  /// takePositions() fix the source axis (arithmetic on positions, a model
+  /// output, an op without a rule).
+  virtual void positionsOf(mlir::Value indices, mlir::Value source,
+                           int64_t axis) = 0;
+
+  /// A consumer of positions: operand `indices` of the current op holds
+  /// positions that index axis `outAxis` of `out` (ScatterElements writes
+  /// there, Gather/GatherElements read there). When the positions have a known
+  /// source, ties that axis to the source axis under permutations only and
+  /// returns true; otherwise returns false and ties nothing (the caller fixes
+  /// the axis).
+  virtual bool takePositions(mlir::OpOperand &indices, mlir::Value out,
+                             int64_t outAxis) = 0;
 
   /// Static size of an axis, or -1.
   virtual int64_t dimSize(mlir::Value v, int64_t axis) = 0;

@@ -1,0 +1,241 @@
+//===- PositionRules.cpp - Rules of ops that make or take positions -------===//
+//
+// TopK returns positions along an axis; Gather, GatherElements and
+// ScatterElements index an axis by positions. When the positions come from a
+// TopK over axis `a` of X (the builder records that provenance), permuting
+// axis `a` of X relabels every position by the same permutation, so the axis
+// they index can be tied to X's axis under permutations only. Positions of
+// unknown origin (model inputs, constants, arithmetic) keep that axis fixed,
+// and positions used in any other way fix their source (checked by the
+// builder after the last op).
+//
+// Ties between equal elements (TopK returns the lower position first) are
+// ignored: the symmetries hold for inputs without exact ties, which is every
+// input of a float model but a set of measure zero.
+//
+//===----------------------------------------------------------------------===//
+
+#include "RuleHelpers.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+
+using namespace mlir;
+
+namespace symoc::graph {
+namespace {
+
+constexpr unsigned kNoMixing = kPerm | kSign | kScale;
+
+int64_t dimOf(Value v, int64_t a) {
+  return cast<RankedTensorType>(v.getType()).getDimSize(a);
+}
+
+/// True when every element of `v` is the same constant: a graph.constant with
+/// a splat value, or the output of ConstantOfShape. Such a tensor is
+/// unchanged by any permutation of its axes.
+bool isUniformConstant(Value v) {
+  if (v.getDefiningOp<ConstantOfShapeOp>())
+    return true;
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return false;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  return dense && dense.isSplat();
+}
+
+} // namespace
+
+void TopKOp::applySymmetryRule(SpaceBuilder &b) {
+  // values, indices = TopK(X, K) along `axis`. The values do not depend on the
+  // order of X along `axis` (their axis k is a new axis, fixed); the indices
+  // are positions along (X, axis). Other axes are batched: permutations only
+  // (a sign flip of a row changes which entries are largest).
+  Operation *op = getOperation();
+  if (op->getNumResults() != 2) {
+    barrier(b, op, "TopK without its two outputs");
+    return;
+  }
+  Value x = getOperand(0), vals = getResult(0), idx = getResult(1);
+  int64_t r = rankOf(x);
+  int64_t axis = normAxis(intAttr(op, "axis", -1), r);
+  if (axis < 0 || rankOf(vals) != r || rankOf(idx) != r) {
+    barrier(b, op, "TopK axis out of range");
+    return;
+  }
+  if (!intAttr(op, "sorted", 1)) {
+    barrier(b, op, "TopK with sorted=0 (the order of the selected entries is unspecified)");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    pinFlows(b, x, a);
+    pinFlows(b, vals, a);
+    pinFlows(b, idx, a);
+    if (a == axis) {
+      b.restrict(x, a, kPerm, "TopK selects along this axis");
+      b.restrict(vals, a, kNone, "the k entries TopK selected");
+      b.restrict(idx, a, kNone, "the k entries TopK selected");
+      continue;
+    }
+    b.tie(x, a, vals, a);
+    b.tie(x, a, idx, a);
+    b.restrict(vals, a, kPerm, "TopK");
+  }
+  for (Value k : op->getOperands().drop_front())
+    if (!isNone(k))
+      restrictAll(b, k, kNone, "TopK's k");
+  b.positionsOf(idx, x, axis);
+}
+
+void GatherOp::applySymmetryRule(SpaceBuilder &b) {
+  // y = data[..., indices, ...] along `axis`: the indexed axis is positions
+  // (fixed, unless the indices are positions along a known axis: then it is
+  // tied to that axis); the others move through; index axes become output
+  // axes.
+  Operation *op = getOperation();
+  Value data = getOperand(0), idx = getOperand(1), y = getResult(0);
+  int64_t r = rankOf(data), ri = rankOf(idx);
+  int64_t axis = normAxis(intAttr(op, "axis", 0), r);
+  if (axis < 0 || ri < 0 || rankOf(y) != r - 1 + ri) {
+    barrier(b, op, "Gather with unknown ranks");
+    return;
+  }
+  if (!b.takePositions(op->getOpOperand(1), data, axis))
+    b.restrict(data, axis, kNone, "Gather indexes this axis");
+  for (int64_t a = 0; a < axis; ++a)
+    tieSame(b, data, a, y, a);
+  for (int64_t k = 0; k < ri; ++k) {
+    b.tie(idx, k, y, axis + k);
+    b.restrict(y, axis + k, kNoMixing, "Gather index axis");
+    pinFlows(b, y, axis + k);
+  }
+  for (int64_t a = axis + 1; a < r; ++a)
+    tieSame(b, data, a, y, a - 1 + ri);
+}
+
+void GatherElementsOp::applySymmetryRule(SpaceBuilder &b) {
+  // y[.., j, ..] = data[.., indices[.., j, ..], ..] along `axis`; y has the
+  // shape of the indices. Only positions along a known axis are followed.
+  Operation *op = getOperation();
+  Value data = getOperand(0), idx = getOperand(1), y = getResult(0);
+  int64_t r = rankOf(data);
+  int64_t axis = normAxis(intAttr(op, "axis", 0), r);
+  if (axis < 0 || rankOf(idx) != r || rankOf(y) != r) {
+    barrier(b, op, "GatherElements with unknown ranks");
+    return;
+  }
+  if (!b.takePositions(op->getOpOperand(1), data, axis)) {
+    barrier(b, op, "GatherElements indices are not positions along a known axis");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    b.tie(idx, a, y, a);
+    pinFlows(b, idx, a);
+    if (a == axis) {
+      b.restrict(y, a, kPerm, "GatherElements");
+      pinFlows(b, y, a);
+      continue;
+    }
+    // Entries are copied: the same coordinate of data and y, but a different
+    // entry per coordinate, so no mixing along the axis.
+    int64_t n = dimOf(y, a);
+    if (n < 0 || dimOf(data, a) != n) {
+      b.restrict(data, a, kNone, "GatherElements from a larger axis");
+      b.restrict(y, a, kNone, "GatherElements from a larger axis");
+      continue;
+    }
+    tieSame(b, data, a, y, a);
+    b.restrict(y, a, kNoMixing, "GatherElements");
+  }
+}
+
+void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
+  // y = data with y[.., indices[.., j, ..], ..] = updates[.., j, ..] along
+  // `axis`. With positions along a known axis, y's axis is that axis when the
+  // data does not depend on the order: a uniform constant (zeros), or data
+  // whose axis is the same space. The updates' axis `axis` (the selected
+  // entries) stays fixed.
+  Operation *op = getOperation();
+  if (op->getNumOperands() != 3) {
+    barrier(b, op, "ScatterElements without its three inputs");
+    return;
+  }
+  Value data = getOperand(0), idx = getOperand(1), upd = getOperand(2), y = getResult(0);
+  int64_t r = rankOf(data);
+  int64_t axis = normAxis(intAttr(op, "axis", 0), r);
+  if (axis < 0 || rankOf(idx) != r || rankOf(upd) != r || rankOf(y) != r) {
+    barrier(b, op, "ScatterElements with unknown ranks");
+    return;
+  }
+  if (auto red = op->getAttrOfType<StringAttr>("reduction"))
+    if (!llvm::is_contained({"none", "add", "mul", "max", "min"}, red.getValue())) {
+      barrier(b, op, "ScatterElements with an unknown reduction");
+      return;
+    }
+  bool uniform = isUniformConstant(data);
+  if (!b.takePositions(op->getOpOperand(1), y, axis)) {
+    barrier(b, op, "ScatterElements indices are not positions along a known axis");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    pinFlows(b, data, a);
+    pinFlows(b, idx, a);
+    pinFlows(b, upd, a);
+    pinFlows(b, y, a);
+    if (uniform)
+      b.restrict(data, a, kNone, "ScatterElements into a constant");
+    if (a == axis) {
+      if (!uniform)
+        b.tie(data, a, y, a);
+      b.restrict(idx, a, kNone, "the entries ScatterElements writes");
+      b.restrict(upd, a, kNone, "the entries ScatterElements writes");
+      continue;
+    }
+    int64_t n = dimOf(y, a);
+    if (n < 0 || dimOf(idx, a) != n || dimOf(upd, a) != n) {
+      for (Value v : {data, idx, upd, y})
+        b.restrict(v, a, kNone, "ScatterElements into a larger axis");
+      continue;
+    }
+    if (!uniform)
+      b.tie(data, a, y, a);
+    b.tie(idx, a, y, a);
+    b.tie(upd, a, y, a);
+    b.restrict(y, a, kPerm, "ScatterElements");
+  }
+}
+
+void OneHotOp::applySymmetryRule(SpaceBuilder &b) {
+  // y = OneHot(indices, depth, values): a new axis `axis` of size depth, with
+  // y[.., j, ..] = on where the index is j and off elsewhere. With positions
+  // along a known axis, the new axis is that axis (permutations only); the
+  // other axes are the indices' axes.
+  Operation *op = getOperation();
+  if (op->getNumOperands() != 3) {
+    barrier(b, op, "OneHot without its three inputs");
+    return;
+  }
+  Value idx = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(idx), ry = rankOf(y);
+  int64_t axis = normAxis(intAttr(op, "axis", -1), ry);
+  if (r < 0 || ry != r + 1 || axis < 0) {
+    barrier(b, op, "OneHot with unknown ranks");
+    return;
+  }
+  if (!b.takePositions(op->getOpOperand(0), y, axis)) {
+    barrier(b, op, "OneHot of indices that are not positions along a known axis");
+    return;
+  }
+  for (int64_t a = 0, k = 0; a < ry; ++a) {
+    if (a == axis)
+      continue;
+    b.tie(idx, k, y, a);
+    b.restrict(y, a, kPerm, "OneHot");
+    pinFlows(b, idx, k);
+    pinFlows(b, y, a);
+    ++k;
+  }
+  restrictAll(b, getOperand(1), kNone, "OneHot depth");
+  restrictAll(b, getOperand(2), kNone, "OneHot values");
+}
+
+} // namespace symoc::graph
