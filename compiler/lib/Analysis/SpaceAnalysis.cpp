@@ -264,6 +264,7 @@ public:
   void fixAll(Value, StringRef) override {}
   void couple(Value, int64_t) override {}
   void scaleRelation(ArrayRef<AxisTerm>) override {}
+  void approxScaleRelation(ArrayRef<AxisTerm>, StringRef) override {}
   void signRelation(ArrayRef<AxisTerm>) override {}
   void softmaxOver(Value, int64_t) override {}
   int64_t dimSize(Value v, int64_t a) override {
@@ -698,6 +699,12 @@ public:
   }
 
   void scaleRelation(ArrayRef<AxisTerm> terms) override { relation(scaleRels, terms, 0); }
+  void approxScaleRelation(ArrayRef<AxisTerm> terms, StringRef why) override {
+    size_t before = approxScaleRels.size();
+    relation(approxScaleRels, terms, 0);
+    approxWhy.resize(approxScaleRels.size(), why.str());
+    (void)before;
+  }
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
@@ -1023,6 +1030,9 @@ public:
   ParityUnionFind uf;
   std::vector<Restriction> restrictions;
   std::vector<Relation> scaleRels, signRels;
+  // Scale relations that hold up to a normalization's epsilon, and why.
+  std::vector<Relation> approxScaleRels;
+  std::vector<std::string> approxWhy;
   std::vector<std::pair<Value, int64_t>> softmaxes;
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
@@ -1466,7 +1476,25 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     if (!mask.count(root)) mask[root] = normalizeGroup(kAll);
   }
 
-  auto scaleKernel = solveFlow(b.scaleRels, nodes.size(), false);
+  // The exact scale flow includes the approximate relations. Solved without
+  // them, the flow has more kernel: the vectors that need a dropped relation
+  // (they move a node it pinned) hold up to the normalization's epsilon.
+  std::vector<Relation> exactScaleRels = b.scaleRels;
+  exactScaleRels.insert(exactScaleRels.end(), b.approxScaleRels.begin(), b.approxScaleRels.end());
+  auto scaleKernel = solveFlow(exactScaleRels, nodes.size(), false);
+  std::vector<std::pair<std::map<int, int64_t>, std::string>> approxScaleKernel;
+  if (!b.approxScaleRels.empty()) {
+    std::map<int, std::string> relaxed;
+    for (size_t k = 0; k < b.approxScaleRels.size(); ++k)
+      for (auto [n, c] : b.approxScaleRels[k].terms)
+        relaxed.emplace(n, b.approxWhy[k]);
+    for (auto &vec : solveFlow(b.scaleRels, nodes.size(), false))
+      for (auto [n, v] : vec)
+        if (auto it = relaxed.find(n); it != relaxed.end()) {
+          approxScaleKernel.push_back({vec, it->second});
+          break;
+        }
+  }
   auto signKernel = solveFlow(b.signRels, nodes.size(), true);
 
   auto memberOf = [&](int node, bool in) {
@@ -1743,6 +1771,20 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
         if (!inside || !unit || members.empty()) continue;
         hasScale = true;
         addLinear("Scale+", members, "positive rescaling (a gauge)");
+      }
+      for (auto &[vec, why] : approxScaleKernel) {
+        if (b.uf.find(vec.begin()->first).first != root) continue;
+        bool inside = true, unit = true;
+        std::vector<Member> members;
+        for (auto [n, v] : vec) {
+          if (b.uf.find(n).first != root) { inside = false; break; }
+          if (std::llabs(v) != 1) unit = false;
+          if (pset.count(n)) members.push_back(memberOf(n, v < 0));
+        }
+        if (!inside || !unit || members.empty()) continue;
+        addLinear("Scale+", members, "positive rescaling absorbed by " + why +
+                                         " (approximate: exact only without epsilon)");
+        result.claims.back().exact = false;
       }
     }
     if (summary == "S") {

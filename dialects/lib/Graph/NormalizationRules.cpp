@@ -210,9 +210,14 @@ void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     }
   }
   b.restrict(y, 1, kNoMixing, "BatchNormalization");
-  // Per-channel scale of X cancels only up to epsilon: pin it. A sign flip of
-  // a channel flips its normalized value exactly.
-  b.scaleRelation({{x, 1, 1}});
+  // Per-channel scale of X cancels only up to epsilon: pinned in the exact
+  // flow, free in the approximate one (each channel is normalized on its own,
+  // so the scale may differ per channel). A sign flip of a channel flips its
+  // normalized value exactly.
+  if (training)
+    b.approxScaleRelation({{x, 1, 1}}, "BatchNormalization (batch statistics)");
+  else
+    b.scaleRelation({{x, 1, 1}});
   Value scale = getOperand(1), bias = getOperand(2);
   bindVector(b, scale, y, 1);
   bindVector(b, bias, y, 1);

@@ -48,6 +48,10 @@ struct ClaimResult {
   bool pass = false;
   double maxRelErr = 0, tol = 0;
   int trials = 0;
+  /// Approximate claims ("exact": false) are checked exactly on the model with
+  /// every normalization's epsilon set to 0 (maxRelErr, tol); this is the
+  /// error on the model as it is, for information (-1: not measured).
+  double relErrAtEpsilon = -1;
 };
 
 struct VerifyReport {

@@ -112,6 +112,12 @@ public:
   /// a per-coordinate scale d on that axis (the coordinate is multiplied by d^e).
   virtual void scaleRelation(llvm::ArrayRef<AxisTerm> terms) = 0;
 
+  /// A scale relation that holds only approximately: a normalization with an
+  /// epsilon absorbs a rescaling of its input up to O(eps / variance). The
+  /// exact flow keeps it; the analysis also solves the flow without it and
+  /// claims what that adds with "exact": false, naming `why`.
+  virtual void approxScaleRelation(llvm::ArrayRef<AxisTerm> terms, llvm::StringRef why) = 0;
+
   /// Sign-flip flow: the same relation over Z/2.
   virtual void signRelation(llvm::ArrayRef<AxisTerm> terms) = 0;
 
