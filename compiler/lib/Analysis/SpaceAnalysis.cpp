@@ -1758,30 +1758,26 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       }
     }
     if (!(bits & kShear)) {
-      for (auto &vec : scaleKernel) {
-        int r0 = b.uf.find(vec.begin()->first).first;
-        if (r0 != root) continue;
-        bool inside = true, unit = true;
+      // A kernel vector inside this space with unit exponents: its parameter
+      // members (empty when it is not one).
+      auto scaleMembers = [&](const std::map<int, int64_t> &vec) {
         std::vector<Member> members;
+        if (b.uf.find(vec.begin()->first).first != root) return members;
         for (auto [n, v] : vec) {
-          if (b.uf.find(n).first != root) { inside = false; break; }
-          if (std::llabs(v) != 1) unit = false;
+          if (b.uf.find(n).first != root || std::llabs(v) != 1) return std::vector<Member>{};
           if (pset.count(n)) members.push_back(memberOf(n, v < 0));
         }
-        if (!inside || !unit || members.empty()) continue;
+        return members;
+      };
+      for (auto &vec : scaleKernel) {
+        std::vector<Member> members = scaleMembers(vec);
+        if (members.empty()) continue;
         hasScale = true;
         addLinear("Scale+", members, "positive rescaling (a gauge)");
       }
       for (auto &[vec, why] : approxScaleKernel) {
-        if (b.uf.find(vec.begin()->first).first != root) continue;
-        bool inside = true, unit = true;
-        std::vector<Member> members;
-        for (auto [n, v] : vec) {
-          if (b.uf.find(n).first != root) { inside = false; break; }
-          if (std::llabs(v) != 1) unit = false;
-          if (pset.count(n)) members.push_back(memberOf(n, v < 0));
-        }
-        if (!inside || !unit || members.empty()) continue;
+        std::vector<Member> members = scaleMembers(vec);
+        if (members.empty()) continue;
         addLinear("Scale+", members, "positive rescaling absorbed by " + why +
                                          " (approximate: exact only without epsilon)");
         result.claims.back().exact = false;

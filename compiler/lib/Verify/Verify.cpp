@@ -556,15 +556,7 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
                               ") contains Inf: cannot verify");
 
   std::vector<InputSpec> specs = inputSpecs(ev, opt);
-  auto runModel = [&](const std::map<std::string, Tensor> &ins, const Overrides &ov) {
-    try {
-      return ev.run(ins, ov);
-    } catch (const Error &) {
-      throw;
-    } catch (const std::exception &e) {
-      throw Error(e.what());
-    }
-  };
+
   // A job is a claim (or the control) with the transform it applies; trials
   // are the outer loop so that one base run per trial (all intermediate
   // values kept) serves every job: a job recomputes only what its weights reach.
