@@ -74,7 +74,11 @@ nlohmann::json toJson(const AnalysisResult &r) {
   return j;
 }
 
+// Coordinates offset + k * stride, k < extent, as a Python slice.
 static std::string memberText(const Member &m) {
+  if (m.stride != 1)
+    return fmt::format("{}:{}[{}:{}:{}]{}", m.initializer, m.axis, m.offset,
+                       m.offset + (m.extent - 1) * m.stride + 1, m.stride, m.in ? "^-T" : "");
   return fmt::format("{}:{}[{}:{}]{}", m.initializer, m.axis, m.offset,
                      m.offset + m.extent, m.in ? "^-T" : "");
 }
