@@ -72,6 +72,26 @@ void GaugeProjected::project(Context &ctx, const GaugeSpec &g, const Param *ps, 
       for (int64_t j = 0; j < p.size(); ++j) D[g.a][j] -= float(dw / ww) * p.w[j];
     return;
   }
+  case GaugeKind::RowScale: {
+    // Per row, remove the component along (row i of W, b_i): a rescaling of
+    // channel i that the normalization behind it undoes.
+    const Param &w = need(ps, n, g.a, "row scale (weight)");
+    const Param *bias = g.b >= 0 ? &need(ps, n, g.b, "row scale (bias)") : nullptr;
+    if (bias && bias->size() != w.rows)
+      throw Error(std::string("gauge: row scale blocks '") + w.name + "' and '" + bias->name +
+                  "' do not share their rows");
+    MatView W(w.w, w.rows, w.cols), Dw(D[g.a], w.rows, w.cols);
+    for (int64_t i = 0; i < w.rows; ++i) {
+      double dot = 0, nn = 0;
+      for (int64_t j = 0; j < w.cols; ++j) dot += double(Dw(i, j)) * W(i, j), nn += double(W(i, j)) * W(i, j);
+      if (bias) dot += double(D[g.b][i]) * bias->w[i], nn += double(bias->w[i]) * bias->w[i];
+      if (!(nn > 0)) continue;
+      const float a = float(dot / nn);
+      for (int64_t j = 0; j < w.cols; ++j) Dw(i, j) -= a * W(i, j);
+      if (bias) D[g.b][i] -= a * bias->w[i];
+    }
+    return;
+  }
   case GaugeKind::ReluRescale:
   case GaugeKind::SwiGLURescale: {
     const bool relu = g.kind == GaugeKind::ReluRescale;

@@ -31,6 +31,7 @@ ARGS = None
 POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini", "adamw",
             "ddc-adam", "ddc-muon", "auto"]
 LLAMA = os.path.join(SRC, "models", "llama.onnx")
+RESNET = os.path.join(SRC, "models", "resnet_cnn.onnx")
 GPT2 = os.path.join(SRC, "models", "gpt2.onnx")
 _BUILT = {}
 
@@ -121,6 +122,30 @@ class EveryPolicy(unittest.TestCase):
         for p in POLICIES:
             with self.subTest(policy=p):
                 self.check(GPT2, p)
+
+    def test_resnet_row_gauges_are_horizontal(self):
+        """Convs feeding a BatchNorm with batch statistics get `row_rescale` gauges (the
+        approximate scale claims): every row of their update is orthogonal to the row."""
+        for p in ("ddc-adam", "ddc-muon"):
+            with self.subTest(policy=p):
+                self.check(RESNET, p)
+                path, plan, out = compile_model(RESNET, p)
+                gauged = {u["params"][g["a"]]
+                          for u in plan["blocks"] for g in u["step"].get("gauges", [])
+                          if g["kind"] == "row_rescale"}
+                self.assertTrue(gauged, "no row_rescale gauge in the %s plan" % p)
+                lib = Library(path)
+                rng = np.random.default_rng(3)
+                W = rand_like(lib, rng)
+                W0 = [w.copy() for w in W]
+                run_steps(lib, 1e-2, W, [rand_like(lib, rng)])
+                for name, w, w0 in zip(lib.names, W, W0):
+                    if name not in gauged:
+                        continue
+                    dw, w0r = (w - w0).reshape(w.shape[0], -1), w0.reshape(w0.shape[0], -1)
+                    cos = np.abs((dw * w0r).sum(1)) / (np.linalg.norm(dw, axis=1) *
+                                                        np.linalg.norm(w0r, axis=1))
+                    self.assertLess(cos.max(), 1e-4, "%s %s: update not horizontal" % (p, name))
 
 
 def ns5(G, steps=5, eps=1e-7):

@@ -307,6 +307,26 @@ TEST(Gauge, ProjectedDirectionsAreOrthogonalToEveryTangent) {
     for (int64_t k = 0; k < dout; ++k) xi_out[size_t(k * h + u)] = -Wo[size_t(k * h + u)];
     EXPECT_NEAR(dot(Di, xi_in) + dot(Db, xi_b) + dot(Do, xi_out), 0.0, 1e-5) << "unit " << u;
   }
+  // Row scale (a conv kernel 6 x (5*3*3) feeding a BatchNorm, with its bias): per row,
+  // orthogonal to (row u of W, b_u); other directions keep their size.
+  {
+    const int64_t rows = 6, cols = 45;
+    auto W = randn(rng, size_t(rows * cols)), bw = randn(rng, size_t(rows));
+    auto DW = randn(rng, W.size()), DB = randn(rng, bw.size());
+    auto DW0 = DW;
+    std::vector<float> zw(W.size()), zb(bw.size());
+    Param pr[2] = {{"conv", W.data(), zw.data(), rows, cols}, {"bias", bw.data(), zb.data(), rows, 1}};
+    float *Dr[2] = {DW.data(), DB.data()};
+    GaugeProjected::project(ctx, {GaugeKind::RowScale, 0, 1}, pr, 2, Dr);
+    double moved = 0;
+    for (int64_t u = 0; u < rows; ++u) {
+      double s = DB[size_t(u)] * bw[size_t(u)];
+      for (int64_t j = 0; j < cols; ++j) s += double(DW[size_t(u * cols + j)]) * W[size_t(u * cols + j)];
+      EXPECT_NEAR(s, 0.0, 1e-5) << "row " << u;
+      for (int64_t j = 0; j < cols; ++j) moved += std::fabs(DW[size_t(u * cols + j)] - DW0[size_t(u * cols + j)]);
+    }
+    EXPECT_GT(moved, 0.0); // the random direction had a vertical part to remove
+  }
   // Logit shift and norm scale
   auto Wl = randn(rng, 20), Dl = randn(rng, 20);
   Param pl{"head", Wl.data(), z1.data(), 5, 4};

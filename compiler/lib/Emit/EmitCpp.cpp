@@ -76,6 +76,7 @@ std::string lausuEnum(const std::string &k) {
 std::string gaugeEnum(const std::string &k) {
   if (k == "logit_shift") return "GaugeKind::LogitShift";
   if (k == "swiglu_rescale") return "GaugeKind::SwiGLURescale";
+  if (k == "row_rescale") return "GaugeKind::RowScale";
   return "GaugeKind::ReluRescale";
 }
 

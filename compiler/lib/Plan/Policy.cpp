@@ -585,6 +585,23 @@ void coupleBlocks(const Model &m, Plan &plan, std::vector<Choice> &choice, std::
 /// a matrix's rows (axis 0, with an optional bias on the same side) and another matrix's
 /// columns (axis 1). Other Scale+ claims (a norm gain against the next matrices) have no
 /// runtime gauge and are listed in the notes.
+/// A Scale+ claim on whole rows (axis 0) of one weight of rank >= 2 plus at most one
+/// vector (its bias), every member on the same side.
+template <typename Index>
+bool oneSidedRows(const Model &m, const Claim &c, Index idx) {
+  int weights = 0, vectors = 0;
+  for (const Member &x : c.members) {
+    int i = idx(x.initializer);
+    if (i < 0) return false;
+    const Param &p = m.params[size_t(i)];
+    if (x.axis != 0 || x.offset != 0 || x.stride != 1 || p.shape.empty() ||
+        x.extent != p.shape[0] || x.in != c.members[0].in)
+      return false;
+    (p.shape.size() >= 2 ? weights : vectors) += 1;
+  }
+  return weights == 1 && vectors <= 1;
+}
+
 void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::vector<bool> &taken,
                 bool muonBase) {
   struct G {
@@ -603,6 +620,15 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
         if (c.members[k].axis != 0) { ++skipped; continue; }
         gauges.push_back({{"logit_shift", 0, -1, -1, c.id}, {i, -1, -1}});
       }
+    } else if (c.kind == "linear" && c.group == "Scale+" && oneSidedRows(m, c, idx)) {
+      // Rows of one weight (any rank, axis 0), optionally with its bias, and
+      // nothing else: a per-channel normalization (BatchNorm) undoes the scale.
+      int a = -1, b = -1;
+      for (const Member &x : c.members) {
+        int i = idx(x.initializer);
+        (m.params[size_t(i)].shape.size() >= 2 ? a : b) = i;
+      }
+      gauges.push_back({{"row_rescale", 0, b >= 0 ? 1 : -1, -1, c.id}, {a, b, -1}});
     } else if (c.kind == "linear" && c.group == "Scale+") {
       int a = -1, b = -1, cc = -1;
       bool ok = c.members.size() == 2 || c.members.size() == 3;

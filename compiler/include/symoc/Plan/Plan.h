@@ -43,7 +43,7 @@ struct Param {
 /// A gauge projected out by a ddc-* step (runtime GaugeKind); indices are positions in
 /// the unit's param list.
 struct Gauge {
-  std::string kind; // logit_shift, relu_rescale, swiglu_rescale
+  std::string kind; // logit_shift, relu_rescale, swiglu_rescale, row_rescale
   int a = -1, b = -1, c = -1;
   std::string claim; // the claim id it comes from
 };

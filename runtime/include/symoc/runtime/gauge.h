@@ -13,6 +13,8 @@ enum class GaugeKind {
   LogitShift,   // head W (V x d) before a softmax: xi = 1 v^T; horizontal = centre the rows
   NormScale,    // W feeding a normalization alone: xi = W (radial)
   ReluRescale,  // hidden unit i: xi_i = (row i of W_in, b_i, -column i of W_out)
+  RowScale,     // row i of W (any rank: axis 0) feeding a per-channel normalization
+                // (BatchNorm with batch statistics): xi_i = (row i of W, b_i)
   SwiGLURescale,// unit i: xi_i = (row i of W_up, -column i of W_down)
   HeadRotationQK, // per head skew A: xi_A = (A W_Q^h, A W_K^h), rows of W_Q/W_K = head channels
   HeadRotationVO, // per head skew A: xi_A = (A W_V^h, -W_O^h A), rows of W_V, columns of W_O
@@ -22,6 +24,7 @@ enum class GaugeKind {
 struct GaugeSpec {
   GaugeKind kind;
   int a = -1, b = -1, c = -1; // LogitShift/NormScale: a. Relu: a = W_in, b = bias (or -1), c = W_out.
+                              // RowScale: a = W, b = bias (or -1).
                               // SwiGLU: a = up, c = down. QK: a = Q, b = K. VO: a = V, c = O.
   int64_t heads = 0;          // head rotations: number of heads (rows of Q/K/V split evenly)
 };
