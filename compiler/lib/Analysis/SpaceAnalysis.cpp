@@ -1383,7 +1383,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp, OneHotOp>(op);
     if (positionOp ? b.fixedAllByOp.count(op) > 0
                    : isa<ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, ScatterNDOp, TileOp,
-                         PadOp, CumSumOp, InstanceNormalizationOp, GroupNormalizationOp>(op))
+                         PadOp, CumSumOp, GroupNormalizationOp>(op))
       result.barriers.push_back({node, op->getName().stripDialect().str(), "treated as a barrier"});
   }
   // Model inputs and outputs are fixed.

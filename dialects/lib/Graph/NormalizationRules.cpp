@@ -187,47 +187,56 @@ void RMSNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
-void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
-  // X [N, C, ...]: per-channel normalization with batch statistics in a
-  // training graph. The running statistics (inputs 3, 4) are state, not
-  // parameters; in an inference graph they fix the channel axis.
-  Value x = getOperand(0), y = getResult(0);
+namespace {
+/// Per-channel normalization of X [N, C, ...] over `statAxes` (BatchNorm: the
+/// batch and spatial axes; InstanceNorm: the spatial axes of each instance),
+/// then y = scale_c * n + bias_c. Channels permute and flip with their scale
+/// and bias; a per-channel rescale of X cancels up to epsilon (exact in the
+/// approximate flow, `rescaleAbsorbed`), else it is pinned.
+void perChannelNormRule(SpaceBuilder &b, Operation *op, Value x, Value y, Value scale,
+                        Value bias, bool batchStats, bool rescaleAbsorbed, StringRef name) {
   int64_t r = rankOf(x);
-  if (r < 2) {
-    barrier(b, *this, "BatchNormalization of a rank < 2 tensor");
-    return;
-  }
-  bool training = intAttr(*this, "training_mode", 0) || getNumResults() > 1;
   for (int64_t a = 0; a < r; ++a)
-    if (a != 1)
-      b.couple(x, a); // batch statistics combine the batch and spatial axes
+    if (a != 1 && (a != 0 || batchStats))
+      b.couple(x, a); // the statistics combine these axes
   for (int64_t a = 0; a < r; ++a) {
     b.tie(x, a, y, a);
     if (a != 1) {
-      b.restrict(y, a, a == 0 ? kNoMixing : kNone, "BatchNormalization");
+      b.restrict(y, a, a == 0 ? kNoMixing : kNone, name);
       pinFlows(b, x, a);
       pinFlows(b, y, a);
     }
   }
-  b.restrict(y, 1, kNoMixing, "BatchNormalization");
-  // Per-channel scale of X cancels only up to epsilon: pinned in the exact
-  // flow, free in the approximate one (each channel is normalized on its own,
-  // so the scale may differ per channel). A sign flip of a channel flips its
-  // normalized value exactly.
-  if (training)
-    b.approxScaleRelation({{x, 1, 1}}, "BatchNormalization (batch statistics)");
+  b.restrict(y, 1, kNoMixing, name);
+  // A sign flip of a channel flips its normalized value exactly.
+  if (rescaleAbsorbed)
+    b.approxScaleRelation({{x, 1, 1}}, (name + (batchStats ? " (batch statistics)"
+                                                            : " (instance statistics)")).str());
   else
     b.scaleRelation({{x, 1, 1}});
-  Value scale = getOperand(1), bias = getOperand(2);
   bindVector(b, scale, y, 1);
   bindVector(b, bias, y, 1);
   b.scaleRelation({{y, 1, 1}, {scale, 0, -1}});
   b.signRelation({{y, 1, 1}, {x, 1, 1}, {scale, 0, 1}});
   b.scaleRelation({{bias, 0, 1}, {y, 1, -1}});
   b.signRelation({{bias, 0, 1}, {y, 1, 1}});
-  if (!training) {
-    b.restrict(y, 1, kNone, "BatchNormalization in inference mode");
+}
+} // namespace
+
+void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  // X [N, C, ...]: per-channel normalization with batch statistics in a
+  // training graph. The running statistics (inputs 3, 4) are state, not
+  // parameters; in an inference graph they fix the channel axis.
+  Value x = getOperand(0), y = getResult(0);
+  if (rankOf(x) < 2) {
+    barrier(b, *this, "BatchNormalization of a rank < 2 tensor");
+    return;
   }
+  bool training = intAttr(*this, "training_mode", 0) || getNumResults() > 1;
+  perChannelNormRule(b, *this, x, y, getOperand(1), getOperand(2), /*batchStats=*/true,
+                     /*rescaleAbsorbed=*/training, "BatchNormalization");
+  if (!training)
+    b.restrict(y, 1, kNone, "BatchNormalization in inference mode");
   // Running statistics are optimizer-free state: never transformed.
   for (unsigned k = 3; k < 5 && k < getNumOperands(); ++k)
     b.fixAll(getOperand(k), "BatchNormalization running statistics (state)");
@@ -236,7 +245,14 @@ void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
 }
 
 void InstanceNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
-  barrier(b, *this, "InstanceNormalization has no rule yet");
+  // X [N, C, ...]: each instance's channel normalized over its spatial axes.
+  Value x = getOperand(0), y = getResult(0);
+  if (rankOf(x) < 3) {
+    barrier(b, *this, "InstanceNormalization of a rank < 3 tensor");
+    return;
+  }
+  perChannelNormRule(b, *this, x, y, getOperand(1), getOperand(2), /*batchStats=*/false,
+                     /*rescaleAbsorbed=*/true, "InstanceNormalization");
 }
 void GroupNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
   barrier(b, *this, "GroupNormalization has no rule yet");
