@@ -27,7 +27,8 @@ void batchedNonlinear(SpaceBuilder &b, Value x, int64_t a, Value y,
 
 /// A per-channel vector (gain, bias) bound to axis `a` of `y`.
 void bindVector(SpaceBuilder &b, Value v, Value y, int64_t a) {
-  if (isNone(v) || rankOf(v) < 1)
+  // A uniform constant (GroupNorm's exported ones / zeros) does not move.
+  if (isNone(v) || rankOf(v) < 1 || isUniformConstant(v))
     return;
   int64_t rv = rankOf(v);
   auto vt = cast<RankedTensorType>(v.getType());

@@ -30,18 +30,6 @@ int64_t dimOf(Value v, int64_t a) {
   return cast<RankedTensorType>(v.getType()).getDimSize(a);
 }
 
-/// True when every element of `v` is the same constant: a graph.constant with
-/// a splat value, or the output of ConstantOfShape. Such a tensor is
-/// unchanged by any permutation of its axes.
-bool isUniformConstant(Value v) {
-  if (v.getDefiningOp<ConstantOfShapeOp>())
-    return true;
-  auto c = v.getDefiningOp<ConstantOp>();
-  if (!c || !c.getValue())
-    return false;
-  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-  return dense && dense.isSplat();
-}
 
 } // namespace
 

@@ -136,4 +136,14 @@ void forBroadcastAxes(Operation *op, Value result,
   }
 }
 
+bool isUniformConstant(Value v) {
+  if (v.getDefiningOp<ConstantOfShapeOp>())
+    return true;
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return false;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  return dense && dense.isSplat();
+}
+
 } // namespace symoc::graph

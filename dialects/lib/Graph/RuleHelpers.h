@@ -39,6 +39,10 @@ int64_t opsetOf(mlir::Operation *op);
 /// True for the placeholder of an absent optional input.
 bool isNone(mlir::Value v);
 
+/// True when every element of `v` is the same constant (a splat graph.constant,
+/// or ConstantOfShape): unchanged by any permutation of its axes.
+bool isUniformConstant(mlir::Value v);
+
 /// Aligns operands to the result by numpy broadcasting: for every operand axis
 /// whose size equals the result's, calls `matched(operand, axis, resultAxis)`;
 /// for operand axes of size 1 against a larger result axis, calls
