@@ -149,7 +149,7 @@ std::string formatReport(const AnalysisResult &r) {
       std::string m;
       for (size_t k = 0; k < c.members.size(); ++k)
         m += (k ? ", " : "") + c.members[k].initializer + " (" + c.roles[k] + ")";
-      os << fmt::format("  {:<4} shift   {}; {}\n", c.id, m, c.note);
+      os << fmt::format("  {:<4} {:<7} {}; {}\n", c.id, c.kind, m, c.note);
     }
   }
   if (!r.barriers.empty()) {

@@ -264,7 +264,7 @@ public:
   void fixAll(Value, StringRef) override {}
   void couple(Value, int64_t) override {}
   void scaleRelation(ArrayRef<AxisTerm>) override {}
-  void approxScaleRelation(ArrayRef<AxisTerm>, StringRef) override {}
+  void approxScaleRelation(ArrayRef<AxisTerm>, StringRef, bool) override {}
   void signRelation(ArrayRef<AxisTerm>) override {}
   void softmaxOver(Value, int64_t) override {}
   int64_t dimSize(Value v, int64_t a) override {
@@ -699,11 +699,10 @@ public:
   }
 
   void scaleRelation(ArrayRef<AxisTerm> terms) override { relation(scaleRels, terms, 0); }
-  void approxScaleRelation(ArrayRef<AxisTerm> terms, StringRef why) override {
-    size_t before = approxScaleRels.size();
+  void approxScaleRelation(ArrayRef<AxisTerm> terms, StringRef why, bool uniform) override {
     relation(approxScaleRels, terms, 0);
     approxWhy.resize(approxScaleRels.size(), why.str());
-    (void)before;
+    approxUniform.resize(approxScaleRels.size(), uniform);
   }
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
 
@@ -1033,6 +1032,7 @@ public:
   // Scale relations that hold up to a normalization's epsilon, and why.
   std::vector<Relation> approxScaleRels;
   std::vector<std::string> approxWhy;
+  std::vector<bool> approxUniform; // absorbs only a scale uniform along the axis
   std::vector<std::pair<Value, int64_t>> softmaxes;
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
@@ -1482,18 +1482,29 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   std::vector<Relation> exactScaleRels = b.scaleRels;
   exactScaleRels.insert(exactScaleRels.end(), b.approxScaleRels.begin(), b.approxScaleRels.end());
   auto scaleKernel = solveFlow(exactScaleRels, nodes.size(), false);
-  std::vector<std::pair<std::map<int, int64_t>, std::string>> approxScaleKernel;
+  // A vector that needs a uniform-only relaxation (LayerNorm, RMSNorm) holds
+  // only for one factor shared by every coordinate: `uniformScaleKernel`.
+  std::vector<std::pair<std::map<int, int64_t>, std::string>> approxScaleKernel,
+      uniformScaleKernel;
   if (!b.approxScaleRels.empty()) {
-    std::map<int, std::string> relaxed;
+    std::map<int, std::pair<std::string, bool>> relaxed;
     for (size_t k = 0; k < b.approxScaleRels.size(); ++k)
-      for (auto [n, c] : b.approxScaleRels[k].terms)
-        relaxed.emplace(n, b.approxWhy[k]);
-    for (auto &vec : solveFlow(b.scaleRels, nodes.size(), false))
+      for (auto [n, c] : b.approxScaleRels[k].terms) {
+        auto &slot = relaxed[n];
+        if (slot.first.empty() || b.approxUniform[k])
+          slot = {b.approxWhy[k], b.approxUniform[k]};
+      }
+    for (auto &vec : solveFlow(b.scaleRels, nodes.size(), false)) {
+      std::string why;
+      bool uniform = false;
       for (auto [n, v] : vec)
         if (auto it = relaxed.find(n); it != relaxed.end()) {
-          approxScaleKernel.push_back({vec, it->second});
-          break;
+          if (why.empty() || it->second.second) why = it->second.first;
+          uniform = uniform || it->second.second;
         }
+      if (!why.empty())
+        (uniform ? uniformScaleKernel : approxScaleKernel).push_back({vec, why});
+    }
   }
   auto signKernel = solveFlow(b.signRels, nodes.size(), true);
 
@@ -1790,6 +1801,57 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     if (hasScale) summary += " x Scale+";
     s.group = summary;
     result.spaces.push_back(s);
+  }
+
+  // Uniform scale gauges (a LayerNorm/RMSNorm absorbs one factor shared by its
+  // whole input): whole tensors times c^{+-1}. Claimed only when every node of
+  // the vector is a whole parameter axis piece (no heads, no blocks) and each
+  // tensor's exponents add up to the same sign.
+  for (auto &[vec, why] : uniformScaleKernel) {
+    std::map<std::string, std::map<int64_t, std::pair<int64_t, int64_t>>> cover; // init -> axis -> (exp, length)
+    std::map<std::string, int64_t> power;
+    bool ok = true;
+    for (auto [n, v] : vec) {
+      const Node &nd = nodes[n];
+      const AxisInfo &A = table.axes[nd.axisIdx];
+      if (!definedByParam(A.value)) continue; // an intermediate value
+      if (nd.head >= 0 || nd.run >= 0) { ok = false; break; }
+      std::string name = A.value.getDefiningOp<ParamOp>().getName().str();
+      auto &slot = cover[name][A.axis];
+      if (slot.second > 0 && slot.first != v) { ok = false; break; }
+      slot.first = v;
+      slot.second += nd.len;
+    }
+    int sign = 0;
+    std::vector<Member> members;
+    for (auto &[name, axes] : cover) {
+      if (!ok) break;
+      int64_t sum = 0;
+      for (auto &[axis, ec] : axes) {
+        if (ec.second != cast<RankedTensorType>(params[name].getType()).getDimSize(axis)) {
+          ok = false;
+          break;
+        }
+        sum += ec.first;
+      }
+      if (!ok || sum == 0) continue;
+      if (std::llabs(sum) != 1 || (sign && sign != int(sum))) { ok = false; break; }
+      sign = int(sum);
+      Member m;
+      m.initializer = name;
+      members.push_back(m);
+    }
+    if (!ok || members.empty()) continue;
+    Claim c;
+    c.id = newClaimId();
+    c.kind = "scale";
+    c.group = "scale";
+    c.exact = false;
+    c.members = std::move(members);
+    c.roles.assign(c.members.size(), "tensor");
+    c.note = "one positive factor on these whole tensors, absorbed by " + why +
+             " (approximate: exact only without epsilon)";
+    result.claims.push_back(std::move(c));
   }
 
   // Shift gauges: a Softmax over the output axis of a trainable linear map.

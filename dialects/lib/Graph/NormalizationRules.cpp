@@ -135,7 +135,13 @@ void LayerNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     }
     b.tie(x, a, y, a);
     b.restrict(y, a, kNoMixing, "LayerNormalization");
-    pinFlows(b, x, a);
+    if (a == r - 1 && axis == r - 1) {
+      // One factor on the whole normalized axis cancels up to epsilon.
+      b.signRelation({{x, a, 1}});
+      b.approxScaleRelation({{x, a, 1}}, "LayerNormalization", /*uniform=*/true);
+    } else {
+      pinFlows(b, x, a);
+    }
     if (a != r - 1)
       pinFlows(b, y, a);
   }
@@ -175,7 +181,8 @@ void RMSNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
       pinFlows(b, y, a);
     }
   }
-  b.scaleRelation({{x, r - 1, 1}});
+  // One factor on the whole normalized axis cancels up to epsilon.
+  b.approxScaleRelation({{x, r - 1, 1}}, "RMSNormalization", /*uniform=*/true);
   if (hasGain) {
     b.restrict(y, r - 1, kNoMixing, "RMSNormalization with gain");
     bindVector(b, gain, y, r - 1);

@@ -115,8 +115,12 @@ public:
   /// A scale relation that holds only approximately: a normalization with an
   /// epsilon absorbs a rescaling of its input up to O(eps / variance). The
   /// exact flow keeps it; the analysis also solves the flow without it and
-  /// claims what that adds with "exact": false, naming `why`.
-  virtual void approxScaleRelation(llvm::ArrayRef<AxisTerm> terms, llvm::StringRef why) = 0;
+  /// claims what that adds with "exact": false, naming `why`. `uniform`: only a
+  /// scale that is the same for every coordinate of the axis is absorbed (a
+  /// LayerNorm or RMSNorm over it); such gauges are claimed as whole-tensor
+  /// `scale` claims.
+  virtual void approxScaleRelation(llvm::ArrayRef<AxisTerm> terms, llvm::StringRef why,
+                                   bool uniform = false) = 0;
 
   /// Sign-flip flow: the same relation over Z/2.
   virtual void signRelation(llvm::ArrayRef<AxisTerm> terms) = 0;
