@@ -23,8 +23,6 @@ struct ScalarFn {
   bool linear;                   // f(x) = c x: commutes with every linear map
 };
 
-constexpr unsigned kNoMixing = kPerm | kSign | kScale;
-
 void unaryRule(SpaceBuilder &b, Operation *op, ScalarFn fn) {
   Value x = op->getOperand(0), y = op->getResult(0);
   int64_t r = rankOf(y);

@@ -17,8 +17,6 @@ using namespace mlir;
 namespace symoc::graph {
 namespace {
 
-constexpr unsigned kNoMixing = kPerm | kSign | kScale;
-
 /// y[..., i, j] = sum_k a[..., i, k] b[..., k, j] with numpy batch broadcasting.
 /// aRow/aCol/bRow/bCol name the axes of a and b playing i, k (a) and k, j (b).
 void contraction(SpaceBuilder &b, Operation *op, Value a, int64_t aRow,

@@ -13,8 +13,6 @@ using namespace mlir;
 namespace symoc::graph {
 namespace {
 
-constexpr unsigned kNoMixing = kPerm | kSign | kScale;
-
 /// Axes that a row-wise nonlinear op leaves alone: they move with the result
 /// but do not scale or flip through it.
 void batchedNonlinear(SpaceBuilder &b, Value x, int64_t a, Value y,

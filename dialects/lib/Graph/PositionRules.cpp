@@ -24,12 +24,6 @@ using namespace mlir;
 namespace symoc::graph {
 namespace {
 
-constexpr unsigned kNoMixing = kPerm | kSign | kScale;
-
-int64_t dimOf(Value v, int64_t a) {
-  return cast<RankedTensorType>(v.getType()).getDimSize(a);
-}
-
 
 } // namespace
 

@@ -136,6 +136,10 @@ void forBroadcastAxes(Operation *op, Value result,
   }
 }
 
+int64_t dimOf(Value v, int64_t a) {
+  return cast<RankedTensorType>(v.getType()).getDimSize(a);
+}
+
 bool isUniformConstant(Value v) {
   if (v.getDefiningOp<ConstantOfShapeOp>())
     return true;

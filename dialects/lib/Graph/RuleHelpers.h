@@ -10,7 +10,14 @@
 namespace symoc::graph {
 
 /// Rank of a ranked tensor value, -1 otherwise.
+/// What an op that acts coordinate by coordinate allows: permutations, sign
+/// flips and positive scalings, no mixing of coordinates.
+constexpr unsigned kNoMixing = kPerm | kSign | kScale;
+
 int64_t rankOf(mlir::Value v);
+
+/// Static size of axis `a` of a ranked value.
+int64_t dimOf(mlir::Value v, int64_t a);
 /// Normalizes a possibly negative axis; -1 when out of range.
 int64_t normAxis(int64_t axis, int64_t rank);
 

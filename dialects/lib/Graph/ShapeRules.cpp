@@ -16,12 +16,6 @@ using namespace mlir;
 namespace symoc::graph {
 namespace {
 
-constexpr unsigned kNoMixing = kPerm | kSign | kScale;
-
-int64_t dimOf(Value v, int64_t a) {
-  return cast<RankedTensorType>(v.getType()).getDimSize(a);
-}
-
 /// A group of axes of x and of y with the same product, several on each side
 /// (a batch axis merged with the heads: [S, B, H*d] <-> [S, B*H, d], or
 /// [S, B*H, d] -> [S*B, H*d]). When the two row-major layouts refine into
