@@ -99,46 +99,29 @@ void SGD::directions(Context &, State &st, const Param *ps, size_t n, float *con
 }
 
 // ----------------------------------------------------------------------- Adam
-void Adam::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
+namespace {
+// One pass of Adam over each block. Fused: the update goes straight into w
+// (w * decay - lr * d: 28 bytes per entry instead of 40 through a D buffer, the
+// same float expressions as directions() + Rule::step, so results are identical);
+// otherwise the direction goes to D.
+// `key` is the rule's state key (Rule::key is protected: the rule passes it).
+template <bool Fused, class KeyFn>
+void adamPass(const AdamConfig &c, KeyFn key, State &st, const Param *ps, size_t n,
+              float *const *D, float lr, float decay) {
   for (size_t i = 0; i < n; ++i) {
     const Param &p = ps[i];
     const int64_t sz = p.size();
     const int64_t t = ++st.counter(key(p, "t"));
     float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
     float *v = st.buffer(key(p, "v"), {p.rows, p.cols});
-    const float l2 = c_.decoupled ? 0.f : c_.weight_decay;
-    const float b1 = c_.beta1, b2 = c_.beta2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = c_.eps;
+    const float l2 = c.decoupled ? 0.f : c.weight_decay;
+    const float b1 = c.beta1, b2 = c.beta2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = c.eps;
     // Bias corrections in double, as torch computes them in Python floats.
-    const float inv_bc1 = float(1.0 / (1.0 - std::pow(double(b1), double(t))));
-    const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(b2), double(t))));
-    const float *g = p.g, *w = p.w;
-    float *d = D[i];
-#pragma omp parallel for simd if (sz > kParMin)
-    for (int64_t j = 0; j < sz; ++j) {
-      const float gj = g[j] + l2 * w[j];
-      m[j] = m[j] * b1 + gj * ob1;
-      v[j] = v[j] * b2 + gj * gj * ob2;
-      d[j] = m[j] * inv_bc1 / (std::sqrt(v[j]) * inv_sqrt_bc2 + eps);
-    }
-  }
-}
-
-// One pass over w, g, m, v (28 bytes per entry instead of 40 through a D buffer): the
-// same float expressions as directions() + Rule::step's update, so results are identical.
-bool Adam::fused_step(Context &, State &st, const Param *ps, size_t n, float lr) {
-  const float decay = 1.f - lr * decoupled_weight_decay();
-  for (size_t i = 0; i < n; ++i) {
-    const Param &p = ps[i];
-    const int64_t sz = p.size();
-    const int64_t t = ++st.counter(key(p, "t"));
-    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
-    float *v = st.buffer(key(p, "v"), {p.rows, p.cols});
-    const float l2 = c_.decoupled ? 0.f : c_.weight_decay;
-    const float b1 = c_.beta1, b2 = c_.beta2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = c_.eps;
     const float inv_bc1 = float(1.0 / (1.0 - std::pow(double(b1), double(t))));
     const float inv_sqrt_bc2 = float(1.0 / std::sqrt(1.0 - std::pow(double(b2), double(t))));
     const float *g = p.g;
     float *w = p.w;
+    float *d = Fused ? nullptr : D[i];
 #pragma omp parallel for simd if (sz > kParMin)
     for (int64_t j = 0; j < sz; ++j) {
       const float gj = g[j] + l2 * w[j];
@@ -146,10 +129,57 @@ bool Adam::fused_step(Context &, State &st, const Param *ps, size_t n, float lr)
       const float vj = v[j] * b2 + gj * gj * ob2;
       m[j] = mj;
       v[j] = vj;
-      const float d = mj * inv_bc1 / (std::sqrt(vj) * inv_sqrt_bc2 + eps);
-      w[j] = w[j] * decay - lr * d;
+      const float dj = mj * inv_bc1 / (std::sqrt(vj) * inv_sqrt_bc2 + eps);
+      if constexpr (Fused)
+        w[j] = w[j] * decay - lr * dj;
+      else
+        d[j] = dj;
     }
   }
+}
+
+// One pass of Adam-mini (one second moment per group of rows); as adamPass.
+template <bool Fused, class KeyFn>
+void adamMiniPass(const AdamMiniConfig &c, KeyFn key, State &st, const Param *ps, size_t n,
+                  float *const *D, float lr, float decay) {
+  for (size_t i = 0; i < n; ++i) {
+    const Param &p = ps[i];
+    const int64_t gr = c.group_rows;
+    const int64_t ngroups = p.rows / gr, glen = gr * p.cols;
+    const int64_t t = ++st.counter(key(p, "t"));
+    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
+    float *v = st.buffer(key(p, "v"), {ngroups, 1});
+    const double bc1 = 1.0 - std::pow(double(c.beta1), double(t));
+    const double bc2 = 1.0 - std::pow(double(c.beta2), double(t));
+    const float *gall = p.g;
+    float *out = Fused ? p.w : D[i];
+#pragma omp parallel for if (p.size() > kParMin)
+    for (int64_t k = 0; k < ngroups; ++k) {
+      const float *g = gall + k * glen;
+      float *mk = m + k * glen, *o = out + k * glen;
+      double s = 0;
+      for (int64_t j = 0; j < glen; ++j) s += double(g[j]) * g[j];
+      v[k] = v[k] * c.beta2 + float(s / double(glen)) * (1.f - c.beta2);
+      const float denom = float(std::sqrt(double(v[k]) / bc2)) + c.eps;
+      for (int64_t j = 0; j < glen; ++j) {
+        mk[j] = mk[j] * c.beta1 + g[j] * (1.f - c.beta1);
+        const float dj = float(mk[j] / bc1) / denom;
+        if constexpr (Fused)
+          o[j] = o[j] * decay - lr * dj;
+        else
+          o[j] = dj;
+      }
+    }
+  }
+}
+} // namespace
+
+void Adam::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
+  adamPass<false>(c_, [this](const Param &p, const char *w) { return key(p, w); }, st, ps, n, D, 0.f, 1.f);
+}
+
+bool Adam::fused_step(Context &, State &st, const Param *ps, size_t n, float lr) {
+  adamPass<true>(c_, [this](const Param &p, const char *w) { return key(p, w); }, st, ps, n, nullptr, lr, 1.f - lr * decoupled_weight_decay());
   return true;
 }
 
@@ -157,65 +187,17 @@ bool Adam::fused_step(Context &, State &st, const Param *ps, size_t n, float lr)
 bool AdamMini::fused_step(Context &, State &st, const Param *ps, size_t n, float lr) {
   for (size_t i = 0; i < n; ++i) // a bad grouping: directions() reports it, nothing touched
     if (c_.group_rows <= 0 || ps[i].rows % c_.group_rows != 0) return false;
-  const float decay = 1.f - lr * decoupled_weight_decay();
-  for (size_t i = 0; i < n; ++i) {
-    const Param &p = ps[i];
-    const int64_t gr = c_.group_rows;
-    const int64_t ngroups = p.rows / gr, glen = gr * p.cols;
-    const int64_t t = ++st.counter(key(p, "t"));
-    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
-    float *v = st.buffer(key(p, "v"), {ngroups, 1});
-    const double bc1 = 1.0 - std::pow(double(c_.beta1), double(t));
-    const double bc2 = 1.0 - std::pow(double(c_.beta2), double(t));
-    const float *gall = p.g;
-    float *wall = p.w;
-#pragma omp parallel for if (p.size() > kParMin)
-    for (int64_t k = 0; k < ngroups; ++k) {
-      const float *g = gall + k * glen;
-      float *mk = m + k * glen, *w = wall + k * glen;
-      double s = 0;
-      for (int64_t j = 0; j < glen; ++j) s += double(g[j]) * g[j];
-      v[k] = v[k] * c_.beta2 + float(s / double(glen)) * (1.f - c_.beta2);
-      const float denom = float(std::sqrt(double(v[k]) / bc2)) + c_.eps;
-      for (int64_t j = 0; j < glen; ++j) {
-        mk[j] = mk[j] * c_.beta1 + g[j] * (1.f - c_.beta1);
-        const float d = float(mk[j] / bc1) / denom;
-        w[j] = w[j] * decay - lr * d;
-      }
-    }
-  }
+  adamMiniPass<true>(c_, [this](const Param &p, const char *w) { return key(p, w); }, st, ps, n, nullptr, lr, 1.f - lr * decoupled_weight_decay());
   return true;
 }
 
 void AdamMini::directions(Context &, State &st, const Param *ps, size_t n, float *const *D) {
-  for (size_t i = 0; i < n; ++i) {
-    const Param &p = ps[i];
-    const int64_t gr = c_.group_rows;
-    if (gr <= 0 || p.rows % gr != 0)
-      throw Error(std::string("adam-mini: block '") + p.name + "' has " + std::to_string(p.rows) +
-                  " rows, not a multiple of group_rows " + std::to_string(gr));
-    const int64_t ngroups = p.rows / gr, glen = gr * p.cols;
-    const int64_t t = ++st.counter(key(p, "t"));
-    float *m = st.buffer(key(p, "m"), {p.rows, p.cols});
-    float *v = st.buffer(key(p, "v"), {ngroups, 1});
-    const double bc1 = 1.0 - std::pow(double(c_.beta1), double(t));
-    const double bc2 = 1.0 - std::pow(double(c_.beta2), double(t));
-    const float *gall = p.g;
-    float *dall = D[i];
-#pragma omp parallel for if (p.size() > kParMin)
-    for (int64_t k = 0; k < ngroups; ++k) {
-      const float *g = gall + k * glen;
-      float *mk = m + k * glen, *d = dall + k * glen;
-      double s = 0;
-      for (int64_t j = 0; j < glen; ++j) s += double(g[j]) * g[j];
-      v[k] = v[k] * c_.beta2 + float(s / double(glen)) * (1.f - c_.beta2);
-      const float denom = float(std::sqrt(double(v[k]) / bc2)) + c_.eps;
-      for (int64_t j = 0; j < glen; ++j) {
-        mk[j] = mk[j] * c_.beta1 + g[j] * (1.f - c_.beta1);
-        d[j] = float(mk[j] / bc1) / denom;
-      }
-    }
-  }
+  for (size_t i = 0; i < n; ++i)
+    if (c_.group_rows <= 0 || ps[i].rows % c_.group_rows != 0)
+      throw Error(std::string("adam-mini: block '") + ps[i].name + "' has " +
+                  std::to_string(ps[i].rows) + " rows, not a multiple of group_rows " +
+                  std::to_string(c_.group_rows));
+  adamMiniPass<false>(c_, [this](const Param &p, const char *w) { return key(p, w); }, st, ps, n, D, 0.f, 1.f);
 }
 
 // ----------------------------------------------------------------------- Muon
