@@ -14,6 +14,8 @@ Prints one line per model (claims, seconds) and exits 1 on any failure, 77 when 
 torchvision is missing.
 """
 import argparse
+import contextlib
+import io
 import os
 import re
 import subprocess
@@ -51,8 +53,6 @@ def main():
     failures = 0
     for name in args.models:
         t0 = time.time()
-        import io
-        import contextlib
         with contextlib.redirect_stderr(io.StringIO()):   # torch's export warnings
             path, _, n_params, n_nodes, missing = tv.export_one(name, out_dir, args.size)
         t_export = time.time() - t0
