@@ -30,7 +30,7 @@ from symoc.build import SymocError, build_library
 
 __all__ = ["SymocOptimizer", "SymocError", "load_library", "build_library"]
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_RANK = 8
 
 
@@ -44,7 +44,7 @@ _FloatPP = ctypes.POINTER(ctypes.c_void_p)
 
 
 class _Api(ctypes.Structure):
-    # Same order as struct SymocOptimizerApi (optimizer_api.h, ABI version 1).
+    # Same order as struct SymocOptimizerApi (optimizer_api.h, ABI version 2).
     _fields_ = [
         ("abi_version", ctypes.c_uint32),
         ("struct_size", ctypes.c_uint32),
@@ -72,6 +72,20 @@ class _Api(ctypes.Structure):
         ("steps_taken", ctypes.CFUNCTYPE(ctypes.c_int64, _OptP)),
         ("param_rule", ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_int)),
         ("state_bytes", ctypes.CFUNCTYPE(ctypes.c_int64, _OptP)),
+        # ABI version 2: blocks
+        ("num_blocks", ctypes.CFUNCTYPE(ctypes.c_int)),
+        ("block_params", ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int,
+                                          ctypes.POINTER(ctypes.c_int32), ctypes.c_int)),
+        ("block_cost", ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_int)),
+        ("step_blocks", ctypes.CFUNCTYPE(ctypes.c_int, _OptP, _FloatPP, _FloatPP, ctypes.c_int,
+                                         ctypes.POINTER(ctypes.c_int32), ctypes.c_int)),
+        # ABI version 2: CUDA (NULL without CUDA)
+        ("create_cuda", ctypes.CFUNCTYPE(_OptP, ctypes.c_float, ctypes.c_int)),
+        ("step_cuda", ctypes.CFUNCTYPE(ctypes.c_int, _OptP, _FloatPP, _FloatPP,
+                                       ctypes.POINTER(ctypes.c_int32), ctypes.c_int,
+                                       ctypes.POINTER(ctypes.c_int32), ctypes.c_int,
+                                       ctypes.c_void_p)),
+        ("is_cuda", ctypes.CFUNCTYPE(ctypes.c_int, _OptP)),
     ]
 
 

@@ -8,7 +8,7 @@ import ctypes as C
 
 import numpy as np
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_RANK = 8
 STATUS = {0: "OK", 1: "ARGUMENT", 2: "SHAPE", 3: "IO", 4: "STATE", 5: "INTERNAL"}
 

@@ -522,7 +522,11 @@ int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.b
     << "    &api_create,\n    &api_destroy,\n    &api_num_params,\n    &api_param_name,\n    &api_param_shape,\n"
     << "    &api_step,\n    &api_zero_state,\n    &api_set_lr,\n    &api_get_lr,\n    &api_set_block_multiplier,\n"
     << "    &api_save,\n    &api_load,\n    &api_last_error,\n    &api_steps_skipped,\n    &api_steps_taken,\n"
-    << "    &api_param_rule,\n    &api_state_bytes,\n};\n\n"
+    << "    &api_param_rule,\n    &api_state_bytes,\n"
+    // ABI v2 (blocks, CUDA): filled in by the distributed and CUDA backends.
+    << "    nullptr, // num_blocks\n    nullptr, // block_params\n    nullptr, // block_cost\n"
+    << "    nullptr, // step_blocks\n    nullptr, // create_cuda\n    nullptr, // step_cuda\n"
+    << "    nullptr, // is_cuda\n};\n\n"
     << "} // namespace\n\n"
     << "extern \"C\" const SymocOptimizerApi *" << M << "_optimizer_api(void) { return &kApi; }\n"
     << "#ifndef " << guard << "_NO_GENERIC_API\n"

@@ -48,9 +48,12 @@
 extern "C" {
 #endif
 
-#define SYMOC_OPTIMIZER_ABI_VERSION 1
+#define SYMOC_OPTIMIZER_ABI_VERSION 2
 /* Largest rank param_shape() writes; dims arrays passed to it need this many entries. */
 #define SYMOC_OPTIMIZER_MAX_RANK 8
+
+/* Element types of step_cuda's weights/grads (optimizer state is always float32). */
+typedef enum SymocDType { SYMOC_F32 = 0, SYMOC_BF16 = 1 } SymocDType;
 
 typedef enum SymocStatus {
   SYMOC_OK = 0,
@@ -126,6 +129,37 @@ typedef struct SymocOptimizerApi {
   const char *(*param_rule)(int i);
   /* Bytes of optimizer state currently held (float32 buffers; grows on the first step). */
   int64_t (*state_bytes)(const SymocOptimizer *opt);
+
+  /* ---- ABI version 2: blocks (distributed stepping) ----
+   * A block is the unit the plan steps at once: one parameter, or parameters stepped
+   * jointly (coupled/batched). Blocks are numbered 0 .. num_blocks()-1 in plan order. */
+  int (*num_blocks)(void);
+  /* Writes the parameter indices of block b to params[0 .. min(count, cap)-1] and returns
+   * the count; -1 when b is out of range. */
+  int (*block_params)(int b, int32_t *params, int cap);
+  /* The plan's estimated cost of one step of block b (FLOPs + bytes moved; relative
+   * weights for load balancing), or -1 when b is out of range. */
+  double (*block_cost)(int b);
+  /* Like step() but updates only the listed blocks (each at most once); weights/grads are
+   * full-length (n == num_params()) and entries of parameters outside those blocks may be
+   * NULL. State is created only for blocks that are stepped. */
+  int (*step_blocks)(SymocOptimizer *opt, float *const *weights, const float *const *grads,
+                     int n, const int32_t *blocks, int nblocks);
+
+  /* ---- ABI version 2: CUDA (NULL in a library built without CUDA) ---- */
+  /* New optimizer whose state lives on CUDA device `device`; NULL on failure
+   * (last_error(NULL)). save/load/zero_state/set_lr/... work on it as on a CPU one. */
+  SymocOptimizer *(*create_cuda)(float lr, int device);
+  /* One step of a CUDA optimizer over device pointers: weights[i]/grads[i] of dtypes[i]
+   * (SymocDType; NULL means all SYMOC_F32), contiguous in the plan's shape, ordered on
+   * `stream` (a cudaStream_t; NULL = the legacy default stream). blocks == NULL steps every
+   * block, else only the nblocks listed (as step_blocks). No host synchronization and no
+   * allocation after the first step. */
+  int (*step_cuda)(SymocOptimizer *opt, void *const *weights, const void *const *grads,
+                   const int32_t *dtypes, int n, const int32_t *blocks, int nblocks,
+                   void *stream);
+  /* 1 when opt was made by create_cuda, 0 otherwise. */
+  int (*is_cuda)(const SymocOptimizer *opt);
 } SymocOptimizerApi;
 
 /* Exported by every generated library. */
