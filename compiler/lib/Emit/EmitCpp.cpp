@@ -11,6 +11,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -151,6 +152,37 @@ struct RuleObj {
   std::string name, body, describe;
   std::vector<std::string> users;
 };
+
+/// A block's relative step cost for load balancing (ABI block_cost): the plan's FLOP
+/// estimate plus the bytes one step moves (weights and gradients read, weights written, every
+/// state float read and written once), as in bench/policy's roofline.
+double blockCost(const Plan &plan, const Unit &u) {
+  double numel = 0;
+  for (int p : u.params) numel += double(plan.params[size_t(p)].numel());
+  return u.flops + 3.0 * 4.0 * numel + 2.0 * double(u.stateBytes);
+}
+
+/// The ABI's blocks are the plan's units, in plan order: parameter lists (CSR) and costs.
+void emitBlockTables(std::ostream &s, const Plan &plan) {
+  s << "// ---- blocks (ABI v2): the plan's units; cost = FLOPs + bytes moved per step ----\n"
+    << "constexpr int kNumBlocks = " << plan.units.size() << ";\n"
+    << "const int32_t kBlockStart[kNumBlocks + 1] = {";
+  size_t at = 0;
+  for (size_t b = 0; b <= plan.units.size(); ++b) {
+    s << (b ? (b % 16 ? ", " : ",\n    ") : "") << at;
+    if (b < plan.units.size()) at += plan.units[b].params.size();
+  }
+  s << "};\nconst int32_t kBlockParams[" << std::max<size_t>(at, 1) << "] = {";
+  size_t k = 0;
+  for (const Unit &u : plan.units)
+    for (int p : u.params) s << (k ? (k % 16 ? ", " : ",\n    ") : "") << p, ++k;
+  if (!k) s << "0";
+  s << "};\nconst double kBlockCost[" << std::max<size_t>(plan.units.size(), 1) << "] = {";
+  for (size_t b = 0; b < plan.units.size(); ++b)
+    s << (b ? (b % 6 ? ", " : ",\n    ") : "") << fmt::format("{:.17g}", blockCost(plan, plan.units[b]));
+  if (plan.units.empty()) s << "0";
+  s << "};\n\n";
+}
 
 } // namespace
 
@@ -311,6 +343,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       << ", " << p.cols << ", " << strLit(plan.units[size_t(unitOf[i])].step.describe()) << "},\n";
   }
   s << "};\n\n";
+  emitBlockTables(s, plan);
   // Rule factories.
   s << "// ---- rules: one object per distinct rule of the plan ----\n";
   for (const RuleObj &r : rules) {
@@ -357,21 +390,29 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     << "  for (size_t i = 0; i < count; ++i) {\n    const float lr = o.lr * o.mult[ix[i]], decay = 1.f - lr * wd;\n"
     << "    for (int64_t j = 0; j < ps[i].size(); ++j) ps[i].w[j] = ps[i].w[j] * decay - lr * D[i][j];\n  }\n}\n\n";
 
-  // The step.
-  s << "int api_step(SymocOptimizer *o, float *const *w, const float *const *g, int n) {\n"
-    << "  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, \"step: optimizer is NULL\");\n"
+  // The step: step() and step_blocks() share it; `sel` marks the parameters of the blocks
+  // to step (all of them for step()). Each call keeps its selected parameters, in call order,
+  // so a block is stepped by the same rule object with the same arithmetic either way.
+  s << "template <size_t N>\n"
+    << "void run_selected(SymocOptimizer &o, Rule &rule, const Param *p, const int (&ix)[N], const bool *sel) {\n"
+    << "  Param ps[N];\n  int sx[N];\n  size_t k = 0;\n"
+    << "  for (size_t i = 0; i < N; ++i)\n"
+    << "    if (sel[ix[i]]) ps[k] = p[ix[i]], sx[k++] = ix[i];\n"
+    << "  if (k) run(o, rule, ps, sx, k);\n}\n\n"
+    << "int step_selected(SymocOptimizer *o, float *const *w, const float *const *g, int n, const bool *sel,\n"
+    << "                  const char *what) {\n"
     << "  if (n != kNumParams)\n"
-    << "    return fail(o, SYMOC_ERR_SHAPE, \"step: got \" + std::to_string(n) + \" parameters, the plan of " << M
+    << "    return fail(o, SYMOC_ERR_SHAPE, std::string(what) + \": got \" + std::to_string(n) + \" parameters, the plan of " << M
     << " has \" +\n                                     std::to_string(kNumParams));\n"
-    << "  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, \"step: weights or gradients array is NULL\");\n"
+    << "  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, std::string(what) + \": weights or gradients array is NULL\");\n"
     << "  for (int i = 0; i < kNumParams; ++i)\n"
-    << "    if (!w[i] || !g[i])\n"
-    << "      return fail(o, SYMOC_ERR_ARGUMENT, std::string(\"step: NULL weight or gradient for '\") + kParams[i].name +\n"
+    << "    if (sel[i] && (!w[i] || !g[i]))\n"
+    << "      return fail(o, SYMOC_ERR_ARGUMENT, std::string(what) + \": NULL weight or gradient for '\" + kParams[i].name +\n"
     << "                                             \"' (parameter \" + std::to_string(i) + \")\");\n"
     << "  try {\n"
     << "    Param p[kNumParams];\n"
     << "    for (int i = 0; i < kNumParams; ++i)\n"
-    << "      p[i] = Param{kParams[i].name, w[i], g[i], kParams[i].rows, kParams[i].cols};\n";
+    << "      if (sel[i]) p[i] = Param{kParams[i].name, w[i], g[i], kParams[i].rows, kParams[i].cols};\n";
   for (const Call &c : calls) {
     // The enumerators name the blocks; the comment says the rule (and a joint unit's note).
     s << "    { // " << commentSafe(c.comment);
@@ -380,14 +421,16 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     const std::string sep = wrap ? ",\n          " : ", ";
     s << "\n      const int ix[] = {" << (wrap ? "\n          " : "");
     for (size_t k = 0; k < c.params.size(); ++k) s << (k ? sep : "") << enumName[size_t(c.params[k])];
-    s << "};\n      Param ps[" << c.params.size() << "];\n"
-      << "      for (size_t i = 0; i < " << c.params.size() << "; ++i) ps[i] = p[ix[i]];\n"
-      << "      run(*o, *o->" << rules[size_t(c.rule)].name << ", ps, ix, " << c.params.size() << ");\n    }\n";
+    s << "};\n      run_selected(*o, *o->" << rules[size_t(c.rule)].name << ", p, ix, sel);\n    }\n";
   }
   s << "    ++o->steps;\n    return SYMOC_OK;\n"
     << "  } catch (const std::exception &e) {\n"
-    << "    return fail(o, SYMOC_ERR_INTERNAL, std::string(\"step: \") + e.what());\n"
-    << "  } catch (...) {\n    return fail(o, SYMOC_ERR_INTERNAL, \"step: unknown error\");\n  }\n}\n\n";
+    << "    return fail(o, SYMOC_ERR_INTERNAL, std::string(what) + \": \" + e.what());\n"
+    << "  } catch (...) {\n    return fail(o, SYMOC_ERR_INTERNAL, std::string(what) + \": unknown error\");\n  }\n}\n\n"
+    << "int api_step(SymocOptimizer *o, float *const *w, const float *const *g, int n) {\n"
+    << "  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, \"step: optimizer is NULL\");\n"
+    << "  bool sel[kNumParams];\n  for (bool &b : sel) b = true;\n"
+    << "  return step_selected(o, w, g, n, sel, \"step\");\n}\n\n";
 
   // The rest of the ABI.
   s << R"CPP(bool good_lr(float lr) { return std::isfinite(lr) && lr > 0.f; }
@@ -515,6 +558,39 @@ int64_t api_steps_taken(const SymocOptimizer *o) { return o ? o->steps : -1; }
 
 int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.bytes()) : -1; }
 
+int api_num_blocks(void) { return kNumBlocks; }
+
+int api_block_params(int b, int32_t *params, int cap) {
+  if (b < 0 || b >= kNumBlocks) {
+    fail(nullptr, SYMOC_ERR_ARGUMENT, "block_params: block " + std::to_string(b) + " out of range");
+    return -1;
+  }
+  const int count = kBlockStart[b + 1] - kBlockStart[b];
+  for (int k = 0; params && k < count && k < cap; ++k) params[k] = kBlockParams[kBlockStart[b] + k];
+  return count;
+}
+
+double api_block_cost(int b) { return b >= 0 && b < kNumBlocks ? kBlockCost[b] : -1.0; }
+
+int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, int n, const int32_t *blocks,
+                    int nblocks) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "step_blocks: optimizer is NULL");
+  if (nblocks < 0 || (nblocks > 0 && !blocks))
+    return fail(o, SYMOC_ERR_ARGUMENT, "step_blocks: negative block count or NULL block list");
+  bool sel[kNumParams] = {};
+  bool seen[kNumBlocks + 1] = {};
+  for (int k = 0; k < nblocks; ++k) {
+    const int b = blocks[k];
+    if (b < 0 || b >= kNumBlocks)
+      return fail(o, SYMOC_ERR_ARGUMENT, "step_blocks: block " + std::to_string(b) + " out of range (the plan has " +
+                                             std::to_string(kNumBlocks) + ")");
+    if (seen[b]) return fail(o, SYMOC_ERR_ARGUMENT, "step_blocks: block " + std::to_string(b) + " listed twice");
+    seen[b] = true;
+    for (int j = kBlockStart[b]; j < kBlockStart[b + 1]; ++j) sel[kBlockParams[j]] = true;
+  }
+  return step_selected(o, w, g, n, sel, "step_blocks");
+}
+
 )CPP";
   s << "const SymocOptimizerApi kApi = {\n"
     << "    SYMOC_OPTIMIZER_ABI_VERSION,\n    uint32_t(sizeof(SymocOptimizerApi)),\n    " << strLit(M) << ",\n    "
@@ -523,9 +599,9 @@ int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.b
     << "    &api_step,\n    &api_zero_state,\n    &api_set_lr,\n    &api_get_lr,\n    &api_set_block_multiplier,\n"
     << "    &api_save,\n    &api_load,\n    &api_last_error,\n    &api_steps_skipped,\n    &api_steps_taken,\n"
     << "    &api_param_rule,\n    &api_state_bytes,\n"
-    // ABI v2 (blocks, CUDA): filled in by the distributed and CUDA backends.
-    << "    nullptr, // num_blocks\n    nullptr, // block_params\n    nullptr, // block_cost\n"
-    << "    nullptr, // step_blocks\n    nullptr, // create_cuda\n    nullptr, // step_cuda\n"
+    // ABI v2: blocks (plan units); CUDA entries are filled in by the CUDA backend.
+    << "    &api_num_blocks,\n    &api_block_params,\n    &api_block_cost,\n    &api_step_blocks,\n"
+    << "    nullptr, // create_cuda\n    nullptr, // step_cuda\n"
     << "    nullptr, // is_cuda\n};\n\n"
     << "} // namespace\n\n"
     << "extern \"C\" const SymocOptimizerApi *" << M << "_optimizer_api(void) { return &kApi; }\n"

@@ -1,0 +1,349 @@
+#!/usr/bin/python3
+"""symoc.distributed.DistributedSymocOptimizer over gloo on CPU (issue #15).
+
+Usage: test_distributed.py --symoc BIN --runtime-lib LIB.a --link "-l..." [--cxx g++] --work DIR
+
+Compiles the fixture models (llama, gpt2, resnet_cnn) for every policy (g++ against the
+build's runtime, as tests/compile does), then runs world sizes 1, 2 and 3 with
+torch.multiprocessing.spawn and checks on every rank:
+  * equality: 3 distributed steps (lr changed before the third) leave every parameter
+    bit-identical to a single-process SymocOptimizer stepped on the same gradients in the
+    same process, for every (model, policy);
+  * state: every rank holds state only for its blocks, and the ranks' state bytes add up
+    to the single-process optimizer's;
+  * checkpoints: state saved at world size 2 after 2 steps (save_checkpoint, and the
+    ranks' state_dict()s) resumes at world size 3 (and 1) bit-exactly against 4
+    uninterrupted single-process steps;
+  * faults: a rank whose step() raises (a wrong gradient, a closure that throws) makes every
+    rank raise SymocError naming it, nothing is stepped, and the next step is exact;
+    ranks constructed with different plans (fingerprints) or a parameter missing on one
+    rank all refuse at construction.
+Exit 77 (ctest: skipped) without torch or torch.distributed's gloo backend.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+except ImportError:
+    print("SKIP: torch is not importable")
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini",
+            "adamw", "ddc-adam", "ddc-muon", "auto"]
+MODELS = ["llama", "gpt2", "resnet_cnn"]
+CKPT = [("llama", "symo"), ("llama", "adam-mini"), ("gpt2", "shampoo"),
+        ("llama", "symo-coupled"), ("resnet_cnn", "muon")]
+STEPS, LR = 3, 1e-2
+
+
+# --------------------------------------------------------------------------- building
+def build(args, model, policy):
+    out = os.path.join(args.work, "%s_%s" % (model, policy))
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([args.symoc, "compile", os.path.join(ROOT, "models", model + ".onnx"),
+                        "--policy", policy, "-o", out], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("symoc compile %s --policy %s failed:\n%s" % (model, policy, r.stderr))
+    cpp = [f for f in os.listdir(out) if f.endswith("_optimizer.cpp")][0]
+    lib = os.path.join(out, "lib" + cpp[:-4] + ".so")
+    cxx = ([shutil.which("ccache")] if shutil.which("ccache") else []) + [args.cxx]
+    obj = lib[:-3] + ".o"
+    # Compile and link separately: ccache caches the compile only.
+    cc = cxx + ["-std=c++17", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden",
+                "-I", out, "-I", os.path.join(ROOT, "runtime", "include"), "-c",
+                os.path.join(out, cpp), "-o", obj]
+    ld = [args.cxx, "-shared", obj, args.runtime_lib, "-Wl,--exclude-libs,ALL",
+          *args.link.split(), "-o", lib]
+    cmd = " ".join(map(shlex.quote, cc)) + " && " + " ".join(map(shlex.quote, ld))
+    return subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True), lib
+
+
+def build_all(args):
+    jobs, libs = [], {}
+    for m in MODELS:
+        for p in POLICIES:
+            jobs.append(((m, p),) + build(args, m, p))
+            while sum(j[1].poll() is None for j in jobs) >= 2:
+                time.sleep(0.05)
+    for key, proc, lib in jobs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit("generated code for %s does not compile:\n%s" % (key, out[-3000:]))
+        libs[key] = lib
+    return libs
+
+
+# --------------------------------------------------------------------------- helpers
+def make_params(lib, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(n, torch.nn.Parameter(torch.randn(s, generator=g) * 0.5)) for n, s, _ in lib.params]
+
+
+def set_grads(named, step):
+    g = torch.Generator().manual_seed(1000 + step)
+    for _, p in named:
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+def clone(named):
+    return [(n, torch.nn.Parameter(p.detach().clone())) for n, p in named]
+
+
+def same_bits(a, b):
+    return a.shape == b.shape and torch.equal(a.detach().view(torch.int32),
+                                              b.detach().view(torch.int32))
+
+
+def assert_equal(tag, got, want):
+    for (n, p), (_, q) in zip(got, want):
+        if not same_bits(p, q):
+            d = (p.detach() - q.detach()).abs().max().item()
+            raise AssertionError("%s: parameter %r differs from the single-process step "
+                                 "(max abs diff %g)" % (tag, n, d))
+
+
+def ref_steps(lib_path, named, steps):
+    from symoc.torch import SymocOptimizer
+    opt = SymocOptimizer(named, library=lib_path, lr=LR)
+    for s in range(steps):
+        if s == 2:
+            opt.param_groups[0]["lr"] = LR * 0.5
+        set_grads(named, s)
+        opt.step()
+    return opt
+
+
+def expect_error(fn, *needles):
+    from symoc.build import SymocError
+    try:
+        fn()
+    except SymocError as e:
+        msg = str(e)
+        for n in needles:
+            if n not in msg:
+                raise AssertionError("error %r does not mention %r" % (msg, n))
+        return msg
+    raise AssertionError("expected SymocError mentioning %s, nothing raised" % (needles,))
+
+
+# --------------------------------------------------------------------------- checks
+def check_equality(libs, rank, world):
+    from symoc.distributed import DistributedSymocOptimizer, read_state
+    from symoc.torch import load_library
+    for (model, policy), path in sorted(libs.items()):
+        tag = "%s/%s at world size %d, rank %d" % (model, policy, world, rank)
+        lib = load_library(path)
+        named = make_params(lib)
+        ref = clone(named)
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+        for s in range(STEPS):
+            if s == 2:
+                opt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(named, s)
+            opt.step()
+        ropt = ref_steps(path, ref, STEPS)
+        assert_equal(tag, named, ref)
+        total = torch.tensor([opt.state_bytes], dtype=torch.int64)
+        dist.all_reduce(total)
+        if total.item() != ropt.state_bytes:
+            raise AssertionError("%s: state bytes of the ranks add up to %d, single process %d"
+                                 % (tag, total.item(), ropt.state_bytes))
+        mine = {lib.params[i][0] for b in opt.my_blocks for i in opt._blocks[b][0]}
+        _, bufs, _ = read_state(opt.state_dict()["symoc_dist"]["blob"].numpy().tobytes())
+        for k in bufs:
+            if not k.startswith("__optimizer/") and k.split("/")[0] not in mine and \
+                    not any(k.startswith(n + "/") for n in mine):
+                raise AssertionError("%s: rank holds state %r of another rank's block" % (tag, k))
+
+
+def check_checkpoint_save(libs, rank, world, work):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import load_library
+    for model, policy in CKPT:
+        path = libs[(model, policy)]
+        named = make_params(load_library(path))
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+        for s in range(2):
+            set_grads(named, s)
+            opt.step()
+        d = os.path.join(work, "ckpt_%s_%s" % (model, policy))
+        opt.save_checkpoint(d)
+        torch.save(opt.state_dict(), os.path.join(d, "sd-%d.pt" % rank))
+        dist.barrier()
+
+
+def check_checkpoint_resume(libs, rank, world, work, saved_world):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import load_library
+    for model, policy in CKPT:
+        path = libs[(model, policy)]
+        lib = load_library(path)
+        start = make_params(lib)
+        want = clone(start)
+        ref_steps(path, start, 2)                    # the weights the saving run reached
+        ref_steps(path, want, 4)                     # uninterrupted: 4 single-process steps
+        d = os.path.join(work, "ckpt_%s_%s" % (model, policy))
+        for how in ("load_checkpoint", "state_dicts"):
+            named = clone(start)
+            opt = DistributedSymocOptimizer(named, library=path, lr=LR * 7)
+            if how == "load_checkpoint":
+                opt.load_checkpoint(d)
+            else:
+                opt.load_state_dict([torch.load(os.path.join(d, "sd-%d.pt" % r))
+                                     for r in range(saved_world)])
+            for s in range(2, 4):
+                if s == 2:
+                    opt.param_groups[0]["lr"] = LR * 0.5
+                set_grads(named, s)
+                opt.step()
+            assert_equal("%s/%s saved at world size %d, resumed at %d by %s (rank %d)"
+                         % (model, policy, saved_world, world, how, rank), named, want)
+        if saved_world > 1:
+            # One rank's shard alone cannot give this rank's blocks.
+            opt = DistributedSymocOptimizer(clone(start), library=path, lr=LR)
+            if world != saved_world:
+                expect_error(lambda: opt.load_state_dict(
+                    torch.load(os.path.join(d, "sd-%d.pt" % 0))), "re-shard")
+
+
+def check_faults(libs, rank, world):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import load_library
+    path = libs[("llama", "symo")]
+    lib = load_library(path)
+    named = make_params(lib)
+    ref = clone(named)
+    opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+    before = [p.detach().clone() for _, p in named]
+    bad = world - 1
+    set_grads(named, 0)
+    # A non-contiguous gradient, on one rank only, for a parameter that rank steps.
+    k = next(i for i in range(len(named)) if opt._home[i] == bad)
+    if rank == bad:
+        named[k][1].grad = torch.randn(*named[k][1].shape, 2)[..., 0]
+    expect_error(opt.step, "rank(s) %d of %d" % (bad, world), "gradient", "no rank stepped")
+    for (n, p), b in zip(named, before):
+        if not same_bits(p, b):
+            raise AssertionError("fault: parameter %r changed although the step failed" % n)
+    if opt.steps_taken != 0:
+        raise AssertionError("fault: the library stepped (%d) although the step failed"
+                             % opt.steps_taken)
+
+    def closure():
+        if rank == 0:
+            raise ValueError("loss is not finite (test)")
+        return torch.tensor(1.0)
+
+    set_grads(named, 0)
+    expect_error(lambda: opt.step(closure), "rank(s) 0 of", "ValueError", "loss is not finite")
+    # Afterwards the optimizer still works, exactly.
+    for s in range(STEPS):
+        if s == 2:
+            opt.param_groups[0]["lr"] = LR * 0.5
+        set_grads(named, s)
+        opt.step()
+    ref_steps(path, ref, STEPS)
+    assert_equal("after faults (rank %d)" % rank, named, ref)
+
+    # Different plans on different ranks: refused at construction on every rank.
+    other = libs[("llama", "muon")]
+    expect_error(lambda: DistributedSymocOptimizer(make_params(lib), library=path if rank == 0
+                                                   else other, lr=LR),
+                 "fingerprints differ", "rank 0", "rank 1")
+    # A parameter missing on one rank: refused on every rank, naming it.
+    ps = make_params(lib)
+    if rank == bad:
+        ps = ps[1:]
+    expect_error(lambda: DistributedSymocOptimizer(ps, library=path, lr=LR),
+                 "rank(s) %d" % bad, "missing")
+
+
+def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank,
+                            world_size=world, timeout=__import__("datetime").timedelta(seconds=60))
+    try:
+        t0 = time.time()
+        check_equality(libs, rank, world)
+        t1 = time.time()
+        if phase == "save":
+            check_checkpoint_save(libs, rank, world, work)
+        elif phase == "resume":
+            check_checkpoint_resume(libs, rank, world, work, saved_world)
+        t2 = time.time()
+        if world > 1:
+            check_faults(libs, rank, world)
+        t3 = time.time()
+        with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
+            f.write("ok equality %.1fs checkpoint %.1fs faults %.1fs\n" % (t1 - t0, t2 - t1, t3 - t2))
+    except Exception:
+        with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
+            f.write("FAIL\n" + traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def run_world(world, libs, work, phase, saved_world=0):
+    result_dir = tempfile.mkdtemp(prefix="w%d-" % world, dir=work)
+    init_file = os.path.join(result_dir, "init")
+    t = time.time()
+    try:
+        mp.spawn(worker, args=(world, init_file, libs, work, phase, saved_world, result_dir),
+                 nprocs=world, join=True)
+        ok = True
+    except Exception:  # noqa: BLE001 - the ranks' own reports follow
+        ok = False
+    for r in range(world):
+        p = os.path.join(result_dir, "rank%d" % r)
+        text = open(p).read() if os.path.exists(p) else "FAIL (no report)\n"
+        print("world %d rank %d: %s" % (world, r, text.rstrip()))
+        ok = ok and text.startswith("ok")
+    print("world size %d (%s): %s in %.1fs" % (world, phase, "PASS" if ok else "FAIL",
+                                                time.time() - t))
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--runtime-lib", required=True)
+    ap.add_argument("--link", default="")
+    ap.add_argument("--cxx", default="g++")
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    if not dist.is_available() or not dist.is_gloo_available():
+        print("SKIP: torch.distributed with gloo is not available")
+        return 77
+    os.makedirs(args.work, exist_ok=True)
+    t = time.time()
+    libs = build_all(args)
+    print("built %d libraries in %.1fs" % (len(libs), time.time() - t))
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    # World size 1 resumes the world-size-2 checkpoint too (merging every shard).
+    results = [run_world(2, libs, args.work, "save"),
+               run_world(3, libs, args.work, "resume", saved_world=2),
+               run_world(1, libs, args.work, "resume", saved_world=2)]
+    passed = sum(results)
+    print("%d passed, %d failed" % (passed, len(results) - passed))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
