@@ -18,6 +18,10 @@ torch.multiprocessing.spawn and checks on every rank:
     rank raise SymocError naming it, nothing is stepped, and the next step is exact;
     ranks constructed with different plans (fingerprints) or a parameter missing on one
     rank all refuse at construction.
+Before that, in this process, the ABI v2 block entries of every library: the blocks partition
+the parameters, costs are positive, bad block lists are refused without effect, stepping the
+odd blocks then the even ones equals step() bit for bit, and creates state only for the
+blocks stepped.
 Exit 77 (ctest: skipped) without torch or torch.distributed's gloo backend.
 """
 import argparse
@@ -273,6 +277,76 @@ def check_faults(libs, rank, world):
                  "rank(s) %d" % bad, "missing")
 
 
+def check_abi(libs):
+    """The ABI v2 block entries of every library: blocks partition the parameters, costs are
+    positive, bad block lists are refused untouched, stepping all blocks equals step() and
+    stepping a subset moves (and creates state for) exactly those blocks."""
+    import ctypes
+    from symoc.distributed import library_blocks, read_state
+    from symoc.torch import load_library
+    for (model, policy), path in sorted(libs.items()):
+        tag = "%s/%s" % (model, policy)
+        lib = load_library(path)
+        api, n = lib.api, len(lib.params)
+        blocks = library_blocks(lib)
+        seen = sorted(i for ps, _ in blocks for i in ps)
+        if seen != list(range(n)):
+            raise AssertionError("%s: blocks do not partition the parameters: %s" % (tag, seen))
+        if any(not c > 0 for _, c in blocks):
+            raise AssertionError("%s: a block cost is not positive: %s" % (tag, blocks))
+        nb = len(blocks)
+        if api.block_params(nb, None, 0) != -1 or api.block_cost(-1) != -1.0:
+            raise AssertionError("%s: out-of-range block not refused" % tag)
+
+        def arrays(ts):
+            return (ctypes.c_void_p * n)(*[t.data_ptr() for t in ts])
+
+        def blist(bs):
+            return (ctypes.c_int32 * max(1, len(bs)))(*bs), len(bs)
+
+        gen = torch.Generator().manual_seed(3)
+        W0 = [torch.randn(s, generator=gen) for _, s, _ in lib.params]
+        G = [torch.randn(s, generator=gen) for _, s, _ in lib.params]
+        full = [w.clone() for w in W0]
+        o1 = api.create(ctypes.c_float(LR))
+        assert api.step(o1, arrays(full), arrays(G), n) == 0
+        part = [w.clone() for w in W0]
+        o2 = api.create(ctypes.c_float(LR))
+        for bad in ([0, 0], [nb], [-1]):
+            arr, k = blist(bad)
+            if api.step_blocks(o2, arrays(part), arrays(G), n, arr, k) == 0:
+                raise AssertionError("%s: step_blocks(%s) accepted" % (tag, bad))
+        if any(not torch.equal(a, b) for a, b in zip(part, W0)) or api.steps_taken(o2) != 0:
+            raise AssertionError("%s: a refused step_blocks changed something" % tag)
+        odd = [b for b in range(nb) if b % 2]
+        arr, k = blist(list(reversed(odd)))
+        assert api.step_blocks(o2, arrays(part), arrays(G), n, arr, k) == 0, \
+            lib.api.last_error(o2)
+        stepped = {i for b in odd for i in blocks[b][0]}
+        for i in range(n):
+            want = full[i] if i in stepped else W0[i]
+            if not same_bits(part[i], want):
+                raise AssertionError("%s: step_blocks(odd blocks) gave the wrong %s for %r"
+                                     % (tag, "update" if i in stepped else "untouched value",
+                                        lib.params[i][0]))
+        with tempfile.TemporaryDirectory() as d:
+            assert api.save(o2, os.path.join(d, "s").encode()) == 0
+            _, bufs, _ = read_state(open(os.path.join(d, "s"), "rb").read())
+        names = {lib.params[i][0] for i in stepped}
+        for key in bufs:
+            if not key.startswith("__optimizer/") and not any(key.startswith(m + "/")
+                                                              for m in names):
+                raise AssertionError("%s: state %r for a block that was not stepped" % (tag, key))
+        arr, k = blist([b for b in range(nb) if not b % 2])
+        assert api.step_blocks(o2, arrays(part), arrays(G), n, arr, k) == 0
+        for i in range(n):
+            if not same_bits(part[i], full[i]):
+                raise AssertionError("%s: odd then even blocks differ from step() for %r"
+                                     % (tag, lib.params[i][0]))
+        api.destroy(o1)
+        api.destroy(o2)
+
+
 def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank,
@@ -331,15 +405,25 @@ def main():
         print("SKIP: torch.distributed with gloo is not available")
         return 77
     os.makedirs(args.work, exist_ok=True)
+    # One thread per process (set before any library loads OpenMP/OpenBLAS): ranks share 2 cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
     t = time.time()
     libs = build_all(args)
     print("built %d libraries in %.1fs" % (len(libs), time.time() - t))
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        check_abi(libs)
+        print("ABI block entries of %d libraries: PASS" % len(libs))
+        abi_ok = True
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        print("ABI block entries: FAIL")
+        abi_ok = False
     # World size 1 resumes the world-size-2 checkpoint too (merging every shard).
     results = [run_world(2, libs, args.work, "save"),
                run_world(3, libs, args.work, "resume", saved_world=2),
                run_world(1, libs, args.work, "resume", saved_world=2)]
+    results.append(abi_ok)
     passed = sum(results)
     print("%d passed, %d failed" % (passed, len(results) - passed))
     return 0 if all(results) else 1
