@@ -51,8 +51,8 @@ import torch.distributed as dist
 from symoc.build import SymocError, build_library
 from symoc.torch import _dec, _tensor_problems, load_library
 
-__all__ = ["DistributedSymocOptimizer", "lpt_assign", "library_blocks", "read_state",
-           "write_state", "merge_states", "select_state"]
+__all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "balance", "library_blocks",
+           "read_state", "write_state", "merge_states", "select_state"]
 
 
 # --------------------------------------------------------------------------- load balance
@@ -222,6 +222,26 @@ def select_state(state, param_names, keep):
 
 
 # --------------------------------------------------------------------------- helpers
+class RowShard:
+    """A parameter split by rows over the ranks without DTensor (own ZeRO-3 layouts; the CPU
+    tests under torch < 2.4): `local` (a contiguous Parameter, its .grad the matching rows of
+    the gradient) holds this rank's rows of a tensor of `shape`; ranks hold consecutive row
+    ranges in rank order (any sizes, empty allowed), as FSDP2's Shard(0) does."""
+
+    def __init__(self, local, shape):
+        self.local = local
+        self.shape = torch.Size(shape)
+        self.dtype = local.dtype
+        self.device = local.device
+
+    def dim(self):
+        return len(self.shape)
+
+
+def _is_sharded(t):
+    return isinstance(t, RowShard) or _is_dtensor(t)
+
+
 def _is_dtensor(t):
     try:
         from torch.distributed.tensor import DTensor  # torch >= 2.5
@@ -283,9 +303,9 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         named = list(named_parameters)
         if name_map is not None:
             named = [(name_map(n), p) for n, p in named]
-        self._fsdp = any(_is_dtensor(p) for _, p in named)
-        if self._fsdp and process_group is None:
-            process_group = named[0][1].device_mesh.get_group()
+        self._fsdp = any(_is_sharded(p) for _, p in named)
+        if process_group is None and any(_is_dtensor(p) for _, p in named):
+            process_group = next(p for _, p in named if _is_dtensor(p)).device_mesh.get_group()
         self._group = process_group
         self._rank = dist.get_rank(process_group)
         self._world = dist.get_world_size(process_group)
@@ -315,7 +335,9 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                              "(fingerprints differ), refusing to step them together:\n  %s"
                              % "\n  ".join("rank %d: %s (policy %s)" % (r, m[0], m[1])
                                            for r, m in enumerate(everyone)))
-        super().__init__(ordered, dict(lr=float(lr)))
+        self._orig = ordered          # as given: Tensors, DTensors or RowShards
+        super().__init__([p.local if isinstance(p, RowShard) else p for p in ordered],
+                         dict(lr=float(lr)))
         self._lib = lib
         self._names = [n for n, _, _ in lib.params]
         costs = [c for _, c in self._blocks]
@@ -372,6 +394,15 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                 problems.append("extra: %r is not a parameter of the plan" % name)
             elif _is_dtensor(p):
                 problems += self._dtensor_problems(name, p, wanted[name])
+            elif isinstance(p, RowShard):
+                if tuple(p.shape) != tuple(wanted[name]) or not p.shape:
+                    problems.append("parameter %r: RowShard of shape %s, the plan has %s"
+                                    % (name, list(p.shape), list(wanted[name])))
+                elif tuple(p.local.shape[1:]) != tuple(p.shape[1:]) or \
+                        p.local.shape[0] > p.shape[0]:
+                    problems.append("parameter %r: local rows of shape %s do not fit %s"
+                                    % (name, list(p.local.shape), list(p.shape)))
+                problems += [m for m in _param_problems(name, p.local, p.local.shape, "parameter")]
             else:
                 problems += _param_problems(name, p, wanted[name], "parameter")
         if problems:
@@ -422,10 +453,11 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
     def _setup_sharded(self):
         """Row ranges of every rank's shard of every parameter (one all_gather at
         construction) and full-size scratch for this rank's home parameters."""
-        params = self.param_groups[0]["params"]
-        local_rows = torch.tensor([_local(p).shape[0] if _local(p).dim() else 0
-                                   for p in params], dtype=torch.int64)
-        replicated = torch.tensor([0 if p.placements[0].is_shard(0) else 1 for p in params],
+        params = self._orig
+        replicated = torch.tensor([1 if _is_replicated(p) else 0 for p in params],
+                                  dtype=torch.int64)
+        local_rows = torch.tensor([0 if rep else _local(p).shape[0]
+                                   for p, rep in zip(params, replicated.tolist())],
                                   dtype=torch.int64)
         dev = self._device if self._device.type == "cuda" else torch.device("cpu")
         rows = [torch.zeros_like(local_rows, device=dev) for _ in range(self._world)]
@@ -433,7 +465,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         rows = torch.stack([r.cpu() for r in rows])                       # [world, nparams]
         self._rows = rows.tolist()
         self._replicated = replicated.tolist()
-        self._row_numel = [max(1, int(math.prod(p.shape[1:]))) if p.dim() else 1 for p in params]
+        self._row_numel = [int(math.prod(p.shape[1:])) if len(p.shape) else 1 for p in params]
         for i, p in enumerate(params):
             if not self._replicated[i] and sum(rows[:, i].tolist()) != p.shape[0]:
                 raise SymocError("parameter %r: shard rows %s do not add up to %d"
@@ -585,8 +617,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         self._agree(failure, "in the library step")
         return loss
 
-    def _grad_or_zero(self, i, p, like):
-        g = p.grad
+    def _grad_or_zero(self, i, g, like):
         if g is None:
             # As SymocOptimizer: an unused parameter gets a zero gradient.
             z = self._zero_grads.get(i)
@@ -604,7 +635,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             if self._home[i] != self._rank:
                 self._w[i] = self._g[i] = None
                 continue
-            g = self._grad_or_zero(i, p, p)
+            g = self._grad_or_zero(i, p.grad, p)
             problems += _param_problems(name, g, shape, "gradient", self._device)
             self._w[i] = p.data_ptr()
             self._g[i] = g.data_ptr()
@@ -653,19 +684,23 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
 
     # ---- FSDP2 (sharded) path
     def _bind_sharded(self):
-        params = self.param_groups[0]["params"]
         problems = []
         self._local_w, self._local_g = [], []
-        for i, p in enumerate(params):
+        for i, p in enumerate(self._orig):
             name = self._names[i]
             lw = _local(p)
-            g = p.grad
-            lg = _local(g) if g is not None else self._grad_or_zero(i, p, lw)
+            g = lw.grad if isinstance(p, RowShard) else p.grad
+            lg = _local(g) if g is not None else self._grad_or_zero(i, None, lw)
             if tuple(lg.shape) != tuple(lw.shape):
                 problems.append("gradient %r: local shard shape %s, the parameter's is %s"
                                 % (name, list(lg.shape), list(lw.shape)))
             if lg.dtype != torch.float32 or lw.dtype != torch.float32:
                 problems.append("%r: local shards must be float32" % name)
+            if not lg.is_contiguous() or not lw.is_contiguous():
+                problems.append("%r: local shards must be contiguous" % name)
+            if lg.device != self._device or lw.device != self._device:
+                problems.append("%r: local shards on %s/%s, expected %s"
+                                % (name, lw.device, lg.device, self._device))
             self._local_w.append(lw)
             self._local_g.append(lg)
         if problems:
@@ -888,7 +923,16 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
 
 
 def _local(t):
+    if isinstance(t, RowShard):
+        return t.local
     return t.to_local() if _is_dtensor(t) else t
+
+
+def _is_replicated(p):
+    """Complete on every rank: a plain tensor, a Replicate() DTensor."""
+    if _is_dtensor(p):
+        return not p.placements[0].is_shard(0)
+    return not isinstance(p, RowShard)
 
 
 def _param_problems(name, t, shape, what, device=None):

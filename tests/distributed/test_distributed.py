@@ -9,6 +9,8 @@ torch.multiprocessing.spawn and checks on every rank:
   * equality: 3 distributed steps (lr changed before the third) leave every parameter
     bit-identical to a single-process SymocOptimizer stepped on the same gradients in the
     same process, for every (model, policy);
+  * sharded layout (RowShard: row ranges per rank as FSDP2's Shard(0), empty ones included):
+    the same, each block gathered at its home rank and its rows sent back;
   * state: every rank holds state only for its blocks, and the ranks' state bytes add up
     to the single-process optimizer's;
   * checkpoints: state saved at world size 2 after 2 steps (save_checkpoint, and the
@@ -173,6 +175,48 @@ def check_equality(libs, rank, world):
             if not k.startswith("__optimizer/") and k.split("/")[0] not in mine and \
                     not any(k.startswith(n + "/") for n in mine):
                 raise AssertionError("%s: rank holds state %r of another rank's block" % (tag, k))
+
+
+def rows_of(n, rank, world):
+    """FSDP2's Shard(0) split: chunks of ceil(n / world) rows, the last ones short or empty."""
+    c = -(-n // world)
+    return min(n, rank * c), min(n, (rank + 1) * c)
+
+
+def check_sharded(libs, rank, world):
+    """The sharded (FSDP-style) path through RowShard: each rank holds a row range of every
+    parameter (0-d ones replicated); after 3 steps its rows equal the single-process step's."""
+    from symoc.distributed import DistributedSymocOptimizer, RowShard
+    from symoc.torch import load_library
+    for (model, policy), path in sorted(libs.items()):
+        tag = "sharded %s/%s at world size %d, rank %d" % (model, policy, world, rank)
+        full = make_params(load_library(path))
+        ref = clone(full)
+        given, rows = [], []
+        for n, p in full:
+            if p.dim() == 0:
+                given.append((n, torch.nn.Parameter(p.detach().clone())))
+                rows.append(None)
+            else:
+                a, b = rows_of(p.shape[0], rank, world)
+                given.append((n, RowShard(torch.nn.Parameter(p.detach()[a:b].clone()), p.shape)))
+                rows.append((a, b))
+        opt = DistributedSymocOptimizer(given, library=path, lr=LR)
+        for s in range(STEPS):
+            if s == 2:
+                opt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(full, s)
+            for (n, p), (_, q), r in zip(given, full, rows):
+                t = p if r is None else p.local
+                t.grad = q.grad.clone() if r is None else q.grad[r[0]:r[1]].clone()
+            opt.step()
+        ref_steps(path, ref, STEPS)
+        for (n, p), (_, q), r in zip(given, ref, rows):
+            got = p if r is None else p.local
+            want = q.detach() if r is None else q.detach()[r[0]:r[1]]
+            if not same_bits(got, want):
+                raise AssertionError("%s: rows %s of %r differ from the single-process step"
+                                     % (tag, r, n))
 
 
 def check_checkpoint_save(libs, rank, world, work):
@@ -354,6 +398,7 @@ def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
     try:
         t0 = time.time()
         check_equality(libs, rank, world)
+        check_sharded(libs, rank, world)
         t1 = time.time()
         if phase == "save":
             check_checkpoint_save(libs, rank, world, work)
