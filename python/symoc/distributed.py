@@ -287,10 +287,12 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
     process_group: defaults to the world (DDP) or the parameters' mesh group (FSDP2).
     bucket_bytes: largest flat buffer of one broadcast (DDP).
     assignment: optional list, the home rank of each block (default: LPT on block_cost).
+    profile: synchronize CUDA around the library step so that last_step's times are device
+        times (off by default: it would stall the host).
     """
 
     def __init__(self, named_parameters, library=None, build_dir=None, lr=1e-3, name_map=None,
-                 process_group=None, bucket_bytes=32 << 20, assignment=None):
+                 process_group=None, bucket_bytes=32 << 20, assignment=None, profile=False):
         if not dist.is_available() or not dist.is_initialized():
             raise SymocError("DistributedSymocOptimizer: torch.distributed is not initialized "
                              "(call dist.init_process_group first)")
@@ -318,9 +320,14 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             lib = load_library(library)
             self._blocks = library_blocks(lib)
             ordered = self._match(lib, named)
+            self._device = ordered[0].device if ordered else torch.device("cpu")
+            devs = sorted({str(p.device) for p in ordered})
+            if len(devs) > 1:
+                raise SymocError("parameters on several devices: %s" % ", ".join(devs))
+            self._lib = lib
+            self._opt = self._create(lib, lr)
         except Exception as e:  # noqa: BLE001 - reported to every rank below
             problem = "%s: %s" % (type(e).__name__, e)
-        self._device = (ordered[0].device if ordered else torch.device("cpu"))
         mine = (lib.fingerprint if lib else None, lib.policy if lib else None, problem)
         everyone = [None] * self._world
         dist.all_gather_object(everyone, mine, group=process_group)
@@ -354,17 +361,6 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                 self._home[i] = self._owner[b]
         self._my_params = sorted(i for b in self._my_blocks for i in self._blocks[b][0])
         self._cuda = self._device.type == "cuda"
-        api = lib.api
-        if self._cuda:
-            if not api.create_cuda or not api.step_cuda:
-                raise SymocError("%s: CUDA parameters, but the library was built without CUDA "
-                                 "(create_cuda/step_cuda are NULL)" % lib.path)
-            self._opt = api.create_cuda(ctypes.c_float(lr), self._device.index or 0)
-        else:
-            self._opt = api.create(ctypes.c_float(lr))
-        if not self._opt:
-            raise SymocError("%s: create(lr=%g) failed: %s"
-                             % (lib.path, lr, _dec(api.last_error(None))))
         self._pushed_lr = float(lr)
         n = len(self._names)
         self._w = (ctypes.c_void_p * n)()
@@ -372,13 +368,29 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         self._blist = (ctypes.c_int32 * max(1, len(self._my_blocks)))(*self._my_blocks)
         self._zero_grads = {}
         self._bucket_bytes = int(bucket_bytes)
+        self.profile = bool(profile)
         self.last_step = {}
+        self._flag_group = self._cpu_group()
         if self._fsdp:
             self._setup_sharded()
         else:
             self._setup_buckets()
 
     # ---- construction helpers
+    def _create(self, lib, lr):
+        api = lib.api
+        if self._device.type == "cuda":
+            if not api.create_cuda or not api.step_cuda:
+                raise SymocError("%s: CUDA parameters, but the library was built without CUDA "
+                                 "(create_cuda/step_cuda are NULL)" % lib.path)
+            opt = api.create_cuda(ctypes.c_float(lr), self._device.index or 0)
+        else:
+            opt = api.create(ctypes.c_float(lr))
+        if not opt:
+            raise SymocError("%s: create(lr=%g) failed: %s"
+                             % (lib.path, lr, _dec(api.last_error(None))))
+        return opt
+
     def _match(self, lib, named):
         given, problems = {}, []
         for name, p in named:
@@ -554,16 +566,18 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
     def _agree(self, error, phase):
         """All ranks learn whether any rank failed (one all_reduce of a flag per rank); on a
         failure every rank raises SymocError naming the failed ranks and their errors."""
-        flags = torch.zeros(self._world, dtype=torch.int32, device=self._comm_device())
+        on_device = getattr(self, "_flag_on_device", False)
+        flags = torch.zeros(self._world, dtype=torch.int32,
+                            device=self._comm_device() if on_device else "cpu")
         if error is not None:
             flags[self._rank] = 1
-        dist.all_reduce(flags, group=self._group)
+        dist.all_reduce(flags, group=self._flag_group)
         failed = [r for r, f in enumerate(flags.tolist()) if f]
         if not failed:
             return
         msgs = [None] * self._world
         mine = None if error is None else "%s: %s" % (type(error).__name__, error)
-        dist.all_gather_object(msgs, mine, group=self._group)
+        dist.all_gather_object(msgs, mine, group=self._flag_group)
         text = "\n  ".join("rank %d: %s" % (r, msgs[r]) for r in failed)
         raise SymocError("DistributedSymocOptimizer.step: failed on rank(s) %s of %d (%s); no "
                          "rank stepped:\n  %s"
@@ -573,6 +587,19 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                          "of %d; the other ranks' blocks were updated and shared, so the "
                          "replicas agree:\n  %s" % (", ".join(map(str, failed)), self._world,
                                                     text)) from error
+
+    def _cpu_group(self):
+        """The failure flags travel over gloo on the CPU even when the parameters use NCCL:
+        a flag on the GPU would make the host wait for all queued GPU work at every step."""
+        if self._device.type != "cuda":
+            return self._group
+        try:
+            ranks = None if self._group in (None, dist.group.WORLD) else \
+                [_global_rank(self._group, r) for r in range(self._world)]
+            return dist.new_group(ranks=ranks, backend="gloo")
+        except Exception:  # noqa: BLE001 - gloo missing: flags on the parameters' group
+            self._flag_on_device = True
+            return self._group
 
     def _comm_device(self):
         return self._device if self._device.type == "cuda" else torch.device("cpu")
@@ -601,7 +628,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             self._run_blocks()
         except Exception as e:  # noqa: BLE001
             err = e
-        if self._cuda:
+        if self._cuda and self.profile:
             torch.cuda.current_stream(self._device).synchronize()
         t2 = time.perf_counter()
         failure = err

@@ -21,7 +21,8 @@ torch.multiprocessing.spawn and checks on every rank:
     ranks constructed with different plans (fingerprints) or a parameter missing on one
     rank all refuse at construction.
 Before that, in this process, the ABI v2 block entries of every library: the blocks partition
-the parameters, costs are positive, bad block lists are refused without effect, stepping the
+the parameters and are plan.json's blocks, block_cost is plan FLOPs + 12 bytes per entry + twice
+the state bytes (what bench/distributed computes from plan.json), costs are positive, bad block lists are refused without effect, stepping the
 odd blocks then the even ones equals step() bit for bit, and creates state only for the
 blocks stepped.
 Exit 77 (ctest: skipped) without torch or torch.distributed's gloo backend.
@@ -339,6 +340,20 @@ def check_abi(libs):
         if any(not c > 0 for _, c in blocks):
             raise AssertionError("%s: a block cost is not positive: %s" % (tag, blocks))
         nb = len(blocks)
+        # The blocks are plan.json's, in order; cost = FLOPs + bytes moved (docs/distributed.md).
+        import json
+        with open(os.path.join(os.path.dirname(path), "plan.json")) as f:
+            plan = json.load(f)
+        numel = {q["name"]: int(torch.tensor(q["shape"]).prod().item()) if q["shape"] else 1
+                 for q in plan["params"]}
+        if [[lib.params[i][0] for i in ps] for ps, _ in blocks] != \
+                [b["params"] for b in plan["blocks"]]:
+            raise AssertionError("%s: ABI blocks are not plan.json's blocks" % tag)
+        for (ps, cost), b in zip(blocks, plan["blocks"]):
+            want = b["flops_per_step"] + 12.0 * sum(numel[q] for q in b["params"]) + \
+                2.0 * b["state_bytes"]
+            if abs(cost - want) > 1e-9 * want:
+                raise AssertionError("%s: block_cost %r, plan.json gives %r" % (tag, cost, want))
         if api.block_params(nb, None, 0) != -1 or api.block_cost(-1) != -1.0:
             raise AssertionError("%s: out-of-range block not refused" % tag)
 
