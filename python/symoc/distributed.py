@@ -361,6 +361,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                 self._home[i] = self._owner[b]
         self._my_params = sorted(i for b in self._my_blocks for i in self._blocks[b][0])
         self._cuda = self._device.type == "cuda"
+        self._steps = 0
         self._pushed_lr = float(lr)
         n = len(self._names)
         self._w = (ctypes.c_void_p * n)()
@@ -441,25 +442,37 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         return out
 
     def _setup_buckets(self):
-        """Flat broadcast buckets: per home rank, its parameters in plan order, split at
-        bucket_bytes (and at dtype changes)."""
+        """Flat broadcast buckets of whole blocks: per home rank, its blocks in plan order,
+        cut at bucket_bytes (a larger block is a bucket of its own) and at dtype changes.
+        The global order interleaves the ranks (each rank's first bucket, then each rank's
+        second, ...) so that every rank's first broadcast starts early."""
         params = self.param_groups[0]["params"]
-        self._buckets = []          # [(root rank, [param indices], dtype, numel)]
+        per_rank = []
         for r in range(self._world):
-            cur, size, dt = [], 0, None
-            for i in range(len(self._names)):
-                if self._home[i] != r:
+            mine, cur, size, dt = [], [], 0, None
+            for b in range(len(self._blocks)):
+                if self._owner[b] != r:
                     continue
-                p = params[i]
-                nb = p.numel() * p.element_size()
-                if cur and (size + nb > self._bucket_bytes or p.dtype != dt):
-                    self._buckets.append((r, cur, dt, sum(params[j].numel() for j in cur)))
+                ps = self._blocks[b][0]
+                nb = sum(params[i].numel() * params[i].element_size() for i in ps)
+                bdt = {params[i].dtype for i in ps}
+                if cur and (size + nb > self._bucket_bytes or bdt != {dt}):
+                    mine.append(cur)
                     cur, size = [], 0
-                cur.append(i)
+                cur.append(b)
                 size += nb
-                dt = p.dtype
+                dt = next(iter(bdt)) if len(bdt) == 1 else None
             if cur:
-                self._buckets.append((r, cur, dt, sum(params[j].numel() for j in cur)))
+                mine.append(cur)
+            per_rank.append(mine)
+        self._buckets = []   # [(root, blocks, param indices, dtype, numel)] in broadcast order
+        for k in range(max((len(m) for m in per_rank), default=0)):
+            for r in range(self._world):
+                if k < len(per_rank[r]):
+                    blocks = per_rank[r][k]
+                    idx = sorted(i for b in blocks for i in self._blocks[b][0])
+                    self._buckets.append((r, blocks, idx, params[idx[0]].dtype,
+                                          sum(params[i].numel() for i in idx)))
         self._flat = {}
 
     def _setup_sharded(self):
@@ -530,7 +543,9 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
 
     @property
     def steps_taken(self):
-        return int(self._lib.api.steps_taken(self._opt))
+        """Completed distributed steps (the library counts its step_blocks calls, several per
+        step; this count is the one saved as __optimizer/steps)."""
+        return self._steps
 
     @property
     def steps_skipped(self):
@@ -621,27 +636,20 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         except Exception as e:  # noqa: BLE001 - shared with every rank by _agree
             err = e
         self._agree(err, "before the step")
-        if self._fsdp:
-            self._gather_home()
-        t1 = time.perf_counter()
-        try:
-            self._run_blocks()
-        except Exception as e:  # noqa: BLE001
-            err = e
-        if self._cuda and self.profile:
-            torch.cuda.current_stream(self._device).synchronize()
-        t2 = time.perf_counter()
-        failure = err
         # The collectives run even after a library failure (the failed rank sends its blocks
         # unchanged or as far as they got), so that every replica holds the same values.
         if self._fsdp:
+            self._gather_home()
+            t1 = time.perf_counter()
+            failure = self._run_blocks(self._my_blocks)
+            self._step_s = time.perf_counter() - t1
             sent, received = self._scatter_home()
         else:
-            sent, received = self._broadcast_buckets()
-        t3 = time.perf_counter()
-        self.last_step = {"step_s": t2 - t1, "comm_s": (t1 - t0) + (t3 - t2),
-                          "total_s": t3 - t0, "bytes_sent": sent, "bytes_received": received}
+            failure, sent, received = self._step_and_broadcast()
+        self.last_step = {"step_s": self._step_s, "total_s": time.perf_counter() - t0,
+                          "bytes_sent": sent, "bytes_received": received}
         self._agree(failure, "in the library step")
+        self._steps += 1
         return loss
 
     def _grad_or_zero(self, i, g, like):
@@ -669,25 +677,41 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         if problems:
             raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
 
-    def _run_blocks(self):
+    def _run_blocks(self, blocks):
+        """Steps `blocks` (of this rank) with the library; returns the exception or None."""
         api, n = self._lib.api, len(self._names)
-        nb = len(self._my_blocks)
-        if self._cuda:
-            stream = torch.cuda.current_stream(self._device).cuda_stream
-            self._check(api.step_cuda(self._opt, self._w, self._g, None, n, self._blist, nb,
-                                      ctypes.c_void_p(stream)), "step_cuda(blocks)")
-        else:
-            self._check(api.step_blocks(self._opt, self._w, self._g, n, self._blist, nb),
-                        "step_blocks()")
+        arr = (ctypes.c_int32 * max(1, len(blocks)))(*blocks)
+        try:
+            if self._cuda:
+                stream = torch.cuda.current_stream(self._device).cuda_stream
+                self._check(api.step_cuda(self._opt, self._w, self._g, None, n, arr,
+                                          len(blocks), ctypes.c_void_p(stream)),
+                            "step_cuda(blocks)")
+                if self.profile:
+                    torch.cuda.current_stream(self._device).synchronize()
+            else:
+                self._check(api.step_blocks(self._opt, self._w, self._g, n, arr, len(blocks)),
+                            "step_blocks()")
+        except Exception as e:  # noqa: BLE001 - shared with every rank by _agree
+            return e
+        return None
 
-    def _broadcast_buckets(self):
-        """Every bucket broadcast from its home rank, all posted asynchronously in one global
-        order, then unpacked as each completes."""
+    def _step_and_broadcast(self):
+        """Buckets in their global order: the home steps the bucket's blocks, then posts its
+        broadcast (async); the other ranks post theirs at once. A rank's later blocks are
+        therefore stepped while its earlier buckets travel. All are unpacked at the end.
+        After a library failure this rank steps nothing more but still posts every
+        broadcast, so that the collectives match."""
         params = self.param_groups[0]["params"]
         works = []
         sent = received = 0
-        for k, (root, idx, dt, numel) in enumerate(self._buckets):
+        failure, step_s = None, 0.0
+        for k, (root, blocks, idx, dt, numel) in enumerate(self._buckets):
             if root == self._rank:
+                if failure is None:
+                    t = time.perf_counter()
+                    failure = self._run_blocks(blocks)
+                    step_s += time.perf_counter() - t
                 flat = torch.cat([params[i].detach().reshape(-1) for i in idx]) if len(idx) > 1 \
                     else params[idx[0]].detach().reshape(-1)
                 sent += flat.numel() * flat.element_size()
@@ -707,7 +731,8 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                 p = params[i]
                 p.detach().view(-1).copy_(flat[at:at + p.numel()])
                 at += p.numel()
-        return sent, received
+        self._step_s = step_s
+        return failure, sent, received
 
     # ---- FSDP2 (sharded) path
     def _bind_sharded(self):
@@ -826,7 +851,9 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             self._push_lr()
             self._check(self._lib.api.save(self._opt, path.encode()), "save()")
             with open(path, "rb") as f:
-                return f.read()
+                fp, bufs, cnts = read_state(f.read(), path)
+        cnts["__optimizer/steps"] = self._steps
+        return write_state(fp, bufs, cnts)
 
     def state_dict(self):
         """This rank's shard: {'state': {}, 'param_groups': [...], 'symoc_dist': {fingerprint,
@@ -879,12 +906,14 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
 
     def _load_states(self, states, groups):
         merged = merge_states(states, self._names)
+        steps = int(merged[2].get("__optimizer/steps", 0))
         mine = select_state(merged, self._names, [self._names[i] for i in self._my_params])
         with tempfile.TemporaryDirectory(prefix="symoc-") as d:
             path = os.path.join(d, "optimizer.state")
             with open(path, "wb") as f:
                 f.write(write_state(*mine))
             self._check(self._lib.api.load(self._opt, path.encode()), "load()")
+        self._steps = steps
         for g, saved in zip(self.param_groups, groups or []):
             for k, v in saved.items():
                 if k != "params":

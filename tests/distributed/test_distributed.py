@@ -6,7 +6,8 @@ Usage: test_distributed.py --symoc BIN --runtime-lib LIB.a --link "-l..." [--cxx
 Compiles the fixture models (llama, gpt2, resnet_cnn) for every policy (g++ against the
 build's runtime, as tests/compile does), then runs world sizes 1, 2 and 3 with
 torch.multiprocessing.spawn and checks on every rank:
-  * equality: 3 distributed steps (lr changed before the third) leave every parameter
+  * equality: 3 distributed steps (lr changed before the third; default 32 MiB or 4 KiB
+    broadcast buckets) leave every parameter
     bit-identical to a single-process SymocOptimizer stepped on the same gradients in the
     same process, for every (model, policy);
   * sharded layout (RowShard: row ranges per rank as FSDP2's Shard(0), empty ones included):
@@ -152,12 +153,14 @@ def expect_error(fn, *needles):
 def check_equality(libs, rank, world):
     from symoc.distributed import DistributedSymocOptimizer, read_state
     from symoc.torch import load_library
-    for (model, policy), path in sorted(libs.items()):
+    for k, ((model, policy), path) in enumerate(sorted(libs.items())):
         tag = "%s/%s at world size %d, rank %d" % (model, policy, world, rank)
         lib = load_library(path)
         named = make_params(lib)
         ref = clone(named)
-        opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+        # Every other library with 4 KiB buckets: many buckets per rank, interleaved.
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR,
+                                        bucket_bytes=(32 << 20) if k % 2 else 4096)
         for s in range(STEPS):
             if s == 2:
                 opt.param_groups[0]["lr"] = LR * 0.5
@@ -262,6 +265,8 @@ def check_checkpoint_resume(libs, rank, world, work, saved_world):
                 opt.step()
             assert_equal("%s/%s saved at world size %d, resumed at %d by %s (rank %d)"
                          % (model, policy, saved_world, world, how, rank), named, want)
+            if opt.steps_taken != 4:
+                raise AssertionError("resumed optimizer counts %d steps, not 4" % opt.steps_taken)
         if saved_world > 1:
             # One rank's shard alone cannot give this rank's blocks.
             opt = DistributedSymocOptimizer(clone(start), library=path, lr=LR)
