@@ -52,7 +52,8 @@ from symoc.build import SymocError, build_library
 from symoc.torch import _dec, _tensor_problems, load_library
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "balance", "library_blocks",
-           "read_state", "write_state", "merge_states", "select_state"]
+           "read_state", "write_state", "merge_states", "select_state",
+           "single_process_state_dict"]
 
 
 # --------------------------------------------------------------------------- load balance
@@ -219,6 +220,24 @@ def select_state(state, param_names, keep):
 
     return (fp, {k: v for k, v in bufs.items() if mine(k)},
             {k: v for k, v in cnts.items() if mine(k)})
+
+
+def single_process_state_dict(shards):
+    """The state_dict()s of every rank of a distributed run (any world size) merged into one
+    that symoc.torch.SymocOptimizer.load_state_dict accepts."""
+    metas = [sd.get("symoc_dist") if isinstance(sd, dict) else None for sd in shards]
+    if not metas or any(not isinstance(m, dict) for m in metas):
+        raise SymocError("single_process_state_dict: expected the list of every rank's "
+                         "DistributedSymocOptimizer.state_dict()")
+    if len({m["world_size"] for m in metas}) != 1 or len(metas) != metas[0]["world_size"]:
+        raise SymocError("single_process_state_dict: %d shards of world size(s) %s"
+                         % (len(metas), sorted({m["world_size"] for m in metas})))
+    names = metas[0]["params"]
+    merged = merge_states([read_state(_blob_bytes(m["blob"]), "shard %d" % k)
+                           for k, m in enumerate(metas)], names)
+    return {"state": {}, "param_groups": shards[0]["param_groups"],
+            "symoc": {"fingerprint": merged[0], "policy": metas[0]["policy"],
+                      "params": list(names), "blob": _u8(write_state(*merged))}}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -16,7 +16,8 @@ torch.multiprocessing.spawn and checks on every rank:
     to the single-process optimizer's;
   * checkpoints: state saved at world size 2 after 2 steps (save_checkpoint, and the
     ranks' state_dict()s) resumes at world size 3 (and 1) bit-exactly against 4
-    uninterrupted single-process steps;
+    uninterrupted single-process steps; so do a single-process SymocOptimizer state_dict
+    loaded by the distributed optimizer and the shards merged for a SymocOptimizer;
   * faults: a rank whose step() raises (a wrong gradient, a closure that throws) makes every
     rank raise SymocError naming it, nothing is stepped, and the next step is exact;
     ranks constructed with different plans (fingerprints) or a parameter missing on one
@@ -250,14 +251,17 @@ def check_checkpoint_resume(libs, rank, world, work, saved_world):
         ref_steps(path, start, 2)                    # the weights the saving run reached
         ref_steps(path, want, 4)                     # uninterrupted: 4 single-process steps
         d = os.path.join(work, "ckpt_%s_%s" % (model, policy))
-        for how in ("load_checkpoint", "state_dicts"):
+        shards = [torch.load(os.path.join(d, "sd-%d.pt" % r)) for r in range(saved_world)]
+        single = ref_steps(path, clone(make_params(lib)), 2).state_dict()
+        for how in ("load_checkpoint", "state_dicts", "single-process state_dict"):
             named = clone(start)
             opt = DistributedSymocOptimizer(named, library=path, lr=LR * 7)
             if how == "load_checkpoint":
                 opt.load_checkpoint(d)
+            elif how == "state_dicts":
+                opt.load_state_dict(shards)
             else:
-                opt.load_state_dict([torch.load(os.path.join(d, "sd-%d.pt" % r))
-                                     for r in range(saved_world)])
+                opt.load_state_dict(single)
             for s in range(2, 4):
                 if s == 2:
                     opt.param_groups[0]["lr"] = LR * 0.5
@@ -267,6 +271,19 @@ def check_checkpoint_resume(libs, rank, world, work, saved_world):
                          % (model, policy, saved_world, world, how, rank), named, want)
             if opt.steps_taken != 4:
                 raise AssertionError("resumed optimizer counts %d steps, not 4" % opt.steps_taken)
+        # The shards merged for a single-process SymocOptimizer.
+        from symoc.distributed import single_process_state_dict
+        from symoc.torch import SymocOptimizer
+        named = clone(start)
+        sopt = SymocOptimizer(named, library=path, lr=LR)
+        sopt.load_state_dict(single_process_state_dict(shards))
+        for s in range(2, 4):
+            if s == 2:
+                sopt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(named, s)
+            sopt.step()
+        assert_equal("%s/%s shards of world size %d merged for SymocOptimizer (rank %d)"
+                     % (model, policy, saved_world, rank), named, want)
         if saved_world > 1:
             # One rank's shard alone cannot give this rank's blocks.
             opt = DistributedSymocOptimizer(clone(start), library=path, lr=LR)
