@@ -24,6 +24,12 @@ stepping every parameter redundantly on every rank (what DDP + a stock optimizer
 prints per-rank step time, bytes sent/received, state bytes and the balance.
 
     torchrun --nproc-per-node 8 bench/distributed/bench_dist.py real --library LIB.so
+
+The reference uses the plan's split (its "muon" parameters to torch.optim.Muon, the rest to
+AdamW), so compare with a library compiled with --policy muon. To get one for the GPT-2-small
+or LLaMA-1B shapes: run simulate with --work DIR here (it keeps DIR/gpt2_small.onnx and
+DIR/llama_1b.onnx), `symoc compile DIR/llama_1b.onnx --policy muon -o OUT`, carry OUT and
+build it there with symoc.build.build_library(OUT, runtime_dir="runtime").
 """
 import argparse
 import json
@@ -210,8 +216,10 @@ def real(args):
     stats = dict(opt.last_step)
     ref = None
     if hasattr(torch.optim, "Muon"):
-        mats = [p for p in params if p.dim() == 2]
-        rest = [p for p in params if p.dim() != 2]
+        # The plan's split: its Muon blocks to torch.optim.Muon, everything else to AdamW.
+        is_muon = [r.startswith("muon") and p.dim() == 2 for (_, _, r), p in zip(lib.params, params)]
+        mats = [p for p, m in zip(params, is_muon) if m]
+        rest = [p for p, m in zip(params, is_muon) if not m]
         muon = torch.optim.Muon(mats, lr=1e-3) if mats else None
         adamw = torch.optim.AdamW(rest, lr=1e-3, foreach=True) if rest else None
 
