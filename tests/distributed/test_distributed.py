@@ -19,7 +19,8 @@ torch.multiprocessing.spawn and checks on every rank:
     uninterrupted single-process steps; so do a single-process SymocOptimizer state_dict
     loaded by the distributed optimizer and the shards merged for a SymocOptimizer;
   * faults: a rank whose step() raises (a wrong gradient, a closure that throws) makes every
-    rank raise SymocError naming it, nothing is stepped, and the next step is exact;
+    rank raise SymocError naming it, nothing is stepped, and the next step is exact; a NaN
+    gradient skips its block at its home as in the single process;
     ranks constructed with different plans (fingerprints) or a parameter missing on one
     rank all refuse at construction.
 Before that, in this process, the ABI v2 block entries of every library: the blocks partition
@@ -328,8 +329,20 @@ def check_faults(libs, rank, world):
             opt.param_groups[0]["lr"] = LR * 0.5
         set_grads(named, s)
         opt.step()
-    ref_steps(path, ref, STEPS)
+    ropt = ref_steps(path, ref, STEPS)
     assert_equal("after faults (rank %d)" % rank, named, ref)
+    # A non-finite gradient (the same on every rank, as DDP averages): its block is skipped
+    # at its home, as in the single process.
+    for opt_, params_ in ((opt, named), (ropt, ref)):
+        set_grads(params_, 7)
+        params_[k][1].grad[0] = float("nan")
+        opt_.step()
+    assert_equal("NaN gradient (rank %d)" % rank, named, ref)
+    skipped = torch.tensor([opt.steps_skipped])
+    dist.all_reduce(skipped)
+    if skipped.item() != ropt.steps_skipped or skipped.item() == 0:
+        raise AssertionError("skipped blocks: %d over the ranks, %d in the single process"
+                             % (skipped.item(), ropt.steps_skipped))
 
     # Different plans on different ranks: refused at construction on every rank.
     other = libs[("llama", "muon")]
