@@ -137,6 +137,13 @@ class _Tools:
         return self._opset_probe[opset]
 
 
+def _tools(label):
+    try:
+        return _Tools.get()
+    except SymocError as e:
+        raise _error(label, str(e)) from None
+
+
 def _sha(*parts):
     h = hashlib.sha256()
     for p in parts:
@@ -336,18 +343,25 @@ def _dynamo_available():
     return True
 
 
+def _onnx_export(model, args, path, **kw):
+    """torch.onnx.export with the keywords this torch version has (the others are defaults
+    of a version that lacks them)."""
+    known = inspect.signature(torch.onnx.export).parameters
+    torch.onnx.export(model, args, path, **{k: v for k, v in kw.items() if k in known})
+
+
 def _export_torchscript(model, args, path):
-    kw = dict(opset_version=17, export_params=True, do_constant_folding=False,
-              training=torch.onnx.TrainingMode.TRAINING, keep_initializers_as_inputs=False)
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kw["dynamo"] = False
-    torch.onnx.export(model, args, path, **kw)
+    # Training mode, no constant folding: one initializer per parameter under its torch name,
+    # no merged equal values, BatchNorm not folded (README, "Exporting a model").
+    _onnx_export(model, args, path, opset_version=17, export_params=True,
+                 do_constant_folding=False, training=torch.onnx.TrainingMode.TRAINING,
+                 keep_initializers_as_inputs=False, dynamo=False)
 
 
 def _export_dynamo(model, args, path):
     # optimize=False: every parameter keeps its own initializer under its torch name (the
     # optimizer would fold transposes into val_N copies and merge equal values).
-    torch.onnx.export(model, args, path, dynamo=True, optimize=False, external_data=False)
+    _onnx_export(model, args, path, dynamo=True, optimize=False, external_data=False)
 
 
 def _quiet(fn, *a):
@@ -447,7 +461,7 @@ def _export(model, args, work, tools, label, exporter="auto"):
     if not order:
         raise _error(label, "exporter %r is not available here (torch %s)"
                      % (exporter, torch.__version__))
-    causes = []
+    causes, lost = [], False
     for name, fn in order:
         try:
             _quiet(fn, m, a, path)
@@ -459,6 +473,7 @@ def _export(model, args, work, tools, label, exporter="auto"):
         inits = initializer_names(path)
         missing = [n for n in trainable if n not in inits]
         if missing:
+            lost = True
             causes.append("%s exporter: %d trainable parameter(s) are not initializers of the "
                           "exported graph under their torch names: %s%s (unused in forward? "
                           "set requires_grad=False)"
@@ -468,7 +483,8 @@ def _export(model, args, work, tools, label, exporter="auto"):
         tset = set(trainable)
         frozen = [n for n in inits if n not in tset]
         return _Exported(path, name, frozen, trainable)
-    raise _error(label, "the model does not export to ONNX: " + "; ".join(causes))
+    raise _error(label, ("the exported graph lacks trainable parameters: " if lost else
+                         "the model does not export to ONNX: ") + "; ".join(causes))
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -557,8 +573,9 @@ def _make_block_optimizer_class():
             self._push_multipliers()
 
         def block_rules(self):
-            """{parameter name: rule kind} as the plan says (one entry per parameter)."""
-            return {n: g["rule"] for g in self.param_groups for n in g["names"]}
+            """{parameter name: its block's rule as the plan describes it ("symo 1 x B")};
+            param_rules() says what the loaded library runs, which must be the same."""
+            return {n: g["describe"] for g in self.param_groups for n in g["names"]}
 
         def __repr__(self):
             return "BlockOptimizer(model=%r, policy=%r, params=%d, blocks=%d, lr=%g)" % (
@@ -644,7 +661,7 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
         raise _error(label, "lr must be a finite number > 0, got %r" % (lr,))
     t0 = time.perf_counter()
     times = {}
-    tools = _Tools.get()
+    tools = _tools(label)
     args = _as_args(example_inputs)
     settings = dict(policy=policy, loss=loss, exporter=exporter, opts=_compile_args(opts, label),
                     tools=tools.ident)
@@ -712,7 +729,8 @@ def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, la
             raise _error(label, "the plan has parameters the model does not train: %s"
                          % ", ".join(unknown[:5]))
         # One library per plan fingerprint and toolchain.
-        libdir = os.path.join(root, "lib", "%s-%s" % (plan["fingerprint"][:32], tools.ident[:12]))
+        libdir = os.path.join(root, "lib", "%s-%s-%s" % (
+            _model_name(label), _sha(plan["fingerprint"])[:16], tools.ident[:12]))
         t = time.perf_counter()
         lib = _built_library(libdir, src, tools, label, verbose, jobs)
         times["build"] = time.perf_counter() - t
@@ -733,18 +751,81 @@ def _find_lib(libdir):
     return None
 
 
+_RUNTIME_WRAPPER = """cmake_minimum_required(VERSION 3.16)
+project(symoc_runtime_cache LANGUAGES C CXX)
+add_subdirectory("%(runtime)s" rt)
+# Read by the generated optimizers' builds (CMAKE_PROJECT_INCLUDE): the runtime built here,
+# as an imported target, so that each optimizer compiles only its own source.
+file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/symoc_runtime_import.cmake" CONTENT "
+if(NOT TARGET symoc_runtime)
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+  add_library(symoc_runtime STATIC IMPORTED)
+  set_target_properties(symoc_runtime PROPERTIES
+    IMPORTED_LOCATION \\"$<TARGET_FILE:symoc_runtime>\\"
+    INTERFACE_INCLUDE_DIRECTORIES \\"%(runtime)s/include\\"
+    INTERFACE_COMPILE_FEATURES cxx_std_17
+    INTERFACE_LINK_LIBRARIES \\"${SYMOC_LAPACKE_LIB};${SYMOC_OPENBLAS_LIB};OpenMP::OpenMP_CXX\\")
+endif()
+")
+"""
+
+
+def _runtime_import(tools, root, label, verbose, jobs):
+    """Build the runtime once per toolchain (symoc + runtime sources) into the cache and
+    return the CMake file importing it; None when the runtime's folder is not known."""
+    if not tools.runtime:
+        return None
+    rdir = os.path.join(root, "runtime", tools.ident[:16])
+    imp = os.path.join(rdir, "build", "symoc_runtime_import.cmake")
+    if os.path.isfile(imp):
+        return imp
+    os.makedirs(os.path.dirname(rdir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix="build-", dir=os.path.dirname(rdir))
+    try:
+        with open(os.path.join(staging, "CMakeLists.txt"), "w") as f:
+            f.write(_RUNTIME_WRAPPER % dict(runtime=tools.runtime.replace("\\", "/")))
+        b = os.path.join(staging, "build")
+        for cmd in (["cmake", "-S", staging, "-B", b, "-DCMAKE_BUILD_TYPE=Release"]
+                    + _cmake_args(tools), ["cmake", "--build", b, "-j", str(jobs)]):
+            r = subprocess.run(cmd, stdout=None if verbose else subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, universal_newlines=True)
+            if r.returncode != 0:
+                tail = (r.stderr or "").strip().splitlines()[-5:]
+                raise _error(label, "building symoc's runtime (%s) failed: %s"
+                             % (tools.runtime, " | ".join(tail)))
+        # The import file names the archive inside the staging folder: rewrite it for the
+        # final place (the archive does not depend on where it lies).
+        with open(os.path.join(b, "symoc_runtime_import.cmake")) as f:
+            text = f.read().replace(staging, rdir)
+        with open(os.path.join(b, "symoc_runtime_import.cmake"), "w") as f:
+            f.write(text)
+        try:
+            os.rename(staging, rdir)
+            staging = None
+        except OSError:
+            if not os.path.isfile(imp):
+                raise
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    return imp
+
+
 def _built_library(libdir, src, tools, label, verbose, jobs):
     lib = _find_lib(libdir)
     if lib:
         return lib
+    jobs = jobs or os.cpu_count() or 2
+    imp = _runtime_import(tools, os.path.dirname(os.path.dirname(libdir)), label, verbose, jobs)
     os.makedirs(os.path.dirname(libdir), exist_ok=True)
     staging = tempfile.mkdtemp(prefix="build-", dir=os.path.dirname(libdir))
     try:
         for n in os.listdir(src):
             shutil.move(os.path.join(src, n), os.path.join(staging, n))
         try:
-            build_library(staging, jobs=jobs or os.cpu_count() or 2, quiet=not verbose,
-                          runtime_dir=tools.runtime, cmake_args=_cmake_args(tools))
+            build_library(staging, jobs=jobs, quiet=not verbose, runtime_dir=tools.runtime,
+                          cmake_args=_cmake_args(tools) +
+                          (["-DCMAKE_PROJECT_INCLUDE=" + imp] if imp else []))
         except SymocError as e:
             raise _error(label, "building the generated optimizer failed: %s" % e) from None
         # cmake recorded the staging path; the library itself does not depend on it.
@@ -799,7 +880,7 @@ class Report:
 def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
     """Export the model (as compile() does) and return its symmetry Report; compiles nothing."""
     label = _module_label(model)
-    tools = _Tools.get()
+    tools = _tools(label)
     args = _as_args(example_inputs)
     with tempfile.TemporaryDirectory(prefix="symoc-report-") as work:
         ex = _export(model, args, work, tools, label, exporter)
