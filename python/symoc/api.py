@@ -690,7 +690,8 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
     try:
         opt = _block_optimizer_class()(trainable, library=entry["library"], lr=lr, plan=plan)
     except SymocError as e:
-        raise _error(label, "the plan does not match the model's parameters: %s" % e) from None
+        raise _error(label, "the optimizer does not take the model's parameters: %s" % e) \
+            from None
     times["load"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
     info.update(entry, times=times)
