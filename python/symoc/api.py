@@ -244,6 +244,13 @@ def _describe(x, out, path="in"):
         out.append("%s:%r" % (path, x))
 
 
+def _config_text(cfg):
+    try:
+        return json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    except Exception:   # a to_dict() that is something else: its repr
+        return repr(cfg)
+
+
 def cache_key(model, example_inputs, settings):
     """What decides the exported graph and the plan, hashed without exporting: the module
     tree (types, extra_repr, scalar attributes, forward code and its source files), every
@@ -274,6 +281,9 @@ def cache_key(model, example_inputs, settings):
             elif isinstance(v, torch.Tensor):
                 parts.append("T %s.%s %s %s %s" % (mname, k, tuple(v.shape), v.dtype,
                                                    _tensor_digest(v)))
+            elif callable(getattr(v, "to_dict", None)):   # a Hugging Face config
+                parts.append("C %s.%s %s %r" % (mname, k, _config_text(v),
+                                                getattr(v, "_attn_implementation", None)))
         for k, p in mod._parameters.items():
             if p is None:
                 continue
@@ -699,30 +709,55 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
     return opt
 
 
+def _exported_and(step, model, args, work, tools, label, exporter, times):
+    """Export, then step(exported). When `auto` chose the dynamo exporter and symoc rejects
+    its file (the importer may not take every dynamo output yet), export with TorchScript
+    and try again; if that fails too, the error gives both causes."""
+    t = time.perf_counter()
+    ex = _export(model, args, work, tools, label, exporter)
+    times["export"] = time.perf_counter() - t
+    try:
+        return ex, step(ex)
+    except SymocError as e:
+        if exporter != "auto" or ex.exporter != "dynamo":
+            raise
+        first = str(e).split(": ", 2)[-1]
+    t = time.perf_counter()
+    ex = _export(model, args, work, tools, label, "torchscript")
+    times["export_fallback"] = time.perf_counter() - t
+    try:
+        return ex, step(ex)
+    except SymocError as e:
+        raise _error(label, "dynamo export: %s; torchscript export: %s"
+                     % (first, str(e).split(": ", 2)[-1])) from None
+
+
 def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, label, times,
                       verbose, jobs):
     os.makedirs(os.path.join(root, "work"), exist_ok=True)
     work = tempfile.mkdtemp(prefix="compile-", dir=os.path.join(root, "work"))
     try:
-        t = time.perf_counter()
-        ex = _export(model, args, work, tools, label, exporter)
-        times["export"] = time.perf_counter() - t
-        common = ex.frozen_args() + ["--loss", loss]
-        if not tools.compile_verifies():
+        def verify_and_compile(ex):
+            common = ex.frozen_args() + ["--loss", loss]
+            if not tools.compile_verifies():
+                t = time.perf_counter()
+                vjson = os.path.join(work, "verify.json")
+                tools.run(["verify", ex.path, "--json", vjson] + common,
+                          "`symoc verify` (every claim must pass before a step is built on "
+                          "it)", label)
+                times["verify"] = time.perf_counter() - t
             t = time.perf_counter()
-            vjson = os.path.join(work, "verify.json")
-            tools.run(["verify", ex.path, "--json", vjson] + common,
-                      "`symoc verify` (every claim must pass before a step is built on it)",
-                      label)
-            times["verify"] = time.perf_counter() - t
-        t = time.perf_counter()
-        src = os.path.join(work, "optimizer")
-        cargs = ["compile", ex.path, "--policy", policy, "-o", src,
-                 "--name", _model_name(label)] + common + _compile_args(opts, label)
-        if tools.runtime:
-            cargs += ["--runtime-dir", tools.runtime]
-        tools.run(cargs, "`symoc compile --policy %s`" % policy, label)
-        times["compile"] = time.perf_counter() - t
+            src = os.path.join(work, "optimizer-" + ex.exporter)
+            cargs = ["compile", ex.path, "--policy", policy, "-o", src,
+                     "--name", _model_name(label)] + common + _compile_args(opts, label)
+            if tools.runtime:
+                cargs += ["--runtime-dir", tools.runtime]
+            tools.run(cargs, "`symoc compile --policy %s`" % policy, label)
+            times["compile"] = time.perf_counter() - t
+            return src
+
+        ex, src = _exported_and(verify_and_compile, model, args, work, tools, label, exporter,
+                                times)
         with open(os.path.join(src, "plan.json")) as f:
             plan = json.load(f)
         unknown = [p["name"] for p in plan["params"] if p["name"] not in set(ex.trainable)]
@@ -884,12 +919,15 @@ def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
     tools = _tools(label)
     args = _as_args(example_inputs)
     with tempfile.TemporaryDirectory(prefix="symoc-report-") as work:
-        ex = _export(model, args, work, tools, label, exporter)
         cj, dot = os.path.join(work, "claims.json"), os.path.join(work, "model.dot")
-        cmd = ["analyze", ex.path, "--json", cj, "--dot", dot, "--loss", loss] + ex.frozen_args()
-        if verify:
-            cmd.append("--verify")
-        r = tools.run(cmd, "`symoc analyze`", label)
+
+        def analyze(ex):
+            cmd = ["analyze", ex.path, "--json", cj, "--dot", dot, "--loss", loss] + \
+                ex.frozen_args()
+            if verify:
+                cmd.append("--verify")
+            return tools.run(cmd, "`symoc analyze`", label)
+        ex, r = _exported_and(analyze, model, args, work, tools, label, exporter, {})
         with open(cj) as f:
             claims = json.load(f)
         with open(dot) as f:

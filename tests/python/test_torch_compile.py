@@ -191,6 +191,34 @@ def test_requires_grad_false_and_buffers_are_frozen():
             assert "fc1.weight" not in inits, c
 
 
+# --------------------------------------------------------------------------- exporter choice
+def test_dynamo_output_rejected_falls_back_to_torchscript():
+    """auto picks the dynamo exporter when symoc takes opset > 17; when symoc then rejects the
+    file, compile() exports with TorchScript and goes on. Simulated on any torch: the
+    'dynamo' export is a TorchScript export stamped opset 99."""
+    import onnx
+    api = symoc.api
+    saved = (api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo)
+
+    def fake_dynamo(model, args, path):
+        api._export_torchscript(model, args, path)
+        m = onnx.load(path)
+        m.opset_import[0].version = 99
+        onnx.save(m, path)
+    api._dynamo_available = lambda: True
+    api._Tools.accepts_opset = lambda self, opset: True
+    api._export_dynamo = fake_dynamo
+    try:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+        rep = symoc.torch.report(model, (torch.randn(2, 8),))
+        assert rep.exporter == "torchscript", rep.exporter
+        expect_error(lambda: symoc.torch.report(model, (torch.randn(2, 8),),
+                                                exporter="dynamo"), "opset 99")
+    finally:
+        api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo = saved
+
+
 # --------------------------------------------------------------------------- report
 def test_report():
     model, (x,) = llama()
