@@ -105,9 +105,23 @@ class _Tools:
         self._compile_help = None
         self._opset_probe = {}
 
+    peak_rss = 0   # largest VmHWM (bytes) seen of a symoc run in this process
+
     def run(self, args, what, module):
-        r = subprocess.run([self.symoc] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.Popen([self.symoc] + args, stdout=out, stderr=err,
+                                 universal_newlines=True)
+            # Peak memory of symoc itself (a child's ru_maxrss would count the fork's copy of
+            # this process): its VmHWM, read until it exits.
+            while p.poll() is None:
+                _Tools.peak_rss = max(_Tools.peak_rss, _vm_hwm(p.pid))
+                try:
+                    p.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+            out.seek(0)
+            err.seek(0)
+            r = subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
         if r.returncode != 0:
             errs = [l for l in r.stderr.splitlines() if "error" in l] or \
                 r.stderr.strip().splitlines()[-3:] or r.stdout.strip().splitlines()[-3:]
@@ -142,6 +156,17 @@ def _tools(label):
         return _Tools.get()
     except SymocError as e:
         raise _error(label, str(e)) from None
+
+
+def _vm_hwm(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _sha(*parts):
@@ -704,7 +729,7 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
             from None
     times["load"] = time.perf_counter() - t
     times["total"] = time.perf_counter() - t0
-    info.update(entry, times=times)
+    info.update(entry, times=times, symoc_peak_rss_mib=round(_Tools.peak_rss / 2**20, 1))
     opt.symoc_info = info
     return opt
 
