@@ -174,15 +174,22 @@ struct PolarGroup {
   float out_scale = 1.f; // Muon's max(1, rows/cols)^{1/2}, Moonlight's 0.2 max(rows, cols)^{1/2}
 };
 enum class PolarIteration { NewtonSchulz, PolarExpress };
+// Switches for benchmarks and fallbacks; the defaults are the fast path.
+struct NsTuning {
+  bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
+  bool lt = true;    // cuBLASLt with C != D (false: cublasGemmStridedBatchedEx after a copy)
+};
 class NewtonSchulzPlan {
 public:
-  NewtonSchulzPlan(Engine &, std::vector<Shape> groups, PolarIteration = PolarIteration::NewtonSchulz, int steps = 5);
+  NewtonSchulzPlan(Engine &, std::vector<Shape> groups, PolarIteration = PolarIteration::NewtonSchulz, int steps = 5,
+                   NsTuning = {});
   ~NewtonSchulzPlan();
   size_t workspace_bytes() const;
   // groups[i] must have the shape given at construction.
   void run(const PolarGroup *groups, size_t n, Workspace, cudaStream_t);
   // Floating-point operations of one run (4 r^2 k + 2 r^3 per matrix and step).
   double flops() const;
+  bool uses_lt() const; // every GEMM found a cuBLASLt algorithm
   struct Impl;
 
 private:
