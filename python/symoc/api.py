@@ -883,10 +883,20 @@ def _built_library(libdir, src, tools, label, verbose, jobs):
     try:
         for n in os.listdir(src):
             shutil.move(os.path.join(src, n), os.path.join(staging, n))
-        try:
+        def build(with_import):
             build_library(staging, jobs=jobs, quiet=not verbose, runtime_dir=tools.runtime,
                           cmake_args=_cmake_args(tools) +
-                          (["-DCMAKE_PROJECT_INCLUDE=" + imp] if imp else []))
+                          (["-DCMAKE_PROJECT_INCLUDE=" + imp] if with_import else []))
+        try:
+            try:
+                build(imp is not None)
+            except SymocError:
+                if imp is None:
+                    raise
+                # Generated code that needs more of the runtime than the imported archive
+                # (a CUDA part, say): build it the plain way, runtime included.
+                shutil.rmtree(os.path.join(staging, "build"), ignore_errors=True)
+                build(False)
         except SymocError as e:
             raise _error(label, "building the generated optimizer failed: %s" % e) from None
         # cmake recorded the staging path; the library itself does not depend on it.
