@@ -123,8 +123,11 @@ class _Tools:
             err.seek(0)
             r = subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
         if r.returncode != 0:
+            # symoc's error line; else (a failed check) the failing claims and the summary
+            out_lines = r.stdout.strip().splitlines()
             errs = [l for l in r.stderr.splitlines() if "error" in l] or \
-                r.stderr.strip().splitlines()[-3:] or r.stdout.strip().splitlines()[-3:]
+                ([l for l in out_lines if l.startswith("FAIL")][:3] + out_lines[-1:]) or \
+                r.stderr.strip().splitlines()[-3:]
             raise _error(module, "%s failed (exit %d): %s" % (what, r.returncode,
                                                              " | ".join(errs)))
         return r
