@@ -223,7 +223,7 @@ def test_dynamo_output_rejected_falls_back_to_torchscript():
 def test_report():
     model, (x,) = llama()
     rep = symoc.torch.report(model, (x,))
-    assert "claims pass" in rep.text, rep.text[-500:]
+    assert "claims pass" in rep.text and rep.verified is True, rep.text[-500:]
     assert rep.claims["schema"] and rep.claims["claims"], rep.claims.keys()
     assert "digraph" in rep.dot or "graph" in rep.dot.split("{")[0]
     assert rep.exporter in ("torchscript", "dynamo")
@@ -232,6 +232,26 @@ def test_report():
     with tempfile.TemporaryDirectory() as d:
         written = rep.save(os.path.join(d, "llama"))
         assert all(os.path.getsize(p) > 0 for p in written), written
+
+
+def test_report_with_a_failed_check_is_returned_not_raised():
+    """A claim failing `--verify` (exit 1, no error line) is part of the report: verified is
+    False. Simulated by a symoc wrapper whose analyze exits 1 after the real run."""
+    real = os.environ["SYMOC_BIN"]
+    with tempfile.TemporaryDirectory() as d:
+        wrapper = os.path.join(d, "symoc")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\n"%s" "$@"; rc=$?\n[ "$1" = analyze ] && exit 1\nexit $rc\n'
+                    % real)
+        os.chmod(wrapper, 0o755)
+        os.environ["SYMOC_BIN"] = wrapper
+        try:
+            torch.manual_seed(2)
+            model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+            rep = symoc.torch.report(model, (torch.randn(2, 8),))
+            assert rep.verified is False and "claims pass" in rep.text, rep.verified
+        finally:
+            os.environ["SYMOC_BIN"] = real
 
 
 # --------------------------------------------------------------------------- errors
