@@ -16,8 +16,8 @@ It checks and times, each case on its own (one failure does not stop the others)
              every parameter's rule in the loaded library == the plan's
   vit        a timm VisionTransformer (small), the same
   gpt2-124m  GPT2LMHeadModel(GPT2Config()) (124M parameters): export + verify + compile +
-             build timed, then a cached second call; peak memory (this process's RSS,
-             symoc's VmHWM, CUDA's peak)
+             build timed (model on the CPU), then a cached second call; peak memory
+             (this process's RSS, symoc's VmHWM)
 Writes DIR/torchapi_gpu.json and prints a table last. Exit 1 when any case failed.
 """
 import argparse
@@ -183,11 +183,11 @@ def case_gpt2(cache):
     cfg = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                                   use_cache=False)
     torch.manual_seed(0)
-    model = Logits(transformers.GPT2LMHeadModel(cfg)).to(device())
+    # On the CPU: export, analysis, verification, compilation and the build run there anyway,
+    # and the timing must not depend on whether the bridge takes CUDA tensors yet.
+    model = Logits(transformers.GPT2LMHeadModel(cfg))
     n = sum(p.numel() for p in model.parameters())
-    ids = torch.randint(0, cfg.vocab_size, (1, 64), device=device())
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    ids = torch.randint(0, cfg.vocab_size, (1, 64))
     t = time.perf_counter()
     opt = symoc.torch.compile(model, (ids,), policy="auto", lr=1e-3, cache_dir=cache)
     first = time.perf_counter() - t
@@ -202,8 +202,6 @@ def case_gpt2(cache):
            cached_call_s=round(second, 3), exporter=opt.symoc_info.get("exporter"),
            peak_rss_python_mib=rss_me, peak_rss_symoc_mib=opt.symoc_info["symoc_peak_rss_mib"],
            peak_rss_children_mib=rss_child,
-           cuda_peak_mib=round(torch.cuda.max_memory_allocated() / 2**20, 1)
-           if torch.cuda.is_available() else None,
            blocks=len(opt.param_groups), rules_match_plan=ok_rules, mismatched=bad)
 
 
@@ -239,7 +237,7 @@ def main():
     for r in RESULTS:
         summary = {k: r[k] for k in ("device", "losses", "first_call_s", "cached_call_s",
                                      "peak_rss_python_mib", "peak_rss_symoc_mib",
-                                     "cuda_peak_mib", "verify", "error") if k in r}
+                                     "verify", "error") if k in r}
         print("%-10s %-4s %s" % (r["case"], "yes" if r["ok"] else "NO",
                                  json.dumps(summary)[:400]))
     return 0 if all(r["ok"] for r in RESULTS) else 1
