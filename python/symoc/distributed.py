@@ -385,7 +385,6 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         n = len(self._names)
         self._w = (ctypes.c_void_p * n)()
         self._g = (ctypes.c_void_p * n)()
-        self._blist = (ctypes.c_int32 * max(1, len(self._my_blocks)))(*self._my_blocks)
         self._zero_grads = {}
         self._bucket_bytes = int(bucket_bytes)
         self.profile = bool(profile)
