@@ -1,0 +1,186 @@
+//===- OpsetAdapter.cpp - Opset 18-24 models in their opset-17 form -------===//
+
+#include "symoc/OpsetAdapter/OpsetAdapter.h"
+
+#include "Rewrite.h"
+#include "symoc/ModelIO/ModelIO.h"
+
+#include <onnx/defs/schema.h>
+
+#include <sstream>
+
+namespace symoc {
+namespace adapter {
+namespace {
+
+const Table &table() {
+  static const Table t = [] {
+    Table t;
+    addTypesOnly(t);
+    addReductions(t);
+    addSplits(t);
+    addAttributeChanges(t);
+    addActivations(t);
+    addNormalizations(t);
+    addAttention(t);
+    addRotary(t);
+    return t;
+  }();
+  return t;
+}
+
+bool defaultDomain(const onnx::NodeProto &n) {
+  return n.domain().empty() || n.domain() == "ai.onnx";
+}
+
+/// The node's schema version in a model of `opset`: its newest version after
+/// 17 that is <= opset, or 0 when the opset-17 schema applies.
+int64_t versionAfter17(const std::string &op, int64_t opset) {
+  const auto &v = versionsAfter17();
+  auto it = v.find(op);
+  int64_t best = 0;
+  if (it != v.end())
+    for (int64_t x : it->second)
+      if (x <= opset && x > best)
+        best = x;
+  return best;
+}
+
+class GraphRewriter {
+public:
+  GraphRewriter(Context &ctx, int64_t opset) : ctx(ctx), opset(opset) {}
+
+  void run(onnx::GraphProto &g) {
+    std::vector<onnx::NodeProto> out;
+    out.reserve(size_t(g.node_size()));
+    for (auto &n : *g.mutable_node()) {
+      for (auto &a : *n.mutable_attribute()) {
+        if (a.has_g())
+          run(*a.mutable_g());
+        for (auto &sg : *a.mutable_graphs())
+          run(sg);
+      }
+      if (!defaultDomain(n)) {
+        out.push_back(n);
+        continue;
+      }
+      int64_t v = versionAfter17(n.op_type(), opset);
+      if (v == 0) {
+        if (!onnx::OpSchemaRegistry::Schema(n.op_type(), kNativeOpset, ""))
+          ctx.fail(n, opset, "not an ONNX operator symoc knows (ONNX 1.12 and the opset "
+                             "18-24 rewrites have no schema for it)");
+        out.push_back(n);
+        continue;
+      }
+      auto it = table().find({n.op_type(), v});
+      if (it == table().end())
+        ctx.fail(n, v, "symoc has no opset-17 form for this operator version; "
+                       "export with an opset where the model avoids it");
+      it->second(ctx, n, v, out);
+      ++counts[n.op_type() + "-" + std::to_string(v)];
+    }
+    google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+    for (auto &n : out)
+      *nodes.Add() = std::move(n);
+    g.mutable_node()->Swap(&nodes);
+  }
+
+  std::map<std::string, int> counts;
+
+private:
+  Context &ctx;
+  int64_t opset;
+};
+
+void setDefaultOpset(onnx::ModelProto &model, int64_t v) {
+  for (auto &op : *model.mutable_opset_import())
+    if (op.domain().empty() || op.domain() == "ai.onnx")
+      op.set_version(v);
+}
+
+void recordConstants(onnx::ModelProto &model, const std::set<std::string> &names) {
+  if (names.empty())
+    return;
+  std::string joined;
+  for (const auto &n : names)
+    joined += n + "\n";
+  for (auto &kv : *model.mutable_metadata_props())
+    if (kv.key() == kAdapterConstantsKey) {
+      kv.set_value(kv.value() + joined);
+      return;
+    }
+  auto *kv = model.add_metadata_props();
+  kv->set_key(kAdapterConstantsKey);
+  kv->set_value(joined);
+}
+
+} // namespace
+} // namespace adapter
+
+void adaptModel(onnx::ModelProto &model, const std::string &path, const ConstantFolder &fold,
+                AdapterNotes &notes) {
+  using namespace adapter;
+  for (const auto &kv : model.metadata_props())
+    if (kv.key() == kAdaptedKey)
+      return; // adapted before (symoc verify adapts, then imports)
+  int64_t opset = opsetVersion(model, "");
+  if (opset < 0)
+    fail(path, "model does not import the default ONNX domain");
+  if (opset > kMaxOpset)
+    fail(path, "opset " + std::to_string(opset) + " is newer than symoc reads (opsets " +
+                   std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")");
+  if (opset < kMinOpset)
+    fail(path, "opset " + std::to_string(opset) + " is too old (symoc reads opsets " +
+                   std::to_string(kMinOpset) + " to " + std::to_string(kMaxOpset) + ")");
+  if (model.ir_version() > kMaxIrVersion)
+    fail(path, "IR version " + std::to_string(model.ir_version()) +
+                   " is newer than symoc reads (up to " + std::to_string(kMaxIrVersion) + ")");
+  if (model.ir_version() > kNativeIrVersion)
+    model.set_ir_version(kNativeIrVersion);
+
+  if (opset > kNativeOpset) {
+    // Axes, pads and split sizes computed by small constant subgraphs
+    // (Reshape(Constant), Concat, Cast) become initializers first.
+    fold(model);
+  }
+  Context ctx(model, path);
+  int sequences = splitSequencesToSplit(ctx);
+  if (sequences)
+    notes.lines.push_back("rewrote " + std::to_string(sequences) +
+                          " SplitToSequence/SequenceAt groups as Split");
+  ctx.index();
+  if (opset > kNativeOpset) {
+    GraphRewriter rw(ctx, opset);
+    rw.run(*model.mutable_graph());
+    setDefaultOpset(model, kNativeOpset);
+    std::ostringstream os;
+    os << "read opset " << opset << " as opset " << kNativeOpset;
+    if (!rw.counts.empty()) {
+      os << ", rewriting";
+      for (const auto &[k, c] : rw.counts)
+        os << " " << k << " x" << c;
+    }
+    notes.lines.push_back(os.str());
+    ctx.index();
+  }
+  recoverParameterNames(model, ctx, notes.lines);
+  recordConstants(model, ctx.constants);
+  auto *done = model.add_metadata_props();
+  done->set_key(kAdaptedKey);
+  done->set_value("1");
+}
+
+std::set<std::string> adapterConstants(const onnx::ModelProto &model) {
+  std::set<std::string> out;
+  for (const auto &kv : model.metadata_props())
+    if (kv.key() == kAdapterConstantsKey) {
+      std::istringstream is(kv.value());
+      std::string line;
+      while (std::getline(is, line))
+        if (!line.empty())
+          out.insert(line);
+    }
+  return out;
+}
+
+} // namespace symoc
