@@ -47,6 +47,13 @@ void cast(Context &ctx, const onnx::NodeProto &node, int64_t v,
   // saturate only affects float8 targets; round_mode only float8e8m0.
   eraseAttr(n, "saturate");
   eraseAttr(n, "round_mode");
+  // CastLike with a known target type is a Cast (which has a rule).
+  if (n.op_type() == "CastLike" && n.input_size() == 2)
+    if (auto to = ctx.knownElemType(n.input(1))) {
+      n.set_op_type("Cast");
+      n.mutable_input()->RemoveLast();
+      setInt(n, "to", *to);
+    }
   if (attrInt(n, "to", 1) > onnx::TensorProto::BFLOAT16)
     ctx.fail(n, v, "cast to data type " + std::to_string(attrInt(n, "to", 1)) +
                        " (float8/int4/float4), which symoc cannot read");

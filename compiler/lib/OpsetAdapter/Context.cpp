@@ -116,13 +116,21 @@ std::optional<int64_t> Context::rank(const std::string &name) const {
 }
 
 int32_t Context::elemType(const std::string &name) const {
+  return knownElemType(name).value_or(onnx::TensorProto::FLOAT);
+}
+
+std::optional<int32_t> Context::knownElemType(const std::string &name) const {
   if (auto it = inits_.find(name); it != inits_.end())
     return it->second->data_type();
+  if (auto it = constNodes_.find(name); it != constNodes_.end())
+    for (const auto &a : it->second->attribute())
+      if (a.name() == "value")
+        return a.t().data_type();
   auto it = infos_.find(name);
   if (it != infos_.end() && it->second->type().has_tensor_type() &&
       it->second->type().tensor_type().elem_type())
     return it->second->type().tensor_type().elem_type();
-  return onnx::TensorProto::FLOAT;
+  return std::nullopt;
 }
 
 std::string Context::fresh(const std::string &hint) {

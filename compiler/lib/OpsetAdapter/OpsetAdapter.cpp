@@ -92,6 +92,18 @@ private:
   int64_t opset;
 };
 
+void dropValueShapes(onnx::ModelProto &model) {
+  auto &g = *model.mutable_graph();
+  std::set<std::string> inits;
+  for (const auto &t : g.initializer())
+    inits.insert(t.name());
+  google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> kept;
+  for (const auto &vi : g.value_info())
+    if (inits.count(vi.name()))
+      *kept.Add() = vi;
+  g.mutable_value_info()->Swap(&kept);
+}
+
 void setDefaultOpset(onnx::ModelProto &model, int64_t v) {
   for (auto &op : *model.mutable_opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx")
@@ -153,6 +165,13 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
     GraphRewriter rw(ctx, opset);
     rw.run(*model.mutable_graph());
     setDefaultOpset(model, kNativeOpset);
+    // The exporter's value_info shapes (kept until now: the rewrites read
+    // ranks from them, and ONNX 1.12's data propagation crashes on Shape of a
+    // value of unknown rank) came from schemas ONNX 1.12 does not have; where
+    // its inference disagrees with one it stops, so they are left to ONNX 1.12
+    // now (entries of initializers stay: they carry the metadata
+    // ParameterNames.cpp reads).
+    dropValueShapes(model);
     std::ostringstream os;
     os << "read opset " << opset << " as opset " << kNativeOpset;
     if (!rw.counts.empty()) {

@@ -42,6 +42,8 @@ public:
   std::optional<int64_t> rank(const std::string &name) const;
   /// Element type (TensorProto data type) when known, else FLOAT.
   int32_t elemType(const std::string &name) const;
+  /// Element type when the graph states it (initializer, input, value_info).
+  std::optional<int32_t> knownElemType(const std::string &name) const;
 
   /// A fresh value name derived from `hint`.
   std::string fresh(const std::string &hint);
