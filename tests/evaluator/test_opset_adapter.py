@@ -173,6 +173,15 @@ def cases():
             [("X", F, list(xr.shape)), ("p", TensorProto.INT64, [2, 5])], ["Y"], 23,
             [numpy_helper.from_array(cos, "c"), numpy_helper.from_array(sin, "s")]),
             [xr, pos], [rotary_ref(xr, cos, sin, pos, inter, 6)])
+    phase = RNG.standard_normal((10, 4))
+    ctab, stab = np.cos(phase).astype(np.float32), np.sin(phase).astype(np.float32)
+    for inter in (0, 1):  # constant position_ids: the tables are precomputed
+        yield (f"RotaryEmbedding-23 interleaved={inter} constant tables", model(
+            [helper.make_node("RotaryEmbedding", ["X", "c", "s", "p"], ["Y"], interleaved=inter)],
+            [("X", F, list(xr.shape))], ["Y"], 23,
+            [numpy_helper.from_array(ctab, "c"), numpy_helper.from_array(stab, "s"),
+             numpy_helper.from_array(pos, "p")]), [xr],
+            [rotary_ref(xr, ctab, stab, pos, inter, 8)])
     theta4 = RNG.standard_normal((10, 4))
     cos4, sin4 = np.cos(theta4).astype(np.float32), np.sin(theta4).astype(np.float32)
     x3 = xr.transpose(0, 2, 1, 3).reshape(2, 5, 24)

@@ -69,6 +69,14 @@ std::optional<std::vector<int64_t>> Context::ints(const std::string &name) const
   return std::nullopt;
 }
 
+std::optional<std::vector<double>> Context::floats(const std::string &name) const {
+  auto it = inits_.find(name);
+  if (it == inits_.end() || isInt(it->second->data_type()) ||
+      it->second->data_type() == onnx::TensorProto::BOOL)
+    return std::nullopt;
+  return tensorToDouble(*it->second, path_);
+}
+
 std::optional<double> Context::scalar(const std::string &name) const {
   const onnx::TensorProto *t = nullptr;
   if (auto it = inits_.find(name); it != inits_.end())

@@ -29,6 +29,10 @@ const Table &table() {
   return t;
 }
 
+/// Marks, during adaptation, the nodes a rewrite wrote (the graph is read
+/// again after shape inference when some rewrite had to wait).
+constexpr const char *kDoneAttr = "__symoc_adapted";
+
 bool defaultDomain(const onnx::NodeProto &n) {
   return n.domain().empty() || n.domain() == "ai.onnx";
 }
@@ -46,21 +50,25 @@ int64_t versionAfter17(const std::string &op, int64_t opset) {
   return best;
 }
 
+/// One pass over a graph (subgraphs included). A rewrite that fails is kept
+/// for the next pass when `defer` is set: it may need the shape of a value
+/// that an earlier rewrite of this pass produced, known only once shape
+/// inference has run again.
 class GraphRewriter {
 public:
   GraphRewriter(Context &ctx, int64_t opset) : ctx(ctx), opset(opset) {}
 
-  void run(onnx::GraphProto &g) {
+  void run(onnx::GraphProto &g, bool defer) {
     std::vector<onnx::NodeProto> out;
     out.reserve(size_t(g.node_size()));
     for (auto &n : *g.mutable_node()) {
       for (auto &a : *n.mutable_attribute()) {
         if (a.has_g())
-          run(*a.mutable_g());
+          run(*a.mutable_g(), defer);
         for (auto &sg : *a.mutable_graphs())
-          run(sg);
+          run(sg, defer);
       }
-      if (!defaultDomain(n)) {
+      if (!defaultDomain(n) || attr(n, kDoneAttr)) {
         out.push_back(n);
         continue;
       }
@@ -76,8 +84,22 @@ public:
       if (it == table().end())
         ctx.fail(n, v, "symoc has no opset-17 form for this operator version; "
                        "export with an opset where the model avoids it");
-      it->second(ctx, n, v, out);
+      size_t mark = out.size();
+      try {
+        it->second(ctx, n, v, out);
+      } catch (const Error &e) {
+        if (!defer)
+          throw;
+        out.resize(mark);
+        out.push_back(n); // as it is, for the next pass
+        ++deferred;
+        continue;
+      }
+      ++done;
       ++counts[n.op_type() + "-" + std::to_string(v)];
+      // What a rewrite wrote is in opset-17 form: not looked at again.
+      for (size_t k = mark; k < out.size(); ++k)
+        setInt(out[k], kDoneAttr, 1);
     }
     google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
     for (auto &n : out)
@@ -86,11 +108,24 @@ public:
   }
 
   std::map<std::string, int> counts;
+  int done = 0, deferred = 0;
 
 private:
   Context &ctx;
   int64_t opset;
 };
+
+void stripDoneMarks(onnx::GraphProto &g) {
+  for (auto &n : *g.mutable_node()) {
+    eraseAttr(n, kDoneAttr);
+    for (auto &a : *n.mutable_attribute()) {
+      if (a.has_g())
+        stripDoneMarks(*a.mutable_g());
+      for (auto &sg : *a.mutable_graphs())
+        stripDoneMarks(sg);
+    }
+  }
+}
 
 void dropValueShapes(onnx::ModelProto &model) {
   auto &g = *model.mutable_graph();
@@ -163,7 +198,18 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
   ctx.index();
   if (opset > kNativeOpset) {
     GraphRewriter rw(ctx, opset);
-    rw.run(*model.mutable_graph());
+    // Rewrites that need shapes produced by other rewrites wait for shape
+    // inference on the partly rewritten graph; the last pass reports what
+    // still fails.
+    for (int pass = 0;; ++pass) {
+      rw.done = rw.deferred = 0;
+      rw.run(*model.mutable_graph(), /*defer=*/pass < 8);
+      if (!rw.deferred)
+        break;
+      fold(model);
+      ctx.index();
+    }
+    stripDoneMarks(*model.mutable_graph());
     setDefaultOpset(model, kNativeOpset);
     // The exporter's value_info shapes (kept until now: the rewrites read
     // ranks from them, and ONNX 1.12's data propagation crashes on Shape of a

@@ -35,6 +35,8 @@ public:
 
   /// The value of a small integer constant (initializer or Constant node).
   std::optional<std::vector<int64_t>> ints(const std::string &name) const;
+  /// The values of a float initializer (any size), when it is one.
+  std::optional<std::vector<double>> floats(const std::string &name) const;
   /// The value of a float scalar constant.
   std::optional<double> scalar(const std::string &name) const;
   /// Static shape from initializers, graph inputs and inferred value_info.

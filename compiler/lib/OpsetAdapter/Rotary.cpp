@@ -42,24 +42,61 @@ void rotary(Context &ctx, const onnx::NodeProto &n, int64_t v, std::vector<onnx:
   if (threeD)
     x = ctx.op1(out, "Reshape", {x, ints({0, 0, heads, -1})}, name);
   int64_t headAxis = threeD ? 2 : 1;
+  // Constant caches (and constant or absent position_ids) give constant
+  // tables, computed here so the rotary pass can read them.
+  auto constantTable = [&](const std::string &cache) -> std::optional<std::string> {
+    auto data = ctx.floats(cache);
+    auto cs = ctx.shape(cache);
+    if (!data || !cs || cs->empty() || cs->back() != rd / 2)
+      return std::nullopt;
+    std::vector<int64_t> pos;
+    int64_t batch = 1, seq = threeD ? (*xs)[1] : (*xs)[2];
+    if (hasInput(n, 3)) {
+      auto p = ctx.ints(n.input(3));
+      auto ps = ctx.shape(n.input(3));
+      if (!p || !ps || ps->size() != 2 || (*ps)[1] != seq)
+        return std::nullopt;
+      pos = *p;
+      batch = (*ps)[0];
+    } else {
+      if (cs->size() != 3 || (*cs)[1] != seq)
+        return std::nullopt;
+      batch = (*cs)[0];
+    }
+    std::vector<float> full(size_t(batch * seq * rd));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t s = 0; s < seq; ++s) {
+        int64_t row = pos.empty() ? b * seq + s : pos[size_t(b * seq + s)];
+        if (row < 0 || (row + 1) * (rd / 2) > int64_t(data->size()))
+          return std::nullopt;
+        for (int64_t k = 0; k < rd; ++k) {
+          int64_t j = interleaved ? k / 2 : k % (rd / 2);
+          full[size_t((b * seq + s) * rd + k)] = float((*data)[size_t(row * (rd / 2) + j)]);
+        }
+      }
+    std::vector<int64_t> dims = threeD ? std::vector<int64_t>{batch, seq, 1, rd}
+                                       : std::vector<int64_t>{batch, 1, seq, rd};
+    return ctx.addFloat(full, dims, "rotary_table", onnx::TensorProto::FLOAT, true);
+  };
   auto table = [&](const std::string &cache) {
+    if (auto c = constantTable(cache))
+      return *c;
     std::string t = cache;
     if (hasInput(n, 3))
       t = ctx.op1(out, "Gather", {cache, n.input(3)}, name); // [B, S, rd/2]
     t = ctx.op1(out, "Unsqueeze", {t, ints({headAxis})}, name);
-    if (!interleaved)
-      return ctx.op1(out, "Concat", {t, t}, name);
+    if (!interleaved) {
+      std::string c = ctx.op1(out, "Concat", {t, t}, name);
+      setInt(out.back(), "axis", -1);
+      return c;
+    }
     std::string u = ctx.op1(out, "Unsqueeze", {t, ints({-1})}, name);
     std::string c = ctx.op1(out, "Concat", {u, u}, name);
     setInt(out.back(), "axis", -1);
     return ctx.op1(out, "Reshape", {c, ints({0, 0, 0, -1})}, name);
   };
   std::string cos = table(n.input(1));
-  if (!interleaved)
-    setInt(out.back(), "axis", -1);
   std::string sin = table(n.input(2));
-  if (!interleaved)
-    setInt(out.back(), "axis", -1);
   std::string xr = rd < d ? slice(x, 0, rd, 1) : x;
   std::string rot;
   if (!interleaved) {
