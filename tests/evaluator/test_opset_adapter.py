@@ -220,9 +220,39 @@ def cases():
          helper.make_node("SequenceAt", ["seq", "i"], ["Y"])], xi, ["Y"], 20), [x], [x[:, :, 6:]])
 
 
+MODERN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models",
+                      "modern")
+IMAGE_MODELS = ("hf_vit", "timm_vit", "timm_convnext", "cnn_bn", "cnn_gn")
+
+
+def modern_pairs(tool):
+    """torch's dynamo export with optimize=True (weights folded into transposed val_N
+    initializers, renamed back by the adapter; BatchNorm folded) and with optimize=False
+    (every weight under its torch name) hold the same weights: their outputs agree."""
+    bad = 0
+    ids = (np.arange(16).reshape(2, 8) * 7 % 128).astype(np.int64)
+    img = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    names = sorted(f[:-5] for f in os.listdir(MODERN) if f.endswith(".onnx") and
+                   os.path.exists(os.path.join(MODERN, f[:-5] + "_noopt.onnx")))
+    for name in names:
+        feeds = [img] if name in IMAGE_MODELS else [ids]
+        try:
+            a = run(tool, onnx.load(os.path.join(MODERN, name + ".onnx")), feeds)[0]
+            b = run(tool, onnx.load(os.path.join(MODERN, name + "_noopt.onnx")), feeds)[0]
+        except RuntimeError as e:
+            print(f"FAIL modern {name}: {e}")
+            bad += 1
+            continue
+        err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+        ok = a.shape == b.shape and err < 1e-5
+        print(f"{'ok  ' if ok else 'FAIL'} modern {name} optimize=True vs False: rel err {err:.1e}")
+        bad += not ok
+    return bad
+
+
 def main():
     tool = sys.argv[1]
-    bad = 0
+    bad = modern_pairs(tool) if os.path.isdir(MODERN) else 0
     for name, m, feeds, want in cases():
         try:
             got = run(tool, m, feeds)

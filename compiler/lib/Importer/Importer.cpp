@@ -501,8 +501,9 @@ void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &
   adaptModel(
       model, path,
       [&](onnx::ModelProto &m) {
-        inferShapes(m);
+        std::string err = inferShapes(m);
         foldShapeArithmetic(m, path);
+        return err;
       },
       notes);
 }

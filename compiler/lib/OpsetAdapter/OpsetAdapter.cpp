@@ -127,14 +127,80 @@ void stripDoneMarks(onnx::GraphProto &g) {
   }
 }
 
-void dropValueShapes(onnx::ModelProto &model) {
+/// Removes the value_info entries of non-initializers and returns them.
+std::vector<onnx::ValueInfoProto> takeValueShapes(onnx::ModelProto &model) {
   auto &g = *model.mutable_graph();
   std::set<std::string> inits;
   for (const auto &t : g.initializer())
     inits.insert(t.name());
   google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> kept;
+  std::vector<onnx::ValueInfoProto> taken;
   for (const auto &vi : g.value_info())
-    if (inits.count(vi.name()))
+    (inits.count(vi.name()) ? *kept.Add() : taken.emplace_back()) = vi;
+  g.mutable_value_info()->Swap(&kept);
+  return taken;
+}
+
+bool fullyStatic(const onnx::ValueInfoProto &vi) {
+  if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape())
+    return false;
+  for (const auto &d : vi.type().tensor_type().shape().dim())
+    if (!d.has_dim_value())
+      return false;
+  return true;
+}
+
+/// Gives back the exporter's shapes of values ONNX 1.12 could not infer
+/// (shape arithmetic it cannot see through), and of nothing else; returns the
+/// names given back.
+std::set<std::string> restoreMissingShapes(onnx::ModelProto &model,
+                                           const std::vector<onnx::ValueInfoProto> &hints,
+                                           const std::set<std::string> &refused) {
+  std::set<std::string> restored;
+  auto &g = *model.mutable_graph();
+  std::set<std::string> known;
+  for (const auto &vi : g.value_info())
+    if (fullyStatic(vi))
+      known.insert(vi.name());
+  std::set<std::string> produced;
+  for (const auto &n : g.node())
+    for (const auto &o : n.output())
+      produced.insert(o);
+  for (const auto &h : hints)
+    if (!known.count(h.name()) && produced.count(h.name()) && fullyStatic(h) &&
+        !refused.count(h.name())) {
+      restored.insert(h.name());
+      for (int i = 0; i < g.value_info_size(); ++i)
+        if (g.value_info(i).name() == h.name()) {
+          g.mutable_value_info()->SwapElements(i, g.value_info_size() - 1);
+          g.mutable_value_info()->RemoveLast();
+          break;
+        }
+      *g.add_value_info() = h;
+    }
+  return restored;
+}
+
+/// The outputs of the node ONNX shape inference names in `error`
+/// ("... node name: N): ...").
+std::set<std::string> outputsNamedIn(const onnx::ModelProto &model, const std::string &error) {
+  std::set<std::string> out;
+  size_t at = error.find("node name: ");
+  if (at == std::string::npos)
+    return out;
+  at += 11;
+  std::string node = error.substr(at, error.find(')', at) - at);
+  for (const auto &n : model.graph().node())
+    if (n.name() == node)
+      out.insert(n.output().begin(), n.output().end());
+  return out;
+}
+
+void removeValueInfo(onnx::ModelProto &model, const std::set<std::string> &names) {
+  auto &g = *model.mutable_graph();
+  google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> kept;
+  for (const auto &vi : g.value_info())
+    if (!names.count(vi.name()))
       *kept.Add() = vi;
   g.mutable_value_info()->Swap(&kept);
 }
@@ -217,7 +283,23 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
     // its inference disagrees with one it stops, so they are left to ONNX 1.12
     // now (entries of initializers stay: they carry the metadata
     // ParameterNames.cpp reads).
-    dropValueShapes(model);
+    auto hints = takeValueShapes(model);
+    fold(model);
+    // A given-back shape that ONNX 1.12 then infers differently stops its
+    // inference: such shapes are taken out again, one node at a time.
+    std::set<std::string> refused;
+    for (int round = 0; round < 16; ++round) {
+      std::set<std::string> restored = restoreMissingShapes(model, hints, refused);
+      if (restored.empty())
+        break;
+      onnx::ModelProto probe = model;
+      std::string err = fold(probe);
+      std::set<std::string> bad = outputsNamedIn(model, err);
+      if (err.find("differ") == std::string::npos || bad.empty())
+        break;
+      refused.insert(bad.begin(), bad.end());
+      removeValueInfo(model, restored);
+    }
     std::ostringstream os;
     os << "read opset " << opset << " as opset " << kNativeOpset;
     if (!rw.counts.empty()) {

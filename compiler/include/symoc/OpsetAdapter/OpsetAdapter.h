@@ -46,9 +46,10 @@ struct AdapterNotes {
   std::vector<std::string> lines;
 };
 
-/// Folds constant integer subgraphs (Reshape(Constant), Concat, Cast, ...) into
-/// initializers; supplied by the importer (its shape folding).
-using ConstantFolder = std::function<void(onnx::ModelProto &)>;
+/// Runs ONNX shape inference and folds constant integer subgraphs
+/// (Reshape(Constant), Concat, Cast, ...) into initializers; supplied by the
+/// importer (its shape folding). Returns shape inference's error text, or "".
+using ConstantFolder = std::function<std::string(onnx::ModelProto &)>;
 
 /// Rewrites `model` (opset 7..24, IR <= 12) in place into its opset-17 form and
 /// recovers parameter names. A model already at opset <= 17 without exporter
