@@ -16,7 +16,8 @@ is exported in eval mode twice with `torch.onnx.export(..., dynamo=True)`:
 
 plus a few extra variants (opset 21 / 23, a fresh-init model whose equal initializers the
 optimizer merges). NAME.params.txt lists `param NAME SHAPE` for every named_parameters()
-entry and `buffer NAME SHAPE` for every buffer of the source module; manifest.json says,
+entry, `alias NAME PARAM` for each tied name named_parameters() leaves out, and
+`buffer NAME SHAPE` for every buffer of the source module; manifest.json says,
 per file, the opset, IR version, the (op, since-version) pairs and the initializer names.
 Each file must be < 1 MB; the script reports problems and exits non-zero on them.
 """
@@ -174,6 +175,19 @@ VARIANTS["cnn_gn"].append(("_opset21", {"opset_version": 21}, True))
 VARIANTS["bert"].append(("_freshinit", {}, False))
 
 
+def strip_node_metadata(path):
+    """Node metadata (stack traces, name scopes) is most of a small model's bytes; it is
+    dropped from files that would otherwise reach 1 MB (value_info metadata, which names
+    folded parameters, stays)."""
+    if os.path.getsize(path) < (1 << 20):
+        return
+    import onnx
+    m = onnx.load(path)
+    for n in m.graph.node:
+        del n.metadata_props[:]
+    onnx.save(m, path)
+
+
 def inventory(path):
     import onnx
     m = onnx.load(path)
@@ -210,8 +224,15 @@ def main():
             continue
         model.eval()
         with open(os.path.join(out, name + ".params.txt"), "w") as f:
+            first = {}
             for n, p in model.named_parameters():
                 f.write(f"param {n} {'x'.join(map(str, p.shape))}\n")
+                first[id(p)] = n
+            # Tied weights: torch.export keeps one of the names (GPT-2's lm_head.weight
+            # for transformer.wte.weight), named_parameters() the other.
+            for n, p in model.named_parameters(remove_duplicate=False):
+                if first.get(id(p), n) != n:
+                    f.write(f"alias {n} {first[id(p)]}\n")
             for n, b in model.named_buffers():
                 f.write(f"buffer {n} {'x'.join(map(str, b.shape))}\n")
         fresh = {k: v.clone() for k, v in model.state_dict().items()}
@@ -225,6 +246,7 @@ def main():
                 with torch.no_grad():
                     torch.onnx.export(model, args, path, dynamo=True, external_data=False,
                                       **kw)
+                strip_node_metadata(path)
                 inv = inventory(path)
                 inv["seconds"] = round(time.time() - t, 1)
                 inv["export"] = kw
