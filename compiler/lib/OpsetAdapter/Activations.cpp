@@ -14,14 +14,10 @@ namespace symoc {
 namespace adapter {
 namespace {
 
-/// A scalar constant of x's float type (a float initializer, CastLike'd to x
-/// when x is not float32).
-std::string constant(Context &ctx, std::vector<onnx::NodeProto> &out, double value,
-                     const std::string &x, const std::string &name) {
-  std::string c = ctx.addFloat({float(value)}, {}, "c", onnx::TensorProto::FLOAT, true);
-  if (ctx.elemType(x) == onnx::TensorProto::FLOAT)
-    return c;
-  return ctx.op1(out, "CastLike", {c, x}, name);
+/// A scalar constant of x's element type.
+std::string constant(Context &ctx, std::vector<onnx::NodeProto> &, double value,
+                     const std::string &x, const std::string &) {
+  return ctx.addFloat({float(value)}, {}, "c", ctx.elemType(x), true);
 }
 
 void gelu(Context &ctx, const onnx::NodeProto &n, int64_t v, std::vector<onnx::NodeProto> &out) {

@@ -69,7 +69,8 @@ void attention(Context &ctx, const onnx::NodeProto &n, int64_t v,
         ctx.op1(out, "Expand", {u, ctx.addInts({1, 1, groups, 1, 1}, {5}, "shape")}, name);
     return ctx.op1(out, "Reshape", {e, ctx.addInts({0, qHeads, -1, d}, {4}, "shape")}, name);
   };
-  auto scalar = [&](float c) { return ctx.addFloat({c}, {}, "c", onnx::TensorProto::FLOAT, true); };
+  int32_t type = ctx.elemType(n.input(0));
+  auto scalar = [&](float c) { return ctx.addFloat({c}, {}, "c", type, true); };
 
   std::string q = heads(n.input(0), qHeads);
   std::string k = repeat(heads(n.input(1), kvHeads), dk);
@@ -91,7 +92,7 @@ void attention(Context &ctx, const onnx::NodeProto &n, int64_t v,
       for (int64_t j = i + 1; j < skv; ++j)
         mask[size_t(i * skv + j)] = -inf;
     s = ctx.op1(out, "Add",
-                {s, ctx.addFloat(mask, {sq, skv}, "causal_mask", onnx::TensorProto::FLOAT, true)},
+                {s, ctx.addFloat(mask, {sq, skv}, "causal_mask", type, true)},
                 name);
   }
   if (hasInput(n, 3)) {

@@ -4,6 +4,8 @@
 
 #include "symoc/ModelIO/ModelIO.h"
 
+#include <cstring>
+
 namespace symoc {
 namespace adapter {
 
@@ -162,20 +164,66 @@ std::string Context::addInts(const std::vector<int64_t> &v, const std::vector<in
   return t->name();
 }
 
+/// IEEE half bits of f, rounded to nearest even (inf and NaN kept).
+static uint16_t toHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
+  if (exp == 0xff)
+    return uint16_t(sign | 0x7c00 | (mant ? 0x200 : 0));
+  int e = int(exp) - 127 + 15;
+  if (e >= 31)
+    return uint16_t(sign | 0x7c00);
+  if (e <= 0) {
+    if (e < -10)
+      return uint16_t(sign);
+    mant |= 0x800000;
+    uint32_t shift = uint32_t(14 - e), half = mant >> shift, rest = mant & ((1u << shift) - 1);
+    uint32_t mid = 1u << (shift - 1);
+    if (rest > mid || (rest == mid && (half & 1)))
+      ++half;
+    return uint16_t(sign | half);
+  }
+  uint32_t half = (uint32_t(e) << 10) | (mant >> 13), rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
+    ++half;
+  return uint16_t(sign | half);
+}
+
+/// bfloat16 bits of f, rounded to nearest even.
+static uint16_t toBFloat16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffff) > 0x7f800000)
+    return uint16_t((x >> 16) | 0x40);
+  return uint16_t((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
 std::string Context::addFloat(const std::vector<float> &v, const std::vector<int64_t> &dims,
                               const std::string &hint, int32_t dtype, bool constant) {
   onnx::TensorProto *t = graph_.add_initializer();
   t->set_name(fresh(hint));
-  t->set_data_type(onnx::TensorProto::FLOAT);
   for (auto d : dims)
     t->add_dims(d);
-  for (auto x : v)
-    t->add_float_data(x);
+  switch (dtype) {
+  case onnx::TensorProto::DOUBLE:
+    t->set_data_type(dtype);
+    for (auto x : v)
+      t->add_double_data(x);
+    break;
+  case onnx::TensorProto::FLOAT16: case onnx::TensorProto::BFLOAT16:
+    t->set_data_type(dtype);
+    for (auto x : v)
+      t->add_int32_data(dtype == onnx::TensorProto::FLOAT16 ? toHalf(x) : toBFloat16(x));
+    break;
+  default: // float, and anything else the caller did not check
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (auto x : v)
+      t->add_float_data(x);
+  }
   if (constant)
     constants.insert(t->name());
-  std::string name = t->name();
-  (void)dtype;
-  return name;
+  return t->name();
 }
 
 onnx::NodeProto &Context::node(std::vector<onnx::NodeProto> &out, const std::string &op,

@@ -31,8 +31,8 @@ void groupNorm(Context &ctx, const onnx::NodeProto &n, int64_t v,
                                 name);
   std::string normed = ctx.op1(
       out, "InstanceNormalization",
-      {grouped, ctx.addFloat(ones, {groups}, "ones", onnx::TensorProto::FLOAT, true),
-       ctx.addFloat(zeros, {groups}, "zeros", onnx::TensorProto::FLOAT, true)},
+      {grouped, ctx.addFloat(ones, {groups}, "ones", ctx.elemType(x), true),
+       ctx.addFloat(zeros, {groups}, "zeros", ctx.elemType(x), true)},
       name);
   setFloat(out.back(), "epsilon", eps);
   std::string back = ctx.op1(out, "Reshape", {normed, ctx.op1(out, "Shape", {x}, name)}, name);
@@ -79,7 +79,7 @@ void rmsNorm(Context &ctx, const onnx::NodeProto &n, int64_t v,
   }
   float eps = attrFloat(n, "epsilon", 1e-5f);
   auto scalar = [&](float c) {
-    return ctx.addFloat({c}, {}, "c", onnx::TensorProto::FLOAT, true);
+    return ctx.addFloat({c}, {}, "c", ctx.elemType(x), true);
   };
   std::string sq = ctx.op1(out, "Pow", {x, scalar(2.0f)}, name);
   std::string mean = ctx.op1(out, "ReduceMean", {sq}, name);

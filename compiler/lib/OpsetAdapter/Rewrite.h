@@ -49,7 +49,8 @@ public:
 
   /// A fresh value name derived from `hint`.
   std::string fresh(const std::string &hint);
-  /// New int64 / float initializers (names fresh); returns the name.
+  /// New int64 / floating point initializers (names fresh; dtype float, double,
+  /// float16 or bfloat16); returns the name.
   std::string addInts(const std::vector<int64_t> &v, const std::vector<int64_t> &dims,
                       const std::string &hint);
   std::string addFloat(const std::vector<float> &v, const std::vector<int64_t> &dims,
