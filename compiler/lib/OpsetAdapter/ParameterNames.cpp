@@ -158,7 +158,7 @@ void recoverParameterNames(onnx::ModelProto &model, Context &ctx,
     names.insert(t.name());
 
   std::vector<onnx::NodeProto> views;       // Transpose / Reshape to the folded name
-  std::vector<std::string> recovered, foldedParams, fusedBN, constants;
+  std::vector<std::string> recovered, foldedParams, fusedBN, constants, unnamed;
   std::set<int> dropped;
   std::set<std::string> knownParams;
   for (int i = 0; i < g.initializer_size(); ++i) {
@@ -185,7 +185,13 @@ void recoverParameterNames(onnx::ModelProto &model, Context &ctx,
         ctx.constants.insert(t.name());
       } else if (!looksLikeTorchName(t.name())) {
         ctx.constants.insert(t.name());
-        constants.push_back(t.name());
+        // A matrix used as a MatMul weight is a folded Linear weight whose name
+        // the exporter did not record (onnxscript before 0.5.3).
+        const auto &use = users[t.name()];
+        bool weight = t.dims_size() == 2 && !use.empty();
+        for (size_t u = 0; weight && u < use.size(); ++u)
+          weight = use[u] == "MatMul" && userIndex[t.name()][u] == 1;
+        (weight ? unnamed : constants).push_back(t.name());
       }
       continue;
     }
@@ -301,15 +307,14 @@ void recoverParameterNames(onnx::ModelProto &model, Context &ctx,
                     " float initializers made by the exporter are constants, not "
                     "parameters: " + joinNames(constants, 3));
   // Names that still look like exporter values are not torch names.
-  std::vector<std::string> unnamed;
   for (const auto &t : g.initializer())
     if (isFloat(t.data_type()) && numElements(t) > 1 && !ctx.constants.count(t.name()) &&
         !knownParams.count(t.name()) && !looksLikeTorchName(t.name()))
       unnamed.push_back(t.name());
   if (!unnamed.empty())
     notes.push_back("parameter names could not be recovered for " + joinNames(unnamed) +
-                    ": export with torch.onnx.export(..., dynamo=True, optimize=False) "
-                    "to keep every parameter under its torch name");
+                    " (not trained): export with torch.onnx.export(..., dynamo=True, "
+                    "optimize=False) to keep every parameter under its torch name");
 }
 
 } // namespace adapter

@@ -13,6 +13,8 @@ Usage: make_opset_models.py KIND OUT.onnx
   folded       what torch's dynamo exporter writes with optimize=True: fc.weight stored
                transposed as val_3 named only in value_info metadata folded_from; a float
                mask val_9 made by the exporter; a norm gain folded through Unsqueeze
+  folded_nometa  folded without the folded_from metadata (onnxscript < 0.5.3): val_3's
+               name cannot be recovered
   folded_add   adversarial: val_3 folded from a name but added (not a MatMul weight),
                so it must stay a constant
   unknown_op   an op no opset knows at opset 20
@@ -58,7 +60,6 @@ def with_metadata(name, props):
     vi.name = name
     raw = vi.SerializeToString()
     for k, v in props.items():
-        e = helper.make_attribute("x", 0)  # only for its encoder below
         entry = b"\x0a" + varint(len(k)) + k.encode() + b"\x12" + varint(len(v)) + v.encode()
         raw += b"\x22" + varint(len(entry)) + entry
     out = ValueInfoProto()
@@ -158,6 +159,13 @@ def main():
         m = attention(kind)
     elif kind in ("folded", "folded_add"):
         m = folded(kind == "folded_add")
+    elif kind == "folded_nometa":
+        m = folded(False)
+        keep = [vi for vi in m.graph.value_info if vi.name != "val_3"]
+        kind_md = with_metadata("norm.weight.unused", {
+            "pkg.torch.export.graph_signature.InputSpec.kind": "PARAMETER"})
+        del m.graph.value_info[:]
+        m.graph.value_info.extend(keep + [kind_md])
     elif kind == "unknown_op":
         m = model([helper.make_node("Frobnicate", ["x"], ["y"])], x8, [tensor("y", None)], [], 20)
     elif kind == "reduce_dyn":
