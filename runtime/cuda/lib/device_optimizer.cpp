@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 namespace symoc::rt::cuda {
@@ -437,8 +438,8 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
   if (subset)
     for (int i = 0; i < nsubset; ++i) {
       const int b = subset[i];
-      if (b < 0 || size_t(b) >= nb) throw Error("step_cuda: block " + std::to_string(b) + " out of range");
-      if (active[size_t(b)]) throw Error("step_cuda: block " + std::to_string(b) + " listed twice");
+      if (b < 0 || size_t(b) >= nb) throw std::invalid_argument("step_cuda: block " + std::to_string(b) + " out of range");
+      if (active[size_t(b)]) throw std::invalid_argument("step_cuda: block " + std::to_string(b) + " listed twice");
       active[size_t(b)] = 1;
     }
   for (size_t b = 0; b < nb; ++b) {
@@ -446,9 +447,9 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
     for (int k = 0; k < m.blocks[b].nparams; ++k) {
       const int p = m.blocks[b].params[k];
       if (!w[p] || !g[p])
-        throw Error(std::string("step_cuda: NULL weight or gradient for '") + m.params[size_t(p)].name + "'");
+        throw std::invalid_argument(std::string("step_cuda: NULL weight or gradient for '") + m.params[size_t(p)].name + "'");
       if (dtypes && dtypes[p] != 0 && dtypes[p] != SYMOC_BF16)
-        throw Error(std::string("step_cuda: unknown dtype code ") + std::to_string(dtypes[p]) + " for '" +
+        throw std::invalid_argument(std::string("step_cuda: unknown dtype code ") + std::to_string(dtypes[p]) + " for '" +
                     m.params[size_t(p)].name + "'");
     }
   }
