@@ -121,6 +121,14 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["symoc muon (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
     torch.cuda.empty_cache()
+    # The same with the backend's own cuBLAS Newton-Schulz loop instead of gpumatrix's plan.
+    os.environ["SYMOC_CUDA_NS"] = "own"
+    named = params_of(lm, 2)
+    opt = SymocOptimizer(named, library=muon_lib, lr=1e-3)
+    del os.environ["SYMOC_CUDA_NS"]
+    rows["symoc muon, own NS loop (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
+    del opt, named
+    torch.cuda.empty_cache()
     named = params_of(lm, 2)
     mu = [p for n, p in named if hp[n][0] == "muon"]
     h0 = next(h for k, h in hp.values() if k == "muon")

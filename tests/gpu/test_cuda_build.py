@@ -45,7 +45,7 @@ def main():
         cmd = [a.cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden",
                "-DSYMOC_WITH_CUDA=1", "-I", out, "-I", os.path.join(SRC, "runtime", "include"), "-I",
                os.path.join(SRC, "runtime", "cuda", "include"), os.path.join(out, name + "_optimizer.cpp"),
-               a.cuda_lib, a.runtime_lib, "-L", cuda, "-lcublas", "-lcudart",
+               ] + a.cuda_lib.split() + [a.runtime_lib, "-L", cuda, "-lcublasLt", "-lcublas", "-lcusolver", "-lcudart",
                "-Wl,-rpath," + cuda, "-o", so] + a.link.split()
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:

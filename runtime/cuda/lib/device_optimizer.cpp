@@ -4,9 +4,11 @@
 #include "symoc/cuda/device_optimizer.h"
 
 #include "kernels.h"
+#include "symoc/cuda/matrix.h"
 #include "symoc/runtime/optimizer_api.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -94,6 +96,7 @@ struct Group {
   int32_t *d_first = nullptr;
   uint16_t *X = nullptr, *Y = nullptr, *A = nullptr, *B = nullptr;
   float *partial = nullptr;
+  float *U = nullptr; // matrix-library path: U in, the scaled polar factor out (float32)
 };
 
 struct DeviceOptimizer::Impl {
@@ -107,12 +110,23 @@ struct DeviceOptimizer::Impl {
   Counters cnt{};
   cublasHandle_t blas = nullptr;
   void *blas_ws = nullptr;
+  // Muon's Newton-Schulz: gpumatrix's NewtonSchulzPlan over every Muon group at once (shape
+  // banks across groups; default), or this library's own cuBLAS loop (SYMOC_CUDA_NS=own).
+  bool ns_matrix = true;
+  std::unique_ptr<symoc::cuda::Engine> engine;
+  std::unique_ptr<symoc::cuda::NewtonSchulzPlan> ns_plan;
+  std::vector<int> muon_groups;
+  std::vector<symoc::cuda::PolarGroup> polar_groups;
+  void *ns_ws = nullptr;
+  size_t ns_ws_bytes = 0;
   size_t tables_bytes = 0, state_bytes = 0;
   // host staging (host-path blocks)
   std::vector<void *> pin_raw;   // per param: pinned copy of the device bytes
   std::vector<float *> pin_f32;  // per param: float32 view (== pin_raw for f32)
   std::vector<uint8_t> pin_bf16; // dtype the pinned buffers were made for
   std::vector<int32_t> subset_scratch;
+  std::vector<StepArgs> args; // per group, this step's launch arguments
+  StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
   std::vector<uint8_t> active_scratch;
 
   ~Impl();
@@ -121,6 +135,7 @@ struct DeviceOptimizer::Impl {
   void fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g, const int32_t *dt, float lr,
                  const float *mult, const std::vector<uint8_t> &active) const;
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
+  void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
   void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
                  cudaStream_t s);
 };
@@ -129,8 +144,11 @@ DeviceOptimizer::Impl::~Impl() {
   cudaDeviceSynchronize();
   for (Group &gr : groups) {
     cudaFree(gr.state), cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
-    cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial);
+    cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
   }
+  ns_plan.reset();
+  engine.reset();
+  cudaFree(ns_ws);
   cudaFree(cnt.flag), cudaFree(cnt.t), cudaFree(cnt.skips), cudaFree(cnt.total);
   for (size_t i = 0; i < pin_raw.size(); ++i) {
     if (pin_raw[i]) cudaFreeHost(pin_raw[i]);
@@ -258,7 +276,11 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   check(cudaMemcpyAsync(gr.d_slots, gr.slots.data(), sizeof(Slot) * gr.slots.size(), cudaMemcpyHostToDevice, s), "upload");
   check(cudaMemcpyAsync(gr.d_chunks, gr.chunks.data(), sizeof(Chunk) * gr.chunks.size(), cudaMemcpyHostToDevice, s),
         "upload");
-  if (gr.kind == Kind::Muon) {
+  if (gr.kind == Kind::Muon && ns_matrix) {
+    const int64_t nall = gr.slots[0].n * int64_t(gr.slots.size());
+    gr.U = dalloc<float>(size_t(nall), tables_bytes);
+    check(cudaMemsetAsync(gr.U, 0, sizeof(float) * size_t(nall), s), "cudaMemsetAsync");
+  } else if (gr.kind == Kind::Muon) {
     const int64_t n = gr.slots[0].n, nall = n * int64_t(gr.slots.size());
     const int64_t side = std::min(gr.sub_rows, gr.muon.cols), gram = side * side * gr.mats;
     gr.d_first = dalloc<int32_t>(gr.first.size(), tables_bytes);
@@ -298,6 +320,11 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
   case Kind::Sgd: launch_sgd(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.sgd, s); break;
   case Kind::AdamMini: launch_adam_mini(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.mini, s); break;
   case Kind::Muon: {
+    if (ns_matrix) { // momentum here; Newton-Schulz and the update in muon_finish()
+      launch_muon_momentum_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s);
+      check(cudaGetLastError(), "kernel launch");
+      return;
+    }
     launch_muon_momentum(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.X, gr.partial, s);
     launch_muon_normalize(gr.d_chunks, nc, gr.d_first, gr.muon, gr.X, gr.partial, gr.slots[0].n, s);
     uint16_t *O = nullptr;
@@ -308,6 +335,15 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
   }
   case Kind::Host: break;
   }
+  launch_finalize(a, gr.d_slots, cnt, true, s);
+  check(cudaGetLastError(), "kernel launch");
+}
+
+// Matrix-library path: after every Muon group's momentum, one NewtonSchulzPlan run (all
+// groups), then each group's update and counters.
+void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream_t s) {
+  const int nc = int(gr.chunks.size());
+  launch_muon_apply_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s);
   launch_finalize(a, gr.d_slots, cnt, true, s);
   check(cudaGetLastError(), "kernel launch");
 }
@@ -323,7 +359,7 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
   cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
   if (cs != cudaStreamCaptureStatusNone)
-    throw Error(std::string("step_cuda: block of '") + params[size_t(blocks[size_t(subset_scratch[0])].params[0])].name +
+    throw Error(std::string("block of '") + params[size_t(blocks[size_t(subset_scratch[0])].params[0])].name +
                 "' uses rule '" + blocks[size_t(subset_scratch[0])].kind +
                 "', which runs on the host; a step with it cannot be captured in a CUDA graph");
   const size_t np = params.size();
@@ -399,6 +435,7 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   m.host_step = host_step;
   m.host_ctx = host_ctx;
   m.build();
+  m.args.resize(m.groups.size());
   if (!m.host_blocks.empty() && !host_step) throw Error("create_cuda: the plan has host-path blocks but no host step");
   size_t junk = 0;
   m.cnt.flag = dalloc<int32_t>(size_t(nblocks), junk);
@@ -411,7 +448,21 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   check(cudaMemset(m.cnt.total, 0, sizeof(int64_t)), "cudaMemset");
   bool muon = false;
   for (const Group &g : m.groups) muon = muon || g.kind == Kind::Muon;
-  if (muon) {
+  const char *ns_env = std::getenv("SYMOC_CUDA_NS");
+  m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
+  if (muon && m.ns_matrix) {
+    std::vector<symoc::cuda::Shape> shapes;
+    for (size_t gi = 0; gi < m.groups.size(); ++gi)
+      if (m.groups[gi].kind == Kind::Muon) {
+        m.muon_groups.push_back(int(gi));
+        shapes.push_back(symoc::cuda::Shape{m.groups[gi].mats, m.groups[gi].sub_rows, m.groups[gi].muon.cols});
+      }
+    m.engine = std::make_unique<symoc::cuda::Engine>(device);
+    m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes);
+    m.ns_ws_bytes = m.ns_plan->workspace_bytes();
+    check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
+    m.polar_groups.resize(m.muon_groups.size());
+  } else if (muon) {
     check(cublasCreate(&m.blas), "cublasCreate");
     const size_t ws = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
     check(cudaMalloc(&m.blas_ws, ws), "cudaMalloc");
@@ -453,14 +504,33 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
                     m.params[size_t(p)].name + "'");
     }
   }
+  bool any_muon = false;
   for (Group &gr : m.groups) {
     bool any = false;
     for (int b : gr.blocks) any = any || active[size_t(b)];
     if (!any) continue;
+    any_muon = any_muon || gr.kind == Kind::Muon;
     m.prepare(gr, s);
-    StepArgs a;
+    StepArgs &a = m.args_of(gr);
     m.fill_args(gr, a, w, g, dtypes, lr, mult, active);
     m.run_group(gr, a, s);
+  }
+  if (any_muon && m.ns_matrix) {
+    // One Newton-Schulz over every Muon group (inactive ones hold zeros or stale finite values
+    // whose results are not applied); their buffers exist once any Muon group has stepped.
+    for (size_t i = 0; i < m.muon_groups.size(); ++i) {
+      Group &gr = m.groups[size_t(m.muon_groups[i])];
+      m.prepare(gr, s);
+      symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
+      m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
+    }
+    m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);
+    for (int gi : m.muon_groups) {
+      Group &gr = m.groups[size_t(gi)];
+      bool any = false;
+      for (int b : gr.blocks) any = any || active[size_t(b)];
+      if (any) m.muon_finish(gr, m.args_of(gr), s);
+    }
   }
   m.host_path(w, g, dtypes, active, s);
 }

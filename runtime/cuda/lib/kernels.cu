@@ -235,11 +235,15 @@ __device__ __forceinline__ float block_sum(float x) {
 
 // M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta) : M, rounded to bf16 into X
 // (slot-major, the block's row-major layout); per-chunk sums of squares of the bf16 values.
+// F32: U is written as float32 (for the matrix library's Newton-Schulz, which normalizes
+// and rounds itself) into Uf, and no partial sums are kept.
+template <bool F32>
 __global__ void muon_momentum_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
-                                     Counters c, MuonCfg cfg, uint16_t *X, float *partial) {
+                                     Counters c, MuonCfg cfg, uint16_t *X, float *partial, float *Uf) {
   const Chunk ch = chunks[blockIdx.x];
   const Slot s = slots[ch.slot];
-  uint16_t *x = X + int64_t(ch.slot) * s.n;
+  uint16_t *x = F32 ? nullptr : X + int64_t(ch.slot) * s.n;
+  float *uf = F32 ? Uf + int64_t(ch.slot) * s.n : nullptr;
   const bool live = a.active[ch.slot] && !c.flag[s.block];
   float acc = 0.f;
   if (live) {
@@ -248,7 +252,7 @@ __global__ void muon_momentum_kernel(const __grid_constant__ StepArgs a, const C
     float *M = s.s0;
     const float w1 = 1.f - cfg.beta, beta = cfg.beta;
     const bool nest = cfg.nesterov;
-    sweep(ch.off, ch.len, aligned(g, gb ? 8 : 16) && aligned(x, 8), [&](int64_t j, int k) {
+    sweep(ch.off, ch.len, aligned(g, gb ? 8 : 16) && (F32 ? aligned(uf, 16) : aligned(x, 8)), [&](int64_t j, int k) {
       float G[4], Mv[4], U[4];
       if (k == 4) ld4(g, gb, j, G), ld4f(M, j, Mv);
       else G[0] = ld1(g, gb, j), Mv[0] = M[j];
@@ -257,15 +261,18 @@ __global__ void muon_momentum_kernel(const __grid_constant__ StepArgs a, const C
         if (q >= k) break;
         Mv[q] = Mv[q] + w1 * (G[q] - Mv[q]);
         const float u = nest ? G[q] + beta * (Mv[q] - G[q]) : Mv[q];
-        U[q] = bf2f(f2bf(u));
+        U[q] = F32 ? u : bf2f(f2bf(u));
         acc += U[q] * U[q];
       }
-      if (k == 4) st4f(M, j, Mv), st4(x, true, j, U);
-      else M[j] = Mv[0], st1(x, true, j, U[0]);
+      if (k == 4) st4f(M, j, Mv), F32 ? st4f(uf, j, U) : st4(x, true, j, U);
+      else M[j] = Mv[0], F32 ? void(uf[j] = U[0]) : st1(x, true, j, U[0]);
     });
   } else {
-    for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x) x[j] = 0;
+    for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x)
+      if (F32) uf[j] = 0.f;
+      else x[j] = 0;
   }
+  if (F32) return;
   const float tot = block_sum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = tot;
 }
@@ -287,24 +294,28 @@ __global__ void muon_normalize_kernel(const Chunk *chunks, const int32_t *first,
 }
 
 // W <- W (1 - lr wd) - lr (scale O).
+// O: bf16 (own Newton-Schulz; D = scale O) or float32 (OF32: the matrix library's result,
+// already scaled: scale is 1).
+template <bool OF32>
 __global__ void muon_apply_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
-                                  Counters c, MuonCfg cfg, const uint16_t *O) {
+                                  Counters c, MuonCfg cfg, const void *O) {
   const Chunk ch = chunks[blockIdx.x];
   if (!a.active[ch.slot]) return;
   const Slot s = slots[ch.slot];
   if (c.flag[s.block]) return;
-  const uint16_t *o = O + int64_t(ch.slot) * s.n;
+  const void *o = OF32 ? static_cast<const void *>(static_cast<const float *>(O) + int64_t(ch.slot) * s.n)
+                       : static_cast<const void *>(static_cast<const uint16_t *>(O) + int64_t(ch.slot) * s.n);
   void *w = a.w[ch.slot];
   const bool wb = a.wbf16[ch.slot];
-  const float lr = a.lr[ch.slot], decay = 1.f - lr * cfg.wd, scale = cfg.scale;
-  sweep(ch.off, ch.len, aligned(w, wb ? 8 : 16) && aligned(o, 8), [&](int64_t j, int k) {
+  const float lr = a.lr[ch.slot], decay = 1.f - lr * cfg.wd, scale = OF32 ? 1.f : cfg.scale;
+  sweep(ch.off, ch.len, aligned(w, wb ? 8 : 16) && aligned(o, OF32 ? 16 : 8), [&](int64_t j, int k) {
     float W[4], D[4];
-    if (k == 4) ld4(w, wb, j, W), ld4(o, true, j, D);
-    else W[0] = ld1(w, wb, j), D[0] = ld1(o, true, j);
+    if (k == 4) ld4(w, wb, j, W), ld4(o, !OF32, j, D);
+    else W[0] = ld1(w, wb, j), D[0] = ld1(o, !OF32, j);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       if (q >= k) break;
-      W[q] = W[q] * decay - lr * (D[q] * scale);
+      W[q] = OF32 ? W[q] * decay - lr * D[q] : W[q] * decay - lr * (D[q] * scale);
     }
     if (k == 4) st4(w, wb, j, W);
     else st1(w, wb, j, W[0]);
@@ -334,7 +345,11 @@ void launch_adam_mini(const StepArgs &a, const Chunk *tasks, int ntasks, const S
 }
 void launch_muon_momentum(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                           MuonCfg cfg, uint16_t *X, float *partial, cudaStream_t s) {
-  if (nchunks) muon_momentum_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, X, partial);
+  if (nchunks) muon_momentum_kernel<false><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, X, partial, nullptr);
+}
+void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                              MuonCfg cfg, float *U, cudaStream_t s) {
+  if (nchunks) muon_momentum_kernel<true><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, nullptr, nullptr, U);
 }
 void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *first, MuonCfg cfg, uint16_t *X,
                            const float *partial, int64_t slot_n, cudaStream_t s) {
@@ -342,7 +357,11 @@ void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *firs
 }
 void launch_muon_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                        MuonCfg cfg, const uint16_t *O, cudaStream_t s) {
-  if (nchunks) muon_apply_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, O);
+  if (nchunks) muon_apply_kernel<false><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, O);
+}
+void launch_muon_apply_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                           MuonCfg cfg, const float *O, cudaStream_t s) {
+  if (nchunks) muon_apply_kernel<true><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, O);
 }
 
 cublasStatus_t newton_schulz_batched(cublasHandle_t h, cudaStream_t s, uint16_t *X, uint16_t *Y, uint16_t *A,

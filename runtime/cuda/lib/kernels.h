@@ -72,6 +72,13 @@ void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *mat_
 void launch_muon_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                        MuonCfg cfg, const uint16_t *O, cudaStream_t s);
 
+// The same with U in float32 (no partial sums) and the update from a float32, scaled O (the
+// matrix library's NewtonSchulzPlan path).
+void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                              MuonCfg cfg, float *U, cudaStream_t s);
+void launch_muon_apply_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                           MuonCfg cfg, const float *O, cudaStream_t s);
+
 // Muon's quintic Newton-Schulz (a, b, c) = (3.4445, -4.7750, 2.0315), `steps` iterations, on
 // `batch` row-major rows x cols bf16 matrices X (already normalized), fp32 accumulation.
 // X and Y ping-pong (*result: the one holding the result); A, B: Gram-sized scratch.
