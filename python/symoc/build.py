@@ -23,11 +23,13 @@ def compile_model(symoc, model, out_dir, policy="symo", overrides=(), extra=()):
     return out_dir
 
 
-def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None, cuda=None):
+def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None, cmake_args=(),
+                  cuda=None):
     """Configure and build the folder `symoc compile` wrote (its CMakeLists.txt) and return
     the path of the generated shared library. Re-running is cheap (an up-to-date build).
     runtime_dir: symoc's runtime/ source folder, when not the one `symoc compile` recorded
-    (e.g. the sources were generated on another machine).
+    (e.g. the sources were generated on another machine). cmake_args: extra configure
+    arguments (a generator, a compiler launcher, CMAKE_PREFIX_PATH).
     cuda: build the CUDA entry points (SYMOC_CUDA); None = when torch sees a CUDA device
     (compiling the CUDA runtime takes minutes and is useless without a GPU)."""
     src = os.path.abspath(build_dir)
@@ -46,6 +48,7 @@ def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None
         except ImportError:
             cuda = False
     configure.append("-DSYMOC_CUDA=" + ("ON" if cuda else "OFF"))
+    configure += list(cmake_args)
     for cmd in (configure,
                 [cmake, "--build", bdir, "-j", str(jobs)]):
         r = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)

@@ -163,7 +163,7 @@ int main(int argc, char **argv) {
     };
     for (E c : {E{32, 1024, symoc::rt::EigPrecision::Float32, "sym_pow -1/4 1024x32x32 fp32"},
                 E{768, 24, symoc::rt::EigPrecision::Float32, "sym_pow -1/4 24x768x768 fp32"},
-                E{768, 24, symoc::rt::EigPrecision::Float64, "sym_pow -1/4 24x768x768 fp64"}}) {
+                E{768, 24, symoc::rt::EigPrecision::Float64, "sym_pow -1/4 24x768x768 fp64"}}) try {
       const size_t n = size_t(c.batch * c.n * c.n);
       Dev<float> G{size_t(c.batch * c.n * 2 * c.n)}, S{n}, O{n};
       fill(G.p, G.n, 99u);
@@ -177,6 +177,8 @@ int main(int argc, char **argv) {
         plan.run(cu::Batch(S.p, c.batch, c.n, c.n), -0.25, 1e-6, cu::Batch(O.p, c.batch, c.n, c.n), cu::Workspace{ws.p, ws.n}, s);
       });
       report(std::string(c.name) + " ms", t.median, "ms");
+    } catch (const std::exception &ex) {
+      std::printf("BENCH %s FAILED: %s\n", c.name, ex.what());
     }
     if (argc > 1) {
       std::ofstream f(argv[1]);

@@ -62,6 +62,7 @@ struct Engine::Impl {
   cusolverDnHandle_t solver = nullptr;
   void *lib_ws = nullptr; // cuBLAS / cuBLASLt workspace
   size_t lib_ws_bytes = size_t(32) << 20;
+  void *dummy = nullptr; // a valid device pointer for cuSOLVER's buffer-size queries
   // Binds the handles to the stream (cheap; called at the start of every entry point).
   void bind(cudaStream_t s);
 };

@@ -72,17 +72,19 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
   if (n == 0) return;
   const auto jobz = CUSOLVER_EIG_MODE_VECTOR;
   const auto uplo = CUBLAS_FILL_MODE_UPPER;
+  float *fd = static_cast<float *>(e_.dummy);
+  double *dd = static_cast<double *>(e_.dummy);
   if (method_ == EigMethod::Jacobi) {
     if (batch > INT_MAX) fail("eigh", "batch too large");
     check(cusolverDnCreateSyevjInfo(&jac_), "cusolverDnCreateSyevjInfo");
     check(cusolverDnXsyevjSetSortEig(jac_, 1), "cusolverDnXsyevjSetSortEig");
     int lwork = 0;
     if (dbl_)
-      check(cusolverDnDsyevjBatched_bufferSize(e_.solver, jobz, uplo, int(n), nullptr, int(n), nullptr, &lwork, jac_,
+      check(cusolverDnDsyevjBatched_bufferSize(e_.solver, jobz, uplo, int(n), dd, int(n), dd, &lwork, jac_,
                                                int(batch)),
             "cusolverDnDsyevjBatched_bufferSize");
     else
-      check(cusolverDnSsyevjBatched_bufferSize(e_.solver, jobz, uplo, int(n), nullptr, int(n), nullptr, &lwork, jac_,
+      check(cusolverDnSsyevjBatched_bufferSize(e_.solver, jobz, uplo, int(n), fd, int(n), fd, &lwork, jac_,
                                                int(batch)),
             "cusolverDnSsyevjBatched_bufferSize");
     dev_bytes_ = size_t(lwork) * (dbl_ ? sizeof(double) : sizeof(float));
@@ -90,11 +92,11 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
   }
   check(cusolverDnCreateParams(&params_), "cusolverDnCreateParams");
   const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
-  cusolverStatus_t st = cusolverDnXsyevBatched_bufferSize(e_.solver, params_, jobz, uplo, n, t, nullptr, n, t, nullptr,
-                                                          t, &dev_bytes_, &host_bytes_, batch);
+  cusolverStatus_t st = cusolverDnXsyevBatched_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t,
+                                                          e_.dummy, t, &dev_bytes_, &host_bytes_, batch);
   if (st == CUSOLVER_STATUS_NOT_SUPPORTED) {
     per_matrix_ = true;
-    check(cusolverDnXsyevd_bufferSize(e_.solver, params_, jobz, uplo, n, t, nullptr, n, t, nullptr, t, &dev_bytes_,
+    check(cusolverDnXsyevd_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t, e_.dummy, t, &dev_bytes_,
                                       &host_bytes_),
           "cusolverDnXsyevd_bufferSize");
   } else {

@@ -50,6 +50,7 @@ Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
   // Exact fp32 products: no TF32 (the CPU runtime's sgemm is plain fp32).
   check(cublasSetMathMode(impl_->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   check(cudaMalloc(&impl_->lib_ws, impl_->lib_ws_bytes), "cudaMalloc (library workspace)");
+  check(cudaMalloc(&impl_->dummy, 256), "cudaMalloc");
 }
 
 Engine::~Engine() {
@@ -58,6 +59,7 @@ Engine::~Engine() {
   if (impl_->lt) cublasLtDestroy(impl_->lt);
   if (impl_->blas) cublasDestroy(impl_->blas);
   if (impl_->lib_ws) cudaFree(impl_->lib_ws);
+  if (impl_->dummy) cudaFree(impl_->dummy);
 }
 
 } // namespace symoc::cuda

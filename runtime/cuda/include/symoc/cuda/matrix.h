@@ -107,7 +107,8 @@ void scale(const Batch &X, const float *s, cudaStream_t);
 // Symmetric eigendecomposition of each n x n S_b (read from its row-major lower triangle,
 // as LAPACK's 'U' on the column-major view, like rt::sym_eig): w ascending, row k of V_b the
 // k-th eigenvector. Method: Jacobi batched (cusolverDn{S,D}syevjBatched) for n <= 32,
-// cusolverDnXsyevBatched (divide and conquer per matrix inside one call) above. Float64
+// cusolverDnXsyevBatched (one call for the whole batch; one cusolverDnXsyevd per matrix
+// where the library reports it unsupported) above. Float64
 // converts in and out of double. info (device, batch ints, or null: kept in the workspace)
 // receives cuSOLVER's per-matrix status. CPU: rt::sym_eig.
 enum class EigMethod { Auto, Jacobi, Batched };
