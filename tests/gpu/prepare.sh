@@ -6,7 +6,7 @@
 #   tests/gpu/prepare.sh DEST [GPT2_SMALL.onnx LLAMA1B.onnx]
 # The two large models are optional (bench only): bench/compile/bench_compile.py's
 # export_gpt2_small and bench/analyze/make_llama7b.py with d_model 2048, 16 layers, 32 heads,
-# 8 KV heads, FFN 8192 (docs/testing.md, "GPU tests", shows the commands).
+# 8 KV heads, FFN 8192 (docs/testing.md, "GPU: the CUDA optimizer backend", shows the commands).
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DEST=$1; SYMOC=${SYMOC:-$ROOT/build/bin/symoc}
