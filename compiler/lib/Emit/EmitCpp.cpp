@@ -184,6 +184,109 @@ void emitBlockTables(std::ostream &s, const Plan &plan) {
   s << "};\n\n";
 }
 
+/// The plan's blocks (units) as data for the CUDA backend (symoc/cuda/device_optimizer.h):
+/// rule kind, hyper-parameters and parameter indices, one entry per unit; the device
+/// optimizer groups and batches them itself. Only compiled with SYMOC_WITH_CUDA.
+std::string emitBlockTable(const Plan &plan) {
+  std::ostringstream o, hps, rows;
+  size_t np = 0, nh = 0, maxp = 1;
+  for (size_t b = 0; b < plan.units.size(); ++b) {
+    const Unit &u = plan.units[b];
+    const Step &st = u.step;
+    std::string variant = st.kind == "lausu" ? st.lausu : st.kind == "symo" ? st.left + " x " + st.right
+                          : st.kind == "symo_coupled"                    ? st.left
+                                                                         : "";
+    rows << "    {" << strLit(st.kind) << ", " << strLit(variant) << ", kBlockHp + " << nh << ", " << st.hp.size()
+         << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << "}, // "
+         << commentSafe(plan.params[size_t(u.params[0])].name) << "\n";
+    np += u.params.size();
+    for (const auto &[k, v] : st.hp) hps << "    {" << strLit(k) << ", " << fmt::format("{}", v) << "},\n", ++nh;
+    maxp = std::max(maxp, u.params.size());
+  }
+  o << "#ifdef SYMOC_WITH_CUDA\n#include \"symoc/cuda/device_optimizer.h\"\n\nnamespace {\n\n"
+    << "// The plan's blocks for the CUDA backend: rule, hyper-parameters, parameters (one per unit).\n"
+    // kNumBlocks and kBlockParams are the ABI's block tables (emitBlockTables): same units, same order.
+    << "constexpr int kMaxBlockParams = " << maxp << ";\n"
+    << "const symoc::rt::cuda::HyperParam kBlockHp[] = {\n" << hps.str() << "    {\"\", 0.0}};\n"
+    << "const symoc::rt::cuda::BlockDesc kBlocks[kNumBlocks] = {\n" << rows.str() << "};\n\n"
+    << "} // namespace\n#endif // SYMOC_WITH_CUDA\n\n";
+  return o.str();
+}
+
+/// create_cuda / step_cuda / is_cuda over symoc::rt::cuda::DeviceOptimizer; blocks the device
+/// does not implement are stepped by this file's CPU rules (cuda_host_step).
+std::string emitCudaApi(const Plan &plan, const std::vector<RuleObj> &rules, const std::vector<int> &unitRule) {
+  std::ostringstream o;
+  o << "#ifdef SYMOC_WITH_CUDA\n"
+    << "// The CPU rule object of each block (the CUDA backend's host path).\n"
+    << "Rule &unit_rule(SymocOptimizer &o, int b) {\n  switch (b) {\n";
+  for (size_t b = 0; b < unitRule.size(); ++b)
+    o << "  case " << b << ": return *o." << rules[size_t(unitRule[b])].name << ";\n";
+  o << "  }\n  throw Error(\"block \" + std::to_string(b) + \" out of range\");\n}\n\n"
+    << R"CPP(// Steps the listed blocks with the CPU rules on host copies (DeviceOptimizer's host path).
+void cuda_host_step(void *ctx, const int32_t *blocks, int nb, float *const *w, const float *const *g) {
+  SymocOptimizer &o = *static_cast<SymocOptimizer *>(ctx);
+  for (int k = 0; k < nb; ++k) {
+    const symoc::rt::cuda::BlockDesc &d = kBlocks[blocks[k]];
+    Param ps[kMaxBlockParams];
+    int ix[kMaxBlockParams];
+    for (int i = 0; i < d.nparams; ++i) {
+      ix[i] = d.params[i];
+      ps[i] = Param{kParams[ix[i]].name, w[ix[i]], g[ix[i]], kParams[ix[i]].rows, kParams[ix[i]].cols};
+    }
+    run(o, unit_rule(o, blocks[k]), ps, ix, size_t(d.nparams));
+  }
+}
+
+SymocOptimizer *api_create_cuda(float lr, int device) {
+  SymocOptimizer *o = api_create(lr);
+  if (!o) return nullptr;
+  try {
+    symoc::rt::cuda::ParamDesc pd[kNumParams];
+    for (int i = 0; i < kNumParams; ++i) pd[i] = {kParams[i].name, kParams[i].rows, kParams[i].cols};
+    o->dev = std::make_unique<symoc::rt::cuda::DeviceOptimizer>(pd, kNumParams, kBlocks, kNumBlocks, device,
+                                                                &cuda_host_step, o);
+    return o;
+  } catch (const std::exception &e) {
+    delete o;
+    fail(nullptr, SYMOC_ERR_INTERNAL, std::string("create_cuda: ") + e.what());
+  } catch (...) {
+    delete o;
+    fail(nullptr, SYMOC_ERR_INTERNAL, "create_cuda: unknown error");
+  }
+  return nullptr;
+}
+
+int api_step_cuda(SymocOptimizer *o, void *const *w, const void *const *g, const int32_t *dtypes, int n,
+                  const int32_t *blocks, int nblocks, void *stream) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "step_cuda: optimizer is NULL");
+  if (!o->dev) return fail(o, SYMOC_ERR_ARGUMENT, "step_cuda: this optimizer was made by create(); use step");
+  if (n != kNumParams)
+    return fail(o, SYMOC_ERR_SHAPE, "step_cuda: got " + std::to_string(n) + " parameters, the plan has " +
+                                        std::to_string(kNumParams));
+  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, "step_cuda: weights or gradients array is NULL");
+  if (blocks && nblocks < 0) return fail(o, SYMOC_ERR_ARGUMENT, "step_cuda: negative block count");
+  try {
+    o->dev->step(w, g, dtypes, o->lr, o->mult, blocks, nblocks, stream);
+    ++o->steps;
+    return SYMOC_OK;
+  } catch (const std::invalid_argument &e) {
+    return fail(o, SYMOC_ERR_ARGUMENT, e.what());
+  } catch (const std::exception &e) {
+    return fail(o, SYMOC_ERR_INTERNAL, std::string("step_cuda: ") + e.what());
+  } catch (...) {
+    return fail(o, SYMOC_ERR_INTERNAL, "step_cuda: unknown error");
+  }
+}
+
+int api_is_cuda(const SymocOptimizer *o) { return o && o->dev ? 1 : 0; }
+#endif // SYMOC_WITH_CUDA
+
+)CPP";
+  (void)plan;
+  return o.str();
+}
+
 } // namespace
 
 EmittedFiles emitOptimizer(const Plan &plan) {
@@ -224,6 +327,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
   };
   std::vector<Call> calls;
   std::map<std::string, int> callOfBatch; // (rule, rows, cols) -> call
+  std::vector<int> unitRule;              // rule object of each unit (CUDA host path)
   for (const Unit &u : plan.units) {
     const bool joint = u.params.size() > 1 || !u.step.gauges.empty() || u.step.kind == "symo_coupled";
     if (joint) {
@@ -247,6 +351,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       }
       for (int p : u.params) r.users.push_back(plan.params[size_t(p)].name);
       rules.push_back(r);
+      unitRule.push_back(int(rules.size() - 1));
       Call c;
       c.params = u.params;
       c.rule = int(rules.size() - 1);
@@ -268,6 +373,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       ri = ruleOfKey[key] = int(rules.size() - 1);
     }
     rules[size_t(ri)].users.push_back(p.name);
+    unitRule.push_back(ri);
     const std::string bkey = std::to_string(ri) + "|" + std::to_string(p.rows) + "x" + std::to_string(p.cols);
     if (auto it = callOfBatch.find(bkey); it != callOfBatch.end()) {
       calls[size_t(it->second)].params.push_back(u.params[0]);
@@ -357,13 +463,14 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     }
     s << "\nstd::unique_ptr<Rule> make_" << r.name << "() {\n" << indent(r.body, "  ") << "\n}\n";
   }
-  s << "\n} // namespace\n\n"
-    << "// The object behind the ABI's opaque handle.\n"
+  s << "\n} // namespace\n\n" << emitBlockTable(plan);
+  s << "// The object behind the ABI's opaque handle.\n"
     << "struct SymocOptimizer {\n"
     << "  Context ctx;\n  State state{kFingerprint};\n  float lr = 0.f;\n  float mult[kNumParams];\n"
     << "  int64_t steps = 0;\n  int64_t skipped_base = 0; // ctx.stats().skipped_nonfinite at create/load\n"
     << "  std::string error;\n";
   for (const RuleObj &r : rules) s << "  std::unique_ptr<Rule> " << r.name << " = make_" << r.name << "();\n";
+  s << "#ifdef SYMOC_WITH_CUDA\n  std::unique_ptr<symoc::rt::cuda::DeviceOptimizer> dev; // create_cuda: the device state\n#endif\n";
   s << "};\n\n"
     << "namespace {\n\n"
     << "thread_local std::string g_error; // create() failures and errors without an optimizer\n\n"
@@ -401,6 +508,9 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     << "  if (k) run(o, rule, ps, sx, k);\n}\n\n"
     << "int step_selected(SymocOptimizer *o, float *const *w, const float *const *g, int n, const bool *sel,\n"
     << "                  const char *what) {\n"
+    << "#ifdef SYMOC_WITH_CUDA\n"
+    << "  if (o->dev) return fail(o, SYMOC_ERR_ARGUMENT, std::string(what) + \": this optimizer was made by create_cuda; use step_cuda\");\n"
+    << "#endif\n"
     << "  if (n != kNumParams)\n"
     << "    return fail(o, SYMOC_ERR_SHAPE, std::string(what) + \": got \" + std::to_string(n) + \" parameters, the plan of " << M
     << " has \" +\n                                     std::to_string(kNumParams));\n"
@@ -476,6 +586,9 @@ int api_zero_state(SymocOptimizer *o) {
   try {
     o->state = State(kFingerprint);
     o->steps = 0;
+#ifdef SYMOC_WITH_CUDA
+    if (o->dev) o->dev->zero();
+#endif
     return SYMOC_OK;
   } catch (const std::exception &e) {
     return fail(o, SYMOC_ERR_INTERNAL, std::string("zero_state: ") + e.what());
@@ -518,6 +631,9 @@ int api_save(const SymocOptimizer *co, const char *path) {
     o->state.buffer(kLrKey, {1})[0] = o->lr;
     std::memcpy(o->state.buffer(kMultKey, {kNumParams}), o->mult, sizeof o->mult);
     o->state.counter(kStepsKey) = o->steps;
+#ifdef SYMOC_WITH_CUDA
+    if (o->dev) o->dev->export_to(o->state); // device buffers under the CPU rules' names
+#endif
     o->state.save(path);
     return SYMOC_OK;
   } catch (const std::exception &e) {
@@ -535,6 +651,9 @@ int api_load(SymocOptimizer *o, const char *path) {
       return fail(o, SYMOC_ERR_STATE, std::string("load: ") + path + ": not written by this optimizer's save()");
     const float lr = st.data(kLrKey)[0];
     if (!good_lr(lr)) return fail(o, SYMOC_ERR_STATE, std::string("load: ") + path + ": invalid learning rate");
+#ifdef SYMOC_WITH_CUDA
+    if (o->dev) o->dev->import_from(st);
+#endif
     std::memcpy(o->mult, st.data(kMultKey), sizeof o->mult);
     o->lr = lr;
     o->steps = st.counter_value(kStepsKey);
@@ -551,12 +670,40 @@ int api_load(SymocOptimizer *o, const char *path) {
 const char *api_last_error(const SymocOptimizer *o) { return o ? o->error.c_str() : g_error.c_str(); }
 
 int64_t api_steps_skipped(const SymocOptimizer *o) {
-  return o ? o->ctx.stats().skipped_nonfinite - o->skipped_base : -1;
+  if (!o) return -1;
+  int64_t dev = 0;
+#ifdef SYMOC_WITH_CUDA
+  try {
+    if (o->dev) dev = o->dev->skipped(); // counted on the device, read here
+  } catch (const std::exception &e) {
+    fail(o, SYMOC_ERR_INTERNAL, std::string("steps_skipped: ") + e.what());
+    return -1;
+  }
+#endif
+  return o->ctx.stats().skipped_nonfinite - o->skipped_base + dev;
 }
 
 int64_t api_steps_taken(const SymocOptimizer *o) { return o ? o->steps : -1; }
 
-int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.bytes()) : -1; }
+int64_t api_state_bytes(const SymocOptimizer *o) {
+  if (!o) return -1;
+#ifdef SYMOC_WITH_CUDA
+  if (o->dev) { // device state, plus host buffers of the blocks stepped on the host
+    int64_t b = o->dev->bytes();
+    for (int i = 0; i < kNumParams; ++i)
+      if (!o->dev->holds_param(kParams[i].name))
+        for (const std::string &nm : o->state.buffer_names())
+          if (nm.size() > std::strlen(kParams[i].name) && nm.compare(0, std::strlen(kParams[i].name), kParams[i].name) == 0 &&
+              nm[std::strlen(kParams[i].name)] == '/') {
+            int64_t k = 1;
+            for (int64_t d : o->state.shape(nm)) k *= d;
+            b += 4 * k;
+          }
+    return b;
+  }
+#endif
+  return int64_t(o->state.bytes());
+}
 
 int api_num_blocks(void) { return kNumBlocks; }
 
@@ -592,6 +739,7 @@ int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, i
 }
 
 )CPP";
+  s << emitCudaApi(plan, rules, unitRule);
   s << "const SymocOptimizerApi kApi = {\n"
     << "    SYMOC_OPTIMIZER_ABI_VERSION,\n    uint32_t(sizeof(SymocOptimizerApi)),\n    " << strLit(M) << ",\n    "
     << strLit(plan.policy) << ",\n    kFingerprint,\n    kPlanJson,\n"
@@ -599,10 +747,10 @@ int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, i
     << "    &api_step,\n    &api_zero_state,\n    &api_set_lr,\n    &api_get_lr,\n    &api_set_block_multiplier,\n"
     << "    &api_save,\n    &api_load,\n    &api_last_error,\n    &api_steps_skipped,\n    &api_steps_taken,\n"
     << "    &api_param_rule,\n    &api_state_bytes,\n"
-    // ABI v2: blocks (plan units); CUDA entries are filled in by the CUDA backend.
+    // ABI v2: blocks (plan units), then the CUDA entries (with SYMOC_WITH_CUDA).
     << "    &api_num_blocks,\n    &api_block_params,\n    &api_block_cost,\n    &api_step_blocks,\n"
-    << "    nullptr, // create_cuda\n    nullptr, // step_cuda\n"
-    << "    nullptr, // is_cuda\n};\n\n"
+    << "#ifdef SYMOC_WITH_CUDA\n    &api_create_cuda,\n    &api_step_cuda,\n    &api_is_cuda,\n#else\n"
+    << "    nullptr, // create_cuda\n    nullptr, // step_cuda\n    nullptr, // is_cuda\n#endif\n};\n\n"
     << "} // namespace\n\n"
     << "extern \"C\" const SymocOptimizerApi *" << M << "_optimizer_api(void) { return &kApi; }\n"
     << "#ifndef " << guard << "_NO_GENERIC_API\n"
@@ -630,6 +778,10 @@ int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, i
     << "target_include_directories(" << lib << " PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}\n"
     << "  $<TARGET_PROPERTY:symoc_runtime,INTERFACE_INCLUDE_DIRECTORIES>)\n"
     << "target_link_libraries(" << lib << " PRIVATE symoc_runtime)\n"
+    << "# The CUDA entry points (create_cuda, step_cuda) where the runtime was built with CUDA.\n"
+    << "if(TARGET symoc_runtime_cuda)\n"
+    << "  target_link_libraries(" << lib << " PRIVATE symoc_runtime_cuda)\n"
+    << "  target_compile_definitions(" << lib << " PRIVATE SYMOC_WITH_CUDA=1)\nendif()\n"
     << "target_compile_features(" << lib << " PRIVATE cxx_std_17)\n"
     << "target_compile_options(" << lib << " PRIVATE -Wall -Wextra $<$<BOOL:${" << guard << "_WERROR}>:-Werror>)\n"
     << "# Only the two API functions are exported; the runtime stays private to this library.\n"
