@@ -820,6 +820,7 @@ def _find_lib(libdir):
 _RUNTIME_WRAPPER = """cmake_minimum_required(VERSION 3.16)
 project(symoc_runtime_cache LANGUAGES C CXX)
 add_subdirectory("%(runtime)s" rt)
+%(cuda)s
 # Read by the generated optimizers' builds (CMAKE_PROJECT_INCLUDE): the runtime built here,
 # as an imported target, so that each optimizer compiles only its own source.
 file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/symoc_runtime_import.cmake" CONTENT "
@@ -832,16 +833,51 @@ if(NOT TARGET symoc_runtime)
     INTERFACE_COMPILE_FEATURES cxx_std_17
     INTERFACE_LINK_LIBRARIES \\"${SYMOC_LAPACKE_LIB};${SYMOC_OPENBLAS_LIB};OpenMP::OpenMP_CXX\\")
 endif()
-")
+${symoc_cuda_import}")
 """
+
+# Appended to the import file when the runtime was built with its CUDA backend: the CUDA
+# archives as imported targets too, so that generated code gets its CUDA entry points
+# (create_cuda/step_cuda) without compiling runtime/cuda again for every optimizer.
+_RUNTIME_WRAPPER_CUDA = """
+if(TARGET symoc_runtime_cuda)
+  set(symoc_cuda_import "
+if(NOT TARGET symoc_runtime_cuda)
+  find_package(CUDAToolkit REQUIRED)
+  add_library(symoc_cuda_matrix STATIC IMPORTED)
+  set_target_properties(symoc_cuda_matrix PROPERTIES
+    IMPORTED_LOCATION \\"$<TARGET_FILE:symoc_cuda_matrix>\\"
+    INTERFACE_INCLUDE_DIRECTORIES \\"%(runtime)s/cuda/include\\"
+    INTERFACE_LINK_LIBRARIES \\"symoc_runtime;CUDA::cudart;CUDA::cublas;CUDA::cublasLt;CUDA::cusolver\\")
+  add_library(symoc_runtime_cuda STATIC IMPORTED)
+  set_target_properties(symoc_runtime_cuda PROPERTIES
+    IMPORTED_LOCATION \\"$<TARGET_FILE:symoc_runtime_cuda>\\"
+    INTERFACE_INCLUDE_DIRECTORIES \\"%(runtime)s/cuda/include\\"
+    INTERFACE_LINK_LIBRARIES \\"symoc_cuda_matrix;symoc_runtime;CUDA::cudart;CUDA::cublas\\")
+endif()
+")
+endif()
+"""
+
+
+def _want_cuda():
+    """Build CUDA entry points when torch sees a CUDA device (as symoc.build does)."""
+    try:
+        import torch
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 def _runtime_import(tools, root, label, verbose, jobs):
     """Build the runtime once per toolchain (symoc + runtime sources) into the cache and
-    return the CMake file importing it; None when the runtime's folder is not known."""
+    return the CMake file importing it; None when the runtime's folder is not known.
+    With a CUDA device the runtime's CUDA backend is built and imported as well (its own
+    cache entry); without one it is not compiled at all."""
     if not tools.runtime:
         return None
-    rdir = os.path.join(root, "runtime", tools.ident[:16])
+    cuda = _want_cuda()
+    rdir = os.path.join(root, "runtime", tools.ident[:16] + ("-cuda" if cuda else ""))
     imp = os.path.join(rdir, "build", "symoc_runtime_import.cmake")
     if os.path.isfile(imp):
         return imp
@@ -849,10 +885,11 @@ def _runtime_import(tools, root, label, verbose, jobs):
     staging = tempfile.mkdtemp(prefix="build-", dir=os.path.dirname(rdir))
     try:
         with open(os.path.join(staging, "CMakeLists.txt"), "w") as f:
-            f.write(_RUNTIME_WRAPPER % dict(runtime=tools.runtime.replace("\\", "/")))
+            rt = tools.runtime.replace("\\", "/")
+            f.write(_RUNTIME_WRAPPER % dict(runtime=rt, cuda=_RUNTIME_WRAPPER_CUDA % dict(runtime=rt)))
         b = os.path.join(staging, "build")
-        for cmd in (["cmake", "-S", staging, "-B", b, "-DCMAKE_BUILD_TYPE=Release"]
-                    + _cmake_args(tools), ["cmake", "--build", b, "-j", str(jobs)]):
+        for cmd in (["cmake", "-S", staging, "-B", b, "-DCMAKE_BUILD_TYPE=Release",
+                     "-DSYMOC_CUDA=" + ("ON" if cuda else "OFF")] + _cmake_args(tools), ["cmake", "--build", b, "-j", str(jobs)]):
             r = subprocess.run(cmd, stdout=None if verbose else subprocess.DEVNULL,
                                stderr=subprocess.PIPE, universal_newlines=True)
             if r.returncode != 0:

@@ -3,6 +3,7 @@
 #
 # Here (symoc built):   tests/gpu/dist_gpu.sh --prepare OUT      (symoc compile of the fixtures)
 # There:                tests/gpu/dist_gpu.sh OUT/*/             (cmake build + the runs)
+#                       tests/gpu/dist_gpu.sh LIB.so...           (libraries built already)
 #
 # The second form builds every folder written by `symoc compile` with cmake against runtime/
 # (OpenBLAS and LAPACKE must be findable), then runs tests/gpu/test_fsdp2.py: gloo on CPU
@@ -29,6 +30,7 @@ fi
 [ $# -ge 1 ] || { echo "usage: dist_gpu.sh GEN_DIR... | --prepare OUT" >&2; exit 2; }
 libs=()
 for d in "$@"; do
+  case "$d" in *.so) libs+=(--library "$(realpath "$d")"); continue ;; esac   # built already
   lib=$(cd "$ROOT" && $PY -c "import sys; sys.path.insert(0, 'python')
 from symoc.build import build_library
 print(build_library(sys.argv[1], runtime_dir='runtime'))" "$d") || { echo "FAIL: build of $d"; exit 1; }
