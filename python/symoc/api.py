@@ -513,6 +513,11 @@ def _export(model, args, work, tools, label, exporter="auto"):
         inits = initializer_names(path)
         missing = [n for n in trainable if n not in inits]
         if missing:
+            renamed = _rename_tied(path, model, missing, inits)
+            if renamed:
+                inits = initializer_names(path)
+                missing = [n for n in trainable if n not in inits]
+        if missing:
             lost = True
             causes.append("%s exporter: %d trainable parameter(s) are not initializers of the "
                           "exported graph under their torch names: %s%s (unused in forward? "
@@ -525,6 +530,62 @@ def _export(model, args, work, tools, label, exporter="auto"):
         return _Exported(path, name, frozen, trainable)
     raise _error(label, ("the exported graph lacks trainable parameters: " if lost else
                          "the model does not export to ONNX: ") + "; ".join(causes))
+
+
+def _aliases(model):
+    """{id(parameter): [every name it has]}: a tied parameter (one tensor under several
+    modules) has several; named_parameters() lists only the first."""
+    out = {}
+    for mn, mod in model.named_modules():
+        for pn, p in mod._parameters.items():
+            if p is not None:
+                names = out.setdefault(id(p), [])
+                n = mn + "." + pn if mn else pn
+                if n not in names:
+                    names.append(n)
+    return out
+
+
+def _rename_tied(path, model, missing, inits):
+    """The dynamo exporter names a tied parameter after one of its other names (GPT-2's
+    wte.weight becomes lm_head.weight). Rename such initializers (and their uses) in the
+    file to the named_parameters() name; True when something was renamed. Needs the onnx
+    package, which the dynamo exporter needs anyway."""
+    params = dict(model.named_parameters())
+    aliases = _aliases(model)
+    mapping = {}
+    for n in missing:
+        found = [a for a in aliases.get(id(params[n]), []) if a != n and a in inits]
+        if len(found) == 1 and found[0] not in mapping:
+            mapping[found[0]] = n
+    if not mapping:
+        return False
+    try:
+        import onnx
+    except ImportError:
+        return False
+    m = onnx.load(path)
+
+    def rename(g):
+        for t in g.initializer:
+            if t.name in mapping:
+                t.name = mapping[t.name]
+        for coll in (g.input, g.output, g.value_info):
+            for v in coll:
+                if v.name in mapping:
+                    v.name = mapping[v.name]
+        for node in g.node:
+            for i, x in enumerate(node.input):
+                if x in mapping:
+                    node.input[i] = mapping[x]
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    rename(a.g)
+                for sg in a.graphs:
+                    rename(sg)
+    rename(m.graph)
+    onnx.save(m, path)
+    return True
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -753,9 +814,9 @@ def _exported_and(step, model, args, work, tools, label, exporter, times):
             raise
         first = str(e).split(": ", 2)[-1]
     t = time.perf_counter()
-    ex = _export(model, args, work, tools, label, "torchscript")
-    times["export_fallback"] = time.perf_counter() - t
     try:
+        ex = _export(model, args, work, tools, label, "torchscript")
+        times["export_fallback"] = time.perf_counter() - t
         return ex, step(ex)
     except SymocError as e:
         raise _error(label, "dynamo export: %s; torchscript export: %s"

@@ -433,7 +433,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                         p.local.shape[0] > p.shape[0]:
                     problems.append("parameter %r: local rows of shape %s do not fit %s"
                                     % (name, list(p.local.shape), list(p.shape)))
-                problems += [m for m in _param_problems(name, p.local, p.local.shape, "parameter")]
+                problems += _param_problems(name, p.local, p.local.shape, "parameter")
             else:
                 problems += _param_problems(name, p, wanted[name], "parameter")
         if problems:
@@ -1010,12 +1010,12 @@ def _is_replicated(p):
 
 
 def _param_problems(name, t, shape, what, device=None):
-    """symoc.torch's checks, with CUDA tensors allowed (the CUDA entry points take them)."""
-    out = []
-    for msg in _tensor_problems(name, t, shape, what):
-        if "must be on the CPU" in msg and t.device.type == "cuda":
-            continue
-        out.append(msg)
+    """symoc.torch's checks on the tensor's own device, CPU or CUDA (the CUDA entry points
+    take CUDA tensors), float32 only (the distributed step passes no dtypes); with `device`,
+    also that the tensor is there."""
+    out = _tensor_problems(name, t, shape, what, t.device if t.device.type == "cuda" else None)
+    if t.dtype == torch.bfloat16:
+        out.append("%s %r: dtype %s, must be torch.float32" % (what, name, t.dtype))
     if device is not None and t.device != device:
         out.append("%s %r: on %s, the other parameters are on %s" % (what, name, t.device, device))
     return out

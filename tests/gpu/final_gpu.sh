@@ -122,7 +122,7 @@ export ROOT PKG GPU
 export -f build
 run_step build 240 bash -c build
 run_step e2e 200 $PY tests/gpu/llama_char_gpu.py --corpus w/corpus.bin --out "$OUT/e2e" \
-  --steps "${E2E_STEPS:-150}" --lib adamw="$(lib llama_char_adamw)" --lib muon="$(lib llama_char_muon)" \
+  --steps "${E2E_STEPS:-300}" --lib adamw="$(lib llama_char_adamw)" --lib muon="$(lib llama_char_muon)" \
   --lib25 adamw="$(lib llama25m_adamw)" --lib25 muon="$(lib llama25m_muon)"
 run_step torchapi 200 $PY tests/gpu/torchapi_gpu.py --package "$TARBALL" --out "$OUT/torchapi"
 run_step dist 120 env PYTHON=$PY tests/gpu/dist_gpu.sh $(for m in llama gpt2; do for p in muon adamw symo; do
@@ -142,4 +142,9 @@ status=0
 for f in "$OUT/e2e.log" "$OUT/torchapi.log"; do
   [ -f "$f" ] && sed -n '/^| /p; /^case /,$p' "$f" | tail -25
 done
+# What comes back from the GPU machine is a few files: everything in one archive, plus the
+# summary and the two JSON results beside it.
+tar -czf /tmp/final_gpu_results.tgz -C "$OUT" . 2>/dev/null &&
+  find "$OUT" -mindepth 1 -maxdepth 1 ! -name summary.md -exec rm -rf {} + &&
+  mv /tmp/final_gpu_results.tgz "$OUT/results.tgz"
 exit $status

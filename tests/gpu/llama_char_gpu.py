@@ -2,7 +2,7 @@
 """End to end on a GPU (issue #12): examples/llama_char trained through symoc.torch on CUDA.
 
     python3 tests/gpu/llama_char_gpu.py --corpus corpus.bin --lib adamw=LIB --lib muon=LIB
-        [--lib25 adamw=LIB --lib25 muon=LIB] [--steps 200] [--out DIR] [--cpu-threads 8]
+        [--lib25 adamw=LIB --lib25 muon=LIB] [--steps 300] [--out DIR] [--cpu-threads 8]
 
 1. curve: for each policy (adamw lr 2e-3; muon lr 0.02 with adam(w) blocks at 3e-3, the
    example's best settings), N training steps with seed 0 on the GPU (fp32, TF32 off) and the
@@ -16,7 +16,7 @@
    median of CUDA-event timings after warm-up (symoc: zero_grad(set_to_none=False), so
    its bridge takes the fast path; torch: its default set_to_none=True), for symoc adamw, symoc muon, torch AdamW
    (fused=True) and torch.optim.Muon (hidden matrices) + AdamW fused (embedding, head,
-   norms, as torch's Muon documentation says), on the example's config (3.2 M parameters,
+   norms, as torch's Muon documentation says), on the example's config (3.0 M parameters,
    batch 16 x 128) and, with --lib25, a 25 M-parameter config of the same model (d 512,
    8 layers, FFN 1376, batch 32 x 256).
 Writes DIR/llama_char_gpu.json (+ per-step CSVs) and prints tables last. Exit 1 when a
@@ -206,7 +206,7 @@ def main():
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--lib", action="append", help="POLICY=LIB for the example's config")
     ap.add_argument("--lib25", action="append", help="POLICY=LIB for the 25M config")
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--cpu-threads", type=int, default=8)
@@ -269,7 +269,7 @@ def main():
             print("curve %s: %s" % (p, json.dumps(c)), flush=True)
     if a.only in (None, "time") and cuda:
         train_data, _, _ = ex.load_corpus(a.corpus)
-        result["timing"] += timing(a, libs, SMALL, ex.BATCH, "example (3.2M)", train_data)
+        result["timing"] += timing(a, libs, SMALL, ex.BATCH, "example (3.0M)", train_data)
         if a.lib25:
             result["timing"] += timing(a, parse_libs(a.lib25), LARGE, 32, "25M", train_data)
     with open(os.path.join(a.out, "llama_char_gpu.json"), "w") as f:

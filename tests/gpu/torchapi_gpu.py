@@ -152,7 +152,34 @@ def case_analyze(pkg, work):
            seconds=round(time.perf_counter() - t, 2), verify=last, libs_outside=outside)
 
 
-def case_llama(steps, cache):
+def diagnose(case, model, batch, out):
+    """After a failed compile: export as symoc.torch.compile does (dynamo), keep the file in
+    OUT, and run `symoc verify` and `symoc compile` on it to show symoc's own error."""
+    import shutil
+    import symoc.api as api
+    work = tempfile.mkdtemp(prefix="symoc-diag-")
+    try:
+        tools = api._tools(case)
+        ex = api._export(model, (batch,), work, tools, case, "dynamo")
+        keep = os.path.join(out, "%s_dynamo.onnx" % case)
+        shutil.copy(ex.path, keep)
+        info = dict(file=keep, frozen=ex.frozen[:8])
+        for what, args in (("verify", ["verify", ex.path]),
+                           ("compile", ["compile", ex.path, "--policy", "auto", "-o",
+                                        os.path.join(work, "c")])):
+            r = subprocess.run([tools.symoc] + args + ex.frozen_args() + ["--loss", "auto"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True)
+            lines = r.stdout.strip().splitlines()
+            info[what] = dict(rc=r.returncode, tail=lines[-6:],
+                              errors=[l for l in lines if "error" in l or "FAIL" in l][:8])
+    except Exception as e:
+        info = dict(error="%s: %s" % (type(e).__name__, str(e)[:600]))
+    print("diagnose %s: %s" % (case, json.dumps(info)[:3000]), flush=True)
+    return info
+
+
+def case_llama(steps, cache, out=None):
     import transformers
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
                                    num_hidden_layers=2, num_attention_heads=4,
@@ -161,7 +188,12 @@ def case_llama(steps, cache):
     torch.manual_seed(0)
     model = Logits(transformers.LlamaForCausalLM(cfg))
     ids = torch.randint(0, 256, (2, 16))
-    compile_and_train("llama", model, ids, lm_loss, steps, cache)
+    try:
+        compile_and_train("llama", model, ids, lm_loss, steps, cache)
+    except Exception:
+        if out:
+            diagnose("llama", model, ids, out)
+        raise
 
 
 def case_vit(steps, cache):
@@ -221,7 +253,7 @@ def main():
     print("package %s; torch %s; cuda %s" % (pkg, torch.__version__, torch.cuda.is_available()),
           flush=True)
     cases = [("analyze", lambda: case_analyze(pkg, work)),
-             ("llama", lambda: case_llama(a.steps, cache)),
+             ("llama", lambda: case_llama(a.steps, cache, a.out)),
              ("vit", lambda: case_vit(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))

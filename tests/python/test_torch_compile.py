@@ -219,6 +219,89 @@ def test_dynamo_output_rejected_falls_back_to_torchscript():
         api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo = saved
 
 
+class _Tied(nn.Module):
+    """A tied embedding/head pair: named_parameters() lists emb.weight only."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, 8)
+        self.head = nn.Linear(8, 16, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.emb(x)))
+
+
+def _with_fake_dynamo(fake, fn):
+    api = symoc.api
+    saved = (api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo)
+    api._dynamo_available = lambda: True
+    api._Tools.accepts_opset = lambda self, opset: True
+    api._export_dynamo = fake
+    try:
+        return fn()
+    finally:
+        api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo = saved
+
+
+def test_tied_parameter_named_by_its_other_name_is_renamed():
+    """The dynamo exporter names a tied parameter after another of its names (GPT-2's
+    transformer.wte.weight as lm_head.weight): compile() renames it back to the
+    named_parameters() name. Simulated: a TorchScript export whose tied initializer is
+    renamed to head.weight."""
+    import onnx
+
+    def fake_dynamo(model, args, path):
+        symoc.api._export_torchscript(model, args, path)
+        m = onnx.load(path)
+        (old,) = [t.name for t in m.graph.initializer if t.name in ("emb.weight", "head.weight")]
+        for t in m.graph.initializer:
+            if t.name == old:
+                t.name = "head.weight"
+        for node in m.graph.node:
+            for i, x in enumerate(node.input):
+                if x == old:
+                    node.input[i] = "head.weight"
+        onnx.save(m, path)
+    torch.manual_seed(2)
+    model = _Tied()
+    ids = torch.randint(0, 16, (2, 5))
+    rep = _with_fake_dynamo(fake_dynamo, lambda: symoc.torch.report(model, (ids,)))
+    assert rep.exporter == "dynamo", rep.exporter
+    assert "emb.weight" in rep.text and "head.weight" not in rep.text, rep.text[:400]
+
+
+def test_fallback_export_failure_keeps_both_causes():
+    """dynamo's file rejected by symoc, then the TorchScript export fails: the error names
+    both causes (not only the second)."""
+    def fake_dynamo(model, args, path):
+        import onnx
+        symoc.api._export_torchscript(model, args, path)
+        m = onnx.load(path)
+        m.opset_import[0].version = 99
+        onnx.save(m, path)
+    api = symoc.api
+    real_ts = api._export_torchscript
+
+    def run():
+        calls = []
+
+        def ts(model, args, path):
+            calls.append(path)
+            if len(calls) > 1:   # the first call is fake_dynamo's own export
+                raise RuntimeError("torchscript export broke here")
+            real_ts(model, args, path)
+        api._export_torchscript = ts
+        try:
+            torch.manual_seed(1)
+            model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+            expect_error(lambda: symoc.torch.report(model, (torch.randn(2, 8),)),
+                         "opset 99", "torchscript export broke here")
+        finally:
+            api._export_torchscript = real_ts
+    _with_fake_dynamo(fake_dynamo, run)
+
+
 # --------------------------------------------------------------------------- report
 def test_report():
     model, (x,) = llama()
