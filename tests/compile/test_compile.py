@@ -491,17 +491,13 @@ class Cli(unittest.TestCase):
 
     def test_symo_uses_only_claimed_groups(self):
         """Every Symo group in a plan is a subgroup of what the analysis claims on that axis,
-        recomputed here from `symoc analyze --json` (not from the plan): whole-axis claims
-        generate the group; an axis in pieces may use Z2 only when every piece has a sign-flip
-        claim (Z2, O or GL) of its own; a claim moving rows and columns together allows no
-        product group."""
+        recomputed here from `symoc analyze --json` (not from the plan). Whole-axis groups:
+        whole-axis claims generate the group; an axis in pieces may use Z2 only when every
+        piece has a sign-flip claim of its own; a claim moving rows and columns together allows
+        no product group. Pieces (the transformer recipe): see check_pieces."""
         sub = {"1": set(), "Z2": {"Z2"}, "S": {"S"}, "B": {"S", "Z2"}, "O": {"O"}}
         for model in (LLAMA, GPT2, os.path.join(SRC, "models", "adv_slice_hidden.onnx")):
-            with tempfile.TemporaryDirectory() as d:
-                r = symoc("analyze", model, "--json", f"{d}/a.json")
-                self.assertEqual(r.returncode, 0, r.stderr)
-                with open(f"{d}/a.json") as f:
-                    a = json.load(f)
+            a = analysis(model)
             shapes = {b["name"]: b["shape"] for b in a["blocks"]}
             claimed, own_pieces, both_axes = {}, {}, set()
             for c in a["claims"]:
@@ -520,23 +516,145 @@ class Cli(unittest.TestCase):
                     if axis == 0 and (name, 1) in on:
                         both_axes.add(name)
             for policy in ("symo", "symo-large", "auto"):
-                plan = json.loads(symoc("compile", model, "--policy", policy, "--emit", "json").stdout)
-                for p in plan["params"]:
-                    if not p["step"].startswith("symo "):
-                        continue
-                    groups = (p["group"]["left"], p["group"]["right"])
-                    if p["name"] in both_axes:
-                        self.assertEqual(groups, ("1", "1"), f"{policy}: {p['name']}")
-                    for axis, g in enumerate(groups):
-                        have = claimed.get((p["name"], axis), set())
-                        if sub[g] <= have or (g == "Z2" and "O" in have) or (g in ("S", "B", "Z2") and "O" in have):
+                for gran in ("matrix", "head-pair", "head"):
+                    plan = json.loads(symoc("compile", model, "--policy", policy, "--granularity", gran,
+                                            "--emit", "json").stdout)
+                    blocks = {n: b for b in plan["blocks"] for n in b["params"]}
+                    for p in plan["params"]:
+                        if not p["step"].startswith("symo "):
                             continue
-                        pieces = sorted(own_pieces.get((p["name"], axis), set()))
-                        tiles = pieces and pieces[0][0] == 0 and all(
-                            a0 + e0 == a1 for (a0, e0), (a1, _) in zip(pieces, pieces[1:])) and \
-                            pieces[-1][0] + pieces[-1][1] == shapes[p["name"]][axis]
-                        self.assertTrue(g == "Z2" and tiles,
-                                        f"{policy}: {p['name']} axis {axis} uses {g}, claims {have}, pieces {pieces}")
+                        if "pieces" in blocks[p["name"]]["step"]:
+                            self.assertNotIn(p["name"], both_axes)
+                            check_pieces(self, a, p["name"], blocks[p["name"]], shapes)
+                            continue
+                        groups = (p["group"]["left"], p["group"]["right"])
+                        if p["name"] in both_axes:
+                            self.assertEqual(groups, ("1", "1"), f"{policy}: {p['name']}")
+                        for axis, g in enumerate(groups):
+                            have = claimed.get((p["name"], axis), set())
+                            if sub[g] <= have or (g in ("S", "B", "Z2") and "O" in have):
+                                continue
+                            pieces = sorted(own_pieces.get((p["name"], axis), set()))
+                            tiles = pieces and pieces[0][0] == 0 and all(
+                                a0 + e0 == a1 for (a0, e0), (a1, _) in zip(pieces, pieces[1:])) and \
+                                pieces[-1][0] + pieces[-1][1] == shapes[p["name"]][axis]
+                            self.assertTrue(g == "Z2" and tiles,
+                                            f"{policy}: {p['name']} axis {axis} uses {g}, claims {have}, pieces {pieces}")
+
+    def test_every_rule_is_justified_by_claims(self):
+        """Every block of every plan names the claims its rule relies on, and they hold what
+        the rule needs (recomputed from `symoc analyze --json`): Symo groups (pieces: check_pieces),
+        a centred head rule its logit-shift claim, a gauge projection its gauge claim; a rule
+        that cites no claim assumes no symmetry (AdamW, Muon, Shampoo, Adam-mini, Lau-Su polar)."""
+        no_symmetry = ("adamw", "adam", "sgd", "muon", "shampoo", "adam_mini")
+        for model in (LLAMA, GPT2, os.path.join(SRC, "models", "moe.onnx")):
+            a = analysis(model)
+            ids = {c["id"]: c for c in a["claims"]}
+            shapes = {b["name"]: b["shape"] for b in a["blocks"]}
+            for policy in POLICIES:
+                r = symoc("compile", model, "--policy", policy, "--emit", "json")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                plan = json.loads(r.stdout)
+                text = symoc("compile", model, "--policy", policy, "--emit", "plan").stdout
+                for b in plan["blocks"]:
+                    where = f"{os.path.basename(model)} {policy} block {b['id']} ({b['describe']})"
+                    self.assertTrue(b["why"], where)
+                    self.assertIn("rule: " + b["why"], text, where)  # --emit plan shows rule and claims
+                    for cid in b["claims"]:
+                        self.assertIn(cid, ids, where)
+                        self.assertTrue(any(m["initializer"] in b["params"] for m in ids[cid]["members"]),
+                                        f"{where}: {cid} does not touch its parameters")
+                    kind = b["step"]["kind"]
+                    for g in b["step"].get("gauges", []):
+                        self.assertIn(g["claim"], b["claims"], where)
+                    if "pieces" in b["step"]:
+                        check_pieces(self, a, b["params"][0], b, shapes)
+                    elif kind == "symo_coupled":
+                        self.assertTrue(b["claims"], where)
+                        for cid in b["claims"]:  # the shared group's claims list every member
+                            on = {m["initializer"] for m in ids[cid]["members"]}
+                            self.assertTrue(set(b["params"]) <= on, where)
+                    elif kind == "symo":
+                        left, right = b["step"]["groups"]
+                        if (left, right) != ("1", "1"):
+                            self.assertTrue(b["claims"], where)
+                    elif kind == "lausu" and b["step"]["lausu"] == "centered_row" and policy == "auto":
+                        shifts = [c for c in b["claims"] if ids[c]["kind"] == "shift"]
+                        self.assertTrue(shifts, f"{where}: a centred head rule needs its shift claim")
+                    elif kind in no_symmetry and not b["step"].get("gauges"):
+                        self.assertEqual(b["claims"], [], where)
+
+
+def analysis(model, _cache={}):
+    if model not in _cache:
+        with tempfile.TemporaryDirectory() as d:
+            r = symoc("analyze", model, "--json", f"{d}/a.json")
+            assert r.returncode == 0, r.stderr
+            with open(f"{d}/a.json") as f:
+                _cache[model] = json.load(f)
+    return _cache[model]
+
+
+def check_pieces(test, a, name, block, shapes):
+    """The pieces of a Symo step against the claims it cites: each piece lies in the axis and
+    the pieces tile it; a piece's runs (extent / parts) each carry the piece's group: a run is
+    one claimed range (a whole-range S, Z2, O/GL claim; B = S and Z2), or several equal heads,
+    each a claimed O/GL range, that a cited head permutation ("heads", outer S) over the whole
+    piece moves (S(H) wr O(d_h) and its per-pair subgroup). The other side is trivial."""
+    step = block["step"]
+    cited = [c for c in a["claims"] if c["id"] in block["claims"]]
+    sides = step["pieces"]
+    test.assertTrue(not sides["left"] or not sides["right"], f"{name}: pieces on both sides")
+    for axis, side in ((0, sides["left"]), (1, sides["right"])):
+        if not side:
+            continue
+        n = shapes[name][axis]
+        at = 0
+        for pc in side:
+            test.assertEqual(pc["offset"], at, name)
+            at += pc["extent"]
+        test.assertEqual(at, n, name)
+
+        def ranges(groups):
+            out = set()
+            for c in cited:
+                if c["kind"] != "linear" or c["group"]["name"] not in groups:
+                    continue
+                for m in c["members"]:
+                    if m["initializer"] == name and m["axis"] == axis and m["stride"] == 1:
+                        out.add((m["offset"], m["extent"]))
+            return out
+
+        orth, perm_s, flips = ranges(("O", "GL")), ranges(("S",)), ranges(("Z2",))
+        heads = {}
+        for c in cited:
+            if c["kind"] == "linear" and c["group"]["name"] == "heads" and c["group"].get("outer", "S") == "S":
+                for m in c["members"]:
+                    if m["initializer"] == name and m["axis"] == axis and m["stride"] == 1:
+                        heads[(m["offset"], m["extent"])] = c["group"]["heads"]
+        for pc in side:
+            g, off, ext, parts = pc["group"], pc["offset"], pc["extent"], pc["parts"]
+            run = ext // parts
+            test.assertEqual(run * parts, ext, name)
+            for k in range(parts):
+                r0 = (off + k * run, run)
+                if g == "S":
+                    test.assertIn(r0, perm_s, f"{name}: S run {r0}")
+                elif g == "Z2":
+                    test.assertTrue((off, ext) in flips or (off, ext) in orth, f"{name}: Z2 piece")
+                elif g == "B":
+                    test.assertIn(r0, perm_s & flips, f"{name}: B run {r0}")
+                elif g == "O":
+                    if r0 in orth:
+                        continue
+                    h = heads.get((off, ext))
+                    test.assertTrue(h, f"{name}: O run {r0} is neither a claimed O range nor heads moved by a claim")
+                    hd = ext // h
+                    test.assertEqual(run % hd, 0, name)
+                    for j in range(run // hd):
+                        test.assertIn((r0[0] + j * hd, hd), orth, f"{name}: head {j} of run {r0}")
+                else:
+                    test.fail(f"{name}: unknown piece group {g}")
 
 
 MAIN_CPP = r"""
