@@ -333,6 +333,7 @@ std::string formatPlan(const Plan &plan) {
     }
     for (auto &g : u.step.gauges)
       os << "    gauge " << g.kind << " (" << g.a << ", " << g.b << ", " << g.c << ") from " << g.claim << "\n";
+    if (!u.note.empty()) os << "    note: " << u.note << "\n";
     if (!u.why.empty()) {
       os << "    rule: " << u.why << " (claims: ";
       if (u.claims.empty()) os << "none";
@@ -342,7 +343,6 @@ std::string formatPlan(const Plan &plan) {
       }
       os << ")\n";
     }
-    if (!u.note.empty()) os << "    note: " << u.note << "\n";
   }
   for (auto &n : plan.notes) os << "  note: " << n << "\n";
   os << "}\n";
