@@ -266,18 +266,14 @@ void two_sided(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c,
   }
 }
 
-// X (len x n) -> Y = X (X^T X / d + eps)^{-1/2}, evaluated on the smaller side:
-// (X X^T / d + eps)^{-1/2} X when len < n (the push-through identity). `accumulate` adds.
-void single_component(Context &ctx, const SymoConfig &c, const MatView &X, int64_t d, const MatView &Y,
-                      bool accumulate) {
-  Workspace::Frame f(ctx.workspace());
-  const bool small_rows = X.rows < X.cols;
-  const int64_t k = small_rows ? X.rows : X.cols;
-  MatView K = f.mat(k, k);
-  gram(ctx, !small_rows, float(1.0 / double(d)), X, 0.f, K); // X X^T / d  or  X^T X / d
-  sym_pow_eig(ctx, K, -0.5, c.eps, K, c.fn);
-  if (small_rows) gemm(ctx, false, false, 1.f, K, X, accumulate ? 1.f : 0.f, Y);
-  else gemm(ctx, false, false, 1.f, X, K, accumulate ? 1.f : 0.f, Y);
+// X (len x n) -> Y = X (X^T X / d + eps)^{-1/2} = sqrt(d) X (X^T X + d eps)^{-1/2},
+// evaluated on the smaller side ((X X^T + d eps)^{-1/2} X when len < n, the push-through
+// identity), Gram and eigendecomposition in double (the Gram squares the condition number).
+void single_component(Context &ctx, const SymoConfig &c, const MatView &X, int64_t d, const MatView &Y) {
+  gram_pow_apply(ctx, X, X.rows >= X.cols, -0.5, double(d) * c.eps, c.fn.rcond, Y);
+  const float s = float(std::sqrt(double(d)));
+  for (int64_t i = 0; i < Y.rows; ++i)
+    for (int64_t j = 0; j < Y.cols; ++j) Y(i, j) *= s;
 }
 
 // beta2 = 0 (H_g of one matrix, no EMA): per run, statistics and direction from U; no
@@ -291,7 +287,7 @@ void one_sided_single(Context &ctx, const SymoConfig &c, const Side &L, const Ma
     const Range &r = L.r[a];
     MatView Ur(&U(r.off, 0), r.len, n, U.ld), Dr(&D(r.off, 0), r.len, n, D.ld);
     if (!r.split) {
-      single_component(ctx, c, Ur, r.len, Dr, false);
+      single_component(ctx, c, Ur, r.len, Dr);
       continue;
     }
     Workspace::Frame f(ctx.workspace());
@@ -303,7 +299,7 @@ void one_sided_single(Context &ctx, const SymoConfig &c, const Side &L, const Ma
     }
     for (int64_t i = 0; i < r.len; ++i)
       for (int64_t j = 0; j < n; ++j) Xc(i, j) = Ur(i, j) - mu(0, j);
-    if (r.len > 1) single_component(ctx, c, Xc, r.len - 1, Dr, false);
+    if (r.len > 1) single_component(ctx, c, Xc, r.len - 1, Dr);
     else
       for (int64_t j = 0; j < n; ++j) Dr(0, j) = 0.f;
     double m2 = 0;

@@ -287,6 +287,142 @@ class Shampoo(unittest.TestCase):
         self.assertGreaterEqual(checked, 15)
 
 
+def damped_polar(X, d, eps, rcond=1e-7):
+    """X (X^T X / d + eps)^{-1/2} by SVD (float64): each singular value s becomes
+    s / sqrt(s^2 / d + eps) (sqrt(d) times the polar factor, damped by eps); directions with
+    s^2 <= rcond * max s^2 are dropped (the runtime's pseudo-inverse cut, MatFnOptions)."""
+    u, sv, vt = np.linalg.svd(X.astype(np.float64), full_matrices=False)
+    if not sv.size or sv.max() == 0:
+        return np.zeros_like(X, np.float64)
+    keep = sv ** 2 > rcond * sv.max() ** 2
+    return (u[:, keep] * (sv[keep] / np.sqrt(sv[keep] ** 2 / d + eps))) @ vt[keep]
+
+
+def symo_pieces_direction(U, pieces, eps):
+    """The Symo step of one matrix U (rows carry the pieces, columns trivial) with H_g of U
+    alone, from SYMMETRY.md's closed forms with the damping eps, each run of each piece its
+    own component: B/O on a run of d rows: X (X^T X / d + eps)^{-1/2} (sqrt(d) polar(X)); S:
+    the same on the centred rows with d - 1, plus the mean line 1 mu / sqrt(d |mu|^2 + eps);
+    Z2: every row normalized."""
+    D = np.zeros(U.shape, np.float64)
+    for pc in pieces:
+        run = pc["extent"] // pc["parts"]
+        for k in range(pc["parts"]):
+            r0 = pc["offset"] + k * run
+            X = U[r0:r0 + run].astype(np.float64)
+            if pc["group"] in ("O", "B"):
+                D[r0:r0 + run] = damped_polar(X, run, eps)
+            elif pc["group"] == "S":
+                mu = X.mean(axis=0, keepdims=True)
+                D[r0:r0 + run] = damped_polar(X - mu, run - 1, eps) + mu / np.sqrt(run * (mu ** 2).sum() + eps)
+            elif pc["group"] == "Z2":
+                D[r0:r0 + run] = X / np.sqrt((X ** 2).sum(axis=1, keepdims=True) + eps)
+            else:
+                raise AssertionError(pc)
+    return D
+
+
+def symo_recipe_reference(W0, grads, lr, hyper, pieces):
+    """muon.py's Nesterov momentum (lerp, beta1), then the pieces' Symo direction of the
+    momentum-corrected matrix; W <- W - lr D (no weight decay)."""
+    beta = hyper["beta1"]
+    W = W0.astype(np.float64).reshape(W0.shape[0], -1)
+    M = np.zeros_like(W)
+    for G in grads:
+        G = G.astype(np.float64).reshape(W.shape)
+        M = M + (1 - beta) * (G - M)
+        U = G + beta * (M - G) if hyper["nesterov"] else M
+        if pieces["left"]:
+            D = symo_pieces_direction(U, pieces["left"], hyper["eps"])
+        else:
+            D = symo_pieces_direction(U.T, pieces["right"], hyper["eps"]).T
+        W = W - lr * D
+    return W.reshape(W0.shape)
+
+
+class HeadBlocks(unittest.TestCase):
+    """Per-head, per-piece and GQA blocks of the Symo recipe, stepped by the generated code,
+    against a NumPy reference written from the closed forms (SVD polar factors)."""
+
+    def check(self, model, gran, want_parts):
+        path, plan, out = compile_model(model, "symo", "--granularity", gran,
+                                        tag=f"{os.path.basename(model).split('.')[0]}_symo_{gran}")
+        lib = Library(path)
+        blocks = {n: b for b in plan["blocks"] for n in b["params"]}
+        rng = np.random.default_rng(7)
+        lr, steps = 0.01, 3
+        W = rand_like(lib, rng)
+        W0 = [w.copy() for w in W]
+        grads = [rand_like(lib, rng) for _ in range(steps)]
+        run_steps(lib, lr, W, grads)
+        checked, worst, parts = 0, 0.0, set()
+        for i, name in enumerate(lib.names):
+            b = blocks[name]
+            if "pieces" not in b["step"]:
+                continue
+            h = b["step"]["hyper"]
+            self.assertEqual((h["beta1"], h["beta2"], h["nesterov"], h["muon_momentum"]), (0.95, 0, 1, 1), name)
+            ref = symo_recipe_reference(W0[i], [g[i] for g in grads], lr, h, b["step"]["pieces"])
+            e = rel(W[i] - W0[i], ref - W0[i])
+            worst = max(worst, e)
+            self.assertLess(e, 1e-4, f"{gran}: {name}")
+            for side in ("left", "right"):
+                for pc in b["step"]["pieces"][side]:
+                    parts.add((len(b["step"]["pieces"][side]), pc["parts"]))
+            checked += 1
+        print(f"\n{os.path.basename(model)} symo --granularity {gran}: {checked} piece blocks, max rel. error "
+              f"of the update vs the NumPy reference {worst:.2e}; (pieces, runs per piece) {sorted(parts)}",
+              file=sys.stderr)
+        self.assertGreaterEqual(checked, 4)
+        self.assertTrue(want_parts <= parts, f"{gran}: {parts}")
+
+    def test_gpt2_fused_qkv_per_piece_per_head_per_pair(self):
+        # c_attn rows: three pieces (Q, K, V) of four heads; c_proj columns: one piece.
+        self.check(GPT2, "matrix", {(3, 1), (1, 1)})
+        self.check(GPT2, "head", {(3, 4), (1, 4)})
+        self.check(GPT2, "head-pair", {(3, 2), (1, 2)})
+
+    def test_llama_gqa_per_kv_head(self):
+        # v_proj rows: one O per KV head (2 pieces); o_proj columns: one per KV group (the two
+        # query heads reading it, merged by their claimed permutation), or per head.
+        self.check(LLAMA, "matrix", {(2, 1)})
+        self.check(LLAMA, "head", {(2, 1), (2, 2)})
+
+    def test_symo_plan_flops_below_muon_on_gpt2_shapes(self):
+        """The plan's own FLOP estimates: symo below muon on the gpt2 fixture and on a GPT-2-small
+        shaped export (d = 768, 12 heads, fused c_attn, 2 layers, vocab 512) made here."""
+        ratios = {}
+        with tempfile.TemporaryDirectory() as d:
+            models = [GPT2]
+            try:
+                sys.path.insert(0, os.path.join(SRC, "models"))
+                import torch
+                import export_fixtures as ef
+                torch.manual_seed(0)
+                m = ef.GPT2(vocab=512, d=768, n_head=12, n_layer=2, t=8, n_pos=16)
+                path = os.path.join(d, "gpt2_small_shaped.onnx")
+                torch.onnx.export(m, (torch.zeros(1, 8, dtype=torch.long),), path, opset_version=14,
+                                  training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
+                                  input_names=["input_ids"], output_names=["logits"])
+                models.append(path)
+            except ImportError as e:
+                print(f"\nGPT-2-small shaped export skipped: {e}", file=sys.stderr)
+            for model in models:
+                flops = {}
+                for policy in ("symo", "muon"):
+                    r = symoc("compile", model, "--policy", policy, "--emit", "json")
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    plan = json.loads(r.stdout)
+                    flops[policy] = plan["flops_per_step"]
+                    self.assertAlmostEqual(flops[policy], sum(b["flops_per_step"] for b in plan["blocks"]),
+                                           delta=1e-6 * flops[policy])
+                ratios[os.path.basename(model)] = (flops["symo"], flops["muon"])
+                self.assertLess(flops["symo"], flops["muon"], model)
+        print("\nplan FLOPs per step, symo vs muon: " + ", ".join(
+            f"{k}: {a / 1e9:.3g} vs {b / 1e9:.3g} GFLOP ({a / b:.2f}x)" for k, (a, b) in ratios.items()),
+            file=sys.stderr)
+
+
 class NoAllocation(unittest.TestCase):
     def test_steps_after_the_first_allocate_nothing(self):
         exe = os.path.join(ARGS.work, "alloc_check")
