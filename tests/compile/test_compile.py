@@ -376,6 +376,39 @@ class HeadBlocks(unittest.TestCase):
         self.assertGreaterEqual(checked, 4)
         self.assertTrue(want_parts <= parts, f"{gran}: {parts}")
 
+    def test_reference_agrees_with_shared_optimizers(self):
+        """The closed forms used above against /work/shared/reference/optimizers.py (its
+        one-sided symo_direction and its brute-force orbit average over all of S(3) / B(3));
+        skipped where that file is absent (CI)."""
+        ref = os.environ.get("SYMOC_SHARED_REFERENCE", "/work/shared/reference/optimizers.py")
+        if not os.path.exists(ref):
+            self.skipTest(f"{ref} not found")
+        try:
+            import torch
+        except ImportError:
+            self.skipTest("torch not installed")
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("shared_optimizers", ref)
+        opt = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(opt)
+        rng = np.random.default_rng(3)
+        for (m, n, g) in ((8, 5, "O"), (6, 9, "O"), (8, 5, "S"), (5, 7, "S")):
+            X = rng.standard_normal((m, n))
+            mine = symo_pieces_direction(X, [{"offset": 0, "extent": m, "group": g, "parts": 1}], 0.0)
+            theirs = opt.symo_direction(torch.tensor(X), g, "1").numpy()
+            self.assertLess(rel(mine, theirs), 1e-9, (m, n, g))
+        for g in ("S", "B"):
+            X = rng.standard_normal((3, 4))
+            mine = symo_pieces_direction(X, [{"offset": 0, "extent": 3, "group": g, "parts": 1}], 0.0)
+            exact = opt.exact_orbit_direction(torch.tensor(X), g, "1").numpy()
+            self.assertLess(rel(mine, exact), 1e-8, g)
+        # Two heads of O(2) each, block-diagonal: each head its own polar factor.
+        X = rng.standard_normal((4, 6))
+        mine = symo_pieces_direction(X, [{"offset": 0, "extent": 4, "group": "O", "parts": 2}], 0.0)
+        for h in range(2):
+            theirs = opt.symo_direction(torch.tensor(X[2 * h:2 * h + 2]), "O", "1").numpy()
+            self.assertLess(rel(mine[2 * h:2 * h + 2], theirs), 1e-9)
+
     def test_gpt2_fused_qkv_per_piece_per_head_per_pair(self):
         # c_attn rows: three pieces (Q, K, V) of four heads; c_proj columns: one piece.
         self.check(GPT2, "matrix", {(3, 1), (1, 1)})
