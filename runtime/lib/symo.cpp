@@ -279,16 +279,12 @@ void single_component(Context &ctx, const SymoConfig &c, const MatView &X, int64
 // beta2 = 0 (H_g of one matrix, no EMA): per run, statistics and direction from U; no
 // state. B/O runs: (U U^T/d + eps)^{-1/2} U; S runs: the same on the centred rows (d =
 // len - 1, re-centred against rounding) plus the mean line 1 mu / (sqrt(len) |mu|).
-void one_sided_single(Context &ctx, const SymoConfig &c, const Side &L, const MatView &G, const MatView &U,
-                      const MatView &D) {
-  (void)G; // the statistics are those of U (equal to G without momentum)
-  const int64_t n = U.cols;
-  for (int64_t a = 0; a < L.count; ++a) {
-    const Range &r = L.r[a];
-    MatView Ur(&U(r.off, 0), r.len, n, U.ld), Dr(&D(r.off, 0), r.len, n, D.ld);
+void one_run(Context &ctx, const SymoConfig &c, const Range &r, const MatView &Ur, const MatView &Dr) {
+  const int64_t n = Ur.cols;
+  {
     if (!r.split) {
       single_component(ctx, c, Ur, r.len, Dr);
-      continue;
+      return;
     }
     Workspace::Frame f(ctx.workspace());
     MatView mu = f.mat(1, n), Xc = f.mat(r.len, n);
@@ -316,12 +312,29 @@ void one_sided_single(Context &ctx, const SymoConfig &c, const Side &L, const Ma
   }
 }
 
+void one_sided_single(Context &ctx, const SymoConfig &c, const Side &L, const MatView &G, const MatView &U,
+                      const MatView &D, bool transposed) {
+  (void)G; // the statistics are those of U (equal to G without momentum)
+  const int64_t n = U.cols;
+  for (int64_t a = 0; a < L.count; ++a) {
+    const Range &r = L.r[a];
+    MatView Ur(&U(r.off, 0), r.len, n, U.ld), Dr(&D(r.off, 0), r.len, n, D.ld);
+    one_run(ctx, c, r, Ur, Dr);
+    if (!c.muon_scale) continue;
+    // sqrt(d) polar -> polar * max(1, rows/cols)^{1/2}, rows/cols of the run as the block has it
+    const double rows = transposed ? double(n) : double(r.len), cols = transposed ? double(r.len) : double(n);
+    const float k = float(std::sqrt(std::max(1.0, rows / cols) / double(r.len)));
+    for (int64_t i = 0; i < r.len; ++i)
+      for (int64_t j = 0; j < n; ++j) Dr(i, j) *= k;
+  }
+}
+
 // Left side non-trivial, right side trivial: S = sum_a C_a (x) P_a, C_a n x n.
 void one_sided_left(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t,
-                    const Side &L, const MatView &G, const MatView &U, const MatView &D) {
+                    const Side &L, const MatView &G, const MatView &U, const MatView &D, bool transposed = false) {
   Workspace::Frame f(ctx.workspace());
   const int64_t n = G.cols, ncomp = L.comps();
-  if (c.beta2 == 0.f) return one_sided_single(ctx, c, L, G, U, D);
+  if (c.beta2 == 0.f) return one_sided_single(ctx, c, L, G, U, D, transposed);
   if (n > c.max_dense)
     throw Error("symo: block '" + key.str() + "' needs " + std::to_string(n) + "x" + std::to_string(n) +
                 " matrices, above max_dense " + std::to_string(c.max_dense) + " (pick a larger group for it)");
@@ -411,7 +424,7 @@ void symo_matrix(Context &ctx, State &st, const KeyBase &key, const SymoConfig &
     transpose(G, Gt);
     if (U.data == G.data) Ut = Gt;
     else transpose(U, Ut);
-    one_sided_left(ctx, st, key, c, t, R, Gt, Ut, Dt);
+    one_sided_left(ctx, st, key, c, t, R, Gt, Ut, Dt, true);
     transpose(Dt, D);
     return;
   }

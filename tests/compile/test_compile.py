@@ -336,6 +336,18 @@ def symo_recipe_reference(W0, grads, lr, hyper, pieces):
             D = symo_pieces_direction(U, pieces["left"], hyper["eps"])
         else:
             D = symo_pieces_direction(U.T, pieces["right"], hyper["eps"]).T
+        if hyper.get("muon_scale"):  # each run: sqrt(d) polar -> polar * max(1, rows/cols)^1/2
+            for axis, side in ((0, pieces["left"]), (1, pieces["right"])):
+                for pc in side:
+                    run = pc["extent"] // pc["parts"]
+                    for k in range(pc["parts"]):
+                        sl = slice(pc["offset"] + k * run, pc["offset"] + (k + 1) * run)
+                        r, c = (run, W.shape[1]) if axis == 0 else (W.shape[0], run)
+                        f = np.sqrt(max(1.0, r / c) / run)
+                        if axis == 0:
+                            D[sl] *= f
+                        else:
+                            D[:, sl] *= f
         W = W - lr * D
     return W.reshape(W0.shape)
 
@@ -344,9 +356,9 @@ class HeadBlocks(unittest.TestCase):
     """Per-head, per-piece and GQA blocks of the Symo recipe, stepped by the generated code,
     against a NumPy reference written from the closed forms (SVD polar factors)."""
 
-    def check(self, model, gran, want_parts):
-        path, plan, out = compile_model(model, "symo", "--granularity", gran,
-                                        tag=f"{os.path.basename(model).split('.')[0]}_symo_{gran}")
+    def check(self, model, gran, want_parts, policy="symo"):
+        path, plan, out = compile_model(model, policy, "--granularity", gran,
+                                        tag=f"{os.path.basename(model).split('.')[0]}_{policy}_{gran}")
         lib = Library(path)
         blocks = {n: b for b in plan["blocks"] for n in b["params"]}
         rng = np.random.default_rng(7)
@@ -362,6 +374,7 @@ class HeadBlocks(unittest.TestCase):
                 continue
             h = b["step"]["hyper"]
             self.assertEqual((h["beta1"], h["beta2"], h["nesterov"], h["muon_momentum"]), (0.95, 0, 1, 1), name)
+            self.assertEqual(h.get("muon_scale", 0), 1 if policy == "auto" else 0, name)
             ref = symo_recipe_reference(W0[i], [g[i] for g in grads], lr, h, b["step"]["pieces"])
             e = rel(W[i] - W0[i], ref - W0[i])
             worst = max(worst, e)
@@ -370,7 +383,7 @@ class HeadBlocks(unittest.TestCase):
                 for pc in b["step"]["pieces"][side]:
                     parts.add((len(b["step"]["pieces"][side]), pc["parts"]))
             checked += 1
-        print(f"\n{os.path.basename(model)} symo --granularity {gran}: {checked} piece blocks, max rel. error "
+        print(f"\n{os.path.basename(model)} {policy} --granularity {gran}: {checked} piece blocks, max rel. error "
               f"of the update vs the NumPy reference {worst:.2e}; (pieces, runs per piece) {sorted(parts)}",
               file=sys.stderr)
         self.assertGreaterEqual(checked, 4)
@@ -420,6 +433,8 @@ class HeadBlocks(unittest.TestCase):
         # query heads reading it, merged by their claimed permutation), or per head.
         self.check(LLAMA, "matrix", {(2, 1)})
         self.check(LLAMA, "head", {(2, 1), (2, 2)})
+        # auto: the same pieces with muon.py's scale per run (lr shared with its Muon units).
+        self.check(LLAMA, "matrix", {(2, 1)}, policy="auto")
 
     def test_symo_plan_flops_below_muon_on_gpt2_shapes(self):
         """The plan's own FLOP estimates: symo below muon on the gpt2 fixture and on a GPT-2-small

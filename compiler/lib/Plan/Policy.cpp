@@ -122,7 +122,7 @@ const std::map<std::string, std::set<std::string>> &knownHyper() {
       {"shampoo", {"eps", "beta2", "exponent", "precondition_frequency", "max_precond_dim", "weight_decay"}},
       {"lausu", {"beta", "eps", "nesterov", "weight_decay"}},
       {"adam_mini", {"beta1", "beta2", "eps", "weight_decay", "group_rows"}},
-      {"symo", {"beta1", "beta2", "eps", "weight_decay", "max_dense", "nesterov", "muon_momentum"}},
+      {"symo", {"beta1", "beta2", "eps", "weight_decay", "max_dense", "nesterov", "muon_momentum", "muon_scale"}},
       {"symo_coupled", {"beta2", "eps", "weight_decay", "max_dense"}},
   };
   return k;
@@ -584,7 +584,14 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     c.why = "AdamW: assumes no symmetry";
     return c;
   }
-  if (matrix && symoLike) return symoRecipe(p, o, src);
+  if (matrix && symoLike) {
+    Choice c = symoRecipe(p, o, src);
+    if (policy == "auto" && c.step.kind == "symo") { // Muon's scale: one lr with auto's Muon units
+      c.step.hp["muon_scale"] = 1.0;
+      c.why += "; muon.py's scale max(1, rows/cols)^1/2 per run";
+    }
+    return c;
+  }
   if (policy == "symo-large" && !matrix) {
     // Vectors with a claimed group: n x 1 with the group on the rows (one or two scalars).
     if (p.left != "1" && p.left != "Z2") return {symo(p.left, "1", o.maxDense), src, ""};

@@ -57,6 +57,10 @@ struct SymoConfig {
   // from U (the structured H_g of the momentum), not from G.
   bool muon_momentum = false;
   bool nesterov = false;
+  // With beta2 = 0 and one side trivial: each run's direction rescaled from the Symo scale
+  // (sqrt(d) polar) to muon.py's (polar * max(1, rows/cols)^{1/2} of the run in the block's
+  // orientation), so learning rates transfer from Muon and mix with Muon blocks.
+  bool muon_scale = false;
   // beta2 = 0: no EMA, H_g from one matrix. One-sided components are then evaluated on the
   // smaller side of each run: (X X^T / d + eps)^{-1/2} X = X (X^T X / d + eps)^{-1/2}
   // (sqrt(d) times the polar factor of the run), keeping no n x n state.
