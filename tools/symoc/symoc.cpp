@@ -276,6 +276,7 @@ struct CompileOptions {
   std::string name;
   std::string runtimeDir;
   int64_t maxDense = 4096;
+  std::string granularity = "matrix";
   bool dryRun = false;
 
   void add(CLI::App *cmd, AnalyzeOptions &a) {
@@ -292,6 +293,8 @@ struct CompileOptions {
     cmd->add_option("--name", name, "model name used for files and targets (default: the file name)");
     cmd->add_option("--runtime-dir", runtimeDir, "default SYMOC_RUNTIME_DIR written into the generated CMakeLists.txt");
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
+    cmd->add_option("--granularity", granularity, "components of head-structured axes under symo and auto: "
+                                                  "matrix (default), kv-group, head-pair, head");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
   }
@@ -330,6 +333,7 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   po.overrides = c.overrides;
   po.budgetBytes = parseBytes(c.budget);
   po.maxDense = c.maxDense;
+  po.granularity = c.granularity;
   symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
   if (c.dryRun) {
     std::cout << symoc::plan::formatDryRun(plan);
