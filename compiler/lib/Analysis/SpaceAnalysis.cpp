@@ -583,23 +583,47 @@ public:
              int64_t outAxis) override {
     touch(in, axis);
     touch(out, outAxis);
+    touchFlows(in, axis);
+    touchFlows(out, outAxis);
     pending.push_back({{in, axis}, {out, outAxis}, false, begin, count});
   }
 
-  /// Axes the current op's rule has said something about.
-  std::set<std::pair<const void *, int64_t>> touched;
+  /// Axes the current op's rule has said something about, and those it gave a
+  /// scale or a sign relation.
+  std::set<std::pair<const void *, int64_t>> touched, scaleTouched, signTouched;
   void touch(Value v, int64_t a) { touched.insert({v.getAsOpaquePointer(), a}); }
+  void touchFlows(Value v, int64_t a) {
+    scaleTouched.insert({v.getAsOpaquePointer(), a});
+    signTouched.insert({v.getAsOpaquePointer(), a});
+  }
+
+  /// Pins the scale and sign exponents of every node of an axis to 0: nothing
+  /// is known about how a rescaling or a sign flip passes there.
+  void pinAxis(Value v, int64_t a, bool scale = true, bool sign = true) {
+    for (int n : allNodes(v, a)) {
+      if (scale)
+        scaleRels.push_back({{{n, 1}}});
+      if (sign)
+        signRels.push_back({{{n, 1}}});
+    }
+  }
 
   /// An op's rule must account for every axis of its operands and results
   /// that can carry a symmetry; an axis it did not mention is fixed rather
   /// than left free (a rule that forgets an axis must not create a claim).
+  /// Likewise for the flows: an axis the rule gave no scale (sign) relation
+  /// has its exponent pinned, so a rescaling never passes through an op
+  /// without the rule saying how.
   void fixUntouched(Operation *op) {
     auto check = [&](Value v) {
-      for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
-        if (!touched.count({v.getAsOpaquePointer(), a}))
+      for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
+        auto key = std::make_pair(v.getAsOpaquePointer(), a);
+        if (!touched.count(key))
           for (int n : allNodes(v, a))
             restrictions.push_back({n, kNone, "axis not covered by the rule of " +
                                                   op->getName().getStringRef().str()});
+        pinAxis(v, a, !scaleTouched.count(key), !signTouched.count(key));
+      }
     };
     if (!isa<ShapeOp, SizeOp>(op))
       for (Value v : op->getOperands())
@@ -607,6 +631,8 @@ public:
     for (Value v : op->getResults())
       check(v);
     touched.clear();
+    scaleTouched.clear();
+    signTouched.clear();
   }
 
   void restrict(Value x, int64_t a, unsigned bits, StringRef why) override {
@@ -620,8 +646,12 @@ public:
   }
 
   void fixAll(Value v, StringRef why) override {
-    for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
+    // A barrier: fixed, and no rescaling or sign flip passes through it.
+    for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
       restrict(v, a, kNone, why);
+      pinAxis(v, a);
+      touchFlows(v, a);
+    }
     if (currentOp)
       fixedAllByOp.insert(currentOp);
   }
@@ -658,8 +688,10 @@ public:
   void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
     if (terms.empty())
       return;
-    for (const AxisTerm &t : terms)
+    for (const AxisTerm &t : terms) {
       touch(t.value, t.axis);
+      (mod == 2 ? signTouched : scaleTouched).insert({t.value.getAsOpaquePointer(), t.axis});
+    }
     std::vector<AxisInfo *> axes;
     for (const AxisTerm &t : terms)
       axes.push_back(&axisOf(t.value, t.axis));
@@ -705,12 +737,23 @@ public:
     approxUniform.resize(approxScaleRels.size(), uniform);
   }
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
+  void absorbs(Value x, int64_t a, bool scale, bool sign) override {
+    touch(x, a);
+    if (scale)
+      scaleTouched.insert({x.getAsOpaquePointer(), a});
+    if (sign)
+      signTouched.insert({x.getAsOpaquePointer(), a});
+  }
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
               int64_t inner, int64_t outerHeads) override {
     touch(whole, axis);
     touch(parts, outer);
     touch(parts, inner);
+    // The whole axis' scale and sign are the inner axis' (per head); the
+    // outer axis carries none (left to the flow guard: pinned).
+    touchFlows(whole, axis);
+    touchFlows(parts, inner);
     axisOf(whole, axis);
     axisOf(parts, outer);
     axisOf(parts, inner);

@@ -47,6 +47,7 @@ void unaryRule(SpaceBuilder &b, Operation *op, ScalarFn fn) {
       break;
     case Parity::Even:
       b.signRelation({{y, a, 1}});
+      b.absorbs(x, a, /*scale=*/false, /*sign=*/true);
       break;
     case Parity::None:
       b.signRelation({{x, a, 1}});

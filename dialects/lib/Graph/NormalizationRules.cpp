@@ -95,6 +95,8 @@ void reduceRule(SpaceBuilder &b, Operation *op, unsigned reducedBits,
       b.scaleRelation({{x, a, 1}});
       if (!(reducedBits & kSign))
         b.signRelation({{x, a, 1}});
+      else
+        b.absorbs(x, a, /*scale=*/false, /*sign=*/true); // a norm of the axis
       continue;
     }
     int64_t ya = keep ? a : out++;
