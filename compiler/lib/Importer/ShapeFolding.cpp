@@ -421,6 +421,65 @@ private:
         t.data[k] = r->data[k] ? ra->data[k] : rb->data[k];
       return one(t);
     }
+    if (op == "Expand") {
+      // numpy broadcast of the data against the target shape (torch's
+      // repeat_interleave expands its repeat counts this way).
+      auto *a = in(n, 0), *s = in(n, 1);
+      if (!a || !s || s->dims.size() != 1)
+        return std::nullopt;
+      for (int64_t d : s->data)
+        if (d < 0)
+          return std::nullopt;
+      if (product(s->data) > int64_t(kMaxFoldElements))
+        return std::nullopt;
+      IntTensor ones;
+      ones.dims = s->data;
+      ones.data.assign(product(s->data), 0);
+      auto r = broadcast2(*a, ones, [](int64_t x, int64_t) { return x; });
+      if (!r)
+        return std::nullopt;
+      r->dtype = a->dtype;
+      return one(*r);
+    }
+    if (op == "Split") {
+      // A 1-D int tensor split into pieces (sizes from the input, the
+      // attribute, or equal parts).
+      auto *a = in(n, 0);
+      if (!a || a->dims.size() != 1 || n.output_size() < 1)
+        return std::nullopt;
+      int64_t axis = attrInt(n, "axis", 0);
+      if (axis != 0 && axis != -1)
+        return std::nullopt;
+      std::vector<int64_t> sizes;
+      if (auto *sp = in(n, 1))
+        sizes = sp->data;
+      else if (auto s = attrInts(n, "split"))
+        sizes = *s;
+      else if (n.input_size() < 2 || n.input(1).empty()) {
+        if (a->dims[0] % n.output_size() != 0)
+          return std::nullopt;
+        sizes.assign(n.output_size(), a->dims[0] / n.output_size());
+      } else {
+        return std::nullopt;
+      }
+      if (int64_t(sizes.size()) != n.output_size())
+        return std::nullopt;
+      std::vector<IntTensor> outs;
+      int64_t offset = 0;
+      for (int64_t sz : sizes) {
+        if (sz < 0 || offset + sz > a->dims[0])
+          return std::nullopt;
+        IntTensor t;
+        t.dtype = a->dtype;
+        t.dims = {sz};
+        t.data.assign(a->data.begin() + offset, a->data.begin() + offset + sz);
+        outs.push_back(t);
+        offset += sz;
+      }
+      if (offset != a->dims[0])
+        return std::nullopt;
+      return outs;
+    }
     if (op == "ConstantOfShape") {
       auto *s = in(n, 0);
       if (!s)
