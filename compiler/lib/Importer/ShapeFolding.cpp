@@ -1,11 +1,11 @@
 //===- ShapeFolding.cpp - Folding shape arithmetic in an ONNX graph -------===//
 
 #include "ShapeFolding.h"
+#include "ShapeInference.h"
 
 #include "symoc/ModelIO/ModelIO.h"
 
 #include <onnx/defs/schema.h>
-#include <onnx/shape_inference/implementation.h>
 
 #include <functional>
 #include <map>
@@ -27,6 +27,28 @@ constexpr size_t kMaxFoldElements = 4096;
 
 int64_t product(const std::vector<int64_t> &d) {
   return std::accumulate(d.begin(), d.end(), int64_t(1), std::multiplies<>());
+}
+
+/// The element count of dims, or -1 when a dim is negative or the count
+/// exceeds what is folded.
+int64_t boundedCount(const std::vector<int64_t> &dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || (d > 0 && n > int64_t(kMaxFoldElements) / d))
+      return -1;
+    n *= d;
+  }
+  return n;
+}
+
+bool wellFormed(const IntTensor &t) {
+  int64_t n = 1;
+  for (int64_t d : t.dims) {
+    if (d < 0 || (d > 0 && n > int64_t(kMaxFoldElements) / d + 1))
+      return false;
+    n *= d;
+  }
+  return n == int64_t(t.data.size());
 }
 
 bool isIntType(int32_t dt) {
@@ -72,8 +94,10 @@ std::optional<IntTensor> broadcast2(const IntTensor &a, const IntTensor &b,
     int64_t db = i + b.dims.size() >= r ? b.dims[i + b.dims.size() - r] : 1;
     if (da != db && da != 1 && db != 1)
       return std::nullopt;
-    dims[i] = std::max(da, db);
+    dims[i] = da == 1 ? db : da; // 0 broadcast with 1 is 0
   }
+  if (boundedCount(dims) < 0)
+    return std::nullopt;
   IntTensor out;
   out.dims = dims;
   out.dtype = a.dtype;
@@ -134,10 +158,12 @@ public:
       std::optional<std::vector<IntTensor>> outs = fold(n);
       if (!outs || outs->size() != size_t(n.output_size()))
         continue;
-      bool small = true;
+      // Every folded tensor must be well formed (no negative dims, as many
+      // elements as its dims say): later folds index it by its dims.
+      bool ok = true;
       for (auto &o : *outs)
-        small &= o.data.size() <= kMaxFoldElements;
-      if (!small)
+        ok &= o.data.size() <= kMaxFoldElements && wellFormed(o);
+      if (!ok)
         continue;
       for (int k = 0; k < n.output_size(); ++k) {
         known[n.output(k)] = (*outs)[k];
@@ -427,10 +453,7 @@ private:
       auto *a = in(n, 0), *s = in(n, 1);
       if (!a || !s || s->dims.size() != 1)
         return std::nullopt;
-      for (int64_t d : s->data)
-        if (d < 0)
-          return std::nullopt;
-      if (product(s->data) > int64_t(kMaxFoldElements))
+      if (boundedCount(s->data) < 0)
         return std::nullopt;
       IntTensor ones;
       ones.dims = s->data;
@@ -494,7 +517,7 @@ private:
       } else {
         return std::nullopt; // float zeros: not shape data
       }
-      if (product(s->data) > int64_t(kMaxFoldElements))
+      if (boundedCount(s->data) < 0)
         return std::nullopt;
       IntTensor t;
       t.dims = s->data;
@@ -546,18 +569,6 @@ private:
 };
 
 } // namespace
-
-std::string inferShapes(onnx::ModelProto &model) {
-  try {
-    onnx::ShapeInferenceOptions options{/*check_type=*/false, /*error_mode=*/0,
-                                        /*enable_data_propagation=*/true};
-    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
-                                       options);
-  } catch (const std::exception &e) {
-    return e.what();
-  }
-  return "";
-}
 
 int completeEinsumShapes(onnx::ModelProto &model) {
   // ONNX 1.12 infers only the rank of an Einsum's output; with static
@@ -655,7 +666,7 @@ int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path) {
     total += n;
     if (n == 0)
       break;
-    inferShapes(model);
+    inferShapes(model, path);
   }
   return total;
 }
