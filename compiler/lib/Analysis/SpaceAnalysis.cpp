@@ -646,6 +646,11 @@ public:
   }
 
   void fixAll(Value v, StringRef why) override {
+    if (currentOp) {
+      auto &rec = fixAllBy[currentOp];
+      if (rec.second++ == 0)
+        rec.first = why.str();
+    }
     // A barrier: fixed, and no rescaling or sign flip passes through it.
     for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
       restrict(v, a, kNone, why);
@@ -1080,6 +1085,9 @@ public:
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
   std::set<Operation *> fixedAllByOp; // ops that fixed a whole value (barriers)
+  // Per op: why it first fixed a whole value, and how many it fixed. An op
+  // that fixed all its operands and results is a barrier.
+  std::map<Operation *, std::pair<std::string, unsigned>> fixAllBy;
   struct Positions {
     Value indices;
     AxisRef source;
@@ -1323,11 +1331,22 @@ std::string groupName(unsigned bits) {
   return "S";
 }
 
-} // namespace
-
 //===----------------------------------------------------------------------===//
 // The analysis.
 //===----------------------------------------------------------------------===//
+
+/// What a user can do about a barrier, from its reason.
+std::string barrierHint(const std::string &why) {
+  auto has = [&](const char *s) { return why.find(s) != std::string::npos; };
+  if (has("rank") || has("dynamic") || has("not constant") || has("unknown"))
+    return "shapes unknown here: give symbolic input dims with --dim NAME=N or export "
+           "with static shapes";
+  if (has("without a rule"))
+    return "no rule for this op type yet: nothing passes through it";
+  return "its rule does not follow this form of the op";
+}
+
+} // namespace
 
 AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   AnalysisResult result;
@@ -1391,43 +1410,34 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     b.currentOp = op;
     b.touched.clear();
     if (isa<SymmetryRule>(op) && hasUnrankedTensor(op)) {
-      for (Value v : op->getOperands()) b.fixAll(v, "unknown rank");
-      for (Value v : op->getResults()) b.fixAll(v, "unknown rank");
-      std::string node;
-      if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-      result.barriers.push_back({node, op->getName().stripDialect().str(),
-                                 "shape inference gave no rank"});
+      for (Value v : op->getOperands()) b.fixAll(v, "shape inference gave no rank");
+      for (Value v : op->getResults()) b.fixAll(v, "shape inference gave no rank");
     } else if (auto rule = dyn_cast<SymmetryRule>(op)) {
       rule.applySymmetryRule(b);
       b.endOp();
       b.fixUntouched(op);
     } else if (auto g = dyn_cast<GenericOp>(op)) {
-      for (Value v : op->getOperands()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
-      for (Value v : op->getResults()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
-      std::string node;
-      if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-      result.barriers.push_back({node, g.getOpType().str(), "no symmetry rule for this op"});
+      std::string why = "op without a rule: " + g.getOpType().str();
+      for (Value v : op->getOperands()) b.fixAll(v, why);
+      for (Value v : op->getResults()) b.fixAll(v, why);
     } else if (auto c = dyn_cast<ConstantOp>(op)) {
       b.fixAll(c.getResult(), "fixed constant");
     }
   }
   b.currentOp = nullptr;
   b.checkPositionUses();
-  // Rules that fixed everything they touch are barriers worth listing.
-  // In graph order, so the report is the same from run to run.
+  // Every op that fixed all its operands and results is a barrier, whatever
+  // the cause (no rule, no rank, a form its rule does not follow); in graph
+  // order, so the report is the same from run to run.
   for (Operation *op : ops) {
-    if (!b.fixedByOp.count(op))
+    auto it = b.fixAllBy.find(op);
+    if (it == b.fixAllBy.end() || isa<ConstantOp, ShapeOp, SizeOp>(op) ||
+        it->second.second < op->getNumOperands() + op->getNumResults())
       continue;
-    if (isa<GenericOp, ConstantOp, ShapeOp, SizeOp, ConstantOfShapeOp, RangeOp>(op))
-      continue;
-    std::string node;
+    std::string node, type = op->getName().stripDialect().str();
     if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-    // Ops with a position rule are barriers only when they fell back to one.
-    bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp, OneHotOp>(op);
-    if (positionOp ? b.fixedAllByOp.count(op) > 0
-                   : isa<ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, ScatterNDOp, TileOp,
-                         PadOp, CumSumOp, GroupNormalizationOp>(op))
-      result.barriers.push_back({node, op->getName().stripDialect().str(), "treated as a barrier"});
+    if (auto g = dyn_cast<GenericOp>(op)) type = g.getOpType().str();
+    result.barriers.push_back({node, type, it->second.first, barrierHint(it->second.first)});
   }
   // Model inputs and outputs are fixed.
   for (BlockArgument arg : fn.getArguments())
