@@ -1965,53 +1965,69 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       if (!shiftInvariantUses(v) || !shiftedLogits.insert(v.getAsOpaquePointer()).second)
         continue;
     }
+    // A bias added along the last axis (rank 1, no other use) shifts every
+    // logit by the same constant: a shift on its own, whatever produced the
+    // other addend (a tied head's matmul, BERT's decoder bias). The weight of
+    // the linear map before it shifts too when nothing else reads the map's
+    // output or the weight.
     Value bias;
+    bool preShared = false;
     if (auto add = v.getDefiningOp<AddOp>()) {
       Value a = add.getOperand(0), c = add.getOperand(1);
       if (definedByParam(a)) std::swap(a, c);
-      if (!definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c) || !singleUse(a)) continue;
+      if (!definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c)) continue;
       bias = c;
       v = a;
+      preShared = !singleUse(a);
     }
     Value w;
     int64_t wAxis = -1;
     if (auto mm = v.getDefiningOp<MatMulOp>()) {
-      w = mm.getOperand(1);
-      wAxis = 1;
-      if (rankOfValue(w) != 2) continue;
+      if (rankOfValue(mm.getOperand(1)) == 2) {
+        w = mm.getOperand(1);
+        wAxis = 1;
+      }
     } else if (auto gemm = v.getDefiningOp<GemmOp>()) {
       w = gemm.getOperand(1);
       wAxis = gemm->getAttrOfType<IntegerAttr>("transB") &&
                       gemm->getAttrOfType<IntegerAttr>("transB").getInt()
                   ? 0 : 1;
       if (gemm.getNumOperands() > 2 && !isa<NoneType>(gemm.getOperand(2).getType())) {
-        if (bias) continue;
         Value c = gemm.getOperand(2);
-        if (!definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c)) continue;
-        bias = c;
+        if (bias || !definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c))
+          w = Value(); // C is not a shiftable bias: the weight alone would not do
+        else
+          bias = c;
       }
-    } else {
+    }
+    if (w)
+      if (auto tr = w.getDefiningOp<TransposeOp>()) {
+        // A transposed weight (torch exports nn.Linear on 3-D input this way).
+        auto perm = tr->getAttrOfType<ArrayAttr>("perm");
+        bool swap = !perm || (perm.size() == 2 && cast<IntegerAttr>(perm[0]).getInt() == 1 &&
+                              cast<IntegerAttr>(perm[1]).getInt() == 0);
+        if (swap && singleUse(w) && rankOfValue(tr->getOperand(0)) == 2) {
+          w = tr->getOperand(0);
+          wAxis = 1 - wAxis;
+        } else {
+          w = Value();
+        }
+      }
+    if (w && (preShared || !definedByParam(w) || !singleUse(w)))
+      w = Value();
+    if (!w && !bias)
       continue;
-    }
-    if (auto tr = w.getDefiningOp<TransposeOp>()) {
-      // A transposed weight (torch exports nn.Linear on 3-D input this way).
-      auto perm = tr->getAttrOfType<ArrayAttr>("perm");
-      bool swap = !perm || (perm.size() == 2 && cast<IntegerAttr>(perm[0]).getInt() == 1 &&
-                            cast<IntegerAttr>(perm[1]).getInt() == 0);
-      if (!swap || !singleUse(w) || rankOfValue(tr->getOperand(0)) != 2) continue;
-      w = tr->getOperand(0);
-      wAxis = 1 - wAxis;
-    }
-    if (!definedByParam(w) || !singleUse(w)) continue;
     Claim c;
     c.id = newClaimId();
     c.kind = "shift";
     c.group = "shift";
-    Member mw;
-    mw.initializer = w.getDefiningOp<ParamOp>().getName().str();
-    mw.axis = wAxis;
-    c.members.push_back(mw);
-    c.roles.push_back("weight");
+    if (w) {
+      Member mw;
+      mw.initializer = w.getDefiningOp<ParamOp>().getName().str();
+      mw.axis = wAxis;
+      c.members.push_back(mw);
+      c.roles.push_back("weight");
+    }
     if (bias) {
       Member mb;
       mb.initializer = bias.getDefiningOp<ParamOp>().getName().str();
@@ -2045,7 +2061,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     std::set<std::string> roles = inferRoles(p, outputPtrs);
     for (const Claim &c : result.claims)
       if (c.kind == "shift" && c.note.find("Softmax in the graph") != std::string::npos &&
-          c.members[0].initializer == blk.name)
+          c.roles[0] == "weight" && c.members[0].initializer == blk.name)
         roles.insert("router");
     for (const auto &r : roles)
       blk.role += (blk.role.empty() ? "" : "+") + r;
