@@ -10,8 +10,11 @@
 
 The generated library exports the C ABI of runtime/include/symoc/runtime/optimizer_api.h;
 this module talks to it through ctypes (pure Python, nothing to compile at import). The
-optimizer updates the model's CPU float32 contiguous parameters in place: step() passes
-`p.data_ptr()` and `p.grad.data_ptr()`, no copies.
+optimizer updates the model's contiguous parameters in place: step() passes `p.data_ptr()`
+and `p.grad.data_ptr()`, no copies. CPU parameters must be float32. CUDA parameters (all on
+one device, float32 or bfloat16) need a library built with CUDA (create_cuda/step_cuda):
+the state then lives on that device and step() is ordered on torch.cuda.current_stream(),
+without host synchronization (a step can be captured in a CUDA graph after a first one).
 
 It is a torch.optim.Optimizer with one param group whose "lr" is pushed to the library at
 every step, so torch's LR schedulers work. state_dict() holds the library's state file (the
@@ -164,6 +167,10 @@ class SymocOptimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, named_parameters, library=None, build_dir=None, lr=1e-3, name_map=None):
+        named = list(named_parameters)
+        if name_map is not None:
+            named = [(name_map(n), p) for n, p in named]
+        self._device = _common_device(named)
         if (library is None) == (build_dir is None):
             raise SymocError("SymocOptimizer: pass exactly one of library= or build_dir=")
         if library is None:
@@ -171,20 +178,27 @@ class SymocOptimizer(torch.optim.Optimizer):
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise SymocError("SymocOptimizer: lr must be a finite number > 0, got %r" % (lr,))
         self._lib = load_library(library)
-        named = list(named_parameters)
-        if name_map is not None:
-            named = [(name_map(n), p) for n, p in named]
         ordered = self._match(named)
         super().__init__(ordered, dict(lr=float(lr)))
         self._names = [n for n, _, _ in self._lib.params]
-        self._opt = self._lib.api.create(ctypes.c_float(lr))
+        if self._device.type == "cuda":
+            if not self._lib.api.create_cuda:
+                raise SymocError("%s: the parameters are on %s but this library was built without "
+                                 "CUDA (configure the runtime with nvcc available, SYMOC_CUDA=ON)"
+                                 % (self._lib.path, self._device))
+            self._opt = self._lib.api.create_cuda(ctypes.c_float(lr), self._device.index or 0)
+            what = "create_cuda(lr=%g, device=%d)" % (lr, self._device.index or 0)
+        else:
+            self._opt = self._lib.api.create(ctypes.c_float(lr))
+            what = "create(lr=%g)" % lr
         if not self._opt:
-            raise SymocError("%s: create(lr=%g) failed: %s"
-                             % (self._lib.path, lr, _dec(self._lib.api.last_error(None))))
+            raise SymocError("%s: %s failed: %s"
+                             % (self._lib.path, what, _dec(self._lib.api.last_error(None))))
         self._pushed_lr = float(lr)
         n = len(ordered)
         self._w = (ctypes.c_void_p * n)()
         self._g = (ctypes.c_void_p * n)()
+        self._dt = (ctypes.c_int32 * n)()
         self._zero_grads = {}
 
     # ---- matching torch parameters to the plan's initializers
@@ -206,7 +220,7 @@ class SymocOptimizer(torch.optim.Optimizer):
                 problems.append("extra: %r (shape %s) is not a parameter of the plan"
                                 % (name, list(p.shape)))
                 continue
-            problems += _tensor_problems(name, p, wanted[name], "parameter")
+            problems += _tensor_problems(name, p, wanted[name], "parameter", self._device)
         if problems:
             raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es):\n  %s"
                              % (lib.path, lib.model, lib.policy, len(problems),
@@ -278,12 +292,14 @@ class SymocOptimizer(torch.optim.Optimizer):
                              "(use set_block_multiplier for per-block learning rates)")
         self._push_lr()
         params = self.param_groups[0]["params"]
+        if self._device.type == "cuda" and self._step_cuda_fast(params):
+            return loss
         shapes = self._lib.params
         problems = []
         for i, p in enumerate(params):
             name, shape, _ = shapes[i]
             # Checked at every step: p.data may have been replaced since construction.
-            problems += _tensor_problems(name, p, shape, "parameter")
+            problems += _tensor_problems(name, p, shape, "parameter", self._device)
             g = p.grad
             if g is None:
                 # No gradient (unused this step). The generated step covers every parameter,
@@ -293,13 +309,47 @@ class SymocOptimizer(torch.optim.Optimizer):
                 if g is None or g.shape != p.shape:
                     g = self._zero_grads[i] = torch.zeros_like(p)
             else:
-                problems += _tensor_problems(name, g, shape, "gradient")
+                problems += _tensor_problems(name, g, shape, "gradient", self._device)
+                if g.dtype != p.dtype:
+                    problems.append("gradient %r: dtype %s, the parameter is %s"
+                                    % (name, g.dtype, p.dtype))
             self._w[i] = p.data_ptr()
             self._g[i] = g.data_ptr()
+            self._dt[i] = 1 if p.dtype == torch.bfloat16 else 0
         if problems:
             raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
-        self._check(self._lib.api.step(self._opt, self._w, self._g, len(params)), "step()")
+        if self._device.type == "cuda":
+            self._validated = ([p.data_ptr() for p in params],
+                               [p.grad.data_ptr() if p.grad is not None else None for p in params])
+            self._launch(len(params))
+        else:
+            self._check(self._lib.api.step(self._opt, self._w, self._g, len(params)), "step()")
         return loss
+
+    def _launch(self, n):
+        stream = torch.cuda.current_stream(self._device).cuda_stream
+        self._check(self._lib.api.step_cuda(self._opt, self._w, self._g, self._dt, n, None, 0,
+                                            ctypes.c_void_p(stream)), "step_cuda()")
+
+    def _step_cuda_fast(self, params):
+        """Steps without re-checking the tensors when every weight and gradient is the one
+        checked before (same data pointers): the per-tensor checks cost more host time than
+        the GPU step of a small model. False: the caller checks and steps."""
+        v = getattr(self, "_validated", None)
+        if v is None:
+            return False
+        ws, gs = v
+        for i, p in enumerate(params):
+            g = p.grad
+            if g is None or p.data_ptr() != ws[i] or g.data_ptr() != gs[i]:
+                return False
+        self._launch(len(params))
+        return True
+
+    @property
+    def device(self):
+        """The device of the parameters (and of the optimizer state)."""
+        return self._device
 
     # ---- checkpoints
     def state_dict(self):
@@ -361,15 +411,44 @@ class SymocOptimizer(torch.optim.Optimizer):
             self._lib.model, self._lib.policy, len(self._names), self.param_groups[0]["lr"])
 
 
-def _tensor_problems(name, t, shape, what):
+def _common_device(named):
+    """The one device of all parameters (CPU or one CUDA device), else a SymocError."""
+    devices = {}
+    for name, p in named:
+        devices.setdefault(p.device, name)
+    if len(devices) > 1:
+        raise SymocError("SymocOptimizer: parameters on several devices (%s); all must be on "
+                         "the CPU or all on one CUDA device"
+                         % ", ".join("%s: %r" % (d, n) for d, n in devices.items()))
+    dev = next(iter(devices), torch.device("cpu"))
+    if dev.type not in ("cpu", "cuda"):
+        raise SymocError("SymocOptimizer: parameter %r is on %s; only CPU and CUDA are supported"
+                         % (devices[dev], dev))
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def _tensor_problems(name, t, shape, what, device=None):
     out = []
+    device = device if device is not None else torch.device("cpu")
     if tuple(t.shape) != tuple(shape):
         out.append("%s %r: shape %s, the plan has %s" % (what, name, list(t.shape), list(shape)))
-    if t.dtype != torch.float32:
+    if device.type == "cuda":
+        if t.dtype not in (torch.float32, torch.bfloat16):
+            out.append("%s %r: dtype %s, must be torch.float32 or torch.bfloat16"
+                       % (what, name, t.dtype))
+    elif t.dtype != torch.float32:
         out.append("%s %r: dtype %s, must be torch.float32" % (what, name, t.dtype))
-    if t.device.type != "cpu":
-        out.append("%s %r: on device %s, must be on the CPU" % (what, name, t.device))
+    if t.device != device:
+        out.append("%s %r: on device %s, the optimizer's parameters are on %s"
+                   % (what, name, t.device, device))
     if t.layout != torch.strided or not t.is_contiguous():
         out.append("%s %r: not contiguous (call .contiguous() / use a contiguous tensor)"
                    % (what, name))
     return out
+
+
+# The one-call API (symoc/api.py): symoc.torch.compile(model, example_inputs) and report().
+from symoc.api import compile, report, Report  # noqa: E402,F401
+__all__ += ["compile", "report", "Report"]

@@ -3,10 +3,12 @@
 // Usage: evaluator-run MODEL.onnx OUT_DIR [INPUT.pb ...]
 // Feeds the TensorProto files to the graph's non-initializer inputs in order and
 // writes OUT_DIR/output_<i>.pb (float outputs as DOUBLE) in graph output order.
-// Used by test_torch_models.py to compare against torch.
+// Used by test_torch_models.py to compare against torch, and by
+// test_opset_adapter.py (opset 18-24 models are adapted first, as symoc does).
 //
 //===----------------------------------------------------------------------===//
 #include "symoc/Evaluator/Evaluator.h"
+#include "symoc/Importer/Importer.h"
 #include "symoc/ModelIO/ModelIO.h"
 
 #include <fstream>
@@ -22,6 +24,8 @@ int main(int argc, char **argv) {
   try {
     std::string path = argv[1];
     onnx::ModelProto m = loadModel(path);
+    AdapterNotes notes; // opset 18-24 models run in their opset-17 form
+    adaptOpset(m, path, notes);
     Evaluator ev(m, path);
     std::map<std::string, Tensor> ins;
     const auto &gi = ev.graphInputs();

@@ -105,6 +105,16 @@ void printNotes(const symoc::ImportNotes &notes, const std::string &path) {
     std::cerr << "symoc: note: " << oneLine(path) << ": " << oneLine(line) << "\n";
 }
 
+/// The model in its opset-17 form, as the importer sees it: verify evaluates
+/// the same graph the claims were found on.
+onnx::ModelProto loadAdapted(const std::string &path, symoc::ImportNotes &notes) {
+  onnx::ModelProto model = symoc::loadModel(path);
+  symoc::AdapterNotes adapted;
+  symoc::adaptOpset(model, path, adapted);
+  notes.lines.insert(notes.lines.end(), adapted.lines.begin(), adapted.lines.end());
+  return model;
+}
+
 int runImport(const CommonOptions &common, const std::string &output) {
   mlir::MLIRContext ctx;
   symoc::ImportNotes notes;
@@ -189,7 +199,7 @@ symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions 
                               onnx::ModelProto &model) {
   mlir::MLIRContext ctx;
   symoc::ImportNotes notes;
-  model = symoc::loadModel(common.model);
+  model = loadAdapted(common.model, notes);
   auto module = symoc::importModel(ctx, model, common.model, common.importOptions(), notes);
   printNotes(notes, common.model);
 #ifdef SYMOC_HAVE_TRANSFORMS
@@ -262,7 +272,9 @@ int runVerify(const CommonOptions &common, const AnalyzeOptions &a,
   nlohmann::json claims;
   std::string name = "analysis";
   if (!claimsFile.empty()) {
-    model = symoc::loadModel(common.model);
+    symoc::ImportNotes notes;
+    model = loadAdapted(common.model, notes);
+    printNotes(notes, common.model);
     std::ifstream in(claimsFile);
     if (!in)
       throw symoc::Error(claimsFile + ": cannot read");

@@ -11,6 +11,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -152,6 +153,140 @@ struct RuleObj {
   std::vector<std::string> users;
 };
 
+/// A block's relative step cost for load balancing (ABI block_cost): the plan's FLOP
+/// estimate plus the bytes one step moves (weights and gradients read, weights written, every
+/// state float read and written once), as in bench/policy's roofline.
+double blockCost(const Plan &plan, const Unit &u) {
+  double numel = 0;
+  for (int p : u.params) numel += double(plan.params[size_t(p)].numel());
+  return u.flops + 3.0 * 4.0 * numel + 2.0 * double(u.stateBytes);
+}
+
+/// The ABI's blocks are the plan's units, in plan order: parameter lists (CSR) and costs.
+void emitBlockTables(std::ostream &s, const Plan &plan) {
+  s << "// ---- blocks (ABI v2): the plan's units; cost = FLOPs + bytes moved per step ----\n"
+    << "constexpr int kNumBlocks = " << plan.units.size() << ";\n"
+    << "const int32_t kBlockStart[kNumBlocks + 1] = {";
+  size_t at = 0;
+  for (size_t b = 0; b <= plan.units.size(); ++b) {
+    s << (b ? (b % 16 ? ", " : ",\n    ") : "") << at;
+    if (b < plan.units.size()) at += plan.units[b].params.size();
+  }
+  s << "};\nconst int32_t kBlockParams[" << std::max<size_t>(at, 1) << "] = {";
+  size_t k = 0;
+  for (const Unit &u : plan.units)
+    for (int p : u.params) s << (k ? (k % 16 ? ", " : ",\n    ") : "") << p, ++k;
+  if (!k) s << "0";
+  s << "};\nconst double kBlockCost[" << std::max<size_t>(plan.units.size(), 1) << "] = {";
+  for (size_t b = 0; b < plan.units.size(); ++b)
+    s << (b ? (b % 6 ? ", " : ",\n    ") : "") << fmt::format("{:.17g}", blockCost(plan, plan.units[b]));
+  if (plan.units.empty()) s << "0";
+  s << "};\n\n";
+}
+
+/// The plan's blocks (units) as data for the CUDA backend (symoc/cuda/device_optimizer.h):
+/// rule kind, hyper-parameters and parameter indices, one entry per unit; the device
+/// optimizer groups and batches them itself. Only compiled with SYMOC_WITH_CUDA.
+std::string emitBlockTable(const Plan &plan) {
+  std::ostringstream o, hps, rows;
+  size_t np = 0, nh = 0, maxp = 1;
+  for (size_t b = 0; b < plan.units.size(); ++b) {
+    const Unit &u = plan.units[b];
+    const Step &st = u.step;
+    std::string variant = st.kind == "lausu" ? st.lausu : st.kind == "symo" ? st.left + " x " + st.right
+                          : st.kind == "symo_coupled"                    ? st.left
+                                                                         : "";
+    rows << "    {" << strLit(st.kind) << ", " << strLit(variant) << ", kBlockHp + " << nh << ", " << st.hp.size()
+         << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << "}, // "
+         << commentSafe(plan.params[size_t(u.params[0])].name) << "\n";
+    np += u.params.size();
+    for (const auto &[k, v] : st.hp) hps << "    {" << strLit(k) << ", " << fmt::format("{}", v) << "},\n", ++nh;
+    maxp = std::max(maxp, u.params.size());
+  }
+  o << "#ifdef SYMOC_WITH_CUDA\n#include \"symoc/cuda/device_optimizer.h\"\n\nnamespace {\n\n"
+    << "// The plan's blocks for the CUDA backend: rule, hyper-parameters, parameters (one per unit).\n"
+    // kNumBlocks and kBlockParams are the ABI's block tables (emitBlockTables): same units, same order.
+    << "constexpr int kMaxBlockParams = " << maxp << ";\n"
+    << "const symoc::rt::cuda::HyperParam kBlockHp[] = {\n" << hps.str() << "    {\"\", 0.0}};\n"
+    << "const symoc::rt::cuda::BlockDesc kBlocks[kNumBlocks] = {\n" << rows.str() << "};\n\n"
+    << "} // namespace\n#endif // SYMOC_WITH_CUDA\n\n";
+  return o.str();
+}
+
+/// create_cuda / step_cuda / is_cuda over symoc::rt::cuda::DeviceOptimizer; blocks the device
+/// does not implement are stepped by this file's CPU rules (cuda_host_step).
+std::string emitCudaApi(const Plan &plan, const std::vector<RuleObj> &rules, const std::vector<int> &unitRule) {
+  std::ostringstream o;
+  o << "#ifdef SYMOC_WITH_CUDA\n"
+    << "// The CPU rule object of each block (the CUDA backend's host path).\n"
+    << "Rule &unit_rule(SymocOptimizer &o, int b) {\n  switch (b) {\n";
+  for (size_t b = 0; b < unitRule.size(); ++b)
+    o << "  case " << b << ": return *o." << rules[size_t(unitRule[b])].name << ";\n";
+  o << "  }\n  throw Error(\"block \" + std::to_string(b) + \" out of range\");\n}\n\n"
+    << R"CPP(// Steps the listed blocks with the CPU rules on host copies (DeviceOptimizer's host path).
+void cuda_host_step(void *ctx, const int32_t *blocks, int nb, float *const *w, const float *const *g) {
+  SymocOptimizer &o = *static_cast<SymocOptimizer *>(ctx);
+  for (int k = 0; k < nb; ++k) {
+    const symoc::rt::cuda::BlockDesc &d = kBlocks[blocks[k]];
+    Param ps[kMaxBlockParams];
+    int ix[kMaxBlockParams];
+    for (int i = 0; i < d.nparams; ++i) {
+      ix[i] = d.params[i];
+      ps[i] = Param{kParams[ix[i]].name, w[ix[i]], g[ix[i]], kParams[ix[i]].rows, kParams[ix[i]].cols};
+    }
+    run(o, unit_rule(o, blocks[k]), ps, ix, size_t(d.nparams));
+  }
+}
+
+SymocOptimizer *api_create_cuda(float lr, int device) {
+  SymocOptimizer *o = api_create(lr);
+  if (!o) return nullptr;
+  try {
+    symoc::rt::cuda::ParamDesc pd[kNumParams];
+    for (int i = 0; i < kNumParams; ++i) pd[i] = {kParams[i].name, kParams[i].rows, kParams[i].cols};
+    o->dev = std::make_unique<symoc::rt::cuda::DeviceOptimizer>(pd, kNumParams, kBlocks, kNumBlocks, device,
+                                                                &cuda_host_step, o);
+    return o;
+  } catch (const std::exception &e) {
+    delete o;
+    fail(nullptr, SYMOC_ERR_INTERNAL, std::string("create_cuda: ") + e.what());
+  } catch (...) {
+    delete o;
+    fail(nullptr, SYMOC_ERR_INTERNAL, "create_cuda: unknown error");
+  }
+  return nullptr;
+}
+
+int api_step_cuda(SymocOptimizer *o, void *const *w, const void *const *g, const int32_t *dtypes, int n,
+                  const int32_t *blocks, int nblocks, void *stream) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "step_cuda: optimizer is NULL");
+  if (!o->dev) return fail(o, SYMOC_ERR_ARGUMENT, "step_cuda: this optimizer was made by create(); use step");
+  if (n != kNumParams)
+    return fail(o, SYMOC_ERR_SHAPE, "step_cuda: got " + std::to_string(n) + " parameters, the plan has " +
+                                        std::to_string(kNumParams));
+  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, "step_cuda: weights or gradients array is NULL");
+  if (blocks && nblocks < 0) return fail(o, SYMOC_ERR_ARGUMENT, "step_cuda: negative block count");
+  try {
+    o->dev->step(w, g, dtypes, o->lr, o->mult, blocks, nblocks, stream);
+    ++o->steps;
+    return SYMOC_OK;
+  } catch (const std::invalid_argument &e) {
+    return fail(o, SYMOC_ERR_ARGUMENT, e.what());
+  } catch (const std::exception &e) {
+    return fail(o, SYMOC_ERR_INTERNAL, std::string("step_cuda: ") + e.what());
+  } catch (...) {
+    return fail(o, SYMOC_ERR_INTERNAL, "step_cuda: unknown error");
+  }
+}
+
+int api_is_cuda(const SymocOptimizer *o) { return o && o->dev ? 1 : 0; }
+#endif // SYMOC_WITH_CUDA
+
+)CPP";
+  (void)plan;
+  return o.str();
+}
+
 } // namespace
 
 EmittedFiles emitOptimizer(const Plan &plan) {
@@ -192,6 +327,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
   };
   std::vector<Call> calls;
   std::map<std::string, int> callOfBatch; // (rule, rows, cols) -> call
+  std::vector<int> unitRule;              // rule object of each unit (CUDA host path)
   for (const Unit &u : plan.units) {
     const bool joint = u.params.size() > 1 || !u.step.gauges.empty() || u.step.kind == "symo_coupled";
     if (joint) {
@@ -215,6 +351,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       }
       for (int p : u.params) r.users.push_back(plan.params[size_t(p)].name);
       rules.push_back(r);
+      unitRule.push_back(int(rules.size() - 1));
       Call c;
       c.params = u.params;
       c.rule = int(rules.size() - 1);
@@ -236,6 +373,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       ri = ruleOfKey[key] = int(rules.size() - 1);
     }
     rules[size_t(ri)].users.push_back(p.name);
+    unitRule.push_back(ri);
     const std::string bkey = std::to_string(ri) + "|" + std::to_string(p.rows) + "x" + std::to_string(p.cols);
     if (auto it = callOfBatch.find(bkey); it != callOfBatch.end()) {
       calls[size_t(it->second)].params.push_back(u.params[0]);
@@ -311,6 +449,7 @@ EmittedFiles emitOptimizer(const Plan &plan) {
       << ", " << p.cols << ", " << strLit(plan.units[size_t(unitOf[i])].step.describe()) << "},\n";
   }
   s << "};\n\n";
+  emitBlockTables(s, plan);
   // Rule factories.
   s << "// ---- rules: one object per distinct rule of the plan ----\n";
   for (const RuleObj &r : rules) {
@@ -324,13 +463,14 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     }
     s << "\nstd::unique_ptr<Rule> make_" << r.name << "() {\n" << indent(r.body, "  ") << "\n}\n";
   }
-  s << "\n} // namespace\n\n"
-    << "// The object behind the ABI's opaque handle.\n"
+  s << "\n} // namespace\n\n" << emitBlockTable(plan);
+  s << "// The object behind the ABI's opaque handle.\n"
     << "struct SymocOptimizer {\n"
     << "  Context ctx;\n  State state{kFingerprint};\n  float lr = 0.f;\n  float mult[kNumParams];\n"
     << "  int64_t steps = 0;\n  int64_t skipped_base = 0; // ctx.stats().skipped_nonfinite at create/load\n"
     << "  std::string error;\n";
   for (const RuleObj &r : rules) s << "  std::unique_ptr<Rule> " << r.name << " = make_" << r.name << "();\n";
+  s << "#ifdef SYMOC_WITH_CUDA\n  std::unique_ptr<symoc::rt::cuda::DeviceOptimizer> dev; // create_cuda: the device state\n#endif\n";
   s << "};\n\n"
     << "namespace {\n\n"
     << "thread_local std::string g_error; // create() failures and errors without an optimizer\n\n"
@@ -357,21 +497,32 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     << "  for (size_t i = 0; i < count; ++i) {\n    const float lr = o.lr * o.mult[ix[i]], decay = 1.f - lr * wd;\n"
     << "    for (int64_t j = 0; j < ps[i].size(); ++j) ps[i].w[j] = ps[i].w[j] * decay - lr * D[i][j];\n  }\n}\n\n";
 
-  // The step.
-  s << "int api_step(SymocOptimizer *o, float *const *w, const float *const *g, int n) {\n"
-    << "  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, \"step: optimizer is NULL\");\n"
+  // The step: step() and step_blocks() share it; `sel` marks the parameters of the blocks
+  // to step (all of them for step()). Each call keeps its selected parameters, in call order,
+  // so a block is stepped by the same rule object with the same arithmetic either way.
+  s << "template <size_t N>\n"
+    << "void run_selected(SymocOptimizer &o, Rule &rule, const Param *p, const int (&ix)[N], const bool *sel) {\n"
+    << "  Param ps[N];\n  int sx[N];\n  size_t k = 0;\n"
+    << "  for (size_t i = 0; i < N; ++i)\n"
+    << "    if (sel[ix[i]]) ps[k] = p[ix[i]], sx[k++] = ix[i];\n"
+    << "  if (k) run(o, rule, ps, sx, k);\n}\n\n"
+    << "int step_selected(SymocOptimizer *o, float *const *w, const float *const *g, int n, const bool *sel,\n"
+    << "                  const char *what) {\n"
+    << "#ifdef SYMOC_WITH_CUDA\n"
+    << "  if (o->dev) return fail(o, SYMOC_ERR_ARGUMENT, std::string(what) + \": this optimizer was made by create_cuda; use step_cuda\");\n"
+    << "#endif\n"
     << "  if (n != kNumParams)\n"
-    << "    return fail(o, SYMOC_ERR_SHAPE, \"step: got \" + std::to_string(n) + \" parameters, the plan of " << M
+    << "    return fail(o, SYMOC_ERR_SHAPE, std::string(what) + \": got \" + std::to_string(n) + \" parameters, the plan of " << M
     << " has \" +\n                                     std::to_string(kNumParams));\n"
-    << "  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, \"step: weights or gradients array is NULL\");\n"
+    << "  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, std::string(what) + \": weights or gradients array is NULL\");\n"
     << "  for (int i = 0; i < kNumParams; ++i)\n"
-    << "    if (!w[i] || !g[i])\n"
-    << "      return fail(o, SYMOC_ERR_ARGUMENT, std::string(\"step: NULL weight or gradient for '\") + kParams[i].name +\n"
+    << "    if (sel[i] && (!w[i] || !g[i]))\n"
+    << "      return fail(o, SYMOC_ERR_ARGUMENT, std::string(what) + \": NULL weight or gradient for '\" + kParams[i].name +\n"
     << "                                             \"' (parameter \" + std::to_string(i) + \")\");\n"
     << "  try {\n"
     << "    Param p[kNumParams];\n"
     << "    for (int i = 0; i < kNumParams; ++i)\n"
-    << "      p[i] = Param{kParams[i].name, w[i], g[i], kParams[i].rows, kParams[i].cols};\n";
+    << "      if (sel[i]) p[i] = Param{kParams[i].name, w[i], g[i], kParams[i].rows, kParams[i].cols};\n";
   for (const Call &c : calls) {
     // The enumerators name the blocks; the comment says the rule (and a joint unit's note).
     s << "    { // " << commentSafe(c.comment);
@@ -380,14 +531,16 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     const std::string sep = wrap ? ",\n          " : ", ";
     s << "\n      const int ix[] = {" << (wrap ? "\n          " : "");
     for (size_t k = 0; k < c.params.size(); ++k) s << (k ? sep : "") << enumName[size_t(c.params[k])];
-    s << "};\n      Param ps[" << c.params.size() << "];\n"
-      << "      for (size_t i = 0; i < " << c.params.size() << "; ++i) ps[i] = p[ix[i]];\n"
-      << "      run(*o, *o->" << rules[size_t(c.rule)].name << ", ps, ix, " << c.params.size() << ");\n    }\n";
+    s << "};\n      run_selected(*o, *o->" << rules[size_t(c.rule)].name << ", p, ix, sel);\n    }\n";
   }
   s << "    ++o->steps;\n    return SYMOC_OK;\n"
     << "  } catch (const std::exception &e) {\n"
-    << "    return fail(o, SYMOC_ERR_INTERNAL, std::string(\"step: \") + e.what());\n"
-    << "  } catch (...) {\n    return fail(o, SYMOC_ERR_INTERNAL, \"step: unknown error\");\n  }\n}\n\n";
+    << "    return fail(o, SYMOC_ERR_INTERNAL, std::string(what) + \": \" + e.what());\n"
+    << "  } catch (...) {\n    return fail(o, SYMOC_ERR_INTERNAL, std::string(what) + \": unknown error\");\n  }\n}\n\n"
+    << "int api_step(SymocOptimizer *o, float *const *w, const float *const *g, int n) {\n"
+    << "  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, \"step: optimizer is NULL\");\n"
+    << "  bool sel[kNumParams];\n  for (bool &b : sel) b = true;\n"
+    << "  return step_selected(o, w, g, n, sel, \"step\");\n}\n\n";
 
   // The rest of the ABI.
   s << R"CPP(bool good_lr(float lr) { return std::isfinite(lr) && lr > 0.f; }
@@ -433,6 +586,9 @@ int api_zero_state(SymocOptimizer *o) {
   try {
     o->state = State(kFingerprint);
     o->steps = 0;
+#ifdef SYMOC_WITH_CUDA
+    if (o->dev) o->dev->zero();
+#endif
     return SYMOC_OK;
   } catch (const std::exception &e) {
     return fail(o, SYMOC_ERR_INTERNAL, std::string("zero_state: ") + e.what());
@@ -475,6 +631,9 @@ int api_save(const SymocOptimizer *co, const char *path) {
     o->state.buffer(kLrKey, {1})[0] = o->lr;
     std::memcpy(o->state.buffer(kMultKey, {kNumParams}), o->mult, sizeof o->mult);
     o->state.counter(kStepsKey) = o->steps;
+#ifdef SYMOC_WITH_CUDA
+    if (o->dev) o->dev->export_to(o->state); // device buffers under the CPU rules' names
+#endif
     o->state.save(path);
     return SYMOC_OK;
   } catch (const std::exception &e) {
@@ -492,6 +651,9 @@ int api_load(SymocOptimizer *o, const char *path) {
       return fail(o, SYMOC_ERR_STATE, std::string("load: ") + path + ": not written by this optimizer's save()");
     const float lr = st.data(kLrKey)[0];
     if (!good_lr(lr)) return fail(o, SYMOC_ERR_STATE, std::string("load: ") + path + ": invalid learning rate");
+#ifdef SYMOC_WITH_CUDA
+    if (o->dev) o->dev->import_from(st);
+#endif
     std::memcpy(o->mult, st.data(kMultKey), sizeof o->mult);
     o->lr = lr;
     o->steps = st.counter_value(kStepsKey);
@@ -508,14 +670,76 @@ int api_load(SymocOptimizer *o, const char *path) {
 const char *api_last_error(const SymocOptimizer *o) { return o ? o->error.c_str() : g_error.c_str(); }
 
 int64_t api_steps_skipped(const SymocOptimizer *o) {
-  return o ? o->ctx.stats().skipped_nonfinite - o->skipped_base : -1;
+  if (!o) return -1;
+  int64_t dev = 0;
+#ifdef SYMOC_WITH_CUDA
+  try {
+    if (o->dev) dev = o->dev->skipped(); // counted on the device, read here
+  } catch (const std::exception &e) {
+    fail(o, SYMOC_ERR_INTERNAL, std::string("steps_skipped: ") + e.what());
+    return -1;
+  }
+#endif
+  return o->ctx.stats().skipped_nonfinite - o->skipped_base + dev;
 }
 
 int64_t api_steps_taken(const SymocOptimizer *o) { return o ? o->steps : -1; }
 
-int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.bytes()) : -1; }
+int64_t api_state_bytes(const SymocOptimizer *o) {
+  if (!o) return -1;
+#ifdef SYMOC_WITH_CUDA
+  if (o->dev) { // device state, plus host buffers of the blocks stepped on the host
+    int64_t b = o->dev->bytes();
+    for (int i = 0; i < kNumParams; ++i)
+      if (!o->dev->holds_param(kParams[i].name))
+        for (const std::string &nm : o->state.buffer_names())
+          if (nm.size() > std::strlen(kParams[i].name) && nm.compare(0, std::strlen(kParams[i].name), kParams[i].name) == 0 &&
+              nm[std::strlen(kParams[i].name)] == '/') {
+            int64_t k = 1;
+            for (int64_t d : o->state.shape(nm)) k *= d;
+            b += 4 * k;
+          }
+    return b;
+  }
+#endif
+  return int64_t(o->state.bytes());
+}
+
+int api_num_blocks(void) { return kNumBlocks; }
+
+int api_block_params(int b, int32_t *params, int cap) {
+  if (b < 0 || b >= kNumBlocks) {
+    fail(nullptr, SYMOC_ERR_ARGUMENT, "block_params: block " + std::to_string(b) + " out of range");
+    return -1;
+  }
+  const int count = kBlockStart[b + 1] - kBlockStart[b];
+  for (int k = 0; params && k < count && k < cap; ++k) params[k] = kBlockParams[kBlockStart[b] + k];
+  return count;
+}
+
+double api_block_cost(int b) { return b >= 0 && b < kNumBlocks ? kBlockCost[b] : -1.0; }
+
+int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, int n, const int32_t *blocks,
+                    int nblocks) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "step_blocks: optimizer is NULL");
+  if (nblocks < 0 || (nblocks > 0 && !blocks))
+    return fail(o, SYMOC_ERR_ARGUMENT, "step_blocks: negative block count or NULL block list");
+  bool sel[kNumParams] = {};
+  bool seen[kNumBlocks + 1] = {};
+  for (int k = 0; k < nblocks; ++k) {
+    const int b = blocks[k];
+    if (b < 0 || b >= kNumBlocks)
+      return fail(o, SYMOC_ERR_ARGUMENT, "step_blocks: block " + std::to_string(b) + " out of range (the plan has " +
+                                             std::to_string(kNumBlocks) + ")");
+    if (seen[b]) return fail(o, SYMOC_ERR_ARGUMENT, "step_blocks: block " + std::to_string(b) + " listed twice");
+    seen[b] = true;
+    for (int j = kBlockStart[b]; j < kBlockStart[b + 1]; ++j) sel[kBlockParams[j]] = true;
+  }
+  return step_selected(o, w, g, n, sel, "step_blocks");
+}
 
 )CPP";
+  s << emitCudaApi(plan, rules, unitRule);
   s << "const SymocOptimizerApi kApi = {\n"
     << "    SYMOC_OPTIMIZER_ABI_VERSION,\n    uint32_t(sizeof(SymocOptimizerApi)),\n    " << strLit(M) << ",\n    "
     << strLit(plan.policy) << ",\n    kFingerprint,\n    kPlanJson,\n"
@@ -523,10 +747,10 @@ int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.b
     << "    &api_step,\n    &api_zero_state,\n    &api_set_lr,\n    &api_get_lr,\n    &api_set_block_multiplier,\n"
     << "    &api_save,\n    &api_load,\n    &api_last_error,\n    &api_steps_skipped,\n    &api_steps_taken,\n"
     << "    &api_param_rule,\n    &api_state_bytes,\n"
-    // ABI v2 (blocks, CUDA): filled in by the distributed and CUDA backends.
-    << "    nullptr, // num_blocks\n    nullptr, // block_params\n    nullptr, // block_cost\n"
-    << "    nullptr, // step_blocks\n    nullptr, // create_cuda\n    nullptr, // step_cuda\n"
-    << "    nullptr, // is_cuda\n};\n\n"
+    // ABI v2: blocks (plan units), then the CUDA entries (with SYMOC_WITH_CUDA).
+    << "    &api_num_blocks,\n    &api_block_params,\n    &api_block_cost,\n    &api_step_blocks,\n"
+    << "#ifdef SYMOC_WITH_CUDA\n    &api_create_cuda,\n    &api_step_cuda,\n    &api_is_cuda,\n#else\n"
+    << "    nullptr, // create_cuda\n    nullptr, // step_cuda\n    nullptr, // is_cuda\n#endif\n};\n\n"
     << "} // namespace\n\n"
     << "extern \"C\" const SymocOptimizerApi *" << M << "_optimizer_api(void) { return &kApi; }\n"
     << "#ifndef " << guard << "_NO_GENERIC_API\n"
@@ -554,6 +778,10 @@ int64_t api_state_bytes(const SymocOptimizer *o) { return o ? int64_t(o->state.b
     << "target_include_directories(" << lib << " PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}\n"
     << "  $<TARGET_PROPERTY:symoc_runtime,INTERFACE_INCLUDE_DIRECTORIES>)\n"
     << "target_link_libraries(" << lib << " PRIVATE symoc_runtime)\n"
+    << "# The CUDA entry points (create_cuda, step_cuda) where the runtime was built with CUDA.\n"
+    << "if(TARGET symoc_runtime_cuda)\n"
+    << "  target_link_libraries(" << lib << " PRIVATE symoc_runtime_cuda)\n"
+    << "  target_compile_definitions(" << lib << " PRIVATE SYMOC_WITH_CUDA=1)\nendif()\n"
     << "target_compile_features(" << lib << " PRIVATE cxx_std_17)\n"
     << "target_compile_options(" << lib << " PRIVATE -Wall -Wextra $<$<BOOL:${" << guard << "_WERROR}>:-Werror>)\n"
     << "# Only the two API functions are exported; the runtime stays private to this library.\n"

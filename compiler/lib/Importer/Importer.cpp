@@ -13,6 +13,7 @@
 #include "symoc/Dialect/Graph/GraphDialect.h"
 #include "symoc/Dialect/Graph/GraphOps.h"
 #include "symoc/ModelIO/ModelIO.h"
+#include "symoc/OpsetAdapter/OpsetAdapter.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -42,7 +43,6 @@ bool isCuratedOp(const std::string &opType) {
 
 namespace {
 
-constexpr int64_t kMinOpset = 7, kMaxOpset = 17;
 // Integer tensors up to this many elements are read into the IR (shapes,
 // axes, indices); float tensors only when they are scalars.
 constexpr int64_t kMaxIntConstant = 4096;
@@ -61,12 +61,9 @@ public:
     opset = opsetVersion(model, "");
     if (opset < 0)
       fail(path, "model does not import the default ONNX domain");
-    if (opset > kMaxOpset)
-      fail(path, "opset " + std::to_string(opset) +
-                     " is newer than this build's ONNX (1.12 knows opsets up to 17)");
-    if (opset < kMinOpset)
-      fail(path, "opset " + std::to_string(opset) +
-                     " is too old (symoc reads opsets 7 to 17)");
+    // adaptModel brought opsets 18-24 to 17 and refused the rest.
+    if (opset > kNativeOpset || opset < kMinOpset)
+      fail(path, "internal error: opset " + std::to_string(opset) + " was not adapted");
 
     Location loc = FileLineColLoc::get(&ctx, path, 0, 0);
     OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
@@ -79,6 +76,10 @@ public:
     for (const auto &t : g.initializer())
       initializers[t.name()] = &t;
     resolveFrozen();
+    // Tensors the exporter computed (masks, tables, buffers): never trained.
+    for (const auto &name : adapterConstants(model))
+      if (initializers.count(name))
+        frozen.insert(name);
     countFloatInitializers();
 
     // Graph inputs that are not initializers are the function's arguments.
@@ -460,6 +461,9 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
                                   ImportNotes &notes) {
   registerImportDialects(ctx);
   onnx::ModelProto model = original;
+  AdapterNotes adapted;
+  adaptOpset(model, path, adapted);
+  notes.lines.insert(notes.lines.end(), adapted.lines.begin(), adapted.lines.end());
   // Bind symbolic input dims the user gave, so inference can use them.
   for (auto &vi : *model.mutable_graph()->mutable_input()) {
     if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape())
@@ -492,6 +496,17 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
     notes.lines.push_back("ops without a symmetry rule (barriers): " + list);
   }
   return module;
+}
+
+void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &notes) {
+  adaptModel(
+      model, path,
+      [&](onnx::ModelProto &m) {
+        std::string err = inferShapes(m, path);
+        foldShapeArithmetic(m, path);
+        return err;
+      },
+      notes);
 }
 
 OwningOpRef<ModuleOp> importModelFile(MLIRContext &ctx, const std::string &path,

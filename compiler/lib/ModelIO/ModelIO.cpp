@@ -515,6 +515,19 @@ static std::vector<double> readDeferred(const onnx::TensorProto &t,
                    "tensor '" + t.name() + "': model ");
 }
 
+// A tensor marked kTransposedKey has dims [b, a] and bytes of its [a, b]
+// transpose in the file.
+static std::vector<double> untranspose(const onnx::TensorProto &t, std::vector<double> v) {
+  if (externalField(t, kTransposedKey) != "1" || t.dims_size() != 2)
+    return v;
+  int64_t b = t.dims(0), a = t.dims(1);
+  std::vector<double> out(v.size());
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < b; ++j)
+      out[size_t(j * a + i)] = v[size_t(i * b + j)];
+  return out;
+}
+
 std::vector<double> tensorToDouble(const onnx::TensorProto &t,
                                    const std::string &modelPath) {
   int32_t dt = t.data_type();
@@ -527,9 +540,9 @@ std::vector<double> tensorToDouble(const onnx::TensorProto &t,
     fail(modelPath, "tensor '" + t.name() + "' has negative dims");
   std::vector<double> out;
   if (isDeferred(t))
-    return readDeferred(t, modelPath, size_t(n), dt);
+    return untranspose(t, readDeferred(t, modelPath, size_t(n), dt));
   if (isExternal(t))
-    return readExternal(t, modelPath, size_t(n), dt);
+    return untranspose(t, readExternal(t, modelPath, size_t(n), dt));
   if (t.has_raw_data()) {
     if (t.raw_data().size() != size_t(n) * eb)
       fail(modelPath, "tensor '" + t.name() + "': raw_data has " +

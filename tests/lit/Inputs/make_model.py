@@ -7,7 +7,8 @@ KIND is one of:
   valid              x[2,4] -> Gemm(W[3,4], b[3]) -> y, W and b inline
   undefined-value    a node reads a value that nothing defines
   unknown-domain     the model imports (and a node uses) the domain "com.example"
-  opset18            default-domain opset 18 (newer than ONNX 1.12 knows)
+  opset18            default-domain opset 18 (newer than ONNX 1.12 knows; adapted)
+  opset25            default-domain opset 25 (newer than symoc reads)
   ext-absolute       W's external data location is an absolute path (/etc/passwd)
   ext-dotdot         W's external data location is ../W.bin
   ext-missing        W's external data location is W.bin, which is not written
@@ -68,6 +69,8 @@ def main():
         m.graph.node.append(helper.make_node("Frobnicate", ["y"], ["z"], domain="com.example"))
     elif kind == "opset18":
         m = gemm_model(opset=18)
+    elif kind == "opset25":
+        m = gemm_model(opset=25)
     elif kind == "ext-absolute":
         externalize(m, "/etc/passwd")
     elif kind == "ext-dotdot":

@@ -6,6 +6,8 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/OwningOpRef.h"
 
+#include "symoc/OpsetAdapter/OpsetAdapter.h"
+
 #include <onnx/onnx_pb.h>
 
 #include <map>
@@ -39,6 +41,11 @@ mlir::OwningOpRef<mlir::ModuleOp>
 importModel(mlir::MLIRContext &ctx, const onnx::ModelProto &model,
             const std::string &path, const ImportOptions &options,
             ImportNotes &notes);
+
+/// Brings a model of opset 7..24 into its opset-17 form (symoc::adaptModel,
+/// with the importer's shape folding for constant axes); importModel calls it,
+/// and so should anyone who evaluates the model (verify). Idempotent.
+void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &notes);
 
 /// Loads and imports a model file.
 mlir::OwningOpRef<mlir::ModuleOp>

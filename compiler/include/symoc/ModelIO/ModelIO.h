@@ -39,6 +39,10 @@ constexpr uint64_t kDeferBytes = 4096;
 /// "symoc_" in external_data are refused, so the marker cannot be forged.
 inline constexpr const char *kDeferredKey = "symoc_self";
 inline constexpr const char *kDeferredFileKey = "symoc_file";
+/// Added by the opset adapter to a deferred or external 2-D tensor whose bytes
+/// hold its transpose (a torch weight the exporter stored transposed):
+/// tensorToDouble transposes them back on reading.
+inline constexpr const char *kTransposedKey = "symoc_transposed";
 
 /// Loads a binary .onnx model, or ONNX's textual syntax (files ending in .onnxtxt
 /// or .txt, or whose first non-blank character is '<'). Checks that the graph is

@@ -122,7 +122,7 @@ typedef struct SymocOptimizerApi {
   const char *(*last_error)(const SymocOptimizer *opt);
   /* Blocks skipped for a non-finite gradient since create (or the last load). */
   int64_t (*steps_skipped)(const SymocOptimizer *opt);
-  /* Completed step() calls since create (restored by load). */
+  /* Completed step() and step_blocks() calls since create (restored by load). */
   int64_t (*steps_taken)(const SymocOptimizer *opt);
   /* Step rule of parameter i as the plan names it ("adamw", "muon", "symo B x B", ...),
    * or NULL when i is out of range. */

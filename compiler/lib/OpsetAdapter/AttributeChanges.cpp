@@ -1,0 +1,199 @@
+//===- AttributeChanges.cpp - New attributes and inputs with a default ----===//
+//
+// Versions after 17 that added an attribute or input whose default (or the
+// value torch writes) means the old behaviour: the node is kept with those
+// removed. Any other value has no opset-17 form and is an error.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Rewrite.h"
+
+namespace symoc {
+namespace adapter {
+namespace {
+
+/// Drops `name` when absent or equal to `dflt`; otherwise fails.
+void dropIfDefault(Context &ctx, onnx::NodeProto &n, int64_t v, const std::string &name,
+                   int64_t dflt) {
+  if (auto *a = attr(n, name)) {
+    if (a->i() != dflt)
+      ctx.fail(n, v, "attribute " + name + "=" + std::to_string(a->i()) +
+                         " has no opset-17 form");
+    eraseAttr(n, name);
+  }
+}
+
+void dropIfDefaultString(Context &ctx, onnx::NodeProto &n, int64_t v, const std::string &name,
+                         const std::string &dflt) {
+  if (auto *a = attr(n, name)) {
+    if (a->s() != dflt)
+      ctx.fail(n, v, "attribute " + name + "='" + a->s() + "' has no opset-17 form");
+    eraseAttr(n, name);
+  }
+}
+
+void dropOnes(Context &ctx, onnx::NodeProto &n, int64_t v, const std::string &name) {
+  if (auto *a = attr(n, name)) {
+    for (auto d : a->ints())
+      if (d != 1)
+        ctx.fail(n, v, "attribute " + name + " other than 1 has no opset-17 form");
+    eraseAttr(n, name);
+  }
+}
+
+void cast(Context &ctx, const onnx::NodeProto &node, int64_t v,
+          std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  // saturate only affects float8 targets; round_mode only float8e8m0.
+  eraseAttr(n, "saturate");
+  eraseAttr(n, "round_mode");
+  // CastLike with a known target type is a Cast (which has a rule).
+  if (n.op_type() == "CastLike" && n.input_size() == 2)
+    if (auto to = ctx.knownElemType(n.input(1))) {
+      n.set_op_type("Cast");
+      n.mutable_input()->RemoveLast();
+      setInt(n, "to", *to);
+    }
+  if (attrInt(n, "to", 1) > onnx::TensorProto::BFLOAT16)
+    ctx.fail(n, v, "cast to data type " + std::to_string(attrInt(n, "to", 1)) +
+                       " (float8/int4/float4), which symoc cannot read");
+  out.push_back(std::move(n));
+}
+
+void quantize(Context &ctx, const onnx::NodeProto &node, int64_t v,
+              std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  eraseAttr(n, "saturate");
+  dropIfDefault(ctx, n, v, "block_size", 0);
+  dropIfDefault(ctx, n, v, "output_dtype", 0);
+  dropIfDefault(ctx, n, v, "precision", 0);
+  out.push_back(std::move(n));
+}
+
+void resize(Context &ctx, const onnx::NodeProto &node, int64_t v,
+            std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  dropIfDefault(ctx, n, v, "antialias", 0);
+  dropIfDefaultString(ctx, n, v, "keep_aspect_ratio_policy", "stretch");
+  if (attr(n, "axes"))
+    ctx.fail(n, v, "attribute axes (resizing a subset of axes) is not supported");
+  if (attrString(n, "coordinate_transformation_mode", "") == "half_pixel_symmetric")
+    ctx.fail(n, v, "coordinate_transformation_mode 'half_pixel_symmetric' has no "
+                   "opset-17 form");
+  out.push_back(std::move(n));
+}
+
+void averagePool(Context &ctx, const onnx::NodeProto &node, int64_t v,
+                 std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  dropOnes(ctx, n, v, "dilations");
+  out.push_back(std::move(n));
+}
+
+void lpPool(Context &ctx, const onnx::NodeProto &node, int64_t v,
+            std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  dropOnes(ctx, n, v, "dilations");
+  dropIfDefault(ctx, n, v, "ceil_mode", 0);
+  out.push_back(std::move(n));
+}
+
+void scatter(Context &ctx, const onnx::NodeProto &n, int64_t v,
+             std::vector<onnx::NodeProto> &out) {
+  std::string r = attrString(n, "reduction", "none");
+  if (r == "max" || r == "min")
+    ctx.fail(n, v, "reduction '" + r + "' has no opset-17 form");
+  out.push_back(n);
+}
+
+void gridSample(Context &ctx, const onnx::NodeProto &node, int64_t v,
+                std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  if (auto r = ctx.rank(n.input(0)); !r || *r != 4)
+    ctx.fail(n, v, "only 4-D inputs of known rank have an opset-17 form (GridSample-16)");
+  std::string mode = attrString(n, "mode", "linear");
+  setString(n, "mode", mode == "linear" ? "bilinear" : mode == "cubic" ? "bicubic" : mode);
+  out.push_back(std::move(n));
+}
+
+/// Pad: the `axes` input (18) becomes full-rank pads; mode 'wrap' (19) has no
+/// opset-17 form.
+void pad(Context &ctx, const onnx::NodeProto &node, int64_t v,
+         std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  if (attrString(n, "mode", "constant") == "wrap")
+    ctx.fail(n, v, "mode 'wrap' (circular padding) has no opset-17 form");
+  if (!hasInput(n, 3)) {
+    if (n.input_size() > 3)
+      n.mutable_input()->DeleteSubrange(3, n.input_size() - 3);
+    out.push_back(std::move(n));
+    return;
+  }
+  auto axes = ctx.ints(n.input(3));
+  auto pads = hasInput(n, 1) ? ctx.ints(n.input(1)) : std::nullopt;
+  auto rank = ctx.rank(n.input(0));
+  if (!axes || !pads || !rank)
+    ctx.fail(n, v, "the axes input needs constant axes and pads and a known input rank");
+  size_t k = axes->size();
+  if (pads->size() != 2 * k)
+    ctx.fail(n, v, "pads has " + std::to_string(pads->size()) + " values for " +
+                       std::to_string(k) + " axes");
+  std::vector<int64_t> full(size_t(2 * *rank), 0);
+  for (size_t i = 0; i < k; ++i) {
+    int64_t a = (*axes)[i] < 0 ? (*axes)[i] + *rank : (*axes)[i];
+    if (a < 0 || a >= *rank)
+      ctx.fail(n, v, "axis " + std::to_string((*axes)[i]) + " is out of range");
+    full[size_t(a)] = (*pads)[i];
+    full[size_t(a + *rank)] = (*pads)[i + k];
+  }
+  n.set_input(1, ctx.addInts(full, {int64_t(full.size())}, "pads"));
+  n.mutable_input()->DeleteSubrange(3, n.input_size() - 3);
+  out.push_back(std::move(n));
+}
+
+/// DFT-20: the axis input (default -2) becomes DFT-17's attribute.
+void dft(Context &ctx, const onnx::NodeProto &node, int64_t v,
+         std::vector<onnx::NodeProto> &out) {
+  onnx::NodeProto n = node;
+  int64_t axis = -2;
+  if (hasInput(n, 2)) {
+    auto a = ctx.ints(n.input(2));
+    if (!a || a->size() != 1)
+      ctx.fail(n, v, "the axis input is not a constant");
+    axis = (*a)[0];
+  }
+  if (axis < 0) {
+    auto r = ctx.rank(n.input(0));
+    if (!r)
+      ctx.fail(n, v, "a negative axis needs the input's rank");
+    axis += *r;
+  }
+  setInt(n, "axis", axis);
+  if (n.input_size() > 2)
+    n.mutable_input()->DeleteSubrange(2, n.input_size() - 2);
+  out.push_back(std::move(n));
+}
+
+} // namespace
+
+void addAttributeChanges(Table &t) {
+  for (int64_t v : {19, 21, 23, 24}) {
+    t[{"Cast", v}] = cast;
+    t[{"CastLike", v}] = cast;
+  }
+  for (int64_t v : {19, 21, 23, 24}) {
+    t[{"QuantizeLinear", v}] = quantize;
+    t[{"DequantizeLinear", v}] = quantize;
+  }
+  t[{"Resize", 18}] = t[{"Resize", 19}] = resize;
+  t[{"AveragePool", 19}] = t[{"AveragePool", 22}] = averagePool;
+  t[{"LpPool", 18}] = t[{"LpPool", 22}] = lpPool;
+  t[{"ScatterElements", 18}] = t[{"ScatterND", 18}] = scatter;
+  t[{"GridSample", 20}] = t[{"GridSample", 22}] = gridSample;
+  for (int64_t v : {18, 19, 21, 23, 24})
+    t[{"Pad", v}] = pad;
+  t[{"DFT", 20}] = dft;
+}
+
+} // namespace adapter
+} // namespace symoc

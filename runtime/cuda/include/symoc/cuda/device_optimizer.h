@@ -1,0 +1,83 @@
+// The CUDA backend of a generated optimizer. Generated code describes each block of the
+// plan once (BlockDesc: rule kind, hyper-parameters, parameter indices); the CPU path and
+// DeviceOptimizer both build from that description. This header needs no CUDA headers
+// (streams are void *), so generated code compiles it with the host compiler.
+//
+// On the device: elementwise rules (adamw, adam, sgd, adam_mini) as one fused multi-tensor
+// kernel per rule configuration, muon by one strided-batched Newton-Schulz per shape group
+// (bf16 operands, fp32 accumulation). Everything else (shampoo, symo, lausu, coupled and
+// gauge-projected units) is stepped by the generated CPU code through a host callback,
+// staged through host memory: those plans are correct but synchronize and cannot be
+// captured in a CUDA graph (step() says so when asked to capture them).
+#pragma once
+
+#include "symoc/runtime/state.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace symoc::rt::cuda {
+
+struct HyperParam {
+  const char *name;
+  double value;
+};
+
+// One block (a unit of the plan: one parameter, or parameters stepped jointly).
+struct BlockDesc {
+  const char *kind;    // adamw, adam, sgd, adam_mini, muon, shampoo, lausu, symo, symo_coupled
+  const char *variant; // lausu kind, "L x R" for symo, "" otherwise
+  const HyperParam *hp;
+  int nhp;
+  const int *params; // plan parameter indices
+  int nparams;
+  int ngauges; // > 0: gauge-projected (host path)
+  double get(const char *name, double dflt) const;
+};
+
+struct ParamDesc {
+  const char *name;
+  int64_t rows, cols; // the matrix the rule sees
+};
+
+// Steps blocks the device does not implement: the generated CPU rules on host copies
+// (float32) of the listed blocks' weights and gradients (full-length arrays, others NULL).
+using HostStepFn = void (*)(void *ctx, const int32_t *blocks, int nblocks, float *const *w,
+                            const float *const *g);
+
+// Whether the device implements block b's rule (false: host path).
+bool on_device(const BlockDesc &b);
+
+class DeviceOptimizer {
+public:
+  DeviceOptimizer(const ParamDesc *params, int nparams, const BlockDesc *blocks, int nblocks, int device,
+                  HostStepFn host_step, void *host_ctx);
+  ~DeviceOptimizer();
+  DeviceOptimizer(const DeviceOptimizer &) = delete;
+  DeviceOptimizer &operator=(const DeviceOptimizer &) = delete;
+
+  // One step; weights/grads are device pointers (dtypes: 0 = f32, 1 = bf16; NULL = all f32),
+  // lr the base rate, mult[param] the multipliers. blocks == NULL: every block. Throws Error.
+  void step(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
+            const int32_t *blocks, int nblocks, void *stream);
+
+  // Device state <-> the CPU runtime's State (same buffer and counter names as the CPU rules,
+  // so the state file is the CPU one). export_to synchronizes the device.
+  void export_to(State &st) const;
+  void import_from(const State &st);
+  void zero();
+
+  int64_t skipped() const; // blocks skipped on the device (reads the device counter)
+  int64_t bytes() const;   // device state bytes
+  bool holds_param(const char *name) const; // the parameter's state lives on the device
+  int device() const { return device_; }
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int device_;
+};
+
+} // namespace symoc::rt::cuda

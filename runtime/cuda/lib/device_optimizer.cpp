@@ -1,0 +1,651 @@
+// DeviceOptimizer: groups the plan's blocks into launch groups (one per elementwise rule
+// configuration, one per Muon configuration and shape), keeps their state on the device and
+// runs a step as a fixed sequence of launches on the caller's stream.
+#include "symoc/cuda/device_optimizer.h"
+
+#include "kernels.h"
+#include "symoc/cuda/matrix.h"
+#include "symoc/runtime/optimizer_api.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace symoc::rt::cuda {
+
+using namespace detail;
+
+namespace {
+
+void check(cudaError_t e, const char *what) {
+  if (e != cudaSuccess) {
+    cudaGetLastError(); // clear a sticky launch error so the next call reports its own
+    throw Error(std::string("cuda: ") + what + ": " + cudaGetErrorString(e));
+  }
+}
+void check(cublasStatus_t e, const char *what) {
+  if (e != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cublas: ") + what + ": status " + std::to_string(int(e)));
+}
+
+// Makes `dev` current for the scope (torch may have another device current).
+struct DeviceGuard {
+  int prev = -1;
+  explicit DeviceGuard(int dev) {
+    cudaGetDevice(&prev);
+    if (prev != dev) check(cudaSetDevice(dev), "cudaSetDevice");
+  }
+  ~DeviceGuard() {
+    int cur = -1;
+    cudaGetDevice(&cur);
+    if (prev >= 0 && cur != prev) cudaSetDevice(prev);
+  }
+};
+
+enum class Kind { Adam, Sgd, AdamMini, Muon, Host };
+
+Kind kind_of(const BlockDesc &b) {
+  if (b.nparams != 1 || b.ngauges > 0) return Kind::Host;
+  const std::string k = b.kind ? b.kind : "";
+  if (k == "adamw" || k == "adam") return Kind::Adam;
+  if (k == "sgd") return Kind::Sgd;
+  if (k == "adam_mini") return Kind::AdamMini;
+  if (k == "muon") return Kind::Muon;
+  return Kind::Host;
+}
+
+template <class T> T *dalloc(size_t n, size_t &bytes) {
+  void *p = nullptr;
+  check(cudaMalloc(&p, sizeof(T) * std::max<size_t>(n, 1)), "cudaMalloc");
+  bytes += sizeof(T) * n;
+  return static_cast<T *>(p);
+}
+
+} // namespace
+
+double BlockDesc::get(const char *name, double dflt) const {
+  for (int i = 0; i < nhp; ++i)
+    if (std::strcmp(hp[i].name, name) == 0) return hp[i].value;
+  return dflt;
+}
+
+bool on_device(const BlockDesc &b) { return kind_of(b) != Kind::Host; }
+
+// A launch group: up to kBatch blocks with one rule configuration (Muon: and one shape).
+struct Group {
+  Kind kind;
+  AdamCfg adam{};
+  SgdCfg sgd{};
+  MiniCfg mini{};
+  MuonCfg muon{};
+  std::string tag;             // state key tag ("adamw", "sgd", ...)
+  std::vector<int> blocks;     // plan blocks, slot order
+  std::vector<Slot> slots;     // host copy (state pointers once allocated)
+  std::vector<Chunk> chunks;   // work list (host copy)
+  std::vector<int32_t> first;  // Muon: first chunk of each sub-matrix (+ end)
+  int64_t sub_rows = 0;        // Muon: rows of each orthogonalized sub-matrix
+  int64_t mats = 0;            // Muon: sub-matrices in the batch
+  // device
+  bool ready = false;
+  float *state = nullptr;
+  int64_t state_floats = 0;
+  Slot *d_slots = nullptr;
+  Chunk *d_chunks = nullptr;
+  int32_t *d_first = nullptr;
+  uint16_t *X = nullptr, *Y = nullptr, *A = nullptr, *B = nullptr;
+  float *partial = nullptr;
+  float *U = nullptr; // matrix-library path: U in, the scaled polar factor out (float32)
+};
+
+struct DeviceOptimizer::Impl {
+  std::vector<ParamDesc> params;
+  std::vector<BlockDesc> blocks;
+  std::vector<int> group_of;  // per block: its group, -1 for host blocks
+  std::vector<Group> groups;
+  std::vector<int> host_blocks;
+  HostStepFn host_step = nullptr;
+  void *host_ctx = nullptr;
+  Counters cnt{};
+  cublasHandle_t blas = nullptr;
+  void *blas_ws = nullptr;
+  // Muon's Newton-Schulz: gpumatrix's NewtonSchulzPlan over every Muon group at once (shape
+  // banks across groups; default), or this library's own cuBLAS loop (SYMOC_CUDA_NS=own).
+  bool ns_matrix = true;
+  std::unique_ptr<symoc::cuda::Engine> engine;
+  std::unique_ptr<symoc::cuda::NewtonSchulzPlan> ns_plan;
+  std::vector<int> muon_groups;
+  std::vector<symoc::cuda::PolarGroup> polar_groups;
+  void *ns_ws = nullptr;
+  size_t ns_ws_bytes = 0;
+  size_t tables_bytes = 0, state_bytes = 0;
+  // host staging (host-path blocks)
+  std::vector<void *> pin_raw;   // per param: pinned copy of the device bytes
+  std::vector<float *> pin_f32;  // per param: float32 view (== pin_raw for f32)
+  std::vector<uint8_t> pin_bf16; // dtype the pinned buffers were made for
+  std::vector<int32_t> subset_scratch;
+  std::vector<StepArgs> args; // per group, this step's launch arguments
+  StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
+  std::vector<uint8_t> active_scratch;
+
+  ~Impl();
+  void build();
+  void prepare(Group &gr, cudaStream_t s);
+  void fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g, const int32_t *dt, float lr,
+                 const float *mult, const std::vector<uint8_t> &active) const;
+  void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
+  void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
+  void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
+                 cudaStream_t s);
+};
+
+DeviceOptimizer::Impl::~Impl() {
+  cudaDeviceSynchronize();
+  for (Group &gr : groups) {
+    cudaFree(gr.state), cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
+    cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
+  }
+  ns_plan.reset();
+  engine.reset();
+  cudaFree(ns_ws);
+  cudaFree(cnt.flag), cudaFree(cnt.t), cudaFree(cnt.skips), cudaFree(cnt.total);
+  for (size_t i = 0; i < pin_raw.size(); ++i) {
+    if (pin_raw[i]) cudaFreeHost(pin_raw[i]);
+    if (pin_f32[i] && pin_f32[i] != pin_raw[i]) cudaFreeHost(pin_f32[i]);
+  }
+  if (blas) cublasDestroy(blas);
+  cudaFree(blas_ws);
+}
+
+// Groups and work lists (host side); device tables come with the group's first step.
+void DeviceOptimizer::Impl::build() {
+  group_of.assign(blocks.size(), -1);
+  std::map<std::string, std::vector<int>> open; // config key -> groups with that key
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const BlockDesc &d = blocks[b];
+    const Kind k = kind_of(d);
+    if (k == Kind::Host) {
+      host_blocks.push_back(int(b));
+      continue;
+    }
+    const ParamDesc &p = params[size_t(d.params[0])];
+    Group g;
+    g.kind = k;
+    auto f = [&](const char *n, double dflt) { return float(d.get(n, dflt)); };
+    std::string key = d.kind;
+    if (k == Kind::Adam) {
+      const bool dec = std::string(d.kind) == "adamw";
+      g.adam = AdamCfg{f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), f("weight_decay", 0), dec ? 1 : 0};
+      g.tag = dec ? "adamw" : "adam";
+      key += "|" + std::to_string(g.adam.b1) + "|" + std::to_string(g.adam.b2) + "|" + std::to_string(g.adam.eps) +
+             "|" + std::to_string(g.adam.wd);
+    } else if (k == Kind::Sgd) {
+      g.sgd = SgdCfg{f("momentum", 0.9), f("dampening", 0), f("weight_decay", 0), d.get("nesterov", 0) != 0 ? 1 : 0};
+      g.tag = "sgd";
+      key += "|" + std::to_string(g.sgd.mom) + "|" + std::to_string(g.sgd.damp) + "|" + std::to_string(g.sgd.wd) +
+             "|" + std::to_string(g.sgd.nesterov);
+    } else if (k == Kind::AdamMini) {
+      g.mini = MiniCfg{f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), f("weight_decay", 0),
+                       int64_t(d.get("group_rows", 1))};
+      g.tag = "adam_mini";
+      if (g.mini.group_rows <= 0 || p.rows % g.mini.group_rows != 0) { // the CPU rule reports it
+        host_blocks.push_back(int(b));
+        continue;
+      }
+      key += "|" + std::to_string(g.mini.b1) + "|" + std::to_string(g.mini.b2) + "|" + std::to_string(g.mini.eps) +
+             "|" + std::to_string(g.mini.wd) + "|" + std::to_string(g.mini.group_rows);
+    } else {
+      const int64_t hr = int64_t(d.get("head_rows", 0));
+      if ((hr > 0 && p.rows % hr != 0) || p.rows < 1 || p.cols < 1) {
+        host_blocks.push_back(int(b));
+        continue;
+      }
+      g.sub_rows = hr > 0 ? hr : p.rows;
+      const double r = double(g.sub_rows), c = double(p.cols);
+      g.muon = MuonCfg{f("beta", 0.95), f("weight_decay", 0), float(std::sqrt(std::max(1.0, r / c))),
+                       d.get("nesterov", 1) != 0 ? 1 : 0, g.sub_rows, p.cols};
+      g.tag = "muon";
+      key += "|" + std::to_string(g.muon.beta) + "|" + std::to_string(g.muon.wd) + "|" +
+             std::to_string(g.muon.nesterov) + "|" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + "|" +
+             std::to_string(g.sub_rows);
+    }
+    auto &cands = open[key];
+    if (cands.empty() || groups[size_t(cands.back())].blocks.size() >= size_t(kBatch)) {
+      cands.push_back(int(groups.size()));
+      groups.push_back(g);
+    }
+    Group &gr = groups[size_t(cands.back())];
+    group_of[b] = cands.back();
+    gr.blocks.push_back(int(b));
+  }
+  for (Group &gr : groups) {
+    for (size_t i = 0; i < gr.blocks.size(); ++i) {
+      const int pi = blocks[size_t(gr.blocks[i])].params[0];
+      const ParamDesc &p = params[size_t(pi)];
+      Slot s{};
+      s.block = gr.blocks[i], s.param = pi, s.n = p.rows * p.cols, s.rows = p.rows, s.cols = p.cols;
+      gr.slots.push_back(s);
+      const int32_t slot = int32_t(i);
+      if (gr.kind == Kind::AdamMini) {
+        const int64_t glen = gr.mini.group_rows * p.cols;
+        for (int64_t k = 0; k < p.rows / gr.mini.group_rows; ++k) gr.chunks.push_back(Chunk{slot, int32_t(k), k * glen, glen});
+      } else if (gr.kind == Kind::Muon) {
+        const int64_t sub = gr.sub_rows * p.cols;
+        for (int64_t h = 0; h < p.rows / gr.sub_rows; ++h) {
+          gr.first.push_back(int32_t(gr.chunks.size()));
+          for (int64_t o = 0; o < sub; o += kChunk)
+            gr.chunks.push_back(Chunk{slot, int32_t(gr.mats), h * sub + o, std::min<int64_t>(kChunk, sub - o)});
+          ++gr.mats;
+        }
+      } else {
+        for (int64_t o = 0; o < s.n; o += kChunk) gr.chunks.push_back(Chunk{slot, 0, o, std::min<int64_t>(kChunk, s.n - o)});
+      }
+    }
+    gr.first.push_back(int32_t(gr.chunks.size()));
+  }
+}
+
+// Device state and tables of a group, zero state (first step that touches the group).
+void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
+  if (gr.ready) return;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  if (cs != cudaStreamCaptureStatusNone)
+    throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
+  int64_t floats = 0;
+  std::vector<int64_t> off0(gr.slots.size()), off1(gr.slots.size(), -1);
+  for (size_t i = 0; i < gr.slots.size(); ++i) {
+    const Slot &sl = gr.slots[i];
+    off0[i] = floats;
+    const bool has0 = gr.kind != Kind::Sgd || gr.sgd.mom != 0.f;
+    if (has0) floats += (sl.n + 3) & ~int64_t(3); // keep every buffer 16-byte aligned
+    if (gr.kind == Kind::Adam) off1[i] = floats, floats += (sl.n + 3) & ~int64_t(3);
+    if (gr.kind == Kind::AdamMini) off1[i] = floats, floats += ((sl.rows / gr.mini.group_rows) + 3) & ~int64_t(3);
+  }
+  gr.state = dalloc<float>(size_t(floats), state_bytes);
+  gr.state_floats = floats;
+  check(cudaMemsetAsync(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(floats, 1)), s), "cudaMemsetAsync");
+  for (size_t i = 0; i < gr.slots.size(); ++i) {
+    const bool has0 = gr.kind != Kind::Sgd || gr.sgd.mom != 0.f;
+    gr.slots[i].s0 = has0 ? gr.state + off0[i] : nullptr;
+    gr.slots[i].s1 = off1[i] >= 0 ? gr.state + off1[i] : nullptr;
+  }
+  gr.d_slots = dalloc<Slot>(gr.slots.size(), tables_bytes);
+  gr.d_chunks = dalloc<Chunk>(gr.chunks.size(), tables_bytes);
+  check(cudaMemcpyAsync(gr.d_slots, gr.slots.data(), sizeof(Slot) * gr.slots.size(), cudaMemcpyHostToDevice, s), "upload");
+  check(cudaMemcpyAsync(gr.d_chunks, gr.chunks.data(), sizeof(Chunk) * gr.chunks.size(), cudaMemcpyHostToDevice, s),
+        "upload");
+  if (gr.kind == Kind::Muon && ns_matrix) {
+    const int64_t nall = gr.slots[0].n * int64_t(gr.slots.size());
+    gr.U = dalloc<float>(size_t(nall), tables_bytes);
+    check(cudaMemsetAsync(gr.U, 0, sizeof(float) * size_t(nall), s), "cudaMemsetAsync");
+  } else if (gr.kind == Kind::Muon) {
+    const int64_t n = gr.slots[0].n, nall = n * int64_t(gr.slots.size());
+    const int64_t side = std::min(gr.sub_rows, gr.muon.cols), gram = side * side * gr.mats;
+    gr.d_first = dalloc<int32_t>(gr.first.size(), tables_bytes);
+    check(cudaMemcpyAsync(gr.d_first, gr.first.data(), sizeof(int32_t) * gr.first.size(), cudaMemcpyHostToDevice, s),
+          "upload");
+    gr.X = dalloc<uint16_t>(size_t(nall), tables_bytes);
+    gr.Y = dalloc<uint16_t>(size_t(nall), tables_bytes);
+    gr.A = dalloc<uint16_t>(size_t(gram), tables_bytes);
+    gr.B = dalloc<uint16_t>(size_t(gram), tables_bytes);
+    gr.partial = dalloc<float>(gr.chunks.size(), tables_bytes);
+  }
+  // The uploads read pageable host memory that lives as long as the group.
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  gr.ready = true;
+}
+
+void DeviceOptimizer::Impl::fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g,
+                                      const int32_t *dt, float lr, const float *mult,
+                                      const std::vector<uint8_t> &active) const {
+  a.nslots = int(gr.slots.size());
+  for (size_t i = 0; i < gr.slots.size(); ++i) {
+    const int p = gr.slots[i].param;
+    a.w[i] = w[p];
+    a.g[i] = g[p];
+    a.lr[i] = lr * mult[p];
+    a.wbf16[i] = dt && dt[p] == SYMOC_BF16;
+    a.gbf16[i] = a.wbf16[i];
+    a.active[i] = active[size_t(gr.blocks[i])];
+  }
+}
+
+void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t s) {
+  const int nc = int(gr.chunks.size());
+  launch_check(a, gr.d_chunks, nc, gr.d_slots, cnt, s);
+  switch (gr.kind) {
+  case Kind::Adam: launch_adam(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.adam, s); break;
+  case Kind::Sgd: launch_sgd(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.sgd, s); break;
+  case Kind::AdamMini: launch_adam_mini(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.mini, s); break;
+  case Kind::Muon: {
+    if (ns_matrix) { // momentum here; Newton-Schulz and the update in muon_finish()
+      launch_muon_momentum_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s);
+      check(cudaGetLastError(), "kernel launch");
+      return;
+    }
+    launch_muon_momentum(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.X, gr.partial, s);
+    launch_muon_normalize(gr.d_chunks, nc, gr.d_first, gr.muon, gr.X, gr.partial, gr.slots[0].n, s);
+    uint16_t *O = nullptr;
+    check(newton_schulz_batched(blas, s, gr.X, gr.Y, gr.A, gr.B, gr.mats, gr.sub_rows, gr.muon.cols, 5, &O),
+          "Newton-Schulz");
+    launch_muon_apply(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, O, s);
+    break;
+  }
+  case Kind::Host: break;
+  }
+  launch_finalize(a, gr.d_slots, cnt, true, s);
+  check(cudaGetLastError(), "kernel launch");
+}
+
+// Matrix-library path: after every Muon group's momentum, one NewtonSchulzPlan run (all
+// groups), then each group's update and counters.
+void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream_t s) {
+  const int nc = int(gr.chunks.size());
+  launch_muon_apply_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s);
+  launch_finalize(a, gr.d_slots, cnt, true, s);
+  check(cudaGetLastError(), "kernel launch");
+}
+
+// Blocks the device does not implement: stepped by the generated CPU code on pinned host
+// copies (synchronizes the stream).
+void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, const int32_t *dt,
+                                      const std::vector<uint8_t> &active, cudaStream_t s) {
+  subset_scratch.clear();
+  for (int b : host_blocks)
+    if (active[size_t(b)]) subset_scratch.push_back(b);
+  if (subset_scratch.empty()) return;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  if (cs != cudaStreamCaptureStatusNone)
+    throw Error(std::string("block of '") + params[size_t(blocks[size_t(subset_scratch[0])].params[0])].name +
+                "' uses rule '" + blocks[size_t(subset_scratch[0])].kind +
+                "', which runs on the host; a step with it cannot be captured in a CUDA graph");
+  const size_t np = params.size();
+  if (pin_raw.empty()) pin_raw.assign(2 * np, nullptr), pin_f32.assign(2 * np, nullptr), pin_bf16.assign(2 * np, 0);
+  std::vector<float *> hw(np, nullptr), hg(np, nullptr);
+  auto stage = [&](size_t slot, int p, const void *src, bool bf) -> float * {
+    const size_t n = size_t(params[size_t(p)].rows * params[size_t(p)].cols);
+    if (!pin_raw[slot] || pin_bf16[slot] != uint8_t(bf)) {
+      if (pin_f32[slot] && pin_f32[slot] != pin_raw[slot]) cudaFreeHost(pin_f32[slot]);
+      if (pin_raw[slot]) cudaFreeHost(pin_raw[slot]);
+      check(cudaMallocHost(&pin_raw[slot], sizeof(float) * std::max<size_t>(n, 1)), "cudaMallocHost");
+      pin_f32[slot] = static_cast<float *>(pin_raw[slot]);
+      if (bf) {
+        void *f = nullptr;
+        check(cudaMallocHost(&f, sizeof(float) * std::max<size_t>(n, 1)), "cudaMallocHost");
+        pin_f32[slot] = static_cast<float *>(f);
+      }
+      pin_bf16[slot] = uint8_t(bf);
+    }
+    check(cudaMemcpyAsync(pin_raw[slot], src, n * (bf ? 2 : 4), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
+    return pin_f32[slot];
+  };
+  for (int b : subset_scratch)
+    for (int k = 0; k < blocks[size_t(b)].nparams; ++k) {
+      const int p = blocks[size_t(b)].params[k];
+      const bool bf = dt && dt[p] == SYMOC_BF16;
+      hw[size_t(p)] = stage(size_t(p), p, w[p], bf);
+      hg[size_t(p)] = stage(np + size_t(p), p, g[p], bf);
+    }
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  auto widen = [&](size_t slot, size_t n) {
+    if (!pin_bf16[slot]) return;
+    const uint16_t *r = static_cast<const uint16_t *>(pin_raw[slot]);
+    for (size_t j = 0; j < n; ++j) {
+      uint32_t u = uint32_t(r[j]) << 16;
+      std::memcpy(&pin_f32[slot][j], &u, 4);
+    }
+  };
+  for (size_t p = 0; p < np; ++p)
+    if (hw[p]) {
+      const size_t n = size_t(params[p].rows * params[p].cols);
+      widen(p, n), widen(np + p, n);
+    }
+  host_step(host_ctx, subset_scratch.data(), int(subset_scratch.size()), hw.data(), hg.data());
+  for (size_t p = 0; p < np; ++p)
+    if (hw[p]) {
+      const size_t n = size_t(params[p].rows * params[p].cols);
+      if (pin_bf16[p]) { // round to nearest even, as __float2bfloat16_rn
+        uint16_t *r = static_cast<uint16_t *>(pin_raw[p]);
+        for (size_t j = 0; j < n; ++j) {
+          uint32_t u;
+          std::memcpy(&u, &pin_f32[p][j], 4);
+          if ((u & 0x7f800000u) == 0x7f800000u) r[j] = uint16_t((u >> 16) | ((u & 0xffffu) ? 0x40u : 0u));
+          else r[j] = uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        }
+      }
+      check(cudaMemcpyAsync(w[p], pin_raw[p], n * (pin_bf16[p] ? 2 : 4), cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
+    }
+}
+
+DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const BlockDesc *blocks, int nblocks, int device,
+                                 HostStepFn host_step, void *host_ctx)
+    : impl_(new Impl), device_(device) {
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (device < 0 || device >= count)
+    throw Error("create_cuda: device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
+                " CUDA device(s))");
+  DeviceGuard guard(device);
+  Impl &m = *impl_;
+  m.params.assign(params, params + nparams);
+  m.blocks.assign(blocks, blocks + nblocks);
+  m.host_step = host_step;
+  m.host_ctx = host_ctx;
+  m.build();
+  m.args.resize(m.groups.size());
+  if (!m.host_blocks.empty() && !host_step) throw Error("create_cuda: the plan has host-path blocks but no host step");
+  size_t junk = 0;
+  m.cnt.flag = dalloc<int32_t>(size_t(nblocks), junk);
+  m.cnt.t = dalloc<int64_t>(size_t(nblocks), junk);
+  m.cnt.skips = dalloc<int64_t>(size_t(nparams), junk);
+  m.cnt.total = dalloc<int64_t>(1, junk);
+  check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * size_t(std::max(nblocks, 1))), "cudaMemset");
+  check(cudaMemset(m.cnt.t, 0, sizeof(int64_t) * size_t(std::max(nblocks, 1))), "cudaMemset");
+  check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * size_t(std::max(nparams, 1))), "cudaMemset");
+  check(cudaMemset(m.cnt.total, 0, sizeof(int64_t)), "cudaMemset");
+  bool muon = false;
+  for (const Group &g : m.groups) muon = muon || g.kind == Kind::Muon;
+  const char *ns_env = std::getenv("SYMOC_CUDA_NS");
+  m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
+  if (muon && m.ns_matrix) {
+    std::vector<symoc::cuda::Shape> shapes;
+    for (size_t gi = 0; gi < m.groups.size(); ++gi)
+      if (m.groups[gi].kind == Kind::Muon) {
+        m.muon_groups.push_back(int(gi));
+        shapes.push_back(symoc::cuda::Shape{m.groups[gi].mats, m.groups[gi].sub_rows, m.groups[gi].muon.cols});
+      }
+    m.engine = std::make_unique<symoc::cuda::Engine>(device);
+    m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes);
+    m.ns_ws_bytes = m.ns_plan->workspace_bytes();
+    check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
+    m.polar_groups.resize(m.muon_groups.size());
+  } else if (muon) {
+    check(cublasCreate(&m.blas), "cublasCreate");
+    const size_t ws = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
+    check(cudaMalloc(&m.blas_ws, ws), "cudaMalloc");
+    check(cublasSetWorkspace(m.blas, m.blas_ws, ws), "cublasSetWorkspace");
+  }
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
+
+DeviceOptimizer::~DeviceOptimizer() {
+  if (impl_) {
+    DeviceGuard guard(device_);
+    impl_.reset();
+  }
+}
+
+void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
+                           const int32_t *subset, int nsubset, void *stream) {
+  Impl &m = *impl_;
+  DeviceGuard guard(device_);
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const size_t nb = m.blocks.size();
+  std::vector<uint8_t> &active = m.active_scratch;
+  active.assign(nb, subset ? 0 : 1);
+  if (subset)
+    for (int i = 0; i < nsubset; ++i) {
+      const int b = subset[i];
+      if (b < 0 || size_t(b) >= nb) throw std::invalid_argument("step_cuda: block " + std::to_string(b) + " out of range");
+      if (active[size_t(b)]) throw std::invalid_argument("step_cuda: block " + std::to_string(b) + " listed twice");
+      active[size_t(b)] = 1;
+    }
+  for (size_t b = 0; b < nb; ++b) {
+    if (!active[b]) continue;
+    for (int k = 0; k < m.blocks[b].nparams; ++k) {
+      const int p = m.blocks[b].params[k];
+      if (!w[p] || !g[p])
+        throw std::invalid_argument(std::string("step_cuda: NULL weight or gradient for '") + m.params[size_t(p)].name + "'");
+      if (dtypes && dtypes[p] != 0 && dtypes[p] != SYMOC_BF16)
+        throw std::invalid_argument(std::string("step_cuda: unknown dtype code ") + std::to_string(dtypes[p]) + " for '" +
+                    m.params[size_t(p)].name + "'");
+    }
+  }
+  bool any_muon = false;
+  for (Group &gr : m.groups) {
+    bool any = false;
+    for (int b : gr.blocks) any = any || active[size_t(b)];
+    if (!any) continue;
+    any_muon = any_muon || gr.kind == Kind::Muon;
+    m.prepare(gr, s);
+    StepArgs &a = m.args_of(gr);
+    m.fill_args(gr, a, w, g, dtypes, lr, mult, active);
+    m.run_group(gr, a, s);
+  }
+  if (any_muon && m.ns_matrix) {
+    // One Newton-Schulz over every Muon group (inactive ones hold zeros or stale finite values
+    // whose results are not applied); their buffers exist once any Muon group has stepped.
+    for (size_t i = 0; i < m.muon_groups.size(); ++i) {
+      Group &gr = m.groups[size_t(m.muon_groups[i])];
+      m.prepare(gr, s);
+      symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
+      m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
+    }
+    m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);
+    for (int gi : m.muon_groups) {
+      Group &gr = m.groups[size_t(gi)];
+      bool any = false;
+      for (int b : gr.blocks) any = any || active[size_t(b)];
+      if (any) m.muon_finish(gr, m.args_of(gr), s);
+    }
+  }
+  m.host_path(w, g, dtypes, active, s);
+}
+
+void DeviceOptimizer::export_to(State &st) const {
+  const Impl &m = *impl_;
+  DeviceGuard guard(device_);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  const size_t nb = m.blocks.size(), np = m.params.size();
+  std::vector<int64_t> t(nb), skips(np);
+  check(cudaMemcpy(t.data(), m.cnt.t, sizeof(int64_t) * nb, cudaMemcpyDeviceToHost), "download");
+  check(cudaMemcpy(skips.data(), m.cnt.skips, sizeof(int64_t) * np, cudaMemcpyDeviceToHost), "download");
+  for (const Group &gr : m.groups) {
+    for (const Slot &sl : gr.slots) {
+      const std::string name = m.params[size_t(sl.param)].name, pre = name + "/" + gr.tag + ".";
+      if (skips[size_t(sl.param)] > 0) st.counter(name + "/nonfinite_skips") = skips[size_t(sl.param)];
+      const int64_t tb = t[size_t(sl.block)];
+      if (!gr.ready || tb == 0) continue;
+      auto down = [&](const char *what, const float *src, std::initializer_list<int64_t> shape) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        check(cudaMemcpy(st.buffer(pre + what, shape), src, sizeof(float) * size_t(n), cudaMemcpyDeviceToHost),
+              "download");
+      };
+      switch (gr.kind) {
+      case Kind::Adam: down("m", sl.s0, {sl.rows, sl.cols}), down("v", sl.s1, {sl.rows, sl.cols}); break;
+      case Kind::Sgd:
+        if (!sl.s0) continue; // momentum 0: stateless on the CPU too
+        down("momentum", sl.s0, {sl.rows, sl.cols});
+        break;
+      case Kind::AdamMini:
+        down("m", sl.s0, {sl.rows, sl.cols}), down("v", sl.s1, {sl.rows / gr.mini.group_rows, 1});
+        break;
+      case Kind::Muon: down("momentum", sl.s0, {sl.rows, sl.cols}); break;
+      case Kind::Host: break;
+      }
+      st.counter(pre + "t") = tb;
+    }
+  }
+}
+
+void DeviceOptimizer::import_from(const State &cst) {
+  Impl &m = *impl_;
+  DeviceGuard guard(device_);
+  State &st = const_cast<State &>(cst); // buffer() of an existing buffer only looks it up
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  const size_t nb = m.blocks.size(), np = m.params.size();
+  std::vector<int64_t> t(nb, 0), skips(np, 0);
+  for (Group &gr : m.groups) {
+    for (const Slot &sl : gr.slots) {
+      const std::string name = m.params[size_t(sl.param)].name, pre = name + "/" + gr.tag + ".";
+      skips[size_t(sl.param)] = st.counter_value(name + "/nonfinite_skips");
+      const bool present = (gr.kind == Kind::Sgd && gr.sgd.mom == 0.f) ? st.counter_value(pre + "t") > 0
+                           : gr.kind == Kind::Sgd || gr.kind == Kind::Muon ? st.has_buffer(pre + "momentum")
+                                                                           : st.has_buffer(pre + "m");
+      t[size_t(sl.block)] = present ? st.counter_value(pre + "t") : 0;
+    }
+    bool any = false;
+    for (const Slot &sl : gr.slots) any = any || t[size_t(sl.block)] > 0;
+    if (!any && !gr.ready) continue;
+    m.prepare(gr, nullptr);
+    check(cudaMemset(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(gr.state_floats, 1))), "cudaMemset");
+    for (const Slot &sl : gr.slots) {
+      if (t[size_t(sl.block)] == 0) continue;
+      const std::string pre = std::string(m.params[size_t(sl.param)].name) + "/" + gr.tag + ".";
+      auto up = [&](const char *what, float *dst, std::initializer_list<int64_t> shape) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        const float *src = st.buffer(pre + what, shape); // throws on a shape mismatch
+        check(cudaMemcpy(dst, src, sizeof(float) * size_t(n), cudaMemcpyHostToDevice), "upload");
+      };
+      switch (gr.kind) {
+      case Kind::Adam: up("m", sl.s0, {sl.rows, sl.cols}), up("v", sl.s1, {sl.rows, sl.cols}); break;
+      case Kind::Sgd:
+        if (sl.s0) up("momentum", sl.s0, {sl.rows, sl.cols});
+        break;
+      case Kind::AdamMini: up("m", sl.s0, {sl.rows, sl.cols}), up("v", sl.s1, {sl.rows / gr.mini.group_rows, 1}); break;
+      case Kind::Muon: up("momentum", sl.s0, {sl.rows, sl.cols}); break;
+      case Kind::Host: break;
+      }
+    }
+  }
+  int64_t zero = 0;
+  check(cudaMemcpy(m.cnt.t, t.data(), sizeof(int64_t) * nb, cudaMemcpyHostToDevice), "upload");
+  check(cudaMemcpy(m.cnt.skips, skips.data(), sizeof(int64_t) * np, cudaMemcpyHostToDevice), "upload");
+  check(cudaMemcpy(m.cnt.total, &zero, sizeof zero, cudaMemcpyHostToDevice), "upload");
+  check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * nb), "cudaMemset");
+}
+
+void DeviceOptimizer::zero() {
+  Impl &m = *impl_;
+  DeviceGuard guard(device_);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  for (Group &gr : m.groups)
+    if (gr.ready) check(cudaMemset(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(gr.state_floats, 1))), "cudaMemset");
+  check(cudaMemset(m.cnt.t, 0, sizeof(int64_t) * m.blocks.size()), "cudaMemset");
+  check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * m.params.size()), "cudaMemset");
+  check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * m.blocks.size()), "cudaMemset");
+}
+
+int64_t DeviceOptimizer::skipped() const {
+  DeviceGuard guard(device_);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  int64_t v = 0;
+  check(cudaMemcpy(&v, impl_->cnt.total, sizeof v, cudaMemcpyDeviceToHost), "download");
+  return v;
+}
+
+int64_t DeviceOptimizer::bytes() const { return int64_t(impl_->state_bytes); }
+
+bool DeviceOptimizer::holds_param(const char *name) const {
+  for (const Group &gr : impl_->groups)
+    for (const Slot &sl : gr.slots)
+      if (std::strcmp(impl_->params[size_t(sl.param)].name, name) == 0) return true;
+  return false;
+}
+
+} // namespace symoc::rt::cuda

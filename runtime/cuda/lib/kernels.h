@@ -1,0 +1,89 @@
+// Kernels of the CUDA backend (internal to symoc_runtime_cuda). Launch arguments carry the
+// per-step data (weight/gradient pointers, dtypes, learning rates, the blocks subset) by
+// value, so a step needs no host-to-device copy and a captured graph replays it as is.
+#pragma once
+
+#include <cstdint>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+namespace symoc::rt::cuda::detail {
+
+constexpr int kBatch = 256;       // blocks per launch (kernel arguments ~6 KB; needs CUDA >= 12.1)
+constexpr int kChunk = 16384;     // elements per CTA of the elementwise kernels
+constexpr int kThreads = 256;
+
+// Per-step arguments of one launch over up to kBatch blocks ("slots").
+struct StepArgs {
+  void *w[kBatch];
+  const void *g[kBatch];
+  float lr[kBatch];       // base lr times the block's multiplier
+  uint8_t wbf16[kBatch];  // 1: weight is bf16
+  uint8_t gbf16[kBatch];
+  uint8_t active[kBatch]; // stepped this call
+  int nslots;
+};
+
+// Static description of a slot on the device (built on the first step).
+struct Slot {
+  int32_t block;  // plan block index (flags, step counters)
+  int32_t param;  // plan parameter index (skip counters)
+  int64_t n;      // entries
+  int64_t rows, cols;
+  float *s0, *s1; // state buffers (adam: m, v; sgd: momentum; adam_mini: m, v; muon: momentum)
+};
+
+// A CTA's piece of work: slot, first entry, length; `aux` is rule-specific (adam-mini:
+// the row group; muon: the sub-matrix index in the batch).
+struct Chunk {
+  int32_t slot;
+  int32_t aux;
+  int64_t off;
+  int64_t len;
+};
+
+struct AdamCfg { float b1, b2, eps, wd; int decoupled; };
+struct SgdCfg { float mom, damp, wd; int nesterov; };
+struct MiniCfg { float b1, b2, eps, wd; int64_t group_rows; };
+struct MuonCfg { float beta, wd, scale; int nesterov; int64_t sub_rows, cols; };
+
+// Device-wide counters and flags, indexed by block / parameter.
+struct Counters {
+  int32_t *flag;   // per block: gradient held NaN/Inf this step
+  int64_t *t;      // per block: completed steps
+  int64_t *skips;  // per parameter: blocks skipped
+  int64_t *total;  // [1] all skips
+};
+
+void launch_check(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                  cudaStream_t s);
+void launch_finalize(const StepArgs &a, const Slot *slots, Counters c, bool count_steps, cudaStream_t s);
+void launch_adam(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                 AdamCfg cfg, cudaStream_t s);
+void launch_sgd(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, SgdCfg cfg,
+                cudaStream_t s);
+void launch_adam_mini(const StepArgs &a, const Chunk *tasks, int ntasks, const Slot *slots, Counters c,
+                      MiniCfg cfg, cudaStream_t s);
+// Muon: momentum, U (bf16) into X with per-chunk sums of squares; normalization; update.
+void launch_muon_momentum(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                          MuonCfg cfg, uint16_t *X, float *partial, cudaStream_t s);
+void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *mat_first_chunk, MuonCfg cfg,
+                           uint16_t *X, const float *partial, int64_t slot_n, cudaStream_t s);
+void launch_muon_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                       MuonCfg cfg, const uint16_t *O, cudaStream_t s);
+
+// The same with U in float32 (no partial sums) and the update from a float32, scaled O (the
+// matrix library's NewtonSchulzPlan path).
+void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                              MuonCfg cfg, float *U, cudaStream_t s);
+void launch_muon_apply_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                           MuonCfg cfg, const float *O, cudaStream_t s);
+
+// Muon's quintic Newton-Schulz (a, b, c) = (3.4445, -4.7750, 2.0315), `steps` iterations, on
+// `batch` row-major rows x cols bf16 matrices X (already normalized), fp32 accumulation.
+// X and Y ping-pong (*result: the one holding the result); A, B: Gram-sized scratch.
+cublasStatus_t newton_schulz_batched(cublasHandle_t h, cudaStream_t s, uint16_t *X, uint16_t *Y, uint16_t *A,
+                                     uint16_t *B, int64_t batch, int64_t rows, int64_t cols, int steps,
+                                     uint16_t **result);
+
+} // namespace symoc::rt::cuda::detail

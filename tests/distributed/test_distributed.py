@@ -1,0 +1,528 @@
+#!/usr/bin/python3
+"""symoc.distributed.DistributedSymocOptimizer over gloo on CPU (issue #15).
+
+Usage: test_distributed.py --symoc BIN --runtime-lib LIB.a --link "-l..." [--cxx g++] --work DIR
+
+Compiles the fixture models (llama, gpt2, resnet_cnn) for every policy (g++ against the
+build's runtime, as tests/compile does), then runs world sizes 1, 2 and 3 with
+torch.multiprocessing.spawn and checks on every rank:
+  * equality: 3 distributed steps (lr changed before the third; default 32 MiB or 4 KiB
+    broadcast buckets) leave every parameter
+    bit-identical to a single-process SymocOptimizer stepped on the same gradients in the
+    same process, for every (model, policy);
+  * sharded layout (RowShard: row ranges per rank as FSDP2's Shard(0), empty ones included):
+    the same, each block gathered at its home rank and its rows sent back;
+  * state: every rank holds state only for its blocks, and the ranks' state bytes add up
+    to the single-process optimizer's;
+  * checkpoints: state saved at world size 2 after 2 steps (save_checkpoint, and the
+    ranks' state_dict()s) resumes at world size 3 (and 1) bit-exactly against 4
+    uninterrupted single-process steps; so do a single-process SymocOptimizer state_dict
+    loaded by the distributed optimizer and the shards merged for a SymocOptimizer;
+  * faults: a rank whose step() raises (a wrong gradient, a closure that throws) makes every
+    rank raise SymocError naming it, nothing is stepped, and the next step is exact; a NaN
+    gradient skips its block at its home as in the single process;
+    ranks constructed with different plans (fingerprints) or a parameter missing on one
+    rank all refuse at construction.
+Before that, in this process, the ABI v2 block entries of every library: the blocks partition
+the parameters and are plan.json's blocks, block_cost is plan FLOPs + 12 bytes per entry + twice
+the state bytes (what bench/distributed computes from plan.json), costs are positive, bad block lists are refused without effect, stepping the
+odd blocks then the even ones equals step() bit for bit, and creates state only for the
+blocks stepped.
+Exit 77 (ctest: skipped) without torch or torch.distributed's gloo backend.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+except ImportError:
+    print("SKIP: torch is not importable")
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini",
+            "adamw", "ddc-adam", "ddc-muon", "auto"]
+MODELS = ["llama", "gpt2", "resnet_cnn"]
+CKPT = [("llama", "symo"), ("llama", "adam-mini"), ("gpt2", "shampoo"),
+        ("llama", "symo-coupled"), ("resnet_cnn", "muon")]
+STEPS, LR = 3, 1e-2
+
+
+# --------------------------------------------------------------------------- building
+def build(args, model, policy):
+    out = os.path.join(args.work, "%s_%s" % (model, policy))
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([args.symoc, "compile", os.path.join(ROOT, "models", model + ".onnx"),
+                        "--policy", policy, "-o", out], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("symoc compile %s --policy %s failed:\n%s" % (model, policy, r.stderr))
+    cpp = [f for f in os.listdir(out) if f.endswith("_optimizer.cpp")][0]
+    lib = os.path.join(out, "lib" + cpp[:-4] + ".so")
+    cxx = ([shutil.which("ccache")] if shutil.which("ccache") else []) + [args.cxx]
+    obj = lib[:-3] + ".o"
+    # Compile and link separately: ccache caches the compile only.
+    cc = cxx + ["-std=c++17", "-O1", "-fPIC", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden",
+                "-I", out, "-I", os.path.join(ROOT, "runtime", "include"), "-c",
+                os.path.join(out, cpp), "-o", obj]
+    ld = [args.cxx, "-shared", obj, args.runtime_lib, "-Wl,--exclude-libs,ALL",
+          *args.link.split(), "-o", lib]
+    cmd = " ".join(map(shlex.quote, cc)) + " && " + " ".join(map(shlex.quote, ld))
+    return subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True), lib
+
+
+def build_all(args):
+    jobs, libs = [], {}
+    for m in MODELS:
+        for p in POLICIES:
+            jobs.append(((m, p),) + build(args, m, p))
+            while sum(j[1].poll() is None for j in jobs) >= 2:
+                time.sleep(0.05)
+    for key, proc, lib in jobs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit("generated code for %s does not compile:\n%s" % (key, out[-3000:]))
+        libs[key] = lib
+    return libs
+
+
+# --------------------------------------------------------------------------- helpers
+def make_params(lib, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(n, torch.nn.Parameter(torch.randn(s, generator=g) * 0.5)) for n, s, _ in lib.params]
+
+
+def set_grads(named, step):
+    g = torch.Generator().manual_seed(1000 + step)
+    for _, p in named:
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+def clone(named):
+    return [(n, torch.nn.Parameter(p.detach().clone())) for n, p in named]
+
+
+def same_bits(a, b):
+    return a.shape == b.shape and torch.equal(a.detach().view(torch.int32),
+                                              b.detach().view(torch.int32))
+
+
+def assert_equal(tag, got, want):
+    for (n, p), (_, q) in zip(got, want):
+        if not same_bits(p, q):
+            d = (p.detach() - q.detach()).abs().max().item()
+            raise AssertionError("%s: parameter %r differs from the single-process step "
+                                 "(max abs diff %g)" % (tag, n, d))
+
+
+def ref_steps(lib_path, named, steps):
+    from symoc.torch import SymocOptimizer
+    opt = SymocOptimizer(named, library=lib_path, lr=LR)
+    for s in range(steps):
+        if s == 2:
+            opt.param_groups[0]["lr"] = LR * 0.5
+        set_grads(named, s)
+        opt.step()
+    return opt
+
+
+def expect_error(fn, *needles):
+    from symoc.build import SymocError
+    try:
+        fn()
+    except SymocError as e:
+        msg = str(e)
+        for n in needles:
+            if n not in msg:
+                raise AssertionError("error %r does not mention %r" % (msg, n))
+        return msg
+    raise AssertionError("expected SymocError mentioning %s, nothing raised" % (needles,))
+
+
+# --------------------------------------------------------------------------- checks
+def check_equality(libs, rank, world):
+    from symoc.distributed import DistributedSymocOptimizer, read_state
+    from symoc.torch import load_library
+    for k, ((model, policy), path) in enumerate(sorted(libs.items())):
+        tag = "%s/%s at world size %d, rank %d" % (model, policy, world, rank)
+        lib = load_library(path)
+        named = make_params(lib)
+        ref = clone(named)
+        # Every other library with 4 KiB buckets: many buckets per rank, interleaved.
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR,
+                                        bucket_bytes=(32 << 20) if k % 2 else 4096)
+        for s in range(STEPS):
+            if s == 2:
+                opt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(named, s)
+            opt.step()
+        ropt = ref_steps(path, ref, STEPS)
+        assert_equal(tag, named, ref)
+        total = torch.tensor([opt.state_bytes], dtype=torch.int64)
+        dist.all_reduce(total)
+        if total.item() != ropt.state_bytes:
+            raise AssertionError("%s: state bytes of the ranks add up to %d, single process %d"
+                                 % (tag, total.item(), ropt.state_bytes))
+        mine = {lib.params[i][0] for b in opt.my_blocks for i in opt._blocks[b][0]}
+        _, bufs, _ = read_state(opt.state_dict()["symoc_dist"]["blob"].numpy().tobytes())
+        for k in bufs:
+            if not k.startswith("__optimizer/") and k.split("/")[0] not in mine and \
+                    not any(k.startswith(n + "/") for n in mine):
+                raise AssertionError("%s: rank holds state %r of another rank's block" % (tag, k))
+
+
+def rows_of(n, rank, world):
+    """FSDP2's Shard(0) split: chunks of ceil(n / world) rows, the last ones short or empty."""
+    c = -(-n // world)
+    return min(n, rank * c), min(n, (rank + 1) * c)
+
+
+def check_sharded(libs, rank, world):
+    """The sharded (FSDP-style) path through RowShard: each rank holds a row range of every
+    parameter (0-d ones replicated); after 3 steps its rows equal the single-process step's."""
+    from symoc.distributed import DistributedSymocOptimizer, RowShard
+    from symoc.torch import load_library
+    for (model, policy), path in sorted(libs.items()):
+        tag = "sharded %s/%s at world size %d, rank %d" % (model, policy, world, rank)
+        full = make_params(load_library(path))
+        ref = clone(full)
+        given, rows = [], []
+        for n, p in full:
+            if p.dim() == 0:
+                given.append((n, torch.nn.Parameter(p.detach().clone())))
+                rows.append(None)
+            else:
+                a, b = rows_of(p.shape[0], rank, world)
+                given.append((n, RowShard(torch.nn.Parameter(p.detach()[a:b].clone()), p.shape)))
+                rows.append((a, b))
+        opt = DistributedSymocOptimizer(given, library=path, lr=LR)
+        for s in range(STEPS):
+            if s == 2:
+                opt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(full, s)
+            for (n, p), (_, q), r in zip(given, full, rows):
+                t = p if r is None else p.local
+                t.grad = q.grad.clone() if r is None else q.grad[r[0]:r[1]].clone()
+            opt.step()
+        ref_steps(path, ref, STEPS)
+        for (n, p), (_, q), r in zip(given, ref, rows):
+            got = p if r is None else p.local
+            want = q.detach() if r is None else q.detach()[r[0]:r[1]]
+            if not same_bits(got, want):
+                raise AssertionError("%s: rows %s of %r differ from the single-process step"
+                                     % (tag, r, n))
+
+
+def check_checkpoint_save(libs, rank, world, work):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import load_library
+    for model, policy in CKPT:
+        path = libs[(model, policy)]
+        named = make_params(load_library(path))
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+        for s in range(2):
+            set_grads(named, s)
+            opt.step()
+        d = os.path.join(work, "ckpt_%s_%s" % (model, policy))
+        opt.save_checkpoint(d)
+        torch.save(opt.state_dict(), os.path.join(d, "sd-%d.pt" % rank))
+        dist.barrier()
+
+
+def check_checkpoint_resume(libs, rank, world, work, saved_world):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import load_library
+    for model, policy in CKPT:
+        path = libs[(model, policy)]
+        lib = load_library(path)
+        start = make_params(lib)
+        want = clone(start)
+        ref_steps(path, start, 2)                    # the weights the saving run reached
+        ref_steps(path, want, 4)                     # uninterrupted: 4 single-process steps
+        d = os.path.join(work, "ckpt_%s_%s" % (model, policy))
+        shards = [torch.load(os.path.join(d, "sd-%d.pt" % r)) for r in range(saved_world)]
+        single = ref_steps(path, clone(make_params(lib)), 2).state_dict()
+        for how in ("load_checkpoint", "state_dicts", "single-process state_dict"):
+            named = clone(start)
+            opt = DistributedSymocOptimizer(named, library=path, lr=LR * 7)
+            if how == "load_checkpoint":
+                opt.load_checkpoint(d)
+            elif how == "state_dicts":
+                opt.load_state_dict(shards)
+            else:
+                opt.load_state_dict(single)
+            for s in range(2, 4):
+                if s == 2:
+                    opt.param_groups[0]["lr"] = LR * 0.5
+                set_grads(named, s)
+                opt.step()
+            assert_equal("%s/%s saved at world size %d, resumed at %d by %s (rank %d)"
+                         % (model, policy, saved_world, world, how, rank), named, want)
+            if opt.steps_taken != 4:
+                raise AssertionError("resumed optimizer counts %d steps, not 4" % opt.steps_taken)
+        # The shards merged for a single-process SymocOptimizer.
+        from symoc.distributed import single_process_state_dict
+        from symoc.torch import SymocOptimizer
+        named = clone(start)
+        sopt = SymocOptimizer(named, library=path, lr=LR)
+        sopt.load_state_dict(single_process_state_dict(shards))
+        for s in range(2, 4):
+            if s == 2:
+                sopt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(named, s)
+            sopt.step()
+        assert_equal("%s/%s shards of world size %d merged for SymocOptimizer (rank %d)"
+                     % (model, policy, saved_world, rank), named, want)
+        if saved_world > 1:
+            # One rank's shard alone cannot give this rank's blocks.
+            opt = DistributedSymocOptimizer(clone(start), library=path, lr=LR)
+            if world != saved_world:
+                expect_error(lambda: opt.load_state_dict(
+                    torch.load(os.path.join(d, "sd-%d.pt" % 0))), "re-shard")
+
+
+def check_faults(libs, rank, world):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import load_library
+    path = libs[("llama", "symo")]
+    lib = load_library(path)
+    named = make_params(lib)
+    ref = clone(named)
+    opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+    before = [p.detach().clone() for _, p in named]
+    bad = world - 1
+    set_grads(named, 0)
+    # A non-contiguous gradient, on one rank only, for a parameter that rank steps.
+    k = next(i for i in range(len(named)) if opt._home[i] == bad)
+    if rank == bad:
+        named[k][1].grad = torch.randn(*named[k][1].shape, 2)[..., 0]
+    expect_error(opt.step, "rank(s) %d of %d" % (bad, world), "gradient", "no rank stepped")
+    for (n, p), b in zip(named, before):
+        if not same_bits(p, b):
+            raise AssertionError("fault: parameter %r changed although the step failed" % n)
+    if opt.steps_taken != 0:
+        raise AssertionError("fault: the library stepped (%d) although the step failed"
+                             % opt.steps_taken)
+
+    def closure():
+        if rank == 0:
+            raise ValueError("loss is not finite (test)")
+        return torch.tensor(1.0)
+
+    set_grads(named, 0)
+    expect_error(lambda: opt.step(closure), "rank(s) 0 of", "ValueError", "loss is not finite")
+    # Afterwards the optimizer still works, exactly.
+    for s in range(STEPS):
+        if s == 2:
+            opt.param_groups[0]["lr"] = LR * 0.5
+        set_grads(named, s)
+        opt.step()
+    ropt = ref_steps(path, ref, STEPS)
+    assert_equal("after faults (rank %d)" % rank, named, ref)
+    # A non-finite gradient (the same on every rank, as DDP averages): its block is skipped
+    # at its home, as in the single process.
+    for opt_, params_ in ((opt, named), (ropt, ref)):
+        set_grads(params_, 7)
+        params_[k][1].grad[0] = float("nan")
+        opt_.step()
+    assert_equal("NaN gradient (rank %d)" % rank, named, ref)
+    skipped = torch.tensor([opt.steps_skipped])
+    dist.all_reduce(skipped)
+    if skipped.item() != ropt.steps_skipped or skipped.item() == 0:
+        raise AssertionError("skipped blocks: %d over the ranks, %d in the single process"
+                             % (skipped.item(), ropt.steps_skipped))
+
+    # Different plans on different ranks: refused at construction on every rank.
+    other = libs[("llama", "muon")]
+    expect_error(lambda: DistributedSymocOptimizer(make_params(lib), library=path if rank == 0
+                                                   else other, lr=LR),
+                 "fingerprints differ", "rank 0", "rank 1")
+    # A parameter missing on one rank: refused on every rank, naming it.
+    ps = make_params(lib)
+    if rank == bad:
+        ps = ps[1:]
+    expect_error(lambda: DistributedSymocOptimizer(ps, library=path, lr=LR),
+                 "rank(s) %d" % bad, "missing")
+
+
+def check_abi(libs):
+    """The ABI v2 block entries of every library: blocks partition the parameters, costs are
+    positive, bad block lists are refused untouched, stepping all blocks equals step() and
+    stepping a subset moves (and creates state for) exactly those blocks."""
+    import ctypes
+    from symoc.distributed import library_blocks, read_state
+    from symoc.torch import load_library
+    for (model, policy), path in sorted(libs.items()):
+        tag = "%s/%s" % (model, policy)
+        lib = load_library(path)
+        api, n = lib.api, len(lib.params)
+        blocks = library_blocks(lib)
+        seen = sorted(i for ps, _ in blocks for i in ps)
+        if seen != list(range(n)):
+            raise AssertionError("%s: blocks do not partition the parameters: %s" % (tag, seen))
+        if any(not c > 0 for _, c in blocks):
+            raise AssertionError("%s: a block cost is not positive: %s" % (tag, blocks))
+        nb = len(blocks)
+        # The blocks are plan.json's, in order; cost = FLOPs + bytes moved (docs/distributed.md).
+        import json
+        with open(os.path.join(os.path.dirname(path), "plan.json")) as f:
+            plan = json.load(f)
+        numel = {q["name"]: int(torch.tensor(q["shape"]).prod().item()) if q["shape"] else 1
+                 for q in plan["params"]}
+        if [[lib.params[i][0] for i in ps] for ps, _ in blocks] != \
+                [b["params"] for b in plan["blocks"]]:
+            raise AssertionError("%s: ABI blocks are not plan.json's blocks" % tag)
+        for (ps, cost), b in zip(blocks, plan["blocks"]):
+            want = b["flops_per_step"] + 12.0 * sum(numel[q] for q in b["params"]) + \
+                2.0 * b["state_bytes"]
+            if abs(cost - want) > 1e-9 * want:
+                raise AssertionError("%s: block_cost %r, plan.json gives %r" % (tag, cost, want))
+        if api.block_params(nb, None, 0) != -1 or api.block_cost(-1) != -1.0:
+            raise AssertionError("%s: out-of-range block not refused" % tag)
+
+        def arrays(ts):
+            return (ctypes.c_void_p * n)(*[t.data_ptr() for t in ts])
+
+        def blist(bs):
+            return (ctypes.c_int32 * max(1, len(bs)))(*bs), len(bs)
+
+        gen = torch.Generator().manual_seed(3)
+        W0 = [torch.randn(s, generator=gen) for _, s, _ in lib.params]
+        G = [torch.randn(s, generator=gen) for _, s, _ in lib.params]
+        full = [w.clone() for w in W0]
+        o1 = api.create(ctypes.c_float(LR))
+        assert api.step(o1, arrays(full), arrays(G), n) == 0
+        part = [w.clone() for w in W0]
+        o2 = api.create(ctypes.c_float(LR))
+        for bad in ([0, 0], [nb], [-1]):
+            arr, k = blist(bad)
+            if api.step_blocks(o2, arrays(part), arrays(G), n, arr, k) == 0:
+                raise AssertionError("%s: step_blocks(%s) accepted" % (tag, bad))
+        if any(not torch.equal(a, b) for a, b in zip(part, W0)) or api.steps_taken(o2) != 0:
+            raise AssertionError("%s: a refused step_blocks changed something" % tag)
+        odd = [b for b in range(nb) if b % 2]
+        arr, k = blist(list(reversed(odd)))
+        assert api.step_blocks(o2, arrays(part), arrays(G), n, arr, k) == 0, \
+            lib.api.last_error(o2)
+        stepped = {i for b in odd for i in blocks[b][0]}
+        for i in range(n):
+            want = full[i] if i in stepped else W0[i]
+            if not same_bits(part[i], want):
+                raise AssertionError("%s: step_blocks(odd blocks) gave the wrong %s for %r"
+                                     % (tag, "update" if i in stepped else "untouched value",
+                                        lib.params[i][0]))
+        with tempfile.TemporaryDirectory() as d:
+            assert api.save(o2, os.path.join(d, "s").encode()) == 0
+            _, bufs, _ = read_state(open(os.path.join(d, "s"), "rb").read())
+        names = {lib.params[i][0] for i in stepped}
+        for key in bufs:
+            if not key.startswith("__optimizer/") and not any(key.startswith(m + "/")
+                                                              for m in names):
+                raise AssertionError("%s: state %r for a block that was not stepped" % (tag, key))
+        arr, k = blist([b for b in range(nb) if not b % 2])
+        assert api.step_blocks(o2, arrays(part), arrays(G), n, arr, k) == 0
+        for i in range(n):
+            if not same_bits(part[i], full[i]):
+                raise AssertionError("%s: odd then even blocks differ from step() for %r"
+                                     % (tag, lib.params[i][0]))
+        api.destroy(o1)
+        api.destroy(o2)
+
+
+def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank,
+                            world_size=world, timeout=__import__("datetime").timedelta(seconds=60))
+    try:
+        t0 = time.time()
+        check_equality(libs, rank, world)
+        check_sharded(libs, rank, world)
+        t1 = time.time()
+        if phase == "save":
+            check_checkpoint_save(libs, rank, world, work)
+        elif phase == "resume":
+            check_checkpoint_resume(libs, rank, world, work, saved_world)
+        t2 = time.time()
+        if world > 1:
+            check_faults(libs, rank, world)
+        t3 = time.time()
+        with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
+            f.write("ok equality %.1fs checkpoint %.1fs faults %.1fs\n" % (t1 - t0, t2 - t1, t3 - t2))
+    except Exception:
+        with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
+            f.write("FAIL\n" + traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def run_world(world, libs, work, phase, saved_world=0):
+    result_dir = tempfile.mkdtemp(prefix="w%d-" % world, dir=work)
+    init_file = os.path.join(result_dir, "init")
+    t = time.time()
+    try:
+        mp.spawn(worker, args=(world, init_file, libs, work, phase, saved_world, result_dir),
+                 nprocs=world, join=True)
+        ok = True
+    except Exception:  # noqa: BLE001 - the ranks' own reports follow
+        ok = False
+    for r in range(world):
+        p = os.path.join(result_dir, "rank%d" % r)
+        text = open(p).read() if os.path.exists(p) else "FAIL (no report)\n"
+        print("world %d rank %d: %s" % (world, r, text.rstrip()))
+        ok = ok and text.startswith("ok")
+    print("world size %d (%s): %s in %.1fs" % (world, phase, "PASS" if ok else "FAIL",
+                                                time.time() - t))
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--runtime-lib", required=True)
+    ap.add_argument("--link", default="")
+    ap.add_argument("--cxx", default="g++")
+    ap.add_argument("--work", required=True)
+    args = ap.parse_args()
+    if not dist.is_available() or not dist.is_gloo_available():
+        print("SKIP: torch.distributed with gloo is not available")
+        return 77
+    os.makedirs(args.work, exist_ok=True)
+    # One thread per process (set before any library loads OpenMP/OpenBLAS): ranks share 2 cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    t = time.time()
+    libs = build_all(args)
+    print("built %d libraries in %.1fs" % (len(libs), time.time() - t))
+    try:
+        check_abi(libs)
+        print("ABI block entries of %d libraries: PASS" % len(libs))
+        abi_ok = True
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        print("ABI block entries: FAIL")
+        abi_ok = False
+    # World size 1 resumes the world-size-2 checkpoint too (merging every shard).
+    results = [run_world(2, libs, args.work, "save"),
+               run_world(3, libs, args.work, "resume", saved_world=2),
+               run_world(1, libs, args.work, "resume", saved_world=2)]
+    results.append(abi_ok)
+    passed = sum(results)
+    print("%d passed, %d failed" % (passed, len(results) - passed))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

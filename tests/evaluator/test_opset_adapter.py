@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""The opset 18-24 rewrites compute what the ONNX specs say.
+
+Each case is a one-op model at opset 18..24 (built with Debian's onnx 1.12 helper,
+opset_import set by hand), run by evaluator-run, which adapts it into its opset-17 form
+exactly as symoc does, and compared with a NumPy formula written from the operator's
+ONNX documentation (Changelog entries Gelu-20, Mish-18, Swish-24, RMSNormalization-23,
+GroupNormalization-18/21, Attention-23, RotaryEmbedding-23, Split-18, Reduce*-18,
+Pad-18; DFT-20 is not covered: the evaluator has no DFT).
+
+Usage: test_opset_adapter.py EVALUATOR_RUN
+"""
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:
+    sys.exit(77)
+
+F = TensorProto.FLOAT
+RNG = np.random.default_rng(0)
+
+
+def model(nodes, inputs, outputs, opset, inits=()):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+                          [helper.make_tensor_value_info(n, F, None) for n in outputs],
+                          initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
+def run(tool, m, feeds):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.onnx")
+        with open(path, "wb") as f:
+            f.write(m.SerializeToString())
+        files = []
+        for i, x in enumerate(feeds):
+            p = os.path.join(d, f"in{i}.pb")
+            with open(p, "wb") as f:
+                f.write(numpy_helper.from_array(x).SerializeToString())
+            files.append(p)
+        r = subprocess.run([tool, path, d] + files, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(r.stderr.strip())
+        outs = []
+        for i in range(len(m.graph.output)):
+            t = onnx.TensorProto()
+            with open(os.path.join(d, f"output_{i}.pb"), "rb") as f:
+                t.ParseFromString(f.read())
+            outs.append(numpy_helper.to_array(t))
+        return outs
+
+
+def erf(x):
+    return np.vectorize(math.erf)(x)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def attention_ref(q, k, v, scale=None, causal=False, mask=None, softcap=0.0):
+    hq, hk = q.shape[1], k.shape[1]
+    k = np.repeat(k, hq // hk, axis=1)
+    v = np.repeat(v, hq // hk, axis=1)
+    s = q @ k.transpose(0, 1, 3, 2) * (scale if scale else 1 / math.sqrt(q.shape[-1]))
+    if softcap:
+        s = softcap * np.tanh(s / softcap)
+    if causal:
+        s = s + np.triu(np.full(s.shape[-2:], -np.inf), 1)
+    if mask is not None:
+        s = s + (np.where(mask, 0, -np.inf) if mask.dtype == bool else mask)
+    return softmax(s) @ v
+
+
+def rotary_ref(x, cos, sin, pos, interleaved, rd):
+    # x [B, H, S, D]; cos/sin caches [P, rd/2] gathered at pos [B, S].
+    c, s = cos[pos][:, None], sin[pos][:, None]
+    xr, rest = x[..., :rd], x[..., rd:]
+    if interleaved:
+        x1, x2 = xr[..., 0::2], xr[..., 1::2]
+        out = np.stack([x1 * c - x2 * s, x2 * c + x1 * s], -1).reshape(xr.shape)
+    else:
+        x1, x2 = xr[..., :rd // 2], xr[..., rd // 2:]
+        out = np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], -1)
+    return np.concatenate([out, rest], -1)
+
+
+def cases():
+    x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
+    xi = [("X", F, list(x.shape))]
+    yield ("Gelu-20 none", model([helper.make_node("Gelu", ["X"], ["Y"])], xi, ["Y"], 20),
+           [x], [0.5 * x * (1 + erf(x / math.sqrt(2)))])
+    t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+    yield ("Gelu-20 tanh",
+           model([helper.make_node("Gelu", ["X"], ["Y"], approximate="tanh")], xi, ["Y"], 20),
+           [x], [0.5 * x * (1 + t)])
+    yield ("Mish-18", model([helper.make_node("Mish", ["X"], ["Y"])], xi, ["Y"], 18),
+           [x], [x * np.tanh(np.log1p(np.exp(x)))])
+    yield ("Swish-24 alpha", model([helper.make_node("Swish", ["X"], ["Y"], alpha=1.7)], xi,
+                                   ["Y"], 24), [x], [x / (1 + np.exp(-1.7 * x))])
+    g = RNG.standard_normal(8).astype(np.float32)
+    ms = np.mean(x.astype(np.float64) ** 2, -1, keepdims=True)
+    yield ("RMSNormalization-23", model(
+        [helper.make_node("RMSNormalization", ["X", "g"], ["Y"], epsilon=1e-3)], xi, ["Y"], 23,
+        [numpy_helper.from_array(g, "g")]), [x], [x / np.sqrt(ms + 1e-3) * g])
+    g2 = RNG.standard_normal((3, 8)).astype(np.float32)
+    ms2 = np.mean(x.astype(np.float64) ** 2, (1, 2), keepdims=True)
+    yield ("RMSNormalization-23 axis 1", model(
+        [helper.make_node("RMSNormalization", ["X", "g"], ["Y"], axis=1)], xi, ["Y"], 23,
+        [numpy_helper.from_array(g2, "g")]), [x], [x / np.sqrt(ms2 + 1e-5) * g2])
+
+    img = RNG.standard_normal((2, 6, 4, 5)).astype(np.float32)
+    grp = img.reshape(2, 3, -1).astype(np.float64)
+    normed = ((grp - grp.mean(-1, keepdims=True)) /
+              np.sqrt(grp.var(-1, keepdims=True) + 1e-5)).reshape(img.shape)
+    sc, bi = RNG.standard_normal(6).astype(np.float32), RNG.standard_normal(6).astype(np.float32)
+    yield ("GroupNormalization-21", model(
+        [helper.make_node("GroupNormalization", ["X", "s", "b"], ["Y"], num_groups=3)],
+        [("X", F, list(img.shape))], ["Y"], 21,
+        [numpy_helper.from_array(sc, "s"), numpy_helper.from_array(bi, "b")]), [img],
+        [normed * sc[None, :, None, None] + bi[None, :, None, None]])
+    sg, bg = sc[:3], bi[:3]
+    yield ("GroupNormalization-18 (per group)", model(
+        [helper.make_node("GroupNormalization", ["X", "s", "b"], ["Y"], num_groups=3)],
+        [("X", F, list(img.shape))], ["Y"], 18,
+        [numpy_helper.from_array(sg, "s"), numpy_helper.from_array(bg, "b")]), [img],
+        [normed * np.repeat(sg, 2)[None, :, None, None] + np.repeat(bg, 2)[None, :, None, None]])
+
+    q = RNG.standard_normal((2, 4, 5, 8)).astype(np.float32)
+    k = RNG.standard_normal((2, 2, 5, 8)).astype(np.float32)
+    v = RNG.standard_normal((2, 2, 5, 6)).astype(np.float32)
+    qkv = [("Q", F, list(q.shape)), ("K", F, list(k.shape)), ("V", F, list(v.shape))]
+    yield ("Attention-23 4-D GQA causal", model(
+        [helper.make_node("Attention", ["Q", "K", "V"], ["Y"], is_causal=1)], qkv, ["Y"], 23),
+        [q, k, v], [attention_ref(q, k, v, causal=True)])
+    yield ("Attention-24 scale softcap", model(
+        [helper.make_node("Attention", ["Q", "K", "V"], ["Y"], scale=0.3, softcap=2.0)], qkv,
+        ["Y"], 24), [q, k, v], [attention_ref(q, k, v, scale=0.3, softcap=2.0)])
+    mask = RNG.random((5, 5)) > 0.3
+    mask[:, 0] = True
+    yield ("Attention-23 bool mask", model(
+        [helper.make_node("Attention", ["Q", "K", "V", "M"], ["Y"])],
+        qkv + [("M", TensorProto.BOOL, [5, 5])], ["Y"], 23), [q, k, v, mask],
+        [attention_ref(q, k, v, mask=mask)])
+    q3 = q.transpose(0, 2, 1, 3).reshape(2, 5, 32)
+    k3 = k.transpose(0, 2, 1, 3).reshape(2, 5, 16)
+    v3 = v.transpose(0, 2, 1, 3).reshape(2, 5, 12)
+    y4 = attention_ref(q, k, v, causal=True)
+    yield ("Attention-23 3-D heads", model(
+        [helper.make_node("Attention", ["Q", "K", "V"], ["Y"], is_causal=1, q_num_heads=4,
+                          kv_num_heads=2)],
+        [("Q", F, [2, 5, 32]), ("K", F, [2, 5, 16]), ("V", F, [2, 5, 12])], ["Y"], 23),
+        [q3, k3, v3], [y4.transpose(0, 2, 1, 3).reshape(2, 5, 24)])
+
+    xr = RNG.standard_normal((2, 3, 5, 8)).astype(np.float32)
+    theta = RNG.standard_normal((10, 3))
+    cos, sin = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    pos = np.array([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], dtype=np.int64)
+    for inter in (0, 1):
+        yield (f"RotaryEmbedding-23 interleaved={inter} partial", model(
+            [helper.make_node("RotaryEmbedding", ["X", "c", "s", "p"], ["Y"], interleaved=inter,
+                              rotary_embedding_dim=6)],
+            [("X", F, list(xr.shape)), ("p", TensorProto.INT64, [2, 5])], ["Y"], 23,
+            [numpy_helper.from_array(cos, "c"), numpy_helper.from_array(sin, "s")]),
+            [xr, pos], [rotary_ref(xr, cos, sin, pos, inter, 6)])
+    phase = RNG.standard_normal((10, 4))
+    ctab, stab = np.cos(phase).astype(np.float32), np.sin(phase).astype(np.float32)
+    for inter in (0, 1):  # constant position_ids: the tables are precomputed
+        yield (f"RotaryEmbedding-23 interleaved={inter} constant tables", model(
+            [helper.make_node("RotaryEmbedding", ["X", "c", "s", "p"], ["Y"], interleaved=inter)],
+            [("X", F, list(xr.shape))], ["Y"], 23,
+            [numpy_helper.from_array(ctab, "c"), numpy_helper.from_array(stab, "s"),
+             numpy_helper.from_array(pos, "p")]), [xr],
+            [rotary_ref(xr, ctab, stab, pos, inter, 8)])
+    theta4 = RNG.standard_normal((10, 4))
+    cos4, sin4 = np.cos(theta4).astype(np.float32), np.sin(theta4).astype(np.float32)
+    x3 = xr.transpose(0, 2, 1, 3).reshape(2, 5, 24)
+    ref = rotary_ref(xr, cos4, sin4, pos, 0, 8).transpose(0, 2, 1, 3).reshape(2, 5, 24)
+    yield ("RotaryEmbedding-23 3-D", model(
+        [helper.make_node("RotaryEmbedding", ["X", "c", "s", "p"], ["Y"], num_heads=3)],
+        [("X", F, [2, 5, 24]), ("p", TensorProto.INT64, [2, 5])], ["Y"], 23,
+        [numpy_helper.from_array(cos4, "c"), numpy_helper.from_array(sin4, "s")]),
+        [x3, pos], [ref])
+
+    s7 = RNG.standard_normal((2, 7)).astype(np.float32)
+    yield ("Split-18 num_outputs uneven", model(
+        [helper.make_node("Split", ["X"], ["A", "B", "C"], axis=1, num_outputs=3)],
+        [("X", F, [2, 7])], ["A", "B", "C"], 18), [s7], [s7[:, :3], s7[:, 3:6], s7[:, 6:]])
+    yield ("ReduceMean-18 axes from Reshape(Constant)", model(
+        [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(1, np.int64))),
+         helper.make_node("Constant", [], ["m"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+         helper.make_node("Reshape", ["c", "m"], ["ax"]),
+         helper.make_node("ReduceMean", ["X", "ax"], ["Y"], keepdims=0)], xi, ["Y"], 18),
+        [x], [x.mean(1)])
+    yield ("ReduceSumSquare-18 noop empty axes", model(
+        [helper.make_node("ReduceSumSquare", ["X"], ["Y"], noop_with_empty_axes=1)], xi, ["Y"],
+        18), [x], [x * x])
+    yield ("ReduceMax-20 no axes", model(
+        [helper.make_node("ReduceMax", ["X"], ["Y"], keepdims=0)], xi, ["Y"], 20), [x],
+        [x.max()])
+    yield ("Pad-18 axes", model(
+        [helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(np.array([1, 2], np.int64))),
+         helper.make_node("Constant", [], ["a"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+         helper.make_node("Pad", ["X", "p", "", "a"], ["Y"])], xi, ["Y"], 18), [x],
+        [np.pad(x, [(0, 0), (0, 0), (1, 2)])])
+    yield ("SplitToSequence + SequenceAt", model(
+        [helper.make_node("Constant", [], ["n"], value=numpy_helper.from_array(np.array(3, np.int64))),
+         helper.make_node("SplitToSequence", ["X", "n"], ["seq"], axis=2),
+         helper.make_node("Constant", [], ["i"], value=numpy_helper.from_array(np.array(2, np.int64))),
+         helper.make_node("SequenceAt", ["seq", "i"], ["Y"])], xi, ["Y"], 20), [x], [x[:, :, 6:]])
+
+
+MODERN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models",
+                      "modern")
+IMAGE_MODELS = ("hf_vit", "timm_vit", "timm_convnext", "cnn_bn", "cnn_gn")
+
+
+def modern_pairs(tool):
+    """torch's dynamo export with optimize=True (weights folded into transposed val_N
+    initializers, renamed back by the adapter; BatchNorm folded) and with optimize=False
+    (every weight under its torch name) hold the same weights: their outputs agree."""
+    bad = 0
+    ids = (np.arange(16).reshape(2, 8) * 7 % 128).astype(np.int64)
+    img = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    names = sorted(f[:-5] for f in os.listdir(MODERN) if f.endswith(".onnx") and
+                   os.path.exists(os.path.join(MODERN, f[:-5] + "_noopt.onnx")))
+    for name in names:
+        feeds = [img] if name in IMAGE_MODELS else [ids]
+        try:
+            a = run(tool, onnx.load(os.path.join(MODERN, name + ".onnx")), feeds)[0]
+            b = run(tool, onnx.load(os.path.join(MODERN, name + "_noopt.onnx")), feeds)[0]
+        except RuntimeError as e:
+            print(f"FAIL modern {name}: {e}")
+            bad += 1
+            continue
+        err = float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+        ok = a.shape == b.shape and err < 1e-5
+        print(f"{'ok  ' if ok else 'FAIL'} modern {name} optimize=True vs False: rel err {err:.1e}")
+        bad += not ok
+    return bad
+
+
+def main():
+    tool = sys.argv[1]
+    bad = modern_pairs(tool) if os.path.isdir(MODERN) else 0
+    for name, m, feeds, want in cases():
+        try:
+            got = run(tool, m, feeds)
+        except RuntimeError as e:
+            print(f"FAIL {name}: {e}")
+            bad += 1
+            continue
+        err = max(float(np.max(np.abs(g - w)) / (1e-12 + float(np.max(np.abs(w)))))
+                  for g, w in zip(got, want))
+        ok = all(g.shape == w.shape for g, w in zip(got, want)) and err < 1e-5
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: rel err {err:.1e}")
+        bad += not ok
+    print(f"{bad} failures")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+#!/bin/bash
+# Writes what tests/gpu/run_gpu_tests.sh needs on a GPU machine into DEST (run here, where
+# build/bin/symoc exists): the runtime and Python sources, the test and benchmark scripts,
+# generated optimizers (gen/) and OpenBLAS/LAPACKE .debs (debs/).
+#
+#   tests/gpu/prepare.sh DEST [GPT2_SMALL.onnx LLAMA1B.onnx]
+# The two large models are optional (bench only): bench/compile/bench_compile.py's
+# export_gpt2_small and bench/analyze/make_llama7b.py with d_model 2048, 16 layers, 32 heads,
+# 8 KV heads, FFN 8192 (docs/testing.md, "GPU: the CUDA optimizer backend", shows the commands).
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DEST=$1; SYMOC=${SYMOC:-$ROOT/build/bin/symoc}
+mkdir -p "$DEST/gen" "$DEST/debs" "$DEST/tests" "$DEST/bench"
+rm -rf "$DEST/runtime" "$DEST/python" "$DEST/tests/gpu" "$DEST/bench/gpu" "$DEST/gen"/*
+cp -r "$ROOT/runtime" "$ROOT/python" "$DEST/"
+cp -r "$ROOT/tests/gpu" "$DEST/tests/"
+cp -r "$ROOT/bench/gpu" "$DEST/bench/"
+find "$DEST/python" -name __pycache__ -prune -exec rm -rf {} +
+gen() { # NAME MODEL ARGS...
+  local name=$1 model=$2; shift 2
+  "$SYMOC" compile "$model" --name "$name" -o "$DEST/gen/$name" "$@" > /dev/null 2>&1
+}
+M=$ROOT/models/gpt2.onnx
+for pol in adamw muon symo shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled; do gen "gpt2_${pol//-/_}" "$M" --policy $pol; done
+gen gpt2_sgd "$M" --policy adamw --override '*=sgd,momentum=0.9,nesterov=1,weight_decay=0.01'
+gen gpt2_sgd0 "$M" --policy adamw --override '*=sgd,momentum=0'
+gen gpt2_adam "$M" --policy adamw --override '*=adam,weight_decay=0.01'
+if [ $# -ge 3 ]; then
+  for pol in adamw muon; do gen gpt2small_$pol "$2" --policy $pol; gen llama1b_$pol "$3" --policy $pol; done
+fi
+(cd "$DEST/debs" && apt-get download libopenblas0-pthread libopenblas-dev libopenblas-pthread-dev liblapacke \
+   liblapacke-dev libgfortran5 libtmglib3 libblas3 liblapack3 > /dev/null 2>&1) || echo "prepare: apt-get download failed"
+echo "prepared $DEST"

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""FSDP2 (fully_shard, DTensor Shard(0)) against DDP for DistributedSymocOptimizer (issue #15).
+
+Usage: test_fsdp2.py --library LIB.so [--library ...] --backend gloo|nccl --world N
+
+Needs torch >= 2.4. Spawns N ranks. On each, for each library: a module holding the plan's
+parameters (random, the same on every rank) is sharded with fully_shard on a 1-D mesh; the
+same parameters are also kept replicated (the DDP layout). Both get the same gradients
+(distribute_tensor(Shard(0)) of one full gradient for FSDP2, the full gradient for DDP), and
+3 steps (lr halved before the third) are taken by a DistributedSymocOptimizer on each
+layout. Checks: the FSDP2 parameters (full_tensor()) equal the DDP ones bit for bit and, on
+the CPU (gloo), equal a single-process SymocOptimizer's. Rank 0 prints one line per library
+with the largest absolute difference, and 'N passed, M failed'. gloo runs on CPU parameters;
+nccl on CUDA parameters (one GPU per rank; the library needs the CUDA entry points).
+"""
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import traceback
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+STEPS, LR = 3, 1e-2
+
+
+def fsdp_api():
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        from torch.distributed._composable.fsdp import fully_shard
+    try:
+        from torch.distributed.tensor import Shard, distribute_tensor
+    except ImportError:
+        from torch.distributed._tensor import Shard, distribute_tensor
+    from torch.distributed.device_mesh import init_device_mesh
+    return fully_shard, Shard, distribute_tensor, init_device_mesh
+
+
+class Holder(torch.nn.Module):
+    def __init__(self, tensors):
+        super().__init__()
+        for k, t in enumerate(tensors):
+            self.register_parameter("p%d" % k, torch.nn.Parameter(t.clone()))
+
+
+def one_library(path, rank, world, device, mesh):
+    from symoc.distributed import DistributedSymocOptimizer
+    from symoc.torch import SymocOptimizer, load_library
+    fully_shard, Shard, distribute_tensor, _ = fsdp_api()
+    lib = load_library(path)
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(s, generator=gen) * 0.5 for _, s, _ in lib.params]
+    names = [n for n, _, _ in lib.params]
+    grads = [[torch.randn(s, generator=gen) for _, s, _ in lib.params] for _ in range(STEPS)]
+
+    holder = Holder([t.to(device) for t in init])
+    fully_shard(holder, mesh=mesh)
+    sharded = [getattr(holder, "p%d" % k) for k in range(len(init))]
+    fsdp = DistributedSymocOptimizer(list(zip(names, sharded)), library=path, lr=LR)
+    ddp_params = [torch.nn.Parameter(t.clone().to(device)) for t in init]
+    ddp = DistributedSymocOptimizer(list(zip(names, ddp_params)), library=path, lr=LR)
+    single = None
+    if device.type == "cpu":
+        single_params = [torch.nn.Parameter(t.clone()) for t in init]
+        single = SymocOptimizer(list(zip(names, single_params)), library=path, lr=LR)
+    for s in range(STEPS):
+        for opt in (fsdp, ddp, single):
+            if opt is not None and s == 2:
+                opt.param_groups[0]["lr"] = LR * 0.5
+        for k, g in enumerate(grads[s]):
+            sharded[k].grad = distribute_tensor(g.to(device), mesh, [Shard(0)])
+            ddp_params[k].grad = g.clone().to(device)
+            if single is not None:
+                single_params[k].grad = g.clone()
+        fsdp.step()
+        ddp.step()
+        if single is not None:
+            single.step()
+    worst_ddp = worst_single = 0.0
+    identical = True
+    for k in range(len(init)):
+        a = sharded[k].full_tensor().detach().cpu()
+        b = ddp_params[k].detach().cpu()
+        worst_ddp = max(worst_ddp, (a - b).abs().max().item() if a.numel() else 0.0)
+        identical = identical and torch.equal(a.view(torch.int32), b.view(torch.int32))
+        if single is not None:
+            c = single_params[k].detach()
+            worst_single = max(worst_single, (a - c).abs().max().item() if a.numel() else 0.0)
+            identical = identical and torch.equal(a.view(torch.int32), c.view(torch.int32))
+    return identical, worst_ddp, (worst_single if single is not None else None), \
+        fsdp.last_step.get("bytes_sent", 0), ddp.last_step.get("bytes_sent", 0)
+
+
+def worker(rank, world, backend, libs, init_file, out_file):
+    _, _, _, init_device_mesh = fsdp_api()
+    dist.init_process_group(backend, init_method="file://" + init_file, rank=rank,
+                            world_size=world, timeout=datetime.timedelta(seconds=120))
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        device = torch.device("cuda", rank)
+    else:
+        device = torch.device("cpu")
+    mesh = init_device_mesh(device.type, (world,))
+    lines, ok_all = [], True
+    for path in libs:
+        try:
+            ok, d_ddp, d_single, b_fsdp, b_ddp = one_library(path, rank, world, device, mesh)
+            lines.append("%s %-60s fsdp2 vs ddp max|diff| %.3g%s  bytes sent fsdp2 %d ddp %d"
+                         % ("PASS" if ok else "FAIL", os.path.basename(os.path.dirname(path)),
+                            d_ddp, "" if d_single is None else
+                            ", vs single process %.3g" % d_single, b_fsdp, b_ddp))
+        except Exception:  # noqa: BLE001
+            ok = False
+            lines.append("FAIL %s\n%s" % (path, traceback.format_exc()))
+        ok_all = ok_all and ok
+    flags = torch.tensor([0 if ok_all else 1], device=device)
+    dist.all_reduce(flags)
+    if rank == 0:
+        with open(out_file, "w") as f:
+            f.write("\n".join(lines) + "\n")
+            f.write("ranks failing: %d\n" % flags.item())
+    dist.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--library", action="append", required=True)
+    ap.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
+    ap.add_argument("--world", type=int, default=2)
+    args = ap.parse_args()
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    if (major, minor) < (2, 4):
+        print("SKIP: FSDP2 needs torch >= 2.4, this is %s" % torch.__version__)
+        return 77
+    d = tempfile.mkdtemp(prefix="fsdp2-")
+    out = os.path.join(d, "result")
+    mp.spawn(worker, args=(args.world, args.backend, [os.path.abspath(p) for p in args.library],
+                           os.path.join(d, "init"), out), nprocs=args.world, join=True)
+    text = open(out).read()
+    print("FSDP2 vs DDP, backend %s, world size %d, torch %s:" % (args.backend, args.world,
+                                                                  torch.__version__))
+    print(text, end="")
+    failed = sum(1 for l in text.splitlines() if l.startswith("FAIL"))
+    passed = sum(1 for l in text.splitlines() if l.startswith("PASS"))
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 and passed == len(args.library) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+#!/usr/bin/env python3
+"""GPU checks of the CUDA backend (runtime/cuda) through symoc.torch, on one CUDA device.
+
+    python3 tests/gpu/test_gpu.py LIB.so [LIB.so ...] [--json OUT.json]
+
+Every library is a generated optimizer built with CUDA (create_cuda non-NULL). Checks, each
+printed as one line `PASS|FAIL name: measured (limit)`:
+  agree.<lib>      GPU (fp32) vs the CPU runtime on random weights and gradients, 4 steps, per
+                   rule kind: elementwise and host-path rules <= 1e-5 relative to the update;
+                   muon (bf16 Newton-Schulz on the GPU, fp32 on the CPU) <= 2x the gap between
+                   torch.optim.Muon's bf16 Newton-Schulz and the same iteration in fp32
+  torch_adamw      the adamw library vs torch.optim.AdamW(fused=True), 4 steps, <= 1e-5
+  torch_muon       the muon library vs torch.optim.Muon (+ fused AdamW), 3 steps, muon
+                   parameters <= 2x torch's bf16-vs-fp32 gap, the rest <= 1e-5
+  nonfinite        NaN/Inf gradients: the block is skipped (weights and state untouched),
+                   steps_skipped counts it, the same as the CPU
+  roundtrip        state_dict: 3 + save + load into a new optimizer + 3 == 6 steps bit-exactly;
+                   save(load(blob)) == blob; a GPU blob loads into a CPU optimizer and back
+  bf16             bf16 weights/gradients: adamw equals the CPU step on widened values
+                   rounded to bf16 after each step (mismatching entries <= 1e-3, <= 1 ulp)
+  subset           step_cuda with a blocks subset: listed blocks as in a full step, the rest
+                   untouched
+  graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
+                   a plan with host-path rules refuses capture with a clear error
+  errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
+"""
+import argparse
+import ctypes
+import json
+import math
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+from symoc.torch import SymocOptimizer, SymocError, load_library  # noqa: E402
+
+DEV = torch.device("cuda", 0)
+RESULTS = []
+
+
+def report(name, ok, measured, limit=""):
+    RESULTS.append({"name": name, "ok": bool(ok), "measured": measured, "limit": limit})
+    print("%s %s: %s%s" % ("PASS" if ok else "FAIL", name, measured, (" (%s)" % limit) if limit else ""),
+          flush=True)
+
+
+def rel(a, b, ref):
+    d = (a.double() - b.double()).norm().item()
+    r = ref.double().norm().item()
+    return d / r if r > 0 else d
+
+
+def init_weights(lib, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return {n: (torch.randn(s, generator=g) * 0.5).to(dtype) for n, s, _ in lib.params}
+
+
+def grads(lib, seed, steps, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed + 1000)
+    return [{n: (torch.randn(s, generator=g) * (1 + k)).to(dtype) for n, s, _ in lib.params} for k in range(steps)]
+
+
+def make(lib, W, device, lr=1e-2):
+    named = [(n, torch.nn.Parameter(W[n].clone().to(device))) for n, _, _ in lib.params]
+    return SymocOptimizer(named, library=lib.path, lr=lr), dict(named)
+
+
+def run(opt, params, G, nan_at=None, nan_names=()):
+    for k, gk in enumerate(G):
+        for n, p in params.items():
+            g = gk[n].to(p.device)
+            if k == nan_at and n in nan_names:
+                g = g.clone()
+                g.view(-1)[0] = float("nan")
+                g.view(-1)[-1] = float("inf")
+            p.grad = g
+        opt.step()
+    torch.cuda.synchronize()
+
+
+def ns_torch(G, dtype, steps=5, eps=1e-7):
+    """torch.optim.Muon's Newton-Schulz iteration in the given dtype."""
+    a, b, c = 3.4445, -4.775, 2.0315
+    X = G.to(dtype)
+    if X.size(0) > X.size(1):
+        X = X.T
+    X = X / X.norm().clamp(min=eps)
+    for _ in range(steps):
+        A = X @ X.T
+        B = torch.addmm(A, A, A, beta=b, alpha=c)
+        X = torch.addmm(X, B, X, beta=a)
+    if G.size(0) > G.size(1):
+        X = X.T
+    return X
+
+
+def torch_ns_gap(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    G = torch.randn(shape, generator=g).to(DEV)
+    ref = ns_torch(G, torch.float64)
+    return rel(ns_torch(G, torch.bfloat16), ref, ref)
+
+
+def kind(rule):
+    return rule.split()[0]
+
+
+# ----------------------------------------------------------------------------------- checks
+def check_agree(lib, tag):
+    W = init_weights(lib, 1)
+    G = grads(lib, 1, 4)
+    oc, pc = make(lib, W, "cpu")
+    og, pg = make(lib, W, DEV)
+    run(oc, pc, G)
+    run(og, pg, G)
+    worst = {}
+    for n, _, rule in lib.params:
+        r = rel(pg[n].detach().cpu(), pc[n].detach(), pc[n].detach() - W[n])
+        k = "muon" if kind(rule) == "muon" else kind(rule)
+        worst.setdefault(k, []).append((r, n))
+    for k, v in sorted(worst.items()):
+        r, n = max(v)
+        if k == "muon":
+            shape = dict((nm, s) for nm, s, _ in lib.params)[n]
+            gap = torch_ns_gap(shape)
+            report("agree.%s.%s" % (tag, k), r <= 2 * gap, "%.3g (worst %s)" % (r, n), "<= 2 x torch bf16 gap %.3g" % gap)
+        else:
+            report("agree.%s.%s" % (tag, k), r <= 1e-5, "%.3g (worst %s)" % (r, n), "<= 1e-5")
+
+
+def plan_hyper(lib):
+    plan = json.loads(lib.plan_json)
+    hp = {}
+    for b in plan["blocks"]:
+        for n in b["params"]:
+            hp[n] = (b["step"]["kind"], b["step"].get("hyper", {}))
+    return hp
+
+
+def check_torch_adamw(lib):
+    hp = plan_hyper(lib)
+    W = init_weights(lib, 2)
+    G = grads(lib, 2, 4)
+    og, pg = make(lib, W, DEV, lr=1e-2)
+    tparams = {n: torch.nn.Parameter(W[n].clone().to(DEV)) for n, _, _ in lib.params}
+    groups = {}
+    for n, (k, h) in hp.items():
+        key = (h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("weight_decay", 0.0))
+        groups.setdefault(key, []).append(tparams[n])
+    topt = torch.optim.AdamW([{"params": v, "betas": (k[0], k[1]), "eps": k[2], "weight_decay": k[3]}
+                              for k, v in groups.items()], lr=1e-2, fused=True)
+    run(og, pg, G)
+    for gk in G:
+        for n, p in tparams.items():
+            p.grad = gk[n].to(DEV)
+        topt.step()
+    torch.cuda.synchronize()
+    r = max(rel(pg[n].detach(), tparams[n].detach(), tparams[n].detach() - W[n].to(DEV)) for n in tparams)
+    rw = max(rel(pg[n].detach(), tparams[n].detach(), tparams[n].detach()) for n in tparams)
+    report("torch_adamw", r <= 1e-5, "%.3g relative to the update (%.3g relative to the weights)" % (r, rw),
+           "<= 1e-5")
+
+
+def check_torch_muon(lib):
+    if not hasattr(torch.optim, "Muon"):
+        report("torch_muon", False, "torch.optim.Muon missing")
+        return
+    hp = plan_hyper(lib)
+    W = init_weights(lib, 3)
+    G = grads(lib, 3, 3)
+    og, pg = make(lib, W, DEV, lr=1e-2)
+    tparams = {n: torch.nn.Parameter(W[n].clone().to(DEV)) for n, _, _ in lib.params}
+    muon = [n for n, (k, _) in hp.items() if k == "muon"]
+    rest = [n for n in tparams if n not in muon]
+    h0 = hp[muon[0]][1]
+    opts = [torch.optim.Muon([tparams[n] for n in muon], lr=1e-2, weight_decay=h0.get("weight_decay", 0.0),
+                             momentum=h0.get("beta", 0.95), nesterov=bool(h0.get("nesterov", 1)))]
+    groups = {}
+    for n in rest:
+        h = hp[n][1]
+        key = (h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("weight_decay", 0.0))
+        groups.setdefault(key, []).append(tparams[n])
+    opts.append(torch.optim.AdamW([{"params": v, "betas": (k[0], k[1]), "eps": k[2], "weight_decay": k[3]}
+                                   for k, v in groups.items()], lr=1e-2, fused=True))
+    run(og, pg, G)
+    for gk in G:
+        for n, p in tparams.items():
+            p.grad = gk[n].to(DEV)
+        for o in opts:
+            o.step()
+    torch.cuda.synchronize()
+    rm = max((rel(pg[n].detach(), tparams[n].detach(), tparams[n].detach() - W[n].to(DEV)), n) for n in muon)
+    ra = max(rel(pg[n].detach(), tparams[n].detach(), tparams[n].detach() - W[n].to(DEV)) for n in rest)
+    gap = torch_ns_gap(dict((nm, s) for nm, s, _ in lib.params)[rm[1]])
+    report("torch_muon.muon", rm[0] <= 2 * gap, "%.3g (worst %s)" % rm, "<= 2 x torch bf16 gap %.3g" % gap)
+    report("torch_muon.adamw", ra <= 1e-5, "%.3g" % ra, "<= 1e-5")
+
+
+def check_nonfinite(lib):
+    W = init_weights(lib, 4)
+    G = grads(lib, 4, 4)
+    names = [n for n, _, _ in lib.params]
+    rules = {n: kind(r) for n, _, r in lib.params}
+    bad = [names[0]] + [n for n in names if rules[n] == "muon"][:1]
+    oc, pc = make(lib, W, "cpu")
+    og, pg = make(lib, W, DEV)
+    run(oc, pc, G[:1])
+    run(og, pg, G[:1])
+    snap = {n: pg[n].detach().clone() for n in bad}
+    run(oc, pc, G[1:2], nan_at=0, nan_names=bad)
+    run(og, pg, G[1:2], nan_at=0, nan_names=bad)
+    untouched = all(torch.equal(snap[n], pg[n].detach()) for n in bad)
+    others_moved = any(not torch.equal(pg[n].detach().cpu(), W[n]) for n in names if n not in bad)
+    run(oc, pc, G[2:])
+    run(og, pg, G[2:])
+    r = max(rel(pg[n].detach().cpu(), pc[n].detach(), pc[n].detach() - W[n]) for n in names if rules[n] != "muon")
+    ok = untouched and others_moved and og.steps_skipped == oc.steps_skipped == len(bad) and r <= 1e-5
+    report("nonfinite", ok, "skipped gpu %d cpu %d (expected %d), skipped blocks untouched %s, later steps vs CPU %.3g"
+           % (og.steps_skipped, oc.steps_skipped, len(bad), untouched, r), "equal counts, <= 1e-5")
+
+
+def check_roundtrip(lib):
+    W = init_weights(lib, 5)
+    G = grads(lib, 5, 6)
+    oa, pa = make(lib, W, DEV)
+    run(oa, pa, G)
+    ob, pb = make(lib, W, DEV)
+    run(ob, pb, G[:3])
+    sd = ob.state_dict()
+    oc, pc = make(lib, {n: pb[n].detach().cpu() for n in pb}, DEV, lr=0.5)
+    oc.load_state_dict(sd)
+    run(oc, pc, G[3:])
+    exact = all(torch.equal(pa[n].detach(), pc[n].detach()) for n in pa)
+    blob = sd["symoc"]["blob"]
+    od, _ = make(lib, W, DEV)
+    od.load_state_dict(sd)
+    same_blob = torch.equal(od.state_dict()["symoc"]["blob"], blob)
+    ocpu, _ = make(lib, W, "cpu")
+    ocpu.load_state_dict(sd)  # the same file format
+    back, _ = make(lib, W, DEV)
+    back.load_state_dict(ocpu.state_dict())
+    cross = torch.equal(back.state_dict()["symoc"]["blob"], blob)
+    report("roundtrip", exact and same_blob and cross,
+           "6 steps == 3+load+3 bitwise: %s; save(load(blob)) == blob: %s; GPU->CPU->GPU blob equal: %s"
+           % (exact, same_blob, cross))
+
+
+def check_bf16(lib):
+    W = {n: w.bfloat16() for n, w in init_weights(lib, 6).items()}
+    G = [{n: g.bfloat16() for n, g in gk.items()} for gk in grads(lib, 6, 3)]
+    og, pg = make(lib, W, DEV)
+    run(og, pg, G)
+    oc, pc = make(lib, {n: w.float() for n, w in W.items()}, "cpu")
+    for gk in G:
+        for n, p in pc.items():
+            p.grad = gk[n].float()
+        oc.step()
+        with torch.no_grad():
+            for p in pc.values():
+                p.copy_(p.bfloat16().float())
+    mism, total, maxulp = 0, 0, 0.0
+    for n in pc:
+        a, b = pg[n].detach().cpu().float(), pc[n].detach()
+        d = (a != b)
+        mism += int(d.sum())
+        total += a.numel()
+        if d.any():
+            ulp = (b.abs() * 2 ** -8).clamp(min=1e-30)
+            maxulp = max(maxulp, float(((a - b).abs() / ulp)[d].max()))
+    frac = mism / total
+    report("bf16", frac <= 1e-3 and maxulp <= 1.01, "%d of %d entries differ (%.2g), at most %.2f ulp"
+           % (mism, total, frac, maxulp), "<= 1e-3, <= 1 ulp")
+
+
+def check_subset(lib):
+    api = lib.api
+    n = api.num_params()
+    nb = api.num_blocks() if api.num_blocks else None
+    W = init_weights(lib, 7)
+    G = grads(lib, 7, 1)[0]
+    oa, pa = make(lib, W, DEV)
+    ob, pb = make(lib, W, DEV)
+    names = [nm for nm, _, _ in lib.params]
+    # Blocks are plan units; in these plans every unit is one parameter (block b = param b's unit).
+    plan = json.loads(lib.plan_json)
+    blocks = plan["blocks"]
+    chosen = [b["id"] for b in blocks[::2]]
+    chosen_names = {p for b in blocks[::2] for p in b["params"]}
+    for nm in names:
+        pa[nm].grad = G[nm].to(DEV)
+        pb[nm].grad = G[nm].to(DEV)
+    ob.step()
+    w = (ctypes.c_void_p * n)(*[pa[nm].data_ptr() for nm in names])
+    g = (ctypes.c_void_p * n)(*[pa[nm].grad.data_ptr() for nm in names])
+    sel = (ctypes.c_int32 * len(chosen))(*chosen)
+    rc = api.step_cuda(oa._opt, w, g, None, n, sel, len(chosen),
+                       ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+    torch.cuda.synchronize()
+    listed = all(torch.equal(pa[nm].detach(), pb[nm].detach()) for nm in chosen_names)
+    rest = all(torch.equal(pa[nm].detach().cpu(), W[nm]) for nm in names if nm not in chosen_names)
+    report("subset", rc == 0 and listed and rest, "rc %d, listed blocks == full step: %s, others untouched: %s%s"
+           % (rc, listed, rest, "" if nb is None else ", num_blocks %d" % nb))
+
+
+def check_graph(lib, tag, expect_refusal=False):
+    W = init_weights(lib, 8)
+    G = grads(lib, 8, 1)[0]
+    oe, pe = make(lib, W, DEV)
+    og, pg = make(lib, W, DEV)
+    for p in list(pe.items()) + list(pg.items()):
+        p[1].grad = G[p[0]].to(DEV)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        og.step()  # warm-up: allocates the state
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    if expect_refusal:
+        try:
+            with torch.cuda.graph(graph):
+                og.step()
+            report("graph.%s" % tag, False, "capture of host-path rules was accepted")
+        except Exception as e:  # SymocError, or torch's own after our refusal
+            msg = str(e).splitlines()[0][:160]
+            report("graph.%s" % tag, "cannot be captured" in str(e), "refused: %s" % msg)
+        torch.cuda.synchronize()
+        return
+    with torch.cuda.graph(graph):
+        og.step()
+    replays = 4
+    for _ in range(replays):
+        graph.replay()
+    for _ in range(1 + replays):
+        oe.step()
+    torch.cuda.synchronize()
+    exact = all(torch.equal(pe[n].detach(), pg[n].detach()) for n in pe)
+    report("graph.%s" % tag, exact, "1 warm-up + %d replays == %d eager steps bitwise: %s"
+           % (replays, 1 + replays, exact))
+
+
+def check_errors(lib):
+    names = [n for n, _, _ in lib.params]
+    W = init_weights(lib, 9)
+    msgs = []
+
+    def expect(what, named, needle):
+        try:
+            SymocOptimizer(named, library=lib.path, lr=1e-3)
+            msgs.append((what, False, "accepted"))
+        except SymocError as e:
+            msgs.append((what, needle in str(e), str(e).splitlines()[0][:120]))
+
+    mixed = [(n, torch.nn.Parameter(W[n].clone().to(DEV if i else "cpu"))) for i, n in enumerate(names)]
+    expect("mixed", mixed, "several devices")
+    half = [(n, torch.nn.Parameter(W[n].clone().to(DEV).half())) for n in names]
+    expect("float16", half, "float32 or torch.bfloat16")
+    mat = next(n for n in names if W[n].dim() == 2)
+    nc = [(n, torch.nn.Parameter(W[n].clone().to(DEV).t().contiguous().t() if n == mat else W[n].clone().to(DEV)))
+          for n in names]
+    expect("non-contiguous", nc, "not contiguous")
+    ok = all(m[1] for m in msgs)
+    report("errors", ok, "; ".join("%s: %s" % (m[0], m[2]) for m in msgs))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("libs", nargs="+")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    libs = [load_library(p) for p in a.libs]
+    for lib in libs:
+        if not lib.api.create_cuda:
+            report("build.%s" % lib.policy, False, "%s has no create_cuda" % lib.path)
+    by_policy = {}
+    for lib in libs:
+        tag = os.path.basename(lib.path).replace("lib", "", 1).replace("_optimizer.so", "")
+        by_policy[tag] = lib
+        try:
+            check_agree(lib, tag)
+        except Exception as e:
+            report("agree.%s" % tag, False, "error: %s" % e)
+    steps = [("torch_adamw", lambda: check_torch_adamw(by_policy["gpt2_adamw"])),
+             ("torch_muon", lambda: check_torch_muon(by_policy["gpt2_muon"])),
+             ("nonfinite", lambda: check_nonfinite(by_policy["gpt2_muon"])),
+             ("roundtrip", lambda: check_roundtrip(by_policy["gpt2_muon"])),
+             ("bf16", lambda: check_bf16(by_policy["gpt2_adamw"])),
+             ("subset", lambda: check_subset(by_policy["gpt2_muon"])),
+             ("graph.adamw", lambda: check_graph(by_policy["gpt2_adamw"], "adamw")),
+             ("graph.muon", lambda: check_graph(by_policy["gpt2_muon"], "muon")),
+             ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
+    if "gpt2_symo" in by_policy:
+        steps.append(("graph.symo", lambda: check_graph(by_policy["gpt2_symo"], "symo", expect_refusal=True)))
+    for name, fn in steps:
+        try:
+            fn()
+        except Exception as e:
+            report(name, False, "error: %s: %s" % (type(e).__name__, str(e).splitlines()[0][:200] if str(e) else ""))
+    npass = sum(r["ok"] for r in RESULTS)
+    print("%d of %d checks passed on %s (torch %s)" % (npass, len(RESULTS), torch.cuda.get_device_name(0),
+                                                      torch.__version__))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "results": RESULTS}, f,
+                      indent=1)
+    return 0 if npass == len(RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
