@@ -136,6 +136,7 @@ struct AnalyzeOptions {
   std::string loss = "auto";
   std::string json, dot;
   bool verify = false;
+  bool oneByOne = false; // verify each claim alone instead of by composition
   uint64_t seed = 0;
   int trials = 3;
 };
@@ -195,6 +196,7 @@ int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
   symoc::VerifyOptions vo;
   vo.seed = a.seed;
   vo.trials = a.trials;
+  vo.compose = !a.oneByOne;
   vo.dims = parseDims(common.dims);
   vo.claimsName = claimsName;
   symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
@@ -430,6 +432,8 @@ int main(int argc, char **argv) {
   analyzeCmd->add_flag("--verify", analyzeOpts.verify, "check every claim numerically");
   analyzeCmd->add_option("--seed", analyzeOpts.seed, "random seed for --verify");
   analyzeCmd->add_option("--trials", analyzeOpts.trials, "group elements per claim for --verify");
+  analyzeCmd->add_flag("--one-by-one", analyzeOpts.oneByOne,
+                       "--verify checks each claim alone (default: batches of claims by composition)");
 
   CommonOptions verifyCommon;
   AnalyzeOptions verifyOpts;
@@ -442,6 +446,8 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("--json", verifyJson, "write the results as JSON");
   verifyCmd->add_option("--seed", verifyOpts.seed, "random seed");
   verifyCmd->add_option("--trials", verifyOpts.trials, "group elements per claim");
+  verifyCmd->add_flag("--one-by-one", verifyOpts.oneByOne,
+                      "check each claim alone (default: batches of claims by composition)");
 #endif
 #endif
 #if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
