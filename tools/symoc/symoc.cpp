@@ -19,6 +19,7 @@
 #endif
 #ifdef SYMOC_HAVE_COMPILE
 #include "symoc/Emit/EmitCpp.h"
+#include "symoc/Plan/Claims.h"
 #include "symoc/Plan/Policy.h"
 #ifdef SYMOC_HAVE_PLAN_IR
 #include "symoc/Plan/PlanIR.h"
@@ -267,6 +268,8 @@ struct CompileOptions {
   std::string runtimeDir;
   int64_t maxDense = 4096;
   bool dryRun = false;
+  bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
+  std::string claimsFile;   // the claims to build on, instead of the analysis' own
 
   void add(CLI::App *cmd, AnalyzeOptions &a) {
     cmd->add_option("--policy", policy, "how blocks are stepped: symo (default), symo-large, symo-coupled, "
@@ -284,6 +287,13 @@ struct CompileOptions {
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
+    cmd->add_option("--claims", claimsFile,
+                    "build on the claims of this file (docs/symmetry-schema.md) instead of the analysis'");
+    cmd->add_flag("--no-verify", noVerify,
+                  "do not check the claims numerically before building on them (the plan notes it)");
+    cmd->add_option("--seed", a.seed, "random seed of the verification");
+    cmd->add_option("--trials", a.trials, "group elements per claim in the verification");
+    cmd->add_flag("--one-by-one", a.oneByOne, "verify each claim alone (default: by composition)");
   }
 };
 
@@ -312,7 +322,8 @@ std::string defaultRuntimeDir() {
   return "";
 }
 
-int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
+int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c,
+                const std::vector<std::string> &notes) {
   symoc::plan::PolicyOptions po;
   po.policy = c.policy;
   po.modelName = c.name;
@@ -321,6 +332,7 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   po.budgetBytes = parseBytes(c.budget);
   po.maxDense = c.maxDense;
   symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
+  plan.notes.insert(plan.notes.begin(), notes.begin(), notes.end());
   if (c.dryRun) {
     std::cout << symoc::plan::formatDryRun(plan);
     return 0;
@@ -355,9 +367,99 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   return 0;
 }
 
+/// The claims a compile builds on: the analysis' own or those of --claims FILE,
+/// checked numerically unless --no-verify. A claim that fails is dropped (each
+/// one named on stderr) and no step is built on it; the plan's notes say what
+/// was verified, dropped or skipped.
+std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelProto &model,
+                                    const CommonOptions &common, const AnalyzeOptions &a,
+                                    const CompileOptions &c) {
+  nlohmann::json doc;
+  std::string docName = "analysis";
+  if (!c.claimsFile.empty()) {
+    std::ifstream in(c.claimsFile);
+    if (!in)
+      throw symoc::Error(c.claimsFile + ": cannot read");
+    try {
+      doc = nlohmann::json::parse(in);
+    } catch (const std::exception &e) {
+      throw symoc::Error(c.claimsFile + ": not valid JSON: " + e.what());
+    }
+    docName = c.claimsFile;
+    r.claims = symoc::plan::claimsFromJson(doc, docName);
+    for (symoc::Space &s : r.spaces) {
+      s.claimIds.clear();
+      for (const symoc::Claim &cl : r.claims)
+        if (cl.space == s.id)
+          s.claimIds.push_back(cl.id);
+    }
+  } else {
+    doc = symoc::toJson(r);
+  }
+  std::vector<std::string> notes;
+  if (c.noVerify) {
+    notes.push_back(fmt::format("claims NOT verified (--no-verify): {} claim(s) of {} used as given",
+                                r.claims.size(), docName));
+    return notes;
+  }
+#ifdef SYMOC_HAVE_VERIFY
+  if (r.claims.empty())
+    return {"no claims to verify"};
+  symoc::VerifyOptions vo;
+  vo.seed = a.seed;
+  vo.trials = a.trials;
+  vo.compose = !a.oneByOne;
+  vo.dims = parseDims(common.dims);
+  vo.claimsName = docName;
+  vo.defaultDim = 2; // symbolic sizes not given with --dim (noted in the plan)
+  symoc::VerifyReport rep;
+  try {
+    rep = symoc::verify(model, common.model, doc, vo);
+  } catch (const std::exception &e) {
+    throw symoc::Error(std::string(e.what()) +
+                       " (symoc compile verifies every claim first: give --dim NAME=N for symbolic "
+                       "dimensions, or --no-verify to build on unverified claims)");
+  }
+  if (rep.controlRan && rep.control.pass && rep.controlInconclusive.empty())
+    throw symoc::Error(common.model + ": the verification's negative control passed, so no claim "
+                       "can be trusted (--no-verify to build on unverified claims)");
+  std::set<std::string> dropped;
+  for (const symoc::ClaimResult &cr : rep.claims) {
+    if (cr.pass)
+      continue;
+    dropped.insert(cr.id);
+    std::cerr << fmt::format("symoc: warning: {}: claim {} ({}) fails verification (rel err {:.1e} > "
+                             "{:.0e}): dropped, no step is built on it\n",
+                             docName, cr.id, cr.description, cr.maxRelErr, cr.tol);
+  }
+  symoc::plan::dropClaims(r, dropped);
+  std::string note = fmt::format("claims verified: {} of {} hold (seed {}, {} trials, {} forward runs)",
+                                 rep.claims.size() - dropped.size(), rep.claims.size(), rep.seed,
+                                 rep.trials, rep.forwards);
+  if (!dropped.empty()) {
+    std::string ids;
+    for (const auto &id : dropped)
+      ids += (ids.empty() ? "" : ", ") + id;
+    note += "; dropped (failed): " + ids;
+  }
+  if (!rep.assumedDims.empty()) {
+    std::string dims;
+    for (const auto &d : rep.assumedDims)
+      dims += (dims.empty() ? "" : ", ") + d;
+    note += "; symbolic sizes taken as " + dims + " (--dim to choose)";
+  }
+  notes.push_back(note);
+#else
+  throw symoc::Error("this symoc was built without verify: pass --no-verify");
+#endif
+  return notes;
+}
+
 int runCompile(const CommonOptions &common, const AnalyzeOptions &a, const CompileOptions &c) {
   onnx::ModelProto model;
-  return compileFrom(analyze(common, a, model), c);
+  symoc::AnalysisResult r = analyze(common, a, model);
+  std::vector<std::string> notes = gateClaims(r, model, common, a, c);
+  return compileFrom(r, c, notes);
 }
 
 bool isOneWord(int argc, char **argv) {
@@ -388,7 +490,8 @@ int runOneWord(int argc, char **argv) {
     onnx::ModelProto model;
     symoc::AnalysisResult r = analyze(common, a, model);
     std::cout << symoc::formatReport(r) << "\n";
-    return compileFrom(r, c);
+    std::vector<std::string> notes = gateClaims(r, model, common, a, c);
+    return compileFrom(r, c, notes);
   } catch (const std::exception &e) {
     std::cerr << "symoc: error: " << e.what() << "\n";
     return 1;

@@ -39,6 +39,8 @@ struct VerifyOptions {
   int trials = 3;
   /// Sizes for symbolic input dimensions (dim_param name -> size).
   std::map<std::string, int64_t> dims;
+  /// Size of a symbolic dimension that `dims` does not give (0: an error).
+  int64_t defaultDim = 0;
   double exactTol = 1e-9;
   /// For "exact": false claims (normalization epsilon makes them approximate).
   double approxTol = 1e-3;
@@ -79,6 +81,8 @@ struct VerifyReport {
   bool composed = true;
   /// Forward runs of the model (full runs and partial reruns).
   int forwards = 0;
+  /// Symbolic dimensions given VerifyOptions::defaultDim ("batch=2").
+  std::vector<std::string> assumedDims;
   /// Every claim passes and the control does not pass (it fails, or it is
   /// inconclusive because the outputs do not depend on the weight it changes).
   bool ok() const;
