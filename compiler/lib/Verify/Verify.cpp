@@ -5,6 +5,8 @@
 
 #include "Elements.h"
 
+#include <cblas.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <set>
 
 namespace symoc {
@@ -174,43 +177,52 @@ private:
 
 // ------------------------------------------------------------- transforms
 
-/// T[.., idx[i], ..] = sum_k M[i,k] T[.., idx[k], ..] along `axis`.
-void applyAlongAxis(Tensor &t, int64_t axis, const std::vector<int64_t> &idx, const Matrix &m) {
-  int64_t outer = 1, inner = 1, dim = t.dims[size_t(axis)], n = m.n;
+/// A monomial matrix (permutation times diagonal): row i has its one non-zero
+/// `factor[i]` in column `col[i]`.
+struct Monomial {
+  std::vector<int64_t> col;
+  std::vector<double> factor;
+};
+
+std::optional<Monomial> monomialOf(const Matrix &m) {
+  if (!m.isMonomial())
+    return std::nullopt;
+  Monomial r{std::vector<int64_t>(size_t(m.n)), std::vector<double>(size_t(m.n))};
+  for (int64_t i = 0; i < m.n; ++i)
+    for (int64_t k = 0; k < m.n; ++k)
+      if (m(i, k) != 0) {
+        r.col[size_t(i)] = k;
+        r.factor[size_t(i)] = m(i, k);
+      }
+  return r;
+}
+
+/// T[.., idx[i], ..] = sum_k M[i,k] T[.., idx[k], ..] along `axis`: a
+/// monomial M in O(size), a dense one by dgemm on each outer slice.
+void applyAlongAxis(Tensor &t, int64_t axis, const std::vector<int64_t> &idx, const Matrix *m,
+                    const Monomial *mono) {
+  int64_t outer = 1, inner = 1, dim = t.dims[size_t(axis)], n = mono ? int64_t(mono->col.size()) : m->n;
   for (int64_t i = 0; i < axis; ++i)
     outer *= t.dims[size_t(i)];
   for (size_t i = size_t(axis) + 1; i < t.dims.size(); ++i)
     inner *= t.dims[i];
-  bool mono = m.isMonomial();
-  std::vector<int64_t> col(size_t(n), 0);
-  if (mono)
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t k = 0; k < n; ++k)
-        if (m(i, k) != 0)
-          col[size_t(i)] = k;
   std::vector<double> v(size_t(n * inner)), r(size_t(n * inner));
   for (int64_t o = 0; o < outer; ++o) {
     double *base = t.data.data() + o * dim * inner;
     for (int64_t k = 0; k < n; ++k)
       std::copy_n(base + idx[size_t(k)] * inner, inner, v.begin() + k * inner);
-    std::fill(r.begin(), r.end(), 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      double *ri = r.data() + i * inner;
-      if (mono) {
-        double a = m(i, col[size_t(i)]);
-        const double *vk = v.data() + col[size_t(i)] * inner;
+    if (mono) {
+      for (int64_t i = 0; i < n; ++i) {
+        double a = mono->factor[size_t(i)];
+        const double *vk = v.data() + mono->col[size_t(i)] * inner;
+        double *ri = r.data() + i * inner;
         for (int64_t j = 0; j < inner; ++j)
           ri[j] = a * vk[j];
-        continue;
       }
-      for (int64_t k = 0; k < n; ++k) {
-        double a = m(i, k);
-        if (a == 0)
-          continue;
-        const double *vk = v.data() + k * inner;
-        for (int64_t j = 0; j < inner; ++j)
-          ri[j] += a * vk[j];
-      }
+    } else {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(inner),
+                  blasint(n), 1.0, m->a.data(), blasint(n), v.data(), blasint(inner), 0.0,
+                  r.data(), blasint(inner));
     }
     for (int64_t i = 0; i < n; ++i)
       std::copy_n(r.begin() + i * inner, inner, base + idx[size_t(i)] * inner);
@@ -228,13 +240,26 @@ Tensor &overrideOf(Overrides &ov, const std::map<std::string, Tensor> &inits,
 }
 
 /// Applies a linear element A to the given members ("out": A, "in": A^{-T}, "abs": |A|).
+/// A monomial A (permutations, sign flips, scales) never becomes a dense n x n
+/// matrix: A^{-T} has the same pattern with reciprocal factors, |A| with absolute ones.
 void applyLinear(Overrides &ov, const std::map<std::string, Tensor> &inits,
                  const std::vector<Member> &members, const Matrix &a) {
-  Matrix invT(0);
-  bool haveInvT = false;
+  if (std::optional<Monomial> mono = monomialOf(a)) {
+    Monomial inv = *mono, abs = *mono;
+    for (double &f : inv.factor)
+      f = 1.0 / f;
+    for (double &f : abs.factor)
+      f = std::fabs(f);
+    for (const Member &m : members) {
+      const Monomial *use = m.variance == "in" ? &inv : m.variance == "abs" ? &abs : &*mono;
+      applyAlongAxis(overrideOf(ov, inits, m.init), m.axis, m.index, nullptr, use);
+    }
+    return;
+  }
+  Matrix invT(0), absA(0);
+  bool haveInvT = false, haveAbs = false;
   for (const Member &m : members) {
     const Matrix *use = &a;
-    Matrix tmp(0);
     if (m.variance == "in") {
       if (!haveInvT) {
         invT = transposed(inverse(a));
@@ -242,10 +267,13 @@ void applyLinear(Overrides &ov, const std::map<std::string, Tensor> &inits,
       }
       use = &invT;
     } else if (m.variance == "abs") {
-      tmp = absolute(a);
-      use = &tmp;
+      if (!haveAbs) {
+        absA = absolute(a);
+        haveAbs = true;
+      }
+      use = &absA;
     }
-    applyAlongAxis(overrideOf(ov, inits, m.init), m.axis, m.index, *use);
+    applyAlongAxis(overrideOf(ov, inits, m.init), m.axis, m.index, use, nullptr);
   }
 }
 
