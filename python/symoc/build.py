@@ -23,11 +23,12 @@ def compile_model(symoc, model, out_dir, policy="symo", overrides=(), extra=()):
     return out_dir
 
 
-def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None):
+def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None, cmake_args=()):
     """Configure and build the folder `symoc compile` wrote (its CMakeLists.txt) and return
     the path of the generated shared library. Re-running is cheap (an up-to-date build).
     runtime_dir: symoc's runtime/ source folder, when not the one `symoc compile` recorded
-    (e.g. the sources were generated on another machine)."""
+    (e.g. the sources were generated on another machine). cmake_args: extra configure
+    arguments (a generator, a compiler launcher, CMAKE_PREFIX_PATH)."""
     src = os.path.abspath(build_dir)
     if not os.path.isfile(os.path.join(src, "CMakeLists.txt")):
         raise SymocError("%s: no CMakeLists.txt (expected the output folder of `symoc compile`)"
@@ -37,6 +38,7 @@ def build_library(build_dir, cmake="cmake", jobs=2, quiet=True, runtime_dir=None
     configure = [cmake, "-S", src, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release"]
     if runtime_dir:
         configure.append("-DSYMOC_RUNTIME_DIR=" + os.path.abspath(runtime_dir))
+    configure += list(cmake_args)
     for cmd in (configure,
                 [cmake, "--build", bdir, "-j", str(jobs)]):
         r = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True)

@@ -373,3 +373,8 @@ def _tensor_problems(name, t, shape, what):
         out.append("%s %r: not contiguous (call .contiguous() / use a contiguous tensor)"
                    % (what, name))
     return out
+
+
+# The one-call API (symoc/api.py): symoc.torch.compile(model, example_inputs) and report().
+from symoc.api import compile, report, Report  # noqa: E402,F401
+__all__ += ["compile", "report", "Report"]

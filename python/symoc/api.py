@@ -1,0 +1,981 @@
+"""One call from a torch.nn.Module to a symoc optimizer (and to its symmetry report).
+
+    import symoc.torch
+    opt = symoc.torch.compile(model, (example_batch,), policy="auto", lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=1000)   # per-block groups
+    rep = symoc.torch.report(model, (example_batch,))                    # text, JSON, picture
+
+compile() exports a copy of the model to ONNX (parameters under their torch names, each its
+own initializer), runs `symoc verify` and `symoc compile`, builds the generated library with
+cmake, loads it and returns a `BlockOptimizer`: a SymocOptimizer whose param groups are the
+plan's blocks (a scheduler may give each block its own lr). Results are cached on disk; a
+second call for the same model structure and options neither exports nor builds.
+
+Where the tools come from (first found): the `SYMOC_BIN` environment variable; the `bin/symoc`
+of the relocatable package this Python package sits in (tools/package.sh); the build folder
+of the source tree it sits in (`$SYMOC_BUILD_DIR/bin/symoc`, default `build/bin/symoc`);
+`symoc` on PATH. The runtime sources likewise: `SYMOC_RUNTIME_DIR`, the package's or source
+tree's `runtime/`, else the folder the symoc binary recorded. The cache: `SYMOC_CACHE_DIR`,
+default `~/.cache/symoc`.
+"""
+import copy
+import hashlib
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import types
+
+import torch
+
+from symoc.build import SymocError, build_library
+
+__all__ = ["compile", "report", "Report", "BlockOptimizer", "find_symoc", "cache_key"]
+
+# Bump when anything that decides the exported file or the plan changes in this module.
+_SCHEMA = "symoc.torch.compile/1"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_TREE = os.path.dirname(os.path.dirname(_HERE))   # package root or source tree
+
+
+# --------------------------------------------------------------------------- tools
+def find_symoc():
+    """Path of the symoc binary (see the module docstring for the order); raises SymocError."""
+    tried = []
+    env = os.environ.get("SYMOC_BIN")
+    if env:
+        if os.path.isfile(env) and os.access(env, os.X_OK):
+            return os.path.abspath(env)
+        raise SymocError("SYMOC_BIN=%s: not an executable file" % env)
+    for cand in (os.path.join(_TREE, "bin", "symoc"),
+                 os.path.join(os.environ.get("SYMOC_BUILD_DIR") or os.path.join(_TREE, "build"),
+                              "bin", "symoc")):
+        tried.append(cand)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    on_path = shutil.which("symoc")
+    if on_path:
+        return os.path.abspath(on_path)
+    raise SymocError("no symoc binary: set SYMOC_BIN, put symoc on PATH, or build it "
+                     "(tried %s and PATH)" % ", ".join(tried))
+
+
+def _runtime_dir(symoc):
+    env = os.environ.get("SYMOC_RUNTIME_DIR")
+    if env:
+        return os.path.abspath(env)
+    for root in (os.path.dirname(os.path.dirname(symoc)), _TREE):
+        cand = os.path.join(root, "runtime")
+        if os.path.isfile(os.path.join(cand, "include", "symoc", "runtime", "optimizer_api.h")):
+            return cand
+    return None     # the folder symoc recorded when it was built
+
+
+def _file_id(path):
+    st = os.stat(path)
+    return "%s:%d:%d" % (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+class _Tools:
+    """The symoc binary, the runtime sources and what this binary can do (probed once)."""
+    _cache = {}
+
+    @classmethod
+    def get(cls):
+        symoc = find_symoc()
+        key = _file_id(symoc)
+        if key not in cls._cache:
+            cls._cache[key] = cls(symoc, key)
+        return cls._cache[key]
+
+    def __init__(self, symoc, ident):
+        self.symoc = symoc
+        self.runtime = _runtime_dir(symoc)
+        files = []
+        if self.runtime:
+            for d, _, names in os.walk(self.runtime):
+                files += [_file_id(os.path.join(d, n)) for n in sorted(names)]
+        self.ident = _sha(ident, self.runtime or "", *sorted(files))
+        self._compile_help = None
+        self._opset_probe = {}
+
+    peak_rss = 0   # largest VmHWM (bytes) seen of a symoc run in this process
+
+    def run(self, args, what, module, failed_check_ok=False):
+        """Run symoc; raise on failure, except (failed_check_ok) a run that only reports a
+        failed numerical check (exit 1 with no `error` line), which the caller reads."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.Popen([self.symoc] + args, stdout=out, stderr=err,
+                                 universal_newlines=True)
+            # Peak memory of symoc itself (a child's ru_maxrss would count the fork's copy of
+            # this process): its VmHWM, read until it exits.
+            while p.poll() is None:
+                _Tools.peak_rss = max(_Tools.peak_rss, _vm_hwm(p.pid))
+                try:
+                    p.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+            out.seek(0)
+            err.seek(0)
+            r = subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read())
+        if r.returncode != 0 and not (failed_check_ok and r.returncode == 1 and
+                                      "error" not in r.stderr):
+            # symoc's error line; else (a failed check) the failing claims and the summary
+            out_lines = r.stdout.strip().splitlines()
+            errs = [l for l in r.stderr.splitlines() if "error" in l] or \
+                ([l for l in out_lines if l.startswith("FAIL")][:3] + out_lines[-1:]) or \
+                r.stderr.strip().splitlines()[-3:]
+            raise _error(module, "%s failed (exit %d): %s" % (what, r.returncode,
+                                                             " | ".join(errs)))
+        return r
+
+    def compile_verifies(self):
+        """Whether `symoc compile` checks the claims itself (then no separate verify run)."""
+        if self._compile_help is None:
+            r = subprocess.run([self.symoc, "compile", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, universal_newlines=True)
+            self._compile_help = r.stdout
+        return "--no-verify" in self._compile_help
+
+    def accepts_opset(self, opset):
+        """Whether this symoc imports a model of this opset (a one-node probe, cached)."""
+        if opset not in self._opset_probe:
+            with tempfile.TemporaryDirectory(prefix="symoc-probe-") as d:
+                path = os.path.join(d, "probe.onnxtxt")
+                with open(path, "w") as f:
+                    f.write('<ir_version: 8, opset_import: ["" : %d]>\n'
+                            'probe (float[2] x) => (float[2] y) {\n  y = Relu(x)\n}\n' % opset)
+                r = subprocess.run([self.symoc, "import", path], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+                self._opset_probe[opset] = r.returncode == 0
+        return self._opset_probe[opset]
+
+
+def _tools(label):
+    try:
+        return _Tools.get()
+    except SymocError as e:
+        raise _error(label, str(e)) from None
+
+
+def _vm_hwm(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _sha(*parts):
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _module_label(model):
+    return type(model).__name__
+
+
+def _error(module, cause):
+    return SymocError("symoc.torch: %s: %s" % (module, cause))
+
+
+def _cache_root(cache_dir):
+    root = cache_dir or os.environ.get("SYMOC_CACHE_DIR") or \
+        os.path.join(os.path.expanduser("~"), ".cache", "symoc")
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+# --------------------------------------------------------------------------- cache key
+_code_memo = {}
+
+
+def _code_digest(code, depth, seen):
+    """Bytes that change when a function's code (or a function it names) changes."""
+    h = hashlib.sha256(code.co_code)
+    h.update(repr([c for c in code.co_consts if not isinstance(c, types.CodeType)]).encode())
+    h.update(repr(code.co_names).encode())
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            h.update(_code_digest(c, depth, seen))
+    return h.digest()
+
+
+def _function_digest(fn, depth=0, seen=None):
+    """Code of fn and, three levels deep, of the Python functions its globals name; plus the
+    content of the files they come from (helpers in the same file are covered that way)."""
+    seen = set() if seen is None else seen
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is None or id(code) in seen:
+        return b""
+    seen.add(id(code))
+    h = hashlib.sha256(_code_digest(code, depth, seen))
+    h.update(_source_file_digest(code.co_filename))
+    if depth < 3:
+        g = getattr(fn, "__globals__", {})
+        for name in code.co_names:
+            obj = g.get(name)
+            if isinstance(obj, types.FunctionType):
+                h.update(_function_digest(obj, depth + 1, seen))
+    return h.digest()
+
+
+_file_memo = {}
+
+
+def _source_file_digest(path):
+    """Content hash of a Python source file outside torch (torch's version is in the key)."""
+    if not path or not os.path.isfile(path) or \
+            os.path.realpath(path).startswith(os.path.dirname(os.path.realpath(torch.__file__))):
+        return b""
+    try:
+        fid = _file_id(path)
+    except OSError:
+        return b""
+    if fid not in _file_memo:
+        with open(path, "rb") as f:
+            _file_memo[fid] = hashlib.sha256(f.read()).digest()
+    return _file_memo[fid]
+
+
+def _tensor_digest(t):
+    t = t.detach()
+    if t.numel() * t.element_size() > (64 << 20):
+        return "big"
+    return hashlib.sha256(t.cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                          if t.dtype != torch.bool else
+                          t.cpu().contiguous().to(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def _describe(x, out, path="in"):
+    """Shapes and dtypes of the example inputs (values do not enter the key)."""
+    if isinstance(x, torch.Tensor):
+        out.append("%s:%s:%s" % (path, tuple(x.shape), x.dtype))
+    elif isinstance(x, (list, tuple)):
+        out.append("%s:%s[%d]" % (path, type(x).__name__, len(x)))
+        for i, v in enumerate(x):
+            _describe(v, out, "%s.%d" % (path, i))
+    elif isinstance(x, dict):
+        for k in sorted(x, key=str):
+            _describe(x[k], out, "%s.%s" % (path, k))
+    else:
+        out.append("%s:%r" % (path, x))
+
+
+def _config_text(cfg):
+    try:
+        return json.dumps(cfg.to_dict(), sort_keys=True, default=repr)
+    except Exception:   # a to_dict() that is something else: its repr
+        return repr(cfg)
+
+
+def cache_key(model, example_inputs, settings):
+    """What decides the exported graph and the plan, hashed without exporting: the module
+    tree (types, extra_repr, scalar attributes, forward code and its source files), every
+    parameter's name/shape/dtype/requires_grad and tying, buffers and plain tensor attributes
+    (values: they are constants of the graph), input shapes/dtypes, torch's version and the
+    options. Parameter values do not enter: the export uses random ones anyway."""
+    parts = [_SCHEMA, torch.__version__, json.dumps(settings, sort_keys=True)]
+    firsts = {}
+    seen_types = set()
+    for mname, mod in model.named_modules(remove_duplicate=False):
+        cls = type(mod)
+        parts.append("M %s %s.%s %s" % (mname, cls.__module__, cls.__qualname__,
+                                        mod.extra_repr()))
+        if cls not in seen_types:
+            seen_types.add(cls)
+            for klass in cls.__mro__:
+                fwd = klass.__dict__.get("forward")
+                if fwd is not None:
+                    parts.append(_function_digest(fwd))
+        for k, v in sorted(vars(mod).items()):
+            if k.startswith("_") or k == "training":
+                continue
+            if isinstance(v, (bool, int, float, str, type(None))):
+                parts.append("A %s.%s=%r" % (mname, k, v))
+            elif isinstance(v, (tuple, list)) and all(isinstance(e, (bool, int, float, str))
+                                                     for e in v):
+                parts.append("A %s.%s=%r" % (mname, k, v))
+            elif isinstance(v, torch.Tensor):
+                parts.append("T %s.%s %s %s %s" % (mname, k, tuple(v.shape), v.dtype,
+                                                   _tensor_digest(v)))
+            elif callable(getattr(v, "to_dict", None)):   # a Hugging Face config
+                parts.append("C %s.%s %s %r" % (mname, k, _config_text(v),
+                                                getattr(v, "_attn_implementation", None)))
+        for k, p in mod._parameters.items():
+            if p is None:
+                continue
+            full = mname + "." + k if mname else k
+            first = firsts.setdefault(id(p), full)
+            parts.append("P %s %s %s %s %s" % (full, tuple(p.shape), p.dtype, p.requires_grad,
+                                               first))
+        for k, b in mod._buffers.items():
+            if b is not None:
+                full = mname + "." + k if mname else k
+                parts.append("B %s %s %s %s" % (full, tuple(b.shape), b.dtype, _tensor_digest(b)))
+    ins = []
+    _describe(example_inputs, ins)
+    parts += ins
+    return _sha(*parts)
+
+
+# --------------------------------------------------------------------------- export
+def _as_args(example_inputs):
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, list):
+        return tuple(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    raise TypeError("example_inputs must be a tensor or a tuple of the forward's arguments, got %s"
+                    % type(example_inputs).__name__)
+
+
+@torch.no_grad()
+def _structural_copy(model, seed=0):
+    """A CPU copy of the model for export: trainable parameters get distinct random values
+    near their own scale (equal initializers are not merged by any exporter, and constant
+    gains hide nothing), frozen parameters and buffers keep theirs (they are constants of the
+    graph), dropout probabilities are 0 and the copy is in training mode."""
+    m = copy.deepcopy(model).cpu().float()
+    g = torch.Generator().manual_seed(seed)
+    for _, p in m.named_parameters():
+        if not p.requires_grad or not p.is_floating_point():
+            continue
+        rms = float(p.double().pow(2).mean().sqrt()) if p.numel() else 0.0
+        std = 0.2 * rms if rms > 1e-6 else 0.1
+        p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
+            mod.p = 0.0
+    return m.train()
+
+
+def _cpu(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, (list, tuple)):
+        return type(x)(_cpu(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _cpu(v) for k, v in x.items()}
+    return x
+
+
+def _dynamo_available():
+    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        return False
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+    except ImportError:
+        return False
+    return True
+
+
+def _onnx_export(model, args, path, **kw):
+    """torch.onnx.export with the keywords this torch version has (the others are defaults
+    of a version that lacks them)."""
+    known = inspect.signature(torch.onnx.export).parameters
+    torch.onnx.export(model, args, path, **{k: v for k, v in kw.items() if k in known})
+
+
+def _export_torchscript(model, args, path):
+    # Training mode, no constant folding: one initializer per parameter under its torch name,
+    # no merged equal values, BatchNorm not folded (README, "Exporting a model").
+    _onnx_export(model, args, path, opset_version=17, export_params=True,
+                 do_constant_folding=False, training=torch.onnx.TrainingMode.TRAINING,
+                 keep_initializers_as_inputs=False, dynamo=False)
+
+
+def _export_dynamo(model, args, path):
+    # optimize=False: every parameter keeps its own initializer under its torch name (the
+    # optimizer would fold transposes into val_N copies and merge equal values).
+    _onnx_export(model, args, path, dynamo=True, optimize=False, external_data=False)
+
+
+def _quiet(fn, *a):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a)
+
+
+# --------------------------------------------------------------------------- ONNX wire scan
+def _varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf, start, end):
+    """(field number, wire type, value or (start, end)) of one protobuf message."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i)
+        field, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(buf, i)
+            yield field, wt, v
+        elif wt == 2:
+            n, i = _varint(buf, i)
+            yield field, wt, (i, i + n)
+            i += n
+        elif wt == 1:
+            i += 8
+        elif wt == 5:
+            i += 4
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wt)
+
+
+def initializer_names(path):
+    """Names of the graph's initializers (ModelProto.graph = 7, GraphProto.initializer = 5,
+    TensorProto.name = 8), read without the onnx package."""
+    with open(path, "rb") as f:
+        buf = memoryview(f.read())
+    names = []
+    for field, wt, v in _fields(buf, 0, len(buf)):
+        if field == 7 and wt == 2:
+            for gf, gwt, gv in _fields(buf, *v):
+                if gf == 5 and gwt == 2:
+                    for tf, twt, tv in _fields(buf, *gv):
+                        if tf == 8 and twt == 2:
+                            names.append(bytes(buf[tv[0]:tv[1]]).decode("utf-8", "replace"))
+                            break
+    return names
+
+
+def _glob_escape(name):
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+class _Exported:
+    """An exported model file and what it says about the torch parameters."""
+
+    def __init__(self, path, exporter, frozen, trainable):
+        self.path, self.exporter, self.frozen, self.trainable = path, exporter, frozen, trainable
+
+    def frozen_args(self):
+        out = []
+        for n in self.frozen:
+            out += ["--frozen", _glob_escape(n)]
+        return out
+
+
+def _export(model, args, work, tools, label, exporter="auto"):
+    """Export a structural copy to work/model.onnx; check every trainable parameter is an
+    initializer under its own name; everything else in the file is frozen."""
+    named = list(model.named_parameters())
+    trainable = [n for n, p in named if p.requires_grad]
+    if not trainable:
+        raise _error(label, "no parameter requires grad: nothing to optimize")
+    for n, p in named:
+        if p.requires_grad and p.dtype != torch.float32:
+            raise _error(label, "parameter %r is %s; symoc optimizers step float32 parameters"
+                         % (n, p.dtype))
+    m = _structural_copy(model)
+    a = _cpu(args)
+    path = os.path.join(work, "model.onnx")
+    order = []
+    if exporter in ("auto", "dynamo") and _dynamo_available() and \
+            (exporter == "dynamo" or tools.accepts_opset(18)):
+        order.append(("dynamo", _export_dynamo))
+    if exporter in ("auto", "torchscript"):
+        order.append(("torchscript", _export_torchscript))
+    if not order:
+        raise _error(label, "exporter %r is not available here (torch %s)"
+                     % (exporter, torch.__version__))
+    causes, lost = [], False
+    for name, fn in order:
+        try:
+            _quiet(fn, m, a, path)
+        except Exception as e:   # the exporters raise many types
+            msg = str(e).strip().splitlines()
+            causes.append("%s exporter: %s: %s" % (name, type(e).__name__,
+                                                   msg[0] if msg else ""))
+            continue
+        inits = initializer_names(path)
+        missing = [n for n in trainable if n not in inits]
+        if missing:
+            lost = True
+            causes.append("%s exporter: %d trainable parameter(s) are not initializers of the "
+                          "exported graph under their torch names: %s%s (unused in forward? "
+                          "set requires_grad=False)"
+                          % (name, len(missing), ", ".join(missing[:5]),
+                             ", ..." if len(missing) > 5 else ""))
+            continue
+        tset = set(trainable)
+        frozen = [n for n in inits if n not in tset]
+        return _Exported(path, name, frozen, trainable)
+    raise _error(label, ("the exported graph lacks trainable parameters: " if lost else
+                         "the model does not export to ONNX: ") + "; ".join(causes))
+
+
+# --------------------------------------------------------------------------- optimizer
+class BlockOptimizer:
+    pass   # replaced below once symoc.torch is importable (avoids an import cycle)
+
+
+def _make_block_optimizer_class():
+    from symoc.torch import SymocOptimizer
+
+    class BlockOptimizer(SymocOptimizer):
+        """SymocOptimizer with one param group per plan block (unit).
+
+        Each group has "lr", "block" (index), "names" and "rule"; a scheduler may drive the
+        groups independently. The library keeps the lr given at creation; a group's lr
+        reaches it as the block's multiplier lr_group / lr_created (set_block_multiplier).
+        """
+
+        def __init__(self, named_parameters, library, lr, plan):
+            super().__init__(named_parameters, library=library, lr=lr)
+            self._base_lr = float(lr)
+            self._flat = self.param_groups[0]
+            ordered = self._flat["params"]
+            index = {n: i for i, n in enumerate(self._names)}
+            groups, seen = [], set()
+            for b, blk in enumerate(plan["blocks"]):
+                names = list(blk["params"])
+                for n in names:
+                    if n not in index or n in seen:
+                        raise SymocError("%s: plan block %d names %r, which is not (or twice) "
+                                         "a parameter of the library" % (self._lib.path, b, n))
+                    seen.add(n)
+                step = blk.get("step", {})
+                groups.append(dict(self.defaults, params=[ordered[index[n]] for n in names],
+                                   lr=float(lr), block=b, names=names,
+                                   rule=step.get("kind", blk.get("describe", "?")),
+                                   describe=blk.get("describe", "")))
+            if len(seen) != len(index):
+                raise SymocError("%s: parameters %s are in no plan block"
+                                 % (self._lib.path, sorted(set(index) - seen)))
+            self.param_groups = groups
+            self._pushed_mult = [1.0] * len(groups)
+            self.plan = plan
+
+        def _push_multipliers(self):
+            for i, g in enumerate(self.param_groups):
+                lr = g["lr"]
+                if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+                    raise SymocError("BlockOptimizer: group %d (block %s) lr must be finite and "
+                                     ">= 0, got %r" % (i, g.get("names"), lr))
+                m = float(lr) / self._base_lr
+                if m != self._pushed_mult[i]:
+                    for n in g["names"]:
+                        self.set_block_multiplier(_glob_escape(n), m)
+                    self._pushed_mult[i] = m
+
+        def _flat_view(self, fn, *a):
+            groups = self.param_groups
+            self.param_groups = [self._flat]
+            try:
+                return fn(*a)
+            finally:
+                self.param_groups = groups
+
+        def step(self, closure=None):
+            self._push_multipliers()
+            return self._flat_view(super().step, closure)
+
+        def state_dict(self):
+            self._push_multipliers()
+            sd = self._flat_view(super().state_dict)
+            sd["block_groups"] = [{k: v for k, v in g.items() if k != "params"}
+                                  for g in self.param_groups]
+            return sd
+
+        def load_state_dict(self, state_dict):
+            self._flat_view(super().load_state_dict, state_dict)
+            saved = state_dict.get("block_groups") or []
+            if len(saved) != len(self.param_groups):
+                raise SymocError("BlockOptimizer.load_state_dict: %d block groups saved, this "
+                                 "optimizer has %d" % (len(saved), len(self.param_groups)))
+            for g, s in zip(self.param_groups, saved):
+                for k, v in s.items():
+                    g[k] = v
+            self._pushed_mult = [None] * len(self.param_groups)
+            self._push_multipliers()
+
+        def block_rules(self):
+            """{parameter name: its block's rule as the plan describes it ("symo 1 x B")};
+            param_rules() says what the loaded library runs, which must be the same."""
+            return {n: g["describe"] for g in self.param_groups for n in g["names"]}
+
+        def __repr__(self):
+            return "BlockOptimizer(model=%r, policy=%r, params=%d, blocks=%d, lr=%g)" % (
+                self._lib.model, self._lib.policy, len(self._names), len(self.param_groups),
+                self._base_lr)
+
+    return BlockOptimizer
+
+
+def _block_optimizer_class():
+    global BlockOptimizer
+    if not hasattr(BlockOptimizer, "step"):
+        BlockOptimizer = _make_block_optimizer_class()
+    return BlockOptimizer
+
+
+# --------------------------------------------------------------------------- compile
+_COMPILE_FLAGS = {"budget_bytes": "--budget-bytes", "max_dense": "--max-dense",
+                  "config": "--config", "overrides": "--override", "dims": "--dim",
+                  "constant_params": "--constant-params"}
+
+
+def _compile_args(opts, label):
+    """Options of `symoc compile` from keyword arguments (names with _ for -)."""
+    out = []
+    for k in sorted(opts):
+        v = opts[k]
+        if k not in _COMPILE_FLAGS:
+            raise _error(label, "unknown option %r (known: %s)"
+                         % (k, ", ".join(sorted(_COMPILE_FLAGS) + ["loss", "exporter"])))
+        flag = _COMPILE_FLAGS[k]
+        if isinstance(v, dict):
+            v = ["%s=%s" % kv for kv in sorted(v.items())]
+        for e in (v if isinstance(v, (list, tuple)) else [v]):
+            out += [flag, str(e)]
+    return out
+
+
+def _model_name(label):
+    name = re.sub(r"[^A-Za-z0-9_]", "_", label).lower().strip("_") or "model"
+    return name if not name[0].isdigit() else "m_" + name
+
+
+def _cmake_args(tools):
+    args = []
+    if shutil.which("ninja"):
+        args += ["-G", "Ninja"]
+    if shutil.which("ccache"):
+        args += ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
+    pkg = os.path.dirname(os.path.dirname(tools.symoc))
+    if os.path.isfile(os.path.join(pkg, "SYMOC_PACKAGE")):
+        # The package carries OpenBLAS/LAPACKE (lib/, include/); DT_RPATH (not RUNPATH) so
+        # that their own dependencies (libgfortran, liblapack) are found beside them too.
+        args += ["-DCMAKE_PREFIX_PATH=" + pkg,
+                 "-DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags"]
+    return args
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp%d" % os.getpid()
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter="auto",
+            cache=True, cache_dir=None, verbose=False, jobs=None, **opts):
+    """Compile a symoc optimizer for `model` and return it (a BlockOptimizer).
+
+    example_inputs: the forward's arguments (a tensor or a tuple), used to trace the model.
+    policy: `symoc compile --policy` (auto, symo, muon, adamw, ...). lr: the base lr.
+    loss: `--loss` (auto|cross-entropy|mse|none). exporter: auto|torchscript|dynamo.
+    opts: budget_bytes, max_dense, config, overrides ({name: STEP} or ["NAME=STEP"]), dims,
+        constant_params (the `symoc compile` options of the same names).
+    Buffers and parameters with requires_grad=False are frozen (constants of the graph).
+    The result's .symoc_info has the timings, paths and whether the cache answered.
+    """
+    label = _module_label(model)
+    if not isinstance(model, torch.nn.Module):
+        raise SymocError("symoc.torch.compile: model must be a torch.nn.Module, got %s"
+                         % type(model).__name__)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise _error(label, "lr must be a finite number > 0, got %r" % (lr,))
+    t0 = time.perf_counter()
+    times = {}
+    tools = _tools(label)
+    args = _as_args(example_inputs)
+    settings = dict(policy=policy, loss=loss, exporter=exporter, opts=_compile_args(opts, label),
+                    tools=tools.ident)
+    root = _cache_root(cache_dir)
+    key = cache_key(model, args, settings)
+    times["key"] = time.perf_counter() - t0
+    key_file = os.path.join(root, "keys", key + ".json")
+    info = dict(cache_hit=False, key=key, symoc=tools.symoc, runtime=tools.runtime)
+    entry = None
+    if cache and os.path.isfile(key_file):
+        with open(key_file) as f:
+            entry = json.load(f)
+        if not os.path.isfile(entry.get("library", "")):
+            entry = None
+    if entry is None:
+        entry = _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, label,
+                                  times, verbose, jobs)
+        os.makedirs(os.path.dirname(key_file), exist_ok=True)
+        _write_json(key_file, entry)
+    else:
+        info["cache_hit"] = True
+    t = time.perf_counter()
+    with open(entry["plan"]) as f:
+        plan = json.load(f)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    try:
+        opt = _block_optimizer_class()(trainable, library=entry["library"], lr=lr, plan=plan)
+    except SymocError as e:
+        raise _error(label, "the optimizer does not take the model's parameters: %s" % e) \
+            from None
+    times["load"] = time.perf_counter() - t
+    times["total"] = time.perf_counter() - t0
+    info.update(entry, times=times, symoc_peak_rss_mib=round(_Tools.peak_rss / 2**20, 1))
+    opt.symoc_info = info
+    return opt
+
+
+def _exported_and(step, model, args, work, tools, label, exporter, times):
+    """Export, then step(exported). When `auto` chose the dynamo exporter and symoc rejects
+    its file (the importer may not take every dynamo output yet), export with TorchScript
+    and try again; if that fails too, the error gives both causes."""
+    t = time.perf_counter()
+    ex = _export(model, args, work, tools, label, exporter)
+    times["export"] = time.perf_counter() - t
+    try:
+        return ex, step(ex)
+    except SymocError as e:
+        if exporter != "auto" or ex.exporter != "dynamo":
+            raise
+        first = str(e).split(": ", 2)[-1]
+    t = time.perf_counter()
+    ex = _export(model, args, work, tools, label, "torchscript")
+    times["export_fallback"] = time.perf_counter() - t
+    try:
+        return ex, step(ex)
+    except SymocError as e:
+        raise _error(label, "dynamo export: %s; torchscript export: %s"
+                     % (first, str(e).split(": ", 2)[-1])) from None
+
+
+def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, label, times,
+                      verbose, jobs):
+    os.makedirs(os.path.join(root, "work"), exist_ok=True)
+    work = tempfile.mkdtemp(prefix="compile-", dir=os.path.join(root, "work"))
+    try:
+        def verify_and_compile(ex):
+            common = ex.frozen_args() + ["--loss", loss]
+            if not tools.compile_verifies():
+                t = time.perf_counter()
+                vjson = os.path.join(work, "verify.json")
+                tools.run(["verify", ex.path, "--json", vjson] + common,
+                          "`symoc verify` (every claim must pass before a step is built on "
+                          "it)", label)
+                times["verify"] = time.perf_counter() - t
+            t = time.perf_counter()
+            src = os.path.join(work, "optimizer-" + ex.exporter)
+            cargs = ["compile", ex.path, "--policy", policy, "-o", src,
+                     "--name", _model_name(label)] + common + _compile_args(opts, label)
+            if tools.runtime:
+                cargs += ["--runtime-dir", tools.runtime]
+            tools.run(cargs, "`symoc compile --policy %s`" % policy, label)
+            times["compile"] = time.perf_counter() - t
+            return src
+
+        ex, src = _exported_and(verify_and_compile, model, args, work, tools, label, exporter,
+                                times)
+        with open(os.path.join(src, "plan.json")) as f:
+            plan = json.load(f)
+        unknown = [p["name"] for p in plan["params"] if p["name"] not in set(ex.trainable)]
+        if unknown:
+            raise _error(label, "the plan has parameters the model does not train: %s"
+                         % ", ".join(unknown[:5]))
+        # One library per plan fingerprint and toolchain.
+        libdir = os.path.join(root, "lib", "%s-%s-%s" % (
+            _model_name(label), _sha(plan["fingerprint"])[:16], tools.ident[:12]))
+        t = time.perf_counter()
+        lib = _built_library(libdir, src, tools, label, verbose, jobs)
+        times["build"] = time.perf_counter() - t
+        entry = dict(library=lib, plan=os.path.join(libdir, "plan.json"),
+                     fingerprint=plan["fingerprint"], exporter=ex.exporter, frozen=ex.frozen,
+                     policy=policy, model=label)
+        return entry
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _find_lib(libdir):
+    bdir = os.path.join(libdir, "build")
+    if os.path.isdir(bdir):
+        for n in os.listdir(bdir):
+            if n.startswith("lib") and n.endswith("_optimizer.so"):
+                return os.path.join(bdir, n)
+    return None
+
+
+_RUNTIME_WRAPPER = """cmake_minimum_required(VERSION 3.16)
+project(symoc_runtime_cache LANGUAGES C CXX)
+add_subdirectory("%(runtime)s" rt)
+# Read by the generated optimizers' builds (CMAKE_PROJECT_INCLUDE): the runtime built here,
+# as an imported target, so that each optimizer compiles only its own source.
+file(GENERATE OUTPUT "${CMAKE_BINARY_DIR}/symoc_runtime_import.cmake" CONTENT "
+if(NOT TARGET symoc_runtime)
+  find_package(OpenMP REQUIRED COMPONENTS CXX)
+  add_library(symoc_runtime STATIC IMPORTED)
+  set_target_properties(symoc_runtime PROPERTIES
+    IMPORTED_LOCATION \\"$<TARGET_FILE:symoc_runtime>\\"
+    INTERFACE_INCLUDE_DIRECTORIES \\"%(runtime)s/include\\"
+    INTERFACE_COMPILE_FEATURES cxx_std_17
+    INTERFACE_LINK_LIBRARIES \\"${SYMOC_LAPACKE_LIB};${SYMOC_OPENBLAS_LIB};OpenMP::OpenMP_CXX\\")
+endif()
+")
+"""
+
+
+def _runtime_import(tools, root, label, verbose, jobs):
+    """Build the runtime once per toolchain (symoc + runtime sources) into the cache and
+    return the CMake file importing it; None when the runtime's folder is not known."""
+    if not tools.runtime:
+        return None
+    rdir = os.path.join(root, "runtime", tools.ident[:16])
+    imp = os.path.join(rdir, "build", "symoc_runtime_import.cmake")
+    if os.path.isfile(imp):
+        return imp
+    os.makedirs(os.path.dirname(rdir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix="build-", dir=os.path.dirname(rdir))
+    try:
+        with open(os.path.join(staging, "CMakeLists.txt"), "w") as f:
+            f.write(_RUNTIME_WRAPPER % dict(runtime=tools.runtime.replace("\\", "/")))
+        b = os.path.join(staging, "build")
+        for cmd in (["cmake", "-S", staging, "-B", b, "-DCMAKE_BUILD_TYPE=Release"]
+                    + _cmake_args(tools), ["cmake", "--build", b, "-j", str(jobs)]):
+            r = subprocess.run(cmd, stdout=None if verbose else subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, universal_newlines=True)
+            if r.returncode != 0:
+                tail = (r.stderr or "").strip().splitlines()[-5:]
+                raise _error(label, "building symoc's runtime (%s) failed: %s"
+                             % (tools.runtime, " | ".join(tail)))
+        # The import file names the archive inside the staging folder: rewrite it for the
+        # final place (the archive does not depend on where it lies).
+        with open(os.path.join(b, "symoc_runtime_import.cmake")) as f:
+            text = f.read().replace(staging, rdir)
+        with open(os.path.join(b, "symoc_runtime_import.cmake"), "w") as f:
+            f.write(text)
+        try:
+            os.rename(staging, rdir)
+            staging = None
+        except OSError:
+            if not os.path.isfile(imp):
+                raise
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    return imp
+
+
+def _built_library(libdir, src, tools, label, verbose, jobs):
+    lib = _find_lib(libdir)
+    if lib:
+        return lib
+    jobs = jobs or os.cpu_count() or 2
+    imp = _runtime_import(tools, os.path.dirname(os.path.dirname(libdir)), label, verbose, jobs)
+    os.makedirs(os.path.dirname(libdir), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix="build-", dir=os.path.dirname(libdir))
+    try:
+        for n in os.listdir(src):
+            shutil.move(os.path.join(src, n), os.path.join(staging, n))
+        def build(with_import):
+            build_library(staging, jobs=jobs, quiet=not verbose, runtime_dir=tools.runtime,
+                          cmake_args=_cmake_args(tools) +
+                          (["-DCMAKE_PROJECT_INCLUDE=" + imp] if with_import else []))
+        try:
+            try:
+                build(imp is not None)
+            except SymocError:
+                if imp is None:
+                    raise
+                # Generated code that needs more of the runtime than the imported archive
+                # (a CUDA part, say): build it the plain way, runtime included.
+                shutil.rmtree(os.path.join(staging, "build"), ignore_errors=True)
+                build(False)
+        except SymocError as e:
+            raise _error(label, "building the generated optimizer failed: %s" % e) from None
+        # cmake recorded the staging path; the library itself does not depend on it.
+        try:
+            os.rename(staging, libdir)
+        except OSError:
+            if not _find_lib(libdir):   # another process won the race with the same result
+                raise
+        staging = None
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    lib = _find_lib(libdir)
+    if not lib:
+        raise _error(label, "%s: no lib*_optimizer.so after the build" % libdir)
+    return lib
+
+
+# --------------------------------------------------------------------------- report
+class Report:
+    """The symmetry report of a model: .text (what `symoc analyze` prints), .claims (the claims
+    document, docs/symmetry-schema.md), .verified (True: every claim passed `--verify`'s
+    check; False: some failed, the text names them; None: not checked), .dot and .svg (the
+    picture; svg needs Graphviz's `dot`), .exporter and .frozen (what the export used)."""
+
+    def __init__(self, text, claims, verified, dot, svg, exporter, frozen):
+        self.text, self.claims, self.verified = text, claims, verified
+        self.dot, self.svg, self.exporter, self.frozen = dot, svg, exporter, frozen
+
+    def json(self):
+        return json.dumps(self.claims, indent=2)
+
+    def _repr_svg_(self):
+        return self.svg
+
+    def __str__(self):
+        return self.text
+
+    def save(self, prefix):
+        """Write PREFIX.txt, PREFIX.claims.json, PREFIX.dot (and PREFIX.svg); returns paths."""
+        out = []
+        for ext, data in (("txt", self.text), ("claims.json", self.json()), ("dot", self.dot),
+                          ("svg", self.svg)):
+            if data is not None:
+                p = "%s.%s" % (prefix, ext)
+                with open(p, "w") as f:
+                    f.write(data)
+                out.append(p)
+        return out
+
+
+def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
+    """Export the model (as compile() does) and return its symmetry Report; compiles nothing."""
+    label = _module_label(model)
+    tools = _tools(label)
+    args = _as_args(example_inputs)
+    with tempfile.TemporaryDirectory(prefix="symoc-report-") as work:
+        cj, dot = os.path.join(work, "claims.json"), os.path.join(work, "model.dot")
+
+        def analyze(ex):
+            cmd = ["analyze", ex.path, "--json", cj, "--dot", dot, "--loss", loss] + \
+                ex.frozen_args()
+            if verify:
+                cmd.append("--verify")
+            return tools.run(cmd, "`symoc analyze`", label, failed_check_ok=verify)
+        ex, r = _exported_and(analyze, model, args, work, tools, label, exporter, {})
+        with open(cj) as f:
+            claims = json.load(f)
+        with open(dot) as f:
+            dot_text = f.read()
+        svg = None
+        if shutil.which("dot"):
+            d = subprocess.run(["dot", "-Tsvg"], input=dot_text, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, universal_newlines=True)
+            svg = d.stdout if d.returncode == 0 else None
+        return Report(r.stdout, claims, (r.returncode == 0) if verify else None, dot_text, svg,
+                      ex.exporter, ex.frozen)

@@ -1,0 +1,216 @@
+// Batched matrix kernels of the CUDA backend: the GPU counterparts of the dense parts of
+// runtime/lib/linalg.cpp (polar factor, eigendecomposition, inverse roots, Gram products)
+// and of the row/column reductions the Lau-Su and Symo steps use.
+//
+// Conventions (one for every function here):
+//  - Matrices are row-major fp32 in device memory, `batch` of them at `data + b * stride`,
+//    element (i, j) of one at [i * ld + j] (torch's layout for a contiguous [B, rows, cols]
+//    tensor: ld = cols, stride = rows * cols). A batch of 1 may use any stride.
+//  - Every call is ordered on the caller's `cudaStream_t`; nothing synchronizes the host,
+//    and nothing allocates after setup: handles and a small library workspace live in an
+//    Engine (created once), per-shape descriptors in a Plan (created once per shape set),
+//    scratch in a caller-owned device buffer of plan.workspace_bytes(). The calls are
+//    therefore capturable in a CUDA graph (the captured scalars are those of the capture).
+//  - One Engine must not be used from two streams at the same time (its library workspace
+//    is shared).
+//  - Failures (bad shapes, a CUDA / cuBLAS / cuSOLVER error, too small a workspace) throw
+//    symoc::rt::Error with a one-line message naming the call and the library status.
+//    Numerical failures of an eigensolver are left in a device `info` array (see EighPlan).
+//  - Unless noted, `out` may alias the input.
+#pragma once
+
+#include "symoc/runtime/core.h"
+#include "symoc/runtime/linalg.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace symoc::cuda {
+
+using rt::EigPrecision;
+using rt::Error;
+using rt::MatFnOptions;
+using rt::PolarMethod;
+using rt::PolarOptions;
+
+// A strided batch of row-major fp32 matrices in device memory.
+struct Batch {
+  float *data = nullptr;
+  int64_t batch = 1, rows = 0, cols = 0, ld = 0, stride = 0;
+  Batch() = default;
+  // Packed: ld = cols, stride = rows * cols.
+  Batch(float *d, int64_t b, int64_t r, int64_t c) : data(d), batch(b), rows(r), cols(c), ld(c), stride(r * c) {}
+  Batch(float *d, int64_t b, int64_t r, int64_t c, int64_t l, int64_t s)
+      : data(d), batch(b), rows(r), cols(c), ld(l), stride(s) {}
+  float *matrix(int64_t b) const { return data + b * stride; }
+};
+
+struct Shape {
+  int64_t batch = 1, rows = 0, cols = 0;
+};
+
+// Caller-owned device scratch for one plan call (256-byte aligned base recommended).
+struct Workspace {
+  void *ptr = nullptr;
+  size_t bytes = 0;
+};
+
+// Library handles (cuBLAS, cuBLASLt, cuSOLVER) on one device plus a 32 MiB library
+// workspace, created once; destroyed with the Engine.
+class Engine {
+public:
+  explicit Engine(int device = -1); // -1: the current device
+  ~Engine();
+  Engine(const Engine &) = delete;
+  Engine &operator=(const Engine &) = delete;
+  struct Impl;
+  Impl &impl() { return *impl_; }
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// ------------------------------------------------------------------ products (fp32)
+// C = alpha op(A) op(B) + beta C for every matrix of the batch (C.batch of them; A or B
+// may have batch 1 and are then shared). Exact fp32 (no TF32). CPU: rt::gemm.
+void gemm(Engine &, bool transA, bool transB, float alpha, const Batch &A, const Batch &B, float beta,
+          const Batch &C, cudaStream_t);
+
+// C = alpha A A^T + beta C (transA = false) or alpha A^T A + beta C (transA = true), full
+// symmetric result, fp32. Shampoo's L += G G^T, R += G^T G and Symo's one-sided statistics.
+// Batched GEMM (both triangles; a symmetric rank-k update per matrix only pays for few
+// large matrices: syrk is not batched in cuBLAS). The result is mirrored from the upper
+// triangle, so it is exactly symmetric as on the CPU. CPU: rt::gram.
+void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t);
+
+// ------------------------------------------------------------ row / column reductions
+// All per matrix of the batch, fp32 data, sums in fp64.
+enum class Axis { Rows, Cols };
+// out[b * n + i] = ||row i|| (Rows, n = rows) or ||column i|| (Cols, n = cols).
+void norms(const Batch &X, Axis, float *out, cudaStream_t);
+// Y = X with each row (Rows) or column (Cols) divided by (its norm + eps): Lau-Su Row / Col
+// (CPU: rowscale in runtime/lib/optim.cpp).
+void normalize(const Batch &X, Axis, float eps, const Batch &Y, cudaStream_t);
+// Y = X minus its mean row (each column centred): Lau-Su CenteredRow, Symo's S components.
+void center_rows(const Batch &X, const Batch &Y, cudaStream_t);
+// out[b] = ||X_b||_F (CPU: rt::frob_norm); out[b] = <X_b, Y_b> (the Lau-Su nuclear scale).
+void frob_norms(const Batch &X, float *out, cudaStream_t);
+void dots(const Batch &X, const Batch &Y, float *out, cudaStream_t);
+// X_b *= s[b] (s on the device: no host round trip for data-dependent scales).
+void scale(const Batch &X, const float *s, cudaStream_t);
+
+// ------------------------------------------------------------------ eigendecomposition
+// Symmetric eigendecomposition of each n x n S_b (read from its row-major lower triangle,
+// as LAPACK's 'U' on the column-major view, like rt::sym_eig): w ascending, row k of V_b the
+// k-th eigenvector. Method: Jacobi batched (cusolverDn{S,D}syevjBatched) for n <= 32,
+// cusolverDnXsyevBatched (one call for the whole batch; one cusolverDnXsyevd per matrix
+// where the library reports it unsupported) above. Float64
+// converts in and out of double. info (device, batch ints, or null: kept in the workspace)
+// receives cuSOLVER's per-matrix status. CPU: rt::sym_eig.
+enum class EigMethod { Auto, Jacobi, Batched };
+class EighPlan {
+public:
+  EighPlan(Engine &, int64_t n, int64_t batch, EigPrecision, EigMethod = EigMethod::Auto);
+  ~EighPlan();
+  size_t workspace_bytes() const;
+  void run(const Batch &S, float *w, const Batch &V, Workspace, cudaStream_t, int *info = nullptr);
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// out_b = (S_b + eps I)^p for symmetric PSD S_b via the eigendecomposition: S symmetrized
+// ((S + S^T) / 2), eigenvalues clamped at 0, then + eps; for p < 0 eigenvalues <=
+// o.rcond * max map to 0 (pseudo-inverse). In o.precision (double by default, as the CPU).
+// Shampoo's inverse p-th roots (p = -1/exponent) and Symo's (C + eps I)^{-1/2}.
+// CPU: rt::sym_pow_eig.
+class SymPowPlan {
+public:
+  SymPowPlan(Engine &, int64_t n, int64_t batch, const MatFnOptions & = {});
+  ~SymPowPlan();
+  size_t workspace_bytes() const;
+  void run(const Batch &S, double p, double eps, const Batch &out, Workspace, cudaStream_t);
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// out_b = X_b (X_b^T X_b + eps I)^p (right) or (X_b X_b^T + eps I)^p X_b (left), with the
+// eigenvalue cut rcond for p < 0. Float64: Gram, eigh and both products in double
+// (CPU: rt::gram_pow_apply; the eigen route of rt::polar, and Lau-Su's left spectral step).
+// Float32: fp32 Gram, sym_pow in fp32, fp32 product (the CPU polar's Float32 eigen route).
+class GramPowPlan {
+public:
+  GramPowPlan(Engine &, Shape, bool right, EigPrecision = EigPrecision::Float64);
+  ~GramPowPlan();
+  size_t workspace_bytes() const;
+  void run(const Batch &X, double p, double eps, double rcond, const Batch &out, Workspace, cudaStream_t);
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// ------------------------------------------------------------------ polar factor
+// Polar factor U V^T of each matrix by an odd quintic iteration in bf16 operands with fp32
+// accumulation (Muon): X <- X / (||X||_F * s + 1e-7) (||X|| from the fp32 input, s = 1 for
+// Newton-Schulz, 1.01 for Polar Express), then `steps` times
+//   A = X X^T,  B = b A + c A A,  X <- a X + B X
+// with (a, b, c) = (3.4445, -4.7750, 2.0315) (Newton-Schulz) or the per-step Polar Express
+// table, on the wide orientation (a tall matrix, rows > cols, is iterated as its transpose,
+// like rt::newton_schulz5 / rt::polar_express and muon.py's X.mT). Every GEMM output is
+// rounded to bf16 as torch's bf16 Muon does. out = out_scale * X (fp32).
+// Groups of one plan are packed into shape banks: matrices whose wide orientation has the
+// same (r, k) share one strided-batched GEMM per product (768x3072 and 3072x768 together),
+// and every B = bA + cA^2 of the same r is one GEMM. `out` may alias `in`.
+// CPU: rt::newton_schulz5, rt::polar_express.
+struct PolarGroup {
+  Batch in, out;
+  float out_scale = 1.f; // Muon's max(1, rows/cols)^{1/2}, Moonlight's 0.2 max(rows, cols)^{1/2}
+};
+enum class PolarIteration { NewtonSchulz, PolarExpress };
+// Switches for benchmarks and fallbacks; the defaults are the fast path.
+struct NsTuning {
+  bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
+  bool lt = true;    // cuBLASLt with C != D (false: cublasGemmStridedBatchedEx after a copy)
+};
+class NewtonSchulzPlan {
+public:
+  NewtonSchulzPlan(Engine &, std::vector<Shape> groups, PolarIteration = PolarIteration::NewtonSchulz, int steps = 5,
+                   NsTuning = {});
+  ~NewtonSchulzPlan();
+  size_t workspace_bytes() const;
+  // groups[i] must have the shape given at construction.
+  void run(const PolarGroup *groups, size_t n, Workspace, cudaStream_t);
+  // Floating-point operations of one run (4 r^2 k + 2 r^3 per matrix and step).
+  double flops() const;
+  bool uses_lt() const; // every GEMM found a cuBLASLt algorithm
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// rt::polar's dispatcher over the routes above, with rt::PolarOptions: Auto takes the eigen
+// route when min(rows, cols) <= auto_eig_max (GramPowPlan, in fn.precision; rcond =
+// polar_rcond in double, fn.rcond in float as on the CPU), else Newton-Schulz; NewtonSchulz
+// uses ns_steps, PolarExpress pe_steps. out_scale as above.
+class PolarPlan {
+public:
+  PolarPlan(Engine &, std::vector<Shape> groups, const PolarOptions & = {});
+  ~PolarPlan();
+  size_t workspace_bytes() const;
+  void run(const PolarGroup *groups, size_t n, Workspace, cudaStream_t);
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace symoc::cuda

@@ -1,0 +1,116 @@
+// fp32 / fp64 batched products: gemm() and gram() of matrix.h and the row-major GEMM
+// wrapper the matrix functions build on.
+#include "blas.cuh"
+
+#include <climits>
+
+namespace symoc::cuda {
+namespace detail {
+
+namespace {
+void need_int(int64_t v, const char *what) {
+  if (v > INT_MAX) fail(what, "dimension " + std::to_string(v) + " exceeds cuBLAS's int range");
+}
+cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
+                         const float *al, const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
+                         const float *be, float *C, int ldc, long long sC, int batch) {
+  return cublasSgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
+}
+cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
+                         const double *al, const double *A, int lda, long long sA, const double *B, int ldb,
+                         long long sB, const double *be, double *C, int ldc, long long sC, int batch) {
+  return cublasDgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
+}
+
+template <class T> __global__ void mirror_kernel(T *C, int64_t n, int64_t ld, int64_t stride) {
+  __shared__ T tile[32][33];
+  const int64_t ti = blockIdx.y, tj = blockIdx.x; // destination tile (ti >= tj: lower part)
+  if (tj > ti) return;
+  T *c = C + int64_t(blockIdx.z) * stride;
+  // Load the mirrored source tile (tj, ti) of the upper part.
+  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+    const int64_t i = tj * 32 + r, j = ti * 32 + threadIdx.x;
+    if (i < n && j < n) tile[r][threadIdx.x] = c[i * ld + j];
+  }
+  __syncthreads();
+  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+    const int64_t i = ti * 32 + r, j = tj * 32 + threadIdx.x;
+    if (i < n && j < n && i > j) c[i * ld + j] = tile[threadIdx.x][r];
+  }
+}
+} // namespace
+
+template <class T>
+void gemm_rm(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
+             int64_t sA, const T *B, int64_t ldb, int64_t sB, T beta, T *C, int64_t ldc, int64_t sC, int64_t batch,
+             const char *what) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  for (int64_t v : {M, N, K, lda, ldb, ldc, batch}) need_int(v, what);
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first.
+  const int kk = int(K > 0 ? K : 0);
+  check(gemm_call(e.blas, tB ? CUBLAS_OP_T : CUBLAS_OP_N, tA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), kk, &alpha,
+                  B, int(std::max<int64_t>(ldb, 1)), sB, A, int(std::max<int64_t>(lda, 1)), sA, &beta, C, int(ldc), sC,
+                  int(batch)),
+        what);
+}
+template void gemm_rm<float>(Engine::Impl &, bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                             int64_t, const float *, int64_t, int64_t, float, float *, int64_t, int64_t, int64_t,
+                             const char *);
+template void gemm_rm<double>(Engine::Impl &, bool, bool, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                              int64_t, const double *, int64_t, int64_t, double, double *, int64_t, int64_t, int64_t,
+                              const char *);
+
+template <class T> void mirror_upper(T *C, int64_t n, int64_t ld, int64_t stride, int64_t batch, cudaStream_t s) {
+  if (n <= 1 || batch == 0) return;
+  const unsigned t = unsigned((n + 31) / 32);
+  mirror_kernel<T><<<dim3(t, t, unsigned(batch)), dim3(32, 8), 0, s>>>(C, n, ld, stride);
+  check_launch("mirror");
+}
+template void mirror_upper<float>(float *, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
+template void mirror_upper<double>(double *, int64_t, int64_t, int64_t, int64_t, cudaStream_t);
+
+} // namespace detail
+
+using namespace detail;
+
+namespace {
+int64_t shared_stride(const Batch &X, int64_t batch, const char *what, const char *name) {
+  if (X.batch == batch) return batch > 1 ? X.stride : 0;
+  if (X.batch == 1) return 0;
+  fail(what, std::string(name) + " has batch " + std::to_string(X.batch) + ", expected 1 or " + std::to_string(batch));
+}
+} // namespace
+
+void gemm(Engine &eng, bool tA, bool tB, float alpha, const Batch &A, const Batch &B, float beta, const Batch &C,
+          cudaStream_t s) {
+  const char *what = "gemm";
+  check_batch(A, what, "A");
+  check_batch(B, what, "B");
+  check_batch(C, what, "C");
+  const int64_t m = tA ? A.cols : A.rows, k = tA ? A.rows : A.cols;
+  const int64_t kb = tB ? B.cols : B.rows, n = tB ? B.rows : B.cols;
+  if (k != kb || C.rows != m || C.cols != n)
+    fail(what, "shape mismatch (" + std::to_string(m) + "x" + std::to_string(k) + ") * (" + std::to_string(kb) + "x" +
+                   std::to_string(n) + ") -> " + std::to_string(C.rows) + "x" + std::to_string(C.cols));
+  const int64_t sA = shared_stride(A, C.batch, what, "A"), sB = shared_stride(B, C.batch, what, "B");
+  Engine::Impl &e = eng.impl();
+  e.bind(s);
+  gemm_rm<float>(e, tA, tB, m, n, k, alpha, A.data, A.ld, sA, B.data, B.ld, sB, beta, C.data, C.ld,
+                 C.batch > 1 ? C.stride : 0, C.batch, what);
+}
+
+void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t s) {
+  const char *what = "gram";
+  check_batch(A, what, "A");
+  check_batch(C, what, "C");
+  const int64_t n = tA ? A.cols : A.rows, k = tA ? A.rows : A.cols;
+  if (C.rows != n || C.cols != n) fail(what, "output must be " + std::to_string(n) + "x" + std::to_string(n));
+  if (A.batch != C.batch) fail(what, "A and C batches differ");
+  Engine::Impl &e = eng.impl();
+  e.bind(s);
+  const int64_t sA = A.batch > 1 ? A.stride : 0, sC = C.batch > 1 ? C.stride : 0;
+  gemm_rm<float>(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, beta, C.data, C.ld, sC, C.batch, what);
+  mirror_upper<float>(C.data, n, C.ld, sC, C.batch, s);
+}
+
+} // namespace symoc::cuda

@@ -1,0 +1,69 @@
+// Internal helpers of the CUDA matrix kernels: status checks that throw rt::Error, the
+// Engine's handles, and a bump allocator over the caller's workspace.
+#pragma once
+
+#include "symoc/cuda/matrix.h"
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#include <string>
+
+namespace symoc::cuda::detail {
+
+[[noreturn]] void fail(const char *what, const std::string &status);
+inline void check(cudaError_t e, const char *what) {
+  if (e != cudaSuccess) fail(what, std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e));
+}
+inline void check(cublasStatus_t s, const char *what) {
+  if (s != CUBLAS_STATUS_SUCCESS) fail(what, cublasGetStatusName(s));
+}
+void check(cusolverStatus_t s, const char *what);
+// After a kernel launch: a launch error (bad configuration) is reported at once.
+inline void check_launch(const char *what) { check(cudaGetLastError(), what); }
+
+constexpr size_t kAlign = 256;
+inline size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Carves aligned pieces out of a workspace; the same sequence of take() calls sizes the
+// workspace (base null) and uses it.
+class Carver {
+public:
+  explicit Carver(void *base = nullptr) : base_(static_cast<char *>(base)) {}
+  template <class T> T *take(size_t n) {
+    T *p = base_ ? reinterpret_cast<T *>(base_ + used_) : nullptr;
+    used_ += align_up(n * sizeof(T));
+    return p;
+  }
+  size_t used() const { return used_; }
+
+private:
+  char *base_;
+  size_t used_ = 0;
+};
+
+inline void need_workspace(const Workspace &ws, size_t bytes, const char *what) {
+  if (bytes > 0 && (ws.ptr == nullptr || ws.bytes < bytes))
+    fail(what, "workspace of " + std::to_string(ws.bytes) + " bytes, needs " + std::to_string(bytes));
+  if (reinterpret_cast<uintptr_t>(ws.ptr) % 16 != 0) fail(what, "workspace not 16-byte aligned");
+}
+
+void check_batch(const Batch &X, const char *what, const char *name);
+
+} // namespace symoc::cuda::detail
+
+namespace symoc::cuda {
+struct Engine::Impl {
+  int device = 0;
+  cublasHandle_t blas = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  cusolverDnHandle_t solver = nullptr;
+  void *lib_ws = nullptr; // cuBLAS / cuBLASLt workspace
+  size_t lib_ws_bytes = size_t(32) << 20;
+  void *dummy = nullptr; // a valid device pointer for cuSOLVER's buffer-size queries
+  // Binds the handles to the stream (cheap; called at the start of every entry point).
+  void bind(cudaStream_t s);
+};
+} // namespace symoc::cuda

@@ -1,0 +1,204 @@
+// Batched symmetric eigendecomposition (cuSOLVER): Jacobi batched for small sides,
+// XsyevBatched above (one Xsyevd per matrix where that is unavailable). EighPlan of matrix.h.
+#include "eigh.cuh"
+
+#include <climits>
+
+namespace symoc::cuda {
+namespace detail {
+
+namespace {
+template <class T> __global__ void pack_kernel(const float *S, int64_t n, int64_t ld, int64_t stride, T *dst, bool sym) {
+  const int64_t b = blockIdx.y, nn = n * n;
+  const float *s = S + b * stride;
+  T *d = dst + b * nn;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < nn; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = e / n, j = e - i * n;
+    d[e] = sym ? T(0.5) * (T(s[i * ld + j]) + T(s[j * ld + i])) : T(s[i * ld + j]);
+  }
+}
+template <class T>
+__global__ void unpack_kernel(const T *src, int64_t rows, int64_t cols, float *out, int64_t ld, int64_t stride) {
+  const int64_t b = blockIdx.y, total = rows * cols;
+  const T *s = src + b * total;
+  float *o = out + b * stride;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = e / cols, j = e - i * cols;
+    o[i * ld + j] = float(s[e]);
+  }
+}
+template <class T> __global__ void to_float_kernel(const T *src, float *dst, int64_t n) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
+    dst[e] = float(src[e]);
+}
+unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
+unsigned batch_dim(int64_t b) {
+  if (b > 65535) fail("batched matrix kernel", "batch " + std::to_string(b) + " above 65535");
+  return unsigned(b);
+}
+} // namespace
+
+template <class T> void pack_square(const Batch &S, T *dst, bool sym, cudaStream_t s) {
+  if (S.rows == 0) return;
+  pack_kernel<T><<<dim3(blocks_for(S.rows * S.rows), batch_dim(S.batch)), 256, 0, s>>>(
+      S.data, S.rows, S.ld, S.batch > 1 ? S.stride : 0, dst, sym);
+  check_launch("pack");
+}
+template <class T> void unpack(const T *src, const Batch &out, cudaStream_t s) {
+  if (out.rows == 0 || out.cols == 0) return;
+  unpack_kernel<T><<<dim3(blocks_for(out.rows * out.cols), batch_dim(out.batch)), 256, 0, s>>>(
+      src, out.rows, out.cols, out.data, out.ld, out.batch > 1 ? out.stride : 0);
+  check_launch("unpack");
+}
+template <class T> void to_float(const T *src, float *dst, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  to_float_kernel<T><<<blocks_for(n), 256, 0, s>>>(src, dst, n);
+  check_launch("to_float");
+}
+template void pack_square<float>(const Batch &, float *, bool, cudaStream_t);
+template void pack_square<double>(const Batch &, double *, bool, cudaStream_t);
+template void unpack<float>(const float *, const Batch &, cudaStream_t);
+template void unpack<double>(const double *, const Batch &, cudaStream_t);
+template void to_float<float>(const float *, float *, int64_t, cudaStream_t);
+template void to_float<double>(const double *, float *, int64_t, cudaStream_t);
+
+// The row-major lower triangle of S is the column-major upper triangle: uplo = UPPER reads
+// it, and the column-major eigenvectors (columns) are the rows of the row-major result.
+EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMethod m)
+    : e_(e), n_(n), batch_(batch), dbl_(dbl), method_(m) {
+  if (n < 0 || batch < 1) fail("eigh", "invalid shape");
+  if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : EigMethod::Batched;
+  if (method_ == EigMethod::Jacobi && n > 32) fail("eigh", "Jacobi batched needs n <= 32, got " + std::to_string(n));
+  if (n == 0) return;
+  const auto jobz = CUSOLVER_EIG_MODE_VECTOR;
+  const auto uplo = CUBLAS_FILL_MODE_UPPER;
+  float *fd = static_cast<float *>(e_.dummy);
+  double *dd = static_cast<double *>(e_.dummy);
+  if (method_ == EigMethod::Jacobi) {
+    if (batch > INT_MAX) fail("eigh", "batch too large");
+    check(cusolverDnCreateSyevjInfo(&jac_), "cusolverDnCreateSyevjInfo");
+    check(cusolverDnXsyevjSetSortEig(jac_, 1), "cusolverDnXsyevjSetSortEig");
+    int lwork = 0;
+    if (dbl_)
+      check(cusolverDnDsyevjBatched_bufferSize(e_.solver, jobz, uplo, int(n), dd, int(n), dd, &lwork, jac_,
+                                               int(batch)),
+            "cusolverDnDsyevjBatched_bufferSize");
+    else
+      check(cusolverDnSsyevjBatched_bufferSize(e_.solver, jobz, uplo, int(n), fd, int(n), fd, &lwork, jac_,
+                                               int(batch)),
+            "cusolverDnSsyevjBatched_bufferSize");
+    dev_bytes_ = size_t(lwork) * (dbl_ ? sizeof(double) : sizeof(float));
+    return;
+  }
+  check(cusolverDnCreateParams(&params_), "cusolverDnCreateParams");
+  const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
+  cusolverStatus_t st = cusolverDnXsyevBatched_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t,
+                                                          e_.dummy, t, &dev_bytes_, &host_bytes_, batch);
+  if (st == CUSOLVER_STATUS_NOT_SUPPORTED) {
+    per_matrix_ = true;
+    check(cusolverDnXsyevd_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t, e_.dummy, t, &dev_bytes_,
+                                      &host_bytes_),
+          "cusolverDnXsyevd_bufferSize");
+  } else {
+    check(st, "cusolverDnXsyevBatched_bufferSize");
+  }
+  host_.resize(host_bytes_ > 0 ? host_bytes_ : 1);
+}
+
+EighCore::~EighCore() {
+  if (jac_) cusolverDnDestroySyevjInfo(jac_);
+  if (params_) cusolverDnDestroyParams(params_);
+}
+
+size_t EighCore::workspace_bytes() const { return align_up(dev_bytes_) + align_up(size_t(batch_) * sizeof(int)); }
+
+void EighCore::run(void *A, void *W, void *scratch, int *info, cudaStream_t s) {
+  if (n_ == 0) return;
+  e_.bind(s);
+  char *base = static_cast<char *>(scratch);
+  void *work = base;
+  if (!info) info = reinterpret_cast<int *>(base + align_up(dev_bytes_));
+  const auto jobz = CUSOLVER_EIG_MODE_VECTOR;
+  const auto uplo = CUBLAS_FILL_MODE_UPPER;
+  if (method_ == EigMethod::Jacobi) {
+    const int n = int(n_), lwork = int(dev_bytes_ / (dbl_ ? sizeof(double) : sizeof(float)));
+    if (dbl_)
+      check(cusolverDnDsyevjBatched(e_.solver, jobz, uplo, n, static_cast<double *>(A), n, static_cast<double *>(W),
+                                    static_cast<double *>(work), lwork, info, jac_, int(batch_)),
+            "cusolverDnDsyevjBatched");
+    else
+      check(cusolverDnSsyevjBatched(e_.solver, jobz, uplo, n, static_cast<float *>(A), n, static_cast<float *>(W),
+                                    static_cast<float *>(work), lwork, info, jac_, int(batch_)),
+            "cusolverDnSsyevjBatched");
+    return;
+  }
+  const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
+  const size_t es = dbl_ ? sizeof(double) : sizeof(float);
+  if (!per_matrix_) {
+    check(cusolverDnXsyevBatched(e_.solver, params_, jobz, uplo, n_, t, A, n_, t, W, t, work, dev_bytes_,
+                                 host_bytes_ ? host_.data() : nullptr, host_bytes_, info, batch_),
+          "cusolverDnXsyevBatched");
+    return;
+  }
+  for (int64_t b = 0; b < batch_; ++b)
+    check(cusolverDnXsyevd(e_.solver, params_, jobz, uplo, n_, t, static_cast<char *>(A) + size_t(b * n_ * n_) * es,
+                           n_, t, static_cast<char *>(W) + size_t(b * n_) * es, t, work, dev_bytes_,
+                           host_bytes_ ? host_.data() : nullptr, host_bytes_, info + b),
+          "cusolverDnXsyevd");
+}
+
+} // namespace detail
+
+using namespace detail;
+
+struct EighPlan::Impl {
+  Impl(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMethod m) : core(e, n, batch, dbl, m), n(n), batch(batch), dbl(dbl) {}
+  EighCore core;
+  int64_t n, batch;
+  bool dbl;
+  // Scratch: A (packed, eigen precision), W (eigen precision), solver scratch.
+  size_t layout(Carver &c, void **A, void **W, void **solver) const {
+    const size_t es = dbl ? sizeof(double) : sizeof(float);
+    *A = c.take<char>(size_t(batch * n * n) * es);
+    *W = c.take<char>(size_t(batch * n) * es);
+    *solver = c.take<char>(core.workspace_bytes());
+    return c.used();
+  }
+};
+
+EighPlan::EighPlan(Engine &e, int64_t n, int64_t batch, EigPrecision p, EigMethod m)
+    : impl_(std::make_unique<Impl>(e.impl(), n, batch, p == EigPrecision::Float64, m)) {}
+EighPlan::~EighPlan() = default;
+
+size_t EighPlan::workspace_bytes() const {
+  Carver c;
+  void *a, *w, *s;
+  return impl_->layout(c, &a, &w, &s);
+}
+
+void EighPlan::run(const Batch &S, float *w, const Batch &V, Workspace ws, cudaStream_t s, int *info) {
+  Impl &im = *impl_;
+  check_batch(S, "eigh", "S");
+  check_batch(V, "eigh", "V");
+  if (S.rows != im.n || S.cols != im.n || S.batch != im.batch || V.rows != im.n || V.cols != im.n || V.batch != im.batch)
+    fail("eigh", "shape differs from the plan's (" + std::to_string(im.batch) + " x " + std::to_string(im.n) + "x" +
+                     std::to_string(im.n) + ")");
+  need_workspace(ws, workspace_bytes(), "eigh");
+  if (im.n == 0) return;
+  Carver c(ws.ptr);
+  void *A, *W, *scr;
+  im.layout(c, &A, &W, &scr);
+  if (im.dbl) {
+    pack_square<double>(S, static_cast<double *>(A), false, s);
+    im.core.run(A, W, scr, info, s);
+    unpack<double>(static_cast<double *>(A), V, s);
+    to_float<double>(static_cast<double *>(W), w, im.batch * im.n, s);
+  } else {
+    pack_square<float>(S, static_cast<float *>(A), false, s);
+    im.core.run(A, W, scr, info, s);
+    unpack<float>(static_cast<float *>(A), V, s);
+    to_float<float>(static_cast<float *>(W), w, im.batch * im.n, s);
+  }
+}
+
+} // namespace symoc::cuda

@@ -1,0 +1,65 @@
+// Engine: cuBLAS, cuBLASLt and cuSOLVER handles and the library workspace, created once.
+#include "common.cuh"
+
+namespace symoc::cuda {
+namespace detail {
+
+void fail(const char *what, const std::string &status) { throw Error(std::string("cuda ") + what + ": " + status); }
+
+void check(cusolverStatus_t s, const char *what) {
+  if (s == CUSOLVER_STATUS_SUCCESS) return;
+  const char *name = "unknown status";
+  switch (s) {
+  case CUSOLVER_STATUS_NOT_INITIALIZED: name = "CUSOLVER_STATUS_NOT_INITIALIZED"; break;
+  case CUSOLVER_STATUS_ALLOC_FAILED: name = "CUSOLVER_STATUS_ALLOC_FAILED"; break;
+  case CUSOLVER_STATUS_INVALID_VALUE: name = "CUSOLVER_STATUS_INVALID_VALUE"; break;
+  case CUSOLVER_STATUS_ARCH_MISMATCH: name = "CUSOLVER_STATUS_ARCH_MISMATCH"; break;
+  case CUSOLVER_STATUS_EXECUTION_FAILED: name = "CUSOLVER_STATUS_EXECUTION_FAILED"; break;
+  case CUSOLVER_STATUS_INTERNAL_ERROR: name = "CUSOLVER_STATUS_INTERNAL_ERROR"; break;
+  case CUSOLVER_STATUS_NOT_SUPPORTED: name = "CUSOLVER_STATUS_NOT_SUPPORTED"; break;
+  default: break;
+  }
+  fail(what, std::string(name) + " (" + std::to_string(int(s)) + ")");
+}
+
+void check_batch(const Batch &X, const char *what, const char *name) {
+  if (X.batch < 1 || X.rows < 0 || X.cols < 0 || X.ld < X.cols || (X.batch > 1 && X.stride < 1))
+    fail(what, std::string(name) + " has an invalid shape (batch " + std::to_string(X.batch) + ", " +
+                   std::to_string(X.rows) + "x" + std::to_string(X.cols) + ", ld " + std::to_string(X.ld) +
+                   ", stride " + std::to_string(X.stride) + ")");
+  if (X.rows > 0 && X.cols > 0 && X.data == nullptr) fail(what, std::string(name) + " is null");
+}
+
+} // namespace detail
+
+using namespace detail;
+
+void Engine::Impl::bind(cudaStream_t s) {
+  check(cublasSetStream(blas, s), "cublasSetStream");
+  check(cublasSetWorkspace(blas, lib_ws, lib_ws_bytes), "cublasSetWorkspace");
+  check(cusolverDnSetStream(solver, s), "cusolverDnSetStream");
+}
+
+Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
+  if (device < 0) check(cudaGetDevice(&device), "cudaGetDevice");
+  else check(cudaSetDevice(device), "cudaSetDevice");
+  impl_->device = device;
+  check(cublasCreate(&impl_->blas), "cublasCreate");
+  check(cublasLtCreate(&impl_->lt), "cublasLtCreate");
+  check(cusolverDnCreate(&impl_->solver), "cusolverDnCreate");
+  // Exact fp32 products: no TF32 (the CPU runtime's sgemm is plain fp32).
+  check(cublasSetMathMode(impl_->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  check(cudaMalloc(&impl_->lib_ws, impl_->lib_ws_bytes), "cudaMalloc (library workspace)");
+  check(cudaMalloc(&impl_->dummy, 256), "cudaMalloc");
+}
+
+Engine::~Engine() {
+  if (!impl_) return;
+  if (impl_->solver) cusolverDnDestroy(impl_->solver);
+  if (impl_->lt) cublasLtDestroy(impl_->lt);
+  if (impl_->blas) cublasDestroy(impl_->blas);
+  if (impl_->lib_ws) cudaFree(impl_->lib_ws);
+  if (impl_->dummy) cudaFree(impl_->dummy);
+}
+
+} // namespace symoc::cuda

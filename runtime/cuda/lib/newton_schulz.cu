@@ -1,0 +1,383 @@
+// Batched polar factor by the quintic Newton-Schulz / Polar Express iteration in bf16 with
+// fp32 accumulation (NewtonSchulzPlan of matrix.h; CPU: rt::newton_schulz5, rt::polar_express
+// in runtime/lib/linalg.cpp).
+//
+// Layout: every matrix is packed, normalized and in its wide orientation (r = min side rows,
+// k = max side columns, a tall input transposed), into a bank of all matrices with the same
+// (r, k); the r x r products A and B of all banks with the same r live in one class buffer.
+// Per step: one GEMM per bank for A = X X^T, one per class for B = b A + c A A, one per bank
+// for X' = a X + B X. cuBLASLt takes C != D (no copies); where it offers no algorithm, a
+// strided-batched cublasGemmEx runs after a copy of C into D.
+#include "rowops.cuh"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <climits>
+#include <map>
+
+namespace symoc::cuda {
+namespace detail {
+namespace {
+
+using bf16 = __nv_bfloat16;
+constexpr int64_t kLdAlign = 8;        // bf16 leading dimensions: multiples of 16 bytes
+constexpr int64_t kStrideAlign = 128;  // matrix strides: multiples of 256 bytes
+int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+// One column-major strided-batched GEMM D = alpha op(A) op(B) + beta C, bf16 in and out,
+// fp32 compute, descriptors and algorithm chosen once.
+struct BatchedGemm {
+  cublasOperation_t opA = CUBLAS_OP_N, opB = CUBLAS_OP_N;
+  int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0, sA = 0, sB = 0, sC = 0, batch = 0;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool lt = false;
+
+  void setup(Engine::Impl &e, bool try_lt) {
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || batch > INT_MAX) fail("newton_schulz", "dimensions too large");
+    if (!try_lt) return;
+    check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    int32_t ta = opA, tb = opB;
+    check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "cublasLt TRANSA");
+    check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "cublasLt TRANSB");
+    auto layout = [&](cublasLtMatrixLayout_t &l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
+      check(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, uint64_t(rows), uint64_t(cols), ld), "cublasLtMatrixLayoutCreate");
+      int32_t bc = int32_t(batch);
+      check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)), "cublasLt batch");
+      check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)),
+            "cublasLt stride");
+    };
+    // Stored shapes (column-major) before op.
+    layout(la, opA == CUBLAS_OP_N ? m : k, opA == CUBLAS_OP_N ? k : m, lda, sA);
+    layout(lb, opB == CUBLAS_OP_N ? k : n, opB == CUBLAS_OP_N ? n : k, ldb, sB);
+    layout(lc, m, n, ldc, sC);
+    cublasLtMatmulPreference_t pref;
+    check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+    uint64_t wsb = e.lib_ws_bytes;
+    check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
+          "cublasLt workspace preference");
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
+      algo = res.algo;
+      lt = true;
+    }
+  }
+  void destroy() {
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    la = lb = lc = nullptr;
+    desc = nullptr;
+  }
+  void run(Engine::Impl &e, float alpha, const bf16 *A, const bf16 *B, float beta, const bf16 *C, bf16 *D,
+           cudaStream_t s) const {
+    if (lt) {
+      check(cublasLtMatmul(e.lt, desc, &alpha, A, la, B, lb, &beta, C, lc, D, lc, &algo, e.lib_ws, e.lib_ws_bytes, s),
+            "cublasLtMatmul (newton_schulz)");
+      return;
+    }
+    if (beta != 0.f && C != D)
+      check(cudaMemcpyAsync(D, C, size_t(sC * batch) * sizeof(bf16), cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync");
+    check(cublasGemmStridedBatchedEx(e.blas, opA, opB, int(m), int(n), int(k), &alpha, A, CUDA_R_16BF, int(lda), sA, B,
+                                     CUDA_R_16BF, int(ldb), sB, &beta, D, CUDA_R_16BF, int(ldc), sC, int(batch),
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmStridedBatchedEx (newton_schulz)");
+  }
+};
+
+struct BankInfo {
+  int64_t r = 0, k = 0, ldk = 0, sx = 0, count = 0;
+  int cls = 0;
+  int64_t cls_first = 0; // index of the bank's first matrix in its class
+  bf16 *X0 = nullptr, *X1 = nullptr;
+  BatchedGemm gram, apply;
+};
+struct ClassInfo {
+  int64_t r = 0, ldr = 0, sr = 0, count = 0;
+  bf16 *A = nullptr, *B = nullptr;
+  BatchedGemm square;
+};
+struct GroupInfo {
+  Shape shape;
+  bool tall = false;
+  int bank = -1;
+  int64_t first = 0;   // index in its bank
+  int64_t global = 0;  // index over all matrices (norm partials)
+};
+
+__global__ void pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld, int64_t stride, bool tall,
+                            const double *part, int64_t part_first, double scale_mul, bf16 *X, int64_t ldk, int64_t sx) {
+  __shared__ float tile[32][33];
+  const int64_t b = blockIdx.z;
+  const float inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
+  const float *src = in + b * stride;
+  bf16 *dst = X + b * sx;
+  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32;
+  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+    const int64_t i = i0 + t, j = j0 + threadIdx.x;
+    if (i < R && j < C) tile[t][threadIdx.x] = src[i * ld + j];
+  }
+  __syncthreads();
+  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+    if (!tall) {
+      const int64_t i = i0 + t, j = j0 + threadIdx.x;
+      if (i < R && j < C) dst[i * ldk + j] = __float2bfloat16(tile[t][threadIdx.x] * inv);
+    } else { // element (i, j) of the input goes to (j, i)
+      const int64_t j = j0 + t, i = i0 + threadIdx.x;
+      if (i < R && j < C) dst[j * ldk + i] = __float2bfloat16(tile[threadIdx.x][t] * inv);
+    }
+  }
+}
+
+__global__ void unpack_kernel(const bf16 *X, int64_t ldk, int64_t sx, bool tall, float scale, float *out, int64_t R,
+                              int64_t C, int64_t ld, int64_t stride) {
+  __shared__ float tile[32][33];
+  const int64_t b = blockIdx.z;
+  const bf16 *src = X + b * sx;
+  float *dst = out + b * stride;
+  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32; // tile of the output
+  if (!tall) {
+    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+      const int64_t i = i0 + t, j = j0 + threadIdx.x;
+      if (i < R && j < C) dst[i * ld + j] = scale * __bfloat162float(src[i * ldk + j]);
+    }
+    return;
+  }
+  // out(i, j) = X(j, i): read rows j of X coalesced along i.
+  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+    const int64_t j = j0 + t, i = i0 + threadIdx.x;
+    if (i < R && j < C) tile[t][threadIdx.x] = __bfloat162float(src[j * ldk + i]);
+  }
+  __syncthreads();
+  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+    const int64_t i = i0 + t, j = j0 + threadIdx.x;
+    if (i < R && j < C) dst[i * ld + j] = scale * tile[threadIdx.x][t];
+  }
+}
+
+// Polar Express (Amsel, Persson, Musco & Gower, arXiv 2505.16932): the same table and safety
+// divisions as rt::polar_express.
+const double kPolarExpress[8][3] = {{8.28721201814563, -23.595886519098837, 17.300387312530933},
+                                    {4.107059111542203, -2.9478499167379106, 0.5448431082926601},
+                                    {3.9486908534822946, -2.908902115962949, 0.5518191394370137},
+                                    {3.3184196573706015, -2.488488024314874, 0.51004894012372},
+                                    {2.300652019954817, -1.6689039845747493, 0.4188073119525673},
+                                    {1.891301407787398, -1.2679958271945868, 0.37680408948524835},
+                                    {1.8750014808534479, -1.2500016453999487, 0.3750001645474248},
+                                    {1.875, -1.25, 0.375}};
+
+} // namespace
+} // namespace detail
+
+using namespace detail;
+
+struct NewtonSchulzPlan::Impl {
+  Engine::Impl &e;
+  PolarIteration iter;
+  int steps;
+  NsTuning tune;
+  std::vector<GroupInfo> groups;
+  std::vector<BankInfo> banks;
+  std::vector<ClassInfo> classes;
+  int64_t total = 0;
+  size_t bytes = 0;
+
+  Impl(Engine::Impl &e, std::vector<Shape> shapes, PolarIteration it, int steps, NsTuning t)
+      : e(e), iter(it), steps(steps), tune(t) {
+    if (steps < 0) fail("newton_schulz", "steps must be >= 0");
+    std::map<std::pair<int64_t, int64_t>, int> bank_of;
+    std::map<int64_t, int> class_of;
+    for (const Shape &sh : shapes) {
+      if (sh.batch < 1 || sh.rows < 0 || sh.cols < 0) fail("newton_schulz", "invalid group shape");
+      GroupInfo g;
+      g.shape = sh;
+      g.global = total;
+      total += sh.batch;
+      if (sh.batch > 65535) fail("newton_schulz", "group batch above 65535");
+      g.tall = sh.rows > sh.cols;
+      const int64_t r = std::min(sh.rows, sh.cols), k = std::max(sh.rows, sh.cols);
+      if (r > 0) {
+        auto key = std::make_pair(r, k);
+        if (!tune.banks) key.second = -int64_t(groups.size()) - 1; // one bank per group
+        auto it = bank_of.find(key);
+        if (it == bank_of.end()) {
+          it = bank_of.emplace(key, int(banks.size())).first;
+          BankInfo b;
+          b.r = r, b.k = k;
+          banks.push_back(b);
+        }
+        g.bank = it->second;
+        g.first = banks[size_t(g.bank)].count;
+        banks[size_t(g.bank)].count += sh.batch;
+      }
+      groups.push_back(g);
+    }
+    for (size_t bi = 0; bi < banks.size(); ++bi) {
+      BankInfo &b = banks[bi];
+      const int64_t ckey = tune.banks ? b.r : -int64_t(bi) - 1;
+      auto it = class_of.find(ckey);
+      if (it == class_of.end()) {
+        it = class_of.emplace(ckey, int(classes.size())).first;
+        ClassInfo c;
+        c.r = b.r;
+        classes.push_back(c);
+      }
+      b.cls = it->second;
+      b.cls_first = classes[size_t(b.cls)].count;
+      classes[size_t(b.cls)].count += b.count;
+      b.ldk = round_up(b.k, kLdAlign);
+      b.sx = round_up(b.r * b.ldk, kStrideAlign);
+    }
+    for (ClassInfo &c : classes) {
+      c.ldr = round_up(c.r, kLdAlign);
+      c.sr = round_up(c.r * c.ldr, kStrideAlign);
+    }
+    for (BankInfo &b : banks) {
+      const ClassInfo &c = classes[size_t(b.cls)];
+      // A = X X^T: column-major A = Xcm^T Xcm, Xcm (k x r, ld ldk) the stored X.
+      b.gram.opA = CUBLAS_OP_T, b.gram.opB = CUBLAS_OP_N;
+      b.gram.m = b.r, b.gram.n = b.r, b.gram.k = b.k;
+      b.gram.lda = b.ldk, b.gram.ldb = b.ldk, b.gram.ldc = c.ldr;
+      b.gram.sA = b.sx, b.gram.sB = b.sx, b.gram.sC = c.sr, b.gram.batch = b.count;
+      b.gram.setup(e, tune.lt);
+      // X' = a X + B X: column-major X'cm (k x r) = Xcm (k x r) Bstored (r x r).
+      b.apply.opA = CUBLAS_OP_N, b.apply.opB = CUBLAS_OP_N;
+      b.apply.m = b.k, b.apply.n = b.r, b.apply.k = b.r;
+      b.apply.lda = b.ldk, b.apply.ldb = c.ldr, b.apply.ldc = b.ldk;
+      b.apply.sA = b.sx, b.apply.sB = c.sr, b.apply.sC = b.sx, b.apply.batch = b.count;
+      b.apply.setup(e, tune.lt);
+    }
+    for (ClassInfo &c : classes) {
+      // B = c A A + b A (A symmetric: the column-major view needs no transposes).
+      c.square.m = c.square.n = c.square.k = c.r;
+      c.square.lda = c.square.ldb = c.square.ldc = c.ldr;
+      c.square.sA = c.square.sB = c.square.sC = c.sr;
+      c.square.batch = c.count;
+      c.square.setup(e, tune.lt);
+    }
+    Carver cv;
+    layout(cv);
+    bytes = cv.used();
+  }
+  ~Impl() {
+    for (BankInfo &b : banks) b.gram.destroy(), b.apply.destroy();
+    for (ClassInfo &c : classes) c.square.destroy();
+  }
+  double *layout(Carver &cv) {
+    double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
+    for (BankInfo &b : banks) {
+      b.X0 = cv.take<bf16>(size_t(b.sx * b.count));
+      b.X1 = cv.take<bf16>(size_t(b.sx * b.count));
+    }
+    for (ClassInfo &c : classes) {
+      c.A = cv.take<bf16>(size_t(c.sr * c.count));
+      c.B = cv.take<bf16>(size_t(c.sr * c.count));
+    }
+    return part;
+  }
+  void coef(int s, double &a, double &b, double &c) const {
+    if (iter == PolarIteration::NewtonSchulz) {
+      a = 3.4445, b = -4.7750, c = 2.0315;
+      return;
+    }
+    const int i = std::min(s, 7);
+    const double sf = i < 7 ? 1.01 : 1.0;
+    a = kPolarExpress[i][0] / sf, b = kPolarExpress[i][1] / (sf * sf * sf),
+    c = kPolarExpress[i][2] / (sf * sf * sf * sf * sf);
+  }
+  double flops() const {
+    double f = 0;
+    for (const BankInfo &b : banks)
+      f += double(steps) * double(b.count) * (4.0 * double(b.r) * b.r * b.k + 2.0 * double(b.r) * b.r * b.r);
+    return f;
+  }
+
+  void run(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s) {
+    if (n != groups.size())
+      fail("newton_schulz", "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(groups.size()));
+    for (size_t i = 0; i < n; ++i) {
+      const Shape &sh = groups[i].shape;
+      check_batch(gs[i].in, "newton_schulz", "in");
+      check_batch(gs[i].out, "newton_schulz", "out");
+      for (const Batch *x : {&gs[i].in, &gs[i].out})
+        if (x->batch != sh.batch || x->rows != sh.rows || x->cols != sh.cols)
+          fail("newton_schulz", "group " + std::to_string(i) + " differs from the plan's shape " +
+                                    std::to_string(sh.batch) + " x " + std::to_string(sh.rows) + "x" +
+                                    std::to_string(sh.cols));
+    }
+    need_workspace(ws, bytes, "newton_schulz");
+    Carver cv(ws.ptr);
+    double *part = layout(cv);
+    e.bind(s);
+    const double scale_mul = iter == PolarIteration::PolarExpress ? 1.01 : 1.0;
+    // 1. Frobenius norms (fp32 input, double sums) and the packed, normalized bf16 banks.
+    for (size_t i = 0; i < n; ++i) {
+      const GroupInfo &g = groups[i];
+      if (g.bank < 0) continue;
+      const Batch &in = gs[i].in;
+      const int64_t sin = in.batch > 1 ? in.stride : 0;
+      sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + g.global * kPartials,
+                            s);
+      const BankInfo &b = banks[size_t(g.bank)];
+      const dim3 grid(unsigned((in.cols + 31) / 32), unsigned((in.rows + 31) / 32), unsigned(in.batch));
+      pack_kernel<<<grid, dim3(32, 8), 0, s>>>(in.data, in.rows, in.cols, in.ld, sin, g.tall, part, g.global, scale_mul,
+                                               b.X0 + g.first * b.sx, b.ldk, b.sx);
+      check_launch("newton_schulz pack");
+    }
+    // 2. The iteration, ping-ponging X0 / X1 of every bank.
+    bool flip = false;
+    for (int st = 0; st < steps; ++st) {
+      double a, bb, c;
+      coef(st, a, bb, c);
+      for (const BankInfo &b : banks) {
+        const ClassInfo &cl = classes[size_t(b.cls)];
+        const bf16 *X = flip ? b.X1 : b.X0;
+        b.gram.run(e, 1.f, X, X, 0.f, cl.A + b.cls_first * cl.sr, cl.A + b.cls_first * cl.sr, s);
+      }
+      for (const ClassInfo &cl : classes) cl.square.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
+      for (const BankInfo &b : banks) {
+        const ClassInfo &cl = classes[size_t(b.cls)];
+        const bf16 *X = flip ? b.X1 : b.X0;
+        bf16 *Xn = flip ? b.X0 : b.X1;
+        b.apply.run(e, 1.f, X, cl.B + b.cls_first * cl.sr, float(a), X, Xn, s);
+      }
+      flip = !flip;
+    }
+    // 3. out = out_scale * X in the input's orientation.
+    for (size_t i = 0; i < n; ++i) {
+      const GroupInfo &g = groups[i];
+      if (g.bank < 0) continue;
+      const BankInfo &b = banks[size_t(g.bank)];
+      const Batch &out = gs[i].out;
+      const dim3 grid(unsigned((out.cols + 31) / 32), unsigned((out.rows + 31) / 32), unsigned(out.batch));
+      unpack_kernel<<<grid, dim3(32, 8), 0, s>>>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall,
+                                                 gs[i].out_scale, out.data, out.rows, out.cols, out.ld,
+                                                 out.batch > 1 ? out.stride : 0);
+      check_launch("newton_schulz unpack");
+    }
+  }
+};
+
+NewtonSchulzPlan::NewtonSchulzPlan(Engine &e, std::vector<Shape> groups, PolarIteration it, int steps, NsTuning t)
+    : impl_(std::make_unique<Impl>(e.impl(), std::move(groups), it, steps, t)) {}
+NewtonSchulzPlan::~NewtonSchulzPlan() = default;
+size_t NewtonSchulzPlan::workspace_bytes() const { return impl_->bytes; }
+double NewtonSchulzPlan::flops() const { return impl_->flops(); }
+bool NewtonSchulzPlan::uses_lt() const {
+  for (const auto &b : impl_->banks)
+    if (!b.gram.lt || !b.apply.lt) return false;
+  for (const auto &c : impl_->classes)
+    if (!c.square.lt) return false;
+  return true;
+}
+void NewtonSchulzPlan::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {
+  impl_->run(groups, n, ws, s);
+}
+
+} // namespace symoc::cuda

@@ -1,0 +1,195 @@
+// Microbenchmark of the batched matrix kernels on one GPU: the bf16 GEMM rate (8192^3), batched
+// Newton-Schulz over GPT-2-small's 48 hidden matrices (variants and CUDA-graph replay) against
+// the NS FLOP bound at that rate, and batched inverse roots (Shampoo) by eigendecomposition.
+// Medians of event-timed runs after warm-up; random data. Usage: symoc_gpu_matrix_bench [out.json]
+#include "gpu_util.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+
+using namespace gputest;
+namespace cu = symoc::cuda;
+
+namespace {
+
+__global__ void fill_kernel(float *x, size_t n, uint32_t seed, float scale) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 16, h *= 0x7feb352du, h ^= h >> 15, h *= 0x846ca68bu, h ^= h >> 16;
+    x[i] = scale * (float(h) * (2.f / 4294967296.f) - 1.f);
+  }
+}
+__global__ void fill_bf16_kernel(__nv_bfloat16 *x, size_t n, uint32_t seed) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 16, h *= 0x7feb352du, h ^= h >> 15, h *= 0x846ca68bu, h ^= h >> 16;
+    x[i] = __float2bfloat16(float(h) * (2.f / 4294967296.f) - 1.f);
+  }
+}
+void fill(float *x, size_t n, uint32_t seed, float scale = 1.f) {
+  fill_kernel<<<1024, 256>>>(x, n, seed, scale);
+  ck(cudaGetLastError(), "fill");
+}
+
+struct Timing {
+  double median, min;
+};
+Timing time_it(cudaStream_t s, int warm, int reps, const std::function<void()> &f) {
+  cudaEvent_t a, b;
+  ck(cudaEventCreate(&a), "event");
+  ck(cudaEventCreate(&b), "event");
+  for (int i = 0; i < warm; ++i) f();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    ck(cudaEventRecord(a, s), "record");
+    f();
+    ck(cudaEventRecord(b, s), "record");
+    ck(cudaEventSynchronize(b), "sync");
+    float t;
+    ck(cudaEventElapsedTime(&t, a, b), "elapsed");
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], ms.front()};
+}
+
+std::vector<std::pair<std::string, double>> results;
+void report(const std::string &k, double v, const char *unit) {
+  results.push_back({k, v});
+  std::printf("BENCH %-52s %12.4f %s\n", k.c_str(), v, unit);
+  std::fflush(stdout);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    cudaStream_t s;
+    ck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+    cudaDeviceProp prop;
+    ck(cudaGetDeviceProperties(&prop, 0), "props");
+    std::printf("# device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+    cu::Engine e;
+
+    // 1. bf16 GEMM rate, 8192^3, random data.
+    double rate = 0;
+    {
+      const int N = 8192;
+      Dev<__nv_bfloat16> A{size_t(N) * N}, B{size_t(N) * N}, C{size_t(N) * N};
+      fill_bf16_kernel<<<1024, 256>>>(A.p, A.n, 1u);
+      fill_bf16_kernel<<<1024, 256>>>(B.p, B.n, 2u);
+      cublasHandle_t h;
+      if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) throw symoc::rt::Error("cublasCreate");
+      cublasSetStream(h, s);
+      const float one = 1.f, zero = 0.f;
+      Timing t = time_it(s, 3, 10, [&] {
+        if (cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, N, N, N, &one, A.p, CUDA_R_16BF, N, B.p, CUDA_R_16BF, N, &zero, C.p,
+                         CUDA_R_16BF, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+          throw symoc::rt::Error("cublasGemmEx");
+      });
+      rate = 2.0 * N * N * double(N) / (t.median * 1e-3);
+      report("bf16 gemm 8192^3 TFLOP/s", rate / 1e12, "TFLOP/s");
+      cublasDestroy(h);
+    }
+
+    // 2. GPT-2-small hidden matrices, torch layouts (Conv1D weights are in x out).
+    const std::vector<cu::Shape> gpt2 = {{12, 768, 2304}, {12, 768, 768}, {12, 768, 3072}, {12, 3072, 768}};
+    std::vector<Dev<float>> in, out;
+    std::vector<cu::PolarGroup> groups;
+    in.reserve(4), out.reserve(4);
+    for (size_t g = 0; g < gpt2.size(); ++g) {
+      const auto &sh = gpt2[g];
+      const size_t n = size_t(sh.batch * sh.rows * sh.cols);
+      in.emplace_back(n);
+      out.emplace_back(n);
+      fill(in.back().p, n, uint32_t(17 + g), 0.01f);
+      const float scale = float(std::sqrt(std::max(1.0, double(sh.rows) / double(sh.cols))));
+      groups.push_back({cu::Batch(in.back().p, sh.batch, sh.rows, sh.cols), cu::Batch(out.back().p, sh.batch, sh.rows, sh.cols), scale});
+    }
+    ck(cudaDeviceSynchronize(), "sync");
+    struct Variant {
+      const char *name;
+      cu::NsTuning t;
+      cu::PolarIteration it;
+      int steps;
+    };
+    double ns_flops = 0;
+    const std::vector<Variant> variants = {{"ns5 banks+lt", {true, true}, cu::PolarIteration::NewtonSchulz, 5},
+                                           {"ns5 per-group+lt", {false, true}, cu::PolarIteration::NewtonSchulz, 5},
+                                           {"ns5 banks+gemmEx", {true, false}, cu::PolarIteration::NewtonSchulz, 5},
+                                           {"polar_express8 banks+lt", {true, true}, cu::PolarIteration::PolarExpress, 8}};
+    double best_ms = 0;
+    for (const Variant &v : variants) {
+      cu::NewtonSchulzPlan plan(e, gpt2, v.it, v.steps, v.t);
+      Dev<char> ws{plan.workspace_bytes()};
+      cu::Workspace w{ws.p, ws.n};
+      Timing t = time_it(s, 5, 50, [&] { plan.run(groups.data(), groups.size(), w, s); });
+      report(std::string("gpt2 ") + v.name + " ms", t.median, "ms");
+      if (v.steps == 5 && v.t.banks && v.t.lt) {
+        ns_flops = plan.flops();
+        best_ms = t.median;
+        std::printf("# plan uses cuBLASLt everywhere: %s; workspace %.1f MiB\n", plan.uses_lt() ? "yes" : "no",
+                    double(plan.workspace_bytes()) / (1 << 20));
+        // CUDA graph of the same run.
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "begin capture");
+        plan.run(groups.data(), groups.size(), w, s);
+        ck(cudaStreamEndCapture(s, &graph), "end capture");
+        ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+        Timing tg = time_it(s, 5, 50, [&] { ck(cudaGraphLaunch(exec, s), "graph launch"); });
+        report("gpt2 ns5 banks+lt cuda-graph ms", tg.median, "ms");
+        best_ms = std::min(best_ms, tg.median);
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+      }
+    }
+    const double bound_ms = ns_flops / rate * 1e3;
+    report("gpt2 ns5 FLOPs (TFLOP)", ns_flops / 1e12, "TFLOP");
+    report("gpt2 ns5 FLOP bound at measured rate ms", bound_ms, "ms");
+    report("gpt2 ns5 best / FLOP bound", best_ms / bound_ms, "x");
+
+    // 3. Shampoo-style inverse 4th roots by eigendecomposition.
+    struct E {
+      int64_t n, batch;
+      symoc::rt::EigPrecision p;
+      const char *name;
+    };
+    for (E c : {E{32, 1024, symoc::rt::EigPrecision::Float32, "sym_pow -1/4 1024x32x32 fp32"},
+                E{768, 24, symoc::rt::EigPrecision::Float32, "sym_pow -1/4 24x768x768 fp32"},
+                E{768, 24, symoc::rt::EigPrecision::Float64, "sym_pow -1/4 24x768x768 fp64"}}) try {
+      const size_t n = size_t(c.batch * c.n * c.n);
+      Dev<float> G{size_t(c.batch * c.n * 2 * c.n)}, S{n}, O{n};
+      fill(G.p, G.n, 99u);
+      // S = G G^T / (2n): PSD, well conditioned.
+      cu::gram(e, false, 1.f / float(2 * c.n), cu::Batch(G.p, c.batch, c.n, 2 * c.n), 0.f, cu::Batch(S.p, c.batch, c.n, c.n), s);
+      symoc::rt::MatFnOptions o;
+      o.precision = c.p;
+      cu::SymPowPlan plan(e, c.n, c.batch, o);
+      Dev<char> ws{plan.workspace_bytes()};
+      Timing t = time_it(s, 2, 10, [&] {
+        plan.run(cu::Batch(S.p, c.batch, c.n, c.n), -0.25, 1e-6, cu::Batch(O.p, c.batch, c.n, c.n), cu::Workspace{ws.p, ws.n}, s);
+      });
+      report(std::string(c.name) + " ms", t.median, "ms");
+    } catch (const std::exception &ex) {
+      std::printf("BENCH %s FAILED: %s\n", c.name, ex.what());
+    }
+    if (argc > 1) {
+      std::ofstream f(argv[1]);
+      f << "{\n";
+      for (size_t i = 0; i < results.size(); ++i)
+        f << "  \"" << results[i].first << "\": " << results[i].second << (i + 1 < results.size() ? ",\n" : "\n");
+      f << "}\n";
+    }
+  } catch (const std::exception &ex) {
+    std::printf("BENCH FAILED: %s\n", ex.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,617 @@
+// GPU matrix kernels (runtime/cuda) against the CPU runtime's counterparts on fresh random
+// batches with poisoned, padded outputs. Prints one row per check; exit status = failures.
+// Usage: symoc_gpu_matrix_test [ns_spread_file]   (lines "rows cols method spread" from
+// torch_reference.py: the relative distance of torch's bf16 Muon iteration from its fp32
+// self on the same shapes; the bf16 checks allow 1.5x that).
+#include "gpu_util.h"
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+
+using namespace gputest;
+namespace rt = symoc::rt;
+namespace cu = symoc::cuda;
+
+namespace {
+
+std::mt19937 rng;
+Table table;
+cudaStream_t stream;
+
+struct DevBatch {
+  HostBatch hb;
+  Dev<float> d;
+  explicit DevBatch(const HostBatch &h) : hb(h), d(h.h.size()) { d.up(hb.h); }
+  cu::Batch b() const { return hb.dev(d.p); }
+  void fetch() { hb.h = d.down(); }
+};
+
+HostBatch random_batch(int64_t b, int64_t r, int64_t c, float scale = 1.f) {
+  HostBatch h(b, r, c);
+  h.fill_randn(rng, scale);
+  return h;
+}
+// A poisoned device output of the given shape.
+DevBatch poisoned(int64_t b, int64_t r, int64_t c) { return DevBatch(HostBatch(b, r, c)); }
+
+bool check_written(const std::string &name, DevBatch &out) {
+  out.fetch();
+  std::string why;
+  if (!out.hb.written_exactly(why)) {
+    table.fail(name, why);
+    return false;
+  }
+  return true;
+}
+
+void sync() { ck(cudaStreamSynchronize(stream), "sync"); }
+
+cu::Workspace workspace(Dev<char> &buf) { return cu::Workspace{buf.p, buf.n}; }
+
+// ------------------------------------------------------------------------------ gemm/gram
+void test_gemm(cu::Engine &e) {
+  const int64_t B = 3, m = 37, k = 53, n = 29;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int shared = 0; shared < 2; ++shared) {
+        const std::string name = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + (shared ? " shared A" : "");
+        HostBatch A = random_batch(shared ? 1 : B, ta ? k : m, ta ? m : k), Bm = random_batch(B, tb ? n : k, tb ? k : n);
+        HostBatch C = random_batch(B, m, n);
+        DevBatch dA(A), dB(Bm), dC(C);
+        cu::gemm(e, ta, tb, 0.7f, dA.b(), dB.b(), 0.3f, dC.b(), stream);
+        sync();
+        if (!check_written(name, dC)) continue;
+        rt::Context ctx;
+        double err = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          rt::gemm(ctx, ta, tb, 0.7f, A.view(shared ? 0 : b), Bm.view(b), 0.3f, C.view(b));
+          err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
+        }
+        table.add(name + " vs rt::gemm", err, 1e-5);
+      }
+}
+
+void test_gram(cu::Engine &e) {
+  for (int ta = 0; ta < 2; ++ta) {
+    const int64_t B = 3, r = 45, c = 70, n = ta ? c : r;
+    const std::string name = std::string("gram ") + (ta ? "A^T A" : "A A^T");
+    HostBatch A = random_batch(B, r, c), C = random_batch(B, n, n);
+    DevBatch dA(A), dC(C);
+    cu::gram(e, ta, 0.9f, dA.b(), 0.5f, dC.b(), stream);
+    sync();
+    if (!check_written(name, dC)) continue;
+    rt::Context ctx;
+    double err = 0, asym = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      rt::gram(ctx, ta, 0.9f, A.view(b), 0.5f, C.view(b));
+      err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) asym = std::max(asym, double(std::fabs(dC.hb.at(b, i, j) - dC.hb.at(b, j, i))));
+    }
+    table.add(name + " vs rt::gram", err, 1e-5);
+    table.add(name + " exact symmetry (max |C - C^T|)", asym, 0.0);
+  }
+}
+
+// ------------------------------------------------------------------------------ row ops
+void lausu_ref(rt::LauSuKind k, HostBatch &M, HostBatch &D) {
+  rt::Context ctx;
+  rt::LauSuConfig c;
+  for (int64_t b = 0; b < M.batch; ++b) rt::LauSu::direction_of(ctx, k, c, M.view(b), D.view(b));
+}
+double max_rel(HostBatch &a, HostBatch &b) {
+  double e = 0;
+  for (int64_t i = 0; i < a.batch; ++i) e = std::max(e, rel_err(a.view(i), b.view(i)));
+  return e;
+}
+
+void test_rowops(cu::Engine &e) {
+  const int64_t B = 3, r = 67, c = 130;
+  HostBatch X = random_batch(B, r, c), Y = random_batch(B, r, c);
+  DevBatch dX(X), dY(Y);
+  // norms and Frobenius norms / dots against double sums.
+  for (int ax = 0; ax < 2; ++ax) {
+    const int64_t len = ax ? c : r;
+    Dev<float> out{size_t(B * len)};
+    cu::norms(dX.b(), ax ? cu::Axis::Cols : cu::Axis::Rows, out.p, stream);
+    sync();
+    auto h = out.down();
+    double err = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < len; ++i) {
+        double s = 0;
+        for (int64_t t = 0; t < (ax ? r : c); ++t) {
+          const double v = ax ? X.at(b, t, i) : X.at(b, i, t);
+          s += v * v;
+        }
+        err = std::max(err, std::fabs(h[size_t(b * len + i)] - std::sqrt(s)) / std::sqrt(s));
+      }
+    table.add(std::string("norms ") + (ax ? "cols" : "rows") + " vs double", err, 1e-6);
+  }
+  {
+    Dev<float> fn(B), dt(B);
+    cu::frob_norms(dX.b(), fn.p, stream);
+    cu::dots(dX.b(), dY.b(), dt.p, stream);
+    sync();
+    auto f = fn.down(), d = dt.down();
+    double ef = 0, ed = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const double ref = rt::frob_norm(X.view(b));
+      ef = std::max(ef, std::fabs(f[size_t(b)] - ref) / ref);
+      double s = 0, nx = 0, ny = 0;
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j < c; ++j) {
+          s += double(X.at(b, i, j)) * Y.at(b, i, j);
+          nx += double(X.at(b, i, j)) * X.at(b, i, j);
+          ny += double(Y.at(b, i, j)) * Y.at(b, i, j);
+        }
+      ed = std::max(ed, std::fabs(d[size_t(b)] - s) / std::sqrt(nx * ny));
+    }
+    table.add("frob_norms vs rt::frob_norm", ef, 1e-6);
+    table.add("dots vs double (relative to |X||Y|)", ed, 1e-6);
+  }
+  // Lau-Su Row / Col / CenteredRow through the row ops.
+  struct Case {
+    const char *name;
+    rt::LauSuKind kind;
+    std::function<void(const cu::Batch &, const cu::Batch &, const cu::Batch &)> gpu;
+  };
+  const float eps = rt::LauSuConfig{}.eps;
+  std::vector<Case> cases = {
+      {"lausu row", rt::LauSuKind::Row,
+       [&](const cu::Batch &in, const cu::Batch &out, const cu::Batch &) { cu::normalize(in, cu::Axis::Rows, eps, out, stream); }},
+      {"lausu col", rt::LauSuKind::Col,
+       [&](const cu::Batch &in, const cu::Batch &out, const cu::Batch &) { cu::normalize(in, cu::Axis::Cols, eps, out, stream); }},
+      {"lausu centered_row", rt::LauSuKind::CenteredRow,
+       [&](const cu::Batch &in, const cu::Batch &out, const cu::Batch &tmp) {
+         cu::center_rows(in, tmp, stream);
+         cu::normalize(tmp, cu::Axis::Rows, eps, out, stream);
+         cu::center_rows(out, out, stream);
+       }},
+  };
+  for (auto &cs : cases) {
+    DevBatch out = poisoned(B, r, c), tmp = poisoned(B, r, c);
+    cs.gpu(dX.b(), out.b(), tmp.b());
+    sync();
+    const std::string name = std::string(cs.name) + " (row ops) vs LauSu::direction_of";
+    if (!check_written(name, out)) continue;
+    HostBatch ref(B, r, c);
+    lausu_ref(cs.kind, X, ref);
+    table.add(name, max_rel(out.hb, ref), 1e-5);
+  }
+  // scale by device scalars
+  {
+    DevBatch out(X);
+    std::vector<float> s = {0.5f, -2.f, 3.25f};
+    Dev<float> ds(3);
+    ds.up(s);
+    cu::scale(out.b(), ds.p, stream);
+    sync();
+    out.fetch();
+    double err = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j < c; ++j) err = std::max(err, double(std::fabs(out.hb.at(b, i, j) - s[size_t(b)] * X.at(b, i, j))));
+    table.add("scale by device scalars (max abs diff)", err, 0.0);
+  }
+}
+
+// ------------------------------------------------------------------------------ eigh
+HostBatch random_sym(int64_t B, int64_t n) {
+  HostBatch S = random_batch(B, n, n);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < i; ++j) S.at(b, j, i) = S.at(b, i, j); // symmetric from the lower triangle
+  return S;
+}
+// Symmetric PSD S of rank r = min(n, k): P = H H^T / (2r) (H r x 2r, well conditioned) on a
+// random subset of r coordinates, exact zeros elsewhere (so the null space survives the
+// rounding to float and the pseudo-inverse cut is well posed).
+HostBatch random_psd(int64_t B, int64_t n, int64_t k) {
+  const int64_t r = std::min(n, k);
+  HostBatch S(B, n, n);
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) idx[size_t(i)] = i;
+    std::shuffle(idx.begin(), idx.end(), rng);
+    auto H = randn(rng, size_t(r * 2 * r));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) S.at(b, i, j) = 0.f;
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < r; ++j) {
+        double s = 0;
+        for (int64_t t = 0; t < 2 * r; ++t) s += double(H[size_t(i * 2 * r + t)]) * H[size_t(j * 2 * r + t)];
+        S.at(b, idx[size_t(i)], idx[size_t(j)]) = float(s / double(2 * r));
+      }
+  }
+  return S;
+}
+
+void test_eigh(cu::Engine &e) {
+  struct C { int64_t n; cu::EigMethod m; const char *mname; };
+  for (C cs : {C{5, cu::EigMethod::Auto, "auto(jacobi)"}, C{32, cu::EigMethod::Jacobi, "jacobi"},
+               C{32, cu::EigMethod::Batched, "batched"}, C{33, cu::EigMethod::Auto, "auto(batched)"},
+               C{96, cu::EigMethod::Auto, "auto(batched)"}, C{257, cu::EigMethod::Auto, "auto(batched)"}})
+    for (int dbl = 0; dbl < 2; ++dbl) {
+      const int64_t B = 4, n = cs.n;
+      const std::string name = "eigh n=" + std::to_string(n) + " " + cs.mname + (dbl ? " fp64" : " fp32");
+      try {
+        HostBatch S = random_sym(B, n);
+        DevBatch dS(S), dV = poisoned(B, n, n);
+        Dev<float> w{size_t(B * n)};
+        Dev<int> info{size_t(B)};
+        cu::EighPlan plan(e, n, B, dbl ? cu::EigPrecision::Float64 : cu::EigPrecision::Float32, cs.m);
+        Dev<char> ws(plan.workspace_bytes());
+        plan.run(dS.b(), w.p, dV.b(), workspace(ws), stream, info.p);
+        sync();
+        if (!check_written(name, dV)) continue;
+        auto hw = w.down();
+        auto hi = info.down();
+        int bad = 0;
+        for (int v : hi) bad += v != 0;
+        if (bad) {
+          table.fail(name, std::to_string(bad) + " matrices with info != 0");
+          continue;
+        }
+        rt::Context ctx;
+        double ew = 0, erec = 0, eorth = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          std::vector<double> wr(static_cast<size_t>(n));
+          HostBatch V(1, n, n);
+          rt::sym_eig(ctx, S.view(b), wr.data(), V.view(0), rt::EigPrecision::Float64);
+          double wmax = 0, num = 0, den = 0;
+          for (int64_t k = 0; k < n; ++k) wmax = std::max(wmax, std::fabs(wr[size_t(k)]));
+          for (int64_t k = 0; k < n; ++k) ew = std::max(ew, std::fabs(hw[size_t(b * n + k)] - wr[size_t(k)]) / wmax);
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              double rec = 0, dot = 0;
+              for (int64_t k = 0; k < n; ++k) {
+                rec += double(dV.hb.at(b, k, i)) * hw[size_t(b * n + k)] * dV.hb.at(b, k, j);
+                dot += double(dV.hb.at(b, i, k)) * dV.hb.at(b, j, k);
+              }
+              const double s = S.at(b, std::max(i, j), std::min(i, j)); // lower triangle
+              num += (rec - s) * (rec - s);
+              den += s * s;
+              eorth = std::max(eorth, std::fabs(dot - (i == j ? 1.0 : 0.0)));
+            }
+          erec = std::max(erec, std::sqrt(num / den));
+        }
+        table.add(name + " eigenvalues vs rt::sym_eig(f64), /max|w|", ew, 1e-5);
+        table.add(name + " ||V^T diag(w) V - S|| / ||S||", erec, 1e-5);
+        table.add(name + " max |V V^T - I|", eorth, dbl ? 1e-5 : std::max(2e-5, 1.2e-7 * double(n)));
+      } catch (const std::exception &ex) {
+        table.fail(name, ex.what());
+      }
+    }
+}
+
+void test_sym_pow(cu::Engine &e) {
+  struct C { int64_t n, k; double p, eps; };
+  for (C cs : {C{24, 48, -0.5, 1e-6}, C{100, 200, -0.25, 1e-6}, C{150, 75, -0.5, 0.0}, C{64, 128, 0.5, 1e-3}})
+    for (int dbl = 0; dbl < 2; ++dbl) {
+      if (cs.k < cs.n && !dbl) continue; // fp32 eigenvalues of a singular S straddle the cut: ill-posed
+      const int64_t B = 3, n = cs.n;
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "sym_pow n=%lld rank %lld p=%g eps=%g %s", (long long)n,
+                    (long long)std::min(cs.n, cs.k), cs.p, cs.eps, dbl ? "fp64" : "fp32");
+      const std::string name = buf;
+      try {
+        HostBatch S = random_psd(B, n, cs.k);
+        DevBatch dS(S), out = poisoned(B, n, n);
+        rt::MatFnOptions o;
+        o.precision = dbl ? rt::EigPrecision::Float64 : rt::EigPrecision::Float32;
+        cu::SymPowPlan plan(e, n, B, o);
+        Dev<char> ws(plan.workspace_bytes());
+        plan.run(dS.b(), cs.p, cs.eps, out.b(), workspace(ws), stream);
+        sync();
+        if (!check_written(name, out)) continue;
+        rt::Context ctx;
+        rt::MatFnOptions o64, o32;
+        o32.precision = rt::EigPrecision::Float32;
+        HostBatch r64(B, n, n), r32(B, n, n);
+        double eg = 0, ec = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          rt::sym_pow_eig(ctx, S.view(b), cs.p, cs.eps, r64.view(b), o64);
+          rt::sym_pow_eig(ctx, S.view(b), cs.p, cs.eps, r32.view(b), o32);
+          eg = std::max(eg, rel_err(out.hb.view(b), r64.view(b)));
+          ec = std::max(ec, rel_err(r32.view(b), r64.view(b)));
+        }
+        if (dbl) table.add(name + " vs rt::sym_pow_eig(f64)", eg, 1e-5);
+        else {
+          // fp32 eigenvectors carry cond-dependent error: compare with the CPU's own fp32 route.
+          char note[64];
+          std::snprintf(note, sizeof note, "(CPU fp32 route: %.2e)", ec);
+          table.add(name + " vs rt::sym_pow_eig(f64)", eg, std::max(1e-5, 2 * ec), note);
+        }
+      } catch (const std::exception &ex) {
+        table.fail(name, ex.what());
+      }
+    }
+}
+
+// gram_pow and the polar eigen route (double) against rt::gram_pow_apply / rt::polar.
+void test_gram_pow_and_polar_eig(cu::Engine &e) {
+  for (int right = 0; right < 2; ++right) {
+    const int64_t B = 3, m = right ? 50 : 20, n = right ? 20 : 50;
+    const std::string name = std::string("gram_pow ") + (right ? "right" : "left") + " p=-1/2 eps=1e-8 fp64";
+    HostBatch X = random_batch(B, m, n);
+    DevBatch dX(X), out = poisoned(B, m, n);
+    cu::GramPowPlan plan(e, cu::Shape{B, m, n}, right);
+    Dev<char> ws(plan.workspace_bytes());
+    plan.run(dX.b(), -0.5, 1e-8, 1e-12, out.b(), workspace(ws), stream);
+    sync();
+    if (!check_written(name, out)) continue;
+    rt::Context ctx;
+    HostBatch ref(B, m, n);
+    for (int64_t b = 0; b < B; ++b) rt::gram_pow_apply(ctx, X.view(b), right, -0.5, 1e-8, 1e-12, ref.view(b));
+    table.add(name + " vs rt::gram_pow_apply", max_rel(out.hb, ref), 1e-5);
+  }
+  // PolarPlan, Auto: eigen route for small sides (both precisions), with out_scale.
+  for (int dbl = 0; dbl < 2; ++dbl) {
+    rt::PolarOptions o;
+    o.fn.precision = dbl ? rt::EigPrecision::Float64 : rt::EigPrecision::Float32;
+    std::vector<cu::Shape> shapes = {{3, 40, 24}, {2, 16, 90}};
+    std::vector<HostBatch> in, ref;
+    std::vector<DevBatch> din, dout;
+    std::vector<cu::PolarGroup> groups;
+    in.reserve(2), ref.reserve(2), din.reserve(2), dout.reserve(2);
+    for (auto &s : shapes) {
+      in.push_back(random_batch(s.batch, s.rows, s.cols));
+      ref.emplace_back(s.batch, s.rows, s.cols);
+      din.emplace_back(in.back());
+      dout.push_back(poisoned(s.batch, s.rows, s.cols));
+      groups.push_back({din.back().b(), dout.back().b(), 1.5f});
+    }
+    cu::PolarPlan plan(e, shapes, o);
+    Dev<char> ws(plan.workspace_bytes());
+    plan.run(groups.data(), groups.size(), workspace(ws), stream);
+    sync();
+    rt::Context ctx;
+    for (size_t g = 0; g < shapes.size(); ++g) {
+      const std::string name = "polar auto(eig) " + std::to_string(shapes[g].rows) + "x" +
+                               std::to_string(shapes[g].cols) + (dbl ? " fp64" : " fp32") + " x1.5";
+      if (!check_written(name, dout[g])) continue;
+      for (int64_t b = 0; b < shapes[g].batch; ++b) {
+        rt::polar(ctx, in[g].view(b), ref[g].view(b), o);
+        for (int64_t i = 0; i < shapes[g].rows; ++i)
+          for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= 1.5f;
+      }
+      table.add(name + " vs rt::polar", max_rel(dout[g].hb, ref[g]), dbl ? 1e-5 : 1e-4);
+    }
+  }
+}
+
+// Lau-Su spectral kinds composed from the kernels, against LauSu::direction_of.
+void test_lausu_spectral(cu::Engine &e) {
+  const int64_t B = 2, m = 48, n = 30;
+  rt::LauSuConfig c; // polar: eigen route in double; eps 1e-8; nuclear scale on
+  HostBatch M = random_batch(B, m, n);
+  DevBatch dM(M);
+  Dev<float> nu{size_t(B)};
+  for (auto kind : {rt::LauSuKind::Hybrid, rt::LauSuKind::OneSidedSpectral, rt::LauSuKind::LeftSpectralCentered}) {
+    const std::string name = std::string("lausu ") + rt::to_string(kind) + " (composed) vs LauSu::direction_of";
+    try {
+      DevBatch X = poisoned(B, m, n), D = poisoned(B, m, n);
+      if (kind == rt::LauSuKind::LeftSpectralCentered) {
+        cu::center_rows(dM.b(), X.b(), stream);
+        cu::GramPowPlan gp(e, cu::Shape{B, m, n}, false);
+        Dev<char> ws(gp.workspace_bytes());
+        gp.run(X.b(), -0.5, c.eps, c.polar.polar_rcond, D.b(), workspace(ws), stream);
+        cu::dots(X.b(), D.b(), nu.p, stream);
+        cu::scale(D.b(), nu.p, stream);
+        cu::center_rows(D.b(), D.b(), stream);
+        sync();
+      } else {
+        if (kind == rt::LauSuKind::Hybrid) cu::normalize(dM.b(), cu::Axis::Rows, c.eps, X.b(), stream);
+        else ck(cudaMemcpyAsync(X.d.p, dM.d.p, X.d.n * sizeof(float), cudaMemcpyDeviceToDevice, stream), "copy");
+      }
+      if (kind != rt::LauSuKind::LeftSpectralCentered) {
+        cu::PolarPlan pp(e, {cu::Shape{B, m, n}}, c.polar);
+        Dev<char> ws(pp.workspace_bytes());
+        cu::PolarGroup g{X.b(), D.b(), 1.f};
+        pp.run(&g, 1, workspace(ws), stream);
+        cu::dots(X.b(), D.b(), nu.p, stream);
+        cu::scale(D.b(), nu.p, stream);
+        sync();
+      }
+      if (!check_written(name, D)) continue;
+      HostBatch ref(B, m, n);
+      lausu_ref(kind, M, ref);
+      table.add(name, max_rel(D.hb, ref), 1e-5);
+    } catch (const std::exception &ex) {
+      table.fail(name, ex.what());
+    }
+  }
+}
+
+// Shampoo's first step from the kernels against rt::Shampoo::directions.
+void test_shampoo(cu::Engine &e) {
+  const int64_t B = 3, m = 40, k = 24;
+  rt::ShampooConfig cfg; // exponent 4, beta2 1, eigen roots in double
+  cfg.eps = 1e-3f;       // L is rank-deficient (m > k): keep its null space away from the cut
+  HostBatch G = random_batch(B, m, k);
+  DevBatch dG(G), L = poisoned(B, m, m), R = poisoned(B, k, k), T = poisoned(B, m, k), D = poisoned(B, m, k);
+  ck(cudaMemset(L.d.p, 0, L.d.n * sizeof(float)), "zero");
+  ck(cudaMemset(R.d.p, 0, R.d.n * sizeof(float)), "zero");
+  cu::gram(e, false, 1.f, dG.b(), cfg.beta2, L.b(), stream);
+  cu::gram(e, true, 1.f, dG.b(), cfg.beta2, R.b(), stream);
+  cu::SymPowPlan pl(e, m, B, cfg.fn), pr(e, k, B, cfg.fn);
+  Dev<char> ws(std::max(pl.workspace_bytes(), pr.workspace_bytes()));
+  pl.run(L.b(), -1.0 / cfg.exponent, cfg.eps, L.b(), workspace(ws), stream);
+  pr.run(R.b(), -1.0 / cfg.exponent, cfg.eps, R.b(), workspace(ws), stream);
+  cu::gemm(e, false, false, 1.f, L.b(), dG.b(), 0.f, T.b(), stream);
+  cu::gemm(e, false, false, 1.f, T.b(), R.b(), 0.f, D.b(), stream);
+  sync();
+  const std::string name = "shampoo first step (composed) vs rt::Shampoo";
+  if (!check_written(name, D)) return;
+  rt::Shampoo sh(cfg);
+  rt::State st;
+  rt::Context ctx;
+  std::vector<std::string> names = {"a", "b", "c"};
+  std::vector<rt::Param> ps(static_cast<size_t>(B));
+  std::vector<std::vector<float>> gs(static_cast<size_t>(B)), ds(static_cast<size_t>(B));
+  std::vector<float *> dp(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    gs[size_t(b)].resize(size_t(m * k));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < k; ++j) gs[size_t(b)][size_t(i * k + j)] = G.at(b, i, j);
+    ds[size_t(b)].resize(size_t(m * k));
+    dp[size_t(b)] = ds[size_t(b)].data();
+    ps[size_t(b)].name = names[size_t(b)].c_str();
+    ps[size_t(b)].g = gs[size_t(b)].data();
+    ps[size_t(b)].rows = m, ps[size_t(b)].cols = k;
+  }
+  sh.directions(ctx, st, ps.data(), ps.size(), dp.data());
+  double err = 0;
+  for (int64_t b = 0; b < B; ++b) err = std::max(err, rel_err(D.hb.view(b), rt::MatView(dp[size_t(b)], m, k)));
+  table.add(name, err, 1e-5);
+}
+
+// ------------------------------------------------------------------------------ Newton-Schulz
+std::map<std::string, double> spreads;
+double spread_limit(int64_t r, int64_t c, const char *method) {
+  auto it = spreads.find(std::to_string(r) + " " + std::to_string(c) + " " + method);
+  if (it == spreads.end()) return NAN;
+  return 1.5 * it->second;
+}
+
+void test_newton_schulz(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {3, 200, 96}, {2, 128, 128}, {2, 37, 101}, {2, 768, 3072}, {2, 3072, 768}};
+  for (int pe = 0; pe < 2; ++pe) {
+    const char *method = pe ? "polar_express" : "newton_schulz";
+    const int steps = pe ? 8 : 5;
+    std::vector<HostBatch> in;
+    std::vector<DevBatch> din, dout, dalias;
+    in.reserve(shapes.size()), din.reserve(shapes.size()), dout.reserve(shapes.size()), dalias.reserve(shapes.size());
+    std::vector<cu::PolarGroup> groups, alias;
+    const float out_scale = 1.25f;
+    for (auto &s : shapes) {
+      in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
+      din.emplace_back(in.back());
+      dout.push_back(poisoned(s.batch, s.rows, s.cols));
+      dalias.emplace_back(in.back());
+      groups.push_back({din.back().b(), dout.back().b(), out_scale});
+      alias.push_back({dalias.back().b(), dalias.back().b(), out_scale});
+    }
+    try {
+      cu::NewtonSchulzPlan plan(e, shapes, pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz, steps);
+      std::printf("# %s plan: %zu workspace bytes, cuBLASLt on every GEMM: %s\n", method, plan.workspace_bytes(),
+                  plan.uses_lt() ? "yes" : "no");
+      Dev<char> ws(plan.workspace_bytes());
+      plan.run(groups.data(), groups.size(), workspace(ws), stream);
+      plan.run(alias.data(), alias.size(), workspace(ws), stream);
+      sync();
+      // Reference variants: no banks, no cuBLASLt (the fallback path).
+      cu::NsTuning nb;
+      nb.banks = false;
+      nb.lt = false;
+      cu::NewtonSchulzPlan plain(e, shapes, pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz, steps, nb);
+      Dev<char> ws2(plain.workspace_bytes());
+      std::vector<DevBatch> dplain;
+      dplain.reserve(shapes.size());
+      std::vector<cu::PolarGroup> gplain;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        dplain.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+        gplain.push_back({din[g].b(), dplain.back().b(), out_scale});
+      }
+      plain.run(gplain.data(), gplain.size(), workspace(ws2), stream);
+      sync();
+      rt::Context ctx;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &s = shapes[g];
+        const std::string name = std::string(method) + " bf16 " + std::to_string(s.batch) + "x" + std::to_string(s.rows) +
+                                 "x" + std::to_string(s.cols);
+        if (!check_written(name, dout[g]) || !check_written(name + " (fallback path)", dplain[g])) continue;
+        dalias[g].fetch();
+        HostBatch ref(s.batch, s.rows, s.cols);
+        double err = 0, alias_diff = 0, plain_err = 0;
+        for (int64_t b = 0; b < s.batch; ++b) {
+          if (pe) rt::polar_express(ctx, in[g].view(b), ref.view(b), steps);
+          else rt::newton_schulz5(ctx, in[g].view(b), ref.view(b), steps);
+          for (int64_t i = 0; i < s.rows; ++i)
+            for (int64_t j = 0; j < s.cols; ++j) {
+              ref.at(b, i, j) *= out_scale;
+              alias_diff = std::max(alias_diff, double(std::fabs(dalias[g].hb.at(b, i, j) - dout[g].hb.at(b, i, j))));
+            }
+          err = std::max(err, rel_err(dout[g].hb.view(b), ref.view(b)));
+          plain_err = std::max(plain_err, rel_err(dplain[g].hb.view(b), ref.view(b)));
+        }
+        double lim = spread_limit(s.rows, s.cols, method);
+        std::string note;
+        if (!std::isfinite(lim)) {
+          lim = 0.05;
+          note = "(no torch spread for this shape: limit 0.05)";
+        } else {
+          char b2[64];
+          std::snprintf(b2, sizeof b2, "(torch bf16 vs fp32: %.2e)", lim / 1.5);
+          note = b2;
+        }
+        table.add(name + " vs rt fp32", err, lim, note);
+        table.add(name + " fallback path (no banks, GemmEx) vs rt fp32", plain_err, lim, note);
+        table.add(name + " out aliasing in: max |diff|", alias_diff, 0.0);
+      }
+    } catch (const std::exception &ex) {
+      table.fail(method, ex.what());
+    }
+  }
+}
+
+void test_errors(cu::Engine &e) {
+  // Bad input: a one-line symoc error, no crash.
+  try {
+    Dev<float> a(16);
+    cu::gemm(e, false, false, 1.f, cu::Batch(a.p, 1, 2, 3), cu::Batch(a.p, 1, 2, 3), 0.f, cu::Batch(a.p, 1, 2, 3), stream);
+    table.fail("gemm shape mismatch throws", "no error");
+  } catch (const rt::Error &ex) {
+    std::printf("# gemm shape mismatch: %s\n", ex.what());
+    table.add("gemm shape mismatch throws rt::Error", 0, 0);
+  }
+  try {
+    cu::NewtonSchulzPlan p(e, {cu::Shape{1, 8, 8}});
+    Dev<float> a(64);
+    cu::PolarGroup g{cu::Batch(a.p, 1, 8, 8), cu::Batch(a.p, 1, 8, 8), 1.f};
+    p.run(&g, 1, cu::Workspace{nullptr, 0}, stream);
+    table.fail("newton_schulz without workspace throws", "no error");
+  } catch (const rt::Error &ex) {
+    std::printf("# newton_schulz without workspace: %s\n", ex.what());
+    table.add("newton_schulz without workspace throws rt::Error", 0, 0);
+  }
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  const unsigned seed = unsigned(std::chrono::steady_clock::now().time_since_epoch().count());
+  rng.seed(seed);
+  std::printf("# seed %u\n", seed);
+  if (argc > 1) {
+    std::ifstream f(argv[1]);
+    int64_t r, c;
+    std::string m;
+    double v;
+    while (f >> r >> c >> m >> v) spreads[std::to_string(r) + " " + std::to_string(c) + " " + m] = v;
+    std::printf("# %zu torch spreads read from %s\n", spreads.size(), argv[1]);
+  }
+  try {
+    ck(cudaStreamCreate(&stream), "cudaStreamCreate");
+    cu::Engine e;
+    std::vector<std::pair<const char *, std::function<void(cu::Engine &)>>> tests = {
+        {"gemm", test_gemm}, {"gram", test_gram}, {"rowops", test_rowops}, {"eigh", test_eigh},
+        {"sym_pow", test_sym_pow}, {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
+        {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},
+        {"newton_schulz", test_newton_schulz}, {"errors", test_errors}};
+    for (auto &t : tests) {
+      try {
+        t.second(e);
+      } catch (const std::exception &ex) {
+        table.fail(t.first, ex.what());
+      }
+    }
+  } catch (const std::exception &ex) {
+    table.fail("setup", ex.what());
+  }
+  std::printf("# %zu checks, %d failed\n", table.rows.size(), table.failures());
+  return table.failures() ? 1 : 0;
+}

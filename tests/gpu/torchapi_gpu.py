@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""symoc.torch.compile on today's stack, from the relocatable package (issue #11, items 3 + 5).
+
+Meant for the GPU machine (python3 with torch >= 2.9, transformers, timm, nvcc, cmake; no
+LLVM/ONNX/protobuf/OpenBLAS): everything symoc needs comes from the package tarball made by
+tools/package.sh, which this script unpacks into a temporary folder.
+
+    python3 tests/gpu/torchapi_gpu.py --package symoc-0.1.0-linux-x86_64.tar.gz [--out DIR]
+        [--steps 5] [--skip-gpt2]
+
+It checks and times, each case on its own (one failure does not stop the others):
+  analyze    the package's bin/symoc runs `analyze --verify` on a small exported MLP, with
+             nothing of a build on PATH/LD_LIBRARY_PATH (ldd of bin/symoc is printed)
+  llama      transformers.LlamaForCausalLM from a small config (GQA, RoPE, SwiGLU):
+             symoc.torch.compile (CUDA if available), a few training steps (loss printed),
+             every parameter's rule in the loaded library == the plan's
+  vit        a timm VisionTransformer (small), the same
+  gpt2-124m  GPT2LMHeadModel(GPT2Config()) (124M parameters): export + verify + compile +
+             build timed (model on the CPU), then a cached second call; peak memory
+             (this process's RSS, symoc's VmHWM)
+Writes DIR/torchapi_gpu.json and prints a table last. Exit 1 when any case failed.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+
+import torch
+import torch.nn as nn
+
+RESULTS = []
+
+
+def record(case, ok, **kw):
+    RESULTS.append(dict(case=case, ok=ok, **kw))
+    print("[%s] %s %s" % ("ok" if ok else "FAIL", case,
+                          json.dumps({k: v for k, v in kw.items() if k != "trace"})[:600]),
+          flush=True)
+
+
+def peak_rss_mib():
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return round(me, 1), round(kids, 1)
+
+
+def unpack(tarball):
+    d = tempfile.mkdtemp(prefix="symoc-pkg-")
+    with tarfile.open(tarball) as t:
+        t.extractall(d)
+    (name,) = [n for n in os.listdir(d) if n.startswith("symoc-")]
+    pkg = os.path.join(d, name)
+    sys.path.insert(0, os.path.join(pkg, "python"))
+    return pkg
+
+
+class Logits(nn.Module):
+    """An HF causal LM seen as ids -> logits (no cache, plain tensor output)."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, ids):
+        return self.lm(input_ids=ids, use_cache=False).logits
+
+
+def device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(model, opt, batch, loss_fn, steps):
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model, batch)
+        loss.backward()
+        opt.step()
+        losses.append(round(loss.item(), 4))
+    return losses
+
+
+def rules_match(opt):
+    lib, plan = opt.param_rules(), opt.block_rules()
+    steps = {p["name"]: p["step"] for p in opt.plan["params"]}
+    bad = [n for n in lib if not (lib[n] == plan.get(n) == steps.get(n))]
+    return not bad and set(lib) == set(plan) == set(steps), bad[:5]
+
+
+def compile_and_train(case, model, batch, loss_fn, steps, cache, policy="auto"):
+    import symoc.torch
+    from symoc.build import SymocError
+    dev = device()
+    model = model.to(dev)
+    batch = batch.to(dev)
+    t = time.perf_counter()
+    where = dev.type
+    try:
+        opt = symoc.torch.compile(model, (batch,), policy=policy, lr=1e-3, cache_dir=cache)
+        t_compile = time.perf_counter() - t
+        losses = train(model, opt, batch, loss_fn, steps)
+    except SymocError as e:
+        if dev.type != "cuda" or "cuda" not in str(e):
+            raise
+        # The CUDA bridge may not be there yet: say so, and train on the CPU instead.
+        where = "cpu (cuda refused: %s)" % str(e).strip().splitlines()[-1][:160]
+        model, batch = model.cpu(), batch.cpu()
+        t = time.perf_counter()
+        opt = symoc.torch.compile(model, (batch,), policy=policy, lr=1e-3, cache_dir=cache)
+        t_compile = time.perf_counter() - t
+        losses = train(model, opt, batch, loss_fn, steps)
+    ok_rules, bad = rules_match(opt)
+    info = opt.symoc_info
+    ok = ok_rules and losses[-1] < losses[0]
+    record(case, ok, device=where, exporter=info.get("exporter"), compile_s=round(t_compile, 2),
+           times={k: round(v, 2) for k, v in info["times"].items()}, losses=losses,
+           blocks=len(opt.param_groups), params=len(opt.param_rules()),
+           rules_match_plan=ok_rules, mismatched=bad,
+           rules=sorted(set(opt.param_rules().values())))
+
+
+def lm_loss(model, ids):
+    logits = model(ids)
+    v = logits.shape[-1]
+    return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, v).float(),
+                                       ids[:, 1:].reshape(-1))
+
+
+def case_analyze(pkg, work):
+    mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 10))
+    path = os.path.join(work, "mlp.onnx")
+    import symoc.api
+    symoc.api._export_torchscript(mlp, (torch.randn(2, 16),), path)
+    symoc = os.path.join(pkg, "bin", "symoc")
+    env = {"PATH": "/usr/bin:/bin", "HOME": work}
+    ldd = subprocess.run(["ldd", symoc], stdout=subprocess.PIPE, universal_newlines=True).stdout
+    outside = [l.strip() for l in ldd.splitlines()
+               if "=>" in l and pkg not in l and not any(
+                   s in l for s in ("libc.so", "libm.so", "libstdc++", "libgcc_s", "libgomp",
+                                    "libdl.so", "librt.so", "libpthread", "ld-linux"))]
+    t = time.perf_counter()
+    r = subprocess.run([symoc, "analyze", path, "--verify"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    record("analyze", r.returncode == 0 and "claims pass" in last and not outside,
+           seconds=round(time.perf_counter() - t, 2), verify=last, libs_outside=outside)
+
+
+def case_llama(steps, cache):
+    import transformers
+    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64,
+                                   use_cache=False, attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = Logits(transformers.LlamaForCausalLM(cfg))
+    ids = torch.randint(0, 256, (2, 16))
+    compile_and_train("llama", model, ids, lm_loss, steps, cache)
+
+
+def case_vit(steps, cache):
+    from timm.models.vision_transformer import VisionTransformer
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4,
+                              num_classes=10, drop_rate=0.0)
+    x = torch.randn(4, 3, 32, 32)
+    y = torch.randint(0, 10, (4,))
+
+    def loss_fn(m, xb):
+        return nn.functional.cross_entropy(m(xb), y.to(xb.device))
+    compile_and_train("vit", model, x, loss_fn, steps, cache)
+
+
+def case_gpt2(cache):
+    import symoc.torch
+    import transformers
+    cfg = transformers.GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                  use_cache=False)
+    torch.manual_seed(0)
+    # On the CPU: export, analysis, verification, compilation and the build run there anyway,
+    # and the timing must not depend on whether the bridge takes CUDA tensors yet.
+    model = Logits(transformers.GPT2LMHeadModel(cfg))
+    n = sum(p.numel() for p in model.parameters())
+    ids = torch.randint(0, cfg.vocab_size, (1, 64))
+    t = time.perf_counter()
+    opt = symoc.torch.compile(model, (ids,), policy="auto", lr=1e-3, cache_dir=cache)
+    first = time.perf_counter() - t
+    times = {k: round(v, 2) for k, v in opt.symoc_info["times"].items()}
+    rss_me, rss_child = peak_rss_mib()
+    t = time.perf_counter()
+    opt2 = symoc.torch.compile(model, (ids,), policy="auto", lr=1e-3, cache_dir=cache)
+    second = time.perf_counter() - t
+    ok_rules, bad = rules_match(opt2)
+    record("gpt2-124m", first < 60 and second < 2 and opt2.symoc_info["cache_hit"] and ok_rules,
+           params_millions=round(n / 1e6, 1), first_call_s=round(first, 2), times=times,
+           cached_call_s=round(second, 3), exporter=opt.symoc_info.get("exporter"),
+           peak_rss_python_mib=rss_me, peak_rss_symoc_mib=opt.symoc_info["symoc_peak_rss_mib"],
+           peak_rss_children_mib=rss_child,
+           blocks=len(opt.param_groups), rules_match_plan=ok_rules, mismatched=bad)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--package", required=True, help="symoc-*.tar.gz from tools/package.sh")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--skip-gpt2", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
+        os.environ.pop(k, None)
+    pkg = unpack(a.package)
+    work = tempfile.mkdtemp(prefix="symoc-gpu-")
+    cache = os.path.join(work, "cache")
+    print("package %s; torch %s; cuda %s" % (pkg, torch.__version__, torch.cuda.is_available()),
+          flush=True)
+    cases = [("analyze", lambda: case_analyze(pkg, work)),
+             ("llama", lambda: case_llama(a.steps, cache)),
+             ("vit", lambda: case_vit(a.steps, cache))]
+    if not a.skip_gpt2:
+        cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
+    for name, fn in cases:
+        try:
+            fn()
+        except Exception as e:
+            record(name, False, error="%s: %s" % (type(e).__name__, str(e)[:800]),
+                   trace=traceback.format_exc()[-2000:])
+    with open(os.path.join(a.out, "torchapi_gpu.json"), "w") as f:
+        json.dump(RESULTS, f, indent=1)
+    print("\n%-10s %-4s %s" % ("case", "ok", "summary"))
+    for r in RESULTS:
+        summary = {k: r[k] for k in ("device", "losses", "first_call_s", "cached_call_s",
+                                     "peak_rss_python_mib", "peak_rss_symoc_mib",
+                                     "verify", "error") if k in r}
+        print("%-10s %-4s %s" % (r["case"], "yes" if r["ok"] else "NO",
+                                 json.dumps(summary)[:400]))
+    return 0 if all(r["ok"] for r in RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

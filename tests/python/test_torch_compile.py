@@ -1,0 +1,363 @@
+#!/usr/bin/python3
+"""Tests of the one-call API symoc.torch.compile / report (python/symoc/api.py).
+
+Usage: test_torch_compile.py --symoc PATH/TO/symoc [--cache DIR] [-k NAME]
+
+  * the in-house LLaMA fixture (models/export_fixtures.py) compiles with policy auto, trains
+    a few steps with the loss falling, has one param group per plan block and the library's
+    rule per parameter equals the plan's;
+  * a second call for the same structure answers from the cache (no export) in < 2 s and
+    gives an optimizer that steps bit-identically; a group's lr reaches its block only;
+  * a model that does not export, a bad policy, an unused parameter, a parameter list the
+    library does not know, and a missing symoc binary each give one SymocError naming the
+    module and the cause;
+  * requires_grad=False parameters and buffers are frozen: not in the plan, never stepped,
+    and treated as constants by the analysis (a fixed non-uniform buffer scale removes the
+    permutation claim on the space it scales);
+  * report() returns the text, the claims document and the dot picture.
+The cache is a fresh temporary folder per run (so the first call really compiles).
+Exit 77 (ctest: skipped) when torch is not importable.
+"""
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+try:
+    import torch
+    import torch.nn as nn
+except ImportError:
+    print("SKIP: torch is not importable")
+    sys.exit(77)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "models"))
+import symoc.api  # noqa: E402
+import symoc.torch  # noqa: E402
+from symoc.torch import SymocError  # noqa: E402
+from export_fixtures import build_model  # noqa: E402
+
+CACHE = None
+VOCAB = 64
+
+
+def llama():
+    return build_model("llama")
+
+
+def lm_loss(model, x):
+    logits = model(x)
+    return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), x[:, 1:].reshape(-1))
+
+
+def compile_(model, args, **kw):
+    kw.setdefault("cache_dir", CACHE)
+    return symoc.torch.compile(model, args, **kw)
+
+
+def expect_error(fn, *needles):
+    try:
+        fn()
+    except SymocError as e:
+        msg = str(e)
+        for n in needles:
+            assert n in msg, "error %r does not mention %r" % (msg, n)
+        print("  error: " + msg.splitlines()[0][:300])
+        return msg
+    raise AssertionError("no SymocError raised")
+
+
+# --------------------------------------------------------------------------- LLaMA
+def test_llama_trains_and_matches_plan():
+    model, (x,) = llama()
+    opt = compile_(model, (x,), policy="auto", lr=3e-3)
+    info = opt.symoc_info
+    assert not info["cache_hit"], info
+    plan = opt.plan
+    assert len(opt.param_groups) == len(plan["blocks"]), (len(opt.param_groups),)
+    grouped = [p for g in opt.param_groups for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped}) == len(list(model.parameters()))
+    by_name = dict(model.named_parameters())
+    for g in opt.param_groups:
+        for n, p in zip(g["names"], g["params"]):
+            assert by_name[n] is p, n
+    lib_rules, plan_rules = opt.param_rules(), opt.block_rules()
+    assert set(lib_rules) == set(plan_rules) == set(by_name)
+    plan_steps = {p["name"]: p["step"] for p in plan["params"]}
+    for n in lib_rules:   # what the library runs is what the plan says, per parameter
+        assert lib_rules[n] == plan_rules[n] == plan_steps[n], \
+            (n, lib_rules[n], plan_rules[n], plan_steps[n])
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        loss = lm_loss(model, x)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    print("  llama losses: " + " ".join("%.3f" % v for v in losses))
+    print("  timings: " + ", ".join("%s %.2fs" % kv for kv in info["times"].items()))
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert opt.steps_taken == 8
+
+
+def test_cached_second_call_is_fast_and_equivalent():
+    model_a, (x,) = llama()
+    model_b = copy.deepcopy(model_a)
+    opt_a = compile_(model_a, (x,), policy="auto", lr=3e-3)   # may be a hit (test above)
+    t = time.perf_counter()
+    opt_b = compile_(model_b, (x,), policy="auto", lr=3e-3)
+    dt = time.perf_counter() - t
+    assert opt_b.symoc_info["cache_hit"], opt_b.symoc_info
+    assert "export" not in opt_b.symoc_info["times"]
+    assert dt < 2.0, "cached call took %.2f s" % dt
+    assert opt_a.fingerprint == opt_b.fingerprint
+    for m, opt in ((model_a, opt_a), (model_b, opt_b)):
+        for _ in range(2):
+            opt.zero_grad()
+            lm_loss(m, x).backward()
+            opt.step()
+    for (n, pa), (_, pb) in zip(model_a.named_parameters(), model_b.named_parameters()):
+        assert torch.equal(pa, pb), "%s differs between the fresh and the cached optimizer" % n
+    print("  cached call: %.3f s" % dt)
+
+
+def test_group_lr_reaches_its_block_only():
+    model, (x,) = llama()
+    opt = compile_(model, (x,), policy="auto", lr=1e-2)   # cached by the first test
+    frozen_group = opt.param_groups[0]
+    frozen_group["lr"] = 0.0
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)   # drives every group
+    opt.zero_grad()
+    lm_loss(model, x).backward()
+    opt.step()
+    sched.step()
+    for n, p in model.named_parameters():
+        same = torch.equal(p, before[n])
+        assert same == (n in frozen_group["names"]), (n, same)
+    assert abs(opt.param_groups[1]["lr"] - 0.5 * 1e-2) < 1e-12
+    # state_dict round trip keeps the per-block lrs
+    sd = opt.state_dict()
+    opt2 = compile_(model, (x,), policy="auto", lr=1e-2)
+    opt2.load_state_dict(sd)
+    assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in opt.param_groups]
+
+
+# --------------------------------------------------------------------------- frozen things
+class FrozenParts(nn.Module):
+    """fc1 -> * scale (a buffer, fixed and non-uniform) -> relu -> fc2 (frozen) -> relu -> fc3."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.fc1 = nn.Linear(8, 16)
+        self.register_buffer("scale", 0.5 + torch.rand(16, generator=g))
+        self.fc2 = nn.Linear(16, 16)
+        self.fc2.weight.requires_grad_(False)
+        self.fc3 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x) * self.scale)
+        return self.fc3(torch.relu(self.fc2(h)))
+
+
+def test_requires_grad_false_and_buffers_are_frozen():
+    torch.manual_seed(0)
+    model, x = FrozenParts(), torch.randn(4, 8)
+    opt = compile_(model, (x,), policy="adamw", lr=1e-2)
+    info = opt.symoc_info
+    assert set(info["frozen"]) == {"scale", "fc2.weight"}, info["frozen"]
+    planned = {p["name"] for p in opt.plan["params"]}
+    assert planned == {"fc1.weight", "fc1.bias", "fc2.bias", "fc3.weight", "fc3.bias"}, planned
+    w2, sc = model.fc2.weight.detach().clone(), model.scale.clone()
+    w1 = model.fc1.weight.detach().clone()
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+    assert torch.equal(model.fc2.weight, w2) and torch.equal(model.scale, sc)
+    assert not torch.equal(model.fc1.weight, w1)
+    # As constants, the fixed scale and the frozen fc2.weight pin fc1's hidden units: no
+    # permutation claim may touch fc1.weight (it would if they were parameters).
+    rep = symoc.torch.report(model, (x,))
+    for c in rep.claims["claims"]:
+        if c["group"]["name"] in ("S", "B", "O"):
+            inits = {m["initializer"] for m in c["members"]}
+            assert "fc1.weight" not in inits, c
+
+
+# --------------------------------------------------------------------------- exporter choice
+def test_dynamo_output_rejected_falls_back_to_torchscript():
+    """auto picks the dynamo exporter when symoc takes opset > 17; when symoc then rejects the
+    file, compile() exports with TorchScript and goes on. Simulated on any torch: the
+    'dynamo' export is a TorchScript export stamped opset 99."""
+    import onnx
+    api = symoc.api
+    saved = (api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo)
+
+    def fake_dynamo(model, args, path):
+        api._export_torchscript(model, args, path)
+        m = onnx.load(path)
+        m.opset_import[0].version = 99
+        onnx.save(m, path)
+    api._dynamo_available = lambda: True
+    api._Tools.accepts_opset = lambda self, opset: True
+    api._export_dynamo = fake_dynamo
+    try:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+        rep = symoc.torch.report(model, (torch.randn(2, 8),))
+        assert rep.exporter == "torchscript", rep.exporter
+        expect_error(lambda: symoc.torch.report(model, (torch.randn(2, 8),),
+                                                exporter="dynamo"), "opset 99")
+    finally:
+        api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo = saved
+
+
+# --------------------------------------------------------------------------- report
+def test_report():
+    model, (x,) = llama()
+    rep = symoc.torch.report(model, (x,))
+    assert "claims pass" in rep.text and rep.verified is True, rep.text[-500:]
+    assert rep.claims["schema"] and rep.claims["claims"], rep.claims.keys()
+    assert "digraph" in rep.dot or "graph" in rep.dot.split("{")[0]
+    assert rep.exporter in ("torchscript", "dynamo")
+    names = {m["initializer"] for c in rep.claims["claims"] for m in c["members"]}
+    assert names <= {n for n, _ in model.named_parameters()}, names
+    with tempfile.TemporaryDirectory() as d:
+        written = rep.save(os.path.join(d, "llama"))
+        assert all(os.path.getsize(p) > 0 for p in written), written
+
+
+def test_report_with_a_failed_check_is_returned_not_raised():
+    """A claim failing `--verify` (exit 1, no error line) is part of the report: verified is
+    False. Simulated by a symoc wrapper whose analyze exits 1 after the real run."""
+    real = os.environ["SYMOC_BIN"]
+    with tempfile.TemporaryDirectory() as d:
+        wrapper = os.path.join(d, "symoc")
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\n"%s" "$@"; rc=$?\n[ "$1" = analyze ] && exit 1\nexit $rc\n'
+                    % real)
+        os.chmod(wrapper, 0o755)
+        os.environ["SYMOC_BIN"] = wrapper
+        try:
+            torch.manual_seed(2)
+            model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+            rep = symoc.torch.report(model, (torch.randn(2, 8),))
+            assert rep.verified is False and "claims pass" in rep.text, rep.verified
+        finally:
+            os.environ["SYMOC_BIN"] = real
+
+
+# --------------------------------------------------------------------------- errors
+class Unexportable(nn.Module):
+    """torch.diff has no ONNX export in opset 17 (TorchScript exporter)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.diff(self.fc(x), dim=-1)
+
+
+class UnusedParam(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.unused = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_error_unexportable_model():
+    if symoc.api._dynamo_available():
+        print("  (dynamo exporter present: torch.diff may export; checking the message only "
+              "if it fails)")
+        try:
+            compile_(Unexportable(), (torch.randn(2, 8),), policy="adamw")
+            return
+        except SymocError as e:
+            assert "Unexportable" in str(e), e
+            return
+    expect_error(lambda: compile_(Unexportable(), (torch.randn(2, 8),), policy="adamw"),
+                 "Unexportable", "does not export", "diff")
+
+
+def test_error_bad_policy():
+    model, (x,) = llama()
+    expect_error(lambda: compile_(model, (x,), policy="no-such-policy"),
+                 "Llama", "no-such-policy")
+
+
+def test_error_unused_parameter():
+    expect_error(lambda: compile_(UnusedParam(), (torch.randn(2, 8),), policy="adamw"),
+                 "UnusedParam", "lacks trainable parameters", "unused.weight",
+                 "requires_grad=False")
+
+
+def test_error_parameter_list_mismatch():
+    model, (x,) = llama()
+    opt = compile_(model, (x,), policy="auto", lr=3e-3)
+    named = [(n, p) for n, p in model.named_parameters() if n != "norm.weight"]
+    named.append(("extra.weight", nn.Parameter(torch.zeros(3))))
+    cls = symoc.api._block_optimizer_class()
+    expect_error(lambda: cls(named, library=opt.library.path, lr=1e-3, plan=opt.plan),
+                 "missing: 'norm.weight'", "extra: 'extra.weight'")
+
+
+def test_error_no_symoc_binary():
+    old = os.environ.get("SYMOC_BIN")
+    os.environ["SYMOC_BIN"] = "/nonexistent/symoc"
+    try:
+        model, (x,) = llama()
+        expect_error(lambda: compile_(model, (x,)), "SYMOC_BIN", "/nonexistent/symoc")
+    finally:
+        os.environ["SYMOC_BIN"] = old
+
+
+def test_error_bad_option():
+    model, (x,) = llama()
+    expect_error(lambda: compile_(model, (x,), bogus_option=1), "Llama", "bogus_option")
+
+
+def main():
+    global CACHE
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--cache", help="cache folder (default: a fresh temporary one)")
+    ap.add_argument("-k", help="run only tests whose name contains this")
+    a = ap.parse_args()
+    os.environ["SYMOC_BIN"] = os.path.abspath(a.symoc)
+    tmp = None
+    if a.cache:
+        CACHE = a.cache
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="symoc-cache-")
+        CACHE = tmp.name
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    failed = 0
+    t0 = time.perf_counter()
+    for name, fn in tests:
+        if a.k and a.k not in name:
+            continue
+        t = time.perf_counter()
+        try:
+            fn()
+            print("PASS %s (%.1f s)" % (name, time.perf_counter() - t))
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name)
+            traceback.print_exc()
+    print("%d failed; %.1f s" % (failed, time.perf_counter() - t0))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
