@@ -10,8 +10,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
-#include <ctime>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -698,11 +696,7 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   auto guarded = [&](auto &&f) {
     try {
       ++forwards;
-      auto t0 = std::chrono::steady_clock::now();
-      auto c0 = std::clock();
-      auto res = f();
-      if (getenv("SYMOC_TRACE")) fprintf(stderr, "run %.3f s wall %.3f s cpu\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), double(std::clock() - c0) / CLOCKS_PER_SEC);
-      return res;
+      return f();
     } catch (const Error &) {
       throw;
     } catch (const std::exception &e) {
@@ -773,12 +767,10 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     // rel err of the product of the elements of `set` (job indices).
     auto errorOf = [&](const std::vector<size_t> &set, Runner &r, const Claim *shift) {
       Overrides ov;
-      auto c0 = std::clock();
       for (size_t k : set) {
         Rng rng(mix(opt.seed, jobs[k].stream, uint64_t(t)));
         jobs[k].transform(ov, rng);
       }
-      if (getenv("SYMOC_TRACE")) fprintf(stderr, "transform %zu claims %.3f s cpu\n", set.size(), double(std::clock() - c0) / CLOCKS_PER_SEC);
       return relError(r.base, runOn(r, ov), shift, modelPath);
     };
 
