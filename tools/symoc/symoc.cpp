@@ -19,6 +19,7 @@
 #endif
 #ifdef SYMOC_HAVE_COMPILE
 #include "symoc/Emit/EmitCpp.h"
+#include "symoc/Plan/Claims.h"
 #include "symoc/Plan/Policy.h"
 #ifdef SYMOC_HAVE_PLAN_IR
 #include "symoc/Plan/PlanIR.h"
@@ -34,6 +35,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <malloc.h>
 #include <map>
 
 namespace {
@@ -147,6 +149,7 @@ struct AnalyzeOptions {
   std::string loss = "auto";
   std::string json, dot;
   bool verify = false;
+  bool oneByOne = false; // verify each claim alone instead of by composition
   uint64_t seed = 0;
   int trials = 3;
 };
@@ -233,6 +236,7 @@ int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
   symoc::VerifyOptions vo;
   vo.seed = a.seed;
   vo.trials = a.trials;
+  vo.compose = !a.oneByOne;
   vo.dims = parseDims(common.dims);
   vo.claimsName = claimsName;
   symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
@@ -306,6 +310,8 @@ struct CompileOptions {
   int64_t maxDense = 4096;
   std::string granularity = "matrix";
   bool dryRun = false;
+  bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
+  std::string claimsFile;   // the claims to build on, instead of the analysis' own
 
   void add(CLI::App *cmd, AnalyzeOptions &a) {
     cmd->add_option("--policy", policy, "how blocks are stepped: symo (default), symo-large, symo-coupled, "
@@ -325,6 +331,13 @@ struct CompileOptions {
                                                   "matrix (default), kv-group, head-pair, head");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
+    cmd->add_option("--claims", claimsFile,
+                    "build on the claims of this file (docs/symmetry-schema.md) instead of the analysis'");
+    cmd->add_flag("--no-verify", noVerify,
+                  "do not check the claims numerically before building on them (the plan notes it)");
+    cmd->add_option("--seed", a.seed, "random seed of the verification");
+    cmd->add_option("--trials", a.trials, "group elements per claim in the verification");
+    cmd->add_flag("--one-by-one", a.oneByOne, "verify each claim alone (default: by composition)");
   }
 };
 
@@ -353,7 +366,8 @@ std::string defaultRuntimeDir() {
   return "";
 }
 
-int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
+int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c,
+                const std::vector<std::string> &notes) {
   symoc::plan::PolicyOptions po;
   po.policy = c.policy;
   po.modelName = c.name;
@@ -363,6 +377,7 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   po.maxDense = c.maxDense;
   po.granularity = c.granularity;
   symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
+  plan.notes.insert(plan.notes.begin(), notes.begin(), notes.end());
   if (c.dryRun) {
     std::cout << symoc::plan::formatDryRun(plan);
     return 0;
@@ -397,9 +412,99 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   return 0;
 }
 
+/// The claims a compile builds on: the analysis' own or those of --claims FILE,
+/// checked numerically unless --no-verify. A claim that fails is dropped (each
+/// one named on stderr) and no step is built on it; the plan's notes say what
+/// was verified, dropped or skipped.
+std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelProto &model,
+                                    const CommonOptions &common, const AnalyzeOptions &a,
+                                    const CompileOptions &c) {
+  nlohmann::json doc;
+  std::string docName = "analysis";
+  if (!c.claimsFile.empty()) {
+    std::ifstream in(c.claimsFile);
+    if (!in)
+      throw symoc::Error(c.claimsFile + ": cannot read");
+    try {
+      doc = nlohmann::json::parse(in);
+    } catch (const std::exception &e) {
+      throw symoc::Error(c.claimsFile + ": not valid JSON: " + e.what());
+    }
+    docName = c.claimsFile;
+    r.claims = symoc::plan::claimsFromJson(doc, docName);
+    for (symoc::Space &s : r.spaces) {
+      s.claimIds.clear();
+      for (const symoc::Claim &cl : r.claims)
+        if (cl.space == s.id)
+          s.claimIds.push_back(cl.id);
+    }
+  } else {
+    doc = symoc::toJson(r);
+  }
+  std::vector<std::string> notes;
+  if (c.noVerify) {
+    notes.push_back(fmt::format("claims NOT verified (--no-verify): {} claim(s) of {} used as given",
+                                r.claims.size(), docName));
+    return notes;
+  }
+#ifdef SYMOC_HAVE_VERIFY
+  if (r.claims.empty())
+    return {"no claims to verify"};
+  symoc::VerifyOptions vo;
+  vo.seed = a.seed;
+  vo.trials = a.trials;
+  vo.compose = !a.oneByOne;
+  vo.dims = parseDims(common.dims);
+  vo.claimsName = docName;
+  vo.defaultDim = 2; // symbolic sizes not given with --dim (noted in the plan)
+  symoc::VerifyReport rep;
+  try {
+    rep = symoc::verify(model, common.model, doc, vo);
+  } catch (const std::exception &e) {
+    throw symoc::Error(std::string(e.what()) +
+                       " (symoc compile verifies every claim first: give --dim NAME=N for symbolic "
+                       "dimensions, or --no-verify to build on unverified claims)");
+  }
+  if (rep.controlRan && rep.control.pass && rep.controlInconclusive.empty())
+    throw symoc::Error(common.model + ": the verification's negative control passed, so no claim "
+                       "can be trusted (--no-verify to build on unverified claims)");
+  std::set<std::string> dropped;
+  for (const symoc::ClaimResult &cr : rep.claims) {
+    if (cr.pass)
+      continue;
+    dropped.insert(cr.id);
+    std::cerr << fmt::format("symoc: warning: {}: claim {} ({}) fails verification (rel err {:.1e} > "
+                             "{:.0e}): dropped, no step is built on it\n",
+                             docName, cr.id, cr.description, cr.maxRelErr, cr.tol);
+  }
+  symoc::plan::dropClaims(r, dropped);
+  std::string note = fmt::format("claims verified: {} of {} hold (seed {}, {} trials, {} forward runs)",
+                                 rep.claims.size() - dropped.size(), rep.claims.size(), rep.seed,
+                                 rep.trials, rep.forwards);
+  if (!dropped.empty()) {
+    std::string ids;
+    for (const auto &id : dropped)
+      ids += (ids.empty() ? "" : ", ") + id;
+    note += "; dropped (failed): " + ids;
+  }
+  if (!rep.assumedDims.empty()) {
+    std::string dims;
+    for (const auto &d : rep.assumedDims)
+      dims += (dims.empty() ? "" : ", ") + d;
+    note += "; symbolic sizes taken as " + dims + " (--dim to choose)";
+  }
+  notes.push_back(note);
+#else
+  throw symoc::Error("this symoc was built without verify: pass --no-verify");
+#endif
+  return notes;
+}
+
 int runCompile(const CommonOptions &common, const AnalyzeOptions &a, const CompileOptions &c) {
   onnx::ModelProto model;
-  return compileFrom(analyze(common, a, model), c);
+  symoc::AnalysisResult r = analyze(common, a, model);
+  std::vector<std::string> notes = gateClaims(r, model, common, a, c);
+  return compileFrom(r, c, notes);
 }
 
 bool isOneWord(int argc, char **argv) {
@@ -430,7 +535,8 @@ int runOneWord(int argc, char **argv) {
     onnx::ModelProto model;
     symoc::AnalysisResult r = analyze(common, a, model);
     std::cout << symoc::formatReport(r) << "\n";
-    return compileFrom(r, c);
+    std::vector<std::string> notes = gateClaims(r, model, common, a, c);
+    return compileFrom(r, c, notes);
   } catch (const std::exception &e) {
     std::cerr << "symoc: error: " << e.what() << "\n";
     return 1;
@@ -441,6 +547,11 @@ int runOneWord(int argc, char **argv) {
 } // namespace
 
 int main(int argc, char **argv) {
+  // The reference evaluator allocates and frees activation-sized tensors on every
+  // forward run; with glibc's defaults each one is a fresh mmap that page-faults in
+  // again (a quarter of verify's time on vit_b_16). Keep freed memory in the heap.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
   if (isOneWord(argc, argv))
     return runOneWord(argc, argv);
@@ -474,6 +585,8 @@ int main(int argc, char **argv) {
   analyzeCmd->add_flag("--verify", analyzeOpts.verify, "check every claim numerically");
   analyzeCmd->add_option("--seed", analyzeOpts.seed, "random seed for --verify");
   analyzeCmd->add_option("--trials", analyzeOpts.trials, "group elements per claim for --verify");
+  analyzeCmd->add_flag("--one-by-one", analyzeOpts.oneByOne,
+                       "--verify checks each claim alone (default: batches of claims by composition)");
 
   CommonOptions verifyCommon;
   AnalyzeOptions verifyOpts;
@@ -486,6 +599,8 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("--json", verifyJson, "write the results as JSON");
   verifyCmd->add_option("--seed", verifyOpts.seed, "random seed");
   verifyCmd->add_option("--trials", verifyOpts.trials, "group elements per claim");
+  verifyCmd->add_flag("--one-by-one", verifyOpts.oneByOne,
+                      "check each claim alone (default: batches of claims by composition)");
 #endif
 #endif
 #if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
