@@ -34,6 +34,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <map>
 
 namespace {
 
@@ -168,6 +169,32 @@ std::optional<std::vector<double>> constantValues(const onnx::ModelProto &model,
 }
 #endif
 
+/// Every barrier, whatever its cause, as notes: one line per op type and
+/// reason (with a count), its hint, and the first node.
+void printBarrierNotes(const symoc::AnalysisResult &r, const std::string &path) {
+  struct Group {
+    int count = 0;
+    const symoc::Barrier *first = nullptr;
+  };
+  std::map<std::pair<std::string, std::string>, Group> groups;
+  std::vector<std::pair<std::string, std::string>> order;
+  for (const auto &b : r.barriers) {
+    auto key = std::make_pair(b.opType, b.reason);
+    Group &g = groups[key];
+    if (g.count++ == 0) {
+      g.first = &b;
+      order.push_back(key);
+    }
+  }
+  for (const auto &key : order) {
+    const Group &g = groups[key];
+    std::string line = "barrier: " + std::to_string(g.count) + " x " + key.first + " (" +
+                       (g.count > 1 ? "first '" : "'") + g.first->node + "'): " + key.second +
+                       "; hint: " + g.first->hint;
+    std::cerr << "symoc: note: " << oneLine(path) << ": " << oneLine(line) << "\n";
+  }
+}
+
 symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions &a,
                               onnx::ModelProto &model) {
   mlir::MLIRContext ctx;
@@ -194,6 +221,7 @@ symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions 
                                         : symoc::LossKind::Auto;
   symoc::AnalysisResult r = symoc::analyzeSpaces(*module, opts);
   r.model = common.model;
+  printBarrierNotes(r, common.model);
   return r;
 }
 
