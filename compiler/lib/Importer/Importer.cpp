@@ -502,7 +502,7 @@ void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &
   adaptModel(
       model, path,
       [&](onnx::ModelProto &m) {
-        std::string err = inferShapes(m);
+        std::string err = inferShapes(m, path);
         foldShapeArithmetic(m, path);
         return err;
       },
