@@ -4,6 +4,7 @@
 #include "symoc/ModelIO/ModelIO.h"
 
 #include "Elements.h"
+#include "WrittenOutEpsilon.h"
 
 #include <fmt/format.h>
 
@@ -471,8 +472,10 @@ bool VerifyReport::ok() const {
   return !(controlRan && control.pass);
 }
 
-/// The model with epsilon = 0 on every normalization node that has one.
-static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model) {
+/// The model with epsilon = 0 on every normalization node that has one and
+/// in every written-out one.
+static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model,
+                                       const std::string &modelPath) {
   onnx::ModelProto m = model;
   for (auto &node : *m.mutable_graph()->mutable_node()) {
     const std::string &t = node.op_type();
@@ -490,6 +493,7 @@ static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model) {
     }
     eps->set_f(0.0f);
   }
+  zeroWrittenOutEpsilons(*m.mutable_graph(), model.graph(), modelPath);
   return m;
 }
 
@@ -555,7 +559,7 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   onnx::ModelProto noEps; // the evaluator keeps pointers into its model
   std::unique_ptr<Evaluator> evNoEpsP;
   if (std::any_of(claims.begin(), claims.end(), [](const Claim &c) { return !c.exact; }))
-    evNoEpsP = std::make_unique<Evaluator>(noEps = withoutEpsilon(model), modelPath);
+    evNoEpsP = std::make_unique<Evaluator>(noEps = withoutEpsilon(model, modelPath), modelPath);
 
   std::vector<InputSpec> specs = inputSpecs(ev, opt);
 
