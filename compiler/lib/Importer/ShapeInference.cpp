@@ -130,6 +130,9 @@ bool prefixDies(const onnx::ModelProto &model, int count) {
 } // namespace
 
 std::string inferShapes(onnx::ModelProto &model, const std::string &path) {
+  // The schema registry is built on first use: build it here, so a child
+  // never starts in the middle of that (its locks held by another thread).
+  (void)onnx::OpSchemaRegistry::Instance();
   ChildResult res = inChild([&]() { return inferAndPack(model); });
   if (!res.died) {
     uint64_t n = 0;
