@@ -740,6 +740,7 @@ public:
     relation(approxScaleRels, terms, 0);
     approxWhy.resize(approxScaleRels.size(), why.str());
     approxUniform.resize(approxScaleRels.size(), uniform);
+    approxCall.resize(approxScaleRels.size(), approxCalls++);
   }
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
   void absorbs(Value x, int64_t a, bool scale, bool sign) override {
@@ -1081,6 +1082,8 @@ public:
   std::vector<Relation> approxScaleRels;
   std::vector<std::string> approxWhy;
   std::vector<bool> approxUniform; // absorbs only a scale uniform along the axis
+  std::vector<int> approxCall;      // the approxScaleRelation call of each relation
+  int approxCalls = 0;
   std::vector<std::pair<Value, int64_t>> softmaxes;
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
@@ -1547,7 +1550,22 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
         if (slot.first.empty() || b.approxUniform[k])
           slot = {b.approxWhy[k], b.approxUniform[k]};
       }
-    for (auto &vec : solveFlow(b.scaleRels, nodes.size(), false)) {
+    // A uniform-only relaxation frees one factor for its whole axis: the
+    // pieces of that axis (a Concat with a constant, heads) move together,
+    // so a constant piece (a class token concatenated along the normalized
+    // axis) pins the others.
+    std::vector<Relation> relaxedRels = b.scaleRels;
+    std::map<int, int> firstOfCall;
+    for (size_t k = 0; k < b.approxScaleRels.size(); ++k) {
+      if (!b.approxUniform[k])
+        continue;
+      for (auto [n, c] : b.approxScaleRels[k].terms) {
+        auto [it, first] = firstOfCall.insert({b.approxCall[k], n});
+        if (!first && it->second != n)
+          relaxedRels.push_back({{{it->second, 1}, {n, -1}}});
+      }
+    }
+    for (auto &vec : solveFlow(relaxedRels, nodes.size(), false)) {
       std::string why;
       bool uniform = false;
       for (auto [n, v] : vec)

@@ -4,6 +4,7 @@
 #include "symoc/ModelIO/ModelIO.h"
 
 #include "Elements.h"
+#include "WrittenOutEpsilon.h"
 
 #include <cblas.h>
 
@@ -516,9 +517,10 @@ bool VerifyReport::ok() const {
   return !(controlRan && control.pass && controlInconclusive.empty());
 }
 
-/// The graph with epsilon = 0 on every normalization node that has one, without
-/// the initializers (its evaluator shares the model's weights).
-static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model, bool &changed) {
+/// The graph with epsilon = 0 on every normalization node that has one and in every
+/// written-out one, without the initializers (its evaluator shares the model's weights).
+static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model, const std::string &modelPath,
+                                       bool &changed) {
   changed = false;
   onnx::ModelProto m;
   *m.mutable_opset_import() = model.opset_import();
@@ -546,6 +548,7 @@ static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model, bool &chan
     changed |= eps->f() != 0.0f;
     eps->set_f(0.0f);
   }
+  changed |= zeroWrittenOutEpsilons(*h, g, modelPath) > 0;
   return m;
 }
 
@@ -598,11 +601,11 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   // second evaluator shares the first one's weights.
   onnx::ModelProto noEps; // the evaluator keeps pointers into its model
   std::unique_ptr<Evaluator> evNoEpsP;
-  // A graph whose normalizations are written out (Add(var, eps)) has no
-  // epsilon to set to 0: its approximate claims are judged at its epsilon.
+  // A graph with no epsilon to set to 0 (none, or a written-out one whose constant is
+  // not small) has its approximate claims judged at its epsilon.
   bool epsilonZeroed = false;
   if (std::any_of(claims.begin(), claims.end(), [](const Claim &c) { return !c.exact; })) {
-    noEps = withoutEpsilon(model, epsilonZeroed);
+    noEps = withoutEpsilon(model, modelPath, epsilonZeroed);
     if (epsilonZeroed)
       evNoEpsP = std::make_unique<Evaluator>(noEps, modelPath, ev);
   }

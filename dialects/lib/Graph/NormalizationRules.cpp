@@ -25,9 +25,9 @@ void batchedNonlinear(SpaceBuilder &b, Value x, int64_t a, Value y,
 
 /// A LayerNorm or RMSNorm absorbs a uniform rescaling of its input up to
 /// O(eps / variance). That is claimed (as an approximate gauge) only for an
-/// epsilon of the usual sizes: a written-out norm keeps its epsilon when
-/// verify checks the claim (it can only zero the attributes of normalization
-/// ops), and a large one (a constant rewired into the Add) is no epsilon.
+/// epsilon of the usual sizes: verify zeroes a written-out norm's epsilon
+/// only up to the same bound (compiler/lib/Verify/WrittenOutEpsilon.h), and a
+/// large one (a constant rewired into the Add) is no epsilon.
 constexpr double kMaxUniformEpsilon = 1e-3;
 
 void uniformScaleAbsorbed(SpaceBuilder &b, Operation *op, Value x, int64_t a,
