@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-POLICIES = ["adamw", "muon", "lau-su", "symo", "ddc-adam", "symo-mlp"]
+POLICIES = ["adamw", "muon", "lau-su", "symo", "ddc-adam", "symo-mlp", "auto"]
 # Variants: generated-library name -> (policy, overrides). symo-mlp averages the SwiGLU
 # matrices over the hidden (688) space only (S x 1 / B x 1 / 1 x B) instead of the B x B
 # (normalized SGD) and S x B that the symo policy picks for them.
@@ -32,7 +32,10 @@ VARIANTS = {
                           "*.mlp.down_proj.weight=symo:1xB"]),
 }
 # name: (policy or "torch-adamw", lr, aux lr for the plan's adam(w) blocks, 0 = same lr).
-# The learning rates are the best of the sweeps in docs/results.md.
+# The learning rates are the best of the sweeps in docs/results.md. Those sweeps predate the
+# Symo transformer recipe (symo now steps per piece with Muon's momentum and the Symo scale
+# sqrt(d)): the symo entry is the old plan's lr, and auto has none yet (pass --runs).
+# symo-mlp pins explicit whole-axis groups (symo:LxR), which keep the old EMA step.
 RUNS = {
     "torch-adamw": ("torch-adamw", 2e-3, 0.0),
     "adamw": ("adamw", 2e-3, 0.0),

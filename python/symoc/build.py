@@ -10,11 +10,21 @@ class SymocError(RuntimeError):
     """A failure reported by the generated library, or a mismatch found by the bridge."""
 
 
-def compile_model(symoc, model, out_dir, policy="symo", overrides=(), extra=()):
-    """Run `symoc compile MODEL --policy P -o OUT [--override X ...]`; raise on failure."""
+def compile_model(symoc, model, out_dir, policy="symo", overrides=(), extra=(), verify=True,
+                  claims=None):
+    """Run `symoc compile MODEL --policy P -o OUT [--override X ...]`; raise on failure.
+
+    symoc compile verifies every claim numerically first and builds no step on one that
+    fails (it is dropped and named on stderr). verify=False passes --no-verify (the plan
+    notes that the claims were not checked); claims=FILE builds on that claims document
+    instead of the analysis' own."""
     cmd = [symoc, "compile", model, "--policy", policy, "-o", out_dir]
     for o in overrides:
         cmd += ["--override", o]
+    if not verify:
+        cmd.append("--no-verify")
+    if claims:
+        cmd += ["--claims", claims]
     cmd += list(extra)
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:

@@ -55,6 +55,37 @@ struct Side {
   }
 };
 
+// A side given as pieces: every run of every piece is its own component.
+Side pieces_side(Workspace::Frame &f, const std::vector<SidePiece> &pieces, int64_t n, const char *which) {
+  Side s;
+  int64_t count = 0, at = 0;
+  for (const SidePiece &p : pieces) {
+    if (p.offset != at || p.extent <= 0 || p.parts <= 0 || p.extent % p.parts != 0)
+      throw Error(std::string("symo: ") + which + " pieces must tile the side in order with parts dividing "
+                  "their extent (piece at " + std::to_string(p.offset) + ", extent " + std::to_string(p.extent) +
+                  ", parts " + std::to_string(p.parts) + ")");
+    if (p.group == Group::Trivial) return s; // a trivial piece makes the whole side trivial
+    count += p.group == Group::Z2 ? p.extent : p.parts;
+    at += p.extent;
+  }
+  if (at != n)
+    throw Error(std::string("symo: ") + which + " pieces cover " + std::to_string(at) + " of " + std::to_string(n) +
+                " coordinates");
+  s.trivial = false;
+  s.count = count;
+  s.r = f.array<Range>(size_t(std::max<int64_t>(count, 1)));
+  int64_t k = 0;
+  for (const SidePiece &p : pieces) {
+    if (p.group == Group::Z2) {
+      for (int64_t i = 0; i < p.extent; ++i) s.r[k++] = Range{p.offset + i, 1, false};
+      continue;
+    }
+    const int64_t len = p.extent / p.parts;
+    for (int64_t i = 0; i < p.parts; ++i) s.r[k++] = Range{p.offset + i * len, len, p.group == Group::S};
+  }
+  return s;
+}
+
 Side make_side(Workspace::Frame &f, Group g, const HeadSpec &h, int64_t n, const char *which) {
   Side s;
   auto runs = [&](int64_t count, int64_t len, bool split) {
@@ -235,11 +266,75 @@ void two_sided(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c,
   }
 }
 
+// X (len x n) -> Y = X (X^T X / d + eps)^{-1/2} = sqrt(d) X (X^T X + d eps)^{-1/2},
+// evaluated on the smaller side ((X X^T + d eps)^{-1/2} X when len < n, the push-through
+// identity), Gram and eigendecomposition in double (the Gram squares the condition number).
+void single_component(Context &ctx, const SymoConfig &c, const MatView &X, int64_t d, const MatView &Y) {
+  gram_pow_apply(ctx, X, X.rows >= X.cols, -0.5, double(d) * c.eps, c.fn.rcond, Y);
+  const float s = float(std::sqrt(double(d)));
+  for (int64_t i = 0; i < Y.rows; ++i)
+    for (int64_t j = 0; j < Y.cols; ++j) Y(i, j) *= s;
+}
+
+// beta2 = 0 (H_g of one matrix, no EMA): per run, statistics and direction from U; no
+// state. B/O runs: (U U^T/d + eps)^{-1/2} U; S runs: the same on the centred rows (d =
+// len - 1, re-centred against rounding) plus the mean line 1 mu / (sqrt(len) |mu|).
+void one_run(Context &ctx, const SymoConfig &c, const Range &r, const MatView &Ur, const MatView &Dr) {
+  const int64_t n = Ur.cols;
+  {
+    if (!r.split) {
+      single_component(ctx, c, Ur, r.len, Dr);
+      return;
+    }
+    Workspace::Frame f(ctx.workspace());
+    MatView mu = f.mat(1, n), Xc = f.mat(r.len, n);
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int64_t i = 0; i < r.len; ++i) sum += Ur(i, j);
+      mu(0, j) = float(sum / double(r.len));
+    }
+    for (int64_t i = 0; i < r.len; ++i)
+      for (int64_t j = 0; j < n; ++j) Xc(i, j) = Ur(i, j) - mu(0, j);
+    if (r.len > 1) single_component(ctx, c, Xc, r.len - 1, Dr);
+    else
+      for (int64_t j = 0; j < n; ++j) Dr(0, j) = 0.f;
+    double m2 = 0;
+    for (int64_t j = 0; j < n; ++j) m2 += double(mu(0, j)) * mu(0, j);
+    // (len mu^T mu + eps)^{-1/2} on the mean line, the pseudo-inverse cut of sym_pow_eig
+    const double h = double(r.len) * m2, scale = h > 0 ? 1.0 / std::sqrt(h + c.eps) : 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      double cm = 0;
+      for (int64_t i = 0; i < r.len; ++i) cm += Dr(i, j);
+      cm /= double(r.len);
+      const float add = float(double(mu(0, j)) * scale - cm);
+      for (int64_t i = 0; i < r.len; ++i) Dr(i, j) += add;
+    }
+  }
+}
+
+void one_sided_single(Context &ctx, const SymoConfig &c, const Side &L, const MatView &G, const MatView &U,
+                      const MatView &D, bool transposed) {
+  (void)G; // the statistics are those of U (equal to G without momentum)
+  const int64_t n = U.cols;
+  for (int64_t a = 0; a < L.count; ++a) {
+    const Range &r = L.r[a];
+    MatView Ur(&U(r.off, 0), r.len, n, U.ld), Dr(&D(r.off, 0), r.len, n, D.ld);
+    one_run(ctx, c, r, Ur, Dr);
+    if (!c.muon_scale) continue;
+    // sqrt(d) polar -> polar * max(1, rows/cols)^{1/2}, rows/cols of the run as the block has it
+    const double rows = transposed ? double(n) : double(r.len), cols = transposed ? double(r.len) : double(n);
+    const float k = float(std::sqrt(std::max(1.0, rows / cols) / double(r.len)));
+    for (int64_t i = 0; i < r.len; ++i)
+      for (int64_t j = 0; j < n; ++j) Dr(i, j) *= k;
+  }
+}
+
 // Left side non-trivial, right side trivial: S = sum_a C_a (x) P_a, C_a n x n.
 void one_sided_left(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t,
-                    const Side &L, const MatView &G, const MatView &U, const MatView &D) {
+                    const Side &L, const MatView &G, const MatView &U, const MatView &D, bool transposed = false) {
   Workspace::Frame f(ctx.workspace());
   const int64_t n = G.cols, ncomp = L.comps();
+  if (c.beta2 == 0.f) return one_sided_single(ctx, c, L, G, U, D, transposed);
   if (n > c.max_dense)
     throw Error("symo: block '" + key.str() + "' needs " + std::to_string(n) + "x" + std::to_string(n) +
                 " matrices, above max_dense " + std::to_string(c.max_dense) + " (pick a larger group for it)");
@@ -318,8 +413,10 @@ void dense(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int
 void symo_matrix(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c, int64_t t, const MatView &G,
                  const MatView &U, const MatView &D) {
   Workspace::Frame f(ctx.workspace());
-  Side L = make_side(f, c.left, c.left_heads, G.rows, "left");
-  Side R = make_side(f, c.right, c.right_heads, G.cols, "right");
+  Side L = c.left_pieces.empty() ? make_side(f, c.left, c.left_heads, G.rows, "left")
+                                 : pieces_side(f, c.left_pieces, G.rows, "left");
+  Side R = c.right_pieces.empty() ? make_side(f, c.right, c.right_heads, G.cols, "right")
+                                  : pieces_side(f, c.right_pieces, G.cols, "right");
   if (!L.trivial && !R.trivial) return two_sided(ctx, st, key, c, t, L, R, G, U, D);
   if (!L.trivial) return one_sided_left(ctx, st, key, c, t, L, G, U, D);
   if (!R.trivial) { // mirror: work on the transposes
@@ -327,7 +424,7 @@ void symo_matrix(Context &ctx, State &st, const KeyBase &key, const SymoConfig &
     transpose(G, Gt);
     if (U.data == G.data) Ut = Gt;
     else transpose(U, Ut);
-    one_sided_left(ctx, st, key, c, t, R, Gt, Ut, Dt);
+    one_sided_left(ctx, st, key, c, t, R, Gt, Ut, Dt, true);
     transpose(Dt, D);
     return;
   }
@@ -343,7 +440,16 @@ void Symo::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     const KeyBase key{p.name, "/symo"};
     const int64_t t = ++st.counter(key.k(".t"));
     MatView G(const_cast<float *>(p.g), p.rows, p.cols), U = G;
-    if (c_.beta1 > 0) { // momentum, bias-corrected, preconditioned by the gradient's statistics
+    if (c_.beta1 > 0 && c_.muon_momentum) { // muon.py's momentum; the statistics are U's
+      float *M = st.buffer(key.k(".m"), {p.rows, p.cols});
+      U = f.mat(p.rows, p.cols);
+      const float w = 1.f - c_.beta1, beta = c_.beta1;
+      for (int64_t j = 0; j < p.size(); ++j) {
+        M[j] = M[j] + w * (p.g[j] - M[j]); // torch lerp_
+        U.data[j] = c_.nesterov ? p.g[j] + beta * (M[j] - p.g[j]) : M[j];
+      }
+      G = U;
+    } else if (c_.beta1 > 0) { // momentum, bias-corrected, preconditioned by the gradient's statistics
       float *M = st.buffer(key.k(".m"), {p.rows, p.cols});
       U = f.mat(p.rows, p.cols);
       const float bc1 = float(1.0 - std::pow(double(c_.beta1), double(t)));

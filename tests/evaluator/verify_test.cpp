@@ -525,3 +525,113 @@ TEST(Verify, IncrementalRerunsGiveTheSameErrors) {
     EXPECT_EQ(a.claims[i].maxRelErr, b.claims[i].maxRelErr) << a.claims[i].id;
   EXPECT_EQ(a.control.maxRelErr, b.control.maxRelErr);
 }
+
+// A deep ReLU chain x -> [Gemm(W_i, b_i) -> Relu] x L -> Gemm -> y: L hidden spaces, each
+// with a permutation and a rescaling claim (all true).
+onnx::ModelProto reluChain(int layers, int width) {
+  Builder b;
+  b.input("x", {4, width});
+  std::string in = "x";
+  for (int i = 0; i <= layers; ++i) {
+    std::string w = "W" + std::to_string(i), bias = "b" + std::to_string(i);
+    b.init(w, {width, width});
+    b.init(bias, {width});
+    std::string h = i == layers ? "y" : "h" + std::to_string(i);
+    Builder::attrInt(b.node("Gemm", {in, w, bias}, {h}), "transB", 1);
+    if (i < layers) {
+      b.node("Relu", {h}, {"a" + std::to_string(i)});
+      in = "a" + std::to_string(i);
+    }
+  }
+  b.output("y");
+  return b.m;
+}
+
+std::vector<json> chainClaims(int layers, int width) {
+  std::vector<json> cs;
+  for (int i = 0; i < layers; ++i)
+    for (const char *g : {"S", "Scale+"}) {
+      std::string w = "W" + std::to_string(i), bias = "b" + std::to_string(i),
+                  next = "W" + std::to_string(i + 1);
+      cs.push_back({{"id", std::string(g) + std::to_string(i)},
+                    {"kind", "linear"},
+                    {"n", width},
+                    {"group", {{"name", g}}},
+                    {"members",
+                     {member(w, 0, "out", width), member(bias, 0, "out", width),
+                      member(next, 1, "in", width)}}});
+    }
+  return cs;
+}
+
+TEST(VerifyComposed, OneRunPerTrialWhenEveryClaimHolds) {
+  auto m = reluChain(10, 6);
+  auto cs = chainClaims(10, 6);
+  VerifyReport r = run(m, doc(cs));
+  ASSERT_EQ(r.claims.size(), 20u);
+  for (const auto &c : r.claims)
+    EXPECT_TRUE(c.pass) << c.id << " " << c.maxRelErr;
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.composed);
+  // 3 trials x (base + one product of all 20 elements) + the control.
+  EXPECT_EQ(r.forwards, 3 * 2 + 1);
+  VerifyOptions each;
+  each.compose = false;
+  VerifyReport e = run(m, doc(cs), each);
+  EXPECT_TRUE(e.ok());
+  EXPECT_GT(e.forwards, 3 * 20);
+}
+
+TEST(VerifyComposed, PlantedFalseClaimsAreFoundAndNamed) {
+  // Sign flips on a ReLU space are false; so is a permutation of one side only.
+  auto m = reluChain(10, 6);
+  auto cs = chainClaims(10, 6);
+  json sign = cs[6];
+  sign["id"] = "planted_sign";
+  sign["group"] = {{"name", "Z2"}};
+  json oneSided = cs[14];
+  oneSided["id"] = "planted_one_sided";
+  oneSided["members"].erase(2);
+  cs.insert(cs.begin() + 5, sign);
+  cs.insert(cs.begin() + 17, oneSided);
+  for (bool compose : {true, false}) {
+    VerifyOptions o;
+    o.compose = compose;
+    VerifyReport r = run(m, doc(cs), o);
+    EXPECT_FALSE(r.ok());
+    EXPECT_EQ(r.failedIds(), (std::vector<std::string>{"planted_sign", "planted_one_sided"}))
+        << "compose " << compose;
+    for (const auto &c : r.claims)
+      if (c.pass)
+        EXPECT_LE(c.maxRelErr, 1e-12) << c.id;
+    std::ostringstream os;
+    printReport(r, os);
+    EXPECT_NE(os.str().find("negative control fails as it must; FAILED: 2 of 22 claims do not "
+                            "hold (planted_sign, planted_one_sided)"),
+              std::string::npos)
+        << os.str();
+  }
+}
+
+TEST(VerifyComposed, ControlOnAWeightTheOutputIgnoresIsInconclusive) {
+  // y = Relu(x); W only feeds a value no output reads.
+  Builder b;
+  b.input("x", {2, 3});
+  b.init("W", {3, 3});
+  b.node("MatMul", {"x", "W"}, {"t"});
+  b.node("Relu", {"x"}, {"y"});
+  b.output("y");
+  json c = {{"id", "perm"}, {"kind", "linear"}, {"n", 3}, {"group", {{"name", "S"}}},
+            {"members", {member("W", 0, "out", 3)}}};
+  VerifyReport r = run(b.m, doc({c}));
+  EXPECT_TRUE(r.claims[0].pass);
+  ASSERT_TRUE(r.controlRan);
+  EXPECT_EQ(r.controlInconclusive, "the output does not depend on W");
+  EXPECT_TRUE(r.ok());
+  std::ostringstream os;
+  printReport(r, os);
+  EXPECT_NE(os.str().find("negative control inconclusive: the output does not depend on W"),
+            std::string::npos)
+      << os.str();
+  EXPECT_EQ(os.str().find("verify is broken"), std::string::npos);
+}

@@ -312,3 +312,100 @@ TEST(SymoErrors, ClearErrorsForUnsupportedConfigurations) {
   h.left_heads = HeadSpec{2, Group::Trivial, Group::S};
   EXPECT_THROW(symo_direction(h, G, 4, 3), Error);
 }
+
+namespace {
+
+// Rows [r0, r0 + len) of an m x n row-major matrix.
+std::vector<float> rows_of(const std::vector<float> &X, int64_t r0, int64_t len, int64_t n) {
+  return std::vector<float>(X.begin() + r0 * n, X.begin() + (r0 + len) * n);
+}
+
+double max_rel(const std::vector<float> &a, const std::vector<float> &b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), den += double(b[i]) * b[i];
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+} // namespace
+
+// Pieces with beta2 = 0 (the compiler's transformer recipe): every run is its own component
+// (block-diagonal), and each run's step is the one-sided closed form of its group for one
+// matrix, here the first EMA step of an independent Symo on that run alone (bias
+// correction makes it exactly H_g of one gradient; a different code path: n x n matrices).
+TEST(SymoPieces, RunsAreIndependentOneSidedSteps) {
+  std::mt19937 rng(11);
+  const int64_t m = 9, n = 5;
+  auto G = randn(rng, size_t(m * n));
+  SymoConfig c;
+  c.beta2 = 0.f, c.eps = 0.f;
+  c.left_pieces = {{0, 4, Group::O, 2}, {4, 3, Group::S, 1}, {7, 2, Group::Z2, 1}};
+  auto D = symo_direction(c, G, m, n);
+  struct Run { int64_t r0, len; Group g; };
+  for (Run r : {Run{0, 2, Group::O}, Run{2, 2, Group::O}, Run{4, 3, Group::S}, Run{7, 2, Group::Z2}}) {
+    SymoConfig one = cfg(r.g, Group::Trivial); // beta2 = 0.95, first step
+    auto want = symo_direction(one, rows_of(G, r.r0, r.len, n), r.len, n);
+    EXPECT_LT(max_rel(rows_of(D, r.r0, r.len, n), want), 1e-5) << "run at " << r.r0;
+  }
+  // The same pieces on the columns: the mirror.
+  std::vector<float> Gt(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) Gt[size_t(j * m + i)] = G[size_t(i * n + j)];
+  SymoConfig t;
+  t.beta2 = 0.f, t.eps = 0.f, t.right_pieces = c.left_pieces;
+  auto Dt = symo_direction(t, Gt, n, m);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) EXPECT_NEAR(Dt[size_t(j * m + i)], D[size_t(i * n + j)], 1e-5);
+  // No state beyond the step counter: nothing n x n is kept.
+  Context ctx;
+  State st;
+  Symo rule(c);
+  std::vector<float> W(G.size(), 0.f);
+  direction(ctx, st, rule, "w", W, G, m, n);
+  EXPECT_EQ(st.bytes(), 0u);
+}
+
+// muon.py's momentum: after two gradients the step is the pieces' step of
+// lerp(G2, M2, beta1) with M2 = lerp(lerp(0, G1, 1 - beta1), G2, 1 - beta1).
+TEST(SymoPieces, MuonMomentumFeedsTheStatistics) {
+  std::mt19937 rng(12);
+  const int64_t m = 6, n = 4;
+  auto G1 = randn(rng, size_t(m * n)), G2 = randn(rng, size_t(m * n));
+  SymoConfig c;
+  c.beta2 = 0.f, c.eps = 0.f, c.beta1 = 0.9f, c.muon_momentum = true, c.nesterov = true;
+  c.left_pieces = {{0, 6, Group::O, 3}};
+  Context ctx;
+  State st;
+  Symo rule(c);
+  std::vector<float> W(G1.size(), 0.f);
+  direction(ctx, st, rule, "w", W, G1, m, n);
+  auto D = direction(ctx, st, rule, "w", W, G2, m, n);
+  EXPECT_EQ(st.bytes(), size_t(m * n) * sizeof(float)); // the momentum only
+  std::vector<float> U(G1.size());
+  for (size_t i = 0; i < U.size(); ++i) {
+    const float M1 = 0.1f * G1[i], M2 = M1 + 0.1f * (G2[i] - M1);
+    U[i] = G2[i] + 0.9f * (M2 - G2[i]);
+  }
+  SymoConfig plain;
+  plain.beta2 = 0.f, plain.eps = 0.f, plain.left_pieces = c.left_pieces;
+  EXPECT_LT(max_rel(D, symo_direction(plain, U, m, n)), 1e-5);
+}
+
+TEST(SymoPieces, ClearErrorsAndTrivialPieces) {
+  std::vector<float> G(12, 1.f);
+  SymoConfig gap; // [0, 2) and [3, 4): not a tiling
+  gap.left_pieces = {{0, 2, Group::O, 1}, {3, 1, Group::O, 1}};
+  EXPECT_THROW(symo_direction(gap, G, 4, 3), Error);
+  SymoConfig parts; // 3 rows in 2 runs
+  parts.left_pieces = {{0, 3, Group::O, 2}, {3, 1, Group::O, 1}};
+  EXPECT_THROW(symo_direction(parts, G, 4, 3), Error);
+  SymoConfig shortp; // covers 3 of 4 rows
+  shortp.left_pieces = {{0, 3, Group::O, 1}};
+  EXPECT_THROW(symo_direction(shortp, G, 4, 3), Error);
+  // A trivial piece makes the side trivial: the same as no group at all (here 1 x 1).
+  std::mt19937 rng(13);
+  auto H = randn(rng, 12);
+  SymoConfig triv;
+  triv.left_pieces = {{0, 2, Group::O, 1}, {2, 2, Group::Trivial, 1}};
+  auto a = symo_direction(triv, H, 4, 3), b = symo_direction(SymoConfig{}, H, 4, 3);
+  EXPECT_LT(max_rel(a, b), 1e-6);
+}

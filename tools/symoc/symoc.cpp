@@ -19,6 +19,7 @@
 #endif
 #ifdef SYMOC_HAVE_COMPILE
 #include "symoc/Emit/EmitCpp.h"
+#include "symoc/Plan/Claims.h"
 #include "symoc/Plan/Policy.h"
 #ifdef SYMOC_HAVE_PLAN_IR
 #include "symoc/Plan/PlanIR.h"
@@ -34,6 +35,8 @@
 
 #include <fstream>
 #include <iostream>
+#include <malloc.h>
+#include <map>
 
 namespace {
 
@@ -146,6 +149,7 @@ struct AnalyzeOptions {
   std::string loss = "auto";
   std::string json, dot;
   bool verify = false;
+  bool oneByOne = false; // verify each claim alone instead of by composition
   uint64_t seed = 0;
   int trials = 3;
 };
@@ -167,6 +171,32 @@ std::optional<std::vector<double>> constantValues(const onnx::ModelProto &model,
   return std::nullopt;
 }
 #endif
+
+/// Every barrier, whatever its cause, as notes: one line per op type and
+/// reason (with a count), its hint, and the first node.
+void printBarrierNotes(const symoc::AnalysisResult &r, const std::string &path) {
+  struct Group {
+    int count = 0;
+    const symoc::Barrier *first = nullptr;
+  };
+  std::map<std::pair<std::string, std::string>, Group> groups;
+  std::vector<std::pair<std::string, std::string>> order;
+  for (const auto &b : r.barriers) {
+    auto key = std::make_pair(b.opType, b.reason);
+    Group &g = groups[key];
+    if (g.count++ == 0) {
+      g.first = &b;
+      order.push_back(key);
+    }
+  }
+  for (const auto &key : order) {
+    const Group &g = groups[key];
+    std::string line = "barrier: " + std::to_string(g.count) + " x " + key.first + " (" +
+                       (g.count > 1 ? "first '" : "'") + g.first->node + "'): " + key.second +
+                       "; hint: " + g.first->hint;
+    std::cerr << "symoc: note: " << oneLine(path) << ": " << oneLine(line) << "\n";
+  }
+}
 
 symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions &a,
                               onnx::ModelProto &model) {
@@ -194,6 +224,7 @@ symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions 
                                         : symoc::LossKind::Auto;
   symoc::AnalysisResult r = symoc::analyzeSpaces(*module, opts);
   r.model = common.model;
+  printBarrierNotes(r, common.model);
   return r;
 }
 
@@ -205,6 +236,7 @@ int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
   symoc::VerifyOptions vo;
   vo.seed = a.seed;
   vo.trials = a.trials;
+  vo.compose = !a.oneByOne;
   vo.dims = parseDims(common.dims);
   vo.claimsName = claimsName;
   symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
@@ -276,7 +308,10 @@ struct CompileOptions {
   std::string name;
   std::string runtimeDir;
   int64_t maxDense = 4096;
+  std::string granularity = "matrix";
   bool dryRun = false;
+  bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
+  std::string claimsFile;   // the claims to build on, instead of the analysis' own
 
   void add(CLI::App *cmd, AnalyzeOptions &a) {
     cmd->add_option("--policy", policy, "how blocks are stepped: symo (default), symo-large, symo-coupled, "
@@ -292,8 +327,17 @@ struct CompileOptions {
     cmd->add_option("--name", name, "model name used for files and targets (default: the file name)");
     cmd->add_option("--runtime-dir", runtimeDir, "default SYMOC_RUNTIME_DIR written into the generated CMakeLists.txt");
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
+    cmd->add_option("--granularity", granularity, "components of head-structured axes under symo and auto: "
+                                                  "matrix (default), kv-group, head-pair, head");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
+    cmd->add_option("--claims", claimsFile,
+                    "build on the claims of this file (docs/symmetry-schema.md) instead of the analysis'");
+    cmd->add_flag("--no-verify", noVerify,
+                  "do not check the claims numerically before building on them (the plan notes it)");
+    cmd->add_option("--seed", a.seed, "random seed of the verification");
+    cmd->add_option("--trials", a.trials, "group elements per claim in the verification");
+    cmd->add_flag("--one-by-one", a.oneByOne, "verify each claim alone (default: by composition)");
   }
 };
 
@@ -322,7 +366,8 @@ std::string defaultRuntimeDir() {
   return "";
 }
 
-int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
+int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c,
+                const std::vector<std::string> &notes) {
   symoc::plan::PolicyOptions po;
   po.policy = c.policy;
   po.modelName = c.name;
@@ -330,7 +375,9 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   po.overrides = c.overrides;
   po.budgetBytes = parseBytes(c.budget);
   po.maxDense = c.maxDense;
+  po.granularity = c.granularity;
   symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
+  plan.notes.insert(plan.notes.begin(), notes.begin(), notes.end());
   if (c.dryRun) {
     std::cout << symoc::plan::formatDryRun(plan);
     return 0;
@@ -365,9 +412,99 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c) {
   return 0;
 }
 
+/// The claims a compile builds on: the analysis' own or those of --claims FILE,
+/// checked numerically unless --no-verify. A claim that fails is dropped (each
+/// one named on stderr) and no step is built on it; the plan's notes say what
+/// was verified, dropped or skipped.
+std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelProto &model,
+                                    const CommonOptions &common, const AnalyzeOptions &a,
+                                    const CompileOptions &c) {
+  nlohmann::json doc;
+  std::string docName = "analysis";
+  if (!c.claimsFile.empty()) {
+    std::ifstream in(c.claimsFile);
+    if (!in)
+      throw symoc::Error(c.claimsFile + ": cannot read");
+    try {
+      doc = nlohmann::json::parse(in);
+    } catch (const std::exception &e) {
+      throw symoc::Error(c.claimsFile + ": not valid JSON: " + e.what());
+    }
+    docName = c.claimsFile;
+    r.claims = symoc::plan::claimsFromJson(doc, docName);
+    for (symoc::Space &s : r.spaces) {
+      s.claimIds.clear();
+      for (const symoc::Claim &cl : r.claims)
+        if (cl.space == s.id)
+          s.claimIds.push_back(cl.id);
+    }
+  } else {
+    doc = symoc::toJson(r);
+  }
+  std::vector<std::string> notes;
+  if (c.noVerify) {
+    notes.push_back(fmt::format("claims NOT verified (--no-verify): {} claim(s) of {} used as given",
+                                r.claims.size(), docName));
+    return notes;
+  }
+#ifdef SYMOC_HAVE_VERIFY
+  if (r.claims.empty())
+    return {"no claims to verify"};
+  symoc::VerifyOptions vo;
+  vo.seed = a.seed;
+  vo.trials = a.trials;
+  vo.compose = !a.oneByOne;
+  vo.dims = parseDims(common.dims);
+  vo.claimsName = docName;
+  vo.defaultDim = 2; // symbolic sizes not given with --dim (noted in the plan)
+  symoc::VerifyReport rep;
+  try {
+    rep = symoc::verify(model, common.model, doc, vo);
+  } catch (const std::exception &e) {
+    throw symoc::Error(std::string(e.what()) +
+                       " (symoc compile verifies every claim first: give --dim NAME=N for symbolic "
+                       "dimensions, or --no-verify to build on unverified claims)");
+  }
+  if (rep.controlRan && rep.control.pass && rep.controlInconclusive.empty())
+    throw symoc::Error(common.model + ": the verification's negative control passed, so no claim "
+                       "can be trusted (--no-verify to build on unverified claims)");
+  std::set<std::string> dropped;
+  for (const symoc::ClaimResult &cr : rep.claims) {
+    if (cr.pass)
+      continue;
+    dropped.insert(cr.id);
+    std::cerr << fmt::format("symoc: warning: {}: claim {} ({}) fails verification (rel err {:.1e} > "
+                             "{:.0e}): dropped, no step is built on it\n",
+                             docName, cr.id, cr.description, cr.maxRelErr, cr.tol);
+  }
+  symoc::plan::dropClaims(r, dropped);
+  std::string note = fmt::format("claims verified: {} of {} hold (seed {}, {} trials, {} forward runs)",
+                                 rep.claims.size() - dropped.size(), rep.claims.size(), rep.seed,
+                                 rep.trials, rep.forwards);
+  if (!dropped.empty()) {
+    std::string ids;
+    for (const auto &id : dropped)
+      ids += (ids.empty() ? "" : ", ") + id;
+    note += "; dropped (failed): " + ids;
+  }
+  if (!rep.assumedDims.empty()) {
+    std::string dims;
+    for (const auto &d : rep.assumedDims)
+      dims += (dims.empty() ? "" : ", ") + d;
+    note += "; symbolic sizes taken as " + dims + " (--dim to choose)";
+  }
+  notes.push_back(note);
+#else
+  throw symoc::Error("this symoc was built without verify: pass --no-verify");
+#endif
+  return notes;
+}
+
 int runCompile(const CommonOptions &common, const AnalyzeOptions &a, const CompileOptions &c) {
   onnx::ModelProto model;
-  return compileFrom(analyze(common, a, model), c);
+  symoc::AnalysisResult r = analyze(common, a, model);
+  std::vector<std::string> notes = gateClaims(r, model, common, a, c);
+  return compileFrom(r, c, notes);
 }
 
 bool isOneWord(int argc, char **argv) {
@@ -398,7 +535,8 @@ int runOneWord(int argc, char **argv) {
     onnx::ModelProto model;
     symoc::AnalysisResult r = analyze(common, a, model);
     std::cout << symoc::formatReport(r) << "\n";
-    return compileFrom(r, c);
+    std::vector<std::string> notes = gateClaims(r, model, common, a, c);
+    return compileFrom(r, c, notes);
   } catch (const std::exception &e) {
     std::cerr << "symoc: error: " << e.what() << "\n";
     return 1;
@@ -409,6 +547,11 @@ int runOneWord(int argc, char **argv) {
 } // namespace
 
 int main(int argc, char **argv) {
+  // The reference evaluator allocates and frees activation-sized tensors on every
+  // forward run; with glibc's defaults each one is a fresh mmap that page-faults in
+  // again (a quarter of verify's time on vit_b_16). Keep freed memory in the heap.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
   if (isOneWord(argc, argv))
     return runOneWord(argc, argv);
@@ -442,6 +585,8 @@ int main(int argc, char **argv) {
   analyzeCmd->add_flag("--verify", analyzeOpts.verify, "check every claim numerically");
   analyzeCmd->add_option("--seed", analyzeOpts.seed, "random seed for --verify");
   analyzeCmd->add_option("--trials", analyzeOpts.trials, "group elements per claim for --verify");
+  analyzeCmd->add_flag("--one-by-one", analyzeOpts.oneByOne,
+                       "--verify checks each claim alone (default: batches of claims by composition)");
 
   CommonOptions verifyCommon;
   AnalyzeOptions verifyOpts;
@@ -454,6 +599,8 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("--json", verifyJson, "write the results as JSON");
   verifyCmd->add_option("--seed", verifyOpts.seed, "random seed");
   verifyCmd->add_option("--trials", verifyOpts.trials, "group elements per claim");
+  verifyCmd->add_flag("--one-by-one", verifyOpts.oneByOne,
+                      "check each claim alone (default: batches of claims by composition)");
 #endif
 #endif
 #if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)

@@ -70,7 +70,8 @@ nlohmann::json toJson(const AnalysisResult &r) {
   }
   j["barriers"] = nlohmann::json::array();
   for (const Barrier &b : r.barriers)
-    j["barriers"].push_back({{"node", b.node}, {"op_type", b.opType}, {"reason", b.reason}});
+    j["barriers"].push_back(
+        {{"node", b.node}, {"op_type", b.opType}, {"reason", b.reason}, {"hint", b.hint}});
   return j;
 }
 
@@ -153,9 +154,9 @@ std::string formatReport(const AnalysisResult &r) {
     }
   }
   if (!r.barriers.empty()) {
-    os << "\nbarriers (ops without a rule; every axis they touch is fixed):\n";
+    os << "\nbarriers (every axis they touch is fixed, no rescaling passes through):\n";
     for (const Barrier &b : r.barriers)
-      os << fmt::format("  {} {}: {}\n", b.opType, b.node, b.reason);
+      os << fmt::format("  {} {}: {} (hint: {})\n", b.opType, b.node, b.reason, b.hint);
   }
   return os.str();
 }

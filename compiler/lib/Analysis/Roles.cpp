@@ -257,8 +257,9 @@ void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims
     return nullptr;
   };
   for (const Claim &c : claims) {
-    if (c.kind != "shift" || !c.output.empty() || c.members.empty())
-      continue;
+    if (c.kind != "shift" || !c.output.empty() || c.members.empty() ||
+        c.roles.empty() || c.roles[0] != "weight")
+      continue; // a router's shift moves its weight (a bias-only shift names no router)
     Block *router = find(c.members[0].initializer);
     int64_t axis = c.members[0].axis;
     if (!router || axis < 0 || axis >= int64_t(router->axisSpaces.size()) ||

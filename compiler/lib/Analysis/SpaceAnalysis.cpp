@@ -583,23 +583,47 @@ public:
              int64_t outAxis) override {
     touch(in, axis);
     touch(out, outAxis);
+    touchFlows(in, axis);
+    touchFlows(out, outAxis);
     pending.push_back({{in, axis}, {out, outAxis}, false, begin, count});
   }
 
-  /// Axes the current op's rule has said something about.
-  std::set<std::pair<const void *, int64_t>> touched;
+  /// Axes the current op's rule has said something about, and those it gave a
+  /// scale or a sign relation.
+  std::set<std::pair<const void *, int64_t>> touched, scaleTouched, signTouched;
   void touch(Value v, int64_t a) { touched.insert({v.getAsOpaquePointer(), a}); }
+  void touchFlows(Value v, int64_t a) {
+    scaleTouched.insert({v.getAsOpaquePointer(), a});
+    signTouched.insert({v.getAsOpaquePointer(), a});
+  }
+
+  /// Pins the scale and sign exponents of every node of an axis to 0: nothing
+  /// is known about how a rescaling or a sign flip passes there.
+  void pinAxis(Value v, int64_t a, bool scale = true, bool sign = true) {
+    for (int n : allNodes(v, a)) {
+      if (scale)
+        scaleRels.push_back({{{n, 1}}});
+      if (sign)
+        signRels.push_back({{{n, 1}}});
+    }
+  }
 
   /// An op's rule must account for every axis of its operands and results
   /// that can carry a symmetry; an axis it did not mention is fixed rather
   /// than left free (a rule that forgets an axis must not create a claim).
+  /// Likewise for the flows: an axis the rule gave no scale (sign) relation
+  /// has its exponent pinned, so a rescaling never passes through an op
+  /// without the rule saying how.
   void fixUntouched(Operation *op) {
     auto check = [&](Value v) {
-      for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
-        if (!touched.count({v.getAsOpaquePointer(), a}))
+      for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
+        auto key = std::make_pair(v.getAsOpaquePointer(), a);
+        if (!touched.count(key))
           for (int n : allNodes(v, a))
             restrictions.push_back({n, kNone, "axis not covered by the rule of " +
                                                   op->getName().getStringRef().str()});
+        pinAxis(v, a, !scaleTouched.count(key), !signTouched.count(key));
+      }
     };
     if (!isa<ShapeOp, SizeOp>(op))
       for (Value v : op->getOperands())
@@ -607,6 +631,8 @@ public:
     for (Value v : op->getResults())
       check(v);
     touched.clear();
+    scaleTouched.clear();
+    signTouched.clear();
   }
 
   void restrict(Value x, int64_t a, unsigned bits, StringRef why) override {
@@ -620,8 +646,17 @@ public:
   }
 
   void fixAll(Value v, StringRef why) override {
-    for (int64_t a = 0, r = rankOfValue(v); a < r; ++a)
+    if (currentOp) {
+      auto &rec = fixAllBy[currentOp];
+      if (rec.second++ == 0)
+        rec.first = why.str();
+    }
+    // A barrier: fixed, and no rescaling or sign flip passes through it.
+    for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
       restrict(v, a, kNone, why);
+      pinAxis(v, a);
+      touchFlows(v, a);
+    }
     if (currentOp)
       fixedAllByOp.insert(currentOp);
   }
@@ -658,8 +693,10 @@ public:
   void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
     if (terms.empty())
       return;
-    for (const AxisTerm &t : terms)
+    for (const AxisTerm &t : terms) {
       touch(t.value, t.axis);
+      (mod == 2 ? signTouched : scaleTouched).insert({t.value.getAsOpaquePointer(), t.axis});
+    }
     std::vector<AxisInfo *> axes;
     for (const AxisTerm &t : terms)
       axes.push_back(&axisOf(t.value, t.axis));
@@ -703,14 +740,26 @@ public:
     relation(approxScaleRels, terms, 0);
     approxWhy.resize(approxScaleRels.size(), why.str());
     approxUniform.resize(approxScaleRels.size(), uniform);
+    approxCall.resize(approxScaleRels.size(), approxCalls++);
   }
   void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
+  void absorbs(Value x, int64_t a, bool scale, bool sign) override {
+    touch(x, a);
+    if (scale)
+      scaleTouched.insert({x.getAsOpaquePointer(), a});
+    if (sign)
+      signTouched.insert({x.getAsOpaquePointer(), a});
+  }
 
   void factor(Value whole, int64_t axis, Value parts, int64_t outer,
               int64_t inner, int64_t outerHeads) override {
     touch(whole, axis);
     touch(parts, outer);
     touch(parts, inner);
+    // The whole axis' scale and sign are the inner axis' (per head); the
+    // outer axis carries none (left to the flow guard: pinned).
+    touchFlows(whole, axis);
+    touchFlows(parts, inner);
     axisOf(whole, axis);
     axisOf(parts, outer);
     axisOf(parts, inner);
@@ -1033,10 +1082,15 @@ public:
   std::vector<Relation> approxScaleRels;
   std::vector<std::string> approxWhy;
   std::vector<bool> approxUniform; // absorbs only a scale uniform along the axis
+  std::vector<int> approxCall;      // the approxScaleRelation call of each relation
+  int approxCalls = 0;
   std::vector<std::pair<Value, int64_t>> softmaxes;
   Operation *currentOp = nullptr;
   std::set<Operation *> fixedByOp;
   std::set<Operation *> fixedAllByOp; // ops that fixed a whole value (barriers)
+  // Per op: why it first fixed a whole value, and how many it fixed. An op
+  // that fixed all its operands and results is a barrier.
+  std::map<Operation *, std::pair<std::string, unsigned>> fixAllBy;
   struct Positions {
     Value indices;
     AxisRef source;
@@ -1280,11 +1334,22 @@ std::string groupName(unsigned bits) {
   return "S";
 }
 
-} // namespace
-
 //===----------------------------------------------------------------------===//
 // The analysis.
 //===----------------------------------------------------------------------===//
+
+/// What a user can do about a barrier, from its reason.
+std::string barrierHint(const std::string &why) {
+  auto has = [&](const char *s) { return why.find(s) != std::string::npos; };
+  if (has("rank") || has("dynamic") || has("not constant") || has("unknown"))
+    return "shapes unknown here: give symbolic input dims with --dim NAME=N or export "
+           "with static shapes";
+  if (has("without a rule"))
+    return "no rule for this op type yet: nothing passes through it";
+  return "its rule does not follow this form of the op";
+}
+
+} // namespace
 
 AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
   AnalysisResult result;
@@ -1348,43 +1413,34 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     b.currentOp = op;
     b.touched.clear();
     if (isa<SymmetryRule>(op) && hasUnrankedTensor(op)) {
-      for (Value v : op->getOperands()) b.fixAll(v, "unknown rank");
-      for (Value v : op->getResults()) b.fixAll(v, "unknown rank");
-      std::string node;
-      if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-      result.barriers.push_back({node, op->getName().stripDialect().str(),
-                                 "shape inference gave no rank"});
+      for (Value v : op->getOperands()) b.fixAll(v, "shape inference gave no rank");
+      for (Value v : op->getResults()) b.fixAll(v, "shape inference gave no rank");
     } else if (auto rule = dyn_cast<SymmetryRule>(op)) {
       rule.applySymmetryRule(b);
       b.endOp();
       b.fixUntouched(op);
     } else if (auto g = dyn_cast<GenericOp>(op)) {
-      for (Value v : op->getOperands()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
-      for (Value v : op->getResults()) b.fixAll(v, "op without a rule: " + g.getOpType().str());
-      std::string node;
-      if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-      result.barriers.push_back({node, g.getOpType().str(), "no symmetry rule for this op"});
+      std::string why = "op without a rule: " + g.getOpType().str();
+      for (Value v : op->getOperands()) b.fixAll(v, why);
+      for (Value v : op->getResults()) b.fixAll(v, why);
     } else if (auto c = dyn_cast<ConstantOp>(op)) {
       b.fixAll(c.getResult(), "fixed constant");
     }
   }
   b.currentOp = nullptr;
   b.checkPositionUses();
-  // Rules that fixed everything they touch are barriers worth listing.
-  // In graph order, so the report is the same from run to run.
+  // Every op that fixed all its operands and results is a barrier, whatever
+  // the cause (no rule, no rank, a form its rule does not follow); in graph
+  // order, so the report is the same from run to run.
   for (Operation *op : ops) {
-    if (!b.fixedByOp.count(op))
+    auto it = b.fixAllBy.find(op);
+    if (it == b.fixAllBy.end() || isa<ConstantOp, ShapeOp, SizeOp>(op) ||
+        it->second.second < op->getNumOperands() + op->getNumResults())
       continue;
-    if (isa<GenericOp, ConstantOp, ShapeOp, SizeOp, ConstantOfShapeOp, RangeOp>(op))
-      continue;
-    std::string node;
+    std::string node, type = op->getName().stripDialect().str();
     if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
-    // Ops with a position rule are barriers only when they fell back to one.
-    bool positionOp = isa<TopKOp, GatherElementsOp, ScatterElementsOp, OneHotOp>(op);
-    if (positionOp ? b.fixedAllByOp.count(op) > 0
-                   : isa<ArgMaxOp, ArgMinOp, EinsumOp, ConvTransposeOp, ScatterNDOp, TileOp,
-                         PadOp, CumSumOp, GroupNormalizationOp>(op))
-      result.barriers.push_back({node, op->getName().stripDialect().str(), "treated as a barrier"});
+    if (auto g = dyn_cast<GenericOp>(op)) type = g.getOpType().str();
+    result.barriers.push_back({node, type, it->second.first, barrierHint(it->second.first)});
   }
   // Model inputs and outputs are fixed.
   for (BlockArgument arg : fn.getArguments())
@@ -1494,7 +1550,22 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
         if (slot.first.empty() || b.approxUniform[k])
           slot = {b.approxWhy[k], b.approxUniform[k]};
       }
-    for (auto &vec : solveFlow(b.scaleRels, nodes.size(), false)) {
+    // A uniform-only relaxation frees one factor for its whole axis: the
+    // pieces of that axis (a Concat with a constant, heads) move together,
+    // so a constant piece (a class token concatenated along the normalized
+    // axis) pins the others.
+    std::vector<Relation> relaxedRels = b.scaleRels;
+    std::map<int, int> firstOfCall;
+    for (size_t k = 0; k < b.approxScaleRels.size(); ++k) {
+      if (!b.approxUniform[k])
+        continue;
+      for (auto [n, c] : b.approxScaleRels[k].terms) {
+        auto [it, first] = firstOfCall.insert({b.approxCall[k], n});
+        if (!first && it->second != n)
+          relaxedRels.push_back({{{it->second, 1}, {n, -1}}});
+      }
+    }
+    for (auto &vec : solveFlow(relaxedRels, nodes.size(), false)) {
       std::string why;
       bool uniform = false;
       for (auto [n, v] : vec)
@@ -1912,53 +1983,69 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
       if (!shiftInvariantUses(v) || !shiftedLogits.insert(v.getAsOpaquePointer()).second)
         continue;
     }
+    // A bias added along the last axis (rank 1, no other use) shifts every
+    // logit by the same constant: a shift on its own, whatever produced the
+    // other addend (a tied head's matmul, BERT's decoder bias). The weight of
+    // the linear map before it shifts too when nothing else reads the map's
+    // output or the weight.
     Value bias;
+    bool preShared = false;
     if (auto add = v.getDefiningOp<AddOp>()) {
       Value a = add.getOperand(0), c = add.getOperand(1);
       if (definedByParam(a)) std::swap(a, c);
-      if (!definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c) || !singleUse(a)) continue;
+      if (!definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c)) continue;
       bias = c;
       v = a;
+      preShared = !singleUse(a);
     }
     Value w;
     int64_t wAxis = -1;
     if (auto mm = v.getDefiningOp<MatMulOp>()) {
-      w = mm.getOperand(1);
-      wAxis = 1;
-      if (rankOfValue(w) != 2) continue;
+      if (rankOfValue(mm.getOperand(1)) == 2) {
+        w = mm.getOperand(1);
+        wAxis = 1;
+      }
     } else if (auto gemm = v.getDefiningOp<GemmOp>()) {
       w = gemm.getOperand(1);
       wAxis = gemm->getAttrOfType<IntegerAttr>("transB") &&
                       gemm->getAttrOfType<IntegerAttr>("transB").getInt()
                   ? 0 : 1;
       if (gemm.getNumOperands() > 2 && !isa<NoneType>(gemm.getOperand(2).getType())) {
-        if (bias) continue;
         Value c = gemm.getOperand(2);
-        if (!definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c)) continue;
-        bias = c;
+        if (bias || !definedByParam(c) || rankOfValue(c) != 1 || !singleUse(c))
+          w = Value(); // C is not a shiftable bias: the weight alone would not do
+        else
+          bias = c;
       }
-    } else {
+    }
+    if (w)
+      if (auto tr = w.getDefiningOp<TransposeOp>()) {
+        // A transposed weight (torch exports nn.Linear on 3-D input this way).
+        auto perm = tr->getAttrOfType<ArrayAttr>("perm");
+        bool swap = !perm || (perm.size() == 2 && cast<IntegerAttr>(perm[0]).getInt() == 1 &&
+                              cast<IntegerAttr>(perm[1]).getInt() == 0);
+        if (swap && singleUse(w) && rankOfValue(tr->getOperand(0)) == 2) {
+          w = tr->getOperand(0);
+          wAxis = 1 - wAxis;
+        } else {
+          w = Value();
+        }
+      }
+    if (w && (preShared || !definedByParam(w) || !singleUse(w)))
+      w = Value();
+    if (!w && !bias)
       continue;
-    }
-    if (auto tr = w.getDefiningOp<TransposeOp>()) {
-      // A transposed weight (torch exports nn.Linear on 3-D input this way).
-      auto perm = tr->getAttrOfType<ArrayAttr>("perm");
-      bool swap = !perm || (perm.size() == 2 && cast<IntegerAttr>(perm[0]).getInt() == 1 &&
-                            cast<IntegerAttr>(perm[1]).getInt() == 0);
-      if (!swap || !singleUse(w) || rankOfValue(tr->getOperand(0)) != 2) continue;
-      w = tr->getOperand(0);
-      wAxis = 1 - wAxis;
-    }
-    if (!definedByParam(w) || !singleUse(w)) continue;
     Claim c;
     c.id = newClaimId();
     c.kind = "shift";
     c.group = "shift";
-    Member mw;
-    mw.initializer = w.getDefiningOp<ParamOp>().getName().str();
-    mw.axis = wAxis;
-    c.members.push_back(mw);
-    c.roles.push_back("weight");
+    if (w) {
+      Member mw;
+      mw.initializer = w.getDefiningOp<ParamOp>().getName().str();
+      mw.axis = wAxis;
+      c.members.push_back(mw);
+      c.roles.push_back("weight");
+    }
     if (bias) {
       Member mb;
       mb.initializer = bias.getDefiningOp<ParamOp>().getName().str();
@@ -1992,7 +2079,7 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
     std::set<std::string> roles = inferRoles(p, outputPtrs);
     for (const Claim &c : result.claims)
       if (c.kind == "shift" && c.note.find("Softmax in the graph") != std::string::npos &&
-          c.members[0].initializer == blk.name)
+          c.roles[0] == "weight" && c.members[0].initializer == blk.name)
         roles.insert("router");
     for (const auto &r : roles)
       blk.role += (blk.role.empty() ? "" : "+") + r;

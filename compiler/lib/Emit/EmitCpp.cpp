@@ -114,8 +114,22 @@ std::string ruleExpr(const Step &s, const Unit &u, bool shared) {
       << f("weight_decay", 0) << ";\nreturn " << mk << "<LauSu>(" << lausuEnum(s.lausu) << ", c);";
   } else if (s.kind == "symo" || s.kind == "symo_coupled") {
     o << "SymoConfig c;\n";
-    if (s.kind == "symo")
+    if (s.kind == "symo" && s.leftPieces.empty() && s.rightPieces.empty())
       o << "c.left = " << groupEnum(s.left) << ";\nc.right = " << groupEnum(s.right) << ";\n";
+    // Pieces: {offset, extent, group, parts}; each run its own component (block-diagonal).
+    auto pieces = [&](const char *side, const std::vector<plan::PieceGroup> &v) {
+      if (v.empty()) return;
+      o << "c." << side << "_pieces = {";
+      for (size_t k = 0; k < v.size(); ++k)
+        o << (k ? ", " : "") << "{" << v[k].offset << ", " << v[k].extent << ", " << groupEnum(v[k].group) << ", "
+          << v[k].parts << "}";
+      o << "};\n";
+    };
+    pieces("left", s.leftPieces);
+    pieces("right", s.rightPieces);
+    if (s.get("muon_momentum", 0) != 0)
+      o << "c.muon_momentum = true;\nc.nesterov = " << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\n";
+    if (s.get("muon_scale", 0) != 0) o << "c.muon_scale = true;\n";
     o << "c.beta1 = " << f("beta1", 0) << ";\nc.beta2 = " << f("beta2", 0.95) << ";\nc.eps = "
       << f("eps", 1e-8) << ";\nc.weight_decay = " << f("weight_decay", 0) << ";\nc.max_dense = "
       << int64_t(s.get("max_dense", 4096)) << ";\n";
@@ -320,6 +334,9 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     return nm;
   };
   auto baseName = [](const Step &s) {
+    if (s.kind == "symo" && (!s.leftPieces.empty() || !s.rightPieces.empty()))
+      return "symo_" + (s.leftPieces.empty() ? std::string("cols_") : std::string("rows_")) +
+             plan::piecesText(s.leftPieces.empty() ? s.rightPieces : s.leftPieces);
     if (s.kind == "symo") return "symo_" + s.left + "x" + s.right;
     if (s.kind == "lausu") return "lausu_" + s.lausu;
     if (s.kind == "adamw" && s.get("weight_decay", 0) == 0) return std::string("adamw_no_decay");

@@ -222,9 +222,9 @@ Evaluator::Evaluator(const onnx::ModelProto &model, std::string modelPath)
     fail(path_, "model does not import the default ONNX opset");
   const auto &g = model.graph();
   for (const auto &t : g.initializer())
-    inits_[t.name()] = tensorFromProto(t, path_);
+    ownInits_[t.name()] = tensorFromProto(t, path_);
   for (const auto &vi : g.input())
-    if (!inits_.count(vi.name()))
+    if (!ownInits_.count(vi.name()))
       inputs_.push_back(&vi);
   // Constant nodes hold weights too in some exports; evaluate them once here
   // so that verify can override them like initializers.
@@ -236,7 +236,29 @@ Evaluator::Evaluator(const onnx::ModelProto &model, std::string modelPath)
     if (n.op_type() == "Constant" && n.output_size() == 1) {
       std::vector<const Tensor *> none;
       std::vector<Tensor> v = runNode(n, opset_, none, path_);
-      inits_[n.output(0)] = std::move(v[0]);
+      ownInits_[n.output(0)] = std::move(v[0]);
+      constantOutputs_.insert(n.output(0));
+    }
+  }
+}
+
+Evaluator::Evaluator(const onnx::ModelProto &model, std::string modelPath,
+                     const Evaluator &weights)
+    : model_(model), path_(std::move(modelPath)), inits_(weights.inits_) {
+  opset_ = opsetVersion(model, "");
+  if (opset_ < 0)
+    fail(path_, "model does not import the default ONNX opset");
+  for (const auto &vi : model.graph().input())
+    if (!inits_->count(vi.name()))
+      inputs_.push_back(&vi);
+  for (const auto &n : model.graph().node()) {
+    if (!Evaluator::supportedOps().count(n.op_type()) ||
+        (!n.domain().empty() && n.domain() != "ai.onnx"))
+      throw UnsupportedError(path_ + ": " + nodeLabel(n) +
+                             ": op not supported by the reference evaluator");
+    if (n.op_type() == "Constant" && n.output_size() == 1) {
+      if (!inits_->count(n.output(0)))
+        throw EvalError(path_ + ": " + nodeLabel(n) + ": not a Constant of the shared weights");
       constantOutputs_.insert(n.output(0));
     }
   }
@@ -289,11 +311,11 @@ Evaluator::execute(const std::map<std::string, Tensor> &inputs,
     return nullptr;
   };
   std::map<std::string, Tensor> owned; // values computed by nodes
-  for (const auto &kv : inits_)
+  for (const auto &kv : *inits_)
     env[kv.first] = &kv.second;
   for (const auto &kv : overrides) {
-    auto it = inits_.find(kv.first);
-    if (it == inits_.end())
+    auto it = inits_->find(kv.first);
+    if (it == inits_->end())
       throw EvalError(path_ + ": override '" + kv.first +
                       "' is not an initializer or Constant of the model");
     if (it->second.dims != kv.second.dims)
@@ -320,7 +342,7 @@ Evaluator::execute(const std::map<std::string, Tensor> &inputs,
       env[vi.name()] = &it->second;
       continue;
     }
-    if (!inits_.count(vi.name()))
+    if (!inits_->count(vi.name()))
       throw EvalError(path_ + ": no value given for graph input '" + vi.name() + "'");
   }
   for (const auto &kv : inputs) {

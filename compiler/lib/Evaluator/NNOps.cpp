@@ -33,12 +33,17 @@ void gemmAcc(const double *A, const double *B, double *C, int64_t M, int64_t K,
 
 // Numpy matmul: 1-D operands are promoted, batch dims broadcast.
 std::vector<Tensor> matmul(OpContext &ctx) {
-  Tensor a = ctx.in(0), b = ctx.in(1);
-  if (a.isBool() || b.isBool())
+  // The operands are read in place (weights are large): only their dims are copied.
+  const Tensor &A = ctx.in(0), &B = ctx.in(1);
+  if (A.isBool() || B.isBool())
     ctx.unsupported("bool operands");
-  if (a.rank() == 0 || b.rank() == 0)
+  if (A.rank() == 0 || B.rank() == 0)
     ctx.fail("MatMul operands must have rank >= 1");
-  bool va = a.rank() == 1, vb = b.rank() == 1;
+  struct Operand {
+    std::vector<int64_t> dims;
+    const std::vector<double> &data;
+  } a{A.dims, A.data}, b{B.dims, B.data};
+  bool va = A.rank() == 1, vb = B.rank() == 1;
   if (va)
     a.dims.insert(a.dims.begin(), 1);
   if (vb)
@@ -56,7 +61,7 @@ std::vector<Tensor> matmul(OpContext &ctx) {
   std::vector<int64_t> od = bo;
   od.push_back(M);
   od.push_back(N);
-  Tensor y = Tensor::zeros(od, a.dtype);
+  Tensor y = Tensor::zeros(od, A.dtype);
   std::vector<int64_t> idx(bo.size(), 0);
   for (int64_t e = 0; e < nb; ++e) {
     int64_t oa = 0, ob = 0;

@@ -22,6 +22,45 @@ Tensor transpose(const Tensor &x, const std::vector<int64_t> &perm) {
   std::vector<int64_t> is = stridesOf(x.dims), ps(r);
   for (size_t i = 0; i < r; ++i)
     ps[i] = is[size_t(perm[i])];
+  // When the input's contiguous axis moves (a real transpose, e.g. of a weight
+  // before a MatMul), copy in 32 x 32 tiles between that axis (output axis q)
+  // and the output's last axis, so that neither side is read with a large
+  // stride element by element.
+  size_t q = r;
+  for (size_t i = 0; i < r; ++i)
+    if (size_t(perm[i]) + 1 == r)
+      q = i;
+  if (r >= 2 && q + 1 < r && y.size() > 0) {
+    std::vector<int64_t> os = stridesOf(od);
+    int64_t nq = od[q], nl = od[r - 1], isl = ps[r - 1], osq = os[q];
+    std::vector<size_t> others;
+    for (size_t i = 0; i + 1 < r; ++i)
+      if (i != q)
+        others.push_back(i);
+    std::vector<int64_t> idx(others.size(), 0);
+    int64_t outerCount = y.size() / (nq * nl);
+    constexpr int64_t T = 32;
+    for (int64_t o = 0; o < outerCount; ++o) {
+      int64_t ib = 0, ob = 0;
+      for (size_t k = 0; k < others.size(); ++k) {
+        ib += idx[k] * ps[others[k]];
+        ob += idx[k] * os[others[k]];
+      }
+      for (int64_t i0 = 0; i0 < nq; i0 += T)
+        for (int64_t j0 = 0; j0 < nl; j0 += T) {
+          int64_t i1 = std::min(nq, i0 + T), j1 = std::min(nl, j0 + T);
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = j0; j < j1; ++j)
+              y.data[size_t(ob + i * osq + j)] = x.data[size_t(ib + i + j * isl)];
+        }
+      for (int64_t k = int64_t(others.size()) - 1; k >= 0; --k) {
+        if (++idx[size_t(k)] < od[others[size_t(k)]])
+          break;
+        idx[size_t(k)] = 0;
+      }
+    }
+    return y;
+  }
   std::vector<int64_t> idx(r, 0);
   int64_t off = 0;
   for (int64_t e = 0; e < y.size(); ++e) {

@@ -9,6 +9,7 @@
 #include "symoc/Importer/Importer.h"
 
 #include "ShapeFolding.h"
+#include "ShapeInference.h"
 #include "symoc/Dialect/Graph/GraphDialect.h"
 #include "symoc/Dialect/Graph/GraphOps.h"
 #include "symoc/ModelIO/ModelIO.h"
@@ -471,13 +472,13 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
       if (d.has_dim_param() && options.dims.count(d.dim_param()))
         d.set_dim_value(options.dims.at(d.dim_param()));
   }
-  std::string err = inferShapes(model);
+  std::string err = inferShapes(model, path);
   if (!err.empty())
     notes.lines.push_back("shape inference stopped early: " + err.substr(0, 200));
   int folded = foldShapeArithmetic(model, path);
   // Einsum outputs, and what depends on them, once more through inference.
   for (int round = 0; round < 3 && completeEinsumShapes(model) > 0; ++round)
-    inferShapes(model);
+    inferShapes(model, path);
   if (folded)
     notes.lines.push_back("folded " + std::to_string(folded) +
                           " shape-arithmetic nodes into constants");
@@ -501,7 +502,7 @@ void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &
   adaptModel(
       model, path,
       [&](onnx::ModelProto &m) {
-        std::string err = inferShapes(m);
+        std::string err = inferShapes(m, path);
         foldShapeArithmetic(m, path);
         return err;
       },

@@ -1,11 +1,11 @@
 //===- ShapeFolding.cpp - Folding shape arithmetic in an ONNX graph -------===//
 
 #include "ShapeFolding.h"
+#include "ShapeInference.h"
 
 #include "symoc/ModelIO/ModelIO.h"
 
 #include <onnx/defs/schema.h>
-#include <onnx/shape_inference/implementation.h>
 
 #include <functional>
 #include <map>
@@ -27,6 +27,28 @@ constexpr size_t kMaxFoldElements = 4096;
 
 int64_t product(const std::vector<int64_t> &d) {
   return std::accumulate(d.begin(), d.end(), int64_t(1), std::multiplies<>());
+}
+
+/// The element count of dims, or -1 when a dim is negative or the count
+/// exceeds what is folded.
+int64_t boundedCount(const std::vector<int64_t> &dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0 || (d > 0 && n > int64_t(kMaxFoldElements) / d))
+      return -1;
+    n *= d;
+  }
+  return n;
+}
+
+bool wellFormed(const IntTensor &t) {
+  int64_t n = 1;
+  for (int64_t d : t.dims) {
+    if (d < 0 || (d > 0 && n > int64_t(kMaxFoldElements) / d + 1))
+      return false;
+    n *= d;
+  }
+  return n == int64_t(t.data.size());
 }
 
 bool isIntType(int32_t dt) {
@@ -72,8 +94,10 @@ std::optional<IntTensor> broadcast2(const IntTensor &a, const IntTensor &b,
     int64_t db = i + b.dims.size() >= r ? b.dims[i + b.dims.size() - r] : 1;
     if (da != db && da != 1 && db != 1)
       return std::nullopt;
-    dims[i] = std::max(da, db);
+    dims[i] = da == 1 ? db : da; // 0 broadcast with 1 is 0
   }
+  if (boundedCount(dims) < 0)
+    return std::nullopt;
   IntTensor out;
   out.dims = dims;
   out.dtype = a.dtype;
@@ -134,10 +158,12 @@ public:
       std::optional<std::vector<IntTensor>> outs = fold(n);
       if (!outs || outs->size() != size_t(n.output_size()))
         continue;
-      bool small = true;
+      // Every folded tensor must be well formed (no negative dims, as many
+      // elements as its dims say): later folds index it by its dims.
+      bool ok = true;
       for (auto &o : *outs)
-        small &= o.data.size() <= kMaxFoldElements;
-      if (!small)
+        ok &= o.data.size() <= kMaxFoldElements && wellFormed(o);
+      if (!ok)
         continue;
       for (int k = 0; k < n.output_size(); ++k) {
         known[n.output(k)] = (*outs)[k];
@@ -421,6 +447,62 @@ private:
         t.data[k] = r->data[k] ? ra->data[k] : rb->data[k];
       return one(t);
     }
+    if (op == "Expand") {
+      // numpy broadcast of the data against the target shape (torch's
+      // repeat_interleave expands its repeat counts this way).
+      auto *a = in(n, 0), *s = in(n, 1);
+      if (!a || !s || s->dims.size() != 1)
+        return std::nullopt;
+      if (boundedCount(s->data) < 0)
+        return std::nullopt;
+      IntTensor ones;
+      ones.dims = s->data;
+      ones.data.assign(product(s->data), 0);
+      auto r = broadcast2(*a, ones, [](int64_t x, int64_t) { return x; });
+      if (!r)
+        return std::nullopt;
+      r->dtype = a->dtype;
+      return one(*r);
+    }
+    if (op == "Split") {
+      // A 1-D int tensor split into pieces (sizes from the input, the
+      // attribute, or equal parts).
+      auto *a = in(n, 0);
+      if (!a || a->dims.size() != 1 || n.output_size() < 1)
+        return std::nullopt;
+      int64_t axis = attrInt(n, "axis", 0);
+      if (axis != 0 && axis != -1)
+        return std::nullopt;
+      std::vector<int64_t> sizes;
+      if (auto *sp = in(n, 1))
+        sizes = sp->data;
+      else if (auto s = attrInts(n, "split"))
+        sizes = *s;
+      else if (n.input_size() < 2 || n.input(1).empty()) {
+        if (a->dims[0] % n.output_size() != 0)
+          return std::nullopt;
+        sizes.assign(n.output_size(), a->dims[0] / n.output_size());
+      } else {
+        return std::nullopt;
+      }
+      if (int64_t(sizes.size()) != n.output_size())
+        return std::nullopt;
+      std::vector<IntTensor> outs;
+      int64_t offset = 0;
+      for (int64_t sz : sizes) {
+        if (sz < 0 || offset + sz > a->dims[0])
+          return std::nullopt;
+        IntTensor t;
+        t.dtype = a->dtype;
+        t.dims = {sz};
+        t.data.assign(a->data.begin() + offset, a->data.begin() + offset + sz);
+        outs.push_back(t);
+        offset += sz;
+      }
+      if (offset != a->dims[0])
+        return std::nullopt;
+      return outs;
+    }
     if (op == "ConstantOfShape") {
       auto *s = in(n, 0);
       if (!s)
@@ -435,7 +517,7 @@ private:
       } else {
         return std::nullopt; // float zeros: not shape data
       }
-      if (product(s->data) > int64_t(kMaxFoldElements))
+      if (boundedCount(s->data) < 0)
         return std::nullopt;
       IntTensor t;
       t.dims = s->data;
@@ -487,18 +569,6 @@ private:
 };
 
 } // namespace
-
-std::string inferShapes(onnx::ModelProto &model) {
-  try {
-    onnx::ShapeInferenceOptions options{/*check_type=*/false, /*error_mode=*/0,
-                                        /*enable_data_propagation=*/true};
-    onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
-                                       options);
-  } catch (const std::exception &e) {
-    return e.what();
-  }
-  return "";
-}
 
 int completeEinsumShapes(onnx::ModelProto &model) {
   // ONNX 1.12 infers only the rank of an Einsum's output; with static
@@ -596,7 +666,7 @@ int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path) {
     total += n;
     if (n == 0)
       break;
-    inferShapes(model);
+    inferShapes(model, path);
   }
   return total;
 }

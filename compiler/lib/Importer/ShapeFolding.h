@@ -20,10 +20,6 @@ int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path);
 /// equations over static operands) and returns how many it completed.
 int completeEinsumShapes(onnx::ModelProto &model);
 
-/// Runs ONNX shape inference with data propagation; failures of individual
-/// nodes leave their outputs unknown. Returns an error text or "".
-std::string inferShapes(onnx::ModelProto &model);
-
 } // namespace symoc
 
 #endif

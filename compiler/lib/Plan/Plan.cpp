@@ -49,6 +49,22 @@ uint64_t fnv1a(const std::string &s) {
 
 } // namespace
 
+std::string PieceGroup::text() const { return parts > 1 ? group + "/" + std::to_string(parts) : group; }
+
+std::string piecesText(const std::vector<PieceGroup> &pieces) {
+  if (pieces.empty()) return "1";
+  std::string out;
+  for (size_t i = 0; i < pieces.size();) {
+    size_t j = i + 1;
+    while (j < pieces.size() && pieces[j].text() == pieces[i].text() && pieces[j].extent == pieces[i].extent) ++j;
+    const size_t k = j - i;
+    out += (out.empty() ? "" : "|") + (k > 2 ? std::to_string(k) + "*" + pieces[i].text() : pieces[i].text());
+    if (k == 2) out += "|" + pieces[i].text();
+    i = j;
+  }
+  return out;
+}
+
 std::string Step::describe() const {
   std::string d;
   if (kind == "symo") d = "symo " + left + " x " + right;
@@ -62,6 +78,10 @@ std::string Step::describe() const {
 std::string Step::configKey() const {
   std::string k = kind + "|" + lausu + "|" + left + "|" + right;
   for (auto &[n, v] : hp) k += "|" + n + "=" + fmtNum(v);
+  for (const auto *side : {&leftPieces, &rightPieces}) {
+    k += "|p";
+    for (const auto &p : *side) k += fmt::format(",{}:{}:{}:{}", p.offset, p.extent, p.group, p.parts);
+  }
   return k;
 }
 
@@ -121,6 +141,43 @@ void estimateCost(const Plan &plan, Unit &u) {
         else if (s.lausu == "centered_row") flops += 8 * n;
         else if (s.lausu == "left_spectral_centered") flops += 4 * m * m * q + 10 * m * m * m;
         else flops += 4 * lo * lo * hi + 10 * lo * lo * lo + 4 * n;
+      } else if (s.kind == "symo" && (!s.leftPieces.empty() || !s.rightPieces.empty())) {
+        if (s.get("beta1", 0) > 0) bytes += n, flops += 6 * n;
+        // Components (runs) of each side: Z2 one per coordinate, S two per run, B/O one.
+        auto runs = [](const std::vector<PieceGroup> &v, int64_t &comps) {
+          std::vector<std::pair<int64_t, bool>> r; // (length, split)
+          comps = 0;
+          for (const auto &x : v) {
+            if (x.group == "Z2") {
+              r.insert(r.end(), size_t(x.extent), {1, false});
+              comps += x.extent;
+              continue;
+            }
+            for (int64_t k = 0; k < x.parts; ++k) r.push_back({x.extent / x.parts, x.group == "S"});
+            comps += x.parts * (x.group == "S" ? 2 : 1);
+          }
+          return r;
+        };
+        int64_t cl = 0, cr = 0;
+        auto rl = runs(s.leftPieces, cl), rr = runs(s.rightPieces, cr);
+        const bool single = s.get("beta2", 0.95) == 0;
+        if (cl > 0 && cr > 0) {
+          bytes += double(cl * cr), flops += 12 * n;
+        } else {
+          const bool left = cl > 0;
+          const double other = left ? q : m; // the trivial side's length
+          for (auto &[len, split] : left ? rl : rr) {
+            const double l = double(len);
+            if (single) { // (X X^T/d + eps)^{-1/2} X on the smaller side of each run
+              const double a = std::min(l, other), b = std::max(l, other);
+              flops += 4 * a * a * b + 10 * a * a * a + (split ? 4 * l * other : 0);
+            } else { // an other x other matrix per component
+              const double c = split ? 2 : 1;
+              bytes += c * other * other;
+              flops += 4 * l * other * other + c * 10 * other * other * other;
+            }
+          }
+        }
       } else if (s.kind == "symo") {
         if (s.get("beta1", 0) > 0) bytes += n, flops += 4 * n;
         const double cl = double(comps(s.left, p.rows)), cr = double(comps(s.right, p.cols));
@@ -207,7 +264,9 @@ nlohmann::json toJson(const Plan &plan) {
                            {"role", p.role},
                            {"block", unitOf[i]},
                            {"claimed", {{"left", p.left}, {"right", p.right},
-                                        {"left_claims", p.leftClaims}, {"right_claims", p.rightClaims}}},
+                                        {"left_claims", p.leftClaims}, {"right_claims", p.rightClaims},
+                                        {"left_pieces", piecesText(p.leftPieces)},
+                                        {"right_pieces", piecesText(p.rightPieces)}}},
                            {"group", g},
                            {"step", u.step.describe()}});
   }
@@ -219,6 +278,16 @@ nlohmann::json toJson(const Plan &plan) {
     json step = {{"kind", u.step.kind}, {"hyper", u.step.hp}};
     if (u.step.kind == "lausu") step["lausu"] = u.step.lausu;
     if (u.step.kind == "symo") step["groups"] = {u.step.left, u.step.right};
+    if (!u.step.leftPieces.empty() || !u.step.rightPieces.empty()) {
+      auto pj = [](const std::vector<PieceGroup> &v) {
+        json a = json::array();
+        for (const auto &p : v)
+          a.push_back({{"offset", p.offset}, {"extent", p.extent}, {"group", p.group}, {"parts", p.parts},
+                       {"claims", p.claims}});
+        return a;
+      };
+      step["pieces"] = {{"left", pj(u.step.leftPieces)}, {"right", pj(u.step.rightPieces)}};
+    }
     if (u.step.kind == "symo_coupled") {
       step["shared_group"] = u.step.left;
       step["axes"] = u.axes;
@@ -231,6 +300,8 @@ nlohmann::json toJson(const Plan &plan) {
     json ju = {{"id", k}, {"params", names}, {"step", step}, {"describe", u.step.describe()},
                {"state_bytes", u.stateBytes}, {"flops_per_step", u.flops}, {"source", u.source}};
     if (!u.note.empty()) ju["note"] = u.note;
+    ju["claims"] = u.claims;
+    ju["why"] = u.why;
     j["blocks"].push_back(ju);
   }
   j["notes"] = plan.notes;
@@ -254,12 +325,24 @@ std::string formatPlan(const Plan &plan) {
       const Param &p = plan.params[size_t(u.params[i])];
       os << "    param \"" << p.name << "\" " << shapeText(p.shape) << " [" << p.cls << "] claimed "
          << p.left << " x " << p.right;
+      auto cut = [](const std::vector<PieceGroup> &v) { return v.size() > 1 || (v.size() == 1 && v[0].parts > 1); };
+      if (cut(p.leftPieces) || cut(p.rightPieces))
+        os << " pieces " << piecesText(p.leftPieces) << " x " << piecesText(p.rightPieces);
       if (u.step.kind == "symo_coupled") os << " shared axis " << u.axes[i];
       os << "\n";
     }
     for (auto &g : u.step.gauges)
       os << "    gauge " << g.kind << " (" << g.a << ", " << g.b << ", " << g.c << ") from " << g.claim << "\n";
     if (!u.note.empty()) os << "    note: " << u.note << "\n";
+    if (!u.why.empty()) {
+      os << "    rule: " << u.why << " (claims: ";
+      if (u.claims.empty()) os << "none";
+      for (size_t i = 0; i < u.claims.size(); ++i) {
+        if (i == 8) { os << ", ... " << u.claims.size() << " in all"; break; }
+        os << (i ? ", " : "") << u.claims[i];
+      }
+      os << ")\n";
+    }
   }
   for (auto &n : plan.notes) os << "  note: " << n << "\n";
   os << "}\n";

@@ -47,6 +47,7 @@ void unaryRule(SpaceBuilder &b, Operation *op, ScalarFn fn) {
       break;
     case Parity::Even:
       b.signRelation({{y, a, 1}});
+      b.absorbs(x, a, /*scale=*/false, /*sign=*/true);
       break;
     case Parity::None:
       b.signRelation({{x, a, 1}});
@@ -136,9 +137,24 @@ void PowOp::applySymmetryRule(SpaceBuilder &b) {
               ScalarFn{k % 2 ? Parity::Odd : Parity::Even, k, k == 1});
     return;
   }
-  if (rankOf(getOperand(1)) > 0 && !constScalar(getOperand(1)))
-    b.fixAll(getOperand(1), "Pow with a tensor exponent");
   unaryRule(b, *this, kNonlinear);
+  // A tensor exponent is a second elementwise operand: its axes move with the
+  // result's (permutations only, no flow through a power), and a fixed
+  // exponent fixes them.
+  Value e = getOperand(1), y = getResult(0);
+  if (rankOf(e) > 0 && !constScalar(e))
+    forBroadcastAxes(
+        *this, y,
+        [&](Value in, int64_t i, int64_t r) {
+          if (in != e)
+            return;
+          b.tie(e, i, y, r);
+          pinFlows(b, e, i);
+        },
+        [&](Value in, int64_t r) {
+          if (in == e)
+            pinFlows(b, y, r);
+        });
 }
 
 void PReluOp::applySymmetryRule(SpaceBuilder &b) {

@@ -37,15 +37,33 @@ void contraction(SpaceBuilder &b, Operation *op, Value a, int64_t aRow,
   for (int64_t r = 0; r < batchY; ++r) {
     std::vector<AxisTerm> scale{{y, r, -1}}, sign{{y, r, 1}};
     int64_t ia = r - (batchY - batchA), ib = r - (batchY - batchB);
-    if (ia >= 0 && at.getDimSize(ia) == yt.getDimSize(r)) {
-      b.tie(a, ia, y, r);
-      scale.push_back({a, ia, 1});
-      sign.push_back({a, ia, 1});
-    }
-    if (ib >= 0 && bt.getDimSize(ib) == yt.getDimSize(r)) {
-      b.tie(w, ib, y, r);
-      scale.push_back({w, ib, 1});
-      sign.push_back({w, ib, 1});
+    // An operand's batch axis either matches the result's (it moves with
+    // it), or has size 1 (broadcast: the same operand for every coordinate,
+    // unchanged by a permutation of the result's axis). Any other size (a
+    // dynamic one in particular: it may be the result's size or 1) cannot be
+    // followed, and a permutation of the result's axis that leaves that
+    // operand alone is not a symmetry: the axis is fixed.
+    bool followed = true;
+    auto batchOf = [&](Value v, RankedTensorType t, int64_t i) {
+      if (i < 0)
+        return;
+      int64_t n = t.getDimSize(i), m = yt.getDimSize(r);
+      if (n == m && n >= 0) {
+        b.tie(v, i, y, r);
+        scale.push_back({v, i, 1});
+        sign.push_back({v, i, 1});
+      } else if (n != 1 || m < 0) {
+        followed = false;
+        b.restrict(v, i, kNone, "MatMul batch axis of unknown or mismatched size");
+        pinFlows(b, v, i);
+      }
+    };
+    batchOf(a, at, ia);
+    batchOf(w, bt, ib);
+    if (!followed) {
+      b.restrict(y, r, kNone, "MatMul batch axis of unknown or mismatched size");
+      pinFlows(b, y, r);
+      continue;
     }
     b.scaleRelation(scale);
     b.signRelation(sign);

@@ -23,6 +23,23 @@ void batchedNonlinear(SpaceBuilder &b, Value x, int64_t a, Value y,
   pinFlows(b, y, a);
 }
 
+/// A LayerNorm or RMSNorm absorbs a uniform rescaling of its input up to
+/// O(eps / variance). That is claimed (as an approximate gauge) only for an
+/// epsilon of the usual sizes: verify zeroes a written-out norm's epsilon
+/// only up to the same bound (compiler/lib/Verify/WrittenOutEpsilon.h), and a
+/// large one (a constant rewired into the Add) is no epsilon.
+constexpr double kMaxUniformEpsilon = 1e-3;
+
+void uniformScaleAbsorbed(SpaceBuilder &b, Operation *op, Value x, int64_t a,
+                          StringRef name) {
+  auto eps = op->getAttrOfType<FloatAttr>("epsilon");
+  double e = eps ? eps.getValueAsDouble() : 1e-5;
+  if (e >= 0 && e <= kMaxUniformEpsilon)
+    b.approxScaleRelation({{x, a, 1}}, name, /*uniform=*/true);
+  else
+    b.scaleRelation({{x, a, 1}});
+}
+
 /// A per-channel vector (gain, bias) bound to axis `a` of `y`.
 void bindVector(SpaceBuilder &b, Value v, Value y, int64_t a) {
   // A uniform constant (GroupNorm's exported ones / zeros) does not move.
@@ -95,6 +112,8 @@ void reduceRule(SpaceBuilder &b, Operation *op, unsigned reducedBits,
       b.scaleRelation({{x, a, 1}});
       if (!(reducedBits & kSign))
         b.signRelation({{x, a, 1}});
+      else
+        b.absorbs(x, a, /*scale=*/false, /*sign=*/true); // a norm of the axis
       continue;
     }
     int64_t ya = keep ? a : out++;
@@ -136,7 +155,7 @@ void LayerNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     if (a == r - 1 && axis == r - 1) {
       // One factor on the whole normalized axis cancels up to epsilon.
       b.signRelation({{x, a, 1}});
-      b.approxScaleRelation({{x, a, 1}}, "LayerNormalization", /*uniform=*/true);
+      uniformScaleAbsorbed(b, *this, x, a, "LayerNormalization");
     } else {
       pinFlows(b, x, a);
     }
@@ -180,7 +199,7 @@ void RMSNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     }
   }
   // One factor on the whole normalized axis cancels up to epsilon.
-  b.approxScaleRelation({{x, r - 1, 1}}, "RMSNormalization", /*uniform=*/true);
+  uniformScaleAbsorbed(b, *this, x, r - 1, "RMSNormalization");
   if (hasGain) {
     b.restrict(y, r - 1, kNoMixing, "RMSNormalization with gain");
     bindVector(b, gain, y, r - 1);

@@ -71,8 +71,10 @@ struct Block {
   std::vector<std::vector<std::string>> axisSpaces; // per axis, the spaces
 };
 
+/// An op that fixes every axis of its operands and results (and pins their
+/// scale and sign flows): why, and what the user can do about it.
 struct Barrier {
-  std::string node, opType, reason;
+  std::string node, opType, reason, hint;
 };
 
 struct AnalysisResult {

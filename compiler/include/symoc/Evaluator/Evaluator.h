@@ -16,6 +16,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,6 +38,13 @@ public:
   /// modelPath) and Constant node. Throws symoc::Error for unreadable weights,
   /// UnsupportedError when a node's op is not implemented.
   Evaluator(const onnx::ModelProto &model, std::string modelPath);
+  /// The graph of `model` with the weights of `weights`, shared, not read or
+  /// copied again: `model` may omit its initializers (e.g. verify's copy of the
+  /// model with every normalization's epsilon set to 0). `weights` must
+  /// outlive this Evaluator.
+  Evaluator(const onnx::ModelProto &model, std::string modelPath, const Evaluator &weights);
+  Evaluator(const Evaluator &) = delete; // inits_ may point into this object
+  Evaluator &operator=(const Evaluator &) = delete;
 
   /// Runs the graph. `inputs` maps graph input names to values (every
   /// non-initializer input is required). `initializerOverrides` replaces
@@ -55,7 +63,7 @@ public:
         const std::map<std::string, Tensor> &initializerOverrides) const;
 
   /// Initializers and Constant-node values by name, as loaded.
-  const std::map<std::string, Tensor> &initializers() const { return inits_; }
+  const std::map<std::string, Tensor> &initializers() const { return *inits_; }
   /// Graph inputs that are not initializers, in graph order.
   const std::vector<const onnx::ValueInfoProto *> &graphInputs() const {
     return inputs_;
@@ -76,7 +84,8 @@ private:
   const onnx::ModelProto &model_;
   std::string path_;
   int64_t opset_ = 0;
-  std::map<std::string, Tensor> inits_;
+  std::map<std::string, Tensor> ownInits_;
+  const std::map<std::string, Tensor> *inits_ = &ownInits_;
   std::set<std::string> constantOutputs_; // names produced by Constant nodes
   std::vector<const onnx::ValueInfoProto *> inputs_;
 };

@@ -19,6 +19,22 @@
 
 namespace symoc::plan {
 
+/// A piece of one axis (one of Q, K, V in a fused weight, or the whole axis) with the
+/// compact group its claims generate on it alone: `group` on each of `parts` equal
+/// consecutive runs (heads). Pieces and runs are stepped block-diagonally (the Symo
+/// paper's block-diagonal H_g): each run is one component of its own.
+struct PieceGroup {
+  int64_t offset = 0, extent = 0;
+  std::string group = "1"; // 1, Z2, S, B, O
+  int64_t parts = 1;
+  std::vector<std::string> claims; // the claims that give it (per-head groups, head permutations)
+  /// "O", "O/12" (12 runs), "S".
+  std::string text() const;
+};
+
+/// "O|O|O", "3*O/12", "S": the pieces of one side ("1" when empty).
+std::string piecesText(const std::vector<PieceGroup> &pieces);
+
 /// One trained initializer, seen as a matrix rows x cols (rows = axis 0, cols = the
 /// product of the other axes; a vector of length n is n x 1).
 struct Param {
@@ -34,6 +50,16 @@ struct Param {
   /// "B", "O") and the claims they come from.
   std::string left = "1", right = "1";
   std::vector<std::string> leftClaims, rightClaims;
+  /// The claimed structure of each axis as pieces (per-head groups merged by the claimed
+  /// head permutations; empty when some piece has no compact group): what granularity
+  /// `matrix` uses. tiles: the same before merging (one piece per claimed range).
+  std::vector<PieceGroup> leftPieces, rightPieces, leftTiles, rightTiles;
+  /// Head permutations (claims of group "heads") on each axis: {offset, extent, heads, id}.
+  struct HeadPerm {
+    int64_t offset, extent, heads;
+    std::string claim;
+  };
+  std::vector<HeadPerm> leftPerms, rightPerms;
   /// Space ids of axis 0 and axis 1 (empty when the axis is cut into pieces or absent).
   std::string leftSpace, rightSpace;
   int64_t numel() const { return rows * cols; }
@@ -56,6 +82,9 @@ struct Step {
   std::string left = "1", right = "1"; // symo: groups on rows / columns; symo_coupled: left = shared group
   std::map<std::string, double> hp;    // hyper-parameters (names as in docs/compile.md)
   std::vector<Gauge> gauges;           // non-empty: GaugeProjected over this rule
+  /// symo: the sides as pieces (non-empty: they replace `left` / `right`, which then hold
+  /// piecesText for reading).
+  std::vector<PieceGroup> leftPieces, rightPieces;
   /// "symo B x B", "muon", "lausu row", "adamw + gauges"...
   std::string describe() const;
   /// Everything that distinguishes two rule objects (kind, groups, hyper-parameters).
@@ -75,6 +104,11 @@ struct Unit {
   Step step;
   std::string source;          // "policy symo", "override *.bias=adamw", "config FILE"...
   std::string note;            // why this choice (fallbacks, skipped gauges)
+  /// The claims the rule relies on (groups it averages over, the shift a centred rule
+  /// removes, gauges it projects) and why the rule fits them; empty claims: the rule
+  /// assumes no symmetry.
+  std::vector<std::string> claims;
+  std::string why;
   int64_t stateBytes = 0;      // optimizer state after the first step (float32 buffers)
   double flops = 0;            // estimate per step
 };

@@ -25,6 +25,10 @@ struct PolicyOptions {
   std::vector<std::string> overrides; // NAME=STEP (NAME: initializer or glob)
   int64_t budgetBytes = -1;           // auto: optimizer state budget (-1: none)
   int64_t maxDense = 4096;            // largest n x n matrix a Symo step may keep per component
+  /// How `symo` and `auto` cut head-structured axes into components: matrix (heads merged
+  /// wherever a claimed head permutation moves them: one component per Q, K, V piece, per
+  /// KV group under GQA), kv-group (the same), head-pair (two heads), head (one head).
+  std::string granularity = "matrix";
 };
 
 /// The policies `--policy` accepts.

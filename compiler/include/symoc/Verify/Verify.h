@@ -6,9 +6,18 @@
 // random inputs, and compares the outputs with the untransformed model:
 //   rel err = ||y' - y|| / ||y||  (all float outputs together, float64).
 // A claim passes when the largest rel err over the trials is within the
-// tolerance (exact claims: 1e-9; "exact": false: 1e-3). Each run also checks a
-// negative control (a deliberately wrong transform) that must fail; if it
-// passes, the run fails.
+// tolerance (exact claims: 1e-9; "exact": false: 1e-3).
+//
+// By composition (the default): claims compared the same way are checked
+// together, one forward run per trial for the product of one random element
+// of each; only a batch that fails is bisected (on the same elements), so the
+// cost grows with the number of failing claims times log(claims), not with
+// the number of claims. `compose = false` checks each claim alone.
+//
+// Each run also checks a negative control (a deliberately wrong transform)
+// that must fail; if it passes, the run fails. A control that changes nothing
+// at all is inconclusive (the outputs do not depend on that weight) and is
+// reported as such without failing the run.
 //
 //===----------------------------------------------------------------------===//
 #ifndef SYMOC_VERIFY_VERIFY_H
@@ -30,6 +39,8 @@ struct VerifyOptions {
   int trials = 3;
   /// Sizes for symbolic input dimensions (dim_param name -> size).
   std::map<std::string, int64_t> dims;
+  /// Size of a symbolic dimension that `dims` does not give (0: an error).
+  int64_t defaultDim = 0;
   double exactTol = 1e-9;
   /// For "exact": false claims (normalization epsilon makes them approximate).
   double approxTol = 1e-3;
@@ -40,6 +51,8 @@ struct VerifyOptions {
   /// above this many bytes it runs the whole model per claim instead
   /// (0: never keep).
   size_t cacheLimitBytes = size_t(2) << 30;
+  /// Check claims by composition (see above); false: each claim alone.
+  bool compose = true;
 };
 
 struct ClaimResult {
@@ -62,8 +75,19 @@ struct VerifyReport {
   /// The negative control: a wrong transform that must FAIL (pass == false).
   bool controlRan = false;
   ClaimResult control;
-  /// Every claim passes and the control fails.
+  /// Set when the control changed nothing: "the output does not depend on X".
+  std::string controlInconclusive;
+  /// Claims checked by composition (VerifyOptions::compose).
+  bool composed = true;
+  /// Forward runs of the model (full runs and partial reruns).
+  int forwards = 0;
+  /// Symbolic dimensions given VerifyOptions::defaultDim ("batch=2").
+  std::vector<std::string> assumedDims;
+  /// Every claim passes and the control does not pass (it fails, or it is
+  /// inconclusive because the outputs do not depend on the weight it changes).
   bool ok() const;
+  /// Ids of the claims that fail.
+  std::vector<std::string> failedIds() const;
 };
 
 /// Checks every entry of claims["claims"]. Throws symoc::Error (one line naming

@@ -13,6 +13,8 @@
 
 #include "symoc/runtime/optim.h"
 
+#include <vector>
+
 namespace symoc::rt {
 
 enum class Group { Trivial, Z2, S, B, O };
@@ -28,13 +30,40 @@ struct HeadSpec {
   Group inner = Group::O;
 };
 
+// One piece of a side (a range of its coordinates: one of Q, K, V in a fused QKV weight,
+// or a whole axis) with its own group: `group` on each of `parts` equal consecutive runs
+// (heads, head pairs, KV groups). B/O make each run one component, S gives each run its
+// mean line and centred part, Z2 one component per coordinate. A side described by pieces
+// is stepped block-diagonally over the pieces (and the runs): every run is its own
+// component, so the cross terms between runs are dropped (the block-diagonal H_g).
+struct SidePiece {
+  int64_t offset = 0, extent = 0;
+  Group group = Group::O;
+  int64_t parts = 1;
+};
+
 struct SymoConfig {
   Group left = Group::Trivial, right = Group::Trivial;
   HeadSpec left_heads, right_heads; // when heads > 0 they replace left / right
+  // When non-empty they replace left / left_heads (right / right_heads); the pieces must
+  // tile the side (checked at the first step).
+  std::vector<SidePiece> left_pieces, right_pieces;
   float beta2 = 0.95f;      // EMA of the structured second moment
   bool bias_correction = true;
   float eps = 1e-8f;        // damping: H = (S_hat + eps I)^{1/2}
   float beta1 = 0.f;        // optional momentum on the gradient that is preconditioned
+  // Muon-style momentum (the Symo paper's nanoGPT setup): M <- lerp(M, G, 1 - beta1),
+  // U = nesterov ? lerp(G, M, beta1) : M, no bias correction, and the statistics are taken
+  // from U (the structured H_g of the momentum), not from G.
+  bool muon_momentum = false;
+  bool nesterov = false;
+  // With beta2 = 0 and one side trivial: each run's direction rescaled from the Symo scale
+  // (sqrt(d) polar) to muon.py's (polar * max(1, rows/cols)^{1/2} of the run in the block's
+  // orientation), so learning rates transfer from Muon and mix with Muon blocks.
+  bool muon_scale = false;
+  // beta2 = 0: no EMA, H_g from one matrix. One-sided components are then evaluated on the
+  // smaller side of each run: (X X^T / d + eps)^{-1/2} X = X (X^T X / d + eps)^{-1/2}
+  // (sqrt(d) times the polar factor of the run), keeping no n x n state.
   float weight_decay = 0.f; // decoupled
   MatFnOptions fn;          // eigen-decompositions for the matrix components
   int64_t max_dense = 4096; // largest matrix (n x n) the step may eigendecompose

@@ -125,6 +125,17 @@ public:
   /// Sign-flip flow: the same relation over Z/2.
   virtual void signRelation(llvm::ArrayRef<AxisTerm> terms) = 0;
 
+  /// The op's results do not depend on a rescaling (`scale`) or a sign flip
+  /// (`sign`) of this axis: it is absorbed, and the exponent stays free. An
+  /// axis that a rule gives neither a relation nor this is pinned (a rule that
+  /// forgets an axis must not let a gauge through).
+  virtual void absorbs(mlir::Value x, int64_t a, bool scale, bool sign) {
+    (void)x;
+    (void)a;
+    (void)scale;
+    (void)sign;
+  }
+
   /// Axis `outAxis` of `out` is elements [begin, begin + count) of axis `axis`
   /// of `in` (a Slice with step 1, one piece of a Split, one operand of a
   /// Concat). Splits the input's space at the boundaries.
