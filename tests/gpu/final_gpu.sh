@@ -121,10 +121,10 @@ lib() { ls /tmp/symoc-final-build/b/gen_$1/lib$1_optimizer.so 2>/dev/null || ech
 export ROOT PKG GPU
 export -f build
 run_step build 240 bash -c build
-run_step e2e 200 $PY tests/gpu/llama_char_gpu.py --corpus w/corpus.bin --out "$OUT/e2e" \
-  --steps "${E2E_STEPS:-300}" --lib adamw="$(lib llama_char_adamw)" --lib muon="$(lib llama_char_muon)" \
+run_step e2e 150 $PY tests/gpu/llama_char_gpu.py --corpus w/corpus.bin --out "$OUT/e2e" \
+  --steps "${E2E_STEPS:-200}" --lib adamw="$(lib llama_char_adamw)" --lib muon="$(lib llama_char_muon)" \
   --lib25 adamw="$(lib llama25m_adamw)" --lib25 muon="$(lib llama25m_muon)"
-run_step torchapi 200 $PY tests/gpu/torchapi_gpu.py --package "$TARBALL" --out "$OUT/torchapi"
+run_step torchapi 270 $PY tests/gpu/torchapi_gpu.py --package "$TARBALL" --out "$OUT/torchapi"
 run_step dist 120 env PYTHON=$PY tests/gpu/dist_gpu.sh $(for m in llama gpt2; do for p in muon adamw symo; do
   lib dist_${m}_$p; done; done)
 cp /tmp/dist_gpu_*.txt "$OUT/" 2>/dev/null
