@@ -2006,7 +2006,9 @@ AnalysisResult analyzeSpaces(ModuleOp module, const AnalysisOptions &opts) {
         wAxis = 1;
       }
     } else if (auto gemm = v.getDefiningOp<GemmOp>()) {
-      w = gemm.getOperand(1);
+      // A Gemm whose B is not 2-D is malformed (a barrier): no weight to shift.
+      if (rankOfValue(gemm.getOperand(1)) == 2)
+        w = gemm.getOperand(1);
       wAxis = gemm->getAttrOfType<IntegerAttr>("transB") &&
                       gemm->getAttrOfType<IntegerAttr>("transB").getInt()
                   ? 0 : 1;
