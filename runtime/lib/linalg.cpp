@@ -1,4 +1,5 @@
 #include "symoc/runtime/linalg.h"
+#include "symoc/runtime/polar_coefficients.h"
 
 #include <algorithm>
 #include <cblas.h>
@@ -266,28 +267,16 @@ void newton_schulz5(Context &ctx, const MatView &X, const MatView &out, int step
   if (out.rows != X.rows || out.cols != X.cols) throw Error("newton_schulz5: output shape mismatch");
   if (X.size() == 0) return;
   odd_poly_iteration(ctx, X, out, steps, 1.0, [](int, double &a, double &b, double &c) {
-    a = 3.4445, b = -4.7750, c = 2.0315;
+    a = kNewtonSchulz5.a, b = kNewtonSchulz5.b, c = kNewtonSchulz5.c;
   });
 }
 
 void polar_express(Context &ctx, const MatView &X, const MatView &out, int steps) {
   if (out.rows != X.rows || out.cols != X.cols) throw Error("polar_express: output shape mismatch");
   if (X.size() == 0) return;
-  // Degree-5 coefficients of Amsel, Persson, Musco & Gower (arXiv 2505.16932, Alg. 1);
-  // all but the last are divided by (1.01, 1.01^3, 1.01^5) for rounding safety, as there.
-  static const double k[8][3] = {
-      {8.28721201814563, -23.595886519098837, 17.300387312530933},
-      {4.107059111542203, -2.9478499167379106, 0.5448431082926601},
-      {3.9486908534822946, -2.908902115962949, 0.5518191394370137},
-      {3.3184196573706015, -2.488488024314874, 0.51004894012372},
-      {2.300652019954817, -1.6689039845747493, 0.4188073119525673},
-      {1.891301407787398, -1.2679958271945868, 0.37680408948524835},
-      {1.8750014808534479, -1.2500016453999487, 0.3750001645474248},
-      {1.875, -1.25, 0.375}};
   odd_poly_iteration(ctx, X, out, steps, 1.01, [](int s, double &a, double &b, double &c) {
-    int i = std::min(s, 7);
-    double sf = i < 7 ? 1.01 : 1.0;
-    a = k[i][0] / sf, b = k[i][1] / (sf * sf * sf), c = k[i][2] / (sf * sf * sf * sf * sf);
+    const OddQuintic q = polar_express_step(s);
+    a = q.a, b = q.b, c = q.c;
   });
 }
 

@@ -3,6 +3,7 @@
 // division and sqrt (nvcc's defaults) fp32 results match the CPU bit for bit up to the
 // bias corrections (pow in double on both sides).
 #include "kernels.h"
+#include "symoc/runtime/polar_coefficients.h"
 
 #include <cuda_bf16.h>
 
@@ -370,7 +371,7 @@ cublasStatus_t newton_schulz_batched(cublasHandle_t h, cudaStream_t s, uint16_t 
   // Row-major X (rows x cols) is column-major Xc = X^T (cols x rows, ld cols). Iterate on
   // the Gram of the smaller side: wide X: A = X X^T = Xc^T Xc, X' = a X + B X = (a Xc + Xc B)^T;
   // tall X: A = X^T X = Xc Xc^T, X' = a X + X B = (a Xc + B Xc)^T.
-  const double a = 3.4445, b = -4.7750, c = 2.0315;
+  const double a = rt::kNewtonSchulz5.a, b = rt::kNewtonSchulz5.b, c = rt::kNewtonSchulz5.c;
   const bool tall = rows > cols;
   const int r = int(tall ? cols : rows); // Gram side
   const int64_t xs = rows * cols, gs = int64_t(r) * r;

@@ -9,6 +9,7 @@
 // for X' = a X + B X. cuBLASLt takes C != D (no copies); where it offers no algorithm, a
 // strided-batched cublasGemmEx runs after a copy of C into D.
 #include "rowops.cuh"
+#include "symoc/runtime/polar_coefficients.h"
 
 #include <cuda_bf16.h>
 
@@ -161,16 +162,6 @@ __global__ void unpack_kernel(const bf16 *X, int64_t ldk, int64_t sx, bool tall,
   }
 }
 
-// Polar Express (Amsel, Persson, Musco & Gower, arXiv 2505.16932): the same table and safety
-// divisions as rt::polar_express.
-const double kPolarExpress[8][3] = {{8.28721201814563, -23.595886519098837, 17.300387312530933},
-                                    {4.107059111542203, -2.9478499167379106, 0.5448431082926601},
-                                    {3.9486908534822946, -2.908902115962949, 0.5518191394370137},
-                                    {3.3184196573706015, -2.488488024314874, 0.51004894012372},
-                                    {2.300652019954817, -1.6689039845747493, 0.4188073119525673},
-                                    {1.891301407787398, -1.2679958271945868, 0.37680408948524835},
-                                    {1.8750014808534479, -1.2500016453999487, 0.3750001645474248},
-                                    {1.875, -1.25, 0.375}};
 
 } // namespace
 } // namespace detail
@@ -282,14 +273,8 @@ struct NewtonSchulzPlan::Impl {
     return part;
   }
   void coef(int s, double &a, double &b, double &c) const {
-    if (iter == PolarIteration::NewtonSchulz) {
-      a = 3.4445, b = -4.7750, c = 2.0315;
-      return;
-    }
-    const int i = std::min(s, 7);
-    const double sf = i < 7 ? 1.01 : 1.0;
-    a = kPolarExpress[i][0] / sf, b = kPolarExpress[i][1] / (sf * sf * sf),
-    c = kPolarExpress[i][2] / (sf * sf * sf * sf * sf);
+    const rt::OddQuintic q = iter == PolarIteration::NewtonSchulz ? rt::kNewtonSchulz5 : rt::polar_express_step(s);
+    a = q.a, b = q.b, c = q.c;
   }
   double flops() const {
     double f = 0;
