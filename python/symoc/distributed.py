@@ -52,6 +52,7 @@ from symoc.build import SymocError, build_library
 from symoc.torch import STEP_ROWS_SKIP, _dec, _tensor_problems, load_library
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
+           "plan_row_granules",
            "balance", "library_blocks",
            "read_state", "write_state", "merge_states", "select_state",
            "single_process_state_dict"]
@@ -91,6 +92,30 @@ def lpt_assign(costs, world_size, groups=None):
         if g is not None:
             used.add(r)
     return owner
+
+
+def plan_row_granules(plan):
+    """The row granule of each block of a plan (plan.json / `symoc compile --emit json`), as
+    the generated library's param_row_granule gives it for the block's parameter
+    (EmitCpp.cpp rowGranule): 1 for a lone parameter stepped by adamw, adam or sgd without a
+    gauge, adam_mini's group_rows when it divides the rows, else 0 (whole blocks only). For
+    schedules computed without a library (bench/distributed); the CI test checks it against
+    the libraries."""
+    shapes = {p["name"]: p["shape"] for p in plan["params"]}
+    out = []
+    for b in plan["blocks"]:
+        st = b["step"]
+        g = 0
+        if len(b["params"]) == 1 and not st.get("gauges"):
+            shape = shapes[b["params"][0]]
+            rows = shape[0] if shape else 1
+            if st["kind"] in ("adamw", "adam", "sgd"):
+                g = 1
+            elif st["kind"] == "adam_mini":
+                gr = int(st.get("hyper", {}).get("group_rows", 1))
+                g = gr if gr > 0 and rows % gr == 0 else 0
+        out.append(g)
+    return out
 
 
 def split_rows(rows, granule, pieces):
