@@ -12,8 +12,9 @@ the LPT assignment's cost (block_cost = plan FLOPs + bytes moved, as the generat
 reports it), the estimated step time (a roofline: max(FLOPs / --tflops, bytes / --gbps) per
 block, summed), the bytes each rank broadcasts and receives per step (DDP layout) and its
 optimizer state; then max/mean balance for LPT over whole blocks, for LPT with the elementwise
-blocks split by rows (the DDP schedule of DistributedSymocOptimizer, split=True: a block of
-more than 1/(4 W) of the total cut into at most W row pieces) and for round-robin by size
+blocks split by rows (ddp_schedule, the DDP schedule of DistributedSymocOptimizer, split=True:
+a block of more than 1/(4 W) of the total cut into at most W row pieces when that lowers the
+busiest rank) and for round-robin by size
 (DeepSpeed's split) side by side.
 
     /usr/bin/python3 bench/distributed/bench_dist.py --symoc build/bin/symoc [--policies muon symo]
@@ -117,7 +118,7 @@ def round_robin_by_size(sizes, world):
 
 
 def simulate(args):
-    from symoc.distributed import balance, lpt_assign, plan_row_granules, split_items
+    from symoc.distributed import balance, ddp_schedule, lpt_assign, plan_row_granules
     work = args.work or tempfile.mkdtemp(prefix="bench-dist-")
     os.makedirs(work, exist_ok=True)
     models = []
@@ -152,9 +153,8 @@ def simulate(args):
                 owner = lpt_assign(costs, world)
                 lpt, load = balance(costs, owner, world)
                 rr, _ = balance(costs, round_robin_by_size([b[4] for b in blocks], world), world)
-                items = split_items([((b,), c) for b, c in enumerate(costs)], gran, brows, world)
-                iowner = lpt_assign([c for _, _, c in items], world,
-                                    [b if rng is not None else None for b, rng, _ in items])
+                items, iowner = ddp_schedule([((b,), c) for b, c in enumerate(costs)], gran,
+                                             brows, world)
                 split, _ = balance([c for _, _, c in items], iowner, world)
                 nsplit = len({b for b, rng, _ in items if rng is not None})
                 # Estimated time of an item: its block's, scaled by its share of the rows.

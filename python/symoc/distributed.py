@@ -52,6 +52,7 @@ from symoc.build import SymocError, build_library
 from symoc.torch import STEP_ROWS_SKIP, _dec, _tensor_problems, load_library
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
+           "ddp_schedule",
            "plan_row_granules",
            "balance", "library_blocks",
            "read_state", "write_state", "merge_states", "select_state",
@@ -92,6 +93,26 @@ def lpt_assign(costs, world_size, groups=None):
         if g is not None:
             used.add(r)
     return owner
+
+
+def ddp_schedule(blocks, granules, rows, world_size, split=True):
+    """The DDP schedule: (items, owner) with items as split_items gives them and owner the
+    rank of each (LPT, at most one piece of a block per rank). With split=True the elementwise
+    blocks are cut (split_items) when that lowers the busiest rank's cost, with "always"
+    whenever split_items cuts them; otherwise, and without split, every block is one item
+    (LPT over the blocks)."""
+    whole = [(b, None, c) for b, (_, c) in enumerate(blocks)]
+    owner = lpt_assign([c for _, _, c in whole], world_size)
+    if not split or world_size == 1:
+        return whole, owner
+    items = split_items(blocks, granules, rows, world_size)
+    if len(items) == len(whole):
+        return whole, owner
+    iowner = lpt_assign([c for _, _, c in items], world_size,
+                        [b if rng is not None else None for b, rng, _ in items])
+    peak = max(balance([c for _, _, c in whole], owner, world_size)[1])
+    ipeak = max(balance([c for _, _, c in items], iowner, world_size)[1])
+    return (items, iowner) if ipeak < peak or split == "always" else (whole, owner)
 
 
 def plan_row_granules(plan):
@@ -453,7 +474,8 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
     assignment: optional list, the home rank of each block (default: LPT on block_cost;
         given, no block is split).
     split: DDP: cut large elementwise blocks into row pieces on several ranks (ABI v3
-        step_rows, CPU parameters) so that LPT balances them.
+        step_rows, CPU parameters) when that balances the ranks better (ddp_schedule);
+        "always": whenever they are large enough; False: never.
     profile: synchronize CUDA around the library step so that last_step's times are device
         times (off by default: it would stall the host).
     """
@@ -548,9 +570,9 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
     def _plan_items(self, assignment, split):
         """The schedule: work items (a whole block at its home rank, or rows of an
         elementwise parameter), their ranks and this rank's share.
-          DDP: LPT over the blocks, an elementwise block costing more than 1/(4 W) of the
-            total split into at most W row pieces on distinct ranks (split=True; not with an
-            explicit assignment).
+          DDP (ddp_schedule): LPT over the blocks; with split=True (not with an explicit
+            assignment), an elementwise block costing more than 1/(4 W) of the total is cut
+            into at most W row pieces on distinct ranks when that lowers the busiest rank.
           FSDP2: an elementwise parameter sharded by rows on granule boundaries is stepped
             on every rank's own rows ("local"); the other blocks go to homes by LPT."""
         W, me = self._world, self._rank
@@ -567,15 +589,12 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                     ok = ok and at % g == 0
                 if ok:
                     local.add(b)
-        if self._fsdp or assignment is not None or not split:
+        if assignment is not None or self._fsdp:
             items = [(b, None, c) for b, (_, c) in enumerate(blocks) if b not in local]
+            owner = [assignment[b] for b, _, _ in items] if assignment is not None else \
+                lpt_assign([c for _, _, c in items], W)
         else:
-            items = split_items(blocks, self._granule, self._prows, W)
-        if assignment is not None:
-            owner = [assignment[b] for b, _, _ in items]
-        else:
-            owner = lpt_assign([c for _, _, c in items], W,
-                               [b if rng is not None else None for b, rng, _ in items])
+            items, owner = ddp_schedule(blocks, self._granule, self._prows, W, split)
         self._owner = [-1] * len(blocks)        # home of each whole block; -1: split/local
         self._load = [0.0] * W
         self._all_ranges = [{} for _ in range(W)]   # {name: (r0, r1, rows)} per rank

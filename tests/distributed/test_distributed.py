@@ -163,11 +163,11 @@ def check_equality(libs, rank, world):
         lib = load_library(path)
         named = make_params(lib)
         ref = clone(named)
-        # Every other library with 4 KiB buckets: many buckets per rank, interleaved; every
-        # third one without block splitting.
+        # Every other library with 4 KiB buckets: many buckets per rank, interleaved; block
+        # splitting off, when it balances better (the default) and whenever possible.
         opt = DistributedSymocOptimizer(named, library=path, lr=LR,
                                         bucket_bytes=(32 << 20) if k % 2 else 4096,
-                                        split=k % 3 != 0)
+                                        split=(False, True, "always")[k % 3])
         pieces += len(opt.row_ranges)
         for s in range(STEPS):
             if s == 2:
@@ -283,7 +283,8 @@ def check_sharded(libs, rank, world):
 
 def check_sharded_fault(libs, rank, world):
     """A wrong gradient on one rank's shard of a parameter stepped on the shards: every rank
-    raises naming it, nothing moves, and the next step is exact."""
+    raises naming it, nothing moves, and the next step is exact. Then step_rows failing in
+    the library on one rank: every rank raises naming it (no hang)."""
     from symoc.distributed import DistributedSymocOptimizer
     from symoc.torch import load_library
     path = libs[("llama", "adamw")]
@@ -310,6 +311,26 @@ def check_sharded_fault(libs, rank, world):
         opt.step()
     ref_steps(path, ref, STEPS)
     assert_rows_equal("sharded, after a fault (rank %d)" % rank, given, ref, rows)
+
+    # The library's step_rows failing on one rank (SYMOC_ERR_INTERNAL): every rank raises
+    # after the collectives, naming it.
+    class FailingRows:
+        def __init__(self, lib):
+            self._inner = lib
+
+        def __getattr__(self, k):
+            return getattr(self._inner, k)
+
+        def step_rows(self, *args):
+            return 5
+
+    lib = opt._lib
+    if rank == bad:
+        opt._lib = FailingRows(lib)
+    set_grads(full, 0)
+    shard_grads(given, full, rows)
+    expect_error(opt.step, "library step failed on rank(s) %d of %d" % (bad, world))
+    opt._lib = lib
 
 
 def check_checkpoint_save(libs, rank, world, work):

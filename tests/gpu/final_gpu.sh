@@ -125,7 +125,7 @@ run_step e2e 150 $PY tests/gpu/llama_char_gpu.py --corpus w/corpus.bin --out "$O
   --steps "${E2E_STEPS:-200}" --lib adamw="$(lib llama_char_adamw)" --lib muon="$(lib llama_char_muon)" \
   --lib25 adamw="$(lib llama25m_adamw)" --lib25 muon="$(lib llama25m_muon)"
 run_step torchapi 270 $PY tests/gpu/torchapi_gpu.py --package "$TARBALL" --out "$OUT/torchapi"
-run_step dist 120 env PYTHON=$PY tests/gpu/dist_gpu.sh $(for m in llama gpt2; do for p in muon adamw symo; do
+run_step dist 180 env PYTHON=$PY tests/gpu/dist_gpu.sh $(for m in llama gpt2; do for p in muon adamw symo; do
   lib dist_${m}_$p; done; done)
 cp /tmp/dist_gpu_*.txt "$OUT/" 2>/dev/null
 
