@@ -79,7 +79,9 @@ def one_library(path, rank, world, device, mesh):
     sharded = [getattr(holder, "p%d" % k) for k in range(len(init))]
     fsdp = DistributedSymocOptimizer(list(zip(names, sharded)), library=path, lr=LR)
     ddp_params = [torch.nn.Parameter(t.clone().to(device)) for t in init]
-    ddp = DistributedSymocOptimizer(list(zip(names, ddp_params)), library=path, lr=LR)
+    # split="always": the DDP layout steps its large elementwise blocks as row pieces.
+    ddp = DistributedSymocOptimizer(list(zip(names, ddp_params)), library=path, lr=LR,
+                                    split="always")
     single = None
     if device.type == "cpu":
         single_params = [torch.nn.Parameter(t.clone()) for t in init]
