@@ -339,7 +339,8 @@ def check_checkpoint_save(libs, rank, world, work):
     for model, policy in CKPT:
         path = libs[(model, policy)]
         named = make_params(load_library(path))
-        opt = DistributedSymocOptimizer(named, library=path, lr=LR)
+        # Split pieces (row-range state) in the DDP checkpoint; resumed with the default.
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR, split="always")
         for s in range(2):
             set_grads(named, s)
             opt.step()
