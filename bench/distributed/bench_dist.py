@@ -78,9 +78,12 @@ def make_gpt2_small(path):
     return path
 
 
-def plan_of(symoc, model, policy):
-    r = subprocess.run([symoc, "compile", model, "--policy", policy, "--emit", "json"],
-                       capture_output=True, text=True)
+def plan_of(symoc, model, policy, verify=True):
+    """The plan (JSON). verify=False for the LLaMA-1B shapes, whose weights are never written
+    (all zero): symoc compile cannot check claims on them, and only the plan's blocks and
+    costs are used here."""
+    r = subprocess.run([symoc, "compile", model, "--policy", policy, "--emit", "json"] +
+                       ([] if verify else ["--no-verify"]), capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit("symoc compile %s --policy %s: %s" % (model, policy, r.stderr.strip()))
     return json.loads(r.stdout)
@@ -135,7 +138,7 @@ def simulate(args):
     rows = []
     for name, path in models:
         for policy in args.policies:
-            plan = plan_of(args.symoc, path, policy)
+            plan = plan_of(args.symoc, path, policy, verify=name != "llama_1b")
             blocks = block_table(plan)
             costs = [b[0] for b in blocks]
             # Block splitting (DDP schedule): elementwise blocks (plan_row_granules, = the
