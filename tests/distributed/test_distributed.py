@@ -171,10 +171,12 @@ def check_equality(libs, rank, world):
         named = make_params(lib)
         ref = clone(named)
         # Every other library with 4 KiB buckets: many buckets per rank, interleaved; block
-        # splitting off, when it balances better (the default) and whenever possible.
+        # splitting off, when it balances better (the default) and whenever possible (always
+        # for the adamw libraries, whose elementwise blocks are all splittable).
         opt = DistributedSymocOptimizer(named, library=path, lr=LR,
                                         bucket_bytes=(32 << 20) if k % 2 else 4096,
-                                        split=(False, True, "always")[k % 3])
+                                        split="always" if policy == "adamw" else
+                                        (False, True, "always")[k % 3])
         pieces += len(opt.row_ranges)
         for s in range(STEPS):
             if s == 2:
@@ -749,6 +751,58 @@ def check_rows_abi(libs):
     return tested
 
 
+V2_SHIM = r"""
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include "symoc/runtime/optimizer_api.h"
+/* A library of ABI version 2: the table of the library named by $SYMOC_V2_INNER, cut
+ * before the version 3 fields. */
+const SymocOptimizerApi *symoc_optimizer_api(void) {
+  static SymocOptimizerApi t;
+  void *h = dlopen(getenv("SYMOC_V2_INNER"), RTLD_NOW | RTLD_LOCAL);
+  if (!h) return NULL;
+  const SymocOptimizerApi *(*f)(void) =
+      (const SymocOptimizerApi *(*)(void))dlsym(h, "symoc_optimizer_api");
+  t = *f();
+  t.abi_version = 2;
+  t.struct_size = (unsigned)offsetof(SymocOptimizerApi, param_row_granule);
+  t.param_row_granule = NULL;
+  t.step_rows = NULL;
+  return &t;
+}
+"""
+
+
+def check_v2_library(args, libs):
+    """A library of ABI version 2 (a shim presenting a real table cut before the v3 fields)
+    still loads: symoc.torch reports version 2 and no step_rows, SymocOptimizer steps it
+    like the v3 library, and DistributedSymocOptimizer (world size 1) steps every block whole."""
+    from symoc.torch import SymocOptimizer, load_library
+    inner = libs[("llama", "adamw")]
+    d = os.path.join(args.work, "v2shim")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "shim.c"), "w") as f:
+        f.write(V2_SHIM)
+    shim = os.path.join(d, "libv2shim.so")
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-I", os.path.join(ROOT, "runtime", "include"),
+                        os.path.join(d, "shim.c"), "-o", shim, "-ldl"], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise AssertionError("v2 shim does not compile: %s" % r.stderr)
+    os.environ["SYMOC_V2_INNER"] = inner
+    old = load_library(shim)
+    if old.abi_version != 2 or old.step_rows is not None or old.param_row_granule is not None:
+        raise AssertionError("v2 library: version %d, step_rows %r" % (old.abi_version,
+                                                                     old.step_rows))
+    a = make_params(old)
+    b = clone(a)
+    ref_steps(shim, a, STEPS)
+    ref_steps(inner, b, STEPS)
+    assert_equal("ABI v2 library through symoc.torch", a, b)
+    return shim
+
+
 def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank,
@@ -822,6 +876,8 @@ def main():
         check_abi(libs)
         print("ABI block entries of %d libraries: PASS" % len(libs))
         print("ABI step_rows: %d elementwise parameters: PASS" % check_rows_abi(libs))
+        libs[("llama", "abi-v2")] = check_v2_library(args, libs)
+        print("ABI version 2 library (no step_rows) loads and steps: PASS")
         abi_ok = True
     except Exception:  # noqa: BLE001
         traceback.print_exc()
