@@ -12,7 +12,9 @@
 // axis of x that the Concat joins, x has 2h channels there; each half of the
 // Concat is a signed sum of two products, one of each half; the first half's
 // x1 term and the second half's x2 term have sign +1 and the same table c; the
-// other two terms the same table s and opposite signs s1 = -s2 (either
+// other two terms the same table s and opposite signs s1 = -s2 ("the same":
+// one value, or equal constants read from the model, as torch exports each
+// use of a tensor attribute as its own Constant node) (either
 // rotation sense, terms in any order, Sub or Add, Neg on either factor); and
 // every product keeps the half's type (the tables broadcast into it). A table
 // with h channels is doubled by a Concat along its channel axis; one that is
@@ -147,7 +149,7 @@ Value negated(IRRewriter &rewriter, Location loc, Value v, int sign) {
   return rewriter.create<NegOp>(loc, TypeRange{v.getType()}, ValueRange{v})->getResult(0);
 }
 
-bool rewriteAt(ConcatOp cat, IRRewriter &rewriter) {
+bool rewriteAt(ConcatOp cat, const ConstantReader &reader, IRRewriter &rewriter) {
   if (cat->getNumOperands() != 2 || cat->getNumResults() != 1)
     return false;
   auto ys = staticShape(cat->getResult(0));
@@ -186,7 +188,8 @@ bool rewriteAt(ConcatOp cat, IRRewriter &rewriter) {
       auto [c1, s1] = out1->first.half == x1 ? *out1 : std::make_pair(out1->second, out1->first);
       auto [c2, s2] = out2->first.half == x2 ? *out2 : std::make_pair(out2->second, out2->first);
       if (c1.half != x1 || s1.half != x2 || c2.half != x2 || s2.half != x1 || c1.sign != 1 ||
-          c2.sign != 1 || c1.table != c2.table || s1.table != s2.table ||
+          c2.sign != 1 || !sameTensor(c1.table, c2.table, reader) ||
+          !sameTensor(s1.table, s2.table, reader) ||
           s1.sign != -s2.sign)
         continue;
       int64_t h = (*ys)[size_t(axis)] / 2;
@@ -226,13 +229,20 @@ bool rewriteAt(ConcatOp cat, IRRewriter &rewriter) {
 
 struct CanonicalizeSlicedRotaryPass
     : public impl::CanonicalizeSlicedRotaryBase<CanonicalizeSlicedRotaryPass> {
+  CanonicalizeSlicedRotaryPass() = default;
+  explicit CanonicalizeSlicedRotaryPass(ConstantReader r) : reader(std::move(r)) {}
   void runOnOperation() override {
-    rewriteEach(getOperation(), [](Operation *op, IRRewriter &rewriter) {
+    rewriteEach(getOperation(), [&](Operation *op, IRRewriter &rewriter) {
       auto cat = dyn_cast<ConcatOp>(op);
-      return cat && rewriteAt(cat, rewriter);
+      return cat && rewriteAt(cat, reader, rewriter);
     });
   }
+  ConstantReader reader;
 };
 
 } // namespace
+
+std::unique_ptr<Pass> createCanonicalizeSlicedRotaryPass(ConstantReader reader) {
+  return std::make_unique<CanonicalizeSlicedRotaryPass>(std::move(reader));
+}
 } // namespace symoc

@@ -363,6 +363,60 @@ void eraseUnused(RewriterBase &rewriter, SmallVector<Operation *> list) {
     if (c->use_empty()) rewriter.eraseOp(c);
 }
 
+std::optional<std::vector<double>> constantValues(ConstantOp c, const ConstantReader &reader) {
+  auto vt = dyn_cast<RankedTensorType>(c.getType());
+  if (!vt || !vt.hasStaticShape())
+    return std::nullopt;
+  std::vector<double> values;
+  if (c.getValue()) {
+    auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+    if (!dense || !isa<FloatType>(dense.getElementType()))
+      return std::nullopt;
+    for (const APFloat &x : dense.getValues<APFloat>())
+      values.push_back(x.convertToDouble());
+  } else if (reader && c.getName()) {
+    auto vals = reader(*c.getName());
+    if (!vals)
+      return std::nullopt;
+    values = std::move(*vals);
+  } else {
+    return std::nullopt;
+  }
+  if (int64_t(values.size()) != vt.getNumElements())
+    return std::nullopt;
+  return values;
+}
+
+bool sameTensor(Value a, Value b, const ConstantReader &reader, int depth) {
+  if (a == b)
+    return true;
+  if (!a || !b || a.getType() != b.getType() || depth > 16)
+    return false;
+  Operation *da = a.getDefiningOp(), *db = b.getDefiningOp();
+  if (!da || !db)
+    return false; // two different model inputs
+  if (auto ca = dyn_cast<ConstantOp>(da)) {
+    auto cb = dyn_cast<ConstantOp>(db);
+    if (!cb)
+      return false;
+    if (ca.getValue() && cb.getValue() && *ca.getValue() == *cb.getValue())
+      return true;
+    auto va = constantValues(ca, reader), vb = constantValues(cb, reader);
+    return va && vb && *va == *vb;
+  }
+  // Parameters may be trained apart; ops without a curated definition may be
+  // random (RandomNormal) or have effects; Dropout draws a mask per node.
+  if (isa<ParamOp, GenericOp, DropoutOp>(da) || da->getName() != db->getName() ||
+      da->getAttrDictionary() != db->getAttrDictionary() ||
+      da->getNumOperands() != db->getNumOperands() ||
+      cast<OpResult>(a).getResultNumber() != cast<OpResult>(b).getResultNumber())
+    return false;
+  for (unsigned i = 0; i < da->getNumOperands(); ++i)
+    if (!sameTensor(da->getOperand(i), db->getOperand(i), reader, depth + 1))
+      return false;
+  return true;
+}
+
 std::optional<SmallVector<int64_t>> staticShape(Value v) {
   auto t = dyn_cast_or_null<RankedTensorType>(v ? v.getType() : Type());
   if (!t || !t.hasStaticShape())

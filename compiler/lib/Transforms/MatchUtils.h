@@ -10,6 +10,7 @@
 #define SYMOC_LIB_TRANSFORMS_MATCHUTILS_H
 
 #include "symoc/Dialect/Graph/GraphOps.h"
+#include "symoc/Transforms/Passes.h"
 
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/PatternMatch.h"
@@ -96,6 +97,18 @@ struct SliceInfo {
 /// opset 10, inputs after) and static shapes; the count must match the
 /// result's size and every other axis must be unchanged. Positive steps only.
 std::optional<SliceInfo> sliceOf(mlir::Operation *slice);
+
+/// The values of a float graph.constant (row-major): from its `value` in the
+/// IR or, for a large one the importer kept shape-only, through `reader`.
+std::optional<std::vector<double>> constantValues(symoc::graph::ConstantOp c,
+                                                  const ConstantReader &reader);
+
+/// `a` and `b` hold the same tensor for every model input: the same value;
+/// two constants of one type with equal entries (torch exports each use of a
+/// tensor attribute as its own Constant node); or the same deterministic op
+/// (a curated graph op, same attributes and result) of operands that are the
+/// same in this sense.
+bool sameTensor(mlir::Value a, mlir::Value b, const ConstantReader &reader, int depth = 0);
 
 /// Builders for the data-movement ops that canonicalizations emit, in the
 /// form of the module's opset (Slice bounds as attributes before opset 10, as

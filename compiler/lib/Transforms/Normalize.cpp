@@ -19,7 +19,7 @@ void addNormalizationPasses(OpPassManager &pm, ConstantReader reader) {
   // axis (two-factor head splits), and rotary on sliced halves becomes the
   // rotate-half form that the rotary pass below recomposes.
   pm.addPass(createSplitFactorSelections());
-  pm.addPass(createCanonicalizeSlicedRotary());
+  pm.addPass(createCanonicalizeSlicedRotaryPass(reader));
   // LayerNorm first: its second half, d / sqrt(mean(d^2) + eps), is also an
   // RMSNorm of the centred value d, and the LayerNorm is the op that says
   // more (its gain and bias, and that the centring is part of it).

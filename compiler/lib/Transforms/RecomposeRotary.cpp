@@ -147,26 +147,6 @@ std::vector<std::pair<int64_t, int64_t>> pairsOf(const SignedPerm &g) {
 
 using Pairs = std::vector<std::pair<int64_t, int64_t>>;
 
-/// The values of a graph.constant (from the IR, or through the reader).
-std::optional<std::vector<double>> constantValues(ConstantOp c, const ConstantReader &reader) {
-  auto vt = dyn_cast<RankedTensorType>(c.getType());
-  if (!vt || !vt.hasStaticShape()) return std::nullopt;
-  std::vector<double> values;
-  if (c.getValue()) {
-    auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-    if (!dense || !isa<FloatType>(dense.getElementType())) return std::nullopt;
-    for (const APFloat &x : dense.getValues<APFloat>()) values.push_back(x.convertToDouble());
-  } else if (reader && c.getName()) {
-    auto vals = reader(*c.getName());
-    if (!vals) return std::nullopt;
-    values = std::move(*vals);
-  } else {
-    return std::nullopt;
-  }
-  if (int64_t(values.size()) != vt.getNumElements()) return std::nullopt;
-  return values;
-}
-
 /// v[.., i, ..] == v[.., j, ..] along `axis` for every pair (i, j) and every
 /// index along the other axes, for every value of the model's inputs. Proven
 /// from the ops that build v: a constant is read and compared; an elementwise

@@ -25,6 +25,9 @@ using ConstantReader = std::function<std::optional<std::vector<double>>(llvm::St
 
 /// symoc-recompose-rotary with a reader for constants without a value in the IR.
 std::unique_ptr<mlir::Pass> createRecomposeRotaryPass(ConstantReader reader);
+/// symoc-canonicalize-sliced-rotary with the same reader (tables that torch
+/// exported as two equal Constant nodes are compared by value).
+std::unique_ptr<mlir::Pass> createCanonicalizeSlicedRotaryPass(ConstantReader reader);
 
 /// Adds the canonicalization and recomposition passes in the order the
 /// analysis wants them: no-op Casts, then the spellings that map onto
