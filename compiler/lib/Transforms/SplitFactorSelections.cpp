@@ -318,8 +318,10 @@ bool rewriteAt(ReshapeOp reshape, IRRewriter &rewriter) {
         if (plan.perms.empty() && v != beforeReshape) {
           if (Operation *user = onlyReshapeUser(old)) {
             rewriter.setInsertionPoint(user);
-            Value folded = buildReshape(rewriter, user->getLoc(), beforeReshape,
-                                        *staticShape(user->getResult(0)));
+            Shape want = *staticShape(user->getResult(0));
+            Value folded = *staticShape(beforeReshape) == want
+                               ? beforeReshape
+                               : buildReshape(rewriter, user->getLoc(), beforeReshape, want);
             rewriter.replaceAllUsesWith(user->getResult(0), folded);
             dead.push_back(user);
             dead.push_back(v.getDefiningOp()); // unused once `user` is gone
