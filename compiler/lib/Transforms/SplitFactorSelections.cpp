@@ -260,7 +260,8 @@ bool rewriteAt(ReshapeOp reshape, IRRewriter &rewriter) {
     return false;
   Value x = reshape->getOperand(0), r = reshape->getResult(0);
   auto xs = staticShape(x), rs = staticShape(r);
-  if (!xs || !rs)
+  // Float data only: integer reshapes are shape arithmetic, not projections.
+  if (!xs || !rs || !isFloatTensor(x))
     return false;
   for (const FactorSplit &fs : splitsOf(*xs, *rs)) {
     // j < k - 1: the last factor's selections are strided in X, no blocks.
