@@ -1,0 +1,250 @@
+// Kernels of the matrix rules. Built with --fmad=false like kernels.cu: the elementwise
+// expressions are the CPU rules' (optim.cpp, symo.cpp, gauge.cpp) in the same order.
+#include "rule_kernels.h"
+
+#include <cuda_bf16.h>
+
+namespace symoc::rt::cuda::detail {
+namespace {
+
+__device__ __forceinline__ float ldv(const void *p, bool bf, int64_t i) {
+  return bf ? __uint_as_float(uint32_t(static_cast<const uint16_t *>(p)[i]) << 16) : static_cast<const float *>(p)[i];
+}
+__device__ __forceinline__ void stv(void *p, bool bf, int64_t i, float v) {
+  if (bf) static_cast<uint16_t *>(p)[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  else static_cast<float *>(p)[i] = v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ double block_sum(double v) {
+  __shared__ double part[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  double s = 0;
+  const int nw = (blockDim.x + 31) >> 5;
+  for (int k = 0; k < nw; ++k) s += part[k];
+  return s;
+}
+
+__global__ void prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots, Counters c,
+                            PrepCfg cfg) {
+  const Chunk ch = chunks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  const int64_t end = ch.off + ch.len;
+  const PrepMode mode = PrepMode(cfg.mode);
+  float *out = mode == PrepMode::Adam ? s.d : s.u;
+  if (c.flag[s.block]) { // the block is skipped: state untouched, a harmless input
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) out[j] = 0.f;
+    return;
+  }
+  const void *g = a.g[ch.slot];
+  const void *w = a.w[ch.slot];
+  const bool gb = a.gbf16[ch.slot], wb = a.wbf16[ch.slot];
+  float *M = s.s0, *V = s.s1;
+  const float beta = cfg.beta;
+  const double t = double(c.t[s.block] + 1);
+  switch (mode) {
+  case PrepMode::Lerp: {
+    const float wgt = 1.f - beta;
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j);
+      const float m = M[j] + wgt * (gj - M[j]);
+      M[j] = m;
+      out[j] = cfg.nesterov ? gj + beta * (m - gj) : m;
+    }
+    break;
+  }
+  case PrepMode::Ema: {
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j);
+      const float m = beta * M[j] + (1.f - beta) * gj;
+      M[j] = m;
+      out[j] = cfg.nesterov ? gj + beta * (m - gj) : m;
+    }
+    break;
+  }
+  case PrepMode::EmaBc: {
+    const float bc1 = float(1.0 - pow(double(beta), t));
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float m = beta * M[j] + (1.f - beta) * ldv(g, gb, j);
+      M[j] = m;
+      out[j] = m / bc1;
+    }
+    break;
+  }
+  case PrepMode::Copy:
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) out[j] = ldv(g, gb, j);
+    break;
+  case PrepMode::Adam: {
+    const float inv_bc1 = float(1.0 / (1.0 - pow(double(beta), t)));
+    const float inv_sqrt_bc2 = float(1.0 / sqrt(1.0 - pow(double(cfg.b2), t)));
+    const float b1 = beta, b2 = cfg.b2, ob1 = 1.f - b1, ob2 = 1.f - b2;
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j) + cfg.l2 * ldv(w, wb, j);
+      const float mj = M[j] * b1 + gj * ob1;
+      const float vj = V[j] * b2 + gj * gj * ob2;
+      M[j] = mj, V[j] = vj;
+      out[j] = mj * inv_bc1 / (sqrtf(vj) * inv_sqrt_bc2 + cfg.eps);
+    }
+    break;
+  }
+  }
+}
+
+__global__ void apply_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots, Counters c,
+                             float wd) {
+  const Chunk ch = chunks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  if (c.flag[s.block]) return;
+  void *w = a.w[ch.slot];
+  const bool wb = a.wbf16[ch.slot];
+  const float lr = a.lr[ch.slot], decay = 1.f - lr * wd;
+  for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x)
+    stv(w, wb, j, ldv(w, wb, j) * decay - lr * s.d[j]);
+}
+
+__global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols, float *P, int unpack, float s1,
+                            float s2) {
+  const PackEntry e = entries[blockIdx.y];
+  const int64_t total = rows * cols;
+  float *p = P + int64_t(blockIdx.y) * total;
+  // Walk in the source's contiguous order: rows of the packed matrix when sc == 1, else columns.
+  const bool by_row = e.sc == 1;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = by_row ? k / cols : k % rows, j = by_row ? k % cols : k / rows;
+    float *src = e.ptr + r * e.sr + j * e.sc;
+    if (unpack) *src = (p[r * cols + j] * s1) * s2;
+    else p[r * cols + j] = *src;
+  }
+}
+
+__global__ void center_keep_kernel(float *P, float *mu, int64_t rows, int64_t cols) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, e = blockIdx.y;
+  if (j >= cols) return;
+  float *p = P + e * rows * cols + j;
+  double s = 0;
+  for (int64_t i = 0; i < rows; ++i) s += p[i * cols];
+  const float m = float(s / double(rows));
+  mu[e * cols + j] = m;
+  for (int64_t i = 0; i < rows; ++i) p[i * cols] = p[i * cols] - m;
+}
+
+__global__ void s_fix_kernel(float *Q, const float *mu, int64_t rows, int64_t cols, float s1, float eps, int zero) {
+  const int64_t e = blockIdx.y, j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const float *m = mu + e * cols;
+  double acc = 0;
+  for (int64_t k = threadIdx.x; k < cols; k += blockDim.x) acc += double(m[k]) * m[k];
+  const double m2 = block_sum(acc);
+  if (j >= cols) return;
+  const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
+  float *q = Q + e * rows * cols + j;
+  double cm = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float v = zero ? 0.f : q[i * cols] * s1;
+    q[i * cols] = v;
+    cm += v;
+  }
+  cm /= double(rows);
+  const float add = float(double(m[j]) * scale - cm);
+  for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+}
+
+__global__ void masked_axpby_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c, float *dst,
+                                    const float *src, int64_t len, float beta, int copy) {
+  const int i = blockIdx.y;
+  if (!m.on[i] || c.flag[slots[i].block]) return;
+  float *d = dst + int64_t(i) * len;
+  const float *s = src + int64_t(i) * len;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+    d[k] = copy ? s[k] : beta * d[k] + s[k];
+}
+
+__global__ void gauge_rescale_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int np,
+                                     int ia, int ib, int ic) {
+  const int64_t u = blockIdx.x;
+  const int blk = blockIdx.y, sa = blk * np + ia;
+  if (!a.active[sa] || c.flag[slots[sa].block]) return;
+  const Slot in = slots[sa];
+  const void *Win = a.w[sa];
+  const bool inb = a.wbf16[sa];
+  double dot = 0, nn = 0;
+  for (int64_t j = threadIdx.x; j < in.cols; j += blockDim.x) {
+    const double wv = ldv(Win, inb, u * in.cols + j);
+    dot += double(in.d[u * in.cols + j]) * wv, nn += wv * wv;
+  }
+  if (ib >= 0 && threadIdx.x == 0) {
+    const int sb = blk * np + ib;
+    const double wv = ldv(a.w[sb], a.wbf16[sb], u);
+    dot += double(slots[sb].d[u]) * wv, nn += wv * wv;
+  }
+  if (ic >= 0) {
+    const int sc = blk * np + ic;
+    const Slot out = slots[sc];
+    for (int64_t k = threadIdx.x; k < out.rows; k += blockDim.x) {
+      const double wv = ldv(a.w[sc], a.wbf16[sc], k * out.cols + u);
+      dot -= double(out.d[k * out.cols + u]) * wv, nn += wv * wv;
+    }
+  }
+  dot = block_sum(dot);
+  nn = block_sum(nn);
+  if (!(nn > 0)) return;
+  const float f = float(dot / nn);
+  for (int64_t j = threadIdx.x; j < in.cols; j += blockDim.x) in.d[u * in.cols + j] -= f * ldv(Win, inb, u * in.cols + j);
+  if (ib >= 0 && threadIdx.x == 0) {
+    const int sb = blk * np + ib;
+    slots[sb].d[u] -= f * ldv(a.w[sb], a.wbf16[sb], u);
+  }
+  if (ic >= 0) {
+    const int sc = blk * np + ic;
+    const Slot out = slots[sc];
+    for (int64_t k = threadIdx.x; k < out.rows; k += blockDim.x)
+      out.d[k * out.cols + u] += f * ldv(a.w[sc], a.wbf16[sc], k * out.cols + u);
+  }
+}
+
+unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 1024)); }
+
+} // namespace
+
+void launch_prep(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, PrepCfg cfg,
+                 cudaStream_t s) {
+  if (nchunks) prep_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg);
+}
+void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, float wd,
+                  cudaStream_t s) {
+  if (nchunks) apply_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, wd);
+}
+void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, cudaStream_t s) {
+  if (n && rows * cols) pack_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, P, 0, 1.f, 1.f);
+}
+void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
+                   cudaStream_t s) {
+  if (n && rows * cols)
+    pack_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, const_cast<float *>(P), 1,
+                                                                         s1, s2);
+}
+void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (n && cols) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(P, mu, rows, cols);
+}
+void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
+                  cudaStream_t s) {
+  if (n && cols)
+    s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(Q, mu, rows, cols, s1, eps, zero ? 1 : 0);
+}
+void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
+                         float beta, bool copy, cudaStream_t s) {
+  if (m.n && len)
+    masked_axpby_kernel<<<dim3(grid_for(len), unsigned(m.n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0);
+}
+void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
+                          int ic, int64_t units, cudaStream_t s) {
+  if (nblocks && units)
+    gauge_rescale_kernel<<<dim3(unsigned(units), unsigned(nblocks)), 256, 0, s>>>(a, slots, c, np, ia, ib, ic);
+}
+
+} // namespace symoc::rt::cuda::detail

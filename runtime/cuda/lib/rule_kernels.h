@@ -1,0 +1,63 @@
+// Kernels of the matrix rules (matrix_rules.cpp): the momentum / input stage, the packing of
+// Symo's runs into strided batches, Symo's S-component parts, Shampoo's masked state
+// updates, the gauge projections and the final update. Internal to symoc_runtime_cuda.
+#pragma once
+
+#include "kernels.h"
+
+namespace symoc::rt::cuda::detail {
+
+// How a rule turns the gradient into its input U (into Slot::u), as the CPU rules do:
+enum class PrepMode : int {
+  Lerp = 0,   // Muon / Symo muon_momentum: M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta) : M
+  Ema = 1,    // Lau-Su: M <- beta M + (1 - beta) G; U = nesterov ? G + beta (M - G) : M
+  EmaBc = 2,  // Symo beta1 > 0: M <- beta M + (1 - beta) G; U = M / (1 - beta^t)
+  Copy = 3,   // U = G (Shampoo, Symo without momentum)
+  Adam = 4,   // Adam(W)'s direction straight into Slot::d (m, v in s0, s1)
+};
+struct PrepCfg {
+  int mode;
+  float beta, b2, eps, l2; // Adam: beta = beta1, b2 = beta2, l2 = coupled weight decay
+  int nesterov;
+};
+// Blocks flagged non-finite get U = 0 (D = 0 for Adam) and keep their state.
+void launch_prep(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, PrepCfg cfg,
+                 cudaStream_t s);
+// W <- W (1 - lr wd) - lr D for active, finite blocks.
+void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, float wd,
+                  cudaStream_t s);
+
+// One matrix of a pack / unpack: element (r, j) of the packed matrix is ptr[r * sr + j * sc].
+struct PackEntry {
+  float *ptr;
+  int64_t sr, sc;
+};
+// P[e] (rows x cols, packed) <- entries[e]; with unpack, entries[e] <- (P[e] * s1) * s2.
+void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, cudaStream_t s);
+void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
+                   cudaStream_t s);
+// Symo S runs: mu = column means of each P[e] (fp64 sums), P[e] -= mu (rows x cols, n of them).
+void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s);
+// Symo S runs after the centred part's polar Q[e] (unscaled; zero = true: Q is zero, the
+// run has one row): Q *= s1, then the mean line: Q += 1 (mu / sqrt(rows |mu|^2 + eps) -
+// colmean(Q)) (one_run in runtime/lib/symo.cpp).
+void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
+                  cudaStream_t s);
+
+// Shampoo: for each active finite slot i, dst_i = beta * dst_i + src_i (axpby) or
+// dst_i = src_i (copy, refresh[i] set); matrices of `len` floats at i * len.
+struct MaskArgs {
+  uint8_t on[kBatch]; // per slot: do it
+  int n;
+};
+void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
+                         float beta, bool copy, cudaStream_t s);
+
+// Unit rescale gauges (ReluRescale, SwiGLURescale, RowScale): for each block of the group
+// (slots blk * np + k) and unit u, remove from the directions the component along
+// (row u of W_in, b_u, -column u of W_out) (GaugeProjected::project). ia / ib / ic: the
+// positions of W_in, the bias and W_out in the block (-1: absent).
+void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
+                          int ic, int64_t units, cudaStream_t s);
+
+} // namespace symoc::rt::cuda::detail
