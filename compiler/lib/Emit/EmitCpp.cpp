@@ -202,8 +202,8 @@ void emitBlockTables(std::ostream &s, const Plan &plan) {
 /// rule kind, hyper-parameters and parameter indices, one entry per unit; the device
 /// optimizer groups and batches them itself. Only compiled with SYMOC_WITH_CUDA.
 std::string emitBlockTable(const Plan &plan) {
-  std::ostringstream o, hps, rows, gauges, pieces;
-  size_t np = 0, nh = 0, maxp = 1, ng = 0, npc = 0;
+  std::ostringstream o, hps, rows, gauges, pieces, axes;
+  size_t np = 0, nh = 0, maxp = 1, ng = 0, npc = 0, nax = 0;
   for (size_t b = 0; b < plan.units.size(); ++b) {
     const Unit &u = plan.units[b];
     const Step &st = u.step;
@@ -211,7 +211,8 @@ std::string emitBlockTable(const Plan &plan) {
                           : st.kind == "symo_coupled"                    ? st.left
                                                                          : "";
     // Gauges and Symo pieces as data too, so the device can run them (one table each).
-    const size_t g0 = ng, l0 = npc;
+    const size_t g0 = ng, l0 = npc, a0 = nax;
+    for (int a : u.axes) axes << (nax ? ", " : "") << a, ++nax;
     for (const plan::Gauge &g : st.gauges)
       gauges << "    {" << strLit(g.kind) << ", " << g.a << ", " << g.b << ", " << g.c << "},\n", ++ng;
     for (const auto *side : {&st.leftPieces, &st.rightPieces})
@@ -220,7 +221,7 @@ std::string emitBlockTable(const Plan &plan) {
     rows << "    {" << strLit(st.kind) << ", " << strLit(variant) << ", kBlockHp + " << nh << ", " << st.hp.size()
          << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << ", kBlockGauges + " << g0
          << ", kBlockPieces + " << l0 << ", " << st.leftPieces.size() << ", kBlockPieces + "
-         << l0 + st.leftPieces.size() << ", " << st.rightPieces.size() << "}, // "
+         << l0 + st.leftPieces.size() << ", " << st.rightPieces.size() << ", kBlockAxes + " << a0 << "}, // "
          << commentSafe(plan.params[size_t(u.params[0])].name) << "\n";
     np += u.params.size();
     for (const auto &[k, v] : st.hp) hps << "    {" << strLit(k) << ", " << fmt::format("{}", v) << "},\n", ++nh;
@@ -233,6 +234,7 @@ std::string emitBlockTable(const Plan &plan) {
     << "const symoc::rt::cuda::HyperParam kBlockHp[] = {\n" << hps.str() << "    {\"\", 0.0}};\n"
     << "const symoc::rt::cuda::GaugeDesc kBlockGauges[] = {\n" << gauges.str() << "    {\"\", -1, -1, -1}};\n"
     << "const symoc::rt::cuda::PieceDesc kBlockPieces[] = {\n" << pieces.str() << "    {0, 0, \"\", 0}};\n"
+    << "const int kBlockAxes[] = {" << axes.str() << (nax ? ", " : "") << "-1}; // symo_coupled: each member's shared axis\n"
     << "const symoc::rt::cuda::BlockDesc kBlocks[kNumBlocks] = {\n" << rows.str() << "};\n\n"
     << "} // namespace\n#endif // SYMOC_WITH_CUDA\n\n";
   return o.str();

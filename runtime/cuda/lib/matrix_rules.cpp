@@ -6,6 +6,7 @@
 #include "symoc/runtime/optimizer_api.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -70,7 +71,7 @@ bool side_runs(const PieceDesc *pieces, int np, const std::string &group, int64_
 RKind base_kind(const BlockDesc &b, bool *ok) {
   const std::string k = b.kind ? b.kind : "", v = b.variant ? b.variant : "";
   *ok = true;
-  if (k == "symo") return RKind::Symo;
+  if (k == "symo" || k == "symo_coupled") return RKind::Symo;
   if (k == "shampoo") return RKind::Shampoo;
   if (k == "muon") return RKind::Muon;
   if (k == "adamw" || k == "adam") return RKind::Adam;
@@ -98,18 +99,22 @@ template <class T> T *dmalloc(size_t n, int64_t &bytes) {
 
 } // namespace
 
-// A class of equal runs of a Symo group: every block's runs of this length and kind.
+// A class of equal runs of a Symo group: every block's runs of this length and kind, as one
+// strided batch of K = blocks x runs matrices (len x T, T the stacked width).
 struct RunClass {
   int64_t len = 0;
   bool split = false;
-  std::vector<int64_t> offs; // per block, the runs' offsets
-  int K = 0;                 // matrices in the batch (blocks x runs)
-  std::unique_ptr<mx::GramPowPlan> plan;
-  PackEntry *d_in = nullptr, *d_out = nullptr;
-  float *P = nullptr, *Q = nullptr, *mu = nullptr;
+  std::vector<int64_t> offs; // the runs' offsets on the shared side (the same in every block)
+  int K = 0, nops = 1;
+  std::unique_ptr<mx::GramPowPlan> plan; // beta2 = 0
+  std::unique_ptr<mx::SymPowPlan> pow;   // beta2 > 0
+  PackEntry *d_u = nullptr, *d_g = nullptr, *d_out = nullptr;
+  int nentries = 0;
+  int64_t max_cols = 0;
+  float *PU = nullptr, *PG = nullptr, *Q = nullptr, *mu = nullptr, *muU = nullptr;
+  float *C = nullptr, *H = nullptr, *S = nullptr, *mout = nullptr; // beta2 > 0: [K * nops, T, T]
   float s1 = 1.f, s2 = 1.f;
 };
-
 struct MatrixRules::Group {
   RKind kind;
   std::string tag;
@@ -119,9 +124,16 @@ struct MatrixRules::Group {
   PrepCfg prep{};
   float wd = 0.f;
   std::vector<GaugeDesc> gauges;
-  // symo
-  bool right = false;
+  // symo, symo_coupled: Z = the members stacked along the shared side (sdim x tdim)
+  struct Member {
+    int pos, axis; // axis 0: the member's rows are the shared side; 1: its columns
+  };
+  std::vector<Member> members;
+  int64_t sdim = 0, tdim = 0;
+  bool coupled = false, stats_from_g = false;
+  float beta2 = 0.f;
   std::vector<Run> runs;
+  std::vector<int> run_class, run_index; // per run: its class and position there
   std::vector<RunClass> classes;
   float eps = 1e-8f;
   bool muon_scale = false;
@@ -156,6 +168,54 @@ struct MatrixRules::Group {
   bool has_momentum() const { return prep.mode != int(PrepMode::Copy); }
 };
 
+namespace {
+std::pair<std::string, std::string> variant_groups(const BlockDesc &b) {
+  const std::string v = b.variant ? b.variant : "";
+  const size_t x = v.find(" x ");
+  if (x == std::string::npos) return {v.empty() ? "1" : v, "1"};
+  return {v.substr(0, x), v.substr(x + 3)};
+}
+
+// The side Symo steps (the one non-trivial side; the shared side of coupled members):
+// false when both sides of a single block are non-trivial, or the members do not share it.
+bool symo_shape(const BlockDesc &b, const ParamDesc *params, int64_t *sdim, int64_t *tdim) {
+  const ParamDesc &p = params[b.params[0]];
+  if (std::string(b.kind) == "symo_coupled") {
+    if (!b.axes || b.nparams < 2) return false;
+    *sdim = -1, *tdim = 0;
+    for (int i = 0; i < b.nparams; ++i) {
+      const ParamDesc &q = params[b.params[i]];
+      if (b.axes[i] != 0 && b.axes[i] != 1) return false;
+      const int64_t s = b.axes[i] == 0 ? q.rows : q.cols;
+      if (*sdim >= 0 && s != *sdim) return false;
+      *sdim = s, *tdim += b.axes[i] == 0 ? q.cols : q.rows;
+    }
+    return true;
+  }
+  const auto [lg, rg] = variant_groups(b);
+  std::vector<Run> l, r;
+  bool lt, rt;
+  try {
+    lt = side_runs(b.left, b.nleft, lg, p.rows, l);
+    rt = side_runs(b.right, b.nright, rg, p.cols, r);
+  } catch (const Error &) {
+    return false;
+  }
+  if (lt && rt) return false;
+  *sdim = rt ? p.cols : p.rows, *tdim = rt ? p.rows : p.cols;
+  return true;
+}
+
+// The runs of the stepped side; false when it is trivial (a dense 1 x 1 block).
+bool symo_runs(const BlockDesc &b, const ParamDesc *params, int64_t sdim, std::vector<Run> &runs) {
+  if (std::string(b.kind) == "symo_coupled") return side_runs(nullptr, 0, variant_groups(b).first, sdim, runs);
+  const ParamDesc &p = params[b.params[0]];
+  const auto [lg, rg] = variant_groups(b);
+  if (side_runs(b.left, b.nleft, lg, p.rows, runs)) return true;
+  return side_runs(b.right, b.nright, rg, p.cols, runs);
+}
+} // namespace
+
 bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::string *why) {
   auto no = [&](const std::string &w) {
     if (why) *why = w;
@@ -164,25 +224,25 @@ bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::str
   bool ok = false;
   const RKind k = base_kind(b, &ok);
   if (!ok) return no(std::string("rule '") + b.kind + " " + b.variant + "'");
-  const ParamDesc &p0 = params[b.params[0]];
+  const bool coupled = std::string(b.kind) == "symo_coupled";
   if (k == RKind::Symo || k == RKind::Shampoo || (k >= RKind::LauSuRow && k <= RKind::LauSuPolar)) {
-    if (b.nparams != 1) return no("joint block");
-    if (b.ngauges > 0 && k == RKind::Symo) return no("symo with gauges");
+    if (b.nparams != 1 && !coupled) return no("joint block");
+    if (b.ngauges > 0) return no("gauges over " + std::string(b.kind));
   }
   if (k == RKind::Symo) {
-    if (b.get("beta2", 0.95) != 0) return no("symo with beta2 > 0 (EMA statistics)");
-    const std::string v = b.variant ? b.variant : "";
-    const size_t x = v.find(" x ");
-    const std::string lg = x == std::string::npos ? "1" : v.substr(0, x), rg = x == std::string::npos ? "1" : v.substr(x + 3);
-    std::vector<Run> l, r;
-    bool lt, rt;
+    int64_t sdim = 0, tdim = 0;
+    if (!symo_shape(b, params, &sdim, &tdim)) return no(coupled ? "coupled members" : "symo sides");
+    if (coupled && b.get("beta1", 0) > 0) return no("coupled symo with momentum");
+    const double beta2 = b.get("beta2", 0.95);
+    if (beta2 != 0 && tdim > int64_t(b.get("max_dense", 4096))) return no("above max_dense");
+    std::vector<Run> runs;
+    bool nontrivial;
     try {
-      lt = side_runs(b.left, b.nleft, lg, p0.rows, l);
-      rt = side_runs(b.right, b.nright, rg, p0.cols, r);
+      nontrivial = symo_runs(b, params, sdim, runs);
     } catch (const Error &e) {
       return no(std::string("symo sides: ") + e.what());
     }
-    if (lt == rt) return no(lt ? "two-sided symo" : "symo 1 x 1 (dense)");
+    if (!nontrivial) return no("symo 1 x 1 (dense)");
   }
   if (k == RKind::Muon) {
     const int64_t hr = int64_t(b.get("head_rows", 0));
@@ -218,7 +278,13 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
   for (int b : mine) {
     const BlockDesc &d = blocks[b];
     std::string key = std::string(d.kind) + "|" + d.variant;
-    for (int i = 0; i < d.nhp; ++i) key += "|" + std::string(d.hp[i].name) + "=" + std::to_string(d.hp[i].value);
+    char num[40];
+    for (int i = 0; i < d.nhp; ++i) {
+      std::snprintf(num, sizeof num, "%.17g", d.hp[i].value);
+      key += "|" + std::string(d.hp[i].name) + "=" + num;
+    }
+    if (d.axes && std::string(d.kind) == "symo_coupled")
+      for (int i = 0; i < d.nparams; ++i) key += "|a" + std::to_string(d.axes[i]);
     for (int i = 0; i < d.nparams; ++i)
       key += "|" + std::to_string(params[d.params[i]].rows) + "x" + std::to_string(params[d.params[i]].cols);
     for (int i = 0; i < d.ngauges; ++i)
@@ -245,22 +311,28 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
     auto f = [&](const char *n, double dflt) { return float(d.get(n, dflt)); };
     switch (g->kind) {
     case RKind::Symo: {
-      g->tag = "symo";
-      const float b1 = f("beta1", 0);
+      g->coupled = std::string(d.kind) == "symo_coupled";
+      g->tag = g->coupled ? "symo_coupled" : "symo";
+      const float b1 = g->coupled ? 0.f : f("beta1", 0);
+      g->beta2 = f("beta2", 0.95);
       if (b1 > 0 && d.get("muon_momentum", 0) != 0)
-        g->prep = PrepCfg{int(PrepMode::Lerp), b1, 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0};
-      else if (b1 > 0) g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0};
-      else g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0};
+        g->prep = PrepCfg{int(PrepMode::Lerp), b1, 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
+      else if (b1 > 0) // the statistics are the gradient's, the preconditioned input the momentum
+        g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0, g->beta2 != 0 ? 1 : 0};
+      else g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
+      g->stats_from_g = g->prep.stage_g != 0;
       g->wd = f("weight_decay", 0);
       g->eps = f("eps", 1e-8);
       g->muon_scale = d.get("muon_scale", 0) != 0;
-      const std::string v = d.variant;
-      const size_t x = v.find(" x ");
-      std::vector<Run> l, r;
-      const bool lt = side_runs(d.left, d.nleft, x == std::string::npos ? "1" : v.substr(0, x), g->rows[0], l);
-      side_runs(d.right, d.nright, x == std::string::npos ? "1" : v.substr(x + 3), g->cols[0], r);
-      g->right = !lt;
-      g->runs = lt ? l : r;
+      symo_shape(d, params, &g->sdim, &g->tdim);
+      symo_runs(d, params, g->sdim, g->runs);
+      if (g->coupled) {
+        for (int i = 0; i < d.nparams; ++i) g->members.push_back(Group::Member{i, d.axes[i]});
+      } else {
+        std::vector<Run> tmp;
+        const bool lt = side_runs(d.left, d.nleft, variant_groups(d).first, g->rows[0], tmp);
+        g->members.push_back(Group::Member{0, lt ? 0 : 1});
+      }
       break;
     }
     case RKind::LauSuRow:
@@ -268,13 +340,13 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
     case RKind::LauSuCentered:
     case RKind::LauSuPolar:
       g->tag = std::string("lausu_") + d.variant;
-      g->prep = PrepCfg{int(PrepMode::Ema), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0};
+      g->prep = PrepCfg{int(PrepMode::Ema), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
       g->wd = f("weight_decay", 0);
       g->eps = f("eps", 1e-8);
       break;
     case RKind::Shampoo:
       g->tag = "shampoo";
-      g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0};
+      g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
       g->wd = f("weight_decay", 0);
       g->eps = f("eps", 1e-6);
       g->sh_beta2 = f("beta2", 1);
@@ -285,7 +357,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       break;
     case RKind::Muon: {
       g->tag = "muon";
-      g->prep = PrepCfg{int(PrepMode::Lerp), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 1) != 0 ? 1 : 0};
+      g->prep = PrepCfg{int(PrepMode::Lerp), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 1) != 0 ? 1 : 0, 0};
       g->wd = f("weight_decay", 0);
       g->head_rows = int64_t(d.get("head_rows", 0));
       break;
@@ -294,7 +366,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       const bool dec = std::string(d.kind) == "adamw";
       g->tag = dec ? "adamw" : "adam";
       const float wd = f("weight_decay", 0);
-      g->prep = PrepCfg{int(PrepMode::Adam), f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), dec ? 0.f : wd, 0};
+      g->prep = PrepCfg{int(PrepMode::Adam), f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), dec ? 0.f : wd, 0, 0};
       g->wd = dec ? wd : 0.f;
       break;
     }
@@ -320,7 +392,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
     g.hcount.assign(size_t(g.nb()), 0);
     const int64_t m = g.rows[0], n = g.cols[0];
     if (g.kind == RKind::Symo) {
-      const int64_t np2 = g.right ? m : n; // the oriented run's columns
+      const int64_t T = g.tdim;
       std::map<std::pair<int64_t, bool>, size_t> cls;
       for (const Run &r : g.runs) {
         auto key = std::make_pair(r.len, r.split);
@@ -329,17 +401,28 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
           g.classes.emplace_back();
           g.classes.back().len = r.len, g.classes.back().split = r.split;
         }
-        g.classes[cls[key]].offs.push_back(r.off);
+        RunClass &c = g.classes[cls[key]];
+        g.run_class.push_back(int(cls[key])), g.run_index.push_back(int(c.offs.size()));
+        c.offs.push_back(r.off);
       }
       for (RunClass &c : g.classes) {
         c.K = int(c.offs.size()) * g.nb();
+        c.nops = c.split ? 2 : 1;
         const int64_t d = c.split ? c.len - 1 : c.len;
-        if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, np2}, c.len >= np2, prec);
-        g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
-        c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
-        if (g.muon_scale) {
-          const double rr = g.right ? double(np2) : double(c.len), cc = g.right ? double(c.len) : double(np2);
-          c.s2 = float(std::sqrt(std::max(1.0, rr / cc) / double(c.len)));
+        if (g.beta2 == 0.f) {
+          if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
+          g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
+          c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
+          if (g.muon_scale) { // rows / cols of the run as the block has it
+            const bool tr = g.members[0].axis == 1;
+            const double rr = tr ? double(T) : double(c.len), cc = tr ? double(c.len) : double(T);
+            c.s2 = float(std::sqrt(std::max(1.0, rr / cc) / double(c.len)));
+          }
+        } else {
+          MatFnOptions o;
+          o.precision = prec;
+          c.pow = std::make_unique<mx::SymPowPlan>(engine_, T, int64_t(c.K) * c.nops, o);
+          g.ws_bytes = std::max(g.ws_bytes, c.pow->workspace_bytes());
         }
       }
     } else if (g.kind == RKind::LauSuPolar) {
@@ -413,28 +496,42 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
     g.T = take(size_t(B * m * n), false);
   }
   for (RunClass &c : g.classes) {
-    const int64_t np2 = g.right ? m : n, sz = int64_t(c.K) * c.len * np2;
-    c.P = take(size_t(sz), false);
+    const int64_t T = g.tdim, sz = int64_t(c.K) * c.len * T;
+    c.PU = take(size_t(sz), false);
+    c.PG = g.stats_from_g ? take(size_t(sz), false) : c.PU;
     c.Q = take(size_t(sz), false);
-    if (c.split) c.mu = take(size_t(int64_t(c.K) * np2), false);
-    std::vector<PackEntry> in, out;
+    if (c.split) c.mu = take(size_t(int64_t(c.K) * T), false);
+    c.muU = c.split && g.stats_from_g ? take(size_t(int64_t(c.K) * T), false) : c.mu;
+    if (g.beta2 != 0.f) {
+      const size_t cs = size_t(int64_t(c.K) * c.nops * T * T);
+      c.C = take(cs, true), c.H = take(cs, false), c.S = take(cs, false);
+      c.mout = take(size_t(int64_t(c.K) * T), false);
+    }
+    // Entries: for each block and run, each member's piece of the run's rows of Z.
+    std::vector<PackEntry> eu, eg;
     for (int blk = 0; blk < B; ++blk)
-      for (int64_t off : c.offs) {
-        const int64_t base = int64_t(blk) * m * n;
-        if (!g.right) {
-          in.push_back(PackEntry{g.U[0] + base + off * n, n, 1});
-          out.push_back(PackEntry{g.D[0] + base + off * n, n, 1});
-        } else {
-          in.push_back(PackEntry{g.U[0] + base + off, 1, n});
-          out.push_back(PackEntry{g.D[0] + base + off, 1, n});
+      for (size_t q = 0; q < c.offs.size(); ++q) {
+        const int64_t e = int64_t(blk) * int64_t(c.offs.size()) + int64_t(q), off = c.offs[q];
+        int64_t col = 0;
+        for (const Group::Member &mb : g.members) {
+          const int64_t r = g.rows[size_t(mb.pos)], cc = g.cols[size_t(mb.pos)], base = int64_t(blk) * r * cc;
+          const int64_t w = mb.axis == 0 ? cc : r;
+          auto entry = [&](float *X) {
+            return mb.axis == 0 ? PackEntry{X + base + off * cc, cc, 1, e, col, w} : PackEntry{X + base + off, 1, cc, e, col, w};
+          };
+          eu.push_back(entry(g.U[size_t(mb.pos)]));
+          eg.push_back(entry(g.D[size_t(mb.pos)])); // the staged gradient (stats_from_g), then the direction
+          c.max_cols = std::max(c.max_cols, w);
+          col += w;
         }
       }
+    c.nentries = int(eu.size());
     void *p = nullptr;
-    check(cudaMalloc(&p, sizeof(PackEntry) * in.size() * 2), "cudaMalloc");
+    check(cudaMalloc(&p, sizeof(PackEntry) * eu.size() * 2), "cudaMalloc");
     g.allocs.push_back(p);
-    c.d_in = static_cast<PackEntry *>(p), c.d_out = c.d_in + in.size();
-    check(cudaMemcpy(c.d_in, in.data(), sizeof(PackEntry) * in.size(), cudaMemcpyHostToDevice), "upload");
-    check(cudaMemcpy(c.d_out, out.data(), sizeof(PackEntry) * out.size(), cudaMemcpyHostToDevice), "upload");
+    c.d_u = static_cast<PackEntry *>(p), c.d_g = c.d_u + eu.size(), c.d_out = c.d_g;
+    check(cudaMemcpy(c.d_u, eu.data(), sizeof(PackEntry) * eu.size(), cudaMemcpyHostToDevice), "upload");
+    check(cudaMemcpy(c.d_g, eg.data(), sizeof(PackEntry) * eg.size(), cudaMemcpyHostToDevice), "upload");
   }
   if (g.ws_bytes) {
     check(cudaMalloc(&g.ws, g.ws_bytes), "cudaMalloc");
@@ -489,26 +586,63 @@ bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt
   return any_muon;
 }
 
+// Symo on Z (the block, its transpose, or the coupled members side by side), run class by
+// run class: symo.cpp's one_sided_single (beta2 = 0) or one_sided_left (beta2 > 0).
+void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
+  const int64_t T = g.tdim, TT = T * T;
+  mx::Workspace ws{g.ws, g.ws_bytes};
+  MaskArgs mask{};
+  mask.n = int(g.slots.size());
+  for (size_t i = 0; i < g.slots.size(); ++i) mask.on[i] = g.args.active[i];
+  for (RunClass &c : g.classes) {
+    const int64_t d = c.split ? c.len - 1 : c.len;
+    launch_pack(c.d_u, c.nentries, c.len, T, c.PU, c.max_cols, s);
+    if (g.beta2 == 0.f) {
+      if (c.split) launch_center_keep(c.PU, c.mu, c.K, c.len, T, s);
+      if (c.plan)
+        c.plan->run(mx::Batch(c.PU, c.K, c.len, T), -0.5, double(d) * double(g.eps), MatFnOptions{}.rcond,
+                    mx::Batch(c.Q, c.K, c.len, T), ws, s);
+      if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s);
+      launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+      continue;
+    }
+    if (g.stats_from_g) launch_pack(c.d_g, c.nentries, c.len, T, c.PG, c.max_cols, s);
+    if (c.split) {
+      launch_center_keep(c.PG, c.mu, c.K, c.len, T, s);
+      if (g.stats_from_g) launch_center_keep(c.PU, c.muU, c.K, c.len, T, s);
+    }
+    const int n = c.K * c.nops, per = int(c.offs.size()) * c.nops;
+    const mx::Batch Pg(c.PG, c.K, c.len, T), Pu(c.PU, c.K, c.len, T), Q(c.Q, c.K, c.len, T);
+    const int64_t st = c.nops * TT; // stride between the runs' first components
+    if (!c.split) {
+      mx::gram(engine_, true, float((1.0 - g.beta2) / double(c.len)), Pg, 0.f, mx::Batch(c.S, c.K, T, T, T, st), s);
+    } else {
+      const float w1 = float(1.0 - g.beta2);
+      mx::gram(engine_, true, w1 * float(c.len), mx::Batch(c.mu, c.K, 1, T), 0.f, mx::Batch(c.S, c.K, T, T, T, st), s);
+      if (d > 0)
+        mx::gram(engine_, true, float((1.0 - g.beta2) / double(d)), Pg, 0.f, mx::Batch(c.S + TT, c.K, T, T, T, st), s);
+    }
+    launch_masked_axpby(mask, g.d_slots, cnt_, c.C, c.S, TT, g.beta2, false, s, n, per, g.np);
+    launch_bias_scale(g.d_slots, cnt_, c.C, c.H, n, per, g.np, TT, g.beta2, s);
+    c.pow->run(mx::Batch(c.H, n, T, T), -0.5, double(g.eps), mx::Batch(c.H, n, T, T), ws, s);
+    if (!c.split) {
+      mx::gemm(engine_, false, false, 1.f, Pu, mx::Batch(c.H, c.K, T, T, T, st), 0.f, Q, s);
+    } else {
+      mx::gemm(engine_, false, false, 1.f, Pu, mx::Batch(c.H + TT, c.K, T, T, T, st), 0.f, Q, s);
+      mx::gemm(engine_, false, false, 1.f, mx::Batch(c.muU, c.K, 1, T), mx::Batch(c.H, c.K, T, T, T, st), 0.f,
+               mx::Batch(c.mout, c.K, 1, T), s);
+      launch_add_rows(c.Q, c.mout, c.K, c.len, T, s);
+    }
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s);
+  }
+}
+
 void MatrixRules::direction(Group &g, cudaStream_t s) {
   const int B = g.nb();
   const int64_t m = g.rows[0], n = g.cols[0];
   mx::Workspace ws{g.ws, g.ws_bytes};
   switch (g.kind) {
-  case RKind::Symo: {
-    const int64_t np2 = g.right ? m : n;
-    for (RunClass &c : g.classes) {
-      launch_pack(c.d_in, c.K, c.len, np2, c.P, s);
-      if (c.split) launch_center_keep(c.P, c.mu, c.K, c.len, np2, s);
-      const int64_t d = c.split ? c.len - 1 : c.len;
-      if (c.plan)
-        c.plan->run(mx::Batch(c.P, c.K, c.len, np2), -0.5, double(d) * double(g.eps), MatFnOptions{}.rcond,
-                    mx::Batch(c.Q, c.K, c.len, np2), ws, s);
-      if (c.split)
-        launch_s_fix(c.Q, c.mu, c.K, c.len, np2, float(std::sqrt(double(d))), g.eps, d == 0, s);
-      launch_unpack(c.d_out, c.K, c.len, np2, c.Q, c.s1, c.s2, s);
-    }
-    break;
-  }
+  case RKind::Symo: symo_direction(g, s); break;
   case RKind::LauSuRow: mx::normalize(mx::Batch(g.U[0], B, m, n), mx::Axis::Rows, g.eps, mx::Batch(g.D[0], B, m, n), s); break;
   case RKind::LauSuCol: mx::normalize(mx::Batch(g.U[0], B, m, n), mx::Axis::Cols, g.eps, mx::Batch(g.D[0], B, m, n), s); break;
   case RKind::LauSuCentered: {
@@ -593,22 +727,36 @@ void MatrixRules::finish(cudaStream_t s) {
   }
 }
 
-// The state buffers of a slot under the CPU rule's names.
+// The state buffers of a slot under the CPU rule's names: f(what, device pointer, the
+// buffer's shape, offset into it, floats) (Symo's C: one component of {ncomp, T, T}).
 template <class F> static void buffers_of(const MatrixRules::Group &g, const Slot &sl, int blk, F f) {
   const int64_t m = sl.rows, n = sl.cols;
+  auto whole = [&](const char *what, float *p, int64_t r, int64_t c) { f(what, p, std::vector<int64_t>{r, c}, 0, r * c); };
   switch (g.kind) {
   case RKind::Symo:
-    if (g.has_momentum()) f("m", sl.s0, m, n);
+    if (g.has_momentum()) whole("m", sl.s0, m, n);
+    if (g.beta2 != 0.f && sl.first) {
+      const int64_t T = g.tdim;
+      int64_t ncomp = 0;
+      for (size_t r = 0; r < g.runs.size(); ++r) ncomp += g.runs[r].split ? 2 : 1;
+      int64_t comp = 0;
+      for (size_t r = 0; r < g.runs.size(); ++r) {
+        const RunClass &c = g.classes[size_t(g.run_class[r])];
+        const int64_t e = int64_t(blk) * int64_t(c.offs.size()) + g.run_index[r];
+        for (int k = 0; k < c.nops; ++k, ++comp)
+          f("C", c.C + (e * c.nops + k) * T * T, std::vector<int64_t>{ncomp, T, T}, comp * T * T, T * T);
+      }
+    }
     break;
   case RKind::LauSuRow:
   case RKind::LauSuCol:
   case RKind::LauSuCentered:
   case RKind::LauSuPolar:
-  case RKind::Muon: f("momentum", sl.s0, m, n); break;
-  case RKind::Adam: f("m", sl.s0, m, n), f("v", sl.s1, m, n); break;
+  case RKind::Muon: whole("momentum", sl.s0, m, n); break;
+  case RKind::Adam: whole("m", sl.s0, m, n), whole("v", sl.s1, m, n); break;
   case RKind::Shampoo:
-    if (g.useL) f("L", g.L + int64_t(blk) * m * m, m, m), f("L_root", g.Lr + int64_t(blk) * m * m, m, m);
-    if (g.useR) f("R", g.R + int64_t(blk) * n * n, n, n), f("R_root", g.Rr + int64_t(blk) * n * n, n, n);
+    if (g.useL) whole("L", g.L + int64_t(blk) * m * m, m, m), whole("L_root", g.Lr + int64_t(blk) * m * m, m, m);
+    if (g.useR) whole("R", g.R + int64_t(blk) * n * n, n, n), whole("R_root", g.Rr + int64_t(blk) * n * n, n, n);
     break;
   }
 }
@@ -621,11 +769,12 @@ void MatrixRules::export_to(State &st, const int64_t *t, const int64_t *skips) c
       const std::string name = params_[sl.param].name, pre = name + "/" + g.tag + ".";
       if (skips[sl.param] > 0) st.counter(name + "/nonfinite_skips") = skips[sl.param];
       const int64_t tb = t[sl.block];
-      if (!g.ready || tb == 0) continue;
-      buffers_of(g, sl, int(i) / g.np, [&](const char *what, const float *src, int64_t r, int64_t c) {
-        check(cudaMemcpy(st.buffer(pre + what, {r, c}), src, sizeof(float) * size_t(r * c), cudaMemcpyDeviceToHost),
-              "download");
-      });
+      if (!g.ready || tb == 0 || (g.coupled && !sl.first)) continue; // coupled: keyed by the first member
+      buffers_of(g, sl, int(i) / g.np,
+                 [&](const char *what, const float *src, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
+                   float *dst = st.buffer(pre + what, shape) + off;
+                   check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyDeviceToHost), "download");
+                 });
       st.counter(pre + "t") = tb;
     }
   }
@@ -636,10 +785,10 @@ void MatrixRules::import_from(State &st, int64_t *t) {
     Group &g = *gp;
     bool any = false;
     for (const Slot &sl : g.slots) {
+      if (!sl.first) continue;
       const std::string pre = std::string(params_[sl.param].name) + "/" + g.tag + ".";
-      const int64_t tv = st.counter_value(pre + "t");
-      if (sl.first) t[sl.block] = tv;
-      any = any || tv > 0;
+      t[sl.block] = st.counter_value(pre + "t");
+      any = any || t[sl.block] > 0;
     }
     if (!any && !g.ready) continue;
     prepare(g, nullptr);
@@ -649,12 +798,12 @@ void MatrixRules::import_from(State &st, int64_t *t) {
       const std::string pre = std::string(params_[sl.param].name) + "/" + g.tag + ".";
       const bool present = t[sl.block] > 0;
       g.hcount[size_t(blk)] = t[sl.block];
-      buffers_of(g, sl, blk, [&](const char *what, float *dst, int64_t r, int64_t c) {
+      buffers_of(g, sl, blk, [&](const char *what, float *dst, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
         if (present && st.has_buffer(pre + what)) {
-          const float *src = st.buffer(pre + what, {r, c});
-          check(cudaMemcpy(dst, src, sizeof(float) * size_t(r * c), cudaMemcpyHostToDevice), "upload");
+          const float *src = st.buffer(pre + what, shape) + off; // throws on a shape mismatch
+          check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyHostToDevice), "upload");
         } else {
-          check(cudaMemset(dst, 0, sizeof(float) * size_t(r * c)), "cudaMemset");
+          check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
         }
       });
     }
@@ -667,9 +816,10 @@ void MatrixRules::zero() {
     std::fill(g.hcount.begin(), g.hcount.end(), 0);
     if (!g.ready) continue;
     for (size_t i = 0; i < g.slots.size(); ++i)
-      buffers_of(g, g.slots[i], int(i) / g.np, [&](const char *, float *dst, int64_t r, int64_t c) {
-        check(cudaMemset(dst, 0, sizeof(float) * size_t(r * c)), "cudaMemset");
-      });
+      buffers_of(g, g.slots[i], int(i) / g.np,
+                 [&](const char *, float *dst, const std::vector<int64_t> &, int64_t, int64_t cnt) {
+                   check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
+                 });
   }
 }
 

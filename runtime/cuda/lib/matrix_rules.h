@@ -51,6 +51,7 @@ private:
   int64_t state_bytes_ = 0;
   void prepare(Group &g, cudaStream_t s);
   void direction(Group &g, cudaStream_t s);
+  void symo_direction(Group &g, cudaStream_t s);
 };
 
 } // namespace symoc::rt::cuda

@@ -38,7 +38,10 @@ __global__ void prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chu
   const PrepMode mode = PrepMode(cfg.mode);
   float *out = mode == PrepMode::Adam ? s.d : s.u;
   if (c.flag[s.block]) { // the block is skipped: state untouched, a harmless input
-    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) out[j] = 0.f;
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      out[j] = 0.f;
+      if (cfg.stage_g) s.d[j] = 0.f;
+    }
     return;
   }
   const void *g = a.g[ch.slot];
@@ -70,9 +73,11 @@ __global__ void prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chu
   case PrepMode::EmaBc: {
     const float bc1 = float(1.0 - pow(double(beta), t));
     for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
-      const float m = beta * M[j] + (1.f - beta) * ldv(g, gb, j);
+      const float gj = ldv(g, gb, j);
+      const float m = beta * M[j] + (1.f - beta) * gj;
       M[j] = m;
       out[j] = m / bc1;
+      if (cfg.stage_g) s.d[j] = gj;
     }
     break;
   }
@@ -111,16 +116,31 @@ __global__ void apply_kernel(const __grid_constant__ StepArgs a, const Chunk *ch
 __global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols, float *P, int unpack, float s1,
                             float s2) {
   const PackEntry e = entries[blockIdx.y];
-  const int64_t total = rows * cols;
-  float *p = P + int64_t(blockIdx.y) * total;
-  // Walk in the source's contiguous order: rows of the packed matrix when sc == 1, else columns.
+  const int64_t total = rows * e.ncols;
+  float *p = P + e.e * rows * cols + e.col0;
+  // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
   const bool by_row = e.sc == 1;
   for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = by_row ? k / cols : k % rows, j = by_row ? k % cols : k / rows;
+    const int64_t r = by_row ? k / e.ncols : k % rows, j = by_row ? k % e.ncols : k / rows;
     float *src = e.ptr + r * e.sr + j * e.sc;
     if (unpack) *src = (p[r * cols + j] * s1) * s2;
     else p[r * cols + j] = *src;
   }
+}
+
+__global__ void bias_scale_kernel(const Slot *slots, Counters c, const float *C, float *H, int per, int np,
+                                  int64_t len, float beta2) {
+  const int i = blockIdx.y;
+  const double t = double(c.t[slots[(i / per) * np].block] + 1);
+  const double bc = 1.0 - pow(double(beta2), t);
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+    H[int64_t(i) * len + k] = float(double(C[int64_t(i) * len + k]) / bc);
+}
+
+__global__ void add_rows_kernel(float *Q, const float *v, int64_t rows, int64_t cols) {
+  const int64_t e = blockIdx.y, total = rows * cols;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x)
+    Q[e * total + k] += v[e * cols + k % cols];
 }
 
 __global__ void center_keep_kernel(float *P, float *mu, int64_t rows, int64_t cols) {
@@ -155,9 +175,9 @@ __global__ void s_fix_kernel(float *Q, const float *mu, int64_t rows, int64_t co
 }
 
 __global__ void masked_axpby_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c, float *dst,
-                                    const float *src, int64_t len, float beta, int copy) {
-  const int i = blockIdx.y;
-  if (!m.on[i] || c.flag[slots[i].block]) return;
+                                    const float *src, int64_t len, float beta, int copy, int per, int np) {
+  const int i = blockIdx.y, sl = (i / per) * np;
+  if (!m.on[sl] || c.flag[slots[sl].block]) return;
   float *d = dst + int64_t(i) * len;
   const float *s = src + int64_t(i) * len;
   for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
@@ -219,14 +239,23 @@ void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
                   cudaStream_t s) {
   if (nchunks) apply_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, wd);
 }
-void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, cudaStream_t s) {
-  if (n && rows * cols) pack_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, P, 0, 1.f, 1.f);
+void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
+                 cudaStream_t s) {
+  if (n && rows * cols)
+    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, P, 0, 1.f, 1.f);
 }
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
-                   cudaStream_t s) {
+                   int64_t max_cols, cudaStream_t s) {
   if (n && rows * cols)
-    pack_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, const_cast<float *>(P), 1,
-                                                                         s1, s2);
+    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, const_cast<float *>(P),
+                                                                             1, s1, s2);
+}
+void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,
+                       float beta2, cudaStream_t s) {
+  if (n && len) bias_scale_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(slots, c, C, H, per, np, len, beta2);
+}
+void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(Q, v, rows, cols);
 }
 void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s) {
   if (n && cols) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(P, mu, rows, cols);
@@ -237,9 +266,11 @@ void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, 
     s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(Q, mu, rows, cols, s1, eps, zero ? 1 : 0);
 }
 void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
-                         float beta, bool copy, cudaStream_t s) {
-  if (m.n && len)
-    masked_axpby_kernel<<<dim3(grid_for(len), unsigned(m.n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0);
+                         float beta, bool copy, cudaStream_t s, int n, int per, int np) {
+  if (n < 0) n = m.n;
+  if (n && len)
+    masked_axpby_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0,
+                                                                         per, np);
 }
 void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
                           int ic, int64_t units, cudaStream_t s) {

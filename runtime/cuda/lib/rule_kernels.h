@@ -19,6 +19,7 @@ struct PrepCfg {
   int mode;
   float beta, b2, eps, l2; // Adam: beta = beta1, b2 = beta2, l2 = coupled weight decay
   int nesterov;
+  int stage_g; // EmaBc: also copy the gradient into Slot::d (Symo's statistics are the gradient's)
 };
 // Blocks flagged non-finite get U = 0 (D = 0 for Adam) and keep their state.
 void launch_prep(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, PrepCfg cfg,
@@ -27,15 +28,18 @@ void launch_prep(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot
 void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, float wd,
                   cudaStream_t s);
 
-// One matrix of a pack / unpack: element (r, j) of the packed matrix is ptr[r * sr + j * sc].
+// One piece of a pack / unpack: columns [col0, col0 + ncols) of packed matrix e, element
+// (r, j) of the piece at ptr[r * sr + j * sc] (a member's rows or, transposed, its columns).
 struct PackEntry {
   float *ptr;
   int64_t sr, sc;
+  int64_t e, col0, ncols;
 };
-// P[e] (rows x cols, packed) <- entries[e]; with unpack, entries[e] <- (P[e] * s1) * s2.
-void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, cudaStream_t s);
+// P[e] (rows x cols, packed) <- its entries; with unpack, the entries <- (P[e] * s1) * s2.
+void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
+                 cudaStream_t s);
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
-                   cudaStream_t s);
+                   int64_t max_cols, cudaStream_t s);
 // Symo S runs: mu = column means of each P[e] (fp64 sums), P[e] -= mu (rows x cols, n of them).
 void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s);
 // Symo S runs after the centred part's polar Q[e] (unscaled; zero = true: Q is zero, the
@@ -44,14 +48,21 @@ void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, 
 void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
                   cudaStream_t s);
 
-// Shampoo: for each active finite slot i, dst_i = beta * dst_i + src_i (axpby) or
-// dst_i = src_i (copy, refresh[i] set); matrices of `len` floats at i * len.
+// For each matrix i of n (slot (i / per) * np) whose slot is on and finite: dst_i = beta dst_i +
+// src_i (axpby) or dst_i = src_i (copy); matrices of `len` floats at i * len. Shampoo's and
+// Symo's statistics (masked: a skipped block keeps its state).
 struct MaskArgs {
   uint8_t on[kBatch]; // per slot: do it
   int n;
 };
 void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
-                         float beta, bool copy, cudaStream_t s);
+                         float beta, bool copy, cudaStream_t s, int n = -1, int per = 1, int np = 1);
+// H_i = float(double(C_i) / (1 - beta2^t)) with t the step of the block of slot
+// (i / per) * np (bias_correction; t counts this step).
+void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,
+                       float beta2, cudaStream_t s);
+// Q[e] row i += v[e] for every row (Symo's mean line added to each row of the run).
+void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s);
 
 // Unit rescale gauges (ReluRescale, SwiGLURescale, RowScale): for each block of the group
 // (slots blk * np + k) and unit u, remove from the directions the component along

@@ -58,6 +58,7 @@ struct BlockDesc {
   int nleft = 0;
   const PieceDesc *right = nullptr;
   int nright = 0;
+  const int *axes = nullptr; // symo_coupled: per member, 0 = its rows are the shared space, 1 = its columns
   double get(const char *name, double dflt) const;
 };
 
