@@ -19,7 +19,8 @@ Newton-Schulz-5 FLOP bound 5 (4 r^2 c + 2 r^3) per r x c matrix (r the smaller s
     --matrix NAME MUON_LIB SYMO_LIB AUTO_LIB SHAMPOO_LIB SHAMPOO_F10_LIB
 
 times the matrix rules on one parameter set, all in this process (graph replays and eager):
-  symoc symo, symoc auto   against symoc muon (graph) of the same set (issue #12: within 2x)
+  symoc symo, symoc auto   against symoc muon (graph) of the same set (issue #12: within 2x);
+      also with SYMOC_CUDA_SYMO_POLAR=ns (the runs' polar factors by bf16 Newton-Schulz)
   symoc shampoo, f = 1 and f = 10   against a torch Shampoo on the same blocks with one
       batched torch.linalg.eigh per shape group every f steps (L += G G^T, R += G^T G by
       bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
@@ -226,10 +227,15 @@ class TorchShampoo:
 
 def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     rows = {}
-    for tag, path in (("muon", muon_lib), ("symo", symo_lib), ("auto", auto_lib)):
+    runs = (("muon", muon_lib, None), ("symo", symo_lib, None), ("auto", auto_lib, None),
+            ("symo, NS polar", symo_lib, "ns"), ("auto, NS polar", auto_lib, "ns"))
+    for tag, path, polar in runs:
         lib = load_library(path)
         named = params_of(lib, 3)
+        if polar:
+            os.environ["SYMOC_CUDA_SYMO_POLAR"] = polar
         opt = SymocOptimizer(named, library=path, lr=1e-3)
+        os.environ.pop("SYMOC_CUDA_SYMO_POLAR", None)
         it = min(a.iters, 15)
         rows["symoc %s" % tag] = timed(opt.step, a.warmup, it)
         rows["symoc %s (graph)" % tag] = timed(graphed(opt.step, 1), a.warmup, it)
@@ -256,7 +262,7 @@ def markdown_matrix(r):
            "| step | ms | ratio | reference |", "| --- | --- | --- | --- |"]
     mu = ms["symoc muon (graph)"]
     for k in ("symoc muon", "symoc muon (graph)", "symoc symo", "symoc symo (graph)", "symoc auto",
-              "symoc auto (graph)"):
+              "symoc auto (graph)", "symoc symo, NS polar (graph)", "symoc auto, NS polar (graph)"):
         out.append("| %s | %.3f | %.2fx | symoc muon (graph) |" % (k, ms[k], ms[k] / mu))
     for f in (1, 10):
         t, s = ms["torch eigh Shampoo f=%d" % f], ms["symoc shampoo f=%d" % f]

@@ -493,10 +493,18 @@ def main():
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):
-        return [("state.%s" % t, lambda: check_state(lib, t)),
-                ("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
-                ("roundtrip.%s" % t, lambda: check_roundtrip(lib, "roundtrip.%s" % t)),
-                ("graph.%s" % t, lambda: check_graph(lib, t))]
+        out = [("state.%s" % t, lambda: check_state(lib, t)),
+               ("roundtrip.%s" % t, lambda: check_roundtrip(lib, "roundtrip.%s" % t))]
+        # With roots every F > 1 steps, the device schedules refreshes by step calls (a non-finite
+        # skip shifts it against the CPU's count of taken steps) and a captured graph replays
+        # the captured step's choice: neither check applies (docs/testing.md).
+        if not t.endswith("_f3"):
+            out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
+                    ("graph.%s" % t, lambda: check_graph(lib, t))]
+        return out
+    if "gpt2_symo_sxs" in by_policy:
+        steps.append(("graph.symo_sxs", lambda: check_graph(by_policy["gpt2_symo_sxs"], "symo_sxs",
+                                                            expect_refusal=True)))
     mains = {"symo": "symo", "auto": "symo", "shampoo": "shampoo", "shampoo_f3": "shampoo", "lau_su": "lausu",
              "ddc_adam": "adamw", "ddc_muon": "muon", "symo_coupled": "symo-coupled", "symo_large": "symo"}
     for t, lib in sorted(by_policy.items()):

@@ -85,6 +85,14 @@ RKind base_kind(const BlockDesc &b, bool *ok) {
   return RKind::Adam;
 }
 
+// SYMOC_CUDA_SYMO_POLAR=ns: Symo's beta2 = 0 runs take their polar factor from Muon's bf16
+// Newton-Schulz instead of the eigendecomposition of their Gram matrix (faster, approximate:
+// singular values of the result in Newton-Schulz's band instead of 1, no eps damping).
+bool symo_polar_ns() {
+  const char *e = std::getenv("SYMOC_CUDA_SYMO_POLAR");
+  return e && std::string(e) == "ns";
+}
+
 mx::EigPrecision eig_precision() {
   const char *e = std::getenv("SYMOC_CUDA_EIG");
   return e && std::string(e) == "f64" ? mx::EigPrecision::Float64 : mx::EigPrecision::Float32;
@@ -107,6 +115,7 @@ struct RunClass {
   std::vector<int64_t> offs; // the runs' offsets on the shared side (the same in every block)
   int K = 0, nops = 1;
   std::unique_ptr<mx::GramPowPlan> plan; // beta2 = 0
+  int ns_index = -1;                     // beta2 = 0 with SYMOC_CUDA_SYMO_POLAR=ns: its group in g.ns
   std::unique_ptr<mx::SymPowPlan> pow;   // beta2 > 0
   PackEntry *d_u = nullptr, *d_g = nullptr, *d_out = nullptr;
   int nentries = 0;
@@ -132,6 +141,8 @@ struct MatrixRules::Group {
   int64_t sdim = 0, tdim = 0;
   bool coupled = false, stats_from_g = false;
   float beta2 = 0.f;
+  std::unique_ptr<mx::NewtonSchulzPlan> ns; // the runs' polar factors by Newton-Schulz (option)
+  std::vector<mx::PolarGroup> ns_groups;
   std::vector<Run> runs;
   std::vector<int> run_class, run_index; // per run: its class and position there
   std::vector<RunClass> classes;
@@ -393,6 +404,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
     const int64_t m = g.rows[0], n = g.cols[0];
     if (g.kind == RKind::Symo) {
       const int64_t T = g.tdim;
+      std::vector<mx::Shape> ns_shapes;
       std::map<std::pair<int64_t, bool>, size_t> cls;
       for (const Run &r : g.runs) {
         auto key = std::make_pair(r.len, r.split);
@@ -410,7 +422,8 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
         c.nops = c.split ? 2 : 1;
         const int64_t d = c.split ? c.len - 1 : c.len;
         if (g.beta2 == 0.f) {
-          if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
+          if (d > 0 && symo_polar_ns()) c.ns_index = int(ns_shapes.size()), ns_shapes.push_back(mx::Shape{c.K, c.len, T});
+          else if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
           g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
           c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
           if (g.muon_scale) { // rows / cols of the run as the block has it
@@ -424,6 +437,11 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
           c.pow = std::make_unique<mx::SymPowPlan>(engine_, T, int64_t(c.K) * c.nops, o);
           g.ws_bytes = std::max(g.ws_bytes, c.pow->workspace_bytes());
         }
+      }
+      if (!ns_shapes.empty()) {
+        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes);
+        g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
+        g.ns_groups.resize(ns_shapes.size());
       }
     } else if (g.kind == RKind::LauSuPolar) {
       mx::PolarOptions o = polar_options(PolarMethod::Eig);
@@ -602,6 +620,11 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
       if (c.plan)
         c.plan->run(mx::Batch(c.PU, c.K, c.len, T), -0.5, double(d) * double(g.eps), MatFnOptions{}.rcond,
                     mx::Batch(c.Q, c.K, c.len, T), ws, s);
+      if (c.ns_index >= 0) { // every class's polar factors in one Newton-Schulz run, below
+        g.ns_groups[size_t(c.ns_index)] =
+            mx::PolarGroup{mx::Batch(c.PU, c.K, c.len, T), mx::Batch(c.Q, c.K, c.len, T), 1.f};
+        continue;
+      }
       if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s);
       launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
       continue;
@@ -634,6 +657,14 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
       launch_add_rows(c.Q, c.mout, c.K, c.len, T, s);
     }
     launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s);
+  }
+  if (!g.ns) return;
+  g.ns->run(g.ns_groups.data(), g.ns_groups.size(), ws, s);
+  for (RunClass &c : g.classes) {
+    if (c.ns_index < 0) continue;
+    const int64_t d = c.split ? c.len - 1 : c.len;
+    if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, false, s);
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
   }
 }
 
