@@ -12,8 +12,9 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    <= 2x the gap between torch.optim.Muon's bf16 Newton-Schulz and the same
                    iteration in fp32
   agree.<lib>.<rule>.f32  the eigen-based rules (symo, shampoo, lau-su polar) with the default
-                   fp32 eigendecompositions: <= 2e-3 (fp32 eigh of a Gram matrix: its smallest
-                   kept eigenvalues carry a relative error of ~kappa^2 * 6e-8)
+                   fp32 eigendecompositions: <= 1e-2 (fp32 eigh of a Gram matrix: its smallest
+                   kept eigenvalues carry a relative error of ~kappa^2 * 6e-8, and random square
+                   blocks reach kappa^2 ~ 1e4-1e5)
   state.<lib>      the GPU's state file after 3 steps has the CPU's buffer and counter names,
                    shapes and counts, and its buffers agree to 1e-5 (fp64 eigh)
   torch_adamw      the adamw library vs torch.optim.AdamW(fused=True), 4 steps, <= 1e-5
@@ -166,7 +167,7 @@ def check_agree(lib, tag):
             report("agree.%s.%s" % (tag, k), r <= 1e-5, "%.3g (worst %s)" % (r, n), "<= 1e-5")
     for k, v in sorted(worst32.items()):
         r, n = max(v)
-        report("agree.%s.%s.f32" % (tag, k), r <= 2e-3, "%.3g (worst %s)" % (r, n), "<= 2e-3 (fp32 eigh)")
+        report("agree.%s.%s.f32" % (tag, k), r <= 1e-2, "%.3g (worst %s)" % (r, n), "<= 1e-2 (fp32 eigh)")
 
 
 def parse_state(blob):

@@ -478,8 +478,7 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
     m.polar_groups.resize(m.muon_groups.size());
   }
-  if (muon && m.ns_matrix) {
-  } else if (muon) {
+  if (muon && !m.ns_matrix) { // the own Newton-Schulz loop (SYMOC_CUDA_NS=own)
     check(cublasCreate(&m.blas), "cublasCreate");
     const size_t ws = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
     check(cudaMalloc(&m.blas_ws, ws), "cudaMalloc");

@@ -6,14 +6,15 @@
 // On the device: elementwise rules (adamw, adam, sgd, adam_mini) as one fused multi-tensor
 // kernel per rule configuration, muon by one strided-batched Newton-Schulz per shape group
 // (bf16 operands, fp32 accumulation), and the matrix rules (matrix_rules.cpp) batched by
-// shape group: Symo with beta2 = 0 and one non-trivial side (every group B, O, S, Z2 and
-// per-head / per-piece runs), Lau-Su row, col, centered_row and polar, Shampoo (eigen roots,
-// precondition_frequency), and gauge projections (logit shift, row / ReLU / SwiGLU
-// rescale) over muon, adam(w), symo, lausu and shampoo. The eigendecompositions run in fp32
-// unless SYMOC_CUDA_EIG=f64 (the CPU's double). What remains (Symo with beta2 > 0, two-sided
-// or 1 x 1 Symo, coupled Symo, the other Lau-Su kinds, other gauges) is stepped by the
-// generated CPU code through a host callback, staged through host memory: correct, but it
-// synchronizes and cannot be captured in a CUDA graph (step() says so when asked to).
+// shape group: Symo with one non-trivial side (groups Z2, S, B, O, whole-axis or pieces:
+// per-head / per-run batches; beta2 = 0 and the EMA statistics), coupled Symo, Lau-Su row,
+// col, centered_row and polar, Shampoo (eigen roots every precondition_frequency steps), and
+// gauge projections (logit shift, row / ReLU / SwiGLU rescale) over muon, adam(w), symo,
+// lausu and shampoo. Eigendecompositions in fp32 unless SYMOC_CUDA_EIG=f64 (the CPU's
+// double). What remains (two-sided or 1 x 1 Symo, coupled Symo with momentum, the other
+// Lau-Su kinds, other gauges) is stepped by the generated CPU code through a host callback,
+// staged through host memory: correct, but it synchronizes and cannot be captured in a CUDA
+// graph (step() says so when asked to).
 #pragma once
 
 #include "symoc/runtime/state.h"
