@@ -32,8 +32,11 @@ done
 every() { for m in attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj; do echo --override "*$m.weight=shampoo,precondition_frequency=$1"; done; }
 set -f # the override globs are symoc's, not the shell's
 gen gpt2_shampoo_f3 "$M" --policy shampoo $(every 3)
-# A host-path block (two-sided Symo is not on the device): its agreement and capture refusal.
-gen gpt2_symo_sxs "$M" --policy adamw --override 'h.*.mlp.c_fc.weight=symo:SxS'
+# Two-sided Symo (S x S, S x Z2: the pairs' closed form) and a host-path block (Symo 1 x 1,
+# dense, stays on the host): agreement, and the capture refusal of the host path.
+gen gpt2_symo_sxs "$M" --policy adamw --override 'h.0.mlp.c_fc.weight=symo:SxS' --override 'h.1.mlp.c_fc.weight=symo:SxZ2' \
+  --override 'h.*.mlp.c_proj.weight=symo:SxS'
+gen gpt2_symo_dense "$M" --policy adamw --override 'h.0.attn.c_proj.weight=symo:1x1'
 gen gpt2_sgd "$M" --policy adamw --override '*=sgd,momentum=0.9,nesterov=1,weight_decay=0.01'
 gen gpt2_sgd0 "$M" --policy adamw --override '*=sgd,momentum=0'
 gen gpt2_adam "$M" --policy adamw --override '*=adam,weight_decay=0.01'

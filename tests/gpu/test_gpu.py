@@ -503,11 +503,12 @@ def main():
             out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
                     ("graph.%s" % t, lambda: check_graph(lib, t))]
         return out
-    if "gpt2_symo_sxs" in by_policy:
-        steps.append(("graph.symo_sxs", lambda: check_graph(by_policy["gpt2_symo_sxs"], "symo_sxs",
-                                                            expect_refusal=True)))
+    if "gpt2_symo_dense" in by_policy:
+        steps.append(("graph.symo_dense", lambda: check_graph(by_policy["gpt2_symo_dense"], "symo_dense",
+                                                              expect_refusal=True)))
     mains = {"symo": "symo", "auto": "symo", "shampoo": "shampoo", "shampoo_f3": "shampoo", "lau_su": "lausu",
-             "ddc_adam": "adamw", "ddc_muon": "muon", "symo_coupled": "symo-coupled", "symo_large": "symo"}
+             "ddc_adam": "adamw", "ddc_muon": "muon", "symo_coupled": "symo-coupled", "symo_large": "symo",
+             "symo_sxs": "symo"}
     for t, lib in sorted(by_policy.items()):
         pol = t.split("_", 1)[1] if "_" in t else t
         if pol in mains:

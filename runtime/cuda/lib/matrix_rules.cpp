@@ -140,6 +140,13 @@ struct MatrixRules::Group {
   std::vector<Member> members;
   int64_t sdim = 0, tdim = 0;
   bool coupled = false, stats_from_g = false;
+  // two-sided Symo: one scalar per component pair (symo.cpp's two_sided)
+  bool two_sided = false;
+  std::vector<PairDesc> pairs;
+  PairDesc *d_pairs = nullptr;
+  int64_t npairs = 0, nmeans = 0;
+  float *s2 = nullptr;        // state: [blocks, npairs]
+  double *coef = nullptr, *means = nullptr;
   float beta2 = 0.f;
   std::unique_ptr<mx::NewtonSchulzPlan> ns; // the runs' polar factors by Newton-Schulz (option)
   std::vector<mx::PolarGroup> ns_groups;
@@ -189,8 +196,9 @@ std::pair<std::string, std::string> variant_groups(const BlockDesc &b) {
 
 // The side Symo steps (the one non-trivial side; the shared side of coupled members):
 // false when both sides of a single block are non-trivial, or the members do not share it.
-bool symo_shape(const BlockDesc &b, const ParamDesc *params, int64_t *sdim, int64_t *tdim) {
+bool symo_shape(const BlockDesc &b, const ParamDesc *params, int64_t *sdim, int64_t *tdim, bool *two = nullptr) {
   const ParamDesc &p = params[b.params[0]];
+  if (two) *two = false;
   if (std::string(b.kind) == "symo_coupled") {
     if (!b.axes || b.nparams < 2) return false;
     *sdim = -1, *tdim = 0;
@@ -212,7 +220,11 @@ bool symo_shape(const BlockDesc &b, const ParamDesc *params, int64_t *sdim, int6
   } catch (const Error &) {
     return false;
   }
-  if (lt && rt) return false;
+  if (lt && rt) { // both sides: the pairs' closed form
+    if (two) *two = true;
+    *sdim = p.rows, *tdim = p.cols;
+    return two != nullptr;
+  }
   *sdim = rt ? p.cols : p.rows, *tdim = rt ? p.rows : p.cols;
   return true;
 }
@@ -242,7 +254,9 @@ bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::str
   }
   if (k == RKind::Symo) {
     int64_t sdim = 0, tdim = 0;
-    if (!symo_shape(b, params, &sdim, &tdim)) return no(coupled ? "coupled members" : "symo sides");
+    bool two = false;
+    if (!symo_shape(b, params, &sdim, &tdim, &two)) return no(coupled ? "coupled members" : "symo sides");
+    if (two) return true; // no matrices: the pairs' scalars
     if (coupled && b.get("beta1", 0) > 0) return no("coupled symo with momentum");
     const double beta2 = b.get("beta2", 0.95);
     if (beta2 != 0 && tdim > int64_t(b.get("max_dense", 4096))) return no("above max_dense");
@@ -329,13 +343,41 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       if (b1 > 0 && d.get("muon_momentum", 0) != 0)
         g->prep = PrepCfg{int(PrepMode::Lerp), b1, 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
       else if (b1 > 0) // the statistics are the gradient's, the preconditioned input the momentum
-        g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0, g->beta2 != 0 ? 1 : 0};
+        g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0, 1};
       else g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
       g->stats_from_g = g->prep.stage_g != 0;
+      if (g->prep.mode == int(PrepMode::EmaBc) && g->beta2 == 0.f) { // one-sided: beta2 = 0 reads U only
+        bool two = false;
+        int64_t a, b;
+        symo_shape(d, params, &a, &b, &two);
+        g->prep.stage_g = two ? 1 : 0;
+        g->stats_from_g = two;
+      }
       g->wd = f("weight_decay", 0);
       g->eps = f("eps", 1e-8);
       g->muon_scale = d.get("muon_scale", 0) != 0;
-      symo_shape(d, params, &g->sdim, &g->tdim);
+      symo_shape(d, params, &g->sdim, &g->tdim, &g->two_sided);
+      if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
+        const auto [lg, rg] = variant_groups(d);
+        std::vector<Run> L, R;
+        side_runs(d.left, d.nleft, lg, g->rows[0], L);
+        side_runs(d.right, d.nright, rg, g->cols[0], R);
+        int64_t rcomps = 0, first = 0;
+        for (const Run &r : R) rcomps += r.split ? 2 : 1;
+        for (const Run &l : L) {
+          int64_t cb = 0;
+          for (const Run &r : R) {
+            g->pairs.push_back(PairDesc{l.off, l.len, r.off, r.len, l.split ? 1 : 0, r.split ? 1 : 0, first + cb, rcomps,
+                                        g->nmeans});
+            g->nmeans += l.len + r.len;
+            cb += r.split ? 2 : 1;
+          }
+          first += (l.split ? 2 : 1) * rcomps;
+        }
+        g->npairs = first;
+        g->members.push_back(Group::Member{0, 0});
+        break;
+      }
       symo_runs(d, params, g->sdim, g->runs);
       if (g->coupled) {
         for (int i = 0; i < d.nparams; ++i) g->members.push_back(Group::Member{i, d.axes[i]});
@@ -513,6 +555,17 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
     g.S = take(size_t(B * std::max(m * m, n * n)), false);
     g.T = take(size_t(B * m * n), false);
   }
+  if (g.two_sided) {
+    g.s2 = take(size_t(int64_t(B) * g.npairs), true);
+    void *p = nullptr;
+    check(cudaMalloc(&p, sizeof(double) * size_t(std::max<int64_t>(int64_t(B) * (g.npairs + g.nmeans), 1))), "cudaMalloc");
+    g.allocs.push_back(p);
+    g.coef = static_cast<double *>(p), g.means = g.coef + int64_t(B) * g.npairs;
+    check(cudaMalloc(&p, sizeof(PairDesc) * std::max<size_t>(g.pairs.size(), 1)), "cudaMalloc");
+    g.allocs.push_back(p);
+    g.d_pairs = static_cast<PairDesc *>(p);
+    check(cudaMemcpy(g.d_pairs, g.pairs.data(), sizeof(PairDesc) * g.pairs.size(), cudaMemcpyHostToDevice), "upload");
+  }
   for (RunClass &c : g.classes) {
     const int64_t T = g.tdim, sz = int64_t(c.K) * c.len * T;
     c.PU = take(size_t(sz), false);
@@ -607,6 +660,13 @@ bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt
 // Symo on Z (the block, its transpose, or the coupled members side by side), run class by
 // run class: symo.cpp's one_sided_single (beta2 = 0) or one_sided_left (beta2 > 0).
 void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
+  if (g.two_sided) {
+    const int np = int(g.pairs.size());
+    for (int stats = 1; stats >= 0; --stats)
+      launch_two_sided(g.args, g.d_slots, cnt_, g.d_pairs, np, g.nb(), g.cols[0], g.s2, g.coef, g.means, g.npairs,
+                       g.nmeans, g.beta2, g.eps, stats, g.stats_from_g ? 1 : 0, s);
+    return;
+  }
   const int64_t T = g.tdim, TT = T * T;
   mx::Workspace ws{g.ws, g.ws_bytes};
   MaskArgs mask{};
@@ -766,7 +826,8 @@ template <class F> static void buffers_of(const MatrixRules::Group &g, const Slo
   switch (g.kind) {
   case RKind::Symo:
     if (g.has_momentum()) whole("m", sl.s0, m, n);
-    if (g.beta2 != 0.f && sl.first) {
+    if (g.two_sided) f("s", g.s2 + int64_t(blk) * g.npairs, std::vector<int64_t>{g.npairs}, 0, g.npairs);
+    if (g.beta2 != 0.f && sl.first && !g.two_sided) {
       const int64_t T = g.tdim;
       int64_t ncomp = 0;
       for (size_t r = 0; r < g.runs.size(); ++r) ncomp += g.runs[r].split ? 2 : 1;

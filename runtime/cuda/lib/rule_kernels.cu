@@ -227,6 +227,92 @@ __global__ void gauge_rescale_kernel(const __grid_constant__ StepArgs a, const S
   }
 }
 
+// piece(X, mu, la, rb, i, j) of symo.cpp: op 0 = identity, 1 = mean line, 2 = centred part.
+__device__ __forceinline__ double sym_piece(double x, double rm, double cm, double all, int la, int rb) {
+  switch (la * 3 + rb) {
+  case 0: return x;
+  case 1: return rm;
+  case 2: return x - rm;
+  case 3: return cm;
+  case 4: return all;
+  case 5: return cm - all;
+  case 6: return x - cm;
+  case 7: return rm - all;
+  default: return x - rm - cm + all;
+  }
+}
+
+__global__ void two_sided_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c,
+                                 const PairDesc *pairs, int64_t cols, float *s, double *coef, double *means,
+                                 int64_t npairs, int64_t nmeans, float beta2, float eps, int stats, int stats_from_d) {
+  const int blk = blockIdx.y;
+  if (!a.active[blk] || c.flag[slots[blk].block]) return;
+  const PairDesc p = pairs[blockIdx.x];
+  const Slot sl = slots[blk];
+  const float *X = (stats && stats_from_d ? sl.d : sl.u) + p.roff * cols + p.coff;
+  double *rm = means + blk * nmeans + p.moff, *cm = rm + p.la;
+  // Means of the sub-block (row means over its columns when the right run is S, column means
+  // over its rows when the left run is S) and of all of it.
+  if (p.csplit)
+    for (int64_t i = threadIdx.x; i < p.la; i += blockDim.x) {
+      double r = 0;
+      for (int64_t j = 0; j < p.lb; ++j) r += X[i * cols + j];
+      rm[i] = r / double(p.lb);
+    }
+  if (p.rsplit)
+    for (int64_t j = threadIdx.x; j < p.lb; j += blockDim.x) {
+      double r = 0;
+      for (int64_t i = 0; i < p.la; ++i) r += X[i * cols + j];
+      cm[j] = r / double(p.la);
+    }
+  double acc = 0;
+  for (int64_t e = threadIdx.x; e < p.la * p.lb; e += blockDim.x) acc += X[(e / p.lb) * cols + e % p.lb];
+  const double all = block_sum(acc) / double(p.la * p.lb);
+  __syncthreads();
+  const int nla = p.rsplit ? 2 : 1, nrb = p.csplit ? 2 : 1;
+  float *sb = s + blk * npairs;
+  double *cb = coef + blk * npairs;
+  if (stats) {
+    const double bc = 1.0 - pow(double(beta2), double(c.t[sl.block] + 1));
+    for (int ka = 0; ka < nla; ++ka)
+      for (int kb = 0; kb < nrb; ++kb) {
+        const int la = p.rsplit ? 1 + ka : 0, rb = p.csplit ? 1 + kb : 0;
+        const int64_t k = p.k0 + ka * p.rcomps + kb;
+        const int64_t d = (la == 0 ? p.la : la == 1 ? 1 : p.la - 1) * (rb == 0 ? p.lb : rb == 1 ? 1 : p.lb - 1);
+        double n2 = 0;
+        for (int64_t e = threadIdx.x; e < p.la * p.lb; e += blockDim.x) {
+          const int64_t i = e / p.lb, j = e % p.lb;
+          const double v = sym_piece(X[i * cols + j], p.csplit ? rm[i] : 0, p.rsplit ? cm[j] : 0, all, la, rb);
+          n2 += v * v;
+        }
+        n2 = block_sum(n2);
+        if (threadIdx.x == 0) {
+          if (d == 0) {
+            cb[k] = 0;
+          } else {
+            sb[k] = float(double(beta2) * double(sb[k]) + (1.0 - double(beta2)) * n2 / double(d));
+            const double h = double(sb[k]) / bc + double(eps);
+            cb[k] = h > 0 ? 1.0 / sqrt(h) : 0.0;
+          }
+        }
+        __syncthreads();
+      }
+    return;
+  }
+  float *D = sl.d + p.roff * cols + p.coff;
+  for (int64_t e = threadIdx.x; e < p.la * p.lb; e += blockDim.x) {
+    const int64_t i = e / p.lb, j = e % p.lb;
+    double v = 0;
+    for (int ka = 0; ka < nla; ++ka)
+      for (int kb = 0; kb < nrb; ++kb) {
+        const int la = p.rsplit ? 1 + ka : 0, rb = p.csplit ? 1 + kb : 0;
+        const double cf = cb[p.k0 + ka * p.rcomps + kb];
+        if (cf != 0) v += cf * sym_piece(X[i * cols + j], p.csplit ? rm[i] : 0, p.rsplit ? cm[j] : 0, all, la, rb);
+      }
+    D[i * cols + j] = float(v);
+  }
+}
+
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 1024)); }
 
 } // namespace
@@ -271,6 +357,14 @@ void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float
   if (n && len)
     masked_axpby_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0,
                                                                          per, np);
+}
+void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const PairDesc *pairs, int npd, int nblocks,
+                      int64_t cols, float *s, double *coef, double *means, int64_t npairs, int64_t nmeans, float beta2,
+                      float eps, int stats, int stats_from_d, cudaStream_t st) {
+  if (npd && nblocks)
+    two_sided_kernel<<<dim3(unsigned(npd), unsigned(nblocks)), 256, 0, st>>>(a, slots, c, pairs, cols, s, coef, means,
+                                                                             npairs, nmeans, beta2, eps, stats,
+                                                                             stats_from_d);
 }
 void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
                           int ic, int64_t units, cudaStream_t s) {

@@ -48,6 +48,23 @@ void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, 
 void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
                   cudaStream_t s);
 
+// Two-sided Symo (symo.cpp's two_sided): one sub-block per pair of runs (left run x right
+// run) of a block; `rsplit` / `csplit`: the left / right run is an S run (mean line +
+// centred part). k0: the pair index of the sub-block's first component pair; rcomps: the
+// components of the right side (pair index = k0 + ka * rcomps + kb); moff: its means in the
+// scratch (row means, then column means).
+struct PairDesc {
+  int64_t roff, la, coff, lb;
+  int32_t rsplit, csplit;
+  int64_t k0, rcomps, moff;
+};
+// Statistics pass (stats = 1): from the block's statistics matrix (slot.d when staged, else
+// slot.u), s <- beta2 s + (1 - beta2) |piece|^2 / d and coef = (s / bc + eps)^-1/2 per pair
+// (s, coef: npairs floats / doubles per block); apply pass: D = sum coef * piece(U).
+void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const PairDesc *pairs, int npd, int nblocks,
+                      int64_t cols, float *s, double *coef, double *means, int64_t npairs, int64_t nmeans, float beta2,
+                      float eps, int stats, int stats_from_d, cudaStream_t st);
+
 // For each matrix i of n (slot (i / per) * np) whose slot is on and finite: dst_i = beta dst_i +
 // src_i (axpby) or dst_i = src_i (copy); matrices of `len` floats at i * len. Shampoo's and
 // Symo's statistics (masked: a skipped block keeps its state).

@@ -6,12 +6,13 @@
 // On the device: elementwise rules (adamw, adam, sgd, adam_mini) as one fused multi-tensor
 // kernel per rule configuration, muon by one strided-batched Newton-Schulz per shape group
 // (bf16 operands, fp32 accumulation), and the matrix rules (matrix_rules.cpp) batched by
-// shape group: Symo with one non-trivial side (groups Z2, S, B, O, whole-axis or pieces:
-// per-head / per-run batches; beta2 = 0 and the EMA statistics), coupled Symo, Lau-Su row,
+// shape group: Symo for every pair of groups L x R of {1, Z2, S, B, O} but 1 x 1 (one side:
+// per-head / per-run batches, beta2 = 0 and the EMA statistics; two sides: the pairs' scalar
+// closed form), coupled Symo, Lau-Su row,
 // col, centered_row and polar, Shampoo (eigen roots every precondition_frequency steps), and
 // gauge projections (logit shift, row / ReLU / SwiGLU rescale) over muon, adam(w), symo,
 // lausu and shampoo. Eigendecompositions in fp32 unless SYMOC_CUDA_EIG=f64 (the CPU's
-// double). What remains (two-sided or 1 x 1 Symo, coupled Symo with momentum, the other
+// double). What remains (1 x 1 Symo, coupled Symo with momentum, the other
 // Lau-Su kinds, other gauges) is stepped by the generated CPU code through a host callback,
 // staged through host memory: correct, but it synchronizes and cannot be captured in a CUDA
 // graph (step() says so when asked to).
