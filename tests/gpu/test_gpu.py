@@ -11,10 +11,10 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    CPU's precision); muon (bf16 Newton-Schulz on the GPU, fp32 on the CPU)
                    <= 2x the gap between torch.optim.Muon's bf16 Newton-Schulz and the same
                    iteration in fp32
-  agree.<lib>.<rule>.f32  the eigen-based rules (symo, shampoo, lau-su polar) with the default
-                   fp32 eigendecompositions: <= 1e-2 (fp32 eigh of a Gram matrix: its smallest
-                   kept eigenvalues carry a relative error of ~kappa^2 * 6e-8, and random square
-                   blocks reach kappa^2 ~ 1e4-1e5)
+  agree.<lib>.<rule>.default  the eigen-based rules with the default precision (fp32 eigh for
+                   Symo, the CPU's double for Shampoo and Lau-Su polar): <= 1e-2 (fp32 eigh of
+                   a Gram matrix: its smallest kept eigenvalues carry a relative error of
+                   ~kappa^2 * 6e-8; measured ~3e-4 on these blocks)
   state.<lib>      the GPU's state file after 3 steps has the CPU's buffer and counter names,
                    shapes and counts, and its buffers agree to 1e-5 (fp64 eigh)
   torch_adamw      the adamw library vs torch.optim.AdamW(fused=True), 4 steps, <= 1e-5
@@ -128,11 +128,14 @@ class eig_precision:
 
     def __enter__(self):
         self.old = os.environ.get("SYMOC_CUDA_EIG")
-        os.environ["SYMOC_CUDA_EIG"] = self.value
+        if self.value is None:
+            os.environ.pop("SYMOC_CUDA_EIG", None)
+        else:
+            os.environ["SYMOC_CUDA_EIG"] = self.value
 
     def __exit__(self, *exc):
         if self.old is None:
-            del os.environ["SYMOC_CUDA_EIG"]
+            os.environ.pop("SYMOC_CUDA_EIG", None)
         else:
             os.environ["SYMOC_CUDA_EIG"] = self.old
 
@@ -146,8 +149,8 @@ def check_agree(lib, tag):
         og, pg = make(lib, W, DEV)
     run(og, pg, G)
     eigen = any(kind(r) in EIGEN_KINDS for _, _, r in lib.params)
-    if eigen:
-        with eig_precision("f32"):
+    if eigen:  # the default precision: fp32 for Symo, the CPU's double for Shampoo and Lau-Su polar
+        with eig_precision(None):
             o32, p32 = make(lib, W, DEV)
         run(o32, p32, G)
     worst, worst32 = {}, {}
@@ -167,7 +170,8 @@ def check_agree(lib, tag):
             report("agree.%s.%s" % (tag, k), r <= 1e-5, "%.3g (worst %s)" % (r, n), "<= 1e-5")
     for k, v in sorted(worst32.items()):
         r, n = max(v)
-        report("agree.%s.%s.f32" % (tag, k), r <= 1e-2, "%.3g (worst %s)" % (r, n), "<= 1e-2 (fp32 eigh)")
+        report("agree.%s.%s.default" % (tag, k), r <= 1e-2, "%.3g (worst %s)" % (r, n),
+               "<= 1e-2 (%s eigh)" % ("fp32" if k.startswith("symo") else "fp64"))
 
 
 def parse_state(blob):
@@ -502,6 +506,8 @@ def main():
         if not t.endswith("_f3"):
             out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
                     ("graph.%s" % t, lambda: check_graph(lib, t))]
+        else:
+            out.append(("graph.%s" % t, lambda: check_graph(lib, t, expect_refusal=True)))
         return out
     if "gpt2_symo_dense" in by_policy:
         steps.append(("graph.symo_dense", lambda: check_graph(by_policy["gpt2_symo_dense"], "symo_dense",

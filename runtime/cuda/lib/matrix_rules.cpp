@@ -93,9 +93,16 @@ bool symo_polar_ns() {
   return e && std::string(e) == "ns";
 }
 
-mx::EigPrecision eig_precision() {
+// SYMOC_CUDA_EIG=f32|f64 for every rule; unset: fp32 for Symo (its runs are damped by d eps:
+// fp32 agrees with the CPU to ~3e-4), the CPU's double for Shampoo (eps 1e-6 is far below
+// fp32's eigenvalue resolution n 2^-24 lambda_max: a refresh on a rank-deficient L amplifies
+// its null directions differently) and Lau-Su's polar (undamped: a square block's smallest
+// singular values are lost in an fp32 Gram). Measured in docs/testing.md.
+mx::EigPrecision eig_precision(RKind k) {
   const char *e = std::getenv("SYMOC_CUDA_EIG");
-  return e && std::string(e) == "f64" ? mx::EigPrecision::Float64 : mx::EigPrecision::Float32;
+  if (e && std::string(e) == "f64") return mx::EigPrecision::Float64;
+  if (e && std::string(e) == "f32") return mx::EigPrecision::Float32;
+  return k == RKind::Symo ? mx::EigPrecision::Float32 : mx::EigPrecision::Float64;
 }
 
 template <class T> T *dmalloc(size_t n, int64_t &bytes) {
@@ -428,9 +435,9 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
     groups_.push_back(std::move(g));
   }
   // Slots, chunks and the plans (no device memory yet: that comes with the first step).
-  const mx::EigPrecision prec = eig_precision();
   for (auto &gp : groups_) {
     Group &g = *gp;
+    const mx::EigPrecision prec = eig_precision(g.kind);
     for (int i = 0; i < g.nb(); ++i) {
       const BlockDesc &d = blocks[g.blocks[size_t(i)]];
       for (int k = 0; k < g.np; ++k) {
@@ -627,10 +634,16 @@ bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt
     for (int b : g.blocks) g.any = g.any || active[size_t(b)];
     any_muon = any_muon || (g.any && g.kind == RKind::Muon);
   }
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
   for (auto &gp : groups_) {
     Group &g = *gp;
     if (g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
     if (!g.any) continue;
+    if (cs != cudaStreamCaptureStatusNone && g.kind == RKind::Shampoo && g.freq > 1)
+      throw Error(std::string("block of '") + params_[g.slots[0].param].name + "' refreshes its Shampoo roots every " +
+                  std::to_string(g.freq) + " steps, so a step with it cannot be captured in a CUDA graph (a replay "
+                  "would repeat the captured step's choice)");
     prepare(g, s);
     if (!g.any) continue;
     StepArgs &a = g.args;
