@@ -202,16 +202,26 @@ void emitBlockTables(std::ostream &s, const Plan &plan) {
 /// rule kind, hyper-parameters and parameter indices, one entry per unit; the device
 /// optimizer groups and batches them itself. Only compiled with SYMOC_WITH_CUDA.
 std::string emitBlockTable(const Plan &plan) {
-  std::ostringstream o, hps, rows;
-  size_t np = 0, nh = 0, maxp = 1;
+  std::ostringstream o, hps, rows, gauges, pieces, axes;
+  size_t np = 0, nh = 0, maxp = 1, ng = 0, npc = 0, nax = 0;
   for (size_t b = 0; b < plan.units.size(); ++b) {
     const Unit &u = plan.units[b];
     const Step &st = u.step;
     std::string variant = st.kind == "lausu" ? st.lausu : st.kind == "symo" ? st.left + " x " + st.right
                           : st.kind == "symo_coupled"                    ? st.left
                                                                          : "";
+    // Gauges and Symo pieces as data too, so the device can run them (one table each).
+    const size_t g0 = ng, l0 = npc, a0 = nax;
+    for (int a : u.axes) axes << (nax ? ", " : "") << a, ++nax;
+    for (const plan::Gauge &g : st.gauges)
+      gauges << "    {" << strLit(g.kind) << ", " << g.a << ", " << g.b << ", " << g.c << "},\n", ++ng;
+    for (const auto *side : {&st.leftPieces, &st.rightPieces})
+      for (const plan::PieceGroup &pg : *side)
+        pieces << "    {" << pg.offset << ", " << pg.extent << ", " << strLit(pg.group) << ", " << pg.parts << "},\n", ++npc;
     rows << "    {" << strLit(st.kind) << ", " << strLit(variant) << ", kBlockHp + " << nh << ", " << st.hp.size()
-         << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << "}, // "
+         << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << ", kBlockGauges + " << g0
+         << ", kBlockPieces + " << l0 << ", " << st.leftPieces.size() << ", kBlockPieces + "
+         << l0 + st.leftPieces.size() << ", " << st.rightPieces.size() << ", kBlockAxes + " << a0 << "}, // "
          << commentSafe(plan.params[size_t(u.params[0])].name) << "\n";
     np += u.params.size();
     for (const auto &[k, v] : st.hp) hps << "    {" << strLit(k) << ", " << fmt::format("{}", v) << "},\n", ++nh;
@@ -222,6 +232,9 @@ std::string emitBlockTable(const Plan &plan) {
     // kNumBlocks and kBlockParams are the ABI's block tables (emitBlockTables): same units, same order.
     << "constexpr int kMaxBlockParams = " << maxp << ";\n"
     << "const symoc::rt::cuda::HyperParam kBlockHp[] = {\n" << hps.str() << "    {\"\", 0.0}};\n"
+    << "const symoc::rt::cuda::GaugeDesc kBlockGauges[] = {\n" << gauges.str() << "    {\"\", -1, -1, -1}};\n"
+    << "const symoc::rt::cuda::PieceDesc kBlockPieces[] = {\n" << pieces.str() << "    {0, 0, \"\", 0}};\n"
+    << "const int kBlockAxes[] = {" << axes.str() << (nax ? ", " : "") << "-1}; // symo_coupled: each member's shared axis\n"
     << "const symoc::rt::cuda::BlockDesc kBlocks[kNumBlocks] = {\n" << rows.str() << "};\n\n"
     << "} // namespace\n#endif // SYMOC_WITH_CUDA\n\n";
   return o.str();
