@@ -85,12 +85,16 @@ RKind base_kind(const BlockDesc &b, bool *ok) {
   return RKind::Adam;
 }
 
-// SYMOC_CUDA_SYMO_POLAR=ns: Symo's beta2 = 0 runs take their polar factor from Muon's bf16
-// Newton-Schulz instead of the eigendecomposition of their Gram matrix (faster, approximate:
-// singular values of the result in Newton-Schulz's band instead of 1, no eps damping).
-bool symo_polar_ns() {
+// Symo's beta2 = 0 runs take their polar factor from Muon's bf16 Newton-Schulz instead of the
+// eigendecomposition of their Gram matrix when the plan says so (hyper-parameter ns_steps > 0,
+// the CPU rule's SymoConfig::ns_steps) or SYMOC_CUDA_SYMO_POLAR=ns forces it for exact-polar
+// plans (faster, approximate: singular values in Newton-Schulz's band, no eps damping).
+// Returns the iteration count, 0 for the eigen route.
+int symo_ns_steps(const BlockDesc &d) {
+  const int planned = int(d.get("ns_steps", 0));
+  if (planned > 0) return planned;
   const char *e = std::getenv("SYMOC_CUDA_SYMO_POLAR");
-  return e && std::string(e) == "ns";
+  return e && std::string(e) == "ns" ? 5 : 0;
 }
 
 // SYMOC_CUDA_EIG=f32|f64 for every rule; unset: fp32 for Symo (its runs are damped by d eps:
@@ -122,7 +126,7 @@ struct RunClass {
   std::vector<int64_t> offs; // the runs' offsets on the shared side (the same in every block)
   int K = 0, nops = 1;
   std::unique_ptr<mx::GramPowPlan> plan; // beta2 = 0
-  int ns_index = -1;                     // beta2 = 0 with SYMOC_CUDA_SYMO_POLAR=ns: its group in g.ns
+  int ns_index = -1;                     // beta2 = 0 by Newton-Schulz (symo_ns_steps): its group in g.ns
   std::unique_ptr<mx::SymPowPlan> pow;   // beta2 > 0
   PackEntry *d_u = nullptr, *d_g = nullptr, *d_out = nullptr;
   int nentries = 0;
@@ -162,6 +166,7 @@ struct MatrixRules::Group {
   std::vector<RunClass> classes;
   float eps = 1e-8f;
   bool muon_scale = false;
+  int ns_steps = 0; // beta2 = 0 runs by Newton-Schulz with this many iterations (0: eigen route)
   // lausu polar
   std::unique_ptr<mx::PolarPlan> polar;
   // shampoo
@@ -363,6 +368,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       g->wd = f("weight_decay", 0);
       g->eps = f("eps", 1e-8);
       g->muon_scale = d.get("muon_scale", 0) != 0;
+      g->ns_steps = symo_ns_steps(d);
       symo_shape(d, params, &g->sdim, &g->tdim, &g->two_sided);
       if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
         const auto [lg, rg] = variant_groups(d);
@@ -471,7 +477,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
         c.nops = c.split ? 2 : 1;
         const int64_t d = c.split ? c.len - 1 : c.len;
         if (g.beta2 == 0.f) {
-          if (d > 0 && symo_polar_ns()) c.ns_index = int(ns_shapes.size()), ns_shapes.push_back(mx::Shape{c.K, c.len, T});
+          if (d > 0 && g.ns_steps > 0) c.ns_index = int(ns_shapes.size()), ns_shapes.push_back(mx::Shape{c.K, c.len, T});
           else if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
           g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
           c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
@@ -488,7 +494,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
         }
       }
       if (!ns_shapes.empty()) {
-        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes);
+        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps);
         g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
         g.ns_groups.resize(ns_shapes.size());
       }
