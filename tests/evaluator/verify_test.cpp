@@ -2,6 +2,8 @@
 #include "symoc/ModelIO/ModelIO.h"
 #include "symoc/Verify/Verify.h"
 
+#include "Elements.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -634,4 +636,34 @@ TEST(VerifyComposed, ControlOnAWeightTheOutputIgnoresIsInconclusive) {
             std::string::npos)
       << os.str();
   EXPECT_EQ(os.str().find("verify is broken"), std::string::npos);
+}
+
+// The sparse draw of a monomial group is the very element drawElement draws
+// from the same random stream (verify applies either), and non-monomial groups
+// have none.
+TEST(VerifyElements, MonomialDrawsMatchDenseOnes) {
+  auto g = [](const char *name) { return json{{"name", name}}; };
+  auto heads = [](const char *outer, const char *inner) {
+    return json{{"name", "heads"}, {"outer", outer}, {"inner", inner}, {"heads", 4},
+                {"head_dim", 3}};
+  };
+  std::vector<json> monomial{g("S"),           g("B"),           g("Z2"),
+                             g("Scale+"),      g("1"),           heads("S", "1"),
+                             heads("S", "B"),  heads("1", "Z2"), heads("S", "Scale+")};
+  for (const json &grp : monomial)
+    for (uint64_t seed = 0; seed < 5; ++seed) {
+      vfy::Rng r1(seed), r2(seed);
+      vfy::Matrix dense = vfy::drawElement(grp, 12, r1);
+      std::optional<vfy::Monomial> mono = vfy::drawMonomial(grp, 12, r2);
+      ASSERT_TRUE(mono.has_value()) << grp.dump();
+      for (int64_t i = 0; i < 12; ++i)
+        for (int64_t j = 0; j < 12; ++j)
+          ASSERT_EQ(dense(i, j), mono->col[size_t(i)] == j ? mono->factor[size_t(i)] : 0.0)
+              << grp.dump() << " seed " << seed << " at " << i << "," << j;
+      EXPECT_EQ(r1(), r2()) << grp.dump() << ": the same draws were consumed";
+    }
+  for (const json &grp : {g("GL"), g("O"), heads("S", "GL"), heads("S", "O")}) {
+    vfy::Rng r(0);
+    EXPECT_FALSE(vfy::drawMonomial(grp, 12, r).has_value()) << grp.dump();
+  }
 }
