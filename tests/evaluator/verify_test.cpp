@@ -667,3 +667,47 @@ TEST(VerifyElements, MonomialDrawsMatchDenseOnes) {
     EXPECT_FALSE(vfy::drawMonomial(grp, 12, r).has_value()) << grp.dump();
   }
 }
+
+// A claim wrong by a relative 1e-7 (float32 rounding: a float32 evaluation could
+// not tell it from a true claim) still fails, alone and composed with a true one:
+// verify evaluates in float64 and judges exact claims to 1e-9.
+TEST(VerifyComposed, ClaimWrongAtFloat32RoundingLevelFails) {
+  // y = W2 h + 1e-7 * (Relu(h) W3), h = x W1^T + b1: GL on h is broken only by
+  // the tiny ReLU branch; permutations of h hold.
+  Builder b;
+  b.input("x", {4, 6});
+  b.init("W1", {8, 6});
+  b.init("b1", {8});
+  b.init("W2", {3, 8});
+  b.init("W3", {8, 3});
+  auto *c = b.g().add_initializer();
+  c->set_name("tiny");
+  c->set_data_type(onnx::TensorProto::FLOAT);
+  c->add_float_data(1e-7f);
+  Builder::attrInt(b.node("Gemm", {"x", "W1", "b1"}, {"h"}), "transB", 1);
+  Builder::attrInt(b.node("Gemm", {"h", "W2"}, {"main"}), "transB", 1);
+  b.node("Relu", {"h"}, {"r"});
+  b.node("MatMul", {"r", "W3"}, {"side"});
+  b.node("Mul", {"side", "tiny"}, {"small"});
+  b.node("Add", {"main", "small"}, {"y"});
+  b.output("y");
+  auto claim = [](const std::string &id, const std::string &group) {
+    return json{{"id", id},
+                {"kind", "linear"},
+                {"n", 8},
+                {"group", {{"name", group}}},
+                {"members",
+                 {member("W1", 0, "out"), member("b1", 0, "out"), member("W2", 1, "in"),
+                  member("W3", 0, "out")}}};
+  };
+  for (bool compose : {true, false}) {
+    VerifyOptions o;
+    o.compose = compose;
+    VerifyReport r = run(b.m, doc({claim("perm", "S"), claim("tiny_gl", "GL")}), o);
+    EXPECT_EQ(r.failedIds(), (std::vector<std::string>{"tiny_gl"})) << "compose " << compose;
+    ASSERT_EQ(r.claims.size(), 2u);
+    EXPECT_LE(r.claims[0].maxRelErr, 1e-13);
+    EXPECT_GT(r.claims[1].maxRelErr, 1e-9);
+    EXPECT_LT(r.claims[1].maxRelErr, 1e-5); // the failure is at float32 rounding level
+  }
+}
