@@ -18,8 +18,8 @@ namespace {
 std::vector<Tensor> one(Tensor t) { return std::vector<Tensor>{std::move(t)}; }
 
 // C[M,N] += A[M,K] * B[K,N], row-major, by OpenBLAS dgemm: verify evaluates
-// whole models (ViT-B/16, ResNet) once per claim and trial, and the GEMMs are
-// nearly all of it (a hand-tiled loop ran at ~2 GFLOP/s). OpenBLAS splits the
+// whole models (ViT-B/16, ResNet) several times per trial, and the GEMMs are
+// the largest part of it (a hand-tiled loop ran at ~2 GFLOP/s). OpenBLAS splits the
 // work over M and N, never K, so a given shape sums in a fixed order.
 // transB: B is stored [N, K] (Gemm's transB, read in place instead of copied).
 //
