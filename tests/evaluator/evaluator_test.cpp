@@ -137,6 +137,62 @@ TEST(MatMul, BatchedBroadcastAndVectors) {
   EXPECT_THROW(run1(node("MatMul", 2), 13, {&m2, &bad}), EvalError);
 }
 
+// A B shared by every batch is one GEMM over all rows (nn.MultiheadAttention's
+// sequence-first [L, 1, d] x [d, 3d]); B with size-1 batch dims is shared too, and
+// a broadcast A is not folded. Sizes reach the multi-threaded GEMM as well.
+TEST(MatMul, SharedWeightFoldsBatchRows) {
+  auto check = [](std::vector<int64_t> ad, std::vector<int64_t> bd) {
+    Tensor a = randn(ad), b = randn(bd);
+    Tensor y = run1(node("MatMul", 2), 13, {&a, &b});
+    int64_t M = ad[ad.size() - 2], K = ad.back(), N = bd.back();
+    int64_t na = a.size() / (M * K), nbB = b.size() / (K * N);
+    ASSERT_EQ(y.size(), std::max(na, nbB) * M * N);
+    for (int64_t e = 0; e < std::max(na, nbB); ++e)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k)
+            s += a.data[size_t(((na > 1 ? e : 0) * M + i) * K + k)] *
+                 b.data[size_t(((nbB > 1 ? e : 0) * K + k) * N + j)];
+          ASSERT_NEAR(y.data[size_t((e * M + i) * N + j)], s, 1e-9) << e << " " << i << " " << j;
+        }
+  };
+  check({7, 1, 5}, {5, 3});
+  check({4, 3, 6}, {1, 6, 2});
+  check({1, 3, 6}, {4, 6, 2});
+  check({40, 3, 300}, {300, 700}); // above the single-thread threshold
+}
+
+TEST(Gemm, TransposedOperandsReadInPlace) {
+  Tensor a = randn({3, 4}), b = randn({5, 4}), c = randn({5});
+  onnx::NodeProto n = node("Gemm", 3);
+  setInt(n, "transB", 1);
+  Tensor y = run1(n, 13, {&a, &b, &c});
+  ASSERT_EQ(y.dims, (std::vector<int64_t>{3, 5}));
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 5; ++j) {
+      double s = at(c, {j});
+      for (int64_t k = 0; k < 4; ++k)
+        s += at(a, {i, k}) * at(b, {j, k});
+      EXPECT_NEAR(at(y, {i, j}), s, 1e-12);
+    }
+  Tensor at_ = randn({4, 3});
+  onnx::NodeProto both = node("Gemm", 2);
+  setInt(both, "transA", 1);
+  setInt(both, "transB", 1);
+  Tensor z = run1(both, 13, {&at_, &b});
+  ASSERT_EQ(z.dims, (std::vector<int64_t>{3, 5}));
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 5; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < 4; ++k)
+        s += at(at_, {k, i}) * at(b, {j, k});
+      EXPECT_NEAR(at(z, {i, j}), s, 1e-12);
+    }
+  Tensor bad = randn({5, 3});
+  EXPECT_THROW(run1(n, 13, {&a, &bad}), EvalError);
+}
+
 TEST(Conv, GroupsPadsStridesDilations) {
   Tensor x = randn({2, 4, 7, 6}), w = randn({6, 2, 3, 2}), b = randn({6});
   auto n = node("Conv", 3);

@@ -24,8 +24,12 @@ void unary(std::map<std::string, OpInfo> &r, const std::string &name, Unary f,
     if (!x.isFloat() && !(allowInt && x.isInteger()))
       ctx.unsupported("element type " + dtypeName(x.dtype));
     Tensor y = x;
-    for (double &v : y.data)
-      v = castValue(f(v, ctx), x.dtype);
+    if (x.isFloat())
+      for (double &v : y.data)
+        v = f(v, ctx);
+    else
+      for (double &v : y.data)
+        v = castValue(f(v, ctx), x.dtype);
     return std::vector<Tensor>{std::move(y)};
   };
   r[name] = std::move(info);
@@ -36,8 +40,8 @@ double sigmoid(double x) {
 }
 
 // Binary arithmetic with numpy broadcasting; both inputs have the same type.
-void binary(std::map<std::string, OpInfo> &r, const std::string &name,
-            std::function<double(double, double, DType)> f,
+template <class F>
+void binary(std::map<std::string, OpInfo> &r, const std::string &name, F f,
             std::set<std::string> attrs = {}) {
   OpInfo info;
   info.attrs = std::move(attrs);
@@ -48,7 +52,7 @@ void binary(std::map<std::string, OpInfo> &r, const std::string &name,
     if (a.isBool() || b.isBool())
       ctx.unsupported("bool operands");
     DType t = a.dtype;
-    return std::vector<Tensor>{broadcastMap(
+    return std::vector<Tensor>{broadcastApply(
         ctx, {&a, &b}, t, [&](const double *v) { return f(v[0], v[1], t); })};
   };
   r[name] = std::move(info);
@@ -187,8 +191,9 @@ void registerElementwiseOps(std::map<std::string, OpInfo> &r) {
       const Tensor &a = ctx.in(0), &b = ctx.in(1);
       if (a.isBool() || b.isBool())
         ctx.unsupported("bool operands");
-      return std::vector<Tensor>{broadcastMap(ctx, {&a, &b}, a.dtype, [](const double *v) {
-        return std::pow(v[0], v[1]);
+      // x^2 (written-out norms' variance) as x * x: the correctly rounded square.
+      return std::vector<Tensor>{broadcastApply(ctx, {&a, &b}, a.dtype, [](const double *v) {
+        return v[1] == 2.0 ? v[0] * v[0] : std::pow(v[0], v[1]);
       })};
     };
     r["Pow"] = std::move(info);

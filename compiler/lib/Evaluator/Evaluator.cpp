@@ -121,36 +121,7 @@ std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &in,
 
 Tensor broadcastMap(const OpContext &ctx, const std::vector<const Tensor *> &ins,
                     DType outType, const std::function<double(const double *)> &f) {
-  std::vector<std::vector<int64_t>> shapes;
-  for (const Tensor *t : ins)
-    shapes.push_back(t->dims);
-  std::vector<int64_t> outDims = broadcastShapes(ctx, shapes);
-  Tensor out = Tensor::zeros(outDims, outType);
-  size_t k = ins.size(), rank = outDims.size();
-  std::vector<std::vector<int64_t>> strides;
-  for (const Tensor *t : ins)
-    strides.push_back(broadcastStrides(t->dims, outDims));
-  std::vector<int64_t> idx(rank, 0), off(k, 0);
-  std::vector<double> args(k);
-  int64_t n = out.size();
-  for (int64_t e = 0; e < n; ++e) {
-    for (size_t j = 0; j < k; ++j)
-      args[j] = ins[j]->data[size_t(off[j])];
-    out.data[size_t(e)] = castValue(f(args.data()), outType);
-    // Odometer increment of the output index, keeping input offsets in step.
-    for (int64_t d = int64_t(rank) - 1; d >= 0; --d) {
-      size_t ud = size_t(d);
-      if (++idx[ud] < outDims[ud]) {
-        for (size_t j = 0; j < k; ++j)
-          off[j] += strides[j][ud];
-        break;
-      }
-      for (size_t j = 0; j < k; ++j)
-        off[j] -= strides[j][ud] * (outDims[ud] - 1);
-      idx[ud] = 0;
-    }
-  }
-  return out;
+  return broadcastApply(ctx, ins, outType, f);
 }
 
 void castInPlace(Tensor &t, DType to) {

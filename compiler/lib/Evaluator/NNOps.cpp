@@ -18,17 +18,33 @@ namespace {
 std::vector<Tensor> one(Tensor t) { return std::vector<Tensor>{std::move(t)}; }
 
 // C[M,N] += A[M,K] * B[K,N], row-major, by OpenBLAS dgemm: verify evaluates
-// whole models (ViT-B/16, ResNet) once per claim and trial, and the GEMMs are
-// nearly all of it (a hand-tiled loop ran at ~2 GFLOP/s). OpenBLAS splits the
+// whole models (ViT-B/16, ResNet) several times per trial, and the GEMMs are
+// the largest part of it (a hand-tiled loop ran at ~2 GFLOP/s). OpenBLAS splits the
 // work over M and N, never K, so a given shape sums in a fixed order.
+// transB: B is stored [N, K] (Gemm's transB, read in place instead of copied).
+//
+// OpenBLAS threads only pay on large products. Below kThreadedMacs multiply-adds
+// (attention's per-head 197 x 64 x 197 products, a CNN's late small layers) two
+// threads took 1.5x the CPU time of one on the 2-core development machine, and on
+// a loaded machine 10x the wall time (the idle thread spins in sched_yield): those
+// run on one thread, and the process's setting is restored after each.
+constexpr double kThreadedMacs = 16e6;
+
 void gemmAcc(const double *A, const double *B, double *C, int64_t M, int64_t K,
-             int64_t N) {
+             int64_t N, bool transB = false) {
   if (M == 0 || N == 0 || K == 0)
     return;
   static const bool blasReady = (rt::ensureBlasCore(), true);
   (void)blasReady;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(M), blasint(N), blasint(K),
-              1.0, A, blasint(K), B, blasint(N), 1.0, C, blasint(N));
+  int threads = openblas_get_num_threads();
+  bool single = threads > 1 && double(M) * double(N) * double(K) < kThreadedMacs;
+  if (single)
+    openblas_set_num_threads(1);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, blasint(M),
+              blasint(N), blasint(K), 1.0, A, blasint(K), B, blasint(transB ? K : N), 1.0, C,
+              blasint(N));
+  if (single)
+    openblas_set_num_threads(threads);
 }
 
 // Numpy matmul: 1-D operands are promoted, batch dims broadcast.
@@ -62,6 +78,15 @@ std::vector<Tensor> matmul(OpContext &ctx) {
   od.push_back(M);
   od.push_back(N);
   Tensor y = Tensor::zeros(od, A.dtype);
+  // B shared by every batch (a weight against [L, B, d] activations): the batch
+  // is one GEMM with M * nb rows. As nb GEMMs of M rows (often M = 1: the
+  // sequence-first projections of nn.MultiheadAttention) OpenBLAS would pack
+  // all of B once per row.
+  bool sharedB = std::all_of(sb.begin(), sb.end(), [](int64_t s) { return s == 0; });
+  if (nb > 1 && sharedB && ba == bo) {
+    gemmAcc(a.data.data(), b.data.data(), y.data.data(), M * nb, K, N);
+    nb = 0;
+  }
   std::vector<int64_t> idx(bo.size(), 0);
   for (int64_t e = 0; e < nb; ++e) {
     int64_t oa = 0, ob = 0;
@@ -96,22 +121,27 @@ Tensor transpose2(const Tensor &x) {
 }
 
 std::vector<Tensor> gemm(OpContext &ctx) {
-  Tensor a = ctx.in(0), b = ctx.in(1);
-  if (a.rank() != 2 || b.rank() != 2)
-    ctx.fail("Gemm operands must be 2-D, got " + shapeString(a.dims) + " and " +
+  // B (usually a weight) is read in place, transposed or not.
+  const Tensor &b = ctx.in(1);
+  Tensor aT;
+  const Tensor *ap = &ctx.in(0);
+  if (ap->rank() != 2 || b.rank() != 2)
+    ctx.fail("Gemm operands must be 2-D, got " + shapeString(ap->dims) + " and " +
              shapeString(b.dims));
   if (ctx.opset < 7 && ctx.hasAttr("broadcast"))
     ctx.unsupported("legacy 'broadcast' attribute");
-  if (ctx.attrInt("transA", 0))
-    a = transpose2(a);
-  if (ctx.attrInt("transB", 0))
-    b = transpose2(b);
+  if (ctx.attrInt("transA", 0)) {
+    aT = transpose2(*ap);
+    ap = &aT;
+  }
+  const Tensor &a = *ap;
+  bool transB = ctx.attrInt("transB", 0) != 0;
   double alpha = ctx.attrFloat("alpha", 1.0), beta = ctx.attrFloat("beta", 1.0);
-  int64_t M = a.dims[0], K = a.dims[1], N = b.dims[1];
-  if (b.dims[0] != K)
+  int64_t M = a.dims[0], K = a.dims[1], N = b.dims[transB ? 0 : 1];
+  if (b.dims[transB ? 1 : 0] != K)
     ctx.fail("inner dimensions differ");
   Tensor y = Tensor::zeros({M, N}, a.dtype);
-  gemmAcc(a.data.data(), b.data.data(), y.data.data(), M, K, N);
+  gemmAcc(a.data.data(), b.data.data(), y.data.data(), M, K, N, transB);
   for (double &v : y.data)
     v *= alpha;
   if (ctx.hasInput(2)) {

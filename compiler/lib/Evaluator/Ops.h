@@ -76,6 +76,57 @@ std::vector<int64_t> broadcastStrides(const std::vector<int64_t> &in,
 Tensor broadcastMap(const OpContext &ctx, const std::vector<const Tensor *> &ins,
                     DType outType,
                     const std::function<double(const double *)> &f);
+
+/// broadcastMap with f inlined (F: double(const double *args)). The output is
+/// walked row by row along its last axis, each input with its own stride there
+/// (0 when broadcast), so the per-element work is f and the cast only.
+template <class F>
+Tensor broadcastApply(const OpContext &ctx, const std::vector<const Tensor *> &ins,
+                      DType outType, F &&f) {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const Tensor *t : ins)
+    shapes.push_back(t->dims);
+  std::vector<int64_t> outDims = broadcastShapes(ctx, shapes);
+  Tensor out = Tensor::zeros(outDims, outType);
+  size_t k = ins.size(), rank = outDims.size();
+  int64_t n = out.size();
+  if (n == 0)
+    return out;
+  std::vector<std::vector<int64_t>> strides;
+  for (const Tensor *t : ins)
+    strides.push_back(broadcastStrides(t->dims, outDims));
+  bool cast = !isFloatDType(outType);
+  int64_t row = rank ? outDims[rank - 1] : 1;
+  std::vector<int64_t> inner(k, 0), off(k, 0), idx(rank, 0);
+  for (size_t j = 0; j < k; ++j)
+    inner[j] = rank ? strides[j][rank - 1] : 0;
+  std::vector<double> args(k);
+  std::vector<const double *> base(k);
+  for (size_t j = 0; j < k; ++j)
+    base[j] = ins[j]->data.data();
+  double *y = out.data.data();
+  for (int64_t e = 0; e < n; e += row) {
+    for (int64_t i = 0; i < row; ++i) {
+      for (size_t j = 0; j < k; ++j)
+        args[j] = base[j][off[j] + i * inner[j]];
+      double v = f(args.data());
+      y[e + i] = cast ? castValue(v, outType) : v;
+    }
+    // Odometer increment over the axes before the last, keeping input offsets in step.
+    for (int64_t d = int64_t(rank) - 2; d >= 0; --d) {
+      size_t ud = size_t(d);
+      if (++idx[ud] < outDims[ud]) {
+        for (size_t j = 0; j < k; ++j)
+          off[j] += strides[j][ud];
+        break;
+      }
+      for (size_t j = 0; j < k; ++j)
+        off[j] -= strides[j][ud] * (outDims[ud] - 1);
+      idx[ud] = 0;
+    }
+  }
+  return out;
+}
 /// Casts every element to t (integers truncate and wrap).
 void castInPlace(Tensor &t, DType to);
 

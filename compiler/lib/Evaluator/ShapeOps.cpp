@@ -61,6 +61,25 @@ Tensor transpose(const Tensor &x, const std::vector<int64_t> &perm) {
     }
     return y;
   }
+  // The contiguous axis stays last: copy whole rows.
+  if (r >= 2 && size_t(perm[r - 1]) + 1 == r && y.size() > 0) {
+    int64_t row = od[r - 1];
+    std::vector<int64_t> idx(r - 1, 0);
+    int64_t off = 0;
+    for (int64_t e = 0; e < y.size(); e += row) {
+      std::copy_n(x.data.begin() + off, row, y.data.begin() + e);
+      for (int64_t d = int64_t(r) - 2; d >= 0; --d) {
+        size_t ud = size_t(d);
+        if (++idx[ud] < od[ud]) {
+          off += ps[ud];
+          break;
+        }
+        off -= ps[ud] * (od[ud] - 1);
+        idx[ud] = 0;
+      }
+    }
+    return y;
+  }
   std::vector<int64_t> idx(r, 0);
   int64_t off = 0;
   for (int64_t e = 0; e < y.size(); ++e) {

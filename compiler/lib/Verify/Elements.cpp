@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 #include <stdexcept>
 
 namespace symoc {
@@ -140,7 +141,9 @@ Matrix signFlips(int64_t n, Rng &rng) {
 }
 
 Matrix signedPermutation(int64_t n, Rng &rng) {
-  return multiply(permutation(n, rng, false), signFlips(n, rng));
+  // The permutation is drawn first (argument evaluation order is unspecified).
+  Matrix p = permutation(n, rng, false);
+  return multiply(p, signFlips(n, rng));
 }
 
 Matrix haarOrthogonal(int64_t n, Rng &rng) {
@@ -318,6 +321,81 @@ Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng) {
     for (int64_t a = 0; a < d; ++a)
       for (int64_t c = 0; c < d; ++c)
         m(h * d + a, src * d + c) = b(a, c);
+  }
+  return m;
+}
+
+bool Monomial::isIdentity() const {
+  for (size_t i = 0; i < col.size(); ++i)
+    if (col[i] != int64_t(i) || factor[i] != 1.0)
+      return false;
+  return true;
+}
+
+/// drawBase's monomial groups, with the same draws from rng.
+static std::optional<Monomial> drawMonomialBase(const std::string &name, int64_t n, Rng &rng) {
+  Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n), 1.0)};
+  std::iota(m.col.begin(), m.col.end(), 0);
+  auto flips = [&] { // signFlips
+    std::bernoulli_distribution coin(0.5);
+    std::vector<double> d(static_cast<size_t>(n));
+    bool any = false;
+    for (int64_t i = 0; i < n; ++i) {
+      bool neg = coin(rng);
+      any |= neg;
+      d[size_t(i)] = neg ? -1.0 : 1.0;
+    }
+    if (!any && n > 0)
+      d[0] = -1.0;
+    return d;
+  };
+  if (name == "S") {
+    m.col = randomPerm(n, rng, true);
+  } else if (name == "B") { // permutation(n, false) x signFlips: (i, p(i)) = d[p(i)]
+    m.col = randomPerm(n, rng, false);
+    std::vector<double> d = flips();
+    for (int64_t i = 0; i < n; ++i)
+      m.factor[size_t(i)] = d[size_t(m.col[size_t(i)])];
+  } else if (name == "Z2") {
+    m.factor = flips();
+  } else if (name == "Scale+") {
+    std::normal_distribution<double> g(0.0, 0.5);
+    for (int64_t i = 0; i < n; ++i)
+      m.factor[size_t(i)] = std::exp(g(rng));
+  } else if (name != "1") {
+    return std::nullopt;
+  }
+  return m;
+}
+
+std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng &rng) {
+  if (!group.is_object() || !group.contains("name"))
+    throw std::invalid_argument("group must be an object with a \"name\"");
+  std::string name = str(group, "name", "");
+  if (name != "heads") {
+    static const std::set<std::string> monomial{"S", "B", "Z2", "Scale+", "1"};
+    return monomial.count(name) ? drawMonomialBase(name, n, rng) : std::nullopt;
+  }
+  std::string outer = str(group, "outer", "1"), inner = str(group, "inner", "1");
+  int64_t H = group.value("heads", int64_t(0)), d = group.value("head_dim", int64_t(0));
+  if (H <= 0 && d > 0 && n % d == 0) H = n / d;
+  if (d <= 0 && H > 0 && n % H == 0) d = n / H;
+  static const std::set<std::string> monomialInner{"S", "B", "Z2", "Scale+", "1"};
+  if (H <= 0 || d <= 0 || H * d != n || (outer != "S" && outer != "1") ||
+      !monomialInner.count(inner))
+    return std::nullopt; // drawElement reports what is malformed
+  // As drawElement: the outer permutation, then one inner element per head.
+  std::vector<int64_t> src(static_cast<size_t>(H));
+  std::iota(src.begin(), src.end(), 0);
+  if (outer == "S")
+    src = randomPerm(H, rng, inner == "1");
+  Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n))};
+  for (int64_t h = 0; h < H; ++h) {
+    Monomial b = *drawMonomialBase(inner, d, rng);
+    for (int64_t a = 0; a < d; ++a) {
+      m.col[size_t(h * d + a)] = src[size_t(h)] * d + b.col[size_t(a)];
+      m.factor[size_t(h * d + a)] = b.factor[size_t(a)];
+    }
   }
   return m;
 }

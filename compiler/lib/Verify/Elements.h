@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -25,6 +26,14 @@ struct Matrix {
   /// True when every row and column has exactly one non-zero (permutation
   /// times diagonal): applied in O(size) instead of O(n^2 size).
   bool isMonomial() const;
+  bool isIdentity() const;
+};
+
+/// A monomial matrix (permutation times diagonal) kept sparse: row i has its
+/// one non-zero `factor[i]` in column `col[i]`.
+struct Monomial {
+  std::vector<int64_t> col;
+  std::vector<double> factor;
   bool isIdentity() const;
 };
 
@@ -52,6 +61,12 @@ Matrix ropeCommutant(int64_t n, const std::vector<std::pair<int64_t, int64_t>> &
 /// "Z2", "1", or "heads" with outer/inner/pairs/heads/head_dim). Throws
 /// std::invalid_argument with a message for a malformed group.
 Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng);
+
+/// drawElement for groups whose elements are all monomial (S, B, Z2, Scale+,
+/// 1, and heads of those): the same element from the same random draws, without
+/// the dense n x n matrix (S(3072) would be 75 MB per draw). nullopt for the
+/// other groups; throws like drawElement for malformed ones.
+std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng &rng);
 
 /// "S(128)", "heads(S x GL, 12x64)", ...
 std::string describeGroup(const nlohmann::json &group, int64_t n);
