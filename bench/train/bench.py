@@ -176,7 +176,9 @@ def train_run(spec):
     t = spec["t"]
     bsz, steps, amp = spec["batch"], spec["steps"], spec["amp"]
     cuda = dev.type == "cuda"
-    g = torch.Generator().manual_seed(1000 + spec["seed"])
+    # Training batches: windows drawn by a generator on the device (no host round trip per
+    # step), seeded by the run's seed: every policy sees the same batches for a seed.
+    g = torch.Generator(device=dev).manual_seed(1000 + spec["seed"])
     gv = torch.Generator().manual_seed(99)
     val_starts = torch.randint(0, len(val) - t - 1, (spec["val_batches"], bsz), generator=gv)
     final_starts = torch.randint(0, len(val) - t - 1, (spec["final_val_batches"], bsz),
@@ -229,7 +231,8 @@ def train_run(spec):
         for o in opts:
             for grp in o.param_groups:
                 grp["lr"] = grp["base_lr"] * f
-        x, y = _batch(train, torch.randint(0, len(train) - t - 1, (bsz,), generator=g).to(dev), t)
+        x, y = _batch(train, torch.randint(0, len(train) - t - 1, (bsz,), generator=g,
+                                           device=dev), t)
         _zero(opts)
         loss = _forward_loss(torch, model, x, y, amp)
         loss.backward()
@@ -258,7 +261,10 @@ def time_run(spec):
     n_warm, n = spec["time_warmup"], spec["time_iters"]
     cuda = dev.type == "cuda"
     step_ms, opt_ms = [], []
+    t_end = time.time() + spec["time_cap_s"]   # a slow (host-path) policy: fewer samples
     for i in range(n_warm + n):
+        if i >= n_warm + 2 and time.time() > t_end:
+            break
         x, y = xs[i % len(xs)]
         if cuda:
             e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
@@ -284,7 +290,8 @@ def time_run(spec):
             step_ms.append(a)
             opt_ms.append(b)
     mem = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
-    return dict(spec_public(spec), status="ok", step_ms=round(statistics.median(step_ms), 3),
+    return dict(spec_public(spec), status="ok", batch=bsz, samples=len(step_ms),
+                step_ms=round(statistics.median(step_ms), 3),
                 opt_ms=round(statistics.median(opt_ms), 3),
                 step_ms_p90=round(sorted(step_ms)[int(0.9 * (len(step_ms) - 1))], 3),
                 max_mem_gib=round(mem, 2) if mem is not None else None)
@@ -305,9 +312,13 @@ def throughput_run(spec):
         _forward_loss(torch, model, x, y, spec["amp"]).backward()
         for o in opts:
             o.step()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
     for _ in range(3):
         step()
-    torch.cuda.synchronize(dev)
+    sync()
     late = time.time() - spec["start_at"]
     while time.time() < spec["start_at"]:
         time.sleep(0.005)
@@ -316,7 +327,7 @@ def throughput_run(spec):
     while time.time() - t0 < spec["seconds"]:
         for _ in range(5):
             step()
-        torch.cuda.synchronize(dev)
+        sync()
         n += 5
     return dict(spec_public(spec), status="ok", steps=n, seconds=round(time.time() - t0, 3),
                 late_s=round(late, 2))
@@ -349,7 +360,8 @@ class Bench:
         libs_json = os.path.join(a.stage, "libs.json")
         self.libs = json.load(open(libs_json)) if os.path.isfile(libs_json) else {}
         man = os.path.join(a.stage, "corpus", "manifest.json")
-        self.res = dict(meta=self.meta(man), timing=[], calibration=[], grid=[], best_lr={},
+        self.res = dict(meta=self.meta(man), timing=[], timing_batches=[], calibration=[],
+                        grid=[], best_lr={},
                         runs=[], skipped=[])
 
     def meta(self, man):
@@ -399,7 +411,8 @@ class Bench:
         s = dict(corpus=os.path.join(a.stage, "corpus"), device=a.device, libs=self.libs,
                  batch=a.batch, amp=a.amp, aux_ratio=a.aux_ratio, warmup_frac=a.warmup_frac,
                  val_batches=a.val_batches, final_val_batches=a.final_val_batches,
-                 time_warmup=a.time_warmup, time_iters=a.time_iters, seed=0, lr=None,
+                 time_warmup=a.time_warmup, time_iters=a.time_iters, time_cap_s=a.time_cap_s,
+                 seed=0, lr=None,
                  progress=a.verbose)
         s.update(kw)
         import models
@@ -429,6 +442,13 @@ class Bench:
                                                  phase="time")).result()
                 self.res["timing"].append(r)
                 self.log("time %-5s %-11s %s" % (m, p, _fmt_time(r)))
+        for bsz in self.a.time_batches:   # other batch sizes, references only (sizing)
+            for m in self.a.models:
+                for p in [p for p in TORCH_POLICIES if p in self.a.policies]:
+                    r = ex.submit(run_job, self.spec(kind="time", model=m, policy=p, batch=bsz,
+                                                     phase="time-batch")).result()
+                    self.res["timing_batches"].append(r)
+                    self.log("time %-5s %-11s batch %d: %s" % (m, p, bsz, _fmt_time(r)))
         self.save()
 
     def ms(self, m, p):
@@ -597,16 +617,23 @@ def cmd_run(a):
     for m, s in b.res["meta"]["sizes"].items():
         b.log("  %s: %.2f M parameters, %d tokens/step (batch %d x %d)" % (
             m, s["params"] / 1e6, s["tokens_per_step"], a.batch, s["config"]["t"]))
-    k = a.concurrency
-    if "calibrate" in a.phases or a.concurrency == 0:
-        k = b.phase_calibrate() if a.calibrate_k else 1
-        b.log("concurrency: %d" % k)
-    k = max(1, k)
-    with b.pool(k) as ex:
+    # time first (the numbers that size a run), then calibrate, then train; without
+    # calibration one pool of --concurrency workers serves both time and train.
+    calibrate = "calibrate" in a.phases or a.concurrency == 0
+    k = max(1, a.concurrency)
+    ex = b.pool(1 if calibrate else k)
+    try:
         if "time" in a.phases:
             b.phase_time(ex)
+        if calibrate:
+            ex.shutdown()
+            k = max(1, b.phase_calibrate() if a.calibrate_k else 1)
+            b.log("concurrency: %d" % k)
+            ex = b.pool(k)
         if "train" in a.phases:
             b.phase_train(k, ex)
+    finally:
+        ex.shutdown()
     b.save()
     b.log("results: %s" % os.path.join(a.out, "results.json"))
     return 0
@@ -625,6 +652,8 @@ def cmd_smoke(a):
     import glob
     import models
     os.makedirs(a.work, exist_ok=True)
+    import shutil
+    shutil.rmtree(os.path.join(a.work, "out"), ignore_errors=True)
     t0 = time.time()
     # a small corpus: a few of its sources (the real one is 70 MB)
     cdir = os.path.join(a.work, "corpus")
@@ -740,6 +769,10 @@ def run_parser():
     r.add_argument("--calibrate-start-s", type=float, default=25.0)
     r.add_argument("--time-warmup", type=int, default=5)
     r.add_argument("--time-iters", type=int, default=20)
+    r.add_argument("--time-cap-s", type=float, default=10.0,
+                   help="stop timing a (model, policy) after this (at least 2 samples)")
+    r.add_argument("--time-batches", type=int, nargs="*", default=[],
+                   help="also time the torch references at these batch sizes")
     r.add_argument("--budget-s", type=float, default=420.0)
     r.add_argument("--min-start-s", type=float, default=5.0,
                    help="no run starts when less than this is left of the budget")

@@ -166,7 +166,8 @@ def render(res, plots_dir=None, plot_prefix=""):
             else:
                 lr = "— (%s)" % b.get("reason", "not run")[:80]
             fin = ("%.4f ± %.4f (%d)" % (r["final"], r["sd"], r["n_final"])
-                   if r["final"] is not None else "— (%s)" % ",".join(r["status"]) or "—")
+                   if r["final"] is not None else
+                   "— (%s)" % ",".join(r["status"]) if r["status"] else "—")
 
             def hit(ref):
                 h = r["to_" + ref]
@@ -285,19 +286,40 @@ def plot(res, m, plots_dir):
     return path
 
 
+BEGIN, END = "<!-- bench/train:begin -->", "<!-- bench/train:end -->"
+
+
+def update(doc, md):
+    """Put md between the markers in doc (the rest of the file untouched)."""
+    text = open(doc).read() if os.path.exists(doc) else ""
+    block = "%s\n%s\n%s" % (BEGIN, md.rstrip("\n"), END)
+    if BEGIN in text and END in text.split(BEGIN, 1)[1]:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(doc, "w") as f:
+        f.write(text)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     ap.add_argument("--md", help="write the markdown section here (default: stdout)")
     ap.add_argument("--plots", help="folder for train_MODEL.png")
     ap.add_argument("--plot-prefix", default="", help="path prefix of the images in the md")
+    ap.add_argument("--update", metavar="DOC",
+                    help="replace the section between %s and %s in DOC (appended when absent)"
+                    % (BEGIN, END))
     a = ap.parse_args()
     res = json.load(open(a.results))
     md = render(res, a.plots, a.plot_prefix)
+    if a.update:
+        update(a.update, md)
     if a.md:
         with open(a.md, "w") as f:
             f.write(md + "\n")
-    else:
+    elif not a.update:
         print(md)
 
 
