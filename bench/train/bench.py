@@ -262,9 +262,13 @@ def time_run(spec):
     cuda = dev.type == "cuda"
     step_ms, opt_ms = [], []
     t_end = time.time() + spec["time_cap_s"]   # a slow (host-path) policy: fewer samples
-    for i in range(n_warm + n):
+    t_begin = time.time()
+    i = 0
+    while i < n_warm + n:
         if i >= n_warm + 2 and time.time() > t_end:
             break
+        if i < n_warm and i >= 1 and time.time() - t_begin > spec["time_cap_s"] / 2:
+            i = n_warm          # a slow policy: one warm-up step is enough
         x, y = xs[i % len(xs)]
         if cuda:
             e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
@@ -289,6 +293,7 @@ def time_run(spec):
         if i >= n_warm:
             step_ms.append(a)
             opt_ms.append(b)
+        i += 1
     mem = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
     return dict(spec_public(spec), status="ok", batch=bsz, samples=len(step_ms),
                 step_ms=round(statistics.median(step_ms), 3),
@@ -488,16 +493,14 @@ class Bench:
     def phase_train(self, k, ex):
         a = self.a
         self.res["meta"]["concurrency"] = k
-        order = []
-        for lr_i in range(max(len(self.grid(p)) for p in a.policies)):
-            for p in a.policies:
-                for m in a.models:
-                    if lr_i < len(self.grid(p)):
-                        order.append(self.spec(kind="train", model=m, policy=p,
-                                               lr=self.grid(p)[lr_i], seed=0,
-                                               steps=a.grid_steps, eval_every=a.grid_eval_every,
-                                               phase="grid"))
-        pending = [s for s in order if self.fits(s)]
+        # Pair by pair, the slowest (measured alone) first, so the longest seed runs start
+        # early (longest-processing-time order); a pair's seed runs start when its grid ends.
+        pairs = sorted(((m, p) for m in a.models for p in a.policies),
+                       key=lambda mp: -(self.ms(*mp) or 0.0))
+        order = [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0, steps=a.grid_steps,
+                           eval_every=a.grid_eval_every, phase="grid")
+                 for m, p in pairs for lr in self.grid(p)]
+        pending = sorted([s for s in order if self.fits(s)], key=self.priority)
         grid_left = {(m, p): 0 for m in a.models for p in a.policies}
         for s in pending:
             grid_left[(s["model"], s["policy"])] += 1
@@ -505,11 +508,14 @@ class Bench:
         n_done = 0
         self.log("phase train: %d grid runs (%d steps) then %d x %d-step seed runs, %d at a "
                  "time" % (len(pending), a.grid_steps, a.seeds, a.steps, k))
+        self.estimate(k)
         while pending or running:
             while pending and len(running) < k:
                 s = pending.pop(0)
                 if time.time() > self.deadline - a.min_start_s:
                     self.res["skipped"].append(dict(spec_public(s), reason="budget"))
+                    self.log("skip %s %s lr %g seed %d: --budget-s reached" % (
+                        s["model"], s["policy"], s["lr"], s["seed"]))
                     if s["phase"] == "grid":
                         grid_left[(s["model"], s["policy"])] -= 1
                     continue
@@ -530,14 +536,42 @@ class Bench:
                     grid_left[key] -= 1
                     if grid_left[key] == 0:
                         pending[:0] = self.seed_jobs(*key)
+                        pending.sort(key=self.priority)
             # grids cut by the budget (some points skipped) still pick from what finished
             for key, left in list(grid_left.items()):
                 if left <= 0 and not any(sp for sp in running.values()
                                          if (sp["model"], sp["policy"]) == key) and \
                         "%s/%s" % key not in self.res["best_lr"]:
                     pending[:0] = self.seed_jobs(*key)
+                    pending.sort(key=self.priority)
             self.save()
         self.log("phase train: %d runs finished" % n_done)
+
+    @staticmethod
+    def priority(s):
+        """Queue order (stable sort): the optional symoc muon last, so a run cut by the
+        budget costs it first; seed runs before grid runs."""
+        return (s["policy"] == "symoc-muon", s["phase"] == "grid")
+
+    def estimate(self, k):
+        """Log the train phase's expected length from the step times measured alone and the
+        calibrated (else --speedup) gain of K concurrent runs."""
+        a = self.a
+        seq = 0.0
+        for m in a.models:
+            for p in a.policies:
+                ms = self.ms(m, p)
+                if ms is None:
+                    continue
+                steps = len(self.grid(p)) * a.grid_steps + a.seeds * a.steps
+                if ms * a.steps / 1000.0 * a.contention <= a.max_run_s:
+                    seq += ms * steps / 1000.0
+        cal = {c["k"]: c["steps_per_s"] for c in self.res["calibration"]}
+        gain = cal[k] / cal[1] if k in cal and cal.get(1) else a.speedup
+        est = seq / max(1.0, gain)
+        self.res["meta"]["estimate_s"] = round(est, 1)
+        self.log("estimate: %.0f s of runs alone / %.1f (gain of %d concurrent runs) = %.0f s "
+                 "(budget left %.0f s)" % (seq, gain, k, est, self.deadline - time.time()))
 
     def seed_jobs(self, m, p):
         a = self.a
@@ -751,7 +785,7 @@ def run_parser():
     r.add_argument("--phases", nargs="+", default=["time", "train"],
                    choices=["time", "calibrate", "train"])
     r.add_argument("--batch", type=int, default=32)
-    r.add_argument("--grid-steps", type=int, default=300)
+    r.add_argument("--grid-steps", type=int, default=200)
     r.add_argument("--steps", type=int, default=2000)
     r.add_argument("--seeds", type=int, default=3)
     r.add_argument("--eval-every", type=int, default=100)
@@ -763,7 +797,12 @@ def run_parser():
                    help="lr of AdamW-stepped blocks of Muon-type policies = lr * this")
     r.add_argument("--grid", action="append", metavar="POLICY=LR,LR,...",
                    help="replace a policy's lr grid")
-    r.add_argument("--concurrency", type=int, default=8, help="0: calibrate")
+    r.add_argument("--concurrency", type=int, default=16,
+                   help="concurrent runs on the GPU (0: calibrate; 16 measured best of 1, 8, "
+                        "16 on the H200)")
+    r.add_argument("--speedup", type=float, default=4.0,
+                   help="throughput gain of --concurrency runs over one, for the estimate "
+                        "(measured: 4.3 at 16)")
     r.add_argument("--calibrate-k", type=int, nargs="*", default=[1, 4, 8, 12])
     r.add_argument("--calibrate-s", type=float, default=8.0)
     r.add_argument("--calibrate-start-s", type=float, default=25.0)
@@ -773,12 +812,12 @@ def run_parser():
                    help="stop timing a (model, policy) after this (at least 2 samples)")
     r.add_argument("--time-batches", type=int, nargs="*", default=[],
                    help="also time the torch references at these batch sizes")
-    r.add_argument("--budget-s", type=float, default=420.0)
+    r.add_argument("--budget-s", type=float, default=450.0)
     r.add_argument("--min-start-s", type=float, default=5.0,
                    help="no run starts when less than this is left of the budget")
-    r.add_argument("--max-run-s", type=float, default=150.0,
+    r.add_argument("--max-run-s", type=float, default=600.0,
                    help="skip runs whose measured step time says they would take longer")
-    r.add_argument("--contention", type=float, default=2.5,
+    r.add_argument("--contention", type=float, default=3.0,
                    help="slow-down of a run among --concurrency others (for --max-run-s)")
     r.add_argument("--no-amp", dest="amp", action="store_false")
     r.add_argument("--verbose", action="store_true", help="print every curve point")

@@ -7,7 +7,7 @@
 #    (CUDA backend, sm_90) and every gen/MODEL_POLICY library in one CMake project, and
 #    writes libs.json;
 # 2. bench/train/bench.py run (time, grid, seeds; options after run.sh's own defaults, so
-#    they override them; TRAINBENCH_BUDGET_S bounds the benchmark phases, default 400 s);
+#    they override them; TRAINBENCH_BUDGET_S bounds the benchmark phases, default 450 s);
 # 3. bench/train/report.py: OUT/results.md (the docs/results.md section) and the plots.
 # OUT gets: results.json, results.md, train_llama.png, train_gpt2.png, build.log (with the
 # machine's description), bench.log. The results table is printed last.
@@ -59,7 +59,7 @@ print(json.dumps(libs, indent=1))
 EOF
 
 $PY bench/train/bench.py run --stage "$ROOT" --out "$OUT" \
-  --budget-s "${TRAINBENCH_BUDGET_S:-400}" "$@" 2>&1 | tee "$OUT/bench.log"
+  --budget-s "${TRAINBENCH_BUDGET_S:-450}" "$@" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 $PY bench/train/report.py "$OUT/results.json" --md "$OUT/results.md" --plots "$OUT" \
   --plot-prefix "results/" > /dev/null 2> "$OUT/report.err" || { cat "$OUT/report.err"; rc=1; }
