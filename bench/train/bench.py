@@ -579,8 +579,11 @@ class Bench:
         fin = [r for r in pts if r.get("status") in ("ok",) and math.isfinite(r["last_val"])]
         key = "%s/%s" % (m, p)
         if not fin:
+            why = sorted({r.get("reason", r.get("status", "?")) for r in pts} |
+                         {sk["reason"].split(" (")[0] for sk in self.res["skipped"]
+                          if sk.get("model") == m and sk.get("policy") == p})
             self.res["best_lr"][key] = dict(lr=None, reason="no grid run finished: %s" % (
-                "; ".join(sorted({r.get("reason", r.get("status", "?")) for r in pts})) or "none"))
+                "; ".join(why) or "none"))
             self.log("best %s: none (%s)" % (key, self.res["best_lr"][key]["reason"]))
             return []
         best = min(fin, key=lambda r: r["last_val"])

@@ -62,7 +62,7 @@ $PY bench/train/bench.py run --stage "$ROOT" --out "$OUT" \
   --budget-s "${TRAINBENCH_BUDGET_S:-450}" "$@" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 $PY bench/train/report.py "$OUT/results.json" --md "$OUT/results.md" --plots "$OUT" \
-  --plot-prefix "results/" > /dev/null 2> "$OUT/report.err" || { cat "$OUT/report.err"; rc=1; }
+  > /dev/null 2> "$OUT/report.err" || { cat "$OUT/report.err"; rc=1; }
 [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
 rm -f "$OUT/progress.log"   # the same lines are in bench.log
 grep -E "^\[ *[0-9.]+ s\] +(time |calibrate|concurrency|  [a-z0-9-]+: )" "$OUT/bench.log"
