@@ -1,0 +1,849 @@
+#!/usr/bin/env python3
+"""Training benchmark (issue #13, item 3): byte-level LLaMA- and GPT-2-style models trained
+with torch AdamW, torch Muon + AdamW and symoc's generated optimizers; lr grid, then seeds.
+
+    python3 bench/train/bench.py run --stage DIR --out OUT [options]     (the GPU run)
+    /usr/bin/python3 bench/train/bench.py smoke --symoc BIN --runtime-lib LIB --link FLAGS
+        --work DIR                                                      (ctest, CPU, tiny)
+
+`run` reads DIR/corpus/{train,val}.bin[.xz] and DIR/libs.json ({"MODEL/POLICY": .so}) and
+writes OUT/results.json (rewritten after every finished run, so a cut-off run still leaves
+what finished), OUT/progress.log; then `report.py` makes the markdown and the plots.
+
+Phases of `run` (bench/README.md has the protocol and its reasons):
+  1. time: each (model, policy) alone on the GPU, whole training step and optimizer step
+     (CUDA events, median of --time-iters after warm-up);
+  2. calibrate (only with --concurrency auto): aggregate training throughput with K
+     concurrent processes for each K of --calibrate-k; the K of the highest throughput
+     (a larger K only when it gains >= 5 %) is used;
+  3. grid: each (model, policy, lr of its grid) for --grid-steps, seed 0;
+  4. seeds: each (model, policy) at the grid's best lr (lowest final val loss) for
+     --steps with seeds 1..--seeds.
+Phases 3 and 4 share one pool of K worker processes on the one GPU: a (model, policy)'s seed
+runs start as soon as its grid is done. --budget-s bounds the whole run: no run starts past
+it, and a running one stops there (recorded as truncated).
+"""
+import argparse
+import concurrent.futures as cf
+import json
+import math
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+TORCH_POLICIES = ("adamw", "muon")
+SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon")
+POLICIES = TORCH_POLICIES + SYMOC_POLICIES
+# lr grids (factor 2 apart). Muon-type policies (torch Muon, symoc muon/auto/symo: their
+# hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
+# (embeddings, head, gains, biases) get lr * --aux-ratio.
+GRIDS = {
+    "adamw": [7.5e-4, 1.5e-3, 3e-3, 6e-3],
+    "muon": [0.01, 0.02, 0.04, 0.08],
+    "symoc-auto": [0.01, 0.02, 0.04, 0.08],
+    "symoc-symo": [0.01, 0.02, 0.04, 0.08],
+    "symoc-muon": [0.01, 0.02, 0.04, 0.08],
+}
+BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
+WEIGHT_DECAY = 0.01          # likewise
+
+
+class Skip(Exception):
+    """A run that cannot exist here (e.g. torch.optim.Muon on torch < 2.9)."""
+
+
+# =========================================================================== worker side
+_W = {}
+
+
+def _worker_init(threads):
+    import torch
+    torch.set_num_threads(threads)
+    _W["threads"] = threads
+
+
+def _data(spec):
+    import torch
+    import corpus as corpus_mod
+    key = (spec["corpus"], spec["device"])
+    if _W.get("data_key") != key:
+        dev = torch.device(spec["device"])
+        out = []
+        for split in ("train", "val"):
+            b = corpus_mod.load_split(spec["corpus"], split)
+            out.append(torch.frombuffer(bytearray(b), dtype=torch.uint8).to(dev))
+        _W["data"], _W["data_key"] = out, key
+    return _W["data"]
+
+
+def _batch(data, starts, t):
+    import torch
+    idx = starts[:, None] + torch.arange(t + 1, device=data.device)[None, :]
+    w = data[idx].long()
+    return w[:, :-1], w[:, 1:]
+
+
+def make_optimizers(policy, model, lr, spec):
+    """[torch.optim.Optimizer] for `policy`; every param group gets 'base_lr'."""
+    import torch
+    cuda = next(model.parameters()).is_cuda
+    fused = dict(fused=True) if cuda else {}
+    aux = lr * spec["aux_ratio"]
+    named = list(model.named_parameters())
+    if policy == "adamw":
+        mats = [p for _, p in named if p.dim() >= 2]
+        vecs = [p for _, p in named if p.dim() < 2]
+        opts = [torch.optim.AdamW([dict(params=mats, weight_decay=WEIGHT_DECAY),
+                                   dict(params=vecs, weight_decay=0.0)],
+                                  lr=lr, betas=BETAS, **fused)]
+    elif policy == "muon":
+        if not hasattr(torch.optim, "Muon"):
+            raise Skip("torch.optim.Muon does not exist in torch %s (added in 2.9): the "
+                       "'muon' reference is skipped" % torch.__version__)
+        import models
+        hidden = [p for n, p in named if models.hidden_matrix(n, p)]
+        ids = {id(p) for p in hidden}
+        rest = [p for _, p in named if id(p) not in ids]
+        # Muon's README: Muon on the body's >= 2-D weights, AdamW on gains, biases, head and
+        # embeddings (betas (0.9, 0.95), decay 0.01 on both).
+        opts = [torch.optim.Muon(hidden, lr=lr, weight_decay=WEIGHT_DECAY, momentum=0.95,
+                                 nesterov=True),
+                torch.optim.AdamW(rest, lr=aux, betas=BETAS, weight_decay=WEIGHT_DECAY,
+                                  **fused)]
+    elif policy in SYMOC_POLICIES:
+        from symoc.torch import SymocOptimizer
+        lib = spec["libs"].get("%s/%s" % (spec["model"], policy))
+        if not lib:
+            raise Skip("no generated library for %s/%s" % (spec["model"], policy))
+        opt = SymocOptimizer(named, library=lib, lr=lr)
+        for name, rule in opt.param_rules().items():
+            if rule.startswith("adam"):
+                opt.set_block_multiplier(name, spec["aux_ratio"])
+        opts = [opt]
+    else:
+        raise ValueError("unknown policy %r" % policy)
+    for o in opts:
+        for g in o.param_groups:
+            g["base_lr"] = g["lr"]
+    return opts
+
+
+def _lr_factor(s, steps, warmup_frac):
+    warm = max(1, int(round(steps * warmup_frac)))
+    return min(1.0, (s + 1) / warm) * 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps))
+
+
+def _setup(spec):
+    import torch
+    import models
+    dev = torch.device(spec["device"])
+    train, val = _data(spec)
+    model = models.build(spec["model"], spec["seed"]).to(dev)
+    opts = make_optimizers(spec["policy"], model, spec["lr"], spec)
+    return torch, model, opts, train, val, dev
+
+
+def _forward_loss(torch, model, x, y, amp):
+    import torch.nn.functional as F
+    if amp:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(x)
+    else:
+        logits = model(x)
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def _zero(opts):
+    for o in opts:
+        # symoc: keep the gradient buffers (its bridge then skips re-checking the tensors)
+        o.zero_grad(set_to_none=type(o).__name__ != "SymocOptimizer")
+
+
+def train_run(spec):
+    """One training run; returns its record (curve, final val, times)."""
+    t_setup = time.time()
+    try:
+        torch, model, opts, train, val, dev = _setup(spec)
+    except Skip as e:
+        return dict(spec_public(spec), status="skipped", reason=str(e))
+    t = spec["t"]
+    bsz, steps, amp = spec["batch"], spec["steps"], spec["amp"]
+    cuda = dev.type == "cuda"
+    # Training batches: windows drawn by a generator on the device (no host round trip per
+    # step), seeded by the run's seed: every policy sees the same batches for a seed.
+    g = torch.Generator(device=dev).manual_seed(1000 + spec["seed"])
+    gv = torch.Generator().manual_seed(99)
+    val_starts = torch.randint(0, len(val) - t - 1, (spec["val_batches"], bsz), generator=gv)
+    final_starts = torch.randint(0, len(val) - t - 1, (spec["final_val_batches"], bsz),
+                                 generator=gv)
+
+    def evaluate(starts):
+        with torch.no_grad():
+            tot = 0.0
+            for row in starts:
+                x, y = _batch(val, row.to(dev), t)
+                tot += _forward_loss(torch, model, x, y, amp).item()
+        return tot / len(starts)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    curve = []
+    acc = torch.zeros((), device=dev)
+    acc_n = 0
+    train_s = 0.0
+    status = "ok"
+    deadline = spec.get("deadline") or float("inf")
+    sync()
+    t0 = time.time()
+    setup_s = t0 - t_setup
+    for s in range(steps + 1):
+        if s % spec["eval_every"] == 0 or s == steps:
+            sync()
+            train_s += time.time() - t0
+            tl = (acc.item() / acc_n) if acc_n else None
+            v = evaluate(val_starts)
+            curve.append([s, tl, v, round(train_s, 3)])
+            acc.zero_()
+            acc_n = 0
+            if spec.get("progress"):
+                print("  [%s %s lr %g seed %d] step %d val %.4f (%.1f s)"
+                      % (spec["model"], spec["policy"], spec["lr"], spec["seed"], s, v, train_s),
+                      flush=True)
+            if not math.isfinite(v):
+                status = "diverged"
+                break
+            if time.time() > deadline and s < steps:
+                status = "truncated"
+                break
+            t0 = time.time()
+        if s == steps:
+            break
+        f = _lr_factor(s, steps, spec["warmup_frac"])
+        for o in opts:
+            for grp in o.param_groups:
+                grp["lr"] = grp["base_lr"] * f
+        x, y = _batch(train, torch.randint(0, len(train) - t - 1, (bsz,), generator=g,
+                                           device=dev), t)
+        _zero(opts)
+        loss = _forward_loss(torch, model, x, y, amp)
+        loss.backward()
+        for o in opts:
+            o.step()
+        acc += loss.detach()
+        acc_n += 1
+    final = evaluate(final_starts) if status != "diverged" else float("nan")
+    skipped = sum(getattr(o, "steps_skipped", 0) for o in opts)
+    return dict(spec_public(spec), status=status, curve=curve, final_val=final,
+                last_val=curve[-1][2], steps_done=curve[-1][0], train_s=round(train_s, 3),
+                setup_s=round(setup_s, 2), blocks_skipped=skipped,
+                ms_per_step=round(1000 * train_s / max(1, curve[-1][0]), 3))
+
+
+def time_run(spec):
+    """Whole training step and optimizer step alone, CUDA events, medians (GPU alone)."""
+    try:
+        torch, model, opts, train, val, dev = _setup(spec)
+    except Skip as e:
+        return dict(spec_public(spec), status="skipped", reason=str(e))
+    t, bsz = spec["t"], spec["batch"]
+    g = torch.Generator().manual_seed(7)
+    xs = [_batch(train, torch.randint(0, len(train) - t - 1, (bsz,), generator=g).to(dev), t)
+          for _ in range(4)]
+    n_warm, n = spec["time_warmup"], spec["time_iters"]
+    cuda = dev.type == "cuda"
+    step_ms, opt_ms = [], []
+    t_end = time.time() + spec["time_cap_s"]   # a slow (host-path) policy: fewer samples
+    t_begin = time.time()
+    i = 0
+    while i < n_warm + n:
+        if i >= n_warm + 2 and time.time() > t_end:
+            break
+        if i < n_warm and i >= 1 and time.time() - t_begin > spec["time_cap_s"] / 2:
+            i = n_warm          # a slow policy: one warm-up step is enough
+        x, y = xs[i % len(xs)]
+        if cuda:
+            e = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+            e[0].record()
+        else:
+            c0 = time.perf_counter()
+        _zero(opts)
+        _forward_loss(torch, model, x, y, spec["amp"]).backward()
+        if cuda:
+            e[1].record()
+        else:
+            c1 = time.perf_counter()
+        for o in opts:
+            o.step()
+        if cuda:
+            e[2].record()
+            torch.cuda.synchronize(dev)
+            a, b = e[0].elapsed_time(e[2]), e[1].elapsed_time(e[2])
+        else:
+            c2 = time.perf_counter()
+            a, b = 1000 * (c2 - c0), 1000 * (c2 - c1)
+        if i >= n_warm:
+            step_ms.append(a)
+            opt_ms.append(b)
+        i += 1
+    mem = torch.cuda.max_memory_allocated(dev) / 2**30 if cuda else None
+    return dict(spec_public(spec), status="ok", batch=bsz, samples=len(step_ms),
+                step_ms=round(statistics.median(step_ms), 3),
+                opt_ms=round(statistics.median(opt_ms), 3),
+                step_ms_p90=round(sorted(step_ms)[int(0.9 * (len(step_ms) - 1))], 3),
+                max_mem_gib=round(mem, 2) if mem is not None else None)
+
+
+def throughput_run(spec):
+    """Steps/s of one process while K-1 others run the same (started together at start_at)."""
+    try:
+        torch, model, opts, train, val, dev = _setup(spec)
+    except Skip as e:
+        return dict(spec_public(spec), status="skipped", reason=str(e))
+    t, bsz = spec["t"], spec["batch"]
+    g = torch.Generator().manual_seed(11)
+
+    def step():
+        x, y = _batch(train, torch.randint(0, len(train) - t - 1, (bsz,), generator=g).to(dev), t)
+        _zero(opts)
+        _forward_loss(torch, model, x, y, spec["amp"]).backward()
+        for o in opts:
+            o.step()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    for _ in range(3):
+        step()
+    sync()
+    late = time.time() - spec["start_at"]
+    while time.time() < spec["start_at"]:
+        time.sleep(0.005)
+    t0 = time.time()
+    n = 0
+    while time.time() - t0 < spec["seconds"]:
+        for _ in range(5):
+            step()
+        sync()
+        n += 5
+    return dict(spec_public(spec), status="ok", steps=n, seconds=round(time.time() - t0, 3),
+                late_s=round(late, 2))
+
+
+def run_job(spec):
+    try:
+        return dict(kind=spec["kind"], **{"train": train_run, "time": time_run,
+                                          "throughput": throughput_run}[spec["kind"]](spec))
+    except Exception as e:  # one failing run must not stop the benchmark
+        import traceback
+        return dict(spec_public(spec), kind=spec["kind"], status="error",
+                    reason="%s: %s" % (type(e).__name__, str(e)[:500]),
+                    trace=traceback.format_exc()[-1500:])
+
+
+def spec_public(spec):
+    return {k: spec[k] for k in ("model", "policy", "lr", "seed", "steps", "phase")
+            if k in spec}
+
+
+# =========================================================================== scheduler
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.t_start = time.time()
+        self.deadline = self.t_start + a.budget_s
+        os.makedirs(a.out, exist_ok=True)
+        self.log_f = open(os.path.join(a.out, "progress.log"), "a")
+        libs_json = os.path.join(a.stage, "libs.json")
+        self.libs = json.load(open(libs_json)) if os.path.isfile(libs_json) else {}
+        man = os.path.join(a.stage, "corpus", "manifest.json")
+        self.res = dict(meta=self.meta(man), timing=[], timing_batches=[], calibration=[],
+                        grid=[], best_lr={},
+                        runs=[], skipped=[])
+
+    def meta(self, man):
+        import torch
+        import models
+        a = self.a
+        cuda = torch.cuda.is_available()
+        sizes = {}
+        for m in a.models:
+            cfg = models.CONFIGS[m]
+            sizes[m] = dict(config=cfg, params=models.num_params(models.build(m, 0)),
+                            tokens_per_step=a.batch * cfg["t"])
+        corpus = json.load(open(man)) if os.path.isfile(man) else None
+        if corpus:
+            corpus = {k: corpus[k] for k in ("sources", "rule", "files", "packages", "train",
+                                             "val", "total_bytes")}
+        return dict(torch=torch.__version__, device=torch.cuda.get_device_name(0) if cuda
+                    else "cpu", date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    models=a.models, policies=a.policies, sizes=sizes, batch=a.batch,
+                    grid_steps=a.grid_steps, steps=a.steps, seeds=a.seeds,
+                    eval_every=a.eval_every, grid_eval_every=a.grid_eval_every,
+                    val_batches=a.val_batches, final_val_batches=a.final_val_batches,
+                    warmup_frac=a.warmup_frac, aux_ratio=a.aux_ratio,
+                    amp="bf16 autocast (forward/backward), fp32 parameters" if a.amp else "fp32",
+                    grids={p: self.grid(p) for p in a.policies}, corpus=corpus,
+                    libs={k: os.path.basename(v) for k, v in self.libs.items()})
+
+    def grid(self, p):
+        g = self.a.grid.get(p) if self.a.grid else None
+        return g or GRIDS[p]
+
+    def log(self, msg):
+        line = "[%6.1f s] %s" % (time.time() - self.t_start, msg)
+        print(line, flush=True)
+        self.log_f.write(line + "\n")
+        self.log_f.flush()
+
+    def save(self):
+        self.res["meta"]["elapsed_s"] = round(time.time() - self.t_start, 1)
+        tmp = os.path.join(self.a.out, "results.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.res, f)
+        os.replace(tmp, os.path.join(self.a.out, "results.json"))
+
+    def spec(self, **kw):
+        a = self.a
+        s = dict(corpus=os.path.join(a.stage, "corpus"), device=a.device, libs=self.libs,
+                 batch=a.batch, amp=a.amp, aux_ratio=a.aux_ratio, warmup_frac=a.warmup_frac,
+                 val_batches=a.val_batches, final_val_batches=a.final_val_batches,
+                 time_warmup=a.time_warmup, time_iters=a.time_iters, time_cap_s=a.time_cap_s,
+                 seed=0, lr=None,
+                 progress=a.verbose)
+        s.update(kw)
+        import models
+        s["t"] = models.CONFIGS[s["model"]]["t"]
+        if s["lr"] is None:
+            s["lr"] = self.grid(s["policy"])[len(self.grid(s["policy"])) // 2 - 1]
+        return s
+
+    def pool(self, k):
+        """K worker processes (spawned: CUDA). torch runs one CPU thread per worker (its CPU
+        side only launches kernels); OpenBLAS, which symoc's host-side rules use, gets an
+        equal share of the cores."""
+        blas = max(1, (os.cpu_count() or 2) // max(1, k))
+        os.environ["OMP_NUM_THREADS"] = str(blas)
+        os.environ["OPENBLAS_NUM_THREADS"] = str(blas)
+        return cf.ProcessPoolExecutor(max_workers=k, mp_context=mp.get_context("spawn"),
+                                      initializer=_worker_init, initargs=(1,))
+
+    # ---- phase 1: step times alone on the GPU
+    def phase_time(self, ex):
+        """One job at a time on the pool of phase train (its other workers idle)."""
+        self.log("phase time: %d (model, policy) pairs, alone on the device"
+                 % (len(self.a.models) * len(self.a.policies)))
+        for m in self.a.models:
+            for p in self.a.policies:
+                r = ex.submit(run_job, self.spec(kind="time", model=m, policy=p,
+                                                 phase="time")).result()
+                self.res["timing"].append(r)
+                self.log("time %-5s %-11s %s" % (m, p, _fmt_time(r)))
+        for bsz in self.a.time_batches:   # other batch sizes, references only (sizing)
+            for m in self.a.models:
+                for p in [p for p in TORCH_POLICIES if p in self.a.policies]:
+                    r = ex.submit(run_job, self.spec(kind="time", model=m, policy=p, batch=bsz,
+                                                     phase="time-batch")).result()
+                    self.res["timing_batches"].append(r)
+                    self.log("time %-5s %-11s batch %d: %s" % (m, p, bsz, _fmt_time(r)))
+        self.save()
+
+    def ms(self, m, p):
+        for r in self.res["timing"]:
+            if r.get("model") == m and r.get("policy") == p and r.get("status") == "ok":
+                return r["step_ms"]
+        return None
+
+    # ---- phase 2: how many concurrent runs
+    def phase_calibrate(self):
+        best_k, best_rate = 1, 0.0
+        m, p = self.a.models[0], "adamw"
+        for k in self.a.calibrate_k:
+            start_at = time.time() + self.a.calibrate_start_s
+            with self.pool(k) as ex:
+                fs = [ex.submit(run_job, self.spec(kind="throughput", model=m, policy=p,
+                                                   phase="calibrate", start_at=start_at,
+                                                   seconds=self.a.calibrate_s))
+                      for _ in range(k)]
+                rs = [f.result() for f in fs]
+            ok = [r for r in rs if r.get("status") == "ok"]
+            rate = sum(r["steps"] / r["seconds"] for r in ok)
+            late = max((r["late_s"] for r in ok), default=0)
+            self.res["calibration"].append(dict(k=k, model=m, policy=p, steps_per_s=round(rate, 2),
+                                                per_run=[r.get("steps") for r in rs],
+                                                late_s=late, errors=[r.get("reason") for r in rs
+                                                                     if r.get("status") != "ok"]))
+            self.log("calibrate K=%d: %.1f steps/s in all (%s)%s" % (
+                k, rate, ", ".join(str(r.get("steps")) for r in rs),
+                "  WARNING: a process was %.1f s late to start" % late if late > 0 else ""))
+            if rate > best_rate * 1.05:
+                best_k, best_rate = k, rate
+        self.save()
+        return best_k
+
+    # ---- phases 3 + 4
+    def phase_train(self, k, ex):
+        a = self.a
+        self.res["meta"]["concurrency"] = k
+        # Pair by pair, the slowest (measured alone) first, so the longest seed runs start
+        # early (longest-processing-time order); a pair's seed runs start when its grid ends.
+        pairs = sorted(((m, p) for m in a.models for p in a.policies),
+                       key=lambda mp: -(self.ms(*mp) or 0.0))
+        order = [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0, steps=a.grid_steps,
+                           eval_every=a.grid_eval_every, phase="grid")
+                 for m, p in pairs for lr in self.grid(p)]
+        pending = sorted([s for s in order if self.fits(s)], key=self.priority)
+        grid_left = {(m, p): 0 for m in a.models for p in a.policies}
+        for s in pending:
+            grid_left[(s["model"], s["policy"])] += 1
+        running = {}
+        n_done = 0
+        self.log("phase train: %d grid runs (%d steps) then %d x %d-step seed runs, %d at a "
+                 "time" % (len(pending), a.grid_steps, a.seeds, a.steps, k))
+        self.estimate(k)
+        while pending or running:
+            while pending and len(running) < k:
+                s = pending.pop(0)
+                if time.time() > self.deadline - a.min_start_s:
+                    self.res["skipped"].append(dict(spec_public(s), reason="budget"))
+                    self.log("skip %s %s lr %g seed %d: --budget-s reached" % (
+                        s["model"], s["policy"], s["lr"], s["seed"]))
+                    if s["phase"] == "grid":
+                        grid_left[(s["model"], s["policy"])] -= 1
+                    continue
+                s["deadline"] = self.deadline
+                running[ex.submit(run_job, s)] = s
+            if not running:
+                break
+            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                s = running.pop(f)
+                r = f.result()
+                n_done += 1
+                self.log("done %-5s %-11s lr %-7g seed %d %-5s: %s" % (
+                    s["model"], s["policy"], s["lr"], s["seed"], s["phase"], _fmt_run(r)))
+                (self.res["grid"] if s["phase"] == "grid" else self.res["runs"]).append(r)
+                if s["phase"] == "grid":
+                    key = (s["model"], s["policy"])
+                    grid_left[key] -= 1
+                    if grid_left[key] == 0:
+                        pending[:0] = self.seed_jobs(*key)
+                        pending.sort(key=self.priority)
+            # grids cut by the budget (some points skipped) still pick from what finished
+            for key, left in list(grid_left.items()):
+                if left <= 0 and not any(sp for sp in running.values()
+                                         if (sp["model"], sp["policy"]) == key) and \
+                        "%s/%s" % key not in self.res["best_lr"]:
+                    pending[:0] = self.seed_jobs(*key)
+                    pending.sort(key=self.priority)
+            self.save()
+        self.log("phase train: %d runs finished" % n_done)
+
+    @staticmethod
+    def priority(s):
+        """Queue order (stable sort): the optional symoc muon last, so a run cut by the
+        budget costs it first; seed runs before grid runs."""
+        return (s["policy"] == "symoc-muon", s["phase"] == "grid")
+
+    def estimate(self, k):
+        """Log the train phase's expected length from the step times measured alone and the
+        calibrated (else --speedup) gain of K concurrent runs."""
+        a = self.a
+        seq = 0.0
+        for m in a.models:
+            for p in a.policies:
+                ms = self.ms(m, p)
+                if ms is None:
+                    continue
+                steps = len(self.grid(p)) * a.grid_steps + a.seeds * a.steps
+                if ms * a.steps / 1000.0 * a.contention <= a.max_run_s:
+                    seq += ms * steps / 1000.0
+        cal = {c["k"]: c["steps_per_s"] for c in self.res["calibration"]}
+        gain = cal[k] / cal[1] if k in cal and cal.get(1) else a.speedup
+        est = seq / max(1.0, gain)
+        self.res["meta"]["estimate_s"] = round(est, 1)
+        self.log("estimate: %.0f s of runs alone / %.1f (gain of %d concurrent runs) = %.0f s "
+                 "(budget left %.0f s)" % (seq, gain, k, est, self.deadline - time.time()))
+
+    def seed_jobs(self, m, p):
+        a = self.a
+        pts = [r for r in self.res["grid"] if r.get("model") == m and r.get("policy") == p]
+        fin = [r for r in pts if r.get("status") in ("ok",) and math.isfinite(r["last_val"])]
+        key = "%s/%s" % (m, p)
+        if not fin:
+            why = sorted({r.get("reason", r.get("status", "?")) for r in pts} |
+                         {sk["reason"].split(" (")[0] for sk in self.res["skipped"]
+                          if sk.get("model") == m and sk.get("policy") == p})
+            self.res["best_lr"][key] = dict(lr=None, reason="no grid run finished: %s" % (
+                "; ".join(why) or "none"))
+            self.log("best %s: none (%s)" % (key, self.res["best_lr"][key]["reason"]))
+            return []
+        best = min(fin, key=lambda r: r["last_val"])
+        grid = sorted(r["lr"] for r in fin)
+        edge = best["lr"] in (grid[0], grid[-1])
+        self.res["best_lr"][key] = dict(lr=best["lr"], val=best["last_val"], edge=edge,
+                                        grid={str(r["lr"]): r["last_val"] for r in pts
+                                              if "last_val" in r})
+        self.log("best %s: lr %g (val %.4f)%s" % (key, best["lr"], best["last_val"],
+                                                  "  [at the grid's edge]" if edge else ""))
+        jobs = [self.spec(kind="train", model=m, policy=p, lr=best["lr"], seed=sd,
+                          steps=a.steps, eval_every=a.eval_every, phase="seeds")
+                for sd in range(1, a.seeds + 1)]
+        return [j for j in jobs if self.fits(j)]
+
+    def fits(self, s):
+        """False (and recorded) when the measured step time says the run cannot finish in
+        --max-run-s (a policy still on a slow path)."""
+        ms = self.ms(s["model"], s["policy"])
+        if ms is None or self.a.max_run_s <= 0:
+            return True
+        est = ms * s["steps"] / 1000.0 * self.a.contention
+        if est <= self.a.max_run_s:
+            return True
+        self.res["skipped"].append(dict(spec_public(s), reason="estimated %.0f s (%.1f ms/step "
+                                        "alone x %d steps x contention %.1f) > --max-run-s %.0f"
+                                        % (est, ms, s["steps"], self.a.contention,
+                                           self.a.max_run_s)))
+        self.log("skip %s %s lr %g seed %d: estimated %.0f s > %.0f s" % (
+            s["model"], s["policy"], s["lr"], s["seed"], est, self.a.max_run_s))
+        return False
+
+
+def _fmt_time(r):
+    if r.get("status") != "ok":
+        return "%s: %s" % (r.get("status"), r.get("reason", "")[:200])
+    return "step %.2f ms (optimizer %.2f ms), p90 %.2f, %.1f GiB" % (
+        r["step_ms"], r["opt_ms"], r["step_ms_p90"], r["max_mem_gib"] or 0)
+
+
+def _fmt_run(r):
+    if r.get("status") not in ("ok", "truncated", "diverged"):
+        return "%s: %s" % (r.get("status"), r.get("reason", "")[:300])
+    return "%s, val %.4f at step %d (final %.4f), %.1f s train, %.2f ms/step" % (
+        r["status"], r["last_val"], r["steps_done"], r["final_val"], r["train_s"],
+        r["ms_per_step"])
+
+
+def parse_grids(a):
+    if isinstance(a.grid, dict):
+        return
+    grids = {}
+    for item in a.grid or []:
+        p, _, lrs = item.partition("=")
+        if p not in POLICIES or not lrs:
+            sys.exit("bench.py: error: --grid %s: want POLICY=LR,LR,... with POLICY in %s"
+                     % (item, ", ".join(POLICIES)))
+        grids[p] = [float(x) for x in lrs.split(",")]
+    a.grid = grids
+
+
+def cmd_run(a):
+    parse_grids(a)
+    b = Bench(a)
+    b.log("training benchmark: models %s, policies %s, device %s, torch %s" % (
+        ",".join(a.models), ",".join(a.policies), b.res["meta"]["device"],
+        b.res["meta"]["torch"]))
+    for m, s in b.res["meta"]["sizes"].items():
+        b.log("  %s: %.2f M parameters, %d tokens/step (batch %d x %d)" % (
+            m, s["params"] / 1e6, s["tokens_per_step"], a.batch, s["config"]["t"]))
+    # time first (the numbers that size a run), then calibrate, then train; without
+    # calibration one pool of --concurrency workers serves both time and train.
+    calibrate = "calibrate" in a.phases or a.concurrency == 0
+    k = max(1, a.concurrency)
+    ex = b.pool(1 if calibrate else k)
+    try:
+        if "time" in a.phases:
+            b.phase_time(ex)
+        if calibrate:
+            ex.shutdown()
+            k = max(1, b.phase_calibrate() if a.calibrate_k else 1)
+            b.log("concurrency: %d" % k)
+            ex = b.pool(k)
+        if "train" in a.phases:
+            b.phase_train(k, ex)
+    finally:
+        ex.shutdown()
+    b.save()
+    b.log("results: %s" % os.path.join(a.out, "results.json"))
+    return 0
+
+
+# =========================================================================== smoke (ctest)
+def cmd_smoke(a):
+    """CPU, tiny models, torch 1.13 or later: export + symoc compile + link one policy per
+    model, then a few steps of every policy through the same worker code as `run`."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("SKIP: torch is not importable")
+        return 77
+    import subprocess
+    import glob
+    import models
+    os.makedirs(a.work, exist_ok=True)
+    import shutil
+    shutil.rmtree(os.path.join(a.work, "out"), ignore_errors=True)
+    t0 = time.time()
+    # a small corpus: a few of its sources (the real one is 70 MB)
+    cdir = os.path.join(a.work, "corpus")
+    os.makedirs(cdir, exist_ok=True)
+    blob = b"\0".join(open(os.path.join(HERE, f), "rb").read()
+                      for f in ("models.py", "corpus.py", "bench.py"))
+    cut = int(0.8 * len(blob))
+    for split, part in (("train", blob[:cut]), ("val", blob[cut:])):
+        with open(os.path.join(cdir, split + ".bin"), "wb") as f:
+            f.write(part)
+    libs = {}
+    policy = a.policy
+    for m in ("llama-tiny", "gpt2-tiny"):
+        onnx_path = os.path.join(a.work, m + ".onnx")
+        models.export_onnx(m, onnx_path)
+        gen = os.path.join(a.work, "gen_%s_%s" % (m, policy))
+        name = "%s_%s" % (m.replace("-", "_"), policy.split("-")[1])
+        subprocess.run([a.symoc, "compile", onnx_path, "--policy", policy.split("-")[1],
+                        "--name", name, "-o", gen], check=True, stdout=subprocess.DEVNULL)
+        cpp = glob.glob(os.path.join(gen, "*_optimizer.cpp"))[0]
+        so = os.path.join(a.work, "lib%s_optimizer.so" % name)
+        subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-O1", "-fPIC", "-shared",
+                        "-fvisibility=hidden", "-I", gen, "-I",
+                        os.path.join(ROOT, "runtime", "include"), cpp, a.runtime_lib,
+                        "-Wl,--exclude-libs,ALL", *a.link.split(), "-o", so], check=True)
+        libs["%s/%s" % (m, policy)] = so
+    print("smoke: exported, compiled and linked in %.1f s" % (time.time() - t0), flush=True)
+    with open(os.path.join(a.work, "libs.json"), "w") as f:
+        json.dump(libs, f)
+    args = run_parser().parse_args(
+        ["run", "--stage", a.work, "--out", os.path.join(a.work, "out"), "--device", "cpu",
+         "--models", "llama-tiny", "gpt2-tiny", "--policies", "adamw", "muon", policy,
+         "--batch", "4", "--grid-steps", "3", "--steps", "6", "--seeds", "1",
+         "--eval-every", "3", "--grid-eval-every", "3", "--val-batches", "2",
+         "--final-val-batches", "2", "--concurrency", "2", "--time-iters", "2",
+         "--time-warmup", "1", "--budget-s", "300", "--no-amp", "--phases", "time", "train",
+         "--grid", "adamw=1e-3,3e-3", "--grid", "muon=0.01,0.02",
+         "--grid", "%s=0.01,0.02" % policy])
+    cmd_run(args)
+    res = json.load(open(os.path.join(a.work, "out", "results.json")))
+    problems = []
+    muon_exists = hasattr(torch.optim, "Muon")
+    for m in ("llama-tiny", "gpt2-tiny"):
+        for p in ("adamw", "muon", policy):
+            rs = [r for r in res["runs"] if r["model"] == m and r["policy"] == p]
+            gs = [r for r in res["grid"] if r["model"] == m and r["policy"] == p]
+            if p == "muon" and not muon_exists:
+                if not gs or any(r["status"] != "skipped" or "does not exist" not in r["reason"]
+                                 for r in gs):
+                    problems.append("%s/%s: expected 'skipped: torch.optim.Muon does not "
+                                    "exist', got %s" % (m, p, [r.get("status") for r in gs]))
+                continue
+            if len(gs) != 2 or len(rs) != 1:
+                problems.append("%s/%s: %d grid runs and %d seed runs (want 2 and 1): %s"
+                                % (m, p, len(gs), len(rs),
+                                   [r.get("reason") for r in gs + rs if r.get("reason")]))
+                continue
+            r = rs[0]
+            steps = [c[0] for c in r["curve"]]
+            if r["status"] != "ok" or steps != [0, 3, 6] or not math.isfinite(r["final_val"]):
+                problems.append("%s/%s: status %s, eval steps %s, final %s (%s)" % (
+                    m, p, r["status"], steps, r.get("final_val"), r.get("reason")))
+            elif not r["curve"][-1][2] < r["curve"][0][2]:
+                problems.append("%s/%s: val loss did not fall in 6 steps: %s"
+                                % (m, p, [c[2] for c in r["curve"]]))
+    times = [r for r in res["timing"] if r["status"] == "ok"]
+    if len(times) != 4 + (2 if muon_exists else 0):
+        problems.append("timing: %d ok rows" % len(times))
+    # the report renders from these results
+    import report
+    md = report.render(res, plots_dir=None)
+    if "| policy |" not in md:
+        problems.append("report: no table rendered")
+    print("smoke: %.1f s in all" % (time.time() - t0))
+    if problems:
+        print("FAIL:\n  " + "\n  ".join(problems))
+        return 1
+    print("PASS: %d grid runs, %d seed runs, %d timings%s" % (
+        len(res["grid"]), len(res["runs"]), len(times),
+        "" if muon_exists else "; torch.optim.Muon does not exist in torch %s: skipped"
+        % torch.__version__))
+    return 0
+
+
+# =========================================================================== CLI
+def run_parser():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--stage", required=True, help="folder with corpus/ and libs.json")
+    r.add_argument("--out", default=os.environ.get("OUT", "out"))
+    r.add_argument("--device", default="cuda")
+    r.add_argument("--models", nargs="+", default=["llama", "gpt2"])
+    r.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    r.add_argument("--phases", nargs="+", default=["time", "train"],
+                   choices=["time", "calibrate", "train"])
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--grid-steps", type=int, default=200)
+    r.add_argument("--steps", type=int, default=2000)
+    r.add_argument("--seeds", type=int, default=3)
+    r.add_argument("--eval-every", type=int, default=100)
+    r.add_argument("--grid-eval-every", type=int, default=50)
+    r.add_argument("--val-batches", type=int, default=4, help="fixed batches per curve point")
+    r.add_argument("--final-val-batches", type=int, default=32)
+    r.add_argument("--warmup-frac", type=float, default=0.05)
+    r.add_argument("--aux-ratio", type=float, default=0.1,
+                   help="lr of AdamW-stepped blocks of Muon-type policies = lr * this")
+    r.add_argument("--grid", action="append", metavar="POLICY=LR,LR,...",
+                   help="replace a policy's lr grid")
+    r.add_argument("--concurrency", type=int, default=16,
+                   help="concurrent runs on the GPU (0: calibrate; 16 measured best of 1, 8, "
+                        "16 on the H200)")
+    r.add_argument("--speedup", type=float, default=4.0,
+                   help="throughput gain of --concurrency runs over one, for the estimate "
+                        "(measured: 4.3 at 16)")
+    r.add_argument("--calibrate-k", type=int, nargs="*", default=[1, 4, 8, 12])
+    r.add_argument("--calibrate-s", type=float, default=8.0)
+    r.add_argument("--calibrate-start-s", type=float, default=25.0)
+    r.add_argument("--time-warmup", type=int, default=5)
+    r.add_argument("--time-iters", type=int, default=20)
+    r.add_argument("--time-cap-s", type=float, default=10.0,
+                   help="stop timing a (model, policy) after this (at least 2 samples)")
+    r.add_argument("--time-batches", type=int, nargs="*", default=[],
+                   help="also time the torch references at these batch sizes")
+    r.add_argument("--budget-s", type=float, default=450.0)
+    r.add_argument("--min-start-s", type=float, default=5.0,
+                   help="no run starts when less than this is left of the budget")
+    r.add_argument("--max-run-s", type=float, default=600.0,
+                   help="skip runs whose measured step time says they would take longer")
+    r.add_argument("--contention", type=float, default=3.0,
+                   help="slow-down of a run among --concurrency others (for --max-run-s)")
+    r.add_argument("--no-amp", dest="amp", action="store_false")
+    r.add_argument("--verbose", action="store_true", help="print every curve point")
+    s = sub.add_parser("smoke")
+    s.add_argument("--symoc", required=True)
+    s.add_argument("--runtime-lib", required=True)
+    s.add_argument("--link", default="")
+    s.add_argument("--work", required=True)
+    s.add_argument("--policy", default="symoc-auto", choices=SYMOC_POLICIES)
+    return ap
+
+
+def main(argv=None):
+    a = run_parser().parse_args(argv)
+    if a.cmd == "smoke":
+        return cmd_smoke(a)
+    if a.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            sys.exit("bench.py: error: --device cuda but torch %s sees no CUDA device"
+                     % torch.__version__)
+    return cmd_run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
