@@ -458,7 +458,10 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
         shapes.push_back(symoc::cuda::Shape{m.groups[gi].mats, m.groups[gi].sub_rows, m.groups[gi].muon.cols});
       }
     m.engine = std::make_unique<symoc::cuda::Engine>(device);
-    m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes);
+    symoc::cuda::NsTuning tune; // SYMOC_CUDA_NS=standard: no Gram Newton-Schulz for rectangular groups
+    if (ns_env && std::string(ns_env) == "standard") tune.gram_min_aspect = 0;
+    m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
+                                                                5, tune);
     m.ns_ws_bytes = m.ns_plan->workspace_bytes();
     check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
     m.polar_groups.resize(m.muon_groups.size());
