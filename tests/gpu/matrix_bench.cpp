@@ -121,10 +121,10 @@ int main(int argc, char **argv) {
       int steps;
     };
     double ns_flops = 0;
-    const std::vector<Variant> variants = {{"ns5 banks+lt", {true, true, 0}, cu::PolarIteration::NewtonSchulz, 5},
-                                           {"ns5 per-group+lt", {false, true, 0}, cu::PolarIteration::NewtonSchulz, 5},
-                                           {"ns5 banks+gemmEx", {true, false, 0}, cu::PolarIteration::NewtonSchulz, 5},
-                                           {"polar_express8 banks+lt", {true, true, 0}, cu::PolarIteration::PolarExpress, 8}};
+    const std::vector<Variant> variants = {{"ns5 banks+lt", {true, true}, cu::PolarIteration::NewtonSchulz, 5},
+                                           {"ns5 per-group+lt", {false, true}, cu::PolarIteration::NewtonSchulz, 5},
+                                           {"ns5 banks+gemmEx", {true, false}, cu::PolarIteration::NewtonSchulz, 5},
+                                           {"polar_express8 banks+lt", {true, true}, cu::PolarIteration::PolarExpress, 8}};
     double best_ms = 0;
     for (const Variant &v : variants) {
       cu::NewtonSchulzPlan plan(e, gpt2, v.it, v.steps, v.t);
@@ -166,9 +166,9 @@ int main(int argc, char **argv) {
       int restart;
     };
     const std::vector<GramVariant> gvars = {{"standard", 0, cu::NsHalf::FP16, 2},
-                                            {"gram fp16 restart2", 2.0, cu::NsHalf::FP16, 2},
-                                            {"gram bf16 restart2", 2.0, cu::NsHalf::BF16, 2},
-                                            {"gram fp16 no-restart", 2.0, cu::NsHalf::FP16, 0}};
+                                            {"gram fp16 restart2", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2},
+                                            {"gram bf16 restart2", cu::kGramNsMinAspect, cu::NsHalf::BF16, 2},
+                                            {"gram fp16 no-restart", cu::kGramNsMinAspect, cu::NsHalf::FP16, 0}};
     auto bench_set = [&](const std::string &set, const std::vector<cu::Shape> &shapes, int reps) {
       std::vector<Dev<float>> bin, bout;
       std::vector<cu::PolarGroup> gs;

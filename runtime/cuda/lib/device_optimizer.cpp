@@ -458,7 +458,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
         shapes.push_back(symoc::cuda::Shape{m.groups[gi].mats, m.groups[gi].sub_rows, m.groups[gi].muon.cols});
       }
     m.engine = std::make_unique<symoc::cuda::Engine>(device);
-    symoc::cuda::NsTuning tune; // SYMOC_CUDA_NS=standard: no Gram Newton-Schulz for rectangular groups
+    symoc::cuda::NsTuning tune; // SYMOC_CUDA_NS=gram: Gram Newton-Schulz for rectangular groups; standard: none
+    if (ns_env && std::string(ns_env) == "gram") tune.gram_min_aspect = symoc::cuda::kGramNsMinAspect;
     if (ns_env && std::string(ns_env) == "standard") tune.gram_min_aspect = 0;
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                                 5, tune);

@@ -177,6 +177,10 @@ struct PolarGroup {
 enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
 enum class NsHalf { BF16, FP16 }; // operand type of the Gram path (fp32 accumulation either way)
+// The aspect ratio from which the Gram path pays (FLOPs 44 vs 50 r^3 at k = 2r, 60 vs 90 at
+// k = 4r): the value to set in NsTuning::gram_min_aspect to turn it on. Off by default until
+// its accuracy and speed are measured on the GPU (docs/benchmarks.md, "Gram Newton-Schulz").
+constexpr double kGramNsMinAspect = 2.0;
 struct NsTuning {
   bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
   bool lt = true;    // cuBLASLt with C != D (false: cublasGemmStridedBatchedEx after a copy)
@@ -187,7 +191,7 @@ struct NsTuning {
   // restart re-forms X = Q X and R = X X^T after gram_restart steps (0: never), as published
   // for half precision. Equal to the standard iteration in exact arithmetic
   // (tests/python/test_gram_newton_schulz.py); rounding measured in tests/gpu/matrix_test.cpp.
-  double gram_min_aspect = 2.0;
+  double gram_min_aspect = 0;
   NsHalf gram_half = NsHalf::FP16;
   int gram_restart = 2;
 };
