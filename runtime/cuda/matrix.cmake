@@ -12,6 +12,7 @@ add_library(symoc_cuda_matrix STATIC
   ${SYMOC_CUDA_MATRIX_DIR}/lib/eigh.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/matfun.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/newton_schulz.cu
+  ${SYMOC_CUDA_MATRIX_DIR}/lib/gram_newton_schulz.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/polar.cu)
 target_include_directories(symoc_cuda_matrix PUBLIC $<BUILD_INTERFACE:${SYMOC_CUDA_MATRIX_DIR}/include>)
 target_link_libraries(symoc_cuda_matrix PUBLIC symoc_runtime CUDA::cudart CUDA::cublas CUDA::cublasLt CUDA::cusolver)

@@ -1,6 +1,7 @@
 // Microbenchmark of the batched matrix kernels on one GPU: the bf16 GEMM rate (8192^3), batched
 // Newton-Schulz over GPT-2-small's 48 hidden matrices (variants and CUDA-graph replay) against
-// the NS FLOP bound at that rate, and batched inverse roots (Shampoo) by eigendecomposition.
+// the NS FLOP bound at that rate, standard vs Gram Newton-Schulz on the GPT-2 and LLaMA-1B
+// sets and an aspect-ratio sweep, and batched inverse roots (Shampoo) by eigendecomposition.
 // Medians of event-timed runs after warm-up; random data. Usage: symoc_gpu_matrix_bench [out.json]
 #include "gpu_util.h"
 
@@ -154,6 +155,105 @@ int main(int argc, char **argv) {
     report("gpt2 ns5 FLOPs (TFLOP)", ns_flops / 1e12, "TFLOP");
     report("gpt2 ns5 FLOP bound at measured rate ms", bound_ms, "ms");
     report("gpt2 ns5 best / FLOP bound", best_ms / bound_ms, "x");
+
+    // 2b. Muon's Newton-Schulz over whole parameter sets, standard vs Gram Newton-Schulz
+    // (rectangular groups with k >= gram_min_aspect * r), eager and CUDA graph; the bound is
+    // the standard NS5 FLOPs at the measured rate (the bound), as in section 2.
+    struct GramVariant {
+      const char *name;
+      double aspect;
+      cu::NsHalf half;
+      int restart;
+    };
+    const std::vector<GramVariant> gvars = {{"standard", 0, cu::NsHalf::FP16, 2},
+                                            {"gram fp16 restart2", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2},
+                                            {"gram bf16 restart2", cu::kGramNsMinAspect, cu::NsHalf::BF16, 2},
+                                            {"gram fp16 no-restart", cu::kGramNsMinAspect, cu::NsHalf::FP16, 0}};
+    auto bench_set = [&](const std::string &set, const std::vector<cu::Shape> &shapes, int reps) {
+      std::vector<Dev<float>> bin, bout;
+      std::vector<cu::PolarGroup> gs;
+      bin.reserve(shapes.size()), bout.reserve(shapes.size());
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &sh = shapes[g];
+        const size_t n = size_t(sh.batch * sh.rows * sh.cols);
+        bin.emplace_back(n);
+        bout.emplace_back(n);
+        fill(bin.back().p, n, uint32_t(101 + g), 0.01f);
+        const float scale = float(std::sqrt(std::max(1.0, double(sh.rows) / double(sh.cols))));
+        gs.push_back({cu::Batch(bin.back().p, sh.batch, sh.rows, sh.cols),
+                      cu::Batch(bout.back().p, sh.batch, sh.rows, sh.cols), scale});
+      }
+      ck(cudaDeviceSynchronize(), "sync");
+      double std_flops = 0, std_best = 0;
+      for (const GramVariant &v : gvars) {
+        cu::NsTuning t;
+        t.gram_min_aspect = v.aspect;
+        t.gram_half = v.half;
+        t.gram_restart = v.restart;
+        cu::NewtonSchulzPlan plan(e, shapes, cu::PolarIteration::NewtonSchulz, 5, t);
+        Dev<char> ws{plan.workspace_bytes()};
+        cu::Workspace w{ws.p, ws.n};
+        Timing te = time_it(s, 3, reps, [&] { plan.run(gs.data(), gs.size(), w, s); });
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "begin capture");
+        plan.run(gs.data(), gs.size(), w, s);
+        ck(cudaStreamEndCapture(s, &graph), "end capture");
+        ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+        Timing tg = time_it(s, 3, reps, [&] { ck(cudaGraphLaunch(exec, s), "graph launch"); });
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        if (v.aspect == 0) std_flops = plan.flops(), std_best = std::min(te.median, tg.median);
+        const double best = std::min(te.median, tg.median);
+        report(set + " " + v.name + " ms", te.median, "ms");
+        report(set + " " + v.name + " cuda-graph ms", tg.median, "ms");
+        report(set + " " + v.name + " plan TFLOP", plan.flops() / 1e12, "TFLOP");
+        report(set + " " + v.name + " best / NS5 bound", best / (std_flops / rate * 1e3), "x");
+        report(set + " " + v.name + " best / standard best", best / std_best, "x");
+        std::printf("# %s %s: workspace %.1f MiB, cuBLASLt everywhere: %s\n", set.c_str(), v.name,
+                    double(plan.workspace_bytes()) / (1 << 20), plan.uses_lt() ? "yes" : "no");
+      }
+      report(set + " NS5 FLOP bound at measured rate ms", std_flops / rate * 1e3, "ms");
+      report(set + " NS5 FLOP bound at 790 TFLOP/s ms", std_flops / 790e12 * 1e3, "ms");
+    };
+    bench_set("set gpt2", gpt2, 30);
+    // LLaMA-1B-shaped set (bench/analyze/make_llama7b.py: d 2048, 16 layers, 8 KV heads of 64,
+    // FFN 8192), torch layouts (out x in): q, o, k, v, gate, up, down.
+    bench_set("set llama1b", {{16, 2048, 2048}, {16, 2048, 2048}, {16, 512, 2048}, {16, 512, 2048}, {16, 8192, 2048},
+                              {16, 8192, 2048}, {16, 2048, 8192}}, 10);
+    // Aspect-ratio sweep for the threshold: 12 matrices 768 x k, standard vs Gram (fp16, restart 2), graph.
+    for (int64_t k : {768 + 384, 1536, 1920, 2304, 3072, 4608}) {
+      const std::vector<cu::Shape> sh = {{12, 768, k}};
+      Dev<float> sin_{size_t(12 * 768 * k)}, sout{size_t(12 * 768 * k)};
+      fill(sin_.p, sin_.n, 7u, 0.01f);
+      cu::PolarGroup g{cu::Batch(sin_.p, 12, 768, k), cu::Batch(sout.p, 12, 768, k), 1.f};
+      double t_std = 0;
+      for (double aspect : {0.0, 1.01}) {
+        cu::NsTuning t;
+        t.gram_min_aspect = aspect;
+        cu::NewtonSchulzPlan plan(e, sh, cu::PolarIteration::NewtonSchulz, 5, t);
+        Dev<char> ws{plan.workspace_bytes()};
+        cu::Workspace w{ws.p, ws.n};
+        plan.run(&g, 1, w, s);
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), "begin capture");
+        plan.run(&g, 1, w, s);
+        ck(cudaStreamEndCapture(s, &graph), "end capture");
+        ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+        Timing tg = time_it(s, 3, 30, [&] { ck(cudaGraphLaunch(exec, s), "graph launch"); });
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        char key[96];
+        std::snprintf(key, sizeof key, "sweep 12x768x%lld %s cuda-graph ms", (long long)k, aspect == 0 ? "standard" : "gram");
+        report(key, tg.median, "ms");
+        if (aspect == 0) t_std = tg.median;
+        else {
+          std::snprintf(key, sizeof key, "sweep 12x768x%lld gram / standard", (long long)k);
+          report(key, tg.median / t_std, "x");
+        }
+      }
+    }
 
     // 3. Shampoo-style inverse 4th roots by eigendecomposition.
     struct E {

@@ -68,7 +68,7 @@ run() {
     ldd "$dir/symoc_gpu_matrix_test" | grep "not found"
   fi
   echo "== torch spread (bf16 Muon vs fp32 on the test shapes)"
-  python3 "$dir/torch_reference.py" spread "$out/spread.txt" || echo "torch spread failed"
+  python3 "$dir/torch_reference.py" spread "$out/spread.txt" 2>&1 | tee "$out/spread.log" || echo "torch spread failed"
   echo "== correctness"
   "$dir/symoc_gpu_matrix_test" "$out/spread.txt" 2>&1 | tee "$out/test.log"
   local rc=${PIPESTATUS[0]}
@@ -77,6 +77,8 @@ run() {
   python3 "$dir/torch_reference.py" bench "$out/torch_bench.json" 2>&1 | tee "$out/torch.log" || echo "torch bench failed"
   echo "== summary"
   grep -E "FAIL|checks," "$out/test.log" || true
+  grep -E "^(# )?gram " "$out/test.log" || true
+  grep -E "Gram" "$out/spread.log" 2>/dev/null || true
   grep -E "^BENCH|^#" "$out/bench.log" || true
   grep -E "^TORCH" "$out/torch.log" || true
   python3 - "$out" <<'PY' || true
@@ -89,6 +91,19 @@ print(f"GPT-2 NS5: symoc {ours:.3f} ms | bound {b['gpt2 ns5 FLOP bound at measur
       f"({ours / b['gpt2 ns5 FLOP bound at measured rate ms']:.2f}x) | torch batched "
       f"{t['torch batched ns5 (stack+bf16+unstack) ms']:.3f} ms ({ours / t['torch batched ns5 (stack+bf16+unstack) ms']:.2f}x)"
       + (f" | torch.optim.Muon {t['torch.optim.Muon step (48 matrices) ms']:.3f} ms" if 'torch.optim.Muon step (48 matrices) ms' in t else ""))
+tm = {"set gpt2": t.get("torch.optim.Muon step (48 matrices) ms"),
+      "set llama1b": t.get("torch.optim.Muon step (llama1b 112 matrices) ms")}
+for st in ("set gpt2", "set llama1b"):
+    if f"{st} standard ms" not in b:
+        continue
+    bound = b[f"{st} NS5 FLOP bound at measured rate ms"]
+    print(f"{st} NS5 bound {bound:.3f} ms (at 790 TFLOP/s {b[st + ' NS5 FLOP bound at 790 TFLOP/s ms']:.3f})"
+          + (f", torch.optim.Muon step {tm[st]:.3f} ms" if tm[st] else ""))
+    for v in ("standard", "gram fp16 restart2", "gram bf16 restart2", "gram fp16 no-restart"):
+        e, g = b[f"{st} {v} ms"], b[f"{st} {v} cuda-graph ms"]
+        best = min(e, g)
+        print(f"  {v:22s} eager {e:8.3f} graph {g:8.3f} ms | {best / bound:.2f}x bound"
+              + (f" | {best / tm[st]:.2f}x torch Muon" if tm[st] else ""))
 for k in ("1024x32x32 float32", "24x768x768 float32", "24x768x768 float64"):
     n = k.replace("float", "fp").split()
     ours_k = f"sym_pow -1/4 {n[0]} {n[1]} ms"

@@ -53,6 +53,31 @@ def iterate(G, method, steps, dtype):
     return X
 
 
+def iterate_gram(G, method, steps, dtype, restart=2):
+    """Gram Newton-Schulz (runtime/cuda/lib/gram_newton_schulz.cu's schedule) in dtype."""
+    cs, mul = coefs(method, steps)
+    X = G.float()
+    tall = G.size(-2) > G.size(-1)
+    if tall:
+        X = X.mT
+    X = (X / (X.norm(dim=(-2, -1), keepdim=True) * mul + 1e-7)).to(dtype)
+    eye = torch.eye(X.size(-2), device=X.device, dtype=dtype)
+    R, Q = X @ X.mT, None
+    for t, (a, b, c) in enumerate(cs):
+        if restart and t == restart:
+            X = Q @ X
+            R, Q = X @ X.mT, None
+        Z = c * (R @ R) + b * R
+        Q = Z + a * eye if Q is None else Q @ Z + a * Q
+        if t + 1 < steps and not (restart and t + 1 == restart):
+            W = R @ Z + a * R
+            R = Z @ W + a * W
+    X = Q @ X
+    if tall:
+        X = X.mT
+    return X
+
+
 def spread(path):
     torch.backends.cuda.matmul.allow_tf32 = False
     shapes = [(96, 200), (200, 96), (128, 128), (37, 101), (768, 3072), (3072, 768)]
@@ -69,6 +94,18 @@ def spread(path):
                     worst = max(worst, e)
                 f.write(f"{r} {c} {method} {worst:.6e}\n")
                 print(f"spread {method:14s} {r}x{c}: torch bf16 vs fp32 {worst:.3e}")
+                if r == c:
+                    continue
+                # The same for Gram Newton-Schulz in torch (fp16 / bf16, restart 2), for the record.
+                for dt in (torch.float16, torch.bfloat16):
+                    worst_g = 0.0
+                    for _ in range(3):
+                        G = 0.02 * torch.randn(3, r, c, device="cuda", generator=g)
+                        xg = iterate_gram(G, method, steps, dt).float()
+                        x32 = iterate(G, method, steps, torch.float32)
+                        e = ((xg - x32).norm(dim=(-2, -1)) / x32.norm(dim=(-2, -1))).max().item()
+                        worst_g = max(worst_g, e)
+                    print(f"spread {method:14s} {r}x{c}: torch Gram {str(dt)[6:]} vs fp32 standard {worst_g:.3e}")
 
 
 def timed(fn, warm=5, reps=50):
@@ -120,6 +157,15 @@ def bench(path):
             p.grad = g.clone()
         opt = torch.optim.Muon(params, lr=1e-3)
         res["torch.optim.Muon step (48 matrices) ms"] = timed(opt.step, 3, 20)
+        del opt, params
+        # LLaMA-1B-shaped set (matrix_bench's "set llama1b"): 112 matrices.
+        lshapes = [(2048, 2048)] * 2 + [(512, 2048)] * 2 + [(8192, 2048)] * 2 + [(2048, 8192)]
+        params = [torch.nn.Parameter(torch.rand(r, c, device=dev)) for r, c in lshapes for _ in range(16)]
+        for p in params:
+            p.grad = 0.01 * (torch.rand_like(p) * 2 - 1)
+        opt = torch.optim.Muon(params, lr=1e-3)
+        res["torch.optim.Muon step (llama1b 112 matrices) ms"] = timed(opt.step, 2, 10)
+        del opt, params
     for n, batch, dt in ((32, 1024, torch.float32), (768, 24, torch.float32), (768, 24, torch.float64)):
         G = torch.rand(batch, n, 2 * n, device=dev, dtype=dt)
         S = G @ G.mT / (2 * n)

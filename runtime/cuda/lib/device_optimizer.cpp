@@ -473,7 +473,11 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     for (const symoc::cuda::Shape &sh : m.rules->polar_shapes()) shapes.push_back(sh);
   }
   if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups and the gauged Muon blocks
-    m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes);
+    symoc::cuda::NsTuning tune; // SYMOC_CUDA_NS=gram: Gram Newton-Schulz for rectangular groups; standard: none
+    if (ns_env && std::string(ns_env) == "gram") tune.gram_min_aspect = symoc::cuda::kGramNsMinAspect;
+    if (ns_env && std::string(ns_env) == "standard") tune.gram_min_aspect = 0;
+    m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
+                                                                5, tune);
     m.ns_ws_bytes = m.ns_plan->workspace_bytes();
     check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
     m.polar_groups.resize(m.muon_groups.size());

@@ -8,13 +8,10 @@
 // Per step: one GEMM per bank for A = X X^T, one per class for B = b A + c A A, one per bank
 // for X' = a X + B X. cuBLASLt takes C != D (no copies); where it offers no algorithm, a
 // strided-batched cublasGemmEx runs after a copy of C into D.
-#include "rowops.cuh"
+#include "ns_common.cuh"
 #include "symoc/runtime/polar_coefficients.h"
 
-#include <cuda_bf16.h>
-
 #include <algorithm>
-#include <climits>
 #include <map>
 
 namespace symoc::cuda {
@@ -22,75 +19,6 @@ namespace detail {
 namespace {
 
 using bf16 = __nv_bfloat16;
-constexpr int64_t kLdAlign = 8;        // bf16 leading dimensions: multiples of 16 bytes
-constexpr int64_t kStrideAlign = 128;  // matrix strides: multiples of 256 bytes
-int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
-
-// One column-major strided-batched GEMM D = alpha op(A) op(B) + beta C, bf16 in and out,
-// fp32 compute, descriptors and algorithm chosen once.
-struct BatchedGemm {
-  cublasOperation_t opA = CUBLAS_OP_N, opB = CUBLAS_OP_N;
-  int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0, sA = 0, sB = 0, sC = 0, batch = 0;
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  bool lt = false;
-
-  void setup(Engine::Impl &e, bool try_lt) {
-    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || batch > INT_MAX) fail("newton_schulz", "dimensions too large");
-    if (!try_lt) return;
-    check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
-    int32_t ta = opA, tb = opB;
-    check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "cublasLt TRANSA");
-    check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "cublasLt TRANSB");
-    auto layout = [&](cublasLtMatrixLayout_t &l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
-      check(cublasLtMatrixLayoutCreate(&l, CUDA_R_16BF, uint64_t(rows), uint64_t(cols), ld), "cublasLtMatrixLayoutCreate");
-      int32_t bc = int32_t(batch);
-      check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)), "cublasLt batch");
-      check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)),
-            "cublasLt stride");
-    };
-    // Stored shapes (column-major) before op.
-    layout(la, opA == CUBLAS_OP_N ? m : k, opA == CUBLAS_OP_N ? k : m, lda, sA);
-    layout(lb, opB == CUBLAS_OP_N ? k : n, opB == CUBLAS_OP_N ? n : k, ldb, sB);
-    layout(lc, m, n, ldc, sC);
-    cublasLtMatmulPreference_t pref;
-    check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    uint64_t wsb = e.lib_ws_bytes;
-    check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
-          "cublasLt workspace preference");
-    cublasLtMatmulHeuristicResult_t res{};
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
-      algo = res.algo;
-      lt = true;
-    }
-  }
-  void destroy() {
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-    la = lb = lc = nullptr;
-    desc = nullptr;
-  }
-  void run(Engine::Impl &e, float alpha, const bf16 *A, const bf16 *B, float beta, const bf16 *C, bf16 *D,
-           cudaStream_t s) const {
-    if (lt) {
-      check(cublasLtMatmul(e.lt, desc, &alpha, A, la, B, lb, &beta, C, lc, D, lc, &algo, e.lib_ws, e.lib_ws_bytes, s),
-            "cublasLtMatmul (newton_schulz)");
-      return;
-    }
-    if (beta != 0.f && C != D)
-      check(cudaMemcpyAsync(D, C, size_t(sC * batch) * sizeof(bf16), cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync");
-    check(cublasGemmStridedBatchedEx(e.blas, opA, opB, int(m), int(n), int(k), &alpha, A, CUDA_R_16BF, int(lda), sA, B,
-                                     CUDA_R_16BF, int(ldb), sB, &beta, D, CUDA_R_16BF, int(ldc), sC, int(batch),
-                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmStridedBatchedEx (newton_schulz)");
-  }
-};
 
 struct BankInfo {
   int64_t r = 0, k = 0, ldk = 0, sx = 0, count = 0;
@@ -112,57 +40,6 @@ struct GroupInfo {
   int64_t global = 0;  // index over all matrices (norm partials)
 };
 
-__global__ void pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld, int64_t stride, bool tall,
-                            const double *part, int64_t part_first, double scale_mul, bf16 *X, int64_t ldk, int64_t sx) {
-  __shared__ float tile[32][33];
-  const int64_t b = blockIdx.z;
-  const float inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
-  const float *src = in + b * stride;
-  bf16 *dst = X + b * sx;
-  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32;
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    const int64_t i = i0 + t, j = j0 + threadIdx.x;
-    if (i < R && j < C) tile[t][threadIdx.x] = src[i * ld + j];
-  }
-  __syncthreads();
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    if (!tall) {
-      const int64_t i = i0 + t, j = j0 + threadIdx.x;
-      if (i < R && j < C) dst[i * ldk + j] = __float2bfloat16(tile[t][threadIdx.x] * inv);
-    } else { // element (i, j) of the input goes to (j, i)
-      const int64_t j = j0 + t, i = i0 + threadIdx.x;
-      if (i < R && j < C) dst[j * ldk + i] = __float2bfloat16(tile[threadIdx.x][t] * inv);
-    }
-  }
-}
-
-__global__ void unpack_kernel(const bf16 *X, int64_t ldk, int64_t sx, bool tall, float scale, float *out, int64_t R,
-                              int64_t C, int64_t ld, int64_t stride) {
-  __shared__ float tile[32][33];
-  const int64_t b = blockIdx.z;
-  const bf16 *src = X + b * sx;
-  float *dst = out + b * stride;
-  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32; // tile of the output
-  if (!tall) {
-    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-      const int64_t i = i0 + t, j = j0 + threadIdx.x;
-      if (i < R && j < C) dst[i * ld + j] = scale * __bfloat162float(src[i * ldk + j]);
-    }
-    return;
-  }
-  // out(i, j) = X(j, i): read rows j of X coalesced along i.
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    const int64_t j = j0 + t, i = i0 + threadIdx.x;
-    if (i < R && j < C) tile[t][threadIdx.x] = __bfloat162float(src[j * ldk + i]);
-  }
-  __syncthreads();
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    const int64_t i = i0 + t, j = j0 + threadIdx.x;
-    if (i < R && j < C) dst[i * ld + j] = scale * tile[threadIdx.x][t];
-  }
-}
-
-
 } // namespace
 } // namespace detail
 
@@ -178,10 +55,23 @@ struct NewtonSchulzPlan::Impl {
   std::vector<ClassInfo> classes;
   int64_t total = 0;
   size_t bytes = 0;
+  // Groups that tune.gram_min_aspect sends to the Gram iteration (gram_newton_schulz.cu):
+  // route[i] >= 0 indexes this plan's groups, -1 - route[i] the Gram plan's.
+  std::vector<int> route;
+  std::unique_ptr<GramNewtonSchulz> gram;
+  size_t own_bytes = 0;
+  std::vector<PolarGroup> own_args, gram_args; // per run, sized here
 
-  Impl(Engine::Impl &e, std::vector<Shape> shapes, PolarIteration it, int steps, NsTuning t)
+  Impl(Engine::Impl &e, std::vector<Shape> all, PolarIteration it, int steps, NsTuning t)
       : e(e), iter(it), steps(steps), tune(t) {
     if (steps < 0) fail("newton_schulz", "steps must be >= 0");
+    std::vector<Shape> shapes, gram_shapes;
+    for (const Shape &sh : all) {
+      const int64_t r = std::min(sh.rows, sh.cols), k = std::max(sh.rows, sh.cols);
+      const bool g = t.gram_min_aspect > 0 && r > 0 && k > r && double(k) >= t.gram_min_aspect * double(r);
+      route.push_back(g ? -1 - int(gram_shapes.size()) : int(shapes.size()));
+      (g ? gram_shapes : shapes).push_back(sh);
+    }
     std::map<std::pair<int64_t, int64_t>, int> bank_of;
     std::map<int64_t, int> class_of;
     for (const Shape &sh : shapes) {
@@ -254,7 +144,13 @@ struct NewtonSchulzPlan::Impl {
     }
     Carver cv;
     layout(cv);
-    bytes = cv.used();
+    bytes = own_bytes = cv.used();
+    if (!gram_shapes.empty()) {
+      gram = std::make_unique<GramNewtonSchulz>(e, gram_shapes, it, steps, t);
+      bytes = align_up(own_bytes) + gram->workspace_bytes();
+      own_args.resize(shapes.size());
+      gram_args.resize(gram_shapes.size());
+    }
   }
   ~Impl() {
     for (BankInfo &b : banks) b.gram.destroy(), b.apply.destroy();
@@ -280,10 +176,20 @@ struct NewtonSchulzPlan::Impl {
     double f = 0;
     for (const BankInfo &b : banks)
       f += double(steps) * double(b.count) * (4.0 * double(b.r) * b.r * b.k + 2.0 * double(b.r) * b.r * b.r);
-    return f;
+    return f + (gram ? gram->flops() : 0.0);
   }
 
   void run(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s) {
+    if (!gram) return run_own(gs, n, ws, s);
+    if (n != route.size())
+      fail("newton_schulz", "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(route.size()));
+    need_workspace(ws, bytes, "newton_schulz");
+    for (size_t i = 0; i < n; ++i) (route[i] >= 0 ? own_args[size_t(route[i])] : gram_args[size_t(-1 - route[i])]) = gs[i];
+    run_own(own_args.data(), own_args.size(), Workspace{ws.ptr, own_bytes}, s);
+    gram->run(gram_args.data(), gram_args.size(),
+              Workspace{static_cast<char *>(ws.ptr) + align_up(own_bytes), ws.bytes - align_up(own_bytes)}, s);
+  }
+  void run_own(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s) {
     if (n != groups.size())
       fail("newton_schulz", "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(groups.size()));
     for (size_t i = 0; i < n; ++i) {
@@ -296,7 +202,7 @@ struct NewtonSchulzPlan::Impl {
                                     std::to_string(sh.batch) + " x " + std::to_string(sh.rows) + "x" +
                                     std::to_string(sh.cols));
     }
-    need_workspace(ws, bytes, "newton_schulz");
+    need_workspace(ws, own_bytes, "newton_schulz");
     Carver cv(ws.ptr);
     double *part = layout(cv);
     e.bind(s);
@@ -311,7 +217,7 @@ struct NewtonSchulzPlan::Impl {
                             s);
       const BankInfo &b = banks[size_t(g.bank)];
       const dim3 grid(unsigned((in.cols + 31) / 32), unsigned((in.rows + 31) / 32), unsigned(in.batch));
-      pack_kernel<<<grid, dim3(32, 8), 0, s>>>(in.data, in.rows, in.cols, in.ld, sin, g.tall, part, g.global, scale_mul,
+      ns_pack_kernel<bf16><<<grid, dim3(32, 8), 0, s>>>(in.data, in.rows, in.cols, in.ld, sin, g.tall, part, g.global, scale_mul,
                                                b.X0 + g.first * b.sx, b.ldk, b.sx);
       check_launch("newton_schulz pack");
     }
@@ -341,7 +247,7 @@ struct NewtonSchulzPlan::Impl {
       const BankInfo &b = banks[size_t(g.bank)];
       const Batch &out = gs[i].out;
       const dim3 grid(unsigned((out.cols + 31) / 32), unsigned((out.rows + 31) / 32), unsigned(out.batch));
-      unpack_kernel<<<grid, dim3(32, 8), 0, s>>>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall,
+      ns_unpack_kernel<bf16><<<grid, dim3(32, 8), 0, s>>>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall,
                                                  gs[i].out_scale, out.data, out.rows, out.cols, out.ld,
                                                  out.batch > 1 ? out.stride : 0);
       check_launch("newton_schulz unpack");
@@ -359,7 +265,7 @@ bool NewtonSchulzPlan::uses_lt() const {
     if (!b.gram.lt || !b.apply.lt) return false;
   for (const auto &c : impl_->classes)
     if (!c.square.lt) return false;
-  return true;
+  return !impl_->gram || impl_->gram->uses_lt();
 }
 void NewtonSchulzPlan::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {
   impl_->run(groups, n, ws, s);

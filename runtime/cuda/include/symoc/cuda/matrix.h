@@ -176,9 +176,24 @@ struct PolarGroup {
 };
 enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
+enum class NsHalf { BF16, FP16 }; // operand type of the Gram path (fp32 accumulation either way)
+// The aspect ratio from which the Gram path pays (FLOPs 44 vs 50 r^3 at k = 2r, 60 vs 90 at
+// k = 4r): the value to set in NsTuning::gram_min_aspect to turn it on. Off by default until
+// its accuracy and speed are measured on the GPU (docs/benchmarks.md, "Gram Newton-Schulz").
+constexpr double kGramNsMinAspect = 2.0;
 struct NsTuning {
   bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
   bool lt = true;    // cuBLASLt with C != D (false: cublasGemmStridedBatchedEx after a copy)
+  // Gram Newton-Schulz for the groups whose wide orientation r x k has k >= gram_min_aspect * r
+  // and k > r (0: never): the same quintic on R = X X^T (r x r), X_t = Q_t X with Q_t a
+  // polynomial in R, so X is multiplied only to form R and to apply Q (8 r^2 k + 28 r^3 FLOPs
+  // for 5 steps with one restart, against 20 r^2 k + 10 r^3; break-even k = 1.5 r). The
+  // restart re-forms X = Q X and R = X X^T after gram_restart steps (0: never), as published
+  // for half precision. Equal to the standard iteration in exact arithmetic
+  // (tests/python/test_gram_newton_schulz.py); rounding measured in tests/gpu/matrix_test.cpp.
+  double gram_min_aspect = 0;
+  NsHalf gram_half = NsHalf::FP16;
+  int gram_restart = 2;
 };
 class NewtonSchulzPlan {
 public:
@@ -188,7 +203,8 @@ public:
   size_t workspace_bytes() const;
   // groups[i] must have the shape given at construction.
   void run(const PolarGroup *groups, size_t n, Workspace, cudaStream_t);
-  // Floating-point operations of one run (4 r^2 k + 2 r^3 per matrix and step).
+  // Floating-point operations of one run (4 r^2 k + 2 r^3 per matrix and step; the Gram
+  // path's own count for its groups).
   double flops() const;
   bool uses_lt() const; // every GEMM found a cuBLASLt algorithm
   struct Impl;

@@ -1,0 +1,319 @@
+// Gram Newton-Schulz: NewtonSchulzPlan's quintic for rectangular matrices, iterated on the
+// r x r Gram matrix instead of the r x k matrix (r < k, the wide orientation).
+//
+// Math. With R = X X^T, one step X' = a X + (b R + c R^2) X is X' = P X with P = a I + Z,
+// Z = b R + c R^2, a polynomial in R; then R' = X' X'^T = P R P. So after t steps
+// X_t = Q_t X_0 with Q_t = P_{t-1} ... P_0, all polynomials in R_0 (symmetric, commuting),
+// and the iteration needs X only to form R_0 and to apply Q at the end:
+//   R = X X^T;  per step: Z = c R R + b R;  Q = Q Z + a Q (the first step: Q = Z + a I);
+//                         W = R Z + a R;  R = Z W + a W (skipped when R is not needed again)
+//   X = Q X.
+// In exact arithmetic this is the standard iteration (tests/python/test_gram_newton_schulz.py
+// checks it in float64); in half precision the rounding of R and Q compounds, so after
+// `restart` steps X is re-formed (X = Q X, R = X X^T, Q restarts), as in Dao-AILab's
+// gram-newton-schulz (restart after step 2, fp16 operands). FLOPs for 5 steps with the
+// restart after step 2, r x k: 8 r^2 k + 28 r^3 (flops() counts any steps and restart),
+// against 5 (4 r^2 k + 2 r^3) for the standard iteration: 60 vs 90 r^3 at k = 4r, equal at
+// k = 1.5 r.
+//
+// Layout as newton_schulz.cu: banks of equal wide shape (r, k) hold X (two buffers); classes
+// of equal r hold R, Z, Q and a scratch T, so every r x r product of a class is one
+// strided-batched GEMM. Operands fp16 or bf16 (NsTuning::gram_half), fp32 accumulation, every
+// GEMM output rounded to the operand type.
+#include "ns_common.cuh"
+#include "symoc/runtime/polar_coefficients.h"
+
+#include <algorithm>
+#include <map>
+
+namespace symoc::cuda {
+namespace detail {
+namespace {
+
+// Q_b = Z_b + a I over the r x r interiors of a batch (ld ldr, stride sr).
+template <class T>
+__global__ void add_identity_kernel(const T *Z, T *Q, int64_t r, int64_t ldr, int64_t sr, float a) {
+  const int64_t b = blockIdx.y, total = r * r;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = e / r, j = e - i * r, o = b * sr + i * ldr + j;
+    store_half(Q[o], load_half(Z[o]) + (i == j ? a : 0.f));
+  }
+}
+
+struct GBank {
+  int64_t r = 0, k = 0, ldk = 0, sx = 0, count = 0;
+  int cls = 0;
+  int64_t cls_first = 0;
+  void *X[2] = {nullptr, nullptr};
+  BatchedGemm gram, apply;
+};
+struct GClass {
+  int64_t r = 0, ldr = 0, sr = 0, count = 0;
+  void *R = nullptr, *Z = nullptr, *Q = nullptr, *T = nullptr;
+  BatchedGemm square;
+};
+struct GGroup {
+  Shape shape;
+  bool tall = false;
+  int bank = -1;
+  int64_t first = 0, global = 0;
+};
+
+char *at(void *base, int64_t elems) { return static_cast<char *>(base) + elems * 2; } // 16-bit elements
+
+} // namespace
+} // namespace detail
+
+using namespace detail;
+
+struct GramNewtonSchulz::Impl {
+  Engine::Impl &e;
+  PolarIteration iter;
+  int steps, restart;
+  NsTuning tune;
+  cudaDataType_t type;
+  std::vector<GGroup> groups;
+  std::vector<GBank> banks;
+  std::vector<GClass> classes;
+  int64_t total = 0;
+  size_t bytes = 0;
+
+  Impl(Engine::Impl &e, const std::vector<Shape> &shapes, PolarIteration it, int steps, const NsTuning &t)
+      : e(e), iter(it), steps(steps), restart(t.gram_restart), tune(t),
+        type(t.gram_half == NsHalf::FP16 ? CUDA_R_16F : CUDA_R_16BF) {
+    if (steps < 0) fail("gram_newton_schulz", "steps must be >= 0");
+    if (restart < 0) fail("gram_newton_schulz", "restart must be >= 0");
+    std::map<std::pair<int64_t, int64_t>, int> bank_of;
+    for (const Shape &sh : shapes) {
+      if (sh.batch < 1 || sh.rows < 1 || sh.cols < 1) fail("gram_newton_schulz", "invalid group shape");
+      if (sh.batch > 65535) fail("gram_newton_schulz", "group batch above 65535");
+      GGroup g;
+      g.shape = sh, g.global = total, g.tall = sh.rows > sh.cols;
+      total += sh.batch;
+      std::pair<int64_t, int64_t> key(std::min(sh.rows, sh.cols), std::max(sh.rows, sh.cols));
+      if (!tune.banks) key.second = -int64_t(groups.size()) - 1;
+      auto bit = bank_of.find(key);
+      if (bit == bank_of.end()) {
+        bit = bank_of.emplace(key, int(banks.size())).first;
+        GBank b;
+        b.r = std::min(sh.rows, sh.cols), b.k = std::max(sh.rows, sh.cols);
+        banks.push_back(b);
+      }
+      g.bank = bit->second;
+      g.first = banks[size_t(g.bank)].count;
+      banks[size_t(g.bank)].count += sh.batch;
+      groups.push_back(g);
+    }
+    std::map<int64_t, int> class_of;
+    for (size_t bi = 0; bi < banks.size(); ++bi) {
+      GBank &b = banks[bi];
+      const int64_t ckey = tune.banks ? b.r : -int64_t(bi) - 1;
+      auto cit = class_of.find(ckey);
+      if (cit == class_of.end()) {
+        cit = class_of.emplace(ckey, int(classes.size())).first;
+        GClass c;
+        c.r = b.r;
+        classes.push_back(c);
+      }
+      b.cls = cit->second;
+      b.cls_first = classes[size_t(b.cls)].count;
+      classes[size_t(b.cls)].count += b.count;
+      b.ldk = round_up(b.k, kLdAlign);
+      b.sx = round_up(b.r * b.ldk, kStrideAlign);
+    }
+    for (GClass &c : classes) {
+      c.ldr = round_up(c.r, kLdAlign);
+      c.sr = round_up(c.r * c.ldr, kStrideAlign);
+      // Every r x r product D = alpha A B + beta C of the class (symmetric operands: the
+      // column-major views need no transposes).
+      c.square.type = type;
+      c.square.m = c.square.n = c.square.k = c.r;
+      c.square.lda = c.square.ldb = c.square.ldc = c.ldr;
+      c.square.sA = c.square.sB = c.square.sC = c.sr;
+      c.square.batch = c.count;
+      c.square.setup(e, tune.lt);
+    }
+    for (GBank &b : banks) {
+      const GClass &c = classes[size_t(b.cls)];
+      // R = X X^T: column-major R = Xcm^T Xcm, Xcm (k x r, ld ldk) the stored X.
+      b.gram.type = type;
+      b.gram.opA = CUBLAS_OP_T, b.gram.opB = CUBLAS_OP_N;
+      b.gram.m = b.r, b.gram.n = b.r, b.gram.k = b.k;
+      b.gram.lda = b.ldk, b.gram.ldb = b.ldk, b.gram.ldc = c.ldr;
+      b.gram.sA = b.sx, b.gram.sB = b.sx, b.gram.sC = c.sr, b.gram.batch = b.count;
+      b.gram.setup(e, tune.lt);
+      // X' = Q X: column-major X'cm (k x r) = Xcm (k x r) Qstored (r x r).
+      b.apply.type = type;
+      b.apply.m = b.k, b.apply.n = b.r, b.apply.k = b.r;
+      b.apply.lda = b.ldk, b.apply.ldb = c.ldr, b.apply.ldc = b.ldk;
+      b.apply.sA = b.sx, b.apply.sB = c.sr, b.apply.sC = b.sx, b.apply.batch = b.count;
+      b.apply.setup(e, tune.lt);
+    }
+    Carver cv;
+    layout(cv);
+    bytes = cv.used();
+  }
+  ~Impl() {
+    for (GBank &b : banks) b.gram.destroy(), b.apply.destroy();
+    for (GClass &c : classes) c.square.destroy();
+  }
+  double *layout(Carver &cv) {
+    double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
+    for (GBank &b : banks)
+      for (void *&x : b.X) x = cv.take<uint16_t>(size_t(b.sx * b.count));
+    for (GClass &c : classes)
+      for (void **p : {&c.R, &c.Z, &c.Q, &c.T}) *p = cv.take<uint16_t>(size_t(c.sr * c.count));
+    return part;
+  }
+  void coef(int s, float &a, float &b, float &c) const {
+    const rt::OddQuintic q = iter == PolarIteration::NewtonSchulz ? rt::kNewtonSchulz5 : rt::polar_express_step(s);
+    a = float(q.a), b = float(q.b), c = float(q.c);
+  }
+  // Steps at which R is re-formed from X (t == restart), and whether step t updates R.
+  bool restarts_at(int t) const { return restart > 0 && t == restart && t < steps; }
+  bool updates_r(int t) const { return t + 1 < steps && !restarts_at(t + 1); }
+  double flops() const {
+    double f = 0;
+    for (const GBank &b : banks) {
+      if (steps == 0) continue;
+      const double r = double(b.r), k = double(b.k), n = double(b.count);
+      double per = 2 * r * r * k + 2 * r * r * k; // R_0 = X X^T and the final Q X
+      for (int t = 0; t < steps; ++t) {
+        if (restarts_at(t)) per += 4 * r * r * k;           // X = Q X, R = X X^T
+        per += 2 * r * r * r;                                 // Z
+        if (t > 0 && !restarts_at(t)) per += 2 * r * r * r;   // Q Z
+        if (updates_r(t)) per += 4 * r * r * r;               // W, R
+      }
+      f += n * per;
+    }
+    return f;
+  }
+
+  template <class T> void pack(const GGroup &g, const Batch &in, int64_t sin, const double *part, double mul, cudaStream_t s) {
+    const GBank &b = banks[size_t(g.bank)];
+    const dim3 grid(unsigned((in.cols + 31) / 32), unsigned((in.rows + 31) / 32), unsigned(in.batch));
+    ns_pack_kernel<T><<<grid, dim3(32, 8), 0, s>>>(in.data, in.rows, in.cols, in.ld, sin, g.tall, part, g.global, mul,
+                                                   reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk, b.sx);
+    check_launch("gram_newton_schulz pack");
+  }
+  template <class T> void unpack(const GGroup &g, const PolarGroup &pg, int cur, cudaStream_t s) {
+    const GBank &b = banks[size_t(g.bank)];
+    const Batch &out = pg.out;
+    const dim3 grid(unsigned((out.cols + 31) / 32), unsigned((out.rows + 31) / 32), unsigned(out.batch));
+    ns_unpack_kernel<T><<<grid, dim3(32, 8), 0, s>>>(reinterpret_cast<const T *>(at(b.X[cur], g.first * b.sx)), b.ldk,
+                                                     b.sx, g.tall, pg.out_scale, out.data, out.rows, out.cols, out.ld,
+                                                     out.batch > 1 ? out.stride : 0);
+    check_launch("gram_newton_schulz unpack");
+  }
+  template <class T> void add_identity(const GClass &c, float a, cudaStream_t s) {
+    const int64_t total_el = c.r * c.r;
+    const dim3 grid(unsigned(std::min<int64_t>((total_el + 255) / 256, 1024)), unsigned(c.count));
+    add_identity_kernel<T><<<grid, 256, 0, s>>>(static_cast<const T *>(c.Z), static_cast<T *>(c.Q), c.r, c.ldr, c.sr, a);
+    check_launch("gram_newton_schulz add_identity");
+  }
+
+  // R = X X^T for every bank, X = X[cur].
+  void form_gram(int cur, cudaStream_t s) {
+    for (const GBank &b : banks) {
+      const GClass &c = classes[size_t(b.cls)];
+      void *R = at(c.R, b.cls_first * c.sr);
+      b.gram.run(e, 1.f, b.X[cur], b.X[cur], 0.f, R, R, s);
+    }
+  }
+  // X[1 - cur] = Q X[cur] for every bank.
+  void apply_q(int cur, cudaStream_t s) {
+    for (const GBank &b : banks) {
+      const GClass &c = classes[size_t(b.cls)];
+      b.apply.run(e, 1.f, b.X[cur], at(c.Q, b.cls_first * c.sr), 0.f, b.X[1 - cur], b.X[1 - cur], s);
+    }
+  }
+
+  void run(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s) {
+    if (n != groups.size())
+      fail("gram_newton_schulz",
+           "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(groups.size()));
+    for (size_t i = 0; i < n; ++i) {
+      const Shape &sh = groups[i].shape;
+      check_batch(gs[i].in, "gram_newton_schulz", "in");
+      check_batch(gs[i].out, "gram_newton_schulz", "out");
+      for (const Batch *x : {&gs[i].in, &gs[i].out})
+        if (x->batch != sh.batch || x->rows != sh.rows || x->cols != sh.cols)
+          fail("gram_newton_schulz", "group " + std::to_string(i) + " differs from the plan's shape " +
+                                         std::to_string(sh.batch) + " x " + std::to_string(sh.rows) + "x" +
+                                         std::to_string(sh.cols));
+    }
+    need_workspace(ws, bytes, "gram_newton_schulz");
+    Carver cv(ws.ptr);
+    double *part = layout(cv);
+    e.bind(s);
+    const bool fp16 = type == CUDA_R_16F;
+    const double scale_mul = iter == PolarIteration::PolarExpress ? 1.01 : 1.0;
+    // 1. Norms and the packed, normalized banks (X[0]).
+    for (size_t i = 0; i < n; ++i) {
+      const GGroup &g = groups[i];
+      const Batch &in = gs[i].in;
+      const int64_t sin = in.batch > 1 ? in.stride : 0;
+      sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + g.global * kPartials,
+                            s);
+      if (fp16) pack<__half>(g, in, sin, part, scale_mul, s);
+      else pack<__nv_bfloat16>(g, in, sin, part, scale_mul, s);
+    }
+    // 2. The iteration on R and Q; X is touched at the start, at the restart and at the end.
+    int cur = 0;
+    if (steps > 0) form_gram(cur, s);
+    bool fresh = true;
+    for (int t = 0; t < steps; ++t) {
+      if (restarts_at(t)) {
+        apply_q(cur, s);
+        cur = 1 - cur;
+        form_gram(cur, s);
+        fresh = true;
+      }
+      float a, b, c;
+      coef(t, a, b, c);
+      for (GClass &cl : classes) {
+        cl.square.run(e, c, cl.R, cl.R, b, cl.R, cl.Z, s); // Z = c R R + b R
+        if (fresh) {
+          if (fp16) add_identity<__half>(cl, a, s);
+          else add_identity<__nv_bfloat16>(cl, a, s);
+        } else {
+          cl.square.run(e, 1.f, cl.Q, cl.Z, a, cl.Q, cl.T, s); // T = Q Z + a Q
+          std::swap(cl.Q, cl.T);
+        }
+        if (updates_r(t)) {
+          cl.square.run(e, 1.f, cl.R, cl.Z, a, cl.R, cl.T, s); // W = R Z + a R (in T)
+          cl.square.run(e, 1.f, cl.Z, cl.T, a, cl.T, cl.R, s); // R = Z W + a W
+        }
+      }
+      fresh = false;
+    }
+    if (steps > 0) {
+      apply_q(cur, s);
+      cur = 1 - cur;
+    }
+    // 3. out = out_scale * X in the input's orientation.
+    for (size_t i = 0; i < n; ++i) {
+      if (fp16) unpack<__half>(groups[i], gs[i], cur, s);
+      else unpack<__nv_bfloat16>(groups[i], gs[i], cur, s);
+    }
+  }
+};
+
+GramNewtonSchulz::GramNewtonSchulz(Engine::Impl &e, std::vector<Shape> groups, PolarIteration it, int steps,
+                                   const NsTuning &t)
+    : impl_(std::make_unique<Impl>(e, groups, it, steps, t)) {}
+GramNewtonSchulz::~GramNewtonSchulz() = default;
+size_t GramNewtonSchulz::workspace_bytes() const { return impl_->bytes; }
+double GramNewtonSchulz::flops() const { return impl_->flops(); }
+bool GramNewtonSchulz::uses_lt() const {
+  for (const auto &b : impl_->banks)
+    if (!b.gram.lt || !b.apply.lt) return false;
+  for (const auto &c : impl_->classes)
+    if (!c.square.lt) return false;
+  return true;
+}
+void GramNewtonSchulz::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {
+  impl_->run(groups, n, ws, s);
+}
+
+} // namespace symoc::cuda
