@@ -12,6 +12,7 @@
 #include "ShapeInference.h"
 #include "symoc/Dialect/Graph/GraphDialect.h"
 #include "symoc/Dialect/Graph/GraphOps.h"
+#include "symoc/Importer/ShapeFunctions.h"
 #include "symoc/ModelIO/ModelIO.h"
 #include "symoc/OpsetAdapter/OpsetAdapter.h"
 
@@ -476,9 +477,21 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
   if (!err.empty())
     notes.lines.push_back("shape inference stopped early: " + err.substr(0, 200));
   int folded = foldShapeArithmetic(model, path);
-  // Einsum outputs, and what depends on them, once more through inference.
-  for (int round = 0; round < 3 && completeEinsumShapes(model) > 0; ++round)
+  // Where ONNX's inference stopped (a computed Pad width, a rank-only Einsum),
+  // symoc's own shape rules go on; what they find makes more shape arithmetic
+  // foldable and lets ONNX's inference continue downstream.
+  int completed = 0;
+  for (int round = 0; round < 8; ++round) {
+    int n = completeShapes(model, path);
+    completed += n;
+    if (n == 0)
+      break;
     inferShapes(model, path);
+    folded += foldShapeArithmetic(model, path);
+  }
+  if (completed)
+    notes.lines.push_back("symoc's shape rules completed " + std::to_string(completed) +
+                          " shapes that ONNX shape inference left open");
   if (folded)
     notes.lines.push_back("folded " + std::to_string(folded) +
                           " shape-arithmetic nodes into constants");

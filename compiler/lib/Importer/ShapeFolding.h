@@ -16,10 +16,6 @@ namespace symoc {
 /// folded nodes.
 int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path);
 
-/// Fills in Einsum output shapes that ONNX 1.12 leaves rank-only (explicit
-/// equations over static operands) and returns how many it completed.
-int completeEinsumShapes(onnx::ModelProto &model);
-
 } // namespace symoc
 
 #endif
