@@ -211,6 +211,15 @@ public:
       }
     }
     g.mutable_node()->Swap(&kept);
+    // A folded value's value_info may be rank-less from an earlier inference;
+    // ONNX 1.12 prefers it to the initializer's dims and then takes a Slice's
+    // computed axes for absent (default) ones: Slice(x[2,8], axes=[1]) came
+    // out [1,8] (qwen3_noopt). The initializer now says it all.
+    google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> infos;
+    for (const auto &vi : g.value_info())
+      if (!existing.count(vi.name()))
+        *infos.Add() = vi;
+    g.mutable_value_info()->Swap(&infos);
     return int(folded.size());
   }
 

@@ -317,8 +317,13 @@ Shapes transposeRule(const ShapeQuery &q) {
 Shapes reshapeRule(const ShapeQuery &q) {
   const ShapeInfo &x = q.input(0);
   const std::vector<int64_t> *target = q.value(1);
-  if (!target)
+  if (!target) {
+    // Computed target: its length is still the rank.
+    const ShapeInfo &t = q.input(1);
+    if (t.isStatic() && t.rank() == 1)
+      return one(ShapeInfo::of(std::vector<int64_t>(t.dims[0], U), x.elemType));
     return one(ShapeInfo::unranked(x.elemType));
+  }
   bool allowZero = q.attrInt("allowzero", 0) != 0;
   std::vector<int64_t> dims = *target;
   int64_t inferAt = -1, known = 1;
