@@ -476,21 +476,22 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
   std::string err = inferShapes(model, path);
   if (!err.empty())
     notes.lines.push_back("shape inference stopped early: " + err.substr(0, 200));
-  int folded = foldShapeArithmetic(model, path);
-  // Where ONNX's inference stopped (a computed Pad width, a rank-only Einsum),
-  // symoc's own shape rules go on; what they find makes more shape arithmetic
-  // foldable and lets ONNX's inference continue downstream.
-  int completed = 0;
+  // Folding shape arithmetic and symoc's own shape functions, in one pass,
+  // go on where ONNX's inference stopped (a computed Pad width, a rank-only
+  // Einsum); ONNX's inference then runs again for the ops symoc has no shape
+  // function for, until a pass finds nothing new.
+  int folded = 0, completed = 0;
   for (int round = 0; round < 8; ++round) {
-    int n = completeShapes(model, path);
-    completed += n;
-    if (n == 0)
+    int c = 0;
+    int f = foldAndCompleteShapes(model, path, c);
+    folded += f;
+    completed += c;
+    if (f + c == 0)
       break;
     inferShapes(model, path);
-    folded += foldShapeArithmetic(model, path);
   }
   if (completed)
-    notes.lines.push_back("symoc's shape rules completed " + std::to_string(completed) +
+    notes.lines.push_back("symoc's shape functions completed " + std::to_string(completed) +
                           " shapes that ONNX shape inference left open");
   if (folded)
     notes.lines.push_back("folded " + std::to_string(folded) +

@@ -1,6 +1,7 @@
 //===- ShapeFolding.cpp - Folding shape arithmetic in an ONNX graph -------===//
 
 #include "ShapeFolding.h"
+#include "ShapeCompletion.h"
 #include "ShapeInference.h"
 
 #include "symoc/Importer/ShapeFunctions.h"
@@ -128,7 +129,8 @@ std::optional<IntTensor> broadcast2(const IntTensor &a, const IntTensor &b,
 
 class Folder {
 public:
-  Folder(onnx::ModelProto &m, const std::string &path) : model(m), path(path) {
+  Folder(onnx::ModelProto &m, const std::string &path, ShapeCompleter *completer = nullptr)
+      : model(m), path(path), completer(completer) {
     opset = opsetVersion(m, "");
     auto &g = *m.mutable_graph();
     for (const auto &t : g.initializer())
@@ -158,18 +160,29 @@ public:
     for (int i = 0; i < g.node_size(); ++i) {
       const auto &n = g.node(i);
       std::optional<std::vector<IntTensor>> outs = fold(n);
-      if (!outs || outs->size() != size_t(n.output_size()))
-        continue;
       // Every folded tensor must be well formed (no negative dims, as many
       // elements as its dims say): later folds index it by its dims.
-      bool ok = true;
-      for (auto &o : *outs)
-        ok &= o.data.size() <= kMaxFoldElements && wellFormed(o);
-      if (!ok)
+      bool ok = outs && outs->size() == size_t(n.output_size());
+      if (ok)
+        for (auto &o : *outs)
+          ok &= o.data.size() <= kMaxFoldElements && wellFormed(o);
+      if (!ok) {
+        // Not foldable: its shape function may still make its outputs'
+        // shapes static, and with them the Shape nodes further down.
+        if (completer) {
+          completed += completer->visit(n);
+          for (const auto &out : n.output())
+            if (ShapeInfo s = completer->shape(out); s.isStatic())
+              shapes[out] = s.dims;
+        }
         continue;
+      }
       for (int k = 0; k < n.output_size(); ++k) {
         known[n.output(k)] = (*outs)[k];
         shapes[n.output(k)] = (*outs)[k].dims;
+        if (completer)
+          completer->setValue(n.output(k), (*outs)[k].dims, (*outs)[k].data,
+                              (*outs)[k].dtype);
       }
       folded.insert(i);
     }
@@ -632,14 +645,27 @@ private:
     return std::nullopt;
   }
 
+public:
+  int completed = 0; // values the completer gave more shape
+
+private:
   onnx::ModelProto &model;
   std::string path;
+  ShapeCompleter *completer;
   int64_t opset;
   std::map<std::string, IntTensor> known;
   std::map<std::string, std::vector<int64_t>> shapes;
 };
 
 } // namespace
+
+int foldAndCompleteShapes(onnx::ModelProto &model, const std::string &path, int &completed) {
+  ShapeCompleter completer(model, path);
+  Folder folder(model, path, &completer);
+  int folded = folder.run();
+  completed = folder.completed;
+  return folded;
+}
 
 int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path) {
   int total = 0;
