@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """Export a small Swin window-attention model (torchvision's own blocks) for the shape tests.
 
-Usage: /usr/bin/python3 models/export_swin_window.py [OUT_DIR]   (default: models/)
+Usage: /usr/bin/python3 models/export_swin_window.py [OUT_DIR]
 
-Writes swin_window.onnx (static input [1, 6, 6, 3]) and swin_window_dynamic.onnx (H and W
-symbolic). The model: Linear(3 -> 16) patch embedding, two torchvision SwinTransformerBlocks
+Writes swin_window.onnx (static input [1, 6, 6, 3]; default OUT_DIR models/) and
+swin_window_dynamic.onnx (H and W symbolic; default OUT_DIR tests/lit/Analysis/Inputs/, an
+adversarial input of the lit tests, kept out of models/ whose fixtures all run with fixed
+dims). The model: Linear(3 -> 16) patch embedding, two torchvision SwinTransformerBlocks
 (2 heads of 8, window 4x4; the first unshifted, the second shifted by 2), LayerNorm, mean
 over positions, Linear(16 -> 5). A 6x6 map is padded to 8x8 (F.pad with pads computed from
 H % window), the shifted block rolls it (Slice + Concat) and builds its attention mask by
@@ -50,10 +52,13 @@ def build():
 
 
 def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = [sys.argv[1]] * 2 if len(sys.argv) > 1 else [
+        here, os.path.join(here, "..", "tests", "lit", "Analysis", "Inputs")]
     model, x = build()
-    for name, dynamic in (("swin_window", None), ("swin_window_dynamic", {"x": {1: "H", 2: "W"}})):
-        path = os.path.join(out_dir, name + ".onnx")
+    for out_dir, name, dynamic in ((dirs[0], "swin_window", None),
+                                   (dirs[1], "swin_window_dynamic", {"x": {1: "H", 2: "W"}})):
+        path = os.path.normpath(os.path.join(out_dir, name + ".onnx"))
         with ZeroDropoutIsIdentity():
             torch.onnx.export(model, (x,), path, opset_version=14, export_params=True,
                               training=torch.onnx.TrainingMode.TRAINING,

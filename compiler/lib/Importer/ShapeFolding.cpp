@@ -223,14 +223,20 @@ public:
         existing.insert(out);
       }
     }
-    g.mutable_node()->Swap(&kept);
     // A folded value's value_info may be rank-less from an earlier inference;
     // ONNX 1.12 prefers it to the initializer's dims and then takes a Slice's
     // computed axes for absent (default) ones: Slice(x[2,8], axes=[1]) came
-    // out [1,8] (qwen3_noopt). The initializer now says it all.
+    // out [1,8] (qwen3_noopt). The initializer now says it all. (Only the
+    // folded values: an exporter's value_info of its own initializers carries
+    // metadata that ParameterNames.cpp reads.)
+    std::set<std::string> foldedNames;
+    for (int i : folded)
+      for (const auto &out : g.node(i).output())
+        foldedNames.insert(out);
+    g.mutable_node()->Swap(&kept);
     google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> infos;
     for (const auto &vi : g.value_info())
-      if (!existing.count(vi.name()))
+      if (!foldedNames.count(vi.name()))
         *infos.Add() = vi;
     g.mutable_value_info()->Swap(&infos);
     return int(folded.size());
