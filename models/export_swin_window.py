@@ -12,7 +12,9 @@ over positions, Linear(16 -> 5). A 6x6 map is padded to 8x8 (F.pad with pads com
 H % window), the shifted block rolls it (Slice + Concat) and builds its attention mask by
 slice assignment (ScatterND): the ops whose shapes ONNX 1.12's inference loses in swin_t.
 Exported like export_torchvision.py (training mode, opset 14, no constant folding, no
-Dropout node), seed 0, norm gains and biases random so that wrong claims are visible.
+Dropout node), seed 0, norm gains and biases random so that wrong claims are visible. The
+static export's input and torch output go to models/testdata/swin_window/ (ONNX's
+test-data layout, as export_fixtures.py writes them) for the evaluator's check.
 """
 import os
 import sys
@@ -22,6 +24,7 @@ import torch.nn as nn
 from torchvision.models.swin_transformer import SwinTransformerBlock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_fixtures import write_testdata  # noqa: E402
 from export_torchvision import ZeroDropoutIsIdentity, no_randomness  # noqa: E402
 
 
@@ -65,6 +68,12 @@ def main():
                               do_constant_folding=False, keep_initializers_as_inputs=False,
                               input_names=["x"], output_names=["y"], dynamic_axes=dynamic)
         print("%s  %.1f KB" % (path, os.path.getsize(path) / 1024))
+        if dynamic is None:
+            import onnx
+            with torch.no_grad():
+                out = model(x)
+            write_testdata(name, onnx.load(path, load_external_data=False), (x,), (out,),
+                           os.path.join(out_dir, "testdata"))
 
 
 if __name__ == "__main__":

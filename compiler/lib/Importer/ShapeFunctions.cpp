@@ -237,7 +237,8 @@ Shapes castLikeRule(const ShapeQuery &q) {
 
 Shapes dropoutRule(const ShapeQuery &q) {
   ShapeInfo mask = q.input(0);
-  mask.elemType = kBool;
+  if (q.opset >= 10)
+    mask.elemType = kBool; // before opset 10 the mask has the data's type
   return {q.input(0), mask};
 }
 
