@@ -14,7 +14,18 @@ the median of --iters steps after --warmup steps:
 and the same run's references: device-to-device copy bandwidth (bytes read + written), the
 AdamW bytes per step (28 B per fp32 parameter: p, g, m, v read; p, m, v written), and the
 Newton-Schulz-5 FLOP bound 5 (4 r^2 c + 2 r^3) per r x c matrix (r the smaller side) at
-790 TFLOP/s (the H200's measured bf16 rate). Writes bench_gpu.json and bench_gpu.md.
+790 TFLOP/s (the H200's measured bf16 rate).
+
+    --matrix NAME MUON_LIB SYMO_LIB AUTO_LIB SHAMPOO_LIB SHAMPOO_F10_LIB
+
+times the matrix rules on one parameter set, all in this process (graph replays and eager):
+  symoc symo, symoc auto   against symoc muon (graph) of the same set (issue #12: within 2x);
+      also with SYMOC_CUDA_SYMO_POLAR=ns (the runs' polar factors by bf16 Newton-Schulz)
+  symoc shampoo, f = 1 and f = 10   against a torch Shampoo on the same blocks with one
+      batched torch.linalg.eigh per shape group every f steps (L += G G^T, R += G^T G by
+      bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
+      rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
+Eigendecompositions in fp32 (the backend's default). Writes bench_gpu.json and bench_gpu.md.
 """
 import argparse
 import json
@@ -144,6 +155,140 @@ def bench_set(name, adamw_lib, muon_lib, a):
             "ns_flops": flops, "ns_bound_ms": flops / PEAK_BF16 * 1e3, "adamw_bytes": 28 * nparam}
 
 
+def cycles(fn, period, warmup_cycles, ncycles):
+    """Median per-step ms over cycles of `period` steps (a refresh every cycle)."""
+    for _ in range(warmup_cycles * period):
+        fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(ncycles):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(period):
+            fn()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) / period)
+    return statistics.median(ts)
+
+
+class TorchShampoo:
+    """Shampoo (runtime/lib/optim.cpp's rule, no pseudo-inverse cut) with one batched
+    torch.linalg.eigh per shape group and side at each refresh, plus fused AdamW."""
+
+    def __init__(self, named, hp, lr, freq):
+        self.lr, self.freq, self.t = lr, freq, 0
+        groups = {}
+        for n, p in named:
+            if hp[n][0] == "shampoo":
+                groups.setdefault(tuple(p.shape), []).append(p)
+        self.groups = []
+        for shape, ps in groups.items():
+            m, k = shape[0], int(torch.Size(shape[1:]).numel())
+            h = hp[next(n for n, p in named if p is ps[0])][1]
+            dmax = h.get("max_precond_dim", 8192)
+            g = {"ps": ps, "m": m, "k": k, "eps": h.get("eps", 1e-6), "p": h.get("exponent", 4),
+                 "useL": m <= dmax, "useR": k <= dmax}
+            B = len(ps)
+            if g["useL"]:
+                g["L"], g["Lr"] = torch.zeros(B, m, m, device=DEV), torch.zeros(B, m, m, device=DEV)
+            if g["useR"]:
+                g["R"], g["Rr"] = torch.zeros(B, k, k, device=DEV), torch.zeros(B, k, k, device=DEV)
+            self.groups.append(g)
+        rest = [(n, p) for n, p in named if hp[n][0] != "shampoo"]
+        self.adamw = torch.optim.AdamW(adamw_groups(rest, hp), lr=lr, fused=True) if rest else None
+
+    @staticmethod
+    def root(A, eps, p):
+        w, V = torch.linalg.eigh(A)
+        return (V * (w.clamp(min=0) + eps).pow(-1.0 / p).unsqueeze(-2)) @ V.transpose(-1, -2)
+
+    @torch.no_grad()
+    def step(self):
+        refresh = self.t % self.freq == 0
+        self.t += 1
+        for g in self.groups:
+            G = torch.stack([p.grad.reshape(g["m"], g["k"]) for p in g["ps"]])
+            D = G
+            if g["useL"]:
+                g["L"].baddbmm_(G, G.transpose(1, 2))
+                if refresh:
+                    g["Lr"].copy_(self.root(g["L"], g["eps"], g["p"]))
+                D = torch.bmm(g["Lr"], D)
+            if g["useR"]:
+                g["R"].baddbmm_(G.transpose(1, 2), G)
+                if refresh:
+                    g["Rr"].copy_(self.root(g["R"], g["eps"], g["p"]))
+                D = torch.bmm(D, g["Rr"])
+            torch._foreach_add_([p.view(g["m"], g["k"]) for p in g["ps"]], list(D.unbind(0)), alpha=-self.lr)
+        if self.adamw:
+            self.adamw.step()
+
+
+def attempt(rows, key, fn):
+    """rows[key] = fn(), or None with the reason printed (a refused capture, a failed solver)."""
+    try:
+        rows[key] = fn()
+    except Exception as e:  # noqa: BLE001 (the benchmark reports and goes on)
+        rows[key] = None
+        print("%s: %s: %s" % (key, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else ""), flush=True)
+    print("  %s: %s" % (key, "-" if rows[key] is None else "%.3f ms" % rows[key]), flush=True)
+    torch.cuda.synchronize()
+
+
+def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
+    rows = {}
+    it = min(a.iters, 15)
+    runs = (("muon", muon_lib, None), ("symo", symo_lib, None), ("auto", auto_lib, None),
+            ("symo, NS polar", symo_lib, "ns"), ("auto, NS polar", auto_lib, "ns"))
+    for tag, path, polar in runs:
+        lib = load_library(path)
+        named = params_of(lib, 3)
+        if polar:
+            os.environ["SYMOC_CUDA_SYMO_POLAR"] = polar
+        opt = SymocOptimizer(named, library=path, lr=1e-3)
+        os.environ.pop("SYMOC_CUDA_SYMO_POLAR", None)
+        attempt(rows, "symoc %s" % tag, lambda: timed(opt.step, a.warmup, it))
+        attempt(rows, "symoc %s (graph)" % tag, lambda: timed(graphed(opt.step, 1), a.warmup, it))
+        del opt, named
+        torch.cuda.empty_cache()
+    # Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32).
+    for f, path in ((1, sh_lib), (10, sh10_lib)):
+        lib = load_library(path)
+        named = params_of(lib, 4)
+        nc = max(3, it // max(f, 3))
+        os.environ["SYMOC_CUDA_EIG"] = "f32"
+        opt = SymocOptimizer(named, library=path, lr=1e-3)
+        del os.environ["SYMOC_CUDA_EIG"]
+        attempt(rows, "symoc shampoo f=%d" % f, lambda: cycles(opt.step, f, 1, nc))
+        del opt
+        torch.cuda.empty_cache()
+        ref = TorchShampoo(named, hyper(lib), 1e-3, f)
+        attempt(rows, "torch eigh Shampoo f=%d" % f, lambda: cycles(ref.step, f, 1, nc))
+        del ref, named
+        torch.cuda.empty_cache()
+    return {"matrix_set": name, "ms": rows}
+
+
+def markdown_matrix(r):
+    ms = r["ms"]
+    fmt = lambda v: "-" if v is None else "%.3f" % v  # noqa: E731
+    rat = lambda v, ref: "-" if v is None or not ref else "%.2fx" % (v / ref)  # noqa: E731
+    out = ["**%s, matrix rules** (Symo eigh fp32, Shampoo fp32 on both sides; per-step medians; '-': refused or "
+           "failed, see the log)" % r["matrix_set"], "",
+           "| step | ms | ratio | reference |", "| --- | --- | --- | --- |"]
+    mu = ms.get("symoc muon (graph)") or ms.get("symoc muon")
+    for k in ("symoc muon", "symoc muon (graph)", "symoc symo", "symoc symo (graph)", "symoc auto",
+              "symoc auto (graph)", "symoc symo, NS polar", "symoc symo, NS polar (graph)", "symoc auto, NS polar",
+              "symoc auto, NS polar (graph)"):
+        out.append("| %s | %s | %s | symoc muon (graph) |" % (k, fmt(ms.get(k)), rat(ms.get(k), mu)))
+    for f in (1, 10):
+        t, s_ = ms.get("torch eigh Shampoo f=%d" % f), ms.get("symoc shampoo f=%d" % f)
+        out.append("| symoc shampoo, refresh every %d | %s | %s | torch eigh Shampoo f=%d |" % (f, fmt(s_), rat(s_, t), f))
+        out.append("| torch eigh Shampoo, refresh every %d | %s | 1.00x | |" % (f, fmt(t)))
+    return "\n".join(out) + "\n"
+
+
 def markdown(res, bw, device):
     out = ["Device: %s, torch %s; medians of CUDA-event timings; copy bandwidth %.2f TB/s (read + write)."
            % (device, torch.__version__, bw / 1e12), ""]
@@ -171,7 +316,9 @@ def markdown(res, bw, device):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--set", nargs=3, action="append", metavar=("NAME", "ADAMW_LIB", "MUON_LIB"), required=True)
+    ap.add_argument("--set", nargs=3, action="append", metavar=("NAME", "ADAMW_LIB", "MUON_LIB"), default=[])
+    ap.add_argument("--matrix", nargs=6, action="append", default=[],
+                    metavar=("NAME", "MUON_LIB", "SYMO_LIB", "AUTO_LIB", "SHAMPOO_LIB", "SHAMPOO_F10_LIB"))
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--out", default=".")
@@ -182,10 +329,15 @@ def main():
     for name, la, lm in a.set:
         res.append(bench_set(name, la, lm, a))
         print(json.dumps(res[-1]), flush=True)
-    md = markdown(res, bw, device)
+    mres = []
+    for args in a.matrix:
+        mres.append(bench_matrix(*args, a))
+        print(json.dumps(mres[-1]), flush=True)
+    md = markdown(res, bw, device) + "\n" + "\n".join(markdown_matrix(r) for r in mres)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "bench_gpu.json"), "w") as f:
-        json.dump({"device": device, "torch": torch.__version__, "copy_bw": bw, "sets": res}, f, indent=1)
+        json.dump({"device": device, "torch": torch.__version__, "copy_bw": bw, "sets": res, "matrix": mres}, f,
+                  indent=1)
     with open(os.path.join(a.out, "bench_gpu.md"), "w") as f:
         f.write(md + "\n")
     print(md)

@@ -49,28 +49,128 @@ import torch
 import torch.distributed as dist
 
 from symoc.build import SymocError, build_library
-from symoc.torch import _dec, _tensor_problems, load_library
+from symoc.torch import STEP_ROWS_SKIP, _dec, _tensor_problems, load_library
 
-__all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "balance", "library_blocks",
+__all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
+           "ddp_schedule",
+           "plan_row_granules",
+           "balance", "library_blocks",
            "read_state", "write_state", "merge_states", "select_state",
            "single_process_state_dict"]
 
 
 # --------------------------------------------------------------------------- load balance
-def lpt_assign(costs, world_size):
-    """Longest-processing-time-first: blocks by decreasing cost (ties: lower index first),
-    each to the rank with the least load so far (ties: lower rank). Deterministic, so every
-    rank computes the same assignment. Returns the rank of each block."""
+def lpt_assign(costs, world_size, groups=None):
+    """Longest-processing-time-first: items by decreasing cost (ties: lower index first),
+    each to the rank with the least load so far (ties: lower rank). With `groups` (a group id
+    per item, or None), a rank takes at most one item of a group (the row pieces of one split
+    block: one optimizer keeps one row range per parameter); a group must not have more items
+    than ranks. Deterministic, so every rank computes the same assignment. Returns the rank
+    of each item."""
     if world_size < 1:
         raise SymocError("lpt_assign: world_size must be >= 1, got %r" % (world_size,))
     order = sorted(range(len(costs)), key=lambda b: (-float(costs[b]), b))
-    heap = [(0.0, r) for r in range(world_size)]
     owner = [0] * len(costs)
+    if groups is None:
+        heap = [(0.0, r) for r in range(world_size)]
+        for b in order:
+            load, r = heapq.heappop(heap)
+            owner[b] = r
+            heapq.heappush(heap, (load + float(costs[b]), r))
+        return owner
+    load = [0.0] * world_size
+    taken = {}
     for b in order:
-        load, r = heapq.heappop(heap)
+        g = groups[b]
+        used = taken.setdefault(g, set()) if g is not None else ()
+        free = [r for r in range(world_size) if r not in used]
+        if not free:
+            raise SymocError("lpt_assign: group %r has more items than the %d ranks"
+                             % (g, world_size))
+        r = min(free, key=lambda q: (load[q], q))
         owner[b] = r
-        heapq.heappush(heap, (load + float(costs[b]), r))
+        load[r] += float(costs[b])
+        if g is not None:
+            used.add(r)
     return owner
+
+
+def ddp_schedule(blocks, granules, rows, world_size, split=True):
+    """The DDP schedule: (items, owner) with items as split_items gives them and owner the
+    rank of each (LPT, at most one piece of a block per rank). With split=True the elementwise
+    blocks are cut (split_items) when that lowers the busiest rank's cost, with "always"
+    whenever split_items cuts them; otherwise, and without split, every block is one item
+    (LPT over the blocks)."""
+    whole = [(b, None, c) for b, (_, c) in enumerate(blocks)]
+    owner = lpt_assign([c for _, _, c in whole], world_size)
+    if not split or world_size == 1:
+        return whole, owner
+    items = split_items(blocks, granules, rows, world_size)
+    if len(items) == len(whole):
+        return whole, owner
+    iowner = lpt_assign([c for _, _, c in items], world_size,
+                        [b if rng is not None else None for b, rng, _ in items])
+    peak = max(balance([c for _, _, c in whole], owner, world_size)[1])
+    ipeak = max(balance([c for _, _, c in items], iowner, world_size)[1])
+    return (items, iowner) if ipeak < peak or split == "always" else (whole, owner)
+
+
+def plan_row_granules(plan):
+    """The row granule of each block of a plan (plan.json / `symoc compile --emit json`), as
+    the generated library's param_row_granule gives it for the block's parameter
+    (EmitCpp.cpp rowGranule): 1 for a lone parameter stepped by adamw, adam or sgd without a
+    gauge, adam_mini's group_rows when it divides the rows, else 0 (whole blocks only). For
+    schedules computed without a library (bench/distributed); the CI test checks it against
+    the libraries."""
+    shapes = {p["name"]: p["shape"] for p in plan["params"]}
+    out = []
+    for b in plan["blocks"]:
+        st = b["step"]
+        g = 0
+        if len(b["params"]) == 1 and not st.get("gauges"):
+            shape = shapes[b["params"][0]]
+            rows = shape[0] if shape else 1
+            if st["kind"] in ("adamw", "adam", "sgd"):
+                g = 1
+            elif st["kind"] == "adam_mini":
+                gr = int(st.get("hyper", {}).get("group_rows", 1))
+                g = gr if gr > 0 and rows % gr == 0 else 0
+        out.append(g)
+    return out
+
+
+def split_rows(rows, granule, pieces):
+    """[r0, r1) bounds of `pieces` near-equal row ranges of whole granules (fewer when there
+    are fewer granules than pieces)."""
+    units = rows // granule
+    pieces = max(1, min(pieces, units))
+    bounds = [(units * j // pieces) * granule for j in range(pieces + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def split_items(blocks, granules, rows, world_size, factor=4):
+    """The DDP schedule's work items: every block whole, except that an elementwise block
+    (one parameter with a row granule > 0) costing more than 1/(factor * W) of the total is
+    cut into at most W row pieces of about that size, so LPT can balance it. blocks: [(param
+    indices, cost)]; granules/rows: per parameter. Returns [(block, (param, r0, r1) or None,
+    cost)] in block order."""
+    total = sum(c for _, c in blocks)
+    items = []
+    for b, (ps, cost) in enumerate(blocks):
+        k = 1
+        if len(ps) == 1 and granules[ps[0]] > 0 and total > 0 and world_size > 1:
+            k = min(world_size, int(math.ceil(cost * factor * world_size / total)))
+        if k <= 1:
+            items.append((b, None, cost))
+            continue
+        i = ps[0]
+        parts = split_rows(rows[i], granules[i], k)
+        if len(parts) == 1:
+            items.append((b, None, cost))
+            continue
+        for r0, r1 in parts:
+            items.append((b, (i, r0, r1), cost * (r1 - r0) / rows[i]))
+    return items
 
 
 def balance(costs, owner, world_size):
@@ -181,45 +281,105 @@ def _owner_param(key, names_by_len):
     return None
 
 
-def merge_states(states, param_names):
+_SHARD_ROWS = "/shard_rows"   # the library's per-range counter (step_rows), not merged
+
+
+def merge_states(states, param_names, ranges=None):
     """Union of per-rank states (read_state triples of one fingerprint) into the single-process
     state. Per-parameter entries must come from one shard only; the optimizer-wide entries
-    (__optimizer/...: lr, multipliers, step count) must agree."""
+    (__optimizer/...: lr, multipliers, step count) must agree. ranges[k] ({parameter: (r0,
+    r1, rows)}) names the parameters shard k stepped by row range (step_rows): their buffers
+    are concatenated along the first dimension in row order (the ranges must tile the rows)
+    and their counters (step counts, skips) must agree."""
     if not states:
         raise SymocError("merge_states: no shards")
     fps = {s[0] for s in states}
     if len(fps) != 1:
         raise SymocError("merge_states: shards of different models/plans: %s" % sorted(fps))
+    ranges = ranges or [{} for _ in states]
     names = sorted(param_names, key=len, reverse=True)
-    buffers, counters = {}, {}
+    buffers, counters, pieces, whole = {}, {}, {}, set()
     for idx, (_, bufs, cnts) in enumerate(states):
-        for table, out in ((bufs, buffers), (cnts, counters)):
+        for table, out, is_buf in ((bufs, buffers, True), (cnts, counters, False)):
             for k, v in table.items():
+                owner = None if k.startswith(_GLOBAL_PREFIX) else _owner_param(k, names)
                 if k.startswith(_GLOBAL_PREFIX):
                     if k in out and out[k] != v:
                         raise SymocError("merge_states: shard %d disagrees on %r with an earlier "
                                          "shard (written by different optimizers?)" % (idx, k))
-                elif _owner_param(k, names) is None:
+                elif owner is None:
                     raise SymocError("merge_states: shard %d has state %r of no parameter of the "
                                      "plan" % (idx, k))
-                elif k in out:
+                elif owner in ranges[idx]:
+                    if k in whole:
+                        raise SymocError("merge_states: state %r is whole in one shard and a row "
+                                         "range in another" % k)
+                    if k.endswith(_SHARD_ROWS):
+                        continue
+                    if is_buf:
+                        pieces.setdefault(k, []).append((ranges[idx][owner], v, idx))
+                        continue
+                    if k in out and out[k] != v:
+                        raise SymocError("merge_states: the row shards of %r disagree on %r "
+                                         "(%r, %r)" % (owner, k, out[k], v))
+                elif k in out or k in pieces:
                     raise SymocError("merge_states: state %r is in two shards" % k)
+                else:
+                    whole.add(k)
                 out[k] = v
+    for k, parts in pieces.items():
+        if k in buffers:
+            raise SymocError("merge_states: state %r is whole in one shard and a row range in "
+                             "another" % k)
+        parts.sort(key=lambda p: p[0][0])
+        at, rows = 0, parts[0][0][2]
+        tail = parts[0][1][0][1:]
+        for (r0, r1, _), (dims, _), idx in parts:
+            if r0 != at or tuple(dims[1:]) != tuple(tail):
+                raise SymocError("merge_states: the row shards of %r do not tile its rows (shard "
+                                 "%d has rows [%d, %d) of shape %s after row %d)"
+                                 % (k, idx, r0, r1, list(dims), at))
+            at = r1
+        if at != rows:
+            raise SymocError("merge_states: the row shards of %r end at row %d of %d"
+                             % (k, at, rows))
+        buffers[k] = ((sum(d[0] for _, (d, _), _ in parts),) + tuple(tail),
+                      b"".join(data for _, (_, data), _ in parts))
     return fps.pop(), buffers, counters
 
 
-def select_state(state, param_names, keep):
+def select_state(state, param_names, keep, ranges=None):
     """The part of a state that belongs to the parameters in `keep` (plus the optimizer-wide
-    entries)."""
+    entries). ranges ({parameter: (r0, r1, rows)}): parameters of `keep` stepped by row range,
+    whose buffers are cut to those rows (first dimension scaled: adam_mini's group moments
+    have rows / group_rows entries) and tagged with the library's shard_rows counter."""
     fp, bufs, cnts = state
     names = sorted(param_names, key=len, reverse=True)
     keep = set(keep)
+    ranges = ranges or {}
 
     def mine(k):
         return k.startswith(_GLOBAL_PREFIX) or _owner_param(k, names) in keep
 
-    return (fp, {k: v for k, v in bufs.items() if mine(k)},
-            {k: v for k, v in cnts.items() if mine(k)})
+    out_b = {}
+    out_c = {k: v for k, v in cnts.items() if mine(k) and not k.endswith(_SHARD_ROWS)}
+    for k, (dims, data) in bufs.items():
+        if not mine(k):
+            continue
+        owner = None if k.startswith(_GLOBAL_PREFIX) else _owner_param(k, names)
+        if owner not in ranges:
+            out_b[k] = (dims, data)
+            continue
+        r0, r1, rows = ranges[owner]
+        d0 = dims[0] if dims else 1
+        if (d0 * r0) % rows or (d0 * r1) % rows:
+            raise SymocError("select_state: %r has %d rows of state for %d parameter rows; rows "
+                             "[%d, %d) do not cut it" % (k, d0, rows, r0, r1))
+        lo, hi = d0 * r0 // rows, d0 * r1 // rows
+        row = 4 * (len(data) // 4 // d0 if d0 else 0)
+        out_b[k] = ((hi - lo,) + tuple(dims[1:]), data[lo * row:hi * row])
+        out_c[owner + _SHARD_ROWS] = r1 - r0
+    return fp, out_b, out_c
 
 
 def single_process_state_dict(shards):
@@ -234,10 +394,16 @@ def single_process_state_dict(shards):
                          % (len(metas), sorted({m["world_size"] for m in metas})))
     names = metas[0]["params"]
     merged = merge_states([read_state(_blob_bytes(m["blob"]), "shard %d" % k)
-                           for k, m in enumerate(metas)], names)
+                           for k, m in enumerate(metas)], names,
+                          [_ranges_of(m) for m in metas])
     return {"state": {}, "param_groups": shards[0]["param_groups"],
             "symoc": {"fingerprint": merged[0], "policy": metas[0]["policy"],
                       "params": list(names), "blob": _u8(write_state(*merged))}}
+
+
+def _ranges_of(meta):
+    """{parameter: (r0, r1, rows)} of a state_dict's / checkpoint's row-range entries."""
+    return {n: tuple(int(x) for x in v) for n, v in (meta.get("ranges") or {}).items()}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -305,13 +471,18 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
     lr: base learning rate (param_groups[0]["lr"], pushed to the library at every step).
     process_group: defaults to the world (DDP) or the parameters' mesh group (FSDP2).
     bucket_bytes: largest flat buffer of one broadcast (DDP).
-    assignment: optional list, the home rank of each block (default: LPT on block_cost).
+    assignment: optional list, the home rank of each block (default: LPT on block_cost;
+        given, no block is split).
+    split: DDP: cut large elementwise blocks into row pieces on several ranks (ABI v3
+        step_rows, CPU parameters) when that balances the ranks better (ddp_schedule);
+        "always": whenever they are large enough; False: never.
     profile: synchronize CUDA around the library step so that last_step's times are device
         times (off by default: it would stall the host).
     """
 
     def __init__(self, named_parameters, library=None, build_dir=None, lr=1e-3, name_map=None,
-                 process_group=None, bucket_bytes=32 << 20, assignment=None, profile=False):
+                 process_group=None, bucket_bytes=32 << 20, assignment=None, profile=False,
+                 split=True):
         if not dist.is_available() or not dist.is_initialized():
             raise SymocError("DistributedSymocOptimizer: torch.distributed is not initialized "
                              "(call dist.init_process_group first)")
@@ -366,23 +537,24 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                          dict(lr=float(lr)))
         self._lib = lib
         self._names = [n for n, _, _ in lib.params]
-        costs = [c for _, c in self._blocks]
-        if assignment is None:
-            assignment = lpt_assign(costs, self._world)
-        elif len(assignment) != len(costs) or any(not 0 <= r < self._world for r in assignment):
-            raise SymocError("DistributedSymocOptimizer: assignment must give a rank in "
-                             "[0, %d) for each of the %d blocks" % (self._world, len(costs)))
-        self._owner = list(assignment)
-        self._my_blocks = [b for b, r in enumerate(self._owner) if r == self._rank]
-        self._home = [0] * len(self._names)         # home rank of each parameter
-        for b, (ps, _) in enumerate(self._blocks):
-            for i in ps:
-                self._home[i] = self._owner[b]
-        self._my_params = sorted(i for b in self._my_blocks for i in self._blocks[b][0])
+        n = len(self._names)
         self._cuda = self._device.type == "cuda"
+        # Row ranges (ABI v3 step_rows) on CPU parameters: elementwise blocks are split (DDP)
+        # or stepped in place on their shards (FSDP2).
+        rows_ok = lib.step_rows is not None and not self._cuda
+        self._granule = [int(lib.param_row_granule(i)) if rows_ok else 0 for i in range(n)]
+        self._prows = [int(s[0]) if len(s) else 1 for _, s, _ in lib.params]
+        self._row_numel = [int(math.prod(s[1:])) if len(s) else 1 for _, s, _ in lib.params]
+        if assignment is not None and (len(assignment) != len(self._blocks) or
+                                       any(not 0 <= r < self._world for r in assignment)):
+            raise SymocError("DistributedSymocOptimizer: assignment must give a rank in "
+                             "[0, %d) for each of the %d blocks" % (self._world,
+                                                                    len(self._blocks)))
+        if self._fsdp:
+            self._exchange_rows(ordered)
+        self._plan_items(assignment, split)
         self._steps = 0
         self._pushed_lr = float(lr)
-        n = len(self._names)
         self._w = (ctypes.c_void_p * n)()
         self._g = (ctypes.c_void_p * n)()
         self._zero_grads = {}
@@ -394,6 +566,67 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             self._setup_sharded()
         else:
             self._setup_buckets()
+
+    def _plan_items(self, assignment, split):
+        """The schedule: work items (a whole block at its home rank, or rows of an
+        elementwise parameter), their ranks and this rank's share.
+          DDP (ddp_schedule): LPT over the blocks; with split=True (not with an explicit
+            assignment), an elementwise block costing more than 1/(4 W) of the total is cut
+            into at most W row pieces on distinct ranks when that lowers the busiest rank.
+          FSDP2: an elementwise parameter sharded by rows on granule boundaries is stepped
+            on every rank's own rows ("local"); the other blocks go to homes by LPT."""
+        W, me = self._world, self._rank
+        blocks = self._blocks
+        local = set()
+        if self._fsdp:
+            for b, (ps, _) in enumerate(blocks):
+                i = ps[0]
+                if len(ps) != 1 or self._replicated[i] or self._granule[i] <= 0:
+                    continue
+                g, at, ok = self._granule[i], 0, True
+                for r in range(W):
+                    at += self._rows[r][i]
+                    ok = ok and at % g == 0
+                if ok:
+                    local.add(b)
+        if assignment is not None or self._fsdp:
+            items = [(b, None, c) for b, (_, c) in enumerate(blocks) if b not in local]
+            owner = [assignment[b] for b, _, _ in items] if assignment is not None else \
+                lpt_assign([c for _, _, c in items], W)
+        else:
+            items, owner = ddp_schedule(blocks, self._granule, self._prows, W, split)
+        self._owner = [-1] * len(blocks)        # home of each whole block; -1: split/local
+        self._load = [0.0] * W
+        self._all_ranges = [{} for _ in range(W)]   # {name: (r0, r1, rows)} per rank
+        self._items = []                        # [(rank, block, (i, r0, r1) or None)]
+        for (b, rng, c), r in zip(items, owner):
+            self._items.append((r, b, rng))
+            self._load[r] += c
+            if rng is None:
+                self._owner[b] = r
+            else:
+                i, r0, r1 = rng
+                self._all_ranges[r][self._names[i]] = (r0, r1, self._prows[i])
+        self._local = sorted(blocks[b][0][0] for b in local)   # params stepped on their shards
+        for i in self._local:
+            start = 0
+            for r in range(W):
+                k = self._rows[r][i]
+                self._load[r] += self._blocks_cost_of(i) * k / max(1, self._prows[i])
+                if k:
+                    self._all_ranges[r][self._names[i]] = (start, start + k, self._prows[i])
+                start += k
+        self._my_blocks = [b for b, r in enumerate(self._owner) if r == me]
+        self._my_pieces = [rng for r, b, rng in self._items if r == me and rng is not None]
+        self._ranges = dict(self._all_ranges[me])
+        self._home = [-1] * len(self._names)    # home rank of each parameter; -1: split/local
+        for b, (ps, _) in enumerate(blocks):
+            for i in ps:
+                self._home[i] = self._owner[b]
+        self._my_params = sorted(i for b in self._my_blocks for i in blocks[b][0])
+
+    def _blocks_cost_of(self, i):
+        return next(c for ps, c in self._blocks if i in ps)
 
     # ---- construction helpers
     def _create(self, lib, lr):
@@ -460,43 +693,49 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         return out
 
     def _setup_buckets(self):
-        """Flat broadcast buckets of whole blocks: per home rank, its blocks in plan order,
-        cut at bucket_bytes (a larger block is a bucket of its own) and at dtype changes.
-        The global order interleaves the ranks (each rank's first bucket, then each rank's
-        second, ...) so that every rank's first broadcast starts early."""
+        """Flat broadcast buckets of work items: per rank, its items in plan order (a whole
+        block, or the rows of a split one), cut at bucket_bytes (a larger item is a bucket of
+        its own) and at dtype changes. The global order interleaves the ranks (each rank's
+        first bucket, then each rank's second, ...) so that every rank's first broadcast
+        starts early."""
         params = self.param_groups[0]["params"]
         per_rank = []
         for r in range(self._world):
             mine, cur, size, dt = [], [], 0, None
-            for b in range(len(self._blocks)):
-                if self._owner[b] != r:
+            for root, b, rng in self._items:
+                if root != r:
                     continue
-                ps = self._blocks[b][0]
-                nb = sum(params[i].numel() * params[i].element_size() for i in ps)
-                bdt = {params[i].dtype for i in ps}
+                if rng is None:
+                    ents = [(i, 0, params[i].numel()) for i in self._blocks[b][0]]
+                else:
+                    i, r0, r1 = rng
+                    ents = [(i, r0 * self._row_numel[i], (r1 - r0) * self._row_numel[i])]
+                nb = sum(k * params[i].element_size() for i, _, k in ents)
+                bdt = {params[i].dtype for i, _, _ in ents}
                 if cur and (size + nb > self._bucket_bytes or bdt != {dt}):
                     mine.append(cur)
                     cur, size = [], 0
-                cur.append(b)
+                cur.append((b, rng, ents))
                 size += nb
                 dt = next(iter(bdt)) if len(bdt) == 1 else None
             if cur:
                 mine.append(cur)
             per_rank.append(mine)
-        self._buckets = []   # [(root, blocks, param indices, dtype, numel)] in broadcast order
+        # [(root, blocks, pieces, entries (param, flat offset, numel), dtype, numel)]
+        self._buckets = []
         for k in range(max((len(m) for m in per_rank), default=0)):
             for r in range(self._world):
                 if k < len(per_rank[r]):
-                    blocks = per_rank[r][k]
-                    idx = sorted(i for b in blocks for i in self._blocks[b][0])
-                    self._buckets.append((r, blocks, idx, params[idx[0]].dtype,
-                                          sum(params[i].numel() for i in idx)))
+                    its = per_rank[r][k]
+                    ents = sorted(e for _, _, es in its for e in es)
+                    self._buckets.append((r, [b for b, rng, _ in its if rng is None],
+                                          [rng for _, rng, _ in its if rng is not None], ents,
+                                          params[ents[0][0]].dtype, sum(e[2] for e in ents)))
         self._flat = {}
 
-    def _setup_sharded(self):
-        """Row ranges of every rank's shard of every parameter (one all_gather at
-        construction) and full-size scratch for this rank's home parameters."""
-        params = self._orig
+    def _exchange_rows(self, params):
+        """Row counts of every rank's shard of every parameter (one all_gather at
+        construction; consecutive ranges in rank order)."""
         replicated = torch.tensor([1 if _is_replicated(p) else 0 for p in params],
                                   dtype=torch.int64)
         local_rows = torch.tensor([0 if rep else _local(p).shape[0]
@@ -508,14 +747,23 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         rows = torch.stack([r.cpu() for r in rows])                       # [world, nparams]
         self._rows = rows.tolist()
         self._replicated = replicated.tolist()
-        self._row_numel = [int(math.prod(p.shape[1:])) if len(p.shape) else 1 for p in params]
         for i, p in enumerate(params):
             if not self._replicated[i] and sum(rows[:, i].tolist()) != p.shape[0]:
                 raise SymocError("parameter %r: shard rows %s do not add up to %d"
                                  % (self._names[i], rows[:, i].tolist(), p.shape[0]))
+
+    def _setup_sharded(self):
+        """Full-size scratch for this rank's home parameters; the row range of this rank's
+        shard of each parameter stepped in place."""
+        params = self._orig
         self._full_w = {i: torch.empty(tuple(params[i].shape), dtype=torch.float32,
                                        device=self._device) for i in self._my_params}
         self._full_g = {i: torch.empty_like(self._full_w[i]) for i in self._my_params}
+        me = self._rank
+        self._my_pieces = []
+        for i in self._local:
+            r0 = sum(self._rows[r][i] for r in range(me))
+            self._my_pieces.append((i, r0, r0 + self._rows[me][i]))
 
     # ---- properties
     @property
@@ -551,8 +799,15 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         return [c for _, c in self._blocks]
 
     def load_balance(self):
-        """(max/mean of the per-rank block cost, per-rank cost sums)."""
-        return balance(self.block_costs(), self._owner, self._world)
+        """(max/mean of the per-rank cost, per-rank cost sums): whole blocks at their homes,
+        split blocks by their pieces' rows, FSDP2 local blocks by each rank's rows."""
+        mean = sum(self._load) / self._world
+        return (max(self._load) / mean if mean > 0 else 1.0), list(self._load)
+
+    @property
+    def row_ranges(self):
+        """{parameter: (r0, r1, rows)} this rank steps by row range (step_rows)."""
+        return dict(self._ranges)
 
     @property
     def state_bytes(self):
@@ -596,18 +851,24 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             self._pushed_lr = lr
 
     # ---- fault agreement
-    def _agree(self, error, phase):
+    def _agree(self, error, phase, extra=None):
         """All ranks learn whether any rank failed (one all_reduce of a flag per rank); on a
-        failure every rank raises SymocError naming the failed ranks and their errors."""
+        failure every rank raises SymocError naming the failed ranks and their errors.
+        `extra` (ints, the same length on every rank) is summed over the ranks in the same
+        all_reduce and returned."""
         on_device = getattr(self, "_flag_on_device", False)
-        flags = torch.zeros(self._world, dtype=torch.int32,
+        extra = list(extra or [])
+        flags = torch.zeros(self._world + len(extra), dtype=torch.int32,
                             device=self._comm_device() if on_device else "cpu")
         if error is not None:
             flags[self._rank] = 1
+        elif extra:
+            flags[self._world:] = torch.tensor(extra, dtype=torch.int32)
         dist.all_reduce(flags, group=self._flag_group)
-        failed = [r for r, f in enumerate(flags.tolist()) if f]
+        got = flags.tolist()
+        failed = [r for r, f in enumerate(got[:self._world]) if f]
         if not failed:
-            return
+            return got[self._world:]
         msgs = [None] * self._world
         mine = None if error is None else "%s: %s" % (type(error).__name__, error)
         dist.all_gather_object(msgs, mine, group=self._flag_group)
@@ -653,13 +914,20 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                 self._bind_replicated()
         except Exception as e:  # noqa: BLE001 - shared with every rank by _agree
             err = e
-        self._agree(err, "before the step")
+        # With the failure flags: per parameter stepped on its shards, the ranks whose rows
+        # of its gradient are not finite (a NaN anywhere skips the parameter everywhere, as
+        # the single process skips the whole parameter).
+        bad = self._agree(err, "before the step",
+                          [a[5] for a in self._piece_args] if self._fsdp and err is None
+                          else [0] * (len(self._my_pieces) if self._fsdp else 0))
+        if self._fsdp:
+            self._piece_args = [a[:5] + (int(b > 0),) for a, b in zip(self._piece_args, bad)]
         # The collectives run even after a library failure (the failed rank sends its blocks
         # unchanged or as far as they got), so that every replica holds the same values.
         if self._fsdp:
             self._gather_home()
             t1 = time.perf_counter()
-            failure = self._run_blocks(self._my_blocks)
+            failure = self._run(self._my_blocks, self._piece_args)
             self._step_s = time.perf_counter() - t1
             sent, received = self._scatter_home()
         else:
@@ -692,12 +960,37 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             problems += _param_problems(name, g, shape, "gradient", self._device)
             self._w[i] = p.data_ptr()
             self._g[i] = g.data_ptr()
+        # Row pieces of split blocks: pointers into the full (replicated) tensors; the full
+        # gradient is here, so its finiteness decides the skip as in the single process.
+        self._piece_args = {}
+        for i, r0, r1 in self._my_pieces:
+            name, shape, _ = self._lib.params[i]
+            p = params[i]
+            g = self._grad_or_zero(i, p.grad, p)
+            problems += _param_problems(name, g, shape, "gradient", self._device)
+            if problems:
+                continue
+            off = 4 * r0 * self._row_numel[i]
+            self._piece_args[(i, r0)] = (i, r0, r1, p.data_ptr() + off, g.data_ptr() + off,
+                                         int(not bool(torch.isfinite(g).all())))
         if problems:
             raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
 
-    def _run_blocks(self, blocks):
-        """Steps `blocks` (of this rank) with the library; returns the exception or None."""
+    def _run(self, blocks, pieces):
+        """Steps `blocks` (whole, step_blocks) and `pieces` ((param, r0, r1, weight pointer,
+        gradient pointer, skip): rows, step_rows) of this rank with the library; returns the
+        exception or None."""
         api, n = self._lib.api, len(self._names)
+        try:
+            for i, r0, r1, w, g, skip in pieces:
+                if r1 > r0:
+                    self._check(self._lib.step_rows(self._opt, i, r0, r1, w, g,
+                                                    STEP_ROWS_SKIP if skip else 0),
+                                "step_rows(%r, rows [%d, %d))" % (self._names[i], r0, r1))
+        except Exception as e:  # noqa: BLE001 - shared with every rank by _agree
+            return e
+        if not blocks:
+            return None
         arr = (ctypes.c_int32 * max(1, len(blocks)))(*blocks)
         try:
             if self._cuda:
@@ -724,14 +1017,15 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         works = []
         sent = received = 0
         failure, step_s = None, 0.0
-        for k, (root, blocks, idx, dt, numel) in enumerate(self._buckets):
+        for k, (root, blocks, pieces, ents, dt, numel) in enumerate(self._buckets):
             if root == self._rank:
                 if failure is None:
                     t = time.perf_counter()
-                    failure = self._run_blocks(blocks)
+                    failure = self._run(blocks, [self._piece_args[(i, r0)]
+                                                 for i, r0, _ in pieces])
                     step_s += time.perf_counter() - t
-                flat = torch.cat([params[i].detach().reshape(-1) for i in idx]) if len(idx) > 1 \
-                    else params[idx[0]].detach().reshape(-1)
+                parts = [params[i].detach().view(-1)[a:a + m] for i, a, m in ents]
+                flat = torch.cat(parts) if len(parts) > 1 else parts[0]
                 sent += flat.numel() * flat.element_size()
             else:
                 flat = self._flat.get(k)
@@ -739,16 +1033,15 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                     flat = self._flat[k] = torch.empty(numel, dtype=dt, device=self._device)
                 received += flat.numel() * flat.element_size()
             works.append((dist.broadcast(flat, src=_global_rank(self._group, root),
-                                         group=self._group, async_op=True), root, idx, flat))
-        for work, root, idx, flat in works:
+                                         group=self._group, async_op=True), root, ents, flat))
+        for work, root, ents, flat in works:
             work.wait()
             if root == self._rank:
                 continue
             at = 0
-            for i in idx:
-                p = params[i]
-                p.detach().view(-1).copy_(flat[at:at + p.numel()])
-                at += p.numel()
+            for i, a, m in ents:
+                params[i].detach().view(-1)[a:a + m].copy_(flat[at:at + m])
+                at += m
         self._step_s = step_s
         return failure, sent, received
 
@@ -775,6 +1068,12 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             self._local_g.append(lg)
         if problems:
             raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
+        # Parameters stepped on their shards: this rank's rows in place; the last entry (this
+        # shard's gradient is not finite) is summed over the ranks by _agree.
+        self._piece_args = [(i, r0, r1, self._local_w[i].data_ptr(),
+                             self._local_g[i].data_ptr(),
+                             int(not bool(torch.isfinite(self._local_g[i]).all())))
+                            for i, r0, r1 in self._my_pieces]
 
     def _shard_numel(self, r, i):
         if self._replicated[i]:
@@ -884,6 +1183,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                 "symoc_dist": {"fingerprint": self.fingerprint, "policy": self.policy,
                                "world_size": self._world, "rank": self._rank,
                                "blocks": list(self._my_blocks), "params": list(self._names),
+                               "ranges": {n: list(v) for n, v in self._ranges.items()},
                                "blob": _u8(self._save_blob())}}
 
     def load_state_dict(self, state_dict):
@@ -897,7 +1197,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         if not isinstance(shards, (list, tuple)) or not shards:
             raise SymocError("DistributedSymocOptimizer.load_state_dict: expected a state_dict, "
                              "or the list of every rank's state_dict")
-        states, groups = [], None
+        states, groups, ranges = [], None, []
         for k, sd in enumerate(shards):
             meta = sd.get("symoc_dist") or sd.get("symoc") if isinstance(sd, dict) else None
             if not isinstance(meta, dict) or "blob" not in meta:
@@ -909,23 +1209,27 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                                  % (k, meta.get("fingerprint"), meta.get("policy"),
                                     self.fingerprint, self.policy))
             states.append(read_state(_blob_bytes(meta["blob"]), "shard %d" % k))
+            ranges.append(_ranges_of(meta))
             groups = groups or sd.get("param_groups")
         if len(shards) == 1 and "symoc_dist" in shards[0]:
             meta = shards[0]["symoc_dist"]
             if meta.get("world_size") != self._world or sorted(meta.get("blocks", [])) != \
-                    sorted(self._my_blocks):
+                    sorted(self._my_blocks) or _ranges_of(meta) != self._ranges:
                 if meta.get("world_size", 1) > 1:
                     raise SymocError(
                         "DistributedSymocOptimizer.load_state_dict: one shard of a run at world "
-                        "size %s holds blocks %s, this rank needs %s: pass the list of every "
-                        "rank's state_dict (or use load_checkpoint) to re-shard"
-                        % (meta.get("world_size"), meta.get("blocks"), self._my_blocks))
-        self._load_states(states, groups)
+                        "size %s holds blocks %s and rows %s, this rank needs %s and %s: pass "
+                        "the list of every rank's state_dict (or use load_checkpoint) to "
+                        "re-shard" % (meta.get("world_size"), meta.get("blocks"),
+                                      _ranges_of(meta), self._my_blocks, self._ranges))
+        self._load_states(states, groups, ranges)
 
-    def _load_states(self, states, groups):
-        merged = merge_states(states, self._names)
+    def _load_states(self, states, groups, ranges=None):
+        merged = merge_states(states, self._names, ranges)
         steps = int(merged[2].get("__optimizer/steps", 0))
-        mine = select_state(merged, self._names, [self._names[i] for i in self._my_params])
+        mine = select_state(merged, self._names,
+                            [self._names[i] for i in self._my_params] + list(self._ranges),
+                            self._ranges)
         with tempfile.TemporaryDirectory(prefix="symoc-") as d:
             path = os.path.join(d, "optimizer.state")
             with open(path, "wb") as f:
@@ -951,9 +1255,10 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
         os.replace(path + ".tmp", path)
         if self._rank == 0:
             groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
-            meta = {"format": "symoc-distributed-checkpoint", "version": 1,
+            meta = {"format": "symoc-distributed-checkpoint", "version": 2,
                     "fingerprint": self.fingerprint, "policy": self.policy,
                     "world_size": self._world, "assignment": self._owner,
+                    "ranges": [{n: list(v) for n, v in rs.items()} for rs in self._all_ranges],
                     "params": self._names, "param_groups": groups}
             with open(os.path.join(directory, "optimizer.json.tmp"), "w") as f:
                 json.dump(meta, f, indent=1)
@@ -982,7 +1287,9 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
                     states.append(read_state(f.read(), path))
             except OSError as e:
                 raise SymocError("%s: missing shard: %s" % (path, e)) from None
-        self._load_states(states, meta.get("param_groups"))
+        ranges = meta.get("ranges") or [{} for _ in states]      # version 1: none
+        self._load_states(states, meta.get("param_groups"),
+                          [_ranges_of({"ranges": r}) for r in ranges])
 
     def __del__(self):
         opt = getattr(self, "_opt", None)

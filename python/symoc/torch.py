@@ -33,7 +33,8 @@ from symoc.build import SymocError, build_library
 
 __all__ = ["SymocOptimizer", "SymocError", "load_library", "build_library"]
 
-ABI_VERSION = 2
+ABI_VERSION = 3          # this bridge's table (optimizer_api.h)
+ABI_MIN_VERSION = 2      # oldest library accepted: its table is a prefix of ours
 MAX_RANK = 8
 
 
@@ -47,7 +48,7 @@ _FloatPP = ctypes.POINTER(ctypes.c_void_p)
 
 
 class _Api(ctypes.Structure):
-    # Same order as struct SymocOptimizerApi (optimizer_api.h, ABI version 2).
+    # Same order as struct SymocOptimizerApi (optimizer_api.h, ABI version 3).
     _fields_ = [
         ("abi_version", ctypes.c_uint32),
         ("struct_size", ctypes.c_uint32),
@@ -89,7 +90,18 @@ class _Api(ctypes.Structure):
                                        ctypes.POINTER(ctypes.c_int32), ctypes.c_int,
                                        ctypes.c_void_p)),
         ("is_cuda", ctypes.CFUNCTYPE(ctypes.c_int, _OptP)),
+        # ABI version 3: row ranges of elementwise blocks
+        ("param_row_granule", ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int)),
+        ("step_rows", ctypes.CFUNCTYPE(ctypes.c_int, _OptP, ctypes.c_int, ctypes.c_int64,
+                                       ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                       ctypes.c_int)),
     ]
+
+
+# The size of the table of each ABI version (the fields it has; later versions append).
+_V2_SIZE = _Api.param_row_granule.offset
+_TABLE_SIZE = {2: _V2_SIZE, 3: ctypes.sizeof(_Api)}
+STEP_ROWS_SKIP = 1
 
 
 _loaded = {}
@@ -123,13 +135,18 @@ class Library:
         if not ptr:
             raise SymocError("%s: symoc_optimizer_api() returned NULL" % path)
         api = ptr.contents
-        if api.abi_version != ABI_VERSION:
-            raise SymocError("%s: optimizer ABI version %d, this bridge speaks %d"
-                             % (path, api.abi_version, ABI_VERSION))
-        if api.struct_size < ctypes.sizeof(_Api):
-            raise SymocError("%s: API table of %d bytes, expected at least %d"
-                             % (path, api.struct_size, ctypes.sizeof(_Api)))
+        if not ABI_MIN_VERSION <= api.abi_version <= ABI_VERSION:
+            raise SymocError("%s: optimizer ABI version %d, this bridge speaks %d to %d"
+                             % (path, api.abi_version, ABI_MIN_VERSION, ABI_VERSION))
+        if api.struct_size < _TABLE_SIZE[api.abi_version]:
+            raise SymocError("%s: API table of %d bytes, ABI version %d has %d"
+                             % (path, api.struct_size, api.abi_version,
+                                _TABLE_SIZE[api.abi_version]))
         self.path, self.api = path, api
+        self.abi_version = api.abi_version
+        # ABI v3 entries: None in an older library (its table ends before them).
+        self.step_rows = api.step_rows if api.abi_version >= 3 else None
+        self.param_row_granule = api.param_row_granule if api.abi_version >= 3 else None
         self.model, self.policy = _dec(api.model), _dec(api.policy)
         self.fingerprint = _dec(api.fingerprint)
         self.plan_json = _dec(api.plan_json)

@@ -8,7 +8,8 @@ import ctypes as C
 
 import numpy as np
 
-ABI_VERSION = 2
+ABI_VERSION = 3       # optimizer_api.h; the fields below are the prefix every version >= 2 has
+ABI_MIN_VERSION = 2
 MAX_RANK = 8
 STATUS = {0: "OK", 1: "ARGUMENT", 2: "SHAPE", 3: "IO", 4: "STATE", 5: "INTERNAL"}
 
@@ -58,8 +59,9 @@ class Library:
         self.dll = C.CDLL(path, mode=C.RTLD_LOCAL)
         self.dll.symoc_optimizer_api.restype = C.POINTER(_Api)
         self.api = self.dll.symoc_optimizer_api().contents
-        if self.api.abi_version != ABI_VERSION:
-            raise RuntimeError(f"{path}: ABI version {self.api.abi_version}, expected {ABI_VERSION}")
+        if not ABI_MIN_VERSION <= self.api.abi_version <= ABI_VERSION:
+            raise RuntimeError(f"{path}: ABI version {self.api.abi_version}, expected "
+                               f"{ABI_MIN_VERSION}..{ABI_VERSION}")
         self.names = [self.api.param_name(i).decode() for i in range(self.api.num_params())]
         self.shapes = []
         for i in range(len(self.names)):

@@ -3,8 +3,8 @@
 # build/bin/symoc exists): the runtime and Python sources, the test and benchmark scripts,
 # generated optimizers (gen/) and OpenBLAS/LAPACKE .debs (debs/).
 #
-#   tests/gpu/prepare.sh DEST [GPT2_SMALL.onnx LLAMA1B.onnx]
-# The two large models are optional (bench only): bench/compile/bench_compile.py's
+#   tests/gpu/prepare.sh DEST [GPT2_SMALL.onnx|- [LLAMA1B.onnx|-]]
+# The two large models are optional (bench only; '-' skips one): bench/compile/bench_compile.py's
 # export_gpt2_small and bench/analyze/make_llama7b.py with d_model 2048, 16 layers, 32 heads,
 # 8 KV heads, FFN 8192 (docs/testing.md, "GPU: the CUDA optimizer backend", shows the commands).
 set -eu
@@ -21,13 +21,34 @@ gen() { # NAME MODEL ARGS...
   "$SYMOC" compile "$model" --name "$name" -o "$DEST/gen/$name" "$@" > /dev/null 2>&1
 }
 M=$ROOT/models/gpt2.onnx
-for pol in adamw muon symo shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled; do gen "gpt2_${pol//-/_}" "$M" --policy $pol; done
+for pol in adamw muon symo auto shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled symo-large; do
+  gen "gpt2_${pol//-/_}" "$M" --policy $pol
+done
+# The matrix rules on LLaMA's shapes too (per-head O|O pieces, SwiGLU gauges, Lau-Su col/centered_row).
+for pol in symo auto shampoo lau-su ddc-adam ddc-muon symo-coupled symo-large; do
+  gen "llama_${pol//-/_}" "$ROOT/models/llama.onnx" --policy $pol
+done
+# Shampoo's refresh interval (roots every F-th step) on the hidden matrices.
+every() { for m in attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj; do echo --override "*$m.weight=shampoo,precondition_frequency=$1"; done; }
+set -f # the override globs are symoc's, not the shell's
+gen gpt2_shampoo_f3 "$M" --policy shampoo $(every 3)
+# Two-sided Symo (S x S, S x Z2: the pairs' closed form) and a host-path block (Symo 1 x 1,
+# dense, stays on the host): agreement, and the capture refusal of the host path.
+gen gpt2_symo_sxs "$M" --policy adamw --override 'h.0.mlp.c_fc.weight=symo:SxS' --override 'h.1.mlp.c_fc.weight=symo:SxZ2' \
+  --override 'h.*.mlp.c_proj.weight=symo:SxS'
+gen gpt2_symo_dense "$M" --policy adamw --override 'h.0.attn.c_proj.weight=symo:1x1'
 gen gpt2_sgd "$M" --policy adamw --override '*=sgd,momentum=0.9,nesterov=1,weight_decay=0.01'
 gen gpt2_sgd0 "$M" --policy adamw --override '*=sgd,momentum=0'
 gen gpt2_adam "$M" --policy adamw --override '*=adam,weight_decay=0.01'
-if [ $# -ge 3 ]; then
-  for pol in adamw muon; do gen gpt2small_$pol "$2" --policy $pol; gen llama1b_$pol "$3" --policy $pol; done
+# Benchmark sets (either may be '-'): GPT-2 small for every step class, LLaMA-1B for AdamW/Muon.
+if [ $# -ge 2 ] && [ "$2" != - ]; then
+  for pol in adamw muon symo auto shampoo; do gen gpt2small_$pol "$2" --policy $pol; done
+  gen gpt2small_shampoo_f10 "$2" --policy shampoo $(every 10)
 fi
+if [ $# -ge 3 ] && [ "$3" != - ]; then
+  for pol in adamw muon; do gen llama1b_$pol "$3" --policy $pol; done
+fi
+set +f
 (cd "$DEST/debs" && apt-get download libopenblas0-pthread libopenblas-dev libopenblas-pthread-dev liblapacke \
    liblapacke-dev libgfortran5 libtmglib3 libblas3 liblapack3 > /dev/null 2>&1) || echo "prepare: apt-get download failed"
 echo "prepared $DEST"

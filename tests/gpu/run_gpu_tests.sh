@@ -7,7 +7,7 @@
 # library; tests/gpu/prepare.sh writes them). The runtime (runtime/, with runtime/cuda) and
 # every generated folder are built in one CMake project for sm_90, then tests/gpu/test_gpu.py
 # runs on the gpt2_* libraries and, with --bench, bench/gpu/bench_gpu.py on gpt2small_* and
-# llama1b_*. DEBS_DIR: Debian .debs of OpenBLAS/LAPACKE for a machine without them (dpkg -x
+# llama1b_* (those present; SYMOC_BENCH=matrix: only the matrix rules' set). DEBS_DIR: Debian .debs of OpenBLAS/LAPACKE for a machine without them (dpkg -x
 # into /tmp). Results (logs, JSON, Markdown) go to OUT_DIR.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,13 +45,19 @@ cmake -S "$BUILD" -B "$BUILD/b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA
   > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
 cmake --build "$BUILD/b" -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m20 -B2 -A8 "error" "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
-libs=$(find "$BUILD/b" -name 'libgpt2_*_optimizer.so' | sort)
+libs=$(find "$BUILD/b" -name 'libgpt2_*_optimizer.so' -o -name 'libllama_*_optimizer.so' | sort)
 rc=0
 python3 "$ROOT/tests/gpu/test_gpu.py" $libs --json "$OUT/gpu_tests.json" 2>&1 | tee "$OUT/gpu_tests.log" || rc=1
 if [ $BENCH = 1 ]; then
   lib() { find "$BUILD/b" -name "lib$1_optimizer.so" | head -1; }
-  python3 "$ROOT/bench/gpu/bench_gpu.py" --out "$OUT" \
-    --set gpt2-small "$(lib gpt2small_adamw)" "$(lib gpt2small_muon)" \
-    --set llama-1b "$(lib llama1b_adamw)" "$(lib llama1b_muon)" 2>&1 | tee "$OUT/bench.log" || rc=1
+  # SYMOC_BENCH=matrix: only the matrix rules' comparison (symo/auto vs muon, Shampoo vs torch eigh).
+  sets=()
+  if [ "${SYMOC_BENCH:-all}" != matrix ]; then
+    [ -n "$(lib gpt2small_muon)" ] && sets+=(--set gpt2-small "$(lib gpt2small_adamw)" "$(lib gpt2small_muon)")
+    [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b "$(lib llama1b_adamw)" "$(lib llama1b_muon)")
+  fi
+  [ -n "$(lib gpt2small_symo)" ] && sets+=(--matrix gpt2-small "$(lib gpt2small_muon)" "$(lib gpt2small_symo)" \
+    "$(lib gpt2small_auto)" "$(lib gpt2small_shampoo)" "$(lib gpt2small_shampoo_f10)")
+  python3 "$ROOT/bench/gpu/bench_gpu.py" --out "$OUT" "${sets[@]}" 2>&1 | tee "$OUT/bench.log" || rc=1
 fi
 exit $rc

@@ -8,8 +8,12 @@ parameters (random, the same on every rank) is sharded with fully_shard on a 1-D
 same parameters are also kept replicated (the DDP layout). Both get the same gradients
 (distribute_tensor(Shard(0)) of one full gradient for FSDP2, the full gradient for DDP), and
 3 steps (lr halved before the third) are taken by a DistributedSymocOptimizer on each
-layout. Checks: the FSDP2 parameters (full_tensor()) equal the DDP ones bit for bit and, on
-the CPU (gloo), equal a single-process SymocOptimizer's. Rank 0 prints one line per library
+layout, then a 4th whose gradient has a NaN in rank 0's rows of a parameter that FSDP2 steps
+on its shards (elementwise rules, ABI v3 step_rows on CPU parameters; skipped everywhere).
+On the CPU (gloo), the FSDP2 ranks' state_dict()s are then loaded into a fresh DDP-layout
+optimizer (re-sharded) and merged into a fresh single-process SymocOptimizer, and a 5th step
+is taken by all. Checks: the FSDP2 parameters (full_tensor()) equal the DDP ones bit for bit
+and, on the CPU, the single-process and restored optimizers' too. Rank 0 prints one line per library
 with the largest absolute difference, and 'N passed, M failed'. gloo runs on CPU parameters;
 nccl on CUDA parameters (one GPU per rank; the library needs the CUDA entry points).
 """
@@ -51,52 +55,86 @@ class Holder(torch.nn.Module):
             self.register_parameter("p%d" % k, torch.nn.Parameter(t.clone()))
 
 
+def bits_equal(a, b):
+    return a.shape == b.shape and torch.equal(a.contiguous().view(torch.int32),
+                                              b.contiguous().view(torch.int32))
+
+
 def one_library(path, rank, world, device, mesh):
-    from symoc.distributed import DistributedSymocOptimizer
+    """3 steps (lr halved before the third) on FSDP2, DDP and (CPU) one process; a 4th whose
+    gradient has a NaN in the first rows of a parameter stepped on its shards (every layout
+    skips that parameter); on the CPU, the FSDP2 ranks' state_dicts re-sharded into a fresh
+    DDP-layout optimizer and merged into a fresh single-process one, then a 5th step on all."""
+    from symoc.distributed import DistributedSymocOptimizer, single_process_state_dict
     from symoc.torch import SymocOptimizer, load_library
     fully_shard, Shard, distribute_tensor, _ = fsdp_api()
     lib = load_library(path)
     gen = torch.Generator().manual_seed(0)
     init = [torch.randn(s, generator=gen) * 0.5 for _, s, _ in lib.params]
     names = [n for n, _, _ in lib.params]
-    grads = [[torch.randn(s, generator=gen) for _, s, _ in lib.params] for _ in range(STEPS)]
+    grads = [[torch.randn(s, generator=gen) for _, s, _ in lib.params] for _ in range(STEPS + 2)]
 
     holder = Holder([t.to(device) for t in init])
     fully_shard(holder, mesh=mesh)
     sharded = [getattr(holder, "p%d" % k) for k in range(len(init))]
     fsdp = DistributedSymocOptimizer(list(zip(names, sharded)), library=path, lr=LR)
     ddp_params = [torch.nn.Parameter(t.clone().to(device)) for t in init]
-    ddp = DistributedSymocOptimizer(list(zip(names, ddp_params)), library=path, lr=LR)
+    # split="always": the DDP layout steps its large elementwise blocks as row pieces.
+    ddp = DistributedSymocOptimizer(list(zip(names, ddp_params)), library=path, lr=LR,
+                                    split="always")
     single = None
     if device.type == "cpu":
         single_params = [torch.nn.Parameter(t.clone()) for t in init]
         single = SymocOptimizer(list(zip(names, single_params)), library=path, lr=LR)
-    for s in range(STEPS):
-        for opt in (fsdp, ddp, single):
-            if opt is not None and s == 2:
+    # A NaN in step 4's gradient of a parameter stepped on its shards (rank 0's rows).
+    nan_param = fsdp._local[0] if fsdp._local else None
+    if nan_param is not None:
+        grads[STEPS][nan_param].view(-1)[0] = float("nan")
+    opts = [(fsdp, sharded, True), (ddp, ddp_params, False)]
+    if single is not None:
+        opts.append((single, single_params, False))
+
+    def step(s, which):
+        for opt, params, dt in which:
+            if s == 2:
                 opt.param_groups[0]["lr"] = LR * 0.5
-        for k, g in enumerate(grads[s]):
-            sharded[k].grad = distribute_tensor(g.to(device), mesh, [Shard(0)])
-            ddp_params[k].grad = g.clone().to(device)
-            if single is not None:
-                single_params[k].grad = g.clone()
-        fsdp.step()
-        ddp.step()
-        if single is not None:
-            single.step()
+            for k, g in enumerate(grads[s]):
+                params[k].grad = distribute_tensor(g.to(device), mesh, [Shard(0)]) if dt \
+                    else g.clone().to(device)
+            opt.step()
+
+    for s in range(STEPS + 1):
+        step(s, opts)
+    restored = 0
+    if single is not None:
+        # Checkpoint of the FSDP2 run (row-range state of the shards) re-sharded.
+        shards = [None] * world
+        dist.all_gather_object(shards, fsdp.state_dict())
+        r_ddp_params = [torch.nn.Parameter(p.detach().clone()) for p in ddp_params]
+        r_ddp = DistributedSymocOptimizer(list(zip(names, r_ddp_params)), library=path,
+                                          lr=LR * 3)
+        r_ddp.load_state_dict(shards)
+        r_single_params = [torch.nn.Parameter(p.detach().clone()) for p in single_params]
+        r_single = SymocOptimizer(list(zip(names, r_single_params)), library=path, lr=LR * 3)
+        r_single.load_state_dict(single_process_state_dict(shards))
+        opts += [(r_ddp, r_ddp_params, False), (r_single, r_single_params, False)]
+        restored = 2
+    step(STEPS + 1, opts)
     worst_ddp = worst_single = 0.0
     identical = True
     for k in range(len(init)):
         a = sharded[k].full_tensor().detach().cpu()
         b = ddp_params[k].detach().cpu()
         worst_ddp = max(worst_ddp, (a - b).abs().max().item() if a.numel() else 0.0)
-        identical = identical and torch.equal(a.view(torch.int32), b.view(torch.int32))
-        if single is not None:
-            c = single_params[k].detach()
+        identical = identical and bits_equal(a, b)
+        for opt, params, dt in opts[2:]:
+            c = params[k].detach()
             worst_single = max(worst_single, (a - c).abs().max().item() if a.numel() else 0.0)
-            identical = identical and torch.equal(a.view(torch.int32), c.view(torch.int32))
+            identical = identical and bits_equal(a, c)
+    info = "%d params on their shards, %d split pieces here, %d restored" % (
+        len(fsdp._local), len(ddp.row_ranges), restored)
     return identical, worst_ddp, (worst_single if single is not None else None), \
-        fsdp.last_step.get("bytes_sent", 0), ddp.last_step.get("bytes_sent", 0)
+        fsdp.last_step.get("bytes_sent", 0), ddp.last_step.get("bytes_sent", 0), info
 
 
 def worker(rank, world, backend, libs, init_file, out_file):
@@ -112,11 +150,12 @@ def worker(rank, world, backend, libs, init_file, out_file):
     lines, ok_all = [], True
     for path in libs:
         try:
-            ok, d_ddp, d_single, b_fsdp, b_ddp = one_library(path, rank, world, device, mesh)
-            lines.append("%s %-60s fsdp2 vs ddp max|diff| %.3g%s  bytes sent fsdp2 %d ddp %d"
+            ok, d_ddp, d_single, b_fsdp, b_ddp, info = one_library(path, rank, world, device,
+                                                                   mesh)
+            lines.append("%s %-40s fsdp2 vs ddp max|diff| %.3g%s  bytes sent fsdp2 %d ddp %d; %s"
                          % ("PASS" if ok else "FAIL", os.path.basename(os.path.dirname(path)),
                             d_ddp, "" if d_single is None else
-                            ", vs single process %.3g" % d_single, b_fsdp, b_ddp))
+                            ", vs single process/restored %.3g" % d_single, b_fsdp, b_ddp, info))
         except Exception:  # noqa: BLE001
             ok = False
             lines.append("FAIL %s\n%s" % (path, traceback.format_exc()))

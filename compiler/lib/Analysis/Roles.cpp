@@ -4,10 +4,12 @@
 // and what the computation it feeds turns into a few ops later (a Softmax for
 // attention scores, a gating product for SwiGLU, the graph output for a head).
 // Views (Transpose, Reshape, Split, Slice, bias Add) are looked through.
+// The last stage of the analysis: takes the parameters, the spaces and the
+// claims; gives each parameter's block (shape, roles, spaces per axis).
 //
 //===----------------------------------------------------------------------===//
 
-#include "Roles.h"
+#include "symoc/Analysis/Stages.h"
 
 #include "mlir/IR/BuiltinTypes.h"
 
@@ -293,4 +295,64 @@ void addExpertRoles(std::vector<Block> &blocks, const std::vector<Claim> &claims
   }
 }
 
+namespace analysis {
+namespace {
+
+/// A parameter's block: shape, roles (a router: the weight of an in-graph
+/// Softmax's logit shift) and the spaces of each axis.
+Block blockOf(ClaimContext &cx, ParamOp p, const std::set<const void *> &outputPtrs) {
+  Block blk;
+  blk.name = p.getName().str();
+  auto t = cast<RankedTensorType>(p.getType());
+  blk.shape.assign(t.getShape().begin(), t.getShape().end());
+  blk.fromConstant = p.getFromConstant();
+  std::set<Operation *> users(p->getUsers().begin(), p->getUsers().end());
+  blk.tied = users.size() > 1;
+  std::set<std::string> roles = inferRoles(p, outputPtrs);
+  for (const Claim &c : cx.result.claims)
+    if (c.kind == "shift" && c.note.find("Softmax in the graph") != std::string::npos &&
+        c.roles[0] == "weight" && c.members[0].initializer == blk.name)
+      roles.insert("router");
+  for (const auto &r : roles)
+    blk.role += (blk.role.empty() ? "" : "+") + r;
+  for (int64_t a = 0; a < int64_t(blk.shape.size()); ++a) {
+    std::vector<std::string> sp;
+    for (int n : cx.g.allNodes(p.getResult(), a)) {
+      std::string id = cx.spaceOfRoot[cx.g.uf.find(n).first];
+      if (sp.empty() || sp.back() != id)
+        sp.push_back(id);
+    }
+    for (int n : cx.g.blockNodes(p.getResult(), a))
+      sp.push_back("heads:" + cx.spaceOfRoot[cx.g.uf.find(n).first]);
+    blk.axisSpaces.push_back(sp);
+  }
+  return blk;
+}
+
+/// Spaces whose coordinates are selected by position (the source of TopK
+/// indices): only a router of such a space has experts.
+std::set<std::string> selectedSpaces(ClaimContext &cx) {
+  std::set<std::string> selected;
+  for (const auto &rec : cx.g.positions)
+    for (int n : cx.g.allNodes(rec.source.value, rec.source.axis)) {
+      auto it = cx.spaceOfRoot.find(cx.g.uf.find(n).first);
+      if (it != cx.spaceOfRoot.end())
+        selected.insert(it->second);
+    }
+  return selected;
+}
+
+} // namespace
+
+void buildBlocks(ClaimContext &cx, const std::vector<ParamOp> &params,
+                 const std::vector<Output> &outputs) {
+  std::set<const void *> outputPtrs;
+  for (auto &[v, name] : outputs)
+    outputPtrs.insert(v.getAsOpaquePointer());
+  for (ParamOp p : params)
+    cx.result.blocks.push_back(blockOf(cx, p, outputPtrs));
+  addExpertRoles(cx.result.blocks, cx.result.claims, selectedSpaces(cx));
+}
+
+} // namespace analysis
 } // namespace symoc

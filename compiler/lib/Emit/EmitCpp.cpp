@@ -202,16 +202,26 @@ void emitBlockTables(std::ostream &s, const Plan &plan) {
 /// rule kind, hyper-parameters and parameter indices, one entry per unit; the device
 /// optimizer groups and batches them itself. Only compiled with SYMOC_WITH_CUDA.
 std::string emitBlockTable(const Plan &plan) {
-  std::ostringstream o, hps, rows;
-  size_t np = 0, nh = 0, maxp = 1;
+  std::ostringstream o, hps, rows, gauges, pieces, axes;
+  size_t np = 0, nh = 0, maxp = 1, ng = 0, npc = 0, nax = 0;
   for (size_t b = 0; b < plan.units.size(); ++b) {
     const Unit &u = plan.units[b];
     const Step &st = u.step;
     std::string variant = st.kind == "lausu" ? st.lausu : st.kind == "symo" ? st.left + " x " + st.right
                           : st.kind == "symo_coupled"                    ? st.left
                                                                          : "";
+    // Gauges and Symo pieces as data too, so the device can run them (one table each).
+    const size_t g0 = ng, l0 = npc, a0 = nax;
+    for (int a : u.axes) axes << (nax ? ", " : "") << a, ++nax;
+    for (const plan::Gauge &g : st.gauges)
+      gauges << "    {" << strLit(g.kind) << ", " << g.a << ", " << g.b << ", " << g.c << "},\n", ++ng;
+    for (const auto *side : {&st.leftPieces, &st.rightPieces})
+      for (const plan::PieceGroup &pg : *side)
+        pieces << "    {" << pg.offset << ", " << pg.extent << ", " << strLit(pg.group) << ", " << pg.parts << "},\n", ++npc;
     rows << "    {" << strLit(st.kind) << ", " << strLit(variant) << ", kBlockHp + " << nh << ", " << st.hp.size()
-         << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << "}, // "
+         << ", kBlockParams + " << np << ", " << u.params.size() << ", " << st.gauges.size() << ", kBlockGauges + " << g0
+         << ", kBlockPieces + " << l0 << ", " << st.leftPieces.size() << ", kBlockPieces + "
+         << l0 + st.leftPieces.size() << ", " << st.rightPieces.size() << ", kBlockAxes + " << a0 << "}, // "
          << commentSafe(plan.params[size_t(u.params[0])].name) << "\n";
     np += u.params.size();
     for (const auto &[k, v] : st.hp) hps << "    {" << strLit(k) << ", " << fmt::format("{}", v) << "},\n", ++nh;
@@ -222,6 +232,9 @@ std::string emitBlockTable(const Plan &plan) {
     // kNumBlocks and kBlockParams are the ABI's block tables (emitBlockTables): same units, same order.
     << "constexpr int kMaxBlockParams = " << maxp << ";\n"
     << "const symoc::rt::cuda::HyperParam kBlockHp[] = {\n" << hps.str() << "    {\"\", 0.0}};\n"
+    << "const symoc::rt::cuda::GaugeDesc kBlockGauges[] = {\n" << gauges.str() << "    {\"\", -1, -1, -1}};\n"
+    << "const symoc::rt::cuda::PieceDesc kBlockPieces[] = {\n" << pieces.str() << "    {0, 0, \"\", 0}};\n"
+    << "const int kBlockAxes[] = {" << axes.str() << (nax ? ", " : "") << "-1}; // symo_coupled: each member's shared axis\n"
     << "const symoc::rt::cuda::BlockDesc kBlocks[kNumBlocks] = {\n" << rows.str() << "};\n\n"
     << "} // namespace\n#endif // SYMOC_WITH_CUDA\n\n";
   return o.str();
@@ -229,14 +242,9 @@ std::string emitBlockTable(const Plan &plan) {
 
 /// create_cuda / step_cuda / is_cuda over symoc::rt::cuda::DeviceOptimizer; blocks the device
 /// does not implement are stepped by this file's CPU rules (cuda_host_step).
-std::string emitCudaApi(const Plan &plan, const std::vector<RuleObj> &rules, const std::vector<int> &unitRule) {
+std::string emitCudaApi(const Plan &plan) {
   std::ostringstream o;
   o << "#ifdef SYMOC_WITH_CUDA\n"
-    << "// The CPU rule object of each block (the CUDA backend's host path).\n"
-    << "Rule &unit_rule(SymocOptimizer &o, int b) {\n  switch (b) {\n";
-  for (size_t b = 0; b < unitRule.size(); ++b)
-    o << "  case " << b << ": return *o." << rules[size_t(unitRule[b])].name << ";\n";
-  o << "  }\n  throw Error(\"block \" + std::to_string(b) + \" out of range\");\n}\n\n"
     << R"CPP(// Steps the listed blocks with the CPU rules on host copies (DeviceOptimizer's host path).
 void cuda_host_step(void *ctx, const int32_t *blocks, int nb, float *const *w, const float *const *g) {
   SymocOptimizer &o = *static_cast<SymocOptimizer *>(ctx);
@@ -298,6 +306,100 @@ int api_is_cuda(const SymocOptimizer *o) { return o && o->dev ? 1 : 0; }
 
 )CPP";
   (void)plan;
+  return o.str();
+}
+
+/// The row granule of a parameter for step_rows (ABI v3): > 0 when its unit is elementwise
+/// (the parameter alone, no gauge, a rule whose update of an entry depends only on that
+/// entry's or its row group's gradient and state), 0 otherwise.
+int64_t rowGranule(const Plan &plan, const Unit &u) {
+  if (u.params.size() != 1 || !u.step.gauges.empty()) return 0;
+  const std::string &k = u.step.kind;
+  if (k == "adamw" || k == "adam" || k == "sgd") return 1;
+  if (k == "adam_mini") {
+    const int64_t gr = int64_t(u.step.get("group_rows", 1));
+    const int64_t rows = plan.params[size_t(u.params[0])].rows;
+    return gr > 0 && rows % gr == 0 ? gr : 0; // a bad grouping fails whole, as step() does
+  }
+  return 0;
+}
+
+/// unit_rule (the rule object of each block, shared by step_rows and the CUDA host path)
+/// and step_rows / param_row_granule (ABI v3).
+std::string emitRowApi(const Plan &plan, const std::vector<RuleObj> &rules, const std::vector<int> &unitRule) {
+  std::ostringstream o;
+  const std::vector<int> unitOf = plan.unitOf();
+  o << "// The CPU rule object of each block.\n"
+    << "Rule &unit_rule(SymocOptimizer &o, int b) {\n  switch (b) {\n";
+  for (size_t b = 0; b < unitRule.size(); ++b)
+    o << "  case " << b << ": return *o." << rules[size_t(unitRule[b])].name << ";\n";
+  o << "  }\n  throw Error(\"block \" + std::to_string(b) + \" out of range\");\n}\n\n"
+    << "// ---- row ranges (ABI v3): the block of each parameter, its row granule (0: whole only) ----\n"
+    << "const int32_t kUnitOf[" << std::max<size_t>(unitOf.size(), 1) << "] = {";
+  for (size_t i = 0; i < unitOf.size(); ++i) o << (i ? (i % 16 ? ", " : ",\n    ") : "") << unitOf[i];
+  if (unitOf.empty()) o << "0";
+  o << "};\nconst int64_t kRowGranule[" << std::max<size_t>(unitOf.size(), 1) << "] = {";
+  for (size_t i = 0; i < unitOf.size(); ++i)
+    o << (i ? (i % 16 ? ", " : ",\n    ") : "") << rowGranule(plan, plan.units[size_t(unitOf[i])]);
+  if (unitOf.empty()) o << "0";
+  o << "};\n\n"
+    << R"CPP(int64_t api_param_row_granule(int i) { return i >= 0 && i < kNumParams ? kRowGranule[i] : -1; }
+
+// True when the state holds a buffer or counter of parameter i (keys "<name>/...").
+bool has_param_state(const SymocOptimizer &o, int i) {
+  const std::string prefix = std::string(kParams[i].name) + "/";
+  for (const std::string &b : o.state.buffer_names())
+    if (b.compare(0, prefix.size(), prefix) == 0) return true;
+  return false;
+}
+
+int api_step_rows(SymocOptimizer *o, int i, int64_t r0, int64_t r1, float *w, const float *g, int flags) {
+  if (!o) return fail(nullptr, SYMOC_ERR_ARGUMENT, "step_rows: optimizer is NULL");
+#ifdef SYMOC_WITH_CUDA
+  if (o->dev) return fail(o, SYMOC_ERR_ARGUMENT, "step_rows: this optimizer was made by create_cuda (row ranges are stepped on the CPU only)");
+#endif
+  if (i < 0 || i >= kNumParams)
+    return fail(o, SYMOC_ERR_ARGUMENT, "step_rows: parameter " + std::to_string(i) + " out of range (the plan has " +
+                                           std::to_string(kNumParams) + ")");
+  const ParamInfo &p = kParams[i];
+  const int64_t gran = kRowGranule[i];
+  if (gran <= 0)
+    return fail(o, SYMOC_ERR_ARGUMENT, std::string("step_rows: parameter '") + p.name + "' (" + p.rule +
+                                           ") is not stepped elementwise; its block needs the whole parameter");
+  if (r0 < 0 || r1 < r0 || r1 > p.rows || r0 % gran || r1 % gran)
+    return fail(o, SYMOC_ERR_ARGUMENT, std::string("step_rows: rows [") + std::to_string(r0) + ", " + std::to_string(r1) +
+                                           ") of '" + p.name + "' (" + std::to_string(p.rows) +
+                                           " rows): not a range of whole row groups of " + std::to_string(gran));
+  if (flags & ~int(SYMOC_STEP_ROWS_SKIP))
+    return fail(o, SYMOC_ERR_ARGUMENT, "step_rows: unknown flags " + std::to_string(flags));
+  if (r0 == r1) return SYMOC_OK;
+  if (!w || !g) return fail(o, SYMOC_ERR_ARGUMENT, std::string("step_rows: NULL weight or gradient for '") + p.name + "'");
+  try {
+    const int64_t n = r1 - r0;
+    const std::string rows_key = std::string(p.name) + "/shard_rows";
+    int64_t have = o->state.counter_value(rows_key);
+    if (!have && has_param_state(*o, i)) have = p.rows; // stepped whole, or loaded whole
+    if (have && have != n)
+      return fail(o, SYMOC_ERR_STATE, std::string("step_rows: '") + p.name + "' has state for " + std::to_string(have) +
+                                          " rows, the range has " + std::to_string(n) +
+                                          " (one optimizer steps one row count per parameter)");
+    o->state.counter(rows_key) = n;
+    if (flags & SYMOC_STEP_ROWS_SKIP) { // as Rule::step skips a block with a non-finite gradient
+      ++o->state.counter(Key(p.name, "/nonfinite_skips"));
+      ++o->ctx.stats().skipped_nonfinite;
+      return SYMOC_OK;
+    }
+    Param q{p.name, w, g, n, p.cols};
+    unit_rule(*o, kUnitOf[i]).step(o->ctx, o->state, &q, 1, o->lr * o->mult[i]);
+    return SYMOC_OK;
+  } catch (const std::exception &e) {
+    return fail(o, SYMOC_ERR_INTERNAL, std::string("step_rows: ") + e.what());
+  } catch (...) {
+    return fail(o, SYMOC_ERR_INTERNAL, "step_rows: unknown error");
+  }
+}
+
+)CPP";
   return o.str();
 }
 
@@ -756,7 +858,7 @@ int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, i
 }
 
 )CPP";
-  s << emitCudaApi(plan, rules, unitRule);
+  s << emitRowApi(plan, rules, unitRule) << emitCudaApi(plan);
   s << "const SymocOptimizerApi kApi = {\n"
     << "    SYMOC_OPTIMIZER_ABI_VERSION,\n    uint32_t(sizeof(SymocOptimizerApi)),\n    " << strLit(M) << ",\n    "
     << strLit(plan.policy) << ",\n    kFingerprint,\n    kPlanJson,\n"
@@ -767,7 +869,9 @@ int api_step_blocks(SymocOptimizer *o, float *const *w, const float *const *g, i
     // ABI v2: blocks (plan units), then the CUDA entries (with SYMOC_WITH_CUDA).
     << "    &api_num_blocks,\n    &api_block_params,\n    &api_block_cost,\n    &api_step_blocks,\n"
     << "#ifdef SYMOC_WITH_CUDA\n    &api_create_cuda,\n    &api_step_cuda,\n    &api_is_cuda,\n#else\n"
-    << "    nullptr, // create_cuda\n    nullptr, // step_cuda\n    nullptr, // is_cuda\n#endif\n};\n\n"
+    << "    nullptr, // create_cuda\n    nullptr, // step_cuda\n    nullptr, // is_cuda\n#endif\n"
+    // ABI v3: row ranges of elementwise blocks.
+    << "    &api_param_row_granule,\n    &api_step_rows,\n};\n\n"
     << "} // namespace\n\n"
     << "extern \"C\" const SymocOptimizerApi *" << M << "_optimizer_api(void) { return &kApi; }\n"
     << "#ifndef " << guard << "_NO_GENERIC_API\n"

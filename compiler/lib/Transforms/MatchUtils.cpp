@@ -2,6 +2,7 @@
 
 #include "MatchUtils.h"
 
+#include <algorithm>
 #include <cmath>
 
 using namespace mlir;
@@ -63,7 +64,7 @@ Operation *singleUser(Value v) {
   return user->getNumResults() == 1 ? user : nullptr;
 }
 
-static std::optional<std::vector<int64_t>> constInts(Value v) {
+std::optional<std::vector<int64_t>> constInts(Value v) {
   auto c = v.getDefiningOp<ConstantOp>();
   if (!c || !c.getValue())
     return std::nullopt;
@@ -269,6 +270,212 @@ void eraseDead(RewriterBase &rewriter, ArrayRef<Operation *> ops) {
     if (c->use_empty())
       rewriter.eraseOp(c);
   }
+}
+
+int64_t normalizeAxis(int64_t a, int64_t r) {
+  if (a < 0) a += r;
+  return a >= 0 && a < r ? a : -1;
+}
+
+std::optional<std::vector<int64_t>> intsAttr(Operation *op, StringRef name) {
+  auto arr = op->getAttrOfType<ArrayAttr>(name);
+  if (!arr) return std::nullopt;
+  std::vector<int64_t> out;
+  for (Attribute a : arr) {
+    auto i = dyn_cast<IntegerAttr>(a);
+    if (!i) return std::nullopt;
+    out.push_back(i.getInt());
+  }
+  return out;
+}
+
+int64_t opsetOf(Operation *op) {
+  for (Operation *p = op; p; p = p->getParentOp())
+    if (auto i = p->getAttrOfType<IntegerAttr>("graph.opset")) return i.getInt();
+  return 17;
+}
+
+std::optional<SliceInfo> sliceOf(Operation *op) {
+  if (!isa_and_nonnull<SliceOp>(op) || op->getNumOperands() < 1) return std::nullopt;
+  Value x = op->getOperand(0);
+  auto xt = dyn_cast<RankedTensorType>(x.getType());
+  auto yt = dyn_cast<RankedTensorType>(op->getResult(0).getType());
+  if (!xt || !yt || !xt.hasStaticShape() || !yt.hasStaticShape()) return std::nullopt;
+  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
+  if (opsetOf(op) < 10) {
+    starts = intsAttr(op, "starts");
+    ends = intsAttr(op, "ends");
+    axes = intsAttr(op, "axes");
+  } else {
+    if (op->getNumOperands() < 3) return std::nullopt;
+    starts = constInts(op->getOperand(1));
+    ends = constInts(op->getOperand(2));
+    if (op->getNumOperands() > 3 && !isa<NoneType>(op->getOperand(3).getType()))
+      axes = constInts(op->getOperand(3));
+    if (op->getNumOperands() > 4 && !isa<NoneType>(op->getOperand(4).getType()))
+      steps = constInts(op->getOperand(4));
+  }
+  if (!starts || !ends || starts->size() != 1 || ends->size() != 1) return std::nullopt;
+  if (axes && axes->size() != 1) return std::nullopt;
+  if (steps && steps->size() != 1) return std::nullopt;
+  SliceInfo s;
+  s.axis = normalizeAxis(axes ? (*axes)[0] : 0, xt.getRank());
+  if (s.axis < 0) return std::nullopt;
+  int64_t n = xt.getDimSize(s.axis);
+  s.step = steps ? (*steps)[0] : 1;
+  if (s.step <= 0) return std::nullopt; // negative steps: not needed here
+  int64_t b = (*starts)[0], e = (*ends)[0];
+  if (b < 0) b += n;
+  if (e < 0) e += n;
+  b = std::clamp<int64_t>(b, 0, n);
+  e = std::clamp<int64_t>(e, 0, n);
+  s.start = b;
+  s.count = e > b ? (e - b + s.step - 1) / s.step : 0;
+  if (s.count != yt.getDimSize(s.axis)) return std::nullopt;
+  for (int64_t a = 0; a < xt.getRank(); ++a)
+    if (a != s.axis && xt.getDimSize(a) != yt.getDimSize(a)) return std::nullopt;
+  return s;
+}
+
+/// Erases the candidates that have no uses, repeatedly (a user before its
+/// operands or after), then the graph.constant operands left unused.
+void eraseUnused(RewriterBase &rewriter, SmallVector<Operation *> list) {
+  // Each op once: a candidate named twice would be visited after its erasure.
+  SmallVector<Operation *> cand;
+  for (Operation *op : list)
+    if (op && !llvm::is_contained(cand, op))
+      cand.push_back(op);
+  SmallVector<Operation *> constants;
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (Operation *&op : cand) {
+      if (!op || !op->use_empty()) continue;
+      for (Value v : op->getOperands())
+        if (auto c = v.getDefiningOp<ConstantOp>())
+          if (!llvm::is_contained(constants, c.getOperation())) constants.push_back(c);
+      rewriter.eraseOp(op);
+      op = nullptr;
+      progress = true;
+    }
+  }
+  for (Operation *c : constants)
+    if (c->use_empty()) rewriter.eraseOp(c);
+}
+
+std::optional<std::vector<double>> constantValues(ConstantOp c, const ConstantReader &reader) {
+  auto vt = dyn_cast<RankedTensorType>(c.getType());
+  if (!vt || !vt.hasStaticShape())
+    return std::nullopt;
+  std::vector<double> values;
+  if (c.getValue()) {
+    auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+    if (!dense || !isa<FloatType>(dense.getElementType()))
+      return std::nullopt;
+    for (const APFloat &x : dense.getValues<APFloat>())
+      values.push_back(x.convertToDouble());
+  } else if (reader && c.getName()) {
+    auto vals = reader(*c.getName());
+    if (!vals)
+      return std::nullopt;
+    values = std::move(*vals);
+  } else {
+    return std::nullopt;
+  }
+  if (int64_t(values.size()) != vt.getNumElements())
+    return std::nullopt;
+  return values;
+}
+
+bool sameTensor(Value a, Value b, const ConstantReader &reader, int depth) {
+  if (a == b)
+    return true;
+  if (!a || !b || a.getType() != b.getType() || depth > 16)
+    return false;
+  Operation *da = a.getDefiningOp(), *db = b.getDefiningOp();
+  if (!da || !db)
+    return false; // two different model inputs
+  if (auto ca = dyn_cast<ConstantOp>(da)) {
+    auto cb = dyn_cast<ConstantOp>(db);
+    if (!cb)
+      return false;
+    if (ca.getValue() && cb.getValue() && *ca.getValue() == *cb.getValue())
+      return true;
+    auto va = constantValues(ca, reader), vb = constantValues(cb, reader);
+    return va && vb && *va == *vb;
+  }
+  // Parameters may be trained apart; ops without a curated definition may be
+  // random (RandomNormal) or have effects; Dropout draws a mask per node.
+  if (isa<ParamOp, GenericOp, DropoutOp>(da) || da->getName() != db->getName() ||
+      da->getAttrDictionary() != db->getAttrDictionary() ||
+      da->getNumOperands() != db->getNumOperands() ||
+      cast<OpResult>(a).getResultNumber() != cast<OpResult>(b).getResultNumber())
+    return false;
+  for (unsigned i = 0; i < da->getNumOperands(); ++i)
+    if (!sameTensor(da->getOperand(i), db->getOperand(i), reader, depth + 1))
+      return false;
+  return true;
+}
+
+std::optional<SmallVector<int64_t>> staticShape(Value v) {
+  auto t = dyn_cast_or_null<RankedTensorType>(v ? v.getType() : Type());
+  if (!t || !t.hasStaticShape())
+    return std::nullopt;
+  return SmallVector<int64_t>(t.getShape().begin(), t.getShape().end());
+}
+
+static RankedTensorType withShape(Value like, ArrayRef<int64_t> shape) {
+  return RankedTensorType::get(shape, cast<RankedTensorType>(like.getType()).getElementType());
+}
+
+Value buildI64Constant(OpBuilder &b, Location loc, ArrayRef<int64_t> values) {
+  auto t = RankedTensorType::get({int64_t(values.size())}, b.getI64Type());
+  return b.create<ConstantOp>(loc, t, DenseElementsAttr::get(t, values), StringAttr());
+}
+
+Value buildReshape(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> shape) {
+  Value s = buildI64Constant(b, loc, shape);
+  return b.create<ReshapeOp>(loc, TypeRange{withShape(x, shape)}, ValueRange{x, s})
+      ->getResult(0);
+}
+
+Value buildSlice(OpBuilder &b, Location loc, Value x, int64_t axis, int64_t start, int64_t end) {
+  SmallVector<int64_t> shape(cast<RankedTensorType>(x.getType()).getShape());
+  shape[size_t(axis)] = end - start;
+  Type type = withShape(x, shape);
+  Operation *slice;
+  if (opsetOf(b.getInsertionBlock()->getParentOp()) < 10) {
+    slice = b.create<SliceOp>(loc, TypeRange{type}, ValueRange{x});
+    slice->setAttr("starts", b.getI64ArrayAttr({start}));
+    slice->setAttr("ends", b.getI64ArrayAttr({end}));
+    slice->setAttr("axes", b.getI64ArrayAttr({axis}));
+  } else {
+    slice = b.create<SliceOp>(loc, TypeRange{type},
+                              ValueRange{x, buildI64Constant(b, loc, {start}),
+                                         buildI64Constant(b, loc, {end}),
+                                         buildI64Constant(b, loc, {axis})});
+  }
+  return slice->getResult(0);
+}
+
+Value buildConcat(OpBuilder &b, Location loc, ValueRange parts, int64_t axis) {
+  SmallVector<int64_t> shape(cast<RankedTensorType>(parts[0].getType()).getShape());
+  shape[size_t(axis)] = 0;
+  for (Value p : parts)
+    shape[size_t(axis)] += cast<RankedTensorType>(p.getType()).getDimSize(axis);
+  auto cat = b.create<ConcatOp>(loc, TypeRange{withShape(parts[0], shape)}, parts);
+  cat->setAttr("axis", b.getI64IntegerAttr(axis));
+  return cat->getResult(0);
+}
+
+Value buildTranspose(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> perm) {
+  auto in = cast<RankedTensorType>(x.getType()).getShape();
+  SmallVector<int64_t> shape;
+  for (int64_t p : perm)
+    shape.push_back(in[size_t(p)]);
+  auto tr = b.create<TransposeOp>(loc, TypeRange{withShape(x, shape)}, ValueRange{x});
+  tr->setAttr("perm", b.getI64ArrayAttr(perm));
+  return tr->getResult(0);
 }
 
 namespace {

@@ -10,12 +10,14 @@
 #define SYMOC_LIB_TRANSFORMS_MATCHUTILS_H
 
 #include "symoc/Dialect/Graph/GraphOps.h"
+#include "symoc/Transforms/Passes.h"
 
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/SmallVector.h"
 
 #include <optional>
+#include <vector>
 
 namespace symoc::transforms {
 
@@ -77,6 +79,58 @@ mlir::Value matchNormalized(mlir::Operation *root, InverseRms &info);
 /// graph.constant operand left without uses.
 void eraseDead(mlir::RewriterBase &rewriter,
                llvm::ArrayRef<mlir::Operation *> ops);
+
+/// The integers of a graph.constant with a value (not booleans).
+std::optional<std::vector<int64_t>> constInts(mlir::Value v);
+/// An ONNX INTS attribute as stored by the importer.
+std::optional<std::vector<int64_t>> intsAttr(mlir::Operation *op, llvm::StringRef name);
+/// The opset the module was imported under (graph.opset; 17 when absent).
+int64_t opsetOf(mlir::Operation *op);
+/// `a` in [-r, r) as an axis in [0, r), or -1.
+int64_t normalizeAxis(int64_t a, int64_t r);
+
+/// A Slice along one axis: (axis, start, step, count), normalized.
+struct SliceInfo {
+  int64_t axis = -1, start = 0, step = 1, count = 0;
+};
+/// The one axis a graph.Slice cuts, with constant bounds (attributes before
+/// opset 10, inputs after) and static shapes; the count must match the
+/// result's size and every other axis must be unchanged. Positive steps only.
+std::optional<SliceInfo> sliceOf(mlir::Operation *slice);
+
+/// The values of a float graph.constant (row-major): from its `value` in the
+/// IR or, for a large one the importer kept shape-only, through `reader`.
+std::optional<std::vector<double>> constantValues(symoc::graph::ConstantOp c,
+                                                  const ConstantReader &reader);
+
+/// `a` and `b` hold the same tensor for every model input: the same value;
+/// two constants of one type with equal entries (torch exports each use of a
+/// tensor attribute as its own Constant node); or the same deterministic op
+/// (a curated graph op, same attributes and result) of operands that are the
+/// same in this sense.
+bool sameTensor(mlir::Value a, mlir::Value b, const ConstantReader &reader, int depth = 0);
+
+/// Builders for the data-movement ops that canonicalizations emit, in the
+/// form of the module's opset (Slice bounds as attributes before opset 10, as
+/// constant inputs after). Types are static and computed by the caller.
+mlir::Value buildI64Constant(mlir::OpBuilder &b, mlir::Location loc,
+                             llvm::ArrayRef<int64_t> values);
+mlir::Value buildReshape(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
+                         llvm::ArrayRef<int64_t> shape);
+/// x[start:end] along `axis` (step 1).
+mlir::Value buildSlice(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x, int64_t axis,
+                       int64_t start, int64_t end);
+mlir::Value buildConcat(mlir::OpBuilder &b, mlir::Location loc, mlir::ValueRange parts,
+                        int64_t axis);
+mlir::Value buildTranspose(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
+                           llvm::ArrayRef<int64_t> perm);
+/// The static shape of a ranked tensor value (empty optional otherwise).
+std::optional<llvm::SmallVector<int64_t>> staticShape(mlir::Value v);
+
+/// Erases the candidates that have no uses, repeatedly (a user before its
+/// operands or after), then the graph.constant operands left unused. A
+/// candidate may be named more than once.
+void eraseUnused(mlir::RewriterBase &rewriter, llvm::SmallVector<mlir::Operation *> cand);
 
 /// The driver of every recomposition pass: calls `tryAt` on each op nested
 /// under `root`, in program order, skipping ops that an earlier rewrite

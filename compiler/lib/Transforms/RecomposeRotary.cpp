@@ -42,85 +42,6 @@ using namespace symoc::transforms;
 namespace symoc {
 namespace {
 
-int64_t normalizeAxis(int64_t a, int64_t r) {
-  if (a < 0) a += r;
-  return a >= 0 && a < r ? a : -1;
-}
-
-std::optional<std::vector<int64_t>> ints(Value v) {
-  auto c = v.getDefiningOp<ConstantOp>();
-  if (!c || !c.getValue()) return std::nullopt;
-  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-  if (!dense || !isa<IntegerType>(dense.getElementType())) return std::nullopt;
-  std::vector<int64_t> out;
-  for (const APInt &x : dense.getValues<APInt>()) out.push_back(x.getSExtValue());
-  return out;
-}
-
-std::optional<std::vector<int64_t>> intsAttr(Operation *op, StringRef name) {
-  auto arr = op->getAttrOfType<ArrayAttr>(name);
-  if (!arr) return std::nullopt;
-  std::vector<int64_t> out;
-  for (Attribute a : arr) {
-    auto i = dyn_cast<IntegerAttr>(a);
-    if (!i) return std::nullopt;
-    out.push_back(i.getInt());
-  }
-  return out;
-}
-
-int64_t opsetOf(Operation *op) {
-  for (Operation *p = op; p; p = p->getParentOp())
-    if (auto i = p->getAttrOfType<IntegerAttr>("graph.opset")) return i.getInt();
-  return 17;
-}
-
-/// A Slice along one axis: (axis, start, step, count), normalized.
-struct SliceInfo {
-  int64_t axis = -1, start = 0, step = 1, count = 0;
-};
-
-std::optional<SliceInfo> sliceOf(SliceOp op) {
-  Value x = op->getOperand(0);
-  auto xt = dyn_cast<RankedTensorType>(x.getType());
-  auto yt = dyn_cast<RankedTensorType>(op->getResult(0).getType());
-  if (!xt || !yt || !xt.hasStaticShape() || !yt.hasStaticShape()) return std::nullopt;
-  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
-  if (opsetOf(op) < 10) {
-    starts = intsAttr(op, "starts");
-    ends = intsAttr(op, "ends");
-    axes = intsAttr(op, "axes");
-  } else {
-    if (op->getNumOperands() < 3) return std::nullopt;
-    starts = ints(op->getOperand(1));
-    ends = ints(op->getOperand(2));
-    if (op->getNumOperands() > 3 && !isa<NoneType>(op->getOperand(3).getType()))
-      axes = ints(op->getOperand(3));
-    if (op->getNumOperands() > 4 && !isa<NoneType>(op->getOperand(4).getType()))
-      steps = ints(op->getOperand(4));
-  }
-  if (!starts || !ends || starts->size() != 1 || ends->size() != 1) return std::nullopt;
-  if (axes && axes->size() != 1) return std::nullopt;
-  if (steps && steps->size() != 1) return std::nullopt;
-  SliceInfo s;
-  s.axis = normalizeAxis(axes ? (*axes)[0] : 0, xt.getRank());
-  if (s.axis < 0) return std::nullopt;
-  int64_t n = xt.getDimSize(s.axis);
-  s.step = steps ? (*steps)[0] : 1;
-  if (s.step <= 0) return std::nullopt; // negative steps: not needed here
-  int64_t b = (*starts)[0], e = (*ends)[0];
-  if (b < 0) b += n;
-  if (e < 0) e += n;
-  b = std::clamp<int64_t>(b, 0, n);
-  e = std::clamp<int64_t>(e, 0, n);
-  s.start = b;
-  s.count = e > b ? (e - b + s.step - 1) / s.step : 0;
-  if (s.count != yt.getDimSize(s.axis)) return std::nullopt;
-  for (int64_t a = 0; a < xt.getRank(); ++a)
-    if (a != s.axis && xt.getDimSize(a) != yt.getDimSize(a)) return std::nullopt;
-  return s;
-}
-
 /// g(x)[k] = sign[k] * x[source[k]] along the channel axis.
 struct SignedPerm {
   int64_t axis = -1;
@@ -195,7 +116,7 @@ std::optional<SignedPerm> interleavedForm(Value g, Value x) {
     auto un = cat->getOperand(t).getDefiningOp<UnsqueezeOp>();
     if (!un) return std::nullopt;
     std::optional<std::vector<int64_t>> axes =
-        un->getNumOperands() > 1 ? ints(un->getOperand(1)) : intsAttr(un, "axes");
+        un->getNumOperands() > 1 ? constInts(un->getOperand(1)) : intsAttr(un, "axes");
     if (!axes || axes->size() != 1 || normalizeAxis((*axes)[0], r + 1) != r) return std::nullopt;
     if (!pieceOf(un->getOperand(0), x, r - 1, parts[t]) || int64_t(parts[t].size()) != d / 2)
       return std::nullopt;
@@ -225,26 +146,6 @@ std::vector<std::pair<int64_t, int64_t>> pairsOf(const SignedPerm &g) {
 }
 
 using Pairs = std::vector<std::pair<int64_t, int64_t>>;
-
-/// The values of a graph.constant (from the IR, or through the reader).
-std::optional<std::vector<double>> constantValues(ConstantOp c, const ConstantReader &reader) {
-  auto vt = dyn_cast<RankedTensorType>(c.getType());
-  if (!vt || !vt.hasStaticShape()) return std::nullopt;
-  std::vector<double> values;
-  if (c.getValue()) {
-    auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-    if (!dense || !isa<FloatType>(dense.getElementType())) return std::nullopt;
-    for (const APFloat &x : dense.getValues<APFloat>()) values.push_back(x.convertToDouble());
-  } else if (reader && c.getName()) {
-    auto vals = reader(*c.getName());
-    if (!vals) return std::nullopt;
-    values = std::move(*vals);
-  } else {
-    return std::nullopt;
-  }
-  if (int64_t(values.size()) != vt.getNumElements()) return std::nullopt;
-  return values;
-}
 
 /// v[.., i, ..] == v[.., j, ..] along `axis` for every pair (i, j) and every
 /// index along the other axes, for every value of the model's inputs. Proven
@@ -298,7 +199,7 @@ bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &
   }
   if (auto un = dyn_cast<UnsqueezeOp>(d)) {
     std::optional<std::vector<int64_t>> axes =
-        un->getNumOperands() > 1 ? ints(un->getOperand(1)) : intsAttr(un, "axes");
+        un->getNumOperands() > 1 ? constInts(un->getOperand(1)) : intsAttr(un, "axes");
     if (!axes) return false;
     int64_t before = 0;
     for (int64_t a : *axes) {
@@ -313,7 +214,7 @@ bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &
     auto it = dyn_cast<RankedTensorType>(d->getOperand(0).getType());
     if (!it) return false;
     std::optional<std::vector<int64_t>> axes;
-    if (sq->getNumOperands() > 1) axes = ints(sq->getOperand(1));
+    if (sq->getNumOperands() > 1) axes = constInts(sq->getOperand(1));
     else if (sq->getAttr("axes")) axes = intsAttr(sq, "axes");
     else {
       axes.emplace();
@@ -423,27 +324,6 @@ int64_t tableChannelAxis(Value t, RankedTensorType yt, int64_t c) {
   int64_t i = c - shift;
   if (i < 0 || tt.getDimSize(i) == 1) return -1;
   return i;
-}
-
-/// Erases the candidates that have no uses, repeatedly (a user before its
-/// operands or after), then the graph.constant operands left unused.
-void eraseUnused(IRRewriter &rewriter, SmallVector<Operation *> cand) {
-  SmallVector<Operation *> constants;
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (Operation *&op : cand) {
-      if (!op || !op->use_empty()) continue;
-      for (Value v : op->getOperands())
-        if (auto c = v.getDefiningOp<ConstantOp>())
-          if (!llvm::is_contained(constants, c.getOperation())) constants.push_back(c);
-      rewriter.eraseOp(op);
-      op = nullptr;
-      progress = true;
-    }
-  }
-  for (Operation *c : constants)
-    if (c->use_empty()) rewriter.eraseOp(c);
 }
 
 bool recomposeAt(AddOp add, const ConstantReader &reader, IRRewriter &rewriter) {

@@ -4,6 +4,7 @@
 #include "symoc/cuda/device_optimizer.h"
 
 #include "kernels.h"
+#include "matrix_rules.h"
 #include "symoc/cuda/matrix.h"
 #include "symoc/runtime/optimizer_api.h"
 
@@ -44,9 +45,10 @@ struct DeviceGuard {
   }
 };
 
-enum class Kind { Adam, Sgd, AdamMini, Muon, Host };
+enum class Kind { Adam, Sgd, AdamMini, Muon, Matrix, Host };
 
-Kind kind_of(const BlockDesc &b) {
+// The elementwise and plain Muon kinds (the fused kernels of this file).
+Kind fused_kind(const BlockDesc &b) {
   if (b.nparams != 1 || b.ngauges > 0) return Kind::Host;
   const std::string k = b.kind ? b.kind : "";
   if (k == "adamw" || k == "adam") return Kind::Adam;
@@ -71,7 +73,9 @@ double BlockDesc::get(const char *name, double dflt) const {
   return dflt;
 }
 
-bool on_device(const BlockDesc &b) { return kind_of(b) != Kind::Host; }
+bool on_device(const BlockDesc &b, const ParamDesc *params) {
+  return fused_kind(b) != Kind::Host || MatrixRules::supports(b, params);
+}
 
 // A launch group: up to kBatch blocks with one rule configuration (Muon: and one shape).
 struct Group {
@@ -105,6 +109,9 @@ struct DeviceOptimizer::Impl {
   std::vector<int> group_of;  // per block: its group, -1 for host blocks
   std::vector<Group> groups;
   std::vector<int> host_blocks;
+  std::vector<int> matrix_blocks; // stepped by `rules`
+  std::unique_ptr<MatrixRules> rules;
+  std::vector<symoc::cuda::PolarGroup> rules_polar;
   HostStepFn host_step = nullptr;
   void *host_ctx = nullptr;
   Counters cnt{};
@@ -146,6 +153,7 @@ DeviceOptimizer::Impl::~Impl() {
     cudaFree(gr.state), cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
     cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
   }
+  rules.reset();
   ns_plan.reset();
   engine.reset();
   cudaFree(ns_ws);
@@ -164,9 +172,10 @@ void DeviceOptimizer::Impl::build() {
   std::map<std::string, std::vector<int>> open; // config key -> groups with that key
   for (size_t b = 0; b < blocks.size(); ++b) {
     const BlockDesc &d = blocks[b];
-    const Kind k = kind_of(d);
+    const Kind k = fused_kind(d);
     if (k == Kind::Host) {
-      host_blocks.push_back(int(b));
+      if (MatrixRules::supports(d, params.data())) matrix_blocks.push_back(int(b));
+      else host_blocks.push_back(int(b));
       continue;
     }
     const ParamDesc &p = params[size_t(d.params[0])];
@@ -224,7 +233,7 @@ void DeviceOptimizer::Impl::build() {
       const int pi = blocks[size_t(gr.blocks[i])].params[0];
       const ParamDesc &p = params[size_t(pi)];
       Slot s{};
-      s.block = gr.blocks[i], s.param = pi, s.n = p.rows * p.cols, s.rows = p.rows, s.cols = p.cols;
+      s.block = gr.blocks[i], s.param = pi, s.n = p.rows * p.cols, s.rows = p.rows, s.cols = p.cols, s.first = 1;
       gr.slots.push_back(s);
       const int32_t slot = int32_t(i);
       if (gr.kind == Kind::AdamMini) {
@@ -333,6 +342,7 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
     launch_muon_apply(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, O, s);
     break;
   }
+  case Kind::Matrix:
   case Kind::Host: break;
   }
   launch_finalize(a, gr.d_slots, cnt, true, s);
@@ -450,19 +460,25 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   for (const Group &g : m.groups) muon = muon || g.kind == Kind::Muon;
   const char *ns_env = std::getenv("SYMOC_CUDA_NS");
   m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
-  if (muon && m.ns_matrix) {
-    std::vector<symoc::cuda::Shape> shapes;
+  std::vector<symoc::cuda::Shape> shapes;
+  if (muon && m.ns_matrix)
     for (size_t gi = 0; gi < m.groups.size(); ++gi)
       if (m.groups[gi].kind == Kind::Muon) {
         m.muon_groups.push_back(int(gi));
         shapes.push_back(symoc::cuda::Shape{m.groups[gi].mats, m.groups[gi].sub_rows, m.groups[gi].muon.cols});
       }
-    m.engine = std::make_unique<symoc::cuda::Engine>(device);
+  if ((muon && m.ns_matrix) || !m.matrix_blocks.empty()) m.engine = std::make_unique<symoc::cuda::Engine>(device);
+  if (!m.matrix_blocks.empty()) {
+    m.rules = std::make_unique<MatrixRules>(m.params.data(), m.blocks.data(), m.matrix_blocks, *m.engine, m.cnt);
+    for (const symoc::cuda::Shape &sh : m.rules->polar_shapes()) shapes.push_back(sh);
+  }
+  if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups and the gauged Muon blocks
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes);
     m.ns_ws_bytes = m.ns_plan->workspace_bytes();
     check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
     m.polar_groups.resize(m.muon_groups.size());
-  } else if (muon) {
+  }
+  if (muon && !m.ns_matrix) { // the own Newton-Schulz loop (SYMOC_CUDA_NS=own)
     check(cublasCreate(&m.blas), "cublasCreate");
     const size_t ws = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
     check(cudaMalloc(&m.blas_ws, ws), "cudaMalloc");
@@ -515,15 +531,22 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
     m.fill_args(gr, a, w, g, dtypes, lr, mult, active);
     m.run_group(gr, a, s);
   }
-  if (any_muon && m.ns_matrix) {
+  // The matrix rules' inputs (and their Muon blocks' Newton-Schulz inputs).
+  bool rules_muon = false;
+  if (m.rules) {
+    rules_muon = m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar);
+  }
+  if ((any_muon && m.ns_matrix) || rules_muon) {
     // One Newton-Schulz over every Muon group (inactive ones hold zeros or stale finite values
     // whose results are not applied); their buffers exist once any Muon group has stepped.
+    m.polar_groups.resize(m.muon_groups.size());
     for (size_t i = 0; i < m.muon_groups.size(); ++i) {
       Group &gr = m.groups[size_t(m.muon_groups[i])];
       m.prepare(gr, s);
       symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
       m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
     }
+    for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
     m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);
     for (int gi : m.muon_groups) {
       Group &gr = m.groups[size_t(gi)];
@@ -532,6 +555,7 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
       if (any) m.muon_finish(gr, m.args_of(gr), s);
     }
   }
+  if (m.rules) m.rules->finish(s);
   m.host_path(w, g, dtypes, active, s);
 }
 
@@ -543,6 +567,7 @@ void DeviceOptimizer::export_to(State &st) const {
   std::vector<int64_t> t(nb), skips(np);
   check(cudaMemcpy(t.data(), m.cnt.t, sizeof(int64_t) * nb, cudaMemcpyDeviceToHost), "download");
   check(cudaMemcpy(skips.data(), m.cnt.skips, sizeof(int64_t) * np, cudaMemcpyDeviceToHost), "download");
+  if (m.rules) m.rules->export_to(st, t.data(), skips.data());
   for (const Group &gr : m.groups) {
     for (const Slot &sl : gr.slots) {
       const std::string name = m.params[size_t(sl.param)].name, pre = name + "/" + gr.tag + ".";
@@ -565,6 +590,7 @@ void DeviceOptimizer::export_to(State &st) const {
         down("m", sl.s0, {sl.rows, sl.cols}), down("v", sl.s1, {sl.rows / gr.mini.group_rows, 1});
         break;
       case Kind::Muon: down("momentum", sl.s0, {sl.rows, sl.cols}); break;
+      case Kind::Matrix:
       case Kind::Host: break;
       }
       st.counter(pre + "t") = tb;
@@ -609,9 +635,18 @@ void DeviceOptimizer::import_from(const State &cst) {
         break;
       case Kind::AdamMini: up("m", sl.s0, {sl.rows, sl.cols}), up("v", sl.s1, {sl.rows / gr.mini.group_rows, 1}); break;
       case Kind::Muon: up("momentum", sl.s0, {sl.rows, sl.cols}); break;
+      case Kind::Matrix:
       case Kind::Host: break;
       }
     }
+  }
+  if (m.rules) {
+    m.rules->import_from(st, t.data());
+    for (int b : m.matrix_blocks)
+      for (int k = 0; k < m.blocks[size_t(b)].nparams; ++k) {
+        const int p = m.blocks[size_t(b)].params[k];
+        skips[size_t(p)] = st.counter_value(std::string(m.params[size_t(p)].name) + "/nonfinite_skips");
+      }
   }
   int64_t zero = 0;
   check(cudaMemcpy(m.cnt.t, t.data(), sizeof(int64_t) * nb, cudaMemcpyHostToDevice), "upload");
@@ -626,6 +661,7 @@ void DeviceOptimizer::zero() {
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   for (Group &gr : m.groups)
     if (gr.ready) check(cudaMemset(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(gr.state_floats, 1))), "cudaMemset");
+  if (m.rules) m.rules->zero();
   check(cudaMemset(m.cnt.t, 0, sizeof(int64_t) * m.blocks.size()), "cudaMemset");
   check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * m.params.size()), "cudaMemset");
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * m.blocks.size()), "cudaMemset");
@@ -639,12 +675,19 @@ int64_t DeviceOptimizer::skipped() const {
   return v;
 }
 
-int64_t DeviceOptimizer::bytes() const { return int64_t(impl_->state_bytes); }
+int64_t DeviceOptimizer::bytes() const {
+  return int64_t(impl_->state_bytes) + (impl_->rules ? impl_->rules->state_bytes() : 0);
+}
+
+int DeviceOptimizer::host_blocks() const { return int(impl_->host_blocks.size()); }
 
 bool DeviceOptimizer::holds_param(const char *name) const {
   for (const Group &gr : impl_->groups)
     for (const Slot &sl : gr.slots)
       if (std::strcmp(impl_->params[size_t(sl.param)].name, name) == 0) return true;
+  if (impl_->rules)
+    for (size_t p = 0; p < impl_->params.size(); ++p)
+      if (std::strcmp(impl_->params[p].name, name) == 0 && impl_->rules->holds_param(int(p))) return true;
   return false;
 }
 

@@ -134,6 +134,12 @@ void EighCore::run(void *A, void *W, void *scratch, int *info, cudaStream_t s) {
   }
   const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
   const size_t es = dbl_ ? sizeof(double) : sizeof(float);
+  if (host_bytes_ > 0) { // seen on an H200 (n = 768): the call fails inside a graph capture
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone)
+      fail("eigh", "cuSOLVER's eigensolver for n = " + std::to_string(n_) + " needs " + std::to_string(host_bytes_) +
+                       " bytes of host workspace and cannot be captured in a CUDA graph; step without capture");
+  }
   if (!per_matrix_) {
     check(cusolverDnXsyevBatched(e_.solver, params_, jobz, uplo, n_, t, A, n_, t, W, t, work, dev_bytes_,
                                  host_bytes_ ? host_.data() : nullptr, host_bytes_, info, batch_),

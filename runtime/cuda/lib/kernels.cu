@@ -86,12 +86,16 @@ __global__ void finalize_kernel(const __grid_constant__ StepArgs a, const Slot *
   if (i >= a.nslots || !a.active[i]) return;
   const Slot s = slots[i];
   if (c.flag[s.block]) {
-    c.flag[s.block] = 0;
+    // The flag is cleared by the block's last slot (every slot of a coupled block counts a skip).
     c.skips[s.param] += 1;
     atomicAdd(reinterpret_cast<unsigned long long *>(c.total), 1ull);
-  } else if (count_steps) {
+  } else if (count_steps && s.first) {
     c.t[s.block] += 1;
   }
+}
+__global__ void clear_flags_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < a.nslots && a.active[i]) c.flag[slots[i].block] = 0;
 }
 
 // ------------------------------------------------------------------------- Adam
@@ -330,7 +334,9 @@ void launch_check(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
   if (nchunks) check_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c);
 }
 void launch_finalize(const StepArgs &a, const Slot *slots, Counters c, bool count_steps, cudaStream_t s) {
-  if (a.nslots) finalize_kernel<<<(a.nslots + 127) / 128, 128, 0, s>>>(a, slots, c, count_steps ? 1 : 0);
+  if (!a.nslots) return;
+  finalize_kernel<<<(a.nslots + 127) / 128, 128, 0, s>>>(a, slots, c, count_steps ? 1 : 0);
+  clear_flags_kernel<<<(a.nslots + 127) / 128, 128, 0, s>>>(a, slots, c);
 }
 void launch_adam(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, AdamCfg cfg,
                  cudaStream_t s) {

@@ -31,6 +31,8 @@ struct Slot {
   int64_t n;      // entries
   int64_t rows, cols;
   float *s0, *s1; // state buffers (adam: m, v; sgd: momentum; adam_mini: m, v; muon: momentum)
+  float *u, *d;   // matrix rules: the preconditioned input U and the direction D (float32)
+  int32_t first;  // 1 on the first slot of its block (the block's step counter advances once)
 };
 
 // A CTA's piece of work: slot, first entry, length; `aux` is rule-specific (adam-mini:

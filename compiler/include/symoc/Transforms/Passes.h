@@ -25,9 +25,14 @@ using ConstantReader = std::function<std::optional<std::vector<double>>(llvm::St
 
 /// symoc-recompose-rotary with a reader for constants without a value in the IR.
 std::unique_ptr<mlir::Pass> createRecomposeRotaryPass(ConstantReader reader);
+/// symoc-canonicalize-sliced-rotary with the same reader (tables that torch
+/// exported as two equal Constant nodes are compared by value).
+std::unique_ptr<mlir::Pass> createCanonicalizeSlicedRotaryPass(ConstantReader reader);
 
-/// Adds the recomposition passes in the order the analysis wants them
-/// (LayerNorm before RMSNorm: a LayerNorm's second half is an RMSNorm of the
+/// Adds the canonicalization and recomposition passes in the order the
+/// analysis wants them: no-op Casts, then the spellings that map onto
+/// existing rules (selections along one factor of a split axis, rotary on
+/// sliced halves), then the recompositions (LayerNorm before RMSNorm: a LayerNorm's second half is an RMSNorm of the
 /// centred input, and the LayerNorm is the more informative op; activations
 /// last). `pm` must be anchored on builtin.module (a PassManager for a
 /// ModuleOp binds here).

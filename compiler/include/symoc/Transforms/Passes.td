@@ -24,6 +24,40 @@ def FoldNoOpCasts : Pass<"symoc-fold-noop-casts", "mlir::ModuleOp"> {
   let dependentDialects = ["::symoc::graph::GraphDialect"];
 }
 
+def SplitFactorSelections : Pass<"symoc-split-factor-selections", "mlir::ModuleOp"> {
+  let summary = "Rebuild constant selections along one factor of a split axis from slices of the unsplit axis";
+  let description = [{
+    R = Reshape(X) splits one axis of X into factors (f_0, .., f_{k-1}) and
+    every use of R, through Transposes, takes a constant index or range along
+    one factor j < k - 1 (Slice, Gather with constant indices, Split): timm's
+    reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).unbind(0), the (H, 3, d) and
+    the grouped (KV, q_per_kv + 2, d) layouts of a fused qkv projection. Each
+    selection is rebuilt from X: the contiguous blocks of X's axis it takes
+    (one per index of the factors before j) sliced, concatenated and reshaped
+    to the selection's factors, or, when only one axis is left after the
+    factors before j, one Slice of the last axis of Reshape(X, (f_0 .. f_{j-1},
+    f_j * P)); then the same Transposes. A Reshape consuming the selection is
+    folded into the rebuilt one. The analysis then sees two-factor (H, d)
+    splits. Anything else is left alone.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
+def CanonicalizeSlicedRotary : Pass<"symoc-canonicalize-sliced-rotary", "mlir::ModuleOp"> {
+  let summary = "Rewrite rotary on sliced halves, Concat(x1*cos - x2*sin, x2*cos + x1*sin), into the rotate-half form";
+  let description = [{
+    x1, x2 are the two halves of one axis of x (Slices [0, h) and [h, 2h) or
+    the two outputs of an even Split), joined back by a Concat along that axis
+    of x1*c + s1 x2*s and x2*c + s2 x1*s, with the same c and the same s in
+    both halves and s1 = -s2 (terms in any order, Sub or Add of Neg, Neg on
+    either factor). This is x*cat(c, c) + g(x)*cat(s, s) with
+    g(x) = Concat(s1 x2, s2 x1): written so, symoc-recompose-rotary turns it
+    into graph.Rotary. Halves that do not cover the axis, tables that differ
+    between the halves or equal signs are left alone.
+  }];
+  let dependentDialects = ["::symoc::graph::GraphDialect"];
+}
+
 def RecomposeRMSNorm : Pass<"symoc-recompose-rmsnorm", "mlir::ModuleOp"> {
   let summary = "Recompose x / sqrt(mean(x^2) + eps) [* gain] into graph.RMSNormalization";
   let description = [{
@@ -75,7 +109,7 @@ def RecomposeRotary : Pass<"symoc-recompose-rotary", "mlir::ModuleOp"> {
 }
 
 def Normalize : Pass<"symoc-normalize", "mlir::ModuleOp"> {
-  let summary = "Run every recomposition pass (LayerNorm, RMSNorm, activations, rotary)";
+  let summary = "Run every canonicalization and recomposition pass in the analysis' order";
   let dependentDialects = ["::symoc::graph::GraphDialect"];
 }
 

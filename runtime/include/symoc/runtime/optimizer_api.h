@@ -37,7 +37,7 @@
  *
  * Versioning. abi_version is SYMOC_OPTIMIZER_ABI_VERSION at build time; struct_size is
  * sizeof(SymocOptimizerApi). A loader checks abi_version first; later versions only append
- * fields, so struct_size tells which fields exist.
+ * fields, so struct_size tells which fields exist (v2: blocks and CUDA; v3: step_rows).
  */
 #ifndef SYMOC_RUNTIME_OPTIMIZER_API_H
 #define SYMOC_RUNTIME_OPTIMIZER_API_H
@@ -48,12 +48,23 @@
 extern "C" {
 #endif
 
-#define SYMOC_OPTIMIZER_ABI_VERSION 2
+#define SYMOC_OPTIMIZER_ABI_VERSION 3
+/* Oldest version whose table this header's prefix still describes: a loader may accept a
+ * library of version SYMOC_OPTIMIZER_ABI_MIN_VERSION .. SYMOC_OPTIMIZER_ABI_VERSION and use
+ * only the fields that its struct_size covers (v2 ends at is_cuda). */
+#define SYMOC_OPTIMIZER_ABI_MIN_VERSION 2
 /* Largest rank param_shape() writes; dims arrays passed to it need this many entries. */
 #define SYMOC_OPTIMIZER_MAX_RANK 8
 
 /* Element types of step_cuda's weights/grads (optimizer state is always float32). */
 typedef enum SymocDType { SYMOC_F32 = 0, SYMOC_BF16 = 1 } SymocDType;
+
+/* Flags of step_rows. */
+enum {
+  /* The parameter's gradient holds NaN/Inf in rows outside the range (another shard): skip
+   * the range as step() skips the whole parameter (counted, nothing touched). */
+  SYMOC_STEP_ROWS_SKIP = 1
+};
 
 typedef enum SymocStatus {
   SYMOC_OK = 0,
@@ -160,6 +171,28 @@ typedef struct SymocOptimizerApi {
                    void *stream);
   /* 1 when opt was made by create_cuda, 0 otherwise. */
   int (*is_cuda)(const SymocOptimizer *opt);
+
+  /* ---- ABI version 3: row ranges of elementwise blocks (sharded stepping) ----
+   * A parameter whose block is elementwise (the parameter alone, no gauge, stepped by adamw,
+   * adam, sgd or adam_mini: the update of an entry depends only on that entry's, or its row
+   * group's, gradient and state) can be stepped a range of rows at a time with state for
+   * those rows only: a data-parallel rank steps its shard in place, or a large block is
+   * split over ranks. Rows are the parameter's first dimension (plan rows; 1-D: entries),
+   * row r holding the cols = product of the other dimensions contiguous entries. */
+  /* > 0 when step_rows accepts parameter i: row ranges start and end on multiples of it
+   * (adam_mini: its group_rows, else 1); 0 when its rule needs the whole block; -1 when i
+   * is out of range. */
+  int64_t (*param_row_granule)(int i);
+  /* Steps rows [row_begin, row_end) of parameter i; weights/grads point to those rows only
+   * ((row_end - row_begin) * cols contiguous floats). The rows' update is bit-identical to
+   * theirs in step(). State is kept under the parameter's usual keys, sized to the range
+   * (adamw's m and v: (row_end - row_begin) x cols; adam_mini's v: one entry per row group),
+   * plus the counter "<param>/shard_rows" = row_end - row_begin: one optimizer steps one row
+   * count per parameter (a parameter stepped whole, or with another count, is refused with
+   * SYMOC_ERR_STATE, untouched). Flags: SYMOC_STEP_ROWS_SKIP (see above). An empty range is
+   * a no-op. Does not count in steps_taken. CPU optimizers only (create()). */
+  int (*step_rows)(SymocOptimizer *opt, int i, int64_t row_begin, int64_t row_end,
+                   float *weights, const float *grads, int flags);
 } SymocOptimizerApi;
 
 /* Exported by every generated library. */

@@ -5,10 +5,17 @@
 //
 // On the device: elementwise rules (adamw, adam, sgd, adam_mini) as one fused multi-tensor
 // kernel per rule configuration, muon by one strided-batched Newton-Schulz per shape group
-// (bf16 operands, fp32 accumulation). Everything else (shampoo, symo, lausu, coupled and
-// gauge-projected units) is stepped by the generated CPU code through a host callback,
-// staged through host memory: those plans are correct but synchronize and cannot be
-// captured in a CUDA graph (step() says so when asked to capture them).
+// (bf16 operands, fp32 accumulation), and the matrix rules (matrix_rules.cpp) batched by
+// shape group: Symo for every pair of groups L x R of {1, Z2, S, B, O} but 1 x 1 (one side:
+// per-head / per-run batches, beta2 = 0 and the EMA statistics; two sides: the pairs' scalar
+// closed form), coupled Symo, Lau-Su row,
+// col, centered_row and polar, Shampoo (eigen roots every precondition_frequency steps), and
+// gauge projections (logit shift, row / ReLU / SwiGLU rescale) over muon, adam(w), symo,
+// lausu and shampoo. Eigendecompositions in fp32 unless SYMOC_CUDA_EIG=f64 (the CPU's
+// double). What remains (1 x 1 Symo, coupled Symo with momentum, the other
+// Lau-Su kinds, other gauges) is stepped by the generated CPU code through a host callback,
+// staged through host memory: correct, but it synchronizes and cannot be captured in a CUDA
+// graph (step() says so when asked to).
 #pragma once
 
 #include "symoc/runtime/state.h"
@@ -25,6 +32,20 @@ struct HyperParam {
   double value;
 };
 
+// A gauge of a block (plan::Gauge): kind logit_shift, relu_rescale, swiglu_rescale or
+// row_rescale; a, b, c: positions in the block's parameters (-1: unused).
+struct GaugeDesc {
+  const char *kind;
+  int a, b, c;
+};
+
+// A piece of one side of a Symo block (plan::PieceGroup): group on each of `parts` runs.
+struct PieceDesc {
+  int64_t offset, extent;
+  const char *group; // 1, Z2, S, B, O
+  int64_t parts;
+};
+
 // One block (a unit of the plan: one parameter, or parameters stepped jointly).
 struct BlockDesc {
   const char *kind;    // adamw, adam, sgd, adam_mini, muon, shampoo, lausu, symo, symo_coupled
@@ -33,7 +54,13 @@ struct BlockDesc {
   int nhp;
   const int *params; // plan parameter indices
   int nparams;
-  int ngauges; // > 0: gauge-projected (host path)
+  int ngauges; // > 0: gauge-projected
+  const GaugeDesc *gauges = nullptr; // ngauges of them
+  const PieceDesc *left = nullptr;   // symo: the sides as pieces (nleft / nright > 0 replace variant)
+  int nleft = 0;
+  const PieceDesc *right = nullptr;
+  int nright = 0;
+  const int *axes = nullptr; // symo_coupled: per member, 0 = its rows are the shared space, 1 = its columns
   double get(const char *name, double dflt) const;
 };
 
@@ -47,8 +74,8 @@ struct ParamDesc {
 using HostStepFn = void (*)(void *ctx, const int32_t *blocks, int nblocks, float *const *w,
                             const float *const *g);
 
-// Whether the device implements block b's rule (false: host path).
-bool on_device(const BlockDesc &b);
+// Whether the device implements block b's rule (false: host path); params: the plan's.
+bool on_device(const BlockDesc &b, const ParamDesc *params);
 
 class DeviceOptimizer {
 public:
@@ -72,6 +99,7 @@ public:
   int64_t skipped() const; // blocks skipped on the device (reads the device counter)
   int64_t bytes() const;   // device state bytes
   bool holds_param(const char *name) const; // the parameter's state lives on the device
+  int host_blocks() const;                  // blocks stepped by the host path
   int device() const { return device_; }
 
 private:

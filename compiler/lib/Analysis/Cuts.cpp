@@ -1,0 +1,327 @@
+//===- Cuts.cpp - Phase 1: pieces, head runs and head indexing ------------===//
+//
+// Takes the ops (their SymmetryRules); gives a CutTable: every axis cut where
+// a Split/Slice/Concat or a head boundary cuts any axis tied to it, the runs of
+// head blocks of factored axes, and which head axis indexes each axis.
+//
+//===----------------------------------------------------------------------===//
+
+#include "symoc/Analysis/Stages.h"
+
+#include <algorithm>
+#include <tuple>
+
+using namespace mlir;
+using namespace symoc::graph;
+
+namespace symoc {
+namespace analysis {
+namespace {
+
+class CutBuilder : public SpaceBuilder {
+public:
+  CutBuilder(AxisTable &t, const InnerHeadSet &innerHeads)
+      : table(t), innerHeads(innerHeads) {}
+  bool changed = false;
+  /// Every plain factor seen: (parts, outer, inner).
+  std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
+
+  void tie(Value x, int64_t a, Value y, int64_t b, bool) override {
+    int xi = table.get(x, a), yi = table.get(y, b);
+    opTies.push_back({{x, a}, {y, b}});
+    AxisInfo &X = table.axes[xi];
+    AxisInfo &Y = table.axes[yi];
+    if (X.size < 0 || X.size != Y.size)
+      return;
+    merge(X.cuts, Y.cuts);
+    merge(Y.cuts, X.cuts);
+    for (const Run &r : std::vector<Run>(Y.runs)) addRun(X, r);
+    for (const Run &r : std::vector<Run>(X.runs)) addRun(Y, r);
+  }
+  void slice(Value in, int64_t axis, int64_t begin, int64_t count, Value out,
+             int64_t outAxis) override {
+    int ii = table.get(in, axis), oi = table.get(out, outAxis);
+    opTies.push_back({{in, axis}, {out, outAxis}});
+    AxisInfo &I = table.axes[ii];
+    AxisInfo &O = table.axes[oi];
+    if (I.size < 0 || O.size != count || begin < 0 || begin + count > I.size)
+      return;
+    add(I.cuts, begin);
+    add(I.cuts, begin + count);
+    for (int64_t c : std::vector<int64_t>(O.cuts.begin(), O.cuts.end()))
+      add(I.cuts, begin + c);
+    for (int64_t c : std::vector<int64_t>(I.cuts.begin(), I.cuts.end()))
+      if (c >= begin && c <= begin + count)
+        add(O.cuts, c - begin);
+    for (const Run &r : std::vector<Run>(I.runs))
+      if (r.start >= begin && r.end() <= begin + count)
+        addRun(O, {r.start - begin, r.count, r.size});
+    for (const Run &r : std::vector<Run>(O.runs))
+      addRun(I, {r.start + begin, r.count, r.size});
+  }
+  void factor(Value whole, int64_t axis, Value parts, int64_t outer,
+              int64_t inner, int64_t outerHeads) override {
+    int wi = table.get(whole, axis), oi = table.get(parts, outer),
+        ii = table.get(parts, inner);
+    bool headInner = outerHeads <= 0 && innerHeads.count(keyOf(parts, inner));
+    if (outerHeads <= 0) {
+      plainFactors.push_back({parts, outer, inner});
+      opFactors.push_back({{whole, axis}, {parts, headInner ? inner : outer}});
+    }
+    AxisInfo &W = table.axes[wi];
+    int64_t H = outerHeads > 0 ? outerHeads : table.axes[oi].size,
+            d = table.axes[ii].size;
+    if (H <= 0 || d <= 0 || W.size != H * d || table.axes[oi].size % H != 0)
+      return;
+    AxisInfo &In = table.axes[ii];
+    for (int64_t k = 0; k <= H; ++k)
+      add(W.cuts, k * d);
+    for (int64_t c : std::vector<int64_t>(W.cuts.begin(), W.cuts.end()))
+      add(In.cuts, c % d == 0 && c != 0 ? d : c % d);
+    for (int64_t c : std::vector<int64_t>(In.cuts.begin(), In.cuts.end()))
+      for (int64_t k = 0; k < H; ++k)
+        add(W.cuts, k * d + c);
+    // Heads in blocks of d. When the head axis is itself cut into pieces
+    // (query heads grouped under shared key/value heads), each piece is a
+    // run of its own: heads permute within their group.
+    const AxisInfo &O = table.axes[oi];
+    if (outerHeads <= 0 && O.cuts.size() > 2 && *O.cuts.begin() == 0 &&
+        *O.cuts.rbegin() == H) {
+      std::vector<int64_t> oc(O.cuts.begin(), O.cuts.end());
+      for (size_t p = 0; p + 1 < oc.size(); ++p)
+        addRun(table.axes[wi], {oc[p] * d, oc[p + 1] - oc[p], d});
+    } else {
+      addRun(table.axes[wi], {0, H, d});
+    }
+    // Groups of heads on the head axis (query heads under a shared key/value
+    // head) are groups of blocks of the whole axis.
+    if (outerHeads <= 0 && !headInner)
+      for (const Run &g : std::vector<Run>(table.axes[oi].runs))
+        addRun(table.axes[wi], {g.start * d, g.count, g.size * d});
+    // The inner axis is indexed by the heads, unless it is the head axis
+    // itself (the outer part is then a batch axis merged with the heads).
+    if (!headInner)
+      setIndex(table.axes[ii], outer);
+  }
+  void restrict(Value, int64_t, unsigned, StringRef) override {}
+  void fixAll(Value, StringRef) override {}
+  void couple(Value, int64_t) override {}
+  void scaleRelation(ArrayRef<AxisTerm>) override {}
+  void approxScaleRelation(ArrayRef<AxisTerm>, StringRef, bool) override {}
+  void signRelation(ArrayRef<AxisTerm>) override {}
+  void softmaxOver(Value, int64_t) override {}
+  int64_t dimSize(Value v, int64_t a) override {
+    return table.axes[table.get(v, a)].size;
+  }
+  bool isParameter(Value v) override { return definedByParam(v); }
+  void positionsOf(Value indices, Value source, int64_t axis) override {
+    positions[indices.getAsOpaquePointer()] = {source, axis};
+  }
+  bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      auto it = positions.find(v.getAsOpaquePointer());
+      if (it == positions.end())
+        continue;
+      tie(it->second.value, it->second.axis, out, outAxis, false);
+      return true;
+    }
+    return false;
+  }
+
+  /// Carries head indexing across the op's ties: when axis a of x is indexed
+  /// by axis c of x, and the op ties c to axis e of y, then the axis tied to a
+  /// is indexed by e.
+  void endOp() {
+    for (auto &[X, Y] : opTies) {
+      carryIndex(X, Y);
+      carryIndex(Y, X);
+    }
+    opTies.clear();
+    opFactors.clear();
+  }
+
+private:
+  void carryIndex(const AxisRef &from, const AxisRef &to) {
+    const AxisInfo &F = table.axes[table.get(from.value, from.axis)];
+    if (F.indexAxis < 0 || F.indexConflict)
+      return;
+    int64_t c = F.indexAxis;
+    for (int64_t e = 0, r = rankOfValue(to.value); e < r; ++e)
+      if (e != to.axis && connectedByTies(opTies, {from.value, c}, {to.value, e})) {
+        setIndex(table.axes[table.get(to.value, to.axis)], e);
+        return;
+      }
+    // Repeated heads (grouped-query attention): the op merges the head axis
+    // with a copy axis; the merged axis indexes the other side.
+    for (auto &[whole, outer] : opFactors)
+      if (outer.value == from.value && outer.axis == c && whole.value == to.value &&
+          whole.axis != to.axis) {
+        setIndex(table.axes[table.get(to.value, to.axis)], whole.axis);
+        return;
+      }
+  }
+  void setIndex(AxisInfo &A, int64_t idx) {
+    if (A.indexAxis < 0) {
+      A.indexAxis = idx;
+      changed = true;
+    } else if (A.indexAxis != idx && !A.indexConflict) {
+      A.indexConflict = true;
+      changed = true;
+    }
+  }
+  /// Adds a run of blocks and refines the axis' runs until any two that
+  /// overlap nest: runs of one block size, aligned, are split at each other's
+  /// ends; a run of smaller blocks is split where a run of larger blocks has a
+  /// block boundary (query heads inside key/value groups). Splitting a run
+  /// keeps a subgroup of its permutations, so refining is always sound.
+  /// Misaligned overlaps conflict: the axis then has no blocks.
+  void addRun(AxisInfo &A, const Run &r) {
+    if (A.runConflict || r.count < 1 || r.size < 1)
+      return;
+    for (const Run &o : A.runs)
+      if (o == r)
+        return;
+    std::vector<Run> runs = A.runs;
+    runs.push_back(r);
+    if (!refineRuns(runs)) {
+      A.runConflict = true;
+      changed = true;
+      return;
+    }
+    if (runs != A.runs) {
+      A.runs = runs;
+      changed = true;
+    }
+  }
+  static bool refineRuns(std::vector<Run> &runs) {
+    auto overlap = [](const Run &a, const Run &b) {
+      return a.start < b.end() && b.start < a.end();
+    };
+    // Pieces of [bounds.front(), bounds.back()) between consecutive bounds.
+    auto pieces = [](std::set<int64_t> bounds, int64_t size, std::vector<Run> &out) {
+      std::vector<int64_t> bv(bounds.begin(), bounds.end());
+      for (size_t k = 0; k + 1 < bv.size(); ++k)
+        out.push_back({bv[k], (bv[k + 1] - bv[k]) / size, size});
+    };
+    for (int guard = 0; guard < 100000; ++guard) {
+      bool again = false;
+      for (size_t i = 0; i < runs.size() && !again; ++i)
+        for (size_t j = 0; j < runs.size() && !again; ++j) {
+          if (i == j || !overlap(runs[i], runs[j]))
+            continue;
+          Run a = runs[i], b = runs[j];
+          std::vector<Run> add;
+          if (a.size == b.size) {
+            if ((a.start - b.start) % a.size != 0)
+              return false;
+            pieces({a.start, a.end(), b.start, b.end()}, a.size, add);
+            runs.erase(runs.begin() + std::max(i, j));
+            runs.erase(runs.begin() + std::min(i, j));
+          } else if (a.size < b.size) {
+            std::set<int64_t> bounds{a.start, a.end()};
+            for (int64_t k = 0; k <= b.count; ++k) {
+              int64_t x = b.start + k * b.size;
+              if (x > a.start && x < a.end()) {
+                if ((x - a.start) % a.size != 0)
+                  return false;
+                bounds.insert(x);
+              }
+            }
+            if (bounds.size() == 2)
+              continue;
+            pieces(bounds, a.size, add);
+            runs.erase(runs.begin() + i);
+          } else {
+            continue;
+          }
+          for (const Run &n : add)
+            if (std::find(runs.begin(), runs.end(), n) == runs.end())
+              runs.push_back(n);
+          again = true;
+        }
+      if (!again) {
+        std::sort(runs.begin(), runs.end());
+        return true;
+      }
+    }
+    return false;
+  }
+  void add(std::set<int64_t> &s, int64_t c) { changed |= s.insert(c).second; }
+  void merge(std::set<int64_t> &dst, const std::set<int64_t> &src) {
+    for (int64_t c : src)
+      add(dst, c);
+  }
+  AxisTable &table;
+  const InnerHeadSet &innerHeads;
+  std::map<const void *, AxisRef> positions; // indices -> their source axis
+  std::vector<std::pair<AxisRef, AxisRef>> opTies;
+  std::vector<std::pair<AxisRef, AxisRef>> opFactors; // (whole, head axis)
+};
+
+/// Runs the rules until no cut, run or index changes, for one set of factors
+/// whose head axis is inner. Returns every plain factor (parts, outer, inner).
+std::vector<std::tuple<Value, int64_t, int64_t>>
+cutToFixedPoint(const std::vector<Operation *> &ops, AxisTable &table,
+                const InnerHeadSet &innerHeads) {
+  std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
+  for (int iter = 0; iter < 32; ++iter) {
+    CutBuilder cuts(table, innerHeads);
+    for (Operation *op : ops)
+      if (auto rule = dyn_cast<SymmetryRule>(op))
+        if (!hasUnrankedTensor(op)) {
+          rule.applySymmetryRule(cuts);
+          cuts.endOp();
+        }
+    plainFactors = cuts.plainFactors;
+    if (!cuts.changed)
+      break;
+  }
+  return plainFactors;
+}
+
+/// Factors whose inner part indexes other axes (a head axis) while the outer
+/// part does not: the outer part is a batch axis merged with the heads.
+std::vector<AxisKey>
+innerHeadFactors(AxisTable &table, const InnerHeadSet &innerHeads,
+                 const std::vector<std::tuple<Value, int64_t, int64_t>> &plainFactors) {
+  auto indexes = [&](Value v, int64_t head, int64_t except) {
+    for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
+      if (k == head || k == except)
+        continue;
+      const AxisInfo &A = table.axes[table.get(v, k)];
+      if (A.indexAxis == head && !A.indexConflict)
+        return true;
+    }
+    return false;
+  };
+  std::vector<AxisKey> found;
+  for (auto &[parts, outer, inner] : plainFactors)
+    if (!innerHeads.count(keyOf(parts, inner)) && indexes(parts, inner, outer) &&
+        !indexes(parts, outer, inner))
+      found.push_back(keyOf(parts, inner));
+  return found;
+}
+
+} // namespace
+
+CutTable propagateCuts(const std::vector<Operation *> &ops) {
+  // A factor (outer, inner) takes the outer part as its head axis, unless the
+  // inner part turns out to index other axes (it is a head axis) and the outer
+  // one does not: then the outer part is a batch axis merged with the heads,
+  // and phase 1 is run again knowing it.
+  CutTable out;
+  for (int round = 0;; ++round) {
+    out.table = AxisTable();
+    auto plainFactors = cutToFixedPoint(ops, out.table, out.innerHeads);
+    std::vector<AxisKey> found = innerHeadFactors(out.table, out.innerHeads, plainFactors);
+    // The table must be the one phase 1 computed with this very set: stop
+    // without adding what the last allowed round found.
+    if (found.empty() || round == 7)
+      break;
+    out.innerHeads.insert(found.begin(), found.end());
+  }
+  return out;
+}
+
+} // namespace analysis
+} // namespace symoc

@@ -1,0 +1,102 @@
+//===- Heads.cpp - Claims on spaces of head blocks ------------------------===//
+//
+// Takes a class of block nodes (runs of H blocks of d coordinates, one per
+// member axis); gives its space and either a head permutation claim (blocks of
+// one size) or a head-group permutation with strided members (a key/value head
+// with the query heads that read it).
+//
+//===----------------------------------------------------------------------===//
+
+#include "symoc/Analysis/Stages.h"
+
+#include <fmt/core.h>
+
+using namespace mlir;
+using namespace symoc::graph;
+
+namespace symoc {
+namespace analysis {
+namespace {
+
+const Run &runOf(const SpaceGraph &g, int n) {
+  return g.table.axes[g.nodes[n].axisIdx].runs[g.nodes[n].run];
+}
+
+/// Blocks of different sizes, as many in every member, permuted together: a
+/// permutation of the block index, one strided member per coordinate of a
+/// block.
+void claimHeadGroups(ClaimContext &cx, const std::vector<int> &blocks, int64_t count,
+                     Space &s) {
+  s.fixed = false;
+  s.group = fmt::format("S groups ({})", count);
+  Claim c;
+  c.id = cx.newClaimId();
+  c.kind = "linear";
+  c.group = "S";
+  c.n = count;
+  c.space = s.id;
+  for (int n : blocks) {
+    const Run &r = runOf(cx.g, n);
+    for (int64_t k = 0; k < r.size; ++k) {
+      Member m = cx.memberOf(n, false);
+      m.offset = r.start + k;
+      m.extent = r.count;
+      m.stride = r.size;
+      c.members.push_back(m);
+    }
+  }
+  c.note = "permutation of head groups (blocks of different sizes), one member per "
+           "coordinate of a block";
+  // The space is the block index (n = count): its members are the strided
+  // ones, not the runs (a run spans a whole axis that is not the space).
+  s.members = c.members;
+  s.claimIds.push_back(c.id);
+  cx.result.claims.push_back(std::move(c));
+}
+
+} // namespace
+
+void claimHeadSpace(ClaimContext &cx, int root, const std::vector<int> &blocks,
+                    const std::vector<int> &plain, Space &s) {
+  // A head axis: permuting it permutes blocks of every member.
+  Run r0 = runOf(cx.g, blocks[0]);
+  bool uniform = plain.empty();
+  for (int n : blocks) {
+    const Run &r = runOf(cx.g, n);
+    uniform &= r.count == r0.count && r.size == r0.size;
+    s.members.push_back(cx.memberOf(n, false));
+  }
+  s.size = r0.count;
+  unsigned bits = cx.classes.mask.at(root);
+  // Blocks of different sizes, as many in every member (a key/value head with
+  // the query heads that read it).
+  bool sameCount = plain.empty();
+  for (int n : blocks)
+    sameCount &= runOf(cx.g, n).count == r0.count;
+  if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
+    claimHeadGroups(cx, blocks, r0.count, s);
+    return;
+  }
+  s.fixed = bits == kNone || !uniform || r0.count < 2;
+  auto why = cx.classes.why.find(root);
+  s.fixedBy = why != cx.classes.why.end() ? why->second
+              : uniform ? "" : "head blocks of different sizes";
+  s.group = s.fixed ? "1" : fmt::format("S heads ({}x{})", r0.count, r0.size);
+  if (s.fixed)
+    return;
+  Claim c;
+  c.id = cx.newClaimId();
+  c.kind = "linear";
+  c.group = "heads";
+  c.heads = r0.count;
+  c.headDim = r0.size;
+  c.n = r0.count * r0.size;
+  c.space = s.id;
+  c.members = s.members;
+  c.note = "permutation of attention heads";
+  s.claimIds.push_back(c.id);
+  cx.result.claims.push_back(std::move(c));
+}
+
+} // namespace analysis
+} // namespace symoc

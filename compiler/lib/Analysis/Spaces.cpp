@@ -1,0 +1,622 @@
+//===- Spaces.cpp - Phase 2: the rules' ties, restrictions and flows ------===//
+//
+// Takes the ops and phase 1's CutTable; gives a SpaceGraph: every piece of
+// every axis a node, joined (with parity) where a rule ties axes, restricted
+// where it allows fewer generators, and the scale / sign flow relations.
+// Lists the barriers: ops that fixed everything they touch.
+//
+//===----------------------------------------------------------------------===//
+
+#include "symoc/Analysis/Stages.h"
+
+using namespace mlir;
+using namespace symoc::graph;
+
+namespace symoc {
+namespace analysis {
+namespace {
+
+/// Generators that a block (head) permutation keeps when the coordinates of
+/// the blocked axis are restricted to `bits`.
+unsigned blockBits(unsigned bits) { return (bits & kPerm) ? kAll : kNone; }
+
+/// The SpaceBuilder that the rules call; what it records is the SpaceGraph.
+class SpaceRules : public SpaceBuilder, public SpaceGraph {
+public:
+  explicit SpaceRules(CutTable cuts) {
+    table = std::move(cuts.table);
+    innerHeads = std::move(cuts.innerHeads);
+  }
+
+  void fixAxis(Value v, int64_t a, StringRef why) {
+    for (int n : allNodes(v, a))
+      restrictions.push_back({n, kNone, why.str()});
+    for (int n : blockNodes(v, a))
+      restrictions.push_back({n, kNone, why.str()});
+  }
+
+  // Ties and slices are resolved at the end of the op, when it is known
+  // whether the op also ties the head axes that index them.
+  void tie(Value x, int64_t a, Value y, int64_t b, bool dual) override {
+    touch(x, a);
+    touch(y, b);
+    pending.push_back({{x, a}, {y, b}, dual, -1, 0});
+  }
+  void slice(Value in, int64_t axis, int64_t begin, int64_t count, Value out,
+             int64_t outAxis) override {
+    touch(in, axis);
+    touch(out, outAxis);
+    touchFlows(in, axis);
+    touchFlows(out, outAxis);
+    pending.push_back({{in, axis}, {out, outAxis}, false, begin, count});
+  }
+
+  /// Axes the current op's rule has said something about, and those it gave a
+  /// scale or a sign relation.
+  std::set<std::pair<const void *, int64_t>> touched, scaleTouched, signTouched;
+  void touch(Value v, int64_t a) { touched.insert({v.getAsOpaquePointer(), a}); }
+  void touchFlows(Value v, int64_t a) {
+    scaleTouched.insert({v.getAsOpaquePointer(), a});
+    signTouched.insert({v.getAsOpaquePointer(), a});
+  }
+
+  /// Pins the scale and sign exponents of every node of an axis to 0: nothing
+  /// is known about how a rescaling or a sign flip passes there.
+  void pinAxis(Value v, int64_t a, bool scale = true, bool sign = true) {
+    for (int n : allNodes(v, a)) {
+      if (scale)
+        scaleRels.push_back({{{n, 1}}});
+      if (sign)
+        signRels.push_back({{{n, 1}}});
+    }
+  }
+
+  /// An op's rule must account for every axis of its operands and results
+  /// that can carry a symmetry; an axis it did not mention is fixed rather
+  /// than left free (a rule that forgets an axis must not create a claim).
+  /// Likewise for the flows: an axis the rule gave no scale (sign) relation
+  /// has its exponent pinned, so a rescaling never passes through an op
+  /// without the rule saying how.
+  void fixUntouched(Operation *op) {
+    auto check = [&](Value v) {
+      for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
+        auto key = std::make_pair(v.getAsOpaquePointer(), a);
+        if (!touched.count(key))
+          for (int n : allNodes(v, a))
+            restrictions.push_back({n, kNone, "axis not covered by the rule of " +
+                                                  op->getName().getStringRef().str()});
+        pinAxis(v, a, !scaleTouched.count(key), !signTouched.count(key));
+      }
+    };
+    if (!isa<ShapeOp, SizeOp>(op))
+      for (Value v : op->getOperands())
+        check(v);
+    for (Value v : op->getResults())
+      check(v);
+    touched.clear();
+    scaleTouched.clear();
+    signTouched.clear();
+  }
+
+  void restrict(Value x, int64_t a, unsigned bits, StringRef why) override {
+    touch(x, a);
+    for (int n : allNodes(x, a))
+      restrictions.push_back({n, bits, why.str()});
+    for (int n : blockNodes(x, a))
+      restrictions.push_back({n, blockBits(bits), why.str()});
+    if (bits == kNone && currentOp)
+      fixedByOp.insert(currentOp);
+  }
+
+  void fixAll(Value v, StringRef why) override {
+    if (currentOp) {
+      auto &rec = fixAllBy[currentOp];
+      if (rec.second++ == 0)
+        rec.first = why.str();
+    }
+    // A barrier: fixed, and no rescaling or sign flip passes through it.
+    for (int64_t a = 0, r = rankOfValue(v); a < r; ++a) {
+      restrict(v, a, kNone, why);
+      pinAxis(v, a);
+      touchFlows(v, a);
+    }
+    if (currentOp)
+      fixedAllByOp.insert(currentOp);
+  }
+
+  /// A pair restriction on every node of the axis, with the pairs that lie
+  /// inside the node's piece; a piece that a pair straddles is fixed.
+  void restrictToPairs(Value x, int64_t a, ArrayRef<std::pair<int64_t, int64_t>> pairs,
+                       unsigned bits, StringRef why) override {
+    touch(x, a);
+    AxisInfo &A = axisOf(x, a);
+    int first = A.firstNode, count = A.numHeads * A.numPieces;
+    for (int n = first; n < first + count; ++n) {
+      const Node nd = nodes[n];
+      Restriction r{n, bits & kPairs, why.str()};
+      r.hasPairs = true;
+      bool straddles = nd.len < 0;
+      for (auto [p, q] : pairs) {
+        bool pin = p >= nd.start && p < nd.start + nd.len;
+        bool qin = q >= nd.start && q < nd.start + nd.len;
+        if (pin != qin)
+          straddles = true;
+        else if (pin)
+          r.pairs.push_back({std::min(p, q) - nd.start, std::max(p, q) - nd.start});
+      }
+      if (straddles) {
+        r = Restriction{n, kNone, why.str() + " (a pair crosses a piece boundary)"};
+      }
+      restrictions.push_back(r);
+    }
+    for (int n : blockNodes(x, a))
+      restrictions.push_back({n, kNone, why.str()});
+  }
+
+  void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
+    if (terms.empty())
+      return;
+    for (const AxisTerm &t : terms) {
+      touch(t.value, t.axis);
+      (mod == 2 ? signTouched : scaleTouched).insert({t.value.getAsOpaquePointer(), t.axis});
+    }
+    std::vector<AxisInfo *> axes;
+    for (const AxisTerm &t : terms)
+      axes.push_back(&axisOf(t.value, t.axis));
+    // axisOf may have grown the table: take the pointers again.
+    axes.clear();
+    for (const AxisTerm &t : terms)
+      axes.push_back(&table.axes[table.get(t.value, t.axis)]);
+    bool aligned = true;
+    int heads = 1;
+    for (AxisInfo *A : axes) {
+      aligned &= samePieces(*A, *axes[0]);
+      if (A->numHeads > 1) {
+        if (heads > 1 && heads != A->numHeads)
+          aligned = false;
+        heads = A->numHeads;
+      }
+    }
+    if (!aligned) {
+      for (AxisInfo *A : axes)
+        for (int i = 0; i < A->numHeads * A->numPieces; ++i)
+          out.push_back({{{A->firstNode + i, 1}}});
+      return;
+    }
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < axes[0]->numPieces; ++i) {
+        Relation rel;
+        for (size_t k = 0; k < terms.size(); ++k) {
+          int64_t c = terms[k].coeff;
+          if (mod == 2)
+            c = ((c % 2) + 2) % 2;
+          if (c != 0)
+            rel.terms.push_back({node(*axes[k], h, i), c});
+        }
+        if (!rel.terms.empty())
+          out.push_back(rel);
+      }
+  }
+
+  void scaleRelation(ArrayRef<AxisTerm> terms) override { relation(scaleRels, terms, 0); }
+  void approxScaleRelation(ArrayRef<AxisTerm> terms, StringRef why, bool uniform) override {
+    relation(approxScaleRels, terms, 0);
+    approxWhy.resize(approxScaleRels.size(), why.str());
+    approxUniform.resize(approxScaleRels.size(), uniform);
+    approxCall.resize(approxScaleRels.size(), approxCalls++);
+  }
+  void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
+  void absorbs(Value x, int64_t a, bool scale, bool sign) override {
+    touch(x, a);
+    if (scale)
+      scaleTouched.insert({x.getAsOpaquePointer(), a});
+    if (sign)
+      signTouched.insert({x.getAsOpaquePointer(), a});
+  }
+
+  void factor(Value whole, int64_t axis, Value parts, int64_t outer,
+              int64_t inner, int64_t outerHeads) override {
+    touch(whole, axis);
+    touch(parts, outer);
+    touch(parts, inner);
+    // The whole axis' scale and sign are the inner axis' (per head); the
+    // outer axis carries none (left to the flow guard: pinned).
+    touchFlows(whole, axis);
+    touchFlows(parts, inner);
+    axisOf(whole, axis);
+    axisOf(parts, outer);
+    axisOf(parts, inner);
+    AxisInfo &W = table.axes[table.get(whole, axis)];
+    AxisInfo &O = table.axes[table.get(parts, outer)];
+    AxisInfo &I = table.axes[table.get(parts, inner)];
+    // The outer axis is (r, H) with the head digit inner: r = 1 for a plain
+    // head split, r > 1 when another axis (a batch axis) is merged with the
+    // heads; its coordinate q*H + k is head k for every q.
+    int64_t H = outerHeads > 0 ? outerHeads : O.size, d = I.size;
+    int64_t r = H > 0 && O.size > 0 && O.size % H == 0 ? O.size / H : 0;
+    auto giveUp = [&](StringRef why) {
+      fixAxis(whole, axis, why);
+      fixAxis(parts, outer, why);
+      fixAxis(parts, inner, why);
+    };
+    if (H <= 0 || d <= 0 || r <= 0 || W.size != H * d || W.numHeads > 1 ||
+        O.numHeads > 1) {
+      giveUp("reshape of heads not followed");
+      return;
+    }
+    // The head axis is the block structure of the whole axis: one run per
+    // piece of the head axis (heads permute within a piece).
+    std::vector<int> pieceBlocks;
+    if (W.firstBlock >= 0 && (r == 1 || O.numPieces == 1))
+      for (int p = 0; p < O.numPieces; ++p) {
+        const Node &op = nodes[O.firstNode + p];
+        Run want{op.start * d, r == 1 ? op.len : H, d};
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == want)
+            pieceBlocks.push_back(W.firstBlock + int(q));
+      }
+    bool blocksResolved = int(pieceBlocks.size()) == O.numPieces;
+    if (r == 1) {
+      if (innerHeads.count(keyOf(parts, inner)))
+        factors.push_back({{whole, axis}, {parts, inner}, H, true});
+      else
+        factors.push_back({{whole, axis}, {parts, outer}, d, false});
+    }
+    // Groups of heads on the head axis (query heads grouped under shared
+    // key/value heads) move groups of blocks of the whole axis; other block
+    // structure on the head axis or inside a head is fixed.
+    bool headInner = innerHeads.count(keyOf(parts, inner));
+    for (size_t g = 0; O.firstBlock >= 0 && g < O.runs.size(); ++g) {
+      const Run &og = O.runs[g];
+      int target = -1;
+      if (r == 1 && !headInner && W.firstBlock >= 0)
+        for (size_t q = 0; q < W.runs.size(); ++q)
+          if (W.runs[q] == Run{og.start * d, og.count, og.size * d})
+            target = W.firstBlock + int(q);
+      if (target >= 0)
+        uf.unite(O.firstBlock + int(g), target, 0);
+      else
+        restrictions.push_back({O.firstBlock + int(g), kNone, "nested head blocks not followed"});
+    }
+    for (int n : blockNodes(parts, inner))
+      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    if (blocksResolved) {
+      for (int p = 0; p < O.numPieces; ++p)
+        uf.unite(pieceBlocks[p], O.firstNode + p, 0);
+    } else {
+      // Head blocks that do not map onto the head axis' pieces: no head
+      // permutation here, but each head keeps its own channels.
+      for (int n : blockNodes(whole, axis))
+        restrictions.push_back({n, kNone, "head blocks not resolved"});
+      for (int n : allNodes(parts, outer))
+        restrictions.push_back({n, kNone, "head blocks not resolved"});
+    }
+    // Coordinate k*d + c of the whole axis is channel c of head k (of the
+    // outer coordinate q*H + k, for every q).
+    bool perHead = I.numHeads == O.size && I.indexAxis == outer;
+    for (int64_t q = 0; q < (perHead ? r : 1); ++q)
+      for (int64_t k = 0; k < H; ++k)
+        for (int j = 0; j < I.numPieces; ++j) {
+          int inNode = node(I, perHead ? int(q * H + k) : 0, j);
+          const Node &in = nodes[inNode];
+          int match = -1;
+          for (int p = 0; p < W.numPieces; ++p)
+            if (nodes[W.firstNode + p].start == k * d + in.start &&
+                nodes[W.firstNode + p].len == in.len)
+              match = W.firstNode + p;
+          if (match < 0) {
+            giveUp("head pieces not resolved");
+            return;
+          }
+          uf.unite(match, inNode, 0);
+          scaleRels.push_back({{{match, 1}, {inNode, -1}}});
+          signRels.push_back({{{match, 1}, {inNode, 1}}});
+        }
+  }
+
+  void softmaxOver(Value logits, int64_t axis) override {
+    softmaxes.push_back({logits, axis});
+  }
+  int64_t dimSize(Value v, int64_t a) override {
+    return table.axes[table.get(v, a)].size;
+  }
+  bool isParameter(Value v) override { return definedByParam(v); }
+
+  void positionsOf(Value indices, Value source, int64_t axis) override {
+    addPositions({indices, {source, axis}, currentOp});
+  }
+
+  bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
+    // Through views of positions: each view's result becomes positions of the
+    // same source (its other uses are checked too) and the view's use of its
+    // operand is accepted.
+    std::vector<Value> chain;
+    auto it = positionIndex.end();
+    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+      it = positionIndex.find(v.getAsOpaquePointer());
+      if (it != positionIndex.end())
+        break;
+      chain.push_back(v);
+    }
+    if (it == positionIndex.end())
+      return false;
+    const AxisRef src = positions[it->second].source;
+    Operation *maker = positions[it->second].op;
+    for (Value v : chain) {
+      addPositions({v, src, maker});
+      acceptedUses.insert({v.getDefiningOp(), 0});
+    }
+    acceptedUses.insert({indices.getOwner(), indices.getOperandNumber()});
+    restrict(out, outAxis, kPerm, "indexed by positions");
+    scaleRelation({{out, outAxis, 1}});
+    signRelation({{out, outAxis, 1}});
+    // A permutation that differs per head would relabel the positions per
+    // head: not followed.
+    if (axisOf(src.value, src.axis).numHeads > 1 || axisOf(out, outAxis).numHeads > 1) {
+      fixAxis(src.value, src.axis, "positions along a per-head axis");
+      fixAxis(out, outAxis, "positions along a per-head axis");
+      return true;
+    }
+    tie(src.value, src.axis, out, outAxis, false);
+    return true;
+  }
+
+  /// Positions may only reach consumers that accepted them (takePositions);
+  /// any other use (arithmetic, a model output, an op without a rule, a
+  /// consumer that did not recognise them) fixes their source axis.
+  void checkPositionUses() {
+    for (const Positions &rec : positions)
+      for (OpOperand &use : rec.indices.getUses()) {
+        if (acceptedUses.count({use.getOwner(), use.getOperandNumber()}))
+          continue;
+        std::string by = isa<func::ReturnOp>(use.getOwner())
+                             ? std::string("a model output")
+                             : use.getOwner()->getName().stripDialect().str();
+        if (auto g = dyn_cast<GenericOp>(use.getOwner()))
+          by = g.getOpType().str();
+        std::string what = rec.op ? rec.op->getName().stripDialect().str() : "op";
+        fixAxis(rec.source.value, rec.source.axis,
+                what + " positions used by " + by);
+      }
+  }
+
+  void couple(Value v, int64_t axis) override {
+    touch(v, axis);
+    // Every axis of v indexed by `axis` shares one space across heads.
+    for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
+      if (k == axis)
+        continue;
+      AxisInfo &A = axisOf(v, k);
+      if (A.numHeads > 1 && A.indexAxis == axis)
+        for (int h = 1; h < A.numHeads; ++h)
+          for (int i = 0; i < A.numPieces; ++i)
+            uf.unite(node(A, h, i), node(A, 0, i), 0);
+    }
+  }
+
+  /// Resolves the op's ties and slices.
+  void endOp() {
+    for (const Pending &p : pending)
+      resolve(p);
+    pending.clear();
+    factors.clear();
+  }
+
+private:
+  struct Pending {
+    AxisRef x, y;
+    bool dual;
+    int64_t begin, count; // begin >= 0: y is [begin, begin+count) of x
+  };
+  std::vector<Pending> pending;
+  struct Factor {
+    AxisRef whole, head; // the head axis: the outer part, or the inner one
+    int64_t other;       // size of the other part
+    bool headInner;
+  };
+  std::vector<Factor> factors;
+
+  /// Head h of `y` is head h / ratio of `x` when the op merges x's head axis
+  /// with a copy axis of size `ratio` into y's head axis (head outer), or head
+  /// h % (x's heads) when the head axis is the inner part (`headInner`).
+  /// 0 when not so.
+  int64_t repeatRatio(const AxisInfo &X, const AxisInfo &Y, bool &headInner) {
+    for (const Factor &f : factors)
+      if (f.head.value == X.value && f.head.axis == X.indexAxis &&
+          f.whole.value == Y.value && f.whole.axis == Y.indexAxis &&
+          int64_t(X.numHeads) * f.other == Y.numHeads) {
+        headInner = f.headInner;
+        return f.other;
+      }
+    return 0;
+  }
+
+  bool opTies(AxisRef a, AxisRef b) {
+    std::vector<std::pair<AxisRef, AxisRef>> ties;
+    for (const Pending &p : pending)
+      if (p.begin < 0)
+        ties.push_back({p.x, p.y});
+    return connectedByTies(ties, a, b);
+  }
+
+  void resolve(const Pending &p) {
+    axisOf(p.x.value, p.x.axis);
+    axisOf(p.y.value, p.y.axis);
+    AxisInfo &X = table.axes[table.get(p.x.value, p.x.axis)];
+    AxisInfo &Y = table.axes[table.get(p.y.value, p.y.axis)];
+    int rel = p.dual ? 1 : 0;
+    bool perHead = X.numHeads > 1 && X.numHeads == Y.numHeads &&
+                   opTies({X.value, X.indexAxis}, {Y.value, Y.indexAxis});
+    bool innerXY = false, innerYX = false;
+    int64_t ratioXY = p.begin < 0 && X.numHeads > 1 ? repeatRatio(X, Y, innerXY) : 0;
+    int64_t ratioYX = p.begin < 0 && Y.numHeads > 1 ? repeatRatio(Y, X, innerYX) : 0;
+    if ((ratioXY || ratioYX) && samePieces(X, Y)) {
+      // Repeated heads: each head of the merged side is one head of the
+      // other side (a copy, or the same head for another batch entry).
+      AxisInfo &Small = ratioXY ? X : Y, &Big = ratioXY ? Y : X;
+      int64_t ratio = ratioXY ? ratioXY : ratioYX;
+      bool headInner = ratioXY ? innerXY : innerYX;
+      for (int h = 0; h < Big.numHeads; ++h)
+        for (int i = 0; i < Big.numPieces; ++i)
+          uf.unite(node(Big, h, i),
+                   node(Small, headInner ? h % Small.numHeads : int(h / ratio), i), rel);
+      return;
+    }
+    // Without a shared head index, every head of one side meets every head
+    // of the other: all heads share one space (sound, less precise).
+    auto mergeHeads = [&](AxisInfo &A) {
+      for (int h = 1; h < A.numHeads; ++h)
+        for (int i = 0; i < A.numPieces; ++i)
+          uf.unite(node(A, h, i), node(A, 0, i), 0);
+    };
+    if (!perHead) {
+      mergeHeads(X);
+      mergeHeads(Y);
+    }
+    int heads = perHead ? X.numHeads : 1;
+    if (p.begin < 0) {
+      if (!samePieces(X, Y)) {
+        fixAxis(p.x.value, p.x.axis, "tied to an axis of another size");
+        fixAxis(p.y.value, p.y.axis, "tied to an axis of another size");
+        return;
+      }
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < X.numPieces; ++i)
+          if (!uf.unite(node(X, h, i), node(Y, h, i), rel))
+            restrictions.push_back({node(X, h, i), kPerm | kSign | kScale,
+                                    "space is tied to its own dual"});
+      // Blocks move together.
+      if (X.runs == Y.runs && X.firstBlock >= 0 && Y.firstBlock >= 0) {
+        for (size_t r = 0; r < X.runs.size(); ++r)
+          uf.unite(X.firstBlock + int(r), Y.firstBlock + int(r), 0);
+      } else if (X.firstBlock >= 0 || Y.firstBlock >= 0) {
+        for (int n : blockNodes(p.x.value, p.x.axis))
+          restrictions.push_back({n, kNone, "head blocks do not line up"});
+        for (int n : blockNodes(p.y.value, p.y.axis))
+          restrictions.push_back({n, kNone, "head blocks do not line up"});
+      }
+      return;
+    }
+    // A slice: y's pieces are x's pieces in [begin, begin + count).
+    for (int h = 0; h < heads; ++h)
+      for (int j = 0; j < Y.numPieces; ++j) {
+        const Node &o = nodes[node(Y, h, j)];
+        int match = -1;
+        for (int i = 0; i < X.numPieces; ++i)
+          if (nodes[node(X, h, i)].start == p.begin + o.start &&
+              nodes[node(X, h, i)].len == o.len)
+            match = node(X, h, i);
+        if (match < 0 || o.len < 0) {
+          fixAxis(p.x.value, p.x.axis, "slice boundaries not resolved");
+          fixAxis(p.y.value, p.y.axis, "slice boundaries not resolved");
+          return;
+        }
+        uf.unite(match, node(Y, h, j), 0);
+        scaleRels.push_back({{{match, 1}, {node(Y, h, j), -1}}});
+        signRels.push_back({{{match, 1}, {node(Y, h, j), 1}}});
+      }
+    // Blocks inside the slice move with it; blocks it cuts through are fixed.
+    for (size_t r = 0; r < X.runs.size() && X.firstBlock >= 0; ++r) {
+      const Run &run = X.runs[r];
+      bool inside = run.start >= p.begin && run.end() <= p.begin + p.count;
+      bool disjoint = run.end() <= p.begin || run.start >= p.begin + p.count;
+      if (disjoint)
+        continue;
+      int target = -1;
+      if (inside && Y.firstBlock >= 0)
+        for (size_t q = 0; q < Y.runs.size(); ++q)
+          if (Y.runs[q] == Run{run.start - p.begin, run.count, run.size})
+            target = Y.firstBlock + int(q);
+      if (target >= 0)
+        uf.unite(X.firstBlock + int(r), target, 0);
+      else
+        restrictions.push_back({X.firstBlock + int(r), kNone, "a slice cuts through head blocks"});
+    }
+  }
+
+public:
+  Operation *currentOp = nullptr;
+  std::set<Operation *> fixedByOp;
+  std::set<Operation *> fixedAllByOp; // ops that fixed a whole value (barriers)
+  // Per op: why it first fixed a whole value, and how many it fixed. An op
+  // that fixed all its operands and results is a barrier.
+  std::map<Operation *, std::pair<std::string, unsigned>> fixAllBy;
+  std::set<std::pair<Operation *, unsigned>> acceptedUses;
+  void addPositions(const Positions &p) {
+    if (positionIndex.insert({p.indices.getAsOpaquePointer(), positions.size()}).second)
+      positions.push_back(p);
+  }
+};
+
+/// What a user can do about a barrier, from its reason.
+std::string barrierHint(const std::string &why) {
+  auto has = [&](const char *s) { return why.find(s) != std::string::npos; };
+  if (has("rank") || has("dynamic") || has("not constant") || has("unknown"))
+    return "shapes unknown here: give symbolic input dims with --dim NAME=N or export "
+           "with static shapes";
+  if (has("without a rule"))
+    return "no rule for this op type yet: nothing passes through it";
+  return "its rule does not follow this form of the op";
+}
+
+/// Applies each op's rule; an op without a rule, or without ranks, fixes all
+/// it touches, and so does a constant.
+void applyRules(SpaceRules &b, const std::vector<Operation *> &ops) {
+  for (Operation *op : ops) {
+    b.currentOp = op;
+    b.touched.clear();
+    if (isa<SymmetryRule>(op) && hasUnrankedTensor(op)) {
+      for (Value v : op->getOperands()) b.fixAll(v, "shape inference gave no rank");
+      for (Value v : op->getResults()) b.fixAll(v, "shape inference gave no rank");
+    } else if (auto rule = dyn_cast<SymmetryRule>(op)) {
+      rule.applySymmetryRule(b);
+      b.endOp();
+      b.fixUntouched(op);
+    } else if (auto g = dyn_cast<GenericOp>(op)) {
+      std::string why = "op without a rule: " + g.getOpType().str();
+      for (Value v : op->getOperands()) b.fixAll(v, why);
+      for (Value v : op->getResults()) b.fixAll(v, why);
+    } else if (auto c = dyn_cast<ConstantOp>(op)) {
+      b.fixAll(c.getResult(), "fixed constant");
+    }
+  }
+}
+
+/// Every op that fixed all its operands and results is a barrier, whatever
+/// the cause (no rule, no rank, a form its rule does not follow); in graph
+/// order, so the report is the same from run to run.
+void listBarriers(const SpaceRules &b, const std::vector<Operation *> &ops,
+                  std::vector<Barrier> &barriers) {
+  for (Operation *op : ops) {
+    auto it = b.fixAllBy.find(op);
+    if (it == b.fixAllBy.end() || isa<ConstantOp, ShapeOp, SizeOp>(op) ||
+        it->second.second < op->getNumOperands() + op->getNumResults())
+      continue;
+    std::string node, type = op->getName().stripDialect().str();
+    if (auto nl = dyn_cast<NameLoc>(op->getLoc())) node = nl.getName().str();
+    if (auto g = dyn_cast<GenericOp>(op)) type = g.getOpType().str();
+    barriers.push_back({node, type, it->second.first, barrierHint(it->second.first)});
+  }
+}
+
+} // namespace
+
+SpaceGraph buildSpaces(func::FuncOp fn, const std::vector<Operation *> &ops, CutTable cuts,
+                       std::vector<Barrier> &barriers) {
+  SpaceRules b(std::move(cuts));
+  applyRules(b, ops);
+  b.currentOp = nullptr;
+  b.checkPositionUses();
+  listBarriers(b, ops, barriers);
+  // Model inputs and outputs are fixed.
+  for (BlockArgument arg : fn.getArguments())
+    b.fixAll(arg, "model input");
+  fn.walk([&](func::ReturnOp ret) {
+    for (Value v : ret.getOperands())
+      b.fixAll(v, "model output");
+  });
+  return SpaceGraph(std::move(static_cast<SpaceGraph &>(b)));
+}
+
+} // namespace analysis
+} // namespace symoc

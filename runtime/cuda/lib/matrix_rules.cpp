@@ -1,0 +1,940 @@
+// MatrixRules: see matrix_rules.h. The math of each direction is the CPU rule's
+// (runtime/lib/{symo,optim,gauge}.cpp), on the matrix library's batched routines.
+#include "matrix_rules.h"
+
+#include "rule_kernels.h"
+#include "symoc/runtime/optimizer_api.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+namespace symoc::rt::cuda {
+
+using namespace detail;
+namespace mx = symoc::cuda;
+
+namespace {
+
+void check(cudaError_t e, const char *what) {
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(std::string("cuda: ") + what + ": " + cudaGetErrorString(e));
+  }
+}
+
+enum class RKind { Symo, LauSuRow, LauSuCol, LauSuCentered, LauSuPolar, Shampoo, Muon, Adam };
+
+// A run of one side (symo.cpp's Range): `len` coordinates at `off`, split = S (mean line +
+// centred part), else one component.
+struct Run {
+  int64_t off, len;
+  bool split;
+};
+
+// The side's runs from its pieces (pieces_side) or its group (make_side without heads).
+// Returns false when the side is trivial; throws on pieces that do not tile.
+bool side_runs(const PieceDesc *pieces, int np, const std::string &group, int64_t n, std::vector<Run> &runs) {
+  runs.clear();
+  if (np > 0) {
+    int64_t at = 0;
+    for (int i = 0; i < np; ++i) {
+      const PieceDesc &p = pieces[i];
+      const std::string g = p.group;
+      if (p.offset != at || p.extent <= 0 || p.parts <= 0 || p.extent % p.parts != 0) throw Error("pieces do not tile");
+      if (g == "1") return false;
+      if (g == "Z2") {
+        for (int64_t k = 0; k < p.extent; ++k) runs.push_back(Run{p.offset + k, 1, false});
+      } else {
+        const int64_t len = p.extent / p.parts;
+        for (int64_t k = 0; k < p.parts; ++k) runs.push_back(Run{p.offset + k * len, len, g == "S"});
+      }
+      at += p.extent;
+    }
+    if (at != n) throw Error("pieces do not cover the side");
+    return true;
+  }
+  if (group == "1") return false;
+  if (group == "Z2") {
+    for (int64_t k = 0; k < n; ++k) runs.push_back(Run{k, 1, false});
+    return true;
+  }
+  if (group == "S" || group == "B" || group == "O") {
+    runs.push_back(Run{0, n, group == "S"});
+    return true;
+  }
+  throw Error("unknown group '" + group + "'");
+}
+
+RKind base_kind(const BlockDesc &b, bool *ok) {
+  const std::string k = b.kind ? b.kind : "", v = b.variant ? b.variant : "";
+  *ok = true;
+  if (k == "symo" || k == "symo_coupled") return RKind::Symo;
+  if (k == "shampoo") return RKind::Shampoo;
+  if (k == "muon") return RKind::Muon;
+  if (k == "adamw" || k == "adam") return RKind::Adam;
+  if (k == "lausu") {
+    if (v == "row") return RKind::LauSuRow;
+    if (v == "col") return RKind::LauSuCol;
+    if (v == "centered_row") return RKind::LauSuCentered;
+    if (v == "polar") return RKind::LauSuPolar;
+  }
+  *ok = false;
+  return RKind::Adam;
+}
+
+// SYMOC_CUDA_SYMO_POLAR=ns: Symo's beta2 = 0 runs take their polar factor from Muon's bf16
+// Newton-Schulz instead of the eigendecomposition of their Gram matrix (faster, approximate:
+// singular values of the result in Newton-Schulz's band instead of 1, no eps damping).
+bool symo_polar_ns() {
+  const char *e = std::getenv("SYMOC_CUDA_SYMO_POLAR");
+  return e && std::string(e) == "ns";
+}
+
+// SYMOC_CUDA_EIG=f32|f64 for every rule; unset: fp32 for Symo (its runs are damped by d eps:
+// fp32 agrees with the CPU to ~3e-4), the CPU's double for Shampoo (eps 1e-6 is far below
+// fp32's eigenvalue resolution n 2^-24 lambda_max: a refresh on a rank-deficient L amplifies
+// its null directions differently) and Lau-Su's polar (undamped: a square block's smallest
+// singular values are lost in an fp32 Gram). Measured in docs/testing.md.
+mx::EigPrecision eig_precision(RKind k) {
+  const char *e = std::getenv("SYMOC_CUDA_EIG");
+  if (e && std::string(e) == "f64") return mx::EigPrecision::Float64;
+  if (e && std::string(e) == "f32") return mx::EigPrecision::Float32;
+  return k == RKind::Symo ? mx::EigPrecision::Float32 : mx::EigPrecision::Float64;
+}
+
+template <class T> T *dmalloc(size_t n, int64_t &bytes) {
+  void *p = nullptr;
+  check(cudaMalloc(&p, sizeof(T) * std::max<size_t>(n, 1)), "cudaMalloc");
+  bytes += int64_t(sizeof(T) * n);
+  return static_cast<T *>(p);
+}
+
+} // namespace
+
+// A class of equal runs of a Symo group: every block's runs of this length and kind, as one
+// strided batch of K = blocks x runs matrices (len x T, T the stacked width).
+struct RunClass {
+  int64_t len = 0;
+  bool split = false;
+  std::vector<int64_t> offs; // the runs' offsets on the shared side (the same in every block)
+  int K = 0, nops = 1;
+  std::unique_ptr<mx::GramPowPlan> plan; // beta2 = 0
+  int ns_index = -1;                     // beta2 = 0 with SYMOC_CUDA_SYMO_POLAR=ns: its group in g.ns
+  std::unique_ptr<mx::SymPowPlan> pow;   // beta2 > 0
+  PackEntry *d_u = nullptr, *d_g = nullptr, *d_out = nullptr;
+  int nentries = 0;
+  int64_t max_cols = 0;
+  float *PU = nullptr, *PG = nullptr, *Q = nullptr, *mu = nullptr, *muU = nullptr;
+  float *C = nullptr, *H = nullptr, *S = nullptr, *mout = nullptr; // beta2 > 0: [K * nops, T, T]
+  float s1 = 1.f, s2 = 1.f;
+};
+struct MatrixRules::Group {
+  RKind kind;
+  std::string tag;
+  std::vector<int> blocks;
+  int np = 1;
+  std::vector<int64_t> rows, cols; // per position in the block
+  PrepCfg prep{};
+  float wd = 0.f;
+  std::vector<GaugeDesc> gauges;
+  // symo, symo_coupled: Z = the members stacked along the shared side (sdim x tdim)
+  struct Member {
+    int pos, axis; // axis 0: the member's rows are the shared side; 1: its columns
+  };
+  std::vector<Member> members;
+  int64_t sdim = 0, tdim = 0;
+  bool coupled = false, stats_from_g = false;
+  // two-sided Symo: one scalar per component pair (symo.cpp's two_sided)
+  bool two_sided = false;
+  std::vector<PairDesc> pairs;
+  PairDesc *d_pairs = nullptr;
+  int64_t npairs = 0, nmeans = 0;
+  float *s2 = nullptr;        // state: [blocks, npairs]
+  double *coef = nullptr, *means = nullptr;
+  float beta2 = 0.f;
+  std::unique_ptr<mx::NewtonSchulzPlan> ns; // the runs' polar factors by Newton-Schulz (option)
+  std::vector<mx::PolarGroup> ns_groups;
+  std::vector<Run> runs;
+  std::vector<int> run_class, run_index; // per run: its class and position there
+  std::vector<RunClass> classes;
+  float eps = 1e-8f;
+  bool muon_scale = false;
+  // lausu polar
+  std::unique_ptr<mx::PolarPlan> polar;
+  // shampoo
+  bool useL = true, useR = true;
+  float sh_beta2 = 1.f;
+  int exponent = 4, freq = 1;
+  std::unique_ptr<mx::SymPowPlan> powL, powR;
+  std::vector<int64_t> hcount;
+  bool refresh = false;
+  MaskArgs mask{}, refresh_mask{};
+  float *L = nullptr, *R = nullptr, *Lr = nullptr, *Rr = nullptr, *S = nullptr, *T = nullptr;
+  // muon
+  float muon_out_scale = 1.f;
+  int64_t head_rows = 0;
+  // device
+  std::vector<Slot> slots;
+  std::vector<Chunk> chunks;
+  Slot *d_slots = nullptr;
+  Chunk *d_chunks = nullptr;
+  StepArgs args{};
+  bool any = false, ready = false;
+  std::vector<float *> U, D; // per position: [blocks, rows, cols]
+  float *state = nullptr;
+  int64_t state_floats = 0;
+  void *ws = nullptr;
+  size_t ws_bytes = 0;
+  std::vector<void *> allocs;
+  int nb() const { return int(blocks.size()); }
+  bool has_momentum() const { return prep.mode != int(PrepMode::Copy); }
+};
+
+namespace {
+std::pair<std::string, std::string> variant_groups(const BlockDesc &b) {
+  const std::string v = b.variant ? b.variant : "";
+  const size_t x = v.find(" x ");
+  if (x == std::string::npos) return {v.empty() ? "1" : v, "1"};
+  return {v.substr(0, x), v.substr(x + 3)};
+}
+
+// The side Symo steps (the one non-trivial side; the shared side of coupled members):
+// false when both sides of a single block are non-trivial, or the members do not share it.
+bool symo_shape(const BlockDesc &b, const ParamDesc *params, int64_t *sdim, int64_t *tdim, bool *two = nullptr) {
+  const ParamDesc &p = params[b.params[0]];
+  if (two) *two = false;
+  if (std::string(b.kind) == "symo_coupled") {
+    if (!b.axes || b.nparams < 2) return false;
+    *sdim = -1, *tdim = 0;
+    for (int i = 0; i < b.nparams; ++i) {
+      const ParamDesc &q = params[b.params[i]];
+      if (b.axes[i] != 0 && b.axes[i] != 1) return false;
+      const int64_t s = b.axes[i] == 0 ? q.rows : q.cols;
+      if (*sdim >= 0 && s != *sdim) return false;
+      *sdim = s, *tdim += b.axes[i] == 0 ? q.cols : q.rows;
+    }
+    return true;
+  }
+  const auto [lg, rg] = variant_groups(b);
+  std::vector<Run> l, r;
+  bool lt, rt;
+  try {
+    lt = side_runs(b.left, b.nleft, lg, p.rows, l);
+    rt = side_runs(b.right, b.nright, rg, p.cols, r);
+  } catch (const Error &) {
+    return false;
+  }
+  if (lt && rt) { // both sides: the pairs' closed form
+    if (two) *two = true;
+    *sdim = p.rows, *tdim = p.cols;
+    return two != nullptr;
+  }
+  *sdim = rt ? p.cols : p.rows, *tdim = rt ? p.rows : p.cols;
+  return true;
+}
+
+// The runs of the stepped side; false when it is trivial (a dense 1 x 1 block).
+bool symo_runs(const BlockDesc &b, const ParamDesc *params, int64_t sdim, std::vector<Run> &runs) {
+  if (std::string(b.kind) == "symo_coupled") return side_runs(nullptr, 0, variant_groups(b).first, sdim, runs);
+  const ParamDesc &p = params[b.params[0]];
+  const auto [lg, rg] = variant_groups(b);
+  if (side_runs(b.left, b.nleft, lg, p.rows, runs)) return true;
+  return side_runs(b.right, b.nright, rg, p.cols, runs);
+}
+} // namespace
+
+bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::string *why) {
+  auto no = [&](const std::string &w) {
+    if (why) *why = w;
+    return false;
+  };
+  bool ok = false;
+  const RKind k = base_kind(b, &ok);
+  if (!ok) return no(std::string("rule '") + b.kind + " " + b.variant + "'");
+  const bool coupled = std::string(b.kind) == "symo_coupled";
+  if (k == RKind::Symo || k == RKind::Shampoo || (k >= RKind::LauSuRow && k <= RKind::LauSuPolar)) {
+    if (b.nparams != 1 && !coupled) return no("joint block");
+    if (b.ngauges > 0) return no("gauges over " + std::string(b.kind));
+  }
+  if (k == RKind::Symo) {
+    int64_t sdim = 0, tdim = 0;
+    bool two = false;
+    if (!symo_shape(b, params, &sdim, &tdim, &two)) return no(coupled ? "coupled members" : "symo sides");
+    if (two) return true; // no matrices: the pairs' scalars
+    if (coupled && b.get("beta1", 0) > 0) return no("coupled symo with momentum");
+    const double beta2 = b.get("beta2", 0.95);
+    if (beta2 != 0 && tdim > int64_t(b.get("max_dense", 4096))) return no("above max_dense");
+    std::vector<Run> runs;
+    bool nontrivial;
+    try {
+      nontrivial = symo_runs(b, params, sdim, runs);
+    } catch (const Error &e) {
+      return no(std::string("symo sides: ") + e.what());
+    }
+    if (!nontrivial) return no("symo 1 x 1 (dense)");
+  }
+  if (k == RKind::Muon) {
+    const int64_t hr = int64_t(b.get("head_rows", 0));
+    for (int i = 0; i < b.nparams; ++i) {
+      const ParamDesc &p = params[b.params[i]];
+      if (p.rows < 1 || p.cols < 1 || (hr > 0 && p.rows % hr != 0)) return no("muon shape");
+    }
+  }
+  for (int gi = 0; gi < b.ngauges; ++gi) {
+    const GaugeDesc &g = b.gauges[gi];
+    const std::string gk = g.kind;
+    auto at = [&](int i) -> const ParamDesc * { return i >= 0 && i < b.nparams ? &params[b.params[i]] : nullptr; };
+    const ParamDesc *A = at(g.a), *B = at(g.b), *C = at(g.c);
+    if (gk == "logit_shift") {
+      if (!A) return no("gauge index");
+    } else if (gk == "row_rescale") {
+      if (!A || (g.b >= 0 && (!B || B->rows * B->cols != A->rows))) return no("gauge shapes");
+    } else if (gk == "relu_rescale" || gk == "swiglu_rescale") {
+      const bool relu = gk == "relu_rescale";
+      if (!A || !C || C->cols != A->rows || (relu && g.b >= 0 && (!B || B->rows * B->cols != A->rows)))
+        return no("gauge shapes");
+    } else {
+      return no("gauge '" + gk + "'");
+    }
+  }
+  return true;
+}
+
+MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const std::vector<int> &mine,
+                         mx::Engine &engine, Counters cnt)
+    : params_(params), blocks_(blocks), engine_(engine), cnt_(cnt) {
+  std::map<std::string, int> open;
+  for (int b : mine) {
+    const BlockDesc &d = blocks[b];
+    std::string key = std::string(d.kind) + "|" + d.variant;
+    char num[40];
+    for (int i = 0; i < d.nhp; ++i) {
+      std::snprintf(num, sizeof num, "%.17g", d.hp[i].value);
+      key += "|" + std::string(d.hp[i].name) + "=" + num;
+    }
+    if (d.axes && std::string(d.kind) == "symo_coupled")
+      for (int i = 0; i < d.nparams; ++i) key += "|a" + std::to_string(d.axes[i]);
+    for (int i = 0; i < d.nparams; ++i)
+      key += "|" + std::to_string(params[d.params[i]].rows) + "x" + std::to_string(params[d.params[i]].cols);
+    for (int i = 0; i < d.ngauges; ++i)
+      key += "|g" + std::string(d.gauges[i].kind) + std::to_string(d.gauges[i].a) + std::to_string(d.gauges[i].b) +
+             std::to_string(d.gauges[i].c);
+    for (int i = 0; i < d.nleft; ++i)
+      key += "|l" + std::to_string(d.left[i].offset) + "," + std::to_string(d.left[i].extent) + d.left[i].group +
+             std::to_string(d.left[i].parts);
+    for (int i = 0; i < d.nright; ++i)
+      key += "|r" + std::to_string(d.right[i].offset) + "," + std::to_string(d.right[i].extent) + d.right[i].group +
+             std::to_string(d.right[i].parts);
+    auto it = open.find(key);
+    if (it != open.end() && (groups_[size_t(it->second)]->blocks.size() + 1) * size_t(d.nparams) <= size_t(kBatch)) {
+      groups_[size_t(it->second)]->blocks.push_back(b);
+      continue;
+    }
+    auto g = std::make_unique<Group>();
+    bool ok;
+    g->kind = base_kind(d, &ok);
+    g->np = d.nparams;
+    g->blocks.push_back(b);
+    for (int i = 0; i < d.nparams; ++i) g->rows.push_back(params[d.params[i]].rows), g->cols.push_back(params[d.params[i]].cols);
+    for (int i = 0; i < d.ngauges; ++i) g->gauges.push_back(d.gauges[i]);
+    auto f = [&](const char *n, double dflt) { return float(d.get(n, dflt)); };
+    switch (g->kind) {
+    case RKind::Symo: {
+      g->coupled = std::string(d.kind) == "symo_coupled";
+      g->tag = g->coupled ? "symo_coupled" : "symo";
+      const float b1 = g->coupled ? 0.f : f("beta1", 0);
+      g->beta2 = f("beta2", 0.95);
+      if (b1 > 0 && d.get("muon_momentum", 0) != 0)
+        g->prep = PrepCfg{int(PrepMode::Lerp), b1, 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
+      else if (b1 > 0) // the statistics are the gradient's, the preconditioned input the momentum
+        g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0, 1};
+      else g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
+      g->stats_from_g = g->prep.stage_g != 0;
+      if (g->prep.mode == int(PrepMode::EmaBc) && g->beta2 == 0.f) { // one-sided: beta2 = 0 reads U only
+        bool two = false;
+        int64_t a, b;
+        symo_shape(d, params, &a, &b, &two);
+        g->prep.stage_g = two ? 1 : 0;
+        g->stats_from_g = two;
+      }
+      g->wd = f("weight_decay", 0);
+      g->eps = f("eps", 1e-8);
+      g->muon_scale = d.get("muon_scale", 0) != 0;
+      symo_shape(d, params, &g->sdim, &g->tdim, &g->two_sided);
+      if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
+        const auto [lg, rg] = variant_groups(d);
+        std::vector<Run> L, R;
+        side_runs(d.left, d.nleft, lg, g->rows[0], L);
+        side_runs(d.right, d.nright, rg, g->cols[0], R);
+        int64_t rcomps = 0, first = 0;
+        for (const Run &r : R) rcomps += r.split ? 2 : 1;
+        for (const Run &l : L) {
+          int64_t cb = 0;
+          for (const Run &r : R) {
+            g->pairs.push_back(PairDesc{l.off, l.len, r.off, r.len, l.split ? 1 : 0, r.split ? 1 : 0, first + cb, rcomps,
+                                        g->nmeans});
+            g->nmeans += l.len + r.len;
+            cb += r.split ? 2 : 1;
+          }
+          first += (l.split ? 2 : 1) * rcomps;
+        }
+        g->npairs = first;
+        g->members.push_back(Group::Member{0, 0});
+        break;
+      }
+      symo_runs(d, params, g->sdim, g->runs);
+      if (g->coupled) {
+        for (int i = 0; i < d.nparams; ++i) g->members.push_back(Group::Member{i, d.axes[i]});
+      } else {
+        std::vector<Run> tmp;
+        const bool lt = side_runs(d.left, d.nleft, variant_groups(d).first, g->rows[0], tmp);
+        g->members.push_back(Group::Member{0, lt ? 0 : 1});
+      }
+      break;
+    }
+    case RKind::LauSuRow:
+    case RKind::LauSuCol:
+    case RKind::LauSuCentered:
+    case RKind::LauSuPolar:
+      g->tag = std::string("lausu_") + d.variant;
+      g->prep = PrepCfg{int(PrepMode::Ema), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
+      g->wd = f("weight_decay", 0);
+      g->eps = f("eps", 1e-8);
+      break;
+    case RKind::Shampoo:
+      g->tag = "shampoo";
+      g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
+      g->wd = f("weight_decay", 0);
+      g->eps = f("eps", 1e-6);
+      g->sh_beta2 = f("beta2", 1);
+      g->exponent = int(d.get("exponent", 4));
+      g->freq = std::max(1, int(d.get("precondition_frequency", 1)));
+      g->useL = g->rows[0] <= int64_t(d.get("max_precond_dim", 8192));
+      g->useR = g->cols[0] <= int64_t(d.get("max_precond_dim", 8192));
+      break;
+    case RKind::Muon: {
+      g->tag = "muon";
+      g->prep = PrepCfg{int(PrepMode::Lerp), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 1) != 0 ? 1 : 0, 0};
+      g->wd = f("weight_decay", 0);
+      g->head_rows = int64_t(d.get("head_rows", 0));
+      break;
+    }
+    case RKind::Adam: {
+      const bool dec = std::string(d.kind) == "adamw";
+      g->tag = dec ? "adamw" : "adam";
+      const float wd = f("weight_decay", 0);
+      g->prep = PrepCfg{int(PrepMode::Adam), f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), dec ? 0.f : wd, 0, 0};
+      g->wd = dec ? wd : 0.f;
+      break;
+    }
+    }
+    open[key] = int(groups_.size());
+    groups_.push_back(std::move(g));
+  }
+  // Slots, chunks and the plans (no device memory yet: that comes with the first step).
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    const mx::EigPrecision prec = eig_precision(g.kind);
+    for (int i = 0; i < g.nb(); ++i) {
+      const BlockDesc &d = blocks[g.blocks[size_t(i)]];
+      for (int k = 0; k < g.np; ++k) {
+        Slot s{};
+        s.block = g.blocks[size_t(i)], s.param = d.params[k], s.rows = g.rows[size_t(k)], s.cols = g.cols[size_t(k)];
+        s.n = s.rows * s.cols, s.first = k == 0 ? 1 : 0;
+        const int32_t slot = int32_t(g.slots.size());
+        for (int64_t o = 0; o < s.n; o += kChunk) g.chunks.push_back(Chunk{slot, 0, o, std::min<int64_t>(kChunk, s.n - o)});
+        g.slots.push_back(s);
+      }
+    }
+    g.hcount.assign(size_t(g.nb()), 0);
+    const int64_t m = g.rows[0], n = g.cols[0];
+    if (g.kind == RKind::Symo) {
+      const int64_t T = g.tdim;
+      std::vector<mx::Shape> ns_shapes;
+      std::map<std::pair<int64_t, bool>, size_t> cls;
+      for (const Run &r : g.runs) {
+        auto key = std::make_pair(r.len, r.split);
+        if (!cls.count(key)) {
+          cls[key] = g.classes.size();
+          g.classes.emplace_back();
+          g.classes.back().len = r.len, g.classes.back().split = r.split;
+        }
+        RunClass &c = g.classes[cls[key]];
+        g.run_class.push_back(int(cls[key])), g.run_index.push_back(int(c.offs.size()));
+        c.offs.push_back(r.off);
+      }
+      for (RunClass &c : g.classes) {
+        c.K = int(c.offs.size()) * g.nb();
+        c.nops = c.split ? 2 : 1;
+        const int64_t d = c.split ? c.len - 1 : c.len;
+        if (g.beta2 == 0.f) {
+          if (d > 0 && symo_polar_ns()) c.ns_index = int(ns_shapes.size()), ns_shapes.push_back(mx::Shape{c.K, c.len, T});
+          else if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
+          g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
+          c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
+          if (g.muon_scale) { // rows / cols of the run as the block has it
+            const bool tr = g.members[0].axis == 1;
+            const double rr = tr ? double(T) : double(c.len), cc = tr ? double(c.len) : double(T);
+            c.s2 = float(std::sqrt(std::max(1.0, rr / cc) / double(c.len)));
+          }
+        } else {
+          MatFnOptions o;
+          o.precision = prec;
+          c.pow = std::make_unique<mx::SymPowPlan>(engine_, T, int64_t(c.K) * c.nops, o);
+          g.ws_bytes = std::max(g.ws_bytes, c.pow->workspace_bytes());
+        }
+      }
+      if (!ns_shapes.empty()) {
+        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes);
+        g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
+        g.ns_groups.resize(ns_shapes.size());
+      }
+    } else if (g.kind == RKind::LauSuPolar) {
+      mx::PolarOptions o = polar_options(PolarMethod::Eig);
+      o.fn.precision = prec;
+      g.polar = std::make_unique<mx::PolarPlan>(engine_, std::vector<mx::Shape>{mx::Shape{g.nb(), m, n}}, o);
+      g.ws_bytes = g.polar->workspace_bytes();
+    } else if (g.kind == RKind::Shampoo) {
+      MatFnOptions o;
+      o.precision = prec;
+      if (g.useL) g.powL = std::make_unique<mx::SymPowPlan>(engine_, m, g.nb(), o);
+      if (g.useR) g.powR = std::make_unique<mx::SymPowPlan>(engine_, n, g.nb(), o);
+      g.ws_bytes = std::max(g.powL ? g.powL->workspace_bytes() : 0, g.powR ? g.powR->workspace_bytes() : 0);
+    }
+  }
+}
+
+MatrixRules::~MatrixRules() {
+  cudaDeviceSynchronize();
+  for (auto &g : groups_) {
+    for (void *p : g->allocs) cudaFree(p);
+    for (RunClass &c : g->classes) c.plan.reset();
+  }
+}
+
+std::vector<mx::Shape> MatrixRules::polar_shapes() const {
+  std::vector<mx::Shape> v;
+  for (auto &g : groups_)
+    if (g->kind == RKind::Muon)
+      for (int k = 0; k < g->np; ++k) {
+        const int64_t sub = g->head_rows > 0 ? g->head_rows : g->rows[size_t(k)];
+        v.push_back(mx::Shape{g->nb() * (g->rows[size_t(k)] / sub), sub, g->cols[size_t(k)]});
+      }
+  return v;
+}
+
+void MatrixRules::prepare(Group &g, cudaStream_t s) {
+  if (g.ready) return;
+  if (s) {
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+    if (cs != cudaStreamCaptureStatusNone)
+      throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
+  }
+  int64_t scratch = 0;
+  auto take = [&](size_t n, bool state) {
+    float *p = dmalloc<float>(n, state ? state_bytes_ : scratch);
+    g.allocs.push_back(p);
+    check(cudaMemset(p, 0, sizeof(float) * std::max<size_t>(n, 1)), "cudaMemset");
+    return p;
+  };
+  const int B = g.nb();
+  for (int k = 0; k < g.np; ++k) {
+    const size_t n = size_t(B * g.rows[size_t(k)] * g.cols[size_t(k)]);
+    g.U.push_back(take(n, false));
+    g.D.push_back(take(n, false));
+  }
+  for (size_t i = 0; i < g.slots.size(); ++i) {
+    Slot &sl = g.slots[i];
+    const int blk = int(i) / g.np, k = int(i) % g.np;
+    sl.u = g.U[size_t(k)] + int64_t(blk) * sl.n;
+    sl.d = g.D[size_t(k)] + int64_t(blk) * sl.n;
+    if (g.has_momentum() && g.kind != RKind::Shampoo) sl.s0 = take(size_t(sl.n), true);
+    if (g.kind == RKind::Adam) sl.s1 = take(size_t(sl.n), true);
+  }
+  const int64_t m = g.rows[0], n = g.cols[0];
+  if (g.kind == RKind::Shampoo) {
+    if (g.useL) g.L = take(size_t(B * m * m), true), g.Lr = take(size_t(B * m * m), true);
+    if (g.useR) g.R = take(size_t(B * n * n), true), g.Rr = take(size_t(B * n * n), true);
+    g.S = take(size_t(B * std::max(m * m, n * n)), false);
+    g.T = take(size_t(B * m * n), false);
+  }
+  if (g.two_sided) {
+    g.s2 = take(size_t(int64_t(B) * g.npairs), true);
+    void *p = nullptr;
+    check(cudaMalloc(&p, sizeof(double) * size_t(std::max<int64_t>(int64_t(B) * (g.npairs + g.nmeans), 1))), "cudaMalloc");
+    g.allocs.push_back(p);
+    g.coef = static_cast<double *>(p), g.means = g.coef + int64_t(B) * g.npairs;
+    check(cudaMalloc(&p, sizeof(PairDesc) * std::max<size_t>(g.pairs.size(), 1)), "cudaMalloc");
+    g.allocs.push_back(p);
+    g.d_pairs = static_cast<PairDesc *>(p);
+    check(cudaMemcpy(g.d_pairs, g.pairs.data(), sizeof(PairDesc) * g.pairs.size(), cudaMemcpyHostToDevice), "upload");
+  }
+  for (RunClass &c : g.classes) {
+    const int64_t T = g.tdim, sz = int64_t(c.K) * c.len * T;
+    c.PU = take(size_t(sz), false);
+    c.PG = g.stats_from_g ? take(size_t(sz), false) : c.PU;
+    c.Q = take(size_t(sz), false);
+    if (c.split) c.mu = take(size_t(int64_t(c.K) * T), false);
+    c.muU = c.split && g.stats_from_g ? take(size_t(int64_t(c.K) * T), false) : c.mu;
+    if (g.beta2 != 0.f) {
+      const size_t cs = size_t(int64_t(c.K) * c.nops * T * T);
+      c.C = take(cs, true), c.H = take(cs, false), c.S = take(cs, false);
+      c.mout = take(size_t(int64_t(c.K) * T), false);
+    }
+    // Entries: for each block and run, each member's piece of the run's rows of Z.
+    std::vector<PackEntry> eu, eg;
+    for (int blk = 0; blk < B; ++blk)
+      for (size_t q = 0; q < c.offs.size(); ++q) {
+        const int64_t e = int64_t(blk) * int64_t(c.offs.size()) + int64_t(q), off = c.offs[q];
+        int64_t col = 0;
+        for (const Group::Member &mb : g.members) {
+          const int64_t r = g.rows[size_t(mb.pos)], cc = g.cols[size_t(mb.pos)], base = int64_t(blk) * r * cc;
+          const int64_t w = mb.axis == 0 ? cc : r;
+          auto entry = [&](float *X) {
+            return mb.axis == 0 ? PackEntry{X + base + off * cc, cc, 1, e, col, w} : PackEntry{X + base + off, 1, cc, e, col, w};
+          };
+          eu.push_back(entry(g.U[size_t(mb.pos)]));
+          eg.push_back(entry(g.D[size_t(mb.pos)])); // the staged gradient (stats_from_g), then the direction
+          c.max_cols = std::max(c.max_cols, w);
+          col += w;
+        }
+      }
+    c.nentries = int(eu.size());
+    void *p = nullptr;
+    check(cudaMalloc(&p, sizeof(PackEntry) * eu.size() * 2), "cudaMalloc");
+    g.allocs.push_back(p);
+    c.d_u = static_cast<PackEntry *>(p), c.d_g = c.d_u + eu.size(), c.d_out = c.d_g;
+    check(cudaMemcpy(c.d_u, eu.data(), sizeof(PackEntry) * eu.size(), cudaMemcpyHostToDevice), "upload");
+    check(cudaMemcpy(c.d_g, eg.data(), sizeof(PackEntry) * eg.size(), cudaMemcpyHostToDevice), "upload");
+  }
+  if (g.ws_bytes) {
+    check(cudaMalloc(&g.ws, g.ws_bytes), "cudaMalloc");
+    g.allocs.push_back(g.ws);
+  }
+  void *p = nullptr;
+  check(cudaMalloc(&p, sizeof(Slot) * g.slots.size()), "cudaMalloc");
+  g.allocs.push_back(p), g.d_slots = static_cast<Slot *>(p);
+  check(cudaMalloc(&p, sizeof(Chunk) * std::max<size_t>(g.chunks.size(), 1)), "cudaMalloc");
+  g.allocs.push_back(p), g.d_chunks = static_cast<Chunk *>(p);
+  check(cudaMemcpy(g.d_slots, g.slots.data(), sizeof(Slot) * g.slots.size(), cudaMemcpyHostToDevice), "upload");
+  check(cudaMemcpy(g.d_chunks, g.chunks.data(), sizeof(Chunk) * g.chunks.size(), cudaMemcpyHostToDevice), "upload");
+  g.ready = true;
+}
+
+bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt, float lr, const float *mult,
+                        const std::vector<uint8_t> &active, cudaStream_t s, std::vector<mx::PolarGroup> &polar) {
+  bool any_muon = false;
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    g.any = false;
+    for (int b : g.blocks) g.any = g.any || active[size_t(b)];
+    any_muon = any_muon || (g.any && g.kind == RKind::Muon);
+  }
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    if (g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
+    if (!g.any) continue;
+    if (cs != cudaStreamCaptureStatusNone && g.kind == RKind::Shampoo && g.freq > 1)
+      throw Error(std::string("block of '") + params_[g.slots[0].param].name + "' refreshes its Shampoo roots every " +
+                  std::to_string(g.freq) + " steps, so a step with it cannot be captured in a CUDA graph (a replay "
+                  "would repeat the captured step's choice)");
+    prepare(g, s);
+    if (!g.any) continue;
+    StepArgs &a = g.args;
+    a.nslots = int(g.slots.size());
+    for (size_t i = 0; i < g.slots.size(); ++i) {
+      const int p = g.slots[i].param;
+      a.w[i] = w[p], a.g[i] = g_[p], a.lr[i] = lr * mult[p];
+      a.wbf16[i] = a.gbf16[i] = dt && dt[p] == SYMOC_BF16;
+      a.active[i] = active[size_t(g.slots[i].block)];
+    }
+    const int nc = int(g.chunks.size());
+    launch_check(a, g.d_chunks, nc, g.d_slots, cnt_, s);
+    launch_prep(a, g.d_chunks, nc, g.d_slots, cnt_, g.prep, s);
+    check(cudaGetLastError(), "kernel launch");
+  }
+  polar.clear();
+  for (auto &gp : groups_)
+    if (gp->kind == RKind::Muon)
+      for (int k = 0; k < gp->np; ++k) {
+        const int64_t r = gp->rows[size_t(k)], c = gp->cols[size_t(k)], sub = gp->head_rows > 0 ? gp->head_rows : r;
+        mx::Batch in(gp->U[size_t(k)], gp->nb() * (r / sub), sub, c), out(gp->D[size_t(k)], gp->nb() * (r / sub), sub, c);
+        polar.push_back(mx::PolarGroup{in, out, float(std::sqrt(std::max(1.0, double(sub) / double(c))))});
+      }
+  return any_muon;
+}
+
+// Symo on Z (the block, its transpose, or the coupled members side by side), run class by
+// run class: symo.cpp's one_sided_single (beta2 = 0) or one_sided_left (beta2 > 0).
+void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
+  if (g.two_sided) {
+    const int np = int(g.pairs.size());
+    for (int stats = 1; stats >= 0; --stats)
+      launch_two_sided(g.args, g.d_slots, cnt_, g.d_pairs, np, g.nb(), g.cols[0], g.s2, g.coef, g.means, g.npairs,
+                       g.nmeans, g.beta2, g.eps, stats, g.stats_from_g ? 1 : 0, s);
+    return;
+  }
+  const int64_t T = g.tdim, TT = T * T;
+  mx::Workspace ws{g.ws, g.ws_bytes};
+  MaskArgs mask{};
+  mask.n = int(g.slots.size());
+  for (size_t i = 0; i < g.slots.size(); ++i) mask.on[i] = g.args.active[i];
+  for (RunClass &c : g.classes) {
+    const int64_t d = c.split ? c.len - 1 : c.len;
+    launch_pack(c.d_u, c.nentries, c.len, T, c.PU, c.max_cols, s);
+    if (g.beta2 == 0.f) {
+      if (c.split) launch_center_keep(c.PU, c.mu, c.K, c.len, T, s);
+      if (c.plan)
+        c.plan->run(mx::Batch(c.PU, c.K, c.len, T), -0.5, double(d) * double(g.eps), MatFnOptions{}.rcond,
+                    mx::Batch(c.Q, c.K, c.len, T), ws, s);
+      if (c.ns_index >= 0) { // every class's polar factors in one Newton-Schulz run, below
+        g.ns_groups[size_t(c.ns_index)] =
+            mx::PolarGroup{mx::Batch(c.PU, c.K, c.len, T), mx::Batch(c.Q, c.K, c.len, T), 1.f};
+        continue;
+      }
+      if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s);
+      launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+      continue;
+    }
+    if (g.stats_from_g) launch_pack(c.d_g, c.nentries, c.len, T, c.PG, c.max_cols, s);
+    if (c.split) {
+      launch_center_keep(c.PG, c.mu, c.K, c.len, T, s);
+      if (g.stats_from_g) launch_center_keep(c.PU, c.muU, c.K, c.len, T, s);
+    }
+    const int n = c.K * c.nops, per = int(c.offs.size()) * c.nops;
+    const mx::Batch Pg(c.PG, c.K, c.len, T), Pu(c.PU, c.K, c.len, T), Q(c.Q, c.K, c.len, T);
+    const int64_t st = c.nops * TT; // stride between the runs' first components
+    if (!c.split) {
+      mx::gram(engine_, true, float((1.0 - g.beta2) / double(c.len)), Pg, 0.f, mx::Batch(c.S, c.K, T, T, T, st), s);
+    } else {
+      const float w1 = float(1.0 - g.beta2);
+      mx::gram(engine_, true, w1 * float(c.len), mx::Batch(c.mu, c.K, 1, T), 0.f, mx::Batch(c.S, c.K, T, T, T, st), s);
+      if (d > 0)
+        mx::gram(engine_, true, float((1.0 - g.beta2) / double(d)), Pg, 0.f, mx::Batch(c.S + TT, c.K, T, T, T, st), s);
+    }
+    launch_masked_axpby(mask, g.d_slots, cnt_, c.C, c.S, TT, g.beta2, false, s, n, per, g.np);
+    launch_bias_scale(g.d_slots, cnt_, c.C, c.H, n, per, g.np, TT, g.beta2, s);
+    c.pow->run(mx::Batch(c.H, n, T, T), -0.5, double(g.eps), mx::Batch(c.H, n, T, T), ws, s);
+    if (!c.split) {
+      mx::gemm(engine_, false, false, 1.f, Pu, mx::Batch(c.H, c.K, T, T, T, st), 0.f, Q, s);
+    } else {
+      mx::gemm(engine_, false, false, 1.f, Pu, mx::Batch(c.H + TT, c.K, T, T, T, st), 0.f, Q, s);
+      mx::gemm(engine_, false, false, 1.f, mx::Batch(c.muU, c.K, 1, T), mx::Batch(c.H, c.K, T, T, T, st), 0.f,
+               mx::Batch(c.mout, c.K, 1, T), s);
+      launch_add_rows(c.Q, c.mout, c.K, c.len, T, s);
+    }
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s);
+  }
+  if (!g.ns) return;
+  g.ns->run(g.ns_groups.data(), g.ns_groups.size(), ws, s);
+  for (RunClass &c : g.classes) {
+    if (c.ns_index < 0) continue;
+    const int64_t d = c.split ? c.len - 1 : c.len;
+    if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, false, s);
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+  }
+}
+
+void MatrixRules::direction(Group &g, cudaStream_t s) {
+  const int B = g.nb();
+  const int64_t m = g.rows[0], n = g.cols[0];
+  mx::Workspace ws{g.ws, g.ws_bytes};
+  switch (g.kind) {
+  case RKind::Symo: symo_direction(g, s); break;
+  case RKind::LauSuRow: mx::normalize(mx::Batch(g.U[0], B, m, n), mx::Axis::Rows, g.eps, mx::Batch(g.D[0], B, m, n), s); break;
+  case RKind::LauSuCol: mx::normalize(mx::Batch(g.U[0], B, m, n), mx::Axis::Cols, g.eps, mx::Batch(g.D[0], B, m, n), s); break;
+  case RKind::LauSuCentered: {
+    const mx::Batch U(g.U[0], B, m, n), D(g.D[0], B, m, n);
+    mx::center_rows(U, U, s);
+    mx::normalize(U, mx::Axis::Rows, g.eps, D, s);
+    mx::center_rows(D, D, s);
+    break;
+  }
+  case RKind::LauSuPolar: {
+    mx::PolarGroup pg{mx::Batch(g.U[0], B, m, n), mx::Batch(g.D[0], B, m, n), 1.f};
+    g.polar->run(&pg, 1, ws, s);
+    break;
+  }
+  case RKind::Shampoo: {
+    const mx::Batch G(g.U[0], B, m, n), Dd(g.D[0], B, m, n);
+    g.mask.n = B;
+    for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
+    if (g.useL) {
+      mx::gram(engine_, false, 1.f, G, 0.f, mx::Batch(g.S, B, m, m), s);
+      launch_masked_axpby(g.mask, g.d_slots, cnt_, g.L, g.S, m * m, g.sh_beta2, false, s);
+      if (g.refresh) {
+        g.powL->run(mx::Batch(g.L, B, m, m), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, m, m), ws, s);
+        launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Lr, g.S, m * m, 0.f, true, s);
+      }
+    }
+    if (g.useR) {
+      mx::gram(engine_, true, 1.f, G, 0.f, mx::Batch(g.S, B, n, n), s);
+      launch_masked_axpby(g.mask, g.d_slots, cnt_, g.R, g.S, n * n, g.sh_beta2, false, s);
+      if (g.refresh) {
+        g.powR->run(mx::Batch(g.R, B, n, n), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, n, n), ws, s);
+        launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Rr, g.S, n * n, 0.f, true, s);
+      }
+    }
+    const mx::Batch Lr(g.Lr, B, m, m), Rr(g.Rr, B, n, n), T(g.T, B, m, n);
+    if (g.useL && g.useR) {
+      mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, T, s);
+      mx::gemm(engine_, false, false, 1.f, T, Rr, 0.f, Dd, s);
+    } else if (g.useL) {
+      mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, Dd, s);
+    } else if (g.useR) {
+      mx::gemm(engine_, false, false, 1.f, G, Rr, 0.f, Dd, s);
+    } else {
+      check(cudaMemcpyAsync(g.D[0], g.U[0], sizeof(float) * size_t(B * m * n), cudaMemcpyDeviceToDevice, s), "copy");
+    }
+    break;
+  }
+  case RKind::Muon:
+  case RKind::Adam: break; // the shared Newton-Schulz / the prep stage wrote D
+  }
+}
+
+void MatrixRules::finish(cudaStream_t s) {
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    if (!g.any) continue;
+    if (g.kind == RKind::Shampoo) { // refresh schedule: the host's count of the block's steps
+      g.refresh = false;
+      g.refresh_mask.n = g.nb();
+      for (int i = 0; i < g.nb(); ++i) {
+        const bool on = g.args.active[i] && g.hcount[size_t(i)] % g.freq == 0;
+        g.refresh_mask.on[i] = on;
+        g.refresh = g.refresh || on;
+        if (g.args.active[i]) ++g.hcount[size_t(i)];
+      }
+    }
+    direction(g, s);
+    for (const GaugeDesc &gd : g.gauges) {
+      const std::string k = gd.kind;
+      if (k == "logit_shift") {
+        const mx::Batch Dd(g.D[size_t(gd.a)], g.nb(), g.rows[size_t(gd.a)], g.cols[size_t(gd.a)]);
+        mx::center_rows(Dd, Dd, s);
+      } else {
+        const bool relu = k == "relu_rescale", swiglu = k == "swiglu_rescale";
+        launch_gauge_rescale(g.args, g.d_slots, cnt_, g.nb(), g.np, gd.a, swiglu ? -1 : gd.b, relu || swiglu ? gd.c : -1,
+                             g.rows[size_t(gd.a)], s);
+      }
+    }
+    launch_apply(g.args, g.d_chunks, int(g.chunks.size()), g.d_slots, cnt_, g.wd, s);
+    launch_finalize(g.args, g.d_slots, cnt_, true, s);
+    check(cudaGetLastError(), "kernel launch");
+  }
+}
+
+// The state buffers of a slot under the CPU rule's names: f(what, device pointer, the
+// buffer's shape, offset into it, floats) (Symo's C: one component of {ncomp, T, T}).
+template <class F> static void buffers_of(const MatrixRules::Group &g, const Slot &sl, int blk, F f) {
+  const int64_t m = sl.rows, n = sl.cols;
+  auto whole = [&](const char *what, float *p, int64_t r, int64_t c) { f(what, p, std::vector<int64_t>{r, c}, 0, r * c); };
+  switch (g.kind) {
+  case RKind::Symo:
+    if (g.has_momentum()) whole("m", sl.s0, m, n);
+    if (g.two_sided) f("s", g.s2 + int64_t(blk) * g.npairs, std::vector<int64_t>{g.npairs}, 0, g.npairs);
+    if (g.beta2 != 0.f && sl.first && !g.two_sided) {
+      const int64_t T = g.tdim;
+      int64_t ncomp = 0;
+      for (size_t r = 0; r < g.runs.size(); ++r) ncomp += g.runs[r].split ? 2 : 1;
+      int64_t comp = 0;
+      for (size_t r = 0; r < g.runs.size(); ++r) {
+        const RunClass &c = g.classes[size_t(g.run_class[r])];
+        const int64_t e = int64_t(blk) * int64_t(c.offs.size()) + g.run_index[r];
+        for (int k = 0; k < c.nops; ++k, ++comp)
+          f("C", c.C + (e * c.nops + k) * T * T, std::vector<int64_t>{ncomp, T, T}, comp * T * T, T * T);
+      }
+    }
+    break;
+  case RKind::LauSuRow:
+  case RKind::LauSuCol:
+  case RKind::LauSuCentered:
+  case RKind::LauSuPolar:
+  case RKind::Muon: whole("momentum", sl.s0, m, n); break;
+  case RKind::Adam: whole("m", sl.s0, m, n), whole("v", sl.s1, m, n); break;
+  case RKind::Shampoo:
+    if (g.useL) whole("L", g.L + int64_t(blk) * m * m, m, m), whole("L_root", g.Lr + int64_t(blk) * m * m, m, m);
+    if (g.useR) whole("R", g.R + int64_t(blk) * n * n, n, n), whole("R_root", g.Rr + int64_t(blk) * n * n, n, n);
+    break;
+  }
+}
+
+void MatrixRules::export_to(State &st, const int64_t *t, const int64_t *skips) const {
+  for (auto &gp : groups_) {
+    const Group &g = *gp;
+    for (size_t i = 0; i < g.slots.size(); ++i) {
+      const Slot &sl = g.slots[i];
+      const std::string name = params_[sl.param].name, pre = name + "/" + g.tag + ".";
+      if (skips[sl.param] > 0) st.counter(name + "/nonfinite_skips") = skips[sl.param];
+      const int64_t tb = t[sl.block];
+      if (!g.ready || tb == 0 || (g.coupled && !sl.first)) continue; // coupled: keyed by the first member
+      buffers_of(g, sl, int(i) / g.np,
+                 [&](const char *what, const float *src, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
+                   float *dst = st.buffer(pre + what, shape) + off;
+                   check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyDeviceToHost), "download");
+                 });
+      st.counter(pre + "t") = tb;
+    }
+  }
+}
+
+void MatrixRules::import_from(State &st, int64_t *t) {
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    bool any = false;
+    for (const Slot &sl : g.slots) {
+      if (!sl.first) continue;
+      const std::string pre = std::string(params_[sl.param].name) + "/" + g.tag + ".";
+      t[sl.block] = st.counter_value(pre + "t");
+      any = any || t[sl.block] > 0;
+    }
+    if (!any && !g.ready) continue;
+    prepare(g, nullptr);
+    for (size_t i = 0; i < g.slots.size(); ++i) {
+      const Slot &sl = g.slots[i];
+      const int blk = int(i) / g.np;
+      const std::string pre = std::string(params_[sl.param].name) + "/" + g.tag + ".";
+      const bool present = t[sl.block] > 0;
+      g.hcount[size_t(blk)] = t[sl.block];
+      buffers_of(g, sl, blk, [&](const char *what, float *dst, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
+        if (present && st.has_buffer(pre + what)) {
+          const float *src = st.buffer(pre + what, shape) + off; // throws on a shape mismatch
+          check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyHostToDevice), "upload");
+        } else {
+          check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
+        }
+      });
+    }
+  }
+}
+
+void MatrixRules::zero() {
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    std::fill(g.hcount.begin(), g.hcount.end(), 0);
+    if (!g.ready) continue;
+    for (size_t i = 0; i < g.slots.size(); ++i)
+      buffers_of(g, g.slots[i], int(i) / g.np,
+                 [&](const char *, float *dst, const std::vector<int64_t> &, int64_t, int64_t cnt) {
+                   check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
+                 });
+  }
+}
+
+int64_t MatrixRules::state_bytes() const { return state_bytes_; }
+
+bool MatrixRules::holds_param(int p) const {
+  for (auto &g : groups_)
+    for (const Slot &sl : g->slots)
+      if (sl.param == p) return true;
+  return false;
+}
+
+} // namespace symoc::rt::cuda

@@ -1,0 +1,57 @@
+// The matrix rules of the CUDA backend: Symo (beta2 = 0, one non-trivial side), Lau-Su
+// (row, col, centered_row, polar), Shampoo, and gauge projections over those, Muon and
+// Adam(W). Blocks of one configuration and shape form a group; each step of a group is
+//   prep (momentum -> U) | direction (batched over the group) -> D | gauges | apply
+// with the state on the device under the CPU rules' buffer names. Internal.
+#pragma once
+
+#include "kernels.h"
+#include "symoc/cuda/device_optimizer.h"
+#include "symoc/cuda/matrix.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace symoc::rt::cuda {
+
+class MatrixRules {
+public:
+  // Whether the device implements block b as a matrix rule (why: the reason it does not).
+  static bool supports(const BlockDesc &b, const ParamDesc *params, std::string *why = nullptr);
+
+  MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const std::vector<int> &mine,
+              symoc::cuda::Engine &engine, detail::Counters cnt);
+  ~MatrixRules();
+
+  // Muon-based groups' Newton-Schulz inputs, to be run in the caller's shared plan.
+  std::vector<symoc::cuda::Shape> polar_shapes() const;
+  // Stage 1: checks and inputs; fills the polar groups (in polar_shapes() order). Returns
+  // whether a Muon-based block is stepped (the caller then runs the Newton-Schulz plan).
+  bool begin(void *const *w, const void *const *g, const int32_t *dt, float lr, const float *mult,
+             const std::vector<uint8_t> &active, cudaStream_t s, std::vector<symoc::cuda::PolarGroup> &polar);
+  // Stage 2 (after the shared Newton-Schulz): directions, gauges, updates, counters.
+  void finish(cudaStream_t s);
+
+  void export_to(State &st, const int64_t *t, const int64_t *skips) const;
+  // Returns the step count of each of its blocks found in st (t[block]).
+  void import_from(State &st, int64_t *t);
+  void zero();
+  int64_t state_bytes() const;
+  bool holds_param(int p) const;
+
+  struct Group;
+
+private:
+  const ParamDesc *params_;
+  const BlockDesc *blocks_;
+  symoc::cuda::Engine &engine_;
+  detail::Counters cnt_;
+  std::vector<std::unique_ptr<Group>> groups_;
+  int64_t state_bytes_ = 0;
+  void prepare(Group &g, cudaStream_t s);
+  void direction(Group &g, cudaStream_t s);
+  void symo_direction(Group &g, cudaStream_t s);
+};
+
+} // namespace symoc::rt::cuda

@@ -1,0 +1,375 @@
+// Kernels of the matrix rules. Built with --fmad=false like kernels.cu: the elementwise
+// expressions are the CPU rules' (optim.cpp, symo.cpp, gauge.cpp) in the same order.
+#include "rule_kernels.h"
+
+#include <cuda_bf16.h>
+
+namespace symoc::rt::cuda::detail {
+namespace {
+
+__device__ __forceinline__ float ldv(const void *p, bool bf, int64_t i) {
+  return bf ? __uint_as_float(uint32_t(static_cast<const uint16_t *>(p)[i]) << 16) : static_cast<const float *>(p)[i];
+}
+__device__ __forceinline__ void stv(void *p, bool bf, int64_t i, float v) {
+  if (bf) static_cast<uint16_t *>(p)[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  else static_cast<float *>(p)[i] = v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ double block_sum(double v) {
+  __shared__ double part[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  double s = 0;
+  const int nw = (blockDim.x + 31) >> 5;
+  for (int k = 0; k < nw; ++k) s += part[k];
+  return s;
+}
+
+__global__ void prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots, Counters c,
+                            PrepCfg cfg) {
+  const Chunk ch = chunks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  const int64_t end = ch.off + ch.len;
+  const PrepMode mode = PrepMode(cfg.mode);
+  float *out = mode == PrepMode::Adam ? s.d : s.u;
+  if (c.flag[s.block]) { // the block is skipped: state untouched, a harmless input
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      out[j] = 0.f;
+      if (cfg.stage_g) s.d[j] = 0.f;
+    }
+    return;
+  }
+  const void *g = a.g[ch.slot];
+  const void *w = a.w[ch.slot];
+  const bool gb = a.gbf16[ch.slot], wb = a.wbf16[ch.slot];
+  float *M = s.s0, *V = s.s1;
+  const float beta = cfg.beta;
+  const double t = double(c.t[s.block] + 1);
+  switch (mode) {
+  case PrepMode::Lerp: {
+    const float wgt = 1.f - beta;
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j);
+      const float m = M[j] + wgt * (gj - M[j]);
+      M[j] = m;
+      out[j] = cfg.nesterov ? gj + beta * (m - gj) : m;
+    }
+    break;
+  }
+  case PrepMode::Ema: {
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j);
+      const float m = beta * M[j] + (1.f - beta) * gj;
+      M[j] = m;
+      out[j] = cfg.nesterov ? gj + beta * (m - gj) : m;
+    }
+    break;
+  }
+  case PrepMode::EmaBc: {
+    const float bc1 = float(1.0 - pow(double(beta), t));
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j);
+      const float m = beta * M[j] + (1.f - beta) * gj;
+      M[j] = m;
+      out[j] = m / bc1;
+      if (cfg.stage_g) s.d[j] = gj;
+    }
+    break;
+  }
+  case PrepMode::Copy:
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) out[j] = ldv(g, gb, j);
+    break;
+  case PrepMode::Adam: {
+    const float inv_bc1 = float(1.0 / (1.0 - pow(double(beta), t)));
+    const float inv_sqrt_bc2 = float(1.0 / sqrt(1.0 - pow(double(cfg.b2), t)));
+    const float b1 = beta, b2 = cfg.b2, ob1 = 1.f - b1, ob2 = 1.f - b2;
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
+      const float gj = ldv(g, gb, j) + cfg.l2 * ldv(w, wb, j);
+      const float mj = M[j] * b1 + gj * ob1;
+      const float vj = V[j] * b2 + gj * gj * ob2;
+      M[j] = mj, V[j] = vj;
+      out[j] = mj * inv_bc1 / (sqrtf(vj) * inv_sqrt_bc2 + cfg.eps);
+    }
+    break;
+  }
+  }
+}
+
+__global__ void apply_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots, Counters c,
+                             float wd) {
+  const Chunk ch = chunks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  if (c.flag[s.block]) return;
+  void *w = a.w[ch.slot];
+  const bool wb = a.wbf16[ch.slot];
+  const float lr = a.lr[ch.slot], decay = 1.f - lr * wd;
+  for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x)
+    stv(w, wb, j, ldv(w, wb, j) * decay - lr * s.d[j]);
+}
+
+__global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols, float *P, int unpack, float s1,
+                            float s2) {
+  const PackEntry e = entries[blockIdx.y];
+  const int64_t total = rows * e.ncols;
+  float *p = P + e.e * rows * cols + e.col0;
+  // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
+  const bool by_row = e.sc == 1;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = by_row ? k / e.ncols : k % rows, j = by_row ? k % e.ncols : k / rows;
+    float *src = e.ptr + r * e.sr + j * e.sc;
+    if (unpack) *src = (p[r * cols + j] * s1) * s2;
+    else p[r * cols + j] = *src;
+  }
+}
+
+__global__ void bias_scale_kernel(const Slot *slots, Counters c, const float *C, float *H, int per, int np,
+                                  int64_t len, float beta2) {
+  const int i = blockIdx.y;
+  const double t = double(c.t[slots[(i / per) * np].block] + 1);
+  const double bc = 1.0 - pow(double(beta2), t);
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+    H[int64_t(i) * len + k] = float(double(C[int64_t(i) * len + k]) / bc);
+}
+
+__global__ void add_rows_kernel(float *Q, const float *v, int64_t rows, int64_t cols) {
+  const int64_t e = blockIdx.y, total = rows * cols;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x)
+    Q[e * total + k] += v[e * cols + k % cols];
+}
+
+__global__ void center_keep_kernel(float *P, float *mu, int64_t rows, int64_t cols) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, e = blockIdx.y;
+  if (j >= cols) return;
+  float *p = P + e * rows * cols + j;
+  double s = 0;
+  for (int64_t i = 0; i < rows; ++i) s += p[i * cols];
+  const float m = float(s / double(rows));
+  mu[e * cols + j] = m;
+  for (int64_t i = 0; i < rows; ++i) p[i * cols] = p[i * cols] - m;
+}
+
+__global__ void s_fix_kernel(float *Q, const float *mu, int64_t rows, int64_t cols, float s1, float eps, int zero) {
+  const int64_t e = blockIdx.y, j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const float *m = mu + e * cols;
+  double acc = 0;
+  for (int64_t k = threadIdx.x; k < cols; k += blockDim.x) acc += double(m[k]) * m[k];
+  const double m2 = block_sum(acc);
+  if (j >= cols) return;
+  const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
+  float *q = Q + e * rows * cols + j;
+  double cm = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float v = zero ? 0.f : q[i * cols] * s1;
+    q[i * cols] = v;
+    cm += v;
+  }
+  cm /= double(rows);
+  const float add = float(double(m[j]) * scale - cm);
+  for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+}
+
+__global__ void masked_axpby_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c, float *dst,
+                                    const float *src, int64_t len, float beta, int copy, int per, int np) {
+  const int i = blockIdx.y, sl = (i / per) * np;
+  if (!m.on[sl] || c.flag[slots[sl].block]) return;
+  float *d = dst + int64_t(i) * len;
+  const float *s = src + int64_t(i) * len;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+    d[k] = copy ? s[k] : beta * d[k] + s[k];
+}
+
+__global__ void gauge_rescale_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int np,
+                                     int ia, int ib, int ic) {
+  const int64_t u = blockIdx.x;
+  const int blk = blockIdx.y, sa = blk * np + ia;
+  if (!a.active[sa] || c.flag[slots[sa].block]) return;
+  const Slot in = slots[sa];
+  const void *Win = a.w[sa];
+  const bool inb = a.wbf16[sa];
+  double dot = 0, nn = 0;
+  for (int64_t j = threadIdx.x; j < in.cols; j += blockDim.x) {
+    const double wv = ldv(Win, inb, u * in.cols + j);
+    dot += double(in.d[u * in.cols + j]) * wv, nn += wv * wv;
+  }
+  if (ib >= 0 && threadIdx.x == 0) {
+    const int sb = blk * np + ib;
+    const double wv = ldv(a.w[sb], a.wbf16[sb], u);
+    dot += double(slots[sb].d[u]) * wv, nn += wv * wv;
+  }
+  if (ic >= 0) {
+    const int sc = blk * np + ic;
+    const Slot out = slots[sc];
+    for (int64_t k = threadIdx.x; k < out.rows; k += blockDim.x) {
+      const double wv = ldv(a.w[sc], a.wbf16[sc], k * out.cols + u);
+      dot -= double(out.d[k * out.cols + u]) * wv, nn += wv * wv;
+    }
+  }
+  dot = block_sum(dot);
+  nn = block_sum(nn);
+  if (!(nn > 0)) return;
+  const float f = float(dot / nn);
+  for (int64_t j = threadIdx.x; j < in.cols; j += blockDim.x) in.d[u * in.cols + j] -= f * ldv(Win, inb, u * in.cols + j);
+  if (ib >= 0 && threadIdx.x == 0) {
+    const int sb = blk * np + ib;
+    slots[sb].d[u] -= f * ldv(a.w[sb], a.wbf16[sb], u);
+  }
+  if (ic >= 0) {
+    const int sc = blk * np + ic;
+    const Slot out = slots[sc];
+    for (int64_t k = threadIdx.x; k < out.rows; k += blockDim.x)
+      out.d[k * out.cols + u] += f * ldv(a.w[sc], a.wbf16[sc], k * out.cols + u);
+  }
+}
+
+// piece(X, mu, la, rb, i, j) of symo.cpp: op 0 = identity, 1 = mean line, 2 = centred part.
+__device__ __forceinline__ double sym_piece(double x, double rm, double cm, double all, int la, int rb) {
+  switch (la * 3 + rb) {
+  case 0: return x;
+  case 1: return rm;
+  case 2: return x - rm;
+  case 3: return cm;
+  case 4: return all;
+  case 5: return cm - all;
+  case 6: return x - cm;
+  case 7: return rm - all;
+  default: return x - rm - cm + all;
+  }
+}
+
+__global__ void two_sided_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c,
+                                 const PairDesc *pairs, int64_t cols, float *s, double *coef, double *means,
+                                 int64_t npairs, int64_t nmeans, float beta2, float eps, int stats, int stats_from_d) {
+  const int blk = blockIdx.y;
+  if (!a.active[blk] || c.flag[slots[blk].block]) return;
+  const PairDesc p = pairs[blockIdx.x];
+  const Slot sl = slots[blk];
+  const float *X = (stats && stats_from_d ? sl.d : sl.u) + p.roff * cols + p.coff;
+  double *rm = means + blk * nmeans + p.moff, *cm = rm + p.la;
+  // Means of the sub-block (row means over its columns when the right run is S, column means
+  // over its rows when the left run is S) and of all of it.
+  if (p.csplit)
+    for (int64_t i = threadIdx.x; i < p.la; i += blockDim.x) {
+      double r = 0;
+      for (int64_t j = 0; j < p.lb; ++j) r += X[i * cols + j];
+      rm[i] = r / double(p.lb);
+    }
+  if (p.rsplit)
+    for (int64_t j = threadIdx.x; j < p.lb; j += blockDim.x) {
+      double r = 0;
+      for (int64_t i = 0; i < p.la; ++i) r += X[i * cols + j];
+      cm[j] = r / double(p.la);
+    }
+  double acc = 0;
+  for (int64_t e = threadIdx.x; e < p.la * p.lb; e += blockDim.x) acc += X[(e / p.lb) * cols + e % p.lb];
+  const double all = block_sum(acc) / double(p.la * p.lb);
+  __syncthreads();
+  const int nla = p.rsplit ? 2 : 1, nrb = p.csplit ? 2 : 1;
+  float *sb = s + blk * npairs;
+  double *cb = coef + blk * npairs;
+  if (stats) {
+    const double bc = 1.0 - pow(double(beta2), double(c.t[sl.block] + 1));
+    for (int ka = 0; ka < nla; ++ka)
+      for (int kb = 0; kb < nrb; ++kb) {
+        const int la = p.rsplit ? 1 + ka : 0, rb = p.csplit ? 1 + kb : 0;
+        const int64_t k = p.k0 + ka * p.rcomps + kb;
+        const int64_t d = (la == 0 ? p.la : la == 1 ? 1 : p.la - 1) * (rb == 0 ? p.lb : rb == 1 ? 1 : p.lb - 1);
+        double n2 = 0;
+        for (int64_t e = threadIdx.x; e < p.la * p.lb; e += blockDim.x) {
+          const int64_t i = e / p.lb, j = e % p.lb;
+          const double v = sym_piece(X[i * cols + j], p.csplit ? rm[i] : 0, p.rsplit ? cm[j] : 0, all, la, rb);
+          n2 += v * v;
+        }
+        n2 = block_sum(n2);
+        if (threadIdx.x == 0) {
+          if (d == 0) {
+            cb[k] = 0;
+          } else {
+            sb[k] = float(double(beta2) * double(sb[k]) + (1.0 - double(beta2)) * n2 / double(d));
+            const double h = double(sb[k]) / bc + double(eps);
+            cb[k] = h > 0 ? 1.0 / sqrt(h) : 0.0;
+          }
+        }
+        __syncthreads();
+      }
+    return;
+  }
+  float *D = sl.d + p.roff * cols + p.coff;
+  for (int64_t e = threadIdx.x; e < p.la * p.lb; e += blockDim.x) {
+    const int64_t i = e / p.lb, j = e % p.lb;
+    double v = 0;
+    for (int ka = 0; ka < nla; ++ka)
+      for (int kb = 0; kb < nrb; ++kb) {
+        const int la = p.rsplit ? 1 + ka : 0, rb = p.csplit ? 1 + kb : 0;
+        const double cf = cb[p.k0 + ka * p.rcomps + kb];
+        if (cf != 0) v += cf * sym_piece(X[i * cols + j], p.csplit ? rm[i] : 0, p.rsplit ? cm[j] : 0, all, la, rb);
+      }
+    D[i * cols + j] = float(v);
+  }
+}
+
+unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 1024)); }
+
+} // namespace
+
+void launch_prep(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, PrepCfg cfg,
+                 cudaStream_t s) {
+  if (nchunks) prep_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg);
+}
+void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, float wd,
+                  cudaStream_t s) {
+  if (nchunks) apply_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, wd);
+}
+void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
+                 cudaStream_t s) {
+  if (n && rows * cols)
+    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, P, 0, 1.f, 1.f);
+}
+void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
+                   int64_t max_cols, cudaStream_t s) {
+  if (n && rows * cols)
+    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, const_cast<float *>(P),
+                                                                             1, s1, s2);
+}
+void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,
+                       float beta2, cudaStream_t s) {
+  if (n && len) bias_scale_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(slots, c, C, H, per, np, len, beta2);
+}
+void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(Q, v, rows, cols);
+}
+void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (n && cols) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(P, mu, rows, cols);
+}
+void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
+                  cudaStream_t s) {
+  if (n && cols)
+    s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(Q, mu, rows, cols, s1, eps, zero ? 1 : 0);
+}
+void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
+                         float beta, bool copy, cudaStream_t s, int n, int per, int np) {
+  if (n < 0) n = m.n;
+  if (n && len)
+    masked_axpby_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0,
+                                                                         per, np);
+}
+void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const PairDesc *pairs, int npd, int nblocks,
+                      int64_t cols, float *s, double *coef, double *means, int64_t npairs, int64_t nmeans, float beta2,
+                      float eps, int stats, int stats_from_d, cudaStream_t st) {
+  if (npd && nblocks)
+    two_sided_kernel<<<dim3(unsigned(npd), unsigned(nblocks)), 256, 0, st>>>(a, slots, c, pairs, cols, s, coef, means,
+                                                                             npairs, nmeans, beta2, eps, stats,
+                                                                             stats_from_d);
+}
+void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
+                          int ic, int64_t units, cudaStream_t s) {
+  if (nblocks && units)
+    gauge_rescale_kernel<<<dim3(unsigned(units), unsigned(nblocks)), 256, 0, s>>>(a, slots, c, np, ia, ib, ic);
+}
+
+} // namespace symoc::rt::cuda::detail
