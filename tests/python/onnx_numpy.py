@@ -147,6 +147,38 @@ def _node(op, ins, a, opset):
         out = x.copy()
         np.put_along_axis(out, ins[1], ins[2], axis=a.get("axis", 0))
         return [out]
+    if op == "Mod":
+        # fmod = 0: the result takes the divisor's sign (integers only); 1: the dividend's.
+        return [np.fmod(x, ins[1]) if a.get("fmod", 0) else np.mod(x, ins[1])]
+    if op == "Not":
+        return [np.logical_not(x)]
+    if op == "Identity":
+        return [x]
+    if op == "Range":
+        return [np.arange(x, ins[1], ins[2]).astype(x.dtype)]
+    if op == "Pad":
+        pads = list(ins[1]) if opset >= 11 else list(a["pads"])
+        r = x.ndim
+        if any(p < 0 for p in pads):
+            raise NotImplementedError("Pad with negative pads")
+        width = [(int(pads[i]), int(pads[i + r])) for i in range(r)]
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode == "constant":
+            v = ins[2] if len(ins) > 2 and ins[2] is not None else a.get("value", 0.0)
+            return [np.pad(x, width, constant_values=np.asarray(v).reshape(-1)[0]
+                           if np.size(v) else 0)]
+        return [np.pad(x, width, mode={"edge": "edge", "reflect": "reflect"}[mode])]
+    if op == "ScatterND":
+        if a.get("reduction", b"none") not in (b"none", "none"):
+            raise NotImplementedError("ScatterND with a reduction")
+        out, idx, upd = x.copy(), ins[1], ins[2]
+        k = idx.shape[-1]
+        flat_idx = idx.reshape(-1, k)
+        flat_upd = upd.reshape((-1,) + x.shape[k:])
+        for i in range(flat_idx.shape[0]):
+            out[tuple(int(v) for v in flat_idx[i])] = flat_upd[i]
+        return [out]
     raise NotImplementedError("op %s" % op)
 
 

@@ -238,6 +238,47 @@ g (float[2, 8, 6] x) => (float[2, 8, 2, 3] y) {
   EXPECT_EQ(r->notes.lines.back(), "folded 5 shape-arithmetic nodes into constants");
 }
 
+// torch's F.pad(x, (0, 0, 0, pad_r, 0, pad_b)) with pad_r = (4 - W % 4) % 4, as in
+// Swin: Mod, then a [4, 2] table reversed by a step -1 Slice and transposed. All of
+// it folds, so the Pad's output is static (ONNX 1.12 alone gives ?x?x?x?).
+TEST(Importer, TorchPadWidthsFoldToAStaticPad) {
+  auto r = importText(R"(<ir_version: 8, opset_import: ["" : 14]>
+g (float[1, 6, 6, 4] x) => (float[1, H, W, 4] y) {
+  s = Shape (x)
+  one = Constant <value = int64 {1}> ()
+  four = Constant <value = int64 {4}> ()
+  h = Gather <axis = 0> (s, one)
+  rem = Mod (h, four)
+  d = Sub (four, rem)
+  m = Mod (d, four)
+  ax0 = Constant <value = int64[1] {0}> ()
+  mu = Unsqueeze (m, ax0)
+  z1 = Constant <value = int64[1] {0}> ()
+  z2 = Constant <value = int64[2] {0, 0}> ()
+  p = Concat <axis = 0> (z2, z1, mu, z1, mu, z2)
+  s42 = Constant <value = int64[2] {4, 2}> ()
+  p42 = Reshape (p, s42)
+  sm1 = Constant <value = int64[1] {-1}> ()
+  big = Constant <value = int64[1] {-9223372036854775807}> ()
+  rev = Slice (p42, sm1, big, ax0, sm1)
+  tr = Transpose <perm = [1, 0]> (rev)
+  pads = Reshape (tr, sm1)
+  y = Pad (x, pads)
+})");
+  std::string padType, pads;
+  r->main().walk([&](mlir::Operation *op) {
+    if (op->getName().getStringRef() == "graph.Pad") {
+      padType = r->shapeOf(op->getResult(0));
+      if (auto c = op->getOperand(1).getDefiningOp<symoc::graph::ConstantOp>()) {
+        llvm::raw_string_ostream os(pads);
+        c.getValueAttr().print(os);
+      }
+    }
+  });
+  EXPECT_EQ(pads, "dense<[0, 0, 0, 0, 0, 2, 2, 0]> : tensor<8xi64>");
+  EXPECT_EQ(padType, "tensor<1x8x8x4xf32>");
+}
+
 TEST(Importer, RejectsOpsetsOutsideSeventoSeventeen) {
   auto opsetModel = [](int v) {
     return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(v) +

@@ -12,6 +12,7 @@
 #include "ShapeInference.h"
 #include "symoc/Dialect/Graph/GraphDialect.h"
 #include "symoc/Dialect/Graph/GraphOps.h"
+#include "symoc/Importer/ShapeFunctions.h"
 #include "symoc/ModelIO/ModelIO.h"
 #include "symoc/OpsetAdapter/OpsetAdapter.h"
 
@@ -475,10 +476,23 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
   std::string err = inferShapes(model, path);
   if (!err.empty())
     notes.lines.push_back("shape inference stopped early: " + err.substr(0, 200));
-  int folded = foldShapeArithmetic(model, path);
-  // Einsum outputs, and what depends on them, once more through inference.
-  for (int round = 0; round < 3 && completeEinsumShapes(model) > 0; ++round)
+  // Folding shape arithmetic and symoc's own shape functions, in one pass,
+  // go on where ONNX's inference stopped (a computed Pad width, a rank-only
+  // Einsum); ONNX's inference then runs again for the ops symoc has no shape
+  // function for, until a pass finds nothing new.
+  int folded = 0, completed = 0;
+  for (int round = 0; round < 8; ++round) {
+    int c = 0;
+    int f = foldAndCompleteShapes(model, path, c);
+    folded += f;
+    completed += c;
+    if (f + c == 0)
+      break;
     inferShapes(model, path);
+  }
+  if (completed)
+    notes.lines.push_back("symoc's shape functions completed " + std::to_string(completed) +
+                          " shapes that ONNX shape inference left open");
   if (folded)
     notes.lines.push_back("folded " + std::to_string(folded) +
                           " shape-arithmetic nodes into constants");

@@ -1,7 +1,10 @@
 //===- ShapeFolding.cpp - Folding shape arithmetic in an ONNX graph -------===//
 
 #include "ShapeFolding.h"
+#include "ShapeCompletion.h"
 #include "ShapeInference.h"
+
+#include "symoc/Importer/ShapeFunctions.h"
 
 #include "symoc/ModelIO/ModelIO.h"
 
@@ -126,7 +129,8 @@ std::optional<IntTensor> broadcast2(const IntTensor &a, const IntTensor &b,
 
 class Folder {
 public:
-  Folder(onnx::ModelProto &m, const std::string &path) : model(m), path(path) {
+  Folder(onnx::ModelProto &m, const std::string &path, ShapeCompleter *completer = nullptr)
+      : model(m), path(path), completer(completer) {
     opset = opsetVersion(m, "");
     auto &g = *m.mutable_graph();
     for (const auto &t : g.initializer())
@@ -156,18 +160,29 @@ public:
     for (int i = 0; i < g.node_size(); ++i) {
       const auto &n = g.node(i);
       std::optional<std::vector<IntTensor>> outs = fold(n);
-      if (!outs || outs->size() != size_t(n.output_size()))
-        continue;
       // Every folded tensor must be well formed (no negative dims, as many
       // elements as its dims say): later folds index it by its dims.
-      bool ok = true;
-      for (auto &o : *outs)
-        ok &= o.data.size() <= kMaxFoldElements && wellFormed(o);
-      if (!ok)
+      bool ok = outs && outs->size() == size_t(n.output_size());
+      if (ok)
+        for (auto &o : *outs)
+          ok &= o.data.size() <= kMaxFoldElements && wellFormed(o);
+      if (!ok) {
+        // Not foldable: its shape function may still make its outputs'
+        // shapes static, and with them the Shape nodes further down.
+        if (completer) {
+          completed += completer->visit(n);
+          for (const auto &out : n.output())
+            if (ShapeInfo s = completer->shape(out); s.isStatic())
+              shapes[out] = s.dims;
+        }
         continue;
+      }
       for (int k = 0; k < n.output_size(); ++k) {
         known[n.output(k)] = (*outs)[k];
         shapes[n.output(k)] = (*outs)[k].dims;
+        if (completer)
+          completer->setValue(n.output(k), (*outs)[k].dims, (*outs)[k].data,
+                              (*outs)[k].dtype);
       }
       folded.insert(i);
     }
@@ -208,7 +223,22 @@ public:
         existing.insert(out);
       }
     }
+    // A folded value's value_info may be rank-less from an earlier inference;
+    // ONNX 1.12 prefers it to the initializer's dims and then takes a Slice's
+    // computed axes for absent (default) ones: Slice(x[2,8], axes=[1]) came
+    // out [1,8] (qwen3_noopt). The initializer now says it all. (Only the
+    // folded values: an exporter's value_info of its own initializers carries
+    // metadata that ParameterNames.cpp reads.)
+    std::set<std::string> foldedNames;
+    for (int i : folded)
+      for (const auto &out : g.node(i).output())
+        foldedNames.insert(out);
     g.mutable_node()->Swap(&kept);
+    google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> infos;
+    for (const auto &vi : g.value_info())
+      if (!foldedNames.count(vi.name()))
+        *infos.Add() = vi;
+    g.mutable_value_info()->Swap(&infos);
     return int(folded.size());
   }
 
@@ -362,37 +392,83 @@ private:
       return one(t);
     }
     if (op == "Slice") {
+      // Any rank (torch's F.pad reverses its pads with a 2-D step -1 Slice).
       auto *a = in(n, 0);
-      if (!a || a->dims.size() != 1)
+      if (!a || !wellFormed(*a))
         return std::nullopt;
-      std::vector<int64_t> starts, ends, steps{1};
+      std::optional<std::vector<int64_t>> starts, ends, axes, steps;
       if (opset < 10) {
-        auto s = attrInts(n, "starts"), e = attrInts(n, "ends");
-        if (!s || !e) return std::nullopt;
-        starts = *s; ends = *e;
+        starts = attrInts(n, "starts");
+        ends = attrInts(n, "ends");
+        axes = attrInts(n, "axes");
       } else {
-        auto *s = in(n, 1), *e = in(n, 2);
-        if (!s || !e) return std::nullopt;
-        starts = s->data; ends = e->data;
-        if (auto *st = in(n, 4)) steps = st->data;
+        if (auto *v = in(n, 1)) starts = v->data;
+        if (auto *v = in(n, 2)) ends = v->data;
+        if (auto *v = in(n, 3)) axes = v->data;
+        if (auto *v = in(n, 4)) steps = v->data;
+        if ((n.input_size() > 3 && !n.input(3).empty() && !axes) ||
+            (n.input_size() > 4 && !n.input(4).empty() && !steps))
+          return std::nullopt;
       }
-      if (starts.size() != 1 || ends.size() != 1 || steps.size() != 1 || steps[0] == 0)
+      if (!starts || !ends)
         return std::nullopt;
-      int64_t len = a->dims[0], s = starts[0], e = ends[0], st = steps[0];
-      if (s < 0) s += len;
-      if (e < 0) e += len;
+      auto ranges = resolveSlice(a->dims, *starts, *ends, axes ? &*axes : nullptr,
+                                 steps ? &*steps : nullptr);
+      if (!ranges)
+        return std::nullopt;
       IntTensor t;
       t.dtype = a->dtype;
-      if (st > 0) {
-        s = std::clamp<int64_t>(s, 0, len);
-        e = std::clamp<int64_t>(e, 0, len);
-        for (int64_t i = s; i < e; i += st) t.data.push_back(a->data[i]);
-      } else {
-        s = std::clamp<int64_t>(s, -1, len - 1);
-        e = std::clamp<int64_t>(e, -1, len - 1);
-        for (int64_t i = s; i > e; i += st) t.data.push_back(a->data[i]);
+      for (const SliceAxis &r : *ranges)
+        t.dims.push_back(r.count);
+      std::vector<int64_t> strides(a->dims.size(), 1);
+      for (size_t i = a->dims.size(); i-- > 1;)
+        strides[i - 1] = strides[i] * a->dims[i];
+      const int64_t count = product(t.dims);
+      for (int64_t k = 0; k < count; ++k) {
+        int64_t rem = k, src = 0;
+        for (size_t i = t.dims.size(); i-- > 0;) {
+          int64_t idx = rem % t.dims[i];
+          rem /= t.dims[i];
+          src += ((*ranges)[i].first + idx * (*ranges)[i].step) * strides[i];
+        }
+        t.data.push_back(a->data[src]);
       }
-      t.dims = {int64_t(t.data.size())};
+      return one(t);
+    }
+    if (op == "Transpose") {
+      auto *a = in(n, 0);
+      if (!a || !wellFormed(*a))
+        return std::nullopt;
+      const int64_t r = a->dims.size();
+      std::vector<int64_t> perm(r);
+      for (int64_t i = 0; i < r; ++i)
+        perm[i] = r - 1 - i;
+      if (auto p = attrInts(n, "perm"))
+        perm = *p;
+      std::vector<bool> used(r, false);
+      if (int64_t(perm.size()) != r)
+        return std::nullopt;
+      for (int64_t p : perm) {
+        if (p < 0 || p >= r || used[p])
+          return std::nullopt;
+        used[p] = true;
+      }
+      IntTensor t;
+      t.dtype = a->dtype;
+      std::vector<int64_t> strides(r, 1);
+      for (int64_t i = r - 1; i > 0; --i)
+        strides[i - 1] = strides[i] * a->dims[i];
+      for (int64_t i = 0; i < r; ++i)
+        t.dims.push_back(a->dims[perm[i]]);
+      const int64_t count = product(t.dims);
+      for (int64_t k = 0; k < count; ++k) {
+        int64_t rem = k, src = 0;
+        for (int64_t i = r - 1; i >= 0; --i) {
+          src += (rem % t.dims[i]) * strides[perm[i]];
+          rem /= t.dims[i];
+        }
+        t.data.push_back(a->data[src]);
+      }
       return one(t);
     }
     static const std::map<std::string, std::function<int64_t(int64_t, int64_t)>> binary = {
@@ -406,16 +482,30 @@ private:
         {"Max", [](int64_t x, int64_t y) { return std::max(x, y); }},
         {"Min", [](int64_t x, int64_t y) { return std::min(x, y); }},
     };
-    if (auto it = binary.find(op); it != binary.end() && n.input_size() == 2) {
+    // Mod: fmod = 0 takes the divisor's sign (Python's %), fmod = 1 the
+    // dividend's (C's %); torch's padding to a window multiple uses it.
+    static const std::function<int64_t(int64_t, int64_t)> pyMod = [](int64_t x, int64_t y) {
+      int64_t r = x % y;
+      return r != 0 && ((r < 0) != (y < 0)) ? r + y : r;
+    };
+    static const std::function<int64_t(int64_t, int64_t)> cMod = [](int64_t x, int64_t y) {
+      return x % y;
+    };
+    auto it = binary.find(op);
+    const std::function<int64_t(int64_t, int64_t)> *f =
+        it != binary.end() ? &it->second
+        : op == "Mod"      ? (attrInt(n, "fmod", 0) ? &cMod : &pyMod)
+                           : nullptr;
+    if (f && n.input_size() == 2) {
       auto *a = in(n, 0), *b = in(n, 1);
       if (!a || !b)
         return std::nullopt;
-      if (op == "Div") {
+      if (op == "Div" || op == "Mod") {
         for (auto x : b->data)
           if (x == 0 || x == -1) // -1: INT64_MIN / -1 overflows; rare in shapes
             return std::nullopt;
       }
-      auto r = broadcast2(*a, *b, it->second);
+      auto r = broadcast2(*a, *b, *f);
       if (!r)
         return std::nullopt;
       if (op == "Equal" || op == "Less" || op == "Greater")
@@ -561,8 +651,13 @@ private:
     return std::nullopt;
   }
 
+public:
+  int completed = 0; // values the completer gave more shape
+
+private:
   onnx::ModelProto &model;
   std::string path;
+  ShapeCompleter *completer;
   int64_t opset;
   std::map<std::string, IntTensor> known;
   std::map<std::string, std::vector<int64_t>> shapes;
@@ -570,92 +665,12 @@ private:
 
 } // namespace
 
-int completeEinsumShapes(onnx::ModelProto &model) {
-  // ONNX 1.12 infers only the rank of an Einsum's output; with static
-  // operands and an explicit equation the dims follow from the letters.
-  auto &g = *model.mutable_graph();
-  std::map<std::string, std::vector<int64_t>> shapes;
-  auto record = [&](const onnx::ValueInfoProto &vi) {
-    if (!vi.type().has_tensor_type() || !vi.type().tensor_type().has_shape())
-      return;
-    std::vector<int64_t> d;
-    for (const auto &x : vi.type().tensor_type().shape().dim()) {
-      if (!x.has_dim_value())
-        return;
-      d.push_back(x.dim_value());
-    }
-    shapes[vi.name()] = d;
-  };
-  for (const auto &vi : g.input()) record(vi);
-  for (const auto &vi : g.value_info()) record(vi);
-  for (const auto &t : g.initializer())
-    shapes[t.name()] = std::vector<int64_t>(t.dims().begin(), t.dims().end());
-  int done = 0;
-  for (const auto &n : g.node()) {
-    if (n.op_type() != "Einsum" || n.output_size() != 1 || shapes.count(n.output(0)))
-      continue;
-    const onnx::AttributeProto *eqAttr = attr(n, "equation");
-    if (!eqAttr)
-      continue;
-    std::string e;
-    for (char c : eqAttr->s())
-      if (c != ' ')
-        e += c;
-    size_t arrow = e.find("->");
-    if (arrow == std::string::npos || e.find("...") != std::string::npos)
-      continue;
-    std::map<char, int64_t> size;
-    bool ok = true;
-    std::string lhs = e.substr(0, arrow);
-    int k = 0;
-    size_t start = 0;
-    while (ok) {
-      size_t comma = lhs.find(',', start);
-      std::string term = lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (k >= n.input_size() || !shapes.count(n.input(k)) ||
-          shapes[n.input(k)].size() != term.size()) {
-        ok = false;
-        break;
-      }
-      for (size_t i = 0; i < term.size(); ++i) {
-        int64_t d = shapes[n.input(k)][i];
-        if (size.count(term[i]) && size[term[i]] != d && size[term[i]] != 1 && d != 1)
-          ok = false;
-        size[term[i]] = std::max(size.count(term[i]) ? size[term[i]] : 1, d);
-      }
-      ++k;
-      if (comma == std::string::npos)
-        break;
-      start = comma + 1;
-    }
-    if (!ok || k != n.input_size())
-      continue;
-    onnx::ValueInfoProto *vi = g.add_value_info();
-    vi->set_name(n.output(0));
-    auto *tt = vi->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(onnx::TensorProto::FLOAT);
-    for (const auto &vi2 : g.value_info())
-      if (vi2.name() == n.input(0) && vi2.type().tensor_type().elem_type())
-        tt->set_elem_type(vi2.type().tensor_type().elem_type());
-    for (char c : e.substr(arrow + 2)) {
-      if (!size.count(c)) { ok = false; break; }
-      tt->mutable_shape()->add_dim()->set_dim_value(size[c]);
-    }
-    if (!ok) {
-      g.mutable_value_info()->RemoveLast();
-      continue;
-    }
-    // Drop the rank-only entry inference left, so the full shape is used.
-    for (int i = 0; i + 1 < g.value_info_size(); ++i)
-      if (g.value_info(i).name() == n.output(0)) {
-        g.mutable_value_info()->SwapElements(i, g.value_info_size() - 2);
-        g.mutable_value_info()->DeleteSubrange(g.value_info_size() - 2, 1);
-        break;
-      }
-    shapes[n.output(0)] = {};
-    ++done;
-  }
-  return done;
+int foldAndCompleteShapes(onnx::ModelProto &model, const std::string &path, int &completed) {
+  ShapeCompleter completer(model, path);
+  Folder folder(model, path, &completer);
+  int folded = folder.run();
+  completed = folder.completed;
+  return folded;
 }
 
 int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path) {

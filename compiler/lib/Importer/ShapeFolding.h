@@ -16,9 +16,12 @@ namespace symoc {
 /// folded nodes.
 int foldShapeArithmetic(onnx::ModelProto &model, const std::string &path);
 
-/// Fills in Einsum output shapes that ONNX 1.12 leaves rank-only (explicit
-/// equations over static operands) and returns how many it completed.
-int completeEinsumShapes(onnx::ModelProto &model);
+/// One pass in node order that folds what it can and runs symoc's shape
+/// functions (ShapeCompleter) on the rest, each feeding the other: a shape
+/// completed makes a Shape node foldable, a folded target makes the next
+/// Reshape's shape known. No ONNX inference. Returns the folded nodes and sets
+/// `completed` to the values that gained shape.
+int foldAndCompleteShapes(onnx::ModelProto &model, const std::string &path, int &completed);
 
 } // namespace symoc
 

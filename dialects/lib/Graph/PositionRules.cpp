@@ -220,4 +220,45 @@ void OneHotOp::applySymmetryRule(SpaceBuilder &b) {
   restrictAll(b, getOperand(2), kNone, "OneHot values");
 }
 
+void ScatterNDOp::applySymmetryRule(SpaceBuilder &b) {
+  // indices [..., k] address the first k axes of data; updates carry the
+  // slices over the remaining axes. Those slice axes pass through (data's,
+  // updates' and y's are one space); the addressed axes are positions and
+  // fixed, and so are the batch axes of indices and updates. swin_t builds its
+  // shifted-window mask this way (attn_mask[h0:h1, w0:w1] = count).
+  Operation *op = getOperation();
+  if (op->getNumOperands() != 3) {
+    barrier(b, op, "ScatterND without its three inputs");
+    return;
+  }
+  Value data = getOperand(0), idx = getOperand(1), upd = getOperand(2), y = getResult(0);
+  int64_t r = rankOf(data), q = rankOf(idx), k = q > 0 ? dimOf(idx, q - 1) : -1;
+  if (r < 1 || q < 1 || k < 1 || k > r || rankOf(upd) != q - 1 + r - k || rankOf(y) != r) {
+    barrier(b, op, "ScatterND with unknown or inconsistent ranks");
+    return;
+  }
+  if (auto red = op->getAttrOfType<StringAttr>("reduction"))
+    if (red.getValue() != "none" && red.getValue() != "add") {
+      barrier(b, op, "ScatterND with a multiplicative or max/min reduction");
+      return;
+    }
+  for (int64_t a = 0; a < r; ++a) {
+    if (a < k) {
+      b.restrict(data, a, kNone, "ScatterND addresses this axis");
+      b.restrict(y, a, kNone, "ScatterND addresses this axis");
+      continue;
+    }
+    int64_t u = q - 1 + a - k;
+    if (dimOf(data, a) != dimOf(y, a) || dimOf(upd, u) != dimOf(y, a)) {
+      barrier(b, op, "ScatterND slice sizes differ");
+      return;
+    }
+    tieSame(b, data, a, y, a);
+    tieSame(b, upd, u, y, a);
+  }
+  for (int64_t a = 0; a < q - 1; ++a)
+    b.restrict(upd, a, kNone, "ScatterND batch of updates");
+  restrictAll(b, idx, kNone, "ScatterND indices");
+}
+
 } // namespace symoc::graph

@@ -305,10 +305,53 @@ void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
 
 #define BARRIER_RULE(OP, WHY)                                                  \
   void OP::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, WHY); }
-BARRIER_RULE(ScatterNDOp, "ScatterND writes positions")
 BARRIER_RULE(TileOp, "Tile repeats along an axis")
-BARRIER_RULE(PadOp, "Pad shifts positions")
 #undef BARRIER_RULE
+
+void PadOp::applySymmetryRule(SpaceBuilder &b) {
+  // An axis with nothing padded passes through coordinate by coordinate
+  // (torch pads only spatial axes: swin_t pads H and W to a window multiple,
+  // often by 0). A padded axis is fixed: its new coordinates are positions.
+  // Scalings and sign flips pass only when the padding follows the values:
+  // a zero constant, or edge/reflect/wrap copies.
+  Operation *op = getOperation();
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x), opset = opsetOf(op);
+  std::optional<std::vector<int64_t>> pads =
+      opset < 11 ? intsAttr(op, opset < 2 ? "paddings" : "pads")
+                 : (op->getNumOperands() > 1 ? constInts(getOperand(1)) : std::nullopt);
+  if (!pads || r < 0 || int64_t(pads->size()) != 2 * r || rankOf(y) != r) {
+    barrier(b, op, "Pad widths are not constant");
+    return;
+  }
+  auto mode = op->getAttrOfType<StringAttr>("mode");
+  bool homogeneous = true;
+  if (!mode || mode.getValue() == "constant") {
+    std::optional<double> value = 0.0;
+    if (opset < 11) {
+      if (auto v = op->getAttrOfType<FloatAttr>("value"))
+        value = v.getValueAsDouble();
+    } else if (op->getNumOperands() > 2 && !isNone(getOperand(2))) {
+      value = constScalar(getOperand(2));
+    }
+    homogeneous = value && *value == 0.0;
+  } else if (!llvm::is_contained({"edge", "reflect", "wrap"}, mode.getValue())) {
+    barrier(b, op, "Pad with an unknown mode");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    if ((*pads)[a] == 0 && (*pads)[a + r] == 0 && dimOf(x, a) == dimOf(y, a)) {
+      tieSame(b, x, a, y, a);
+      if (!homogeneous) {
+        pinFlows(b, x, a);
+        pinFlows(b, y, a);
+      }
+      continue;
+    }
+    b.restrict(x, a, kNone, "Pad pads this axis");
+    b.restrict(y, a, kNone, "Pad pads this axis");
+  }
+}
 
 void TriluOp::applySymmetryRule(SpaceBuilder &b) {
   // Masks by position on the last two axes; leading axes are batched.

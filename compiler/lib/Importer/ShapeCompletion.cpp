@@ -1,0 +1,189 @@
+//===- ShapeCompletion.cpp - Filling what ONNX shape inference left open --===//
+//
+// Walks the graph in node order with symoc's shape functions
+// (ShapeFunctions.cpp) and writes every rank, dim and element type they add to
+// value_info. A known dim is never overridden: a function that disagrees with
+// one is an error that names the node, since either the graph's recorded
+// shapes or the node are malformed.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ShapeCompletion.h"
+
+#include "symoc/ModelIO/ModelIO.h"
+
+namespace symoc {
+namespace {
+
+constexpr int64_t kMaxValueElements = 4096;
+
+bool isIntType(int32_t dt) {
+  switch (dt) {
+  case onnx::TensorProto::INT64: case onnx::TensorProto::INT32:
+  case onnx::TensorProto::INT16: case onnx::TensorProto::INT8:
+  case onnx::TensorProto::UINT8: case onnx::TensorProto::UINT16:
+  case onnx::TensorProto::UINT32: case onnx::TensorProto::BOOL:
+    return true;
+  default:
+    return false;
+  }
+}
+
+ShapeInfo infoOf(const onnx::TypeProto::Tensor &tt) {
+  ShapeInfo s;
+  s.elemType = tt.elem_type();
+  if (!tt.has_shape())
+    return s;
+  s.ranked = true;
+  for (const auto &d : tt.shape().dim())
+    s.dims.push_back(d.has_dim_value() && d.dim_value() >= 0 ? d.dim_value() : kUnknownDim);
+  return s;
+}
+
+} // namespace
+
+ShapeCompleter::ShapeCompleter(onnx::ModelProto &m, const std::string &path)
+    : model(m), path(path), opset(opsetVersion(m, "")) {
+  auto &g = *model.mutable_graph();
+  for (auto &vi : *g.mutable_input())
+    record(vi, /*writable=*/false);
+  for (auto &vi : *g.mutable_value_info())
+    record(vi, true);
+  for (auto &vi : *g.mutable_output())
+    record(vi, true);
+  for (const auto &t : g.initializer()) {
+    fixed.insert(t.name());
+    known[t.name()] = ShapeInfo::of({t.dims().begin(), t.dims().end()}, t.data_type());
+    readValue(t.name(), t);
+  }
+}
+
+int ShapeCompleter::visit(const onnx::NodeProto &n) {
+  if (!n.domain().empty() && n.domain() != "ai.onnx")
+    return 0;
+  if (n.op_type() == "Constant") {
+    for (const auto &a : n.attribute())
+      if (a.name() == "value" && n.output_size() == 1)
+        readValue(n.output(0), a.t());
+    return 0;
+  }
+  ShapeFunction rule = findShapeFunction(n.op_type());
+  if (!rule)
+    return 0;
+  ShapeQuery q{n, opset, {}, {}};
+  for (const auto &in : n.input()) {
+    auto it = known.find(in);
+    q.inputs.push_back(in.empty() || it == known.end() ? ShapeInfo() : it->second);
+    auto v = values.find(in);
+    q.values.push_back(in.empty() || v == values.end()
+                           ? std::nullopt
+                           : std::optional<std::vector<int64_t>>(v->second));
+  }
+  std::vector<ShapeInfo> outs = rule(q);
+  int changed = 0;
+  for (int k = 0; k < n.output_size() && size_t(k) < outs.size(); ++k)
+    changed += refine(n, n.output(k), outs[k]);
+  return changed;
+}
+
+ShapeInfo ShapeCompleter::shape(const std::string &name) const {
+  auto it = known.find(name);
+  return it == known.end() ? ShapeInfo() : it->second;
+}
+
+void ShapeCompleter::setValue(const std::string &name, const std::vector<int64_t> &dims,
+                              const std::vector<int64_t> &data, int32_t elemType) {
+  known[name] = ShapeInfo::of(dims, elemType);
+  values[name] = data;
+  fixed.insert(name); // becomes an initializer: its value_info is the folder's business
+}
+
+void ShapeCompleter::record(onnx::ValueInfoProto &vi, bool writable) {
+  if (vi.type().value_case() != onnx::TypeProto::kTensorType &&
+      vi.type().value_case() != onnx::TypeProto::VALUE_NOT_SET) {
+    fixed.insert(vi.name()); // a sequence or map: not a tensor shape
+    return;
+  }
+  known[vi.name()] = infoOf(vi.type().tensor_type());
+  if (writable)
+    entries[vi.name()] = &vi;
+  else
+    fixed.insert(vi.name());
+}
+
+void ShapeCompleter::readValue(const std::string &name, const onnx::TensorProto &t) {
+  if (!isIntType(t.data_type()) || t.dims_size() > 8)
+    return;
+  int64_t n = 1;
+  for (int64_t d : t.dims())
+    if (d < 0 || (n *= std::max<int64_t>(d, 1)) > kMaxValueElements)
+      return;
+  try {
+    std::vector<int64_t> v = tensorToInt64(t, path);
+    if (int64_t(v.size()) == numElements(t))
+      values[name] = std::move(v);
+  } catch (const Error &) {
+    // A malformed tensor is reported where it is imported; here it is
+    // simply not a known value.
+  }
+  if (!known.count(name) || !known[name].ranked)
+    known[name] = ShapeInfo::of({t.dims().begin(), t.dims().end()}, t.data_type());
+}
+
+int ShapeCompleter::refine(const onnx::NodeProto &n, const std::string &name,
+                           const ShapeInfo &inferred) {
+  if (name.empty() || fixed.count(name))
+    return 0;
+  const ShapeInfo cur = known.count(name) ? known[name] : ShapeInfo();
+  std::string conflict;
+  std::optional<ShapeInfo> merged = mergeShapes(cur, inferred, conflict);
+  if (!merged) {
+    std::string node = n.name().empty() ? n.output(0) : n.name();
+    fail(path, "node '" + node + "' (" + n.op_type() + "): output '" + name + "' has " +
+                   conflict + " (the recorded shape or the node is malformed)");
+  }
+  if (*merged == cur)
+    return 0;
+  known[name] = *merged;
+  write(name, cur, *merged);
+  return 1;
+}
+
+void ShapeCompleter::write(const std::string &name, const ShapeInfo &cur,
+                           const ShapeInfo &merged) {
+  onnx::ValueInfoProto *vi = entries.count(name) ? entries[name] : nullptr;
+  if (!vi) {
+    vi = model.mutable_graph()->add_value_info();
+    vi->set_name(name);
+    entries[name] = vi;
+  }
+  auto *tt = vi->mutable_type()->mutable_tensor_type();
+  if (merged.elemType && !tt->elem_type())
+    tt->set_elem_type(merged.elemType);
+  if (!merged.ranked)
+    return;
+  if (!cur.ranked) {
+    tt->clear_shape();
+    auto *shape = tt->mutable_shape();
+    for (int64_t d : merged.dims) {
+      auto *dim = shape->add_dim();
+      if (d >= 0)
+        dim->set_dim_value(d);
+    }
+    return;
+  }
+  auto *shape = tt->mutable_shape();
+  for (size_t i = 0; i < merged.dims.size() && int(i) < shape->dim_size(); ++i)
+    if (cur.dims[i] < 0 && merged.dims[i] >= 0)
+      shape->mutable_dim(int(i))->set_dim_value(merged.dims[i]);
+}
+
+int completeShapes(onnx::ModelProto &model, const std::string &path) {
+  ShapeCompleter c(model, path);
+  int changed = 0;
+  for (const auto &n : model.graph().node())
+    changed += c.visit(n);
+  return changed;
+}
+
+} // namespace symoc
