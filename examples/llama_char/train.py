@@ -117,6 +117,9 @@ def train(args):
             for name, rule in opt.param_rules().items():
                 if rule.startswith("adam"):
                     opt.set_block_multiplier(name, args.aux_lr / args.lr)
+        for spec in args.mult or []:   # per-block lr multipliers: GLOB=M (after --aux-lr)
+            glob_, m = spec.rsplit("=", 1)
+            opt.set_block_multiplier(glob_, float(m))
         print("# rules: " + ", ".join(sorted(set(opt.param_rules().values()))), flush=True)
     # Warm-up then cosine decay, the same schedule for every optimizer.
     warm = max(1, args.steps // 20)
@@ -174,6 +177,8 @@ def main():
     t.add_argument("--corpus", help="corpus file from `train.py corpus` (default: read the sources)")
     t.add_argument("--aux-lr", type=float, default=0.0,
                    help="lr of the blocks a symoc plan steps with adam/adamw (0: same lr)")
+    t.add_argument("--mult", action="append",
+                   help="GLOB=M: lr multiplier M for the blocks matching GLOB (repeatable)")
     args = ap.parse_args()
     if args.cmd == "export":
         export(args.out)

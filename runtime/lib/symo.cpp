@@ -269,8 +269,10 @@ void two_sided(Context &ctx, State &st, const KeyBase &key, const SymoConfig &c,
 // X (len x n) -> Y = X (X^T X / d + eps)^{-1/2} = sqrt(d) X (X^T X + d eps)^{-1/2},
 // evaluated on the smaller side ((X X^T + d eps)^{-1/2} X when len < n, the push-through
 // identity), Gram and eigendecomposition in double (the Gram squares the condition number).
+// With ns_steps > 0: Y = sqrt(d) NS(X), Muon's Newton-Schulz approximation of the polar factor.
 void single_component(Context &ctx, const SymoConfig &c, const MatView &X, int64_t d, const MatView &Y) {
-  gram_pow_apply(ctx, X, X.rows >= X.cols, -0.5, double(d) * c.eps, c.fn.rcond, Y);
+  if (c.ns_steps > 0) newton_schulz5(ctx, X, Y, c.ns_steps); // Muon's approximate polar factor
+  else gram_pow_apply(ctx, X, X.rows >= X.cols, -0.5, double(d) * c.eps, c.fn.rcond, Y);
   const float s = float(std::sqrt(double(d)));
   for (int64_t i = 0; i < Y.rows; ++i)
     for (int64_t j = 0; j < Y.cols; ++j) Y(i, j) *= s;

@@ -298,12 +298,17 @@ def damped_polar(X, d, eps, rcond=1e-7):
     return (u[:, keep] * (sv[keep] / np.sqrt(sv[keep] ** 2 / d + eps))) @ vt[keep]
 
 
-def symo_pieces_direction(U, pieces, eps):
+def symo_pieces_direction(U, pieces, eps, ns_steps=0):
     """The Symo step of one matrix U (rows carry the pieces, columns trivial) with H_g of U
     alone, from SYMMETRY.md's closed forms with the damping eps, each run of each piece its
     own component: B/O on a run of d rows: X (X^T X / d + eps)^{-1/2} (sqrt(d) polar(X)); S:
     the same on the centred rows with d - 1, plus the mean line 1 mu / sqrt(d |mu|^2 + eps);
-    Z2: every row normalized."""
+    Z2: every row normalized. ns_steps > 0: sqrt(d) times muon.py's Newton-Schulz map of the
+    run (float32) in place of sqrt(d) polar."""
+    def polar_part(X, d):
+        if ns_steps:
+            return np.sqrt(d) * ns5(X, ns_steps).astype(np.float64)
+        return damped_polar(X, d, eps)
     D = np.zeros(U.shape, np.float64)
     for pc in pieces:
         run = pc["extent"] // pc["parts"]
@@ -311,10 +316,12 @@ def symo_pieces_direction(U, pieces, eps):
             r0 = pc["offset"] + k * run
             X = U[r0:r0 + run].astype(np.float64)
             if pc["group"] in ("O", "B"):
-                D[r0:r0 + run] = damped_polar(X, run, eps)
+                D[r0:r0 + run] = polar_part(X, run)
             elif pc["group"] == "S":
                 mu = X.mean(axis=0, keepdims=True)
-                D[r0:r0 + run] = damped_polar(X - mu, run - 1, eps) + mu / np.sqrt(run * (mu ** 2).sum() + eps)
+                C = polar_part(X - mu, run - 1)
+                C -= C.mean(axis=0, keepdims=True)   # the runtime re-centres against rounding
+                D[r0:r0 + run] = C + mu / np.sqrt(run * (mu ** 2).sum() + eps)
             elif pc["group"] == "Z2":
                 D[r0:r0 + run] = X / np.sqrt((X ** 2).sum(axis=1, keepdims=True) + eps)
             else:
@@ -332,10 +339,11 @@ def symo_recipe_reference(W0, grads, lr, hyper, pieces):
         G = G.astype(np.float64).reshape(W.shape)
         M = M + (1 - beta) * (G - M)
         U = G + beta * (M - G) if hyper["nesterov"] else M
+        ns = int(hyper.get("ns_steps", 0))
         if pieces["left"]:
-            D = symo_pieces_direction(U, pieces["left"], hyper["eps"])
+            D = symo_pieces_direction(U, pieces["left"], hyper["eps"], ns)
         else:
-            D = symo_pieces_direction(U.T, pieces["right"], hyper["eps"]).T
+            D = symo_pieces_direction(U.T, pieces["right"], hyper["eps"], ns).T
         if hyper.get("muon_scale"):  # each run: sqrt(d) polar -> polar * max(1, rows/cols)^1/2
             for axis, side in ((0, pieces["left"]), (1, pieces["right"])):
                 for pc in side:
@@ -374,7 +382,8 @@ class HeadBlocks(unittest.TestCase):
                 continue
             h = b["step"]["hyper"]
             self.assertEqual((h["beta1"], h["beta2"], h["nesterov"], h["muon_momentum"]), (0.95, 0, 1, 1), name)
-            self.assertEqual(h.get("muon_scale", 0), 1 if policy == "auto" else 0, name)
+            # The paper's nanoGPT setup (symo and auto): Muon's quintic at muon.py's scale.
+            self.assertEqual((h.get("muon_scale", 0), h.get("ns_steps", 0)), (1, 5), name)
             ref = symo_recipe_reference(W0[i], [g[i] for g in grads], lr, h, b["step"]["pieces"])
             e = rel(W[i] - W0[i], ref - W0[i])
             worst = max(worst, e)
@@ -415,6 +424,15 @@ class HeadBlocks(unittest.TestCase):
             mine = symo_pieces_direction(X, [{"offset": 0, "extent": 3, "group": g, "parts": 1}], 0.0)
             exact = opt.exact_orbit_direction(torch.tensor(X), g, "1").numpy()
             self.assertLess(rel(mine, exact), 1e-8, g)
+        # ns_steps 5 with muon.py's scale on one whole run: exactly that file's Muon direction
+        # (Newton-Schulz quintic, max(1, rows/cols)^1/2), momentum aside.
+        for (m, n) in ((8, 5), (6, 9)):
+            X = rng.standard_normal((m, n)).astype(np.float32)
+            mine = symo_pieces_direction(X, [{"offset": 0, "extent": m, "group": "O", "parts": 1}], 0.0, 5)
+            mine *= np.sqrt(max(1.0, m / n) / m)
+            g = torch.tensor(X)
+            theirs = opt.muon_direction(g, torch.zeros_like(g), beta=0.0, nesterov=False).numpy()
+            self.assertLess(rel(mine, theirs), 1e-5, (m, n))
         # Two heads of O(2) each, block-diagonal: each head its own polar factor.
         X = rng.standard_normal((4, 6))
         mine = symo_pieces_direction(X, [{"offset": 0, "extent": 4, "group": "O", "parts": 2}], 0.0)

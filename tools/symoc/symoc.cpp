@@ -308,7 +308,7 @@ struct CompileOptions {
   std::string name;
   std::string runtimeDir;
   int64_t maxDense = 4096;
-  std::string granularity = "matrix";
+  std::string granularity = "head-pair";
   bool dryRun = false;
   bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
   std::string claimsFile;   // the claims to build on, instead of the analysis' own
@@ -328,7 +328,7 @@ struct CompileOptions {
     cmd->add_option("--runtime-dir", runtimeDir, "default SYMOC_RUNTIME_DIR written into the generated CMakeLists.txt");
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
     cmd->add_option("--granularity", granularity, "components of head-structured axes under symo and auto: "
-                                                  "matrix (default), kv-group, head-pair, head");
+                                                  "matrix, kv-group, head-pair (default), head");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
     cmd->add_option("--claims", claimsFile,

@@ -130,6 +130,7 @@ std::string ruleExpr(const Step &s, const Unit &u, bool shared) {
     if (s.get("muon_momentum", 0) != 0)
       o << "c.muon_momentum = true;\nc.nesterov = " << (s.get("nesterov", 0) != 0 ? "true" : "false") << ";\n";
     if (s.get("muon_scale", 0) != 0) o << "c.muon_scale = true;\n";
+    if (s.get("ns_steps", 0) != 0) o << "c.ns_steps = " << int(s.get("ns_steps", 0)) << ";\n";
     o << "c.beta1 = " << f("beta1", 0) << ";\nc.beta2 = " << f("beta2", 0.95) << ";\nc.eps = "
       << f("eps", 1e-8) << ";\nc.weight_decay = " << f("weight_decay", 0) << ";\nc.max_dense = "
       << int64_t(s.get("max_dense", 4096)) << ";\n";

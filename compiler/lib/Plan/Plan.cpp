@@ -170,7 +170,10 @@ void estimateCost(const Plan &plan, Unit &u) {
             const double l = double(len);
             if (single) { // (X X^T/d + eps)^{-1/2} X on the smaller side of each run
               const double a = std::min(l, other), b = std::max(l, other);
-              flops += 4 * a * a * b + 10 * a * a * a + (split ? 4 * l * other : 0);
+              const int ns = int(s.get("ns_steps", 0));
+              flops += ns > 0 ? ns * (4 * a * a * b + 2 * a * a * a) // Muon's Newton-Schulz per run
+                              : 4 * a * a * b + 10 * a * a * a;
+              flops += split ? 4 * l * other : 0;
             } else { // an other x other matrix per component
               const double c = split ? 2 : 1;
               bytes += c * other * other;

@@ -28,7 +28,9 @@ struct PolicyOptions {
   /// How `symo` and `auto` cut head-structured axes into components: matrix (heads merged
   /// wherever a claimed head permutation moves them: one component per Q, K, V piece, per
   /// KV group under GQA), kv-group (the same), head-pair (two heads), head (one head).
-  std::string granularity = "matrix";
+  /// head-pair by default: on the char-level LLaMA it is the measured plan (identical to
+  /// matrix there), and it is modded-nanogpt's record structure for K/V (docs/compile.md).
+  std::string granularity = "head-pair";
 };
 
 /// The policies `--policy` accepts.

@@ -61,6 +61,12 @@ struct SymoConfig {
   // (sqrt(d) polar) to muon.py's (polar * max(1, rows/cols)^{1/2} of the run in the block's
   // orientation), so learning rates transfer from Muon and mix with Muon blocks.
   bool muon_scale = false;
+  // beta2 = 0 with one side trivial: ns_steps > 0 replaces each B/O run's (and each S run's
+  // centred part's) exact polar factor by muon.py's quintic Newton-Schulz map with that many
+  // iterations (the input normalized by its Frobenius norm, as Muon does), times sqrt(d):
+  // D_run = sqrt(d) NS(U_run). With muon_scale the run's direction is then exactly Muon's
+  // on that run. 0: the exact eigen route (small singular directions lifted to full size).
+  int ns_steps = 0;
   // beta2 = 0: no EMA, H_g from one matrix. One-sided components are then evaluated on the
   // smaller side of each run: (X X^T / d + eps)^{-1/2} X = X (X^T X / d + eps)^{-1/2}
   // (sqrt(d) times the polar factor of the run), keeping no n x n state.
