@@ -140,6 +140,15 @@ class eig_precision:
             os.environ["SYMOC_CUDA_EIG"] = self.old
 
 
+def newton_schulz_params(lib):
+    """Parameters whose plan block takes its polar factor by Newton-Schulz (hyper ns_steps > 0)."""
+    out = set()
+    for b in json.loads(lib.plan_json).get("blocks", []):
+        if float(b.get("step", {}).get("hyper", {}).get("ns_steps", 0)) > 0:
+            out.update(b.get("params", []))
+    return out
+
+
 def check_agree(lib, tag):
     W = init_weights(lib, 1)
     G = grads(lib, 1, 4)
@@ -153,16 +162,19 @@ def check_agree(lib, tag):
         with eig_precision(None):
             o32, p32 = make(lib, W, DEV)
         run(o32, p32, G)
+    ns_params = newton_schulz_params(lib)  # Symo runs by Newton-Schulz: bf16 on the device, as Muon
     worst, worst32 = {}, {}
     for n, _, rule in lib.params:
         ref = pc[n].detach() - W[n]
         k = kind(rule)
+        if n in ns_params and k != "muon":
+            k += "-ns"
         worst.setdefault(k, []).append((rel(pg[n].detach().cpu(), pc[n].detach(), ref), n))
         if eigen and k in EIGEN_KINDS:
             worst32.setdefault(k, []).append((rel(p32[n].detach().cpu(), pc[n].detach(), ref), n))
     for k, v in sorted(worst.items()):
         r, n = max(v)
-        if k == "muon":
+        if k == "muon" or k.endswith("-ns"):
             shape = dict((nm, s) for nm, s, _ in lib.params)[n]
             gap = torch_ns_gap(shape)
             report("agree.%s.%s" % (tag, k), r <= 2 * gap, "%.3g (worst %s)" % (r, n), "<= 2 x torch bf16 gap %.3g" % gap)
