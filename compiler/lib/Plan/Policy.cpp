@@ -593,6 +593,12 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     c.why = "AdamW: assumes no symmetry";
     return c;
   }
+  if (matrix && policy == "auto" && hiddenLike)
+    // Measured (docs/results.md): the recipe's per-KV-head V / per-group O runs lost to Muon on
+    // the whole matrix at every model size tried (char-level LLaMA on the CPU at its best lr, the
+    // 32M LLaMA on the GPU), so auto steps hidden matrices as Muon does; the claimed gauges are
+    // projected out below (DDC).
+    return {muon(), src, "auto: Muon on the whole matrix (per-head runs measured worse)"};
   if (matrix && symoLike) {
     Choice c = symoRecipe(p, o, src);
     return c;
