@@ -13,6 +13,21 @@ namespace {
 
 std::vector<Tensor> one(Tensor t) { return std::vector<Tensor>{std::move(t)}; }
 
+// Odometer step of a strided walk: advances the multi-index idx (extents od) at axis `last`,
+// carrying into earlier axes, and keeps `off` = sum idx[d] * ps[d].
+void advance(std::vector<int64_t> &idx, int64_t &off, const std::vector<int64_t> &od, const std::vector<int64_t> &ps,
+             int64_t last) {
+  for (int64_t d = last; d >= 0; --d) {
+    size_t ud = size_t(d);
+    if (++idx[ud] < od[ud]) {
+      off += ps[ud];
+      return;
+    }
+    off -= ps[ud] * (od[ud] - 1);
+    idx[ud] = 0;
+  }
+}
+
 Tensor transpose(const Tensor &x, const std::vector<int64_t> &perm) {
   size_t r = x.dims.size();
   std::vector<int64_t> od(r);
@@ -68,15 +83,7 @@ Tensor transpose(const Tensor &x, const std::vector<int64_t> &perm) {
     int64_t off = 0;
     for (int64_t e = 0; e < y.size(); e += row) {
       std::copy_n(x.data.begin() + off, row, y.data.begin() + e);
-      for (int64_t d = int64_t(r) - 2; d >= 0; --d) {
-        size_t ud = size_t(d);
-        if (++idx[ud] < od[ud]) {
-          off += ps[ud];
-          break;
-        }
-        off -= ps[ud] * (od[ud] - 1);
-        idx[ud] = 0;
-      }
+      advance(idx, off, od, ps, int64_t(r) - 2);
     }
     return y;
   }
@@ -84,15 +91,7 @@ Tensor transpose(const Tensor &x, const std::vector<int64_t> &perm) {
   int64_t off = 0;
   for (int64_t e = 0; e < y.size(); ++e) {
     y.data[size_t(e)] = x.data[size_t(off)];
-    for (int64_t d = int64_t(r) - 1; d >= 0; --d) {
-      size_t ud = size_t(d);
-      if (++idx[ud] < od[ud]) {
-        off += ps[ud];
-        break;
-      }
-      off -= ps[ud] * (od[ud] - 1);
-      idx[ud] = 0;
-    }
+    advance(idx, off, od, ps, int64_t(r) - 1);
   }
   return y;
 }
