@@ -49,7 +49,7 @@ import torch
 import torch.distributed as dist
 
 from symoc.build import SymocError, build_library
-from symoc.torch import STEP_ROWS_SKIP, _dec, _tensor_problems, load_library
+from symoc.torch import STEP_ROWS_SKIP, _LibraryProperties, _dec, _tensor_problems, load_library
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
            "ddp_schedule",
@@ -461,7 +461,7 @@ def _blob_bytes(t):
 
 
 # --------------------------------------------------------------------------- the optimizer
-class DistributedSymocOptimizer(torch.optim.Optimizer):
+class DistributedSymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
     """torch.optim.Optimizer that steps a symoc-generated optimizer across the ranks of a
     process group, each block on one home rank (see the module docstring).
 
@@ -765,19 +765,7 @@ class DistributedSymocOptimizer(torch.optim.Optimizer):
             r0 = sum(self._rows[r][i] for r in range(me))
             self._my_pieces.append((i, r0, r0 + self._rows[me][i]))
 
-    # ---- properties
-    @property
-    def library(self):
-        return self._lib
-
-    @property
-    def fingerprint(self):
-        return self._lib.fingerprint
-
-    @property
-    def policy(self):
-        return self._lib.policy
-
+    # ---- properties (library, policy, fingerprint: _LibraryProperties)
     @property
     def rank(self):
         return self._rank

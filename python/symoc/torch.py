@@ -171,7 +171,23 @@ def load_library(path):
 
 
 # --------------------------------------------------------------------------- the optimizer
-class SymocOptimizer(torch.optim.Optimizer):
+class _LibraryProperties:
+    """What both optimizers (one process, distributed) say about the library they step."""
+
+    @property
+    def library(self):
+        return self._lib
+
+    @property
+    def policy(self):
+        return self._lib.policy
+
+    @property
+    def fingerprint(self):
+        return self._lib.fingerprint
+
+
+class SymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
     """torch.optim.Optimizer over a symoc-generated step.
 
     named_parameters: iterable of (name, Parameter), e.g. model.named_parameters(); names
@@ -244,19 +260,7 @@ class SymocOptimizer(torch.optim.Optimizer):
                                 "\n  ".join(problems)))
         return [given[n] for n, _, _ in lib.params]
 
-    # ---- properties
-    @property
-    def library(self):
-        return self._lib
-
-    @property
-    def policy(self):
-        return self._lib.policy
-
-    @property
-    def fingerprint(self):
-        return self._lib.fingerprint
-
+    # ---- properties (library, policy, fingerprint: _LibraryProperties)
     @property
     def steps_skipped(self):
         """Blocks skipped for a non-finite gradient since creation (or the last load)."""

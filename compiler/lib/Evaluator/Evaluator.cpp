@@ -1,5 +1,6 @@
 //===- Evaluator.cpp - Graph execution and shared kernel helpers ----------===//
 #include "symoc/Evaluator/Evaluator.h"
+#include "symoc/ModelIO/Attributes.h"
 #include "symoc/ModelIO/ModelIO.h"
 
 #include "Ops.h"
@@ -22,17 +23,9 @@ const Tensor &OpContext::in(size_t i) const {
   return *inputs_[i];
 }
 
-const onnx::AttributeProto *OpContext::attr(const std::string &name) const {
-  for (const auto &a : node.attribute())
-    if (a.name() == name)
-      return &a;
-  return nullptr;
-}
+const onnx::AttributeProto *OpContext::attr(const std::string &name) const { return symoc::attr(node, name); }
 
-int64_t OpContext::attrInt(const std::string &name, int64_t dflt) const {
-  const auto *a = attr(name);
-  return a ? a->i() : dflt;
-}
+int64_t OpContext::attrInt(const std::string &name, int64_t dflt) const { return symoc::attrInt(node, name, dflt); }
 
 double OpContext::attrFloat(const std::string &name, double dflt) const {
   const auto *a = attr(name);
@@ -41,15 +34,11 @@ double OpContext::attrFloat(const std::string &name, double dflt) const {
 
 std::string OpContext::attrString(const std::string &name,
                                   const std::string &dflt) const {
-  const auto *a = attr(name);
-  return a ? a->s() : dflt;
+  return symoc::attrString(node, name, dflt);
 }
 
 std::vector<int64_t> OpContext::attrInts(const std::string &name) const {
-  const auto *a = attr(name);
-  if (!a)
-    return {};
-  return {a->ints().begin(), a->ints().end()};
+  return symoc::attrInts(node, name).value_or(std::vector<int64_t>{});
 }
 
 std::vector<double> OpContext::attrFloats(const std::string &name) const {

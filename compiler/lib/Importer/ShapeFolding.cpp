@@ -5,6 +5,7 @@
 #include "ShapeInference.h"
 
 #include "symoc/Importer/ShapeFunctions.h"
+#include "symoc/ModelIO/Attributes.h"
 
 #include "symoc/ModelIO/ModelIO.h"
 
@@ -65,26 +66,6 @@ bool isIntType(int32_t dt) {
   default:
     return false;
   }
-}
-
-const onnx::AttributeProto *attr(const onnx::NodeProto &n, const std::string &name) {
-  for (const auto &a : n.attribute())
-    if (a.name() == name)
-      return &a;
-  return nullptr;
-}
-
-int64_t attrInt(const onnx::NodeProto &n, const std::string &name, int64_t d) {
-  auto *a = attr(n, name);
-  return a ? a->i() : d;
-}
-
-std::optional<std::vector<int64_t>> attrInts(const onnx::NodeProto &n,
-                                             const std::string &name) {
-  auto *a = attr(n, name);
-  if (!a)
-    return std::nullopt;
-  return std::vector<int64_t>(a->ints().begin(), a->ints().end());
 }
 
 /// numpy-style broadcast of two int tensors through a binary function.

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "symoc/Importer/ShapeFunctions.h"
+#include "symoc/ModelIO/Attributes.h"
 
 #include <algorithm>
 #include <map>
@@ -37,23 +38,12 @@ const std::vector<int64_t> *ShapeQuery::value(int k) const {
   return has(k) && size_t(k) < values.size() && values[k] ? &*values[k] : nullptr;
 }
 
-const onnx::AttributeProto *ShapeQuery::attr(const std::string &name) const {
-  for (const auto &a : node.attribute())
-    if (a.name() == name)
-      return &a;
-  return nullptr;
-}
+const onnx::AttributeProto *ShapeQuery::attr(const std::string &name) const { return symoc::attr(node, name); }
 
-int64_t ShapeQuery::attrInt(const std::string &name, int64_t dflt) const {
-  auto *a = attr(name);
-  return a ? a->i() : dflt;
-}
+int64_t ShapeQuery::attrInt(const std::string &name, int64_t dflt) const { return symoc::attrInt(node, name, dflt); }
 
 std::optional<std::vector<int64_t>> ShapeQuery::attrInts(const std::string &name) const {
-  auto *a = attr(name);
-  if (!a)
-    return std::nullopt;
-  return std::vector<int64_t>(a->ints().begin(), a->ints().end());
+  return symoc::attrInts(node, name);
 }
 
 SliceAxis sliceAxis(int64_t dim, int64_t start, int64_t end, int64_t step) {

@@ -248,29 +248,6 @@ std::string Context::op1(std::vector<onnx::NodeProto> &out, const std::string &o
   return o;
 }
 
-const onnx::AttributeProto *attr(const onnx::NodeProto &n, const std::string &name) {
-  for (const auto &a : n.attribute())
-    if (a.name() == name)
-      return &a;
-  return nullptr;
-}
-
-int64_t attrInt(const onnx::NodeProto &n, const std::string &name, int64_t dflt) {
-  auto *a = attr(n, name);
-  return a ? a->i() : dflt;
-}
-
-float attrFloat(const onnx::NodeProto &n, const std::string &name, float dflt) {
-  auto *a = attr(n, name);
-  return a ? a->f() : dflt;
-}
-
-std::string attrString(const onnx::NodeProto &n, const std::string &name,
-                       const std::string &dflt) {
-  auto *a = attr(n, name);
-  return a ? a->s() : dflt;
-}
-
 void eraseAttr(onnx::NodeProto &n, const std::string &name) {
   auto *attrs = n.mutable_attribute();
   for (int i = 0; i < attrs->size(); ++i)

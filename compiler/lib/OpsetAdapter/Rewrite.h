@@ -9,6 +9,7 @@
 #ifndef SYMOC_LIB_OPSETADAPTER_REWRITE_H
 #define SYMOC_LIB_OPSETADAPTER_REWRITE_H
 
+#include "symoc/ModelIO/Attributes.h"
 #include <onnx/onnx_pb.h>
 
 #include <functional>
@@ -80,12 +81,8 @@ public:
   void index(); // (re)reads initializers, Constant nodes and value_info
 };
 
-// Attribute helpers.
-const onnx::AttributeProto *attr(const onnx::NodeProto &n, const std::string &name);
-int64_t attrInt(const onnx::NodeProto &n, const std::string &name, int64_t dflt);
-float attrFloat(const onnx::NodeProto &n, const std::string &name, float dflt);
-std::string attrString(const onnx::NodeProto &n, const std::string &name,
-                       const std::string &dflt);
+// Attribute writers (the readers, attr/attrInt/attrFloat/attrString, are
+// symoc/ModelIO/Attributes.h's).
 void eraseAttr(onnx::NodeProto &n, const std::string &name);
 void setInt(onnx::NodeProto &n, const std::string &name, int64_t v);
 void setInts(onnx::NodeProto &n, const std::string &name, const std::vector<int64_t> &v);
