@@ -227,7 +227,8 @@ def done_when(a, m):
                                                            else "no data"))
     if au["final"] is not None and mu["final"] is not None:
         gap, sd = mu["final"] - au["final"], max(au["sd"] or 0, mu["sd"] or 0)
-        check(gap > 2 * sd, "auto ends %.4f below Muon (2 sd = %.4f)" % (gap, 2 * sd))
+        check(gap > 2 * sd, "auto ends %.4f %s Muon (target: below by more than 2 sd = %.4f)"
+              % (abs(gap), "below" if gap >= 0 else "above", 2 * sd))
     if au["ratio_adamw"] is not None:
         check(au["ratio_adamw"] <= 0.6, "auto reaches AdamW's final val in %.2fx AdamW's "
               "steps (target <= 0.6x)" % au["ratio_adamw"])
