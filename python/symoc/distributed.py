@@ -49,7 +49,7 @@ import torch
 import torch.distributed as dist
 
 from symoc.build import SymocError, build_library
-from symoc.torch import STEP_ROWS_SKIP, _LibraryProperties, _dec, _tensor_problems, load_library
+from symoc.torch import STEP_ROWS_SKIP, _LibraryBacked, _dec, _tensor_problems, load_library
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
            "ddp_schedule",
@@ -461,7 +461,7 @@ def _blob_bytes(t):
 
 
 # --------------------------------------------------------------------------- the optimizer
-class DistributedSymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
+class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
     """torch.optim.Optimizer that steps a symoc-generated optimizer across the ranks of a
     process group, each block on one home rank (see the module docstring).
 
@@ -765,7 +765,7 @@ class DistributedSymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
             r0 = sum(self._rows[r][i] for r in range(me))
             self._my_pieces.append((i, r0, r0 + self._rows[me][i]))
 
-    # ---- properties (library, policy, fingerprint: _LibraryProperties)
+    # ---- properties (library, policy, fingerprint: _LibraryBacked)
     @property
     def rank(self):
         return self._rank
@@ -813,19 +813,6 @@ class DistributedSymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
         """Blocks of this rank skipped for a non-finite gradient (sum over ranks for the
         total)."""
         return int(self._lib.api.steps_skipped(self._opt))
-
-    def _check(self, rc, what):
-        if rc != 0:
-            raise SymocError("%s: %s failed: %s"
-                             % (self._lib.path, what, _dec(self._lib.api.last_error(self._opt))))
-
-    def set_block_multiplier(self, name, m):
-        """As SymocOptimizer.set_block_multiplier; call it on every rank alike."""
-        self._check(self._lib.api.set_block_multiplier(self._opt, name.encode(), float(m)),
-                    "set_block_multiplier(%r, %g)" % (name, m))
-
-    def zero_state(self):
-        self._check(self._lib.api.zero_state(self._opt), "zero_state()")
 
     def _push_lr(self):
         if len(self.param_groups) != 1:

@@ -171,8 +171,9 @@ def load_library(path):
 
 
 # --------------------------------------------------------------------------- the optimizer
-class _LibraryProperties:
-    """What both optimizers (one process, distributed) say about the library they step."""
+class _LibraryBacked:
+    """What both optimizers (one process, distributed) share about the library they step
+    (self._lib) and its optimizer object (self._opt)."""
 
     @property
     def library(self):
@@ -186,8 +187,23 @@ class _LibraryProperties:
     def fingerprint(self):
         return self._lib.fingerprint
 
+    def _check(self, rc, what):
+        if rc != 0:
+            raise SymocError("%s: %s failed: %s"
+                             % (self._lib.path, what, _dec(self._lib.api.last_error(self._opt))))
 
-class SymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
+    def set_block_multiplier(self, name, m):
+        """Learning-rate multiplier for the initializers matching `name` (a glob allowed);
+        distributed: call it on every rank alike."""
+        self._check(self._lib.api.set_block_multiplier(self._opt, name.encode(), float(m)),
+                    "set_block_multiplier(%r, %g)" % (name, m))
+
+    def zero_state(self):
+        """Forget moments/preconditioners (keeps lr and multipliers)."""
+        self._check(self._lib.api.zero_state(self._opt), "zero_state()")
+
+
+class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
     """torch.optim.Optimizer over a symoc-generated step.
 
     named_parameters: iterable of (name, Parameter), e.g. model.named_parameters(); names
@@ -260,7 +276,7 @@ class SymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
                                 "\n  ".join(problems)))
         return [given[n] for n, _, _ in lib.params]
 
-    # ---- properties (library, policy, fingerprint: _LibraryProperties)
+    # ---- properties (library, policy, fingerprint: _LibraryBacked)
     @property
     def steps_skipped(self):
         """Blocks skipped for a non-finite gradient since creation (or the last load)."""
@@ -278,20 +294,6 @@ class SymocOptimizer(_LibraryProperties, torch.optim.Optimizer):
     def param_rules(self):
         """{initializer name: step rule of the plan}."""
         return {n: r for n, _, r in self._lib.params}
-
-    def _check(self, rc, what):
-        if rc != 0:
-            raise SymocError("%s: %s failed: %s"
-                             % (self._lib.path, what, _dec(self._lib.api.last_error(self._opt))))
-
-    def set_block_multiplier(self, name, m):
-        """Learning-rate multiplier for the initializers matching `name` (a glob allowed)."""
-        self._check(self._lib.api.set_block_multiplier(self._opt, name.encode(), float(m)),
-                    "set_block_multiplier(%r, %g)" % (name, m))
-
-    def zero_state(self):
-        """Forget moments/preconditioners (keeps lr and multipliers)."""
-        self._check(self._lib.api.zero_state(self._opt), "zero_state()")
 
     # ---- stepping
     def _push_lr(self):
