@@ -39,7 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
 TORCH_POLICIES = ("adamw", "muon")
-SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon")
+SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm")
 POLICIES = TORCH_POLICIES + SYMOC_POLICIES
 # lr grids (factor 2 apart). Muon-type policies (torch Muon, symoc muon/auto/symo: their
 # hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
@@ -50,6 +50,7 @@ GRIDS = {
     "symoc-auto": [0.01, 0.02, 0.04, 0.08],
     "symoc-symo": [0.01, 0.02, 0.04, 0.08],
     "symoc-muon": [0.01, 0.02, 0.04, 0.08],
+    "symoc-auto-norm": [0.01, 0.02, 0.04, 0.08],  # auto + NorMuon's per-line normalization
 }
 BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
 WEIGHT_DECAY = 0.01          # likewise
@@ -707,8 +708,9 @@ def cmd_smoke(a):
         onnx_path = os.path.join(a.work, m + ".onnx")
         models.export_onnx(m, onnx_path)
         gen = os.path.join(a.work, "gen_%s_%s" % (m, policy))
-        name = "%s_%s" % (m.replace("-", "_"), policy.split("-")[1])
-        subprocess.run([a.symoc, "compile", onnx_path, "--policy", policy.split("-")[1],
+        plan_policy = policy[len("symoc-"):]  # symoc-auto-norm: --policy auto-norm
+        name = "%s_%s" % (m.replace("-", "_"), plan_policy.replace("-", "_"))
+        subprocess.run([a.symoc, "compile", onnx_path, "--policy", plan_policy,
                         "--name", name, "-o", gen], check=True, stdout=subprocess.DEVNULL)
         cpp = glob.glob(os.path.join(gen, "*_optimizer.cpp"))[0]
         so = os.path.join(a.work, "lib%s_optimizer.so" % name)

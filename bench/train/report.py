@@ -19,7 +19,8 @@ import os
 import statistics
 
 LABEL = {"adamw": "torch AdamW (fused)", "muon": "torch Muon + AdamW",
-         "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon"}
+         "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon",
+         "symoc-auto-norm": "symoc auto-norm"}
 
 
 def _runs(res, m, p):

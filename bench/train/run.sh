@@ -54,6 +54,7 @@ libs = {}
 for so in sorted(glob.glob(os.path.join(sys.argv[1], "gen_*", "lib*_optimizer.so"))):
     name = os.path.basename(os.path.dirname(so))[4:]          # gen_MODEL_POLICY
     model, policy = name.split("_", 1)
+    policy = policy.replace("_", "-")                          # auto_norm: symoc-auto-norm
     libs["%s/symoc-%s" % (model, policy)] = so
 print(json.dumps(libs, indent=1))
 EOF

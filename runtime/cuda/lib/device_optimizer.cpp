@@ -54,7 +54,7 @@ Kind fused_kind(const BlockDesc &b) {
   if (k == "adamw" || k == "adam") return Kind::Adam;
   if (k == "sgd") return Kind::Sgd;
   if (k == "adam_mini") return Kind::AdamMini;
-  if (k == "muon") return Kind::Muon;
+  if (k == "muon") return b.get("norm_beta2", 0) > 0 ? Kind::Host : Kind::Muon; // NorMuon: the matrix rules
   return Kind::Host;
 }
 

@@ -113,6 +113,71 @@ __global__ void apply_kernel(const __grid_constant__ StepArgs a, const Chunk *ch
     stv(w, wb, j, ldv(w, wb, j) * decay - lr * s.d[j]);
 }
 
+
+// NorMuon's per-line statistics (optim.cpp's neuron_normalize) of slot blockIdx.y's direction
+// D = scale * O: per line k, v_k <- lerp(v_k, mean O_k^2, 1 - beta2) into Slot::s1, and into
+// sq[slot]: O_k's sum of squares (first max_lines) and 1 / (sqrt(v_k) + eps) (next max_lines).
+// Rows: one warp per row (8 per CTA); columns: one thread per column (256 per CTA).
+__global__ void line_stats_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int axis,
+                                  int64_t head_rows, float beta2, float eps, int64_t max_lines, double *sq) {
+  const int sl = blockIdx.y;
+  if (!a.active[sl]) return;
+  const Slot s = slots[sl];
+  if (c.flag[s.block]) return;
+  const int64_t lines = axis == 0 ? s.rows : s.cols, len = axis == 0 ? s.cols : s.rows;
+  const int64_t sub = head_rows > 0 ? head_rows : s.rows;
+  const float scale = float(sqrt(fmax(1.0, double(sub) / double(s.cols)))); // Muon's, as the polar group's
+  double acc = 0;
+  int64_t k;
+  if (axis == 0) {
+    const int lane = threadIdx.x & 31;
+    k = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (k < lines)
+      for (int64_t j = lane; j < len; j += 32) {
+        const double x = s.d[k * s.cols + j];
+        acc += x * x;
+      }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    if (lane != 0 || k >= lines) return;
+  } else {
+    k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (k >= lines) return;
+    for (int64_t i = 0; i < len; ++i) {
+      const double x = s.d[i * s.cols + k];
+      acc += x * x;
+    }
+  }
+  acc /= double(scale) * double(scale);
+  float *v = s.s1;
+  const float mean = float(acc / double(len));
+  const float vk = v[k] + (1.f - beta2) * (mean - v[k]);
+  v[k] = vk;
+  double *o = sq + int64_t(sl) * 2 * max_lines;
+  o[k] = acc;
+  o[max_lines + k] = 1.0 / (double(sqrtf(vk)) + double(eps));
+}
+
+// D_k *= inv_k * keep, keep = |O|_F / (|O'|_F + eps) from the line statistics (every CTA of a
+// slot sums them in the same fixed order).
+__global__ void line_scale_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
+                                  Counters c, int axis, float eps, int64_t max_lines, const double *sq) {
+  const Chunk ch = chunks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  if (c.flag[s.block]) return;
+  const int64_t lines = axis == 0 ? s.rows : s.cols;
+  const double *q = sq + int64_t(ch.slot) * 2 * max_lines, *inv = q + max_lines;
+  double before = 0, after = 0;
+  for (int64_t k = threadIdx.x; k < lines; k += blockDim.x) before += q[k], after += q[k] * inv[k] * inv[k];
+  before = block_sum(before);
+  after = block_sum(after);
+  const double keep = sqrt(before) / (sqrt(after) + double(eps));
+  for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x) {
+    const int64_t k = axis == 0 ? j / s.cols : j % s.cols;
+    s.d[j] = float(double(s.d[j]) * (inv[k] * keep));
+  }
+}
+
 __global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols, float *P, int unpack, float s1,
                             float s2) {
   const PackEntry e = entries[blockIdx.y];
@@ -365,6 +430,15 @@ void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const Pa
     two_sided_kernel<<<dim3(unsigned(npd), unsigned(nblocks)), 256, 0, st>>>(a, slots, c, pairs, cols, s, coef, means,
                                                                              npairs, nmeans, beta2, eps, stats,
                                                                              stats_from_d);
+}
+void launch_line_norm(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, int nslots,
+                      int axis, int64_t head_rows, float beta2, float eps, int64_t max_lines, double *sq,
+                      cudaStream_t s) {
+  if (!nslots || !max_lines) return;
+  const int per = axis == 0 ? 256 / 32 : 256;
+  line_stats_kernel<<<dim3(unsigned((max_lines + per - 1) / per), unsigned(nslots)), 256, 0, s>>>(
+      a, slots, c, axis, head_rows, beta2, eps, max_lines, sq);
+  if (nchunks) line_scale_kernel<<<unsigned(nchunks), 256, 0, s>>>(a, chunks, slots, c, axis, eps, max_lines, sq);
 }
 void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
                           int ic, int64_t units, cudaStream_t s) {
