@@ -174,7 +174,52 @@ def muon_reference(W0, grads, lr, beta=0.95):
     return W
 
 
+def normuon_reference(W0, grads, lr, axis, beta=0.95, beta2=0.95, eps=1e-10):
+    """NorMuon (Li et al. 2025) written from the paper: the polar factor's per-line mean square
+    in an EMA, lines divided by its root, the factor's norm restored, then Muon's scale."""
+    W = W0.astype(np.float32).copy()
+    M = np.zeros_like(W)
+    v = np.zeros(W.shape[axis], np.float64)
+    for G in grads:
+        M = M + (1 - beta) * (G - M)
+        O = ns5(G + beta * (M - G)).astype(np.float64)
+        v = beta2 * v + (1 - beta2) * (O * O).mean(axis=1 - axis)
+        s = 1.0 / (np.sqrt(v) + eps)
+        On = O * (s[:, None] if axis == 0 else s[None, :])
+        On *= np.linalg.norm(O) / (np.linalg.norm(On) + eps)
+        W = W - np.float32(lr) * (On * max(1.0, W.shape[0] / W.shape[1]) ** 0.5).astype(np.float32)
+    return W
+
+
 class Muon(unittest.TestCase):
+    def test_generated_auto_norm_equals_normuon_reference(self):
+        """auto-norm's Muon blocks (not the gauge units): the generated code steps each with the
+        plan's axis exactly as a NumPy NorMuon."""
+        path, plan, _ = compile_model(LLAMA, "auto-norm")
+        lib = Library(path)
+        blocks = {b["params"][0]: b for b in plan["blocks"] if len(b["params"]) == 1}
+        rng = np.random.default_rng(8)
+        lr, steps = 0.02, 4
+        W = rand_like(lib, rng)
+        W0 = [w.copy() for w in W]
+        grads = [rand_like(lib, rng) for _ in range(steps)]
+        run_steps(lib, lr, W, grads)
+        axes, worst = [], 0.0
+        for i, name in enumerate(lib.names):
+            b = blocks.get(name)
+            if not b or b["step"]["kind"] != "muon" or not b["step"]["hyper"].get("norm_beta2", 0):
+                continue
+            h = b["step"]["hyper"]
+            self.assertEqual((h["norm_beta2"], h["norm_eps"]), (0.95, 1e-10))
+            ref = normuon_reference(W0[i], [g[i] for g in grads], lr, int(h["norm_axis"]))
+            worst = max(worst, rel(W[i] - W0[i], ref - W0[i]))
+            self.assertLess(rel(W[i] - W0[i], ref - W0[i]), 1e-5, name)
+            axes.append(int(h["norm_axis"]))
+        print(f"\nauto-norm: {len(axes)} blocks (axes {sorted(set(axes))}); max rel. error of the update vs "
+              f"NumPy NorMuon {worst:.2e}", file=sys.stderr)
+        self.assertEqual(sorted(set(axes)), [0, 1])  # q/k/v on columns, o_proj and gate on rows
+        self.assertGreaterEqual(len(axes), 10)
+
     def test_generated_muon_equals_runtime_and_reference(self):
         path, plan, out = compile_model(LLAMA, "muon")
         lib = Library(path)
