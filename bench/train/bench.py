@@ -227,6 +227,7 @@ def train_run(spec):
             t0 = time.time()
         if s == steps:
             break
+        spec["_step"] = s  # run_job reports the step a fault happened at
         f = _lr_factor(s, steps, spec["warmup_frac"])
         for o in opts:
             for grp in o.param_groups:
@@ -344,7 +345,7 @@ def run_job(spec):
                                           "throughput": throughput_run}[spec["kind"]](spec))
     except Exception as e:  # one failing run must not stop the benchmark
         import traceback
-        return dict(spec_public(spec), kind=spec["kind"], status="error",
+        return dict(spec_public(spec), kind=spec["kind"], status="error", step=spec.get("_step"),
                     reason="%s: %s" % (type(e).__name__, str(e)[:500]),
                     trace=traceback.format_exc()[-1500:])
 
