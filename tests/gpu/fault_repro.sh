@@ -65,7 +65,8 @@ step() { # NAME LIMIT_S LOG CMD...   (rc, seconds, last line kept)
   nvidia-smi -q 2>/dev/null | grep -iE "MPS|Compute Mode|Xid|Retired|Remapp|Pending" | head -8; } > "$OUT/build.log" 2>&1
 
 # 1. build (and the corpus decompressed once, not by every process)
-step build 120 "$OUT/build.log" env OUT="$OUT" TRAINBENCH_BUILD_ONLY=1 bash bench/train/run.sh
+step build 120 "$OUT/build.log" env OUT=/tmp/fault_repro_build TRAINBENCH_BUILD_ONLY=1 bash bench/train/run.sh
+cat /tmp/fault_repro_build/build.log >> "$OUT/build.log" 2>/dev/null
 PKG=$(echo /tmp/symoc-trainbench-pkg/symoc-*)   # unpacked by run.sh: OpenBLAS/LAPACKE
 export LD_LIBRARY_PATH=$PKG/lib:${LD_LIBRARY_PATH:-}
 if ls corpus/*.bin.xz > /dev/null 2>&1 && ! [ -f corpus/train.bin ]; then
@@ -123,6 +124,8 @@ for n in "${ORDER[@]}"; do [ "${RC[$n]}" = 0 ] || fail=1; done
   echo "| step | rc | s | note |"
   echo "| --- | --- | --- | --- |"
   for n in "${ORDER[@]}"; do echo "| $n | ${RC[$n]} | ${SECS[$n]} | ${NOTE[$n]} |"; done
+  echo
+  echo "machine: $(uname -r), $(nvidia-smi --query-gpu=name,driver_version,compute_mode --format=csv,noheader 2>&1 | head -1)"
 } > /tmp/fault_repro_summary.txt
 cat /tmp/fault_repro_summary.txt | tee -a "$OUT/summary.txt"
 exit $fail
