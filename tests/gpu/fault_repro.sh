@@ -11,22 +11,29 @@
 #   bash tests/gpu/fault_repro.sh [OUT]          (OUT defaults to $OUT, else ./out)
 #     1. build   bench/train/run.sh's build (runtime with CUDA, sm_90, + the generated
 #                optimizers against the package), TRAINBENCH_BUILD_ONLY=1
-#     2. memcheck / racecheck / synccheck / initcheck: compute-sanitizer (when present and the
-#                device is supported; gVisor machines refuse it) on `fault_repro.py unit`:
-#                every library's optimizer step alone, REPRO_SAN_STEPS steps (default 2)
-#     3. stress  REPRO_PROCS (default 16) fresh processes training at once for REPRO_STEPS
-#                steps (default 300) or REPRO_SECONDS (default 120) whichever ends first:
-#                llama/gpt2 x symo/auto, with torch AdamW / Muon runs as controls
+#     2. memcheck: compute-sanitizer (when present and the device is supported; gVisor
+#                machines refuse it) on `fault_repro.py unit`: every library's optimizer step
+#                alone, REPRO_SAN_STEPS steps (default 2), every kernel (cuBLAS's too)
+#     3. stress  REPRO_MIX (default 16) fresh processes training at once for REPRO_STEPS
+#                steps (default 300) or REPRO_SECONDS (default 100), whichever ends first:
+#                llama/gpt2 x symo/auto, with torch AdamW / Muon runs as controls; GPU core
+#                dumps on a kernel exception (REPRO_COREDUMP=1, default) read back with
+#                cuda-gdb, and the kernel log's NVRM Xid lines of the stress
+#     4. memcheck-train: memcheck on symoc's own kernels (--kernel-name kns=symoc) inside
+#                REPRO_SAN_TRAIN_STEPS (40) real training steps of llama/symo (batch 8)
+#     5. initcheck, racecheck, synccheck on symoc's kernels in the unit steps
 # Each step runs under its own limit cut to what is left of REPRO_BUDGET_S (default 280 s);
-# REPRO_ONLY="build stress" runs only the named steps. OUT gets build.log, one log per
-# sanitizer tool, stress.json, stress_tails.txt, summary.txt (<= 8 files). A table is printed
-# last. Exit 1 when any step failed or any process faulted.
+# REPRO_ONLY="build stress" runs only the named steps. OUT gets build.log, memcheck.log,
+# memcheck-train.log, checks.log (initcheck, racecheck, synccheck), stress.json,
+# stress_tails.txt (faulted processes' tails, Xid lines, core dump readings), summary.txt.
+# A table is printed last. Exit 1 when any step failed or any process faulted.
 #
 # Validation after the fixes of branch gpufault (the lead's call; ~5 min of device time):
 #   here:  tests/gpu/fault_repro.sh --stage /work/main/.dev-repro PKG.tar.gz
 #   run:   carry [".dev-repro"], timeout_s 300,
 #          command: cd .dev-repro && REPRO_BUDGET_S=285 bash tests/gpu/fault_repro.sh
-#   pass:  every sanitizer line says "0 errors" (or "not run: ..."), stress: 0 faulted.
+#   pass:  every sanitizer row says "0 errors" (or "not run: ..."), stress: 0 faulted.
+#   a fault: stress_tails.txt says which kernel (core dump) or which Xid (kernel log) it was.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -73,46 +80,85 @@ if ls corpus/*.bin.xz > /dev/null 2>&1 && ! [ -f corpus/train.bin ]; then
   for f in corpus/*.bin.xz; do xz -dkf "$f"; done
 fi
 
-# 2. compute-sanitizer on the optimizer steps alone
+# 2-4. compute-sanitizer (memcheck on everything the optimizer step launches, cuBLAS included;
+# the other tools and the training run on symoc's own kernels only, --kernel-name kns=symoc:
+# torch's and cuBLAS's kernels then run uninstrumented at full speed)
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null | head -1)
-for tool in memcheck racecheck synccheck initcheck; do
-  log="$OUT/$tool.log"
+san() { # NAME LOG LIMIT TOOL [SANITIZER OPTIONS...] -- COMMAND...   (LOG in OUT, appended)
+  local name=$1 log="$OUT/$2.log" lim=$3 tool=$4; shift 4
+  local opts=()
+  while [ "$1" != "--" ]; do opts+=("$1"); shift; done; shift
+  if [ -n "${REPRO_ONLY:-}" ] && [[ " $REPRO_ONLY " != *" $name "* ]]; then return 0; fi
   if [ -z "$SAN" ]; then
-    ORDER+=("$tool"); RC[$tool]=0; SECS[$tool]=0; NOTE[$tool]="not run: no compute-sanitizer (PATH, /usr/local/cuda/bin)"
-    continue
+    ORDER+=("$name"); RC[$name]=0; SECS[$name]=0; NOTE[$name]="not run: no compute-sanitizer (PATH, /usr/local/cuda/bin)"
+    return 0
   fi
-  extra=()
-  [ "$tool" = memcheck ] && extra=(--leak-check no)
-  [ "$tool" = initcheck ] && extra=(--track-unused-memory no)
-  case $tool in memcheck) lim=50 ;; racecheck) lim=40 ;; *) lim=30 ;; esac
-  step "$tool" $lim "$log" "$SAN" --tool "$tool" "${extra[@]}" --error-exitcode 99 --print-limit 20 \
-    --target-processes all $PY tests/gpu/fault_repro.py unit --stage . --steps "${REPRO_SAN_STEPS:-2}"
-  if [ -f "$log" ] && [ -n "${RC[$tool]:-}" ]; then
-    if grep -q "Device not supported\|error 999\|Unable to find injection" "$log"; then
-      NOTE[$tool]="not run: $(grep -m1 -o 'Device not supported\|error 999\|Unable to find injection.*' "$log") (gVisor?)"
-      RC[$tool]=0
-    else
-      s=$(grep -m1 -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log")
-      [ -n "$s" ] && NOTE[$tool]="$s; $(grep -c '^unit .*ok' "$log") libraries ok"
-    fi
+  step "$name" "$lim" "$log" "$SAN" --tool "$tool" "${opts[@]}" --error-exitcode 99 --print-limit 20 \
+    --target-processes all "$@"
+  [ -f "$log" ] || return 0
+  if grep -q "Device not supported\|error 999\|Unable to find injection" "$log"; then
+    NOTE[$name]="not run: $(grep -m1 -o 'Device not supported\|error 999\|Unable to find injection.*' "$log") (gVisor?)"
+    RC[$name]=0
+  else
+    local s; s=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | tail -1)
+    [ -n "$s" ] && NOTE[$name]="$s; $(grep -c '^unit .*ok\|"status": "ok"' "$log") run(s) ok"
   fi
-done
+}
+UNIT=($PY tests/gpu/fault_repro.py unit --stage . --steps "${REPRO_SAN_STEPS:-2}")
+san memcheck memcheck 50 memcheck --leak-check no -- "${UNIT[@]}"
 
-# 3. the concurrent stress (fresh processes; torch-only controls)
+# 5. the concurrent stress (fresh processes; torch-only controls). A kernel exception in a
+# process writes a GPU core dump (CUDA_ENABLE_COREDUMP_ON_EXCEPTION, small: no memory
+# contents) that cuda-gdb reads back: the faulting kernel and the exception. A context the
+# driver kills without one (a context-switch timeout, Xid 109, under time-slicing of 16
+# contexts) leaves no dump but an NVRM Xid line in the kernel log (read here when readable).
 MIX=${REPRO_MIX:-llama/symoc-symo:4,llama/symoc-auto:3,gpt2/symoc-symo:3,gpt2/symoc-auto:3,llama/muon:1,gpt2/muon:1,llama/adamw:1}
 procs=$(echo "$MIX" | tr ',' '\n' | awk -F: '{n+=($2==""?1:$2)} END {print n}')
 if [ -n "${REPRO_PROCS:-}" ] && [ "$REPRO_PROCS" != "$procs" ]; then
   echo "fault_repro.sh: REPRO_PROCS=$REPRO_PROCS but REPRO_MIX has $procs processes; set REPRO_MIX"; fi
+CORES=/tmp/fault_repro_cores; rm -rf $CORES; mkdir -p $CORES
+xid_before=$(dmesg 2>/dev/null | grep -c "NVRM: Xid")
 left=$(( DEADLINE - $(date +%s) - 40 ))
-secs=${REPRO_SECONDS:-120}; [ "$secs" -gt "$left" ] && secs=$left
-step stress $(( secs + 40 )) "$OUT/summary.txt" $PY tests/gpu/fault_repro.py stress --stage . --mix "$MIX" \
-  --steps "${REPRO_STEPS:-300}" --seconds "$secs" --out /tmp/fault_repro_stress
+secs=${REPRO_SECONDS:-100}; [ "$secs" -gt "$left" ] && secs=$left
+if [ "${REPRO_COREDUMP:-1}" = 1 ]; then
+  step stress $(( secs + 40 )) "$OUT/summary.txt" env CUDA_ENABLE_COREDUMP_ON_EXCEPTION=1 \
+    CUDA_ENABLE_CPU_COREDUMP_ON_EXCEPTION=0 CUDA_ENABLE_LIGHTWEIGHT_COREDUMP=1 \
+    CUDA_COREDUMP_GENERATION_FLAGS=skip_nonrelocated_elf_images,skip_global_memory,skip_shared_memory,skip_local_memory \
+    CUDA_COREDUMP_FILE="$CORES/core_%p.nvcudmp" \
+    $PY tests/gpu/fault_repro.py stress --stage . --mix "$MIX" --steps "${REPRO_STEPS:-300}" --seconds "$secs" \
+    --out /tmp/fault_repro_stress
+else
+  step stress $(( secs + 40 )) "$OUT/summary.txt" $PY tests/gpu/fault_repro.py stress --stage . --mix "$MIX" \
+    --steps "${REPRO_STEPS:-300}" --seconds "$secs" --out /tmp/fault_repro_stress
+fi
 cp /tmp/fault_repro_stress/stress.json "$OUT/" 2>/dev/null
-for f in /tmp/fault_repro_stress/stress_*.log; do
-  [ -f "$f" ] || continue
-  if ! grep -q '"status": "ok"\|"status": "truncated"' "$f"; then echo "=== $f"; tail -25 "$f"; fi
-done > "$OUT/stress_tails.txt" 2>&1
+{
+  for f in /tmp/fault_repro_stress/stress_*.log; do
+    [ -f "$f" ] || continue
+    if ! grep -q '"status": "ok"\|"status": "truncated"' "$f"; then echo "=== $f"; tail -25 "$f"; fi
+  done
+  xids=$(dmesg 2>/dev/null | grep "NVRM: Xid" | tail -n +$(( xid_before + 1 )))
+  [ -n "$xids" ] && { echo "=== NVRM Xid lines during the stress"; echo "$xids" | tail -20; }
+  for c in $CORES/core_*; do
+    [ -f "$c" ] || continue
+    echo "=== GPU core dump $c"
+    timeout 60 cuda-gdb -batch -ex "target cudacore $c" -ex "info cuda kernels" -ex "bt 8" 2>&1 | grep -v '^\s*$' | head -40
+  done
+} > "$OUT/stress_tails.txt" 2>&1
 [ -s "$OUT/stress_tails.txt" ] || rm -f "$OUT/stress_tails.txt"
+if [ -n "${RC[stress]:-}" ]; then
+  n_core=$(ls $CORES 2>/dev/null | wc -l)
+  n_xid=$(( $(dmesg 2>/dev/null | grep -c "NVRM: Xid") - xid_before ))
+  dmesg > /dev/null 2>&1 || n_xid="? (dmesg not readable)"
+  NOTE[stress]="${NOTE[stress]}; GPU core dumps: $n_core; new Xid lines: $n_xid"
+fi
+
+# 6. symoc's kernels checked inside real training steps, then the other tools on the unit
+san memcheck-train memcheck-train 60 memcheck --leak-check no --kernel-name kns=symoc -- \
+  $PY tests/gpu/fault_repro.py one --stage . --model llama --policy symoc-symo --steps "${REPRO_SAN_TRAIN_STEPS:-40}" --batch 8
+san initcheck checks 30 initcheck --kernel-name kns=symoc -- "${UNIT[@]}"
+san racecheck checks 40 racecheck --kernel-name kns=symoc -- "${UNIT[@]}"
+san synccheck checks 30 synccheck --kernel-name kns=symoc -- "${UNIT[@]}"
 
 # summary (the stress table, then one row per step)
 fail=0
