@@ -112,6 +112,7 @@ san memcheck memcheck 50 memcheck --leak-check no -- "${UNIT[@]}"
 # contents) that cuda-gdb reads back: the faulting kernel and the exception. A context the
 # driver kills without one (a context-switch timeout, Xid 109, under time-slicing of 16
 # contexts) leaves no dump but an NVRM Xid line in the kernel log (read here when readable).
+# skip_abort: the process goes on to report its CUDA error (the table keeps the text).
 MIX=${REPRO_MIX:-llama/symoc-symo:4,llama/symoc-auto:3,gpt2/symoc-symo:3,gpt2/symoc-auto:3,llama/muon:1,gpt2/muon:1,llama/adamw:1}
 procs=$(echo "$MIX" | tr ',' '\n' | awk -F: '{n+=($2==""?1:$2)} END {print n}')
 if [ -n "${REPRO_PROCS:-}" ] && [ "$REPRO_PROCS" != "$procs" ]; then
@@ -123,7 +124,7 @@ secs=${REPRO_SECONDS:-100}; [ "$secs" -gt "$left" ] && secs=$left
 if [ "${REPRO_COREDUMP:-1}" = 1 ]; then
   step stress $(( secs + 40 )) "$OUT/summary.txt" env CUDA_ENABLE_COREDUMP_ON_EXCEPTION=1 \
     CUDA_ENABLE_CPU_COREDUMP_ON_EXCEPTION=0 CUDA_ENABLE_LIGHTWEIGHT_COREDUMP=1 \
-    CUDA_COREDUMP_GENERATION_FLAGS=skip_nonrelocated_elf_images,skip_global_memory,skip_shared_memory,skip_local_memory \
+    CUDA_COREDUMP_GENERATION_FLAGS=skip_nonrelocated_elf_images,skip_global_memory,skip_shared_memory,skip_local_memory,skip_abort \
     CUDA_COREDUMP_FILE="$CORES/core_%p.nvcudmp" \
     $PY tests/gpu/fault_repro.py stress --stage . --mix "$MIX" --steps "${REPRO_STEPS:-300}" --seconds "$secs" \
     --out /tmp/fault_repro_stress
