@@ -34,6 +34,8 @@
 #          command: cd .dev-repro && REPRO_BUDGET_S=285 bash tests/gpu/fault_repro.sh
 #   pass:  every sanitizer row says "0 errors" (or "not run: ..."), stress: 0 faulted.
 #   a fault: stress_tails.txt says which kernel (core dump) or which Xid (kernel log) it was.
+#   A/B:   SYMOC_CUDA_NS_LT=0 (no cuBLASLt in the Newton-Schulz plans) is inherited by every
+#          process; REPRO_MIX=llama/muon:8,llama/adamw:8 runs torch alone.
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 

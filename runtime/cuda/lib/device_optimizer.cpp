@@ -473,9 +473,7 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     for (const symoc::cuda::Shape &sh : m.rules->polar_shapes()) shapes.push_back(sh);
   }
   if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups and the gauged Muon blocks
-    symoc::cuda::NsTuning tune; // SYMOC_CUDA_NS=gram: Gram Newton-Schulz for rectangular groups; standard: none
-    if (ns_env && std::string(ns_env) == "gram") tune.gram_min_aspect = symoc::cuda::kGramNsMinAspect;
-    if (ns_env && std::string(ns_env) == "standard") tune.gram_min_aspect = 0;
+    const symoc::cuda::NsTuning tune = ns_tuning_from_env();
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                                 5, tune);
     m.ns_ws_bytes = m.ns_plan->workspace_bytes();
