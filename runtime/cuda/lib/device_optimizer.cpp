@@ -131,6 +131,10 @@ struct DeviceOptimizer::Impl {
   std::vector<void *> pin_raw;   // per param: pinned copy of the device bytes
   std::vector<float *> pin_f32;  // per param: float32 view (== pin_raw for f32)
   std::vector<uint8_t> pin_bf16; // dtype the pinned buffers were made for
+  // Recorded after the last step's uploads from the pinned buffers, which run on that step's
+  // stream after step() returns: the next host step waits on it before it rewrites them (its
+  // own stream may be another, where stream order would not protect them).
+  cudaEvent_t pin_uploaded = nullptr;
   std::vector<int32_t> subset_scratch;
   std::vector<StepArgs> args; // per group, this step's launch arguments
   StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
@@ -158,6 +162,7 @@ DeviceOptimizer::Impl::~Impl() {
   engine.reset();
   cudaFree(ns_ws);
   cudaFree(cnt.flag), cudaFree(cnt.t), cudaFree(cnt.skips), cudaFree(cnt.total);
+  if (pin_uploaded) cudaEventDestroy(pin_uploaded);
   for (size_t i = 0; i < pin_raw.size(); ++i) {
     if (pin_raw[i]) cudaFreeHost(pin_raw[i]);
     if (pin_f32[i] && pin_f32[i] != pin_raw[i]) cudaFreeHost(pin_f32[i]);
@@ -374,6 +379,7 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
                 "', which runs on the host; a step with it cannot be captured in a CUDA graph");
   const size_t np = params.size();
   if (pin_raw.empty()) pin_raw.assign(2 * np, nullptr), pin_f32.assign(2 * np, nullptr), pin_bf16.assign(2 * np, 0);
+  if (pin_uploaded) check(cudaEventSynchronize(pin_uploaded), "cudaEventSynchronize");
   std::vector<float *> hw(np, nullptr), hg(np, nullptr);
   auto stage = [&](size_t slot, int p, const void *src, bool bf) -> float * {
     const size_t n = size_t(params[size_t(p)].rows * params[size_t(p)].cols);
@@ -428,6 +434,8 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
       }
       check(cudaMemcpyAsync(w[p], pin_raw[p], n * (pin_bf16[p] ? 2 : 4), cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
     }
+  if (!pin_uploaded) check(cudaEventCreateWithFlags(&pin_uploaded, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventRecord(pin_uploaded, s), "cudaEventRecord");
 }
 
 DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const BlockDesc *blocks, int nblocks, int device,
@@ -655,6 +663,8 @@ void DeviceOptimizer::import_from(const State &cst) {
   check(cudaMemcpy(m.cnt.skips, skips.data(), sizeof(int64_t) * np, cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(m.cnt.total, &zero, sizeof zero, cudaMemcpyHostToDevice), "upload");
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * nb), "cudaMemset");
+  // Legacy-stream memsets and uploads: complete before a step on a non-blocking stream.
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 }
 
 void DeviceOptimizer::zero() {
@@ -667,6 +677,7 @@ void DeviceOptimizer::zero() {
   check(cudaMemset(m.cnt.t, 0, sizeof(int64_t) * m.blocks.size()), "cudaMemset");
   check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * m.params.size()), "cudaMemset");
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * m.blocks.size()), "cudaMemset");
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // as in import_from
 }
 
 int64_t DeviceOptimizer::skipped() const {

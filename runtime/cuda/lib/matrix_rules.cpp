@@ -639,6 +639,10 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
   g.allocs.push_back(p), g.d_chunks = static_cast<Chunk *>(p);
   check(cudaMemcpy(g.d_slots, g.slots.data(), sizeof(Slot) * g.slots.size(), cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(g.d_chunks, g.chunks.data(), sizeof(Chunk) * g.chunks.size(), cudaMemcpyHostToDevice), "upload");
+  // The zeroing and uploads above run on the legacy default stream, and a pageable upload may
+  // still be in flight when cudaMemcpy returns: neither is ordered before the caller's stream
+  // when that stream is non-blocking (torch.cuda.Stream()). Done before the first kernel.
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   g.ready = true;
 }
 
