@@ -20,7 +20,9 @@ Phases of `run` (bench/README.md has the protocol and its reasons):
   4. seeds: each (model, policy) at the grid's best lr (lowest final val loss) for
      --steps with seeds 1..--seeds.
 Phases 3 and 4 share one pool of K worker processes on the one GPU: a (model, policy)'s seed
-runs start as soon as its grid is done. --budget-s bounds the whole run: no run starts past
+runs start as soon as its grid is done. A worker whose run ended in an error is replaced by a
+fresh process (a CUDA fault poisons its process), and a run lost to a device fault is retried
+once; faults are recorded in results.json ("faults") and the report. --budget-s bounds the whole run: no run starts past
 it, and a running one stops there (recorded as truncated).
 """
 import argparse
