@@ -117,6 +117,7 @@ struct DeviceOptimizer::Impl {
   Counters cnt{};
   cublasHandle_t blas = nullptr;
   void *blas_ws = nullptr;
+  size_t blas_ws_bytes = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
   // Muon's Newton-Schulz: gpumatrix's NewtonSchulzPlan over every Muon group at once (shape
   // banks across groups; default), or this library's own cuBLAS loop (SYMOC_CUDA_NS=own).
   bool ns_matrix = true;
@@ -342,6 +343,10 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
     launch_muon_momentum(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.X, gr.partial, s);
     launch_muon_normalize(gr.d_chunks, nc, gr.d_first, gr.muon, gr.X, gr.partial, gr.slots[0].n, s);
     uint16_t *O = nullptr;
+    // cublasSetStream resets the handle's workspace to cuBLAS's pool (allocations, no graph
+    // capture): the fixed one goes back after it, as Engine::bind does.
+    check(cublasSetStream(blas, s), "cublasSetStream");
+    check(cublasSetWorkspace(blas, blas_ws, blas_ws_bytes), "cublasSetWorkspace");
     check(newton_schulz_batched(blas, s, gr.X, gr.Y, gr.A, gr.B, gr.mats, gr.sub_rows, gr.muon.cols, 5, &O),
           "Newton-Schulz");
     launch_muon_apply(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, O, s);
@@ -490,9 +495,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   }
   if (muon && !m.ns_matrix) { // the own Newton-Schulz loop (SYMOC_CUDA_NS=own)
     check(cublasCreate(&m.blas), "cublasCreate");
-    const size_t ws = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
-    check(cudaMalloc(&m.blas_ws, ws), "cudaMalloc");
-    check(cublasSetWorkspace(m.blas, m.blas_ws, ws), "cublasSetWorkspace");
+    check(cudaMalloc(&m.blas_ws, m.blas_ws_bytes), "cudaMalloc");
+    check(cublasSetWorkspace(m.blas, m.blas_ws, m.blas_ws_bytes), "cublasSetWorkspace");
   }
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 }
