@@ -201,8 +201,17 @@ def render(res, plots_dir=None, plot_prefix=""):
             s["model"], s["policy"], s["lr"], s.get("seed"), s["reason"]) for s in sk[:20]) +
             (" and %d more" % (len(sk) - 20) if len(sk) > 20 else ""))
         L.append("")
+    faults = res.get("faults") or []
+    if faults:
+        L.append("Device faults (each faulted run was retried once in a fresh process; "
+                 "`faults` in results.json): " + "; ".join(
+                     "%s/%s lr %g seed %s %s attempt %d at step %s (%.0f s): %s" % (
+                         f["model"], f["policy"], f["lr"], f.get("seed"), f.get("phase", f["kind"]),
+                         f.get("attempt", 1), f.get("step"), f.get("at_s", 0),
+                         (f.get("reason") or "").split("\n")[0][:120]) for f in faults))
+        L.append("")
     errs = [r for r in res["grid"] + res["runs"] + res["timing"]
-            if r.get("status") in ("error", "skipped")]
+            if r.get("status") in ("error", "skipped", "died")]
     if errs:
         L.append("Errors and skips: " + "; ".join(sorted({"%s/%s: %s" % (
             r.get("model"), r.get("policy"), r.get("reason", "")[:160]) for r in errs})))

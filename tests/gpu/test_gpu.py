@@ -388,6 +388,34 @@ def check_roundtrip(lib, tag="roundtrip"):
            % (exact, same_blob, cross))
 
 
+def check_stream(lib, tag="stream"):
+    """Steps on a non-blocking side stream (torch.cuda.Stream()) from the very first one, when
+    the state is allocated and zeroed, and after load_state_dict: == the same steps on the
+    default stream, bitwise. The backend zeroes and uploads its tables on the legacy stream,
+    which a non-blocking stream does not wait for; the first step must see them complete."""
+    W = init_weights(lib, 11)
+    G = grads(lib, 11, 4)
+    oa, pa = make(lib, W, DEV)
+    run(oa, pa, G)
+    side = torch.cuda.Stream()
+    ob, pb = make(lib, W, DEV)
+    with torch.cuda.stream(side):
+        run(ob, pb, G)
+    side.synchronize()
+    first = all(torch.equal(pa[n].detach(), pb[n].detach()) for n in pa)
+    oc, pc = make(lib, W, DEV)
+    run(oc, pc, G[:2])
+    sd = oc.state_dict()
+    od, pd = make(lib, {n: pc[n].detach().cpu() for n in pc}, DEV)
+    with torch.cuda.stream(side):
+        od.load_state_dict(sd)
+        run(od, pd, G[2:])
+    side.synchronize()
+    loaded = all(torch.equal(pa[n].detach(), pd[n].detach()) for n in pa)
+    report(tag, first and loaded, "4 steps on a side stream == default stream bitwise: %s; after "
+           "load_state_dict there: %s" % (first, loaded))
+
+
 def check_bf16(lib):
     W = {n: w.bfloat16() for n, w in init_weights(lib, 6).items()}
     G = [{n: g.bfloat16() for n, g in gk.items()} for gk in grads(lib, 6, 3)]
@@ -527,6 +555,7 @@ def main():
              ("torch_muon", lambda: check_torch_muon(by_policy["gpt2_muon"])),
              ("nonfinite", lambda: check_nonfinite(by_policy["gpt2_muon"])),
              ("roundtrip", lambda: check_roundtrip(by_policy["gpt2_muon"])),
+             ("stream", lambda: check_stream(by_policy["gpt2_muon"])),
              ("bf16", lambda: check_bf16(by_policy["gpt2_adamw"])),
              ("subset", lambda: check_subset(by_policy["gpt2_muon"])),
              ("graph.adamw", lambda: check_graph(by_policy["gpt2_adamw"], "adamw")),
@@ -535,7 +564,8 @@ def main():
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):
         out = [("state.%s" % t, lambda: check_state(lib, t)),
-               ("roundtrip.%s" % t, lambda: check_roundtrip(lib, "roundtrip.%s" % t))]
+               ("roundtrip.%s" % t, lambda: check_roundtrip(lib, "roundtrip.%s" % t)),
+               ("stream.%s" % t, lambda: check_stream(lib, "stream.%s" % t))]
         # With roots every F > 1 steps, the device schedules refreshes by step calls (a non-finite
         # skip shifts it against the CPU's count of taken steps) and a captured graph replays
         # the captured step's choice: neither check applies (docs/testing.md).

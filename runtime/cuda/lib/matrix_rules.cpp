@@ -118,6 +118,16 @@ template <class T> T *dmalloc(size_t n, int64_t &bytes) {
 
 } // namespace
 
+mx::NsTuning ns_tuning_from_env() {
+  mx::NsTuning t;
+  const char *ns = std::getenv("SYMOC_CUDA_NS");
+  if (ns && std::string(ns) == "gram") t.gram_min_aspect = mx::kGramNsMinAspect;
+  if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
+  const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
+  if (lt && std::string(lt) == "0") t.lt = false;
+  return t;
+}
+
 // A class of equal runs of a Symo group: every block's runs of this length and kind, as one
 // strided batch of K = blocks x runs matrices (len x T, T the stacked width).
 struct RunClass {
@@ -505,7 +515,8 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
         }
       }
       if (!ns_shapes.empty()) {
-        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps);
+        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps,
+                                                      ns_tuning_from_env());
         g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
         g.ns_groups.resize(ns_shapes.size());
       }
@@ -647,6 +658,10 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
   g.allocs.push_back(p), g.d_chunks = static_cast<Chunk *>(p);
   check(cudaMemcpy(g.d_slots, g.slots.data(), sizeof(Slot) * g.slots.size(), cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(g.d_chunks, g.chunks.data(), sizeof(Chunk) * g.chunks.size(), cudaMemcpyHostToDevice), "upload");
+  // The zeroing and uploads above run on the legacy default stream, and a pageable upload may
+  // still be in flight when cudaMemcpy returns: neither is ordered before the caller's stream
+  // when that stream is non-blocking (torch.cuda.Stream()). Done before the first kernel.
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   g.ready = true;
 }
 

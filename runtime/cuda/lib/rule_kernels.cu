@@ -178,75 +178,89 @@ __global__ void line_scale_kernel(const __grid_constant__ StepArgs a, const Chun
   }
 }
 
-__global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols, float *P, int unpack, float s1,
+// The kernels below take one matrix (entry) per blockIdx.y and loop over the rest: a launch
+// covers n of them with gridDim.y = min(n, kMaxGridY) (Symo's Z2 runs give n = blocks x side
+// length, which can pass CUDA's 65535 limit on gridDim.y).
+__global__ void pack_kernel(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int unpack, float s1,
                             float s2) {
-  const PackEntry e = entries[blockIdx.y];
-  const int64_t total = rows * e.ncols;
-  float *p = P + e.e * rows * cols + e.col0;
-  // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
-  const bool by_row = e.sc == 1;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = by_row ? k / e.ncols : k % rows, j = by_row ? k % e.ncols : k / rows;
-    float *src = e.ptr + r * e.sr + j * e.sc;
-    if (unpack) *src = (p[r * cols + j] * s1) * s2;
-    else p[r * cols + j] = *src;
+  for (int y = blockIdx.y; y < n; y += gridDim.y) {
+    const PackEntry e = entries[y];
+    const int64_t total = rows * e.ncols;
+    float *p = P + e.e * rows * cols + e.col0;
+    // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
+    const bool by_row = e.sc == 1;
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+      const int64_t r = by_row ? k / e.ncols : k % rows, j = by_row ? k % e.ncols : k / rows;
+      float *src = e.ptr + r * e.sr + j * e.sc;
+      if (unpack) *src = (p[r * cols + j] * s1) * s2;
+      else p[r * cols + j] = *src;
+    }
   }
 }
 
-__global__ void bias_scale_kernel(const Slot *slots, Counters c, const float *C, float *H, int per, int np,
+__global__ void bias_scale_kernel(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np,
                                   int64_t len, float beta2) {
-  const int i = blockIdx.y;
-  const double t = double(c.t[slots[(i / per) * np].block] + 1);
-  const double bc = 1.0 - pow(double(beta2), t);
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
-    H[int64_t(i) * len + k] = float(double(C[int64_t(i) * len + k]) / bc);
-}
-
-__global__ void add_rows_kernel(float *Q, const float *v, int64_t rows, int64_t cols) {
-  const int64_t e = blockIdx.y, total = rows * cols;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x)
-    Q[e * total + k] += v[e * cols + k % cols];
-}
-
-__global__ void center_keep_kernel(float *P, float *mu, int64_t rows, int64_t cols) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, e = blockIdx.y;
-  if (j >= cols) return;
-  float *p = P + e * rows * cols + j;
-  double s = 0;
-  for (int64_t i = 0; i < rows; ++i) s += p[i * cols];
-  const float m = float(s / double(rows));
-  mu[e * cols + j] = m;
-  for (int64_t i = 0; i < rows; ++i) p[i * cols] = p[i * cols] - m;
-}
-
-__global__ void s_fix_kernel(float *Q, const float *mu, int64_t rows, int64_t cols, float s1, float eps, int zero) {
-  const int64_t e = blockIdx.y, j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const float *m = mu + e * cols;
-  double acc = 0;
-  for (int64_t k = threadIdx.x; k < cols; k += blockDim.x) acc += double(m[k]) * m[k];
-  const double m2 = block_sum(acc);
-  if (j >= cols) return;
-  const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
-  float *q = Q + e * rows * cols + j;
-  double cm = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    const float v = zero ? 0.f : q[i * cols] * s1;
-    q[i * cols] = v;
-    cm += v;
+  for (int i = blockIdx.y; i < n; i += gridDim.y) {
+    const double t = double(c.t[slots[(i / per) * np].block] + 1);
+    const double bc = 1.0 - pow(double(beta2), t);
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+      H[int64_t(i) * len + k] = float(double(C[int64_t(i) * len + k]) / bc);
   }
-  cm /= double(rows);
-  const float add = float(double(m[j]) * scale - cm);
-  for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+}
+
+__global__ void add_rows_kernel(float *Q, const float *v, int n, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y)
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x)
+      Q[e * total + k] += v[e * cols + k % cols];
+}
+
+__global__ void center_keep_kernel(float *P, float *mu, int n, int64_t rows, int64_t cols) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= cols) return;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) {
+    float *p = P + e * rows * cols + j;
+    double s = 0;
+    for (int64_t i = 0; i < rows; ++i) s += p[i * cols];
+    const float m = float(s / double(rows));
+    mu[e * cols + j] = m;
+    for (int64_t i = 0; i < rows; ++i) p[i * cols] = p[i * cols] - m;
+  }
+}
+
+__global__ void s_fix_kernel(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps,
+                             int zero) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) { // uniform over the block: block_sum inside
+    const float *m = mu + e * cols;
+    double acc = 0;
+    for (int64_t k = threadIdx.x; k < cols; k += blockDim.x) acc += double(m[k]) * m[k];
+    const double m2 = block_sum(acc);
+    if (j >= cols) continue;
+    const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
+    float *q = Q + e * rows * cols + j;
+    double cm = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float v = zero ? 0.f : q[i * cols] * s1;
+      q[i * cols] = v;
+      cm += v;
+    }
+    cm /= double(rows);
+    const float add = float(double(m[j]) * scale - cm);
+    for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+  }
 }
 
 __global__ void masked_axpby_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c, float *dst,
-                                    const float *src, int64_t len, float beta, int copy, int per, int np) {
-  const int i = blockIdx.y, sl = (i / per) * np;
-  if (!m.on[sl] || c.flag[slots[sl].block]) return;
-  float *d = dst + int64_t(i) * len;
-  const float *s = src + int64_t(i) * len;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
-    d[k] = copy ? s[k] : beta * d[k] + s[k];
+                                    const float *src, int n, int64_t len, float beta, int copy, int per, int np) {
+  for (int i = blockIdx.y; i < n; i += gridDim.y) {
+    const int sl = (i / per) * np;
+    if (!m.on[sl] || c.flag[slots[sl].block]) continue;
+    float *d = dst + int64_t(i) * len;
+    const float *s = src + int64_t(i) * len;
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+      d[k] = copy ? s[k] : beta * d[k] + s[k];
+  }
 }
 
 __global__ void gauge_rescale_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int np,
@@ -379,6 +393,7 @@ __global__ void two_sided_kernel(const __grid_constant__ StepArgs a, const Slot 
 }
 
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 1024)); }
+unsigned gy(int n) { return unsigned(grid_y_for(n)); }
 
 } // namespace
 
@@ -393,34 +408,34 @@ void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
 void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
                  cudaStream_t s) {
   if (n && rows * cols)
-    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, P, 0, 1.f, 1.f);
+    pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, P, 0, 1.f, 1.f);
 }
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
                    int64_t max_cols, cudaStream_t s) {
   if (n && rows * cols)
-    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, const_cast<float *>(P),
-                                                                             1, s1, s2);
+    pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, const_cast<float *>(P), 1,
+                                                                       s1, s2);
 }
 void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,
                        float beta2, cudaStream_t s) {
-  if (n && len) bias_scale_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(slots, c, C, H, per, np, len, beta2);
+  if (n && len) bias_scale_kernel<<<dim3(grid_for(len), gy(n)), 256, 0, s>>>(slots, c, C, H, n, per, np, len, beta2);
 }
 void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s) {
-  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(Q, v, rows, cols);
+  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), gy(n)), 256, 0, s>>>(Q, v, n, rows, cols);
 }
 void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s) {
-  if (n && cols) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(P, mu, rows, cols);
+  if (n && cols) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(P, mu, n, rows, cols);
 }
 void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
                   cudaStream_t s) {
   if (n && cols)
-    s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(Q, mu, rows, cols, s1, eps, zero ? 1 : 0);
+    s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(Q, mu, n, rows, cols, s1, eps, zero ? 1 : 0);
 }
 void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
                          float beta, bool copy, cudaStream_t s, int n, int per, int np) {
   if (n < 0) n = m.n;
   if (n && len)
-    masked_axpby_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0,
+    masked_axpby_kernel<<<dim3(grid_for(len), gy(n)), 256, 0, s>>>(m, slots, c, dst, src, n, len, beta, copy ? 1 : 0,
                                                                          per, np);
 }
 void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const PairDesc *pairs, int npd, int nblocks,
