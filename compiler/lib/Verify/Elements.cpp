@@ -457,9 +457,14 @@ Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng, const Round
     return drawBase(name, n, rng, {}, cover);
   HeadsGroup h = readHeads(group, n);
   std::vector<int64_t> src = drawOuter(h, rng, cover);
+  // Inner elements per source head: head h's sign slots stay head h's in every
+  // round, wherever the outer permutation takes it.
+  std::vector<Matrix> inner;
+  for (int64_t k = 0; k < h.H; ++k)
+    inner.push_back(drawBase(h.inner, h.d, rng, h.pairs, cover));
   Matrix m(n);
   for (int64_t k = 0; k < h.H; ++k) {
-    Matrix b = drawBase(h.inner, h.d, rng, h.pairs, cover);
+    const Matrix &b = inner[size_t(src[size_t(k)])];
     for (int64_t a = 0; a < h.d; ++a)
       for (int64_t c = 0; c < h.d; ++c)
         m(k * h.d + a, src[size_t(k)] * h.d + c) = b(a, c);
@@ -492,9 +497,12 @@ std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng
     return std::nullopt;
   // As drawElement: the outer permutation, then one inner element per head.
   std::vector<int64_t> src = drawOuter(h, rng, cover);
+  std::vector<Monomial> inner;
+  for (int64_t k = 0; k < h.H; ++k)
+    inner.push_back(*drawMonomialBase(h.inner, h.d, rng, cover));
   Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n))};
   for (int64_t k = 0; k < h.H; ++k) {
-    Monomial b = *drawMonomialBase(h.inner, h.d, rng, cover);
+    const Monomial &b = inner[size_t(src[size_t(k)])];
     for (int64_t a = 0; a < h.d; ++a) {
       m.col[size_t(k * h.d + a)] = src[size_t(k)] * h.d + b.col[size_t(a)];
       m.factor[size_t(k * h.d + a)] = b.factor[size_t(a)];
