@@ -136,14 +136,6 @@ std::vector<int64_t> randomDerangement(int64_t n, Rng &rng) {
   return p;
 }
 
-Matrix permutation(int64_t n, Rng &rng, bool nonIdentity) {
-  Matrix m(n);
-  std::vector<int64_t> p = randomPerm(n, rng, nonIdentity);
-  for (int64_t i = 0; i < n; ++i)
-    m(i, p[size_t(i)]) = 1;
-  return m;
-}
-
 int determinantSign(const Matrix &x) {
   int64_t n = x.n;
   Matrix lu = x;
@@ -197,22 +189,6 @@ Matrix haarOrthogonal(int64_t n, Rng &rng) {
       q(i, j) /= nrm;
   }
   return q;
-}
-
-Matrix positiveDiagonal(int64_t n, Rng &rng) {
-  std::normal_distribution<double> g(0.0, 0.5);
-  Matrix m(n);
-  for (int64_t i = 0; i < n; ++i)
-    m(i, i) = std::exp(g(rng));
-  return m;
-}
-
-Matrix randomGL(int64_t n, Rng &rng) {
-  std::normal_distribution<double> g(0.0, 0.3);
-  Matrix d(n);
-  for (int64_t i = 0; i < n; ++i)
-    d(i, i) = std::exp(g(rng));
-  return multiply(multiply(haarOrthogonal(n, rng), d), haarOrthogonal(n, rng));
 }
 
 Matrix ropeCommutant(int64_t n, const std::vector<std::pair<int64_t, int64_t>> &pairs,

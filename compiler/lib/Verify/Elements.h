@@ -43,15 +43,10 @@ Matrix transposed(const Matrix &x);
 Matrix inverse(const Matrix &x);
 Matrix absolute(const Matrix &x);
 
-Matrix permutation(int64_t n, Rng &rng, bool nonIdentity);
 /// Haar-distributed orthogonal: QR of a Gaussian matrix with R's diagonal made positive.
 Matrix haarOrthogonal(int64_t n, Rng &rng);
 /// The sign of the determinant (+1 or -1; 0 when singular), by LU with partial pivoting.
 int determinantSign(const Matrix &x);
-/// Well-conditioned invertible: O1 diag(exp(N(0, 0.3))) O2.
-Matrix randomGL(int64_t n, Rng &rng);
-/// Positive diagonal exp(N(0, 0.5)).
-Matrix positiveDiagonal(int64_t n, Rng &rng);
 /// Identity except, per pair (i, j), the block [[a, -b], [b, a]] on rows/cols
 /// i, j: a rotation-scaling, which commutes with any rotation of that pair.
 Matrix ropeCommutant(int64_t n, const std::vector<std::pair<int64_t, int64_t>> &pairs,
