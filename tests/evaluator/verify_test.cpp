@@ -781,7 +781,7 @@ TEST(VerifyElements, RoundsFlipEverySignAndMoveEveryCoordinate) {
         for (const auto &[grp, size] : groups) {
           std::vector<vfy::Monomial> els = allRounds(grp, size, count, plan);
           std::string inner = grp.value("inner", grp["name"].get<std::string>());
-          bool signs = vfy::hasSignSlots(grp);
+          bool signs = vfy::hasSeveralSignSlots(grp);
           EXPECT_EQ(signs, inner == "Z2" || inner == "B") << grp.dump();
           if (signs)
             for (int64_t j = 0; j < size; ++j) {
@@ -831,7 +831,7 @@ TEST(VerifyElements, PairsFlipApartAsOftenAsTheCodesPromise) {
 TEST(VerifyElements, RoundsFlipRopePairsAndDeterminants) {
   json rope = {{"name", "rope"}, {"pairs", {{0, 1}, {2, 3}, {4, 5}}}, {"rotation", "sign"},
                {"scale", false}};
-  for (int count = 2; count <= 4; ++count)
+  for (int count = 1; count <= 4; ++count)
     for (uint64_t plan = 0; plan < 30; ++plan) {
       std::vector<int> ropeFlips(3, 0);
       int negO = 0, negGL = 0;
@@ -865,13 +865,17 @@ TEST(VerifyElements, RoundsFlipRopePairsAndDeterminants) {
       for (int k = 0; k < 3; ++k)
         EXPECT_GT(negHeads[size_t(k)], 0) << "head " << k << " plan " << plan;
     }
-  for (const char *g : {"Z2", "B", "O", "GL"})
-    EXPECT_TRUE(vfy::hasSignSlots({{"name", g}})) << g;
-  EXPECT_TRUE(vfy::hasSignSlots(rope));
-  for (const char *g : {"S", "Scale+", "1"})
-    EXPECT_FALSE(vfy::hasSignSlots({{"name", g}})) << g;
+  // One round more where several slots must flip apart; O and GL have one.
+  for (const char *g : {"Z2", "B"})
+    EXPECT_TRUE(vfy::hasSeveralSignSlots({{"name", g}})) << g;
+  EXPECT_TRUE(vfy::hasSeveralSignSlots(rope));
+  EXPECT_TRUE(vfy::hasSeveralSignSlots(headsGroup("S", "O", 3, 3)));
+  EXPECT_TRUE(vfy::hasSeveralSignSlots(headsGroup("1", "GL", 3, 3)));
+  for (const char *g : {"S", "Scale+", "1", "O", "GL"})
+    EXPECT_FALSE(vfy::hasSeveralSignSlots({{"name", g}})) << g;
+  EXPECT_FALSE(vfy::hasSeveralSignSlots(headsGroup("S", "S", 3, 3)));
   rope["rotation"] = "SO2";
-  EXPECT_FALSE(vfy::hasSignSlots(rope));
+  EXPECT_FALSE(vfy::hasSeveralSignSlots(rope));
 }
 
 // Planned rounds keep the monomial and dense draws identical.
@@ -1058,10 +1062,12 @@ TEST(VerifyPlanted, ClaimWrongOnAPairFailsUnlessTheCodesAgree) {
   EXPECT_LE(missed, seeds / 8) << "no worse than three independent coins (1/8)";
 }
 
-// The extra round costs one forward run per batch with sign slots, and none elsewhere.
-TEST(VerifyComposed, ExtraRoundOnlyForBatchesWithSignSlots) {
-  auto m = mlp("Tanh");
-  VerifyReport s = run(m, doc({hiddenClaim("c1", "S")}));
+// The extra round costs one forward run per batch with a claim that has several
+// sign slots, and none elsewhere (O's one slot is covered by the trials' rounds).
+TEST(VerifyComposed, ExtraRoundOnlyForBatchesWithSeveralSignSlots) {
+  auto m = mlp("Identity");
+  VerifyReport s = run(m, doc({hiddenClaim("c1", "GL"), hiddenClaim("c2", "O")}));
+  EXPECT_TRUE(s.ok());
   EXPECT_EQ(s.forwards, 3 * 2 + 1);
   VerifyReport z = run(m, doc({hiddenClaim("c1", "S"), hiddenClaim("c2", "Z2")}));
   EXPECT_TRUE(z.ok());

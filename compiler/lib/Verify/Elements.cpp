@@ -487,19 +487,19 @@ std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng
   return m;
 }
 
-bool hasSignSlots(const nlohmann::json &group) {
+bool hasSeveralSignSlots(const nlohmann::json &group) {
   if (!group.is_object() || !group.contains("name") || !group["name"].is_string())
     return false;
   std::string name = group["name"].get<std::string>();
-  auto signed_ = [](const std::string &g) {
-    return g == "Z2" || g == "B" || g == "O" || g == "GL";
-  };
   if (name == "rope")
     return group.contains("rotation") && group["rotation"] == "sign";
-  if (name == "heads")
-    return group.contains("inner") && group["inner"].is_string() &&
-           signed_(group["inner"].get<std::string>());
-  return signed_(name);
+  if (name == "heads") {
+    std::string inner = group.contains("inner") && group["inner"].is_string()
+                            ? group["inner"].get<std::string>()
+                            : "1";
+    return inner == "Z2" || inner == "B" || inner == "O" || inner == "GL";
+  }
+  return name == "Z2" || name == "B";
 }
 
 std::string describeGroup(const nlohmann::json &group, int64_t n) {

@@ -85,11 +85,13 @@ Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng,
 std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng &rng,
                                      const Rounds *rounds = nullptr);
 
-/// True when the group has sign slots (see Rounds): Z2, B, rope with rotation
-/// "sign", O, GL, and heads with such an inner group. Their codes need one round
-/// more than the trials for two slots to flip apart as often as independent
-/// coins did (1 / (2^(T+1) - 1) < 2^-T).
-bool hasSignSlots(const nlohmann::json &group);
+/// True when the group has several sign slots (see Rounds): Z2, B, rope with
+/// rotation "sign", and heads with an inner group that has sign slots (Z2, B,
+/// O, GL). Their codes get one round more than the T trials, so that two slots
+/// flip apart in some round except with probability 1 / (2^(T+1) - 1), below
+/// the 2^-T of independent coins. O and GL have one slot (the determinant's
+/// sign), which T rounds cover.
+bool hasSeveralSignSlots(const nlohmann::json &group);
 
 /// A uniformly random derangement of n >= 2 (every i moved), the identity for n < 2.
 std::vector<int64_t> randomDerangement(int64_t n, Rng &rng);

@@ -651,8 +651,8 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     std::function<void(Overrides &, Rng &, const Rounds &)> transform;
     ClaimResult result;
     bool failed = false;
-    /// The group has sign slots: the claim is checked on one round more.
-    bool signSlots = false;
+    /// The group has several sign slots: the claim is checked on one round more.
+    bool extraRound = false;
     /// An approximate claim that is not exact at epsilon 0 (the epsilon of a
     /// normalization written out as Add(var, eps) stays) is judged at the
     /// model's epsilon, to the approximate tolerance.
@@ -685,7 +685,7 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   for (size_t i = 0; i < claims.size(); ++i) {
     const Claim &c = claims[i];
     Job j{c, i, transformOf(c), {}};
-    j.signSlots = c.kind == "linear" && hasSignSlots(c.group);
+    j.extraRound = c.kind == "linear" && hasSeveralSignSlots(c.group);
     if (!c.exact && evNoEpsP)
       j.result.relErrAtEpsilon = 0;
     j.atModelEpsilon = !c.exact && !evNoEpsP;
@@ -787,10 +787,10 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
 
   // Element rounds (Rounds in Elements.h): round t on trial t's inputs, and
   // round T (one more than the trials) on the first trial's inputs for the
-  // batches with a claim whose group has sign slots. A claim's rounds share its
-  // plan, so that together they flip every sign slot and move every coordinate.
+  // claims whose group has several sign slots. A claim's rounds share its plan,
+  // so that together they flip every sign slot and move every coordinate.
   const uint64_t kPlanStream = 0x706c616eULL;
-  auto roundsOf = [&](const Job &j) { return opt.trials + (j.signSlots ? 1 : 0); };
+  auto roundsOf = [&](const Job &j) { return opt.trials + (j.extraRound ? 1 : 0); };
 
   for (int t = 0; t < opt.trials; ++t) {
     Rng irng(mix(opt.seed, 0xffff, uint64_t(t)));
@@ -825,13 +825,11 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
       // Batches are formed per round: a claim moved to the model's epsilon in one
       // round is in that batch in the next.
       std::map<std::string, std::vector<size_t>> batches;
+      // The extra round only for the claims that have one.
       for (size_t k = 0; k < jobs.size(); ++k)
-        if (!jobs[k].failed)
+        if (!jobs[k].failed && (round < opt.trials || jobs[k].extraRound))
           batches[batchKey(jobs[k])].push_back(k);
       for (auto &[key, all] : batches) {
-        if (round == opt.trials &&
-            std::none_of(all.begin(), all.end(), [&](size_t k) { return jobs[k].signSlots; }))
-          continue; // the extra round only where some claim has sign slots
         Runner &r = runnerFor(key);
         const Claim *shift = jobs[all[0]].claim.kind == "shift" ? &jobs[all[0]].claim : nullptr;
         double tol = key.rfind("eps|", 0) == 0 || key == "eps" ? opt.approxTol : opt.exactTol;
