@@ -62,7 +62,7 @@ Matrix ropeCommutant(int64_t n, const std::vector<std::pair<int64_t, int64_t>> &
 ///    uniform over the non-zero bit patterns of min(count, 62) bits; round r
 ///    flips the slot when bit r is set. Every slot is flipped in at least one
 ///    round, and two slots flip apart in some round except with probability
-///    1 / (2^count - 1).
+///    1 / (2^count - 1). (Rounds past the 62nd draw independent coins.)
 ///  - permutations (S, B's, heads' outer S and inner S) are derangements in
 ///    round 0: every coordinate (head) is moved; uniform in the other rounds.
 /// Without rounds every element is drawn independently (one fair coin per sign).
