@@ -109,6 +109,15 @@ mx::EigPrecision eig_precision(RKind k) {
   return k == RKind::Symo ? mx::EigPrecision::Float32 : mx::EigPrecision::Float64;
 }
 
+// SYMOC_CUDA_SYMO_AUX=legacy: Symo's packing and S-run kernels as first written (one thread
+// per column down every row; transposed pieces stored uncoalesced) instead of the tiled ones.
+// Same arithmetic (the S-run column sums in double in another order); kept to time the two
+// in one process (bench/gpu/bench_gpu.py) and as the fallback.
+bool symo_aux_legacy() {
+  const char *e = std::getenv("SYMOC_CUDA_SYMO_AUX");
+  return e && std::string(e) == "legacy";
+}
+
 template <class T> T *dmalloc(size_t n, int64_t &bytes) {
   void *p = nullptr;
   check(cudaMalloc(&p, sizeof(T) * std::max<size_t>(n, 1)), "cudaMalloc");
@@ -167,6 +176,7 @@ struct MatrixRules::Group {
   float eps = 1e-8f;
   bool muon_scale = false;
   int ns_steps = 0; // beta2 = 0 runs by Newton-Schulz with this many iterations (0: eigen route)
+  bool legacy_aux = false; // symo_aux_legacy() when the group was made
   // lausu polar
   std::unique_ptr<mx::PolarPlan> polar;
   // shampoo
@@ -369,6 +379,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       g->eps = f("eps", 1e-8);
       g->muon_scale = d.get("muon_scale", 0) != 0;
       g->ns_steps = symo_ns_steps(d);
+      g->legacy_aux = symo_aux_legacy();
       symo_shape(d, params, &g->sdim, &g->tdim, &g->two_sided);
       if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
         const auto [lg, rg] = variant_groups(d);
@@ -687,15 +698,16 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
     return;
   }
   const int64_t T = g.tdim, TT = T * T;
+  const bool lg = g.legacy_aux;
   mx::Workspace ws{g.ws, g.ws_bytes};
   MaskArgs mask{};
   mask.n = int(g.slots.size());
   for (size_t i = 0; i < g.slots.size(); ++i) mask.on[i] = g.args.active[i];
   for (RunClass &c : g.classes) {
     const int64_t d = c.split ? c.len - 1 : c.len;
-    launch_pack(c.d_u, c.nentries, c.len, T, c.PU, c.max_cols, s);
+    launch_pack(c.d_u, c.nentries, c.len, T, c.PU, c.max_cols, s, lg);
     if (g.beta2 == 0.f) {
-      if (c.split) launch_center_keep(c.PU, c.mu, c.K, c.len, T, s);
+      if (c.split) launch_center_keep(c.PU, c.mu, c.K, c.len, T, s, lg);
       if (c.plan)
         c.plan->run(mx::Batch(c.PU, c.K, c.len, T), -0.5, double(d) * double(g.eps), MatFnOptions{}.rcond,
                     mx::Batch(c.Q, c.K, c.len, T), ws, s);
@@ -704,14 +716,14 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
             mx::PolarGroup{mx::Batch(c.PU, c.K, c.len, T), mx::Batch(c.Q, c.K, c.len, T), 1.f};
         continue;
       }
-      if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s);
-      launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+      if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s, lg);
+      launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s, lg);
       continue;
     }
-    if (g.stats_from_g) launch_pack(c.d_g, c.nentries, c.len, T, c.PG, c.max_cols, s);
+    if (g.stats_from_g) launch_pack(c.d_g, c.nentries, c.len, T, c.PG, c.max_cols, s, lg);
     if (c.split) {
-      launch_center_keep(c.PG, c.mu, c.K, c.len, T, s);
-      if (g.stats_from_g) launch_center_keep(c.PU, c.muU, c.K, c.len, T, s);
+      launch_center_keep(c.PG, c.mu, c.K, c.len, T, s, lg);
+      if (g.stats_from_g) launch_center_keep(c.PU, c.muU, c.K, c.len, T, s, lg);
     }
     const int n = c.K * c.nops, per = int(c.offs.size()) * c.nops;
     const mx::Batch Pg(c.PG, c.K, c.len, T), Pu(c.PU, c.K, c.len, T), Q(c.Q, c.K, c.len, T);
@@ -735,15 +747,15 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
                mx::Batch(c.mout, c.K, 1, T), s);
       launch_add_rows(c.Q, c.mout, c.K, c.len, T, s);
     }
-    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s);
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s, lg);
   }
   if (!g.ns) return;
   g.ns->run(g.ns_groups.data(), g.ns_groups.size(), ws, s);
   for (RunClass &c : g.classes) {
     if (c.ns_index < 0) continue;
     const int64_t d = c.split ? c.len - 1 : c.len;
-    if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, false, s);
-    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+    if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, false, s, lg);
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s, lg);
   }
 }
 
