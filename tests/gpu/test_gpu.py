@@ -31,6 +31,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
+  aux.<lib>        Symo's tiled packing / S-run kernels == the first ones (SYMOC_CUDA_SYMO_AUX=
+                   legacy) over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)
 """
 import argparse
 import ctypes
@@ -184,6 +186,50 @@ def check_agree(lib, tag):
         r, n = max(v)
         report("agree.%s.%s.default" % (tag, k), r <= 1e-2, "%.3g (worst %s)" % (r, n),
                "<= 1e-2 (%s eigh)" % ("fp32" if k.startswith("symo") else "fp64"))
+
+
+class symo_aux:
+    """SYMOC_CUDA_SYMO_AUX for the optimizers made inside the block (read when a group is made)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        self.old = os.environ.get("SYMOC_CUDA_SYMO_AUX")
+        os.environ.pop("SYMOC_CUDA_SYMO_AUX", None)
+        if self.value is not None:
+            os.environ["SYMOC_CUDA_SYMO_AUX"] = self.value
+
+    def __exit__(self, *exc):
+        os.environ.pop("SYMOC_CUDA_SYMO_AUX", None)
+        if self.old is not None:
+            os.environ["SYMOC_CUDA_SYMO_AUX"] = self.old
+
+
+def check_aux(lib, tag):
+    """Symo's tiled packing / S-run kernels (default) against the first ones (SYMOC_CUDA_SYMO_AUX=
+    legacy), 4 steps from the same weights and gradients: copies and float arithmetic are the
+    same, only the S runs' fp64 column sums run in another order (a last-bit flip of a mean can
+    move a bf16 Newton-Schulz input by one ulp), so <= 1e-4 of the accumulated update."""
+    W = init_weights(lib, 5)
+    G = grads(lib, 5, 4)
+    out = {}
+    for mode in ("legacy", None):
+        with eig_precision("f64"), symo_aux(mode):
+            o, p = make(lib, W, DEV)
+        run(o, p, G)
+        out[mode] = {n: t.detach().cpu() for n, t in p.items()}
+        del o, p
+    worst, wn, nsym = 0.0, "", 0
+    for n, _, rule in lib.params:
+        if kind(rule) not in ("symo", "symo-coupled"):
+            continue
+        nsym += 1
+        r = rel(out[None][n], out["legacy"][n], out["legacy"][n] - W[n])
+        if r >= worst:
+            worst, wn = r, n
+    report("aux.%s" % tag, nsym > 0 and worst <= 1e-4, "%.3g (worst %s, %d symo parameters)" % (worst, wn, nsym),
+           "<= 1e-4")
 
 
 def parse_state(blob):
@@ -517,6 +563,8 @@ def main():
         # With roots every F > 1 steps, the device schedules refreshes by step calls (a non-finite
         # skip shifts it against the CPU's count of taken steps) and a captured graph replays
         # the captured step's choice: neither check applies (docs/testing.md).
+        if any(kind(r) in ("symo", "symo-coupled") for _, _, r in lib.params):
+            out.append(("aux.%s" % t, lambda: check_aux(lib, t)))
         if not t.endswith("_f3"):
             out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
                     ("graph.%s" % t, lambda: check_graph(lib, t))]

@@ -149,6 +149,17 @@ __global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols
     pack_transposed(e, rows, cols, p, unpack, s1, s2);
     return;
   }
+  if (!legacy && e.sc == 1) { // a row piece: one warp per row, lanes along it (no index division)
+    const int lane = int(threadIdx.x & 31), nw = int(blockDim.x >> 5);
+    for (int64_t r = int64_t(blockIdx.x) * nw + (threadIdx.x >> 5); r < rows; r += int64_t(gridDim.x) * nw) {
+      float *src = e.ptr + r * e.sr, *dst = p + r * cols;
+      for (int64_t j = lane; j < e.ncols; j += 32) {
+        if (unpack) src[j] = (dst[j] * s1) * s2;
+        else dst[j] = src[j];
+      }
+    }
+    return;
+  }
   // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
   const bool by_row = e.sc == 1;
   for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
