@@ -31,8 +31,9 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
-  aux.<lib>        Symo's tiled packing / S-run kernels == the first ones (SYMOC_CUDA_SYMO_AUX=
-                   legacy) over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)
+  aux.<mode>.<lib> Symo's run plumbing (SYMOC_CUDA_SYMO_AUX=direct, the default: views into the
+                   Newton-Schulz plan; tiled: coalesced packing) == the first kernels (legacy)
+                   over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)
 """
 import argparse
 import ctypes
@@ -207,29 +208,32 @@ class symo_aux:
 
 
 def check_aux(lib, tag):
-    """Symo's tiled packing / S-run kernels (default) against the first ones (SYMOC_CUDA_SYMO_AUX=
-    legacy), 4 steps from the same weights and gradients: copies and float arithmetic are the
-    same, only the S runs' fp64 column sums run in another order (a last-bit flip of a mean can
-    move a bf16 Newton-Schulz input by one ulp), so <= 1e-4 of the accumulated update."""
+    """Symo's run plumbing, SYMOC_CUDA_SYMO_AUX=direct (default: views of U and D into the
+    Newton-Schulz plan) and tiled (coalesced packing / S-run kernels), against legacy (the first
+    kernels), 4 steps from the same weights and gradients: copies and float arithmetic are the
+    same, only the S runs' fp64 column sums run in another order and direct scales by s1 s2 at
+    once (a last-bit change can move a bf16 Newton-Schulz input by one ulp), so <= 1e-4 of the
+    accumulated update."""
     W = init_weights(lib, 5)
     G = grads(lib, 5, 4)
     out = {}
-    for mode in ("legacy", None):
+    for mode in ("legacy", "tiled", "direct"):
         with eig_precision("f64"), symo_aux(mode):
             o, p = make(lib, W, DEV)
         run(o, p, G)
         out[mode] = {n: t.detach().cpu() for n, t in p.items()}
         del o, p
-    worst, wn, nsym = 0.0, "", 0
-    for n, _, rule in lib.params:
-        if kind(rule) not in ("symo", "symo-coupled"):
-            continue
-        nsym += 1
-        r = rel(out[None][n], out["legacy"][n], out["legacy"][n] - W[n])
-        if r >= worst:
-            worst, wn = r, n
-    report("aux.%s" % tag, nsym > 0 and worst <= 1e-4, "%.3g (worst %s, %d symo parameters)" % (worst, wn, nsym),
-           "<= 1e-4")
+    for mode in ("tiled", "direct"):
+        worst, wn, nsym = 0.0, "", 0
+        for n, _, rule in lib.params:
+            if kind(rule) not in ("symo", "symo-coupled"):
+                continue
+            nsym += 1
+            r = rel(out[mode][n], out["legacy"][n], out["legacy"][n] - W[n])
+            if r >= worst:
+                worst, wn = r, n
+        report("aux.%s.%s" % (mode, tag), nsym > 0 and worst <= 1e-4,
+               "%.3g (worst %s, %d symo parameters)" % (worst, wn, nsym), "<= 1e-4 vs legacy")
 
 
 def parse_state(blob):
