@@ -120,6 +120,9 @@ mx::EigPrecision eig_precision(RKind k) {
 // The arithmetic is the same (the S runs' fp64 column sums in another order; direct scales
 // by the float s1 s2 at once instead of by s1, then s2).
 enum class SymoAux { Legacy, Tiled, Direct };
+// Each view is a group of the Newton-Schulz plan (its own pack / unpack launches): above this
+// many (runs neither tiling the rows nor contiguous), the class is packed instead.
+constexpr size_t kMaxDirectViews = 32;
 SymoAux symo_aux() {
   const char *e = std::getenv("SYMOC_CUDA_SYMO_AUX");
   const std::string v = e ? e : "";
@@ -508,6 +511,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
               const int pos = c.direct_pos = g.members[0].pos;
               c.direct = symo_run_views(g.members[0].axis == 0, g.rows[size_t(pos)], g.cols[size_t(pos)], c.len, c.offs,
                                         g.nb());
+              if (c.direct.size() > kMaxDirectViews) c.direct.clear(); // scattered runs: one packed batch
             }
             for (const RunView &v : c.direct) ns_shapes.push_back(mx::Shape{v.batch, v.rows, v.cols});
             if (c.direct.empty()) ns_shapes.push_back(mx::Shape{c.K, c.len, T});
