@@ -22,12 +22,17 @@ Newton-Schulz-5 FLOP bound 5 (4 r^2 c + 2 r^3) per r x c matrix (r the smaller s
 
 times the matrix rules on one parameter set, all in this process (graph replays and eager):
   symoc symo, symoc auto   against symoc muon (graph) of the same set (issue #12: within 2x);
-      also with SYMOC_CUDA_SYMO_POLAR=ns (the runs' polar factors by bf16 Newton-Schulz)
+      also symo with SYMOC_CUDA_SYMO_AUX=tiled (packed runs, coalesced kernels) and =legacy
+      (Symo's first packing / S-run kernels; the default is direct: views into the plan) and
+      with SYMOC_CUDA_SYMO_POLAR=ns (the runs' polar factors by bf16 Newton-Schulz, for plans
+      that ask for the exact polar factor)
   symoc shampoo, f = 1 and f = 10   against a torch Shampoo on the same blocks with one
       batched torch.linalg.eigh per shape group every f steps (L += G G^T, R += G^T G by
       bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
       rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
 Eigendecompositions in fp32 (the backend's default). Writes bench_gpu.json and bench_gpu.md.
+SYMOC_BENCH_PROFILE=FILE appends torch.profiler's kernel table of 3 eager steps of symoc muon,
+symo (direct, tiled, legacy) to FILE; SYMOC_BENCH_SHAMPOO=0 leaves Shampoo out.
 """
 import argparse
 import json
@@ -247,22 +252,52 @@ def attempt(rows, key, fn):
     torch.cuda.synchronize()
 
 
+def profile_steps(step, label, path, steps=3):
+    """Appends to path the device kernels of `steps` eager steps, by self device time (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    ka = prof.key_averages()
+    for key in ("self_device_time_total", "self_cuda_time_total"):
+        try:
+            table = ka.table(sort_by=key, row_limit=18, max_name_column_width=70)
+            break
+        except Exception:  # noqa: BLE001 (the key's name changed between torch versions)
+            table = None
+    with open(path, "a") as f:
+        f.write("== %s (%d eager steps)\n%s\n" % (label, steps, table))
+
+
 def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     rows = {}
     it = min(a.iters, 15)
-    runs = (("muon", muon_lib, None), ("symo", symo_lib, None), ("auto", auto_lib, None),
-            ("symo, NS polar", symo_lib, "ns"), ("auto, NS polar", auto_lib, "ns"))
-    for tag, path, polar in runs:
+    # env: what the optimizer is made with (SYMOC_CUDA_SYMO_AUX=legacy: Symo's first packing
+    # and S-run kernels; SYMOC_CUDA_SYMO_POLAR=ns: Newton-Schulz for exact-polar Symo plans).
+    runs = (("muon", muon_lib, {}), ("symo", symo_lib, {}),
+            ("symo, tiled aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "tiled"}),
+            ("symo, legacy aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "legacy"}), ("auto", auto_lib, {}),
+            ("symo, NS polar", symo_lib, {"SYMOC_CUDA_SYMO_POLAR": "ns"}))
+    prof = os.environ.get("SYMOC_BENCH_PROFILE")
+    for tag, path, env in runs:
         lib = load_library(path)
         named = params_of(lib, 3)
-        if polar:
-            os.environ["SYMOC_CUDA_SYMO_POLAR"] = polar
+        os.environ.update(env)
         opt = SymocOptimizer(named, library=path, lr=1e-3)
-        os.environ.pop("SYMOC_CUDA_SYMO_POLAR", None)
+        for k in env:
+            os.environ.pop(k, None)
         attempt(rows, "symoc %s" % tag, lambda: timed(opt.step, a.warmup, it))
         attempt(rows, "symoc %s (graph)" % tag, lambda: timed(graphed(opt.step, 1), a.warmup, it))
+        if prof and tag in ("muon", "symo", "symo, tiled aux", "symo, legacy aux"):
+            attempt(rows, "profile %s" % tag, lambda: profile_steps(opt.step, "symoc " + tag, prof))
+            rows.pop("profile %s" % tag, None)
         del opt, named
         torch.cuda.empty_cache()
+    if os.environ.get("SYMOC_BENCH_SHAMPOO", "1") == "0":
+        return {"matrix_set": name, "ms": rows}
     # Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32).
     for f, path in ((1, sh_lib), (10, sh10_lib)):
         lib = load_library(path)
@@ -289,11 +324,14 @@ def markdown_matrix(r):
            "failed, see the log)" % r["matrix_set"], "",
            "| step | ms | ratio | reference |", "| --- | --- | --- | --- |"]
     mu = ms.get("symoc muon (graph)") or ms.get("symoc muon")
-    for k in ("symoc muon", "symoc muon (graph)", "symoc symo", "symoc symo (graph)", "symoc auto",
-              "symoc auto (graph)", "symoc symo, NS polar", "symoc symo, NS polar (graph)", "symoc auto, NS polar",
-              "symoc auto, NS polar (graph)"):
-        out.append("| %s | %s | %s | symoc muon (graph) |" % (k, fmt(ms.get(k)), rat(ms.get(k), mu)))
+    for k in ("symoc muon", "symoc muon (graph)", "symoc symo", "symoc symo (graph)", "symoc symo, tiled aux",
+              "symoc symo, tiled aux (graph)", "symoc symo, legacy aux", "symoc symo, legacy aux (graph)",
+              "symoc auto", "symoc auto (graph)", "symoc symo, NS polar", "symoc symo, NS polar (graph)"):
+        if k in ms:
+            out.append("| %s | %s | %s | symoc muon (graph) |" % (k, fmt(ms.get(k)), rat(ms.get(k), mu)))
     for f in (1, 10):
+        if "symoc shampoo f=%d" % f not in ms:
+            continue
         t, s_ = ms.get("torch eigh Shampoo f=%d" % f), ms.get("symoc shampoo f=%d" % f)
         out.append("| symoc shampoo, refresh every %d | %s | %s | torch eigh Shampoo f=%d |" % (f, fmt(s_), rat(s_, t), f))
         out.append("| torch eigh Shampoo, refresh every %d | %s | 1.00x | |" % (f, fmt(t)))

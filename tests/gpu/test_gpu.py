@@ -33,6 +33,9 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
+  aux.<mode>.<lib> Symo's run plumbing (SYMOC_CUDA_SYMO_AUX=direct, the default: views into the
+                   Newton-Schulz plan; tiled: coalesced packing) == the first kernels (legacy)
+                   over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)
 """
 import argparse
 import ctypes
@@ -194,6 +197,53 @@ def check_agree(lib, tag):
         r, n = max(v)
         report("agree.%s.%s.default" % (tag, k), r <= 1e-2, "%.3g (worst %s)" % (r, n),
                "<= 1e-2 (%s eigh)" % ("fp32" if k.startswith("symo") else "fp64"))
+
+
+class symo_aux:
+    """SYMOC_CUDA_SYMO_AUX for the optimizers made inside the block (read when a group is made)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        self.old = os.environ.get("SYMOC_CUDA_SYMO_AUX")
+        os.environ.pop("SYMOC_CUDA_SYMO_AUX", None)
+        if self.value is not None:
+            os.environ["SYMOC_CUDA_SYMO_AUX"] = self.value
+
+    def __exit__(self, *exc):
+        os.environ.pop("SYMOC_CUDA_SYMO_AUX", None)
+        if self.old is not None:
+            os.environ["SYMOC_CUDA_SYMO_AUX"] = self.old
+
+
+def check_aux(lib, tag):
+    """Symo's run plumbing, SYMOC_CUDA_SYMO_AUX=direct (default: views of U and D into the
+    Newton-Schulz plan) and tiled (coalesced packing / S-run kernels), against legacy (the first
+    kernels), 4 steps from the same weights and gradients: copies and float arithmetic are the
+    same, only the S runs' fp64 column sums run in another order and direct scales by s1 s2 at
+    once (a last-bit change can move a bf16 Newton-Schulz input by one ulp), so <= 1e-4 of the
+    accumulated update."""
+    W = init_weights(lib, 5)
+    G = grads(lib, 5, 4)
+    out = {}
+    for mode in ("legacy", "tiled", "direct"):
+        with eig_precision("f64"), symo_aux(mode):
+            o, p = make(lib, W, DEV)
+        run(o, p, G)
+        out[mode] = {n: t.detach().cpu() for n, t in p.items()}
+        del o, p
+    for mode in ("tiled", "direct"):
+        worst, wn, nsym = 0.0, "", 0
+        for n, _, rule in lib.params:
+            if kind(rule) not in ("symo", "symo-coupled"):
+                continue
+            nsym += 1
+            r = rel(out[mode][n], out["legacy"][n], out["legacy"][n] - W[n])
+            if r >= worst:
+                worst, wn = r, n
+        report("aux.%s.%s" % (mode, tag), nsym > 0 and worst <= 1e-4,
+               "%.3g (worst %s, %d symo parameters)" % (worst, wn, nsym), "<= 1e-4 vs legacy")
 
 
 def parse_state(blob):
@@ -569,6 +619,8 @@ def main():
         # With roots every F > 1 steps, the device schedules refreshes by step calls (a non-finite
         # skip shifts it against the CPU's count of taken steps) and a captured graph replays
         # the captured step's choice: neither check applies (docs/testing.md).
+        if any(kind(r) in ("symo", "symo-coupled") for _, _, r in lib.params):
+            out.append(("aux.%s" % t, lambda: check_aux(lib, t)))
         if not t.endswith("_f3"):
             out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
                     ("graph.%s" % t, lambda: check_graph(lib, t))]

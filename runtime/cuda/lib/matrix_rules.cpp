@@ -3,6 +3,7 @@
 #include "matrix_rules.h"
 
 #include "rule_kernels.h"
+#include "symo_views.h"
 #include "symoc/runtime/optimizer_api.h"
 
 #include <cmath>
@@ -109,6 +110,27 @@ mx::EigPrecision eig_precision(RKind k) {
   return k == RKind::Symo ? mx::EigPrecision::Float32 : mx::EigPrecision::Float64;
 }
 
+// How Symo's runs reach the Newton-Schulz plan and come back (SYMOC_CUDA_SYMO_AUX):
+//   direct (default): a run that is one member's whole rows or columns and not an S run goes
+//     to the plan as a strided view of U and comes back into D (polar(X^T) = polar(X)^T; the
+//     plan packs and transposes anyway), scaled by s1 s2 there; the other runs as `tiled`;
+//   tiled: every run packed into a strided batch and back by the coalesced kernels;
+//   legacy: the first kernels (one thread per column down every row, transposed pieces
+//     stored uncoalesced), kept to time the three in one process and as the fallback.
+// The arithmetic is the same (the S runs' fp64 column sums in another order; direct scales
+// by the float s1 s2 at once instead of by s1, then s2).
+enum class SymoAux { Legacy, Tiled, Direct };
+// Each view is a group of the Newton-Schulz plan (its own pack / unpack launches): above this
+// many (runs neither tiling the rows nor contiguous), the class is packed instead.
+constexpr size_t kMaxDirectViews = 32;
+SymoAux symo_aux() {
+  const char *e = std::getenv("SYMOC_CUDA_SYMO_AUX");
+  const std::string v = e ? e : "";
+  if (v == "legacy") return SymoAux::Legacy;
+  if (v == "tiled") return SymoAux::Tiled;
+  return SymoAux::Direct;
+}
+
 template <class T> T *dmalloc(size_t n, int64_t &bytes) {
   void *p = nullptr;
   check(cudaMalloc(&p, sizeof(T) * std::max<size_t>(n, 1)), "cudaMalloc");
@@ -137,6 +159,10 @@ struct RunClass {
   int K = 0, nops = 1;
   std::unique_ptr<mx::GramPowPlan> plan; // beta2 = 0
   int ns_index = -1;                     // beta2 = 0 by Newton-Schulz (symo_ns_steps): its group in g.ns
+  // SymoAux::Direct: the plan's groups from ns_index on, views of U (in) and D (out) of member
+  // position direct_pos (symo_views.h)
+  std::vector<RunView> direct;
+  int direct_pos = 0;
   std::unique_ptr<mx::SymPowPlan> pow;   // beta2 > 0
   PackEntry *d_u = nullptr, *d_g = nullptr, *d_out = nullptr;
   int nentries = 0;
@@ -177,6 +203,7 @@ struct MatrixRules::Group {
   float eps = 1e-8f;
   bool muon_scale = false;
   int ns_steps = 0; // beta2 = 0 runs by Newton-Schulz with this many iterations (0: eigen route)
+  SymoAux aux = SymoAux::Direct; // symo_aux() when the group was made
   // lausu polar
   std::unique_ptr<mx::PolarPlan> polar;
   // shampoo
@@ -387,6 +414,7 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       g->eps = f("eps", 1e-8);
       g->muon_scale = d.get("muon_scale", 0) != 0;
       g->ns_steps = symo_ns_steps(d);
+      g->aux = symo_aux();
       symo_shape(d, params, &g->sdim, &g->tdim, &g->two_sided);
       if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
         const auto [lg, rg] = variant_groups(d);
@@ -498,7 +526,17 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
         c.nops = c.split ? 2 : 1;
         const int64_t d = c.split ? c.len - 1 : c.len;
         if (g.beta2 == 0.f) {
-          if (d > 0 && g.ns_steps > 0) c.ns_index = int(ns_shapes.size()), ns_shapes.push_back(mx::Shape{c.K, c.len, T});
+          if (d > 0 && g.ns_steps > 0) {
+            c.ns_index = int(ns_shapes.size());
+            if (g.aux == SymoAux::Direct && !c.split && g.members.size() == 1) {
+              const int pos = c.direct_pos = g.members[0].pos;
+              c.direct = symo_run_views(g.members[0].axis == 0, g.rows[size_t(pos)], g.cols[size_t(pos)], c.len, c.offs,
+                                        g.nb());
+              if (c.direct.size() > kMaxDirectViews) c.direct.clear(); // scattered runs: one packed batch
+            }
+            for (const RunView &v : c.direct) ns_shapes.push_back(mx::Shape{v.batch, v.rows, v.cols});
+            if (c.direct.empty()) ns_shapes.push_back(mx::Shape{c.K, c.len, T});
+          }
           else if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
           g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
           c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
@@ -610,6 +648,7 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
     check(cudaMemcpy(g.d_pairs, g.pairs.data(), sizeof(PairDesc) * g.pairs.size(), cudaMemcpyHostToDevice), "upload");
   }
   for (RunClass &c : g.classes) {
+    if (!c.direct.empty()) continue; // views of U and D: no packed copies, no entries
     const int64_t T = g.tdim, sz = int64_t(c.K) * c.len * T;
     c.PU = take(size_t(sz), false);
     c.PG = g.stats_from_g ? take(size_t(sz), false) : c.PU;
@@ -721,15 +760,26 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
     return;
   }
   const int64_t T = g.tdim, TT = T * T;
+  const bool lg = g.aux == SymoAux::Legacy;
   mx::Workspace ws{g.ws, g.ws_bytes};
   MaskArgs mask{};
   mask.n = int(g.slots.size());
   for (size_t i = 0; i < g.slots.size(); ++i) mask.on[i] = g.args.active[i];
   for (RunClass &c : g.classes) {
     const int64_t d = c.split ? c.len - 1 : c.len;
-    launch_pack(c.d_u, c.nentries, c.len, T, c.PU, c.max_cols, s);
+    if (!c.direct.empty()) { // views of U and D straight into the Newton-Schulz run below
+      for (size_t i = 0; i < c.direct.size(); ++i) {
+        const RunView &v = c.direct[i];
+        float *u = g.U[size_t(c.direct_pos)] + v.off, *dd = g.D[size_t(c.direct_pos)] + v.off;
+        g.ns_groups[size_t(c.ns_index) + i] = mx::PolarGroup{mx::Batch(u, v.batch, v.rows, v.cols, v.ld, v.stride),
+                                                             mx::Batch(dd, v.batch, v.rows, v.cols, v.ld, v.stride),
+                                                             c.s1 * c.s2};
+      }
+      continue;
+    }
+    launch_pack(c.d_u, c.nentries, c.len, T, c.PU, c.max_cols, s, lg);
     if (g.beta2 == 0.f) {
-      if (c.split) launch_center_keep(c.PU, c.mu, c.K, c.len, T, s);
+      if (c.split) launch_center_keep(c.PU, c.mu, c.K, c.len, T, s, lg);
       if (c.plan)
         c.plan->run(mx::Batch(c.PU, c.K, c.len, T), -0.5, double(d) * double(g.eps), MatFnOptions{}.rcond,
                     mx::Batch(c.Q, c.K, c.len, T), ws, s);
@@ -738,14 +788,14 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
             mx::PolarGroup{mx::Batch(c.PU, c.K, c.len, T), mx::Batch(c.Q, c.K, c.len, T), 1.f};
         continue;
       }
-      if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s);
-      launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+      if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, d == 0, s, lg);
+      launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s, lg);
       continue;
     }
-    if (g.stats_from_g) launch_pack(c.d_g, c.nentries, c.len, T, c.PG, c.max_cols, s);
+    if (g.stats_from_g) launch_pack(c.d_g, c.nentries, c.len, T, c.PG, c.max_cols, s, lg);
     if (c.split) {
-      launch_center_keep(c.PG, c.mu, c.K, c.len, T, s);
-      if (g.stats_from_g) launch_center_keep(c.PU, c.muU, c.K, c.len, T, s);
+      launch_center_keep(c.PG, c.mu, c.K, c.len, T, s, lg);
+      if (g.stats_from_g) launch_center_keep(c.PU, c.muU, c.K, c.len, T, s, lg);
     }
     const int n = c.K * c.nops, per = int(c.offs.size()) * c.nops;
     const mx::Batch Pg(c.PG, c.K, c.len, T), Pu(c.PU, c.K, c.len, T), Q(c.Q, c.K, c.len, T);
@@ -769,15 +819,15 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
                mx::Batch(c.mout, c.K, 1, T), s);
       launch_add_rows(c.Q, c.mout, c.K, c.len, T, s);
     }
-    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s);
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, 1.f, 1.f, c.max_cols, s, lg);
   }
   if (!g.ns) return;
   g.ns->run(g.ns_groups.data(), g.ns_groups.size(), ws, s);
   for (RunClass &c : g.classes) {
-    if (c.ns_index < 0) continue;
+    if (c.ns_index < 0 || !c.direct.empty()) continue;
     const int64_t d = c.split ? c.len - 1 : c.len;
-    if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, false, s);
-    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s);
+    if (c.split) launch_s_fix(c.Q, c.mu, c.K, c.len, T, float(std::sqrt(double(d))), g.eps, false, s, lg);
+    launch_unpack(c.d_out, c.nentries, c.len, T, c.Q, c.s1, c.s2, c.max_cols, s, lg);
   }
 }
 

@@ -113,6 +113,33 @@ __global__ void apply_kernel(const __grid_constant__ StepArgs a, const Chunk *ch
     stv(w, wb, j, ldv(w, wb, j) * decay - lr * s.d[j]);
 }
 
+// A transposed piece (sr == 1: the piece runs down P's rows) in 32 x 32 tiles through shared
+// memory, so that the piece (along r) and P (along j) are both read and written contiguously.
+// blockDim.x a multiple of 32: lane tx, warp ty.
+__device__ void pack_transposed(const PackEntry &e, int64_t rows, int64_t cols, float *p, int unpack, float s1,
+                                float s2) {
+  __shared__ float tile[32][33];
+  const int tx = int(threadIdx.x & 31), ty = int(threadIdx.x >> 5), nty = int(blockDim.x >> 5);
+  const int64_t tr = (rows + 31) / 32, tj = (e.ncols + 31) / 32;
+  for (int64_t t = blockIdx.x; t < tr * tj; t += gridDim.x) {
+    const int64_t r0 = (t % tr) * 32, j0 = (t / tr) * 32;
+    if (!unpack) {
+      for (int jj = ty; jj < 32; jj += nty)
+        if (r0 + tx < rows && j0 + jj < e.ncols) tile[jj][tx] = e.ptr[(r0 + tx) + (j0 + jj) * e.sc];
+      __syncthreads();
+      for (int rr = ty; rr < 32; rr += nty)
+        if (r0 + rr < rows && j0 + tx < e.ncols) p[(r0 + rr) * cols + j0 + tx] = tile[tx][rr];
+    } else {
+      for (int rr = ty; rr < 32; rr += nty)
+        if (r0 + rr < rows && j0 + tx < e.ncols) tile[tx][rr] = p[(r0 + rr) * cols + j0 + tx];
+      __syncthreads();
+      for (int jj = ty; jj < 32; jj += nty)
+        if (r0 + tx < rows && j0 + jj < e.ncols) e.ptr[(r0 + tx) + (j0 + jj) * e.sc] = (tile[jj][tx] * s1) * s2;
+    }
+    __syncthreads();
+  }
+}
+
 
 // NorMuon's per-line statistics (optim.cpp's neuron_normalize) of slot blockIdx.y's direction
 // D = scale * O: per line k, v_k <- lerp(v_k, mean O_k^2, 1 - beta2) into Slot::s1, and into
@@ -182,11 +209,26 @@ __global__ void line_scale_kernel(const __grid_constant__ StepArgs a, const Chun
 // covers n of them with gridDim.y = min(n, kMaxGridY) (Symo's Z2 runs give n = blocks x side
 // length, which can pass CUDA's 65535 limit on gridDim.y).
 __global__ void pack_kernel(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int unpack, float s1,
-                            float s2) {
-  for (int y = blockIdx.y; y < n; y += gridDim.y) {
+                            float s2, int legacy) {
+  for (int y = blockIdx.y; y < n; y += gridDim.y) { // uniform over the block: __syncthreads inside
     const PackEntry e = entries[y];
     const int64_t total = rows * e.ncols;
     float *p = P + e.e * rows * cols + e.col0;
+    if (!legacy && e.sr == 1 && e.sc != 1) {
+      pack_transposed(e, rows, cols, p, unpack, s1, s2);
+      continue;
+    }
+    if (!legacy && e.sc == 1) { // a row piece: one warp per row, lanes along it (no index division)
+      const int lane = int(threadIdx.x & 31), nw = int(blockDim.x >> 5);
+      for (int64_t r = int64_t(blockIdx.x) * nw + (threadIdx.x >> 5); r < rows; r += int64_t(gridDim.x) * nw) {
+        float *src = e.ptr + r * e.sr, *dst = p + r * cols;
+        for (int64_t j = lane; j < e.ncols; j += 32) {
+          if (unpack) src[j] = (dst[j] * s1) * s2;
+          else dst[j] = src[j];
+        }
+      }
+      continue;
+    }
     // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
     const bool by_row = e.sc == 1;
     for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
@@ -248,6 +290,75 @@ __global__ void s_fix_kernel(float *Q, const float *mu, int n, int64_t rows, int
     cm /= double(rows);
     const float add = float(double(m[j]) * scale - cm);
     for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+  }
+}
+
+// The coalesced S-run kernels: a kTile x kLanes block per kTile columns of one matrix,
+// threadIdx.x the column, threadIdx.y one of kLanes row lanes (rows y, y + kLanes, ...).
+constexpr int kTile = 32, kLanes = 32;
+
+// Per column: the sum of v over the row lanes, in lane order (every thread gets its column's).
+__device__ double lane_sum(double v, double (&part)[kLanes][kTile + 1]) {
+  part[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  double s = 0;
+  for (int k = 0; k < kLanes; ++k) s += part[k][threadIdx.x];
+  __syncthreads();
+  return s;
+}
+// The sum of v over the whole block (xor butterfly per warp: every lane holds the same bits).
+__device__ double block_total(double v, double (&part)[kLanes]) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x == 0) part[threadIdx.y] = v;
+  __syncthreads();
+  double s = 0;
+  for (int k = 0; k < kLanes; ++k) s += part[k];
+  __syncthreads();
+  return s;
+}
+
+__global__ void center_keep_tiled(float *P, float *mu, int n, int64_t rows, int64_t cols) {
+  __shared__ double part[kLanes][kTile + 1];
+  const int64_t j = int64_t(blockIdx.x) * kTile + threadIdx.x;
+  const bool in = j < cols;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) { // uniform over the block: lane_sum syncs
+    float *p = P + e * rows * cols + j;
+    double s = 0;
+    if (in)
+      for (int64_t i = threadIdx.y; i < rows; i += kLanes) s += p[i * cols];
+    const float m = float(lane_sum(s, part) / double(rows));
+    if (!in) continue;
+    if (threadIdx.y == 0) mu[e * cols + j] = m;
+    for (int64_t i = threadIdx.y; i < rows; i += kLanes) p[i * cols] = p[i * cols] - m;
+  }
+}
+
+// s_fix_kernel's arithmetic (v = Q s1 in float, column mean in double, Q = v + add in float)
+// with the two write passes fused into one.
+__global__ void s_fix_tiled(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps,
+                            int zero) {
+  __shared__ double part[kLanes][kTile + 1];
+  __shared__ double tot[kLanes];
+  const int64_t j = int64_t(blockIdx.x) * kTile + threadIdx.x;
+  const bool in = j < cols;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) { // uniform over the block: the sums sync
+    const float *m = mu + e * cols;
+    double acc = 0;
+    for (int64_t k = int64_t(threadIdx.y) * kTile + threadIdx.x; k < cols; k += kTile * kLanes)
+      acc += double(m[k]) * m[k];
+    const double m2 = block_total(acc, tot);
+    const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
+    float *q = Q + e * rows * cols + j;
+    double cm = 0;
+    if (in)
+      for (int64_t i = threadIdx.y; i < rows; i += kLanes) cm += zero ? 0.f : q[i * cols] * s1;
+    cm = lane_sum(cm, part) / double(rows);
+    if (!in) continue;
+    const float add = float(double(m[j]) * scale - cm);
+    for (int64_t i = threadIdx.y; i < rows; i += kLanes) {
+      const float v = zero ? 0.f : q[i * cols] * s1;
+      q[i * cols] = v + add;
+    }
   }
 }
 
@@ -406,15 +517,16 @@ void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
   if (nchunks) apply_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, wd);
 }
 void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
-                 cudaStream_t s) {
+                 cudaStream_t s, bool legacy) {
   if (n && rows * cols)
-    pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, P, 0, 1.f, 1.f);
+    pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, P, 0, 1.f, 1.f,
+                                                                       legacy ? 1 : 0);
 }
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
-                   int64_t max_cols, cudaStream_t s) {
+                   int64_t max_cols, cudaStream_t s, bool legacy) {
   if (n && rows * cols)
     pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, const_cast<float *>(P), 1,
-                                                                       s1, s2);
+                                                                       s1, s2, legacy ? 1 : 0);
 }
 void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,
                        float beta2, cudaStream_t s) {
@@ -423,13 +535,19 @@ void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, 
 void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s) {
   if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), gy(n)), 256, 0, s>>>(Q, v, n, rows, cols);
 }
-void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s) {
-  if (n && cols) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(P, mu, n, rows, cols);
+void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s, bool legacy) {
+  if (!n || !cols) return;
+  if (legacy) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(P, mu, n, rows, cols);
+  else center_keep_tiled<<<dim3(unsigned((cols + kTile - 1) / kTile), gy(n)), dim3(kTile, kLanes), 0, s>>>(P, mu, n, rows, cols);
 }
 void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
-                  cudaStream_t s) {
-  if (n && cols)
+                  cudaStream_t s, bool legacy) {
+  if (!n || !cols) return;
+  if (legacy)
     s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(Q, mu, n, rows, cols, s1, eps, zero ? 1 : 0);
+  else
+    s_fix_tiled<<<dim3(unsigned((cols + kTile - 1) / kTile), gy(n)), dim3(kTile, kLanes), 0, s>>>(Q, mu, n, rows, cols,
+                                                                                                  s1, eps, zero ? 1 : 0);
 }
 void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
                          float beta, bool copy, cudaStream_t s, int n, int per, int np) {
