@@ -20,7 +20,9 @@ Phases of `run` (bench/README.md has the protocol and its reasons):
   4. seeds: each (model, policy) at the grid's best lr (lowest final val loss) for
      --steps with seeds 1..--seeds.
 Phases 3 and 4 share one pool of K worker processes on the one GPU: a (model, policy)'s seed
-runs start as soon as its grid is done. --budget-s bounds the whole run: no run starts past
+runs start as soon as its grid is done. A worker whose run ended in an error is replaced by a
+fresh process (a CUDA fault poisons its process), and a run lost to a device fault is retried
+once; faults are recorded in results.json ("faults") and the report. --budget-s bounds the whole run: no run starts past
 it, and a running one stops there (recorded as truncated).
 """
 import argparse
@@ -29,8 +31,11 @@ import json
 import math
 import multiprocessing as mp
 import os
+import queue
+import re
 import statistics
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +44,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
 TORCH_POLICIES = ("adamw", "muon")
-SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon")
+SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm")
 POLICIES = TORCH_POLICIES + SYMOC_POLICIES
 # lr grids (factor 2 apart). Muon-type policies (torch Muon, symoc muon/auto/symo: their
 # hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
@@ -50,6 +55,7 @@ GRIDS = {
     "symoc-auto": [0.01, 0.02, 0.04, 0.08],
     "symoc-symo": [0.01, 0.02, 0.04, 0.08],
     "symoc-muon": [0.01, 0.02, 0.04, 0.08],
+    "symoc-auto-norm": [0.01, 0.02, 0.04, 0.08],  # auto + NorMuon's per-line normalization
 }
 BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
 WEIGHT_DECAY = 0.01          # likewise
@@ -227,6 +233,7 @@ def train_run(spec):
             t0 = time.time()
         if s == steps:
             break
+        spec["_step"] = s  # run_job reports the step a fault happened at
         f = _lr_factor(s, steps, spec["warmup_frac"])
         for o in opts:
             for grp in o.param_groups:
@@ -344,7 +351,7 @@ def run_job(spec):
                                           "throughput": throughput_run}[spec["kind"]](spec))
     except Exception as e:  # one failing run must not stop the benchmark
         import traceback
-        return dict(spec_public(spec), kind=spec["kind"], status="error",
+        return dict(spec_public(spec), kind=spec["kind"], status="error", step=spec.get("_step"),
                     reason="%s: %s" % (type(e).__name__, str(e)[:500]),
                     trace=traceback.format_exc()[-1500:])
 
@@ -352,6 +359,145 @@ def run_job(spec):
 def spec_public(spec):
     return {k: spec[k] for k in ("model", "policy", "lr", "seed", "steps", "phase")
             if k in spec}
+
+
+# A device fault (CUDA's sticky errors and cuBLAS / cuSOLVER's reports of them), as opposed to
+# an error of the run itself (a bad spec, a missing library): worth one retry in a fresh process.
+FAULT_RE = re.compile(r"CUDA error|cuda[^:]*: .*(launch failure|illegal|misaligned|ECC|"
+                      r"unspecified|exception)|CUBLAS_STATUS_(EXECUTION_FAILED|INTERNAL_ERROR)|"
+                      r"CUSOLVER_STATUS_(EXECUTION_FAILED|INTERNAL_ERROR)|AcceleratorError|"
+                      r"worker process", re.I)
+
+
+def is_fault(r):
+    return r.get("status") in ("error", "died") and bool(FAULT_RE.search(r.get("reason") or ""))
+
+
+class WorkerDied(Exception):
+    """A worker process ended without returning its job's result."""
+
+
+def _worker_main(conn, initializer, initargs):
+    if initializer:
+        initializer(*initargs)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        fn, args = job
+        try:
+            out = ("ok", fn(*args))
+        except BaseException as e:  # noqa: B902 - reported to the parent, which decides
+            out = ("exc", "%s: %s" % (type(e).__name__, e))
+        conn.send(out)
+
+
+class WorkerPool:
+    """`workers` spawned worker processes running submitted jobs in order (submit() returns a
+    concurrent.futures.Future). A worker whose job ended with status 'error' (or raised, or
+    whose process died) is replaced by a fresh process before its next job: a CUDA fault
+    poisons its whole process, every later CUDA call there fails, and run 1 of 2026-12-02
+    (bench/train/results/h200-2026-12-02-run1.log) lost every run queued behind three faults
+    in concurrent.futures.ProcessPoolExecutor's reused workers. Healthy workers are kept
+    (a fresh process per run costs an interpreter, torch and the corpus each time)."""
+
+    def __init__(self, workers, initializer=None, initargs=()):
+        self._ctx = mp.get_context("spawn")
+        self._init = (initializer, initargs)
+        self._q = queue.Queue()
+        self.replaced = 0
+        self._threads = [threading.Thread(target=self._loop, daemon=True)
+                         for _ in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn, *args):
+        f = cf.Future()
+        self._q.put((f, fn, args))
+        return f
+
+    def _start(self):
+        parent, child = self._ctx.Pipe()
+        p = self._ctx.Process(target=_worker_main, args=(child,) + self._init, daemon=True)
+        p.start()
+        child.close()
+        return p, parent
+
+    @staticmethod
+    def _stop(p, conn, graceful=True):
+        try:
+            if graceful:
+                conn.send(None)
+        except (OSError, ValueError):
+            pass
+        p.join(10 if graceful else 0)
+        if p.is_alive():
+            p.terminate()
+            p.join(5)
+        conn.close()
+
+    def _loop(self):
+        p = conn = None
+        while True:
+            job = self._q.get()
+            if job is None:
+                break
+            f, fn, args = job
+            if not f.set_running_or_notify_cancel():
+                continue
+            if p is None:
+                p, conn = self._start()
+            try:
+                conn.send((fn, args))
+                kind, val = conn.recv()
+            except (EOFError, OSError):
+                p.join(5)
+                f.set_exception(WorkerDied("worker process ended (exit code %s) before its "
+                                           "job returned" % p.exitcode))
+                self._stop(p, conn, graceful=False)
+                p = conn = None
+                self.replaced += 1
+                continue
+            bad = kind == "exc" or (isinstance(val, dict) and val.get("status") == "error")
+            if kind == "exc":
+                f.set_exception(RuntimeError(val))
+            else:
+                f.set_result(val)
+            if bad:   # possibly a poisoned CUDA context: never reuse this process
+                self._stop(p, conn, graceful=False)
+                p = conn = None
+                self.replaced += 1
+        if p is not None:
+            self._stop(p, conn)
+
+    def shutdown(self, wait=True):
+        for _ in self._threads:
+            self._q.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        return False
+
+
+def job_result(f, spec):
+    """The run record of a finished future; a dead worker or a raising job become an error
+    record (status 'died' / 'error') naming the run."""
+    try:
+        return f.result()
+    except WorkerDied as e:
+        return dict(spec_public(spec), kind=spec["kind"], status="died", reason=str(e))
+    except Exception as e:
+        return dict(spec_public(spec), kind=spec["kind"], status="error",
+                    reason="%s: %s" % (type(e).__name__, str(e)[:500]))
 
 
 # =========================================================================== scheduler
@@ -367,7 +513,7 @@ class Bench:
         man = os.path.join(a.stage, "corpus", "manifest.json")
         self.res = dict(meta=self.meta(man), timing=[], timing_batches=[], calibration=[],
                         grid=[], best_lr={},
-                        runs=[], skipped=[])
+                        runs=[], skipped=[], faults=[])
 
     def meta(self, man):
         import torch
@@ -433,8 +579,29 @@ class Bench:
         blas = max(1, (os.cpu_count() or 2) // max(1, k))
         os.environ["OMP_NUM_THREADS"] = str(blas)
         os.environ["OPENBLAS_NUM_THREADS"] = str(blas)
-        return cf.ProcessPoolExecutor(max_workers=k, mp_context=mp.get_context("spawn"),
-                                      initializer=_worker_init, initargs=(1,))
+        return WorkerPool(k, initializer=_worker_init, initargs=(1,))
+
+    def fault(self, s, r, retry):
+        """Records a faulted run (results.json 'faults', the report) and whether it is retried."""
+        rec = dict(spec_public(s), kind=s["kind"], step=r.get("step"), status=r.get("status"),
+                   reason=(r.get("reason") or "")[:500], attempt=s.get("attempt", 1),
+                   retried=retry, at_s=round(time.time() - self.t_start, 1))
+        self.res["faults"].append(rec)
+        self.log("FAULT %s %s lr %g seed %d %s at step %s: %s%s" % (
+            s["model"], s["policy"], s["lr"], s["seed"], s.get("phase", s["kind"]), rec["step"],
+            rec["reason"].split("\n")[0][:200], "; retrying once in a fresh process" if retry
+            else ""))
+
+    def run_sync(self, ex, s):
+        """One job, waited for; a fault is recorded and retried once (fresh process)."""
+        r = job_result(ex.submit(run_job, s), s)
+        if is_fault(r):
+            self.fault(s, r, retry=True)
+            s = dict(s, attempt=2)
+            r = job_result(ex.submit(run_job, s), s)
+            if is_fault(r):
+                self.fault(s, r, retry=False)
+        return r
 
     # ---- phase 1: step times alone on the GPU
     def phase_time(self, ex):
@@ -443,15 +610,14 @@ class Bench:
                  % (len(self.a.models) * len(self.a.policies)))
         for m in self.a.models:
             for p in self.a.policies:
-                r = ex.submit(run_job, self.spec(kind="time", model=m, policy=p,
-                                                 phase="time")).result()
+                r = self.run_sync(ex, self.spec(kind="time", model=m, policy=p, phase="time"))
                 self.res["timing"].append(r)
                 self.log("time %-5s %-11s %s" % (m, p, _fmt_time(r)))
         for bsz in self.a.time_batches:   # other batch sizes, references only (sizing)
             for m in self.a.models:
                 for p in [p for p in TORCH_POLICIES if p in self.a.policies]:
-                    r = ex.submit(run_job, self.spec(kind="time", model=m, policy=p, batch=bsz,
-                                                     phase="time-batch")).result()
+                    r = self.run_sync(ex, self.spec(kind="time", model=m, policy=p, batch=bsz,
+                                                    phase="time-batch"))
                     self.res["timing_batches"].append(r)
                     self.log("time %-5s %-11s batch %d: %s" % (m, p, bsz, _fmt_time(r)))
         self.save()
@@ -469,11 +635,13 @@ class Bench:
         for k in self.a.calibrate_k:
             start_at = time.time() + self.a.calibrate_start_s
             with self.pool(k) as ex:
-                fs = [ex.submit(run_job, self.spec(kind="throughput", model=m, policy=p,
-                                                   phase="calibrate", start_at=start_at,
-                                                   seconds=self.a.calibrate_s))
-                      for _ in range(k)]
-                rs = [f.result() for f in fs]
+                ss = [self.spec(kind="throughput", model=m, policy=p, phase="calibrate",
+                                start_at=start_at, seconds=self.a.calibrate_s) for _ in range(k)]
+                fs = [ex.submit(run_job, sp) for sp in ss]
+                rs = [job_result(f, sp) for f, sp in zip(fs, ss)]
+                for sp, r in zip(ss, rs):
+                    if is_fault(r):   # not retried: the measurement needs all k at once
+                        self.fault(sp, r, retry=False)
             ok = [r for r in rs if r.get("status") == "ok"]
             rate = sum(r["steps"] / r["seconds"] for r in ok)
             late = max((r["late_s"] for r in ok), default=0)
@@ -526,7 +694,13 @@ class Bench:
             done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
             for f in done:
                 s = running.pop(f)
-                r = f.result()
+                r = job_result(f, s)
+                if is_fault(r):
+                    retry = s.get("attempt", 1) == 1
+                    self.fault(s, r, retry)
+                    if retry:   # first in the queue, in a fresh process (WorkerPool)
+                        pending.insert(0, dict(s, attempt=2))
+                        continue
                 n_done += 1
                 self.log("done %-5s %-11s lr %-7g seed %d %-5s: %s" % (
                     s["model"], s["policy"], s["lr"], s["seed"], s["phase"], _fmt_run(r)))
@@ -545,7 +719,9 @@ class Bench:
                     pending[:0] = self.seed_jobs(*key)
                     pending.sort(key=self.priority)
             self.save()
-        self.log("phase train: %d runs finished" % n_done)
+        self.log("phase train: %d runs finished%s" % (n_done, ", %d fault(s) (%d retried)" % (
+            len(self.res["faults"]), sum(1 for x in self.res["faults"] if x["retried"]))
+            if self.res["faults"] else ""))
 
     @staticmethod
     def priority(s):
@@ -707,8 +883,9 @@ def cmd_smoke(a):
         onnx_path = os.path.join(a.work, m + ".onnx")
         models.export_onnx(m, onnx_path)
         gen = os.path.join(a.work, "gen_%s_%s" % (m, policy))
-        name = "%s_%s" % (m.replace("-", "_"), policy.split("-")[1])
-        subprocess.run([a.symoc, "compile", onnx_path, "--policy", policy.split("-")[1],
+        plan_policy = policy[len("symoc-"):]  # symoc-auto-norm: --policy auto-norm
+        name = "%s_%s" % (m.replace("-", "_"), plan_policy.replace("-", "_"))
+        subprocess.run([a.symoc, "compile", onnx_path, "--policy", plan_policy,
                         "--name", name, "-o", gen], check=True, stdout=subprocess.DEVNULL)
         cpp = glob.glob(os.path.join(gen, "*_optimizer.cpp"))[0]
         so = os.path.join(a.work, "lib%s_optimizer.so" % name)

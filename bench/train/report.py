@@ -19,7 +19,8 @@ import os
 import statistics
 
 LABEL = {"adamw": "torch AdamW (fused)", "muon": "torch Muon + AdamW",
-         "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon"}
+         "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon",
+         "symoc-auto-norm": "symoc auto-norm"}
 
 
 def _runs(res, m, p):
@@ -200,8 +201,17 @@ def render(res, plots_dir=None, plot_prefix=""):
             s["model"], s["policy"], s["lr"], s.get("seed"), s["reason"]) for s in sk[:20]) +
             (" and %d more" % (len(sk) - 20) if len(sk) > 20 else ""))
         L.append("")
+    faults = res.get("faults") or []
+    if faults:
+        L.append("Device faults (each faulted run was retried once in a fresh process; "
+                 "`faults` in results.json): " + "; ".join(
+                     "%s/%s lr %g seed %s %s attempt %d at step %s (%.0f s): %s" % (
+                         f["model"], f["policy"], f["lr"], f.get("seed"), f.get("phase", f["kind"]),
+                         f.get("attempt", 1), f.get("step"), f.get("at_s", 0),
+                         (f.get("reason") or "").split("\n")[0][:120]) for f in faults))
+        L.append("")
     errs = [r for r in res["grid"] + res["runs"] + res["timing"]
-            if r.get("status") in ("error", "skipped")]
+            if r.get("status") in ("error", "skipped", "died")]
     if errs:
         L.append("Errors and skips: " + "; ".join(sorted({"%s/%s: %s" % (
             r.get("model"), r.get("policy"), r.get("reason", "")[:160]) for r in errs})))
@@ -210,32 +220,38 @@ def render(res, plots_dir=None, plot_prefix=""):
 
 
 def done_when(a, m):
-    """Issue #13's 'Done when' rows for this model, measured."""
+    """Issue #13's 'Done when' rows for this model, measured (auto's, then the same for the
+    candidate auto-norm when it ran)."""
     rows = a["rows"]
     out = []
-    au, mu = rows.get("symoc-auto"), rows.get("muon")
-    if not au or not mu:
+    mu = rows.get("muon")
+    if not mu:
         return out
 
     def check(ok, text):
         out.append("- %s %s" % ("**met**" if ok else "**missed**" if ok is False else "n/a:", text))
-    if au["ratio_muon"] is not None:
-        check(au["ratio_muon"] <= 0.87, "auto reaches Muon's final val in %.2fx Muon's steps "
-              "(target <= 0.87x)" % au["ratio_muon"])
-    else:
-        check(None, "auto reaches Muon's final val: %s" % ("not reached" if au["last_step"]
-                                                           else "no data"))
-    if au["final"] is not None and mu["final"] is not None:
-        gap, sd = mu["final"] - au["final"], max(au["sd"] or 0, mu["sd"] or 0)
-        check(gap > 2 * sd, "auto ends %.4f %s Muon (target: below by more than 2 sd = %.4f)"
-              % (abs(gap), "below" if gap >= 0 else "above", 2 * sd))
-    if au["ratio_adamw"] is not None:
-        check(au["ratio_adamw"] <= 0.6, "auto reaches AdamW's final val in %.2fx AdamW's "
-              "steps (target <= 0.6x)" % au["ratio_adamw"])
-    sy = rows.get("symoc-symo")
-    if sy and sy["final"] is not None and mu["final"] is not None:
-        check(sy["final"] <= mu["final"], "symo ends at %.4f vs Muon %.4f (target: no worse)"
-              % (sy["final"], mu["final"]))
+    for policy, name in (("symoc-auto", "auto"), ("symoc-auto-norm", "auto-norm")):
+        au = rows.get(policy)
+        if not au:
+            continue
+        if au["ratio_muon"] is not None:
+            check(au["ratio_muon"] <= 0.87, "%s reaches Muon's final val in %.2fx Muon's steps "
+                  "(target <= 0.87x)" % (name, au["ratio_muon"]))
+        else:
+            check(None, "%s reaches Muon's final val: %s" % (name, "not reached" if au["last_step"]
+                                                               else "no data"))
+        if au["final"] is not None and mu["final"] is not None:
+            gap, sd = mu["final"] - au["final"], max(au["sd"] or 0, mu["sd"] or 0)
+            check(gap > 2 * sd, "%s ends %.4f %s Muon (target: below by more than 2 sd = %.4f)"
+                  % (name, abs(gap), "below" if gap >= 0 else "above", 2 * sd))
+        if au["ratio_adamw"] is not None:
+            check(au["ratio_adamw"] <= 0.6, "%s reaches AdamW's final val in %.2fx AdamW's "
+                  "steps (target <= 0.6x)" % (name, au["ratio_adamw"]))
+        if policy == "symoc-auto":
+            sy = rows.get("symoc-symo")
+            if sy and sy["final"] is not None and mu["final"] is not None:
+                check(sy["final"] <= mu["final"], "symo ends at %.4f vs Muon %.4f (target: no worse)"
+                      % (sy["final"], mu["final"]))
     return out
 
 

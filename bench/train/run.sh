@@ -8,6 +8,7 @@
 #    writes libs.json;
 # 2. bench/train/bench.py run (time, grid, seeds; options after run.sh's own defaults, so
 #    they override them; TRAINBENCH_BUDGET_S bounds the benchmark phases, default 450 s);
+#    (TRAINBENCH_BUILD_ONLY=1 stops after step 1)
 # 3. bench/train/report.py: OUT/results.md (the docs/results.md section) and the plots.
 # OUT gets: results.json, results.md, train_llama.png, train_gpt2.png, build.log (with the
 # machine's description), bench.log. The results table is printed last.
@@ -54,9 +55,12 @@ libs = {}
 for so in sorted(glob.glob(os.path.join(sys.argv[1], "gen_*", "lib*_optimizer.so"))):
     name = os.path.basename(os.path.dirname(so))[4:]          # gen_MODEL_POLICY
     model, policy = name.split("_", 1)
+    policy = policy.replace("_", "-")                          # auto_norm: symoc-auto-norm
     libs["%s/symoc-%s" % (model, policy)] = so
 print(json.dumps(libs, indent=1))
 EOF
+# TRAINBENCH_BUILD_ONLY=1: stop here (tests/gpu/fault_repro.sh builds through this script).
+[ -n "${TRAINBENCH_BUILD_ONLY:-}" ] && exit 0
 
 $PY bench/train/bench.py run --stage "$ROOT" --out "$OUT" \
   --budget-s "${TRAINBENCH_BUDGET_S:-450}" "$@" 2>&1 | tee "$OUT/bench.log"

@@ -10,7 +10,7 @@
 # argument, else $SYMOC_PACKAGE, else the newest build-package/dist/symoc-*.tar.gz.
 # Writes into DEST (repository layout): bench/train/, runtime/, python/ (sources), pkg/ (the
 # package), corpus/ (train.bin.xz, val.bin.xz, manifest.json, files.tsv), gen/MODEL_POLICY/
-# (`symoc compile` of the llama and gpt2 models for auto, symo and muon; $TRAINBENCH_POLICIES
+# (`symoc compile` of the llama and gpt2 models for auto, symo, muon and auto-norm; $TRAINBENCH_POLICIES
 # changes the list). The corpus and the ONNX exports are cached in $TRAINBENCH_CACHE
 # (default build/trainbench): the corpus takes minutes to build and compress, each compile
 # about a minute (two run at a time). Prints DEST's size last (it must stay under 64 MiB with
@@ -21,7 +21,7 @@ DEST=${1:?usage: bench/train/stage.sh DEST [PACKAGE.tar.gz]}
 SYMOC=${SYMOC:-$ROOT/build/bin/symoc}
 PY=${PYTHON:-/usr/bin/python3}
 CACHE=${TRAINBENCH_CACHE:-$ROOT/build/trainbench}
-POLICIES=${TRAINBENCH_POLICIES:-auto symo muon}
+POLICIES=${TRAINBENCH_POLICIES:-auto symo muon auto-norm}
 MODELS="llama gpt2"
 die() { echo "stage.sh: error: $*" >&2; exit 1; }
 

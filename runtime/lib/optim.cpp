@@ -212,9 +212,33 @@ void polar_maybe_heads(Context &ctx, const MatView &X, const MatView &out, const
     polar(ctx, MatView(X.data + h * head_rows * X.ld, head_rows, X.cols, X.ld),
           MatView(out.data + h * head_rows * out.ld, head_rows, out.cols, out.ld), o);
 }
+
+// NorMuon's step on the polar factor O (in place): per line (row or column) k,
+// v_k <- lerp(v_k, mean_j O_kj^2, 1 - beta2), O_k /= sqrt(v_k) + eps, then the whole of O is
+// rescaled to its norm before the division. Sums in double; sq: `lines` scratch doubles.
+void neuron_normalize(const MatView &O, int axis, float *v, float beta2, float eps, double *sq) {
+  const int64_t lines = axis == 0 ? O.rows : O.cols, len = axis == 0 ? O.cols : O.rows;
+  for (int64_t k = 0; k < lines; ++k) sq[k] = 0;
+  for (int64_t i = 0; i < O.rows; ++i)
+    for (int64_t j = 0; j < O.cols; ++j) sq[axis == 0 ? i : j] += double(O(i, j)) * O(i, j);
+  double before = 0, after = 0;
+  for (int64_t k = 0; k < lines; ++k) {
+    const float mean = float(sq[k] / double(len));
+    v[k] = v[k] + (1.f - beta2) * (mean - v[k]); // torch lerp_
+    const double inv = 1.0 / (double(std::sqrt(v[k])) + double(eps));
+    before += sq[k];
+    after += sq[k] * inv * inv;
+    sq[k] = inv;
+  }
+  const double keep = std::sqrt(before) / (std::sqrt(after) + double(eps));
+  for (int64_t i = 0; i < O.rows; ++i)
+    for (int64_t j = 0; j < O.cols; ++j) O(i, j) = float(double(O(i, j)) * (sq[axis == 0 ? i : j] * keep));
+}
 } // namespace
 
 void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float *const *D) {
+  if (c_.norm_beta2 > 0.f && c_.norm_axis != 0 && c_.norm_axis != 1) // before any state moves
+    throw Error("muon: norm_axis must be 0 (rows) or 1 (columns), got " + std::to_string(c_.norm_axis));
   for (size_t i = 0; i < n; ++i) {
     const Param &p = ps[i];
     Workspace::Frame f(ctx.workspace());
@@ -232,6 +256,12 @@ void Muon::directions(Context &ctx, State &st, const Param *ps, size_t n, float 
     }
     const int64_t hr = c_.head_rows;
     polar_maybe_heads(ctx, MatView(U, p.rows, p.cols), MatView(D[i], p.rows, p.cols), c_.polar, hr);
+    if (c_.norm_beta2 > 0.f) {
+      const int64_t lines = c_.norm_axis == 0 ? p.rows : p.cols;
+      neuron_normalize(MatView(D[i], p.rows, p.cols), c_.norm_axis,
+                       st.buffer(key(p, "norm_v"), {lines, 1}), c_.norm_beta2, c_.norm_eps,
+                       f.doubles(size_t(lines)));
+    }
     const int64_t rows = hr > 0 ? hr : p.rows;
     const double r = double(rows), c = double(p.cols);
     const float scale = c_.scale == MuonScale::MaxRatio    ? float(std::sqrt(std::max(1.0, r / c)))

@@ -29,7 +29,7 @@ from symoc_optimizer import Library, SymocError  # noqa: E402
 
 ARGS = None
 POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini", "adamw",
-            "ddc-adam", "ddc-muon", "auto"]
+            "ddc-adam", "ddc-muon", "auto", "auto-norm"]
 LLAMA = os.path.join(SRC, "models", "llama.onnx")
 RESNET = os.path.join(SRC, "models", "resnet_cnn.onnx")
 GPT2 = os.path.join(SRC, "models", "gpt2.onnx")
@@ -174,7 +174,52 @@ def muon_reference(W0, grads, lr, beta=0.95):
     return W
 
 
+def normuon_reference(W0, grads, lr, axis, beta=0.95, beta2=0.95, eps=1e-10):
+    """NorMuon (Li et al. 2025) written from the paper: the polar factor's per-line mean square
+    in an EMA, lines divided by its root, the factor's norm restored, then Muon's scale."""
+    W = W0.astype(np.float32).copy()
+    M = np.zeros_like(W)
+    v = np.zeros(W.shape[axis], np.float64)
+    for G in grads:
+        M = M + (1 - beta) * (G - M)
+        O = ns5(G + beta * (M - G)).astype(np.float64)
+        v = beta2 * v + (1 - beta2) * (O * O).mean(axis=1 - axis)
+        s = 1.0 / (np.sqrt(v) + eps)
+        On = O * (s[:, None] if axis == 0 else s[None, :])
+        On *= np.linalg.norm(O) / (np.linalg.norm(On) + eps)
+        W = W - np.float32(lr) * (On * max(1.0, W.shape[0] / W.shape[1]) ** 0.5).astype(np.float32)
+    return W
+
+
 class Muon(unittest.TestCase):
+    def test_generated_auto_norm_equals_normuon_reference(self):
+        """auto-norm's Muon blocks (not the gauge units): the generated code steps each with the
+        plan's axis exactly as a NumPy NorMuon."""
+        path, plan, _ = compile_model(LLAMA, "auto-norm")
+        lib = Library(path)
+        blocks = {b["params"][0]: b for b in plan["blocks"] if len(b["params"]) == 1}
+        rng = np.random.default_rng(8)
+        lr, steps = 0.02, 4
+        W = rand_like(lib, rng)
+        W0 = [w.copy() for w in W]
+        grads = [rand_like(lib, rng) for _ in range(steps)]
+        run_steps(lib, lr, W, grads)
+        axes, worst = [], 0.0
+        for i, name in enumerate(lib.names):
+            b = blocks.get(name)
+            if not b or b["step"]["kind"] != "muon" or not b["step"]["hyper"].get("norm_beta2", 0):
+                continue
+            h = b["step"]["hyper"]
+            self.assertEqual((h["norm_beta2"], h["norm_eps"]), (0.95, 1e-10))
+            ref = normuon_reference(W0[i], [g[i] for g in grads], lr, int(h["norm_axis"]))
+            worst = max(worst, rel(W[i] - W0[i], ref - W0[i]))
+            self.assertLess(rel(W[i] - W0[i], ref - W0[i]), 1e-5, name)
+            axes.append(int(h["norm_axis"]))
+        print(f"\nauto-norm: {len(axes)} blocks (axes {sorted(set(axes))}); max rel. error of the update vs "
+              f"NumPy NorMuon {worst:.2e}", file=sys.stderr)
+        self.assertEqual(sorted(set(axes)), [0, 1])  # q/k/v on columns, o_proj and gate on rows
+        self.assertGreaterEqual(len(axes), 10)
+
     def test_generated_muon_equals_runtime_and_reference(self):
         path, plan, out = compile_model(LLAMA, "muon")
         lib = Library(path)
@@ -586,7 +631,7 @@ class BadInput(unittest.TestCase):
                 self.assertTrue(np.array_equal(w, wc))
 
     def test_resume_is_bit_exact(self):
-        for policy in ("symo", "muon", "ddc-muon", "symo-coupled"):
+        for policy in ("symo", "muon", "ddc-muon", "symo-coupled", "auto-norm"):
             with self.subTest(policy=policy):
                 lib = Library(compile_model(LLAMA, policy)[0])
                 rng = np.random.default_rng(6)
@@ -790,8 +835,50 @@ class Cli(unittest.TestCase):
                     elif kind == "lausu" and b["step"]["lausu"] == "centered_row" and policy == "auto":
                         shifts = [c for c in b["claims"] if ids[c]["kind"] == "shift"]
                         self.assertTrue(shifts, f"{where}: a centred head rule needs its shift claim")
+                    elif kind == "muon" and float(b["step"]["hyper"].get("norm_beta2", 0)) > 0:
+                        check_line_norm(self, a, b, where)
                     elif kind in no_symmetry and not b["step"].get("gauges"):
                         self.assertEqual(b["claims"], [], where)
+                    if policy == "auto-norm" and kind == "muon" and \
+                            float(b["step"]["hyper"].get("norm_beta2", 0)) == 0:
+                        # plain Muon only where both sides are refused
+                        for side in (0, 1):
+                            self.assertTrue(line_refusers(a, b["params"], side), f"{where}: side {side} allowed")
+
+
+def line_claims(a, params, side):
+    """Claims touching the rows (side 0: axis 0) or columns (side 1: the other axes) of params."""
+    return [c for c in a["claims"]
+            if any(m["initializer"] in params and (m.get("axis", 0) == 0) == (side == 0) for m in c["members"])
+            or (c["kind"] == "shift" and any(m["initializer"] in params for m in c["members"]))]
+
+
+def line_permuting(c):
+    """A claim under which a per-line rescaling is equivariant (it permutes / flips lines)."""
+    g = c.get("group", {})
+    return c["kind"] == "linear" and (g.get("name") in ("S", "Z2", "B", "heads") or
+                                      (g.get("name") == "rope" and g.get("rotation") != "SO2"))
+
+
+def line_refusers(a, params, side):
+    """Claims that rotate or shift the lines of that side (O, GL, RoPE's SO(2), a shift, ...)."""
+    return [c["id"] for c in line_claims(a, params, side)
+            if not line_permuting(c) and c["kind"] != "scale" and
+            not (c["kind"] == "linear" and c["group"]["name"] == "Scale+")]
+
+
+def check_line_norm(test, a, block, where):
+    """NorMuon's per-line normalization (auto-norm): no claim on the normalized side rotates or
+    shifts its lines, every claim that permutes or flips them is cited, and columns are chosen
+    only where some claim refuses the rows (rows first)."""
+    axis = int(block["step"]["hyper"]["norm_axis"])
+    test.assertIn(axis, (0, 1), where)
+    test.assertEqual(line_refusers(a, block["params"], axis), [], f"{where}: a claim refuses side {axis}")
+    for c in line_claims(a, block["params"], axis):
+        if line_permuting(c):
+            test.assertIn(c["id"], block["claims"], f"{where}: {c['id']} not cited")
+    if axis == 1:
+        test.assertTrue(line_refusers(a, block["params"], 0), f"{where}: columns although rows are allowed")
 
 
 def analysis(model, _cache={}):

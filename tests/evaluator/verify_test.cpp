@@ -711,3 +711,365 @@ TEST(VerifyComposed, ClaimWrongAtFloat32RoundingLevelFails) {
     EXPECT_LT(r.claims[1].maxRelErr, 1e-5); // the failure is at float32 rounding level
   }
 }
+
+// ---- coverage of the finite part across a claim's rounds (Rounds in Elements.h) ----
+
+namespace {
+
+vfy::Rounds roundOf(int index, int count, uint64_t plan) { return {index, count, plan}; }
+
+json headsGroup(const char *outer, const char *inner, int64_t H, int64_t d) {
+  return {{"name", "heads"}, {"outer", outer}, {"inner", inner}, {"heads", H}, {"head_dim", d}};
+}
+
+/// The monomial elements of rounds 0 .. count-1 of one claim.
+std::vector<vfy::Monomial> allRounds(const json &grp, int64_t n, int count, uint64_t plan) {
+  std::vector<vfy::Monomial> out;
+  for (int r = 0; r < count; ++r) {
+    vfy::Rng rng(plan * 1000003 + uint64_t(r));
+    vfy::Rounds rd = roundOf(r, count, plan);
+    std::optional<vfy::Monomial> m = vfy::drawMonomial(grp, n, rng, &rd);
+    EXPECT_TRUE(m.has_value()) << grp.dump();
+    out.push_back(*m);
+  }
+  return out;
+}
+
+/// The factor a monomial element puts on source coordinate j (column j).
+double factorOnColumn(const vfy::Monomial &m, int64_t j) {
+  for (size_t i = 0; i < m.col.size(); ++i)
+    if (m.col[i] == j)
+      return m.factor[i];
+  ADD_FAILURE() << "column " << j << " empty";
+  return 0;
+}
+
+} // namespace
+
+TEST(VerifyElements, DerangementsMoveEveryCoordinate) {
+  for (int64_t n = 0; n <= 40; ++n)
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      vfy::Rng rng(seed);
+      std::vector<int64_t> p = vfy::randomDerangement(n, rng);
+      ASSERT_EQ(int64_t(p.size()), n);
+      std::vector<int64_t> sorted = p;
+      std::sort(sorted.begin(), sorted.end());
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(sorted[size_t(i)], i) << "not a permutation, n " << n;
+        if (n >= 2)
+          ASSERT_NE(p[size_t(i)], i) << "fixed point, n " << n << " seed " << seed;
+      }
+    }
+}
+
+// Every sign slot is flipped in at least one round and kept in at least one
+// other (for count >= 2 the code is non-zero; with count = 1 the only round
+// flips all); every coordinate of a permutation group moves in round 0.
+TEST(VerifyElements, RoundsFlipEverySignAndMoveEveryCoordinate) {
+  for (int count = 1; count <= 6; ++count)
+    for (uint64_t plan = 0; plan < 12; ++plan)
+      for (int64_t n = 1; n <= 24; ++n) {
+        SCOPED_TRACE("n " + std::to_string(n) + " rounds " + std::to_string(count) + " plan " +
+                     std::to_string(plan));
+        std::vector<std::pair<json, int64_t>> groups{{{{"name", "Z2"}}, n},
+                                                     {{{"name", "B"}}, n},
+                                                     {{{"name", "S"}}, n}};
+        for (int64_t d : {1, 2, 3})
+          for (const char *inner : {"Z2", "B", "S", "1"})
+            for (const char *outer : {"S", "1"})
+              groups.push_back({headsGroup(outer, inner, n, d), n * d});
+        for (const auto &[grp, size] : groups) {
+          std::vector<vfy::Monomial> els = allRounds(grp, size, count, plan);
+          std::string inner = grp.value("inner", grp["name"].get<std::string>());
+          bool signs = vfy::hasSeveralSignSlots(grp);
+          EXPECT_EQ(signs, inner == "Z2" || inner == "B") << grp.dump();
+          if (signs)
+            for (int64_t j = 0; j < size; ++j) {
+              bool flipped = false;
+              for (const auto &m : els)
+                flipped |= factorOnColumn(m, j) < 0;
+              EXPECT_TRUE(flipped) << grp.dump() << ": coordinate " << j << " never flipped";
+            }
+          // Round 0 moves every coordinate the group can move.
+          const vfy::Monomial &m0 = els[0];
+          bool isHeads = grp["name"] == "heads";
+          int64_t d = grp.value("head_dim", int64_t(1));
+          bool outerS = isHeads && grp["outer"] == "S" && size / d >= 2;
+          bool innerS = (inner == "S" || inner == "B") && (isHeads ? d : size) >= 2;
+          if (outerS || innerS)
+            for (int64_t i = 0; i < size; ++i) {
+              if (outerS)
+                EXPECT_NE(m0.col[size_t(i)] / d, i / d) << grp.dump() << " head of " << i;
+              if (innerS)
+                EXPECT_NE(m0.col[size_t(i)], i) << grp.dump() << " coordinate " << i;
+            }
+        }
+      }
+}
+
+// Two sign slots flip apart in some round unless their codes agree: probability
+// 1 / (2^count - 1) (1/15 for the 3 + 1 rounds of 3 trials, against 1/8 for three
+// independent coins). Measured over 6000 plans for one pair.
+TEST(VerifyElements, PairsFlipApartAsOftenAsTheCodesPromise) {
+  for (int count : {2, 3, 4}) {
+    int same = 0, plans = 6000;
+    for (int plan = 0; plan < plans; ++plan) {
+      std::vector<vfy::Monomial> els = allRounds({{"name", "Z2"}}, 8, count, uint64_t(plan));
+      bool apart = false;
+      for (const auto &m : els)
+        apart |= m.factor[2] != m.factor[5];
+      same += !apart;
+    }
+    double expect = 1.0 / double((1 << count) - 1), got = double(same) / plans;
+    EXPECT_NEAR(got, expect, 0.25 * expect) << count << " rounds";
+    EXPECT_LT(got, 1.0 / double(1 << (count - 1))) << "no worse than count - 1 coins";
+  }
+}
+
+// Rope "sign" pairs and the determinant's sign of O and GL (and of O inside
+// heads) are sign slots: each is negative in some round.
+TEST(VerifyElements, RoundsFlipRopePairsAndDeterminants) {
+  json rope = {{"name", "rope"}, {"pairs", {{0, 1}, {2, 3}, {4, 5}}}, {"rotation", "sign"},
+               {"scale", false}};
+  for (int count = 1; count <= 4; ++count)
+    for (uint64_t plan = 0; plan < 30; ++plan) {
+      std::vector<int> ropeFlips(3, 0);
+      int negO = 0, negGL = 0;
+      std::vector<int> negHeads(3, 0);
+      for (int r = 0; r < count; ++r) {
+        vfy::Rounds rd = roundOf(r, count, plan);
+        vfy::Rng a(plan + 100 * uint64_t(r)), b = a, c = a, e = a;
+        vfy::Matrix m = vfy::drawElement(rope, 7, a, &rd);
+        for (int p = 0; p < 3; ++p) {
+          EXPECT_TRUE(m(2 * p, 2 * p) == 1.0 || m(2 * p, 2 * p) == -1.0);
+          ropeFlips[size_t(p)] += m(2 * p, 2 * p) < 0;
+        }
+        EXPECT_EQ(m(6, 6), 1.0); // no pair: untouched
+        negO += vfy::determinantSign(vfy::drawElement({{"name", "O"}}, 5, b, &rd)) < 0;
+        vfy::Matrix gl = vfy::drawElement({{"name", "GL"}}, 4, c, &rd);
+        negGL += vfy::determinantSign(gl) < 0;
+        vfy::Matrix h = vfy::drawElement(headsGroup("S", "O", 3, 3), 9, e, &rd);
+        for (int64_t k = 0; k < 3; ++k) { // the block of source head k
+          vfy::Matrix blk(3);
+          for (int64_t row = 0; row < 9; ++row)
+            for (int64_t col = 0; col < 3; ++col)
+              if (h(row, k * 3 + col) != 0)
+                blk(row % 3, col) = h(row, k * 3 + col);
+          negHeads[size_t(k)] += vfy::determinantSign(blk) < 0;
+        }
+      }
+      for (int p = 0; p < 3; ++p)
+        EXPECT_GT(ropeFlips[size_t(p)], 0) << "pair " << p << " plan " << plan;
+      EXPECT_GT(negO, 0) << "plan " << plan;
+      EXPECT_GT(negGL, 0) << "plan " << plan;
+      for (int k = 0; k < 3; ++k)
+        EXPECT_GT(negHeads[size_t(k)], 0) << "head " << k << " plan " << plan;
+    }
+  // One round more where several slots must flip apart; O and GL have one.
+  for (const char *g : {"Z2", "B"})
+    EXPECT_TRUE(vfy::hasSeveralSignSlots({{"name", g}})) << g;
+  EXPECT_TRUE(vfy::hasSeveralSignSlots(rope));
+  EXPECT_TRUE(vfy::hasSeveralSignSlots(headsGroup("S", "O", 3, 3)));
+  EXPECT_TRUE(vfy::hasSeveralSignSlots(headsGroup("1", "GL", 3, 3)));
+  for (const char *g : {"S", "Scale+", "1", "O", "GL"})
+    EXPECT_FALSE(vfy::hasSeveralSignSlots({{"name", g}})) << g;
+  EXPECT_FALSE(vfy::hasSeveralSignSlots(headsGroup("S", "S", 3, 3)));
+  rope["rotation"] = "SO2";
+  EXPECT_FALSE(vfy::hasSeveralSignSlots(rope));
+}
+
+// Planned rounds keep the monomial and dense draws identical.
+TEST(VerifyElements, MonomialDrawsMatchDenseOnesInEveryRound) {
+  std::vector<json> groups{{{"name", "S"}}, {{"name", "B"}}, {{"name", "Z2"}},
+                           headsGroup("S", "B", 4, 3), headsGroup("S", "1", 4, 3),
+                           headsGroup("1", "S", 4, 3), headsGroup("S", "Z2", 4, 3)};
+  for (const json &grp : groups)
+    for (int r = 0; r < 4; ++r) {
+      vfy::Rounds rd = roundOf(r, 4, 77);
+      vfy::Rng r1(r), r2(r);
+      vfy::Matrix dense = vfy::drawElement(grp, 12, r1, &rd);
+      std::optional<vfy::Monomial> mono = vfy::drawMonomial(grp, 12, r2, &rd);
+      ASSERT_TRUE(mono.has_value());
+      for (int64_t i = 0; i < 12; ++i)
+        for (int64_t j = 0; j < 12; ++j)
+          ASSERT_EQ(dense(i, j), mono->col[size_t(i)] == j ? mono->factor[size_t(i)] : 0.0)
+              << grp.dump() << " round " << r;
+    }
+}
+
+// ---- end to end: claims wrong on exactly one coordinate fail on every seed ----
+
+namespace {
+
+// x[4,6] -> h = x W1^T + b1 (width w) -> a = Tanh(h) + bad * h * h -> y = a W2^T + b2.
+// `bad` is a fixed one-hot vector on coordinate p: every coordinate but p is odd and
+// interchangeable (B on the others holds), coordinate p is neither, on every input
+// (a Relu there would hide it on inputs where h_p < 0 on every row).
+onnx::ModelProto oneBadCoordinate(int64_t w, int64_t p) {
+  Builder b;
+  b.input("x", {4, 6});
+  b.init("W1", {w, 6});
+  b.init("b1", {w});
+  b.init("W2", {3, w});
+  b.init("b2", {3});
+  auto *bad = b.g().add_initializer();
+  bad->set_name("bad");
+  bad->set_data_type(onnx::TensorProto::FLOAT);
+  bad->add_dims(w);
+  for (int64_t i = 0; i < w; ++i)
+    bad->add_float_data(i == p ? 1.0f : 0.0f);
+  Builder::attrInt(b.node("Gemm", {"x", "W1", "b1"}, {"h"}), "transB", 1);
+  b.node("Tanh", {"h"}, {"t"});
+  b.node("Mul", {"h", "h"}, {"r"});
+  b.node("Mul", {"r", "bad"}, {"rb"});
+  b.node("Add", {"t", "rb"}, {"a"});
+  Builder::attrInt(b.node("Gemm", {"a", "W2", "b2"}, {"y"}), "transB", 1);
+  b.output("y");
+  return b.m;
+}
+
+json layerClaim(const std::string &id, const json &group, const std::vector<int64_t> &index) {
+  auto mem = [&](const char *init, int axis, const char *var) {
+    return json{{"initializer", init}, {"axis", axis}, {"index", index}, {"variance", var}};
+  };
+  return {{"id", id},
+          {"kind", "linear"},
+          {"n", int64_t(index.size())},
+          {"group", group},
+          {"members", {mem("W1", 0, "out"), mem("b1", 0, "out"), mem("W2", 1, "in")}}};
+}
+
+std::vector<int64_t> allCoordinates(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+} // namespace
+
+TEST(VerifyPlanted, ClaimWrongOnOneCoordinateFailsOnEverySeed) {
+  // (width, bad coordinate, head_dim for the heads groups)
+  const std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes{
+      {2, 0, 1}, {3, 2, 1}, {4, 1, 2}, {6, 5, 3}, {12, 7, 2}, {12, 0, 3}};
+  int runs = 0;
+  for (auto [w, p, d] : shapes) {
+    onnx::ModelProto m = oneBadCoordinate(w, p);
+    std::vector<int64_t> good;
+    for (int64_t i = 0; i < w; ++i)
+      if (i != p)
+        good.push_back(i);
+    std::vector<json> truths{layerClaim("true_B", {{"name", "B"}}, good),
+                             layerClaim("true_Z2", {{"name", "Z2"}}, good)};
+    if (good.size() >= 2)
+      truths.push_back(layerClaim("true_S", {{"name", "S"}}, good));
+    std::vector<json> planted{
+        layerClaim("planted", {{"name", "Z2"}}, allCoordinates(w)),
+        layerClaim("planted", {{"name", "S"}}, allCoordinates(w)),
+        layerClaim("planted", {{"name", "B"}}, allCoordinates(w)),
+        layerClaim("planted", headsGroup("S", "1", w / d, d), allCoordinates(w)),
+        layerClaim("planted", headsGroup("S", "Z2", w / d, d), allCoordinates(w)),
+        layerClaim("planted", headsGroup("1", "Z2", w / d, d), allCoordinates(w)),
+        layerClaim("planted", headsGroup("1", "B", w / d, d), allCoordinates(w))};
+    if (d >= 2)
+      planted.push_back(layerClaim("planted", headsGroup("1", "S", w / d, d), allCoordinates(w)));
+    if (w % 2 == 0) {
+      json pairs = json::array();
+      for (int64_t i = 0; i + 1 < w; i += 2)
+        pairs.push_back({i, i + 1});
+      planted.push_back(layerClaim(
+          "planted", {{"name", "rope"}, {"pairs", pairs}, {"rotation", "sign"}, {"scale", false}},
+          allCoordinates(w)));
+    }
+    for (const json &bad : planted)
+      for (int trials : {1, 3})
+        for (uint64_t seed = 0; seed < 24; ++seed) {
+          std::vector<json> cs = truths;
+          cs.insert(cs.begin() + 1, bad);
+          VerifyOptions o;
+          o.seed = seed;
+          o.trials = trials;
+          VerifyReport r = run(m, doc(cs), o);
+          EXPECT_EQ(r.failedIds(), std::vector<std::string>{"planted"})
+              << "width " << w << " bad " << p << " " << bad["group"].dump() << " seed " << seed
+              << " trials " << trials;
+          ++runs;
+        }
+  }
+  EXPECT_GT(runs, 1000);
+}
+
+// Before the rounds, each trial's sign pattern was independent: three trials left
+// the bad coordinate unflipped with probability 1/8. The fixture is sensitive to
+// exactly that: independent draws miss it on some seeds.
+TEST(VerifyPlanted, IndependentDrawsWouldMissTheBadCoordinate) {
+  int missed = 0;
+  for (uint64_t seed = 0; seed < 64; ++seed) {
+    bool flipped = false;
+    for (int t = 0; t < 3; ++t) {
+      vfy::Rng rng(seed * 3 + uint64_t(t));
+      flipped |= vfy::drawMonomial({{"name", "Z2"}}, 12, rng)->factor[7] < 0;
+    }
+    missed += !flipped;
+  }
+  EXPECT_GT(missed, 0);
+}
+
+// A Z2 claim wrong only on a pair (flipping both together holds: y reads the
+// product a_i a_j) is found unless the pair's codes agree: 1 in 15 seeds on
+// average with 3 trials. Counted over 60 seeds; the true claims hold on all.
+TEST(VerifyPlanted, ClaimWrongOnAPairFailsUnlessTheCodesAgree) {
+  const int64_t w = 8, i = 2, j = 5;
+  Builder b;
+  b.input("x", {4, 6});
+  b.init("W1", {w, 6});
+  b.init("b1", {w});
+  b.init("W2", {3, w});
+  auto *sel = b.g().add_initializer(); // [w, 2]: picks a_i and a_j
+  sel->set_name("sel");
+  sel->set_data_type(onnx::TensorProto::FLOAT);
+  sel->add_dims(w);
+  sel->add_dims(2);
+  for (int64_t r = 0; r < w; ++r)
+    for (int64_t c = 0; c < 2; ++c)
+      sel->add_float_data((c == 0 && r == i) || (c == 1 && r == j) ? 1.0f : 0.0f);
+  Builder::attrInt(b.node("Gemm", {"x", "W1", "b1"}, {"h"}), "transB", 1);
+  b.node("Tanh", {"h"}, {"a"});
+  Builder::attrInt(b.node("Gemm", {"a", "W2"}, {"main"}), "transB", 1);
+  b.node("MatMul", {"a", "sel"}, {"pick"});
+  onnx::NodeProto &prod = b.node("ReduceProd", {"pick"}, {"prod"});
+  auto *axes = prod.add_attribute(); // a_i a_j per row
+  axes->set_name("axes");
+  axes->set_type(onnx::AttributeProto::INTS);
+  axes->add_ints(1);
+  b.node("Add", {"main", "prod"}, {"y"});
+  b.output("y");
+  std::vector<int64_t> others;
+  for (int64_t k = 0; k < w; ++k)
+    if (k != i && k != j)
+      others.push_back(k);
+  int missed = 0, seeds = 60;
+  for (uint64_t seed = 0; seed < uint64_t(seeds); ++seed) {
+    VerifyOptions o;
+    o.seed = seed;
+    VerifyReport r = run(b.m,
+                         doc({layerClaim("true_Z2", {{"name", "Z2"}}, others),
+                              layerClaim("pair", {{"name", "Z2"}}, allCoordinates(w))}),
+                         o);
+    ASSERT_TRUE(r.claims[0].pass) << "seed " << seed;
+    missed += r.claims[1].pass;
+  }
+  std::cout << "pair claim passed (missed) on " << missed << " of " << seeds << " seeds\n";
+  EXPECT_LE(missed, seeds / 8) << "no worse than three independent coins (1/8)";
+}
+
+// The extra round costs one forward run per batch with a claim that has several
+// sign slots, and none elsewhere (O's one slot is covered by the trials' rounds).
+TEST(VerifyComposed, ExtraRoundOnlyForBatchesWithSeveralSignSlots) {
+  auto m = mlp("Identity");
+  VerifyReport s = run(m, doc({hiddenClaim("c1", "GL"), hiddenClaim("c2", "O")}));
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(s.forwards, 3 * 2 + 1);
+  VerifyReport z = run(m, doc({hiddenClaim("c1", "S"), hiddenClaim("c2", "Z2")}));
+  EXPECT_TRUE(z.ok());
+  EXPECT_EQ(z.forwards, 3 * 2 + 1 + 1);
+}

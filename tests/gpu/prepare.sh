@@ -21,11 +21,11 @@ gen() { # NAME MODEL ARGS...
   "$SYMOC" compile "$model" --name "$name" -o "$DEST/gen/$name" "$@" > /dev/null 2>&1
 }
 M=$ROOT/models/gpt2.onnx
-for pol in adamw muon symo auto shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled symo-large; do
+for pol in adamw muon symo auto auto-norm shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled symo-large; do
   gen "gpt2_${pol//-/_}" "$M" --policy $pol
 done
 # The matrix rules on LLaMA's shapes too (per-head O|O pieces, SwiGLU gauges, Lau-Su col/centered_row).
-for pol in symo auto shampoo lau-su ddc-adam ddc-muon symo-coupled symo-large; do
+for pol in symo auto auto-norm shampoo lau-su ddc-adam ddc-muon symo-coupled symo-large; do
   gen "llama_${pol//-/_}" "$ROOT/models/llama.onnx" --policy $pol
 done
 # Shampoo's refresh interval (roots every F-th step) on the hidden matrices.

@@ -5,7 +5,7 @@ cleanly where there is no usable GPU.
 
     test_cuda_build.py --symoc BIN --runtime-lib LIB.a --cuda-lib LIB.a --cuda-lib-dir DIR --link FLAGS --work DIR
 
-For each policy (adamw, muon, symo, symo-coupled: device rules; the last two carry Symo pieces
+For each policy (adamw, muon, symo, symo-coupled, auto-norm: device rules; symo and symo-coupled carry Symo pieces
 and coupled axes in the block table) it checks: create_cuda,
 step_cuda, is_cuda are non-NULL; is_cuda(create()) == 0; step_cuda on a CPU optimizer and
 step on ... are refused with SYMOC_ERR_ARGUMENT and a message; create_cuda on a machine
@@ -33,7 +33,7 @@ def main():
     from symoc.torch import load_library  # noqa: E402 (imports torch; skip when absent)
     os.makedirs(a.work, exist_ok=True)
     fails = []
-    for pol in ("adamw", "muon", "symo", "symo-coupled"):
+    for pol in ("adamw", "muon", "symo", "symo-coupled", "auto-norm"):
         out = os.path.join(a.work, pol)
         name = "gpt2_cu_" + pol.replace("-", "_")
         r = subprocess.run([a.symoc, "compile", os.path.join(SRC, "models", "gpt2.onnx"), "--policy", pol,

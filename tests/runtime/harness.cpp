@@ -6,7 +6,8 @@
 // IN holds W0 then STEPS gradients (ROWS*COLS float32 each, row-major). OUT receives, per
 // step, the weights after the step (mode=weights, default) or the step's direction
 // (mode=direction). RULE: sgd adam adamw adam_mini muon shampoo lausu:<kind>
-// symo:<left>x<right> polar:<eig|ns|pe>.
+// symo:<left>x<right> polar:<eig|ns|pe>. reload_at=K: before step K (0-based) the state is
+// saved to OUT.state and replaced by what State::load reads back.
 #include "symoc/runtime/runtime.h"
 
 #include <cstdio>
@@ -64,6 +65,8 @@ std::shared_ptr<Rule> make_rule(const std::string &spec) {
     c.beta = float(num("beta", 0.95)), c.weight_decay = float(num("wd", 0)), c.nesterov = num("nesterov", 1) != 0;
     c.polar = polar_options(polar_method(str("method", "ns")));
     c.polar.ns_steps = int(num("ns_steps", 5));
+    c.norm_beta2 = float(num("norm_beta2", 0)), c.norm_axis = int(num("norm_axis", 0));
+    c.norm_eps = float(num("norm_eps", 1e-10));
     return std::make_shared<Muon>(c);
   }
   if (spec == "shampoo") {
@@ -122,7 +125,12 @@ int main(int argc, char **argv) {
     std::shared_ptr<Rule> rule;
     const bool polar_only = spec.rfind("polar:", 0) == 0;
     if (!polar_only) rule = make_rule(spec);
+    const int64_t reload_at = int64_t(num("reload_at", -1));
     for (int64_t t = 0; t < steps; ++t) {
+      if (t == reload_at) {
+        st.save(outp + ".state");
+        st = State::load(outp + ".state", "");
+      }
       const float *G = data.data() + size_t(t + 1) * sz;
       if (polar_only) {
         PolarOptions o = polar_options(polar_method(spec.substr(6)));

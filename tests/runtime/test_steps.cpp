@@ -132,6 +132,9 @@ std::vector<RuleCase> rule_cases() {
   r.push_back({"adamw", [] { return std::make_shared<Adam>(adamw_config(0.1f)); }, Group::B, Group::B});
   r.push_back({"adam_mini", [] { return std::make_shared<AdamMini>(); }, Group::B, Group::O});
   r.push_back({"muon", [] { MuonConfig c; c.weight_decay = 0.01f; return std::make_shared<Muon>(c); }, Group::O, Group::O});
+  // NorMuon's per-line normalization: rows (columns) only under B there, O on the other side
+  r.push_back({"muon_norm_rows", [] { MuonConfig c; c.norm_beta2 = 0.9f; c.norm_axis = 0; c.weight_decay = 0.01f; return std::make_shared<Muon>(c); }, Group::B, Group::O});
+  r.push_back({"muon_norm_cols", [] { MuonConfig c; c.norm_beta2 = 0.9f; c.norm_axis = 1; return std::make_shared<Muon>(c); }, Group::O, Group::B});
   r.push_back({"muon_pe", [] { MuonConfig c; c.polar = polar_options(PolarMethod::PolarExpress); return std::make_shared<Muon>(c); }, Group::O, Group::O});
   r.push_back({"shampoo", [] { ShampooConfig c; c.eps = 1e-3f; return std::make_shared<Shampoo>(c); }, Group::O, Group::O});
   r.push_back({"lausu_polar", [] { return std::make_shared<LauSu>(LauSuKind::Polar); }, Group::O, Group::O});
@@ -164,6 +167,32 @@ TEST(Equivariance, EveryRuleUnderItsBlockGroup) {
       }
       EXPECT_LT(rel_err(act(P, Q, W, m, n), Wg), 2e-5) << rc.name << " " << m << "x" << n;
     }
+}
+
+// The reason the plan refuses NorMuon's normalization on a side with an O/GL claim: rotating
+// the lines changes the step by far more than rounding (the test above would catch a rule
+// that silently ignored norm_axis; this one a normalization that were rotation-equivariant).
+TEST(Equivariance, LineNormalizationIsNotRotationEquivariantOnItsAxis) {
+  std::mt19937 rng(17);
+  for (int axis : {0, 1}) {
+    const int64_t m = 6, n = 4;
+    Mat P = random_element(rng, axis == 0 ? Group::O : Group::Trivial, m);
+    Mat Q = random_element(rng, axis == 1 ? Group::O : Group::Trivial, n);
+    MuonConfig c;
+    c.norm_beta2 = 0.9f, c.norm_axis = axis;
+    Context ctx;
+    State s1, s2;
+    Muon r1(c), r2(c);
+    auto W = randn(rng, size_t(m * n));
+    auto Wg = act(P, Q, W, m, n);
+    for (int t = 0; t < 3; ++t) {
+      auto G = randn(rng, size_t(m * n));
+      auto Gg = act(P, Q, G, m, n);
+      r1.step(ctx, s1, Param{"w", W.data(), G.data(), m, n}, 0.05f);
+      r2.step(ctx, s2, Param{"w", Wg.data(), Gg.data(), m, n}, 0.05f);
+    }
+    EXPECT_GT(rel_err(act(P, Q, W, m, n), Wg), 1e-3) << "axis " << axis;
+  }
 }
 
 TEST(Degenerate, EveryRuleGivesFiniteStepsOnDegenerateShapes) {

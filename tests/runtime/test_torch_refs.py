@@ -133,6 +133,61 @@ class Muon(unittest.TestCase):
             self.assertLess(rel(ours[t], d), 1e-5, f"step {t + 1}")
 
 
+class NorMuon(unittest.TestCase):
+    """Muon with neuron-wise normalization (NorMuon, Li et al. 2025) against a torch
+    re-implementation written from the paper's algorithm: per line (row: norm_axis 0, column:
+    1) an EMA of the mean square of the polar factor O, O divided by its root per line, the
+    result rescaled to O's Frobenius norm, then Muon's scale."""
+
+    def reference(self, W0, grads, lr, wd, beta, beta2, axis):
+        m, n = W0.shape
+        W, M = W0.clone(), torch.zeros(m, n)
+        v = torch.zeros(m if axis == 0 else n, dtype=torch.float64)
+        out = []
+        for g in grads:
+            M.lerp_(g, 1 - beta)
+            O = ns5_torch(g.lerp(M, beta)).double()
+            v = beta2 * v + (1 - beta2) * (O * O).mean(dim=1 - axis)
+            s = 1.0 / (v.sqrt() + 1e-10)
+            On = O * (s[:, None] if axis == 0 else s[None, :])
+            On = On * (O.norm() / (On.norm() + 1e-10))
+            W = W * (1 - lr * wd) - lr * (On * max(1, m / n) ** 0.5).float()
+            out.append(W.clone())
+        return out
+
+    def test_rows_and_columns_with_state_reload(self):
+        lr, wd, beta, beta2 = 0.02, 0.01, 0.95, 0.9
+        for m, n in [(48, 80), (80, 48)]:
+            for axis in (0, 1):
+                W0, grads = data(m, n, 6, 4)
+                ours = run_harness("muon", W0, grads, lr=lr, wd=wd, beta=beta, norm_beta2=beta2,
+                                   norm_axis=axis, reload_at=3)
+                want = self.reference(W0, grads, lr, wd, beta, beta2, axis)
+                for t in range(len(grads)):
+                    self.assertLess(rel(ours[t] - W0, want[t] - W0), 1e-5, f"{m}x{n} axis {axis} step {t + 1}")
+                # the state file round trip is exact: the same run without the reload
+                plain = run_harness("muon", W0, grads, lr=lr, wd=wd, beta=beta, norm_beta2=beta2, norm_axis=axis)
+                for t in range(len(grads)):
+                    self.assertTrue(torch.equal(ours[t], plain[t]), f"reload changed step {t + 1}")
+
+    def test_normalization_differs_from_muon_and_balances_lines(self):
+        W0, grads = data(64, 32, 3, 5)
+        nor = run_harness("muon", W0, grads, mode="direction", norm_beta2=0.95, norm_axis=0)
+        mu = run_harness("muon", W0, grads, mode="direction")
+        self.assertGreater(rel(nor[0], mu[0]), 1e-3)
+        # step 1: v = (1 - beta2) * mean row square, so every row of the direction has one norm
+        r = nor[0].double().norm(dim=1)
+        self.assertLess(float((r.max() - r.min()) / r.mean()), 1e-4)
+        self.assertLess(abs(float(nor[0].norm() / mu[0].norm()) - 1), 1e-5)  # O's norm kept
+
+    def test_off_is_muon_bit_for_bit(self):
+        W0, grads = data(40, 24, 4, 6)
+        a = run_harness("muon", W0, grads, lr=0.02, wd=0.01)
+        b = run_harness("muon", W0, grads, lr=0.02, wd=0.01, norm_beta2=0.0, norm_axis=1)
+        for t in range(len(grads)):
+            self.assertTrue(torch.equal(a[t], b[t]), f"step {t + 1}")
+
+
 def sym_pow64(S, p, eps):
     w, V = torch.linalg.eigh(S.double())
     w = w.clamp(min=0) + eps

@@ -336,7 +336,9 @@ struct CompileOptions {
     cmd->add_flag("--no-verify", noVerify,
                   "do not check the claims numerically before building on them (the plan notes it)");
     cmd->add_option("--seed", a.seed, "random seed of the verification");
-    cmd->add_option("--trials", a.trials, "group elements per claim in the verification");
+    cmd->add_option("--trials", a.trials,
+                    "trials of the verification (random inputs and group elements; "
+                    "sign-flip claims get one element more)");
     cmd->add_flag("--one-by-one", a.oneByOne, "verify each claim alone (default: by composition)");
   }
 };
@@ -584,7 +586,9 @@ int main(int argc, char **argv) {
 #ifdef SYMOC_HAVE_VERIFY
   analyzeCmd->add_flag("--verify", analyzeOpts.verify, "check every claim numerically");
   analyzeCmd->add_option("--seed", analyzeOpts.seed, "random seed for --verify");
-  analyzeCmd->add_option("--trials", analyzeOpts.trials, "group elements per claim for --verify");
+  analyzeCmd->add_option("--trials", analyzeOpts.trials,
+                         "trials for --verify (random inputs and group elements; "
+                         "sign-flip claims get one element more)");
   analyzeCmd->add_flag("--one-by-one", analyzeOpts.oneByOne,
                        "--verify checks each claim alone (default: batches of claims by composition)");
 
@@ -598,7 +602,9 @@ int main(int argc, char **argv) {
   verifyCmd->add_option("--claims", verifyClaims, "check this claims file instead of the analysis");
   verifyCmd->add_option("--json", verifyJson, "write the results as JSON");
   verifyCmd->add_option("--seed", verifyOpts.seed, "random seed");
-  verifyCmd->add_option("--trials", verifyOpts.trials, "group elements per claim");
+  verifyCmd->add_option("--trials", verifyOpts.trials,
+                        "trials (random inputs and group elements; sign-flip claims get one "
+                        "element more)");
   verifyCmd->add_flag("--one-by-one", verifyOpts.oneByOne,
                       "check each claim alone (default: batches of claims by composition)");
 #endif

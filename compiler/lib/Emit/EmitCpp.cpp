@@ -100,8 +100,11 @@ std::string ruleExpr(const Step &s, const Unit &u, bool shared) {
       << ";\nc.group_rows = " << int64_t(s.get("group_rows", 1)) << ";\nreturn " << mk << "<AdamMini>(c);";
   } else if (s.kind == "muon") {
     o << "MuonConfig c;\nc.beta = " << f("beta", 0.95) << ";\nc.weight_decay = " << f("weight_decay", 0)
-      << ";\nc.nesterov = " << (s.get("nesterov", 1) != 0 ? "true" : "false") << ";\nreturn " << mk
-      << "<Muon>(c);";
+      << ";\nc.nesterov = " << (s.get("nesterov", 1) != 0 ? "true" : "false") << ";\n";
+    if (s.get("norm_beta2", 0) > 0) // NorMuon's per-line normalization on the axis the claims allow
+      o << "c.norm_beta2 = " << f("norm_beta2", 0) << ";\nc.norm_axis = " << int(s.get("norm_axis", 0))
+        << ";\nc.norm_eps = " << f("norm_eps", 1e-10) << ";\n";
+    o << "return " << mk << "<Muon>(c);";
   } else if (s.kind == "shampoo") {
     o << "ShampooConfig c;\nc.eps = " << f("eps", 1e-6) << ";\nc.beta2 = " << f("beta2", 1)
       << ";\nc.weight_decay = " << f("weight_decay", 0) << ";\nc.exponent = " << int(s.get("exponent", 4))

@@ -70,6 +70,7 @@ std::string Step::describe() const {
   if (kind == "symo") d = "symo " + left + " x " + right;
   else if (kind == "symo_coupled") d = "symo-coupled " + left;
   else if (kind == "lausu") d = "lausu " + lausu;
+  else if (kind == "muon" && get("norm_beta2", 0) > 0) d = get("norm_axis", 0) == 0 ? "muon norm-rows" : "muon norm-cols";
   else d = kind;
   if (!gauges.empty()) d += " + gauges";
   return d;
@@ -130,6 +131,7 @@ void estimateCost(const Plan &plan, Unit &u) {
         bytes += n + std::ceil(m / gr), flops += 10 * n;
       } else if (s.kind == "muon") {
         bytes += n, flops += 5 * (4 * lo * lo * hi + 2 * lo * lo * lo) + 6 * n;
+        if (s.get("norm_beta2", 0) > 0) bytes += s.get("norm_axis", 0) == 0 ? m : q, flops += 5 * n;
       } else if (s.kind == "shampoo") {
         const double maxd = s.get("max_precond_dim", 8192);
         const double freq = std::max(1.0, s.get("precondition_frequency", 1));

@@ -123,7 +123,7 @@ const std::map<std::string, std::set<std::string>> &knownHyper() {
       {"adamw", {"beta1", "beta2", "eps", "weight_decay"}},
       {"adam", {"beta1", "beta2", "eps", "weight_decay"}},
       {"sgd", {"momentum", "dampening", "weight_decay", "nesterov"}},
-      {"muon", {"beta", "nesterov", "weight_decay"}},
+      {"muon", {"beta", "nesterov", "weight_decay", "norm_beta2", "norm_axis", "norm_eps"}},
       {"shampoo", {"eps", "beta2", "exponent", "precondition_frequency", "max_precond_dim", "weight_decay"}},
       {"lausu", {"beta", "eps", "nesterov", "weight_decay"}},
       {"adam_mini", {"beta1", "beta2", "eps", "weight_decay", "group_rows"}},
@@ -334,6 +334,102 @@ std::vector<std::string> pieceClaims(const std::vector<PieceGroup> &v) {
       if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   return ids;
 }
+
+/// NorMuon's neuron-wise normalization on one side of a matrix (rows: axis 0; columns: the
+/// other axes) rescales each line by a positive factor computed from that line alone: it
+/// commutes with permutations and sign flips of the lines, not with rotations mixing them.
+/// So it is allowed only where every claim on the side acts by permutations and sign flips
+/// (S, Z2, head permutations; a RoPE claim without rotation: per pair +-I and a positive
+/// factor) or is a Scale+ gauge (not averaged; projected by DDC where the runtime has it) or
+/// one positive factor on whole tensors (kind scale: commutes with every per-line factor);
+/// an O/GL claim on any range of the side, a RoPE rotation or a shift refuses it.
+struct LineNorm {
+  bool ok = true;
+  std::vector<std::string> ids;      // the claims it is equivariant under
+  std::vector<std::string> refusers; // the claims that refuse it
+};
+
+LineNorm lineNorm(const AnalysisResult &a, const Param &p, bool rows) {
+  LineNorm r;
+  auto onSide = [&](int64_t axis) { return rows ? axis == 0 : axis >= 1; };
+  auto add = [](std::vector<std::string> &v, const std::string &id) {
+    if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
+  };
+  for (const Claim &c : a.claims) {
+    bool touches = false;
+    for (const Member &m : c.members) touches = touches || (m.initializer == p.name && onSide(m.axis));
+    if (c.kind == "shift") { // W + 1 v^T moves every line: no per-line rule is equivariant
+      for (const Member &m : c.members) touches = touches || m.initializer == p.name;
+      if (touches) add(r.refusers, c.id);
+      continue;
+    }
+    if (!touches) continue;
+    if (c.kind == "scale") continue; // one positive factor on whole tensors commutes with any per-line factor
+    if (c.kind != "linear") add(r.refusers, c.id);
+    else if (c.group == "S" || c.group == "Z2" || c.group == "B" || c.group == "heads") add(r.ids, c.id);
+    else if (c.group == "Scale+") continue; // a gauge: not a group the step averages over
+    else if (c.group == "rope" && c.rotation != "SO2") add(r.ids, c.id);
+    else add(r.refusers, c.id); // O, GL, RoPE's SO(2), anything unknown
+  }
+  r.ok = r.refusers.empty();
+  return r;
+}
+
+std::string idList(const std::vector<std::string> &ids) {
+  std::string s;
+  for (const auto &id : ids) s += (s.empty() ? "" : ",") + id;
+  return s.empty() ? "none" : s;
+}
+
+/// The axis NorMuon normalizes on these matrices (0 rows, 1 columns; -1 none): rows (output
+/// neurons, as the paper) when the claims allow it on every member, else columns when they
+/// allow that, else none. `why` says which claims decided.
+int lineNormAxis(const AnalysisResult &a, const std::vector<const Param *> &ps, std::vector<std::string> &ids,
+                 std::string &why) {
+  LineNorm R, C;
+  for (const Param *p : ps) {
+    LineNorm r = lineNorm(a, *p, true), c = lineNorm(a, *p, false);
+    R.ok = R.ok && r.ok, C.ok = C.ok && c.ok;
+    for (auto *v : {&r, &c})
+      for (const auto &id : v->ids) {
+        auto &dst = v == &r ? R.ids : C.ids;
+        if (std::find(dst.begin(), dst.end(), id) == dst.end()) dst.push_back(id);
+      }
+    for (const auto &id : r.refusers) R.refusers.push_back(id);
+    for (const auto &id : c.refusers) C.refusers.push_back(id);
+  }
+  auto equiv = [](const std::vector<std::string> &v) {
+    return v.empty() ? std::string("no claim on them") : "their claims (" + idList(v) + ") permute and flip them";
+  };
+  if (R.ok) {
+    ids = R.ids;
+    why = "neuron-wise normalized along rows: " + equiv(R.ids);
+    return 0;
+  }
+  if (C.ok) {
+    ids = C.ids;
+    why = "neuron-wise normalized along columns: rows refused (" + idList(R.refusers) + " rotate or shift them); columns: " +
+          equiv(C.ids);
+    return 1;
+  }
+  why = "no neuron-wise normalization: rows refused by " + idList(R.refusers) + ", columns by " + idList(C.refusers) +
+        " (they rotate or shift lines)";
+  return -1;
+}
+
+/// Muon with NorMuon's normalization where the claims allow it (auto-norm), else plain Muon.
+void addLineNorm(const AnalysisResult &a, const std::vector<const Param *> &ps, Step &s, std::vector<std::string> &claims,
+                 std::string &why) {
+  std::vector<std::string> ids;
+  std::string w;
+  const int axis = lineNormAxis(a, ps, ids, w);
+  if (axis >= 0) s.hp["norm_beta2"] = 0.95, s.hp["norm_axis"] = double(axis), s.hp["norm_eps"] = 1e-10;
+  for (const auto &id : ids)
+    if (std::find(claims.begin(), claims.end(), id) == claims.end()) claims.push_back(id);
+  why += (why.empty() ? "" : "; ") + w;
+}
+
+bool isAuto(const std::string &policy) { return policy == "auto" || policy == "auto-norm"; }
 
 const Member *spaceMember(const Space &sp, const std::string &name, int64_t axis) {
   for (const Member &m : sp.members)
@@ -575,9 +671,9 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
   const bool matrix = p.isMatrix();
   const bool hiddenLike = p.cls == "hidden" || p.cls == "conv" || p.cls.rfind("swiglu", 0) == 0;
   if (policy == "adamw") return {adamw(p), src, ""};
-  const bool symoLike = policy == "symo" || policy == "symo-large" || policy == "symo-coupled" || policy == "auto";
+  const bool symoLike = policy == "symo" || policy == "symo-large" || policy == "symo-coupled" || isAuto(policy);
   if (matrix && symoLike && !hiddenLike) {
-    if (policy == "auto" && p.cls == "lm_head") {
+    if (isAuto(policy) && p.cls == "lm_head") {
       // Measured (docs/results.md, char-level LLaMA): the centred row-norm that a logit-shift
       // claim allows lost to AdamW twice (at lr 0.02 and with an AdamW-matched rate), so the
       // head keeps AdamW; `--override NAME=lau-su:centered_row` still builds it on the claim.
@@ -586,19 +682,26 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
         return {adamw(p), src, "untied head: AdamW (the centred row-norm its shift claim allows measured worse)"};
       return {adamw(p), src, "untied head without a shift claim on its rows: AdamW"};
     }
-    if (policy == "auto" && p.cls == "router") return {lausu("left_spectral_centered"), src, ""};
+    if (isAuto(policy) && p.cls == "router") return {lausu("left_spectral_centered"), src, ""};
     Choice c{adamw(p), src, p.cls == "embedding" || p.cls == "lm_head"
                                 ? "trivial group on embeddings and the head (Symo's transformer recipe): AdamW"
                                 : p.cls + ": AdamW (no matrix rule for this class)"};
     c.why = "AdamW: assumes no symmetry";
     return c;
   }
-  if (matrix && policy == "auto" && hiddenLike)
+  if (matrix && isAuto(policy) && hiddenLike) {
     // Measured (docs/results.md): the recipe's per-KV-head V / per-group O runs lost to Muon on
     // the whole matrix at every model size tried (char-level LLaMA on the CPU at its best lr, the
     // 32M LLaMA on the GPU), so auto steps hidden matrices as Muon does; the claimed gauges are
-    // projected out below (DDC).
-    return {muon(), src, "auto: Muon on the whole matrix (per-head runs measured worse)"};
+    // projected out below (DDC). auto-norm adds NorMuon's per-line normalization on the side
+    // whose claims allow it.
+    Choice c{muon(), src, "auto: Muon on the whole matrix (per-head runs measured worse)"};
+    if (policy == "auto-norm") {
+      addLineNorm(m.a, {&p}, c.step, c.claims, c.why);
+      c.why = "Muon on the whole matrix (assumes no symmetry); " + c.why;
+    }
+    return c;
+  }
   if (matrix && symoLike) {
     Choice c = symoRecipe(p, o, src);
     return c;
@@ -708,6 +811,11 @@ Step parseStep(const std::string &spec, const Param &p, const Model &m, const Po
     } catch (const std::logic_error &) {
       throw Error(fmt::format("{}: value of '{}' is not a number", where, k));
     }
+  }
+  if (s.kind == "muon") {
+    const double ax = s.get("norm_axis", 0), b2 = s.get("norm_beta2", 0);
+    if (ax != 0 && ax != 1) throw Error(fmt::format("{}: norm_axis must be 0 (rows) or 1 (columns)", where));
+    if (b2 < 0 || b2 >= 1) throw Error(fmt::format("{}: norm_beta2 must be in [0, 1) (0: off)", where));
   }
   return s;
 }
@@ -852,7 +960,7 @@ bool oneSidedRows(const Model &m, const Claim &c, Index idx) {
 }
 
 void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::vector<bool> &taken,
-                bool muonBase) {
+                bool muonBase, bool lineNormBase) {
   struct G {
     Gauge g;
     std::vector<int> params; // a, b, c as parameter indices (-1 absent)
@@ -961,6 +1069,11 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
       if (std::find(u.claims.begin(), u.claims.end(), g.g.claim) == u.claims.end()) u.claims.push_back(g.g.claim);
     }
     u.why = std::string(allMuon ? "Muon" : "AdamW") + " with the claimed gauges projected out (DDC)";
+    if (allMuon && lineNormBase) { // one axis for the unit's base rule: the one every member allows
+      std::vector<const Param *> ps;
+      for (int i : members) ps.push_back(&m.params[size_t(i)]);
+      addLineNorm(m.a, ps, u.step, u.claims, u.why);
+    }
     plan.units.push_back(u);
     for (int i : members) taken[size_t(i)] = true;
   }
@@ -969,7 +1082,7 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
 // ------------------------------------------------------------------ auto
 /// Candidates for one parameter under `auto`, in order of preference.
 std::vector<Choice> autoCandidates(const Model &m, const Param &p, const PolicyOptions &o) {
-  std::vector<Choice> c = {policyChoice(m, p, "auto", o)};
+  std::vector<Choice> c = {policyChoice(m, p, o.policy, o)};
   auto alt = [&](Step s) {
     Choice x{s, "policy auto", ""};
     justify(m, p, x);
@@ -985,7 +1098,8 @@ std::vector<Choice> autoCandidates(const Model &m, const Param &p, const PolicyO
 
 const std::vector<std::string> &policyNames() {
   static const std::vector<std::string> n = {"symo",    "symo-large", "symo-coupled", "muon",     "shampoo", "lau-su",
-                                             "adam-mini", "adamw",    "ddc-adam",     "ddc-muon", "auto"};
+                                             "adam-mini", "adamw",    "ddc-adam",     "ddc-muon", "auto",
+                                             "auto-norm"};
   return n;
 }
 
@@ -998,8 +1112,8 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
   if (o.granularity != "matrix" && o.granularity != "kv-group" && o.granularity != "head-pair" &&
       o.granularity != "head")
     throw Error("--granularity " + o.granularity + ": unknown granularity (one of matrix, kv-group, head-pair, head)");
-  if (o.budgetBytes >= 0 && o.policy != "auto")
-    throw Error("--budget-bytes applies to --policy auto only");
+  if (o.budgetBytes >= 0 && !isAuto(o.policy))
+    throw Error("--budget-bytes applies to --policy auto and auto-norm only");
   Model m = readModel(analysis, o);
   Plan plan;
   plan.notes = m.notes;
@@ -1019,7 +1133,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
   std::vector<Choice> choice;
   for (const Param &p : plan.params) choice.push_back(policyChoice(m, p, o.policy, o));
 
-  if (o.policy == "auto") {
+  if (isAuto(o.policy)) {
     std::vector<std::vector<Choice>> cands;
     std::vector<size_t> pick(plan.params.size(), 0);
     for (const Param &p : plan.params) cands.push_back(autoCandidates(m, p, o));
@@ -1055,7 +1169,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
         total -= bestSave;
         pick[best] = bestK;
       }
-      plan.notes.push_back(fmt::format("auto: state {} within budget {}{}", formatBytes(total), formatBytes(budget),
+      plan.notes.push_back(fmt::format("{}: state {} within budget {}{}", o.policy, formatBytes(total), formatBytes(budget),
                                        o.budgetBytes >= 0 ? "" : " (AdamW's state; set --budget-bytes)"));
     }
     for (size_t i = 0; i < pick.size(); ++i) {
@@ -1079,8 +1193,8 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
 
   std::vector<bool> taken(plan.params.size(), false);
   if (o.policy == "symo-coupled") coupleBlocks(m, plan, choice, taken, o);
-  if (o.policy == "ddc-adam" || o.policy == "ddc-muon" || o.policy == "auto")
-    gaugeUnits(m, plan, choice, taken, o.policy != "ddc-adam");
+  if (o.policy == "ddc-adam" || o.policy == "ddc-muon" || isAuto(o.policy))
+    gaugeUnits(m, plan, choice, taken, o.policy != "ddc-adam", o.policy == "auto-norm");
   for (size_t i = 0; i < plan.params.size(); ++i) {
     if (taken[i]) continue;
     Unit u;

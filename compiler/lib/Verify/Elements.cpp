@@ -118,32 +118,51 @@ static std::vector<int64_t> randomPerm(int64_t n, Rng &rng, bool nonIdentity) {
   return p;
 }
 
-Matrix permutation(int64_t n, Rng &rng, bool nonIdentity) {
-  Matrix m(n);
-  std::vector<int64_t> p = randomPerm(n, rng, nonIdentity);
-  for (int64_t i = 0; i < n; ++i)
-    m(i, p[size_t(i)]) = 1;
-  return m;
+std::vector<int64_t> randomDerangement(int64_t n, Rng &rng) {
+  std::vector<int64_t> p(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  std::iota(p.begin(), p.end(), 0);
+  if (n < 2)
+    return p;
+  auto fixesOne = [&] {
+    for (int64_t i = 0; i < n; ++i)
+      if (p[size_t(i)] == i)
+        return true;
+    return false;
+  };
+  // Rejection: a uniform permutation is a derangement with probability ~1/e.
+  do {
+    std::shuffle(p.begin(), p.end(), rng);
+  } while (fixesOne());
+  return p;
 }
 
-Matrix signFlips(int64_t n, Rng &rng) {
-  Matrix m(n);
-  std::bernoulli_distribution coin(0.5);
-  bool any = false;
-  for (int64_t i = 0; i < n; ++i) {
-    bool neg = coin(rng);
-    any |= neg;
-    m(i, i) = neg ? -1.0 : 1.0;
+int determinantSign(const Matrix &x) {
+  int64_t n = x.n;
+  Matrix lu = x;
+  int sign = 1;
+  for (int64_t c = 0; c < n; ++c) {
+    int64_t p = c;
+    for (int64_t r = c + 1; r < n; ++r)
+      if (std::fabs(lu(r, c)) > std::fabs(lu(p, c)))
+        p = r;
+    if (lu(p, c) == 0)
+      return 0;
+    if (p != c) {
+      sign = -sign;
+      for (int64_t j = c; j < n; ++j)
+        std::swap(lu(p, j), lu(c, j));
+    }
+    if (lu(c, c) < 0)
+      sign = -sign;
+    for (int64_t r = c + 1; r < n; ++r) {
+      double f = lu(r, c) / lu(c, c);
+      if (f == 0)
+        continue;
+      for (int64_t j = c; j < n; ++j)
+        lu(r, j) -= f * lu(c, j);
+    }
   }
-  if (!any && n > 0) // a non-trivial element, so that a false claim shows
-    m(0, 0) = -1.0;
-  return m;
-}
-
-Matrix signedPermutation(int64_t n, Rng &rng) {
-  // The permutation is drawn first (argument evaluation order is unspecified).
-  Matrix p = permutation(n, rng, false);
-  return multiply(p, signFlips(n, rng));
+  return sign;
 }
 
 Matrix haarOrthogonal(int64_t n, Rng &rng) {
@@ -172,22 +191,6 @@ Matrix haarOrthogonal(int64_t n, Rng &rng) {
   return q;
 }
 
-Matrix positiveDiagonal(int64_t n, Rng &rng) {
-  std::normal_distribution<double> g(0.0, 0.5);
-  Matrix m(n);
-  for (int64_t i = 0; i < n; ++i)
-    m(i, i) = std::exp(g(rng));
-  return m;
-}
-
-Matrix randomGL(int64_t n, Rng &rng) {
-  std::normal_distribution<double> g(0.0, 0.3);
-  Matrix d(n);
-  for (int64_t i = 0; i < n; ++i)
-    d(i, i) = std::exp(g(rng));
-  return multiply(multiply(haarOrthogonal(n, rng), d), haarOrthogonal(n, rng));
-}
-
 Matrix ropeCommutant(int64_t n, const std::vector<std::pair<int64_t, int64_t>> &pairs,
                      Rng &rng) {
   std::normal_distribution<double> g(0.0, 0.3);
@@ -204,18 +207,119 @@ Matrix ropeCommutant(int64_t n, const std::vector<std::pair<int64_t, int64_t>> &
   return m;
 }
 
-static Matrix drawBase(const std::string &name, int64_t n, Rng &rng,
-                       const std::vector<std::pair<int64_t, int64_t>> &pairs) {
-  if (name == "S") return permutation(n, rng, true);
-  if (name == "B") return signedPermutation(n, rng);
-  if (name == "O") return haarOrthogonal(n, rng);
-  if (name == "GL") return randomGL(n, rng);
-  if (name == "Scale+") return positiveDiagonal(n, rng);
-  if (name == "Z2") return signFlips(n, rng);
-  if (name == "1") return Matrix::identity(n);
+
+namespace {
+
+/// The plan of one draw (see Rounds). Sign slots read their codes from the
+/// plan's stream in slot order, which is the same in every round, so a slot
+/// has the same code in every round of a claim.
+class Cover {
+public:
+  explicit Cover(const Rounds *r) : r_(r), plan_(r ? r->plan : 0) {}
+  /// True when this round's sign slots follow the plan.
+  bool planned() const { return r_ && r_->index < bits(); }
+  /// Whether the next sign slot is flipped in this round.
+  bool flip(Rng &rng) {
+    if (!planned())
+      return std::bernoulli_distribution(0.5)(rng);
+    uint64_t code =
+        std::uniform_int_distribution<uint64_t>(1, (uint64_t(1) << bits()) - 1)(plan_);
+    return (code >> r_->index) & 1;
+  }
+  /// Whether this round's permutations are derangements.
+  bool derange() const { return r_ && r_->index == 0; }
+
+private:
+  static constexpr int kPlannedBits = 62;
+  int bits() const { return std::clamp(r_->count, 1, kPlannedBits); }
+  const Rounds *r_;
+  Rng plan_;
+};
+
+std::vector<int64_t> drawPermutation(int64_t n, Rng &rng, bool nonIdentity, const Cover &cover) {
+  return cover.derange() ? randomDerangement(n, rng) : randomPerm(n, rng, nonIdentity);
+}
+
+std::vector<double> drawSigns(int64_t n, Rng &rng, Cover &cover) {
+  std::vector<double> d(static_cast<size_t>(n));
+  bool any = false;
+  for (int64_t i = 0; i < n; ++i) {
+    bool neg = cover.flip(rng);
+    any |= neg;
+    d[size_t(i)] = neg ? -1.0 : 1.0;
+  }
+  if (!any && n > 0) // a non-trivial element, so that a false claim shows
+    d[0] = -1.0;
+  return d;
+}
+
+/// Haar on O(n); with a planned round, on the coset of the determinant's sign
+/// the plan gives (Q diag(-1, 1, ..., 1) is Haar on the other coset).
+Matrix drawOrthogonal(int64_t n, Rng &rng, Cover &cover, bool positive = false) {
+  Matrix q = haarOrthogonal(n, rng);
+  if (!cover.planned() || n == 0)
+    return q;
+  bool negative = !positive && cover.flip(rng);
+  if ((determinantSign(q) < 0) != negative)
+    for (int64_t i = 0; i < n; ++i)
+      q(i, 0) = -q(i, 0);
+  return q;
+}
+
+/// O1 diag(exp(N(0, 0.3))) O2; with a planned round, det O2 > 0 and O1 carries
+/// the determinant's sign.
+Matrix drawGL(int64_t n, Rng &rng, Cover &cover) {
+  std::normal_distribution<double> g(0.0, 0.3);
+  Matrix d(n);
+  for (int64_t i = 0; i < n; ++i)
+    d(i, i) = std::exp(g(rng));
+  Matrix o1 = drawOrthogonal(n, rng, cover);
+  Matrix o2 = drawOrthogonal(n, rng, cover, /*positive=*/true);
+  return multiply(multiply(o1, d), o2);
+}
+
+/// The monomial base groups (S, B, Z2, Scale+, 1); nullopt for the others.
+std::optional<Monomial> drawMonomialBase(const std::string &name, int64_t n, Rng &rng,
+                                         Cover &cover) {
+  Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n), 1.0)};
+  std::iota(m.col.begin(), m.col.end(), 0);
+  if (name == "S") {
+    m.col = drawPermutation(n, rng, true, cover);
+  } else if (name == "B") { // permutation x sign flips: (i, p(i)) = d[p(i)]
+    m.col = drawPermutation(n, rng, false, cover);
+    std::vector<double> d = drawSigns(n, rng, cover);
+    for (int64_t i = 0; i < n; ++i)
+      m.factor[size_t(i)] = d[size_t(m.col[size_t(i)])];
+  } else if (name == "Z2") {
+    m.factor = drawSigns(n, rng, cover);
+  } else if (name == "Scale+") {
+    std::normal_distribution<double> g(0.0, 0.5);
+    for (int64_t i = 0; i < n; ++i)
+      m.factor[size_t(i)] = std::exp(g(rng));
+  } else if (name != "1") {
+    return std::nullopt;
+  }
+  return m;
+}
+
+Matrix dense(const Monomial &m) {
+  Matrix r(int64_t(m.col.size()));
+  for (size_t i = 0; i < m.col.size(); ++i)
+    r(int64_t(i), m.col[i]) = m.factor[i];
+  return r;
+}
+
+Matrix drawBase(const std::string &name, int64_t n, Rng &rng,
+                const std::vector<std::pair<int64_t, int64_t>> &pairs, Cover &cover) {
+  if (std::optional<Monomial> m = drawMonomialBase(name, n, rng, cover))
+    return dense(*m);
+  if (name == "O") return drawOrthogonal(n, rng, cover);
+  if (name == "GL") return drawGL(n, rng, cover);
   if (name == "rope") return ropeCommutant(n, pairs, rng);
   throw std::invalid_argument("unknown group '" + name + "'");
 }
+
+} // namespace
 
 static std::string str(const nlohmann::json &j, const char *key, const std::string &dflt) {
   if (!j.contains(key))
@@ -248,8 +352,9 @@ static std::vector<std::pair<int64_t, int64_t>> readPairs(const nlohmann::json &
 
 /// Group "rope": per pair (i, j) the block r [[cos t, -sin t], [sin t, cos t]]
 /// on rows/cols i, j, identity elsewhere. "rotation": "SO2" (t uniform),
-/// "sign" (t in {0, pi}), "none" (t = 0); "scale": r = exp(N(0, 0.3)) or 1.
-static Matrix drawRope(const nlohmann::json &group, int64_t n, Rng &rng) {
+/// "sign" (t in {0, pi}: a sign slot per pair), "none" (t = 0); "scale":
+/// r = exp(N(0, 0.3)) or 1.
+static Matrix drawRope(const nlohmann::json &group, int64_t n, Rng &rng, Cover &cover) {
   auto pairs = readPairs(group, n, "group \"rope\"");
   std::string rotation = str(group, "rotation", "SO2");
   if (rotation != "SO2" && rotation != "sign" && rotation != "none")
@@ -260,11 +365,10 @@ static Matrix drawRope(const nlohmann::json &group, int64_t n, Rng &rng) {
   bool scale = group.value("scale", true);
   std::normal_distribution<double> g(0.0, 0.3);
   std::uniform_real_distribution<double> u(0.0, 2.0 * M_PI);
-  std::bernoulli_distribution flip(0.5);
   Matrix m = Matrix::identity(n);
   for (auto [i, j] : pairs) {
     double r = scale ? std::exp(g(rng)) : 1.0;
-    double t = rotation == "SO2" ? u(rng) : rotation == "sign" && flip(rng) ? M_PI : 0.0;
+    double t = rotation == "SO2" ? u(rng) : rotation == "sign" && cover.flip(rng) ? M_PI : 0.0;
     double a = r * std::cos(t), b = r * std::sin(t);
     m(i, i) = a;
     m(i, j) = -b;
@@ -274,53 +378,72 @@ static Matrix drawRope(const nlohmann::json &group, int64_t n, Rng &rng) {
   return m;
 }
 
-Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng) {
+namespace {
+
+/// A validated "heads" group: H heads of d coordinates (head-major), whole
+/// heads permuted by `outer`, an independent `inner` element inside each head.
+struct HeadsGroup {
+  int64_t H = 0, d = 0;
+  std::string outer, inner;
+  std::vector<std::pair<int64_t, int64_t>> pairs; // inner "rope"
+};
+
+HeadsGroup readHeads(const nlohmann::json &group, int64_t n) {
+  HeadsGroup h;
+  h.H = group.value("heads", int64_t(0));
+  h.d = group.value("head_dim", int64_t(0));
+  if (h.H <= 0 && h.d > 0 && n % h.d == 0) h.H = n / h.d;
+  if (h.d <= 0 && h.H > 0 && n % h.H == 0) h.d = n / h.H;
+  if (h.H <= 0 || h.d <= 0 || h.H * h.d != n)
+    throw std::invalid_argument("group \"heads\" needs \"heads\" and \"head_dim\" with "
+                                "heads * head_dim = n = " + std::to_string(n));
+  h.outer = str(group, "outer", "1");
+  h.inner = str(group, "inner", "1");
+  if (h.outer != "S" && h.outer != "1")
+    throw std::invalid_argument("heads outer must be \"S\" or \"1\", not '" + h.outer + "'");
+  if (h.inner == "rope")
+    h.pairs = readPairs(group, h.d, "inner \"rope\"");
+  return h;
+}
+
+/// src[h]: the head whose coordinates head h takes.
+std::vector<int64_t> drawOuter(const HeadsGroup &h, Rng &rng, const Cover &cover) {
+  std::vector<int64_t> src(static_cast<size_t>(h.H));
+  std::iota(src.begin(), src.end(), 0);
+  if (h.outer == "S")
+    src = drawPermutation(h.H, rng, h.inner == "1", cover);
+  return src;
+}
+
+const std::set<std::string> &monomialNames() {
+  static const std::set<std::string> names{"S", "B", "Z2", "Scale+", "1"};
+  return names;
+}
+
+} // namespace
+
+Matrix drawElement(const nlohmann::json &group, int64_t n, Rng &rng, const Rounds *rounds) {
   if (!group.is_object() || !group.contains("name"))
     throw std::invalid_argument("group must be an object with a \"name\"");
   std::string name = str(group, "name", "");
+  Cover cover(rounds);
   if (name == "rope")
-    return drawRope(group, n, rng);
+    return drawRope(group, n, rng, cover);
   if (name != "heads")
-    return drawBase(name, n, rng, {});
-  // heads x head_dim (head-major): whole heads permuted by `outer`, an
-  // independent `inner` element inside each head.
-  int64_t H = group.value("heads", int64_t(0)), d = group.value("head_dim", int64_t(0));
-  if (H <= 0 && d > 0 && n % d == 0) H = n / d;
-  if (d <= 0 && H > 0 && n % H == 0) d = n / H;
-  if (H <= 0 || d <= 0 || H * d != n)
-    throw std::invalid_argument("group \"heads\" needs \"heads\" and \"head_dim\" with "
-                                "heads * head_dim = n = " + std::to_string(n));
-  std::string outer = str(group, "outer", "1"), inner = str(group, "inner", "1");
-  if (outer != "S" && outer != "1")
-    throw std::invalid_argument("heads outer must be \"S\" or \"1\", not '" + outer + "'");
-  std::vector<std::pair<int64_t, int64_t>> pairs;
-  if (inner == "rope") {
-    if (!group.contains("pairs") || !group["pairs"].is_array())
-      throw std::invalid_argument("inner \"rope\" needs \"pairs\"");
-    std::vector<int> seen(size_t(d), 0);
-    for (const auto &p : group["pairs"]) {
-      if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() ||
-          !p[1].is_number_integer())
-        throw std::invalid_argument("each rope pair must be [i, j]");
-      int64_t i = p[0], j = p[1];
-      if (i < 0 || j < 0 || i >= d || j >= d || i == j || seen[size_t(i)]++ || seen[size_t(j)]++)
-        throw std::invalid_argument("rope pair [" + std::to_string(i) + ", " +
-                                    std::to_string(j) + "] is invalid for head_dim " +
-                                    std::to_string(d));
-      pairs.emplace_back(i, j);
-    }
-  }
-  Matrix outerP = outer == "S" ? permutation(H, rng, inner == "1") : Matrix::identity(H);
+    return drawBase(name, n, rng, {}, cover);
+  HeadsGroup h = readHeads(group, n);
+  std::vector<int64_t> src = drawOuter(h, rng, cover);
+  // Inner elements per source head: head h's sign slots stay head h's in every
+  // round, wherever the outer permutation takes it.
+  std::vector<Matrix> inner;
+  for (int64_t k = 0; k < h.H; ++k)
+    inner.push_back(drawBase(h.inner, h.d, rng, h.pairs, cover));
   Matrix m(n);
-  for (int64_t h = 0; h < H; ++h) {
-    Matrix b = drawBase(inner, d, rng, pairs);
-    int64_t src = 0;
-    for (int64_t k = 0; k < H; ++k)
-      if (outerP(h, k) != 0)
-        src = k;
-    for (int64_t a = 0; a < d; ++a)
-      for (int64_t c = 0; c < d; ++c)
-        m(h * d + a, src * d + c) = b(a, c);
+  for (int64_t k = 0; k < h.H; ++k) {
+    const Matrix &b = inner[size_t(src[size_t(k)])];
+    for (int64_t a = 0; a < h.d; ++a)
+      for (int64_t c = 0; c < h.d; ++c)
+        m(k * h.d + a, src[size_t(k)] * h.d + c) = b(a, c);
   }
   return m;
 }
@@ -332,72 +455,51 @@ bool Monomial::isIdentity() const {
   return true;
 }
 
-/// drawBase's monomial groups, with the same draws from rng.
-static std::optional<Monomial> drawMonomialBase(const std::string &name, int64_t n, Rng &rng) {
-  Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n), 1.0)};
-  std::iota(m.col.begin(), m.col.end(), 0);
-  auto flips = [&] { // signFlips
-    std::bernoulli_distribution coin(0.5);
-    std::vector<double> d(static_cast<size_t>(n));
-    bool any = false;
-    for (int64_t i = 0; i < n; ++i) {
-      bool neg = coin(rng);
-      any |= neg;
-      d[size_t(i)] = neg ? -1.0 : 1.0;
-    }
-    if (!any && n > 0)
-      d[0] = -1.0;
-    return d;
-  };
-  if (name == "S") {
-    m.col = randomPerm(n, rng, true);
-  } else if (name == "B") { // permutation(n, false) x signFlips: (i, p(i)) = d[p(i)]
-    m.col = randomPerm(n, rng, false);
-    std::vector<double> d = flips();
-    for (int64_t i = 0; i < n; ++i)
-      m.factor[size_t(i)] = d[size_t(m.col[size_t(i)])];
-  } else if (name == "Z2") {
-    m.factor = flips();
-  } else if (name == "Scale+") {
-    std::normal_distribution<double> g(0.0, 0.5);
-    for (int64_t i = 0; i < n; ++i)
-      m.factor[size_t(i)] = std::exp(g(rng));
-  } else if (name != "1") {
+std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng &rng,
+                                     const Rounds *rounds) {
+  if (!group.is_object() || !group.contains("name"))
+    throw std::invalid_argument("group must be an object with a \"name\"");
+  std::string name = str(group, "name", "");
+  Cover cover(rounds);
+  if (name != "heads")
+    return monomialNames().count(name) ? drawMonomialBase(name, n, rng, cover) : std::nullopt;
+  HeadsGroup h;
+  try {
+    h = readHeads(group, n);
+  } catch (const std::invalid_argument &) {
+    return std::nullopt; // drawElement reports what is malformed
+  }
+  if (!monomialNames().count(h.inner))
     return std::nullopt;
+  // As drawElement: the outer permutation, then one inner element per head.
+  std::vector<int64_t> src = drawOuter(h, rng, cover);
+  std::vector<Monomial> inner;
+  for (int64_t k = 0; k < h.H; ++k)
+    inner.push_back(*drawMonomialBase(h.inner, h.d, rng, cover));
+  Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n))};
+  for (int64_t k = 0; k < h.H; ++k) {
+    const Monomial &b = inner[size_t(src[size_t(k)])];
+    for (int64_t a = 0; a < h.d; ++a) {
+      m.col[size_t(k * h.d + a)] = src[size_t(k)] * h.d + b.col[size_t(a)];
+      m.factor[size_t(k * h.d + a)] = b.factor[size_t(a)];
+    }
   }
   return m;
 }
 
-std::optional<Monomial> drawMonomial(const nlohmann::json &group, int64_t n, Rng &rng) {
-  if (!group.is_object() || !group.contains("name"))
-    throw std::invalid_argument("group must be an object with a \"name\"");
-  std::string name = str(group, "name", "");
-  if (name != "heads") {
-    static const std::set<std::string> monomial{"S", "B", "Z2", "Scale+", "1"};
-    return monomial.count(name) ? drawMonomialBase(name, n, rng) : std::nullopt;
+bool hasSeveralSignSlots(const nlohmann::json &group) {
+  if (!group.is_object() || !group.contains("name") || !group["name"].is_string())
+    return false;
+  std::string name = group["name"].get<std::string>();
+  if (name == "rope")
+    return group.contains("rotation") && group["rotation"] == "sign";
+  if (name == "heads") {
+    std::string inner = group.contains("inner") && group["inner"].is_string()
+                            ? group["inner"].get<std::string>()
+                            : "1";
+    return inner == "Z2" || inner == "B" || inner == "O" || inner == "GL";
   }
-  std::string outer = str(group, "outer", "1"), inner = str(group, "inner", "1");
-  int64_t H = group.value("heads", int64_t(0)), d = group.value("head_dim", int64_t(0));
-  if (H <= 0 && d > 0 && n % d == 0) H = n / d;
-  if (d <= 0 && H > 0 && n % H == 0) d = n / H;
-  static const std::set<std::string> monomialInner{"S", "B", "Z2", "Scale+", "1"};
-  if (H <= 0 || d <= 0 || H * d != n || (outer != "S" && outer != "1") ||
-      !monomialInner.count(inner))
-    return std::nullopt; // drawElement reports what is malformed
-  // As drawElement: the outer permutation, then one inner element per head.
-  std::vector<int64_t> src(static_cast<size_t>(H));
-  std::iota(src.begin(), src.end(), 0);
-  if (outer == "S")
-    src = randomPerm(H, rng, inner == "1");
-  Monomial m{std::vector<int64_t>(size_t(n)), std::vector<double>(size_t(n))};
-  for (int64_t h = 0; h < H; ++h) {
-    Monomial b = *drawMonomialBase(inner, d, rng);
-    for (int64_t a = 0; a < d; ++a) {
-      m.col[size_t(h * d + a)] = src[size_t(h)] * d + b.col[size_t(a)];
-      m.factor[size_t(h * d + a)] = b.factor[size_t(a)];
-    }
-  }
-  return m;
+  return name == "Z2" || name == "B";
 }
 
 std::string describeGroup(const nlohmann::json &group, int64_t n) {

@@ -648,9 +648,11 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   struct Job {
     Claim claim;
     uint64_t stream;
-    std::function<void(Overrides &, Rng &)> transform;
+    std::function<void(Overrides &, Rng &, const Rounds &)> transform;
     ClaimResult result;
     bool failed = false;
+    /// The group has several sign slots: the claim is checked on one round more.
+    bool extraRound = false;
     /// An approximate claim that is not exact at epsilon 0 (the epsilon of a
     /// normalization written out as Add(var, eps) stays) is judged at the
     /// model's epsilon, to the approximate tolerance.
@@ -658,14 +660,14 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   };
   std::vector<Job> jobs;
   auto transformOf = [&](const Claim &c) {
-    return [&, c](Overrides &ov, Rng &rng) {
+    return [&, c](Overrides &ov, Rng &rng, const Rounds &rounds) {
       if (c.kind == "linear") {
         Matrix a(0);
         std::optional<Monomial> mono;
         try {
-          mono = drawMonomial(c.group, c.n, rng);
+          mono = drawMonomial(c.group, c.n, rng, &rounds);
           if (!mono)
-            a = drawElement(c.group, c.n, rng);
+            a = drawElement(c.group, c.n, rng, &rounds);
         } catch (const std::exception &e) {
           fail(docName, "claim " + c.id + ": " + e.what());
         }
@@ -683,6 +685,7 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   for (size_t i = 0; i < claims.size(); ++i) {
     const Claim &c = claims[i];
     Job j{c, i, transformOf(c), {}};
+    j.extraRound = c.kind == "linear" && hasSeveralSignSlots(c.group);
     if (!c.exact && evNoEpsP)
       j.result.relErrAtEpsilon = 0;
     j.atModelEpsilon = !c.exact && !evNoEpsP;
@@ -782,6 +785,13 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
     return k;
   };
 
+  // Element rounds (Rounds in Elements.h): round t on trial t's inputs, and
+  // round T (one more than the trials) on the first trial's inputs for the
+  // claims whose group has several sign slots. A claim's rounds share its plan,
+  // so that together they flip every sign slot and move every coordinate.
+  const uint64_t kPlanStream = 0x706c616eULL;
+  auto roundsOf = [&](const Job &j) { return opt.trials + (j.extraRound ? 1 : 0); };
+
   for (int t = 0; t < opt.trials; ++t) {
     Rng irng(mix(opt.seed, 0xffff, uint64_t(t)));
     std::map<std::string, Tensor> inputs = drawInputs(specs, irng);
@@ -796,99 +806,109 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
                                            "constant channel?): cannot check approximate claims"));
       return *noEpsRun;
     };
-    // rel err of the product of the elements of `set` (job indices).
-    auto errorOf = [&](const std::vector<size_t> &set, Runner &r, const Claim *shift) {
+    // rel err of the product of the elements of `set` (job indices) in `round`.
+    auto errorOf = [&](const std::vector<size_t> &set, Runner &r, const Claim *shift,
+                       int round) {
       Overrides ov;
       for (size_t k : set) {
-        Rng rng(mix(opt.seed, jobs[k].stream, uint64_t(t)));
-        jobs[k].transform(ov, rng);
+        Rng rng(mix(opt.seed, jobs[k].stream, uint64_t(round)));
+        Rounds rounds{round, roundsOf(jobs[k]), mix(opt.seed, jobs[k].stream, kPlanStream)};
+        jobs[k].transform(ov, rng, rounds);
       }
       return relError(r.base, runOn(r, ov), shift, modelPath);
     };
 
-    std::map<std::string, std::vector<size_t>> batches;
-    for (size_t k = 0; k < jobs.size(); ++k)
-      if (!jobs[k].failed)
-        batches[batchKey(jobs[k])].push_back(k);
-    for (auto &[key, all] : batches) {
-      Runner &r = runnerFor(key);
-      const Claim *shift = jobs[all[0]].claim.kind == "shift" ? &jobs[all[0]].claim : nullptr;
-      double tol = key.rfind("eps|", 0) == 0 || key == "eps" ? opt.approxTol : opt.exactTol;
-      bool eps0 = key.rfind("eps0", 0) == 0;
-      auto failOne = [&](size_t k, double e) {
-        Job &j = jobs[k];
-        if (eps0) {
-          // Not exact at epsilon 0: judged at the model's epsilon instead.
-          double em = errorOf({k}, asIs, shift);
-          if (em <= opt.approxTol) {
-            j.atModelEpsilon = true;
-            j.result.maxRelErr = em;
-            j.result.tol = opt.approxTol;
-            j.result.relErrAtEpsilon = -1;
+    std::vector<int> trialRounds{t};
+    if (t == 0)
+      trialRounds.push_back(opt.trials);
+    for (int round : trialRounds) {
+      // Batches are formed per round: a claim moved to the model's epsilon in one
+      // round is in that batch in the next.
+      std::map<std::string, std::vector<size_t>> batches;
+      // The extra round only for the claims that have one.
+      for (size_t k = 0; k < jobs.size(); ++k)
+        if (!jobs[k].failed && (round < opt.trials || jobs[k].extraRound))
+          batches[batchKey(jobs[k])].push_back(k);
+      for (auto &[key, all] : batches) {
+        Runner &r = runnerFor(key);
+        const Claim *shift = jobs[all[0]].claim.kind == "shift" ? &jobs[all[0]].claim : nullptr;
+        double tol = key.rfind("eps|", 0) == 0 || key == "eps" ? opt.approxTol : opt.exactTol;
+        bool eps0 = key.rfind("eps0", 0) == 0;
+        auto failOne = [&](size_t k, double e) {
+          Job &j = jobs[k];
+          if (eps0) {
+            // Not exact at epsilon 0: judged at the model's epsilon instead.
+            double em = errorOf({k}, asIs, shift, round);
+            if (em <= opt.approxTol) {
+              j.atModelEpsilon = true;
+              j.result.maxRelErr = em;
+              j.result.tol = opt.approxTol;
+              j.result.relErrAtEpsilon = -1;
+              return true;
+            }
+            j.result.relErrAtEpsilon = std::max(j.result.relErrAtEpsilon, em);
+          }
+          j.failed = true;
+          j.result.maxRelErr = std::max(j.result.maxRelErr, e);
+          return false;
+        };
+        // True when every claim of `set` holds; a failing set is split in halves.
+        std::function<bool(const std::vector<size_t> &)> check =
+            [&](const std::vector<size_t> &set) -> bool {
+          double e = errorOf(set, r, shift, round);
+          if (e <= tol) {
+            for (size_t k : set)
+              jobs[k].result.maxRelErr = std::max(jobs[k].result.maxRelErr, e);
             return true;
           }
-          j.result.relErrAtEpsilon = std::max(j.result.relErrAtEpsilon, em);
-        }
-        j.failed = true;
-        j.result.maxRelErr = std::max(j.result.maxRelErr, e);
-        return false;
-      };
-      // True when every claim of `set` holds; a failing set is split in halves.
-      std::function<bool(const std::vector<size_t> &)> check =
-          [&](const std::vector<size_t> &set) -> bool {
-        double e = errorOf(set, r, shift);
-        if (e <= tol) {
-          for (size_t k : set)
-            jobs[k].result.maxRelErr = std::max(jobs[k].result.maxRelErr, e);
-          return true;
-        }
-        if (set.size() == 1)
-          return failOne(set[0], e);
-        keepValues(r);
-        std::vector<size_t> a(set.begin(), set.begin() + long(set.size() / 2)),
-            b(set.begin() + long(set.size() / 2), set.end());
-        bool okA = check(a), okB = check(b);
-        // Claims moved to the model's epsilon explain the failure at epsilon 0.
-        bool moved = std::any_of(set.begin(), set.end(),
-                                 [&](size_t k) { return jobs[k].atModelEpsilon; });
-        if (okA && okB && !moved) {
-          // Each half holds, their product does not: no claim of the set is
-          // trusted (never observed with true claims; a claim that holds at
-          // these weights but not at its partners' images would do this).
-          std::string ids;
-          for (size_t k : set)
-            ids += (ids.empty() ? "" : ", ") + jobs[k].claim.id;
-          for (size_t k : set) {
-            jobs[k].failed = true;
-            jobs[k].result.maxRelErr = std::max(jobs[k].result.maxRelErr, e);
-            jobs[k].result.note += " [holds alone, fails combined with " + ids + "]";
+          if (set.size() == 1)
+            return failOne(set[0], e);
+          keepValues(r);
+          std::vector<size_t> a(set.begin(), set.begin() + long(set.size() / 2)),
+              b(set.begin() + long(set.size() / 2), set.end());
+          bool okA = check(a), okB = check(b);
+          // Claims moved to the model's epsilon explain the failure at epsilon 0.
+          bool moved = std::any_of(set.begin(), set.end(),
+                                   [&](size_t k) { return jobs[k].atModelEpsilon; });
+          if (okA && okB && !moved) {
+            // Each half holds, their product does not: no claim of the set is
+            // trusted (never observed with true claims; a claim that holds at
+            // these weights but not at its partners' images would do this).
+            std::string ids;
+            for (size_t k : set)
+              ids += (ids.empty() ? "" : ", ") + jobs[k].claim.id;
+            for (size_t k : set) {
+              jobs[k].failed = true;
+              jobs[k].result.maxRelErr = std::max(jobs[k].result.maxRelErr, e);
+              jobs[k].result.note += " [holds alone, fails combined with " + ids + "]";
+            }
           }
+          return false;
+        };
+        if (opt.compose) {
+          check(all);
+        } else {
+          for (size_t k : all)
+            check({k});
         }
-        return false;
-      };
-      if (opt.compose) {
-        check(all);
-      } else {
-        for (size_t k : all)
-          check({k});
-      }
-      // Approximate claims: their error at the model's epsilon, for
-      // information (first trial, the batch's product).
-      if (eps0 && t == 0) {
-        std::vector<size_t> held;
-        for (size_t k : all)
-          if (!jobs[k].failed && !jobs[k].atModelEpsilon)
-            held.push_back(k);
-        std::vector<std::vector<size_t>> sets;
-        if (opt.compose && !held.empty())
-          sets.push_back(held);
-        else
-          for (size_t k : held)
-            sets.push_back({k});
-        for (const auto &set : sets) {
-          double em = errorOf(set, asIs, shift);
-          for (size_t k : set)
-            jobs[k].result.relErrAtEpsilon = std::max(jobs[k].result.relErrAtEpsilon, em);
+        // Approximate claims: their error at the model's epsilon, for
+        // information (first round, the batch's product).
+        if (eps0 && round == 0) {
+          std::vector<size_t> held;
+          for (size_t k : all)
+            if (!jobs[k].failed && !jobs[k].atModelEpsilon)
+              held.push_back(k);
+          std::vector<std::vector<size_t>> sets;
+          if (opt.compose && !held.empty())
+            sets.push_back(held);
+          else
+            for (size_t k : held)
+              sets.push_back({k});
+          for (const auto &set : sets) {
+            double em = errorOf(set, asIs, shift, round);
+            for (size_t k : set)
+              jobs[k].result.relErrAtEpsilon = std::max(jobs[k].result.relErrAtEpsilon, em);
+          }
         }
       }
     }

@@ -22,20 +22,24 @@ cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t a, cublasOperation_
   return cublasDgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
 }
 
-template <class T> __global__ void mirror_kernel(T *C, int64_t n, int64_t ld, int64_t stride) {
+// Matrices blockIdx.z, blockIdx.z + gridDim.z, ... < batch (gridDim.z is at most 65535).
+template <class T> __global__ void mirror_kernel(T *C, int64_t n, int64_t ld, int64_t stride, int64_t batch) {
   __shared__ T tile[32][33];
   const int64_t ti = blockIdx.y, tj = blockIdx.x; // destination tile (ti >= tj: lower part)
   if (tj > ti) return;
-  T *c = C + int64_t(blockIdx.z) * stride;
-  // Load the mirrored source tile (tj, ti) of the upper part.
-  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
-    const int64_t i = tj * 32 + r, j = ti * 32 + threadIdx.x;
-    if (i < n && j < n) tile[r][threadIdx.x] = c[i * ld + j];
-  }
-  __syncthreads();
-  for (int r = threadIdx.y; r < 32; r += blockDim.y) {
-    const int64_t i = ti * 32 + r, j = tj * 32 + threadIdx.x;
-    if (i < n && j < n && i > j) c[i * ld + j] = tile[threadIdx.x][r];
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    T *c = C + b * stride;
+    __syncthreads(); // the tile of the previous matrix is read
+    // Load the mirrored source tile (tj, ti) of the upper part.
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t i = tj * 32 + r, j = ti * 32 + threadIdx.x;
+      if (i < n && j < n) tile[r][threadIdx.x] = c[i * ld + j];
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t i = ti * 32 + r, j = tj * 32 + threadIdx.x;
+      if (i < n && j < n && i > j) c[i * ld + j] = tile[threadIdx.x][r];
+    }
   }
 }
 } // namespace
@@ -63,7 +67,7 @@ template void gemm_rm<double>(Engine::Impl &, bool, bool, int64_t, int64_t, int6
 template <class T> void mirror_upper(T *C, int64_t n, int64_t ld, int64_t stride, int64_t batch, cudaStream_t s) {
   if (n <= 1 || batch == 0) return;
   const unsigned t = unsigned((n + 31) / 32);
-  mirror_kernel<T><<<dim3(t, t, unsigned(batch)), dim3(32, 8), 0, s>>>(C, n, ld, stride);
+  mirror_kernel<T><<<dim3(t, t, unsigned(std::min<int64_t>(batch, 65535))), dim3(32, 8), 0, s>>>(C, n, ld, stride, batch);
   check_launch("mirror");
 }
 template void mirror_upper<float>(float *, int64_t, int64_t, int64_t, int64_t, cudaStream_t);

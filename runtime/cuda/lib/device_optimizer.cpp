@@ -54,7 +54,7 @@ Kind fused_kind(const BlockDesc &b) {
   if (k == "adamw" || k == "adam") return Kind::Adam;
   if (k == "sgd") return Kind::Sgd;
   if (k == "adam_mini") return Kind::AdamMini;
-  if (k == "muon") return Kind::Muon;
+  if (k == "muon") return b.get("norm_beta2", 0) > 0 ? Kind::Host : Kind::Muon; // NorMuon: the matrix rules
   return Kind::Host;
 }
 
@@ -117,6 +117,7 @@ struct DeviceOptimizer::Impl {
   Counters cnt{};
   cublasHandle_t blas = nullptr;
   void *blas_ws = nullptr;
+  size_t blas_ws_bytes = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
   // Muon's Newton-Schulz: gpumatrix's NewtonSchulzPlan over every Muon group at once (shape
   // banks across groups; default), or this library's own cuBLAS loop (SYMOC_CUDA_NS=own).
   bool ns_matrix = true;
@@ -131,6 +132,10 @@ struct DeviceOptimizer::Impl {
   std::vector<void *> pin_raw;   // per param: pinned copy of the device bytes
   std::vector<float *> pin_f32;  // per param: float32 view (== pin_raw for f32)
   std::vector<uint8_t> pin_bf16; // dtype the pinned buffers were made for
+  // Recorded after the last step's uploads from the pinned buffers, which run on that step's
+  // stream after step() returns: the next host step waits on it before it rewrites them (its
+  // own stream may be another, where stream order would not protect them).
+  cudaEvent_t pin_uploaded = nullptr;
   std::vector<int32_t> subset_scratch;
   std::vector<StepArgs> args; // per group, this step's launch arguments
   StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
@@ -158,6 +163,7 @@ DeviceOptimizer::Impl::~Impl() {
   engine.reset();
   cudaFree(ns_ws);
   cudaFree(cnt.flag), cudaFree(cnt.t), cudaFree(cnt.skips), cudaFree(cnt.total);
+  if (pin_uploaded) cudaEventDestroy(pin_uploaded);
   for (size_t i = 0; i < pin_raw.size(); ++i) {
     if (pin_raw[i]) cudaFreeHost(pin_raw[i]);
     if (pin_f32[i] && pin_f32[i] != pin_raw[i]) cudaFreeHost(pin_f32[i]);
@@ -337,6 +343,10 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
     launch_muon_momentum(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.X, gr.partial, s);
     launch_muon_normalize(gr.d_chunks, nc, gr.d_first, gr.muon, gr.X, gr.partial, gr.slots[0].n, s);
     uint16_t *O = nullptr;
+    // cublasSetStream resets the handle's workspace to cuBLAS's pool (allocations, no graph
+    // capture): the fixed one goes back after it, as Engine::bind does.
+    check(cublasSetStream(blas, s), "cublasSetStream");
+    check(cublasSetWorkspace(blas, blas_ws, blas_ws_bytes), "cublasSetWorkspace");
     check(newton_schulz_batched(blas, s, gr.X, gr.Y, gr.A, gr.B, gr.mats, gr.sub_rows, gr.muon.cols, 5, &O),
           "Newton-Schulz");
     launch_muon_apply(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, O, s);
@@ -374,6 +384,7 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
                 "', which runs on the host; a step with it cannot be captured in a CUDA graph");
   const size_t np = params.size();
   if (pin_raw.empty()) pin_raw.assign(2 * np, nullptr), pin_f32.assign(2 * np, nullptr), pin_bf16.assign(2 * np, 0);
+  if (pin_uploaded) check(cudaEventSynchronize(pin_uploaded), "cudaEventSynchronize");
   std::vector<float *> hw(np, nullptr), hg(np, nullptr);
   auto stage = [&](size_t slot, int p, const void *src, bool bf) -> float * {
     const size_t n = size_t(params[size_t(p)].rows * params[size_t(p)].cols);
@@ -428,6 +439,8 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
       }
       check(cudaMemcpyAsync(w[p], pin_raw[p], n * (pin_bf16[p] ? 2 : 4), cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
     }
+  if (!pin_uploaded) check(cudaEventCreateWithFlags(&pin_uploaded, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventRecord(pin_uploaded, s), "cudaEventRecord");
 }
 
 DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const BlockDesc *blocks, int nblocks, int device,
@@ -473,9 +486,7 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     for (const symoc::cuda::Shape &sh : m.rules->polar_shapes()) shapes.push_back(sh);
   }
   if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups and the gauged Muon blocks
-    symoc::cuda::NsTuning tune; // SYMOC_CUDA_NS=gram: Gram Newton-Schulz for rectangular groups; standard: none
-    if (ns_env && std::string(ns_env) == "gram") tune.gram_min_aspect = symoc::cuda::kGramNsMinAspect;
-    if (ns_env && std::string(ns_env) == "standard") tune.gram_min_aspect = 0;
+    const symoc::cuda::NsTuning tune = ns_tuning_from_env();
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                                 5, tune);
     m.ns_ws_bytes = m.ns_plan->workspace_bytes();
@@ -484,9 +495,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   }
   if (muon && !m.ns_matrix) { // the own Newton-Schulz loop (SYMOC_CUDA_NS=own)
     check(cublasCreate(&m.blas), "cublasCreate");
-    const size_t ws = size_t(32) << 20; // a fixed workspace keeps cuBLAS allocation-free (graph capture)
-    check(cudaMalloc(&m.blas_ws, ws), "cudaMalloc");
-    check(cublasSetWorkspace(m.blas, m.blas_ws, ws), "cublasSetWorkspace");
+    check(cudaMalloc(&m.blas_ws, m.blas_ws_bytes), "cudaMalloc");
+    check(cublasSetWorkspace(m.blas, m.blas_ws, m.blas_ws_bytes), "cublasSetWorkspace");
   }
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 }
@@ -657,6 +667,8 @@ void DeviceOptimizer::import_from(const State &cst) {
   check(cudaMemcpy(m.cnt.skips, skips.data(), sizeof(int64_t) * np, cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(m.cnt.total, &zero, sizeof zero, cudaMemcpyHostToDevice), "upload");
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * nb), "cudaMemset");
+  // Legacy-stream memsets and uploads: complete before a step on a non-blocking stream.
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
 }
 
 void DeviceOptimizer::zero() {
@@ -669,6 +681,7 @@ void DeviceOptimizer::zero() {
   check(cudaMemset(m.cnt.t, 0, sizeof(int64_t) * m.blocks.size()), "cudaMemset");
   check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * m.params.size()), "cudaMemset");
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * m.blocks.size()), "cudaMemset");
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // as in import_from
 }
 
 int64_t DeviceOptimizer::skipped() const {

@@ -31,13 +31,16 @@ namespace detail {
 namespace {
 
 // Q_b = Z_b + a I over the r x r interiors of a batch (ld ldr, stride sr).
+// Matrices b = blockIdx.y, blockIdx.y + gridDim.y, ... < count (a class may hold more than
+// CUDA's 65535 grid rows).
 template <class T>
-__global__ void add_identity_kernel(const T *Z, T *Q, int64_t r, int64_t ldr, int64_t sr, float a) {
-  const int64_t b = blockIdx.y, total = r * r;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t i = e / r, j = e - i * r, o = b * sr + i * ldr + j;
-    store_half(Q[o], load_half(Z[o]) + (i == j ? a : 0.f));
-  }
+__global__ void add_identity_kernel(const T *Z, T *Q, int64_t count, int64_t r, int64_t ldr, int64_t sr, float a) {
+  const int64_t total = r * r;
+  for (int64_t b = blockIdx.y; b < count; b += gridDim.y)
+    for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+      const int64_t i = e / r, j = e - i * r, o = b * sr + i * ldr + j;
+      store_half(Q[o], load_half(Z[o]) + (i == j ? a : 0.f));
+    }
 }
 
 struct GBank {
@@ -207,8 +210,9 @@ struct GramNewtonSchulz::Impl {
   }
   template <class T> void add_identity(const GClass &c, float a, cudaStream_t s) {
     const int64_t total_el = c.r * c.r;
-    const dim3 grid(unsigned(std::min<int64_t>((total_el + 255) / 256, 1024)), unsigned(c.count));
-    add_identity_kernel<T><<<grid, 256, 0, s>>>(static_cast<const T *>(c.Z), static_cast<T *>(c.Q), c.r, c.ldr, c.sr, a);
+    const dim3 grid(unsigned(std::min<int64_t>((total_el + 255) / 256, 1024)), unsigned(std::min<int64_t>(c.count, 65535)));
+    add_identity_kernel<T><<<grid, 256, 0, s>>>(static_cast<const T *>(c.Z), static_cast<T *>(c.Q), c.count, c.r, c.ldr,
+                                                c.sr, a);
     check_launch("gram_newton_schulz add_identity");
   }
 

@@ -383,7 +383,11 @@ cublasStatus_t newton_schulz_batched(cublasHandle_t h, cudaStream_t s, uint16_t 
   const int64_t xs = rows * cols, gs = int64_t(r) * r;
   const int ic = int(cols), ir = int(rows);
   const float one = 1.f, zero = 0.f, fa = float(a), fb = float(b), fc = float(c);
-  cublasStatus_t st = cublasSetStream(h, s);
+  // The caller binds the stream and its workspace (cublasSetStream resets a handle's workspace
+  // to cuBLAS's own pool, which allocates): only a different stream is set here.
+  cudaStream_t bound = nullptr;
+  cublasStatus_t st = cublasGetStream(h, &bound);
+  if (st == CUBLAS_STATUS_SUCCESS && bound != s) st = cublasSetStream(h, s);
   uint16_t *cur = X, *nxt = Y;
   for (int k = 0; k < steps && st == CUBLAS_STATUS_SUCCESS; ++k) {
     if (tall)

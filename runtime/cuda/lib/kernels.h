@@ -13,6 +13,12 @@ constexpr int kBatch = 256;       // blocks per launch (kernel arguments ~6 KB; 
 constexpr int kChunk = 16384;     // elements per CTA of the elementwise kernels
 constexpr int kThreads = 256;
 
+// CUDA's limit on gridDim.y and gridDim.z. Kernels that take one matrix per blockIdx.y loop
+// `for (i = blockIdx.y; i < n; i += gridDim.y)` and launch grid_y_for(n) rows, so any n runs
+// (Symo's Z2 runs make n = blocks x side length matrices, which passes 65535 on wide layers).
+constexpr int64_t kMaxGridY = 65535;
+constexpr int64_t grid_y_for(int64_t n) { return n < 1 ? 1 : n < kMaxGridY ? n : kMaxGridY; }
+
 // Per-step arguments of one launch over up to kBatch blocks ("slots").
 struct StepArgs {
   void *w[kBatch];

@@ -143,6 +143,16 @@ template <class T> T *dmalloc(size_t n, int64_t &bytes) {
 
 } // namespace
 
+mx::NsTuning ns_tuning_from_env() {
+  mx::NsTuning t;
+  const char *ns = std::getenv("SYMOC_CUDA_NS");
+  if (ns && std::string(ns) == "gram") t.gram_min_aspect = mx::kGramNsMinAspect;
+  if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
+  const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
+  if (lt && std::string(lt) == "0") t.lt = false;
+  return t;
+}
+
 // A class of equal runs of a Symo group: every block's runs of this length and kind, as one
 // strided batch of K = blocks x runs matrices (len x T, T the stacked width).
 struct RunClass {
@@ -211,6 +221,12 @@ struct MatrixRules::Group {
   // muon
   float muon_out_scale = 1.f;
   int64_t head_rows = 0;
+  float norm_beta2 = 0.f, norm_eps = 1e-10f; // NorMuon (norm_beta2 > 0): v per line in Slot::s1
+  int norm_axis = 0;
+  int64_t max_lines = 0;
+  double *norm_sq = nullptr; // per slot: the lines' sums of squares and inverse roots
+  bool line_norm() const { return kind == RKind::Muon && norm_beta2 > 0.f; }
+  int64_t lines(const Slot &s) const { return norm_axis == 0 ? s.rows : s.cols; }
   // device
   std::vector<Slot> slots;
   std::vector<Chunk> chunks;
@@ -317,6 +333,8 @@ bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::str
       const ParamDesc &p = params[b.params[i]];
       if (p.rows < 1 || p.cols < 1 || (hr > 0 && p.rows % hr != 0)) return no("muon shape");
     }
+    const double ax = b.get("norm_axis", 0);
+    if (b.get("norm_beta2", 0) > 0 && ax != 0 && ax != 1) return no("muon norm_axis"); // the CPU rule reports it
   }
   for (int gi = 0; gi < b.ngauges; ++gi) {
     const GaugeDesc &g = b.gauges[gi];
@@ -457,6 +475,9 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       g->prep = PrepCfg{int(PrepMode::Lerp), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 1) != 0 ? 1 : 0, 0};
       g->wd = f("weight_decay", 0);
       g->head_rows = int64_t(d.get("head_rows", 0));
+      g->norm_beta2 = f("norm_beta2", 0);
+      g->norm_axis = int(d.get("norm_axis", 0));
+      g->norm_eps = f("norm_eps", 1e-10);
       break;
     }
     case RKind::Adam: {
@@ -535,7 +556,8 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
         }
       }
       if (!ns_shapes.empty()) {
-        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps);
+        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps,
+                                                      ns_tuning_from_env());
         g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
         g.ns_groups.resize(ns_shapes.size());
       }
@@ -601,6 +623,14 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
     sl.d = g.D[size_t(k)] + int64_t(blk) * sl.n;
     if (g.has_momentum() && g.kind != RKind::Shampoo) sl.s0 = take(size_t(sl.n), true);
     if (g.kind == RKind::Adam) sl.s1 = take(size_t(sl.n), true);
+    if (g.line_norm()) sl.s1 = take(size_t(g.lines(sl)), true), g.max_lines = std::max(g.max_lines, g.lines(sl));
+  }
+  if (g.line_norm()) {
+    void *p = nullptr;
+    check(cudaMalloc(&p, sizeof(double) * size_t(std::max<int64_t>(2 * g.max_lines * int64_t(g.slots.size()), 1))),
+          "cudaMalloc");
+    g.allocs.push_back(p);
+    g.norm_sq = static_cast<double *>(p);
   }
   const int64_t m = g.rows[0], n = g.cols[0];
   if (g.kind == RKind::Shampoo) {
@@ -670,6 +700,10 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
   g.allocs.push_back(p), g.d_chunks = static_cast<Chunk *>(p);
   check(cudaMemcpy(g.d_slots, g.slots.data(), sizeof(Slot) * g.slots.size(), cudaMemcpyHostToDevice), "upload");
   check(cudaMemcpy(g.d_chunks, g.chunks.data(), sizeof(Chunk) * g.chunks.size(), cudaMemcpyHostToDevice), "upload");
+  // The zeroing and uploads above run on the legacy default stream, and a pageable upload may
+  // still be in flight when cudaMemcpy returns: neither is ordered before the caller's stream
+  // when that stream is non-blocking (torch.cuda.Stream()). Done before the first kernel.
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   g.ready = true;
 }
 
@@ -853,8 +887,12 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
     }
     break;
   }
-  case RKind::Muon:
-  case RKind::Adam: break; // the shared Newton-Schulz / the prep stage wrote D
+  case RKind::Muon: // the shared Newton-Schulz wrote D; NorMuon's normalization on it
+    if (g.line_norm())
+      launch_line_norm(g.args, g.d_chunks, int(g.chunks.size()), g.d_slots, cnt_, int(g.slots.size()), g.norm_axis,
+                       g.head_rows, g.norm_beta2, g.norm_eps, g.max_lines, g.norm_sq, s);
+    break;
+  case RKind::Adam: break; // the prep stage wrote D
   }
 }
 
@@ -915,8 +953,11 @@ template <class F> static void buffers_of(const MatrixRules::Group &g, const Slo
   case RKind::LauSuRow:
   case RKind::LauSuCol:
   case RKind::LauSuCentered:
-  case RKind::LauSuPolar:
-  case RKind::Muon: whole("momentum", sl.s0, m, n); break;
+  case RKind::LauSuPolar: whole("momentum", sl.s0, m, n); break;
+  case RKind::Muon:
+    whole("momentum", sl.s0, m, n);
+    if (g.line_norm()) f("norm_v", sl.s1, std::vector<int64_t>{g.lines(sl), 1}, 0, g.lines(sl));
+    break;
   case RKind::Adam: whole("m", sl.s0, m, n), whole("v", sl.s1, m, n); break;
   case RKind::Shampoo:
     if (g.useL) whole("L", g.L + int64_t(blk) * m * m, m, m), whole("L_root", g.Lr + int64_t(blk) * m * m, m, m);

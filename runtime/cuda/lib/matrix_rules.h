@@ -15,6 +15,12 @@
 
 namespace symoc::rt::cuda {
 
+// The Newton-Schulz plans' tuning from the environment, one place for every plan of the
+// backend (Muon groups and Symo's runs): SYMOC_CUDA_NS=gram (Gram Newton-Schulz for rectangular
+// groups) or standard (none); SYMOC_CUDA_NS_LT=0 runs every GEMM as cublasGemmStridedBatchedEx
+// after a copy instead of cuBLASLt (a diagnostic for issue 12's concurrent faults).
+symoc::cuda::NsTuning ns_tuning_from_env();
+
 class MatrixRules {
 public:
   // Whether the device implements block b as a matrix rule (why: the reason it does not).

@@ -140,80 +140,157 @@ __device__ void pack_transposed(const PackEntry &e, int64_t rows, int64_t cols, 
   }
 }
 
-__global__ void pack_kernel(const PackEntry *entries, int64_t rows, int64_t cols, float *P, int unpack, float s1,
-                            float s2, int legacy) {
-  const PackEntry e = entries[blockIdx.y];
-  const int64_t total = rows * e.ncols;
-  float *p = P + e.e * rows * cols + e.col0;
-  if (!legacy && e.sr == 1 && e.sc != 1) {
-    pack_transposed(e, rows, cols, p, unpack, s1, s2);
-    return;
-  }
-  if (!legacy && e.sc == 1) { // a row piece: one warp per row, lanes along it (no index division)
-    const int lane = int(threadIdx.x & 31), nw = int(blockDim.x >> 5);
-    for (int64_t r = int64_t(blockIdx.x) * nw + (threadIdx.x >> 5); r < rows; r += int64_t(gridDim.x) * nw) {
-      float *src = e.ptr + r * e.sr, *dst = p + r * cols;
-      for (int64_t j = lane; j < e.ncols; j += 32) {
-        if (unpack) src[j] = (dst[j] * s1) * s2;
-        else dst[j] = src[j];
-      }
-    }
-    return;
-  }
-  // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
-  const bool by_row = e.sc == 1;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = by_row ? k / e.ncols : k % rows, j = by_row ? k % e.ncols : k / rows;
-    float *src = e.ptr + r * e.sr + j * e.sc;
-    if (unpack) *src = (p[r * cols + j] * s1) * s2;
-    else p[r * cols + j] = *src;
-  }
-}
 
-__global__ void bias_scale_kernel(const Slot *slots, Counters c, const float *C, float *H, int per, int np,
-                                  int64_t len, float beta2) {
-  const int i = blockIdx.y;
-  const double t = double(c.t[slots[(i / per) * np].block] + 1);
-  const double bc = 1.0 - pow(double(beta2), t);
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
-    H[int64_t(i) * len + k] = float(double(C[int64_t(i) * len + k]) / bc);
-}
-
-__global__ void add_rows_kernel(float *Q, const float *v, int64_t rows, int64_t cols) {
-  const int64_t e = blockIdx.y, total = rows * cols;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x)
-    Q[e * total + k] += v[e * cols + k % cols];
-}
-
-__global__ void center_keep_kernel(float *P, float *mu, int64_t rows, int64_t cols) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, e = blockIdx.y;
-  if (j >= cols) return;
-  float *p = P + e * rows * cols + j;
-  double s = 0;
-  for (int64_t i = 0; i < rows; ++i) s += p[i * cols];
-  const float m = float(s / double(rows));
-  mu[e * cols + j] = m;
-  for (int64_t i = 0; i < rows; ++i) p[i * cols] = p[i * cols] - m;
-}
-
-__global__ void s_fix_kernel(float *Q, const float *mu, int64_t rows, int64_t cols, float s1, float eps, int zero) {
-  const int64_t e = blockIdx.y, j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const float *m = mu + e * cols;
+// NorMuon's per-line statistics (optim.cpp's neuron_normalize) of slot blockIdx.y's direction
+// D = scale * O: per line k, v_k <- lerp(v_k, mean O_k^2, 1 - beta2) into Slot::s1, and into
+// sq[slot]: O_k's sum of squares (first max_lines) and 1 / (sqrt(v_k) + eps) (next max_lines).
+// Rows: one warp per row (8 per CTA); columns: one thread per column (256 per CTA).
+__global__ void line_stats_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int axis,
+                                  int64_t head_rows, float beta2, float eps, int64_t max_lines, double *sq) {
+  const int sl = blockIdx.y;
+  if (!a.active[sl]) return;
+  const Slot s = slots[sl];
+  if (c.flag[s.block]) return;
+  const int64_t lines = axis == 0 ? s.rows : s.cols, len = axis == 0 ? s.cols : s.rows;
+  const int64_t sub = head_rows > 0 ? head_rows : s.rows;
+  const float scale = float(sqrt(fmax(1.0, double(sub) / double(s.cols)))); // Muon's, as the polar group's
   double acc = 0;
-  for (int64_t k = threadIdx.x; k < cols; k += blockDim.x) acc += double(m[k]) * m[k];
-  const double m2 = block_sum(acc);
-  if (j >= cols) return;
-  const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
-  float *q = Q + e * rows * cols + j;
-  double cm = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    const float v = zero ? 0.f : q[i * cols] * s1;
-    q[i * cols] = v;
-    cm += v;
+  int64_t k;
+  if (axis == 0) {
+    const int lane = threadIdx.x & 31;
+    k = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (k < lines)
+      for (int64_t j = lane; j < len; j += 32) {
+        const double x = s.d[k * s.cols + j];
+        acc += x * x;
+      }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    if (lane != 0 || k >= lines) return;
+  } else {
+    k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (k >= lines) return;
+    for (int64_t i = 0; i < len; ++i) {
+      const double x = s.d[i * s.cols + k];
+      acc += x * x;
+    }
   }
-  cm /= double(rows);
-  const float add = float(double(m[j]) * scale - cm);
-  for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+  acc /= double(scale) * double(scale);
+  float *v = s.s1;
+  const float mean = float(acc / double(len));
+  const float vk = v[k] + (1.f - beta2) * (mean - v[k]);
+  v[k] = vk;
+  double *o = sq + int64_t(sl) * 2 * max_lines;
+  o[k] = acc;
+  o[max_lines + k] = 1.0 / (double(sqrtf(vk)) + double(eps));
+}
+
+// D_k *= inv_k * keep, keep = |O|_F / (|O'|_F + eps) from the line statistics (every CTA of a
+// slot sums them in the same fixed order).
+__global__ void line_scale_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
+                                  Counters c, int axis, float eps, int64_t max_lines, const double *sq) {
+  const Chunk ch = chunks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  if (c.flag[s.block]) return;
+  const int64_t lines = axis == 0 ? s.rows : s.cols;
+  const double *q = sq + int64_t(ch.slot) * 2 * max_lines, *inv = q + max_lines;
+  double before = 0, after = 0;
+  for (int64_t k = threadIdx.x; k < lines; k += blockDim.x) before += q[k], after += q[k] * inv[k] * inv[k];
+  before = block_sum(before);
+  after = block_sum(after);
+  const double keep = sqrt(before) / (sqrt(after) + double(eps));
+  for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x) {
+    const int64_t k = axis == 0 ? j / s.cols : j % s.cols;
+    s.d[j] = float(double(s.d[j]) * (inv[k] * keep));
+  }
+}
+
+// The kernels below take one matrix (entry) per blockIdx.y and loop over the rest: a launch
+// covers n of them with gridDim.y = min(n, kMaxGridY) (Symo's Z2 runs give n = blocks x side
+// length, which can pass CUDA's 65535 limit on gridDim.y).
+__global__ void pack_kernel(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int unpack, float s1,
+                            float s2, int legacy) {
+  for (int y = blockIdx.y; y < n; y += gridDim.y) { // uniform over the block: __syncthreads inside
+    const PackEntry e = entries[y];
+    const int64_t total = rows * e.ncols;
+    float *p = P + e.e * rows * cols + e.col0;
+    if (!legacy && e.sr == 1 && e.sc != 1) {
+      pack_transposed(e, rows, cols, p, unpack, s1, s2);
+      continue;
+    }
+    if (!legacy && e.sc == 1) { // a row piece: one warp per row, lanes along it (no index division)
+      const int lane = int(threadIdx.x & 31), nw = int(blockDim.x >> 5);
+      for (int64_t r = int64_t(blockIdx.x) * nw + (threadIdx.x >> 5); r < rows; r += int64_t(gridDim.x) * nw) {
+        float *src = e.ptr + r * e.sr, *dst = p + r * cols;
+        for (int64_t j = lane; j < e.ncols; j += 32) {
+          if (unpack) src[j] = (dst[j] * s1) * s2;
+          else dst[j] = src[j];
+        }
+      }
+      continue;
+    }
+    // Walk in the source's contiguous order: along rows when sc == 1, else down columns.
+    const bool by_row = e.sc == 1;
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+      const int64_t r = by_row ? k / e.ncols : k % rows, j = by_row ? k % e.ncols : k / rows;
+      float *src = e.ptr + r * e.sr + j * e.sc;
+      if (unpack) *src = (p[r * cols + j] * s1) * s2;
+      else p[r * cols + j] = *src;
+    }
+  }
+}
+
+__global__ void bias_scale_kernel(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np,
+                                  int64_t len, float beta2) {
+  for (int i = blockIdx.y; i < n; i += gridDim.y) {
+    const double t = double(c.t[slots[(i / per) * np].block] + 1);
+    const double bc = 1.0 - pow(double(beta2), t);
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+      H[int64_t(i) * len + k] = float(double(C[int64_t(i) * len + k]) / bc);
+  }
+}
+
+__global__ void add_rows_kernel(float *Q, const float *v, int n, int64_t rows, int64_t cols) {
+  const int64_t total = rows * cols;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y)
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x)
+      Q[e * total + k] += v[e * cols + k % cols];
+}
+
+__global__ void center_keep_kernel(float *P, float *mu, int n, int64_t rows, int64_t cols) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= cols) return;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) {
+    float *p = P + e * rows * cols + j;
+    double s = 0;
+    for (int64_t i = 0; i < rows; ++i) s += p[i * cols];
+    const float m = float(s / double(rows));
+    mu[e * cols + j] = m;
+    for (int64_t i = 0; i < rows; ++i) p[i * cols] = p[i * cols] - m;
+  }
+}
+
+__global__ void s_fix_kernel(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps,
+                             int zero) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) { // uniform over the block: block_sum inside
+    const float *m = mu + e * cols;
+    double acc = 0;
+    for (int64_t k = threadIdx.x; k < cols; k += blockDim.x) acc += double(m[k]) * m[k];
+    const double m2 = block_sum(acc);
+    if (j >= cols) continue;
+    const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
+    float *q = Q + e * rows * cols + j;
+    double cm = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float v = zero ? 0.f : q[i * cols] * s1;
+      q[i * cols] = v;
+      cm += v;
+    }
+    cm /= double(rows);
+    const float add = float(double(m[j]) * scale - cm);
+    for (int64_t i = 0; i < rows; ++i) q[i * cols] += add;
+  }
 }
 
 // The coalesced S-run kernels: a kTile x kLanes block per kTile columns of one matrix,
@@ -240,53 +317,61 @@ __device__ double block_total(double v, double (&part)[kLanes]) {
   return s;
 }
 
-__global__ void center_keep_tiled(float *P, float *mu, int64_t rows, int64_t cols) {
+__global__ void center_keep_tiled(float *P, float *mu, int n, int64_t rows, int64_t cols) {
   __shared__ double part[kLanes][kTile + 1];
-  const int64_t j = int64_t(blockIdx.x) * kTile + threadIdx.x, e = blockIdx.y;
+  const int64_t j = int64_t(blockIdx.x) * kTile + threadIdx.x;
   const bool in = j < cols;
-  float *p = P + e * rows * cols + j;
-  double s = 0;
-  if (in)
-    for (int64_t i = threadIdx.y; i < rows; i += kLanes) s += p[i * cols];
-  const float m = float(lane_sum(s, part) / double(rows));
-  if (!in) return;
-  if (threadIdx.y == 0) mu[e * cols + j] = m;
-  for (int64_t i = threadIdx.y; i < rows; i += kLanes) p[i * cols] = p[i * cols] - m;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) { // uniform over the block: lane_sum syncs
+    float *p = P + e * rows * cols + j;
+    double s = 0;
+    if (in)
+      for (int64_t i = threadIdx.y; i < rows; i += kLanes) s += p[i * cols];
+    const float m = float(lane_sum(s, part) / double(rows));
+    if (!in) continue;
+    if (threadIdx.y == 0) mu[e * cols + j] = m;
+    for (int64_t i = threadIdx.y; i < rows; i += kLanes) p[i * cols] = p[i * cols] - m;
+  }
 }
 
 // s_fix_kernel's arithmetic (v = Q s1 in float, column mean in double, Q = v + add in float)
 // with the two write passes fused into one.
-__global__ void s_fix_tiled(float *Q, const float *mu, int64_t rows, int64_t cols, float s1, float eps, int zero) {
+__global__ void s_fix_tiled(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps,
+                            int zero) {
   __shared__ double part[kLanes][kTile + 1];
   __shared__ double tot[kLanes];
-  const int64_t e = blockIdx.y, j = int64_t(blockIdx.x) * kTile + threadIdx.x;
+  const int64_t j = int64_t(blockIdx.x) * kTile + threadIdx.x;
   const bool in = j < cols;
-  const float *m = mu + e * cols;
-  double acc = 0;
-  for (int64_t k = int64_t(threadIdx.y) * kTile + threadIdx.x; k < cols; k += kTile * kLanes) acc += double(m[k]) * m[k];
-  const double m2 = block_total(acc, tot);
-  const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
-  float *q = Q + e * rows * cols + j;
-  double cm = 0;
-  if (in)
-    for (int64_t i = threadIdx.y; i < rows; i += kLanes) cm += zero ? 0.f : q[i * cols] * s1;
-  cm = lane_sum(cm, part) / double(rows);
-  if (!in) return;
-  const float add = float(double(m[j]) * scale - cm);
-  for (int64_t i = threadIdx.y; i < rows; i += kLanes) {
-    const float v = zero ? 0.f : q[i * cols] * s1;
-    q[i * cols] = v + add;
+  for (int64_t e = blockIdx.y; e < n; e += gridDim.y) { // uniform over the block: the sums sync
+    const float *m = mu + e * cols;
+    double acc = 0;
+    for (int64_t k = int64_t(threadIdx.y) * kTile + threadIdx.x; k < cols; k += kTile * kLanes)
+      acc += double(m[k]) * m[k];
+    const double m2 = block_total(acc, tot);
+    const double h = double(rows) * m2, scale = h > 0 ? 1.0 / sqrt(h + double(eps)) : 0.0;
+    float *q = Q + e * rows * cols + j;
+    double cm = 0;
+    if (in)
+      for (int64_t i = threadIdx.y; i < rows; i += kLanes) cm += zero ? 0.f : q[i * cols] * s1;
+    cm = lane_sum(cm, part) / double(rows);
+    if (!in) continue;
+    const float add = float(double(m[j]) * scale - cm);
+    for (int64_t i = threadIdx.y; i < rows; i += kLanes) {
+      const float v = zero ? 0.f : q[i * cols] * s1;
+      q[i * cols] = v + add;
+    }
   }
 }
 
 __global__ void masked_axpby_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c, float *dst,
-                                    const float *src, int64_t len, float beta, int copy, int per, int np) {
-  const int i = blockIdx.y, sl = (i / per) * np;
-  if (!m.on[sl] || c.flag[slots[sl].block]) return;
-  float *d = dst + int64_t(i) * len;
-  const float *s = src + int64_t(i) * len;
-  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
-    d[k] = copy ? s[k] : beta * d[k] + s[k];
+                                    const float *src, int n, int64_t len, float beta, int copy, int per, int np) {
+  for (int i = blockIdx.y; i < n; i += gridDim.y) {
+    const int sl = (i / per) * np;
+    if (!m.on[sl] || c.flag[slots[sl].block]) continue;
+    float *d = dst + int64_t(i) * len;
+    const float *s = src + int64_t(i) * len;
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+      d[k] = copy ? s[k] : beta * d[k] + s[k];
+  }
 }
 
 __global__ void gauge_rescale_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int np,
@@ -419,6 +504,7 @@ __global__ void two_sided_kernel(const __grid_constant__ StepArgs a, const Slot 
 }
 
 unsigned grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 1024)); }
+unsigned gy(int n) { return unsigned(grid_y_for(n)); }
 
 } // namespace
 
@@ -433,41 +519,41 @@ void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
 void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
                  cudaStream_t s, bool legacy) {
   if (n && rows * cols)
-    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, P, 0, 1.f, 1.f,
-                                                                             legacy ? 1 : 0);
+    pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, P, 0, 1.f, 1.f,
+                                                                       legacy ? 1 : 0);
 }
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
                    int64_t max_cols, cudaStream_t s, bool legacy) {
   if (n && rows * cols)
-    pack_kernel<<<dim3(grid_for(rows * max_cols), unsigned(n)), 256, 0, s>>>(entries, rows, cols, const_cast<float *>(P),
-                                                                             1, s1, s2, legacy ? 1 : 0);
+    pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, const_cast<float *>(P), 1,
+                                                                       s1, s2, legacy ? 1 : 0);
 }
 void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,
                        float beta2, cudaStream_t s) {
-  if (n && len) bias_scale_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(slots, c, C, H, per, np, len, beta2);
+  if (n && len) bias_scale_kernel<<<dim3(grid_for(len), gy(n)), 256, 0, s>>>(slots, c, C, H, n, per, np, len, beta2);
 }
 void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s) {
-  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), unsigned(n)), 256, 0, s>>>(Q, v, rows, cols);
+  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), gy(n)), 256, 0, s>>>(Q, v, n, rows, cols);
 }
 void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s, bool legacy) {
   if (!n || !cols) return;
-  if (legacy) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(P, mu, rows, cols);
-  else center_keep_tiled<<<dim3(unsigned((cols + kTile - 1) / kTile), unsigned(n)), dim3(kTile, kLanes), 0, s>>>(P, mu, rows, cols);
+  if (legacy) center_keep_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(P, mu, n, rows, cols);
+  else center_keep_tiled<<<dim3(unsigned((cols + kTile - 1) / kTile), gy(n)), dim3(kTile, kLanes), 0, s>>>(P, mu, n, rows, cols);
 }
 void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
                   cudaStream_t s, bool legacy) {
   if (!n || !cols) return;
   if (legacy)
-    s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), unsigned(n)), 256, 0, s>>>(Q, mu, rows, cols, s1, eps, zero ? 1 : 0);
+    s_fix_kernel<<<dim3(unsigned((cols + 255) / 256), gy(n)), 256, 0, s>>>(Q, mu, n, rows, cols, s1, eps, zero ? 1 : 0);
   else
-    s_fix_tiled<<<dim3(unsigned((cols + kTile - 1) / kTile), unsigned(n)), dim3(kTile, kLanes), 0, s>>>(Q, mu, rows, cols,
-                                                                                                       s1, eps, zero ? 1 : 0);
+    s_fix_tiled<<<dim3(unsigned((cols + kTile - 1) / kTile), gy(n)), dim3(kTile, kLanes), 0, s>>>(Q, mu, n, rows, cols,
+                                                                                                  s1, eps, zero ? 1 : 0);
 }
 void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
                          float beta, bool copy, cudaStream_t s, int n, int per, int np) {
   if (n < 0) n = m.n;
   if (n && len)
-    masked_axpby_kernel<<<dim3(grid_for(len), unsigned(n)), 256, 0, s>>>(m, slots, c, dst, src, len, beta, copy ? 1 : 0,
+    masked_axpby_kernel<<<dim3(grid_for(len), gy(n)), 256, 0, s>>>(m, slots, c, dst, src, n, len, beta, copy ? 1 : 0,
                                                                          per, np);
 }
 void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const PairDesc *pairs, int npd, int nblocks,
@@ -477,6 +563,15 @@ void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const Pa
     two_sided_kernel<<<dim3(unsigned(npd), unsigned(nblocks)), 256, 0, st>>>(a, slots, c, pairs, cols, s, coef, means,
                                                                              npairs, nmeans, beta2, eps, stats,
                                                                              stats_from_d);
+}
+void launch_line_norm(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, int nslots,
+                      int axis, int64_t head_rows, float beta2, float eps, int64_t max_lines, double *sq,
+                      cudaStream_t s) {
+  if (!nslots || !max_lines) return;
+  const int per = axis == 0 ? 256 / 32 : 256;
+  line_stats_kernel<<<dim3(unsigned((max_lines + per - 1) / per), unsigned(nslots)), 256, 0, s>>>(
+      a, slots, c, axis, head_rows, beta2, eps, max_lines, sq);
+  if (nchunks) line_scale_kernel<<<unsigned(nchunks), 256, 0, s>>>(a, chunks, slots, c, axis, eps, max_lines, sq);
 }
 void launch_gauge_rescale(const StepArgs &a, const Slot *slots, Counters c, int nblocks, int np, int ia, int ib,
                           int ic, int64_t units, cudaStream_t s) {

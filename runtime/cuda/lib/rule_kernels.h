@@ -86,6 +86,14 @@ void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, 
 // Q[e] row i += v[e] for every row (Symo's mean line added to each row of the run).
 void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s);
 
+// NorMuon's neuron-wise normalization of Muon's scaled polar factor D = scale * O in Slot::d
+// (optim.cpp's neuron_normalize): per line (axis 0: rows, 1: columns) v in Slot::s1 (lines
+// floats) advances, D's lines are divided by sqrt(v) + eps and D keeps its norm. scale: Muon's
+// max(1, sub/cols)^1/2 (sub = head_rows or rows). sq: 2 * max_lines doubles per slot.
+void launch_line_norm(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, int nslots,
+                      int axis, int64_t head_rows, float beta2, float eps, int64_t max_lines, double *sq,
+                      cudaStream_t s);
+
 // Unit rescale gauges (ReluRescale, SwiGLURescale, RowScale): for each block of the group
 // (slots blk * np + k) and unit u, remove from the directions the component along
 // (row u of W_in, b_u, -column u of W_out) (GaugeProjected::project). ia / ib / ic: the

@@ -14,6 +14,12 @@
 // cost grows with the number of failing claims times log(claims), not with
 // the number of claims. `compose = false` checks each claim alone.
 //
+// A claim's elements over the trials are drawn together (Rounds in
+// lib/Verify/Elements.h): every sign slot is flipped in some trial, every
+// permutation is a derangement in the first, and claims with several sign
+// slots (Z2, B, rope "sign") get one element more on the first trial's inputs,
+// so that a claim wrong on one coordinate fails on every seed.
+//
 // Each run also checks a negative control (a deliberately wrong transform)
 // that must fail; if it passes, the run fails. A control that changes nothing
 // at all is inconclusive (the outputs do not depend on that weight) and is

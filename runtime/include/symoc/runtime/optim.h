@@ -115,6 +115,12 @@ private:
 
 // Muon (Keller Jordan's muon.py): M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta)
 // : M; D = polar(U) * max(1, rows/cols)^{1/2}. Decoupled weight decay.
+// Neuron-wise normalization (NorMuon, Li et al. 2025; norm_beta2 > 0): with O = polar(U),
+// v <- lerp(v, mean of O^2 along each line, 1 - norm_beta2) per line (norm_axis 0: per row,
+// 1: per column; state "norm_v", lines x 1), O' = O / (sqrt(v) + norm_eps) per line, then
+// O' *= |O|_F / (|O'|_F + norm_eps) (the update keeps O's norm), then Muon's scale.
+// A per-line diagonal rescaling: equivariant under permutations and sign flips of the
+// lines, not under rotations of them (the plan picks the axis from the claims).
 enum class MuonScale {
   MaxRatio,  // max(1, rows/cols)^{1/2} (muon.py)
   Moonlight, // 0.2 * max(rows, cols)^{1/2} (matches AdamW's update RMS; Liu et al. 2025)
@@ -127,6 +133,9 @@ struct MuonConfig {
   PolarOptions polar = polar_options(PolarMethod::NewtonSchulz);
   // Optional per-head orthogonalization: rows split into heads of head_rows rows each.
   int64_t head_rows = 0;
+  float norm_beta2 = 0.f; // 0: off (plain Muon, bit for bit)
+  int norm_axis = 0;      // 0: normalize rows (output neurons), 1: columns
+  float norm_eps = 1e-10f;
 };
 class Muon : public Rule {
 public:
