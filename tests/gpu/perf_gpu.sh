@@ -1,9 +1,9 @@
 #!/bin/bash
 # One GPU-machine call for issue 12's open speed targets (branch gpuperf): build the runtime
 # and every generated optimizer of gen/, run every GPU check (tests/gpu/test_gpu.py, with
-# aux.{tiled,direct}.<lib>: Symo's opt-in run plumbing against the default kernels), time symo
-# against muon with SYMOC_CUDA_SYMO_AUX unset / tiled / direct (bench_gpu.py --matrix, plus a
-# torch.profiler kernel table), then Gram Newton-Schulz end to end (SYMOC_CUDA_NS=gram: the
+# aux.{tiled,direct}.<lib>: Symo's run plumbing against the first kernels), time symo against
+# muon with SYMOC_CUDA_SYMO_AUX unset (tiled) / legacy / direct (bench_gpu.py --matrix, alone
+# on the GPU, plus a torch.profiler kernel table), then Gram Newton-Schulz end to end (SYMOC_CUDA_NS=gram: the
 # Muon agreement checks, and the GPT-2 / LLaMA-1B sets' "symoc muon, Gram NS" rows next to
 # torch.optim.Muon). At most 8 files in $OUT; a short table last.
 #

@@ -36,9 +36,9 @@ struct PackEntry {
   int64_t e, col0, ncols;
 };
 // P[e] (rows x cols, packed) <- its entries; with unpack, the entries <- (P[e] * s1) * s2.
-// legacy = true (SYMOC_CUDA_SYMO_AUX unset or =legacy): the first version's element walk
-// (uncoalesced stores for a transposed piece); false (=tiled|direct, opt-in until measured on
-// a GPU): coalesced on both sides, a transposed piece through a 32 x 32 shared-memory tile.
+// legacy = false (the default): coalesced on both sides, a transposed piece through a 32 x 32
+// shared-memory tile, a row piece one warp per row; true (SYMOC_CUDA_SYMO_AUX=legacy): the
+// first version's element walk (uncoalesced stores for a transposed piece).
 void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
                  cudaStream_t s, bool legacy);
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
