@@ -22,8 +22,8 @@ Newton-Schulz-5 FLOP bound 5 (4 r^2 c + 2 r^3) per r x c matrix (r the smaller s
 
 times the matrix rules on one parameter set, all in this process (graph replays and eager):
   symoc symo, symoc auto   against symoc muon (graph) of the same set (issue #12: within 2x);
-      also symo with SYMOC_CUDA_SYMO_AUX=tiled (packed runs, coalesced kernels) and =legacy
-      (Symo's first packing / S-run kernels; the default is direct: views into the plan) and
+      also symo with SYMOC_CUDA_SYMO_AUX=legacy (the first packing kernels) and =direct
+      (whole-row/column runs as views into the plan; the default packs by coalesced kernels) and
       with SYMOC_CUDA_SYMO_POLAR=ns (the runs' polar factors by bf16 Newton-Schulz, for plans
       that ask for the exact polar factor)
   symoc shampoo, f = 1 and f = 10   against a torch Shampoo on the same blocks with one
@@ -32,7 +32,7 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
 Eigendecompositions in fp32 (the backend's default). Writes bench_gpu.json and bench_gpu.md.
 SYMOC_BENCH_PROFILE=FILE appends torch.profiler's kernel table of 3 eager steps of symoc muon,
-symo (direct, tiled, legacy) to FILE; SYMOC_BENCH_SHAMPOO=0 leaves Shampoo out.
+symo (default tiled, legacy, direct) to FILE; SYMOC_BENCH_SHAMPOO=0 leaves Shampoo out.
 """
 import argparse
 import json
@@ -275,11 +275,12 @@ def profile_steps(step, label, path, steps=3):
 def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     rows = {}
     it = min(a.iters, 15)
-    # env: what the optimizer is made with (SYMOC_CUDA_SYMO_AUX=legacy: Symo's first packing
-    # and S-run kernels; SYMOC_CUDA_SYMO_POLAR=ns: Newton-Schulz for exact-polar Symo plans).
+    # env: what the optimizer is made with (SYMOC_CUDA_SYMO_AUX=legacy|direct: Symo's first
+    # packing kernels / views into the plan, against the default coalesced packing;
+    # SYMOC_CUDA_SYMO_POLAR=ns: Newton-Schulz for exact-polar Symo plans).
     runs = (("muon", muon_lib, {}), ("symo", symo_lib, {}),
-            ("symo, tiled aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "tiled"}),
-            ("symo, legacy aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "legacy"}), ("auto", auto_lib, {}),
+            ("symo, legacy aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "legacy"}),
+            ("symo, direct aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "direct"}), ("auto", auto_lib, {}),
             ("symo, NS polar", symo_lib, {"SYMOC_CUDA_SYMO_POLAR": "ns"}))
     prof = os.environ.get("SYMOC_BENCH_PROFILE")
     for tag, path, env in runs:
@@ -291,7 +292,7 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
             os.environ.pop(k, None)
         attempt(rows, "symoc %s" % tag, lambda: timed(opt.step, a.warmup, it))
         attempt(rows, "symoc %s (graph)" % tag, lambda: timed(graphed(opt.step, 1), a.warmup, it))
-        if prof and tag in ("muon", "symo", "symo, tiled aux", "symo, legacy aux"):
+        if prof and tag in ("muon", "symo", "symo, legacy aux", "symo, direct aux"):
             attempt(rows, "profile %s" % tag, lambda: profile_steps(opt.step, "symoc " + tag, prof))
             rows.pop("profile %s" % tag, None)
         del opt, named
@@ -324,8 +325,8 @@ def markdown_matrix(r):
            "failed, see the log)" % r["matrix_set"], "",
            "| step | ms | ratio | reference |", "| --- | --- | --- | --- |"]
     mu = ms.get("symoc muon (graph)") or ms.get("symoc muon")
-    for k in ("symoc muon", "symoc muon (graph)", "symoc symo", "symoc symo (graph)", "symoc symo, tiled aux",
-              "symoc symo, tiled aux (graph)", "symoc symo, legacy aux", "symoc symo, legacy aux (graph)",
+    for k in ("symoc muon", "symoc muon (graph)", "symoc symo", "symoc symo (graph)", "symoc symo, legacy aux",
+              "symoc symo, legacy aux (graph)", "symoc symo, direct aux", "symoc symo, direct aux (graph)",
               "symoc auto", "symoc auto (graph)", "symoc symo, NS polar", "symoc symo, NS polar (graph)"):
         if k in ms:
             out.append("| %s | %s | %s | symoc muon (graph) |" % (k, fmt(ms.get(k)), rat(ms.get(k), mu)))

@@ -33,8 +33,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
-  aux.<mode>.<lib> Symo's run plumbing (SYMOC_CUDA_SYMO_AUX=direct, the default: views into the
-                   Newton-Schulz plan; tiled: coalesced packing) == the first kernels (legacy)
+  aux.<mode>.<lib> Symo's run plumbing (SYMOC_CUDA_SYMO_AUX=tiled, the default: coalesced
+                   packing; direct: views into the Newton-Schulz plan) == the first kernels (legacy)
                    over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)
 """
 import argparse
@@ -218,9 +218,9 @@ class symo_aux:
 
 
 def check_aux(lib, tag):
-    """Symo's run plumbing, SYMOC_CUDA_SYMO_AUX=direct (default: views of U and D into the
-    Newton-Schulz plan) and tiled (coalesced packing / S-run kernels), against legacy (the first
-    kernels), 4 steps from the same weights and gradients: copies and float arithmetic are the
+    """Symo's run plumbing, SYMOC_CUDA_SYMO_AUX=tiled (the default: coalesced packing / S-run
+    kernels) and direct (views of U and D into the Newton-Schulz plan), against legacy (the
+    first kernels), 4 steps from the same weights and gradients: copies and float arithmetic are the
     same, only the S runs' fp64 column sums run in another order and direct scales by s1 s2 at
     once (a last-bit change can move a bf16 Newton-Schulz input by one ulp), so <= 1e-4 of the
     accumulated update."""

@@ -111,25 +111,29 @@ mx::EigPrecision eig_precision(RKind k) {
 }
 
 // How Symo's runs reach the Newton-Schulz plan and come back (SYMOC_CUDA_SYMO_AUX):
-//   direct (default): a run that is one member's whole rows or columns and not an S run goes
-//     to the plan as a strided view of U and comes back into D (polar(X^T) = polar(X)^T; the
-//     plan packs and transposes anyway), scaled by s1 s2 there; the other runs as `tiled`;
-//   tiled: every run packed into a strided batch and back by the coalesced kernels;
-//   legacy: the first kernels (one thread per column down every row, transposed pieces
-//     stored uncoalesced), kept to time the three in one process and as the fallback.
-// The arithmetic is the same (the S runs' fp64 column sums in another order; direct scales
-// by the float s1 s2 at once instead of by s1, then s2).
+//   tiled (default): every run packed into a strided batch and back by coalesced kernels
+//     (32 x 32 shared-memory tiles for transposed pieces, one warp per row for row pieces,
+//     32 row lanes per column for the S runs' means, one write pass in s_fix);
+//   legacy: the same packing by the first kernels (one thread per column down every row;
+//     transposed pieces stored uncoalesced), kept to time them and as the fallback;
+//   direct (opt-in): as tiled, except that a run that is one member's whole rows or columns,
+//     not an S run and not a square column run, goes to the plan as a strided view of U and
+//     comes back into D (polar(X^T) = polar(X)^T; the plan packs and transposes anyway),
+//     scaled by s1 s2 there (symo_views.h).
+// The arithmetic is the same: tiled == legacy bitwise on every Symo library of the GPU checks
+// (aux.tiled.<lib>, H200, 2026-12-02); direct differs by the order of its norm sums (1.8e-7
+// of the update on GPT-2) and stays opt-in until a GPU run has checked its square-run fix.
 enum class SymoAux { Legacy, Tiled, Direct };
-// Each view is a group of the Newton-Schulz plan (its own pack / unpack launches): above this
-// many (runs neither tiling the rows nor contiguous), the class is packed instead.
-constexpr size_t kMaxDirectViews = 32;
 SymoAux symo_aux() {
   const char *e = std::getenv("SYMOC_CUDA_SYMO_AUX");
   const std::string v = e ? e : "";
   if (v == "legacy") return SymoAux::Legacy;
-  if (v == "tiled") return SymoAux::Tiled;
-  return SymoAux::Direct;
+  if (v == "direct") return SymoAux::Direct;
+  return SymoAux::Tiled;
 }
+// Each view is a group of the Newton-Schulz plan (its own pack / unpack launches): above this
+// many (runs neither tiling the rows nor contiguous), the class is packed instead.
+constexpr size_t kMaxDirectViews = 32;
 
 template <class T> T *dmalloc(size_t n, int64_t &bytes) {
   void *p = nullptr;
@@ -203,7 +207,7 @@ struct MatrixRules::Group {
   float eps = 1e-8f;
   bool muon_scale = false;
   int ns_steps = 0; // beta2 = 0 runs by Newton-Schulz with this many iterations (0: eigen route)
-  SymoAux aux = SymoAux::Direct; // symo_aux() when the group was made
+  SymoAux aux = SymoAux::Tiled; // symo_aux() when the group was made
   // lausu polar
   std::unique_ptr<mx::PolarPlan> polar;
   // shampoo

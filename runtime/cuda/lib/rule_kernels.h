@@ -36,22 +36,22 @@ struct PackEntry {
   int64_t e, col0, ncols;
 };
 // P[e] (rows x cols, packed) <- its entries; with unpack, the entries <- (P[e] * s1) * s2.
-// The pieces walk coalesced on both sides (a transposed piece through a 32 x 32 shared-memory
-// tile); legacy = true: the first version's element walk (uncoalesced stores for a transposed
-// piece), kept for A/B timing (SYMOC_CUDA_SYMO_AUX=legacy) and as the fallback.
+// legacy = false (the default): coalesced on both sides, a transposed piece through a 32 x 32
+// shared-memory tile, a row piece one warp per row; true (SYMOC_CUDA_SYMO_AUX=legacy): the
+// first version's element walk (uncoalesced stores for a transposed piece).
 void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
-                 cudaStream_t s, bool legacy = false);
+                 cudaStream_t s, bool legacy);
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
-                   int64_t max_cols, cudaStream_t s, bool legacy = false);
+                   int64_t max_cols, cudaStream_t s, bool legacy);
 // Symo S runs: mu = column means of each P[e] (fp64 sums), P[e] -= mu (rows x cols, n of them).
-// A 32 x 32 thread block per 32 columns: 32 row lanes sum, then combine in a fixed order
-// (deterministic); legacy: one thread per column walks every row.
-void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s, bool legacy = false);
+// legacy: one thread per column walks every row; else a 32 x 32 thread block per 32 columns:
+// 32 row lanes sum, then combine in a fixed order (deterministic).
+void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s, bool legacy);
 // Symo S runs after the centred part's polar Q[e] (unscaled; zero = true: Q is zero, the
 // run has one row): Q *= s1, then the mean line: Q += 1 (mu / sqrt(rows |mu|^2 + eps) -
 // colmean(Q)) (one_run in runtime/lib/symo.cpp).
 void launch_s_fix(float *Q, const float *mu, int n, int64_t rows, int64_t cols, float s1, float eps, bool zero,
-                  cudaStream_t s, bool legacy = false);
+                  cudaStream_t s, bool legacy);
 
 // Two-sided Symo (symo.cpp's two_sided): one sub-block per pair of runs (left run x right
 // run) of a block; `rsplit` / `csplit`: the left / right run is an S run (mean line +

@@ -1,0 +1,39 @@
+#!/bin/bash
+# One GPU-machine call for issue 12's open speed targets (branch gpuperf): build the runtime
+# and every generated optimizer of gen/, run every GPU check (tests/gpu/test_gpu.py, with
+# aux.{tiled,direct}.<lib>: Symo's run plumbing against the first kernels), time symo against
+# muon with SYMOC_CUDA_SYMO_AUX unset (tiled) / legacy / direct (bench_gpu.py --matrix, alone
+# on the GPU, plus a torch.profiler kernel table), then Gram Newton-Schulz end to end (SYMOC_CUDA_NS=gram: the
+# Muon agreement checks, and the GPT-2 / LLaMA-1B sets' "symoc muon, Gram NS" rows next to
+# torch.optim.Muon). At most 8 files in $OUT; a short table last.
+#
+#   here:  tests/gpu/prepare.sh DEST /tmp/gpt2_small.onnx /tmp/llama1b.onnx   (docs/testing.md)
+#   there: cd DEST && OUT=... tests/gpu/perf_gpu.sh        (about 3-4 minutes on an H200)
+set -u -o pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/symoc-perf-out}; mkdir -p "$OUT"
+export OUT PYTHONUNBUFFERED=1 SYMOC_BENCH_SHAMPOO=0 SYMOC_BENCH_PROFILE=$OUT/profile.txt
+t0=$(date +%s)
+tests/gpu/matrix_rules_gpu.sh 170
+echo "matrix_rules rc=$? after $(( $(date +%s) - t0 )) s"
+B=/tmp/symoc-gpu-build/b
+L=/tmp/symoc-debs/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$L:$L/openblas-pthread:${LD_LIBRARY_PATH:-}
+lib() { find $B -name "lib$1_optimizer.so" | head -1; }
+G=$OUT/gram.log
+{
+  echo "== SYMOC_CUDA_NS=gram: GPU checks"
+  SYMOC_CUDA_NS=gram timeout 40 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+    $(lib gpt2_ddc_muon) $(lib llama_auto) $(lib llama_ddc_muon) 2>&1
+  echo "== bench --set (muon, Gram NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
+  sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
+  [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))
+  timeout $(( 285 - ($(date +%s) - t0) )) python3 bench/gpu/bench_gpu.py --out /tmp/gramset --iters 20 "${sets[@]}" 2>&1 \
+    | tail -30
+} > $G 2>&1
+echo "total $(( $(date +%s) - t0 )) s"
+echo "---- summary"
+grep -E "^FAIL|checks passed|aux\." /tmp/symoc-matrix-rules/gpu_tests.log | tail -30
+grep -E "checks passed|^FAIL|torch_muon|agree.gpt2_muon" $G | head -8
+grep -E "^\| (symoc muon|torch Muon)|^\*\*" $G | head -14
+[ -f $OUT/bench_gpu.md ] && tail -12 $OUT/bench_gpu.md
