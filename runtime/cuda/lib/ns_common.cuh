@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 
 namespace symoc::cuda::detail {
@@ -62,6 +63,10 @@ struct BatchedGemm {
     for (int i = 0; i < found && !lt; ++i)
       if (res[i].state == CUBLAS_STATUS_SUCCESS && (clusters || cluster_free(res[i].algo))) algo = res[i].algo, lt = true;
     // No cluster-free algorithm: cublasGemmStridedBatchedEx (run's other branch).
+    if (const char *r = std::getenv("SYMOC_CUDA_NS_REPORT"); r && r[0] == '1')
+      std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: %s (%d heuristic results)\n", (long long)m,
+                   (long long)n, (long long)k, (long long)batch, !lt ? "cublasGemmStridedBatchedEx" : clusters ? "cuBLASLt, first heuristic" : "cuBLASLt, cluster 1x1x1",
+                   found);
   }
 
   // Issue 12's fault: under many concurrent processes on one H200, cuBLASLt's thread-block-
