@@ -54,39 +54,18 @@ struct BatchedGemm {
     uint64_t wsb = e.lib_ws_bytes;
     check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
           "cublasLt workspace preference");
-    cublasLtMatmulHeuristicResult_t res[kHeuristics]{};
+    cublasLtMatmulHeuristicResult_t res{};
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, kHeuristics, res, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS) return;
-    const bool clusters = lt_clusters_allowed();
-    for (int i = 0; i < found && !lt; ++i)
-      if (res[i].state == CUBLAS_STATUS_SUCCESS && (clusters || cluster_free(res[i].algo))) algo = res[i].algo, lt = true;
-    // No cluster-free algorithm: cublasGemmStridedBatchedEx (run's other branch).
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
+      algo = res.algo;
+      lt = true;
+    }
+    // SYMOC_CUDA_NS_REPORT=1: which path each GEMM takes (issue 12's fault hunt, docs/testing.md).
     if (const char *r = std::getenv("SYMOC_CUDA_NS_REPORT"); r && r[0] == '1')
-      std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: %s (%d heuristic results)\n", (long long)m,
-                   (long long)n, (long long)k, (long long)batch, !lt ? "cublasGemmStridedBatchedEx" : clusters ? "cuBLASLt, first heuristic" : "cuBLASLt, cluster 1x1x1",
-                   found);
-  }
-
-  // Issue 12's fault: under many concurrent processes on one H200, cuBLASLt's thread-block-
-  // cluster kernels (nvjet_sm90_tst_192x128_64x5_4x2_h_bx_coopB_NNT, cluster 8x1x1) that the
-  // heuristic picks for Symo's batched Newton-Schulz GEMMs died with "Warp Illegal
-  // Instruction" (GPU core dumps, Xid 43) in 6 of 8 Symo training processes within 250 s;
-  // torch-only processes beside them did not. So only algorithms whose cluster shape is
-  // 1x1x1 are taken, unless SYMOC_CUDA_LT_CLUSTERS=1.
-  static constexpr int kHeuristics = 16;
-  static bool lt_clusters_allowed() {
-    const char *v = std::getenv("SYMOC_CUDA_LT_CLUSTERS");
-    return v && v[0] == '1';
-  }
-  static bool cluster_free(const cublasLtMatmulAlgo_t &a) {
-    uint16_t shape = 0;
-    size_t written = 0;
-    if (cublasLtMatmulAlgoConfigGetAttribute(&a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &shape, sizeof(shape),
-                                             &written) != CUBLAS_STATUS_SUCCESS)
-      return false;
-    return shape == CUBLASLT_CLUSTER_SHAPE_1x1x1;
+      std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: %s\n", (long long)m, (long long)n, (long long)k,
+                   (long long)batch, lt ? "cuBLASLt" : "cublasGemmStridedBatchedEx");
   }
   void destroy() {
     if (la) cublasLtMatrixLayoutDestroy(la);
