@@ -19,11 +19,17 @@ Phases of `run` (bench/README.md has the protocol and its reasons):
   3. grid: each (model, policy, lr of its grid) for --grid-steps, seed 0;
   4. seeds: each (model, policy) at the grid's best lr (lowest final val loss) for
      --steps with seeds 1..--seeds.
-Phases 3 and 4 share one pool of K worker processes on the one GPU: a (model, policy)'s seed
-runs start as soon as its grid is done. A worker whose run ended in an error is replaced by a
-fresh process (a CUDA fault poisons its process), and a run lost to a device fault is retried
-once; faults are recorded in results.json ("faults") and the report. --budget-s bounds the whole run: no run starts past
-it, and a running one stops there (recorded as truncated).
+Phases 3 and 4 share one pool of K worker processes on the one GPU and one priority queue:
+every grid run before any seed run, then the seed runs pair by pair (model by model, the
+references AdamW and Muon first), so a pair's seeds run side by side and finish as a set. A
+worker whose run ended in an error is replaced by a fresh process (a CUDA fault poisons its
+process), and a run lost to a device fault is retried once; faults are recorded in
+results.json ("faults") and the report. --budget-s bounds the whole run: before the runs the
+log shows the estimated schedule and which runs will not fit; a run estimated to end past the
+budget is not started (--allow-truncated: started and cut there, "truncated"), and a running
+one stops there. A protocol too long for one call is split: `--phases time grid` in one call,
+`--phases seeds --best-from CALL1/results.json [--models ..] [--policies ..]` in the next
+ones, `--plan-only` to see a call's schedule first; report.py merges the calls' results.
 """
 import argparse
 import concurrent.futures as cf
@@ -506,14 +512,58 @@ class Bench:
         self.a = a
         self.t_start = time.time()
         self.deadline = self.t_start + a.budget_s
-        os.makedirs(a.out, exist_ok=True)
-        self.log_f = open(os.path.join(a.out, "progress.log"), "a")
+        self.log_f = None
+        if not a.plan_only:
+            os.makedirs(a.out, exist_ok=True)
+            self.log_f = open(os.path.join(a.out, "progress.log"), "a")
         libs_json = os.path.join(a.stage, "libs.json")
         self.libs = json.load(open(libs_json)) if os.path.isfile(libs_json) else {}
         man = os.path.join(a.stage, "corpus", "manifest.json")
         self.res = dict(meta=self.meta(man), timing=[], timing_batches=[], calibration=[],
                         grid=[], best_lr={},
                         runs=[], skipped=[], faults=[])
+        self.load_sources()
+
+    def load_sources(self):
+        """--best-from: each (model, policy)'s best lr from earlier calls' grids (a later file
+        wins; files of another protocol are refused). --timing-from (default: the --best-from
+        files): step times alone and shared, for the estimate of a call without a time phase
+        and before this call's first runs end."""
+        import report
+        a = self.a
+        mine = report.protocol_config(self.res["meta"])
+        self.best_from = {}
+        for path in a.best_from or []:
+            res = report.load_json(path, "bench.py")
+            why = report.config_conflict(mine, report.protocol_config(res["meta"]),
+                                         ignore=("steps", "eval_every", "final_val_batches",
+                                                 "device", "torch") if a.plan_only else
+                                         ("steps", "eval_every", "final_val_batches"))
+            if why:
+                sys.exit("bench.py: error: --best-from %s: %s differs from this run's %s "
+                         "(another protocol)" % (path, why[0], why[1]))
+            for key, e in (res.get("best_lr") or {}).items():
+                if e.get("lr") is not None:
+                    self.best_from[key] = dict(e, source=os.path.basename(path))
+        self.src_alone, self.src_shared = {}, {}
+        for path in (a.timing_from if a.timing_from is not None else a.best_from or []):
+            res = report.load_json(path, "bench.py")
+            meta, label = res["meta"], os.path.basename(path)
+            if meta.get("batch") != a.batch:
+                continue            # other step shapes: their times say nothing here
+            cfgs = {m: s.get("config") for m, s in (meta.get("sizes") or {}).items()}
+            same = lambda m: m in a.models and cfgs.get(m) == models_config(m)  # noqa: E731
+            for r in res.get("timing") or []:
+                if r.get("status") == "ok" and same(r.get("model")):
+                    self.src_alone[(r["model"], r["policy"])] = r["step_ms"]
+            shared = {}
+            for r in (res.get("grid") or []) + (res.get("runs") or []):
+                if r.get("status") in ("ok", "truncated") and r.get("ms_per_step") and \
+                        same(r.get("model")):
+                    shared.setdefault((r["model"], r["policy"]), []).append(r["ms_per_step"])
+            k_src = meta.get("concurrency") or 1
+            for key, v in shared.items():
+                self.src_shared[key] = (statistics.median(v), k_src, label)
 
     def meta(self, man):
         import torch
@@ -529,7 +579,7 @@ class Bench:
         if corpus:
             corpus = {k: corpus[k] for k in ("sources", "rule", "files", "packages", "train",
                                              "val", "total_bytes")}
-        return dict(torch=torch.__version__, device=torch.cuda.get_device_name(0) if cuda
+        meta = dict(torch=torch.__version__, device=torch.cuda.get_device_name(0) if cuda
                     else "cpu", date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     models=a.models, policies=a.policies, sizes=sizes, batch=a.batch,
                     grid_steps=a.grid_steps, steps=a.steps, seeds=a.seeds,
@@ -539,6 +589,13 @@ class Bench:
                     amp="bf16 autocast (forward/backward), fp32 parameters" if a.amp else "fp32",
                     grids={p: self.grid(p) for p in a.policies}, corpus=corpus,
                     libs={k: os.path.basename(v) for k, v in self.libs.items()})
+        # what report.py checks before merging the results of several calls
+        import report
+        meta["config"] = report.protocol_config(meta)
+        meta["call"] = dict(phases=a.phases, seed_ids=self.seed_ids(), budget_s=a.budget_s,
+                            best_from=[os.path.basename(f) for f in a.best_from or []],
+                            argv=sys.argv[1:])
+        return meta
 
     def grid(self, p):
         g = self.a.grid.get(p) if self.a.grid else None
@@ -547,8 +604,9 @@ class Bench:
     def log(self, msg):
         line = "[%6.1f s] %s" % (time.time() - self.t_start, msg)
         print(line, flush=True)
-        self.log_f.write(line + "\n")
-        self.log_f.flush()
+        if self.log_f:
+            self.log_f.write(line + "\n")
+            self.log_f.flush()
 
     def save(self):
         self.res["meta"]["elapsed_s"] = round(time.time() - self.t_start, 1)
@@ -623,10 +681,11 @@ class Bench:
         self.save()
 
     def ms(self, m, p):
+        """Step time alone (ms): this call's time phase, else the --timing-from files'."""
         for r in self.res["timing"]:
             if r.get("model") == m and r.get("policy") == p and r.get("status") == "ok":
                 return r["step_ms"]
-        return None
+        return self.src_alone.get((m, p))
 
     # ---- phase 2: how many concurrent runs
     def phase_calibrate(self):
@@ -658,32 +717,77 @@ class Bench:
         return best_k
 
     # ---- phases 3 + 4
+    def pairs(self):
+        """(model, policy) in schedule order: model by model (a model's table needs all its
+        policies), the references first (every target is theirs), the optional symoc muon
+        last, the rest in --policies order."""
+        a = self.a
+        rank = {p: i for i, p in enumerate(a.policies)}
+        key = lambda p: (p != "adamw", p != "muon", p == "symoc-muon", rank[p])  # noqa: E731
+        return [(m, p) for m in a.models for p in sorted(a.policies, key=key)]
+
+    def priority(self, s):
+        """Queue order: every grid run before any seed run (a seed run needs its pair's best
+        lr, and a grid started late starves its pair: run 3 of 2026-12-02 started torch
+        AdamW's grid at 458 s of 530 and cut its seed runs at step 400); then pair by pair
+        (self.pairs()), so a pair's seed runs run side by side and finish as a set."""
+        order = {mp: i for i, mp in enumerate(self.pairs())}
+        return (s["phase"] != "grid", order.get((s["model"], s["policy"]), len(order)),
+                s["seed"], s["lr"] or 0.0)
+
+    def train_jobs(self):
+        """The grid runs of this call and the seed runs whose lr is already known
+        (--best-from); seed runs of pairs whose grid runs here are added when it ends."""
+        a = self.a
+        jobs = []
+        for m, p in self.pairs():
+            key = "%s/%s" % (m, p)
+            known = self.best_from.get(key)
+            if known is not None:
+                self.res["best_lr"][key] = known
+            if "grid" in a.phases and known is None:
+                jobs += [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0,
+                                   steps=a.grid_steps, eval_every=a.grid_eval_every,
+                                   phase="grid") for lr in self.grid(p)]
+            elif "seeds" in a.phases and known is not None:
+                jobs += self.seed_specs(m, p, known["lr"])
+            elif "seeds" in a.phases:
+                self.res["best_lr"][key] = dict(lr=None, reason="no grid in this call and no "
+                                                "best lr in --best-from")
+        return jobs
+
+    def seed_specs(self, m, p, lr):
+        a = self.a
+        return [self.spec(kind="train", model=m, policy=p, lr=lr, seed=sd, steps=a.steps,
+                          eval_every=a.eval_every, phase="seeds") for sd in self.seed_ids()]
+
+    def seed_ids(self):
+        return self.a.seed_ids or list(range(1, self.a.seeds + 1))
+
     def phase_train(self, k, ex):
         a = self.a
         self.res["meta"]["concurrency"] = k
-        # Pair by pair, the slowest (measured alone) first, so the longest seed runs start
-        # early (longest-processing-time order); a pair's seed runs start when its grid ends.
-        pairs = sorted(((m, p) for m in a.models for p in a.policies),
-                       key=lambda mp: -(self.ms(*mp) or 0.0))
-        order = [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0, steps=a.grid_steps,
-                           eval_every=a.grid_eval_every, phase="grid")
-                 for m, p in pairs for lr in self.grid(p)]
-        pending = sorted([s for s in order if self.fits(s)], key=self.priority)
-        grid_left = {(m, p): 0 for m in a.models for p in a.policies}
+        jobs = self.train_jobs()
+        pending = [s for s in jobs if self.fits(s)]
+        grid_left = {}
         for s in pending:
-            grid_left[(s["model"], s["policy"])] += 1
+            if s["phase"] == "grid":
+                grid_left[(s["model"], s["policy"])] = grid_left.get((s["model"], s["policy"]), 0) + 1
         running = {}
         n_done = 0
-        self.log("phase train: %d grid runs (%d steps) then %d x %d-step seed runs, %d at a "
-                 "time" % (len(pending), a.grid_steps, a.seeds, a.steps, k))
-        self.estimate(k)
+        self.log("phase train: %d grid runs (%d steps), %d seed runs (%d steps) known now, "
+                 "%d at a time" % (sum(s["phase"] == "grid" for s in pending), a.grid_steps,
+                                   sum(s["phase"] == "seeds" for s in pending), a.steps, k))
+        self.log_plan(self.simulate(pending, k, time.time() - self.t_start), k)
         while pending or running:
+            pending.sort(key=self.priority)
             while pending and len(running) < k:
                 s = pending.pop(0)
-                if time.time() > self.deadline - a.min_start_s:
-                    self.res["skipped"].append(dict(spec_public(s), reason="budget"))
-                    self.log("skip %s %s lr %g seed %d: --budget-s reached" % (
-                        s["model"], s["policy"], s["lr"], s["seed"]))
+                why = self.no_start(s, k)
+                if why:
+                    self.res["skipped"].append(dict(spec_public(s), reason=why))
+                    self.log("skip %s %s lr %g seed %d %s: %s" % (
+                        s["model"], s["policy"], s["lr"], s["seed"], s["phase"], why))
                     if s["phase"] == "grid":
                         grid_left[(s["model"], s["policy"])] -= 1
                     continue
@@ -698,56 +802,176 @@ class Bench:
                 if is_fault(r):
                     retry = s.get("attempt", 1) == 1
                     self.fault(s, r, retry)
-                    if retry:   # first in the queue, in a fresh process (WorkerPool)
-                        pending.insert(0, dict(s, attempt=2))
+                    if retry:   # at its place in the queue, in a fresh process (WorkerPool)
+                        pending.append(dict(s, attempt=2))
                         continue
                 n_done += 1
                 self.log("done %-5s %-11s lr %-7g seed %d %-5s: %s" % (
                     s["model"], s["policy"], s["lr"], s["seed"], s["phase"], _fmt_run(r)))
                 (self.res["grid"] if s["phase"] == "grid" else self.res["runs"]).append(r)
                 if s["phase"] == "grid":
-                    key = (s["model"], s["policy"])
-                    grid_left[key] -= 1
-                    if grid_left[key] == 0:
-                        pending[:0] = self.seed_jobs(*key)
-                        pending.sort(key=self.priority)
-            # grids cut by the budget (some points skipped) still pick from what finished
+                    grid_left[(s["model"], s["policy"])] -= 1
+            # a pair whose grid ended (some points perhaps skipped): its seed runs
             for key, left in list(grid_left.items()):
                 if left <= 0 and not any(sp for sp in running.values()
-                                         if (sp["model"], sp["policy"]) == key) and \
-                        "%s/%s" % key not in self.res["best_lr"]:
-                    pending[:0] = self.seed_jobs(*key)
-                    pending.sort(key=self.priority)
+                                         if (sp["model"], sp["policy"]) == key
+                                         and sp["phase"] == "grid") and \
+                        not any(sp for sp in pending if (sp["model"], sp["policy"]) == key
+                                and sp["phase"] == "grid"):
+                    del grid_left[key]
+                    seeds = self.seed_jobs(*key)
+                    if "seeds" in a.phases:
+                        pending += seeds
             self.save()
         self.log("phase train: %d runs finished%s" % (n_done, ", %d fault(s) (%d retried)" % (
             len(self.res["faults"]), sum(1 for x in self.res["faults"] if x["retried"]))
             if self.res["faults"] else ""))
 
-    @staticmethod
-    def priority(s):
-        """Queue order (stable sort): the optional symoc muon last, so a run cut by the
-        budget costs it first; seed runs before grid runs."""
-        return (s["policy"] == "symoc-muon", s["phase"] == "grid")
+    # ---- the estimate: how long each run takes at K concurrent runs
+    def shared_ms(self, m, p, k):
+        """(ms per step of (m, p) among K concurrent runs, where the figure comes from):
+        this call's finished runs of the pair; else the --timing-from files' runs, scaled
+        by K / their concurrency (time slicing; pessimistic: 16 runs gave 1.26x the steps/s
+        of 8 on the H200); else the step alone x the contention those files show (median
+        over their pairs of shared / alone), else x --contention."""
+        own = [r["ms_per_step"] for r in self.res["grid"] + self.res["runs"]
+               if r.get("model") == m and r.get("policy") == p and r.get("ms_per_step")
+               and r.get("status") in ("ok", "truncated")]
+        if own:
+            return statistics.median(own), "this call"
+        src = self.src_shared.get((m, p))
+        if src:
+            ms, k_src, label = src
+            return ms * k / k_src, "%s at %d" % (label, k_src)
+        alone = self.ms(m, p)
+        if alone is None:
+            return None, "no step time"
+        ratios = [ms * k / k_src / self.ms(mm, pp) for (mm, pp), (ms, k_src, _)
+                  in self.src_shared.items() if self.ms(mm, pp)]
+        if ratios:
+            c = statistics.median(ratios)
+            return alone * c, "alone x %.1f (contention of --timing-from)" % c
+        return alone * self.a.contention, "alone x --contention %.1f" % self.a.contention
 
-    def estimate(self, k):
-        """Log the train phase's expected length from the step times measured alone and the
-        calibrated (else --speedup) gain of K concurrent runs."""
+    def est_run_s(self, s, k):
+        ms, _ = self.shared_ms(s["model"], s["policy"], k)
+        if ms is None:
+            return None
+        return ms * s["steps"] / 1000.0 + self.a.run_overhead_s
+
+    def no_start(self, s, k):
+        """Why run s must not start now (None: start it)."""
+        left = self.deadline - time.time()
+        if left < self.a.min_start_s:
+            return "budget: --budget-s reached"
+        est = self.est_run_s(s, k)
+        if est is not None and est > left and not self.a.allow_truncated:
+            return ("would not finish: estimated %.0f s > %.0f s left of --budget-s "
+                    "(--allow-truncated starts it anyway)" % (est, left))
+        return None
+
+    def simulate(self, jobs, k, t0):
+        """The schedule phase_train will follow, with the estimated run lengths: the same
+        queue order, K slots, seed runs of a pair that has a grid here after its grid's last
+        run (at the grid's best lr, unknown yet), runs that would end past --budget-s not
+        started. [dict(s, start, end, fate)], fate: 'fits', 'will not fit', 'budget',
+        'no grid' (all its grid runs skipped), 'no estimate' (no step time: counted as 0 s)."""
+        import heapq
         a = self.a
-        seq = 0.0
-        for m in a.models:
-            for p in a.policies:
-                ms = self.ms(m, p)
-                if ms is None:
+        pending = list(jobs)
+        grid_left = {}
+        for s in jobs:
+            if s["phase"] == "grid":
+                key = (s["model"], s["policy"])
+                grid_left[key] = grid_left.get(key, 0) + 1
+        if "seeds" in a.phases:     # seed runs that wait on this call's grids
+            for key in grid_left:
+                pending += self.seed_specs(key[0], key[1], None)
+        grid_ran = {key: 0 for key in grid_left}
+        budget = self.a.budget_s
+        t, running, plan, seq = t0, [], [], 0
+        while pending or running:
+            pending.sort(key=self.priority)
+            while len(running) < k:
+                s = next((x for x in pending if x["phase"] == "grid" or
+                          grid_left.get((x["model"], x["policy"]), 0) == 0), None)
+                if s is None:
+                    break
+                pending.remove(s)
+                key = (s["model"], s["policy"])
+                est = self.est_run_s(s, k)
+                row = dict(s=s, start=t, end=t + (est or 0.0), est=est)
+                if s["phase"] == "seeds" and key in grid_ran and grid_ran[key] == 0:
+                    row["fate"] = "no grid"
+                elif budget - t < a.min_start_s:
+                    row["fate"] = "budget"
+                elif est is not None and t + est > budget and not a.allow_truncated:
+                    row["fate"] = "will not fit"
+                else:
+                    row["fate"] = ("no estimate" if est is None else
+                                   "truncated" if t + est > budget else "fits")
+                plan.append(row)
+                if row["fate"] in ("fits", "truncated", "no estimate"):
+                    seq += 1
+                    heapq.heappush(running, (row["end"], seq, s))
+                    if s["phase"] == "grid":
+                        grid_ran[key] += 1
+                elif s["phase"] == "grid":
+                    grid_left[key] -= 1
+            if not running:
+                break
+            t, _, s = heapq.heappop(running)
+            if s["phase"] == "grid":
+                grid_left[(s["model"], s["policy"])] -= 1
+        return plan
+
+    def log_plan(self, plan, k, every=False):
+        """The estimate, before the runs: per pair when its grid and its seed runs end, the
+        runs that will not fit the budget, the estimated end."""
+        if not plan:
+            self.log("plan: nothing to run")
+            return
+        a = self.a
+        srcs = {}
+        for row in plan:
+            s = row["s"]
+            ms, src = self.shared_ms(s["model"], s["policy"], k)
+            srcs[(s["model"], s["policy"])] = "%s/%s %s ms (%s)" % (
+                s["model"], s["policy"], "%.0f" % ms if ms else "?", src)
+        self.log("plan: %d concurrent runs, --budget-s %.0f, ms/step shared: %s" % (
+            k, a.budget_s, "; ".join(srcs.values())))
+        if every:
+            for row in plan:
+                s = row["s"]
+                self.log("  %-5s %-5s %-15s lr %-9s seed %d %5d steps  %6.0f .. %6.0f s  %s" % (
+                    s["phase"], s["model"], s["policy"],
+                    "%g" % s["lr"] if s["lr"] is not None else "best", s["seed"], s["steps"],
+                    row["start"], row["end"], row["fate"]))
+        for (m, p) in self.pairs():
+            for phase in ("grid", "seeds"):
+                rows = [r for r in plan if (r["s"]["model"], r["s"]["policy"]) == (m, p)
+                        and r["s"]["phase"] == phase]
+                if not rows:
                     continue
-                steps = len(self.grid(p)) * a.grid_steps + a.seeds * a.steps
-                if ms * a.steps / 1000.0 * a.contention <= a.max_run_s:
-                    seq += ms * steps / 1000.0
-        cal = {c["k"]: c["steps_per_s"] for c in self.res["calibration"]}
-        gain = cal[k] / cal[1] if k in cal and cal.get(1) else a.speedup
-        est = seq / max(1.0, gain)
-        self.res["meta"]["estimate_s"] = round(est, 1)
-        self.log("estimate: %.0f s of runs alone / %.1f (gain of %d concurrent runs) = %.0f s "
-                 "(budget left %.0f s)" % (seq, gain, k, est, self.deadline - time.time()))
+                ok = [r for r in rows if r["fate"] in ("fits", "no estimate")]
+                bad = [r for r in rows if r not in ok]
+                self.log("  %-5s %-15s %-5s %d x %d steps: %s%s" % (
+                    m, p, phase, len(rows), rows[0]["s"]["steps"],
+                    "ends at %.0f s" % max(r["end"] for r in ok) if ok else "none runs",
+                    "; NOT RUN: %s" % ", ".join(
+                        "%s %s (%s%s)" % ("lr %g" % r["s"]["lr"] if phase == "grid" else
+                                          "seed %d" % r["s"]["seed"], r["fate"].upper(),
+                                          "est. end %.0f s" % r["end"], "")
+                        for r in bad) if bad else ""))
+        ran = [r for r in plan if r["fate"] in ("fits", "truncated", "no estimate")]
+        end = max((r["end"] for r in ran), default=0.0)
+        left_out = [r for r in plan if r not in ran]
+        self.res["meta"]["estimate_s"] = round(end, 1)
+        self.log("estimate: the last run ends at %.0f s of --budget-s %.0f; %s" % (
+            end, a.budget_s, "every run fits" if not left_out and end <= a.budget_s else
+            "%d of %d runs WILL NOT FIT (not started; split the protocol over calls: "
+            "bench/README.md)" % (len(left_out), len(plan)) if left_out else
+            "runs past the budget will be truncated"))
 
     def seed_jobs(self, m, p):
         a = self.a
@@ -770,10 +994,7 @@ class Bench:
                                               if "last_val" in r})
         self.log("best %s: lr %g (val %.4f)%s" % (key, best["lr"], best["last_val"],
                                                   "  [at the grid's edge]" if edge else ""))
-        jobs = [self.spec(kind="train", model=m, policy=p, lr=best["lr"], seed=sd,
-                          steps=a.steps, eval_every=a.eval_every, phase="seeds")
-                for sd in range(1, a.seeds + 1)]
-        return [j for j in jobs if self.fits(j)]
+        return [j for j in self.seed_specs(m, p, best["lr"]) if self.fits(j)]
 
     def fits(self, s):
         """False (and recorded) when the measured step time says the run cannot finish in
@@ -791,6 +1012,11 @@ class Bench:
         self.log("skip %s %s lr %g seed %d: estimated %.0f s > %.0f s" % (
             s["model"], s["policy"], s["lr"], s["seed"], est, self.a.max_run_s))
         return False
+
+
+def models_config(m):
+    import models
+    return models.CONFIGS[m]
 
 
 def _fmt_time(r):
@@ -821,9 +1047,32 @@ def parse_grids(a):
     a.grid = grids
 
 
+def normalize_phases(a):
+    ph = list(a.phases)
+    if "train" in ph:
+        ph += ["grid", "seeds"]
+    a.phases = [p for p in ("time", "calibrate", "grid", "seeds") if p in ph]
+
+
+def cmd_plan(a, b):
+    """--plan-only: the schedule with the step times of --timing-from; nothing runs."""
+    k = max(1, a.concurrency)
+    t0 = 0.0
+    if "time" in a.phases:
+        t0 = len(a.models) * len(a.policies) * (a.time_cap_s + 4.0)
+        b.log("time phase: about %.0f s (%d pairs x (--time-cap-s %.0f + 4 s))" % (
+            t0, len(a.models) * len(a.policies), a.time_cap_s))
+    b.res["meta"]["concurrency"] = k
+    b.log_plan(b.simulate(b.train_jobs(), k, t0), k, every=True)
+    return 0
+
+
 def cmd_run(a):
     parse_grids(a)
+    normalize_phases(a)
     b = Bench(a)
+    if a.plan_only:
+        return cmd_plan(a, b)
     b.log("training benchmark: models %s, policies %s, device %s, torch %s" % (
         ",".join(a.models), ",".join(a.policies), b.res["meta"]["device"],
         b.res["meta"]["torch"]))
@@ -843,7 +1092,7 @@ def cmd_run(a):
             k = max(1, b.phase_calibrate() if a.calibrate_k else 1)
             b.log("concurrency: %d" % k)
             ex = b.pool(k)
-        if "train" in a.phases:
+        if "grid" in a.phases or "seeds" in a.phases:
             b.phase_train(k, ex)
     finally:
         ex.shutdown()
@@ -963,7 +1212,26 @@ def run_parser():
     r.add_argument("--models", nargs="+", default=["llama", "gpt2"])
     r.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     r.add_argument("--phases", nargs="+", default=["time", "train"],
-                   choices=["time", "calibrate", "train"])
+                   choices=["time", "calibrate", "train", "grid", "seeds"],
+                   help="train = grid + seeds; a call of a split protocol runs e.g. "
+                        "'time grid', then 'seeds' with --best-from")
+    r.add_argument("--best-from", nargs="+", metavar="RESULTS.json",
+                   help="take each (model, policy)'s best lr from these earlier calls' grids "
+                        "(a later file wins) instead of running its grid here")
+    r.add_argument("--timing-from", nargs="*", metavar="RESULTS.json",
+                   help="step times (alone and shared) for the estimate; default: the "
+                        "--best-from files")
+    r.add_argument("--plan-only", action="store_true",
+                   help="print the schedule, the estimated end and the runs that will not "
+                        "fit --budget-s (step times from --timing-from), run nothing")
+    r.add_argument("--seed-ids", type=int, nargs="+",
+                   help="the seeds of this call (default 1..--seeds)")
+    r.add_argument("--allow-truncated", action="store_true",
+                   help="start a run even when it is estimated to end past --budget-s "
+                        "(it is cut there, 'truncated'); default: not started")
+    r.add_argument("--run-overhead-s", type=float, default=6.0,
+                   help="per run, for the estimate: process, corpus, model, evaluations "
+                        "(run 3: 4-7 s)")
     r.add_argument("--batch", type=int, default=32)
     r.add_argument("--grid-steps", type=int, default=200)
     r.add_argument("--steps", type=int, default=2000)
@@ -1014,7 +1282,7 @@ def main(argv=None):
     a = run_parser().parse_args(argv)
     if a.cmd == "smoke":
         return cmd_smoke(a)
-    if a.device == "cuda":
+    if a.device == "cuda" and not a.plan_only:
         import torch
         if not torch.cuda.is_available():
             sys.exit("bench.py: error: --device cuda but torch %s sees no CUDA device"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The training benchmark's report: markdown for docs/results.md and PNG plots.
 
-    python3 bench/train/report.py RESULTS.json [--md OUT.md] [--plots DIR]
+    python3 bench/train/report.py RESULTS.json [RESULTS.json ...] [--md OUT.md] [--plots DIR]
 
 Targets (issue #13): the AdamW target is the mean over AdamW's seeds of its last curve value
 (val loss on the fixed curve batches at the last step), the Muon target likewise for torch
@@ -11,21 +11,155 @@ to a target: those steps x the policy's step time measured alone on the GPU (pha
 and, in brackets, the seed-mean training seconds of the runs themselves at that step (they
 shared the GPU with other runs, so these depend on the mix). Final val: the larger final
 evaluation (--final-val-batches) after the last step, mean ± sample sd over seeds.
+
+Several RESULTS.json (the calls of a protocol split over several GPU calls, bench/README.md)
+are merged: files in the order of their date; the same grid point (model, policy, lr), seed run
+(model, policy, seed) or timing (model, policy) in two files: a finished one (status ok or
+diverged) beats a truncated or failed one, and among equals the later file wins; a truncated
+run never counts as finished (it is counted, not averaged). Files whose protocols differ
+(meta.config: corpus, batch, steps, warm-up, model configuration, torch, device) are refused
+with one line. The report names the files and says which file each number came from.
 """
 import argparse
 import json
 import math
 import os
+import re
 import statistics
+import sys
+
+# meta.config: what must agree between files before they are merged (bench.py writes it; for
+# older files it is derived from the rest of meta)
+CONFIG_KEYS = ("torch", "device", "batch", "grid_steps", "steps", "warmup_frac", "eval_every",
+               "grid_eval_every", "val_batches", "final_val_batches", "aux_ratio", "amp")
+
+
+class MergeError(Exception):
+    pass
+
+
+def protocol_config(meta):
+    if meta.get("config"):
+        return meta["config"]
+    c = {k: meta.get(k) for k in CONFIG_KEYS}
+    corpus = meta.get("corpus") or {}
+    c["corpus_train_sha256"] = (corpus.get("train") or {}).get("sha256")
+    c["corpus_val_sha256"] = (corpus.get("val") or {}).get("sha256")
+    c["models"] = {m: s.get("config") for m, s in (meta.get("sizes") or {}).items()}
+    return c
+
+
+def config_conflict(a, b, ignore=()):
+    """(text of a's value, text of b's) for the first setting where configs a and b differ
+    (a setting missing from either is not compared); None when they agree."""
+    for k in sorted(set(a) & set(b)):
+        if k in ignore or a[k] is None or b[k] is None:
+            continue
+        if k == "models":
+            for m in sorted(set(a[k]) & set(b[k])):
+                if a[k][m] != b[k][m]:
+                    diff = sorted(x for x in set(a[k][m]) | set(b[k][m])
+                                  if a[k][m].get(x) != b[k][m].get(x))
+                    return ("model %s %s %s" % (m, diff[0], a[k][m].get(diff[0])),
+                            "%s" % b[k][m].get(diff[0]))
+        elif a[k] != b[k]:
+            return "%s %s" % (k, a[k]), "%s" % b[k]
+    return None
+
+
+def load_json(path, prog="report.py"):
+    """A results.json, or exit with one line naming the file and the cause."""
+    try:
+        with open(path) as f:
+            res = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit("%s: error: %s: %s" % (prog, path, e))
+    if not isinstance(res, dict) or "meta" not in res:
+        sys.exit("%s: error: %s: not a bench/train results.json (no 'meta')" % (prog, path))
+    return res
+
+
+_RANK = {"ok": 2, "diverged": 2, "truncated": 1}   # finished > truncated > failed / skipped
+
+
+def merge(items):
+    """One results dict from [(label, res)] (oldest first); every record gets 'src' (its
+    label). Raises MergeError when two files' protocols differ."""
+    base_label, base = items[0]
+    cfg = protocol_config(base["meta"])
+    for label, res in items[1:]:
+        why = config_conflict(protocol_config(res["meta"]), cfg)
+        if why:
+            raise MergeError("%s: %s differs from %s's %s (another protocol: not merged)"
+                             % (label, why[0], base_label, why[1]))
+    keys = dict(timing=("model", "policy"), timing_batches=("model", "policy", "batch"),
+                grid=("model", "policy", "lr"), runs=("model", "policy", "seed"))
+    out = {k: {} for k in keys}
+    lists = dict(calibration=[], skipped=[], faults=[])
+    best = {}
+    models, policies, sizes, grids, libs, sources = [], [], {}, {}, {}, []
+    for label, res in items:
+        meta = res["meta"]
+        for k, key in keys.items():
+            for r in res.get(k) or []:
+                kk = tuple(r.get(x) for x in key)
+                old = out[k].get(kk)
+                if old is None or _RANK.get(r.get("status"), 0) >= _RANK.get(old.get("status"), 0):
+                    out[k][kk] = dict(r, src=label)
+        for k in lists:
+            lists[k] += [dict(r, src=label) for r in res.get(k) or []]
+        for key, e in (res.get("best_lr") or {}).items():
+            if e.get("lr") is not None or key not in best or best[key].get("lr") is None:
+                best[key] = dict(e, src=e.get("source", label) if e.get("source") else label)
+        models += [m for m in meta.get("models", []) if m not in models]
+        policies += [p for p in meta.get("policies", []) if p not in policies]
+        sizes.update(meta.get("sizes") or {})
+        grids.update(meta.get("grids") or {})
+        libs.update(meta.get("libs") or {})
+        done = lambda lst: sum(1 for r in res.get(lst) or [] if _RANK.get(r.get("status")) == 2)  # noqa: E731
+        sources.append(dict(label=label, date=meta.get("date"), models=meta.get("models"),
+                            policies=meta.get("policies"), elapsed_s=meta.get("elapsed_s"),
+                            concurrency=meta.get("concurrency"), call=meta.get("call"),
+                            grid_done=done("grid"), runs_done=done("runs"),
+                            truncated=sum(1 for r in res.get("runs") or []
+                                          if r.get("status") == "truncated"),
+                            faults=len(res.get("faults") or [])))
+    # a skip that a finished record of another file made up for is no longer news
+    finished = {(r.get("model"), r.get("policy"), r.get("phase"), r.get("seed"), r.get("lr"))
+                for k in ("grid", "runs") for r in out[k].values()
+                if _RANK.get(r.get("status")) == 2}
+    lists["skipped"] = [s for s in lists["skipped"] if (s.get("model"), s.get("policy"),
+                        s.get("phase"), s.get("seed"), s.get("lr")) not in finished]
+    meta = dict(base["meta"], models=models, policies=policies, sizes=sizes, grids=grids,
+                libs=libs, config=cfg, sources=sources,
+                date=" .. ".join(sorted({s["date"] for s in sources if s["date"]})),
+                elapsed_s=sum(s["elapsed_s"] or 0 for s in sources),
+                concurrency=", ".join(sorted({str(s["concurrency"]) for s in sources
+                                              if s["concurrency"]})))
+    res = dict(meta=meta, best_lr=best, **lists)
+    for k in keys:
+        res[k] = list(out[k].values())
+    return res
+
+
+def load_results(paths, prog="report.py"):
+    """One results dict from one or several files (several: merged, oldest first)."""
+    loaded = [(os.path.basename(p), load_json(p, prog)) for p in paths]
+    labels = [lb for lb, _ in loaded]
+    if len(set(labels)) < len(labels):     # same basename in two folders: the path then
+        loaded = [(p, r) for p, (_, r) in zip(paths, loaded)]
+    loaded.sort(key=lambda lr: lr[1]["meta"].get("date") or "")
+    return merge(loaded)      # one file too: the same shape (src on every record)
 
 LABEL = {"adamw": "torch AdamW (fused)", "muon": "torch Muon + AdamW",
          "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon",
          "symoc-auto-norm": "symoc auto-norm"}
 
 
-def _runs(res, m, p):
+def _runs(res, m, p, status=("ok",)):
+    """A pair's seed runs that finished (truncated ones never count as finished)."""
     return [r for r in res["runs"] if r.get("model") == m and r.get("policy") == p
-            and r.get("status") in ("ok", "truncated", "diverged") and r.get("curve")]
+            and r.get("status") in status and r.get("curve")]
 
 
 def mean_curve(runs):
@@ -74,10 +208,7 @@ def step_ms(res, m, p):
 
 def target_of(res, m, p):
     c = mean_curve(_runs(res, m, p))
-    full = [r for r in _runs(res, m, p) if r["status"] == "ok"]
-    if not c or not full:
-        return None
-    return c[-1][1]
+    return c[-1][1] if c else None
 
 
 def analyse(res):
@@ -92,8 +223,14 @@ def analyse(res):
             c = mean_curve(runs)
             mean, sd, n = final_stats(runs)
             t = step_ms(res, m, p)
+            others = [r for r in res["runs"] if r.get("model") == m and r.get("policy") == p
+                      and r.get("status") != "ok"]
             row = dict(runs=len(runs), n_final=n, final=mean, sd=sd,
-                       status=sorted({r["status"] for r in runs}),
+                       status=sorted({r["status"] for r in runs + others}),
+                       not_finished=sorted("%s seed %s%s" % (
+                           r["status"], r.get("seed"), " at step %s" % r.get("steps_done")
+                           if r.get("steps_done") is not None else "") for r in others),
+                       lrs=sorted({r.get("lr") for r in runs}),
                        best=res["best_lr"].get("%s/%s" % (m, p)), timing=t,
                        last_step=c[-1][0] if c else None)
             for ref in ("adamw", "muon"):
@@ -115,16 +252,65 @@ def _f(x, fmt="%.4f", none="—"):
     return none if x is None else fmt % x
 
 
+def _letters(res):
+    """{file label: A, B, ...} when the results were merged from several files, else {}."""
+    src = res["meta"].get("sources") or []
+    return {s["label"]: chr(ord("A") + i) for i, s in enumerate(src)} if len(src) > 1 else {}
+
+
+def _from(res, m, p, letters):
+    """Which file each number of the row came from: time, grid, seeds."""
+    def of(recs):
+        return "".join(letters.get(r.get("src"), "?") for r in recs)
+    t = [r for r in res["timing"] if r.get("model") == m and r.get("policy") == p
+         and r.get("status") == "ok"][:1]
+    g = sorted((r for r in res["grid"] if r.get("model") == m and r.get("policy") == p),
+               key=lambda r: r.get("lr") or 0)
+    s = sorted(_runs(res, m, p), key=lambda r: r.get("seed") or 0)
+    b = res["best_lr"].get("%s/%s" % (m, p)) or {}
+    parts = ["time %s" % of(t)] if t else []
+    if g:
+        parts.append("grid %s" % of(g))
+    elif b.get("lr") is not None:
+        parts.append("lr %s" % letters.get(b.get("src"), b.get("src")))
+    if s:
+        parts.append("seeds %s" % of(s))
+    return ", ".join(parts) or "—"
+
+
 def render(res, plots_dir=None, plot_prefix=""):
     meta = res["meta"]
     an = analyse(res)
+    letters = _letters(res)
     L = []
     L.append("## Training benchmark (issue #13): byte-level LLaMA and GPT-2, %s" % meta["device"])
     L.append("")
-    L.append("Generated by `bench/train/report.py` from `results.json` of `bench/train/run.sh` "
-             "(%s, torch %s, %s; %.0f s in all, %s concurrent runs on the one GPU)."
-             % (meta["date"], meta["torch"], meta["amp"], meta.get("elapsed_s", 0),
-                meta.get("concurrency", "?")))
+    if letters:
+        L.append("Generated by `bench/train/report.py` from the `results.json` of %d calls of "
+                 "`bench/train/run.sh` (torch %s, %s), merged (a finished run beats a truncated "
+                 "one, a later file an earlier one; column *from* names each number's file):"
+                 % (len(letters), meta["torch"], meta["amp"]))
+        L.append("")
+        for s in meta["sources"]:
+            call = s.get("call") or {}
+            L.append("- **%s** `%s` (%s, %s s, %s concurrent runs): %s; models %s; policies %s%s"
+                     "; %d grid and %d seed runs finished%s%s." % (
+                         letters[s["label"]], s["label"], s["date"],
+                         "%.0f" % s["elapsed_s"] if s.get("elapsed_s") else "?",
+                         s.get("concurrency") or "?",
+                         "phases " + " ".join(call["phases"]) if call.get("phases") else
+                         "one call", ",".join(s.get("models") or []),
+                         ",".join(s.get("policies") or []),
+                         "; lr from " + ", ".join(call["best_from"]) if call.get("best_from")
+                         else "", s["grid_done"], s["runs_done"],
+                         ", %d truncated" % s["truncated"] if s["truncated"] else "",
+                         ", %d device fault(s)" % s["faults"] if s["faults"] else ""))
+        L.append("")
+    else:
+        L.append("Generated by `bench/train/report.py` from `results.json` of `bench/train/run.sh` "
+                 "(%s, torch %s, %s; %.0f s in all, %s concurrent runs on the one GPU)."
+                 % (meta["date"], meta["torch"], meta["amp"], meta.get("elapsed_s", 0),
+                    meta.get("concurrency", "?")))
     c = meta.get("corpus")
     if c:
         L.append("Corpus: %d files of %d Debian bookworm packages (bench/README.md lists the "
@@ -154,8 +340,10 @@ def render(res, plots_dir=None, plot_prefix=""):
         L.append("")
         L.append("| policy | lr (grid: last val) | final val ± sd (n) | steps to AdamW's "
                  "(x AdamW) | steps to Muon's (x Muon) | ms/step alone (optimizer) | "
-                 "s to AdamW's [shared] | s to Muon's [shared] |")
-        L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+                 "s to AdamW's [shared] | s to Muon's [shared] |%s" % (" from |" if letters
+                                                                    else ""))
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- |%s" % (" --- |" if letters
+                                                                          else ""))
         for p in meta["policies"]:
             r = a["rows"][p]
             b = r["best"] or {}
@@ -167,8 +355,11 @@ def render(res, plots_dir=None, plot_prefix=""):
             else:
                 lr = "— (%s)" % b.get("reason", "not run")[:80]
             fin = ("%.4f ± %.4f (%d)" % (r["final"], r["sd"], r["n_final"])
-                   if r["final"] is not None else
-                   "— (%s)" % ",".join(r["status"]) if r["status"] else "—")
+                   if r["final"] is not None else "—")
+            if r["not_finished"]:      # counted, never averaged
+                fin += "; not finished: %s" % ", ".join(r["not_finished"])
+            if len(r["lrs"]) > 1:
+                fin += "; MIXED lr %s" % ", ".join("%g" % x for x in r["lrs"])
 
             def hit(ref):
                 h = r["to_" + ref]
@@ -184,9 +375,9 @@ def render(res, plots_dir=None, plot_prefix=""):
                 return "%s [%.1f]" % (_f(r["wall_" + ref], "%.1f"), h[1])
             t = r["timing"]
             ms = "%.2f (%.2f)" % (t["step_ms"], t["opt_ms"]) if t else "—"
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |%s" % (
                 LABEL.get(p, p), lr, fin, hit("adamw"), hit("muon"), ms, wall("adamw"),
-                wall("muon")))
+                wall("muon"), " %s |" % _from(res, m, p, letters) if letters else ""))
         L.append("")
         L.extend(done_when(a, m))
         if plots_dir:
@@ -201,15 +392,7 @@ def render(res, plots_dir=None, plot_prefix=""):
             s["model"], s["policy"], s["lr"], s.get("seed"), s["reason"]) for s in sk[:20]) +
             (" and %d more" % (len(sk) - 20) if len(sk) > 20 else ""))
         L.append("")
-    faults = res.get("faults") or []
-    if faults:
-        L.append("Device faults (each faulted run was retried once in a fresh process; "
-                 "`faults` in results.json): " + "; ".join(
-                     "%s/%s lr %g seed %s %s attempt %d at step %s (%.0f s): %s" % (
-                         f["model"], f["policy"], f["lr"], f.get("seed"), f.get("phase", f["kind"]),
-                         f.get("attempt", 1), f.get("step"), f.get("at_s", 0),
-                         (f.get("reason") or "").split("\n")[0][:120]) for f in faults))
-        L.append("")
+    L.extend(faults_section(res, letters))
     errs = [r for r in res["grid"] + res["runs"] + res["timing"]
             if r.get("status") in ("error", "skipped", "died")]
     if errs:
@@ -217,6 +400,48 @@ def render(res, plots_dir=None, plot_prefix=""):
             r.get("model"), r.get("policy"), r.get("reason", "")[:160]) for r in errs})))
         L.append("")
     return "\n".join(L)
+
+
+def fault_line(reason):
+    """The first line of a fault's error, without the generated library's path."""
+    line = (reason or "").split("\n")[0]
+    return re.sub(r"\S+/lib\w+\.so: ", "", line)[:240]
+
+
+def faults_section(res, letters=None):
+    """Device faults per (model, policy): count, how many were retried, the runs, and each
+    distinct first line of the error."""
+    faults = res.get("faults") or []
+    if not faults:
+        return []
+    letters = letters or {}
+    L = ["### Device faults", "",
+         "%d device fault(s) (`faults` in results.json; a faulted run is retried once in a "
+         "fresh process, a retry that faults again is lost). Known cause: Warp Illegal "
+         "Instruction in cuBLAS's nvjet GEMM kernels under >= 8 concurrent processes on one "
+         "H200 (bench/README.md)." % len(faults), "",
+         "| model/policy | faults (retried) | runs: phase lr seed @ step [attempt]%s | error "
+         "(first line) |" % (" (file)" if letters else ""), "| --- | --- | --- | --- |"]
+    pairs = []
+    for f in faults:
+        if (f.get("model"), f.get("policy")) not in pairs:
+            pairs.append((f.get("model"), f.get("policy")))
+    for m, p in pairs:
+        fs = [f for f in faults if (f.get("model"), f.get("policy")) == (m, p)]
+        errs = {}
+        for f in fs:
+            e = fault_line(f.get("reason"))
+            errs[e] = errs.get(e, 0) + 1
+        L.append("| %s/%s | %d (%d) | %s | %s |" % (
+            m, p, len(fs), sum(1 for f in fs if f.get("retried")),
+            ", ".join("%s %g s%s @%s%s%s" % (
+                f.get("phase", f.get("kind")), f.get("lr") or 0, f.get("seed"), f.get("step"),
+                " [2]" if f.get("attempt", 1) > 1 else "",
+                " (%s)" % letters.get(f.get("src"), "?") if letters else "") for f in fs),
+            "; ".join("%s%s" % ("%dx " % n if n > 1 else "", e.replace("|", "/"))
+                      for e, n in errs.items())))
+    L.append("")
+    return L
 
 
 def done_when(a, m):
@@ -320,8 +545,9 @@ def update(doc, md):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("results")
+    ap = argparse.ArgumentParser(description="the training benchmark's report; several "
+                                 "RESULTS.json (the calls of a split protocol) are merged")
+    ap.add_argument("results", nargs="+")
     ap.add_argument("--md", help="write the markdown section here (default: stdout)")
     ap.add_argument("--plots", help="folder for train_MODEL.png")
     ap.add_argument("--plot-prefix", default="", help="path prefix of the images in the md")
@@ -329,7 +555,10 @@ def main():
                     help="replace the section between %s and %s in DOC (appended when absent)"
                     % (BEGIN, END))
     a = ap.parse_args()
-    res = json.load(open(a.results))
+    try:
+        res = load_results(a.results)
+    except MergeError as e:
+        sys.exit("report.py: error: %s" % e)
     md = render(res, a.plots, a.plot_prefix)
     if a.update:
         update(a.update, md)
