@@ -532,9 +532,11 @@ class Bench:
         import report
         a = self.a
         mine = report.protocol_config(self.res["meta"])
+        def by_date(paths):     # a later call's figures win, as in report.py's merge
+            loaded = [(p, report.load_json(p, "bench.py")) for p in paths or []]
+            return sorted(loaded, key=lambda pr: pr[1]["meta"].get("date") or "")
         self.best_from = {}
-        for path in a.best_from or []:
-            res = report.load_json(path, "bench.py")
+        for path, res in by_date(a.best_from):
             why = report.config_conflict(mine, report.protocol_config(res["meta"]),
                                          ignore=("steps", "eval_every", "final_val_batches",
                                                  "device", "torch") if a.plan_only else
@@ -546,8 +548,7 @@ class Bench:
                 if e.get("lr") is not None:
                     self.best_from[key] = dict(e, source=os.path.basename(path))
         self.src_alone, self.src_shared = {}, {}
-        for path in (a.timing_from if a.timing_from is not None else a.best_from or []):
-            res = report.load_json(path, "bench.py")
+        for path, res in by_date(a.timing_from if a.timing_from is not None else a.best_from):
             meta, label = res["meta"], os.path.basename(path)
             if meta.get("batch") != a.batch:
                 continue            # other step shapes: their times say nothing here
@@ -560,9 +561,14 @@ class Bench:
             for r in (res.get("grid") or []) + (res.get("runs") or []):
                 if r.get("status") in ("ok", "truncated") and r.get("ms_per_step") and \
                         same(r.get("model")):
-                    shared.setdefault((r["model"], r["policy"]), []).append(r["ms_per_step"])
+                    shared.setdefault((r["model"], r["policy"]), {}).setdefault(
+                        r.get("phase"), []).append(r["ms_per_step"])
             k_src = meta.get("concurrency") or 1
-            for key, v in shared.items():
+            for key, by in shared.items():
+                # the seed runs when there are: the grid runs of the first minutes ran
+                # beside fewer or lighter runs (run 3: symoc auto 81 ms/step in its grid,
+                # 118 in its seed runs)
+                v = by.get("seeds") or by.get("grid")
                 self.src_shared[key] = (statistics.median(v), k_src, label)
 
     def meta(self, man):
@@ -834,9 +840,11 @@ class Bench:
         by K / their concurrency (time slicing; pessimistic: 16 runs gave 1.26x the steps/s
         of 8 on the H200); else the step alone x the contention those files show (median
         over their pairs of shared / alone), else x --contention."""
-        own = [r["ms_per_step"] for r in self.res["grid"] + self.res["runs"]
-               if r.get("model") == m and r.get("policy") == p and r.get("ms_per_step")
-               and r.get("status") in ("ok", "truncated")]
+        def mine(recs):
+            return [r["ms_per_step"] for r in recs if r.get("model") == m and
+                    r.get("policy") == p and r.get("ms_per_step") and
+                    r.get("status") in ("ok", "truncated")]
+        own = mine(self.res["runs"]) or mine(self.res["grid"])
         if own:
             return statistics.median(own), "this call"
         src = self.src_shared.get((m, p))
@@ -884,9 +892,9 @@ class Bench:
             if s["phase"] == "grid":
                 key = (s["model"], s["policy"])
                 grid_left[key] = grid_left.get(key, 0) + 1
-        if "seeds" in a.phases:     # seed runs that wait on this call's grids
+        if "seeds" in a.phases:     # seed runs that wait on this call's grids (lr unknown)
             for key in grid_left:
-                pending += self.seed_specs(key[0], key[1], None)
+                pending += [dict(s, lr=None) for s in self.seed_specs(key[0], key[1], None)]
         grid_ran = {key: 0 for key in grid_left}
         budget = self.a.budget_s
         t, running, plan, seq = t0, [], [], 0
