@@ -509,6 +509,7 @@ def job_result(f, spec):
 # =========================================================================== scheduler
 class Bench:
     def __init__(self, a):
+        normalize_phases(a)
         self.a = a
         self.t_start = time.time()
         self.deadline = self.t_start + a.budget_s
@@ -537,7 +538,7 @@ class Bench:
             return sorted(loaded, key=lambda pr: pr[1]["meta"].get("date") or "")
         self.best_from = {}
         for path, res in by_date(a.best_from):
-            why = report.config_conflict(mine, report.protocol_config(res["meta"]),
+            why = report.config_conflict(report.protocol_config(res["meta"]), mine,
                                          ignore=("steps", "eval_every", "final_val_batches",
                                                  "device", "torch") if a.plan_only else
                                          ("steps", "eval_every", "final_val_batches"))

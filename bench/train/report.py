@@ -420,7 +420,7 @@ def faults_section(res, letters=None):
          "fresh process, a retry that faults again is lost). Known cause: Warp Illegal "
          "Instruction in cuBLAS's nvjet GEMM kernels under >= 8 concurrent processes on one "
          "H200 (bench/README.md)." % len(faults), "",
-         "| model/policy | faults (retried) | runs: phase lr seed @ step [attempt]%s | error "
+         "| model/policy | faults (retried) | runs: phase, lr, seed @ step [attempt]%s | error "
          "(first line) |" % (" (file)" if letters else ""), "| --- | --- | --- | --- |"]
     pairs = []
     for f in faults:
@@ -434,7 +434,7 @@ def faults_section(res, letters=None):
             errs[e] = errs.get(e, 0) + 1
         L.append("| %s/%s | %d (%d) | %s | %s |" % (
             m, p, len(fs), sum(1 for f in fs if f.get("retried")),
-            ", ".join("%s %g s%s @%s%s%s" % (
+            ", ".join("%s lr %g seed %s @ %s%s%s" % (
                 f.get("phase", f.get("kind")), f.get("lr") or 0, f.get("seed"), f.get("step"),
                 " [2]" if f.get("attempt", 1) > 1 else "",
                 " (%s)" % letters.get(f.get("src"), "?") if letters else "") for f in fs),

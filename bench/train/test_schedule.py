@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""bench.py's scheduling over one or several GPU calls and report.py's merge (no GPU, seconds).
+
+1. order: with a fake job runner (threads that sleep instead of training), every grid run is
+   submitted before any seed run, and seed runs go pair by pair (references first), so a
+   pair's seeds run side by side (run 3 of 2026-12-02 started torch AdamW's grid at 458 s of
+   530 because seed runs had priority, and cut its seeds at step 400).
+2. --best-from + the budget: a seeds-only call takes each pair's lr from an earlier file's
+   grid (no grid run here), a pair without one is recorded and not run, and a seed run whose
+   estimated length (ms/step of --timing-from) exceeds what is left of --budget-s is not
+   started, recorded as 'would not finish', and marked WILL NOT FIT by the plan beforehand.
+3. --best-from refuses a file of another protocol with one line.
+4. report.py merges two calls' files: a finished run beats a truncated one whatever the file
+   order, a later file's finished run replaces an earlier truncated one, every number says
+   its file, faults are counted per policy; files of another protocol are refused with one
+   line (the CLI, exit status 1).
+"""
+import concurrent.futures as cf
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+class FakeRunner:
+    """An executor for Bench.phase_train: K threads; a run 'trains' for steps x ms_per_step
+    of sleep and returns a finished record with a final val that depends on lr."""
+
+    def __init__(self, k, ms_per_step=1.0):
+        self.ex = cf.ThreadPoolExecutor(k)
+        self.ms = ms_per_step
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def submit(self, fn, s):
+        with self.lock:
+            self.calls.append((s["phase"], s["model"], s["policy"], s["seed"], s["lr"]))
+        return self.ex.submit(self.fake, s)
+
+    def fake(self, s):
+        import bench
+        time.sleep(s["steps"] * self.ms / 1000.0)
+        v = 2.0 + abs(s["lr"] - 0.02)          # best lr of every grid: the one nearest 0.02
+        return dict(bench.spec_public(s), kind="train", status="ok", final_val=v, last_val=v,
+                    steps_done=s["steps"], train_s=0.01, ms_per_step=self.ms,
+                    curve=[[0, None, 3.0, 0.0], [s["steps"], 3.0, v, 0.01]])
+
+
+def bench_args(tmp, *extra):
+    import bench
+    a = bench.run_parser().parse_args(
+        ["run", "--stage", tmp, "--out", os.path.join(tmp, "out"), "--device", "cpu",
+         "--models", "llama-tiny", "gpt2-tiny", "--policies", "symoc-auto", "muon", "adamw",
+         "--grid", "adamw=0.001,0.002", "--grid", "muon=0.01,0.02",
+         "--grid", "symoc-auto=0.01,0.02,0.04", "--seeds", "3", "--steps", "40",
+         "--grid-steps", "20", "--batch", "4", "--budget-s", "120", "--run-overhead-s", "0",
+         *extra])
+    bench.parse_grids(a)
+    bench.normalize_phases(a)
+    return a
+
+
+def quiet(fn, *args):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        r = fn(*args)
+    return r, out.getvalue()
+
+
+def check_order(problems):
+    import bench
+    with tempfile.TemporaryDirectory() as tmp:
+        b = bench.Bench(bench_args(tmp, "--phases", "grid", "seeds"))
+        ex = FakeRunner(2)
+        quiet(b.phase_train, 2, ex)
+    calls = ex.calls
+    phases = [c[0] for c in calls]
+    n_grid = 2 * (2 + 2 + 3)
+    if phases.count("grid") != n_grid or phases.count("seeds") != 2 * 3 * 3:
+        problems.append("order: %d grid and %d seed runs submitted, want %d and 18"
+                        % (phases.count("grid"), phases.count("seeds"), n_grid))
+        return
+    if "grid" in phases[phases.index("seeds"):]:
+        problems.append("order: a seed run was submitted before the last grid run: %s"
+                        % [c[:2] for c in calls])
+    pairs = [(c[1], c[2]) for c in calls if c[0] == "seeds"]
+    want = [(m, p) for m in ("llama-tiny", "gpt2-tiny") for p in ("adamw", "muon", "symoc-auto")
+            for _ in range(3)]
+    if pairs != want:
+        problems.append("order: seed runs not pair by pair, references first: %s" % pairs)
+    lrs = {(c[1], c[2]): c[4] for c in calls if c[0] == "seeds"}
+    if lrs.get(("llama-tiny", "muon")) != 0.02 or lrs.get(("gpt2-tiny", "symoc-auto")) != 0.02:
+        problems.append("order: seed runs not at the grid's best lr: %s" % lrs)
+
+
+def write_results(path, date, runs=(), grid=(), timing=(), best=None, faults=(), batch=4,
+                  train_sha="a" * 64, concurrency=2, models=("llama-tiny",),
+                  policies=("adamw", "muon"), phases=("time", "grid", "seeds")):
+    import models as models_mod
+    import torch
+    # the protocol of bench_args() on this machine (--best-from checks it)
+    meta = dict(torch=torch.__version__, device="cpu", date=date, models=list(models),
+                policies=list(policies), batch=batch, grid_steps=20, steps=40, seeds=3,
+                eval_every=100, grid_eval_every=50, val_batches=4, final_val_batches=32,
+                warmup_frac=0.05, aux_ratio=0.1,
+                amp="bf16 autocast (forward/backward), fp32 parameters", concurrency=concurrency,
+                elapsed_s=100.0, call=dict(phases=list(phases)),
+                corpus=dict(files=1, packages=1, total_bytes=10, train=dict(bytes=8, sha256=train_sha),
+                            val=dict(bytes=2, sha256="b" * 64)),
+                sizes={m: dict(config=models_mod.CONFIGS[m], params=1000, tokens_per_step=64)
+                       for m in models})
+    res = dict(meta=meta, timing=list(timing), timing_batches=[], calibration=[],
+               grid=list(grid), best_lr=best or {}, runs=list(runs), skipped=[],
+               faults=list(faults))
+    with open(path, "w") as f:
+        json.dump(res, f)
+    return path
+
+
+def run_rec(m, p, seed, final, status="ok", steps=40, lr=0.02, ms=10.0, phase="seeds"):
+    done = steps if status == "ok" else steps // 2
+    return dict(kind="train", model=m, policy=p, lr=lr, seed=seed, steps=steps, phase=phase,
+                status=status, final_val=final, last_val=final + 0.05, steps_done=done,
+                train_s=done * ms / 1000, ms_per_step=ms,
+                curve=[[s, 3.0, 3.0 - (3.0 - final - 0.05) * s / steps, s * ms / 1000]
+                       for s in range(0, done + 1, 20)])
+
+
+def check_best_from(problems):
+    import bench
+    m = "llama-tiny"
+    with tempfile.TemporaryDirectory() as tmp:
+        prev = write_results(
+            os.path.join(tmp, "call1.json"), "2026-12-03 01:00 UTC",
+            timing=[dict(model=m, policy=p, status="ok", step_ms=ms, opt_ms=1.0)
+                    for p, ms in (("adamw", 1.0), ("muon", 500.0))],
+            grid=[run_rec(m, "adamw", 0, 2.5, lr=0.002, steps=20, ms=2.0, phase="grid"),
+                  run_rec(m, "muon", 0, 2.4, lr=0.04, steps=20, ms=1000.0, phase="grid")],
+            best={m + "/adamw": dict(lr=0.002, val=2.5, edge=True, grid={"0.002": 2.5}),
+                  m + "/muon": dict(lr=0.04, val=2.4, edge=False, grid={"0.04": 2.4})},
+            policies=("adamw", "muon", "symoc-auto"))
+        a = bench_args(tmp, "--phases", "seeds", "--models", m, "--best-from", prev,
+                       "--budget-s", "15")
+        b = bench.Bench(a)
+        ex = FakeRunner(2)
+        _, log = quiet(b.phase_train, 2, ex)
+        res = b.res
+        # the plan alone, as --plan-only prints it
+        _, plan = quiet(bench.cmd_run, bench_args(tmp, "--phases", "seeds", "--models", m,
+                                                  "--best-from", prev, "--budget-s", "15",
+                                                  "--plan-only", "--concurrency", "2"))
+        other = write_results(os.path.join(tmp, "other.json"), "2026-12-03 01:30 UTC", batch=8,
+                              best={m + "/adamw": dict(lr=0.002)})
+        try:
+            quiet(bench.Bench, bench_args(tmp, "--phases", "seeds", "--models", m,
+                                          "--best-from", other))
+            refused = None
+        except SystemExit as e:
+            refused = str(e)
+    if any(c[0] == "grid" for c in ex.calls):
+        problems.append("best-from: grid runs submitted: %s" % ex.calls)
+    adamw = [c for c in ex.calls if c[2] == "adamw"]
+    if sorted(c[3] for c in adamw) != [1, 2, 3] or any(c[4] != 0.002 for c in adamw):
+        problems.append("best-from: adamw seeds %s, want seeds 1-3 at lr 0.002" % adamw)
+    if any(c[2] == "muon" for c in ex.calls):
+        problems.append("best-from: muon seeds started though estimated 40 s > 15 s left")
+    why = [s["reason"] for s in res["skipped"] if s["policy"] == "muon"]
+    if len(why) != 3 or not all(w.startswith("would not finish: estimated 40 s") for w in why):
+        problems.append("best-from: muon skips %s" % why)
+    auto = res["best_lr"].get(m + "/symoc-auto") or {}
+    if auto.get("lr") is not None or "no best lr" not in auto.get("reason", ""):
+        problems.append("best-from: symoc-auto without a best lr: %s" % auto)
+    if res["best_lr"].get(m + "/adamw", {}).get("source") != "call1.json":
+        problems.append("best-from: adamw's lr does not name its file: %s" % res["best_lr"])
+    if not re.search(r"llama-tiny muon +seeds 3 x 40 steps: none runs; NOT RUN: seed 1 WILL "
+                     r"NOT FIT \(est. end 40 s\)", plan) or "3 of 6 runs WILL NOT FIT" not in plan:
+        problems.append("plan-only: muon's seeds not marked WILL NOT FIT:\n%s" % plan)
+    if "will not fit" not in log.lower():
+        problems.append("phase_train's log has no WILL NOT FIT line")
+    if not refused or "batch 8 differs from this run's 4" not in refused or "\n" in refused:
+        problems.append("best-from of another protocol: %r" % refused)
+
+
+def check_merge(problems):
+    import report
+    m = "llama-tiny"
+    with tempfile.TemporaryDirectory() as tmp:
+        a = write_results(
+            os.path.join(tmp, "call1.json"), "2026-12-03 01:00 UTC",
+            timing=[dict(model=m, policy=p, status="ok", step_ms=10.0, opt_ms=1.0)
+                    for p in ("adamw", "muon")],
+            grid=[run_rec(m, p, 0, 2.5, lr=lr, steps=20, phase="grid")
+                  for p, lr in (("adamw", 0.002), ("muon", 0.02))],
+            best={m + "/adamw": dict(lr=0.002, val=2.5, edge=False, grid={"0.002": 2.5}),
+                  m + "/muon": dict(lr=0.02, val=2.5, edge=False, grid={"0.02": 2.5})},
+            runs=[run_rec(m, "adamw", 1, 1.00), run_rec(m, "adamw", 2, 1.02),
+                  run_rec(m, "adamw", 3, 1.04), run_rec(m, "muon", 1, 0.90),
+                  run_rec(m, "muon", 2, 0.5, status="truncated"), run_rec(m, "muon", 3, 0.94)],
+            faults=[dict(kind="train", model=m, policy="muon", lr=0.02, seed=2, phase="seeds",
+                         step=7, attempt=1, retried=True, reason="SymocError: /tmp/b/libx_muon_"
+                         "optimizer.so: step_cuda() failed: CUBLAS_STATUS_EXECUTION_FAILED\nmore")])
+        b = write_results(
+            os.path.join(tmp, "call2.json"), "2026-12-03 02:00 UTC", phases=("seeds",),
+            runs=[run_rec(m, "muon", 2, 0.92), run_rec(m, "adamw", 3, 0.3, status="truncated")],
+            faults=[dict(kind="train", model=m, policy="muon", lr=0.02, seed=2, phase="seeds",
+                         step=9, attempt=1, retried=True,
+                         reason="AcceleratorError: CUDA error: unspecified launch failure")])
+        c = write_results(os.path.join(tmp, "call3.json"), "2026-12-03 03:00 UTC",
+                          train_sha="c" * 64, runs=[run_rec(m, "muon", 2, 0.91)])
+        merged = report.load_results([b, a])           # order on the command line: no matter
+        md = report.render(merged)
+        cli = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), a, b, c],
+                             capture_output=True, text=True)
+        one = subprocess.run([sys.executable, os.path.join(HERE, "report.py"), a, b, "--md",
+                              os.path.join(tmp, "m.md")], capture_output=True, text=True)
+    runs = {(r["policy"], r["seed"]): r for r in merged["runs"]}
+    if runs[("muon", 2)]["status"] != "ok" or runs[("muon", 2)]["src"] != "call2.json":
+        problems.append("merge: muon seed 2 should be call2's finished run: %s"
+                        % {k: runs[("muon", 2)].get(k) for k in ("status", "src")})
+    if runs[("adamw", 3)]["status"] != "ok" or runs[("adamw", 3)]["src"] != "call1.json":
+        problems.append("merge: a later truncated run replaced a finished one: %s"
+                        % {k: runs[("adamw", 3)].get(k) for k in ("status", "src")})
+    an = report.analyse(merged)[m]["rows"]
+    if an["muon"]["n_final"] != 3 or abs(an["muon"]["final"] - (0.90 + 0.92 + 0.94) / 3) > 1e-9:
+        problems.append("merge: muon final %s over %s seeds, want 0.92 over 3"
+                        % (an["muon"]["final"], an["muon"]["n_final"]))
+    for want in ("| torch Muon + AdamW |", "time A, grid A, seeds ABA", "**A** `call1.json`",
+                 "**B** `call2.json`", "phases seeds", "| llama-tiny/muon | 2 (2) |",
+                 "SymocError: step_cuda() failed: CUBLAS_STATUS_EXECUTION_FAILED"):
+        if want not in md:
+            problems.append("merge: report lacks %r" % want)
+    if "0.3000" in md or "libx_muon" in md:
+        problems.append("merge: report shows a truncated run's number or a library path")
+    err = cli.stderr.strip()
+    if cli.returncode == 0 or "\n" in err or not err.startswith("report.py: error: call3.json: "
+                                                                 "corpus_train_sha256"):
+        problems.append("merge of another protocol: exit %d, %r" % (cli.returncode, err))
+    if one.returncode != 0:
+        problems.append("report.py A B: exit %d: %s" % (one.returncode, one.stderr[-300:]))
+
+
+def main():
+    try:
+        import torch  # noqa: F401  (bench.Bench builds the tiny models)
+    except ImportError:
+        print("SKIP: torch is not importable")
+        return 77
+    problems = []
+    t0 = time.time()
+    for check in (check_order, check_best_from, check_merge):
+        check(problems)
+    if problems:
+        print("FAIL:\n  " + "\n  ".join(problems))
+        return 1
+    print("PASS: grid runs before seed runs, seeds pair by pair; --best-from, runs that would "
+          "not finish not started and planned as WILL NOT FIT, another protocol refused; "
+          "report merge (finished beats truncated, file per number, faults per policy, "
+          "conflicting config refused) (%.1f s)" % (time.time() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
