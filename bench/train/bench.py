@@ -596,13 +596,38 @@ class Bench:
                     amp="bf16 autocast (forward/backward), fp32 parameters" if a.amp else "fp32",
                     grids={p: self.grid(p) for p in a.policies}, corpus=corpus,
                     libs={k: os.path.basename(v) for k, v in self.libs.items()})
-        # what report.py checks before merging the results of several calls
+        # what report.py checks before merging the results of several calls: the protocol and
+        # each generated optimizer (sha256 of its plan and sources in the stage folder)
         import report
+        meta["plans"] = self.plan_fingerprints()
+        info = os.path.join(a.stage, "STAGE_INFO")
+        if os.path.isfile(info):
+            meta["symoc_commit"] = open(info).read().split("\n")[0].strip()
         meta["config"] = report.protocol_config(meta)
         meta["call"] = dict(phases=a.phases, seed_ids=self.seed_ids(), budget_s=a.budget_s,
                             best_from=[os.path.basename(f) for f in a.best_from or []],
                             argv=sys.argv[1:])
         return meta
+
+    def plan_fingerprints(self):
+        """{"MODEL/POLICY": sha256[:16] of stage/gen/MODEL_POLICY's plan.json and generated
+        sources} for the symoc policies staged (stage.sh's layout; none in the smoke test)."""
+        import hashlib
+        import glob
+        out = {}
+        for m in self.a.models:
+            for p in self.a.policies:
+                d = os.path.join(self.a.stage, "gen", "%s_%s" % (m, p[len("symoc-"):]))
+                if p not in SYMOC_POLICIES or not os.path.isdir(d):
+                    continue
+                h = hashlib.sha256()
+                for f in sorted(glob.glob(os.path.join(d, "plan.json")) +
+                                glob.glob(os.path.join(d, "*.cpp")) +
+                                glob.glob(os.path.join(d, "*.h"))):
+                    h.update(os.path.basename(f).encode() + b"\0")
+                    h.update(open(f, "rb").read())
+                out["%s/%s" % (m, p)] = h.hexdigest()[:16]
+        return out
 
     def grid(self, p):
         g = self.a.grid.get(p) if self.a.grid else None

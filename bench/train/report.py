@@ -46,6 +46,7 @@ def protocol_config(meta):
     c["corpus_train_sha256"] = (corpus.get("train") or {}).get("sha256")
     c["corpus_val_sha256"] = (corpus.get("val") or {}).get("sha256")
     c["models"] = {m: s.get("config") for m, s in (meta.get("sizes") or {}).items()}
+    c["plans"] = meta.get("plans")
     return c
 
 
@@ -62,6 +63,10 @@ def config_conflict(a, b, ignore=()):
                                   if a[k][m].get(x) != b[k][m].get(x))
                     return ("model %s %s %s" % (m, diff[0], a[k][m].get(diff[0])),
                             "%s" % b[k][m].get(diff[0]))
+        elif k == "plans":      # the generated optimizer of a (model, policy) both files ran
+            for mp in sorted(set(a[k]) & set(b[k])):
+                if a[k][mp] != b[k][mp]:
+                    return "plan of %s %s" % (mp, a[k][mp]), b[k][mp]
         elif a[k] != b[k]:
             return "%s %s" % (k, a[k]), "%s" % b[k]
     return None
@@ -117,7 +122,8 @@ def merge(items):
         grids.update(meta.get("grids") or {})
         libs.update(meta.get("libs") or {})
         done = lambda lst: sum(1 for r in res.get(lst) or [] if _RANK.get(r.get("status")) == 2)  # noqa: E731
-        sources.append(dict(label=label, date=meta.get("date"), models=meta.get("models"),
+        sources.append(dict(label=label, date=meta.get("date"), symoc=meta.get("symoc_commit"),
+                            models=meta.get("models"),
                             policies=meta.get("policies"), elapsed_s=meta.get("elapsed_s"),
                             concurrency=meta.get("concurrency"), call=meta.get("call"),
                             grid_done=done("grid"), runs_done=done("runs"),
@@ -248,6 +254,11 @@ def analyse(res):
     return out
 
 
+def _cell(text):
+    """Text for a markdown table cell: one line, no column bars."""
+    return " ".join(str(text).split()).replace("|", "/")
+
+
 def _f(x, fmt="%.4f", none="—"):
     return none if x is None else fmt % x
 
@@ -293,9 +304,10 @@ def render(res, plots_dir=None, plot_prefix=""):
         L.append("")
         for s in meta["sources"]:
             call = s.get("call") or {}
-            L.append("- **%s** `%s` (%s, %s s, %s concurrent runs): %s; models %s; policies %s%s"
+            L.append("- **%s** `%s` (%s, %s%s s, %s concurrent runs): %s; models %s; policies %s%s"
                      "; %d grid and %d seed runs finished%s%s." % (
                          letters[s["label"]], s["label"], s["date"],
+                         "symoc %s, " % s["symoc"] if s.get("symoc") else "",
                          "%.0f" % s["elapsed_s"] if s.get("elapsed_s") else "?",
                          s.get("concurrency") or "?",
                          "phases " + " ".join(call["phases"]) if call.get("phases") else
@@ -348,12 +360,17 @@ def render(res, plots_dir=None, plot_prefix=""):
             r = a["rows"][p]
             b = r["best"] or {}
             if b.get("lr") is not None:
-                grid = ", ".join("%g: %.3f" % (float(k), v) for k, v in
-                                 sorted(b["grid"].items(), key=lambda kv: float(kv[0]))
-                                 if isinstance(v, float))
+                pts = {r2["lr"]: r2["last_val"] for r2 in res["grid"]
+                       if (r2.get("model"), r2.get("policy")) == (m, p)
+                       and r2.get("status") == "ok" and isinstance(r2.get("last_val"), float)}
+                pts = pts or {float(k): v for k, v in (b.get("grid") or {}).items()
+                              if isinstance(v, float)}
+                grid = ", ".join("%g: %.3f" % kv for kv in sorted(pts.items()))
                 lr = "**%g**%s (%s)" % (b["lr"], " edge" if b.get("edge") else "", grid)
+                if r["lrs"] and r["lrs"] != [b["lr"]]:   # seeds of another call's best lr
+                    lr += "; seeds at lr %s" % ", ".join("%g" % x for x in r["lrs"])
             else:
-                lr = "— (%s)" % b.get("reason", "not run")[:80]
+                lr = "— (%s)" % _cell(b.get("reason", "not run"))[:80]
             fin = ("%.4f ± %.4f (%d)" % (r["final"], r["sd"], r["n_final"])
                    if r["final"] is not None else "—")
             if r["not_finished"]:      # counted, never averaged

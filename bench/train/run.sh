@@ -9,7 +9,8 @@
 # 2. bench/train/bench.py run (time, grid, seeds; options after run.sh's own defaults, so
 #    they override them; TRAINBENCH_BUDGET_S bounds the benchmark phases, default 450 s);
 #    (TRAINBENCH_BUILD_ONLY=1 stops after step 1)
-# 3. bench/train/report.py: OUT/results.md (the docs/results.md section) and the plots.
+# 3. bench/train/report.py: OUT/results.md (the docs/results.md section) and the plots
+#    (with $TRAINBENCH_MERGE's earlier results.json files merged in, when set).
 # OUT gets: results.json, results.md, train_llama.png, train_gpt2.png, build.log (with the
 # machine's description), bench.log. The results table is printed last.
 set -u -o pipefail
@@ -65,7 +66,10 @@ EOF
 $PY bench/train/bench.py run --stage "$ROOT" --out "$OUT" \
   --budget-s "${TRAINBENCH_BUDGET_S:-450}" "$@" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
-$PY bench/train/report.py "$OUT/results.json" --md "$OUT/results.md" --plots "$OUT" \
+# TRAINBENCH_MERGE="prior/call1.json ...": the report merges this call's results with earlier
+# calls' (a protocol split over several calls, bench/README.md)
+# shellcheck disable=SC2086
+$PY bench/train/report.py "$OUT/results.json" ${TRAINBENCH_MERGE:-} --md "$OUT/results.md" --plots "$OUT" \
   > /dev/null 2> "$OUT/report.err" || { cat "$OUT/report.err"; rc=1; }
 [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
 rm -f "$OUT/progress.log"   # the same lines are in bench.log

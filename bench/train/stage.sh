@@ -48,6 +48,10 @@ cp -r "$ROOT/bench/train" "$DEST/bench/"
 cp "$PKG" "$DEST/pkg/"
 cp "$CACHE/corpus"/{train.bin.xz,val.bin.xz,manifest.json,files.tsv} "$DEST/corpus/"
 find "$DEST" -name __pycache__ -prune -exec rm -rf {} +
+# the commit staged (results.json records it; report.py shows it per call)
+{ git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null | tr -d '\n'
+  [ -n "$(git -C "$ROOT" status --porcelain -- runtime python bench/train compiler 2>/dev/null)" ] && printf '+dirty'
+  echo; } > "$DEST/STAGE_INFO"
 
 # 3. ONNX exports (torch 1.13, math attention) and the generated optimizers
 for m in $MODELS; do

@@ -243,6 +243,10 @@ def check_merge(problems):
     if cli.returncode == 0 or "\n" in err or not err.startswith("report.py: error: call3.json: "
                                                                  "corpus_train_sha256"):
         problems.append("merge of another protocol: exit %d, %r" % (cli.returncode, err))
+    why = report.config_conflict(dict(plans={"m/symoc-auto": "aaa", "m/symoc-symo": "1"}),
+                                 dict(plans={"m/symoc-auto": "bbb"}))
+    if not why or why != ("plan of m/symoc-auto aaa", "bbb"):
+        problems.append("merge: two builds of one generated optimizer not told apart: %s" % (why,))
     if one.returncode != 0:
         problems.append("report.py A B: exit %d: %s" % (one.returncode, one.stderr[-300:]))
 
