@@ -537,6 +537,7 @@ class Bench:
             loaded = [(p, report.load_json(p, "bench.py")) for p in paths or []]
             return sorted(loaded, key=lambda pr: pr[1]["meta"].get("date") or "")
         self.best_from = {}
+        self.finished = set()      # (model, policy, seed, lr) finished in a --best-from file
         for path, res in by_date(a.best_from):
             why = report.config_conflict(report.protocol_config(res["meta"]), mine,
                                          ignore=("steps", "eval_every", "final_val_batches",
@@ -548,6 +549,9 @@ class Bench:
             for key, e in (res.get("best_lr") or {}).items():
                 if e.get("lr") is not None:
                     self.best_from[key] = dict(e, source=os.path.basename(path))
+            for r in res.get("runs") or []:
+                if r.get("status") in ("ok", "diverged"):
+                    self.finished.add((r.get("model"), r.get("policy"), r.get("seed"), r.get("lr")))
         self.src_alone, self.src_shared = {}, {}
         for path, res in by_date(a.timing_from if a.timing_from is not None else a.best_from):
             meta, label = res["meta"], os.path.basename(path)
@@ -782,7 +786,12 @@ class Bench:
                                    steps=a.grid_steps, eval_every=a.grid_eval_every,
                                    phase="grid") for lr in self.grid(p)]
             elif "seeds" in a.phases and known is not None:
-                jobs += self.seed_specs(m, p, known["lr"])
+                for s in self.seed_specs(m, p, known["lr"]):
+                    if a.skip_finished and (m, p, s["seed"], s["lr"]) in self.finished:
+                        self.log("skip %s %s lr %g seed %d: finished in a --best-from file"
+                                 % (m, p, s["lr"], s["seed"]))
+                    else:
+                        jobs.append(s)
             elif "seeds" in a.phases:
                 self.res["best_lr"][key] = dict(lr=None, reason="no grid in this call and no "
                                                 "best lr in --best-from")
@@ -1258,6 +1267,9 @@ def run_parser():
     r.add_argument("--plan-only", action="store_true",
                    help="print the schedule, the estimated end and the runs that will not "
                         "fit --budget-s (step times from --timing-from), run nothing")
+    r.add_argument("--skip-finished", action="store_true",
+                   help="resume: seed runs finished in the --best-from files (same model, "
+                        "policy, seed and lr) are not run again")
     r.add_argument("--seed-ids", type=int, nargs="+",
                    help="the seeds of this call (default 1..--seeds)")
     r.add_argument("--allow-truncated", action="store_true",

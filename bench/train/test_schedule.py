@@ -8,7 +8,8 @@
 2. --best-from + the budget: a seeds-only call takes each pair's lr from an earlier file's
    grid (no grid run here), a pair without one is recorded and not run, and a seed run whose
    estimated length (ms/step of --timing-from) exceeds what is left of --budget-s is not
-   started, recorded as 'would not finish', and marked WILL NOT FIT by the plan beforehand.
+   started, recorded as 'would not finish', and marked WILL NOT FIT by the plan beforehand;
+   --skip-finished runs only the seeds not finished in the earlier file.
 3. --best-from refuses a file of another protocol with one line.
 4. report.py merges two calls' files: a finished run beats a truncated one whatever the file
    order, a later file's finished run replaces an earlier truncated one, every number says
@@ -146,6 +147,8 @@ def check_best_from(problems):
                   run_rec(m, "muon", 0, 2.4, lr=0.04, steps=20, ms=1000.0, phase="grid")],
             best={m + "/adamw": dict(lr=0.002, val=2.5, edge=True, grid={"0.002": 2.5}),
                   m + "/muon": dict(lr=0.04, val=2.4, edge=False, grid={"0.04": 2.4})},
+            runs=[run_rec(m, "adamw", 1, 1.0, lr=0.002),
+                  run_rec(m, "adamw", 2, 1.0, lr=0.002, status="truncated")],
             policies=("adamw", "muon", "symoc-auto"))
         a = bench_args(tmp, "--phases", "seeds", "--models", m, "--best-from", prev,
                        "--budget-s", "15")
@@ -157,6 +160,11 @@ def check_best_from(problems):
         _, plan = quiet(bench.cmd_run, bench_args(tmp, "--phases", "seeds", "--models", m,
                                                   "--best-from", prev, "--budget-s", "15",
                                                   "--plan-only", "--concurrency", "2"))
+        # --skip-finished: seed 1 finished in call1.json, seed 2 was truncated there
+        resumed = FakeRunner(2)
+        quiet(bench.Bench(bench_args(tmp, "--phases", "seeds", "--models", m, "--policies",
+                                     "adamw", "--best-from", prev, "--skip-finished"))
+              .phase_train, 2, resumed)
         other = write_results(os.path.join(tmp, "other.json"), "2026-12-03 01:30 UTC", batch=8,
                               best={m + "/adamw": dict(lr=0.002)})
         try:
@@ -170,6 +178,9 @@ def check_best_from(problems):
     adamw = [c for c in ex.calls if c[2] == "adamw"]
     if sorted(c[3] for c in adamw) != [1, 2, 3] or any(c[4] != 0.002 for c in adamw):
         problems.append("best-from: adamw seeds %s, want seeds 1-3 at lr 0.002" % adamw)
+    if sorted(c[3] for c in resumed.calls) != [2, 3]:
+        problems.append("--skip-finished: seeds %s run again, want 2 and 3"
+                        % [c[3] for c in resumed.calls])
     if any(c[2] == "muon" for c in ex.calls):
         problems.append("best-from: muon seeds started though estimated 40 s > 15 s left")
     why = [s["reason"] for s in res["skipped"] if s["policy"] == "muon"]
