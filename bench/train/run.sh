@@ -73,7 +73,7 @@ $PY bench/train/report.py "$OUT/results.json" ${TRAINBENCH_MERGE:-} --md "$OUT/r
   > /dev/null 2> "$OUT/report.err" || { cat "$OUT/report.err"; rc=1; }
 [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
 rm -f "$OUT/progress.log"   # the same lines are in bench.log
-grep -E "^\[ *[0-9.]+ s\] +(time |calibrate|concurrency|  [a-z0-9-]+: )" "$OUT/bench.log"
+grep -E "^\[ *[0-9.]+ s\] +(time |calibrate|concurrency|  [a-z0-9-]+: |estimate: |skip )|NOT RUN" "$OUT/bench.log"
 echo "run.sh: $(( $(date +%s) - t0 )) s in all, exit $rc"
 sed -n '/^| policy/,/^$/p; /^### /p; /^- \*\*/p' "$OUT/results.md" 2>/dev/null
 exit $rc
