@@ -552,7 +552,7 @@ class Bench:
             for r in res.get("runs") or []:
                 if r.get("status") in ("ok", "diverged"):
                     self.finished.add((r.get("model"), r.get("policy"), r.get("seed"), r.get("lr")))
-        self.src_alone, self.src_shared = {}, {}
+        self.src_alone, self.src_shared, self.src_grid = {}, {}, {}
         for path, res in by_date(a.timing_from if a.timing_from is not None else a.best_from):
             meta, label = res["meta"], os.path.basename(path)
             if meta.get("batch") != a.batch:
@@ -570,11 +570,10 @@ class Bench:
                         r.get("phase"), []).append(r["ms_per_step"])
             k_src = meta.get("concurrency") or 1
             for key, by in shared.items():
-                # the seed runs when there are: the grid runs of the first minutes ran
-                # beside fewer or lighter runs (run 3: symoc auto 81 ms/step in its grid,
-                # 118 in its seed runs)
-                v = by.get("seeds") or by.get("grid")
-                self.src_shared[key] = (statistics.median(v), k_src, label)
+                if by.get("seeds"):
+                    self.src_shared[key] = (statistics.median(by["seeds"]), k_src, label)
+                if by.get("grid"):
+                    self.src_grid[key] = (statistics.median(by["grid"]), k_src, label)
 
     def meta(self, man):
         import torch
@@ -860,9 +859,7 @@ class Bench:
                         not any(sp for sp in pending if (sp["model"], sp["policy"]) == key
                                 and sp["phase"] == "grid"):
                     del grid_left[key]
-                    seeds = self.seed_jobs(*key)
-                    if "seeds" in a.phases:
-                        pending += seeds
+                    pending += self.seed_jobs(*key)
             self.save()
         self.log("phase train: %d runs finished%s" % (n_done, ", %d fault(s) (%d retried)" % (
             len(self.res["faults"]), sum(1 for x in self.res["faults"] if x["retried"]))
@@ -871,26 +868,28 @@ class Bench:
     # ---- the estimate: how long each run takes at K concurrent runs
     def shared_ms(self, m, p, k):
         """(ms per step of (m, p) among K concurrent runs, where the figure comes from):
-        this call's finished runs of the pair; else the --timing-from files' runs, scaled
-        by K / their concurrency (time slicing; pessimistic: 16 runs gave 1.26x the steps/s
-        of 8 on the H200); else the step alone x the contention those files show (median
-        over their pairs of shared / alone), else x --contention."""
+        seed runs first, grid runs second (the grids of a call's first minutes ran beside
+        fewer or lighter runs: run 3's symoc auto took 81 ms/step in its grid, 118 in its
+        seed runs): this call's, else the --timing-from files' scaled by K / their
+        concurrency (time slicing; pessimistic: 16 runs gave 1.26x the steps/s of 8 on the
+        H200); else the step alone x the contention those files show (median over their
+        pairs of shared / alone), else x --contention."""
         def mine(recs):
             return [r["ms_per_step"] for r in recs if r.get("model") == m and
                     r.get("policy") == p and r.get("ms_per_step") and
                     r.get("status") in ("ok", "truncated")]
-        own = mine(self.res["runs"]) or mine(self.res["grid"])
-        if own:
-            return statistics.median(own), "this call"
-        src = self.src_shared.get((m, p))
-        if src:
-            ms, k_src, label = src
-            return ms * k / k_src, "%s at %d" % (label, k_src)
+        for own, src in ((mine(self.res["runs"]), self.src_shared.get((m, p))),
+                         (mine(self.res["grid"]), self.src_grid.get((m, p)))):
+            if own:
+                return statistics.median(own), "this call"
+            if src:
+                ms, k_src, label = src
+                return ms * k / k_src, "%s at %d" % (label, k_src)
         alone = self.ms(m, p)
         if alone is None:
             return None, "no step time"
         ratios = [ms * k / k_src / self.ms(mm, pp) for (mm, pp), (ms, k_src, _)
-                  in self.src_shared.items() if self.ms(mm, pp)]
+                  in dict(self.src_grid, **self.src_shared).items() if self.ms(mm, pp)]
         if ratios:
             c = statistics.median(ratios)
             return alone * c, "alone x %.1f (contention of --timing-from)" % c
@@ -1037,6 +1036,8 @@ class Bench:
                                               if "last_val" in r})
         self.log("best %s: lr %g (val %.4f)%s" % (key, best["lr"], best["last_val"],
                                                   "  [at the grid's edge]" if edge else ""))
+        if "seeds" not in a.phases:
+            return []
         return [j for j in self.seed_specs(m, p, best["lr"]) if self.fits(j)]
 
     def fits(self, s):
