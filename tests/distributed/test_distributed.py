@@ -33,6 +33,7 @@ Exit 77 (ctest: skipped) without torch or torch.distributed's gloo backend.
 """
 import argparse
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
 POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini",
-            "adamw", "ddc-adam", "ddc-muon", "auto"]
+            "adamw", "ddc-adam", "ddc-muon", "auto", "auto-norm"]
 MODELS = ["llama", "gpt2", "resnet_cnn"]
 CKPT = [("llama", "symo"), ("llama", "adam-mini"), ("gpt2", "shampoo"),
         ("llama", "symo-coupled"), ("resnet_cnn", "muon")]
@@ -93,7 +94,21 @@ def build(args, model, policy):
                             text=True), lib
 
 
+def check_policy_list(symoc):
+    """Every policy symoc knows is tested here: its 'unknown policy' error lists them."""
+    r = subprocess.run([symoc, "compile", os.path.join(ROOT, "models", "mlp_relu.onnx"),
+                        "--policy", "?", "-o", os.devnull], capture_output=True, text=True)
+    m = re.search(r"one of ([^)]*)\)", r.stderr)
+    if not m:
+        raise SystemExit("cannot read the policy list from symoc's error: %r" % r.stderr)
+    known = [p.strip() for p in m.group(1).split(",")]
+    missing = sorted(set(known) - set(POLICIES))
+    if missing:
+        raise SystemExit("policies not covered by the distributed test: %s" % ", ".join(missing))
+
+
 def build_all(args):
+    check_policy_list(args.symoc)
     jobs, libs = [], {}
     for m, p in [(m, p) for m in MODELS for p in POLICIES] + [("llama", p) for p in EXTRA]:
         jobs.append(((m, p),) + build(args, m, p))
