@@ -56,9 +56,7 @@ POLICIES = TORCH_POLICIES + SYMOC_POLICIES
 # hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
 # (embeddings, head, gains, biases) get lr * --aux-ratio.
 GRIDS = {
-    # AdamW's best lr was the grid's lower edge twice on the H200 (run 1: 7.5e-4 of
-    # 7.5e-4..6e-3; run 3: 1.875e-4 of 1.875e-4..1.5e-3): five points down to 4.6875e-5
-    "adamw": [4.6875e-5, 9.375e-5, 1.875e-4, 3.75e-4, 7.5e-4],
+    "adamw": [7.5e-4, 1.5e-3, 3e-3, 6e-3],
     "muon": [0.01, 0.02, 0.04, 0.08],
     "symoc-auto": [0.01, 0.02, 0.04, 0.08],
     "symoc-symo": [0.01, 0.02, 0.04, 0.08],
