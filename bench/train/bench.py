@@ -537,7 +537,7 @@ class Bench:
             loaded = [(p, report.load_json(p, "bench.py")) for p in paths or []]
             return sorted(loaded, key=lambda pr: pr[1]["meta"].get("date") or "")
         self.best_from = {}
-        self.finished = set()      # (model, policy, seed, lr) finished in a --best-from file
+        self.finished = set()   # (model, policy, seed, lr, steps) finished in a --best-from file
         for path, res in by_date(a.best_from):
             why = report.config_conflict(report.protocol_config(res["meta"]), mine,
                                          ignore=("steps", "eval_every", "final_val_batches",
@@ -551,7 +551,8 @@ class Bench:
                     self.best_from[key] = dict(e, source=os.path.basename(path))
             for r in res.get("runs") or []:
                 if r.get("status") in ("ok", "diverged"):
-                    self.finished.add((r.get("model"), r.get("policy"), r.get("seed"), r.get("lr")))
+                    self.finished.add((r.get("model"), r.get("policy"), r.get("seed"),
+                                       r.get("lr"), r.get("steps")))
         self.src_alone, self.src_shared, self.src_grid = {}, {}, {}
         for path, res in by_date(a.timing_from if a.timing_from is not None else a.best_from):
             meta, label = res["meta"], os.path.basename(path)
@@ -786,7 +787,7 @@ class Bench:
                                    phase="grid") for lr in self.grid(p)]
             elif "seeds" in a.phases and known is not None:
                 for s in self.seed_specs(m, p, known["lr"]):
-                    if a.skip_finished and (m, p, s["seed"], s["lr"]) in self.finished:
+                    if a.skip_finished and (m, p, s["seed"], s["lr"], s["steps"]) in self.finished:
                         self.log("skip %s %s lr %g seed %d: finished in a --best-from file"
                                  % (m, p, s["lr"], s["seed"]))
                     else:
@@ -812,7 +813,8 @@ class Bench:
         grid_left = {}
         for s in pending:
             if s["phase"] == "grid":
-                grid_left[(s["model"], s["policy"])] = grid_left.get((s["model"], s["policy"]), 0) + 1
+                key = (s["model"], s["policy"])
+                grid_left[key] = grid_left.get(key, 0) + 1
         running = {}
         n_done = 0
         self.log("phase train: %d grid runs (%d steps), %d seed runs (%d steps) known now, "

@@ -121,7 +121,8 @@ def merge(items):
         sizes.update(meta.get("sizes") or {})
         grids.update(meta.get("grids") or {})
         libs.update(meta.get("libs") or {})
-        done = lambda lst: sum(1 for r in res.get(lst) or [] if _RANK.get(r.get("status")) == 2)  # noqa: E731
+        def done(lst, res=res):
+            return sum(1 for r in res.get(lst) or [] if _RANK.get(r.get("status")) == 2)
         sources.append(dict(label=label, date=meta.get("date"), symoc=meta.get("symoc_commit"),
                             models=meta.get("models"),
                             policies=meta.get("policies"), elapsed_s=meta.get("elapsed_s"),

@@ -114,7 +114,8 @@ def write_results(path, date, runs=(), grid=(), timing=(), best=None, faults=(),
                 warmup_frac=0.05, aux_ratio=0.1,
                 amp="bf16 autocast (forward/backward), fp32 parameters", concurrency=concurrency,
                 elapsed_s=100.0, call=dict(phases=list(phases)),
-                corpus=dict(files=1, packages=1, total_bytes=10, train=dict(bytes=8, sha256=train_sha),
+                corpus=dict(files=1, packages=1, total_bytes=10,
+                            train=dict(bytes=8, sha256=train_sha),
                             val=dict(bytes=2, sha256="b" * 64)),
                 sizes={m: dict(config=models_mod.CONFIGS[m], params=1000, tokens_per_step=64)
                        for m in models})
