@@ -413,9 +413,13 @@ def render(res, plots_dir=None, plot_prefix=""):
     L.extend(faults_section(res, letters))
     errs = [r for r in res["grid"] + res["runs"] + res["timing"]
             if r.get("status") in ("error", "skipped", "died")]
-    if errs:
-        L.append("Errors and skips: " + "; ".join(sorted({"%s/%s: %s" % (
-            r.get("model"), r.get("policy"), r.get("reason", "")[:160]) for r in errs})))
+    if errs:     # per (model, policy) and first line of the reason, with a count
+        n = {}
+        for r in errs:
+            k = "%s/%s: %s" % (r.get("model"), r.get("policy"), fault_line(r.get("reason"))[:160])
+            n[k] = n.get(k, 0) + 1
+        L.append("Errors and skips (runs of the grid, seed and time phases): " + "; ".join(
+            "%s%s" % ("%dx " % c if c > 1 else "", k) for k, c in sorted(n.items())))
         L.append("")
     return "\n".join(L)
 
