@@ -1236,6 +1236,31 @@ def cmd_smoke(a):
     md = report.render(res, plots_dir=None)
     if "| policy |" not in md:
         problems.append("report: no table rendered")
+    # a second call of a split protocol: seed 2 of llama-tiny at the first call's best lrs
+    # (no grid, no time phase), then one report of both calls
+    out2 = os.path.join(a.work, "out2")
+    shutil.rmtree(out2, ignore_errors=True)
+    first = os.path.join(a.work, "out", "results.json")
+    args2 = run_parser().parse_args(
+        ["run", "--stage", a.work, "--out", out2, "--device", "cpu", "--models", "llama-tiny",
+         "--policies", "adamw", policy, "--batch", "4", "--grid-steps", "3", "--steps", "6",
+         "--seeds", "1", "--seed-ids", "2", "--eval-every", "3", "--grid-eval-every", "3",
+         "--val-batches", "2", "--final-val-batches", "2", "--concurrency", "2",
+         "--budget-s", "300", "--no-amp", "--phases", "seeds", "--best-from", first])
+    cmd_run(args2)
+    res2 = json.load(open(os.path.join(out2, "results.json")))
+    merged = report.load_results([first, os.path.join(out2, "results.json")])
+    for p in ("adamw", policy):
+        lr1 = res["best_lr"]["llama-tiny/%s" % p]["lr"]
+        got = [(r["policy"], r["seed"], r["lr"], r["status"]) for r in res2["runs"]]
+        if res2["grid"] or (p, 2, lr1, "ok") not in got:
+            problems.append("second call %s: grid %d runs, seed runs %s (want seed 2 at %g)"
+                            % (p, len(res2["grid"]), got, lr1))
+        row = report.analyse(merged)["llama-tiny"]["rows"][p]
+        if row["n_final"] != 2:
+            problems.append("merged report %s: %d finished seeds, want 2" % (p, row["n_final"]))
+    if "seeds AB" not in report.render(merged):
+        problems.append("merged report: no 'seeds AB' in the from column")
     print("smoke: %.1f s in all" % (time.time() - t0))
     if problems:
         print("FAIL:\n  " + "\n  ".join(problems))
