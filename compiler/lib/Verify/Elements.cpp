@@ -68,6 +68,15 @@ Matrix absolute(const Matrix &x) {
   return t;
 }
 
+/// Partial pivoting: the row at or below c with the largest |entry| in column c.
+static int64_t pivotRow(const Matrix &lu, int64_t c) {
+  int64_t p = c;
+  for (int64_t r = c + 1; r < lu.n; ++r)
+    if (std::fabs(lu(r, c)) > std::fabs(lu(p, c)))
+      p = r;
+  return p;
+}
+
 Matrix inverse(const Matrix &x) {
   int64_t n = x.n;
   if (x.isMonomial()) { // exact: A[i, p(i)] = d  ->  A^{-1}[p(i), i] = 1/d
@@ -80,10 +89,7 @@ Matrix inverse(const Matrix &x) {
   }
   Matrix lu = x, inv = Matrix::identity(n);
   for (int64_t c = 0; c < n; ++c) {
-    int64_t p = c;
-    for (int64_t r = c + 1; r < n; ++r)
-      if (std::fabs(lu(r, c)) > std::fabs(lu(p, c)))
-        p = r;
+    const int64_t p = pivotRow(lu, c);
     if (lu(p, c) == 0)
       throw std::runtime_error("singular group element");
     if (p != c)
@@ -141,10 +147,7 @@ int determinantSign(const Matrix &x) {
   Matrix lu = x;
   int sign = 1;
   for (int64_t c = 0; c < n; ++c) {
-    int64_t p = c;
-    for (int64_t r = c + 1; r < n; ++r)
-      if (std::fabs(lu(r, c)) > std::fabs(lu(p, c)))
-        p = r;
+    const int64_t p = pivotRow(lu, c);
     if (lu(p, c) == 0)
       return 0;
     if (p != c) {
