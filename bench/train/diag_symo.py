@@ -52,7 +52,10 @@ VARIANTS = {
     # per-run scale sqrt(12)); x 1/sqrt(12) gives the whole matrix's scale (1) back
     "symo-o-unscaled": ("symo", [], [], {O: 12 ** -0.5}),
     "muon-o-unscaled": ("muon", [O + "=" + NS], [], {O: 12 ** -0.5}),
+    "symo-whole": ("symo", [], ["--granularity", "whole"], {}),
     "symo-matrix": ("symo", [], ["--granularity", "matrix"], {}),
+    # O per KV group (192 x 48 runs, per-run scale 2) at the whole matrix's scale (x 1/2)
+    "symo-matrix-o-unscaled": ("symo", [], ["--granularity", "matrix"], {O: 0.5}),
     # symo with Muon on the blocks it steps as one whole-matrix run (q, k, gate, up, down):
     # the runtime's whole-matrix recipe step against Muon's
     "symo-rest-muon": ("symo", ["*.q_proj.weight=muon", "*.k_proj.weight=muon",
