@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Which part of the `symo` plan costs loss on the benchmark's LLaMA (issue 13)? CPU ablation.
 
-    /usr/bin/python3 bench/train/diag_symo.py --corpus DIR VARIANT@LR [VARIANT@LR ...]
+    /usr/bin/python3 bench/train/diag_symo.py --corpus DIR [--model llama|gpt2] VARIANT@LR [VARIANT@LR ...]
         [--steps 250] [--jobs 2] [--seed 0] [--work /tmp/symodiag]
 
 The benchmark's `Llama` (models.py) at a small size with the benchmark model's head structure
@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-CFG = dict(vocab=256, d=192, n_head=12, n_kv=4, d_ff=512, n_layer=2, t=128)
+CFGS = {"llama": dict(vocab=256, d=192, n_head=12, n_kv=4, d_ff=512, n_layer=2, t=128),
+        "gpt2": dict(vocab=256, d=192, n_head=12, n_layer=2, t=128)}
 BATCH, VAL_BATCHES, AUX = 8, 16, 0.1
 NS = "symo,muon_scale=1,ns_steps=5"
 V, O = "*.v_proj.weight", "*.o_proj.weight"
@@ -56,6 +57,13 @@ VARIANTS = {
     "symo-matrix": ("symo", [], ["--granularity", "matrix"], {}),
     # O per KV group (192 x 48 runs, per-run scale 2) at the whole matrix's scale (x 1/2)
     "symo-matrix-o-unscaled": ("symo", [], ["--granularity", "matrix"], {O: 0.5}),
+    # GPT-2 (--model gpt2): the recipe's blocks one at a time on top of Muon
+    "g-muon-cattn": ("muon", ["*.attn.c_attn.weight=" + NS], [], {}),
+    "g-muon-cproj": ("muon", ["*.attn.c_proj.weight=" + NS], [], {}),
+    # attn c_proj per head pair (192 x 32 runs, per-run scale sqrt(6)) at the whole matrix's scale
+    "g-muon-cproj-unscaled": ("muon", ["*.attn.c_proj.weight=" + NS], [], {"*.attn.c_proj.weight": 6 ** -0.5}),
+    "g-muon-mlpS": ("muon", ["*.mlp.c_proj.weight=" + NS], [], {}),
+    "g-symo-cproj-muon": ("symo", ["*.attn.c_proj.weight=muon"], [], {}),
     # symo with Muon on the blocks it steps as one whole-matrix run (q, k, gate, up, down):
     # the runtime's whole-matrix recipe step against Muon's
     "symo-rest-muon": ("symo", ["*.q_proj.weight=muon", "*.k_proj.weight=muon",
@@ -66,14 +74,14 @@ VARIANTS = {
 
 def lib_for(args, name):
     import models
-    gen = os.path.join(args.work, "gen", name)
-    so = os.path.join(args.work, "lib_%s.so" % name.replace("-", "_"))
+    gen = os.path.join(args.work, "gen", args.model, name)
+    so = os.path.join(args.work, "lib_%s_%s.so" % (args.model, name.replace("-", "_")))
     if os.path.exists(so):
         return so
-    onnx_path = os.path.join(args.work, "llama_diag.onnx")
+    onnx_path = os.path.join(args.work, "%s_diag.onnx" % args.model)
     if not os.path.exists(onnx_path):
-        models.CONFIGS["llama-diag"] = CFG
-        models.export_onnx("llama-diag", onnx_path)
+        models.CONFIGS[args.model + "-diag"] = CFGS[args.model]
+        models.export_onnx(args.model + "-diag", onnx_path)
     policy, ov, extra, _ = VARIANTS[name]
     cmd = [args.symoc, "compile", onnx_path, "--policy", policy, "--name", "llama_diag",
            "-o", gen] + extra
@@ -81,7 +89,7 @@ def lib_for(args, name):
         cmd += ["--override", o]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(cmd[:2] + [onnx_path, "--policy", policy, "--emit", "plan"] + cmd[9:],
-                   check=True, stdout=open(os.path.join(args.work, "plan_%s.txt" % name), "w"),
+                   check=True, stdout=open(os.path.join(args.work, "plan_%s_%s.txt" % (args.model, name)), "w"),
                    stderr=subprocess.DEVNULL)
     cpp = glob.glob(os.path.join(gen, "*_optimizer.cpp"))[0]
     subprocess.run(["g++", "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
@@ -102,7 +110,8 @@ def train(args, name, lr, lib):
     data = {s: torch.frombuffer(bytearray(corpus_mod.load_split(args.corpus, s)),
                                 dtype=torch.uint8) for s in ("train", "val")}
     torch.manual_seed(args.seed)
-    model = models.Llama(**CFG)
+    cfg = CFGS[args.model]
+    model = models.Llama(**cfg) if args.model == "llama" else models.GPT2(**cfg)
     models.set_attention(model, "math")
     named = list(model.named_parameters())
     opt = SymocOptimizer(named, library=lib, lr=lr)
@@ -114,7 +123,7 @@ def train(args, name, lr, lib):
                 m *= f
         if m != 1.0:
             opt.set_block_multiplier(pname, m)
-    t = CFG["t"]
+    t = cfg["t"]
     g = torch.Generator().manual_seed(1000 + args.seed)
     gv = torch.Generator().manual_seed(99)
     vstarts = torch.randint(0, len(data["val"]) - t - 1, (VAL_BATCHES, BATCH), generator=gv)
@@ -124,7 +133,7 @@ def train(args, name, lr, lib):
         return w[:, :-1], w[:, 1:]
 
     def loss_of(x, y):
-        return F.cross_entropy(model(x).reshape(-1, CFG["vocab"]), y.reshape(-1))
+        return F.cross_entropy(model(x).reshape(-1, cfg["vocab"]), y.reshape(-1))
 
     def evaluate():
         with torch.no_grad():
@@ -148,7 +157,7 @@ def train(args, name, lr, lib):
         if s + 1 == args.steps // 2:
             curve.append((s + 1, evaluate()))
     curve.append((args.steps, evaluate()))
-    return dict(variant=name, lr=lr, seed=args.seed, steps=args.steps, curve=curve,
+    return dict(model=args.model, variant=name, lr=lr, seed=args.seed, steps=args.steps, curve=curve,
                 final=curve[-1][1], seconds=time.time() - t0)
 
 
@@ -163,6 +172,7 @@ def main():
     ap.add_argument("--work", default="/tmp/symodiag")
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", choices=sorted(CFGS), default="llama")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
     os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -179,8 +189,8 @@ def main():
             r = fu.result()
             with open(out, "a") as f:
                 f.write(json.dumps(r) + "\n")
-            print("%-16s lr %-6g seed %d  val@%d %.4f  val@%d %.4f  (%.0f s)" % (
-                r["variant"], r["lr"], r["seed"], r["curve"][0][0], r["curve"][0][1],
+            print("%-5s %-16s lr %-6g seed %d  val@%d %.4f  val@%d %.4f  (%.0f s)" % (
+                r["model"], r["variant"], r["lr"], r["seed"], r["curve"][0][0], r["curve"][0][1],
                 r["steps"], r["final"], r["seconds"]), flush=True)
 
 
