@@ -64,6 +64,7 @@ VARIANTS = {
     "g-muon-cproj-unscaled": ("muon", ["*.attn.c_proj.weight=" + NS], [], {"*.attn.c_proj.weight": 6 ** -0.5}),
     "g-muon-mlpS": ("muon", ["*.mlp.c_proj.weight=" + NS], [], {}),
     "g-symo-cproj-muon": ("symo", ["*.attn.c_proj.weight=muon"], [], {}),
+    "g-symo-cproj-unscaled": ("symo", [], [], {"*.attn.c_proj.weight": 6 ** -0.5}),
     # symo with Muon on the blocks it steps as one whole-matrix run (q, k, gate, up, down):
     # the runtime's whole-matrix recipe step against Muon's
     "symo-rest-muon": ("symo", ["*.q_proj.weight=muon", "*.k_proj.weight=muon",

@@ -517,14 +517,16 @@ class HeadBlocks(unittest.TestCase):
         v, o = steps["layers.0.self_attn.v_proj.weight"], steps["layers.0.self_attn.o_proj.weight"]
         self.assertEqual((len(v["pieces"]["left"]), len(v["pieces"]["right"])), (0, 1))
         self.assertEqual((len(o["pieces"]["left"]), len(o["pieces"]["right"])), (1, 0))
-        # Adversarial: GPT-2's attention c_proj has no whole-axis B/O side (its rows carry none),
-        # so it keeps its per-head column pieces; c_attn takes its whole B columns.
-        plan, parts = self.check(GPT2, "whole", {(1, 1), (1, 2)})
+        # Adversarial: GPT-2's c_attn has a whole-axis B on its columns, but its rows are Q, K
+        # and V pieces merged by the claimed head permutations: they stay pieces (one component
+        # each); attn c_proj's rows carry no whole-axis claim: its merged column piece is stepped.
+        plan, parts = self.check(GPT2, "whole", {(3, 1), (1, 1)})
         steps = {n: b["step"] for b in plan["blocks"] for n in b["params"]}
         cp, ca = steps["h.0.attn.c_proj.weight"], steps["h.0.attn.c_attn.weight"]
-        self.assertEqual([pc["parts"] for pc in cp["pieces"]["right"]], [2])
+        self.assertEqual([pc["parts"] for pc in ca["pieces"]["left"]], [1, 1, 1])
+        self.assertFalse(ca["pieces"]["right"])
+        self.assertEqual([pc["parts"] for pc in cp["pieces"]["right"]], [1])
         self.assertFalse(cp["pieces"]["left"])
-        self.assertEqual((len(ca["pieces"]["left"]), len(ca["pieces"]["right"])), (0, 1))
 
     def test_symo_plan_flops_below_muon_on_gpt2_shapes(self):
         """The plan's own FLOP estimates: symo below muon on the gpt2 fixture and on a GPT-2-small

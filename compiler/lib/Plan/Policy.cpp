@@ -602,8 +602,8 @@ bool wholeAxis(const std::vector<PieceGroup> &v, int64_t n) {
 }
 
 Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src) {
-  // `whole` merges heads as head-pair does; it differs only in the side choice below.
-  const std::string g = o.granularity == "whole" ? "head-pair" : o.granularity;
+  // `whole` merges heads as matrix does; it differs only in the side choice below.
+  const std::string g = o.granularity == "whole" ? "matrix" : o.granularity;
   auto L = mergeTiles(p.leftTiles, p.leftPerms, g);
   auto R = mergeTiles(p.rightTiles, p.rightPerms, g);
   auto strength = [](const std::vector<PieceGroup> &v) {
@@ -618,12 +618,17 @@ Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src
     return c;
   }
   bool left = sl > sr || (sl == sr && p.rows >= p.cols);
-  // `whole`: a side that is one whole-axis component wins over pieces (the whole-matrix
-  // polar, Muon's step, which per-head runs measured worse than on the benchmark LLaMA:
-  // docs/results.md, issue 13); the recipe's rule when both or neither side is whole.
+  // `whole`: a side that is one whole-axis component wins over the other side's pieces
+  // (the whole-matrix polar, Muon's step) when those pieces are on the columns (the input
+  // side: an output projection's heads) or are single tiles no claimed head permutation
+  // merges (LLaMA's KV heads on v_proj rows); row pieces that head permutations merge
+  // (GPT-2's Q, K, V of c_attn) keep their pieces, one component each. Measured on the
+  // benchmark's LLaMA and GPT-2 (docs/results.md, issue 13): per-head output-projection runs
+  // and per-KV-head V lost to Muon, whole Q/K/V pieces with a whole c_proj beat it.
   if (o.granularity == "whole") {
     const bool wl = wholeAxis(L, p.rows), wr = wholeAxis(R, p.cols);
-    if (wl != wr) left = wl;
+    if (wl && !wr && !R.empty()) left = true;
+    else if (wr && !wl && L.size() == p.leftTiles.size()) left = false;
   }
   const std::vector<PieceGroup> none;
   Choice c{symoPolar(left ? L : none, left ? none : R, o.maxDense), src, ""};
