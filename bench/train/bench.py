@@ -50,7 +50,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
 TORCH_POLICIES = ("adamw", "muon")
-SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm")
+SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm", "symoc-symo-whole")
+# `symoc compile` arguments of a bench policy that is not just `--policy NAME`.
+COMPILE_ARGS = {"symo-whole": ["--policy", "symo", "--granularity", "whole"]}
 POLICIES = TORCH_POLICIES + SYMOC_POLICIES
 # lr grids (factor 2 apart). Muon-type policies (torch Muon, symoc muon/auto/symo: their
 # hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
@@ -62,6 +64,9 @@ GRIDS = {
     "symoc-symo": [0.01, 0.02, 0.04, 0.08],
     "symoc-muon": [0.01, 0.02, 0.04, 0.08],
     "symoc-auto-norm": [0.01, 0.02, 0.04, 0.08],  # auto + NorMuon's per-line normalization
+    # symo with whole-axis sides over per-head output-projection / KV-head runs (issue 13,
+    # docs/results.md: the CPU ablation)
+    "symoc-symo-whole": [0.01, 0.02, 0.04, 0.08],
 }
 BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
 WEIGHT_DECAY = 0.01          # likewise
@@ -1180,7 +1185,8 @@ def cmd_smoke(a):
         gen = os.path.join(a.work, "gen_%s_%s" % (m, policy))
         plan_policy = policy[len("symoc-"):]  # symoc-auto-norm: --policy auto-norm
         name = "%s_%s" % (m.replace("-", "_"), plan_policy.replace("-", "_"))
-        subprocess.run([a.symoc, "compile", onnx_path, "--policy", plan_policy,
+        subprocess.run([a.symoc, "compile", onnx_path,
+                        *COMPILE_ARGS.get(plan_policy, ["--policy", plan_policy]),
                         "--name", name, "-o", gen], check=True, stdout=subprocess.DEVNULL)
         cpp = glob.glob(os.path.join(gen, "*_optimizer.cpp"))[0]
         so = os.path.join(a.work, "lib%s_optimizer.so" % name)

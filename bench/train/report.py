@@ -160,7 +160,7 @@ def load_results(paths, prog="report.py"):
 
 LABEL = {"adamw": "torch AdamW (fused)", "muon": "torch Muon + AdamW",
          "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon",
-         "symoc-auto-norm": "symoc auto-norm"}
+         "symoc-auto-norm": "symoc auto-norm", "symoc-symo-whole": "symoc symo (granularity whole)"}
 
 
 def _runs(res, m, p, status=("ok",)):

@@ -10,7 +10,8 @@
 # argument, else $SYMOC_PACKAGE, else the newest build-package/dist/symoc-*.tar.gz.
 # Writes into DEST (repository layout): bench/train/, runtime/, python/ (sources), pkg/ (the
 # package), corpus/ (train.bin.xz, val.bin.xz, manifest.json, files.tsv), gen/MODEL_POLICY/
-# (`symoc compile` of the llama and gpt2 models for auto, symo, muon and auto-norm; $TRAINBENCH_POLICIES
+# (`symoc compile` of the llama and gpt2 models for auto, symo, muon, auto-norm and symo-whole
+# (`--policy symo --granularity whole`); $TRAINBENCH_POLICIES
 # changes the list). The corpus and the ONNX exports are cached in $TRAINBENCH_CACHE
 # (default build/trainbench): the corpus takes minutes to build and compress, each compile
 # about a minute (two run at a time). Prints DEST's size last (it must stay under 64 MiB with
@@ -21,7 +22,7 @@ DEST=${1:?usage: bench/train/stage.sh DEST [PACKAGE.tar.gz]}
 SYMOC=${SYMOC:-$ROOT/build/bin/symoc}
 PY=${PYTHON:-/usr/bin/python3}
 CACHE=${TRAINBENCH_CACHE:-$ROOT/build/trainbench}
-POLICIES=${TRAINBENCH_POLICIES:-auto symo muon auto-norm}
+POLICIES=${TRAINBENCH_POLICIES:-auto symo muon auto-norm symo-whole}
 MODELS="llama gpt2"
 die() { echo "stage.sh: error: $*" >&2; exit 1; }
 
@@ -66,7 +67,10 @@ export SYMOC CACHE DEST
 xargs -P "${TRAINBENCH_JOBS:-2}" -L 1 bash -c '
   m=$0 p=$1
   s=$(date +%s)
-  if "$SYMOC" compile "$CACHE/$m.onnx" --policy "$p" --name "${m}_$p" -o "$DEST/gen/${m}_$p" \
+  args="--policy $p"
+  [ "$p" = symo-whole ] && args="--policy symo --granularity whole"   # bench.py COMPILE_ARGS
+  # shellcheck disable=SC2086
+  if "$SYMOC" compile "$CACHE/$m.onnx" $args --name "${m}_$p" -o "$DEST/gen/${m}_$p" \
        > "$CACHE/compile_${m}_$p.log" 2>&1; then
     echo "compiled $m/$p in $(( $(date +%s) - s )) s"
   else

@@ -442,6 +442,7 @@ class HeadBlocks(unittest.TestCase):
               file=sys.stderr)
         self.assertGreaterEqual(checked, 4)
         self.assertTrue(want_parts <= parts, f"{gran}: {parts}")
+        return plan, parts
 
     def test_reference_agrees_with_shared_optimizers(self):
         """The closed forms used above against /work/shared/reference/optimizers.py (its
@@ -505,6 +506,27 @@ class HeadBlocks(unittest.TestCase):
         hidden = [b for b in blocks if any(k in n for n in b["params"] for k in ("q_proj", "v_proj", "o_proj"))]
         self.assertTrue(hidden)
         self.assertTrue(all(b["step"]["kind"] == "muon" for b in hidden), [b["step"]["kind"] for b in hidden])
+
+    def test_whole_side_wins_over_pieces(self):
+        # --granularity whole: on the LLaMA fixture every attention and MLP matrix has a side
+        # that is one whole-axis B component, so every run is the whole matrix (Muon's step,
+        # checked against the NumPy reference): v_proj on its columns, o_proj on its rows.
+        plan, parts = self.check(LLAMA, "whole", {(1, 1)})
+        self.assertEqual(parts, {(1, 1)})
+        steps = {n: b["step"] for b in plan["blocks"] for n in b["params"]}
+        v, o = steps["layers.0.self_attn.v_proj.weight"], steps["layers.0.self_attn.o_proj.weight"]
+        self.assertEqual((len(v["pieces"]["left"]), len(v["pieces"]["right"])), (0, 1))
+        self.assertEqual((len(o["pieces"]["left"]), len(o["pieces"]["right"])), (1, 0))
+        # Adversarial: GPT-2's c_attn has a whole-axis B on its columns, but its rows are Q, K
+        # and V pieces merged by the claimed head permutations: they stay pieces (one component
+        # each); attn c_proj's rows carry no whole-axis claim: its merged column piece is stepped.
+        plan, parts = self.check(GPT2, "whole", {(3, 1), (1, 1)})
+        steps = {n: b["step"] for b in plan["blocks"] for n in b["params"]}
+        cp, ca = steps["h.0.attn.c_proj.weight"], steps["h.0.attn.c_attn.weight"]
+        self.assertEqual([pc["parts"] for pc in ca["pieces"]["left"]], [1, 1, 1])
+        self.assertFalse(ca["pieces"]["right"])
+        self.assertEqual([pc["parts"] for pc in cp["pieces"]["right"]], [1])
+        self.assertFalse(cp["pieces"]["left"])
 
     def test_symo_plan_flops_below_muon_on_gpt2_shapes(self):
         """The plan's own FLOP estimates: symo below muon on the gpt2 fixture and on a GPT-2-small
@@ -770,7 +792,7 @@ class Cli(unittest.TestCase):
                     if axis == 0 and (name, 1) in on:
                         both_axes.add(name)
             for policy in ("symo", "symo-large", "auto"):
-                for gran in ("matrix", "head-pair", "head"):
+                for gran in ("matrix", "head-pair", "head", "whole"):
                     plan = json.loads(symoc("compile", model, "--policy", policy, "--granularity", gran,
                                             "--emit", "json").stdout)
                     blocks = {n: b for b in plan["blocks"] for n in b["params"]}

@@ -328,7 +328,8 @@ struct CompileOptions {
     cmd->add_option("--runtime-dir", runtimeDir, "default SYMOC_RUNTIME_DIR written into the generated CMakeLists.txt");
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
     cmd->add_option("--granularity", granularity, "components of head-structured axes under symo and auto: "
-                                                  "matrix, kv-group, head-pair (default), head");
+                                                  "matrix, kv-group, head-pair (default), head, "
+                                                  "whole (a whole-axis side wins over pieces)");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
     cmd->add_option("--claims", claimsFile,

@@ -594,9 +594,18 @@ std::string symoMisfit(const Param &p, const std::string &l, const std::string &
 
 /// The Symo recipe on a matrix: the claimed pieces (at the granularity) on the side with
 /// the larger group (O > B > S > Z2; ties: the longer side), the other side trivial.
+/// One piece covering the whole axis as one component with a compact group (B or O): the
+/// one-sided step on that side is the polar factor of the whole matrix.
+bool wholeAxis(const std::vector<PieceGroup> &v, int64_t n) {
+  return v.size() == 1 && v[0].offset == 0 && v[0].extent == n && v[0].parts == 1 &&
+         (v[0].group == "B" || v[0].group == "O");
+}
+
 Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src) {
-  auto L = mergeTiles(p.leftTiles, p.leftPerms, o.granularity);
-  auto R = mergeTiles(p.rightTiles, p.rightPerms, o.granularity);
+  // `whole` merges heads as matrix does; it differs only in the side choice below.
+  const std::string g = o.granularity == "whole" ? "matrix" : o.granularity;
+  auto L = mergeTiles(p.leftTiles, p.leftPerms, g);
+  auto R = mergeTiles(p.rightTiles, p.rightPerms, g);
   auto strength = [](const std::vector<PieceGroup> &v) {
     int r = v.empty() ? 0 : 99;
     for (const auto &x : v) r = std::min(r, groupRank(x.group));
@@ -608,7 +617,19 @@ Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src
     c.why = "no compact group claimed on either side: AdamW (assumes no symmetry)";
     return c;
   }
-  const bool left = sl > sr || (sl == sr && p.rows >= p.cols);
+  bool left = sl > sr || (sl == sr && p.rows >= p.cols);
+  // `whole`: a side that is one whole-axis component wins over the other side's pieces
+  // (the whole-matrix polar, Muon's step) when those pieces are on the columns (the input
+  // side: an output projection's heads) or are single tiles no claimed head permutation
+  // merges (LLaMA's KV heads on v_proj rows); row pieces that head permutations merge
+  // (GPT-2's Q, K, V of c_attn) keep their pieces, one component each. Measured on the
+  // benchmark's LLaMA and GPT-2 (docs/results.md, issue 13): per-head output-projection runs
+  // and per-KV-head V lost to Muon, whole Q/K/V pieces with a whole c_proj beat it.
+  if (o.granularity == "whole") {
+    const bool wl = wholeAxis(L, p.rows), wr = wholeAxis(R, p.cols);
+    if (wl && !wr && !R.empty()) left = true;
+    else if (wr && !wl && L.size() == p.leftTiles.size()) left = false;
+  }
   const std::vector<PieceGroup> none;
   Choice c{symoPolar(left ? L : none, left ? none : R, o.maxDense), src, ""};
   c.claims = pieceClaims(left ? L : R);
@@ -1110,8 +1131,9 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
     throw Error("--policy " + o.policy + ": unknown policy (one of " + all + ")");
   }
   if (o.granularity != "matrix" && o.granularity != "kv-group" && o.granularity != "head-pair" &&
-      o.granularity != "head")
-    throw Error("--granularity " + o.granularity + ": unknown granularity (one of matrix, kv-group, head-pair, head)");
+      o.granularity != "head" && o.granularity != "whole")
+    throw Error("--granularity " + o.granularity +
+                ": unknown granularity (one of matrix, kv-group, head-pair, head, whole)");
   if (o.budgetBytes >= 0 && !isAuto(o.policy))
     throw Error("--budget-bytes applies to --policy auto and auto-norm only");
   Model m = readModel(analysis, o);
