@@ -91,6 +91,17 @@ def run_steps(lib, lr, W, grads, **mult):
     return opt
 
 
+def random_run(lib, seed, lr, steps):
+    """`steps` steps of lib's optimizer from random weights and gradients (seeded): the
+    starting weights, the stepped weights and the gradients."""
+    rng = np.random.default_rng(seed)
+    W = rand_like(lib, rng)
+    W0 = [w.copy() for w in W]
+    grads = [rand_like(lib, rng) for _ in range(steps)]
+    run_steps(lib, lr, W, grads)
+    return W0, W, grads
+
+
 class EveryPolicy(unittest.TestCase):
     """Each policy compiles (-Werror), steps every parameter, and holds the state it planned."""
 
@@ -198,12 +209,8 @@ class Muon(unittest.TestCase):
         path, plan, _ = compile_model(LLAMA, "auto-norm")
         lib = Library(path)
         blocks = {b["params"][0]: b for b in plan["blocks"] if len(b["params"]) == 1}
-        rng = np.random.default_rng(8)
         lr, steps = 0.02, 4
-        W = rand_like(lib, rng)
-        W0 = [w.copy() for w in W]
-        grads = [rand_like(lib, rng) for _ in range(steps)]
-        run_steps(lib, lr, W, grads)
+        W0, W, grads = random_run(lib, seed=8, lr=lr, steps=steps)
         axes, worst = [], 0.0
         for i, name in enumerate(lib.names):
             b = blocks.get(name)
@@ -224,12 +231,8 @@ class Muon(unittest.TestCase):
         path, plan, out = compile_model(LLAMA, "muon")
         lib = Library(path)
         hyper = {b["params"][0]: b["step"]["hyper"] for b in plan["blocks"]}
-        rng = np.random.default_rng(2)
         lr, steps = 0.02, 4
-        W = rand_like(lib, rng)
-        W0 = [w.copy() for w in W]
-        grads = [rand_like(lib, rng) for _ in range(steps)]
-        run_steps(lib, lr, W, grads)
+        W0, W, grads = random_run(lib, seed=2, lr=lr, steps=steps)
         checked, err_ref, err_rt = 0, 0.0, 0.0
         for i, name in enumerate(lib.names):
             if lib.rules[i] != "muon":
@@ -304,12 +307,8 @@ class Shampoo(unittest.TestCase):
         path, plan, _ = compile_model(LLAMA, "shampoo")
         lib = Library(path)
         hyper = {b["params"][0]: b["step"]["hyper"] for b in plan["blocks"]}
-        rng = np.random.default_rng(4)
         lr, steps = 0.05, 3
-        W = rand_like(lib, rng)
-        W0 = [w.copy() for w in W]
-        grads = [rand_like(lib, rng) for _ in range(steps)]
-        run_steps(lib, lr, W, grads)
+        W0, W, grads = random_run(lib, seed=4, lr=lr, steps=steps)
         checked, err = 0, 0.0
         for i, name in enumerate(lib.names):
             if lib.rules[i] != "shampoo":
@@ -414,12 +413,8 @@ class HeadBlocks(unittest.TestCase):
                                         tag=f"{os.path.basename(model).split('.')[0]}_{policy}_{gran}")
         lib = Library(path)
         blocks = {n: b for b in plan["blocks"] for n in b["params"]}
-        rng = np.random.default_rng(7)
         lr, steps = 0.01, 3
-        W = rand_like(lib, rng)
-        W0 = [w.copy() for w in W]
-        grads = [rand_like(lib, rng) for _ in range(steps)]
-        run_steps(lib, lr, W, grads)
+        W0, W, grads = random_run(lib, seed=7, lr=lr, steps=steps)
         checked, worst, parts = 0, 0.0, set()
         for i, name in enumerate(lib.names):
             b = blocks[name]
