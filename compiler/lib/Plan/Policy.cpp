@@ -343,6 +343,10 @@ std::vector<std::string> pieceClaims(const std::vector<PieceGroup> &v) {
 /// factor) or is a Scale+ gauge (not averaged; projected by DDC where the runtime has it) or
 /// one positive factor on whole tensors (kind scale: commutes with every per-line factor);
 /// an O/GL claim on any range of the side, a RoPE rotation or a shift refuses it.
+void addUnique(std::vector<std::string> &v, const std::string &id) {
+  if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
+}
+
 struct LineNorm {
   bool ok = true;
   std::vector<std::string> ids;      // the claims it is equivariant under
@@ -352,24 +356,21 @@ struct LineNorm {
 LineNorm lineNorm(const AnalysisResult &a, const Param &p, bool rows) {
   LineNorm r;
   auto onSide = [&](int64_t axis) { return rows ? axis == 0 : axis >= 1; };
-  auto add = [](std::vector<std::string> &v, const std::string &id) {
-    if (std::find(v.begin(), v.end(), id) == v.end()) v.push_back(id);
-  };
   for (const Claim &c : a.claims) {
     bool touches = false;
     for (const Member &m : c.members) touches = touches || (m.initializer == p.name && onSide(m.axis));
     if (c.kind == "shift") { // W + 1 v^T moves every line: no per-line rule is equivariant
       for (const Member &m : c.members) touches = touches || m.initializer == p.name;
-      if (touches) add(r.refusers, c.id);
+      if (touches) addUnique(r.refusers, c.id);
       continue;
     }
     if (!touches) continue;
     if (c.kind == "scale") continue; // one positive factor on whole tensors commutes with any per-line factor
-    if (c.kind != "linear") add(r.refusers, c.id);
-    else if (c.group == "S" || c.group == "Z2" || c.group == "B" || c.group == "heads") add(r.ids, c.id);
+    if (c.kind != "linear") addUnique(r.refusers, c.id);
+    else if (c.group == "S" || c.group == "Z2" || c.group == "B" || c.group == "heads") addUnique(r.ids, c.id);
     else if (c.group == "Scale+") continue; // a gauge: not a group the step averages over
-    else if (c.group == "rope" && c.rotation != "SO2") add(r.ids, c.id);
-    else add(r.refusers, c.id); // O, GL, RoPE's SO(2), anything unknown
+    else if (c.group == "rope" && c.rotation != "SO2") addUnique(r.ids, c.id);
+    else addUnique(r.refusers, c.id); // O, GL, RoPE's SO(2), anything unknown
   }
   r.ok = r.refusers.empty();
   return r;
@@ -390,11 +391,8 @@ int lineNormAxis(const AnalysisResult &a, const std::vector<const Param *> &ps, 
   for (const Param *p : ps) {
     LineNorm r = lineNorm(a, *p, true), c = lineNorm(a, *p, false);
     R.ok = R.ok && r.ok, C.ok = C.ok && c.ok;
-    for (auto *v : {&r, &c})
-      for (const auto &id : v->ids) {
-        auto &dst = v == &r ? R.ids : C.ids;
-        if (std::find(dst.begin(), dst.end(), id) == dst.end()) dst.push_back(id);
-      }
+    for (const auto &id : r.ids) addUnique(R.ids, id);
+    for (const auto &id : c.ids) addUnique(C.ids, id);
     for (const auto &id : r.refusers) R.refusers.push_back(id);
     for (const auto &id : c.refusers) C.refusers.push_back(id);
   }
@@ -424,8 +422,7 @@ void addLineNorm(const AnalysisResult &a, const std::vector<const Param *> &ps, 
   std::string w;
   const int axis = lineNormAxis(a, ps, ids, w);
   if (axis >= 0) s.hp["norm_beta2"] = 0.95, s.hp["norm_axis"] = double(axis), s.hp["norm_eps"] = 1e-10;
-  for (const auto &id : ids)
-    if (std::find(claims.begin(), claims.end(), id) == claims.end()) claims.push_back(id);
+  for (const auto &id : ids) addUnique(claims, id);
   why += (why.empty() ? "" : "; ") + w;
 }
 
@@ -647,8 +644,7 @@ void justify(const Model &m, const Param &p, Choice &c) {
   if (!c.why.empty()) return;
   const Step &s = c.step;
   auto add = [&](const std::vector<std::string> &ids) {
-    for (const auto &id : ids)
-      if (std::find(c.claims.begin(), c.claims.end(), id) == c.claims.end()) c.claims.push_back(id);
+    for (const auto &id : ids) addUnique(c.claims, id);
   };
   if (s.kind == "symo") {
     if (!s.leftPieces.empty() || !s.rightPieces.empty()) {
@@ -1087,7 +1083,7 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
       auto pos = [&](int p) { return p < 0 ? -1 : int(std::find(members.begin(), members.end(), p) - members.begin()); };
       x.a = pos(g.params[0]), x.b = pos(g.params[1]), x.c = pos(g.params[2]);
       u.step.gauges.push_back(x);
-      if (std::find(u.claims.begin(), u.claims.end(), g.g.claim) == u.claims.end()) u.claims.push_back(g.g.claim);
+      addUnique(u.claims, g.g.claim);
     }
     u.why = std::string(allMuon ? "Muon" : "AdamW") + " with the claimed gauges projected out (DDC)";
     if (allMuon && lineNormBase) { // one axis for the unit's base rule: the one every member allows
