@@ -54,6 +54,13 @@ VARIANTS = {
     "symo-o-unscaled": ("symo", [], [], {O: 12 ** -0.5}),
     "muon-o-unscaled": ("muon", [O + "=" + NS], [], {O: 12 ** -0.5}),
     "symo-whole": ("symo", [], ["--granularity", "whole"], {}),
+    "auto": ("auto", [], [], {}),
+    "auto-norm": ("auto-norm", [], [], {}),
+    # Muon before Muon's README setup (issue 13, session 6): overridden blocks keep their
+    # rule's defaults, AdamW betas (0.9, 0.999) and no decay on Muon blocks or vectors
+    "muon-old": ("muon", ["*=adamw", "*_proj.weight=muon"], [], {}),
+    "g-muon-old": ("muon", ["*=adamw", "*.c_attn.weight=muon", "*.c_proj.weight=muon",
+                            "*.c_fc.weight=muon"], [], {}),
     "symo-matrix": ("symo", [], ["--granularity", "matrix"], {}),
     # O per KV group (192 x 48 runs, per-run scale 2) at the whole matrix's scale (x 1/2)
     "symo-matrix-o-unscaled": ("symo", [], ["--granularity", "matrix"], {O: 0.5}),

@@ -174,18 +174,19 @@ def ns5(G, steps=5, eps=1e-7):
     return X.T if tall else X
 
 
-def muon_reference(W0, grads, lr, beta=0.95):
+def muon_reference(W0, grads, lr, beta=0.95, wd=0.0):
+    """torch.optim.Muon's step: decoupled decay W *= 1 - lr wd (lr-coupled), then W -= lr D."""
     W = W0.astype(np.float32).copy()
     M = np.zeros_like(W)
     for G in grads:
         M = M + (1 - beta) * (G - M)          # lerp(M, G, 1 - beta)
         U = G + beta * (M - G)                # Nesterov: lerp(G, M, beta)
         D = ns5(U) * max(1.0, W.shape[0] / W.shape[1]) ** 0.5
-        W = W - np.float32(lr) * D
+        W = W * np.float32(1 - lr * wd) - np.float32(lr) * D
     return W
 
 
-def normuon_reference(W0, grads, lr, axis, beta=0.95, beta2=0.95, eps=1e-10):
+def normuon_reference(W0, grads, lr, axis, beta=0.95, beta2=0.95, eps=1e-10, wd=0.0):
     """NorMuon (Li et al. 2025) written from the paper: the polar factor's per-line mean square
     in an EMA, lines divided by its root, the factor's norm restored, then Muon's scale."""
     W = W0.astype(np.float32).copy()
@@ -198,7 +199,7 @@ def normuon_reference(W0, grads, lr, axis, beta=0.95, beta2=0.95, eps=1e-10):
         s = 1.0 / (np.sqrt(v) + eps)
         On = O * (s[:, None] if axis == 0 else s[None, :])
         On *= np.linalg.norm(O) / (np.linalg.norm(On) + eps)
-        W = W - np.float32(lr) * (On * max(1.0, W.shape[0] / W.shape[1]) ** 0.5).astype(np.float32)
+        W = W * np.float32(1 - lr * wd) - np.float32(lr) * (On * max(1.0, W.shape[0] / W.shape[1]) ** 0.5).astype(np.float32)
     return W
 
 
@@ -218,7 +219,7 @@ class Muon(unittest.TestCase):
                 continue
             h = b["step"]["hyper"]
             self.assertEqual((h["norm_beta2"], h["norm_eps"]), (0.95, 1e-10))
-            ref = normuon_reference(W0[i], [g[i] for g in grads], lr, int(h["norm_axis"]))
+            ref = normuon_reference(W0[i], [g[i] for g in grads], lr, int(h["norm_axis"]), wd=h["weight_decay"])
             worst = max(worst, rel(W[i] - W0[i], ref - W0[i]))
             self.assertLess(rel(W[i] - W0[i], ref - W0[i]), 1e-5, name)
             axes.append(int(h["norm_axis"]))
@@ -238,9 +239,10 @@ class Muon(unittest.TestCase):
             if lib.rules[i] != "muon":
                 continue
             h = hyper[name]
-            self.assertEqual((h["beta"], h["nesterov"], h["weight_decay"]), (0.95, 1, 0))
+            # Muon's README setup: decay 0.01 on Muon blocks (lr-coupled, as torch.optim.Muon)
+            self.assertEqual((h["beta"], h["nesterov"], h["weight_decay"]), (0.95, 1, 0.01))
             G = [g[i] for g in grads]
-            ref = muon_reference(W0[i], G, lr)
+            ref = muon_reference(W0[i], G, lr, wd=0.01)
             err_ref = max(err_ref, rel(W[i] - W0[i], ref - W0[i]))
             self.assertLess(rel(W[i] - W0[i], ref - W0[i]), 1e-5, name)
             if ARGS.harness:
@@ -248,7 +250,7 @@ class Muon(unittest.TestCase):
                 with tempfile.TemporaryDirectory() as d:
                     np.concatenate([W0[i].ravel()] + [g.ravel() for g in G]).astype(np.float32).tofile(f"{d}/in")
                     r = run([ARGS.harness, "muon", str(m), str(n), str(steps), f"{d}/in", f"{d}/out", f"lr={lr}",
-                             "beta=0.95", "nesterov=1", "wd=0"])
+                             "beta=0.95", "nesterov=1", "wd=0.01"])
                     self.assertEqual(r.returncode, 0, r.stderr)
                     direct = np.fromfile(f"{d}/out", np.float32).reshape(steps, m, n)[-1]
                 err_rt = max(err_rt, rel(W[i] - W0[i], direct - W0[i]))
@@ -375,7 +377,7 @@ def symo_pieces_direction(U, pieces, eps, ns_steps=0):
 
 def symo_recipe_reference(W0, grads, lr, hyper, pieces):
     """muon.py's Nesterov momentum (lerp, beta1), then the pieces' Symo direction of the
-    momentum-corrected matrix; W <- W - lr D (no weight decay)."""
+    momentum-corrected matrix; W <- W (1 - lr wd) - lr D (decoupled decay, lr-coupled as Muon's)."""
     beta = hyper["beta1"]
     W = W0.astype(np.float64).reshape(W0.shape[0], -1)
     M = np.zeros_like(W)
@@ -400,7 +402,7 @@ def symo_recipe_reference(W0, grads, lr, hyper, pieces):
                             D[sl] *= f
                         else:
                             D[:, sl] *= f
-        W = W - lr * D
+        W = W * (1 - lr * hyper.get("weight_decay", 0.0)) - lr * D
     return W.reshape(W0.shape)
 
 

@@ -712,6 +712,30 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     // 32M LLaMA on the GPU), so auto steps hidden matrices as Muon does; the claimed gauges are
     // projected out below (DDC). auto-norm adds NorMuon's per-line normalization on the side
     // whose claims allow it.
+    if (policy == "auto") {
+      // An axis the claims cut into pieces with their own groups (GPT-2's fused c_attn: Q, K,
+      // V, each merged over its heads by the claimed head permutations): Muon per piece, the
+      // whole-granularity recipe. Measured (docs/results.md, CPU ablation): per piece beat the
+      // fused polar by 0.017-0.029 at 200 steps and 0.08 at 600.
+      PolicyOptions w = o;
+      w.granularity = "whole";
+      Choice r = symoRecipe(p, w, src);
+      // Only pieces that each merge several heads (a role: Q, K or V over all heads): a
+      // piece that is one head's tile is the per-head step that measured worse.
+      const bool left = !r.step.leftPieces.empty();
+      const auto &pcs = left ? r.step.leftPieces : r.step.rightPieces;
+      const auto &tiles = left ? p.leftTiles : p.rightTiles;
+      bool polarPieces = r.step.kind == "symo" && pcs.size() > 1;
+      for (const auto &x : pcs) {
+        int64_t inside = 0;
+        for (const auto &t : tiles) inside += t.offset >= x.offset && t.offset + t.extent <= x.offset + x.extent;
+        polarPieces = polarPieces && x.parts == 1 && (x.group == "B" || x.group == "O") && inside >= 2;
+      }
+      if (polarPieces) {
+        r.note = "auto: Muon per claimed piece of the fused axis";
+        return r;
+      }
+    }
     Choice c{muon(), src, "auto: Muon on the whole matrix (per-head runs measured worse)"};
     if (policy == "auto-norm") {
       addLineNorm(m.a, {&p}, c.step, c.claims, c.why);
@@ -1096,6 +1120,35 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
   }
 }
 
+// ------------------------------------------------------------ Muon's setup
+/// Policies whose hidden matrices step at Muon's update (Muon, or Symo's recipe at Muon's
+/// scale): their other blocks are Muon's auxiliary AdamW group.
+bool muonType(const std::string &policy) {
+  return policy == "muon" || policy == "ddc-muon" || policy == "symo" || policy == "symo-large" || isAuto(policy);
+}
+
+/// Muon's README setup (KellerJordan/Muon, `MuonWithAuxAdam`; torch.optim.Muon's decay is the
+/// same lr-coupled `W *= 1 - lr wd`): Muon-class blocks decay 0.01, the auxiliary AdamW group
+/// betas (0.9, 0.95) and decay 0.01 on every member. The training benchmark's torch Muon
+/// reference is set up this way; with AdamW's beta2 0.999 and no decay on Muon blocks symoc's
+/// `muon` ended 0.007-0.011 behind it on the GPU (docs/results.md, run 2). Overridden blocks
+/// keep their rule's own hyper-parameters. Units with projected gauges keep decay 0: decay
+/// moves W along -W, which has a component along a rescaling orbit, so the step would not
+/// stay horizontal (DDC).
+void applyMuonSetup(Plan &plan) {
+  for (Unit &u : plan.units) {
+    if (u.source.rfind("policy ", 0) != 0) continue;
+    Step &s = u.step;
+    const bool decay = s.gauges.empty();
+    if (s.kind == "adamw") {
+      s.hp["beta2"] = 0.95;
+      if (decay) s.hp["weight_decay"] = 0.01;
+    } else if (decay && (s.kind == "muon" || (s.kind == "symo" && s.get("muon_momentum", 0) == 1))) {
+      s.hp["weight_decay"] = 0.01;
+    }
+  }
+}
+
 // ------------------------------------------------------------------ auto
 /// Candidates for one parameter under `auto`, in order of preference.
 std::vector<Choice> autoCandidates(const Model &m, const Param &p, const PolicyOptions &o) {
@@ -1225,6 +1278,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
     plan.units.push_back(u);
   }
   // Units in parameter order (by their first member) so that plans read like the model.
+  if (muonType(o.policy)) applyMuonSetup(plan);
   std::stable_sort(plan.units.begin(), plan.units.end(),
                    [](const Unit &a, const Unit &b) { return a.params[0] < b.params[0]; });
   plan.finalize();
