@@ -9,9 +9,11 @@ the median of --iters steps after --warmup steps:
   symoc adamw (eager, graph)   the AdamW-policy library: one fused kernel per configuration
   torch AdamW fused (eager, graph)  torch.optim.AdamW(fused=True[, capturable=True])
   symoc muon (eager, graph)    the Muon-policy library: AdamW for vectors/embeddings, Muon
-                               (batched bf16 Newton-Schulz per shape group) for the matrices
-  symoc muon, Gram NS          the same with SYMOC_CUDA_NS=gram: Gram Newton-Schulz (fp16, one
-                               restart) for the groups of aspect ratio >= 2
+                               (batched Newton-Schulz per shape group: Gram Newton-Schulz, fp16
+                               with one restart, for groups of aspect ratio >= 2, the default;
+                               bf16 with fp32 accumulation for the rest) for the matrices
+  symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
+                               group (the default before the Gram path)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
 and the same run's references: device-to-device copy bandwidth (bytes read + written), the
 AdamW bytes per step (28 B per fp32 parameter: p, g, m, v read; p, m, v written), and the
@@ -139,13 +141,13 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["symoc muon (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
     torch.cuda.empty_cache()
-    # The same with Gram Newton-Schulz for the groups of aspect ratio >= 2 (SYMOC_CUDA_NS=gram).
-    os.environ["SYMOC_CUDA_NS"] = "gram"
+    # The same with the standard bf16 iteration for every group (no Gram path).
+    os.environ["SYMOC_CUDA_NS"] = "standard"
     named = params_of(lm, 2)
     opt = SymocOptimizer(named, library=muon_lib, lr=1e-3)
     del os.environ["SYMOC_CUDA_NS"]
-    rows["symoc muon, Gram NS"] = timed(opt.step, a.warmup, a.iters)
-    rows["symoc muon, Gram NS (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
+    rows["symoc muon, standard NS"] = timed(opt.step, a.warmup, a.iters)
+    rows["symoc muon, standard NS (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
     torch.cuda.empty_cache()
     # The same with the backend's own cuBLAS Newton-Schulz loop instead of gpumatrix's plan.

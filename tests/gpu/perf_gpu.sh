@@ -3,8 +3,9 @@
 # and every generated optimizer of gen/, run every GPU check (tests/gpu/test_gpu.py, with
 # aux.{tiled,direct}.<lib>: Symo's run plumbing against the first kernels), time symo against
 # muon with SYMOC_CUDA_SYMO_AUX unset (tiled) / legacy / direct (bench_gpu.py --matrix, alone
-# on the GPU, plus a torch.profiler kernel table), then Gram Newton-Schulz end to end (SYMOC_CUDA_NS=gram: the
-# Muon agreement checks, and the GPT-2 / LLaMA-1B sets' "symoc muon, Gram NS" rows next to
+# on the GPU, plus a torch.profiler kernel table), then Newton-Schulz end to end (the
+# Muon agreement checks on the standard bf16 path (SYMOC_CUDA_NS=standard: Gram is the default since
+# session 6), and the GPT-2 / LLaMA-1B sets ("symoc muon" = Gram, "standard NS") next to
 # torch.optim.Muon). At most 8 files in $OUT; a short table last.
 #
 #   here:  tests/gpu/prepare.sh DEST /tmp/gpt2_small.onnx /tmp/llama1b.onnx   (docs/testing.md)
@@ -22,10 +23,10 @@ export LD_LIBRARY_PATH=$L:$L/openblas-pthread:${LD_LIBRARY_PATH:-}
 lib() { find $B -name "lib$1_optimizer.so" | head -1; }
 G=$OUT/gram.log
 {
-  echo "== SYMOC_CUDA_NS=gram: GPU checks"
-  SYMOC_CUDA_NS=gram timeout 40 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+  echo "== SYMOC_CUDA_NS=standard: GPU checks"
+  SYMOC_CUDA_NS=standard timeout 40 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
     $(lib gpt2_ddc_muon) $(lib llama_auto) $(lib llama_ddc_muon) 2>&1
-  echo "== bench --set (muon, Gram NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
+  echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))
   timeout $(( 285 - ($(date +%s) - t0) )) python3 bench/gpu/bench_gpu.py --out /tmp/gramset --iters 20 "${sets[@]}" 2>&1 \

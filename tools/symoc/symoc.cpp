@@ -308,7 +308,7 @@ struct CompileOptions {
   std::string name;
   std::string runtimeDir;
   int64_t maxDense = 4096;
-  std::string granularity = "head-pair";
+  std::string granularity = "whole";
   bool dryRun = false;
   bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
   std::string claimsFile;   // the claims to build on, instead of the analysis' own
@@ -327,9 +327,9 @@ struct CompileOptions {
     cmd->add_option("--name", name, "model name used for files and targets (default: the file name)");
     cmd->add_option("--runtime-dir", runtimeDir, "default SYMOC_RUNTIME_DIR written into the generated CMakeLists.txt");
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
-    cmd->add_option("--granularity", granularity, "components of head-structured axes under symo and auto: "
-                                                  "matrix, kv-group, head-pair (default), head, "
-                                                  "whole (a whole-axis side wins over pieces)");
+    cmd->add_option("--granularity", granularity, "components of head-structured axes under symo: "
+                                                  "matrix, kv-group, head-pair, head, "
+                                                  "whole (default: a whole-axis side wins over pieces)");
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
     cmd->add_option("--claims", claimsFile,

@@ -25,12 +25,15 @@ struct PolicyOptions {
   std::vector<std::string> overrides; // NAME=STEP (NAME: initializer or glob)
   int64_t budgetBytes = -1;           // auto: optimizer state budget (-1: none)
   int64_t maxDense = 4096;            // largest n x n matrix a Symo step may keep per component
-  /// How `symo` and `auto` cut head-structured axes into components: matrix (heads merged
-  /// wherever a claimed head permutation moves them: one component per Q, K, V piece, per
-  /// KV group under GQA), kv-group (the same), head-pair (two heads), head (one head).
-  /// head-pair by default: on the char-level LLaMA it is the measured plan (identical to
-  /// matrix there), and it is modded-nanogpt's record structure for K/V (docs/compile.md).
-  std::string granularity = "head-pair";
+  /// How `symo` cuts head-structured axes into components: matrix (heads merged wherever a
+  /// claimed head permutation moves them: one component per Q, K, V piece, per KV group
+  /// under GQA), kv-group (the same), head-pair (two heads), head (one head), whole (as
+  /// matrix, and a side that is one whole-axis component wins over an output projection's
+  /// head pieces and over unmerged KV-head tiles). whole by default, by measurement: on the
+  /// GPU benchmark (2000 steps, 3 seeds, docs/results.md) head-pair ended 0.20 above Muon on
+  /// the LLaMA, whole equal to Muon there and below it on GPT-2. `auto` reads its fused-axis
+  /// pieces at whole whatever this says.
+  std::string granularity = "whole";
 };
 
 /// The policies `--policy` accepts.

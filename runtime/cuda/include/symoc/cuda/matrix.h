@@ -178,8 +178,9 @@ enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
 enum class NsHalf { BF16, FP16 }; // operand type of the Gram path (fp32 accumulation either way)
 // The aspect ratio from which the Gram path pays (FLOPs 44 vs 50 r^3 at k = 2r, 60 vs 90 at
-// k = 4r): the value to set in NsTuning::gram_min_aspect to turn it on. Off by default until
-// its accuracy and speed are measured on the GPU (docs/benchmarks.md, "Gram Newton-Schulz").
+// k = 4r): the value to set in NsTuning::gram_min_aspect to turn it on. Off in the library's
+// NsTuning (callers choose); on in the optimizers' (ns_tuning_from_env, matrix_rules.cpp) since
+// its accuracy and speed were measured end to end (docs/benchmarks.md, "Gram Newton-Schulz").
 constexpr double kGramNsMinAspect = 2.0;
 struct NsTuning {
   bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
