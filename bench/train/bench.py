@@ -48,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
+from report import lr_rank  # noqa: E402  (best_lr entries: --best-from ranks as report merges)
 
 TORCH_POLICIES = ("adamw", "muon")
 SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm", "symoc-symo-whole")
@@ -70,6 +71,11 @@ GRIDS = {
 }
 BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
 WEIGHT_DECAY = 0.01          # likewise
+
+
+# a pair's stages: grid (short, every lr), refine (its K best, long), seeds (at the chosen lr)
+PHASE_ORDER = {"grid": 0, "refine": 1, "seeds": 2}
+RESULTS_LIST = {"grid": "grid", "refine": "refine", "seeds": "runs"}   # results.json lists
 
 
 class Skip(Exception):
@@ -526,8 +532,10 @@ class Bench:
         self.libs = json.load(open(libs_json)) if os.path.isfile(libs_json) else {}
         man = os.path.join(a.stage, "corpus", "manifest.json")
         self.res = dict(meta=self.meta(man), timing=[], timing_batches=[], calibration=[],
-                        grid=[], best_lr={},
+                        grid=[], refine=[], best_lr={},
                         runs=[], skipped=[], faults=[])
+        self.waiting = {}        # (model, policy) -> the stage ("grid", "refine") it waits on
+        self.refine_state = {}   # (model, policy) -> its refinement: candidates, reused runs
         self.load_sources()
 
     def load_sources(self):
@@ -543,6 +551,8 @@ class Bench:
             return sorted(loaded, key=lambda pr: pr[1]["meta"].get("date") or "")
         self.best_from = {}
         self.finished = set()   # (model, policy, seed, lr, steps) finished in a --best-from file
+        self.src_grid_pts = {}  # (model, policy) -> {lr: last val} of the files' finished grids
+        self.src_refine = {}    # (model, policy) -> {lr: finished refinement run at our steps}
         for path, res in by_date(a.best_from):
             why = report.config_conflict(report.protocol_config(res["meta"]), mine,
                                          ignore=("steps", "eval_every", "final_val_batches",
@@ -551,13 +561,31 @@ class Bench:
             if why:
                 sys.exit("bench.py: error: --best-from %s: %s differs from this run's %s "
                          "(another protocol)" % (path, why[0], why[1]))
+            label = os.path.basename(path)
             for key, e in (res.get("best_lr") or {}).items():
-                if e.get("lr") is not None:
-                    self.best_from[key] = dict(e, source=os.path.basename(path))
+                # a lr chosen by a refinement beats a grid's; among equals the later file
+                if e.get("lr") is not None and (key not in self.best_from or
+                                                lr_rank(e) >= lr_rank(self.best_from[key])):
+                    self.best_from[key] = dict(e, source=e.get("source") or label)
+                pts = {float(lr): v for lr, v in (e.get("grid") or {}).items() if _finite(v)}
+                if pts:
+                    self.src_grid_pts.setdefault(tuple(key.split("/", 1)), {}).update(pts)
+            for r in res.get("grid") or []:
+                if r.get("status") == "ok" and _finite(r.get("last_val")):
+                    self.src_grid_pts.setdefault((r["model"], r["policy"]), {})[r["lr"]] = \
+                        r["last_val"]
             for r in res.get("runs") or []:
                 if r.get("status") in ("ok", "diverged"):
                     self.finished.add((r.get("model"), r.get("policy"), r.get("seed"),
                                        r.get("lr"), r.get("steps")))
+            # refinement runs of this call's spec (steps, evaluation) that finished there
+            same_eval = (res["meta"].get("eval_every"), res["meta"].get("final_val_batches")) \
+                == (a.eval_every, a.final_val_batches)
+            for r in res.get("refine") or []:
+                if r.get("status") in ("ok", "diverged") and r.get("steps") == a.refine_steps \
+                        and same_eval:
+                    self.src_refine.setdefault((r["model"], r["policy"]), {})[r["lr"]] = \
+                        dict(r, src=label)
         self.src_alone, self.src_shared, self.src_grid = {}, {}, {}
         for path, res in by_date(a.timing_from if a.timing_from is not None else a.best_from):
             meta, label = res["meta"], os.path.basename(path)
@@ -569,11 +597,14 @@ class Bench:
                 if r.get("status") == "ok" and same(r.get("model")):
                     self.src_alone[(r["model"], r["policy"])] = r["step_ms"]
             shared = {}
-            for r in (res.get("grid") or []) + (res.get("runs") or []):
+            for r in (res.get("grid") or []) + (res.get("refine") or []) + \
+                    (res.get("runs") or []):
                 if r.get("status") in ("ok", "truncated") and r.get("ms_per_step") and \
                         same(r.get("model")):
+                    # a refinement run is a seed run's length and mix: its figure counts so
+                    phase = "seeds" if r.get("phase") == "refine" else r.get("phase")
                     shared.setdefault((r["model"], r["policy"]), {}).setdefault(
-                        r.get("phase"), []).append(r["ms_per_step"])
+                        phase, []).append(r["ms_per_step"])
             k_src = meta.get("concurrency") or 1
             for key, by in shared.items():
                 if by.get("seeds"):
@@ -599,6 +630,7 @@ class Bench:
                     else "cpu", date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     models=a.models, policies=a.policies, sizes=sizes, batch=a.batch,
                     grid_steps=a.grid_steps, steps=a.steps, seeds=a.seeds,
+                    refine=a.refine, refine_steps=a.refine_steps if a.refine else None,
                     eval_every=a.eval_every, grid_eval_every=a.grid_eval_every,
                     val_batches=a.val_batches, final_val_batches=a.final_val_batches,
                     warmup_frac=a.warmup_frac, aux_ratio=a.aux_ratio,
@@ -614,6 +646,7 @@ class Bench:
             meta["symoc_commit"] = open(info).read().split("\n")[0].strip()
         meta["config"] = report.protocol_config(meta)
         meta["call"] = dict(phases=a.phases, seed_ids=self.seed_ids(), budget_s=a.budget_s,
+                            refine=a.refine, refine_steps=a.refine_steps,
                             best_from=[os.path.basename(f) for f in a.best_from or []],
                             argv=sys.argv[1:])
         return meta
@@ -768,39 +801,52 @@ class Bench:
         return [(m, p) for m in a.models for p in sorted(a.policies, key=key)]
 
     def priority(self, s):
-        """Queue order: every grid run before any seed run (a seed run needs its pair's best
-        lr, and a grid started late starves its pair: run 3 of 2026-12-02 started torch
-        AdamW's grid at 458 s of 530 and cut its seed runs at step 400); then pair by pair
-        (self.pairs()), so a pair's seed runs run side by side and finish as a set."""
+        """Queue order: every grid run before any other run (a pair's refinement and seed runs
+        need its grid, and a grid started late starves its pair: run 3 of 2026-12-02 started
+        torch AdamW's grid at 458 s of 530 and cut its seed runs at step 400); then pair by
+        pair (self.pairs()), a pair's refinement runs before its seed runs, so a pair's runs
+        run side by side and finish as a set."""
         order = {mp: i for i, mp in enumerate(self.pairs())}
         return (s["phase"] != "grid", order.get((s["model"], s["policy"]), len(order)),
-                s["seed"], s["lr"] or 0.0)
+                PHASE_ORDER[s["phase"]], s["seed"], s["lr"] or 0.0, s.get("cand", 0))
 
     def train_jobs(self):
-        """The grid runs of this call and the seed runs whose lr is already known
-        (--best-from); seed runs of pairs whose grid runs here are added when it ends."""
+        """This call's runs that can be known now: the grid runs, the refinement runs of pairs
+        whose grid is in the --best-from files, the seed runs of pairs whose lr is known there.
+        A pair whose grid (or refinement) runs here waits on it (self.waiting): its next
+        stage's runs are added when it ends (end_grid, end_refine)."""
         a = self.a
         jobs = []
+        self.waiting = {}
         for m, p in self.pairs():
             key = "%s/%s" % (m, p)
             known = self.best_from.get(key)
             if known is not None:
                 self.res["best_lr"][key] = known
-            if "grid" in a.phases and known is None:
+            if known is None and "grid" in a.phases:
                 jobs += [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0,
                                    steps=a.grid_steps, eval_every=a.grid_eval_every,
                                    phase="grid") for lr in self.grid(p)]
-            elif "seeds" in a.phases and known is not None:
-                for s in self.seed_specs(m, p, known["lr"]):
-                    if a.skip_finished and (m, p, s["seed"], s["lr"], s["steps"]) in self.finished:
-                        self.log("skip %s %s lr %g seed %d: finished in a --best-from file"
-                                 % (m, p, s["lr"], s["seed"]))
-                    else:
-                        jobs.append(s)
-            elif "seeds" in a.phases:
+                self.waiting[(m, p)] = "grid"
+            elif known is not None and "refine" in a.phases and \
+                    not self.refined_in_files(m, p, known):
+                pts = self.src_grid_pts.get((m, p)) or {known["lr"]: known.get("val") or 0.0}
+                jobs += self.start_refine(m, p, pts, known)
+            elif known is not None and "seeds" in a.phases:
+                jobs += self.seed_jobs(m, p, known["lr"])
+            elif "seeds" in a.phases or "refine" in a.phases:
                 self.res["best_lr"][key] = dict(lr=None, reason="no grid in this call and no "
                                                 "best lr in --best-from")
         return jobs
+
+    def refined_in_files(self, m, p, known):
+        """Whether the --best-from files' lr of (m, p) was chosen by a refinement of this
+        call's horizon that ran every candidate this call would run."""
+        if known.get("stage") != "refine" or known.get("refine_steps") != self.a.refine_steps:
+            return False
+        cands = rank_grid(self.src_grid_pts.get((m, p)) or {})[:self.a.refine]
+        done = {float(lr) for lr in (known.get("refine") or {})}
+        return all(lr in done for lr in cands)
 
     def seed_specs(self, m, p, lr):
         a = self.a
@@ -810,23 +856,35 @@ class Bench:
     def seed_ids(self):
         return self.a.seed_ids or list(range(1, self.a.seeds + 1))
 
+    def seed_jobs(self, m, p, lr):
+        """(m, p)'s seed runs at lr, less those finished in the --best-from files
+        (--skip-finished) and those that cannot finish in --max-run-s. A refinement run is
+        never one of them: it ran at seed 0, the tuning seed, and was chosen as the best of
+        K, so its final val is biased low (bench/README.md)."""
+        a = self.a
+        out = []
+        for s in self.seed_specs(m, p, lr):
+            if a.skip_finished and (m, p, s["seed"], s["lr"], s["steps"]) in self.finished:
+                self.log("skip %s %s lr %g seed %d: finished in a --best-from file"
+                         % (m, p, s["lr"], s["seed"]))
+            elif self.fits(s):
+                out.append(s)
+        return out
+
     def phase_train(self, k, ex):
         a = self.a
         self.res["meta"]["concurrency"] = k
-        jobs = self.train_jobs()
-        pending = [s for s in jobs if self.fits(s)]
-        grid_left = {}
-        for s in pending:
-            if s["phase"] == "grid":
-                key = (s["model"], s["policy"])
-                grid_left[key] = grid_left.get(key, 0) + 1
+        pending = [s for s in self.train_jobs() if self.fits(s)]
         running = {}
         n_done = 0
-        self.log("phase train: %d grid runs (%d steps), %d seed runs (%d steps) known now, "
-                 "%d at a time" % (sum(s["phase"] == "grid" for s in pending), a.grid_steps,
-                                   sum(s["phase"] == "seeds" for s in pending), a.steps, k))
+        count = lambda ph: sum(s["phase"] == ph for s in pending)  # noqa: E731
+        self.log("phase train: %d grid runs (%d steps), %s%d seed runs (%d steps) known now, "
+                 "%d at a time" % (count("grid"), a.grid_steps, "%d refinement runs (%d steps, "
+                                   "the grid's %d best lrs), " % (count("refine"),
+                                                                  a.refine_steps, a.refine)
+                                   if "refine" in a.phases else "", count("seeds"), a.steps, k))
         self.log_plan(self.simulate(pending, k, time.time() - self.t_start), k)
-        while pending or running:
+        while True:
             pending.sort(key=self.priority)
             while pending and len(running) < k:
                 s = pending.pop(0)
@@ -835,42 +893,146 @@ class Bench:
                     self.res["skipped"].append(dict(spec_public(s), reason=why))
                     self.log("skip %s %s lr %g seed %d %s: %s" % (
                         s["model"], s["policy"], s["lr"], s["seed"], s["phase"], why))
-                    if s["phase"] == "grid":
-                        grid_left[(s["model"], s["policy"])] -= 1
                     continue
                 s["deadline"] = self.deadline
                 running[ex.submit(run_job, s)] = s
-            if not running:
-                break
-            done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
-            for f in done:
-                s = running.pop(f)
-                r = job_result(f, s)
-                if is_fault(r):
-                    retry = s.get("attempt", 1) == 1
-                    self.fault(s, r, retry)
-                    if retry:   # at its place in the queue, in a fresh process (WorkerPool)
-                        pending.append(dict(s, attempt=2))
-                        continue
-                n_done += 1
-                self.log("done %-5s %-11s lr %-7g seed %d %-5s: %s" % (
-                    s["model"], s["policy"], s["lr"], s["seed"], s["phase"], _fmt_run(r)))
-                (self.res["grid"] if s["phase"] == "grid" else self.res["runs"]).append(r)
-                if s["phase"] == "grid":
-                    grid_left[(s["model"], s["policy"])] -= 1
-            # a pair whose grid ended (some points perhaps skipped): its seed runs
-            for key, left in list(grid_left.items()):
-                if left <= 0 and not any(sp for sp in running.values()
-                                         if (sp["model"], sp["policy"]) == key
-                                         and sp["phase"] == "grid") and \
-                        not any(sp for sp in pending if (sp["model"], sp["policy"]) == key
-                                and sp["phase"] == "grid"):
-                    del grid_left[key]
-                    pending += self.seed_jobs(*key)
+            if running:
+                done, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
+                for f in done:
+                    s = running.pop(f)
+                    r = job_result(f, s)
+                    if is_fault(r):
+                        retry = s.get("attempt", 1) == 1
+                        self.fault(s, r, retry)
+                        if retry:   # at its place in the queue, in a fresh process (WorkerPool)
+                            pending.append(dict(s, attempt=2))
+                            continue
+                    n_done += 1
+                    self.log("done %-5s %-11s lr %-7g seed %d %-6s: %s" % (
+                        s["model"], s["policy"], s["lr"], s["seed"], s["phase"], _fmt_run(r)))
+                    self.res[RESULTS_LIST[s["phase"]]].append(r)
+            # a pair whose grid or refinement ended (some runs perhaps skipped or lost): its
+            # next stage
+            for key, stage in list(self.waiting.items()):
+                if any((sp["model"], sp["policy"]) == key and sp["phase"] == stage
+                       for sp in list(running.values()) + pending):
+                    continue
+                del self.waiting[key]
+                pending += self.end_grid(*key) if stage == "grid" else self.end_refine(*key)
             self.save()
+            if not pending and not running:
+                break
         self.log("phase train: %d runs finished%s" % (n_done, ", %d fault(s) (%d retried)" % (
             len(self.res["faults"]), sum(1 for x in self.res["faults"] if x["retried"]))
             if self.res["faults"] else ""))
+
+    def end_grid(self, m, p):
+        """(m, p)'s grid ended: its best lr by last val (best_lr, stage 'grid'); then the
+        runs of its refinement, else of its seeds."""
+        a = self.a
+        pts = [r for r in self.res["grid"] if r.get("model") == m and r.get("policy") == p]
+        fin = {r["lr"]: r["last_val"] for r in pts
+               if r.get("status") == "ok" and _finite(r.get("last_val"))}
+        key = "%s/%s" % (m, p)
+        if not fin:
+            why = sorted({r.get("reason", r.get("status", "?")) for r in pts} |
+                         {sk["reason"].split(" (")[0] for sk in self.res["skipped"]
+                          if sk.get("model") == m and sk.get("policy") == p})
+            self.res["best_lr"][key] = dict(lr=None, reason="no grid run finished: %s" % (
+                "; ".join(why) or "none"))
+            self.log("best %s: none (%s)" % (key, self.res["best_lr"][key]["reason"]))
+            return []
+        best = rank_grid(fin)[0]
+        edge = best in (min(fin), max(fin))
+        entry = dict(lr=best, val=fin[best], edge=edge, stage="grid",
+                     grid={str(r["lr"]): r["last_val"] for r in pts if "last_val" in r})
+        self.res["best_lr"][key] = entry
+        self.log("best %s: lr %g (val %.4f, %d-step grid)%s" % (
+            key, best, fin[best], a.grid_steps, "  [at the grid's edge]" if edge else ""))
+        if "refine" in a.phases:
+            return self.start_refine(m, p, fin, entry)
+        return self.seed_jobs(m, p, best) if "seeds" in a.phases else []
+
+    def start_refine(self, m, p, pts, entry):
+        """The refinement runs of (m, p): its K best grid lrs (pts: {lr: last val}) for
+        --refine-steps at seed 0, less those finished in the --best-from files
+        (--skip-finished); when none is left to run, the refinement ends now."""
+        a = self.a
+        cands = rank_grid(pts)[:a.refine]
+        reused = {}
+        for lr in cands:
+            r = self.src_refine.get((m, p), {}).get(lr)
+            if a.skip_finished and r is not None:
+                reused[lr] = r
+                self.log("skip %s %s lr %g refine: finished in %s" % (m, p, lr, r["src"]))
+        self.refine_state[(m, p)] = dict(cands=cands, grid_pts=dict(pts), entry=entry,
+                                         reused=reused)
+        jobs = [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0, steps=a.refine_steps,
+                          eval_every=a.eval_every, phase="refine")
+                for lr in cands if lr not in reused]
+        jobs = [j for j in jobs if self.fits(j)]
+        self.log("refine %s/%s: lr %s (the grid's %d best) for %d steps" % (
+            m, p, ", ".join("%g" % lr for lr in cands), len(cands), a.refine_steps))
+        if jobs:
+            self.waiting[(m, p)] = "refine"
+            return jobs
+        return self.end_refine(m, p)
+
+    def end_refine(self, m, p):
+        """(m, p)'s refinement ended: its lr is the candidate of the lowest final val (a tie:
+        the grid's order) when every candidate finished (best_lr, stage 'refine'); a
+        candidate not finished (skipped, truncated, lost) leaves the pair without a lr, and
+        without seed runs here (a later call with --phases refine --skip-finished completes
+        it)."""
+        a = self.a
+        st = self.refine_state[(m, p)]
+        cands = st["cands"]
+        runs = dict(st["reused"])
+        mine = [r for r in self.res["refine"] if (r.get("model"), r.get("policy")) == (m, p)
+                and r.get("lr") in cands and r.get("steps") == a.refine_steps]
+        for r in mine:
+            if r.get("status") in ("ok", "diverged"):
+                runs[r["lr"]] = r
+        vals = {lr: r.get("final_val") for lr, r in runs.items()}
+        key = "%s/%s" % (m, p)
+        g = st["entry"]
+        base = dict(stage="refine", refine_steps=a.refine_steps, refine_k=a.refine,
+                    candidates=cands, grid=g.get("grid") or {str(lr): v for lr, v in
+                                                             st["grid_pts"].items()},
+                    grid_lr=g.get("lr"), grid_val=g.get("val"),
+                    refine={str(lr): vals[lr] for lr in cands if lr in vals},
+                    refine_src={str(lr): r["src"] for lr, r in st["reused"].items()})
+        missing = [lr for lr in cands if lr not in runs]
+        ok = [lr for lr in cands if lr in runs and _finite(vals[lr])]
+        if missing:
+            why = []
+            for lr in missing:
+                recs = [r for r in mine if r.get("lr") == lr]
+                sk = [x["reason"] for x in self.res["skipped"] if x.get("phase") == "refine"
+                      and (x.get("model"), x.get("policy"), x.get("lr")) == (m, p, lr)]
+                why.append("lr %g: %s" % (lr, ("%s at step %s" % (recs[-1]["status"],
+                                                                   recs[-1].get("steps_done"))
+                                               if recs else sk[-1].split(" (")[0] if sk
+                                               else "not run")))
+            entry = dict(base, lr=None, reason="refinement incomplete (%s)" % "; ".join(why))
+        elif not ok:
+            entry = dict(base, lr=None, reason="every refinement run diverged (lr %s): the "
+                         "grid needs lower lrs" % ", ".join("%g" % lr for lr in cands))
+        else:
+            rank = {lr: i for i, lr in enumerate(cands)}
+            best = min(ok, key=lambda lr: (vals[lr], rank[lr]))
+            grid_lrs = sorted(st["grid_pts"])
+            entry = dict(base, lr=best, val=vals[best],
+                         edge=best in (grid_lrs[0], grid_lrs[-1]))
+        self.res["best_lr"][key] = entry
+        if entry["lr"] is None:
+            self.log("best %s: none (%s)" % (key, entry["reason"]))
+            return []
+        self.log("best %s: lr %g (final val %.4f, %d-step refinement of %s; the grid chose "
+                 "%g)%s" % (key, entry["lr"], entry["val"], a.refine_steps,
+                            ", ".join("%g: %.4f" % (lr, vals[lr]) for lr in cands),
+                            g.get("lr"), "  [at the grid's edge]" if entry["edge"] else ""))
+        return self.seed_jobs(m, p, entry["lr"]) if "seeds" in a.phases else []
 
     # ---- the estimate: how long each run takes at K concurrent runs
     def shared_ms(self, m, p, k):
@@ -921,37 +1083,53 @@ class Bench:
 
     def simulate(self, jobs, k, t0):
         """The schedule phase_train will follow, with the estimated run lengths: the same
-        queue order, K slots, seed runs of a pair that has a grid here after its grid's last
-        run (at the grid's best lr, unknown yet), runs that would end past --budget-s not
-        started. [dict(s, start, end, fate)], fate: 'fits', 'will not fit', 'budget',
-        'no grid' (all its grid runs skipped), 'no estimate' (no step time: counted as 0 s)."""
+        queue order, K slots, a pair's refinement runs after the last run of its grid here
+        (at its best lrs, unknown yet: 'grid #i'), its seed runs after its grid and
+        refinement (at the lr they choose, unknown yet), runs that would end past --budget-s
+        not started. [dict(s, start, end, fate)], fate: 'fits', 'will not fit', 'budget',
+        'no grid' (all its grid runs left out), 'no lr' (a refinement run left out),
+        'no estimate' (no step time: counted as 0 s)."""
         import heapq
         a = self.a
         pending = list(jobs)
-        grid_left = {}
-        for s in jobs:
-            if s["phase"] == "grid":
-                key = (s["model"], s["policy"])
-                grid_left[key] = grid_left.get(key, 0) + 1
-        if "seeds" in a.phases:     # seed runs that wait on this call's grids (lr unknown)
-            for key in grid_left:
-                pending += [dict(s, lr=None) for s in self.seed_specs(key[0], key[1], None)]
-        grid_ran = {key: 0 for key in grid_left}
+        for (m, p), stage in self.waiting.items():   # runs that wait on this call's stages
+            if stage == "grid" and "refine" in a.phases:
+                pending += [dict(self.spec(kind="train", model=m, policy=p, seed=0,
+                                           steps=a.refine_steps, eval_every=a.eval_every,
+                                           phase="refine"), lr=None, cand=i + 1)
+                            for i in range(min(a.refine, len(self.grid(p))))]
+            if "seeds" in a.phases:
+                pending += [dict(s, lr=None) for s in self.seed_specs(m, p, None)]
+        left, ran, total = {}, {}, {}
+        for s in pending:
+            kk = (s["model"], s["policy"], s["phase"])
+            left[kk] = left.get(kk, 0) + 1
+            total[kk] = total.get(kk, 0) + 1
+
+        def earlier(s):
+            return [(s["model"], s["policy"], ph) for ph, i in PHASE_ORDER.items()
+                    if i < PHASE_ORDER[s["phase"]]]
+
+        def lost(s):    # an earlier stage of the pair here that will not give it a lr
+            for kk in earlier(s):
+                if kk in total and ran.get(kk, 0) < (1 if kk[2] == "grid" else total[kk]):
+                    return "no grid" if kk[2] == "grid" else "no lr"
+            return None
         budget = self.a.budget_s
         t, running, plan, seq = t0, [], [], 0
         while pending or running:
             pending.sort(key=self.priority)
             while len(running) < k:
-                s = next((x for x in pending if x["phase"] == "grid" or
-                          grid_left.get((x["model"], x["policy"]), 0) == 0), None)
+                s = next((x for x in pending
+                          if not any(left.get(kk, 0) for kk in earlier(x))), None)
                 if s is None:
                     break
                 pending.remove(s)
-                key = (s["model"], s["policy"])
+                kk = (s["model"], s["policy"], s["phase"])
                 est = self.est_run_s(s, k)
                 row = dict(s=s, start=t, end=t + (est or 0.0), est=est)
-                if s["phase"] == "seeds" and key in grid_ran and grid_ran[key] == 0:
-                    row["fate"] = "no grid"
+                if lost(s):
+                    row["fate"] = lost(s)
                 elif budget - t < a.min_start_s:
                     row["fate"] = "budget"
                 elif est is not None and t + est > budget and not a.allow_truncated:
@@ -963,20 +1141,18 @@ class Bench:
                 if row["fate"] in ("fits", "truncated", "no estimate"):
                     seq += 1
                     heapq.heappush(running, (row["end"], seq, s))
-                    if s["phase"] == "grid":
-                        grid_ran[key] += 1
-                elif s["phase"] == "grid":
-                    grid_left[key] -= 1
+                    ran[kk] = ran.get(kk, 0) + 1
+                else:
+                    left[kk] -= 1
             if not running:
                 break
             t, _, s = heapq.heappop(running)
-            if s["phase"] == "grid":
-                grid_left[(s["model"], s["policy"])] -= 1
+            left[(s["model"], s["policy"], s["phase"])] -= 1
         return plan
 
     def log_plan(self, plan, k, every=False):
-        """The estimate, before the runs: per pair when its grid and its seed runs end, the
-        runs that will not fit the budget, the estimated end."""
+        """The estimate, before the runs: per pair when its grid, its refinement and its seed
+        runs end, the runs that will not fit the budget, the estimated end."""
         if not plan:
             self.log("plan: nothing to run")
             return
@@ -989,15 +1165,18 @@ class Bench:
                 s["model"], s["policy"], "%.0f" % ms if ms else "?", src)
         self.log("plan: %d concurrent runs, --budget-s %.0f, ms/step shared: %s" % (
             k, a.budget_s, "; ".join(srcs.values())))
+
+        def lr_of(s):
+            return ("%g" % s["lr"] if s["lr"] is not None else
+                    "grid #%d" % s["cand"] if s.get("cand") else "best")
         if every:
             for row in plan:
                 s = row["s"]
-                self.log("  %-5s %-5s %-15s lr %-9s seed %d %5d steps  %6.0f .. %6.0f s  %s" % (
-                    s["phase"], s["model"], s["policy"],
-                    "%g" % s["lr"] if s["lr"] is not None else "best", s["seed"], s["steps"],
+                self.log("  %-6s %-5s %-15s lr %-9s seed %d %5d steps  %6.0f .. %6.0f s  %s" % (
+                    s["phase"], s["model"], s["policy"], lr_of(s), s["seed"], s["steps"],
                     row["start"], row["end"], row["fate"]))
         for (m, p) in self.pairs():
-            for phase in ("grid", "seeds"):
+            for phase in PHASE_ORDER:
                 rows = [r for r in plan if (r["s"]["model"], r["s"]["policy"]) == (m, p)
                         and r["s"]["phase"] == phase]
                 if not rows:
@@ -1008,44 +1187,23 @@ class Bench:
                     m, p, phase, len(rows), rows[0]["s"]["steps"],
                     "ends at %.0f s" % max(r["end"] for r in ok) if ok else "none runs",
                     "; NOT RUN: %s" % ", ".join(
-                        "%s %s (%s%s)" % ("lr %g" % r["s"]["lr"] if phase == "grid" else
-                                          "seed %d" % r["s"]["seed"], r["fate"].upper(),
+                        "%s %s (%s%s)" % ("seed %d" % r["s"]["seed"] if phase == "seeds" else
+                                          "lr %s" % lr_of(r["s"]), r["fate"].upper(),
                                           "est. end %.0f s" % r["end"], "")
                         for r in bad) if bad else ""))
         ran = [r for r in plan if r["fate"] in ("fits", "truncated", "no estimate")]
         end = max((r["end"] for r in ran), default=0.0)
         left_out = [r for r in plan if r not in ran]
         self.res["meta"]["estimate_s"] = round(end, 1)
+        self.log("runs: %s" % ", ".join(
+            "%d %s (%d steps)" % (n, ph, steps) for ph, steps in
+            (("grid", a.grid_steps), ("refine", a.refine_steps), ("seeds", a.steps))
+            for n in [sum(r["s"]["phase"] == ph for r in plan)] if n))
         self.log("estimate: the last run ends at %.0f s of --budget-s %.0f; %s" % (
             end, a.budget_s, "every run fits" if not left_out and end <= a.budget_s else
             "%d of %d runs WILL NOT FIT (not started; split the protocol over calls: "
             "bench/README.md)" % (len(left_out), len(plan)) if left_out else
             "runs past the budget will be truncated"))
-
-    def seed_jobs(self, m, p):
-        a = self.a
-        pts = [r for r in self.res["grid"] if r.get("model") == m and r.get("policy") == p]
-        fin = [r for r in pts if r.get("status") in ("ok",) and math.isfinite(r["last_val"])]
-        key = "%s/%s" % (m, p)
-        if not fin:
-            why = sorted({r.get("reason", r.get("status", "?")) for r in pts} |
-                         {sk["reason"].split(" (")[0] for sk in self.res["skipped"]
-                          if sk.get("model") == m and sk.get("policy") == p})
-            self.res["best_lr"][key] = dict(lr=None, reason="no grid run finished: %s" % (
-                "; ".join(why) or "none"))
-            self.log("best %s: none (%s)" % (key, self.res["best_lr"][key]["reason"]))
-            return []
-        best = min(fin, key=lambda r: r["last_val"])
-        grid = sorted(r["lr"] for r in fin)
-        edge = best["lr"] in (grid[0], grid[-1])
-        self.res["best_lr"][key] = dict(lr=best["lr"], val=best["last_val"], edge=edge,
-                                        grid={str(r["lr"]): r["last_val"] for r in pts
-                                              if "last_val" in r})
-        self.log("best %s: lr %g (val %.4f)%s" % (key, best["lr"], best["last_val"],
-                                                  "  [at the grid's edge]" if edge else ""))
-        if "seeds" not in a.phases:
-            return []
-        return [j for j in self.seed_specs(m, p, best["lr"]) if self.fits(j)]
 
     def fits(self, s):
         """False (and recorded) when the measured step time says the run cannot finish in
@@ -1063,6 +1221,15 @@ class Bench:
         self.log("skip %s %s lr %g seed %d: estimated %.0f s > %.0f s" % (
             s["model"], s["policy"], s["lr"], s["seed"], est, self.a.max_run_s))
         return False
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def rank_grid(pts):
+    """A grid's lrs, best first: by last val, a tie by the smaller lr (the grid's order)."""
+    return [lr for lr, _ in sorted(pts.items(), key=lambda kv: (kv[1], kv[0]))]
 
 
 def models_config(m):
@@ -1098,11 +1265,28 @@ def parse_grids(a):
     a.grid = grids
 
 
+DEFAULT_REFINE_K = 2
+
+
 def normalize_phases(a):
+    """a.phases in run order (train = grid + seeds, + refine when --refine K > 0); a.refine
+    and a.refine_steps resolved (refine: K, 0 = off; refine_steps: --steps by default)."""
     ph = list(a.phases)
+    k = getattr(a, "refine", None)
+    if k is not None and k < 0:
+        sys.exit("bench.py: error: --refine %d: want K >= 0" % k)
+    if "refine" in ph and k == 0:
+        sys.exit("bench.py: error: --phases refine with --refine 0: want --refine K > 0")
+    if k is None:
+        k = DEFAULT_REFINE_K if "refine" in ph else 0
+    a.refine = k
     if "train" in ph:
-        ph += ["grid", "seeds"]
-    a.phases = [p for p in ("time", "calibrate", "grid", "seeds") if p in ph]
+        ph += ["grid", "seeds"] + (["refine"] if k > 0 else [])
+    a.phases = [p for p in ("time", "calibrate", "grid", "refine", "seeds") if p in ph]
+    if getattr(a, "refine_steps", None) is None:
+        a.refine_steps = a.steps
+    if a.refine_steps <= 0:
+        sys.exit("bench.py: error: --refine-steps %d: want N > 0" % a.refine_steps)
 
 
 def cmd_plan(a, b):
@@ -1289,12 +1473,21 @@ def run_parser():
     r.add_argument("--models", nargs="+", default=["llama", "gpt2"])
     r.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     r.add_argument("--phases", nargs="+", default=["time", "train"],
-                   choices=["time", "calibrate", "train", "grid", "seeds"],
-                   help="train = grid + seeds; a call of a split protocol runs e.g. "
-                        "'time grid', then 'seeds' with --best-from")
+                   choices=["time", "calibrate", "train", "grid", "refine", "seeds"],
+                   help="train = grid + seeds (+ refine with --refine K > 0); a call of a "
+                        "split protocol runs e.g. 'time grid', then 'refine seeds' with "
+                        "--best-from")
+    r.add_argument("--refine", type=int, nargs="?", const=2, default=None, metavar="K",
+                   help="after a pair's grid, run its K best grid lrs (K alone: 2) for "
+                        "--refine-steps at seed 0; the pair's lr is then the best of those by "
+                        "final val (tie: the grid's order). Default 0 (off); --phases refine "
+                        "alone means K = 2")
+    r.add_argument("--refine-steps", type=int, metavar="N",
+                   help="steps of a refinement run (default: --steps, the seed runs' horizon)")
     r.add_argument("--best-from", nargs="+", metavar="RESULTS.json",
-                   help="take each (model, policy)'s best lr from these earlier calls' grids "
-                        "(a later file wins) instead of running its grid here")
+                   help="take each (model, policy)'s best lr from these earlier calls (a lr "
+                        "chosen by a refinement beats a grid's; then a later file wins) "
+                        "instead of running its grid (and refinement) here")
     r.add_argument("--timing-from", nargs="*", metavar="RESULTS.json",
                    help="step times (alone and shared) for the estimate; default: the "
                         "--best-from files")
@@ -1302,8 +1495,8 @@ def run_parser():
                    help="print the schedule, the estimated end and the runs that will not "
                         "fit --budget-s (step times from --timing-from), run nothing")
     r.add_argument("--skip-finished", action="store_true",
-                   help="resume: seed runs finished in the --best-from files (same model, "
-                        "policy, seed and lr) are not run again")
+                   help="resume: seed runs and refinement runs finished in the --best-from "
+                        "files (same model, policy, seed, lr and steps) are not run again")
     r.add_argument("--seed-ids", type=int, nargs="+",
                    help="the seeds of this call (default 1..--seeds)")
     r.add_argument("--allow-truncated", action="store_true",

@@ -87,6 +87,15 @@ def load_json(path, prog="report.py"):
 _RANK = {"ok": 2, "diverged": 2, "truncated": 1}   # finished > truncated > failed / skipped
 
 
+def lr_rank(e):
+    """How much a best_lr entry is worth against another of the same pair (the larger wins;
+    a tie goes to the later file): a lr at all, then one chosen by a refinement over one
+    chosen by a grid (entries of files before refinement existed have no 'stage': grid),
+    then the longer refinement. bench.py's --best-from ranks by the same rule."""
+    refined = e.get("stage") == "refine"
+    return (e.get("lr") is not None, refined, (e.get("refine_steps") or 0) if refined else 0)
+
+
 def merge(items):
     """One results dict from [(label, res)] (oldest first); every record gets 'src' (its
     label). Raises MergeError when two files' protocols differ."""
@@ -98,7 +107,8 @@ def merge(items):
             raise MergeError("%s: %s differs from %s's %s (another protocol: not merged)"
                              % (label, why[0], base_label, why[1]))
     keys = dict(timing=("model", "policy"), timing_batches=("model", "policy", "batch"),
-                grid=("model", "policy", "lr"), runs=("model", "policy", "seed"))
+                grid=("model", "policy", "lr"), refine=("model", "policy", "lr", "steps"),
+                runs=("model", "policy", "seed"))
     out = {k: {} for k in keys}
     lists = dict(calibration=[], skipped=[], faults=[])
     best = {}
@@ -114,7 +124,8 @@ def merge(items):
         for k in lists:
             lists[k] += [dict(r, src=label) for r in res.get(k) or []]
         for key, e in (res.get("best_lr") or {}).items():
-            if e.get("lr") is not None or key not in best or best[key].get("lr") is None:
+            # a refined lr beats a grid's, a lr beats none; among equals the later file
+            if key not in best or lr_rank(e) >= lr_rank(best[key]):
                 best[key] = dict(e, src=e.get("source", label) if e.get("source") else label)
         models += [m for m in meta.get("models", []) if m not in models]
         policies += [p for p in meta.get("policies", []) if p not in policies]
@@ -127,13 +138,14 @@ def merge(items):
                             models=meta.get("models"),
                             policies=meta.get("policies"), elapsed_s=meta.get("elapsed_s"),
                             concurrency=meta.get("concurrency"), call=meta.get("call"),
-                            grid_done=done("grid"), runs_done=done("runs"),
+                            grid_done=done("grid"), refine_done=done("refine"),
+                            runs_done=done("runs"),
                             truncated=sum(1 for r in res.get("runs") or []
                                           if r.get("status") == "truncated"),
                             faults=len(res.get("faults") or [])))
     # a skip that a finished record of another file made up for is no longer news
     finished = {(r.get("model"), r.get("policy"), r.get("phase"), r.get("seed"), r.get("lr"))
-                for k in ("grid", "runs") for r in out[k].values()
+                for k in ("grid", "refine", "runs") for r in out[k].values()
                 if _RANK.get(r.get("status")) == 2}
     lists["skipped"] = [s for s in lists["skipped"] if (s.get("model"), s.get("policy"),
                         s.get("phase"), s.get("seed"), s.get("lr")) not in finished]
@@ -280,10 +292,14 @@ def _from(res, m, p, letters):
                key=lambda r: r.get("lr") or 0)
     s = sorted(_runs(res, m, p), key=lambda r: r.get("seed") or 0)
     b = res["best_lr"].get("%s/%s" % (m, p)) or {}
+    f = sorted((r for r in res.get("refine") or [] if r.get("model") == m
+                and r.get("policy") == p), key=lambda r: (r.get("steps") or 0, r.get("lr") or 0))
     parts = ["time %s" % of(t)] if t else []
     if g:
         parts.append("grid %s" % of(g))
-    elif b.get("lr") is not None:
+    if f:
+        parts.append("refine %s" % of(f))
+    if not g and not f and b.get("lr") is not None:
         parts.append("lr %s" % letters.get(b.get("src"), b.get("src")))
     if s:
         parts.append("seeds %s" % of(s))
@@ -306,7 +322,7 @@ def render(res, plots_dir=None, plot_prefix=""):
         for s in meta["sources"]:
             call = s.get("call") or {}
             L.append("- **%s** `%s` (%s, %s%s s, %s concurrent runs): %s; models %s; policies %s%s"
-                     "; %d grid and %d seed runs finished%s%s." % (
+                     "; %d grid%s and %d seed runs finished%s%s." % (
                          letters[s["label"]], s["label"], s["date"],
                          "symoc %s, " % s["symoc"] if s.get("symoc") else "",
                          "%.0f" % s["elapsed_s"] if s.get("elapsed_s") else "?",
@@ -315,7 +331,8 @@ def render(res, plots_dir=None, plot_prefix=""):
                          "one call", ",".join(s.get("models") or []),
                          ",".join(s.get("policies") or []),
                          "; lr from " + ", ".join(call["best_from"]) if call.get("best_from")
-                         else "", s["grid_done"], s["runs_done"],
+                         else "", s["grid_done"], ", %d refinement" % s["refine_done"]
+                         if s.get("refine_done") else "", s["runs_done"],
                          ", %d truncated" % s["truncated"] if s["truncated"] else "",
                          ", %d device fault(s)" % s["faults"] if s["faults"] else ""))
         L.append("")
@@ -343,6 +360,16 @@ def render(res, plots_dir=None, plot_prefix=""):
              % (meta["grid_steps"], round(100 * meta["warmup_frac"]), meta["seeds"],
                 meta["steps"], meta["eval_every"], meta["val_batches"],
                 meta["final_val_batches"], meta["aux_ratio"]))
+    ref_steps = sorted({r.get("steps") for r in res.get("refine") or [] if r.get("steps")})
+    ref_k = sorted({e.get("refine_k") for e in res["best_lr"].values() if e.get("refine_k")})
+    if ref_steps:
+        L.append("- Refinement: after its grid, each pair's %s best grid lrs ran for %s steps "
+                 "(seed 0, val every %d steps); the pair's lr is the one of the lowest final val "
+                 "among them (a tie: the grid's order), and the seed runs use it. A refinement "
+                 "run is never counted as a seed run (it is seed 0, the tuning seed, and the "
+                 "best of K: biased low)." % ("/".join("%d" % k for k in ref_k) or "K",
+                                              "/".join("%d" % n for n in ref_steps),
+                                              meta["eval_every"]))
     L.append("")
     for m in meta["models"]:
         a = an[m]
@@ -351,7 +378,8 @@ def render(res, plots_dir=None, plot_prefix=""):
         L.append("Targets: AdamW final %s, Muon final %s (seed-mean curve values)."
                  % (_f(a["targets"]["adamw"]), _f(a["targets"]["muon"])))
         L.append("")
-        L.append("| policy | lr (grid: last val) | final val ± sd (n) | steps to AdamW's "
+        L.append("| policy | lr (grid: last val; refinement: final val; stage) | final val ± sd "
+                 "(n) | steps to AdamW's "
                  "(x AdamW) | steps to Muon's (x Muon) | ms/step alone (optimizer) | "
                  "s to AdamW's [shared] | s to Muon's [shared] |%s" % (" from |" if letters
                                                                     else ""))
@@ -359,19 +387,7 @@ def render(res, plots_dir=None, plot_prefix=""):
                                                                           else ""))
         for p in meta["policies"]:
             r = a["rows"][p]
-            b = r["best"] or {}
-            if b.get("lr") is not None:
-                pts = {r2["lr"]: r2["last_val"] for r2 in res["grid"]
-                       if (r2.get("model"), r2.get("policy")) == (m, p)
-                       and r2.get("status") == "ok" and isinstance(r2.get("last_val"), float)}
-                pts = pts or {float(k): v for k, v in (b.get("grid") or {}).items()
-                              if isinstance(v, float)}
-                grid = ", ".join("%g: %.3f" % kv for kv in sorted(pts.items()))
-                lr = "**%g**%s (%s)" % (b["lr"], " edge" if b.get("edge") else "", grid)
-                if r["lrs"] and r["lrs"] != [b["lr"]]:   # seeds of another call's best lr
-                    lr += "; seeds at lr %s" % ", ".join("%g" % x for x in r["lrs"])
-            else:
-                lr = "— (%s)" % _cell(b.get("reason", "not run"))[:80]
+            lr = lr_cell(res, m, p, r["best"] or {}, r["lrs"])
             fin = ("%.4f ± %.4f (%d)" % (r["final"], r["sd"], r["n_final"])
                    if r["final"] is not None else "—")
             if r["not_finished"]:      # counted, never averaged
@@ -411,17 +427,55 @@ def render(res, plots_dir=None, plot_prefix=""):
             (" and %d more" % (len(sk) - 20) if len(sk) > 20 else ""))
         L.append("")
     L.extend(faults_section(res, letters))
-    errs = [r for r in res["grid"] + res["runs"] + res["timing"]
+    errs = [r for r in res["grid"] + (res.get("refine") or []) + res["runs"] + res["timing"]
             if r.get("status") in ("error", "skipped", "died")]
     if errs:     # per (model, policy) and first line of the reason, with a count
         n = {}
         for r in errs:
             k = "%s/%s: %s" % (r.get("model"), r.get("policy"), fault_line(r.get("reason"))[:160])
             n[k] = n.get(k, 0) + 1
-        L.append("Errors and skips (runs of the grid, seed and time phases): " + "; ".join(
+        L.append("Errors and skips (runs of the grid, refinement, seed and time phases): " +
+                 "; ".join(
             "%s%s" % ("%dx " % c if c > 1 else "", k) for k, c in sorted(n.items())))
         L.append("")
     return "\n".join(L)
+
+
+def lr_cell(res, m, p, b, seed_lrs):
+    """The lr column of (m, p): the chosen lr (b: its best_lr entry), the grid's points (last
+    val), the refinement's (final val, per horizon) and the stage that chose it."""
+    def pair(r):
+        return (r.get("model"), r.get("policy")) == (m, p)
+    pts = {r["lr"]: r["last_val"] for r in res["grid"] if pair(r) and r.get("status") == "ok"
+           and isinstance(r.get("last_val"), float)}
+    pts = pts or {float(k): v for k, v in (b.get("grid") or {}).items() if isinstance(v, float)}
+    ref = {}    # steps -> {lr: final val, or None: diverged}
+    for r in res.get("refine") or []:
+        if pair(r) and r.get("status") in ("ok", "diverged"):
+            v = r.get("final_val")
+            ref.setdefault(r.get("steps"), {})[r["lr"]] = v if isinstance(v, float) and \
+                math.isfinite(v) else None
+    if not ref and b.get("refine"):     # the runs are in a file not merged here
+        ref[b.get("refine_steps")] = {float(k): v if isinstance(v, float) and math.isfinite(v)
+                                      else None for k, v in b["refine"].items()}
+    parts = ["grid: " + ", ".join("%g: %.3f" % kv for kv in sorted(pts.items()))] if pts else []
+    for n in sorted(ref, key=lambda x: x or 0):
+        parts.append("%s-step: %s" % (n, ", ".join(
+            "%g: %s" % (lr, "%.4f" % v if v is not None else "diverged")
+            for lr, v in sorted(ref[n].items()))))
+    if b.get("lr") is None:
+        return "— (%s)" % "; ".join([_cell(b.get("reason", "not run"))[:160]] + parts)
+    if b.get("stage") == "refine":
+        stage = "chosen by the %s-step refinement%s" % (
+            b.get("refine_steps"), "" if b.get("grid_lr") in (None, b["lr"]) else
+            ", the grid's was %g" % b["grid_lr"])
+    else:
+        stage = "chosen by the %s-step grid" % res["meta"].get("grid_steps")
+    cell = "**%g**%s (%s)" % (b["lr"], " edge" if b.get("edge") else "",
+                              "; ".join(parts + [stage]))
+    if seed_lrs and seed_lrs != [b["lr"]]:   # seeds of another call's best lr
+        cell += "; seeds at lr %s" % ", ".join("%g" % x for x in seed_lrs)
+    return cell
 
 
 def fault_line(reason):
