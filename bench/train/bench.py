@@ -808,7 +808,7 @@ class Bench:
         run side by side and finish as a set."""
         order = {mp: i for i, mp in enumerate(self.pairs())}
         return (s["phase"] != "grid", order.get((s["model"], s["policy"]), len(order)),
-                PHASE_ORDER[s["phase"]], s["seed"], s["lr"] or 0.0, s.get("cand", 0))
+                PHASE_ORDER[s["phase"]], s["seed"], s.get("cand", 0), s["lr"] or 0.0)
 
     def train_jobs(self):
         """This call's runs that can be known now: the grid runs, the refinement runs of pairs
@@ -828,9 +828,16 @@ class Bench:
                                    steps=a.grid_steps, eval_every=a.grid_eval_every,
                                    phase="grid") for lr in self.grid(p)]
                 self.waiting[(m, p)] = "grid"
-            elif known is not None and "refine" in a.phases and \
-                    not self.refined_in_files(m, p, known):
+            elif "refine" in a.phases and (known is None and self.src_grid_pts.get((m, p)) or
+                                           known is not None and
+                                           not self.refined_in_files(m, p, known)):
+                # the files' grid (a pair whose refinement there was cut has a grid, no lr)
                 pts = self.src_grid_pts.get((m, p)) or {known["lr"]: known.get("val") or 0.0}
+                if known is None:
+                    best = rank_grid(pts)[0]
+                    known = dict(lr=best, val=pts[best], stage="grid",
+                                 edge=best in (min(pts), max(pts)),
+                                 grid={str(lr): v for lr, v in pts.items()})
                 jobs += self.start_refine(m, p, pts, known)
             elif known is not None and "seeds" in a.phases:
                 jobs += self.seed_jobs(m, p, known["lr"])
@@ -968,8 +975,8 @@ class Bench:
         self.refine_state[(m, p)] = dict(cands=cands, grid_pts=dict(pts), entry=entry,
                                          reused=reused)
         jobs = [self.spec(kind="train", model=m, policy=p, lr=lr, seed=0, steps=a.refine_steps,
-                          eval_every=a.eval_every, phase="refine")
-                for lr in cands if lr not in reused]
+                          eval_every=a.eval_every, phase="refine", cand=i + 1)
+                for i, lr in enumerate(cands) if lr not in reused]
         jobs = [j for j in jobs if self.fits(j)]
         self.log("refine %s/%s: lr %s (the grid's %d best) for %d steps" % (
             m, p, ", ".join("%g" % lr for lr in cands), len(cands), a.refine_steps))
@@ -1028,10 +1035,11 @@ class Bench:
         if entry["lr"] is None:
             self.log("best %s: none (%s)" % (key, entry["reason"]))
             return []
-        self.log("best %s: lr %g (final val %.4f, %d-step refinement of %s; the grid chose "
-                 "%g)%s" % (key, entry["lr"], entry["val"], a.refine_steps,
-                            ", ".join("%g: %.4f" % (lr, vals[lr]) for lr in cands),
-                            g.get("lr"), "  [at the grid's edge]" if entry["edge"] else ""))
+        self.log("best %s: lr %g (final val %.4f, %d-step refinement of %s; %s)%s" % (
+            key, entry["lr"], entry["val"], a.refine_steps,
+            ", ".join("%g: %.4f" % (lr, vals[lr]) for lr in cands),
+            "the grid chose %g" % g["lr"] if g.get("lr") != entry["lr"] else
+            "the grid's choice too", "  [at the grid's edge]" if entry["edge"] else ""))
         return self.seed_jobs(m, p, entry["lr"]) if "seeds" in a.phases else []
 
     # ---- the estimate: how long each run takes at K concurrent runs
@@ -1389,7 +1397,7 @@ def cmd_smoke(a):
          "--eval-every", "3", "--grid-eval-every", "3", "--val-batches", "2",
          "--final-val-batches", "2", "--concurrency", "2", "--time-iters", "2",
          "--time-warmup", "1", "--budget-s", "300", "--no-amp", "--phases", "time", "train",
-         "--grid", "adamw=1e-3,3e-3", "--grid", "muon=0.01,0.02",
+         "--refine", "2", "--grid", "adamw=1e-3,3e-3", "--grid", "muon=0.01,0.02",
          "--grid", "%s=0.01,0.02" % policy])
     cmd_run(args)
     res = json.load(open(os.path.join(a.work, "out", "results.json")))
@@ -1405,11 +1413,21 @@ def cmd_smoke(a):
                     problems.append("%s/%s: expected 'skipped: torch.optim.Muon does not "
                                     "exist', got %s" % (m, p, [r.get("status") for r in gs]))
                 continue
-            if len(gs) != 2 or len(rs) != 1:
-                problems.append("%s/%s: %d grid runs and %d seed runs (want 2 and 1): %s"
-                                % (m, p, len(gs), len(rs),
-                                   [r.get("reason") for r in gs + rs if r.get("reason")]))
+            fs = [r for r in res["refine"] if r["model"] == m and r["policy"] == p]
+            if len(gs) != 2 or len(rs) != 1 or len(fs) != 2:
+                problems.append("%s/%s: %d grid runs, %d refinement runs and %d seed runs (want "
+                                "2, 2 and 1): %s" % (m, p, len(gs), len(fs), len(rs),
+                                                     [r.get("reason") for r in gs + fs + rs
+                                                      if r.get("reason")]))
                 continue
+            # the lr of the seed run: the refinement run of the lowest final val
+            best = res["best_lr"]["%s/%s" % (m, p)]
+            want = min(fs, key=lambda r: r["final_val"])["lr"]
+            if best.get("stage") != "refine" or best["lr"] != want or rs[0]["lr"] != want or \
+                    any(r["steps"] != 6 or r["seed"] != 0 or r["status"] != "ok" for r in fs):
+                problems.append("%s/%s: refinement %s, best %s, seed run at lr %g" % (
+                    m, p, [(r["lr"], r["seed"], r["steps"], r["status"], r["final_val"])
+                           for r in fs], best, rs[0]["lr"]))
             r = rs[0]
             steps = [c[0] for c in r["curve"]]
             if r["status"] != "ok" or steps != [0, 3, 6] or not math.isfinite(r["final_val"]):
@@ -1426,6 +1444,8 @@ def cmd_smoke(a):
     md = report.render(res, plots_dir=None)
     if "| policy |" not in md:
         problems.append("report: no table rendered")
+    if "chosen by the 6-step refinement" not in md or "6-step: " not in md:
+        problems.append("report: the lr column does not show the refinement")
     # a second call of a split protocol: seed 2 of llama-tiny at the first call's best lrs
     # (no grid, no time phase), then one report of both calls
     out2 = os.path.join(a.work, "out2")
@@ -1455,8 +1475,8 @@ def cmd_smoke(a):
     if problems:
         print("FAIL:\n  " + "\n  ".join(problems))
         return 1
-    print("PASS: %d grid runs, %d seed runs, %d timings%s" % (
-        len(res["grid"]), len(res["runs"]), len(times),
+    print("PASS: %d grid runs, %d refinement runs, %d seed runs, %d timings%s" % (
+        len(res["grid"]), len(res["refine"]), len(res["runs"]), len(times),
         "" if muon_exists else "; torch.optim.Muon does not exist in torch %s: skipped"
         % torch.__version__))
     return 0

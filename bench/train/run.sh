@@ -6,7 +6,7 @@
 # 1. unpacks pkg/symoc-*.tar.gz (OpenBLAS/LAPACKE for the generated code), builds runtime/
 #    (CUDA backend, sm_90) and every gen/MODEL_POLICY library in one CMake project, and
 #    writes libs.json;
-# 2. bench/train/bench.py run (time, grid, seeds; options after run.sh's own defaults, so
+# 2. bench/train/bench.py run (time, grid, [refine,] seeds; options after run.sh's own defaults, so
 #    they override them; TRAINBENCH_BUDGET_S bounds the benchmark phases, default 450 s);
 #    (TRAINBENCH_BUILD_ONLY=1 stops after step 1)
 # 3. bench/train/report.py: OUT/results.md (the docs/results.md section) and the plots
@@ -73,7 +73,7 @@ $PY bench/train/report.py "$OUT/results.json" ${TRAINBENCH_MERGE:-} --md "$OUT/r
   > /dev/null 2> "$OUT/report.err" || { cat "$OUT/report.err"; rc=1; }
 [ -s "$OUT/report.err" ] || rm -f "$OUT/report.err"
 rm -f "$OUT/progress.log"   # the same lines are in bench.log
-grep -E "^\[ *[0-9.]+ s\] +(time |calibrate|concurrency|  [a-z0-9-]+: |estimate: |skip )|NOT RUN" "$OUT/bench.log"
+grep -E "^\[ *[0-9.]+ s\] +(time |calibrate|concurrency|  [a-z0-9-]+: |best |estimate: |skip )|NOT RUN" "$OUT/bench.log"
 echo "run.sh: $(( $(date +%s) - t0 )) s in all, exit $rc"
 sed -n '/^| policy/,/^$/p; /^### /p; /^- \*\*/p' "$OUT/results.md" 2>/dev/null
 exit $rc

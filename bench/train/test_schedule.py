@@ -11,7 +11,19 @@
    started, recorded as 'would not finish', and marked WILL NOT FIT by the plan beforehand;
    --skip-finished runs only the seeds not finished in the earlier file.
 3. --best-from refuses a file of another protocol with one line.
-4. report.py merges two calls' files: a finished run beats a truncated one whatever the file
+4. --refine (a pair's K best grid lrs rerun for --refine-steps at seed 0; the pair's lr is
+   the best of those by final val): with a fake whose 20-step grid prefers lr 0.04 and whose
+   40-step runs prefer 0.02, the seeds run at the refinement's 0.02; exactly the grid's K best
+   are refined (K = 1, 2, 3 over 2- and 3-point grids); refinement runs follow every grid run
+   and precede their pair's seed runs, at seed 0 and the seed runs' evaluation, and are never
+   recorded as seed runs; a tie keeps the grid's order, a diverged run loses. --best-from: a
+   refined lr beats a later file's grid-only one (bench.py and report.py), a call of
+   --phases refine refines a file's grid, --skip-finished reuses a file's finished
+   refinement run (and its value decides), a pair refined there is not refined again; a
+   refinement run past the budget is not started and leaves the pair without a lr;
+   --plan-only counts the refinement runs (0, 6, 12 for K = 0, 1, 2) and places them between
+   a pair's grid and seeds; report.py's lr column shows both stages and the one that chose.
+5. report.py merges two calls' files: a finished run beats a truncated one whatever the file
    order, a later file's finished run replaces an earlier truncated one, every number says
    its file, faults are counted per policy; files of another protocol are refused with one
    line (the CLI, exit status 1).
@@ -36,24 +48,36 @@ class FakeRunner:
     """An executor for Bench.phase_train: K threads; a run 'trains' for steps x ms_per_step
     of sleep and returns a finished record with a final val that depends on lr."""
 
-    def __init__(self, k, ms_per_step=1.0):
+    def __init__(self, k, ms_per_step=1.0, value=None):
         self.ex = cf.ThreadPoolExecutor(k)
         self.ms = ms_per_step
         self.calls = []
+        self.specs = []
         self.lock = threading.Lock()
+        # best lr of every grid: the one nearest 0.02
+        self.value = value or (lambda s: 2.0 + abs(s["lr"] - 0.02))
 
     def submit(self, fn, s):
         with self.lock:
             self.calls.append((s["phase"], s["model"], s["policy"], s["seed"], s["lr"]))
+            self.specs.append(dict(s))
         return self.ex.submit(self.fake, s)
 
     def fake(self, s):
         import bench
         time.sleep(s["steps"] * self.ms / 1000.0)
-        v = 2.0 + abs(s["lr"] - 0.02)          # best lr of every grid: the one nearest 0.02
-        return dict(bench.spec_public(s), kind="train", status="ok", final_val=v, last_val=v,
+        v = self.value(s)
+        status = "ok" if v == v else "diverged"
+        return dict(bench.spec_public(s), kind="train", status=status, final_val=v, last_val=v,
                     steps_done=s["steps"], train_s=0.01, ms_per_step=self.ms,
                     curve=[[0, None, 3.0, 0.0], [s["steps"], 3.0, v, 0.01]])
+
+
+def short_long(s):
+    """A grid that misleads, as on the H200: at the grid's 20 steps the lr nearest 0.04 is
+    best, at the refinement's 40 steps the one nearest 0.02 (symoc-auto's grid 0.01, 0.02,
+    0.04: the grid ranks 0.04, 0.02, 0.01; the refinement picks 0.02)."""
+    return 2.0 + abs(s["lr"] - 0.04) if s["phase"] == "grid" else 1.0 + abs(s["lr"] - 0.02)
 
 
 def bench_args(tmp, *extra):
@@ -103,6 +127,7 @@ def check_order(problems):
 
 
 def write_results(path, date, runs=(), grid=(), timing=(), best=None, faults=(), batch=4,
+                  refine=(),
                   train_sha="a" * 64, concurrency=2, models=("llama-tiny",),
                   policies=("adamw", "muon"), phases=("time", "grid", "seeds")):
     import models as models_mod
@@ -121,6 +146,7 @@ def write_results(path, date, runs=(), grid=(), timing=(), best=None, faults=(),
                        for m in models})
     res = dict(meta=meta, timing=list(timing), timing_batches=[], calibration=[],
                grid=list(grid), best_lr=best or {}, runs=list(runs), skipped=[],
+               **({"refine": list(refine)} if refine else {}),
                faults=list(faults))
     with open(path, "w") as f:
         json.dump(res, f)
@@ -201,6 +227,258 @@ def check_best_from(problems):
         problems.append("best-from of another protocol: %r" % refused)
 
 
+def pair_calls(ex, phase, m, p):
+    return [c for c in ex.calls if c[0] == phase and c[1] == m and c[2] == p]
+
+
+def seed_lrs(ex, m, p):
+    return sorted({c[4] for c in pair_calls(ex, "seeds", m, p)})
+
+
+def check_refine(problems):
+    """One call of grid, refinement and seeds: the refinement's lr wins over the grid's, K
+    limits the runs, ties keep the grid's order, a diverged run loses, refinement runs are not
+    seed runs."""
+    import bench
+    auto = "symoc-auto"
+    with tempfile.TemporaryDirectory() as tmp:
+        a = bench_args(tmp, "--phases", "train", "--refine", "--refine-steps", "30")
+        b = bench.Bench(a)
+        ex = FakeRunner(2, value=short_long)
+        _, log = quiet(b.phase_train, 2, ex)
+        res = b.res
+        one = {}
+        for name, argv, value in (
+                ("k1", ["--refine", "1"], short_long),
+                ("k3", ["--refine", "3", "--policies", "adamw", "muon"], short_long),
+                ("tie", ["--refine", "2", "--policies", auto],
+                 lambda s: 2.0 + abs(s["lr"] - 0.04) if s["phase"] == "grid" else 1.0),
+                ("diverged", ["--refine", "2", "--policies", auto],
+                 lambda s: float("nan") if s["phase"] == "refine" and s["lr"] == 0.04
+                 else short_long(s))):
+            bb = bench.Bench(bench_args(tmp, "--phases", "grid", "refine", "seeds", "--models",
+                                        "llama-tiny", *argv))
+            e = FakeRunner(2, value=value)
+            quiet(bb.phase_train, 2, e)
+            one[name] = (e, bb.res)
+    if a.phases != ["grid", "refine", "seeds"] or a.refine != 2 or a.refine_steps != 30:
+        problems.append("refine: --phases train --refine: phases %s, K %s, steps %s"
+                        % (a.phases, a.refine, a.refine_steps))
+    phases = [c[0] for c in ex.calls]
+    if "refine" not in phases or "grid" in phases[phases.index("refine"):]:
+        problems.append("refine: a refinement run was submitted before the last grid run")
+    want_cands = {"adamw": [0.001, 0.002], "muon": [0.01, 0.02], auto: [0.02, 0.04]}
+    for m in ("llama-tiny", "gpt2-tiny"):
+        for p, cands in want_cands.items():
+            got = sorted(c[4] for c in pair_calls(ex, "refine", m, p))
+            if got != cands:
+                problems.append("refine: %s/%s refined lrs %s, want the grid's 2 best %s"
+                                % (m, p, got, cands))
+            first_seed = min(i for i, c in enumerate(ex.calls)
+                             if c[0] == "seeds" and c[1:3] == (m, p))
+            if any(i > first_seed for i, c in enumerate(ex.calls)
+                   if c[0] == "refine" and c[1:3] == (m, p)):
+                problems.append("refine: %s/%s seed run before its refinement ended" % (m, p))
+        e = res["best_lr"].get(m + "/" + auto, {})
+        if seed_lrs(ex, m, auto) != [0.02] or e.get("stage") != "refine" or \
+                e.get("grid_lr") != 0.04 or e.get("refine_steps") != 30 or \
+                sorted(e.get("refine") or {}) != ["0.02", "0.04"]:
+            problems.append("refine: %s/%s seeds at %s, entry %s; want lr 0.02 chosen by the "
+                            "30-step refinement over the grid's 0.04"
+                            % (m, auto, seed_lrs(ex, m, auto), e))
+    specs = [s for s in ex.specs if s["phase"] == "refine"]
+    if any((s["seed"], s["steps"], s["eval_every"]) != (0, 30, a.eval_every) for s in specs):
+        problems.append("refine: runs not at seed 0, 30 steps, val every %d: %s"
+                        % (a.eval_every, {(s["seed"], s["steps"], s["eval_every"])
+                                          for s in specs}))
+    if len(res["refine"]) != 12 or len(res["runs"]) != 18 or \
+            any(r["phase"] != "seeds" or r["seed"] == 0 for r in res["runs"]):
+        problems.append("refine: %d refinement records, %d seed records (want 12 and 18, no "
+                        "seed 0 among the seeds)" % (len(res["refine"]), len(res["runs"])))
+    if not re.search(r"best llama-tiny/symoc-auto: lr 0.02 \(final val 1.0000, 30-step "
+                     r"refinement of 0.04: 1.0200, 0.02: 1.0000; the grid chose 0.04\)", log):
+        problems.append("refine: the log does not say which lr the refinement chose:\n%s"
+                        % "\n".join(l for l in log.split("\n") if "best" in l))
+    e1, _ = one["k1"]
+    if [c[4] for c in pair_calls(e1, "refine", "llama-tiny", auto)] != [0.04] or \
+            len([c for c in e1.calls if c[0] == "refine"]) != 3 or \
+            seed_lrs(e1, "llama-tiny", auto) != [0.04]:
+        problems.append("refine K=1: refined %s, seeds at %s; want 0.04 only (1 run per pair)"
+                        % ([c[4] for c in pair_calls(e1, "refine", "llama-tiny", auto)],
+                           seed_lrs(e1, "llama-tiny", auto)))
+    e3, _ = one["k3"]
+    if len([c for c in e3.calls if c[0] == "refine"]) != 4:
+        problems.append("refine K=3 over 2-point grids: %d runs, want 4"
+                        % len([c for c in e3.calls if c[0] == "refine"]))
+    # the tie goes to the grid's best (0.04); the diverged 0.04 (nan, listed first) loses
+    for name, want in (("tie", 0.04), ("diverged", 0.02)):
+        e, r = one[name]
+        entry = r["best_lr"].get("llama-tiny/" + auto, {})
+        if seed_lrs(e, "llama-tiny", auto) != [want] or entry.get("lr") != want or \
+                entry.get("stage") != "refine":
+            problems.append("refine %s: seeds at %s, entry %s; want %g" % (
+                name, seed_lrs(e, "llama-tiny", auto), entry, want))
+
+
+def refine_files(tmp, slow=False):
+    """Earlier calls' files for llama-tiny/symoc-auto: ref.json (01:00, a 40-step refinement
+    chose 0.02 over the grid's 0.04), grid.json (02:00, the grid's 0.04 only, an entry of
+    the format before refinement), part.json (02:30, refinement cut: 0.04 finished at 0.5,
+    0.02 truncated)."""
+    m, p = "llama-tiny", "symoc-auto"
+    ms = 1000.0 if slow else 1.0
+    gv = {0.01: 2.03, 0.02: 2.02, 0.04: 2.0}
+    grid = [run_rec(m, p, 0, v, lr=lr, steps=20, ms=ms, phase="grid") for lr, v in gv.items()]
+    for r in grid:
+        r["last_val"] = r["final_val"]
+    gdict = {str(lr): v for lr, v in gv.items()}
+    pol = ("adamw", "muon", p)
+    ref = write_results(
+        os.path.join(tmp, "ref.json"), "2026-12-03 01:00 UTC", grid=grid, policies=pol,
+        best={m + "/" + p: dict(lr=0.02, val=1.0, edge=False, stage="refine", refine_steps=40,
+                                refine_k=2, grid=gdict, grid_lr=0.04, grid_val=2.0,
+                                refine={"0.04": 1.02, "0.02": 1.0})},
+        refine=[run_rec(m, p, 0, 1.02, lr=0.04, phase="refine"),
+                run_rec(m, p, 0, 1.0, lr=0.02, phase="refine")])
+    grid_only = write_results(
+        os.path.join(tmp, "grid.json"), "2026-12-03 02:00 UTC", grid=grid, policies=pol,
+        best={m + "/" + p: dict(lr=0.04, val=2.0, edge=True, grid=gdict)})
+    part = write_results(
+        os.path.join(tmp, "part.json"), "2026-12-03 02:30 UTC", grid=grid, policies=pol,
+        best={m + "/" + p: dict(lr=None, reason="refinement incomplete (lr 0.02: truncated "
+                                "at step 20)", stage="refine", refine_steps=40, grid=gdict)},
+        refine=[run_rec(m, p, 0, 0.5, lr=0.04, phase="refine"),
+                run_rec(m, p, 0, 0.9, lr=0.02, phase="refine", status="truncated")])
+    return ref, grid_only, part
+
+
+def check_refine_best_from(problems):
+    """--best-from with refinement data: a refined lr beats a later grid-only one; a call of
+    --phases refine refines the files' grid; --skip-finished reuses a finished refinement
+    run; a pair already refined is not refined again; report.py merges likewise."""
+    import bench
+    import report
+    m, p = "llama-tiny", "symoc-auto"
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ref, grid_only, part = refine_files(tmp)
+        for name, argv in (
+                ("seeds", ["--phases", "seeds", "--best-from", grid_only, ref]),
+                ("refine", ["--phases", "refine", "seeds", "--refine-steps", "40",
+                            "--best-from", grid_only]),
+                ("resume", ["--phases", "refine", "seeds", "--refine-steps", "40",
+                            "--best-from", part, "--skip-finished"]),
+                ("again", ["--phases", "refine", "seeds", "--refine-steps", "40",
+                           "--best-from", part]),
+                ("known", ["--phases", "refine", "seeds", "--refine-steps", "40",
+                           "--best-from", ref, grid_only])):
+            b = bench.Bench(bench_args(tmp, "--models", m, "--policies", p, *argv))
+            ex = FakeRunner(2, value=short_long)
+            quiet(b.phase_train, 2, ex)
+            out[name] = (ex, b.res["best_lr"].get(m + "/" + p, {}))
+        merged = report.load_results([ref, grid_only])
+        md = report.render(merged)
+        old = report.render(report.load_results([grid_only]))
+    want = {"seeds": ([], 0.02), "refine": ([0.02, 0.04], 0.02), "resume": ([0.02], 0.04),
+            "again": ([0.02, 0.04], 0.02), "known": ([], 0.02)}
+    for name, (cands, lr) in want.items():
+        ex, entry = out[name]
+        got = sorted(c[4] for c in ex.calls if c[0] == "refine")
+        if got != cands or seed_lrs(ex, m, p) != [lr] or any(c[0] == "grid" for c in ex.calls):
+            problems.append("refine --best-from (%s): refinement runs %s, seeds at %s, grid %d "
+                            "runs; want %s, %g, none" % (name, got, seed_lrs(ex, m, p), len(
+                                [c for c in ex.calls if c[0] == "grid"]), cands, lr))
+    if out["seeds"][1].get("source") != "ref.json":
+        problems.append("refine --best-from: the refined lr does not name ref.json: %s"
+                        % out["seeds"][1])
+    if out["resume"][1].get("refine_src") != {"0.04": "part.json"} or \
+            out["resume"][1].get("refine") != {"0.04": 0.5, "0.02": 1.0}:
+        problems.append("refine --skip-finished: entry %s" % out["resume"][1])
+    b = merged["best_lr"].get(m + "/" + p, {})
+    if b.get("lr") != 0.02 or b.get("stage") != "refine":
+        problems.append("report merge: best %s, want the refined 0.02 over the later grid's"
+                        % b)
+    for want_s in ("**0.02** (grid: 0.01: 2.030, 0.02: 2.020, 0.04: 2.000; 40-step: 0.02: "
+                   "1.0000, 0.04: 1.0200; chosen by the 40-step refinement, the grid's was "
+                   "0.04)", "refine AA", "- Refinement: after its grid, each pair's 2 best"):
+        if want_s not in md:
+            problems.append("report: lacks %r" % want_s)
+    if "**0.04** edge (grid: 0.01: 2.030, 0.02: 2.020, 0.04: 2.000; chosen by the 20-step " \
+            "grid)" not in old or "Refinement" in old:
+        problems.append("report of a file without refinement: %s"
+                        % [l for l in old.split("\n") if "symoc auto" in l])
+
+
+def check_refine_budget(problems):
+    """A refinement run estimated past the budget is not started and leaves its pair without
+    a lr (no seed runs at the grid's); --plan-only counts refinement runs and puts them
+    between a pair's grid and its seeds."""
+    import bench
+    m, p = "llama-tiny", "symoc-auto"
+    with tempfile.TemporaryDirectory() as tmp:
+        _, grid_only, _ = refine_files(tmp, slow=True)
+        b = bench.Bench(bench_args(tmp, "--models", m, "--policies", p, "--phases", "refine",
+                                   "seeds", "--refine-steps", "40", "--best-from", grid_only,
+                                   "--budget-s", "15"))
+        ex = FakeRunner(2)
+        _, log = quiet(b.phase_train, 2, ex)
+        _, plan = quiet(bench.cmd_run, bench_args(
+            tmp, "--models", m, "--policies", p, "--phases", "refine", "seeds",
+            "--refine-steps", "40", "--best-from", grid_only, "--budget-s", "15",
+            "--plan-only", "--concurrency", "2"))
+        timing = write_results(
+            os.path.join(tmp, "timing.json"), "2026-12-03 03:00 UTC",
+            models=("llama-tiny", "gpt2-tiny"), policies=("adamw", "muon", p),
+            timing=[dict(model=mm, policy=pp, status="ok", step_ms=10.0, opt_ms=1.0)
+                    for mm in ("llama-tiny", "gpt2-tiny") for pp in ("adamw", "muon", p)])
+        plans = {}
+        for k in ("0", "1", "2"):
+            argv = ["--phases", "train", "--timing-from", timing, "--concurrency", "2",
+                    "--budget-s", "1000"] + (["--refine", k] if k != "0" else [])
+            _, text = quiet(bench.cmd_run, bench_args(tmp, "--plan-only", *argv))
+            bb = bench.Bench(bench_args(tmp, *argv, "--plan-only"))
+            rows = bb.simulate(bb.train_jobs(), 2, 0.0)
+            plans[k] = (text, rows)
+    entry = b.res["best_lr"].get(m + "/" + p, {})
+    if ex.calls or entry.get("lr") is not None or \
+            "refinement incomplete (lr 0.04: would not finish" not in entry.get("reason", ""):
+        problems.append("refine budget: runs %s, entry %s; want none run and no lr"
+                        % (ex.calls, entry))
+    if len([s for s in b.res["skipped"] if s["phase"] == "refine"]) != 2:
+        problems.append("refine budget: skipped %s" % b.res["skipped"])
+    if not re.search(r"llama-tiny symoc-auto +refine 2 x 40 steps: none runs; NOT RUN: lr 0.04 "
+                     r"WILL NOT FIT \(est. end 40 s\), lr 0.02 WILL NOT FIT", plan) or \
+            not re.search(r"symoc-auto +seeds 3 x 40 steps: none runs; NOT RUN: seed 1 NO LR",
+                          plan):
+        problems.append("refine plan-only: refinement not marked WILL NOT FIT, seeds not "
+                        "NO LR:\n%s" % plan)
+    counts = {"0": "runs: 14 grid (20 steps), 18 seeds (40 steps)",
+              "1": "runs: 14 grid (20 steps), 6 refine (40 steps), 18 seeds (40 steps)",
+              "2": "runs: 14 grid (20 steps), 12 refine (40 steps), 18 seeds (40 steps)"}
+    for k, want in counts.items():
+        text, rows = plans[k]
+        if want not in text:
+            problems.append("plan-only --refine %s: no %r in\n%s" % (k, want, text))
+        for mm in ("llama-tiny", "gpt2-tiny"):
+            for pp in ("adamw", "muon", p):
+                by = {ph: [r for r in rows if (r["s"]["model"], r["s"]["policy"],
+                                               r["s"]["phase"]) == (mm, pp, ph)]
+                      for ph in ("grid", "refine", "seeds")}
+                ends = max(r["end"] for r in by["grid"])
+                if by["refine"]:
+                    if min(r["start"] for r in by["refine"]) < ends:
+                        problems.append("plan --refine %s: %s/%s refined before its grid "
+                                        "ended" % (k, mm, pp))
+                    ends = max(r["end"] for r in by["refine"])
+                if min(r["start"] for r in by["seeds"]) < ends:
+                    problems.append("plan --refine %s: %s/%s seeds before its grid and "
+                                    "refinement ended" % (k, mm, pp))
+    est = [float(re.search(r"estimate: the last run ends at (\d+) s", plans[k][0]).group(1))
+           for k in ("0", "2")]
+    if not est[1] > est[0]:
+        problems.append("plan-only: the refinement adds no time: %s" % est)
+
+
 def check_merge(problems):
     import report
     m = "llama-tiny"
@@ -271,13 +549,16 @@ def main():
         return 77
     problems = []
     t0 = time.time()
-    for check in (check_order, check_best_from, check_merge):
+    for check in (check_order, check_best_from, check_refine, check_refine_best_from,
+                  check_refine_budget, check_merge):
         check(problems)
     if problems:
         print("FAIL:\n  " + "\n  ".join(problems))
         return 1
     print("PASS: grid runs before seed runs, seeds pair by pair; --best-from, runs that would "
           "not finish not started and planned as WILL NOT FIT, another protocol refused; "
+          "--refine: the refinement's lr wins, K runs per pair, ties, divergence, --best-from, "
+          "--skip-finished, budget, plan-only counts; "
           "report merge (finished beats truncated, file per number, faults per policy, "
           "conflicting config refused) (%.1f s)" % (time.time() - t0))
     return 0

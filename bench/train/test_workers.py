@@ -9,6 +9,7 @@ process and every run queued behind it failed): no GPU needed.
 3. Bench.phase_train with an executor whose first attempt of one grid run faults: the fault is
    recorded (model, policy, lr, step, text), the run is retried once and its retry counts;
    report.render lists the fault.
+4. The same for a refinement run (--refine 2): retried once, its retry decides the pair's lr.
 """
 import concurrent.futures as cf
 import os
@@ -81,16 +82,18 @@ def check_is_fault(problems):
 
 
 class ScriptedEx:
-    """An executor whose first attempt of the run with lr == fault_lr faults at step 7."""
+    """An executor whose first attempt of the run of phase fault_phase with lr == fault_lr
+    faults at step 7."""
 
-    def __init__(self, fault_lr):
-        self.fault_lr, self.calls = fault_lr, []
+    def __init__(self, fault_lr, fault_phase="grid"):
+        self.fault_lr, self.fault_phase, self.calls = fault_lr, fault_phase, []
 
     def submit(self, fn, s):
         import bench
         self.calls.append((s["phase"], s["lr"], s.get("attempt", 1)))
         f = cf.Future()
-        if s["lr"] == self.fault_lr and s.get("attempt", 1) == 1 and s["phase"] == "grid":
+        if s["lr"] == self.fault_lr and s.get("attempt", 1) == 1 and \
+                s["phase"] == self.fault_phase:
             f.set_result(dict(bench.spec_public(s), kind="train", status="error", step=7,
                               reason="AcceleratorError: CUDA error: unspecified launch failure"))
         else:
@@ -128,6 +131,37 @@ def check_retry(problems):
         problems.append("report does not list the fault")
 
 
+def check_retry_refine(problems):
+    """A refinement run that faults is retried once like a grid run; its retry decides the
+    pair's lr (the fake's val is 2 + lr: 0.001 wins)."""
+    import bench
+    import report
+    with tempfile.TemporaryDirectory() as tmp:
+        a = bench.run_parser().parse_args(
+            ["run", "--stage", tmp, "--out", os.path.join(tmp, "out"), "--device", "cpu",
+             "--models", "llama-tiny", "--policies", "adamw", "--grid", "adamw=0.001,0.002",
+             "--seeds", "1", "--steps", "4", "--grid-steps", "2", "--budget-s", "60",
+             "--phases", "train", "--refine", "2"])
+        bench.parse_grids(a)
+        b = bench.Bench(a)
+        ex = ScriptedEx(0.001, "refine")
+        b.phase_train(2, ex)
+        res = b.res
+        md = report.render(res, plots_dir=None)
+    f = res["faults"]
+    if len(f) != 1 or not f[0]["retried"] or f[0]["phase"] != "refine" or f[0]["lr"] != 0.001:
+        problems.append("refine fault recorded: %s" % f)
+    if sorted(ex.calls) != sorted([("grid", 0.001, 1), ("grid", 0.002, 1), ("refine", 0.001, 1),
+                                   ("refine", 0.001, 2), ("refine", 0.002, 1),
+                                   ("seeds", 0.001, 1)]):
+        problems.append("refine retry: submitted runs %s" % ex.calls)
+    e = res["best_lr"].get("llama-tiny/adamw", {})
+    if e.get("stage") != "refine" or e.get("lr") != 0.001 or len(res["refine"]) != 2:
+        problems.append("refine retry: entry %s, %d refinement records" % (e, len(res["refine"])))
+    if "refine lr 0.001 seed 0 @ 7" not in md:
+        problems.append("report does not list the refinement run's fault")
+
+
 def main():
     try:
         import torch  # noqa: F401  (bench.Bench builds the tiny models)
@@ -135,12 +169,13 @@ def main():
         print("SKIP: torch is not importable")
         return 77
     problems = []
-    for check in (check_is_fault, check_pool, check_retry):
+    for check in (check_is_fault, check_pool, check_retry, check_retry_refine):
         check(problems)
     if problems:
         print("FAIL:\n  " + "\n  ".join(problems))
         return 1
-    print("PASS: worker replacement after a fault and a death, is_fault, one retry recorded")
+    print("PASS: worker replacement after a fault and a death, is_fault, one retry recorded "
+          "(a grid run's and a refinement run's)")
     return 0
 
 
