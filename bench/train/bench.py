@@ -16,20 +16,26 @@ Phases of `run` (bench/README.md has the protocol and its reasons):
   2. calibrate (only with --concurrency auto): aggregate training throughput with K
      concurrent processes for each K of --calibrate-k; the K of the highest throughput
      (a larger K only when it gains >= 5 %) is used;
-  3. grid: each (model, policy, lr of its grid) for --grid-steps, seed 0;
-  4. seeds: each (model, policy) at the grid's best lr (lowest final val loss) for
-     --steps with seeds 1..--seeds.
-Phases 3 and 4 share one pool of K worker processes on the one GPU and one priority queue:
-every grid run before any seed run, then the seed runs pair by pair (model by model, the
-references AdamW and Muon first), so a pair's seeds run side by side and finish as a set. A
+  3. grid: each (model, policy, lr of its grid) for --grid-steps, seed 0; best lr = lowest
+     last val;
+  4. refine (with --refine K > 0): each (model, policy)'s K best grid lrs for --refine-steps
+     (default --steps), seed 0; its lr is then the one of the lowest final val (a tie: the
+     grid's order); every candidate must finish, else the pair has no lr in this call;
+  5. seeds: each (model, policy) at its best lr (refinement's, else grid's) for --steps with
+     seeds 1..--seeds. A refinement run is never a seed run (seed 0 is the tuning seed, and
+     the best of K is biased low).
+Phases 3-5 share one pool of K worker processes on the one GPU and one priority queue:
+every grid run before any other run, then pair by pair (model by model, the references AdamW
+and Muon first) the refinement runs and then the seed runs, so a pair's runs run side by side
+and finish as a set. A
 worker whose run ended in an error is replaced by a fresh process (a CUDA fault poisons its
 process), and a run lost to a device fault is retried once; faults are recorded in
 results.json ("faults") and the report. --budget-s bounds the whole run: before the runs the
 log shows the estimated schedule and which runs will not fit; a run estimated to end past the
 budget is not started (--allow-truncated: started and cut there, "truncated"), and a running
 one stops there. A protocol too long for one call is split: `--phases time grid` in one call,
-`--phases seeds --best-from CALL1/results.json [--models ..] [--policies ..]` in the next
-ones, `--plan-only` to see a call's schedule first; report.py merges the calls' results.
+`--phases [refine] seeds --best-from CALL1/results.json [--models ..] [--policies ..]` in the
+next ones, `--plan-only` to see a call's schedule first; report.py merges the calls' results.
 """
 import argparse
 import concurrent.futures as cf
@@ -1066,7 +1072,7 @@ class Bench:
         if alone is None:
             return None, "no step time"
         ratios = [ms * k / k_src / self.ms(mm, pp) for (mm, pp), (ms, k_src, _)
-                  in dict(self.src_grid, **self.src_shared).items() if self.ms(mm, pp)]
+                  in {**self.src_grid, **self.src_shared}.items() if self.ms(mm, pp)]
         if ratios:
             c = statistics.median(ratios)
             return alone * c, "alone x %.1f (contention of --timing-from)" % c

@@ -430,7 +430,10 @@ def check_refine_budget(problems):
             os.path.join(tmp, "timing.json"), "2026-12-03 03:00 UTC",
             models=("llama-tiny", "gpt2-tiny"), policies=("adamw", "muon", p),
             timing=[dict(model=mm, policy=pp, status="ok", step_ms=10.0, opt_ms=1.0)
-                    for mm in ("llama-tiny", "gpt2-tiny") for pp in ("adamw", "muon", p)])
+                    for mm in ("llama-tiny", "gpt2-tiny") for pp in ("adamw", "muon", p)],
+            # one pair's shared figure: the others' = alone x that contention (3x)
+            grid=[run_rec("gpt2-tiny", "adamw", 0, 2.5, lr=0.002, steps=20, ms=30.0,
+                          phase="grid")])
         plans = {}
         for k in ("0", "1", "2"):
             argv = ["--phases", "train", "--timing-from", timing, "--concurrency", "2",
@@ -473,6 +476,9 @@ def check_refine_budget(problems):
                 if min(r["start"] for r in by["seeds"]) < ends:
                     problems.append("plan --refine %s: %s/%s seeds before its grid and "
                                     "refinement ended" % (k, mm, pp))
+    if "llama-tiny/muon 30 ms (alone x 3.0 (contention of --timing-from))" not in plans["2"][0]:
+        problems.append("plan-only: step times not scaled by the --timing-from contention:\n%s"
+                        % plans["2"][0])
     est = [float(re.search(r"estimate: the last run ends at (\d+) s", plans[k][0]).group(1))
            for k in ("0", "2")]
     if not est[1] > est[0]:
