@@ -431,9 +431,10 @@ def check_refine_budget(problems):
             models=("llama-tiny", "gpt2-tiny"), policies=("adamw", "muon", p),
             timing=[dict(model=mm, policy=pp, status="ok", step_ms=10.0, opt_ms=1.0)
                     for mm in ("llama-tiny", "gpt2-tiny") for pp in ("adamw", "muon", p)],
-            # one pair's shared figure: the others' = alone x that contention (3x)
+            # two pairs' shared figures (a grid's, a seed run's): the others' = alone x their
+            # contention (3x)
             grid=[run_rec("gpt2-tiny", "adamw", 0, 2.5, lr=0.002, steps=20, ms=30.0,
-                          phase="grid")])
+                          phase="grid")], runs=[run_rec("gpt2-tiny", "muon", 1, 1.0, ms=30.0)])
         plans = {}
         for k in ("0", "1", "2"):
             argv = ["--phases", "train", "--timing-from", timing, "--concurrency", "2",
