@@ -896,6 +896,9 @@ class Bench:
                                    "the grid's %d best lrs), " % (count("refine"),
                                                                   a.refine_steps, a.refine)
                                    if "refine" in a.phases else "", count("seeds"), a.steps, k))
+        if 0 in self.seed_ids() and ("grid" in a.phases or "refine" in a.phases):
+            self.log("note: seed 0 is the tuning seed (grid and refinement runs): its seed runs "
+                     "are run anew and are not independent of the lr they run at")
         self.log_plan(self.simulate(pending, k, time.time() - self.t_start), k)
         while True:
             pending.sort(key=self.priority)
