@@ -378,6 +378,7 @@ def check_refine_best_from(problems):
             out[name] = (ex, b.res["best_lr"].get(m + "/" + p, {}))
         merged = report.load_results([ref, grid_only])
         md = report.render(merged)
+        three = report.load_results([part, grid_only, ref])
         old = report.render(report.load_results([grid_only]))
     want = {"seeds": ([], 0.02), "refine": ([0.02, 0.04], 0.02), "resume": ([0.02], 0.04),
             "again": ([0.02, 0.04], 0.02), "known": ([], 0.02)}
@@ -394,6 +395,14 @@ def check_refine_best_from(problems):
     if out["resume"][1].get("refine_src") != {"0.04": "part.json"} or \
             out["resume"][1].get("refine") != {"0.04": 0.5, "0.02": 1.0}:
         problems.append("refine --skip-finished: entry %s" % out["resume"][1])
+    # refinement runs merge like grid runs: a finished run beats a later truncated one, among
+    # finished ones the later file wins (part.json's 0.04)
+    got = sorted((r["lr"], r["status"], r["src"]) for r in three["refine"])
+    if got != [(0.02, "ok", "ref.json"), (0.04, "ok", "part.json")]:
+        problems.append("report merge of refinement runs: %s" % got)
+    if three["best_lr"].get(m + "/" + p, {}).get("lr") != 0.02:
+        problems.append("report merge: a later lr-less entry replaced a refined lr: %s"
+                        % three["best_lr"].get(m + "/" + p))
     b = merged["best_lr"].get(m + "/" + p, {})
     if b.get("lr") != 0.02 or b.get("stage") != "refine":
         problems.append("report merge: best %s, want the refined 0.02 over the later grid's"
