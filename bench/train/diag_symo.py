@@ -56,6 +56,9 @@ VARIANTS = {
     "symo-whole": ("symo", [], ["--granularity", "whole"], {}),
     "auto": ("auto", [], [], {}),
     "auto-norm": ("auto-norm", [], [], {}),
+    # auto with the AdamW embedding / head at 3x the auxiliary lr (LLaMA names)
+    "auto-emb3": ("auto", [], [], {"embed_tokens.weight": 3.0}),
+    "auto-head3": ("auto", [], [], {"lm_head.weight": 3.0}),
     # Muon before Muon's README setup (issue 13, session 6): overridden blocks keep their
     # rule's defaults, AdamW betas (0.9, 0.999) and no decay on Muon blocks or vectors
     "muon-old": ("muon", ["*=adamw", "*_proj.weight=muon"], [], {}),
