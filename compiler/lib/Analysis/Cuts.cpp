@@ -9,6 +9,8 @@
 #include "symoc/Analysis/Stages.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 #include <tuple>
 
 using namespace mlir;
@@ -25,10 +27,15 @@ public:
   bool changed = false;
   /// Every plain factor seen: (parts, outer, inner).
   std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
+  /// Every tie and slice, and every factor's whole axis with its inner part
+  /// (the whole axis' coordinates are the inner part's, per block): what
+  /// connects an axis to a parameter's axis (`reachParameters`).
+  std::vector<std::pair<AxisRef, AxisRef>> links;
 
   void tie(Value x, int64_t a, Value y, int64_t b, bool) override {
     int xi = table.get(x, a), yi = table.get(y, b);
     opTies.push_back({{x, a}, {y, b}});
+    links.push_back({{x, a}, {y, b}});
     AxisInfo &X = table.axes[xi];
     AxisInfo &Y = table.axes[yi];
     if (X.size < 0 || X.size != Y.size)
@@ -42,6 +49,7 @@ public:
              int64_t outAxis) override {
     int ii = table.get(in, axis), oi = table.get(out, outAxis);
     opTies.push_back({{in, axis}, {out, outAxis}});
+    links.push_back({{in, axis}, {out, outAxis}});
     AxisInfo &I = table.axes[ii];
     AxisInfo &O = table.axes[oi];
     if (I.size < 0 || O.size != count || begin < 0 || begin + count > I.size)
@@ -64,6 +72,7 @@ public:
     int wi = table.get(whole, axis), oi = table.get(parts, outer),
         ii = table.get(parts, inner);
     bool headInner = outerHeads <= 0 && innerHeads.count(keyOf(parts, inner));
+    links.push_back({{whole, axis}, {parts, inner}});
     if (outerHeads <= 0) {
       plainFactors.push_back({parts, outer, inner});
       opFactors.push_back({{whole, axis}, {parts, headInner ? inner : outer}});
@@ -259,10 +268,12 @@ private:
 };
 
 /// Runs the rules until no cut, run or index changes, for one set of factors
-/// whose head axis is inner. Returns every plain factor (parts, outer, inner).
+/// whose head axis is inner. Returns every plain factor (parts, outer, inner)
+/// and, in `links`, the axis links of the last pass.
 std::vector<std::tuple<Value, int64_t, int64_t>>
 cutToFixedPoint(const std::vector<Operation *> &ops, AxisTable &table,
-                const InnerHeadSet &innerHeads) {
+                const InnerHeadSet &innerHeads,
+                std::vector<std::pair<AxisRef, AxisRef>> &links) {
   std::vector<std::tuple<Value, int64_t, int64_t>> plainFactors;
   for (int iter = 0; iter < 32; ++iter) {
     CutBuilder cuts(table, innerHeads);
@@ -273,32 +284,72 @@ cutToFixedPoint(const std::vector<Operation *> &ops, AxisTable &table,
           cuts.endOp();
         }
     plainFactors = cuts.plainFactors;
+    links = std::move(cuts.links);
     if (!cuts.changed)
       break;
   }
   return plainFactors;
 }
 
+/// The axes connected to an axis of a parameter through ties, slices and
+/// factors (a factor's whole axis with its inner part). An axis outside this
+/// set never holds a parameter's coordinates (a batch or sequence axis), so
+/// whatever indexes it cannot carry a head of weights.
+std::set<AxisKey> reachParameters(const std::vector<std::pair<AxisRef, AxisRef>> &links) {
+  std::map<AxisKey, std::vector<AxisRef>> next;
+  std::vector<AxisRef> work;
+  std::set<AxisKey> seen;
+  auto visit = [&](const AxisRef &r) {
+    if (seen.insert(keyOf(r.value, r.axis)).second)
+      work.push_back(r);
+  };
+  for (auto &[a, b] : links) {
+    next[keyOf(a.value, a.axis)].push_back(b);
+    next[keyOf(b.value, b.axis)].push_back(a);
+    for (const AxisRef &r : {a, b})
+      if (definedByParam(r.value))
+        visit(r);
+  }
+  while (!work.empty()) {
+    AxisRef r = work.back();
+    work.pop_back();
+    for (const AxisRef &n : next[keyOf(r.value, r.axis)])
+      visit(n);
+  }
+  return seen;
+}
+
 /// Factors whose inner part indexes other axes (a head axis) while the outer
-/// part does not: the outer part is a batch axis merged with the heads.
+/// part does not: the outer part is a batch axis merged with the heads. When
+/// both parts index other axes, the inner part is the head axis when it
+/// indexes an axis connected to a parameter and the outer part indexes none
+/// (the outer part is a batch axis that an earlier flatten such as HF Conv1D's
+/// [B, T, D] -> [B*T, D] made index the sequence axis).
 std::vector<AxisKey>
 innerHeadFactors(AxisTable &table, const InnerHeadSet &innerHeads,
-                 const std::vector<std::tuple<Value, int64_t, int64_t>> &plainFactors) {
-  auto indexes = [&](Value v, int64_t head, int64_t except) {
+                 const std::vector<std::tuple<Value, int64_t, int64_t>> &plainFactors,
+                 const std::set<AxisKey> &reached) {
+  auto indexes = [&](Value v, int64_t head, int64_t except, bool weightsOnly) {
     for (int64_t k = 0, r = rankOfValue(v); k < r; ++k) {
       if (k == head || k == except)
         continue;
       const AxisInfo &A = table.axes[table.get(v, k)];
-      if (A.indexAxis == head && !A.indexConflict)
+      if (A.indexAxis == head && !A.indexConflict &&
+          (!weightsOnly || reached.count(keyOf(v, k))))
         return true;
     }
     return false;
   };
   std::vector<AxisKey> found;
-  for (auto &[parts, outer, inner] : plainFactors)
-    if (!innerHeads.count(keyOf(parts, inner)) && indexes(parts, inner, outer) &&
-        !indexes(parts, outer, inner))
+  for (auto &[parts, outer, inner] : plainFactors) {
+    if (innerHeads.count(keyOf(parts, inner)))
+      continue;
+    bool onlyInner = indexes(parts, inner, outer, false) && !indexes(parts, outer, inner, false);
+    bool onlyInnerWeights =
+        indexes(parts, inner, outer, true) && !indexes(parts, outer, inner, true);
+    if (onlyInner || onlyInnerWeights)
       found.push_back(keyOf(parts, inner));
+  }
   return found;
 }
 
@@ -312,8 +363,10 @@ CutTable propagateCuts(const std::vector<Operation *> &ops) {
   CutTable out;
   for (int round = 0;; ++round) {
     out.table = AxisTable();
-    auto plainFactors = cutToFixedPoint(ops, out.table, out.innerHeads);
-    std::vector<AxisKey> found = innerHeadFactors(out.table, out.innerHeads, plainFactors);
+    std::vector<std::pair<AxisRef, AxisRef>> links;
+    auto plainFactors = cutToFixedPoint(ops, out.table, out.innerHeads, links);
+    std::vector<AxisKey> found =
+        innerHeadFactors(out.table, out.innerHeads, plainFactors, reachParameters(links));
     // The table must be the one phase 1 computed with this very set: stop
     // without adding what the last allowed round found.
     if (found.empty() || round == 7)

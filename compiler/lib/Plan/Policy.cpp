@@ -598,6 +598,25 @@ bool wholeAxis(const std::vector<PieceGroup> &v, int64_t n) {
          (v[0].group == "B" || v[0].group == "O");
 }
 
+/// Several pieces of one axis that a single claimed head permutation moves together: the
+/// role blocks of one set of heads (a fused projection's Q, K, V), whichever axis of the
+/// weight is its output (rows for nn.Linear's [out, in], columns for HF Conv1D's [in, out]).
+/// An output projection's heads are one piece; grouped query heads each have their own claim.
+bool fusedRoles(const std::vector<PieceGroup> &pieces, const std::vector<Param::HeadPerm> &perms) {
+  if (pieces.size() < 2) return false;
+  for (const auto &h : perms) {
+    int covered = 0; // pieces that h's claim moves (some range of it lies inside the piece)
+    for (const auto &x : pieces) {
+      bool in = false;
+      for (const auto &g : perms)
+        in = in || (g.claim == h.claim && g.offset >= x.offset && g.offset + g.extent <= x.offset + x.extent);
+      covered += in;
+    }
+    if (covered >= 2) return true;
+  }
+  return false;
+}
+
 Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src) {
   // `whole` merges heads as matrix does; it differs only in the side choice below.
   const std::string g = o.granularity == "whole" ? "matrix" : o.granularity;
@@ -624,7 +643,7 @@ Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src
   // and per-KV-head V lost to Muon, whole Q/K/V pieces with a whole c_proj beat it.
   if (o.granularity == "whole") {
     const bool wl = wholeAxis(L, p.rows), wr = wholeAxis(R, p.cols);
-    if (wl && !wr && !R.empty()) left = true;
+    if (wl && !wr && !R.empty() && !fusedRoles(R, p.rightPerms)) left = true;
     else if (wr && !wl && L.size() == p.leftTiles.size()) left = false;
   }
   const std::vector<PieceGroup> none;
