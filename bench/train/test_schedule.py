@@ -42,6 +42,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import check_main  # noqa: E402  (this folder, after the path)
 
 
 class FakeRunner:
@@ -558,26 +559,14 @@ def check_merge(problems):
 
 
 def main():
-    try:
-        import torch  # noqa: F401  (bench.Bench builds the tiny models)
-    except ImportError:
-        print("SKIP: torch is not importable")
-        return 77
-    problems = []
-    t0 = time.time()
-    for check in (check_order, check_best_from, check_refine, check_refine_best_from,
-                  check_refine_budget, check_merge):
-        check(problems)
-    if problems:
-        print("FAIL:\n  " + "\n  ".join(problems))
-        return 1
-    print("PASS: grid runs before seed runs, seeds pair by pair; --best-from, runs that would "
-          "not finish not started and planned as WILL NOT FIT, another protocol refused; "
-          "--refine: the refinement's lr wins, K runs per pair, ties, divergence, --best-from, "
-          "--skip-finished, budget, plan-only counts; "
-          "report merge (finished beats truncated, file per number, faults per policy, "
-          "conflicting config refused) (%.1f s)" % (time.time() - t0))
-    return 0
+    return check_main.run_checks(
+        (check_order, check_best_from, check_refine, check_refine_best_from, check_refine_budget,
+         check_merge),
+        "grid runs before seed runs, seeds pair by pair; --best-from, runs that would not finish "
+        "not started and planned as WILL NOT FIT, another protocol refused; --refine: the "
+        "refinement's lr wins, K runs per pair, ties, divergence, --best-from, --skip-finished, "
+        "budget, plan-only counts; report merge (finished beats truncated, file per number, "
+        "faults per policy, conflicting config refused)")
 
 
 if __name__ == "__main__":

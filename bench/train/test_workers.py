@@ -18,6 +18,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import check_main  # noqa: E402  (this folder, after the path)
 
 _POISONED = []   # per process: set by poison(), as a sticky CUDA error would be
 
@@ -163,20 +164,10 @@ def check_retry_refine(problems):
 
 
 def main():
-    try:
-        import torch  # noqa: F401  (bench.Bench builds the tiny models)
-    except ImportError:
-        print("SKIP: torch is not importable")
-        return 77
-    problems = []
-    for check in (check_is_fault, check_pool, check_retry, check_retry_refine):
-        check(problems)
-    if problems:
-        print("FAIL:\n  " + "\n  ".join(problems))
-        return 1
-    print("PASS: worker replacement after a fault and a death, is_fault, one retry recorded "
-          "(a grid run's and a refinement run's)")
-    return 0
+    return check_main.run_checks(
+        (check_is_fault, check_pool, check_retry, check_retry_refine),
+        "worker replacement after a fault and a death, is_fault, one retry recorded (a grid "
+        "run's and a refinement run's)")
 
 
 if __name__ == "__main__":

@@ -154,18 +154,8 @@ TEST(Equivariance, EveryRuleUnderItsBlockGroup) {
     for (auto sh : {std::pair<int64_t, int64_t>{6, 4}, {4, 6}}) {
       const int64_t m = sh.first, n = sh.second;
       Mat P = random_element(rng, rc.left, m), Q = random_element(rng, rc.right, n);
-      Context ctx;
-      State s1, s2;
       auto r1 = rc.make(), r2 = rc.make();
-      auto W = randn(rng, size_t(m * n));
-      auto Wg = act(P, Q, W, m, n);
-      for (int t = 0; t < 3; ++t) {
-        auto G = randn(rng, size_t(m * n));
-        auto Gg = act(P, Q, G, m, n);
-        r1->step(ctx, s1, Param{"w", W.data(), G.data(), m, n}, 0.05f);
-        r2->step(ctx, s2, Param{"w", Wg.data(), Gg.data(), m, n}, 0.05f);
-      }
-      EXPECT_LT(rel_err(act(P, Q, W, m, n), Wg), 2e-5) << rc.name << " " << m << "x" << n;
+      EXPECT_LT(transport_error(rng, *r1, *r2, P, Q, m, n, 0.05f), 2e-5) << rc.name << " " << m << "x" << n;
     }
 }
 
@@ -180,18 +170,8 @@ TEST(Equivariance, LineNormalizationIsNotRotationEquivariantOnItsAxis) {
     Mat Q = random_element(rng, axis == 1 ? Group::O : Group::Trivial, n);
     MuonConfig c;
     c.norm_beta2 = 0.9f, c.norm_axis = axis;
-    Context ctx;
-    State s1, s2;
     Muon r1(c), r2(c);
-    auto W = randn(rng, size_t(m * n));
-    auto Wg = act(P, Q, W, m, n);
-    for (int t = 0; t < 3; ++t) {
-      auto G = randn(rng, size_t(m * n));
-      auto Gg = act(P, Q, G, m, n);
-      r1.step(ctx, s1, Param{"w", W.data(), G.data(), m, n}, 0.05f);
-      r2.step(ctx, s2, Param{"w", Wg.data(), Gg.data(), m, n}, 0.05f);
-    }
-    EXPECT_GT(rel_err(act(P, Q, W, m, n), Wg), 1e-3) << "axis " << axis;
+    EXPECT_GT(transport_error(rng, r1, r2, P, Q, m, n, 0.05f), 1e-3) << "axis " << axis;
   }
 }
 

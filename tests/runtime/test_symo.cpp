@@ -236,19 +236,8 @@ TEST(SymoEquivariance, AllGroupPairsAndHeads) {
   const Group all[] = {Group::Trivial, Group::Z2, Group::S, Group::B, Group::O};
   const int64_t m = 4, n = 3;
   auto run = [&](SymoConfig c, const Mat &P, const Mat &Q, const std::string &what) {
-    Context ctx;
-    State s1, s2;
     Symo r1(c), r2(c);
-    auto W = randn(rng, size_t(m * n));
-    auto Wg = act(P, Q, W, m, n);
-    for (int t = 0; t < 3; ++t) {
-      auto G = randn(rng, size_t(m * n));
-      auto Gg = act(P, Q, G, m, n);
-      Param p1{"w", W.data(), G.data(), m, n}, p2{"w", Wg.data(), Gg.data(), m, n};
-      r1.step(ctx, s1, p1, 0.1f);
-      r2.step(ctx, s2, p2, 0.1f);
-    }
-    EXPECT_LT(rel_err(act(P, Q, W, m, n), Wg), 1e-5) << what;
+    EXPECT_LT(transport_error(rng, r1, r2, P, Q, m, n, 0.1f), 1e-5) << what;
   };
   for (Group l : all)
     for (Group r : all) {

@@ -171,6 +171,24 @@ inline bool finite(const std::vector<float> &v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
 }
 
+// Equivariance of a rule under (P, Q): two fresh copies step W, G and P W Q^T, P G Q^T for
+// `steps` steps (random W and G, the rule's state carried); returns the relative distance of
+// P W' Q^T from the transported run's W' (rounding only when the rule is equivariant).
+inline double transport_error(std::mt19937 &rng, Rule &r1, Rule &r2, const Mat &P, const Mat &Q, int64_t m,
+                              int64_t n, float lr, int steps = 3) {
+  Context ctx;
+  State s1, s2;
+  auto W = randn(rng, size_t(m * n));
+  auto Wg = act(P, Q, W, m, n);
+  for (int t = 0; t < steps; ++t) {
+    auto G = randn(rng, size_t(m * n));
+    auto Gg = act(P, Q, G, m, n);
+    r1.step(ctx, s1, Param{"w", W.data(), G.data(), m, n}, lr);
+    r2.step(ctx, s2, Param{"w", Wg.data(), Gg.data(), m, n}, lr);
+  }
+  return rel_err(act(P, Q, W, m, n), Wg);
+}
+
 // The direction a rule produces for one block (advancing st).
 inline std::vector<float> direction(Context &ctx, State &st, Rule &r, const char *name, std::vector<float> &W,
                                     const std::vector<float> &G, int64_t m, int64_t n) {

@@ -299,7 +299,8 @@ int runVerify(const CommonOptions &common, const AnalyzeOptions &a,
 #if defined(SYMOC_HAVE_ANALYSIS) && defined(SYMOC_HAVE_COMPILE)
 // ---- symoc compile and the one-word path `symoc model.onnx` (owner: compile) ----
 struct CompileOptions {
-  std::string policy = "symo";
+  // The plan's defaults (one place: PolicyOptions).
+  std::string policy = symoc::plan::PolicyOptions().policy;
   std::string output;          // default ./<model>_optimizer
   std::string emit = "cpp";    // cpp | plan | json
   std::string config;
@@ -307,8 +308,8 @@ struct CompileOptions {
   std::string budget;          // bytes, with an optional K/M/G suffix (powers of 1024)
   std::string name;
   std::string runtimeDir;
-  int64_t maxDense = 4096;
-  std::string granularity = "whole";
+  int64_t maxDense = symoc::plan::PolicyOptions().maxDense;
+  std::string granularity = symoc::plan::PolicyOptions().granularity;
   bool dryRun = false;
   bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
   std::string claimsFile;   // the claims to build on, instead of the analysis' own

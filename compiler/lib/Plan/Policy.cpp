@@ -741,17 +741,13 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
       PolicyOptions w = o;
       w.granularity = "whole";
       Choice r = symoRecipe(p, w, src);
-      // Only pieces that each merge several heads (a role: Q, K or V over all heads): a
-      // piece that is one head's tile is the per-head step that measured worse.
+      // Only role pieces that one head permutation moves together (Q, K, V over all heads),
+      // each one polar component: a piece that is one head's tile is the per-head step that
+      // measured worse.
       const bool left = !r.step.leftPieces.empty();
       const auto &pcs = left ? r.step.leftPieces : r.step.rightPieces;
-      const auto &tiles = left ? p.leftTiles : p.rightTiles;
-      bool polarPieces = r.step.kind == "symo" && pcs.size() > 1;
-      for (const auto &x : pcs) {
-        int64_t inside = 0;
-        for (const auto &t : tiles) inside += t.offset >= x.offset && t.offset + t.extent <= x.offset + x.extent;
-        polarPieces = polarPieces && x.parts == 1 && (x.group == "B" || x.group == "O") && inside >= 2;
-      }
+      bool polarPieces = r.step.kind == "symo" && fusedRoles(pcs, left ? p.leftPerms : p.rightPerms);
+      for (const auto &x : pcs) polarPieces = polarPieces && x.parts == 1 && (x.group == "B" || x.group == "O");
       if (polarPieces) {
         r.note = policy == "auto" ? "auto: Muon per claimed piece of the fused axis"
                                   : "auto-norm: Muon per claimed piece of the fused axis (no line normalization on pieces)";
