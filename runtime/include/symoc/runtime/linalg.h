@@ -38,6 +38,42 @@ void sym_pow_eig(Context &ctx, const MatView &S, double p, double eps, const Mat
 void inv_root_newton(Context &ctx, const MatView &S, int p, double eps, const MatView &out,
                      int max_iters = 100, double tol = 1e-6);
 
+// The coupled Newton inverse root as the CUDA backend runs it (symoc::cuda::InvRootPlan,
+// SYMOC_CUDA_ROOT=newton): a fixed budget of steps with a per-matrix freeze, so that a GPU
+// batch needs no host synchronization. A = (S + S^T)/2 + eps I (eps > 0: there is no
+// pseudo-inverse cut), lambda = power_iters power iterations from a fixed start vector,
+// z = (p+1) / (2 min(||A||_F, 1.25 lambda)), M = z A, H = z^(1/p) I, then `iters` times
+//   T = ((p+1) I - M) / p,  H <- H T,  M <- T^(p/2) M T^(p/2) (even p) or T^p M (odd p),
+// with e = ||M - I||_F / sqrt(n): a step with e >= growth * e_prev is undone and the matrix
+// frozen (rounding floor or divergence), a step reaching e <= tol freezes it. out = (H + H^T)/2.
+// An eigenvalue that has not converged after `iters` steps keeps its root scaled by
+// m^(1/p) < 1 (damped, never amplified).
+struct NewtonRootOptions {
+  int iters = 16;       // Newton steps (a frozen matrix keeps its iterate)
+  int power_iters = 10; // power iterations for the largest eigenvalue (the start's scale)
+  double tol = 1e-6;    // freeze once ||M - I||_F / sqrt(n) <= tol
+  double growth = 1.2;  // undo and freeze a step that multiplies that error by >= growth
+};
+// What one matrix's iteration did (the GPU plan reports the same per matrix).
+struct NewtonRootInfo {
+  int steps = 0;        // accepted steps
+  double error = 0;     // ||M - I||_F / sqrt(n) at the kept iterate
+  double lambda = 0;    // the power iteration's estimate of the largest eigenvalue of A
+};
+// The iteration above in double (the CPU reference of the GPU plan). Throws for p < 1 or
+// eps <= 0. out may alias S.
+void inv_root_newton_fixed(Context &ctx, const MatView &S, int p, double eps, const MatView &out,
+                           const NewtonRootOptions &o = {}, NewtonRootInfo *info = nullptr);
+// The power iteration's start vector, entry i (shared with the GPU plan): pseudo-random signs
+// and magnitudes in [0.5, 1.5), so no structured matrix is orthogonal to it by construction.
+inline double newton_root_start(int64_t i) {
+  uint32_t h = uint32_t(i + 1) * 2654435761u;
+  h ^= h >> 15;
+  h *= 2246822519u;
+  h ^= h >> 13;
+  return ((h >> 16) & 1 ? 1.0 : -1.0) * (0.5 + double(h & 0xffff) / 65536.0);
+}
+
 enum class PolarMethod { Auto, Eig, NewtonSchulz, PolarExpress };
 const char *to_string(PolarMethod m);
 
