@@ -265,7 +265,7 @@ def check_newton_nonfinite(lib, tag):
     W = init_weights(lib, 13)
     G = grads(lib, 13, 4)
     names = [n for n, _, _ in lib.params]
-    bad = [names[0]] + shampoo_params(lib)[:1]
+    bad = [names[0]] + [n for n in shampoo_params(lib) if n != names[0]][:1]
     out = {}
     for root in ("eigh", "newton"):
         with env_vars(SYMOC_CUDA_ROOT=root, SYMOC_CUDA_EIG="f64"):

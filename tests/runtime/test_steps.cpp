@@ -165,7 +165,10 @@ TEST(MatFn, NewtonRootFixedBudget) {
       std::printf("newton root kappa %.0e p %d: %d steps -> rel err %.2e (||M - I|| %.1e, lambda %.4f)\n", kappa, p,
                   info.steps, e_many, info.error, info.lambda);
       EXPECT_LT(e_many, 1e-6) << "kappa " << kappa << " p " << p;
-      EXPECT_NEAR(info.lambda, 1.0, 1e-2); // the power iteration finds lambda_max = 1
+      // The power iteration approaches lambda_max = 1 from below (slowly here: the next
+      // eigenvalue is kappa^(-1/63), 0.80 .. 0.96); the iteration converges for lambda > 0.4.
+      EXPECT_LE(info.lambda, 1.0 + 1e-9);
+      EXPECT_GT(info.lambda, 0.4);
       // The default budget (16 steps, tol 1e-6): converged up to kappa 1e3. X = A^(-1/p) M^(1/p)
       // (all iterates commute), so ||M - I||_F / sqrt(n) <= tol bounds every direction's error
       // by sqrt(n) tol / p. Beyond, the directions that have not converged are damped, never
