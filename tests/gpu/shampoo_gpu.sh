@@ -29,7 +29,7 @@ tar czf "$OUT/all.tgz" -C $R . 2>/dev/null
 for f in run.log gpu_tests.json bench_gpu.json bench_gpu.md bench.log; do [ -f $R/$f ] && cp $R/$f "$OUT/"; done
 grep -m30 -B2 -A12 "error" $R/build.log > "$OUT/build_errors.txt" 2>/dev/null || true
 echo "---- summary"
-grep -E "^FAIL|checks passed|^PASS (newton|agree\.gpt2_shampoo_newton)" $R/gpu_tests.log 2>/dev/null | tail -40
+grep -E "^FAIL|checks passed|^PASS (newton|graph\.newton|agree\.gpt2_shampoo_newton)" $R/gpu_tests.log 2>/dev/null | tail -40
 grep -E "root err|: [A-Za-z]+Error" $R/bench.log 2>/dev/null | head -20
 [ -f $R/bench_gpu.md ] && tail -24 $R/bench_gpu.md
 exit $rc

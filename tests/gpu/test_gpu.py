@@ -44,7 +44,7 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   newton_nonfinite.<lib>  NaN/Inf gradients with Newton roots: the same skips and untouched
                    blocks as with eigh roots, every weight finite, later steps as close to the
                    eigh run as newton.<lib>.f64 allows
-  newton_graph.<lib>  a step with Newton roots captured in a CUDA graph: replays == eager
+  graph.newton.<lib>  a step with Newton roots captured in a CUDA graph: replays == eager
   aux.<mode>.<lib> Symo's run plumbing (SYMOC_CUDA_SYMO_AUX=tiled, the default: coalesced
                    packing; direct: views into the Newton-Schulz plan) == the first kernels (legacy)
                    over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)

@@ -46,7 +46,7 @@ template <class T> __global__ void sumsq_kernel(const T *X, int64_t n, double sh
   const T *x = X + b * nn;
   double s = 0;
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < nn; e += int64_t(gridDim.x) * kThreads) {
-    const double d = double(x[e]) - (e / n == e % n ? shift : 0.0);
+    const double d = double(x[e]) - (e % (n + 1) == 0 ? shift : 0.0);
     s += d * d;
   }
   s = block_sum(s);
@@ -104,7 +104,7 @@ template <class T> __global__ void init_kernel(const T *A, T *M, T *H, int64_t n
   const double z = st.z[b], hz = st.hz[b];
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < nn; e += int64_t(gridDim.x) * kThreads) {
     M[b * nn + e] = T(z * double(A[b * nn + e]));
-    H[b * nn + e] = e / n == e % n ? T(hz) : T(0 * hz); // NaN everywhere for a NaN z
+    H[b * nn + e] = e % (n + 1) == 0 ? T(hz) : T(0 * hz); // NaN everywhere for a NaN z
   }
 }
 
@@ -125,7 +125,7 @@ template <class T> __global__ void step_matrix_kernel(const T *M, T *Tm, int64_t
   const int64_t b = blockIdx.y, nn = n * n;
   const bool fr = frozen[b] != 0;
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < nn; e += int64_t(gridDim.x) * kThreads) {
-    const bool d = e / n == e % n;
+    const bool d = e % (n + 1) == 0;
     Tm[b * nn + e] = fr ? T(d ? 1 : 0) : T(((d ? p + 1.0 : 0.0) - double(M[b * nn + e])) / p);
   }
 }
