@@ -2,10 +2,12 @@
 // batches with poisoned, padded outputs. Prints one row per check; exit status = failures.
 // Usage: symoc_gpu_matrix_test [ns_spread_file]   (lines "rows cols method spread" from
 // torch_reference.py: the relative distance of torch's bf16 Muon iteration from its fp32
-// self on the same shapes; the bf16 checks allow 1.5x that).
+// self on the same shapes; the bf16 checks allow 1.5x that). SYMOC_MATRIX_TEST_ONLY=newton,...
+// runs only the tests whose name contains one of the comma-separated words.
 #include "gpu_util.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -1006,7 +1008,23 @@ int main(int argc, char **argv) {
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"errors", test_errors}};
+    // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
+    const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");
+    auto wanted = [&](const std::string &name) {
+      if (!only || !*only) return true;
+      std::string w;
+      for (const char *c = only;; ++c) {
+        if (*c == ',' || !*c) {
+          if (!w.empty() && name.find(w) != std::string::npos) return true;
+          w.clear();
+          if (!*c) return false;
+        } else {
+          w += *c;
+        }
+      }
+    };
     for (auto &t : tests) {
+      if (!wanted(t.first)) continue;
       try {
         t.second(e);
       } catch (const std::exception &ex) {
