@@ -285,6 +285,25 @@ def root_errors(opt, lib):
     return out
 
 
+def newton_flops(lib, iters):
+    """FLOPs of one refresh of every Shampoo root by InvRootPlan: per factor side n, iters steps of
+    p/2 + 2 (even p) or p + 1 (odd p) n^3-products, 2 n^3 FLOPs each (the power iteration's
+    GEMVs and the elementwise kernels left out)."""
+    total = 0
+    hp = hyper(lib)
+    for n, s, _ in lib.params:
+        k_, h = hp[n]
+        if k_ != "shampoo" or len(s) < 2:
+            continue
+        m, k = s[0], int(torch.Size(s[1:]).numel())
+        p = int(h.get("exponent", 4))
+        per = p // 2 + 2 if p % 2 == 0 else p + 1
+        for side in (m, k):
+            if side <= h.get("max_precond_dim", 8192):
+                total += iters * per * 2 * side ** 3
+    return total
+
+
 def summarize_errors(errs):
     return {str(n): {"median": statistics.median(v), "max": max(v), "count": len(v)} for n, v in sorted(errs.items())}
 
@@ -390,7 +409,9 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
         attempt(rows, "torch eigh Shampoo f=%d" % f, lambda: cycles(ref.step, f, 1, nc))
         del ref, named
         torch.cuda.empty_cache()
-    return {"matrix_set": name, "ms": rows, "root_err": root_err}
+    lib = load_library(sh_lib)
+    flops = {str(i): newton_flops(lib, i) for i in (16, 8)}
+    return {"matrix_set": name, "ms": rows, "root_err": root_err, "newton_flops": flops}
 
 
 def markdown_matrix(r):
@@ -417,6 +438,15 @@ def markdown_matrix(r):
                 out.append("| symoc shampoo%s, refresh every %d | %s | %s | torch eigh Shampoo f=%d |"
                            % (label, f, fmt(s_), rat(s_, t), f))
         out.append("| torch eigh Shampoo, refresh every %d | %s | 1.00x | |" % (f, fmt(t)))
+    fl = r.get("newton_flops")
+    if fl:
+        out.append("")
+        for label, it in ((" (newton roots)", "16"), (" (newton roots, 8 steps)", "8"), (" (newton roots, tf32)", "16"),
+                          (" (newton roots, f64)", "16")):
+            v = ms.get("symoc shampoo%s f=1" % label)
+            if v:
+                out.append("* symoc shampoo%s f=1: %.3g TFLOP of Newton products a refresh (%s steps), %.1f TFLOP/s "
+                           "over the whole step" % (label, fl[it] / 1e12, it, fl[it] / (v * 1e-3) / 1e12))
     errs = r.get("root_err", {})
     if errs:
         out += ["", "Roots in the state after the f = 1 runs vs the fp64 eigh root of the state's factor "
