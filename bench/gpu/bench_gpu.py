@@ -36,7 +36,9 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       (inverse roots by the coupled Newton iteration on fp32 GEMMs, InvRootPlan, its default
       budget of 16 steps), next to the eigh rows and the same torch reference; (newton roots,
       tf32) with TF32 tensor-core products, f = 1 and 10; (newton roots, f64) DGEMM and (newton
-      roots, 8 steps) SYMOC_CUDA_ROOT_ITERS=8 (half the budget: time against accuracy), f = 1.
+      roots, 8 steps) SYMOC_CUDA_ROOT_ITERS=8 (half the budget: time against accuracy), f = 1;
+      (newton roots, scaled, 12 steps[, tf32]) SYMOC_CUDA_ROOT_SCALED=1 SYMOC_CUDA_ROOT_ITERS=12
+      (NewtonRootOptions::scaled: the same accuracy as 16+ plain steps), f = 1 and 10.
       After each f = 1 run (eigh and Newton) the roots in the optimizer's state (L_root, R_root
       of the last step) are compared with the fp64 torch.linalg.eigh root of the state's L, R
       ((max(w, 0) + eps)^(-1/p), the torch reference's function): relative Frobenius error,
@@ -374,6 +376,10 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     variants = (("", {"SYMOC_CUDA_EIG": "f32"}), (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
                 (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
                                               "SYMOC_CUDA_ROOT_ITERS": "8"}),
+                (" (newton roots, scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
+                                                       "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
+                (" (newton roots, scaled, 12 steps, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32", "SYMOC_CUDA_ROOT_SCALED": "1",
+                                                             "SYMOC_CUDA_ROOT_ITERS": "12"}),
                 (" (newton roots, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32"}),
                 (" (newton roots, f64)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64"}))
     for f, path in ((1, sh_lib), (10, sh10_lib)):
@@ -410,7 +416,7 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
         del ref, named
         torch.cuda.empty_cache()
     lib = load_library(sh_lib)
-    flops = {str(i): newton_flops(lib, i) for i in (16, 8)}
+    flops = {str(i): newton_flops(lib, i) for i in (16, 12, 8)}
     return {"matrix_set": name, "ms": rows, "root_err": root_err, "newton_flops": flops}
 
 
@@ -431,7 +437,8 @@ def markdown_matrix(r):
         if "symoc shampoo f=%d" % f not in ms:
             continue
         t = ms.get("torch eigh Shampoo f=%d" % f)
-        for label in ("", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)"):
+        for label in ("", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, scaled, 12 steps)",
+                      " (newton roots, tf32)", " (newton roots, scaled, 12 steps, tf32)", " (newton roots, f64)"):
             key = "symoc shampoo%s f=%d" % (label, f)
             if key in ms:
                 s_ = ms.get(key)
@@ -441,8 +448,9 @@ def markdown_matrix(r):
     fl = r.get("newton_flops")
     if fl:
         out.append("")
-        for label, it in ((" (newton roots)", "16"), (" (newton roots, 8 steps)", "8"), (" (newton roots, tf32)", "16"),
-                          (" (newton roots, f64)", "16")):
+        for label, it in ((" (newton roots)", "16"), (" (newton roots, 8 steps)", "8"),
+                          (" (newton roots, scaled, 12 steps)", "12"), (" (newton roots, tf32)", "16"),
+                          (" (newton roots, scaled, 12 steps, tf32)", "12"), (" (newton roots, f64)", "16")):
             v = ms.get("symoc shampoo%s f=1" % label)
             if v:
                 out.append("* symoc shampoo%s f=1: %.3g TFLOP of Newton products a refresh (%s steps), %.1f TFLOP/s "

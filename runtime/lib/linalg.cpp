@@ -281,9 +281,12 @@ void inv_root_newton_fixed(Context &ctx, const MatView &S, int p, double eps, co
   int steps = 0;
   const int half = p % 2 == 0 ? p / 2 : p; // T's power applied on each side (even) or once (odd)
   for (int it = 0; it < o.iters && !frozen; ++it) {
+    const double c = newton_step_scale(o, p, it), hc = std::pow(c, 1.0 / p); // M <- c M, H <- c^(1/p) H
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) T[i * n + j] = ((i == j ? p + 1.0 : 0.0) - M[i * n + j]) / p;
+      for (int64_t j = 0; j < n; ++j) T[i * n + j] = ((i == j ? p + 1.0 : 0.0) - c * M[i * n + j]) / p;
     dmul(H, T, Hn, n);
+    if (c != 1.0)
+      for (int64_t e = 0; e < nn; ++e) Hn[e] *= hc;
     const double *Q = T; // Q = T^half by repeated products (p is small)
     for (int k = 1; k < half; ++k) {
       double *dst = Q == P ? W : P;
@@ -296,8 +299,11 @@ void inv_root_newton_fixed(Context &ctx, const MatView &S, int p, double eps, co
     } else {
       dmul(Q, M, Mn, n);
     }
+    if (c != 1.0)
+      for (int64_t e = 0; e < nn; ++e) Mn[e] *= c;
     const double e = dev_from_identity(Mn, n);
-    if (!(e < o.growth * err)) break; // rounding floor or divergence: keep the last iterate
+    // rounding floor or divergence: keep the last iterate (a scaled step only if not finite)
+    if (c != 1.0 ? !std::isfinite(e) : !(e < o.growth * err)) break;
     std::swap(H, Hn), std::swap(M, Mn);
     err = e, ++steps;
     frozen = e <= o.tol;

@@ -479,7 +479,8 @@ void test_shampoo(cu::Engine &e) {
 // which bounds every direction's root error by sqrt(n) tol / p (all iterates commute), so
 // max(1e-6, sqrt(n) tol / p); fp32 products of n <= 3072 carry ~sqrt(n) 2^-24 <= 3.3e-6
 // relative error each and a run compounds ~70 of them: 1e-3 (the fp32 eigh root's own error is
-// printed next to it); TF32 (10-bit products) is printed for the record, not checked. Each
+// printed next to it); TF32 (10-bit products) is printed for the record, not checked. The
+// scaled steps (NewtonRootOptions::scaled, 12 of them) have the same limits. Each
 // limit adds clamp_gap (the eigh routes' clamp of rounding-level negative eigenvalues).
 // Also: the CPU reference (rt::inv_root_newton_fixed, double) == the fp64 plan, a CUDA graph
 // replay == eager bitwise, non-finite input -> NaN output, eps <= 0 refused.
@@ -536,10 +537,13 @@ void test_inv_root(cu::Engine &e) {
       }
       if (!check_written(name + " eigh f64", r64) || !check_written(name + " eigh f32", r32)) continue;
       const double e_eig32 = max_rel(r32.hb, r64.hb), gap = clamp_gap(e, Sb, eps, p);
-      struct V { const char *tag; cu::EigPrecision prec; bool tf32; };
-      for (V v : {V{"f64", cu::EigPrecision::Float64, false}, V{"f32", cu::EigPrecision::Float32, false},
-                  V{"tf32", cu::EigPrecision::Float32, true}}) {
-        cu::InvRootPlan plan(e, n, B, p, v.prec, no, v.tf32);
+      rt::NewtonRootOptions sc; // the scaled steps: 12 of them converge up to kappa 1e6 at p = 4
+      sc.scaled = true, sc.iters = 12;
+      struct V { const char *tag; cu::EigPrecision prec; bool tf32; rt::NewtonRootOptions opt; };
+      for (V v : {V{"f64", cu::EigPrecision::Float64, false, no}, V{"f32", cu::EigPrecision::Float32, false, no},
+                  V{"tf32", cu::EigPrecision::Float32, true, no}, V{"f64 scaled 12", cu::EigPrecision::Float64, false, sc},
+                  V{"f32 scaled 12", cu::EigPrecision::Float32, false, sc}}) {
+        cu::InvRootPlan plan(e, n, B, p, v.prec, v.opt, v.tf32);
         Dev<char> ws(plan.workspace_bytes());
         DevBatch out = poisoned(B, n, n);
         Dev<float> err{size_t(B)};
@@ -572,7 +576,7 @@ void test_inv_root(cu::Engine &e) {
             for (int64_t i = 0; i < n; ++i)
               for (int64_t j = 0; j < n; ++j) Sh.at(b, i, j) = hS[size_t(b * n * n + i * n + j)];
             rt::NewtonRootInfo info;
-            rt::inv_root_newton_fixed(ctx, Sh.view(b), p, eps, ref.view(b), no, &info);
+            rt::inv_root_newton_fixed(ctx, Sh.view(b), p, eps, ref.view(b), v.opt, &info);
             same_steps &= info.steps == hs[size_t(b)];
           }
           table.add(nm + " vs rt::inv_root_newton_fixed (CPU)", max_rel(out.hb, ref), 1e-6,

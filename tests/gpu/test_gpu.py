@@ -40,8 +40,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    default precision) <= 2e-5 (agree's 1e-5 for the device's own arithmetic plus
                    sqrt(n) tol / p <= 3e-6 for each of the two roots), fp32 (SYMOC_CUDA_EIG=f32)
                    <= 1e-4 of the update (fp32 products; a numpy run of the same steps on these
-                   shapes: 7e-8 fp64, 1.4e-6 fp32); newton-tf32 printed for the record; every
-                   weight finite
+                   shapes: 7e-8 fp64, 1.4e-6 fp32); newton-tf32 printed for the record;
+                   f64-scaled12 (SYMOC_CUDA_ROOT_SCALED=1, 12 steps) as fp64; every weight finite
   newton_nonfinite.<lib>  NaN/Inf gradients with Newton roots: the same skips and untouched
                    blocks as with eigh roots, every weight finite, later steps within 2e-5 of
                    the eigh run (as newton.<lib>.f64)
@@ -245,9 +245,11 @@ def check_newton(lib, tag):
     oc, pc = make(lib, W, "cpu")
     run(oc, pc, G)
     sh = shampoo_params(lib)
-    for prec, root, eig, limit in (("f64", "newton", None, 2e-5), ("f32", "newton", "f32", 1e-4),
-                                   ("tf32", "newton-tf32", None, None)):
-        with env_vars(SYMOC_CUDA_ROOT=root, SYMOC_CUDA_EIG=eig):
+    for prec, root, eig, limit, scaled in (("f64", "newton", None, 2e-5, None), ("f32", "newton", "f32", 1e-4, None),
+                                           ("tf32", "newton-tf32", None, None, None),
+                                           ("f64-scaled12", "newton", None, 2e-5, "1")):
+        with env_vars(SYMOC_CUDA_ROOT=root, SYMOC_CUDA_EIG=eig, SYMOC_CUDA_ROOT_SCALED=scaled,
+                      SYMOC_CUDA_ROOT_ITERS="12" if scaled else None):
             og, pg = make(lib, W, DEV)
         run(og, pg, G)
         finite = all(bool(torch.isfinite(pg[n].detach()).all()) for n in pg)

@@ -119,19 +119,21 @@ __global__ void first_kernel(RootState st, int64_t batch, int64_t parts, int64_t
   st.steps[b] = 0;
 }
 
-// T = ((p+1) I - M) / p; I for a frozen matrix (its products are then copies of the last
-// iterate in fp32/fp64, and select_kernel restores it exactly in any case).
-template <class T> __global__ void step_matrix_kernel(const T *M, T *Tm, int64_t n, int p, const int *frozen) {
+// T = ((p+1) I - c M) / p (c: the step's scale, 1 unless NewtonRootOptions::scaled); I for a
+// frozen matrix (select_kernel restores its iterate exactly whatever the products did).
+template <class T>
+__global__ void step_matrix_kernel(const T *M, T *Tm, int64_t n, int p, double c, const int *frozen) {
   const int64_t b = blockIdx.y, nn = n * n;
   const bool fr = frozen[b] != 0;
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < nn; e += int64_t(gridDim.x) * kThreads) {
     const bool d = e % (n + 1) == 0;
-    Tm[b * nn + e] = fr ? T(d ? 1 : 0) : T(((d ? p + 1.0 : 0.0) - double(M[b * nn + e])) / p);
+    Tm[b * nn + e] = fr ? T(d ? 1 : 0) : T(((d ? p + 1.0 : 0.0) - c * double(M[b * nn + e])) / p);
   }
 }
 
 // Accept or undo the step just taken (rt::inv_root_newton_fixed's rule). One thread a matrix.
-__global__ void decide_kernel(RootState st, int64_t batch, int64_t parts, int64_t n, double tol, double growth) {
+__global__ void decide_kernel(RootState st, int64_t batch, int64_t parts, int64_t n, double tol, double growth,
+                              bool scaled_step) {
   const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= batch) return;
   if (st.frozen[b]) {
@@ -141,7 +143,8 @@ __global__ void decide_kernel(RootState st, int64_t batch, int64_t parts, int64_
   double s = 0;
   for (int64_t k = 0; k < parts; ++k) s += st.part[b * kMaxParts + k];
   const double e = sqrt(s / double(n));
-  if (!(e < growth * st.err[b])) { // rounding floor, divergence or a non-finite input
+  // rounding floor, divergence or a non-finite input (a scaled step may raise the error)
+  if (scaled_step ? !isfinite(e) : !(e < growth * st.err[b])) {
     st.keep[b] = 1;
     st.frozen[b] = 1;
     return;
@@ -179,21 +182,22 @@ __global__ void report_kernel(RootState st, int64_t batch, float *err, int *step
   if (steps) steps[b] = st.steps[b];
 }
 
-// Square row-major C = A B over the batch; TF32 tensor cores when asked (fp32 data).
+// Square row-major C = alpha A B over the batch; TF32 tensor cores when asked (fp32 data).
 template <class T>
-void square_mul(Engine::Impl &e, bool tf32, int64_t n, int64_t batch, const T *A, const T *B, T *C, const char *what) {
+void square_mul(Engine::Impl &e, bool tf32, int64_t n, int64_t batch, const T *A, const T *B, T *C, const char *what,
+                double alpha = 1.0) {
   if constexpr (std::is_same_v<T, float>) {
     if (tf32) {
-      const float one = 1.f, zero = 0.f;
+      const float al = float(alpha), zero = 0.f;
       // Row-major C = A B is column-major C^T = B^T A^T: B first.
-      check(cublasGemmStridedBatchedEx(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, B, CUDA_R_32F,
+      check(cublasGemmStridedBatchedEx(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &al, B, CUDA_R_32F,
                                        int(n), n * n, A, CUDA_R_32F, int(n), n * n, &zero, C, CUDA_R_32F, int(n),
                                        n * n, int(batch), CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
             what);
       return;
     }
   }
-  gemm_rm<T>(e, false, false, n, n, n, T(1), A, n, n * n, B, n, n * n, T(0), C, n, n * n, batch, what);
+  gemm_rm<T>(e, false, false, n, n, n, T(alpha), A, n, n * n, B, n, n * n, T(0), C, n, n * n, batch, what);
 }
 } // namespace
 
@@ -260,9 +264,10 @@ struct InvRootPlan::Impl {
     check_launch("inv_root start");
     for (int it = 0; it < o.iters; ++it) {
       const int cur = it % 2, nxt = 1 - cur;
-      step_matrix_kernel<U><<<g, kThreads, 0, s>>>(M[cur], Tm, n, p, st.frozen);
+      const double c = rt::newton_step_scale(o, p, it); // M <- c M, H <- c^(1/p) H before the step
+      step_matrix_kernel<U><<<g, kThreads, 0, s>>>(M[cur], Tm, n, p, c, st.frozen);
       check_launch("inv_root T");
-      square_mul<U>(e, tf32, n, batch, H[cur], Tm, H[nxt], "inv_root H T");
+      square_mul<U>(e, tf32, n, batch, H[cur], Tm, H[nxt], "inv_root H T", std::pow(c, 1.0 / p));
       const U *Q = Tm; // T^half by repeated products into P / X (X is free until M T^(p/2))
       for (int k = 1; k < half(); ++k) {
         U *dst = Q == P ? X : P;
@@ -272,12 +277,12 @@ struct InvRootPlan::Impl {
       if (p % 2 == 0) { // M <- Q M Q: symmetric in exact arithmetic and in its rounding pattern
         U *tmp = Q == Tm ? X : Tm; // Tm is free once Q = T^half is formed (half > 1)
         square_mul<U>(e, tf32, n, batch, M[cur], Q, tmp, "inv_root M Q");
-        square_mul<U>(e, tf32, n, batch, Q, tmp, M[nxt], "inv_root Q M Q");
+        square_mul<U>(e, tf32, n, batch, Q, tmp, M[nxt], "inv_root Q M Q", c);
       } else {
-        square_mul<U>(e, tf32, n, batch, Q, M[cur], M[nxt], "inv_root T^p M");
+        square_mul<U>(e, tf32, n, batch, Q, M[cur], M[nxt], "inv_root T^p M", c);
       }
       sumsq_kernel<U><<<gp, kThreads, 0, s>>>(M[nxt], n, 1.0, st.part);
-      decide_kernel<<<per, 128, 0, s>>>(st, batch, parts, n, o.tol, o.growth);
+      decide_kernel<<<per, 128, 0, s>>>(st, batch, parts, n, o.tol, o.growth, c != 1.0);
       select_kernel<U><<<g, kThreads, 0, s>>>(H[cur], M[cur], H[nxt], M[nxt], n, st.keep);
       check_launch("inv_root step");
     }

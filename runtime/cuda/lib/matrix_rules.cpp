@@ -114,7 +114,9 @@ mx::EigPrecision eig_precision(RKind k) {
 // eigendecomposition (SymPowPlan, the CPU rule's pseudo-inverse cut); newton by the coupled
 // Newton iteration on GEMMs (InvRootPlan, in eig_precision's fp32 / fp64; no cut, so the
 // plan's eps must be > 0); newton-tf32 the same on fp32 data with TF32 tensor-core products.
-// SYMOC_CUDA_ROOT_ITERS=N sets the Newton step budget (default NewtonRootOptions::iters).
+// SYMOC_CUDA_ROOT_ITERS=N sets the Newton step budget (default NewtonRootOptions::iters),
+// SYMOC_CUDA_ROOT_SCALED=1 the scaled steps (NewtonRootOptions::scaled: at p = 4, 12 steps
+// converge up to kappa 1e6 where the plain iteration needs 20).
 // Only Shampoo: the rules that need eigenvectors or polar factors (Symo, Lau-Su) keep eigh.
 enum class RootRoute { Eigh, Newton, NewtonTF32 };
 RootRoute root_route() {
@@ -132,6 +134,11 @@ mx::NewtonRootOptions newton_root_options() {
     const long v = std::strtol(e, &end, 10);
     if (!*e || *end || v < 1 || v > 1000) throw Error(std::string("SYMOC_CUDA_ROOT_ITERS must be 1 .. 1000, got '") + e + "'");
     o.iters = int(v);
+  }
+  if (const char *e = std::getenv("SYMOC_CUDA_ROOT_SCALED")) {
+    const std::string v = e;
+    if (v != "0" && v != "1") throw Error("SYMOC_CUDA_ROOT_SCALED must be 0 or 1, got '" + v + "'");
+    o.scaled = v == "1";
   }
   return o;
 }
