@@ -37,8 +37,8 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       budget of 16 steps), next to the eigh rows and the same torch reference; (newton roots,
       tf32) with TF32 tensor-core products, f = 1 and 10; (newton roots, f64) DGEMM and (newton
       roots, 8 steps) SYMOC_CUDA_ROOT_ITERS=8 (half the budget: time against accuracy), f = 1;
-      (newton roots, scaled, 12 steps[, tf32]) SYMOC_CUDA_ROOT_SCALED=1 SYMOC_CUDA_ROOT_ITERS=12
-      (NewtonRootOptions::scaled: the same accuracy as 16+ plain steps), f = 1 and 10.
+      (newton roots, f64 scaled, 12 steps) SYMOC_CUDA_ROOT_SCALED=1 SYMOC_CUDA_ROOT_ITERS=12
+      (NewtonRootOptions::scaled, fp64 only: the accuracy of 16+ plain steps), f = 1 and 10.
       After each f = 1 run (eigh and Newton) the roots in the optimizer's state (L_root, R_root
       of the last step) are compared with the fp64 torch.linalg.eigh root of the state's L, R
       ((max(w, 0) + eps)^(-1/p), the torch reference's function): relative Frobenius error,
@@ -376,10 +376,8 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     variants = (("", {"SYMOC_CUDA_EIG": "f32"}), (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
                 (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
                                               "SYMOC_CUDA_ROOT_ITERS": "8"}),
-                (" (newton roots, scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
-                                                       "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
-                (" (newton roots, scaled, 12 steps, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32", "SYMOC_CUDA_ROOT_SCALED": "1",
-                                                             "SYMOC_CUDA_ROOT_ITERS": "12"}),
+                (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
+                                                           "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
                 (" (newton roots, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32"}),
                 (" (newton roots, f64)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64"}))
     for f, path in ((1, sh_lib), (10, sh10_lib)):
@@ -387,7 +385,7 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
         named = params_of(lib, 4)
         nc = max(3, it // max(f, 3))
         for label, env in variants:
-            if f != 1 and ("f64" in label or "8 steps" in label):
+            if f != 1 and label in (" (newton roots, f64)", " (newton roots, 8 steps)"):
                 continue
             key = "symoc shampoo%s f=%d" % (label, f)
             for k, v in env.items():
@@ -437,8 +435,8 @@ def markdown_matrix(r):
         if "symoc shampoo f=%d" % f not in ms:
             continue
         t = ms.get("torch eigh Shampoo f=%d" % f)
-        for label in ("", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, scaled, 12 steps)",
-                      " (newton roots, tf32)", " (newton roots, scaled, 12 steps, tf32)", " (newton roots, f64)"):
+        for label in ("", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
+                      " (newton roots, f64 scaled, 12 steps)"):
             key = "symoc shampoo%s f=%d" % (label, f)
             if key in ms:
                 s_ = ms.get(key)
@@ -448,9 +446,8 @@ def markdown_matrix(r):
     fl = r.get("newton_flops")
     if fl:
         out.append("")
-        for label, it in ((" (newton roots)", "16"), (" (newton roots, 8 steps)", "8"),
-                          (" (newton roots, scaled, 12 steps)", "12"), (" (newton roots, tf32)", "16"),
-                          (" (newton roots, scaled, 12 steps, tf32)", "12"), (" (newton roots, f64)", "16")):
+        for label, it in ((" (newton roots)", "16"), (" (newton roots, 8 steps)", "8"), (" (newton roots, tf32)", "16"),
+                          (" (newton roots, f64)", "16"), (" (newton roots, f64 scaled, 12 steps)", "12")):
             v = ms.get("symoc shampoo%s f=1" % label)
             if v:
                 out.append("* symoc shampoo%s f=1: %.3g TFLOP of Newton products a refresh (%s steps), %.1f TFLOP/s "

@@ -280,8 +280,9 @@ void inv_root_newton_fixed(Context &ctx, const MatView &S, int p, double eps, co
   bool frozen = !(err > o.tol);
   int steps = 0;
   const int half = p % 2 == 0 ? p / 2 : p; // T's power applied on each side (even) or once (odd)
+  const bool may_scale = z * eps >= kNewtonScaleFloor; // NewtonRootOptions::scaled's floor
   for (int it = 0; it < o.iters && !frozen; ++it) {
-    const double c = newton_step_scale(o, p, it), hc = std::pow(c, 1.0 / p); // M <- c M, H <- c^(1/p) H
+    const double c = may_scale ? newton_step_scale(o, p, it) : 1.0, hc = std::pow(c, 1.0 / p); // M <- c M, H <- c^(1/p) H
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) T[i * n + j] = ((i == j ? p + 1.0 : 0.0) - c * M[i * n + j]) / p;
     dmul(H, T, Hn, n);
@@ -302,8 +303,8 @@ void inv_root_newton_fixed(Context &ctx, const MatView &S, int p, double eps, co
     if (c != 1.0)
       for (int64_t e = 0; e < nn; ++e) Mn[e] *= c;
     const double e = dev_from_identity(Mn, n);
-    // rounding floor or divergence: keep the last iterate (a scaled step only if not finite)
-    if (c != 1.0 ? !std::isfinite(e) : !(e < o.growth * err)) break;
+    // rounding floor or divergence: keep the last iterate (a scaled step: the invariant e <= 1)
+    if (c != 1.0 ? !(e <= o.growth) : !(e < o.growth * err)) break;
     std::swap(H, Hn), std::swap(M, Mn);
     err = e, ++steps;
     frozen = e <= o.tol;

@@ -480,7 +480,7 @@ void test_shampoo(cu::Engine &e) {
 // max(1e-6, sqrt(n) tol / p); fp32 products of n <= 3072 carry ~sqrt(n) 2^-24 <= 3.3e-6
 // relative error each and a run compounds ~70 of them: 1e-3 (the fp32 eigh root's own error is
 // printed next to it); TF32 (10-bit products) is printed for the record, not checked. The
-// scaled steps (NewtonRootOptions::scaled, 12 of them) have the same limits. Each
+// scaled steps (NewtonRootOptions::scaled, fp64 only, 12 of them) have the fp64 limit. Each
 // limit adds clamp_gap (the eigh routes' clamp of rounding-level negative eigenvalues).
 // Also: the CPU reference (rt::inv_root_newton_fixed, double) == the fp64 plan, a CUDA graph
 // replay == eager bitwise, non-finite input -> NaN output, eps <= 0 refused.
@@ -541,8 +541,7 @@ void test_inv_root(cu::Engine &e) {
       sc.scaled = true, sc.iters = 12;
       struct V { const char *tag; cu::EigPrecision prec; bool tf32; rt::NewtonRootOptions opt; };
       for (V v : {V{"f64", cu::EigPrecision::Float64, false, no}, V{"f32", cu::EigPrecision::Float32, false, no},
-                  V{"tf32", cu::EigPrecision::Float32, true, no}, V{"f64 scaled 12", cu::EigPrecision::Float64, false, sc},
-                  V{"f32 scaled 12", cu::EigPrecision::Float32, false, sc}}) {
+                  V{"tf32", cu::EigPrecision::Float32, true, no}, V{"f64 scaled 12", cu::EigPrecision::Float64, false, sc}}) {
         cu::InvRootPlan plan(e, n, B, p, v.prec, v.opt, v.tf32);
         Dev<char> ws(plan.workspace_bytes());
         DevBatch out = poisoned(B, n, n);
@@ -642,6 +641,15 @@ void test_inv_root(cu::Engine &e) {
     } catch (const rt::Error &ex) {
       std::printf("# inv_root eps = 0: %s\n", ex.what());
       table.add("inv_root eps = 0 throws rt::Error", 0, 0);
+    }
+    try {
+      rt::NewtonRootOptions so;
+      so.scaled = true;
+      cu::InvRootPlan bad(e, n, B, p, cu::EigPrecision::Float32, so);
+      table.fail("inv_root scaled fp32 refused", "no error");
+    } catch (const rt::Error &ex) {
+      std::printf("# inv_root scaled fp32: %s\n", ex.what());
+      table.add("inv_root scaled fp32 refused with rt::Error", 0, 0);
     }
   } catch (const std::exception &ex) {
     table.fail("inv_root non-finite", ex.what());

@@ -25,6 +25,7 @@ struct RootState {
   double *err;    // ||M - I||_F / sqrt(n) at the kept iterate
   double *lambda; // the power iteration's estimate
   int *frozen, *keep, *steps;
+  int *scal;      // NewtonRootOptions::scaled applies (the start passed kNewtonScaleFloor)
 };
 
 __device__ double block_sum(double v) {
@@ -86,7 +87,8 @@ template <class T> __global__ void power_norm_kernel(const T *y, T *v, int64_t n
 }
 
 // z = (p+1) / (2 min(||A||_F, 1.25 lambda)) (rt::inv_root_newton_fixed's bound): one thread a matrix.
-__global__ void scale_kernel(RootState st, int64_t batch, int64_t parts, int p, int power_iters) {
+__global__ void scale_kernel(RootState st, int64_t batch, int64_t parts, int p, int power_iters, double eps,
+                             double floor) {
   const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= batch) return;
   double s = 0;
@@ -96,6 +98,7 @@ __global__ void scale_kernel(RootState st, int64_t batch, int64_t parts, int p, 
   // A non-finite A (or lambda) makes every output entry NaN, never a finite wrong root.
   st.z[b] = isfinite(bound) && bound > 0 && isfinite(lam) ? (p + 1.0) / (2.0 * bound) : nan("");
   st.hz[b] = pow(st.z[b], 1.0 / p);
+  st.scal[b] = st.z[b] * eps >= floor;
 }
 
 // M = z A, H = z^(1/p) I.
@@ -122,12 +125,23 @@ __global__ void first_kernel(RootState st, int64_t batch, int64_t parts, int64_t
 // T = ((p+1) I - c M) / p (c: the step's scale, 1 unless NewtonRootOptions::scaled); I for a
 // frozen matrix (select_kernel restores its iterate exactly whatever the products did).
 template <class T>
-__global__ void step_matrix_kernel(const T *M, T *Tm, int64_t n, int p, double c, const int *frozen) {
+__global__ void step_matrix_kernel(const T *M, T *Tm, int64_t n, int p, double cs, const int *frozen, const int *scal) {
   const int64_t b = blockIdx.y, nn = n * n;
   const bool fr = frozen[b] != 0;
+  const double c = scal[b] ? cs : 1.0;
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < nn; e += int64_t(gridDim.x) * kThreads) {
     const bool d = e % (n + 1) == 0;
     Tm[b * nn + e] = fr ? T(d ? 1 : 0) : T(((d ? p + 1.0 : 0.0) - c * double(M[b * nn + e])) / p);
+  }
+}
+
+// The scaled step's M <- c M, H <- c^(1/p) H, applied after the products (they are linear).
+template <class T> __global__ void rescale_kernel(T *H, T *M, int64_t n, double c, double hc, const int *scal) {
+  const int64_t b = blockIdx.y, nn = n * n;
+  if (!scal[b]) return;
+  for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < nn; e += int64_t(gridDim.x) * kThreads) {
+    H[b * nn + e] = T(hc * double(H[b * nn + e]));
+    M[b * nn + e] = T(c * double(M[b * nn + e]));
   }
 }
 
@@ -143,8 +157,8 @@ __global__ void decide_kernel(RootState st, int64_t batch, int64_t parts, int64_
   double s = 0;
   for (int64_t k = 0; k < parts; ++k) s += st.part[b * kMaxParts + k];
   const double e = sqrt(s / double(n));
-  // rounding floor, divergence or a non-finite input (a scaled step may raise the error)
-  if (scaled_step ? !isfinite(e) : !(e < growth * st.err[b])) {
+  // rounding floor, divergence or a non-finite input (a scaled step: the invariant e <= 1)
+  if (scaled_step && st.scal[b] ? !(e <= growth) : !(e < growth * st.err[b])) {
     st.keep[b] = 1;
     st.frozen[b] = 1;
     return;
@@ -232,6 +246,7 @@ struct InvRootPlan::Impl {
     st->frozen = c.take<int>(size_t(batch));
     st->keep = c.take<int>(size_t(batch));
     st->steps = c.take<int>(size_t(batch));
+    st->scal = c.take<int>(size_t(batch));
     return c.used();
   }
   template <class U> void run(const Batch &S, double eps, const Batch &out, void *ws, cudaStream_t s, float *err,
@@ -257,17 +272,19 @@ struct InvRootPlan::Impl {
       gemm_rm<U>(e, false, false, n, 1, n, U(1), Tm, n, nn, v, 1, n, U(0), y, 1, n, batch, "inv_root power");
       power_norm_kernel<U><<<unsigned(batch), kThreads, 0, s>>>(y, v, n, st.lambda);
     }
-    scale_kernel<<<per, 128, 0, s>>>(st, batch, parts, p, o.power_iters);
+    scale_kernel<<<per, 128, 0, s>>>(st, batch, parts, p, o.power_iters, eps,
+                                     o.scaled ? rt::kNewtonScaleFloor : INFINITY);
     init_kernel<U><<<g, kThreads, 0, s>>>(Tm, M[0], H[0], n, st);
     sumsq_kernel<U><<<gp, kThreads, 0, s>>>(M[0], n, 1.0, st.part);
     first_kernel<<<per, 128, 0, s>>>(st, batch, parts, n, o.tol);
     check_launch("inv_root start");
     for (int it = 0; it < o.iters; ++it) {
       const int cur = it % 2, nxt = 1 - cur;
-      const double c = rt::newton_step_scale(o, p, it); // M <- c M, H <- c^(1/p) H before the step
-      step_matrix_kernel<U><<<g, kThreads, 0, s>>>(M[cur], Tm, n, p, c, st.frozen);
+      // M <- c M, H <- c^(1/p) H before the step, for the matrices whose start allows it
+      const double c = rt::newton_step_scale(o, p, it);
+      step_matrix_kernel<U><<<g, kThreads, 0, s>>>(M[cur], Tm, n, p, c, st.frozen, st.scal);
       check_launch("inv_root T");
-      square_mul<U>(e, tf32, n, batch, H[cur], Tm, H[nxt], "inv_root H T", std::pow(c, 1.0 / p));
+      square_mul<U>(e, tf32, n, batch, H[cur], Tm, H[nxt], "inv_root H T");
       const U *Q = Tm; // T^half by repeated products into P / X (X is free until M T^(p/2))
       for (int k = 1; k < half(); ++k) {
         U *dst = Q == P ? X : P;
@@ -277,10 +294,11 @@ struct InvRootPlan::Impl {
       if (p % 2 == 0) { // M <- Q M Q: symmetric in exact arithmetic and in its rounding pattern
         U *tmp = Q == Tm ? X : Tm; // Tm is free once Q = T^half is formed (half > 1)
         square_mul<U>(e, tf32, n, batch, M[cur], Q, tmp, "inv_root M Q");
-        square_mul<U>(e, tf32, n, batch, Q, tmp, M[nxt], "inv_root Q M Q", c);
+        square_mul<U>(e, tf32, n, batch, Q, tmp, M[nxt], "inv_root Q M Q");
       } else {
-        square_mul<U>(e, tf32, n, batch, Q, M[cur], M[nxt], "inv_root T^p M", c);
+        square_mul<U>(e, tf32, n, batch, Q, M[cur], M[nxt], "inv_root T^p M");
       }
+      if (c != 1.0) rescale_kernel<U><<<g, kThreads, 0, s>>>(H[nxt], M[nxt], n, c, std::pow(c, 1.0 / p), st.scal);
       sumsq_kernel<U><<<gp, kThreads, 0, s>>>(M[nxt], n, 1.0, st.part);
       decide_kernel<<<per, 128, 0, s>>>(st, batch, parts, n, o.tol, o.growth, c != 1.0);
       select_kernel<U><<<g, kThreads, 0, s>>>(H[cur], M[cur], H[nxt], M[nxt], n, st.keep);
@@ -299,6 +317,9 @@ InvRootPlan::InvRootPlan(Engine &e, int64_t n, int64_t batch, int p, EigPrecisio
   if (p < 1) fail("inv_root", "p must be >= 1, got " + std::to_string(p));
   if (o.iters < 0 || o.power_iters < 0 || !(o.growth > 1)) fail("inv_root", "invalid options");
   if (tf32 && impl_->dbl) fail("inv_root", "TF32 products need Float32");
+  if (o.scaled && !impl_->dbl)
+    fail("inv_root", "scaled steps need Float64 (fp32 products could turn a small eigenvalue negative, which scaling "
+                     "amplifies)");
 }
 InvRootPlan::~InvRootPlan() = default;
 

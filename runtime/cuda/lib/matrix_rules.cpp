@@ -115,8 +115,8 @@ mx::EigPrecision eig_precision(RKind k) {
 // Newton iteration on GEMMs (InvRootPlan, in eig_precision's fp32 / fp64; no cut, so the
 // plan's eps must be > 0); newton-tf32 the same on fp32 data with TF32 tensor-core products.
 // SYMOC_CUDA_ROOT_ITERS=N sets the Newton step budget (default NewtonRootOptions::iters),
-// SYMOC_CUDA_ROOT_SCALED=1 the scaled steps (NewtonRootOptions::scaled: at p = 4, 12 steps
-// converge up to kappa 1e6 where the plain iteration needs 20).
+// SYMOC_CUDA_ROOT_SCALED=1 the scaled steps (NewtonRootOptions::scaled, fp64 only: at p = 4,
+// 12 steps converge where the plain iteration needs 16-20).
 // Only Shampoo: the rules that need eigenvectors or polar factors (Symo, Lau-Su) keep eigh.
 enum class RootRoute { Eigh, Newton, NewtonTF32 };
 RootRoute root_route() {

@@ -52,9 +52,15 @@ void inv_root_newton(Context &ctx, const MatView &S, int p, double eps, const Ma
 // and H <- c^(1/p) H with c = (p+1)/2 (M = H^p A is kept). After a step M's spectrum lies in
 // (0, 1], so c M stays in (0, p+1), where the iteration converges; the smallest eigenvalues
 // then grow ~6x a step instead of (1 + 1/p)^p = 2.44x, while those near 1 drop to 0.38 and
-// come back in the unscaled tail (0.38 -> 1 - 6e-11 in 5 steps). Scaled steps skip the growth
-// test (the error may rise by design); a non-finite error still freezes.
+// come back in the unscaled tail (0.38 -> 1 - 6e-11 in 5 steps). A scaled step may raise the
+// error by design, so its test is the invariant instead (||M - I||_F / sqrt(n) <= 1 while the
+// spectrum is in (0, 1]: undone and frozen above `growth`). An eigenvalue that rounding made
+// negative would grow without bound under scaling, so a matrix is scaled only when the
+// smallest eigenvalue of the start, z eps, is >= kNewtonScaleFloor = 64 x 2^-24 (the rounding
+// of an fp32 factor leaves ~2^-24 lambda_max in a Gram's null space), and only in double
+// (the GPU plan refuses scaled fp32: its own products' rounding is of that order).
 constexpr int kNewtonScaledTail = 5;
+constexpr double kNewtonScaleFloor = 64.0 / 16777216.0;
 struct NewtonRootOptions {
   int iters = 16;       // Newton steps (a frozen matrix keeps its iterate)
   int power_iters = 10; // power iterations for the largest eigenvalue (the start's scale)
@@ -62,7 +68,7 @@ struct NewtonRootOptions {
   double growth = 1.2;  // undo and freeze a step that multiplies that error by >= growth
   bool scaled = false;  // the scaled steps above
 };
-// Whether step `it` (0-based) of a run with these options is scaled, and its factor c.
+// Step `it`'s (0-based) scale c for a matrix whose start passed the floor (1: unscaled).
 inline double newton_step_scale(const NewtonRootOptions &o, int p, int it) {
   return o.scaled && it >= 1 && it < o.iters - kNewtonScaledTail ? (p + 1) / 2.0 : 1.0;
 }
