@@ -152,8 +152,10 @@ private:
 // stopping rule is per matrix on the device (a step that fails the growth test is undone
 // and the matrix frozen; one reaching tol is frozen): every step is launched, nothing waits
 // for the host, so a run is capturable. Float32: fp32 GEMMs (tf32 = true: TF32 tensor-core
-// GEMMs on fp32 data, ~1e-3 relative per product); Float64: DGEMM. err / steps (device
-// arrays of batch, optional): each matrix's kept ||M - I||_F / sqrt(n) and accepted steps.
+// GEMMs on fp32 data, ~1e-3 relative per product); Float64: DGEMM. o.scaled (Float64 only,
+// refused otherwise): the early steps scaled by (p+1)/2 for the matrices above the floor of
+// rt::NewtonRootOptions. err / steps (device arrays of batch, optional): each matrix's kept
+// ||M - I||_F / sqrt(n) and accepted steps.
 class InvRootPlan {
 public:
   InvRootPlan(Engine &, int64_t n, int64_t batch, int p, EigPrecision = EigPrecision::Float32,
