@@ -32,9 +32,21 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       batched torch.linalg.eigh per shape group every f steps (L += G G^T, R += G^T G by
       bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
       rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
+  symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
+      (inverse roots by the coupled Newton iteration on fp32 GEMMs, InvRootPlan, its default
+      budget of 16 steps), next to the eigh rows and the same torch reference; (newton roots,
+      tf32) with TF32 tensor-core products, f = 1 and 10; (newton roots, f64) DGEMM and (newton
+      roots, 8 steps) SYMOC_CUDA_ROOT_ITERS=8 (half the budget: time against accuracy), f = 1;
+      (newton roots, f64 scaled, 12 steps) SYMOC_CUDA_ROOT_SCALED=1 SYMOC_CUDA_ROOT_ITERS=12
+      (NewtonRootOptions::scaled, fp64 only: the accuracy of 16+ plain steps), f = 1 and 10.
+      After each f = 1 run (eigh and Newton) the roots in the optimizer's state (L_root, R_root
+      of the last step) are compared with the fp64 torch.linalg.eigh root of the state's L, R
+      ((max(w, 0) + eps)^(-1/p), the torch reference's function): relative Frobenius error,
+      median and max per factor size ("root err" lines), so a speedup never hides a wrong root.
 Eigendecompositions in fp32 (the backend's default). Writes bench_gpu.json and bench_gpu.md.
 SYMOC_BENCH_PROFILE=FILE appends torch.profiler's kernel table of 3 eager steps of symoc muon,
-symo (default tiled, legacy, direct) to FILE; SYMOC_BENCH_SHAMPOO=0 leaves Shampoo out.
+symo (default tiled, legacy, direct) to FILE; SYMOC_BENCH_SHAMPOO=0 leaves Shampoo out, =only
+times Shampoo alone.
 """
 import argparse
 import json
@@ -243,6 +255,61 @@ class TorchShampoo:
             self.adamw.step()
 
 
+_ROOT_REFS = {}  # state buffer name -> (factor, its fp64 eigh root): every f = 1 run accumulates the same L, R
+
+
+def root_errors(opt, lib):
+    """{factor side n: [relative error of each root in the state vs the fp64 eigh root of its factor]}."""
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "gpu"))
+    from test_gpu import parse_state  # noqa: E402 (the runtime's state file reader)
+    bufs, _ = parse_state(opt.state_dict()["symoc"]["blob"])
+    hp = hyper(lib)
+    out = {}
+    for name, (shape, vals) in bufs.items():
+        for side in ("L", "R"):
+            if not name.endswith("/shampoo." + side):
+                continue
+            param = name[:-len("/shampoo." + side)]
+            h = hp[param][1]
+            eps, p = h.get("eps", 1e-6), h.get("exponent", 4)
+            A = vals.view(shape).to(DEV)
+            got = bufs[name + "_root"][1].view(shape).to(DEV, torch.float64)
+            cached = _ROOT_REFS.get(name)
+            if cached is not None and torch.equal(cached[0], A):
+                ref = cached[1]
+            else:
+                Ad = A.double()
+                w, V = torch.linalg.eigh(0.5 * (Ad + Ad.T))
+                ref = (V * (w.clamp(min=0) + eps).pow(-1.0 / p).unsqueeze(-2)) @ V.T
+                _ROOT_REFS[name] = (A, ref)
+            out.setdefault(shape[0], []).append(((got - ref).norm() / ref.norm()).item())
+    torch.cuda.synchronize()
+    return out
+
+
+def newton_flops(lib, iters):
+    """FLOPs of one refresh of every Shampoo root by InvRootPlan: per factor side n, iters steps of
+    p/2 + 2 (even p) or p + 1 (odd p) n^3-products, 2 n^3 FLOPs each (the power iteration's
+    GEMVs and the elementwise kernels left out)."""
+    total = 0
+    hp = hyper(lib)
+    for n, s, _ in lib.params:
+        k_, h = hp[n]
+        if k_ != "shampoo" or len(s) < 2:
+            continue
+        m, k = s[0], int(torch.Size(s[1:]).numel())
+        p = int(h.get("exponent", 4))
+        per = p // 2 + 2 if p % 2 == 0 else p + 1
+        for side in (m, k):
+            if side <= h.get("max_precond_dim", 8192):
+                total += iters * per * 2 * side ** 3
+    return total
+
+
+def summarize_errors(errs):
+    return {str(n): {"median": statistics.median(v), "max": max(v), "count": len(v)} for n, v in sorted(errs.items())}
+
+
 def attempt(rows, key, fn):
     """rows[key] = fn(), or None with the reason printed (a refused capture, a failed solver)."""
     try:
@@ -285,6 +352,8 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
             ("symo, direct aux", symo_lib, {"SYMOC_CUDA_SYMO_AUX": "direct"}), ("auto", auto_lib, {}),
             ("symo, NS polar", symo_lib, {"SYMOC_CUDA_SYMO_POLAR": "ns"}))
     prof = os.environ.get("SYMOC_BENCH_PROFILE")
+    if os.environ.get("SYMOC_BENCH_SHAMPOO") == "only":
+        runs = ()
     for tag, path, env in runs:
         lib = load_library(path)
         named = params_of(lib, 3)
@@ -301,22 +370,52 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
         torch.cuda.empty_cache()
     if os.environ.get("SYMOC_BENCH_SHAMPOO", "1") == "0":
         return {"matrix_set": name, "ms": rows}
-    # Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32).
+    # Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32); the same with
+    # Newton roots (SYMOC_CUDA_ROOT=newton: fp32 GEMMs; newton-tf32; f64 at f = 1).
+    root_err = {}
+    variants = (("", {"SYMOC_CUDA_EIG": "f32"}), (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
+                (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
+                                              "SYMOC_CUDA_ROOT_ITERS": "8"}),
+                (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
+                                                           "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
+                (" (newton roots, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32"}),
+                (" (newton roots, f64)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64"}))
     for f, path in ((1, sh_lib), (10, sh10_lib)):
         lib = load_library(path)
         named = params_of(lib, 4)
         nc = max(3, it // max(f, 3))
-        os.environ["SYMOC_CUDA_EIG"] = "f32"
-        opt = SymocOptimizer(named, library=path, lr=1e-3)
-        del os.environ["SYMOC_CUDA_EIG"]
-        attempt(rows, "symoc shampoo f=%d" % f, lambda: cycles(opt.step, f, 1, nc))
-        del opt
-        torch.cuda.empty_cache()
+        for label, env in variants:
+            if f != 1 and label in (" (newton roots, f64)", " (newton roots, 8 steps)"):
+                continue
+            key = "symoc shampoo%s f=%d" % (label, f)
+            for k, v in env.items():
+                os.environ[k] = v
+            try:
+                opt = SymocOptimizer(named, library=path, lr=1e-3)
+            except Exception as e:  # noqa: BLE001 (reported, the benchmark goes on)
+                print("%s: %s" % (key, str(e).splitlines()[0][:200]), flush=True)
+                rows[key] = None
+                continue
+            finally:
+                for k in env:
+                    os.environ.pop(k, None)
+            attempt(rows, key, lambda: cycles(opt.step, f, 1, nc))
+            if f == 1 and rows.get(key) is not None:
+                try:
+                    root_err[key] = summarize_errors(root_errors(opt, lib))
+                    print("  root err %s: %s" % (key, json.dumps(root_err[key])), flush=True)
+                except Exception as e:  # noqa: BLE001
+                    print("  root err %s: %s: %s" % (key, type(e).__name__, str(e).splitlines()[0][:200]), flush=True)
+            del opt
+            torch.cuda.empty_cache()
+        _ROOT_REFS.clear()
         ref = TorchShampoo(named, hyper(lib), 1e-3, f)
         attempt(rows, "torch eigh Shampoo f=%d" % f, lambda: cycles(ref.step, f, 1, nc))
         del ref, named
         torch.cuda.empty_cache()
-    return {"matrix_set": name, "ms": rows}
+    lib = load_library(sh_lib)
+    flops = {str(i): newton_flops(lib, i) for i in (16, 12, 8)}
+    return {"matrix_set": name, "ms": rows, "root_err": root_err, "newton_flops": flops}
 
 
 def markdown_matrix(r):
@@ -335,9 +434,31 @@ def markdown_matrix(r):
     for f in (1, 10):
         if "symoc shampoo f=%d" % f not in ms:
             continue
-        t, s_ = ms.get("torch eigh Shampoo f=%d" % f), ms.get("symoc shampoo f=%d" % f)
-        out.append("| symoc shampoo, refresh every %d | %s | %s | torch eigh Shampoo f=%d |" % (f, fmt(s_), rat(s_, t), f))
+        t = ms.get("torch eigh Shampoo f=%d" % f)
+        for label in ("", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
+                      " (newton roots, f64 scaled, 12 steps)"):
+            key = "symoc shampoo%s f=%d" % (label, f)
+            if key in ms:
+                s_ = ms.get(key)
+                out.append("| symoc shampoo%s, refresh every %d | %s | %s | torch eigh Shampoo f=%d |"
+                           % (label, f, fmt(s_), rat(s_, t), f))
         out.append("| torch eigh Shampoo, refresh every %d | %s | 1.00x | |" % (f, fmt(t)))
+    fl = r.get("newton_flops")
+    if fl:
+        out.append("")
+        for label, it in ((" (newton roots)", "16"), (" (newton roots, 8 steps)", "8"), (" (newton roots, tf32)", "16"),
+                          (" (newton roots, f64)", "16"), (" (newton roots, f64 scaled, 12 steps)", "12")):
+            v = ms.get("symoc shampoo%s f=1" % label)
+            if v:
+                out.append("* symoc shampoo%s f=1: %.3g TFLOP of Newton products a refresh (%s steps), %.1f TFLOP/s "
+                           "over the whole step" % (label, fl[it] / 1e12, it, fl[it] / (v * 1e-3) / 1e12))
+    errs = r.get("root_err", {})
+    if errs:
+        out += ["", "Roots in the state after the f = 1 runs vs the fp64 eigh root of the state's factor "
+                "(relative Frobenius error, median / max per factor side):", ""]
+        for key, per in errs.items():
+            out.append("* %s: %s" % (key, ", ".join("n = %s: %.2e / %.2e (%d)" % (n, v["median"], v["max"], v["count"])
+                                                   for n, v in per.items())))
     return "\n".join(out) + "\n"
 
 

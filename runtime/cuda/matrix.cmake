@@ -11,6 +11,7 @@ add_library(symoc_cuda_matrix STATIC
   ${SYMOC_CUDA_MATRIX_DIR}/lib/rowops.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/eigh.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/matfun.cu
+  ${SYMOC_CUDA_MATRIX_DIR}/lib/inv_root.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/newton_schulz.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/gram_newton_schulz.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/polar.cu)

@@ -221,6 +221,99 @@ void inv_root_newton(Context &ctx, const MatView &S, int p, double eps, const Ma
     for (int64_t j = 0; j < n; ++j) out(i, j) = 0.5f * (best(i, j) + best(j, i));
 }
 
+namespace {
+// C = A B for n x n row-major doubles.
+void dmul(const double *A, const double *B, double *C, int64_t n) {
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.0, A, int(n), B, int(n), 0.0, C,
+              int(n));
+}
+double dev_from_identity(const double *M, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const double d = M[i * n + j] - (i == j ? 1.0 : 0.0);
+      s += d * d;
+    }
+  return std::sqrt(s / double(n));
+}
+} // namespace
+
+void inv_root_newton_fixed(Context &ctx, const MatView &S, int p, double eps, const MatView &out,
+                           const NewtonRootOptions &o, NewtonRootInfo *info) {
+  const int64_t n = S.rows, nn = n * n;
+  if (S.cols != n || out.rows != n || out.cols != n) throw Error("inv_root_newton_fixed: matrix must be square");
+  if (p < 1) throw Error("inv_root_newton_fixed: p must be >= 1");
+  if (!(eps > 0)) throw Error("inv_root_newton_fixed: eps must be > 0 (no pseudo-inverse cut)");
+  if (n == 0) return;
+  Workspace::Frame f(ctx.workspace());
+  double *A = f.doubles(size_t(nn)), *H = f.doubles(size_t(nn)), *M = f.doubles(size_t(nn)),
+         *Hn = f.doubles(size_t(nn)), *Mn = f.doubles(size_t(nn)), *T = f.doubles(size_t(nn)),
+         *P = f.doubles(size_t(nn)), *W = f.doubles(size_t(nn)), *X = f.doubles(size_t(nn)),
+         *v = f.doubles(size_t(n)), *y = f.doubles(size_t(n));
+  double fro = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      A[i * n + j] = 0.5 * (double(S(i, j)) + double(S(j, i))) + (i == j ? eps : 0.0);
+      fro += A[i * n + j] * A[i * n + j];
+    }
+  fro = std::sqrt(fro);
+  // Largest eigenvalue from below: v <- A v / ||A v||, lambda = ||A v|| at the last step.
+  double lambda = 0, vn = 0;
+  for (int64_t i = 0; i < n; ++i) v[i] = newton_root_start(i), vn += v[i] * v[i];
+  for (int64_t i = 0; i < n; ++i) v[i] /= std::sqrt(vn);
+  for (int k = 0; k < o.power_iters; ++k) {
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, int(n), int(n), 1.0, A, int(n), v, 1, 0.0, y, 1);
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += y[i] * y[i];
+    lambda = std::sqrt(s);
+    for (int64_t i = 0; i < n; ++i) v[i] = y[i] / lambda;
+  }
+  // 1.25 lambda >= lambda_max unless the estimate is 20% short (then M's spectrum still lies
+  // in (0, p+1), where the iteration converges, down to lambda = 0.4 lambda_max).
+  const double bound = o.power_iters > 0 ? (1.25 * lambda < fro ? 1.25 * lambda : fro) : fro;
+  // A non-finite A (or lambda) makes every output entry NaN, never a finite wrong root.
+  const double z = std::isfinite(bound) && bound > 0 && std::isfinite(lambda) ? (p + 1.0) / (2.0 * bound) : NAN;
+  const double hz = std::pow(z, 1.0 / p);
+  for (int64_t e = 0; e < nn; ++e) M[e] = z * A[e], H[e] = 0 * hz; // NaN everywhere for a NaN z
+  for (int64_t i = 0; i < n; ++i) H[i * n + i] = hz;
+  double err = dev_from_identity(M, n);
+  bool frozen = !(err > o.tol);
+  int steps = 0;
+  const int half = p % 2 == 0 ? p / 2 : p; // T's power applied on each side (even) or once (odd)
+  const bool may_scale = z * eps >= kNewtonScaleFloor; // NewtonRootOptions::scaled's floor
+  for (int it = 0; it < o.iters && !frozen; ++it) {
+    const double c = may_scale ? newton_step_scale(o, p, it) : 1.0, hc = std::pow(c, 1.0 / p); // M <- c M, H <- c^(1/p) H
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) T[i * n + j] = ((i == j ? p + 1.0 : 0.0) - c * M[i * n + j]) / p;
+    dmul(H, T, Hn, n);
+    if (c != 1.0)
+      for (int64_t e = 0; e < nn; ++e) Hn[e] *= hc;
+    const double *Q = T; // Q = T^half by repeated products (p is small)
+    for (int k = 1; k < half; ++k) {
+      double *dst = Q == P ? W : P;
+      dmul(Q, T, dst, n);
+      Q = dst;
+    }
+    if (p % 2 == 0) {
+      dmul(M, Q, X, n);
+      dmul(Q, X, Mn, n);
+    } else {
+      dmul(Q, M, Mn, n);
+    }
+    if (c != 1.0)
+      for (int64_t e = 0; e < nn; ++e) Mn[e] *= c;
+    const double e = dev_from_identity(Mn, n);
+    // rounding floor or divergence: keep the last iterate (a scaled step: the invariant e <= 1)
+    if (c != 1.0 ? !(e <= o.growth) : !(e < o.growth * err)) break;
+    std::swap(H, Hn), std::swap(M, Mn);
+    err = e, ++steps;
+    frozen = e <= o.tol;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) out(i, j) = float(0.5 * (H[i * n + j] + H[j * n + i]));
+  if (info) *info = NewtonRootInfo{steps, err, lambda};
+}
+
 const char *to_string(PolarMethod m) {
   switch (m) {
   case PolarMethod::Auto: return "auto";

@@ -2,10 +2,12 @@
 // batches with poisoned, padded outputs. Prints one row per check; exit status = failures.
 // Usage: symoc_gpu_matrix_test [ns_spread_file]   (lines "rows cols method spread" from
 // torch_reference.py: the relative distance of torch's bf16 Muon iteration from its fp32
-// self on the same shapes; the bf16 checks allow 1.5x that).
+// self on the same shapes; the bf16 checks allow 1.5x that). SYMOC_MATRIX_TEST_ONLY=newton,...
+// runs only the tests whose name contains one of the comma-separated words.
 #include "gpu_util.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -469,6 +471,272 @@ void test_shampoo(cu::Engine &e) {
   table.add(name, err, 1e-5);
 }
 
+// ------------------------------------------------------------------------------ Newton root
+// InvRootPlan (SYMOC_CUDA_ROOT=newton) against SymPowPlan's eigh root on Shampoo-like factors
+// S = G G^T / k of every GPT-2 small factor size and a small one: full rank (k = 2n, kappa ~ 34)
+// and rank n/2 with eps = 1e-3 x the mean eigenvalue (kappa ~ 6e3 through eps, the rank-
+// deficient L of a first step). Limits: fp64 converges to ||M - I||_F / sqrt(n) <= tol = 1e-6,
+// which bounds every direction's root error by sqrt(n) tol / p (all iterates commute), so
+// max(1e-6, sqrt(n) tol / p); fp32 products of n <= 3072 carry ~sqrt(n) 2^-24 <= 3.3e-6
+// relative error each and a run compounds ~70 of them: 1e-3 (the fp32 eigh root's own error is
+// printed next to it); TF32 (10-bit products) is printed for the record, not checked. The
+// scaled steps (NewtonRootOptions::scaled, fp64 only, 12 of them) have the fp64 limit. Each
+// limit adds clamp_gap (the eigh routes' clamp of rounding-level negative eigenvalues).
+// Also: the CPU reference (rt::inv_root_newton_fixed, double) == the fp64 plan, a CUDA graph
+// replay == eager bitwise, non-finite input -> NaN output, eps <= 0 refused.
+// The eigh routes clamp S's eigenvalues at 0 before adding eps; the Newton root takes S as it
+// is. A rank-deficient fp32 Gram has rounding-level negative eigenvalues w < 0 in its null
+// space, where the two roots then differ by the factor (eps / (eps + w))^(1/p): the largest
+// such relative difference over the batch (0 for a positive definite S), from fp64 eigenvalues.
+double clamp_gap(cu::Engine &e, const cu::Batch &S, double eps, int p) {
+  cu::EighPlan plan(e, S.rows, S.batch, cu::EigPrecision::Float64);
+  Dev<char> ws(plan.workspace_bytes());
+  Dev<float> w{size_t(S.batch * S.rows)}, V{size_t(S.batch * S.rows * S.rows)};
+  plan.run(S, w.p, cu::Batch(V.p, S.batch, S.rows, S.rows), workspace(ws), stream);
+  sync();
+  double gap = 0;
+  for (float x : w.down())
+    if (x < 0) gap = std::max(gap, x + eps > 0 ? std::pow(eps / (eps + double(x)), 1.0 / p) - 1.0 : INFINITY);
+  return gap;
+}
+
+void test_inv_root(cu::Engine &e) {
+  struct C { int64_t n, batch; bool deficient; };
+  const int p = 4;
+  const rt::NewtonRootOptions no;
+  for (C cs : {C{24, 3, false}, C{24, 3, true}, C{768, 2, false}, C{768, 2, true}, C{2304, 1, false},
+               C{2304, 1, true}, C{3072, 1, false}, C{3072, 1, true}}) {
+    const int64_t n = cs.n, B = cs.batch, k = cs.deficient ? n / 2 : 2 * n;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "inv_root n=%lld %s p=%d", (long long)n, cs.deficient ? "rank n/2" : "full rank", p);
+    const std::string name = buf;
+    try {
+      HostBatch G = random_batch(B, n, k);
+      DevBatch dG(G);
+      Dev<float> S{size_t(B * n * n)};
+      cu::gram(e, false, float(1.0 / double(k)), dG.b(), 0.f, cu::Batch(S.p, B, n, n), stream);
+      sync();
+      // eps: 1e-6 (Shampoo's default) for full rank; 1e-3 x the mean eigenvalue (trace / n) otherwise.
+      double eps = 1e-6;
+      const auto hS = S.down();
+      if (cs.deficient) {
+        double tr = 0;
+        for (int64_t i = 0; i < n; ++i) tr += hS[size_t(i * n + i)];
+        eps = 1e-3 * tr / double(n);
+      }
+      const cu::Batch Sb(S.p, B, n, n);
+      rt::MatFnOptions o64, o32;
+      o32.precision = rt::EigPrecision::Float32;
+      DevBatch r64 = poisoned(B, n, n), r32 = poisoned(B, n, n);
+      {
+        cu::SymPowPlan a(e, n, B, o64), b(e, n, B, o32);
+        Dev<char> ws(std::max(a.workspace_bytes(), b.workspace_bytes()));
+        a.run(Sb, -1.0 / p, eps, r64.b(), workspace(ws), stream);
+        b.run(Sb, -1.0 / p, eps, r32.b(), workspace(ws), stream);
+        sync();
+      }
+      if (!check_written(name + " eigh f64", r64) || !check_written(name + " eigh f32", r32)) continue;
+      const double e_eig32 = max_rel(r32.hb, r64.hb), gap = clamp_gap(e, Sb, eps, p);
+      rt::NewtonRootOptions sc; // the scaled steps: 12 of them converge up to kappa 1e6 at p = 4
+      sc.scaled = true, sc.iters = 12;
+      struct V { const char *tag; cu::EigPrecision prec; bool tf32; rt::NewtonRootOptions opt; };
+      for (V v : {V{"f64", cu::EigPrecision::Float64, false, no}, V{"f32", cu::EigPrecision::Float32, false, no},
+                  V{"tf32", cu::EigPrecision::Float32, true, no}, V{"f64 scaled 12", cu::EigPrecision::Float64, false, sc}}) {
+        cu::InvRootPlan plan(e, n, B, p, v.prec, v.opt, v.tf32);
+        Dev<char> ws(plan.workspace_bytes());
+        DevBatch out = poisoned(B, n, n);
+        Dev<float> err{size_t(B)};
+        Dev<int> steps{size_t(B)};
+        const auto t0 = std::chrono::steady_clock::now();
+        plan.run(Sb, eps, out.b(), workspace(ws), stream, err.p, steps.p);
+        sync();
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const std::string nm = name + " newton " + v.tag;
+        if (!check_written(nm, out)) continue;
+        const double d = max_rel(out.hb, r64.hb);
+        const auto he = err.down();
+        const auto hs = steps.down();
+        char note[160];
+        std::snprintf(note, sizeof note, "(steps %d, ||M - I|| %.1e, %.1f ms with setup; fp32 eigh root %.2e; clamp gap %.1e)",
+                      hs[0], double(he[0]), ms, e_eig32, gap);
+        if (v.tf32) {
+          std::printf("# %-56s vs eigh f64 %.3e %s\n", nm.c_str(), d, note);
+          table.add(nm + " written and finite (TF32 error: the record above)", 0, 0);
+        } else {
+          const double lim =
+              (v.prec == cu::EigPrecision::Float64 ? std::max(1e-6, std::sqrt(double(n)) * no.tol / p) : 1e-3) + gap;
+          table.add(nm + " vs eigh f64", d, lim, note);
+        }
+        if (v.prec == cu::EigPrecision::Float64 && n <= 768) { // the CPU reference: the same iteration in double
+          rt::Context ctx;
+          HostBatch Sh(B, n, n), ref(B, n, n);
+          int same_steps = 1;
+          for (int64_t b = 0; b < B; ++b) {
+            for (int64_t i = 0; i < n; ++i)
+              for (int64_t j = 0; j < n; ++j) Sh.at(b, i, j) = hS[size_t(b * n * n + i * n + j)];
+            rt::NewtonRootInfo info;
+            rt::inv_root_newton_fixed(ctx, Sh.view(b), p, eps, ref.view(b), v.opt, &info);
+            same_steps &= info.steps == hs[size_t(b)];
+          }
+          table.add(nm + " vs rt::inv_root_newton_fixed (CPU)", max_rel(out.hb, ref), 1e-6,
+                    same_steps ? "(same step counts)" : "(step counts differ)");
+        }
+      }
+    } catch (const std::exception &ex) {
+      table.fail(name, ex.what());
+    }
+  }
+  // Capture: one run in a CUDA graph replays the eager result bitwise (no host sync inside).
+  for (int64_t n : {24, 768}) {
+    const std::string name = "inv_root n=" + std::to_string(n) + " CUDA graph replay vs eager: max |diff|";
+    try {
+      const int64_t B = 2;
+      HostBatch G = random_batch(B, n, 2 * n);
+      DevBatch dG(G);
+      Dev<float> S{size_t(B * n * n)};
+      cu::gram(e, false, float(0.5 / double(n)), dG.b(), 0.f, cu::Batch(S.p, B, n, n), stream);
+      cu::InvRootPlan plan(e, n, B, p, cu::EigPrecision::Float32);
+      Dev<char> ws(plan.workspace_bytes());
+      DevBatch eager = poisoned(B, n, n), graph = poisoned(B, n, n);
+      plan.run(cu::Batch(S.p, B, n, n), 1e-6, eager.b(), workspace(ws), stream);
+      sync();
+      cudaGraph_t gr;
+      cudaGraphExec_t ex;
+      ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+      plan.run(cu::Batch(S.p, B, n, n), 1e-6, graph.b(), workspace(ws), stream);
+      ck(cudaStreamEndCapture(stream, &gr), "end capture");
+      ck(cudaGraphInstantiate(&ex, gr, 0), "instantiate");
+      ck(cudaGraphLaunch(ex, stream), "graph launch");
+      sync();
+      cudaGraphExecDestroy(ex);
+      cudaGraphDestroy(gr);
+      if (!check_written(name, eager) || !check_written(name, graph)) continue;
+      double diff = 0;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) diff = std::max(diff, double(std::fabs(graph.hb.at(b, i, j) - eager.hb.at(b, i, j))));
+      table.add(name, diff, 0.0);
+    } catch (const std::exception &ex) {
+      table.fail(name, ex.what());
+    }
+  }
+  // Non-finite input: NaN out (as the CPU reference), not a finite wrong root; eps <= 0 refused.
+  try {
+    const int64_t n = 16, B = 2;
+    HostBatch S = random_psd(B, n, n);
+    S.at(1, 3, 5) = INFINITY;
+    DevBatch dS(S), out = poisoned(B, n, n);
+    cu::InvRootPlan plan(e, n, B, p, cu::EigPrecision::Float32);
+    Dev<char> ws(plan.workspace_bytes());
+    plan.run(dS.b(), 1e-3, out.b(), workspace(ws), stream);
+    sync();
+    out.fetch();
+    int finite0 = 1, nan1 = 1;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) finite0 &= std::isfinite(out.hb.at(0, i, j)), nan1 &= std::isnan(out.hb.at(1, i, j));
+    table.add("inv_root inf in one matrix: it is all NaN, the other finite", finite0 && nan1 ? 0 : 1, 0.0);
+    try {
+      plan.run(dS.b(), 0.0, out.b(), workspace(ws), stream);
+      table.fail("inv_root eps = 0 throws", "no error");
+    } catch (const rt::Error &ex) {
+      std::printf("# inv_root eps = 0: %s\n", ex.what());
+      table.add("inv_root eps = 0 throws rt::Error", 0, 0);
+    }
+    try {
+      rt::NewtonRootOptions so;
+      so.scaled = true;
+      cu::InvRootPlan bad(e, n, B, p, cu::EigPrecision::Float32, so);
+      table.fail("inv_root scaled fp32 refused", "no error");
+    } catch (const rt::Error &ex) {
+      std::printf("# inv_root scaled fp32: %s\n", ex.what());
+      table.add("inv_root scaled fp32 refused with rt::Error", 0, 0);
+    }
+  } catch (const std::exception &ex) {
+    table.fail("inv_root non-finite", ex.what());
+  }
+}
+
+// Shampoo's first step with the Newton roots: vs rt::Shampoo (CPU, eigh roots) on a small block,
+// and vs the same step with the CUDA eigh roots (fp64) on GPT-2 small's c_attn / c_fc shapes
+// (L 768, R 2304 / 3072). Both roots of fp64 Newton converge here (eps 1e-3 x the mean
+// eigenvalue of a rank-deficient side), so the step agrees to the root's limit above.
+void test_shampoo_newton(cu::Engine &e) {
+  struct C { int64_t B, m, k; };
+  for (C cs : {C{3, 40, 24}, C{1, 768, 2304}, C{1, 768, 3072}}) {
+    const int64_t B = cs.B, m = cs.m, k = cs.k;
+    const std::string name = "shampoo first step, newton roots f64, " + std::to_string(m) + "x" + std::to_string(k);
+    try {
+      HostBatch G = random_batch(B, m, k);
+      DevBatch dG(G);
+      Dev<float> L{size_t(B * m * m)}, R{size_t(B * k * k)}, Lr{size_t(B * m * m)}, Rr{size_t(B * k * k)},
+          T{size_t(B * m * k)};
+      cu::gram(e, false, 1.f, dG.b(), 0.f, cu::Batch(L.p, B, m, m), stream);
+      cu::gram(e, true, 1.f, dG.b(), 0.f, cu::Batch(R.p, B, k, k), stream);
+      // rt::Shampoo's eps is one number for both sides: 1e-3 x the mean eigenvalue of the
+      // larger (rank-deficient) side's Gram, (m k) / max(m, k) for unit Gaussian entries.
+      const float eps = float(1e-3 * double(m) * double(k) / double(std::max(m, k)));
+      auto step = [&](bool newton, DevBatch &D) {
+        rt::MatFnOptions o;
+        if (newton) {
+          cu::InvRootPlan pl(e, m, B, 4, cu::EigPrecision::Float64), pr(e, k, B, 4, cu::EigPrecision::Float64);
+          Dev<char> ws(std::max(pl.workspace_bytes(), pr.workspace_bytes()));
+          pl.run(cu::Batch(L.p, B, m, m), eps, cu::Batch(Lr.p, B, m, m), workspace(ws), stream);
+          pr.run(cu::Batch(R.p, B, k, k), eps, cu::Batch(Rr.p, B, k, k), workspace(ws), stream);
+          sync();
+        } else {
+          cu::SymPowPlan pl(e, m, B, o), pr(e, k, B, o);
+          Dev<char> ws(std::max(pl.workspace_bytes(), pr.workspace_bytes()));
+          pl.run(cu::Batch(L.p, B, m, m), -0.25, eps, cu::Batch(Lr.p, B, m, m), workspace(ws), stream);
+          pr.run(cu::Batch(R.p, B, k, k), -0.25, eps, cu::Batch(Rr.p, B, k, k), workspace(ws), stream);
+          sync();
+        }
+        cu::gemm(e, false, false, 1.f, cu::Batch(Lr.p, B, m, m), dG.b(), 0.f, cu::Batch(T.p, B, m, k), stream);
+        cu::gemm(e, false, false, 1.f, cu::Batch(T.p, B, m, k), cu::Batch(Rr.p, B, k, k), 0.f, D.b(), stream);
+        sync();
+      };
+      DevBatch Dn = poisoned(B, m, k);
+      step(true, Dn);
+      if (!check_written(name, Dn)) continue;
+      // Two roots, each within the root limit above plus its clamp gap (the rank-deficient side).
+      const double lim = 2 * std::max(1e-6, std::sqrt(double(std::max(m, k))) * 1e-6 / 4) +
+                         clamp_gap(e, cu::Batch(L.p, B, m, m), eps, 4) + clamp_gap(e, cu::Batch(R.p, B, k, k), eps, 4);
+      if (m <= 64) {
+        rt::ShampooConfig cfg;
+        cfg.eps = eps;
+        rt::Shampoo sh(cfg);
+        rt::State st;
+        rt::Context ctx;
+        std::vector<std::string> names;
+        std::vector<rt::Param> ps(static_cast<size_t>(B));
+        std::vector<std::vector<float>> gs(static_cast<size_t>(B)), ds(static_cast<size_t>(B));
+        std::vector<float *> dp(static_cast<size_t>(B));
+        for (int64_t b = 0; b < B; ++b) names.push_back("p" + std::to_string(b));
+        for (int64_t b = 0; b < B; ++b) {
+          gs[size_t(b)].resize(size_t(m * k));
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < k; ++j) gs[size_t(b)][size_t(i * k + j)] = G.at(b, i, j);
+          ds[size_t(b)].resize(size_t(m * k));
+          dp[size_t(b)] = ds[size_t(b)].data();
+          ps[size_t(b)].name = names[size_t(b)].c_str();
+          ps[size_t(b)].g = gs[size_t(b)].data();
+          ps[size_t(b)].rows = m, ps[size_t(b)].cols = k;
+        }
+        sh.directions(ctx, st, ps.data(), ps.size(), dp.data());
+        double err = 0;
+        for (int64_t b = 0; b < B; ++b) err = std::max(err, rel_err(Dn.hb.view(b), rt::MatView(dp[size_t(b)], m, k)));
+        table.add(name + " vs rt::Shampoo (eigh)", err, lim);
+      } else {
+        DevBatch De = poisoned(B, m, k);
+        step(false, De);
+        if (!check_written(name + " (eigh)", De)) continue;
+        table.add(name + " vs CUDA eigh roots f64", max_rel(Dn.hb, De.hb), lim);
+      }
+    } catch (const std::exception &ex) {
+      table.fail(name, ex.what());
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------ Newton-Schulz
 std::map<std::string, double> spreads;
 double spread_limit(int64_t r, int64_t c, const char *method) {
@@ -749,9 +1017,26 @@ int main(int argc, char **argv) {
         {"gemm", test_gemm}, {"gram", test_gram}, {"rowops", test_rowops}, {"eigh", test_eigh},
         {"sym_pow", test_sym_pow}, {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
         {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},
+        {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"errors", test_errors}};
+    // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
+    const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");
+    auto wanted = [&](const std::string &name) {
+      if (!only || !*only) return true;
+      std::string w;
+      for (const char *c = only;; ++c) {
+        if (*c == ',' || !*c) {
+          if (!w.empty() && name.find(w) != std::string::npos) return true;
+          w.clear();
+          if (!*c) return false;
+        } else {
+          w += *c;
+        }
+      }
+    };
     for (auto &t : tests) {
+      if (!wanted(t.first)) continue;
       try {
         t.second(e);
       } catch (const std::exception &ex) {

@@ -6,7 +6,9 @@
 # on the GPU, plus a torch.profiler kernel table), then Newton-Schulz end to end (the
 # Muon agreement checks on the standard bf16 path (SYMOC_CUDA_NS=standard: Gram is the default since
 # session 6), and the GPT-2 / LLaMA-1B sets ("symoc muon" = Gram, "standard NS") next to
-# torch.optim.Muon). At most 8 files in $OUT; a short table last.
+# torch.optim.Muon). At most 8 files in $OUT; a short table last. Shampoo's Newton roots
+# (SYMOC_CUDA_ROOT=newton): their checks run here with the others (newton.*, on prepare.sh's
+# gpt2_shampoo_newton); their benchmark is tests/gpu/shampoo_gpu.sh (a call of its own).
 #
 #   here:  tests/gpu/prepare.sh DEST /tmp/gpt2_small.onnx /tmp/llama1b.onnx   (docs/testing.md)
 #   there: cd DEST && OUT=... tests/gpu/perf_gpu.sh        (about 3-4 minutes on an H200)
@@ -34,7 +36,7 @@ G=$OUT/gram.log
 } > $G 2>&1
 echo "total $(( $(date +%s) - t0 )) s"
 echo "---- summary"
-grep -E "^FAIL|checks passed|aux\." /tmp/symoc-matrix-rules/gpu_tests.log | tail -30
+grep -E "^FAIL|checks passed|aux\.|^PASS (newton|graph\.newton)" /tmp/symoc-matrix-rules/gpu_tests.log | tail -36
 grep -E "checks passed|^FAIL|torch_muon|agree.gpt2_muon" $G | head -8
 grep -E "^\| (symoc muon|torch Muon)|^\*\*" $G | head -14
 [ -f $OUT/bench_gpu.md ] && tail -12 $OUT/bench_gpu.md

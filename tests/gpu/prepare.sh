@@ -32,6 +32,13 @@ done
 every() { for m in attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj; do echo --override "*$m.weight=shampoo,precondition_frequency=$1"; done; }
 set -f # the override globs are symoc's, not the shell's
 gen gpt2_shampoo_f3 "$M" --policy shampoo $(every 3)
+# Shampoo with eps = 10 on every Shampoo block (hidden matrices, wte, wpe): a root that fp32
+# resolves and 16 Newton steps reach on the test gradients (kappa <= ~1e3 over 4 steps), for
+# the SYMOC_CUDA_ROOT=newton checks (test_gpu.py newton.*).
+eps10() {
+  for m in '*attn.c_attn' '*attn.c_proj' '*mlp.c_fc' '*mlp.c_proj' wte wpe; do echo --override "$m.weight=shampoo,eps=10"; done
+}
+gen gpt2_shampoo_newton "$M" --policy shampoo $(eps10)
 # Two-sided Symo (S x S, S x Z2: the pairs' closed form) and a host-path block (Symo 1 x 1,
 # dense, stays on the host): agreement, and the capture refusal of the host path.
 gen gpt2_symo_sxs "$M" --policy adamw --override 'h.0.mlp.c_fc.weight=symo:SxS' --override 'h.1.mlp.c_fc.weight=symo:SxZ2' \

@@ -33,6 +33,19 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
+  newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
+                   InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the
+                   gpt2_shampoo_newton plan (eps = 10 on the hidden matrices: the factors' root
+                   is well posed in fp32 and 5-10 of the 16 Newton steps converge): fp64 (the
+                   default precision) <= 2e-5 (agree's 1e-5 for the device's own arithmetic plus
+                   sqrt(n) tol / p <= 3e-6 for each of the two roots), fp32 (SYMOC_CUDA_EIG=f32)
+                   <= 1e-4 of the update (fp32 products; a numpy run of the same steps on these
+                   shapes: 7e-8 fp64, 1.4e-6 fp32); newton-tf32 printed for the record;
+                   f64-scaled12 (SYMOC_CUDA_ROOT_SCALED=1, 12 steps) as fp64; every weight finite
+  newton_nonfinite.<lib>  NaN/Inf gradients with Newton roots: the same skips and untouched
+                   blocks as with eigh roots, every weight finite, later steps within 2e-5 of
+                   the eigh run (as newton.<lib>.f64)
+  graph.newton.<lib>  a step with Newton roots captured in a CUDA graph: replays == eager
   aux.<mode>.<lib> Symo's run plumbing (SYMOC_CUDA_SYMO_AUX=tiled, the default: coalesced
                    packing; direct: views into the Newton-Schulz plan) == the first kernels (legacy)
                    over 4 steps, <= 1e-4 of the update (fp64 column sums reordered)
@@ -197,6 +210,82 @@ def check_agree(lib, tag):
         r, n = max(v)
         report("agree.%s.%s.default" % (tag, k), r <= 1e-2, "%.3g (worst %s)" % (r, n),
                "<= 1e-2 (%s eigh)" % ("fp32" if k.startswith("symo") else "fp64"))
+
+
+class env_vars:
+    """Environment variables for the optimizers made inside the block (read at create_cuda)."""
+
+    def __init__(self, **kv):
+        self.kv = kv
+
+    def __enter__(self):
+        self.old = {k: os.environ.get(k) for k in self.kv}
+        for k, v in self.kv.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    def __exit__(self, *exc):
+        for k, v in self.old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def shampoo_params(lib):
+    return [n for n, _, r in lib.params if kind(r) == "shampoo"]
+
+
+def check_newton(lib, tag):
+    """SYMOC_CUDA_ROOT=newton against the CPU (eigh roots): fp64, fp32; tf32 for the record."""
+    W = init_weights(lib, 12)
+    G = grads(lib, 12, 4)
+    oc, pc = make(lib, W, "cpu")
+    run(oc, pc, G)
+    sh = shampoo_params(lib)
+    for prec, root, eig, limit, scaled in (("f64", "newton", None, 2e-5, None), ("f32", "newton", "f32", 1e-4, None),
+                                           ("tf32", "newton-tf32", None, None, None),
+                                           ("f64-scaled12", "newton", None, 2e-5, "1")):
+        with env_vars(SYMOC_CUDA_ROOT=root, SYMOC_CUDA_EIG=eig, SYMOC_CUDA_ROOT_SCALED=scaled,
+                      SYMOC_CUDA_ROOT_ITERS="12" if scaled else None):
+            og, pg = make(lib, W, DEV)
+        run(og, pg, G)
+        finite = all(bool(torch.isfinite(pg[n].detach()).all()) for n in pg)
+        r, wn = max((rel(pg[n].detach().cpu(), pc[n].detach(), pc[n].detach() - W[n]), n) for n in sh)
+        if limit is None:
+            report("newton.%s.%s" % (tag, prec), finite, "%.3g (worst %s; record), finite %s" % (r, wn, finite),
+                   "finite")
+        else:
+            report("newton.%s.%s" % (tag, prec), finite and r <= limit, "%.3g (worst %s), finite %s" % (r, wn, finite),
+                   "<= %g of the update vs the CPU's eigh roots" % limit)
+        del og, pg
+
+
+def check_newton_nonfinite(lib, tag):
+    """NaN/Inf gradients with Newton roots behave as with eigh roots (skips, untouched blocks)."""
+    W = init_weights(lib, 13)
+    G = grads(lib, 13, 4)
+    names = [n for n, _, _ in lib.params]
+    bad = [names[0]] + [n for n in shampoo_params(lib) if n != names[0]][:1]
+    out = {}
+    for root in ("eigh", "newton"):
+        with env_vars(SYMOC_CUDA_ROOT=root, SYMOC_CUDA_EIG="f64"):
+            o, p = make(lib, W, DEV)
+        run(o, p, G[:1])
+        snap = {n: p[n].detach().clone() for n in bad}
+        run(o, p, G[1:2], nan_at=0, nan_names=bad)
+        untouched = all(torch.equal(snap[n], p[n].detach()) for n in bad)
+        run(o, p, G[2:])
+        out[root] = (o.steps_skipped, untouched, {n: p[n].detach().cpu() for n in names})
+    sk_e, un_e, we = out["eigh"]
+    sk_n, un_n, wn = out["newton"]
+    finite = all(bool(torch.isfinite(t).all()) for t in wn.values())
+    r = max(rel(wn[n], we[n], we[n] - W[n]) for n in shampoo_params(lib))
+    ok = sk_n == sk_e >= len(bad) and un_n and un_e and finite and r <= 2e-5
+    report("newton_nonfinite.%s" % tag, ok, "skipped newton %d eigh %d (expected >= %d), untouched %s/%s, finite %s, "
+           "later steps vs eigh %.3g" % (sk_n, sk_e, len(bad), un_n, un_e, finite, r), "equal, <= 2e-5")
 
 
 class symo_aux:
@@ -627,6 +716,15 @@ def main():
         else:
             out.append(("graph.%s" % t, lambda: check_graph(lib, t, expect_refusal=True)))
         return out
+    for t, lib in sorted(by_policy.items()):
+        if t.endswith("shampoo_newton"):  # SYMOC_CUDA_ROOT=newton on a plan where its root is well posed
+            steps += [("newton.%s" % t, lambda lib=lib, t=t: check_newton(lib, t)),
+                      ("newton_nonfinite.%s" % t, lambda lib=lib, t=t: check_newton_nonfinite(lib, t))]
+
+            def graph_newton(lib=lib, t=t):
+                with env_vars(SYMOC_CUDA_ROOT="newton"):
+                    check_graph(lib, "newton.%s" % t)
+            steps.append(("newton_graph.%s" % t, graph_newton))
     if "gpt2_symo_dense" in by_policy:
         steps.append(("graph.symo_dense", lambda: check_graph(by_policy["gpt2_symo_dense"], "symo_dense",
                                                               expect_refusal=True)))

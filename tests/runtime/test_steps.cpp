@@ -118,6 +118,120 @@ TEST(MatFn, SymmetricPowersAndCoupledNewton) {
   }
 }
 
+// The CUDA backend's coupled Newton root (SYMOC_CUDA_ROOT=newton) through its CPU reference,
+// on A = Q diag(w) Q^T with w log-spaced over a condition number kappa, against the double
+// eigendecomposition's (A + eps I)^(-1/p) (no cut: every eigenvalue is >= eps > 0).
+TEST(MatFn, NewtonRootFixedBudget) {
+  std::mt19937 rng(29);
+  const int64_t n = 64;
+  const double eps = 1e-9;
+  Context ctx;
+  auto spd = [&](double kappa) {
+    Mat Q = haar_orthogonal(rng, n);
+    std::vector<double> w(static_cast<size_t>(n));
+    for (int64_t k = 0; k < n; ++k) w[size_t(k)] = std::pow(kappa, -double(k) / double(n - 1)); // 1 .. 1/kappa
+    std::vector<float> S(size_t(n * n));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double v = 0;
+        for (int64_t k = 0; k < n; ++k) v += Q[size_t(i * n + k)] * w[size_t(k)] * Q[size_t(j * n + k)];
+        S[size_t(i * n + j)] = S[size_t(j * n + i)] = float(v);
+      }
+    return S;
+  };
+  auto exact = [&](const std::vector<float> &S, double p) {
+    Mat Se(S.begin(), S.end());
+    for (int64_t i = 0; i < n; ++i) Se[size_t(i * n + i)] += eps;
+    return sym_pow_ref(Se, n, -1.0 / p, 0.0);
+  };
+  auto newton = [&](const std::vector<float> &S, int p, const NewtonRootOptions &o, NewtonRootInfo *info) {
+    std::vector<float> out(S.size());
+    inv_root_newton_fixed(ctx, MatView(const_cast<float *>(S.data()), n, n), p, eps, MatView(out.data(), n, n), o, info);
+    return out;
+  };
+  // kappa <= 1e6: S is stored in float (entry rounding ~6e-8 of |S_ij|, eigenvalue shifts
+  // ~1.5e-7 here), so a smaller eigenvalue could turn negative: not an SPD test any more.
+  for (double kappa : {1e1, 1e3, 1e5, 1e6}) {
+    const auto S = spd(kappa);
+    for (int p : {2, 4}) {
+      const Mat ref = exact(S, p);
+      // Enough steps for every kappa here (the smallest scaled eigenvalue grows by
+      // ((p+1)/p)^p >= 2.25 a step until it nears 1, then quadratic convergence): the float
+      // output's rounding (6e-8) and an error floor of a few ulp of double times kappa^(1/p).
+      NewtonRootOptions many;
+      many.iters = 60, many.tol = 1e-13;
+      NewtonRootInfo info;
+      const double e_many = rel_err(newton(S, p, many, &info), ref);
+      std::printf("newton root kappa %.0e p %d: %d steps -> rel err %.2e (||M - I|| %.1e, lambda %.4f)\n", kappa, p,
+                  info.steps, e_many, info.error, info.lambda);
+      EXPECT_LT(e_many, 1e-6) << "kappa " << kappa << " p " << p;
+      // The power iteration approaches lambda_max = 1 from below (slowly here: the next
+      // eigenvalue is kappa^(-1/63), 0.80 .. 0.96); the iteration converges for lambda > 0.4.
+      EXPECT_LE(info.lambda, 1.0 + 1e-9);
+      EXPECT_GT(info.lambda, 0.4);
+      // The default budget (16 steps, tol 1e-6): converged up to kappa 1e3. X = A^(-1/p) M^(1/p)
+      // (all iterates commute), so ||M - I||_F / sqrt(n) <= tol bounds every direction's error
+      // by sqrt(n) tol / p. Beyond, the directions that have not converged are damped, never
+      // amplified: v^T X v <= (w + eps)^(-1/p) on every eigenvector.
+      NewtonRootOptions dflt;
+      const auto X = newton(S, p, dflt, &info);
+      const double e_dflt = rel_err(X, ref);
+      std::printf("  default budget: %d steps -> rel err %.2e (||M - I|| %.1e)\n", info.steps, e_dflt, info.error);
+      if (kappa <= 1e3) EXPECT_LT(e_dflt, std::sqrt(double(n)) * dflt.tol / p) << "kappa " << kappa << " p " << p;
+      Mat A(S.begin(), S.end()), V = A;
+      std::vector<double> w(static_cast<size_t>(n));
+      LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', int(n), V.data(), int(n), w.data());
+      double worst = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        double q = 0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) q += V[size_t(i * n + k)] * double(X[size_t(i * n + j)]) * V[size_t(j * n + k)];
+        worst = std::max(worst, q * std::pow(std::max(w[size_t(k)], 0.0) + eps, 1.0 / p) - 1.0);
+      }
+      EXPECT_LT(worst, 1e-5) << "an unconverged direction amplified, kappa " << kappa << " p " << p;
+      // The scaled steps (opt-in) leave this start alone: z eps = 2e-9 is below the floor
+      // (kNewtonScaleFloor), where rounding could have made an eigenvalue negative.
+      NewtonRootOptions sc;
+      sc.scaled = true, sc.iters = 12;
+      NewtonRootOptions pl = sc;
+      pl.scaled = false;
+      EXPECT_EQ(rel_err(newton(S, p, sc, nullptr), newton(S, p, pl, nullptr)), 0.0);
+      // Above the floor (eps 1e-5: kappa of A up to 9e4), 12 scaled steps converge at p = 4
+      // where 12 plain steps do not (the small eigenvalues grow ~6x a step instead of 2.44x);
+      // p = 2 (c = 1.5: 3.4x instead of 2.25x) up to kappa 1e3. Damped, never amplified.
+      {
+        const double eps_s = 1e-5;
+        std::vector<float> out(S.size());
+        NewtonRootInfo si;
+        inv_root_newton_fixed(ctx, MatView(const_cast<float *>(S.data()), n, n), p, eps_s, MatView(out.data(), n, n), sc,
+                              &si);
+        Mat Se(S.begin(), S.end());
+        for (int64_t d = 0; d < n; ++d) Se[size_t(d * n + d)] += eps_s;
+        const Mat ref_s = sym_pow_ref(Se, n, -1.0 / p, 0.0);
+        const double e_sc = rel_err(out, ref_s);
+        std::vector<float> outp(S.size());
+        inv_root_newton_fixed(ctx, MatView(const_cast<float *>(S.data()), n, n), p, eps_s, MatView(outp.data(), n, n), pl);
+        std::printf("  eps 1e-5, 12 steps: scaled %d accepted -> rel err %.2e; plain %.2e\n", si.steps, e_sc,
+                    rel_err(outp, ref_s));
+        if (p == 4 || kappa <= 1e3) EXPECT_LT(e_sc, std::sqrt(double(n)) * sc.tol / p) << "kappa " << kappa << " p " << p;
+        for (int64_t k = 0; k < n; ++k) {
+          double q = 0;
+          for (int64_t a = 0; a < n; ++a)
+            for (int64_t b = 0; b < n; ++b) q += V[size_t(a * n + k)] * double(out[size_t(a * n + b)]) * V[size_t(b * n + k)];
+          EXPECT_LT(q * std::pow(std::max(w[size_t(k)], 0.0) + eps_s, 1.0 / p) - 1.0, 1e-5) << "scaled, kappa " << kappa;
+        }
+      }
+      // Mutation: the iteration for the wrong root is far outside the limits above.
+      if (kappa == 1e1) {
+        EXPECT_GT(rel_err(newton(S, p == 4 ? 2 : 4, many, nullptr), ref), 0.1);
+      }
+    }
+  }
+  std::vector<float> S = spd(10), out(S.size());
+  EXPECT_THROW(inv_root_newton_fixed(ctx, MatView(S.data(), n, n), 4, 0.0, MatView(out.data(), n, n)), Error);
+  EXPECT_THROW(inv_root_newton_fixed(ctx, MatView(S.data(), n, n), 0, 1e-6, MatView(out.data(), n, n)), Error);
+}
+
 // --------------------------------------------------------------- equivariance
 namespace {
 struct RuleCase {

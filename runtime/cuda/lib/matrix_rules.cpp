@@ -110,6 +110,39 @@ mx::EigPrecision eig_precision(RKind k) {
   return k == RKind::Symo ? mx::EigPrecision::Float32 : mx::EigPrecision::Float64;
 }
 
+// Shampoo's inverse roots (SYMOC_CUDA_ROOT, read at create_cuda): unset/eigh by the
+// eigendecomposition (SymPowPlan, the CPU rule's pseudo-inverse cut); newton by the coupled
+// Newton iteration on GEMMs (InvRootPlan, in eig_precision's fp32 / fp64; no cut, so the
+// plan's eps must be > 0); newton-tf32 the same on fp32 data with TF32 tensor-core products.
+// SYMOC_CUDA_ROOT_ITERS=N sets the Newton step budget (default NewtonRootOptions::iters),
+// SYMOC_CUDA_ROOT_SCALED=1 the scaled steps (NewtonRootOptions::scaled, fp64 only: at p = 4,
+// 12 steps converge where the plain iteration needs 16-20).
+// Only Shampoo: the rules that need eigenvectors or polar factors (Symo, Lau-Su) keep eigh.
+enum class RootRoute { Eigh, Newton, NewtonTF32 };
+RootRoute root_route() {
+  const char *e = std::getenv("SYMOC_CUDA_ROOT");
+  const std::string v = e ? e : "";
+  if (v.empty() || v == "eigh") return RootRoute::Eigh;
+  if (v == "newton") return RootRoute::Newton;
+  if (v == "newton-tf32") return RootRoute::NewtonTF32;
+  throw Error("SYMOC_CUDA_ROOT must be eigh, newton or newton-tf32, got '" + v + "'");
+}
+mx::NewtonRootOptions newton_root_options() {
+  mx::NewtonRootOptions o;
+  if (const char *e = std::getenv("SYMOC_CUDA_ROOT_ITERS")) {
+    char *end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    if (!*e || *end || v < 1 || v > 1000) throw Error(std::string("SYMOC_CUDA_ROOT_ITERS must be 1 .. 1000, got '") + e + "'");
+    o.iters = int(v);
+  }
+  if (const char *e = std::getenv("SYMOC_CUDA_ROOT_SCALED")) {
+    const std::string v = e;
+    if (v != "0" && v != "1") throw Error("SYMOC_CUDA_ROOT_SCALED must be 0 or 1, got '" + v + "'");
+    o.scaled = v == "1";
+  }
+  return o;
+}
+
 // How Symo's runs reach the Newton-Schulz plan and come back (SYMOC_CUDA_SYMO_AUX):
 //   tiled (default): every run packed into a strided batch and back by coalesced kernels
 //     (32 x 32 shared-memory tiles for transposed pieces, one warp per row for row pieces,
@@ -220,6 +253,7 @@ struct MatrixRules::Group {
   float sh_beta2 = 1.f;
   int exponent = 4, freq = 1;
   std::unique_ptr<mx::SymPowPlan> powL, powR;
+  std::unique_ptr<mx::InvRootPlan> rootL, rootR; // SYMOC_CUDA_ROOT=newton: instead of powL, powR
   std::vector<int64_t> hcount;
   bool refresh = false;
   MaskArgs mask{}, refresh_mask{};
@@ -573,11 +607,24 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       g.polar = std::make_unique<mx::PolarPlan>(engine_, std::vector<mx::Shape>{mx::Shape{g.nb(), m, n}}, o);
       g.ws_bytes = g.polar->workspace_bytes();
     } else if (g.kind == RKind::Shampoo) {
-      MatFnOptions o;
-      o.precision = prec;
-      if (g.useL) g.powL = std::make_unique<mx::SymPowPlan>(engine_, m, g.nb(), o);
-      if (g.useR) g.powR = std::make_unique<mx::SymPowPlan>(engine_, n, g.nb(), o);
-      g.ws_bytes = std::max(g.powL ? g.powL->workspace_bytes() : 0, g.powR ? g.powR->workspace_bytes() : 0);
+      const RootRoute route = root_route();
+      if (route != RootRoute::Eigh) {
+        if (!(g.eps > 0.f))
+          throw Error(std::string("SYMOC_CUDA_ROOT=newton: the Shampoo block of '") + params_[g.slots[0].param].name +
+                      "' has eps " + std::to_string(g.eps) + "; the Newton root needs eps > 0 (no pseudo-inverse cut)");
+        const bool tf32 = route == RootRoute::NewtonTF32;
+        const mx::EigPrecision rp = tf32 ? mx::EigPrecision::Float32 : prec;
+        const mx::NewtonRootOptions no = newton_root_options();
+        if (g.useL) g.rootL = std::make_unique<mx::InvRootPlan>(engine_, m, g.nb(), g.exponent, rp, no, tf32);
+        if (g.useR) g.rootR = std::make_unique<mx::InvRootPlan>(engine_, n, g.nb(), g.exponent, rp, no, tf32);
+        g.ws_bytes = std::max(g.rootL ? g.rootL->workspace_bytes() : 0, g.rootR ? g.rootR->workspace_bytes() : 0);
+      } else {
+        MatFnOptions o;
+        o.precision = prec;
+        if (g.useL) g.powL = std::make_unique<mx::SymPowPlan>(engine_, m, g.nb(), o);
+        if (g.useR) g.powR = std::make_unique<mx::SymPowPlan>(engine_, n, g.nb(), o);
+        g.ws_bytes = std::max(g.powL ? g.powL->workspace_bytes() : 0, g.powR ? g.powR->workspace_bytes() : 0);
+      }
     }
   }
 }
@@ -868,7 +915,8 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
       mx::gram(engine_, false, 1.f, G, 0.f, mx::Batch(g.S, B, m, m), s);
       launch_masked_axpby(g.mask, g.d_slots, cnt_, g.L, g.S, m * m, g.sh_beta2, false, s);
       if (g.refresh) {
-        g.powL->run(mx::Batch(g.L, B, m, m), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, m, m), ws, s);
+        if (g.rootL) g.rootL->run(mx::Batch(g.L, B, m, m), double(g.eps), mx::Batch(g.S, B, m, m), ws, s);
+        else g.powL->run(mx::Batch(g.L, B, m, m), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, m, m), ws, s);
         launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Lr, g.S, m * m, 0.f, true, s);
       }
     }
@@ -876,7 +924,8 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
       mx::gram(engine_, true, 1.f, G, 0.f, mx::Batch(g.S, B, n, n), s);
       launch_masked_axpby(g.mask, g.d_slots, cnt_, g.R, g.S, n * n, g.sh_beta2, false, s);
       if (g.refresh) {
-        g.powR->run(mx::Batch(g.R, B, n, n), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, n, n), ws, s);
+        if (g.rootR) g.rootR->run(mx::Batch(g.R, B, n, n), double(g.eps), mx::Batch(g.S, B, n, n), ws, s);
+        else g.powR->run(mx::Batch(g.R, B, n, n), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, n, n), ws, s);
         launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Rr, g.S, n * n, 0.f, true, s);
       }
     }

@@ -34,6 +34,7 @@ namespace symoc::cuda {
 using rt::EigPrecision;
 using rt::Error;
 using rt::MatFnOptions;
+using rt::NewtonRootOptions;
 using rt::PolarMethod;
 using rt::PolarOptions;
 
@@ -135,6 +136,36 @@ public:
   ~SymPowPlan();
   size_t workspace_bytes() const;
   void run(const Batch &S, double p, double eps, const Batch &out, Workspace, cudaStream_t);
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// out_b = (S_b + eps I)^(-1/p) for symmetric PSD S_b by the coupled Newton iteration, no
+// eigendecomposition: rt::inv_root_newton_fixed's algorithm and options on the device (its
+// CPU reference). (S + S^T)/2 + eps I with eps > 0 (no clamp of negative eigenvalues, no
+// pseudo-inverse cut: an eigenvalue <= rcond * max that sym_pow maps to 0 gets its root
+// here), the start scaled by a power-iteration bound of the largest eigenvalue (batched
+// GEMVs), then o.iters steps of strided-batched GEMMs over the whole batch (p/2 + 2 products
+// a step for even p, 4 for Shampoo's p = 4; p + 1 for odd p) and elementwise kernels. The
+// stopping rule is per matrix on the device (a step that fails the growth test is undone
+// and the matrix frozen; one reaching tol is frozen): every step is launched, nothing waits
+// for the host, so a run is capturable. Float32: fp32 GEMMs (tf32 = true: TF32 tensor-core
+// GEMMs on fp32 data, ~1e-3 relative per product); Float64: DGEMM. o.scaled (Float64 only,
+// refused otherwise): the early steps scaled by (p+1)/2 for the matrices above the floor of
+// rt::NewtonRootOptions. err / steps (device arrays of batch, optional): each matrix's kept
+// ||M - I||_F / sqrt(n) and accepted steps.
+class InvRootPlan {
+public:
+  InvRootPlan(Engine &, int64_t n, int64_t batch, int p, EigPrecision = EigPrecision::Float32,
+              const NewtonRootOptions & = {}, bool tf32 = false);
+  ~InvRootPlan();
+  size_t workspace_bytes() const;
+  void run(const Batch &S, double eps, const Batch &out, Workspace, cudaStream_t, float *err = nullptr,
+           int *steps = nullptr);
+  // Products of n^3 multiply-adds per matrix in one run (the cost model: 2 n^3 FLOPs each).
+  int64_t gemms_per_matrix() const;
   struct Impl;
 
 private:
