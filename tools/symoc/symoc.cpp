@@ -310,13 +310,15 @@ struct CompileOptions {
   std::string runtimeDir;
   int64_t maxDense = symoc::plan::PolicyOptions().maxDense;
   std::string granularity = symoc::plan::PolicyOptions().granularity;
+  std::string lineNorm = symoc::plan::PolicyOptions().lineNorm ? "on" : "off";
   bool dryRun = false;
   bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
   std::string claimsFile;   // the claims to build on, instead of the analysis' own
 
   void add(CLI::App *cmd, AnalyzeOptions &a) {
     cmd->add_option("--policy", policy, "how blocks are stepped: symo (default), symo-large, symo-coupled, "
-                                        "muon, shampoo, lau-su, adam-mini, adamw, ddc-adam, ddc-muon, auto");
+                                        "muon, shampoo, lau-su, adam-mini, adamw, ddc-adam, ddc-muon, auto, "
+                                        "auto-norm (= auto with --line-norm on)");
     cmd->add_option("-o,--output", output, "output folder (default ./<model>_optimizer)");
     cmd->add_option("--emit", emit, "cpp: write the optimizer sources; plan: print the plan; json: print plan.json; "
                                     "mlir: print the plan as `plan` dialect IR")
@@ -331,6 +333,9 @@ struct CompileOptions {
     cmd->add_option("--granularity", granularity, "components of head-structured axes under symo: "
                                                   "matrix, kv-group, head-pair, head, "
                                                   "whole (default: a whole-axis side wins over pieces)");
+    cmd->add_option("--line-norm", lineNorm, "auto: NorMuon's per-line normalization on Muon blocks whose claims "
+                                             "allow it (default on, by measurement; off: plain Muon)")
+        ->check(CLI::IsMember({"on", "off"}));
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
     cmd->add_option("--claims", claimsFile,
@@ -380,6 +385,7 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c,
   po.budgetBytes = parseBytes(c.budget);
   po.maxDense = c.maxDense;
   po.granularity = c.granularity;
+  po.lineNorm = c.lineNorm == "on";
   symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
   plan.notes.insert(plan.notes.begin(), notes.begin(), notes.end());
   if (c.dryRun) {

@@ -726,6 +726,9 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     return c;
   }
   if (matrix && isAuto(policy) && hiddenLike) {
+    PolicyOptions named = o;
+    named.policy = policy;
+    const bool lineNormed = usesLineNorm(named);
     // Measured (docs/results.md): the recipe's per-KV-head V / per-group O runs lost to Muon on
     // the whole matrix at every model size tried (char-level LLaMA on the CPU at its best lr, the
     // 32M LLaMA on the GPU), so auto steps hidden matrices as Muon does; the claimed gauges are
@@ -749,13 +752,13 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
       bool polarPieces = r.step.kind == "symo" && fusedRoles(pcs, left ? p.leftPerms : p.rightPerms);
       for (const auto &x : pcs) polarPieces = polarPieces && x.parts == 1 && (x.group == "B" || x.group == "O");
       if (polarPieces) {
-        r.note = policy == "auto" ? "auto: Muon per claimed piece of the fused axis"
-                                  : "auto-norm: Muon per claimed piece of the fused axis (no line normalization on pieces)";
+        r.note = policy + (lineNormed ? ": Muon per claimed piece of the fused axis (no line normalization on pieces)"
+                                           : ": Muon per claimed piece of the fused axis");
         return r;
       }
     }
     Choice c{muon(), src, "auto: Muon on the whole matrix (per-head runs measured worse)"};
-    if (policy == "auto-norm") {
+    if (lineNormed) {
       addLineNorm(m.a, {&p}, c.step, c.claims, c.why);
       c.why = "Muon on the whole matrix (assumes no symmetry); " + c.why;
     }
@@ -1184,6 +1187,8 @@ std::vector<Choice> autoCandidates(const Model &m, const Param &p, const PolicyO
 
 } // namespace
 
+bool usesLineNorm(const PolicyOptions &o) { return o.policy == "auto-norm" || (o.policy == "auto" && o.lineNorm); }
+
 const std::vector<std::string> &policyNames() {
   static const std::vector<std::string> n = {"symo",    "symo-large", "symo-coupled", "muon",     "shampoo", "lau-su",
                                              "adam-mini", "adamw",    "ddc-adam",     "ddc-muon", "auto",
@@ -1283,7 +1288,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
   std::vector<bool> taken(plan.params.size(), false);
   if (o.policy == "symo-coupled") coupleBlocks(m, plan, choice, taken, o);
   if (o.policy == "ddc-adam" || o.policy == "ddc-muon" || isAuto(o.policy))
-    gaugeUnits(m, plan, choice, taken, o.policy != "ddc-adam", o.policy == "auto-norm");
+    gaugeUnits(m, plan, choice, taken, o.policy != "ddc-adam", usesLineNorm(o));
   for (size_t i = 0; i < plan.params.size(); ++i) {
     if (taken[i]) continue;
     Unit u;

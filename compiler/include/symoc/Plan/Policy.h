@@ -34,7 +34,15 @@ struct PolicyOptions {
   /// the LLaMA, whole equal to Muon there and below it on GPT-2. `auto` reads its fused-axis
   /// pieces at whole whatever this says.
   std::string granularity = "whole";
+  /// `auto`: NorMuon's per-line normalization on top of Muon where the claims allow it (on by
+  /// measurement: the GPU benchmark of 2026-12-02, run 5, ended 0.011 lower on the LLaMA and
+  /// 0.003 on GPT-2 with it; docs/results.md). Off gives the session-6 `auto`. `auto-norm`
+  /// is the same plan whatever this says (the spelling of the earlier runs).
+  bool lineNorm = true;
 };
+
+/// Whether the policy adds NorMuon's line normalization (auto with lineNorm, auto-norm).
+bool usesLineNorm(const PolicyOptions &opts);
 
 /// The policies `--policy` accepts.
 const std::vector<std::string> &policyNames();
