@@ -57,7 +57,14 @@ VARIANTS = {
     "auto": ("auto", [], [], {}),
     "auto-norm": ("auto-norm", [], [], {}),
     # auto with the AdamW embedding / head at 3x the auxiliary lr (LLaMA names)
+    # auto is Muon + NorMuon's line normalization since session 7; auto-plain the earlier rule
+    "auto-plain": ("auto", [], ["--line-norm", "off"], {}),
     "auto-emb3": ("auto", [], [], {"embed_tokens.weight": 3.0}),
+    "muon-emb3": ("muon", [], [], {"embed_tokens.weight": 3.0}),
+    # the embedding row-normalized (Lau-Su `row`: each row of the momentum to unit norm), its
+    # lr x sqrt(d) x {0.1, 0.3}: per-entry update RMS then matches AdamW at 1x / 3x the aux lr
+    "auto-embrow1": ("auto", ["embed_tokens.weight=lau-su:row"], [], {"embed_tokens.weight": 0.1 * CFGS["llama"]["d"] ** 0.5}),
+    "auto-embrow3": ("auto", ["embed_tokens.weight=lau-su:row"], [], {"embed_tokens.weight": 0.3 * CFGS["llama"]["d"] ** 0.5}),
     "auto-head3": ("auto", [], [], {"lm_head.weight": 3.0}),
     # Muon before Muon's README setup (issue 13, session 6): overridden blocks keep their
     # rule's defaults, AdamW betas (0.9, 0.999) and no decay on Muon blocks or vectors
