@@ -415,7 +415,7 @@ int lineNormAxis(const AnalysisResult &a, const std::vector<const Param *> &ps, 
   return -1;
 }
 
-/// Muon with NorMuon's normalization where the claims allow it (auto-norm), else plain Muon.
+/// Muon with NorMuon's normalization where the claims allow it (auto, auto-norm), else plain Muon.
 void addLineNorm(const AnalysisResult &a, const std::vector<const Param *> &ps, Step &s, std::vector<std::string> &claims,
                  std::string &why) {
   std::vector<std::string> ids;
@@ -732,15 +732,15 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     // Measured (docs/results.md): the recipe's per-KV-head V / per-group O runs lost to Muon on
     // the whole matrix at every model size tried (char-level LLaMA on the CPU at its best lr, the
     // 32M LLaMA on the GPU), so auto steps hidden matrices as Muon does; the claimed gauges are
-    // projected out below (DDC). auto-norm adds NorMuon's per-line normalization on the side
-    // whose claims allow it.
+    // projected out below (DDC). With PolicyOptions::lineNorm (default) and under auto-norm,
+    // NorMuon's per-line normalization on the side whose claims allow it (measured: GPU run 5).
     {
       // An axis the claims cut into pieces with their own groups (GPT-2's fused c_attn: Q, K,
       // V, each merged over its heads by the claimed head permutations): Muon per piece, the
       // whole-granularity recipe. Measured (docs/results.md): per piece beat the fused polar
       // by 0.017-0.029 at 200 steps and 0.08 at 600 on the CPU, and by 0.016 at 2000 steps on
-      // the GPU GPT-2 (lr 0.02). auto-norm keeps the pieces too (no line normalization on
-      // them: a strict extension of auto elsewhere).
+      // the GPU GPT-2 (lr 0.02). The line normalization is not applied to the pieces (the
+      // measured plans kept them plain).
       PolicyOptions w = o;
       w.granularity = "whole";
       Choice r = symoRecipe(p, w, src);
