@@ -428,6 +428,34 @@ void test_lausu_spectral(cu::Engine &e) {
   }
 }
 
+// Largest relative error of D's matrices against rt::Shampoo's first-step directions of the
+// gradients G (one parameter per matrix of the batch).
+double shampoo_cpu_error(const rt::ShampooConfig &cfg, const HostBatch &G, DevBatch &D) {
+  const int64_t B = G.batch, m = G.rows, k = G.cols;
+  rt::Shampoo sh(cfg);
+  rt::State st;
+  rt::Context ctx;
+  std::vector<std::string> names;
+  std::vector<rt::Param> ps(static_cast<size_t>(B));
+  std::vector<std::vector<float>> gs(static_cast<size_t>(B)), ds(static_cast<size_t>(B));
+  std::vector<float *> dp(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) names.push_back("p" + std::to_string(b));
+  for (int64_t b = 0; b < B; ++b) {
+    gs[size_t(b)].resize(size_t(m * k));
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < k; ++j) gs[size_t(b)][size_t(i * k + j)] = G.at(b, i, j);
+    ds[size_t(b)].resize(size_t(m * k));
+    dp[size_t(b)] = ds[size_t(b)].data();
+    ps[size_t(b)].name = names[size_t(b)].c_str();
+    ps[size_t(b)].g = gs[size_t(b)].data();
+    ps[size_t(b)].rows = m, ps[size_t(b)].cols = k;
+  }
+  sh.directions(ctx, st, ps.data(), ps.size(), dp.data());
+  double err = 0;
+  for (int64_t b = 0; b < B; ++b) err = std::max(err, rel_err(D.hb.view(b), rt::MatView(dp[size_t(b)], m, k)));
+  return err;
+}
+
 // Shampoo's first step from the kernels against rt::Shampoo::directions.
 void test_shampoo(cu::Engine &e) {
   const int64_t B = 3, m = 40, k = 24;
@@ -448,27 +476,7 @@ void test_shampoo(cu::Engine &e) {
   sync();
   const std::string name = "shampoo first step (composed) vs rt::Shampoo";
   if (!check_written(name, D)) return;
-  rt::Shampoo sh(cfg);
-  rt::State st;
-  rt::Context ctx;
-  std::vector<std::string> names = {"a", "b", "c"};
-  std::vector<rt::Param> ps(static_cast<size_t>(B));
-  std::vector<std::vector<float>> gs(static_cast<size_t>(B)), ds(static_cast<size_t>(B));
-  std::vector<float *> dp(static_cast<size_t>(B));
-  for (int64_t b = 0; b < B; ++b) {
-    gs[size_t(b)].resize(size_t(m * k));
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < k; ++j) gs[size_t(b)][size_t(i * k + j)] = G.at(b, i, j);
-    ds[size_t(b)].resize(size_t(m * k));
-    dp[size_t(b)] = ds[size_t(b)].data();
-    ps[size_t(b)].name = names[size_t(b)].c_str();
-    ps[size_t(b)].g = gs[size_t(b)].data();
-    ps[size_t(b)].rows = m, ps[size_t(b)].cols = k;
-  }
-  sh.directions(ctx, st, ps.data(), ps.size(), dp.data());
-  double err = 0;
-  for (int64_t b = 0; b < B; ++b) err = std::max(err, rel_err(D.hb.view(b), rt::MatView(dp[size_t(b)], m, k)));
-  table.add(name, err, 1e-5);
+  table.add(name, shampoo_cpu_error(cfg, G, D), 1e-5);
 }
 
 // ------------------------------------------------------------------------------ Newton root
@@ -703,28 +711,7 @@ void test_shampoo_newton(cu::Engine &e) {
       if (m <= 64) {
         rt::ShampooConfig cfg;
         cfg.eps = eps;
-        rt::Shampoo sh(cfg);
-        rt::State st;
-        rt::Context ctx;
-        std::vector<std::string> names;
-        std::vector<rt::Param> ps(static_cast<size_t>(B));
-        std::vector<std::vector<float>> gs(static_cast<size_t>(B)), ds(static_cast<size_t>(B));
-        std::vector<float *> dp(static_cast<size_t>(B));
-        for (int64_t b = 0; b < B; ++b) names.push_back("p" + std::to_string(b));
-        for (int64_t b = 0; b < B; ++b) {
-          gs[size_t(b)].resize(size_t(m * k));
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < k; ++j) gs[size_t(b)][size_t(i * k + j)] = G.at(b, i, j);
-          ds[size_t(b)].resize(size_t(m * k));
-          dp[size_t(b)] = ds[size_t(b)].data();
-          ps[size_t(b)].name = names[size_t(b)].c_str();
-          ps[size_t(b)].g = gs[size_t(b)].data();
-          ps[size_t(b)].rows = m, ps[size_t(b)].cols = k;
-        }
-        sh.directions(ctx, st, ps.data(), ps.size(), dp.data());
-        double err = 0;
-        for (int64_t b = 0; b < B; ++b) err = std::max(err, rel_err(Dn.hb.view(b), rt::MatView(dp[size_t(b)], m, k)));
-        table.add(name + " vs rt::Shampoo (eigh)", err, lim);
+        table.add(name + " vs rt::Shampoo (eigh)", shampoo_cpu_error(cfg, G, Dn), lim);
       } else {
         DevBatch De = poisoned(B, m, k);
         step(false, De);

@@ -15,21 +15,12 @@
 # their ratios, and the root errors printed (see docs/benchmarks.md, "Newton inverse roots").
 set -u -o pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-/tmp/symoc-shampoo-out}
-LIMIT=${1:-560}
-R=/tmp/symoc-shampoo; rm -rf $R; mkdir -p $R "$OUT"
-export PYTHONUNBUFFERED=1 SYMOC_BENCH=matrix SYMOC_BENCH_SHAMPOO=only
-export SYMOC_GPU_TEST_FILTER='shampoo|libgpt2_adamw_|libgpt2_muon_'
-t0=$(date +%s)
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader 2>&1 | tee $R/device.txt
-timeout $((LIMIT - 10)) tests/gpu/run_gpu_tests.sh gen $R debs --bench > $R/run.log 2>&1
+export OUT=${OUT:-/tmp/symoc-shampoo-out} SYMOC_MATRIX_RUN_DIR=/tmp/symoc-shampoo
+export SYMOC_BENCH_SHAMPOO=only SYMOC_GPU_TEST_FILTER='shampoo|libgpt2_adamw_|libgpt2_muon_'
+tests/gpu/matrix_rules_gpu.sh "${1:-560}"
 rc=$?
-echo "run_gpu_tests rc=$rc after $(( $(date +%s) - t0 )) s" | tee -a $R/run.log
-tar czf "$OUT/all.tgz" -C $R . 2>/dev/null
-for f in run.log gpu_tests.json bench_gpu.json bench_gpu.md bench.log; do [ -f $R/$f ] && cp $R/$f "$OUT/"; done
-grep -m30 -B2 -A12 "error" $R/build.log > "$OUT/build_errors.txt" 2>/dev/null || true
+R=$SYMOC_MATRIX_RUN_DIR
 echo "---- summary"
-grep -E "^FAIL|checks passed|^PASS (newton|graph\.newton|agree\.gpt2_shampoo_newton)" $R/gpu_tests.log 2>/dev/null | tail -40
+grep -E "^PASS (newton|graph\.newton|agree\.gpt2_shampoo_newton)" $R/gpu_tests.log 2>/dev/null | tail -40
 grep -E "root err|: [A-Za-z]+Error" $R/bench.log 2>/dev/null | head -20
-[ -f $R/bench_gpu.md ] && tail -24 $R/bench_gpu.md
 exit $rc

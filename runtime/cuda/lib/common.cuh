@@ -51,6 +51,10 @@ inline void need_workspace(const Workspace &ws, size_t bytes, const char *what) 
 }
 
 void check_batch(const Batch &X, const char *what, const char *name);
+// check_batch of an input and an output of a plan over `batch` n x n matrices, and their shapes
+// against the plan's.
+void check_square_batches(const Batch &in, const char *in_name, const Batch &out, const char *out_name, int64_t n,
+                          int64_t batch, const char *what);
 
 } // namespace symoc::cuda::detail
 

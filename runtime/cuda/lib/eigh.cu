@@ -184,11 +184,7 @@ size_t EighPlan::workspace_bytes() const {
 
 void EighPlan::run(const Batch &S, float *w, const Batch &V, Workspace ws, cudaStream_t s, int *info) {
   Impl &im = *impl_;
-  check_batch(S, "eigh", "S");
-  check_batch(V, "eigh", "V");
-  if (S.rows != im.n || S.cols != im.n || S.batch != im.batch || V.rows != im.n || V.cols != im.n || V.batch != im.batch)
-    fail("eigh", "shape differs from the plan's (" + std::to_string(im.batch) + " x " + std::to_string(im.n) + "x" +
-                     std::to_string(im.n) + ")");
+  check_square_batches(S, "S", V, "V", im.n, im.batch, "eigh");
   need_workspace(ws, workspace_bytes(), "eigh");
   if (im.n == 0) return;
   Carver c(ws.ptr);

@@ -30,6 +30,15 @@ void check_batch(const Batch &X, const char *what, const char *name) {
   if (X.rows > 0 && X.cols > 0 && X.data == nullptr) fail(what, std::string(name) + " is null");
 }
 
+void check_square_batches(const Batch &in, const char *in_name, const Batch &out, const char *out_name, int64_t n,
+                          int64_t batch, const char *what) {
+  check_batch(in, what, in_name);
+  check_batch(out, what, out_name);
+  if (in.rows != n || in.cols != n || in.batch != batch || out.rows != n || out.cols != n || out.batch != batch)
+    fail(what, "shape differs from the plan's (" + std::to_string(batch) + " x " + std::to_string(n) + "x" +
+                   std::to_string(n) + ")");
+}
+
 } // namespace detail
 
 using namespace detail;

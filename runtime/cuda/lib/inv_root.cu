@@ -343,12 +343,7 @@ int64_t InvRootPlan::gemms_per_matrix() const {
 void InvRootPlan::run(const Batch &S, double eps, const Batch &out, Workspace ws, cudaStream_t s, float *err,
                       int *steps) {
   Impl &im = *impl_;
-  check_batch(S, "inv_root", "S");
-  check_batch(out, "inv_root", "out");
-  if (S.rows != im.n || S.cols != im.n || S.batch != im.batch || out.rows != im.n || out.cols != im.n ||
-      out.batch != im.batch)
-    fail("inv_root", "shape differs from the plan's (" + std::to_string(im.batch) + " x " + std::to_string(im.n) + "x" +
-                         std::to_string(im.n) + ")");
+  check_square_batches(S, "S", out, "out", im.n, im.batch, "inv_root");
   if (!(eps > 0)) fail("inv_root", "eps must be > 0 (the Newton root has no pseudo-inverse cut)");
   need_workspace(ws, workspace_bytes(), "inv_root");
   if (im.n == 0) return;

@@ -112,12 +112,7 @@ size_t SymPowPlan::workspace_bytes() const {
 
 void SymPowPlan::run(const Batch &S, double p, double eps, const Batch &out, Workspace ws, cudaStream_t s) {
   Impl &im = *impl_;
-  check_batch(S, "sym_pow", "S");
-  check_batch(out, "sym_pow", "out");
-  if (S.rows != im.n || S.cols != im.n || S.batch != im.batch || out.rows != im.n || out.cols != im.n ||
-      out.batch != im.batch)
-    fail("sym_pow", "shape differs from the plan's (" + std::to_string(im.batch) + " x " + std::to_string(im.n) + "x" +
-                        std::to_string(im.n) + ")");
+  check_square_batches(S, "S", out, "out", im.n, im.batch, "sym_pow");
   need_workspace(ws, workspace_bytes(), "sym_pow");
   if (im.n == 0) return;
   if (im.dbl) im.run<double>(S, p, eps, out, ws.ptr, s);
