@@ -65,6 +65,9 @@ VARIANTS = {
     # lr x sqrt(d) x {0.1, 0.3}: per-entry update RMS then matches AdamW at 1x / 3x the aux lr
     "auto-embrow1": ("auto", ["embed_tokens.weight=lau-su:row"], [], {"embed_tokens.weight": 0.1 * CFGS["llama"]["d"] ** 0.5}),
     "auto-embrow3": ("auto", ["embed_tokens.weight=lau-su:row"], [], {"embed_tokens.weight": 0.3 * CFGS["llama"]["d"] ** 0.5}),
+    # the same rule from the plan (`--embedding row`: lr_scale 0.3 sqrt(d) in the plan); on
+    # GPT-2 it steps the untied position table wpe (the tied wte keeps AdamW)
+    "auto-embrow": ("auto", [], ["--embedding", "row"], {}),
     "auto-head3": ("auto", [], [], {"lm_head.weight": 3.0}),
     # Muon before Muon's README setup (issue 13, session 6): overridden blocks keep their
     # rule's defaults, AdamW betas (0.9, 0.999) and no decay on Muon blocks or vectors

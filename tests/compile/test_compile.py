@@ -704,6 +704,38 @@ class BadInput(unittest.TestCase):
         self.assertTrue(np.array_equal(Wa[k], Wb[k]))
         self.assertFalse(np.array_equal(Wa[0], Wb[0]))
 
+    def test_plan_lr_scale(self):
+        # A step's lr_scale is the block's rate relative to lr: norm.weight at lr_scale 2 steps
+        # as the plain plan at twice the rate (bitwise), the rest as at lr; a user multiplier
+        # is relative to it (x 0.5 gives the plain rate back).
+        plain = Library(compile_model(LLAMA, "adamw")[0])
+        scaled = Library(compile_model(LLAMA, "adamw", "--override", "norm.weight=adamw,lr_scale=2",
+                                       tag="llama_adamw_lr_scale")[0])
+        self.assertEqual(scaled.names, plain.names)
+        k = plain.names.index("norm.weight")
+        rng = np.random.default_rng(9)
+        W = rand_like(plain, rng)
+        grads = [rand_like(plain, rng) for _ in range(3)]
+        Ws, Wp, Wd, Wh = ([w.copy() for w in W] for _ in range(4))
+        run_steps(scaled, 1e-2, Ws, grads)
+        run_steps(plain, 2e-2, Wd, grads)
+        run_steps(plain, 1e-2, Wp, grads)
+        run_steps(scaled, 1e-2, Wh, grads, **{"norm.weight": 0.5})
+        self.assertTrue(np.array_equal(Ws[k], Wd[k]))
+        self.assertFalse(np.array_equal(Ws[k], Wp[k]))
+        for i in range(len(W)):
+            if i != k:
+                self.assertTrue(np.array_equal(Ws[i], Wp[i]), plain.names[i])
+        for i in range(len(W)):
+            self.assertTrue(np.array_equal(Wh[i], Wp[i]), plain.names[i])
+        # auto --embedding row: the embedding's rate is 0.3 sqrt(d) x lr in the plan.
+        _, plan, _ = compile_model(LLAMA, "auto", "--embedding", "row")
+        emb = [b for b in plan["blocks"] if "embed_tokens.weight" in b["params"]]
+        self.assertEqual(len(emb), 1)
+        self.assertEqual(emb[0]["describe"], "lausu row")
+        d = [p for p in plan["params"] if p["name"] == "embed_tokens.weight"][0]["shape"][1]
+        self.assertAlmostEqual(emb[0]["step"]["hyper"]["lr_scale"], 0.3 * d ** 0.5)
+
     def test_nonfinite_gradient_skips_that_block(self):
         lib = self.lib
         W, G = rand_like(lib, self.rng), rand_like(lib, self.rng)

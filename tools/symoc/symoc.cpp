@@ -311,6 +311,7 @@ struct CompileOptions {
   int64_t maxDense = symoc::plan::PolicyOptions().maxDense;
   std::string granularity = symoc::plan::PolicyOptions().granularity;
   std::string lineNorm = symoc::plan::PolicyOptions().lineNorm ? "on" : "off";
+  std::string embedding = symoc::plan::PolicyOptions().embedding;
   bool dryRun = false;
   bool noVerify = false;    // build on the claims without checking them (recorded in the plan)
   std::string claimsFile;   // the claims to build on, instead of the analysis' own
@@ -336,6 +337,9 @@ struct CompileOptions {
     cmd->add_option("--line-norm", lineNorm, "auto: NorMuon's per-line normalization on Muon blocks whose claims "
                                              "allow it (default on, by measurement; off: plain Muon)")
         ->check(CLI::IsMember({"on", "off"}));
+    cmd->add_option("--embedding", embedding, "auto: the rule of untied token embeddings: adamw (default) or row "
+                                              "(Lau-Su row normalization at lr x 0.3 sqrt(d))")
+        ->check(CLI::IsMember({"adamw", "row"}));
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
     cmd->add_option("--claims", claimsFile,
@@ -386,6 +390,7 @@ int compileFrom(const symoc::AnalysisResult &r, const CompileOptions &c,
   po.maxDense = c.maxDense;
   po.granularity = c.granularity;
   po.lineNorm = c.lineNorm == "on";
+  po.embedding = c.embedding;
   symoc::plan::Plan plan = symoc::plan::buildPlan(r, po);
   plan.notes.insert(plan.notes.begin(), notes.begin(), notes.end());
   if (c.dryRun) {

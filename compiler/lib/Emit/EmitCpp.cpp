@@ -561,7 +561,8 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     << "const char kFingerprint[] = " << strLit(plan.fingerprint) << ";\n"
     << "const char kPlanJson[] =\n    " << longLit(plan::toJson(plan).dump(), "    ") << ";\n\n"
     << "struct ParamInfo {\n  const char *name;\n  int rank;\n  int64_t dims[SYMOC_OPTIMIZER_MAX_RANK];\n"
-    << "  int64_t rows, cols; // the matrix the rule sees\n  const char *rule;\n};\n\n"
+    << "  int64_t rows, cols; // the matrix the rule sees\n  const char *rule;\n"
+    << "  float lr_scale;     // the plan's rate relative to lr (step option lr_scale; 1 by default)\n};\n\n"
     << "const ParamInfo kParams[kNumParams] = {\n";
   for (size_t i = 0; i < n; ++i) {
     const Param &p = plan.params[i];
@@ -569,7 +570,8 @@ EmittedFiles emitOptimizer(const Plan &plan) {
     std::string dims;
     for (size_t k = 0; k < p.shape.size(); ++k) dims += (k ? ", " : "") + std::to_string(p.shape[k]);
     s << "    {" << strLit(p.name) << ", " << p.shape.size() << ", {" << (dims.empty() ? "0" : dims) << "}, " << p.rows
-      << ", " << p.cols << ", " << strLit(plan.units[size_t(unitOf[i])].step.describe()) << "},\n";
+      << ", " << p.cols << ", " << strLit(plan.units[size_t(unitOf[i])].step.describe()) << ", "
+      << floatLit(plan.units[size_t(unitOf[i])].step.get("lr_scale", 1.0)) << "},\n";
   }
   s << "};\n\n";
   emitBlockTables(s, plan);
@@ -676,7 +678,7 @@ SymocOptimizer *api_create(float lr) {
   try {
     auto *o = new SymocOptimizer();
     o->lr = lr;
-    for (float &m : o->mult) m = 1.f;
+    for (int i = 0; i < kNumParams; ++i) o->mult[i] = kParams[i].lr_scale;
     return o;
   } catch (const std::exception &e) {
     fail(nullptr, SYMOC_ERR_INTERNAL, std::string("create: ") + e.what());
@@ -735,7 +737,7 @@ int api_set_block_multiplier(SymocOptimizer *o, const char *name, float m) {
   int matched = 0;
   for (int i = 0; i < kNumParams; ++i)
     if (std::strcmp(name, kParams[i].name) == 0 || fnmatch(name, kParams[i].name, 0) == 0) {
-      o->mult[i] = m;
+      o->mult[i] = m * kParams[i].lr_scale; // relative to the plan's rate
       ++matched;
     }
   if (!matched)

@@ -719,6 +719,14 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
       return {adamw(p), src, "untied head without a shift claim on its rows: AdamW"};
     }
     if (isAuto(policy) && p.cls == "router") return {lausu("left_spectral_centered"), src, ""};
+    if (isAuto(policy) && p.cls == "embedding" && !p.tied && o.embedding == "row") {
+      // Each token's row of the momentum normalized (Lau-Su `row`), at 0.3 sqrt(d) x lr: a
+      // per-entry step of 0.3 lr, 3x the auxiliary AdamW's rate at aux ratio 0.1 (measured on
+      // the CPU benchmark LLaMA, docs/results.md; the GPU has not run it yet).
+      Step st = lausu("row");
+      st.hp["lr_scale"] = 0.3 * std::sqrt(double(p.cols));
+      return {st, src, "--embedding row: rows of the gathered table normalized, lr x 0.3 sqrt(d)"};
+    }
     Choice c{adamw(p), src, p.cls == "embedding" || p.cls == "lm_head"
                                 ? "trivial group on embeddings and the head (Symo's transformer recipe): AdamW"
                                 : p.cls + ": AdamW (no matrix rule for this class)"};
@@ -863,7 +871,9 @@ Step parseStep(const std::string &spec, const Param &p, const Model &m, const Po
     auto eq = parts[i].find('=');
     if (eq == std::string::npos) throw Error(where + ": expected key=value after the step, got '" + parts[i] + "'");
     std::string k = parts[i].substr(0, eq);
-    if (!knownHyper().at(s.kind).count(k))
+    // lr_scale: the block's learning rate relative to --lr, for every kind (the emitted
+    // optimizer's initial block multiplier).
+    if (k != "lr_scale" && !knownHyper().at(s.kind).count(k))
       throw Error(fmt::format("{}: {} has no hyper-parameter '{}'", where, s.kind, k));
     try {
       size_t used = 0;
@@ -874,6 +884,8 @@ Step parseStep(const std::string &spec, const Param &p, const Model &m, const Po
       throw Error(fmt::format("{}: value of '{}' is not a number", where, k));
     }
   }
+  if (s.hp.count("lr_scale") && !(s.get("lr_scale", 1) > 0))
+    throw Error(fmt::format("{}: lr_scale must be > 0", where));
   if (s.kind == "muon") {
     const double ax = s.get("norm_axis", 0), b2 = s.get("norm_beta2", 0);
     if (ax != 0 && ax != 1) throw Error(fmt::format("{}: norm_axis must be 0 (rows) or 1 (columns)", where));
@@ -1206,6 +1218,10 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
       o.granularity != "head" && o.granularity != "whole")
     throw Error("--granularity " + o.granularity +
                 ": unknown granularity (one of matrix, kv-group, head-pair, head, whole)");
+  if (o.embedding != "adamw" && o.embedding != "row")
+    throw Error("--embedding " + o.embedding + ": unknown embedding rule (adamw or row)");
+  if (o.embedding != "adamw" && !isAuto(o.policy))
+    throw Error("--embedding applies to --policy auto and auto-norm only");
   if (o.budgetBytes >= 0 && !isAuto(o.policy))
     throw Error("--budget-bytes applies to --policy auto and auto-norm only");
   Model m = readModel(analysis, o);

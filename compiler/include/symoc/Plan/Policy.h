@@ -39,6 +39,10 @@ struct PolicyOptions {
   /// 0.003 on GPT-2 with it; docs/results.md). Off gives the session-6 `auto`. `auto-norm`
   /// is the same plan whatever this says (the spelling of the earlier runs).
   bool lineNorm = true;
+  /// `auto`'s rule for untied token embeddings: adamw (Muon's auxiliary AdamW, the default)
+  /// or row (Lau-Su row normalization at lr x 0.3 sqrt(d); ahead of AdamW by 0.1 nats on the
+  /// CPU benchmark LLaMA at 800 steps, not yet run on the GPU benchmark).
+  std::string embedding = "adamw";
 };
 
 /// Whether the policy adds NorMuon's line normalization (auto with lineNorm, auto-norm).

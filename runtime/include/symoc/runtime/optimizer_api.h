@@ -114,7 +114,8 @@ typedef struct SymocOptimizerApi {
   int (*set_lr)(SymocOptimizer *opt, float lr);
   float (*get_lr)(const SymocOptimizer *opt); /* NaN when opt is NULL */
   /* Learning-rate multiplier m (finite, >= 0) for the parameters matched by `name`: an
-   * initializer name, or a glob with '*' and '?' over initializer names. Default 1. Returns
+   * initializer name, or a glob with '*' and '?' over initializer names, relative to the
+   * plan's rate for the block (its step option lr_scale, usually 1). Default 1. Returns
    * SYMOC_ERR_ARGUMENT when nothing matches. Parameters stepped jointly with others (one
    * batched/coupled call) may receive different multipliers: each is applied to that
    * parameter's own update. */
