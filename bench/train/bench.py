@@ -57,9 +57,15 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 from report import lr_rank  # noqa: E402  (best_lr entries: --best-from ranks as report merges)
 
 TORCH_POLICIES = ("adamw", "muon")
-SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm", "symoc-symo-whole")
-# `symoc compile` arguments of a bench policy that is not just `--policy NAME`.
-COMPILE_ARGS = {"symo-whole": ["--policy", "symo", "--granularity", "whole"]}
+SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm", "symoc-symo-whole",
+                  "symoc-auto-plain", "symoc-auto-embrow")
+# `symoc compile` arguments of a bench policy that is not just `--policy NAME` (stage.sh reads
+# them through `bench.py compile-args NAME`).
+COMPILE_ARGS = {"symo-whole": ["--policy", "symo", "--granularity", "whole"],
+                # auto before session 7 (no NorMuon normalization)
+                "auto-plain": ["--policy", "auto", "--line-norm", "off"],
+                # auto with row-normalized untied embeddings (Lau-Su row, lr x 0.3 sqrt(d))
+                "auto-embrow": ["--policy", "auto", "--embedding", "row"]}
 POLICIES = TORCH_POLICIES + SYMOC_POLICIES
 # lr grids (factor 2 apart). Muon-type policies (torch Muon, symoc muon/auto/symo: their
 # hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
@@ -74,6 +80,8 @@ GRIDS = {
     # symo with whole-axis sides over per-head output-projection / KV-head runs (issue 13,
     # docs/results.md: the CPU ablation)
     "symoc-symo-whole": [0.01, 0.02, 0.04, 0.08],
+    "symoc-auto-plain": [0.01, 0.02, 0.04, 0.08],
+    "symoc-auto-embrow": [0.01, 0.02, 0.04, 0.08],
 }
 BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
 WEIGHT_DECAY = 0.01          # likewise
@@ -1577,6 +1585,8 @@ def run_parser():
     s.add_argument("--link", default="")
     s.add_argument("--work", required=True)
     s.add_argument("--policy", default="symoc-auto", choices=SYMOC_POLICIES)
+    c = sub.add_parser("compile-args", help="the `symoc compile` arguments of a policy (stage.sh)")
+    c.add_argument("policy", help="a symoc policy without the 'symoc-' prefix, e.g. auto-embrow")
     return ap
 
 
@@ -1584,6 +1594,12 @@ def main(argv=None):
     a = run_parser().parse_args(argv)
     if a.cmd == "smoke":
         return cmd_smoke(a)
+    if a.cmd == "compile-args":
+        if "symoc-" + a.policy not in SYMOC_POLICIES:
+            sys.exit("bench.py: error: unknown symoc policy %r (one of %s)"
+                     % (a.policy, ", ".join(p[6:] for p in SYMOC_POLICIES)))
+        print(" ".join(COMPILE_ARGS.get(a.policy, ["--policy", a.policy])))
+        return 0
     if a.device == "cuda" and not a.plan_only:
         import torch
         if not torch.cuda.is_available():

@@ -62,13 +62,12 @@ for m in $MODELS; do
 done
 jobs_file=$(mktemp)
 for m in $MODELS; do for p in $POLICIES; do echo "$m $p"; done; done > "$jobs_file"
-export SYMOC CACHE DEST
+export SYMOC CACHE DEST PY ROOT
 # shellcheck disable=SC2016
 xargs -P "${TRAINBENCH_JOBS:-2}" -L 1 bash -c '
   m=$0 p=$1
   s=$(date +%s)
-  args="--policy $p"
-  [ "$p" = symo-whole ] && args="--policy symo --granularity whole"   # bench.py COMPILE_ARGS
+  args=$("$PY" "$ROOT/bench/train/bench.py" compile-args "$p") || exit 255   # bench.py COMPILE_ARGS
   # shellcheck disable=SC2086
   if "$SYMOC" compile "$CACHE/$m.onnx" $args --name "${m}_$p" -o "$DEST/gen/${m}_$p" \
        > "$CACHE/compile_${m}_$p.log" 2>&1; then
