@@ -39,6 +39,11 @@ Adversarial rotary (not a rotation of each pair, or not what the rewrite assumes
   adv_rope_cover    halves [0, 3) and [4, 7) that do not cover the 8 channels
   adv_rope_tables   another table in the second half: cat(x1 c - x2 s, x2 c' + x1 s)
   adv_rope_halves   halves swapped in the Concat: cat(x2 c + x1 s, x1 c - x2 s)
+Gathered tables (ids, pos_ids, mask [2, 6] int64 inputs; five Embedding(., 8) summed, a head):
+  adv_gather_rows   tok at ids + 1 and pos_mask at cumsum(mask) (a model input's values reach
+                    the indices: token embeddings), pos at arange(T) and typ at zeros_like(ids)
+                    (shape only: fixed rows, positional), pos_in at pos_ids (an input: the graph
+                    cannot tell positions given as an input from tokens: embedding)
 """
 import argparse
 import hashlib
@@ -276,6 +281,31 @@ class RopeModel(nn.Module):
 
 
 # ------------------------------------------------------------------ table
+class GatherRows(nn.Module):
+    """Five tables read by Gather: which ones are token embeddings (indices that carry a model
+    input's values) and which are read at fixed rows (a spelling of an added positional table)."""
+
+    def __init__(self, vocab=16, dim=8, seq=6):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)         # ids + 1: an input's values -> embedding
+        self.pos = nn.Embedding(seq, dim)           # arange(T) from ids' shape -> positional
+        self.typ = nn.Embedding(2, dim)             # zeros_like(ids): shape only -> positional
+        self.pos_in = nn.Embedding(seq, dim)        # position ids given as an input -> embedding
+        self.pos_mask = nn.Embedding(seq + 1, dim)  # cumsum(mask), an input's values -> embedding
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, ids, pos_ids, mask):
+        h = (self.tok(ids + 1) + self.pos(torch.arange(ids.shape[1])) + self.typ(torch.zeros_like(ids))
+             + self.pos_in(pos_ids) + self.pos_mask(torch.cumsum(mask, 1)))
+        return self.head(h)
+
+
+def gather_inputs():
+    g = torch.Generator().manual_seed(3)
+    return (torch.randint(0, 15, (2, 6), generator=g), torch.arange(6).repeat(2, 1),
+            torch.ones(2, 6, dtype=torch.int64))
+
+
 def fused(layout, heads=4, dim=32):
     return lambda: FusedModel(lambda: TimmAttention(dim, heads, layout), dim=dim)
 
@@ -302,6 +332,7 @@ MODELS = {
     "adv_rope_cover": (35, lambda: RopeModel("cover"), x_tokens(6), ["x"]),
     "adv_rope_tables": (36, lambda: RopeModel("tables"), x_tokens(6), ["x"]),
     "adv_rope_halves": (37, lambda: RopeModel("halves"), x_tokens(6), ["x"]),
+    "adv_gather_rows": (41, GatherRows, gather_inputs(), ["ids", "pos_ids", "mask"]),
 }
 
 

@@ -189,6 +189,23 @@ std::set<std::string> linearRoles(Operation *mm, const std::set<const void *> &o
 
 } // namespace
 
+/// Whether v's values depend on the values of a model input, through any op except those
+/// that read only their operands' shapes (Shape, Size). Rows gathered by indices without
+/// such a dependence (arange(T), constants) are fixed positions, not tokens.
+bool carriesInputValues(Value v) {
+  std::vector<Value> todo{v};
+  std::set<const void *> seen;
+  while (!todo.empty()) {
+    Value x = todo.back();
+    todo.pop_back();
+    if (isa<BlockArgument>(x)) return true;
+    Operation *d = x.getDefiningOp();
+    if (!d || !seen.insert(d).second || isa<ShapeOp, SizeOp>(d)) continue;
+    for (Value in : d->getOperands()) todo.push_back(in);
+  }
+  return false;
+}
+
 std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &outputs) {
   std::set<std::string> roles;
   auto rank = cast<RankedTensorType>(param.getType()).getRank();
@@ -208,7 +225,9 @@ std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &ou
     Operation *u = use->getOwner();
     unsigned idx = use->getOperandNumber();
     if (isa<GatherOp>(u) && idx == 0) {
-      roles.insert("embedding");
+      // A table read at fixed rows (GPT-2's wpe at arange(T)) is a spelling of an added
+      // positional table.
+      roles.insert(carriesInputValues(u->getOperand(1)) ? "embedding" : "positional_embedding");
     } else if (isa<MatMulOp, GemmOp>(u) && idx == 1) {
       roles.insert("linear");
       for (const auto &r : linearRoles(u, outputs))
