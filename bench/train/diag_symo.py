@@ -2,7 +2,7 @@
 """Which part of the `symo` plan costs loss on the benchmark's LLaMA (issue 13)? CPU ablation.
 
     /usr/bin/python3 bench/train/diag_symo.py --corpus DIR [--model llama|gpt2] VARIANT@LR [VARIANT@LR ...]
-        [--steps 250] [--jobs 2] [--seed 0] [--work /tmp/symodiag]
+        [--steps 250] [--jobs 2] [--seed 0] [--work /tmp/symodiag] [--width 1]
 
 The benchmark's `Llama` (models.py) at a small size with the benchmark model's head structure
 (12 query heads, 4 KV heads: 3 query heads per KV group), trained on the benchmark corpus
@@ -63,6 +63,7 @@ VARIANTS = {
     "muon-emb3": ("muon", [], [], {"embed_tokens.weight": 3.0}),
     # the embedding row-normalized (Lau-Su `row`: each row of the momentum to unit norm), its
     # lr x sqrt(d) x {0.1, 0.3}: per-entry update RMS then matches AdamW at 1x / 3x the aux lr
+    # (d of --width 1; with --width use auto-embrow, whose plan reads d from the model)
     "auto-embrow1": ("auto", ["embed_tokens.weight=lau-su:row"], [], {"embed_tokens.weight": 0.1 * CFGS["llama"]["d"] ** 0.5}),
     "auto-embrow3": ("auto", ["embed_tokens.weight=lau-su:row"], [], {"embed_tokens.weight": 0.3 * CFGS["llama"]["d"] ** 0.5}),
     # the same rule from the plan (`--embedding row`: lr_scale 0.3 sqrt(d) in the plan); on
@@ -195,7 +196,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", choices=sorted(CFGS), default="llama")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--width", type=int, default=1,
+                    help="d and d_ff x this (heads kept: head size x this); use its own --work")
     args = ap.parse_args()
+    for k in ("d", "d_ff"):
+        if k in CFGS[args.model]:
+            CFGS[args.model][k] *= args.width
     os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     os.makedirs(args.work, exist_ok=True)
     runs = [(r.split("@")[0], float(r.split("@")[1])) for r in args.runs]
