@@ -696,7 +696,8 @@ def _block_optimizer_class():
 # --------------------------------------------------------------------------- compile
 _COMPILE_FLAGS = {"budget_bytes": "--budget-bytes", "max_dense": "--max-dense",
                   "config": "--config", "overrides": "--override", "dims": "--dim",
-                  "constant_params": "--constant-params"}
+                  "constant_params": "--constant-params", "granularity": "--granularity",
+                  "line_norm": "--line-norm", "embedding": "--embedding"}
 
 
 def _compile_args(opts, label):
@@ -710,6 +711,8 @@ def _compile_args(opts, label):
         flag = _COMPILE_FLAGS[k]
         if isinstance(v, dict):
             v = ["%s=%s" % kv for kv in sorted(v.items())]
+        if isinstance(v, bool):
+            v = "on" if v else "off"
         for e in (v if isinstance(v, (list, tuple)) else [v]):
             out += [flag, str(e)]
     return out
@@ -750,7 +753,8 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
     policy: `symoc compile --policy` (auto, symo, muon, adamw, ...). lr: the base lr.
     loss: `--loss` (auto|cross-entropy|mse|none). exporter: auto|torchscript|dynamo.
     opts: budget_bytes, max_dense, config, overrides ({name: STEP} or ["NAME=STEP"]), dims,
-        constant_params (the `symoc compile` options of the same names).
+        constant_params, granularity, line_norm (True/False or "on"/"off"), embedding
+        ("adamw" or "row") (the `symoc compile` options of the same names).
     Buffers and parameters with requires_grad=False are frozen (constants of the graph).
     The result's .symoc_info has the timings, paths and whether the cache answered.
     """

@@ -405,6 +405,18 @@ def test_error_no_symoc_binary():
         os.environ["SYMOC_BIN"] = old
 
 
+def test_policy_options_reach_the_plan():
+    # auto's switches (symoc compile --embedding, --line-norm) from keyword arguments.
+    assert symoc.api._compile_args({"line_norm": False, "embedding": "row"}, "m") == [
+        "--embedding", "row", "--line-norm", "off"]
+    model, (x,) = llama()
+    rules = compile_(model, (x,), policy="auto", embedding="row").param_rules()
+    plain = compile_(model, (x,), policy="auto").param_rules()
+    assert rules["embed_tokens.weight"] == "lausu row", rules
+    assert plain["embed_tokens.weight"].startswith("adamw"), plain
+    expect_error(lambda: compile_(model, (x,), policy="muon", embedding="row"), "--embedding")
+
+
 def test_error_bad_option():
     model, (x,) = llama()
     expect_error(lambda: compile_(model, (x,), bogus_option=1), "Llama", "bogus_option")
