@@ -428,6 +428,11 @@ void addLineNorm(const AnalysisResult &a, const std::vector<const Param *> &ps, 
 
 bool isAuto(const std::string &policy) { return policy == "auto" || policy == "auto-norm"; }
 
+/// Whether `policy` adds NorMuon's line normalization: auto-norm always, auto with lineNorm.
+bool usesLineNorm(const std::string &policy, const PolicyOptions &o) {
+  return policy == "auto-norm" || (policy == "auto" && o.lineNorm);
+}
+
 const Member *spaceMember(const Space &sp, const std::string &name, int64_t axis) {
   for (const Member &m : sp.members)
     if (m.initializer == name && m.axis == axis) return &m;
@@ -734,9 +739,7 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     return c;
   }
   if (matrix && isAuto(policy) && hiddenLike) {
-    PolicyOptions named = o;
-    named.policy = policy;
-    const bool lineNormed = usesLineNorm(named);
+    const bool lineNormed = usesLineNorm(policy, o);
     // Measured (docs/results.md): the recipe's per-KV-head V / per-group O runs lost to Muon on
     // the whole matrix at every model size tried (char-level LLaMA on the CPU at its best lr, the
     // 32M LLaMA on the GPU), so auto steps hidden matrices as Muon does; the claimed gauges are
@@ -1199,8 +1202,6 @@ std::vector<Choice> autoCandidates(const Model &m, const Param &p, const PolicyO
 
 } // namespace
 
-bool usesLineNorm(const PolicyOptions &o) { return o.policy == "auto-norm" || (o.policy == "auto" && o.lineNorm); }
-
 const std::vector<std::string> &policyNames() {
   static const std::vector<std::string> n = {"symo",    "symo-large", "symo-coupled", "muon",     "shampoo", "lau-su",
                                              "adam-mini", "adamw",    "ddc-adam",     "ddc-muon", "auto",
@@ -1304,7 +1305,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
   std::vector<bool> taken(plan.params.size(), false);
   if (o.policy == "symo-coupled") coupleBlocks(m, plan, choice, taken, o);
   if (o.policy == "ddc-adam" || o.policy == "ddc-muon" || isAuto(o.policy))
-    gaugeUnits(m, plan, choice, taken, o.policy != "ddc-adam", usesLineNorm(o));
+    gaugeUnits(m, plan, choice, taken, o.policy != "ddc-adam", usesLineNorm(o.policy, o));
   for (size_t i = 0; i < plan.params.size(); ++i) {
     if (taken[i]) continue;
     Unit u;

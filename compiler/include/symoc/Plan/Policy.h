@@ -45,9 +45,6 @@ struct PolicyOptions {
   std::string embedding = "adamw";
 };
 
-/// Whether the policy adds NorMuon's line normalization (auto with lineNorm, auto-norm).
-bool usesLineNorm(const PolicyOptions &opts);
-
 /// The policies `--policy` accepts.
 const std::vector<std::string> &policyNames();
 
