@@ -163,62 +163,14 @@ void sym_pow_eig(Context &ctx, const MatView &S, double p, double eps, const Mat
   spectral_map(ctx, S, out, o, eps, p);
 }
 
+// The CPU Shampoo's coupled-Newton root is the GPU plan's iteration (inv_root_newton_fixed)
+// with its own step budget and tolerance.
 void inv_root_newton(Context &ctx, const MatView &S, int p, double eps, const MatView &out,
                      int max_iters, double tol) {
-  const int64_t n = S.rows;
-  if (S.cols != n || out.rows != n || out.cols != n) throw Error("inv_root_newton: matrix must be square");
-  if (p < 1) throw Error("inv_root_newton: p must be >= 1");
-  if (n == 0) return;
-  Workspace::Frame f(ctx.workspace());
-  MatView M = f.mat(n, n), H = f.mat(n, n), T = f.mat(n, n), P = f.mat(n, n), Q = f.mat(n, n),
-          Hn = f.mat(n, n), best = f.mat(n, n);
-  double fro = 0;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      double v = 0.5 * (double(S(i, j)) + S(j, i)) + (i == j ? eps : 0.0);
-      M(i, j) = float(v);
-      fro += v * v;
-    }
-  fro = std::sqrt(fro);
-  if (!(fro > 0)) { // zero matrix: the pseudo-inverse root is zero
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) out(i, j) = 0.f;
-    return;
-  }
-  // Scale so the spectrum of M_0 lies in (0, (p+1)/2]: the iteration converges there.
-  const double z = (1.0 + p) / (2.0 * fro);
-  auto max_dev = [&](const MatView &X) {
-    double e = 0;
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) e = std::max(e, std::fabs(double(X(i, j)) - (i == j ? 1.0 : 0.0)));
-    return e;
-  };
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      M(i, j) = float(M(i, j) * z);
-      H(i, j) = i == j ? float(std::pow(z, 1.0 / p)) : 0.f;
-    }
-  double err = max_dev(M);
-  std::memcpy(best.data, H.data, sizeof(float) * size_t(n * n));
-  for (int it = 0; it < max_iters && err > tol; ++it) {
-    // T = ((p+1) I - M) / p ; H <- H T ; M <- T^p M
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) T(i, j) = float(((i == j ? p + 1.0 : 0.0) - M(i, j)) / p);
-    gemm(ctx, false, false, 1.f, H, T, 0.f, Hn);
-    std::memcpy(P.data, M.data, sizeof(float) * size_t(n * n));
-    for (int k = 0; k < p; ++k) {
-      gemm(ctx, false, false, 1.f, T, P, 0.f, Q);
-      std::swap(P.data, Q.data);
-    }
-    double e = max_dev(P);
-    if (!(e < err)) break; // rounding floor reached: keep the last improving iterate
-    err = e;
-    std::swap(M.data, P.data);
-    std::swap(H.data, Hn.data);
-    std::memcpy(best.data, H.data, sizeof(float) * size_t(n * n));
-  }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) out(i, j) = 0.5f * (best(i, j) + best(j, i));
+  NewtonRootOptions o;
+  o.iters = max_iters;
+  o.tol = tol;
+  inv_root_newton_fixed(ctx, S, p, eps, out, o);
 }
 
 namespace {

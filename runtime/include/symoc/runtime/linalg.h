@@ -33,8 +33,8 @@ void sym_eig(Context &ctx, const MatView &S, double *w, const MatView &V, EigPre
 void sym_pow_eig(Context &ctx, const MatView &S, double p, double eps, const MatView &out,
                  const MatFnOptions &o = {});
 
-// Inverse p-th root (S + eps I)^{-1/p} by the coupled Newton iteration (Guo & Higham);
-// stops when ||M - I||_max < tol or after max_iters.
+// Inverse p-th root (S + eps I)^{-1/p} by the coupled Newton iteration (Guo & Higham):
+// inv_root_newton_fixed below with max_iters steps and tol (eps must be > 0).
 void inv_root_newton(Context &ctx, const MatView &S, int p, double eps, const MatView &out,
                      int max_iters = 100, double tol = 1e-6);
 
