@@ -58,14 +58,16 @@ from report import lr_rank  # noqa: E402  (best_lr entries: --best-from ranks as
 
 TORCH_POLICIES = ("adamw", "muon")
 SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm", "symoc-symo-whole",
-                  "symoc-auto-plain", "symoc-auto-embrow")
+                  "symoc-auto-plain", "symoc-auto-embrow", "symoc-symo-pair")
 # `symoc compile` arguments of a bench policy that is not just `--policy NAME` (stage.sh reads
 # them through `bench.py compile-args NAME`).
 COMPILE_ARGS = {"symo-whole": ["--policy", "symo", "--granularity", "whole"],
                 # auto before session 7 (no NorMuon normalization)
                 "auto-plain": ["--policy", "auto", "--line-norm", "off"],
                 # auto with row-normalized untied embeddings (Lau-Su row, lr x 0.3 sqrt(d))
-                "auto-embrow": ["--policy", "auto", "--embedding", "row"]}
+                "auto-embrow": ["--policy", "auto", "--embedding", "row"],
+                # symo whose fused-axis role pieces (GPT-2's Q, K, V) step per head pair
+                "symo-pair": ["--policy", "symo", "--granularity", "whole-head-pair"]}
 POLICIES = TORCH_POLICIES + SYMOC_POLICIES
 # lr grids (factor 2 apart). Muon-type policies (torch Muon, symoc muon/auto/symo: their
 # hidden matrices step at Muon's update scale) share a grid; their AdamW-stepped blocks
@@ -82,6 +84,7 @@ GRIDS = {
     "symoc-symo-whole": [0.01, 0.02, 0.04, 0.08],
     "symoc-auto-plain": [0.01, 0.02, 0.04, 0.08],
     "symoc-auto-embrow": [0.01, 0.02, 0.04, 0.08],
+    "symoc-symo-pair": [0.01, 0.02, 0.04, 0.08],
 }
 BETAS = (0.9, 0.95)          # Muon's README, for its AdamW group and our AdamW reference
 WEIGHT_DECAY = 0.01          # likewise
@@ -755,7 +758,7 @@ class Bench:
         self.log("phase time: %d (model, policy) pairs, alone on the device"
                  % (len(self.a.models) * len(self.a.policies)))
         for m in self.a.models:
-            for p in self.a.policies:
+            for p in [p for p in self.a.policies if self.wanted(m, p)]:
                 r = self.run_sync(ex, self.spec(kind="time", model=m, policy=p, phase="time"))
                 self.res["timing"].append(r)
                 self.log("time %-5s %-11s %s" % (m, p, _fmt_time(r)))
@@ -812,7 +815,11 @@ class Bench:
         a = self.a
         rank = {p: i for i, p in enumerate(a.policies)}
         key = lambda p: (p != "adamw", p != "muon", p == "symoc-muon", rank[p])  # noqa: E731
-        return [(m, p) for m in a.models for p in sorted(a.policies, key=key)]
+        return [(m, p) for m in a.models for p in sorted(a.policies, key=key) if self.wanted(m, p)]
+
+    def wanted(self, m, p):
+        """--only's filter (every pair without it)."""
+        return not self.a.only or "%s:%s" % (m, p) in self.a.only
 
     def priority(self, s):
         """Queue order: every grid run before any other run (a pair's refinement and seed runs
@@ -1509,6 +1516,9 @@ def run_parser():
     r.add_argument("--device", default="cuda")
     r.add_argument("--models", nargs="+", default=["llama", "gpt2"])
     r.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    r.add_argument("--only", nargs="+", metavar="MODEL:POLICY",
+                   help="run only these (model, policy) pairs of --models x --policies (a call "
+                        "for one policy on one model, beside another's pairs)")
     r.add_argument("--phases", nargs="+", default=["time", "train"],
                    choices=["time", "calibrate", "train", "grid", "refine", "seeds"],
                    help="train = grid + seeds (+ refine with --refine K > 0); a call of a "
@@ -1600,6 +1610,11 @@ def main(argv=None):
                      % (a.policy, ", ".join(p[6:] for p in SYMOC_POLICIES)))
         print(" ".join(COMPILE_ARGS.get(a.policy, ["--policy", a.policy])))
         return 0
+    bad = [x for x in a.only or [] if x.count(":") != 1 or x.split(":")[0] not in a.models
+           or x.split(":")[1] not in a.policies]
+    if bad:
+        sys.exit("bench.py: error: --only %s: not a MODEL:POLICY pair of --models x --policies"
+                 % " ".join(bad))
     if a.device == "cuda" and not a.plan_only:
         import torch
         if not torch.cuda.is_available():

@@ -173,7 +173,8 @@ def load_results(paths, prog="report.py"):
 LABEL = {"adamw": "torch AdamW (fused)", "muon": "torch Muon + AdamW",
          "symoc-auto": "symoc auto", "symoc-symo": "symoc symo", "symoc-muon": "symoc muon",
          "symoc-auto-norm": "symoc auto-norm", "symoc-symo-whole": "symoc symo (granularity whole)",
-         "symoc-auto-plain": "symoc auto (--line-norm off)", "symoc-auto-embrow": "symoc auto --embedding row"}
+         "symoc-auto-plain": "symoc auto (--line-norm off)", "symoc-auto-embrow": "symoc auto --embedding row",
+         "symoc-symo-pair": "symoc symo (granularity whole-head-pair)"}
 
 
 def _runs(res, m, p, status=("ok",)):

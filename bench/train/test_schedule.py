@@ -127,6 +127,35 @@ def check_order(problems):
         problems.append("order: seed runs not at the grid's best lr: %s" % lrs)
 
 
+def check_only(problems):
+    """--only MODEL:POLICY runs just those pairs (grid and seeds), in the usual order; a pair
+    outside --models x --policies is refused with one line."""
+    import bench
+    with tempfile.TemporaryDirectory() as tmp:
+        b = bench.Bench(bench_args(tmp, "--phases", "grid", "seeds", "--only", "gpt2-tiny:muon",
+                                   "llama-tiny:symoc-auto"))
+        ex = FakeRunner(2)
+        quiet(b.phase_train, 2, ex)
+    got = sorted({(c[1], c[2]) for c in ex.calls})
+    if got != [("gpt2-tiny", "muon"), ("llama-tiny", "symoc-auto")]:
+        problems.append("--only: ran pairs %s, want gpt2-tiny:muon and llama-tiny:symoc-auto" % got)
+    phases = [c[0] for c in ex.calls]
+    if phases.count("grid") != 2 + 3 or phases.count("seeds") != 2 * 3:
+        problems.append("--only: %d grid and %d seed runs, want 5 and 6"
+                        % (phases.count("grid"), phases.count("seeds")))
+    with tempfile.TemporaryDirectory() as tmp:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                bench.main(["run", "--stage", tmp, "--device", "cpu", "--plan-only", "--models",
+                            "llama-tiny", "--policies", "muon", "--only", "gpt2-tiny:muon"])
+                code = 0
+            except SystemExit as e:
+                code = e.code
+    if not (isinstance(code, str) and "--only gpt2-tiny:muon" in code):
+        problems.append("--only outside --models x --policies not refused: %r" % (code,))
+
+
 def write_results(path, date, runs=(), grid=(), timing=(), best=None, faults=(), batch=4,
                   refine=(),
                   train_sha="a" * 64, concurrency=2, models=("llama-tiny",),
@@ -560,12 +589,12 @@ def check_merge(problems):
 
 def main():
     return check_main.run_checks(
-        (check_order, check_best_from, check_refine, check_refine_best_from, check_refine_budget,
-         check_merge),
+        (check_order, check_only, check_best_from, check_refine, check_refine_best_from,
+         check_refine_budget, check_merge),
         "grid runs before seed runs, seeds pair by pair; --best-from, runs that would not finish "
         "not started and planned as WILL NOT FIT, another protocol refused; --refine: the "
         "refinement's lr wins, K runs per pair, ties, divergence, --best-from, --skip-finished, "
-        "budget, plan-only counts; report merge (finished beats truncated, file per number, "
+        "budget, plan-only counts; --only's pairs; report merge (finished beats truncated, file per number, "
         "faults per policy, conflicting config refused)")
 
 

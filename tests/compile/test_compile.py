@@ -525,6 +525,24 @@ class HeadBlocks(unittest.TestCase):
         self.assertEqual([pc["parts"] for pc in cp["pieces"]["right"]], [1])
         self.assertFalse(cp["pieces"]["left"])
 
+    def test_whole_head_pair_splits_only_fused_pieces(self):
+        # --granularity whole-head-pair: whole's sides; the Q, K, V pieces it keeps on GPT-2's
+        # fused c_attn rows step per head pair (4 heads: 2 components each, checked against
+        # the NumPy reference), attn c_proj stays one whole column component.
+        plan, parts = self.check(GPT2, "whole-head-pair", {(3, 2), (1, 1)})
+        steps = {n: b["step"] for b in plan["blocks"] for n in b["params"]}
+        ca, cp = steps["h.0.attn.c_attn.weight"], steps["h.0.attn.c_proj.weight"]
+        self.assertEqual([pc["parts"] for pc in ca["pieces"]["left"]], [2, 2, 2])
+        self.assertEqual([pc["parts"] for pc in cp["pieces"]["right"]], [1])
+        # Pieces that span their axis (every LLaMA matrix at whole) keep the whole polar: the
+        # plan's steps equal whole's.
+        plans = []
+        for gran in ("whole", "whole-head-pair"):
+            r = symoc("compile", LLAMA, "--policy", "symo", "--granularity", gran, "--emit", "json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            plans.append([b["step"] for b in json.loads(r.stdout)["blocks"]])
+        self.assertEqual(plans[0], plans[1])
+
     def test_symo_plan_flops_below_muon_on_gpt2_shapes(self):
         """The plan's own FLOP estimates on the gpt2 fixture and on a GPT-2-small shaped export
         (d = 768, 12 heads, fused c_attn, 2 layers, vocab 512) made here: symo at head-pair
@@ -549,6 +567,7 @@ class HeadBlocks(unittest.TestCase):
             for model in models:
                 flops = {}
                 for key, args in (("pair", ("--policy", "symo", "--granularity", "head-pair")),
+                                  ("wpair", ("--policy", "symo", "--granularity", "whole-head-pair")),
                                   ("symo", ("--policy", "symo")), ("muon", ("--policy", "muon"))):
                     r = symoc("compile", model, *args, "--emit", "json")
                     self.assertEqual(r.returncode, 0, r.stderr)
@@ -558,6 +577,9 @@ class HeadBlocks(unittest.TestCase):
                                            delta=1e-6 * flops[key])
                 ratios[os.path.basename(model)] = (flops["pair"], flops["symo"], flops["muon"])
                 self.assertLess(flops["pair"], flops["muon"], model)
+                self.assertLess(flops["wpair"], flops["muon"], model)
+                print(f"\n{os.path.basename(model)}: symo whole-head-pair {flops['wpair'] / flops['muon']:.2f}x muon",
+                      file=sys.stderr)
                 self.assertLess(flops["symo"], 1.1 * flops["muon"], model)
         print("\nplan FLOPs per step, symo head-pair / symo (whole) vs muon: " + ", ".join(
             f"{k}: {a / 1e9:.3g} / {b / 1e9:.3g} vs {c / 1e9:.3g} GFLOP ({a / c:.2f}x / {b / c:.2f}x)"

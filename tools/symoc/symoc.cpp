@@ -333,7 +333,8 @@ struct CompileOptions {
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
     cmd->add_option("--granularity", granularity, "components of head-structured axes under symo: "
                                                   "matrix, kv-group, head-pair, head, "
-                                                  "whole (default: a whole-axis side wins over pieces)");
+                                                  "whole (default: a whole-axis side wins over pieces), "
+                                                  "whole-head-pair (whole, fused-axis role pieces per head pair)");
     cmd->add_option("--line-norm", lineNorm, "auto: NorMuon's per-line normalization on Muon blocks whose claims "
                                              "allow it (default on, by measurement; off: plain Muon)")
         ->check(CLI::IsMember({"on", "off"}));

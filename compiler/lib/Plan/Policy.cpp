@@ -623,8 +623,10 @@ bool fusedRoles(const std::vector<PieceGroup> &pieces, const std::vector<Param::
 }
 
 Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src) {
-  // `whole` merges heads as matrix does; it differs only in the side choice below.
-  const std::string g = o.granularity == "whole" ? "matrix" : o.granularity;
+  // `whole` and `whole-head-pair` merge heads as matrix does; they differ in the side choice
+  // below (and whole-head-pair in the pieces it keeps on a fused axis).
+  const bool wholeSides = o.granularity == "whole" || o.granularity == "whole-head-pair";
+  const std::string g = wholeSides ? "matrix" : o.granularity;
   auto L = mergeTiles(p.leftTiles, p.leftPerms, g);
   auto R = mergeTiles(p.rightTiles, p.rightPerms, g);
   auto strength = [](const std::vector<PieceGroup> &v) {
@@ -646,10 +648,18 @@ Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src
   // (GPT-2's Q, K, V of c_attn) keep their pieces, one component each. Measured on the
   // benchmark's LLaMA and GPT-2 (docs/results.md, issue 13): per-head output-projection runs
   // and per-KV-head V lost to Muon, whole Q/K/V pieces with a whole c_proj beat it.
-  if (o.granularity == "whole") {
+  if (wholeSides) {
     const bool wl = wholeAxis(L, p.rows), wr = wholeAxis(R, p.cols);
     if (wl && !wr && !R.empty() && !fusedRoles(R, p.rightPerms)) left = true;
     else if (wr && !wl && L.size() == p.leftTiles.size()) left = false;
+  }
+  // `whole-head-pair`: the role pieces whole keeps on a fused axis (GPT-2's Q, K, V of c_attn,
+  // each S(H) wr O(d_h)) are stepped per head pair, the subgroup S(2) wr O(d_h) per pair
+  // (modded-nanogpt's per-head-pair K/V record structure, here on Q too: the claims do not
+  // tell Q from K). Pieces that span their axis keep the whole polar (Muon's step).
+  if (o.granularity == "whole-head-pair" && fusedRoles(left ? L : R, left ? p.leftPerms : p.rightPerms)) {
+    if (left) L = mergeTiles(p.leftTiles, p.leftPerms, "head-pair");
+    else R = mergeTiles(p.rightTiles, p.rightPerms, "head-pair");
   }
   const std::vector<PieceGroup> none;
   Choice c{symoPolar(left ? L : none, left ? none : R, o.maxDense), src, ""};
@@ -1216,9 +1226,9 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
     throw Error("--policy " + o.policy + ": unknown policy (one of " + all + ")");
   }
   if (o.granularity != "matrix" && o.granularity != "kv-group" && o.granularity != "head-pair" &&
-      o.granularity != "head" && o.granularity != "whole")
+      o.granularity != "head" && o.granularity != "whole" && o.granularity != "whole-head-pair")
     throw Error("--granularity " + o.granularity +
-                ": unknown granularity (one of matrix, kv-group, head-pair, head, whole)");
+                ": unknown granularity (one of matrix, kv-group, head-pair, head, whole, whole-head-pair)");
   if (o.embedding != "adamw" && o.embedding != "row")
     throw Error("--embedding " + o.embedding + ": unknown embedding rule (adamw or row)");
   if (o.embedding != "adamw" && !isAuto(o.policy))

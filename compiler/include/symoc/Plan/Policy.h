@@ -29,7 +29,8 @@ struct PolicyOptions {
   /// claimed head permutation moves them: one component per Q, K, V piece, per KV group
   /// under GQA), kv-group (the same), head-pair (two heads), head (one head), whole (as
   /// matrix, and a side that is one whole-axis component wins over an output projection's
-  /// head pieces and over unmerged KV-head tiles). whole by default, by measurement: on the
+  /// head pieces and over unmerged KV-head tiles), whole-head-pair (as whole, and the role
+  /// pieces it keeps on a fused axis, GPT-2's Q, K, V, per head pair). whole by default, by measurement: on the
   /// GPU benchmark (2000 steps, 3 seeds, docs/results.md) head-pair ended 0.20 above Muon on
   /// the LLaMA, whole equal to Muon there and below it on GPT-2. `auto` reads its fused-axis
   /// pieces at whole whatever this says.
