@@ -61,9 +61,13 @@ SYMOC_POLICIES = ("symoc-auto", "symoc-symo", "symoc-muon", "symoc-auto-norm", "
                   "symoc-auto-plain", "symoc-auto-embrow", "symoc-symo-pair")
 # `symoc compile` arguments of a bench policy that is not just `--policy NAME` (stage.sh reads
 # them through `bench.py compile-args NAME`).
+# The names of earlier runs stay their plans when a default changes (auto's embedding rule
+# and symo's granularity since session 8).
 COMPILE_ARGS = {"symo-whole": ["--policy", "symo", "--granularity", "whole"],
+                # auto of session 7 (run 5: NorMuon's normalization, AdamW embeddings)
+                "auto-norm": ["--policy", "auto-norm", "--embedding", "adamw"],
                 # auto before session 7 (no NorMuon normalization)
-                "auto-plain": ["--policy", "auto", "--line-norm", "off"],
+                "auto-plain": ["--policy", "auto", "--line-norm", "off", "--embedding", "adamw"],
                 # auto with row-normalized untied embeddings (Lau-Su row, lr x 0.3 sqrt(d))
                 "auto-embrow": ["--policy", "auto", "--embedding", "row"],
                 # symo whose fused-axis role pieces (GPT-2's Q, K, V) step per head pair

@@ -410,8 +410,8 @@ def test_policy_options_reach_the_plan():
     assert symoc.api._compile_args({"line_norm": False, "embedding": "row"}, "m") == [
         "--embedding", "row", "--line-norm", "off"]
     model, (x,) = llama()
-    rules = compile_(model, (x,), policy="auto", embedding="row").param_rules()
-    plain = compile_(model, (x,), policy="auto").param_rules()
+    rules = compile_(model, (x,), policy="auto").param_rules()   # row: auto's default
+    plain = compile_(model, (x,), policy="auto", embedding="adamw").param_rules()
     assert rules["embed_tokens.weight"] == "lausu row", rules
     assert plain["embed_tokens.weight"].startswith("adamw"), plain
     expect_error(lambda: compile_(model, (x,), policy="muon", embedding="row"), "--embedding")

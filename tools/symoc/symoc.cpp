@@ -333,13 +333,13 @@ struct CompileOptions {
     cmd->add_option("--max-dense", maxDense, "largest n x n matrix a Symo step may keep (default 4096)");
     cmd->add_option("--granularity", granularity, "components of head-structured axes under symo: "
                                                   "matrix, kv-group, head-pair, head, "
-                                                  "whole (default: a whole-axis side wins over pieces), "
-                                                  "whole-head-pair (whole, fused-axis role pieces per head pair)");
+                                                  "whole (a whole-axis side wins over pieces), "
+                                                  "whole-head-pair (default: whole, fused-axis role pieces per head pair)");
     cmd->add_option("--line-norm", lineNorm, "auto: NorMuon's per-line normalization on Muon blocks whose claims "
                                              "allow it (default on, by measurement; off: plain Muon)")
         ->check(CLI::IsMember({"on", "off"}));
-    cmd->add_option("--embedding", embedding, "auto: the rule of untied token embeddings: adamw (default) or row "
-                                              "(Lau-Su row normalization at lr x 0.3 sqrt(d))")
+    cmd->add_option("--embedding", embedding, "auto: the rule of untied token embeddings: row (default, by measurement: "
+                                              "Lau-Su row normalization at lr x 0.3 sqrt(d)) or adamw")
         ->check(CLI::IsMember({"adamw", "row"}));
     cmd->add_option("--loss", a.loss, "the training loss: auto|cross-entropy|mse|none")
         ->check(CLI::IsMember({"auto", "cross-entropy", "mse", "none"}));
