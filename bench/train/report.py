@@ -495,9 +495,10 @@ def faults_section(res, letters=None):
     letters = letters or {}
     L = ["### Device faults", "",
          "%d device fault(s) (`faults` in results.json; a faulted run is retried once in a "
-         "fresh process, a retry that faults again is lost). Known cause: Warp Illegal "
-         "Instruction in cuBLAS's nvjet GEMM kernels under >= 8 concurrent processes on one "
-         "H200 (bench/README.md)." % len(faults), "",
+         "fresh process, a retry that faults again is lost). Seen so far: Warp Illegal "
+         "Instruction in cuBLAS's nvjet GEMM kernels while several processes time-slice the "
+         "one H200 (8 or more in the fault hunt, as few as 2 in session 8's runs), never in a "
+         "process alone on the GPU (bench/README.md, docs/testing.md)." % len(faults), "",
          "| model/policy | faults (retried) | runs: phase, lr, seed @ step [attempt]%s | error "
          "(first line) |" % (" (file)" if letters else ""), "| --- | --- | --- | --- |"]
     pairs = []
