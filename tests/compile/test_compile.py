@@ -542,6 +542,26 @@ class HeadBlocks(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             plans.append([b["step"] for b in json.loads(r.stdout)["blocks"]])
         self.assertEqual(plans[0], plans[1])
+        # Adversarial: a fused c_attn with an odd head count (3 heads) has no pairs; its Q, K, V
+        # keep whole's one component each (not one per head, which measured worse).
+        sys.path.insert(0, os.path.join(SRC, "models"))
+        try:
+            import torch
+            import export_fixtures as ef
+        except ImportError as e:
+            self.skipTest(f"odd-head export needs torch: {e}")
+        with tempfile.TemporaryDirectory() as d:
+            torch.manual_seed(0)
+            path = os.path.join(d, "gpt2_odd_heads.onnx")
+            torch.onnx.export(ef.GPT2(vocab=64, d=24, n_head=3, n_layer=1, t=8, n_pos=16),
+                              (torch.zeros(1, 8, dtype=torch.long),), path, opset_version=14,
+                              training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
+                              input_names=["input_ids"], output_names=["logits"])
+            r = symoc("compile", path, "--policy", "symo", "--granularity", "whole-head-pair", "--emit", "json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            ca = [b["step"] for b in json.loads(r.stdout)["blocks"] if "h.0.attn.c_attn.weight" in b["params"]][0]
+            pcs = ca["pieces"]["left"] or ca["pieces"]["right"]
+            self.assertEqual([pc["parts"] for pc in pcs], [1, 1, 1])
 
     def test_symo_plan_flops_below_muon_on_gpt2_shapes(self):
         """The plan's own FLOP estimates on the gpt2 fixture and on a GPT-2-small shaped export

@@ -290,8 +290,9 @@ std::vector<PieceGroup> axisTiles(const AnalysisResult &a, const Block &b, int64
 /// Pieces of an axis at a granularity: runs of tiles that a claimed head permutation moves
 /// together (each tile one head, the same irreducible group O or B on each) become one
 /// piece: S(H) wr O(d_h) is irreducible (matrix, kv-group: one component), or its subgroup
-/// S(2) wr O(d_h) per head pair (head-pair: H/2 components); head keeps one component per
-/// head (the per-head groups alone). Other tiles stay pieces of their own.
+/// S(2) wr O(d_h) per head pair (head-pair: H/2 components; an odd H keeps one component per
+/// head, or one for all under head-pair-or-one); head keeps one component per head (the
+/// per-head groups alone). Other tiles stay pieces of their own.
 std::vector<PieceGroup> mergeTiles(const std::vector<PieceGroup> &tiles, const std::vector<Param::HeadPerm> &perms,
                                    const std::string &granularity) {
   std::vector<PieceGroup> out;
@@ -319,6 +320,7 @@ std::vector<PieceGroup> mergeTiles(const std::vector<PieceGroup> &tiles, const s
         if (std::find(p.claims.begin(), p.claims.end(), id) == p.claims.end()) p.claims.push_back(id);
     if (granularity == "head") p.parts = perm->heads;
     else if (granularity == "head-pair") p.parts = perm->heads % 2 == 0 ? perm->heads / 2 : perm->heads;
+    else if (granularity == "head-pair-or-one") p.parts = perm->heads % 2 == 0 ? perm->heads / 2 : 1;
     else p.parts = 1;
     if (p.parts < perm->heads) p.claims.push_back(perm->claim);
     out.push_back(p);
@@ -656,10 +658,11 @@ Choice symoRecipe(const Param &p, const PolicyOptions &o, const std::string &src
   // `whole-head-pair`: the role pieces whole keeps on a fused axis (GPT-2's Q, K, V of c_attn,
   // each S(H) wr O(d_h)) are stepped per head pair, the subgroup S(2) wr O(d_h) per pair
   // (modded-nanogpt's per-head-pair K/V record structure, here on Q too: the claims do not
-  // tell Q from K). Pieces that span their axis keep the whole polar (Muon's step).
+  // tell Q from K). Pieces that span their axis keep the whole polar (Muon's step), and so
+  // does a piece with an odd head count (no pairs; per head measured worse).
   if (o.granularity == "whole-head-pair" && fusedRoles(left ? L : R, left ? p.leftPerms : p.rightPerms)) {
-    if (left) L = mergeTiles(p.leftTiles, p.leftPerms, "head-pair");
-    else R = mergeTiles(p.rightTiles, p.rightPerms, "head-pair");
+    if (left) L = mergeTiles(p.leftTiles, p.leftPerms, "head-pair-or-one");
+    else R = mergeTiles(p.rightTiles, p.rightPerms, "head-pair-or-one");
   }
   const std::vector<PieceGroup> none;
   Choice c{symoPolar(left ? L : none, left ? none : R, o.maxDense), src, ""};
