@@ -226,6 +226,12 @@ struct NsTuning {
   double gram_min_aspect = 0;
   NsHalf gram_half = NsHalf::FP16;
   int gram_restart = 2;
+  // Symmetric products (opt-in until measured on a GPU, docs/benchmarks.md): every r x r
+  // product known to be symmetric (R = X X^T; the Gram path's R R, Q Z, R Z, Z W) computes
+  // only its upper part, as two GEMMs (rows [0, h) x all columns, and the trailing
+  // (r - h) x (r - h) block, h ~ r / 2) plus a mirror kernel: 0.75x the FLOPs, each element
+  // the same full-length fp32-accumulated dot product, the result exactly symmetric.
+  bool symmetric_products = false;
 };
 class NewtonSchulzPlan {
 public:
