@@ -164,9 +164,11 @@ int main(int argc, char **argv) {
       double aspect;
       cu::NsHalf half;
       int restart;
+      bool sym = false; // NsTuning::symmetric_products
     };
     const std::vector<GramVariant> gvars = {{"standard", 0, cu::NsHalf::FP16, 2},
                                             {"gram fp16 restart2", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2},
+                                            {"gram fp16 restart2 sym", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2, true},
                                             {"gram bf16 restart2", cu::kGramNsMinAspect, cu::NsHalf::BF16, 2},
                                             {"gram fp16 no-restart", cu::kGramNsMinAspect, cu::NsHalf::FP16, 0}};
     auto bench_set = [&](const std::string &set, const std::vector<cu::Shape> &shapes, int reps) {
@@ -190,6 +192,7 @@ int main(int argc, char **argv) {
         t.gram_min_aspect = v.aspect;
         t.gram_half = v.half;
         t.gram_restart = v.restart;
+        t.symmetric_products = v.sym;
         cu::NewtonSchulzPlan plan(e, shapes, cu::PolarIteration::NewtonSchulz, 5, t);
         Dev<char> ws{plan.workspace_bytes()};
         cu::Workspace w{ws.p, ws.n};

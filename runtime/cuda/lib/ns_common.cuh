@@ -169,27 +169,29 @@ __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall,
   }
 }
 
-// D_b(i, j) = D_b(j, i) for 0 <= i < h <= j < r: the lower-left block of each r x r matrix
-// (column-major, ld ldd, stride sd) from its upper-right block, through a 32 x 33 tile.
-// Grid (ceil((r - h) / 32), ceil(h / 32), z); matrices b = blockIdx.z, + gridDim.z, ... < count.
-// A bit copy, so W = uint16_t serves fp16 and bf16 (a template, like the kernels above, for
-// the header's two translation units).
+// D_b(j, i) = D_b(i, j) for 0 <= i < j < r: the lower triangle of each r x r matrix
+// (column-major, ld ldd, stride sd) from its strict upper triangle, through a 32 x 33 tile.
+// Grid (ceil(r / 32), ceil(r / 32), z), tile (blockIdx.y, blockIdx.x) of the upper part (blocks
+// below the diagonal return); matrices b = blockIdx.z, + gridDim.z, ... < count. Reads and
+// writes are disjoint (i < j read, i > j written). A bit copy, so W = uint16_t serves fp16 and
+// bf16 (a template, like the kernels above, for the header's two translation units).
 template <class W>
-__global__ void mirror_upper_kernel(W *D, int64_t count, int64_t r, int64_t h, int64_t ldd, int64_t sd) {
+__global__ void mirror_upper_kernel(W *D, int64_t count, int64_t r, int64_t ldd, int64_t sd) {
   __shared__ W tile[32][33];
-  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = h + int64_t(blockIdx.x) * 32; // upper-right tile (i0, j0)
+  if (blockIdx.y > blockIdx.x) return; // the whole block: no __syncthreads skipped by some threads
+  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32;
   for (int64_t b = blockIdx.z; b < count; b += gridDim.z) {
     W *m = D + b * sd;
     // Read D(i, j), i fastest (column-major: coalesced along i).
     for (int t = threadIdx.y; t < 32; t += blockDim.y) {
       const int64_t i = i0 + threadIdx.x, j = j0 + t;
-      if (i < h && j < r) tile[t][threadIdx.x] = m[i + j * ldd];
+      if (i < j && j < r) tile[t][threadIdx.x] = m[i + j * ldd];
     }
     __syncthreads();
     // Write D(j, i), j fastest.
     for (int t = threadIdx.y; t < 32; t += blockDim.y) {
       const int64_t j = j0 + threadIdx.x, i = i0 + t;
-      if (i < h && j < r) m[j + i * ldd] = tile[threadIdx.x][t];
+      if (i < j && j < r) m[j + i * ldd] = tile[threadIdx.x][t];
     }
     __syncthreads();
   }
@@ -206,7 +208,9 @@ inline int64_t pow2_alignment(int64_t bytes) { // largest power of two dividing 
 // symmetric matrix). Only the upper part is multiplied, in two GEMMs, and mirrored:
 //   top:    D[0:h, 0:r] = alpha op(A)[0:h, :] B[:, 0:r] + beta C[0:h, 0:r]
 //   bottom: D[h:r, h:r] = alpha op(A)[h:r, :] B[:, h:r] + beta C[h:r, h:r]
-//   mirror: D[h:r, 0:h] = D[0:h, h:r]^T
+//   mirror: D(j, i) = D(i, j) for i < j: the block D[h:r, 0:h] = D[0:h, h:r]^T, which no GEMM
+//           wrote, and the diagonal blocks' lower triangles, so that D is exactly symmetric
+//           whatever order each GEMM kernel sums in (the dense product is not, in general)
 // with op(A)[rows, :] = (stored A[:, rows])^T read with opA = T: for the Gram product the stored
 // (column-major, k x r) X, whose op was T anyway; for a symmetric r x r A, its columns, equal to
 // its rows. Every submatrix is the base pointer plus an offset with the same ld and stride.
@@ -252,8 +256,9 @@ struct SymmetricGemm {
     }
     top.run(e, alpha, A, B, beta, C, D, s);
     bottom.run(e, alpha, at(A, off_a), at(B, off_b), beta, at(C, off_cd), const_cast<char *>(at(D, off_cd)), s);
-    const dim3 grid(unsigned((r - h + 31) / 32), unsigned((h + 31) / 32), unsigned(std::min<int64_t>(batch, 65535)));
-    mirror_upper_kernel<uint16_t><<<grid, dim3(32, 8), 0, s>>>(static_cast<uint16_t *>(D), batch, r, h, ldd, sd);
+    const unsigned tiles = unsigned((r + 31) / 32);
+    const dim3 grid(tiles, tiles, unsigned(std::min<int64_t>(batch, 65535)));
+    mirror_upper_kernel<uint16_t><<<grid, dim3(32, 8), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
     check_launch("newton_schulz symmetric mirror");
   }
 };

@@ -229,8 +229,9 @@ struct NsTuning {
   // Symmetric products (opt-in until measured on a GPU, docs/benchmarks.md): every r x r
   // product known to be symmetric (R = X X^T; the Gram path's R R, Q Z, R Z, Z W) computes
   // only its upper part, as two GEMMs (rows [0, h) x all columns, and the trailing
-  // (r - h) x (r - h) block, h ~ r / 2) plus a mirror kernel: 0.75x the FLOPs, each element
-  // the same full-length fp32-accumulated dot product, the result exactly symmetric.
+  // (r - h) x (r - h) block, h ~ r / 2) plus a kernel mirroring the upper triangle: 0.75x the
+  // FLOPs, each element the same full-length fp32-accumulated dot product, the result exactly
+  // symmetric.
   bool symmetric_products = false;
 };
 class NewtonSchulzPlan {
