@@ -164,9 +164,12 @@ int main(int argc, char **argv) {
       double aspect;
       cu::NsHalf half;
       int restart;
+      bool sym = false; // NsTuning::symmetric_products
     };
     const std::vector<GramVariant> gvars = {{"standard", 0, cu::NsHalf::FP16, 2},
+                                            {"standard sym", 0, cu::NsHalf::FP16, 2, true},
                                             {"gram fp16 restart2", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2},
+                                            {"gram fp16 restart2 sym", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2, true},
                                             {"gram bf16 restart2", cu::kGramNsMinAspect, cu::NsHalf::BF16, 2},
                                             {"gram fp16 no-restart", cu::kGramNsMinAspect, cu::NsHalf::FP16, 0}};
     auto bench_set = [&](const std::string &set, const std::vector<cu::Shape> &shapes, int reps) {
@@ -190,6 +193,7 @@ int main(int argc, char **argv) {
         t.gram_min_aspect = v.aspect;
         t.gram_half = v.half;
         t.gram_restart = v.restart;
+        t.symmetric_products = v.sym;
         cu::NewtonSchulzPlan plan(e, shapes, cu::PolarIteration::NewtonSchulz, 5, t);
         Dev<char> ws{plan.workspace_bytes()};
         cu::Workspace w{ws.p, ws.n};
@@ -203,7 +207,7 @@ int main(int argc, char **argv) {
         Timing tg = time_it(s, 3, reps, [&] { ck(cudaGraphLaunch(exec, s), "graph launch"); });
         cudaGraphExecDestroy(exec);
         cudaGraphDestroy(graph);
-        if (v.aspect == 0) std_flops = plan.flops(), std_best = std::min(te.median, tg.median);
+        if (v.aspect == 0 && !v.sym) std_flops = plan.flops(), std_best = std::min(te.median, tg.median);
         const double best = std::min(te.median, tg.median);
         report(set + " " + v.name + " ms", te.median, "ms");
         report(set + " " + v.name + " cuda-graph ms", tg.median, "ms");

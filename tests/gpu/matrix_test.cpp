@@ -5,6 +5,8 @@
 // self on the same shapes; the bf16 checks allow 1.5x that). SYMOC_MATRIX_TEST_ONLY=newton,...
 // runs only the tests whose name contains one of the comma-separated words.
 #include "gpu_util.h"
+// Internal: SymmetricGemm and BatchedGemm, tested directly (test_symmetric_gemm).
+#include "../../runtime/cuda/lib/ns_common.cuh"
 
 #include <chrono>
 #include <cstdlib>
@@ -961,6 +963,230 @@ void test_gram_newton_schulz(cu::Engine &e) {
   }
 }
 
+// SymmetricGemm (ns_common.cuh; NsTuning::symmetric_products) against the dense BatchedGemm on
+// the same 16-bit inputs, whose exact products are symmetric: D = 1.3 S (0.5 S) + 0.7 C with
+// S, C symmetric (0.5 S is exact, so A and B commute exactly), and the Gram R = X X^T. Each
+// element of both is one fp32-accumulated dot product over the same terms rounded once to the
+// 16-bit type; only the kernels' summation order differs, so they may differ by one rounding
+// step: the bound is one ulp at the largest |D| (2^-10 fp16, 2^-7 bf16) relative to max |D|.
+// The mirrored result must be exactly symmetric, every element of the r x r interiors written
+// (outputs poisoned with NaN), and both the cuBLASLt path and the cublasGemmStridedBatchedEx
+// path (copy of C into D) are run. Odd r and r < 16 (h not a multiple of 8) included.
+void test_symmetric_gemm(cu::Engine &e) {
+  namespace d = symoc::cuda::detail;
+  struct Case {
+    int64_t r, k;
+    bool gram;
+  };
+  const std::vector<Case> cases = {{5, 5, false},   {37, 37, false},   {129, 129, false}, {768, 768, false},
+                                   {5, 17, true},   {37, 101, true},   {129, 300, true},  {768, 3072, true}};
+  const int64_t B = 3;
+  for (int fp16 = 1; fp16 >= 0; --fp16)
+    for (int lt = 1; lt >= 0; --lt)
+      for (const Case &c : cases) {
+        const std::string name = std::string("symmetric gemm ") + (fp16 ? "fp16 " : "bf16 ") + (lt ? "lt " : "ex ") +
+                                 (c.gram ? "gram " : "square ") + std::to_string(B) + "x" + std::to_string(c.r) +
+                                 (c.gram ? "x" + std::to_string(c.k) : "");
+        try {
+          auto to16 = [&](float v) {
+            uint16_t u;
+            if (fp16) {
+              const __half h = __float2half(v);
+              std::memcpy(&u, &h, 2);
+            } else {
+              const __nv_bfloat16 h = __float2bfloat16(v);
+              std::memcpy(&u, &h, 2);
+            }
+            return u;
+          };
+          auto from16 = [&](uint16_t u) {
+            if (fp16) {
+              __half h;
+              std::memcpy(&h, &u, 2);
+              return __half2float(h);
+            }
+            __nv_bfloat16 h;
+            std::memcpy(&h, &u, 2);
+            return __bfloat162float(h);
+          };
+          const int64_t r = c.r, ldr = d::round_up(r, d::kLdAlign), sr = d::round_up(r * ldr, d::kStrideAlign);
+          const int64_t ldk = d::round_up(c.k, d::kLdAlign), sx = d::round_up(r * ldk, d::kStrideAlign);
+          std::normal_distribution<float> nd(0.f, 1.f);
+          // Square: S and C symmetric (column-major, ld ldr); Gram: X stored k x r (ld ldk).
+          std::vector<uint16_t> hA(size_t(B * (c.gram ? sx : sr)), 0), hC(size_t(B * sr), 0), hB;
+          if (c.gram) {
+            const float sc = 1.f / std::sqrt(float(c.k));
+            for (int64_t b = 0; b < B; ++b)
+              for (int64_t j = 0; j < r; ++j)
+                for (int64_t i = 0; i < c.k; ++i) hA[size_t(b * sx + i + j * ldk)] = to16(sc * nd(rng));
+          } else {
+            const float sc = 1.f / std::sqrt(float(r));
+            hB = hA;
+            for (int64_t b = 0; b < B; ++b)
+              for (int64_t j = 0; j < r; ++j)
+                for (int64_t i = 0; i <= j; ++i) {
+                  const uint16_t sv = to16(sc * nd(rng)), cv = to16(nd(rng));
+                  for (auto [ii, jj] : {std::pair<int64_t, int64_t>(i, j), {j, i}}) {
+                    const size_t o = size_t(b * sr + ii + jj * ldr);
+                    hA[o] = sv, hB[o] = to16(0.5f * from16(sv)), hC[o] = cv;
+                  }
+                }
+          }
+          Dev<uint16_t> dA(hA.size()), dB(std::max<size_t>(hB.size(), 1)), dC(hC.size()), dD(size_t(B * sr)),
+              dS(size_t(B * sr));
+          dA.up(hA);
+          if (!c.gram) dB.up(hB);
+          dC.up(hC);
+          dD.poison(), dS.poison();
+          d::BatchedGemm dense;
+          dense.type = fp16 ? CUDA_R_16F : CUDA_R_16BF;
+          dense.m = dense.n = r, dense.ldc = ldr, dense.sC = sr, dense.batch = B;
+          if (c.gram) {
+            dense.opA = CUBLAS_OP_T, dense.k = c.k, dense.lda = dense.ldb = ldk, dense.sA = dense.sB = sx;
+          } else {
+            dense.k = r, dense.lda = dense.ldb = ldr, dense.sA = dense.sB = sr;
+          }
+          d::SymmetricGemm sym;
+          sym.setup(e.impl(), dense, lt != 0);
+          dense.setup(e.impl(), lt != 0);
+          e.impl().bind(stream);
+          const float alpha = c.gram ? 1.f : 1.3f, beta = c.gram ? 0.f : 0.7f;
+          const void *Bp = c.gram ? dA.p : dB.p;
+          const void *Cp = c.gram ? static_cast<const void *>(dD.p) : dC.p;
+          dense.run(e.impl(), alpha, dA.p, Bp, beta, Cp, dD.p, stream);
+          sym.run(e.impl(), alpha, dA.p, Bp, beta, c.gram ? static_cast<const void *>(dS.p) : dC.p, dS.p, stream);
+          sync();
+          dense.destroy(), sym.destroy();
+          const std::vector<uint16_t> hD = dD.down(), hS = dS.down();
+          double maxd = 0, diff = 0, asym = 0, dense_asym = 0;
+          bool written = true;
+          for (int64_t b = 0; b < B; ++b)
+            for (int64_t j = 0; j < r; ++j)
+              for (int64_t i = 0; i < r; ++i) {
+                const size_t o = size_t(b * sr + i + j * ldr), t = size_t(b * sr + j + i * ldr);
+                const double vd = from16(hD[o]), vs = from16(hS[o]);
+                if (!std::isfinite(vd) || !std::isfinite(vs)) written = false;
+                maxd = std::max(maxd, std::fabs(vd));
+                diff = std::max(diff, std::fabs(vs - vd));
+                asym = std::max(asym, std::fabs(vs - double(from16(hS[t]))));
+                dense_asym = std::max(dense_asym, std::fabs(vd - double(from16(hD[t]))));
+              }
+          if (!written) {
+            table.fail(name, "unwritten or non-finite element");
+            continue;
+          }
+          char note[96];
+          std::snprintf(note, sizeof note, "(h %lld, lt %s; dense max |D - D^T| %.2e)", (long long)sym.h,
+                        sym.lt() ? "yes" : "no", dense_asym);
+          table.add(name + " vs dense: max|diff| / max|D|", diff / std::max(maxd, 1e-30),
+                    fp16 ? 1.0 / 1024 : 1.0 / 128, note);
+          table.add(name + " max |D - D^T|", asym, 0.0);
+        } catch (const std::exception &ex) {
+          table.fail(name, ex.what());
+        }
+      }
+}
+
+// NsTuning::symmetric_products in the Gram path (default fp16, restart 2; the square group
+// goes to the standard path) and in the standard bf16 path (gram_min_aspect = 0), each
+// against the same path with dense products and the CPU fp32 iteration, on the same inputs:
+// several r-classes, odd r (37, 129), a tiny class (r = 5), tall, wide and square groups.
+// The two GPU runs differ only where a 16-bit rounding of the same dot product fell
+// differently (test_symmetric_gemm), compounded over the steps, so the symmetric mode must be
+// as close to fp32 as the dense path must be (the same limit as test_newton_schulz and
+// test_gram_newton_schulz) and within that limit of the dense run. Its plan FLOPs must be at
+// most 0.9x the dense run's (0.82x expected for the Gram path at k = 4r, 0.75x of the
+// symmetric products); a CUDA graph replay must reproduce eager exactly.
+void test_ns_symmetric(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {3, 200, 96},  {2, 37, 101},  {2, 5, 17},
+                                         {2, 129, 300}, {2, 128, 128}, {2, 768, 3072}, {2, 3072, 768}};
+  for (int run = 0; run < 4; ++run) {
+    const int path = run / 2, pe = run % 2; // path 0: Gram, 1: standard
+    const char *method = pe ? "polar_express" : "newton_schulz";
+    const int steps = pe ? 8 : 5;
+    const cu::PolarIteration it = pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz;
+    const float out_scale = 1.25f;
+    std::vector<HostBatch> in;
+    std::vector<DevBatch> din;
+    in.reserve(shapes.size()), din.reserve(shapes.size());
+    for (auto &s : shapes) {
+      in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
+      din.emplace_back(in.back());
+    }
+    rt::Context ctx;
+    std::vector<HostBatch> ref;
+    for (size_t g = 0; g < shapes.size(); ++g) {
+      ref.emplace_back(shapes[g].batch, shapes[g].rows, shapes[g].cols);
+      for (int64_t b = 0; b < shapes[g].batch; ++b) {
+        if (pe) rt::polar_express(ctx, in[g].view(b), ref[g].view(b), steps);
+        else rt::newton_schulz5(ctx, in[g].view(b), ref[g].view(b), steps);
+        for (int64_t i = 0; i < shapes[g].rows; ++i)
+          for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= out_scale;
+      }
+    }
+    const std::string pre = std::string(path ? "standard" : "gram") + " sym " + method;
+    try {
+      cu::NsTuning td, ts;
+      td.gram_min_aspect = ts.gram_min_aspect = path ? 0 : 1.01; // Gram: every rectangular group
+      ts.symmetric_products = true;
+      std::vector<DevBatch> ddense, deager, dgraph;
+      std::vector<cu::PolarGroup> gd, ge, gg;
+      ddense.reserve(shapes.size()), deager.reserve(shapes.size()), dgraph.reserve(shapes.size());
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        for (auto *v : {&ddense, &deager, &dgraph})
+          v->push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+        gd.push_back({din[g].b(), ddense.back().b(), out_scale});
+        ge.push_back({din[g].b(), deager.back().b(), out_scale});
+        gg.push_back({din[g].b(), dgraph.back().b(), out_scale});
+      }
+      cu::NewtonSchulzPlan dense(e, shapes, it, steps, td), sym(e, shapes, it, steps, ts);
+      Dev<char> wd(dense.workspace_bytes()), ws(sym.workspace_bytes());
+      dense.run(gd.data(), gd.size(), workspace(wd), stream);
+      sym.run(ge.data(), ge.size(), workspace(ws), stream);
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+      sym.run(gg.data(), gg.size(), workspace(ws), stream);
+      ck(cudaStreamEndCapture(stream, &graph), "end capture");
+      ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+      ck(cudaGraphLaunch(exec, stream), "graph launch");
+      sync();
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      std::printf("# %s: plan FLOPs %.4g vs dense %.4g (%.3fx), cuBLASLt everywhere: %s\n", pre.c_str(), sym.flops(),
+                  dense.flops(), sym.flops() / dense.flops(), sym.uses_lt() ? "yes" : "no");
+      table.add(pre + " plan FLOPs / dense FLOPs", sym.flops() / dense.flops(), 0.9);
+      double graph_diff = 0;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &s = shapes[g];
+        const std::string name =
+            pre + " " + std::to_string(s.batch) + "x" + std::to_string(s.rows) + "x" + std::to_string(s.cols);
+        if (!check_written(name + " dense", ddense[g]) || !check_written(name + " eager", deager[g]) ||
+            !check_written(name + " graph", dgraph[g]))
+          continue;
+        double err = 0, vs_dense = 0, dense_err = 0;
+        for (int64_t b = 0; b < s.batch; ++b) {
+          err = std::max(err, rel_err(deager[g].hb.view(b), ref[g].view(b)));
+          vs_dense = std::max(vs_dense, rel_err(deager[g].hb.view(b), ddense[g].hb.view(b)));
+          dense_err = std::max(dense_err, rel_err(ddense[g].hb.view(b), ref[g].view(b)));
+          for (int64_t i = 0; i < s.rows; ++i)
+            for (int64_t j = 0; j < s.cols; ++j)
+              graph_diff = std::max(graph_diff, double(std::fabs(dgraph[g].hb.at(b, i, j) - deager[g].hb.at(b, i, j))));
+        }
+        double lim = spread_limit(s.rows, s.cols, method);
+        if (!std::isfinite(lim)) lim = 0.05;
+        char note[64];
+        std::snprintf(note, sizeof note, "(dense vs fp32: %.2e)", dense_err);
+        table.add(name + " vs rt fp32", err, lim, note);
+        table.add(name + " vs dense GPU", vs_dense, lim);
+      }
+      table.add(pre + " CUDA graph replay vs eager: max |diff|", graph_diff, 0.0);
+    } catch (const std::exception &ex) {
+      table.fail(pre, ex.what());
+    }
+  }
+}
+
 void test_errors(cu::Engine &e) {
   // Bad input: a one-line symoc error, no crash.
   try {
@@ -1006,6 +1232,7 @@ int main(int argc, char **argv) {
         {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
+        {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
     const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");

@@ -189,6 +189,9 @@ mx::NsTuning ns_tuning_from_env() {
   if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
   const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
   if (lt && std::string(lt) == "0") t.lt = false;
+  // SYMOC_CUDA_NS_SYM=1: NsTuning::symmetric_products (opt-in until measured on a GPU).
+  const char *sym = std::getenv("SYMOC_CUDA_NS_SYM");
+  if (sym && std::string(sym) == "1") t.symmetric_products = true;
   return t;
 }
 

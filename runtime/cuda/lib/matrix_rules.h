@@ -18,7 +18,9 @@ namespace symoc::rt::cuda {
 // The Newton-Schulz plans' tuning from the environment, one place for every plan of the
 // backend (Muon groups and Symo's runs): SYMOC_CUDA_NS=gram (Gram Newton-Schulz for rectangular
 // groups) or standard (none); SYMOC_CUDA_NS_LT=0 runs every GEMM as cublasGemmStridedBatchedEx
-// after a copy instead of cuBLASLt (a diagnostic for issue 12's concurrent faults).
+// after a copy instead of cuBLASLt (a diagnostic for issue 12's concurrent faults);
+// SYMOC_CUDA_NS_SYM=1 computes only the upper half of the symmetric r x r products
+// (NsTuning::symmetric_products).
 symoc::cuda::NsTuning ns_tuning_from_env();
 
 class MatrixRules {

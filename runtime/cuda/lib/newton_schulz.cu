@@ -8,6 +8,9 @@
 // Per step: one GEMM per bank for A = X X^T, one per class for B = b A + c A A, one per bank
 // for X' = a X + B X. cuBLASLt takes C != D (no copies); where it offers no algorithm, a
 // strided-batched cublasGemmEx runs after a copy of C into D.
+// NsTuning::symmetric_products: A = X X^T and B = b A + c A A are symmetric, so each runs as
+// SymmetricGemm (ns_common.cuh): the upper part in two GEMMs and a mirror, 0.75x their FLOPs
+// (X' = a X + B X stays dense).
 #include "ns_common.cuh"
 #include "symoc/runtime/polar_coefficients.h"
 
@@ -26,11 +29,15 @@ struct BankInfo {
   int64_t cls_first = 0; // index of the bank's first matrix in its class
   bf16 *X0 = nullptr, *X1 = nullptr;
   BatchedGemm gram, apply;
+  SymmetricGemm gram_sym; // set up instead of gram when symmetric
+  bool sym = false;
 };
 struct ClassInfo {
   int64_t r = 0, ldr = 0, sr = 0, count = 0;
   bf16 *A = nullptr, *B = nullptr;
   BatchedGemm square;
+  SymmetricGemm square_sym;
+  bool sym = false;
 };
 struct GroupInfo {
   Shape shape;
@@ -126,7 +133,9 @@ struct NewtonSchulzPlan::Impl {
       b.gram.m = b.r, b.gram.n = b.r, b.gram.k = b.k;
       b.gram.lda = b.ldk, b.gram.ldb = b.ldk, b.gram.ldc = c.ldr;
       b.gram.sA = b.sx, b.gram.sB = b.sx, b.gram.sC = c.sr, b.gram.batch = b.count;
-      b.gram.setup(e, tune.lt);
+      b.sym = tune.symmetric_products && b.r >= 2;
+      if (b.sym) b.gram_sym.setup(e, b.gram, tune.lt);
+      else b.gram.setup(e, tune.lt);
       // X' = a X + B X: column-major X'cm (k x r) = Xcm (k x r) Bstored (r x r).
       b.apply.opA = CUBLAS_OP_N, b.apply.opB = CUBLAS_OP_N;
       b.apply.m = b.k, b.apply.n = b.r, b.apply.k = b.r;
@@ -140,7 +149,9 @@ struct NewtonSchulzPlan::Impl {
       c.square.lda = c.square.ldb = c.square.ldc = c.ldr;
       c.square.sA = c.square.sB = c.square.sC = c.sr;
       c.square.batch = c.count;
-      c.square.setup(e, tune.lt);
+      c.sym = tune.symmetric_products && c.r >= 2;
+      if (c.sym) c.square_sym.setup(e, c.square, tune.lt);
+      else c.square.setup(e, tune.lt);
     }
     Carver cv;
     layout(cv);
@@ -153,8 +164,8 @@ struct NewtonSchulzPlan::Impl {
     }
   }
   ~Impl() {
-    for (BankInfo &b : banks) b.gram.destroy(), b.apply.destroy();
-    for (ClassInfo &c : classes) c.square.destroy();
+    for (BankInfo &b : banks) b.gram.destroy(), b.gram_sym.destroy(), b.apply.destroy();
+    for (ClassInfo &c : classes) c.square.destroy(), c.square_sym.destroy();
   }
   double *layout(Carver &cv) {
     double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
@@ -172,10 +183,16 @@ struct NewtonSchulzPlan::Impl {
     const rt::OddQuintic q = iter == PolarIteration::NewtonSchulz ? rt::kNewtonSchulz5 : rt::polar_express_step(s);
     a = q.a, b = q.b, c = q.c;
   }
+  // The FLOPs that run: a symmetric product counts its two GEMMs (SymmetricGemm::flops_each).
   double flops() const {
     double f = 0;
-    for (const BankInfo &b : banks)
-      f += double(steps) * double(b.count) * (4.0 * double(b.r) * b.r * b.k + 2.0 * double(b.r) * b.r * b.r);
+    for (const BankInfo &b : banks) {
+      const ClassInfo &c = classes[size_t(b.cls)];
+      const double r = double(b.r), k = double(b.k);
+      const double gram = b.sym ? b.gram_sym.flops_each() : 2.0 * r * r * k;
+      const double sq = c.sym ? c.square_sym.flops_each() : 2.0 * r * r * r;
+      f += double(steps) * double(b.count) * (gram + 2.0 * r * r * k + sq);
+    }
     return f + (gram ? gram->flops() : 0.0);
   }
 
@@ -229,9 +246,14 @@ struct NewtonSchulzPlan::Impl {
       for (const BankInfo &b : banks) {
         const ClassInfo &cl = classes[size_t(b.cls)];
         const bf16 *X = flip ? b.X1 : b.X0;
-        b.gram.run(e, 1.f, X, X, 0.f, cl.A + b.cls_first * cl.sr, cl.A + b.cls_first * cl.sr, s);
+        bf16 *A = cl.A + b.cls_first * cl.sr;
+        if (b.sym) b.gram_sym.run(e, 1.f, X, X, 0.f, A, A, s);
+        else b.gram.run(e, 1.f, X, X, 0.f, A, A, s);
       }
-      for (const ClassInfo &cl : classes) cl.square.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
+      for (const ClassInfo &cl : classes) {
+        if (cl.sym) cl.square_sym.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
+        else cl.square.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
+      }
       for (const BankInfo &b : banks) {
         const ClassInfo &cl = classes[size_t(b.cls)];
         const bf16 *X = flip ? b.X1 : b.X0;
@@ -262,9 +284,9 @@ size_t NewtonSchulzPlan::workspace_bytes() const { return impl_->bytes; }
 double NewtonSchulzPlan::flops() const { return impl_->flops(); }
 bool NewtonSchulzPlan::uses_lt() const {
   for (const auto &b : impl_->banks)
-    if (!b.gram.lt || !b.apply.lt) return false;
+    if (!(b.sym ? b.gram_sym.lt() : b.gram.lt) || !b.apply.lt) return false;
   for (const auto &c : impl_->classes)
-    if (!c.square.lt) return false;
+    if (!(c.sym ? c.square_sym.lt() : c.square.lt)) return false;
   return !impl_->gram || impl_->gram->uses_lt();
 }
 void NewtonSchulzPlan::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {

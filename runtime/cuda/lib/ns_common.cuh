@@ -10,7 +10,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <climits>
+#include <utility>
 #include <cstdio>
 #include <cstdlib>
 
@@ -30,6 +32,9 @@ struct BatchedGemm {
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool lt = false;
+  // Alignment in bytes that A, B and C/D pointers are promised to cuBLASLt's heuristic (its
+  // default, 256, unless set lower: the symmetric products' second halves start at offsets).
+  int64_t align_a = 256, align_b = 256, align_cd = 256;
 
   void setup(Engine::Impl &e, bool try_lt) {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || batch > INT_MAX) fail("newton_schulz", "dimensions too large");
@@ -54,6 +59,16 @@ struct BatchedGemm {
     uint64_t wsb = e.lib_ws_bytes;
     check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof(wsb)),
           "cublasLt workspace preference");
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, int64_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_cd},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_cd}};
+    for (const auto &[attr, bytes] : aligns)
+      if (bytes < 256) { // only where lower, so the dense products' heuristic query is unchanged
+        const uint32_t v = uint32_t(bytes);
+        check(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)), "cublasLt alignment preference");
+      }
     cublasLtMatmulHeuristicResult_t res{};
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
@@ -153,6 +168,100 @@ __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall,
     if (i < R && j < C) dst[i * ld + j] = scale * tile[threadIdx.x][t];
   }
 }
+
+// D_b(j, i) = D_b(i, j) for 0 <= i < j < r: the lower triangle of each r x r matrix
+// (column-major, ld ldd, stride sd) from its strict upper triangle, through a 32 x 33 tile.
+// Grid (ceil(r / 32), ceil(r / 32), z), tile (blockIdx.y, blockIdx.x) of the upper part (blocks
+// below the diagonal return); matrices b = blockIdx.z, + gridDim.z, ... < count. Reads and
+// writes are disjoint (i < j read, i > j written). A bit copy, so W = uint16_t serves fp16 and
+// bf16 (a template, like the kernels above, for the header's two translation units).
+template <class W>
+__global__ void mirror_upper_kernel(W *D, int64_t count, int64_t r, int64_t ldd, int64_t sd) {
+  __shared__ W tile[32][33];
+  if (blockIdx.y > blockIdx.x) return; // the whole block: no __syncthreads skipped by some threads
+  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32;
+  for (int64_t b = blockIdx.z; b < count; b += gridDim.z) {
+    W *m = D + b * sd;
+    // Read D(i, j), i fastest (column-major: coalesced along i).
+    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+      const int64_t i = i0 + threadIdx.x, j = j0 + t;
+      if (i < j && j < r) tile[t][threadIdx.x] = m[i + j * ldd];
+    }
+    __syncthreads();
+    // Write D(j, i), j fastest.
+    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
+      const int64_t j = j0 + threadIdx.x, i = i0 + t;
+      if (i < j && j < r) m[j + i * ldd] = tile[threadIdx.x][t];
+    }
+    __syncthreads();
+  }
+}
+
+inline int64_t pow2_alignment(int64_t bytes) { // largest power of two dividing `bytes`, at most 256
+  int64_t a = 256;
+  while (a > 1 && bytes % a != 0) a /= 2;
+  return a;
+}
+
+// D = alpha op(A) B + beta C for an r x r output known to be symmetric (NsTuning::
+// symmetric_products): R = X X^T, and products of symmetric commuting matrices (polynomials in one
+// symmetric matrix). Only the upper part is multiplied, in two GEMMs, and mirrored:
+//   top:    D[0:h, 0:r] = alpha op(A)[0:h, :] B[:, 0:r] + beta C[0:h, 0:r]
+//   bottom: D[h:r, h:r] = alpha op(A)[h:r, :] B[:, h:r] + beta C[h:r, h:r]
+//   mirror: D(j, i) = D(i, j) for i < j: the block D[h:r, 0:h] = D[0:h, h:r]^T, which no GEMM
+//           wrote, and the diagonal blocks' lower triangles, so that D is exactly symmetric
+//           whatever order each GEMM kernel sums in (the dense product is not, in general)
+// with op(A)[rows, :] = (stored A[:, rows])^T read with opA = T: for the Gram product the stored
+// (column-major, k x r) X, whose op was T anyway; for a symmetric r x r A, its columns, equal to
+// its rows. Every submatrix is the base pointer plus an offset with the same ld and stride.
+// Every computed element is the dense product's full-length dot product with fp32
+// accumulation, rounded once; only the GEMM kernel (and so its summation order) may differ
+// from the dense one. 2 (h r + (r - h)^2) k FLOPs instead of 2 r^2 k (0.75x at h = r / 2).
+struct SymmetricGemm {
+  BatchedGemm top, bottom;
+  int64_t r = 0, h = 0, ldd = 0, sd = 0, batch = 0;
+  int64_t off_a = 0, off_b = 0, off_cd = 0; // the bottom GEMM's element offsets
+
+  // From the dense product `d` (m = n = r, any k, opB = N; d.opA = T, or N with A symmetric).
+  void setup(Engine::Impl &e, const BatchedGemm &d, bool try_lt) {
+    if (d.m != d.n || d.opB != CUBLAS_OP_N || d.m < 2) fail("newton_schulz", "symmetric product needs r x r, r >= 2");
+    r = d.m, ldd = d.ldc, sd = d.sC, batch = d.batch;
+    // h near r / 2 (the FLOP minimum), a multiple of 8 where r allows so the bottom operands
+    // keep 16-byte alignment (256 bytes at the benchmark sizes, e.g. r = 768, 2048).
+    h = r / 2 >= 8 ? r / 2 / 8 * 8 : r / 2;
+    top = d, bottom = d;
+    top.opA = bottom.opA = CUBLAS_OP_T;
+    top.m = h;
+    bottom.m = bottom.n = r - h;
+    off_a = h * d.lda, off_b = h * d.ldb, off_cd = h + h * d.ldc;
+    bottom.align_a = pow2_alignment(off_a * 2), bottom.align_b = pow2_alignment(off_b * 2);
+    bottom.align_cd = pow2_alignment(off_cd * 2);
+    top.desc = bottom.desc = nullptr, top.la = top.lb = top.lc = bottom.la = bottom.lb = bottom.lc = nullptr;
+    top.lt = bottom.lt = false;
+    top.setup(e, try_lt);
+    bottom.setup(e, try_lt);
+  }
+  void destroy() { top.destroy(), bottom.destroy(); }
+  bool lt() const { return top.lt && bottom.lt; }
+  // FLOPs of one batch entry.
+  double flops_each() const { return 2.0 * (double(h) * double(r) + double(r - h) * double(r - h)) * double(top.k); }
+  void run(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C, void *D,
+           cudaStream_t s) const {
+    auto at = [](const void *p, int64_t el) { return static_cast<const char *>(p) + el * 2; };
+    // cublasGemmStridedBatchedEx computes in place: copy C into D once, whole matrices
+    // (BatchedGemm::run's own copy would run over the end from the bottom's offset).
+    if ((!top.lt || !bottom.lt) && beta != 0.f && C != D) {
+      check(cudaMemcpyAsync(D, C, size_t(sd * batch) * 2, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync");
+      C = D;
+    }
+    top.run(e, alpha, A, B, beta, C, D, s);
+    bottom.run(e, alpha, at(A, off_a), at(B, off_b), beta, at(C, off_cd), const_cast<char *>(at(D, off_cd)), s);
+    const unsigned tiles = unsigned((r + 31) / 32);
+    const dim3 grid(tiles, tiles, unsigned(std::min<int64_t>(batch, 65535)));
+    mirror_upper_kernel<uint16_t><<<grid, dim3(32, 8), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
+    check_launch("newton_schulz symmetric mirror");
+  }
+};
 
 } // namespace symoc::cuda::detail
 

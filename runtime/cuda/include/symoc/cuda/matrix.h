@@ -226,6 +226,14 @@ struct NsTuning {
   double gram_min_aspect = 0;
   NsHalf gram_half = NsHalf::FP16;
   int gram_restart = 2;
+  // Symmetric products (opt-in until measured on a GPU, docs/benchmarks.md): every r x r
+  // product known to be symmetric (A = X X^T and A A of the standard iteration; R = X X^T,
+  // R R, Q Z, R Z, Z W of the Gram path) computes
+  // only its upper part, as two GEMMs (rows [0, h) x all columns, and the trailing
+  // (r - h) x (r - h) block, h ~ r / 2) plus a kernel mirroring the upper triangle: 0.75x the
+  // FLOPs, each element the same full-length fp32-accumulated dot product, the result exactly
+  // symmetric.
+  bool symmetric_products = false;
 };
 class NewtonSchulzPlan {
 public:
@@ -235,8 +243,8 @@ public:
   size_t workspace_bytes() const;
   // groups[i] must have the shape given at construction.
   void run(const PolarGroup *groups, size_t n, Workspace, cudaStream_t);
-  // Floating-point operations of one run (4 r^2 k + 2 r^3 per matrix and step; the Gram
-  // path's own count for its groups).
+  // Floating-point operations of one run (4 r^2 k + 2 r^3 per matrix and step, less with
+  // symmetric_products; the Gram path's own count for its groups).
   double flops() const;
   bool uses_lt() const; // every GEMM found a cuBLASLt algorithm
   struct Impl;
