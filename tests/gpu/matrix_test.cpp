@@ -51,6 +51,19 @@ bool check_written(const std::string &name, DevBatch &out) {
 }
 
 void sync() { ck(cudaStreamSynchronize(stream), "sync"); }
+// Captures what `work` enqueues on `stream` in a CUDA graph, replays it once and waits.
+void run_captured(const std::function<void()> &work) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
+  work();
+  ck(cudaStreamEndCapture(stream, &graph), "end capture");
+  ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  ck(cudaGraphLaunch(exec, stream), "graph launch");
+  sync();
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
 
 cu::Workspace workspace(Dev<char> &buf) { return cu::Workspace{buf.p, buf.n}; }
 
@@ -610,16 +623,7 @@ void test_inv_root(cu::Engine &e) {
       DevBatch eager = poisoned(B, n, n), graph = poisoned(B, n, n);
       plan.run(cu::Batch(S.p, B, n, n), 1e-6, eager.b(), workspace(ws), stream);
       sync();
-      cudaGraph_t gr;
-      cudaGraphExec_t ex;
-      ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
-      plan.run(cu::Batch(S.p, B, n, n), 1e-6, graph.b(), workspace(ws), stream);
-      ck(cudaStreamEndCapture(stream, &gr), "end capture");
-      ck(cudaGraphInstantiate(&ex, gr, 0), "instantiate");
-      ck(cudaGraphLaunch(ex, stream), "graph launch");
-      sync();
-      cudaGraphExecDestroy(ex);
-      cudaGraphDestroy(gr);
+      run_captured([&] { plan.run(cu::Batch(S.p, B, n, n), 1e-6, graph.b(), workspace(ws), stream); });
       if (!check_written(name, eager) || !check_written(name, graph)) continue;
       double diff = 0;
       for (int64_t b = 0; b < B; ++b)
@@ -815,6 +819,27 @@ void test_newton_schulz(cu::Engine &e) {
   }
 }
 
+// Random inputs for the Newton-Schulz / Polar Express checks (uploaded) and their CPU fp32
+// references at out_scale (`steps` steps of the method pe selects).
+void polar_inputs(const std::vector<cu::Shape> &shapes, int pe, int steps, float out_scale, std::vector<HostBatch> &in,
+                  std::vector<DevBatch> &din, std::vector<HostBatch> &ref) {
+  in.reserve(shapes.size()), din.reserve(shapes.size());
+  for (auto &s : shapes) {
+    in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
+    din.emplace_back(in.back());
+  }
+  rt::Context ctx;
+  for (size_t g = 0; g < shapes.size(); ++g) {
+    ref.emplace_back(shapes[g].batch, shapes[g].rows, shapes[g].cols);
+    for (int64_t b = 0; b < shapes[g].batch; ++b) {
+      if (pe) rt::polar_express(ctx, in[g].view(b), ref[g].view(b), steps);
+      else rt::newton_schulz5(ctx, in[g].view(b), ref[g].view(b), steps);
+      for (int64_t i = 0; i < shapes[g].rows; ++i)
+        for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= out_scale;
+    }
+  }
+}
+
 // Gram Newton-Schulz (NsTuning::gram_min_aspect) against the CPU fp32 iteration and the
 // standard bf16 GPU path on the same inputs. The default configuration (fp16 operands, restart
 // after step 2) must be as close to fp32 as the standard path must be (1.5x torch's bf16-vs-
@@ -841,25 +866,10 @@ void test_gram_newton_schulz(cu::Engine &e) {
     const int steps = pe ? 8 : 5;
     const cu::PolarIteration it = pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz;
     const float out_scale = 1.25f;
-    std::vector<HostBatch> in;
+    // Inputs and the CPU fp32 references; the standard GPU path below.
+    std::vector<HostBatch> in, ref;
     std::vector<DevBatch> din;
-    in.reserve(shapes.size()), din.reserve(shapes.size());
-    for (auto &s : shapes) {
-      in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
-      din.emplace_back(in.back());
-    }
-    // CPU fp32 references and the standard GPU path.
-    rt::Context ctx;
-    std::vector<HostBatch> ref;
-    for (size_t g = 0; g < shapes.size(); ++g) {
-      ref.emplace_back(shapes[g].batch, shapes[g].rows, shapes[g].cols);
-      for (int64_t b = 0; b < shapes[g].batch; ++b) {
-        if (pe) rt::polar_express(ctx, in[g].view(b), ref[g].view(b), steps);
-        else rt::newton_schulz5(ctx, in[g].view(b), ref[g].view(b), steps);
-        for (int64_t i = 0; i < shapes[g].rows; ++i)
-          for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= out_scale;
-      }
-    }
+    polar_inputs(shapes, pe, steps, out_scale, in, din, ref);
     auto run_plan = [&](const cu::NsTuning &t, std::vector<DevBatch> &out) {
       out.clear();
       out.reserve(shapes.size());
@@ -932,16 +942,7 @@ void test_gram_newton_schulz(cu::Engine &e) {
       Dev<char> ws(plan.workspace_bytes());
       plan.run(ga.data(), ga.size(), workspace(ws), stream);
       plan.run(ge.data(), ge.size(), workspace(ws), stream);
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
-      plan.run(gg.data(), gg.size(), workspace(ws), stream);
-      ck(cudaStreamEndCapture(stream, &graph), "end capture");
-      ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-      ck(cudaGraphLaunch(exec, stream), "graph launch");
-      sync();
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(graph);
+      run_captured([&] { plan.run(gg.data(), gg.size(), workspace(ws), stream); });
       double alias_diff = 0, graph_diff = 0;
       for (size_t g = 0; g < shapes.size(); ++g) {
         if (!check_written(std::string("gram ") + method + " eager", deager[g]) ||
@@ -1106,24 +1107,9 @@ void test_ns_symmetric(cu::Engine &e) {
     const int steps = pe ? 8 : 5;
     const cu::PolarIteration it = pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz;
     const float out_scale = 1.25f;
-    std::vector<HostBatch> in;
+    std::vector<HostBatch> in, ref;
     std::vector<DevBatch> din;
-    in.reserve(shapes.size()), din.reserve(shapes.size());
-    for (auto &s : shapes) {
-      in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
-      din.emplace_back(in.back());
-    }
-    rt::Context ctx;
-    std::vector<HostBatch> ref;
-    for (size_t g = 0; g < shapes.size(); ++g) {
-      ref.emplace_back(shapes[g].batch, shapes[g].rows, shapes[g].cols);
-      for (int64_t b = 0; b < shapes[g].batch; ++b) {
-        if (pe) rt::polar_express(ctx, in[g].view(b), ref[g].view(b), steps);
-        else rt::newton_schulz5(ctx, in[g].view(b), ref[g].view(b), steps);
-        for (int64_t i = 0; i < shapes[g].rows; ++i)
-          for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= out_scale;
-      }
-    }
+    polar_inputs(shapes, pe, steps, out_scale, in, din, ref);
     const std::string pre = std::string(path ? "standard" : "gram") + " sym " + method;
     try {
       cu::NsTuning td, ts;
@@ -1143,16 +1129,7 @@ void test_ns_symmetric(cu::Engine &e) {
       Dev<char> wd(dense.workspace_bytes()), ws(sym.workspace_bytes());
       dense.run(gd.data(), gd.size(), workspace(wd), stream);
       sym.run(ge.data(), ge.size(), workspace(ws), stream);
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      ck(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "begin capture");
-      sym.run(gg.data(), gg.size(), workspace(ws), stream);
-      ck(cudaStreamEndCapture(stream, &graph), "end capture");
-      ck(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-      ck(cudaGraphLaunch(exec, stream), "graph launch");
-      sync();
-      cudaGraphExecDestroy(exec);
-      cudaGraphDestroy(graph);
+      run_captured([&] { sym.run(gg.data(), gg.size(), workspace(ws), stream); });
       std::printf("# %s: plan FLOPs %.4g vs dense %.4g (%.3fx), cuBLASLt everywhere: %s\n", pre.c_str(), sym.flops(),
                   dense.flops(), sym.flops() / dense.flops(), sym.uses_lt() ? "yes" : "no");
       table.add(pre + " plan FLOPs / dense FLOPs", sym.flops() / dense.flops(), 0.9);
