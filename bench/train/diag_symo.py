@@ -54,12 +54,14 @@ VARIANTS = {
     "symo-o-unscaled": ("symo", [], [], {O: 12 ** -0.5}),
     "muon-o-unscaled": ("muon", [O + "=" + NS], [], {O: 12 ** -0.5}),
     "symo-whole": ("symo", [], ["--granularity", "whole"], {}),
-    "auto": ("auto", [], [], {}),
-    "auto-norm": ("auto-norm", [], [], {}),
+    # auto as screened in sessions 6-7 (AdamW embeddings): `--embedding adamw` pinned since
+    # row embeddings became auto's default (session 8), so these variants keep their meaning
+    "auto": ("auto", [], ["--embedding", "adamw"], {}),
+    "auto-norm": ("auto-norm", [], ["--embedding", "adamw"], {}),
     # auto with the AdamW embedding / head at 3x the auxiliary lr (LLaMA names)
     # auto is Muon + NorMuon's line normalization since session 7; auto-plain the earlier rule
-    "auto-plain": ("auto", [], ["--line-norm", "off"], {}),
-    "auto-emb3": ("auto", [], [], {"embed_tokens.weight": 3.0}),
+    "auto-plain": ("auto", [], ["--line-norm", "off", "--embedding", "adamw"], {}),
+    "auto-emb3": ("auto", [], ["--embedding", "adamw"], {"embed_tokens.weight": 3.0}),
     "muon-emb3": ("muon", [], [], {"embed_tokens.weight": 3.0}),
     # the embedding row-normalized (Lau-Su `row`: each row of the momentum to unit norm), its
     # lr x sqrt(d) x {0.1, 0.3}: per-entry update RMS then matches AdamW at 1x / 3x the aux lr
@@ -69,7 +71,7 @@ VARIANTS = {
     # the same rule from the plan (`--embedding row`: lr_scale 0.3 sqrt(d) in the plan); on
     # GPT-2 it steps the untied position table wpe (the tied wte keeps AdamW)
     "auto-embrow": ("auto", [], ["--embedding", "row"], {}),
-    "auto-head3": ("auto", [], [], {"lm_head.weight": 3.0}),
+    "auto-head3": ("auto", [], ["--embedding", "adamw"], {"lm_head.weight": 3.0}),
     # Muon before Muon's README setup (issue 13, session 6): overridden blocks keep their
     # rule's defaults, AdamW betas (0.9, 0.999) and no decay on Muon blocks or vectors
     "muon-old": ("muon", ["*=adamw", "*_proj.weight=muon"], [], {}),
