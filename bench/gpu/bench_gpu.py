@@ -7,6 +7,9 @@ For each parameter set (a generated AdamW-policy and Muon-policy library of the 
 the script makes fp32 parameters and gradients on the GPU and times, with CUDA events,
 the median of --iters steps after --warmup steps:
   symoc adamw (eager, graph)   the AdamW-policy library: one fused kernel per configuration
+                               ("eager": symoc.torch's step, which the backend replays as its
+                               own CUDA graph from the second step on; "no auto graph": the
+                               same with SYMOC_CUDA_GRAPH=0; "graph": torch.cuda.graph around it)
   torch AdamW fused (eager, graph)  torch.optim.AdamW(fused=True[, capturable=True])
   symoc muon (eager, graph)    the Muon-policy library: AdamW for vectors/embeddings, Muon
                                (batched Newton-Schulz per shape group: Gram Newton-Schulz, fp16
@@ -123,6 +126,19 @@ def adamw_groups(named, hp):
     return [{"params": v, "betas": (k[0], k[1]), "eps": k[2], "weight_decay": k[3]} for k, v in groups.items()]
 
 
+def timed_eager(lib_path, seed, a):
+    """A library's step with the backend's automatic graphs off (SYMOC_CUDA_GRAPH=0): every step
+    launches its kernels from the host, as before session 9."""
+    os.environ["SYMOC_CUDA_GRAPH"] = "0"
+    named = params_of(load_library(lib_path), seed)
+    opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
+    del os.environ["SYMOC_CUDA_GRAPH"]
+    t = timed(opt.step, a.warmup, a.iters)
+    del opt, named
+    torch.cuda.empty_cache()
+    return t
+
+
 def bench_set(name, adamw_lib, muon_lib, a):
     rows = {}
     la, lm = load_library(adamw_lib), load_library(muon_lib)
@@ -134,6 +150,7 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["symoc adamw"] = timed(opt.step, a.warmup, a.iters)
     rows["symoc adamw (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
+    rows["symoc adamw, no auto graph"] = timed_eager(la.path, 1, a)
     named = params_of(la, 1)
     hp = hyper(la)
     topt = torch.optim.AdamW(adamw_groups(named, hp), lr=1e-3, fused=True)
@@ -153,6 +170,7 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["symoc muon (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
     torch.cuda.empty_cache()
+    rows["symoc muon, no auto graph"] = timed_eager(lm.path, 2, a)
     # The same with the standard bf16 iteration for every group (no Gram path).
     os.environ["SYMOC_CUDA_NS"] = "standard"
     named = params_of(lm, 2)

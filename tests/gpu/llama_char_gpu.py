@@ -69,6 +69,16 @@ def symoc_opt(model, lib, policy):
     return opt
 
 
+def symoc_opt_eager(model, lib, policy):
+    """symoc_opt with the backend's automatic CUDA graphs off (SYMOC_CUDA_GRAPH=0, read at
+    create_cuda): every step launches its kernels from the host."""
+    os.environ["SYMOC_CUDA_GRAPH"] = "0"
+    try:
+        return symoc_opt(model, lib, policy)
+    finally:
+        del os.environ["SYMOC_CUDA_GRAPH"]
+
+
 def batch(data, g, config, bsz, dev):
     starts = torch.randint(0, len(data) - config["t"] - 1, (bsz,), generator=g)
     x, y = ex.windows(data, starts, config["t"])
@@ -111,13 +121,14 @@ def curve(args, policy, lib, dev):
                 rules=sorted(set(opt.param_rules().values())))
 
 
-def time_steps(config, bsz, make_opt, warmup, iters, data):
+def time_steps(config, bsz, make_opt, warmup, iters, data, to_none=None):
     dev = torch.device("cuda")
     model = build(config, 0, dev)
     opt = make_opt(model)
     # symoc: gradients kept between steps (its bridge then skips the per-tensor checks: same
     # pointers as the step before); torch: its default, gradients freed (set_to_none).
-    to_none = type(opt).__name__ != "SymocOptimizer"
+    if to_none is None:
+        to_none = type(opt).__name__ != "SymocOptimizer"
     g = torch.Generator().manual_seed(7)
     xs = [batch(data, g, config, bsz, dev) for _ in range(4)]
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
@@ -175,12 +186,17 @@ def timing(args, libs, config, bsz, label, data):
     rows = []
     cases = [("symoc adamw", lambda m: symoc_opt(m, libs["adamw"], "adamw")),
              ("symoc muon", lambda m: symoc_opt(m, libs["muon"], "muon")),
+             ("symoc adamw, no auto graph", lambda m: symoc_opt_eager(m, libs["adamw"], "adamw")),
+             ("symoc muon, no auto graph", lambda m: symoc_opt_eager(m, libs["muon"], "muon")),
+             # torch's default zero_grad: new gradient tensors every step (the caching allocator
+             # usually hands back the same blocks, so the automatic graphs still replay)
+             ("symoc muon, set_to_none", lambda m: symoc_opt(m, libs["muon"], "muon"), True),
              ("torch AdamW fused", torch_adamw),
              ("torch Muon + AdamW fused", torch_muon)]
     n = sum(p.numel() for p in ex.Llama(**config).parameters())
-    for name, mk in cases:
+    for name, mk, *to_none in cases:
         try:
-            ms, last = time_steps(config, bsz, mk, args.warmup, args.iters, data)
+            ms, last = time_steps(config, bsz, mk, args.warmup, args.iters, data, *to_none)
             rows.append(dict(config=label, params=n, batch=bsz, step=name, ms=round(ms, 3),
                              loss_after=round(last, 3)))
         except Exception as e:  # one failure must not hide the other rows

@@ -32,6 +32,13 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    untouched
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
+  autograph.<lib>  the backend's automatic graphs (SYMOC_CUDA_GRAPH unset: a full step that
+                   repeats the last one's tensors is captured, then replayed) == the same 8
+                   steps with SYMOC_CUDA_GRAPH=0, bitwise (weights and state file), under an lr
+                   that changes every step, a gradient tensor replaced at step 3 and a block
+                   multiplier changed at step 5; the captures counted from SYMOC_CUDA_GRAPH=log's
+                   stderr lines: 3 (steps 1, 4, 6), or 0 and one refusal for Shampoo with roots
+                   every 3rd step, 0 for a plan with host-path blocks (never tried)
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
   newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
                    InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the
@@ -648,6 +655,64 @@ def check_graph(lib, tag, expect_refusal=False):
            % (replays, 1 + replays, exact))
 
 
+class stderr_to:
+    """Redirects file descriptor 2 (the runtime's C stderr) into a file for the block."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        self.f = open(self.path, "w")
+        os.dup2(self.f.fileno(), 2)
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.f.close()
+
+
+def check_autograph(lib, tag, expect="capture"):
+    """expect: capture (3 captures), refuse (one refusal line, no capture), none (no line)."""
+    W = init_weights(lib, 12)
+    G = grads(lib, 12, 8)
+    names = [n for n, _, _ in lib.params]
+    mat = next(n for n in names if W[n].dim() == 2)
+    log = "/tmp/symoc_autograph_%s.log" % tag
+
+    def steps(mode):
+        with env_vars(SYMOC_CUDA_GRAPH=mode):
+            opt, params = make(lib, W, DEV)
+        for n in names:  # the same gradient tensors every step (a training loop's .grad)
+            params[n].grad = torch.zeros_like(params[n])
+        for k, gk in enumerate(G):
+            if k == 3:  # a new tensor for one gradient: a new key, stepped eagerly, captured at 4
+                params[mat].grad = torch.empty_like(params[mat])
+            if k == 5:  # a multiplier change: eager at 5, captured again at 6
+                opt.set_block_multiplier(mat, 0.5)
+            opt.param_groups[0]["lr"] = 1e-2 * (1.0 - 0.07 * k)  # read by the replays from the device
+            for n in names:
+                params[n].grad.copy_(gk[n])
+            opt.step()
+        torch.cuda.synchronize()
+        return params, opt.state_dict()["symoc"]["blob"]
+
+    pe, be = steps("0")
+    with stderr_to(log):
+        pg, bg = steps("log")
+    text = open(log).read()
+    caps, refusals = text.count("step captured in a CUDA graph"), text.count("steps not captured")
+    exact = all(torch.equal(pe[n].detach(), pg[n].detach()) for n in names) and torch.equal(be, bg)
+    want = {"capture": (3, 0), "refuse": (0, 1), "none": (0, 0)}[expect]
+    first = next((ln for ln in text.splitlines() if ln.startswith("symoc:")), "")
+    report("autograph.%s" % tag, exact and (caps, refusals) == want,
+           "8 steps (lr schedule, new gradient tensor, multiplier change) == SYMOC_CUDA_GRAPH=0 bitwise: %s; "
+           "captures %d, refusals %d (expected %d, %d)%s"
+           % (exact, caps, refusals, want[0], want[1], ("; " + first[:140]) if first else ""))
+
+
 def check_errors(lib):
     names = [n for n, _, _ in lib.params]
     W = init_weights(lib, 9)
@@ -699,6 +764,8 @@ def main():
              ("subset", lambda: check_subset(by_policy["gpt2_muon"])),
              ("graph.adamw", lambda: check_graph(by_policy["gpt2_adamw"], "adamw")),
              ("graph.muon", lambda: check_graph(by_policy["gpt2_muon"], "muon")),
+             ("autograph.adamw", lambda: check_autograph(by_policy["gpt2_adamw"], "adamw")),
+             ("autograph.muon", lambda: check_autograph(by_policy["gpt2_muon"], "muon")),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):
@@ -712,9 +779,11 @@ def main():
             out.append(("aux.%s" % t, lambda: check_aux(lib, t)))
         if not t.endswith("_f3"):
             out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
-                    ("graph.%s" % t, lambda: check_graph(lib, t))]
+                    ("graph.%s" % t, lambda: check_graph(lib, t)),
+                    ("autograph.%s" % t, lambda: check_autograph(lib, t))]
         else:
-            out.append(("graph.%s" % t, lambda: check_graph(lib, t, expect_refusal=True)))
+            out += [("graph.%s" % t, lambda: check_graph(lib, t, expect_refusal=True)),
+                    ("autograph.%s" % t, lambda: check_autograph(lib, t, "refuse"))]
         return out
     for t, lib in sorted(by_policy.items()):
         if t.endswith("shampoo_newton"):  # SYMOC_CUDA_ROOT=newton on a plan where its root is well posed
@@ -728,6 +797,8 @@ def main():
     if "gpt2_symo_dense" in by_policy:
         steps.append(("graph.symo_dense", lambda: check_graph(by_policy["gpt2_symo_dense"], "symo_dense",
                                                               expect_refusal=True)))
+        steps.append(("autograph.symo_dense", lambda: check_autograph(by_policy["gpt2_symo_dense"], "symo_dense",
+                                                                      "none")))
     mains = {"symo": "symo", "auto": "symo", "shampoo": "shampoo", "shampoo_f3": "shampoo", "lau_su": "lausu",
              "ddc_adam": "adamw", "ddc_muon": "muon", "auto_norm": "muon", "symo_coupled": "symo-coupled",
              "symo_large": "symo",

@@ -5,6 +5,7 @@
 
 #include "kernels.h"
 #include "matrix_rules.h"
+#include "step_graphs.h"
 #include "symoc/cuda/matrix.h"
 #include "symoc/runtime/optimizer_api.h"
 
@@ -140,12 +141,15 @@ struct DeviceOptimizer::Impl {
   std::vector<StepArgs> args; // per group, this step's launch arguments
   StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
   std::vector<uint8_t> active_scratch;
+  StepGraphs graphs; // automatic CUDA graphs of repeated full steps
 
   ~Impl();
   void build();
   void prepare(Group &gr, cudaStream_t s);
   void fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g, const int32_t *dt, float lr,
-                 const float *mult, const std::vector<uint8_t> &active) const;
+                 const float *mult, const std::vector<uint8_t> &active, const float *lr_dev) const;
+  void run(void *const *w, const void *const *g, const int32_t *dt, float lr, const float *mult,
+           const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
   void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
   void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
@@ -314,13 +318,14 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
 
 void DeviceOptimizer::Impl::fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g,
                                       const int32_t *dt, float lr, const float *mult,
-                                      const std::vector<uint8_t> &active) const {
+                                      const std::vector<uint8_t> &active, const float *lr_dev) const {
   a.nslots = int(gr.slots.size());
+  a.lr_scale = lr_dev;
   for (size_t i = 0; i < gr.slots.size(); ++i) {
     const int p = gr.slots[i].param;
     a.w[i] = w[p];
     a.g[i] = g[p];
-    a.lr[i] = lr * mult[p];
+    a.lr[i] = lr_dev ? mult[p] : lr * mult[p];
     a.wbf16[i] = dt && dt[p] == SYMOC_BF16;
     a.gbf16[i] = a.wbf16[i];
     a.active[i] = active[size_t(gr.blocks[i])];
@@ -534,6 +539,29 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
                     m.params[size_t(p)].name + "'");
     }
   }
+  // A full step that repeats the last one's tensors runs as a CUDA graph (step_graphs.h).
+  const bool full = !subset && m.host_blocks.empty();
+  StepGraphs::Key key;
+  if (full && m.graphs.enabled()) {
+    const size_t np = m.params.size();
+    key.ptrs.assign(w, w + np);
+    key.ptrs.insert(key.ptrs.end(), g, g + np);
+    if (dtypes) key.dtypes.assign(dtypes, dtypes + np);
+    key.mult.assign(mult, mult + np);
+    const bool done = m.graphs.step(key, lr, s, [&](cudaStream_t cs, const float *lr_dev) {
+      m.run(w, g, dtypes, lr, mult, active, cs, lr_dev);
+    });
+    if (done) return;
+  }
+  m.run(w, g, dtypes, lr, mult, active, s, nullptr);
+  if (full) m.graphs.remember(std::move(key));
+}
+
+// One step's launches on s (lr_dev: see StepArgs::lr_scale).
+void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int32_t *dtypes, float lr,
+                                const float *mult, const std::vector<uint8_t> &active, cudaStream_t s,
+                                const float *lr_dev) {
+  Impl &m = *this;
   bool any_muon = false;
   for (Group &gr : m.groups) {
     bool any = false;
@@ -542,13 +570,13 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
     any_muon = any_muon || gr.kind == Kind::Muon;
     m.prepare(gr, s);
     StepArgs &a = m.args_of(gr);
-    m.fill_args(gr, a, w, g, dtypes, lr, mult, active);
+    m.fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
     m.run_group(gr, a, s);
   }
   // The matrix rules' inputs (and their Muon blocks' Newton-Schulz inputs).
   bool rules_muon = false;
   if (m.rules) {
-    rules_muon = m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar);
+    rules_muon = m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar, lr_dev);
   }
   if ((any_muon && m.ns_matrix) || rules_muon) {
     // One Newton-Schulz over every Muon group (inactive ones hold zeros or stale finite values
@@ -669,6 +697,7 @@ void DeviceOptimizer::import_from(const State &cst) {
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * nb), "cudaMemset");
   // Legacy-stream memsets and uploads: complete before a step on a non-blocking stream.
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  m.graphs.clear(); // buffers may have been allocated here: capture again
 }
 
 void DeviceOptimizer::zero() {
@@ -682,6 +711,7 @@ void DeviceOptimizer::zero() {
   check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * m.params.size()), "cudaMemset");
   check(cudaMemset(m.cnt.flag, 0, sizeof(int32_t) * m.blocks.size()), "cudaMemset");
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // as in import_from
+  m.graphs.clear();
 }
 
 int64_t DeviceOptimizer::skipped() const {

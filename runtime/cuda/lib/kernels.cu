@@ -108,7 +108,7 @@ __global__ void adam_kernel(const __grid_constant__ StepArgs a, const Chunk *chu
   const double t = double(c.t[s.block] + 1);
   const float inv_bc1 = float(1.0 / (1.0 - pow(double(cfg.b1), t)));
   const float inv_sqrt_bc2 = float(1.0 / sqrt(1.0 - pow(double(cfg.b2), t)));
-  const float lr = a.lr[ch.slot];
+  const float lr = slot_lr(a, ch.slot);
   const float decay = 1.f - lr * (cfg.decoupled ? cfg.wd : 0.f);
   const float l2 = cfg.decoupled ? 0.f : cfg.wd;
   const float b1 = cfg.b1, b2 = cfg.b2, ob1 = 1.f - b1, ob2 = 1.f - b2, eps = cfg.eps;
@@ -144,7 +144,7 @@ __global__ void sgd_kernel(const __grid_constant__ StepArgs a, const Chunk *chun
   const Slot s = slots[ch.slot];
   if (c.flag[s.block]) return;
   const bool first = c.t[s.block] == 0; // torch: the first buffer is d_p itself
-  const float lr = a.lr[ch.slot], wd = cfg.wd, mom = cfg.mom, damp = 1.f - cfg.damp;
+  const float lr = slot_lr(a, ch.slot), wd = cfg.wd, mom = cfg.mom, damp = 1.f - cfg.damp;
   const bool has_buf = mom != 0.f, nest = cfg.nesterov;
   void *w = a.w[ch.slot];
   const void *g = a.g[ch.slot];
@@ -216,7 +216,7 @@ __global__ void adam_mini_kernel(const __grid_constant__ StepArgs a, const Chunk
     denom_s = float(sqrt(double(vk) / bc2)) + cfg.eps;
   }
   __syncthreads();
-  const float denom = denom_s, lr = a.lr[ch.slot], decay = 1.f - lr * cfg.wd;
+  const float denom = denom_s, lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd;
   float *m = s.s0;
   for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x) {
     const float mj = m[j] * cfg.b1 + ld1(g, gb, j) * (1.f - cfg.b1);
@@ -312,7 +312,7 @@ __global__ void muon_apply_kernel(const __grid_constant__ StepArgs a, const Chun
                        : static_cast<const void *>(static_cast<const uint16_t *>(O) + int64_t(ch.slot) * s.n);
   void *w = a.w[ch.slot];
   const bool wb = a.wbf16[ch.slot];
-  const float lr = a.lr[ch.slot], decay = 1.f - lr * cfg.wd, scale = OF32 ? 1.f : cfg.scale;
+  const float lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd, scale = OF32 ? 1.f : cfg.scale;
   sweep(ch.off, ch.len, aligned(w, wb ? 8 : 16) && aligned(o, OF32 ? 16 : 8), [&](int64_t j, int k) {
     float W[4], D[4];
     if (k == 4) ld4(w, wb, j, W), ld4(o, !OF32, j, D);
@@ -327,8 +327,11 @@ __global__ void muon_apply_kernel(const __grid_constant__ StepArgs a, const Chun
   });
 }
 
+__global__ void set_scalar_kernel(float *dst, float v) { *dst = v; }
+
 } // namespace
 
+void launch_set_scalar(float *dst, float v, cudaStream_t s) { set_scalar_kernel<<<1, 1, 0, s>>>(dst, v); }
 void launch_check(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                   cudaStream_t s) {
   if (nchunks) check_kernel<<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c);

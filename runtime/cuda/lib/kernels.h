@@ -23,7 +23,10 @@ constexpr int64_t grid_y_for(int64_t n) { return n < 1 ? 1 : n < kMaxGridY ? n :
 struct StepArgs {
   void *w[kBatch];
   const void *g[kBatch];
-  float lr[kBatch];       // base lr times the block's multiplier
+  float lr[kBatch];       // base lr times the block's multiplier, or (lr_scale set) the multiplier
+  // Device scalar holding the base lr, or NULL. Set by a step captured in a CUDA graph
+  // (DeviceOptimizer's automatic graphs), so that a replay reads the lr of its own step.
+  const float *lr_scale;
   uint8_t wbf16[kBatch];  // 1: weight is bf16
   uint8_t gbf16[kBatch];
   uint8_t active[kBatch]; // stepped this call
@@ -50,6 +53,14 @@ struct Chunk {
   int64_t len;
 };
 
+#ifdef __CUDACC__
+// A slot's learning rate: lr[slot] times the device base lr when there is one. The same
+// float product as the host's lr * mult, so both paths step bit for bit alike.
+__device__ __forceinline__ float slot_lr(const StepArgs &a, int slot) {
+  return a.lr_scale ? a.lr[slot] * *a.lr_scale : a.lr[slot];
+}
+#endif
+
 struct AdamCfg { float b1, b2, eps, wd; int decoupled; };
 struct SgdCfg { float mom, damp, wd; int nesterov; };
 struct MiniCfg { float b1, b2, eps, wd; int64_t group_rows; };
@@ -63,6 +74,8 @@ struct Counters {
   int64_t *total;  // [1] all skips
 };
 
+// *dst = v on stream s (the base lr of a graph replay).
+void launch_set_scalar(float *dst, float v, cudaStream_t s);
 void launch_check(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                   cudaStream_t s);
 void launch_finalize(const StepArgs &a, const Slot *slots, Counters c, bool count_steps, cudaStream_t s);

@@ -764,7 +764,8 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
 }
 
 bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt, float lr, const float *mult,
-                        const std::vector<uint8_t> &active, cudaStream_t s, std::vector<mx::PolarGroup> &polar) {
+                        const std::vector<uint8_t> &active, cudaStream_t s, std::vector<mx::PolarGroup> &polar,
+                        const float *lr_dev) {
   bool any_muon = false;
   for (auto &gp : groups_) {
     Group &g = *gp;
@@ -786,9 +787,10 @@ bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt
     if (!g.any) continue;
     StepArgs &a = g.args;
     a.nslots = int(g.slots.size());
+    a.lr_scale = lr_dev;
     for (size_t i = 0; i < g.slots.size(); ++i) {
       const int p = g.slots[i].param;
-      a.w[i] = w[p], a.g[i] = g_[p], a.lr[i] = lr * mult[p];
+      a.w[i] = w[p], a.g[i] = g_[p], a.lr[i] = lr_dev ? mult[p] : lr * mult[p];
       a.wbf16[i] = a.gbf16[i] = dt && dt[p] == SYMOC_BF16;
       a.active[i] = active[size_t(g.slots[i].block)];
     }

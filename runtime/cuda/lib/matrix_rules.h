@@ -36,8 +36,10 @@ public:
   std::vector<symoc::cuda::Shape> polar_shapes() const;
   // Stage 1: checks and inputs; fills the polar groups (in polar_shapes() order). Returns
   // whether a Muon-based block is stepped (the caller then runs the Newton-Schulz plan).
+  // lr_dev: NULL, or the device scalar the kernels read the base lr from (StepArgs::lr_scale).
   bool begin(void *const *w, const void *const *g, const int32_t *dt, float lr, const float *mult,
-             const std::vector<uint8_t> &active, cudaStream_t s, std::vector<symoc::cuda::PolarGroup> &polar);
+             const std::vector<uint8_t> &active, cudaStream_t s, std::vector<symoc::cuda::PolarGroup> &polar,
+             const float *lr_dev = nullptr);
   // Stage 2 (after the shared Newton-Schulz): directions, gauges, updates, counters.
   void finish(cudaStream_t s);
 

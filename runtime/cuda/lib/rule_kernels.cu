@@ -108,7 +108,7 @@ __global__ void apply_kernel(const __grid_constant__ StepArgs a, const Chunk *ch
   if (c.flag[s.block]) return;
   void *w = a.w[ch.slot];
   const bool wb = a.wbf16[ch.slot];
-  const float lr = a.lr[ch.slot], decay = 1.f - lr * wd;
+  const float lr = slot_lr(a, ch.slot), decay = 1.f - lr * wd;
   for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x)
     stv(w, wb, j, ldv(w, wb, j) * decay - lr * s.d[j]);
 }
