@@ -39,6 +39,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    multiplier changed at step 5; the captures counted from SYMOC_CUDA_GRAPH=log's
                    stderr lines: 3 (steps 1, 4, 6), or 0 and one refusal for Shampoo with roots
                    every 3rd step, 0 for a plan with host-path blocks (never tried)
+  autograph.subset a blocks subset stepped 4 times: 1 capture, == SYMOC_CUDA_GRAPH=0 bitwise,
+                   the other blocks untouched
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
   newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
                    InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the
@@ -713,6 +715,47 @@ def check_autograph(lib, tag, expect="capture"):
            % (exact, caps, refusals, want[0], want[1], ("; " + first[:140]) if first else ""))
 
 
+def check_autograph_subset(lib):
+    """A blocks subset (a distributed rank's blocks) repeated 4 times: captured at its second
+    step, replayed after; == the same steps with SYMOC_CUDA_GRAPH=0, the other blocks untouched."""
+    api = lib.api
+    n = api.num_params()
+    names = [nm for nm, _, _ in lib.params]
+    W = init_weights(lib, 13)
+    G = grads(lib, 13, 4)
+    blocks = json.loads(lib.plan_json)["blocks"]
+    chosen = [b["id"] for b in blocks[::2]]
+    chosen_names = {p for b in blocks[::2] for p in b["params"]}
+    log = "/tmp/symoc_autograph_subset.log"
+
+    def steps(mode):
+        with env_vars(SYMOC_CUDA_GRAPH=mode):
+            opt, params = make(lib, W, DEV)
+        for nm in names:
+            params[nm].grad = torch.zeros_like(params[nm])
+        w = (ctypes.c_void_p * n)(*[params[nm].data_ptr() for nm in names])
+        g = (ctypes.c_void_p * n)(*[params[nm].grad.data_ptr() for nm in names])
+        sel = (ctypes.c_int32 * len(chosen))(*chosen)
+        rcs = []
+        for gk in G:
+            for nm in names:
+                params[nm].grad.copy_(gk[nm])
+            rcs.append(api.step_cuda(opt._opt, w, g, None, n, sel, len(chosen),
+                                     ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)))
+        torch.cuda.synchronize()
+        return params, rcs
+
+    pe, re_ = steps("0")
+    with stderr_to(log):
+        pg, rg = steps("log")
+    caps = open(log).read().count("step captured in a CUDA graph")
+    exact = all(torch.equal(pe[nm].detach(), pg[nm].detach()) for nm in names)
+    rest = all(torch.equal(pg[nm].detach().cpu(), W[nm]) for nm in names if nm not in chosen_names)
+    ok = exact and rest and caps == 1 and not any(re_) and not any(rg)
+    report("autograph.subset", ok, "4 steps of %d of %d blocks == SYMOC_CUDA_GRAPH=0 bitwise: %s; others untouched: "
+           "%s; captures %d (expected 1); rc %s / %s" % (len(chosen), len(blocks), exact, rest, caps, rg, re_))
+
+
 def check_errors(lib):
     names = [n for n, _, _ in lib.params]
     W = init_weights(lib, 9)
@@ -766,6 +809,7 @@ def main():
              ("graph.muon", lambda: check_graph(by_policy["gpt2_muon"], "muon")),
              ("autograph.adamw", lambda: check_autograph(by_policy["gpt2_adamw"], "adamw")),
              ("autograph.muon", lambda: check_autograph(by_policy["gpt2_muon"], "muon")),
+             ("autograph.subset", lambda: check_autograph_subset(by_policy["gpt2_muon"])),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):

@@ -539,22 +539,24 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
                     m.params[size_t(p)].name + "'");
     }
   }
-  // A full step that repeats the last one's tensors runs as a CUDA graph (step_graphs.h).
-  const bool full = !subset && m.host_blocks.empty();
+  // A step that repeats the last one's tensors and blocks runs as a CUDA graph (step_graphs.h).
+  const bool graphable = m.host_blocks.empty();
   StepGraphs::Key key;
-  if (full && m.graphs.enabled()) {
+  if (graphable && m.graphs.enabled()) {
     const size_t np = m.params.size();
     key.ptrs.assign(w, w + np);
     key.ptrs.insert(key.ptrs.end(), g, g + np);
     if (dtypes) key.dtypes.assign(dtypes, dtypes + np);
     key.mult.assign(mult, mult + np);
+    if (subset) key.subset.assign(subset, subset + nsubset);
+    else key.subset.assign(1, -1);
     const bool done = m.graphs.step(key, lr, s, [&](cudaStream_t cs, const float *lr_dev) {
       m.run(w, g, dtypes, lr, mult, active, cs, lr_dev);
     });
     if (done) return;
   }
   m.run(w, g, dtypes, lr, mult, active, s, nullptr);
-  if (full) m.graphs.remember(std::move(key));
+  if (graphable) m.graphs.remember(std::move(key));
 }
 
 // One step's launches on s (lr_dev: see StepArgs::lr_scale).

@@ -1,7 +1,8 @@
 // Internal: DeviceOptimizer's automatic CUDA graphs. A training loop steps the same tensors
 // every iteration, so the host's launch sequence (hundreds of kernels and GEMMs for a model
-// with many matrices) is the same too; on a small model that host time is the step. A full
-// step whose weights, gradients, dtypes and multipliers equal the previous full step's is
+// with many matrices) is the same too; on a small model that host time is the step. A step
+// whose weights, gradients, dtypes, multipliers and blocks subset (a distributed rank's
+// blocks) equal the previous step's is
 // captured once, on a private stream, and every later step with that key replays it: one
 // graph launch after a one-thread kernel that writes the step's base lr into a device scalar
 // (the captured kernels read the lr from there, StepArgs::lr_scale, so schedules work).
@@ -28,7 +29,10 @@ public:
     std::vector<const void *> ptrs; // weights then gradients
     std::vector<int32_t> dtypes;
     std::vector<float> mult;
-    bool operator==(const Key &o) const { return ptrs == o.ptrs && dtypes == o.dtypes && mult == o.mult; }
+    std::vector<int32_t> subset; // the listed blocks, in call order; {-1} for a full step
+    bool operator==(const Key &o) const {
+      return ptrs == o.ptrs && dtypes == o.dtypes && mult == o.mult && subset == o.subset;
+    }
   };
   // body(stream, lr_dev): issues one whole step on `stream`; lr_dev is the device scalar to
   // read the base lr from (NULL: the lr is the host value, as in an eager step).
@@ -42,7 +46,7 @@ public:
   // Runs the step through a graph when it can (replay, or capture then replay) and returns
   // true; false: the caller runs the step eagerly (and calls remember(k) after it).
   bool step(const Key &k, float lr, cudaStream_t s, const Body &body);
-  // The key of a full eager step that just ran (a repeat of it is captured).
+  // The key of an eager step that just ran (a repeat of it is captured).
   void remember(Key k);
   // Drops every graph (the state was reloaded or zeroed; the next repeat captures again).
   void clear();
