@@ -32,7 +32,7 @@ G=$OUT/gram.log
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))
   timeout $(( 285 - ($(date +%s) - t0) )) python3 bench/gpu/bench_gpu.py --out /tmp/gramset --iters 20 "${sets[@]}" 2>&1 \
-    | tail -30
+    | tail -40
 } > $G 2>&1
 echo "total $(( $(date +%s) - t0 )) s"
 echo "---- summary"
