@@ -15,6 +15,9 @@ the median of --iters steps after --warmup steps:
                                (batched Newton-Schulz per shape group: Gram Newton-Schulz, fp16
                                with one restart, for groups of aspect ratio >= 2, the default;
                                bf16 with fp32 accumulation for the rest) for the matrices
+  symoc muon, dense products   the same with SYMOC_CUDA_NS_SYM=0 (no symmetric products; the
+                               default computes the symmetric r x r products of sides >= 2048
+                               as their upper part)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
@@ -171,6 +174,15 @@ def bench_set(name, adamw_lib, muon_lib, a):
     del opt, named
     torch.cuda.empty_cache()
     rows["symoc muon, no auto graph"] = timed_eager(lm.path, 2, a)
+    # The same without symmetric products (the default uses them on sides >= 2048).
+    os.environ["SYMOC_CUDA_NS_SYM"] = "0"
+    named = params_of(lm, 2)
+    opt = SymocOptimizer(named, library=muon_lib, lr=1e-3)
+    del os.environ["SYMOC_CUDA_NS_SYM"]
+    rows["symoc muon, dense products"] = timed(opt.step, a.warmup, a.iters)
+    rows["symoc muon, dense products (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
+    del opt, named
+    torch.cuda.empty_cache()
     # The same with the standard bf16 iteration for every group (no Gram path).
     os.environ["SYMOC_CUDA_NS"] = "standard"
     named = params_of(lm, 2)

@@ -28,6 +28,9 @@ G=$OUT/gram.log
   echo "== SYMOC_CUDA_NS=standard: GPU checks"
   SYMOC_CUDA_NS=standard timeout 40 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
     $(lib gpt2_ddc_muon) $(lib llama_auto) $(lib llama_ddc_muon) 2>&1
+  echo "== SYMOC_CUDA_NS_SYM=1 (symmetric products on every side): Muon agreement checks"
+  SYMOC_CUDA_NS_SYM=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon"
   echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))
@@ -37,6 +40,6 @@ G=$OUT/gram.log
 echo "total $(( $(date +%s) - t0 )) s"
 echo "---- summary"
 grep -E "^FAIL|checks passed|aux\.|^PASS (newton|graph\.newton)" /tmp/symoc-matrix-rules/gpu_tests.log | tail -36
-grep -E "checks passed|^FAIL|torch_muon|agree.gpt2_muon" $G | head -8
-grep -E "^\| (symoc muon|torch Muon)|^\*\*" $G | head -14
+grep -E "checks passed|^FAIL|torch_muon|agree.gpt2_muon" $G | head -14
+grep -E "^\| (symoc muon|torch Muon)|^\*\*" $G | head -24
 [ -f $OUT/bench_gpu.md ] && tail -12 $OUT/bench_gpu.md

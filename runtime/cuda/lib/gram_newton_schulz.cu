@@ -152,7 +152,7 @@ struct GramNewtonSchulz::Impl {
       c.square.lda = c.square.ldb = c.square.ldc = c.ldr;
       c.square.sA = c.square.sB = c.square.sC = c.sr;
       c.square.batch = c.count;
-      c.sym = tune.symmetric_products && c.r >= 2;
+      c.sym = tune.symmetric_for(c.r);
       if (c.sym) c.square_sym.setup(e, c.square, tune.lt);
       else c.square.setup(e, tune.lt);
     }
@@ -164,7 +164,7 @@ struct GramNewtonSchulz::Impl {
       b.gram.m = b.r, b.gram.n = b.r, b.gram.k = b.k;
       b.gram.lda = b.ldk, b.gram.ldb = b.ldk, b.gram.ldc = c.ldr;
       b.gram.sA = b.sx, b.gram.sB = b.sx, b.gram.sC = c.sr, b.gram.batch = b.count;
-      b.sym = tune.symmetric_products && b.r >= 2;
+      b.sym = tune.symmetric_for(b.r);
       if (b.sym) b.gram_sym.setup(e, b.gram, tune.lt);
       else b.gram.setup(e, tune.lt);
       // X' = Q X: column-major X'cm (k x r) = Xcm (k x r) Qstored (r x r).

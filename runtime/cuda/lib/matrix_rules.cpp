@@ -189,9 +189,13 @@ mx::NsTuning ns_tuning_from_env() {
   if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
   const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
   if (lt && std::string(lt) == "0") t.lt = false;
-  // SYMOC_CUDA_NS_SYM=1: NsTuning::symmetric_products (opt-in until measured on a GPU).
+  // Symmetric products where they pay (r >= kSymmetricMinSide, measured on an H200:
+  // docs/benchmarks.md, "Symmetric products"); SYMOC_CUDA_NS_SYM=1: on every side, 0: off.
+  t.symmetric_products = true;
+  t.symmetric_min_side = mx::kSymmetricMinSide;
   const char *sym = std::getenv("SYMOC_CUDA_NS_SYM");
-  if (sym && std::string(sym) == "1") t.symmetric_products = true;
+  if (sym && std::string(sym) == "1") t.symmetric_min_side = 2;
+  if (sym && std::string(sym) == "0") t.symmetric_products = false;
   return t;
 }
 

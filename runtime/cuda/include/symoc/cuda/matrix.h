@@ -226,15 +226,21 @@ struct NsTuning {
   double gram_min_aspect = 0;
   NsHalf gram_half = NsHalf::FP16;
   int gram_restart = 2;
-  // Symmetric products (opt-in until measured on a GPU, docs/benchmarks.md): every r x r
-  // product known to be symmetric (A = X X^T and A A of the standard iteration; R = X X^T,
-  // R R, Q Z, R Z, Z W of the Gram path) computes
-  // only its upper part, as two GEMMs (rows [0, h) x all columns, and the trailing
-  // (r - h) x (r - h) block, h ~ r / 2) plus a kernel mirroring the upper triangle: 0.75x the
-  // FLOPs, each element the same full-length fp32-accumulated dot product, the result exactly
-  // symmetric.
+  // Symmetric products (docs/benchmarks.md, "Symmetric products"): every r x r product known
+  // to be symmetric (A = X X^T and A A of the standard iteration; R = X X^T, R R, Q Z, R Z,
+  // Z W of the Gram path) with r >= symmetric_min_side computes only its upper part, as two
+  // GEMMs (rows [0, h) x all columns, and the trailing (r - h) x (r - h) block, h ~ r / 2) plus
+  // a kernel mirroring the upper triangle: 0.75x the FLOPs, each element the same
+  // full-length fp32-accumulated dot product, the result exactly symmetric. Off in the
+  // library's NsTuning; the optimizers' (ns_tuning_from_env) use it from kSymmetricMinSide.
   bool symmetric_products = false;
+  int64_t symmetric_min_side = 2;
+  bool symmetric_for(int64_t r) const { return symmetric_products && r >= 2 && r >= symmetric_min_side; }
 };
+// The side from which symmetric products pay on an H200 (measured, session 9: the half-size
+// GEMMs and the mirror run below the dense rate, 1.18x the Newton-Schulz time on GPT-2 small's
+// r = 768, 0.97x on LLaMA-1B's r = 2048).
+constexpr int64_t kSymmetricMinSide = 2048;
 class NewtonSchulzPlan {
 public:
   NewtonSchulzPlan(Engine &, std::vector<Shape> groups, PolarIteration = PolarIteration::NewtonSchulz, int steps = 5,
