@@ -129,17 +129,26 @@ def adamw_groups(named, hp):
     return [{"params": v, "betas": (k[0], k[1]), "eps": k[2], "weight_decay": k[3]} for k, v in groups.items()]
 
 
-def timed_eager(lib_path, seed, a):
-    """A library's step with the backend's automatic graphs off (SYMOC_CUDA_GRAPH=0): every step
-    launches its kernels from the host, as before session 9."""
-    os.environ["SYMOC_CUDA_GRAPH"] = "0"
-    named = params_of(load_library(lib_path), seed)
-    opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
-    del os.environ["SYMOC_CUDA_GRAPH"]
-    t = timed(opt.step, a.warmup, a.iters)
+def time_variant(rows, label, lib_path, seed, a, env, eager=True, graph=True):
+    """rows[label] (symoc.torch's step) and rows[label + " (graph)"] (torch.cuda.graph around it)
+    for the library made under the environment `env` (read at create_cuda)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        named = params_of(load_library(lib_path), seed)
+        opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+    if eager:
+        rows[label] = timed(opt.step, a.warmup, a.iters)
+    if graph:
+        rows[label + " (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
     torch.cuda.empty_cache()
-    return t
 
 
 def bench_set(name, adamw_lib, muon_lib, a):
@@ -153,7 +162,7 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["symoc adamw"] = timed(opt.step, a.warmup, a.iters)
     rows["symoc adamw (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
-    rows["symoc adamw, no auto graph"] = timed_eager(la.path, 1, a)
+    time_variant(rows, "symoc adamw, no auto graph", adamw_lib, 1, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     named = params_of(la, 1)
     hp = hyper(la)
     topt = torch.optim.AdamW(adamw_groups(named, hp), lr=1e-3, fused=True)
@@ -173,33 +182,13 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["symoc muon (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
     del opt, named
     torch.cuda.empty_cache()
-    rows["symoc muon, no auto graph"] = timed_eager(lm.path, 2, a)
-    # The same without symmetric products (the default uses them on sides >= 2048).
-    os.environ["SYMOC_CUDA_NS_SYM"] = "0"
-    named = params_of(lm, 2)
-    opt = SymocOptimizer(named, library=muon_lib, lr=1e-3)
-    del os.environ["SYMOC_CUDA_NS_SYM"]
-    rows["symoc muon, dense products"] = timed(opt.step, a.warmup, a.iters)
-    rows["symoc muon, dense products (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
-    del opt, named
-    torch.cuda.empty_cache()
-    # The same with the standard bf16 iteration for every group (no Gram path).
-    os.environ["SYMOC_CUDA_NS"] = "standard"
-    named = params_of(lm, 2)
-    opt = SymocOptimizer(named, library=muon_lib, lr=1e-3)
-    del os.environ["SYMOC_CUDA_NS"]
-    rows["symoc muon, standard NS"] = timed(opt.step, a.warmup, a.iters)
-    rows["symoc muon, standard NS (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
-    del opt, named
-    torch.cuda.empty_cache()
-    # The same with the backend's own cuBLAS Newton-Schulz loop instead of gpumatrix's plan.
-    os.environ["SYMOC_CUDA_NS"] = "own"
-    named = params_of(lm, 2)
-    opt = SymocOptimizer(named, library=muon_lib, lr=1e-3)
-    del os.environ["SYMOC_CUDA_NS"]
-    rows["symoc muon, own NS loop (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
-    del opt, named
-    torch.cuda.empty_cache()
+    # SYMOC_CUDA_GRAPH=0: every launch from the host; SYMOC_CUDA_NS_SYM=0: no symmetric products
+    # (the default uses them on sides >= 2048); SYMOC_CUDA_NS=standard: the bf16 iteration for
+    # every group (no Gram path); =own: the backend's own cuBLAS loop instead of gpumatrix's plan.
+    time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
+    time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
+    time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
+    time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)
     mu = [p for n, p in named if hp[n][0] == "muon"]
     h0 = next(h for k, h in hp.values() if k == "muon")
