@@ -40,7 +40,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    stderr lines: 3 (steps 1, 4, 6), or 0 and one refusal for Shampoo with roots
                    every 3rd step, 0 for a plan with host-path blocks (never tried)
   autograph.subset a blocks subset stepped 4 times: 1 capture, == SYMOC_CUDA_GRAPH=0 bitwise,
-                   the other blocks untouched
+                   the other blocks untouched; autograph.muon_bf16: the muon library's check on
+                   bf16 weights and gradients
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
   newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
                    InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the
@@ -676,9 +677,9 @@ class stderr_to:
         self.f.close()
 
 
-def check_autograph(lib, tag, expect="capture"):
+def check_autograph(lib, tag, expect="capture", dtype=torch.float32):
     """expect: capture (3 captures), refuse (one refusal line, no capture), none (no line)."""
-    W = init_weights(lib, 12)
+    W = init_weights(lib, 12, dtype)
     G = grads(lib, 12, 8)
     names = [n for n, _, _ in lib.params]
     mat = next(n for n in names if W[n].dim() == 2)
@@ -810,6 +811,8 @@ def main():
              ("autograph.adamw", lambda: check_autograph(by_policy["gpt2_adamw"], "adamw")),
              ("autograph.muon", lambda: check_autograph(by_policy["gpt2_muon"], "muon")),
              ("autograph.subset", lambda: check_autograph_subset(by_policy["gpt2_muon"])),
+             ("autograph.muon_bf16", lambda: check_autograph(by_policy["gpt2_muon"], "muon_bf16",
+                                                             dtype=torch.bfloat16)),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):
