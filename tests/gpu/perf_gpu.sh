@@ -36,6 +36,8 @@ G=$OUT/gram.log
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))
   timeout $(( 285 - ($(date +%s) - t0) )) python3 bench/gpu/bench_gpu.py --out /tmp/gramset --iters 20 "${sets[@]}" 2>&1 \
     | tail -40
+  # the sets' JSON on one line (bench/gpu/plot.py reads it: grep '^SETS_JSON ' | cut -c11-)
+  [ -f /tmp/gramset/bench_gpu.json ] && echo "SETS_JSON $(python3 -c 'import json; print(json.dumps(json.load(open("/tmp/gramset/bench_gpu.json"))))')"
 } > $G 2>&1
 echo "total $(( $(date +%s) - t0 )) s"
 echo "---- summary"
