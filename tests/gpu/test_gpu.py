@@ -41,7 +41,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    every 3rd step, 0 for a plan with host-path blocks (never tried)
   autograph.subset a blocks subset stepped 4 times: 1 capture, == SYMOC_CUDA_GRAPH=0 bitwise,
                    the other blocks untouched; autograph.muon_bf16: the muon library's check on
-                   bf16 weights and gradients
+                   bf16 weights and gradients; autograph.alternate: two gradient sets used in
+                   turn, each captured on its second use (2 captures), == eager bitwise
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
   newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
                    InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the
@@ -716,6 +717,38 @@ def check_autograph(lib, tag, expect="capture", dtype=torch.float32):
            % (exact, caps, refusals, want[0], want[1], ("; " + first[:140]) if first else ""))
 
 
+def check_autograph_alternate(lib):
+    """Two sets of gradient tensors used in turn (what zero_grad(set_to_none=True) can give when
+    the caching allocator alternates blocks): each set is captured on its second use (steps 2
+    and 3), then both replay; == SYMOC_CUDA_GRAPH=0 bitwise."""
+    W = init_weights(lib, 14)
+    G = grads(lib, 14, 6)
+    names = [n for n, _, _ in lib.params]
+    log = "/tmp/symoc_autograph_alternate.log"
+
+    def steps(mode):
+        with env_vars(SYMOC_CUDA_GRAPH=mode):
+            opt, params = make(lib, W, DEV)
+        sets = [{n: torch.zeros_like(params[n]) for n in names} for _ in range(2)]
+        for k, gk in enumerate(G):
+            for n in names:
+                params[n].grad = sets[k % 2][n]
+                params[n].grad.copy_(gk[n])
+            opt.param_groups[0]["lr"] = 1e-2 * (1.0 - 0.1 * k)
+            opt.step()
+        torch.cuda.synchronize()
+        return params
+
+    pe = steps("0")
+    with stderr_to(log):
+        pg = steps("log")
+    caps = open(log).read().count("step captured in a CUDA graph")
+    exact = all(torch.equal(pe[n].detach(), pg[n].detach()) for n in names)
+    report("autograph.alternate", exact and caps == 2,
+           "6 steps on two alternating gradient sets == SYMOC_CUDA_GRAPH=0 bitwise: %s; captures %d (expected 2)"
+           % (exact, caps))
+
+
 def check_autograph_subset(lib):
     """A blocks subset (a distributed rank's blocks) repeated 4 times: captured at its second
     step, replayed after; == the same steps with SYMOC_CUDA_GRAPH=0, the other blocks untouched."""
@@ -811,6 +844,7 @@ def main():
              ("autograph.adamw", lambda: check_autograph(by_policy["gpt2_adamw"], "adamw")),
              ("autograph.muon", lambda: check_autograph(by_policy["gpt2_muon"], "muon")),
              ("autograph.subset", lambda: check_autograph_subset(by_policy["gpt2_muon"])),
+             ("autograph.alternate", lambda: check_autograph_alternate(by_policy["gpt2_muon"])),
              ("autograph.muon_bf16", lambda: check_autograph(by_policy["gpt2_muon"], "muon_bf16",
                                                              dtype=torch.bfloat16)),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]

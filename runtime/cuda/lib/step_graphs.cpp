@@ -23,13 +23,13 @@ StepGraphs::~StepGraphs() {
 void StepGraphs::clear() {
   for (Entry &e : graphs_) cudaGraphExecDestroy(e.exec);
   graphs_.clear();
-  have_last_ = false;
+  seen_.clear();
 }
 
 void StepGraphs::remember(Key k) {
   if (!enabled()) return;
-  last_ = std::move(k);
-  have_last_ = true;
+  if (seen_.size() == kMaxGraphs) seen_.erase(seen_.begin());
+  seen_.push_back(std::move(k));
 }
 
 void StepGraphs::refuse(const std::string &why) {
@@ -50,7 +50,9 @@ bool StepGraphs::step(const Key &k, float lr, cudaStream_t s, const Body &body) 
   for (Entry &e : graphs_)
     if (e.key == k) hit = &e;
   if (!hit) {
-    if (!have_last_ || !(last_ == k)) return false;
+    bool repeat = false;
+    for (const Key &s : seen_) repeat = repeat || s == k;
+    if (!repeat) return false;
     if (!capture(k, body)) return false;
     hit = &graphs_.back();
   } else {

@@ -2,8 +2,8 @@
 // every iteration, so the host's launch sequence (hundreds of kernels and GEMMs for a model
 // with many matrices) is the same too; on a small model that host time is the step. A step
 // whose weights, gradients, dtypes, multipliers and blocks subset (a distributed rank's
-// blocks) equal the previous step's is
-// captured once, on a private stream, and every later step with that key replays it: one
+// blocks) equal one of the last few steps' is captured once, on a private stream, and every
+// later step with that key replays it: one
 // graph launch after a one-thread kernel that writes the step's base lr into a device scalar
 // (the captured kernels read the lr from there, StepArgs::lr_scale, so schedules work).
 //
@@ -46,7 +46,9 @@ public:
   // Runs the step through a graph when it can (replay, or capture then replay) and returns
   // true; false: the caller runs the step eagerly (and calls remember(k) after it).
   bool step(const Key &k, float lr, cudaStream_t s, const Body &body);
-  // The key of an eager step that just ran (a repeat of it is captured).
+  // The key of an eager step that just ran (a repeat of any of the last few is captured:
+  // gradients freed by zero_grad(set_to_none=True) may come back in two alternating sets of
+  // blocks).
   void remember(Key k);
   // Drops every graph (the state was reloaded or zeroed; the next repeat captures again).
   void clear();
@@ -67,8 +69,7 @@ private:
   Mode mode_ = Mode::On;
   std::string refused_;
   std::vector<Entry> graphs_; // at most kMaxGraphs, least recently used replaced
-  Key last_;
-  bool have_last_ = false;
+  std::vector<Key> seen_; // keys of the last kMaxGraphs eager steps, newest last
   cudaStream_t capture_stream_ = nullptr;
   float *lr_dev_ = nullptr;
   uint64_t clock_ = 0;
