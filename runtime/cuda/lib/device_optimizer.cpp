@@ -141,7 +141,7 @@ struct DeviceOptimizer::Impl {
   std::vector<StepArgs> args; // per group, this step's launch arguments
   StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
   std::vector<uint8_t> active_scratch;
-  StepGraphs graphs; // automatic CUDA graphs of repeated full steps
+  StepGraphs graphs; // automatic CUDA graphs of repeated steps
 
   ~Impl();
   void build();
@@ -539,7 +539,7 @@ void DeviceOptimizer::step(void *const *w, const void *const *g, const int32_t *
                     m.params[size_t(p)].name + "'");
     }
   }
-  // A step that repeats the last one's tensors and blocks runs as a CUDA graph (step_graphs.h).
+  // A step that repeats a recent one's tensors and blocks runs as a CUDA graph (step_graphs.h).
   const bool graphable = m.host_blocks.empty();
   StepGraphs::Key key;
   if (graphable && m.graphs.enabled()) {

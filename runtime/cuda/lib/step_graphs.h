@@ -3,9 +3,9 @@
 // with many matrices) is the same too; on a small model that host time is the step. A step
 // whose weights, gradients, dtypes, multipliers and blocks subset (a distributed rank's
 // blocks) equal one of the last few steps' is captured once, on a private stream, and every
-// later step with that key replays it: one
-// graph launch after a one-thread kernel that writes the step's base lr into a device scalar
-// (the captured kernels read the lr from there, StepArgs::lr_scale, so schedules work).
+// later step with that key replays it: one graph launch after a one-thread kernel that writes
+// the step's base lr into a device scalar (the captured kernels read the lr from there,
+// StepArgs::lr_scale, so schedules work).
 //
 // SYMOC_CUDA_GRAPH: unset or 1: on; 0: off; log: on, and one stderr line per capture or
 // refusal. A capture that fails (a host-path block, Shampoo roots refreshed every f > 1
@@ -24,7 +24,8 @@ namespace symoc::rt::cuda::detail {
 
 class StepGraphs {
 public:
-  // What a captured step depends on besides the lr: the tensors, their dtypes, multipliers.
+  // What a captured step depends on besides the lr: the tensors, their dtypes, the
+  // multipliers and the blocks stepped.
   struct Key {
     std::vector<const void *> ptrs; // weights then gradients
     std::vector<int32_t> dtypes;
