@@ -14,7 +14,9 @@
    the CPU, and fp32 GEMMs differ in summation order, so the curves drift apart slowly).
 2. time: whole training step (zero_grad + forward + loss + backward + optimizer step),
    median of CUDA-event timings after warm-up (symoc: zero_grad(set_to_none=False), so
-   its bridge takes the fast path; torch: its default set_to_none=True), for symoc adamw, symoc muon, torch AdamW
+   its bridge takes the fast path; torch: its default set_to_none=True), for symoc adamw, symoc
+   muon (each also with SYMOC_CUDA_GRAPH=0, and muon with set_to_none=True; every symoc row
+   counts the backend's automatic-graph captures from SYMOC_CUDA_GRAPH=log), torch AdamW
    (fused=True) and torch.optim.Muon (hidden matrices) + AdamW fused (embedding, head,
    norms, as torch's Muon documentation says), on the example's config (3.0 M parameters,
    batch 16 x 128) and, with --lib25, a 25 M-parameter config of the same model (d 512,
@@ -30,6 +32,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -69,10 +72,11 @@ def symoc_opt(model, lib, policy):
     return opt
 
 
-def symoc_opt_eager(model, lib, policy):
-    """symoc_opt with the backend's automatic CUDA graphs off (SYMOC_CUDA_GRAPH=0, read at
-    create_cuda): every step launches its kernels from the host."""
-    os.environ["SYMOC_CUDA_GRAPH"] = "0"
+def symoc_opt_graph(model, lib, policy, mode="log"):
+    """symoc_opt with SYMOC_CUDA_GRAPH=mode (read at create_cuda): "log" (the default
+    behaviour, plus one stderr line per capture, counted by time_steps), or "0" (the backend's
+    automatic CUDA graphs off: every step launches its kernels from the host)."""
+    os.environ["SYMOC_CUDA_GRAPH"] = mode
     try:
         return symoc_opt(model, lib, policy)
     finally:
@@ -133,19 +137,37 @@ def time_steps(config, bsz, make_opt, warmup, iters, data, to_none=None):
     xs = [batch(data, g, config, bsz, dev) for _ in range(4)]
     ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
           for _ in range(iters)]
-    for i in range(warmup + iters):
-        x, y = xs[i % len(xs)]
-        if i >= warmup:
-            ev[i - warmup][0].record()
-        opt.zero_grad(set_to_none=to_none)
-        loss_of(model, x, y, config["vocab"]).backward()
-        opt.step()
-        if i >= warmup:
-            ev[i - warmup][1].record()
-    torch.cuda.synchronize()
+    # The runtime's stderr (fd 2) into a file while stepping: SYMOC_CUDA_GRAPH=log's capture
+    # lines say whether the automatic graphs replayed (other lines are passed on after).
+    log = tempfile.TemporaryFile(mode="w+")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    try:
+        for i in range(warmup + iters):
+            x, y = xs[i % len(xs)]
+            if i >= warmup:
+                ev[i - warmup][0].record()
+            opt.zero_grad(set_to_none=to_none)
+            loss_of(model, x, y, config["vocab"]).backward()
+            opt.step()
+            if i >= warmup:
+                ev[i - warmup][1].record()
+        torch.cuda.synchronize()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+    log.seek(0)
+    lines = log.read().splitlines()
+    log.close()
+    captures = sum("step captured in a CUDA graph" in ln for ln in lines)
+    for ln in lines:
+        if not ln.startswith("symoc: "):
+            print(ln, file=sys.stderr)
     ms = [a.elapsed_time(b) for a, b in ev]
     last = loss_of(model, *xs[0], config["vocab"]).item()
-    return statistics.median(ms), last
+    return statistics.median(ms), last, captures
 
 
 def torch_adamw(model):
@@ -184,21 +206,22 @@ def torch_muon(model):
 
 def timing(args, libs, config, bsz, label, data):
     rows = []
-    cases = [("symoc adamw", lambda m: symoc_opt(m, libs["adamw"], "adamw")),
-             ("symoc muon", lambda m: symoc_opt(m, libs["muon"], "muon")),
-             ("symoc adamw, no auto graph", lambda m: symoc_opt_eager(m, libs["adamw"], "adamw")),
-             ("symoc muon, no auto graph", lambda m: symoc_opt_eager(m, libs["muon"], "muon")),
+    cases = [("symoc adamw", lambda m: symoc_opt_graph(m, libs["adamw"], "adamw")),
+             ("symoc muon", lambda m: symoc_opt_graph(m, libs["muon"], "muon")),
+             ("symoc adamw, no auto graph", lambda m: symoc_opt_graph(m, libs["adamw"], "adamw", "0")),
+             ("symoc muon, no auto graph", lambda m: symoc_opt_graph(m, libs["muon"], "muon", "0")),
              # torch's default zero_grad: new gradient tensors every step (the caching allocator
-             # usually hands back the same blocks, so the automatic graphs still replay)
-             ("symoc muon, set_to_none", lambda m: symoc_opt(m, libs["muon"], "muon"), True),
+             # usually hands back the same blocks, so the automatic graphs still replay; the
+             # row's graph_captures says how many keys were captured)
+             ("symoc muon, set_to_none", lambda m: symoc_opt_graph(m, libs["muon"], "muon"), True),
              ("torch AdamW fused", torch_adamw),
              ("torch Muon + AdamW fused", torch_muon)]
     n = sum(p.numel() for p in ex.Llama(**config).parameters())
     for name, mk, *to_none in cases:
         try:
-            ms, last = time_steps(config, bsz, mk, args.warmup, args.iters, data, *to_none)
+            ms, last, captures = time_steps(config, bsz, mk, args.warmup, args.iters, data, *to_none)
             rows.append(dict(config=label, params=n, batch=bsz, step=name, ms=round(ms, 3),
-                             loss_after=round(last, 3)))
+                             loss_after=round(last, 3), graph_captures=captures))
         except Exception as e:  # one failure must not hide the other rows
             rows.append(dict(config=label, params=n, batch=bsz, step=name, ms=None,
                              error="%s: %s" % (type(e).__name__, str(e)[:300])))
@@ -299,12 +322,13 @@ def main():
             print("| %s | %.4f (%d) | %.4f | %.4f | %.4f | %.4f | %s |" % (
                 p, c["max_abs_diff"], c["at_step"], c["mean_abs_diff"], c["val_gpu"],
                 c["val_cpu"], c["val_rel_diff"], "yes" if c["ok"] else "NO"))
-    print("\n| config | step | ms (median) | vs torch AdamW fused |")
-    print("| --- | --- | --- | --- |")
+    print("\n| config | step | ms (median) | vs torch AdamW fused | graph captures |")
+    print("| --- | --- | --- | --- | --- |")
     for r in result["timing"]:
-        print("| %s, batch %d | %s | %s | %s |" % (
+        print("| %s, batch %d | %s | %s | %s | %s |" % (
             r["config"], r["batch"], r["step"], r["ms"] if r["ms"] is not None else
-            "error: " + r.get("error", "")[:150], r["vs_torch_adamw"]))
+            "error: " + r.get("error", "")[:150], r["vs_torch_adamw"],
+            r["graph_captures"] if r["step"].startswith("symoc") and "graph_captures" in r else ""))
     return 0 if ok else 1
 
 
