@@ -32,8 +32,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    untouched
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
-  autograph.<lib>  the backend's automatic graphs (SYMOC_CUDA_GRAPH unset: a full step that
-                   repeats the last one's tensors is captured, then replayed) == the same 8
+  autograph.<lib>  the backend's automatic graphs (SYMOC_CUDA_GRAPH unset: a step that repeats
+                   one of the last 4 steps' tensors is captured, then replayed) == the same 8
                    steps with SYMOC_CUDA_GRAPH=0, bitwise (weights and state file), under an lr
                    that changes every step, a gradient tensor replaced at step 3 and a block
                    multiplier changed at step 5; the captures counted from SYMOC_CUDA_GRAPH=log's
