@@ -51,12 +51,10 @@ bool StepGraphs::step(const Key &k, float lr, cudaStream_t s, const Body &body) 
     if (e.key == k) hit = &e;
   if (!hit) {
     bool repeat = false;
-    for (const Key &s : seen_) repeat = repeat || s == k;
+    for (const Key &old : seen_) repeat = repeat || old == k;
     if (!repeat) return false;
     if (!capture(k, body)) return false;
     hit = &graphs_.back();
-  } else {
-    ++replays_;
   }
   hit->used = ++clock_;
   launch_set_scalar(lr_dev_, lr, s);
@@ -118,7 +116,6 @@ bool StepGraphs::capture(const Key &k, const Body &body) {
     graphs_.erase(graphs_.begin() + long(old));
   }
   graphs_.push_back(Entry{k, exec, 0});
-  ++captures_;
   if (mode_ == Mode::Log)
     std::fprintf(stderr, "symoc: step captured in a CUDA graph (%zu nodes; %zu graph(s) cached)\n", nodes,
                  graphs_.size());

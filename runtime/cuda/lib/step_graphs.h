@@ -54,8 +54,6 @@ public:
   // Drops every graph (the state was reloaded or zeroed; the next repeat captures again).
   void clear();
   bool enabled() const { return mode_ != Mode::Off && refused_.empty(); }
-  int64_t captures() const { return captures_; }
-  int64_t replays() const { return replays_; }
 
 private:
   enum class Mode { Off, On, Log };
@@ -74,7 +72,6 @@ private:
   cudaStream_t capture_stream_ = nullptr;
   float *lr_dev_ = nullptr;
   uint64_t clock_ = 0;
-  int64_t captures_ = 0, replays_ = 0;
   static constexpr size_t kMaxGraphs = 4;
 };
 
