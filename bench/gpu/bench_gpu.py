@@ -18,6 +18,9 @@ the median of --iters steps after --warmup steps:
   symoc muon, dense products   the same with SYMOC_CUDA_NS_SYM=0 (no symmetric products; the
                                default computes the symmetric r x r products of sides >= 2048
                                as their upper part)
+  symoc muon, tuned GEMMs      the same with SYMOC_CUDA_GEMM_TUNE=1 (the first step times
+                               cuBLASLt's first 8 heuristic algorithms of every Newton-Schulz
+                               GEMM and keeps the fastest)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
@@ -187,6 +190,7 @@ def bench_set(name, adamw_lib, muon_lib, a):
     # every group (no Gram path); =own: the backend's own cuBLAS loop instead of gpumatrix's plan.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
+    time_variant(rows, "symoc muon, tuned GEMMs", muon_lib, 2, a, {"SYMOC_CUDA_GEMM_TUNE": "1"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)

@@ -1,7 +1,8 @@
 // Microbenchmark of the batched matrix kernels on one GPU: the bf16 GEMM rate (8192^3), batched
 // Newton-Schulz over GPT-2-small's 48 hidden matrices (variants and CUDA-graph replay) against
 // the NS FLOP bound at that rate, standard vs Gram Newton-Schulz on the GPT-2 and LLaMA-1B
-// sets and an aspect-ratio sweep, and batched inverse roots (Shampoo) by eigendecomposition.
+// sets (dense and symmetric products, with and without timing the GEMM algorithms on the first
+// run) and an aspect-ratio sweep, and batched inverse roots (Shampoo) by eigendecomposition.
 // Medians of event-timed runs after warm-up; random data. Usage: symoc_gpu_matrix_bench [out.json]
 #include "gpu_util.h"
 
@@ -164,14 +165,18 @@ int main(int argc, char **argv) {
       double aspect;
       cu::NsHalf half;
       int restart;
-      bool sym = false; // NsTuning::symmetric_products
+      bool sym = false;  // NsTuning::symmetric_products
+      bool tune = false; // NsTuning::tune_gemms (timed on the first, warm-up, run)
     };
     const std::vector<GramVariant> gvars = {{"standard", 0, cu::NsHalf::FP16, 2},
                                             {"standard sym", 0, cu::NsHalf::FP16, 2, true},
                                             {"gram fp16 restart2", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2},
                                             {"gram fp16 restart2 sym", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2, true},
                                             {"gram bf16 restart2", cu::kGramNsMinAspect, cu::NsHalf::BF16, 2},
-                                            {"gram fp16 no-restart", cu::kGramNsMinAspect, cu::NsHalf::FP16, 0}};
+                                            {"gram fp16 no-restart", cu::kGramNsMinAspect, cu::NsHalf::FP16, 0},
+                                            {"standard tuned", 0, cu::NsHalf::FP16, 2, false, true},
+                                            {"gram fp16 restart2 tuned", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2, false, true},
+                                            {"gram fp16 restart2 sym tuned", cu::kGramNsMinAspect, cu::NsHalf::FP16, 2, true, true}};
     auto bench_set = [&](const std::string &set, const std::vector<cu::Shape> &shapes, int reps) {
       std::vector<Dev<float>> bin, bout;
       std::vector<cu::PolarGroup> gs;
@@ -194,6 +199,7 @@ int main(int argc, char **argv) {
         t.gram_half = v.half;
         t.gram_restart = v.restart;
         t.symmetric_products = v.sym;
+        t.tune_gemms = v.tune;
         cu::NewtonSchulzPlan plan(e, shapes, cu::PolarIteration::NewtonSchulz, 5, t);
         Dev<char> ws{plan.workspace_bytes()};
         cu::Workspace w{ws.p, ws.n};

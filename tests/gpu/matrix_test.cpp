@@ -819,26 +819,38 @@ void test_newton_schulz(cu::Engine &e) {
   }
 }
 
-// Random inputs for the Newton-Schulz / Polar Express checks (uploaded) and their CPU fp32
-// references at out_scale (`steps` steps of the method pe selects).
-void polar_inputs(const std::vector<cu::Shape> &shapes, int pe, int steps, float out_scale, std::vector<HostBatch> &in,
-                  std::vector<DevBatch> &din, std::vector<HostBatch> &ref) {
-  in.reserve(shapes.size()), din.reserve(shapes.size());
-  for (auto &s : shapes) {
-    in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
-    din.emplace_back(in.back());
-  }
-  rt::Context ctx;
-  for (size_t g = 0; g < shapes.size(); ++g) {
-    ref.emplace_back(shapes[g].batch, shapes[g].rows, shapes[g].cols);
-    for (int64_t b = 0; b < shapes[g].batch; ++b) {
-      if (pe) rt::polar_express(ctx, in[g].view(b), ref[g].view(b), steps);
-      else rt::newton_schulz5(ctx, in[g].view(b), ref[g].view(b), steps);
-      for (int64_t i = 0; i < shapes[g].rows; ++i)
-        for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= out_scale;
+// One method of the Newton-Schulz / Polar Express checks (pe: Polar Express, 8 steps; else
+// Newton-Schulz 5 steps; output scale 1.25) on random inputs of `shapes` (uploaded), with their
+// CPU fp32 references at out_scale.
+struct PolarCase {
+  int pe;
+  const char *method;
+  int steps;
+  cu::PolarIteration it;
+  float out_scale = 1.25f;
+  std::vector<HostBatch> in, ref;
+  std::vector<DevBatch> din;
+
+  PolarCase(const std::vector<cu::Shape> &shapes, int pe)
+      : pe(pe), method(pe ? "polar_express" : "newton_schulz"), steps(pe ? 8 : 5),
+        it(pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz) {
+    in.reserve(shapes.size()), din.reserve(shapes.size());
+    for (auto &s : shapes) {
+      in.push_back(random_batch(s.batch, s.rows, s.cols, 0.02f));
+      din.emplace_back(in.back());
+    }
+    rt::Context ctx;
+    for (size_t g = 0; g < shapes.size(); ++g) {
+      ref.emplace_back(shapes[g].batch, shapes[g].rows, shapes[g].cols);
+      for (int64_t b = 0; b < shapes[g].batch; ++b) {
+        if (pe) rt::polar_express(ctx, in[g].view(b), ref[g].view(b), steps);
+        else rt::newton_schulz5(ctx, in[g].view(b), ref[g].view(b), steps);
+        for (int64_t i = 0; i < shapes[g].rows; ++i)
+          for (int64_t j = 0; j < shapes[g].cols; ++j) ref[g].at(b, i, j) *= out_scale;
+      }
     }
   }
-}
+};
 
 // Gram Newton-Schulz (NsTuning::gram_min_aspect) against the CPU fp32 iteration and the
 // standard bf16 GPU path on the same inputs. The default configuration (fp16 operands, restart
@@ -862,14 +874,13 @@ void test_gram_newton_schulz(cu::Engine &e) {
                                        {"fp16 no restart", cu::NsHalf::FP16, 0, false},
                                        {"bf16 no restart", cu::NsHalf::BF16, 0, false}};
   for (int pe = 0; pe < 2; ++pe) {
-    const char *method = pe ? "polar_express" : "newton_schulz";
-    const int steps = pe ? 8 : 5;
-    const cu::PolarIteration it = pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz;
-    const float out_scale = 1.25f;
-    // Inputs and the CPU fp32 references; the standard GPU path below.
-    std::vector<HostBatch> in, ref;
-    std::vector<DevBatch> din;
-    polar_inputs(shapes, pe, steps, out_scale, in, din, ref);
+    PolarCase pc(shapes, pe); // inputs and the CPU fp32 references; the standard GPU path below
+    const char *method = pc.method;
+    const int steps = pc.steps;
+    const cu::PolarIteration it = pc.it;
+    const float out_scale = pc.out_scale;
+    std::vector<HostBatch> &ref = pc.ref;
+    std::vector<DevBatch> &din = pc.din;
     auto run_plan = [&](const cu::NsTuning &t, std::vector<DevBatch> &out) {
       out.clear();
       out.reserve(shapes.size());
@@ -931,7 +942,7 @@ void test_gram_newton_schulz(cu::Engine &e) {
       std::vector<cu::PolarGroup> ga, ge, gg;
       dalias.reserve(shapes.size()), deager.reserve(shapes.size()), dgraph.reserve(shapes.size());
       for (size_t g = 0; g < shapes.size(); ++g) {
-        dalias.emplace_back(in[g]);
+        dalias.emplace_back(pc.in[g]);
         deager.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
         dgraph.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
         ga.push_back({dalias.back().b(), dalias.back().b(), out_scale});
@@ -1102,14 +1113,14 @@ void test_ns_symmetric(cu::Engine &e) {
   const std::vector<cu::Shape> shapes = {{3, 96, 200}, {3, 200, 96},  {2, 37, 101},  {2, 5, 17},
                                          {2, 129, 300}, {2, 128, 128}, {2, 768, 3072}, {2, 3072, 768}};
   for (int run = 0; run < 4; ++run) {
-    const int path = run / 2, pe = run % 2; // path 0: Gram, 1: standard
-    const char *method = pe ? "polar_express" : "newton_schulz";
-    const int steps = pe ? 8 : 5;
-    const cu::PolarIteration it = pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz;
-    const float out_scale = 1.25f;
-    std::vector<HostBatch> in, ref;
-    std::vector<DevBatch> din;
-    polar_inputs(shapes, pe, steps, out_scale, in, din, ref);
+    const int path = run / 2; // 0: Gram, 1: standard
+    PolarCase pc(shapes, run % 2);
+    const char *method = pc.method;
+    const int steps = pc.steps;
+    const cu::PolarIteration it = pc.it;
+    const float out_scale = pc.out_scale;
+    std::vector<HostBatch> &ref = pc.ref;
+    std::vector<DevBatch> &din = pc.din;
     const std::string pre = std::string(path ? "standard" : "gram") + " sym " + method;
     try {
       cu::NsTuning td, ts;
@@ -1164,6 +1175,85 @@ void test_ns_symmetric(cu::Engine &e) {
   }
 }
 
+// NsTuning::tune_gemms on the optimizers' configuration (Gram for rectangular groups,
+// symmetric products on every side, so every product kind is tuned): the tuned plan, whose
+// first (eager) run times the candidates, is as close to the CPU fp32 iteration as the
+// standard path must be and within that limit of the untuned plan; a second eager run and a
+// CUDA-graph replay reproduce its first run exactly (the algorithms are fixed after the first
+// run); a tuned plan whose first run is captured never tunes: its later eager run equals the
+// replay exactly.
+void test_ns_tuned(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 37, 101}, {2, 128, 128}, {2, 768, 3072}, {2, 3072, 768}};
+  PolarCase pc(shapes, 0);
+  struct Run {
+    std::vector<DevBatch> out;
+    std::vector<cu::PolarGroup> gs;
+  };
+  auto make_run = [&] {
+    Run r;
+    r.out.reserve(shapes.size());
+    for (size_t g = 0; g < shapes.size(); ++g) {
+      r.out.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+      r.gs.push_back({pc.din[g].b(), r.out.back().b(), pc.out_scale});
+    }
+    return r;
+  };
+  // Max |a - b| over every group; -1 when an output was not written exactly.
+  auto max_diff = [&](const std::string &name, Run &a, Run &b) {
+    double d = 0;
+    for (size_t g = 0; g < shapes.size(); ++g) {
+      if (!check_written(name + " a", a.out[g]) || !check_written(name + " b", b.out[g])) return -1.0;
+      const HostBatch &x = a.out[g].hb, &y = b.out[g].hb;
+      for (int64_t m = 0; m < x.batch; ++m)
+        for (int64_t i = 0; i < x.rows; ++i)
+          for (int64_t j = 0; j < x.cols; ++j) d = std::max(d, double(std::fabs(x.at(m, i, j) - y.at(m, i, j))));
+    }
+    return d;
+  };
+  try {
+    cu::NsTuning base;
+    base.gram_min_aspect = 1.01;
+    base.symmetric_products = true;
+    cu::NsTuning tuned = base;
+    tuned.tune_gemms = true;
+    cu::NewtonSchulzPlan plain(e, shapes, pc.it, pc.steps, base), tp(e, shapes, pc.it, pc.steps, tuned),
+        cp(e, shapes, pc.it, pc.steps, tuned);
+    Dev<char> w0(plain.workspace_bytes()), w1(tp.workspace_bytes()), w2(cp.workspace_bytes());
+    Run r_plain = make_run(), first = make_run(), second = make_run(), graph = make_run(), c_graph = make_run(),
+        c_eager = make_run();
+    plain.run(r_plain.gs.data(), r_plain.gs.size(), workspace(w0), stream);
+    tp.run(first.gs.data(), first.gs.size(), workspace(w1), stream);
+    tp.run(second.gs.data(), second.gs.size(), workspace(w1), stream);
+    run_captured([&] { tp.run(graph.gs.data(), graph.gs.size(), workspace(w1), stream); });
+    run_captured([&] { cp.run(c_graph.gs.data(), c_graph.gs.size(), workspace(w2), stream); });
+    cp.run(c_eager.gs.data(), c_eager.gs.size(), workspace(w2), stream);
+    sync();
+    for (size_t g = 0; g < shapes.size(); ++g) {
+      const auto &sh = shapes[g];
+      const std::string name = "ns tuned " + std::to_string(sh.batch) + "x" + std::to_string(sh.rows) + "x" +
+                               std::to_string(sh.cols);
+      if (!check_written(name, first.out[g]) || !check_written(name + " untuned", r_plain.out[g])) continue;
+      double err = 0, vs_plain = 0;
+      for (int64_t b = 0; b < sh.batch; ++b) {
+        err = std::max(err, rel_err(first.out[g].hb.view(b), pc.ref[g].view(b)));
+        vs_plain = std::max(vs_plain, rel_err(first.out[g].hb.view(b), r_plain.out[g].hb.view(b)));
+      }
+      double lim = spread_limit(sh.rows, sh.cols, pc.method);
+      if (!std::isfinite(lim)) lim = 0.05;
+      table.add(name + " vs rt fp32", err, lim);
+      table.add(name + " vs untuned GPU", vs_plain, lim);
+    }
+    const double again = max_diff("ns tuned second run", first, second);
+    const double replay = max_diff("ns tuned graph", first, graph);
+    const double captured = max_diff("ns tuned captured first", c_graph, c_eager);
+    if (again >= 0) table.add("ns tuned: second eager run vs first, max |diff|", again, 0.0);
+    if (replay >= 0) table.add("ns tuned: CUDA graph replay vs first eager run, max |diff|", replay, 0.0);
+    if (captured >= 0) table.add("ns tuned, first run captured: eager vs replay, max |diff|", captured, 0.0);
+  } catch (const std::exception &ex) {
+    table.fail("ns tuned", ex.what());
+  }
+}
+
 void test_errors(cu::Engine &e) {
   // Bad input: a one-line symoc error, no crash.
   try {
@@ -1210,6 +1300,7 @@ int main(int argc, char **argv) {
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
+        {"ns tuned", test_ns_tuned},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
     const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");

@@ -77,7 +77,7 @@ run() {
   python3 "$dir/torch_reference.py" bench "$out/torch_bench.json" 2>&1 | tee "$out/torch.log" || echo "torch bench failed"
   echo "== summary"
   grep -E "FAIL|checks," "$out/test.log" || true
-  grep -E "^(# )?(gram|standard sym|symmetric gemm) " "$out/test.log" || true
+  grep -E "^(# )?(gram|standard sym|symmetric gemm|ns tuned) " "$out/test.log" || true
   grep -E "Gram" "$out/spread.log" 2>/dev/null || true
   grep -E "^BENCH|^#" "$out/bench.log" || true
   grep -E "^TORCH" "$out/torch.log" || true
@@ -100,7 +100,7 @@ for st in ("set gpt2", "set llama1b"):
     print(f"{st} NS5 bound {bound:.3f} ms (at 790 TFLOP/s {b[st + ' NS5 FLOP bound at 790 TFLOP/s ms']:.3f})"
           + (f", torch.optim.Muon step {tm[st]:.3f} ms" if tm[st] else ""))
     for v in ("standard", "standard sym", "gram fp16 restart2", "gram fp16 restart2 sym", "gram bf16 restart2",
-              "gram fp16 no-restart"):
+              "gram fp16 no-restart", "standard tuned", "gram fp16 restart2 tuned", "gram fp16 restart2 sym tuned"):
         if f"{st} {v} ms" not in b:
             continue
         e, g = b[f"{st} {v} ms"], b[f"{st} {v} cuda-graph ms"]

@@ -23,7 +23,8 @@
 //
 // NsTuning::symmetric_products: every product above except X = Q X has a symmetric r x r
 // result (R = X X^T, and the others multiply polynomials in R_0), so each runs as
-// SymmetricGemm (ns_common.cuh): the upper part in two GEMMs and a mirror, 0.75x the FLOPs.
+// SymmetricProduct / SymmetricGemm (ns_common.cuh): the upper part in two GEMMs and a mirror,
+// 0.75x the FLOPs.
 #include "ns_common.cuh"
 #include "symoc/runtime/polar_coefficients.h"
 
@@ -52,26 +53,13 @@ struct GBank {
   int cls = 0;
   int64_t cls_first = 0;
   void *X[2] = {nullptr, nullptr};
-  BatchedGemm gram, apply;
-  SymmetricGemm gram_sym; // set up instead of running gram when symmetric
-  bool sym = false;
-  void run_gram(Engine::Impl &e, const void *X, void *R, cudaStream_t s) const {
-    if (sym) gram_sym.run(e, 1.f, X, X, 0.f, R, R, s);
-    else gram.run(e, 1.f, X, X, 0.f, R, R, s);
-  }
+  SymmetricProduct gram; // R = X X^T
+  BatchedGemm apply;     // X' = Q X
 };
 struct GClass {
   int64_t r = 0, ldr = 0, sr = 0, count = 0;
   void *R = nullptr, *Z = nullptr, *Q = nullptr, *T = nullptr;
-  BatchedGemm square;
-  SymmetricGemm square_sym;
-  bool sym = false;
-  // D = alpha A B + beta C, A and B polynomials in R_0 (so D is symmetric).
-  void product(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C, void *D,
-               cudaStream_t s) const {
-    if (sym) square_sym.run(e, alpha, A, B, beta, C, D, s);
-    else square.run(e, alpha, A, B, beta, C, D, s);
-  }
+  SymmetricProduct square; // D = alpha A B + beta C, A and B polynomials in R_0
 };
 struct GGroup {
   Shape shape;
@@ -147,40 +135,38 @@ struct GramNewtonSchulz::Impl {
       c.sr = round_up(c.r * c.ldr, kStrideAlign);
       // Every r x r product D = alpha A B + beta C of the class (symmetric operands: the
       // column-major views need no transposes).
-      c.square.type = type;
-      c.square.m = c.square.n = c.square.k = c.r;
-      c.square.lda = c.square.ldb = c.square.ldc = c.ldr;
-      c.square.sA = c.square.sB = c.square.sC = c.sr;
-      c.square.batch = c.count;
-      c.sym = tune.symmetric_for(c.r);
-      if (c.sym) c.square_sym.setup(e, c.square, tune.lt);
-      else c.square.setup(e, tune.lt);
+      BatchedGemm sq;
+      sq.type = type;
+      sq.m = sq.n = sq.k = c.r;
+      sq.lda = sq.ldb = sq.ldc = c.ldr;
+      sq.sA = sq.sB = sq.sC = c.sr;
+      sq.batch = c.count;
+      c.square.setup(e, sq, tune.symmetric_for(c.r), tune.lt, tune.tune_gemms);
     }
     for (GBank &b : banks) {
       const GClass &c = classes[size_t(b.cls)];
       // R = X X^T: column-major R = Xcm^T Xcm, Xcm (k x r, ld ldk) the stored X.
-      b.gram.type = type;
-      b.gram.opA = CUBLAS_OP_T, b.gram.opB = CUBLAS_OP_N;
-      b.gram.m = b.r, b.gram.n = b.r, b.gram.k = b.k;
-      b.gram.lda = b.ldk, b.gram.ldb = b.ldk, b.gram.ldc = c.ldr;
-      b.gram.sA = b.sx, b.gram.sB = b.sx, b.gram.sC = c.sr, b.gram.batch = b.count;
-      b.sym = tune.symmetric_for(b.r);
-      if (b.sym) b.gram_sym.setup(e, b.gram, tune.lt);
-      else b.gram.setup(e, tune.lt);
+      BatchedGemm g;
+      g.type = type;
+      g.opA = CUBLAS_OP_T, g.opB = CUBLAS_OP_N;
+      g.m = b.r, g.n = b.r, g.k = b.k;
+      g.lda = b.ldk, g.ldb = b.ldk, g.ldc = c.ldr;
+      g.sA = b.sx, g.sB = b.sx, g.sC = c.sr, g.batch = b.count;
+      b.gram.setup(e, g, tune.symmetric_for(b.r), tune.lt, tune.tune_gemms);
       // X' = Q X: column-major X'cm (k x r) = Xcm (k x r) Qstored (r x r).
       b.apply.type = type;
       b.apply.m = b.k, b.apply.n = b.r, b.apply.k = b.r;
       b.apply.lda = b.ldk, b.apply.ldb = c.ldr, b.apply.ldc = b.ldk;
       b.apply.sA = b.sx, b.apply.sB = c.sr, b.apply.sC = b.sx, b.apply.batch = b.count;
-      b.apply.setup(e, tune.lt);
+      b.apply.setup(e, tune.lt, tune.tune_gemms);
     }
     Carver cv;
     layout(cv);
     bytes = cv.used();
   }
   ~Impl() {
-    for (GBank &b : banks) b.gram.destroy(), b.gram_sym.destroy(), b.apply.destroy();
-    for (GClass &c : classes) c.square.destroy(), c.square_sym.destroy();
+    for (GBank &b : banks) b.gram.destroy(), b.apply.destroy();
+    for (GClass &c : classes) c.square.destroy();
   }
   double *layout(Carver &cv) {
     double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
@@ -197,15 +183,14 @@ struct GramNewtonSchulz::Impl {
   // Steps at which R is re-formed from X (t == restart), and whether step t updates R.
   bool restarts_at(int t) const { return restart > 0 && t == restart && t < steps; }
   bool updates_r(int t) const { return t + 1 < steps && !restarts_at(t + 1); }
-  // The FLOPs that run: a symmetric product counts its two GEMMs (SymmetricGemm::flops_each).
+  // The FLOPs that run (SymmetricProduct::flops_each).
   double flops() const {
     double f = 0;
     for (const GBank &b : banks) {
       if (steps == 0) continue;
       const GClass &c = classes[size_t(b.cls)];
       const double r = double(b.r), k = double(b.k), n = double(b.count);
-      const double gram = b.sym ? b.gram_sym.flops_each() : 2 * r * r * k;
-      const double sq = c.sym ? c.square_sym.flops_each() : 2 * r * r * r;
+      const double gram = b.gram.flops_each(), sq = c.square.flops_each();
       double per = gram + 2 * r * r * k; // R_0 = X X^T and the final Q X
       for (int t = 0; t < steps; ++t) {
         if (restarts_at(t)) per += 2 * r * r * k + gram; // X = Q X, R = X X^T
@@ -246,7 +231,8 @@ struct GramNewtonSchulz::Impl {
   void form_gram(int cur, cudaStream_t s) {
     for (const GBank &b : banks) {
       const GClass &c = classes[size_t(b.cls)];
-      b.run_gram(e, b.X[cur], at(c.R, b.cls_first * c.sr), s);
+      void *R = at(c.R, b.cls_first * c.sr);
+      b.gram.run(e, 1.f, b.X[cur], b.X[cur], 0.f, R, R, s);
     }
   }
   // X[1 - cur] = Q X[cur] for every bank.
@@ -301,17 +287,17 @@ struct GramNewtonSchulz::Impl {
       float a, b, c;
       coef(t, a, b, c);
       for (GClass &cl : classes) {
-        cl.product(e, c, cl.R, cl.R, b, cl.R, cl.Z, s); // Z = c R R + b R
+        cl.square.run(e, c, cl.R, cl.R, b, cl.R, cl.Z, s); // Z = c R R + b R
         if (fresh) {
           if (fp16) add_identity<__half>(cl, a, s);
           else add_identity<__nv_bfloat16>(cl, a, s);
         } else {
-          cl.product(e, 1.f, cl.Q, cl.Z, a, cl.Q, cl.T, s); // T = Q Z + a Q
+          cl.square.run(e, 1.f, cl.Q, cl.Z, a, cl.Q, cl.T, s); // T = Q Z + a Q
           std::swap(cl.Q, cl.T);
         }
         if (updates_r(t)) {
-          cl.product(e, 1.f, cl.R, cl.Z, a, cl.R, cl.T, s); // W = R Z + a R (in T)
-          cl.product(e, 1.f, cl.Z, cl.T, a, cl.T, cl.R, s); // R = Z W + a W
+          cl.square.run(e, 1.f, cl.R, cl.Z, a, cl.R, cl.T, s); // W = R Z + a R (in T)
+          cl.square.run(e, 1.f, cl.Z, cl.T, a, cl.T, cl.R, s); // R = Z W + a W
         }
       }
       fresh = false;
@@ -336,9 +322,9 @@ size_t GramNewtonSchulz::workspace_bytes() const { return impl_->bytes; }
 double GramNewtonSchulz::flops() const { return impl_->flops(); }
 bool GramNewtonSchulz::uses_lt() const {
   for (const auto &b : impl_->banks)
-    if (!(b.sym ? b.gram_sym.lt() : b.gram.lt) || !b.apply.lt) return false;
+    if (!b.gram.lt() || !b.apply.lt) return false;
   for (const auto &c : impl_->classes)
-    if (!(c.sym ? c.square_sym.lt() : c.square.lt)) return false;
+    if (!c.square.lt()) return false;
   return true;
 }
 void GramNewtonSchulz::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {

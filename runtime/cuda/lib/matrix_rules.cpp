@@ -196,6 +196,9 @@ mx::NsTuning ns_tuning_from_env() {
   const char *sym = std::getenv("SYMOC_CUDA_NS_SYM");
   if (sym && std::string(sym) == "1") t.symmetric_min_side = 2;
   if (sym && std::string(sym) == "0") t.symmetric_products = false;
+  // SYMOC_CUDA_GEMM_TUNE=1: time the GEMM algorithms on the first step (NsTuning::tune_gemms).
+  const char *tg = std::getenv("SYMOC_CUDA_GEMM_TUNE");
+  if (tg && std::string(tg) == "1") t.tune_gemms = true;
   return t;
 }
 

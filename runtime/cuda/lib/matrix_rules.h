@@ -20,7 +20,8 @@ namespace symoc::rt::cuda {
 // groups) or standard (none); SYMOC_CUDA_NS_LT=0 runs every GEMM as cublasGemmStridedBatchedEx
 // after a copy instead of cuBLASLt (a diagnostic for issue 12's concurrent faults);
 // SYMOC_CUDA_NS_SYM=1 computes only the upper half of the symmetric r x r products
-// (NsTuning::symmetric_products).
+// (NsTuning::symmetric_products); SYMOC_CUDA_GEMM_TUNE=1 times the GEMM algorithms on the first
+// step (NsTuning::tune_gemms).
 symoc::cuda::NsTuning ns_tuning_from_env();
 
 class MatrixRules {

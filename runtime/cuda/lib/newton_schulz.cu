@@ -9,7 +9,8 @@
 // for X' = a X + B X. cuBLASLt takes C != D (no copies); where it offers no algorithm, a
 // strided-batched cublasGemmEx runs after a copy of C into D.
 // NsTuning::symmetric_products: A = X X^T and B = b A + c A A are symmetric, so each runs as
-// SymmetricGemm (ns_common.cuh): the upper part in two GEMMs and a mirror, 0.75x their FLOPs
+// SymmetricProduct / SymmetricGemm (ns_common.cuh): the upper part in two GEMMs and a mirror,
+// 0.75x their FLOPs
 // (X' = a X + B X stays dense).
 #include "ns_common.cuh"
 #include "symoc/runtime/polar_coefficients.h"
@@ -28,16 +29,13 @@ struct BankInfo {
   int cls = 0;
   int64_t cls_first = 0; // index of the bank's first matrix in its class
   bf16 *X0 = nullptr, *X1 = nullptr;
-  BatchedGemm gram, apply;
-  SymmetricGemm gram_sym; // set up instead of gram when symmetric
-  bool sym = false;
+  SymmetricProduct gram; // A = X X^T
+  BatchedGemm apply;     // X' = a X + B X
 };
 struct ClassInfo {
   int64_t r = 0, ldr = 0, sr = 0, count = 0;
   bf16 *A = nullptr, *B = nullptr;
-  BatchedGemm square;
-  SymmetricGemm square_sym;
-  bool sym = false;
+  SymmetricProduct square; // B = c A A + b A
 };
 struct GroupInfo {
   Shape shape;
@@ -129,29 +127,27 @@ struct NewtonSchulzPlan::Impl {
     for (BankInfo &b : banks) {
       const ClassInfo &c = classes[size_t(b.cls)];
       // A = X X^T: column-major A = Xcm^T Xcm, Xcm (k x r, ld ldk) the stored X.
-      b.gram.opA = CUBLAS_OP_T, b.gram.opB = CUBLAS_OP_N;
-      b.gram.m = b.r, b.gram.n = b.r, b.gram.k = b.k;
-      b.gram.lda = b.ldk, b.gram.ldb = b.ldk, b.gram.ldc = c.ldr;
-      b.gram.sA = b.sx, b.gram.sB = b.sx, b.gram.sC = c.sr, b.gram.batch = b.count;
-      b.sym = tune.symmetric_for(b.r);
-      if (b.sym) b.gram_sym.setup(e, b.gram, tune.lt);
-      else b.gram.setup(e, tune.lt);
+      BatchedGemm g;
+      g.opA = CUBLAS_OP_T, g.opB = CUBLAS_OP_N;
+      g.m = b.r, g.n = b.r, g.k = b.k;
+      g.lda = b.ldk, g.ldb = b.ldk, g.ldc = c.ldr;
+      g.sA = b.sx, g.sB = b.sx, g.sC = c.sr, g.batch = b.count;
+      b.gram.setup(e, g, tune.symmetric_for(b.r), tune.lt, tune.tune_gemms);
       // X' = a X + B X: column-major X'cm (k x r) = Xcm (k x r) Bstored (r x r).
       b.apply.opA = CUBLAS_OP_N, b.apply.opB = CUBLAS_OP_N;
       b.apply.m = b.k, b.apply.n = b.r, b.apply.k = b.r;
       b.apply.lda = b.ldk, b.apply.ldb = c.ldr, b.apply.ldc = b.ldk;
       b.apply.sA = b.sx, b.apply.sB = c.sr, b.apply.sC = b.sx, b.apply.batch = b.count;
-      b.apply.setup(e, tune.lt);
+      b.apply.setup(e, tune.lt, tune.tune_gemms);
     }
     for (ClassInfo &c : classes) {
       // B = c A A + b A (A symmetric: the column-major view needs no transposes).
-      c.square.m = c.square.n = c.square.k = c.r;
-      c.square.lda = c.square.ldb = c.square.ldc = c.ldr;
-      c.square.sA = c.square.sB = c.square.sC = c.sr;
-      c.square.batch = c.count;
-      c.sym = tune.symmetric_for(c.r);
-      if (c.sym) c.square_sym.setup(e, c.square, tune.lt);
-      else c.square.setup(e, tune.lt);
+      BatchedGemm sq;
+      sq.m = sq.n = sq.k = c.r;
+      sq.lda = sq.ldb = sq.ldc = c.ldr;
+      sq.sA = sq.sB = sq.sC = c.sr;
+      sq.batch = c.count;
+      c.square.setup(e, sq, tune.symmetric_for(c.r), tune.lt, tune.tune_gemms);
     }
     Carver cv;
     layout(cv);
@@ -164,8 +160,8 @@ struct NewtonSchulzPlan::Impl {
     }
   }
   ~Impl() {
-    for (BankInfo &b : banks) b.gram.destroy(), b.gram_sym.destroy(), b.apply.destroy();
-    for (ClassInfo &c : classes) c.square.destroy(), c.square_sym.destroy();
+    for (BankInfo &b : banks) b.gram.destroy(), b.apply.destroy();
+    for (ClassInfo &c : classes) c.square.destroy();
   }
   double *layout(Carver &cv) {
     double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
@@ -183,15 +179,13 @@ struct NewtonSchulzPlan::Impl {
     const rt::OddQuintic q = iter == PolarIteration::NewtonSchulz ? rt::kNewtonSchulz5 : rt::polar_express_step(s);
     a = q.a, b = q.b, c = q.c;
   }
-  // The FLOPs that run: a symmetric product counts its two GEMMs (SymmetricGemm::flops_each).
+  // The FLOPs that run (SymmetricProduct::flops_each).
   double flops() const {
     double f = 0;
     for (const BankInfo &b : banks) {
       const ClassInfo &c = classes[size_t(b.cls)];
       const double r = double(b.r), k = double(b.k);
-      const double gram = b.sym ? b.gram_sym.flops_each() : 2.0 * r * r * k;
-      const double sq = c.sym ? c.square_sym.flops_each() : 2.0 * r * r * r;
-      f += double(steps) * double(b.count) * (gram + 2.0 * r * r * k + sq);
+      f += double(steps) * double(b.count) * (b.gram.flops_each() + 2.0 * r * r * k + c.square.flops_each());
     }
     return f + (gram ? gram->flops() : 0.0);
   }
@@ -247,13 +241,9 @@ struct NewtonSchulzPlan::Impl {
         const ClassInfo &cl = classes[size_t(b.cls)];
         const bf16 *X = flip ? b.X1 : b.X0;
         bf16 *A = cl.A + b.cls_first * cl.sr;
-        if (b.sym) b.gram_sym.run(e, 1.f, X, X, 0.f, A, A, s);
-        else b.gram.run(e, 1.f, X, X, 0.f, A, A, s);
+        b.gram.run(e, 1.f, X, X, 0.f, A, A, s);
       }
-      for (const ClassInfo &cl : classes) {
-        if (cl.sym) cl.square_sym.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
-        else cl.square.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
-      }
+      for (const ClassInfo &cl : classes) cl.square.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
       for (const BankInfo &b : banks) {
         const ClassInfo &cl = classes[size_t(b.cls)];
         const bf16 *X = flip ? b.X1 : b.X0;
@@ -284,9 +274,9 @@ size_t NewtonSchulzPlan::workspace_bytes() const { return impl_->bytes; }
 double NewtonSchulzPlan::flops() const { return impl_->flops(); }
 bool NewtonSchulzPlan::uses_lt() const {
   for (const auto &b : impl_->banks)
-    if (!(b.sym ? b.gram_sym.lt() : b.gram.lt) || !b.apply.lt) return false;
+    if (!b.gram.lt() || !b.apply.lt) return false;
   for (const auto &c : impl_->classes)
-    if (!(c.sym ? c.square_sym.lt() : c.square.lt)) return false;
+    if (!c.square.lt()) return false;
   return !impl_->gram || impl_->gram->uses_lt();
 }
 void NewtonSchulzPlan::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {

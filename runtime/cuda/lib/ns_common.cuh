@@ -15,6 +15,7 @@
 #include <utility>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 namespace symoc::cuda::detail {
 
@@ -30,13 +31,20 @@ struct BatchedGemm {
   cudaDataType_t type = CUDA_R_16BF;
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-  cublasLtMatmulAlgo_t algo{};
+  // The algorithm that runs. With setup's tune_algos, the heuristic's first kTuneCandidates
+  // are kept and the first eager run times them on its own operands (tune_on_first_run):
+  // mutable because that first run may replace the heuristic's choice.
+  mutable cublasLtMatmulAlgo_t algo{};
+  std::vector<cublasLtMatmulAlgo_t> candidates;
+  mutable bool tune_pending = false;
   bool lt = false;
   // Alignment in bytes that A, B and C/D pointers are promised to cuBLASLt's heuristic (its
   // default, 256, unless set lower: the symmetric products' second halves start at offsets).
   int64_t align_a = 256, align_b = 256, align_cd = 256;
 
-  void setup(Engine::Impl &e, bool try_lt) {
+  static constexpr int kTuneCandidates = 8;
+
+  void setup(Engine::Impl &e, bool try_lt, bool tune_algos = false) {
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX || batch > INT_MAX) fail("newton_schulz", "dimensions too large");
     if (!try_lt) return;
     check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
@@ -69,14 +77,21 @@ struct BatchedGemm {
         const uint32_t v = uint32_t(bytes);
         check(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)), "cublasLt alignment preference");
       }
-    cublasLtMatmulHeuristicResult_t res{};
+    cublasLtMatmulHeuristicResult_t res[kTuneCandidates] = {};
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, 1, &res, &found);
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, tune_algos ? kTuneCandidates : 1, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
-      algo = res.algo;
+    candidates.clear();
+    if (st == CUBLAS_STATUS_SUCCESS)
+      for (int i = 0; i < found; ++i)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) candidates.push_back(res[i].algo);
+    if (!candidates.empty()) {
+      algo = candidates.front();
       lt = true;
     }
+    tune_pending = tune_algos && candidates.size() > 1;
+    if (!tune_pending) candidates.clear();
     // SYMOC_CUDA_NS_REPORT=1: which path each GEMM takes (issue 12's fault hunt, docs/testing.md).
     if (const char *r = std::getenv("SYMOC_CUDA_NS_REPORT"); r && r[0] == '1')
       std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: %s\n", (long long)m, (long long)n, (long long)k,
@@ -94,6 +109,7 @@ struct BatchedGemm {
   void run(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C, void *D,
            cudaStream_t s) const {
     if (lt) {
+      if (tune_pending) tune_on_first_run(e, alpha, A, B, beta, C, D, s);
       check(cublasLtMatmul(e.lt, desc, &alpha, A, la, B, lb, &beta, C, lc, D, lc, &algo, e.lib_ws, e.lib_ws_bytes, s),
             "cublasLtMatmul (newton_schulz)");
       return;
@@ -104,6 +120,64 @@ struct BatchedGemm {
                                      int(ldb), sB, &beta, D, type, int(ldc), sC, int(batch), CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT),
           "cublasGemmStridedBatchedEx (newton_schulz)");
+  }
+  double flops() const { return 2.0 * double(m) * double(n) * double(k) * double(batch); }
+
+  // NsTuning::tune_gemms: on the first run, times each candidate (one warm-up, then the median
+  // of kTuneReps) on this run's operands and keeps the fastest if it beats the heuristic's
+  // first by more than kTuneMargin (so that close calls keep the heuristic's choice and the
+  // algorithm, and with it the rounding, changes only for a real gain). Never while the stream
+  // is capturing (the heuristic's choice then stays, for this run and every later one, so a
+  // captured step and its eager repeats run the same algorithm), nor when D aliases an operand
+  // (the repeats must not change their inputs). A one-time host synchronization, in the first
+  // step only. SYMOC_CUDA_NS_REPORT=1 prints each candidate's time.
+  static constexpr int kTuneReps = 3;
+  static constexpr double kTuneMargin = 0.03;
+  void tune_on_first_run(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C,
+                         void *D, cudaStream_t s) const {
+    tune_pending = false;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
+    if (D == A || D == B || (beta != 0.f && D == C)) return;
+    const bool report = [] {
+      const char *r = std::getenv("SYMOC_CUDA_NS_REPORT");
+      return r && r[0] == '1';
+    }();
+    cudaEvent_t t0, t1;
+    check(cudaEventCreate(&t0), "cudaEventCreate");
+    check(cudaEventCreate(&t1), "cudaEventCreate");
+    std::vector<double> ms(candidates.size(), -1.0);
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      auto launch = [&] {
+        return cublasLtMatmul(e.lt, desc, &alpha, A, la, B, lb, &beta, C, lc, D, lc, &candidates[i], e.lib_ws,
+                              e.lib_ws_bytes, s);
+      };
+      if (launch() != CUBLAS_STATUS_SUCCESS) continue; // warm-up; an algorithm that refuses is skipped
+      std::vector<float> reps;
+      for (int r = 0; r < kTuneReps; ++r) {
+        check(cudaEventRecord(t0, s), "cudaEventRecord");
+        check(launch(), "cublasLtMatmul (newton_schulz tuning)");
+        check(cudaEventRecord(t1, s), "cudaEventRecord");
+        check(cudaEventSynchronize(t1), "cudaEventSynchronize");
+        float t = 0;
+        check(cudaEventElapsedTime(&t, t0, t1), "cudaEventElapsedTime");
+        reps.push_back(t);
+      }
+      std::sort(reps.begin(), reps.end());
+      ms[i] = reps[reps.size() / 2];
+    }
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+    size_t best = 0;
+    for (size_t i = 1; i < ms.size(); ++i)
+      if (ms[i] > 0 && (ms[best] <= 0 || ms[i] < ms[best])) best = i;
+    if (ms[0] > 0 && ms[best] > ms[0] * (1.0 - kTuneMargin)) best = 0;
+    if (ms[best] > 0) algo = candidates[best];
+    if (report)
+      for (size_t i = 0; i < ms.size(); ++i)
+        std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld candidate %zu: %.4f ms, %.1f TFLOP/s%s\n",
+                     (long long)m, (long long)n, (long long)k, (long long)batch, i, ms[i],
+                     ms[i] > 0 ? flops() / (ms[i] * 1e9) : 0.0, i == best ? " (kept)" : "");
   }
 };
 
@@ -223,7 +297,7 @@ struct SymmetricGemm {
   int64_t off_a = 0, off_b = 0, off_cd = 0; // the bottom GEMM's element offsets
 
   // From the dense product `d` (m = n = r, any k, opB = N; d.opA = T, or N with A symmetric).
-  void setup(Engine::Impl &e, const BatchedGemm &d, bool try_lt) {
+  void setup(Engine::Impl &e, const BatchedGemm &d, bool try_lt, bool tune_algos = false) {
     if (d.m != d.n || d.opB != CUBLAS_OP_N || d.m < 2) fail("newton_schulz", "symmetric product needs r x r, r >= 2");
     r = d.m, ldd = d.ldc, sd = d.sC, batch = d.batch;
     // h near r / 2 (the FLOP minimum), a multiple of 8 where r allows so the bottom operands
@@ -238,8 +312,8 @@ struct SymmetricGemm {
     bottom.align_cd = pow2_alignment(off_cd * 2);
     top.desc = bottom.desc = nullptr, top.la = top.lb = top.lc = bottom.la = bottom.lb = bottom.lc = nullptr;
     top.lt = bottom.lt = false;
-    top.setup(e, try_lt);
-    bottom.setup(e, try_lt);
+    top.setup(e, try_lt, tune_algos);
+    bottom.setup(e, try_lt, tune_algos);
   }
   void destroy() { top.destroy(), bottom.destroy(); }
   bool lt() const { return top.lt && bottom.lt; }
@@ -260,6 +334,34 @@ struct SymmetricGemm {
     const dim3 grid(tiles, tiles, unsigned(std::min<int64_t>(batch, 65535)));
     mirror_upper_kernel<uint16_t><<<grid, dim3(32, 8), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
     check_launch("newton_schulz symmetric mirror");
+  }
+};
+
+// An r x r product known to be symmetric (the Gram product, and products of polynomials in one
+// symmetric matrix), run as the dense BatchedGemm or as SymmetricGemm: one place for the choice
+// NsTuning::symmetric_for makes, so the product sites of both Newton-Schulz plans do not spell
+// it out.
+struct SymmetricProduct {
+  BatchedGemm dense;
+  SymmetricGemm half; // set up instead of `dense` when `sym`
+  bool sym = false;
+
+  // `d`: the dense product's shape and layout (m = n = r).
+  void setup(Engine::Impl &e, const BatchedGemm &d, bool symmetric, bool try_lt, bool tune_algos = false) {
+    dense = d, sym = symmetric;
+    if (sym) half.setup(e, dense, try_lt, tune_algos);
+    else dense.setup(e, try_lt, tune_algos);
+  }
+  void destroy() { dense.destroy(), half.destroy(); }
+  bool lt() const { return sym ? half.lt() : dense.lt; }
+  // FLOPs of one batch entry: what runs (a symmetric product counts its two GEMMs).
+  double flops_each() const {
+    return sym ? half.flops_each() : 2.0 * double(dense.m) * double(dense.n) * double(dense.k);
+  }
+  void run(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C, void *D,
+           cudaStream_t s) const {
+    if (sym) half.run(e, alpha, A, B, beta, C, D, s);
+    else dense.run(e, alpha, A, B, beta, C, D, s);
   }
 };
 

@@ -236,6 +236,11 @@ struct NsTuning {
   bool symmetric_products = false;
   int64_t symmetric_min_side = 2;
   bool symmetric_for(int64_t r) const { return symmetric_products && r >= 2 && r >= symmetric_min_side; }
+  // Time cuBLASLt's first few heuristic algorithms for every GEMM on the plan's first eager run
+  // and keep the fastest (a one-time host synchronization; a captured first run keeps the
+  // heuristic's choice). Like cudnn.benchmark: the algorithm, and so the rounding, may differ
+  // between processes. Off in the library's NsTuning.
+  bool tune_gemms = false;
 };
 // The side from which symmetric products pay on an H200 (measured, session 9: the half-size
 // GEMMs and the mirror run below the dense rate, 1.18x the Newton-Schulz time on GPT-2 small's
