@@ -35,17 +35,17 @@ namespace symoc::cuda {
 namespace detail {
 namespace {
 
-// Q_b = Z_b + a I over the r x r interiors of a batch (ld ldr, stride sr).
-// Matrices b = blockIdx.y, blockIdx.y + gridDim.y, ... < count (a class may hold more than
-// CUDA's 65535 grid rows).
+// Q_b = Z_b + a I over the r x r interiors of a batch (ld ldr, stride sr): rows over
+// blockIdx.x (grid-stride), columns over the threads. Matrices b = blockIdx.y, blockIdx.y +
+// gridDim.y, ... < count (a class may hold more than CUDA's 65535 grid rows).
 template <class T>
 __global__ void add_identity_kernel(const T *Z, T *Q, int64_t count, int64_t r, int64_t ldr, int64_t sr, float a) {
-  const int64_t total = r * r;
   for (int64_t b = blockIdx.y; b < count; b += gridDim.y)
-    for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-      const int64_t i = e / r, j = e - i * r, o = b * sr + i * ldr + j;
-      store_half(Q[o], load_half(Z[o]) + (i == j ? a : 0.f));
-    }
+    for (int64_t i = blockIdx.x; i < r; i += gridDim.x)
+      for (int64_t j = threadIdx.x; j < r; j += blockDim.x) {
+        const int64_t o = b * sr + i * ldr + j;
+        store_half(Q[o], load_half(Z[o]) + (i == j ? a : 0.f));
+      }
 }
 
 struct GBank {
@@ -205,23 +205,16 @@ struct GramNewtonSchulz::Impl {
 
   template <class T> void pack(const GGroup &g, const Batch &in, int64_t sin, const double *part, double mul, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
-    const dim3 grid(unsigned((in.cols + 31) / 32), unsigned((in.rows + 31) / 32), unsigned(in.batch));
-    ns_pack_kernel<T><<<grid, dim3(32, 8), 0, s>>>(in.data, in.rows, in.cols, in.ld, sin, g.tall, part, g.global, mul,
-                                                   reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk, b.sx);
-    check_launch("gram_newton_schulz pack");
+    launch_ns_pack<T>(in, sin, g.tall, part, g.global, mul, reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk,
+                      b.sx, s);
   }
   template <class T> void unpack(const GGroup &g, const PolarGroup &pg, int cur, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
-    const Batch &out = pg.out;
-    const dim3 grid(unsigned((out.cols + 31) / 32), unsigned((out.rows + 31) / 32), unsigned(out.batch));
-    ns_unpack_kernel<T><<<grid, dim3(32, 8), 0, s>>>(reinterpret_cast<const T *>(at(b.X[cur], g.first * b.sx)), b.ldk,
-                                                     b.sx, g.tall, pg.out_scale, out.data, out.rows, out.cols, out.ld,
-                                                     out.batch > 1 ? out.stride : 0);
-    check_launch("gram_newton_schulz unpack");
+    launch_ns_unpack<T>(reinterpret_cast<const T *>(at(b.X[cur], g.first * b.sx)), b.ldk, b.sx, g.tall, pg.out_scale,
+                        pg.out, s);
   }
   template <class T> void add_identity(const GClass &c, float a, cudaStream_t s) {
-    const int64_t total_el = c.r * c.r;
-    const dim3 grid(unsigned(std::min<int64_t>((total_el + 255) / 256, 1024)), unsigned(std::min<int64_t>(c.count, 65535)));
+    const dim3 grid(unsigned(std::min<int64_t>(c.r, 1024)), unsigned(std::min<int64_t>(c.count, 65535)));
     add_identity_kernel<T><<<grid, 256, 0, s>>>(static_cast<const T *>(c.Z), static_cast<T *>(c.Q), c.count, c.r, c.ldr,
                                                 c.sr, a);
     check_launch("gram_newton_schulz add_identity");

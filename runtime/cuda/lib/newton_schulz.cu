@@ -227,10 +227,7 @@ struct NewtonSchulzPlan::Impl {
       sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + g.global * kPartials,
                             s);
       const BankInfo &b = banks[size_t(g.bank)];
-      const dim3 grid(unsigned((in.cols + 31) / 32), unsigned((in.rows + 31) / 32), unsigned(in.batch));
-      ns_pack_kernel<bf16><<<grid, dim3(32, 8), 0, s>>>(in.data, in.rows, in.cols, in.ld, sin, g.tall, part, g.global, scale_mul,
-                                               b.X0 + g.first * b.sx, b.ldk, b.sx);
-      check_launch("newton_schulz pack");
+      launch_ns_pack<bf16>(in, sin, g.tall, part, g.global, scale_mul, b.X0 + g.first * b.sx, b.ldk, b.sx, s);
     }
     // 2. The iteration, ping-ponging X0 / X1 of every bank.
     bool flip = false;
@@ -257,12 +254,7 @@ struct NewtonSchulzPlan::Impl {
       const GroupInfo &g = groups[i];
       if (g.bank < 0) continue;
       const BankInfo &b = banks[size_t(g.bank)];
-      const Batch &out = gs[i].out;
-      const dim3 grid(unsigned((out.cols + 31) / 32), unsigned((out.rows + 31) / 32), unsigned(out.batch));
-      ns_unpack_kernel<bf16><<<grid, dim3(32, 8), 0, s>>>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall,
-                                                 gs[i].out_scale, out.data, out.rows, out.cols, out.ld,
-                                                 out.batch > 1 ? out.stride : 0);
-      check_launch("newton_schulz unpack");
+      launch_ns_unpack<bf16>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall, gs[i].out_scale, gs[i].out, s);
     }
   }
 };

@@ -185,87 +185,168 @@ __device__ inline void store_half(__nv_bfloat16 &d, float v) { d = __float2bfloa
 __device__ inline void store_half(__half &d, float v) { d = __float2half(v); }
 __device__ inline float load_half(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ inline float load_half(__half v) { return __half2float(v); }
+// Two consecutive 16-bit elements as one 32-bit access (p 4-byte aligned); each element rounds
+// as store_half does.
+__device__ inline void store_pair(__nv_bfloat16 *p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(a, b);
+}
+__device__ inline void store_pair(__half *p, float a, float b) { *reinterpret_cast<__half2 *>(p) = __floats2half2_rn(a, b); }
+__device__ inline void load_pair(const __nv_bfloat16 *p, float &a, float &b) {
+  const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(p);
+  a = __low2float(v), b = __high2float(v);
+}
+__device__ inline void load_pair(const __half *p, float &a, float &b) {
+  const __half2 v = *reinterpret_cast<const __half2 *>(p);
+  a = __low2float(v), b = __high2float(v);
+}
+
+// Pack and unpack move every element of the Muon matrices once each way, so they are tiled for
+// full 128-byte rows per warp on both sides: the 16-bit side of a row is accessed in pairs
+// (store_pair / load_pair; the banks' ld and strides are multiples of 8 and 128 elements, so
+// an even column is 4-byte aligned), and a transpose goes through a 64 x 32 shared tile.
+// Blocks of 32 x 8 threads; grids from ns_pack_grid / ns_unpack_grid.
+constexpr int kTileLong = 64, kTileShort = 32;
+inline dim3 ns_tile_grid(int64_t rows, int64_t cols, int64_t batch, bool tall) {
+  // tall: tiles of 64 input rows x 32 input columns; wide: 32 rows x 64 columns
+  const int64_t tr = tall ? kTileLong : kTileShort, tc = tall ? kTileShort : kTileLong;
+  return dim3(unsigned((cols + tc - 1) / tc), unsigned((rows + tr - 1) / tr), unsigned(batch));
+}
 
 // X_b = in_b / (||in_b||_F * scale_mul + 1e-7) in T, transposed when `tall`; the squared norm
-// is the fixed-order total of the matrix's kPartials partials. Grid (cols/32, rows/32, batch),
-// blocks of 32 x 8.
+// is the fixed-order total of the matrix's kPartials partials (read once per block, by one
+// thread, while the others load).
 template <class T>
 __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld, int64_t stride, bool tall,
                                const double *part, int64_t part_first, double scale_mul, T *X, int64_t ldk,
                                int64_t sx) {
-  __shared__ float tile[32][33];
+  __shared__ float tile[kTileLong][kTileShort + 1];
+  __shared__ float s_inv;
   const int64_t b = blockIdx.z;
-  const float inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
   const float *src = in + b * stride;
   T *dst = X + b * sx;
-  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32;
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    const int64_t i = i0 + t, j = j0 + threadIdx.x;
-    if (i < R && j < C) tile[t][threadIdx.x] = src[i * ld + j];
-  }
-  __syncthreads();
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    if (!tall) {
-      const int64_t i = i0 + t, j = j0 + threadIdx.x;
-      if (i < R && j < C) store_half(dst[i * ldk + j], tile[t][threadIdx.x] * inv);
-    } else { // element (i, j) of the input goes to (j, i)
-      const int64_t j = j0 + t, i = i0 + threadIdx.x;
-      if (i < R && j < C) store_half(dst[j * ldk + i], tile[threadIdx.x][t] * inv);
-    }
-  }
-}
-
-// out_b = scale * X_b (fp32), transposed back when `tall`. Grid over the output as above.
-template <class T>
-__global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, float *out, int64_t R,
-                                 int64_t C, int64_t ld, int64_t stride) {
-  __shared__ float tile[32][33];
-  const int64_t b = blockIdx.z;
-  const T *src = X + b * sx;
-  float *dst = out + b * stride;
-  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32; // tile of the output
-  if (!tall) {
-    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-      const int64_t i = i0 + t, j = j0 + threadIdx.x;
-      if (i < R && j < C) dst[i * ld + j] = scale * load_half(src[i * ldk + j]);
+  if (!tall) { // X(i, j) = in(i, j): rows of 64 columns, two per thread
+    __syncthreads();
+    const float inv = s_inv;
+    const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
+    for (int t = ty; t < kTileShort; t += blockDim.y) {
+      const int64_t i = i0 + t;
+      if (i >= R || j >= C) continue;
+      const float *r = src + i * ld + j;
+      if (j + 1 < C) store_pair(dst + i * ldk + j, r[0] * inv, r[1] * inv);
+      else store_half(dst[i * ldk + j], r[0] * inv);
     }
     return;
   }
-  // out(i, j) = X(j, i): read rows j of X coalesced along i.
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    const int64_t j = j0 + t, i = i0 + threadIdx.x;
-    if (i < R && j < C) tile[t][threadIdx.x] = load_half(src[j * ldk + i]);
+  // X(j, i) = in(i, j): a tile of 64 input rows x 32 columns; X's rows written in pairs along i.
+  const int64_t i0 = int64_t(blockIdx.y) * kTileLong, j0 = int64_t(blockIdx.x) * kTileShort;
+  for (int t = ty; t < kTileLong; t += blockDim.y) {
+    const int64_t i = i0 + t, j = j0 + tx;
+    if (i < R && j < C) tile[t][tx] = src[i * ld + j];
   }
   __syncthreads();
-  for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-    const int64_t i = i0 + t, j = j0 + threadIdx.x;
-    if (i < R && j < C) dst[i * ld + j] = scale * tile[threadIdx.x][t];
+  const float inv = s_inv;
+  for (int t = ty; t < kTileShort; t += blockDim.y) {
+    const int64_t j = j0 + t, i = i0 + 2 * tx;
+    if (j >= C || i >= R) continue;
+    if (i + 1 < R) store_pair(dst + j * ldk + i, tile[2 * tx][t] * inv, tile[2 * tx + 1][t] * inv);
+    else store_half(dst[j * ldk + i], tile[2 * tx][t] * inv);
   }
 }
 
+// out_b = scale * X_b (fp32), transposed back when `tall`.
+template <class T>
+__global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, float *out, int64_t R,
+                                 int64_t C, int64_t ld, int64_t stride) {
+  __shared__ float tile[kTileLong][kTileShort + 1];
+  const int64_t b = blockIdx.z;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const T *src = X + b * sx;
+  float *dst = out + b * stride;
+  if (!tall) { // out(i, j) = X(i, j): rows of 64 columns, two per thread
+    const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
+    for (int t = ty; t < kTileShort; t += blockDim.y) {
+      const int64_t i = i0 + t;
+      if (i >= R || j >= C) continue;
+      float *o = dst + i * ld + j;
+      if (j + 1 < C) {
+        float a, c;
+        load_pair(src + i * ldk + j, a, c);
+        o[0] = scale * a, o[1] = scale * c;
+      } else {
+        o[0] = scale * load_half(src[i * ldk + j]);
+      }
+    }
+    return;
+  }
+  // out(i, j) = X(j, i): X's rows read in pairs along i into a 64 x 32 tile of the output.
+  const int64_t i0 = int64_t(blockIdx.y) * kTileLong, j0 = int64_t(blockIdx.x) * kTileShort;
+  for (int t = ty; t < kTileShort; t += blockDim.y) {
+    const int64_t j = j0 + t, i = i0 + 2 * tx;
+    if (j >= C || i >= R) continue;
+    if (i + 1 < R) load_pair(src + j * ldk + i, tile[2 * tx][t], tile[2 * tx + 1][t]);
+    else tile[2 * tx][t] = load_half(src[j * ldk + i]);
+  }
+  __syncthreads();
+  for (int t = ty; t < kTileLong; t += blockDim.y) {
+    const int64_t i = i0 + t, j = j0 + tx;
+    if (i < R && j < C) dst[i * ld + j] = scale * tile[t][tx];
+  }
+}
+
+// Host side of the two kernels (blocks of 32 x 8).
+template <class T>
+void launch_ns_pack(const Batch &in, int64_t sin, bool tall, const double *part, int64_t part_first, double scale_mul,
+                    T *X, int64_t ldk, int64_t sx, cudaStream_t s) {
+  ns_pack_kernel<T><<<ns_tile_grid(in.rows, in.cols, in.batch, tall), dim3(32, 8), 0, s>>>(
+      in.data, in.rows, in.cols, in.ld, sin, tall, part, part_first, scale_mul, X, ldk, sx);
+  check_launch("newton_schulz pack");
+}
+template <class T>
+void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, const Batch &out, cudaStream_t s) {
+  ns_unpack_kernel<T><<<ns_tile_grid(out.rows, out.cols, out.batch, tall), dim3(32, 8), 0, s>>>(
+      X, ldk, sx, tall, scale, out.data, out.rows, out.cols, out.ld, out.batch > 1 ? out.stride : 0);
+  check_launch("newton_schulz unpack");
+}
+
 // D_b(j, i) = D_b(i, j) for 0 <= i < j < r: the lower triangle of each r x r matrix
-// (column-major, ld ldd, stride sd) from its strict upper triangle, through a 32 x 33 tile.
-// Grid (ceil(r / 32), ceil(r / 32), z), tile (blockIdx.y, blockIdx.x) of the upper part (blocks
-// below the diagonal return); matrices b = blockIdx.z, + gridDim.z, ... < count. Reads and
-// writes are disjoint (i < j read, i > j written). A bit copy, so W = uint16_t serves fp16 and
-// bf16 (a template, like the kernels above, for the header's two translation units).
+// (column-major, ld ldd, stride sd; ldd even and the matrices 4-byte aligned) from its strict
+// upper triangle, through a 64 x 64 tile whose columns are read and written as 32-bit pairs of
+// 16-bit elements (128 bytes per warp both ways). Grid (ceil(r / 64), ceil(r / 64), z), tile
+// (blockIdx.y, blockIdx.x) of the upper part (blocks below the diagonal return); matrices b =
+// blockIdx.z, + gridDim.z, ... < count. A block reads only its own tile and writes only the
+// transposed tile (or, on the diagonal, that tile's strict lower triangle after reading it), so
+// blocks never touch each other's data. A bit copy: serves fp16 and bf16 (a template for the
+// header's two translation units).
 template <class W>
 __global__ void mirror_upper_kernel(W *D, int64_t count, int64_t r, int64_t ldd, int64_t sd) {
-  __shared__ W tile[32][33];
+  static_assert(sizeof(W) == 2, "16-bit elements");
+  __shared__ uint32_t tile[64][33]; // tile[c][w]: column j0 + c, rows i0 + 2w, i0 + 2w + 1
   if (blockIdx.y > blockIdx.x) return; // the whole block: no __syncthreads skipped by some threads
-  const int64_t i0 = int64_t(blockIdx.y) * 32, j0 = int64_t(blockIdx.x) * 32;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t i0 = int64_t(blockIdx.y) * 64, j0 = int64_t(blockIdx.x) * 64;
   for (int64_t b = blockIdx.z; b < count; b += gridDim.z) {
-    W *m = D + b * sd;
-    // Read D(i, j), i fastest (column-major: coalesced along i).
-    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-      const int64_t i = i0 + threadIdx.x, j = j0 + t;
-      if (i < j && j < r) tile[t][threadIdx.x] = m[i + j * ldd];
+    uint16_t *m = reinterpret_cast<uint16_t *>(D + b * sd);
+    // Read D(i, j), i = i0 + 2 tx (+1), column j (column-major: contiguous along i).
+    for (int t = ty; t < 64; t += blockDim.y) {
+      const int64_t j = j0 + t, i = i0 + 2 * tx;
+      if (j >= r || i >= r) continue;
+      const uint16_t *p = m + i + j * ldd;
+      tile[t][tx] = i + 1 < r ? *reinterpret_cast<const uint32_t *>(p) : uint32_t(p[0]);
     }
     __syncthreads();
-    // Write D(j, i), j fastest.
-    for (int t = threadIdx.y; t < 32; t += blockDim.y) {
-      const int64_t j = j0 + threadIdx.x, i = i0 + t;
-      if (i < j && j < r) m[j + i * ldd] = tile[threadIdx.x][t];
+    // Write D(j, i) and D(j + 1, i), j = j0 + 2 tx, column i: tile(i, j) and tile(i, j + 1).
+    for (int t = ty; t < 64; t += blockDim.y) {
+      const int64_t i = i0 + t, j = j0 + 2 * tx;
+      const bool w0 = i < j && j < r, w1 = i < j + 1 && j + 1 < r;
+      if (!w0 && !w1) continue;
+      const uint16_t lo = uint16_t(tile[2 * tx][t / 2] >> (16 * (t & 1)));
+      const uint16_t hi = uint16_t(tile[2 * tx + 1][t / 2] >> (16 * (t & 1)));
+      uint16_t *p = m + j + i * ldd;
+      if (w0 && w1) *reinterpret_cast<uint32_t *>(p) = uint32_t(lo) | (uint32_t(hi) << 16);
+      else if (w0) p[0] = lo;
+      else p[1] = hi;
     }
     __syncthreads();
   }
@@ -330,7 +411,7 @@ struct SymmetricGemm {
     }
     top.run(e, alpha, A, B, beta, C, D, s);
     bottom.run(e, alpha, at(A, off_a), at(B, off_b), beta, at(C, off_cd), const_cast<char *>(at(D, off_cd)), s);
-    const unsigned tiles = unsigned((r + 31) / 32);
+    const unsigned tiles = unsigned((r + 63) / 64);
     const dim3 grid(tiles, tiles, unsigned(std::min<int64_t>(batch, 65535)));
     mirror_upper_kernel<uint16_t><<<grid, dim3(32, 8), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
     check_launch("newton_schulz symmetric mirror");
