@@ -203,9 +203,11 @@ __device__ inline void load_pair(const __half *p, float &a, float &b) {
 // Pack and unpack move every element of the Muon matrices once each way, so they are tiled for
 // full 128-byte rows per warp on both sides: the 16-bit side of a row is accessed in pairs
 // (store_pair / load_pair; the banks' ld and strides are multiples of 8 and 128 elements, so
-// an even column is 4-byte aligned), and a transpose goes through a 64 x 32 shared tile.
-// Blocks of 32 x 8 threads; grids from ns_pack_grid / ns_unpack_grid.
-constexpr int kTileLong = 64, kTileShort = 32;
+// an even column is 4-byte aligned), and a transpose goes through a 64 x 32 shared tile. Each
+// thread issues all of its global loads before it uses any (register arrays over the
+// unrolled rows), so a block waits for one memory latency per phase, not one per row.
+// Blocks of 32 x kRows threads; grids from ns_tile_grid.
+constexpr int kTileLong = 64, kTileShort = 32, kRows = 8;
 inline dim3 ns_tile_grid(int64_t rows, int64_t cols, int64_t batch, bool tall) {
   // tall: tiles of 64 input rows x 32 input columns; wide: 32 rows x 64 columns
   const int64_t tr = tall ? kTileLong : kTileShort, tc = tall ? kTileShort : kTileLong;
@@ -223,31 +225,51 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
   __shared__ float s_inv;
   const int64_t b = blockIdx.z;
   const int tx = threadIdx.x, ty = threadIdx.y;
-  if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
   const float *src = in + b * stride;
   T *dst = X + b * sx;
   if (!tall) { // X(i, j) = in(i, j): rows of 64 columns, two per thread
+    constexpr int n = kTileShort / kRows;
+    const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
+    float v[n][2];
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t i = i0 + ty + k * kRows;
+      const float *r = src + i * ld + j;
+      v[k][0] = i < R && j < C ? r[0] : 0.f;
+      v[k][1] = i < R && j + 1 < C ? r[1] : 0.f;
+    }
+    if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
     __syncthreads();
     const float inv = s_inv;
-    const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
-    for (int t = ty; t < kTileShort; t += blockDim.y) {
-      const int64_t i = i0 + t;
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t i = i0 + ty + k * kRows;
       if (i >= R || j >= C) continue;
-      const float *r = src + i * ld + j;
-      if (j + 1 < C) store_pair(dst + i * ldk + j, r[0] * inv, r[1] * inv);
-      else store_half(dst[i * ldk + j], r[0] * inv);
+      if (j + 1 < C) store_pair(dst + i * ldk + j, v[k][0] * inv, v[k][1] * inv);
+      else store_half(dst[i * ldk + j], v[k][0] * inv);
     }
     return;
   }
   // X(j, i) = in(i, j): a tile of 64 input rows x 32 columns; X's rows written in pairs along i.
   const int64_t i0 = int64_t(blockIdx.y) * kTileLong, j0 = int64_t(blockIdx.x) * kTileShort;
-  for (int t = ty; t < kTileLong; t += blockDim.y) {
-    const int64_t i = i0 + t, j = j0 + tx;
-    if (i < R && j < C) tile[t][tx] = src[i * ld + j];
+  {
+    constexpr int n = kTileLong / kRows;
+    float v[n];
+    const int64_t j = j0 + tx;
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t i = i0 + ty + k * kRows;
+      v[k] = i < R && j < C ? src[i * ld + j] : 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
   }
+  if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
   __syncthreads();
   const float inv = s_inv;
-  for (int t = ty; t < kTileShort; t += blockDim.y) {
+#pragma unroll
+  for (int k = 0; k < kTileShort / kRows; ++k) {
+    const int t = ty + k * kRows;
     const int64_t j = j0 + t, i = i0 + 2 * tx;
     if (j >= C || i >= R) continue;
     if (i + 1 < R) store_pair(dst + j * ldk + i, tile[2 * tx][t] * inv, tile[2 * tx + 1][t] * inv);
@@ -264,48 +286,63 @@ __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall,
   const int tx = threadIdx.x, ty = threadIdx.y;
   const T *src = X + b * sx;
   float *dst = out + b * stride;
+  constexpr int n = kTileShort / kRows;
   if (!tall) { // out(i, j) = X(i, j): rows of 64 columns, two per thread
     const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
-    for (int t = ty; t < kTileShort; t += blockDim.y) {
-      const int64_t i = i0 + t;
+    float v[n][2];
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t i = i0 + ty + k * kRows;
+      v[k][0] = v[k][1] = 0.f;
+      if (i >= R || j >= C) continue;
+      if (j + 1 < C) load_pair(src + i * ldk + j, v[k][0], v[k][1]);
+      else v[k][0] = load_half(src[i * ldk + j]);
+    }
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t i = i0 + ty + k * kRows;
       if (i >= R || j >= C) continue;
       float *o = dst + i * ld + j;
-      if (j + 1 < C) {
-        float a, c;
-        load_pair(src + i * ldk + j, a, c);
-        o[0] = scale * a, o[1] = scale * c;
-      } else {
-        o[0] = scale * load_half(src[i * ldk + j]);
-      }
+      o[0] = scale * v[k][0];
+      if (j + 1 < C) o[1] = scale * v[k][1];
     }
     return;
   }
   // out(i, j) = X(j, i): X's rows read in pairs along i into a 64 x 32 tile of the output.
   const int64_t i0 = int64_t(blockIdx.y) * kTileLong, j0 = int64_t(blockIdx.x) * kTileShort;
-  for (int t = ty; t < kTileShort; t += blockDim.y) {
-    const int64_t j = j0 + t, i = i0 + 2 * tx;
-    if (j >= C || i >= R) continue;
-    if (i + 1 < R) load_pair(src + j * ldk + i, tile[2 * tx][t], tile[2 * tx + 1][t]);
-    else tile[2 * tx][t] = load_half(src[j * ldk + i]);
+  {
+    float v[n][2];
+    const int64_t i = i0 + 2 * tx;
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t j = j0 + ty + k * kRows;
+      v[k][0] = v[k][1] = 0.f;
+      if (j >= C || i >= R) continue;
+      if (i + 1 < R) load_pair(src + j * ldk + i, v[k][0], v[k][1]);
+      else v[k][0] = load_half(src[j * ldk + i]);
+    }
+#pragma unroll
+    for (int k = 0; k < n; ++k) tile[2 * tx][ty + k * kRows] = v[k][0], tile[2 * tx + 1][ty + k * kRows] = v[k][1];
   }
   __syncthreads();
-  for (int t = ty; t < kTileLong; t += blockDim.y) {
-    const int64_t i = i0 + t, j = j0 + tx;
-    if (i < R && j < C) dst[i * ld + j] = scale * tile[t][tx];
+#pragma unroll
+  for (int k = 0; k < kTileLong / kRows; ++k) {
+    const int64_t i = i0 + ty + k * kRows, j = j0 + tx;
+    if (i < R && j < C) dst[i * ld + j] = scale * tile[ty + k * kRows][tx];
   }
 }
 
-// Host side of the two kernels (blocks of 32 x 8).
+// Host side of the two kernels (blocks of 32 x kRows).
 template <class T>
 void launch_ns_pack(const Batch &in, int64_t sin, bool tall, const double *part, int64_t part_first, double scale_mul,
                     T *X, int64_t ldk, int64_t sx, cudaStream_t s) {
-  ns_pack_kernel<T><<<ns_tile_grid(in.rows, in.cols, in.batch, tall), dim3(32, 8), 0, s>>>(
+  ns_pack_kernel<T><<<ns_tile_grid(in.rows, in.cols, in.batch, tall), dim3(32, kRows), 0, s>>>(
       in.data, in.rows, in.cols, in.ld, sin, tall, part, part_first, scale_mul, X, ldk, sx);
   check_launch("newton_schulz pack");
 }
 template <class T>
 void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, const Batch &out, cudaStream_t s) {
-  ns_unpack_kernel<T><<<ns_tile_grid(out.rows, out.cols, out.batch, tall), dim3(32, 8), 0, s>>>(
+  ns_unpack_kernel<T><<<ns_tile_grid(out.rows, out.cols, out.batch, tall), dim3(32, kRows), 0, s>>>(
       X, ldk, sx, tall, scale, out.data, out.rows, out.cols, out.ld, out.batch > 1 ? out.stride : 0);
   check_launch("newton_schulz unpack");
 }
@@ -328,16 +365,24 @@ __global__ void mirror_upper_kernel(W *D, int64_t count, int64_t r, int64_t ldd,
   const int64_t i0 = int64_t(blockIdx.y) * 64, j0 = int64_t(blockIdx.x) * 64;
   for (int64_t b = blockIdx.z; b < count; b += gridDim.z) {
     uint16_t *m = reinterpret_cast<uint16_t *>(D + b * sd);
-    // Read D(i, j), i = i0 + 2 tx (+1), column j (column-major: contiguous along i).
-    for (int t = ty; t < 64; t += blockDim.y) {
-      const int64_t j = j0 + t, i = i0 + 2 * tx;
-      if (j >= r || i >= r) continue;
-      const uint16_t *p = m + i + j * ldd;
-      tile[t][tx] = i + 1 < r ? *reinterpret_cast<const uint32_t *>(p) : uint32_t(p[0]);
+    // Read D(i, j), i = i0 + 2 tx (+1), column j (column-major: contiguous along i); every
+    // load of the thread before its first shared store.
+    constexpr int n = 64 / kRows;
+    uint32_t v[n];
+    const int64_t ir = i0 + 2 * tx;
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int64_t j = j0 + ty + k * kRows;
+      const uint16_t *p = m + ir + j * ldd;
+      v[k] = j >= r || ir >= r ? 0u : ir + 1 < r ? *reinterpret_cast<const uint32_t *>(p) : uint32_t(p[0]);
     }
+#pragma unroll
+    for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
     __syncthreads();
     // Write D(j, i) and D(j + 1, i), j = j0 + 2 tx, column i: tile(i, j) and tile(i, j + 1).
-    for (int t = ty; t < 64; t += blockDim.y) {
+#pragma unroll
+    for (int k = 0; k < n; ++k) {
+      const int t = ty + k * kRows;
       const int64_t i = i0 + t, j = j0 + 2 * tx;
       const bool w0 = i < j && j < r, w1 = i < j + 1 && j + 1 < r;
       if (!w0 && !w1) continue;
@@ -413,7 +458,7 @@ struct SymmetricGemm {
     bottom.run(e, alpha, at(A, off_a), at(B, off_b), beta, at(C, off_cd), const_cast<char *>(at(D, off_cd)), s);
     const unsigned tiles = unsigned((r + 63) / 64);
     const dim3 grid(tiles, tiles, unsigned(std::min<int64_t>(batch, 65535)));
-    mirror_upper_kernel<uint16_t><<<grid, dim3(32, 8), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
+    mirror_upper_kernel<uint16_t><<<grid, dim3(32, kRows), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
     check_launch("newton_schulz symmetric mirror");
   }
 };

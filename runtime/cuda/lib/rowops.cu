@@ -42,10 +42,12 @@ __global__ void partials_kernel(const float *X, const float *Y, int64_t rows, in
   if (ldx == cols && (!y || ldy == cols)) {
     const int64_t step = int64_t(gridDim.x) * blockDim.x;
     int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    double acc1 = 0; // two chains, so that loads overlap
-    for (; e + step < total; e += 2 * step) acc += term(e, e), acc1 += term(e + step, e + step);
-    if (e < total) acc += term(e, e);
-    acc += acc1;
+    double a1 = 0, a2 = 0, a3 = 0; // four chains, so that four loads are in flight
+    for (; e + 3 * step < total; e += 4 * step)
+      acc += term(e, e), a1 += term(e + step, e + step), a2 += term(e + 2 * step, e + 2 * step),
+          a3 += term(e + 3 * step, e + 3 * step);
+    for (; e < total; e += step) acc += term(e, e);
+    acc += (a1 + a2) + a3;
   } else if (rows >= int64_t(gridDim.x)) {
     for (int64_t i = blockIdx.x; i < rows; i += gridDim.x)
       for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) acc += term(i * ldx + j, i * ldy + j);
