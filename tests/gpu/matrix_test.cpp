@@ -981,18 +981,16 @@ void test_gram_newton_schulz(cu::Engine &e) {
 // element of both is one fp32-accumulated dot product over the same terms rounded once to the
 // 16-bit type; only the kernels' summation order differs, so they may differ by one rounding
 // step: the bound is one ulp at the largest |D| (2^-10 fp16, 2^-7 bf16) relative to max |D|.
-// The mirrored block D[h:r, 0:h] must equal D[0:h, h:r]^T bitwise and D must be symmetric to
-// that ulp (its diagonal blocks are the GEMMs' own), every element of the r x r interiors written
+// The mirrored result must be exactly symmetric, every element of the r x r interiors written
 // (outputs poisoned with NaN), and both the cuBLASLt path and the cublasGemmStridedBatchedEx
-// path (copy of C into D) are run. Odd r, r < 16 (h not a multiple of 8) and odd h included.
+// path (copy of C into D) are run. Odd r and r < 16 (h not a multiple of 8) included.
 void test_symmetric_gemm(cu::Engine &e) {
   namespace d = symoc::cuda::detail;
   struct Case {
     int64_t r, k;
     bool gram;
   };
-  const std::vector<Case> cases = {{5, 5, false},   {7, 7, false},     {7, 19, true}, // h = 3: unpaired mirror writes
-                                   {37, 37, false},   {129, 129, false}, {768, 768, false},
+  const std::vector<Case> cases = {{5, 5, false},   {37, 37, false},   {129, 129, false}, {768, 768, false},
                                    {5, 17, true},   {37, 101, true},   {129, 300, true},  {768, 3072, true}};
   const int64_t B = 3;
   for (int fp16 = 1; fp16 >= 0; --fp16)
@@ -1073,14 +1071,13 @@ void test_symmetric_gemm(cu::Engine &e) {
           dense.destroy(), sym.destroy();
           const std::vector<uint16_t> hD = dD.down(), hS = dS.down();
           double maxd = 0, diff = 0, asym = 0, dense_asym = 0;
-          bool written = true, mirrored = true; // mirrored: D[h:r, 0:h] == D[0:h, h:r]^T bitwise
+          bool written = true;
           for (int64_t b = 0; b < B; ++b)
             for (int64_t j = 0; j < r; ++j)
               for (int64_t i = 0; i < r; ++i) {
                 const size_t o = size_t(b * sr + i + j * ldr), t = size_t(b * sr + j + i * ldr);
                 const double vd = from16(hD[o]), vs = from16(hS[o]);
                 if (!std::isfinite(vd) || !std::isfinite(vs)) written = false;
-                if (i >= sym.h && j < sym.h && hS[o] != hS[t]) mirrored = false;
                 maxd = std::max(maxd, std::fabs(vd));
                 diff = std::max(diff, std::fabs(vs - vd));
                 asym = std::max(asym, std::fabs(vs - double(from16(hS[t]))));
@@ -1093,11 +1090,9 @@ void test_symmetric_gemm(cu::Engine &e) {
           char note[96];
           std::snprintf(note, sizeof note, "(h %lld, lt %s; dense max |D - D^T| %.2e)", (long long)sym.h,
                         sym.lt() ? "yes" : "no", dense_asym);
-          const double ulp = fp16 ? 1.0 / 1024 : 1.0 / 128;
-          table.add(name + " vs dense: max|diff| / max|D|", diff / std::max(maxd, 1e-30), ulp, note);
-          table.add(name + " mirrored block == transposed top-right block", mirrored ? 0 : 1, 0.0);
-          // The diagonal blocks are the GEMMs' own: as symmetric as the dense product's.
-          table.add(name + " max |D - D^T| / max |D|", asym / std::max(maxd, 1e-30), ulp);
+          table.add(name + " vs dense: max|diff| / max|D|", diff / std::max(maxd, 1e-30),
+                    fp16 ? 1.0 / 1024 : 1.0 / 128, note);
+          table.add(name + " max |D - D^T|", asym, 0.0);
         } catch (const std::exception &ex) {
           table.fail(name, ex.what());
         }

@@ -347,50 +347,51 @@ void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scal
   check_launch("newton_schulz unpack");
 }
 
-// The block no GEMM of SymmetricGemm wrote: D_b[h:h+w, 0:h] = D_b[0:h, h:h+w]^T, i.e.
-// D_b(h + j, i) = D_b(i, h + j) for i < h, j < w, each r x r matrix column-major (ld ldd even,
-// stride sd, 4-byte aligned). Through a 64 x 64 tile whose columns are read as 32-bit pairs of
-// 16-bit elements and written as pairs too where `pair_writes` (h even, so that D + h is 4-byte
-// aligned): 128 bytes per warp both ways, every load of a thread issued before its first use.
-// Grid (ceil(w / 64), ceil(h / 64), z), matrices b = blockIdx.z, + gridDim.z, ... < count.
-// Reads and writes are disjoint blocks. A bit copy: serves fp16 and bf16 (a template for the
+// D_b(j, i) = D_b(i, j) for 0 <= i < j < r: the lower triangle of each r x r matrix
+// (column-major, ld ldd, stride sd; ldd even and the matrices 4-byte aligned) from its strict
+// upper triangle, through a 64 x 64 tile whose columns are read and written as 32-bit pairs of
+// 16-bit elements (128 bytes per warp both ways). Grid (ceil(r / 64), ceil(r / 64), z), tile
+// (blockIdx.y, blockIdx.x) of the upper part (blocks below the diagonal return); matrices b =
+// blockIdx.z, + gridDim.z, ... < count. A block reads only its own tile and writes only the
+// transposed tile (or, on the diagonal, that tile's strict lower triangle after reading it), so
+// blocks never touch each other's data. A bit copy: serves fp16 and bf16 (a template for the
 // header's two translation units).
 template <class W>
-__global__ void mirror_block_kernel(W *D, int64_t count, int64_t h, int64_t w, int64_t ldd, int64_t sd,
-                                    bool pair_writes) {
+__global__ void mirror_upper_kernel(W *D, int64_t count, int64_t r, int64_t ldd, int64_t sd) {
   static_assert(sizeof(W) == 2, "16-bit elements");
-  __shared__ uint32_t tile[64][33]; // tile[c][q]: column h + j0 + c, rows i0 + 2q, i0 + 2q + 1
+  __shared__ uint32_t tile[64][33]; // tile[c][w]: column j0 + c, rows i0 + 2w, i0 + 2w + 1
+  if (blockIdx.y > blockIdx.x) return; // the whole block: no __syncthreads skipped by some threads
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t i0 = int64_t(blockIdx.y) * 64, j0 = int64_t(blockIdx.x) * 64;
-  constexpr int n = 64 / kRows;
   for (int64_t b = blockIdx.z; b < count; b += gridDim.z) {
     uint16_t *m = reinterpret_cast<uint16_t *>(D + b * sd);
-    // Read D(i, h + j), i = i0 + 2 tx (+1): column h + j, contiguous along i.
+    // Read D(i, j), i = i0 + 2 tx (+1), column j (column-major: contiguous along i); every
+    // load of the thread before its first shared store.
+    constexpr int n = 64 / kRows;
     uint32_t v[n];
     const int64_t ir = i0 + 2 * tx;
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int64_t j = j0 + ty + k * kRows;
-      const uint16_t *p = m + ir + (h + j) * ldd;
-      v[k] = j >= w || ir >= h ? 0u : ir + 1 < h ? *reinterpret_cast<const uint32_t *>(p) : uint32_t(p[0]);
+      const uint16_t *p = m + ir + j * ldd;
+      v[k] = j >= r || ir >= r ? 0u : ir + 1 < r ? *reinterpret_cast<const uint32_t *>(p) : uint32_t(p[0]);
     }
 #pragma unroll
     for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
     __syncthreads();
-    // Write D(h + j, i) and D(h + j + 1, i), j = j0 + 2 tx: column i, contiguous along j.
+    // Write D(j, i) and D(j + 1, i), j = j0 + 2 tx, column i: tile(i, j) and tile(i, j + 1).
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int t = ty + k * kRows;
       const int64_t i = i0 + t, j = j0 + 2 * tx;
-      if (i >= h || j >= w) continue;
+      const bool w0 = i < j && j < r, w1 = i < j + 1 && j + 1 < r;
+      if (!w0 && !w1) continue;
       const uint16_t lo = uint16_t(tile[2 * tx][t / 2] >> (16 * (t & 1)));
       const uint16_t hi = uint16_t(tile[2 * tx + 1][t / 2] >> (16 * (t & 1)));
-      uint16_t *p = m + h + j + i * ldd;
-      if (j + 1 < w && pair_writes) *reinterpret_cast<uint32_t *>(p) = uint32_t(lo) | (uint32_t(hi) << 16);
-      else {
-        p[0] = lo;
-        if (j + 1 < w) p[1] = hi;
-      }
+      uint16_t *p = m + j + i * ldd;
+      if (w0 && w1) *reinterpret_cast<uint32_t *>(p) = uint32_t(lo) | (uint32_t(hi) << 16);
+      else if (w0) p[0] = lo;
+      else p[1] = hi;
     }
     __syncthreads();
   }
@@ -407,12 +408,9 @@ inline int64_t pow2_alignment(int64_t bytes) { // largest power of two dividing 
 // symmetric matrix). Only the upper part is multiplied, in two GEMMs, and mirrored:
 //   top:    D[0:h, 0:r] = alpha op(A)[0:h, :] B[:, 0:r] + beta C[0:h, 0:r]
 //   bottom: D[h:r, h:r] = alpha op(A)[h:r, :] B[:, h:r] + beta C[h:r, h:r]
-//   mirror: D[h:r, 0:h] = D[0:h, h:r]^T, the block no GEMM wrote (mirror_block_kernel).
-// The two diagonal blocks are the GEMMs' own, as symmetric as the dense product's: exactly for
-// X X^T (each (i, j) and (j, i) sums the same products in the same order), within a rounding
-// for the product of two symmetric matrices (which equals its transpose only in exact
-// arithmetic). Mirroring their lower triangles too made D exactly symmetric but doubled the
-// mirror's traffic, 2.6 ms of the LLaMA-1B Muon step (session 10's profile).
+//   mirror: D(j, i) = D(i, j) for i < j: the block D[h:r, 0:h] = D[0:h, h:r]^T, which no GEMM
+//           wrote, and the diagonal blocks' lower triangles, so that D is exactly symmetric
+//           whatever order each GEMM kernel sums in (the dense product is not, in general)
 // with op(A)[rows, :] = (stored A[:, rows])^T read with opA = T: for the Gram product the stored
 // (column-major, k x r) X, whose op was T anyway; for a symmetric r x r A, its columns, equal to
 // its rows. Every submatrix is the base pointer plus an offset with the same ld and stride.
@@ -458,10 +456,9 @@ struct SymmetricGemm {
     }
     top.run(e, alpha, A, B, beta, C, D, s);
     bottom.run(e, alpha, at(A, off_a), at(B, off_b), beta, at(C, off_cd), const_cast<char *>(at(D, off_cd)), s);
-    const int64_t w = r - h;
-    const dim3 grid(unsigned((w + 63) / 64), unsigned((h + 63) / 64), unsigned(std::min<int64_t>(batch, 65535)));
-    mirror_block_kernel<uint16_t><<<grid, dim3(32, kRows), 0, s>>>(static_cast<uint16_t *>(D), batch, h, w, ldd, sd,
-                                                                   h % 2 == 0);
+    const unsigned tiles = unsigned((r + 63) / 64);
+    const dim3 grid(tiles, tiles, unsigned(std::min<int64_t>(batch, 65535)));
+    mirror_upper_kernel<uint16_t><<<grid, dim3(32, kRows), 0, s>>>(static_cast<uint16_t *>(D), batch, r, ldd, sd);
     check_launch("newton_schulz symmetric mirror");
   }
 };

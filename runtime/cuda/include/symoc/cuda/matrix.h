@@ -230,9 +230,8 @@ struct NsTuning {
   // to be symmetric (A = X X^T and A A of the standard iteration; R = X X^T, R R, Q Z, R Z,
   // Z W of the Gram path) with r >= symmetric_min_side computes only its upper part, as two
   // GEMMs (rows [0, h) x all columns, and the trailing (r - h) x (r - h) block, h ~ r / 2) plus
-  // a kernel copying the block no GEMM wrote, D[h:r, 0:h] = D[0:h, h:r]^T: 0.75x the FLOPs,
-  // each element the same full-length fp32-accumulated dot product, the result as symmetric as
-  // the dense product's (its diagonal blocks are the GEMMs' own). Off in the
+  // a kernel mirroring the upper triangle: 0.75x the FLOPs, each element the same
+  // full-length fp32-accumulated dot product, the result exactly symmetric. Off in the
   // library's NsTuning; the optimizers' (ns_tuning_from_env) use it from kSymmetricMinSide.
   bool symmetric_products = false;
   int64_t symmetric_min_side = 2;
