@@ -355,17 +355,25 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                                             ctypes.c_void_p(stream)), "step_cuda()")
 
     def _step_cuda_fast(self, params):
-        """Steps without re-checking the tensors when every weight and gradient is the one
-        checked before (same data pointers): the per-tensor checks cost more host time than
-        the GPU step of a small model. False: the caller checks and steps."""
+        """Steps without re-checking the tensors when every weight is the one checked before
+        (same data pointer) and every gradient is either the one checked before or a new
+        contiguous tensor: the per-tensor checks cost more host time than the GPU step of a
+        small model, and torch's default zero_grad(set_to_none=True) makes new gradient tensors
+        every step. torch itself keeps a parameter's .grad at its shape, dtype and device, so a
+        new gradient needs only its layout checked. False: the caller checks and steps."""
         v = getattr(self, "_validated", None)
         if v is None:
             return False
         ws, gs = v
         for i, p in enumerate(params):
             g = p.grad
-            if g is None or p.data_ptr() != ws[i] or g.data_ptr() != gs[i]:
+            if g is None or p.data_ptr() != ws[i]:
                 return False
+            gp = g.data_ptr()
+            if gp != gs[i]:
+                if g.layout != torch.strided or not g.is_contiguous():
+                    return False
+                gs[i] = self._g[i] = gp
         self._launch(len(params))
         return True
 
