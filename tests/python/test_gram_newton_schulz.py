@@ -3,8 +3,9 @@
 
 The CUDA backend's Gram path (runtime/cuda/lib/gram_newton_schulz.cu) iterates on R = X X^T
 and applies the accumulated polynomial Q to X once (plus a restart that re-forms X = Q X and
-R = X X^T). This test runs the same schedule (the first step and the restart start Q as
-Z + aI, R is updated only when a later step reads it) in NumPy float64 and float32 against
+R = X X^T). This test runs the same schedule (per step P = cR^2 + bR + aI, Q = Q P, starting
+from Q = P at the first step and after the restart, R = P (R P) only when a later step reads
+it) in NumPy float64 and float32 against
 the standard iteration X <- aX + (bA + cA^2)X, A = X X^T, with the coefficients read from
 runtime/include/symoc/runtime/polar_coefficients.h (the table both runtimes use), on random
 wide and tall matrices, with and without the restart:
@@ -85,11 +86,11 @@ def gram(G, method, steps, dtype, restart=2, perturb=None, skip_r_update_at=None
             X = Q @ X
             R = X @ X.T
             Q = None
-        Z = c * R @ R + b * R
-        Q = Z + a * eye if Q is None else Q @ Z + a * Q
+        P = c * R @ R + b * R + a * eye  # the step's polynomial; X' = P X
+        Q = P if Q is None else Q @ P
         if t + 1 < steps and not restarts(t + 1) and t != skip_r_update_at:
-            W = R @ Z + a * R
-            R = Z @ W + a * W
+            W = R @ P
+            R = P @ W
     X = Q @ X
     return X.T if G.shape[0] > G.shape[1] else X
 

@@ -5,9 +5,12 @@
 // Z = b R + c R^2, a polynomial in R; then R' = X' X'^T = P R P. So after t steps
 // X_t = Q_t X_0 with Q_t = P_{t-1} ... P_0, all polynomials in R_0 (symmetric, commuting),
 // and the iteration needs X only to form R_0 and to apply Q at the end:
-//   R = X X^T;  per step: Z = c R R + b R;  Q = Q Z + a Q (the first step: Q = Z + a I);
-//                         W = R Z + a R;  R = Z W + a W (skipped when R is not needed again)
+//   R = X X^T;  per step: P = c R R + b R + a I;  Q = Q P (the first step: Q = P);
+//                         W = R P;  R = P W (skipped when R is not needed again)
 //   X = Q X.
+// P is one GEMM (c R R + b R) and a kernel adding a to its r diagonal elements; the first Q
+// is P itself (a pointer swap), so no pass over whole r x r matrices adds an identity, and
+// Q P, R P, P W read no C operand.
 // In exact arithmetic this is the standard iteration (tests/python/test_gram_newton_schulz.py
 // checks it in float64); in half precision the rounding of R and Q compounds, so after
 // `restart` steps X is re-formed (X = Q X, R = X X^T, Q restarts), as in Dao-AILab's
@@ -17,7 +20,7 @@
 // k = 1.5 r.
 //
 // Layout as newton_schulz.cu: banks of equal wide shape (r, k) hold X (two buffers); classes
-// of equal r hold R, Z, Q and a scratch T, so every r x r product of a class is one
+// of equal r hold R, P, Q and a scratch T, so every r x r product of a class is one
 // strided-batched GEMM. Operands fp16 or bf16 (NsTuning::gram_half), fp32 accumulation, every
 // GEMM output rounded to the operand type.
 //
@@ -35,17 +38,16 @@ namespace symoc::cuda {
 namespace detail {
 namespace {
 
-// Q_b = Z_b + a I over the r x r interiors of a batch (ld ldr, stride sr): rows over
-// blockIdx.x (grid-stride), columns over the threads. Matrices b = blockIdx.y, blockIdx.y +
-// gridDim.y, ... < count (a class may hold more than CUDA's 65535 grid rows).
+// P_b(i, i) += a for the r x r matrices of a batch (ld ldr, stride sr), in place: one thread
+// per diagonal element, matrices b = blockIdx.y, blockIdx.y + gridDim.y, ... < count (a class
+// may hold more than CUDA's 65535 grid rows).
 template <class T>
-__global__ void add_identity_kernel(const T *Z, T *Q, int64_t count, int64_t r, int64_t ldr, int64_t sr, float a) {
+__global__ void add_diagonal_kernel(T *P, int64_t count, int64_t r, int64_t ldr, int64_t sr, float a) {
   for (int64_t b = blockIdx.y; b < count; b += gridDim.y)
-    for (int64_t i = blockIdx.x; i < r; i += gridDim.x)
-      for (int64_t j = threadIdx.x; j < r; j += blockDim.x) {
-        const int64_t o = b * sr + i * ldr + j;
-        store_half(Q[o], load_half(Z[o]) + (i == j ? a : 0.f));
-      }
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < r; i += int64_t(gridDim.x) * blockDim.x) {
+      T &d = P[b * sr + i * ldr + i];
+      store_half(d, load_half(d) + a);
+    }
 }
 
 struct GBank {
@@ -58,7 +60,7 @@ struct GBank {
 };
 struct GClass {
   int64_t r = 0, ldr = 0, sr = 0, count = 0;
-  void *R = nullptr, *Z = nullptr, *Q = nullptr, *T = nullptr;
+  void *R = nullptr, *P = nullptr, *Q = nullptr, *T = nullptr;
   SymmetricProduct square; // D = alpha A B + beta C, A and B polynomials in R_0
 };
 struct GGroup {
@@ -173,7 +175,7 @@ struct GramNewtonSchulz::Impl {
     for (GBank &b : banks)
       for (void *&x : b.X) x = cv.take<uint16_t>(size_t(b.sx * b.count));
     for (GClass &c : classes)
-      for (void **p : {&c.R, &c.Z, &c.Q, &c.T}) *p = cv.take<uint16_t>(size_t(c.sr * c.count));
+      for (void **p : {&c.R, &c.P, &c.Q, &c.T}) *p = cv.take<uint16_t>(size_t(c.sr * c.count));
     return part;
   }
   void coef(int s, float &a, float &b, float &c) const {
@@ -194,8 +196,8 @@ struct GramNewtonSchulz::Impl {
       double per = gram + 2 * r * r * k; // R_0 = X X^T and the final Q X
       for (int t = 0; t < steps; ++t) {
         if (restarts_at(t)) per += 2 * r * r * k + gram; // X = Q X, R = X X^T
-        per += sq;                                         // Z
-        if (t > 0 && !restarts_at(t)) per += sq;           // Q Z
+        per += sq;                                         // P
+        if (t > 0 && !restarts_at(t)) per += sq;           // Q P
         if (updates_r(t)) per += 2 * sq;                   // W, R
       }
       f += n * per;
@@ -213,11 +215,10 @@ struct GramNewtonSchulz::Impl {
     launch_ns_unpack<T>(reinterpret_cast<const T *>(at(b.X[cur], g.first * b.sx)), b.ldk, b.sx, g.tall, pg.out_scale,
                         pg.out, s);
   }
-  template <class T> void add_identity(const GClass &c, float a, cudaStream_t s) {
-    const dim3 grid(unsigned(std::min<int64_t>(c.r, 1024)), unsigned(std::min<int64_t>(c.count, 65535)));
-    add_identity_kernel<T><<<grid, 256, 0, s>>>(static_cast<const T *>(c.Z), static_cast<T *>(c.Q), c.count, c.r, c.ldr,
-                                                c.sr, a);
-    check_launch("gram_newton_schulz add_identity");
+  template <class T> void add_diagonal(const GClass &c, float a, cudaStream_t s) {
+    const dim3 grid(unsigned((c.r + 255) / 256), unsigned(std::min<int64_t>(c.count, 65535)));
+    add_diagonal_kernel<T><<<grid, 256, 0, s>>>(static_cast<T *>(c.P), c.count, c.r, c.ldr, c.sr, a);
+    check_launch("gram_newton_schulz add_diagonal");
   }
 
   // R = X X^T for every bank, X = X[cur].
@@ -280,17 +281,19 @@ struct GramNewtonSchulz::Impl {
       float a, b, c;
       coef(t, a, b, c);
       for (GClass &cl : classes) {
-        cl.square.run(e, c, cl.R, cl.R, b, cl.R, cl.Z, s); // Z = c R R + b R
-        if (fresh) {
-          if (fp16) add_identity<__half>(cl, a, s);
-          else add_identity<__nv_bfloat16>(cl, a, s);
+        cl.square.run(e, c, cl.R, cl.R, b, cl.R, cl.P, s); // P = c R R + b R
+        if (fp16) add_diagonal<__half>(cl, a, s);           //     + a I
+        else add_diagonal<__nv_bfloat16>(cl, a, s);
+        void *P = cl.P;
+        if (fresh) { // Q = P: P's buffer becomes Q's, the old Q's is the next step's P
+          std::swap(cl.Q, cl.P);
         } else {
-          cl.square.run(e, 1.f, cl.Q, cl.Z, a, cl.Q, cl.T, s); // T = Q Z + a Q
+          cl.square.run(e, 1.f, cl.Q, P, 0.f, cl.T, cl.T, s); // T = Q P
           std::swap(cl.Q, cl.T);
         }
-        if (updates_r(t)) {
-          cl.square.run(e, 1.f, cl.R, cl.Z, a, cl.R, cl.T, s); // W = R Z + a R (in T)
-          cl.square.run(e, 1.f, cl.Z, cl.T, a, cl.T, cl.R, s); // R = Z W + a W
+        if (updates_r(t)) { // T is free here (the old Q, or unused)
+          cl.square.run(e, 1.f, cl.R, P, 0.f, cl.T, cl.T, s); // W = R P (in T)
+          cl.square.run(e, 1.f, P, cl.T, 0.f, cl.R, cl.R, s); // R = P W
         }
       }
       fresh = false;
