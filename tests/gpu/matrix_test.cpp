@@ -875,21 +875,15 @@ void test_gram_newton_schulz(cu::Engine &e) {
                                        {"bf16 no restart", cu::NsHalf::BF16, 0, false}};
   for (int pe = 0; pe < 2; ++pe) {
     PolarCase pc(shapes, pe); // inputs and the CPU fp32 references; the standard GPU path below
-    const char *method = pc.method;
-    const int steps = pc.steps;
-    const cu::PolarIteration it = pc.it;
-    const float out_scale = pc.out_scale;
-    std::vector<HostBatch> &ref = pc.ref;
-    std::vector<DevBatch> &din = pc.din;
     auto run_plan = [&](const cu::NsTuning &t, std::vector<DevBatch> &out) {
       out.clear();
       out.reserve(shapes.size());
       std::vector<cu::PolarGroup> gs;
       for (size_t g = 0; g < shapes.size(); ++g) {
         out.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
-        gs.push_back({din[g].b(), out.back().b(), out_scale});
+        gs.push_back({pc.din[g].b(), out.back().b(), pc.out_scale});
       }
-      cu::NewtonSchulzPlan plan(e, shapes, it, steps, t);
+      cu::NewtonSchulzPlan plan(e, shapes, pc.it, pc.steps, t);
       Dev<char> ws(plan.workspace_bytes());
       plan.run(gs.data(), gs.size(), workspace(ws), stream);
       sync();
@@ -909,20 +903,20 @@ void test_gram_newton_schulz(cu::Engine &e) {
         const bool is_default = c.half == dflt.gram_half && c.restart == dflt.gram_restart;
         std::vector<DevBatch> dout;
         const double flops = run_plan(t, dout);
-        std::printf("# gram %s %s: plan FLOPs %.4g vs standard %.4g (%.2fx)\n", method, c.name, flops, std_flops,
+        std::printf("# gram %s %s: plan FLOPs %.4g vs standard %.4g (%.2fx)\n", pc.method, c.name, flops, std_flops,
                     flops / std_flops);
         for (size_t g = 0; g < shapes.size(); ++g) {
           const auto &s = shapes[g];
-          const std::string name = std::string("gram ") + method + " " + c.name + " " + std::to_string(s.batch) + "x" +
+          const std::string name = std::string("gram ") + pc.method + " " + c.name + " " + std::to_string(s.batch) + "x" +
                                    std::to_string(s.rows) + "x" + std::to_string(s.cols);
           if (!check_written(name, dout[g])) continue;
           double err = 0, vs_std = 0, std_err = 0;
           for (int64_t b = 0; b < s.batch; ++b) {
-            err = std::max(err, rel_err(dout[g].hb.view(b), ref[g].view(b)));
+            err = std::max(err, rel_err(dout[g].hb.view(b), pc.ref[g].view(b)));
             vs_std = std::max(vs_std, rel_err(dout[g].hb.view(b), dstd[g].hb.view(b)));
-            std_err = std::max(std_err, rel_err(dstd[g].hb.view(b), ref[g].view(b)));
+            std_err = std::max(std_err, rel_err(dstd[g].hb.view(b), pc.ref[g].view(b)));
           }
-          double lim = spread_limit(s.rows, s.cols, method);
+          double lim = spread_limit(s.rows, s.cols, pc.method);
           if (!std::isfinite(lim)) lim = 0.05;
           char note[96];
           std::snprintf(note, sizeof note, "(standard bf16 path vs fp32: %.2e; torch bf16 vs fp32: %.2e)", std_err,
@@ -945,19 +939,19 @@ void test_gram_newton_schulz(cu::Engine &e) {
         dalias.emplace_back(pc.in[g]);
         deager.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
         dgraph.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
-        ga.push_back({dalias.back().b(), dalias.back().b(), out_scale});
-        ge.push_back({din[g].b(), deager.back().b(), out_scale});
-        gg.push_back({din[g].b(), dgraph.back().b(), out_scale});
+        ga.push_back({dalias.back().b(), dalias.back().b(), pc.out_scale});
+        ge.push_back({pc.din[g].b(), deager.back().b(), pc.out_scale});
+        gg.push_back({pc.din[g].b(), dgraph.back().b(), pc.out_scale});
       }
-      cu::NewtonSchulzPlan plan(e, shapes, it, steps, t);
+      cu::NewtonSchulzPlan plan(e, shapes, pc.it, pc.steps, t);
       Dev<char> ws(plan.workspace_bytes());
       plan.run(ga.data(), ga.size(), workspace(ws), stream);
       plan.run(ge.data(), ge.size(), workspace(ws), stream);
       run_captured([&] { plan.run(gg.data(), gg.size(), workspace(ws), stream); });
       double alias_diff = 0, graph_diff = 0;
       for (size_t g = 0; g < shapes.size(); ++g) {
-        if (!check_written(std::string("gram ") + method + " eager", deager[g]) ||
-            !check_written(std::string("gram ") + method + " graph", dgraph[g]))
+        if (!check_written(std::string("gram ") + pc.method + " eager", deager[g]) ||
+            !check_written(std::string("gram ") + pc.method + " graph", dgraph[g]))
           continue;
         dalias[g].fetch();
         for (int64_t b = 0; b < shapes[g].batch; ++b)
@@ -967,10 +961,10 @@ void test_gram_newton_schulz(cu::Engine &e) {
               graph_diff = std::max(graph_diff, double(std::fabs(dgraph[g].hb.at(b, i, j) - deager[g].hb.at(b, i, j))));
             }
       }
-      table.add(std::string("gram ") + method + " out aliasing in: max |diff|", alias_diff, 0.0);
-      table.add(std::string("gram ") + method + " CUDA graph replay vs eager: max |diff|", graph_diff, 0.0);
+      table.add(std::string("gram ") + pc.method + " out aliasing in: max |diff|", alias_diff, 0.0);
+      table.add(std::string("gram ") + pc.method + " CUDA graph replay vs eager: max |diff|", graph_diff, 0.0);
     } catch (const std::exception &ex) {
-      table.fail(std::string("gram ") + method, ex.what());
+      table.fail(std::string("gram ") + pc.method, ex.what());
     }
   }
 }
@@ -1115,13 +1109,7 @@ void test_ns_symmetric(cu::Engine &e) {
   for (int run = 0; run < 4; ++run) {
     const int path = run / 2; // 0: Gram, 1: standard
     PolarCase pc(shapes, run % 2);
-    const char *method = pc.method;
-    const int steps = pc.steps;
-    const cu::PolarIteration it = pc.it;
-    const float out_scale = pc.out_scale;
-    std::vector<HostBatch> &ref = pc.ref;
-    std::vector<DevBatch> &din = pc.din;
-    const std::string pre = std::string(path ? "standard" : "gram") + " sym " + method;
+    const std::string pre = std::string(path ? "standard" : "gram") + " sym " + pc.method;
     try {
       cu::NsTuning td, ts;
       td.gram_min_aspect = ts.gram_min_aspect = path ? 0 : 1.01; // Gram: every rectangular group
@@ -1132,11 +1120,11 @@ void test_ns_symmetric(cu::Engine &e) {
       for (size_t g = 0; g < shapes.size(); ++g) {
         for (auto *v : {&ddense, &deager, &dgraph})
           v->push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
-        gd.push_back({din[g].b(), ddense.back().b(), out_scale});
-        ge.push_back({din[g].b(), deager.back().b(), out_scale});
-        gg.push_back({din[g].b(), dgraph.back().b(), out_scale});
+        gd.push_back({pc.din[g].b(), ddense.back().b(), pc.out_scale});
+        ge.push_back({pc.din[g].b(), deager.back().b(), pc.out_scale});
+        gg.push_back({pc.din[g].b(), dgraph.back().b(), pc.out_scale});
       }
-      cu::NewtonSchulzPlan dense(e, shapes, it, steps, td), sym(e, shapes, it, steps, ts);
+      cu::NewtonSchulzPlan dense(e, shapes, pc.it, pc.steps, td), sym(e, shapes, pc.it, pc.steps, ts);
       Dev<char> wd(dense.workspace_bytes()), ws(sym.workspace_bytes());
       dense.run(gd.data(), gd.size(), workspace(wd), stream);
       sym.run(ge.data(), ge.size(), workspace(ws), stream);
@@ -1154,14 +1142,14 @@ void test_ns_symmetric(cu::Engine &e) {
           continue;
         double err = 0, vs_dense = 0, dense_err = 0;
         for (int64_t b = 0; b < s.batch; ++b) {
-          err = std::max(err, rel_err(deager[g].hb.view(b), ref[g].view(b)));
+          err = std::max(err, rel_err(deager[g].hb.view(b), pc.ref[g].view(b)));
           vs_dense = std::max(vs_dense, rel_err(deager[g].hb.view(b), ddense[g].hb.view(b)));
-          dense_err = std::max(dense_err, rel_err(ddense[g].hb.view(b), ref[g].view(b)));
+          dense_err = std::max(dense_err, rel_err(ddense[g].hb.view(b), pc.ref[g].view(b)));
           for (int64_t i = 0; i < s.rows; ++i)
             for (int64_t j = 0; j < s.cols; ++j)
               graph_diff = std::max(graph_diff, double(std::fabs(dgraph[g].hb.at(b, i, j) - deager[g].hb.at(b, i, j))));
         }
-        double lim = spread_limit(s.rows, s.cols, method);
+        double lim = spread_limit(s.rows, s.cols, pc.method);
         if (!std::isfinite(lim)) lim = 0.05;
         char note[64];
         std::snprintf(note, sizeof note, "(dense vs fp32: %.2e)", dense_err);
