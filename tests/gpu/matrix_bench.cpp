@@ -6,6 +6,8 @@
 // Medians of event-timed runs after warm-up; random data. Usage: symoc_gpu_matrix_bench [out.json]
 #include "gpu_util.h"
 
+#include "../../runtime/cuda/lib/ns_common.cuh"
+
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
@@ -262,6 +264,33 @@ int main(int argc, char **argv) {
           std::snprintf(key, sizeof key, "sweep 12x768x%lld gram / standard", (long long)k);
           report(key, tg.median / t_std, "x");
         }
+      }
+    }
+
+    // 2c. The symmetric products' mirror (SymmetricGemm's lower triangle from the upper) on
+    // the LLaMA-1B Gram class (48 fp16 matrices of 2048^2), against a device copy of the same
+    // bytes (r^2 / 2 read + r^2 / 2 written per matrix), with the grid's z extent (matrices per
+    // block: 1, 4, 16) varied: session 10's profile put the mirror at ~1.75 TB/s.
+    {
+      namespace d = symoc::cuda::detail;
+      const int64_t r = 2048, batch = 48, ld = d::round_up(r, d::kLdAlign), sd = d::round_up(r * ld, d::kStrideAlign);
+      Dev<uint16_t> D{size_t(batch * sd)}, C2{size_t(batch * sd)};
+      ck(cudaMemsetAsync(D.p, 0, D.n * 2, s), "memset");
+      const double bytes = double(batch) * double(r) * double(r) * 2.0; // read + write
+      Timing tc = time_it(s, 3, 20, [&] {
+        ck(cudaMemcpyAsync(C2.p, D.p, size_t(batch * r * r / 2) * 2, cudaMemcpyDeviceToDevice, s), "copy");
+      });
+      report("mirror 48x2048^2 fp16: copy of the same bytes GB/s", bytes / (tc.median * 1e-3) / 1e9, "GB/s");
+      const unsigned tiles = unsigned((r + 63) / 64);
+      for (int per : {1, 4, 16}) {
+        const dim3 grid(tiles, tiles, unsigned((batch + per - 1) / per));
+        Timing tm = time_it(s, 3, 20, [&] {
+          d::mirror_upper_kernel<uint16_t><<<grid, dim3(32, d::kRows), 0, s>>>(D.p, batch, r, ld, sd);
+          ck(cudaGetLastError(), "mirror");
+        });
+        report("mirror 48x2048^2 fp16, " + std::to_string(per) + " matrices per block GB/s",
+               bytes / (tm.median * 1e-3) / 1e9, "GB/s");
+        report("mirror 48x2048^2 fp16, " + std::to_string(per) + " matrices per block / copy", tm.median / tc.median, "x");
       }
     }
 
