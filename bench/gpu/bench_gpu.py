@@ -18,9 +18,12 @@ the median of --iters steps after --warmup steps:
   symoc muon, dense products   the same with SYMOC_CUDA_NS_SYM=0 (no symmetric products; the
                                default computes the symmetric r x r products of sides >= 2048
                                as their upper part)
-  symoc muon, tuned GEMMs      the same with SYMOC_CUDA_GEMM_TUNE=1 (the first step times
-                               cuBLASLt's first 8 heuristic algorithms of every Newton-Schulz
-                               GEMM and keeps the fastest)
+  symoc muon, unfused          the same with SYMOC_CUDA_FUSE=0 (the plan's own norm pass over U,
+                               U written back in fp32 and a separate update pass; the default
+                               takes the norms from the momentum kernel and updates the weights
+                               in the plan's unpack)
+  symoc muon, overlap          the same with SYMOC_CUDA_OVERLAP=1 (AdamW for the rest on a side
+                               stream, concurrent with the Newton-Schulz GEMMs)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
@@ -187,10 +190,12 @@ def bench_set(name, adamw_lib, muon_lib, a):
     torch.cuda.empty_cache()
     # SYMOC_CUDA_GRAPH=0: every launch from the host; SYMOC_CUDA_NS_SYM=0: no symmetric products
     # (the default uses them on sides >= 2048); SYMOC_CUDA_NS=standard: the bf16 iteration for
-    # every group (no Gram path); =own: the backend's own cuBLAS loop instead of gpumatrix's plan.
+    # every group (no Gram path); =own: the backend's own cuBLAS loop instead of gpumatrix's plan;
+    # SYMOC_CUDA_FUSE=0: the unfused norm and update passes; SYMOC_CUDA_OVERLAP=1: the side stream.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
-    time_variant(rows, "symoc muon, tuned GEMMs", muon_lib, 2, a, {"SYMOC_CUDA_GEMM_TUNE": "1"})
+    time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
+    time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)

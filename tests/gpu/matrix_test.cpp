@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -969,6 +970,163 @@ void test_gram_newton_schulz(cu::Engine &e) {
   }
 }
 
+// PolarGroup::in_sumsq and PolarGroup::targets (the fused Muon path of the device optimizer), on
+// the standard and the Gram plan, wide and tall groups with padded layouts:
+// - in_sumsq = the inputs' squared norms (host, double) gives the plan's own result (the norms
+//   differ only in summation order: limit 1e-6 relative), and 4x them a different one (> 1e-3:
+//   the plan reads them);
+// - targets: w <- w * decay - lr * O on per-matrix weights (fp32 and bf16 alternately, padded,
+//   one matrix skipped), against the host's update from the plan's own O, bitwise (each
+//   operation rounded once, bf16 round-to-nearest-even), padding and the skipped matrix
+//   untouched; once eager and once replayed from a CUDA graph.
+uint16_t host_f2bf(float f) { // finite f: round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+float host_bf2f(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+void test_ns_fused(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 200, 96}, {2, 128, 128}, {2, 37, 101}, {2, 768, 3072},
+                                         {2, 3072, 768}};
+  for (int gram = 0; gram < 2; ++gram) {
+    const std::string tag = std::string("ns fused ") + (gram ? "gram " : "standard ");
+    try {
+      PolarCase pc(shapes, 0);
+      cu::NsTuning t;
+      t.gram_min_aspect = gram ? 1.01 : 0;
+      cu::NewtonSchulzPlan plan(e, shapes, pc.it, pc.steps, t);
+      Dev<char> ws(plan.workspace_bytes());
+      // The plan's own run, then with the caller's norms (exact, and 4x).
+      std::vector<DevBatch> own, given, wrong;
+      own.reserve(shapes.size()), given.reserve(shapes.size()), wrong.reserve(shapes.size());
+      std::vector<Dev<double>> sumsq, sumsq4;
+      std::vector<cu::PolarGroup> g_own, g_given, g_wrong;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &sh = shapes[g];
+        own.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        given.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        wrong.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        std::vector<double> q(size_t(sh.batch)), q4(size_t(sh.batch));
+        for (int64_t b = 0; b < sh.batch; ++b) {
+          for (int64_t i = 0; i < sh.rows; ++i)
+            for (int64_t j = 0; j < sh.cols; ++j) q[size_t(b)] += double(pc.in[g].at(b, i, j)) * pc.in[g].at(b, i, j);
+          q4[size_t(b)] = 4 * q[size_t(b)];
+        }
+        sumsq.emplace_back(q.size()), sumsq.back().up(q);
+        sumsq4.emplace_back(q4.size()), sumsq4.back().up(q4);
+        g_own.push_back({pc.din[g].b(), own.back().b(), pc.out_scale});
+        g_given.push_back({pc.din[g].b(), given.back().b(), pc.out_scale, sumsq.back().p});
+        g_wrong.push_back({pc.din[g].b(), wrong.back().b(), pc.out_scale, sumsq4.back().p});
+      }
+      plan.run(g_own.data(), g_own.size(), workspace(ws), stream);
+      plan.run(g_given.data(), g_given.size(), workspace(ws), stream);
+      plan.run(g_wrong.data(), g_wrong.size(), workspace(ws), stream);
+      sync();
+      double d_given = 0, d_wrong = INFINITY;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        if (!check_written(tag + "own norms", own[g]) || !check_written(tag + "in_sumsq", given[g]) ||
+            !check_written(tag + "in_sumsq x4", wrong[g]))
+          continue;
+        for (int64_t b = 0; b < shapes[g].batch; ++b) {
+          d_given = std::max(d_given, rel_err(given[g].hb.view(b), own[g].hb.view(b)));
+          d_wrong = std::min(d_wrong, rel_err(wrong[g].hb.view(b), own[g].hb.view(b)));
+        }
+      }
+      table.add(tag + "in_sumsq (exact) vs the plan's own norms", d_given, 1e-6);
+      if (d_wrong > 1e-3) table.add(tag + "in_sumsq x4 changes the result (min rel diff " + std::to_string(d_wrong) + ")", 0, 0);
+      else table.fail(tag + "in_sumsq x4 changes the result", "min rel diff " + std::to_string(d_wrong));
+
+      // Fused updates, eager and from a graph, on the same starting weights.
+      for (int graph = 0; graph < 2; ++graph) {
+        const float lr = 0.0123f, decay = 0.99f;
+        std::vector<std::vector<Dev<char>>> w(shapes.size());
+        std::vector<std::vector<std::vector<char>>> w0(shapes.size());
+        std::vector<Dev<cu::PolarTarget>> tg;
+        std::vector<cu::PolarGroup> gs;
+        for (size_t g = 0; g < shapes.size(); ++g) {
+          const auto &sh = shapes[g];
+          const HostBatch &hb = own[g].hb;
+          std::vector<cu::PolarTarget> tv;
+          for (int64_t b = 0; b < sh.batch; ++b) {
+            const bool bf = (b + int64_t(g)) % 2 == 1;
+            const size_t n = size_t(sh.rows * hb.ld), es = bf ? 2 : 4;
+            std::vector<char> h(n * es);
+            std::normal_distribution<float> d(0.f, 0.05f);
+            for (size_t k = 0; k < n; ++k) {
+              const bool inside = int64_t(k % size_t(hb.ld)) < sh.cols;
+              const float v = inside ? d(rng) : std::nanf("");
+              if (bf) {
+                const uint16_t u = inside ? host_f2bf(v) : uint16_t(0x7fc1);
+                std::memcpy(&h[k * 2], &u, 2);
+              } else {
+                std::memcpy(&h[k * 4], &v, 4);
+              }
+            }
+            w[g].emplace_back(h.size());
+            ck(cudaMemcpy(w[g].back().p, h.data(), h.size(), cudaMemcpyHostToDevice), "upload");
+            w0[g].push_back(h);
+            const int32_t skip = g == 0 && b == sh.batch - 1;
+            tv.push_back(cu::PolarTarget{w[g].back().p, lr, decay, int32_t(bf), skip});
+          }
+          tg.emplace_back(tv.size()), tg.back().up(tv);
+          gs.push_back({pc.din[g].b(), own[g].b(), pc.out_scale, nullptr, tg.back().p});
+        }
+        if (graph) run_captured([&] { plan.run(gs.data(), gs.size(), workspace(ws), stream); });
+        else plan.run(gs.data(), gs.size(), workspace(ws), stream), sync();
+        int64_t bad = 0, pad_touched = 0, skip_touched = 0;
+        for (size_t g = 0; g < shapes.size(); ++g) {
+          const auto &sh = shapes[g];
+          const HostBatch &hb = own[g].hb; // O of the plain run (own[g] is not written by a fused run)
+          for (int64_t b = 0; b < sh.batch; ++b) {
+            const bool bf = (b + int64_t(g)) % 2 == 1, skip = g == 0 && b == sh.batch - 1;
+            const size_t es = bf ? 2 : 4;
+            std::vector<char> h(w0[g][size_t(b)].size());
+            ck(cudaMemcpy(h.data(), w[g][size_t(b)].p, h.size(), cudaMemcpyDeviceToHost), "download");
+            const std::vector<char> &h0 = w0[g][size_t(b)];
+            for (int64_t i = 0; i < sh.rows; ++i)
+              for (int64_t j = 0; j < hb.ld; ++j) {
+                const size_t k = size_t(i * hb.ld + j);
+                const bool same = std::memcmp(&h[k * es], &h0[k * es], es) == 0;
+                if (j >= sh.cols) {
+                  pad_touched += !same;
+                  continue;
+                }
+                if (skip) {
+                  skip_touched += !same;
+                  continue;
+                }
+                float w_old, got;
+                if (bf) {
+                  uint16_t u0, u1;
+                  std::memcpy(&u0, &h0[k * 2], 2), std::memcpy(&u1, &h[k * 2], 2);
+                  w_old = host_bf2f(u0), got = host_bf2f(u1);
+                } else {
+                  std::memcpy(&w_old, &h0[k * 4], 4), std::memcpy(&got, &h[k * 4], 4);
+                }
+                volatile float a = w_old * decay, c = lr * hb.at(b, i, j);
+                float want = a - c;
+                if (bf) want = host_bf2f(host_f2bf(want));
+                bad += std::memcmp(&want, &got, 4) != 0;
+              }
+          }
+        }
+        const std::string name = tag + "targets (" + (graph ? "graph" : "eager") + ")";
+        table.add(name + ": elements != host update from O", double(bad), 0.0);
+        table.add(name + ": padding elements touched", double(pad_touched), 0.0);
+        table.add(name + ": skipped matrix elements touched", double(skip_touched), 0.0);
+      }
+    } catch (const std::exception &ex) {
+      table.fail(tag, ex.what());
+    }
+  }
+}
+
 // SymmetricGemm (ns_common.cuh; NsTuning::symmetric_products) against the dense BatchedGemm on
 // the same 16-bit inputs, whose exact products are symmetric: D = 1.3 S (0.5 S) + 0.7 C with
 // S, C symmetric (0.5 S is exact, so A and B commute exactly), and the Gram R = X X^T. Each
@@ -1288,7 +1446,7 @@ int main(int argc, char **argv) {
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
-        {"ns tuned", test_ns_tuned},
+        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
     const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");

@@ -31,9 +31,12 @@ G=$OUT/gram.log
   echo "== SYMOC_CUDA_NS_SYM=1 (symmetric products on every side): Muon agreement checks"
   SYMOC_CUDA_NS_SYM=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
     $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon"
-  echo "== SYMOC_CUDA_GEMM_TUNE=1 (GEMM algorithms timed on the first step): Muon checks, graphs"
-  SYMOC_CUDA_GEMM_TUNE=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
-    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|autograph"
+  echo "== SYMOC_CUDA_FUSE=0 (the plan's own norms, unpack to U, separate update): Muon checks"
+  SYMOC_CUDA_FUSE=0 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|nonfinite|subset"
+  echo "== SYMOC_CUDA_OVERLAP=1 (elementwise groups on a side stream): Muon checks, streams, graphs"
+  SYMOC_CUDA_OVERLAP=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|stream|graph|nonfinite|subset"
   echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))

@@ -102,6 +102,8 @@ struct Group {
   uint16_t *X = nullptr, *Y = nullptr, *A = nullptr, *B = nullptr;
   float *partial = nullptr;
   float *U = nullptr; // matrix-library path: U in, the scaled polar factor out (float32)
+  double *sumsq = nullptr;                     // fused path: ||U_m||_F^2 per sub-matrix
+  symoc::cuda::PolarTarget *targets = nullptr; // fused path: the update of each sub-matrix
 };
 
 struct DeviceOptimizer::Impl {
@@ -122,6 +124,16 @@ struct DeviceOptimizer::Impl {
   // Muon's Newton-Schulz: gpumatrix's NewtonSchulzPlan over every Muon group at once (shape
   // banks across groups; default), or this library's own cuBLAS loop (SYMOC_CUDA_NS=own).
   bool ns_matrix = true;
+  // The plan takes the norms from the momentum kernel and applies the update in its unpack
+  // (PolarGroup::in_sumsq / targets); SYMOC_CUDA_FUSE=0: its own norm pass, unpack to U and
+  // launch_muon_apply_f32 (bitwise the same update; the norms' sums differ in rounding).
+  bool fuse = true;
+  // SYMOC_CUDA_OVERLAP=1: the elementwise groups (Adam, SGD, Adam-mini) run on a side stream
+  // forked from the step's stream and joined before the step ends (events: capturable), so
+  // their memory-bound passes can fill the Newton-Schulz GEMMs' gaps.
+  bool overlap = false;
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
   std::unique_ptr<symoc::cuda::Engine> engine;
   std::unique_ptr<symoc::cuda::NewtonSchulzPlan> ns_plan;
   std::vector<int> muon_groups;
@@ -161,6 +173,7 @@ DeviceOptimizer::Impl::~Impl() {
   for (Group &gr : groups) {
     cudaFree(gr.state), cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
     cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
+    cudaFree(gr.sumsq), cudaFree(gr.targets);
   }
   rules.reset();
   ns_plan.reset();
@@ -168,6 +181,9 @@ DeviceOptimizer::Impl::~Impl() {
   cudaFree(ns_ws);
   cudaFree(cnt.flag), cudaFree(cnt.t), cudaFree(cnt.skips), cudaFree(cnt.total);
   if (pin_uploaded) cudaEventDestroy(pin_uploaded);
+  if (fork) cudaEventDestroy(fork);
+  if (join) cudaEventDestroy(join);
+  if (side) cudaStreamDestroy(side);
   for (size_t i = 0; i < pin_raw.size(); ++i) {
     if (pin_raw[i]) cudaFreeHost(pin_raw[i]);
     if (pin_f32[i] && pin_f32[i] != pin_raw[i]) cudaFreeHost(pin_f32[i]);
@@ -299,6 +315,14 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
     const int64_t nall = gr.slots[0].n * int64_t(gr.slots.size());
     gr.U = dalloc<float>(size_t(nall), tables_bytes);
     check(cudaMemsetAsync(gr.U, 0, sizeof(float) * size_t(nall), s), "cudaMemsetAsync");
+    if (fuse) {
+      gr.d_first = dalloc<int32_t>(gr.first.size(), tables_bytes);
+      check(cudaMemcpyAsync(gr.d_first, gr.first.data(), sizeof(int32_t) * gr.first.size(), cudaMemcpyHostToDevice, s),
+            "upload");
+      gr.partial = dalloc<float>(gr.chunks.size(), tables_bytes);
+      gr.sumsq = dalloc<double>(size_t(gr.mats), tables_bytes);
+      gr.targets = dalloc<symoc::cuda::PolarTarget>(size_t(gr.mats), tables_bytes);
+    }
   } else if (gr.kind == Kind::Muon) {
     const int64_t n = gr.slots[0].n, nall = n * int64_t(gr.slots.size());
     const int64_t side = std::min(gr.sub_rows, gr.muon.cols), gram = side * side * gr.mats;
@@ -340,8 +364,11 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
   case Kind::Sgd: launch_sgd(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.sgd, s); break;
   case Kind::AdamMini: launch_adam_mini(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.mini, s); break;
   case Kind::Muon: {
-    if (ns_matrix) { // momentum here; Newton-Schulz and the update in muon_finish()
-      launch_muon_momentum_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s);
+    if (ns_matrix) { // momentum here; Newton-Schulz and the update after every group's momentum
+      launch_muon_momentum_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, gr.partial, s);
+      if (fuse)
+        launch_muon_prep(a, gr.d_chunks, gr.d_slots, cnt, gr.muon, gr.d_first, gr.mats, gr.partial, gr.sumsq,
+                         gr.targets, s);
       check(cudaGetLastError(), "kernel launch");
       return;
     }
@@ -368,7 +395,7 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
 // groups), then each group's update and counters.
 void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream_t s) {
   const int nc = int(gr.chunks.size());
-  launch_muon_apply_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s);
+  if (!fuse) launch_muon_apply_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s); // else done by the plan
   launch_finalize(a, gr.d_slots, cnt, true, s);
   check(cudaGetLastError(), "kernel launch");
 }
@@ -478,6 +505,15 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   for (const Group &g : m.groups) muon = muon || g.kind == Kind::Muon;
   const char *ns_env = std::getenv("SYMOC_CUDA_NS");
   m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
+  const char *fuse_env = std::getenv("SYMOC_CUDA_FUSE");
+  m.fuse = !(fuse_env && std::string(fuse_env) == "0");
+  const char *overlap_env = std::getenv("SYMOC_CUDA_OVERLAP");
+  m.overlap = overlap_env && std::string(overlap_env) == "1";
+  if (m.overlap) {
+    check(cudaStreamCreateWithFlags(&m.side, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreateWithFlags(&m.fork, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventCreateWithFlags(&m.join, cudaEventDisableTiming), "cudaEventCreate");
+  }
   std::vector<symoc::cuda::Shape> shapes;
   if (muon && m.ns_matrix)
     for (size_t gi = 0; gi < m.groups.size(); ++gi)
@@ -564,7 +600,7 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
                                 const float *mult, const std::vector<uint8_t> &active, cudaStream_t s,
                                 const float *lr_dev) {
   Impl &m = *this;
-  bool any_muon = false;
+  bool any_muon = false, forked = false;
   for (Group &gr : m.groups) {
     bool any = false;
     for (int b : gr.blocks) any = any || active[size_t(b)];
@@ -573,7 +609,13 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     m.prepare(gr, s);
     StepArgs &a = m.args_of(gr);
     m.fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
-    m.run_group(gr, a, s);
+    const bool elementwise = gr.kind == Kind::Adam || gr.kind == Kind::Sgd || gr.kind == Kind::AdamMini;
+    if (m.overlap && elementwise && !forked) {
+      check(cudaEventRecord(m.fork, s), "cudaEventRecord");
+      check(cudaStreamWaitEvent(m.side, m.fork, 0), "cudaStreamWaitEvent");
+      forked = true;
+    }
+    m.run_group(gr, a, m.overlap && elementwise ? m.side : s);
   }
   // The matrix rules' inputs (and their Muon blocks' Newton-Schulz inputs).
   bool rules_muon = false;
@@ -589,6 +631,10 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
       m.prepare(gr, s);
       symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
       m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
+      bool any = false;
+      for (int blk : gr.blocks) any = any || active[size_t(blk)];
+      // Only a group that ran its momentum and prep this step has fresh norms and targets.
+      if (m.fuse && any) m.polar_groups[i].in_sumsq = gr.sumsq, m.polar_groups[i].targets = gr.targets;
     }
     for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
     m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);
@@ -600,6 +646,10 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     }
   }
   if (m.rules) m.rules->finish(s);
+  if (forked) {
+    check(cudaEventRecord(m.join, m.side), "cudaEventRecord");
+    check(cudaStreamWaitEvent(s, m.join, 0), "cudaStreamWaitEvent");
+  }
   m.host_path(w, g, dtypes, active, s);
 }
 

@@ -205,15 +205,14 @@ struct GramNewtonSchulz::Impl {
     return f;
   }
 
-  template <class T> void pack(const GGroup &g, const Batch &in, int64_t sin, const double *part, double mul, cudaStream_t s) {
+  template <class T> void pack(const GGroup &g, const Batch &in, int64_t sin, NormSource norms, double mul, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
-    launch_ns_pack<T>(in, sin, g.tall, part, g.global, mul, reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk,
-                      b.sx, s);
+    launch_ns_pack<T>(in, sin, g.tall, norms, mul, reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk, b.sx, s);
   }
   template <class T> void unpack(const GGroup &g, const PolarGroup &pg, int cur, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
     launch_ns_unpack<T>(reinterpret_cast<const T *>(at(b.X[cur], g.first * b.sx)), b.ldk, b.sx, g.tall, pg.out_scale,
-                        pg.out, s);
+                        pg.out, pg.targets, s);
   }
   template <class T> void add_diagonal(const GClass &c, float a, cudaStream_t s) {
     const dim3 grid(unsigned((c.r + 255) / 256), unsigned(std::min<int64_t>(c.count, 65535)));
@@ -262,10 +261,9 @@ struct GramNewtonSchulz::Impl {
       const GGroup &g = groups[i];
       const Batch &in = gs[i].in;
       const int64_t sin = in.batch > 1 ? in.stride : 0;
-      sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + g.global * kPartials,
-                            s);
-      if (fp16) pack<__half>(g, in, sin, part, scale_mul, s);
-      else pack<__nv_bfloat16>(g, in, sin, part, scale_mul, s);
+      const NormSource norms = input_norms(gs[i], sin, part, g.global, s);
+      if (fp16) pack<__half>(g, in, sin, norms, scale_mul, s);
+      else pack<__nv_bfloat16>(g, in, sin, norms, scale_mul, s);
     }
     // 2. The iteration on R and Q; X is touched at the start, at the restart and at the end.
     int cur = 0;

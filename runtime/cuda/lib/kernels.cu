@@ -241,7 +241,8 @@ __device__ __forceinline__ float block_sum(float x) {
 // M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta) : M, rounded to bf16 into X
 // (slot-major, the block's row-major layout); per-chunk sums of squares of the bf16 values.
 // F32: U is written as float32 (for the matrix library's Newton-Schulz, which normalizes
-// and rounds itself) into Uf, and no partial sums are kept.
+// and rounds itself) into Uf, with per-chunk sums of squares of those float32 values where
+// `partial` is given (the plan's norms then come from muon_prep_kernel).
 template <bool F32>
 __global__ void muon_momentum_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
                                      Counters c, MuonCfg cfg, uint16_t *X, float *partial, float *Uf) {
@@ -277,7 +278,7 @@ __global__ void muon_momentum_kernel(const __grid_constant__ StepArgs a, const C
       if (F32) uf[j] = 0.f;
       else x[j] = 0;
   }
-  if (F32) return;
+  if (F32 && !partial) return;
   const float tot = block_sum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = tot;
 }
@@ -327,6 +328,30 @@ __global__ void muon_apply_kernel(const __grid_constant__ StepArgs a, const Chun
   });
 }
 
+// One thread per sub-matrix m of the batch: its squared Frobenius norm (the fixed-order double
+// total of its chunks' partial sums) and its fused-update target (the weight rows it came from,
+// lr, decay, and skip when the block is inactive or its gradient was not finite).
+__global__ void muon_prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
+                                 Counters c, MuonCfg cfg, const int32_t *first, int64_t mats, const float *partial,
+                                 double *sumsq, symoc::cuda::PolarTarget *targets) {
+  const int64_t m = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= mats) return;
+  const Chunk ch = chunks[first[m]];
+  const Slot s = slots[ch.slot];
+  double t = 0;
+  for (int k = first[m]; k < first[m + 1]; ++k) t += partial[k];
+  sumsq[m] = t;
+  const bool wb = a.wbf16[ch.slot];
+  const float lr = slot_lr(a, ch.slot);
+  symoc::cuda::PolarTarget tg;
+  tg.w = static_cast<char *>(a.w[ch.slot]) + ch.off * (wb ? 2 : 4);
+  tg.lr = lr;
+  tg.decay = 1.f - lr * cfg.wd; // as muon_apply_kernel (no contraction in this file)
+  tg.bf16 = wb;
+  tg.skip = !a.active[ch.slot] || c.flag[s.block];
+  targets[m] = tg;
+}
+
 __global__ void set_scalar_kernel(float *dst, float v) { *dst = v; }
 
 } // namespace
@@ -358,8 +383,14 @@ void launch_muon_momentum(const StepArgs &a, const Chunk *chunks, int nchunks, c
   if (nchunks) muon_momentum_kernel<false><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, X, partial, nullptr);
 }
 void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
-                              MuonCfg cfg, float *U, cudaStream_t s) {
-  if (nchunks) muon_momentum_kernel<true><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, nullptr, nullptr, U);
+                              MuonCfg cfg, float *U, float *partial, cudaStream_t s) {
+  if (nchunks) muon_momentum_kernel<true><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, nullptr, partial, U);
+}
+void launch_muon_prep(const StepArgs &a, const Chunk *chunks, const Slot *slots, Counters c, MuonCfg cfg,
+                      const int32_t *first, int64_t mats, const float *partial, double *sumsq,
+                      symoc::cuda::PolarTarget *targets, cudaStream_t s) {
+  if (mats) muon_prep_kernel<<<unsigned((mats + 127) / 128), 128, 0, s>>>(a, chunks, slots, c, cfg, first, mats, partial,
+                                                                          sumsq, targets);
 }
 void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *first, MuonCfg cfg, uint16_t *X,
                            const float *partial, int64_t slot_n, cudaStream_t s) {

@@ -7,6 +7,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "symoc/cuda/matrix.h"
+
 namespace symoc::rt::cuda::detail {
 
 constexpr int kBatch = 256;       // blocks per launch (kernel arguments ~6 KB; needs CUDA >= 12.1)
@@ -93,10 +95,16 @@ void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *mat_
 void launch_muon_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                        MuonCfg cfg, const uint16_t *O, cudaStream_t s);
 
-// The same with U in float32 (no partial sums) and the update from a float32, scaled O (the
-// matrix library's NewtonSchulzPlan path).
+// The same with U in float32 (partial: per-chunk sums of squares, or null) and the update from
+// a float32, scaled O (the matrix library's NewtonSchulzPlan path).
 void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
-                              MuonCfg cfg, float *U, cudaStream_t s);
+                              MuonCfg cfg, float *U, float *partial, cudaStream_t s);
+// The fused path's per-sub-matrix inputs of that plan: sumsq[m] = ||U_m||_F^2 from the partials
+// (first: each sub-matrix's first chunk, + end) and targets[m], the update of its weight rows
+// (PolarTarget; NewtonSchulzPlan then applies the step in its unpack, no launch_muon_apply_f32).
+void launch_muon_prep(const StepArgs &a, const Chunk *chunks, const Slot *slots, Counters c, MuonCfg cfg,
+                      const int32_t *first, int64_t mats, const float *partial, double *sumsq,
+                      symoc::cuda::PolarTarget *targets, cudaStream_t s);
 void launch_muon_apply_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                            MuonCfg cfg, const float *O, cudaStream_t s);
 

@@ -224,10 +224,9 @@ struct NewtonSchulzPlan::Impl {
       if (g.bank < 0) continue;
       const Batch &in = gs[i].in;
       const int64_t sin = in.batch > 1 ? in.stride : 0;
-      sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + g.global * kPartials,
-                            s);
+      const NormSource norms = input_norms(gs[i], sin, part, g.global, s);
       const BankInfo &b = banks[size_t(g.bank)];
-      launch_ns_pack<bf16>(in, sin, g.tall, part, g.global, scale_mul, b.X0 + g.first * b.sx, b.ldk, b.sx, s);
+      launch_ns_pack<bf16>(in, sin, g.tall, norms, scale_mul, b.X0 + g.first * b.sx, b.ldk, b.sx, s);
     }
     // 2. The iteration, ping-ponging X0 / X1 of every bank.
     bool flip = false;
@@ -254,7 +253,8 @@ struct NewtonSchulzPlan::Impl {
       const GroupInfo &g = groups[i];
       if (g.bank < 0) continue;
       const BankInfo &b = banks[size_t(g.bank)];
-      launch_ns_unpack<bf16>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall, gs[i].out_scale, gs[i].out, s);
+      launch_ns_unpack<bf16>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall, gs[i].out_scale, gs[i].out,
+                             gs[i].targets, s);
     }
   }
 };

@@ -215,12 +215,12 @@ inline dim3 ns_tile_grid(int64_t rows, int64_t cols, int64_t batch, bool tall) {
 }
 
 // X_b = in_b / (||in_b||_F * scale_mul + 1e-7) in T, transposed when `tall`; the squared norm
-// is the fixed-order total of the matrix's kPartials partials (read once per block, by one
-// thread, while the others load).
+// is the fixed-order total of the matrix's nparts partials (kPartials from the plan's own norm
+// pass, 1 from PolarGroup::in_sumsq; read once per block, by one thread, while the others load).
 template <class T>
 __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld, int64_t stride, bool tall,
-                               const double *part, int64_t part_first, double scale_mul, T *X, int64_t ldk,
-                               int64_t sx) {
+                               const double *part, int64_t part_first, int nparts, double scale_mul, T *X,
+                               int64_t ldk, int64_t sx) {
   __shared__ float tile[kTileLong][kTileShort + 1];
   __shared__ float s_inv;
   const int64_t b = blockIdx.z;
@@ -238,7 +238,7 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
       v[k][0] = i < R && j < C ? r[0] : 0.f;
       v[k][1] = i < R && j + 1 < C ? r[1] : 0.f;
     }
-    if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
+    if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b, nparts)) * scale_mul + 1e-7));
     __syncthreads();
     const float inv = s_inv;
 #pragma unroll
@@ -264,7 +264,7 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
 #pragma unroll
     for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
   }
-  if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b)) * scale_mul + 1e-7));
+  if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b, nparts)) * scale_mul + 1e-7));
   __syncthreads();
   const float inv = s_inv;
 #pragma unroll
@@ -277,39 +277,73 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
   }
 }
 
-// out_b = scale * X_b (fp32), transposed back when `tall`.
+// The fused update of a PolarTarget, one element: w <- w * decay - lr * d, d = scale * X (each
+// operation rounded on its own, as muon_apply_kernel does, so fused and unfused agree bitwise).
+__device__ inline float target_update(float w, float d, const PolarTarget &t) {
+  return __fsub_rn(__fmul_rn(w, t.decay), __fmul_rn(t.lr, d));
+}
+__device__ inline float target_load(const PolarTarget &t, int64_t i) {
+  return t.bf16 ? __bfloat162float(static_cast<const __nv_bfloat16 *>(t.w)[i]) : static_cast<const float *>(t.w)[i];
+}
+__device__ inline void target_store(const PolarTarget &t, int64_t i, float v) {
+  if (t.bf16) static_cast<__nv_bfloat16 *>(t.w)[i] = __float2bfloat16_rn(v);
+  else static_cast<float *>(t.w)[i] = v;
+}
+
+// out_b = scale * X_b (fp32), transposed back when `tall`; with targets, the fused update of
+// targets[b] instead (out's layout; its loads issued with X's).
 template <class T>
 __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, float *out, int64_t R,
-                                 int64_t C, int64_t ld, int64_t stride) {
+                                 int64_t C, int64_t ld, int64_t stride, const PolarTarget *targets) {
   __shared__ float tile[kTileLong][kTileShort + 1];
   const int64_t b = blockIdx.z;
+  PolarTarget t{};
+  if (targets) {
+    t = targets[b];
+    if (t.skip) return; // the whole block: no barrier is left waiting
+  }
   const int tx = threadIdx.x, ty = threadIdx.y;
   const T *src = X + b * sx;
-  float *dst = out + b * stride;
+  float *dst = targets ? nullptr : out + b * stride;
   constexpr int n = kTileShort / kRows;
   if (!tall) { // out(i, j) = X(i, j): rows of 64 columns, two per thread
     const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
-    float v[n][2];
+    float v[n][2], w[n][2];
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int64_t i = i0 + ty + k * kRows;
-      v[k][0] = v[k][1] = 0.f;
+      v[k][0] = v[k][1] = w[k][0] = w[k][1] = 0.f;
       if (i >= R || j >= C) continue;
       if (j + 1 < C) load_pair(src + i * ldk + j, v[k][0], v[k][1]);
       else v[k][0] = load_half(src[i * ldk + j]);
+      if (targets) {
+        w[k][0] = target_load(t, i * ld + j);
+        if (j + 1 < C) w[k][1] = target_load(t, i * ld + j + 1);
+      }
     }
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int64_t i = i0 + ty + k * kRows;
       if (i >= R || j >= C) continue;
-      float *o = dst + i * ld + j;
-      o[0] = scale * v[k][0];
-      if (j + 1 < C) o[1] = scale * v[k][1];
+      for (int q = 0; q < 2 && j + q < C; ++q) {
+        const float d = scale * v[k][q];
+        if (targets) target_store(t, i * ld + j + q, target_update(w[k][q], d, t));
+        else dst[i * ld + j + q] = d;
+      }
     }
     return;
   }
   // out(i, j) = X(j, i): X's rows read in pairs along i into a 64 x 32 tile of the output.
   const int64_t i0 = int64_t(blockIdx.y) * kTileLong, j0 = int64_t(blockIdx.x) * kTileShort;
+  constexpr int m = kTileLong / kRows;
+  float w[m];
+  if (targets) {
+#pragma unroll
+    for (int k = 0; k < m; ++k) {
+      const int64_t i = i0 + ty + k * kRows, j = j0 + tx;
+      w[k] = i < R && j < C ? target_load(t, i * ld + j) : 0.f;
+    }
+  }
   {
     float v[n][2];
     const int64_t i = i0 + 2 * tx;
@@ -326,24 +360,43 @@ __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall,
   }
   __syncthreads();
 #pragma unroll
-  for (int k = 0; k < kTileLong / kRows; ++k) {
+  for (int k = 0; k < m; ++k) {
     const int64_t i = i0 + ty + k * kRows, j = j0 + tx;
-    if (i < R && j < C) dst[i * ld + j] = scale * tile[ty + k * kRows][tx];
+    if (i >= R || j >= C) continue;
+    const float d = scale * tile[ty + k * kRows][tx];
+    if (targets) target_store(t, i * ld + j, target_update(w[k], d, t));
+    else dst[i * ld + j] = d;
   }
+}
+
+// Where the pack reads a group's squared norms: matrix b's are part[(first + b) * n, + n).
+struct NormSource {
+  const double *part;
+  int64_t first;
+  int n;
+};
+// The caller's (PolarGroup::in_sumsq, one per matrix), or the plan's own pass over the input
+// into its partials (kPartials per matrix, from global).
+inline NormSource input_norms(const PolarGroup &pg, int64_t sin, double *part, int64_t global, cudaStream_t s) {
+  if (pg.in_sumsq) return NormSource{pg.in_sumsq, 0, 1};
+  const Batch &in = pg.in;
+  sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + global * kPartials, s);
+  return NormSource{part, global, kPartials};
 }
 
 // Host side of the two kernels (blocks of 32 x kRows).
 template <class T>
-void launch_ns_pack(const Batch &in, int64_t sin, bool tall, const double *part, int64_t part_first, double scale_mul,
-                    T *X, int64_t ldk, int64_t sx, cudaStream_t s) {
+void launch_ns_pack(const Batch &in, int64_t sin, bool tall, NormSource norms, double scale_mul, T *X, int64_t ldk,
+                    int64_t sx, cudaStream_t s) {
   ns_pack_kernel<T><<<ns_tile_grid(in.rows, in.cols, in.batch, tall), dim3(32, kRows), 0, s>>>(
-      in.data, in.rows, in.cols, in.ld, sin, tall, part, part_first, scale_mul, X, ldk, sx);
+      in.data, in.rows, in.cols, in.ld, sin, tall, norms.part, norms.first, norms.n, scale_mul, X, ldk, sx);
   check_launch("newton_schulz pack");
 }
 template <class T>
-void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, const Batch &out, cudaStream_t s) {
+void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, const Batch &out,
+                      const PolarTarget *targets, cudaStream_t s) {
   ns_unpack_kernel<T><<<ns_tile_grid(out.rows, out.cols, out.batch, tall), dim3(32, kRows), 0, s>>>(
-      X, ldk, sx, tall, scale, out.data, out.rows, out.cols, out.ld, out.batch > 1 ? out.stride : 0);
+      X, ldk, sx, tall, scale, out.data, out.rows, out.cols, out.ld, out.batch > 1 ? out.stride : 0, targets);
   check_launch("newton_schulz unpack");
 }
 

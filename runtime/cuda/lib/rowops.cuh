@@ -12,10 +12,11 @@ constexpr int kPartials = 64; // blocks per matrix in the first pass
 void sum_products_partials(const float *X, const float *Y, int64_t batch, int64_t rows, int64_t cols, int64_t ldx,
                            int64_t sx, int64_t ldy, int64_t sy, double *part, cudaStream_t s);
 
-// Fixed-order total of the kPartials partials of matrix b.
-__device__ inline double partial_total(const double *part, int64_t b) {
+// Fixed-order total of the n partials of matrix b (n = kPartials: sum_products_partials'
+// layout; n = 1: one total per matrix given by the caller).
+__device__ inline double partial_total(const double *part, int64_t b, int n = kPartials) {
   double t = 0;
-  for (int p = 0; p < kPartials; ++p) t += part[b * kPartials + p];
+  for (int p = 0; p < n; ++p) t += part[b * n + p];
   return t;
 }
 

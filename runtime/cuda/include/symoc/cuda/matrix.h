@@ -201,9 +201,25 @@ private:
 // same (r, k) share one strided-batched GEMM per product (768x3072 and 3072x768 together),
 // and every B = bA + cA^2 of the same r is one GEMM. `out` may alias `in`.
 // CPU: rt::newton_schulz5, rt::polar_express.
+// Fused epilogue (NewtonSchulzPlan only): instead of writing out, update matrix b of the
+// caller's in place, w <- w * decay - lr * (out_scale * X_b), the optimizer's apply step read
+// straight from the half-precision bank (the fp32 out round trip and a second pass saved). w is
+// row-major with out's rows, cols and ld, float32 or bf16 (bf16 = 1); skip != 0 leaves it
+// untouched. Written on the device by the caller before the run (its lr may live on the device).
+struct PolarTarget {
+  void *w;
+  float lr, decay;
+  int32_t bf16, skip;
+};
 struct PolarGroup {
   Batch in, out;
   float out_scale = 1.f; // Muon's max(1, rows/cols)^{1/2}, Moonlight's 0.2 max(rows, cols)^{1/2}
+  // Optional (NewtonSchulzPlan only), device arrays of in.batch entries:
+  // in_sumsq: ||in_b||_F^2 computed by the caller (e.g. while forming in), so the plan skips its
+  //   own norm pass over in;
+  // targets: the fused update above; out then only gives the shape (its data is not written).
+  const double *in_sumsq = nullptr;
+  const PolarTarget *targets = nullptr;
 };
 enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
