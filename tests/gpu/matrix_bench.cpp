@@ -14,6 +14,11 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <cmath>
+#include <random>
+#include <memory>
+#include <chrono>
+#include <thread>
 
 using namespace gputest;
 namespace cu = symoc::cuda;
@@ -270,7 +275,9 @@ int main(int argc, char **argv) {
     // 2c. The symmetric products' mirror (SymmetricGemm's lower triangle from the upper) on
     // the LLaMA-1B Gram class (48 fp16 matrices of 2048^2), against a device copy of the same
     // bytes (r^2 / 2 read + r^2 / 2 written per matrix), with the grid's z extent (matrices per
-    // block: 1, 4, 16) varied: session 10's profile put the mirror at ~1.75 TB/s.
+    // block: 1, 2, 4, 8) varied on the square grid and the triangular one (no blocks below the
+    // diagonal): session 10's profile put the mirror at ~1.75 TB/s; session 11's run of this
+    // bench 1.91 TB/s with 1 per block, 2.43 with 4 (copy 3.91), hence kMirrorPerBlock = 4.
     {
       namespace d = symoc::cuda::detail;
       const int64_t r = 2048, batch = 48, ld = d::round_up(r, d::kLdAlign), sd = d::round_up(r * ld, d::kStrideAlign);
@@ -281,17 +288,18 @@ int main(int argc, char **argv) {
         ck(cudaMemcpyAsync(C2.p, D.p, size_t(batch * r * r / 2) * 2, cudaMemcpyDeviceToDevice, s), "copy");
       });
       report("mirror 48x2048^2 fp16: copy of the same bytes GB/s", bytes / (tc.median * 1e-3) / 1e9, "GB/s");
-      const unsigned tiles = unsigned((r + 63) / 64);
-      for (int per : {1, 4, 16}) {
-        const dim3 grid(tiles, tiles, unsigned((batch + per - 1) / per));
-        Timing tm = time_it(s, 3, 20, [&] {
-          d::mirror_upper_kernel<uint16_t><<<grid, dim3(32, d::kRows), 0, s>>>(D.p, batch, r, ld, sd);
-          ck(cudaGetLastError(), "mirror");
-        });
-        report("mirror 48x2048^2 fp16, " + std::to_string(per) + " matrices per block GB/s",
-               bytes / (tm.median * 1e-3) / 1e9, "GB/s");
-        report("mirror 48x2048^2 fp16, " + std::to_string(per) + " matrices per block / copy", tm.median / tc.median, "x");
-      }
+      for (int tri = 0; tri < 2; ++tri)
+        for (int per : {1, 2, 4, 8}) {
+          const dim3 grid = d::mirror_grid(r, batch, tri != 0, per);
+          Timing tm = time_it(s, 3, 20, [&] {
+            d::mirror_upper_kernel<uint16_t><<<grid, dim3(32, d::kRows), 0, s>>>(D.p, batch, r, ld, sd, tri != 0);
+            ck(cudaGetLastError(), "mirror");
+          });
+          const std::string what = std::string("mirror 48x2048^2 fp16, ") + (tri ? "triangular" : "square") + " grid, " +
+                                   std::to_string(per) + " matrices per block";
+          report(what + " GB/s", bytes / (tm.median * 1e-3) / 1e9, "GB/s");
+          report(what + " / copy", tm.median / tc.median, "x");
+        }
     }
 
     // 3. Shampoo-style inverse 4th roots by eigendecomposition.
@@ -318,6 +326,124 @@ int main(int argc, char **argv) {
       report(std::string(c.name) + " ms", t.median, "ms");
     } catch (const std::exception &ex) {
       std::printf("BENCH %s FAILED: %s\n", c.name, ex.what());
+    }
+    // 3b. Shampoo's eigensolves (issue 12: Shampoo-class <= 0.5x batched torch eigh), fp32: one
+    // XsyevBatched over the batch on one stream, against the batch split over K engines (own
+    // cuSOLVER handle, stream and workspace) driven by K host threads: does cuSOLVER's
+    // eigensolver leave the GPU idle (host phases, one matrix at a time) so that concurrent
+    // solves pay? Wall time from the first launch to every stream's end.
+    for (auto [n, batch] : {std::pair<int64_t, int64_t>{768, 24}, {2304, 8}, {3072, 8}}) try {
+      const size_t nn = size_t(n * n);
+      Dev<float> G{size_t(batch) * nn * 2}, S{size_t(batch) * nn}, V{size_t(batch) * nn}, w{size_t(batch * n)};
+      fill(G.p, G.n, 7u);
+      cu::gram(e, false, 1.f / float(2 * n), cu::Batch(G.p, batch, n, 2 * n), 0.f, cu::Batch(S.p, batch, n, n), s);
+      ck(cudaStreamSynchronize(s), "sync");
+      const std::string tag = "eigh fp32 " + std::to_string(batch) + "x" + std::to_string(n) + "^2";
+      for (int K : {1, 2, 4, 8}) {
+        if (batch % K) continue;
+        const int64_t per = batch / K;
+        std::vector<std::unique_ptr<cu::Engine>> engines;
+        std::vector<std::unique_ptr<cu::EighPlan>> plans;
+        std::vector<std::unique_ptr<Dev<char>>> wss;
+        std::vector<cudaStream_t> streams(static_cast<size_t>(K));
+        for (int k = 0; k < K; ++k) {
+          engines.push_back(std::make_unique<cu::Engine>());
+          plans.push_back(std::make_unique<cu::EighPlan>(*engines.back(), n, per, symoc::rt::EigPrecision::Float32,
+                                                         cu::EigMethod::Batched));
+          wss.push_back(std::make_unique<Dev<char>>(plans.back()->workspace_bytes()));
+          ck(cudaStreamCreateWithFlags(&streams[size_t(k)], cudaStreamNonBlocking), "stream");
+        }
+        auto one = [&](int k) {
+          const size_t off = size_t(k * per) * nn;
+          plans[size_t(k)]->run(cu::Batch(S.p + off, per, n, n), w.p + k * per * n, cu::Batch(V.p + off, per, n, n),
+                                cu::Workspace{wss[size_t(k)]->p, wss[size_t(k)]->n}, streams[size_t(k)]);
+        };
+        auto all = [&] {
+          if (K == 1) {
+            one(0);
+          } else {
+            std::vector<std::thread> th;
+            for (int k = 0; k < K; ++k) th.emplace_back(one, k);
+            for (auto &t : th) t.join();
+          }
+          for (auto st : streams) ck(cudaStreamSynchronize(st), "sync");
+        };
+        all(); // warm-up
+        std::vector<double> ms;
+        for (int rep = 0; rep < 3; ++rep) {
+          const auto t0 = std::chrono::steady_clock::now();
+          all();
+          ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+        std::sort(ms.begin(), ms.end());
+        report(tag + ", " + std::to_string(K) + " streams/threads ms", ms[1], "ms");
+        for (auto st : streams) cudaStreamDestroy(st);
+      }
+    } catch (const std::exception &ex) {
+      std::printf("BENCH eigh %lld FAILED: %s\n", (long long)n, ex.what());
+    }
+    // 3c. Warm-started eigensolves: Jacobi (cusolverDnSsyevj, tol 1e-6) on A = diag(w) + eps
+    // max|w| N (N symmetric Gaussian / sqrt(n)): the basis of the last refresh applied to a
+    // factor that changed by ~eps, against the same solver on the cold matrix and syevd. If Jacobi
+    // from a near-diagonal start takes a few sweeps, Shampoo's refresh can be Q^T L Q (two
+    // GEMMs), Jacobi, Q V: the same eigendecomposition to tol.
+    for (int64_t n : {768, 3072}) try {
+      auto &ei = e.impl();
+      ei.bind(s);
+      const size_t nn = size_t(n * n);
+      std::mt19937 g(5);
+      std::normal_distribution<float> nd(0.f, 1.f);
+      std::vector<float> w(static_cast<size_t>(n)), N(nn);
+      for (int64_t i = 0; i < n; ++i) w[size_t(i)] = std::pow(10.f, -4.f * float(i) / float(n)); // kappa 1e4
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j <= i; ++j) N[size_t(i * n + j)] = N[size_t(j * n + i)] = nd(g) / std::sqrt(float(n));
+      Dev<float> A{nn}, W{size_t(n)};
+      Dev<int> info{1};
+      syevjInfo_t ji;
+      ck(cusolverDnCreateSyevjInfo(&ji) == CUSOLVER_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown, "syevj info");
+      cusolverDnXsyevjSetTolerance(ji, 1e-6);
+      cusolverDnXsyevjSetMaxSweeps(ji, 100);
+      int lwork = 0;
+      cusolverDnSsyevj_bufferSize(ei.solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, int(n), A.p, int(n), W.p,
+                                  &lwork, ji);
+      Dev<float> work{size_t(std::max(lwork, 1))};
+      for (double eps : {0.0, 1e-3, 1e-2, 1e-1, -1.0}) { // -1: cold (the random N + diag(w) itself, eps 1)
+        std::vector<float> h(nn);
+        const double ep = eps < 0 ? 1.0 : eps;
+        for (size_t k = 0; k < nn; ++k) h[k] = float(ep) * N[k];
+        for (int64_t i = 0; i < n; ++i) h[size_t(i * n + i)] += w[size_t(i)];
+        std::vector<double> ms;
+        int sweeps = 0;
+        for (int rep = 0; rep < 3; ++rep) {
+          A.up(h);
+          ck(cudaStreamSynchronize(s), "sync");
+          const auto t0 = std::chrono::steady_clock::now();
+          cusolverDnSsyevj(ei.solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, int(n), A.p, int(n), W.p,
+                           work.p, lwork, info.p, ji);
+          ck(cudaStreamSynchronize(s), "sync");
+          ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+          cusolverDnXsyevjGetSweeps(ei.solver, ji, &sweeps);
+        }
+        std::sort(ms.begin(), ms.end());
+        const std::string what = "syevj n " + std::to_string(n) + (eps < 0 ? std::string(", cold") : ", eps " + std::to_string(eps));
+        report(what + " ms", ms[1], "ms");
+        report(what + " sweeps", double(sweeps), "");
+      }
+      cusolverDnDestroySyevjInfo(ji);
+      // syevd (EighPlan, batch 1) on the cold matrix, same process.
+      {
+        std::vector<float> h(nn);
+        for (size_t k = 0; k < nn; ++k) h[k] = N[k];
+        for (int64_t i = 0; i < n; ++i) h[size_t(i * n + i)] += w[size_t(i)];
+        Dev<float> S{nn}, V{nn};
+        S.up(h);
+        cu::EighPlan plan(e, n, 1, symoc::rt::EigPrecision::Float32, cu::EigMethod::Batched);
+        Dev<char> ws{plan.workspace_bytes()};
+        Timing t = time_it(s, 1, 3, [&] { plan.run(cu::Batch(S.p, 1, n, n), W.p, cu::Batch(V.p, 1, n, n), cu::Workspace{ws.p, ws.n}, s); });
+        report("syevd (XsyevBatched) n " + std::to_string(n) + " ms", t.median, "ms");
+      }
+    } catch (const std::exception &ex) {
+      std::printf("BENCH syevj %lld FAILED: %s\n", (long long)n, ex.what());
     }
     if (argc > 1) {
       std::ofstream f(argv[1]);

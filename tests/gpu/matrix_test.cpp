@@ -1127,6 +1127,40 @@ void test_ns_fused(cu::Engine &e) {
   }
 }
 
+// mirror_upper_kernel on both grids (square, triangular) and 1, 3, 4 matrices per block, odd
+// and tile-multiple r, padded ld: the strict lower triangle becomes the upper's transpose bit for
+// bit, the upper triangle, the diagonal and the padding are untouched.
+void test_mirror(cu::Engine &) {
+  namespace d = symoc::cuda::detail;
+  for (int64_t r : {5, 64, 130, 257}) {
+    const int64_t batch = 5, ld = d::round_up(r, 2) + 6, sd = r * ld + 10;
+    std::vector<uint16_t> h(size_t(batch * sd));
+    std::uniform_int_distribution<int> bits(0, 65535);
+    for (auto &x : h) x = uint16_t(bits(rng));
+    Dev<uint16_t> D(h.size());
+    for (int tri = 0; tri < 2; ++tri)
+      for (int per : {1, 3, 4}) {
+        D.up(h);
+        d::mirror_upper_kernel<uint16_t><<<d::mirror_grid(r, batch, tri != 0, per), dim3(32, d::kRows), 0, stream>>>(
+            D.p, batch, r, ld, sd, tri != 0);
+        ck(cudaGetLastError(), "mirror");
+        sync();
+        const std::vector<uint16_t> o = D.down();
+        int64_t bad = 0;
+        for (int64_t b = 0; b < batch; ++b)
+          for (int64_t j = 0; j < sd; ++j) {
+            const int64_t e = b * sd + j, col = j / ld, row = j % ld; // column-major: element (row, col)
+            const bool lower = col < r && row < r && row > col;
+            const uint16_t want = lower ? h[size_t(b * sd + col + row * ld)] : h[size_t(e)];
+            bad += o[size_t(e)] != want;
+          }
+        table.add("mirror r " + std::to_string(r) + (tri ? " triangular" : " square") + " grid, " + std::to_string(per) +
+                      " per block: wrong elements",
+                  double(bad), 0.0);
+      }
+  }
+}
+
 // SymmetricGemm (ns_common.cuh; NsTuning::symmetric_products) against the dense BatchedGemm on
 // the same 16-bit inputs, whose exact products are symmetric: D = 1.3 S (0.5 S) + 0.7 C with
 // S, C symmetric (0.5 S is exact, so A and B commute exactly), and the Gram R = X X^T. Each
@@ -1447,6 +1481,7 @@ int main(int argc, char **argv) {
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
         {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused},
+        {"mirror", test_mirror},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
     const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");

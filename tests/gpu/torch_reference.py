@@ -9,6 +9,7 @@ bench OUT.json   GPT-2-small's 48 hidden matrices: batched torch NS5 in bf16 (to
                  torch's bf16 matmul rate, and batched torch.linalg.eigh inverse roots.
 """
 import json
+import time
 import sys
 
 import torch
@@ -175,6 +176,38 @@ def bench(path):
             return (V * (w.clamp_min(0) + 1e-6).pow(-0.25).unsqueeze(-2)) @ V.mT
 
         res[f"torch eigh inverse root {batch}x{n}x{n} {str(dt)[6:]} ms"] = timed(root, 1, 5)
+    # Shampoo's eigensolves alone (matrix_bench's "eigh fp32 ..."): one batched call, and the
+    # batch split over K threads with a stream each.
+    import threading
+    for n, batch in ((768, 24), (2304, 8), (3072, 8)):
+        G = torch.rand(batch, n, 2 * n, device=dev)
+        S = G @ G.mT / (2 * n)
+        del G
+        for K in (1, 4):
+            streams = [torch.cuda.Stream() for _ in range(K)]
+
+            def part(k):
+                with torch.cuda.stream(streams[k]):
+                    torch.linalg.eigh(S[k * batch // K:(k + 1) * batch // K])
+
+            def run():
+                if K == 1:
+                    part(0)
+                else:
+                    th = [threading.Thread(target=part, args=(k,)) for k in range(K)]
+                    for t in th:
+                        t.start()
+                    for t in th:
+                        t.join()
+                torch.cuda.synchronize()
+
+            run()
+            ts = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                run()
+                ts.append((time.perf_counter() - t0) * 1e3)
+            res[f"torch eigh fp32 {batch}x{n}^2, {K} streams/threads ms"] = sorted(ts)[1]
     for k, v in res.items():
         print(f"TORCH {k:52s} {v:12.4f}")
     with open(path, "w") as f:

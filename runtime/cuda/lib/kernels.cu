@@ -328,19 +328,24 @@ __global__ void muon_apply_kernel(const __grid_constant__ StepArgs a, const Chun
   });
 }
 
-// One thread per sub-matrix m of the batch: its squared Frobenius norm (the fixed-order double
-// total of its chunks' partial sums) and its fused-update target (the weight rows it came from,
-// lr, decay, and skip when the block is inactive or its gradient was not finite).
+// One warp per sub-matrix m of the batch: its squared Frobenius norm (lane l sums chunks
+// first[m] + l, + 32, ... in double, then a fixed shuffle tree: the same order every run) and
+// its fused-update target (the weight rows it came from, lr, decay, and skip when the block is
+// inactive or its gradient was not finite).
 __global__ void muon_prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
                                  Counters c, MuonCfg cfg, const int32_t *first, int64_t mats, const float *partial,
                                  double *sumsq, symoc::cuda::PolarTarget *targets) {
-  const int64_t m = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (m >= mats) return;
+  const int64_t m = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (m >= mats) return; // whole warps: m is uniform within a warp
+  double t = 0;
+  for (int k = first[m] + lane; k < first[m + 1]; k += 32) t += partial[k];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_down_sync(0xffffffffu, t, o);
+  if (lane != 0) return;
+  sumsq[m] = t;
   const Chunk ch = chunks[first[m]];
   const Slot s = slots[ch.slot];
-  double t = 0;
-  for (int k = first[m]; k < first[m + 1]; ++k) t += partial[k];
-  sumsq[m] = t;
   const bool wb = a.wbf16[ch.slot];
   const float lr = slot_lr(a, ch.slot);
   symoc::cuda::PolarTarget tg;
@@ -389,8 +394,8 @@ void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunk
 void launch_muon_prep(const StepArgs &a, const Chunk *chunks, const Slot *slots, Counters c, MuonCfg cfg,
                       const int32_t *first, int64_t mats, const float *partial, double *sumsq,
                       symoc::cuda::PolarTarget *targets, cudaStream_t s) {
-  if (mats) muon_prep_kernel<<<unsigned((mats + 127) / 128), 128, 0, s>>>(a, chunks, slots, c, cfg, first, mats, partial,
-                                                                          sumsq, targets);
+  if (mats) muon_prep_kernel<<<unsigned((mats + 3) / 4), 128, 0, s>>>(a, chunks, slots, c, cfg, first, mats, partial,
+                                                                      sumsq, targets);
 }
 void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *first, MuonCfg cfg, uint16_t *X,
                            const float *partial, int64_t slot_n, cudaStream_t s) {
