@@ -23,6 +23,13 @@ constexpr int64_t kLdAlign = 8;        // 16-bit leading dimensions: multiples o
 constexpr int64_t kStrideAlign = 128;  // matrix strides: multiples of 256 bytes
 inline int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
+// SYMOC_CUDA_NS_REPORT=1: the plans print which path each GEMM takes and, with tuning, each
+// candidate's time (issue 12's fault hunt, docs/testing.md).
+inline bool ns_report() {
+  const char *r = std::getenv("SYMOC_CUDA_NS_REPORT");
+  return r && r[0] == '1';
+}
+
 // One column-major strided-batched GEMM D = alpha op(A) op(B) + beta C, every operand of one
 // 16-bit type (bf16 or fp16), fp32 compute, descriptors and algorithm chosen once.
 struct BatchedGemm {
@@ -92,8 +99,7 @@ struct BatchedGemm {
     }
     tune_pending = tune_algos && candidates.size() > 1;
     if (!tune_pending) candidates.clear();
-    // SYMOC_CUDA_NS_REPORT=1: which path each GEMM takes (issue 12's fault hunt, docs/testing.md).
-    if (const char *r = std::getenv("SYMOC_CUDA_NS_REPORT"); r && r[0] == '1')
+    if (ns_report())
       std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: %s\n", (long long)m, (long long)n, (long long)k,
                    (long long)batch, lt ? "cuBLASLt" : "cublasGemmStridedBatchedEx");
   }
@@ -121,7 +127,8 @@ struct BatchedGemm {
                                      CUBLAS_GEMM_DEFAULT),
           "cublasGemmStridedBatchedEx (newton_schulz)");
   }
-  double flops() const { return 2.0 * double(m) * double(n) * double(k) * double(batch); }
+  double flops_each() const { return 2.0 * double(m) * double(n) * double(k); }
+  double flops() const { return flops_each() * double(batch); }
 
   // NsTuning::tune_gemms: on the first run, times each candidate (one warm-up, then the median
   // of kTuneReps) on this run's operands and keeps the fastest if it beats the heuristic's
@@ -139,10 +146,7 @@ struct BatchedGemm {
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(s, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return;
     if (D == A || D == B || (beta != 0.f && D == C)) return;
-    const bool report = [] {
-      const char *r = std::getenv("SYMOC_CUDA_NS_REPORT");
-      return r && r[0] == '1';
-    }();
+    const bool report = ns_report();
     cudaEvent_t t0, t1;
     check(cudaEventCreate(&t0), "cudaEventCreate");
     check(cudaEventCreate(&t1), "cudaEventCreate");
@@ -552,7 +556,7 @@ struct SymmetricProduct {
   bool lt() const { return sym ? half.lt() : dense.lt; }
   // FLOPs of one batch entry: what runs (a symmetric product counts its two GEMMs).
   double flops_each() const {
-    return sym ? half.flops_each() : 2.0 * double(dense.m) * double(dense.n) * double(dense.k);
+    return sym ? half.flops_each() : dense.flops_each();
   }
   void run(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C, void *D,
            cudaStream_t s) const {
