@@ -3,6 +3,7 @@
 // division and sqrt (nvcc's defaults) fp32 results match the CPU bit for bit up to the
 // bias corrections (pow in double on both sides).
 #include "kernels.h"
+#include "symoc/cuda/matrix.h"
 #include "symoc/runtime/polar_coefficients.h"
 
 #include <cuda_bf16.h>

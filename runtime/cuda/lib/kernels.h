@@ -7,7 +7,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "symoc/cuda/matrix.h"
+namespace symoc::cuda {
+struct PolarTarget; // symoc/cuda/matrix.h
+}
 
 namespace symoc::rt::cuda::detail {
 
