@@ -24,6 +24,8 @@ the median of --iters steps after --warmup steps:
                                in the plan's unpack)
   symoc muon, overlap          the same with SYMOC_CUDA_OVERLAP=1 (AdamW for the rest on a side
                                stream, concurrent with the Newton-Schulz GEMMs)
+  symoc muon, two NS streams   the same with SYMOC_CUDA_NS_STREAMS=2 (the standard-iteration
+                               groups on a side stream beside the Gram groups)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
@@ -196,6 +198,7 @@ def bench_set(name, adamw_lib, muon_lib, a):
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
     time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
     time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
+    time_variant(rows, "symoc muon, two NS streams", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "2"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)

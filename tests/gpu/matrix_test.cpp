@@ -1161,6 +1161,52 @@ void test_mirror(cu::Engine &) {
   }
 }
 
+// NsTuning::concurrent (the standard groups on a side stream beside the Gram groups): the same
+// GEMMs with the same algorithms, so bit for bit the sequential plan's result, eager and
+// replayed from a CUDA graph; the plan's workspace grows by the engine's cuBLASLt workspace.
+void test_ns_concurrent(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 128, 128}, {2, 200, 96}, {4, 256, 256}, {2, 768, 3072}};
+  PolarCase pc(shapes, 0);
+  cu::NsTuning seq;
+  seq.gram_min_aspect = 1.01;
+  cu::NsTuning con = seq;
+  con.concurrent = true;
+  cu::NewtonSchulzPlan p_seq(e, shapes, pc.it, pc.steps, seq), p_con(e, shapes, pc.it, pc.steps, con);
+  std::printf("# ns concurrent: workspace %zu bytes (sequential %zu)\n", p_con.workspace_bytes(), p_seq.workspace_bytes());
+  Dev<char> w_seq(p_seq.workspace_bytes()), w_con(p_con.workspace_bytes());
+  std::vector<DevBatch> o_seq, o_con, o_graph;
+  o_seq.reserve(shapes.size()), o_con.reserve(shapes.size()), o_graph.reserve(shapes.size());
+  std::vector<cu::PolarGroup> g_seq, g_con, g_graph;
+  for (size_t g = 0; g < shapes.size(); ++g) {
+    o_seq.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+    o_con.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+    o_graph.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+    g_seq.push_back({pc.din[g].b(), o_seq.back().b(), pc.out_scale});
+    g_con.push_back({pc.din[g].b(), o_con.back().b(), pc.out_scale});
+    g_graph.push_back({pc.din[g].b(), o_graph.back().b(), pc.out_scale});
+  }
+  p_seq.run(g_seq.data(), g_seq.size(), workspace(w_seq), stream);
+  p_con.run(g_con.data(), g_con.size(), workspace(w_con), stream);
+  sync();
+  run_captured([&] { p_con.run(g_graph.data(), g_graph.size(), workspace(w_con), stream); });
+  double d_con = 0, d_graph = 0;
+  for (size_t g = 0; g < shapes.size(); ++g) {
+    if (!check_written("ns concurrent sequential", o_seq[g]) || !check_written("ns concurrent eager", o_con[g]) ||
+        !check_written("ns concurrent graph", o_graph[g]))
+      continue;
+    for (size_t k = 0; k < o_seq[g].hb.h.size(); ++k) {
+      const float a = o_seq[g].hb.h[k], b = o_con[g].hb.h[k], c = o_graph[g].hb.h[k];
+      if (std::isnan(a)) continue; // padding (checked above)
+      d_con = std::max(d_con, double(std::fabs(a - b)));
+      d_graph = std::max(d_graph, double(std::fabs(a - c)));
+    }
+  }
+  table.add("ns concurrent (two streams) vs sequential: max |diff|", d_con, 0.0);
+  table.add("ns concurrent CUDA graph replay vs sequential: max |diff|", d_graph, 0.0);
+  table.add("ns concurrent workspace grows by the cuBLASLt workspace (bytes short)",
+            double(p_con.workspace_bytes() < p_seq.workspace_bytes() + (size_t(32) << 20)), 0.0);
+}
+
 // SymmetricGemm (ns_common.cuh; NsTuning::symmetric_products) against the dense BatchedGemm on
 // the same 16-bit inputs, whose exact products are symmetric: D = 1.3 S (0.5 S) + 0.7 C with
 // S, C symmetric (0.5 S is exact, so A and B commute exactly), and the Gram R = X X^T. Each
@@ -1481,7 +1527,7 @@ int main(int argc, char **argv) {
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
         {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused},
-        {"mirror", test_mirror},
+        {"mirror", test_mirror}, {"ns concurrent", test_ns_concurrent},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.
     const char *only = std::getenv("SYMOC_MATRIX_TEST_ONLY");

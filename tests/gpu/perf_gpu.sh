@@ -37,6 +37,9 @@ G=$OUT/gram.log
   echo "== SYMOC_CUDA_OVERLAP=1 (elementwise groups on a side stream): Muon checks, streams, graphs"
   SYMOC_CUDA_OVERLAP=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
     $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|stream|graph|nonfinite|subset"
+  echo "== SYMOC_CUDA_NS_STREAMS=2 (standard and Gram groups on two streams): Muon checks, streams, graphs"
+  SYMOC_CUDA_NS_STREAMS=2 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|stream|graph|nonfinite|subset"
   echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))

@@ -77,7 +77,7 @@ run() {
   python3 "$dir/torch_reference.py" bench "$out/torch_bench.json" 2>&1 | tee "$out/torch.log" || echo "torch bench failed"
   echo "== summary"
   grep -E "FAIL|checks," "$out/test.log" || true
-  grep -E "^(# )?(gram|standard sym|symmetric gemm|ns tuned|ns fused) " "$out/test.log" || true
+  grep -E "^(# )?(gram|standard sym|symmetric gemm|ns tuned|ns fused|ns concurrent) " "$out/test.log" || true
   grep -E "Gram" "$out/spread.log" 2>/dev/null || true
   grep -E "^BENCH|^#" "$out/bench.log" || true
   grep -E "^TORCH" "$out/torch.log" || true

@@ -199,6 +199,9 @@ mx::NsTuning ns_tuning_from_env() {
   // SYMOC_CUDA_GEMM_TUNE=1: time the GEMM algorithms on the first step (NsTuning::tune_gemms).
   const char *tg = std::getenv("SYMOC_CUDA_GEMM_TUNE");
   if (tg && std::string(tg) == "1") t.tune_gemms = true;
+  // SYMOC_CUDA_NS_STREAMS=2: standard and Gram groups on two streams (NsTuning::concurrent).
+  const char *st = std::getenv("SYMOC_CUDA_NS_STREAMS");
+  if (st && std::string(st) == "2") t.concurrent = true;
   return t;
 }
 

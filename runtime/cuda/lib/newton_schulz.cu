@@ -66,6 +66,11 @@ struct NewtonSchulzPlan::Impl {
   std::unique_ptr<GramNewtonSchulz> gram;
   size_t own_bytes = 0;
   std::vector<PolarGroup> own_args, gram_args; // per run, sized here
+  // NsTuning::concurrent: the standard groups on a side stream beside the Gram ones, their
+  // GEMMs on a copy of the engine with its own cuBLASLt workspace (carved from the plan's).
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  size_t side_ws_offset = 0;
 
   Impl(Engine::Impl &e, std::vector<Shape> all, PolarIteration it, int steps, NsTuning t)
       : e(e), iter(it), steps(steps), tune(t) {
@@ -157,11 +162,28 @@ struct NewtonSchulzPlan::Impl {
       bytes = align_up(own_bytes) + gram->workspace_bytes();
       own_args.resize(shapes.size());
       gram_args.resize(gram_shapes.size());
+      if (t.concurrent && !shapes.empty()) {
+        side_ws_offset = align_up(bytes);
+        bytes = side_ws_offset + e.lib_ws_bytes;
+        check(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), "cudaStreamCreate");
+        check(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), "cudaEventCreate");
+        check(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), "cudaEventCreate");
+      }
     }
   }
   ~Impl() {
     for (BankInfo &b : banks) b.gram.destroy(), b.apply.destroy();
     for (ClassInfo &c : classes) c.square.destroy();
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+    if (side) cudaStreamDestroy(side);
+  }
+  bool own_uses_lt() const {
+    for (const auto &b : banks)
+      if (!b.gram.lt() || !b.apply.lt) return false;
+    for (const auto &c : classes)
+      if (!c.square.lt()) return false;
+    return true;
   }
   double *layout(Carver &cv) {
     double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
@@ -191,16 +213,29 @@ struct NewtonSchulzPlan::Impl {
   }
 
   void run(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s) {
-    if (!gram) return run_own(gs, n, ws, s);
+    if (!gram) return run_own(gs, n, ws, s, e);
     if (n != route.size())
       fail("newton_schulz", "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(route.size()));
     need_workspace(ws, bytes, "newton_schulz");
     for (size_t i = 0; i < n; ++i) (route[i] >= 0 ? own_args[size_t(route[i])] : gram_args[size_t(-1 - route[i])]) = gs[i];
-    run_own(own_args.data(), own_args.size(), Workspace{ws.ptr, own_bytes}, s);
-    gram->run(gram_args.data(), gram_args.size(),
-              Workspace{static_cast<char *>(ws.ptr) + align_up(own_bytes), ws.bytes - align_up(own_bytes)}, s);
+    const Workspace gram_ws{static_cast<char *>(ws.ptr) + align_up(own_bytes), ws.bytes - align_up(own_bytes)};
+    // Concurrent only where every standard GEMM is cuBLASLt's (the fallback binds the shared
+    // cuBLAS handle to a stream) and with both tunings settled (their first run synchronizes).
+    if (side && own_uses_lt()) {
+      Engine::Impl side_e = e; // the same handles, its own cuBLASLt workspace
+      side_e.lib_ws = static_cast<char *>(ws.ptr) + side_ws_offset;
+      check(cudaEventRecord(fork, s), "cudaEventRecord");
+      check(cudaStreamWaitEvent(side, fork, 0), "cudaStreamWaitEvent");
+      run_own(own_args.data(), own_args.size(), Workspace{ws.ptr, own_bytes}, side, side_e);
+      gram->run(gram_args.data(), gram_args.size(), gram_ws, s);
+      check(cudaEventRecord(join, side), "cudaEventRecord");
+      check(cudaStreamWaitEvent(s, join, 0), "cudaStreamWaitEvent");
+      return;
+    }
+    run_own(own_args.data(), own_args.size(), Workspace{ws.ptr, own_bytes}, s, e);
+    gram->run(gram_args.data(), gram_args.size(), gram_ws, s);
   }
-  void run_own(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s) {
+  void run_own(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s, Engine::Impl &eng) {
     if (n != groups.size())
       fail("newton_schulz", "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(groups.size()));
     for (size_t i = 0; i < n; ++i) {
@@ -216,7 +251,7 @@ struct NewtonSchulzPlan::Impl {
     need_workspace(ws, own_bytes, "newton_schulz");
     Carver cv(ws.ptr);
     double *part = layout(cv);
-    e.bind(s);
+    eng.bind(s);
     const double scale_mul = iter == PolarIteration::PolarExpress ? 1.01 : 1.0;
     // 1. Frobenius norms (fp32 input, double sums) and the packed, normalized bf16 banks.
     for (size_t i = 0; i < n; ++i) {
@@ -237,14 +272,14 @@ struct NewtonSchulzPlan::Impl {
         const ClassInfo &cl = classes[size_t(b.cls)];
         const bf16 *X = flip ? b.X1 : b.X0;
         bf16 *A = cl.A + b.cls_first * cl.sr;
-        b.gram.run(e, 1.f, X, X, 0.f, A, A, s);
+        b.gram.run(eng, 1.f, X, X, 0.f, A, A, s);
       }
-      for (const ClassInfo &cl : classes) cl.square.run(e, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
+      for (const ClassInfo &cl : classes) cl.square.run(eng, float(c), cl.A, cl.A, float(bb), cl.A, cl.B, s);
       for (const BankInfo &b : banks) {
         const ClassInfo &cl = classes[size_t(b.cls)];
         const bf16 *X = flip ? b.X1 : b.X0;
         bf16 *Xn = flip ? b.X0 : b.X1;
-        b.apply.run(e, 1.f, X, cl.B + b.cls_first * cl.sr, float(a), X, Xn, s);
+        b.apply.run(eng, 1.f, X, cl.B + b.cls_first * cl.sr, float(a), X, Xn, s);
       }
       flip = !flip;
     }
@@ -264,13 +299,7 @@ NewtonSchulzPlan::NewtonSchulzPlan(Engine &e, std::vector<Shape> groups, PolarIt
 NewtonSchulzPlan::~NewtonSchulzPlan() = default;
 size_t NewtonSchulzPlan::workspace_bytes() const { return impl_->bytes; }
 double NewtonSchulzPlan::flops() const { return impl_->flops(); }
-bool NewtonSchulzPlan::uses_lt() const {
-  for (const auto &b : impl_->banks)
-    if (!b.gram.lt() || !b.apply.lt) return false;
-  for (const auto &c : impl_->classes)
-    if (!c.square.lt()) return false;
-  return !impl_->gram || impl_->gram->uses_lt();
-}
+bool NewtonSchulzPlan::uses_lt() const { return impl_->own_uses_lt() && (!impl_->gram || impl_->gram->uses_lt()); }
 void NewtonSchulzPlan::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {
   impl_->run(groups, n, ws, s);
 }

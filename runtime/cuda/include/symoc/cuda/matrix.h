@@ -257,6 +257,11 @@ struct NsTuning {
   // heuristic's choice). Like cudnn.benchmark: the algorithm, and so the rounding, may differ
   // between processes. Off in the library's NsTuning.
   bool tune_gemms = false;
+  // Run the standard groups on a side stream (forked and joined by events: capturable) beside
+  // the Gram groups, their GEMMs with a cuBLASLt workspace of their own (the plan's workspace
+  // grows by the engine's 32 MiB), so that the two chains fill each other's partial waves.
+  // Only where both kinds of group exist and every standard GEMM is cuBLASLt's.
+  bool concurrent = false;
 };
 // The side from which symmetric products pay on an H200 (measured, session 9: the half-size
 // GEMMs and the mirror run below the dense rate, 1.18x the Newton-Schulz time on GPT-2 small's
