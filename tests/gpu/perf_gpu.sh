@@ -28,18 +28,16 @@ G=$OUT/gram.log
   echo "== SYMOC_CUDA_NS=standard: GPU checks"
   SYMOC_CUDA_NS=standard timeout 40 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
     $(lib gpt2_ddc_muon) $(lib llama_auto) $(lib llama_ddc_muon) 2>&1
-  echo "== SYMOC_CUDA_NS_SYM=1 (symmetric products on every side): Muon agreement checks"
-  SYMOC_CUDA_NS_SYM=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
-    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon"
-  echo "== SYMOC_CUDA_FUSE=0 (the plan's own norms, unpack to U, separate update): Muon checks"
-  SYMOC_CUDA_FUSE=0 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
-    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|nonfinite|subset"
-  echo "== SYMOC_CUDA_OVERLAP=1 (elementwise groups on a side stream): Muon checks, streams, graphs"
-  SYMOC_CUDA_OVERLAP=1 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
-    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|stream|graph|nonfinite|subset"
-  echo "== SYMOC_CUDA_NS_STREAMS=2 (standard and Gram groups on two streams): Muon checks, streams, graphs"
-  SYMOC_CUDA_NS_STREAMS=2 timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
-    $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|stream|graph|nonfinite|subset"
+  # The Muon checks under one switch of the backend: checks ENV=VALUE TITLE
+  muon_checks() {
+    echo "== $1 ($2): Muon checks, streams, graphs"
+    env "$1" timeout 60 python3 tests/gpu/test_gpu.py $(lib gpt2_adamw) $(lib gpt2_muon) $(lib gpt2_auto) \
+      $(lib llama_auto) 2>&1 | grep -E "^FAIL|checks passed|agree.*muon|torch_muon|stream|graph|nonfinite|subset"
+  }
+  muon_checks SYMOC_CUDA_NS_SYM=1 "symmetric products on every side"
+  muon_checks SYMOC_CUDA_FUSE=0 "the plan's own norms, unpack to U, separate update"
+  muon_checks SYMOC_CUDA_OVERLAP=1 "elementwise groups on a side stream"
+  muon_checks SYMOC_CUDA_NS_STREAMS=2 "standard and Gram groups on two streams"
   echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))
