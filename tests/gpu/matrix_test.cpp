@@ -1500,6 +1500,18 @@ void test_errors(cu::Engine &e) {
     std::printf("# newton_schulz without workspace: %s\n", ex.what());
     table.add("newton_schulz without workspace throws rt::Error", 0, 0);
   }
+  try { // PolarGroup::in_sumsq / targets are the Newton-Schulz plans' only: the eigen route refuses
+    cu::PolarPlan p(e, {cu::Shape{1, 8, 8}}, rt::polar_options(rt::PolarMethod::Eig));
+    Dev<float> a(64);
+    Dev<double> q(1);
+    Dev<char> ws(p.workspace_bytes());
+    cu::PolarGroup g{cu::Batch(a.p, 1, 8, 8), cu::Batch(a.p, 1, 8, 8), 1.f, q.p};
+    p.run(&g, 1, workspace(ws), stream);
+    table.fail("polar eigen route with in_sumsq throws", "no error");
+  } catch (const rt::Error &ex) {
+    std::printf("# polar eigen route with in_sumsq: %s\n", ex.what());
+    table.add("polar eigen route with in_sumsq throws rt::Error", 0, 0);
+  }
 }
 
 } // namespace

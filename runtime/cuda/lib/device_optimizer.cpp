@@ -104,6 +104,13 @@ struct Group {
   float *U = nullptr; // matrix-library path: U in, the scaled polar factor out (float32)
   double *sumsq = nullptr;                     // fused path: ||U_m||_F^2 per sub-matrix
   symoc::cuda::PolarTarget *targets = nullptr; // fused path: the update of each sub-matrix
+
+  // Some block of the group is stepped this call (active: per plan block).
+  bool any_active(const std::vector<uint8_t> &active) const {
+    for (int b : blocks)
+      if (active[size_t(b)]) return true;
+    return false;
+  }
 };
 
 struct DeviceOptimizer::Impl {
@@ -602,9 +609,7 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
   Impl &m = *this;
   bool any_muon = false, forked = false;
   for (Group &gr : m.groups) {
-    bool any = false;
-    for (int b : gr.blocks) any = any || active[size_t(b)];
-    if (!any) continue;
+    if (!gr.any_active(active)) continue;
     any_muon = any_muon || gr.kind == Kind::Muon;
     m.prepare(gr, s);
     StepArgs &a = m.args_of(gr);
@@ -631,18 +636,14 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
       m.prepare(gr, s);
       symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
       m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
-      bool any = false;
-      for (int blk : gr.blocks) any = any || active[size_t(blk)];
       // Only a group that ran its momentum and prep this step has fresh norms and targets.
-      if (m.fuse && any) m.polar_groups[i].in_sumsq = gr.sumsq, m.polar_groups[i].targets = gr.targets;
+      if (m.fuse && gr.any_active(active)) m.polar_groups[i].in_sumsq = gr.sumsq, m.polar_groups[i].targets = gr.targets;
     }
     for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
     m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);
     for (int gi : m.muon_groups) {
       Group &gr = m.groups[size_t(gi)];
-      bool any = false;
-      for (int b : gr.blocks) any = any || active[size_t(b)];
-      if (any) m.muon_finish(gr, m.args_of(gr), s);
+      if (gr.any_active(active)) m.muon_finish(gr, m.args_of(gr), s);
     }
   }
   if (m.rules) m.rules->finish(s);

@@ -314,13 +314,7 @@ GramNewtonSchulz::GramNewtonSchulz(Engine::Impl &e, std::vector<Shape> groups, P
 GramNewtonSchulz::~GramNewtonSchulz() = default;
 size_t GramNewtonSchulz::workspace_bytes() const { return impl_->bytes; }
 double GramNewtonSchulz::flops() const { return impl_->flops(); }
-bool GramNewtonSchulz::uses_lt() const {
-  for (const auto &b : impl_->banks)
-    if (!b.gram.lt() || !b.apply.lt) return false;
-  for (const auto &c : impl_->classes)
-    if (!c.square.lt()) return false;
-  return true;
-}
+bool GramNewtonSchulz::uses_lt() const { return all_use_lt(impl_->banks, impl_->classes); }
 void GramNewtonSchulz::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {
   impl_->run(groups, n, ws, s);
 }

@@ -21,7 +21,8 @@ namespace symoc::rt::cuda {
 // after a copy instead of cuBLASLt (a diagnostic for issue 12's concurrent faults);
 // SYMOC_CUDA_NS_SYM=1 computes only the upper half of the symmetric r x r products
 // (NsTuning::symmetric_products); SYMOC_CUDA_GEMM_TUNE=1 times the GEMM algorithms on the first
-// step (NsTuning::tune_gemms).
+// step (NsTuning::tune_gemms); SYMOC_CUDA_NS_STREAMS=2 runs the standard and Gram groups on two
+// streams (NsTuning::concurrent).
 symoc::cuda::NsTuning ns_tuning_from_env();
 
 class MatrixRules {

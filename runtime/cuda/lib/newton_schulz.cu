@@ -162,7 +162,9 @@ struct NewtonSchulzPlan::Impl {
       bytes = align_up(own_bytes) + gram->workspace_bytes();
       own_args.resize(shapes.size());
       gram_args.resize(gram_shapes.size());
-      if (t.concurrent && !shapes.empty()) {
+      // Concurrent only where every standard GEMM is cuBLASLt's: the fallback binds the shared
+      // cuBLAS handle to a stream.
+      if (t.concurrent && !shapes.empty() && all_use_lt(banks, classes)) {
         side_ws_offset = align_up(bytes);
         bytes = side_ws_offset + e.lib_ws_bytes;
         check(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -177,13 +179,6 @@ struct NewtonSchulzPlan::Impl {
     if (fork) cudaEventDestroy(fork);
     if (join) cudaEventDestroy(join);
     if (side) cudaStreamDestroy(side);
-  }
-  bool own_uses_lt() const {
-    for (const auto &b : banks)
-      if (!b.gram.lt() || !b.apply.lt) return false;
-    for (const auto &c : classes)
-      if (!c.square.lt()) return false;
-    return true;
   }
   double *layout(Carver &cv) {
     double *part = cv.take<double>(size_t(std::max<int64_t>(total, 1)) * kPartials);
@@ -219,9 +214,9 @@ struct NewtonSchulzPlan::Impl {
     need_workspace(ws, bytes, "newton_schulz");
     for (size_t i = 0; i < n; ++i) (route[i] >= 0 ? own_args[size_t(route[i])] : gram_args[size_t(-1 - route[i])]) = gs[i];
     const Workspace gram_ws{static_cast<char *>(ws.ptr) + align_up(own_bytes), ws.bytes - align_up(own_bytes)};
-    // Concurrent only where every standard GEMM is cuBLASLt's (the fallback binds the shared
-    // cuBLAS handle to a stream) and with both tunings settled (their first run synchronizes).
-    if (side && own_uses_lt()) {
+    // NsTuning::concurrent (side set at construction). With tune_gemms the first run times the
+    // standard GEMMs while the Gram ones run: correct, the timings noisier.
+    if (side) {
       Engine::Impl side_e = e; // the same handles, its own cuBLASLt workspace
       side_e.lib_ws = static_cast<char *>(ws.ptr) + side_ws_offset;
       check(cudaEventRecord(fork, s), "cudaEventRecord");
@@ -299,7 +294,9 @@ NewtonSchulzPlan::NewtonSchulzPlan(Engine &e, std::vector<Shape> groups, PolarIt
 NewtonSchulzPlan::~NewtonSchulzPlan() = default;
 size_t NewtonSchulzPlan::workspace_bytes() const { return impl_->bytes; }
 double NewtonSchulzPlan::flops() const { return impl_->flops(); }
-bool NewtonSchulzPlan::uses_lt() const { return impl_->own_uses_lt() && (!impl_->gram || impl_->gram->uses_lt()); }
+bool NewtonSchulzPlan::uses_lt() const {
+  return all_use_lt(impl_->banks, impl_->classes) && (!impl_->gram || impl_->gram->uses_lt());
+}
 void NewtonSchulzPlan::run(const PolarGroup *groups, size_t n, Workspace ws, cudaStream_t s) {
   impl_->run(groups, n, ws, s);
 }

@@ -218,6 +218,11 @@ inline dim3 ns_tile_grid(int64_t rows, int64_t cols, int64_t batch, bool tall) {
   return dim3(unsigned((cols + tc - 1) / tc), unsigned((rows + tr - 1) / tr), unsigned(batch));
 }
 
+// 1 / (||X||_F * scale_mul + 1e-7) of matrix b, its squared norm the total of its n partials.
+__device__ inline float ns_inv_norm(const double *part, int64_t b, int n, double scale_mul) {
+  return float(1.0 / (sqrt(partial_total(part, b, n)) * scale_mul + 1e-7));
+}
+
 // X_b = in_b / (||in_b||_F * scale_mul + 1e-7) in T, transposed when `tall`; the squared norm
 // is the fixed-order total of the matrix's nparts partials (kPartials from the plan's own norm
 // pass, 1 from PolarGroup::in_sumsq; read once per block, by one thread, while the others load).
@@ -242,7 +247,7 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
       v[k][0] = i < R && j < C ? r[0] : 0.f;
       v[k][1] = i < R && j + 1 < C ? r[1] : 0.f;
     }
-    if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b, nparts)) * scale_mul + 1e-7));
+    if (tx == 0 && ty == 0) s_inv = ns_inv_norm(part, part_first + b, nparts, scale_mul);
     __syncthreads();
     const float inv = s_inv;
 #pragma unroll
@@ -268,7 +273,7 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
 #pragma unroll
     for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
   }
-  if (tx == 0 && ty == 0) s_inv = float(1.0 / (sqrt(partial_total(part, part_first + b, nparts)) * scale_mul + 1e-7));
+  if (tx == 0 && ty == 0) s_inv = ns_inv_norm(part, part_first + b, nparts, scale_mul);
   __syncthreads();
   const float inv = s_inv;
 #pragma unroll
@@ -411,8 +416,8 @@ void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scal
 // ceil(r / 64), tile (blockIdx.y, blockIdx.x), the blocks below the diagonal return; triangular
 // grid (tri): (T (T + 1) / 2, 1, z), blockIdx.x the upper tiles column by column. Matrices b =
 // blockIdx.z, + gridDim.z, ... < count (mirror_grid: kMirrorPerBlock matrices per block, which
-// measured 1.27x faster than one on LLaMA-1B's 48 x 2048^2, matrix_bench). A block reads only its own tile and writes only the
-// transposed tile (or, on the diagonal, that tile's strict lower triangle after reading it), so
+// measured 1.27x faster than one on LLaMA-1B's 48 x 2048^2, matrix_bench). A block reads only
+// its own tile and writes only the transposed tile (or, on the diagonal, that tile's strict lower triangle after reading it), so
 // blocks never touch each other's data. A bit copy: serves fp16 and bf16 (a template for the
 // header's two translation units).
 template <class W>
@@ -555,15 +560,22 @@ struct SymmetricProduct {
   void destroy() { dense.destroy(), half.destroy(); }
   bool lt() const { return sym ? half.lt() : dense.lt; }
   // FLOPs of one batch entry: what runs (a symmetric product counts its two GEMMs).
-  double flops_each() const {
-    return sym ? half.flops_each() : dense.flops_each();
-  }
+  double flops_each() const { return sym ? half.flops_each() : dense.flops_each(); }
   void run(Engine::Impl &e, float alpha, const void *A, const void *B, float beta, const void *C, void *D,
            cudaStream_t s) const {
     if (sym) half.run(e, alpha, A, B, beta, C, D, s);
     else dense.run(e, alpha, A, B, beta, C, D, s);
   }
 };
+
+// Every GEMM of a plan's banks (gram, apply) and classes (square) found a cuBLASLt algorithm.
+template <class Banks, class Classes> bool all_use_lt(const Banks &banks, const Classes &classes) {
+  for (const auto &b : banks)
+    if (!b.gram.lt() || !b.apply.lt) return false;
+  for (const auto &c : classes)
+    if (!c.square.lt()) return false;
+  return true;
+}
 
 } // namespace symoc::cuda::detail
 
