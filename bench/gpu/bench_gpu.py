@@ -20,8 +20,11 @@ the median of --iters steps after --warmup steps:
                                as their upper part)
   symoc muon, unfused          the same with SYMOC_CUDA_FUSE=0 (the plan's own norm pass over U,
                                U written back in fp32 and a separate update pass; the default
-                               takes the norms from the momentum kernel and updates the weights
-                               in the plan's unpack)
+                               takes the norms from a stats pass over g and the momentum, makes
+                               the momentum step in the plan's pack and updates the weights in
+                               its unpack)
+  symoc muon, momentum kernel  the same with SYMOC_CUDA_FUSE=1 (session 11: a momentum kernel
+                               writes U in fp32 with the norms' partial sums, the plan packs U)
   symoc muon, overlap          the same with SYMOC_CUDA_OVERLAP=1 (AdamW for the rest on a side
                                stream, concurrent with the Newton-Schulz GEMMs)
   symoc muon, two NS streams   the same with SYMOC_CUDA_NS_STREAMS=2 (the standard-iteration
@@ -193,10 +196,13 @@ def bench_set(name, adamw_lib, muon_lib, a):
     # SYMOC_CUDA_GRAPH=0: every launch from the host; SYMOC_CUDA_NS_SYM=0: no symmetric products
     # (the default uses them on sides >= 2048); SYMOC_CUDA_NS=standard: the bf16 iteration for
     # every group (no Gram path); =own: the backend's own cuBLAS loop instead of gpumatrix's plan;
-    # SYMOC_CUDA_FUSE=0: the unfused norm and update passes; SYMOC_CUDA_OVERLAP=1: the side stream.
+    # SYMOC_CUDA_FUSE=0: the unfused norm and update passes, =1: the momentum kernel writing U
+    # (session 11; the default 2 makes the momentum step in the plan's pack);
+    # SYMOC_CUDA_OVERLAP=1: the side stream.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
     time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
+    time_variant(rows, "symoc muon, momentum kernel", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "1"})
     time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
     time_variant(rows, "symoc muon, two NS streams", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "2"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})

@@ -1127,6 +1127,129 @@ void test_ns_fused(cu::Engine &e) {
   }
 }
 
+// PolarGroup::sources (the device optimizer's fully fused Muon path, SYMOC_CUDA_FUSE=2): the
+// pack makes Muon's momentum step itself from per-matrix gradients (fp32 and bf16 alternately)
+// and fp32 momentum buffers, with in's padded layout, Nesterov on one group in two. Against a
+// plain run on the host's U (the same float operations, each rounded once) with the same norms:
+// the output bitwise equal, every momentum element the host's bitwise, the padding untouched,
+// a skipped matrix's momentum untouched and its output zero, `in` (all NaN) never read; on the
+// standard and the Gram plan. A run with sources and no in_sumsq is refused.
+void test_ns_sources(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 200, 96}, {2, 128, 128}, {2, 37, 101}, {2, 768, 3072},
+                                         {2, 3072, 768}};
+  const float beta = 0.95f, w1 = 1.f - beta;
+  for (int gram = 0; gram < 2; ++gram) {
+    const std::string tag = std::string("ns sources ") + (gram ? "gram " : "standard ");
+    try {
+      cu::NsTuning t;
+      t.gram_min_aspect = gram ? 1.01 : 0;
+      cu::NewtonSchulzPlan plan(e, shapes, cu::PolarIteration::NewtonSchulz, 5, t);
+      Dev<char> ws(plan.workspace_bytes());
+      std::vector<DevBatch> u_in, nan_in, ref, got;
+      for (auto *v : {&u_in, &nan_in, &ref, &got}) v->reserve(shapes.size());
+      std::vector<Dev<double>> sumsq;
+      std::vector<Dev<cu::PolarSource>> srcs;
+      std::vector<std::vector<Dev<char>>> gbuf(shapes.size());
+      std::vector<std::vector<Dev<float>>> mbuf(shapes.size());
+      std::vector<std::vector<std::vector<float>>> m_want(shapes.size());
+      std::vector<cu::PolarGroup> g_ref, g_src;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &sh = shapes[g];
+        const bool nest = g % 2 == 0;
+        HostBatch u(sh.batch, sh.rows, sh.cols);
+        std::vector<double> q(size_t(sh.batch));
+        std::vector<cu::PolarSource> sv;
+        for (int64_t b = 0; b < sh.batch; ++b) {
+          const bool bf = (b + int64_t(g)) % 2 == 1, skip = g == 0 && b == sh.batch - 1;
+          const size_t n = size_t(sh.rows * u.ld);
+          std::vector<char> gh(n * (bf ? 2 : 4));
+          std::vector<float> m0(n, std::nanf("")), m1(n, std::nanf(""));
+          std::normal_distribution<float> d(0.f, 0.02f);
+          for (int64_t i = 0; i < sh.rows; ++i)
+            for (int64_t j = 0; j < u.ld; ++j) {
+              const size_t k = size_t(i * u.ld + j);
+              const bool inside = j < sh.cols;
+              float gv = inside ? d(rng) : std::nanf("");
+              if (bf) {
+                const uint16_t h = inside ? host_f2bf(gv) : uint16_t(0x7fc1);
+                gv = host_bf2f(h);
+                std::memcpy(&gh[k * 2], &h, 2);
+              } else {
+                std::memcpy(&gh[k * 4], &gv, 4);
+              }
+              if (!inside) continue;
+              m0[k] = d(rng);
+              volatile float diff = gv - m0[k], step = w1 * diff, mn = m0[k] + step;
+              float uv = mn;
+              if (nest) {
+                volatile float back = mn - gv, pull = beta * back, un = gv + pull;
+                uv = un;
+              }
+              m1[k] = mn;
+              u.at(b, i, j) = uv;
+              q[size_t(b)] += double(uv) * uv;
+            }
+          gbuf[g].emplace_back(gh.size());
+          ck(cudaMemcpy(gbuf[g].back().p, gh.data(), gh.size(), cudaMemcpyHostToDevice), "upload");
+          mbuf[g].emplace_back(n), mbuf[g].back().up(m0);
+          m_want[g].push_back(skip ? m0 : m1);
+          sv.push_back(cu::PolarSource{gbuf[g].back().p, mbuf[g].back().p, int32_t(bf), int32_t(skip)});
+        }
+        u_in.emplace_back(u);
+        nan_in.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        ref.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        got.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        sumsq.emplace_back(q.size()), sumsq.back().up(q);
+        srcs.emplace_back(sv.size()), srcs.back().up(sv);
+        cu::PolarGroup pr{u_in.back().b(), ref.back().b(), 1.25f, sumsq.back().p};
+        cu::PolarGroup ps{nan_in.back().b(), got.back().b(), 1.25f, sumsq.back().p};
+        ps.sources = srcs.back().p, ps.beta = beta, ps.nesterov = nest;
+        g_ref.push_back(pr), g_src.push_back(ps);
+      }
+      plan.run(g_ref.data(), g_ref.size(), workspace(ws), stream);
+      plan.run(g_src.data(), g_src.size(), workspace(ws), stream);
+      sync();
+      int64_t out_bad = 0, skip_nonzero = 0, m_bad = 0, m_pad = 0;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &sh = shapes[g];
+        ref[g].fetch(), got[g].fetch();
+        for (int64_t b = 0; b < sh.batch; ++b) {
+          const bool skip = g == 0 && b == sh.batch - 1;
+          for (int64_t i = 0; i < sh.rows; ++i)
+            for (int64_t j = 0; j < sh.cols; ++j) {
+              const float o = got[g].hb.at(b, i, j), r = ref[g].hb.at(b, i, j);
+              if (skip) skip_nonzero += o != 0.f;
+              else out_bad += std::memcmp(&o, &r, 4) != 0;
+            }
+          const std::vector<float> mh = mbuf[g][size_t(b)].down();
+          const std::vector<float> &mw = m_want[g][size_t(b)];
+          for (size_t k = 0; k < mh.size(); ++k) {
+            const bool pad = int64_t(k % size_t(got[g].hb.ld)) >= sh.cols;
+            if (pad) m_pad += !std::isnan(mh[k]);
+            else m_bad += std::memcmp(&mh[k], &mw[k], 4) != 0;
+          }
+        }
+      }
+      table.add(tag + "output != plain run on the host's U (elements)", double(out_bad), 0.0);
+      table.add(tag + "skipped matrix: nonzero output elements", double(skip_nonzero), 0.0);
+      table.add(tag + "momentum != host step or skipped changed (elements)", double(m_bad), 0.0);
+      table.add(tag + "momentum padding touched", double(m_pad), 0.0);
+      // Without the norms the plan cannot form the input: refused.
+      g_src[0].in_sumsq = nullptr;
+      try {
+        plan.run(g_src.data(), g_src.size(), workspace(ws), stream);
+        table.fail(tag + "sources without in_sumsq refused", "no error");
+      } catch (const rt::Error &ex) {
+        std::printf("# %ssources without in_sumsq: %s\n", tag.c_str(), ex.what());
+        table.add(tag + "sources without in_sumsq refused with rt::Error", 0, 0);
+      }
+      sync();
+    } catch (const std::exception &ex) {
+      table.fail(tag, ex.what());
+    }
+  }
+}
+
 // mirror_upper_kernel on both grids (square, triangular) and 1, 3, 4 matrices per block, odd
 // and tile-multiple r, padded ld: the strict lower triangle becomes the upper's transpose bit for
 // bit, the upper triangle, the diagonal and the padding are untouched.
@@ -1538,7 +1661,7 @@ int main(int argc, char **argv) {
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
-        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused},
+        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused}, {"ns sources", test_ns_sources},
         {"mirror", test_mirror}, {"ns concurrent", test_ns_concurrent},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.

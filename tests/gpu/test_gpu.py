@@ -512,6 +512,31 @@ def check_nonfinite(lib, main="muon", tag="nonfinite"):
            % (og.steps_skipped, oc.steps_skipped, len(bad), untouched, r), "equal counts, <= 1e-5")
 
 
+def check_fuse_levels(lib):
+    """SYMOC_CUDA_FUSE=2 (the default: a stats pass, then the Newton-Schulz plan's pack makes
+    Muon's momentum step) against =1 (the momentum kernel writes U, session 11): the same float
+    operations and norms, so the weights are bit for bit equal after 5 steps, fp32 and bf16
+    parameters, with a NaN/inf gradient at step 2 on one Muon parameter (skipped alike)."""
+    muon = [n for n, _, r in lib.params if kind(r) == "muon"]
+    worst = []
+    for dtype in (torch.float32, torch.bfloat16):
+        W = init_weights(lib, 6, dtype)
+        G = grads(lib, 6, 5, dtype)
+        out = {}
+        for lvl in ("1", "2"):
+            with env_vars(SYMOC_CUDA_FUSE=lvl):
+                o, p = make(lib, W, DEV)
+            run(o, p, G, nan_at=2, nan_names=muon[:1])
+            out[lvl] = ({n: t.detach().cpu() for n, t in p.items()}, o.steps_skipped)
+            del o, p
+        differ = [n for n in out["1"][0] if not torch.equal(out["1"][0][n], out["2"][0][n])]
+        moved = sum(not torch.equal(out["2"][0][n], W[n]) for n in muon)
+        worst.append((str(dtype).replace("torch.", ""), len(differ), out["1"][1], out["2"][1], moved))
+    ok = len(muon) > 0 and all(d == 0 and s1 == s2 >= 1 and mv == len(muon) for _, d, s1, s2, mv in worst)
+    report("fuse_levels", ok, ", ".join("%s: %d parameters differ, skips %d / %d, %d Muon moved" % w for w in worst),
+           "0 differ, equal skips, every Muon parameter moved")
+
+
 def check_roundtrip(lib, tag="roundtrip"):
     W = init_weights(lib, 5)
     G = grads(lib, 5, 6)
@@ -835,6 +860,7 @@ def main():
     steps = [("torch_adamw", lambda: check_torch_adamw(by_policy["gpt2_adamw"])),
              ("torch_muon", lambda: check_torch_muon(by_policy["gpt2_muon"])),
              ("nonfinite", lambda: check_nonfinite(by_policy["gpt2_muon"])),
+             ("fuse_levels", lambda: check_fuse_levels(by_policy["gpt2_muon"])),
              ("roundtrip", lambda: check_roundtrip(by_policy["gpt2_muon"])),
              ("stream", lambda: check_stream(by_policy["gpt2_muon"])),
              ("bf16", lambda: check_bf16(by_policy["gpt2_adamw"])),

@@ -50,7 +50,8 @@ inline void need_workspace(const Workspace &ws, size_t bytes, const char *what) 
   if (reinterpret_cast<uintptr_t>(ws.ptr) % 16 != 0) fail(what, "workspace not 16-byte aligned");
 }
 
-void check_batch(const Batch &X, const char *what, const char *name);
+// unused: the caller does not touch X's data this time (only its shape), so it may be null.
+void check_batch(const Batch &X, const char *what, const char *name, bool unused = false);
 // check_batch of an input and an output of a plan over `batch` n x n matrices, and their shapes
 // against the plan's.
 void check_square_batches(const Batch &in, const char *in_name, const Batch &out, const char *out_name, int64_t n,

@@ -104,6 +104,7 @@ struct Group {
   float *U = nullptr; // matrix-library path: U in, the scaled polar factor out (float32)
   double *sumsq = nullptr;                     // fused path: ||U_m||_F^2 per sub-matrix
   symoc::cuda::PolarTarget *targets = nullptr; // fused path: the update of each sub-matrix
+  symoc::cuda::PolarSource *sources = nullptr; // fused path, level 2: its gradient and momentum rows
 
   // Some block of the group is stepped this call (active: per plan block).
   bool any_active(const std::vector<uint8_t> &active) const {
@@ -131,10 +132,17 @@ struct DeviceOptimizer::Impl {
   // Muon's Newton-Schulz: gpumatrix's NewtonSchulzPlan over every Muon group at once (shape
   // banks across groups; default), or this library's own cuBLAS loop (SYMOC_CUDA_NS=own).
   bool ns_matrix = true;
-  // The plan takes the norms from the momentum kernel and applies the update in its unpack
-  // (PolarGroup::in_sumsq / targets); SYMOC_CUDA_FUSE=0: its own norm pass, unpack to U and
-  // launch_muon_apply_f32 (bitwise the same update; the norms' sums differ in rounding).
-  bool fuse = true;
+  // SYMOC_CUDA_FUSE, how much of Muon's step the plan does (every level steps bit for bit
+  // alike but for the norms' rounding at 0):
+  // 2 (default): a stats pass (launch_muon_stats: the norms' partial sums and the NaN/inf check)
+  //   reads g and the momentum, then the plan's pack makes the momentum step itself
+  //   (PolarGroup::sources), writing the momentum and its 16-bit bank, no float32 U: 22 bytes
+  //   per element before the iteration instead of level 1's 26;
+  // 1: the momentum kernel writes U (float32) and the norms' partial sums (session 11), the
+  //   plan packs U (PolarGroup::in_sumsq);
+  // 0: the plan's own norm pass, unpack to U and launch_muon_apply_f32.
+  // Levels 1 and 2 apply the update in the plan's unpack (PolarGroup::targets).
+  int fuse = 2;
   // SYMOC_CUDA_OVERLAP=1: the elementwise groups (Adam, SGD, Adam-mini) run on a side stream
   // forked from the step's stream and joined before the step ends (events: capturable), so
   // their memory-bound passes can fill the Newton-Schulz GEMMs' gaps.
@@ -180,7 +188,7 @@ DeviceOptimizer::Impl::~Impl() {
   for (Group &gr : groups) {
     cudaFree(gr.state), cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
     cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
-    cudaFree(gr.sumsq), cudaFree(gr.targets);
+    cudaFree(gr.sumsq), cudaFree(gr.targets), cudaFree(gr.sources);
   }
   rules.reset();
   ns_plan.reset();
@@ -320,15 +328,18 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
         "upload");
   if (gr.kind == Kind::Muon && ns_matrix) {
     const int64_t nall = gr.slots[0].n * int64_t(gr.slots.size());
-    gr.U = dalloc<float>(size_t(nall), tables_bytes);
-    check(cudaMemsetAsync(gr.U, 0, sizeof(float) * size_t(nall), s), "cudaMemsetAsync");
-    if (fuse) {
+    if (fuse < 2) { // level 2 forms the plan's input in its pack and updates in its unpack: no U
+      gr.U = dalloc<float>(size_t(nall), tables_bytes);
+      check(cudaMemsetAsync(gr.U, 0, sizeof(float) * size_t(nall), s), "cudaMemsetAsync");
+    }
+    if (fuse >= 1) {
       gr.d_first = dalloc<int32_t>(gr.first.size(), tables_bytes);
       check(cudaMemcpyAsync(gr.d_first, gr.first.data(), sizeof(int32_t) * gr.first.size(), cudaMemcpyHostToDevice, s),
             "upload");
       gr.partial = dalloc<float>(gr.chunks.size(), tables_bytes);
       gr.sumsq = dalloc<double>(size_t(gr.mats), tables_bytes);
       gr.targets = dalloc<symoc::cuda::PolarTarget>(size_t(gr.mats), tables_bytes);
+      if (fuse == 2) gr.sources = dalloc<symoc::cuda::PolarSource>(size_t(gr.mats), tables_bytes);
     }
   } else if (gr.kind == Kind::Muon) {
     const int64_t n = gr.slots[0].n, nall = n * int64_t(gr.slots.size());
@@ -365,17 +376,19 @@ void DeviceOptimizer::Impl::fill_args(const Group &gr, StepArgs &a, void *const 
 
 void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t s) {
   const int nc = int(gr.chunks.size());
-  launch_check(a, gr.d_chunks, nc, gr.d_slots, cnt, s);
+  const bool stats = gr.kind == Kind::Muon && ns_matrix && fuse == 2; // the stats pass checks
+  if (!stats) launch_check(a, gr.d_chunks, nc, gr.d_slots, cnt, s);
   switch (gr.kind) {
   case Kind::Adam: launch_adam(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.adam, s); break;
   case Kind::Sgd: launch_sgd(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.sgd, s); break;
   case Kind::AdamMini: launch_adam_mini(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.mini, s); break;
   case Kind::Muon: {
-    if (ns_matrix) { // momentum here; Newton-Schulz and the update after every group's momentum
-      launch_muon_momentum_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, gr.partial, s);
-      if (fuse)
+    if (ns_matrix) { // momentum here (or its stats); Newton-Schulz and the update after every group's
+      if (stats) launch_muon_stats(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.partial, s);
+      else launch_muon_momentum_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, gr.partial, s);
+      if (fuse >= 1)
         launch_muon_prep(a, gr.d_chunks, gr.d_slots, cnt, gr.muon, gr.d_first, gr.mats, gr.partial, gr.sumsq,
-                         gr.targets, s);
+                         gr.targets, gr.sources, s);
       check(cudaGetLastError(), "kernel launch");
       return;
     }
@@ -402,7 +415,7 @@ void DeviceOptimizer::Impl::run_group(Group &gr, const StepArgs &a, cudaStream_t
 // groups), then each group's update and counters.
 void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream_t s) {
   const int nc = int(gr.chunks.size());
-  if (!fuse) launch_muon_apply_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s); // else done by the plan
+  if (fuse == 0) launch_muon_apply_f32(a, gr.d_chunks, nc, gr.d_slots, cnt, gr.muon, gr.U, s); // else done by the plan
   launch_finalize(a, gr.d_slots, cnt, true, s);
   check(cudaGetLastError(), "kernel launch");
 }
@@ -513,7 +526,7 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   const char *ns_env = std::getenv("SYMOC_CUDA_NS");
   m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
   const char *fuse_env = std::getenv("SYMOC_CUDA_FUSE");
-  m.fuse = !(fuse_env && std::string(fuse_env) == "0");
+  m.fuse = fuse_env && std::string(fuse_env) == "0" ? 0 : fuse_env && std::string(fuse_env) == "1" ? 1 : 2;
   const char *overlap_env = std::getenv("SYMOC_CUDA_OVERLAP");
   m.overlap = overlap_env && std::string(overlap_env) == "1";
   if (m.overlap) {
@@ -637,7 +650,20 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
       symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
       m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
       // Only a group that ran its momentum and prep this step has fresh norms and targets.
-      if (m.fuse && gr.any_active(active)) m.polar_groups[i].in_sumsq = gr.sumsq, m.polar_groups[i].targets = gr.targets;
+      const bool stepped = gr.any_active(active);
+      if (m.fuse == 2 && !stepped) {
+        // No U at level 2: a group not stepped this call enters as skipped matrices (zeros in,
+        // nothing written), its targets and sources from a prep over no active slot.
+        StepArgs &a = m.args_of(gr);
+        m.fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
+        launch_muon_prep(a, gr.d_chunks, gr.d_slots, m.cnt, gr.muon, gr.d_first, gr.mats, gr.partial, gr.sumsq,
+                         gr.targets, gr.sources, s);
+      }
+      if (m.fuse == 2 || (m.fuse == 1 && stepped)) {
+        symoc::cuda::PolarGroup &pg = m.polar_groups[i];
+        pg.in_sumsq = gr.sumsq, pg.targets = gr.targets;
+        pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
+      }
     }
     for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
     m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);

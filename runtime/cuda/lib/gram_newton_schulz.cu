@@ -205,9 +205,9 @@ struct GramNewtonSchulz::Impl {
     return f;
   }
 
-  template <class T> void pack(const GGroup &g, const Batch &in, int64_t sin, NormSource norms, double mul, cudaStream_t s) {
+  template <class T> void pack(const GGroup &g, const PolarGroup &pg, int64_t sin, NormSource norms, double mul, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
-    launch_ns_pack<T>(in, sin, g.tall, norms, mul, reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk, b.sx, s);
+    launch_ns_pack<T>(pg, sin, g.tall, norms, mul, reinterpret_cast<T *>(at(b.X[0], g.first * b.sx)), b.ldk, b.sx, s);
   }
   template <class T> void unpack(const GGroup &g, const PolarGroup &pg, int cur, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
@@ -242,8 +242,8 @@ struct GramNewtonSchulz::Impl {
            "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(groups.size()));
     for (size_t i = 0; i < n; ++i) {
       const Shape &sh = groups[i].shape;
-      check_batch(gs[i].in, "gram_newton_schulz", "in");
-      check_batch(gs[i].out, "gram_newton_schulz", "out");
+      check_batch(gs[i].in, "gram_newton_schulz", "in", gs[i].sources != nullptr);
+      check_batch(gs[i].out, "gram_newton_schulz", "out", gs[i].targets != nullptr);
       for (const Batch *x : {&gs[i].in, &gs[i].out})
         if (x->batch != sh.batch || x->rows != sh.rows || x->cols != sh.cols)
           fail("gram_newton_schulz", "group " + std::to_string(i) + " differs from the plan's shape " +
@@ -262,8 +262,8 @@ struct GramNewtonSchulz::Impl {
       const Batch &in = gs[i].in;
       const int64_t sin = in.batch > 1 ? in.stride : 0;
       const NormSource norms = input_norms(gs[i], sin, part, g.global, s);
-      if (fp16) pack<__half>(g, in, sin, norms, scale_mul, s);
-      else pack<__nv_bfloat16>(g, in, sin, norms, scale_mul, s);
+      if (fp16) pack<__half>(g, gs[i], sin, norms, scale_mul, s);
+      else pack<__nv_bfloat16>(g, gs[i], sin, norms, scale_mul, s);
     }
     // 2. The iteration on R and Q; X is touched at the start, at the restart and at the end.
     int cur = 0;

@@ -239,46 +239,58 @@ __device__ __forceinline__ float block_sum(float x) {
   return red[0];
 }
 
-// M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta) : M, rounded to bf16 into X
-// (slot-major, the block's row-major layout); per-chunk sums of squares of the bf16 values.
-// F32: U is written as float32 (for the matrix library's Newton-Schulz, which normalizes
-// and rounds itself) into Uf, with per-chunk sums of squares of those float32 values where
-// `partial` is given (the plan's norms then come from muon_prep_kernel).
-template <bool F32>
+// M <- lerp(M, G, 1 - beta); U = nesterov ? lerp(G, M, beta) : M, by mode:
+// kMomentumBf16: U rounded to bf16 into X (slot-major, the block's row-major layout), per-chunk
+//   sums of squares of the bf16 values;
+// kMomentumF32: U written as float32 (for the matrix library's Newton-Schulz, which normalizes
+//   and rounds itself) into Uf, with per-chunk sums of squares of those float32 values where
+//   `partial` is given (the plan's norms then come from muon_prep_kernel);
+// kMomentumStats: nothing written but those sums of squares (the same values, the same order)
+//   and the block's non-finite flag (this pass is the group's check): the plan's pack then
+//   makes the momentum step itself (PolarSource) once the norms and the flags are known.
+enum MomentumMode { kMomentumBf16, kMomentumF32, kMomentumStats };
+template <int Mode>
 __global__ void muon_momentum_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
                                      Counters c, MuonCfg cfg, uint16_t *X, float *partial, float *Uf) {
+  constexpr bool F32 = Mode != kMomentumBf16, kStats = Mode == kMomentumStats;
   const Chunk ch = chunks[blockIdx.x];
   const Slot s = slots[ch.slot];
   uint16_t *x = F32 ? nullptr : X + int64_t(ch.slot) * s.n;
-  float *uf = F32 ? Uf + int64_t(ch.slot) * s.n : nullptr;
-  const bool live = a.active[ch.slot] && !c.flag[s.block];
+  float *uf = Mode == kMomentumF32 ? Uf + int64_t(ch.slot) * s.n : nullptr;
+  // Stats: the flag is this pass's own output (cleared by the last step's finalize).
+  const bool live = a.active[ch.slot] && (kStats || !c.flag[s.block]);
   float acc = 0.f;
+  bool bad = false;
   if (live) {
     const void *g = a.g[ch.slot];
     const bool gb = a.gbf16[ch.slot];
     float *M = s.s0;
     const float w1 = 1.f - cfg.beta, beta = cfg.beta;
     const bool nest = cfg.nesterov;
-    sweep(ch.off, ch.len, aligned(g, gb ? 8 : 16) && (F32 ? aligned(uf, 16) : aligned(x, 8)), [&](int64_t j, int k) {
+    const bool vec = aligned(g, gb ? 8 : 16) && (kStats || (F32 ? aligned(uf, 16) : aligned(x, 8)));
+    sweep(ch.off, ch.len, vec, [&](int64_t j, int k) {
       float G[4], Mv[4], U[4];
       if (k == 4) ld4(g, gb, j, G), ld4f(M, j, Mv);
       else G[0] = ld1(g, gb, j), Mv[0] = M[j];
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
         if (q >= k) break;
+        if (kStats) bad |= !finite_bits(G[q]);
         Mv[q] = Mv[q] + w1 * (G[q] - Mv[q]);
         const float u = nest ? G[q] + beta * (Mv[q] - G[q]) : Mv[q];
         U[q] = F32 ? u : bf2f(f2bf(u));
         acc += U[q] * U[q];
       }
+      if (kStats) return;
       if (k == 4) st4f(M, j, Mv), F32 ? st4f(uf, j, U) : st4(x, true, j, U);
       else M[j] = Mv[0], F32 ? void(uf[j] = U[0]) : st1(x, true, j, U[0]);
     });
-  } else {
+  } else if (!kStats) {
     for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x)
       if (F32) uf[j] = 0.f;
       else x[j] = 0;
   }
+  if (kStats && __syncthreads_or(bad) && threadIdx.x == 0) c.flag[s.block] = 1;
   if (F32 && !partial) return;
   const float tot = block_sum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = tot;
@@ -332,10 +344,11 @@ __global__ void muon_apply_kernel(const __grid_constant__ StepArgs a, const Chun
 // One warp per sub-matrix m of the batch: its squared Frobenius norm (lane l sums chunks
 // first[m] + l, + 32, ... in double, then a fixed shuffle tree: the same order every run) and
 // its fused-update target (the weight rows it came from, lr, decay, and skip when the block is
-// inactive or its gradient was not finite).
+// inactive or its gradient was not finite); with sources, its gradient and momentum rows for
+// the plan's fused momentum step (the same skip).
 __global__ void muon_prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chunks, const Slot *slots,
                                  Counters c, MuonCfg cfg, const int32_t *first, int64_t mats, const float *partial,
-                                 double *sumsq, symoc::cuda::PolarTarget *targets) {
+                                 double *sumsq, symoc::cuda::PolarTarget *targets, symoc::cuda::PolarSource *sources) {
   const int64_t m = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (m >= mats) return; // whole warps: m is uniform within a warp
@@ -356,6 +369,10 @@ __global__ void muon_prep_kernel(const __grid_constant__ StepArgs a, const Chunk
   tg.bf16 = wb;
   tg.skip = !a.active[ch.slot] || c.flag[s.block];
   targets[m] = tg;
+  if (!sources) return;
+  const bool gb = a.gbf16[ch.slot];
+  sources[m] = symoc::cuda::PolarSource{static_cast<const char *>(a.g[ch.slot]) + ch.off * (gb ? 2 : 4),
+                                        s.s0 + ch.off, int32_t(gb), tg.skip};
 }
 
 __global__ void set_scalar_kernel(float *dst, float v) { *dst = v; }
@@ -386,17 +403,25 @@ void launch_adam_mini(const StepArgs &a, const Chunk *tasks, int ntasks, const S
 }
 void launch_muon_momentum(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                           MuonCfg cfg, uint16_t *X, float *partial, cudaStream_t s) {
-  if (nchunks) muon_momentum_kernel<false><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, X, partial, nullptr);
+  if (nchunks)
+    muon_momentum_kernel<kMomentumBf16><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, X, partial, nullptr);
 }
 void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                               MuonCfg cfg, float *U, float *partial, cudaStream_t s) {
-  if (nchunks) muon_momentum_kernel<true><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, nullptr, partial, U);
+  if (nchunks)
+    muon_momentum_kernel<kMomentumF32><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, nullptr, partial, U);
+}
+void launch_muon_stats(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                       MuonCfg cfg, float *partial, cudaStream_t s) {
+  if (nchunks)
+    muon_momentum_kernel<kMomentumStats><<<nchunks, kThreads, 0, s>>>(a, chunks, slots, c, cfg, nullptr, partial,
+                                                                      nullptr);
 }
 void launch_muon_prep(const StepArgs &a, const Chunk *chunks, const Slot *slots, Counters c, MuonCfg cfg,
                       const int32_t *first, int64_t mats, const float *partial, double *sumsq,
-                      symoc::cuda::PolarTarget *targets, cudaStream_t s) {
+                      symoc::cuda::PolarTarget *targets, symoc::cuda::PolarSource *sources, cudaStream_t s) {
   if (mats) muon_prep_kernel<<<unsigned((mats + 3) / 4), 128, 0, s>>>(a, chunks, slots, c, cfg, first, mats, partial,
-                                                                      sumsq, targets);
+                                                                      sumsq, targets, sources);
 }
 void launch_muon_normalize(const Chunk *chunks, int nchunks, const int32_t *first, MuonCfg cfg, uint16_t *X,
                            const float *partial, int64_t slot_n, cudaStream_t s) {

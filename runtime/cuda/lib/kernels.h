@@ -9,6 +9,7 @@
 
 namespace symoc::cuda {
 struct PolarTarget; // symoc/cuda/matrix.h
+struct PolarSource;
 }
 
 namespace symoc::rt::cuda::detail {
@@ -104,9 +105,17 @@ void launch_muon_momentum_f32(const StepArgs &a, const Chunk *chunks, int nchunk
 // The fused path's per-sub-matrix inputs of that plan: sumsq[m] = ||U_m||_F^2 from the partials
 // (first: each sub-matrix's first chunk, + end) and targets[m], the update of its weight rows
 // (PolarTarget; NewtonSchulzPlan then applies the step in its unpack, no launch_muon_apply_f32).
+// With sources (else null): each sub-matrix's gradient and momentum rows, for the plan's fused
+// momentum step (PolarSource; then launch_muon_stats, not launch_muon_momentum_f32, made partial).
 void launch_muon_prep(const StepArgs &a, const Chunk *chunks, const Slot *slots, Counters c, MuonCfg cfg,
                       const int32_t *first, int64_t mats, const float *partial, double *sumsq,
-                      symoc::cuda::PolarTarget *targets, cudaStream_t s);
+                      symoc::cuda::PolarTarget *targets, symoc::cuda::PolarSource *sources, cudaStream_t s);
+// The fully fused path's only pass before the plan: the partial sums of squares that
+// launch_muon_momentum_f32 writes (bit for bit where its U is 16-byte aligned per slot, as the
+// optimizer's is unless rows x cols is odd), and the non-finite flags of the blocks
+// (it replaces launch_check); it writes neither the momentum nor U.
+void launch_muon_stats(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
+                       MuonCfg cfg, float *partial, cudaStream_t s);
 void launch_muon_apply_f32(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                            MuonCfg cfg, const float *O, cudaStream_t s);
 

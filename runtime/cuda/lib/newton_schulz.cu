@@ -235,8 +235,8 @@ struct NewtonSchulzPlan::Impl {
       fail("newton_schulz", "run with " + std::to_string(n) + " groups, the plan has " + std::to_string(groups.size()));
     for (size_t i = 0; i < n; ++i) {
       const Shape &sh = groups[i].shape;
-      check_batch(gs[i].in, "newton_schulz", "in");
-      check_batch(gs[i].out, "newton_schulz", "out");
+      check_batch(gs[i].in, "newton_schulz", "in", gs[i].sources != nullptr);
+      check_batch(gs[i].out, "newton_schulz", "out", gs[i].targets != nullptr);
       for (const Batch *x : {&gs[i].in, &gs[i].out})
         if (x->batch != sh.batch || x->rows != sh.rows || x->cols != sh.cols)
           fail("newton_schulz", "group " + std::to_string(i) + " differs from the plan's shape " +
@@ -256,7 +256,7 @@ struct NewtonSchulzPlan::Impl {
       const int64_t sin = in.batch > 1 ? in.stride : 0;
       const NormSource norms = input_norms(gs[i], sin, part, g.global, s);
       const BankInfo &b = banks[size_t(g.bank)];
-      launch_ns_pack<bf16>(in, sin, g.tall, norms, scale_mul, b.X0 + g.first * b.sx, b.ldk, b.sx, s);
+      launch_ns_pack<bf16>(gs[i], sin, g.tall, norms, scale_mul, b.X0 + g.first * b.sx, b.ldk, b.sx, s);
     }
     // 2. The iteration, ping-ponging X0 / X1 of every bank.
     bool flip = false;

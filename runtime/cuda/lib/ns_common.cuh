@@ -223,31 +223,70 @@ __device__ inline float ns_inv_norm(const double *part, int64_t b, int n, double
   return float(1.0 / (sqrt(partial_total(part, b, n)) * scale_mul + 1e-7));
 }
 
+// Muon's momentum step for one element (PolarSource): m updated in place, the input returned;
+// each operation rounded on its own (the device optimizer's momentum kernel is compiled with
+// --fmad=false), so both give the same bits.
+struct PackMomentum {
+  float w1, beta; // w1 = 1 - beta
+  bool nesterov;
+  __device__ float step(float g, float &m) const {
+    m = __fadd_rn(m, __fmul_rn(w1, __fsub_rn(g, m)));
+    return nesterov ? __fadd_rn(g, __fmul_rn(beta, __fsub_rn(m, g))) : m;
+  }
+};
+__device__ inline float source_g(const PolarSource &p, int64_t i) {
+  return p.g_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16 *>(p.g)[i]) : static_cast<const float *>(p.g)[i];
+}
+
 // X_b = in_b / (||in_b||_F * scale_mul + 1e-7) in T, transposed when `tall`; the squared norm
 // is the fixed-order total of the matrix's nparts partials (kPartials from the plan's own norm
 // pass, 1 from PolarGroup::in_sumsq; read once per block, by one thread, while the others load).
+// With sources, in_b is formed from srcs[b]'s g and m (PolarSource; m written back where it was
+// read), and a skipped matrix is packed as zeros without a read.
 template <class T>
 __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld, int64_t stride, bool tall,
                                const double *part, int64_t part_first, int nparts, double scale_mul, T *X,
-                               int64_t ldk, int64_t sx) {
+                               int64_t ldk, int64_t sx, const PolarSource *srcs, PackMomentum mom) {
   __shared__ float tile[kTileLong][kTileShort + 1];
   __shared__ float s_inv;
   const int64_t b = blockIdx.z;
   const int tx = threadIdx.x, ty = threadIdx.y;
   const float *src = in + b * stride;
   T *dst = X + b * sx;
+  PolarSource ps{};
+  if (srcs) ps = srcs[b];
+  const bool zero = srcs && ps.skip;
+  // Element (i, j) of in_b; every load of a thread is issued before any is used.
+  auto load = [&](int64_t i, int64_t j, float &g, float &m) {
+    if (srcs) g = source_g(ps, i * ld + j), m = ps.m[i * ld + j];
+    else g = src[i * ld + j];
+  };
+  auto form = [&](int64_t i, int64_t j, float g, float m) {
+    if (!srcs) return g;
+    const float u = mom.step(g, m);
+    ps.m[i * ld + j] = m;
+    return u;
+  };
   if (!tall) { // X(i, j) = in(i, j): rows of 64 columns, two per thread
     constexpr int n = kTileShort / kRows;
     const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
-    float v[n][2];
+    float v[n][2], m[n][2];
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int64_t i = i0 + ty + k * kRows;
-      const float *r = src + i * ld + j;
-      v[k][0] = i < R && j < C ? r[0] : 0.f;
-      v[k][1] = i < R && j + 1 < C ? r[1] : 0.f;
+      v[k][0] = v[k][1] = m[k][0] = m[k][1] = 0.f;
+      if (zero) continue;
+      if (i < R && j < C) load(i, j, v[k][0], m[k][0]);
+      if (i < R && j + 1 < C) load(i, j + 1, v[k][1], m[k][1]);
     }
-    if (tx == 0 && ty == 0) s_inv = ns_inv_norm(part, part_first + b, nparts, scale_mul);
+    if (tx == 0 && ty == 0) s_inv = zero ? 0.f : ns_inv_norm(part, part_first + b, nparts, scale_mul);
+    if (srcs && !zero)
+#pragma unroll
+      for (int k = 0; k < n; ++k) {
+        const int64_t i = i0 + ty + k * kRows;
+        if (i < R && j < C) v[k][0] = form(i, j, v[k][0], m[k][0]);
+        if (i < R && j + 1 < C) v[k][1] = form(i, j + 1, v[k][1], m[k][1]);
+      }
     __syncthreads();
     const float inv = s_inv;
 #pragma unroll
@@ -263,17 +302,24 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
   const int64_t i0 = int64_t(blockIdx.y) * kTileLong, j0 = int64_t(blockIdx.x) * kTileShort;
   {
     constexpr int n = kTileLong / kRows;
-    float v[n];
+    float v[n], m[n];
     const int64_t j = j0 + tx;
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int64_t i = i0 + ty + k * kRows;
-      v[k] = i < R && j < C ? src[i * ld + j] : 0.f;
+      v[k] = m[k] = 0.f;
+      if (!zero && i < R && j < C) load(i, j, v[k], m[k]);
     }
+    if (srcs && !zero)
+#pragma unroll
+      for (int k = 0; k < n; ++k) {
+        const int64_t i = i0 + ty + k * kRows;
+        if (i < R && j < C) v[k] = form(i, j, v[k], m[k]);
+      }
 #pragma unroll
     for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
   }
-  if (tx == 0 && ty == 0) s_inv = ns_inv_norm(part, part_first + b, nparts, scale_mul);
+  if (tx == 0 && ty == 0) s_inv = zero ? 0.f : ns_inv_norm(part, part_first + b, nparts, scale_mul);
   __syncthreads();
   const float inv = s_inv;
 #pragma unroll
@@ -388,17 +434,21 @@ struct NormSource {
 // into its partials (kPartials per matrix, from global).
 inline NormSource input_norms(const PolarGroup &pg, int64_t sin, double *part, int64_t global, cudaStream_t s) {
   if (pg.in_sumsq) return NormSource{pg.in_sumsq, 0, 1};
+  if (pg.sources) fail("newton_schulz", "PolarGroup::sources needs in_sumsq (the plan cannot read the input first)");
   const Batch &in = pg.in;
   sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + global * kPartials, s);
   return NormSource{part, global, kPartials};
 }
 
-// Host side of the two kernels (blocks of 32 x kRows).
+// Host side of the two kernels (blocks of 32 x kRows). The pack reads pg.in, or pg.sources.
 template <class T>
-void launch_ns_pack(const Batch &in, int64_t sin, bool tall, NormSource norms, double scale_mul, T *X, int64_t ldk,
-                    int64_t sx, cudaStream_t s) {
+void launch_ns_pack(const PolarGroup &pg, int64_t sin, bool tall, NormSource norms, double scale_mul, T *X,
+                    int64_t ldk, int64_t sx, cudaStream_t s) {
+  const Batch &in = pg.in;
+  const PackMomentum mom{1.f - pg.beta, pg.beta, pg.nesterov};
   ns_pack_kernel<T><<<ns_tile_grid(in.rows, in.cols, in.batch, tall), dim3(32, kRows), 0, s>>>(
-      in.data, in.rows, in.cols, in.ld, sin, tall, norms.part, norms.first, norms.n, scale_mul, X, ldk, sx);
+      in.data, in.rows, in.cols, in.ld, sin, tall, norms.part, norms.first, norms.n, scale_mul, X, ldk, sx,
+      pg.sources, mom);
   check_launch("newton_schulz pack");
 }
 template <class T>

@@ -211,15 +211,33 @@ struct PolarTarget {
   float lr, decay;
   int32_t bf16, skip;
 };
+// Fused prologue (NewtonSchulzPlan only): instead of reading in, the pack forms matrix b of it
+// from the caller's gradient and momentum buffer, Muon's momentum step
+//   m <- m + (1 - beta) (g - m);  in_b = nesterov ? g + beta (m - g) : m
+// (each operation rounded on its own, as the device optimizer's momentum kernel does), and
+// writes m back. g is float32 or bf16 (g_bf16 = 1), m float32, both row-major with in's rows,
+// cols and ld. skip != 0: neither is read nor written and the matrix enters the iteration as
+// zeros. The norms must come with it (in_sumsq: the caller computes them from the same g and m
+// beforehand, e.g. in the pass that checks g for NaN/inf); in.data is not read (may be null).
+struct PolarSource {
+  const void *g;
+  float *m;
+  int32_t g_bf16, skip;
+};
 struct PolarGroup {
   Batch in, out;
   float out_scale = 1.f; // Muon's max(1, rows/cols)^{1/2}, Moonlight's 0.2 max(rows, cols)^{1/2}
   // Optional (NewtonSchulzPlan only), device arrays of in.batch entries:
   // in_sumsq: ||in_b||_F^2 computed by the caller (e.g. while forming in), so the plan skips its
   //   own norm pass over in;
-  // targets: the fused update above; out then only gives the shape (its data is not written).
+  // targets: the fused update above; out then only gives the shape (its data is not written,
+  //   may be null);
+  // sources: the fused prologue above (needs in_sumsq), with its beta and nesterov.
   const double *in_sumsq = nullptr;
   const PolarTarget *targets = nullptr;
+  const PolarSource *sources = nullptr;
+  float beta = 0.f;
+  bool nesterov = true;
 };
 enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
