@@ -162,6 +162,32 @@ def time_variant(rows, label, lib_path, seed, a, env, eager=True, graph=True):
     torch.cuda.empty_cache()
 
 
+def backend_mib(lib_path, seed, env):
+    """Device memory (MiB) an optimizer's backend takes: the drop in free device memory from
+    before it is made to after two steps (its state, tables and workspaces; the parameters and
+    gradients exist before), under the environment `env` (read at create_cuda)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        named = params_of(load_library(lib_path), seed)
+        torch.cuda.synchronize()
+        free0 = torch.cuda.mem_get_info()[0]
+        opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
+        opt.step()
+        opt.step()
+        torch.cuda.synchronize()
+        used = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
+    finally:
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+    del opt, named
+    torch.cuda.empty_cache()
+    return used
+
+
 def bench_set(name, adamw_lib, muon_lib, a):
     rows = {}
     la, lm = load_library(adamw_lib), load_library(muon_lib)
@@ -218,7 +244,11 @@ def bench_set(name, adamw_lib, muon_lib, a):
     del topts, named, mu
     torch.cuda.empty_cache()
     flops = sum(5 * (4 * min(r, c) ** 2 * max(r, c) + 2 * min(r, c) ** 3) for r, c in muon_shapes)
-    return {"set": name, "params": nparam, "matrices": len(muon_shapes), "ms": rows,
+    # The backend's device memory: the default (no float32 U) against SYMOC_CUDA_FUSE=1 (U kept).
+    mib = {"symoc muon": backend_mib(muon_lib, 2, {}),
+           "symoc muon, momentum kernel": backend_mib(muon_lib, 2, {"SYMOC_CUDA_FUSE": "1"})}
+    print("# %s backend device memory: %s" % (name, ", ".join("%s %.0f MiB" % kv for kv in mib.items())), flush=True)
+    return {"set": name, "params": nparam, "matrices": len(muon_shapes), "ms": rows, "backend_mib": mib,
             "ns_flops": flops, "ns_bound_ms": flops / PEAK_BF16 * 1e3, "adamw_bytes": 28 * nparam}
 
 

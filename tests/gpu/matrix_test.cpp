@@ -1250,6 +1250,91 @@ void test_ns_sources(cu::Engine &e) {
   }
 }
 
+// PolarGroup::index with NsTuning::algorithms_from (a distributed rank's subset of the Muon
+// matrices): a plan over every other matrix of each group (one group down to a single matrix,
+// the batch-1 stride case), gathering from the full inputs and scattering into full-size
+// outputs, against the full plan on the same inputs and norms: the gathered matrices'
+// outputs bit for bit the full plan's, the others untouched (NaN); with targets, the fused
+// update of the gathered matrices only. Standard and Gram plans (symmetric products on every
+// side in the Gram one, to pin the split products too). index without in_sumsq is refused.
+void test_ns_index(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{4, 96, 200}, {3, 200, 96}, {2, 128, 128}, {3, 37, 101}, {3, 768, 3072},
+                                         {2, 3072, 768}};
+  for (int gram = 0; gram < 2; ++gram) {
+    const std::string tag = std::string("ns index ") + (gram ? "gram " : "standard ");
+    try {
+      PolarCase pc(shapes, 0);
+      cu::NsTuning t;
+      t.gram_min_aspect = gram ? 1.01 : 0;
+      t.symmetric_products = gram == 1, t.symmetric_min_side = 2;
+      cu::NewtonSchulzPlan full(e, shapes, pc.it, pc.steps, t);
+      std::vector<std::vector<int32_t>> pick(shapes.size());
+      std::vector<cu::Shape> sub_shapes;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        for (int64_t b = int64_t(g % 2); b < shapes[g].batch; b += 2) pick[g].push_back(int32_t(b));
+        sub_shapes.push_back({int64_t(pick[g].size()), shapes[g].rows, shapes[g].cols});
+      }
+      cu::NsTuning ts = t;
+      ts.algorithms_from = &full;
+      cu::NewtonSchulzPlan sub(e, sub_shapes, pc.it, pc.steps, ts);
+      Dev<char> ws(std::max(full.workspace_bytes(), sub.workspace_bytes()));
+      std::vector<DevBatch> o_full, o_sub;
+      o_full.reserve(shapes.size()), o_sub.reserve(shapes.size());
+      std::vector<Dev<double>> sumsq;
+      std::vector<Dev<int32_t>> idx;
+      std::vector<cu::PolarGroup> g_full, g_sub;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &sh = shapes[g];
+        o_full.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        o_sub.push_back(poisoned(sh.batch, sh.rows, sh.cols));
+        std::vector<double> q(size_t(sh.batch));
+        for (int64_t b = 0; b < sh.batch; ++b)
+          for (int64_t i = 0; i < sh.rows; ++i)
+            for (int64_t j = 0; j < sh.cols; ++j) q[size_t(b)] += double(pc.in[g].at(b, i, j)) * pc.in[g].at(b, i, j);
+        sumsq.emplace_back(q.size()), sumsq.back().up(q);
+        idx.emplace_back(pick[g].size()), idx.back().up(pick[g]);
+        g_full.push_back({pc.din[g].b(), o_full.back().b(), pc.out_scale, sumsq.back().p});
+        cu::Batch in = pc.din[g].b(), out = o_sub.back().b();
+        in.batch = out.batch = int64_t(pick[g].size());
+        cu::PolarGroup pg{in, out, pc.out_scale, sumsq.back().p};
+        pg.index = idx.back().p;
+        g_sub.push_back(pg);
+      }
+      full.run(g_full.data(), g_full.size(), workspace(ws), stream);
+      sub.run(g_sub.data(), g_sub.size(), workspace(ws), stream);
+      sync();
+      int64_t differ = 0, touched = 0;
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        const auto &sh = shapes[g];
+        o_full[g].fetch(), o_sub[g].fetch();
+        for (int64_t b = 0; b < sh.batch; ++b) {
+          const bool picked = std::find(pick[g].begin(), pick[g].end(), int32_t(b)) != pick[g].end();
+          for (int64_t i = 0; i < sh.rows; ++i)
+            for (int64_t j = 0; j < sh.cols; ++j) {
+              const float x = o_sub[g].hb.at(b, i, j), y = o_full[g].hb.at(b, i, j);
+              if (picked) differ += std::memcmp(&x, &y, 4) != 0;
+              else touched += !std::isnan(x);
+            }
+        }
+      }
+      table.add(tag + "gathered outputs != full plan's (elements)", double(differ), 0.0);
+      table.add(tag + "other matrices' outputs touched (elements)", double(touched), 0.0);
+      // Without the caller's norms the plan would index its own partials: refused.
+      g_sub[0].in_sumsq = nullptr;
+      try {
+        sub.run(g_sub.data(), g_sub.size(), workspace(ws), stream);
+        table.fail(tag + "index without in_sumsq refused", "no error");
+      } catch (const rt::Error &ex) {
+        std::printf("# %sindex without in_sumsq: %s\n", tag.c_str(), ex.what());
+        table.add(tag + "index without in_sumsq refused with rt::Error", 0, 0);
+      }
+      sync();
+    } catch (const std::exception &ex) {
+      table.fail(tag, ex.what());
+    }
+  }
+}
+
 // mirror_upper_kernel on both grids (square, triangular) and 1, 3, 4 matrices per block, odd
 // and tile-multiple r, padded ld: the strict lower triangle becomes the upper's transpose bit for
 // bit, the upper triangle, the diagonal and the padding are untouched.
@@ -1661,7 +1746,7 @@ int main(int argc, char **argv) {
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
-        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused}, {"ns sources", test_ns_sources},
+        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused}, {"ns sources", test_ns_sources}, {"ns index", test_ns_index},
         {"mirror", test_mirror}, {"ns concurrent", test_ns_concurrent},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.

@@ -9,6 +9,9 @@
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
+#include <array>
+#include <map>
+#include <memory>
 #include <string>
 
 namespace symoc::cuda::detail {
@@ -68,7 +71,29 @@ struct Engine::Impl {
   void *lib_ws = nullptr; // cuBLAS / cuBLASLt workspace
   size_t lib_ws_bytes = size_t(32) << 20;
   void *dummy = nullptr; // a valid device pointer for cuSOLVER's buffer-size queries
+  // While a Newton-Schulz plan is built: where its products record the cuBLASLt algorithm each
+  // descriptor (without its batch count) got, and the map of the plan named by
+  // NsTuning::algorithms_from, whose choice a product with the same descriptor takes.
+  using AlgoKey = std::array<int64_t, 15>;
+  using AlgoMap = std::map<AlgoKey, cublasLtMatmulAlgo_t>;
+  AlgoMap *record_algos = nullptr;
+  const AlgoMap *pin_algos = nullptr;
   // Binds the handles to the stream (cheap; called at the start of every entry point).
   void bind(cudaStream_t s);
 };
+namespace detail {
+// Engine::Impl::record_algos and pin_algos set for a scope (a plan's construction), restored after.
+struct AlgoScope {
+  Engine::Impl &e;
+  Engine::Impl::AlgoMap *old_record;
+  const Engine::Impl::AlgoMap *old_pin;
+  AlgoScope(Engine::Impl &e, Engine::Impl::AlgoMap *record, const Engine::Impl::AlgoMap *pin)
+      : e(e), old_record(e.record_algos), old_pin(e.pin_algos) {
+    e.record_algos = record, e.pin_algos = pin;
+  }
+  ~AlgoScope() { e.record_algos = old_record, e.pin_algos = old_pin; }
+  AlgoScope(const AlgoScope &) = delete;
+  AlgoScope &operator=(const AlgoScope &) = delete;
+};
+} // namespace detail
 } // namespace symoc::cuda

@@ -152,6 +152,23 @@ struct DeviceOptimizer::Impl {
   std::unique_ptr<symoc::cuda::Engine> engine;
   std::unique_ptr<symoc::cuda::NewtonSchulzPlan> ns_plan;
   std::vector<int> muon_groups;
+  // A distributed rank steps the same subset of the blocks every iteration (symoc.distributed):
+  // a plan over just its active Muon matrices (PolarGroup::index into the groups' per-matrix
+  // arrays; NsTuning::pin_algorithms, so each matrix is multiplied bit for bit as in a full
+  // step), cached by the active pattern, made on the first step with it (which allocates and
+  // must not be captured, as a group's first step). Levels 1 and 2 of `fuse` (the gather needs
+  // in_sumsq); up to kMaxSubsetPlans patterns, further ones run the full plan.
+  struct SubsetNs {
+    std::vector<uint8_t> key; // per Muon group, per sub-matrix: stepped
+    std::unique_ptr<symoc::cuda::NewtonSchulzPlan> plan;
+    std::vector<std::pair<size_t, int32_t *>> members; // (index into muon_groups, device index array)
+    std::vector<int64_t> counts;
+    void *ws = nullptr; // own workspace where the full plan's is too small
+    size_t ws_bytes = 0;
+  };
+  static constexpr size_t kMaxSubsetPlans = 4;
+  std::vector<SubsetNs> subset_ns;
+  std::vector<uint8_t> subset_key_scratch;
   std::vector<symoc::cuda::PolarGroup> polar_groups;
   void *ns_ws = nullptr;
   size_t ns_ws_bytes = 0;
@@ -179,6 +196,7 @@ struct DeviceOptimizer::Impl {
            const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
   void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
+  SubsetNs *subset_plan(const std::vector<uint8_t> &active);
   void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
                  cudaStream_t s);
 };
@@ -191,6 +209,11 @@ DeviceOptimizer::Impl::~Impl() {
     cudaFree(gr.sumsq), cudaFree(gr.targets), cudaFree(gr.sources);
   }
   rules.reset();
+  for (SubsetNs &p : subset_ns) {
+    p.plan.reset();
+    for (auto &mi : p.members) cudaFree(mi.second);
+    cudaFree(p.ws);
+  }
   ns_plan.reset();
   engine.reset();
   cudaFree(ns_ws);
@@ -420,6 +443,60 @@ void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream
   check(cudaGetLastError(), "kernel launch");
 }
 
+// The subset plan of this step's active Muon matrices (made on the first step with the
+// pattern), or null: every Muon matrix active, a fuse level without norms from the caller, or
+// kMaxSubsetPlans patterns already made.
+DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::vector<uint8_t> &active) {
+  if (fuse < 1 || !ns_plan) return nullptr;
+  std::vector<uint8_t> &key = subset_key_scratch;
+  key.clear();
+  bool all = true;
+  for (int gi : muon_groups) {
+    const Group &gr = groups[size_t(gi)];
+    const int64_t per = gr.slots[0].rows / gr.sub_rows;
+    for (int b : gr.blocks) {
+      const uint8_t a = active[size_t(b)] ? 1 : 0;
+      all = all && a;
+      key.insert(key.end(), size_t(per), a);
+    }
+  }
+  if (all) return nullptr;
+  for (SubsetNs &p : subset_ns)
+    if (p.key == key) return &p;
+  if (subset_ns.size() >= kMaxSubsetPlans) return nullptr;
+  SubsetNs p;
+  p.key = key;
+  std::vector<symoc::cuda::Shape> shapes;
+  size_t off = 0;
+  for (size_t i = 0; i < muon_groups.size(); ++i) {
+    const Group &gr = groups[size_t(muon_groups[i])];
+    std::vector<int32_t> idx;
+    for (int64_t m = 0; m < gr.mats; ++m)
+      if (key[off + size_t(m)]) idx.push_back(int32_t(m));
+    off += size_t(gr.mats);
+    if (idx.empty()) continue;
+    int32_t *d = dalloc<int32_t>(idx.size(), tables_bytes);
+    check(cudaMemcpy(d, idx.data(), sizeof(int32_t) * idx.size(), cudaMemcpyHostToDevice), "upload");
+    p.members.emplace_back(i, d);
+    p.counts.push_back(int64_t(idx.size()));
+    shapes.push_back(symoc::cuda::Shape{int64_t(idx.size()), gr.sub_rows, gr.muon.cols});
+  }
+  if (rules)
+    for (const symoc::cuda::Shape &sh : rules->polar_shapes()) shapes.push_back(sh);
+  if (!shapes.empty()) {
+    symoc::cuda::NsTuning tune = ns_tuning_from_env();
+    tune.algorithms_from = ns_plan.get();
+    p.plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
+                                                             5, tune);
+    if (p.plan->workspace_bytes() > ns_ws_bytes) {
+      p.ws_bytes = p.plan->workspace_bytes();
+      check(cudaMalloc(&p.ws, p.ws_bytes), "cudaMalloc");
+    }
+  }
+  subset_ns.push_back(std::move(p));
+  return &subset_ns.back();
+}
+
 // Blocks the device does not implement: stepped by the generated CPU code on pinned host
 // copies (synchronizes the stream).
 void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, const int32_t *dt,
@@ -640,7 +717,28 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
   if (m.rules) {
     rules_muon = m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar, lr_dev);
   }
-  if ((any_muon && m.ns_matrix) || rules_muon) {
+  SubsetNs *sub = (any_muon && m.ns_matrix) || rules_muon ? m.subset_plan(active) : nullptr;
+  if (sub) { // only the active Muon matrices (a distributed rank's blocks), gathered by index
+    m.polar_groups.clear();
+    for (size_t k = 0; k < sub->members.size(); ++k) {
+      Group &gr = m.groups[size_t(m.muon_groups[sub->members[k].first])];
+      symoc::cuda::PolarGroup pg{symoc::cuda::Batch(gr.U, sub->counts[k], gr.sub_rows, gr.muon.cols),
+                                 symoc::cuda::Batch(gr.U, sub->counts[k], gr.sub_rows, gr.muon.cols), gr.muon.scale};
+      pg.in_sumsq = gr.sumsq, pg.targets = gr.targets, pg.index = sub->members[k].second;
+      if (m.fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
+      m.polar_groups.push_back(pg);
+    }
+    for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
+    if (sub->plan)
+      sub->plan->run(m.polar_groups.data(), m.polar_groups.size(),
+                     sub->ws ? symoc::cuda::Workspace{sub->ws, sub->ws_bytes}
+                             : symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes},
+                     s);
+    for (int gi : m.muon_groups) {
+      Group &gr = m.groups[size_t(gi)];
+      if (gr.any_active(active)) m.muon_finish(gr, m.args_of(gr), s);
+    }
+  } else if ((any_muon && m.ns_matrix) || rules_muon) {
     // One Newton-Schulz over every Muon group (inactive ones hold zeros or stale finite values
     // whose results are not applied); their buffers exist once any Muon group has stepped.
     m.polar_groups.resize(m.muon_groups.size());

@@ -212,7 +212,7 @@ struct GramNewtonSchulz::Impl {
   template <class T> void unpack(const GGroup &g, const PolarGroup &pg, int cur, cudaStream_t s) {
     const GBank &b = banks[size_t(g.bank)];
     launch_ns_unpack<T>(reinterpret_cast<const T *>(at(b.X[cur], g.first * b.sx)), b.ldk, b.sx, g.tall, pg.out_scale,
-                        pg.out, pg.targets, s);
+                        pg.out, pg.targets, pg.index, s);
   }
   template <class T> void add_diagonal(const GClass &c, float a, cudaStream_t s) {
     const dim3 grid(unsigned((c.r + 255) / 256), unsigned(std::min<int64_t>(c.count, 65535)));
@@ -260,7 +260,7 @@ struct GramNewtonSchulz::Impl {
     for (size_t i = 0; i < n; ++i) {
       const GGroup &g = groups[i];
       const Batch &in = gs[i].in;
-      const int64_t sin = in.batch > 1 ? in.stride : 0;
+      const int64_t sin = in.batch > 1 || gs[i].index ? in.stride : 0;
       const NormSource norms = input_norms(gs[i], sin, part, g.global, s);
       if (fp16) pack<__half>(g, gs[i], sin, norms, scale_mul, s);
       else pack<__nv_bfloat16>(g, gs[i], sin, norms, scale_mul, s);

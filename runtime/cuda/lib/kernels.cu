@@ -81,22 +81,24 @@ __global__ void check_kernel(const __grid_constant__ StepArgs a, const Chunk *ch
   if (__syncthreads_or(bad) && threadIdx.x == 0) c.flag[slots[ch.slot].block] = 1;
 }
 
-// One thread per slot: count skips (and clear the flag) or advance the step counter.
+// One thread per slot (one block: a launch holds at most kBatch slots): count skips or advance
+// the step counter, then, once every slot has read its block's flag (a coupled block's slots
+// all count a skip), clear the flags.
 __global__ void finalize_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int count_steps) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= a.nslots || !a.active[i]) return;
-  const Slot s = slots[i];
-  if (c.flag[s.block]) {
-    // The flag is cleared by the block's last slot (every slot of a coupled block counts a skip).
-    c.skips[s.param] += 1;
-    atomicAdd(reinterpret_cast<unsigned long long *>(c.total), 1ull);
-  } else if (count_steps && s.first) {
-    c.t[s.block] += 1;
+  const int i = threadIdx.x;
+  const bool mine = i < a.nslots && a.active[i];
+  Slot s{};
+  if (mine) s = slots[i];
+  if (mine) {
+    if (c.flag[s.block]) {
+      c.skips[s.param] += 1;
+      atomicAdd(reinterpret_cast<unsigned long long *>(c.total), 1ull);
+    } else if (count_steps && s.first) {
+      c.t[s.block] += 1;
+    }
   }
-}
-__global__ void clear_flags_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < a.nslots && a.active[i]) c.flag[slots[i].block] = 0;
+  __syncthreads();
+  if (mine) c.flag[s.block] = 0;
 }
 
 // ------------------------------------------------------------------------- Adam
@@ -386,8 +388,8 @@ void launch_check(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
 }
 void launch_finalize(const StepArgs &a, const Slot *slots, Counters c, bool count_steps, cudaStream_t s) {
   if (!a.nslots) return;
-  finalize_kernel<<<(a.nslots + 127) / 128, 128, 0, s>>>(a, slots, c, count_steps ? 1 : 0);
-  clear_flags_kernel<<<(a.nslots + 127) / 128, 128, 0, s>>>(a, slots, c);
+  static_assert(kBatch <= 1024, "finalize_kernel takes one thread per slot in one block");
+  finalize_kernel<<<1, kBatch, 0, s>>>(a, slots, c, count_steps ? 1 : 0);
 }
 void launch_adam(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c, AdamCfg cfg,
                  cudaStream_t s) {

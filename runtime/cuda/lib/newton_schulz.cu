@@ -64,6 +64,7 @@ struct NewtonSchulzPlan::Impl {
   // route[i] >= 0 indexes this plan's groups, -1 - route[i] the Gram plan's.
   std::vector<int> route;
   std::unique_ptr<GramNewtonSchulz> gram;
+  Engine::Impl::AlgoMap algos; // every product's algorithm (NsTuning::algorithms_from)
   size_t own_bytes = 0;
   std::vector<PolarGroup> own_args, gram_args; // per run, sized here
   // NsTuning::concurrent: the standard groups on a side stream beside the Gram ones, their
@@ -75,6 +76,9 @@ struct NewtonSchulzPlan::Impl {
   Impl(Engine::Impl &e, std::vector<Shape> all, PolarIteration it, int steps, NsTuning t)
       : e(e), iter(it), steps(steps), tune(t) {
     if (steps < 0) fail("newton_schulz", "steps must be >= 0");
+    // Every product set up below, the Gram plan's too, records its algorithm here (and takes
+    // algorithms_from's where that has the same product).
+    const AlgoScope scope(e, &algos, t.algorithms_from ? &t.algorithms_from->impl_->algos : nullptr);
     std::vector<Shape> shapes, gram_shapes;
     for (const Shape &sh : all) {
       const int64_t r = std::min(sh.rows, sh.cols), k = std::max(sh.rows, sh.cols);
@@ -253,7 +257,7 @@ struct NewtonSchulzPlan::Impl {
       const GroupInfo &g = groups[i];
       if (g.bank < 0) continue;
       const Batch &in = gs[i].in;
-      const int64_t sin = in.batch > 1 ? in.stride : 0;
+      const int64_t sin = in.batch > 1 || gs[i].index ? in.stride : 0;
       const NormSource norms = input_norms(gs[i], sin, part, g.global, s);
       const BankInfo &b = banks[size_t(g.bank)];
       launch_ns_pack<bf16>(gs[i], sin, g.tall, norms, scale_mul, b.X0 + g.first * b.sx, b.ldk, b.sx, s);
@@ -284,7 +288,7 @@ struct NewtonSchulzPlan::Impl {
       if (g.bank < 0) continue;
       const BankInfo &b = banks[size_t(g.bank)];
       launch_ns_unpack<bf16>((flip ? b.X1 : b.X0) + g.first * b.sx, b.ldk, b.sx, g.tall, gs[i].out_scale, gs[i].out,
-                             gs[i].targets, s);
+                             gs[i].targets, gs[i].index, s);
     }
   }
 };

@@ -84,18 +84,36 @@ struct BatchedGemm {
         const uint32_t v = uint32_t(bytes);
         check(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)), "cublasLt alignment preference");
       }
+    const Engine::Impl::AlgoKey key = {int64_t(opA), int64_t(opB), m, n, k, lda, ldb, ldc, sA, sB, sC, int64_t(type),
+                                       align_a, align_b, align_cd};
+    candidates.clear();
+    if (e.pin_algos) { // the algorithm another plan chose for this product, if it runs here
+      auto it = e.pin_algos->find(key);
+      cublasLtMatmulHeuristicResult_t chk{};
+      if (it != e.pin_algos->end() &&
+          cublasLtMatmulAlgoCheck(e.lt, desc, la, lb, lc, lc, &it->second, &chk) == CUBLAS_STATUS_SUCCESS &&
+          chk.workspaceSize <= e.lib_ws_bytes) {
+        cublasLtMatmulPreferenceDestroy(pref);
+        algo = it->second, lt = true, tune_pending = false;
+        if (e.record_algos) e.record_algos->emplace(key, algo);
+        if (ns_report())
+          std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: cuBLASLt, pinned\n", (long long)m,
+                       (long long)n, (long long)k, (long long)batch);
+        return;
+      }
+    }
     cublasLtMatmulHeuristicResult_t res[kTuneCandidates] = {};
     int found = 0;
     cublasStatus_t st =
         cublasLtMatmulAlgoGetHeuristic(e.lt, desc, la, lb, lc, lc, pref, tune_algos ? kTuneCandidates : 1, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    candidates.clear();
     if (st == CUBLAS_STATUS_SUCCESS)
       for (int i = 0; i < found; ++i)
         if (res[i].state == CUBLAS_STATUS_SUCCESS) candidates.push_back(res[i].algo);
     if (!candidates.empty()) {
       algo = candidates.front();
       lt = true;
+      if (e.record_algos) e.record_algos->emplace(key, algo);
     }
     tune_pending = tune_algos && candidates.size() > 1;
     if (!tune_pending) candidates.clear();
@@ -246,15 +264,16 @@ __device__ inline float source_g(const PolarSource &p, int64_t i) {
 template <class T>
 __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld, int64_t stride, bool tall,
                                const double *part, int64_t part_first, int nparts, double scale_mul, T *X,
-                               int64_t ldk, int64_t sx, const PolarSource *srcs, PackMomentum mom) {
+                               int64_t ldk, int64_t sx, const PolarSource *srcs, PackMomentum mom,
+                               const int32_t *index) {
   __shared__ float tile[kTileLong][kTileShort + 1];
   __shared__ float s_inv;
-  const int64_t b = blockIdx.z;
+  const int64_t b = blockIdx.z, cb = index ? index[b] : b; // bank slot, caller's matrix
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const float *src = in + b * stride;
+  const float *src = in + cb * stride;
   T *dst = X + b * sx;
   PolarSource ps{};
-  if (srcs) ps = srcs[b];
+  if (srcs) ps = srcs[cb];
   const bool zero = srcs && ps.skip;
   // Element (i, j) of in_b; every load of a thread is issued before any is used.
   auto load = [&](int64_t i, int64_t j, float &g, float &m) {
@@ -279,7 +298,7 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
       if (i < R && j < C) load(i, j, v[k][0], m[k][0]);
       if (i < R && j + 1 < C) load(i, j + 1, v[k][1], m[k][1]);
     }
-    if (tx == 0 && ty == 0) s_inv = zero ? 0.f : ns_inv_norm(part, part_first + b, nparts, scale_mul);
+    if (tx == 0 && ty == 0) s_inv = zero ? 0.f : ns_inv_norm(part, part_first + cb, nparts, scale_mul);
     if (srcs && !zero)
 #pragma unroll
       for (int k = 0; k < n; ++k) {
@@ -319,7 +338,7 @@ __global__ void ns_pack_kernel(const float *in, int64_t R, int64_t C, int64_t ld
 #pragma unroll
     for (int k = 0; k < n; ++k) tile[ty + k * kRows][tx] = v[k];
   }
-  if (tx == 0 && ty == 0) s_inv = zero ? 0.f : ns_inv_norm(part, part_first + b, nparts, scale_mul);
+  if (tx == 0 && ty == 0) s_inv = zero ? 0.f : ns_inv_norm(part, part_first + cb, nparts, scale_mul);
   __syncthreads();
   const float inv = s_inv;
 #pragma unroll
@@ -345,24 +364,43 @@ __device__ inline void target_store(const PolarTarget &t, int64_t i, float v) {
   else static_cast<float *>(t.w)[i] = v;
 }
 
+__device__ inline void target_load_pair(const PolarTarget &t, int64_t i, float &a, float &b) {
+  if (t.bf16) {
+    const __nv_bfloat162 v = *reinterpret_cast<const __nv_bfloat162 *>(static_cast<const __nv_bfloat16 *>(t.w) + i);
+    a = __low2float(v), b = __high2float(v);
+  } else {
+    const float2 v = *reinterpret_cast<const float2 *>(static_cast<const float *>(t.w) + i);
+    a = v.x, b = v.y;
+  }
+}
+__device__ inline void target_store_pair(const PolarTarget &t, int64_t i, float a, float b) {
+  if (t.bf16) *reinterpret_cast<__nv_bfloat162 *>(static_cast<__nv_bfloat16 *>(t.w) + i) = __floats2bfloat162_rn(a, b);
+  else *reinterpret_cast<float2 *>(static_cast<float *>(t.w) + i) = make_float2(a, b);
+}
+
 // out_b = scale * X_b (fp32), transposed back when `tall`; with targets, the fused update of
 // targets[b] instead (out's layout; its loads issued with X's).
 template <class T>
 __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, float *out, int64_t R,
-                                 int64_t C, int64_t ld, int64_t stride, const PolarTarget *targets) {
+                                 int64_t C, int64_t ld, int64_t stride, const PolarTarget *targets,
+                                 const int32_t *index) {
   __shared__ float tile[kTileLong][kTileShort + 1];
-  const int64_t b = blockIdx.z;
+  const int64_t b = blockIdx.z, cb = index ? index[b] : b; // bank slot, caller's matrix
   PolarTarget t{};
   if (targets) {
-    t = targets[b];
+    t = targets[cb];
     if (t.skip) return; // the whole block: no barrier is left waiting
   }
   const int tx = threadIdx.x, ty = threadIdx.y;
   const T *src = X + b * sx;
-  float *dst = targets ? nullptr : out + b * stride;
+  float *dst = targets ? nullptr : out + cb * stride;
   constexpr int n = kTileShort / kRows;
   if (!tall) { // out(i, j) = X(i, j): rows of 64 columns, two per thread
     const int64_t i0 = int64_t(blockIdx.y) * kTileShort, j = int64_t(blockIdx.x) * kTileLong + 2 * tx;
+    // The weight's pairs (i, j), (i, j + 1) as one 8- or 4-byte access where every row's are
+    // aligned (j is even).
+    const bool pairs = targets && ld % 2 == 0 &&
+                       reinterpret_cast<uintptr_t>(t.w) % (t.bf16 ? 4 : 8) == 0;
     float v[n][2], w[n][2];
 #pragma unroll
     for (int k = 0; k < n; ++k) {
@@ -372,14 +410,22 @@ __global__ void ns_unpack_kernel(const T *X, int64_t ldk, int64_t sx, bool tall,
       if (j + 1 < C) load_pair(src + i * ldk + j, v[k][0], v[k][1]);
       else v[k][0] = load_half(src[i * ldk + j]);
       if (targets) {
-        w[k][0] = target_load(t, i * ld + j);
-        if (j + 1 < C) w[k][1] = target_load(t, i * ld + j + 1);
+        if (j + 1 < C && pairs) target_load_pair(t, i * ld + j, w[k][0], w[k][1]);
+        else {
+          w[k][0] = target_load(t, i * ld + j);
+          if (j + 1 < C) w[k][1] = target_load(t, i * ld + j + 1);
+        }
       }
     }
 #pragma unroll
     for (int k = 0; k < n; ++k) {
       const int64_t i = i0 + ty + k * kRows;
       if (i >= R || j >= C) continue;
+      if (targets && j + 1 < C && pairs) {
+        target_store_pair(t, i * ld + j, target_update(w[k][0], scale * v[k][0], t),
+                          target_update(w[k][1], scale * v[k][1], t));
+        continue;
+      }
       for (int q = 0; q < 2 && j + q < C; ++q) {
         const float d = scale * v[k][q];
         if (targets) target_store(t, i * ld + j + q, target_update(w[k][q], d, t));
@@ -435,6 +481,7 @@ struct NormSource {
 inline NormSource input_norms(const PolarGroup &pg, int64_t sin, double *part, int64_t global, cudaStream_t s) {
   if (pg.in_sumsq) return NormSource{pg.in_sumsq, 0, 1};
   if (pg.sources) fail("newton_schulz", "PolarGroup::sources needs in_sumsq (the plan cannot read the input first)");
+  if (pg.index) fail("newton_schulz", "PolarGroup::index needs in_sumsq (the plan's own norms are not gathered)");
   const Batch &in = pg.in;
   sum_products_partials(in.data, nullptr, in.batch, in.rows, in.cols, in.ld, sin, 0, 0, part + global * kPartials, s);
   return NormSource{part, global, kPartials};
@@ -448,14 +495,15 @@ void launch_ns_pack(const PolarGroup &pg, int64_t sin, bool tall, NormSource nor
   const PackMomentum mom{1.f - pg.beta, pg.beta, pg.nesterov};
   ns_pack_kernel<T><<<ns_tile_grid(in.rows, in.cols, in.batch, tall), dim3(32, kRows), 0, s>>>(
       in.data, in.rows, in.cols, in.ld, sin, tall, norms.part, norms.first, norms.n, scale_mul, X, ldk, sx,
-      pg.sources, mom);
+      pg.sources, mom, pg.index);
   check_launch("newton_schulz pack");
 }
 template <class T>
 void launch_ns_unpack(const T *X, int64_t ldk, int64_t sx, bool tall, float scale, const Batch &out,
-                      const PolarTarget *targets, cudaStream_t s) {
+                      const PolarTarget *targets, const int32_t *index, cudaStream_t s) {
   ns_unpack_kernel<T><<<ns_tile_grid(out.rows, out.cols, out.batch, tall), dim3(32, kRows), 0, s>>>(
-      X, ldk, sx, tall, scale, out.data, out.rows, out.cols, out.ld, out.batch > 1 ? out.stride : 0, targets);
+      X, ldk, sx, tall, scale, out.data, out.rows, out.cols, out.ld, out.batch > 1 || index ? out.stride : 0, targets,
+      index);
   check_launch("newton_schulz unpack");
 }
 

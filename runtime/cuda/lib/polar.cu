@@ -78,8 +78,9 @@ void PolarPlan::run(const PolarGroup *gs, size_t n, Workspace ws, cudaStream_t s
   for (size_t i = 0; i < n; ++i) {
     if (im.route[i] == Impl::NS) im.ns_args[im.index[i]] = gs[i];
     if (im.route[i] == Impl::PE) im.pe_args[im.index[i]] = gs[i];
-    if (im.route[i] == Impl::Eig && (gs[i].in_sumsq || gs[i].targets || gs[i].sources))
-      fail("polar", "group " + std::to_string(i) + " takes the eigen route, which has no in_sumsq / targets / sources");
+    if (im.route[i] == Impl::Eig && (gs[i].in_sumsq || gs[i].targets || gs[i].sources || gs[i].index))
+      fail("polar", "group " + std::to_string(i) +
+                        " takes the eigen route, which has no in_sumsq / targets / sources / index");
   }
   if (im.ns) im.ns->run(im.ns_args.data(), im.ns_args.size(), ws, s);
   if (im.pe) im.pe->run(im.pe_args.data(), im.pe_args.size(), ws, s);

@@ -238,6 +238,12 @@ struct PolarGroup {
   const PolarSource *sources = nullptr;
   float beta = 0.f;
   bool nesterov = true;
+  // Optional (NewtonSchulzPlan only, needs in_sumsq): a gather. Matrix b of the group (b <
+  // in.batch, the plan's batch) is the caller's matrix index[b] (device array): in at
+  // in.data + index[b] * in.stride, out likewise, and entry index[b] of in_sumsq, targets and
+  // sources. So a subset of the caller's matrices (a distributed rank's blocks) runs as a
+  // smaller batch without copies.
+  const int32_t *index = nullptr;
 };
 enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
@@ -247,6 +253,7 @@ enum class NsHalf { BF16, FP16 }; // operand type of the Gram path (fp32 accumul
 // NsTuning (callers choose); on in the optimizers' (ns_tuning_from_env, matrix_rules.cpp) since
 // its accuracy and speed were measured end to end (docs/benchmarks.md, "Gram Newton-Schulz").
 constexpr double kGramNsMinAspect = 2.0;
+class NewtonSchulzPlan;
 struct NsTuning {
   bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
   bool lt = true;    // cuBLASLt with C != D (false: cublasGemmStridedBatchedEx after a copy)
@@ -280,6 +287,13 @@ struct NsTuning {
   // grows by the engine's 32 MiB), so that the two chains fill each other's partial waves.
   // Only where both kinds of group exist and every standard GEMM is cuBLASLt's.
   bool concurrent = false;
+  // Take for every product the cuBLASLt algorithm this plan (same Engine, still alive) chose
+  // for the same product (shapes, layouts, strides; any batch count), where it runs: a plan over
+  // a subset of its matrices (PolarGroup::index) then multiplies each of them as it does, bit
+  // for bit (the heuristic may pick another algorithm for another batch count). Products it
+  // does not have take the heuristic's; its choices are its heuristic's, not the ones
+  // tune_gemms may replace them with on its first run.
+  const NewtonSchulzPlan *algorithms_from = nullptr;
 };
 // The side from which symmetric products pay on an H200 (measured, session 9: the half-size
 // GEMMs and the mirror run below the dense rate, 1.18x the Newton-Schulz time on GPT-2 small's

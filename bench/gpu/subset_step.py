@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""What a distributed rank's step costs: one generated optimizer's step_cuda over a subset of its
+blocks (as symoc.distributed gives each rank: every W-th block of the plan) against the full
+step, on one GPU, same process, medians of CUDA-event timings (automatic graphs on, so both
+replay their own graph after the second step).
+
+    python3 bench/gpu/subset_step.py LIB [LIB ...] [--ranks 2 4 8] [--iters 20]
+
+A rank's share of the work is 1/W of the blocks; the printed ratio (subset / full) says how
+much of the step's time scales with it (1.0: none).
+"""
+import argparse
+import ctypes
+import json
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_gpu as bg  # noqa: E402
+from symoc.torch import SymocOptimizer, load_library  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("libs", nargs="+")
+    ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    out = {}
+    for path in a.libs:
+        lib = load_library(path)
+        named = bg.params_of(lib, 3)
+        opt = SymocOptimizer(named, library=path, lr=1e-3)
+        api, n = lib.api, len(named)
+        w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
+        g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
+        blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
+
+        def step(sel):
+            arr = None if sel is None else (ctypes.c_int32 * len(sel))(*sel)
+            rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if sel is None else len(sel),
+                               ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+            if rc != 0:
+                raise RuntimeError("step_cuda rc %d" % rc)
+
+        rows = {"full": bg.timed(lambda: step(None), a.warmup, a.iters)}
+        for W in a.ranks:
+            rows["rank 0 of %d" % W] = bg.timed(lambda W=W: step(blocks[0::W]), a.warmup, a.iters)
+        name = os.path.basename(path)
+        out[name] = rows
+        print("== %s (%d blocks)" % (name, len(blocks)))
+        for k, v in rows.items():
+            print("  %-14s %8.3f ms  %.2fx full  (ideal %.2fx)" % (
+                k, v, v / rows["full"], 1.0 if k == "full" else 1.0 / int(k.split()[-1])))
+        del opt, named
+        torch.cuda.empty_cache()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
