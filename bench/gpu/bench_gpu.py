@@ -66,6 +66,7 @@ symo (default tiled, legacy, direct) to FILE; SYMOC_BENCH_SHAMPOO=0 leaves Shamp
 times Shampoo alone.
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -140,20 +141,28 @@ def adamw_groups(named, hp):
     return [{"params": v, "betas": (k[0], k[1]), "eps": k[2], "weight_decay": k[3]} for k, v in groups.items()]
 
 
-def time_variant(rows, label, lib_path, seed, a, env, eager=True, graph=True):
-    """rows[label] (symoc.torch's step) and rows[label + " (graph)"] (torch.cuda.graph around it)
-    for the library made under the environment `env` (read at create_cuda)."""
+@contextlib.contextmanager
+def environment(env):
+    """The variables of `env` set for the optimizers made inside the block (the backend reads
+    them at create_cuda), restored after."""
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        named = params_of(load_library(lib_path), seed)
-        opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
+        yield
     finally:
         for k, v in old.items():
             if v is None:
                 del os.environ[k]
             else:
                 os.environ[k] = v
+
+
+def time_variant(rows, label, lib_path, seed, a, env, eager=True, graph=True):
+    """rows[label] (symoc.torch's step) and rows[label + " (graph)"] (torch.cuda.graph around it)
+    for the library made under the environment `env` (read at create_cuda)."""
+    with environment(env):
+        named = params_of(load_library(lib_path), seed)
+        opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
     if eager:
         rows[label] = timed(opt.step, a.warmup, a.iters)
     if graph:
@@ -166,23 +175,15 @@ def backend_mib(lib_path, seed, env):
     """Device memory (MiB) an optimizer's backend takes: the drop in free device memory from
     before it is made to after two steps (its state, tables and workspaces; the parameters and
     gradients exist before), under the environment `env` (read at create_cuda)."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        named = params_of(load_library(lib_path), seed)
-        torch.cuda.synchronize()
-        free0 = torch.cuda.mem_get_info()[0]
+    named = params_of(load_library(lib_path), seed)
+    torch.cuda.synchronize()
+    free0 = torch.cuda.mem_get_info()[0]
+    with environment(env):
         opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
-        opt.step()
-        opt.step()
-        torch.cuda.synchronize()
-        used = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
-    finally:
-        for k, v in old.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
+    opt.step()
+    opt.step()
+    torch.cuda.synchronize()
+    used = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
     del opt, named
     torch.cuda.empty_cache()
     return used
