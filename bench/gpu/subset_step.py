@@ -7,7 +7,10 @@ replay their own graph after the second step).
     python3 bench/gpu/subset_step.py LIB [LIB ...] [--ranks 2 4 8] [--iters 20]
 
 A rank's share of the work is 1/W of the blocks; the printed ratio (subset / full) says how
-much of the step's time scales with it (1.0: none).
+much of the step's time scales with it (1.0: none). Each library runs twice: with the
+backend's subset plans (the default since session 12: a rank's Muon matrices gathered into a
+Newton-Schulz plan of their own) and with SYMOC_CUDA_SUBSET_PLANS=0 (every step runs the full
+plan, the inactive matrices as zeros).
 """
 import argparse
 import ctypes
@@ -23,6 +26,31 @@ import bench_gpu as bg  # noqa: E402
 from symoc.torch import SymocOptimizer, load_library  # noqa: E402
 
 
+def time_lib(path, env, a):
+    lib = load_library(path)
+    named = bg.params_of(lib, 3)
+    with bg.environment(env):
+        opt = SymocOptimizer(named, library=path, lr=1e-3)
+    api, n = lib.api, len(named)
+    w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
+    g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
+    blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
+
+    def step(sel):
+        arr = None if sel is None else (ctypes.c_int32 * len(sel))(*sel)
+        rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if sel is None else len(sel),
+                           ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        if rc != 0:
+            raise RuntimeError("step_cuda rc %d" % rc)
+
+    rows = {"full": bg.timed(lambda: step(None), a.warmup, a.iters)}
+    for W in a.ranks:
+        rows["rank 0 of %d" % W] = bg.timed(lambda W=W: step(blocks[0::W]), a.warmup, a.iters)
+    del opt, named
+    torch.cuda.empty_cache()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("libs", nargs="+")
@@ -33,32 +61,14 @@ def main():
     a = ap.parse_args()
     out = {}
     for path in a.libs:
-        lib = load_library(path)
-        named = bg.params_of(lib, 3)
-        opt = SymocOptimizer(named, library=path, lr=1e-3)
-        api, n = lib.api, len(named)
-        w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
-        g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
-        blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
-
-        def step(sel):
-            arr = None if sel is None else (ctypes.c_int32 * len(sel))(*sel)
-            rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if sel is None else len(sel),
-                               ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-            if rc != 0:
-                raise RuntimeError("step_cuda rc %d" % rc)
-
-        rows = {"full": bg.timed(lambda: step(None), a.warmup, a.iters)}
-        for W in a.ranks:
-            rows["rank 0 of %d" % W] = bg.timed(lambda W=W: step(blocks[0::W]), a.warmup, a.iters)
-        name = os.path.basename(path)
-        out[name] = rows
-        print("== %s (%d blocks)" % (name, len(blocks)))
-        for k, v in rows.items():
-            print("  %-14s %8.3f ms  %.2fx full  (ideal %.2fx)" % (
-                k, v, v / rows["full"], 1.0 if k == "full" else 1.0 / int(k.split()[-1])))
-        del opt, named
-        torch.cuda.empty_cache()
+        for mode, env in (("subset plans", {}), ("full plan", {"SYMOC_CUDA_SUBSET_PLANS": "0"})):
+            name = "%s, %s" % (os.path.basename(path), mode)
+            out[name] = time_lib(path, env, a)
+            print("== %s" % name)
+            rows = out[name]
+            for k, v in rows.items():
+                print("  %-14s %8.3f ms  %.2fx full  (ideal %.2fx)" % (
+                    k, v, v / rows["full"], 1.0 if k == "full" else 1.0 / int(k.split()[-1])))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -167,6 +167,7 @@ struct DeviceOptimizer::Impl {
     size_t ws_bytes = 0;
   };
   static constexpr size_t kMaxSubsetPlans = 4;
+  bool subset_plans = true; // SYMOC_CUDA_SUBSET_PLANS=0: every step runs the full plan (before session 12)
   std::vector<SubsetNs> subset_ns;
   std::vector<uint8_t> subset_key_scratch;
   std::vector<symoc::cuda::PolarGroup> polar_groups;
@@ -447,7 +448,7 @@ void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream
 // pattern), or null: every Muon matrix active, a fuse level without norms from the caller, or
 // kMaxSubsetPlans patterns already made.
 DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::vector<uint8_t> &active) {
-  if (fuse < 1 || !ns_plan) return nullptr;
+  if (fuse < 1 || !ns_plan || !subset_plans) return nullptr;
   std::vector<uint8_t> &key = subset_key_scratch;
   key.clear();
   bool all = true;
@@ -604,6 +605,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
   const char *fuse_env = std::getenv("SYMOC_CUDA_FUSE");
   m.fuse = fuse_env && std::string(fuse_env) == "0" ? 0 : fuse_env && std::string(fuse_env) == "1" ? 1 : 2;
+  const char *subset_env = std::getenv("SYMOC_CUDA_SUBSET_PLANS");
+  m.subset_plans = !(subset_env && std::string(subset_env) == "0");
   const char *overlap_env = std::getenv("SYMOC_CUDA_OVERLAP");
   m.overlap = overlap_env && std::string(overlap_env) == "1";
   if (m.overlap) {
