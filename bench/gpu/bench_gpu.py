@@ -31,8 +31,6 @@ the median of --iters steps after --warmup steps:
                                groups on a side stream beside the Gram groups)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
-  symoc muon, Gram on square   the same with SYMOC_CUDA_NS=gram-all: the square groups take the
-                               Gram iteration too (sharing the r x r class products)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
 and the same run's references: device-to-device copy bandwidth (bytes read + written), the
 AdamW bytes per step (28 B per fp32 parameter: p, g, m, v read; p, m, v written), and the
@@ -235,7 +233,6 @@ def bench_set(name, adamw_lib, muon_lib, a):
     time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
     time_variant(rows, "symoc muon, two NS streams", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "2"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
-    time_variant(rows, "symoc muon, Gram on square too", muon_lib, 2, a, {"SYMOC_CUDA_NS": "gram-all"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)
     mu = [p for n, p in named if hp[n][0] == "muon"]

@@ -37,7 +37,6 @@ G=$OUT/gram.log
   muon_checks SYMOC_CUDA_NS_SYM=1 "symmetric products on every side"
   muon_checks SYMOC_CUDA_FUSE=0 "the plan's own norms, unpack to U, separate update"
   muon_checks SYMOC_CUDA_FUSE=1 "the momentum kernel writes U, the plan packs it"
-  muon_checks SYMOC_CUDA_NS=gram-all "the Gram iteration on square groups too"
   muon_checks SYMOC_CUDA_OVERLAP=1 "elementwise groups on a side stream"
   muon_checks SYMOC_CUDA_NS_STREAMS=2 "standard and Gram groups on two streams"
   echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"

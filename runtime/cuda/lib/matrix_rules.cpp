@@ -187,8 +187,6 @@ mx::NsTuning ns_tuning_from_env() {
   t.gram_min_aspect = mx::kGramNsMinAspect;
   const char *ns = std::getenv("SYMOC_CUDA_NS");
   if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
-  // SYMOC_CUDA_NS=gram-all: the square groups too (measured opt-in, docs/benchmarks.md).
-  if (ns && std::string(ns) == "gram-all") t.gram_min_aspect = 1.0;
   const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
   if (lt && std::string(lt) == "0") t.lt = false;
   // Symmetric products where they pay (r >= kSymmetricMinSide, measured on an H200:

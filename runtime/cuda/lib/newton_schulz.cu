@@ -82,9 +82,7 @@ struct NewtonSchulzPlan::Impl {
     std::vector<Shape> shapes, gram_shapes;
     for (const Shape &sh : all) {
       const int64_t r = std::min(sh.rows, sh.cols), k = std::max(sh.rows, sh.cols);
-      // gram_min_aspect <= 1: square groups too (they share the r x r class products).
-      const bool g = t.gram_min_aspect > 0 && r > 0 && (k > r || t.gram_min_aspect <= 1.0) &&
-                     double(k) >= t.gram_min_aspect * double(r);
+      const bool g = t.gram_min_aspect > 0 && r > 0 && k > r && double(k) >= t.gram_min_aspect * double(r);
       route.push_back(g ? -1 - int(gram_shapes.size()) : int(shapes.size()));
       (g ? gram_shapes : shapes).push_back(sh);
     }

@@ -258,7 +258,7 @@ struct NsTuning {
   bool banks = true; // merge groups into shape banks and r-classes (false: one bank per group)
   bool lt = true;    // cuBLASLt with C != D (false: cublasGemmStridedBatchedEx after a copy)
   // Gram Newton-Schulz for the groups whose wide orientation r x k has k >= gram_min_aspect * r
-  // and k > r (0: never; <= 1: square groups too): the same quintic on R = X X^T (r x r), X_t = Q_t X with Q_t a
+  // and k > r (0: never): the same quintic on R = X X^T (r x r), X_t = Q_t X with Q_t a
   // polynomial in R, so X is multiplied only to form R and to apply Q (8 r^2 k + 28 r^3 FLOPs
   // for 5 steps with one restart, against 20 r^2 k + 10 r^3; break-even k = 1.5 r). The
   // restart re-forms X = Q X and R = X X^T after gram_restart steps (0: never), as published
