@@ -152,12 +152,15 @@ struct DeviceOptimizer::Impl {
   std::unique_ptr<symoc::cuda::Engine> engine;
   std::unique_ptr<symoc::cuda::NewtonSchulzPlan> ns_plan;
   std::vector<int> muon_groups;
-  // A distributed rank steps the same subset of the blocks every iteration (symoc.distributed):
-  // a plan over just its active Muon matrices (PolarGroup::index into the groups' per-matrix
-  // arrays; NsTuning::pin_algorithms, so each matrix is multiplied bit for bit as in a full
-  // step), cached by the active pattern, made on the first step with it (which allocates and
-  // must not be captured, as a group's first step). Levels 1 and 2 of `fuse` (the gather needs
-  // in_sumsq); up to kMaxSubsetPlans patterns, further ones run the full plan.
+  // A distributed rank steps the same subsets of the blocks every iteration (symoc.distributed:
+  // FSDP2 its home blocks in one call, DDP one call per bucket): a plan over just the active
+  // Muon matrices (PolarGroup::index into the groups' per-matrix arrays;
+  // NsTuning::algorithms_from, so each matrix is multiplied bit for bit as in a full step),
+  // cached by the active pattern, made on the first step with it (which allocates and must not
+  // be captured, as a group's first step). Levels 1 and 2 of `fuse` (the gather needs
+  // in_sumsq); up to kMaxSubsetPlans patterns (a DDP rank has one per bucket), further ones run
+  // the full plan. A plan costs its descriptors and index arrays; the workspace is the full
+  // plan's.
   struct SubsetNs {
     std::vector<uint8_t> key; // per Muon group, per sub-matrix: stepped
     std::unique_ptr<symoc::cuda::NewtonSchulzPlan> plan;
@@ -166,7 +169,7 @@ struct DeviceOptimizer::Impl {
     void *ws = nullptr; // own workspace where the full plan's is too small
     size_t ws_bytes = 0;
   };
-  static constexpr size_t kMaxSubsetPlans = 4;
+  static constexpr size_t kMaxSubsetPlans = 256;
   bool subset_plans = true; // SYMOC_CUDA_SUBSET_PLANS=0: every step runs the full plan (before session 12)
   std::vector<SubsetNs> subset_ns;
   std::vector<uint8_t> subset_key_scratch;
