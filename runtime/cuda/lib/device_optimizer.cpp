@@ -201,6 +201,9 @@ struct DeviceOptimizer::Impl {
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
   void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
   SubsetNs *subset_plan(const std::vector<uint8_t> &active);
+  void run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
+                   const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
+  void run_subset_ns(SubsetNs &sub, cudaStream_t s);
   void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
                  cudaStream_t s);
 };
@@ -723,54 +726,9 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
   if (m.rules) {
     rules_muon = m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar, lr_dev);
   }
-  SubsetNs *sub = (any_muon && m.ns_matrix) || rules_muon ? m.subset_plan(active) : nullptr;
-  if (sub) { // only the active Muon matrices (a distributed rank's blocks), gathered by index
-    m.polar_groups.clear();
-    for (size_t k = 0; k < sub->members.size(); ++k) {
-      Group &gr = m.groups[size_t(m.muon_groups[sub->members[k].first])];
-      symoc::cuda::PolarGroup pg{symoc::cuda::Batch(gr.U, sub->counts[k], gr.sub_rows, gr.muon.cols),
-                                 symoc::cuda::Batch(gr.U, sub->counts[k], gr.sub_rows, gr.muon.cols), gr.muon.scale};
-      pg.in_sumsq = gr.sumsq, pg.targets = gr.targets, pg.index = sub->members[k].second;
-      if (m.fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
-      m.polar_groups.push_back(pg);
-    }
-    for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
-    if (sub->plan)
-      sub->plan->run(m.polar_groups.data(), m.polar_groups.size(),
-                     sub->ws ? symoc::cuda::Workspace{sub->ws, sub->ws_bytes}
-                             : symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes},
-                     s);
-    for (int gi : m.muon_groups) {
-      Group &gr = m.groups[size_t(gi)];
-      if (gr.any_active(active)) m.muon_finish(gr, m.args_of(gr), s);
-    }
-  } else if ((any_muon && m.ns_matrix) || rules_muon) {
-    // One Newton-Schulz over every Muon group (inactive ones hold zeros or stale finite values
-    // whose results are not applied); their buffers exist once any Muon group has stepped.
-    m.polar_groups.resize(m.muon_groups.size());
-    for (size_t i = 0; i < m.muon_groups.size(); ++i) {
-      Group &gr = m.groups[size_t(m.muon_groups[i])];
-      m.prepare(gr, s);
-      symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
-      m.polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
-      // Only a group that ran its momentum and prep this step has fresh norms and targets.
-      const bool stepped = gr.any_active(active);
-      if (m.fuse == 2 && !stepped) {
-        // No U at level 2: a group not stepped this call enters as skipped matrices (zeros in,
-        // nothing written), its targets and sources from a prep over no active slot.
-        StepArgs &a = m.args_of(gr);
-        m.fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
-        launch_muon_prep(a, gr.d_chunks, gr.d_slots, m.cnt, gr.muon, gr.d_first, gr.mats, gr.partial, gr.sumsq,
-                         gr.targets, gr.sources, s);
-      }
-      if (m.fuse == 2 || (m.fuse == 1 && stepped)) {
-        symoc::cuda::PolarGroup &pg = m.polar_groups[i];
-        pg.in_sumsq = gr.sumsq, pg.targets = gr.targets;
-        pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
-      }
-    }
-    for (const symoc::cuda::PolarGroup &pg : m.rules_polar) m.polar_groups.push_back(pg);
-    m.ns_plan->run(m.polar_groups.data(), m.polar_groups.size(), symoc::cuda::Workspace{m.ns_ws, m.ns_ws_bytes}, s);
+  if ((any_muon && m.ns_matrix) || rules_muon) {
+    if (SubsetNs *sub = m.subset_plan(active)) m.run_subset_ns(*sub, s);
+    else m.run_full_ns(w, g, dtypes, lr, mult, active, s, lr_dev);
     for (int gi : m.muon_groups) {
       Group &gr = m.groups[size_t(gi)];
       if (gr.any_active(active)) m.muon_finish(gr, m.args_of(gr), s);
@@ -782,6 +740,56 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     check(cudaStreamWaitEvent(s, m.join, 0), "cudaStreamWaitEvent");
   }
   m.host_path(w, g, dtypes, active, s);
+}
+
+// One Newton-Schulz over every Muon group (and the matrix rules' Muon blocks). Inactive
+// groups hold zeros or stale finite values whose results are not applied; at fuse level 2
+// (no U) they enter as skipped matrices.
+void DeviceOptimizer::Impl::run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr,
+                                        const float *mult, const std::vector<uint8_t> &active, cudaStream_t s,
+                                        const float *lr_dev) {
+  polar_groups.resize(muon_groups.size());
+  for (size_t i = 0; i < muon_groups.size(); ++i) {
+    Group &gr = groups[size_t(muon_groups[i])];
+    prepare(gr, s);
+    symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
+    polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
+    // Only a group that ran its momentum (or stats) and prep this step has fresh norms and
+    // targets; at level 2 a group not stepped gets a prep over no active slot (all skipped).
+    const bool stepped = gr.any_active(active);
+    if (fuse == 2 && !stepped) {
+      StepArgs &a = args_of(gr);
+      fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
+      launch_muon_prep(a, gr.d_chunks, gr.d_slots, cnt, gr.muon, gr.d_first, gr.mats, gr.partial, gr.sumsq,
+                       gr.targets, gr.sources, s);
+    }
+    if (fuse == 2 || (fuse == 1 && stepped)) {
+      symoc::cuda::PolarGroup &pg = polar_groups[i];
+      pg.in_sumsq = gr.sumsq, pg.targets = gr.targets;
+      pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
+    }
+  }
+  for (const symoc::cuda::PolarGroup &pg : rules_polar) polar_groups.push_back(pg);
+  ns_plan->run(polar_groups.data(), polar_groups.size(), symoc::cuda::Workspace{ns_ws, ns_ws_bytes}, s);
+}
+
+// The subset plan's run: only the active Muon matrices (a distributed rank's blocks), gathered
+// by index from the groups' per-matrix norms, targets and sources.
+void DeviceOptimizer::Impl::run_subset_ns(SubsetNs &sub, cudaStream_t s) {
+  polar_groups.clear();
+  for (size_t k = 0; k < sub.members.size(); ++k) {
+    Group &gr = groups[size_t(muon_groups[sub.members[k].first])];
+    const symoc::cuda::Batch b(gr.U, sub.counts[k], gr.sub_rows, gr.muon.cols);
+    symoc::cuda::PolarGroup pg{b, b, gr.muon.scale};
+    pg.in_sumsq = gr.sumsq, pg.targets = gr.targets, pg.index = sub.members[k].second;
+    if (fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
+    polar_groups.push_back(pg);
+  }
+  for (const symoc::cuda::PolarGroup &pg : rules_polar) polar_groups.push_back(pg);
+  if (!sub.plan) return; // nothing of the plan is active
+  const symoc::cuda::Workspace ws = sub.ws ? symoc::cuda::Workspace{sub.ws, sub.ws_bytes}
+                                           : symoc::cuda::Workspace{ns_ws, ns_ws_bytes};
+  sub.plan->run(polar_groups.data(), polar_groups.size(), ws, s);
 }
 
 void DeviceOptimizer::export_to(State &st) const {
