@@ -31,8 +31,8 @@ public:
     std::vector<int32_t> dtypes;
     std::vector<float> mult;
     std::vector<int32_t> subset; // the listed blocks, in call order; {-1} for a full step
-    bool operator==(const Key &o) const {
-      return ptrs == o.ptrs && dtypes == o.dtypes && mult == o.mult && subset == o.subset;
+    bool operator==(const Key &o) const { // the subset first: a DDP rank's keys differ there only
+      return subset == o.subset && ptrs == o.ptrs && dtypes == o.dtypes && mult == o.mult;
     }
   };
   // body(stream, lr_dev): issues one whole step on `stream`; lr_dev is the device scalar to
@@ -72,7 +72,9 @@ private:
   cudaStream_t capture_stream_ = nullptr;
   float *lr_dev_ = nullptr;
   uint64_t clock_ = 0;
-  static constexpr size_t kMaxGraphs = 4;
+  // 16: a DDP rank steps one key per bucket it is home of (symoc.distributed), each replayed
+  // from its own graph once seen twice; a plain loop needs one or two.
+  static constexpr size_t kMaxGraphs = 16;
 };
 
 } // namespace symoc::rt::cuda::detail
