@@ -1127,6 +1127,18 @@ void test_ns_fused(cu::Engine &e) {
   }
 }
 
+// `run` must throw rt::Error (a refused input): one row, the message printed.
+void expect_refused(const std::string &name, const std::function<void()> &run) {
+  try {
+    run();
+    table.fail(name + " refused", "no error");
+  } catch (const rt::Error &ex) {
+    std::printf("# %s: %s\n", name.c_str(), ex.what());
+    table.add(name + " refused with rt::Error", 0, 0);
+  }
+  sync();
+}
+
 // PolarGroup::sources (the device optimizer's fully fused Muon path, SYMOC_CUDA_FUSE=2): the
 // pack makes Muon's momentum step itself from per-matrix gradients (fp32 and bf16 alternately)
 // and fp32 momentum buffers, with in's padded layout, Nesterov on one group in two. Against a
@@ -1236,14 +1248,7 @@ void test_ns_sources(cu::Engine &e) {
       table.add(tag + "momentum padding touched", double(m_pad), 0.0);
       // Without the norms the plan cannot form the input: refused.
       g_src[0].in_sumsq = nullptr;
-      try {
-        plan.run(g_src.data(), g_src.size(), workspace(ws), stream);
-        table.fail(tag + "sources without in_sumsq refused", "no error");
-      } catch (const rt::Error &ex) {
-        std::printf("# %ssources without in_sumsq: %s\n", tag.c_str(), ex.what());
-        table.add(tag + "sources without in_sumsq refused with rt::Error", 0, 0);
-      }
-      sync();
+      expect_refused(tag + "sources without in_sumsq", [&] { plan.run(g_src.data(), g_src.size(), workspace(ws), stream); });
     } catch (const std::exception &ex) {
       table.fail(tag, ex.what());
     }
@@ -1254,9 +1259,10 @@ void test_ns_sources(cu::Engine &e) {
 // matrices): a plan over every other matrix of each group (one group down to a single matrix,
 // the batch-1 stride case), gathering from the full inputs and scattering into full-size
 // outputs, against the full plan on the same inputs and norms: the gathered matrices'
-// outputs bit for bit the full plan's, the others untouched (NaN); with targets, the fused
-// update of the gathered matrices only. Standard and Gram plans (symmetric products on every
-// side in the Gram one, to pin the split products too). index without in_sumsq is refused.
+// outputs bit for bit the full plan's, the others untouched (NaN) (index with targets and
+// sources: test_gpu.py's subset checks, through the device optimizer). Standard and Gram plans
+// (symmetric products on every side in the Gram one, to pin the split products too). index
+// without in_sumsq is refused.
 void test_ns_index(cu::Engine &e) {
   const std::vector<cu::Shape> shapes = {{4, 96, 200}, {3, 200, 96}, {2, 128, 128}, {3, 37, 101}, {3, 768, 3072},
                                          {2, 3072, 768}};
@@ -1321,14 +1327,7 @@ void test_ns_index(cu::Engine &e) {
       table.add(tag + "other matrices' outputs touched (elements)", double(touched), 0.0);
       // Without the caller's norms the plan would index its own partials: refused.
       g_sub[0].in_sumsq = nullptr;
-      try {
-        sub.run(g_sub.data(), g_sub.size(), workspace(ws), stream);
-        table.fail(tag + "index without in_sumsq refused", "no error");
-      } catch (const rt::Error &ex) {
-        std::printf("# %sindex without in_sumsq: %s\n", tag.c_str(), ex.what());
-        table.add(tag + "index without in_sumsq refused with rt::Error", 0, 0);
-      }
-      sync();
+      expect_refused(tag + "index without in_sumsq", [&] { sub.run(g_sub.data(), g_sub.size(), workspace(ws), stream); });
     } catch (const std::exception &ex) {
       table.fail(tag, ex.what());
     }
