@@ -4,7 +4,9 @@ steps its blocks bucket by bucket (step_cuda with each bucket's blocks, then the
 broadcast), so before session 12 every bucket holding a Muon block ran the Newton-Schulz plan
 over all Muon matrices. Times step() with the backend's subset plans (the default) and with
 SYMOC_CUDA_SUBSET_PLANS=0 (the full plan per call), against symoc.torch's single-process step
-of the same library, same process, medians of CUDA-event timings.
+of the same library, same process, medians of CUDA-event timings; and schedule="one_call" (the
+rank's blocks in one call before the broadcasts; added after the session-12 runs, not yet timed
+on a GPU).
 
     python3 bench/gpu/ddp_step.py LIB [LIB ...] [--iters 10]
 """
@@ -38,10 +40,11 @@ def main():
         opt = SymocOptimizer(named, library=path, lr=1e-3)
         rows["symoc.torch step (one call)"] = bg.timed(opt.step, a.warmup, a.iters)
         del opt
-        for label, env in (("DDP step, subset plans", {}), ("DDP step, full plan per call",
-                                                              {"SYMOC_CUDA_SUBSET_PLANS": "0"})):
+        for label, env, sched in (("DDP step, subset plans", {}, "buckets"),
+                                  ("DDP step, one call (schedule)", {}, "one_call"),
+                                  ("DDP step, full plan per call", {"SYMOC_CUDA_SUBSET_PLANS": "0"}, "buckets")):
             with bg.environment(env):
-                d = DistributedSymocOptimizer(named, library=path, lr=1e-3)
+                d = DistributedSymocOptimizer(named, library=path, lr=1e-3, schedule=sched)
             rows[label] = bg.timed(d.step, a.warmup, a.iters)
             nb = len(d._buckets)
             del d

@@ -478,17 +478,28 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         "always": whenever they are large enough; False: never.
     profile: synchronize CUDA around the library step so that last_step's times are device
         times (off by default: it would stall the host).
+    schedule: DDP: "buckets" (default) steps a rank's blocks bucket by bucket, each bucket's
+        broadcast posted after its step, so buckets travel while later ones are stepped;
+        "one_call" steps all of them in one library call first, then posts every broadcast (no
+        overlap, but on the GPU a rank's Muon matrices then run as one batched Newton-Schulz;
+        at world 1 on LLaMA-1B shapes a single symoc.torch call takes 55 ms against the
+        buckets' 106 ms, docs/benchmarks.md; this schedule itself is not yet timed on a GPU,
+        nor the trade at world sizes > 1). The same values either way.
     """
 
     def __init__(self, named_parameters, library=None, build_dir=None, lr=1e-3, name_map=None,
                  process_group=None, bucket_bytes=32 << 20, assignment=None, profile=False,
-                 split=True):
+                 split=True, schedule="buckets"):
         if not dist.is_available() or not dist.is_initialized():
             raise SymocError("DistributedSymocOptimizer: torch.distributed is not initialized "
                              "(call dist.init_process_group first)")
         if (library is None) == (build_dir is None):
             raise SymocError("DistributedSymocOptimizer: pass exactly one of library= or "
                              "build_dir=")
+        if schedule not in ("buckets", "one_call"):
+            raise SymocError("DistributedSymocOptimizer: schedule must be 'buckets' or 'one_call', "
+                             "got %r" % (schedule,))
+        self._schedule = schedule
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise SymocError("DistributedSymocOptimizer: lr must be a finite number > 0, got %r"
                              % (lr,))
@@ -992,9 +1003,15 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         works = []
         sent = received = 0
         failure, step_s = None, 0.0
+        if self._schedule == "one_call":  # every block and piece of this rank, then the broadcasts
+            mine = [b for b in self._buckets if b[0] == self._rank]
+            t = time.perf_counter()
+            failure = self._run([x for b in mine for x in b[1]],
+                                [self._piece_args[(i, r0)] for b in mine for i, r0, _ in b[2]])
+            step_s = time.perf_counter() - t
         for k, (root, blocks, pieces, ents, dt, numel) in enumerate(self._buckets):
             if root == self._rank:
-                if failure is None:
+                if failure is None and self._schedule == "buckets":
                     t = time.perf_counter()
                     failure = self._run(blocks, [self._piece_args[(i, r0)]
                                                  for i, r0, _ in pieces])

@@ -187,11 +187,13 @@ def check_equality(libs, rank, world):
         ref = clone(named)
         # Every other library with 4 KiB buckets: many buckets per rank, interleaved; block
         # splitting off, when it balances better (the default) and whenever possible (always
-        # for the adamw libraries, whose elementwise blocks are all splittable).
+        # for the adamw libraries, whose elementwise blocks are all splittable); every fourth
+        # (4 KiB buckets) with schedule="one_call": a rank's blocks and pieces in one call.
         opt = DistributedSymocOptimizer(named, library=path, lr=LR,
                                         bucket_bytes=(32 << 20) if k % 2 else 4096,
                                         split="always" if policy == "adamw" else
-                                        (False, True, "always")[k % 3])
+                                        (False, True, "always")[k % 3],
+                                        schedule="one_call" if k % 4 == 0 else "buckets")
         pieces += len(opt.row_ranges)
         for s in range(STEPS):
             if s == 2:
@@ -560,6 +562,10 @@ def check_faults(libs, rank, world):
         ps = ps[1:]
     expect_error(lambda: DistributedSymocOptimizer(ps, library=path, lr=LR),
                  "rank(s) %d" % bad, "missing")
+    # An unknown DDP schedule: refused before any collective (the same on every rank).
+    expect_error(lambda: DistributedSymocOptimizer(make_params(lib), library=path, lr=LR,
+                                                   schedule="eager"),
+                 "schedule", "'eager'")
 
 
 def check_abi(libs):
