@@ -111,8 +111,9 @@ void launch_muon_prep(const StepArgs &a, const Chunk *chunks, const Slot *slots,
                       const int32_t *first, int64_t mats, const float *partial, double *sumsq,
                       symoc::cuda::PolarTarget *targets, symoc::cuda::PolarSource *sources, cudaStream_t s);
 // The fully fused path's only pass before the plan: the partial sums of squares that
-// launch_muon_momentum_f32 writes (bit for bit where its U is 16-byte aligned per slot, as the
-// optimizer's is unless rows x cols is odd), and the non-finite flags of the blocks
+// launch_muon_momentum_f32 writes (bit for bit where that kernel takes the same 4-wide sweep,
+// i.e. rows x cols a multiple of 4, so its U slots are 16-byte aligned; otherwise the same
+// values summed in another order), and the non-finite flags of the blocks
 // (it replaces launch_check); it writes neither the momentum nor U.
 void launch_muon_stats(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                        MuonCfg cfg, float *partial, cudaStream_t s);
