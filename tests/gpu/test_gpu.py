@@ -43,6 +43,10 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    the other blocks untouched; autograph.muon_bf16: the muon library's check on
                    bf16 weights and gradients; autograph.alternate: two gradient sets used in
                    turn, each captured on its second use (2 captures), == eager bitwise
+  ns_slices        SYMOC_CUDA_NS_WORKSPACE_MB=8: the Newton-Schulz plan in slices == uncapped
+                   bitwise (5 full steps with a NaN step, automatic graphs, then a blocks subset;
+                   fp32 and bf16), less device memory; an uncapped optimizer short of memory
+                   slices by itself (one stderr line), bitwise the same; a malformed value refused
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
   newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
                    InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the
@@ -815,6 +819,91 @@ def check_autograph_subset(lib):
            "%s; captures %d (expected 1); rc %s / %s" % (len(chosen), len(blocks), exact, rest, caps, rg, re_))
 
 
+def check_ns_slices(lib):
+    """SYMOC_CUDA_NS_WORKSPACE_MB: the Newton-Schulz workspace capped, the plan run in slices of
+    every group's matrices on the full plan's GEMM algorithms, so the steps are bit for bit the
+    uncapped ones: 5 full steps on the same gradient tensors (automatic graphs on: captured at
+    the second, replayed after) with a NaN/inf gradient on one Muon parameter at the third, then a blocks subset (every other block,
+    twice), fp32 and bf16; the backend's device memory (free-memory drop over the two runs'
+    first step) lower with the cap. Then the automatic cap: with free memory held down to the
+    capped run's need plus 60% of the workspace, an uncapped optimizer slices by itself (one
+    stderr line) and steps as the others. A malformed value is one clear error."""
+    api = lib.api
+    n = api.num_params()
+    names = [nm for nm, _, _ in lib.params]
+    muon = [nm for nm, _, r in lib.params if kind(r) == "muon"]
+    blocks = json.loads(lib.plan_json)["blocks"]
+    chosen = [b["id"] for b in blocks[::2]]
+
+    def steps(dtype, cap, hold_mib=0):
+        W = init_weights(lib, 17, dtype)
+        G = grads(lib, 17, 7, dtype)
+        named = [(nm, torch.nn.Parameter(W[nm].clone().to(DEV))) for nm in names]
+        params = dict(named)
+        for nm in names:  # the same gradient tensors every step: the automatic graphs replay
+            params[nm].grad = torch.zeros_like(params[nm])
+        filler = None
+        torch.cuda.synchronize()
+        if hold_mib:
+            free = torch.cuda.mem_get_info()[0]
+            filler = torch.empty(max(free - int(hold_mib * 2**20), 0), dtype=torch.uint8, device=DEV)
+        free0 = torch.cuda.mem_get_info()[0]
+        with env_vars(SYMOC_CUDA_NS_WORKSPACE_MB=cap):
+            opt = SymocOptimizer(named, library=lib.path, lr=1e-2)
+        w = (ctypes.c_void_p * n)(*[params[nm].data_ptr() for nm in names])
+        g = (ctypes.c_void_p * n)(*[params[nm].grad.data_ptr() for nm in names])
+        sel = (ctypes.c_int32 * len(chosen))(*chosen)
+        mib = None
+        for k, gk in enumerate(G):
+            for nm in names:
+                params[nm].grad.copy_(gk[nm])
+                if k == 2 and nm in muon[:1]:
+                    params[nm].grad.view(-1)[0] = float("nan")
+                    params[nm].grad.view(-1)[-1] = float("inf")
+            if k < 5:
+                opt.step()
+            else:
+                rc = api.step_cuda(opt._opt, w, g, None, n, sel, len(chosen),
+                                   ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+                if rc:
+                    raise RuntimeError("step_cuda: rc %d" % rc)
+            if k == 0:
+                torch.cuda.synchronize()
+                mib = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
+        torch.cuda.synchronize()
+        out = {nm: t.detach().cpu() for nm, t in params.items()}
+        skipped = opt.steps_skipped
+        del opt, params, named, filler
+        torch.cuda.empty_cache()
+        return out, skipped, mib
+
+    parts, ok = [], len(muon) > 0
+    for dtype in (torch.float32, torch.bfloat16):
+        ref, sk0, mib0 = steps(dtype, None)
+        cap, sk1, mib1 = steps(dtype, "8")
+        differ = sum(not torch.equal(ref[nm], cap[nm]) for nm in names)
+        ok = ok and differ == 0 and sk0 == sk1 >= 1 and mib1 < mib0
+        parts.append("%s: %d parameters differ, skips %d / %d, backend %.0f -> %.0f MiB"
+                     % (str(dtype).replace("torch.", ""), differ, sk0, sk1, mib0, mib1))
+        if dtype == torch.float32:
+            log = "/tmp/symoc_ns_slices.log"
+            with stderr_to(log):
+                auto, sk2, mib2 = steps(dtype, None, hold_mib=mib1 + 0.6 * (mib0 - mib1))
+            note = "does not fit in device memory" in open(log).read()
+            differ2 = sum(not torch.equal(ref[nm], auto[nm]) for nm in names)
+            ok = ok and note and differ2 == 0 and sk2 == sk0
+            parts.append("automatic cap: note %s, %d differ, backend %.0f MiB" % (note, differ2, mib2))
+    try:
+        with env_vars(SYMOC_CUDA_NS_WORKSPACE_MB="lots"):
+            make(lib, init_weights(lib, 17), DEV)[0].step()
+        err = "accepted"
+    except SymocError as e:
+        err = str(e).splitlines()[0][:100]
+    ok = ok and "SYMOC_CUDA_NS_WORKSPACE_MB" in err
+    parts.append("malformed: %s" % err)
+    report("ns_slices", ok, "; ".join(parts), "0 differ, equal skips, less memory; the automatic cap the same")
+
+
 def check_errors(lib):
     names = [n for n, _, _ in lib.params]
     W = init_weights(lib, 9)
@@ -873,6 +962,7 @@ def main():
              ("autograph.alternate", lambda: check_autograph_alternate(by_policy["gpt2_muon"])),
              ("autograph.muon_bf16", lambda: check_autograph(by_policy["gpt2_muon"], "muon_bf16",
                                                              dtype=torch.bfloat16)),
+             ("ns_slices", lambda: check_ns_slices(by_policy["gpt2_muon"])),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):

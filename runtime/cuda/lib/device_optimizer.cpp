@@ -10,6 +10,7 @@
 #include "symoc/runtime/optimizer_api.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -159,20 +160,32 @@ struct DeviceOptimizer::Impl {
   // cached by the active pattern, made on the first step with it (which allocates and must not
   // be captured, as a group's first step). Levels 1 and 2 of `fuse` (the gather needs
   // in_sumsq); up to kMaxSubsetPlans patterns (a DDP rank has one per bucket), further ones run
-  // the full plan. A plan costs its descriptors and index arrays; the workspace is the full
-  // plan's.
-  struct SubsetNs {
-    std::vector<uint8_t> key; // per Muon group, per sub-matrix: stepped
+  // the full plan.
+  // The same gather runs a step in slices when its plan's workspace would exceed ns_ws_cap
+  // (SYMOC_CUDA_NS_WORKSPACE_MB, or half the free device memory when the full workspace does
+  // not fit): slice j takes the j-th part of every group's active matrices, the matrix rules'
+  // own Muon blocks go with slice 0, and the slices run one after another in one workspace.
+  // Each matrix is still multiplied on the full plan's algorithms: a sliced step is bit for
+  // bit the unsliced one.
+  struct NsSlice {
     std::unique_ptr<symoc::cuda::NewtonSchulzPlan> plan;
     std::vector<std::pair<size_t, int32_t *>> members; // (index into muon_groups, device index array)
     std::vector<int64_t> counts;
-    void *ws = nullptr; // own workspace where the full plan's is too small
-    size_t ws_bytes = 0;
+    bool rules = false; // the matrix rules' Muon blocks run in this slice
+  };
+  struct SubsetNs {
+    std::vector<uint8_t> key; // per Muon group, per sub-matrix: stepped
+    std::vector<NsSlice> slices;
   };
   static constexpr size_t kMaxSubsetPlans = 256;
   bool subset_plans = true; // SYMOC_CUDA_SUBSET_PLANS=0: every step runs the full plan (before session 12)
   std::vector<SubsetNs> subset_ns;
   std::vector<uint8_t> subset_key_scratch;
+  // The Newton-Schulz workspace, one for every plan, allocated on the first step that needs it
+  // and grown (graphs dropped) when a later pattern needs more: a distributed rank pays for its
+  // own matrices only. 0: no cap (unless the full workspace does not fit).
+  size_t ns_ws_cap = 0;
+  bool ns_ws_cap_auto = true; // no SYMOC_CUDA_NS_WORKSPACE_MB: an out-of-memory sets the cap
   std::vector<symoc::cuda::PolarGroup> polar_groups;
   void *ns_ws = nullptr;
   size_t ns_ws_bytes = 0;
@@ -201,6 +214,8 @@ struct DeviceOptimizer::Impl {
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
   void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
   SubsetNs *subset_plan(const std::vector<uint8_t> &active);
+  NsSlice make_slice(const std::vector<std::vector<int32_t>> &parts, bool with_rules);
+  bool ensure_ns_ws(size_t bytes, bool may_fail);
   void run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
                    const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
   void run_subset_ns(SubsetNs &sub, cudaStream_t s);
@@ -216,11 +231,11 @@ DeviceOptimizer::Impl::~Impl() {
     cudaFree(gr.sumsq), cudaFree(gr.targets), cudaFree(gr.sources);
   }
   rules.reset();
-  for (SubsetNs &p : subset_ns) {
-    p.plan.reset();
-    for (auto &mi : p.members) cudaFree(mi.second);
-    cudaFree(p.ws);
-  }
+  for (SubsetNs &p : subset_ns)
+    for (NsSlice &sl : p.slices) {
+      sl.plan.reset();
+      for (auto &mi : sl.members) cudaFree(mi.second);
+    }
   ns_plan.reset();
   engine.reset();
   cudaFree(ns_ws);
@@ -450,11 +465,66 @@ void DeviceOptimizer::Impl::muon_finish(Group &gr, const StepArgs &a, cudaStream
   check(cudaGetLastError(), "kernel launch");
 }
 
-// The subset plan of this step's active Muon matrices (made on the first step with the
-// pattern), or null: every Muon matrix active, a fuse level without norms from the caller, or
-// kMaxSubsetPlans patterns already made.
+// Makes the Newton-Schulz workspace at least `bytes` (first steps only: a step being captured
+// never grows it, since the same pattern ran eagerly before). may_fail: an out-of-memory
+// returns false instead of throwing.
+bool DeviceOptimizer::Impl::ensure_ns_ws(size_t bytes, bool may_fail) {
+  if (bytes <= ns_ws_bytes && ns_ws) return true;
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // earlier steps may still use the old one
+  cudaFree(ns_ws);
+  ns_ws = nullptr, ns_ws_bytes = 0;
+  graphs.clear(); // their nodes hold the old workspace
+  const size_t want = std::max<size_t>(bytes, 256);
+  const cudaError_t e = cudaMalloc(&ns_ws, want);
+  if (e == cudaErrorMemoryAllocation && may_fail) {
+    cudaGetLastError();
+    ns_ws = nullptr;
+    return false;
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw Error("cuda: cudaMalloc of the Newton-Schulz workspace (" + std::to_string(want >> 20) +
+                " MiB): " + cudaGetErrorString(e) + "; SYMOC_CUDA_NS_WORKSPACE_MB=N runs it in slices of N MiB");
+  }
+  ns_ws_bytes = want;
+  return true;
+}
+
+// One slice's plan: parts[i] lists the matrices of Muon group i it runs (may be empty).
+DeviceOptimizer::Impl::NsSlice DeviceOptimizer::Impl::make_slice(const std::vector<std::vector<int32_t>> &parts,
+                                                                 bool with_rules) {
+  NsSlice sl;
+  std::vector<symoc::cuda::Shape> shapes;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].empty()) continue;
+    const Group &gr = groups[size_t(muon_groups[i])];
+    int32_t *d = dalloc<int32_t>(parts[i].size(), tables_bytes);
+    check(cudaMemcpy(d, parts[i].data(), sizeof(int32_t) * parts[i].size(), cudaMemcpyHostToDevice), "upload");
+    sl.members.emplace_back(i, d);
+    sl.counts.push_back(int64_t(parts[i].size()));
+    shapes.push_back(symoc::cuda::Shape{int64_t(parts[i].size()), gr.sub_rows, gr.muon.cols});
+  }
+  if (with_rules && rules)
+    for (const symoc::cuda::Shape &sh : rules->polar_shapes()) shapes.push_back(sh), sl.rules = true;
+  if (!shapes.empty()) {
+    symoc::cuda::NsTuning tune = ns_tuning_from_env();
+    tune.algorithms_from = ns_plan.get();
+    sl.plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
+                                                              5, tune);
+  }
+  return sl;
+}
+
+// The sliced or subset plans of this step's active Muon matrices (made on the first step with
+// the pattern), or null: the full plan runs (every Muon matrix active and its workspace within
+// the cap, a fuse level without norms from the caller, or kMaxSubsetPlans patterns made).
 DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::vector<uint8_t> &active) {
-  if (fuse < 1 || !ns_plan || !subset_plans) return nullptr;
+  if (!ns_plan) return nullptr;
+  const size_t full = ns_plan->workspace_bytes();
+  if (fuse < 1) {
+    ensure_ns_ws(full, false);
+    return nullptr;
+  }
   std::vector<uint8_t> &key = subset_key_scratch;
   key.clear();
   bool all = true;
@@ -467,38 +537,59 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
       key.insert(key.end(), size_t(per), a);
     }
   }
-  if (all) return nullptr;
   for (SubsetNs &p : subset_ns)
     if (p.key == key) return &p;
-  if (subset_ns.size() >= kMaxSubsetPlans) return nullptr;
-  SubsetNs p;
-  p.key = key;
-  std::vector<symoc::cuda::Shape> shapes;
-  size_t off = 0;
+  const bool full_fits = ns_ws_cap == 0 || full <= ns_ws_cap;
+  if ((all || !subset_plans) && full_fits) {
+    if (ensure_ns_ws(full, ns_ws_cap_auto)) return nullptr;
+    // The whole workspace does not fit: slices of half the free memory from now on.
+    size_t free = 0, total = 0;
+    check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+    ns_ws_cap = std::max<size_t>(free / 2, size_t(1) << 20);
+    std::fprintf(stderr, "symoc: the Newton-Schulz workspace (%zu MiB) does not fit in device memory; running it in "
+                         "slices of at most %zu MiB (SYMOC_CUDA_NS_WORKSPACE_MB sets this)\n",
+                 full >> 20, ns_ws_cap >> 20);
+  }
+  if (subset_ns.size() >= kMaxSubsetPlans) {
+    ensure_ns_ws(full, false);
+    return nullptr;
+  }
+  // The active matrices of each group, then k slices of them (k grows until every slice's
+  // workspace is within the cap, or every slice holds one matrix per group).
+  std::vector<std::vector<int32_t>> act(muon_groups.size());
+  size_t off = 0, most = 0;
   for (size_t i = 0; i < muon_groups.size(); ++i) {
     const Group &gr = groups[size_t(muon_groups[i])];
-    std::vector<int32_t> idx;
     for (int64_t m = 0; m < gr.mats; ++m)
-      if (key[off + size_t(m)]) idx.push_back(int32_t(m));
+      if (key[off + size_t(m)]) act[i].push_back(int32_t(m));
     off += size_t(gr.mats);
-    if (idx.empty()) continue;
-    int32_t *d = dalloc<int32_t>(idx.size(), tables_bytes);
-    check(cudaMemcpy(d, idx.data(), sizeof(int32_t) * idx.size(), cudaMemcpyHostToDevice), "upload");
-    p.members.emplace_back(i, d);
-    p.counts.push_back(int64_t(idx.size()));
-    shapes.push_back(symoc::cuda::Shape{int64_t(idx.size()), gr.sub_rows, gr.muon.cols});
+    most = std::max(most, act[i].size());
   }
-  if (rules)
-    for (const symoc::cuda::Shape &sh : rules->polar_shapes()) shapes.push_back(sh);
-  if (!shapes.empty()) {
-    symoc::cuda::NsTuning tune = ns_tuning_from_env();
-    tune.algorithms_from = ns_plan.get();
-    p.plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
-                                                             5, tune);
-    if (p.plan->workspace_bytes() > ns_ws_bytes) {
-      p.ws_bytes = p.plan->workspace_bytes();
-      check(cudaMalloc(&p.ws, p.ws_bytes), "cudaMalloc");
+  SubsetNs p;
+  p.key = key;
+  size_t k = ns_ws_cap ? std::max<size_t>(1, (full + ns_ws_cap - 1) / ns_ws_cap) : 1;
+  for (;;) {
+    k = std::max<size_t>(1, std::min(k, most));
+    for (NsSlice &sl : p.slices)
+      for (auto &mi : sl.members) cudaFree(mi.second);
+    p.slices.clear();
+    size_t need = 0;
+    for (size_t j = 0; j < k; ++j) {
+      std::vector<std::vector<int32_t>> parts(act.size());
+      for (size_t i = 0; i < act.size(); ++i) { // the j-th of k near-equal contiguous parts
+        const size_t n = act[i].size(), lo = n * j / k, hi = n * (j + 1) / k;
+        parts[i].assign(act[i].begin() + std::ptrdiff_t(lo), act[i].begin() + std::ptrdiff_t(hi));
+      }
+      NsSlice sl = make_slice(parts, j == 0);
+      if (!sl.plan) continue;
+      need = std::max(need, sl.plan->workspace_bytes());
+      p.slices.push_back(std::move(sl));
     }
+    if (ns_ws_cap == 0 || need <= ns_ws_cap || k >= most) {
+      ensure_ns_ws(need, false);
+      break;
+    }
+    k = std::max(k + 1, size_t(double(k) * double(need) / double(ns_ws_cap) + 0.999));
   }
   subset_ns.push_back(std::move(p));
   return &subset_ns.back();
@@ -636,8 +727,13 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     const symoc::cuda::NsTuning tune = ns_tuning_from_env();
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                                 5, tune);
-    m.ns_ws_bytes = m.ns_plan->workspace_bytes();
-    check(cudaMalloc(&m.ns_ws, std::max<size_t>(m.ns_ws_bytes, 256)), "cudaMalloc");
+    if (const char *cap = std::getenv("SYMOC_CUDA_NS_WORKSPACE_MB")) {
+      char *end = nullptr;
+      const long long mb = std::strtoll(cap, &end, 10);
+      if (!*cap || *end || mb < 0)
+        throw Error(std::string("SYMOC_CUDA_NS_WORKSPACE_MB='") + cap + "': expected a whole number of MiB (0: no cap)");
+      m.ns_ws_cap = size_t(mb) << 20, m.ns_ws_cap_auto = false;
+    }
     m.polar_groups.resize(m.muon_groups.size());
   }
   if (muon && !m.ns_matrix) { // the own Newton-Schulz loop (SYMOC_CUDA_NS=own)
@@ -773,23 +869,23 @@ void DeviceOptimizer::Impl::run_full_ns(void *const *w, const void *const *g, co
   ns_plan->run(polar_groups.data(), polar_groups.size(), symoc::cuda::Workspace{ns_ws, ns_ws_bytes}, s);
 }
 
-// The subset plan's run: only the active Muon matrices (a distributed rank's blocks), gathered
-// by index from the groups' per-matrix norms, targets and sources.
+// The subset or sliced plans' runs: only the active Muon matrices (a distributed rank's
+// blocks), gathered by index from the groups' per-matrix norms, targets and sources.
 void DeviceOptimizer::Impl::run_subset_ns(SubsetNs &sub, cudaStream_t s) {
-  polar_groups.clear();
-  for (size_t k = 0; k < sub.members.size(); ++k) {
-    Group &gr = groups[size_t(muon_groups[sub.members[k].first])];
-    const symoc::cuda::Batch b(gr.U, sub.counts[k], gr.sub_rows, gr.muon.cols);
-    symoc::cuda::PolarGroup pg{b, b, gr.muon.scale};
-    pg.in_sumsq = gr.sumsq, pg.targets = gr.targets, pg.index = sub.members[k].second;
-    if (fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
-    polar_groups.push_back(pg);
+  for (const NsSlice &sl : sub.slices) {
+    polar_groups.clear();
+    for (size_t k = 0; k < sl.members.size(); ++k) {
+      Group &gr = groups[size_t(muon_groups[sl.members[k].first])];
+      const symoc::cuda::Batch b(gr.U, sl.counts[k], gr.sub_rows, gr.muon.cols);
+      symoc::cuda::PolarGroup pg{b, b, gr.muon.scale};
+      pg.in_sumsq = gr.sumsq, pg.targets = gr.targets, pg.index = sl.members[k].second;
+      if (fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
+      polar_groups.push_back(pg);
+    }
+    if (sl.rules)
+      for (const symoc::cuda::PolarGroup &pg : rules_polar) polar_groups.push_back(pg);
+    sl.plan->run(polar_groups.data(), polar_groups.size(), symoc::cuda::Workspace{ns_ws, ns_ws_bytes}, s);
   }
-  for (const symoc::cuda::PolarGroup &pg : rules_polar) polar_groups.push_back(pg);
-  if (!sub.plan) return; // nothing of the plan is active
-  const symoc::cuda::Workspace ws = sub.ws ? symoc::cuda::Workspace{sub.ws, sub.ws_bytes}
-                                           : symoc::cuda::Workspace{ns_ws, ns_ws_bytes};
-  sub.plan->run(polar_groups.data(), polar_groups.size(), ws, s);
 }
 
 void DeviceOptimizer::export_to(State &st) const {

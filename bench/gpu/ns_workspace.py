@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""What the Newton-Schulz workspace cap costs and saves: one generated Muon optimizer's step
+under SYMOC_CUDA_NS_WORKSPACE_MB (the plan run in slices of every group's matrices, bit for bit
+the uncapped step), on one GPU, every row in one process, medians of CUDA-event timings
+(automatic graphs on).
+
+    python3 bench/gpu/ns_workspace.py LIB [LIB ...] [--caps 0 2048 1024 512 256] [--rank-of 8]
+
+Per library and cap: the backend's device memory (the drop in free device memory from before
+the optimizer is made to after two steps: state, tables, workspaces) and the step's ms, for a
+full step and for a distributed rank's step (rank 0 of --rank-of: every W-th block, as
+symoc.distributed gives it; the workspace is allocated for the plans a rank runs, so it pays
+for its own matrices only). Cap 0: no cap (the default).
+"""
+import argparse
+import ctypes
+import json
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_gpu as bg  # noqa: E402
+from symoc.torch import SymocOptimizer, load_library  # noqa: E402
+
+
+def measure(path, cap, sel_every, a):
+    lib = load_library(path)
+    named = bg.params_of(lib, 3)
+    api, n = lib.api, len(named)
+    w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
+    g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
+    blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
+    sel = None if sel_every == 1 else blocks[0::sel_every]
+    arr = None if sel is None else (ctypes.c_int32 * len(sel))(*sel)
+    torch.cuda.synchronize()
+    free0 = torch.cuda.mem_get_info()[0]
+    with bg.environment({"SYMOC_CUDA_NS_WORKSPACE_MB": str(cap)}):
+        opt = SymocOptimizer(named, library=path, lr=1e-3)
+
+    def step():
+        rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if sel is None else len(sel),
+                           ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        if rc != 0:
+            raise RuntimeError("step_cuda rc %d" % rc)
+
+    step()
+    step()
+    torch.cuda.synchronize()
+    mib = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
+    ms = bg.timed(step, a.warmup, a.iters)
+    del opt, named
+    torch.cuda.empty_cache()
+    return mib, ms
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("libs", nargs="+")
+    ap.add_argument("--caps", type=int, nargs="+", default=[0, 2048, 1024, 512, 256])
+    ap.add_argument("--rank-of", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": []}
+    print("| library | cap (MiB) | full step: backend MiB | ms | x uncapped | rank 0 of %d: backend MiB | ms |"
+          % a.rank_of)
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for path in a.libs:
+        name = os.path.basename(path).replace("lib", "", 1).replace("_optimizer.so", "")
+        base = None
+        for cap in a.caps:
+            mib, ms = measure(path, cap, 1, a)
+            rmib, rms = measure(path, cap, a.rank_of, a)
+            base = base or ms
+            out["rows"].append({"lib": name, "cap_mib": cap, "full_mib": mib, "full_ms": ms,
+                                "rank_mib": rmib, "rank_ms": rms})
+            print("| %s | %s | %.0f | %.3f | %.3f | %.0f | %.3f |" % (name, cap or "none", mib, ms, ms / base, rmib, rms),
+                  flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
