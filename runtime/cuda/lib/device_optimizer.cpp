@@ -95,8 +95,10 @@ struct Group {
   int64_t mats = 0;            // Muon: sub-matrices in the batch
   // device
   bool ready = false;
-  float *state = nullptr;
-  int64_t state_floats = 0;
+  // Per slot: its state (s0 then s1, one allocation), made on the first step that steps its
+  // block, so a distributed rank holds the state of its own blocks only.
+  std::vector<float *> slot_state;
+  std::vector<int64_t> slot_floats, slot_s1; // floats; offset of s1 (-1: none)
   Slot *d_slots = nullptr;
   Chunk *d_chunks = nullptr;
   int32_t *d_first = nullptr;
@@ -207,6 +209,7 @@ struct DeviceOptimizer::Impl {
   ~Impl();
   void build();
   void prepare(Group &gr, cudaStream_t s);
+  void ensure_state(Group &gr, const std::vector<uint8_t> *active, cudaStream_t s);
   void fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g, const int32_t *dt, float lr,
                  const float *mult, const std::vector<uint8_t> &active, const float *lr_dev) const;
   void run(void *const *w, const void *const *g, const int32_t *dt, float lr, const float *mult,
@@ -226,7 +229,8 @@ struct DeviceOptimizer::Impl {
 DeviceOptimizer::Impl::~Impl() {
   cudaDeviceSynchronize();
   for (Group &gr : groups) {
-    cudaFree(gr.state), cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
+    for (float *p : gr.slot_state) cudaFree(p);
+    cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
     cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
     cudaFree(gr.sumsq), cudaFree(gr.targets), cudaFree(gr.sources);
   }
@@ -348,23 +352,18 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
   if (cs != cudaStreamCaptureStatusNone)
     throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
-  int64_t floats = 0;
-  std::vector<int64_t> off0(gr.slots.size()), off1(gr.slots.size(), -1);
+  gr.slot_state.assign(gr.slots.size(), nullptr);
+  gr.slot_floats.assign(gr.slots.size(), 0);
+  gr.slot_s1.assign(gr.slots.size(), -1);
   for (size_t i = 0; i < gr.slots.size(); ++i) {
     const Slot &sl = gr.slots[i];
-    off0[i] = floats;
+    int64_t floats = 0;
     const bool has0 = gr.kind != Kind::Sgd || gr.sgd.mom != 0.f;
     if (has0) floats += (sl.n + 3) & ~int64_t(3); // keep every buffer 16-byte aligned
-    if (gr.kind == Kind::Adam) off1[i] = floats, floats += (sl.n + 3) & ~int64_t(3);
-    if (gr.kind == Kind::AdamMini) off1[i] = floats, floats += ((sl.rows / gr.mini.group_rows) + 3) & ~int64_t(3);
-  }
-  gr.state = dalloc<float>(size_t(floats), state_bytes);
-  gr.state_floats = floats;
-  check(cudaMemsetAsync(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(floats, 1)), s), "cudaMemsetAsync");
-  for (size_t i = 0; i < gr.slots.size(); ++i) {
-    const bool has0 = gr.kind != Kind::Sgd || gr.sgd.mom != 0.f;
-    gr.slots[i].s0 = has0 ? gr.state + off0[i] : nullptr;
-    gr.slots[i].s1 = off1[i] >= 0 ? gr.state + off1[i] : nullptr;
+    if (gr.kind == Kind::Adam) gr.slot_s1[i] = floats, floats += (sl.n + 3) & ~int64_t(3);
+    if (gr.kind == Kind::AdamMini) gr.slot_s1[i] = floats, floats += ((sl.rows / gr.mini.group_rows) + 3) & ~int64_t(3);
+    gr.slot_floats[i] = floats;
+    gr.slots[i].s0 = gr.slots[i].s1 = nullptr; // ensure_state
   }
   gr.d_slots = dalloc<Slot>(gr.slots.size(), tables_bytes);
   gr.d_chunks = dalloc<Chunk>(gr.chunks.size(), tables_bytes);
@@ -401,6 +400,31 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   // The uploads read pageable host memory that lives as long as the group.
   check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
   gr.ready = true;
+}
+
+// The state of the group's slots that are stepped (active; null: every slot), zero, made on
+// their blocks' first step. The kernels touch only active slots' state.
+void DeviceOptimizer::Impl::ensure_state(Group &gr, const std::vector<uint8_t> *active, cudaStream_t s) {
+  bool added = false;
+  for (size_t i = 0; i < gr.slots.size(); ++i) {
+    if (gr.slot_state[i] || (active && !(*active)[size_t(gr.blocks[i])]) || gr.slot_floats[i] == 0) continue;
+    if (s) {
+      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+      check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+      if (cs != cudaStreamCaptureStatusNone)
+        throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
+    }
+    float *p = dalloc<float>(size_t(gr.slot_floats[i]), state_bytes);
+    check(cudaMemsetAsync(p, 0, sizeof(float) * size_t(gr.slot_floats[i]), s), "cudaMemsetAsync");
+    gr.slot_state[i] = p;
+    gr.slots[i].s0 = p;
+    gr.slots[i].s1 = gr.slot_s1[i] >= 0 ? p + gr.slot_s1[i] : nullptr;
+    added = true;
+  }
+  if (!added) return;
+  check(cudaMemcpyAsync(gr.d_slots, gr.slots.data(), sizeof(Slot) * gr.slots.size(), cudaMemcpyHostToDevice, s),
+        "upload");
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize"); // pageable source; first steps only
 }
 
 void DeviceOptimizer::Impl::fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g,
@@ -807,6 +831,7 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     if (!gr.any_active(active)) continue;
     any_muon = any_muon || gr.kind == Kind::Muon;
     m.prepare(gr, s);
+    m.ensure_state(gr, &active, s);
     StepArgs &a = m.args_of(gr);
     m.fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
     const bool elementwise = gr.kind == Kind::Adam || gr.kind == Kind::Sgd || gr.kind == Kind::AdamMini;
@@ -947,7 +972,11 @@ void DeviceOptimizer::import_from(const State &cst) {
     for (const Slot &sl : gr.slots) any = any || t[size_t(sl.block)] > 0;
     if (!any && !gr.ready) continue;
     m.prepare(gr, nullptr);
-    check(cudaMemset(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(gr.state_floats, 1))), "cudaMemset");
+    std::vector<uint8_t> loaded(m.blocks.size(), 0);
+    for (const Slot &sl : gr.slots) loaded[size_t(sl.block)] = t[size_t(sl.block)] > 0;
+    m.ensure_state(gr, &loaded, nullptr);
+    for (size_t i = 0; i < gr.slots.size(); ++i)
+      if (gr.slot_state[i]) check(cudaMemset(gr.slot_state[i], 0, sizeof(float) * size_t(gr.slot_floats[i])), "cudaMemset");
     for (const Slot &sl : gr.slots) {
       if (t[size_t(sl.block)] == 0) continue;
       const std::string pre = std::string(m.params[size_t(sl.param)].name) + "/" + gr.tag + ".";
@@ -992,7 +1021,8 @@ void DeviceOptimizer::zero() {
   DeviceGuard guard(device_);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   for (Group &gr : m.groups)
-    if (gr.ready) check(cudaMemset(gr.state, 0, sizeof(float) * size_t(std::max<int64_t>(gr.state_floats, 1))), "cudaMemset");
+    for (size_t i = 0; i < gr.slot_state.size(); ++i)
+      if (gr.slot_state[i]) check(cudaMemset(gr.slot_state[i], 0, sizeof(float) * size_t(gr.slot_floats[i])), "cudaMemset");
   if (m.rules) m.rules->zero();
   check(cudaMemset(m.cnt.t, 0, sizeof(int64_t) * m.blocks.size()), "cudaMemset");
   check(cudaMemset(m.cnt.skips, 0, sizeof(int64_t) * m.params.size()), "cudaMemset");
