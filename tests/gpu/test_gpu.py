@@ -875,6 +875,7 @@ def check_ns_slices(fixture):
         w = (ctypes.c_void_p * n)(*[params[nm].data_ptr() for nm in names])
         g = (ctypes.c_void_p * n)(*[params[nm].grad.data_ptr() for nm in names])
         sel = (ctypes.c_int32 * len(chosen))(*chosen)
+        dts = (ctypes.c_int32 * n)(*[1 if params[nm].dtype == torch.bfloat16 else 0 for nm in names])  # SYMOC_BF16
         mib = None
         for k, gk in enumerate(G):
             for nm in names:
@@ -885,7 +886,7 @@ def check_ns_slices(fixture):
             if k < 5:
                 opt.step()
             else:
-                rc = api.step_cuda(opt._opt, w, g, None, n, sel, len(chosen),
+                rc = api.step_cuda(opt._opt, w, g, dts, n, sel, len(chosen),
                                    ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
                 if rc:
                     raise RuntimeError("step_cuda: rc %d" % rc)
