@@ -921,7 +921,8 @@ def check_ns_slices(fixture):
             make(fixture, init_weights(fixture, 17), DEV)[0].step()
         err = "accepted"
     except SymocError as e:
-        err = str(e).splitlines()[0][:100]
+        err = str(e).splitlines()[0]
+        err = err if len(err) <= 160 else "..." + err[-157:]  # the cause is at the end
     ok = ok and "SYMOC_CUDA_NS_WORKSPACE_MB" in err
     parts.append("malformed: %s" % err)
     report("ns_slices", ok, "; ".join(parts), "0 differ, equal skips, less memory; the automatic cap the same")
