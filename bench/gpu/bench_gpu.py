@@ -225,11 +225,13 @@ def bench_set(name, adamw_lib, muon_lib, a):
     # every group (no Gram path); =own: the backend's own cuBLAS loop instead of gpumatrix's plan;
     # SYMOC_CUDA_FUSE=0: the unfused norm and update passes, =1: the momentum kernel writing U
     # (session 11; the default 2 makes the momentum step in the plan's pack);
+    # SYMOC_CUDA_NS_WORKSPACE_MB=0: the Newton-Schulz workspace uncapped (default 2 GiB, session 13);
     # SYMOC_CUDA_OVERLAP=1: the side stream.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
     time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
     time_variant(rows, "symoc muon, momentum kernel", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "1"})
+    time_variant(rows, "symoc muon, no workspace cap", muon_lib, 2, a, {"SYMOC_CUDA_NS_WORKSPACE_MB": "0"})
     time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
     time_variant(rows, "symoc muon, two NS streams", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "2"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
@@ -245,8 +247,10 @@ def bench_set(name, adamw_lib, muon_lib, a):
     del topts, named, mu
     torch.cuda.empty_cache()
     flops = sum(5 * (4 * min(r, c) ** 2 * max(r, c) + 2 * min(r, c) ** 3) for r, c in muon_shapes)
-    # The backend's device memory: the default (no float32 U) against SYMOC_CUDA_FUSE=1 (U kept).
+    # The backend's device memory: the default (no float32 U, the workspace capped at 2 GiB)
+    # against no cap and SYMOC_CUDA_FUSE=1 (U kept).
     mib = {"symoc muon": backend_mib(muon_lib, 2, {}),
+           "symoc muon, no workspace cap": backend_mib(muon_lib, 2, {"SYMOC_CUDA_NS_WORKSPACE_MB": "0"}),
            "symoc muon, momentum kernel": backend_mib(muon_lib, 2, {"SYMOC_CUDA_FUSE": "1"})}
     print("# %s backend device memory: %s" % (name, ", ".join("%s %.0f MiB" % kv for kv in mib.items())), flush=True)
     return {"set": name, "params": nparam, "matrices": len(muon_shapes), "ms": rows, "backend_mib": mib,

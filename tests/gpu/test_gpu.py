@@ -831,14 +831,15 @@ def check_autograph_subset(lib):
 def check_ns_slices(fixture):
     """SYMOC_CUDA_NS_WORKSPACE_MB: the Newton-Schulz workspace capped, the plan run in slices of
     every group's matrices on the full plan's GEMM algorithms, so the steps are bit for bit the
-    uncapped ones: 5 full steps on the same gradient tensors (automatic graphs on: captured at
-    the second, replayed after) with a NaN/inf gradient on one Muon parameter at the third, then
-    a blocks subset (every other block, twice), fp32 and bf16; the backend's device memory
+    uncapped ones (=0): 5 full steps on the same gradient tensors (automatic graphs on: captured
+    at the second, replayed after) with a NaN/inf gradient on one Muon parameter at the third,
+    then a blocks subset (every other block, twice), fp32 and bf16; the backend's device memory
     (free-memory drop over the first step) lower with the cap. Then the automatic cap: with free
-    memory held down to the capped run's need plus half the difference, an uncapped optimizer
-    slices by itself (one stderr line) and steps as the others. A malformed value is one clear
-    error. On the GPT-2-small Muon library built beside the fixture (a workspace of ~600 MiB:
-    the fixture's few MiB are within the allocator's granularity)."""
+    memory held down to the capped run's need plus half the difference, an optimizer with the
+    default cap (2 GiB, above this workspace) slices by itself (one stderr line) and steps as the
+    others. A malformed value is one clear error. On the GPT-2-small Muon library built beside
+    the fixture (a workspace of ~600 MiB: the fixture's few MiB are within the allocator's
+    granularity)."""
     path = os.path.join(os.path.dirname(os.path.dirname(fixture.path)), "gen_gpt2small_muon",
                         "libgpt2small_muon_optimizer.so")
     if not os.path.exists(path):
@@ -902,7 +903,7 @@ def check_ns_slices(fixture):
     parts, ok = [], len(muon) > 0
     for dtype in (torch.float32, torch.bfloat16):
         W, G = init_weights(lib, 17, dtype), grads(lib, 17, 7, dtype)
-        ref, sk0, mib0 = steps(W, G, None)
+        ref, sk0, mib0 = steps(W, G, "0")
         cap, sk1, mib1 = steps(W, G, "64")
         differ = sum(not torch.equal(ref[nm], cap[nm]) for nm in names)
         ok = ok and differ == 0 and sk0 == sk1 >= 1 and mib1 < mib0
