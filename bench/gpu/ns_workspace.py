@@ -5,6 +5,8 @@ the uncapped step), on one GPU, every row in one process, medians of CUDA-event 
 (automatic graphs on).
 
     python3 bench/gpu/ns_workspace.py LIB [LIB ...] [--caps 0 2048 1024 512 256] [--rank-of 8]
+                                      [--json OUT.json]
+    python3 bench/gpu/ns_workspace.py --plot OUT.json OUT.png      (here: the picture)
 
 Per library and cap: the backend's device memory (the drop in free device memory from before
 the optimizer is made to after two steps: state, tables, workspaces) and the step's ms, for a
@@ -56,7 +58,37 @@ def measure(path, cap, sel_every, a):
     return mib, ms
 
 
+def plot(json_path, png_path):
+    """Backend memory against step time, one line per library and step kind, a point per cap."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    d = json.load(open(json_path))
+    libs = list(dict.fromkeys(r["lib"] for r in d["rows"]))
+    fig, axes = plt.subplots(1, len(libs), figsize=(6.2 * len(libs), 4.2), squeeze=False)
+    for ax, lib in zip(axes[0], libs):
+        rows = [r for r in d["rows"] if r["lib"] == lib]
+        for kind, color in (("full", "tab:blue"), ("rank", "tab:orange")):
+            xs = [r[kind + "_mib"] for r in rows]
+            ys = [r[kind + "_ms"] for r in rows]
+            ax.plot(xs, ys, "o-", color=color, label="full step" if kind == "full" else "rank 0 of %s (subset step)" % d.get("rank_of", "W"))
+            for r, x, y in zip(rows, xs, ys):
+                ax.annotate(str(r["cap_mib"] or "no cap"), (x, y), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel("backend device memory (MiB)")
+        ax.set_ylabel("ms per step (median)")
+        ax.set_title("%s: Newton-Schulz workspace cap (MiB)" % lib, fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    fig.suptitle("%s, torch %s" % (d["device"], d["torch"]), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--plot":
+        plot(sys.argv[2], sys.argv[3])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("libs", nargs="+")
     ap.add_argument("--caps", type=int, nargs="+", default=[0, 2048, 1024, 512, 256])
@@ -65,7 +97,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--json")
     a = ap.parse_args()
-    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": []}
+    out = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "rank_of": a.rank_of, "rows": []}
     print("| library | cap (MiB) | full step: backend MiB | ms | x uncapped | rank 0 of %d: backend MiB | ms |"
           % a.rank_of)
     print("| --- | --- | --- | --- | --- | --- | --- |")
