@@ -223,6 +223,7 @@ struct DeviceOptimizer::Impl {
   SubsetNs *subset_plan(const std::vector<uint8_t> &active);
   NsSlice make_slice(const std::vector<std::vector<int32_t>> &parts, bool with_rules);
   bool ensure_ns_ws(size_t bytes, bool may_fail);
+  void cap_to_free_memory(size_t bytes);
   void run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
                    const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
   void run_subset_ns(SubsetNs &sub, cudaStream_t s);
@@ -518,6 +519,17 @@ bool DeviceOptimizer::Impl::ensure_ns_ws(size_t bytes, bool may_fail) {
   return true;
 }
 
+// A workspace of `bytes` did not fit (no SYMOC_CUDA_NS_WORKSPACE_MB): slices of half the free
+// device memory from now on, said once on stderr.
+void DeviceOptimizer::Impl::cap_to_free_memory(size_t bytes) {
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  ns_ws_cap = std::max<size_t>(std::min(free / 2, bytes / 2), size_t(1) << 20);
+  std::fprintf(stderr, "symoc: the Newton-Schulz workspace (%zu MiB) does not fit in device memory; running it in "
+                       "slices of at most %zu MiB (SYMOC_CUDA_NS_WORKSPACE_MB sets this)\n",
+               bytes >> 20, ns_ws_cap >> 20);
+}
+
 // One slice's plan: parts[i] lists the matrices of Muon group i it runs (may be empty).
 DeviceOptimizer::Impl::NsSlice DeviceOptimizer::Impl::make_slice(const std::vector<std::vector<int32_t>> &parts,
                                                                  bool with_rules) {
@@ -570,13 +582,7 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
   const bool full_fits = ns_ws_cap == 0 || full <= ns_ws_cap;
   if ((all || !subset_plans) && full_fits) {
     if (ensure_ns_ws(full, ns_ws_cap_auto)) return nullptr;
-    // The whole workspace does not fit: slices of half the free memory from now on.
-    size_t free = 0, total = 0;
-    check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-    ns_ws_cap = std::max<size_t>(free / 2, size_t(1) << 20);
-    std::fprintf(stderr, "symoc: the Newton-Schulz workspace (%zu MiB) does not fit in device memory; running it in "
-                         "slices of at most %zu MiB (SYMOC_CUDA_NS_WORKSPACE_MB sets this)\n",
-                 full >> 20, ns_ws_cap >> 20);
+    cap_to_free_memory(full);
   }
   if (subset_ns.size() >= kMaxSubsetPlans) {
     ensure_ns_ws(full, false);
@@ -614,8 +620,8 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
       p.slices.push_back(std::move(sl));
     }
     if (ns_ws_cap == 0 || need <= ns_ws_cap || k >= most) {
-      ensure_ns_ws(need, false);
-      break;
+      if (ensure_ns_ws(need, ns_ws_cap_auto && k < most)) break;
+      cap_to_free_memory(need); // the slices do not fit either: smaller ones
     }
     k = std::max(k + 1, size_t(double(k) * double(need) / double(ns_ws_cap) + 0.999));
   }
