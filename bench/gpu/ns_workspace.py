@@ -12,7 +12,7 @@ Per library and cap: the backend's device memory (the drop in free device memory
 the optimizer is made to after two steps: state, tables, workspaces) and the step's ms, for a
 full step and for a distributed rank's step (rank 0 of --rank-of: every W-th block, as
 symoc.distributed gives it; the workspace is allocated for the plans a rank runs, so it pays
-for its own matrices only). Cap 0: no cap (the default).
+for its own matrices only). Cap 0: no cap; the default is 2048 (runtime/README.md).
 """
 import argparse
 import ctypes
