@@ -154,6 +154,7 @@ struct DeviceOptimizer::Impl {
   cudaEvent_t fork = nullptr, join = nullptr;
   std::unique_ptr<symoc::cuda::Engine> engine;
   std::unique_ptr<symoc::cuda::NewtonSchulzPlan> ns_plan;
+  symoc::cuda::NsTuning ns_tune; // the environment's (SYMOC_CUDA_NS...) at create_cuda, for every plan
   std::vector<int> muon_groups;
   // A distributed rank steps the same subsets of the blocks every iteration (symoc.distributed:
   // FSDP2 its home blocks in one call, DDP one call per bucket): a plan over just the active
@@ -547,7 +548,7 @@ DeviceOptimizer::Impl::NsSlice DeviceOptimizer::Impl::make_slice(const std::vect
   if (with_rules && rules)
     for (const symoc::cuda::Shape &sh : rules->polar_shapes()) shapes.push_back(sh), sl.rules = true;
   if (!shapes.empty()) {
-    symoc::cuda::NsTuning tune = ns_tuning_from_env();
+    symoc::cuda::NsTuning tune = ns_tune; // not the environment now: a first step may come long after create_cuda
     tune.algorithms_from = ns_plan.get();
     sl.plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                               5, tune);
@@ -758,9 +759,9 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     for (const symoc::cuda::Shape &sh : m.rules->polar_shapes()) shapes.push_back(sh);
   }
   if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups and the gauged Muon blocks
-    const symoc::cuda::NsTuning tune = ns_tuning_from_env();
+    m.ns_tune = ns_tuning_from_env();
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
-                                                                5, tune);
+                                                                5, m.ns_tune);
     if (const char *cap = std::getenv("SYMOC_CUDA_NS_WORKSPACE_MB")) {
       char *end = nullptr;
       const long long mb = std::strtoll(cap, &end, 10);
