@@ -900,16 +900,29 @@ def check_ns_slices(fixture):
         del opt
         return out, skipped, mib
 
+    # SYMOC_CUDA_FUSE=0 (the legacy passes, run by perf_gpu.sh's variants) has no per-matrix
+    # norms to gather from: no slices, the cap is ignored and an out-of-memory is an error.
+    fuse0 = os.environ.get("SYMOC_CUDA_FUSE") == "0"
     parts, ok = [], len(muon) > 0
     for dtype in (torch.float32, torch.bfloat16):
         W, G = init_weights(lib, 17, dtype), grads(lib, 17, 7, dtype)
         ref, sk0, mib0 = steps(W, G, "0")
         cap, sk1, mib1 = steps(W, G, "64")
         differ = sum(not torch.equal(ref[nm], cap[nm]) for nm in names)
-        ok = ok and differ == 0 and sk0 == sk1 >= 1 and mib1 < mib0
-        parts.append("%s: %d parameters differ, skips %d / %d, backend %.0f -> %.0f MiB"
-                     % (str(dtype).replace("torch.", ""), differ, sk0, sk1, mib0, mib1))
-        if dtype == torch.float32:
+        smaller = abs(mib1 - mib0) <= 8 if fuse0 else mib1 < mib0
+        ok = ok and differ == 0 and sk0 == sk1 >= 1 and smaller
+        parts.append("%s: %d parameters differ, skips %d / %d, backend %.0f -> %.0f MiB%s"
+                     % (str(dtype).replace("torch.", ""), differ, sk0, sk1, mib0, mib1,
+                        " (SYMOC_CUDA_FUSE=0: the cap ignored)" if fuse0 else ""))
+        if dtype == torch.float32 and fuse0:
+            try:
+                steps(W, G, None, hold_mib=0.8 * mib0)  # the state and U fit, the workspace (~1/3) not
+                err = "stepped"
+            except SymocError as e:
+                err = str(e).splitlines()[0]
+            ok = ok and "SYMOC_CUDA_NS_WORKSPACE_MB" in err
+            parts.append("short of memory: %s" % (err if len(err) <= 160 else "..." + err[-157:]))
+        elif dtype == torch.float32:
             log = "/tmp/symoc_ns_slices.log"
             with stderr_to(log):
                 auto, sk2, mib2 = steps(W, G, None, hold_mib=mib1 + 0.5 * (mib0 - mib1))
