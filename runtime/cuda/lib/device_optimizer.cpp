@@ -189,7 +189,7 @@ struct DeviceOptimizer::Impl {
   // own matrices only. Capped at kDefaultNsWorkspaceCap unless SYMOC_CUDA_NS_WORKSPACE_MB says
   // otherwise (0: no cap, unless the full workspace does not fit).
   // Measured (session 13, H200, bench/gpu/ns_workspace.py): LLaMA-1B's 5.7 GB workspace at
-  // 2 GiB costs 1.02-1.04x the step for 4.3 GB less; GPT-2 small's (~0.6 GB) is not sliced.
+  // 2 GiB costs 1.01-1.04x the step for 4.3 GB less; GPT-2 small's (~0.6 GB) is not sliced.
   static constexpr size_t kDefaultNsWorkspaceCap = size_t(2048) << 20;
   size_t ns_ws_cap = kDefaultNsWorkspaceCap;
   bool ns_ws_cap_auto = true; // no SYMOC_CUDA_NS_WORKSPACE_MB: an out-of-memory sets the cap
