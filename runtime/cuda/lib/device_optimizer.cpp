@@ -593,16 +593,23 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
   // workspace is within the cap, or every slice holds one matrix per group).
   std::vector<std::vector<int32_t>> act(muon_groups.size());
   size_t off = 0, most = 0;
+  double elems = 0, active_elems = 0; // the workspace grows with the matrices' elements
   for (size_t i = 0; i < muon_groups.size(); ++i) {
     const Group &gr = groups[size_t(muon_groups[i])];
     for (int64_t m = 0; m < gr.mats; ++m)
       if (key[off + size_t(m)]) act[i].push_back(int32_t(m));
     off += size_t(gr.mats);
     most = std::max(most, act[i].size());
+    const double each = double(gr.sub_rows) * double(gr.muon.cols);
+    elems += each * double(gr.mats), active_elems += each * double(act[i].size());
   }
   SubsetNs p;
   p.key = key;
-  size_t k = ns_ws_cap ? std::max<size_t>(1, (full + ns_ws_cap - 1) / ns_ws_cap) : 1;
+  // First guess: the active share of the full workspace over the cap (a rank's subset needs
+  // ~1/W of it: slicing it as the full step would cost it speed for nothing); raised below
+  // until every slice fits.
+  const double share = elems > 0 ? active_elems / elems : 1.0;
+  size_t k = ns_ws_cap ? std::max<size_t>(1, size_t(std::ceil(double(full) * share / double(ns_ws_cap)))) : 1;
   for (;;) {
     k = std::max<size_t>(1, std::min(k, most));
     for (NsSlice &sl : p.slices)
