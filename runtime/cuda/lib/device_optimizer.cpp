@@ -163,7 +163,7 @@ struct DeviceOptimizer::Impl {
   // cached by the active pattern, made on the first step with it (which allocates and must not
   // be captured, as a group's first step). Levels 1 and 2 of `fuse` (the gather needs
   // in_sumsq); up to kMaxSubsetPlans patterns (a DDP rank has one per bucket), further ones run
-  // the full plan.
+  // the full plan (in the full workspace, whatever the cap below; so does fuse level 0).
   // The same gather runs a step in slices when its plan's workspace would exceed ns_ws_cap
   // (SYMOC_CUDA_NS_WORKSPACE_MB, or half the free device memory when the full workspace does
   // not fit): slice j takes the j-th part of every group's active matrices, the matrix rules'
