@@ -568,6 +568,11 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         self._pushed_lr = float(lr)
         self._w = (ctypes.c_void_p * n)()
         self._g = (ctypes.c_void_p * n)()
+        # Element type of each parameter for step_cuda (SymocDType; state is float32).
+        self._dt = (ctypes.c_int32 * n)(*[1 if p.dtype == torch.bfloat16 else 0
+                                          for p in self.param_groups[0]["params"]])
+        self._dtypes = [p.dtype for p in self.param_groups[0]["params"]]
+        self._esize = [p.element_size() for p in self.param_groups[0]["params"]]
         self._zero_grads = {}
         self._bucket_bytes = int(bucket_bytes)
         self.profile = bool(profile)
@@ -692,8 +697,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         if tuple(p.shape) != tuple(shape):
             out.append("parameter %r: shape %s, the plan has %s" % (name, list(p.shape),
                                                                     list(shape)))
-        if p.dtype != torch.float32:
-            out.append("parameter %r: dtype %s, must be torch.float32" % (name, p.dtype))
+        out += _dtype_problems("parameter", name, p.dtype, p.device)
         if p.device_mesh.ndim != 1:
             out.append("parameter %r: a %d-D device mesh; only 1-D (FSDP2 fully_shard) meshes "
                        "are supported" % (name, p.device_mesh.ndim))
@@ -767,7 +771,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         """Full-size scratch for this rank's home parameters; the row range of this rank's
         shard of each parameter stepped in place."""
         params = self._orig
-        self._full_w = {i: torch.empty(tuple(params[i].shape), dtype=torch.float32,
+        self._full_w = {i: torch.empty(tuple(params[i].shape), dtype=params[i].dtype,
                                        device=self._device) for i in self._my_params}
         self._full_g = {i: torch.empty_like(self._full_w[i]) for i in self._my_params}
         me = self._rank
@@ -944,6 +948,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 continue
             g = self._grad_or_zero(i, p.grad, p)
             problems += _param_problems(name, g, shape, "gradient", self._device)
+            self._dt[i] = 1 if p.dtype == torch.bfloat16 else 0
             self._w[i] = p.data_ptr()
             self._g[i] = g.data_ptr()
         # Row pieces of split blocks: pointers into the full (replicated) tensors; the full
@@ -981,7 +986,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         try:
             if self._cuda:
                 stream = torch.cuda.current_stream(self._device).cuda_stream
-                self._check(api.step_cuda(self._opt, self._w, self._g, None, n, arr,
+                self._check(api.step_cuda(self._opt, self._w, self._g, self._dt, n, arr,
                                           len(blocks), ctypes.c_void_p(stream)),
                             "step_cuda(blocks)")
                 if self.profile:
@@ -1049,8 +1054,10 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             if tuple(lg.shape) != tuple(lw.shape):
                 problems.append("gradient %r: local shard shape %s, the parameter's is %s"
                                 % (name, list(lg.shape), list(lw.shape)))
-            if lg.dtype != torch.float32 or lw.dtype != torch.float32:
-                problems.append("%r: local shards must be float32" % name)
+            if lw.dtype != self._dtypes[i] or lg.dtype != self._dtypes[i]:
+                problems.append("%r: local shards of dtype %s/%s (weight/gradient), the "
+                                "parameter was %s at construction"
+                                % (name, lw.dtype, lg.dtype, self._dtypes[i]))
             if not lg.is_contiguous() or not lw.is_contiguous():
                 problems.append("%r: local shards must be contiguous" % name)
             if lg.device != self._device or lw.device != self._device:
@@ -1072,10 +1079,14 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             return 0
         return self._rows[r][i] * self._row_numel[i]
 
+    def _shard_bytes(self, r, i):
+        return self._shard_numel(r, i) * self._esize[i]
+
     def _gather_home(self):
         """all_to_all_single: each rank's rows of every parameter (weight then gradient) go to
         the parameter's home rank; the home assembles full tensors. Replicated parameters
-        (Replicate() placement) are complete everywhere and need no transfer."""
+        (Replicate() placement) are complete everywhere and need no transfer. The exchange
+        runs in bytes, so float32 and bfloat16 parameters travel in one collective."""
         me, W = self._rank, self._world
         dev = self._comm_device()
         send, in_splits = [], []
@@ -1083,21 +1094,21 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             n = 0
             for i in range(len(self._names)):
                 if self._home[i] == d and not self._replicated[i]:
-                    send += [self._local_w[i].reshape(-1), self._local_g[i].reshape(-1)]
-                    n += 2 * self._shard_numel(me, i)
+                    send += [_bytes_of(self._local_w[i]), _bytes_of(self._local_g[i])]
+                    n += 2 * self._shard_bytes(me, i)
             in_splits.append(n)
-        out_splits = [sum(2 * self._shard_numel(s, i) for i in self._my_params) for s in range(W)]
-        inp = torch.cat(send) if send else torch.zeros(0, dtype=torch.float32, device=dev)
-        out = torch.empty(sum(out_splits), dtype=torch.float32, device=dev)
+        out_splits = [sum(2 * self._shard_bytes(s, i) for i in self._my_params) for s in range(W)]
+        inp = torch.cat(send) if send else torch.zeros(0, dtype=torch.uint8, device=dev)
+        out = torch.empty(sum(out_splits), dtype=torch.uint8, device=dev)
         dist.all_to_all_single(out, inp.to(dev), out_splits, in_splits, group=self._group)
-        self._bytes_in = 4 * (sum(out_splits) - out_splits[me])
-        self._bytes_out = 4 * (sum(in_splits) - in_splits[me])
+        self._bytes_in = sum(out_splits) - out_splits[me]
+        self._bytes_out = sum(in_splits) - in_splits[me]
         at = 0
         offs = {i: 0 for i in self._my_params}
         for s in range(W):
             for i in self._my_params:
-                k = self._shard_numel(s, i)
-                fw, fg = self._full_w[i].view(-1), self._full_g[i].view(-1)
+                k = self._shard_bytes(s, i)
+                fw, fg = _bytes_of(self._full_w[i]), _bytes_of(self._full_g[i])
                 o = offs[i]
                 fw[o:o + k].copy_(out[at:at + k])
                 fg[o:o + k].copy_(out[at + k:at + 2 * k])
@@ -1114,8 +1125,8 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             self._g[i] = self._full_g[i].data_ptr()
 
     def _scatter_home(self):
-        """The reverse all_to_all_single: each home sends the updated rows back to their
-        shards; replicated parameters are broadcast from their home."""
+        """The reverse all_to_all_single (in bytes): each home sends the updated rows back to
+        their shards; replicated parameters are broadcast from their home."""
         me, W = self._rank, self._world
         dev = self._comm_device()
         send, in_splits = [], []
@@ -1124,23 +1135,24 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 if self._replicated[i]:
                     continue
                 start = sum(self._rows[s][i] for s in range(d)) * self._row_numel[i]
-                send.append(self._full_w[i].view(-1)[start:start + self._shard_numel(d, i)])
-            in_splits.append(sum(self._shard_numel(d, i) for i in self._my_params))
-        out_splits = [sum(self._shard_numel(me, i) for i in range(len(self._names))
+                send.append(_bytes_of(
+                    self._full_w[i].view(-1)[start:start + self._shard_numel(d, i)]))
+            in_splits.append(sum(self._shard_bytes(d, i) for i in self._my_params))
+        out_splits = [sum(self._shard_bytes(me, i) for i in range(len(self._names))
                           if self._home[i] == s) for s in range(W)]
-        inp = torch.cat(send) if send else torch.zeros(0, dtype=torch.float32, device=dev)
-        out = torch.empty(sum(out_splits), dtype=torch.float32, device=dev)
+        inp = torch.cat(send) if send else torch.zeros(0, dtype=torch.uint8, device=dev)
+        out = torch.empty(sum(out_splits), dtype=torch.uint8, device=dev)
         dist.all_to_all_single(out, inp.to(dev), out_splits, in_splits, group=self._group)
         at = 0
         for s in range(W):
             for i in range(len(self._names)):
                 if self._home[i] != s or self._replicated[i]:
                     continue
-                k = self._shard_numel(me, i)
-                self._local_w[i].view(-1).copy_(out[at:at + k])
+                k = self._shard_bytes(me, i)
+                _bytes_of(self._local_w[i]).copy_(out[at:at + k])
                 at += k
-        sent = 4 * (sum(in_splits) - in_splits[me]) + self._bytes_out
-        received = 4 * (sum(out_splits) - out_splits[me]) + self._bytes_in
+        sent = sum(in_splits) - in_splits[me] + self._bytes_out
+        received = sum(out_splits) - out_splits[me] + self._bytes_in
         for i in range(len(self._names)):
             if not self._replicated[i]:
                 continue
@@ -1148,9 +1160,9 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             dist.broadcast(buf, src=_global_rank(self._group, self._home[i]), group=self._group)
             if self._home[i] == me:
                 self._local_w[i].copy_(buf)
-                sent += buf.numel() * 4
+                sent += buf.numel() * buf.element_size()
             else:
-                received += buf.numel() * 4
+                received += buf.numel() * buf.element_size()
         return sent, received
 
     # ---- checkpoints
@@ -1308,13 +1320,25 @@ def _is_replicated(p):
     return not isinstance(p, RowShard)
 
 
+def _bytes_of(t):
+    """A contiguous tensor's bytes as a flat uint8 view (collectives of mixed dtypes)."""
+    return t.reshape(-1).view(torch.uint8)
+
+
+def _dtype_problems(what, name, dtype, device):
+    """float32 anywhere, bfloat16 on CUDA (the CPU runtime steps float32 only)."""
+    if dtype == torch.float32 or (dtype == torch.bfloat16 and device.type == "cuda"):
+        return []
+    return ["%s %r: dtype %s, must be torch.float32%s"
+            % (what, name, dtype, " or torch.bfloat16" if device.type == "cuda" else
+               " (bfloat16 needs CUDA parameters)")]
+
+
 def _param_problems(name, t, shape, what, device=None):
     """symoc.torch's checks on the tensor's own device, CPU or CUDA (the CUDA entry points
-    take CUDA tensors), float32 only (the distributed step passes no dtypes); with `device`,
-    also that the tensor is there."""
+    take CUDA tensors): float32 or, on CUDA, bfloat16; with `device`, also that the tensor
+    is there."""
     out = _tensor_problems(name, t, shape, what, t.device if t.device.type == "cuda" else None)
-    if t.dtype == torch.bfloat16:
-        out.append("%s %r: dtype %s, must be torch.float32" % (what, name, t.dtype))
     if device is not None and t.device != device:
         out.append("%s %r: on %s, the other parameters are on %s" % (what, name, t.device, device))
     return out

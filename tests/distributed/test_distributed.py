@@ -562,6 +562,11 @@ def check_faults(libs, rank, world):
         ps = ps[1:]
     expect_error(lambda: DistributedSymocOptimizer(ps, library=path, lr=LR),
                  "rank(s) %d" % bad, "missing")
+    # bfloat16 CPU parameters (the CPU runtime steps float32; bfloat16 needs CUDA): refused,
+    # naming the parameter.
+    ps = [(n, torch.nn.Parameter(p.detach().to(torch.bfloat16))) for n, p in make_params(lib)]
+    expect_error(lambda: DistributedSymocOptimizer(ps, library=path, lr=LR),
+                 "dtype torch.bfloat16, must be torch.float32", ps[0][0])
     # An unknown DDP schedule: refused before any collective (the same on every rank).
     expect_error(lambda: DistributedSymocOptimizer(make_params(lib), library=path, lr=LR,
                                                    schedule="eager"),

@@ -7,9 +7,10 @@
 #
 # The second form builds every folder written by `symoc compile` with cmake against runtime/
 # (OpenBLAS and LAPACKE must be findable), then runs tests/gpu/test_fsdp2.py: gloo on CPU
-# parameters at world sizes 2 and 3 (FSDP2 == DDP == single process, bit for bit), and NCCL on
-# CUDA parameters with one rank per GPU when the libraries have the CUDA entry points
-# (create_cuda/step_cuda). Prints PASS/FAIL per library with the largest absolute difference,
+# parameters at world sizes 2 and 3 (FSDP2 == DDP == single process, bit for bit), and, when
+# the libraries have the CUDA entry points (create_cuda/step_cuda), NCCL on CUDA parameters
+# with one rank per GPU (float32 and bfloat16) and gloo with 2 ranks on GPU 0 (float32,
+# bfloat16, and both mixed). Prints PASS/FAIL per library with the largest absolute difference,
 # then one summary line per run. Exit status: 0 when every run that ran passed.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -49,9 +50,17 @@ has_cuda=$(cd "$ROOT" && $PY -c "import sys; sys.path.insert(0, 'python')
 from symoc.torch import load_library
 print(int(bool(load_library(sys.argv[1]).api.step_cuda)))" "${libs[1]}")
 if [ "$ngpu" -ge 1 ] && [ "$has_cuda" = 1 ]; then
-  $PY "$ROOT/tests/gpu/test_fsdp2.py" "${libs[@]}" --backend nccl --world "$ngpu" | tee /tmp/dist_gpu_nccl.txt
-  [ ${PIPESTATUS[0]} -eq 0 ] || status=1
-  summary+=("nccl world $ngpu: $(tail -1 /tmp/dist_gpu_nccl.txt)")
+  for dt in fp32 bf16; do
+    $PY "$ROOT/tests/gpu/test_fsdp2.py" "${libs[@]}" --backend nccl --world "$ngpu" --dtype $dt | tee /tmp/dist_gpu_nccl_$dt.txt
+    [ ${PIPESTATUS[0]} -eq 0 ] || status=1
+    summary+=("nccl world $ngpu $dt: $(tail -1 /tmp/dist_gpu_nccl_$dt.txt)")
+  done
+  # Several ranks on one GPU (gloo carries CUDA tensors): world 2 with every dtype layout.
+  for dt in fp32 bf16 mixed; do
+    $PY "$ROOT/tests/gpu/test_fsdp2.py" "${libs[@]}" --backend gloo --device cuda --world 2 --dtype $dt | tee /tmp/dist_gpu_gloo_cuda_$dt.txt
+    [ ${PIPESTATUS[0]} -eq 0 ] || status=1
+    summary+=("gloo on cuda world 2 $dt: $(tail -1 /tmp/dist_gpu_gloo_cuda_$dt.txt)")
+  done
 else
   summary+=("nccl: not run (GPUs: $ngpu, library CUDA entry points: $has_cuda)")
 fi

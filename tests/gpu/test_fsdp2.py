@@ -2,6 +2,7 @@
 """FSDP2 (fully_shard, DTensor Shard(0)) against DDP for DistributedSymocOptimizer (issue #15).
 
 Usage: test_fsdp2.py --library LIB.so [--library ...] --backend gloo|nccl --world N
+                    [--device cpu|cuda] [--dtype fp32|bf16|mixed]
 
 Needs torch >= 2.4. Spawns N ranks. On each, for each library: a module holding the plan's
 parameters (random, the same on every rank) is sharded with fully_shard on a 1-D mesh; the
@@ -10,12 +11,17 @@ same parameters are also kept replicated (the DDP layout). Both get the same gra
 3 steps (lr halved before the third) are taken by a DistributedSymocOptimizer on each
 layout, then a 4th whose gradient has a NaN in rank 0's rows of a parameter that FSDP2 steps
 on its shards (elementwise rules, ABI v3 step_rows on CPU parameters; skipped everywhere).
-On the CPU (gloo), the FSDP2 ranks' state_dict()s are then loaded into a fresh DDP-layout
+The FSDP2 ranks' state_dict()s are then loaded into a fresh DDP-layout
 optimizer (re-sharded) and merged into a fresh single-process SymocOptimizer, and a 5th step
 is taken by all. Checks: the FSDP2 parameters (full_tensor()) equal the DDP ones bit for bit
-and, on the CPU, the single-process and restored optimizers' too. Rank 0 prints one line per library
-with the largest absolute difference, and 'N passed, M failed'. gloo runs on CPU parameters;
+and the single-process and restored optimizers' too. Rank 0 prints one line per library
+with the largest absolute difference, and 'N passed, M failed'. gloo runs on CPU parameters
+(or, with --device cuda, on CUDA parameters, every rank on GPU 0: several ranks on one GPU);
 nccl on CUDA parameters (one GPU per rank; the library needs the CUDA entry points).
+On CUDA step 4's NaN goes into a parameter stepped whole at its home (none is stepped on its
+shards there). --dtype (CUDA only): bf16 makes every parameter and gradient
+bfloat16, mixed every second one (the others float32), so the DDP buckets change dtype and
+FSDP2's byte exchange carries both.
 """
 import argparse
 import datetime
@@ -56,23 +62,33 @@ class Holder(torch.nn.Module):
 
 
 def bits_equal(a, b):
-    return a.shape == b.shape and torch.equal(a.contiguous().view(torch.int32),
-                                              b.contiguous().view(torch.int32))
+    view = torch.int16 if a.dtype == torch.bfloat16 else torch.int32
+    return a.shape == b.shape and a.dtype == b.dtype and \
+        torch.equal(a.contiguous().view(view), b.contiguous().view(view))
 
 
-def one_library(path, rank, world, device, mesh):
-    """3 steps (lr halved before the third) on FSDP2, DDP and (CPU) one process; a 4th whose
-    gradient has a NaN in the first rows of a parameter stepped on its shards (every layout
-    skips that parameter); on the CPU, the FSDP2 ranks' state_dicts re-sharded into a fresh
-    DDP-layout optimizer and merged into a fresh single-process one, then a 5th step on all."""
+def dtype_of(k, dtype):
+    if dtype == "bf16" or (dtype == "mixed" and k % 2 == 0):
+        return torch.bfloat16
+    return torch.float32
+
+
+def one_library(path, rank, world, device, mesh, dtype="fp32"):
+    """3 steps (lr halved before the third) on FSDP2, DDP and one process; a 4th whose
+    gradient has a NaN in the first rows of a parameter stepped on its shards, or else in the
+    first parameter (every layout skips that parameter); the FSDP2 ranks' state_dicts
+    re-sharded into a fresh DDP-layout optimizer and merged into a fresh single-process one,
+    then a 5th step on all."""
     from symoc.distributed import DistributedSymocOptimizer, single_process_state_dict
     from symoc.torch import SymocOptimizer, load_library
     fully_shard, Shard, distribute_tensor, _ = fsdp_api()
     lib = load_library(path)
     gen = torch.Generator().manual_seed(0)
-    init = [torch.randn(s, generator=gen) * 0.5 for _, s, _ in lib.params]
+    init = [(torch.randn(s, generator=gen) * 0.5).to(dtype_of(k, dtype))
+            for k, (_, s, _) in enumerate(lib.params)]
     names = [n for n, _, _ in lib.params]
-    grads = [[torch.randn(s, generator=gen) for _, s, _ in lib.params] for _ in range(STEPS + 2)]
+    grads = [[torch.randn(s, generator=gen).to(dtype_of(k, dtype))
+              for k, (_, s, _) in enumerate(lib.params)] for _ in range(STEPS + 2)]
 
     holder = Holder([t.to(device) for t in init])
     fully_shard(holder, mesh=mesh)
@@ -82,17 +98,13 @@ def one_library(path, rank, world, device, mesh):
     # split="always": the DDP layout steps its large elementwise blocks as row pieces.
     ddp = DistributedSymocOptimizer(list(zip(names, ddp_params)), library=path, lr=LR,
                                     split="always")
-    single = None
-    if device.type == "cpu":
-        single_params = [torch.nn.Parameter(t.clone()) for t in init]
-        single = SymocOptimizer(list(zip(names, single_params)), library=path, lr=LR)
-    # A NaN in step 4's gradient of a parameter stepped on its shards (rank 0's rows).
-    nan_param = fsdp._local[0] if fsdp._local else None
-    if nan_param is not None:
-        grads[STEPS][nan_param].view(-1)[0] = float("nan")
-    opts = [(fsdp, sharded, True), (ddp, ddp_params, False)]
-    if single is not None:
-        opts.append((single, single_params, False))
+    single_params = [torch.nn.Parameter(t.clone().to(device)) for t in init]
+    single = SymocOptimizer(list(zip(names, single_params)), library=path, lr=LR)
+    # A NaN in step 4's gradient of a parameter stepped on its shards (rank 0's rows), or
+    # else (CUDA: none is) of the first parameter, stepped whole at its home.
+    nan_param = fsdp._local[0] if fsdp._local else 0
+    grads[STEPS][nan_param].view(-1)[0] = float("nan")
+    opts = [(fsdp, sharded, True), (ddp, ddp_params, False), (single, single_params, False)]
 
     def step(s, which):
         for opt, params, dt in which:
@@ -105,20 +117,19 @@ def one_library(path, rank, world, device, mesh):
 
     for s in range(STEPS + 1):
         step(s, opts)
-    restored = 0
-    if single is not None:
-        # Checkpoint of the FSDP2 run (row-range state of the shards) re-sharded.
-        shards = [None] * world
-        dist.all_gather_object(shards, fsdp.state_dict())
-        r_ddp_params = [torch.nn.Parameter(p.detach().clone()) for p in ddp_params]
-        r_ddp = DistributedSymocOptimizer(list(zip(names, r_ddp_params)), library=path,
-                                          lr=LR * 3)
-        r_ddp.load_state_dict(shards)
-        r_single_params = [torch.nn.Parameter(p.detach().clone()) for p in single_params]
-        r_single = SymocOptimizer(list(zip(names, r_single_params)), library=path, lr=LR * 3)
-        r_single.load_state_dict(single_process_state_dict(shards))
-        opts += [(r_ddp, r_ddp_params, False), (r_single, r_single_params, False)]
-        restored = 2
+    # Checkpoint of the FSDP2 run (row-range state of the shards) re-sharded into a fresh
+    # DDP-layout optimizer and merged into a fresh single-process one.
+    shards = [None] * world
+    dist.all_gather_object(shards, fsdp.state_dict())
+    r_ddp_params = [torch.nn.Parameter(p.detach().clone()) for p in ddp_params]
+    r_ddp = DistributedSymocOptimizer(list(zip(names, r_ddp_params)), library=path,
+                                      lr=LR * 3)
+    r_ddp.load_state_dict(shards)
+    r_single_params = [torch.nn.Parameter(p.detach().clone()) for p in single_params]
+    r_single = SymocOptimizer(list(zip(names, r_single_params)), library=path, lr=LR * 3)
+    r_single.load_state_dict(single_process_state_dict(shards))
+    opts += [(r_ddp, r_ddp_params, False), (r_single, r_single_params, False)]
+    restored = 2
     step(STEPS + 1, opts)
     worst_ddp = worst_single = 0.0
     identical = True
@@ -128,22 +139,30 @@ def one_library(path, rank, world, device, mesh):
         worst_ddp = max(worst_ddp, (a - b).abs().max().item() if a.numel() else 0.0)
         identical = identical and bits_equal(a, b)
         for opt, params, dt in opts[2:]:
-            c = params[k].detach()
+            c = params[k].detach().cpu()
             worst_single = max(worst_single, (a - c).abs().max().item() if a.numel() else 0.0)
             identical = identical and bits_equal(a, c)
-    info = "%d params on their shards, %d split pieces here, %d restored" % (
-        len(fsdp._local), len(ddp.row_ranges), restored)
-    return identical, worst_ddp, (worst_single if single is not None else None), \
+    skipped = torch.tensor([fsdp.steps_skipped, ddp.steps_skipped], device=device)
+    dist.all_reduce(skipped)
+    if skipped.min().item() == 0 or single.steps_skipped == 0:
+        identical = False       # the NaN step must have been skipped somewhere, in every layout
+    info = "%d params on their shards, %d split pieces here, %d restored, %s, skips %s/%d" % (
+        len(fsdp._local), len(ddp.row_ranges), restored, dtype, skipped.tolist(),
+        single.steps_skipped)
+    return identical, worst_ddp, worst_single, \
         fsdp.last_step.get("bytes_sent", 0), ddp.last_step.get("bytes_sent", 0), info
 
 
-def worker(rank, world, backend, libs, init_file, out_file):
+def worker(rank, world, backend, libs, init_file, out_file, device_type="cpu", dtype="fp32"):
     _, _, _, init_device_mesh = fsdp_api()
     dist.init_process_group(backend, init_method="file://" + init_file, rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=120))
     if backend == "nccl":
         torch.cuda.set_device(rank)
         device = torch.device("cuda", rank)
+    elif device_type == "cuda":     # gloo, every rank on GPU 0
+        torch.cuda.set_device(0)
+        device = torch.device("cuda", 0)
     else:
         device = torch.device("cpu")
     mesh = init_device_mesh(device.type, (world,))
@@ -151,7 +170,7 @@ def worker(rank, world, backend, libs, init_file, out_file):
     for path in libs:
         try:
             ok, d_ddp, d_single, b_fsdp, b_ddp, info = one_library(path, rank, world, device,
-                                                                   mesh)
+                                                                   mesh, dtype)
             lines.append("%s %-40s fsdp2 vs ddp max|diff| %.3g%s  bytes sent fsdp2 %d ddp %d; %s"
                          % ("PASS" if ok else "FAIL", os.path.basename(os.path.dirname(path)),
                             d_ddp, "" if d_single is None else
@@ -174,7 +193,15 @@ def main():
     ap.add_argument("--library", action="append", required=True)
     ap.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
     ap.add_argument("--world", type=int, default=2)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                    help="default: cpu for gloo, cuda for nccl")
+    ap.add_argument("--dtype", choices=["fp32", "bf16", "mixed"], default="fp32")
     args = ap.parse_args()
+    device = args.device or ("cuda" if args.backend == "nccl" else "cpu")
+    if args.backend == "nccl" and device != "cuda":
+        ap.error("nccl needs --device cuda")
+    if args.dtype != "fp32" and device != "cuda":
+        ap.error("--dtype %s needs CUDA parameters (the CPU runtime steps float32)" % args.dtype)
     major, minor = (int(x) for x in torch.__version__.split(".")[:2])
     if (major, minor) < (2, 4):
         print("SKIP: FSDP2 needs torch >= 2.4, this is %s" % torch.__version__)
@@ -182,10 +209,11 @@ def main():
     d = tempfile.mkdtemp(prefix="fsdp2-")
     out = os.path.join(d, "result")
     mp.spawn(worker, args=(args.world, args.backend, [os.path.abspath(p) for p in args.library],
-                           os.path.join(d, "init"), out), nprocs=args.world, join=True)
+                           os.path.join(d, "init"), out, device, args.dtype),
+             nprocs=args.world, join=True)
     text = open(out).read()
-    print("FSDP2 vs DDP, backend %s, world size %d, torch %s:" % (args.backend, args.world,
-                                                                  torch.__version__))
+    print("FSDP2 vs DDP, backend %s on %s, %s, world size %d, torch %s:"
+          % (args.backend, device, args.dtype, args.world, torch.__version__))
     print(text, end="")
     failed = sum(1 for l in text.splitlines() if l.startswith("FAIL"))
     passed = sum(1 for l in text.splitlines() if l.startswith("PASS"))
