@@ -31,6 +31,8 @@ the median of --iters steps after --warmup steps:
                                groups on a side stream beside the Gram groups)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
+  symoc muon, Gram without restart  the same with SYMOC_CUDA_NS_GRAM_RESTART=0 (the Gram path
+                               without re-forming X and R after step 2)
   torch Muon + AdamW           torch.optim.Muon on the same matrices + fused AdamW for the rest
 and the same run's references: device-to-device copy bandwidth (bytes read + written), the
 AdamW bytes per step (28 B per fp32 parameter: p, g, m, v read; p, m, v written), and the
@@ -69,6 +71,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -159,7 +162,10 @@ def environment(env):
 
 def time_variant(rows, label, lib_path, seed, a, env, eager=True, graph=True):
     """rows[label] (symoc.torch's step) and rows[label + " (graph)"] (torch.cuda.graph around it)
-    for the library made under the environment `env` (read at create_cuda)."""
+    for the library made under the environment `env` (read at create_cuda). --variants REGEX:
+    only the labels it matches."""
+    if a.variants and not re.search(a.variants, label):
+        return
     with environment(env):
         named = params_of(load_library(lib_path), seed)
         opt = SymocOptimizer(named, library=lib_path, lr=1e-3)
@@ -226,7 +232,8 @@ def bench_set(name, adamw_lib, muon_lib, a):
     # SYMOC_CUDA_FUSE=0: the unfused norm and update passes, =1: the momentum kernel writing U
     # (session 11; the default 2 makes the momentum step in the plan's pack);
     # SYMOC_CUDA_NS_WORKSPACE_MB=0: the Newton-Schulz workspace uncapped (default 2 GiB, session 13);
-    # SYMOC_CUDA_OVERLAP=1: the side stream.
+    # SYMOC_CUDA_OVERLAP=1: the side stream; SYMOC_CUDA_NS_GRAM_RESTART=0: the Gram path without
+    # its restart after step 2.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
     time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
@@ -235,6 +242,8 @@ def bench_set(name, adamw_lib, muon_lib, a):
     time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
     time_variant(rows, "symoc muon, two NS streams", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "2"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
+    time_variant(rows, "symoc muon, Gram without restart", muon_lib, 2, a,
+                 {"SYMOC_CUDA_NS_GRAM_RESTART": "0"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)
     mu = [p for n, p in named if hp[n][0] == "muon"]
@@ -566,6 +575,8 @@ def main():
                     metavar=("NAME", "MUON_LIB", "SYMO_LIB", "AUTO_LIB", "SHAMPOO_LIB", "SHAMPOO_F10_LIB"))
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--variants", default=None, metavar="REGEX",
+                    help="only the symoc muon variant rows whose label matches (default: all)")
     ap.add_argument("--out", default=".")
     a = ap.parse_args()
     device = torch.cuda.get_device_name(0)

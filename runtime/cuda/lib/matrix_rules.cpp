@@ -187,6 +187,12 @@ mx::NsTuning ns_tuning_from_env() {
   t.gram_min_aspect = mx::kGramNsMinAspect;
   const char *ns = std::getenv("SYMOC_CUDA_NS");
   if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
+  // SYMOC_CUDA_NS_GRAM_RESTART=N: the Gram path's restart after step N (0: none; default 2).
+  if (const char *gr = std::getenv("SYMOC_CUDA_NS_GRAM_RESTART")) {
+    char *end = nullptr;
+    const long v = std::strtol(gr, &end, 10);
+    if (end != gr && *end == '\0' && v >= 0 && v < 64) t.gram_restart = int(v);
+  }
   const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
   if (lt && std::string(lt) == "0") t.lt = false;
   // Symmetric products where they pay (r >= kSymmetricMinSide, measured on an H200:
