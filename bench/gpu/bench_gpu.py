@@ -69,6 +69,7 @@ times Shampoo alone.
 """
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -142,6 +143,25 @@ def adamw_groups(named, hp):
         key = (h.get("beta1", 0.9), h.get("beta2", 0.999), h.get("eps", 1e-8), h.get("weight_decay", 0.0))
         groups.setdefault(key, []).append(p)
     return [{"params": v, "betas": (k[0], k[1]), "eps": k[2], "weight_decay": k[3]} for k, v in groups.items()]
+
+
+def block_stepper(lib, opt, named):
+    """step(blocks): one raw step_cuda call of `opt` (a SymocOptimizer of `lib` over `named`)
+    stepping only the plan's `blocks` (None: every block), what symoc.distributed calls for a
+    rank, ordered on torch's current stream. The plan's block ids: block_stepper.blocks."""
+    api, n = lib.api, len(named)
+    w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
+    g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
+
+    def step(blocks=None):
+        arr = None if blocks is None else (ctypes.c_int32 * len(blocks))(*blocks)
+        rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if blocks is None else len(blocks),
+                           ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        if rc != 0:
+            raise RuntimeError("step_cuda rc %d" % rc)
+
+    step.blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
+    return step
 
 
 @contextlib.contextmanager

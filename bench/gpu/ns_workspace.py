@@ -15,7 +15,6 @@ symoc.distributed gives it; the workspace is allocated for the plans a rank runs
 for its own matrices only). Cap 0: no cap; the default is 2048 (runtime/README.md).
 """
 import argparse
-import ctypes
 import json
 import os
 import sys
@@ -31,22 +30,15 @@ from symoc.torch import SymocOptimizer, load_library  # noqa: E402
 def measure(path, cap, sel_every, a):
     lib = load_library(path)
     named = bg.params_of(lib, 3)
-    api, n = lib.api, len(named)
-    w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
-    g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
-    blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
-    sel = None if sel_every == 1 else blocks[0::sel_every]
-    arr = None if sel is None else (ctypes.c_int32 * len(sel))(*sel)
     torch.cuda.synchronize()
     free0 = torch.cuda.mem_get_info()[0]
     with bg.environment({"SYMOC_CUDA_NS_WORKSPACE_MB": str(cap)}):
         opt = SymocOptimizer(named, library=path, lr=1e-3)
+    stepper = bg.block_stepper(lib, opt, named)
+    sel = None if sel_every == 1 else stepper.blocks[0::sel_every]
 
     def step():
-        rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if sel is None else len(sel),
-                           ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-        if rc != 0:
-            raise RuntimeError("step_cuda rc %d" % rc)
+        stepper(sel)
 
     step()
     step()

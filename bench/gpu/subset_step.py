@@ -13,7 +13,6 @@ Newton-Schulz plan of their own) and with SYMOC_CUDA_SUBSET_PLANS=0 (every step 
 plan, the inactive matrices as zeros).
 """
 import argparse
-import ctypes
 import json
 import os
 import sys
@@ -31,18 +30,8 @@ def time_lib(path, env, a):
     named = bg.params_of(lib, 3)
     with bg.environment(env):
         opt = SymocOptimizer(named, library=path, lr=1e-3)
-    api, n = lib.api, len(named)
-    w = (ctypes.c_void_p * n)(*[p.data_ptr() for _, p in named])
-    g = (ctypes.c_void_p * n)(*[p.grad.data_ptr() for _, p in named])
-    blocks = [b["id"] for b in json.loads(lib.plan_json)["blocks"]]
-
-    def step(sel):
-        arr = None if sel is None else (ctypes.c_int32 * len(sel))(*sel)
-        rc = api.step_cuda(opt._opt, w, g, None, n, arr, 0 if sel is None else len(sel),
-                           ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-        if rc != 0:
-            raise RuntimeError("step_cuda rc %d" % rc)
-
+    step = bg.block_stepper(lib, opt, named)
+    blocks = step.blocks
     rows = {"full": bg.timed(lambda: step(None), a.warmup, a.iters)}
     for W in a.ranks:
         rows["rank 0 of %d" % W] = bg.timed(lambda W=W: step(blocks[0::W]), a.warmup, a.iters)

@@ -961,7 +961,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             problems += _param_problems(name, g, shape, "gradient", self._device)
             if problems:
                 continue
-            off = 4 * r0 * self._row_numel[i]
+            off = p.element_size() * r0 * self._row_numel[i]
             self._piece_args[(i, r0)] = (i, r0, r1, p.data_ptr() + off, g.data_ptr() + off,
                                          int(not bool(torch.isfinite(g).all())))
         if problems:
