@@ -859,7 +859,8 @@ struct PolarCase {
 // fp32 spread), and within 3x that spread of the standard GPU path (the sum of the two limits);
 // other configurations (bf16, no restart) are printed for the record. Also: out aliasing in,
 // a square group in the same plan (routed to the standard path), and a CUDA-graph replay that
-// reproduces the eager result exactly.
+// reproduces the eager result exactly. Polar Express: the Gram tuning leaves it on the standard
+// iteration (bitwise the standard plan; test_gram_stress says why).
 void test_gram_newton_schulz(cu::Engine &e) {
   const std::vector<cu::Shape> shapes = {{3, 96, 200}, {3, 200, 96}, {2, 37, 101}, {2, 128, 128}, {2, 768, 3072},
                                          {2, 3072, 768}};
@@ -890,6 +891,28 @@ void test_gram_newton_schulz(cu::Engine &e) {
       sync();
       return plan.flops();
     };
+    if (pe) { // the Gram tuning leaves Polar Express on the standard iteration (test_gram_stress)
+      try {
+        cu::NsTuning st, gt;
+        st.gram_min_aspect = 0;
+        gt.gram_min_aspect = 1.01;
+        std::vector<DevBatch> dstd, dgram;
+        const double fs = run_plan(st, dstd), fg = run_plan(gt, dgram);
+        double diff = 0;
+        for (size_t g = 0; g < shapes.size(); ++g) {
+          if (!check_written("gram polar_express (standard)", dstd[g]) ||
+              !check_written("gram polar_express (gram tuning)", dgram[g]))
+            continue;
+          for (size_t i = 0; i < dstd[g].hb.h.size(); ++i)
+            if (std::isfinite(dstd[g].hb.h[i])) diff = std::max(diff, double(std::fabs(dgram[g].hb.h[i] - dstd[g].hb.h[i])));
+        }
+        table.add("gram polar_express: the standard iteration, max |diff|", diff, 0.0);
+        table.add("gram polar_express: plan FLOPs / standard's - 1", std::fabs(fg / fs - 1), 0.0);
+      } catch (const std::exception &ex) {
+        table.fail("gram polar_express", ex.what());
+      }
+      continue;
+    }
     try {
       cu::NsTuning st;
       st.gram_min_aspect = 0;
@@ -1002,7 +1025,10 @@ HostBatch with_spectrum(std::vector<double> s, int64_t k, bool tall) {
 // wide and tall. Every configuration against the CPU fp32 iteration next to the standard bf16
 // GPU path (what torch's Muon does); the optimizers' configuration (fp16, restart 2) is checked:
 // at most 1.5x the standard path's error on the same input, or the random-input limit when
-// that is larger. The others are printed for the record (the restart decision).
+// that is larger. The others are printed for the record (the restart decision: session 14,
+// one H200, without the restart fp16 was 2x to 24x further from fp32 than with it, on the
+// power law 0.17 against the standard path's 0.032 and the restart's 0.007; bf16 without it
+// up to 36 relative error).
 void test_gram_stress(cu::Engine &e) {
   const int64_t r = 768, k = 3072;
   auto logspace = [](double a, double b, int64_t n) {
@@ -1039,10 +1065,12 @@ void test_gram_stress(cu::Engine &e) {
                                        {"gram bf16 restart 2", true, cu::NsHalf::BF16, 2},
                                        {"gram bf16 no restart", true, cu::NsHalf::BF16, 0}};
   const cu::NsTuning dflt;
-  for (int pe = 0; pe < 2; ++pe) {
-    const char *method = pe ? "polar_express" : "newton_schulz";
-    const int steps = pe ? 8 : 5;
-    const auto it = pe ? cu::PolarIteration::PolarExpress : cu::PolarIteration::NewtonSchulz;
+  // Newton-Schulz only: the plan runs Polar Express on the standard iteration (its Gram form,
+  // measured here before: 3 to 59 relative error with the restart, non-finite in bf16).
+  {
+    const char *method = "newton_schulz";
+    const int steps = 5;
+    const auto it = cu::PolarIteration::NewtonSchulz;
     for (int tall = 0; tall < 2; ++tall) {
       const cu::Shape shape{1, tall ? k : r, tall ? r : k};
       double lim_random = spread_limit(shape.rows, shape.cols, method);
@@ -1054,8 +1082,7 @@ void test_gram_stress(cu::Engine &e) {
           DevBatch din(in);
           HostBatch ref(1, shape.rows, shape.cols);
           rt::Context ctx;
-          if (pe) rt::polar_express(ctx, in.view(0), ref.view(0), steps);
-          else rt::newton_schulz5(ctx, in.view(0), ref.view(0), steps);
+          rt::newton_schulz5(ctx, in.view(0), ref.view(0), steps);
           std::vector<double> errs;
           std::string line;
           for (const Config &c : configs) {
@@ -1069,8 +1096,13 @@ void test_gram_stress(cu::Engine &e) {
             Dev<char> ws(plan.workspace_bytes());
             plan.run(&g, 1, workspace(ws), stream);
             sync();
-            if (!check_written(tag + " " + c.name, out)) {
+            const bool checked = c.gram && c.half == dflt.gram_half && c.restart == dflt.gram_restart;
+            out.fetch();
+            std::string why;
+            if (!out.hb.written_exactly(why)) { // a failure for the optimizers' configuration only
+              if (checked || !c.gram) table.fail(tag + " " + c.name, why);
               errs.push_back(INFINITY);
+              line += std::string(" ") + c.name + " non-finite";
               continue;
             }
             errs.push_back(rel_err(out.hb.view(0), ref.view(0)));
@@ -1674,6 +1706,7 @@ void test_ns_symmetric(cu::Engine &e) {
                                          {2, 129, 300}, {2, 128, 128}, {2, 768, 3072}, {2, 3072, 768}};
   for (int run = 0; run < 4; ++run) {
     const int path = run / 2; // 0: Gram, 1: standard
+    if (run == 1) continue;   // Gram Polar Express: the plan runs it as run 3 (standard)
     PolarCase pc(shapes, run % 2);
     const std::string pre = std::string(path ? "standard" : "gram") + " sym " + pc.method;
     try {

@@ -518,13 +518,13 @@ void launch_apply(const StepArgs &a, const Chunk *chunks, int nchunks, const Slo
 }
 void launch_pack(const PackEntry *entries, int n, int64_t rows, int64_t cols, float *P, int64_t max_cols,
                  cudaStream_t s, bool legacy) {
-  if (n && rows * cols)
+  if (n && rows > 0 && cols > 0)
     pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, P, 0, 1.f, 1.f,
                                                                        legacy ? 1 : 0);
 }
 void launch_unpack(const PackEntry *entries, int n, int64_t rows, int64_t cols, const float *P, float s1, float s2,
                    int64_t max_cols, cudaStream_t s, bool legacy) {
-  if (n && rows * cols)
+  if (n && rows > 0 && cols > 0)
     pack_kernel<<<dim3(grid_for(rows * max_cols), gy(n)), 256, 0, s>>>(entries, n, rows, cols, const_cast<float *>(P), 1,
                                                                        s1, s2, legacy ? 1 : 0);
 }
@@ -533,7 +533,7 @@ void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, 
   if (n && len) bias_scale_kernel<<<dim3(grid_for(len), gy(n)), 256, 0, s>>>(slots, c, C, H, n, per, np, len, beta2);
 }
 void launch_add_rows(float *Q, const float *v, int n, int64_t rows, int64_t cols, cudaStream_t s) {
-  if (n && rows * cols) add_rows_kernel<<<dim3(grid_for(rows * cols), gy(n)), 256, 0, s>>>(Q, v, n, rows, cols);
+  if (n && rows > 0 && cols > 0) add_rows_kernel<<<dim3(grid_for(rows * cols), gy(n)), 256, 0, s>>>(Q, v, n, rows, cols);
 }
 void launch_center_keep(float *P, float *mu, int n, int64_t rows, int64_t cols, cudaStream_t s, bool legacy) {
   if (!n || !cols) return;
