@@ -67,6 +67,18 @@ def bits_equal(a, b):
         torch.equal(a.contiguous().view(view), b.contiguous().view(view))
 
 
+def full_of(p, world):
+    """The full tensor of a DTensor parameter on the CPU: its shards gathered as objects (not
+    DTensor.full_tensor(), whose all_gather segfaults in torch 2.11 under gloo with CUDA
+    tensors, session 14)."""
+    local = p.to_local().detach().cpu()
+    if not p.placements[0].is_shard(0):
+        return local
+    parts = [None] * world
+    dist.all_gather_object(parts, local)
+    return torch.cat(parts)
+
+
 def dtype_of(k, dtype):
     if dtype == "bf16" or (dtype == "mixed" and k % 2 == 0):
         return torch.bfloat16
@@ -134,7 +146,7 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     worst_ddp = worst_single = 0.0
     identical = True
     for k in range(len(init)):
-        a = sharded[k].full_tensor().detach().cpu()
+        a = full_of(sharded[k], world)
         b = ddp_params[k].detach().cpu()
         worst_ddp = max(worst_ddp, (a - b).abs().max().item() if a.numel() else 0.0)
         identical = identical and bits_equal(a, b)
