@@ -24,6 +24,9 @@ Two layouts, chosen from the parameters:
     all_to_all_single brings each block's weight and gradient rows to its home rank, the home
     steps the full block, a second all_to_all_single returns the updated rows to the shards.
 
+Dtypes: float32 parameters on the CPU; float32 or bfloat16 on CUDA, chosen per parameter
+(each stepped in its own dtype with float32 state, as symoc.torch does).
+
 Faults: a rank whose step() raises (bad gradient, a closure that throws, a library error)
 makes every rank raise SymocError naming it: an all_reduce of per-rank failure flags runs
 before any weight is touched (and again after the library step), so no rank waits forever in
