@@ -988,10 +988,9 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         arr = (ctypes.c_int32 * max(1, len(blocks)))(*blocks)
         try:
             if self._cuda:
-                stream = torch.cuda.current_stream(self._device).cuda_stream
-                self._check(api.step_cuda(self._opt, self._w, self._g, self._dt, n, arr,
-                                          len(blocks), ctypes.c_void_p(stream)),
-                            "step_cuda(blocks)")
+                stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+                self._step_cuda(lambda: api.step_cuda(self._opt, self._w, self._g, self._dt, n, arr,
+                                                      len(blocks), stream), "step_cuda(blocks)")
                 if self.profile:
                     torch.cuda.current_stream(self._device).synchronize()
             else:

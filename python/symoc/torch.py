@@ -192,6 +192,23 @@ class _LibraryBacked:
             raise SymocError("%s: %s failed: %s"
                              % (self._lib.path, what, _dec(self._lib.api.last_error(self._opt))))
 
+    def _step_cuda(self, call, what):
+        """One step_cuda call (`call()` returns its status). The backend allocates with
+        cudaMalloc, which cannot use the free blocks torch's caching allocator keeps: before an
+        optimizer's first step those are released (torch.cuda.empty_cache()), so that its state
+        and workspace fit where torch's freed memory is, and an out-of-memory error of a later
+        step (a new blocks pattern's plans) is retried once after releasing them. Safe: a step
+        makes everything it allocates before its first launch, so a failed one changed
+        nothing (runtime/README.md)."""
+        if not getattr(self, "_cuda_stepped", False):
+            torch.cuda.empty_cache()
+        rc = call()
+        if rc != 0 and "out of memory" in _dec(self._lib.api.last_error(self._opt)):
+            torch.cuda.empty_cache()
+            rc = call()
+        self._check(rc, what)
+        self._cuda_stepped = True
+
     def set_block_multiplier(self, name, m):
         """Learning-rate multiplier for the initializers matching `name` (a glob allowed);
         distributed: call it on every rank alike."""
@@ -350,9 +367,9 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         return loss
 
     def _launch(self, n):
-        stream = torch.cuda.current_stream(self._device).cuda_stream
-        self._check(self._lib.api.step_cuda(self._opt, self._w, self._g, self._dt, n, None, 0,
-                                            ctypes.c_void_p(stream)), "step_cuda()")
+        stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
+        self._step_cuda(lambda: self._lib.api.step_cuda(self._opt, self._w, self._g, self._dt, n,
+                                                        None, 0, stream), "step_cuda()")
 
     def _step_cuda_fast(self, params):
         """Steps without re-checking the tensors when every weight is the one checked before

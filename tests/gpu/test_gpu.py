@@ -942,6 +942,73 @@ def check_ns_slices(fixture):
     report("ns_slices", ok, "; ".join(parts), "0 differ, equal skips, less memory; the automatic cap the same")
 
 
+def check_oom_step(fixture):
+    """An out-of-memory step changes nothing, and torch's cached memory is given to the backend.
+    GPT-2 small's Muon library (built beside the fixtures): a reference optimizer's first step
+    measures the backend's need (free-memory drop); a second optimizer of the same weights (made
+    first, then free memory held down to half that need by a live tensor;
+    SYMOC_CUDA_NS_WORKSPACE_MB=0, so no automatic slicing) fails its first step with an
+    out-of-memory error and every weight is bitwise as before (the step allocates before its
+    first launch: the AdamW group's state fits, the Newton-Schulz workspace does not). The
+    holding tensor is then freed into torch's cache only (no empty_cache here): the next step
+    succeeds (symoc.torch releases torch's cached blocks before an optimizer's first step and
+    retries an out-of-memory step once) and equals the reference step bitwise."""
+    path = os.path.join(os.path.dirname(os.path.dirname(fixture.path)), "gen_gpt2small_muon",
+                        "libgpt2small_muon_optimizer.so")
+    if not os.path.exists(path):
+        report("oom_step", False, "no %s (tests/gpu/prepare.sh with the GPT-2 small ONNX builds it)" % path)
+        return
+    lib = load_library(path)
+    names = [nm for nm, _, _ in lib.params]
+    W, G = init_weights(lib, 29), grads(lib, 29, 1)[0]
+
+    def fresh():
+        named = [(nm, torch.nn.Parameter(W[nm].clone().to(DEV))) for nm in names]
+        for nm, p in named:
+            p.grad = G[nm].clone().to(DEV)
+        with env_vars(SYMOC_CUDA_NS_WORKSPACE_MB="0"):
+            return named, SymocOptimizer(named, library=lib.path, lr=1e-2)
+
+    named, opt = fresh()
+    torch.cuda.empty_cache()
+    torch.cuda.synchronize()
+    free0 = torch.cuda.mem_get_info()[0]
+    opt.step()
+    torch.cuda.synchronize()
+    need = free0 - torch.cuda.mem_get_info()[0]
+    ref = {nm: p.detach().cpu() for nm, p in named}
+    del opt, named
+    torch.cuda.empty_cache()
+    named, opt = fresh()
+    torch.cuda.synchronize()
+    filler = torch.empty(max(torch.cuda.mem_get_info()[0] - need // 2, 0), dtype=torch.uint8, device=DEV)
+    try:
+        opt.step()
+        err = "stepped"
+    except SymocError as e:
+        err = str(e).splitlines()[-1]
+    torch.cuda.synchronize()
+    changed = sum(not torch.equal(p.detach().cpu(), W[nm]) for nm, p in named)
+    del filler  # into torch's cache: the backend's cudaMalloc cannot use it until released
+    reserved = torch.cuda.memory_reserved()
+    try:
+        opt.step()
+        err2 = None
+    except SymocError as e:
+        err2 = str(e).splitlines()[-1]
+    torch.cuda.synchronize()
+    differ = sum(not torch.equal(p.detach().cpu(), ref[nm]) for nm, p in named) if err2 is None else -1
+    released = torch.cuda.memory_reserved() < reserved
+    del opt, named
+    torch.cuda.empty_cache()
+    ok = "out of memory" in err and changed == 0 and err2 is None and differ == 0 and released
+    report("oom_step", ok, "backend need %.0f MiB, half held: %s; %d parameters changed; after the hold "
+           "was freed into torch's cache: %s, %s parameters differ from the reference, cache released %s"
+           % (need / 2**20, err if len(err) <= 140 else "..." + err[-137:], changed,
+              "stepped" if err2 is None else err2[-120:], differ, released),
+           "an out-of-memory error, 0 changed; then stepped, 0 differ, released")
+
+
 def check_errors(lib):
     names = [n for n, _, _ in lib.params]
     W = init_weights(lib, 9)
@@ -1001,6 +1068,7 @@ def main():
              ("autograph.muon_bf16", lambda: check_autograph(by_policy["gpt2_muon"], "muon_bf16",
                                                              dtype=torch.bfloat16)),
              ("ns_slices", lambda: check_ns_slices(by_policy["gpt2_muon"])),
+             ("oom_step", lambda: check_oom_step(by_policy["gpt2_muon"])),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -214,6 +215,7 @@ struct DeviceOptimizer::Impl {
   ~Impl();
   void build();
   void prepare(Group &gr, cudaStream_t s);
+  void make_tables(Group &gr, cudaStream_t s);
   void ensure_state(Group &gr, const std::vector<uint8_t> *active, cudaStream_t s);
   void fill_args(const Group &gr, StepArgs &a, void *const *w, const void *const *g, const int32_t *dt, float lr,
                  const float *mult, const std::vector<uint8_t> &active, const float *lr_dev) const;
@@ -222,23 +224,37 @@ struct DeviceOptimizer::Impl {
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
   void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
   SubsetNs *subset_plan(const std::vector<uint8_t> &active);
+  void find_slices(SubsetNs &p, const std::vector<std::vector<int32_t>> &act, size_t most, size_t k,
+                   const std::function<void()> &free_slices);
   NsSlice make_slice(const std::vector<std::vector<int32_t>> &parts, bool with_rules);
   bool ensure_ns_ws(size_t bytes, bool may_fail);
   void cap_to_free_memory(size_t bytes);
   void run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
                    const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
   void run_subset_ns(SubsetNs &sub, cudaStream_t s);
+  void pin(size_t slot, int p, bool bf);
+  void reserve_host(const int32_t *dt, const std::vector<uint8_t> &active);
   void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
                  cudaStream_t s);
 };
+
+// The device tables prepare() makes (not the state), freed and cleared.
+static void free_tables(Group &gr) {
+  for (void *p : {static_cast<void *>(gr.d_slots), static_cast<void *>(gr.d_chunks), static_cast<void *>(gr.d_first),
+                  static_cast<void *>(gr.X), static_cast<void *>(gr.Y), static_cast<void *>(gr.A),
+                  static_cast<void *>(gr.B), static_cast<void *>(gr.partial), static_cast<void *>(gr.U),
+                  static_cast<void *>(gr.sumsq), static_cast<void *>(gr.targets), static_cast<void *>(gr.sources)})
+    cudaFree(p);
+  gr.d_slots = nullptr, gr.d_chunks = nullptr, gr.d_first = nullptr;
+  gr.X = gr.Y = gr.A = gr.B = nullptr;
+  gr.partial = nullptr, gr.U = nullptr, gr.sumsq = nullptr, gr.targets = nullptr, gr.sources = nullptr;
+}
 
 DeviceOptimizer::Impl::~Impl() {
   cudaDeviceSynchronize();
   for (Group &gr : groups) {
     for (float *p : gr.slot_state) cudaFree(p);
-    cudaFree(gr.d_slots), cudaFree(gr.d_chunks), cudaFree(gr.d_first);
-    cudaFree(gr.X), cudaFree(gr.Y), cudaFree(gr.A), cudaFree(gr.B), cudaFree(gr.partial), cudaFree(gr.U);
-    cudaFree(gr.sumsq), cudaFree(gr.targets), cudaFree(gr.sources);
+    free_tables(gr);
   }
   rules.reset();
   for (SubsetNs &p : subset_ns)
@@ -358,7 +374,21 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
   if (cs != cudaStreamCaptureStatusNone)
     throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
-  gr.slot_state.assign(gr.slots.size(), nullptr);
+  // Out of memory part way: what was made is freed, so that a retry starts clean (nothing was
+  // launched yet: run() allocates before its first kernel).
+  const size_t tables0 = tables_bytes;
+  try {
+    make_tables(gr, s);
+  } catch (...) {
+    cudaStreamSynchronize(s); // the uploads already queued read the group's host tables
+    free_tables(gr);
+    tables_bytes = tables0;
+    throw;
+  }
+  gr.ready = true;
+}
+
+void DeviceOptimizer::Impl::make_tables(Group &gr, cudaStream_t s) {  gr.slot_state.assign(gr.slots.size(), nullptr);
   gr.slot_floats.assign(gr.slots.size(), 0);
   gr.slot_s1.assign(gr.slots.size(), -1);
   for (size_t i = 0; i < gr.slots.size(); ++i) {
@@ -405,7 +435,6 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   }
   // The uploads read pageable host memory that lives as long as the group.
   check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-  gr.ready = true;
 }
 
 // The state of the group's slots that are stepped (active; null: every slot), zero, made on
@@ -610,11 +639,28 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
   // until every slice fits.
   const double share = elems > 0 ? active_elems / elems : 1.0;
   size_t k = ns_ws_cap ? std::max<size_t>(1, size_t(std::ceil(double(full) * share / double(ns_ws_cap)))) : 1;
-  for (;;) {
-    k = std::max<size_t>(1, std::min(k, most));
+  auto free_slices = [&p] {
     for (NsSlice &sl : p.slices)
       for (auto &mi : sl.members) cudaFree(mi.second);
     p.slices.clear();
+  };
+  try {
+    find_slices(p, act, most, k, free_slices);
+  } catch (...) { // out of memory: nothing of this step ran; its tables go
+    free_slices();
+    throw;
+  }
+  subset_ns.push_back(std::move(p));
+  return &subset_ns.back();
+}
+
+// Slices of the active matrices `act` (k to start with) until every slice's workspace is within
+// the cap, or every slice holds one matrix per group; the workspace made for them.
+void DeviceOptimizer::Impl::find_slices(SubsetNs &p, const std::vector<std::vector<int32_t>> &act, size_t most,
+                                        size_t k, const std::function<void()> &free_slices) {
+  for (;;) {
+    k = std::max<size_t>(1, std::min(k, most));
+    free_slices();
     size_t need = 0;
     for (size_t j = 0; j < k; ++j) {
       std::vector<std::vector<int32_t>> parts(act.size());
@@ -633,8 +679,38 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
     }
     k = std::max(k + 1, size_t(double(k) * double(need) / double(ns_ws_cap) + 0.999));
   }
-  subset_ns.push_back(std::move(p));
-  return &subset_ns.back();
+}
+
+// The pinned host copy of parameter p's weight (slot p) or gradient (slot np + p) in its dtype.
+void DeviceOptimizer::Impl::pin(size_t slot, int p, bool bf) {
+  const size_t np = params.size();
+  if (pin_raw.empty()) pin_raw.assign(2 * np, nullptr), pin_f32.assign(2 * np, nullptr), pin_bf16.assign(2 * np, 0);
+  if (pin_raw[slot] && pin_bf16[slot] == uint8_t(bf)) return;
+  const size_t n = size_t(params[size_t(p)].rows * params[size_t(p)].cols);
+  if (pin_raw[slot] && pin_uploaded) check(cudaEventSynchronize(pin_uploaded), "cudaEventSynchronize"); // in use
+  if (pin_f32[slot] && pin_f32[slot] != pin_raw[slot]) cudaFreeHost(pin_f32[slot]);
+  if (pin_raw[slot]) cudaFreeHost(pin_raw[slot]);
+  pin_raw[slot] = pin_f32[slot] = nullptr;
+  check(cudaMallocHost(&pin_raw[slot], sizeof(float) * std::max<size_t>(n, 1)), "cudaMallocHost");
+  pin_f32[slot] = static_cast<float *>(pin_raw[slot]);
+  if (bf) {
+    void *f = nullptr;
+    check(cudaMallocHost(&f, sizeof(float) * std::max<size_t>(n, 1)), "cudaMallocHost");
+    pin_f32[slot] = static_cast<float *>(f);
+  }
+  pin_bf16[slot] = uint8_t(bf);
+}
+
+// The host path's pinned copies of this step's host blocks, made before its first launch.
+void DeviceOptimizer::Impl::reserve_host(const int32_t *dt, const std::vector<uint8_t> &active) {
+  const size_t np = params.size();
+  for (int b : host_blocks)
+    if (active[size_t(b)])
+      for (int k = 0; k < blocks[size_t(b)].nparams; ++k) {
+        const int p = blocks[size_t(b)].params[k];
+        const bool bf = dt && dt[p] == SYMOC_BF16;
+        pin(size_t(p), p, bf), pin(np + size_t(p), p, bf);
+      }
 }
 
 // Blocks the device does not implement: stepped by the generated CPU code on pinned host
@@ -652,23 +728,11 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
                 "' uses rule '" + blocks[size_t(subset_scratch[0])].kind +
                 "', which runs on the host; a step with it cannot be captured in a CUDA graph");
   const size_t np = params.size();
-  if (pin_raw.empty()) pin_raw.assign(2 * np, nullptr), pin_f32.assign(2 * np, nullptr), pin_bf16.assign(2 * np, 0);
   if (pin_uploaded) check(cudaEventSynchronize(pin_uploaded), "cudaEventSynchronize");
   std::vector<float *> hw(np, nullptr), hg(np, nullptr);
   auto stage = [&](size_t slot, int p, const void *src, bool bf) -> float * {
     const size_t n = size_t(params[size_t(p)].rows * params[size_t(p)].cols);
-    if (!pin_raw[slot] || pin_bf16[slot] != uint8_t(bf)) {
-      if (pin_f32[slot] && pin_f32[slot] != pin_raw[slot]) cudaFreeHost(pin_f32[slot]);
-      if (pin_raw[slot]) cudaFreeHost(pin_raw[slot]);
-      check(cudaMallocHost(&pin_raw[slot], sizeof(float) * std::max<size_t>(n, 1)), "cudaMallocHost");
-      pin_f32[slot] = static_cast<float *>(pin_raw[slot]);
-      if (bf) {
-        void *f = nullptr;
-        check(cudaMallocHost(&f, sizeof(float) * std::max<size_t>(n, 1)), "cudaMallocHost");
-        pin_f32[slot] = static_cast<float *>(f);
-      }
-      pin_bf16[slot] = uint8_t(bf);
-    }
+    pin(slot, p, bf); // made by reserve_host before the step's first launch
     check(cudaMemcpyAsync(pin_raw[slot], src, n * (bf ? 2 : 4), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
     return pin_f32[slot];
   };
@@ -844,12 +908,24 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
                                 const float *mult, const std::vector<uint8_t> &active, cudaStream_t s,
                                 const float *lr_dev) {
   Impl &m = *this;
+  // Everything a step allocates (a first step's tables and state, a new pattern's plans and
+  // Newton-Schulz workspace) comes before its first launch, so an out-of-memory error leaves
+  // every weight and state as it was (symoc.torch then frees torch's cached blocks and retries).
   bool any_muon = false, forked = false;
   for (Group &gr : m.groups) {
     if (!gr.any_active(active)) continue;
     any_muon = any_muon || gr.kind == Kind::Muon;
     m.prepare(gr, s);
     m.ensure_state(gr, &active, s);
+  }
+  const bool rules_muon = m.rules && m.rules->reserve(active, s);
+  const bool ns = (any_muon && m.ns_matrix) || rules_muon;
+  SubsetNs *sub = ns ? m.subset_plan(active) : nullptr;
+  if (ns && !sub)
+    for (int gi : m.muon_groups) m.prepare(m.groups[size_t(gi)], s); // the full plan reads every group
+  m.reserve_host(dtypes, active);
+  for (Group &gr : m.groups) {
+    if (!gr.any_active(active)) continue;
     StepArgs &a = m.args_of(gr);
     m.fill_args(gr, a, w, g, dtypes, lr, mult, active, lr_dev);
     const bool elementwise = gr.kind == Kind::Adam || gr.kind == Kind::Sgd || gr.kind == Kind::AdamMini;
@@ -861,12 +937,9 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     m.run_group(gr, a, m.overlap && elementwise ? m.side : s);
   }
   // The matrix rules' inputs (and their Muon blocks' Newton-Schulz inputs).
-  bool rules_muon = false;
-  if (m.rules) {
-    rules_muon = m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar, lr_dev);
-  }
-  if ((any_muon && m.ns_matrix) || rules_muon) {
-    if (SubsetNs *sub = m.subset_plan(active)) m.run_subset_ns(*sub, s);
+  if (m.rules) m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar, lr_dev);
+  if (ns) {
+    if (sub) m.run_subset_ns(*sub, s);
     else m.run_full_ns(w, g, dtypes, lr, mult, active, s, lr_dev);
     for (int gi : m.muon_groups) {
       Group &gr = m.groups[size_t(gi)];

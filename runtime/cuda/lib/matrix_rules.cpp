@@ -667,6 +667,18 @@ std::vector<mx::Shape> MatrixRules::polar_shapes() const {
   return v;
 }
 
+bool MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
+  bool any_muon = false;
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    bool any = false;
+    for (int b : g.blocks) any = any || active[size_t(b)];
+    any_muon = any_muon || (any && g.kind == RKind::Muon);
+    if (any || g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
+  }
+  return any_muon;
+}
+
 void MatrixRules::prepare(Group &g, cudaStream_t s) {
   if (g.ready) return;
   if (s) {
@@ -675,6 +687,22 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
     if (cs != cudaStreamCaptureStatusNone)
       throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
   }
+  // Out of memory part way: everything made here is freed, so that a retry starts clean
+  // (nothing of the group ran: the caller reserves before its first launch).
+  const int64_t state0 = state_bytes_;
+  try {
+    make_buffers(g, s);
+  } catch (...) {
+    cudaDeviceSynchronize(); // the uploads already queued read the group's host tables
+    for (void *p : g.allocs) cudaFree(p);
+    g.allocs.clear(), g.U.clear(), g.D.clear();
+    state_bytes_ = state0;
+    throw;
+  }
+  g.ready = true;
+}
+
+void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   int64_t scratch = 0;
   auto take = [&](size_t n, bool state) {
     float *p = dmalloc<float>(n, state ? state_bytes_ : scratch);
@@ -776,7 +804,6 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
   // still be in flight when cudaMemcpy returns: neither is ordered before the caller's stream
   // when that stream is non-blocking (torch.cuda.Stream()). Done before the first kernel.
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  g.ready = true;
 }
 
 bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt, float lr, const float *mult,

@@ -36,6 +36,10 @@ public:
 
   // Muon-based groups' Newton-Schulz inputs, to be run in the caller's shared plan.
   std::vector<symoc::cuda::Shape> polar_shapes() const;
+  // Stage 0: makes what the groups this step touches need (their state on a first step), before
+  // the caller's first launch, so that an out-of-memory error leaves nothing stepped. Returns
+  // whether a Muon-based block is stepped (begin returns the same).
+  bool reserve(const std::vector<uint8_t> &active, cudaStream_t s);
   // Stage 1: checks and inputs; fills the polar groups (in polar_shapes() order). Returns
   // whether a Muon-based block is stepped (the caller then runs the Newton-Schulz plan).
   // lr_dev: NULL, or the device scalar the kernels read the base lr from (StepArgs::lr_scale).
@@ -62,6 +66,7 @@ private:
   std::vector<std::unique_ptr<Group>> groups_;
   int64_t state_bytes_ = 0;
   void prepare(Group &g, cudaStream_t s);
+  void make_buffers(Group &g, cudaStream_t s);
   void direction(Group &g, cudaStream_t s);
   void symo_direction(Group &g, cudaStream_t s);
 };
