@@ -202,6 +202,7 @@ def backend_mib(lib_path, seed, env):
     before it is made to after two steps (its state, tables and workspaces; the parameters and
     gradients exist before), under the environment `env` (read at create_cuda)."""
     named = params_of(load_library(lib_path), seed)
+    torch.cuda.empty_cache()  # symoc.torch releases torch's cached blocks before a first step
     torch.cuda.synchronize()
     free0 = torch.cuda.mem_get_info()[0]
     with environment(env):

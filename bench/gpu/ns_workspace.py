@@ -30,6 +30,7 @@ from symoc.torch import SymocOptimizer, load_library  # noqa: E402
 def measure(path, cap, sel_every, a):
     lib = load_library(path)
     named = bg.params_of(lib, 3)
+    torch.cuda.empty_cache()  # symoc.torch releases torch's cached blocks before a first step
     torch.cuda.synchronize()
     free0 = torch.cuda.mem_get_info()[0]
     with bg.environment({"SYMOC_CUDA_NS_WORKSPACE_MB": str(cap)}):

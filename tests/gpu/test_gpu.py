@@ -861,6 +861,7 @@ def check_ns_slices(fixture):
         filler = None
         torch.cuda.synchronize()
         if hold_mib:
+            torch.cuda.empty_cache()
             free = torch.cuda.mem_get_info()[0]
             filler = torch.empty(max(free - int(hold_mib * 2**20), 0), dtype=torch.uint8, device=DEV)
         try:
@@ -870,6 +871,10 @@ def check_ns_slices(fixture):
             torch.cuda.empty_cache()
 
     def steps_on(named, params, G, cap):
+        # torch's cached blocks released first: symoc.torch releases them before the first step
+        # (they would count as the backend's memory freed).
+        torch.cuda.empty_cache()
+        torch.cuda.synchronize()
         free0 = torch.cuda.mem_get_info()[0]
         with env_vars(SYMOC_CUDA_NS_WORKSPACE_MB=cap):
             opt = SymocOptimizer(named, library=lib.path, lr=1e-2)
