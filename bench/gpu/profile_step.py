@@ -31,17 +31,9 @@ GEMM = re.compile(r"gemm|nvjet|xmma|cutlass", re.I)
 
 
 def make_opt(lib_path, env):
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with bg.environment(env):
         named = bg.params_of(bg.load_library(lib_path), 2)
         return named, bg.SymocOptimizer(named, library=lib_path, lr=1e-3)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def sample_smi(fn, seconds):

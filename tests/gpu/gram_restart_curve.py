@@ -28,7 +28,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "bench", "gpu"))
 import llama_char_gpu as g  # noqa: E402  (examples/llama_char's model, batches, symoc_opt)
+from bench_gpu import environment  # noqa: E402
 
 SETTINGS = [("restart 2", {}), ("no restart", {"SYMOC_CUDA_NS_GRAM_RESTART": "0"}),
             ("standard", {"SYMOC_CUDA_NS": "standard"})]
@@ -38,16 +40,8 @@ def train(lib, env, seed, steps, train_data, val_data, bsz=32):
     dev = torch.device("cuda")
     config = g.LARGE
     model = g.build(config, seed, dev)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):  # read at create_cuda
         opt = g.symoc_opt(model, lib, "muon")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))

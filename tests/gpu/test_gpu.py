@@ -69,7 +69,6 @@ printed as one line `PASS|FAIL name: measured (limit)`:
 import argparse
 import ctypes
 import json
-import math
 import os
 import sys
 
@@ -828,6 +827,17 @@ def check_autograph_subset(lib):
            "%s; captures %d (expected 1); rc %s / %s" % (len(chosen), len(blocks), exact, rest, caps, rg, re_))
 
 
+def gpt2small_muon(fixture, check):
+    """GPT-2 small's Muon library, built beside the fixture's (tests/gpu/prepare.sh with the
+    GPT-2 small ONNX), or None after reporting `check` failed for its absence."""
+    path = os.path.join(os.path.dirname(os.path.dirname(fixture.path)), "gen_gpt2small_muon",
+                        "libgpt2small_muon_optimizer.so")
+    if not os.path.exists(path):
+        report(check, False, "no %s (tests/gpu/prepare.sh with the GPT-2 small ONNX builds it)" % path)
+        return None
+    return load_library(path)
+
+
 def check_ns_slices(fixture):
     """SYMOC_CUDA_NS_WORKSPACE_MB: the Newton-Schulz workspace capped, the plan run in slices of
     every group's matrices on the full plan's GEMM algorithms, so the steps are bit for bit the
@@ -840,12 +850,9 @@ def check_ns_slices(fixture):
     others. A malformed value is one clear error. On the GPT-2-small Muon library built beside
     the fixture (a workspace of ~600 MiB: the fixture's few MiB are within the allocator's
     granularity)."""
-    path = os.path.join(os.path.dirname(os.path.dirname(fixture.path)), "gen_gpt2small_muon",
-                        "libgpt2small_muon_optimizer.so")
-    if not os.path.exists(path):
-        report("ns_slices", False, "no %s (tests/gpu/prepare.sh with the GPT-2 small ONNX builds it)" % path)
+    lib = gpt2small_muon(fixture, "ns_slices")
+    if lib is None:
         return
-    lib = load_library(path)
     api = lib.api
     n = api.num_params()
     names = [nm for nm, _, _ in lib.params]
@@ -958,12 +965,9 @@ def check_oom_step(fixture):
     holding tensor is then freed into torch's cache only (no empty_cache here): the next step
     succeeds (symoc.torch releases torch's cached blocks before an optimizer's first step and
     retries an out-of-memory step once) and equals the reference step bitwise."""
-    path = os.path.join(os.path.dirname(os.path.dirname(fixture.path)), "gen_gpt2small_muon",
-                        "libgpt2small_muon_optimizer.so")
-    if not os.path.exists(path):
-        report("oom_step", False, "no %s (tests/gpu/prepare.sh with the GPT-2 small ONNX builds it)" % path)
+    lib = gpt2small_muon(fixture, "oom_step")
+    if lib is None:
         return
-    lib = load_library(path)
     names = [nm for nm, _, _ in lib.params]
     W, G = init_weights(lib, 29), grads(lib, 29, 1)[0]
 
