@@ -388,7 +388,8 @@ void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   gr.ready = true;
 }
 
-void DeviceOptimizer::Impl::make_tables(Group &gr, cudaStream_t s) {  gr.slot_state.assign(gr.slots.size(), nullptr);
+void DeviceOptimizer::Impl::make_tables(Group &gr, cudaStream_t s) {
+  gr.slot_state.assign(gr.slots.size(), nullptr);
   gr.slot_floats.assign(gr.slots.size(), 0);
   gr.slot_s1.assign(gr.slots.size(), -1);
   for (size_t i = 0; i < gr.slots.size(); ++i) {

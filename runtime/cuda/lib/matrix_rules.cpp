@@ -191,7 +191,10 @@ mx::NsTuning ns_tuning_from_env() {
   if (const char *gr = std::getenv("SYMOC_CUDA_NS_GRAM_RESTART")) {
     char *end = nullptr;
     const long v = std::strtol(gr, &end, 10);
-    if (end != gr && *end == '\0' && v >= 0 && v < 64) t.gram_restart = int(v);
+    if (!*gr || *end || v < 0 || v > 64)
+      throw Error(std::string("SYMOC_CUDA_NS_GRAM_RESTART='") + gr +
+                  "': expected the Newton-Schulz step after which the Gram path restarts (0: never; default 2)");
+    t.gram_restart = int(v);
   }
   const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
   if (lt && std::string(lt) == "0") t.lt = false;

@@ -22,7 +22,8 @@ namespace symoc::rt::cuda {
 // SYMOC_CUDA_NS_SYM=1 computes only the upper half of the symmetric r x r products
 // (NsTuning::symmetric_products); SYMOC_CUDA_GEMM_TUNE=1 times the GEMM algorithms on the first
 // step (NsTuning::tune_gemms); SYMOC_CUDA_NS_STREAMS=2 runs the standard and Gram groups on two
-// streams (NsTuning::concurrent).
+// streams (NsTuning::concurrent); SYMOC_CUDA_NS_GRAM_RESTART=N moves the Gram path's restart
+// (NsTuning::gram_restart; 0: none; a malformed value throws rt::Error naming the variable).
 symoc::cuda::NsTuning ns_tuning_from_env();
 
 class MatrixRules {
