@@ -313,6 +313,58 @@ def test_loss_falls_on_tiny_problem():
         assert losses[-1] < 0.5 * losses[0], (policy, losses[0], losses[-1])
 
 
+def test_cuda_step_out_of_memory_retry():
+    """The CUDA step's host logic (symoc.torch._LibraryBacked._step_cuda; the GPU check
+    oom_step runs it for real): torch's cached blocks are released before an optimizer's first
+    step only, an out-of-memory status is retried once after releasing them, any other error
+    is raised at once with the library's message, and a second out-of-memory is raised."""
+    from symoc.torch import _LibraryBacked
+
+    class Api:
+        def __init__(self, outcomes):
+            self.outcomes, self.calls, self.msg = list(outcomes), 0, b""
+
+        def last_error(self, opt):
+            return self.msg
+
+        def step(self):
+            self.calls += 1
+            rc, self.msg = self.outcomes.pop(0)
+            return rc
+
+    class Lib:
+        path = "fake.so"
+
+    released = []
+    saved = torch.cuda.empty_cache
+    torch.cuda.empty_cache = lambda: released.append(1)
+    oom = (1, b"step_cuda: cuda: cudaMalloc: out of memory")
+    try:
+        def run(outcomes, steps=1):
+            opt = _LibraryBacked()
+            opt._lib, opt._opt = Lib(), None
+            opt._lib.api = api = Api(outcomes)
+            del released[:]
+            err = None
+            try:
+                for _ in range(steps):
+                    opt._step_cuda(api.step, "step_cuda()")
+            except SymocError as e:
+                err = str(e)
+            return api.calls, len(released), err
+
+        assert run([(0, b""), (0, b"")], steps=2) == (2, 1, None)  # released before the first only
+        assert run([oom, (0, b"")]) == (2, 2, None)                # retried once, after releasing
+        calls, rel, err = run([oom, oom])                          # still short: raised
+        assert (calls, rel) == (2, 2) and "out of memory" in err and "fake.so" in err, err
+        calls, rel, err = run([(1, b"step_cuda: NULL weight or gradient for 'w'")])
+        assert (calls, rel) == (1, 1) and "NULL weight" in err, err  # other errors: no retry
+        calls, rel, err = run([(0, b""), oom, (0, b"")], steps=2)
+        assert (calls, rel, err) == (3, 2, None)                   # a later step's retry
+    finally:
+        torch.cuda.empty_cache = saved
+
+
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 
