@@ -946,6 +946,9 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         for i, p in enumerate(params):
             name, shape, _ = self._lib.params[i]
             problems += _param_problems(name, p, shape, "parameter", self._device)
+            if p.dtype != self._dtypes[i]:  # the broadcast buckets were cut for that dtype
+                problems.append("parameter %r: dtype %s since construction, now %s (make the "
+                                "optimizer after model.to(dtype))" % (name, self._dtypes[i], p.dtype))
             if self._home[i] != self._rank:
                 self._w[i] = self._g[i] = None
                 continue

@@ -567,6 +567,15 @@ def check_faults(libs, rank, world):
     ps = [(n, torch.nn.Parameter(p.detach().to(torch.bfloat16))) for n, p in make_params(lib)]
     expect_error(lambda: DistributedSymocOptimizer(ps, library=path, lr=LR),
                  "dtype torch.bfloat16, must be torch.float32", ps[0][0])
+    # A parameter whose dtype changed after construction (the broadcast buckets were cut for
+    # the old one): refused on every rank, naming it.
+    ps = make_params(lib)
+    opt3 = DistributedSymocOptimizer(ps, library=path, lr=LR)
+    set_grads(ps, 0)
+    ps[0][1].data = ps[0][1].data.double()
+    ps[0][1].grad = None
+    expect_error(opt3.step, "rank(s) 0", "%r: dtype torch.float32 since construction, now "
+                 "torch.float64" % ps[0][0])
     # An unknown DDP schedule: refused before any collective (the same on every rank).
     expect_error(lambda: DistributedSymocOptimizer(make_params(lib), library=path, lr=LR,
                                                    schedule="eager"),
