@@ -1336,7 +1336,7 @@ def _dtype_problems(what, name, dtype, device):
         return []
     return ["%s %r: dtype %s, must be torch.float32%s"
             % (what, name, dtype, " or torch.bfloat16" if device.type == "cuda" else
-               " (bfloat16 needs CUDA parameters)")]
+               " (bfloat16 steps on CUDA parameters)")]
 
 
 def _param_problems(name, t, shape, what, device=None):

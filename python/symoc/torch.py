@@ -487,7 +487,9 @@ def _tensor_problems(name, t, shape, what, device=None):
             out.append("%s %r: dtype %s, must be torch.float32 or torch.bfloat16"
                        % (what, name, t.dtype))
     elif t.dtype != torch.float32:
-        out.append("%s %r: dtype %s, must be torch.float32" % (what, name, t.dtype))
+        out.append("%s %r: dtype %s, must be torch.float32%s"
+                   % (what, name, t.dtype, " (bfloat16 steps on CUDA parameters)"
+                      if t.dtype == torch.bfloat16 else ""))
     if t.device != device:
         out.append("%s %r: on device %s, the optimizer's parameters are on %s"
                    % (what, name, t.device, device))

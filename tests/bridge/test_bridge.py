@@ -205,6 +205,8 @@ def test_mismatched_parameters_error():
              for n, p in named]                                              # dtype
     named = [(n, torch.nn.Parameter(p.detach().t().contiguous().t()) if n == "fc2.weight" else p)
              for n, p in named]                                              # layout
+    named = [(n, torch.nn.Parameter(p.detach().bfloat16()) if n == "fc1.bias" else p)
+             for n, p in named]                                              # bf16 on the CPU
     try:
         SymocOptimizer(named, library=path, lr=0.01)
         raise AssertionError("a mismatched parameter list was accepted")
@@ -212,7 +214,8 @@ def test_mismatched_parameters_error():
         msg = str(e)
     for needle in ("missing: 'fc3.bias'", "extra: 'extra.weight'", "'fc1.weight': shape [5, 16]",
                    "'fc2.bias': dtype torch.float64", "'fc2.weight': not contiguous",
-                   "5 parameter mismatch"):
+                   "'fc1.bias': dtype torch.bfloat16, must be torch.float32 (bfloat16 steps on "
+                   "CUDA parameters)", "6 parameter mismatch"):
         assert needle in msg, (needle, msg)
     # A non-contiguous gradient is refused at step time, before anything moves.
     opt = SymocOptimizer(model.named_parameters(), library=path, lr=0.01)
