@@ -233,7 +233,7 @@ struct DeviceOptimizer::Impl {
                    const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev);
   void run_subset_ns(SubsetNs &sub, cudaStream_t s);
   void pin(size_t slot, int p, bool bf);
-  void reserve_host(const int32_t *dt, const std::vector<uint8_t> &active);
+  void reserve_host(const int32_t *dt, const std::vector<uint8_t> &active, cudaStream_t s);
   void host_path(void *const *w, const void *const *g, const int32_t *dt, const std::vector<uint8_t> &active,
                  cudaStream_t s);
 };
@@ -703,7 +703,13 @@ void DeviceOptimizer::Impl::pin(size_t slot, int p, bool bf) {
 }
 
 // The host path's pinned copies of this step's host blocks, made before its first launch.
-void DeviceOptimizer::Impl::reserve_host(const int32_t *dt, const std::vector<uint8_t> &active) {
+void DeviceOptimizer::Impl::reserve_host(const int32_t *dt, const std::vector<uint8_t> &active, cudaStream_t s) {
+  bool any = false;
+  for (int b : host_blocks) any = any || active[size_t(b)];
+  if (!any) return;
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  if (cs != cudaStreamCaptureStatusNone) return; // host_path refuses the capture, naming the block
   const size_t np = params.size();
   for (int b : host_blocks)
     if (active[size_t(b)])
@@ -924,7 +930,7 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
   SubsetNs *sub = ns ? m.subset_plan(active) : nullptr;
   if (ns && !sub)
     for (int gi : m.muon_groups) m.prepare(m.groups[size_t(gi)], s); // the full plan reads every group
-  m.reserve_host(dtypes, active);
+  m.reserve_host(dtypes, active, s);
   for (Group &gr : m.groups) {
     if (!gr.any_active(active)) continue;
     StepArgs &a = m.args_of(gr);
