@@ -1243,6 +1243,8 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             path = os.path.join(d, "optimizer.state")
             with open(path, "wb") as f:
                 f.write(write_state(*mine))
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()  # loading makes the device state (see _step_cuda)
             self._check(self._lib.api.load(self._opt, path.encode()), "load()")
         self._steps = steps
         for g, saved in zip(self.param_groups, groups or []):

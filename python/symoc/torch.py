@@ -438,6 +438,8 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             path = os.path.join(d, "optimizer.state")
             with open(path, "wb") as f:
                 f.write(bytes(blob))
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()  # loading makes the device state (see _step_cuda)
             self._check(self._lib.api.load(self._opt, path.encode()), "load()")
         # The file restored the library's lr; keep the torch side in agreement with it, then
         # apply any other group options (schedulers' initial_lr etc.).
