@@ -5,8 +5,8 @@ broadcast), so before session 12 every bucket holding a Muon block ran the Newto
 over all Muon matrices. Times step() with the backend's subset plans (the default) and with
 SYMOC_CUDA_SUBSET_PLANS=0 (the full plan per call), against symoc.torch's single-process step
 of the same library, same process, medians of CUDA-event timings; and schedule="one_call" (the
-rank's blocks in one call before the broadcasts; added after the session-12 runs, not yet timed
-on a GPU).
+rank's blocks in one call before the broadcasts; first timed in session 13: GPT-2 small 4.27
+ms against the buckets' 10.22, docs/benchmarks.md).
 
     python3 bench/gpu/ddp_step.py LIB [LIB ...] [--iters 10]
 """

@@ -954,7 +954,6 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 continue
             g = self._grad_or_zero(i, p.grad, p)
             problems += _param_problems(name, g, shape, "gradient", self._device)
-            self._dt[i] = 1 if p.dtype == torch.bfloat16 else 0
             self._w[i] = p.data_ptr()
             self._g[i] = g.data_ptr()
         # Row pieces of split blocks: pointers into the full (replicated) tensors; the full
@@ -1239,13 +1238,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         mine = select_state(merged, self._names,
                             [self._names[i] for i in self._my_params] + list(self._ranges),
                             self._ranges)
-        with tempfile.TemporaryDirectory(prefix="symoc-") as d:
-            path = os.path.join(d, "optimizer.state")
-            with open(path, "wb") as f:
-                f.write(write_state(*mine))
-            if self._device.type == "cuda":
-                torch.cuda.empty_cache()  # loading makes the device state (see _step_cuda)
-            self._check(self._lib.api.load(self._opt, path.encode()), "load()")
+        self._load_bytes(write_state(*mine))
         self._steps = steps
         for g, saved in zip(self.param_groups, groups or []):
             for k, v in saved.items():

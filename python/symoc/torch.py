@@ -192,6 +192,17 @@ class _LibraryBacked:
             raise SymocError("%s: %s failed: %s"
                              % (self._lib.path, what, _dec(self._lib.api.last_error(self._opt))))
 
+    def _load_bytes(self, data):
+        """Loads a state file's bytes into the library's optimizer. On CUDA, torch's cached
+        blocks are released first: loading makes the device state (see _step_cuda)."""
+        with tempfile.TemporaryDirectory(prefix="symoc-") as d:
+            path = os.path.join(d, "optimizer.state")
+            with open(path, "wb") as f:
+                f.write(data)
+            if self._device.type == "cuda":
+                torch.cuda.empty_cache()
+            self._check(self._lib.api.load(self._opt, path.encode()), "load()")
+
     def _step_cuda(self, call, what):
         """One step_cuda call (`call()` returns its status). The backend allocates with
         cudaMalloc, which cannot use the free blocks torch's caching allocator keeps: before an
@@ -434,13 +445,7 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                              "%r (policy %r), this optimizer is %r (policy %r)"
                              % (sy.get("fingerprint"), sy.get("policy"), self.fingerprint,
                                 self.policy))
-        with tempfile.TemporaryDirectory(prefix="symoc-") as d:
-            path = os.path.join(d, "optimizer.state")
-            with open(path, "wb") as f:
-                f.write(bytes(blob))
-            if self._device.type == "cuda":
-                torch.cuda.empty_cache()  # loading makes the device state (see _step_cuda)
-            self._check(self._lib.api.load(self._opt, path.encode()), "load()")
+        self._load_bytes(bytes(blob))
         # The file restored the library's lr; keep the torch side in agreement with it, then
         # apply any other group options (schedulers' initial_lr etc.).
         for g, saved in zip(self.param_groups, state_dict.get("param_groups", [])):
