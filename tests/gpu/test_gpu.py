@@ -48,6 +48,9 @@ printed as one line `PASS|FAIL name: measured (limit)`:
                    bitwise (5 full steps with a NaN step, automatic graphs, then a blocks subset;
                    fp32 and bf16), less device memory; an uncapped optimizer short of memory
                    slices by itself (one stderr line), bitwise the same; a malformed value refused
+  oom_step         an out-of-memory first step (free memory held to half the need) changes no
+                   weight; with the hold freed into torch's cache only, the next step succeeds
+                   and equals a reference step bitwise
   errors           mixed devices, float16, non-contiguous: one SymocError naming the cause
   newton.<lib>.<prec>  Shampoo with SYMOC_CUDA_ROOT=newton (the coupled Newton inverse roots,
                    InvRootPlan) against the CPU runtime (eigh roots), 4 steps, on the

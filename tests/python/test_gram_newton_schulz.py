@@ -60,38 +60,46 @@ def normalized_wide(G, mul, dtype):
     return X / (np.linalg.norm(X) * mul + 1e-7)
 
 
-def standard(G, method, steps, dtype):
+def exact(x):
+    return x
+
+
+def standard(G, method, steps, dtype, rnd=exact):
+    """The standard iteration; rnd rounds every stored result and every product's operands
+    (exact: none; test_gram_stress.py passes 16-bit roundings)."""
+    mm = lambda x, y: rnd(rnd(x) @ rnd(y))  # noqa: E731
     cs, mul = coefficients(method, steps)
-    X = normalized_wide(G, mul, dtype)
+    X = rnd(normalized_wide(G, mul, dtype))
     for a, b, c in cs:
-        A = X @ X.T
-        X = a * X + (b * A + c * A @ A) @ X
+        A = mm(X, X.T)
+        X = rnd(a * X + mm(rnd(b * A + c * mm(A, A)), X))
     return X.T if G.shape[0] > G.shape[1] else X
 
 
-def gram(G, method, steps, dtype, restart=2, perturb=None, skip_r_update_at=None):
-    """gram_newton_schulz.cu's schedule."""
+def gram(G, method, steps, dtype, restart=2, perturb=None, skip_r_update_at=None, rnd=exact):
+    """gram_newton_schulz.cu's schedule (rnd: as for standard)."""
+    mm = lambda x, y: rnd(rnd(x) @ rnd(y))  # noqa: E731
     cs, mul = coefficients(method, steps)
     if perturb is not None:
         t, d = perturb
         a, b, c = cs[t]
         cs[t] = (a, b * (1 + d), c)
-    X = normalized_wide(G, mul, dtype)
+    X = rnd(normalized_wide(G, mul, dtype))
     eye = np.eye(X.shape[0], dtype=dtype)
-    R = X @ X.T
+    R = mm(X, X.T)
     Q = None
     restarts = lambda t: restart > 0 and t == restart and t < steps  # noqa: E731
     for t, (a, b, c) in enumerate(cs):
         if restarts(t):
-            X = Q @ X
-            R = X @ X.T
+            X = mm(Q, X)
+            R = mm(X, X.T)
             Q = None
-        P = c * R @ R + b * R + a * eye  # the step's polynomial; X' = P X
-        Q = P if Q is None else Q @ P
+        P = rnd(c * mm(R, R) + b * R + a * eye)  # the step's polynomial; X' = P X
+        Q = P if Q is None else mm(Q, P)
         if t + 1 < steps and not restarts(t + 1) and t != skip_r_update_at:
-            W = R @ P
-            R = P @ W
-    X = Q @ X
+            W = mm(R, P)
+            R = mm(P, W)
+    X = mm(Q, X)
     return X.T if G.shape[0] > G.shape[1] else X
 
 

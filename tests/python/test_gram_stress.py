@@ -3,9 +3,9 @@
 
 The GPU check `gram stress` (tests/gpu/matrix_test.cpp) measured the CUDA Gram path on
 Dao-AILab's stress spectra; this test reproduces the three findings with an independent
-emulation of the same schedule (tests/python/test_gram_newton_schulz.py's `gram`) whose every
-product takes 16-bit operands, accumulates in float32 and stores its result in 16 bits, as the
-GPU's GEMMs do, on 256 x 1024 inputs (aspect 4, as GPT-2's MLP) with prescribed singular values:
+emulation of the same schedule (tests/python/test_gram_newton_schulz.py's `gram` and
+`standard`, with `rnd` rounding to 16 bits: every product takes 16-bit operands, accumulates in
+float32 and stores its result in 16 bits, as the GPU's GEMMs do), on 256 x 1024 inputs (aspect 4, as GPT-2's MLP) with prescribed singular values:
   1. Newton-Schulz 5 (Muon's iteration), fp16 with the restart after step 2 (the optimizers'
      default) is at most 1.5x the standard bf16 iteration's distance from float32 (torch's Muon)
      on every spectrum (measured: 2.5x-10x closer);
@@ -39,38 +39,6 @@ def bf16(x):  # round to nearest even
     return ((u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000).astype(np.uint32).view(np.float32)
 
 
-def mm(a, b, rnd):
-    return rnd(rnd(a) @ rnd(b))
-
-
-def standard_half(G, method, steps, rnd):
-    cs, mul = g.coefficients(method, steps)
-    X = rnd(g.normalized_wide(G, mul, np.float32))
-    for a, b, c in cs:
-        A = mm(X, X.T, rnd)
-        X = rnd(a * X + mm(rnd(b * A + c * mm(A, A, rnd)), X, rnd))
-    return X.T if G.shape[0] > G.shape[1] else X
-
-
-def gram_half(G, method, steps, rnd, restart):
-    """test_gram_newton_schulz.gram's schedule with every product in 16 bits."""
-    cs, mul = g.coefficients(method, steps)
-    X = rnd(g.normalized_wide(G, mul, np.float32))
-    eye = np.eye(X.shape[0], dtype=np.float32)
-    R, Q = mm(X, X.T, rnd), None
-    restarts = lambda t: restart > 0 and t == restart and t < steps  # noqa: E731
-    for t, (a, b, c) in enumerate(cs):
-        if restarts(t):
-            X = mm(Q, X, rnd)
-            R, Q = mm(X, X.T, rnd), None
-        P = rnd(c * mm(R, R, rnd) + b * R + a * eye)
-        Q = P if Q is None else mm(Q, P, rnd)
-        if t + 1 < steps and not restarts(t + 1):
-            R = mm(P, mm(R, P, rnd), rnd)
-    X = mm(Q, X, rnd)
-    return X.T if G.shape[0] > G.shape[1] else X
-
-
 def with_spectrum(s, k, rng):
     U, _ = np.linalg.qr(rng.standard_normal((len(s), len(s))))
     V, _ = np.linalg.qr(rng.standard_normal((k, len(s))))
@@ -80,9 +48,9 @@ def with_spectrum(s, k, rng):
 def distances(G, method, steps):
     ref = g.standard(G.astype(np.float32), method, steps, np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        got = {"standard bf16": standard_half(G, method, steps, bf16),
-               "gram fp16 restart 2": gram_half(G, method, steps, fp16, 2),
-               "gram fp16 no restart": gram_half(G, method, steps, fp16, 0)}
+        got = {"standard bf16": g.standard(G, method, steps, np.float32, rnd=bf16),
+               "gram fp16 restart 2": g.gram(G, method, steps, np.float32, 2, rnd=fp16),
+               "gram fp16 no restart": g.gram(G, method, steps, np.float32, 0, rnd=fp16)}
     return {n: (g.rel(v, ref) if np.isfinite(v).all() else float("inf")) for n, v in got.items()}
 
 
