@@ -10,7 +10,11 @@ A rank's share of the work is 1/W of the blocks; the printed ratio (subset / ful
 much of the step's time scales with it (1.0: none). Each library runs twice: with the
 backend's subset plans (the default since session 12: a rank's Muon matrices gathered into a
 Newton-Schulz plan of their own) and with SYMOC_CUDA_SUBSET_PLANS=0 (every step runs the full
-plan, the inactive matrices as zeros).
+plan, the inactive matrices as zeros). `--modes` picks the runs; "whole groups" sets
+SYMOC_CUDA_SUBSET_GROUPS=0 (the matrix rules make every same-shape group whole on a rank's
+first step, as before session 15). Every row is a fresh optimizer that steps only its own
+subset (so a rank makes only what it steps), with the backend's device memory beside the time
+(the drop in free device memory from before the optimizer is made to after two steps).
 """
 import argparse
 import json
@@ -27,17 +31,29 @@ from symoc.torch import SymocOptimizer, load_library  # noqa: E402
 
 def time_lib(path, env, a):
     lib = load_library(path)
-    named = bg.params_of(lib, 3)
-    with bg.environment(env):
-        opt = SymocOptimizer(named, library=path, lr=1e-3)
-    step = bg.block_stepper(lib, opt, named)
-    blocks = step.blocks
-    rows = {"full": bg.timed(lambda: step(None), a.warmup, a.iters)}
-    for W in a.ranks:
-        rows["rank 0 of %d" % W] = bg.timed(lambda W=W: step(blocks[0::W]), a.warmup, a.iters)
-    del opt, named
-    torch.cuda.empty_cache()
+    rows = {}
+    for W in [1] + a.ranks:
+        named = bg.params_of(lib, 3)
+        torch.cuda.empty_cache()
+        torch.cuda.synchronize()
+        free0 = torch.cuda.mem_get_info()[0]
+        with bg.environment(env):
+            opt = SymocOptimizer(named, library=path, lr=1e-3)
+        step = bg.block_stepper(lib, opt, named)
+        sel = None if W == 1 else step.blocks[0::W]
+        step(sel)
+        step(sel)
+        torch.cuda.synchronize()
+        mib = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
+        rows["full" if W == 1 else "rank 0 of %d" % W] = {"ms": bg.timed(lambda: step(sel), a.warmup, a.iters),
+                                                          "mib": mib}
+        del opt, named, step
+        torch.cuda.empty_cache()
     return rows
+
+
+MODES = {"subset plans": {}, "full plan": {"SYMOC_CUDA_SUBSET_PLANS": "0"},
+         "whole groups": {"SYMOC_CUDA_SUBSET_GROUPS": "0"}}
 
 
 def main():
@@ -46,18 +62,20 @@ def main():
     ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--modes", nargs="+", default=["subset plans", "full plan"], choices=sorted(MODES))
     ap.add_argument("--json")
     a = ap.parse_args()
     out = {}
     for path in a.libs:
-        for mode, env in (("subset plans", {}), ("full plan", {"SYMOC_CUDA_SUBSET_PLANS": "0"})):
+        for mode in a.modes:
             name = "%s, %s" % (os.path.basename(path), mode)
-            out[name] = time_lib(path, env, a)
+            out[name] = time_lib(path, MODES[mode], a)
             print("== %s" % name)
             rows = out[name]
             for k, v in rows.items():
-                print("  %-14s %8.3f ms  %.2fx full  (ideal %.2fx)" % (
-                    k, v, v / rows["full"], 1.0 if k == "full" else 1.0 / int(k.split()[-1])))
+                print("  %-14s %8.3f ms  %.2fx full  (ideal %.2fx)  %8.0f MiB  %.2fx full" % (
+                    k, v["ms"], v["ms"] / rows["full"]["ms"], 1.0 if k == "full" else 1.0 / int(k.split()[-1]),
+                    v["mib"], v["mib"] / max(rows["full"]["mib"], 1e-9)), flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -31,6 +31,9 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   subset           step_cuda with a blocks subset: listed blocks as in a full step, the rest
                    untouched, state allocated for the listed blocks only (state_bytes = the
                    plan's state_bytes of those blocks, up to 16 B of alignment per buffer)
+  subset.<lib>     a matrix-rule plan stepped as two ranks (every other block; the rest) and
+                   whole, 3 steps: listed blocks == the whole step bitwise, the rest untouched,
+                   the two subsets' state_bytes sum to the whole's (groups made per rank)
   graph.<lib>      the step captured in a CUDA graph: replays == eager steps bit-exactly;
                    a plan with host-path rules refuses capture with a clear error
   autograph.<lib>  the backend's automatic graphs (SYMOC_CUDA_GRAPH unset: a step that repeats
@@ -663,6 +666,56 @@ def check_subset(lib):
            "(listed blocks' %d)%s" % (rc, listed, rest, sa, sb, want_a, "" if nb is None else ", num_blocks %d" % nb))
 
 
+def check_subset_split(lib, tag):
+    """A matrix-rule plan stepped as two ranks would: optimizer A steps every other block, C the
+    rest, B every block, 3 steps each. Each listed block equals B's bitwise, the others are
+    untouched, and A's and C's state partition B's (state_bytes A + C == B, A < B): a group is made
+    only for the blocks stepped (MatrixRules::split_unmade), not for every same-shape block."""
+    api = lib.api
+    n = api.num_params()
+    names = [nm for nm, _, _ in lib.params]
+    W = init_weights(lib, 17)
+    G = grads(lib, 17, 3)
+    blocks = json.loads(lib.plan_json)["blocks"]
+    parts = [blocks[::2], blocks[1::2]]
+    opts = [make(lib, W, DEV) for _ in range(3)]  # A, C, B (full)
+    for k in range(3):
+        for j, (o, p) in enumerate(opts):
+            for nm in names:
+                p[nm].grad = G[k][nm].to(DEV)
+            if j == 2:
+                o.step()
+                continue
+            w = (ctypes.c_void_p * n)(*[p[nm].data_ptr() for nm in names])
+            g = (ctypes.c_void_p * n)(*[p[nm].grad.data_ptr() for nm in names])
+            ids = [b["id"] for b in parts[j]]
+            rc = api.step_cuda(o._opt, w, g, None, n, (ctypes.c_int32 * len(ids))(*ids), len(ids),
+                               ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+            if rc != 0:
+                report("subset.%s" % tag, False, "step_cuda returned %d" % rc)
+                return
+    torch.cuda.synchronize()
+    pb = opts[2][1]
+    worst, listed, rest = 0.0, True, True
+    for j in range(2):
+        mine = {q for b in parts[j] for q in b["params"]}
+        pj = opts[j][1]
+        for nm in names:
+            a = pj[nm].detach()
+            if nm in mine:
+                if not torch.equal(a, pb[nm].detach()):
+                    listed = False
+                    worst = max(worst, float(rel(a.cpu(), pb[nm].detach().cpu(), pb[nm].detach().cpu())))
+            elif not torch.equal(a.cpu(), W[nm]):
+                rest = False
+    sa, sc, sb = (o.state_bytes for o, _ in opts)
+    split = sa + sc == sb and sa < sb and sc < sb
+    report("subset.%s" % tag, listed and rest and split,
+           "3 steps of %d + %d of %d blocks: listed == full step bitwise: %s%s, others untouched: %s, state "
+           "%d + %d of the full step's %d bytes" % (len(parts[0]), len(parts[1]), len(blocks), listed,
+                                                    "" if listed else " (max rel diff %.2e)" % worst, rest, sa, sc, sb))
+
+
 def check_graph(lib, tag, expect_refusal=False):
     W = init_weights(lib, 8)
     G = grads(lib, 8, 1)[0]
@@ -1085,6 +1138,7 @@ def main():
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):
         out = [("state.%s" % t, lambda: check_state(lib, t)),
+               ("subset.%s" % t, lambda: check_subset_split(lib, t)),
                ("roundtrip.%s" % t, lambda: check_roundtrip(lib, "roundtrip.%s" % t)),
                ("stream.%s" % t, lambda: check_stream(lib, "stream.%s" % t))]
         # With roots every F > 1 steps, the device schedules refreshes by step calls (a non-finite

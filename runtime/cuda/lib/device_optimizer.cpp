@@ -23,6 +23,21 @@ namespace symoc::rt::cuda {
 using namespace detail;
 
 namespace {
+void check(cudaError_t e, const char *what);
+} // namespace
+
+bool detail::capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (s) check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  return cs != cudaStreamCaptureStatusNone;
+}
+
+void detail::refuse_capture(cudaStream_t s) {
+  if (capturing(s))
+    throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
+}
+
+namespace {
 
 void check(cudaError_t e, const char *what) {
   if (e != cudaSuccess) {
@@ -224,8 +239,8 @@ struct DeviceOptimizer::Impl {
   void run_group(Group &gr, const StepArgs &a, cudaStream_t s);
   void muon_finish(Group &gr, const StepArgs &a, cudaStream_t s);
   SubsetNs *subset_plan(const std::vector<uint8_t> &active);
-  void find_slices(SubsetNs &p, const std::vector<std::vector<int32_t>> &act, size_t most, size_t k,
-                   const std::function<void()> &free_slices);
+  static void free_slices(SubsetNs &p);
+  void find_slices(SubsetNs &p, const std::vector<std::vector<int32_t>> &act, size_t most, size_t k);
   NsSlice make_slice(const std::vector<std::vector<int32_t>> &parts, bool with_rules);
   bool ensure_ns_ws(size_t bytes, bool may_fail);
   void cap_to_free_memory(size_t bytes);
@@ -250,6 +265,15 @@ static void free_tables(Group &gr) {
   gr.partial = nullptr, gr.U = nullptr, gr.sumsq = nullptr, gr.targets = nullptr, gr.sources = nullptr;
 }
 
+// A subset pattern's slices: their plans and device index arrays.
+void DeviceOptimizer::Impl::free_slices(SubsetNs &p) {
+  for (NsSlice &sl : p.slices) {
+    sl.plan.reset();
+    for (auto &mi : sl.members) cudaFree(mi.second);
+  }
+  p.slices.clear();
+}
+
 DeviceOptimizer::Impl::~Impl() {
   cudaDeviceSynchronize();
   for (Group &gr : groups) {
@@ -257,11 +281,7 @@ DeviceOptimizer::Impl::~Impl() {
     free_tables(gr);
   }
   rules.reset();
-  for (SubsetNs &p : subset_ns)
-    for (NsSlice &sl : p.slices) {
-      sl.plan.reset();
-      for (auto &mi : sl.members) cudaFree(mi.second);
-    }
+  for (SubsetNs &p : subset_ns) free_slices(p);
   ns_plan.reset();
   engine.reset();
   cudaFree(ns_ws);
@@ -370,10 +390,7 @@ void DeviceOptimizer::Impl::build() {
 // Device state and tables of a group, zero state (first step that touches the group).
 void DeviceOptimizer::Impl::prepare(Group &gr, cudaStream_t s) {
   if (gr.ready) return;
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
-  if (cs != cudaStreamCaptureStatusNone)
-    throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
+  refuse_capture(s);
   // Out of memory part way: what was made is freed, so that a retry starts clean (nothing was
   // launched yet: run() allocates before its first kernel).
   const size_t tables0 = tables_bytes;
@@ -444,12 +461,7 @@ void DeviceOptimizer::Impl::ensure_state(Group &gr, const std::vector<uint8_t> *
   bool added = false;
   for (size_t i = 0; i < gr.slots.size(); ++i) {
     if (gr.slot_state[i] || (active && !(*active)[size_t(gr.blocks[i])]) || gr.slot_floats[i] == 0) continue;
-    if (s) {
-      cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-      check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
-      if (cs != cudaStreamCaptureStatusNone)
-        throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
-    }
+    refuse_capture(s);
     float *p = dalloc<float>(size_t(gr.slot_floats[i]), state_bytes);
     check(cudaMemsetAsync(p, 0, sizeof(float) * size_t(gr.slot_floats[i]), s), "cudaMemsetAsync");
     gr.slot_state[i] = p;
@@ -640,15 +652,10 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
   // until every slice fits.
   const double share = elems > 0 ? active_elems / elems : 1.0;
   size_t k = ns_ws_cap ? std::max<size_t>(1, size_t(std::ceil(double(full) * share / double(ns_ws_cap)))) : 1;
-  auto free_slices = [&p] {
-    for (NsSlice &sl : p.slices)
-      for (auto &mi : sl.members) cudaFree(mi.second);
-    p.slices.clear();
-  };
   try {
-    find_slices(p, act, most, k, free_slices);
+    find_slices(p, act, most, k);
   } catch (...) { // out of memory: nothing of this step ran; its tables go
-    free_slices();
+    free_slices(p);
     throw;
   }
   subset_ns.push_back(std::move(p));
@@ -658,10 +665,10 @@ DeviceOptimizer::Impl::SubsetNs *DeviceOptimizer::Impl::subset_plan(const std::v
 // Slices of the active matrices `act` (k to start with) until every slice's workspace is within
 // the cap, or every slice holds one matrix per group; the workspace made for them.
 void DeviceOptimizer::Impl::find_slices(SubsetNs &p, const std::vector<std::vector<int32_t>> &act, size_t most,
-                                        size_t k, const std::function<void()> &free_slices) {
+                                        size_t k) {
   for (;;) {
     k = std::max<size_t>(1, std::min(k, most));
-    free_slices();
+    free_slices(p);
     size_t need = 0;
     for (size_t j = 0; j < k; ++j) {
       std::vector<std::vector<int32_t>> parts(act.size());
@@ -706,10 +713,7 @@ void DeviceOptimizer::Impl::pin(size_t slot, int p, bool bf) {
 void DeviceOptimizer::Impl::reserve_host(const int32_t *dt, const std::vector<uint8_t> &active, cudaStream_t s) {
   bool any = false;
   for (int b : host_blocks) any = any || active[size_t(b)];
-  if (!any) return;
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
-  if (cs != cudaStreamCaptureStatusNone) return; // host_path refuses the capture, naming the block
+  if (!any || capturing(s)) return; // under capture host_path refuses it, naming the block
   const size_t np = params.size();
   for (int b : host_blocks)
     if (active[size_t(b)])
@@ -728,9 +732,7 @@ void DeviceOptimizer::Impl::host_path(void *const *w, const void *const *g, cons
   for (int b : host_blocks)
     if (active[size_t(b)]) subset_scratch.push_back(b);
   if (subset_scratch.empty()) return;
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
-  if (cs != cudaStreamCaptureStatusNone)
+  if (capturing(s))
     throw Error(std::string("block of '") + params[size_t(blocks[size_t(subset_scratch[0])].params[0])].name +
                 "' uses rule '" + blocks[size_t(subset_scratch[0])].kind +
                 "', which runs on the host; a step with it cannot be captured in a CUDA graph");
@@ -969,8 +971,7 @@ void DeviceOptimizer::Impl::run_full_ns(void *const *w, const void *const *g, co
                                         const float *lr_dev) {
   polar_groups.resize(muon_groups.size());
   for (size_t i = 0; i < muon_groups.size(); ++i) {
-    Group &gr = groups[size_t(muon_groups[i])];
-    prepare(gr, s);
+    Group &gr = groups[size_t(muon_groups[i])]; // made by run() before its first launch
     symoc::cuda::Batch b(gr.U, gr.mats, gr.sub_rows, gr.muon.cols);
     polar_groups[i] = symoc::cuda::PolarGroup{b, b, gr.muon.scale};
     // Only a group that ran its momentum (or stats) and prep this step has fresh norms and

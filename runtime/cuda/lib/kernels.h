@@ -14,6 +14,11 @@ struct PolarSource;
 
 namespace symoc::rt::cuda::detail {
 
+// Whether work on s is being captured into a CUDA graph; refuse_capture throws the backend's
+// error for a step that must allocate (a block's first step) under capture (device_optimizer.cpp).
+bool capturing(cudaStream_t s);
+void refuse_capture(cudaStream_t s);
+
 constexpr int kBatch = 256;       // blocks per launch (kernel arguments ~6 KB; needs CUDA >= 12.1)
 constexpr int kChunk = 16384;     // elements per CTA of the elementwise kernels
 constexpr int kThreads = 256;

@@ -421,6 +421,8 @@ bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::str
 MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const std::vector<int> &mine,
                          mx::Engine &engine, Counters cnt)
     : params_(params), blocks_(blocks), engine_(engine), cnt_(cnt) {
+  const char *sg = std::getenv("SYMOC_CUDA_SUBSET_GROUPS"); // 0: whole groups (before session 15)
+  split_groups_ = !(sg && std::string(sg) == "0");
   std::map<std::string, int> open;
   for (int b : mine) {
     const BlockDesc &d = blocks[b];
@@ -448,205 +450,211 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
       groups_[size_t(it->second)]->blocks.push_back(b);
       continue;
     }
-    auto g = std::make_unique<Group>();
-    bool ok;
-    g->kind = base_kind(d, &ok);
-    g->np = d.nparams;
-    g->blocks.push_back(b);
-    for (int i = 0; i < d.nparams; ++i) g->rows.push_back(params[d.params[i]].rows), g->cols.push_back(params[d.params[i]].cols);
-    for (int i = 0; i < d.ngauges; ++i) g->gauges.push_back(d.gauges[i]);
-    auto f = [&](const char *n, double dflt) { return float(d.get(n, dflt)); };
-    switch (g->kind) {
-    case RKind::Symo: {
-      g->coupled = std::string(d.kind) == "symo_coupled";
-      g->tag = g->coupled ? "symo_coupled" : "symo";
-      const float b1 = g->coupled ? 0.f : f("beta1", 0);
-      g->beta2 = f("beta2", 0.95);
-      if (b1 > 0 && d.get("muon_momentum", 0) != 0)
-        g->prep = PrepCfg{int(PrepMode::Lerp), b1, 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
-      else if (b1 > 0) // the statistics are the gradient's, the preconditioned input the momentum
-        g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0, 1};
-      else g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
-      g->stats_from_g = g->prep.stage_g != 0;
-      if (g->prep.mode == int(PrepMode::EmaBc) && g->beta2 == 0.f) { // one-sided: beta2 = 0 reads U only
-        bool two = false;
-        int64_t a, b;
-        symo_shape(d, params, &a, &b, &two);
-        g->prep.stage_g = two ? 1 : 0;
-        g->stats_from_g = two;
-      }
-      g->wd = f("weight_decay", 0);
-      g->eps = f("eps", 1e-8);
-      g->muon_scale = d.get("muon_scale", 0) != 0;
-      g->ns_steps = symo_ns_steps(d);
-      g->aux = symo_aux();
-      symo_shape(d, params, &g->sdim, &g->tdim, &g->two_sided);
-      if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
-        const auto [lg, rg] = variant_groups(d);
-        std::vector<Run> L, R;
-        side_runs(d.left, d.nleft, lg, g->rows[0], L);
-        side_runs(d.right, d.nright, rg, g->cols[0], R);
-        int64_t rcomps = 0, first = 0;
-        for (const Run &r : R) rcomps += r.split ? 2 : 1;
-        for (const Run &l : L) {
-          int64_t cb = 0;
-          for (const Run &r : R) {
-            g->pairs.push_back(PairDesc{l.off, l.len, r.off, r.len, l.split ? 1 : 0, r.split ? 1 : 0, first + cb, rcomps,
-                                        g->nmeans});
-            g->nmeans += l.len + r.len;
-            cb += r.split ? 2 : 1;
-          }
-          first += (l.split ? 2 : 1) * rcomps;
-        }
-        g->npairs = first;
-        g->members.push_back(Group::Member{0, 0});
-        break;
-      }
-      symo_runs(d, params, g->sdim, g->runs);
-      if (g->coupled) {
-        for (int i = 0; i < d.nparams; ++i) g->members.push_back(Group::Member{i, d.axes[i]});
-      } else {
-        std::vector<Run> tmp;
-        const bool lt = side_runs(d.left, d.nleft, variant_groups(d).first, g->rows[0], tmp);
-        g->members.push_back(Group::Member{0, lt ? 0 : 1});
-      }
-      break;
-    }
-    case RKind::LauSuRow:
-    case RKind::LauSuCol:
-    case RKind::LauSuCentered:
-    case RKind::LauSuPolar:
-      g->tag = std::string("lausu_") + d.variant;
-      g->prep = PrepCfg{int(PrepMode::Ema), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
-      g->wd = f("weight_decay", 0);
-      g->eps = f("eps", 1e-8);
-      break;
-    case RKind::Shampoo:
-      g->tag = "shampoo";
-      g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
-      g->wd = f("weight_decay", 0);
-      g->eps = f("eps", 1e-6);
-      g->sh_beta2 = f("beta2", 1);
-      g->exponent = int(d.get("exponent", 4));
-      g->freq = std::max(1, int(d.get("precondition_frequency", 1)));
-      g->useL = g->rows[0] <= int64_t(d.get("max_precond_dim", 8192));
-      g->useR = g->cols[0] <= int64_t(d.get("max_precond_dim", 8192));
-      break;
-    case RKind::Muon: {
-      g->tag = "muon";
-      g->prep = PrepCfg{int(PrepMode::Lerp), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 1) != 0 ? 1 : 0, 0};
-      g->wd = f("weight_decay", 0);
-      g->head_rows = int64_t(d.get("head_rows", 0));
-      g->norm_beta2 = f("norm_beta2", 0);
-      g->norm_axis = int(d.get("norm_axis", 0));
-      g->norm_eps = f("norm_eps", 1e-10);
-      break;
-    }
-    case RKind::Adam: {
-      const bool dec = std::string(d.kind) == "adamw";
-      g->tag = dec ? "adamw" : "adam";
-      const float wd = f("weight_decay", 0);
-      g->prep = PrepCfg{int(PrepMode::Adam), f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), dec ? 0.f : wd, 0, 0};
-      g->wd = dec ? wd : 0.f;
-      break;
-    }
-    }
-    open[key] = int(groups_.size());
-    groups_.push_back(std::move(g));
+    groups_.push_back(new_group(d));
+    groups_.back()->blocks.push_back(b);
+    open[key] = int(groups_.size()) - 1;
   }
   // Slots, chunks and the plans (no device memory yet: that comes with the first step).
-  for (auto &gp : groups_) {
-    Group &g = *gp;
-    const mx::EigPrecision prec = eig_precision(g.kind);
-    for (int i = 0; i < g.nb(); ++i) {
-      const BlockDesc &d = blocks[g.blocks[size_t(i)]];
-      for (int k = 0; k < g.np; ++k) {
-        Slot s{};
-        s.block = g.blocks[size_t(i)], s.param = d.params[k], s.rows = g.rows[size_t(k)], s.cols = g.cols[size_t(k)];
-        s.n = s.rows * s.cols, s.first = k == 0 ? 1 : 0;
-        const int32_t slot = int32_t(g.slots.size());
-        for (int64_t o = 0; o < s.n; o += kChunk) g.chunks.push_back(Chunk{slot, 0, o, std::min<int64_t>(kChunk, s.n - o)});
-        g.slots.push_back(s);
-      }
+  for (auto &gp : groups_) plan_group(*gp);
+}
+
+// A group's configuration from its first block (the blocks are the caller's to add).
+std::unique_ptr<MatrixRules::Group> MatrixRules::new_group(const BlockDesc &d) const {
+  auto g = std::make_unique<Group>();
+  bool ok;
+  g->kind = base_kind(d, &ok);
+  g->np = d.nparams;
+  for (int i = 0; i < d.nparams; ++i) g->rows.push_back(params_[d.params[i]].rows), g->cols.push_back(params_[d.params[i]].cols);
+  for (int i = 0; i < d.ngauges; ++i) g->gauges.push_back(d.gauges[i]);
+  auto f = [&](const char *n, double dflt) { return float(d.get(n, dflt)); };
+  switch (g->kind) {
+  case RKind::Symo: {
+    g->coupled = std::string(d.kind) == "symo_coupled";
+    g->tag = g->coupled ? "symo_coupled" : "symo";
+    const float b1 = g->coupled ? 0.f : f("beta1", 0);
+    g->beta2 = f("beta2", 0.95);
+    if (b1 > 0 && d.get("muon_momentum", 0) != 0)
+      g->prep = PrepCfg{int(PrepMode::Lerp), b1, 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
+    else if (b1 > 0) // the statistics are the gradient's, the preconditioned input the momentum
+      g->prep = PrepCfg{int(PrepMode::EmaBc), b1, 0, 0, 0, 0, 1};
+    else g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
+    g->stats_from_g = g->prep.stage_g != 0;
+    if (g->prep.mode == int(PrepMode::EmaBc) && g->beta2 == 0.f) { // one-sided: beta2 = 0 reads U only
+      bool two = false;
+      int64_t a, b;
+      symo_shape(d, params_, &a, &b, &two);
+      g->prep.stage_g = two ? 1 : 0;
+      g->stats_from_g = two;
     }
-    g.hcount.assign(size_t(g.nb()), 0);
-    const int64_t m = g.rows[0], n = g.cols[0];
-    if (g.kind == RKind::Symo) {
-      const int64_t T = g.tdim;
-      std::vector<mx::Shape> ns_shapes;
-      std::map<std::pair<int64_t, bool>, size_t> cls;
-      for (const Run &r : g.runs) {
-        auto key = std::make_pair(r.len, r.split);
-        if (!cls.count(key)) {
-          cls[key] = g.classes.size();
-          g.classes.emplace_back();
-          g.classes.back().len = r.len, g.classes.back().split = r.split;
+    g->wd = f("weight_decay", 0);
+    g->eps = f("eps", 1e-8);
+    g->muon_scale = d.get("muon_scale", 0) != 0;
+    g->ns_steps = symo_ns_steps(d);
+    g->aux = symo_aux();
+    symo_shape(d, params_, &g->sdim, &g->tdim, &g->two_sided);
+    if (g->two_sided) { // the pairs of runs, in symo.cpp's pair order
+      const auto [lg, rg] = variant_groups(d);
+      std::vector<Run> L, R;
+      side_runs(d.left, d.nleft, lg, g->rows[0], L);
+      side_runs(d.right, d.nright, rg, g->cols[0], R);
+      int64_t rcomps = 0, first = 0;
+      for (const Run &r : R) rcomps += r.split ? 2 : 1;
+      for (const Run &l : L) {
+        int64_t cb = 0;
+        for (const Run &r : R) {
+          g->pairs.push_back(PairDesc{l.off, l.len, r.off, r.len, l.split ? 1 : 0, r.split ? 1 : 0, first + cb, rcomps,
+                                      g->nmeans});
+          g->nmeans += l.len + r.len;
+          cb += r.split ? 2 : 1;
         }
-        RunClass &c = g.classes[cls[key]];
-        g.run_class.push_back(int(cls[key])), g.run_index.push_back(int(c.offs.size()));
-        c.offs.push_back(r.off);
+        first += (l.split ? 2 : 1) * rcomps;
       }
-      for (RunClass &c : g.classes) {
-        c.K = int(c.offs.size()) * g.nb();
-        c.nops = c.split ? 2 : 1;
-        const int64_t d = c.split ? c.len - 1 : c.len;
-        if (g.beta2 == 0.f) {
-          if (d > 0 && g.ns_steps > 0) {
-            c.ns_index = int(ns_shapes.size());
-            if (g.aux == SymoAux::Direct && !c.split && g.members.size() == 1) {
-              const int pos = c.direct_pos = g.members[0].pos;
-              c.direct = symo_run_views(g.members[0].axis == 0, g.rows[size_t(pos)], g.cols[size_t(pos)], c.len, c.offs,
-                                        g.nb());
-              if (c.direct.size() > kMaxDirectViews) c.direct.clear(); // scattered runs: one packed batch
-            }
-            for (const RunView &v : c.direct) ns_shapes.push_back(mx::Shape{v.batch, v.rows, v.cols});
-            if (c.direct.empty()) ns_shapes.push_back(mx::Shape{c.K, c.len, T});
+      g->npairs = first;
+      g->members.push_back(Group::Member{0, 0});
+      break;
+    }
+    symo_runs(d, params_, g->sdim, g->runs);
+    if (g->coupled) {
+      for (int i = 0; i < d.nparams; ++i) g->members.push_back(Group::Member{i, d.axes[i]});
+    } else {
+      std::vector<Run> tmp;
+      const bool lt = side_runs(d.left, d.nleft, variant_groups(d).first, g->rows[0], tmp);
+      g->members.push_back(Group::Member{0, lt ? 0 : 1});
+    }
+    break;
+  }
+  case RKind::LauSuRow:
+  case RKind::LauSuCol:
+  case RKind::LauSuCentered:
+  case RKind::LauSuPolar:
+    g->tag = std::string("lausu_") + d.variant;
+    g->prep = PrepCfg{int(PrepMode::Ema), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
+    g->wd = f("weight_decay", 0);
+    g->eps = f("eps", 1e-8);
+    break;
+  case RKind::Shampoo:
+    g->tag = "shampoo";
+    g->prep = PrepCfg{int(PrepMode::Copy), 0, 0, 0, 0, 0, 0};
+    g->wd = f("weight_decay", 0);
+    g->eps = f("eps", 1e-6);
+    g->sh_beta2 = f("beta2", 1);
+    g->exponent = int(d.get("exponent", 4));
+    g->freq = std::max(1, int(d.get("precondition_frequency", 1)));
+    g->useL = g->rows[0] <= int64_t(d.get("max_precond_dim", 8192));
+    g->useR = g->cols[0] <= int64_t(d.get("max_precond_dim", 8192));
+    break;
+  case RKind::Muon: {
+    g->tag = "muon";
+    g->prep = PrepCfg{int(PrepMode::Lerp), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 1) != 0 ? 1 : 0, 0};
+    g->wd = f("weight_decay", 0);
+    g->head_rows = int64_t(d.get("head_rows", 0));
+    g->norm_beta2 = f("norm_beta2", 0);
+    g->norm_axis = int(d.get("norm_axis", 0));
+    g->norm_eps = f("norm_eps", 1e-10);
+    break;
+  }
+  case RKind::Adam: {
+    const bool dec = std::string(d.kind) == "adamw";
+    g->tag = dec ? "adamw" : "adam";
+    const float wd = f("weight_decay", 0);
+    g->prep = PrepCfg{int(PrepMode::Adam), f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), dec ? 0.f : wd, 0, 0};
+    g->wd = dec ? wd : 0.f;
+    break;
+  }
+  }
+  return g;
+}
+
+void MatrixRules::plan_group(Group &g) {
+  const mx::EigPrecision prec = eig_precision(g.kind);
+  for (int i = 0; i < g.nb(); ++i) {
+    const BlockDesc &d = blocks_[g.blocks[size_t(i)]];
+    for (int k = 0; k < g.np; ++k) {
+      Slot s{};
+      s.block = g.blocks[size_t(i)], s.param = d.params[k], s.rows = g.rows[size_t(k)], s.cols = g.cols[size_t(k)];
+      s.n = s.rows * s.cols, s.first = k == 0 ? 1 : 0;
+      const int32_t slot = int32_t(g.slots.size());
+      for (int64_t o = 0; o < s.n; o += kChunk) g.chunks.push_back(Chunk{slot, 0, o, std::min<int64_t>(kChunk, s.n - o)});
+      g.slots.push_back(s);
+    }
+  }
+  g.hcount.assign(size_t(g.nb()), 0);
+  const int64_t m = g.rows[0], n = g.cols[0];
+  if (g.kind == RKind::Symo) {
+    const int64_t T = g.tdim;
+    std::vector<mx::Shape> ns_shapes;
+    std::map<std::pair<int64_t, bool>, size_t> cls;
+    for (const Run &r : g.runs) {
+      auto key = std::make_pair(r.len, r.split);
+      if (!cls.count(key)) {
+        cls[key] = g.classes.size();
+        g.classes.emplace_back();
+        g.classes.back().len = r.len, g.classes.back().split = r.split;
+      }
+      RunClass &c = g.classes[cls[key]];
+      g.run_class.push_back(int(cls[key])), g.run_index.push_back(int(c.offs.size()));
+      c.offs.push_back(r.off);
+    }
+    for (RunClass &c : g.classes) {
+      c.K = int(c.offs.size()) * g.nb();
+      c.nops = c.split ? 2 : 1;
+      const int64_t d = c.split ? c.len - 1 : c.len;
+      if (g.beta2 == 0.f) {
+        if (d > 0 && g.ns_steps > 0) {
+          c.ns_index = int(ns_shapes.size());
+          if (g.aux == SymoAux::Direct && !c.split && g.members.size() == 1) {
+            const int pos = c.direct_pos = g.members[0].pos;
+            c.direct = symo_run_views(g.members[0].axis == 0, g.rows[size_t(pos)], g.cols[size_t(pos)], c.len, c.offs,
+                                      g.nb());
+            if (c.direct.size() > kMaxDirectViews) c.direct.clear(); // scattered runs: one packed batch
           }
-          else if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
-          g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
-          c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
-          if (g.muon_scale) { // rows / cols of the run as the block has it
-            const bool tr = g.members[0].axis == 1;
-            const double rr = tr ? double(T) : double(c.len), cc = tr ? double(c.len) : double(T);
-            c.s2 = float(std::sqrt(std::max(1.0, rr / cc) / double(c.len)));
-          }
-        } else {
-          MatFnOptions o;
-          o.precision = prec;
-          c.pow = std::make_unique<mx::SymPowPlan>(engine_, T, int64_t(c.K) * c.nops, o);
-          g.ws_bytes = std::max(g.ws_bytes, c.pow->workspace_bytes());
+          for (const RunView &v : c.direct) ns_shapes.push_back(mx::Shape{v.batch, v.rows, v.cols});
+          if (c.direct.empty()) ns_shapes.push_back(mx::Shape{c.K, c.len, T});
         }
-      }
-      if (!ns_shapes.empty()) {
-        g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps,
-                                                      ns_tuning_from_env());
-        g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
-        g.ns_groups.resize(ns_shapes.size());
-      }
-    } else if (g.kind == RKind::LauSuPolar) {
-      mx::PolarOptions o = polar_options(PolarMethod::Eig);
-      o.fn.precision = prec;
-      g.polar = std::make_unique<mx::PolarPlan>(engine_, std::vector<mx::Shape>{mx::Shape{g.nb(), m, n}}, o);
-      g.ws_bytes = g.polar->workspace_bytes();
-    } else if (g.kind == RKind::Shampoo) {
-      const RootRoute route = root_route();
-      if (route != RootRoute::Eigh) {
-        if (!(g.eps > 0.f))
-          throw Error(std::string("SYMOC_CUDA_ROOT=newton: the Shampoo block of '") + params_[g.slots[0].param].name +
-                      "' has eps " + std::to_string(g.eps) + "; the Newton root needs eps > 0 (no pseudo-inverse cut)");
-        const bool tf32 = route == RootRoute::NewtonTF32;
-        const mx::EigPrecision rp = tf32 ? mx::EigPrecision::Float32 : prec;
-        const mx::NewtonRootOptions no = newton_root_options();
-        if (g.useL) g.rootL = std::make_unique<mx::InvRootPlan>(engine_, m, g.nb(), g.exponent, rp, no, tf32);
-        if (g.useR) g.rootR = std::make_unique<mx::InvRootPlan>(engine_, n, g.nb(), g.exponent, rp, no, tf32);
-        g.ws_bytes = std::max(g.rootL ? g.rootL->workspace_bytes() : 0, g.rootR ? g.rootR->workspace_bytes() : 0);
+        else if (d > 0) c.plan = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{c.K, c.len, T}, c.len >= T, prec);
+        g.ws_bytes = std::max(g.ws_bytes, c.plan ? c.plan->workspace_bytes() : size_t(0));
+        c.s1 = c.split ? 1.f : float(std::sqrt(double(c.len)));
+        if (g.muon_scale) { // rows / cols of the run as the block has it
+          const bool tr = g.members[0].axis == 1;
+          const double rr = tr ? double(T) : double(c.len), cc = tr ? double(c.len) : double(T);
+          c.s2 = float(std::sqrt(std::max(1.0, rr / cc) / double(c.len)));
+        }
       } else {
         MatFnOptions o;
         o.precision = prec;
-        if (g.useL) g.powL = std::make_unique<mx::SymPowPlan>(engine_, m, g.nb(), o);
-        if (g.useR) g.powR = std::make_unique<mx::SymPowPlan>(engine_, n, g.nb(), o);
-        g.ws_bytes = std::max(g.powL ? g.powL->workspace_bytes() : 0, g.powR ? g.powR->workspace_bytes() : 0);
+        c.pow = std::make_unique<mx::SymPowPlan>(engine_, T, int64_t(c.K) * c.nops, o);
+        g.ws_bytes = std::max(g.ws_bytes, c.pow->workspace_bytes());
       }
+    }
+    if (!ns_shapes.empty()) {
+      g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps,
+                                                    ns_tuning_from_env());
+      g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
+      g.ns_groups.resize(ns_shapes.size());
+    }
+  } else if (g.kind == RKind::LauSuPolar) {
+    mx::PolarOptions o = polar_options(PolarMethod::Eig);
+    o.fn.precision = prec;
+    g.polar = std::make_unique<mx::PolarPlan>(engine_, std::vector<mx::Shape>{mx::Shape{g.nb(), m, n}}, o);
+    g.ws_bytes = g.polar->workspace_bytes();
+  } else if (g.kind == RKind::Shampoo) {
+    const RootRoute route = root_route();
+    if (route != RootRoute::Eigh) {
+      if (!(g.eps > 0.f))
+        throw Error(std::string("SYMOC_CUDA_ROOT=newton: the Shampoo block of '") + params_[g.slots[0].param].name +
+                    "' has eps " + std::to_string(g.eps) + "; the Newton root needs eps > 0 (no pseudo-inverse cut)");
+      const bool tf32 = route == RootRoute::NewtonTF32;
+      const mx::EigPrecision rp = tf32 ? mx::EigPrecision::Float32 : prec;
+      const mx::NewtonRootOptions no = newton_root_options();
+      if (g.useL) g.rootL = std::make_unique<mx::InvRootPlan>(engine_, m, g.nb(), g.exponent, rp, no, tf32);
+      if (g.useR) g.rootR = std::make_unique<mx::InvRootPlan>(engine_, n, g.nb(), g.exponent, rp, no, tf32);
+      g.ws_bytes = std::max(g.rootL ? g.rootL->workspace_bytes() : 0, g.rootR ? g.rootR->workspace_bytes() : 0);
+    } else {
+      MatFnOptions o;
+      o.precision = prec;
+      if (g.useL) g.powL = std::make_unique<mx::SymPowPlan>(engine_, m, g.nb(), o);
+      if (g.useR) g.powR = std::make_unique<mx::SymPowPlan>(engine_, n, g.nb(), o);
+      g.ws_bytes = std::max(g.powL ? g.powL->workspace_bytes() : 0, g.powR ? g.powR->workspace_bytes() : 0);
     }
   }
 }
@@ -670,7 +678,27 @@ std::vector<mx::Shape> MatrixRules::polar_shapes() const {
   return v;
 }
 
+void MatrixRules::split_unmade(const std::vector<uint8_t> &on) {
+  if (!split_groups_) return;
+  std::vector<std::unique_ptr<Group>> out;
+  for (auto &gp : groups_) {
+    std::vector<int> in, rest;
+    for (int b : gp->blocks) (size_t(b) < on.size() && on[size_t(b)] ? in : rest).push_back(b);
+    if (gp->ready || gp->kind == RKind::Muon || in.empty() || rest.empty()) {
+      out.push_back(std::move(gp));
+      continue;
+    }
+    for (const std::vector<int> *part : {&in, &rest}) {
+      out.push_back(new_group(blocks_[(*part)[0]]));
+      out.back()->blocks = *part;
+      plan_group(*out.back());
+    }
+  }
+  groups_ = std::move(out);
+}
+
 bool MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
+  split_unmade(active);
   bool any_muon = false;
   for (auto &gp : groups_) {
     Group &g = *gp;
@@ -684,12 +712,7 @@ bool MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
 
 void MatrixRules::prepare(Group &g, cudaStream_t s) {
   if (g.ready) return;
-  if (s) {
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
-    if (cs != cudaStreamCaptureStatusNone)
-      throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
-  }
+  refuse_capture(s);
   // Out of memory part way: everything made here is freed, so that a retry starts clean
   // (nothing of the group ran: the caller reserves before its first launch).
   const int64_t state0 = state_bytes_;
@@ -819,13 +842,12 @@ bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt
     for (int b : g.blocks) g.any = g.any || active[size_t(b)];
     any_muon = any_muon || (g.any && g.kind == RKind::Muon);
   }
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  const bool in_capture = capturing(s);
   for (auto &gp : groups_) {
     Group &g = *gp;
     if (g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
     if (!g.any) continue;
-    if (cs != cudaStreamCaptureStatusNone && g.kind == RKind::Shampoo && g.freq > 1)
+    if (in_capture && g.kind == RKind::Shampoo && g.freq > 1)
       throw Error(std::string("block of '") + params_[g.slots[0].param].name + "' refreshes its Shampoo roots every " +
                   std::to_string(g.freq) + " steps, so a step with it cannot be captured in a CUDA graph (a replay "
                   "would repeat the captured step's choice)");
@@ -1092,6 +1114,16 @@ void MatrixRules::export_to(State &st, const int64_t *t, const int64_t *skips) c
 }
 
 void MatrixRules::import_from(State &st, int64_t *t) {
+  // Blocks with state in st: a group not made yet is made for those only (a rank's checkpoint).
+  std::vector<uint8_t> present;
+  for (auto &gp : groups_)
+    for (const Slot &sl : gp->slots) {
+      if (!sl.first) continue;
+      const std::string pre = std::string(params_[sl.param].name) + "/" + gp->tag + ".";
+      if (present.size() <= size_t(sl.block)) present.resize(size_t(sl.block) + 1, 0);
+      present[size_t(sl.block)] = st.counter_value(pre + "t") > 0;
+    }
+  split_unmade(present);
   for (auto &gp : groups_) {
     Group &g = *gp;
     bool any = false;

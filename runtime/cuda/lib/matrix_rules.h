@@ -66,6 +66,13 @@ private:
   detail::Counters cnt_;
   std::vector<std::unique_ptr<Group>> groups_;
   int64_t state_bytes_ = 0;
+  bool split_groups_ = true; // SYMOC_CUDA_SUBSET_GROUPS=0: split_unmade does nothing
+  std::unique_ptr<Group> new_group(const BlockDesc &d) const;
+  void plan_group(Group &g);
+  // Splits every group with no device memory yet whose blocks are partly in `on` into the
+  // blocks in it and the rest, so that a distributed rank makes (and computes) only its own
+  // blocks' state. Muon groups stay whole: the caller's shared Newton-Schulz plan reads them.
+  void split_unmade(const std::vector<uint8_t> &on);
   void prepare(Group &g, cudaStream_t s);
   void make_buffers(Group &g, cudaStream_t s);
   void direction(Group &g, cudaStream_t s);
