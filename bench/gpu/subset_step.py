@@ -45,9 +45,9 @@ def time_lib(path, env, a):
         step(sel)
         torch.cuda.synchronize()
         mib = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
-        rows["full" if W == 1 else "rank 0 of %d" % W] = {"ms": bg.timed(lambda: step(sel), a.warmup, a.iters),
-                                                          "mib": mib}
-        del opt, named, step
+        ms = bg.timed(lambda: step(sel), a.warmup, a.iters)
+        rows["full" if W == 1 else "rank 0 of %d" % W] = {"ms": ms, "mib": mib}
+        del opt, named
         torch.cuda.empty_cache()
     return rows
 

@@ -14,8 +14,10 @@ on its shards (elementwise rules, ABI v3 step_rows on CPU parameters; skipped ev
 The FSDP2 ranks' state_dict()s are then loaded into a fresh DDP-layout
 optimizer (re-sharded) and merged into a fresh single-process SymocOptimizer, and a 5th step
 is taken by all. Checks: the FSDP2 parameters (full_tensor()) equal the DDP ones bit for bit
-and the single-process and restored optimizers' too. Rank 0 prints one line per library
-with the largest absolute difference, and 'N passed, M failed'. gloo runs on CPU parameters
+and the single-process and restored optimizers' too (on CUDA, for plans with Symo, Shampoo or
+Lau-Su blocks, those within 1e-6 relative: a rank batches its own blocks of those rules).
+Rank 0 prints one line per library with the largest absolute difference, and
+'N passed, M failed'. gloo runs on CPU parameters
 (or, with --device cuda, on CUDA parameters, every rank on GPU 0: several ranks on one GPU);
 nccl on CUDA parameters (one GPU per rank; the library needs the CUDA entry points).
 On CUDA step 4's NaN goes into a parameter stepped whole at its home (none is stepped on its
@@ -77,6 +79,14 @@ def full_of(p, world):
     parts = [None] * world
     dist.all_gather_object(parts, local)
     return torch.cat(parts)
+
+
+def has_split_groups(lib):
+    """Whether the plan has blocks of the CUDA matrix rules that are batched per rank's blocks
+    (Symo, Shampoo, Lau-Su; runtime/README.md, "Memory of a rank")."""
+    import json
+    return any(b["step"]["kind"] in ("symo", "symo_coupled", "shampoo", "lausu")
+               for b in json.loads(lib.plan_json)["blocks"])
 
 
 def dtype_of(k, dtype):
@@ -145,6 +155,10 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     step(STEPS + 1, opts)
     worst_ddp = worst_single = 0.0
     identical = True
+    # On CUDA a rank makes the eigh-based matrix rules' groups for its own blocks only (fewer
+    # matrices per batched cuBLAS/cuSOLVER call, other rounding): the layouts that step different
+    # sets of blocks per call agree within 1e-6 there, FSDP2 and DDP (the same rank split) bitwise.
+    tol = 1e-6 if device.type == "cuda" and has_split_groups(lib) else 0.0
     for k in range(len(init)):
         a = full_of(sharded[k], world)
         b = ddp_params[k].detach().cpu()
@@ -152,8 +166,10 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
         identical = identical and bits_equal(a, b)
         for opt, params, dt in opts[2:]:
             c = params[k].detach().cpu()
-            worst_single = max(worst_single, (a - c).abs().max().item() if a.numel() else 0.0)
-            identical = identical and bits_equal(a, c)
+            d = (a.float() - c.float()).abs().max().item() if a.numel() else 0.0
+            worst_single = max(worst_single, d)
+            identical = identical and (bits_equal(a, c) or (
+                tol > 0 and d <= tol * max(c.float().abs().max().item(), 1e-30)))
     skipped = torch.tensor([fsdp.steps_skipped, ddp.steps_skipped], device=device)
     dist.all_reduce(skipped)
     if skipped.min().item() == 0 or single.steps_skipped == 0:

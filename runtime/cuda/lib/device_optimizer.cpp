@@ -928,6 +928,7 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     m.ensure_state(gr, &active, s);
   }
   const bool rules_muon = m.rules && m.rules->reserve(active, s);
+  if (m.rules && m.rules->ws_moved()) m.graphs.clear(); // their nodes hold the old workspace
   const bool ns = (any_muon && m.ns_matrix) || rules_muon;
   SubsetNs *sub = ns ? m.subset_plan(active) : nullptr;
   if (ns && !sub)

@@ -299,8 +299,7 @@ struct MatrixRules::Group {
   std::vector<float *> U, D; // per position: [blocks, rows, cols]
   float *state = nullptr;
   int64_t state_floats = 0;
-  void *ws = nullptr;
-  size_t ws_bytes = 0;
+  size_t ws_bytes = 0; // the group's need of MatrixRules' shared workspace
   std::vector<void *> allocs;
   int nb() const { return int(blocks.size()); }
   bool has_momentum() const { return prep.mode != int(PrepMode::Copy); }
@@ -423,6 +422,8 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
     : params_(params), blocks_(blocks), engine_(engine), cnt_(cnt) {
   const char *sg = std::getenv("SYMOC_CUDA_SUBSET_GROUPS"); // 0: whole groups (before session 15)
   split_groups_ = !(sg && std::string(sg) == "0");
+  const char *ml = std::getenv("SYMOC_CUDA_MEMORY_LOG"); // 1: a stderr line per group made
+  memory_log_ = ml && std::string(ml) == "1";
   std::map<std::string, int> open;
   for (int b : mine) {
     const BlockDesc &d = blocks[b];
@@ -665,6 +666,26 @@ MatrixRules::~MatrixRules() {
     for (void *p : g->allocs) cudaFree(p);
     for (RunClass &c : g->classes) c.plan.reset();
   }
+  cudaFree(ws_);
+}
+
+// The groups run one after another on the step's stream, so one workspace serves them all:
+// the largest need of the groups made (eigh, Newton-Schulz, polar and root plans). Grown on a
+// group's first step (before that step's first launch); ws_moved() then tells the caller that
+// graphs captured before hold the old one.
+void MatrixRules::ensure_ws(size_t bytes) {
+  if (bytes <= ws_bytes_) return;
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // earlier steps may still use the old one
+  cudaFree(ws_);
+  ws_ = nullptr, ws_bytes_ = 0, ws_moved_ = true;
+  check(cudaMalloc(&ws_, bytes), "cudaMalloc of the matrix rules' workspace");
+  ws_bytes_ = bytes;
+}
+
+bool MatrixRules::ws_moved() {
+  const bool m = ws_moved_;
+  ws_moved_ = false;
+  return m;
 }
 
 std::vector<mx::Shape> MatrixRules::polar_shapes() const {
@@ -706,6 +727,7 @@ bool MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
     for (int b : g.blocks) any = any || active[size_t(b)];
     any_muon = any_muon || (any && g.kind == RKind::Muon);
     if (any || g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
+    if (any) ensure_slot_state(g, active, s);
   }
   return any_muon;
 }
@@ -730,6 +752,7 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
 
 void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   int64_t scratch = 0;
+  const int64_t state0 = state_bytes_;
   auto take = [&](size_t n, bool state) {
     float *p = dmalloc<float>(n, state ? state_bytes_ : scratch);
     g.allocs.push_back(p);
@@ -747,10 +770,12 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
     const int blk = int(i) / g.np, k = int(i) % g.np;
     sl.u = g.U[size_t(k)] + int64_t(blk) * sl.n;
     sl.d = g.D[size_t(k)] + int64_t(blk) * sl.n;
+    if (g.kind == RKind::Muon) continue; // per block, on its first step (ensure_slot_state)
     if (g.has_momentum() && g.kind != RKind::Shampoo) sl.s0 = take(size_t(sl.n), true);
     if (g.kind == RKind::Adam) sl.s1 = take(size_t(sl.n), true);
-    if (g.line_norm()) sl.s1 = take(size_t(g.lines(sl)), true), g.max_lines = std::max(g.max_lines, g.lines(sl));
   }
+  if (g.line_norm())
+    for (const Slot &sl : g.slots) g.max_lines = std::max(g.max_lines, g.lines(sl));
   if (g.line_norm()) {
     void *p = nullptr;
     check(cudaMalloc(&p, sizeof(double) * size_t(std::max<int64_t>(2 * g.max_lines * int64_t(g.slots.size()), 1))),
@@ -815,10 +840,7 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
     check(cudaMemcpy(c.d_u, eu.data(), sizeof(PackEntry) * eu.size(), cudaMemcpyHostToDevice), "upload");
     check(cudaMemcpy(c.d_g, eg.data(), sizeof(PackEntry) * eg.size(), cudaMemcpyHostToDevice), "upload");
   }
-  if (g.ws_bytes) {
-    check(cudaMalloc(&g.ws, g.ws_bytes), "cudaMalloc");
-    g.allocs.push_back(g.ws);
-  }
+  ensure_ws(g.ws_bytes);
   void *p = nullptr;
   check(cudaMalloc(&p, sizeof(Slot) * g.slots.size()), "cudaMalloc");
   g.allocs.push_back(p), g.d_slots = static_cast<Slot *>(p);
@@ -830,6 +852,41 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   // still be in flight when cudaMemcpy returns: neither is ordered before the caller's stream
   // when that stream is non-blocking (torch.cuda.Stream()). Done before the first kernel.
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  if (memory_log_)
+    std::fprintf(stderr, "symoc: made %s group of '%s' (%d block%s, %lldx%lld): state %.1f MiB, scratch %.1f MiB, "
+                         "workspace %.1f MiB (shared: %.1f MiB)\n",
+                 g.tag.c_str(), params_[g.slots[0].param].name, B, B == 1 ? "" : "s", (long long)g.rows[0],
+                 (long long)g.cols[0], double(state_bytes_ - state0) / 1048576.0, double(scratch) / 1048576.0,
+                 double(g.ws_bytes) / 1048576.0, double(ws_bytes_) / 1048576.0);
+}
+
+// A Muon group's state per block, made on the block's first step (zero), as the device
+// optimizer's own groups: the group stays whole (the shared Newton-Schulz plan reads it), but a
+// distributed rank holds only its blocks' momentum and NorMuon v. on: the blocks stepped.
+void MatrixRules::ensure_slot_state(Group &g, const std::vector<uint8_t> &on, cudaStream_t s) {
+  if (g.kind != RKind::Muon) return;
+  std::vector<Slot *> made;
+  const int64_t state0 = state_bytes_;
+  try {
+    for (Slot &sl : g.slots) {
+      if (sl.s0 || size_t(sl.block) >= on.size() || !on[size_t(sl.block)]) continue;
+      refuse_capture(s);
+      const size_t n = size_t(sl.n), lines = g.line_norm() ? size_t(g.lines(sl)) : 0;
+      float *p = dmalloc<float>(n + lines, state_bytes_);
+      sl.s0 = p, sl.s1 = lines ? p + n : nullptr;
+      made.push_back(&sl);
+      check(cudaMemset(p, 0, sizeof(float) * (n + lines)), "cudaMemset");
+    }
+    if (made.empty()) return;
+    check(cudaMemcpy(g.d_slots, g.slots.data(), sizeof(Slot) * g.slots.size(), cudaMemcpyHostToDevice), "upload");
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // legacy-stream work, as make_buffers
+  } catch (...) { // out of memory part way: as before the call, so that a retry starts clean
+    cudaDeviceSynchronize();
+    for (Slot *sl : made) cudaFree(sl->s0), sl->s0 = sl->s1 = nullptr;
+    state_bytes_ = state0;
+    throw;
+  }
+  for (Slot *sl : made) g.allocs.push_back(sl->s0);
 }
 
 bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt, float lr, const float *mult,
@@ -890,7 +947,7 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
   }
   const int64_t T = g.tdim, TT = T * T;
   const bool lg = g.aux == SymoAux::Legacy;
-  mx::Workspace ws{g.ws, g.ws_bytes};
+  mx::Workspace ws{ws_, ws_bytes_};
   MaskArgs mask{};
   mask.n = int(g.slots.size());
   for (size_t i = 0; i < g.slots.size(); ++i) mask.on[i] = g.args.active[i];
@@ -963,7 +1020,7 @@ void MatrixRules::symo_direction(Group &g, cudaStream_t s) {
 void MatrixRules::direction(Group &g, cudaStream_t s) {
   const int B = g.nb();
   const int64_t m = g.rows[0], n = g.cols[0];
-  mx::Workspace ws{g.ws, g.ws_bytes};
+  mx::Workspace ws{ws_, ws_bytes_};
   switch (g.kind) {
   case RKind::Symo: symo_direction(g, s); break;
   case RKind::LauSuRow: mx::normalize(mx::Batch(g.U[0], B, m, n), mx::Axis::Rows, g.eps, mx::Batch(g.D[0], B, m, n), s); break;
@@ -1115,15 +1172,15 @@ void MatrixRules::export_to(State &st, const int64_t *t, const int64_t *skips) c
 
 void MatrixRules::import_from(State &st, int64_t *t) {
   // Blocks with state in st: a group not made yet is made for those only (a rank's checkpoint).
-  std::vector<uint8_t> present;
+  std::vector<uint8_t> has_state;
   for (auto &gp : groups_)
     for (const Slot &sl : gp->slots) {
       if (!sl.first) continue;
       const std::string pre = std::string(params_[sl.param].name) + "/" + gp->tag + ".";
-      if (present.size() <= size_t(sl.block)) present.resize(size_t(sl.block) + 1, 0);
-      present[size_t(sl.block)] = st.counter_value(pre + "t") > 0;
+      if (has_state.size() <= size_t(sl.block)) has_state.resize(size_t(sl.block) + 1, 0);
+      has_state[size_t(sl.block)] = st.counter_value(pre + "t") > 0;
     }
-  split_unmade(present);
+  split_unmade(has_state);
   for (auto &gp : groups_) {
     Group &g = *gp;
     bool any = false;
@@ -1135,6 +1192,7 @@ void MatrixRules::import_from(State &st, int64_t *t) {
     }
     if (!any && !g.ready) continue;
     prepare(g, nullptr);
+    ensure_slot_state(g, has_state, nullptr);
     for (size_t i = 0; i < g.slots.size(); ++i) {
       const Slot &sl = g.slots[i];
       const int blk = int(i) / g.np;
@@ -1142,6 +1200,7 @@ void MatrixRules::import_from(State &st, int64_t *t) {
       const bool present = t[sl.block] > 0;
       g.hcount[size_t(blk)] = t[sl.block];
       buffers_of(g, sl, blk, [&](const char *what, float *dst, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
+        if (!dst) return; // a Muon block never stepped: no state yet
         if (present && st.has_buffer(pre + what)) {
           const float *src = st.buffer(pre + what, shape) + off; // throws on a shape mismatch
           check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyHostToDevice), "upload");
@@ -1161,7 +1220,7 @@ void MatrixRules::zero() {
     for (size_t i = 0; i < g.slots.size(); ++i)
       buffers_of(g, g.slots[i], int(i) / g.np,
                  [&](const char *, float *dst, const std::vector<int64_t> &, int64_t, int64_t cnt) {
-                   check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
+                   if (dst) check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
                  });
   }
 }

@@ -55,6 +55,9 @@ public:
   void import_from(State &st, int64_t *t);
   void zero();
   int64_t state_bytes() const;
+  // Whether the shared workspace was reallocated since the last call (graphs captured before
+  // hold the old one: the caller drops them).
+  bool ws_moved();
   bool holds_param(int p) const;
 
   struct Group;
@@ -67,6 +70,11 @@ private:
   std::vector<std::unique_ptr<Group>> groups_;
   int64_t state_bytes_ = 0;
   bool split_groups_ = true; // SYMOC_CUDA_SUBSET_GROUPS=0: split_unmade does nothing
+  bool memory_log_ = false;  // SYMOC_CUDA_MEMORY_LOG=1
+  void *ws_ = nullptr;       // one workspace for every group (they run one after another)
+  size_t ws_bytes_ = 0;
+  bool ws_moved_ = false;
+  void ensure_ws(size_t bytes);
   std::unique_ptr<Group> new_group(const BlockDesc &d) const;
   void plan_group(Group &g);
   // Splits every group with no device memory yet whose blocks are partly in `on` into the
@@ -74,6 +82,7 @@ private:
   // blocks' state. Muon groups stay whole: the caller's shared Newton-Schulz plan reads them.
   void split_unmade(const std::vector<uint8_t> &on);
   void prepare(Group &g, cudaStream_t s);
+  void ensure_slot_state(Group &g, const std::vector<uint8_t> &on, cudaStream_t s);
   void make_buffers(Group &g, cudaStream_t s);
   void direction(Group &g, cudaStream_t s);
   void symo_direction(Group &g, cudaStream_t s);
