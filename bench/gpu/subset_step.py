@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """What a distributed rank's step costs: one generated optimizer's step_cuda over a subset of its
-blocks (as symoc.distributed gives each rank: every W-th block of the plan) against the full
+blocks (rank 0's share of W: every W-th block of the plan, or with --assign lpt the blocks
+symoc.distributed gives it, longest-processing-time-first on their costs) against the full
 step, on one GPU, same process, medians of CUDA-event timings (automatic graphs on, so both
 replay their own graph after the second step).
 
-    python3 bench/gpu/subset_step.py LIB [LIB ...] [--ranks 2 4 8] [--iters 20]
+    python3 bench/gpu/subset_step.py LIB [LIB ...] [--ranks 2 4 8] [--iters 20] [--assign stride|lpt]
 
 A rank's share of the work is 1/W of the blocks; the printed ratio (subset / full) says how
 much of the step's time scales with it (1.0: none). Each library runs twice: with the
@@ -17,6 +18,8 @@ subset (so a rank makes only what it steps), with the backend's device memory be
 (the drop in free device memory from before the optimizer is made to after two steps).
 """
 import argparse
+import functools
+import gc
 import json
 import os
 import sys
@@ -26,7 +29,17 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_gpu as bg  # noqa: E402
+from symoc.distributed import library_blocks, lpt_assign  # noqa: E402
 from symoc.torch import SymocOptimizer, load_library  # noqa: E402
+
+
+def rank0_blocks(lib, blocks, world, assign):
+    """Rank 0's blocks of `world`: every W-th block of the plan (stride), or what
+    symoc.distributed gives it (lpt: longest-processing-time-first on the blocks' costs)."""
+    if assign == "stride":
+        return blocks[0::world]
+    owner = lpt_assign([c for _, c in library_blocks(lib)], world)
+    return [b for b, r in zip(blocks, owner) if r == 0]
 
 
 def time_lib(path, env, a):
@@ -40,14 +53,15 @@ def time_lib(path, env, a):
         with bg.environment(env):
             opt = SymocOptimizer(named, library=path, lr=1e-3)
         step = bg.block_stepper(lib, opt, named)
-        sel = None if W == 1 else step.blocks[0::W]
+        sel = None if W == 1 else rank0_blocks(lib, step.blocks, W, a.assign)
         step(sel)
         step(sel)
         torch.cuda.synchronize()
         mib = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
-        ms = bg.timed(lambda: step(sel), a.warmup, a.iters)
+        ms = bg.timed(functools.partial(step, sel), a.warmup, a.iters)
         rows["full" if W == 1 else "rank 0 of %d" % W] = {"ms": ms, "mib": mib}
-        del opt, named
+        del opt, named, step
+        gc.collect()  # the optimizer's device memory goes with the object, before the next row
         torch.cuda.empty_cache()
     return rows
 
@@ -62,6 +76,8 @@ def main():
     ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--assign", choices=("stride", "lpt"), default="stride",
+                    help="rank 0's blocks: every W-th (stride) or symoc.distributed's LPT share")
     ap.add_argument("--modes", nargs="+", default=["subset plans", "full plan"], choices=sorted(MODES))
     ap.add_argument("--json")
     a = ap.parse_args()

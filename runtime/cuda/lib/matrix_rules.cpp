@@ -787,7 +787,9 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   if (g.kind == RKind::Shampoo) {
     if (g.useL) g.L = take(size_t(B * m * m), true), g.Lr = take(size_t(B * m * m), true);
     if (g.useR) g.R = take(size_t(B * n * n), true), g.Rr = take(size_t(B * n * n), true);
-    g.S = take(size_t(B * std::max(m * m, n * n)), false);
+    // The Gram products of the sides that are preconditioned only (an embedding's 50257-row side
+    // above max_precond_dim would make this 10 GB for nothing).
+    g.S = take(size_t(B * std::max(g.useL ? m * m : 0, g.useR ? n * n : 0)), false);
     g.T = take(size_t(B * m * n), false);
   }
   if (g.two_sided) {
