@@ -790,7 +790,7 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
     // The Gram products of the sides that are preconditioned only (an embedding's 50257-row side
     // above max_precond_dim would make this 10 GB for nothing).
     g.S = take(size_t(B * std::max(g.useL ? m * m : 0, g.useR ? n * n : 0)), false);
-    g.T = take(size_t(B * m * n), false);
+    if (g.useL && g.useR) g.T = take(size_t(B * m * n), false); // L_r G, before the right factor
   }
   if (g.two_sided) {
     g.s2 = take(size_t(int64_t(B) * g.npairs), true);
