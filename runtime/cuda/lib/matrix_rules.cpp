@@ -7,6 +7,7 @@
 #include "symoc/runtime/optimizer_api.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -700,12 +701,20 @@ std::vector<mx::Shape> MatrixRules::polar_shapes() const {
 }
 
 void MatrixRules::split_unmade(const std::vector<uint8_t> &on) {
-  if (!split_groups_) return;
+  auto is_on = [&](int b) { return size_t(b) < on.size() && on[size_t(b)]; };
+  auto partly = [&](const Group &g) {
+    if (g.ready || g.kind == RKind::Muon) return false;
+    const auto k = std::count_if(g.blocks.begin(), g.blocks.end(), is_on);
+    return k > 0 && size_t(k) < g.blocks.size();
+  };
+  if (!split_groups_ || std::none_of(groups_.begin(), groups_.end(), [&](const auto &gp) { return partly(*gp); }))
+    return; // the usual step: nothing to split, nothing allocated
   std::vector<std::unique_ptr<Group>> out;
   for (auto &gp : groups_) {
     std::vector<int> in, rest;
-    for (int b : gp->blocks) (size_t(b) < on.size() && on[size_t(b)] ? in : rest).push_back(b);
-    if (gp->ready || gp->kind == RKind::Muon || in.empty() || rest.empty()) {
+    if (partly(*gp))
+      for (int b : gp->blocks) (is_on(b) ? in : rest).push_back(b);
+    if (in.empty()) {
       out.push_back(std::move(gp));
       continue;
     }
