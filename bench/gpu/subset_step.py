@@ -6,6 +6,7 @@ step, on one GPU, same process, medians of CUDA-event timings (automatic graphs 
 replay their own graph after the second step).
 
     python3 bench/gpu/subset_step.py LIB [LIB ...] [--ranks 2 4 8] [--iters 20] [--assign stride|lpt]
+    python3 bench/gpu/subset_step.py --plot OUT.png TITLE JSON [JSON ...]      (the picture)
 
 A rank's share of the work is 1/W of the blocks; the printed ratio (subset / full) says how
 much of the step's time scales with it (1.0: none). Each library runs twice: with the
@@ -70,7 +71,48 @@ MODES = {"subset plans": {}, "full plan": {"SYMOC_CUDA_SUBSET_PLANS": "0"},
          "whole groups": {"SYMOC_CUDA_SUBSET_GROUPS": "0"}}
 
 
+def plot(png_path, json_paths, title):
+    """Per library: memory and time of the full step and of rank 0's step, one bar per mode."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = {}
+    for jp in json_paths:
+        for name, r in json.load(open(jp)).items():
+            lib, mode = name.rsplit(", ", 1)
+            rows.setdefault(lib.replace("lib", "", 1).replace("_optimizer.so", ""), {})[mode] = r
+    libs = list(rows)
+    fig, axes = plt.subplots(2, len(libs), figsize=(4.2 * len(libs), 6.4), squeeze=False)
+    colors = {"whole groups": "tab:gray", "subset plans": "tab:blue", "full plan": "tab:orange"}
+    for col, lib in enumerate(libs):
+        for row, (key, unit) in enumerate((("mib", "backend MiB"), ("ms", "ms per step (median)"))):
+            ax = axes[row][col]
+            modes = list(rows[lib])
+            kinds = list(rows[lib][modes[0]])
+            width = 0.8 / len(modes)
+            for i, mode in enumerate(modes):
+                ys = [rows[lib][mode][k][key] for k in kinds]
+                xs = [j + (i - (len(modes) - 1) / 2) * width for j in range(len(kinds))]
+                label = "per-rank groups (default)" if mode == "subset plans" else mode
+                bars = ax.bar(xs, ys, width, color=colors.get(mode, "tab:green"), label=label)
+                for b, y in zip(bars, ys):
+                    ax.annotate("%.0f" % y if y >= 10 else "%.2f" % y, (b.get_x() + b.get_width() / 2, y),
+                                ha="center", va="bottom", fontsize=7)
+            ax.set_xticks(range(len(kinds)))
+            ax.set_xticklabels(kinds, fontsize=8)
+            ax.set_ylabel(unit, fontsize=8)
+            if row == 0:
+                ax.set_title(lib, fontsize=9)
+                ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+
+
 def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "--plot":
+        plot(sys.argv[2], sys.argv[4:], sys.argv[3])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("libs", nargs="+")
     ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4, 8])
