@@ -83,7 +83,7 @@ def full_of(p, world):
 
 def has_split_groups(lib):
     """Whether the plan has blocks of the CUDA matrix rules that are batched per rank's blocks
-    (Symo, Shampoo, Lau-Su; runtime/README.md, "Memory of a rank")."""
+    (Symo, Shampoo, Lau-Su; runtime/README.md, "The matrix rules on a rank")."""
     import json
     return any(b["step"]["kind"] in ("symo", "symo_coupled", "shampoo", "lausu")
                for b in json.loads(lib.plan_json)["blocks"])
@@ -155,7 +155,7 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     step(STEPS + 1, opts)
     worst_ddp = worst_single = 0.0
     identical = True
-    # On CUDA a rank makes the eigh-based matrix rules' groups for its own blocks only (fewer
+    # On CUDA a rank makes the Symo, Shampoo and Lau-Su groups for its own blocks only (fewer
     # matrices per batched cuBLAS/cuSOLVER call, other rounding): the layouts that step different
     # sets of blocks per call agree within 1e-6 there, FSDP2 and DDP (the same rank split) bitwise.
     tol = 1e-6 if device.type == "cuda" and has_split_groups(lib) else 0.0

@@ -5,7 +5,8 @@ The GPU check `gram stress` (tests/gpu/matrix_test.cpp) measured the CUDA Gram p
 Dao-AILab's stress spectra; this test reproduces the three findings with an independent
 emulation of the same schedule (tests/python/test_gram_newton_schulz.py's `gram` and
 `standard`, with `rnd` rounding to 16 bits: every product takes 16-bit operands, accumulates in
-float32 and stores its result in 16 bits, as the GPU's GEMMs do), on 256 x 1024 inputs (aspect 4, as GPT-2's MLP) with prescribed singular values:
+float32 and stores its result in 16 bits, as the GPU's GEMMs do), on 256 x 1024 inputs (aspect
+4, as GPT-2's MLP) with prescribed singular values:
   1. Newton-Schulz 5 (Muon's iteration), fp16 with the restart after step 2 (the optimizers'
      default) is at most 1.5x the standard bf16 iteration's distance from float32 (torch's Muon)
      on every spectrum (measured: 2.5x-10x closer);

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -21,21 +20,6 @@
 namespace symoc::rt::cuda {
 
 using namespace detail;
-
-namespace {
-void check(cudaError_t e, const char *what);
-} // namespace
-
-bool detail::capturing(cudaStream_t s) {
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  if (s) check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
-  return cs != cudaStreamCaptureStatusNone;
-}
-
-void detail::refuse_capture(cudaStream_t s) {
-  if (capturing(s))
-    throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
-}
 
 namespace {
 
@@ -84,6 +68,17 @@ template <class T> T *dalloc(size_t n, size_t &bytes) {
 }
 
 } // namespace
+
+bool detail::capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (s) check(cudaStreamIsCapturing(s, &cs), "cudaStreamIsCapturing");
+  return cs != cudaStreamCaptureStatusNone;
+}
+
+void detail::refuse_capture(cudaStream_t s) {
+  if (capturing(s))
+    throw Error("step_cuda: the first step of a block allocates its state; run one step before capturing a graph");
+}
 
 double BlockDesc::get(const char *name, double dflt) const {
   for (int i = 0; i < nhp; ++i)

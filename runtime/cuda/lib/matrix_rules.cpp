@@ -783,9 +783,8 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
     if (g.has_momentum() && g.kind != RKind::Shampoo) sl.s0 = take(size_t(sl.n), true);
     if (g.kind == RKind::Adam) sl.s1 = take(size_t(sl.n), true);
   }
-  if (g.line_norm())
-    for (const Slot &sl : g.slots) g.max_lines = std::max(g.max_lines, g.lines(sl));
   if (g.line_norm()) {
+    for (const Slot &sl : g.slots) g.max_lines = std::max(g.max_lines, g.lines(sl));
     void *p = nullptr;
     check(cudaMalloc(&p, sizeof(double) * size_t(std::max<int64_t>(2 * g.max_lines * int64_t(g.slots.size()), 1))),
           "cudaMalloc");
