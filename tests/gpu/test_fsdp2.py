@@ -14,8 +14,8 @@ on its shards (elementwise rules, ABI v3 step_rows on CPU parameters; skipped ev
 The FSDP2 ranks' state_dict()s are then loaded into a fresh DDP-layout
 optimizer (re-sharded) and merged into a fresh single-process SymocOptimizer, and a 5th step
 is taken by all. Checks: the FSDP2 parameters (full_tensor()) equal the DDP ones bit for bit
-and the single-process and restored optimizers' too (on CUDA, for plans with Symo, Shampoo or
-Lau-Su blocks, those within 1e-6 relative: a rank batches its own blocks of those rules).
+and the single-process and restored optimizers' too (on CUDA, for plans with blocks of the
+matrix rules, those within 1e-6 relative: a rank batches its own blocks of those rules).
 Rank 0 prints one line per library with the largest absolute difference, and
 'N passed, M failed'. gloo runs on CPU parameters
 (or, with --device cuda, on CUDA parameters, every rank on GPU 0: several ranks on one GPU);
@@ -82,11 +82,18 @@ def full_of(p, world):
 
 
 def has_split_groups(lib):
-    """Whether the plan has blocks of the CUDA matrix rules that are batched per rank's blocks
-    (Symo, Shampoo, Lau-Su; runtime/README.md, "The matrix rules on a rank")."""
+    """Whether the plan has blocks of the CUDA matrix rules, whose groups a rank makes for its
+    own blocks (runtime/README.md, "The matrix rules on a rank"): Symo, Shampoo, Lau-Su, and
+    Muon with gauges, joint parameters or NorMuon's normalization."""
     import json
-    return any(b["step"]["kind"] in ("symo", "symo_coupled", "shampoo", "lausu")
-               for b in json.loads(lib.plan_json)["blocks"])
+
+    def rules(b):
+        st = b["step"]
+        if st["kind"] in ("symo", "symo_coupled", "shampoo", "lausu"):
+            return True
+        return st["kind"] == "muon" and (len(b["params"]) > 1 or st.get("gauges") or
+                                         st.get("hyper", {}).get("norm_beta2", 0) > 0)
+    return any(rules(b) for b in json.loads(lib.plan_json)["blocks"])
 
 
 def dtype_of(k, dtype):
@@ -155,8 +162,8 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     step(STEPS + 1, opts)
     worst_ddp = worst_single = 0.0
     identical = True
-    # On CUDA a rank makes the Symo, Shampoo and Lau-Su groups for its own blocks only (fewer
-    # matrices per batched cuBLAS/cuSOLVER call, other rounding): the layouts that step different
+    # On CUDA a rank makes the matrix rules' groups for its own blocks only (fewer matrices per
+    # batched cuBLAS/cuSOLVER call, other rounding): the layouts that step different
     # sets of blocks per call agree within 1e-6 there, FSDP2 and DDP (the same rank split) bitwise.
     tol = 1e-6 if device.type == "cuda" and has_split_groups(lib) else 0.0
     for k in range(len(init)):

@@ -136,7 +136,6 @@ struct DeviceOptimizer::Impl {
   std::vector<int> host_blocks;
   std::vector<int> matrix_blocks; // stepped by `rules`
   std::unique_ptr<MatrixRules> rules;
-  std::vector<symoc::cuda::PolarGroup> rules_polar;
   HostStepFn host_step = nullptr;
   void *host_ctx = nullptr;
   Counters cnt{};
@@ -177,15 +176,14 @@ struct DeviceOptimizer::Impl {
   // the full plan (in the full workspace, whatever the cap below; so does fuse level 0).
   // The same gather runs a step in slices when its plan's workspace would exceed ns_ws_cap
   // (SYMOC_CUDA_NS_WORKSPACE_MB, or half the free device memory when the full workspace does
-  // not fit): slice j takes the j-th part of every group's active matrices, the matrix rules'
-  // own Muon blocks go with slice 0, and the slices run one after another in one workspace.
+  // not fit): slice j takes the j-th part of every group's active matrices, and the slices run
+  // one after another in one workspace. (The matrix rules' Muon groups run plans of their own.)
   // Each matrix is still multiplied on the full plan's algorithms: a sliced step is bit for
   // bit the unsliced one.
   struct NsSlice {
     std::unique_ptr<symoc::cuda::NewtonSchulzPlan> plan;
     std::vector<std::pair<size_t, int32_t *>> members; // (index into muon_groups, device index array)
     std::vector<int64_t> counts;
-    bool rules = false; // the matrix rules' Muon blocks run in this slice
   };
   struct SubsetNs {
     std::vector<uint8_t> key; // per Muon group, per sub-matrix: stepped
@@ -236,7 +234,7 @@ struct DeviceOptimizer::Impl {
   SubsetNs *subset_plan(const std::vector<uint8_t> &active);
   static void free_slices(SubsetNs &p);
   void find_slices(SubsetNs &p, const std::vector<std::vector<int32_t>> &act, size_t most, size_t k);
-  NsSlice make_slice(const std::vector<std::vector<int32_t>> &parts, bool with_rules);
+  NsSlice make_slice(const std::vector<std::vector<int32_t>> &parts);
   bool ensure_ns_ws(size_t bytes, bool may_fail);
   void cap_to_free_memory(size_t bytes);
   void run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr, const float *mult,
@@ -569,8 +567,7 @@ void DeviceOptimizer::Impl::cap_to_free_memory(size_t bytes) {
 }
 
 // One slice's plan: parts[i] lists the matrices of Muon group i it runs (may be empty).
-DeviceOptimizer::Impl::NsSlice DeviceOptimizer::Impl::make_slice(const std::vector<std::vector<int32_t>> &parts,
-                                                                 bool with_rules) {
+DeviceOptimizer::Impl::NsSlice DeviceOptimizer::Impl::make_slice(const std::vector<std::vector<int32_t>> &parts) {
   NsSlice sl;
   std::vector<symoc::cuda::Shape> shapes;
   for (size_t i = 0; i < parts.size(); ++i) {
@@ -582,8 +579,6 @@ DeviceOptimizer::Impl::NsSlice DeviceOptimizer::Impl::make_slice(const std::vect
     sl.counts.push_back(int64_t(parts[i].size()));
     shapes.push_back(symoc::cuda::Shape{int64_t(parts[i].size()), gr.sub_rows, gr.muon.cols});
   }
-  if (with_rules && rules)
-    for (const symoc::cuda::Shape &sh : rules->polar_shapes()) shapes.push_back(sh), sl.rules = true;
   if (!shapes.empty()) {
     symoc::cuda::NsTuning tune = ns_tune; // not the environment now: a first step may come long after create_cuda
     tune.algorithms_from = ns_plan.get();
@@ -671,7 +666,7 @@ void DeviceOptimizer::Impl::find_slices(SubsetNs &p, const std::vector<std::vect
         const size_t n = act[i].size(), lo = n * j / k, hi = n * (j + 1) / k;
         parts[i].assign(act[i].begin() + std::ptrdiff_t(lo), act[i].begin() + std::ptrdiff_t(hi));
       }
-      NsSlice sl = make_slice(parts, j == 0);
+      NsSlice sl = make_slice(parts);
       if (!sl.plan) continue;
       need = std::max(need, sl.plan->workspace_bytes());
       p.slices.push_back(std::move(sl));
@@ -831,9 +826,8 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   if ((muon && m.ns_matrix) || !m.matrix_blocks.empty()) m.engine = std::make_unique<symoc::cuda::Engine>(device);
   if (!m.matrix_blocks.empty()) {
     m.rules = std::make_unique<MatrixRules>(m.params.data(), m.blocks.data(), m.matrix_blocks, *m.engine, m.cnt);
-    for (const symoc::cuda::Shape &sh : m.rules->polar_shapes()) shapes.push_back(sh);
   }
-  if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups and the gauged Muon blocks
+  if (!shapes.empty()) { // one Newton-Schulz plan for the Muon groups
     m.ns_tune = ns_tuning_from_env();
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                                 5, m.ns_tune);
@@ -922,9 +916,11 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     m.prepare(gr, s);
     m.ensure_state(gr, &active, s);
   }
-  const bool rules_muon = m.rules && m.rules->reserve(active, s);
-  if (m.rules && m.rules->ws_moved()) m.graphs.clear(); // their nodes hold the old workspace
-  const bool ns = (any_muon && m.ns_matrix) || rules_muon;
+  if (m.rules) {
+    m.rules->reserve(active, s);
+    if (m.rules->ws_moved()) m.graphs.clear(); // their nodes hold the old workspace
+  }
+  const bool ns = any_muon && m.ns_matrix;
   SubsetNs *sub = ns ? m.subset_plan(active) : nullptr;
   if (ns && !sub)
     for (int gi : m.muon_groups) m.prepare(m.groups[size_t(gi)], s); // the full plan reads every group
@@ -941,8 +937,8 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
     }
     m.run_group(gr, a, m.overlap && elementwise ? m.side : s);
   }
-  // The matrix rules' inputs (and their Muon blocks' Newton-Schulz inputs).
-  if (m.rules) m.rules->begin(w, g, dtypes, lr, mult, active, s, m.rules_polar, lr_dev);
+  // The matrix rules' inputs.
+  if (m.rules) m.rules->begin(w, g, dtypes, lr, mult, active, s, lr_dev);
   if (ns) {
     if (sub) m.run_subset_ns(*sub, s);
     else m.run_full_ns(w, g, dtypes, lr, mult, active, s, lr_dev);
@@ -959,7 +955,7 @@ void DeviceOptimizer::Impl::run(void *const *w, const void *const *g, const int3
   m.host_path(w, g, dtypes, active, s);
 }
 
-// One Newton-Schulz over every Muon group (and the matrix rules' Muon blocks). Inactive
+// One Newton-Schulz over every Muon group. Inactive
 // groups hold zeros or stale finite values whose results are not applied; at fuse level 2
 // (no U) they enter as skipped matrices.
 void DeviceOptimizer::Impl::run_full_ns(void *const *w, const void *const *g, const int32_t *dtypes, float lr,
@@ -985,7 +981,6 @@ void DeviceOptimizer::Impl::run_full_ns(void *const *w, const void *const *g, co
       pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
     }
   }
-  for (const symoc::cuda::PolarGroup &pg : rules_polar) polar_groups.push_back(pg);
   ns_plan->run(polar_groups.data(), polar_groups.size(), symoc::cuda::Workspace{ns_ws, ns_ws_bytes}, s);
 }
 
@@ -1002,8 +997,6 @@ void DeviceOptimizer::Impl::run_subset_ns(SubsetNs &sub, cudaStream_t s) {
       if (fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
       polar_groups.push_back(pg);
     }
-    if (sl.rules)
-      for (const symoc::cuda::PolarGroup &pg : rules_polar) polar_groups.push_back(pg);
     sl.plan->run(polar_groups.data(), polar_groups.size(), symoc::cuda::Workspace{ns_ws, ns_ws_bytes}, s);
   }
 }

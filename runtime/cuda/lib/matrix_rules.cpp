@@ -421,6 +421,7 @@ bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::str
 MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const std::vector<int> &mine,
                          mx::Engine &engine, Counters cnt)
     : params_(params), blocks_(blocks), engine_(engine), cnt_(cnt) {
+  ns_tune_ = ns_tuning_from_env(); // once: a group may be planned on a step long after create_cuda
   const char *sg = std::getenv("SYMOC_CUDA_SUBSET_GROUPS"); // 0: whole groups (before session 15)
   split_groups_ = !(sg && std::string(sg) == "0");
   const char *ml = std::getenv("SYMOC_CUDA_MEMORY_LOG"); // 1: a stderr line per group made
@@ -630,10 +631,19 @@ void MatrixRules::plan_group(Group &g) {
     }
     if (!ns_shapes.empty()) {
       g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, ns_shapes, mx::PolarIteration::NewtonSchulz, g.ns_steps,
-                                                    ns_tuning_from_env());
+                                                    ns_tune_);
       g.ws_bytes = std::max(g.ws_bytes, g.ns->workspace_bytes());
       g.ns_groups.resize(ns_shapes.size());
     }
+  } else if (g.kind == RKind::Muon) { // Muon's iteration over the group's matrices (or heads)
+    std::vector<mx::Shape> shapes;
+    for (int k = 0; k < g.np; ++k) {
+      const int64_t sub = g.head_rows > 0 ? g.head_rows : g.rows[size_t(k)];
+      shapes.push_back(mx::Shape{g.nb() * (g.rows[size_t(k)] / sub), sub, g.cols[size_t(k)]});
+    }
+    g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, shapes, mx::PolarIteration::NewtonSchulz, 5, ns_tune_);
+    g.ws_bytes = g.ns->workspace_bytes();
+    g.ns_groups.resize(shapes.size());
   } else if (g.kind == RKind::LauSuPolar) {
     mx::PolarOptions o = polar_options(PolarMethod::Eig);
     o.fn.precision = prec;
@@ -689,21 +699,10 @@ bool MatrixRules::ws_moved() {
   return m;
 }
 
-std::vector<mx::Shape> MatrixRules::polar_shapes() const {
-  std::vector<mx::Shape> v;
-  for (auto &g : groups_)
-    if (g->kind == RKind::Muon)
-      for (int k = 0; k < g->np; ++k) {
-        const int64_t sub = g->head_rows > 0 ? g->head_rows : g->rows[size_t(k)];
-        v.push_back(mx::Shape{g->nb() * (g->rows[size_t(k)] / sub), sub, g->cols[size_t(k)]});
-      }
-  return v;
-}
-
 void MatrixRules::split_unmade(const std::vector<uint8_t> &on) {
   auto is_on = [&](int b) { return size_t(b) < on.size() && on[size_t(b)]; };
   auto partly = [&](const Group &g) {
-    if (g.ready || g.kind == RKind::Muon) return false;
+    if (g.ready) return false;
     const auto k = std::count_if(g.blocks.begin(), g.blocks.end(), is_on);
     return k > 0 && size_t(k) < g.blocks.size();
   };
@@ -727,18 +726,16 @@ void MatrixRules::split_unmade(const std::vector<uint8_t> &on) {
   groups_ = std::move(out);
 }
 
-bool MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
+void MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
   split_unmade(active);
-  bool any_muon = false;
   for (auto &gp : groups_) {
     Group &g = *gp;
     bool any = false;
     for (int b : g.blocks) any = any || active[size_t(b)];
-    any_muon = any_muon || (any && g.kind == RKind::Muon);
-    if (any || g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
-    if (any) ensure_slot_state(g, active, s);
+    if (!any) continue;
+    prepare(g, s);
+    ensure_slot_state(g, active, s);
   }
-  return any_muon;
 }
 
 void MatrixRules::prepare(Group &g, cudaStream_t s) {
@@ -871,8 +868,9 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
 }
 
 // A Muon group's state per block, made on the block's first step (zero), as the device
-// optimizer's own groups: the group stays whole (the shared Newton-Schulz plan reads it), but a
-// distributed rank holds only its blocks' momentum and NorMuon v. on: the blocks stepped.
+// optimizer's own groups: a group made whole (a full first step, or a DDP rank's first bucket
+// of several in one group) holds only its stepped blocks' momentum and NorMuon v. on: the
+// blocks stepped.
 void MatrixRules::ensure_slot_state(Group &g, const std::vector<uint8_t> &on, cudaStream_t s) {
   if (g.kind != RKind::Muon) return;
   std::vector<Slot *> made;
@@ -899,27 +897,19 @@ void MatrixRules::ensure_slot_state(Group &g, const std::vector<uint8_t> &on, cu
   for (Slot *sl : made) g.allocs.push_back(sl->s0);
 }
 
-bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt, float lr, const float *mult,
-                        const std::vector<uint8_t> &active, cudaStream_t s, std::vector<mx::PolarGroup> &polar,
-                        const float *lr_dev) {
-  bool any_muon = false;
+void MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt, float lr, const float *mult,
+                        const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev) {
+  const bool in_capture = capturing(s);
   for (auto &gp : groups_) {
     Group &g = *gp;
     g.any = false;
     for (int b : g.blocks) g.any = g.any || active[size_t(b)];
-    any_muon = any_muon || (g.any && g.kind == RKind::Muon);
-  }
-  const bool in_capture = capturing(s);
-  for (auto &gp : groups_) {
-    Group &g = *gp;
-    if (g.kind == RKind::Muon) prepare(g, s); // the shared Newton-Schulz reads every Muon group
     if (!g.any) continue;
     if (in_capture && g.kind == RKind::Shampoo && g.freq > 1)
       throw Error(std::string("block of '") + params_[g.slots[0].param].name + "' refreshes its Shampoo roots every " +
                   std::to_string(g.freq) + " steps, so a step with it cannot be captured in a CUDA graph (a replay "
                   "would repeat the captured step's choice)");
-    prepare(g, s);
-    if (!g.any) continue;
+    prepare(g, s); // made by reserve(): a no-op
     StepArgs &a = g.args;
     a.nslots = int(g.slots.size());
     a.lr_scale = lr_dev;
@@ -934,15 +924,6 @@ bool MatrixRules::begin(void *const *w, const void *const *g_, const int32_t *dt
     launch_prep(a, g.d_chunks, nc, g.d_slots, cnt_, g.prep, s);
     check(cudaGetLastError(), "kernel launch");
   }
-  polar.clear();
-  for (auto &gp : groups_)
-    if (gp->kind == RKind::Muon)
-      for (int k = 0; k < gp->np; ++k) {
-        const int64_t r = gp->rows[size_t(k)], c = gp->cols[size_t(k)], sub = gp->head_rows > 0 ? gp->head_rows : r;
-        mx::Batch in(gp->U[size_t(k)], gp->nb() * (r / sub), sub, c), out(gp->D[size_t(k)], gp->nb() * (r / sub), sub, c);
-        polar.push_back(mx::PolarGroup{in, out, float(std::sqrt(std::max(1.0, double(sub) / double(c))))});
-      }
-  return any_muon;
 }
 
 // Symo on Z (the block, its transpose, or the coupled members side by side), run class by
@@ -1082,7 +1063,13 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
     }
     break;
   }
-  case RKind::Muon: // the shared Newton-Schulz wrote D; NorMuon's normalization on it
+  case RKind::Muon: // Muon's Newton-Schulz U -> D (per head with head_rows), then NorMuon's normalization
+    for (int k = 0; k < g.np; ++k) {
+      const int64_t r = g.rows[size_t(k)], c = g.cols[size_t(k)], sub = g.head_rows > 0 ? g.head_rows : r;
+      const mx::Batch in(g.U[size_t(k)], B * (r / sub), sub, c), out(g.D[size_t(k)], B * (r / sub), sub, c);
+      g.ns_groups[size_t(k)] = mx::PolarGroup{in, out, float(std::sqrt(std::max(1.0, double(sub) / double(c))))};
+    }
+    g.ns->run(g.ns_groups.data(), g.ns_groups.size(), ws, s);
     if (g.line_norm())
       launch_line_norm(g.args, g.d_chunks, int(g.chunks.size()), g.d_slots, cnt_, int(g.slots.size()), g.norm_axis,
                        g.head_rows, g.norm_beta2, g.norm_eps, g.max_lines, g.norm_sq, s);

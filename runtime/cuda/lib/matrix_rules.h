@@ -35,19 +35,14 @@ public:
               symoc::cuda::Engine &engine, detail::Counters cnt);
   ~MatrixRules();
 
-  // Muon-based groups' Newton-Schulz inputs, to be run in the caller's shared plan.
-  std::vector<symoc::cuda::Shape> polar_shapes() const;
   // Stage 0: makes what the groups this step touches need (their state on a first step), before
-  // the caller's first launch, so that an out-of-memory error leaves nothing stepped. Returns
-  // whether a Muon-based block is stepped (begin returns the same).
-  bool reserve(const std::vector<uint8_t> &active, cudaStream_t s);
-  // Stage 1: checks and inputs; fills the polar groups (in polar_shapes() order). Returns
-  // whether a Muon-based block is stepped (the caller then runs the Newton-Schulz plan).
+  // the caller's first launch, so that an out-of-memory error leaves nothing stepped.
+  void reserve(const std::vector<uint8_t> &active, cudaStream_t s);
+  // Stage 1: checks and inputs (momentum -> U).
   // lr_dev: NULL, or the device scalar the kernels read the base lr from (StepArgs::lr_scale).
-  bool begin(void *const *w, const void *const *g, const int32_t *dt, float lr, const float *mult,
-             const std::vector<uint8_t> &active, cudaStream_t s, std::vector<symoc::cuda::PolarGroup> &polar,
-             const float *lr_dev = nullptr);
-  // Stage 2 (after the shared Newton-Schulz): directions, gauges, updates, counters.
+  void begin(void *const *w, const void *const *g, const int32_t *dt, float lr, const float *mult,
+             const std::vector<uint8_t> &active, cudaStream_t s, const float *lr_dev = nullptr);
+  // Stage 2: directions (a Muon group's by its own Newton-Schulz plan), gauges, updates, counters.
   void finish(cudaStream_t s);
 
   void export_to(State &st, const int64_t *t, const int64_t *skips) const;
@@ -71,6 +66,7 @@ private:
   int64_t state_bytes_ = 0;
   bool split_groups_ = true; // SYMOC_CUDA_SUBSET_GROUPS=0: split_unmade does nothing
   bool memory_log_ = false;  // SYMOC_CUDA_MEMORY_LOG=1
+  symoc::cuda::NsTuning ns_tune_; // the Newton-Schulz plans' tuning, read at construction
   void *ws_ = nullptr;       // one workspace for every group (they run one after another)
   size_t ws_bytes_ = 0;
   bool ws_moved_ = false;
@@ -79,7 +75,7 @@ private:
   void plan_group(Group &g);
   // Splits every group with no device memory yet whose blocks are partly in `on` into the
   // blocks in it and the rest, so that a distributed rank makes (and computes) only its own
-  // blocks' state. Muon groups stay whole: the caller's shared Newton-Schulz plan reads them.
+  // blocks' state.
   void split_unmade(const std::vector<uint8_t> &on);
   void prepare(Group &g, cudaStream_t s);
   void ensure_slot_state(Group &g, const std::vector<uint8_t> &on, cudaStream_t s);
