@@ -66,12 +66,13 @@ def sample_smi(fn, seconds):
     return rows
 
 
-def profile(opt, steps):
+def profile(step, steps):
+    """torch.profiler's CUDA kernels of `steps` calls of step(): per-step ms, GEMMs apart."""
     from torch.profiler import ProfilerActivity, profile as tprof
     torch.cuda.synchronize()
     with tprof(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
-            opt.step()
+            step()
         torch.cuda.synchronize()
     kernels = {}
     spans = []
@@ -111,7 +112,7 @@ def main():
         del opt
         named, opt = make_opt(lib, {"SYMOC_CUDA_GRAPH": "0"})
         eager_ms = bg.timed(opt.step, 3, 10)
-        prof = profile(opt, a.steps)
+        prof = profile(opt.step, a.steps)
         del opt, named
         torch.cuda.empty_cache()
         r = {"step_ms": step_ms, "step_no_graph_ms": eager_ms, **prof}

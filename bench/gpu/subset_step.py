@@ -17,6 +17,8 @@ SYMOC_CUDA_SUBSET_GROUPS=0 (the matrix rules make every same-shape group whole o
 first step, as before session 15). Every row is a fresh optimizer that steps only its own
 subset (so a rank makes only what it steps), with the backend's device memory beside the time
 (the drop in free device memory from before the optimizer is made to after two steps).
+`--profile K` adds each row's kernel table (torch.profiler, the K kernels that take longest;
+cuSOLVER's appear under their own names), to see what of a step does not shrink with its share.
 """
 import argparse
 import functools
@@ -30,6 +32,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_gpu as bg  # noqa: E402
+import profile_step  # noqa: E402
 from symoc.distributed import library_blocks, lpt_assign  # noqa: E402
 from symoc.torch import SymocOptimizer, load_library  # noqa: E402
 
@@ -60,7 +63,10 @@ def time_lib(path, env, a):
         torch.cuda.synchronize()
         mib = (free0 - torch.cuda.mem_get_info()[0]) / 2**20
         ms = bg.timed(functools.partial(step, sel), a.warmup, a.iters)
-        rows["full" if W == 1 else "rank 0 of %d" % W] = {"ms": ms, "mib": mib}
+        row = rows["full" if W == 1 else "rank 0 of %d" % W] = {"ms": ms, "mib": mib}
+        if a.profile:
+            prof = profile_step.profile(functools.partial(step, sel), 1)
+            row["profile"] = dict(prof, kernels=prof["kernels"][:a.profile])
         del opt, named, step
         gc.collect()  # the optimizer's device memory goes with the object, before the next row
         torch.cuda.empty_cache()
@@ -121,6 +127,8 @@ def main():
     ap.add_argument("--assign", choices=("stride", "lpt"), default="stride",
                     help="rank 0's blocks: every W-th (stride) or symoc.distributed's LPT share")
     ap.add_argument("--modes", nargs="+", default=["subset plans", "full plan"], choices=sorted(MODES))
+    ap.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="print each row's K longest kernels (torch.profiler, one step)")
     ap.add_argument("--json")
     a = ap.parse_args()
     out = {}
@@ -134,6 +142,12 @@ def main():
                 print("  %-14s %8.3f ms  %.2fx full  (ideal %.2fx)  %8.0f MiB  %.2fx full" % (
                     k, v["ms"], v["ms"] / rows["full"]["ms"], 1.0 if k == "full" else 1.0 / int(k.split()[-1]),
                     v["mib"], v["mib"] / max(rows["full"]["mib"], 1e-9)), flush=True)
+                if "profile" in v:
+                    p = v["profile"]
+                    print("    kernels %.3f ms (GEMM %.3f, other %.3f), first to last %.3f ms" % (
+                        p["kernel_ms"], p["gemm_ms"], p["other_ms"], p["first_to_last_ms"]))
+                    for kr in p["kernels"]:
+                        print("    %9.3f ms %5.1f x  %s" % (kr["ms"], kr["calls"], kr["name"][:110]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

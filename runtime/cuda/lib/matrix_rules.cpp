@@ -683,14 +683,23 @@ MatrixRules::~MatrixRules() {
 // The groups run one after another on the step's stream, so one workspace serves them all:
 // the largest need of the groups made (eigh, Newton-Schulz, polar and root plans). Grown on a
 // group's first step (before that step's first launch); ws_moved() then tells the caller that
-// graphs captured before hold the old one.
+// graphs captured before hold the old one. The new one is made before the old one goes, where
+// both fit; out of memory leaves the old one (or, where the old one had to go first, none:
+// reserve() makes the made groups' need again before a later step launches anything).
 void MatrixRules::ensure_ws(size_t bytes) {
   if (bytes <= ws_bytes_) return;
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // earlier steps may still use the old one
+  void *p = nullptr;
+  cudaError_t e = cudaMalloc(&p, bytes);
+  if (e == cudaErrorMemoryAllocation && ws_) {
+    cudaGetLastError(); // not sticky: clear it
+    cudaFree(ws_);
+    ws_ = nullptr, ws_bytes_ = 0, ws_moved_ = true;
+    e = cudaMalloc(&p, bytes);
+  }
+  check(e, "cudaMalloc of the matrix rules' workspace");
   cudaFree(ws_);
-  ws_ = nullptr, ws_bytes_ = 0, ws_moved_ = true;
-  check(cudaMalloc(&ws_, bytes), "cudaMalloc of the matrix rules' workspace");
-  ws_bytes_ = bytes;
+  ws_ = p, ws_bytes_ = bytes, ws_moved_ = true;
 }
 
 bool MatrixRules::ws_moved() {
@@ -727,6 +736,7 @@ void MatrixRules::split_unmade(const std::vector<uint8_t> &on) {
 }
 
 void MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
+  ensure_ws(ws_need_); // after an out-of-memory growth that lost the old one
   split_unmade(active);
   for (auto &gp : groups_) {
     Group &g = *gp;
@@ -754,6 +764,7 @@ void MatrixRules::prepare(Group &g, cudaStream_t s) {
     throw;
   }
   g.ready = true;
+  ws_need_ = std::max(ws_need_, g.ws_bytes);
 }
 
 void MatrixRules::make_buffers(Group &g, cudaStream_t s) {

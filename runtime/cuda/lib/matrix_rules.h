@@ -69,6 +69,7 @@ private:
   symoc::cuda::NsTuning ns_tune_; // the Newton-Schulz plans' tuning, read at construction
   void *ws_ = nullptr;       // one workspace for every group (they run one after another)
   size_t ws_bytes_ = 0;
+  size_t ws_need_ = 0;       // the largest ws_bytes of the groups made
   bool ws_moved_ = false;
   void ensure_ws(size_t bytes);
   std::unique_ptr<Group> new_group(const BlockDesc &d) const;
