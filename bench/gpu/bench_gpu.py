@@ -51,6 +51,9 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       batched torch.linalg.eigh per shape group every f steps (L += G G^T, R += G^T G by
       bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
       rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
+  symoc shampoo (per-matrix eigh) f = 1 and f = 10   the same with SYMOC_CUDA_EIGH=per-matrix (one
+      cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side)
+  (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
       (inverse roots by the coupled Newton iteration on fp32 GEMMs, InvRootPlan, its default
       budget of 16 steps), next to the eigh rows and the same torch reference; (newton roots,
@@ -475,13 +478,21 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     # Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32); the same with
     # Newton roots (SYMOC_CUDA_ROOT=newton: fp32 GEMMs; newton-tf32; f64 at f = 1).
     root_err = {}
-    variants = (("", {"SYMOC_CUDA_EIG": "f32"}), (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
+    variants = (("", {"SYMOC_CUDA_EIG": "f32"}),
+                (" (per-matrix eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "per-matrix"}),
+                (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
                 (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
                                               "SYMOC_CUDA_ROOT_ITERS": "8"}),
                 (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
                                                            "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
                 (" (newton roots, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32"}),
                 (" (newton roots, f64)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64"}))
+    # SYMOC_BENCH_SHAMPOO_VARIANTS: a comma list of the labels to run ("eigh" for the first,
+    # e.g. "eigh,per-matrix eigh"); default all.
+    only = os.environ.get("SYMOC_BENCH_SHAMPOO_VARIANTS")
+    if only:
+        keep = {w.strip() for w in only.split(",")}
+        variants = tuple(v for v in variants if (v[0].strip(" ()") or "eigh") in keep)
     for f, path in ((1, sh_lib), (10, sh10_lib)):
         lib = load_library(path)
         named = params_of(lib, 4)
@@ -537,7 +548,7 @@ def markdown_matrix(r):
         if "symoc shampoo f=%d" % f not in ms:
             continue
         t = ms.get("torch eigh Shampoo f=%d" % f)
-        for label in ("", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
+        for label in ("", " (per-matrix eigh)", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
                       " (newton roots, f64 scaled, 12 steps)"):
             key = "symoc shampoo%s f=%d" % (label, f)
             if key in ms:

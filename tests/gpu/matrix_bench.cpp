@@ -4,6 +4,7 @@
 // sets (dense and symmetric products, with and without timing the GEMM algorithms on the first
 // run) and an aspect-ratio sweep, and batched inverse roots (Shampoo) by eigendecomposition.
 // Medians of event-timed runs after warm-up; random data. Usage: symoc_gpu_matrix_bench [out.json]
+// [--only eigh-methods] (that section alone: batched against per-matrix eigensolves).
 #include "gpu_util.h"
 
 #include "../../runtime/cuda/lib/ns_common.cuh"
@@ -75,8 +76,49 @@ void report(const std::string &k, double v, const char *unit) {
   std::fflush(stdout);
 }
 
+// Batched against per-matrix eigensolves (EigMethod::Batched, one XsyevBatched call over the
+// batch, vs PerMatrix, one Xsyevd per matrix; SYMOC_CUDA_EIGH picks for the optimizers), fp32,
+// at GPT-2 small's Shampoo sides and at the batches a full step (12: every layer's copy) and a
+// distributed rank (1, 3) give them, on full-rank factors (a Gram of a random n x 2n) and
+// Shampoo-like ones (three accumulated Grams of random n x 768: rank min(n, 2304)).
+void eigh_methods(cu::Engine &e, cudaStream_t s) {
+  for (int64_t n : {768, 2304, 3072})
+    for (int64_t batch : {1, 3, 12})
+      for (bool low : {false, true}) try {
+        if (low && n <= 2304) continue; // rank 2304 is full rank there
+        const int64_t k = low ? 768 : 2 * n, nn = n * n;
+        Dev<float> G{size_t(batch * n * k)}, S{size_t(batch * nn)}, V{size_t(batch * nn)}, w{size_t(batch * n)};
+        for (int acc = 0; acc < (low ? 3 : 1); ++acc) {
+          fill(G.p, G.n, 11u + unsigned(acc));
+          cu::gram(e, false, 1.f / float(k), cu::Batch(G.p, batch, n, k), acc ? 1.f : 0.f, cu::Batch(S.p, batch, n, n), s);
+        }
+        ck(cudaStreamSynchronize(s), "sync");
+        const std::string tag = "eigh " + std::to_string(batch) + "x" + std::to_string(n) + "^2" + (low ? " rank 2304" : "");
+        for (auto [m, name] : {std::pair<cu::EigMethod, const char *>{cu::EigMethod::Batched, "batched"},
+                               {cu::EigMethod::PerMatrix, "per-matrix"}}) {
+          cu::EighPlan plan(e, n, batch, symoc::rt::EigPrecision::Float32, m);
+          Dev<char> ws{plan.workspace_bytes()};
+          Timing t = time_it(s, 1, 3, [&] {
+            plan.run(cu::Batch(S.p, batch, n, n), w.p, cu::Batch(V.p, batch, n, n), cu::Workspace{ws.p, ws.n}, s);
+          });
+          report(tag + ", " + name + " ms", t.median, "ms");
+        }
+      } catch (const std::exception &ex) {
+        std::printf("BENCH eigh methods %lld x %lld FAILED: %s\n", (long long)batch, (long long)n, ex.what());
+      }
+}
+
+void write_json(const char *path) {
+  std::ofstream f(path);
+  f << "{\n";
+  for (size_t i = 0; i < results.size(); ++i)
+    f << "  \"" << results[i].first << "\": " << results[i].second << (i + 1 < results.size() ? ",\n" : "\n");
+  f << "}\n";
+}
+
 } // namespace
 
+// symoc_gpu_matrix_bench [out.json] [--only eigh-methods]
 int main(int argc, char **argv) {
   try {
     cudaStream_t s;
@@ -85,6 +127,12 @@ int main(int argc, char **argv) {
     ck(cudaGetDeviceProperties(&prop, 0), "props");
     std::printf("# device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
     cu::Engine e;
+    if (argc > 3 && std::string(argv[2]) == "--only") {
+      if (std::string(argv[3]) != "eigh-methods") throw symoc::rt::Error(std::string("unknown section ") + argv[3]);
+      eigh_methods(e, s);
+      write_json(argv[1]);
+      return 0;
+    }
 
     // 1. bf16 GEMM rate, 8192^3, random data.
     double rate = 0;
@@ -445,13 +493,7 @@ int main(int argc, char **argv) {
     } catch (const std::exception &ex) {
       std::printf("BENCH syevj %lld FAILED: %s\n", (long long)n, ex.what());
     }
-    if (argc > 1) {
-      std::ofstream f(argv[1]);
-      f << "{\n";
-      for (size_t i = 0; i < results.size(); ++i)
-        f << "  \"" << results[i].first << "\": " << results[i].second << (i + 1 < results.size() ? ",\n" : "\n");
-      f << "}\n";
-    }
+    if (argc > 1) write_json(argv[1]);
   } catch (const std::exception &ex) {
     std::printf("BENCH FAILED: %s\n", ex.what());
     return 1;

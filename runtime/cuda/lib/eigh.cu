@@ -3,6 +3,8 @@
 #include "eigh.cuh"
 
 #include <climits>
+#include <cstdlib>
+#include <string>
 
 namespace symoc::cuda {
 namespace detail {
@@ -30,6 +32,14 @@ __global__ void unpack_kernel(const T *src, int64_t rows, int64_t cols, float *o
 template <class T> __global__ void to_float_kernel(const T *src, float *dst, int64_t n) {
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
     dst[e] = float(src[e]);
+}
+// Above n = 32: SYMOC_CUDA_EIGH picks between one XsyevBatched call and one Xsyevd per matrix.
+EigMethod auto_method() {
+  const char *v = std::getenv("SYMOC_CUDA_EIGH");
+  const std::string m = v ? v : "";
+  if (m.empty() || m == "batched") return EigMethod::Batched;
+  if (m == "per-matrix") return EigMethod::PerMatrix;
+  fail("eigh", "SYMOC_CUDA_EIGH must be batched or per-matrix, got '" + m + "'");
 }
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
 unsigned batch_dim(int64_t b) {
@@ -67,7 +77,7 @@ template void to_float<double>(const double *, float *, int64_t, cudaStream_t);
 EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMethod m)
     : e_(e), n_(n), batch_(batch), dbl_(dbl), method_(m) {
   if (n < 0 || batch < 1) fail("eigh", "invalid shape");
-  if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : EigMethod::Batched;
+  if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : auto_method();
   if (method_ == EigMethod::Jacobi && n > 32) fail("eigh", "Jacobi batched needs n <= 32, got " + std::to_string(n));
   if (n == 0) return;
   const auto jobz = CUSOLVER_EIG_MODE_VECTOR;
@@ -92,7 +102,8 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
   }
   check(cusolverDnCreateParams(&params_), "cusolverDnCreateParams");
   const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
-  cusolverStatus_t st = cusolverDnXsyevBatched_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t,
+  cusolverStatus_t st = method_ == EigMethod::PerMatrix ? CUSOLVER_STATUS_NOT_SUPPORTED :
+                        cusolverDnXsyevBatched_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t,
                                                           e_.dummy, t, &dev_bytes_, &host_bytes_, batch);
   if (st == CUSOLVER_STATUS_NOT_SUPPORTED) {
     per_matrix_ = true;

@@ -29,7 +29,7 @@ private:
   syevjInfo_t jac_ = nullptr;
   cusolverDnParams_t params_ = nullptr;
   size_t dev_bytes_ = 0, host_bytes_ = 0;
-  bool per_matrix_ = false; // XsyevBatched unavailable: one Xsyevd per matrix
+  bool per_matrix_ = false; // one Xsyevd per matrix: PerMatrix, or XsyevBatched unavailable
   std::vector<char> host_;
 };
 

@@ -109,10 +109,12 @@ void scale(const Batch &X, const float *s, cudaStream_t);
 // as LAPACK's 'U' on the column-major view, like rt::sym_eig): w ascending, row k of V_b the
 // k-th eigenvector. Method: Jacobi batched (cusolverDn{S,D}syevjBatched) for n <= 32,
 // cusolverDnXsyevBatched (one call for the whole batch; one cusolverDnXsyevd per matrix
-// where the library reports it unsupported) above. Float64
+// where the library reports it unsupported) above, or PerMatrix: one cusolverDnXsyevd per
+// matrix. Auto: Jacobi for n <= 32, else Batched, or PerMatrix where SYMOC_CUDA_EIGH=per-matrix
+// (read at the plan's construction; =batched: Batched). Float64
 // converts in and out of double. info (device, batch ints, or null: kept in the workspace)
 // receives cuSOLVER's per-matrix status. CPU: rt::sym_eig.
-enum class EigMethod { Auto, Jacobi, Batched };
+enum class EigMethod { Auto, Jacobi, Batched, PerMatrix };
 class EighPlan {
 public:
   EighPlan(Engine &, int64_t n, int64_t batch, EigPrecision, EigMethod = EigMethod::Auto);
