@@ -77,15 +77,15 @@ void report(const std::string &k, double v, const char *unit) {
 }
 
 // Batched against per-matrix eigensolves (EigMethod::Batched, one XsyevBatched call over the
-// batch, vs PerMatrix, one Xsyevd per matrix; SYMOC_CUDA_EIGH picks for the optimizers), fp32,
-// at GPT-2 small's Shampoo sides and at the batches a full step (12: every layer's copy) and a
-// distributed rank (1, 3) give them, on full-rank factors (a Gram of a random n x 2n) and
+// batch, vs PerMatrix, one Xsyevd per matrix, vs Auto, the rule between them; SYMOC_CUDA_EIGH
+// forces one for the optimizers), fp32, at GPT-2 small's Shampoo sides and at the batches a full
+// step (12: every layer's copy) and a distributed rank (1 to 8) give them, on full-rank factors (a Gram of a random n x 2n) and
 // Shampoo-like ones (three accumulated Grams of random n x 768: rank min(n, 2304)).
 void eigh_methods(cu::Engine &e, cudaStream_t s) {
   for (int64_t n : {768, 2304, 3072})
-    for (int64_t batch : {1, 3, 12})
+    for (int64_t batch : {1, 3, 6, 8, 12})
       for (bool low : {false, true}) try {
-        if (low && n <= 2304) continue; // rank 2304 is full rank there
+        if (low && (n <= 2304 || batch == 6 || batch == 8)) continue; // rank 2304 is full rank there
         const int64_t k = low ? 768 : 2 * n, nn = n * n;
         Dev<float> G{size_t(batch * n * k)}, S{size_t(batch * nn)}, V{size_t(batch * nn)}, w{size_t(batch * n)};
         for (int acc = 0; acc < (low ? 3 : 1); ++acc) {
@@ -95,7 +95,7 @@ void eigh_methods(cu::Engine &e, cudaStream_t s) {
         ck(cudaStreamSynchronize(s), "sync");
         const std::string tag = "eigh " + std::to_string(batch) + "x" + std::to_string(n) + "^2" + (low ? " rank 2304" : "");
         for (auto [m, name] : {std::pair<cu::EigMethod, const char *>{cu::EigMethod::Batched, "batched"},
-                               {cu::EigMethod::PerMatrix, "per-matrix"}}) {
+                               {cu::EigMethod::PerMatrix, "per-matrix"}, {cu::EigMethod::Auto, "auto"}}) {
           cu::EighPlan plan(e, n, batch, symoc::rt::EigPrecision::Float32, m);
           Dev<char> ws{plan.workspace_bytes()};
           Timing t = time_it(s, 1, 3, [&] {

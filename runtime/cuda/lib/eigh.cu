@@ -33,14 +33,20 @@ template <class T> __global__ void to_float_kernel(const T *src, float *dst, int
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
     dst[e] = float(src[e]);
 }
-// Above n = 32: SYMOC_CUDA_EIGH picks between one XsyevBatched call and one Xsyevd per matrix.
-EigMethod auto_method() {
+// Above n = 32, SYMOC_CUDA_EIGH: batched, per-matrix, or unset / auto (Auto: the rule below).
+EigMethod env_method() {
   const char *v = std::getenv("SYMOC_CUDA_EIGH");
   const std::string m = v ? v : "";
-  if (m.empty() || m == "batched") return EigMethod::Batched;
+  if (m.empty() || m == "auto") return EigMethod::Auto;
+  if (m == "batched") return EigMethod::Batched;
   if (m == "per-matrix") return EigMethod::PerMatrix;
-  fail("eigh", "SYMOC_CUDA_EIGH must be batched or per-matrix, got '" + m + "'");
+  fail("eigh", "SYMOC_CUDA_EIGH must be auto, batched or per-matrix, got '" + m + "'");
 }
+// XsyevBatched's time hardly grows from a batch of 3 to 12 where it runs part of its work on
+// the host (n = 768: 56 / 41 ms, 2304: 293 / 327, 3072: 416 / 578; one Xsyevd per matrix 7.8,
+// 31, 50 ms each; H200, fp32, docs/benchmarks.md): small batches run per matrix. The solver
+// that needs no host workspace (small n) stays batched, and capturable.
+constexpr int64_t kPerMatrixMaxBatch = 6;
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
 unsigned batch_dim(int64_t b) {
   if (b > 65535) fail("batched matrix kernel", "batch " + std::to_string(b) + " above 65535");
@@ -77,7 +83,7 @@ template void to_float<double>(const double *, float *, int64_t, cudaStream_t);
 EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMethod m)
     : e_(e), n_(n), batch_(batch), dbl_(dbl), method_(m) {
   if (n < 0 || batch < 1) fail("eigh", "invalid shape");
-  if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : auto_method();
+  if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : env_method();
   if (method_ == EigMethod::Jacobi && n > 32) fail("eigh", "Jacobi batched needs n <= 32, got " + std::to_string(n));
   if (n == 0) return;
   const auto jobz = CUSOLVER_EIG_MODE_VECTOR;
@@ -112,6 +118,12 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
           "cusolverDnXsyevd_bufferSize");
   } else {
     check(st, "cusolverDnXsyevBatched_bufferSize");
+    if (method_ == EigMethod::Auto && host_bytes_ > 0 && batch >= 2 && batch <= kPerMatrixMaxBatch) {
+      per_matrix_ = true;
+      check(cusolverDnXsyevd_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t, e_.dummy, t, &dev_bytes_,
+                                        &host_bytes_),
+            "cusolverDnXsyevd_bufferSize");
+    }
   }
   host_.resize(host_bytes_ > 0 ? host_bytes_ : 1);
 }
@@ -145,11 +157,15 @@ void EighCore::run(void *A, void *W, void *scratch, int *info, cudaStream_t s) {
   }
   const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
   const size_t es = dbl_ ? sizeof(double) : sizeof(float);
-  if (host_bytes_ > 0) { // seen on an H200 (n = 768): the call fails inside a graph capture
+  // Seen on an H200: XsyevBatched with host workspace (n = 768) and Xsyevd at any n fail inside
+  // a graph capture, leaving an error behind; refused before the call instead.
+  if (host_bytes_ > 0 || per_matrix_) {
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone)
-      fail("eigh", "cuSOLVER's eigensolver for n = " + std::to_string(n_) + " needs " + std::to_string(host_bytes_) +
-                       " bytes of host workspace and cannot be captured in a CUDA graph; step without capture");
+      fail("eigh", "cuSOLVER's eigensolver for n = " + std::to_string(n_) +
+                       (per_matrix_ ? std::string(" (one Xsyevd per matrix)")
+                                    : " needs " + std::to_string(host_bytes_) + " bytes of host workspace and") +
+                       " cannot be captured in a CUDA graph; step without capture");
   }
   if (!per_matrix_) {
     check(cusolverDnXsyevBatched(e_.solver, params_, jobz, uplo, n_, t, A, n_, t, W, t, work, dev_bytes_,
