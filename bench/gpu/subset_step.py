@@ -14,8 +14,9 @@ backend's subset plans (the default since session 12: a rank's Muon matrices gat
 Newton-Schulz plan of their own) and with SYMOC_CUDA_SUBSET_PLANS=0 (every step runs the full
 plan, the inactive matrices as zeros). `--modes` picks the runs; "whole groups" sets
 SYMOC_CUDA_SUBSET_GROUPS=0 (the matrix rules make every same-shape group whole on a rank's
-first step, as before session 15); "per-matrix eigh" sets SYMOC_CUDA_EIGH=per-matrix (one cuSOLVER
-Xsyevd per matrix instead of one XsyevBatched per group and side). Every row is a fresh optimizer that steps only its own
+first step, as before session 15); "per-matrix eigh" / "batched eigh" set SYMOC_CUDA_EIGH (one
+cuSOLVER Xsyevd per matrix / one XsyevBatched per group and side, where the default picks by
+batch). Every row is a fresh optimizer that steps only its own
 subset (so a rank makes only what it steps), with the backend's device memory beside the time
 (the drop in free device memory from before the optimizer is made to after two steps).
 `--profile K` adds each row's kernel table (torch.profiler, the K kernels that take longest;
@@ -76,7 +77,7 @@ def time_lib(path, env, a):
 
 MODES = {"subset plans": {}, "full plan": {"SYMOC_CUDA_SUBSET_PLANS": "0"},
          "whole groups": {"SYMOC_CUDA_SUBSET_GROUPS": "0"},
-         "per-matrix eigh": {"SYMOC_CUDA_EIGH": "per-matrix"}}
+         "per-matrix eigh": {"SYMOC_CUDA_EIGH": "per-matrix"}, "batched eigh": {"SYMOC_CUDA_EIGH": "batched"}}
 
 
 def plot(png_path, json_paths, title):
@@ -92,7 +93,7 @@ def plot(png_path, json_paths, title):
     libs = list(rows)
     fig, axes = plt.subplots(2, len(libs), figsize=(4.2 * len(libs), 6.4), squeeze=False)
     colors = {"whole groups": "tab:gray", "subset plans": "tab:blue", "full plan": "tab:orange",
-              "per-matrix eigh": "tab:purple"}
+              "per-matrix eigh": "tab:purple", "batched eigh": "tab:gray"}
     for col, lib in enumerate(libs):
         for row, (key, unit) in enumerate((("mib", "backend MiB"), ("ms", "ms per step (median)"))):
             ax = axes[row][col]
