@@ -42,11 +42,12 @@ EigMethod env_method() {
   if (m == "per-matrix") return EigMethod::PerMatrix;
   fail("eigh", "SYMOC_CUDA_EIGH must be auto, batched or per-matrix, got '" + m + "'");
 }
-// XsyevBatched's time hardly grows from a batch of 3 to 12 where it runs part of its work on
-// the host (n = 768: 56 / 41 ms, 2304: 293 / 327, 3072: 416 / 578; one Xsyevd per matrix 7.8,
-// 31, 50 ms each; H200, fp32, docs/benchmarks.md): small batches run per matrix. The solver
-// that needs no host workspace (small n) stays batched, and capturable.
-constexpr int64_t kPerMatrixMaxBatch = 6;
+// XsyevBatched's time hardly grows from a batch of 3 to 12 (H200, fp32, docs/benchmarks.md:
+// n = 768 53 / 54 ms, 2304 343 / 329, 3072 443 / 551), one Xsyevd per matrix's grows with the
+// batch (7.9, 31, 50 ms a matrix): per matrix wins at batches 3 and 6 at every n measured,
+// batched at 12, they are close at 8. Small n (not measured; there the batched solver is
+// capturable, Xsyevd is not) stays batched.
+constexpr int64_t kPerMatrixMaxBatch = 6, kPerMatrixMinN = 768;
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
 unsigned batch_dim(int64_t b) {
   if (b > 65535) fail("batched matrix kernel", "batch " + std::to_string(b) + " above 65535");
@@ -118,7 +119,7 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
           "cusolverDnXsyevd_bufferSize");
   } else {
     check(st, "cusolverDnXsyevBatched_bufferSize");
-    if (method_ == EigMethod::Auto && host_bytes_ > 0 && batch >= 2 && batch <= kPerMatrixMaxBatch) {
+    if (method_ == EigMethod::Auto && n >= kPerMatrixMinN && batch >= 2 && batch <= kPerMatrixMaxBatch) {
       per_matrix_ = true;
       check(cusolverDnXsyevd_bufferSize(e_.solver, params_, jobz, uplo, n, t, e_.dummy, n, t, e_.dummy, t, &dev_bytes_,
                                         &host_bytes_),

@@ -110,9 +110,9 @@ void scale(const Batch &X, const float *s, cudaStream_t);
 // k-th eigenvector. Method: Jacobi batched (cusolverDn{S,D}syevjBatched) for n <= 32,
 // cusolverDnXsyevBatched (one call for the whole batch; one cusolverDnXsyevd per matrix
 // where the library reports it unsupported) above, or PerMatrix: one cusolverDnXsyevd per
-// matrix. Auto: Jacobi for n <= 32; above, PerMatrix for a batch of 2 to 6 where the batched
-// solver needs host workspace (it then costs about as much for 3 matrices as for 12), else
-// Batched; SYMOC_CUDA_EIGH=batched|per-matrix (read at the plan's construction) forces one.
+// matrix. Auto: Jacobi for n <= 32; PerMatrix for a batch of 2 to 6 at n >= 768 (the batched
+// solver costs about as much for 3 matrices as for 12 there), else Batched;
+// SYMOC_CUDA_EIGH=batched|per-matrix (read at the plan's construction) forces one.
 // Per-matrix runs are not capturable (refused under a capture). Float64
 // converts in and out of double. info (device, batch ints, or null: kept in the workspace)
 // receives cuSOLVER's per-matrix status. CPU: rt::sym_eig.
