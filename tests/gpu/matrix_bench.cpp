@@ -78,34 +78,39 @@ void report(const std::string &k, double v, const char *unit) {
 
 // Batched against per-matrix eigensolves (EigMethod::Batched, one XsyevBatched call over the
 // batch, vs PerMatrix, one Xsyevd per matrix, vs Auto, the rule between them; SYMOC_CUDA_EIGH
-// forces one for the optimizers), fp32, at GPT-2 small's Shampoo sides and at the batches a full
-// step (12: every layer's copy) and a distributed rank (1 to 8) give them, on full-rank factors (a Gram of a random n x 2n) and
-// Shampoo-like ones (three accumulated Grams of random n x 768: rank min(n, 2304)).
+// forces one for the optimizers), at GPT-2 small's Shampoo sides and at the batches a
+// distributed rank (3, 6), a full step (12: every layer's copy) and groups merged across shapes
+// (24: c_fc's and mlp.c_proj's 3072 sides; 60: every 768 side) give them, on full-rank factors
+// (a Gram of a random n x 2n); fp32, and fp64 (Shampoo's default) at 768 and 3072.
 void eigh_methods(cu::Engine &e, cudaStream_t s) {
-  for (int64_t n : {768, 2304, 3072})
-    for (int64_t batch : {1, 3, 6, 8, 12})
-      for (bool low : {false, true}) try {
-        if (low && (n <= 2304 || batch == 6 || batch == 8)) continue; // rank 2304 is full rank there
-        const int64_t k = low ? 768 : 2 * n, nn = n * n;
-        Dev<float> G{size_t(batch * n * k)}, S{size_t(batch * nn)}, V{size_t(batch * nn)}, w{size_t(batch * n)};
-        for (int acc = 0; acc < (low ? 3 : 1); ++acc) {
-          fill(G.p, G.n, 11u + unsigned(acc));
-          cu::gram(e, false, 1.f / float(k), cu::Batch(G.p, batch, n, k), acc ? 1.f : 0.f, cu::Batch(S.p, batch, n, n), s);
-        }
-        ck(cudaStreamSynchronize(s), "sync");
-        const std::string tag = "eigh " + std::to_string(batch) + "x" + std::to_string(n) + "^2" + (low ? " rank 2304" : "");
-        for (auto [m, name] : {std::pair<cu::EigMethod, const char *>{cu::EigMethod::Batched, "batched"},
-                               {cu::EigMethod::PerMatrix, "per-matrix"}, {cu::EigMethod::Auto, "auto"}}) {
-          cu::EighPlan plan(e, n, batch, symoc::rt::EigPrecision::Float32, m);
-          Dev<char> ws{plan.workspace_bytes()};
-          Timing t = time_it(s, 1, 3, [&] {
-            plan.run(cu::Batch(S.p, batch, n, n), w.p, cu::Batch(V.p, batch, n, n), cu::Workspace{ws.p, ws.n}, s);
-          });
-          report(tag + ", " + name + " ms", t.median, "ms");
-        }
-      } catch (const std::exception &ex) {
-        std::printf("BENCH eigh methods %lld x %lld FAILED: %s\n", (long long)batch, (long long)n, ex.what());
+  struct Case {
+    int64_t n;
+    std::vector<int64_t> batches;
+    bool dbl;
+  };
+  const std::vector<Case> cases = {{768, {3, 6, 12, 60}, false}, {2304, {3, 6, 12}, false},
+                                   {3072, {3, 6, 12, 24}, false}, {768, {3, 12}, true}, {3072, {3, 12}, true}};
+  for (const Case &c : cases)
+    for (int64_t batch : c.batches) try {
+      const int64_t n = c.n, k = 2 * n, nn = n * n;
+      Dev<float> G{size_t(batch * n * k)}, S{size_t(batch * nn)}, V{size_t(batch * nn)}, w{size_t(batch * n)};
+      fill(G.p, G.n, 11u);
+      cu::gram(e, false, 1.f / float(k), cu::Batch(G.p, batch, n, k), 0.f, cu::Batch(S.p, batch, n, n), s);
+      ck(cudaStreamSynchronize(s), "sync");
+      const std::string tag = std::string("eigh ") + (c.dbl ? "fp64 " : "fp32 ") + std::to_string(batch) + "x" +
+                              std::to_string(n) + "^2";
+      for (auto [m, name] : {std::pair<cu::EigMethod, const char *>{cu::EigMethod::Batched, "batched"},
+                             {cu::EigMethod::PerMatrix, "per-matrix"}, {cu::EigMethod::Auto, "auto"}}) {
+        cu::EighPlan plan(e, n, batch, c.dbl ? symoc::rt::EigPrecision::Float64 : symoc::rt::EigPrecision::Float32, m);
+        Dev<char> ws{plan.workspace_bytes()};
+        Timing t = time_it(s, 1, 3, [&] {
+          plan.run(cu::Batch(S.p, batch, n, n), w.p, cu::Batch(V.p, batch, n, n), cu::Workspace{ws.p, ws.n}, s);
+        });
+        report(tag + ", " + name + " ms", t.median, "ms");
       }
+    } catch (const std::exception &ex) {
+      std::printf("BENCH eigh methods %lld x %lld FAILED: %s\n", (long long)batch, (long long)c.n, ex.what());
+    }
 }
 
 void write_json(const char *path) {
