@@ -251,7 +251,9 @@ void test_eigh(cu::Engine &e) {
   struct C { int64_t n; cu::EigMethod m; const char *mname; };
   for (C cs : {C{5, cu::EigMethod::Auto, "auto(jacobi)"}, C{32, cu::EigMethod::Jacobi, "jacobi"},
                C{32, cu::EigMethod::Batched, "batched"}, C{33, cu::EigMethod::Auto, "auto(batched)"},
-               C{96, cu::EigMethod::Auto, "auto(batched)"}, C{257, cu::EigMethod::Auto, "auto(batched)"}})
+               C{96, cu::EigMethod::Auto, "auto(batched)"}, C{257, cu::EigMethod::Auto, "auto(batched)"},
+               C{96, cu::EigMethod::PerMatrix, "per-matrix"}, C{257, cu::EigMethod::PerMatrix, "per-matrix"},
+               C{768, cu::EigMethod::Auto, "auto(per-matrix: batch 4 at n >= 768)"}})
     for (int dbl = 0; dbl < 2; ++dbl) {
       const int64_t B = 4, n = cs.n;
       const std::string name = "eigh n=" + std::to_string(n) + " " + cs.mname + (dbl ? " fp64" : " fp32");
@@ -303,6 +305,38 @@ void test_eigh(cu::Engine &e) {
         table.fail(name, ex.what());
       }
     }
+  // One Xsyevd per matrix fails inside a stream capture and leaves cuSOLVER in error: the
+  // plan refuses before the call, the capture ends cleanly and the plan runs after it.
+  const std::string name = "eigh per-matrix under capture";
+  try {
+    const int64_t B = 2, n = 96;
+    HostBatch S = random_sym(B, n);
+    DevBatch dS(S), dV = poisoned(B, n, n);
+    Dev<float> w{size_t(B * n)};
+    cu::EighPlan plan(e, n, B, cu::EigPrecision::Float32, cu::EigMethod::PerMatrix);
+    Dev<char> ws(plan.workspace_bytes());
+    cudaStream_t cs;
+    ck(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking), "stream");
+    ck(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal), "begin capture");
+    std::string why;
+    try {
+      plan.run(dS.b(), w.p, dV.b(), workspace(ws), cs);
+    } catch (const std::exception &ex) {
+      why = ex.what();
+    }
+    cudaGraph_t g = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(cs, &g);
+    if (g) cudaGraphDestroy(g);
+    plan.run(dS.b(), w.p, dV.b(), workspace(ws), cs); // eagerly, after the refusal
+    const cudaError_t after = cudaStreamSynchronize(cs);
+    cudaStreamDestroy(cs);
+    const bool ok = why.find("cannot be captured") != std::string::npos && end == cudaSuccess && after == cudaSuccess;
+    table.add(name + ": refused (" + why.substr(0, 60) + "), capture ended " + cudaGetErrorName(end) +
+                  ", eager run after it " + cudaGetErrorName(after),
+              ok ? 0.0 : 1.0, 0.5);
+  } catch (const std::exception &ex) {
+    table.fail(name, ex.what());
+  }
 }
 
 void test_sym_pow(cu::Engine &e) {
