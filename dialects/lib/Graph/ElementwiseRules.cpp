@@ -24,6 +24,8 @@ struct ScalarFn {
 };
 
 void unaryRule(SpaceBuilder &b, Operation *op, ScalarFn fn) {
+  if (barrierIfExtraResultsUsed(b, op, "the mask output"))
+    return;
   Value x = op->getOperand(0), y = op->getResult(0);
   int64_t r = rankOf(y);
   if (rankOf(x) != r) {

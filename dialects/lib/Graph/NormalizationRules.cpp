@@ -136,6 +136,8 @@ void SoftmaxOp::applySymmetryRule(SpaceBuilder &b) { softmaxRule(b, *this); }
 void LogSoftmaxOp::applySymmetryRule(SpaceBuilder &b) { softmaxRule(b, *this); }
 
 void LayerNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
+  if (barrierIfExtraResultsUsed(b, *this, "LayerNormalization's mean / inverse deviation"))
+    return;
   Value x = getOperand(0), y = getResult(0);
   int64_t r = rankOf(x);
   int64_t axis = normAxis(intAttr(*this, "axis", -1), r);
@@ -257,6 +259,10 @@ void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, *this, "BatchNormalization of a rank < 2 tensor");
     return;
   }
+  // The running statistics it outputs in training move with X's channels and scale (a
+  // permutation or rescale of X's channels against the fixed state inputs changes them).
+  if (barrierIfExtraResultsUsed(b, *this, "BatchNormalization's running statistics"))
+    return;
   bool training = intAttr(*this, "training_mode", 0) || getNumResults() > 1;
   perChannelNormRule(b, *this, x, y, getOperand(1), getOperand(2), /*batchStats=*/true,
                      /*rescaleAbsorbed=*/training, "BatchNormalization");
@@ -297,6 +303,9 @@ void CumSumOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "CumSum de
 
 namespace {
 void poolRule(SpaceBuilder &b, Operation *op, bool linear) {
+  // MaxPool's indices are flat positions in X (its channel and batch among them).
+  if (barrierIfExtraResultsUsed(b, op, "pooling indices"))
+    return;
   Value x = op->getOperand(0), y = op->getResult(0);
   int64_t r = rankOf(x);
   if (r < 3 || rankOf(y) != r) {

@@ -50,6 +50,15 @@ void barrier(SpaceBuilder &b, Operation *op, StringRef why) {
     b.fixAll(v, why);
 }
 
+bool barrierIfExtraResultsUsed(SpaceBuilder &b, Operation *op, StringRef what) {
+  for (Value extra : op->getResults().drop_front())
+    if (!extra.use_empty()) {
+      barrier(b, op, (what + " read downstream: the rule covers the first output only").str());
+      return true;
+    }
+  return false;
+}
+
 bool isNone(Value v) { return isa<NoneType>(v.getType()); }
 
 std::optional<std::vector<int64_t>> constInts(Value v) {

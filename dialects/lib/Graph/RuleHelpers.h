@@ -32,6 +32,11 @@ void pinFlows(SpaceBuilder &b, mlir::Value x, int64_t a);
 void restrictAll(SpaceBuilder &b, mlir::Value v, unsigned bits, llvm::StringRef why);
 /// Fixes every operand and result of an op: a barrier.
 void barrier(SpaceBuilder &b, mlir::Operation *op, llvm::StringRef why);
+/// For ops whose rule covers their first result only (BatchNormalization's running
+/// statistics, LayerNormalization's mean and inverse deviation, pooling indices, Dropout's
+/// mask): a barrier when any other result is read (by a node or as a graph output), since
+/// those results depend on the inputs in ways the rule does not describe. True when it was one.
+bool barrierIfExtraResultsUsed(SpaceBuilder &b, mlir::Operation *op, llvm::StringRef what);
 
 /// The integer values of a constant operand (graph.constant with a value), if known.
 std::optional<std::vector<int64_t>> constInts(mlir::Value v);
