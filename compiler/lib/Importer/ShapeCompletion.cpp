@@ -12,6 +12,11 @@
 
 #include "symoc/ModelIO/ModelIO.h"
 
+#include <onnx/defs/schema.h>
+
+#include <algorithm>
+#include <cctype>
+
 namespace symoc {
 namespace {
 
@@ -40,7 +45,44 @@ ShapeInfo infoOf(const onnx::TypeProto::Tensor &tt) {
   return s;
 }
 
+std::string typeName(int32_t dt) {
+  std::string t = onnx::TensorProto_DataType_Name(onnx::TensorProto_DataType(dt));
+  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return t.empty() ? std::to_string(dt) : t;
+}
+
 } // namespace
+
+// Inputs that the operator's schema binds to one type parameter (Mul's A and B: T) must
+// share their element type: an ill-typed node has no defined meaning (the evaluator would
+// coerce it, and the analysis claim things of a graph no runtime accepts).
+void ShapeCompleter::checkTypes(const onnx::NodeProto &n) const {
+  const onnx::OpSchema *s = onnx::OpSchemaRegistry::Schema(n.op_type(), opset, "");
+  if (!s || s->inputs().empty())
+    return;
+  const auto &formals = s->inputs();
+  std::map<std::string, std::pair<int32_t, std::string>> bound; // type parameter -> first input
+  for (int i = 0; i < n.input_size(); ++i) {
+    const bool extra = size_t(i) >= formals.size();
+    const auto &f = formals[std::min(size_t(i), formals.size() - 1)];
+    if (extra && (f.GetOption() != onnx::OpSchema::Variadic || !f.GetIsHomogeneous()))
+      break;
+    auto it = known.find(n.input(i));
+    if (n.input(i).empty() || it == known.end() || !it->second.elemType)
+      continue;
+    const std::string &tp = f.GetTypeStr();
+    bool param = false;
+    for (const auto &c : s->typeConstraintParams())
+      param = param || c.type_param_str == tp;
+    if (!param)
+      continue;
+    auto [b, first] = bound.emplace(tp, std::make_pair(it->second.elemType, n.input(i)));
+    if (!first && b->second.first != it->second.elemType)
+      fail(path, "node '" + (n.name().empty() ? n.output(0) : n.name()) + "' (" + n.op_type() + "): inputs '" +
+                     b->second.second + "' (" + typeName(b->second.first) + ") and '" + n.input(i) + "' (" +
+                     typeName(it->second.elemType) + ") must have one element type (the operator's " + tp + ")");
+  }
+}
 
 ShapeCompleter::ShapeCompleter(onnx::ModelProto &m, const std::string &path)
     : model(m), path(path), opset(opsetVersion(m, "")) {
@@ -67,6 +109,7 @@ int ShapeCompleter::visit(const onnx::NodeProto &n) {
         readValue(n.output(0), a.t());
     return 0;
   }
+  checkTypes(n);
   ShapeFunction rule = findShapeFunction(n.op_type());
   if (!rule)
     return 0;

@@ -33,6 +33,7 @@ public:
                 const std::vector<int64_t> &data, int32_t elemType);
 
 private:
+  void checkTypes(const onnx::NodeProto &n) const;
   void record(onnx::ValueInfoProto &vi, bool writable);
   void readValue(const std::string &name, const onnx::TensorProto &t);
   int refine(const onnx::NodeProto &n, const std::string &name, const ShapeInfo &inferred);
