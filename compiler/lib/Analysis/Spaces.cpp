@@ -234,10 +234,13 @@ public:
     // heads; its coordinate q*H + k is head k for every q.
     int64_t H = outerHeads > 0 ? outerHeads : O.size, d = I.size;
     int64_t r = H > 0 && O.size > 0 && O.size % H == 0 ? O.size / H : 0;
+    // Giving up also pins the flows: the axes were marked as having a
+    // relation, and one never made would leave them free.
     auto giveUp = [&](StringRef why) {
-      fixAxis(whole, axis, why);
-      fixAxis(parts, outer, why);
-      fixAxis(parts, inner, why);
+      for (auto [v, a] : {std::pair{whole, axis}, {parts, outer}, {parts, inner}}) {
+        fixAxis(v, a, why);
+        pinAxis(v, a);
+      }
     };
     if (H <= 0 || d <= 0 || r <= 0 || W.size != H * d || W.numHeads > 1 ||
         O.numHeads > 1) {
@@ -507,8 +510,11 @@ private:
               nodes[node(X, h, i)].len == o.len)
             match = node(X, h, i);
         if (match < 0 || o.len < 0) {
-          fixAxis(p.x.value, p.x.axis, "slice boundaries not resolved");
-          fixAxis(p.y.value, p.y.axis, "slice boundaries not resolved");
+          // slice() marked both axes as related: pin what it cannot relate.
+          for (const AxisRef &r : {p.x, p.y}) {
+            fixAxis(r.value, r.axis, "slice boundaries not resolved");
+            pinAxis(r.value, r.axis);
+          }
           return;
         }
         uf.unite(match, node(Y, h, j), 0);
