@@ -52,7 +52,8 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
       rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
   symoc shampoo (per-matrix eigh) f = 1 and f = 10   the same with SYMOC_CUDA_EIGH=per-matrix (one
-      cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side)
+      cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side); (eigh banks)
+      with SYMOC_CUDA_EIGH_BANKS=1 (one eigensolve per side size across groups)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
       (inverse roots by the coupled Newton iteration on fp32 GEMMs, InvRootPlan, its default
@@ -480,6 +481,7 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     root_err = {}
     variants = (("", {"SYMOC_CUDA_EIG": "f32"}),
                 (" (per-matrix eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "per-matrix"}),
+                (" (eigh banks)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "1"}),
                 (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
                 (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
                                               "SYMOC_CUDA_ROOT_ITERS": "8"}),
@@ -546,7 +548,7 @@ def markdown_matrix(r):
         if "symoc shampoo f=%d" % f not in ms:
             continue
         t = ms.get("torch eigh Shampoo f=%d" % f)
-        for label in ("", " (per-matrix eigh)", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
+        for label in ("", " (per-matrix eigh)", " (eigh banks)", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
                       " (newton roots, f64 scaled, 12 steps)"):
             key = "symoc shampoo%s f=%d" % (label, f)
             if key in ms:

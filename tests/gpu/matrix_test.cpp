@@ -339,6 +339,45 @@ void test_eigh(cu::Engine &e) {
   }
 }
 
+// SymPowPlan over parts in separate buffers (MatrixRules' root banks: several groups' factors
+// in one eigensolve) == the same plan over one contiguous batch of the same matrices, bit for bit.
+void test_sym_pow_parts(cu::Engine &e) {
+  for (int dbl = 0; dbl < 2; ++dbl) {
+    const std::string name = std::string("sym_pow parts 2 + 3 of n=96 vs one batch of 5, ") + (dbl ? "fp64" : "fp32");
+    try {
+      const int64_t n = 96;
+      HostBatch all = random_psd(5, n, 2 * n), a(2, n, n), b(3, n, n);
+      for (int64_t k = 0; k < 5; ++k)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) (k < 2 ? a.at(k, i, j) : b.at(k - 2, i, j)) = all.at(k, i, j);
+      DevBatch dall(all), da(a), db(b), oall = poisoned(5, n, n), oa = poisoned(2, n, n), ob = poisoned(3, n, n);
+      rt::MatFnOptions o;
+      o.precision = dbl ? rt::EigPrecision::Float64 : rt::EigPrecision::Float32;
+      cu::SymPowPlan plan(e, n, 5, o);
+      Dev<char> ws(plan.workspace_bytes());
+      plan.run(dall.b(), -0.25, 1e-6, oall.b(), workspace(ws), stream);
+      const cu::Batch in[2] = {da.b(), db.b()}, out[2] = {oa.b(), ob.b()};
+      plan.run(in, out, 2, -0.25, 1e-6, workspace(ws), stream);
+      sync();
+      if (!check_written(name, oall) || !check_written(name, oa) || !check_written(name, ob)) continue;
+      double diff = 0;
+      for (int64_t k = 0; k < 5; ++k)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            diff = std::max(diff, double(std::fabs((k < 2 ? oa.hb.at(k, i, j) : ob.hb.at(k - 2, i, j)) - oall.hb.at(k, i, j))));
+      bool refused = false; // parts that do not add up to the plan's batch
+      try {
+        plan.run(in, out, 1, -0.25, 1e-6, workspace(ws), stream);
+      } catch (const std::exception &) {
+        refused = true;
+      }
+      table.add(name + ", max |diff| (bitwise: 0); 2 of 5 refused: " + (refused ? "yes" : "NO"), refused ? diff : 1.0, 0.0);
+    } catch (const std::exception &ex) {
+      table.fail(name, ex.what());
+    }
+  }
+}
+
 void test_sym_pow(cu::Engine &e) {
   struct C { int64_t n, k; double p, eps; };
   for (C cs : {C{24, 48, -0.5, 1e-6}, C{100, 200, -0.25, 1e-6}, C{150, 75, -0.5, 0.0}, C{64, 128, 0.5, 1e-3}})
@@ -1928,7 +1967,8 @@ int main(int argc, char **argv) {
     cu::Engine e;
     std::vector<std::pair<const char *, std::function<void(cu::Engine &)>>> tests = {
         {"gemm", test_gemm}, {"gram", test_gram}, {"rowops", test_rowops}, {"eigh", test_eigh},
-        {"sym_pow", test_sym_pow}, {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
+        {"sym_pow", test_sym_pow}, {"sym_pow parts", test_sym_pow_parts},
+        {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
         {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},
         {"inv_root (newton)", test_inv_root}, {"shampoo newton", test_shampoo_newton},
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},

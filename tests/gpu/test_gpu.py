@@ -31,6 +31,8 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   subset           step_cuda with a blocks subset: listed blocks as in a full step, the rest
                    untouched, state allocated for the listed blocks only (state_bytes = the
                    plan's state_bytes of those blocks, up to 16 B of alignment per buffer)
+  banks.<lib>      Shampoo plans: SYMOC_CUDA_EIGH_BANKS=1 (roots of several groups in one
+                   eigensolve) vs the default, 4 steps with a NaN/inf step: <= 1e-6, equal skips
   subset.<lib>     a matrix-rule plan stepped as two ranks (every other block; the rest) and
                    whole, 3 steps: listed blocks agree with the whole step within 1e-6 (the
                    groups made per rank batch fewer matrices: other cuBLAS/cuSOLVER rounding)
@@ -679,6 +681,35 @@ def check_subset(lib):
            "(listed blocks' %d)%s" % (rc, listed, rest, sa, sb, want_a, "" if nb is None else ", num_blocks %d" % nb))
 
 
+def check_banks(lib, tag):
+    """SYMOC_CUDA_EIGH_BANKS=1 (Shampoo roots of several groups in one eigensolve per side size)
+    against the default (a group's own), 4 steps from the same weights and gradients with a
+    NaN/inf gradient on one Shampoo parameter at the third: the weights within 1e-6 relative
+    (other batches, other cuSOLVER rounding), the same skips, the skipped parameter untouched by
+    that step in both."""
+    names = [nm for nm, _, _ in lib.params]
+    W = init_weights(lib, 23)
+    G = grads(lib, 23, 4)
+    bad = [next(nm for nm, shape, r in lib.params if kind(r) == "shampoo" and len(shape) == 2)]
+
+    def steps(env):
+        with env_vars(**env):
+            o, p = make(lib, W, DEV)
+            run(o, p, G[:2])
+            before = p[bad[0]].detach().clone()
+            run(o, p, G[2:3], nan_at=0, nan_names=bad)
+            same = torch.equal(p[bad[0]].detach(), before)
+            run(o, p, G[3:])
+        return {nm: p[nm].detach().cpu() for nm in names}, o.steps_skipped, same
+
+    a, ska, sa = steps({})
+    b, skb, sb = steps({"SYMOC_CUDA_EIGH_BANKS": "1"})
+    worst = max(rel(b[nm], a[nm], a[nm]) for nm in names)
+    report("banks.%s" % tag, worst <= 1e-6 and ska == skb >= 1 and sa and sb,
+           "4 steps, banked vs own roots max rel diff %.2e; skips %d / %d; skipped step untouched %s / %s"
+           % (worst, skb, ska, sb, sa), "<= 1e-6, equal skips")
+
+
 def check_subset_split(lib, tag):
     """A matrix-rule plan stepped as two ranks would: optimizer A steps every other block, C the
     rest, B every block, 3 steps each. The others stay untouched, A's and C's state partition
@@ -1158,6 +1189,8 @@ def main():
         # the captured step's choice: neither check applies (docs/testing.md).
         if any(kind(r) in ("symo", "symo-coupled") for _, _, r in lib.params):
             out.append(("aux.%s" % t, lambda: check_aux(lib, t)))
+        if any(kind(r) == "shampoo" for _, _, r in lib.params):
+            out.append(("banks.%s" % t, lambda: check_banks(lib, t)))
         if not t.endswith("_f3"):
             out += [("nonfinite.%s" % t, lambda: check_nonfinite(lib, main, "nonfinite.%s" % t)),
                     ("graph.%s" % t, lambda: check_graph(lib, t)),

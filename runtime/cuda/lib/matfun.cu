@@ -86,13 +86,14 @@ struct SymPowPlan::Impl {
     q.take(c, n, batch, eig.workspace_bytes());
     return c.used();
   }
-  template <class T> void run(const Batch &S, double p, double eps, const Batch &out, void *ws, cudaStream_t s) {
+  template <class T>
+  void run(const Batch *S, const Batch *out, int count, double p, double eps, void *ws, cudaStream_t s) {
     Carver c(ws);
     PowBuffers<T> q;
     layout(c, q);
-    pack_square<T>(S, q.A, true, s);
+    for (int64_t i = 0, at = 0; i < count; at += S[i].batch, ++i) pack_square<T>(S[i], q.A + at * n * n, true, s);
     spectral_map<T>(e, eig, n, batch, p, eps, o.rcond, q, s);
-    unpack<T>(q.C, out, s);
+    for (int64_t i = 0, at = 0; i < count; at += out[i].batch, ++i) unpack<T>(q.C + at * n * n, out[i], s);
   }
 };
 
@@ -111,12 +112,23 @@ size_t SymPowPlan::workspace_bytes() const {
 }
 
 void SymPowPlan::run(const Batch &S, double p, double eps, const Batch &out, Workspace ws, cudaStream_t s) {
+  run(&S, &out, 1, p, eps, ws, s);
+}
+
+void SymPowPlan::run(const Batch *S, const Batch *out, int count, double p, double eps, Workspace ws,
+                     cudaStream_t s) {
   Impl &im = *impl_;
-  check_square_batches(S, "S", out, "out", im.n, im.batch, "sym_pow");
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) {
+    check_square_batches(S[i], "S", out[i], "out", im.n, S[i].batch, "sym_pow");
+    total += S[i].batch;
+  }
+  if (total != im.batch)
+    fail("sym_pow", "parts of " + std::to_string(total) + " matrices for a plan of " + std::to_string(im.batch));
   need_workspace(ws, workspace_bytes(), "sym_pow");
   if (im.n == 0) return;
-  if (im.dbl) im.run<double>(S, p, eps, out, ws.ptr, s);
-  else im.run<float>(S, p, eps, out, ws.ptr, s);
+  if (im.dbl) im.run<double>(S, out, count, p, eps, ws.ptr, s);
+  else im.run<float>(S, out, count, p, eps, ws.ptr, s);
 }
 
 // ------------------------------------------------------------------------ GramPowPlan

@@ -279,6 +279,7 @@ struct MatrixRules::Group {
   std::unique_ptr<mx::InvRootPlan> rootL, rootR; // SYMOC_CUDA_ROOT=newton: instead of powL, powR
   std::vector<int64_t> hcount;
   bool refresh = false;
+  bool banked = false; // this step's roots come from a RootBank (plan_banks)
   MaskArgs mask{}, refresh_mask{};
   float *L = nullptr, *R = nullptr, *Lr = nullptr, *Rr = nullptr, *S = nullptr, *T = nullptr;
   // muon
@@ -426,6 +427,8 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
   split_groups_ = !(sg && std::string(sg) == "0");
   const char *ml = std::getenv("SYMOC_CUDA_MEMORY_LOG"); // 1: a stderr line per group made
   memory_log_ = ml && std::string(ml) == "1";
+  const char *eb = std::getenv("SYMOC_CUDA_EIGH_BANKS"); // 1: Shampoo roots banked across groups
+  banks_on_ = eb && std::string(eb) == "1";
   std::map<std::string, int> open;
   for (int b : mine) {
     const BlockDesc &d = blocks[b];
@@ -746,6 +749,130 @@ void MatrixRules::reserve(const std::vector<uint8_t> &active, cudaStream_t s) {
     prepare(g, s);
     ensure_slot_state(g, active, s);
   }
+  plan_banks(active, s);
+}
+
+// One eigensolve for the roots of several Shampoo groups: the factors of one side size (and
+// exponent, eps, precision) of every group that refreshes all of its blocks this step, in one
+// SymPowPlan call (cuSOLVER's batched solver costs far less than the sum of its parts there:
+// docs/benchmarks.md, session 16). The roots land in `out`, then go to each group's L_root /
+// R_root through the same masked copy as a group's own (a skipped block keeps its root).
+struct MatrixRules::RootBank {
+  struct Part {
+    Group *g;
+    bool left; // L (rows side) or R (columns side)
+  };
+  std::string key;
+  int64_t n = 0, total = 0;
+  int exponent = 4;
+  float eps = 0.f;
+  std::vector<Part> parts;
+  std::unique_ptr<mx::SymPowPlan> plan;
+  float *out = nullptr;
+  ~RootBank() { cudaFree(out); }
+};
+
+constexpr size_t kMaxBanks = 8;
+
+// The banks of this step, made on first use (before the step's first launch: their plan, the
+// roots buffer and the shared workspace's growth).
+void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s) {
+  step_banks_.clear();
+  if (!banks_on_) return;
+  std::map<std::string, std::vector<RootBank::Part>> by_key;
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    g.banked = false;
+    if (g.kind != RKind::Shampoo || !g.ready || !(g.powL || g.powR)) continue;
+    bool all = true;
+    for (int i = 0; i < g.nb(); ++i)
+      all = all && active[size_t(g.blocks[size_t(i)])] && g.hcount[size_t(i)] % g.freq == 0;
+    if (!all) continue;
+    g.banked = true;
+    char key[96];
+    for (int left = 1; left >= 0; --left) {
+      if (!(left ? g.useL : g.useR)) continue;
+      std::snprintf(key, sizeof key, "%lld|%d|%.9g", (long long)(left ? g.rows[0] : g.cols[0]), g.exponent,
+                    double(g.eps));
+      by_key[key].push_back(RootBank::Part{&g, left == 1});
+    }
+  }
+  for (auto &[key, parts] : by_key) {
+    std::string full = key;
+    char id[48];
+    for (const RootBank::Part &pt : parts) {
+      std::snprintf(id, sizeof id, "|%p%c", static_cast<void *>(pt.g), pt.left ? 'L' : 'R');
+      full += id;
+    }
+    RootBank *bank = nullptr;
+    for (auto &b : banks_)
+      if (b->key == full) bank = b.get();
+    if (!bank) {
+      refuse_capture(s);
+      if (banks_.size() >= kMaxBanks) { // member sets keep changing: start over
+        check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // earlier steps may read them
+        std::vector<std::unique_ptr<RootBank>> keep; // this step's, found already, stay
+        for (auto &b : banks_)
+          if (std::find(step_banks_.begin(), step_banks_.end(), b.get()) != step_banks_.end()) keep.push_back(std::move(b));
+        banks_ = std::move(keep);
+        ws_moved_ = true; // graphs captured before hold the freed banks: the caller drops them
+      }
+      auto b = std::make_unique<RootBank>();
+      b->key = full, b->parts = parts;
+      const Group &g0 = *parts[0].g;
+      b->n = parts[0].left ? g0.rows[0] : g0.cols[0], b->exponent = g0.exponent, b->eps = g0.eps;
+      for (const RootBank::Part &pt : parts) b->total += pt.g->nb();
+      MatFnOptions o;
+      o.precision = eig_precision(RKind::Shampoo);
+      b->plan = std::make_unique<mx::SymPowPlan>(engine_, b->n, b->total, o);
+      check(cudaMalloc(&b->out, sizeof(float) * size_t(b->total * b->n * b->n)), "cudaMalloc of a root bank");
+      ws_need_ = std::max(ws_need_, b->plan->workspace_bytes());
+      ensure_ws(ws_need_);
+      banks_.push_back(std::move(b));
+      bank = banks_.back().get();
+    }
+    step_banks_.push_back(bank);
+  }
+}
+
+// A banked group's factor updates (L += G G^T, R += G^T G, masked), before the banks run.
+void MatrixRules::shampoo_factors(Group &g, cudaStream_t s) {
+  const int B = g.nb();
+  const int64_t m = g.rows[0], n = g.cols[0];
+  const mx::Batch G(g.U[0], B, m, n);
+  g.mask.n = B;
+  for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
+  if (g.useL) {
+    mx::gram(engine_, false, 1.f, G, 0.f, mx::Batch(g.S, B, m, m), s);
+    launch_masked_axpby(g.mask, g.d_slots, cnt_, g.L, g.S, m * m, g.sh_beta2, false, s);
+  }
+  if (g.useR) {
+    mx::gram(engine_, true, 1.f, G, 0.f, mx::Batch(g.S, B, n, n), s);
+    launch_masked_axpby(g.mask, g.d_slots, cnt_, g.R, g.S, n * n, g.sh_beta2, false, s);
+  }
+}
+
+void MatrixRules::run_banks(cudaStream_t s) {
+  const mx::Workspace ws{ws_, ws_bytes_};
+  std::vector<mx::Batch> in, out;
+  for (RootBank *b : step_banks_) {
+    in.clear(), out.clear();
+    int64_t at = 0;
+    for (const RootBank::Part &pt : b->parts) {
+      const int B = pt.g->nb();
+      in.emplace_back(pt.left ? pt.g->L : pt.g->R, B, b->n, b->n);
+      out.emplace_back(b->out + at * b->n * b->n, B, b->n, b->n);
+      at += B;
+    }
+    b->plan->run(in.data(), out.data(), int(in.size()), -1.0 / b->exponent, double(b->eps), ws, s);
+    at = 0;
+    for (const RootBank::Part &pt : b->parts) {
+      Group &g = *pt.g;
+      launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, pt.left ? g.Lr : g.Rr, b->out + at * b->n * b->n,
+                          b->n * b->n, 0.f, true, s);
+      at += g.nb();
+    }
+  }
 }
 
 void MatrixRules::prepare(Group &g, cudaStream_t s) {
@@ -1043,7 +1170,7 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
     const mx::Batch G(g.U[0], B, m, n), Dd(g.D[0], B, m, n);
     g.mask.n = B;
     for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
-    if (g.useL) {
+    if (g.useL && !g.banked) { // banked: shampoo_factors and run_banks did this side
       mx::gram(engine_, false, 1.f, G, 0.f, mx::Batch(g.S, B, m, m), s);
       launch_masked_axpby(g.mask, g.d_slots, cnt_, g.L, g.S, m * m, g.sh_beta2, false, s);
       if (g.refresh) {
@@ -1052,7 +1179,7 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
         launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Lr, g.S, m * m, 0.f, true, s);
       }
     }
-    if (g.useR) {
+    if (g.useR && !g.banked) {
       mx::gram(engine_, true, 1.f, G, 0.f, mx::Batch(g.S, B, n, n), s);
       launch_masked_axpby(g.mask, g.d_slots, cnt_, g.R, g.S, n * n, g.sh_beta2, false, s);
       if (g.refresh) {
@@ -1092,17 +1219,25 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
 void MatrixRules::finish(cudaStream_t s) {
   for (auto &gp : groups_) {
     Group &g = *gp;
-    if (!g.any) continue;
-    if (g.kind == RKind::Shampoo) { // refresh schedule: the host's count of the block's steps
-      g.refresh = false;
-      g.refresh_mask.n = g.nb();
-      for (int i = 0; i < g.nb(); ++i) {
-        const bool on = g.args.active[i] && g.hcount[size_t(i)] % g.freq == 0;
-        g.refresh_mask.on[i] = on;
-        g.refresh = g.refresh || on;
-        if (g.args.active[i]) ++g.hcount[size_t(i)];
-      }
+    if (!g.any || g.kind != RKind::Shampoo) continue;
+    // refresh schedule: the host's count of the block's steps (plan_banks read the same)
+    g.refresh = false;
+    g.refresh_mask.n = g.nb();
+    for (int i = 0; i < g.nb(); ++i) {
+      const bool on = g.args.active[i] && g.hcount[size_t(i)] % g.freq == 0;
+      g.refresh_mask.on[i] = on;
+      g.refresh = g.refresh || on;
+      if (g.args.active[i]) ++g.hcount[size_t(i)];
     }
+  }
+  if (!step_banks_.empty()) {
+    for (auto &gp : groups_)
+      if (gp->any && gp->banked) shampoo_factors(*gp, s);
+    run_banks(s);
+  }
+  for (auto &gp : groups_) {
+    Group &g = *gp;
+    if (!g.any) continue;
     direction(g, s);
     for (const GaugeDesc &gd : g.gauges) {
       const std::string k = gd.kind;

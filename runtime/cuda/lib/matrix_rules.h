@@ -56,6 +56,7 @@ public:
   bool holds_param(int p) const;
 
   struct Group;
+  struct RootBank;
 
 private:
   const ParamDesc *params_;
@@ -71,6 +72,15 @@ private:
   size_t ws_bytes_ = 0;
   size_t ws_need_ = 0;       // the largest ws_bytes of the groups made
   bool ws_moved_ = false;
+  // SYMOC_CUDA_EIGH_BANKS=1 (opt-in, read at construction): the Shampoo groups that refresh
+  // every block this step solve their roots together, one eigensolve per side size (and
+  // exponent, eps, precision) across groups (plan_banks, run_banks).
+  bool banks_on_ = false;
+  std::vector<std::unique_ptr<RootBank>> banks_; // made on first use, by their members
+  std::vector<RootBank *> step_banks_;            // this step's (reserve -> finish)
+  void plan_banks(const std::vector<uint8_t> &active, cudaStream_t s);
+  void run_banks(cudaStream_t s);
+  void shampoo_factors(Group &g, cudaStream_t s);
   void ensure_ws(size_t bytes);
   std::unique_ptr<Group> new_group(const BlockDesc &d) const;
   void plan_group(Group &g);

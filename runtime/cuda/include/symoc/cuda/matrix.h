@@ -140,6 +140,9 @@ public:
   ~SymPowPlan();
   size_t workspace_bytes() const;
   void run(const Batch &S, double p, double eps, const Batch &out, Workspace, cudaStream_t);
+  // The same over count parts whose batches add up to the plan's: S[i] -> out[i], one
+  // eigensolve over all of them (matrices of several owners in one call).
+  void run(const Batch *S, const Batch *out, int count, double p, double eps, Workspace, cudaStream_t);
   struct Impl;
 
 private:
