@@ -52,8 +52,9 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       bmm, roots V diag((w + eps)^(-1/4)) V^T, D = L_root G R_root, fused AdamW for the
       rest); per-step time = median over cycles of f steps / f (issue #12: <= 0.5x)
   symoc shampoo (per-matrix eigh) f = 1 and f = 10   the same with SYMOC_CUDA_EIGH=per-matrix (one
-      cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side); (eigh banks)
-      with SYMOC_CUDA_EIGH_BANKS=1 (one eigensolve per side size across groups)
+      cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side); (group roots)
+      with SYMOC_CUDA_EIGH_BANKS=0 (each group's own eigensolve; the default: one per side
+      size across groups)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
       (inverse roots by the coupled Newton iteration on fp32 GEMMs, InvRootPlan, its default
@@ -447,6 +448,20 @@ def profile_steps(step, label, path, steps=3):
         f.write("== %s (%d eager steps)\n%s\n" % (label, steps, table))
 
 
+# Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32); the same with other
+# eigensolver routes and Newton roots (SYMOC_CUDA_ROOT=newton: fp32 GEMMs; newton-tf32; f64).
+SHAMPOO_VARIANTS = (
+    ("", {"SYMOC_CUDA_EIG": "f32"}),
+    (" (per-matrix eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "per-matrix"}),
+    (" (group roots)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "0"}),
+    (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
+    (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
+    (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
+                                               "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
+    (" (newton roots, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32"}),
+    (" (newton roots, f64)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64"}))
+
+
 def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     rows = {}
     it = min(a.iters, 15)
@@ -476,19 +491,8 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
         torch.cuda.empty_cache()
     if os.environ.get("SYMOC_BENCH_SHAMPOO", "1") == "0":
         return {"matrix_set": name, "ms": rows}
-    # Shampoo in fp32 on both sides (SYMOC_CUDA_EIG=f32; torch's eigh in fp32); the same with
-    # Newton roots (SYMOC_CUDA_ROOT=newton: fp32 GEMMs; newton-tf32; f64 at f = 1).
     root_err = {}
-    variants = (("", {"SYMOC_CUDA_EIG": "f32"}),
-                (" (per-matrix eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "per-matrix"}),
-                (" (eigh banks)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "1"}),
-                (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
-                (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32",
-                                              "SYMOC_CUDA_ROOT_ITERS": "8"}),
-                (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
-                                                           "SYMOC_CUDA_ROOT_SCALED": "1", "SYMOC_CUDA_ROOT_ITERS": "12"}),
-                (" (newton roots, tf32)", {"SYMOC_CUDA_ROOT": "newton-tf32"}),
-                (" (newton roots, f64)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64"}))
+    variants = SHAMPOO_VARIANTS
     # SYMOC_BENCH_SHAMPOO_VARIANTS: a comma list of the labels to run ("eigh" for the first,
     # e.g. "eigh,per-matrix eigh"); default all.
     only = os.environ.get("SYMOC_BENCH_SHAMPOO_VARIANTS")
@@ -548,8 +552,7 @@ def markdown_matrix(r):
         if "symoc shampoo f=%d" % f not in ms:
             continue
         t = ms.get("torch eigh Shampoo f=%d" % f)
-        for label in ("", " (per-matrix eigh)", " (eigh banks)", " (newton roots)", " (newton roots, 8 steps)", " (newton roots, tf32)", " (newton roots, f64)",
-                      " (newton roots, f64 scaled, 12 steps)"):
+        for label, _ in SHAMPOO_VARIANTS:
             key = "symoc shampoo%s f=%d" % (label, f)
             if key in ms:
                 s_ = ms.get(key)

@@ -16,8 +16,8 @@ plan, the inactive matrices as zeros). `--modes` picks the runs; "whole groups" 
 SYMOC_CUDA_SUBSET_GROUPS=0 (the matrix rules make every same-shape group whole on a rank's
 first step, as before session 15); "per-matrix eigh" / "batched eigh" set SYMOC_CUDA_EIGH (one
 cuSOLVER Xsyevd per matrix / one XsyevBatched per group and side, where the default picks by
-batch); "eigh banks" sets SYMOC_CUDA_EIGH_BANKS=1 (Shampoo's roots of several groups in one
-eigensolve per side size). Every row is a fresh optimizer that steps only its own
+batch); "group roots" sets SYMOC_CUDA_EIGH_BANKS=0 (each Shampoo group solves its own roots;
+the default banks them: one eigensolve per side size across groups). Every row is a fresh optimizer that steps only its own
 subset (so a rank makes only what it steps), with the backend's device memory beside the time
 (the drop in free device memory from before the optimizer is made to after two steps).
 `--profile K` adds each row's kernel table (torch.profiler, the K kernels that take longest;
@@ -81,7 +81,7 @@ def time_lib(path, env, a):
 MODES = {"subset plans": {}, "full plan": {"SYMOC_CUDA_SUBSET_PLANS": "0"},
          "whole groups": {"SYMOC_CUDA_SUBSET_GROUPS": "0"},
          "per-matrix eigh": {"SYMOC_CUDA_EIGH": "per-matrix"}, "batched eigh": {"SYMOC_CUDA_EIGH": "batched"},
-         "eigh banks": {"SYMOC_CUDA_EIGH_BANKS": "1"}}
+         "group roots": {"SYMOC_CUDA_EIGH_BANKS": "0"}}
 
 
 def plot(png_path, json_paths, title):

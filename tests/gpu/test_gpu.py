@@ -31,8 +31,10 @@ printed as one line `PASS|FAIL name: measured (limit)`:
   subset           step_cuda with a blocks subset: listed blocks as in a full step, the rest
                    untouched, state allocated for the listed blocks only (state_bytes = the
                    plan's state_bytes of those blocks, up to 16 B of alignment per buffer)
-  banks.<lib>      Shampoo plans: SYMOC_CUDA_EIGH_BANKS=1 (roots of several groups in one
-                   eigensolve) vs the default, 4 steps with a NaN/inf step: <= 1e-6, equal skips
+  banks.<lib>      Shampoo plans: the default (roots of several groups in one eigensolve) vs
+                   SYMOC_CUDA_EIGH_BANKS=0 (each group's own), 4 steps with a NaN/inf step:
+                   <= 1e-6, equal skips; SYMOC_CUDA_EIGH_BANKS_MAX_MB=0 (the fallback of a bank
+                   out of memory): one stderr line, the group roots' result bitwise
   subset.<lib>     a matrix-rule plan stepped as two ranks (every other block; the rest) and
                    whole, 3 steps: listed blocks agree with the whole step within 1e-6 (the
                    groups made per rank batch fewer matrices: other cuBLAS/cuSOLVER rounding)
@@ -682,8 +684,8 @@ def check_subset(lib):
 
 
 def check_banks(lib, tag):
-    """SYMOC_CUDA_EIGH_BANKS=1 (Shampoo roots of several groups in one eigensolve per side size)
-    against the default (a group's own), 4 steps from the same weights and gradients with a
+    """The default (Shampoo roots of several groups in one eigensolve per side size) against
+    SYMOC_CUDA_EIGH_BANKS=0 (a group's own), 4 steps from the same weights and gradients with a
     NaN/inf gradient on one Shampoo parameter at the third: the weights within 1e-6 relative
     (other batches, other cuSOLVER rounding), the same skips, the skipped parameter untouched by
     that step in both."""
@@ -702,12 +704,20 @@ def check_banks(lib, tag):
             run(o, p, G[3:])
         return {nm: p[nm].detach().cpu() for nm in names}, o.steps_skipped, same
 
-    a, ska, sa = steps({})
-    b, skb, sb = steps({"SYMOC_CUDA_EIGH_BANKS": "1"})
+    a, ska, sa = steps({"SYMOC_CUDA_EIGH_BANKS": "0"})
+    b, skb, sb = steps({})
     worst = max(rel(b[nm], a[nm], a[nm]) for nm in names)
-    report("banks.%s" % tag, worst <= 1e-6 and ska == skb >= 1 and sa and sb,
-           "4 steps, banked vs own roots max rel diff %.2e; skips %d / %d; skipped step untouched %s / %s"
-           % (worst, skb, ska, sb, sa), "<= 1e-6, equal skips")
+    # A bank that would pass SYMOC_CUDA_EIGH_BANKS_MAX_MB (as one out of device memory): one
+    # stderr line, then every group's own roots, the step as without banks.
+    log = "/tmp/symoc_banks_cap_%s.log" % tag
+    with stderr_to(log):
+        c, skc, sc = steps({"SYMOC_CUDA_EIGH_BANKS_MAX_MB": "0"})
+    lines = [ln for ln in open(log) if "no longer solved together (SYMOC_CUDA_EIGH_BANKS_MAX_MB" in ln]
+    capped = all(torch.equal(c[nm], a[nm]) for nm in names) and skc == ska and sc and len(lines) == 1
+    report("banks.%s" % tag, worst <= 1e-6 and ska == skb >= 1 and sa and sb and capped,
+           "4 steps, banked vs own roots max rel diff %.2e; skips %d / %d; skipped step untouched %s / %s; "
+           "capped at 0 MB: %d fallback line(s), == own roots bitwise %s"
+           % (worst, skb, ska, sb, sa, len(lines), capped), "<= 1e-6, equal skips; 1 line, bitwise")
 
 
 def check_subset_split(lib, tag):

@@ -427,8 +427,10 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
   split_groups_ = !(sg && std::string(sg) == "0");
   const char *ml = std::getenv("SYMOC_CUDA_MEMORY_LOG"); // 1: a stderr line per group made
   memory_log_ = ml && std::string(ml) == "1";
-  const char *eb = std::getenv("SYMOC_CUDA_EIGH_BANKS"); // 1: Shampoo roots banked across groups
-  banks_on_ = eb && std::string(eb) == "1";
+  const char *eb = std::getenv("SYMOC_CUDA_EIGH_BANKS"); // 0: each Shampoo group solves its own roots
+  banks_on_ = !(eb && std::string(eb) == "0");
+  if (const char *mb = std::getenv("SYMOC_CUDA_EIGH_BANKS_MAX_MB")) // the most the banks may add
+    banks_max_bytes_ = size_t(std::max(0.0, std::atof(mb)) * 1048576.0);
   std::map<std::string, int> open;
   for (int b : mine) {
     const BlockDesc &d = blocks[b];
@@ -822,17 +824,48 @@ void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s)
       const Group &g0 = *parts[0].g;
       b->n = parts[0].left ? g0.rows[0] : g0.cols[0], b->exponent = g0.exponent, b->eps = g0.eps;
       for (const RootBank::Part &pt : parts) b->total += pt.g->nb();
-      MatFnOptions o;
-      o.precision = eig_precision(RKind::Shampoo);
-      b->plan = std::make_unique<mx::SymPowPlan>(engine_, b->n, b->total, o);
-      check(cudaMalloc(&b->out, sizeof(float) * size_t(b->total * b->n * b->n)), "cudaMalloc of a root bank");
+      // A bank costs memory (its roots, a larger shared workspace): without it, the groups
+      // solve their own roots as before, rather than the step failing.
+      bool ok = true;
+      try {
+        MatFnOptions o;
+        o.precision = eig_precision(RKind::Shampoo);
+        b->plan = std::make_unique<mx::SymPowPlan>(engine_, b->n, b->total, o);
+        const size_t out_bytes = sizeof(float) * size_t(b->total * b->n * b->n);
+        const size_t need = std::max(ws_need_, b->plan->workspace_bytes());
+        banks_bytes_ += out_bytes + (need > ws_bytes_ ? need - ws_bytes_ : 0);
+        ok = banks_bytes_ <= banks_max_bytes_ && cudaMalloc(&b->out, out_bytes) == cudaSuccess;
+        if (ok) ensure_ws(need);
+      } catch (const std::exception &) {
+        ok = false;
+      }
+      if (!ok) {
+        cudaGetLastError(); // an allocation's error is not sticky: clear it
+        b.reset();
+        banks_off(banks_bytes_ > banks_max_bytes_ ? "SYMOC_CUDA_EIGH_BANKS_MAX_MB" : "out of device memory", s);
+        return;
+      }
       ws_need_ = std::max(ws_need_, b->plan->workspace_bytes());
-      ensure_ws(ws_need_);
       banks_.push_back(std::move(b));
       bank = banks_.back().get();
     }
     step_banks_.push_back(bank);
   }
+}
+
+// Out of memory for a bank (the device's, or the cap's): every group solves its own roots
+// from now on.
+void MatrixRules::banks_off(const char *why, cudaStream_t s) {
+  std::fprintf(stderr, "symoc: Shampoo's roots of several groups are no longer solved together (%s, %.0f MiB "
+                       "asked); each group solves its own (SYMOC_CUDA_EIGH_BANKS=0 does so from the start)\n",
+               why, double(banks_bytes_) / 1048576.0);
+  banks_on_ = false;
+  step_banks_.clear();
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize"); // earlier steps may read the banks
+  banks_.clear();
+  ws_moved_ = true; // graphs captured before read the banks' roots: the caller drops them
+  for (auto &gp : groups_) gp->banked = false;
+  ensure_ws(ws_need_); // the groups' own need, if a failed growth freed the workspace
 }
 
 // A banked group's factor updates (L += G G^T, R += G^T G, masked), before the banks run.

@@ -9,6 +9,7 @@
 #include "symoc/cuda/device_optimizer.h"
 #include "symoc/cuda/matrix.h"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,13 +73,16 @@ private:
   size_t ws_bytes_ = 0;
   size_t ws_need_ = 0;       // the largest ws_bytes of the groups made
   bool ws_moved_ = false;
-  // SYMOC_CUDA_EIGH_BANKS=1 (opt-in, read at construction): the Shampoo groups that refresh
-  // every block this step solve their roots together, one eigensolve per side size (and
-  // exponent, eps, precision) across groups (plan_banks, run_banks).
-  bool banks_on_ = false;
+  // The Shampoo groups that refresh every block this step solve their roots together, one
+  // eigensolve per side size (and exponent, eps, precision) across groups (plan_banks,
+  // run_banks); SYMOC_CUDA_EIGH_BANKS=0 (read at construction) keeps each group's own.
+  bool banks_on_ = true;
+  size_t banks_bytes_ = 0;                   // device memory the banks added (roots, workspace growth)
+  size_t banks_max_bytes_ = SIZE_MAX;        // SYMOC_CUDA_EIGH_BANKS_MAX_MB
   std::vector<std::unique_ptr<RootBank>> banks_; // made on first use, by their members
   std::vector<RootBank *> step_banks_;            // this step's (reserve -> finish)
   void plan_banks(const std::vector<uint8_t> &active, cudaStream_t s);
+  void banks_off(const char *why, cudaStream_t s);
   void run_banks(cudaStream_t s);
   void shampoo_factors(Group &g, cudaStream_t s);
   void ensure_ws(size_t bytes);
