@@ -1147,6 +1147,12 @@ def check_errors(lib):
     nc = [(n, torch.nn.Parameter(W[n].clone().to(DEV).t().contiguous().t() if n == mat else W[n].clone().to(DEV)))
           for n in names]
     expect("non-contiguous", nc, "not contiguous")
+    # An environment switch with a value the backend does not know: an error naming it, not
+    # the default silently (runtime/cuda/lib/env.h).
+    good = [(n, torch.nn.Parameter(W[n].clone().to(DEV))) for n in names]
+    for var, bad in (("SYMOC_CUDA_FUSE", "3"), ("SYMOC_CUDA_GRAPH", "yes"), ("SYMOC_CUDA_SUBSET_PLANS", "no")):
+        with env_vars(**{var: bad}):
+            expect(var, good, "%s='%s': expected" % (var, bad))
     ok = all(m[1] for m in msgs)
     report("errors", ok, "; ".join("%s: %s" % (m[0], m[2]) for m in msgs))
 

@@ -3,6 +3,7 @@
 // runs a step as a fixed sequence of launches on the caller's stream.
 #include "symoc/cuda/device_optimizer.h"
 
+#include "env.h"
 #include "kernels.h"
 #include "matrix_rules.h"
 #include "step_graphs.h"
@@ -803,14 +804,10 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   check(cudaMemset(m.cnt.total, 0, sizeof(int64_t)), "cudaMemset");
   bool muon = false;
   for (const Group &g : m.groups) muon = muon || g.kind == Kind::Muon;
-  const char *ns_env = std::getenv("SYMOC_CUDA_NS");
-  m.ns_matrix = !(ns_env && std::string(ns_env) == "own");
-  const char *fuse_env = std::getenv("SYMOC_CUDA_FUSE");
-  m.fuse = fuse_env && std::string(fuse_env) == "0" ? 0 : fuse_env && std::string(fuse_env) == "1" ? 1 : 2;
-  const char *subset_env = std::getenv("SYMOC_CUDA_SUBSET_PLANS");
-  m.subset_plans = !(subset_env && std::string(subset_env) == "0");
-  const char *overlap_env = std::getenv("SYMOC_CUDA_OVERLAP");
-  m.overlap = overlap_env && std::string(overlap_env) == "1";
+  m.ns_matrix = env_choice("SYMOC_CUDA_NS", {"gram", "standard", "own"}) != "own";
+  m.fuse = int(env_whole("SYMOC_CUDA_FUSE", 2, 0, 2, "the fusion level (0: none, 1: per rule, 2: all)"));
+  m.subset_plans = env_flag("SYMOC_CUDA_SUBSET_PLANS", true);
+  m.overlap = env_flag("SYMOC_CUDA_OVERLAP", false);
   if (m.overlap) {
     check(cudaStreamCreateWithFlags(&m.side, cudaStreamNonBlocking), "cudaStreamCreate");
     check(cudaEventCreateWithFlags(&m.fork, cudaEventDisableTiming), "cudaEventCreate");
@@ -831,13 +828,9 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
     m.ns_tune = ns_tuning_from_env();
     m.ns_plan = std::make_unique<symoc::cuda::NewtonSchulzPlan>(*m.engine, shapes, symoc::cuda::PolarIteration::NewtonSchulz,
                                                                 5, m.ns_tune);
-    if (const char *cap = std::getenv("SYMOC_CUDA_NS_WORKSPACE_MB")) {
-      char *end = nullptr;
-      const long long mb = std::strtoll(cap, &end, 10);
-      if (!*cap || *end || mb < 0)
-        throw Error(std::string("SYMOC_CUDA_NS_WORKSPACE_MB='") + cap + "': expected a whole number of MiB (0: no cap)");
-      m.ns_ws_cap = size_t(mb) << 20, m.ns_ws_cap_auto = false;
-    }
+    const int64_t mb = env_whole("SYMOC_CUDA_NS_WORKSPACE_MB", -1, 0, int64_t(1) << 40,
+                                 "the Newton-Schulz workspace cap in MiB (0: no cap)");
+    if (mb >= 0) m.ns_ws_cap = size_t(mb) << 20, m.ns_ws_cap_auto = false;
     m.polar_groups.resize(m.muon_groups.size());
   }
   if (muon && !m.ns_matrix) { // the own Newton-Schulz loop (SYMOC_CUDA_NS=own)

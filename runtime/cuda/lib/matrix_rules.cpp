@@ -2,6 +2,8 @@
 // (runtime/lib/{symo,optim,gauge}.cpp), on the matrix library's batched routines.
 #include "matrix_rules.h"
 
+#include "env.h"
+
 #include "rule_kernels.h"
 #include "symo_views.h"
 #include "symoc/runtime/optimizer_api.h"
@@ -95,8 +97,7 @@ RKind base_kind(const BlockDesc &b, bool *ok) {
 int symo_ns_steps(const BlockDesc &d) {
   const int planned = int(d.get("ns_steps", 0));
   if (planned > 0) return planned;
-  const char *e = std::getenv("SYMOC_CUDA_SYMO_POLAR");
-  return e && std::string(e) == "ns" ? 5 : 0;
+  return env_choice("SYMOC_CUDA_SYMO_POLAR", {"eigh", "ns"}) == "ns" ? 5 : 0;
 }
 
 // SYMOC_CUDA_EIG=f32|f64 for every rule; unset: fp32 for Symo (its runs are damped by d eps:
@@ -105,9 +106,9 @@ int symo_ns_steps(const BlockDesc &d) {
 // its null directions differently) and Lau-Su's polar (undamped: a square block's smallest
 // singular values are lost in an fp32 Gram). Measured in docs/testing.md.
 mx::EigPrecision eig_precision(RKind k) {
-  const char *e = std::getenv("SYMOC_CUDA_EIG");
-  if (e && std::string(e) == "f64") return mx::EigPrecision::Float64;
-  if (e && std::string(e) == "f32") return mx::EigPrecision::Float32;
+  const std::string e = env_choice("SYMOC_CUDA_EIG", {"f32", "f64"});
+  if (e == "f64") return mx::EigPrecision::Float64;
+  if (e == "f32") return mx::EigPrecision::Float32;
   return k == RKind::Symo ? mx::EigPrecision::Float32 : mx::EigPrecision::Float64;
 }
 
@@ -121,26 +122,13 @@ mx::EigPrecision eig_precision(RKind k) {
 // Only Shampoo: the rules that need eigenvectors or polar factors (Symo, Lau-Su) keep eigh.
 enum class RootRoute { Eigh, Newton, NewtonTF32 };
 RootRoute root_route() {
-  const char *e = std::getenv("SYMOC_CUDA_ROOT");
-  const std::string v = e ? e : "";
-  if (v.empty() || v == "eigh") return RootRoute::Eigh;
-  if (v == "newton") return RootRoute::Newton;
-  if (v == "newton-tf32") return RootRoute::NewtonTF32;
-  throw Error("SYMOC_CUDA_ROOT must be eigh, newton or newton-tf32, got '" + v + "'");
+  const std::string v = env_choice("SYMOC_CUDA_ROOT", {"eigh", "newton", "newton-tf32"});
+  return v == "newton" ? RootRoute::Newton : v == "newton-tf32" ? RootRoute::NewtonTF32 : RootRoute::Eigh;
 }
 mx::NewtonRootOptions newton_root_options() {
   mx::NewtonRootOptions o;
-  if (const char *e = std::getenv("SYMOC_CUDA_ROOT_ITERS")) {
-    char *end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    if (!*e || *end || v < 1 || v > 1000) throw Error(std::string("SYMOC_CUDA_ROOT_ITERS must be 1 .. 1000, got '") + e + "'");
-    o.iters = int(v);
-  }
-  if (const char *e = std::getenv("SYMOC_CUDA_ROOT_SCALED")) {
-    const std::string v = e;
-    if (v != "0" && v != "1") throw Error("SYMOC_CUDA_ROOT_SCALED must be 0 or 1, got '" + v + "'");
-    o.scaled = v == "1";
-  }
+  o.iters = int(env_whole("SYMOC_CUDA_ROOT_ITERS", o.iters, 1, 1000, "the Newton step budget"));
+  o.scaled = env_flag("SYMOC_CUDA_ROOT_SCALED", o.scaled);
   return o;
 }
 
@@ -159,8 +147,7 @@ mx::NewtonRootOptions newton_root_options() {
 // of the update on GPT-2) and stays opt-in until a GPU run has checked its square-run fix.
 enum class SymoAux { Legacy, Tiled, Direct };
 SymoAux symo_aux() {
-  const char *e = std::getenv("SYMOC_CUDA_SYMO_AUX");
-  const std::string v = e ? e : "";
+  const std::string v = env_choice("SYMOC_CUDA_SYMO_AUX", {"tiled", "legacy", "direct"});
   if (v == "legacy") return SymoAux::Legacy;
   if (v == "direct") return SymoAux::Direct;
   return SymoAux::Tiled;
@@ -186,32 +173,22 @@ mx::NsTuning ns_tuning_from_env() {
   // optimizer checks, the Muon step 0.89x -> 0.72x torch.optim.Muon on LLaMA-1B shapes and
   // 0.23x -> 0.21x on GPT-2 small. SYMOC_CUDA_NS=standard turns it off.
   t.gram_min_aspect = mx::kGramNsMinAspect;
-  const char *ns = std::getenv("SYMOC_CUDA_NS");
-  if (ns && std::string(ns) == "standard") t.gram_min_aspect = 0;
+  if (env_choice("SYMOC_CUDA_NS", {"gram", "standard", "own"}) == "standard") t.gram_min_aspect = 0;
   // SYMOC_CUDA_NS_GRAM_RESTART=N: the Gram path's restart after step N (0: none; default 2).
-  if (const char *gr = std::getenv("SYMOC_CUDA_NS_GRAM_RESTART")) {
-    char *end = nullptr;
-    const long v = std::strtol(gr, &end, 10);
-    if (!*gr || *end || v < 0 || v > 64)
-      throw Error(std::string("SYMOC_CUDA_NS_GRAM_RESTART='") + gr +
-                  "': expected the Newton-Schulz step after which the Gram path restarts (0: never; default 2)");
-    t.gram_restart = int(v);
-  }
-  const char *lt = std::getenv("SYMOC_CUDA_NS_LT");
-  if (lt && std::string(lt) == "0") t.lt = false;
+  t.gram_restart = int(env_whole("SYMOC_CUDA_NS_GRAM_RESTART", t.gram_restart, 0, 64,
+                                 "the Newton-Schulz step after which the Gram path restarts (0: never)"));
+  t.lt = env_flag("SYMOC_CUDA_NS_LT", t.lt);
   // Symmetric products where they pay (r >= kSymmetricMinSide, measured on an H200:
   // docs/benchmarks.md, "Symmetric products"); SYMOC_CUDA_NS_SYM=1: on every side, 0: off.
   t.symmetric_products = true;
   t.symmetric_min_side = mx::kSymmetricMinSide;
-  const char *sym = std::getenv("SYMOC_CUDA_NS_SYM");
-  if (sym && std::string(sym) == "1") t.symmetric_min_side = 2;
-  if (sym && std::string(sym) == "0") t.symmetric_products = false;
+  const std::string sym = env_choice("SYMOC_CUDA_NS_SYM", {"0", "1"});
+  if (sym == "1") t.symmetric_min_side = 2;
+  if (sym == "0") t.symmetric_products = false;
   // SYMOC_CUDA_GEMM_TUNE=1: time the GEMM algorithms on the first step (NsTuning::tune_gemms).
-  const char *tg = std::getenv("SYMOC_CUDA_GEMM_TUNE");
-  if (tg && std::string(tg) == "1") t.tune_gemms = true;
+  t.tune_gemms = env_flag("SYMOC_CUDA_GEMM_TUNE", t.tune_gemms);
   // SYMOC_CUDA_NS_STREAMS=2: standard and Gram groups on two streams (NsTuning::concurrent).
-  const char *st = std::getenv("SYMOC_CUDA_NS_STREAMS");
-  if (st && std::string(st) == "2") t.concurrent = true;
+  t.concurrent = env_choice("SYMOC_CUDA_NS_STREAMS", {"1", "2"}) == "2" || t.concurrent;
   return t;
 }
 
@@ -304,6 +281,11 @@ struct MatrixRules::Group {
   size_t ws_bytes = 0; // the group's need of MatrixRules' shared workspace
   std::vector<void *> allocs;
   int nb() const { return int(blocks.size()); }
+  // Muon's Newton-Schulz batch of piece k: every block's matrix, or its heads (head_rows).
+  mx::Shape muon_shape(int k) const {
+    const int64_t r = rows[size_t(k)], sub = head_rows > 0 ? head_rows : r;
+    return mx::Shape{nb() * (r / sub), sub, cols[size_t(k)]};
+  }
   bool has_momentum() const { return prep.mode != int(PrepMode::Copy); }
 };
 
@@ -423,14 +405,12 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
                          mx::Engine &engine, Counters cnt)
     : params_(params), blocks_(blocks), engine_(engine), cnt_(cnt) {
   ns_tune_ = ns_tuning_from_env(); // once: a group may be planned on a step long after create_cuda
-  const char *sg = std::getenv("SYMOC_CUDA_SUBSET_GROUPS"); // 0: whole groups (before session 15)
-  split_groups_ = !(sg && std::string(sg) == "0");
-  const char *ml = std::getenv("SYMOC_CUDA_MEMORY_LOG"); // 1: a stderr line per group made
-  memory_log_ = ml && std::string(ml) == "1";
-  const char *eb = std::getenv("SYMOC_CUDA_EIGH_BANKS"); // 0: each Shampoo group solves its own roots
-  banks_on_ = !(eb && std::string(eb) == "0");
-  if (const char *mb = std::getenv("SYMOC_CUDA_EIGH_BANKS_MAX_MB")) // the most the banks may add
-    banks_max_bytes_ = size_t(std::max(0.0, std::atof(mb)) * 1048576.0);
+  split_groups_ = env_flag("SYMOC_CUDA_SUBSET_GROUPS", true); // 0: whole groups (before session 15)
+  memory_log_ = env_flag("SYMOC_CUDA_MEMORY_LOG", false);      // 1: a stderr line per group made
+  banks_on_ = env_flag("SYMOC_CUDA_EIGH_BANKS", true);         // 0: each Shampoo group solves its own roots
+  const int64_t max_mb = env_whole("SYMOC_CUDA_EIGH_BANKS_MAX_MB", -1, 0, int64_t(1) << 40,
+                                   "the most MiB of device memory the Shampoo root banks may add");
+  if (max_mb >= 0) banks_max_bytes_ = size_t(max_mb) << 20;
   std::map<std::string, int> open;
   for (int b : mine) {
     const BlockDesc &d = blocks[b];
@@ -642,10 +622,7 @@ void MatrixRules::plan_group(Group &g) {
     }
   } else if (g.kind == RKind::Muon) { // Muon's iteration over the group's matrices (or heads)
     std::vector<mx::Shape> shapes;
-    for (int k = 0; k < g.np; ++k) {
-      const int64_t sub = g.head_rows > 0 ? g.head_rows : g.rows[size_t(k)];
-      shapes.push_back(mx::Shape{g.nb() * (g.rows[size_t(k)] / sub), sub, g.cols[size_t(k)]});
-    }
+    for (int k = 0; k < g.np; ++k) shapes.push_back(g.muon_shape(k));
     g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, shapes, mx::PolarIteration::NewtonSchulz, 5, ns_tune_);
     g.ws_bytes = g.ns->workspace_bytes();
     g.ns_groups.resize(shapes.size());
@@ -1236,9 +1213,9 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
   }
   case RKind::Muon: // Muon's Newton-Schulz U -> D (per head with head_rows), then NorMuon's normalization
     for (int k = 0; k < g.np; ++k) {
-      const int64_t r = g.rows[size_t(k)], c = g.cols[size_t(k)], sub = g.head_rows > 0 ? g.head_rows : r;
-      const mx::Batch in(g.U[size_t(k)], B * (r / sub), sub, c), out(g.D[size_t(k)], B * (r / sub), sub, c);
-      g.ns_groups[size_t(k)] = mx::PolarGroup{in, out, float(std::sqrt(std::max(1.0, double(sub) / double(c))))};
+      const mx::Shape sh = g.muon_shape(k);
+      const mx::Batch in(g.U[size_t(k)], sh.batch, sh.rows, sh.cols), out(g.D[size_t(k)], sh.batch, sh.rows, sh.cols);
+      g.ns_groups[size_t(k)] = mx::PolarGroup{in, out, float(std::sqrt(std::max(1.0, double(sh.rows) / double(sh.cols))))};
     }
     g.ns->run(g.ns_groups.data(), g.ns_groups.size(), ws, s);
     if (g.line_norm())

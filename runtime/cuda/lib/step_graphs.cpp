@@ -1,6 +1,7 @@
 // DeviceOptimizer's automatic CUDA graphs (step_graphs.h).
 #include "step_graphs.h"
 
+#include "env.h"
 #include "kernels.h"
 
 #include <cstdio>
@@ -9,8 +10,7 @@
 namespace symoc::rt::cuda::detail {
 
 StepGraphs::StepGraphs() {
-  const char *env = std::getenv("SYMOC_CUDA_GRAPH");
-  const std::string v = env ? env : "";
+  const std::string v = env_choice("SYMOC_CUDA_GRAPH", {"1", "0", "log"});
   mode_ = v == "0" ? Mode::Off : v == "log" ? Mode::Log : Mode::On;
 }
 
