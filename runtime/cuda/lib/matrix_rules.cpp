@@ -776,6 +776,8 @@ void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s)
       by_key[key].push_back(RootBank::Part{&g, left == 1});
     }
   }
+  // A bank is named by its members: groups refreshing on different schedules make other sets.
+  std::vector<std::pair<std::string, std::vector<RootBank::Part>>> wanted;
   for (auto &[key, parts] : by_key) {
     std::string full = key;
     char id[48];
@@ -783,11 +785,22 @@ void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s)
       std::snprintf(id, sizeof id, "|%p%c", static_cast<void *>(pt.g), pt.left ? 'L' : 'R');
       full += id;
     }
-    RootBank *bank = nullptr;
+    wanted.emplace_back(full, parts);
+  }
+  auto made = [&](const std::string &full) -> RootBank * {
     for (auto &b : banks_)
-      if (b->key == full) bank = b.get();
+      if (b->key == full) return b.get();
+    return nullptr;
+  };
+  // Nothing may be allocated under capture: a step that needs a bank not made yet solves every
+  // group's own roots (the same roots, bitwise), as without banks.
+  if (capturing(s) && std::any_of(wanted.begin(), wanted.end(), [&](const auto &w) { return !made(w.first); })) {
+    for (auto &gp : groups_) gp->banked = false;
+    return;
+  }
+  for (auto &[full, parts] : wanted) {
+    RootBank *bank = made(full);
     if (!bank) {
-      refuse_capture(s);
       if (banks_.size() >= kMaxBanks) { // member sets keep changing: start over
         check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // earlier steps may read them
         std::vector<std::unique_ptr<RootBank>> keep; // this step's, found already, stay
