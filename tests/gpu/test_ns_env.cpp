@@ -1,7 +1,8 @@
 // The Newton-Schulz tuning the CUDA backend reads from the environment at create_cuda
 // (runtime/cuda/lib/matrix_rules.h, ns_tuning_from_env), host-only (CI has no GPU): the
 // defaults, SYMOC_CUDA_NS and SYMOC_CUDA_NS_GRAM_RESTART, and a malformed restart refused with
-// an error naming the variable.
+// an error naming the variable; and the readers every switch goes through (env.h).
+#include "env.h"
 #include "matrix_rules.h"
 
 #include <gtest/gtest.h>
@@ -40,7 +41,7 @@ TEST(CudaNsEnv, GramRestartIsRead) {
 }
 
 TEST(CudaNsEnv, MalformedGramRestartIsRefusedNamingTheVariable) {
-  for (const char *v : {"", "x", "-1", "2x", "1.5", "65"}) {
+  for (const char *v : {"x", "-1", "2x", "1.5", "65", " 1"}) {
     Env e("SYMOC_CUDA_NS_GRAM_RESTART", v);
     try {
       (void)ns_tuning_from_env();
@@ -49,5 +50,72 @@ TEST(CudaNsEnv, MalformedGramRestartIsRefusedNamingTheVariable) {
       EXPECT_NE(std::string(err.what()).find("SYMOC_CUDA_NS_GRAM_RESTART='" + std::string(v) + "'"), std::string::npos)
           << err.what();
     }
+  }
+}
+
+TEST(CudaNsEnv, EmptyIsTheDefault) { // `VAR= cmd` in a shell: unset
+  Env e("SYMOC_CUDA_NS_GRAM_RESTART", "");
+  EXPECT_EQ(ns_tuning_from_env().gram_restart, 2);
+}
+
+TEST(CudaNsEnv, AnUnknownNsPathIsRefused) { // was: the default, silently
+  Env e("SYMOC_CUDA_NS", "gram-all");
+  try {
+    (void)ns_tuning_from_env();
+    ADD_FAILURE() << "accepted SYMOC_CUDA_NS=gram-all";
+  } catch (const symoc::rt::Error &err) {
+    EXPECT_NE(std::string(err.what()).find("SYMOC_CUDA_NS='gram-all': expected one of gram, standard, own"),
+              std::string::npos)
+        << err.what();
+  }
+}
+
+namespace env = symoc::rt::cuda::detail;
+
+TEST(CudaEnv, ChoiceFlagAndWhole) {
+  unsetenv("SYMOC_TEST_SWITCH");
+  EXPECT_EQ(env::env_choice("SYMOC_TEST_SWITCH", {"a", "b"}), "");
+  EXPECT_TRUE(env::env_flag("SYMOC_TEST_SWITCH", true));
+  EXPECT_EQ(env::env_whole("SYMOC_TEST_SWITCH", 7, 0, 9, "a digit"), 7);
+  {
+    Env e("SYMOC_TEST_SWITCH", "b");
+    EXPECT_EQ(env::env_choice("SYMOC_TEST_SWITCH", {"a", "b"}), "b");
+  }
+  {
+    Env e("SYMOC_TEST_SWITCH", "0");
+    EXPECT_FALSE(env::env_flag("SYMOC_TEST_SWITCH", true));
+    EXPECT_EQ(env::env_whole("SYMOC_TEST_SWITCH", 7, 0, 9, "a digit"), 0);
+  }
+  {
+    Env e("SYMOC_TEST_SWITCH", "1");
+    EXPECT_TRUE(env::env_flag("SYMOC_TEST_SWITCH", false));
+  }
+}
+
+TEST(CudaEnv, WhatItDoesNotKnowIsAnErrorNamingTheVariable) {
+  auto message = [](auto read) -> std::string {
+    try {
+      read();
+    } catch (const symoc::rt::Error &err) {
+      return err.what();
+    }
+    return "accepted";
+  };
+  {
+    Env e("SYMOC_TEST_SWITCH", "c");
+    EXPECT_EQ(message([] { env::env_choice("SYMOC_TEST_SWITCH", {"a", "b"}); }),
+              "SYMOC_TEST_SWITCH='c': expected one of a, b (or unset)");
+  }
+  for (const char *v : {"yes", "2", "true"}) {
+    Env e("SYMOC_TEST_SWITCH", v);
+    EXPECT_NE(message([] { env::env_flag("SYMOC_TEST_SWITCH", false); }).find("expected one of 0, 1"), std::string::npos)
+        << v;
+  }
+  for (const char *v : {"10", "-1", "3x", "0x1", "1e2"}) {
+    Env e("SYMOC_TEST_SWITCH", v);
+    EXPECT_NE(message([] { env::env_whole("SYMOC_TEST_SWITCH", 7, 0, 9, "a digit"); })
+                  .find("SYMOC_TEST_SWITCH='" + std::string(v) + "': expected a digit, a whole number in 0 .. 9"),
+              std::string::npos)
+        << v;
   }
 }

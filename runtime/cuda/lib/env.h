@@ -46,7 +46,8 @@ inline int64_t env_whole(const char *name, int64_t fallback, int64_t lo, int64_t
   if (v.empty()) return fallback;
   char *end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (*end || x < lo || x > hi)
+  const bool digits = v.find_first_not_of("-0123456789") == std::string::npos; // no spaces, no '+'
+  if (!digits || *end || x < lo || x > hi)
     throw Error(std::string(name) + "='" + v + "': expected " + what + ", a whole number in " + std::to_string(lo) +
                 " .. " + std::to_string(hi));
   return x;
