@@ -161,6 +161,7 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     restored = 2
     step(STEPS + 1, opts)
     worst_ddp = worst_single = 0.0
+    worst_name = "-"  # the parameter where FSDP2 and DDP differ most (a failure's first clue)
     identical = True
     # On CUDA a rank makes the matrix rules' groups for its own blocks only (fewer matrices per
     # batched cuBLAS/cuSOLVER call, other rounding): the layouts that step different
@@ -169,7 +170,9 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     for k in range(len(init)):
         a = full_of(sharded[k], world)
         b = ddp_params[k].detach().cpu()
-        worst_ddp = max(worst_ddp, (a - b).abs().max().item() if a.numel() else 0.0)
+        d_ddp = (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
+        if d_ddp > worst_ddp:
+            worst_ddp, worst_name = d_ddp, "%s (%s)" % (names[k], str(a.dtype).replace("torch.", ""))
         identical = identical and bits_equal(a, b)
         for opt, params, dt in opts[2:]:
             c = params[k].detach().cpu()
@@ -181,9 +184,9 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     dist.all_reduce(skipped)
     if skipped.min().item() == 0 or single.steps_skipped == 0:
         identical = False       # the NaN step must have been skipped somewhere, in every layout
-    info = "%d params on their shards, %d split pieces here, %d restored, %s, skips %s/%d" % (
+    info = "%d params on their shards, %d split pieces here, %d restored, %s, skips %s/%d%s" % (
         len(fsdp._local), len(ddp.row_ranges), restored, dtype, skipped.tolist(),
-        single.steps_skipped)
+        single.steps_skipped, "" if worst_ddp == 0 else "; fsdp2 vs ddp worst at " + worst_name)
     return identical, worst_ddp, worst_single, \
         fsdp.last_step.get("bytes_sent", 0), ddp.last_step.get("bytes_sent", 0), info
 
