@@ -327,9 +327,9 @@ void registerElementwiseOps(std::map<std::string, OpInfo> &r) {
         hi = ctx.attrFloat("max", hi);
       } else {
         if (ctx.hasInput(1))
-          lo = ctx.in(1).data.at(0);
+          lo = ctx.scalar(1, "min");
         if (ctx.hasInput(2))
-          hi = ctx.in(2).data.at(0);
+          hi = ctx.scalar(2, "max");
       }
       Tensor y = x;
       for (double &v : y.data)

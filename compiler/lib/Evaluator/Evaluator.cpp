@@ -23,6 +23,13 @@ const Tensor &OpContext::in(size_t i) const {
   return *inputs_[i];
 }
 
+double OpContext::scalar(size_t i, const char *what) const {
+  const Tensor &t = in(i);
+  if (t.data.size() != 1)
+    fail(std::string(what) + " must have one element, got shape " + shapeString(t.dims));
+  return t.data[0];
+}
+
 const onnx::AttributeProto *OpContext::attr(const std::string &name) const { return symoc::attr(node, name); }
 
 int64_t OpContext::attrInt(const std::string &name, int64_t dflt) const { return symoc::attrInt(node, name, dflt); }

@@ -382,7 +382,7 @@ std::vector<Tensor> softmaxCrossEntropy(OpContext &ctx) {
 
 std::vector<Tensor> oneHot(OpContext &ctx) {
   const Tensor &ind = ctx.in(0), &depthT = ctx.in(1), &vals = ctx.in(2);
-  int64_t depth = int64_t(depthT.data.at(0));
+  int64_t depth = int64_t(ctx.scalar(1, "depth"));
   if (depth <= 0)
     ctx.fail("depth must be positive");
   if (vals.size() != 2)

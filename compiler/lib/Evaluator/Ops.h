@@ -25,6 +25,9 @@ public:
   size_t numInputs() const { return inputs_.size(); }
   bool hasInput(size_t i) const { return i < inputs_.size() && inputs_[i]; }
   const Tensor &in(size_t i) const; // throws when absent
+  /// The one element of input i (a scalar or one-element tensor by the op's spec: `what` names
+  /// it); fails otherwise.
+  double scalar(size_t i, const char *what) const;
   size_t numOutputs() const { return size_t(node.output_size()); }
   /// True when output i exists and is named (optional outputs may be "").
   bool wantsOutput(size_t i) const {

@@ -128,7 +128,7 @@ std::vector<Tensor> argExtreme(OpContext &ctx, bool isMax) {
 
 std::vector<Tensor> topk(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
-  int64_t k = ctx.opset < 10 ? ctx.attrInt("k", 0) : ctx.in(1).toInt64().at(0);
+  int64_t k = ctx.opset < 10 ? ctx.attrInt("k", 0) : int64_t(ctx.scalar(1, "K"));
   int64_t axis = ctx.axis(ctx.attrInt("axis", -1), x.rank());
   bool largest = ctx.attrInt("largest", 1) != 0;
   int64_t outer = 1, n = x.dims[size_t(axis)], inner = 1;
@@ -158,7 +158,7 @@ std::vector<Tensor> topk(OpContext &ctx) {
 
 std::vector<Tensor> cumsum(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
-  int64_t axis = ctx.axis(ctx.in(1).toInt64().at(0), x.rank());
+  int64_t axis = ctx.axis(int64_t(ctx.scalar(1, "axis")), x.rank());
   bool excl = ctx.attrInt("exclusive", 0), rev = ctx.attrInt("reverse", 0);
   int64_t outer = 1, n = x.dims[size_t(axis)], inner = 1;
   for (int64_t i = 0; i < axis; ++i) outer *= x.dims[size_t(i)];

@@ -658,7 +658,7 @@ std::vector<Tensor> flatten(OpContext &ctx) {
 std::vector<Tensor> trilu(OpContext &ctx) {
   Tensor y = ctx.in(0);
   bool upper = ctx.attrInt("upper", 1) != 0;
-  int64_t k = ctx.hasInput(1) ? ctx.in(1).toInt64().at(0) : 0;
+  int64_t k = ctx.hasInput(1) ? int64_t(ctx.scalar(1, "k")) : 0;
   if (y.rank() < 2)
     ctx.fail("input must have rank >= 2");
   int64_t R = y.dims[y.dims.size() - 2], C = y.dims.back();
@@ -689,8 +689,8 @@ std::vector<Tensor> constantOfShape(OpContext &ctx) {
 }
 
 std::vector<Tensor> range(OpContext &ctx) {
-  const Tensor &s = ctx.in(0), &l = ctx.in(1), &d = ctx.in(2);
-  double st = s.data.at(0), li = l.data.at(0), de = d.data.at(0);
+  const Tensor &s = ctx.in(0);
+  double st = ctx.scalar(0, "start"), li = ctx.scalar(1, "limit"), de = ctx.scalar(2, "delta");
   if (de == 0)
     ctx.fail("delta is 0");
   int64_t n = std::max<int64_t>(int64_t(std::ceil((li - st) / de)), 0);
@@ -702,8 +702,8 @@ std::vector<Tensor> range(OpContext &ctx) {
 
 std::vector<Tensor> dropout(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
-  bool training = ctx.opset >= 12 && ctx.hasInput(2) && ctx.in(2).data.at(0) != 0;
-  double ratio = ctx.opset >= 12 ? (ctx.hasInput(1) ? ctx.in(1).data.at(0) : 0.5)
+  bool training = ctx.opset >= 12 && ctx.hasInput(2) && ctx.scalar(2, "training_mode") != 0;
+  double ratio = ctx.opset >= 12 ? (ctx.hasInput(1) ? ctx.scalar(1, "ratio") : 0.5)
                                  : ctx.attrFloat("ratio", 0.5);
   if (training && ratio > 0)
     ctx.unsupported("training-mode dropout (random)");

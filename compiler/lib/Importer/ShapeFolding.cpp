@@ -584,7 +584,10 @@ private:
         dt = a->t().data_type();
         if (!isIntType(dt))
           return std::nullopt;
-        fill = tensorToInt64(a->t(), path).at(0);
+        const std::vector<int64_t> value = tensorToInt64(a->t(), path);
+        if (value.size() != 1) // the spec's one-element tensor; else not folded (the importer says why)
+          return std::nullopt;
+        fill = value[0];
       } else {
         return std::nullopt; // float zeros: not shape data
       }
@@ -598,11 +601,12 @@ private:
     }
     if (op == "Range") {
       auto *s = in(n, 0), *l = in(n, 1), *d = in(n, 2);
-      if (!s || !l || !d || d->data.at(0) == 0)
+      // Scalars by the spec; anything else is left to the importer's checks.
+      if (!s || !l || !d || s->data.size() != 1 || l->data.size() != 1 || d->data.size() != 1 || d->data[0] == 0)
         return std::nullopt;
       IntTensor t;
       t.dtype = s->dtype;
-      int64_t st = s->data.at(0), lim = l->data.at(0), dl = d->data.at(0);
+      int64_t st = s->data[0], lim = l->data[0], dl = d->data[0];
       int64_t count = std::max<int64_t>(0, (lim - st + dl + (dl > 0 ? -1 : 1)) / dl);
       if (count > int64_t(kMaxFoldElements))
         return std::nullopt;
