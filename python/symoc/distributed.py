@@ -487,7 +487,10 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         overlap, but on the GPU a rank's Muon matrices then run as one batched Newton-Schulz;
         at world 1 on an H200 this schedule takes 4.3 ms against the buckets' 10.2 on GPT-2
         small, 57 against 106 on LLaMA-1B, docs/benchmarks.md; the trade at world sizes > 1
-        is not yet measured). The same values either way.
+        is not yet measured). The same values either way, but for CUDA matrix-rule plans (Symo,
+        Shampoo, Lau-Su, NorMuon), whose groups a rank makes from the blocks of its first calls:
+        one call per bucket batches fewer matrices per cuSOLVER/cuBLAS call (rounding-level
+        differences, measured 1.2e-7; and less batching, so prefer "one_call" there).
     """
 
     def __init__(self, named_parameters, library=None, build_dir=None, lr=1e-3, name_map=None,

@@ -165,15 +165,22 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
     identical = True
     # On CUDA a rank makes the matrix rules' groups for its own blocks only (fewer matrices per
     # batched cuBLAS/cuSOLVER call, other rounding): the layouts that step different
-    # sets of blocks per call agree within 1e-6 there, FSDP2 and DDP (the same rank split) bitwise.
+    # sets of blocks per call agree within 1e-6 there, FSDP2 and DDP (the same rank split)
+    # bitwise when DDP steps them in one call.
     tol = 1e-6 if device.type == "cuda" and has_split_groups(lib) else 0.0
+    # DDP's "buckets" schedule steps a rank's blocks one call per bucket, and a rank's groups are
+    # made from the blocks of its first calls; with several buckets here (mixed dtypes cut one at
+    # every change of dtype) they batch other matrices than FSDP2's one call: within tol too.
+    ddp_calls = sum(1 for b in ddp._buckets if b[0] == rank and b[1])
+    tol_ddp = tol if ddp_calls > 1 else 0.0
     for k in range(len(init)):
         a = full_of(sharded[k], world)
         b = ddp_params[k].detach().cpu()
         d_ddp = (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
         if d_ddp > worst_ddp:
             worst_ddp, worst_name = d_ddp, "%s (%s)" % (names[k], str(a.dtype).replace("torch.", ""))
-        identical = identical and bits_equal(a, b)
+        identical = identical and (bits_equal(a, b) or (
+            tol_ddp > 0 and d_ddp <= tol_ddp * max(b.float().abs().max().item(), 1e-30)))
         for opt, params, dt in opts[2:]:
             c = params[k].detach().cpu()
             d = (a.float() - c.float()).abs().max().item() if a.numel() else 0.0
@@ -186,7 +193,8 @@ def one_library(path, rank, world, device, mesh, dtype="fp32"):
         identical = False       # the NaN step must have been skipped somewhere, in every layout
     info = "%d params on their shards, %d split pieces here, %d restored, %s, skips %s/%d%s" % (
         len(fsdp._local), len(ddp.row_ranges), restored, dtype, skipped.tolist(),
-        single.steps_skipped, "" if worst_ddp == 0 else "; fsdp2 vs ddp worst at " + worst_name)
+        single.steps_skipped, "" if worst_ddp == 0 else "; fsdp2 vs ddp worst at %s (%d DDP calls here)"
+        % (worst_name, ddp_calls))
     return identical, worst_ddp, worst_single, \
         fsdp.last_step.get("bytes_sent", 0), ddp.last_step.get("bytes_sent", 0), info
 
