@@ -81,6 +81,10 @@ def op_swap(m, rng):
     return f"node {n.name or n.output[0]}: {old} -> {new}"
 
 
+def clamp64(v):
+    return max(min(v, 2**63 - 1), -2**63)
+
+
 def attr_change(m, rng):
     g = m.graph
     cands = [(i, j) for i, n in enumerate(g.node) for j, a in enumerate(n.attribute)
@@ -92,7 +96,7 @@ def attr_change(m, rng):
     n, a = g.node[i], g.node[i].attribute[j]
     if a.type == onnx.AttributeProto.INT:
         old = a.i
-        a.i = rng.choice([old + 1, old - 1, -old, 0, 1, -1, 2])
+        a.i = clamp64(rng.choice([old + 1, old - 1, -old, 0, 1, -1, 2]))
         return f"node {n.name or n.output[0]} ({n.op_type}): {a.name} {old} -> {a.i}"
     if a.type == onnx.AttributeProto.FLOAT:
         old = a.f
@@ -107,7 +111,7 @@ def attr_change(m, rng):
         new.pop(rng.randrange(len(new)))
     elif what == "bump" and new:
         k = rng.randrange(len(new))
-        new[k] += rng.choice([-1, 1])
+        new[k] = clamp64(new[k] + rng.choice([-1, 1]))  # INT64_MAX ends stay in range
     else:
         new.append(rng.choice([0, 1, -1]))
     del a.ints[:]
