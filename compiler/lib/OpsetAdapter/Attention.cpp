@@ -39,6 +39,8 @@ void attention(Context &ctx, const onnx::NodeProto &n, int64_t v,
   auto qs = ctx.shape(n.input(0)), ks = ctx.shape(n.input(1)), vs = ctx.shape(n.input(2));
   if (!qs || !ks || !vs)
     ctx.fail(n, v, "needs static shapes of Q, K and V");
+  if (ks->size() != qs->size() || vs->size() != qs->size())
+    ctx.fail(n, v, "Q, K and V must have the same rank");
   if (threeD && (qHeads <= 0 || kvHeads <= 0))
     ctx.fail(n, v, "3-D inputs need q_num_heads and kv_num_heads");
   if (!threeD) {

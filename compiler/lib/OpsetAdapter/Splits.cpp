@@ -26,12 +26,16 @@ void split(Context &ctx, const onnx::NodeProto &node, int64_t v,
   }
   int64_t parts = k->i();
   eraseAttr(n, "num_outputs");
-  if (parts != n.output_size())
+  if (parts <= 0 || parts != n.output_size())
     ctx.fail(n, v, "num_outputs=" + std::to_string(parts) + " but the node has " +
                        std::to_string(n.output_size()) + " outputs");
   auto shape = ctx.shape(n.input(0));
   if (shape) {
-    int64_t d = (*shape)[size_t(axisOf(n, int64_t(shape->size())))];
+    const int64_t rank = int64_t(shape->size()), axis = axisOf(n, rank);
+    if (axis < 0 || axis >= rank)
+      ctx.fail(n, v, "axis " + std::to_string(attrInt(n, "axis", 0)) + " is out of range for an input of rank " +
+                         std::to_string(rank));
+    int64_t d = (*shape)[size_t(axis)];
     int64_t chunk = (d + parts - 1) / parts;
     std::vector<int64_t> sizes;
     for (int64_t i = 0, left = d; i < parts; ++i, left -= chunk)

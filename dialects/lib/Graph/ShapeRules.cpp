@@ -237,6 +237,11 @@ void SliceOp::applySymmetryRule(SpaceBuilder &b) {
   if (!axes)
     for (size_t k = 0; k < starts->size(); ++k)
       ax.push_back(int64_t(k));
+  // One start, end (and step) per axis, by the spec; a malformed Slice is not followed.
+  if (ends->size() != starts->size() || ax.size() != starts->size() || (steps && steps->size() != starts->size())) {
+    barrier(b, *this, "Slice starts, ends, axes and steps differ in length");
+    return;
+  }
   std::vector<bool> sliced(r, false);
   for (size_t k = 0; k < ax.size(); ++k) {
     int64_t a = normAxis(ax[k], r);
