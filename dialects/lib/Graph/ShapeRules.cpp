@@ -192,6 +192,14 @@ void TransposeOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, *this, "Transpose perm does not match the rank");
     return;
   }
+  std::vector<bool> seen(size_t(r), false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= r || seen[size_t(p)]) {
+      barrier(b, *this, "Transpose perm is not a permutation of the axes");
+      return;
+    }
+    seen[size_t(p)] = true;
+  }
   for (int64_t a = 0; a < r; ++a)
     tieSame(b, x, perm[a], y, a);
 }
