@@ -157,6 +157,10 @@ int64_t tiePiece(SpaceBuilder &b, Operation *op, Value whole, Value part,
     barrier(b, op, "split or concatenation along a dynamic axis");
     return -1;
   }
+  if (rankOf(part) != rankOf(whole) || offset + n > dimOf(whole, axis)) {
+    barrier(b, op, "split or concatenation pieces do not fit the whole");
+    return -1;
+  }
   b.slice(whole, axis, offset, n, part, axis);
   for (int64_t a = 0, r = rankOf(whole); a < r; ++a)
     if (a != axis)
