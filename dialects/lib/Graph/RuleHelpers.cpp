@@ -146,7 +146,12 @@ void forBroadcastAxes(Operation *op, Value result,
 }
 
 int64_t dimOf(Value v, int64_t a) {
-  return cast<RankedTensorType>(v.getType()).getDimSize(a);
+  // An axis the value does not have (a rewired operand of another rank) reads as dynamic, so
+  // the rule's dynamic-shape path fixes it rather than reading past the shape.
+  auto t = dyn_cast<RankedTensorType>(v.getType());
+  if (!t || a < 0 || a >= t.getRank())
+    return -1;
+  return t.getDimSize(a);
 }
 
 bool isUniformConstant(Value v) {

@@ -16,7 +16,7 @@ constexpr unsigned kNoMixing = kPerm | kSign | kScale;
 
 int64_t rankOf(mlir::Value v);
 
-/// Static size of axis `a` of a ranked value.
+/// Static size of axis `a`; -1 when dynamic, unranked, or an axis the value does not have.
 int64_t dimOf(mlir::Value v, int64_t a);
 /// Normalizes a possibly negative axis; -1 when out of range.
 int64_t normAxis(int64_t axis, int64_t rank);

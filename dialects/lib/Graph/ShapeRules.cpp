@@ -152,12 +152,16 @@ void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
 /// (and makes the op a barrier) when it is dynamic.
 int64_t tiePiece(SpaceBuilder &b, Operation *op, Value whole, Value part,
                  int64_t axis, int64_t offset) {
+  if (rankOf(part) != rankOf(whole)) {
+    barrier(b, op, "split or concatenation pieces do not fit the whole");
+    return -1;
+  }
   int64_t n = dimOf(part, axis);
   if (n < 0 || dimOf(whole, axis) < 0) {
     barrier(b, op, "split or concatenation along a dynamic axis");
     return -1;
   }
-  if (rankOf(part) != rankOf(whole) || offset + n > dimOf(whole, axis)) {
+  if (offset + n > dimOf(whole, axis)) {
     barrier(b, op, "split or concatenation pieces do not fit the whole");
     return -1;
   }
