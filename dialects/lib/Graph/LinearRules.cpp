@@ -84,6 +84,12 @@ void MatMulOp::applySymmetryRule(SpaceBuilder &b) {
   // numpy semantics: a 1-D operand has no row (a) or column (b) axis.
   int64_t aRow = ra >= 2 ? ra - 2 : -1, aK = ra - 1;
   int64_t bK = rb >= 2 ? rb - 2 : 0, bCol = rb >= 2 ? rb - 1 : -1;
+  // numpy: the result keeps the broadcast batch axes and the row / column that exist.
+  const int64_t batch = std::max<int64_t>(std::max<int64_t>(ra - 2, 0), std::max<int64_t>(rb - 2, 0));
+  if (ry != batch + (aRow >= 0) + (bCol >= 0)) {
+    barrier(b, *this, "MatMul result rank does not match its operands");
+    return;
+  }
   int64_t yRow = -1, yCol = -1;
   if (aRow >= 0 && bCol >= 0) {
     yRow = ry - 2;
