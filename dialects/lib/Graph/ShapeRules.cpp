@@ -152,17 +152,13 @@ void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
 /// (and makes the op a barrier) when it is dynamic.
 int64_t tiePiece(SpaceBuilder &b, Operation *op, Value whole, Value part,
                  int64_t axis, int64_t offset) {
-  if (rankOf(part) != rankOf(whole)) {
+  const int64_t n = dimOf(part, axis), size = dimOf(whole, axis);
+  if (rankOf(part) != rankOf(whole) || (n >= 0 && size >= 0 && offset + n > size)) {
     barrier(b, op, "split or concatenation pieces do not fit the whole");
     return -1;
   }
-  int64_t n = dimOf(part, axis);
-  if (n < 0 || dimOf(whole, axis) < 0) {
+  if (n < 0 || size < 0) {
     barrier(b, op, "split or concatenation along a dynamic axis");
-    return -1;
-  }
-  if (offset + n > dimOf(whole, axis)) {
-    barrier(b, op, "split or concatenation pieces do not fit the whole");
     return -1;
   }
   b.slice(whole, axis, offset, n, part, axis);
