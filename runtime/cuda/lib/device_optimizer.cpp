@@ -804,7 +804,7 @@ DeviceOptimizer::DeviceOptimizer(const ParamDesc *params, int nparams, const Blo
   check(cudaMemset(m.cnt.total, 0, sizeof(int64_t)), "cudaMemset");
   bool muon = false;
   for (const Group &g : m.groups) muon = muon || g.kind == Kind::Muon;
-  m.ns_matrix = env_choice("SYMOC_CUDA_NS", {"gram", "standard", "own"}) != "own";
+  m.ns_matrix = env_ns_path() != "own";
   m.fuse = int(env_whole("SYMOC_CUDA_FUSE", 2, 0, 2, "the fusion level (0: none, 1: per rule, 2: all)"));
   m.subset_plans = env_flag("SYMOC_CUDA_SUBSET_PLANS", true);
   m.overlap = env_flag("SYMOC_CUDA_OVERLAP", false);

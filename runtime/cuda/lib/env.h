@@ -53,4 +53,8 @@ inline int64_t env_whole(const char *name, int64_t fallback, int64_t lo, int64_t
   return x;
 }
 
+/// SYMOC_CUDA_NS, read by the optimizer (own: its own cuBLAS loop for Muon groups) and by
+/// every Newton-Schulz plan's tuning (standard: no Gram iteration); "" when unset (gram).
+inline std::string env_ns_path() { return env_choice("SYMOC_CUDA_NS", {"gram", "standard", "own"}); }
+
 } // namespace symoc::rt::cuda::detail

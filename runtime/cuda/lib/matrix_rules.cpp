@@ -173,7 +173,7 @@ mx::NsTuning ns_tuning_from_env() {
   // optimizer checks, the Muon step 0.89x -> 0.72x torch.optim.Muon on LLaMA-1B shapes and
   // 0.23x -> 0.21x on GPT-2 small. SYMOC_CUDA_NS=standard turns it off.
   t.gram_min_aspect = mx::kGramNsMinAspect;
-  if (env_choice("SYMOC_CUDA_NS", {"gram", "standard", "own"}) == "standard") t.gram_min_aspect = 0;
+  if (env_ns_path() == "standard") t.gram_min_aspect = 0;
   // SYMOC_CUDA_NS_GRAM_RESTART=N: the Gram path's restart after step N (0: none; default 2).
   t.gram_restart = int(env_whole("SYMOC_CUDA_NS_GRAM_RESTART", t.gram_restart, 0, 64,
                                  "the Newton-Schulz step after which the Gram path restarts (0: never)"));
@@ -255,6 +255,9 @@ struct MatrixRules::Group {
   std::unique_ptr<mx::SymPowPlan> powL, powR;
   std::unique_ptr<mx::InvRootPlan> rootL, rootR; // SYMOC_CUDA_ROOT=newton: instead of powL, powR
   std::vector<int64_t> hcount;
+  // Shampoo's refresh schedule: block i (stepped this step) recomputes its roots on every
+  // freq-th of its own steps, counted on the host (plan_banks and finish ask the same).
+  bool refreshes(int i, bool stepped) const { return stepped && hcount[size_t(i)] % freq == 0; }
   bool refresh = false;
   bool banked = false; // this step's roots come from a RootBank (plan_banks)
   MaskArgs mask{}, refresh_mask{};
@@ -748,6 +751,7 @@ struct MatrixRules::RootBank {
   std::vector<Part> parts;
   std::unique_ptr<mx::SymPowPlan> plan;
   float *out = nullptr;
+  size_t out_bytes = 0; // counted in banks_bytes_ while the bank lives
   ~RootBank() { cudaFree(out); }
 };
 
@@ -765,7 +769,7 @@ void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s)
     if (g.kind != RKind::Shampoo || !g.ready || !(g.powL || g.powR)) continue;
     bool all = true;
     for (int i = 0; i < g.nb(); ++i)
-      all = all && active[size_t(g.blocks[size_t(i)])] && g.hcount[size_t(i)] % g.freq == 0;
+      all = all && g.refreshes(i, active[size_t(g.blocks[size_t(i)])]);
     if (!all) continue;
     g.banked = true;
     char key[96];
@@ -804,8 +808,10 @@ void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s)
       if (banks_.size() >= kMaxBanks) { // member sets keep changing: start over
         check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); // earlier steps may read them
         std::vector<std::unique_ptr<RootBank>> keep; // this step's, found already, stay
-        for (auto &b : banks_)
+        for (auto &b : banks_) {
           if (std::find(step_banks_.begin(), step_banks_.end(), b.get()) != step_banks_.end()) keep.push_back(std::move(b));
+          else banks_bytes_ -= b->out_bytes; // freed below (the workspace keeps its size)
+        }
         banks_ = std::move(keep);
         ws_moved_ = true; // graphs captured before hold the freed banks: the caller drops them
       }
@@ -825,6 +831,7 @@ void MatrixRules::plan_banks(const std::vector<uint8_t> &active, cudaStream_t s)
         const size_t need = std::max(ws_need_, b->plan->workspace_bytes());
         banks_bytes_ += out_bytes + (need > ws_bytes_ ? need - ws_bytes_ : 0);
         ok = banks_bytes_ <= banks_max_bytes_ && cudaMalloc(&b->out, out_bytes) == cudaSuccess;
+        if (ok) b->out_bytes = out_bytes;
         if (ok) ensure_ws(need);
       } catch (const std::exception &) {
         ok = false;
@@ -858,21 +865,15 @@ void MatrixRules::banks_off(const char *why, cudaStream_t s) {
   ensure_ws(ws_need_); // the groups' own need, if a failed growth freed the workspace
 }
 
-// A banked group's factor updates (L += G G^T, R += G^T G, masked), before the banks run.
-void MatrixRules::shampoo_factors(Group &g, cudaStream_t s) {
+// One Shampoo factor's update, L = beta2 L + G G^T (left) or R = beta2 R + G^T G, on the
+// blocks stepped this step (a group's own, or a banked group's before the banks run).
+void MatrixRules::shampoo_factor(Group &g, bool left, cudaStream_t s) {
   const int B = g.nb();
-  const int64_t m = g.rows[0], n = g.cols[0];
-  const mx::Batch G(g.U[0], B, m, n);
+  const int64_t m = g.rows[0], n = g.cols[0], k = left ? m : n;
   g.mask.n = B;
   for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
-  if (g.useL) {
-    mx::gram(engine_, false, 1.f, G, 0.f, mx::Batch(g.S, B, m, m), s);
-    launch_masked_axpby(g.mask, g.d_slots, cnt_, g.L, g.S, m * m, g.sh_beta2, false, s);
-  }
-  if (g.useR) {
-    mx::gram(engine_, true, 1.f, G, 0.f, mx::Batch(g.S, B, n, n), s);
-    launch_masked_axpby(g.mask, g.d_slots, cnt_, g.R, g.S, n * n, g.sh_beta2, false, s);
-  }
+  mx::gram(engine_, !left, 1.f, mx::Batch(g.U[0], B, m, n), 0.f, mx::Batch(g.S, B, k, k), s);
+  launch_masked_axpby(g.mask, g.d_slots, cnt_, left ? g.L : g.R, g.S, k * k, g.sh_beta2, false, s);
 }
 
 void MatrixRules::run_banks(cudaStream_t s) {
@@ -1191,25 +1192,15 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
   }
   case RKind::Shampoo: {
     const mx::Batch G(g.U[0], B, m, n), Dd(g.D[0], B, m, n);
-    g.mask.n = B;
-    for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
-    if (g.useL && !g.banked) { // banked: shampoo_factors and run_banks did this side
-      mx::gram(engine_, false, 1.f, G, 0.f, mx::Batch(g.S, B, m, m), s);
-      launch_masked_axpby(g.mask, g.d_slots, cnt_, g.L, g.S, m * m, g.sh_beta2, false, s);
-      if (g.refresh) {
-        if (g.rootL) g.rootL->run(mx::Batch(g.L, B, m, m), double(g.eps), mx::Batch(g.S, B, m, m), ws, s);
-        else g.powL->run(mx::Batch(g.L, B, m, m), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, m, m), ws, s);
-        launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Lr, g.S, m * m, 0.f, true, s);
-      }
-    }
-    if (g.useR && !g.banked) {
-      mx::gram(engine_, true, 1.f, G, 0.f, mx::Batch(g.S, B, n, n), s);
-      launch_masked_axpby(g.mask, g.d_slots, cnt_, g.R, g.S, n * n, g.sh_beta2, false, s);
-      if (g.refresh) {
-        if (g.rootR) g.rootR->run(mx::Batch(g.R, B, n, n), double(g.eps), mx::Batch(g.S, B, n, n), ws, s);
-        else g.powR->run(mx::Batch(g.R, B, n, n), -1.0 / g.exponent, double(g.eps), mx::Batch(g.S, B, n, n), ws, s);
-        launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, g.Rr, g.S, n * n, 0.f, true, s);
-      }
+    for (int left = 1; left >= 0 && !g.banked; --left) { // banked: finish and run_banks did both sides
+      if (!(left ? g.useL : g.useR)) continue;
+      shampoo_factor(g, left == 1, s);
+      if (!g.refresh) continue;
+      const int64_t k = left ? m : n;
+      const mx::Batch F(left ? g.L : g.R, B, k, k), root(g.S, B, k, k);
+      if (mx::InvRootPlan *newton = (left ? g.rootL : g.rootR).get()) newton->run(F, double(g.eps), root, ws, s);
+      else (left ? g.powL : g.powR)->run(F, -1.0 / g.exponent, double(g.eps), root, ws, s);
+      launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, left ? g.Lr : g.Rr, g.S, k * k, 0.f, true, s);
     }
     const mx::Batch Lr(g.Lr, B, m, m), Rr(g.Rr, B, n, n), T(g.T, B, m, n);
     if (g.useL && g.useR) {
@@ -1243,11 +1234,10 @@ void MatrixRules::finish(cudaStream_t s) {
   for (auto &gp : groups_) {
     Group &g = *gp;
     if (!g.any || g.kind != RKind::Shampoo) continue;
-    // refresh schedule: the host's count of the block's steps (plan_banks read the same)
     g.refresh = false;
     g.refresh_mask.n = g.nb();
     for (int i = 0; i < g.nb(); ++i) {
-      const bool on = g.args.active[i] && g.hcount[size_t(i)] % g.freq == 0;
+      const bool on = g.refreshes(i, g.args.active[i]);
       g.refresh_mask.on[i] = on;
       g.refresh = g.refresh || on;
       if (g.args.active[i]) ++g.hcount[size_t(i)];
@@ -1255,7 +1245,9 @@ void MatrixRules::finish(cudaStream_t s) {
   }
   if (!step_banks_.empty()) {
     for (auto &gp : groups_)
-      if (gp->any && gp->banked) shampoo_factors(*gp, s);
+      if (gp->any && gp->banked)
+        for (int left = 1; left >= 0; --left)
+          if (left ? gp->useL : gp->useR) shampoo_factor(*gp, left == 1, s);
     run_banks(s);
   }
   for (auto &gp : groups_) {

@@ -84,7 +84,7 @@ private:
   void plan_banks(const std::vector<uint8_t> &active, cudaStream_t s);
   void banks_off(const char *why, cudaStream_t s);
   void run_banks(cudaStream_t s);
-  void shampoo_factors(Group &g, cudaStream_t s);
+  void shampoo_factor(Group &g, bool left, cudaStream_t s);
   void ensure_ws(size_t bytes);
   std::unique_ptr<Group> new_group(const BlockDesc &d) const;
   void plan_group(Group &g);
