@@ -15,14 +15,7 @@
 #include <string>
 #include <vector>
 
-#define CK(x)                                                                                                    \
-  do {                                                                                                           \
-    auto r_ = (x);                                                                                               \
-    if (int(r_) != 0) {                                                                                          \
-      std::fprintf(stderr, "%s:%d %s -> %d\n", __FILE__, __LINE__, #x, int(r_));                                 \
-      std::exit(1);                                                                                              \
-    }                                                                                                            \
-  } while (0)
+#include "bench_check.h"
 
 // One batch of n x n factors with its own stream, cuSOLVER handle and workspace.
 struct Job {
@@ -192,12 +185,6 @@ int main(int argc, char **argv) {
     }
     cudaFree(f768), cudaFree(f2304), cudaFree(f3072);
   }
-  if (argc > 1) {
-    FILE *f = std::fopen(argv[1], "w");
-    std::fprintf(f, "[\n");
-    for (size_t i = 0; i < rows.size(); ++i) std::fprintf(f, "  %s%s\n", rows[i].c_str(), i + 1 < rows.size() ? "," : "");
-    std::fprintf(f, "]\n");
-    std::fclose(f);
-  }
+  if (argc > 1) write_json_rows(argv[1], rows);
   return 0;
 }

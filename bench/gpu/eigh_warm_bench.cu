@@ -17,14 +17,7 @@
 #include <string>
 #include <vector>
 
-#define CK(x)                                                                                                    \
-  do {                                                                                                           \
-    auto r_ = (x);                                                                                               \
-    if (int(r_) != 0) {                                                                                          \
-      std::fprintf(stderr, "%s:%d %s -> %d\n", __FILE__, __LINE__, #x, int(r_));                                 \
-      std::exit(1);                                                                                              \
-    }                                                                                                            \
-  } while (0)
+#include "bench_check.h"
 
 static cublasHandle_t blas;
 static cusolverDnHandle_t sol;
@@ -236,12 +229,6 @@ int main(int argc, char **argv) {
   for (double tol : {1e-6, 1e-4}) run_case<float>(3072, 768, "corr", 1, tol, 100);
   run_case<double>(3072, 768, "corr", 1, 0.0, 100);
   run_case<double>(768, 768, "corr", 1, 0.0, 100);
-  if (argc > 1) {
-    FILE *f = std::fopen(argv[1], "w");
-    std::fprintf(f, "[\n");
-    for (size_t i = 0; i < rows.size(); ++i) std::fprintf(f, "  %s%s\n", rows[i].c_str(), i + 1 < rows.size() ? "," : "");
-    std::fprintf(f, "]\n");
-    std::fclose(f);
-  }
+  if (argc > 1) write_json_rows(argv[1], rows);
   return 0;
 }

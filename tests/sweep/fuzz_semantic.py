@@ -3,13 +3,16 @@
 
 Usage: fuzz_semantic.py --symoc PATH [--models DIR] [--count N] [--seed S] [--jobs J]
                         [--keep DIR] [--timeout T] [--fixtures a.onnx,b.onnx]
+                        [--mutations classic|insert|all]
 
 Each case takes one fixture (models/*.onnx) and applies 1 to 3 mutations that keep the
 file a valid protobuf but change what the graph computes: an op type swapped for another
 of the same kind (unary, binary, reduction, softmax), an attribute changed (axis, perm,
 keepdims, alpha, epsilon, ...), a node input rewired to an earlier value, an initializer's
 dims changed (a row dropped or added), a node bypassed (its uses read its first input),
-an integer constant changed (a Reshape target), the stored shapes (value_info) dropped.
+an integer constant changed (a Reshape target), the stored shapes (value_info) dropped;
+with --mutations insert|all also a node inserted on a value (a unary op, or a binary op with
+a per-channel, scalar or zero constant; insert_op).
 Cases are drawn up front from random.Random(seed), so a run is reproducible for given
 fixture bytes. Each case runs `symoc analyze CASE --verify --dim batch=3` (half of them
 with --loss cross-entropy) and is classified:
@@ -219,8 +222,70 @@ def drop_value_info(m, rng):
     return "value_info dropped"
 
 
+INSERT_BINARY = ["Add", "Sub", "Mul", "Div", "Max", "Min"]
+
+
+def insert_op(m, rng, shapes):
+    """A new node on a float value V that later nodes then read instead of V: a unary op, or
+    a binary op with a constant that is per channel (one value per entry of an axis, not all
+    equal), a scalar, or zero (an additive identity that keeps no gauge fixed). The constant
+    is a Constant node (fixed) or, sometimes, an initializer (a new parameter). Targets the
+    rules' treatment of constants that break (or keep) a permutation, a scale or a sign."""
+    g = m.graph
+    outs = {o.name for o in g.output}
+    cands = [(i, v) for i, n in enumerate(g.node) if n.op_type != "Constant" for v in n.output
+             if v and v not in outs and shapes.get(v) and shapes[v][0] == onnx.TensorProto.FLOAT
+             and shapes[v][1] and all(isinstance(d, int) and d > 0 for d in shapes[v][1])]
+    if not cands:
+        return None
+    i, v = rng.choice(cands)
+    dims = shapes[v][1]
+    new_v = f"{v}__fz{rng.randrange(1 << 30)}"
+    nodes = []
+    if rng.random() < 0.35:
+        op = rng.choice(UNARY)
+        nodes.append(onnx.helper.make_node(op, [v], [new_v], name=new_v))
+        desc = f"{op} inserted on {v}"
+    else:
+        op = rng.choice(INSERT_BINARY)
+        shape_kind = rng.choice(["channel", "channel", "scalar", "zero"])
+        if shape_kind == "channel":
+            axis = rng.randrange(len(dims))
+            cshape = [1] * (len(dims) - axis)  # broadcast from the right: axis .. last
+            cshape[0] = dims[axis]
+            c = np.asarray([rng.uniform(0.5, 2.0) for _ in range(dims[axis])], dtype=np.float32)
+            if c.size > 1:
+                c[rng.randrange(c.size)] *= 3.0  # surely not uniform
+            c = c.reshape(cshape)
+        elif shape_kind == "scalar":
+            c = np.asarray(rng.choice([0.5, 2.0, -1.0, 3.0]), dtype=np.float32)
+        else:
+            c = np.zeros([1], dtype=np.float32)
+        cname = new_v + "_c"
+        if rng.random() < 0.25:
+            g.initializer.append(numpy_helper.from_array(c, cname))
+            where = "initializer"
+        else:
+            nodes.append(onnx.helper.make_node("Constant", [], [cname], name=cname,
+                                               value=numpy_helper.from_array(c, cname)))
+            where = "Constant"
+        ins = [v, cname] if rng.random() < 0.7 else [cname, v]
+        nodes.append(onnx.helper.make_node(op, ins, [new_v], name=new_v))
+        desc = f"{op} with a {shape_kind} {where} {list(c.shape)} inserted on {v}"
+    for n in g.node[i + 1:]:
+        for k, x in enumerate(n.input):
+            if x == v:
+                n.input[k] = new_v
+    for k, n in enumerate(nodes):
+        g.node.insert(i + 1 + k, n)
+    return desc
+
+
+# The original draw (fixed seeds of earlier campaigns stay reproducible); --mutations
+# all / insert adds the insertion.
 MUTATIONS = [op_swap, attr_change, rewire, init_dims, bypass, const_change, drop_value_info]
 WEIGHTS = [3, 3, 4, 2, 3, 2, 1]
+EXTRA = {"insert": (insert_op, 4)}
 
 
 def value_shapes(model):
@@ -241,13 +306,13 @@ def value_shapes(model):
     return shapes
 
 
-def mutate(model, shapes, rng):
+def mutate(model, shapes, rng, kinds=(MUTATIONS, WEIGHTS)):
     m = copy.deepcopy(model)
     done = []
     for _ in range(rng.choice([1, 1, 2, 3])):
         for _attempt in range(8):
-            f = rng.choices(MUTATIONS, WEIGHTS)[0]
-            d = f(m, rng, shapes) if f is rewire else f(m, rng)
+            f = rng.choices(*kinds)[0]
+            d = f(m, rng, shapes) if f in (rewire, insert_op) else f(m, rng)
             if d:
                 done.append(d)
                 break
@@ -308,7 +373,15 @@ def main():
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--keep", help="folder for the cases that found a problem")
     ap.add_argument("--verbose", action="store_true", help="print every case")
+    ap.add_argument("--mutations", choices=["classic", "insert", "all"], default="classic",
+                    help="classic: the original seven (default; earlier seeds reproduce), "
+                         "insert: only new nodes on values, all: both")
     args = ap.parse_args()
+    kinds = (MUTATIONS, WEIGHTS)
+    if args.mutations == "insert":
+        kinds = ([insert_op], [1])
+    elif args.mutations == "all":
+        kinds = (MUTATIONS + [f for f, _ in EXTRA.values()], WEIGHTS + [w for _, w in EXTRA.values()])
 
     names = sorted(f for f in os.listdir(args.models) if f.endswith(".onnx"))
     if args.fixtures:
@@ -325,7 +398,7 @@ def main():
     cases = []
     for i in range(args.count):
         name = rng.choice(names)
-        m, what = mutate(sources[name], shapes[name], rng)
+        m, what = mutate(sources[name], shapes[name], rng, kinds)
         path = os.path.join(work, f"case{i:05d}-{name}")
         onnx.save(m, path)
         extra = ["--loss", "cross-entropy"] if rng.random() < 0.5 else []
