@@ -9,9 +9,14 @@
 // and positions used in any other way fix their source (checked by the
 // builder after the last op).
 //
-// Ties between equal elements (TopK returns the lower position first) are
-// ignored: the symmetries hold for inputs without exact ties, which is every
-// input of a float model but a set of measure zero.
+// Ties between equal elements (TopK returns the lower position first) break
+// the relabelling: no permutation commutes with "the lower position first".
+// They are ignored where they have measure zero: TopK's input must be made by
+// ops without flat pieces from linear maps, parameters or model inputs
+// (entriesDistinct). A Relu, a clamp, a Max or Min against a constant, a
+// rounding or a product with zero before the TopK makes ties with positive
+// probability (fuzz_semantic --mutations insert found it on the MoE routers),
+// and then the axis is fixed.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,6 +29,110 @@ using namespace mlir;
 namespace symoc::graph {
 namespace {
 
+bool knownZero(Value v, int depth);
+
+/// A float constant with every value known and none of them zero.
+bool nonzeroConstant(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return false;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  if (!dense || !isa<FloatType>(dense.getElementType()))
+    return false;
+  for (const APFloat &x : dense.getValues<APFloat>())
+    if (x.isZero() || x.isNaN())
+      return false;
+  return true;
+}
+
+/// Every entry is exactly zero: a zero constant, or a product / linear map with
+/// such a factor, or x - x.
+bool knownZero(Value v, int depth) {
+  if (depth > 32)
+    return false;
+  if (std::optional<double> c = constScalar(v); c && *c == 0.0)
+    return true;
+  if (auto c = v.getDefiningOp<ConstantOp>(); c && c.getValue())
+    if (auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+        dense && dense.isSplat() && isa<FloatType>(dense.getElementType()))
+      return dense.getSplatValue<APFloat>().isZero();
+  Operation *op = v.getDefiningOp();
+  if (!op)
+    return false;
+  if (isa<MulOp, MatMulOp, EinsumOp>(op))
+    return llvm::any_of(op->getOperands(), [&](Value x) { return knownZero(x, depth + 1); });
+  if (isa<GemmOp, ConvOp>(op)) // the bias (operand 2) is added, not a factor
+    return op->getNumOperands() >= 2 && (knownZero(op->getOperand(0), depth + 1) || knownZero(op->getOperand(1), depth + 1)) &&
+           (op->getNumOperands() < 3 || isNone(op->getOperand(2)) || knownZero(op->getOperand(2), depth + 1));
+  if (isa<SubOp>(op) && op->getOperand(0) == op->getOperand(1))
+    return true;
+  if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, IdentityOp, NegOp, SliceOp, ExpandOp, TileOp,
+          ReluOp, AbsOp>(op))
+    return knownZero(op->getOperand(0), depth + 1);
+  return false;
+}
+
+/// True when `v` has the full shape of `of` (no broadcast axis).
+bool fullShape(Value v, Value of) {
+  auto a = dyn_cast<RankedTensorType>(v.getType()), b = dyn_cast<RankedTensorType>(of.getType());
+  return a && b && a.hasStaticShape() && a.getShape() == b.getShape();
+}
+
+/// The entries of float `v` differ from each other but on a set of measure zero
+/// (the convention of every rule for float models): true for model inputs and
+/// parameters, linear maps (unless a factor is exactly zero), and what ops
+/// without flat pieces make of such values. Conservative: any other op (a
+/// Relu, Clip, Floor, Sign, Max or Min against a constant, Expand, a reduction,
+/// ...) may make ties with positive probability.
+bool entriesDistinct(Value v, int depth = 0) {
+  if (depth > 64)
+    return false;
+  Operation *op = v.getDefiningOp();
+  if (!op)
+    return true; // a model input
+  if (isa<ParamOp>(op))
+    return true;
+  if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
+    return !knownZero(v, 0);
+  // One-to-one (or without flat pieces) coordinate by coordinate.
+  if (isa<TanhOp, SigmoidOp, ErfOp, SoftplusOp, ExpOp, LogOp, CosOp, SinOp, SqrtOp, ReciprocalOp, NegOp, AbsOp, IdentityOp,
+          DropoutOp, GeluOp, EluOp, SeluOp, CeluOp, SoftsignOp, AtanOp, AsinOp, SinhOp, TanOp, MishOp, SiluOp, SoftmaxOp,
+          LogSoftmaxOp, ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, SplitOp>(op))
+    return entriesDistinct(op->getOperand(0), depth + 1);
+  if (isa<LeakyReluOp>(op)) {
+    auto alpha = op->getAttrOfType<FloatAttr>("alpha");
+    return (!alpha || alpha.getValueAsDouble() != 0.0) && entriesDistinct(op->getOperand(0), depth + 1);
+  }
+  if (isa<CastOp>(op)) {
+    auto to = dyn_cast<RankedTensorType>(v.getType());
+    return to && isa<FloatType>(to.getElementType()) && entriesDistinct(op->getOperand(0), depth + 1);
+  }
+  if (isa<PowOp>(op)) {
+    std::optional<double> e = constScalar(op->getOperand(1));
+    return e && *e != 0.0 && entriesDistinct(op->getOperand(0), depth + 1);
+  }
+  if (op->getNumOperands() != 2)
+    return false;
+  Value a = op->getOperand(0), c = op->getOperand(1);
+  if (a == c)
+    return false; // x - x, x / x, max(x, x), x + x are ties or fine, not worth telling apart
+  // One operand spreads the entries apart over the whole result; the other
+  // shifts (Add, Sub) or scales (Mul, Div: by a nonzero factor) them.
+  auto spreads = [&](Value x) { return fullShape(x, v) && entriesDistinct(x, depth + 1); };
+  auto nonzero = [&](Value x) {
+    return nonzeroConstant(x) || x.getDefiningOp<ParamOp>() || (!x.getDefiningOp() && !knownZero(x, 0)) ||
+           entriesDistinct(x, depth + 1);
+  };
+  if (isa<AddOp, SubOp>(op))
+    return spreads(a) || spreads(c);
+  if (isa<MulOp>(op))
+    return (spreads(a) && nonzero(c)) || (spreads(c) && nonzero(a));
+  if (isa<DivOp>(op))
+    return spreads(a) && nonzero(c);
+  if (isa<MaxOp, MinOp>(op)) // against a constant: flat below (above) it
+    return spreads(a) && spreads(c);
+  return false;
+}
 
 } // namespace
 
@@ -48,12 +157,16 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "TopK with sorted=0 (the order of the selected entries is unspecified)");
     return;
   }
+  // Positions are followed only where ties have measure zero (file comment).
+  const bool distinct = entriesDistinct(x);
   for (int64_t a = 0; a < r; ++a) {
     pinFlows(b, x, a);
     pinFlows(b, vals, a);
     pinFlows(b, idx, a);
     if (a == axis) {
-      b.restrict(x, a, kPerm, "TopK selects along this axis");
+      b.restrict(x, a, distinct ? kPerm : kNone,
+                 distinct ? "TopK selects along this axis"
+                          : "TopK selects among values that may tie (ties go to the lower position)");
       b.restrict(vals, a, kNone, "the k entries TopK selected");
       b.restrict(idx, a, kNone, "the k entries TopK selected");
       continue;
@@ -65,7 +178,8 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
   for (Value k : op->getOperands().drop_front())
     if (!isNone(k))
       restrictAll(b, k, kNone, "TopK's k");
-  b.positionsOf(idx, x, axis);
+  if (distinct)
+    b.positionsOf(idx, x, axis);
 }
 
 void GatherOp::applySymmetryRule(SpaceBuilder &b) {
