@@ -72,10 +72,11 @@ bool knownZero(Value v, int depth) {
   return false;
 }
 
-/// True when `v` has the full shape of `of` (no broadcast axis).
+/// True when `v` has the full shape of `of` (no broadcast axis): the same rank and
+/// dimensions, a dynamic one matching a dynamic one (an exported batch or sequence axis).
 bool fullShape(Value v, Value of) {
   auto a = dyn_cast<RankedTensorType>(v.getType()), b = dyn_cast<RankedTensorType>(of.getType());
-  return a && b && a.hasStaticShape() && a.getShape() == b.getShape();
+  return a && b && a.getShape() == b.getShape();
 }
 
 /// The entries of float `v` differ from each other but on a set of measure zero
