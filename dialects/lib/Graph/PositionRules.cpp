@@ -29,8 +29,6 @@ using namespace mlir;
 namespace symoc::graph {
 namespace {
 
-bool knownZero(Value v, int depth);
-
 /// A float constant with every value known and none of them zero.
 bool nonzeroConstant(Value v) {
   auto c = v.getDefiningOp<ConstantOp>();
@@ -61,9 +59,11 @@ bool knownZero(Value v, int depth) {
     return false;
   if (isa<MulOp, MatMulOp, EinsumOp>(op))
     return llvm::any_of(op->getOperands(), [&](Value x) { return knownZero(x, depth + 1); });
-  if (isa<GemmOp, ConvOp>(op)) // the bias (operand 2) is added, not a factor
-    return op->getNumOperands() >= 2 && (knownZero(op->getOperand(0), depth + 1) || knownZero(op->getOperand(1), depth + 1)) &&
-           (op->getNumOperands() < 3 || isNone(op->getOperand(2)) || knownZero(op->getOperand(2), depth + 1));
+  if (isa<GemmOp, ConvOp>(op)) { // the bias (operand 2) is added, not a factor
+    auto zero = [&](unsigned i) { return knownZero(op->getOperand(i), depth + 1); };
+    const bool noBias = op->getNumOperands() < 3 || isNone(op->getOperand(2)) || zero(2);
+    return op->getNumOperands() >= 2 && (zero(0) || zero(1)) && noBias;
+  }
   if (isa<SubOp>(op) && op->getOperand(0) == op->getOperand(1))
     return true;
   if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, IdentityOp, NegOp, SliceOp, ExpandOp, TileOp,
