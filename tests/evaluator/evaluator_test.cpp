@@ -77,6 +77,69 @@ double at(const Tensor &t, std::vector<int64_t> idx) {
 
 } // namespace
 
+// Verify checks approximate claims on the model with every normalization's epsilon set to 0.
+// A channel whose values are all equal (a clamp, a dead unit) has x - mean and var at the
+// rounding level there, and 1 / sqrt(var) made O(1) noise of them that changed with any
+// rescaling of the channel (fuzz_semantic seed 1803, case 2383: a BN absorbed scale "refuted"
+// at 1e-1). At epsilon 0 such a channel now gives its eps -> 0 limit, the bias; at any
+// epsilon > 0 the formula as written.
+TEST(Normalization, ConstantChannelAtEpsilonZeroGivesTheBias) {
+  auto setEps = [](onnx::NodeProto &n, float eps) {
+    auto *a = n.add_attribute();
+    a->set_name("epsilon");
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(eps);
+  };
+  // BatchNormalization, training mode: channel 0 constant (0.1, whose mean over 21 values
+  // rounds), channel 1 random.
+  Tensor x = randn({3, 2, 7});
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t i = 0; i < 7; ++i)
+      x.data[size_t((n * 2 + 0) * 7 + i)] = 0.1;
+  Tensor scale = Tensor({2}, {1.5, 0.5}, TP::FLOAT), bias = Tensor({2}, {0.25, -1.0}, TP::FLOAT);
+  Tensor rm = Tensor({2}, {0.0, 0.0}, TP::FLOAT), rv = Tensor({2}, {1.0, 1.0}, TP::FLOAT);
+  for (float eps : {0.0f, 1e-5f}) {
+    auto bn = node("BatchNormalization", 5, 1);
+    setEps(bn, eps);
+    setInt(bn, "training_mode", 1);
+    Tensor y = run1(bn, 15, {&x, &scale, &bias, &rm, &rv});
+    double m1 = 0, v1 = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < 7; ++i)
+        m1 += at(x, {n, 1, i}) / 21.0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < 7; ++i)
+        v1 += (at(x, {n, 1, i}) - m1) * (at(x, {n, 1, i}) - m1) / 21.0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t i = 0; i < 7; ++i) {
+        EXPECT_NEAR(at(y, {n, 0, i}), 0.25, 1e-9) << "eps " << eps;
+        EXPECT_NEAR(at(y, {n, 1, i}), (at(x, {n, 1, i}) - m1) / std::sqrt(v1 + double(eps)) * 0.5 - 1.0, 1e-12);
+      }
+  }
+  // LayerNormalization over the last axis: row 0 constant.
+  Tensor z = randn({2, 5});
+  for (int64_t k = 0; k < 5; ++k)
+    z.data[size_t(k)] = -0.3;
+  Tensor g = Tensor({5}, {1, 2, 3, 4, 5}, TP::FLOAT), b = Tensor({5}, {0.5, 0.5, 0.5, 0.5, 0.5}, TP::FLOAT);
+  auto ln = node("LayerNormalization", 3, 1);
+  setEps(ln, 0.0f);
+  Tensor y = run1(ln, 17, {&z, &g, &b});
+  for (int64_t k = 0; k < 5; ++k) {
+    EXPECT_EQ(at(y, {0, k}), 0.5);
+    EXPECT_TRUE(std::isfinite(at(y, {1, k})));
+  }
+  // InstanceNormalization: instance (0, 0) constant.
+  Tensor u = randn({1, 2, 6});
+  for (int64_t i = 0; i < 6; ++i)
+    u.data[size_t(i)] = 3.7;
+  Tensor s2 = Tensor({2}, {2.0, 1.0}, TP::FLOAT), b2 = Tensor({2}, {0.125, 0.0}, TP::FLOAT);
+  auto in = node("InstanceNormalization", 3, 1);
+  setEps(in, 0.0f);
+  Tensor w = run1(in, 6, {&u, &s2, &b2});
+  for (int64_t i = 0; i < 6; ++i)
+    EXPECT_EQ(at(w, {0, 0, i}), 0.125);
+}
+
 TEST(Broadcast, ThreeWayShapes) {
   Tensor a = randn({2, 1, 3}), b = randn({4, 1});
   Tensor y = run1(node("Add", 2), 14, {&a, &b});

@@ -17,6 +17,19 @@ namespace {
 
 std::vector<Tensor> one(Tensor t) { return std::vector<Tensor>{std::move(t)}; }
 
+/// 1 / sqrt(var + eps) of a normalization over n values of largest magnitude amax. At eps =
+/// 0 (verify's epsilon-free model for approximate claims) a spread at the values' rounding
+/// level is a constant channel: x - mean is rounding noise there, which 1 / sqrt(var) blows
+/// up to O(1) values that change with any rescaling. The eps -> 0 limit of
+/// (x - mean) / sqrt(var + eps) for a constant channel is 0, so 0 is returned (the output is
+/// the bias). Any eps > 0 computes as written.
+double inverseDeviation(double var, double eps, double amax, int64_t n) {
+  const double noise = 4.0 * double(n) * std::numeric_limits<double>::epsilon() * amax;
+  if (eps == 0 && var <= noise * noise)
+    return 0.0;
+  return 1.0 / std::sqrt(var + eps);
+}
+
 // C[M,N] += A[M,K] * B[K,N], row-major, by OpenBLAS dgemm: verify evaluates
 // whole models (ViT-B/16, ResNet) several times per trial, and the GEMMs are
 // the largest part of it (a hand-tiled loop ran at ~2 GFLOP/s). OpenBLAS splits the
@@ -455,14 +468,14 @@ std::vector<Tensor> layerNorm(OpContext &ctx) {
   Tensor mean = Tensor::zeros(sd, x.dtype), inv = Tensor::zeros(sd, x.dtype);
   for (int64_t o = 0; o < outer; ++o) {
     double *p = y.data.data() + o * n;
-    double mu = 0, var = 0;
+    double mu = 0, var = 0, amax = 0;
     for (int64_t k = 0; k < n; ++k)
-      mu += p[k];
+      mu += p[k], amax = std::max(amax, std::fabs(p[k]));
     mu /= double(n);
     for (int64_t k = 0; k < n; ++k)
       var += (p[k] - mu) * (p[k] - mu);
     var /= double(n);
-    double is = 1.0 / std::sqrt(var + eps);
+    double is = inverseDeviation(var, eps, amax, n);
     for (int64_t k = 0; k < n; ++k)
       p[k] = (p[k] - mu) * is * s.data[size_t(k)] + b.data[size_t(k)];
     mean.data[size_t(o)] = mu;
@@ -491,13 +504,17 @@ std::vector<Tensor> batchNorm(OpContext &ctx) {
   for (const Tensor *t : {&scale, &bias, &mean, &var})
     if (t->size() != C)
       ctx.fail("per-channel inputs must have " + std::to_string(C) + " entries");
-  std::vector<double> mu(mean.data), va(var.data);
+  std::vector<double> mu(mean.data), va(var.data), is(static_cast<size_t>(C), 0.0);
+  for (int64_t c = 0; c < C; ++c)
+    is[size_t(c)] = 1.0 / std::sqrt(va[size_t(c)] + eps);
   if (training) {
     for (int64_t c = 0; c < C; ++c) {
-      double s = 0, q = 0;
+      double s = 0, q = 0, amax = 0;
       for (int64_t n = 0; n < N; ++n)
-        for (int64_t i = 0; i < inner; ++i)
-          s += x.data[size_t((n * C + c) * inner + i)];
+        for (int64_t i = 0; i < inner; ++i) {
+          const double v = x.data[size_t((n * C + c) * inner + i)];
+          s += v, amax = std::max(amax, std::fabs(v));
+        }
       double m = s / double(N * inner);
       for (int64_t n = 0; n < N; ++n)
         for (int64_t i = 0; i < inner; ++i) {
@@ -506,17 +523,16 @@ std::vector<Tensor> batchNorm(OpContext &ctx) {
         }
       mu[size_t(c)] = m;
       va[size_t(c)] = q / double(N * inner); // population variance, as the spec's reference
+      is[size_t(c)] = inverseDeviation(va[size_t(c)], eps, amax, N * inner);
     }
   }
   Tensor y = x;
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c) {
-      double is = 1.0 / std::sqrt(va[size_t(c)] + eps);
+    for (int64_t c = 0; c < C; ++c)
       for (int64_t i = 0; i < inner; ++i) {
         double &v = y.data[size_t((n * C + c) * inner + i)];
-        v = (v - mu[size_t(c)]) * is * scale.data[size_t(c)] + bias.data[size_t(c)];
+        v = (v - mu[size_t(c)]) * is[size_t(c)] * scale.data[size_t(c)] + bias.data[size_t(c)];
       }
-    }
   std::vector<Tensor> outs{std::move(y)};
   if (ctx.numOutputs() > 1) {
     if (!training)
@@ -542,14 +558,16 @@ std::vector<Tensor> instanceNorm(OpContext &ctx) {
     ctx.fail("scale and B must have C = " + std::to_string(C) + " entries");
   Tensor y = x;
   for (int64_t nc = 0; nc < N * C; ++nc) {
-    double *p = y.data.data() + nc * inner, m = 0, v = 0;
-    for (int64_t i = 0; i < inner; ++i) m += p[i];
+    double *p = y.data.data() + nc * inner, m = 0, v = 0, amax = 0;
+    for (int64_t i = 0; i < inner; ++i) m += p[i], amax = std::max(amax, std::fabs(p[i]));
     m /= double(inner);
     for (int64_t i = 0; i < inner; ++i) v += (p[i] - m) * (p[i] - m);
     v /= double(inner);
     int64_t c = nc % C;
+    const bool flat = inverseDeviation(v, eps, amax, inner) == 0.0;
+    const double sd = std::sqrt(v + eps);
     for (int64_t i = 0; i < inner; ++i)
-      p[i] = (p[i] - m) / std::sqrt(v + eps) * scale.data[size_t(c)] + bias.data[size_t(c)];
+      p[i] = (flat ? 0.0 : (p[i] - m) / sd) * scale.data[size_t(c)] + bias.data[size_t(c)];
   }
   return one(std::move(y));
 }
