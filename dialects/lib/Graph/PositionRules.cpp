@@ -13,7 +13,7 @@
 // the relabelling: no permutation commutes with "the lower position first".
 // They are ignored where they have measure zero: TopK's input must be made by
 // ops without flat pieces from linear maps, parameters or model inputs
-// (entriesDistinct). A Relu, a clamp, a Max or Min against a constant, a
+// (TieWalk::distinct). A Relu, a clamp, a Max or Min against a constant, a
 // rounding or a product with zero before the TopK makes ties with positive
 // probability (fuzz_semantic --mutations insert found it on the MoE routers),
 // and then the axis is fixed.
@@ -43,35 +43,6 @@ bool nonzeroConstant(Value v) {
   return true;
 }
 
-/// Every entry is exactly zero: a zero constant, or a product / linear map with
-/// such a factor, or x - x.
-bool knownZero(Value v, int depth) {
-  if (depth > 32)
-    return false;
-  if (std::optional<double> c = constScalar(v); c && *c == 0.0)
-    return true;
-  if (auto c = v.getDefiningOp<ConstantOp>(); c && c.getValue())
-    if (auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-        dense && dense.isSplat() && isa<FloatType>(dense.getElementType()))
-      return dense.getSplatValue<APFloat>().isZero();
-  Operation *op = v.getDefiningOp();
-  if (!op)
-    return false;
-  if (isa<MulOp, MatMulOp, EinsumOp>(op))
-    return llvm::any_of(op->getOperands(), [&](Value x) { return knownZero(x, depth + 1); });
-  if (isa<GemmOp, ConvOp>(op)) { // the bias (operand 2) is added, not a factor
-    auto zero = [&](unsigned i) { return knownZero(op->getOperand(i), depth + 1); };
-    const bool noBias = op->getNumOperands() < 3 || isNone(op->getOperand(2)) || zero(2);
-    return op->getNumOperands() >= 2 && (zero(0) || zero(1)) && noBias;
-  }
-  if (isa<SubOp>(op) && op->getOperand(0) == op->getOperand(1))
-    return true;
-  if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, IdentityOp, NegOp, SliceOp, ExpandOp, TileOp,
-          ReluOp, AbsOp>(op))
-    return knownZero(op->getOperand(0), depth + 1);
-  return false;
-}
-
 /// True when `v` has the full shape of `of` (no broadcast axis): the same rank and
 /// dimensions, a dynamic one matching a dynamic one (an exported batch or sequence axis).
 bool fullShape(Value v, Value of) {
@@ -79,61 +50,95 @@ bool fullShape(Value v, Value of) {
   return a && b && a.getShape() == b.getShape();
 }
 
-/// The entries of float `v` differ from each other but on a set of measure zero
-/// (the convention of every rule for float models): true for model inputs and
-/// parameters, linear maps (unless a factor is exactly zero), and what ops
-/// without flat pieces make of such values. Conservative: any other op (a
-/// Relu, Clip, Floor, Sign, Max or Min against a constant, Expand, a reduction,
-/// ...) may make ties with positive probability.
-bool entriesDistinct(Value v, int depth = 0) {
-  if (depth > 64)
+/// The walk behind TopK's tie condition, over the ops that make its input. Binary ops
+/// look at both operands, so a shared subgraph could be visited many times: the walk has
+/// a budget of visits, and past it answers conservatively (may tie, may be zero).
+struct TieWalk {
+  int budget = 1024;
+
+  /// Every entry is exactly zero: a zero constant, or a product / linear map with such a
+  /// factor, or x - x.
+  bool knownZero(Value v) {
+    if (--budget < 0)
+      return true;
+    if (std::optional<double> c = constScalar(v); c && *c == 0.0)
+      return true;
+    if (auto c = v.getDefiningOp<ConstantOp>(); c && c.getValue())
+      if (auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+          dense && dense.isSplat() && isa<FloatType>(dense.getElementType()))
+        return dense.getSplatValue<APFloat>().isZero();
+    Operation *op = v.getDefiningOp();
+    if (!op)
+      return false;
+    if (isa<MulOp, MatMulOp, EinsumOp>(op))
+      return llvm::any_of(op->getOperands(), [&](Value x) { return knownZero(x); });
+    if (isa<GemmOp, ConvOp>(op)) { // the bias (operand 2) is added, not a factor
+      auto zero = [&](unsigned i) { return knownZero(op->getOperand(i)); };
+      const bool noBias = op->getNumOperands() < 3 || isNone(op->getOperand(2)) || zero(2);
+      return op->getNumOperands() >= 2 && (zero(0) || zero(1)) && noBias;
+    }
+    if (isa<SubOp>(op) && op->getOperand(0) == op->getOperand(1))
+      return true;
+    if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, IdentityOp, NegOp, SliceOp, ExpandOp, TileOp,
+            ReluOp, AbsOp>(op))
+      return knownZero(op->getOperand(0));
     return false;
-  Operation *op = v.getDefiningOp();
-  if (!op)
-    return true; // a model input
-  if (isa<ParamOp>(op))
-    return true;
-  if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
-    return !knownZero(v, 0);
-  // One-to-one (or without flat pieces) coordinate by coordinate.
-  if (isa<TanhOp, SigmoidOp, ErfOp, SoftplusOp, ExpOp, LogOp, CosOp, SinOp, SqrtOp, ReciprocalOp, NegOp, AbsOp, IdentityOp,
-          DropoutOp, GeluOp, EluOp, SeluOp, CeluOp, SoftsignOp, AtanOp, AsinOp, SinhOp, TanOp, MishOp, SiluOp, SoftmaxOp,
-          LogSoftmaxOp, ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, SplitOp>(op))
-    return entriesDistinct(op->getOperand(0), depth + 1);
-  if (isa<LeakyReluOp>(op)) {
-    auto alpha = op->getAttrOfType<FloatAttr>("alpha");
-    return (!alpha || alpha.getValueAsDouble() != 0.0) && entriesDistinct(op->getOperand(0), depth + 1);
   }
-  if (isa<CastOp>(op)) {
-    auto to = dyn_cast<RankedTensorType>(v.getType());
-    return to && isa<FloatType>(to.getElementType()) && entriesDistinct(op->getOperand(0), depth + 1);
-  }
-  if (isa<PowOp>(op)) {
-    std::optional<double> e = constScalar(op->getOperand(1));
-    return e && *e != 0.0 && entriesDistinct(op->getOperand(0), depth + 1);
-  }
-  if (op->getNumOperands() != 2)
+
+  /// The entries of float `v` differ from each other but on a set of measure zero (the
+  /// convention of every rule for float models): true for model inputs and parameters,
+  /// linear maps (unless a factor is exactly zero), and what ops without flat pieces make
+  /// of such values. Conservative: any other op (a Relu, Clip, Floor, Sign, Max or Min
+  /// against a constant, Expand, a reduction, ...) may make ties with positive probability.
+  bool distinct(Value v) {
+    if (--budget < 0)
+      return false;
+    Operation *op = v.getDefiningOp();
+    if (!op || isa<ParamOp>(op))
+      return true; // a model input or a parameter
+    if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
+      return !knownZero(v);
+    // One-to-one (or without flat pieces) coordinate by coordinate.
+    if (isa<TanhOp, SigmoidOp, ErfOp, SoftplusOp, ExpOp, LogOp, CosOp, SinOp, SqrtOp, ReciprocalOp, NegOp, AbsOp,
+            IdentityOp, DropoutOp, GeluOp, EluOp, SeluOp, CeluOp, SoftsignOp, AtanOp, AsinOp, SinhOp, TanOp, MishOp,
+            SiluOp, SoftmaxOp, LogSoftmaxOp, ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp,
+            SplitOp>(op))
+      return distinct(op->getOperand(0));
+    if (isa<LeakyReluOp>(op)) {
+      auto alpha = op->getAttrOfType<FloatAttr>("alpha");
+      return (!alpha || alpha.getValueAsDouble() != 0.0) && distinct(op->getOperand(0));
+    }
+    if (isa<CastOp>(op)) {
+      auto to = dyn_cast<RankedTensorType>(v.getType());
+      return to && isa<FloatType>(to.getElementType()) && distinct(op->getOperand(0));
+    }
+    if (isa<PowOp>(op)) {
+      std::optional<double> e = constScalar(op->getOperand(1));
+      return e && *e != 0.0 && distinct(op->getOperand(0));
+    }
+    if (op->getNumOperands() != 2)
+      return false;
+    Value a = op->getOperand(0), c = op->getOperand(1);
+    if (a == c)
+      return false; // x - x, x / x, max(x, x), x + x are ties or fine, not worth telling apart
+    // One operand spreads the entries apart over the whole result; the other shifts (Add,
+    // Sub) or scales (Mul, Div: by a nonzero factor) them.
+    auto spreads = [&](Value x) { return fullShape(x, v) && distinct(x); };
+    auto nonzero = [&](Value x) {
+      return nonzeroConstant(x) || x.getDefiningOp<ParamOp>() || (!x.getDefiningOp() && !knownZero(x)) ||
+             distinct(x);
+    };
+    if (isa<AddOp, SubOp>(op))
+      return spreads(a) || spreads(c);
+    if (isa<MulOp>(op))
+      return (spreads(a) && nonzero(c)) || (spreads(c) && nonzero(a));
+    if (isa<DivOp>(op))
+      return spreads(a) && nonzero(c);
+    if (isa<MaxOp, MinOp>(op)) // against a constant: flat below (above) it
+      return spreads(a) && spreads(c);
     return false;
-  Value a = op->getOperand(0), c = op->getOperand(1);
-  if (a == c)
-    return false; // x - x, x / x, max(x, x), x + x are ties or fine, not worth telling apart
-  // One operand spreads the entries apart over the whole result; the other
-  // shifts (Add, Sub) or scales (Mul, Div: by a nonzero factor) them.
-  auto spreads = [&](Value x) { return fullShape(x, v) && entriesDistinct(x, depth + 1); };
-  auto nonzero = [&](Value x) {
-    return nonzeroConstant(x) || x.getDefiningOp<ParamOp>() || (!x.getDefiningOp() && !knownZero(x, 0)) ||
-           entriesDistinct(x, depth + 1);
-  };
-  if (isa<AddOp, SubOp>(op))
-    return spreads(a) || spreads(c);
-  if (isa<MulOp>(op))
-    return (spreads(a) && nonzero(c)) || (spreads(c) && nonzero(a));
-  if (isa<DivOp>(op))
-    return spreads(a) && nonzero(c);
-  if (isa<MaxOp, MinOp>(op)) // against a constant: flat below (above) it
-    return spreads(a) && spreads(c);
-  return false;
-}
+  }
+};
 
 } // namespace
 
@@ -159,7 +164,7 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
     return;
   }
   // Positions are followed only where ties have measure zero (file comment).
-  const bool distinct = entriesDistinct(x);
+  const bool distinct = TieWalk().distinct(x);
   for (int64_t a = 0; a < r; ++a) {
     pinFlows(b, x, a);
     pinFlows(b, vals, a);
