@@ -17,17 +17,15 @@ namespace {
 
 std::vector<Tensor> one(Tensor t) { return std::vector<Tensor>{std::move(t)}; }
 
-/// 1 / sqrt(var + eps) of a normalization over n values of largest magnitude amax. At eps =
-/// 0 (verify's epsilon-free model for approximate claims) a spread at the values' rounding
-/// level is a constant channel: x - mean is rounding noise there, which 1 / sqrt(var) blows
-/// up to O(1) values that change with any rescaling. The eps -> 0 limit of
-/// (x - mean) / sqrt(var + eps) for a constant channel is 0, so 0 is returned (the output is
-/// the bias). Any eps > 0 computes as written.
-double inverseDeviation(double var, double eps, double amax, int64_t n) {
+/// A normalization's channel of n values (largest magnitude amax) is constant at eps = 0
+/// (verify's epsilon-free model for approximate claims) when its spread is at the values'
+/// rounding level: x - mean is rounding noise there, which 1 / sqrt(var) blows up to O(1)
+/// values that change with any rescaling. The eps -> 0 limit of (x - mean) / sqrt(var + eps)
+/// for a constant channel is 0, so such a channel gives its bias. Any eps > 0 computes as
+/// written.
+bool constantAtZeroEpsilon(double var, double eps, double amax, int64_t n) {
   const double noise = 4.0 * double(n) * std::numeric_limits<double>::epsilon() * amax;
-  if (eps == 0 && var <= noise * noise)
-    return 0.0;
-  return 1.0 / std::sqrt(var + eps);
+  return eps == 0 && var <= noise * noise;
 }
 
 // C[M,N] += A[M,K] * B[K,N], row-major, by OpenBLAS dgemm: verify evaluates
@@ -475,7 +473,7 @@ std::vector<Tensor> layerNorm(OpContext &ctx) {
     for (int64_t k = 0; k < n; ++k)
       var += (p[k] - mu) * (p[k] - mu);
     var /= double(n);
-    double is = inverseDeviation(var, eps, amax, n);
+    double is = constantAtZeroEpsilon(var, eps, amax, n) ? 0.0 : 1.0 / std::sqrt(var + eps);
     for (int64_t k = 0; k < n; ++k)
       p[k] = (p[k] - mu) * is * s.data[size_t(k)] + b.data[size_t(k)];
     mean.data[size_t(o)] = mu;
@@ -505,8 +503,7 @@ std::vector<Tensor> batchNorm(OpContext &ctx) {
     if (t->size() != C)
       ctx.fail("per-channel inputs must have " + std::to_string(C) + " entries");
   std::vector<double> mu(mean.data), va(var.data), is(static_cast<size_t>(C), 0.0);
-  for (int64_t c = 0; c < C; ++c)
-    is[size_t(c)] = 1.0 / std::sqrt(va[size_t(c)] + eps);
+  std::vector<char> flat(static_cast<size_t>(C), 0); // batch statistics of a constant channel
   if (training) {
     for (int64_t c = 0; c < C; ++c) {
       double s = 0, q = 0, amax = 0;
@@ -523,9 +520,11 @@ std::vector<Tensor> batchNorm(OpContext &ctx) {
         }
       mu[size_t(c)] = m;
       va[size_t(c)] = q / double(N * inner); // population variance, as the spec's reference
-      is[size_t(c)] = inverseDeviation(va[size_t(c)], eps, amax, N * inner);
+      flat[size_t(c)] = constantAtZeroEpsilon(va[size_t(c)], eps, amax, N * inner);
     }
   }
+  for (int64_t c = 0; c < C; ++c)
+    is[size_t(c)] = flat[size_t(c)] ? 0.0 : 1.0 / std::sqrt(va[size_t(c)] + eps);
   Tensor y = x;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
@@ -564,7 +563,7 @@ std::vector<Tensor> instanceNorm(OpContext &ctx) {
     for (int64_t i = 0; i < inner; ++i) v += (p[i] - m) * (p[i] - m);
     v /= double(inner);
     int64_t c = nc % C;
-    const bool flat = inverseDeviation(v, eps, amax, inner) == 0.0;
+    const bool flat = constantAtZeroEpsilon(v, eps, amax, inner);
     const double sd = std::sqrt(v + eps);
     for (int64_t i = 0; i < inner; ++i)
       p[i] = (flat ? 0.0 : (p[i] - m) / sd) * scale.data[size_t(c)] + bias.data[size_t(c)];

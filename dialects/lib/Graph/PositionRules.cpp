@@ -128,10 +128,8 @@ struct TieWalk {
     // One operand spreads the entries apart over the whole result; the other shifts (Add,
     // Sub) or scales (Mul, Div: by a nonzero factor) them.
     auto spreads = [&](Value x) { return fullShape(x, v) && distinct(x); };
-    auto nonzero = [&](Value x) {
-      return nonzeroConstant(x) || x.getDefiningOp<ParamOp>() || (!x.getDefiningOp() && !knownZero(x)) ||
-             distinct(x);
-    };
+    // A factor: a constant without zeros, or distinct entries (inputs and parameters are).
+    auto nonzero = [&](Value x) { return nonzeroConstant(x) || distinct(x); };
     if (isa<AddOp, SubOp>(op))
       return spreads(a) || spreads(c);
     if (isa<MulOp>(op))
