@@ -55,7 +55,10 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side); (group roots)
       with SYMOC_CUDA_EIGH_BANKS=0 (each group's own eigensolve; the default: one per side
       size across groups)
+  symoc shampoo (gemm grams)   SYMOC_CUDA_SYRK_MIN=0: the Grams G G^T, G^T G as one batched GEMM per
+      group (both triangles; the default forms sides >= 1024 by cublasSsyrk per matrix)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
+  (SYMOC_BENCH_SHAMPOO_F100=LIB: also f = 100, LIB compiled with precondition_frequency=100)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
       (inverse roots by the coupled Newton iteration on fp32 GEMMs, InvRootPlan, its default
       budget of 16 steps), next to the eigh rows and the same torch reference; (newton roots,
@@ -454,6 +457,7 @@ SHAMPOO_VARIANTS = (
     ("", {"SYMOC_CUDA_EIG": "f32"}),
     (" (per-matrix eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "per-matrix"}),
     (" (group roots)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "0"}),
+    (" (gemm grams)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYRK_MIN": "0"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
     (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
     (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
@@ -499,7 +503,12 @@ def bench_matrix(name, muon_lib, symo_lib, auto_lib, sh_lib, sh10_lib, a):
     if only:
         keep = {w.strip() for w in only.split(",")}
         variants = tuple(v for v in variants if (v[0].strip(" ()") or "eigh") in keep)
-    for f, path in ((1, sh_lib), (10, sh10_lib)):
+    runs_f = [(1, sh_lib), (10, sh10_lib)]
+    # SYMOC_BENCH_SHAMPOO_F100: a library with precondition_frequency=100 on the same blocks
+    # (tests/gpu/prepare.sh's gpt2small_shampoo_f100): the f = 100 rows too.
+    if os.environ.get("SYMOC_BENCH_SHAMPOO_F100"):
+        runs_f.append((100, os.environ["SYMOC_BENCH_SHAMPOO_F100"]))
+    for f, path in runs_f:
         lib = load_library(path)
         named = params_of(lib, 4)
         nc = max(3, it // max(f, 3))
@@ -548,7 +557,7 @@ def markdown_matrix(r):
               "symoc auto", "symoc auto (graph)", "symoc symo, NS polar", "symoc symo, NS polar (graph)"):
         if k in ms:
             out.append("| %s | %s | %s | symoc muon (graph) |" % (k, fmt(ms.get(k)), rat(ms.get(k), mu)))
-    for f in (1, 10):
+    for f in (1, 10, 100):
         if "symoc shampoo f=%d" % f not in ms:
             continue
         t = ms.get("torch eigh Shampoo f=%d" % f)

@@ -91,10 +91,15 @@ void test_gemm(cu::Engine &e) {
       }
 }
 
+// Sides of 1024 and more go through cublasSsyrk one matrix at a time (Engine::Impl::syrk_min),
+// smaller ones through the batched GEMM: both against the CPU.
 void test_gram(cu::Engine &e) {
+  const std::pair<int64_t, int64_t> shapes[] = {{45, 70}, {1030, 50}, {50, 1030}};
+  for (const auto &[r, c] : shapes)
   for (int ta = 0; ta < 2; ++ta) {
-    const int64_t B = 3, r = 45, c = 70, n = ta ? c : r;
-    const std::string name = std::string("gram ") + (ta ? "A^T A" : "A A^T");
+    const int64_t B = 3, n = ta ? c : r;
+    const std::string name = std::string("gram ") + (ta ? "A^T A " : "A A^T ") + std::to_string(r) + "x" +
+                             std::to_string(c) + (n >= 1024 ? " (syrk)" : "");
     HostBatch A = random_batch(B, r, c), C = random_batch(B, n, n);
     DevBatch dA(A), dC(C);
     cu::gram(e, ta, 0.9f, dA.b(), 0.5f, dC.b(), stream);

@@ -28,8 +28,13 @@ done
 for pol in symo auto auto-norm shampoo lau-su ddc-adam ddc-muon symo-coupled symo-large; do
   gen "llama_${pol//-/_}" "$ROOT/models/llama.onnx" --policy $pol
 done
-# Shampoo's refresh interval (roots every F-th step) on the hidden matrices.
-every() { for m in attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj; do echo --override "*$m.weight=shampoo,precondition_frequency=$1"; done; }
+# Shampoo's refresh interval (roots every F-th step) on every Shampoo block: the hidden matrices
+# and the tied embedding (its 768 side; bench_gpu.py's torch reference refreshes every root
+# every F steps, so wte's at 1 made symoc's f = 10 / 100 rows pay one eigensolve every step).
+every() {
+  for m in attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj; do echo --override "*$m.weight=shampoo,precondition_frequency=$1"; done
+  echo --override "wte.weight=shampoo,precondition_frequency=$1"
+}
 set -f # the override globs are symoc's, not the shell's
 gen gpt2_shampoo_f3 "$M" --policy shampoo $(every 3)
 # Shampoo with eps = 10 on every Shampoo block (hidden matrices, wte, wpe): a root that fp32
@@ -51,6 +56,7 @@ gen gpt2_adam "$M" --policy adamw --override '*=adam,weight_decay=0.01'
 if [ $# -ge 2 ] && [ "$2" != - ]; then
   for pol in adamw muon symo auto shampoo; do gen gpt2small_$pol "$2" --policy $pol; done
   gen gpt2small_shampoo_f10 "$2" --policy shampoo $(every 10)
+  gen gpt2small_shampoo_f100 "$2" --policy shampoo $(every 100)
 fi
 if [ $# -ge 3 ] && [ "$3" != - ]; then
   # make_llama7b's weights are sparse zeros (never read), so no claim can be verified on it:

@@ -3,7 +3,7 @@
 
 Usage: fuzz_semantic.py --symoc PATH [--models DIR] [--count N] [--seed S] [--jobs J]
                         [--keep DIR] [--timeout T] [--fixtures a.onnx,b.onnx]
-                        [--mutations classic|insert|all]
+                        [--mutations classic|insert|all|positional|every]
 
 Each case takes one fixture (models/*.onnx) and applies 1 to 3 mutations that keep the
 file a valid protobuf but change what the graph computes: an op type swapped for another
@@ -12,7 +12,9 @@ keepdims, alpha, epsilon, ...), a node input rewired to an earlier value, an ini
 dims changed (a row dropped or added), a node bypassed (its uses read its first input),
 an integer constant changed (a Reshape target), the stored shapes (value_info) dropped;
 with --mutations insert|all also a node inserted on a value (a unary op, or a binary op with
-a per-channel, scalar or zero constant; insert_op).
+a per-channel, scalar or zero constant; insert_op); with --mutations positional|every a node
+that depends on positions along an axis (CumSum, a roll, a reversal, a permuting or repeating
+Gather, a zero-filled shift, a Transpose of equal axes; insert_positional).
 Cases are drawn up front from random.Random(seed), so a run is reproducible for given
 fixture bytes. Each case runs `symoc analyze CASE --verify --dim batch=3` (half of them
 with --loss cross-entropy) and is classified:
@@ -281,11 +283,105 @@ def insert_op(m, rng, shapes):
     return desc
 
 
+def _int64_const(name, values):
+    arr = np.asarray(values, dtype=np.int64)
+    return onnx.helper.make_node("Constant", [], [name], name=name, value=numpy_helper.from_array(arr, name))
+
+
+def insert_positional(m, rng, shapes):
+    """A new node on a float value V that depends on positions along one axis: a cumulative sum,
+    a fixed permutation (a roll, a reversal, a Gather with a permuted index), a Gather that
+    repeats one position and drops another, a shift with a zero filled in (Pad, then Slice), or
+    a Transpose of two axes of equal size. Later nodes read its result instead of V. Targets
+    the rules that follow positions (a claimed permutation of hidden units must either follow
+    a fixed permutation or stop at an order-dependent op)."""
+    opset = [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]
+    if not opset or opset[0] < 13:
+        return None
+    g = m.graph
+    outs = {o.name for o in g.output}
+    cands = [(i, v) for i, n in enumerate(g.node) if n.op_type != "Constant" for v in n.output
+             if v and v not in outs and shapes.get(v) and shapes[v][0] == onnx.TensorProto.FLOAT
+             and shapes[v][1] and all(isinstance(d, int) and d > 0 for d in shapes[v][1])
+             and any(d >= 2 for d in shapes[v][1])]
+    if not cands:
+        return None
+    i, v = rng.choice(cands)
+    dims = list(shapes[v][1])
+    axis = rng.choice([k for k, d in enumerate(dims) if d >= 2])
+    n = dims[axis]
+    tag = f"{v}__fp{rng.randrange(1 << 30)}"
+    new_v = tag
+    nodes = []
+    kinds = ["cumsum", "roll", "reverse", "gather_perm", "gather_dup", "shift"]
+    square = [(a, b) for a in range(len(dims)) for b in range(a + 1, len(dims)) if dims[a] == dims[b] >= 2]
+    if square:
+        kinds.append("transpose")
+    kind = rng.choice(kinds)
+    ax = [axis]
+    if kind == "cumsum":
+        nodes.append(_int64_const(tag + "_ax", axis))
+        nodes.append(onnx.helper.make_node("CumSum", [v, tag + "_ax"], [new_v], name=new_v,
+                                           exclusive=rng.randrange(2), reverse=rng.randrange(2)))
+        desc = f"CumSum on axis {axis} of {v}"
+    elif kind == "roll":
+        k = rng.randrange(1, n)
+        for nm, vals in (("_a", ax), ("_k", [k]), ("_n", [n]), ("_z", [0])):
+            nodes.append(_int64_const(tag + nm, vals))
+        nodes.append(onnx.helper.make_node("Slice", [v, tag + "_k", tag + "_n", tag + "_a"], [tag + "_hi"],
+                                           name=tag + "_hi"))
+        nodes.append(onnx.helper.make_node("Slice", [v, tag + "_z", tag + "_k", tag + "_a"], [tag + "_lo"],
+                                           name=tag + "_lo"))
+        nodes.append(onnx.helper.make_node("Concat", [tag + "_hi", tag + "_lo"], [new_v], name=new_v, axis=axis))
+        desc = f"roll by {k} on axis {axis} of {v}"
+    elif kind == "reverse":
+        for nm, vals in (("_a", ax), ("_s", [-1]), ("_e", [-(n + 1)]), ("_st", [-1])):
+            nodes.append(_int64_const(tag + nm, vals))
+        nodes.append(onnx.helper.make_node("Slice", [v, tag + "_s", tag + "_e", tag + "_a", tag + "_st"], [new_v],
+                                           name=new_v))
+        desc = f"reversal of axis {axis} of {v}"
+    elif kind in ("gather_perm", "gather_dup"):
+        idx = list(range(n))
+        if kind == "gather_perm":
+            while idx == list(range(n)):
+                rng.shuffle(idx)
+        else:
+            a, b = rng.sample(range(n), 2)
+            idx[b] = idx[a]
+        nodes.append(_int64_const(tag + "_i", idx))
+        nodes.append(onnx.helper.make_node("Gather", [v, tag + "_i"], [new_v], name=new_v, axis=axis))
+        desc = f"Gather ({'a permutation' if kind == 'gather_perm' else 'one position repeated'}) on axis {axis} of {v}"
+    elif kind == "shift":
+        pads = [0] * (2 * len(dims))
+        pads[axis] = 1
+        nodes.append(_int64_const(tag + "_p", pads))
+        nodes.append(onnx.helper.make_node("Pad", [v, tag + "_p"], [tag + "_pad"], name=tag + "_pad"))
+        for nm, vals in (("_a", ax), ("_z", [0]), ("_n", [n])):
+            nodes.append(_int64_const(tag + nm, vals))
+        nodes.append(onnx.helper.make_node("Slice", [tag + "_pad", tag + "_z", tag + "_n", tag + "_a"], [new_v],
+                                           name=new_v))
+        desc = f"shift by one (zero filled) on axis {axis} of {v}"
+    else:
+        a, b = rng.choice(square)
+        perm = list(range(len(dims)))
+        perm[a], perm[b] = b, a
+        nodes.append(onnx.helper.make_node("Transpose", [v], [new_v], name=new_v, perm=perm))
+        desc = f"Transpose of axes {a} and {b} (size {dims[a]}) of {v}"
+    for node in g.node[i + 1:]:
+        for k, x in enumerate(node.input):
+            if x == v:
+                node.input[k] = new_v
+    for k, node in enumerate(nodes):
+        g.node.insert(i + 1 + k, node)
+    return desc
+
+
 # The original draw (fixed seeds of earlier campaigns stay reproducible); --mutations
 # all / insert adds the insertion.
 MUTATIONS = [op_swap, attr_change, rewire, init_dims, bypass, const_change, drop_value_info]
 WEIGHTS = [3, 3, 4, 2, 3, 2, 1]
 EXTRA = {"insert": (insert_op, 4)}
+POSITIONAL = (insert_positional, 4)  # not in "all": its seeds keep their draw
 
 
 def value_shapes(model):
@@ -312,7 +408,7 @@ def mutate(model, shapes, rng, kinds=(MUTATIONS, WEIGHTS)):
     for _ in range(rng.choice([1, 1, 2, 3])):
         for _attempt in range(8):
             f = rng.choices(*kinds)[0]
-            d = f(m, rng, shapes) if f in (rewire, insert_op) else f(m, rng)
+            d = f(m, rng, shapes) if f in (rewire, insert_op, insert_positional) else f(m, rng)
             if d:
                 done.append(d)
                 break
@@ -373,15 +469,21 @@ def main():
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--keep", help="folder for the cases that found a problem")
     ap.add_argument("--verbose", action="store_true", help="print every case")
-    ap.add_argument("--mutations", choices=["classic", "insert", "all"], default="classic",
+    ap.add_argument("--mutations", choices=["classic", "insert", "all", "positional", "every"],
+                    default="classic",
                     help="classic: the original seven (default; earlier seeds reproduce), "
-                         "insert: only new nodes on values, all: both")
+                         "insert: only new nodes on values, all: both, positional: only "
+                         "order-dependent nodes on values (insert_positional), every: all three")
     args = ap.parse_args()
     kinds = (MUTATIONS, WEIGHTS)
     if args.mutations == "insert":
         kinds = ([insert_op], [1])
-    elif args.mutations == "all":
+    elif args.mutations in ("all", "every"):
         kinds = (MUTATIONS + [f for f, _ in EXTRA.values()], WEIGHTS + [w for _, w in EXTRA.values()])
+        if args.mutations == "every":
+            kinds = (kinds[0] + [POSITIONAL[0]], kinds[1] + [POSITIONAL[1]])
+    elif args.mutations == "positional":
+        kinds = ([insert_positional], [1])
 
     names = sorted(f for f in os.listdir(args.models) if f.endswith(".onnx"))
     if args.fixtures:

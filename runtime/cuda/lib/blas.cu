@@ -113,7 +113,19 @@ void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const B
   Engine::Impl &e = eng.impl();
   e.bind(s);
   const int64_t sA = A.batch > 1 ? A.stride : 0, sC = C.batch > 1 ? C.stride : 0;
-  gemm_rm<float>(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, beta, C.data, C.ld, sC, C.batch, what);
+  if (e.syrk_min > 0 && n >= e.syrk_min && k > 0) {
+    // Row-major A is column-major A^T: C = A A^T is (A^T)^T (A^T) (op T), C = A^T A is
+    // (A^T)(A^T)^T (op N). cuBLAS's lower triangle (column-major) is the row-major upper one,
+    // which the mirror copies down.
+    for (int64_t v : {n, k, A.ld, C.ld}) need_int(v, what);
+    for (int64_t b = 0; b < C.batch; ++b)
+      check(cublasSsyrk(e.blas, CUBLAS_FILL_MODE_LOWER, tA ? CUBLAS_OP_N : CUBLAS_OP_T, int(n), int(k), &alpha,
+                        A.data + b * sA, int(A.ld), &beta, C.data + b * sC, int(C.ld)),
+            what);
+  } else {
+    gemm_rm<float>(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, beta, C.data, C.ld, sC, C.batch,
+                   what);
+  }
   mirror_upper<float>(C.data, n, C.ld, sC, C.batch, s);
 }
 

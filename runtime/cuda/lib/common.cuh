@@ -71,6 +71,10 @@ struct Engine::Impl {
   void *lib_ws = nullptr; // cuBLAS / cuBLASLt workspace
   size_t lib_ws_bytes = size_t(32) << 20;
   void *dummy = nullptr; // a valid device pointer for cuSOLVER's buffer-size queries
+  // gram(): matrices with at least this many rows and columns are formed by cublasSsyrk, one
+  // matrix at a time (the upper triangle only: half the FLOPs of the batched GEMM; cuBLAS has
+  // no batched syrk, so small sides keep the one batched GEMM). 0: never. SYMOC_CUDA_SYRK_MIN.
+  int64_t syrk_min = 1024;
   // While a Newton-Schulz plan is built: where its products record the cuBLASLt algorithm each
   // descriptor (without its batch count) got, and the map of the plan named by
   // NsTuning::algorithms_from, whose choice a product with the same descriptor takes.

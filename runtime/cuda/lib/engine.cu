@@ -1,6 +1,9 @@
 // Engine: cuBLAS, cuBLASLt and cuSOLVER handles and the library workspace, created once.
 #include "common.cuh"
 
+#include <cstdlib>
+#include <string>
+
 namespace symoc::cuda {
 namespace detail {
 
@@ -58,6 +61,14 @@ Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
   check(cusolverDnCreate(&impl_->solver), "cusolverDnCreate");
   // Exact fp32 products: no TF32 (the CPU runtime's sgemm is plain fp32).
   check(cublasSetMathMode(impl_->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  if (const char *v = std::getenv("SYMOC_CUDA_SYRK_MIN"); v && *v) {
+    char *end = nullptr;
+    const long long x = std::strtoll(v, &end, 10);
+    if (*end || x < 0 || std::string(v).find_first_not_of("0123456789") != std::string::npos)
+      fail("engine", std::string("SYMOC_CUDA_SYRK_MIN='") + v + "': expected the smallest side formed by syrk, a "
+                     "whole number >= 0 (0: never)");
+    impl_->syrk_min = x;
+  }
   check(cudaMalloc(&impl_->lib_ws, impl_->lib_ws_bytes), "cudaMalloc (library workspace)");
   check(cudaMalloc(&impl_->dummy, 256), "cudaMalloc");
 }
