@@ -14,7 +14,8 @@ an integer constant changed (a Reshape target), the stored shapes (value_info) d
 with --mutations insert|all also a node inserted on a value (a unary op, or a binary op with
 a per-channel, scalar or zero constant; insert_op); with --mutations positional|every a node
 that depends on positions along an axis (CumSum, a roll, a reversal, a permuting or repeating
-Gather, a zero-filled shift, a Transpose of equal axes; insert_positional).
+Gather, a zero-filled shift, a Transpose of equal axes, a Trilu, DepthToSpace then
+SpaceToDepth; insert_positional).
 Cases are drawn up front from random.Random(seed), so a run is reproducible for given
 fixture bytes. Each case runs `symoc analyze CASE --verify --dim batch=3` (half of them
 with --loss cross-entropy) and is classified:
@@ -227,6 +228,26 @@ def drop_value_info(m, rng):
 INSERT_BINARY = ["Add", "Sub", "Mul", "Div", "Max", "Min"]
 
 
+def _splice(g, i, v, new_v, nodes):
+    """Puts `nodes` right after node i (the maker of v); every later reader of v reads new_v."""
+    for n in g.node[i + 1:]:
+        for k, x in enumerate(n.input):
+            if x == v:
+                n.input[k] = new_v
+    for k, n in enumerate(nodes):
+        g.node.insert(i + 1 + k, n)
+
+
+def _float_values(g, shapes, extra=lambda dims: True):
+    """(node index, value) for every float value with static positive dims that a later
+    node may read (not a graph output, not a Constant's)."""
+    outs = {o.name for o in g.output}
+    return [(i, v) for i, n in enumerate(g.node) if n.op_type != "Constant" for v in n.output
+            if v and v not in outs and shapes.get(v) and shapes[v][0] == onnx.TensorProto.FLOAT
+            and shapes[v][1] and all(isinstance(d, int) and d > 0 for d in shapes[v][1])
+            and extra(shapes[v][1])]
+
+
 def insert_op(m, rng, shapes):
     """A new node on a float value V that later nodes then read instead of V: a unary op, or
     a binary op with a constant that is per channel (one value per entry of an axis, not all
@@ -234,10 +255,7 @@ def insert_op(m, rng, shapes):
     is a Constant node (fixed) or, sometimes, an initializer (a new parameter). Targets the
     rules' treatment of constants that break (or keep) a permutation, a scale or a sign."""
     g = m.graph
-    outs = {o.name for o in g.output}
-    cands = [(i, v) for i, n in enumerate(g.node) if n.op_type != "Constant" for v in n.output
-             if v and v not in outs and shapes.get(v) and shapes[v][0] == onnx.TensorProto.FLOAT
-             and shapes[v][1] and all(isinstance(d, int) and d > 0 for d in shapes[v][1])]
+    cands = _float_values(g, shapes)
     if not cands:
         return None
     i, v = rng.choice(cands)
@@ -274,12 +292,7 @@ def insert_op(m, rng, shapes):
         ins = [v, cname] if rng.random() < 0.7 else [cname, v]
         nodes.append(onnx.helper.make_node(op, ins, [new_v], name=new_v))
         desc = f"{op} with a {shape_kind} {where} {list(c.shape)} inserted on {v}"
-    for n in g.node[i + 1:]:
-        for k, x in enumerate(n.input):
-            if x == v:
-                n.input[k] = new_v
-    for k, n in enumerate(nodes):
-        g.node.insert(i + 1 + k, n)
+    _splice(g, i, v, new_v, nodes)
     return desc
 
 
@@ -299,11 +312,7 @@ def insert_positional(m, rng, shapes):
     if not opset or opset[0] < 13:
         return None
     g = m.graph
-    outs = {o.name for o in g.output}
-    cands = [(i, v) for i, n in enumerate(g.node) if n.op_type != "Constant" for v in n.output
-             if v and v not in outs and shapes.get(v) and shapes[v][0] == onnx.TensorProto.FLOAT
-             and shapes[v][1] and all(isinstance(d, int) and d > 0 for d in shapes[v][1])
-             and any(d >= 2 for d in shapes[v][1])]
+    cands = _float_values(g, shapes, lambda dims: any(d >= 2 for d in dims))
     if not cands:
         return None
     i, v = rng.choice(cands)
@@ -317,6 +326,10 @@ def insert_positional(m, rng, shapes):
     square = [(a, b) for a in range(len(dims)) for b in range(a + 1, len(dims)) if dims[a] == dims[b] >= 2]
     if square:
         kinds.append("transpose")
+    if len(dims) >= 2:
+        kinds.append("trilu")
+    if len(dims) == 4 and dims[1] % 4 == 0:
+        kinds.append("depth_space")
     kind = rng.choice(kinds)
     ax = [axis]
     if kind == "cumsum":
@@ -361,18 +374,26 @@ def insert_positional(m, rng, shapes):
         nodes.append(onnx.helper.make_node("Slice", [tag + "_pad", tag + "_z", tag + "_n", tag + "_a"], [new_v],
                                            name=new_v))
         desc = f"shift by one (zero filled) on axis {axis} of {v}"
+    elif kind == "trilu":
+        k = rng.randrange(-1, 2)
+        nodes.append(_int64_const(tag + "_k", k))
+        nodes.append(onnx.helper.make_node("Trilu", [v, tag + "_k"], [new_v], name=new_v, upper=rng.randrange(2)))
+        desc = f"Trilu (k {k}) on the last two axes of {v}"
+    elif kind == "depth_space":
+        # DepthToSpace then SpaceToDepth, block 2: the identity for DCR, a fixed permutation of
+        # the channels for CRD.
+        mode = rng.choice(["DCR", "CRD"])
+        nodes.append(onnx.helper.make_node("DepthToSpace", [v], [tag + "_d2s"], name=tag + "_d2s", blocksize=2,
+                                           mode=mode))
+        nodes.append(onnx.helper.make_node("SpaceToDepth", [tag + "_d2s"], [new_v], name=new_v, blocksize=2))
+        desc = f"DepthToSpace ({mode}) then SpaceToDepth on {v}"
     else:
         a, b = rng.choice(square)
         perm = list(range(len(dims)))
         perm[a], perm[b] = b, a
         nodes.append(onnx.helper.make_node("Transpose", [v], [new_v], name=new_v, perm=perm))
         desc = f"Transpose of axes {a} and {b} (size {dims[a]}) of {v}"
-    for node in g.node[i + 1:]:
-        for k, x in enumerate(node.input):
-            if x == v:
-                node.input[k] = new_v
-    for k, node in enumerate(nodes):
-        g.node.insert(i + 1 + k, node)
+    _splice(g, i, v, new_v, nodes)
     return desc
 
 

@@ -9,15 +9,14 @@ import sys
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+from onnx_splice import producer, splice
 
 
 def main(argv):
     src, dst, value, op = argv[1], argv[2], argv[3], argv[4]
     model = onnx.load(src)
     g = model.graph
-    at = [i for i, n in enumerate(g.node) if value in n.output]
-    if len(at) != 1:
-        sys.exit(f"insert_node.py: {src}: expected one node making {value}, found {len(at)}")
+    at = producer(g, value, src, "insert_node.py")
     new = value + "__inserted"
     nodes, inputs = [], [value]
     if len(argv) > 5:
@@ -25,12 +24,7 @@ def main(argv):
         nodes.append(helper.make_node("Constant", [], [new + "_c"], name=new + "_c", value=c))
         inputs.append(new + "_c")
     nodes.append(helper.make_node(op, inputs, [new], name=new))
-    for n in g.node[at[0] + 1:]:
-        for k, x in enumerate(n.input):
-            if x == value:
-                n.input[k] = new
-    for k, n in enumerate(nodes):
-        g.node.insert(at[0] + 1 + k, n)
+    splice(g, at, value, new, nodes)
     onnx.save(model, dst)
 
 

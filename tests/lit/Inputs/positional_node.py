@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 from onnx import shape_inference
+from onnx_splice import producer, splice
 
 
 def const(name, values):
@@ -23,9 +24,7 @@ def main(argv):
     k = int(argv[6]) if len(argv) > 6 else 1
     model = onnx.load(src)
     g = model.graph
-    at = [i for i, n in enumerate(g.node) if value in n.output]
-    if len(at) != 1:
-        sys.exit(f"positional_node.py: {src}: expected one node making {value}, found {len(at)}")
+    at = producer(g, value, src, "positional_node.py")
     inferred = shape_inference.infer_shapes(model).graph
     dims = next([d.dim_value for d in vi.type.tensor_type.shape.dim]
                 for vi in list(inferred.value_info) + list(inferred.output) if vi.name == value)
@@ -58,12 +57,7 @@ def main(argv):
                   helper.make_node("Slice", [t + "_pad", t + "_z", t + "_n", t + "_a"], [t], name=t)]
     else:
         sys.exit(f"positional_node.py: unknown kind {kind}")
-    for node in g.node[at[0] + 1:]:
-        for j, x in enumerate(node.input):
-            if x == value:
-                node.input[j] = t
-    for j, node in enumerate(nodes):
-        g.node.insert(at[0] + 1 + j, node)
+    splice(g, at, value, t, nodes)
     onnx.save(model, dst)
 
 
