@@ -91,15 +91,31 @@ void test_gemm(cu::Engine &e) {
       }
 }
 
-// Sides of 1024 and more go through cublasSsyrk one matrix at a time (Engine::Impl::syrk_min),
-// smaller ones through the batched GEMM: both against the CPU.
-void test_gram(cu::Engine &e) {
+// Sides of 1024 and more are formed by cublasSsyrk one matrix at a time by default
+// (Engine::Impl::syrk_min), by the batched GEMM with SYMOC_CUDA_SYRK_MIN=0 (an engine of its
+// own); smaller ones by the batched GEMM: all against the CPU.
+void test_gram(cu::Engine &e_default) {
+  setenv("SYMOC_CUDA_SYRK_MIN", "0", 1);
+  cu::Engine e_gemm;
+  setenv("SYMOC_CUDA_SYRK_MIN", "12x", 1); // a malformed value: refused, naming the variable
+  std::string refusal;
+  try {
+    cu::Engine bad;
+  } catch (const std::exception &ex) {
+    refusal = ex.what();
+  }
+  unsetenv("SYMOC_CUDA_SYRK_MIN");
+  table.add("SYMOC_CUDA_SYRK_MIN=12x refused naming the variable (0: yes)",
+            refusal.find("SYMOC_CUDA_SYRK_MIN='12x'") != std::string::npos ? 0.0 : 1.0, 0.0);
   const std::pair<int64_t, int64_t> shapes[] = {{45, 70}, {1030, 50}, {50, 1030}};
+  for (int gemm = 0; gemm < 2; ++gemm)
   for (const auto &[r, c] : shapes)
   for (int ta = 0; ta < 2; ++ta) {
     const int64_t B = 3, n = ta ? c : r;
+    if (gemm == 1 && n < 1024) continue;
+    cu::Engine &e = gemm ? e_gemm : e_default;
     const std::string name = std::string("gram ") + (ta ? "A^T A " : "A A^T ") + std::to_string(r) + "x" +
-                             std::to_string(c) + (n >= 1024 ? " (syrk)" : "");
+                             std::to_string(c) + (n < 1024 ? "" : gemm ? " (SYRK_MIN=0: GEMM)" : " (syrk)");
     HostBatch A = random_batch(B, r, c), C = random_batch(B, n, n);
     DevBatch dA(A), dC(C);
     cu::gram(e, ta, 0.9f, dA.b(), 0.5f, dC.b(), stream);

@@ -83,9 +83,9 @@ void gemm(Engine &, bool transA, bool transB, float alpha, const Batch &A, const
 
 // C = alpha A A^T + beta C (transA = false) or alpha A^T A + beta C (transA = true), full
 // symmetric result, fp32. Shampoo's L += G G^T, R += G^T G and Symo's one-sided statistics.
-// Batched GEMM (both triangles; a symmetric rank-k update per matrix only pays for few
-// large matrices: syrk is not batched in cuBLAS). The result is mirrored from the upper
-// triangle, so it is exactly symmetric as on the CPU. CPU: rt::gram.
+// Sides below 1024 (SYMOC_CUDA_SYRK_MIN): one batched GEMM, both triangles; larger sides the
+// upper part only, by cublasSsyrk per matrix (syrk is not batched in cuBLAS). The result is
+// mirrored from the upper triangle, so it is exactly symmetric as on the CPU. CPU: rt::gram.
 void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t);
 
 // ------------------------------------------------------------ row / column reductions
