@@ -363,13 +363,15 @@ def _structural_copy(model, seed=0):
     return m.train()
 
 
-def _cpu(x):
+def _cpu(x, float32=False):
+    """x's tensors on the CPU (detached); with float32, 16-bit floating ones as float32."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu()
+        x = x.detach().cpu()
+        return x.float() if float32 and x.dtype in (torch.bfloat16, torch.float16) else x
     if isinstance(x, (list, tuple)):
-        return type(x)(_cpu(v) for v in x)
+        return type(x)(_cpu(v, float32) for v in x)
     if isinstance(x, dict):
-        return {k: _cpu(v) for k, v in x.items()}
+        return {k: _cpu(v, float32) for k, v in x.items()}
     return x
 
 
@@ -486,11 +488,18 @@ def _export(model, args, work, tools, label, exporter="auto"):
     if not trainable:
         raise _error(label, "no parameter requires grad: nothing to optimize")
     for n, p in named:
-        if p.requires_grad and p.dtype != torch.float32:
-            raise _error(label, "parameter %r is %s; symoc optimizers step float32 parameters"
-                         % (n, p.dtype))
+        if not p.requires_grad:
+            continue
+        if p.dtype == torch.bfloat16 and p.device.type != "cuda":
+            raise _error(label, "parameter %r is bfloat16 on %s; symoc steps bfloat16 parameters "
+                         "on CUDA only (float32 on any device)" % (n, p.device))
+        if p.dtype not in (torch.float32, torch.bfloat16):
+            raise _error(label, "parameter %r is %s; symoc optimizers step float32 parameters "
+                         "(and bfloat16 ones on CUDA)" % (n, p.dtype))
+    # The export is of a float32 copy (the plan depends on the graph, not the dtype), so
+    # 16-bit floating example inputs go in as float32 too; integer inputs stay as they are.
     m = _structural_copy(model)
-    a = _cpu(args)
+    a = _cpu(args, float32=True)
     path = os.path.join(work, "model.onnx")
     order = []
     if exporter in ("auto", "dynamo") and _dynamo_available() and \

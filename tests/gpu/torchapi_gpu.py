@@ -196,6 +196,23 @@ def case_llama(steps, cache, out=None):
         raise
 
 
+def case_llama_bf16(steps, cache):
+    """The same LLaMA in bfloat16 (model.to(torch.bfloat16), as for mixed-precision training):
+    compiled from its float32 export, stepped in place in bf16 on the GPU."""
+    import transformers
+    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, max_position_embeddings=64,
+                                   use_cache=False, attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = Logits(transformers.LlamaForCausalLM(cfg)).to(torch.bfloat16)
+    ids = torch.randint(0, 256, (2, 16))
+    compile_and_train("llama-bf16", model, ids, lm_loss, steps, cache)
+    p = next(model.parameters())
+    if p.dtype != torch.bfloat16:
+        raise RuntimeError("the parameters left bfloat16: %s" % p.dtype)
+
+
 def case_vit(steps, cache):
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(0)
@@ -243,6 +260,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -254,9 +272,12 @@ def main():
           flush=True)
     cases = [("analyze", lambda: case_analyze(pkg, work)),
              ("llama", lambda: case_llama(a.steps, cache, a.out)),
+             ("llama-bf16", lambda: case_llama_bf16(a.steps, cache)),
              ("vit", lambda: case_vit(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
+    if a.only:
+        cases = [c for c in cases if c[0] in a.only.split(",")]
     for name, fn in cases:
         try:
             fn()

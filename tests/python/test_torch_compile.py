@@ -373,6 +373,25 @@ def test_error_unexportable_model():
                  "Unexportable", "does not export", "diff")
 
 
+def test_error_dtype():
+    # bfloat16 parameters step on CUDA only; float64 nowhere: refused before any export.
+    model, (x,) = llama()
+    expect_error(lambda: compile_(copy.deepcopy(model).to(torch.bfloat16), (x,), policy="adamw"),
+                 "Llama", "bfloat16 on cpu", "CUDA only")
+    expect_error(lambda: compile_(copy.deepcopy(model).double(), (x,), policy="adamw"),
+                 "Llama", "torch.float64", "float32")
+
+
+def test_export_inputs_as_float32():
+    # The export is of a float32 copy: 16-bit floating example inputs go in as float32,
+    # integer ones unchanged, nested containers followed.
+    got = symoc.api._cpu({"a": [torch.ones(2, dtype=torch.bfloat16), torch.ones(2, dtype=torch.int64)],
+                          "b": torch.ones(1, dtype=torch.float16)}, float32=True)
+    assert got["a"][0].dtype == torch.float32 and got["a"][1].dtype == torch.int64, got
+    assert got["b"].dtype == torch.float32, got
+    assert symoc.api._cpu(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
 def test_error_bad_policy():
     model, (x,) = llama()
     expect_error(lambda: compile_(model, (x,), policy="no-such-policy"),
