@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "bench", "gpu"))
 import plot_shampoo_intervals as ps  # noqa: E402
 
-RES = os.path.join(ROOT, "bench", "gpu", "results", "h200-2026-12-03-s19-c-bench-shampoo.json")
+RES = os.path.join(ROOT, "bench", "gpu", "results", "h200-2026-12-03-s19-d-bench-shampoo.json")
 
 
 def main():
