@@ -50,6 +50,52 @@ bool fullShape(Value v, Value of) {
   return a && b && a.getShape() == b.getShape();
 }
 
+/// `v` with exact signed copies stripped (Identity, Neg, a product or quotient by a scalar
+/// constant +-1): the value it copies and whether the copy is negated.
+std::pair<Value, bool> signedRoot(Value v) {
+  bool neg = false;
+  auto unit = [](Value c) -> std::optional<bool> {
+    std::optional<double> s = constScalar(c);
+    if (s && (*s == 1.0 || *s == -1.0))
+      return *s < 0;
+    return std::nullopt;
+  };
+  for (int depth = 0; depth < 64; ++depth) {
+    Operation *op = v.getDefiningOp();
+    if (!op)
+      break;
+    if (isa<IdentityOp, NegOp>(op)) {
+      neg ^= isa<NegOp>(op);
+      v = op->getOperand(0);
+      continue;
+    }
+    if (isa<MulOp, DivOp>(op) && op->getNumOperands() == 2) {
+      if (std::optional<bool> u = unit(op->getOperand(1))) {
+        neg ^= *u;
+        v = op->getOperand(0);
+        continue;
+      }
+      if (isa<MulOp>(op))
+        if (std::optional<bool> u = unit(op->getOperand(0))) {
+          neg ^= *u;
+          v = op->getOperand(1);
+          continue;
+        }
+    }
+    break;
+  }
+  return {v, neg};
+}
+
+/// a + c (add) or a - c is exactly zero by construction: the same value, up to a sign that
+/// cancels (x + (-x), x - x, x + x * -1, x - Identity(x)). Cancellation between separately
+/// computed equal values (W x - W x) is not seen: the measure-zero convention assumes none.
+bool cancels(Value a, Value c, bool add) {
+  auto [ra, na] = signedRoot(a);
+  auto [rc, nc] = signedRoot(c);
+  return ra == rc && (add ? na != nc : na == nc);
+}
+
 /// The walk behind TopK's tie condition, over the ops that make its input. Binary ops
 /// look at both operands, so a shared subgraph could be visited many times: the walk has
 /// a budget of visits, and past it answers conservatively (may tie, may be zero).
@@ -57,7 +103,7 @@ struct TieWalk {
   int budget = 1024;
 
   /// Every entry is exactly zero: a zero constant, or a product / linear map with such a
-  /// factor, or x - x.
+  /// factor, or a sum that cancels (x - x, x + (-x): `cancels`).
   bool knownZero(Value v) {
     if (--budget < 0)
       return true;
@@ -77,7 +123,7 @@ struct TieWalk {
       const bool noBias = op->getNumOperands() < 3 || isNone(op->getOperand(2)) || zero(2);
       return op->getNumOperands() >= 2 && (zero(0) || zero(1)) && noBias;
     }
-    if (isa<SubOp>(op) && op->getOperand(0) == op->getOperand(1))
+    if (isa<AddOp, SubOp>(op) && cancels(op->getOperand(0), op->getOperand(1), isa<AddOp>(op)))
       return true;
     if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, IdentityOp, NegOp, SliceOp, ExpandOp, TileOp,
             ReluOp, AbsOp>(op))
@@ -125,6 +171,8 @@ struct TieWalk {
     Value a = op->getOperand(0), c = op->getOperand(1);
     if (a == c)
       return false; // x - x, x / x, max(x, x), x + x are ties or fine, not worth telling apart
+    if (isa<AddOp, SubOp>(op) && cancels(a, c, isa<AddOp>(op)))
+      return false; // exactly zero: every entry ties
     // One operand spreads the entries apart over the whole result; the other shifts (Add,
     // Sub) or scales (Mul, Div: by a nonzero factor) them.
     auto spreads = [&](Value x) { return fullShape(x, v) && distinct(x); };
