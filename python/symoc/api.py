@@ -360,7 +360,22 @@ def _structural_copy(model, seed=0):
     for mod in m.modules():
         if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
             mod.p = 0.0
+    _exportable_experts(m)
     return m.train()
+
+
+def _exportable_experts(m):
+    """Hugging Face MoE layers (transformers >= 5) run their experts through a selectable
+    backend whose default, grouped_mm, the ONNX exporters cannot translate; batched_mm computes
+    the same function with a Gather of the selected experts' weights and torch.bmm, which they
+    can. Only the export copy is switched; the model itself keeps its backend."""
+    for mod in m.modules():
+        switch = getattr(mod, "set_experts_implementation", None)
+        if callable(switch):
+            try:
+                switch("batched_mm")
+            except Exception:  # noqa: BLE001 (a model without MoE layers, an older transformers)
+                pass
 
 
 def _cpu(x, float32=False):

@@ -392,6 +392,28 @@ def test_export_inputs_as_float32():
     assert symoc.api._cpu(torch.ones(2, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
+def test_export_copy_switches_moe_experts():
+    # A Hugging Face MoE model (transformers >= 5) exports only with its experts on
+    # batched_mm: the export copy is switched, the user's model keeps its backend, and a
+    # module whose switch refuses is left as it is.
+    class FakeMoE(nn.Module):
+        def __init__(self, refuse=False):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+            self.backend, self.refuse = "grouped_mm", refuse
+
+        def set_experts_implementation(self, name):
+            if self.refuse:
+                raise ValueError("no experts here")
+            self.backend = name
+
+    outer = nn.Sequential(FakeMoE(), FakeMoE(refuse=True))
+    copy_ = symoc.api._structural_copy(outer)
+    assert copy_[0].backend == "batched_mm", copy_[0].backend
+    assert copy_[1].backend == "grouped_mm"
+    assert outer[0].backend == "grouped_mm", "the user's model must keep its backend"
+
+
 def test_error_bad_policy():
     model, (x,) = llama()
     expect_error(lambda: compile_(model, (x,), policy="no-such-policy"),
