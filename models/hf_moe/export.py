@@ -5,7 +5,9 @@ with the dynamo exporter and transformers >= 5; the GPU machine has both, CI doe
 Usage: python3 models/hf_moe/export.py [OUT_DIR]   (default: this folder)
 
 Mixtral, Qwen2-MoE (with its shared expert) and OLMoE, 2 layers, hidden 32, 4 experts, top-2,
-parameters perturbed by 0.05 N(0, 1) (fixed seed), input ids (2, 8), eval mode. Their experts
+parameters perturbed by 0.05 N(0, 1) (fixed seed), input ids (2, 8), training mode (dropout 0),
+exported as symoc.torch.compile does (optimize=False: every parameter keeps its initializer under
+its torch name). Their experts
 run through transformers' selectable backend; its default, grouped_mm, does not translate to
 ONNX, so each model is switched to experts_implementation="batched_mm" (the same function: a
 Gather of the selected experts' weights and torch.bmm), as symoc.torch.compile does for its
@@ -19,7 +21,7 @@ import torch
 import transformers
 
 DEC = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, attention_dropout=0.0)
 MODELS = [("mixtral", "MixtralForCausalLM", "MixtralConfig", dict(num_local_experts=4, num_experts_per_tok=2)),
           ("qwen2_moe", "Qwen2MoeForCausalLM", "Qwen2MoeConfig",
            dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32,
@@ -32,13 +34,15 @@ def main(out):
     for name, cls, cfgcls, kw in MODELS:
         cfg = getattr(transformers, cfgcls)(**DEC, **kw)
         cfg.use_cache = False
-        m = getattr(transformers, cls)(cfg).eval()
+        m = getattr(transformers, cls)(cfg).train()
         with torch.no_grad():
             for p in m.parameters():
                 p.add_(0.05 * torch.randn_like(p))
         m.set_experts_implementation("batched_mm")
         ids = (torch.arange(16).reshape(2, 8) * 7 % 128,)
-        torch.onnx.export(m, ids, os.path.join(out, name + ".onnx"), dynamo=True, external_data=False)
+        torch.onnx.export(m, ids, os.path.join(out, name + ".onnx"), dynamo=True, optimize=False,
+                          external_data=False)
+        print(name, os.path.getsize(os.path.join(out, name + ".onnx")), "bytes", flush=True)
 
 
 if __name__ == "__main__":
