@@ -53,6 +53,10 @@ except ImportError as ex:  # CI without the onnx package: skipped
     sys.exit(77)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The lit inputs' node splicing (one mechanism for both: nodes after a value's maker, its
+# later readers rewired).
+sys.path.insert(0, os.path.join(REPO, "tests", "lit", "Inputs"))
+from onnx_splice import splice as _splice  # noqa: E402
 
 UNARY = ["Relu", "Tanh", "Sigmoid", "Neg", "Abs", "Exp", "Identity", "Erf", "Softsign",
          "Sin", "Cos", "Sqrt", "Reciprocal", "LeakyRelu", "Elu", "Softplus", "Floor"]
@@ -226,16 +230,6 @@ def drop_value_info(m, rng):
 
 
 INSERT_BINARY = ["Add", "Sub", "Mul", "Div", "Max", "Min"]
-
-
-def _splice(g, i, v, new_v, nodes):
-    """Puts `nodes` right after node i (the maker of v); every later reader of v reads new_v."""
-    for n in g.node[i + 1:]:
-        for k, x in enumerate(n.input):
-            if x == v:
-                n.input[k] = new_v
-    for k, n in enumerate(nodes):
-        g.node.insert(i + 1 + k, n)
 
 
 def _float_values(g, shapes, extra=lambda dims: True):
