@@ -58,7 +58,21 @@ std::string typeName(int32_t dt) {
 // coerce it, and the analysis claim things of a graph no runtime accepts).
 void ShapeCompleter::checkTypes(const onnx::NodeProto &n) const {
   const onnx::OpSchema *s = onnx::OpSchemaRegistry::Schema(n.op_type(), opset, "");
-  if (!s || s->inputs().empty())
+  if (!s)
+    return;
+  // Arity: fewer inputs than the schema's least is never valid (a rule would read an operand
+  // that is not there; fuzz seed 1917: Max with one input turned into Pow). More than its
+  // most is checked where ONNX 1.12 knows the model's opset (later opsets added inputs).
+  const int ins = n.input_size();
+  const int newest = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map().at("").second;
+  if (ins < s->min_input() || (opset <= newest && ins > s->max_input()))
+    fail(path, "node '" + (n.name().empty() ? n.output_size() ? n.output(0) : n.op_type() : n.name()) + "' (" +
+                   n.op_type() + "): " + std::to_string(ins) + " input(s); ONNX's " + n.op_type() + " (opset " +
+                   std::to_string(opset) + ") takes " + std::to_string(s->min_input()) +
+                   (s->max_input() == s->min_input() ? std::string()
+                    : s->max_input() > 1000 ? std::string(" or more")
+                                            : " to " + std::to_string(s->max_input())));
+  if (s->inputs().empty())
     return;
   const auto &formals = s->inputs();
   std::map<std::string, std::pair<int32_t, std::string>> bound; // type parameter -> first input
