@@ -1,7 +1,7 @@
 // Can Shampoo's per-step fp32 products run on the tensor cores at fp32 accuracy? GPT-2 small's
 // Shampoo blocks (12 each of 768 x 2304, 768 x 768, 768 x 3072, 3072 x 768) need per step
-// L = G G^T, R = G^T G and D = Lr G Rr. Timed three ways over all four groups, CUDA events
-// around the whole set, medians of 7:
+// L = G G^T, R = G^T G and D = Lr G Rr. Timed four ways over all four groups, CUDA events
+// around the whole set, medians of 7 (each product alone: of 5):
 //   sgemm  cublasSgemmStridedBatched (what the runtime runs now: SIMT fp32);
 //   3xtf32 each operand split X = hi + lo (hi rounded to TF32's 10 mantissa bits, lo = X - hi
 //          exact), A B ~ hi hi + hi lo + lo hi on TF32 tensor cores (three GEMMs accumulating
@@ -9,7 +9,7 @@
 //   tf32   one TF32 GEMM (the accuracy 3xtf32 repairs);
 //   syrk   the Grams as cublasSsyrk per matrix (upper triangle, half the FLOPs) and a mirror,
 //          the other products as sgemm.
-// Errors: relative Frobenius distance to a DGEMM of the same fp32 inputs, per product kind.
+// Errors: relative Frobenius distance to a DGEMM of the same fp32 inputs, per product.
 //   nvcc -O2 -arch=sm_90 bench/gpu/f32_products_bench.cu -lcublas -o /tmp/fpb && /tmp/fpb out.json
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -106,7 +106,7 @@ static void run(const Prod &p, int mode) {
 }
 
 // Relative Frobenius error of C against a DGEMM of A, B (as doubles).
-static double error(const Prod &p, double *dA, double *dB, double *dC, float *tmp) {
+static double error(const Prod &p, double *dA, double *dB, double *dC) {
   const size_t na = size_t(p.sa) * p.batch, nb = size_t(p.sb) * p.batch, nc = size_t(p.sc) * p.batch;
   to_double<<<1024, 256>>>(p.A, dA, na);
   to_double<<<1024, 256>>>(p.B, dB, nb);
@@ -119,7 +119,6 @@ static double error(const Prod &p, double *dA, double *dB, double *dC, float *tm
   CK(cudaMemcpy(got.data(), p.C, nc * 4, cudaMemcpyDeviceToHost));
   double num = 0, den = 0;
   for (size_t i = 0; i < nc; ++i) num += (got[i] - ref[i]) * (got[i] - ref[i]), den += ref[i] * ref[i];
-  (void)tmp;
   return std::sqrt(num / den);
 }
 
@@ -179,14 +178,14 @@ int main(int argc, char **argv) {
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
-  double base = 0;
-  for (int mode : {0, 3, 1, 2}) {
-    for (auto &p : prods) run(p, mode); // warm-up
+  // Median over `reps` of CUDA-event timings of fn() (after one warm-up call).
+  auto median_ms = [&](int reps, const auto &fn) {
+    fn();
     CK(cudaDeviceSynchronize());
     std::vector<float> t;
-    for (int r = 0; r < 7; ++r) {
+    for (int r = 0; r < reps; ++r) {
       CK(cudaEventRecord(e0));
-      for (auto &p : prods) run(p, mode);
+      fn();
       CK(cudaEventRecord(e1));
       CK(cudaEventSynchronize(e1));
       float ms;
@@ -194,32 +193,27 @@ int main(int argc, char **argv) {
       t.push_back(ms);
     }
     std::sort(t.begin(), t.end());
-    const double med = t[3];
+    return double(t[t.size() / 2]);
+  };
+  double base = 0;
+  for (int mode : {0, 3, 1, 2}) {
+    const double med = median_ms(7, [&] {
+      for (auto &p : prods) run(p, mode);
+    });
     if (mode == 0) base = med;
-    // Per-kind time (medians of 5) and error, largest group (768 x 3072).
-    std::string per;
+    // Per-product time (median of 5) and error.
     for (size_t i = 0; i < prods.size(); ++i) {
-      std::vector<float> tk;
-      for (int r = 0; r < 5; ++r) {
-        CK(cudaEventRecord(e0));
-        run(prods[i], mode);
-        CK(cudaEventRecord(e1));
-        CK(cudaEventSynchronize(e1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, e0, e1));
-        tk.push_back(ms);
-      }
-      std::sort(tk.begin(), tk.end());
-      const double err = error(prods[i], dA, dB, dC, nullptr);
+      const double ms_i = median_ms(5, [&] { run(prods[i], mode); });
+      const double err = error(prods[i], dA, dB, dC);
       const Prod &p = prods[i];
-      const double tflops = 2.0 * p.m * p.n * double(p.k) * p.batch / (tk[2] * 1e-3) / 1e12;
+      const double tflops = 2.0 * p.m * p.n * double(p.k) * p.batch / (ms_i * 1e-3) / 1e12;
       std::printf("%-7s %-8s %dx%dx%d b%d: %.3f ms (%.1f TFLOP/s dense-equivalent), rel err %.2e\n", names[mode],
-                  kinds[i].c_str(), p.m, p.n, p.k, p.batch, tk[2], tflops, err);
+                  kinds[i].c_str(), p.m, p.n, p.k, p.batch, ms_i, tflops, err);
       char buf[400];
       std::snprintf(buf, sizeof buf,
                     "{\"mode\": \"%s\", \"kind\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"batch\": %d, \"ms\": %.4f, "
                     "\"rel_err\": %.3e}",
-                    names[mode], kinds[i].c_str(), p.m, p.n, p.k, p.batch, tk[2], err);
+                    names[mode], kinds[i].c_str(), p.m, p.n, p.k, p.batch, ms_i, err);
       rows.push_back(buf);
     }
     std::printf("== %s: all four groups' per-step products %.3f ms (%.2fx sgemm)\n", names[mode], med, med / base);

@@ -179,15 +179,19 @@ def diagnose(case, model, batch, out):
     return info
 
 
-def case_llama(steps, cache, out=None):
+def tiny_llama():
+    """transformers' LlamaForCausalLM, 2 layers, GQA, as ids -> logits, and a batch of ids."""
     import transformers
     cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
                                    num_hidden_layers=2, num_attention_heads=4,
                                    num_key_value_heads=2, max_position_embeddings=64,
                                    use_cache=False, attention_dropout=0.0)
     torch.manual_seed(0)
-    model = Logits(transformers.LlamaForCausalLM(cfg))
-    ids = torch.randint(0, 256, (2, 16))
+    return Logits(transformers.LlamaForCausalLM(cfg)), torch.randint(0, 256, (2, 16))
+
+
+def case_llama(steps, cache, out=None):
+    model, ids = tiny_llama()
     try:
         compile_and_train("llama", model, ids, lm_loss, steps, cache)
     except Exception:
@@ -199,14 +203,8 @@ def case_llama(steps, cache, out=None):
 def case_llama_bf16(steps, cache):
     """The same LLaMA in bfloat16 (model.to(torch.bfloat16), as for mixed-precision training):
     compiled from its float32 export, stepped in place in bf16 on the GPU."""
-    import transformers
-    cfg = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=64,
-                                   use_cache=False, attention_dropout=0.0)
-    torch.manual_seed(0)
-    model = Logits(transformers.LlamaForCausalLM(cfg)).to(torch.bfloat16)
-    ids = torch.randint(0, 256, (2, 16))
+    model, ids = tiny_llama()
+    model = model.to(torch.bfloat16)
     compile_and_train("llama-bf16", model, ids, lm_loss, steps, cache)
     p = next(model.parameters())
     if p.dtype != torch.bfloat16:

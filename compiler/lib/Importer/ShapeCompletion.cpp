@@ -15,6 +15,7 @@
 #include <onnx/defs/schema.h>
 
 #include <algorithm>
+#include <limits>
 #include <cctype>
 
 namespace symoc {
@@ -63,15 +64,16 @@ void ShapeCompleter::checkTypes(const onnx::NodeProto &n) const {
   // Arity: fewer inputs than the schema's least is never valid (a rule would read an operand
   // that is not there; fuzz seed 1917: Max with one input turned into Pow). More than its
   // most is checked where ONNX 1.12 knows the model's opset (later opsets added inputs).
-  const int ins = n.input_size();
+  const int ins = n.input_size(), lo = s->min_input(), hi = s->max_input();
   const int newest = onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map().at("").second;
-  if (ins < s->min_input() || (opset <= newest && ins > s->max_input()))
-    fail(path, "node '" + (n.name().empty() ? n.output_size() ? n.output(0) : n.op_type() : n.name()) + "' (" +
-                   n.op_type() + "): " + std::to_string(ins) + " input(s); ONNX's " + n.op_type() + " (opset " +
-                   std::to_string(opset) + ") takes " + std::to_string(s->min_input()) +
-                   (s->max_input() == s->min_input() ? std::string()
-                    : s->max_input() > 1000 ? std::string(" or more")
-                                            : " to " + std::to_string(s->max_input())));
+  if (ins < lo || (opset <= newest && ins > hi)) {
+    const std::string node = !n.name().empty() ? n.name() : n.output_size() ? n.output(0) : n.op_type();
+    const std::string takes = hi == lo                              ? std::to_string(lo)
+                              : hi == std::numeric_limits<int>::max() ? std::to_string(lo) + " or more"
+                                                                      : std::to_string(lo) + " to " + std::to_string(hi);
+    fail(path, "node '" + node + "' (" + n.op_type() + "): " + std::to_string(ins) + " input(s); ONNX's " +
+                   n.op_type() + " (opset " + std::to_string(opset) + ") takes " + takes);
+  }
   if (s->inputs().empty())
     return;
   const auto &formals = s->inputs();

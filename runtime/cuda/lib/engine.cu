@@ -1,8 +1,6 @@
 // Engine: cuBLAS, cuBLASLt and cuSOLVER handles and the library workspace, created once.
 #include "common.cuh"
-
-#include <cstdlib>
-#include <string>
+#include "env.h"
 
 namespace symoc::cuda {
 namespace detail {
@@ -53,6 +51,9 @@ void Engine::Impl::bind(cudaStream_t s) {
 }
 
 Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
+  // The environment first: a malformed value is refused before any handle exists.
+  impl_->syrk_min = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_SYRK_MIN", impl_->syrk_min, 0, int64_t(1) << 31,
+                                                       "the smallest Gram side formed by syrk (0: never)");
   if (device < 0) check(cudaGetDevice(&device), "cudaGetDevice");
   else check(cudaSetDevice(device), "cudaSetDevice");
   impl_->device = device;
@@ -61,14 +62,6 @@ Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
   check(cusolverDnCreate(&impl_->solver), "cusolverDnCreate");
   // Exact fp32 products: no TF32 (the CPU runtime's sgemm is plain fp32).
   check(cublasSetMathMode(impl_->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
-  if (const char *v = std::getenv("SYMOC_CUDA_SYRK_MIN"); v && *v) {
-    char *end = nullptr;
-    const long long x = std::strtoll(v, &end, 10);
-    if (*end || x < 0 || std::string(v).find_first_not_of("0123456789") != std::string::npos)
-      fail("engine", std::string("SYMOC_CUDA_SYRK_MIN='") + v + "': expected the smallest side formed by syrk, a "
-                     "whole number >= 0 (0: never)");
-    impl_->syrk_min = x;
-  }
   check(cudaMalloc(&impl_->lib_ws, impl_->lib_ws_bytes), "cudaMalloc (library workspace)");
   check(cudaMalloc(&impl_->dummy, 256), "cudaMalloc");
 }
