@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Soundness sweep over a zoo of models no one on the team wrote, from today's exporters.
+
+Builds small random-weight models from Hugging Face transformers configs (decoders, MoE,
+encoders, encoder-decoders, vision) and from timm (no download: configs and
+`pretrained=False`), exports each the ways users get them, and runs `symoc verify` on every
+file: each claim the analysis makes is checked numerically. Needs torch >= 2.9 with the
+dynamo exporter, transformers and timm (the GPU machine has them; CI does not).
+
+    zoo_sweep.py export OUT_DIR [--jobs N] [--only NAME ...] [--list]
+    zoo_sweep.py verify OUT_DIR --symoc BIN [--jobs N] [--json FILE] [--keep-failing DIR]
+
+Export variants of each model (files NAME.VARIANT.onnx beside NAME.json, which lists the
+torch parameter names and buffers):
+  compile  symoc.torch.compile's own export: a structural copy (distinct random values,
+           dropout 0, training mode), dynamo=True, optimize=False, names kept
+  user     what `torch.onnx.export(model.eval(), args, f, dynamo=True)` gives by default
+           (opset 18+, optimize=True: transposed weights folded into val_N initializers)
+  ts       the TorchScript exporter (dynamo=False, opset 17, training mode), as symoc.torch's
+           fallback
+An export that fails is recorded (the exporter's first line), not an error of the sweep.
+
+`verify` classifies each file: `ok` (exit 0, every claim passes, control fails), `refused`
+(a claim the analysis made did not verify: a false claim, the sweep fails), `rejected`
+(exit 1 with one `symoc: error:` line: an input symoc refuses), `crashed` (anything else: the
+sweep fails). Prints one line per file and a summary, writes JSON with --json, copies the
+files of refused/crashed runs to --keep-failing.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SEQ, BATCH, VOCAB, IMG = 8, 2, 128, 32
+
+# ------------------------------------------------------------------ the catalogue
+# Hugging Face: (model_type, head, config overrides). Every config gets SMALL first (keys a
+# config does not know are ignored by setattr only where the attribute exists).
+SMALL = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+             n_embd=32, n_layer=2, n_head=4, n_inner=64, n_positions=64, d_model=32,
+             encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+             decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, d_ff=64,
+             ffn_dim=64, num_layers=2, num_heads=4, d_kv=8, n_ctx=64, seq_length=64,
+             max_sequence_length=64, hidden_dim=64, embedding_size=32, ffn_hidden_size=64,
+             num_local_experts=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+             shared_expert_intermediate_size=32, image_size=IMG, patch_size=8, num_channels=3,
+             num_labels=10, type_vocab_size=2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+             decoder_start_token_id=0, use_cache=False)
+DEC = "causal"
+HF = [
+    # decoders
+    ("llama", DEC, {}), ("mistral", DEC, dict(sliding_window=None)), ("qwen2", DEC, {}),
+    ("qwen3", DEC, dict(head_dim=8)), ("gemma", DEC, dict(head_dim=8)), ("gemma2", DEC, dict(head_dim=8)),
+    ("gemma3_text", DEC, dict(head_dim=8)), ("phi", DEC, {}), ("phi3", DEC, {}), ("olmo", DEC, {}),
+    ("olmo2", DEC, {}), ("stablelm", DEC, {}), ("starcoder2", DEC, {}), ("falcon", DEC, {}),
+    ("gpt_neox", DEC, {}), ("gptj", DEC, dict(rotary_dim=4)), ("gpt_bigcode", DEC, {}),
+    ("codegen", DEC, dict(rotary_dim=4)), ("bloom", DEC, {}), ("opt", DEC, dict(word_embed_proj_dim=32)),
+    ("persimmon", DEC, {}), ("cohere", DEC, {}), ("glm", DEC, {}), ("granite", DEC, {}),
+    ("helium", DEC, dict(head_dim=8)), ("smollm3", DEC, {}), ("nemotron", DEC, {}), ("gpt2", DEC, {}),
+    ("xglm", DEC, {}), ("biogpt", DEC, {}), ("ernie4_5", DEC, dict(head_dim=8)), ("mpt", DEC, dict(expansion_ratio=2)),
+    # MoE decoders
+    ("mixtral", DEC, {}), ("qwen2_moe", DEC, dict(decoder_sparse_step=1)), ("qwen3_moe", DEC, dict(head_dim=8)),
+    ("olmoe", DEC, {}), ("granitemoe", DEC, {}), ("phimoe", DEC, {}),
+    # encoders
+    ("bert", "masked", {}), ("roberta", "masked", {}), ("distilbert", "masked", dict(dim=32)),
+    ("albert", "masked", {}), ("electra", "masked", {}), ("deberta", "masked", {}),
+    ("deberta-v2", "masked", {}), ("xlm-roberta", "masked", {}), ("mpnet", "masked", {}),
+    ("megatron-bert", "masked", {}), ("modernbert", "masked", dict(global_attn_every_n_layers=1)),
+    ("roformer", "masked", {}), ("squeezebert", "masked", {}),
+    ("mobilebert", "masked", dict(intra_bottleneck_size=16, true_hidden_size=16, num_feedforward_networks=2)),
+    ("funnel", "base", dict(block_sizes=[1, 1], d_head=8, d_inner=64)), ("rembert", "masked", dict(input_embedding_size=32, output_embedding_size=32)),
+    # encoder-decoders
+    ("t5", "seq2seq", {}), ("bart", "seq2seq", {}), ("mbart", "seq2seq", {}), ("pegasus", "seq2seq", {}),
+    ("marian", "seq2seq", {}), ("blenderbot-small", "seq2seq", {}),
+    # vision
+    ("vit", "image", {}), ("deit", "image", {}), ("beit", "image", {}), ("dinov2", "image", {}),
+    ("swin", "image", dict(embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=2, patch_size=4)),
+    ("swinv2", "image", dict(embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=2, patch_size=4)),
+    ("convnext", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
+    ("convnextv2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
+    ("resnet", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8)),
+    ("regnet", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, groups_width=8)),
+    ("levit", "image", dict(hidden_sizes=[16, 32, 48], num_attention_heads=[1, 2, 3], depths=[1, 1, 1],
+                            key_dim=[8, 8, 8], patch_size=8, down_ops=[["Subsample", 8, 16 // 8, 4, 2, 2],
+                                                                       ["Subsample", 8, 32 // 8, 4, 2, 2]])),
+    ("mobilevit", "image", dict(hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 32])),
+    ("mobilenet_v2", "image", dict(depth_multiplier=0.25)),
+    ("efficientnet", "image", dict(width_coefficient=0.25, depth_coefficient=0.2, hidden_dim=64)),
+    ("poolformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
+    ("segformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], decoder_hidden_size=32)),
+    ("pvt_v2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
+    ("focalnet", "image", dict(embed_dim=16, depths=[1, 1], patch_size=4)),
+    ("bit", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, num_groups=4)),
+    ("cvt", "image", dict(embed_dim=[16, 32, 64], num_heads=[1, 2, 4], depth=[1, 1, 1])),
+    ("data2vec-vision", "image", {}), ("hiera", "image", dict(embed_dim=16, depths=[1, 1, 1, 1], image_size=[64, 64])),
+]
+# timm: (name, kwargs). Small by construction; image IMG unless the model says otherwise.
+TIMM = [
+    ("resnet10t", {}), ("resnet18", {}), ("resnet26d", {}), ("mobilenetv3_small_050", {}),
+    ("mobilenetv2_050", {}), ("efficientnet_b0", {}), ("ghostnet_050", {}), ("regnetx_002", {}),
+    ("regnety_002", {}), ("convnext_atto", {}), ("convnextv2_atto", {}),
+    ("vit_tiny_patch16_224", dict(img_size=IMG, patch_size=8)),
+    ("deit_tiny_distilled_patch16_224", dict(img_size=IMG, patch_size=8)),
+    ("mixer_s32_224", dict(img_size=64)), ("resmlp_12_224", dict(img_size=IMG, patch_size=8)),
+    ("poolformer_s12", {}), ("levit_128s", dict(img_size=64)), ("mobilevit_xxs", dict(img_size=64)),
+    ("mobilevitv2_050", {}), ("edgenext_xx_small", {}), ("fastvit_t8", {}), ("efficientvit_b0", {}),
+    ("tiny_vit_5m_224", dict(img_size=64)), ("xcit_nano_12_p16_224", dict(img_size=IMG, patch_size=8)),
+    ("eva02_tiny_patch14_224", dict(img_size=IMG, patch_size=8)), ("lcnet_050", {}),
+    ("mnasnet_050", {}), ("hgnetv2_b0", {}), ("rexnet_100", {}), ("repvgg_a0", {}),
+    ("ese_vovnet19b_slim", {}), ("densenet121", {}), ("mambaout_femto", {}),
+    ("coat_lite_tiny", dict(img_size=64)), ("pit_ti_224", dict(img_size=64)),
+    ("swin_tiny_patch4_window7_224", dict(img_size=64, window_size=2, embed_dim=32, depths=(1, 1, 1, 1),
+                                          num_heads=(1, 2, 4, 8))),
+    ("maxvit_nano_rw_256", dict(img_size=64)), ("cait_xxs24_224", dict(img_size=IMG, patch_size=8)),
+    ("sebotnet33ts_256", dict(img_size=64)), ("selecsls42b", {}),
+]
+
+
+def catalogue():
+    return [("hf_" + t.replace("-", "_"), ("hf",) + e) for e in HF for t in [e[0]]] + \
+           [("timm_" + n, ("timm", n, kw)) for n, kw in TIMM]
+
+
+def _hf_build(model_type, head, over):
+    import torch
+    import transformers as tf
+    cfg = tf.AutoConfig.for_model(model_type)
+    for k, v in list(SMALL.items()) + list(over.items()):
+        if k in over or hasattr(cfg, k):
+            setattr(cfg, k, v)
+    if getattr(cfg, "head_dim", None) is not None and "head_dim" not in over:
+        cfg.head_dim = 8
+    for sub in ("text_config", "vision_config"):
+        if getattr(cfg, sub, None) is not None:
+            for k, v in SMALL.items():
+                if hasattr(getattr(cfg, sub), k):
+                    setattr(getattr(cfg, sub), k, v)
+    auto = {"causal": tf.AutoModelForCausalLM, "masked": tf.AutoModelForMaskedLM,
+            "seq2seq": tf.AutoModelForSeq2SeqLM, "image": tf.AutoModelForImageClassification,
+            "base": tf.AutoModel}[head]
+    model = auto.from_config(cfg)
+    ids = torch.arange(BATCH * SEQ).reshape(BATCH, SEQ) * 7 % VOCAB + 3
+    if head == "seq2seq":
+        args = (ids, None, ids[:, :4])   # input_ids, attention_mask, decoder_input_ids
+    elif head == "image":
+        side = getattr(cfg, "image_size", IMG)
+        side = side[0] if isinstance(side, (list, tuple)) else side
+        args = (torch.randn(BATCH, 3, side, side, generator=torch.Generator().manual_seed(0)),)
+    else:
+        args = (ids,)
+    return model, args
+
+
+def _timm_build(name, kw):
+    import torch
+    import timm
+    model = timm.create_model(name, pretrained=False, num_classes=10, **kw)
+    side = kw.get("img_size", 64)
+    return model, (torch.randn(BATCH, 3, side, side, generator=torch.Generator().manual_seed(0)),)
+
+
+def export_one(name, spec, out):
+    """Builds one model and exports its variants; returns its record (never raises)."""
+    import warnings
+    import torch
+    sys.path.insert(0, os.path.join(REPO, "python"))
+    from symoc import api
+    torch.set_num_threads(1)
+    rec = {"name": name, "variants": {}}
+    t = time.time()
+    try:
+        torch.manual_seed(0)
+        model, args = _hf_build(*spec[1:]) if spec[0] == "hf" else _timm_build(*spec[1:])
+    except Exception as e:  # noqa: BLE001
+        rec["build_error"] = "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+        return rec
+    named = dict(model.named_parameters())
+    rec["params"] = sorted(named)
+    rec["numel"] = sum(p.numel() for p in named.values())
+    rec["buffers"] = sorted(n for n, _ in model.named_buffers())
+    rec["aliases"] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        for m, q in named.items():
+            if q is p and m != n:
+                rec["aliases"][n] = m
+    variants = [("compile", lambda m, a, p: api._export_dynamo(api._structural_copy(m), a, p)),
+                ("user", lambda m, a, p: torch.onnx.export(m.eval(), a, p, dynamo=True, external_data=False)),
+                ("ts", lambda m, a, p: api._export_torchscript(api._structural_copy(m), a, p))]
+    for var, fn in variants:
+        path = os.path.join(out, "%s.%s.onnx" % (name, var))
+        t0 = time.time()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn(model, args, path)
+            if var != "user":
+                inits = api.initializer_names(path)
+                missing = [n for n in named if n not in inits]
+                if missing and var == "compile":
+                    api._rename_tied(path, model, missing, inits)
+            rec["variants"][var] = {"file": os.path.basename(path), "bytes": os.path.getsize(path),
+                                    "seconds": round(time.time() - t0, 2)}
+        except Exception as e:  # noqa: BLE001
+            if os.path.exists(path):
+                os.remove(path)
+            rec["variants"][var] = {"error": "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])}
+    rec["seconds"] = round(time.time() - t, 1)
+    return rec
+
+
+def _export_worker(argv):
+    name, out = argv
+    spec = dict(catalogue())[name]
+    rec = export_one(name, spec, out)
+    with open(os.path.join(out, name + ".json"), "w") as f:
+        json.dump(rec, f, indent=1)
+
+
+def cmd_export(a):
+    os.makedirs(a.out, exist_ok=True)
+    names = [n for n, _ in catalogue() if not a.only or n in a.only]
+    if a.list:
+        print("\n".join(names))
+        return 0
+    t = time.time()
+    print("exporting %d models with %d jobs into %s" % (len(names), a.jobs, a.out), flush=True)
+
+    def run(name):
+        try:
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "_export_one", name, a.out],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=a.timeout)
+            tail = p.stdout.decode(errors="replace").strip().splitlines()[-1:] if p.returncode else []
+            return name, p.returncode, tail
+        except subprocess.TimeoutExpired:
+            return name, "timeout", []
+    done = 0
+    with concurrent.futures.ThreadPoolExecutor(a.jobs) as ex:
+        for name, rc, tail in ex.map(run, names):
+            done += 1
+            jpath = os.path.join(a.out, name + ".json")
+            if rc != 0 or not os.path.exists(jpath):
+                with open(jpath, "w") as f:
+                    json.dump({"name": name, "build_error": "exporter process: %s %s" % (rc, tail)}, f)
+            rec = json.load(open(jpath))
+            vs = rec.get("variants", {})
+            print("[%d/%d %4.0fs] %-34s %s" % (done, len(names), time.time() - t, name,
+                  rec.get("build_error") or " ".join("%s:%s" % (k, "ok" if "file" in v else "FAILED")
+                                                     for k, v in vs.items())), flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------ verify
+def _frozen(rec, var, path):
+    """Frozen initializers: everything but the torch parameters (their names and aliases);
+    the `user` variant gets no --frozen: a user running `symoc verify file.onnx` on it sees
+    every initializer (folded val_N copies, buffers) as a parameter."""
+    sys.path.insert(0, os.path.join(REPO, "python"))
+    from symoc.onnx_scan import initializer_names
+    params = set(rec.get("params", [])) | set(rec.get("aliases", {}))
+    inits = initializer_names(path)
+    if var == "user":
+        return []
+    return [n for n in inits if n not in params]
+
+
+def verify_one(symoc, path, rec, var, timeout):
+    args = [symoc, "verify", path, "--json", path + ".verify.json"]
+    for n in _frozen(rec, var, path):
+        args += ["--frozen", re.sub(r"([*?\[])", r"[\1]", n)]
+    t = time.time()
+    try:
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"kind": "crashed", "detail": "timeout %ds" % timeout, "seconds": timeout}
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    errl = [l for l in err.splitlines() if l.strip() and not l.startswith("symoc: note:")]
+    res = {"seconds": round(time.time() - t, 2), "rc": p.returncode}
+    m = re.search(r"verify: (\d+)/(\d+) claims pass", out)
+    if m:
+        res["passed"], res["claims"] = int(m.group(1)), int(m.group(2))
+    res["fails"] = [l.strip() for l in out.splitlines() if l.startswith("FAIL")][:20]
+    res["notes"] = sorted({re.sub(r"'[^']*'", "'…'", l) for l in err.splitlines() if l.startswith("symoc: note:")})[:20]
+    if p.returncode == 0 and m and m.group(1) == m.group(2) and not errl:
+        res["kind"] = "ok"
+    elif res["fails"] or (m and m.group(1) != m.group(2)):
+        res["kind"] = "refused"
+    elif p.returncode == 1 and len(errl) == 1 and errl[0].startswith("symoc: error:"):
+        res["kind"], res["detail"] = "rejected", errl[0][:300]
+    else:
+        res["kind"], res["detail"] = "crashed", ("rc %d: " % p.returncode) + " | ".join(errl[-3:])[:400]
+    return res
+
+
+def cmd_verify(a):
+    recs = [json.load(open(os.path.join(a.out, f))) for f in sorted(os.listdir(a.out))
+            if f.endswith(".json") and not f.endswith(".verify.json")]
+    jobs = [(r, var, os.path.join(a.out, v["file"])) for r in recs
+            for var, v in sorted(r.get("variants", {}).items()) if "file" in v]
+    print("verifying %d files with %d jobs" % (len(jobs), a.jobs), flush=True)
+    t = time.time()
+    results = {}
+    with concurrent.futures.ThreadPoolExecutor(a.jobs) as ex:
+        futs = {ex.submit(verify_one, a.symoc, p, r, var, a.timeout): (r["name"], var, p) for r, var, p in jobs}
+        for i, fu in enumerate(concurrent.futures.as_completed(futs)):
+            name, var, p = futs[fu]
+            res = fu.result()
+            results["%s.%s" % (name, var)] = res
+            print("[%d/%d %4.0fs] %-44s %-8s %s %s" % (i + 1, len(jobs), time.time() - t, name + "." + var, res["kind"],
+                  "%s/%s claims" % (res.get("passed", "?"), res.get("claims", "?")), res.get("detail", "")), flush=True)
+            if res["kind"] in ("refused", "crashed"):
+                for l in res["fails"][:5]:
+                    print("      " + l)
+                if a.keep_failing:
+                    os.makedirs(a.keep_failing, exist_ok=True)
+                    shutil.copy(p, a.keep_failing)
+                    shutil.copy(os.path.join(a.out, name + ".json"), a.keep_failing)
+    kinds = {}
+    for r in results.values():
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    build_fail = {r["name"]: r["build_error"] for r in recs if "build_error" in r}
+    export_fail = {"%s.%s" % (r["name"], k): v["error"] for r in recs for k, v in r.get("variants", {}).items() if "error" in v}
+    claims = sum(r.get("claims", 0) for r in results.values())
+    print("models %d (not built %d); files %d (exports failed %d); %s; claims %d"
+          % (len(recs), len(build_fail), len(results), len(export_fail),
+             ", ".join("%s %d" % kv for kv in sorted(kinds.items())), claims))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"results": results, "not_built": build_fail, "export_failed": export_fail,
+                       "kinds": kinds, "claims": claims}, f, indent=1, sort_keys=True)
+    return 1 if kinds.get("refused") or kinds.get("crashed") else 0
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_export_one":
+        _export_worker(sys.argv[2:4])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export")
+    e.add_argument("out")
+    e.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    e.add_argument("--only", nargs="*")
+    e.add_argument("--list", action="store_true")
+    e.add_argument("--timeout", type=int, default=300)
+    v = sub.add_parser("verify")
+    v.add_argument("out")
+    v.add_argument("--symoc", required=True)
+    v.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    v.add_argument("--json")
+    v.add_argument("--keep-failing")
+    v.add_argument("--timeout", type=int, default=300)
+    a = ap.parse_args()
+    return cmd_export(a) if a.cmd == "export" else cmd_verify(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
