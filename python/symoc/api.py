@@ -349,20 +349,42 @@ def _structural_copy(model, seed=0):
     """A CPU copy of the model for export: trainable parameters get distinct random values
     near their own scale (equal initializers are not merged by any exporter, and constant
     gains hide nothing), frozen parameters and buffers keep theirs (they are constants of the
-    graph), dropout probabilities are 0 and the copy is in training mode."""
+    graph), dropout probabilities (modules' and float `*drop*` attributes') are 0 and the
+    copy is in training mode."""
     m = copy.deepcopy(model).cpu().float()
     g = torch.Generator().manual_seed(seed)
     for _, p in m.named_parameters():
         if not p.requires_grad or not p.is_floating_point():
             continue
         rms = float(p.double().pow(2).mean().sqrt()) if p.numel() else 0.0
-        std = 0.2 * rms if rms > 1e-6 else 0.1
+        # A parameter at a tiny scale (LayerScale's 1e-5 gains) would hide what follows it
+        # from verify's tolerance, so those get values of a visible size: the graph, not
+        # the values, is what the analysis reads.
+        std = 0.2 * rms if rms >= 1e-2 else 0.05
         p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
     for mod in m.modules():
         if isinstance(mod, torch.nn.modules.dropout._DropoutNd):
             mod.p = 0.0
+        _zero_drop_rates(mod)
+        _zero_drop_rates(getattr(mod, "config", None))
     _exportable_experts(m)
     return m.train()
+
+
+def _zero_drop_rates(obj):
+    """Dropout that is not an nn.Dropout module: a float probability the forward reads
+    (F.dropout(x, self.dropout), timm's and Hugging Face's DropPath `drop_prob`, a block's
+    `drop_rate`, BART's `layerdrop`, a config's `attention_dropout`). Exported in training
+    mode it is a random op no verification can evaluate, so the export copy's are 0."""
+    attrs = getattr(obj, "__dict__", None)
+    if not attrs:
+        return
+    for k, v in list(attrs.items()):
+        if "drop" in k.lower() and isinstance(v, float) and v > 0:
+            try:
+                setattr(obj, k, 0.0)
+            except (AttributeError, TypeError, ValueError):  # a read-only or validated field
+                pass
 
 
 def _exportable_experts(m):

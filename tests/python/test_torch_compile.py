@@ -414,6 +414,71 @@ def test_export_copy_switches_moe_experts():
     assert outer[0].backend == "grouped_mm", "the user's model must keep its backend"
 
 
+def _compiles_and_steps(model):
+    x = torch.randn(4, 8)
+    opt = compile_(model, (x,), policy="auto", lr=1e-2)
+    assert set(opt.param_rules()) == {n for n, _ in model.named_parameters()}, opt.param_rules()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+class FunctionalDropout(nn.Module):
+    """Dropout the way timm, BART and DropPath write it: a float probability read by the
+    forward (F.dropout, a random keep mask), not an nn.Dropout module."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 4)
+        self.drop_rate, self.drop_prob = 0.3, 0.2
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        if self.training and self.drop_prob > 0:
+            h = h * (torch.rand(h.shape[0], 1) >= self.drop_prob).to(h.dtype) / (1 - self.drop_prob)
+        return self.fc2(nn.functional.dropout(h, self.drop_rate, self.training))
+
+
+def test_functional_dropout_is_zeroed_in_the_export_copy():
+    # Before: the export kept the random ops, verify refused the file ("training-mode
+    # dropout (random)") and compile failed. The copy's rates are 0, the model's kept.
+    model = FunctionalDropout()
+    copy_ = symoc.api._structural_copy(model)
+    assert (copy_.drop_rate, copy_.drop_prob) == (0.0, 0.0), (copy_.drop_rate, copy_.drop_prob)
+    assert (model.drop_rate, model.drop_prob) == (0.3, 0.2), "the user's model must keep its rates"
+    _compiles_and_steps(model)
+
+
+class TinyGains(nn.Module):
+    """CaiT's shape at init: LayerScale gains of 1e-5 on two nested residual branches, so a
+    hidden weight moves the output by ~1e-10 relative, below verify's tolerance (the three
+    largest weights, which verify's fallback control perturbs, are all behind both gains)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(8, 64), nn.Linear(64, 64), nn.Linear(64, 8)
+        self.mix = nn.Linear(8, 8)
+        self.g1, self.g2 = nn.Parameter(1e-5 * torch.ones(8)), nn.Parameter(1e-5 * torch.ones(8))
+        self.cls = nn.Parameter(torch.randn(8))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        h = x + self.g1 * self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+        return self.head(self.cls + self.g2 * self.mix(h))
+
+
+def test_tiny_gains_get_visible_values_in_the_export_copy():
+    # Before: the copy kept the gains near 1e-5, verify's negative control passed (it could
+    # not see a wrong transform) and compile refused to build anything.
+    model = TinyGains()
+    copy_ = symoc.api._structural_copy(model)
+    assert float(copy_.g1.abs().mean()) > 1e-3, copy_.g1
+    assert float(model.g1.abs().max()) < 2e-5, "the user's model must keep its values"
+    _compiles_and_steps(model)
+
+
 def test_error_bad_policy():
     model, (x,) = llama()
     expect_error(lambda: compile_(model, (x,), policy="no-such-policy"),

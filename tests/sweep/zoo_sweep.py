@@ -22,7 +22,9 @@ An export that fails is recorded (the exporter's first line), not an error of th
 
 `verify` classifies each file: `ok` (exit 0, every claim passes, control fails), `refused`
 (a claim the analysis made did not verify: a false claim, the sweep fails), `rejected`
-(exit 1 with one `symoc: error:` line: an input symoc refuses), `crashed` (anything else: the
+(exit 1 with one `symoc: error:` line: an input symoc refuses), `insensitive` (the negative
+control passed: the file's values hide a weight below verify's tolerance, so nothing is
+vouched for), `crashed` (anything else: the
 sweep fails). Prints one line per file and a summary, writes JSON with --json, copies the
 files of refused/crashed runs to --keep-failing.
 """
@@ -77,7 +79,7 @@ HF = [
     ("megatron-bert", "masked", {}), ("modernbert", "masked", dict(global_attn_every_n_layers=1)),
     ("roformer", "masked", {}), ("squeezebert", "masked", {}),
     ("mobilebert", "masked", dict(intra_bottleneck_size=16, true_hidden_size=16, num_feedforward_networks=2)),
-    ("funnel", "base", dict(block_sizes=[1, 1], d_head=8, d_inner=64)), ("rembert", "masked", dict(input_embedding_size=32, output_embedding_size=32)),
+    ("funnel", "base", dict(block_sizes=[1, 1], block_repeats=[1, 1], d_head=8, d_inner=64)), ("rembert", "masked", dict(input_embedding_size=32, output_embedding_size=32)),
     # encoder-decoders
     ("t5", "seq2seq", {}), ("bart", "seq2seq", {}), ("mbart", "seq2seq", {}), ("pegasus", "seq2seq", {}),
     ("marian", "seq2seq", {}), ("blenderbot-small", "seq2seq", {}),
@@ -96,12 +98,13 @@ HF = [
     ("mobilenet_v2", "image", dict(depth_multiplier=0.25)),
     ("efficientnet", "image", dict(width_coefficient=0.25, depth_coefficient=0.2, hidden_dim=64)),
     ("poolformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
-    ("segformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], decoder_hidden_size=32)),
-    ("pvt_v2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
+    ("segformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], decoder_hidden_size=32,
+                                num_attention_heads=[1, 2, 4, 8])),
+    ("pvt_v2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_attention_heads=[1, 2, 4, 8])),
     ("focalnet", "image", dict(embed_dim=16, depths=[1, 1], patch_size=4)),
     ("bit", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, num_groups=4)),
     ("cvt", "image", dict(embed_dim=[16, 32, 64], num_heads=[1, 2, 4], depth=[1, 1, 1])),
-    ("data2vec-vision", "image", {}), ("hiera", "image", dict(embed_dim=16, depths=[1, 1, 1, 1], image_size=[64, 64])),
+    ("data2vec-vision", "image", {}), ("hiera", "image", dict(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], image_size=[64, 64])),
 ]
 # timm: (name, kwargs). Small by construction; image IMG unless the model says otherwise.
 TIMM = [
@@ -110,17 +113,17 @@ TIMM = [
     ("regnety_002", {}), ("convnext_atto", {}), ("convnextv2_atto", {}),
     ("vit_tiny_patch16_224", dict(img_size=IMG, patch_size=8)),
     ("deit_tiny_distilled_patch16_224", dict(img_size=IMG, patch_size=8)),
-    ("mixer_s32_224", dict(img_size=64)), ("resmlp_12_224", dict(img_size=IMG, patch_size=8)),
+    ("mixer_s32_224", dict(img_size=64)), ("resmlp_12_224", dict(img_size=IMG)),
     ("poolformer_s12", {}), ("levit_128s", dict(img_size=64)), ("mobilevit_xxs", dict(img_size=64)),
     ("mobilevitv2_050", {}), ("edgenext_xx_small", {}), ("fastvit_t8", {}), ("efficientvit_b0", {}),
-    ("tiny_vit_5m_224", dict(img_size=64)), ("xcit_nano_12_p16_224", dict(img_size=IMG, patch_size=8)),
+    ("tiny_vit_5m_224", {}), ("xcit_nano_12_p16_224", dict(img_size=IMG, patch_size=8)),
     ("eva02_tiny_patch14_224", dict(img_size=IMG, patch_size=8)), ("lcnet_050", {}),
     ("mnasnet_050", {}), ("hgnetv2_b0", {}), ("rexnet_100", {}), ("repvgg_a0", {}),
     ("ese_vovnet19b_slim", {}), ("densenet121", {}), ("mambaout_femto", {}),
-    ("coat_lite_tiny", dict(img_size=64)), ("pit_ti_224", dict(img_size=64)),
+    ("coat_lite_tiny", dict(img_size=64)), ("pit_ti_224", dict(img_size=64, base_dims=[8, 8, 8], depth=[1, 1, 1])),
     ("swin_tiny_patch4_window7_224", dict(img_size=64, window_size=2, embed_dim=32, depths=(1, 1, 1, 1),
                                           num_heads=(1, 2, 4, 8))),
-    ("maxvit_nano_rw_256", dict(img_size=64)), ("cait_xxs24_224", dict(img_size=IMG, patch_size=8)),
+    ("maxvit_nano_rw_256", dict(img_size=64)), ("cait_xxs24_224", dict(img_size=IMG, patch_size=8, embed_dim=32, depth=2)),
     ("sebotnet33ts_256", dict(img_size=64)), ("selecsls42b", {}),
 ]
 
@@ -134,11 +137,16 @@ def _hf_build(model_type, head, over):
     import torch
     import transformers as tf
     cfg = tf.AutoConfig.for_model(model_type)
-    for k, v in list(SMALL.items()) + list(over.items()):
-        if k in over or hasattr(cfg, k):
-            setattr(cfg, k, v)
+    small = [(k, v) for k, v in SMALL.items() if k not in over and hasattr(cfg, k)]
     if getattr(cfg, "head_dim", None) is not None and "head_dim" not in over:
-        cfg.head_dim = 8
+        small.append(("head_dim", 8))
+    for k, v in small:
+        try:  # a derived property, a validated field of another type: keep the default
+            setattr(cfg, k, v)
+        except Exception:  # noqa: BLE001
+            pass
+    for k, v in over.items():
+        setattr(cfg, k, v)
     for sub in ("text_config", "vision_config"):
         if getattr(cfg, sub, None) is not None:
             for k, v in SMALL.items():
@@ -293,6 +301,10 @@ def verify_one(symoc, path, rec, var, timeout):
         res["kind"] = "ok"
     elif res["fails"] or (m and m.group(1) != m.group(2)):
         res["kind"] = "refused"
+    elif "negative control PASSED" in out:
+        # the file's values hide a weight's effect below the tolerance (LayerScale at 1e-5):
+        # verify refuses to vouch for anything, as it must
+        res["kind"], res["detail"] = "insensitive", (re.findall(r"CONTROL-PASSED.*", out) or [""])[0][:300]
     elif p.returncode == 1 and len(errl) == 1 and errl[0].startswith("symoc: error:"):
         res["kind"], res["detail"] = "rejected", errl[0][:300]
     else:
