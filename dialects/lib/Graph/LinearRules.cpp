@@ -164,6 +164,11 @@ void ConvOp::applySymmetryRule(SpaceBuilder &b) {
     b.restrict(w, 0, kNone, "grouped Conv");
     b.restrict(x, 1, kNone, "grouped Conv");
     b.restrict(y, 1, kNone, "grouped Conv");
+    // No flow through it: W's and X's channel exponents are pinned (no relation
+    // here), so the only relation on Y's channels, the bias tie below, would let
+    // a rescaling of Y and B pass with W untouched (timm's PiT pooling, a Conv
+    // with 2 outputs per group, read by a LayerNorm: "scale B alone").
+    pinFlows(b, y, 1);
   }
   if (getNumOperands() > 2 && !isNone(getOperand(2)))
     tieSame(b, getOperand(2), 0, y, 1);
