@@ -442,6 +442,21 @@ private:
     return connectedByTies(ties, a, b);
   }
 
+  /// Tied axes' blocks (head permutations) move together; blocks that do not
+  /// line up are fixed. Every tie must come here: a block left out keeps its
+  /// head permutation free of whatever restricts the other side.
+  void tieBlocks(const Pending &p, const AxisInfo &X, const AxisInfo &Y) {
+    if (X.runs == Y.runs && X.firstBlock >= 0 && Y.firstBlock >= 0) {
+      for (size_t r = 0; r < X.runs.size(); ++r)
+        uf.unite(X.firstBlock + int(r), Y.firstBlock + int(r), 0);
+    } else if (X.firstBlock >= 0 || Y.firstBlock >= 0) {
+      for (int n : blockNodes(p.x.value, p.x.axis))
+        restrictions.push_back({n, kNone, "head blocks do not line up"});
+      for (int n : blockNodes(p.y.value, p.y.axis))
+        restrictions.push_back({n, kNone, "head blocks do not line up"});
+    }
+  }
+
   void resolve(const Pending &p) {
     axisOf(p.x.value, p.x.axis);
     axisOf(p.y.value, p.y.axis);
@@ -463,6 +478,7 @@ private:
         for (int i = 0; i < Big.numPieces; ++i)
           uf.unite(node(Big, h, i),
                    node(Small, headInner ? h % Small.numHeads : int(h / ratio), i), rel);
+      tieBlocks(p, X, Y);
       return;
     }
     // Without a shared head index, every head of one side meets every head
@@ -488,16 +504,7 @@ private:
           if (!uf.unite(node(X, h, i), node(Y, h, i), rel))
             restrictions.push_back({node(X, h, i), kPerm | kSign | kScale,
                                     "space is tied to its own dual"});
-      // Blocks move together.
-      if (X.runs == Y.runs && X.firstBlock >= 0 && Y.firstBlock >= 0) {
-        for (size_t r = 0; r < X.runs.size(); ++r)
-          uf.unite(X.firstBlock + int(r), Y.firstBlock + int(r), 0);
-      } else if (X.firstBlock >= 0 || Y.firstBlock >= 0) {
-        for (int n : blockNodes(p.x.value, p.x.axis))
-          restrictions.push_back({n, kNone, "head blocks do not line up"});
-        for (int n : blockNodes(p.y.value, p.y.axis))
-          restrictions.push_back({n, kNone, "head blocks do not line up"});
-      }
+      tieBlocks(p, X, Y);
       return;
     }
     // A slice: y's pieces are x's pieces in [begin, begin + count).
