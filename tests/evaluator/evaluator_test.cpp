@@ -433,6 +433,23 @@ TEST(Refusals, UnknownOpsAttributesAndTypes) {
   EXPECT_THROW(run1(node("Sqrt"), 14, {&i}), UnsupportedError);
 }
 
+TEST(Refusals, ResizeToAnInvalidSizeIsAnErrorNotACrash) {
+  // Fuzzing found a Resize whose sizes came out negative (a Reshape target turned into -1
+  // upstream): the taps' vector was sized from it and threw std::length_error.
+  Tensor x = randn({1, 2, 4, 4});
+  auto r = node("Resize", 4);
+  r.set_input(1, "");
+  r.set_input(2, "");
+  Tensor bad = ints({4}, {1, 2, -1, 8});
+  EXPECT_THROW(run1(r, 13, {&x, nullptr, nullptr, &bad}), EvalError);
+  auto rs = node("Resize", 3);
+  rs.set_input(1, "");
+  Tensor scales(std::vector<int64_t>{4}, {1.0, 1.0, 0.0, std::nan("")}, TP::FLOAT);
+  EXPECT_THROW(run1(rs, 13, {&x, nullptr, &scales}), EvalError);
+  Tensor good = ints({4}, {1, 2, 8, 8});
+  EXPECT_EQ(run1(r, 13, {&x, nullptr, nullptr, &good}).dims, (std::vector<int64_t>{1, 2, 8, 8}));
+}
+
 TEST(Graph, OverridesConstantsAndErrors) {
   onnx::ModelProto m;
   m.set_ir_version(8);

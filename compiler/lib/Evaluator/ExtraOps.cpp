@@ -224,8 +224,10 @@ std::vector<Tensor> resizeImpl(OpContext &ctx, const Tensor &x, std::vector<doub
   if (sizes.empty()) {
     if (scales.size() != r)
       ctx.fail("scales must have one entry per axis");
-    for (size_t i = 0; i < r; ++i)
-      sizes.push_back(int64_t(std::floor(double(x.dims[i]) * scales[i])));
+    for (size_t i = 0; i < r; ++i) {
+      double n = std::floor(double(x.dims[i]) * scales[i]);
+      sizes.push_back(std::isfinite(n) && std::fabs(n) < 1e15 ? int64_t(n) : -1);
+    }
   } else {
     if (sizes.size() != r)
       ctx.fail("sizes must have one entry per axis");
@@ -233,6 +235,13 @@ std::vector<Tensor> resizeImpl(OpContext &ctx, const Tensor &x, std::vector<doub
     for (size_t i = 0; i < r; ++i)
       scales.push_back(double(sizes[i]) / double(x.dims[i]));
   }
+  // Sizes from bad scales or a bad `sizes` input become allocation sizes below
+  // (the taps per output coordinate): refuse them first.
+  for (size_t i = 0; i < r; ++i)
+    if (!std::isfinite(scales[i]) || scales[i] <= 0 || sizes[i] < 0 || sizes[i] > (int64_t(1) << 32))
+      ctx.fail("output size " + std::to_string(sizes[i]) + " (scale " + std::to_string(scales[i]) +
+               ") on axis " + std::to_string(i) + " is not a valid resize of " +
+               std::to_string(x.dims[i]));
   double cubicA = ctx.attrFloat("cubic_coeff_a", -0.75);
   bool exclude = ctx.attrInt("exclude_outside", 0) != 0;
   double extrap = ctx.attrFloat("extrapolation_value", 0.0);
