@@ -4,6 +4,7 @@
 #include "symoc/ModelIO/ModelIO.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -50,27 +51,53 @@ std::optional<double> scalarValue(const std::string &name, const onnx::GraphProt
 
 int zeroWrittenOutEpsilons(onnx::GraphProto &graph, const onnx::GraphProto &weights,
                            const std::string &modelPath) {
-  std::map<std::string, std::string> producer; // value -> op type
-  std::map<std::string, std::vector<std::string>> users; // value -> user op types
+  // Identity nodes are looked through on both sides of the Add (the analysis drops them
+  // before it recomposes the norm, so it claims through them: an Identity between the
+  // ReduceMean and the Add, or between the Add and the Sqrt, must not keep the epsilon).
+  std::map<std::string, const onnx::NodeProto *> producer;          // value -> its node
+  std::map<std::string, std::vector<const onnx::NodeProto *>> users; // value -> readers
+  std::map<std::string, bool> isOutput;
   for (const auto &n : graph.node()) {
     for (const auto &o : n.output())
-      producer[o] = n.op_type();
+      producer[o] = &n;
     for (const auto &i : n.input())
-      users[i].push_back(n.op_type());
+      users[i].push_back(&n);
   }
   for (const auto &o : graph.output())
-    users[o.name()].push_back("");
+    isOutput[o.name()] = true;
+  auto isIdentity = [](const onnx::NodeProto *n) {
+    return n && n->op_type() == "Identity" && n->input_size() == 1 && n->output_size() == 1;
+  };
+  auto sourceOpType = [&](std::string v) {
+    for (int hops = 0; hops < 64; ++hops) {
+      auto it = producer.find(v);
+      if (it == producer.end())
+        return std::string();
+      if (!isIdentity(it->second))
+        return it->second->op_type();
+      v = it->second->input(0);
+    }
+    return std::string();
+  };
+  // Every reader of v (through Identity nodes) is a Sqrt or a Pow, and v is no output.
+  std::function<bool(const std::string &, int)> onlyRoots = [&](const std::string &v, int depth) {
+    const auto &u = users[v];
+    if (depth > 64 || u.empty() || isOutput[v])
+      return false;
+    return std::all_of(u.begin(), u.end(), [&](const onnx::NodeProto *r) {
+      if (isIdentity(r))
+        return onlyRoots(r->output(0), depth + 1);
+      return r->op_type() == "Sqrt" || r->op_type() == "Pow";
+    });
+  };
   int zeroed = 0;
   for (auto &n : *graph.mutable_node()) {
     if (n.op_type() != "Add" || n.input_size() != 2 || n.output_size() != 1)
       continue;
-    const auto &u = users[n.output(0)];
-    if (u.empty() ||
-        !std::all_of(u.begin(), u.end(),
-                     [](const std::string &t) { return t == "Sqrt" || t == "Pow"; }))
+    if (!onlyRoots(n.output(0), 0))
       continue;
     for (int k = 0; k < 2; ++k) {
-      if (producer[n.input(k)] != "ReduceMean")
+      if (sourceOpType(n.input(k)) != "ReduceMean")
         continue;
       std::optional<double> eps = scalarValue(n.input(1 - k), graph, weights, modelPath);
       if (!eps || !std::isfinite(*eps) || *eps < 0 || *eps > kMaxWrittenOutEpsilon)

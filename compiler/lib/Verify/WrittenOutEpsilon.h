@@ -12,7 +12,7 @@ namespace symoc::vfy {
 /// opset 23 spell RMSNorm as x / Sqrt(ReduceMean(x^2) + eps)) is a constant
 /// operand of an Add, not an attribute. In `graph`, each
 ///   Add(ReduceMean(...), c) used only by Sqrt or Pow
-/// with c one finite number in [0, kMaxWrittenOutEpsilon] becomes
+/// (Identity nodes looked through on both sides) with c one finite number in [0, kMaxWrittenOutEpsilon] becomes
 /// Identity(ReduceMean(...)), i.e. epsilon 0. The bound is the analysis's
 /// (an epsilon it claims a uniform rescale absorbed by): a larger constant is
 /// part of the function, not an epsilon, and stays. Constants are read from
