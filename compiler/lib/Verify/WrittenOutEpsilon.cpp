@@ -4,8 +4,8 @@
 #include "symoc/ModelIO/ModelIO.h"
 
 #include <algorithm>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
 
