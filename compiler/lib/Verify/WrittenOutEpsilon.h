@@ -15,9 +15,9 @@ namespace symoc::vfy {
 /// (Identity nodes looked through on both sides) with c one finite number in
 /// [0, kMaxWrittenOutEpsilon] becomes Identity(ReduceMean(...)), i.e. epsilon 0.
 /// The bound is the analysis's (an epsilon it claims a uniform rescale absorbed
-/// by): a larger constant is
-/// part of the function, not an epsilon, and stays. Constants are read from
-/// `weights` (initializers) and Constant nodes. Returns how many were zeroed.
+/// by): a larger constant is part of the function, not an epsilon, and stays.
+/// Constants are read from `weights` (initializers) and Constant nodes.
+/// Returns how many were zeroed.
 int zeroWrittenOutEpsilons(onnx::GraphProto &graph, const onnx::GraphProto &weights,
                            const std::string &modelPath);
 
