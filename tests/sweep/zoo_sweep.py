@@ -217,6 +217,8 @@ def export_one(name, spec, out):
         model, args = _hf_build(*spec[1:]) if spec[0] == "hf" else _timm_build(*spec[1:])
     except Exception as e:  # noqa: BLE001
         rec["build_error"] = "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+        # where it was raised (a config this sweep gets wrong, or the library): the last frames
+        rec["build_trace"] = traceback.format_exc().strip().splitlines()[-7:-1]
         return rec
     named = dict(model.named_parameters())
     rec["params"] = sorted(named)
