@@ -249,7 +249,11 @@ def export_one(name, spec, out):
         except Exception as e:  # noqa: BLE001
             if os.path.exists(path):
                 os.remove(path)
-            rec["variants"][var] = {"error": "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])}
+            err = {"error": "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])}
+            if e.__cause__ is not None:  # torch.onnx wraps the exporter's own error
+                c = e.__cause__
+                err["cause"] = "%s: %s" % (type(c).__name__, (str(c).strip().splitlines() or [""])[0][:300])
+            rec["variants"][var] = err
     rec["seconds"] = round(time.time() - t, 1)
     return rec
 
