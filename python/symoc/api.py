@@ -371,6 +371,16 @@ def _structural_copy(model, seed=0):
     return m.train()
 
 
+def _has_batch_norm(m):
+    """A BatchNorm in training mode normalizes by the batch's statistics, so the channels
+    before it may be permuted and rescaled. torch 2.11's dynamo exporter writes it as an
+    inference-mode BatchNormalization over the running statistics (constants): the file is
+    then the eval-mode function, in which no channel symmetry passes a BatchNorm (timm
+    ResNet-18: 0 claims, 64 from the TorchScript export). The TorchScript exporter keeps
+    training_mode=1, so models with BatchNorm are exported with it first."""
+    return any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in m.modules())
+
+
 def _zero_drop_rates(obj):
     """Dropout that is not an nn.Dropout module: a float probability the forward reads
     (F.dropout(x, self.dropout), timm's and Hugging Face's DropPath `drop_prob`, a block's
@@ -495,6 +505,8 @@ def _export(model, args, work, tools, label, exporter="auto"):
         order.append(("dynamo", _export_dynamo))
     if exporter in ("auto", "torchscript"):
         order.append(("torchscript", _export_torchscript))
+        if exporter == "auto" and _has_batch_norm(m):
+            order.reverse()   # TorchScript first, dynamo the fallback (_has_batch_norm)
     if not order:
         raise _error(label, "exporter %r is not available here (torch %s)"
                      % (exporter, torch.__version__))

@@ -219,6 +219,38 @@ def test_dynamo_output_rejected_falls_back_to_torchscript():
         api._dynamo_available, api._Tools.accepts_opset, api._export_dynamo = saved
 
 
+def test_batch_norm_models_export_with_torchscript_first():
+    """torch 2.11's dynamo exporter writes a training-mode BatchNorm as an inference-mode one
+    over the running statistics (found by tests/sweep/zoo_sweep.py: timm ResNet-18 gave no
+    claim). With auto, a model with BatchNorm goes to TorchScript first (training_mode=1),
+    dynamo stays the fallback; a model without BatchNorm keeps dynamo first."""
+    tried = []
+    real_ts = symoc.api._export_torchscript
+
+    def fake_dynamo(model, args, path):
+        tried.append("dynamo")
+        real_ts(model, args, path)
+
+    def spy_ts(model, args, path):
+        tried.append("torchscript")
+        real_ts(model, args, path)
+    torch.manual_seed(2)
+    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    symoc.api._export_torchscript = spy_ts
+    try:
+        rep = _with_fake_dynamo(fake_dynamo, lambda: symoc.torch.report(cnn, (torch.randn(4, 3, 6, 6),)))
+        assert rep.exporter == "torchscript" and tried == ["torchscript"], (rep.exporter, tried)
+        # the conv channels before the BatchNorm carry claims (the training-mode function)
+        assert any("0.weight" in str(c) for c in rep.claims.get("claims", [])), rep.text[:2000]
+        del tried[:]
+        rep = _with_fake_dynamo(fake_dynamo, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),)))
+        assert rep.exporter == "dynamo" and tried == ["dynamo"], (rep.exporter, tried)
+    finally:
+        symoc.api._export_torchscript = real_ts
+
+
 class _Tied(nn.Module):
     """A tied embedding/head pair: named_parameters() lists emb.weight only."""
 
