@@ -814,26 +814,29 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
 
 
 def _exported_and(step, model, args, work, tools, label, exporter, times):
-    """Export, then step(exported). When `auto` chose the dynamo exporter and symoc rejects
-    its file (the importer may not take every dynamo output yet), export with TorchScript
-    and try again; if that fails too, the error gives both causes."""
+    """Export, then step(exported). When `auto` chose one exporter and symoc rejects its file
+    (the importer may not take every dynamo output yet; a TorchScript export of a model with
+    BatchNorm may give verify too little to see), export with the other one and try again;
+    if that fails too, the error gives both causes."""
     t = time.perf_counter()
     ex = _export(model, args, work, tools, label, exporter)
     times["export"] = time.perf_counter() - t
     try:
         return ex, step(ex)
     except SymocError as e:
-        if exporter != "auto" or ex.exporter != "dynamo":
+        other = "torchscript" if ex.exporter == "dynamo" else "dynamo"
+        if exporter != "auto" or (other == "dynamo" and
+                                  not (_dynamo_available() and tools.accepts_opset(18))):
             raise
-        first = str(e).split(": ", 2)[-1]
+        tried, first = ex.exporter, str(e).split(": ", 2)[-1]
     t = time.perf_counter()
     try:
-        ex = _export(model, args, work, tools, label, "torchscript")
+        ex = _export(model, args, work, tools, label, other)
         times["export_fallback"] = time.perf_counter() - t
         return ex, step(ex)
     except SymocError as e:
-        raise _error(label, "dynamo export: %s; torchscript export: %s"
-                     % (first, str(e).split(": ", 2)[-1])) from None
+        raise _error(label, "%s export: %s; %s export: %s"
+                     % (tried, first, other, str(e).split(": ", 2)[-1])) from None
 
 
 def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, label, times,

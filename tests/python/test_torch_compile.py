@@ -247,6 +247,19 @@ def test_batch_norm_models_export_with_torchscript_first():
         del tried[:]
         rep = _with_fake_dynamo(fake_dynamo, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),)))
         assert rep.exporter == "dynamo" and tried == ["dynamo"], (rep.exporter, tried)
+
+        # symoc rejects the TorchScript file (stamped opset 99 here): dynamo is the fallback
+        def rejected_ts(model, args, path):
+            import onnx
+            tried.append("torchscript")
+            real_ts(model, args, path)
+            m = onnx.load(path)
+            m.opset_import[0].version = 99
+            onnx.save(m, path)
+        symoc.api._export_torchscript = rejected_ts
+        del tried[:]
+        rep = _with_fake_dynamo(fake_dynamo, lambda: symoc.torch.report(cnn, (torch.randn(4, 3, 6, 6),)))
+        assert rep.exporter == "dynamo" and tried == ["torchscript", "dynamo"], (rep.exporter, tried)
     finally:
         symoc.api._export_torchscript = real_ts
 
