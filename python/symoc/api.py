@@ -377,8 +377,12 @@ def _has_batch_norm(m):
     inference-mode BatchNormalization over the running statistics (constants): the file is
     then the eval-mode function, in which no channel symmetry passes a BatchNorm (timm
     ResNet-18: 0 claims, 64 from the TorchScript export). The TorchScript exporter keeps
-    training_mode=1, so models with BatchNorm are exported with it first."""
-    return any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) for mod in m.modules())
+    training_mode=1, so models with BatchNorm (or an InstanceNorm that tracks running
+    statistics) are exported with it first."""
+    norm_base = getattr(torch.nn.modules.batchnorm, "_NormBase", torch.nn.modules.batchnorm._BatchNorm)
+    return any(isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) or
+               (isinstance(mod, norm_base) and getattr(mod, "track_running_stats", False))
+               for mod in m.modules())
 
 
 def _zero_drop_rates(obj):
