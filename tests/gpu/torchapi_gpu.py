@@ -15,6 +15,8 @@ It checks and times, each case on its own (one failure does not stop the others)
              symoc.torch.compile (CUDA if available), a few training steps (loss printed),
              every parameter's rule in the loaded library == the plan's
   vit        a timm VisionTransformer (small), the same
+  resnet     a timm ResNet-18 (BatchNorm): the same, exported with TorchScript (not dynamo,
+             which writes an eval-mode BatchNorm), with a rule beyond plain AdamW
   gpt2-124m  GPT2LMHeadModel(GPT2Config()) (124M parameters): export + verify + compile +
              build timed (model on the CPU), then a cached second call; peak memory
              (this process's RSS, symoc's VmHWM)
@@ -224,6 +226,28 @@ def case_vit(steps, cache):
     compile_and_train("vit", model, x, loss_fn, steps, cache)
 
 
+def case_resnet(steps, cache):
+    """A timm ResNet-18 (BatchNorm in training mode): symoc.torch.compile must export it with
+    TorchScript (torch's dynamo exporter writes an inference-mode BatchNorm, the eval-mode
+    function, where no channel symmetry passes) and give its convolutions more than plain
+    AdamW (with auto: the BatchNorm-absorbed scale gauges, "adamw + gauges")."""
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    x = torch.randn(4, 3, 64, 64)
+    y = torch.randint(0, 10, (4,))
+
+    def loss_fn(m, xb):
+        return nn.functional.cross_entropy(m(xb), y.to(xb.device))
+    compile_and_train("resnet", model, x, loss_fn, steps, cache)
+    r = RESULTS[-1]
+    beyond_adamw = [rule for rule in r.get("rules", []) if rule != "adamw"]
+    if r.get("exporter") != "torchscript" or not beyond_adamw:
+        r["ok"] = False
+        r["error"] = "exporter %s, rules %s: expected torchscript and a rule beyond plain adamw" % (
+            r.get("exporter"), r.get("rules"))
+
+
 def case_gpt2(cache):
     import symoc.torch
     import transformers
@@ -258,7 +282,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, resnet, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -271,7 +295,8 @@ def main():
     cases = [("analyze", lambda: case_analyze(pkg, work)),
              ("llama", lambda: case_llama(a.steps, cache, a.out)),
              ("llama-bf16", lambda: case_llama_bf16(a.steps, cache)),
-             ("vit", lambda: case_vit(a.steps, cache))]
+             ("vit", lambda: case_vit(a.steps, cache)),
+             ("resnet", lambda: case_resnet(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
     if a.only:
