@@ -12,8 +12,10 @@ dynamo exporter, transformers and timm (the GPU machine has them; CI does not).
 
 Export variants of each model (files NAME.VARIANT.onnx beside NAME.json, which lists the
 torch parameter names and buffers):
-  compile  symoc.torch.compile's own export: a structural copy (distinct random values,
-           dropout 0, training mode), dynamo=True, optimize=False, names kept
+  compile  symoc.torch.compile's dynamo export: its structural copy (distinct random values,
+           dropout 0, training mode), dynamo=True, optimize=False, names kept (since session
+           20 symoc.torch.compile takes models with BatchNorm through `ts` first: dynamo writes
+           their BatchNorms in inference mode)
   user     what `torch.onnx.export(model.eval(), args, f, dynamo=True)` gives by default
            (opset 18+, optimize=True: transposed weights folded into val_N initializers)
   ts       the TorchScript exporter (dynamo=False, opset 17, training mode), as symoc.torch's
@@ -203,6 +205,10 @@ def _timm_build(name, kw):
     return model, (torch.randn(BATCH, 3, side, side, generator=torch.Generator().manual_seed(0)),)
 
 
+def _first_line(e):
+    return "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+
+
 def export_one(name, spec, out):
     """Builds one model and exports its variants; returns its record (never raises)."""
     import warnings
@@ -216,7 +222,7 @@ def export_one(name, spec, out):
         torch.manual_seed(0)
         model, args = _hf_build(*spec[1:]) if spec[0] == "hf" else _timm_build(*spec[1:])
     except Exception as e:  # noqa: BLE001
-        rec["build_error"] = "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])
+        rec["build_error"] = _first_line(e)
         # where it was raised (a config this sweep gets wrong, or the library): the last frames
         rec["build_trace"] = traceback.format_exc().strip().splitlines()[-7:-1]
         return rec
@@ -224,11 +230,8 @@ def export_one(name, spec, out):
     rec["params"] = sorted(named)
     rec["numel"] = sum(p.numel() for p in named.values())
     rec["buffers"] = sorted(n for n, _ in model.named_buffers())
-    rec["aliases"] = {}
-    for n, p in model.named_parameters(remove_duplicate=False):
-        for m, q in named.items():
-            if q is p and m != n:
-                rec["aliases"][n] = m
+    # a tied parameter's other names -> the one named_parameters() gives
+    rec["aliases"] = {n: names[0] for names in api._aliases(model).values() for n in names[1:]}
     variants = [("compile", lambda m, a, p: api._export_dynamo(api._structural_copy(m), a, p)),
                 ("user", lambda m, a, p: torch.onnx.export(m.eval(), a, p, dynamo=True, external_data=False)),
                 ("ts", lambda m, a, p: api._export_torchscript(api._structural_copy(m), a, p))]
@@ -249,10 +252,9 @@ def export_one(name, spec, out):
         except Exception as e:  # noqa: BLE001
             if os.path.exists(path):
                 os.remove(path)
-            err = {"error": "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0][:300])}
+            err = {"error": _first_line(e)}
             if e.__cause__ is not None:  # torch.onnx wraps the exporter's own error
-                c = e.__cause__
-                err["cause"] = "%s: %s" % (type(c).__name__, (str(c).strip().splitlines() or [""])[0][:300])
+                err["cause"] = _first_line(e.__cause__)
             rec["variants"][var] = err
     rec["seconds"] = round(time.time() - t, 1)
     return rec
