@@ -127,10 +127,13 @@ public:
     positions[indices.getAsOpaquePointer()] = {source, axis};
   }
   bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
-    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+    PositionRange keep;
+    for (Value v = indices.get(); v; v = positionSourceOf(v, keep)) {
       auto it = positions.find(v.getAsOpaquePointer());
       if (it == positions.end())
         continue;
+      if (!keep.covers(dimSize(it->second.value, it->second.axis)))
+        return false;
       tie(it->second.value, it->second.axis, out, outAxis, false);
       return true;
     }

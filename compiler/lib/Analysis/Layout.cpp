@@ -8,6 +8,11 @@
 
 #include "symoc/Analysis/Stages.h"
 
+#include "mlir/IR/BuiltinAttributes.h"
+
+#include <algorithm>
+#include <cmath>
+
 using namespace mlir;
 using namespace symoc::graph;
 
@@ -83,16 +88,85 @@ bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
   return false;
 }
 
-/// The operand whose entries a view op's result holds, rearranged or copied
-/// (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Expand, Transpose): positions
-/// stay positions through it. Null for any other op.
-Value viewSourceOf(Value v) {
+/// The operand whose positions `v` holds unchanged, or null: a view (Identity, Reshape,
+/// Squeeze, Unsqueeze, Flatten, Expand, Transpose), a Concat of one operand, a Cast to an
+/// integer type, or a Clip by constant bounds. The Cast and the Clip keep only positions in
+/// a range, which `keep` narrows: the caller checks it covers the source axis
+/// (transformers' MoE clamps the TopK positions to [0, E - 1] before indexing the experts).
+namespace {
+/// A constant scalar's value (float or integer), if `v` is one.
+std::optional<double> scalarConstant(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return std::nullopt;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  if (!dense || dense.getNumElements() != 1)
+    return std::nullopt;
+  if (isa<FloatType>(dense.getElementType()))
+    return (*dense.getValues<APFloat>().begin()).convertToDouble();
+  if (isa<IntegerType>(dense.getElementType()))
+    return double((*dense.getValues<APInt>().begin()).getSExtValue());
+  return std::nullopt;
+}
+} // namespace
+
+Value positionSourceOf(Value v, PositionRange &keep) {
   Operation *d = v.getDefiningOp();
   if (!d || d->getNumResults() != 1 || d->getNumOperands() < 1)
     return Value();
   if (isa<IdentityOp, ReshapeOp, SqueezeOp, UnsqueezeOp, FlattenOp, ExpandOp, TransposeOp>(d))
     return d->getOperand(0);
+  if (isa<ConcatOp>(d))
+    return d->getNumOperands() == 1 ? d->getOperand(0) : Value();
+  if (isa<CastOp>(d)) {
+    auto to = dyn_cast<IntegerType>(cast<ShapedType>(v.getType()).getElementType());
+    if (!to || to.getWidth() < 2 || to.getWidth() > 64)
+      return Value();
+    if (to.getWidth() < 64)
+      keep.hi = std::min(keep.hi, (int64_t(1) << (to.getWidth() - (to.isUnsigned() ? 0 : 1))) - 1);
+    if (to.isUnsigned())
+      keep.lo = std::max<int64_t>(keep.lo, 0);
+    return d->getOperand(0);
+  }
+  if (isa<ClipOp>(d)) {
+    // Bounds are operands 1 and 2 (absent: none), or attributes min / max (opset < 11).
+    auto bound = [&](unsigned i, StringRef attr, int64_t &into, bool upper) {
+      std::optional<double> c;
+      if (d->getNumOperands() > i && !isa<NoneType>(d->getOperand(i).getType()))
+        c = scalarConstant(d->getOperand(i));
+      else if (auto f = d->getAttrOfType<FloatAttr>(attr))
+        c = f.getValueAsDouble();
+      else
+        return true; // no bound
+      if (!c || std::isnan(*c))
+        return false;
+      double x = upper ? std::floor(*c) : std::ceil(*c);
+      x = std::clamp(x, -9.0e18, 9.0e18);
+      into = upper ? std::min(into, int64_t(x)) : std::max(into, int64_t(x));
+      return true;
+    };
+    if (!bound(1, "min", keep.lo, false) || !bound(2, "max", keep.hi, true))
+      return Value();
+    return d->getOperand(0);
+  }
   return Value();
+}
+
+bool readsOnlyShape(OpOperand &use, int depth) {
+  Operation *u = use.getOwner();
+  if (isa<ShapeOp, SizeOp>(u))
+    return true;
+  // A copy of one operand (a Max or Min of one input, an Identity, a Cast) has its shape:
+  // read only by Shape/Size, the values are never read (transformers' MoE feeds
+  // Shape(Max(positions)) to the Expand of the positions).
+  bool copy = u->getNumOperands() == 1 && u->getNumResults() == 1 &&
+              isa<MaxOp, MinOp, SumOp, MeanOp, IdentityOp, CastOp>(u);
+  if (!copy || depth <= 0)
+    return false;
+  for (OpOperand &next : u->getResult(0).getUses())
+    if (!readsOnlyShape(next, depth - 1))
+      return false;
+  return true;
 }
 
 //===----------------------------------------------------------------------===//

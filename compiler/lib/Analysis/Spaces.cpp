@@ -330,12 +330,13 @@ public:
   }
 
   bool takePositions(OpOperand &indices, Value out, int64_t outAxis) override {
-    // Through views of positions: each view's result becomes positions of the
-    // same source (its other uses are checked too) and the view's use of its
+    // Through copies of positions (positionSourceOf): each copy becomes positions
+    // of the same source (its other uses are checked too) and its use of its
     // operand is accepted.
     std::vector<Value> chain;
     auto it = positionIndex.end();
-    for (Value v = indices.get(); v; v = viewSourceOf(v)) {
+    PositionRange keep;
+    for (Value v = indices.get(); v; v = positionSourceOf(v, keep)) {
       it = positionIndex.find(v.getAsOpaquePointer());
       if (it != positionIndex.end())
         break;
@@ -344,6 +345,10 @@ public:
     if (it == positionIndex.end())
       return false;
     const AxisRef src = positions[it->second].source;
+    // A Clip or narrowing Cast on the way that could change a position: not followed (the
+    // source is then fixed by its unaccepted use).
+    if (!keep.covers(dimSize(src.value, src.axis)))
+      return false;
     Operation *maker = positions[it->second].op;
     for (Value v : chain) {
       addPositions({v, src, maker});
@@ -370,7 +375,7 @@ public:
   void checkPositionUses() {
     for (const Positions &rec : positions)
       for (OpOperand &use : rec.indices.getUses()) {
-        if (acceptedUses.count({use.getOwner(), use.getOperandNumber()}))
+        if (acceptedUses.count({use.getOwner(), use.getOperandNumber()}) || readsOnlyShape(use))
           continue;
         std::string by = isa<func::ReturnOp>(use.getOwner())
                              ? std::string("a model output")

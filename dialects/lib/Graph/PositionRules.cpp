@@ -1,6 +1,6 @@
 //===- PositionRules.cpp - Rules of ops that make or take positions -------===//
 //
-// TopK returns positions along an axis; Gather, GatherElements and
+// TopK returns positions along an axis; Gather, GatherND, GatherElements and
 // ScatterElements index an axis by positions. When the positions come from a
 // TopK over axis `a` of X (the builder records that provenance), permuting
 // axis `a` of X relabels every position by the same permutation, so the axis
@@ -298,6 +298,43 @@ void GatherElementsOp::applySymmetryRule(SpaceBuilder &b) {
     tieSame(b, data, a, y, a);
     b.restrict(y, a, kNoMixing, "GatherElements");
   }
+}
+
+void GatherNDOp::applySymmetryRule(SpaceBuilder &b) {
+  // y[i..., :] = data[i[..b], indices[i..., 0..k), :]: the last axis of the indices (k)
+  // addresses k axes of data after the first `batch_dims` (b); y has the indices' other
+  // axes, then data's remaining (slice) axes. With k = 1 and b = 0 this is Gather along
+  // axis 0 by indices[..., 0] (transformers' batched_mm MoE reads its experts so), and the
+  // addressed axis follows positions as Gather's does. Other addressed axes are fixed; the
+  // batch axes are fixed too (rare in exports, not worth a rule).
+  Operation *op = getOperation();
+  Value data = getOperand(0), idx = getOperand(1), y = getResult(0);
+  int64_t r = rankOf(data), q = rankOf(idx), nb = intAttr(op, "batch_dims", 0);
+  int64_t k = q > 0 ? dimOf(idx, q - 1) : -1;
+  if (r < 1 || q < 1 || k < 1 || nb < 0 || nb > q - 1 || nb + k > r || rankOf(y) != q - 1 + r - k - nb) {
+    barrier(b, op, "GatherND with unknown or inconsistent ranks");
+    return;
+  }
+  for (int64_t a = 0; a < nb; ++a) {
+    b.restrict(data, a, kNone, "GatherND batch axis");
+    b.restrict(idx, a, kNone, "GatherND batch axis");
+    b.restrict(y, a, kNone, "GatherND batch axis");
+  }
+  if (k == 1 && nb == 0) {
+    if (!b.takePositions(op->getOpOperand(1), data, 0))
+      b.restrict(data, 0, kNone, "GatherND indexes this axis");
+  } else {
+    for (int64_t a = nb; a < nb + k; ++a)
+      b.restrict(data, a, kNone, "GatherND indexes this axis");
+  }
+  b.restrict(idx, q - 1, kNone, "GatherND index tuple");
+  for (int64_t j = nb; j < q - 1; ++j) {
+    b.tie(idx, j, y, j);
+    b.restrict(y, j, kNoMixing, "GatherND index axis");
+    pinFlows(b, y, j);
+  }
+  for (int64_t a = nb + k; a < r; ++a)
+    tieSame(b, data, a, y, q - 1 + a - nb - k);
 }
 
 void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {

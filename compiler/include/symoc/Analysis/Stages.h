@@ -127,10 +127,21 @@ bool hasUnrankedTensor(mlir::Operation *op);
 bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
                      AxisRef a, AxisRef b);
 
-/// The operand whose entries a view op's result holds, rearranged or copied
-/// (Identity, Reshape, Squeeze, Unsqueeze, Flatten, Expand, Transpose): positions
-/// stay positions through it. Null for any other op.
-mlir::Value viewSourceOf(mlir::Value v);
+/// The positions [lo, hi] a chain of position copies keeps unchanged.
+struct PositionRange {
+  int64_t lo = INT64_MIN, hi = INT64_MAX;
+  /// Every position along an axis of `size` passes (size unknown: no).
+  bool covers(int64_t size) const { return size > 0 && lo <= 0 && hi >= size - 1; }
+};
+
+/// The operand whose positions `v` holds unchanged: a view (Identity, Reshape, Squeeze,
+/// Unsqueeze, Flatten, Expand, Transpose), a Concat of one operand, a Cast to an integer
+/// type or a Clip by constant bounds (these two narrow `keep`). Null for any other op.
+mlir::Value positionSourceOf(mlir::Value v, PositionRange &keep);
+
+/// True when the use reads only the operand's shape: a Shape or Size, or a one-operand
+/// copy (Max, Min, Sum, Mean, Identity, Cast) whose result only such uses read.
+bool readsOnlyShape(mlir::OpOperand &use, int depth = 4);
 
 //===----------------------------------------------------------------------===//
 // Cuts.cpp: phase 1.

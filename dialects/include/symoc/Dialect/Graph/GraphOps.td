@@ -111,7 +111,7 @@ foreach name = ["Softmax", "LogSoftmax", "LayerNormalization",
 
 // Data movement and shape arithmetic.
 foreach name = ["Reshape", "Transpose", "Split", "Slice", "Concat", "Gather",
-                "GatherElements", "ScatterND", "Squeeze", "Unsqueeze",
+                "GatherElements", "GatherND", "ScatterND", "Squeeze", "Unsqueeze",
                 "Expand", "Flatten", "Tile", "Shape", "Size",
                 "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
