@@ -122,15 +122,17 @@ def plan_row_granules(plan):
     """The row granule of each block of a plan (plan.json / `symoc compile --emit json`), as
     the generated library's param_row_granule gives it for the block's parameter
     (EmitCpp.cpp rowGranule): 1 for a lone parameter stepped by adamw, adam or sgd without a
-    gauge, adam_mini's group_rows when it divides the rows, else 0 (whole blocks only). For
+    gauge, adam_mini's group_rows when it divides the rows, else 0 (whole blocks only; always
+    0 for a stack of matrices, class "stack"). For
     schedules computed without a library (bench/distributed); the CI test checks it against
     the libraries."""
     shapes = {p["name"]: p["shape"] for p in plan["params"]}
+    stacks = {p["name"] for p in plan["params"] if p.get("class") == "stack"}
     out = []
     for b in plan["blocks"]:
         st = b["step"]
         g = 0
-        if len(b["params"]) == 1 and not st.get("gauges"):
+        if len(b["params"]) == 1 and not st.get("gauges") and b["params"][0] not in stacks:
             shape = shapes[b["params"][0]]
             rows = shape[0] if shape else 1
             if st["kind"] in ("adamw", "adam", "sgd"):

@@ -33,6 +33,7 @@ POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "
 LLAMA = os.path.join(SRC, "models", "llama.onnx")
 RESNET = os.path.join(SRC, "models", "resnet_cnn.onnx")
 GPT2 = os.path.join(SRC, "models", "gpt2.onnx")
+HF_MIXTRAL = os.path.join(SRC, "models", "hf_moe", "mixtral.onnx")
 _BUILT = {}
 
 
@@ -259,6 +260,47 @@ class Muon(unittest.TestCase):
         print(f"\nmuon: {checked} blocks; max rel. error of the update vs NumPy NS5 {err_ref:.2e}, "
               f"vs the runtime's Muon {err_rt:.2e}", file=sys.stderr)
         self.assertGreaterEqual(checked, 10)  # q, k, v, o, gate, up, down of both layers
+
+
+class ExpertStacks(unittest.TestCase):
+    """MoE expert weights stored as one E x m x n tensor (transformers >= 5): the plan sees a
+    stack of E matrices and Muon-type policies step each matrix as torch.optim.Muon steps a
+    hidden matrix (the NumPy Muon above, slice by slice)."""
+
+    def test_muon_steps_each_expert_matrix(self):
+        for policy in ("muon", "auto"):
+            path, plan, _ = compile_model(HF_MIXTRAL, policy)
+            lib = Library(path)
+            cls = {p["name"]: p["class"] for p in plan["params"]}
+            hyper = {n: b["step"]["hyper"] for b in plan["blocks"] for n in b["params"]}
+            lr, steps = 0.02, 3
+            W0, W, grads = random_run(lib, seed=11, lr=lr, steps=steps)
+            checked, worst = 0, 0.0
+            for i, name in enumerate(lib.names):
+                if cls[name] != "stack":
+                    continue
+                self.assertEqual(W0[i].ndim, 3, name)
+                wd = hyper[name]["weight_decay"]
+                self.assertEqual(wd, 0.01, name)  # Muon's README setup, as on hidden matrices
+                for e in range(W0[i].shape[0]):
+                    ref = muon_reference(W0[i][e], [g[i][e] for g in grads], lr, wd=wd)
+                    err = rel(W[i][e] - W0[i][e], ref - W0[i][e])
+                    worst = max(worst, err)
+                    self.assertLess(err, 1e-5, f"{policy}: {name}[{e}]")
+                checked += 1
+            print(f"\n{policy}: {checked} expert stacks; max rel. error of each matrix's update vs NumPy "
+                  f"Muon {worst:.2e}", file=sys.stderr)
+            self.assertEqual(checked, 4)  # gate_up_proj and down_proj of both layers
+
+    def test_adamw_steps_stacks_whole_and_overrides_keep_muon_per_matrix(self):
+        r = symoc("compile", HF_MIXTRAL, "--policy", "adamw", "--emit", "plan",
+                  "--override", "*.experts.down_proj=muon,beta=0.9")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("symo O/4 x 1 {beta1 = 0.9", r.stdout)
+        r = symoc("compile", HF_MIXTRAL, "--policy", "adamw", "--emit", "plan",
+                  "--override", "*.experts.down_proj=shampoo")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("is a stack of 4 matrices", r.stderr)
 
 
 class AdamW(unittest.TestCase):

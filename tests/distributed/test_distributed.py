@@ -57,6 +57,8 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 POLICIES = ["symo", "symo-large", "symo-coupled", "muon", "shampoo", "lau-su", "adam-mini",
             "adamw", "ddc-adam", "ddc-muon", "auto", "auto-norm"]
 MODELS = ["llama", "gpt2", "resnet_cnn"]
+# transformers' Mixtral: its experts are stacks of matrices (E x m x n), stepped whole.
+STACKS = [("hf_moe/mixtral", p) for p in ("adamw", "muon", "adam-mini")]
 CKPT = [("llama", "symo"), ("llama", "adam-mini"), ("gpt2", "shampoo"),
         ("llama", "symo-coupled"), ("resnet_cnn", "muon")]
 # Checkpoints of the sharded layout (elementwise parameters stepped on their shards).
@@ -72,7 +74,7 @@ EXTRA = {"adamw+mini-groups": ("adamw", ["--override", "embed_tokens.weight=adam
 
 # --------------------------------------------------------------------------- building
 def build(args, model, policy):
-    out = os.path.join(args.work, "%s_%s" % (model, policy))
+    out = os.path.join(args.work, "%s_%s" % (model.replace("/", "_"), policy))
     shutil.rmtree(out, ignore_errors=True)
     pol, opts = EXTRA.get(policy, (policy, []))
     r = subprocess.run([args.symoc, "compile", os.path.join(ROOT, "models", model + ".onnx"),
@@ -110,7 +112,7 @@ def check_policy_list(symoc):
 def build_all(args):
     check_policy_list(args.symoc)
     jobs, libs = [], {}
-    for m, p in [(m, p) for m in MODELS for p in POLICIES] + [("llama", p) for p in EXTRA]:
+    for m, p in [(m, p) for m in MODELS for p in POLICIES] + [("llama", p) for p in EXTRA] + STACKS:
         jobs.append(((m, p),) + build(args, m, p))
         while sum(j[1].poll() is None for j in jobs) >= 2:
             time.sleep(0.05)

@@ -17,6 +17,9 @@ It checks and times, each case on its own (one failure does not stop the others)
   vit        a timm VisionTransformer (small), the same
   resnet     a timm ResNet-18 (BatchNorm): the same, exported with TorchScript (not dynamo,
              which writes an eval-mode BatchNorm), with a rule beyond plain AdamW
+  mixtral    transformers' MixtralForCausalLM (4 experts, top 2; its experts two E x m x n
+             tensors per layer): the same, and each expert stack's rule is Muon on each of its
+             E matrices ("symo O/E x 1"), its claims including the experts' permutation
   gpt2-124m  GPT2LMHeadModel(GPT2Config()) (124M parameters): export + verify + compile +
              build timed (model on the CPU), then a cached second call; peak memory
              (this process's RSS, symoc's VmHWM)
@@ -124,7 +127,7 @@ def compile_and_train(case, model, batch, loss_fn, steps, cache, policy="auto"):
            times={k: round(v, 2) for k, v in info["times"].items()}, losses=losses,
            blocks=len(opt.param_groups), params=len(opt.param_rules()),
            rules_match_plan=ok_rules, mismatched=bad,
-           rules=sorted(set(opt.param_rules().values())))
+           rules=sorted(set(opt.param_rules().values())), param_rules=opt.param_rules())
 
 
 def lm_loss(model, ids):
@@ -248,6 +251,30 @@ def case_resnet(steps, cache):
             r.get("exporter"), r.get("rules"))
 
 
+def case_mixtral(steps, cache):
+    """transformers' Mixtral (transformers >= 5 keeps each layer's experts as two stacked
+    tensors, gate_up_proj E x 2I x H and down_proj E x H x I): symoc.torch.compile (the export
+    copy switches to experts_implementation="batched_mm"), a few steps on the GPU; the stacks
+    must be stepped as Muon on each expert's matrix and the analysis must claim the experts'
+    permutation (verified before any step is built on it)."""
+    import transformers
+    torch.manual_seed(0)
+    cfg = transformers.MixtralConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                     num_local_experts=4, num_experts_per_tok=2)
+    cfg.use_cache = False
+    model = Logits(transformers.MixtralForCausalLM(cfg))
+    ids = torch.randint(0, cfg.vocab_size, (2, 16))
+    compile_and_train("mixtral", model, ids, lm_loss, steps, cache)
+    r = RESULTS[-1]
+    stacks = {n: rule for n, rule in r.get("param_rules", {}).items() if ".experts." in n}
+    want = {n: "symo O/4 x 1" for n in stacks}
+    if len(stacks) != 4 or stacks != want:
+        r["ok"] = False
+        r["error"] = "expert stacks %s: expected 4, each 'symo O/4 x 1'" % stacks
+    r["expert_rules"] = stacks
+
+
 def case_gpt2(cache):
     import symoc.torch
     import transformers
@@ -282,7 +309,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, resnet, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, resnet, mixtral, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -296,7 +323,8 @@ def main():
              ("llama", lambda: case_llama(a.steps, cache, a.out)),
              ("llama-bf16", lambda: case_llama_bf16(a.steps, cache)),
              ("vit", lambda: case_vit(a.steps, cache)),
-             ("resnet", lambda: case_resnet(a.steps, cache))]
+             ("resnet", lambda: case_resnet(a.steps, cache)),
+             ("mixtral", lambda: case_mixtral(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
     if a.only:

@@ -206,6 +206,83 @@ bool carriesInputValues(Value v) {
   return false;
 }
 
+/// Operand `k` of a two-operand Einsum (no ellipsis) is a batch of matrices: its leading
+/// labels all reach the output, and of its last two one is contracted with the other operand
+/// and the other kept ("btd,ehd->bteh": per e, h x d).
+bool einsumBatchedMatrix(Operation *op, unsigned k) {
+  auto eq = op->getAttrOfType<StringAttr>("equation");
+  if (!eq || op->getNumOperands() != 2)
+    return false;
+  std::string e;
+  for (char c : eq.getValue().str())
+    if (c != ' ')
+      e += c;
+  size_t arrow = e.find("->"), comma = e.find(',');
+  if (arrow == std::string::npos || comma == std::string::npos || comma > arrow || e.find('.') != std::string::npos)
+    return false;
+  std::string in[2] = {e.substr(0, comma), e.substr(comma + 1, arrow - comma - 1)}, out = e.substr(arrow + 2);
+  const std::string &mine = in[k], &other = in[1 - k];
+  if (mine.size() < 3)
+    return false;
+  auto inOut = [&](char c) { return out.find(c) != std::string::npos; };
+  for (size_t i = 0; i + 2 < mine.size(); ++i)
+    if (!inOut(mine[i]))
+      return false;
+  char a = mine[mine.size() - 2], b = mine.back();
+  auto contracted = [&](char c) { return !inOut(c) && other.find(c) != std::string::npos; };
+  return a != b && ((inOut(a) && contracted(b)) || (inOut(b) && contracted(a)));
+}
+
+/// A rank-3 parameter read as a stack of matrices: its slices along axis 0 reach a batched
+/// MatMul as an operand with axis 0 still a batch axis, directly (torch.bmm over the stack),
+/// or an Einsum that batches over the leading labels, through a Transpose that keeps axis 0
+/// first, or as whole slices selected by a Gather along axis 0 or a GatherND of one index per
+/// tuple (transformers' batched_mm MoE experts).
+bool readAsMatrixStack(ParamOp param) {
+  if (cast<RankedTensorType>(param.getType()).getRank() != 3)
+    return false;
+  std::function<bool(Value, int)> walk = [&](Value v, int depth) {
+    for (OpOperand &use : v.getUses()) {
+      Operation *u = use.getOwner();
+      if (use.getOperandNumber() > 1)
+        continue;
+      if (isa<MatMulOp>(u)) {
+        auto t = dyn_cast<RankedTensorType>(v.getType());
+        if (t && t.getRank() >= 3)
+          return true;
+        continue;
+      }
+      if (isa<EinsumOp>(u)) {
+        if (einsumBatchedMatrix(u, use.getOperandNumber()))
+          return true;
+        continue;
+      }
+      if (depth <= 0 || use.getOperandNumber() != 0)
+        continue;
+      auto intAttr = [&](StringRef name) {
+        auto a = u->getAttrOfType<IntegerAttr>(name);
+        return a ? a.getInt() : 0;
+      };
+      bool slices = isa<IdentityOp, CastOp>(u);
+      if (isa<TransposeOp>(u)) {
+        auto perm = u->getAttrOfType<ArrayAttr>("perm");
+        auto first = perm && !perm.empty() ? dyn_cast<IntegerAttr>(perm[0]) : IntegerAttr();
+        slices = first && first.getInt() == 0;
+      }
+      if (isa<GatherOp>(u))
+        slices = intAttr("axis") == 0 || intAttr("axis") == -3;
+      if (isa<GatherNDOp>(u)) {
+        auto idx = dyn_cast<RankedTensorType>(u->getOperand(1).getType());
+        slices = intAttr("batch_dims") == 0 && idx && idx.getRank() >= 1 && idx.getShape().back() == 1;
+      }
+      if (slices && walk(u->getResult(0), depth - 1))
+        return true;
+    }
+    return false;
+  };
+  return walk(param.getResult(), 4);
+}
+
 std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &outputs) {
   std::set<std::string> roles;
   auto rank = cast<RankedTensorType>(param.getType()).getRank();
@@ -266,6 +343,8 @@ std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &ou
   }
   if (roles.count("embedding") && roles.count("lm_head"))
     roles.erase("linear");
+  if (readAsMatrixStack(param))
+    roles.insert("matrix_stack");
   return roles;
 }
 

@@ -318,6 +318,9 @@ int api_is_cuda(const SymocOptimizer *o) { return o && o->dev ? 1 : 0; }
 /// entry's or its row group's gradient and state), 0 otherwise.
 int64_t rowGranule(const Plan &plan, const Unit &u) {
   if (u.params.size() != 1 || !u.step.gauges.empty()) return 0;
+  // Row ranges count the first dimension of the tensor (callers shard it so): a stack of
+  // matrices seen as (E m) x n has other rows, and is stepped whole.
+  if (plan.params[size_t(u.params[0])].stack > 0) return 0;
   const std::string &k = u.step.kind;
   if (k == "adamw" || k == "adam" || k == "sgd") return 1;
   if (k == "adam_mini") {

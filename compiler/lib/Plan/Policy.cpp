@@ -499,6 +499,22 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
       }
     // Classes.
     auto has = [&](const char *r) { return b.role.find(r) != std::string::npos; };
+    if (has("matrix_stack") && b.shape.size() == 3 && b.shape[1] > 1 && b.shape[2] > 1) {
+      // E matrices m x n as the (E m) x n matrix: its row runs are the matrices. The claims'
+      // groups are of the E x m x n axes, not of this view's rows and columns: none is used.
+      p.stack = b.shape[0];
+      p.rows = b.shape[0] * b.shape[1];
+      p.cols = b.shape[2];
+      p.left = p.right = "1";
+      p.leftClaims.clear(), p.rightClaims.clear();
+      p.leftTiles.clear(), p.rightTiles.clear(), p.leftPieces.clear(), p.rightPieces.clear();
+      p.leftPerms.clear(), p.rightPerms.clear();
+      p.leftSpace.clear(), p.rightSpace.clear();
+      p.cls = "stack";
+      m.index[p.name] = int(m.params.size());
+      m.params.push_back(p);
+      continue;
+    }
     if (b.shape.empty() || p.numel() == 1) p.cls = "scalar";
     else if (b.shape.size() == 1 || !p.isMatrix()) p.cls = "vector";
     else if (has("positional_embedding")) p.cls = "positional";
@@ -720,8 +736,28 @@ Choice policyChoice(const Model &m, const Param &p, const std::string &policy, c
   return c;
 }
 
+/// A stack of matrices (MoE experts): Muon on each matrix, as Muon steps a hidden matrix,
+/// under every policy that steps hidden matrices by a polar factor; AdamW / Adam-mini
+/// elementwise on the (E m) x n view.
+Choice stackChoice(const Param &p, const std::string &policy, const PolicyOptions &o, const std::string &src) {
+  const std::string shape = fmt::format("{} matrices {}x{}", p.stack, p.rows / p.stack, p.cols);
+  if (policy == "adamw" || policy == "ddc-adam") return {adamw(p), src, ""};
+  if (policy == "adam-mini") return {adamMini(1), src, "stack of " + shape + ": one second moment per row of each"};
+  if (policy == "shampoo") {
+    Choice c{adamw(p), src, "stack of " + shape + ": AdamW (no per-matrix Shampoo on stacks)"};
+    c.why = "AdamW: assumes no symmetry";
+    return c;
+  }
+  PieceGroup runs;
+  runs.offset = 0, runs.extent = p.rows, runs.group = "O", runs.parts = p.stack;
+  Choice c{symoPolar({runs}, {}, o.maxDense), src, "stack of " + shape + ": Muon on each matrix"};
+  c.why = "Muon on each matrix of the stack (one Newton-Schulz batch; assumes no symmetry)";
+  return c;
+}
+
 Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy, const PolicyOptions &o) {
   const std::string src = "policy " + policy;
+  if (p.cls == "stack") return stackChoice(p, policy, o, src);
   const bool matrix = p.isMatrix();
   const bool hiddenLike = p.cls == "hidden" || p.cls == "conv" || p.cls.rfind("swiglu", 0) == 0;
   if (policy == "adamw") return {adamw(p), src, ""};
@@ -844,11 +880,19 @@ Step parseStep(const std::string &spec, const Param &p, const Model &m, const Po
   std::string head = parts[0], arg;
   if (auto colon = head.find(':'); colon != std::string::npos) arg = head.substr(colon + 1), head = head.substr(0, colon);
   Step s;
+  // A stack of matrices: Muon on each (as a Symo step with one run per matrix, whose
+  // momentum is beta1: muon's `beta` maps onto it), or an elementwise rule on its view.
+  const bool stackMuon = p.stack > 0 && head == "muon";
+  if (p.stack > 0 && !stackMuon && head != "adamw" && head != "adam" && head != "sgd" && head != "adam-mini" &&
+      head != "adam_mini")
+    throw Error(fmt::format("{}: '{}' is a stack of {} matrices: muon, adamw, adam, sgd or adam-mini steps it, "
+                            "not {}", where, p.name, p.stack, head));
   auto needMatrix = [&](const char *k) {
     if (!p.isMatrix())
       throw Error(fmt::format("{}: {} needs a matrix, '{}' has shape {}", where, k, p.name, p.rows * p.cols));
   };
-  if (head == "adamw") s = adamw(p);
+  if (stackMuon) s = stackChoice(p, "muon", o, where).step;
+  else if (head == "adamw") s = adamw(p);
   else if (head == "adam") s = adam();
   else if (head == "sgd") s = sgd();
   else if (head == "muon") needMatrix("muon"), s = muon();
@@ -888,6 +932,7 @@ Step parseStep(const std::string &spec, const Param &p, const Model &m, const Po
     auto eq = parts[i].find('=');
     if (eq == std::string::npos) throw Error(where + ": expected key=value after the step, got '" + parts[i] + "'");
     std::string k = parts[i].substr(0, eq);
+    if (stackMuon && k == "beta") k = "beta1";
     // lr_scale: the block's learning rate relative to --lr, for every kind (the emitted
     // optimizer's initial block multiplier).
     if (k != "lr_scale" && !knownHyper().at(s.kind).count(k))
@@ -1043,7 +1088,7 @@ bool oneSidedRows(const Model &m, const Claim &c, Index idx) {
     if (i < 0) return false;
     const Param &p = m.params[size_t(i)];
     if (x.axis != 0 || x.offset != 0 || x.stride != 1 || p.shape.empty() ||
-        x.extent != p.shape[0] || x.in != c.members[0].in)
+        x.extent != p.shape[0] || x.in != c.members[0].in || p.stack > 0) // a stack's view has other rows
       return false;
     (p.shape.size() >= 2 ? weights : vectors) += 1;
   }
@@ -1065,7 +1110,7 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
         if (k < c.roles.size() && c.roles[k] != "weight") continue;
         int i = idx(c.members[k].initializer);
         if (i < 0 || !m.params[size_t(i)].isMatrix()) continue;
-        if (c.members[k].axis != 0) { ++skipped; continue; }
+        if (c.members[k].axis != 0 || m.params[size_t(i)].stack > 0) { ++skipped; continue; }
         gauges.push_back({{"logit_shift", 0, -1, -1, c.id}, {i, -1, -1}});
       }
     } else if (c.kind == "linear" && c.group == "Scale+" && oneSidedRows(m, c, idx)) {

@@ -44,7 +44,7 @@ struct Param {
   std::string role;  // the analysis' role string ("embedding+other", "gain", ...)
   bool tied = false;
   /// What the policies see: embedding, lm_head, router, hidden, conv, swiglu_gate,
-  /// swiglu_up, swiglu_down, vector, scalar.
+  /// swiglu_up, swiglu_down, stack, vector, scalar.
   std::string cls;
   /// Compact groups the analysis' claims generate on the rows / columns ("1", "Z2", "S",
   /// "B", "O") and the claims they come from.
@@ -62,6 +62,9 @@ struct Param {
   std::vector<HeadPerm> leftPerms, rightPerms;
   /// Space ids of axis 0 and axis 1 (empty when the axis is cut into pieces or absent).
   std::string leftSpace, rightSpace;
+  /// A stack of `stack` matrices (a rank-3 parameter E x m x n that the graph reads as E
+  /// matrices: MoE experts): seen as the (E m) x n matrix, each matrix a run of m rows.
+  int64_t stack = 0;
   int64_t numel() const { return rows * cols; }
   bool isMatrix() const { return shape.size() >= 2 && rows > 1 && cols > 1; }
 };
