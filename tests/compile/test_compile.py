@@ -302,6 +302,17 @@ class ExpertStacks(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("is a stack of 4 matrices", r.stderr)
 
+    def test_per_expert_biases_are_vectors(self):
+        """models/moe_mixtral.onnx gathers a 4 x h bias per selected expert: E vectors, not a
+        matrix (before session 21 muon stepped them as a 4 x h matrix)."""
+        r = symoc("compile", os.path.join(SRC, "models", "moe_mixtral.onnx"), "--policy", "muon", "--emit", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        plan = json.loads(r.stdout)
+        got = {p["name"]: (p["class"], p["step"]) for p in plan["params"]}
+        self.assertEqual(got["experts.b1"], ("expert_vectors", "adamw"))
+        self.assertEqual(got["experts.b2"], ("expert_vectors", "adamw"))
+        self.assertEqual(got["experts.w1"], ("stack", "symo O/4 x 1"))
+
 
 class AdamW(unittest.TestCase):
     def test_generated_adamw_equals_torch(self):

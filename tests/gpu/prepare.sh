@@ -28,6 +28,11 @@ done
 for pol in symo auto auto-norm shampoo lau-su ddc-adam ddc-muon symo-coupled symo-large; do
   gen "llama_${pol//-/_}" "$ROOT/models/llama.onnx" --policy $pol
 done
+# Expert stacks (transformers' Mixtral, E x m x n experts): Muon on each expert's matrix, as
+# Symo runs on the stack's (E m) x n view (muon; auto also projects the gauges elsewhere).
+for pol in muon auto; do
+  gen "mixtral_${pol}" "$ROOT/models/hf_moe/mixtral.onnx" --policy $pol
+done
 # Shampoo's refresh interval (roots every F-th step) on every Shampoo block: the hidden matrices
 # and the tied embedding (its 768 side; bench_gpu.py's torch reference refreshes every root
 # every F steps, so wte's at 1 made symoc's f = 10 / 100 rows pay one eigensolve every step).

@@ -46,7 +46,8 @@ cmake -S "$BUILD" -B "$BUILD/b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA
 cmake --build "$BUILD/b" -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m20 -B2 -A8 "error" "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 # SYMOC_GPU_TEST_FILTER: an extended regex the checked libraries' paths must match (default: all).
-libs=$(find "$BUILD/b" -name 'libgpt2_*_optimizer.so' -o -name 'libllama_*_optimizer.so' | sort |
+libs=$(find "$BUILD/b" -name 'libgpt2_*_optimizer.so' -o -name 'libllama_*_optimizer.so' \
+  -o -name 'libmixtral_*_optimizer.so' | sort |
   grep -E "${SYMOC_GPU_TEST_FILTER:-.}")
 rc=0
 python3 "$ROOT/tests/gpu/test_gpu.py" $libs --json "$OUT/gpu_tests.json" 2>&1 | tee "$OUT/gpu_tests.log" || rc=1

@@ -516,6 +516,9 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
       continue;
     }
     if (b.shape.empty() || p.numel() == 1) p.cls = "scalar";
+    // E x h rows gathered by the selected experts and used as vectors (a per-expert bias or
+    // gain), not a linear map: vectors, whatever the claims on its axes.
+    else if (b.shape.size() == 2 && has("moe_experts") && !has("linear")) p.cls = "expert_vectors";
     else if (b.shape.size() == 1 || !p.isMatrix()) p.cls = "vector";
     else if (has("positional_embedding")) p.cls = "positional";
     else if (has("embedding")) p.cls = "embedding";
@@ -758,6 +761,12 @@ Choice stackChoice(const Param &p, const std::string &policy, const PolicyOption
 Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy, const PolicyOptions &o) {
   const std::string src = "policy " + policy;
   if (p.cls == "stack") return stackChoice(p, policy, o, src);
+  if (p.cls == "expert_vectors") {
+    Step st = adamw(p);
+    st.hp["weight_decay"] = 0.0; // as on other biases and gains
+    return {st, src, fmt::format("{} per-expert vectors of {} (gathered by expert, not a linear map): AdamW",
+                                 p.rows, p.cols)};
+  }
   const bool matrix = p.isMatrix();
   const bool hiddenLike = p.cls == "hidden" || p.cls == "conv" || p.cls.rfind("swiglu", 0) == 0;
   if (policy == "adamw") return {adamw(p), src, ""};

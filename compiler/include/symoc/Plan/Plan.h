@@ -44,7 +44,7 @@ struct Param {
   std::string role;  // the analysis' role string ("embedding+other", "gain", ...)
   bool tied = false;
   /// What the policies see: embedding, lm_head, router, hidden, conv, swiglu_gate,
-  /// swiglu_up, swiglu_down, stack, vector, scalar.
+  /// swiglu_up, swiglu_down, stack, expert_vectors, vector, scalar.
   std::string cls;
   /// Compact groups the analysis' claims generate on the rows / columns ("1", "Z2", "S",
   /// "B", "O") and the claims they come from.
