@@ -269,6 +269,7 @@ public:
     // key/value heads) move groups of blocks of the whole axis; other block
     // structure on the head axis or inside a head is fixed.
     bool headInner = innerHeads.count(keyOf(parts, inner));
+    std::set<int> followed(pieceBlocks.begin(), pieceBlocks.end()); // W's blocks the parts account for
     for (size_t g = 0; O.firstBlock >= 0 && g < O.runs.size(); ++g) {
       const Run &og = O.runs[g];
       int target = -1;
@@ -276,10 +277,24 @@ public:
         for (size_t q = 0; q < W.runs.size(); ++q)
           if (W.runs[q] == Run{og.start * d, og.count, og.size * d})
             target = W.firstBlock + int(q);
-      if (target >= 0)
+      if (target >= 0) {
         uf.unite(O.firstBlock + int(g), target, 0);
-      else
+        followed.insert(target);
+      } else {
         restrictions.push_back({O.firstBlock + int(g), kNone, "nested head blocks not followed"});
+      }
+    }
+    // Other blocks of the whole axis that move whole outer coordinates, or straddle them,
+    // permute the outer axis in a way none of its blocks allows (groups of attention heads
+    // brought onto a token axis that a reshape merged with TopK's k: fuzz on the zoo's MoE
+    // exports found that claimed): fixed. Blocks inside one outer coordinate stay as they
+    // were (a fused QKV weight's per-group query heads).
+    for (size_t q = 0; W.firstBlock >= 0 && q < W.runs.size(); ++q) {
+      const Run &w = W.runs[q];
+      const bool wholeOuter = w.size % d == 0 && w.start % d == 0;
+      const bool withinOne = w.start / d == (w.start + w.count * w.size - 1) / d;
+      if (!followed.count(W.firstBlock + int(q)) && (wholeOuter || !withinOne))
+        restrictions.push_back({W.firstBlock + int(q), kNone, "head blocks not followed through a reshape"});
     }
     for (int n : blockNodes(parts, inner))
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
