@@ -93,23 +93,6 @@ bool connectedByTies(const std::vector<std::pair<AxisRef, AxisRef>> &ties,
 /// integer type, or a Clip by constant bounds. The Cast and the Clip keep only positions in
 /// a range, which `keep` narrows: the caller checks it covers the source axis
 /// (transformers' MoE clamps the TopK positions to [0, E - 1] before indexing the experts).
-namespace {
-/// A constant scalar's value (float or integer), if `v` is one.
-std::optional<double> scalarConstant(Value v) {
-  auto c = v.getDefiningOp<ConstantOp>();
-  if (!c || !c.getValue())
-    return std::nullopt;
-  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
-  if (!dense || dense.getNumElements() != 1)
-    return std::nullopt;
-  if (isa<FloatType>(dense.getElementType()))
-    return (*dense.getValues<APFloat>().begin()).convertToDouble();
-  if (isa<IntegerType>(dense.getElementType()))
-    return double((*dense.getValues<APInt>().begin()).getSExtValue());
-  return std::nullopt;
-}
-} // namespace
-
 Value positionSourceOf(Value v, PositionRange &keep) {
   Operation *d = v.getDefiningOp();
   if (!d || d->getNumResults() != 1 || d->getNumOperands() < 1)
@@ -133,7 +116,7 @@ Value positionSourceOf(Value v, PositionRange &keep) {
     auto bound = [&](unsigned i, StringRef attr, int64_t &into, bool upper) {
       std::optional<double> c;
       if (d->getNumOperands() > i && !isa<NoneType>(d->getOperand(i).getType()))
-        c = scalarConstant(d->getOperand(i));
+        c = constScalar(d->getOperand(i));
       else if (auto f = d->getAttrOfType<FloatAttr>(attr))
         c = f.getValueAsDouble();
       else

@@ -40,8 +40,6 @@ bool barrierIfExtraResultsUsed(SpaceBuilder &b, mlir::Operation *op, llvm::Strin
 
 /// The integer values of a constant operand (graph.constant with a value), if known.
 std::optional<std::vector<int64_t>> constInts(mlir::Value v);
-/// The float value of a scalar constant operand, if known.
-std::optional<double> constScalar(mlir::Value v);
 /// An integer-list attribute, if present.
 std::optional<std::vector<int64_t>> intsAttr(mlir::Operation *op, llvm::StringRef name);
 /// An integer attribute with a default.

@@ -14,4 +14,11 @@
 #define GET_OP_CLASSES
 #include "symoc/Dialect/Graph/GraphOps.h.inc"
 
+#include <optional>
+
+namespace symoc::graph {
+/// The value of a one-element float or integer constant (graph.constant), if `v` is one.
+std::optional<double> constScalar(mlir::Value v);
+} // namespace symoc::graph
+
 #endif
