@@ -971,7 +971,18 @@ class Cli(unittest.TestCase):
                     kind = b["step"]["kind"]
                     for g in b["step"].get("gauges", []):
                         self.assertIn(g["claim"], b["claims"], where)
-                    if "pieces" in b["step"]:
+                    stack = next((p for p in plan["params"] if p["name"] == b["params"][0] and p["class"] == "stack"), None)
+                    if stack and "pieces" in b["step"]:
+                        # Muon on each matrix of a stack: one piece of E runs (O) on the (E m) x n
+                        # view, citing no claim (the role rule assumes no symmetry).
+                        e, m_ = stack["shape"][0], stack["shape"][1]
+                        got = [{k: pc[k] for k in ("offset", "extent", "group", "parts")}
+                               for pc in b["step"]["pieces"]["left"]]
+                        self.assertEqual(got, [{"offset": 0, "extent": e * m_, "group": "O", "parts": e}], where)
+                        self.assertEqual(b["step"]["pieces"]["right"], [], where)
+                        self.assertEqual(stack["matrix"], [e * m_, stack["shape"][2]], where)
+                        self.assertEqual(b["claims"], [], where)
+                    elif "pieces" in b["step"]:
                         check_pieces(self, a, b["params"][0], b, shapes)
                     elif kind == "symo_coupled":
                         self.assertTrue(b["claims"], where)
