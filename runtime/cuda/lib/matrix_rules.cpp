@@ -29,7 +29,7 @@ void check(cudaError_t e, const char *what) {
   }
 }
 
-enum class RKind { Symo, LauSuRow, LauSuCol, LauSuCentered, LauSuPolar, Shampoo, Muon, Adam };
+enum class RKind { Symo, LauSuRow, LauSuCol, LauSuCentered, LauSuPolar, LauSuLeftCentered, Shampoo, Muon, Adam };
 
 // A run of one side (symo.cpp's Range): `len` coordinates at `off`, split = S (mean line +
 // centred part), else one component.
@@ -84,6 +84,7 @@ RKind base_kind(const BlockDesc &b, bool *ok) {
     if (v == "col") return RKind::LauSuCol;
     if (v == "centered_row") return RKind::LauSuCentered;
     if (v == "polar") return RKind::LauSuPolar;
+    if (v == "left_spectral_centered") return RKind::LauSuLeftCentered;
   }
   *ok = false;
   return RKind::Adam;
@@ -248,6 +249,8 @@ struct MatrixRules::Group {
   SymoAux aux = SymoAux::Tiled; // symo_aux() when the group was made
   // lausu polar
   std::unique_ptr<mx::PolarPlan> polar;
+  std::unique_ptr<mx::GramPowPlan> left_pow; // Lau-Su left_spectral_centered: (Mc Mc^T + eps I)^{-1/2} Mc
+  float *nu = nullptr;                       // its nuclear scales <Mc, D>, one per block
   // shampoo
   bool useL = true, useR = true;
   float sh_beta2 = 1.f;
@@ -354,7 +357,7 @@ bool MatrixRules::supports(const BlockDesc &b, const ParamDesc *params, std::str
   const RKind k = base_kind(b, &ok);
   if (!ok) return no(std::string("rule '") + b.kind + " " + b.variant + "'");
   const bool coupled = std::string(b.kind) == "symo_coupled";
-  if (k == RKind::Symo || k == RKind::Shampoo || (k >= RKind::LauSuRow && k <= RKind::LauSuPolar)) {
+  if (k == RKind::Symo || k == RKind::Shampoo || (k >= RKind::LauSuRow && k <= RKind::LauSuLeftCentered)) {
     if (b.nparams != 1 && !coupled) return no("joint block");
     if (b.ngauges > 0) return no("gauges over " + std::string(b.kind));
   }
@@ -518,6 +521,7 @@ std::unique_ptr<MatrixRules::Group> MatrixRules::new_group(const BlockDesc &d) c
   case RKind::LauSuCol:
   case RKind::LauSuCentered:
   case RKind::LauSuPolar:
+  case RKind::LauSuLeftCentered:
     g->tag = std::string("lausu_") + d.variant;
     g->prep = PrepCfg{int(PrepMode::Ema), f("beta", 0.95), 0, 0, 0, d.get("nesterov", 0) != 0 ? 1 : 0, 0};
     g->wd = f("weight_decay", 0);
@@ -629,6 +633,9 @@ void MatrixRules::plan_group(Group &g) {
     g.ns = std::make_unique<mx::NewtonSchulzPlan>(engine_, shapes, mx::PolarIteration::NewtonSchulz, 5, ns_tune_);
     g.ws_bytes = g.ns->workspace_bytes();
     g.ns_groups.resize(shapes.size());
+  } else if (g.kind == RKind::LauSuLeftCentered) {
+    g.left_pow = std::make_unique<mx::GramPowPlan>(engine_, mx::Shape{g.nb(), m, n}, false, prec);
+    g.ws_bytes = g.left_pow->workspace_bytes();
   } else if (g.kind == RKind::LauSuPolar) {
     mx::PolarOptions o = polar_options(PolarMethod::Eig);
     o.fn.precision = prec;
@@ -942,6 +949,7 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
     if (g.has_momentum() && g.kind != RKind::Shampoo) sl.s0 = take(size_t(sl.n), true);
     if (g.kind == RKind::Adam) sl.s1 = take(size_t(sl.n), true);
   }
+  if (g.kind == RKind::LauSuLeftCentered) g.nu = take(size_t(B), false);
   if (g.line_norm()) {
     for (const Slot &sl : g.slots) g.max_lines = std::max(g.max_lines, g.lines(sl));
     void *p = nullptr;
@@ -1190,6 +1198,18 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
     g.polar->run(&pg, 1, ws, s);
     break;
   }
+  case RKind::LauSuLeftCentered: {
+    // A MoE router's step (CPU: LauSuKind::LeftSpectralCentered): the rows centred, then
+    // (Mc Mc^T + eps I)^{-1/2} Mc with the CPU's pseudo-inverse cut, times the nuclear scale
+    // <Mc, D>, centred again. All on the device: no host round trip, capturable.
+    const mx::Batch U(g.U[0], B, m, n), D(g.D[0], B, m, n);
+    mx::center_rows(U, U, s);
+    g.left_pow->run(U, -0.5, double(g.eps), polar_options(PolarMethod::Eig).polar_rcond, D, ws, s);
+    mx::dots(U, D, g.nu, s);
+    mx::scale(D, g.nu, s);
+    mx::center_rows(D, D, s);
+    break;
+  }
   case RKind::Shampoo: {
     const mx::Batch G(g.U[0], B, m, n), Dd(g.D[0], B, m, n);
     for (int left = 1; left >= 0 && !g.banked; --left) { // banked: finish and run_banks did both sides
@@ -1296,7 +1316,8 @@ template <class F> static void buffers_of(const MatrixRules::Group &g, const Slo
   case RKind::LauSuRow:
   case RKind::LauSuCol:
   case RKind::LauSuCentered:
-  case RKind::LauSuPolar: whole("momentum", sl.s0, m, n); break;
+  case RKind::LauSuPolar:
+  case RKind::LauSuLeftCentered: whole("momentum", sl.s0, m, n); break;
   case RKind::Muon:
     whole("momentum", sl.s0, m, n);
     if (g.line_norm()) f("norm_v", sl.s1, std::vector<int64_t>{g.lines(sl), 1}, 0, g.lines(sl));
