@@ -131,6 +131,30 @@ struct TieWalk {
     return false;
   }
 
+  /// Some entries of `v` are a constant written in by the graph (a Pad in constant mode, a
+  /// Concat or Where with a constant part), seen through views and entrywise ops: a linear
+  /// map of it has constant rows, all of whose entries tie (fuzz: router inputs shifted by one
+  /// token, zero filled, made token 0's logits all zero). Bounded by `depth`; past it, no.
+  bool constantFilled(Value v, int depth) {
+    if (--budget < 0)
+      return true;
+    Operation *op = v.getDefiningOp();
+    if (!op || depth <= 0 || isa<ParamOp, ConstantOp>(op))
+      return false;
+    if (isa<PadOp>(op)) {
+      auto mode = op->getAttrOfType<StringAttr>("mode");
+      if (!mode || mode.getValue() == "constant")
+        return true;
+    }
+    auto isConst = [](Value x) { return x.getDefiningOp<ConstantOp>() || x.getDefiningOp<ConstantOfShapeOp>(); };
+    if (isa<ConcatOp, WhereOp>(op) && llvm::any_of(op->getOperands(), isConst))
+      return true;
+    if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, IdentityOp, CastOp, NegOp, PadOp,
+            ConcatOp, WhereOp, AddOp, SubOp, MulOp, DivOp, ExpandOp>(op))
+      return llvm::any_of(op->getOperands(), [&](Value x) { return !isConst(x) && constantFilled(x, depth - 1); });
+    return false;
+  }
+
   /// The entries of float `v` differ from each other but on a set of measure zero (the
   /// convention of every rule for float models): true for model inputs and parameters,
   /// linear maps (unless a factor is exactly zero), and what ops without flat pieces make
@@ -143,7 +167,7 @@ struct TieWalk {
     if (!op || isa<ParamOp>(op))
       return true; // a model input or a parameter
     if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
-      return !knownZero(v);
+      return !knownZero(v) && llvm::none_of(op->getOperands(), [&](Value x) { return constantFilled(x, 16); });
     // One-to-one (or without flat pieces) coordinate by coordinate, and not saturating to
     // an exact constant at moderate inputs in float32: erf and tanh round to +-1 past |x| ~ 4
     // and ~ 9, the sigmoid to 1 past ~ 17, elu / selu / celu to their floor below ~ -17, gelu
