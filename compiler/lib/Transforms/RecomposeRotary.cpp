@@ -26,6 +26,7 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include <cmath>
 #include <map>
 #include <set>
 #include <numeric>
@@ -156,6 +157,33 @@ using Pairs = std::vector<std::pair<int64_t, int64_t>>;
 /// or Concat along the axis maps the pairs onto its operands (HF's
 /// cat(freqs, freqs): channel i and i + d/2 are the same entry of freqs).
 /// `axis` -1: v is broadcast along the channels (trivially equal).
+/// Every entry of `v` is a finite number > 0, for every model input: a constant of such
+/// values, Exp of anything (finite tables: overflow aside), a power of such a base, and
+/// products, quotients, sums, square roots, reciprocals and casts of such values. What a
+/// table divides by, takes the root of or raises must be so: a rotation's sine computed as
+/// 1 / angle is infinite at position 0, and [[c, -s], [s, c]] with s infinite does not
+/// commute with rotations in floating point (fuzz seed 2120 on Qwen2-MoE).
+bool provablyPositive(Value v, const ConstantReader &reader, int depth = 0) {
+  Operation *d = v.getDefiningOp();
+  if (!d || depth > 24) return false;
+  auto rec = [&](Value x) { return provablyPositive(x, reader, depth + 1); };
+  if (auto c = dyn_cast<ConstantOp>(d)) {
+    auto values = constantValues(c, reader);
+    if (!values || values->empty()) return false;
+    for (double x : *values)
+      if (!(x > 0) || !std::isfinite(x)) return false;
+    return true;
+  }
+  if (isa<ExpOp>(d)) return true;
+  if (isa<PowOp>(d)) return rec(d->getOperand(0));
+  if (isa<MulOp, DivOp, AddOp>(d)) return rec(d->getOperand(0)) && rec(d->getOperand(1));
+  if (isa<SqrtOp, ReciprocalOp, CastOp, IdentityOp, ExpandOp, UnsqueezeOp, SqueezeOp, ReshapeOp, TransposeOp,
+          SliceOp, GatherOp>(d))
+    return rec(d->getOperand(0));
+  if (isa<ConcatOp>(d)) return llvm::all_of(d->getOperands(), rec);
+  return false;
+}
+
 bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &reader,
                int depth = 0) {
   if (axis < 0 || pairs.empty()) return true;
@@ -186,6 +214,11 @@ bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &
   }
   // Elementwise ops: every operand, aligned from the right, is pair-equal or
   // broadcast (size 1 or absent) along the axis.
+  // A root, a reciprocal, a quotient or a power can leave the finite numbers: their operand
+  // (divisor, base) must be provably positive.
+  if (isa<SqrtOp, ReciprocalOp>(d) && !provablyPositive(d->getOperand(0), reader)) return false;
+  if (isa<DivOp>(d) && !provablyPositive(d->getOperand(1), reader)) return false;
+  if (isa<PowOp>(d) && !provablyPositive(d->getOperand(0), reader)) return false;
   if (isa<CastOp, CosOp, SinOp, NegOp, ExpOp, SqrtOp, ReciprocalOp, IdentityOp, MulOp, DivOp,
           AddOp, SubOp, PowOp>(d)) {
     for (Value in : d->getOperands()) {
