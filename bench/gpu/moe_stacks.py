@@ -22,7 +22,6 @@ Writes DIR/moe_stacks.json and prints a table.
 import argparse
 import json
 import os
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -52,21 +51,6 @@ class StackedMoE(nn.Module):
             y = torch.matmul(a, down.transpose(1, 2))                # E x T x H
             x = x + (y * w.t().unsqueeze(-1)).sum(0)
         return x
-
-
-def timed(fn, warmup, iters):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
 
 
 def ns5_batched(G, steps=5, eps=1e-7):
@@ -102,6 +86,8 @@ def main():
     pkg = os.path.join(d, next(n for n in os.listdir(d) if n.startswith("symoc-")))
     sys.path.insert(0, os.path.join(pkg, "python"))
     import symoc.torch
+    sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+    from bench_gpu import timed  # CUDA-event medians, as every GPU benchmark here
 
     torch.manual_seed(0)
     model = StackedMoE(a.layers, a.experts, a.hidden, a.inter).to(DEV)
