@@ -120,8 +120,14 @@ struct TieWalk {
       return llvm::any_of(op->getOperands(), [&](Value x) { return knownZero(x); });
     if (isa<GemmOp, ConvOp>(op)) { // the bias (operand 2) is added, not a factor
       auto zero = [&](unsigned i) { return knownZero(op->getOperand(i)); };
-      const bool noBias = op->getNumOperands() < 3 || isNone(op->getOperand(2)) || zero(2);
-      return op->getNumOperands() >= 2 && (zero(0) || zero(1)) && noBias;
+      // Gemm's alpha scales the product and beta the bias: a zero one drops its term (fuzz
+      // seed 2130: a router Gemm with alpha 0 gave all-zero logits).
+      auto scalar = [&](const char *name) {
+        auto a = op->getAttrOfType<FloatAttr>(name);
+        return isa<GemmOp>(op) && a ? a.getValueAsDouble() : 1.0;
+      };
+      const bool noBias = op->getNumOperands() < 3 || isNone(op->getOperand(2)) || scalar("beta") == 0.0 || zero(2);
+      return op->getNumOperands() >= 2 && (scalar("alpha") == 0.0 || zero(0) || zero(1)) && noBias;
     }
     if (isa<AddOp, SubOp>(op) && cancels(op->getOperand(0), op->getOperand(1), isa<AddOp>(op)))
       return true;
