@@ -502,20 +502,13 @@ Model readModel(const AnalysisResult &a, const PolicyOptions &opts) {
     if (has("matrix_stack") && b.shape.size() == 3 && b.shape[1] > 1 && b.shape[2] > 1) {
       // E matrices m x n as the (E m) x n matrix: its row runs are the matrices. The claims'
       // groups are of the E x m x n axes, not of this view's rows and columns: none is used.
-      p.stack = b.shape[0];
-      p.rows = b.shape[0] * b.shape[1];
-      p.cols = b.shape[2];
-      p.left = p.right = "1";
-      p.leftClaims.clear(), p.rightClaims.clear();
-      p.leftTiles.clear(), p.rightTiles.clear(), p.leftPieces.clear(), p.rightPieces.clear();
-      p.leftPerms.clear(), p.rightPerms.clear();
-      p.leftSpace.clear(), p.rightSpace.clear();
-      p.cls = "stack";
-      m.index[p.name] = int(m.params.size());
-      m.params.push_back(p);
-      continue;
+      Param view;
+      view.name = p.name, view.shape = p.shape, view.role = p.role, view.tied = p.tied;
+      view.stack = b.shape[0], view.rows = b.shape[0] * b.shape[1], view.cols = b.shape[2];
+      p = view;
     }
-    if (b.shape.empty() || p.numel() == 1) p.cls = "scalar";
+    if (p.stack > 0) p.cls = "stack";
+    else if (b.shape.empty() || p.numel() == 1) p.cls = "scalar";
     // E x h rows gathered by the selected experts and used as vectors (a per-expert bias or
     // gain), not a linear map: vectors, whatever the claims on its axes.
     else if (b.shape.size() == 2 && has("moe_experts") && !has("linear")) p.cls = "expert_vectors";

@@ -148,15 +148,6 @@ std::vector<std::pair<int64_t, int64_t>> pairsOf(const SignedPerm &g) {
 
 using Pairs = std::vector<std::pair<int64_t, int64_t>>;
 
-/// v[.., i, ..] == v[.., j, ..] along `axis` for every pair (i, j) and every
-/// index along the other axes, for every value of the model's inputs. Proven
-/// from the ops that build v: a constant is read and compared; an elementwise
-/// function of pair-equal operands (or of operands broadcast along the axis)
-/// is pair-equal; ops that only select, copy or move entries along other
-/// axes (Unsqueeze, Squeeze, Slice, Gather, Transpose, Expand, Concat) keep it; a Slice
-/// or Concat along the axis maps the pairs onto its operands (HF's
-/// cat(freqs, freqs): channel i and i + d/2 are the same entry of freqs).
-/// `axis` -1: v is broadcast along the channels (trivially equal).
 /// Every entry of `v` is a finite number > 0, for every model input: a constant of such
 /// values, Exp of anything (finite tables: overflow aside), a power of such a base, and
 /// products, quotients, sums, square roots, reciprocals and casts of such values. What a
@@ -184,6 +175,15 @@ bool provablyPositive(Value v, const ConstantReader &reader, int depth = 0) {
   return false;
 }
 
+/// v[.., i, ..] == v[.., j, ..] along `axis` for every pair (i, j) and every
+/// index along the other axes, for every value of the model's inputs. Proven
+/// from the ops that build v: a constant is read and compared; an elementwise
+/// function of pair-equal operands (or of operands broadcast along the axis)
+/// is pair-equal; ops that only select, copy or move entries along other
+/// axes (Unsqueeze, Squeeze, Slice, Gather, Transpose, Expand, Concat) keep it; a Slice
+/// or Concat along the axis maps the pairs onto its operands (HF's
+/// cat(freqs, freqs): channel i and i + d/2 are the same entry of freqs).
+/// `axis` -1: v is broadcast along the channels (trivially equal).
 bool pairEqual(Value v, int64_t axis, const Pairs &pairs, const ConstantReader &reader,
                int depth = 0) {
   if (axis < 0 || pairs.empty()) return true;

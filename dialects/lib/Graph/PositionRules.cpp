@@ -138,7 +138,8 @@ struct TieWalk {
   }
 
   /// Some entries of `v` are a constant written in by the graph (a Pad in constant mode, a
-  /// Concat or Where with a constant part), seen through views and entrywise ops: a linear
+  /// Concat or Where with a constant part, a product with a constant that has zeros), seen
+  /// through views and entrywise ops: a linear
   /// map of it has constant rows, all of whose entries tie (fuzz: router inputs shifted by one
   /// token, zero filled, made token 0's logits all zero). Bounded by `depth`; past it, no.
   bool constantFilled(Value v, int depth) {
@@ -153,7 +154,12 @@ struct TieWalk {
         return true;
     }
     auto isConst = [](Value x) { return x.getDefiningOp<ConstantOp>() || x.getDefiningOp<ConstantOfShapeOp>(); };
-    if (isa<ConcatOp, WhereOp>(op) && llvm::any_of(op->getOperands(), isConst))
+    // Where's condition picks entries; its branches are what is written.
+    auto data = isa<WhereOp>(op) ? op->getOperands().drop_front() : op->getOperands();
+    if (isa<ConcatOp, WhereOp>(op) && llvm::any_of(data, isConst))
+      return true;
+    // A product with a constant that has zeros (a mask) writes exact zeros.
+    if (isa<MulOp>(op) && llvm::any_of(op->getOperands(), [&](Value x) { return isConst(x) && !nonzeroConstant(x); }))
       return true;
     if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, IdentityOp, CastOp, NegOp, PadOp,
             ConcatOp, WhereOp, AddOp, SubOp, MulOp, DivOp, ExpandOp>(op))
