@@ -237,18 +237,26 @@ bool einsumBatchedMatrix(Operation *op, unsigned k) {
 /// MatMul as an operand with axis 0 still a batch axis, directly (torch.bmm over the stack),
 /// or an Einsum that batches over the leading labels, through a Transpose that keeps axis 0
 /// first, or as whole slices selected by a Gather along axis 0 or a GatherND of one index per
-/// tuple (transformers' batched_mm MoE experts).
+/// tuple (transformers' batched_mm MoE experts); or one slice at a time, a Gather along axis 0
+/// by a scalar index whose matrix is an operand of a MatMul or Gemm (JetMoE's ParallelExperts:
+/// `F.linear(x_i, weight[i])` per expert).
 bool readAsMatrixStack(ParamOp param) {
   if (cast<RankedTensorType>(param.getType()).getRank() != 3)
     return false;
-  std::function<bool(Value, int)> walk = [&](Value v, int depth) {
+  // `single`: v is one matrix of the stack, not a stack.
+  std::function<bool(Value, int, bool)> walk = [&](Value v, int depth, bool single) {
     for (OpOperand &use : v.getUses()) {
       Operation *u = use.getOwner();
       if (use.getOperandNumber() > 1)
         continue;
       if (isa<MatMulOp>(u)) {
         auto t = dyn_cast<RankedTensorType>(v.getType());
-        if (t && t.getRank() >= 3)
+        if (t && (t.getRank() >= 3 || (single && t.getRank() == 2)))
+          return true;
+        continue;
+      }
+      if (isa<GemmOp>(u)) {
+        if (single)
           return true;
         continue;
       }
@@ -263,24 +271,27 @@ bool readAsMatrixStack(ParamOp param) {
         auto a = u->getAttrOfType<IntegerAttr>(name);
         return a ? a.getInt() : 0;
       };
-      bool slices = isa<IdentityOp, CastOp>(u);
+      bool slices = isa<IdentityOp, CastOp>(u), one = single;
       if (isa<TransposeOp>(u)) {
         auto perm = u->getAttrOfType<ArrayAttr>("perm");
         auto first = perm && !perm.empty() ? dyn_cast<IntegerAttr>(perm[0]) : IntegerAttr();
-        slices = first && first.getInt() == 0;
+        slices = single || (first && first.getInt() == 0); // a single matrix may be transposed
       }
-      if (isa<GatherOp>(u))
-        slices = intAttr("axis") == 0 || intAttr("axis") == -3;
-      if (isa<GatherNDOp>(u)) {
+      if (!single && isa<GatherOp>(u)) {
+        auto idx = dyn_cast<RankedTensorType>(u->getOperand(1).getType());
+        slices = idx && (intAttr("axis") == 0 || intAttr("axis") == -3);
+        one = idx && idx.getRank() == 0;
+      }
+      if (!single && isa<GatherNDOp>(u)) {
         auto idx = dyn_cast<RankedTensorType>(u->getOperand(1).getType());
         slices = intAttr("batch_dims") == 0 && idx && idx.getRank() >= 1 && idx.getShape().back() == 1;
       }
-      if (slices && walk(u->getResult(0), depth - 1))
+      if (slices && walk(u->getResult(0), depth - 1, one))
         return true;
     }
     return false;
   };
-  return walk(param.getResult(), 4);
+  return walk(param.getResult(), 4, false);
 }
 
 std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &outputs) {

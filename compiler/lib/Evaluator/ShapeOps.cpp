@@ -263,6 +263,8 @@ std::vector<Tensor> split(OpContext &ctx) {
       sizes.assign(n, d / int64_t(n));
     }
   }
+  if (sizes.size() != n)
+    ctx.fail(std::to_string(sizes.size()) + " split sizes for " + std::to_string(n) + " outputs");
   for (int64_t v : sizes)
     if (v < 0)
       ctx.fail("negative split size");

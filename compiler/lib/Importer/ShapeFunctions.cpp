@@ -468,9 +468,17 @@ Shapes splitRule(const ShapeQuery &q) {
     sizes = *v;
   else if (auto s = q.attrInts("split"))
     sizes = *s;
-  else if (q.has(1))
-    return {};
   Shapes out;
+  if (sizes.empty() && q.has(1)) {
+    // Sizes computed at run time (tokens per expert): the axis is unknown,
+    // every other dim is the input's.
+    for (int k = 0; k < n; ++k) {
+      ShapeInfo o = x;
+      o.dims[axis] = U;
+      out.push_back(o);
+    }
+    return out;
+  }
   int64_t d = x.dims[axis];
   if (sizes.empty()) {
     if (d >= 0 && d % n != 0)

@@ -115,6 +115,19 @@ std::optional<std::vector<int64_t>> Context::shape(const std::string &name) cons
   return dims;
 }
 
+std::optional<std::vector<int64_t>> Context::partialShape(const std::string &name) const {
+  if (auto s = shape(name))
+    return s;
+  auto it = infos_.find(name);
+  if (it == infos_.end() || !it->second->type().has_tensor_type() ||
+      !it->second->type().tensor_type().has_shape())
+    return std::nullopt;
+  std::vector<int64_t> dims;
+  for (const auto &d : it->second->type().tensor_type().shape().dim())
+    dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  return dims;
+}
+
 std::optional<int64_t> Context::rank(const std::string &name) const {
   if (auto s = shape(name))
     return int64_t(s->size());

@@ -251,15 +251,17 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
   if (model.ir_version() > kNativeIrVersion)
     model.set_ir_version(kNativeIrVersion);
 
-  if (opset > kNativeOpset) {
-    // Axes, pads and split sizes computed by small constant subgraphs
-    // (Reshape(Constant), Concat, Cast) become initializers first.
+  // Axes, pads and split sizes computed by small constant subgraphs
+  // (Reshape(Constant), Concat, Cast) become initializers first; a
+  // SplitToSequence of a native-opset file needs the inferred shapes too.
+  bool sequences = false;
+  for (const auto &n : model.graph().node())
+    sequences |= n.op_type() == "SplitToSequence";
+  if (opset > kNativeOpset || sequences)
     fold(model);
-  }
   Context ctx(model, path);
-  int sequences = splitSequencesToSplit(ctx);
-  if (sequences)
-    notes.lines.push_back("rewrote " + std::to_string(sequences) +
+  if (int rewritten = splitSequencesToSplit(ctx))
+    notes.lines.push_back("rewrote " + std::to_string(rewritten) +
                           " SplitToSequence/SequenceAt groups as Split");
   ctx.index();
   if (opset > kNativeOpset) {

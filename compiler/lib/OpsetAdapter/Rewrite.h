@@ -42,6 +42,8 @@ public:
   std::optional<double> scalar(const std::string &name) const;
   /// Static shape from initializers, graph inputs and inferred value_info.
   std::optional<std::vector<int64_t>> shape(const std::string &name) const;
+  /// The shape with -1 for each dim that is not a known value (rank known).
+  std::optional<std::vector<int64_t>> partialShape(const std::string &name) const;
   std::optional<int64_t> rank(const std::string &name) const;
   /// Element type (TensorProto data type) when known, else FLOAT.
   int32_t elemType(const std::string &name) const;

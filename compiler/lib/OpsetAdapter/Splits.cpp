@@ -72,27 +72,36 @@ int splitSequencesToSplit(Context &ctx) {
     if (n.op_type() != "SplitToSequence" || n.output_size() != 1 ||
         outputs.count(n.output(0)))
       continue;
-    auto shape = ctx.shape(n.input(0));
+    // The axis's size matters only for chunks; other dims may be unknown.
+    auto shape = ctx.partialShape(n.input(0));
     if (!shape)
       continue;
     int64_t rank = int64_t(shape->size()), axis = axisOf(n, rank);
     if (axis < 0 || axis >= rank)
       continue;
     int64_t d = (*shape)[size_t(axis)];
-    bool keepdims = attrInt(n, "keepdims", 1) != 0;
+    bool keepdims = attrInt(n, "keepdims", 1) != 0, dynamicSizes = false;
     std::vector<int64_t> sizes;
     if (!hasInput(n, 1)) {
+      if (d < 0)
+        continue;
       sizes.assign(size_t(d), 1);
     } else if (auto s = ctx.ints(n.input(1)); s && ctx.shape(n.input(1)) &&
                                               ctx.shape(n.input(1))->empty()) {
       int64_t c = (*s)[0];
-      if (c <= 0)
+      if (c <= 0 || d < 0)
         continue;
       for (int64_t left = d; left > 0; left -= c)
         sizes.push_back(std::min(c, left));
       keepdims = true;
     } else if (s) {
       sizes = *s;
+      keepdims = true;
+    } else if (auto ss = ctx.shape(n.input(1)); ss && ss->size() == 1 && (*ss)[0] > 0) {
+      // Sizes computed from data (torch.split by tokens per expert): a Split
+      // with a runtime `split` input, one output per size.
+      dynamicSizes = true;
+      sizes.assign(size_t((*ss)[0]), -1);
       keepdims = true;
     } else {
       continue;
@@ -122,7 +131,9 @@ int splitSequencesToSplit(Context &ctx) {
     for (size_t k = 0; k < sizes.size(); ++k)
       parts.push_back(ctx.fresh("split"));
     auto &s = ctx.node(nodes, "Split",
-                       {n.input(0), ctx.addInts(sizes, {int64_t(sizes.size())}, "sizes")},
+                       {n.input(0), dynamicSizes
+                                        ? n.input(1)
+                                        : ctx.addInts(sizes, {int64_t(sizes.size())}, "sizes")},
                        parts, nodeName(n));
     setInt(s, "axis", axis);
     replace[i] = nodes;

@@ -148,24 +148,31 @@ void reshapeLike(SpaceBuilder &b, Operation *op, Value x, Value y) {
 }
 
 /// Split and Concat: `part` is [offset, offset + its size) of `whole` along
-/// `axis`; every other axis moves unchanged. Returns the part's size, or -1
-/// (and makes the op a barrier) when it is dynamic.
+/// `axis`; every other axis moves unchanged. `offset` < 0: an earlier piece
+/// was dynamic. Returns the next offset: -1 once a size along the axis is
+/// dynamic (torch.split by data-dependent sizes, e.g. tokens per expert): then
+/// the axis is fixed on both sides, since no position can be followed, and the
+/// other axes still move unchanged; -2 (the op made a barrier) when the piece
+/// does not fit.
 int64_t tiePiece(SpaceBuilder &b, Operation *op, Value whole, Value part,
                  int64_t axis, int64_t offset) {
   const int64_t n = dimOf(part, axis), size = dimOf(whole, axis);
-  if (rankOf(part) != rankOf(whole) || (n >= 0 && size >= 0 && offset + n > size)) {
+  if (rankOf(part) != rankOf(whole) ||
+      (offset >= 0 && n >= 0 && size >= 0 && offset + n > size)) {
     barrier(b, op, "split or concatenation pieces do not fit the whole");
-    return -1;
+    return -2;
   }
-  if (n < 0 || size < 0) {
-    barrier(b, op, "split or concatenation along a dynamic axis");
-    return -1;
+  const bool dynamic = offset < 0 || n < 0 || size < 0;
+  if (dynamic) {
+    b.restrict(whole, axis, kNone, "split or concatenation along a dynamic axis");
+    b.restrict(part, axis, kNone, "split or concatenation along a dynamic axis");
+  } else {
+    b.slice(whole, axis, offset, n, part, axis);
   }
-  b.slice(whole, axis, offset, n, part, axis);
   for (int64_t a = 0, r = rankOf(whole); a < r; ++a)
     if (a != axis)
       tieSame(b, part, a, whole, a);
-  return n;
+  return dynamic ? -1 : offset + n;
 }
 
 } // namespace
@@ -212,17 +219,14 @@ void SplitOp::applySymmetryRule(SpaceBuilder &b) {
   Value x = getOperand(0);
   int64_t r = rankOf(x);
   int64_t axis = normAxis(intAttr(*this, "axis", 0), r);
-  if (axis < 0 || dimOf(x, axis) < 0) {
-    barrier(b, *this, "Split along a dynamic or invalid axis");
+  if (axis < 0) {
+    barrier(b, *this, "Split along an invalid axis");
     return;
   }
   int64_t offset = 0;
-  for (Value y : getResults()) {
-    int64_t n = tiePiece(b, *this, x, y, axis, offset);
-    if (n < 0)
+  for (Value y : getResults())
+    if ((offset = tiePiece(b, *this, x, y, axis, offset)) == -2)
       return;
-    offset += n;
-  }
 }
 
 void SliceOp::applySymmetryRule(SpaceBuilder &b) {
@@ -294,12 +298,9 @@ void ConcatOp::applySymmetryRule(SpaceBuilder &b) {
     return;
   }
   int64_t offset = 0;
-  for (Value x : getOperands()) {
-    int64_t n = tiePiece(b, *this, y, x, axis, offset);
-    if (n < 0)
+  for (Value x : getOperands())
+    if ((offset = tiePiece(b, *this, y, x, axis, offset)) == -2)
       return;
-    offset += n;
-  }
 }
 
 void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
