@@ -458,6 +458,21 @@ def _export_dynamo(model, args, path):
     _onnx_export(model, args, path, dynamo=True, optimize=False, external_data=False)
 
 
+def _export_dynamo_eval(model, args, path):
+    # The same copy in eval mode, where train-mode code cannot be traced: a LayerDrop draw
+    # compared in Python (BART, OPT, BioGPT, XGLM: torch.export cannot guard on the
+    # data-dependent `torch.rand([]) < layerdrop`), a router's jitter noise (PhiMoE:
+    # prims.uniform has no ONNX translation). The copy's dropout rates are 0 already, so eval
+    # mode switches off only such draws; a model with BatchNorm never comes here (its eval
+    # function normalizes by constants, _has_batch_norm).
+    was = model.training
+    model.eval()
+    try:
+        _export_dynamo(model, args, path)
+    finally:
+        model.train(was)
+
+
 def _quiet(fn, *a):
     import warnings
     with warnings.catch_warnings():
@@ -472,8 +487,9 @@ def _glob_escape(name):
 class _Exported:
     """An exported model file and what it says about the torch parameters."""
 
-    def __init__(self, path, exporter, frozen, trainable):
+    def __init__(self, path, exporter, frozen, trainable, mode="train"):
         self.path, self.exporter, self.frozen, self.trainable = path, exporter, frozen, trainable
+        self.mode = mode   # "eval": the training-mode trace failed (_export_dynamo_eval)
 
     def frozen_args(self):
         out = []
@@ -503,25 +519,29 @@ def _export(model, args, work, tools, label, exporter="auto"):
     m = _structural_copy(model)
     a = _cpu(args, float32=True)
     path = os.path.join(work, "model.onnx")
-    order = []
+    order = []   # (exporter, function, what the cause says)
+    batch_norm = _has_batch_norm(m)
     if exporter in ("auto", "dynamo") and _dynamo_available() and \
             (exporter == "dynamo" or tools.accepts_opset(18)):
-        order.append(("dynamo", _export_dynamo))
+        order.append(("dynamo", _export_dynamo, "dynamo exporter"))
+        if not batch_norm:   # a failed training-mode trace is retried in eval mode
+            order.append(("dynamo", _export_dynamo_eval, "dynamo exporter (eval mode)"))
     if exporter in ("auto", "torchscript"):
-        order.append(("torchscript", _export_torchscript))
-        if exporter == "auto" and _has_batch_norm(m):
-            order.reverse()   # TorchScript first, dynamo the fallback (_has_batch_norm)
+        ts = ("torchscript", _export_torchscript, "torchscript exporter")
+        if exporter == "auto" and batch_norm:
+            order.insert(0, ts)   # TorchScript first, dynamo the fallback (_has_batch_norm)
+        else:
+            order.append(ts)
     if not order:
         raise _error(label, "exporter %r is not available here (torch %s)"
                      % (exporter, torch.__version__))
     causes, lost = [], False
-    for name, fn in order:
+    for name, fn, what in order:
         try:
             _quiet(fn, m, a, path)
         except Exception as e:   # the exporters raise many types
             msg = str(e).strip().splitlines()
-            causes.append("%s exporter: %s: %s" % (name, type(e).__name__,
-                                                   msg[0] if msg else ""))
+            causes.append("%s: %s: %s" % (what, type(e).__name__, msg[0] if msg else ""))
             continue
         inits = initializer_names(path)
         missing = [n for n in trainable if n not in inits]
@@ -532,15 +552,16 @@ def _export(model, args, work, tools, label, exporter="auto"):
                 missing = [n for n in trainable if n not in inits]
         if missing:
             lost = True
-            causes.append("%s exporter: %d trainable parameter(s) are not initializers of the "
+            causes.append("%s: %d trainable parameter(s) are not initializers of the "
                           "exported graph under their torch names: %s%s (unused in forward? "
                           "set requires_grad=False)"
-                          % (name, len(missing), ", ".join(missing[:5]),
+                          % (what, len(missing), ", ".join(missing[:5]),
                              ", ..." if len(missing) > 5 else ""))
             continue
         tset = set(trainable)
         frozen = [n for n in inits if n not in tset]
-        return _Exported(path, name, frozen, trainable)
+        return _Exported(path, name, frozen, trainable,
+                         "eval" if fn is _export_dynamo_eval else "train")
     raise _error(label, ("the exported graph lacks trainable parameters: " if lost else
                          "the model does not export to ONNX: ") + "; ".join(causes))
 
@@ -882,7 +903,8 @@ def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, la
         lib = _built_library(libdir, src, tools, label, verbose, jobs)
         times["build"] = time.perf_counter() - t
         entry = dict(library=lib, plan=os.path.join(libdir, "plan.json"),
-                     fingerprint=plan["fingerprint"], exporter=ex.exporter, frozen=ex.frozen,
+                     fingerprint=plan["fingerprint"], exporter=ex.exporter,
+                     export_mode=ex.mode, frozen=ex.frozen,
                      policy=policy, model=label)
         return entry
     finally:
@@ -1043,11 +1065,13 @@ class Report:
     """The symmetry report of a model: .text (what `symoc analyze` prints), .claims (the claims
     document, docs/symmetry-schema.md), .verified (True: every claim passed `--verify`'s
     check; False: some failed, the text names them; None: not checked), .dot and .svg (the
-    picture; svg needs Graphviz's `dot`), .exporter and .frozen (what the export used)."""
+    picture; svg needs Graphviz's `dot`), .exporter, .export_mode ("train", or "eval" where only
+    the eval-mode trace exported) and .frozen (what the export used)."""
 
-    def __init__(self, text, claims, verified, dot, svg, exporter, frozen):
+    def __init__(self, text, claims, verified, dot, svg, exporter, frozen, export_mode="train"):
         self.text, self.claims, self.verified = text, claims, verified
         self.dot, self.svg, self.exporter, self.frozen = dot, svg, exporter, frozen
+        self.export_mode = export_mode
 
     def json(self):
         return json.dumps(self.claims, indent=2)
@@ -1096,4 +1120,4 @@ def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
                                stderr=subprocess.DEVNULL, universal_newlines=True)
             svg = d.stdout if d.returncode == 0 else None
         return Report(r.stdout, claims, (r.returncode == 0) if verify else None, dot_text, svg,
-                      ex.exporter, ex.frozen)
+                      ex.exporter, ex.frozen, ex.mode)

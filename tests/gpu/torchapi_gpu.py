@@ -23,6 +23,8 @@ It checks and times, each case on its own (one failure does not stop the others)
   jetmoe     transformers' JetMoeForCausalLM (MLP and attention experts split by token counts
              at run time, each expert's matrix read as weight[i]): the same, its 8 expert stacks
              Muon on each matrix
+  phimoe     transformers' PhiMoE (router jitter in training mode): exported in eval mode by
+             the bridge's retry, its 4 expert stacks Muon on each matrix
   gpt2-124m  GPT2LMHeadModel(GPT2Config()) (124M parameters): export + verify + compile +
              build timed (model on the CPU), then a cached second call; peak memory
              (this process's RSS, symoc's VmHWM)
@@ -126,7 +128,8 @@ def compile_and_train(case, model, batch, loss_fn, steps, cache, policy="auto"):
     ok_rules, bad = rules_match(opt)
     info = opt.symoc_info
     ok = ok_rules and losses[-1] < losses[0]
-    record(case, ok, device=where, exporter=info.get("exporter"), compile_s=round(t_compile, 2),
+    record(case, ok, device=where, exporter=info.get("exporter"), export_mode=info.get("export_mode"),
+           compile_s=round(t_compile, 2),
            times={k: round(v, 2) for k, v in info["times"].items()}, losses=losses,
            blocks=len(opt.param_groups), params=len(opt.param_rules()),
            rules_match_plan=ok_rules, mismatched=bad,
@@ -302,6 +305,30 @@ def case_jetmoe(steps, cache):
     r["expert_rules"] = stacks
 
 
+def case_phimoe(steps, cache):
+    """transformers' PhiMoE: its training-mode router draws jitter noise (prims.uniform, which the
+    dynamo exporter cannot translate) and TorchScript fails on transformers 5's masks, so until
+    session 22 no export worked; the bridge now retries the trace in eval mode. The export must
+    say so and the expert stacks must be Muon on each matrix."""
+    import transformers
+    torch.manual_seed(0)
+    cfg = transformers.AutoConfig.for_model("phimoe", vocab_size=128, hidden_size=64, intermediate_size=96,
+                                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                            max_position_embeddings=64, num_local_experts=4, num_experts_per_tok=2)
+    cfg.use_cache = False
+    model = Logits(transformers.AutoModelForCausalLM.from_config(cfg))
+    ids = torch.randint(0, cfg.vocab_size, (2, 16))
+    compile_and_train("phimoe", model, ids, lm_loss, steps, cache)
+    r = RESULTS[-1]
+    stacks = {n: rule for n, rule in r.get("param_rules", {}).items() if ".experts." in n}
+    want = {n: "symo O/4 x 1" for n in stacks}
+    if r.get("export_mode") != "eval" or len(stacks) != 4 or stacks != want:
+        r["ok"] = False
+        r["error"] = "export mode %s, expert stacks %s: expected eval, 4 stacks each 'symo O/4 x 1'" % (
+            r.get("export_mode"), stacks)
+    r["expert_rules"] = stacks
+
+
 def case_gpt2(cache):
     import symoc.torch
     import transformers
@@ -336,7 +363,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, resnet, mixtral, jetmoe, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, resnet, mixtral, jetmoe, phimoe, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -352,7 +379,8 @@ def main():
              ("vit", lambda: case_vit(a.steps, cache)),
              ("resnet", lambda: case_resnet(a.steps, cache)),
              ("mixtral", lambda: case_mixtral(a.steps, cache)),
-             ("jetmoe", lambda: case_jetmoe(a.steps, cache))]
+             ("jetmoe", lambda: case_jetmoe(a.steps, cache)),
+             ("phimoe", lambda: case_phimoe(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
     if a.only:

@@ -316,6 +316,55 @@ def test_tied_parameter_named_by_its_other_name_is_renamed():
     assert "emb.weight" in rep.text and "head.weight" not in rep.text, rep.text[:400]
 
 
+def test_training_trace_failure_retries_in_eval_mode():
+    """The dynamo exporter cannot trace some training-mode code (LayerDrop's Python draw in
+    BART/OPT, PhiMoE's router jitter: session 22's zoo diagnosis); the copy is then exported in
+    eval mode (its dropout rates are 0 already) before TorchScript is tried. Not for a model
+    with BatchNorm (its eval function normalizes by constants), and every cause is kept."""
+    tried = []
+    real_ts = symoc.api._export_torchscript
+
+    def train_fails(model, args, path):
+        tried.append("dynamo-" + ("train" if model.training else "eval"))
+        if model.training:
+            raise RuntimeError("Could not guard on data-dependent expression")
+        real_ts(model, args, path)
+
+    def spy_ts(model, args, path):
+        tried.append("torchscript")
+        real_ts(model, args, path)
+    torch.manual_seed(3)
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    symoc.api._export_torchscript = spy_ts
+    try:
+        rep = _with_fake_dynamo(train_fails, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),)))
+        assert rep.exporter == "dynamo" and rep.export_mode == "eval", (rep.exporter, rep.export_mode)
+        assert tried == ["dynamo-train", "dynamo-eval"], tried
+        assert mlp.training, "the caller's model keeps its mode"
+
+        def ts_fails(model, args, path):
+            tried.append("torchscript")
+            raise RuntimeError("torchscript export broke here")
+        symoc.api._export_torchscript = ts_fails
+        del tried[:]
+        # BatchNorm: TorchScript first, then dynamo in training mode only
+        expect_error(lambda: _with_fake_dynamo(
+            train_fails, lambda: symoc.torch.report(cnn, (torch.randn(4, 3, 6, 6),))),
+            "torchscript export broke here", "dynamo exporter: RuntimeError")
+        assert tried == ["torchscript", "dynamo-train"], tried
+
+        def always_fails(model, args, path):
+            raise RuntimeError("no trace in %s mode" % ("train" if model.training else "eval"))
+        expect_error(lambda: _with_fake_dynamo(
+            always_fails, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),))),
+            "no trace in train mode", "dynamo exporter (eval mode): RuntimeError: no trace in eval mode",
+            "torchscript export broke here")
+    finally:
+        symoc.api._export_torchscript = real_ts
+
+
 def test_fallback_export_failure_keeps_both_causes():
     """dynamo's file rejected by symoc, then the TorchScript export fails: the error names
     both causes (not only the second)."""

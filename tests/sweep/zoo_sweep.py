@@ -13,7 +13,8 @@ dynamo exporter, transformers and timm (the GPU machine has them; CI does not).
 Export variants of each model (files NAME.VARIANT.onnx beside NAME.json, which lists the
 torch parameter names and buffers):
   compile  symoc.torch.compile's dynamo export: its structural copy (distinct random values,
-           dropout 0, training mode), dynamo=True, optimize=False, names kept (since session
+           dropout 0, training mode; eval mode where the training-mode trace fails and the
+           model has no BatchNorm, since session 22), dynamo=True, optimize=False, names kept (since session
            20 symoc.torch.compile takes models with BatchNorm through `ts` first: dynamo writes
            their BatchNorms in inference mode)
   user     what `torch.onnx.export(model.eval(), args, f, dynamo=True)` gives by default
@@ -234,7 +235,20 @@ def export_one(name, spec, out):
     rec["buffers"] = sorted(n for n, _ in model.named_buffers())
     # a tied parameter's other names -> the one named_parameters() gives
     rec["aliases"] = {n: names[0] for names in api._aliases(model).values() for n in names[1:]}
-    variants = [("compile", lambda m, a, p: api._export_dynamo(api._structural_copy(m), a, p)),
+    modes = {}
+
+    def bridge_dynamo(m, a, p):
+        # symoc.torch.compile's dynamo order: training mode, then eval mode without BatchNorm
+        c = api._structural_copy(m)
+        try:
+            api._export_dynamo(c, a, p)
+            modes["compile"] = "train"
+        except Exception:  # noqa: BLE001
+            if api._has_batch_norm(c):
+                raise
+            api._export_dynamo_eval(c, a, p)
+            modes["compile"] = "eval"
+    variants = [("compile", bridge_dynamo),
                 ("user", lambda m, a, p: torch.onnx.export(m.eval(), a, p, dynamo=True, external_data=False)),
                 ("ts", lambda m, a, p: api._export_torchscript(api._structural_copy(m), a, p))]
     for var, fn in variants:
@@ -251,6 +265,8 @@ def export_one(name, spec, out):
                     api._rename_tied(path, model, missing, inits)
             rec["variants"][var] = {"file": os.path.basename(path), "bytes": os.path.getsize(path),
                                     "seconds": round(time.time() - t0, 2)}
+            if var in modes:
+                rec["variants"][var]["mode"] = modes[var]
         except Exception as e:  # noqa: BLE001
             if os.path.exists(path):
                 os.remove(path)
