@@ -2,9 +2,11 @@
 """Export tiny Hugging Face MoE decoders the way transformers >= 5 runs them (needs torch >= 2.9
 with the dynamo exporter and transformers >= 5; the GPU machine has both, CI does not).
 
-Usage: python3 models/hf_moe/export.py [OUT_DIR]   (default: this folder)
+Usage: python3 models/hf_moe/export.py [OUT_DIR] [NAME ...]   (default: this folder, every model)
 
-Mixtral, Qwen2-MoE (with its shared expert) and OLMoE, 2 layers, hidden 32, 4 experts, top-2,
+Mixtral, Qwen2-MoE (with its shared expert), OLMoE and JetMoE (session 22: experts of its MLP
+and of its attention, tokens split by per-expert counts at run time, each expert's matrix read
+as weight[i]; no selectable backend), 2 layers, hidden 32, 4 experts, top-2,
 parameters perturbed by 0.05 N(0, 1) (fixed seed), input ids (2, 8), training mode (dropout 0),
 exported as symoc.torch.compile does (optimize=False: every parameter keeps its initializer under
 its torch name). Their experts
@@ -26,19 +28,24 @@ MODELS = [("mixtral", "MixtralForCausalLM", "MixtralConfig", dict(num_local_expe
           ("qwen2_moe", "Qwen2MoeForCausalLM", "Qwen2MoeConfig",
            dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32,
                 decoder_sparse_step=1)),
-          ("olmoe", "OlmoeForCausalLM", "OlmoeConfig", dict(num_experts=4, num_experts_per_tok=2, pad_token_id=0))]
+          ("olmoe", "OlmoeForCausalLM", "OlmoeConfig", dict(num_experts=4, num_experts_per_tok=2, pad_token_id=0)),
+          ("jetmoe", "JetMoeForCausalLM", "JetMoeConfig",
+           dict(num_local_experts=4, num_experts_per_tok=2, kv_channels=8, num_key_value_heads=4))]
 
 
-def main(out):
+def main(out, only=()):
     torch.manual_seed(0)
     for name, cls, cfgcls, kw in MODELS:
-        cfg = getattr(transformers, cfgcls)(**DEC, **kw)
+        cfg = getattr(transformers, cfgcls)(**dict(DEC, **kw))
         cfg.use_cache = False
         m = getattr(transformers, cls)(cfg).train()
         with torch.no_grad():
             for p in m.parameters():
                 p.add_(0.05 * torch.randn_like(p))
-        m.set_experts_implementation("batched_mm")
+        if only and name not in only:
+            continue   # built and perturbed all the same: the others' draws stay as in a full run
+        if hasattr(m, "set_experts_implementation"):
+            m.set_experts_implementation("batched_mm")
         ids = (torch.arange(16).reshape(2, 8) * 7 % 128,)
         torch.onnx.export(m, ids, os.path.join(out, name + ".onnx"), dynamo=True, optimize=False,
                           external_data=False)
@@ -46,4 +53,4 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__)))
+    main(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__)), sys.argv[2:])

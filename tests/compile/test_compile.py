@@ -34,6 +34,7 @@ LLAMA = os.path.join(SRC, "models", "llama.onnx")
 RESNET = os.path.join(SRC, "models", "resnet_cnn.onnx")
 GPT2 = os.path.join(SRC, "models", "gpt2.onnx")
 HF_MIXTRAL = os.path.join(SRC, "models", "hf_moe", "mixtral.onnx")
+HF_JETMOE = os.path.join(SRC, "models", "hf_moe", "jetmoe.onnx")
 _BUILT = {}
 
 
@@ -268,8 +269,9 @@ class ExpertStacks(unittest.TestCase):
     hidden matrix (the NumPy Muon above, slice by slice)."""
 
     def test_muon_steps_each_expert_matrix(self):
-        for policy in ("muon", "auto"):
-            path, plan, _ = compile_model(HF_MIXTRAL, policy)
+        # Mixtral's stacks are read whole (GatherND), JetMoE's one matrix at a time (weight[i])
+        for model, policy, stacks in ((HF_MIXTRAL, "muon", 4), (HF_MIXTRAL, "auto", 4), (HF_JETMOE, "muon", 8)):
+            path, plan, _ = compile_model(model, policy)
             lib = Library(path)
             cls = {p["name"]: p["class"] for p in plan["params"]}
             hyper = {n: b["step"]["hyper"] for b in plan["blocks"] for n in b["params"]}
@@ -288,9 +290,11 @@ class ExpertStacks(unittest.TestCase):
                     worst = max(worst, err)
                     self.assertLess(err, 1e-5, f"{policy}: {name}[{e}]")
                 checked += 1
-            print(f"\n{policy}: {checked} expert stacks; max rel. error of each matrix's update vs NumPy "
-                  f"Muon {worst:.2e}", file=sys.stderr)
-            self.assertEqual(checked, 4)  # gate_up_proj and down_proj of both layers
+            print(f"\n{os.path.basename(model)} {policy}: {checked} expert stacks; max rel. error of each "
+                  f"matrix's update vs NumPy Muon {worst:.2e}", file=sys.stderr)
+            # Mixtral: gate_up_proj and down_proj of both layers; JetMoE: input_linear and
+            # output_linear of the MLP and the attention experts of both layers
+            self.assertEqual(checked, stacks)
 
     def test_adamw_steps_stacks_whole_and_overrides_keep_muon_per_matrix(self):
         r = symoc("compile", HF_MIXTRAL, "--policy", "adamw", "--emit", "plan",

@@ -354,8 +354,12 @@ std::set<std::string> inferRoles(ParamOp param, const std::set<const void *> &ou
   }
   if (roles.count("embedding") && roles.count("lm_head"))
     roles.erase("linear");
-  if (readAsMatrixStack(param))
+  if (readAsMatrixStack(param)) {
+    // Whole matrices gathered from a stack (experts by index) are not rows of a table.
+    roles.erase("embedding");
+    roles.erase("positional_embedding");
     roles.insert("matrix_stack");
+  }
   return roles;
 }
 
