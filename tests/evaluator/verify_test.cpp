@@ -442,14 +442,39 @@ TEST(VerifyErrors, UnsupportedOp) {
   EXPECT_NE(e.find("FancyAct"), std::string::npos) << e;
 }
 
-TEST(VerifyErrors, ZeroOutputsAreVacuous) {
+namespace {
+onnx::ModelProto zeroHead() {
   auto m = mlp("Relu");
   for (int i : {2, 3}) { // W2 and b2 zero: y == 0 whatever the input
     auto *t = m.mutable_graph()->mutable_initializer(i);
     for (int k = 0; k < t->float_data_size(); ++k)
       t->set_float_data(k, 0.0f);
   }
-  EXPECT_EQ(errorOf([&] { run(m, doc({hiddenClaim("c1", "S")})); }),
+  return m;
+}
+} // namespace
+
+// A zero-initialized classifier (timm's MLP-Mixer, ResMLP) zeroes every output: the claims
+// are checked at random values of the all-zero parameters (W2, a claim member; b2 is none
+// here), and a false claim still fails there.
+TEST(Verify, ZeroOutputsAreCheckedAtRandomParameters) {
+  auto r = run(zeroHead(), doc({hiddenClaim("c1", "S"), hiddenClaim("c2", "GL")}));
+  ASSERT_EQ(r.claims.size(), 2u);
+  EXPECT_TRUE(r.claims[0].pass) << r.claims[0].maxRelErr;
+  EXPECT_FALSE(r.claims[1].pass) << "GL through a ReLU must fail: " << r.claims[1].maxRelErr;
+  ASSERT_EQ(r.notes.size(), 1u);
+  EXPECT_NE(r.notes[0].find("1 all-zero parameter(s) (W2)"), std::string::npos) << r.notes[0];
+  std::ostringstream os;
+  printReport(r, os);
+  EXPECT_NE(os.str().find("verify: note: every output is zero with the file's weights"),
+            std::string::npos) << os.str();
+}
+
+TEST(VerifyErrors, ZeroOutputsAreVacuous) {
+  // No all-zero tensor is a parameter (not a block, not a member): nothing to vary.
+  json c = hiddenClaim("c1", "S");
+  c["members"] = {member("W1", 0, "out"), member("b1", 0, "out")};
+  EXPECT_EQ(errorOf([&] { run(zeroHead(), doc({c})); }),
             "test.onnx: every output is zero on random inputs, so no claim can be checked "
             "(zero-initialized output layer?)");
 }

@@ -510,6 +510,8 @@ std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelP
     note += "; symbolic sizes taken as " + dims + " (--dim to choose)";
   }
   notes.push_back(note);
+  for (const auto &n : rep.notes)
+    notes.push_back("verify: " + n);
 #else
   throw symoc::Error("this symoc was built without verify: pass --no-verify");
 #endif

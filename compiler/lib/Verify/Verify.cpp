@@ -575,8 +575,92 @@ static onnx::ModelProto withoutEpsilon(const onnx::ModelProto &model, const std:
   return m;
 }
 
+namespace {
+
+const char *const kZeroOutputs =
+    "every output is zero on random inputs, so no claim can be checked "
+    "(zero-initialized output layer?)";
+
+/// The base run's outputs are all zero: nothing can be compared.
+struct ZeroOutputs : Error {
+  using Error::Error;
+};
+
+/// The model with every all-zero floating initializer that is a parameter (a
+/// block of the claims document, or a claim's member) set to random values
+/// (N(0, 0.05^2), seeded): claims hold for every value of the parameters, so
+/// they may be checked at any; timm's MLP-Mixer and ResMLP zero their
+/// classifier, which zeroes every output. `changed` names what was set.
+onnx::ModelProto withRandomZeroParameters(const onnx::ModelProto &model,
+                                          const std::string &modelPath, const json &doc,
+                                          uint64_t seed, std::vector<std::string> &changed) {
+  std::set<std::string> params;
+  if (doc.contains("blocks") && doc["blocks"].is_array())
+    for (const auto &b : doc["blocks"])
+      if (b.is_object() && b.contains("name") && b["name"].is_string())
+        params.insert(b["name"].get<std::string>());
+  for (const auto &c : doc["claims"])
+    if (c.is_object() && c.contains("members") && c["members"].is_array())
+      for (const auto &m : c["members"])
+        if (m.is_object() && m.contains("initializer") && m["initializer"].is_string())
+          params.insert(m["initializer"].get<std::string>());
+  onnx::ModelProto out = model;
+  Rng rng(seed ^ 0x7a65726fULL);
+  std::normal_distribution<double> normal(0.0, 0.05);
+  for (auto &t : *out.mutable_graph()->mutable_initializer()) {
+    if (!params.count(t.name()) || (t.data_type() != onnx::TensorProto::FLOAT &&
+                                    t.data_type() != onnx::TensorProto::DOUBLE))
+      continue;
+    Tensor v = tensorFromProto(t, modelPath);
+    if (v.data.empty() || std::any_of(v.data.begin(), v.data.end(), [](double x) { return x != 0; }))
+      continue;
+    for (double &x : v.data)
+      x = normal(rng);
+    v.dtype = t.data_type();
+    t = tensorToProto(v, t.name());
+    changed.push_back(t.name());
+  }
+  return out;
+}
+
+VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelPath,
+                        const json &doc, const VerifyOptions &opt);
+
+} // namespace
+
 VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
                     const json &doc, const VerifyOptions &opt) {
+  try {
+    return verifyOnce(model, modelPath, doc, opt);
+  } catch (const ZeroOutputs &) {
+    std::vector<std::string> changed;
+    onnx::ModelProto randomized = withRandomZeroParameters(model, modelPath, doc, opt.seed, changed);
+    if (changed.empty())
+      throw Error(modelPath + ": " + kZeroOutputs);
+    VerifyReport rep;
+    try {
+      rep = verifyOnce(randomized, modelPath, doc, opt);
+    } catch (const ZeroOutputs &) {
+      throw Error(modelPath + ": " + kZeroOutputs + "; still with its " +
+                  std::to_string(changed.size()) + " all-zero parameter(s) at random values");
+    }
+    std::string names;
+    for (size_t i = 0; i < changed.size() && i < 4; ++i)
+      names += (i ? ", " : "") + changed[i];
+    if (changed.size() > 4)
+      names += ", ...";
+    rep.notes.push_back("every output is zero with the file's weights (a zero-initialized "
+                        "output layer): checked at random values of its " +
+                        std::to_string(changed.size()) + " all-zero parameter(s) (" + names +
+                        ") instead; claims hold for any parameter values");
+    return rep;
+  }
+}
+
+namespace {
+
+VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelPath,
+                        const json &doc, const VerifyOptions &opt) {
   const std::string &docName = opt.claimsName;
   if (opt.trials <= 0)
     fail(docName, "trials must be positive");
@@ -766,10 +850,10 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
         norm += v * v;
       }
     // Constant-zero outputs (e.g. a zero-initialized classifier) make every
-    // comparison vacuous.
+    // comparison vacuous (verify() retries at random values of the all-zero
+    // parameters).
     if (norm == 0)
-      fail(modelPath, "every output is zero on random inputs, so no claim can be checked "
-                      "(zero-initialized output layer?)");
+      throw ZeroOutputs(modelPath + ": " + kZeroOutputs);
     return r;
   };
 
@@ -1030,6 +1114,8 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   return rep;
 }
 
+} // namespace
+
 json toJson(const VerifyReport &r) {
   auto one = [](const ClaimResult &c) {
     json o{{"id", c.id},         {"kind", c.kind},     {"group", c.description},
@@ -1057,6 +1143,8 @@ json toJson(const VerifyReport &r) {
   }
   j["composed"] = r.composed;
   j["forward_runs"] = r.forwards;
+  if (!r.notes.empty())
+    j["notes"] = r.notes;
   j["ok"] = r.ok();
   return j;
 }
@@ -1095,6 +1183,8 @@ void printReport(const VerifyReport &r, std::ostream &os) {
     line(inconclusive ? "CONTROL-INCONCLUSIVE"
          : r.control.pass ? "CONTROL-PASSED(bad)" : "CONTROL-FAILED(good)",
          r.control);
+  for (const auto &n : r.notes)
+    os << "verify: note: " << n << "\n";
   os << fmt::format("verify: {} forward runs for {} claims ({})\n", r.forwards, r.claims.size(),
                     r.composed ? "composed: one run per batch of claims, bisected on failure"
                                : "one claim at a time");

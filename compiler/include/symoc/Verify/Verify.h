@@ -89,6 +89,8 @@ struct VerifyReport {
   int forwards = 0;
   /// Symbolic dimensions given VerifyOptions::defaultDim ("batch=2").
   std::vector<std::string> assumedDims;
+  /// What the report should say besides the claims (the weights it was checked at).
+  std::vector<std::string> notes;
   /// Every claim passes and the control does not pass (it fails, or it is
   /// inconclusive because the outputs do not depend on the weight it changes).
   bool ok() const;
