@@ -142,14 +142,14 @@ TIMM = [
     ("coat_lite_tiny", dict(img_size=64)), ("pit_ti_224", dict(img_size=64, base_dims=[8, 8, 8], depth=[1, 1, 1])),
     ("swin_tiny_patch4_window7_224", dict(img_size=64, window_size=2, embed_dim=32, depths=(1, 1, 1, 1),
                                           num_heads=(1, 2, 4, 8))),
-    ("nf_resnet26", {}), ("resnetv2_50x1_bit", dict(layers=(1, 1, 1, 1))), ("convmixer_768_32", dict(depth=2, dim=32)),
+    ("nf_resnet26", {}), ("resnetv2_50x1_bit", {}), ("convmixer_768_32", {}),
     ("resnest14d", {}), ("skresnet18", {}), ("seresnext26d_32x4d", {}), ("dla34", {}), ("cspdarknet53", {}),
-    ("inception_v3", dict(img_size=75)), ("xception41", {}), ("mobileone_s0", {}), ("repghostnet_050", {}),
+    ("inception_v3", dict(input_side=139)), ("xception41", {}), ("mobileone_s0", {}), ("repghostnet_050", {}),
     ("efficientformer_l1", {}), ("efficientformerv2_s0", {}), ("twins_svt_small", dict(depths=(1, 1, 1, 1))),
     ("crossvit_tiny_240", dict(img_size=240, depth=((1, 1, 0),))), ("gcvit_xxtiny", dict(img_size=64)),
     ("davit_tiny", dict(depths=(1, 1, 1, 1))), ("nest_tiny", dict(img_size=64, patch_size=4)),
     ("deit3_small_patch16_224", dict(img_size=IMG, patch_size=8, depth=2)),
-    ("vit_small_patch16_reg4_gap_256", dict(img_size=IMG, patch_size=8, depth=2)),
+    ("vit_base_patch16_reg4_gap_256", dict(img_size=IMG, patch_size=8, depth=2)),
     ("vit_relpos_small_patch16_224", dict(img_size=IMG, patch_size=8, depth=2)),
     ("vit_base_patch16_rope_reg1_gap_256", dict(img_size=IMG, patch_size=8, depth=2, embed_dim=64, num_heads=4)),
     ("samvit_base_patch16", dict(img_size=64, patch_size=8, depth=2, embed_dim=64, num_heads=4, window_size=2,
@@ -203,8 +203,9 @@ def _hf_build(model_type, head, over):
 def _timm_build(name, kw):
     import torch
     import timm
+    kw = dict(kw)
+    side = kw.pop("input_side", kw.get("img_size", 64))   # input_side: the input only
     model = timm.create_model(name, pretrained=False, num_classes=10, **kw)
-    side = kw.get("img_size", 64)
     return model, (torch.randn(BATCH, 3, side, side, generator=torch.Generator().manual_seed(0)),)
 
 
