@@ -257,6 +257,20 @@ def case_resnet(steps, cache):
             r.get("exporter"), r.get("rules"))
 
 
+def train_moe(case, model, steps, cache, is_stack, count):
+    """A tiny MoE decoder through symoc.torch.compile and a few steps on the GPU; its `count`
+    expert stacks (parameters `is_stack` picks) must be Muon on each of their 4 matrices."""
+    ids = torch.randint(0, 128, (2, 16))
+    compile_and_train(case, model, ids, lm_loss, steps, cache)
+    r = RESULTS[-1]
+    stacks = {n: rule for n, rule in r.get("param_rules", {}).items() if is_stack(n)}
+    if len(stacks) != count or any(rule != "symo O/4 x 1" for rule in stacks.values()):
+        r["ok"] = False
+        r["error"] = "expert stacks %s: expected %d, each 'symo O/4 x 1'" % (stacks, count)
+    r["expert_rules"] = stacks
+    return r
+
+
 def case_mixtral(steps, cache):
     """transformers' Mixtral (transformers >= 5 keeps each layer's experts as two stacked
     tensors, gate_up_proj E x 2I x H and down_proj E x H x I): symoc.torch.compile (the export
@@ -269,16 +283,8 @@ def case_mixtral(steps, cache):
                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                      num_local_experts=4, num_experts_per_tok=2)
     cfg.use_cache = False
-    model = Logits(transformers.MixtralForCausalLM(cfg))
-    ids = torch.randint(0, cfg.vocab_size, (2, 16))
-    compile_and_train("mixtral", model, ids, lm_loss, steps, cache)
-    r = RESULTS[-1]
-    stacks = {n: rule for n, rule in r.get("param_rules", {}).items() if ".experts." in n}
-    want = {n: "symo O/4 x 1" for n in stacks}
-    if len(stacks) != 4 or stacks != want:
-        r["ok"] = False
-        r["error"] = "expert stacks %s: expected 4, each 'symo O/4 x 1'" % stacks
-    r["expert_rules"] = stacks
+    train_moe("mixtral", Logits(transformers.MixtralForCausalLM(cfg)), steps, cache,
+              lambda n: ".experts." in n, 4)
 
 
 def case_jetmoe(steps, cache):
@@ -293,16 +299,8 @@ def case_jetmoe(steps, cache):
                                     num_attention_heads=4, num_key_value_heads=4, kv_channels=8,
                                     max_position_embeddings=64, num_local_experts=4, num_experts_per_tok=2)
     cfg.use_cache = False
-    model = Logits(transformers.JetMoeForCausalLM(cfg))
-    ids = torch.randint(0, cfg.vocab_size, (2, 16))
-    compile_and_train("jetmoe", model, ids, lm_loss, steps, cache)
-    r = RESULTS[-1]
-    stacks = {n: rule for n, rule in r.get("param_rules", {}).items() if n.endswith("_linear.weight")}
-    want = {n: "symo O/4 x 1" for n in stacks}
-    if len(stacks) != 8 or stacks != want:
-        r["ok"] = False
-        r["error"] = "expert stacks %s: expected 8, each 'symo O/4 x 1'" % stacks
-    r["expert_rules"] = stacks
+    train_moe("jetmoe", Logits(transformers.JetMoeForCausalLM(cfg)), steps, cache,
+              lambda n: n.endswith("_linear.weight"), 8)
 
 
 def case_phimoe(steps, cache):
@@ -316,17 +314,11 @@ def case_phimoe(steps, cache):
                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                             max_position_embeddings=64, num_local_experts=4, num_experts_per_tok=2)
     cfg.use_cache = False
-    model = Logits(transformers.AutoModelForCausalLM.from_config(cfg))
-    ids = torch.randint(0, cfg.vocab_size, (2, 16))
-    compile_and_train("phimoe", model, ids, lm_loss, steps, cache)
-    r = RESULTS[-1]
-    stacks = {n: rule for n, rule in r.get("param_rules", {}).items() if ".experts." in n}
-    want = {n: "symo O/4 x 1" for n in stacks}
-    if r.get("export_mode") != "eval" or len(stacks) != 4 or stacks != want:
+    r = train_moe("phimoe", Logits(transformers.AutoModelForCausalLM.from_config(cfg)), steps, cache,
+                  lambda n: ".experts." in n, 4)
+    if r.get("export_mode") != "eval":
         r["ok"] = False
-        r["error"] = "export mode %s, expert stacks %s: expected eval, 4 stacks each 'symo O/4 x 1'" % (
-            r.get("export_mode"), stacks)
-    r["expert_rules"] = stacks
+        r["error"] = "export mode %s: expected eval; %s" % (r.get("export_mode"), r.get("error", ""))
 
 
 def case_gpt2(cache):
