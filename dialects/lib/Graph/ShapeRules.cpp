@@ -321,10 +321,32 @@ void ExpandOp::applySymmetryRule(SpaceBuilder &b) {
 }
 
 
-#define BARRIER_RULE(OP, WHY)                                                  \
-  void OP::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, WHY); }
-BARRIER_RULE(TileOp, "Tile repeats along an axis")
-#undef BARRIER_RULE
+void TileOp::applySymmetryRule(SpaceBuilder &b) {
+  // Tile along an axis is a Concat of copies of the input (torch's x.repeat: JetMoE's
+  // key/value heads, one copy per selected expert): each copy of the output axis is the
+  // input axis, as a Concat(x, ..., x) ties it; an axis repeated once passes.
+  Value x = getOperand(0), y = getResult(0);
+  const int64_t r = rankOf(x);
+  auto reps = constInts(getOperand(1));
+  if (!reps || int64_t(reps->size()) != r || rankOf(y) != r) {
+    barrier(b, *this, "Tile repeats are not constant");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    const int64_t k = (*reps)[size_t(a)], n = dimOf(x, a);
+    if (k == 1) {
+      tieSame(b, x, a, y, a);
+      continue;
+    }
+    if (k < 1 || n < 1 || dimOf(y, a) != k * n) {
+      b.restrict(x, a, kNone, "Tile repeats along an empty or dynamic axis");
+      b.restrict(y, a, kNone, "Tile repeats along an empty or dynamic axis");
+      continue;
+    }
+    for (int64_t c = 0; c < k; ++c)
+      b.slice(y, a, c * n, n, x, a);
+  }
+}
 
 void PadOp::applySymmetryRule(SpaceBuilder &b) {
   // An axis with nothing padded passes through coordinate by coordinate
