@@ -473,6 +473,41 @@ def _export_dynamo_eval(model, args, path):
         model.train(was)
 
 
+def _tensors(x):
+    """The tensors of a model output (a tensor, tuples, lists, dicts, HF ModelOutputs)."""
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, dict) or hasattr(x, "items"):
+        return [t for _, v in x.items() for t in _tensors(v)]
+    if isinstance(x, (list, tuple)):
+        return [t for v in x for t in _tensors(v)]
+    return []
+
+
+def _train_eval_gap(model, args):
+    """How far the copy's training-mode forward is from its eval-mode one on the example
+    inputs (max |a - b| / max |b| over the output tensors; None when it cannot be told). The
+    eval-mode retry exports the eval function: where the two differ (a router that samples in
+    training, an auxiliary head), the plan is derived from the eval-mode function."""
+    was = model.training
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):   # the caller's RNG untouched
+            torch.manual_seed(0)
+            model.train()
+            a = [t.double() for t in _tensors(model(*args))]
+            model.eval()
+            b = [t.double() for t in _tensors(model(*args))]
+    except Exception:   # noqa: BLE001  (a forward that fails says nothing here)
+        return None
+    finally:
+        model.train(was)
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        return float("inf")
+    num = max([float((x - y).abs().max()) for x, y in zip(a, b) if x.numel()] or [0.0])
+    den = max([float(y.abs().max()) for y in b if y.numel()] or [0.0])
+    return num / den if den > 0 else num
+
+
 def _quiet(fn, *a):
     import warnings
     with warnings.catch_warnings():
@@ -490,6 +525,7 @@ class _Exported:
     def __init__(self, path, exporter, frozen, trainable, mode="train"):
         self.path, self.exporter, self.frozen, self.trainable = path, exporter, frozen, trainable
         self.mode = mode   # "eval": the training-mode trace failed (_export_dynamo_eval)
+        self.note = None   # set when the training- and eval-mode forwards differ
 
     def frozen_args(self):
         out = []
@@ -560,8 +596,18 @@ def _export(model, args, work, tools, label, exporter="auto"):
             continue
         tset = set(trainable)
         frozen = [n for n in inits if n not in tset]
-        return _Exported(path, name, frozen, trainable,
-                         "eval" if fn is _export_dynamo_eval else "train")
+        ex = _Exported(path, name, frozen, trainable, "eval" if fn is _export_dynamo_eval else "train")
+        if ex.mode == "eval":
+            gap = _train_eval_gap(m, a)
+            if gap is None or gap > 1e-6:
+                ex.note = ("the training-mode trace failed (%s) and the eval-mode export is used, but "
+                           "the training-mode forward differs from the eval-mode one on the example "
+                           "inputs (%s): the plan is derived from the eval-mode function"
+                           % (causes[-1], "max relative difference %.2g" % gap if gap is not None
+                              else "the training-mode forward failed"))
+                import warnings
+                warnings.warn("symoc.torch: %s: %s" % (label, ex.note), stacklevel=3)
+        return ex
     raise _error(label, ("the exported graph lacks trainable parameters: " if lost else
                          "the model does not export to ONNX: ") + "; ".join(causes))
 
@@ -904,7 +950,7 @@ def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, la
         times["build"] = time.perf_counter() - t
         entry = dict(library=lib, plan=os.path.join(libdir, "plan.json"),
                      fingerprint=plan["fingerprint"], exporter=ex.exporter,
-                     export_mode=ex.mode, frozen=ex.frozen,
+                     export_mode=ex.mode, export_note=ex.note, frozen=ex.frozen,
                      policy=policy, model=label)
         return entry
     finally:
@@ -1066,12 +1112,14 @@ class Report:
     document, docs/symmetry-schema.md), .verified (True: every claim passed `--verify`'s
     check; False: some failed, the text names them; None: not checked), .dot and .svg (the
     picture; svg needs Graphviz's `dot`), .exporter, .export_mode ("train", or "eval" where only
-    the eval-mode trace exported) and .frozen (what the export used)."""
+    the eval-mode trace exported), .export_note (set when that eval-mode function differs from
+    the training-mode forward) and .frozen (what the export used)."""
 
-    def __init__(self, text, claims, verified, dot, svg, exporter, frozen, export_mode="train"):
+    def __init__(self, text, claims, verified, dot, svg, exporter, frozen, export_mode="train",
+                 export_note=None):
         self.text, self.claims, self.verified = text, claims, verified
         self.dot, self.svg, self.exporter, self.frozen = dot, svg, exporter, frozen
-        self.export_mode = export_mode
+        self.export_mode, self.export_note = export_mode, export_note
 
     def json(self):
         return json.dumps(self.claims, indent=2)
@@ -1120,4 +1168,4 @@ def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
                                stderr=subprocess.DEVNULL, universal_newlines=True)
             svg = d.stdout if d.returncode == 0 else None
         return Report(r.stdout, claims, (r.returncode == 0) if verify else None, dot_text, svg,
-                      ex.exporter, ex.frozen, ex.mode)
+                      ex.exporter, ex.frozen, ex.mode, ex.note)

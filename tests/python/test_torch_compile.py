@@ -316,6 +316,20 @@ def test_tied_parameter_named_by_its_other_name_is_renamed():
     assert "emb.weight" in rep.text and "head.weight" not in rep.text, rep.text[:400]
 
 
+class TrainNoise(nn.Module):
+    """Adds noise in training mode only (as PhiMoE's router jitter samples in training)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        if self.training:
+            h = h + 0.1 * torch.randn_like(h)
+        return self.b(h)
+
+
 def test_training_trace_failure_retries_in_eval_mode():
     """The dynamo exporter cannot trace some training-mode code (LayerDrop's Python draw in
     BART/OPT, PhiMoE's router jitter: session 22's zoo diagnosis); the copy is then exported in
@@ -343,6 +357,22 @@ def test_training_trace_failure_retries_in_eval_mode():
         assert rep.exporter == "dynamo" and rep.export_mode == "eval", (rep.exporter, rep.export_mode)
         assert tried == ["dynamo-train", "dynamo-eval"], tried
         assert mlp.training, "the caller's model keeps its mode"
+        assert rep.export_note is None, rep.export_note   # train and eval forwards agree
+
+        # a training-mode forward that differs (a router that samples in training): said
+        import warnings
+
+        def train_fails_eval_exports(model, args, path):
+            if model.training:
+                raise RuntimeError("prims.uniform has no translation")
+            torch.onnx.export(model, args, path, opset_version=17, do_constant_folding=False,
+                              training=torch.onnx.TrainingMode.EVAL)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rep = _with_fake_dynamo(train_fails_eval_exports,
+                                    lambda: symoc.torch.report(TrainNoise(), (torch.randn(2, 8),)))
+        assert rep.export_mode == "eval" and rep.export_note and "differs" in rep.export_note, rep.export_note
+        assert any("eval-mode function" in str(w.message) for w in caught), [str(w.message) for w in caught]
 
         def ts_fails(model, args, path):
             tried.append("torchscript")
