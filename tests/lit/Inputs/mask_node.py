@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnx_splice import producer, splice
+from onnx_splice import producer, splice, value_dims
 
 
 def main(argv):
@@ -17,10 +17,7 @@ def main(argv):
     model = onnx.load(src)
     g = model.graph
     at = producer(g, value, src, "mask_node.py")
-    dims = None
-    for vi in list(onnx.shape_inference.infer_shapes(model).graph.value_info) + list(g.input):
-        if vi.name == value:
-            dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    dims = value_dims(model, value, src, "mask_node.py")
     if not dims or dims[axis] <= 0:
         raise SystemExit("mask_node.py: no static size for axis %d of %r in %s" % (axis, value, src))
     shape = [1] * len(dims)

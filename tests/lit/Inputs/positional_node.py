@@ -10,8 +10,7 @@ import sys
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnx import shape_inference
-from onnx_splice import producer, splice
+from onnx_splice import producer, splice, value_dims
 
 
 def const(name, values):
@@ -25,9 +24,7 @@ def main(argv):
     model = onnx.load(src)
     g = model.graph
     at = producer(g, value, src, "positional_node.py")
-    inferred = shape_inference.infer_shapes(model).graph
-    dims = next([d.dim_value for d in vi.type.tensor_type.shape.dim]
-                for vi in list(inferred.value_info) + list(inferred.output) if vi.name == value)
+    dims = value_dims(model, value, src, "positional_node.py")
     n = dims[axis]
     t = value + "__pos"
     nodes = []

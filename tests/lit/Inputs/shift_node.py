@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnx_splice import producer, splice
+from onnx_splice import producer, splice, value_dims
 
 
 def main(argv):
@@ -19,12 +19,7 @@ def main(argv):
     model = onnx.load(src)
     g = model.graph
     at = producer(g, value, src, "shift_node.py")
-    rank = None
-    for vi in list(onnx.shape_inference.infer_shapes(model).graph.value_info) + list(g.input):
-        if vi.name == value:
-            rank = len(vi.type.tensor_type.shape.dim)
-    if rank is None:
-        raise SystemExit("shift_node.py: no rank known for %r in %s" % (value, src))
+    rank = len(value_dims(model, value, src, "shift_node.py"))
     pads = [0] * (2 * rank)
     pads[axis] = 1
     new = value + "__shifted"
