@@ -381,6 +381,11 @@ TEST(Opset, AxesAsAttributeOrInput) {
   EXPECT_EQ(outs13[1].dims, (std::vector<int64_t>{1, 2}));
   auto eq = runNode(node("Split", 1, 3), 13, {&s});
   EXPECT_EQ(eq[2].dims, (std::vector<int64_t>{2, 2}));
+  // Sizes computed at run time (SplitToSequence with data-dependent sizes becomes this Split):
+  // as many sizes as outputs, adding up to the axis.
+  Tensor three = ints({3}, {2, 2, 2}), short6 = ints({2}, {2, 3});
+  EXPECT_THROW(runNode(node("Split", 2, 2), 13, {&s, &three}), EvalError);
+  EXPECT_THROW(runNode(node("Split", 2, 2), 13, {&s, &short6}), EvalError);
 }
 
 TEST(Opset, SliceAttributesBefore10AndNegativeSteps) {
