@@ -262,7 +262,8 @@ def bench_set(name, adamw_lib, muon_lib, a):
     # (session 11; the default 2 makes the momentum step in the plan's pack);
     # SYMOC_CUDA_NS_WORKSPACE_MB=0: the Newton-Schulz workspace uncapped (default 2 GiB, session 13);
     # SYMOC_CUDA_OVERLAP=1: the side stream; SYMOC_CUDA_NS_GRAM_RESTART=0: the Gram path without
-    # its restart after step 2.
+    # its restart after step 2; SYMOC_CUDA_NS_WRITE_THROUGH=0: the Gram path's last product into
+    # the bank and the unpack (before session 23) instead of straight into the weights.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
     time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
@@ -273,6 +274,7 @@ def bench_set(name, adamw_lib, muon_lib, a):
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
     time_variant(rows, "symoc muon, Gram without restart", muon_lib, 2, a,
                  {"SYMOC_CUDA_NS_GRAM_RESTART": "0"})
+    time_variant(rows, "symoc muon, no write-through", muon_lib, 2, a, {"SYMOC_CUDA_NS_WRITE_THROUGH": "0"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)
     mu = [p for n, p in named if hp[n][0] == "muon"]

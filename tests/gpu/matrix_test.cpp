@@ -1374,6 +1374,133 @@ void test_ns_fused(cu::Engine &e) {
   }
 }
 
+// NsTuning::write_through (the optimizers' default): with PolarGroup::targets_uniform the Gram
+// groups' last product goes straight into the weights, W <- decay W - (lr out_scale) (Q X), Q X
+// never rounded to 16 bits. Against the host's update from the plan's plain O (which is that
+// product rounded to fp16, then scaled): within lr (2^-10 |O| + 1e-4 max|O|) plus the weight's
+// own rounding; a product that never landed misses it by lr |O|. Groups fp32 and bf16 weights
+// (one dtype each), group 0's last matrix skipped (untouched: its product goes to the scratch
+// buffer), eager and from a graph; groups that cannot write through (the standard plan's, the
+// 37 x 101 group whose fp32 rows are not 16-byte aligned, so not promised) keep the unpack's
+// bitwise update. Which groups wrote through is printed (SYMOC_CUDA_NS_REPORT=1 names them).
+void test_ns_write_through(cu::Engine &e) {
+  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 200, 96}, {2, 128, 128}, {2, 37, 101}, {2, 768, 3072},
+                                         {2, 3072, 768}};
+  for (int gram = 0; gram < 2; ++gram) {
+    const std::string tag = std::string("ns write-through ") + (gram ? "gram " : "standard ");
+    try {
+      PolarCase pc(shapes, 0);
+      cu::NsTuning t;
+      t.gram_min_aspect = gram ? 1.01 : 0;
+      t.write_through = true;
+      cu::NewtonSchulzPlan plan(e, shapes, pc.it, pc.steps, t);
+      Dev<char> ws(plan.workspace_bytes());
+      std::vector<DevBatch> own;
+      std::vector<cu::PolarGroup> g_own;
+      own.reserve(shapes.size());
+      for (size_t g = 0; g < shapes.size(); ++g) {
+        own.push_back(poisoned(shapes[g].batch, shapes[g].rows, shapes[g].cols));
+        g_own.push_back({pc.din[g].b(), own.back().b(), pc.out_scale});
+      }
+      plan.run(g_own.data(), g_own.size(), workspace(ws), stream);
+      sync();
+      bool ok = true;
+      for (size_t g = 0; g < shapes.size(); ++g) ok = check_written(tag + "plain run", own[g]) && ok;
+      if (!ok) continue;
+      for (int graph = 0; graph < 2; ++graph) {
+        const float lr = 0.0123f, decay = 0.99f;
+        std::vector<std::vector<Dev<char>>> w(shapes.size());
+        std::vector<std::vector<std::vector<char>>> w0(shapes.size());
+        std::vector<Dev<cu::PolarTarget>> tg;
+        std::vector<cu::PolarGroup> gs;
+        std::vector<bool> promised(shapes.size());
+        for (size_t g = 0; g < shapes.size(); ++g) {
+          const auto &sh = shapes[g];
+          const bool bf = g % 2 == 1;
+          const size_t es = bf ? 2 : 4, n = size_t(sh.rows * sh.cols);
+          promised[g] = size_t(sh.cols) * es % 16 == 0;
+          std::vector<cu::PolarTarget> tv;
+          for (int64_t b = 0; b < sh.batch; ++b) {
+            std::vector<char> h(n * es);
+            std::normal_distribution<float> d(0.f, 0.05f);
+            for (size_t k = 0; k < n; ++k) {
+              const float v = d(rng);
+              if (bf) {
+                const uint16_t u = host_f2bf(v);
+                std::memcpy(&h[k * 2], &u, 2);
+              } else {
+                std::memcpy(&h[k * 4], &v, 4);
+              }
+            }
+            w[g].emplace_back(h.size());
+            ck(cudaMemcpy(w[g].back().p, h.data(), h.size(), cudaMemcpyHostToDevice), "upload");
+            w0[g].push_back(h);
+            tv.push_back(cu::PolarTarget{w[g].back().p, lr, decay, int32_t(bf), g == 0 && b == sh.batch - 1});
+          }
+          tg.emplace_back(tv.size()), tg.back().up(tv);
+          cu::PolarGroup pg{pc.din[g].b(), cu::Batch(nullptr, sh.batch, sh.rows, sh.cols), pc.out_scale, nullptr,
+                            tg.back().p};
+          pg.targets_uniform = promised[g], pg.targets_bf16 = bf;
+          gs.push_back(pg);
+        }
+        if (graph) run_captured([&] { plan.run(gs.data(), gs.size(), workspace(ws), stream); });
+        else plan.run(gs.data(), gs.size(), workspace(ws), stream), sync();
+        for (size_t g = 0; g < shapes.size(); ++g) {
+          const auto &sh = shapes[g];
+          const HostBatch &hb = own[g].hb;
+          const bool bf = g % 2 == 1;
+          const size_t es = bf ? 2 : 4;
+          double worst = 0; // max |got - want| / allowed
+          int64_t differ = 0, skip_touched = 0;
+          for (int64_t b = 0; b < sh.batch; ++b) {
+            const bool skip = g == 0 && b == sh.batch - 1;
+            std::vector<char> h(w0[g][size_t(b)].size());
+            ck(cudaMemcpy(h.data(), w[g][size_t(b)].p, h.size(), cudaMemcpyDeviceToHost), "download");
+            const std::vector<char> &h0 = w0[g][size_t(b)];
+            if (skip) {
+              skip_touched += std::memcmp(h.data(), h0.data(), h.size()) != 0;
+              continue;
+            }
+            float omax = 0;
+            for (int64_t i = 0; i < sh.rows; ++i)
+              for (int64_t j = 0; j < sh.cols; ++j) omax = std::max(omax, std::fabs(hb.at(b, i, j)));
+            for (int64_t i = 0; i < sh.rows; ++i)
+              for (int64_t j = 0; j < sh.cols; ++j) {
+                const size_t k = size_t(i * sh.cols + j);
+                float w_old, got;
+                if (bf) {
+                  uint16_t u0, u1;
+                  std::memcpy(&u0, &h0[k * 2], 2), std::memcpy(&u1, &h[k * 2], 2);
+                  w_old = host_bf2f(u0), got = host_bf2f(u1);
+                } else {
+                  std::memcpy(&w_old, &h0[k * 4], 4), std::memcpy(&got, &h[k * 4], 4);
+                }
+                volatile float a = w_old * decay, c = lr * hb.at(b, i, j);
+                float want = a - c;
+                if (bf) want = host_bf2f(host_f2bf(want));
+                differ += std::memcmp(&want, &got, 4) != 0;
+                const double allowed = lr * (std::ldexp(std::fabs(hb.at(b, i, j)), -10) + 1e-4 * omax) +
+                                       std::fabs(want) * (bf ? std::ldexp(1.0, -8) : std::ldexp(1.0, -22)) + 1e-30;
+                const double d = std::isfinite(got) ? std::fabs(double(got) - want) / allowed : INFINITY;
+                worst = std::max(worst, d);
+              }
+          }
+          const std::string name = tag + "targets " + std::to_string(sh.rows) + "x" + std::to_string(sh.cols) +
+                                   (bf ? " bf16" : " fp32") + " (" + (graph ? "graph" : "eager") + ")";
+          table.add(name + ": skipped matrix touched", double(skip_touched), 0.0);
+          // Only Gram groups promised uniform targets may leave the unpack's bits.
+          if (gram && promised[g] && sh.rows != sh.cols)
+            table.add(name + ": |W - host update from O| / allowed (" + std::to_string(differ) + " elements differ)",
+                      worst, 1.0);
+          else table.add(name + ": elements != host update from O (unpack)", double(differ), 0.0);
+        }
+      }
+    } catch (const std::exception &ex) {
+      table.fail(tag, ex.what());
+    }
+  }
+}
+
 // `run` must throw rt::Error (a refused input): one row, the message printed.
 void expect_refused(const std::string &name, const std::function<void()> &run) {
   try {
@@ -1995,7 +2122,7 @@ int main(int argc, char **argv) {
         {"newton_schulz", test_newton_schulz}, {"gram_newton_schulz", test_gram_newton_schulz},
         {"gram stress", test_gram_stress},
         {"symmetric gemm", test_symmetric_gemm}, {"ns symmetric", test_ns_symmetric},
-        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused}, {"ns sources", test_ns_sources}, {"ns index", test_ns_index},
+        {"ns tuned", test_ns_tuned}, {"ns fused", test_ns_fused}, {"ns write-through", test_ns_write_through}, {"ns sources", test_ns_sources}, {"ns index", test_ns_index},
         {"mirror", test_mirror}, {"ns concurrent", test_ns_concurrent},
         {"errors", test_errors}};
     // SYMOC_MATRIX_TEST_ONLY=a,b: only the tests whose name contains one of the words.

@@ -28,6 +28,23 @@ TEST(CudaNsEnv, DefaultsAreTheMeasuredOnes) {
   EXPECT_TRUE(t.symmetric_products);
 }
 
+TEST(CudaNsEnv, WriteThroughIsOnUnlessTurnedOff) {
+  unsetenv("SYMOC_CUDA_NS_WRITE_THROUGH");
+  EXPECT_TRUE(ns_tuning_from_env().write_through);
+  EXPECT_FALSE(symoc::cuda::NsTuning{}.write_through); // the library's default: off
+  {
+    Env e("SYMOC_CUDA_NS_WRITE_THROUGH", "0");
+    EXPECT_FALSE(ns_tuning_from_env().write_through);
+  }
+  Env e("SYMOC_CUDA_NS_WRITE_THROUGH", "maybe");
+  try {
+    (void)ns_tuning_from_env();
+    ADD_FAILURE() << "accepted 'maybe'";
+  } catch (const symoc::rt::Error &err) {
+    EXPECT_NE(std::string(err.what()).find("SYMOC_CUDA_NS_WRITE_THROUGH"), std::string::npos) << err.what();
+  }
+}
+
 TEST(CudaNsEnv, StandardTurnsTheGramPathOff) {
   Env e("SYMOC_CUDA_NS", "standard");
   EXPECT_EQ(ns_tuning_from_env().gram_min_aspect, 0.0);

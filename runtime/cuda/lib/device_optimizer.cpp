@@ -218,6 +218,7 @@ struct DeviceOptimizer::Impl {
   std::vector<int32_t> subset_scratch;
   std::vector<StepArgs> args; // per group, this step's launch arguments
   StepArgs &args_of(const Group &gr) { return args[size_t(&gr - groups.data())]; }
+  static bool uniform_targets(const Group &gr, const StepArgs &a, bool &bf16);
   std::vector<uint8_t> active_scratch;
   StepGraphs graphs; // automatic CUDA graphs of repeated steps
 
@@ -971,10 +972,25 @@ void DeviceOptimizer::Impl::run_full_ns(void *const *w, const void *const *g, co
     if (fuse == 2 || (fuse == 1 && stepped)) {
       symoc::cuda::PolarGroup &pg = polar_groups[i];
       pg.in_sumsq = gr.sumsq, pg.targets = gr.targets;
+      pg.targets_uniform = uniform_targets(gr, args_of(gr), pg.targets_bf16);
       pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
     }
   }
   ns_plan->run(polar_groups.data(), polar_groups.size(), symoc::cuda::Workspace{ns_ws, ns_ws_bytes}, s);
+}
+
+// Whether the group's targets (muon_prep_kernel's, from these args) meet
+// PolarGroup::targets_uniform: one lr multiplier and one dtype over every slot, and each
+// sub-matrix's weights and rows 16-byte aligned (sub-matrices start at whole rows).
+bool DeviceOptimizer::Impl::uniform_targets(const Group &gr, const StepArgs &a, bool &bf16) {
+  bf16 = a.nslots > 0 && a.wbf16[0];
+  for (int i = 0; i < a.nslots; ++i) {
+    const size_t es = a.wbf16[i] ? 2 : 4;
+    if (a.lr[i] != a.lr[0] || bool(a.wbf16[i]) != bf16 || reinterpret_cast<uintptr_t>(a.w[i]) % 16 != 0 ||
+        size_t(gr.muon.cols) * es % 16 != 0)
+      return false;
+  }
+  return a.nslots > 0;
 }
 
 // The subset or sliced plans' runs: only the active Muon matrices (a distributed rank's
@@ -987,6 +1003,7 @@ void DeviceOptimizer::Impl::run_subset_ns(SubsetNs &sub, cudaStream_t s) {
       const symoc::cuda::Batch b(gr.U, sl.counts[k], gr.sub_rows, gr.muon.cols);
       symoc::cuda::PolarGroup pg{b, b, gr.muon.scale};
       pg.in_sumsq = gr.sumsq, pg.targets = gr.targets, pg.index = sl.members[k].second;
+      pg.targets_uniform = uniform_targets(gr, args_of(gr), pg.targets_bf16);
       if (fuse == 2) pg.sources = gr.sources, pg.beta = gr.muon.beta, pg.nesterov = gr.muon.nesterov != 0;
       polar_groups.push_back(pg);
     }

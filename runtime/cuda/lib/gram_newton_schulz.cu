@@ -68,7 +68,32 @@ struct GGroup {
   bool tall = false;
   int bank = -1;
   int64_t first = 0, global = 0;
+  // NsTuning::write_through: the last product into the weights, [0] fp32, [1] bf16 weights.
+  // Wide (r x k weights, column-major k x r): W = Xcm Q; tall (k x r, column-major r x k):
+  // W = Q^T Xcm^T. Operands as pointer arrays in the workspace (A, B, D per matrix; C = D).
+  BatchedGemm through[2];
+  const void **ptr_a = nullptr, **ptr_b = nullptr;
+  void **ptr_d = nullptr;
+  float *scalars = nullptr; // alpha = -(lr out_scale), beta = decay
 };
+
+// The write-through product's operands for matrix b of a group (bank slot b, caller's matrix
+// index[b]): its bank and Q slices, its weights (a skipped matrix: the scratch buffer, shared
+// by every skipped one: what they get is never read), and the group's alpha and beta from its
+// first target (PolarGroup::targets_uniform: every target has the same lr and decay).
+__global__ void write_through_operands_kernel(const PolarTarget *targets, const int32_t *index, int64_t batch,
+                                              const char *X, int64_t x_bytes, const char *Q, int64_t q_bytes,
+                                              void *scratch, bool tall, float out_scale, const void **A,
+                                              const void **B, void **D, float *scalars) {
+  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= batch) return;
+  const PolarTarget t = targets[index ? index[b] : b];
+  const void *x = X + b * x_bytes, *q = Q + b * q_bytes;
+  A[b] = tall ? q : x;
+  B[b] = tall ? x : q;
+  D[b] = t.skip ? scratch : t.w;
+  if (b == 0) scalars[0] = -(t.lr * out_scale), scalars[1] = t.decay;
+}
 
 char *at(void *base, int64_t elems) { return static_cast<char *>(base) + elems * 2; } // 16-bit elements
 
@@ -162,11 +187,27 @@ struct GramNewtonSchulz::Impl {
       b.apply.sA = b.sx, b.apply.sB = c.sr, b.apply.sC = b.sx, b.apply.batch = b.count;
       b.apply.setup(e, tune.lt, tune.tune_gemms);
     }
+    if (tune.write_through && tune.lt)
+      for (GGroup &g : groups) {
+        const GBank &b = banks[size_t(g.bank)];
+        const GClass &c = classes[size_t(b.cls)];
+        for (int bf = 0; bf < 2; ++bf) {
+          BatchedGemm &t = g.through[bf];
+          t.type = type, t.pointers = true, t.cd_type = bf ? CUDA_R_16BF : CUDA_R_32F;
+          t.m = g.tall ? b.r : b.k, t.n = g.tall ? b.k : b.r, t.k = b.r;
+          t.opA = g.tall ? CUBLAS_OP_T : CUBLAS_OP_N, t.opB = g.tall ? CUBLAS_OP_T : CUBLAS_OP_N;
+          t.lda = g.tall ? c.ldr : b.ldk, t.ldb = g.tall ? b.ldk : c.ldr, t.ldc = g.shape.cols;
+          t.batch = g.shape.batch;
+          t.align_cd = 16;
+          t.setup(e, true, false);
+        }
+      }
     Carver cv;
     layout(cv);
     bytes = cv.used();
   }
   ~Impl() {
+    for (GGroup &g : groups) g.through[0].destroy(), g.through[1].destroy();
     for (GBank &b : banks) b.gram.destroy(), b.apply.destroy();
     for (GClass &c : classes) c.square.destroy();
   }
@@ -176,7 +217,35 @@ struct GramNewtonSchulz::Impl {
       for (void *&x : b.X) x = cv.take<uint16_t>(size_t(b.sx * b.count));
     for (GClass &c : classes)
       for (void **p : {&c.R, &c.P, &c.Q, &c.T}) *p = cv.take<uint16_t>(size_t(c.sr * c.count));
+    int64_t most = 0; // the largest weight of a group that may write through (the scratch)
+    for (GGroup &g : groups) {
+      if (!g.through[0].lt && !g.through[1].lt) continue;
+      const size_t nb = size_t(g.shape.batch);
+      g.ptr_a = cv.take<const void *>(nb), g.ptr_b = cv.take<const void *>(nb), g.ptr_d = cv.take<void *>(nb);
+      g.scalars = cv.take<float>(2);
+      most = std::max(most, g.shape.rows * g.shape.cols);
+    }
+    scratch = most ? cv.take<float>(size_t(most)) : nullptr;
     return part;
+  }
+  void *scratch = nullptr;
+  // Whether group i's last product goes straight into its weights this run (and with which
+  // of the two descriptors).
+  const BatchedGemm *write_through_of(size_t i, const PolarGroup &pg) const {
+    const GGroup &g = groups[i];
+    if (!pg.targets || !pg.targets_uniform || pg.out.ld != g.shape.cols) return nullptr;
+    const BatchedGemm &t = g.through[pg.targets_bf16 ? 1 : 0];
+    return t.lt ? &t : nullptr;
+  }
+  void write_through(const GGroup &g, const PolarGroup &pg, const BatchedGemm &t, int cur, cudaStream_t s) {
+    const GBank &b = banks[size_t(g.bank)];
+    const GClass &c = classes[size_t(b.cls)];
+    const int64_t nb = g.shape.batch;
+    write_through_operands_kernel<<<unsigned((nb + 127) / 128), 128, 0, s>>>(
+        pg.targets, pg.index, nb, at(b.X[cur], g.first * b.sx), b.sx * 2, at(c.Q, (b.cls_first + g.first) * c.sr),
+        c.sr * 2, scratch, g.tall, pg.out_scale, g.ptr_a, g.ptr_b, g.ptr_d, g.scalars);
+    check_launch("gram_newton_schulz write-through operands");
+    t.run_pointers(e, g.scalars, g.ptr_a, g.ptr_b, g.scalars + 1, g.ptr_d, g.ptr_d, s);
   }
   void coef(int s, float &a, float &b, float &c) const {
     const rt::OddQuintic q = iter == PolarIteration::NewtonSchulz ? rt::kNewtonSchulz5 : rt::polar_express_step(s);
@@ -296,12 +365,22 @@ struct GramNewtonSchulz::Impl {
       }
       fresh = false;
     }
+    // 3. The groups that write through take their update from X and Q here; the others
+    // get X = Q X and out = out_scale * X in the input's orientation (the unpack).
+    std::vector<const BatchedGemm *> through(n, nullptr);
+    bool unpacks = steps == 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (steps > 0) through[i] = write_through_of(i, gs[i]);
+      if (through[i]) write_through(groups[i], gs[i], *through[i], cur, s);
+      else unpacks = true;
+    }
+    if (!unpacks) return;
     if (steps > 0) {
       apply_q(cur, s);
       cur = 1 - cur;
     }
-    // 3. out = out_scale * X in the input's orientation.
     for (size_t i = 0; i < n; ++i) {
+      if (through[i]) continue;
       if (fp16) unpack<__half>(groups[i], gs[i], cur, s);
       else unpack<__nv_bfloat16>(groups[i], gs[i], cur, s);
     }

@@ -190,6 +190,9 @@ mx::NsTuning ns_tuning_from_env() {
   t.tune_gemms = env_flag("SYMOC_CUDA_GEMM_TUNE", t.tune_gemms);
   // SYMOC_CUDA_NS_STREAMS=2: standard and Gram groups on two streams (NsTuning::concurrent).
   t.concurrent = env_choice("SYMOC_CUDA_NS_STREAMS", {"1", "2"}) == "2" || t.concurrent;
+  // The Gram path's last product written through into the weights (NsTuning::write_through);
+  // SYMOC_CUDA_NS_WRITE_THROUGH=0: the product into the bank and the unpack, as before.
+  t.write_through = env_flag("SYMOC_CUDA_NS_WRITE_THROUGH", true);
   return t;
 }
 

@@ -32,10 +32,17 @@ inline bool ns_report() {
 
 // One column-major strided-batched GEMM D = alpha op(A) op(B) + beta C, every operand of one
 // 16-bit type (bf16 or fp16), fp32 compute, descriptors and algorithm chosen once.
+// A write-through product (`pointers`, cuBLASLt only) differs in three ways: C and D may have
+// a type of their own (cd_type: the weights', fp32 or bf16), every operand is a device array
+// of `batch` pointers (the weights are separate tensors), and alpha, beta are device scalars
+// (the lr may live on the device); run_pointers runs it.
 struct BatchedGemm {
   cublasOperation_t opA = CUBLAS_OP_N, opB = CUBLAS_OP_N;
   int64_t m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0, sA = 0, sB = 0, sC = 0, batch = 0;
   cudaDataType_t type = CUDA_R_16BF;
+  bool pointers = false;
+  cudaDataType_t cd_type = CUDA_R_32F; // with pointers only
+  cudaDataType_t c_type() const { return pointers ? cd_type : type; }
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   // The algorithm that runs. With setup's tune_algos, the heuristic's first kTuneCandidates
@@ -58,17 +65,29 @@ struct BatchedGemm {
     int32_t ta = opA, tb = opB;
     check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "cublasLt TRANSA");
     check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "cublasLt TRANSB");
-    auto layout = [&](cublasLtMatrixLayout_t &l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
-      check(cublasLtMatrixLayoutCreate(&l, type, uint64_t(rows), uint64_t(cols), ld), "cublasLtMatrixLayoutCreate");
+    if (pointers) {
+      const int32_t pm = CUBLASLT_POINTER_MODE_DEVICE;
+      check(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof(pm)),
+            "cublasLt POINTER_MODE");
+    }
+    auto layout = [&](cublasLtMatrixLayout_t &l, cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld,
+                      int64_t stride) {
+      check(cublasLtMatrixLayoutCreate(&l, t, uint64_t(rows), uint64_t(cols), ld), "cublasLtMatrixLayoutCreate");
       int32_t bc = int32_t(batch);
       check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof(bc)), "cublasLt batch");
-      check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)),
-            "cublasLt stride");
+      if (pointers) {
+        const int32_t mode = CUBLASLT_BATCH_MODE_POINTER_ARRAY;
+        check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_MODE, &mode, sizeof(mode)),
+              "cublasLt batch mode");
+      } else {
+        check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)),
+              "cublasLt stride");
+      }
     };
     // Stored shapes (column-major) before op.
-    layout(la, opA == CUBLAS_OP_N ? m : k, opA == CUBLAS_OP_N ? k : m, lda, sA);
-    layout(lb, opB == CUBLAS_OP_N ? k : n, opB == CUBLAS_OP_N ? n : k, ldb, sB);
-    layout(lc, m, n, ldc, sC);
+    layout(la, type, opA == CUBLAS_OP_N ? m : k, opA == CUBLAS_OP_N ? k : m, lda, sA);
+    layout(lb, type, opB == CUBLAS_OP_N ? k : n, opB == CUBLAS_OP_N ? n : k, ldb, sB);
+    layout(lc, c_type(), m, n, ldc, sC);
     cublasLtMatmulPreference_t pref;
     check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
     uint64_t wsb = e.lib_ws_bytes;
@@ -84,7 +103,8 @@ struct BatchedGemm {
         const uint32_t v = uint32_t(bytes);
         check(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)), "cublasLt alignment preference");
       }
-    const Engine::Impl::AlgoKey key = {int64_t(opA), int64_t(opB), m, n, k, lda, ldb, ldc, sA, sB, sC, int64_t(type),
+    const int64_t types = int64_t(type) | int64_t(c_type()) << 8 | int64_t(pointers) << 16;
+    const Engine::Impl::AlgoKey key = {int64_t(opA), int64_t(opB), m, n, k, lda, ldb, ldc, sA, sB, sC, types,
                                        align_a, align_b, align_cd};
     candidates.clear();
     if (e.pin_algos) { // the algorithm another plan chose for this product, if it runs here
@@ -118,8 +138,9 @@ struct BatchedGemm {
     tune_pending = tune_algos && candidates.size() > 1;
     if (!tune_pending) candidates.clear();
     if (ns_report())
-      std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld: %s\n", (long long)m, (long long)n, (long long)k,
-                   (long long)batch, lt ? "cuBLASLt" : "cublasGemmStridedBatchedEx");
+      std::fprintf(stderr, "symoc ns gemm %lldx%lldx%lld batch %lld%s: %s\n", (long long)m, (long long)n, (long long)k,
+                   (long long)batch, pointers ? (cd_type == CUDA_R_32F ? " write-through fp32" : " write-through bf16") : "",
+                   lt ? "cuBLASLt" : pointers ? "none (unpack instead)" : "cublasGemmStridedBatchedEx");
   }
   void destroy() {
     if (la) cublasLtMatrixLayoutDestroy(la);
@@ -144,6 +165,13 @@ struct BatchedGemm {
                                      int(ldb), sB, &beta, D, type, int(ldc), sC, int(batch), CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT),
           "cublasGemmStridedBatchedEx (newton_schulz)");
+  }
+  // The write-through product (pointers; lt only): A, B, C, D device arrays of batch pointers,
+  // alpha and beta device floats.
+  void run_pointers(Engine::Impl &e, const float *alpha, const void *A, const void *B, const float *beta,
+                    const void *C, void *D, cudaStream_t s) const {
+    check(cublasLtMatmul(e.lt, desc, alpha, A, la, B, lb, beta, C, lc, D, lc, &algo, e.lib_ws, e.lib_ws_bytes, s),
+          "cublasLtMatmul (newton_schulz write-through)");
   }
   double flops_each() const { return 2.0 * double(m) * double(n) * double(k); }
   double flops() const { return flops_each() * double(batch); }

@@ -251,6 +251,15 @@ struct PolarGroup {
   // sources. So a subset of the caller's matrices (a distributed rank's blocks) runs as a
   // smaller batch without copies.
   const int32_t *index = nullptr;
+  // Optional, with targets (NsTuning::write_through, Gram groups only): the caller's promise
+  // that every target of the group has the same lr, decay and dtype (bf16 when targets_bf16,
+  // else fp32), rows of out.ld == cols elements, and 16-byte aligned pointers and rows. The
+  // plan may then write its last product straight into the weights, one GEMM per group:
+  //   W <- decay W - (lr out_scale) (Q X),
+  // Q X accumulated in fp32 and never rounded to 16 bits (the unpack rounds it first), a
+  // skipped matrix's product sent to a scratch buffer.
+  bool targets_uniform = false;
+  bool targets_bf16 = false;
 };
 enum class PolarIteration { NewtonSchulz, PolarExpress };
 // Switches for benchmarks and fallbacks; the defaults are the fast path.
@@ -305,6 +314,13 @@ struct NsTuning {
   // does not have take the heuristic's; its choices are its heuristic's, not the ones
   // tune_gemms may replace them with on its first run.
   const NewtonSchulzPlan *algorithms_from = nullptr;
+  // The Gram path's last product X = Q X written through into the weights of groups whose
+  // targets allow it (PolarGroup::targets_uniform): one cuBLASLt GEMM per group with the
+  // weights as C and D (pointer arrays, device alpha and beta), instead of the product into
+  // the bank and the unpack's read of it (4 bytes per element less, and one pass fewer). Where
+  // cuBLASLt has no algorithm for it (e.g. fp16 operands into bf16 weights) the unpack stays.
+  // Off in the library's NsTuning; on in the optimizers' (SYMOC_CUDA_NS_WRITE_THROUGH=0: off).
+  bool write_through = false;
 };
 // The side from which symmetric products pay on an H200 (measured, session 9: the half-size
 // GEMMs and the mirror run below the dense rate, 1.18x the Newton-Schulz time on GPT-2 small's
