@@ -27,8 +27,13 @@ the median of --iters steps after --warmup steps:
                                writes U in fp32 with the norms' partial sums, the plan packs U)
   symoc muon, overlap          the same with SYMOC_CUDA_OVERLAP=1 (AdamW for the rest on a side
                                stream, concurrent with the Newton-Schulz GEMMs)
-  symoc muon, two NS streams   the same with SYMOC_CUDA_NS_STREAMS=2 (the standard-iteration
-                               groups on a side stream beside the Gram groups)
+  symoc muon, one NS stream    the same with SYMOC_CUDA_NS_STREAMS=1 (the standard-iteration
+                               groups after the Gram groups on the step's stream; by default,
+                               since session 23, on a side stream beside them)
+  symoc muon, no write-through the same with SYMOC_CUDA_NS_WRITE_THROUGH=0 (the Gram path's last
+                               product into the bank, then the unpack into the weights)
+  symoc muon, tuned GEMMs      the same with SYMOC_CUDA_GEMM_TUNE=1 (GEMM algorithms timed on
+                               the first step)
   symoc muon, standard NS      the same with SYMOC_CUDA_NS=standard: the bf16 iteration for every
                                group (the default before the Gram path)
   symoc muon, Gram without restart  the same with SYMOC_CUDA_NS_GRAM_RESTART=0 (the Gram path
@@ -261,20 +266,23 @@ def bench_set(name, adamw_lib, muon_lib, a):
     # SYMOC_CUDA_FUSE=0: the unfused norm and update passes, =1: the momentum kernel writing U
     # (session 11; the default 2 makes the momentum step in the plan's pack);
     # SYMOC_CUDA_NS_WORKSPACE_MB=0: the Newton-Schulz workspace uncapped (default 2 GiB, session 13);
-    # SYMOC_CUDA_OVERLAP=1: the side stream; SYMOC_CUDA_NS_GRAM_RESTART=0: the Gram path without
+    # SYMOC_CUDA_OVERLAP=1: the side stream; SYMOC_CUDA_NS_STREAMS=1: the standard groups' Newton-
+    # Schulz on the step's stream after the Gram groups' (two streams by default since session 23); SYMOC_CUDA_NS_GRAM_RESTART=0: the Gram path without
     # its restart after step 2; SYMOC_CUDA_NS_WRITE_THROUGH=0: the Gram path's last product into
-    # the bank and the unpack (before session 23) instead of straight into the weights.
+    # the bank and the unpack (before session 23) instead of straight into the weights;
+    # SYMOC_CUDA_GEMM_TUNE=1: the Newton-Schulz GEMMs' algorithms timed on the first step.
     time_variant(rows, "symoc muon, no auto graph", muon_lib, 2, a, {"SYMOC_CUDA_GRAPH": "0"}, graph=False)
     time_variant(rows, "symoc muon, dense products", muon_lib, 2, a, {"SYMOC_CUDA_NS_SYM": "0"})
     time_variant(rows, "symoc muon, unfused", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "0"})
     time_variant(rows, "symoc muon, momentum kernel", muon_lib, 2, a, {"SYMOC_CUDA_FUSE": "1"})
     time_variant(rows, "symoc muon, no workspace cap", muon_lib, 2, a, {"SYMOC_CUDA_NS_WORKSPACE_MB": "0"})
     time_variant(rows, "symoc muon, overlap", muon_lib, 2, a, {"SYMOC_CUDA_OVERLAP": "1"})
-    time_variant(rows, "symoc muon, two NS streams", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "2"})
+    time_variant(rows, "symoc muon, one NS stream", muon_lib, 2, a, {"SYMOC_CUDA_NS_STREAMS": "1"})
     time_variant(rows, "symoc muon, standard NS", muon_lib, 2, a, {"SYMOC_CUDA_NS": "standard"})
     time_variant(rows, "symoc muon, Gram without restart", muon_lib, 2, a,
                  {"SYMOC_CUDA_NS_GRAM_RESTART": "0"})
     time_variant(rows, "symoc muon, no write-through", muon_lib, 2, a, {"SYMOC_CUDA_NS_WRITE_THROUGH": "0"})
+    time_variant(rows, "symoc muon, tuned GEMMs", muon_lib, 2, a, {"SYMOC_CUDA_GEMM_TUNE": "1"})
     time_variant(rows, "symoc muon, own NS loop", muon_lib, 2, a, {"SYMOC_CUDA_NS": "own"}, eager=False)
     named = params_of(lm, 2)
     mu = [p for n, p in named if hp[n][0] == "muon"]

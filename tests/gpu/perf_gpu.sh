@@ -38,7 +38,8 @@ G=$OUT/gram.log
   muon_checks SYMOC_CUDA_FUSE=0 "the plan's own norms, unpack to U, separate update"
   muon_checks SYMOC_CUDA_FUSE=1 "the momentum kernel writes U, the plan packs it"
   muon_checks SYMOC_CUDA_OVERLAP=1 "elementwise groups on a side stream"
-  muon_checks SYMOC_CUDA_NS_STREAMS=2 "standard and Gram groups on two streams"
+  muon_checks SYMOC_CUDA_NS_STREAMS=1 "standard and Gram groups on one stream"
+  muon_checks SYMOC_CUDA_NS_WRITE_THROUGH=0 "the Gram path's product into the bank and the unpack"
   echo "== bench --set (muon (Gram), standard NS, own loop, torch) after $(( $(date +%s) - t0 )) s"
   sets=(--set gpt2-small $(lib gpt2small_adamw) $(lib gpt2small_muon))
   [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b $(lib llama1b_adamw) $(lib llama1b_muon))

@@ -26,6 +26,16 @@ TEST(CudaNsEnv, DefaultsAreTheMeasuredOnes) {
   EXPECT_EQ(t.gram_min_aspect, symoc::cuda::kGramNsMinAspect); // the Gram path from aspect 2
   EXPECT_EQ(t.gram_restart, 2);                                 // with its restart after step 2
   EXPECT_TRUE(t.symmetric_products);
+  EXPECT_TRUE(t.concurrent); // standard and Gram groups on two streams (session 23)
+}
+
+TEST(CudaNsEnv, OneStreamOnRequest) {
+  {
+    Env e("SYMOC_CUDA_NS_STREAMS", "1");
+    EXPECT_FALSE(ns_tuning_from_env().concurrent);
+  }
+  Env e("SYMOC_CUDA_NS_STREAMS", "3");
+  EXPECT_THROW((void)ns_tuning_from_env(), symoc::rt::Error);
 }
 
 TEST(CudaNsEnv, WriteThroughIsOnUnlessTurnedOff) {

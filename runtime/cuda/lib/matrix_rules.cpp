@@ -188,8 +188,11 @@ mx::NsTuning ns_tuning_from_env() {
   if (sym == "0") t.symmetric_products = false;
   // SYMOC_CUDA_GEMM_TUNE=1: time the GEMM algorithms on the first step (NsTuning::tune_gemms).
   t.tune_gemms = env_flag("SYMOC_CUDA_GEMM_TUNE", t.tune_gemms);
-  // SYMOC_CUDA_NS_STREAMS=2: standard and Gram groups on two streams (NsTuning::concurrent).
-  t.concurrent = env_choice("SYMOC_CUDA_NS_STREAMS", {"1", "2"}) == "2" || t.concurrent;
+  // Standard and Gram groups on two streams (NsTuning::concurrent; SYMOC_CUDA_NS_STREAMS=1: one).
+  // The default since session 23: once the Gram groups' last product wrote through into the
+  // weights, the square groups' small GEMMs (GPT-2's 12 x 768^2: under two waves of tiles)
+  // filled the Gram chain's gaps, 2.88 vs 2.93 ms graph on GPT-2 small (docs/benchmarks.md).
+  t.concurrent = env_choice("SYMOC_CUDA_NS_STREAMS", {"1", "2"}) != "1";
   // The Gram path's last product written through into the weights (NsTuning::write_through);
   // SYMOC_CUDA_NS_WRITE_THROUGH=0: the product into the bank and the unpack, as before.
   t.write_through = env_flag("SYMOC_CUDA_NS_WRITE_THROUGH", true);

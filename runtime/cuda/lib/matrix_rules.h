@@ -22,8 +22,9 @@ namespace symoc::rt::cuda {
 // after a copy instead of cuBLASLt (a diagnostic for issue 12's concurrent faults);
 // SYMOC_CUDA_NS_SYM=1 computes only the upper half of the symmetric r x r products
 // (NsTuning::symmetric_products); SYMOC_CUDA_GEMM_TUNE=1 times the GEMM algorithms on the first
-// step (NsTuning::tune_gemms); SYMOC_CUDA_NS_STREAMS=2 runs the standard and Gram groups on two
-// streams (NsTuning::concurrent); SYMOC_CUDA_NS_GRAM_RESTART=N moves the Gram path's restart
+// step (NsTuning::tune_gemms); SYMOC_CUDA_NS_STREAMS=1 runs the standard and Gram groups on one
+// stream (default: two, NsTuning::concurrent); SYMOC_CUDA_NS_WRITE_THROUGH=0 keeps the Gram
+// path's unpack (NsTuning::write_through); SYMOC_CUDA_NS_GRAM_RESTART=N moves the Gram path's restart
 // (NsTuning::gram_restart; 0: none; a malformed value throws rt::Error naming the variable).
 symoc::cuda::NsTuning ns_tuning_from_env();
 

@@ -305,7 +305,8 @@ struct NsTuning {
   // Run the standard groups on a side stream (forked and joined by events: capturable) beside
   // the Gram groups, their GEMMs with a cuBLASLt workspace of their own (the plan's workspace
   // grows by the engine's 32 MiB), so that the two chains fill each other's partial waves.
-  // Only where both kinds of group exist and every standard GEMM is cuBLASLt's.
+  // Only where both kinds of group exist and every standard GEMM is cuBLASLt's. Off in the
+  // library's NsTuning; on in the optimizers' since session 23 (SYMOC_CUDA_NS_STREAMS=1: off).
   bool concurrent = false;
   // Take for every product the cuBLASLt algorithm this plan (same Engine, still alive) chose
   // for the same product (shapes, layouts, strides; any batch count), where it runs: a plan over
