@@ -1238,9 +1238,31 @@ float host_bf2f(uint16_t b) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+// Element k of a host copy of fp32 or bf16 weights, widened.
+float weight_at(const std::vector<char> &h, size_t k, bool bf) {
+  if (!bf) {
+    float f;
+    std::memcpy(&f, &h[k * 4], 4);
+    return f;
+  }
+  uint16_t u;
+  std::memcpy(&u, &h[k * 2], 2);
+  return host_bf2f(u);
+}
+// The groups of the fused-update tests: wide and tall Gram groups, a square one (standard path),
+// odd sides, GPT-2's MLP shapes.
+const std::vector<cu::Shape> kTargetShapes = {{3, 96, 200},  {2, 200, 96},   {2, 128, 128},
+                                              {2, 37, 101},  {2, 768, 3072}, {2, 3072, 768}};
+// The unpack's update of one weight from the plan's O (each operation rounded once, as
+// target_update; bf16 weights rounded to nearest even).
+float host_update(float w_old, float o, float lr, float decay, bool bf) {
+  volatile float a = w_old * decay, c = lr * o;
+  const float want = a - c;
+  return bf ? host_bf2f(host_f2bf(want)) : want;
+}
+
 void test_ns_fused(cu::Engine &e) {
-  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 200, 96}, {2, 128, 128}, {2, 37, 101}, {2, 768, 3072},
-                                         {2, 3072, 768}};
+  const std::vector<cu::Shape> &shapes = kTargetShapes;
   for (int gram = 0; gram < 2; ++gram) {
     const std::string tag = std::string("ns fused ") + (gram ? "gram " : "standard ");
     try {
@@ -1348,17 +1370,8 @@ void test_ns_fused(cu::Engine &e) {
                   skip_touched += !same;
                   continue;
                 }
-                float w_old, got;
-                if (bf) {
-                  uint16_t u0, u1;
-                  std::memcpy(&u0, &h0[k * 2], 2), std::memcpy(&u1, &h[k * 2], 2);
-                  w_old = host_bf2f(u0), got = host_bf2f(u1);
-                } else {
-                  std::memcpy(&w_old, &h0[k * 4], 4), std::memcpy(&got, &h[k * 4], 4);
-                }
-                volatile float a = w_old * decay, c = lr * hb.at(b, i, j);
-                float want = a - c;
-                if (bf) want = host_bf2f(host_f2bf(want));
+                const float got = weight_at(h, k, bf);
+                const float want = host_update(weight_at(h0, k, bf), hb.at(b, i, j), lr, decay, bf);
                 bad += std::memcmp(&want, &got, 4) != 0;
               }
           }
@@ -1384,8 +1397,7 @@ void test_ns_fused(cu::Engine &e) {
 // 37 x 101 group whose fp32 rows are not 16-byte aligned, so not promised) keep the unpack's
 // bitwise update. Which groups wrote through is printed (SYMOC_CUDA_NS_REPORT=1 names them).
 void test_ns_write_through(cu::Engine &e) {
-  const std::vector<cu::Shape> shapes = {{3, 96, 200}, {2, 200, 96}, {2, 128, 128}, {2, 37, 101}, {2, 768, 3072},
-                                         {2, 3072, 768}};
+  const std::vector<cu::Shape> &shapes = kTargetShapes;
   for (int gram = 0; gram < 2; ++gram) {
     const std::string tag = std::string("ns write-through ") + (gram ? "gram " : "standard ");
     try {
@@ -1449,7 +1461,6 @@ void test_ns_write_through(cu::Engine &e) {
           const auto &sh = shapes[g];
           const HostBatch &hb = own[g].hb;
           const bool bf = g % 2 == 1;
-          const size_t es = bf ? 2 : 4;
           double worst = 0; // max |got - want| / allowed
           int64_t differ = 0, skip_touched = 0;
           for (int64_t b = 0; b < sh.batch; ++b) {
@@ -1467,17 +1478,8 @@ void test_ns_write_through(cu::Engine &e) {
             for (int64_t i = 0; i < sh.rows; ++i)
               for (int64_t j = 0; j < sh.cols; ++j) {
                 const size_t k = size_t(i * sh.cols + j);
-                float w_old, got;
-                if (bf) {
-                  uint16_t u0, u1;
-                  std::memcpy(&u0, &h0[k * 2], 2), std::memcpy(&u1, &h[k * 2], 2);
-                  w_old = host_bf2f(u0), got = host_bf2f(u1);
-                } else {
-                  std::memcpy(&w_old, &h0[k * 4], 4), std::memcpy(&got, &h[k * 4], 4);
-                }
-                volatile float a = w_old * decay, c = lr * hb.at(b, i, j);
-                float want = a - c;
-                if (bf) want = host_bf2f(host_f2bf(want));
+                const float got = weight_at(h, k, bf);
+                const float want = host_update(weight_at(h0, k, bf), hb.at(b, i, j), lr, decay, bf);
                 differ += std::memcmp(&want, &got, 4) != 0;
                 const double allowed = lr * (std::ldexp(std::fabs(hb.at(b, i, j)), -10) + 1e-4 * omax) +
                                        std::fabs(want) * (bf ? std::ldexp(1.0, -8) : std::ldexp(1.0, -22)) + 1e-30;
