@@ -473,6 +473,72 @@ def _export_dynamo_eval(model, args, path):
         model.train(was)
 
 
+def _sdpa_math(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+               enable_gqa=False):
+    """torch.nn.functional.scaled_dot_product_attention in matmul and softmax, as its
+    documentation defines it (a boolean mask keeps the True positions, a float mask is added;
+    is_causal keeps the lower triangle; enable_gqa repeats each key/value head for its group of
+    query heads)."""
+    L, S = query.size(-2), key.size(-2)
+    factor = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
+    if enable_gqa and key.size(-3) != query.size(-3):
+        rep = query.size(-3) // key.size(-3)
+        key, value = key.repeat_interleave(rep, -3), value.repeat_interleave(rep, -3)
+    att = torch.matmul(query, key.transpose(-2, -1)) * factor
+    if is_causal:
+        keep = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
+        att = att.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        att = att.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else att + attn_mask
+    att = torch.softmax(att, dim=-1)
+    if dropout_p > 0.0:
+        att = torch.dropout(att, dropout_p, True)
+    return torch.matmul(att, value)
+
+
+class _MathAttention:
+    """While active, torch.nn.functional.scaled_dot_product_attention is _sdpa_math (code that
+    looks it up when it calls it: transformers' sdpa attention, timm's fused_attn)."""
+
+    def __enter__(self):
+        self.f = torch.nn.functional
+        self.orig = self.f.scaled_dot_product_attention
+        self.f.scaled_dot_product_attention = _sdpa_math
+
+    def __exit__(self, *exc):
+        self.f.scaled_dot_product_attention = self.orig
+
+
+def _export_dynamo_math(model, args, path):
+    # Attention as matmul and softmax: the ONNX exporter's decompositions give SDPA's output
+    # other strides than its trace did, and the model's later .view of its transpose fails
+    # ("Cannot view a tensor with shape ..."; pytorch#136543, #141107: transformers' T5 and
+    # Swin, timm's relative-position ViT). The exported function is the same.
+    with _MathAttention():
+        _export_dynamo(model, args, path)
+
+
+def _export_dynamo_eval_math(model, args, path):
+    with _MathAttention():
+        _export_dynamo_eval(model, args, path)
+
+
+def _dynamo_order(batch_norm):
+    """symoc.torch's dynamo attempts, in order: (function, mode, what the cause says). The
+    attention retries only where this torch has scaled_dot_product_attention; the eval-mode
+    ones only without BatchNorm (_export_dynamo_eval)."""
+    sdpa = hasattr(torch.nn.functional, "scaled_dot_product_attention")
+    out = [(_export_dynamo, "train", "dynamo exporter")]
+    if sdpa:
+        out.append((_export_dynamo_math, "train", "dynamo exporter (attention as matmul and softmax)"))
+    if not batch_norm:
+        out.append((_export_dynamo_eval, "eval", "dynamo exporter (eval mode)"))
+        if sdpa:
+            out.append((_export_dynamo_eval_math, "eval",
+                        "dynamo exporter (eval mode, attention as matmul and softmax)"))
+    return out
+
+
 def _tensors(x):
     """The tensors of a model output (a tensor, tuples, lists, dicts, HF ModelOutputs)."""
     if isinstance(x, torch.Tensor):
@@ -555,15 +621,13 @@ def _export(model, args, work, tools, label, exporter="auto"):
     m = _structural_copy(model)
     a = _cpu(args, float32=True)
     path = os.path.join(work, "model.onnx")
-    order = []   # (exporter, function, what the cause says)
+    order = []   # (exporter, function, what the cause says, mode)
     batch_norm = _has_batch_norm(m)
     if exporter in ("auto", "dynamo") and _dynamo_available() and \
             (exporter == "dynamo" or tools.accepts_opset(18)):
-        order.append(("dynamo", _export_dynamo, "dynamo exporter"))
-        if not batch_norm:   # a failed training-mode trace is retried in eval mode
-            order.append(("dynamo", _export_dynamo_eval, "dynamo exporter (eval mode)"))
+        order += [("dynamo", fn, what, mode) for fn, mode, what in _dynamo_order(batch_norm)]
     if exporter in ("auto", "torchscript"):
-        ts = ("torchscript", _export_torchscript, "torchscript exporter")
+        ts = ("torchscript", _export_torchscript, "torchscript exporter", "train")
         if exporter == "auto" and batch_norm:
             order.insert(0, ts)   # TorchScript first, dynamo the fallback (_has_batch_norm)
         else:
@@ -572,7 +636,7 @@ def _export(model, args, work, tools, label, exporter="auto"):
         raise _error(label, "exporter %r is not available here (torch %s)"
                      % (exporter, torch.__version__))
     causes, lost = [], False
-    for name, fn, what in order:
+    for name, fn, what, mode in order:
         try:
             _quiet(fn, m, a, path)
         except Exception as e:   # the exporters raise many types
@@ -596,7 +660,7 @@ def _export(model, args, work, tools, label, exporter="auto"):
             continue
         tset = set(trainable)
         frozen = [n for n in inits if n not in tset]
-        ex = _Exported(path, name, frozen, trainable, "eval" if fn is _export_dynamo_eval else "train")
+        ex = _Exported(path, name, frozen, trainable, mode)
         if ex.mode == "eval":
             gap = _train_eval_gap(m, a)
             if gap is None or gap > 1e-6:

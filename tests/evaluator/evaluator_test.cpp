@@ -299,6 +299,46 @@ TEST(Conv, AutoPadSameUpperKeepsCeilSize) {
   EXPECT_NEAR(at(y, {0, 0, 0, 0}), s, 1e-12);
 }
 
+// A pooling kernel larger than its (padded) input: ceil mode still has one window while
+// span = in + pads - kernel > -stride (ONNX's ceil((span) / stride) + 1; torch's
+// AvgPool2d(320, ceil_mode=True) on a 1 x 1 map, HF EfficientNet's pooler), averaged over the
+// window clipped to the padded input; floor mode, or span <= -stride, is an error.
+TEST(Pool, CeilModeKernelLargerThanTheInput) {
+  Tensor x = randn({1, 2, 2, 3});
+  for (int includePad = 0; includePad < 2; ++includePad) {
+    auto n = node("AveragePool");
+    setInts(n, "kernel_shape", {5, 5});
+    setInts(n, "strides", {5, 5});
+    setInt(n, "ceil_mode", 1);
+    setInt(n, "count_include_pad", includePad);
+    Tensor y = run1(n, 19, {&x});
+    EXPECT_EQ(y.dims, (std::vector<int64_t>{1, 2, 1, 1}));
+    for (int64_t c = 0; c < 2; ++c) {
+      double s = 0;
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t j = 0; j < 3; ++j)
+          s += at(x, {0, c, i, j});
+      EXPECT_NEAR(at(y, {0, c, 0, 0}), s / 6, 1e-12) << includePad;
+    }
+  }
+  auto mx = node("MaxPool");
+  setInts(mx, "kernel_shape", {4, 4});
+  setInts(mx, "strides", {3, 3});
+  setInt(mx, "ceil_mode", 1);
+  Tensor m = run1(mx, 12, {&x});
+  EXPECT_EQ(m.dims, (std::vector<int64_t>{1, 2, 1, 1}));
+  EXPECT_EQ(at(m, {0, 1, 0, 0}), *std::max_element(x.data.begin() + 6, x.data.end()));
+  auto floorMode = node("AveragePool");
+  setInts(floorMode, "kernel_shape", {5, 5});
+  setInts(floorMode, "strides", {5, 5});
+  EXPECT_THROW(run1(floorMode, 19, {&x}), EvalError);
+  auto tooFar = node("AveragePool"); // span = 2 - 5 = -3 = -stride along the rows: no window
+  setInts(tooFar, "kernel_shape", {5, 1});
+  setInts(tooFar, "strides", {3, 1});
+  setInt(tooFar, "ceil_mode", 1);
+  EXPECT_THROW(run1(tooFar, 19, {&x}), EvalError);
+}
+
 TEST(Softmax, AxisSemanticsChangeAtOpset13) {
   Tensor x = randn({2, 3, 4});
   auto n = node("Softmax");

@@ -316,6 +316,117 @@ def test_tied_parameter_named_by_its_other_name_is_renamed():
     assert "emb.weight" in rep.text and "head.weight" not in rep.text, rep.text[:400]
 
 
+def _math_active():
+    f = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+    return f is symoc.api._sdpa_math
+
+
+def _sdpa_reference(q, k, v, mask=None, causal=False, scale=None, groups=1):
+    """Attention from its definition, in float64 NumPy, one (batch, head) at a time."""
+    import numpy as np
+    q, k, v = (t.detach().double().numpy() for t in (q, k, v))
+    out = np.zeros(q.shape[:-1] + (v.shape[-1],))
+    s = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    for b in range(q.shape[0]):
+        for h in range(q.shape[1]):
+            a = q[b, h] @ k[b, h // groups].T * s
+            if causal:
+                a = np.where(np.tril(np.ones(a.shape, bool)), a, -np.inf)
+            if mask is not None:
+                m = mask.numpy()[b, 0] if mask.dim() == 4 else mask.numpy()
+                a = np.where(m, a, -np.inf) if m.dtype == bool else a + m
+            e = np.exp(a - a.max(-1, keepdims=True))
+            out[b, h] = (e / e.sum(-1, keepdims=True)) @ v[b, h // groups]
+    return out
+
+
+def test_math_attention_matches_its_definition():
+    """_sdpa_math (symoc.torch's attention retry) is scaled_dot_product_attention's documented
+    function: plain, scaled, causal, boolean and additive masks, grouped key/value heads; and,
+    where this torch has the fused op, equal to it."""
+    import numpy as np
+    torch.manual_seed(4)
+    q, k, v = torch.randn(2, 4, 5, 8), torch.randn(2, 4, 7, 8), torch.randn(2, 4, 7, 6)
+    kg, vg = k[:, :2], v[:, :2]
+    boolm = torch.rand(2, 1, 5, 7) > 0.3
+    boolm[..., 0] = True   # every row keeps a position
+    addm = torch.randn(5, 7)
+    qc, kc, vc = q, torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 6)
+    cases = [("plain", (q, k, v), {}, {}),
+             ("scale", (q, k, v), dict(scale=0.3), dict(scale=0.3)),
+             ("causal", (qc, kc, vc), dict(is_causal=True), dict(causal=True)),
+             ("bool mask", (q, k, v), dict(attn_mask=boolm), dict(mask=boolm)),
+             ("float mask", (q, k, v), dict(attn_mask=addm), dict(mask=addm)),
+             ("gqa", (q, kg, vg), dict(enable_gqa=True), dict(groups=2))]
+    fused = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+    for name, (a, b, c), kw, ref_kw in cases:
+        got = symoc.api._sdpa_math(a, b, c, **kw)
+        want = _sdpa_reference(a, b, c, **ref_kw)
+        err = float(np.abs(got.double().numpy() - want).max())
+        assert err < 1e-5, (name, err)
+        if fused is not None and not (name == "gqa" and "enable_gqa" not in str(inspect_sig(fused))):
+            err = float((got - fused(a, b, c, **kw)).abs().max())
+            assert err < 1e-5, (name, "fused", err)
+    # a wrong mask polarity would be caught: keeping the False positions differs
+    other = ~boolm
+    other[..., 1] = True   # every row keeps a position here too
+    flipped = symoc.api._sdpa_math(q, k, v, attn_mask=other)
+    assert float((flipped - symoc.api._sdpa_math(q, k, v, attn_mask=boolm)).abs().max()) > 1e-2
+
+
+def inspect_sig(f):
+    import inspect
+    try:
+        return inspect.signature(f)
+    except (TypeError, ValueError):
+        return f.__doc__ or ""
+
+
+def test_attention_view_failure_retries_with_math_attention():
+    """torch's ONNX exporter fails on a .view of SDPA's transposed output in transformers' T5
+    and Swin and timm's relative-position ViT (pytorch#136543; session 23's zoo diagnosis):
+    symoc.torch retries the training-mode export with scaled_dot_product_attention as matmul
+    and softmax (restored after), before eval mode and TorchScript. Simulated where torch has
+    no fused attention (CI's 1.13): a stub stands in for it."""
+    F = torch.nn.functional
+    had = hasattr(F, "scaled_dot_product_attention")
+    saved = getattr(F, "scaled_dot_product_attention", None)
+    if not had:
+        F.scaled_dot_product_attention = lambda *a, **k: None   # a stand-in, never called
+    tried = []
+    real_ts = symoc.api._export_torchscript
+
+    def view_fails(model, args, path):
+        tried.append("math" if _math_active() else "fused")
+        if not _math_active():
+            raise ValueError("Cannot view a tensor with shape torch.Size([2, 8, 4, 8]) and strides "
+                             "(256, 8, 64, 1) as a tensor with shape (2, 8, 32)!")
+        real_ts(model, args, path)
+    try:
+        torch.manual_seed(5)
+        mlp = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+        rep = _with_fake_dynamo(view_fails, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),)))
+        assert rep.exporter == "dynamo" and rep.export_mode == "train", (rep.exporter, rep.export_mode)
+        assert tried == ["fused", "math"], tried
+        assert rep.export_note is None
+        assert getattr(F, "scaled_dot_product_attention", None) is not symoc.api._sdpa_math, "restored"
+
+        def always_fails(model, args, path):
+            raise RuntimeError("no trace%s" % (" with math attention" if _math_active() else ""))
+        symoc.api._export_torchscript = always_fails
+        expect_error(lambda: _with_fake_dynamo(
+            always_fails, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),))),
+            "dynamo exporter: RuntimeError: no trace",
+            "dynamo exporter (attention as matmul and softmax): RuntimeError: no trace with math attention")
+        assert getattr(F, "scaled_dot_product_attention", None) is not symoc.api._sdpa_math, "restored on errors"
+    finally:
+        symoc.api._export_torchscript = real_ts
+        if had:
+            F.scaled_dot_product_attention = saved
+        else:
+            del F.scaled_dot_product_attention
+
+
 class TrainNoise(nn.Module):
     """Adds noise in training mode only (as PhiMoE's router jitter samples in training)."""
 
@@ -337,9 +448,10 @@ def test_training_trace_failure_retries_in_eval_mode():
     with BatchNorm (its eval function normalizes by constants), and every cause is kept."""
     tried = []
     real_ts = symoc.api._export_torchscript
+    sdpa = hasattr(torch.nn.functional, "scaled_dot_product_attention")   # torch >= 2: attention retries
 
     def train_fails(model, args, path):
-        tried.append("dynamo-" + ("train" if model.training else "eval"))
+        tried.append("dynamo-" + ("train" if model.training else "eval") + ("-math" if _math_active() else ""))
         if model.training:
             raise RuntimeError("Could not guard on data-dependent expression")
         real_ts(model, args, path)
@@ -355,7 +467,7 @@ def test_training_trace_failure_retries_in_eval_mode():
     try:
         rep = _with_fake_dynamo(train_fails, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),)))
         assert rep.exporter == "dynamo" and rep.export_mode == "eval", (rep.exporter, rep.export_mode)
-        assert tried == ["dynamo-train", "dynamo-eval"], tried
+        assert tried == ["dynamo-train"] + ["dynamo-train-math"] * sdpa + ["dynamo-eval"], tried
         assert mlp.training, "the caller's model keeps its mode"
         assert rep.export_note is None, rep.export_note   # train and eval forwards agree
 
@@ -383,7 +495,7 @@ def test_training_trace_failure_retries_in_eval_mode():
         expect_error(lambda: _with_fake_dynamo(
             train_fails, lambda: symoc.torch.report(cnn, (torch.randn(4, 3, 6, 6),))),
             "torchscript export broke here", "dynamo exporter: RuntimeError")
-        assert tried == ["torchscript", "dynamo-train"], tried
+        assert tried == ["torchscript", "dynamo-train"] + ["dynamo-train-math"] * sdpa, tried
 
         def always_fails(model, args, path):
             raise RuntimeError("no trace in %s mode" % ("train" if model.training else "eval"))

@@ -89,7 +89,7 @@ HF = [
     ("llama4_text", DEC, dict(head_dim=8, num_local_experts=4, intermediate_size_mlp=64, interleave_moe_layer_step=1)),
     ("qwen3_next", DEC, dict(head_dim=8, linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=8,
                              linear_value_head_dim=8, full_attention_interval=2)),
-    ("exaone4", DEC, dict(head_dim=8, sliding_window=None)), ("seed_oss", DEC, dict(head_dim=8)),
+    ("exaone4", DEC, dict(head_dim=8, sliding_window=4)), ("seed_oss", DEC, dict(head_dim=8)),
     ("ministral", DEC, dict(head_dim=8)), ("hunyuan_v1_dense", DEC, dict(head_dim=8)),
     # encoders
     ("bert", "masked", {}), ("roberta", "masked", {}), ("distilbert", "masked", dict(dim=32)),
@@ -106,8 +106,8 @@ HF = [
     ("vit", "image", {}), ("deit", "image", {}), ("beit", "image", {}), ("dinov2", "image", {}),
     ("swin", "image", dict(embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=2, patch_size=4)),
     ("swinv2", "image", dict(embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=2, patch_size=4)),
-    ("convnext", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
-    ("convnextv2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
+    ("convnext", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], patch_size=4)),
+    ("convnextv2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], patch_size=4)),
     ("resnet", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8)),
     ("regnet", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, groups_width=8)),
     ("levit", "image", dict(hidden_sizes=[16, 32, 48], num_attention_heads=[1, 2, 3], depths=[1, 1, 1],
@@ -115,7 +115,7 @@ HF = [
                                                                        ["Subsample", 8, 32 // 8, 4, 2, 2]])),
     ("mobilevit", "image", dict(hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 32])),
     ("mobilenet_v2", "image", dict(depth_multiplier=0.25)),
-    ("efficientnet", "image", dict(width_coefficient=0.25, depth_coefficient=0.2, hidden_dim=64)),
+    ("efficientnet", "image", dict(width_coefficient=0.25, depth_coefficient=0.2, hidden_dim=320)),
     ("poolformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1])),
     ("segformer", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], decoder_hidden_size=32,
                                 num_attention_heads=[1, 2, 4, 8])),
@@ -145,7 +145,7 @@ TIMM = [
     ("nf_resnet26", {}), ("resnetv2_50x1_bit", {}), ("convmixer_768_32", {}),
     ("resnest14d", {}), ("skresnet18", {}), ("seresnext26d_32x4d", {}), ("dla34", {}), ("cspdarknet53", {}),
     ("inception_v3", dict(input_side=139)), ("xception41", {}), ("mobileone_s0", {}), ("repghostnet_050", {}),
-    ("efficientformer_l1", {}), ("efficientformerv2_s0", {}), ("twins_svt_small", dict(depths=(1, 1, 1, 1))),
+    ("efficientformer_l1", dict(input_side=224)), ("efficientformerv2_s0", {}), ("twins_svt_small", dict(depths=(1, 1, 1, 1))),
     ("crossvit_tiny_240", dict(img_size=240, depth=((1, 1, 0),))), ("gcvit_xxtiny", dict(img_size=64)),
     ("davit_tiny", dict(depths=(1, 1, 1, 1))), ("nest_tiny", dict(img_size=64, patch_size=4)),
     ("deit3_small_patch16_224", dict(img_size=IMG, patch_size=8, depth=2)),
@@ -239,16 +239,19 @@ def export_one(name, spec, out):
     modes = {}
 
     def bridge_dynamo(m, a, p):
-        # symoc.torch.compile's dynamo order: training mode, then eval mode without BatchNorm
+        # symoc.torch.compile's dynamo order (api._dynamo_order): training mode, attention as
+        # matmul and softmax, then the same in eval mode without BatchNorm; the first error raised
         c = api._structural_copy(m)
-        try:
-            api._export_dynamo(c, a, p)
-            modes["compile"] = "train"
-        except Exception:  # noqa: BLE001
-            if api._has_batch_norm(c):
-                raise
-            api._export_dynamo_eval(c, a, p)
-            modes["compile"] = "eval"
+        first = None
+        for fn, mode, what in api._dynamo_order(api._has_batch_norm(c)):
+            try:
+                fn(c, a, p)
+            except Exception as e:  # noqa: BLE001
+                first = first or e
+                continue
+            modes["compile"] = mode + (" (attention as matmul and softmax)" if "attention" in what else "")
+            return
+        raise first
     variants = [("compile", bridge_dynamo),
                 ("user", lambda m, a, p: torch.onnx.export(m.eval(), a, p, dynamo=True, external_data=False)),
                 ("ts", lambda m, a, p: api._export_torchscript(api._structural_copy(m), a, p))]

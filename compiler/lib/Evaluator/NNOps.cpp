@@ -211,12 +211,18 @@ Window window(OpContext &ctx, const std::vector<int64_t> &inSp,
     } else if (ap != "NOTSET") {
       ctx.fail("unknown auto_pad '" + ap + "'");
     }
-    int64_t span = w.in[i] + w.padLo[i] + w.padHi[i] - ek;
-    if (span < 0)
+    // out = floor or ceil(span / stride) + 1 (ONNX's formula). span < 0 (a kernel larger
+    // than the padded input) leaves no window in floor mode; in ceil mode one window when
+    // span > -stride: HF EfficientNet's pooler is AvgPool2d(hidden_dim, ceil_mode=True) over
+    // a smaller map, as torch computes it (the window clipped to the padded input).
+    int64_t span = w.in[i] + w.padLo[i] + w.padHi[i] - ek, st = w.stride[i];
+    int64_t q = span >= 0 ? (ceilMode ? (span + st - 1) / st : span / st)
+                          : (ceilMode ? -(-span / st) : -((-span + st - 1) / st));
+    int64_t o = q + 1;
+    if (o < 1)
       ctx.fail("kernel larger than the padded input");
-    int64_t o = ceilMode ? (span + w.stride[i] - 1) / w.stride[i] + 1 : span / w.stride[i] + 1;
     // In ceil mode the last window must start inside the input or left padding.
-    if (ceilMode && (o - 1) * w.stride[i] >= w.in[i] + w.padLo[i])
+    if (ceilMode && (o - 1) * st >= w.in[i] + w.padLo[i])
       --o;
     w.out[i] = o;
   }
