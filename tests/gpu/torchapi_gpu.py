@@ -222,6 +222,30 @@ def case_llama_bf16(steps, cache):
         raise RuntimeError("the parameters left bfloat16: %s" % p.dtype)
 
 
+class Seq2SeqLogits(nn.Module):
+    """An HF encoder-decoder seen as ids -> logits (the ids feed both sides)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, ids):
+        return self.m(input_ids=ids, decoder_input_ids=ids, use_cache=False).logits
+
+
+def case_t5(steps, cache):
+    """transformers' T5 (relative position buckets, RMSNorm, SDPA): torch's ONNX exporter
+    fails on its attention output's .view unless symoc.torch retries with attention as
+    matmul and softmax (session 23)."""
+    import transformers
+    cfg = transformers.T5Config(vocab_size=128, d_model=64, d_kv=16, d_ff=128, num_layers=2,
+                                num_decoder_layers=2, num_heads=4, dropout_rate=0.0,
+                                decoder_start_token_id=0, use_cache=False)
+    torch.manual_seed(0)
+    model = Seq2SeqLogits(transformers.T5ForConditionalGeneration(cfg))
+    compile_and_train("t5", model, torch.randint(0, 128, (2, 12)), lm_loss, steps, cache)
+
+
 def case_vit(steps, cache):
     from timm.models.vision_transformer import VisionTransformer
     torch.manual_seed(0)
@@ -372,7 +396,8 @@ def main():
              ("resnet", lambda: case_resnet(a.steps, cache)),
              ("mixtral", lambda: case_mixtral(a.steps, cache)),
              ("jetmoe", lambda: case_jetmoe(a.steps, cache)),
-             ("phimoe", lambda: case_phimoe(a.steps, cache))]
+             ("phimoe", lambda: case_phimoe(a.steps, cache)),
+             ("t5", lambda: case_t5(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
     if a.only:
