@@ -592,6 +592,7 @@ class _Exported:
         self.path, self.exporter, self.frozen, self.trainable = path, exporter, frozen, trainable
         self.mode = mode   # "eval": the training-mode trace failed (_export_dynamo_eval)
         self.note = None   # set when the training- and eval-mode forwards differ
+        self.how = None    # the attempt that exported, as the errors name it (_dynamo_order)
 
     def frozen_args(self):
         out = []
@@ -661,6 +662,7 @@ def _export(model, args, work, tools, label, exporter="auto"):
         tset = set(trainable)
         frozen = [n for n in inits if n not in tset]
         ex = _Exported(path, name, frozen, trainable, mode)
+        ex.how = what
         if ex.mode == "eval":
             gap = _train_eval_gap(m, a)
             if gap is None or gap > 1e-6:
@@ -1014,7 +1016,7 @@ def _compile_uncached(model, args, policy, loss, exporter, opts, tools, root, la
         times["build"] = time.perf_counter() - t
         entry = dict(library=lib, plan=os.path.join(libdir, "plan.json"),
                      fingerprint=plan["fingerprint"], exporter=ex.exporter,
-                     export_mode=ex.mode, export_note=ex.note, frozen=ex.frozen,
+                     export_mode=ex.mode, export_note=ex.note, export_how=ex.how, frozen=ex.frozen,
                      policy=policy, model=label)
         return entry
     finally:
@@ -1177,13 +1179,14 @@ class Report:
     check; False: some failed, the text names them; None: not checked), .dot and .svg (the
     picture; svg needs Graphviz's `dot`), .exporter, .export_mode ("train", or "eval" where only
     the eval-mode trace exported), .export_note (set when that eval-mode function differs from
-    the training-mode forward) and .frozen (what the export used)."""
+    the training-mode forward), .export_how (the attempt that exported, e.g. "dynamo exporter
+    (attention as matmul and softmax)") and .frozen (what the export used)."""
 
     def __init__(self, text, claims, verified, dot, svg, exporter, frozen, export_mode="train",
-                 export_note=None):
+                 export_note=None, export_how=None):
         self.text, self.claims, self.verified = text, claims, verified
         self.dot, self.svg, self.exporter, self.frozen = dot, svg, exporter, frozen
-        self.export_mode, self.export_note = export_mode, export_note
+        self.export_mode, self.export_note, self.export_how = export_mode, export_note, export_how
 
     def json(self):
         return json.dumps(self.claims, indent=2)
@@ -1232,4 +1235,4 @@ def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
                                stderr=subprocess.DEVNULL, universal_newlines=True)
             svg = d.stdout if d.returncode == 0 else None
         return Report(r.stdout, claims, (r.returncode == 0) if verify else None, dot_text, svg,
-                      ex.exporter, ex.frozen, ex.mode, ex.note)
+                      ex.exporter, ex.frozen, ex.mode, ex.note, ex.how)

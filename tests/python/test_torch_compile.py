@@ -78,6 +78,8 @@ def test_llama_trains_and_matches_plan():
     opt = compile_(model, (x,), policy="auto", lr=1e-2)   # auto steps matrices at Muon's scale (plan: one lr for Muon and AdamW blocks)
     info = opt.symoc_info
     assert not info["cache_hit"], info
+    assert info["export_how"] == {"torchscript": "torchscript exporter",
+                                  "dynamo": "dynamo exporter"}[info["exporter"]], info["export_how"]
     plan = opt.plan
     assert len(opt.param_groups) == len(plan["blocks"]), (len(opt.param_groups),)
     grouped = [p for g in opt.param_groups for p in g["params"]]
@@ -409,6 +411,7 @@ def test_attention_view_failure_retries_with_math_attention():
         assert rep.exporter == "dynamo" and rep.export_mode == "train", (rep.exporter, rep.export_mode)
         assert tried == ["fused", "math"], tried
         assert rep.export_note is None
+        assert rep.export_how == "dynamo exporter (attention as matmul and softmax)", rep.export_how
         assert getattr(F, "scaled_dot_product_attention", None) is not symoc.api._sdpa_math, "restored"
 
         def always_fails(model, args, path):
@@ -467,6 +470,7 @@ def test_training_trace_failure_retries_in_eval_mode():
     try:
         rep = _with_fake_dynamo(train_fails, lambda: symoc.torch.report(mlp, (torch.randn(2, 8),)))
         assert rep.exporter == "dynamo" and rep.export_mode == "eval", (rep.exporter, rep.export_mode)
+        assert rep.export_how.startswith("dynamo exporter (eval mode"), rep.export_how
         assert tried == ["dynamo-train"] + ["dynamo-train-math"] * sdpa + ["dynamo-eval"], tried
         assert mlp.training, "the caller's model keeps its mode"
         assert rep.export_note is None, rep.export_note   # train and eval forwards agree
