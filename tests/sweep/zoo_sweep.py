@@ -75,9 +75,11 @@ HF = [
     # MoE decoders
     ("mixtral", DEC, {}), ("qwen2_moe", DEC, dict(decoder_sparse_step=1)), ("qwen3_moe", DEC, dict(head_dim=8)),
     ("olmoe", DEC, {}), ("granitemoe", DEC, {}), ("phimoe", DEC, {}),
-    # (the model's own forward fails on this config: rotary widths disagree; head_dim 4 did
-    # not fix it, session 21: torch.export and TorchScript both fail inside the model)
+    # (the model's own forward failed on this config: rotary widths disagreed. The config's
+    # __init__ derives head_dim = qk_rope_head_dim and qk_head_dim = nope + rope, which the
+    # attributes set afterwards left at 64 and 192 (session 23's reading; not yet re-run))
     ("deepseek_v3", DEC, dict(q_lora_rank=16, kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=4,
+                              head_dim=4, qk_head_dim=8,
                               v_head_dim=8, n_routed_experts=4, n_shared_experts=1, first_k_dense_replace=1,
                               n_group=1, topk_group=1)),
     ("gpt_oss", DEC, dict(head_dim=8, num_local_experts=4, num_experts_per_tok=2)),
