@@ -509,18 +509,16 @@ class _MathAttention:
         self.f.scaled_dot_product_attention = self.orig
 
 
-def _export_dynamo_math(model, args, path):
-    # Attention as matmul and softmax: the ONNX exporter's decompositions give SDPA's output
-    # other strides than its trace did, and the model's later .view of its transpose fails
-    # ("Cannot view a tensor with shape ..."; pytorch#136543, #141107: transformers' T5 and
-    # Swin, timm's relative-position ViT). The exported function is the same.
-    with _MathAttention():
-        _export_dynamo(model, args, path)
-
-
-def _export_dynamo_eval_math(model, args, path):
-    with _MathAttention():
-        _export_dynamo_eval(model, args, path)
+def _with_math_attention(export):
+    """The same export with attention as matmul and softmax (_MathAttention): the ONNX
+    exporter's decompositions give SDPA's output other strides than its trace did, and the
+    model's later .view of its transpose fails ("Cannot view a tensor with shape ...";
+    pytorch#136543, #141107: transformers' T5 and Swin, timm's relative-position ViT). The
+    exported function is the same."""
+    def run(model, args, path):
+        with _MathAttention():
+            export(model, args, path)
+    return run
 
 
 def _dynamo_order(batch_norm):
@@ -530,11 +528,12 @@ def _dynamo_order(batch_norm):
     sdpa = hasattr(torch.nn.functional, "scaled_dot_product_attention")
     out = [(_export_dynamo, "train", "dynamo exporter")]
     if sdpa:
-        out.append((_export_dynamo_math, "train", "dynamo exporter (attention as matmul and softmax)"))
+        out.append((_with_math_attention(_export_dynamo), "train",
+                    "dynamo exporter (attention as matmul and softmax)"))
     if not batch_norm:
         out.append((_export_dynamo_eval, "eval", "dynamo exporter (eval mode)"))
         if sdpa:
-            out.append((_export_dynamo_eval_math, "eval",
+            out.append((_with_math_attention(_export_dynamo_eval), "eval",
                         "dynamo exporter (eval mode, attention as matmul and softmax)"))
     return out
 

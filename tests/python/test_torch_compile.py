@@ -366,22 +366,19 @@ def test_math_attention_matches_its_definition():
         want = _sdpa_reference(a, b, c, **ref_kw)
         err = float(np.abs(got.double().numpy() - want).max())
         assert err < 1e-5, (name, err)
-        if fused is not None and not (name == "gqa" and "enable_gqa" not in str(inspect_sig(fused))):
-            err = float((got - fused(a, b, c, **kw)).abs().max())
+        if fused is not None:
+            try:
+                ref = fused(a, b, c, **kw)
+            except TypeError:   # a torch whose fused op has no enable_gqa
+                assert name == "gqa", name
+                continue
+            err = float((got - ref).abs().max())
             assert err < 1e-5, (name, "fused", err)
     # a wrong mask polarity would be caught: keeping the False positions differs
     other = ~boolm
     other[..., 1] = True   # every row keeps a position here too
     flipped = symoc.api._sdpa_math(q, k, v, attn_mask=other)
     assert float((flipped - symoc.api._sdpa_math(q, k, v, attn_mask=boolm)).abs().max()) > 1e-2
-
-
-def inspect_sig(f):
-    import inspect
-    try:
-        return inspect.signature(f)
-    except (TypeError, ValueError):
-        return f.__doc__ or ""
 
 
 def test_attention_view_failure_retries_with_math_attention():

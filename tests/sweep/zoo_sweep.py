@@ -251,7 +251,7 @@ def export_one(name, spec, out):
             except Exception as e:  # noqa: BLE001
                 first = first or e
                 continue
-            modes["compile"] = mode + (" (attention as matmul and softmax)" if "attention" in what else "")
+            modes["compile"] = (mode, what)
             return
         raise first
     variants = [("compile", bridge_dynamo),
@@ -272,7 +272,7 @@ def export_one(name, spec, out):
             rec["variants"][var] = {"file": os.path.basename(path), "bytes": os.path.getsize(path),
                                     "seconds": round(time.time() - t0, 2)}
             if var in modes:
-                rec["variants"][var]["mode"] = modes[var]
+                rec["variants"][var]["mode"], rec["variants"][var]["how"] = modes[var]
         except Exception as e:  # noqa: BLE001
             if os.path.exists(path):
                 os.remove(path)
