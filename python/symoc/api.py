@@ -187,6 +187,34 @@ def _module_label(model):
     return type(model).__name__
 
 
+def _unwrap(model):
+    """The module a wrapper runs: torch.compile's OptimizedModule (`_orig_mod`),
+    DistributedDataParallel and DataParallel (`module`). Their parameters are the inner
+    module's own tensors under a name prefix, so what is exported, planned and stepped is the
+    inner module; the optimizer then steps the very tensors the wrapper trains. (FSDP2's
+    `fully_shard` has no wrapper: it shards the parameters themselves, _refuse_sharded.)"""
+    while True:
+        if type(model).__name__ == "OptimizedModule" and \
+                isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        elif isinstance(model, (torch.nn.DataParallel,
+                                torch.nn.parallel.DistributedDataParallel)):
+            model = model.module
+        else:
+            break
+    return model
+
+
+def _refuse_sharded(model, label):
+    sharded = [n for n, p in model.named_parameters()
+               if any(c.__name__ == "DTensor" for c in type(p).__mro__)]
+    if sharded:
+        raise _error(label, "parameter %r is a DTensor (FSDP2's fully_shard): the one-call "
+                     "optimizer steps whole tensors; build the library with symoc.torch.compile "
+                     "on the unsharded model and step the shards with symoc.distributed."
+                     "DistributedSymocOptimizer (docs/distributed.md)" % sharded[0])
+
+
 def _error(module, cause):
     return SymocError("symoc.torch: %s: %s" % (module, cause))
 
@@ -903,10 +931,12 @@ def compile(model, example_inputs, policy="auto", lr=1e-3, loss="auto", exporter
     Buffers and parameters with requires_grad=False are frozen (constants of the graph).
     The result's .symoc_info has the timings, paths and whether the cache answered.
     """
-    label = _module_label(model)
     if not isinstance(model, torch.nn.Module):
         raise SymocError("symoc.torch.compile: model must be a torch.nn.Module, got %s"
                          % type(model).__name__)
+    model = _unwrap(model)
+    label = _module_label(model)
+    _refuse_sharded(model, label)
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise _error(label, "lr must be a finite number > 0, got %r" % (lr,))
     t0 = time.perf_counter()
@@ -1211,6 +1241,7 @@ class Report:
 
 def report(model, example_inputs, loss="auto", verify=True, exporter="auto"):
     """Export the model (as compile() does) and return its symmetry Report; compiles nothing."""
+    model = _unwrap(model)
     label = _module_label(model)
     tools = _tools(label)
     args = _as_args(example_inputs)
