@@ -222,6 +222,14 @@ def case_llama_bf16(steps, cache):
         raise RuntimeError("the parameters left bfloat16: %s" % p.dtype)
 
 
+def case_llama_compiled(steps, cache):
+    """The LLaMA wrapped by torch.compile (inductor) before symoc.torch.compile, as users
+    write it: symoc takes the module inside (session 24) and the steps run through the
+    compiled forward and backward."""
+    model, ids = tiny_llama()
+    compile_and_train("llama-compiled", torch.compile(model), ids, lm_loss, steps, cache)
+
+
 class Seq2SeqLogits(nn.Module):
     """An HF encoder-decoder seen as ids -> logits (the ids feed both sides)."""
 
@@ -379,7 +387,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, vit, resnet, mixtral, jetmoe, phimoe, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, vit, resnet, mixtral, jetmoe, phimoe, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -392,6 +400,7 @@ def main():
     cases = [("analyze", lambda: case_analyze(pkg, work)),
              ("llama", lambda: case_llama(a.steps, cache, a.out)),
              ("llama-bf16", lambda: case_llama_bf16(a.steps, cache)),
+             ("llama-compiled", lambda: case_llama_compiled(a.steps, cache)),
              ("vit", lambda: case_vit(a.steps, cache)),
              ("resnet", lambda: case_resnet(a.steps, cache)),
              ("mixtral", lambda: case_mixtral(a.steps, cache)),
