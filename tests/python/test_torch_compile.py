@@ -131,9 +131,10 @@ def test_cached_second_call_is_fast_and_equivalent():
 def _wrappers():
     """(name, wrap) for the wrappers symoc.torch unwraps that this torch has: DataParallel
     (runs the module itself without GPUs), DDP over a one-rank gloo group, torch.compile
-    (torch >= 2, the eager backend: no C++ compiler needed)."""
+    (torch >= 2, the eager backend: no C++ compiler needed). DataParallel only where no GPU
+    is visible: there it would scatter the batch to cuda:0 while these models stay on the CPU."""
     import torch.distributed as dist
-    out = [("DataParallel", nn.DataParallel)]
+    out = [] if torch.cuda.is_available() else [("DataParallel", nn.DataParallel)]
     if dist.is_available():
         if not dist.is_initialized():
             dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % (29500 + os.getpid() % 1000),

@@ -124,7 +124,9 @@ HF = [
     ("pvt_v2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_attention_heads=[1, 2, 4, 8])),
     ("focalnet", "image", dict(embed_dim=16, depths=[1, 1], patch_size=4)),
     ("bit", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, num_groups=4)),
-    ("cvt", "image", dict(embed_dim=[16, 32, 64], num_heads=[1, 2, 4], depth=[1, 1, 1])),
+    # (depth[i] > i: CvtStage indexes its stage's drop-path rates, one per layer, by the
+    # stage number)
+    ("cvt", "image", dict(embed_dim=[16, 32, 64], num_heads=[1, 2, 4], depth=[1, 2, 3])),
     ("data2vec-vision", "image", {}), ("hiera", "image", dict(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], image_size=[64, 64])),
 ]
 # timm: (name, kwargs). Small by construction; image IMG unless the model says otherwise.
@@ -147,7 +149,7 @@ TIMM = [
     ("nf_resnet26", {}), ("resnetv2_50x1_bit", {}), ("convmixer_768_32", {}),
     ("resnest14d", {}), ("skresnet18", {}), ("seresnext26d_32x4d", {}), ("dla34", {}), ("cspdarknet53", {}),
     ("inception_v3", dict(input_side=139)), ("xception41", {}), ("mobileone_s0", {}), ("repghostnet_050", {}),
-    ("efficientformer_l1", dict(input_side=224)), ("efficientformerv2_s0", {}), ("twins_svt_small", dict(depths=(1, 1, 1, 1))),
+    ("efficientformer_l1", dict(input_side=224)), ("efficientformerv2_s0", dict(input_side=224)), ("twins_svt_small", dict(depths=(1, 1, 1, 1))),
     ("crossvit_tiny_240", dict(img_size=240, depth=((1, 1, 0),))), ("gcvit_xxtiny", dict(img_size=64)),
     ("davit_tiny", dict(depths=(1, 1, 1, 1))), ("nest_tiny", dict(img_size=64, patch_size=4)),
     ("deit3_small_patch16_224", dict(img_size=IMG, patch_size=8, depth=2)),
@@ -167,29 +169,53 @@ def catalogue():
            [("timm_" + n, ("timm", n, kw)) for n, kw in TIMM]
 
 
-def _hf_build(model_type, head, over):
-    import torch
-    import transformers as tf
+def _hf_small_config(tf, model_type, over, construct):
+    """The model type's config made small: SMALL's keys that the default config has (and
+    head_dim 8 where it has one), then `over`. construct: as constructor arguments, so that
+    what __init__ derives from them (DeepSeek-V3's head_dim from its rope width, DBRX's
+    sub-configs from dicts) follows; else set one by one on the default config, keeping a
+    default where an attribute refuses (a derived property, a validated field)."""
     cfg = tf.AutoConfig.for_model(model_type)
-    small = [(k, v) for k, v in SMALL.items() if k not in over and hasattr(cfg, k)]
+    small = {k: v for k, v in SMALL.items() if k not in over and hasattr(cfg, k)}
     if getattr(cfg, "head_dim", None) is not None and "head_dim" not in over:
-        small.append(("head_dim", 8))
-    for k, v in small:
-        try:  # a derived property, a validated field of another type: keep the default
+        small["head_dim"] = 8
+    if construct:
+        cfg = tf.AutoConfig.for_model(model_type, **dict(small, **over))
+    else:
+        for k, v in small.items():
+            try:
+                setattr(cfg, k, v)
+            except Exception:  # noqa: BLE001
+                pass
+        for k, v in over.items():
             setattr(cfg, k, v)
-        except Exception:  # noqa: BLE001
-            pass
-    for k, v in over.items():
-        setattr(cfg, k, v)
     for sub in ("text_config", "vision_config"):
         if getattr(cfg, sub, None) is not None:
             for k, v in SMALL.items():
                 if hasattr(getattr(cfg, sub), k):
                     setattr(getattr(cfg, sub), k, v)
+    return cfg
+
+
+def _hf_build(model_type, head, over):
+    import torch
+    import transformers as tf
     auto = {"causal": tf.AutoModelForCausalLM, "masked": tf.AutoModelForMaskedLM,
             "seq2seq": tf.AutoModelForSeq2SeqLM, "image": tf.AutoModelForImageClassification,
             "base": tf.AutoModel}[head]
-    model = auto.from_config(cfg)
+    first = None
+    for construct in (True, False):   # constructor arguments first, attributes set after
+        try:
+            cfg = _hf_small_config(tf, model_type, over, construct)
+            # A head with several classes (DeiT's with and without teacher) is picked by
+            # config.architectures, which a fresh config lacks: take the first.
+            cls = auto._model_mapping[type(cfg)]
+            model = (cls[0] if isinstance(cls, (list, tuple)) else cls)._from_config(cfg)
+            break
+        except Exception as e:  # noqa: BLE001
+            first = first or e
+    else:
+        raise first
     ids = torch.arange(BATCH * SEQ).reshape(BATCH, SEQ) * 7 % VOCAB + 3
     if head == "seq2seq":
         args = (ids, None, ids[:, :4])   # input_ids, attention_mask, decoder_input_ids
