@@ -84,7 +84,7 @@ HF = [
                               n_group=1, topk_group=1)),
     ("gpt_oss", DEC, dict(head_dim=8, num_local_experts=4, num_experts_per_tok=2)),
     ("dbrx", DEC, dict(ffn_config=dict(ffn_hidden_size=64, moe_num_experts=4, moe_top_k=2),
-                       attn_config=dict(kv_n_heads=2))),
+                       attn_config=dict(kv_n_heads=2, rope_theta=10000.0))),
     ("jetmoe", DEC, dict(kv_channels=8, num_key_value_heads=4)),
     ("mamba", DEC, dict(state_size=4, expand=2, conv_kernel=2, time_step_rank=4)),
     ("rwkv", DEC, dict(attention_hidden_size=32, context_length=64)),
@@ -112,8 +112,10 @@ HF = [
     ("convnextv2", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], patch_size=4)),
     ("resnet", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8)),
     ("regnet", "image", dict(hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], embedding_size=8, groups_width=8)),
+    # (patch_size 16: LeViT's stem is four stride-2 convolutions whatever the config says, and
+    # its attention biases are sized image_size / patch_size)
     ("levit", "image", dict(hidden_sizes=[16, 32, 48], num_attention_heads=[1, 2, 3], depths=[1, 1, 1],
-                            key_dim=[8, 8, 8], patch_size=8, down_ops=[["Subsample", 8, 16 // 8, 4, 2, 2],
+                            key_dim=[8, 8, 8], patch_size=16, down_ops=[["Subsample", 8, 16 // 8, 4, 2, 2],
                                                                        ["Subsample", 8, 32 // 8, 4, 2, 2]])),
     ("mobilevit", "image", dict(hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 32])),
     ("mobilenet_v2", "image", dict(depth_multiplier=0.25)),
