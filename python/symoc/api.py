@@ -33,6 +33,7 @@ import types
 
 import torch
 
+from symoc import complex_export
 from symoc.build import SymocError, build_library
 from symoc.onnx_scan import initializer_names
 
@@ -549,15 +550,30 @@ def _with_math_attention(export):
     return run
 
 
+def _with_real_complex(export):
+    """The same export of a copy whose complex numbers are pairs of real ones
+    (complex_export.RealComplex): ONNX and both of torch's exporters have no complex
+    arithmetic, which rotary embeddings written as complex products need (Meta's LLaMA code,
+    torchtitan, transformers' Llama 4). The exported function is the same."""
+    def run(model, args, path):
+        with complex_export.RealComplex(model) as real:
+            export(real, args, path)
+    return run
+
+
 def _dynamo_order(batch_norm):
     """symoc.torch's dynamo attempts, in order: (function, mode, what the cause says). The
     attention retries only where this torch has scaled_dot_product_attention; the eval-mode
-    ones only without BatchNorm (_export_dynamo_eval)."""
+    ones only without BatchNorm (_export_dynamo_eval); complex numbers as real pairs in
+    training mode, after the attention retry, with it."""
     sdpa = hasattr(torch.nn.functional, "scaled_dot_product_attention")
     out = [(_export_dynamo, "train", "dynamo exporter")]
     if sdpa:
         out.append((_with_math_attention(_export_dynamo), "train",
                     "dynamo exporter (attention as matmul and softmax)"))
+    out.append((_with_real_complex(_with_math_attention(_export_dynamo) if sdpa else _export_dynamo),
+                "train", "dynamo exporter (complex numbers as real pairs%s)"
+                % (", attention as matmul and softmax" if sdpa else "")))
     if not batch_norm:
         out.append((_export_dynamo_eval, "eval", "dynamo exporter (eval mode)"))
         if sdpa:
@@ -655,11 +671,13 @@ def _export(model, args, work, tools, label, exporter="auto"):
             (exporter == "dynamo" or tools.accepts_opset(18)):
         order += [("dynamo", fn, what, mode) for fn, mode, what in _dynamo_order(batch_norm)]
     if exporter in ("auto", "torchscript"):
-        ts = ("torchscript", _export_torchscript, "torchscript exporter", "train")
+        ts = [("torchscript", _export_torchscript, "torchscript exporter", "train"),
+              ("torchscript", _with_real_complex(_export_torchscript),
+               "torchscript exporter (complex numbers as real pairs)", "train")]
         if exporter == "auto" and batch_norm:
-            order.insert(0, ts)   # TorchScript first, dynamo the fallback (_has_batch_norm)
+            order[:0] = ts   # TorchScript first, dynamo the fallback (_has_batch_norm)
         else:
-            order.append(ts)
+            order += ts
     if not order:
         raise _error(label, "exporter %r is not available here (torch %s)"
                      % (exporter, torch.__version__))
