@@ -129,6 +129,7 @@ def compile_and_train(case, model, batch, loss_fn, steps, cache, policy="auto"):
     info = opt.symoc_info
     ok = ok_rules and losses[-1] < losses[0]
     record(case, ok, device=where, exporter=info.get("exporter"), export_mode=info.get("export_mode"),
+           export_how=info.get("export_how"),
            compile_s=round(t_compile, 2),
            times={k: round(v, 2) for k, v in info["times"].items()}, losses=losses,
            blocks=len(opt.param_groups), params=len(opt.param_rules()),
@@ -228,6 +229,21 @@ def case_llama_compiled(steps, cache):
     compiled forward and backward."""
     model, ids = tiny_llama()
     compile_and_train("llama-compiled", torch.compile(model), ids, lm_loss, steps, cache)
+
+
+def case_llama4(steps, cache):
+    """transformers' Llama 4 text model (MoE layers, rotary embedding as complex products):
+    neither exporter takes its complex arithmetic; symoc.torch exports it with complex numbers
+    as real pairs (session 24) and trains it on CUDA."""
+    import transformers
+    cfg = transformers.AutoConfig.for_model(
+        "llama4_text", vocab_size=256, hidden_size=64, intermediate_size=64, intermediate_size_mlp=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1,
+        max_position_embeddings=64, use_cache=False)
+    torch.manual_seed(0)
+    model = Logits(transformers.AutoModelForCausalLM.from_config(cfg))
+    compile_and_train("llama4", model, torch.randint(0, 256, (2, 16)), lm_loss, steps, cache)
 
 
 class Seq2SeqLogits(nn.Module):
@@ -387,7 +403,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, vit, resnet, mixtral, jetmoe, phimoe, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama4, vit, resnet, mixtral, jetmoe, phimoe, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -406,7 +422,8 @@ def main():
              ("mixtral", lambda: case_mixtral(a.steps, cache)),
              ("jetmoe", lambda: case_jetmoe(a.steps, cache)),
              ("phimoe", lambda: case_phimoe(a.steps, cache)),
-             ("t5", lambda: case_t5(a.steps, cache))]
+             ("t5", lambda: case_t5(a.steps, cache)),
+             ("llama4", lambda: case_llama4(a.steps, cache))]
     if not a.skip_gpt2:
         cases.append(("gpt2-124m", lambda: case_gpt2(cache)))
     if a.only:
