@@ -52,7 +52,8 @@ import torch
 import torch.distributed as dist
 
 from symoc.build import SymocError, build_library
-from symoc.torch import STEP_ROWS_SKIP, _LibraryBacked, _dec, _tensor_problems, load_library
+from symoc.torch import (STEP_ROWS_SKIP, _LibraryBacked, _dec, _tensor_problems, load_library,
+                         unwrapped_names)
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
            "ddp_schedule",
@@ -528,6 +529,8 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 library = build_library(build_dir)
             lib = load_library(library)
             self._blocks = library_blocks(lib)
+            if name_map is None:
+                named = unwrapped_names(named, {n for n, _, _ in lib.params})
             ordered = self._match(lib, named)
             self._device = ordered[0].device if ordered else torch.device("cpu")
             devs = sorted({str(p.device) for p in ordered})

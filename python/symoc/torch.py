@@ -231,6 +231,23 @@ class _LibraryBacked:
         self._check(self._lib.api.zero_state(self._opt), "zero_state()")
 
 
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def unwrapped_names(named, wanted):
+    """(name, tensor) pairs with the names the bare module gives: a wrapped model's
+    named_parameters() lead with `_orig_mod.` (torch.compile) and `module.` (DDP,
+    DataParallel); a name the plan does not know loses those when what is left is one of the
+    plan's (`wanted`). Any other name is kept, and reported by the match if unknown."""
+    out = []
+    for n, p in named:
+        m = n
+        while m not in wanted and m.startswith(_WRAPPER_PREFIXES):
+            m = m.split(".", 1)[1]
+        out.append((m if m in wanted else n, p))
+    return out
+
+
 class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
     """torch.optim.Optimizer over a symoc-generated step.
 
@@ -240,7 +257,9 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
     library: path of lib<model>_optimizer.so; or build_dir: the `symoc compile` output
         folder, built with cmake first.
     lr: base learning rate (param_groups[0]["lr"]; schedulers change it, step() pushes it).
-    name_map: optional callable mapping a torch name to the initializer name.
+    name_map: optional callable mapping a torch name to the initializer name; without one,
+        the prefixes of torch.compile and DDP/DataParallel wrappers are dropped where the
+        rest is a plan parameter (unwrapped_names).
     """
 
     def __init__(self, named_parameters, library=None, build_dir=None, lr=1e-3, name_map=None):
@@ -255,6 +274,8 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise SymocError("SymocOptimizer: lr must be a finite number > 0, got %r" % (lr,))
         self._lib = load_library(library)
+        if name_map is None:
+            named = unwrapped_names(named, {n for n, _, _ in self._lib.params})
         ordered = self._match(named)
         super().__init__(ordered, dict(lr=float(lr)))
         self._names = [n for n, _, _ in self._lib.params]

@@ -1003,9 +1003,27 @@ def test_error_parameter_list_mismatch():
     opt = compile_(model, (x,), policy="auto", lr=3e-3)
     named = [(n, p) for n, p in model.named_parameters() if n != "norm.weight"]
     named.append(("extra.weight", nn.Parameter(torch.zeros(3))))
+    named.append(("module.extra.bias", nn.Parameter(torch.zeros(3))))   # a wrapper's prefix, unknown rest
     cls = symoc.api._block_optimizer_class()
     expect_error(lambda: cls(named, library=opt.library.path, lr=1e-3, plan=opt.plan),
-                 "missing: 'norm.weight'", "extra: 'extra.weight'")
+                 "missing: 'norm.weight'", "extra: 'extra.weight'", "extra: 'module.extra.bias'")
+
+
+def test_wrapper_prefixes_dropped_where_the_rest_is_a_plan_parameter():
+    # model.named_parameters() of a DDP / torch.compile wrapper: `module.` / `_orig_mod.`
+    # lead every name; the optimizers take them as the bare module's names.
+    model, (x,) = llama()
+    opt = compile_(model, (x,), policy="auto", lr=3e-3)
+    bare = list(model.named_parameters())
+    for prefix in ("module.", "_orig_mod.", "_orig_mod.module."):
+        named = [(prefix + n, p) for n, p in bare]
+        direct = symoc.torch.SymocOptimizer(named, library=opt.library.path, lr=3e-3)
+        assert direct._names == [n for n, _, _ in opt.library.params], prefix
+        got = [p for g in direct.param_groups for p in g["params"]]
+        want = dict(bare)
+        assert all(g is want[n] for g, n in zip(got, direct._names)), prefix
+    assert symoc.torch.unwrapped_names([("module.x", 1), ("module.y", 2), ("z", 3)], {"x", "z"}) == \
+        [("x", 1), ("module.y", 2), ("z", 3)]
 
 
 def test_error_no_symoc_binary():

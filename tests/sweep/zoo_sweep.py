@@ -77,14 +77,16 @@ HF = [
     ("olmoe", DEC, {}), ("granitemoe", DEC, {}), ("phimoe", DEC, {}),
     # (the model's own forward failed on this config: rotary widths disagreed. The config's
     # __init__ derives head_dim = qk_rope_head_dim and qk_head_dim = nope + rope, which the
-    # attributes set afterwards left at 64 and 192 (session 23's reading; not yet re-run))
+    # attributes set afterwards left at 64 and 192 (session 23's reading); and MLA's keys have
+    # a head per query head, which the shared attention code would repeat again for GQA
+    # (num_key_value_heads < num_attention_heads; session 24))
     ("deepseek_v3", DEC, dict(q_lora_rank=16, kv_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=4,
                               head_dim=4, qk_head_dim=8,
                               v_head_dim=8, n_routed_experts=4, n_shared_experts=1, first_k_dense_replace=1,
-                              n_group=1, topk_group=1)),
+                              n_group=1, topk_group=1, num_key_value_heads=4)),
     ("gpt_oss", DEC, dict(head_dim=8, num_local_experts=4, num_experts_per_tok=2)),
     ("dbrx", DEC, dict(ffn_config=dict(ffn_hidden_size=64, moe_num_experts=4, moe_top_k=2),
-                       attn_config=dict(kv_n_heads=2, rope_theta=10000.0))),
+                       attn_config=dict(kv_n_heads=2, rope_theta=10000.0, clip_qkv=8.0))),
     ("jetmoe", DEC, dict(kv_channels=8, num_key_value_heads=4)),
     ("mamba", DEC, dict(state_size=4, expand=2, conv_kernel=2, time_step_rank=4)),
     ("rwkv", DEC, dict(attention_hidden_size=32, context_length=64)),
