@@ -318,7 +318,8 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 problems.append("extra: %r (shape %s) is not a parameter of the plan"
                                 % (name, list(p.shape)))
                 continue
-            problems += _tensor_problems(name, p, wanted[name], "parameter", self._device)
+            problems += _tensor_problems(name, p, wanted[name], "parameter", self._device,
+                                         dense_ok=True)
         if problems:
             raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es):\n  %s"
                              % (lib.path, lib.model, lib.policy, len(problems),
@@ -368,10 +369,11 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             return loss
         shapes = self._lib.params
         problems = []
+        back = []   # (parameter, its contiguous copy) to write back after the step
         for i, p in enumerate(params):
             name, shape, _ = shapes[i]
             # Checked at every step: p.data may have been replaced since construction.
-            problems += _tensor_problems(name, p, shape, "parameter", self._device)
+            problems += _tensor_problems(name, p, shape, "parameter", self._device, dense_ok=True)
             g = p.grad
             if g is None:
                 # No gradient (unused this step). The generated step covers every parameter,
@@ -381,22 +383,48 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 if g is None or g.shape != p.shape:
                     g = self._zero_grads[i] = torch.zeros_like(p)
             else:
-                problems += _tensor_problems(name, g, shape, "gradient", self._device)
+                problems += _tensor_problems(name, g, shape, "gradient", self._device, dense_ok=True)
                 if g.dtype != p.dtype:
                     problems.append("gradient %r: dtype %s, the parameter is %s"
                                     % (name, g.dtype, p.dtype))
-            self._w[i] = p.data_ptr()
+            if problems:
+                continue
+            w = p
+            if not (p.is_contiguous() and g.is_contiguous()):
+                # Another axis order (channels_last): the runtime reads row-major entries, so
+                # the step runs on contiguous copies (kept, one per parameter) and the weight
+                # is copied back; the state stays in the parameter's logical order.
+                sw, sg = self._contiguous_copies(i, p)
+                sw.copy_(p)
+                sg.copy_(g)
+                w, g = sw, sg
+                back.append((p, sw))
+            self._w[i] = w.data_ptr()
             self._g[i] = g.data_ptr()
             self._dt[i] = 1 if p.dtype == torch.bfloat16 else 0
         if problems:
             raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
         if self._device.type == "cuda":
-            self._validated = ([p.data_ptr() for p in params],
-                               [p.grad.data_ptr() if p.grad is not None else None for p in params])
+            # the fast path steps in place only: not while some parameter goes through copies
+            self._validated = None if back else (
+                [p.data_ptr() for p in params],
+                [p.grad.data_ptr() if p.grad is not None else None for p in params])
             self._launch(len(params))
         else:
             self._check(self._lib.api.step(self._opt, self._w, self._g, len(params)), "step()")
+        for p, sw in back:
+            p.copy_(sw)
         return loss
+
+    def _contiguous_copies(self, i, p):
+        copies = getattr(self, "_copies", None)
+        if copies is None:
+            copies = self._copies = {}
+        c = copies.get(i)
+        if c is None or c[0].shape != p.shape or c[0].dtype != p.dtype or c[0].device != p.device:
+            c = copies[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
+                             torch.empty(p.shape, dtype=p.dtype, device=p.device))
+        return c
 
     def _launch(self, n):
         stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
@@ -505,7 +533,21 @@ def _common_device(named):
     return dev
 
 
-def _tensor_problems(name, t, shape, what, device=None):
+def _dense(t):
+    """Whether a strided tensor's elements fill its storage span without gaps or overlaps in
+    some order of its axes (channels_last, a transpose): a contiguous copy of it round-trips."""
+    dims = sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1)
+    expect = 1
+    for st, n in dims:
+        if st != expect:
+            return False
+        expect *= n
+    return True
+
+
+def _tensor_problems(name, t, shape, what, device=None, dense_ok=False):
+    """What stops the runtime from stepping t in place. dense_ok: a dense tensor in another
+    axis order (channels_last) is fine, SymocOptimizer steps it through a contiguous copy."""
     out = []
     device = device if device is not None else torch.device("cpu")
     if tuple(t.shape) != tuple(shape):
@@ -521,9 +563,9 @@ def _tensor_problems(name, t, shape, what, device=None):
     if t.device != device:
         out.append("%s %r: on device %s, the optimizer's parameters are on %s"
                    % (what, name, t.device, device))
-    if t.layout != torch.strided or not t.is_contiguous():
-        out.append("%s %r: not contiguous (call .contiguous() / use a contiguous tensor)"
-                   % (what, name))
+    if t.layout != torch.strided or not (t.is_contiguous() or (dense_ok and _dense(t))):
+        out.append("%s %r: not contiguous%s (call .contiguous() / use a contiguous tensor)"
+                   % (what, name, " and not dense in any axis order" if dense_ok else ""))
     return out
 
 

@@ -31,6 +31,7 @@ It checks and times, each case on its own (one failure does not stop the others)
 Writes DIR/torchapi_gpu.json and prints a table last. Exit 1 when any case failed.
 """
 import argparse
+import copy
 import json
 import os
 import resource
@@ -305,6 +306,41 @@ def case_resnet(steps, cache):
             r.get("exporter"), r.get("rules"))
 
 
+def case_resnet_channels_last(steps, cache):
+    """The ResNet-18 in channels_last (as CNN training on GPUs runs it): its conv weights and
+    gradients are dense in another axis order; symoc steps them through contiguous copies
+    (session 24). One step against a contiguous twin given the same gradients (bit for bit),
+    then training; the weights stay channels_last."""
+    import timm
+    import symoc.torch
+    torch.manual_seed(0)
+    dev = device()
+    base = timm.create_model("resnet18", pretrained=False, num_classes=10).to(dev)
+    last = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 64, 64)
+    y = torch.randint(0, 10, (4,))
+    opts = [symoc.torch.compile(m, (x.to(dev),), policy="auto", lr=1e-3, cache_dir=cache) for m in (base, last)]
+    for (_, pb), (_, pl) in zip(base.named_parameters(), last.named_parameters()):
+        g = torch.randn_like(pb)
+        pb.grad, pl.grad = g, g.clone().contiguous(memory_format=torch.channels_last) if g.dim() == 4 else g.clone()
+    for o in opts:
+        o.step()
+    differ = [n for (n, pb), (_, pl) in zip(base.named_parameters(), last.named_parameters())
+              if not torch.equal(pb, pl)]
+
+    def loss_fn(m, xb):
+        return nn.functional.cross_entropy(m(xb), y.to(xb.device))
+    compile_and_train("resnet-channels-last", last, x.contiguous(memory_format=torch.channels_last),
+                      loss_fn, steps, cache)
+    r = RESULTS[-1]
+    r["one_step_differs"] = differ[:5]
+    kept = not last.conv1.weight.is_contiguous()
+    if differ or not kept:
+        r["ok"] = False
+        r["error"] = "one step differs from the contiguous twin in %s; conv1 still channels_last: %s" % (
+            differ[:5], kept)
+
+
 def train_moe(case, model, steps, cache, is_stack, count):
     """A tiny MoE decoder through symoc.torch.compile and a few steps on the GPU; its `count`
     expert stacks (parameters `is_stack` picks) must be Muon on each of their 4 matrices."""
@@ -403,7 +439,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama4, vit, resnet, mixtral, jetmoe, phimoe, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama4, vit, resnet, resnet-channels-last, mixtral, jetmoe, phimoe, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -419,6 +455,7 @@ def main():
              ("llama-compiled", lambda: case_llama_compiled(a.steps, cache)),
              ("vit", lambda: case_vit(a.steps, cache)),
              ("resnet", lambda: case_resnet(a.steps, cache)),
+             ("resnet-channels-last", lambda: case_resnet_channels_last(a.steps, cache)),
              ("mixtral", lambda: case_mixtral(a.steps, cache)),
              ("jetmoe", lambda: case_jetmoe(a.steps, cache)),
              ("phimoe", lambda: case_phimoe(a.steps, cache)),

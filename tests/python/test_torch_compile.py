@@ -1026,6 +1026,41 @@ def test_wrapper_prefixes_dropped_where_the_rest_is_a_plan_parameter():
         [("x", 1), ("module.y", 2), ("z", 3)]
 
 
+def test_channels_last_parameters_step_as_contiguous_ones():
+    # model.to(memory_format=torch.channels_last), as CNN training on GPUs does: the conv
+    # weights (and their gradients) are dense in another axis order. They are stepped through
+    # contiguous copies, bit for bit as the contiguous model; a non-finite gradient leaves the
+    # weight untouched; a tensor that is not dense in any order is still refused.
+    torch.manual_seed(5)
+    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+    x = torch.randn(4, 3, 6, 6)
+    opt_ref = compile_(cnn, (x,), policy="auto", lr=1e-2)
+    last = copy.deepcopy(cnn).to(memory_format=torch.channels_last)
+    assert not last[0].weight.is_contiguous()
+    opt_last = compile_(last, (x,), policy="auto", lr=1e-2)
+    for step in range(3):
+        for opt, m in ((opt_ref, cnn), (opt_last, last)):
+            opt.zero_grad()
+            m(x.contiguous(memory_format=torch.channels_last) if m is last else x).square().mean().backward()
+        for (n, pr), (_, pl) in zip(cnn.named_parameters(), last.named_parameters()):
+            pl.grad = pr.grad.clone().contiguous(memory_format=torch.channels_last) if pl.dim() == 4 \
+                else pr.grad.clone()      # the same gradients: the comparison is of the steps alone
+        if step == 2:
+            cnn[0].weight.grad[0, 0, 0, 0] = float("nan")
+            last[0].weight.grad[0, 0, 0, 0] = float("nan")
+        before = last[0].weight.detach().clone()
+        opt_ref.step()
+        opt_last.step()
+        for (n, pr), (_, pl) in zip(cnn.named_parameters(), last.named_parameters()):
+            assert torch.equal(pr, pl), "%s differs after step %d" % (n, step)
+        assert not last[0].weight.is_contiguous(), "the layout is kept"
+    assert torch.equal(last[0].weight, before), "a non-finite gradient moved the weight"
+    assert opt_last.steps_skipped == opt_ref.steps_skipped > 0
+    last[0].weight.data = torch.randn(16, 3, 3, 3)[::2]   # every other filter: gaps
+    expect_error(opt_last.step, "not contiguous and not dense")
+
+
 def test_error_no_symoc_binary():
     old = os.environ.get("SYMOC_BIN")
     os.environ["SYMOC_BIN"] = "/nonexistent/symoc"
