@@ -624,6 +624,29 @@ def _quiet(fn, *a):
         return fn(*a)
 
 
+class _DirectCheckpoint:
+    """While active, activation checkpointing's reentrant form (torch.utils.checkpoint with
+    use_reentrant=True, transformers' gradient_checkpointing_enable() default) calls its
+    function directly: the forward is the same, only what autograd keeps differs, and its
+    autograd.Function does not export (TorchScript: "unordered_map::at"). Patched on the
+    class, so code that imported `checkpoint` by name is covered too."""
+
+    def __enter__(self):
+        import torch.utils.checkpoint as ckpt
+        self.cls = getattr(ckpt, "CheckpointFunction", None)
+        if self.cls is not None:
+            self.own = self.cls.__dict__.get("apply")   # usually inherited from Function
+            self.cls.apply = lambda function, preserve_rng_state, *args: function(*args)
+
+    def __exit__(self, *exc):
+        if self.cls is None:
+            return
+        if self.own is None:
+            del self.cls.apply
+        else:
+            self.cls.apply = self.own
+
+
 def _glob_escape(name):
     return re.sub(r"([*?\[])", r"[\1]", name)
 
@@ -684,7 +707,8 @@ def _export(model, args, work, tools, label, exporter="auto"):
     causes, lost = [], False
     for name, fn, what, mode in order:
         try:
-            _quiet(fn, m, a, path)
+            with _DirectCheckpoint():
+                _quiet(fn, m, a, path)
         except Exception as e:   # the exporters raise many types
             msg = str(e).strip().splitlines()
             causes.append("%s: %s: %s" % (what, type(e).__name__, msg[0] if msg else ""))

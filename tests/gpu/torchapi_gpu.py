@@ -232,6 +232,15 @@ def case_llama_compiled(steps, cache):
     compile_and_train("llama-compiled", torch.compile(model), ids, lm_loss, steps, cache)
 
 
+def case_llama_checkpointing(steps, cache):
+    """The LLaMA with transformers' gradient checkpointing on (reentrant torch.utils.checkpoint
+    by default): exported as its plain forward (session 24), trained on CUDA through the
+    checkpointed layers."""
+    model, ids = tiny_llama()
+    model.lm.gradient_checkpointing_enable()
+    compile_and_train("llama-checkpointing", model, ids, lm_loss, steps, cache)
+
+
 def case_llama4(steps, cache):
     """transformers' Llama 4 text model (MoE layers, rotary embedding as complex products):
     neither exporter takes its complex arithmetic; symoc.torch exports it with complex numbers
@@ -439,7 +448,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama4, vit, resnet, resnet-channels-last, mixtral, jetmoe, phimoe, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama-checkpointing, llama4, vit, resnet, resnet-channels-last, mixtral, jetmoe, phimoe, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -453,6 +462,7 @@ def main():
              ("llama", lambda: case_llama(a.steps, cache, a.out)),
              ("llama-bf16", lambda: case_llama_bf16(a.steps, cache)),
              ("llama-compiled", lambda: case_llama_compiled(a.steps, cache)),
+             ("llama-checkpointing", lambda: case_llama_checkpointing(a.steps, cache)),
              ("vit", lambda: case_vit(a.steps, cache)),
              ("resnet", lambda: case_resnet(a.steps, cache)),
              ("resnet-channels-last", lambda: case_resnet_channels_last(a.steps, cache)),

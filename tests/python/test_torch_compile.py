@@ -599,6 +599,51 @@ def test_real_pairs_match_complex_arithmetic():
     assert torch.view_as_complex is not None and torch.polar(mag, ang).is_complex()  # restored
 
 
+class Checkpointed(nn.Module):
+    """A residual MLP whose blocks run under torch.utils.checkpoint in training (imported by
+    name, as model code does), reentrant or not."""
+
+    def __init__(self, reentrant):
+        super().__init__()
+        self.reentrant = reentrant
+        self.stem = nn.Linear(8, 16)   # (reentrant checkpointing needs an input that requires grad)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+                                    for _ in range(2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        x = self.stem(x)
+        for b in self.blocks:
+            x = x + (checkpoint(b, x, use_reentrant=self.reentrant) if self.training else b(x))
+        return self.head(x)
+
+
+def test_activation_checkpointing_exports_as_its_function():
+    # Reentrant checkpointing (transformers' gradient_checkpointing_enable() default) is an
+    # autograd.Function the exporters refuse; for the export it calls its function directly.
+    import torch.utils.checkpoint as ckpt
+    x = torch.randn(4, 8)
+    runs = []
+    for reentrant in (True, False):
+        torch.manual_seed(0)
+        m = Checkpointed(reentrant)
+        opt = compile_(m, (x,), policy="auto", lr=1e-2)
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = m(x).square().mean()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        assert losses[-1] < losses[0], losses
+        runs.append(losses)
+        print("  use_reentrant=%s: %s, losses %s" % (reentrant, opt.symoc_info["export_how"],
+                                                      ["%.4f" % l for l in losses]))
+    assert runs[0] == runs[1], runs   # one function, one plan, one trajectory
+    assert "apply" not in ckpt.CheckpointFunction.__dict__, "the patch is undone"
+
+
 def test_complex_rotary_model_exports_with_real_pairs():
     # Neither exporter takes complex arithmetic; symoc.torch retries with complex numbers as
     # real pairs, the same function (checked here on the copy it exports), and trains.
