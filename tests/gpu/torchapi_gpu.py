@@ -241,6 +241,41 @@ def case_llama_checkpointing(steps, cache):
     compile_and_train("llama-checkpointing", model, ids, lm_loss, steps, cache)
 
 
+def case_llama_amp(steps, cache):
+    """The LLaMA under fp16 autocast with torch.amp.GradScaler (fp32 parameters), the scaler
+    driving the symoc optimizer as it drives torch's: unscale_ over its param groups, step
+    skipped on an overflow. The first steps run at a scale that overflows (2**40): the scaler
+    must skip them, leave the weights bit for bit and back off, then the steps train."""
+    import symoc.torch
+    model, ids = tiny_llama()
+    dev = device()
+    model, ids = model.to(dev), ids.to(dev)
+    opt = symoc.torch.compile(model, (ids,), policy="auto", lr=1e-3, cache_dir=cache)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 40)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    losses, skipped = [], 0
+    for i in range(steps + 12):
+        opt.zero_grad()
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = lm_loss(model, ids)
+        scaler.scale(loss).backward()
+        scale = scaler.get_scale()
+        scaler.step(opt)
+        scaler.update()
+        if scaler.get_scale() < scale:
+            skipped += 1
+            if losses:
+                continue
+            moved = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+            if moved:
+                raise RuntimeError("a skipped step moved %s" % moved[:3])
+        else:
+            losses.append(round(loss.item(), 4))
+    ok = skipped > 0 and len(losses) >= 2 and losses[-1] < losses[0]
+    record("llama-amp", ok, device=dev.type, losses=losses, overflow_steps_skipped=skipped,
+           final_scale=scaler.get_scale())
+
+
 def case_llama4(steps, cache):
     """transformers' Llama 4 text model (MoE layers, rotary embedding as complex products):
     neither exporter takes its complex arithmetic; symoc.torch exports it with complex numbers
@@ -448,7 +483,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-gpt2", action="store_true")
-    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama-checkpointing, llama4, vit, resnet, resnet-channels-last, mixtral, jetmoe, phimoe, gpt2-124m)")
+    ap.add_argument("--only", help="comma list of the cases to run (analyze, llama, llama-bf16, llama-compiled, llama-checkpointing, llama-amp, llama4, vit, resnet, resnet-channels-last, mixtral, jetmoe, phimoe, gpt2-124m)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     for k in ("SYMOC_BIN", "SYMOC_BUILD_DIR", "SYMOC_RUNTIME_DIR"):
@@ -463,6 +498,7 @@ def main():
              ("llama-bf16", lambda: case_llama_bf16(a.steps, cache)),
              ("llama-compiled", lambda: case_llama_compiled(a.steps, cache)),
              ("llama-checkpointing", lambda: case_llama_checkpointing(a.steps, cache)),
+             ("llama-amp", lambda: case_llama_amp(a.steps, cache)),
              ("vit", lambda: case_vit(a.steps, cache)),
              ("resnet", lambda: case_resnet(a.steps, cache)),
              ("resnet-channels-last", lambda: case_resnet_channels_last(a.steps, cache)),
