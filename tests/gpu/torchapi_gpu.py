@@ -244,17 +244,18 @@ def case_llama_checkpointing(steps, cache):
 def case_llama_amp(steps, cache):
     """The LLaMA under fp16 autocast with torch.amp.GradScaler (fp32 parameters), the scaler
     driving the symoc optimizer as it drives torch's: unscale_ over its param groups, step
-    skipped on an overflow. The first steps run at a scale that overflows (2**40): the scaler
-    must skip them, leave the weights bit for bit and back off, then the steps train."""
+    skipped on an overflow. The first steps run at a scale whose fp16 gradients overflow
+    (2**24: the logits' gradients reach ~scale / 30): the scaler must skip them, leave the
+    weights bit for bit and back off, then the steps train."""
     import symoc.torch
     model, ids = tiny_llama()
     dev = device()
     model, ids = model.to(dev), ids.to(dev)
     opt = symoc.torch.compile(model, (ids,), policy="auto", lr=1e-3, cache_dir=cache)
-    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 40)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 24)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     losses, skipped = [], 0
-    for i in range(steps + 12):
+    for i in range(steps + 24):
         opt.zero_grad()
         with torch.autocast("cuda", dtype=torch.float16):
             loss = lm_loss(model, ids)
