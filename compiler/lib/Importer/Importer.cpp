@@ -48,6 +48,7 @@ namespace {
 // axes, indices); float tensors only when they are scalars.
 constexpr int64_t kMaxIntConstant = 4096;
 constexpr int64_t kMaxSplatScan = 1 << 16; // float constants checked for one repeated value
+constexpr int64_t kMaxSmallFloats = 16;     // float constants of different values kept whole
 
 class Importer {
 public:
@@ -251,14 +252,24 @@ private:
       // A float tensor with one value repeated (zeros to scatter into) is
       // kept as a splat: rules may rely on it being uniform.
       std::vector<double> v = tensorToDouble(t, path);
-      if (v.empty() || std::isnan(v[0]) ||
-          !std::all_of(v.begin(), v.end(), [&](double x) { return x == v[0]; }))
+      if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); }))
         return std::nullopt;
       auto ft = cast<FloatType>(elt);
-      bool lost = false;
-      APFloat f(v[0]);
-      f.convert(ft.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
-      return DenseElementsAttr::get(type, ArrayRef<APFloat>{f});
+      auto toFloat = [&](double x) {
+        bool lost = false;
+        APFloat f(x);
+        f.convert(ft.getFloatSemantics(), APFloat::rmNearestTiesToEven, &lost);
+        return f;
+      };
+      if (std::all_of(v.begin(), v.end(), [&](double x) { return x == v[0]; }))
+        return DenseElementsAttr::get(type, ArrayRef<APFloat>{toFloat(v[0])});
+      // A short list of different values (Resize's scales and roi) is kept whole.
+      if (n > kMaxSmallFloats)
+        return std::nullopt;
+      SmallVector<APFloat> vals;
+      for (double x : v)
+        vals.push_back(toFloat(x));
+      return DenseElementsAttr::get(type, vals);
     }
     if (isa<FloatType>(elt) && n == 1) {
       double x = tensorToDouble(t, path).at(0);

@@ -1,8 +1,9 @@
 //===- NormalizationRules.cpp - Rules of ops that act along an axis -------===//
 //
-// Softmax, normalizations, reductions and pooling. Along the axis they act on,
-// they commute with permutations only (plus sign flips for RMS-type norms,
-// rotations for a gain-free RMS norm); the other axes are batched.
+// Softmax, normalizations, reductions, pooling and resampling. Along the axis
+// they act on, they commute with permutations only (plus sign flips for
+// RMS-type norms, rotations for a gain-free RMS norm); the other axes are
+// batched.
 //
 //===----------------------------------------------------------------------===//
 
@@ -333,6 +334,84 @@ void poolRule(SpaceBuilder &b, Operation *op, bool linear) {
     b.fixAll(extra, "pooling indices");
 }
 } // namespace
+
+namespace {
+/// Which axes of a Resize keep their coordinates: scale exactly 1, from the
+/// `scales` constant or from `sizes` equal to the input's. A size kept by a
+/// scale other than 1 (floor(8 x 1.05) = 8) still resamples; unknown scales
+/// keep nothing. `axes` (opset 18) names the axes the two lists are for.
+std::vector<bool> resizeKeptAxes(Operation *op, Value x, int64_t r) {
+  std::vector<bool> kept(size_t(r), false);
+  const bool v10 = opsetOf(op) < 11; // X, scales; later X, roi, scales, sizes
+  auto operand = [&](unsigned i) -> Value {
+    return i < op->getNumOperands() && !isNone(op->getOperand(i)) ? op->getOperand(i) : Value();
+  };
+  Value scales = operand(v10 ? 1 : 2), sizes = v10 ? Value() : operand(3);
+  std::vector<int64_t> axes;
+  if (auto ax = intsAttr(op, "axes")) {
+    for (int64_t a : *ax) {
+      if (a < -r || a >= r)
+        return kept;
+      axes.push_back(normAxis(a, r));
+    }
+  } else {
+    for (int64_t a = 0; a < r; ++a) axes.push_back(a);
+  }
+  std::vector<bool> listed(size_t(r), false);
+  for (int64_t a : axes) listed[size_t(a)] = true;
+  for (int64_t a = 0; a < r; ++a) // an axis the lists leave out keeps its coordinates
+    kept[size_t(a)] = !listed[size_t(a)];
+  if (sizes) {
+    // keep_aspect_ratio_policy other than stretch rescales every listed axis alike.
+    auto s = constInts(sizes);
+    if (!s || s->size() != axes.size() || strAttr(op, "keep_aspect_ratio_policy", "stretch") != "stretch")
+      return kept;
+    for (size_t k = 0; k < axes.size(); ++k) {
+      int64_t d = dimOf(x, axes[k]);
+      kept[size_t(axes[k])] = d > 0 && (*s)[k] == d;
+    }
+  } else if (scales) {
+    auto s = constFloats(scales);
+    if (!s || s->size() != axes.size())
+      return kept;
+    for (size_t k = 0; k < axes.size(); ++k)
+      kept[size_t(axes[k])] = (*s)[k] == 1.0;
+  }
+  return kept;
+}
+} // namespace
+
+// Resize interpolates (nearest, linear, cubic: each output a fixed linear
+// combination of inputs along the resized axes) with the same weights at every
+// index of an axis it keeps, so along such an axis it passes any linear map
+// (permutations, sign flips, scales, mixing), as AveragePool does on channels.
+// Not where coordinates shift or crop (tf_crop_and_resize fills outside the
+// crop with a constant, tf_half_pixel_for_nn moves indices by half a pixel).
+void ResizeOp::applySymmetryRule(SpaceBuilder &b) {
+  Operation *op = *this;
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  if (r < 1 || rankOf(y) != r) {
+    barrier(b, op, "Resize with unknown ranks");
+    return;
+  }
+  std::string coord = strAttr(op, "coordinate_transformation_mode", "half_pixel");
+  if (coord == "tf_crop_and_resize" || coord == "tf_half_pixel_for_nn") {
+    barrier(b, op, "Resize coordinates that crop or shift");
+    return;
+  }
+  std::vector<bool> kept = resizeKeptAxes(op, x, r);
+  for (int64_t a = 0; a < r; ++a) {
+    if (!kept[size_t(a)] || dimOf(x, a) != dimOf(y, a)) {
+      b.restrict(x, a, kNone, "resized axis");
+      b.restrict(y, a, kNone, "resized axis");
+      continue;
+    }
+    b.tie(x, a, y, a);
+    b.scaleRelation({{x, a, 1}, {y, a, -1}});
+    b.signRelation({{x, a, 1}, {y, a, 1}});
+  }
+}
 
 void MaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }
 void GlobalMaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }

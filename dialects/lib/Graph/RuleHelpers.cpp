@@ -91,6 +91,24 @@ std::optional<double> constScalar(Value v) {
   return std::nullopt;
 }
 
+std::optional<std::vector<double>> constFloats(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return std::nullopt;
+  auto dense = dyn_cast<DenseElementsAttr>(*c.getValue());
+  if (!dense || !isa<FloatType>(dense.getElementType()))
+    return std::nullopt;
+  std::vector<double> out;
+  for (const APFloat &x : dense.getValues<APFloat>())
+    out.push_back(x.convertToDouble());
+  return out;
+}
+
+std::string strAttr(Operation *op, StringRef name, StringRef dflt) {
+  auto s = op->getAttrOfType<StringAttr>(name);
+  return (s ? s.getValue() : dflt).str();
+}
+
 std::optional<std::vector<int64_t>> intsAttr(Operation *op, StringRef name) {
   auto arr = op->getAttrOfType<ArrayAttr>(name);
   if (!arr)

@@ -40,6 +40,10 @@ bool barrierIfExtraResultsUsed(SpaceBuilder &b, mlir::Operation *op, llvm::Strin
 
 /// The integer values of a constant operand (graph.constant with a value), if known.
 std::optional<std::vector<int64_t>> constInts(mlir::Value v);
+/// The floating-point values of a constant operand, if known.
+std::optional<std::vector<double>> constFloats(mlir::Value v);
+/// A string attribute with a default.
+std::string strAttr(mlir::Operation *op, llvm::StringRef name, llvm::StringRef dflt);
 /// An integer-list attribute, if present.
 std::optional<std::vector<int64_t>> intsAttr(mlir::Operation *op, llvm::StringRef name);
 /// An integer attribute with a default.

@@ -116,9 +116,9 @@ foreach name = ["Reshape", "Transpose", "Split", "Slice", "Concat", "Gather",
                 "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
-// Pooling.
+// Pooling and resampling.
 foreach name = ["MaxPool", "AveragePool", "GlobalAveragePool",
-                "GlobalMaxPool"] in
+                "GlobalMaxPool", "Resize"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
 //===----------------------------------------------------------------------===//
