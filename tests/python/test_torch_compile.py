@@ -55,6 +55,18 @@ def lm_loss(model, x):
     return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), x[:, 1:].reshape(-1))
 
 
+def train_steps(opt, model, x, n, loss_fn=None):
+    """n optimizer steps on one batch; the losses before each step."""
+    losses = []
+    for _ in range(n):
+        opt.zero_grad()
+        loss = (loss_fn or lm_loss)(model, x)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses
+
+
 def compile_(model, args, **kw):
     kw.setdefault("cache_dir", CACHE)
     return symoc.torch.compile(model, args, **kw)
@@ -94,13 +106,7 @@ def test_llama_trains_and_matches_plan():
     for n in lib_rules:   # what the library runs is what the plan says, per parameter
         assert lib_rules[n] == plan_rules[n] == plan_steps[n], \
             (n, lib_rules[n], plan_rules[n], plan_steps[n])
-    losses = []
-    for _ in range(8):
-        opt.zero_grad()
-        loss = lm_loss(model, x)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(opt, model, x, 8)
     print("  llama losses: " + " ".join("%.3f" % v for v in losses))
     print("  timings: " + ", ".join("%s %.2fs" % kv for kv in info["times"].items()))
     assert losses[-1] < 0.8 * losses[0], losses
@@ -629,13 +635,7 @@ def test_activation_checkpointing_exports_as_its_function():
         torch.manual_seed(0)
         m = Checkpointed(reentrant)
         opt = compile_(m, (x,), policy="auto", lr=1e-2)
-        losses = []
-        for _ in range(3):
-            opt.zero_grad()
-            loss = m(x).square().mean()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss))
+        losses = train_steps(opt, m, x, 3, lambda mod, xb: mod(xb).square().mean())
         assert losses[-1] < losses[0], losses
         runs.append(losses)
         print("  use_reentrant=%s: %s, losses %s" % (reentrant, opt.symoc_info["export_how"],
@@ -674,13 +674,7 @@ def test_complex_rotary_model_exports_with_real_pairs():
     opt = compile_(model, (x,), policy="auto", lr=1e-2, exporter="torchscript")
     how = opt.symoc_info["export_how"]
     assert how == "torchscript exporter (complex numbers as real pairs)", how
-    losses = []
-    for _ in range(4):
-        opt.zero_grad()
-        loss = lm_loss(model, x)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    losses = train_steps(opt, model, x, 4)
     assert losses[-1] < losses[0], losses
     rules = set(opt.param_rules().values())
     print("  exported by %s; the real-pair copy differs by %.1e; losses %s; rules %s"
