@@ -147,6 +147,10 @@ class RealPairs:
         kwargs = kwargs or {}
         if func in (torch.mul, torch.multiply, torch.Tensor.mul, torch.Tensor.__mul__):
             return _as_pairs(args[0]) * args[1] if isinstance(args[0], RealPairs) else args[1] * args[0]
+        if func in (torch.add, torch.Tensor.add, torch.Tensor.__add__) and len(args) == 2 and not kwargs:
+            return _as_pairs(args[0]) + args[1] if isinstance(args[0], RealPairs) else args[1] + args[0]
+        if func in (torch.sub, torch.Tensor.sub, torch.Tensor.__sub__) and len(args) == 2 and not kwargs:
+            return _as_pairs(args[0]) - args[1] if isinstance(args[0], RealPairs) else (-args[1]) + args[0]
         if func in (torch.view_as_real,):
             return args[0].r
         if func in (torch.cat, torch.stack):

@@ -579,6 +579,9 @@ def test_real_pairs_match_complex_arithmetic():
     cases = [
         ("mul", pa * pb, ca * cb), ("mul real", pa * real, ca * real), ("rmul real", real * pa, real * ca),
         ("mul scalar", pa * 0.5, ca * 0.5), ("add", pa + pb, ca + cb), ("sub", pa - pb, ca - cb),
+        ("add real", pa + real, ca + real), ("radd real", real + pa, real + ca),
+        ("sub real", pa - real, ca - real), ("rsub real", real - pa, real - ca),
+        ("torch.add", torch.add(real, pa), torch.add(real, ca)), ("torch.sub", torch.sub(real, pa), torch.sub(real, ca)),
         ("neg", -pa, -ca), ("conj", pa.conj(), ca.conj()),
         ("getitem", pa[:, None, 1:3, ...], ca[:, None, 1:3, ...]), ("getitem int", pa[1], ca[1]),
         ("unsqueeze", pa.unsqueeze(-1), ca.unsqueeze(-1)), ("unsqueeze 1", pa.unsqueeze(1), ca.unsqueeze(1)),
