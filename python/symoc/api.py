@@ -18,6 +18,7 @@ of the source tree it sits in (`$SYMOC_BUILD_DIR/bin/symoc`, default `build/bin/
 tree's `runtime/`, else the folder the symoc binary recorded. The cache: `SYMOC_CACHE_DIR`,
 default `~/.cache/symoc`.
 """
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -34,6 +35,7 @@ import types
 import torch
 
 from symoc import complex_export
+from symoc.patching import patched
 from symoc.build import SymocError, build_library
 from symoc.onnx_scan import initializer_names
 
@@ -525,38 +527,31 @@ def _sdpa_math(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False
     return torch.matmul(att, value)
 
 
-class _MathAttention:
+def _math_attention():
     """While active, torch.nn.functional.scaled_dot_product_attention is _sdpa_math (code that
     looks it up when it calls it: transformers' sdpa attention, timm's fused_attn)."""
-
-    def __enter__(self):
-        self.f = torch.nn.functional
-        self.orig = self.f.scaled_dot_product_attention
-        self.f.scaled_dot_product_attention = _sdpa_math
-
-    def __exit__(self, *exc):
-        self.f.scaled_dot_product_attention = self.orig
+    return patched(torch.nn.functional, scaled_dot_product_attention=_sdpa_math)
 
 
 def _with_math_attention(export):
-    """The same export with attention as matmul and softmax (_MathAttention): the ONNX
+    """The same export with attention as matmul and softmax (_math_attention): the ONNX
     exporter's decompositions give SDPA's output other strides than its trace did, and the
     model's later .view of its transpose fails ("Cannot view a tensor with shape ...";
     pytorch#136543, #141107: transformers' T5 and Swin, timm's relative-position ViT). The
     exported function is the same."""
     def run(model, args, path):
-        with _MathAttention():
+        with _math_attention():
             export(model, args, path)
     return run
 
 
 def _with_real_complex(export):
     """The same export of a copy whose complex numbers are pairs of real ones
-    (complex_export.RealComplex): ONNX and both of torch's exporters have no complex
+    (complex_export.real_complex): ONNX and both of torch's exporters have no complex
     arithmetic, which rotary embeddings written as complex products need (Meta's LLaMA code,
     torchtitan, transformers' Llama 4). The exported function is the same."""
     def run(model, args, path):
-        with complex_export.RealComplex(model) as real:
+        with complex_export.real_complex(model) as real:
             export(real, args, path)
     return run
 
@@ -624,27 +619,17 @@ def _quiet(fn, *a):
         return fn(*a)
 
 
-class _DirectCheckpoint:
+def _direct_checkpoint():
     """While active, activation checkpointing's reentrant form (torch.utils.checkpoint with
     use_reentrant=True, transformers' gradient_checkpointing_enable() default) calls its
     function directly: the forward is the same, only what autograd keeps differs, and its
     autograd.Function does not export (TorchScript: "unordered_map::at"). Patched on the
     class, so code that imported `checkpoint` by name is covered too."""
-
-    def __enter__(self):
-        import torch.utils.checkpoint as ckpt
-        self.cls = getattr(ckpt, "CheckpointFunction", None)
-        if self.cls is not None:
-            self.own = self.cls.__dict__.get("apply")   # usually inherited from Function
-            self.cls.apply = lambda function, preserve_rng_state, *args: function(*args)
-
-    def __exit__(self, *exc):
-        if self.cls is None:
-            return
-        if self.own is None:
-            del self.cls.apply
-        else:
-            self.cls.apply = self.own
+    import torch.utils.checkpoint as ckpt
+    cls = getattr(ckpt, "CheckpointFunction", None)
+    if cls is None:
+        return contextlib.nullcontext()
+    return patched(cls, apply=lambda function, preserve_rng_state, *args: function(*args))
 
 
 def _glob_escape(name):
@@ -707,7 +692,7 @@ def _export(model, args, work, tools, label, exporter="auto"):
     causes, lost = [], False
     for name, fn, what, mode in order:
         try:
-            with _DirectCheckpoint():
+            with _direct_checkpoint():
                 _quiet(fn, m, a, path)
         except Exception as e:   # the exporters raise many types
             msg = str(e).strip().splitlines()

@@ -3,16 +3,19 @@
 ONNX has no complex arithmetic and neither of torch's exporters lowers it, so a model that
 rotates queries and keys as complex numbers (Meta's LLaMA code and its descendants, torchtitan,
 transformers' Llama 4: `torch.view_as_complex`, `torch.polar`, a complex product,
-`torch.view_as_real`) does not export. While `RealComplex` is active, those calls build and take
+`torch.view_as_real`) does not export. While `real_complex` is active, those calls build and take
 `RealPairs`: a complex tensor held as a real one with a trailing dimension of 2 (real,
 imaginary), whose arithmetic is written out in real operations. The function is the same (up
 to float rounding: `test_real_pairs_match_complex_arithmetic`); the graph has only real ops.
 A complex operation this file does not write out raises, so the retry fails with a cause
 instead of exporting something else.
 """
+import contextlib
 import copy
 
 import torch
+
+from symoc.patching import patched
 
 _COMPLEX_TO_REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
@@ -192,42 +195,20 @@ def _complex(real, imag):
     return _pair(real, imag)
 
 
-class RealComplex:
+@contextlib.contextmanager
+def real_complex(model):
     """While active: torch.view_as_complex / view_as_real / polar / complex build and take
-    RealPairs; `enter` returns a deep copy of the model whose complex buffers and tensor
-    attributes (precomputed rotations) are RealPairs attributes (the model itself is left
-    alone)."""
-
-    _PATCH = {"view_as_complex": _view_as_complex, "view_as_real": _view_as_real,
-              "polar": _polar, "complex": _complex}
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.orig = {k: getattr(torch, k) for k in self._PATCH}
-        m = copy.deepcopy(self.model)
-        for mod in m.modules():
-            for name, buf in list(mod._buffers.items()):
-                if buf is not None and buf.is_complex():
-                    del mod._buffers[name]
-                    object.__setattr__(mod, name, _as_pairs(buf))
-            for name, v in list(vars(mod).items()):
-                if torch.is_tensor(v) and v.is_complex():
-                    object.__setattr__(mod, name, _as_pairs(v))
-        for k, f in self._PATCH.items():
-            setattr(torch, k, f)
-        return m
-
-    def __exit__(self, *exc):
-        for k, f in self.orig.items():
-            setattr(torch, k, f)
-
-
-def has_complex(model):
-    """Whether a module holds complex tensors (buffers, parameters or tensor attributes)."""
-    for mod in model.modules():
-        for t in list(mod._buffers.values()) + list(mod._parameters.values()) + list(vars(mod).values()):
-            if torch.is_tensor(t) and t.is_complex():
-                return True
-    return False
+    RealPairs. Yields a deep copy of the model whose complex buffers and tensor attributes
+    (precomputed rotations) are RealPairs attributes (the model itself is left alone)."""
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        for name, buf in list(mod._buffers.items()):
+            if buf is not None and buf.is_complex():
+                del mod._buffers[name]
+                object.__setattr__(mod, name, _as_pairs(buf))
+        for name, v in list(vars(mod).items()):
+            if torch.is_tensor(v) and v.is_complex():
+                object.__setattr__(mod, name, _as_pairs(v))
+    with patched(torch, view_as_complex=_view_as_complex, view_as_real=_view_as_real,
+                 polar=_polar, complex=_complex):
+        yield m

@@ -298,6 +298,7 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         self._g = (ctypes.c_void_p * n)()
         self._dt = (ctypes.c_int32 * n)()
         self._zero_grads = {}
+        self._copies = {}   # parameter index -> contiguous (weight, gradient) for other layouts
 
     # ---- matching torch parameters to the plan's initializers
     def _match(self, named):
@@ -417,13 +418,10 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         return loss
 
     def _contiguous_copies(self, i, p):
-        copies = getattr(self, "_copies", None)
-        if copies is None:
-            copies = self._copies = {}
-        c = copies.get(i)
+        c = self._copies.get(i)
         if c is None or c[0].shape != p.shape or c[0].dtype != p.dtype or c[0].device != p.device:
-            c = copies[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
-                             torch.empty(p.shape, dtype=p.dtype, device=p.device))
+            c = self._copies[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
+                                   torch.empty(p.shape, dtype=p.dtype, device=p.device))
         return c
 
     def _launch(self, n):

@@ -518,6 +518,13 @@ class TrainNoise(nn.Module):
         return self.b(h)
 
 
+def has_complex(model):
+    """Whether a module holds complex tensors (buffers, parameters or tensor attributes)."""
+    return any(torch.is_tensor(t) and t.is_complex()
+               for mod in model.modules()
+               for t in list(mod._buffers.values()) + list(mod._parameters.values()) + list(vars(mod).values()))
+
+
 class ComplexRopeLM(nn.Module):
     """A LLaMA-style LM whose rotary embedding is a complex product, as Meta's reference code
     and torchtitan write it: a precomputed complex buffer (torch.polar), the queries and keys
@@ -564,7 +571,7 @@ class ComplexRopeLM(nn.Module):
 def test_real_pairs_match_complex_arithmetic():
     # Every operation RealPairs writes out, against torch's complex arithmetic; an operation it
     # does not write out raises instead of computing something else.
-    from symoc.complex_export import RealPairs, RealComplex
+    from symoc.complex_export import RealPairs, real_complex
     g = torch.Generator().manual_seed(0)
     a = torch.randn(3, 4, 5, 2, generator=g)
     b = torch.randn(4, 5, 2, generator=g)
@@ -572,7 +579,7 @@ def test_real_pairs_match_complex_arithmetic():
     pa, pb = RealPairs(a.clone()), RealPairs(b.clone())
     ang, mag = torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g)
     real = torch.randn(4, 5, generator=g)
-    with RealComplex(nn.Linear(1, 1)):
+    with real_complex(nn.Linear(1, 1)):
         pol = torch.polar(mag, ang)
         cpx = torch.complex(real, ang)
         vac = torch.view_as_complex(a)
@@ -650,7 +657,7 @@ def test_activation_checkpointing_exports_as_its_function():
 def test_complex_rotary_model_exports_with_real_pairs():
     # Neither exporter takes complex arithmetic; symoc.torch retries with complex numbers as
     # real pairs, the same function (checked here on the copy it exports), and trains.
-    from symoc.complex_export import RealComplex, has_complex
+    from symoc.complex_export import real_complex
     torch.manual_seed(0)
     model = ComplexRopeLM()
     x = torch.randint(0, VOCAB, (2, 16))
@@ -664,7 +671,7 @@ def test_complex_rotary_model_exports_with_real_pairs():
         raise AssertionError("the plain export took complex arithmetic: the test shows nothing")
     with torch.no_grad():
         want = model(x)
-        with RealComplex(model) as real:
+        with real_complex(model) as real:
             assert not has_complex(real)
             got = real(x)
     rel = float((got - want).abs().max() / want.abs().max())
