@@ -45,7 +45,8 @@ bool isCuratedOp(const std::string &opType) {
 namespace {
 
 // Integer tensors up to this many elements are read into the IR (shapes,
-// axes, indices); float tensors only when they are scalars.
+// axes, indices); float tensors when they are scalars, splats (one repeated
+// value) or short lists (kMaxSmallFloats: Resize's scales and roi).
 constexpr int64_t kMaxIntConstant = 4096;
 constexpr int64_t kMaxSplatScan = 1 << 16; // float constants checked for one repeated value
 constexpr int64_t kMaxSmallFloats = 16;     // float constants of different values kept whole
