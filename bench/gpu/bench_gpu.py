@@ -59,7 +59,8 @@ times the matrix rules on one parameter set, all in this process (graph replays 
   symoc shampoo (per-matrix eigh) f = 1 and f = 10   the same with SYMOC_CUDA_EIGH=per-matrix (one
       cuSOLVER Xsyevd per matrix instead of one XsyevBatched per group and side); (group roots)
       with SYMOC_CUDA_EIGH_BANKS=0 (each group's own eigensolve; the default: one per side
-      size across groups)
+      size across groups); (batched eigh) / (tridiagonal eigh) SYMOC_CUDA_EIGH=batched /
+      tridiagonal (cuSOLVER's XsyevBatched / symoc's own batched tridiagonal eigensolver)
   symoc shampoo (gemm grams)   SYMOC_CUDA_SYRK_MIN=0: the Grams G G^T, G^T G as one batched GEMM per
       group (both triangles; the default forms sides >= 1024 by cublasSsyrk per matrix)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
@@ -466,6 +467,8 @@ def profile_steps(step, label, path, steps=3):
 SHAMPOO_VARIANTS = (
     ("", {"SYMOC_CUDA_EIG": "f32"}),
     (" (per-matrix eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "per-matrix"}),
+    (" (batched eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "batched"}),
+    (" (tridiagonal eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "tridiagonal"}),
     (" (group roots)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "0"}),
     (" (gemm grams)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYRK_MIN": "0"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),

@@ -10,6 +10,8 @@ add_library(symoc_cuda_matrix STATIC
   ${SYMOC_CUDA_MATRIX_DIR}/lib/blas.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/rowops.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/eigh.cu
+  ${SYMOC_CUDA_MATRIX_DIR}/lib/sytrd.cu
+  ${SYMOC_CUDA_MATRIX_DIR}/lib/tridiag_solve.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/matfun.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/inv_root.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/newton_schulz.cu

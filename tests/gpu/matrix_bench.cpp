@@ -4,7 +4,8 @@
 // sets (dense and symmetric products, with and without timing the GEMM algorithms on the first
 // run) and an aspect-ratio sweep, and batched inverse roots (Shampoo) by eigendecomposition.
 // Medians of event-timed runs after warm-up; random data. Usage: symoc_gpu_matrix_bench [out.json]
-// [--only eigh-methods] (that section alone: batched against per-matrix eigensolves).
+// [--only eigh-methods] (that section alone: batched against per-matrix eigensolves), [--only
+// eigh-tridiagonal] (symoc's tridiagonal eigensolver against the batched one).
 #include "gpu_util.h"
 
 #include "../../runtime/cuda/lib/ns_common.cuh"
@@ -72,7 +73,7 @@ Timing time_it(cudaStream_t s, int warm, int reps, const std::function<void()> &
 std::vector<std::pair<std::string, double>> results;
 void report(const std::string &k, double v, const char *unit) {
   results.push_back({k, v});
-  std::printf("BENCH %-52s %12.4f %s\n", k.c_str(), v, unit);
+  std::printf("BENCH %-52s %12.6g %s\n", k.c_str(), v, unit);
   std::fflush(stdout);
 }
 
@@ -113,6 +114,67 @@ void eigh_methods(cu::Engine &e, cudaStream_t s) {
     }
 }
 
+// symoc's tridiagonal eigensolver (EigMethod::Tridiagonal) against cuSOLVER's batched one on
+// GPT-2 small's Shampoo banks (60 x 768, 12 x 2304, 24 x 3072; fp32 and fp64), smaller sides
+// and a distributed rank's batch of 3, on full-rank factors (Gram of n x 2n) and, for some, on
+// rank n / 4 ones (a cluster of zero eigenvalues, Shampoo's factors in their first steps), with
+// each one's reconstruction error and orthogonality on 48 rows of matrix 0.
+void eigh_tridiagonal(cu::Engine &e, cudaStream_t s) {
+  struct Case {
+    int64_t n, batch;
+    bool dbl, low_rank_too;
+  };
+  for (Case c : {Case{768, 3, false, false}, Case{3072, 3, false, false}, Case{128, 12, false, false},
+                 Case{256, 12, false, false}, Case{512, 12, false, false}, Case{768, 60, false, true},
+                 Case{2304, 12, false, true}, Case{3072, 24, false, true}, Case{3072, 24, true, false}})
+    for (int64_t k : {2 * c.n, c.n / 4}) try {
+      if (k < c.n && !c.low_rank_too) continue;
+      const int64_t n = c.n, batch = c.batch, nn = n * n;
+      Dev<float> G{size_t(batch * n * k)}, S{size_t(batch * nn)}, V{size_t(batch * nn)}, w{size_t(batch * n)};
+      fill(G.p, G.n, 11u);
+      cu::gram(e, false, 1.f / float(k), cu::Batch(G.p, batch, n, k), 0.f, cu::Batch(S.p, batch, n, n), s);
+      ck(cudaStreamSynchronize(s), "sync");
+      const std::string tag = std::string("eigh ") + (c.dbl ? "fp64 " : "fp32 ") + std::to_string(batch) + "x" +
+                              std::to_string(n) + "^2 rank " + std::to_string(std::min(n, k));
+      std::vector<float> s0(static_cast<size_t>(nn));
+      ck(cudaMemcpy(s0.data(), S.p, nn * 4, cudaMemcpyDeviceToHost), "down");
+      for (auto [m, name] : {std::pair<cu::EigMethod, const char *>{cu::EigMethod::Batched, "batched"},
+                             {cu::EigMethod::Tridiagonal, "tridiagonal"}}) {
+        cu::EighPlan plan(e, n, batch, c.dbl ? symoc::rt::EigPrecision::Float64 : symoc::rt::EigPrecision::Float32, m);
+        Dev<char> ws{plan.workspace_bytes()};
+        Timing t = time_it(s, 1, 3, [&] {
+          plan.run(cu::Batch(S.p, batch, n, n), w.p, cu::Batch(V.p, batch, n, n), cu::Workspace{ws.p, ws.n}, s);
+        });
+        report(tag + ", " + name + " ms", t.median, "ms");
+        // ||V^T diag(w) V - S|| / ||S|| and max |V V^T - I| of matrix 0 on the host (double),
+        // over 48 rows i spread over the matrix (every column j).
+        std::vector<float> v(static_cast<size_t>(nn)), wv(static_cast<size_t>(n));
+        ck(cudaMemcpy(v.data(), V.p, nn * 4, cudaMemcpyDeviceToHost), "down");
+        ck(cudaMemcpy(wv.data(), w.p, n * 4, cudaMemcpyDeviceToHost), "down");
+        double num = 0, den = 0, orth = 0;
+        for (int64_t i = 0; i < n; i += std::max<int64_t>(1, n / 48)) {
+          std::vector<double> r(static_cast<size_t>(n), 0.0);
+          for (int64_t q = 0; q < n; ++q) {
+            const double aw = double(v[size_t(q * n + i)]) * wv[size_t(q)];
+            const float *vq = &v[size_t(q * n)];
+            for (int64_t j = 0; j < n; ++j) r[size_t(j)] += aw * vq[j];
+          }
+          for (int64_t j = 0; j < n; ++j) {
+            double dot = 0;
+            for (int64_t q = 0; q < n; ++q) dot += double(v[size_t(i * n + q)]) * v[size_t(j * n + q)];
+            orth = std::max(orth, std::fabs(dot - (i == j ? 1.0 : 0.0)));
+            const double sv = s0[size_t(std::max(i, j) * n + std::min(i, j))], d = r[size_t(j)] - sv;
+            num += d * d, den += sv * sv;
+          }
+        }
+        report(tag + ", " + name + " reconstruction", std::sqrt(num / den), "rel");
+        report(tag + ", " + name + " orthogonality", orth, "max");
+      }
+    } catch (const std::exception &ex) {
+      std::printf("BENCH eigh tridiagonal %lld x %lld FAILED: %s\n", (long long)c.batch, (long long)c.n, ex.what());
+    }
+}
+
 void write_json(const char *path) {
   std::ofstream f(path);
   f << "{\n";
@@ -123,7 +185,7 @@ void write_json(const char *path) {
 
 } // namespace
 
-// symoc_gpu_matrix_bench [out.json] [--only eigh-methods]
+// symoc_gpu_matrix_bench [out.json] [--only eigh-methods|eigh-tridiagonal]
 int main(int argc, char **argv) {
   try {
     cudaStream_t s;
@@ -133,8 +195,10 @@ int main(int argc, char **argv) {
     std::printf("# device %s, %d SMs\n", prop.name, prop.multiProcessorCount);
     cu::Engine e;
     if (argc > 3 && std::string(argv[2]) == "--only") {
-      if (std::string(argv[3]) != "eigh-methods") throw symoc::rt::Error(std::string("unknown section ") + argv[3]);
-      eigh_methods(e, s);
+      const std::string only = argv[3];
+      if (only == "eigh-methods") eigh_methods(e, s);
+      else if (only == "eigh-tridiagonal") eigh_tridiagonal(e, s);
+      else throw symoc::rt::Error("unknown section " + only);
       write_json(argv[1]);
       return 0;
     }

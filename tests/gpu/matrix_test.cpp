@@ -7,6 +7,10 @@
 #include "gpu_util.h"
 // Internal: SymmetricGemm and BatchedGemm, tested directly (test_symmetric_gemm).
 #include "../../runtime/cuda/lib/ns_common.cuh"
+// Internal: the tridiagonal eigensolver's first stage, tested directly (test_sytrd).
+#include "../../runtime/cuda/lib/sytrd.cuh"
+
+#include <lapacke.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -268,64 +272,204 @@ HostBatch random_psd(int64_t B, int64_t n, int64_t k) {
   return S;
 }
 
+// One EighPlan run on S (B matrices n x n) against rt::sym_eig in double: eigenvalues,
+// reconstruction V^T diag(w) V and orthogonality, each to its limit.
+void check_eigh(cu::Engine &e, const std::string &name, HostBatch S, cu::EigMethod m, bool dbl) {
+  const int64_t B = S.batch, n = S.rows;
+  try {
+    DevBatch dS(S), dV = poisoned(B, n, n);
+    Dev<float> w{size_t(B * n)};
+    Dev<int> info{size_t(B)};
+    cu::EighPlan plan(e, n, B, dbl ? cu::EigPrecision::Float64 : cu::EigPrecision::Float32, m);
+    Dev<char> ws(plan.workspace_bytes());
+    plan.run(dS.b(), w.p, dV.b(), workspace(ws), stream, info.p);
+    sync();
+    if (!check_written(name, dV)) return;
+    auto hw = w.down();
+    auto hi = info.down();
+    int bad = 0;
+    for (int v : hi) bad += v != 0;
+    if (bad) {
+      table.fail(name, std::to_string(bad) + " matrices with info != 0");
+      return;
+    }
+    rt::Context ctx;
+    double ew = 0, erec = 0, eorth = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      std::vector<double> wr(static_cast<size_t>(n));
+      HostBatch V(1, n, n);
+      rt::sym_eig(ctx, S.view(b), wr.data(), V.view(0), rt::EigPrecision::Float64);
+      double wmax = 1e-30, num = 0, den = 1e-300;
+      for (int64_t k = 0; k < n; ++k) wmax = std::max(wmax, std::fabs(wr[size_t(k)]));
+      for (int64_t k = 0; k < n; ++k) ew = std::max(ew, std::fabs(hw[size_t(b * n + k)] - wr[size_t(k)]) / wmax);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double rec = 0, dot = 0;
+          for (int64_t k = 0; k < n; ++k) {
+            rec += double(dV.hb.at(b, k, i)) * hw[size_t(b * n + k)] * dV.hb.at(b, k, j);
+            dot += double(dV.hb.at(b, i, k)) * dV.hb.at(b, j, k);
+          }
+          const double s = S.at(b, std::max(i, j), std::min(i, j)); // lower triangle
+          num += (rec - s) * (rec - s);
+          den += s * s;
+          eorth = std::max(eorth, std::fabs(dot - (i == j ? 1.0 : 0.0)));
+        }
+      erec = std::max(erec, std::sqrt(num / den));
+    }
+    table.add(name + " eigenvalues vs rt::sym_eig(f64), /max|w|", ew, 1e-5);
+    table.add(name + " ||V^T diag(w) V - S|| / ||S||", erec, 1e-5);
+    table.add(name + " max |V V^T - I|", eorth, dbl ? 1e-5 : std::max(2e-5, 1.2e-7 * double(n)));
+  } catch (const std::exception &ex) {
+    table.fail(name, ex.what());
+  }
+}
+
+// sytrd_batched (the tridiagonal solver's reduction) against LAPACK's dsytrd (uplo lower) of
+// the same matrices: in fp64 the diagonal and off-diagonal (the reflectors follow LAPACK's sign
+// choice, so the same values up to rounding), and in both precisions the eigenvalues of the tridiagonal (LAPACKE_dstev)
+// against rt::sym_eig's of the matrix, relative to max |w|.
+template <class T> void sytrd_case(cu::Engine &e, int64_t n) {
+  const bool dbl = sizeof(T) == 8;
+  const std::string name = "sytrd n=" + std::to_string(n) + (dbl ? " fp64" : " fp32");
+  try {
+    const int64_t B = 3, nn = n * n;
+    HostBatch S = random_sym(B, n);
+    std::vector<T> a(size_t(B * nn));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < n; ++j) a[size_t(b * nn + i * n + j)] = T(S.at(b, std::max(i, j), std::min(i, j)));
+    Dev<T> dA{a.size()}, dd{size_t(B * n)}, de{size_t(B * n)}, dt{size_t(B * n)};
+    dA.up(a);
+    Dev<char> ws(symoc::cuda::detail::sytrd_workspace<T>(n, B));
+    symoc::cuda::detail::sytrd_batched<T>(e.impl(), dA.p, n, B, dd.p, de.p, dt.p, ws.p, stream);
+    sync();
+    auto hd = dd.down(), he = de.down();
+    rt::Context ctx;
+    double dd_err = 0, de_err = 0, ew = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      // The reference in double from the same (T-rounded) matrix: LAPACK's ssytrd accumulates in
+      // float and is itself further from the exact reduction than sytrd_batched (double sums).
+      std::vector<double> ref(a.begin() + b * nn, a.begin() + (b + 1) * nn), rd(static_cast<size_t>(n)),
+          re(static_cast<size_t>(std::max<int64_t>(n - 1, 1))), rt_(static_cast<size_t>(std::max<int64_t>(n - 1, 1)));
+      const lapack_int info = LAPACKE_dsytrd(LAPACK_COL_MAJOR, 'L', n, ref.data(), n, rd.data(), re.data(), rt_.data());
+      if (info != 0) throw std::runtime_error("LAPACKE_dsytrd info " + std::to_string(info));
+      std::vector<double> wr(static_cast<size_t>(n)), d2(static_cast<size_t>(n)),
+          e2(static_cast<size_t>(std::max<int64_t>(n - 1, 1)));
+      HostBatch Vr(1, n, n);
+      rt::sym_eig(ctx, S.view(b), wr.data(), Vr.view(0), rt::EigPrecision::Float64);
+      double wmax = 1e-30;
+      for (double x : wr) wmax = std::max(wmax, std::fabs(x));
+      for (int64_t i = 0; i < n; ++i) {
+        dd_err = std::max(dd_err, std::fabs(double(hd[size_t(b * n + i)]) - double(rd[size_t(i)])) / wmax);
+        d2[size_t(i)] = double(hd[size_t(b * n + i)]);
+        if (i + 1 < n) {
+          de_err = std::max(de_err, std::fabs(double(he[size_t(b * n + i)]) - double(re[size_t(i)])) / wmax);
+          e2[size_t(i)] = double(he[size_t(b * n + i)]);
+        }
+      }
+      if (LAPACKE_dstev(LAPACK_COL_MAJOR, 'N', n, d2.data(), e2.data(), nullptr, 1) != 0)
+        throw std::runtime_error("LAPACKE_dstev failed");
+      for (int64_t i = 0; i < n; ++i) ew = std::max(ew, std::fabs(d2[size_t(i)] - wr[size_t(i)]) / wmax);
+    }
+    // fp32: the reduction's entries are sensitive to the rounding path (7.5e-5 of max |w| at
+    // n = 33 on an H200 while T's eigenvalues agreed to 5e-8), so only the spectrum is held.
+    if (dbl) {
+      table.add(name + " diagonal vs LAPACK dsytrd, /max|w|", dd_err, 1e-10);
+      table.add(name + " off-diagonal vs LAPACK dsytrd, /max|w|", de_err, 1e-10);
+    }
+    table.add(name + " eigenvalues of T vs rt::sym_eig(f64), /max|w|", ew, dbl ? 1e-10 : 1e-5);
+  } catch (const std::exception &ex) {
+    table.fail(name, ex.what());
+  }
+}
+
+void test_sytrd(cu::Engine &e) {
+  for (int64_t n : {1, 2, 3, 31, 32, 33, 65, 96, 257}) {
+    sytrd_case<float>(e, n);
+    sytrd_case<double>(e, n);
+  }
+}
+
 void test_eigh(cu::Engine &e) {
   struct C { int64_t n; cu::EigMethod m; const char *mname; };
+  const auto tri = cu::EigMethod::Tridiagonal;
   for (C cs : {C{5, cu::EigMethod::Auto, "auto(jacobi)"}, C{32, cu::EigMethod::Jacobi, "jacobi"},
                C{32, cu::EigMethod::Batched, "batched"}, C{33, cu::EigMethod::Auto, "auto(batched)"},
                C{96, cu::EigMethod::Auto, "auto(batched)"}, C{257, cu::EigMethod::Auto, "auto(batched)"},
                C{96, cu::EigMethod::PerMatrix, "per-matrix"}, C{257, cu::EigMethod::PerMatrix, "per-matrix"},
-               C{768, cu::EigMethod::Auto, "auto(per-matrix: batch 4 at n >= 768)"}})
-    for (int dbl = 0; dbl < 2; ++dbl) {
-      const int64_t B = 4, n = cs.n;
-      const std::string name = "eigh n=" + std::to_string(n) + " " + cs.mname + (dbl ? " fp64" : " fp32");
-      try {
-        HostBatch S = random_sym(B, n);
-        DevBatch dS(S), dV = poisoned(B, n, n);
-        Dev<float> w{size_t(B * n)};
-        Dev<int> info{size_t(B)};
-        cu::EighPlan plan(e, n, B, dbl ? cu::EigPrecision::Float64 : cu::EigPrecision::Float32, cs.m);
-        Dev<char> ws(plan.workspace_bytes());
-        plan.run(dS.b(), w.p, dV.b(), workspace(ws), stream, info.p);
-        sync();
-        if (!check_written(name, dV)) continue;
-        auto hw = w.down();
-        auto hi = info.down();
-        int bad = 0;
-        for (int v : hi) bad += v != 0;
-        if (bad) {
-          table.fail(name, std::to_string(bad) + " matrices with info != 0");
-          continue;
-        }
-        rt::Context ctx;
-        double ew = 0, erec = 0, eorth = 0;
-        for (int64_t b = 0; b < B; ++b) {
-          std::vector<double> wr(static_cast<size_t>(n));
-          HostBatch V(1, n, n);
-          rt::sym_eig(ctx, S.view(b), wr.data(), V.view(0), rt::EigPrecision::Float64);
-          double wmax = 0, num = 0, den = 0;
-          for (int64_t k = 0; k < n; ++k) wmax = std::max(wmax, std::fabs(wr[size_t(k)]));
-          for (int64_t k = 0; k < n; ++k) ew = std::max(ew, std::fabs(hw[size_t(b * n + k)] - wr[size_t(k)]) / wmax);
-          for (int64_t i = 0; i < n; ++i)
-            for (int64_t j = 0; j < n; ++j) {
-              double rec = 0, dot = 0;
-              for (int64_t k = 0; k < n; ++k) {
-                rec += double(dV.hb.at(b, k, i)) * hw[size_t(b * n + k)] * dV.hb.at(b, k, j);
-                dot += double(dV.hb.at(b, i, k)) * dV.hb.at(b, j, k);
-              }
-              const double s = S.at(b, std::max(i, j), std::min(i, j)); // lower triangle
-              num += (rec - s) * (rec - s);
-              den += s * s;
-              eorth = std::max(eorth, std::fabs(dot - (i == j ? 1.0 : 0.0)));
-            }
-          erec = std::max(erec, std::sqrt(num / den));
-        }
-        table.add(name + " eigenvalues vs rt::sym_eig(f64), /max|w|", ew, 1e-5);
-        table.add(name + " ||V^T diag(w) V - S|| / ||S||", erec, 1e-5);
-        table.add(name + " max |V V^T - I|", eorth, dbl ? 1e-5 : std::max(2e-5, 1.2e-7 * double(n)));
-      } catch (const std::exception &ex) {
-        table.fail(name, ex.what());
-      }
+               C{768, cu::EigMethod::Auto, "auto(per-matrix: batch 4 at n >= 768)"}, C{2, tri, "tridiagonal"},
+               C{5, tri, "tridiagonal"}, C{33, tri, "tridiagonal"}, C{96, tri, "tridiagonal"},
+               C{257, tri, "tridiagonal"}, C{768, tri, "tridiagonal"}})
+    for (int dbl = 0; dbl < 2; ++dbl)
+      check_eigh(e, "eigh n=" + std::to_string(cs.n) + " " + cs.mname + (dbl ? " fp64" : " fp32"), random_sym(4, cs.n),
+                 cs.m, dbl);
+  // The tridiagonal solver on spectra that break naive ones: a rank-deficient PSD factor (a
+  // cluster of zero eigenvalues), a diagonal with repeated values (exact splits), the identity
+  // (one eigenvalue n times), zero, and a matrix of two equal decoupled blocks (every eigenvalue
+  // twice); the batched cuSOLVER solver on the same inputs as the control.
+  for (int dbl = 0; dbl < 2; ++dbl) {
+    const int64_t n = 257;
+    auto zeros = [&](int64_t b) {
+      HostBatch z(b, n, n);
+      for (int64_t k = 0; k < b; ++k)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j) z.at(k, i, j) = 0.f;
+      return z;
+    };
+    HostBatch psd = random_psd(2, n, 40), diag = zeros(2), ident = zeros(1), zero = zeros(1), twin = zeros(1);
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < n; ++i) diag.at(b, i, i) = float(1 + (i * 7) % 5);
+    for (int64_t i = 0; i < n; ++i) ident.at(0, i, i) = 1.f;
+    HostBatch half = random_sym(1, n / 2);
+    for (int64_t i = 0; i < n / 2; ++i)
+      for (int64_t j = 0; j < n / 2; ++j) twin.at(0, i, j) = twin.at(0, n / 2 + i, n / 2 + j) = half.at(0, i, j);
+    twin.at(0, n - 1, n - 1) = 0.5f;
+    HostBatch upper_nan = random_sym(2, n); // only the row-major lower triangle may be read
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = i + 1; j < n; ++j) upper_nan.at(b, i, j) = std::nanf("");
+    const std::pair<const char *, HostBatch *> inputs[] = {
+        {"rank-40 psd", &psd},   {"diagonal, repeated", &diag}, {"identity", &ident},
+        {"zero", &zero},         {"twin blocks", &twin},        {"NaN above the diagonal", &upper_nan}};
+    for (auto [what, S] : inputs)
+      for (auto [m, mname] : {std::pair<cu::EigMethod, const char *>{tri, "tridiagonal"}, {cu::EigMethod::Batched, "batched"}})
+        check_eigh(e, std::string("eigh n=257 ") + what + " " + mname + (dbl ? " fp64" : " fp32"), *S, m, dbl);
+  }
+  // The tridiagonal solver never waits for the host: captured in a CUDA graph and replayed, it
+  // gives the eager run's values bit for bit.
+  for (int dbl = 0; dbl < 2; ++dbl) {
+    const std::string name = std::string("eigh tridiagonal n=96 graph replay vs eager, ") + (dbl ? "fp64" : "fp32");
+    try {
+      const int64_t B = 3, n = 96;
+      HostBatch S = random_sym(B, n);
+      DevBatch dS(S), dV1 = poisoned(B, n, n), dV2 = poisoned(B, n, n);
+      Dev<float> w1{size_t(B * n)}, w2{size_t(B * n)};
+      cu::EighPlan plan(e, n, B, dbl ? cu::EigPrecision::Float64 : cu::EigPrecision::Float32, tri);
+      Dev<char> ws(plan.workspace_bytes());
+      plan.run(dS.b(), w1.p, dV1.b(), workspace(ws), stream);
+      sync();
+      cudaStream_t cs;
+      ck(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking), "stream");
+      ck(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal), "begin capture");
+      plan.run(dS.b(), w2.p, dV2.b(), workspace(ws), cs);
+      cudaGraph_t g = nullptr;
+      ck(cudaStreamEndCapture(cs, &g), "end capture");
+      cudaGraphExec_t ge = nullptr;
+      ck(cudaGraphInstantiate(&ge, g, 0), "instantiate");
+      ck(cudaGraphLaunch(ge, cs), "launch");
+      ck(cudaStreamSynchronize(cs), "sync graph");
+      cudaGraphExecDestroy(ge), cudaGraphDestroy(g), cudaStreamDestroy(cs);
+      dV1.fetch(), dV2.fetch();
+      auto a = w1.down(), b = w2.down();
+      double diff = 0;
+      for (size_t k = 0; k < a.size(); ++k) diff += a[k] != b[k];
+      for (size_t k = 0; k < dV1.hb.h.size(); ++k)
+        diff += !(dV1.hb.h[k] == dV2.hb.h[k] || (std::isnan(dV1.hb.h[k]) && std::isnan(dV2.hb.h[k])));
+      table.add(name + ": values that differ", diff, 0.5);
+    } catch (const std::exception &ex) {
+      table.fail(name, ex.what());
     }
+  }
   // One Xsyevd per matrix fails inside a stream capture and leaves cuSOLVER in error: the
   // plan refuses before the call, the capture ends cleanly and the plan runs after it.
   const std::string name = "eigh per-matrix under capture";
@@ -2116,7 +2260,7 @@ int main(int argc, char **argv) {
     ck(cudaStreamCreate(&stream), "cudaStreamCreate");
     cu::Engine e;
     std::vector<std::pair<const char *, std::function<void(cu::Engine &)>>> tests = {
-        {"gemm", test_gemm}, {"gram", test_gram}, {"rowops", test_rowops}, {"eigh", test_eigh},
+        {"gemm", test_gemm}, {"gram", test_gram}, {"rowops", test_rowops}, {"eigh", test_eigh}, {"sytrd", test_sytrd},
         {"sym_pow", test_sym_pow}, {"sym_pow parts", test_sym_pow_parts},
         {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
         {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},

@@ -1,7 +1,10 @@
 // Batched symmetric eigendecomposition (cuSOLVER): Jacobi batched for small sides,
 // XsyevBatched above (one Xsyevd per matrix where that is unavailable). EighPlan of matrix.h.
 #include "eigh.cuh"
+#include "sytrd.cuh"
+#include "tridiag_solve.cuh"
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <string>
@@ -40,7 +43,8 @@ EigMethod env_method() {
   if (m.empty() || m == "auto") return EigMethod::Auto;
   if (m == "batched") return EigMethod::Batched;
   if (m == "per-matrix") return EigMethod::PerMatrix;
-  fail("eigh", "SYMOC_CUDA_EIGH must be auto, batched or per-matrix, got '" + m + "'");
+  if (m == "tridiagonal") return EigMethod::Tridiagonal;
+  fail("eigh", "SYMOC_CUDA_EIGH must be auto, batched, per-matrix or tridiagonal, got '" + m + "'");
 }
 // XsyevBatched's time hardly grows from a batch of 3 to 12 (H200, fp32, docs/benchmarks.md:
 // n = 768 53 / 54 ms, 2304 343 / 329, 3072 443 / 551), one Xsyevd per matrix's grows with the
@@ -86,7 +90,13 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
   if (n < 0 || batch < 1) fail("eigh", "invalid shape");
   if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : env_method();
   if (method_ == EigMethod::Jacobi && n > 32) fail("eigh", "Jacobi batched needs n <= 32, got " + std::to_string(n));
+  if (method_ == EigMethod::Tridiagonal && n < 2) method_ = EigMethod::Batched; // nothing to reduce
   if (n == 0) return;
+  if (method_ == EigMethod::Tridiagonal) {
+    if (n > INT_MAX || batch > INT_MAX) fail("eigh", "tridiagonal: shape too large");
+    dev_bytes_ = dbl_ ? tridiagonal_bytes<double>() : tridiagonal_bytes<float>();
+    return;
+  }
   const auto jobz = CUSOLVER_EIG_MODE_VECTOR;
   const auto uplo = CUBLAS_FILL_MODE_UPPER;
   float *fd = static_cast<float *>(e_.dummy);
@@ -156,6 +166,10 @@ void EighCore::run(void *A, void *W, void *scratch, int *info, cudaStream_t s) {
             "cusolverDnSsyevjBatched");
     return;
   }
+  if (method_ == EigMethod::Tridiagonal) {
+    run_tridiagonal(A, W, base, info, s);
+    return;
+  }
   const cudaDataType t = dbl_ ? CUDA_R_64F : CUDA_R_32F;
   const size_t es = dbl_ ? sizeof(double) : sizeof(float);
   // Seen on an H200: XsyevBatched with host workspace (n = 768) and Xsyevd at any n fail inside
@@ -179,6 +193,37 @@ void EighCore::run(void *A, void *W, void *scratch, int *info, cudaStream_t s) {
                            n_, t, static_cast<char *>(W) + size_t(b * n_) * es, t, work, dev_bytes_,
                            host_bytes_ ? host_.data() : nullptr, host_bytes_, info + b),
           "cusolverDnXsyevd");
+}
+
+// Tridiagonal: the pieces of the solver's scratch, in the order tridiagonal() takes them.
+template <class T> size_t EighCore::tridiagonal_bytes() const {
+  Carver c;
+  c.take<T>(size_t(3 * batch_ * n_));  // d, e, tau
+  c.take<T>(size_t(batch_ * n_ * n_)); // Z
+  c.take<char>(std::max({sytrd_workspace<T>(n_, batch_), tridiag_eig_workspace<T>(n_, batch_),
+                         sytrd_apply_q_workspace<T>(n_, batch_)}));
+  return c.used();
+}
+
+// A = Q T Q^T (sytrd_batched), T = Z diag(w) Z^T (tridiag_eig), eigenvectors Q Z
+// (sytrd_apply_q): every stage batched, nothing synchronizes with the host.
+template <class T> void EighCore::tridiagonal(T *A, T *W, char *scratch, int *info, cudaStream_t s) {
+  Carver c(scratch);
+  T *d = c.take<T>(size_t(3 * batch_ * n_)), *off = d + batch_ * n_, *tau = off + batch_ * n_;
+  T *Z = c.take<T>(size_t(batch_ * n_ * n_));
+  void *work = c.take<char>(std::max({sytrd_workspace<T>(n_, batch_), tridiag_eig_workspace<T>(n_, batch_),
+                                      sytrd_apply_q_workspace<T>(n_, batch_)}));
+  // The row-major lower triangle is the column-major upper one: sytrd_batched mirrors it and
+  // works on the column-major matrix, whose eigenvectors (columns) are the row-major rows.
+  sytrd_batched<T>(e_, A, n_, batch_, d, off, tau, work, s);
+  tridiag_eig<T>(d, off, n_, batch_, W, Z, info, work, s);
+  sytrd_apply_q<T>(e_, A, tau, n_, batch_, Z, work, s);
+  check(cudaMemcpyAsync(A, Z, size_t(batch_ * n_ * n_) * sizeof(T), cudaMemcpyDeviceToDevice, s), "eigh copy");
+}
+
+void EighCore::run_tridiagonal(void *A, void *W, char *scratch, int *info, cudaStream_t s) {
+  if (dbl_) tridiagonal<double>(static_cast<double *>(A), static_cast<double *>(W), scratch, info, s);
+  else tridiagonal<float>(static_cast<float *>(A), static_cast<float *>(W), scratch, info, s);
 }
 
 } // namespace detail

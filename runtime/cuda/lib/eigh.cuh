@@ -31,6 +31,9 @@ private:
   size_t dev_bytes_ = 0, host_bytes_ = 0;
   bool per_matrix_ = false; // one Xsyevd per matrix: PerMatrix, or XsyevBatched unavailable
   std::vector<char> host_;
+  void run_tridiagonal(void *A, void *W, char *scratch, int *info, cudaStream_t s);
+  template <class T> void tridiagonal(T *A, T *W, char *scratch, int *info, cudaStream_t s);
+  template <class T> size_t tridiagonal_bytes() const;
 };
 
 // Packs a strided fp32 batch into a packed T batch (optionally symmetrized: (S + S^T)/2).

@@ -112,11 +112,15 @@ void scale(const Batch &X, const float *s, cudaStream_t);
 // where the library reports it unsupported) above, or PerMatrix: one cusolverDnXsyevd per
 // matrix. Auto: Jacobi for n <= 32; PerMatrix for a batch of 2 to 6 at n >= 768 (the batched
 // solver costs about as much for 3 matrices as for 12 there), else Batched;
-// SYMOC_CUDA_EIGH=batched|per-matrix (read at the plan's construction) forces one.
-// Per-matrix runs are not capturable (refused under a capture). Float64
+// SYMOC_CUDA_EIGH=batched|per-matrix|tridiagonal (read at the plan's construction) forces one.
+// Tridiagonal: symoc's own solver (n >= 2): a batched Householder tridiagonalization
+// (sytrd.cu), a batched tridiagonal eigensolver (bisection and twisted factorizations in
+// double, tridiag_solve.cu) and a blocked back-transformation, every stage one launch or
+// GEMM over the batch (capturable). Per-matrix runs are not capturable (refused under a
+// capture). Float64
 // converts in and out of double. info (device, batch ints, or null: kept in the workspace)
 // receives cuSOLVER's per-matrix status. CPU: rt::sym_eig.
-enum class EigMethod { Auto, Jacobi, Batched, PerMatrix };
+enum class EigMethod { Auto, Jacobi, Batched, PerMatrix, Tridiagonal };
 class EighPlan {
 public:
   EighPlan(Engine &, int64_t n, int64_t batch, EigPrecision, EigMethod = EigMethod::Auto);

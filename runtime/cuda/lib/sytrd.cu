@@ -1,0 +1,379 @@
+// Batched blocked Householder tridiagonalization (sytrd.cuh). Per panel of kNb columns, for
+// each column i (LAPACK ?latrd, lower):
+//   1. column_kernel: A(i:, i) -= V W(i,:)^T + W V(i,:)^T (the panel's earlier reflectors),
+//      the reflector of A(i+1:, i), and s1 = W^T v, s2 = V^T v;
+//   2. symv_tiles_kernel: A(i+1:, i+1:) v (the trailing matrix as it was when the panel began)
+//      from its lower triangle in tiles, each tile read once and used for both of its halves,
+//      the whole batch in one launch;
+//   3. finish_w_kernel: y = A v - V s1 - W s2, w = tau y - tau^2 / 2 (y . v) v into W(:, k);
+// then the trailing matrix A(p+kb:, p+kb:) -= V W^T + W V^T, two strided-batched GEMMs. Sums
+// of squares, dot products and the GEMV accumulate in double for both precisions (memory-bound
+// passes: the wider arithmetic is free, and the norms cannot underflow).
+#include "sytrd.cuh"
+
+#include <algorithm>
+#include <climits>
+
+namespace symoc::cuda::detail {
+namespace {
+
+constexpr int kNb = 32;         // panel width
+constexpr int kSmallThreads = 1024;
+constexpr int kBt = 128;        // reflectors per panel of the back-transformation
+
+__device__ double block_sum(double v, double *red) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  __syncthreads(); // red is free
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  double t = 0;
+  for (int w = 0; w < nw; ++w) t += red[w];
+  return t;
+}
+
+// Row-major lower triangle (column-major upper) copied onto the other half: the batch becomes
+// fully symmetric. 32 x 32 tiles through shared memory.
+template <class T> __global__ void symmetrize_kernel(T *A, int64_t n, int64_t batch) {
+  __shared__ T tile[32][33];
+  const int64_t ti = blockIdx.y, tj = blockIdx.x; // destination tile, row-major upper (ti <= tj)
+  if (ti > tj) return;
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    T *a = A + b * n * n;
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) { // source tile (tj, ti): row-major lower
+      const int64_t i = tj * 32 + r, j = ti * 32 + threadIdx.x;
+      if (i < n && j < n) tile[r][threadIdx.x] = a[i * n + j];
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t i = ti * 32 + r, j = tj * 32 + threadIdx.x;
+      if (i < n && j < n && i < j) a[i * n + j] = tile[threadIdx.x][r];
+    }
+  }
+}
+
+// Step 1 for column i (k = i - p within the panel), one block per matrix.
+template <class T>
+__device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S, T *d, T *off, T *tau,
+                            double *red) {
+  __shared__ double coef[2];
+  __shared__ double wi[kNb], vi[kNb]; // row i of the panel's W and V
+  const int64_t b = blockIdx.x, k = i - p;
+  T *a = A + b * n * n + i * n; // column i
+  T *v = V + b * n * kNb, *w = W + b * n * kNb;
+  if (threadIdx.x < k) wi[threadIdx.x] = double(w[i + threadIdx.x * n]), vi[threadIdx.x] = double(v[i + threadIdx.x * n]);
+  __syncthreads();
+  double ss = 0;
+  for (int64_t r = i + threadIdx.x; r < n; r += blockDim.x) {
+    double x = a[r];
+    for (int64_t c = 0; c < k; ++c) x -= double(v[r + c * n]) * wi[c] + double(w[r + c * n]) * vi[c];
+    a[r] = T(x);
+    if (r >= i + 2) ss += double(T(x)) * double(T(x));
+  }
+  ss = block_sum(ss, red);
+  if (threadIdx.x == 0) {
+    const double alpha = double(a[i + 1]);
+    double beta = alpha, t = 0, scale = 0;
+    if (ss > 0) {
+      const double nrm = sqrt(alpha * alpha + ss);
+      beta = alpha >= 0 ? -nrm : nrm;
+      t = (beta - alpha) / beta;
+      scale = 1.0 / (alpha - beta);
+    }
+    coef[0] = scale;
+    d[b * n + i] = a[i];
+    off[b * n + i] = T(beta);
+    tau[b * n + i] = T(t);
+    coef[1] = double(T(t));
+  }
+  __syncthreads();
+  const double scale = coef[0];
+  T *vk = v + k * n;
+  for (int64_t r = p + threadIdx.x; r < n; r += blockDim.x) {
+    if (r <= i) vk[r] = T(0);
+    else if (r == i + 1) vk[r] = T(1);
+    else {
+      const T x = T(double(a[r]) * scale);
+      a[r] = x;
+      vk[r] = x;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) a[i + 1] = off[b * n + i];
+  // s1 = W(i+1:, :k)^T v, s2 = V(i+1:, :k)^T v, a warp per column.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int64_t c = warp; c < k; c += nw) {
+    double s1 = 0, s2 = 0;
+    for (int64_t r = i + 1 + lane; r < n; r += 32) {
+      const double x = double(vk[r]);
+      s1 += double(w[r + c * n]) * x;
+      s2 += double(v[r + c * n]) * x;
+    }
+    for (int o = 16; o > 0; o /= 2) s1 += __shfl_down_sync(0xffffffffu, s1, o), s2 += __shfl_down_sync(0xffffffffu, s2, o);
+    if (lane == 0) S[b * 2 * kNb + c] = s1, S[b * 2 * kNb + kNb + c] = s2;
+  }
+}
+
+// Step 2: y = A(i+1:, i+1:) v from the lower triangle only, in kTile x kTile tiles: a tile
+// (X, Y) below the diagonal adds A_XY v_Y to the rows of X and A_XY^T v_X to the rows of Y, a
+// diagonal tile A_XX v_X. partial[b][Y][r] is the sum tile pair {X, Y} gives row r of X (each
+// written once: deterministic sums). Blocks over the tile pairs t = X (X + 1) / 2 + Y.
+constexpr int kTile = 64;
+template <class T>
+__global__ void symv_tiles_kernel(const T *A, int64_t n, int64_t i, int64_t k, const T *V, double *partial,
+                                  int64_t tiles, int64_t batch) {
+  __shared__ T tile[kTile][kTile + 1];
+  __shared__ double vx[kTile], vy[kTile];
+  const int64_t first = i + 1, m = n - first, t = blockIdx.x;
+  int64_t X = int64_t((sqrt(8.0 * double(t) + 1.0) - 1.0) / 2.0);
+  while (X * (X + 1) / 2 > t) --X;
+  while ((X + 1) * (X + 2) / 2 <= t) ++X;
+  const int64_t Y = t - X * (X + 1) / 2, rx = X * kTile, ry = Y * kTile;
+  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
+    const T *a = A + b * n * n + first * n + first; // trailing matrix, column-major, ld n
+    const T *v = V + b * n * kNb + k * n + first;
+    __syncthreads();
+    if (threadIdx.x < kTile) {
+      const int64_t r = rx + threadIdx.x, c = ry + threadIdx.x;
+      vx[threadIdx.x] = r < m ? double(v[r]) : 0.0;
+      vy[threadIdx.x] = c < m ? double(v[c]) : 0.0;
+    }
+    for (int e = threadIdx.x; e < kTile * kTile; e += blockDim.x) {
+      const int rr = e % kTile, cc = e / kTile;
+      const int64_t r = rx + rr, c = ry + cc;
+      const T x = r < m && c < m ? a[c * n + r] : T(0);
+      tile[cc][rr] = x;
+    }
+    __syncthreads();
+    if (threadIdx.x < kTile) { // rows of X: A_XY v_Y
+      const int rr = threadIdx.x;
+      double acc = 0;
+      for (int cc = 0; cc < kTile; ++cc) acc += double(tile[cc][rr]) * vy[cc];
+      if (rx + rr < m) partial[(b * tiles + Y) * n + first + rx + rr] = acc;
+    } else if (threadIdx.x < 2 * kTile && X != Y) { // rows of Y: A_XY^T v_X
+      const int cc = threadIdx.x - kTile;
+      double acc = 0;
+      for (int rr = 0; rr < kTile; ++rr) acc += double(tile[cc][rr]) * vx[rr];
+      if (ry + cc < m) partial[(b * tiles + X) * n + first + ry + cc] = acc;
+    }
+  }
+}
+
+// Step 3, one block per matrix.
+template <class T>
+__device__ void finish_w_step(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S, const double *partial,
+                              int64_t tiles, const T *tau, double *red) {
+  const int64_t b = blockIdx.x, k = i - p;
+  const T *v = V + b * n * kNb;
+  T *w = W + b * n * kNb;
+  const double *s1 = S + b * 2 * kNb, *s2 = s1 + kNb;
+  const double t = double(tau[b * n + i]);
+  double dot = 0;
+  for (int64_t r = i + 1 + threadIdx.x; r < n; r += blockDim.x) {
+    double y = 0;
+    for (int64_t c = 0; c < tiles; ++c) y += partial[(b * tiles + c) * n + r];
+    for (int64_t c = 0; c < k; ++c) y -= double(v[r + c * n]) * s1[c] + double(w[r + c * n]) * s2[c];
+    const double wr = t * y;
+    w[r + k * n] = T(wr);
+    dot += wr * double(v[r + k * n]);
+  }
+  dot = block_sum(dot, red);
+  const double a2 = -0.5 * t * dot;
+  for (int64_t r = p + threadIdx.x; r < n; r += blockDim.x) {
+    if (r <= i) w[r + k * n] = T(0);
+    else w[r + k * n] = T(double(w[r + k * n]) + a2 * double(v[r + k * n]));
+  }
+}
+
+// Steps 3 of column i - 1 (when it is in this panel) and 1 of column i in one launch, one block
+// per matrix: the W column the update of column i needs is finished first.
+template <class T>
+__global__ void finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S,
+                                         const double *partial, int64_t tiles, T *d, T *off, T *tau) {
+  __shared__ double red[32];
+  if (i > p) {
+    finish_w_step<T>(n, i - 1, p, V, W, S, partial, tiles, tau, red);
+    __syncthreads();
+  }
+  column_step<T>(A, n, i, p, V, W, S, d, off, tau, red);
+}
+// Step 3 of a panel's last column.
+template <class T>
+__global__ void finish_w_kernel(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S,
+                                const double *partial, int64_t tiles, const T *tau) {
+  __shared__ double red[32];
+  finish_w_step<T>(n, i, p, V, W, S, partial, tiles, tau, red);
+}
+
+template <class T> __global__ void last_diagonal_kernel(const T *A, int64_t n, T *d, int64_t batch) {
+  const int64_t b = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b < batch) d[b * n + n - 1] = A[b * n * n + (n - 1) * n + (n - 1)];
+}
+
+// Back-transformation, panel of kb reflectors p .. p+kb-1: Y (m x kb, m = n - p - 1, ld n)
+// holds their vectors from row p + 1 on (explicit unit, zeros above it).
+template <class T> __global__ void build_y_kernel(const T *A, int64_t n, int64_t p, int64_t kb, T *Y, int64_t batch) {
+  const int64_t m = n - p - 1, rr = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, c = blockIdx.y;
+  if (rr >= m) return;
+  const int64_t r = p + 1 + rr, j = p + c; // row of the matrix, reflector index
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    const T x = r < j + 1 ? T(0) : r == j + 1 ? T(1) : A[b * n * n + j * n + r];
+    Y[b * n * kBt + c * n + rr] = x;
+  }
+}
+
+// The panel's T (kb x kb upper triangular, ld kBt) with H_p ... H_{p+kb-1} = I - Y T Y^T from
+// G = Y^T Y: T(c, c) = tau_c, T(0:c, c) = -tau_c T(0:c, 0:c) G(0:c, c) (LAPACK ?larft, forward,
+// columnwise). One block per matrix, a thread per row; in double.
+template <class T> __global__ void build_t_kernel(const T *G, const T *tau, int64_t n, int64_t p, int64_t kb, T *Tm) {
+  const int64_t b = blockIdx.x;
+  const T *g = G + b * kBt * kBt;
+  T *t = Tm + b * kBt * kBt; // column-major, ld kBt; its finished columns are read back
+  const int r = threadIdx.x;
+  for (int c = 0; c < kBt; ++c) {
+    if (c >= kb) { // outside the panel: zero
+      t[c * kBt + r] = T(0);
+      continue;
+    }
+    const double tc = double(tau[b * n + p + c]);
+    double acc = 0;
+    if (r < c)
+      for (int j = r; j < c; ++j) acc += double(t[j * kBt + r]) * double(g[c * kBt + j]);
+    t[c * kBt + r] = r < c ? T(-tc * acc) : r == c ? T(tc) : T(0);
+    __syncthreads(); // column c is read by the next columns' sums
+  }
+}
+
+cublasStatus_t gemm_sb(cublasHandle_t h, int m, int nn, int k, const float *al, const float *A, int lda, long long sA,
+                       const float *B, int ldb, long long sB, const float *be, float *C, int ldc, long long sC, int bt) {
+  return cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
+}
+cublasStatus_t gemm_sb(cublasHandle_t h, int m, int nn, int k, const double *al, const double *A, int lda, long long sA,
+                       const double *B, int ldb, long long sB, const double *be, double *C, int ldc, long long sC, int bt) {
+  return cublasDgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
+}
+
+cublasStatus_t gemm_op(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k, const float *al,
+                       const float *A, int lda, long long sA, const float *B, int ldb, long long sB, const float *be,
+                       float *C, int ldc, long long sC, int bt) {
+  return cublasSgemmStridedBatched(h, ta, tb, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
+}
+cublasStatus_t gemm_op(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k,
+                       const double *al, const double *A, int lda, long long sA, const double *B, int ldb, long long sB,
+                       const double *be, double *C, int ldc, long long sC, int bt) {
+  return cublasDgemmStridedBatched(h, ta, tb, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
+}
+
+int64_t tiles_for(int64_t m) { return std::max<int64_t>(1, (m + kTile - 1) / kTile); }
+unsigned grid_z(int64_t batch) { return unsigned(std::min<int64_t>(batch, 65535)); }
+
+} // namespace
+
+template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
+  Carver c;
+  c.take<T>(size_t(batch * n * kNb)); // V
+  c.take<T>(size_t(batch * n * kNb)); // W
+  c.take<double>(size_t(batch * 2 * kNb));
+  c.take<double>(size_t(batch * tiles_for(n) * n));
+  return c.used();
+}
+
+template <class T>
+void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
+  if (n == 0 || batch == 0) return;
+  if (n > INT_MAX / 2 || batch > INT_MAX) fail("sytrd", "shape too large");
+  Carver c(work);
+  T *V = c.take<T>(size_t(batch * n * kNb)), *W = c.take<T>(size_t(batch * n * kNb));
+  double *S = c.take<double>(size_t(batch * 2 * kNb));
+  double *partial = c.take<double>(size_t(batch * tiles_for(n) * n));
+  const unsigned tiles = unsigned((n + 31) / 32);
+  symmetrize_kernel<T><<<dim3(tiles, tiles, grid_z(batch)), dim3(32, 8), 0, s>>>(A, n, batch);
+  check_launch("sytrd symmetrize");
+  e.bind(s);
+  const int threads = int(std::min<int64_t>(kSmallThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
+  for (int64_t p = 0; p < n - 1; p += kNb) {
+    const int64_t kb = std::min<int64_t>(kNb, n - 1 - p);
+    for (int64_t k = 0; k < kb; ++k) {
+      const int64_t i = p + k, m = n - i - 1, tiles = tiles_for(m), prev_tiles = tiles_for(m + 1);
+      finish_and_column_kernel<T><<<unsigned(batch), threads, 0, s>>>(A, n, i, p, V, W, S, partial, prev_tiles, d, off,
+                                                                       tau);
+      check_launch("sytrd column");
+      symv_tiles_kernel<T><<<dim3(unsigned(tiles * (tiles + 1) / 2), grid_z(batch)), 256, 0, s>>>(A, n, i, k, V, partial,
+                                                                                                  tiles, batch);
+      check_launch("sytrd symv");
+    }
+    {
+      const int64_t i = p + kb - 1;
+      finish_w_kernel<T><<<unsigned(batch), threads, 0, s>>>(n, i, p, V, W, S, partial, tiles_for(n - i - 1), tau);
+      check_launch("sytrd w");
+    }
+    const int64_t q = p + kb, m = n - q;
+    if (m <= 0) continue;
+    const T minus = T(-1), one = T(1);
+    // A(q:, q:) -= V(q:, :kb) W(q:, :kb)^T, then -= W V^T.
+    for (int t = 0; t < 2; ++t) {
+      const T *X = (t == 0 ? V : W) + q, *Y = (t == 0 ? W : V) + q;
+      check(gemm_sb(e.blas, int(m), int(m), int(kb), &minus, X, int(n), n * kNb, Y, int(n), n * kNb, &one,
+                    A + q * n + q, int(n), n * n, int(batch)),
+            "sytrd trailing update");
+    }
+  }
+  last_diagonal_kernel<T><<<unsigned((batch + 255) / 256), 256, 0, s>>>(A, n, d, batch);
+  check_launch("sytrd last diagonal");
+}
+
+template <class T> size_t sytrd_apply_q_workspace(int64_t n, int64_t batch) {
+  Carver c;
+  c.take<T>(size_t(batch * n * kBt));       // Y
+  c.take<T>(size_t(batch * kBt * kBt) * 2); // G, T
+  c.take<T>(size_t(batch * kBt * n) * 2);   // Y^T Z, T Y^T Z
+  return c.used();
+}
+
+// Z <- Q Z = H_0 (H_1 (... Z)): panels of kBt reflectors from the last, each
+// Z(p+1:, :) -= Y (T (Y^T Z(p+1:, :))) in three strided-batched GEMMs.
+template <class T>
+void sytrd_apply_q(Engine::Impl &e, const T *A, const T *tau, int64_t n, int64_t batch, T *Z, void *work, cudaStream_t s) {
+  if (n < 2 || batch == 0) return;
+  Carver c(work);
+  T *Y = c.take<T>(size_t(batch * n * kBt)), *G = c.take<T>(size_t(batch * kBt * kBt) * 2), *Tm = G + batch * kBt * kBt;
+  T *X = c.take<T>(size_t(batch * kBt * n) * 2), *X2 = X + batch * kBt * n;
+  e.bind(s);
+  const T one = T(1), zero = T(0), minus = T(-1);
+  const int N = int(n), B = int(batch);
+  const int64_t last = n - 2; // reflectors 0 .. n-2
+  for (int64_t p = (last / kBt) * kBt; p >= 0; p -= kBt) {
+    const int64_t kb = std::min<int64_t>(kBt, last + 1 - p), m = n - p - 1;
+    build_y_kernel<T><<<dim3(unsigned((m + 255) / 256), unsigned(kb), grid_z(batch)), 256, 0, s>>>(A, n, p, kb, Y, batch);
+    check_launch("sytrd apply_q Y");
+    check(gemm_op(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), int(kb), int(m), &one, Y, N, n * kBt, Y, N, n * kBt, &zero, G,
+                  kBt, kBt * kBt, B),
+          "sytrd apply_q Y^T Y");
+    build_t_kernel<T><<<unsigned(batch), kBt, 0, s>>>(G, tau, n, p, kb, Tm);
+    check_launch("sytrd apply_q T");
+    check(gemm_op(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), N, int(m), &one, Y, N, n * kBt, Z + p + 1, N, n * n, &zero, X,
+                  kBt, kBt * n, B),
+          "sytrd apply_q Y^T Z");
+    check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(kb), N, int(kb), &one, Tm, kBt, kBt * kBt, X, kBt, kBt * n, &zero,
+                  X2, kBt, kBt * n, B),
+          "sytrd apply_q T X");
+    check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m), N, int(kb), &minus, Y, N, n * kBt, X2, kBt, kBt * n, &one,
+                  Z + p + 1, N, n * n, B),
+          "sytrd apply_q Z update");
+  }
+}
+
+template size_t sytrd_apply_q_workspace<float>(int64_t, int64_t);
+template size_t sytrd_apply_q_workspace<double>(int64_t, int64_t);
+template void sytrd_apply_q<float>(Engine::Impl &, const float *, const float *, int64_t, int64_t, float *, void *,
+                                   cudaStream_t);
+template void sytrd_apply_q<double>(Engine::Impl &, const double *, const double *, int64_t, int64_t, double *, void *,
+                                    cudaStream_t);
+template size_t sytrd_workspace<float>(int64_t, int64_t);
+template size_t sytrd_workspace<double>(int64_t, int64_t);
+template void sytrd_batched<float>(Engine::Impl &, float *, int64_t, int64_t, float *, float *, float *, void *, cudaStream_t);
+template void sytrd_batched<double>(Engine::Impl &, double *, int64_t, int64_t, double *, double *, double *, void *,
+                                    cudaStream_t);
+
+} // namespace symoc::cuda::detail
