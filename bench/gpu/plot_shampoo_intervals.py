@@ -12,7 +12,8 @@ and draws the times and their ratio to the reference, with issue #12's 0.5x line
 import json
 import sys
 
-METHODS = (("symoc shampoo", "symoc (default: syrk Grams)"),
+METHODS = (("symoc shampoo", "symoc (default)"),
+           ("symoc shampoo (batched eigh)", "symoc, cuSOLVER XsyevBatched roots"),
            ("symoc shampoo (gemm grams)", "symoc, Grams by one GEMM"),
            ("torch eigh Shampoo", "torch eigh reference"))
 

@@ -14,6 +14,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <cmath>
@@ -129,6 +130,10 @@ void eigh_tridiagonal(cu::Engine &e, cudaStream_t s) {
                  Case{2304, 12, false, true}, Case{3072, 24, false, true}, Case{3072, 24, true, false}})
     for (int64_t k : {2 * c.n, c.n / 4}) try {
       if (k < c.n && !c.low_rank_too) continue;
+      // SYMOC_BENCH_EIGH_CASES: a comma list of BATCHxN[f64] cases to run (default all).
+      const char *only = std::getenv("SYMOC_BENCH_EIGH_CASES");
+      const std::string key = std::to_string(c.batch) + "x" + std::to_string(c.n) + (c.dbl ? "f64" : "");
+      if (only && ("," + std::string(only) + ",").find("," + key + ",") == std::string::npos) continue;
       const int64_t n = c.n, batch = c.batch, nn = n * n;
       Dev<float> G{size_t(batch * n * k)}, S{size_t(batch * nn)}, V{size_t(batch * nn)}, w{size_t(batch * n)};
       fill(G.p, G.n, 11u);

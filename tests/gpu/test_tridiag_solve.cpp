@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <random>
 #include <vector>
@@ -106,13 +107,16 @@ struct Errors {
 };
 
 // Runs the solver on the matrices (as T) and measures against dstevd.
-template <class T> std::vector<Errors> solve_and_measure(const std::vector<Tri> &ms, std::vector<int> *infos = nullptr) {
+// max_cluster: the host driver's largest cluster over the batch.
+template <class T>
+std::vector<Errors> solve_and_measure(const std::vector<Tri> &ms, std::vector<int> *infos = nullptr,
+                                      int *max_cluster = nullptr) {
   const int batch = int(ms.size()), n = batch ? int(ms[0].d.size()) : 0;
   std::vector<T> d(size_t(batch) * n), e(size_t(batch) * n), w(size_t(batch) * n), Z(size_t(batch) * n * n);
   std::vector<int> info(batch, -1);
   for (int b = 0; b < batch; ++b)
     for (int i = 0; i < n; ++i) d[size_t(b) * n + i] = T(ms[b].d[i]), e[size_t(b) * n + i] = T(ms[b].e[i]);
-  tridiag_eig_host<T>(d.data(), e.data(), n, batch, w.data(), Z.data(), info.data());
+  tridiag_eig_host<T>(d.data(), e.data(), n, batch, w.data(), Z.data(), info.data(), max_cluster);
   if (infos) *infos = info;
   std::vector<Errors> out(batch);
   for (int b = 0; b < batch; ++b) {
@@ -151,8 +155,9 @@ template <class T> std::vector<Errors> solve_and_measure(const std::vector<Tri> 
   return out;
 }
 
-template <class T> void expect_accurate(const std::vector<Tri> &ms, const Limits &lim, const char *what) {
-  const auto errs = solve_and_measure<T>(ms);
+template <class T>
+void expect_accurate(const std::vector<Tri> &ms, const Limits &lim, const char *what, int *max_cluster = nullptr) {
+  const auto errs = solve_and_measure<T>(ms, nullptr, max_cluster);
   for (size_t b = 0; b < errs.size(); ++b) {
     EXPECT_LE(errs[b].value, lim.value) << what << " matrix " << b;
     EXPECT_LE(errs[b].residual, lim.residual) << what << " matrix " << b;
@@ -312,4 +317,76 @@ TEST(TridiagSolve, NanInputGivesInfoAndNanOutputs) {
   for (int i = 0; i < n; ++i) EXPECT_FALSE(std::isnan(w[i]));
   ms[0].e[19] = 0;
   expect_both({ms[0]}, "nan neighbour");
+}
+
+TEST(TridiagSolve, RankDeficientGramHasNoLargeClusters) {
+  // Eigenvalues near 0 (or 1e-6) have absolute gaps far below the fp32 threshold but large
+  // relative gaps: the root L D L^T separates them; only chance close pairs may cluster.
+  std::mt19937_64 g(8);
+  const std::vector<Tri> ms{gram_tri(512, 128, 1e-6, g), gram_tri(400, 100, 0.0, g)};
+  const char *names[] = {"512x128 + 1e-6 I", "400x100"};
+  for (size_t i = 0; i < ms.size(); ++i) {
+    int kd = -1, kf = -1;
+    expect_accurate<double>({ms[i]}, kDouble, names[i], &kd);
+    expect_accurate<float>({ms[i]}, kFloat, names[i], &kf);
+    std::printf("  %s: largest cluster fp64 %d, fp32 %d\n", names[i], kd, kf);
+    // Chance close pairs depend on the compiler's rounding (fp32: 3 with g++ -O2, 7 in the
+    // CMake build); the absolute-gap clusters these factors formed were 296-384 members.
+    EXPECT_LE(kd, 16) << names[i];
+    EXPECT_LE(kf, 16) << names[i];
+  }
+}
+
+TEST(TridiagSolve, TightClusterInTheMiddle) {
+  // 12 eigenvalues 0.3 + i * 1e-13 (and 8 exactly 0.7) among spread ones: relative gaps tiny
+  // there too, so they must go through the cluster path.
+  std::mt19937_64 g(9);
+  std::vector<double> lambda;
+  for (int i = 0; i < 40; ++i) lambda.push_back(-1 + 2.0 * i / 39);
+  for (int i = 0; i < 12; ++i) lambda.push_back(0.3 + i * 1e-13);
+  for (int i = 0; i < 8; ++i) lambda.push_back(0.7);
+  const Tri t = spectrum_tri(lambda, g);
+  int kd = -1, kf = -1;
+  expect_accurate<double>({t}, kDouble, "middle cluster", &kd);
+  expect_accurate<float>({t}, kFloat, "middle cluster", &kf);
+  std::printf("  middle cluster: largest cluster fp64 %d, fp32 %d\n", kd, kf);
+  EXPECT_GE(kd, 8);
+  // The same shifted to be positive definite with the cluster near the root's other end, and
+  // a cluster at the bottom (next to the root shift).
+  std::vector<double> l2;
+  for (int i = 0; i < 30; ++i) l2.push_back(1 + i);
+  for (int i = 0; i < 10; ++i) l2.push_back(1e-3 * (1 + i * 1e-12));
+  expect_both({spectrum_tri(l2, g)}, "bottom cluster");
+  // A tight cluster next to the root among eigenvalues with tiny absolute but large relative
+  // gaps: fp64 solves it on L D L^T (T's vectors would mix with the neighbours').
+  std::vector<double> l3;
+  for (int i = 0; i < 30; ++i) l3.push_back(1 + i);
+  for (int i = 1; i <= 6; ++i) l3.push_back(1e-9 * i);
+  for (int i = 0; i < 4; ++i) l3.push_back(1e-9 * 7.5 * (1 + i * 1e-13));
+  int k3 = -1;
+  expect_accurate<double>({spectrum_tri(l3, g)}, kDouble, "root cluster", &k3);
+  EXPECT_EQ(k3, 4);
+}
+
+TEST(TridiagSolve, TwistedSolveOfRoot) {
+  // (L D L^T - mu I) x = y through the twisted factorization, against the formed tridiagonal.
+  using namespace symoc::cuda::detail::tridiag;
+  std::mt19937_64 g(10);
+  std::uniform_real_distribution<double> u(0.1, 1);
+  const int m = 50;
+  std::vector<double> D(m), l(m, 0.0), y(m), x(m), u1(m), u2(m);
+  for (int i = 0; i < m; ++i) D[i] = u(g), l[i] = i + 1 < m ? u(g) : 0.0, y[i] = u(g) - 0.5;
+  for (double mu : {0.0, 0.37, 1.1}) {
+    x = y;
+    twisted_solve_ldl(D.data(), l.data(), m, mu, 1e-300, x.data(), 1, u1.data(), u2.data(), 1);
+    double err = 0, xn = 0;
+    for (int i = 0; i < m; ++i) {
+      const double di = D[i] + (i > 0 ? l[i - 1] * l[i - 1] * D[i - 1] : 0.0) - mu;
+      double r = di * x[i] - y[i];
+      if (i > 0) r += l[i - 1] * D[i - 1] * x[i - 1];
+      if (i + 1 < m) r += l[i] * D[i] * x[i + 1];
+      err = std::max(err, std::abs(r)), xn = std::max(xn, std::abs(x[i]));
+    }
+    EXPECT_LT(err / (xn + 1), 1e-10) << "mu " << mu;
+  }
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -52,6 +53,12 @@ EigMethod env_method() {
 // batched at 12, they are close at 8. Small n (not measured; there the batched solver is
 // capturable, Xsyevd is not) stays batched.
 constexpr int64_t kPerMatrixMaxBatch = 6, kPerMatrixMinN = 768;
+// Auto takes symoc's tridiagonal solver for fp32 batches of 7 or more at n >= 512 (H200,
+// docs/benchmarks.md, session 25: 12 x 512 0.6x XsyevBatched's time, 60 x 768 0.7x, 12 x 2304
+// 0.8x, 24 x 3072 0.85x, rank-deficient factors alike; below n = 512 cuSOLVER's is faster, and at
+// batches of 2 to 6 one Xsyevd per matrix is). fp64 stays on cuSOLVER: its clusters (gaps
+// below 1e-4 relative) were not measured on rank-deficient factors.
+constexpr int64_t kTridiagonalMinN = 512;
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
 unsigned batch_dim(int64_t b) {
   if (b > 65535) fail("batched matrix kernel", "batch " + std::to_string(b) + " above 65535");
@@ -90,6 +97,8 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
   if (n < 0 || batch < 1) fail("eigh", "invalid shape");
   if (method_ == EigMethod::Auto) method_ = n <= 32 ? EigMethod::Jacobi : env_method();
   if (method_ == EigMethod::Jacobi && n > 32) fail("eigh", "Jacobi batched needs n <= 32, got " + std::to_string(n));
+  if (method_ == EigMethod::Auto && !dbl && n >= kTridiagonalMinN && batch > kPerMatrixMaxBatch)
+    method_ = EigMethod::Tridiagonal;
   if (method_ == EigMethod::Tridiagonal && n < 2) method_ = EigMethod::Batched; // nothing to reduce
   if (n == 0) return;
   if (method_ == EigMethod::Tridiagonal) {
@@ -215,10 +224,30 @@ template <class T> void EighCore::tridiagonal(T *A, T *W, char *scratch, int *in
                                       sytrd_apply_q_workspace<T>(n_, batch_)}));
   // The row-major lower triangle is the column-major upper one: sytrd_batched mirrors it and
   // works on the column-major matrix, whose eigenvectors (columns) are the row-major rows.
-  sytrd_batched<T>(e_, A, n_, batch_, d, off, tau, work, s);
+  // SYMOC_CUDA_EIGH_TIMING=1: each stage's time on stderr (synchronizes: benchmarks only).
+  static const bool timing = std::getenv("SYMOC_CUDA_EIGH_TIMING") && std::string(std::getenv("SYMOC_CUDA_EIGH_TIMING")) == "1";
+  cudaEvent_t ev[4] = {};
+  if (timing)
+    for (auto &x : ev) check(cudaEventCreate(&x), "eigh timing"), check(cudaEventRecord(x, s), "eigh timing");
+  e_.bind(s);
+  // One launch per step over the whole batch. (Measured, not kept: the batch split over 2 or 4
+  // streams, so that one part's latency-bound column steps overlap another's products: H200,
+  // 24 x 3072 fp32, 487 ms on one stream, 604 on 2, 803 on 4.)
+  sytrd_batched<T>(e_.blas, A, n_, batch_, d, off, tau, work, s);
+  if (timing) check(cudaEventRecord(ev[1], s), "eigh timing");
   tridiag_eig<T>(d, off, n_, batch_, W, Z, info, work, s);
+  if (timing) check(cudaEventRecord(ev[2], s), "eigh timing");
   sytrd_apply_q<T>(e_, A, tau, n_, batch_, Z, work, s);
   check(cudaMemcpyAsync(A, Z, size_t(batch_ * n_ * n_) * sizeof(T), cudaMemcpyDeviceToDevice, s), "eigh copy");
+  if (timing) {
+    check(cudaEventRecord(ev[3], s), "eigh timing");
+    check(cudaEventSynchronize(ev[3]), "eigh timing");
+    float t[3];
+    for (int k = 0; k < 3; ++k) check(cudaEventElapsedTime(&t[k], ev[k], ev[k + 1]), "eigh timing");
+    std::fprintf(stderr, "symoc eigh tridiagonal %lld x %lld^2 %s: sytrd %.2f ms, tridiagonal %.2f ms, back-transform %.2f ms\n",
+                 (long long)batch_, (long long)n_, sizeof(T) == 8 ? "fp64" : "fp32", t[0], t[1], t[2]);
+    for (auto &x : ev) cudaEventDestroy(x);
+  }
 }
 
 void EighCore::run_tridiagonal(void *A, void *W, char *scratch, int *info, cudaStream_t s) {

@@ -280,7 +280,7 @@ template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
 }
 
 template <class T>
-void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
+void sytrd_batched(cublasHandle_t blas, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
   if (n == 0 || batch == 0) return;
   if (n > INT_MAX / 2 || batch > INT_MAX) fail("sytrd", "shape too large");
   Carver c(work);
@@ -290,7 +290,6 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
   const unsigned tiles = unsigned((n + 31) / 32);
   symmetrize_kernel<T><<<dim3(tiles, tiles, grid_z(batch)), dim3(32, 8), 0, s>>>(A, n, batch);
   check_launch("sytrd symmetrize");
-  e.bind(s);
   const int threads = int(std::min<int64_t>(kSmallThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
   for (int64_t p = 0; p < n - 1; p += kNb) {
     const int64_t kb = std::min<int64_t>(kNb, n - 1 - p);
@@ -314,7 +313,7 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
     // A(q:, q:) -= V(q:, :kb) W(q:, :kb)^T, then -= W V^T.
     for (int t = 0; t < 2; ++t) {
       const T *X = (t == 0 ? V : W) + q, *Y = (t == 0 ? W : V) + q;
-      check(gemm_sb(e.blas, int(m), int(m), int(kb), &minus, X, int(n), n * kNb, Y, int(n), n * kNb, &one,
+      check(gemm_sb(blas, int(m), int(m), int(kb), &minus, X, int(n), n * kNb, Y, int(n), n * kNb, &one,
                     A + q * n + q, int(n), n * n, int(batch)),
             "sytrd trailing update");
     }
@@ -372,8 +371,8 @@ template void sytrd_apply_q<double>(Engine::Impl &, const double *, const double
                                     cudaStream_t);
 template size_t sytrd_workspace<float>(int64_t, int64_t);
 template size_t sytrd_workspace<double>(int64_t, int64_t);
-template void sytrd_batched<float>(Engine::Impl &, float *, int64_t, int64_t, float *, float *, float *, void *, cudaStream_t);
-template void sytrd_batched<double>(Engine::Impl &, double *, int64_t, int64_t, double *, double *, double *, void *,
+template void sytrd_batched<float>(cublasHandle_t, float *, int64_t, int64_t, float *, float *, float *, void *, cudaStream_t);
+template void sytrd_batched<double>(cublasHandle_t, double *, int64_t, int64_t, double *, double *, double *, void *,
                                     cudaStream_t);
 
 } // namespace symoc::cuda::detail

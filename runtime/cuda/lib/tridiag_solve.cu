@@ -8,7 +8,8 @@
 //
 // Phases (kernels on the stream):
 //   prep     one thread a matrix: finite check, power-of-two scaling, split into blocks
-//   bisect   one thread a slot: its eigenvalue
+//   root     one thread a block (its first slot): smallest eigenvalue, root L D L^T
+//   bisect   one thread a slot: its eigenvalue (of L D L^T, relative accuracy, in root blocks)
 //   rank     one block a matrix: the slots' order, w, and the list of clusters
 //   vectors  one thread a slot outside clusters: twisted factorization, into its Z column
 //   clusters persistent worker blocks taking clusters from a queue: block inverse iteration
@@ -39,8 +40,8 @@ constexpr size_t kPoolBudget = size_t(128) << 20;
 constexpr int kMaxWorkers = 64;
 
 struct Work {
-  double *ds, *es, *e2, *gl, *gu, *lam;
-  int *lo, *hi, *rank, *cl_start, *cl_end, *cl_count, *exps, *queue;
+  double *ds, *es, *e2, *gl, *gu, *lam, *mu, *sig, *rD, *rl;
+  int *lo, *hi, *rank, *rrr, *cl_start, *cl_end, *cl_count, *exps, *queue;
   double *pool, *V;
   int64_t chunk, pool_stride;
   int workers;
@@ -52,7 +53,8 @@ template <class T> Work carve(void *base, int64_t n, int64_t batch, Carver &c) {
   const size_t bn = size_t(n) * size_t(batch);
   w.ds = c.take<double>(bn), w.es = c.take<double>(bn), w.e2 = c.take<double>(bn);
   w.gl = c.take<double>(bn), w.gu = c.take<double>(bn), w.lam = c.take<double>(bn);
-  w.lo = c.take<int>(bn), w.hi = c.take<int>(bn), w.rank = c.take<int>(bn);
+  w.mu = c.take<double>(bn), w.sig = c.take<double>(bn), w.rD = c.take<double>(bn), w.rl = c.take<double>(bn);
+  w.lo = c.take<int>(bn), w.hi = c.take<int>(bn), w.rank = c.take<int>(bn), w.rrr = c.take<int>(bn);
   w.cl_start = c.take<int>(bn), w.cl_end = c.take<int>(bn);
   w.cl_count = c.take<int>(batch), w.exps = c.take<int>(batch), w.queue = c.take<int>(1);
   // A worker: u1, u2 of its solve lanes (interleaved) and the Gram-Schmidt coefficients.
@@ -91,18 +93,28 @@ __global__ void prep_kernel(const T *d, const T *e, int n, int batch, double *ds
   exps[b] = ex, info[b] = ok ? 0 : 1;
 }
 
-__global__ void bisect_kernel(const double *ds, const double *e2, const int *lo, const int *hi, const double *gl,
-                              const double *gu, const int *info, int n, double *lam) {
+__global__ void root_kernel(const double *ds, const double *es, const double *e2, const int *lo, const int *hi,
+                            const double *gl, const double *gu, const int *info, int n, double *lam, double *sig,
+                            double *rD, double *rl, int *rrr) {
   const int b = blockIdx.y, s = blockIdx.x * blockDim.x + threadIdx.x;
   if (s >= n || info[b]) return;
   const size_t o = size_t(b) * n;
-  lam[o + s] = slot_eigenvalue(ds + o, e2 + o, lo + o, hi + o, gl + o, gu + o, s);
+  block_root(ds + o, es + o, e2 + o, lo + o, hi + o, gl + o, gu + o, s, lam + o, sig + o, rD + o, rl + o, rrr + o);
+}
+
+__global__ void bisect_kernel(const double *ds, const double *e2, const int *lo, const int *hi, const double *gl,
+                              const double *gu, const double *sig, const double *rD, const double *rl, const int *rrr,
+                              const int *info, int n, double *lam, double *mu) {
+  const int b = blockIdx.y, s = blockIdx.x * blockDim.x + threadIdx.x;
+  if (s >= n || info[b]) return;
+  const size_t o = size_t(b) * n;
+  slot_values(ds + o, e2 + o, lo + o, hi + o, gl + o, gu + o, sig + o, rD + o, rl + o, rrr + o, s, lam + o, mu + o);
 }
 
 template <class T>
-__global__ void rank_kernel(const double *lam, const int *hi, const double *gl, const double *gu, const int *exps,
-                            const int *info, int n, double gap, int *rank, T *w, int *cl_start, int *cl_end,
-                            int *cl_count) {
+__global__ void rank_kernel(const double *lam, const double *mu, const int *lo, const int *hi, const int *rrr,
+                            const double *gl, const double *gu, const int *exps, const int *info, int n, double gap,
+                            double rel, int *rank, T *w, int *cl_start, int *cl_end, int *cl_count) {
   __shared__ int count;
   const int b = blockIdx.x;
   const size_t o = size_t(b) * n;
@@ -114,13 +126,14 @@ __global__ void rank_kernel(const double *lam, const int *hi, const double *gl, 
     return;
   }
   const double *l = lam + o;
+  auto link = [&](int s) { return linked(l, mu + o, lo + o, hi + o, rrr + o, gl + o, gu + o, n, s, gap, rel); };
   for (int s = threadIdx.x; s < n; s += blockDim.x) {
     const int r = slot_rank(l, n, s);
     rank[o + s] = r;
     w[o + r] = T(ldexp(l[s], exps[b]));
-    if (linked(l, hi + o, gl + o, gu + o, n, s, gap) && !linked(l, hi + o, gl + o, gu + o, n, s - 1, gap)) {
+    if (link(s) && !link(s - 1)) {
       int c1 = s + 1;
-      while (linked(l, hi + o, gl + o, gu + o, n, c1, gap)) ++c1;
+      while (link(c1)) ++c1;
       const int k = atomicAdd(&count, 1); // list order does not matter: clusters are independent
       cl_start[o + k] = s, cl_end[o + k] = c1;
     }
@@ -131,9 +144,10 @@ __global__ void rank_kernel(const double *lam, const int *hi, const double *gl, 
 
 // Vectors of the slots outside clusters; NaN columns for matrices with info set.
 // V: matrix b0's double vectors (column-major, n x n a matrix), zero on entry.
-__global__ void vector_kernel(const double *ds, const double *es, const double *lam, const int *lo, const int *hi,
+__global__ void vector_kernel(const double *ds, const double *es, const double *lam, const double *mu,
+                              const double *rD, const double *rl, const int *rrr, const int *lo, const int *hi,
                               const double *gl, const double *gu, const int *rank, const int *info, int n, double gap,
-                              int b0, double *V) {
+                              double rel, int b0, double *V) {
   const int b = b0 + blockIdx.y, s = blockIdx.x * blockDim.x + threadIdx.x;
   if (s >= n) return;
   const size_t o = size_t(b) * n;
@@ -142,18 +156,23 @@ __global__ void vector_kernel(const double *ds, const double *es, const double *
     for (int i = 0; i < n; ++i) Vb[size_t(s) * n + i] = CUDART_NAN;
     return;
   }
-  if (linked(lam + o, hi + o, gl + o, gu + o, n, s - 1, gap) || linked(lam + o, hi + o, gl + o, gu + o, n, s, gap))
+  if (linked(lam + o, mu + o, lo + o, hi + o, rrr + o, gl + o, gu + o, n, s - 1, gap, rel) ||
+      linked(lam + o, mu + o, lo + o, hi + o, rrr + o, gl + o, gu + o, n, s, gap, rel))
     return;
-  const int l = lo[o + s];
-  twisted_vector(ds + o + l, es + o + l, hi[o + s] - l + 1, lam[o + s], kPivFloor * block_norm(gl + o, gu + o, s),
-                 Vb + size_t(rank[o + s]) * n + l, 1);
+  const int l = lo[o + s], m = hi[o + s] - l + 1;
+  const double floor = kPivFloor * block_norm(gl + o, gu + o, s);
+  double *z = Vb + size_t(rank[o + s]) * n + l;
+  if (rrr[o + l]) twisted_vector_ldl(rD + o + l, rl + o + l, m, mu[o + s], floor, z, 1);
+  else twisted_vector(ds + o + l, es + o + l, m, lam[o + s], floor, z, 1);
 }
 
 // One cluster on one block: all members solve (T - lambda_j I) x_j = x_j (first warp, one
 // member a lane), then classical Gram-Schmidt twice, member by member in slot order (warps
 // take the dot products, threads the rows). The first sweep starts from pseudo-random vectors;
 // sweeps repeat (at least 2) while Gram-Schmidt removed almost all of some member.
-__device__ void solve_cluster(const double *ds, const double *es, const double *lam, int l, int m, int c0, int k,
+// root: solve with L D L^T - mu I (rD, rl, mu; see cluster_uses_root), else T - lam I.
+__device__ void solve_cluster(const double *ds, const double *es, const double *lam, const double *mu,
+                              const double *rD, const double *rl, bool root, int l, int m, int c0, int k,
                               double floor, const int *rank, double *Vb, int n, double *u1, double *u2, double *coef,
                               double *sh, int *bad) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -165,7 +184,8 @@ __device__ void solve_cluster(const double *ds, const double *es, const double *
     if (tid < kSolveLanes)
       for (int j = tid; j < k; j += kSolveLanes) {
         double *x = X(j);
-        pivoted_solve(ds + l, es + l, m, lam[c0 + j], floor, x, 1, u1 + tid, u2 + tid, kSolveLanes);
+        if (root) twisted_solve_ldl(rD + l, rl + l, m, mu[c0 + j], floor, x, 1, u1 + tid, u2 + tid, kSolveLanes);
+        else pivoted_solve(ds + l, es + l, m, lam[c0 + j], floor, x, 1, u1 + tid, u2 + tid, kSolveLanes);
         double mx = 0;
         for (int i = 0; i < m; ++i) mx = dmax(mx, fabs(x[i]));
         if (!(mx > 0) || !(mx <= DBL_MAX)) {
@@ -220,10 +240,10 @@ __device__ void solve_cluster(const double *ds, const double *es, const double *
 
 // Persistent workers: each takes the next cluster of matrices b0 .. b0+nb-1 from the queue.
 __global__ void __launch_bounds__(kThreads)
-    cluster_kernel(const double *ds, const double *es, const double *lam, const int *lo, const int *hi,
-                   const double *gl, const double *gu, const int *rank, const int *cl_start, const int *cl_end,
-                   const int *cl_count, int n, int b0, int nb, double *V, double *pool, int64_t pool_stride,
-                   int *queue) {
+    cluster_kernel(const double *ds, const double *es, const double *lam, const double *mu, const double *rD,
+                   const double *rl, const int *rrr, const int *lo, const int *hi, const double *gl,
+                   const double *gu, const int *rank, const int *cl_start, const int *cl_end, const int *cl_count,
+                   int n, double gap, int b0, int nb, double *V, double *pool, int64_t pool_stride, int *queue) {
   __shared__ int item_b, item_c, bad;
   __shared__ double sh[kWarps];
   double *u1 = pool + size_t(blockIdx.x) * pool_stride, *u2 = u1 + size_t(kSolveLanes) * n,
@@ -247,7 +267,8 @@ __global__ void __launch_bounds__(kThreads)
     if (b < 0) return;
     const size_t o = size_t(b) * n;
     const int c0 = cl_start[o + c], c1 = cl_end[o + c], l = lo[o + c0];
-    solve_cluster(ds + o, es + o, lam + o, l, hi[o + c0] - l + 1, c0, c1 - c0 + 1,
+    const bool root = cluster_uses_root(lam + o, lo + o, hi + o, rrr + o, gl + o, gu + o, c0, c1, gap);
+    solve_cluster(ds + o, es + o, lam + o, mu + o, rD + o, rl + o, root, l, hi[o + c0] - l + 1, c0, c1 - c0 + 1,
                   kPivFloor * block_norm(gl + o, gu + o, c0), rank + o, V + size_t(b - b0) * n * n, n, u1, u2, coef,
                   sh, &bad);
   }
@@ -283,15 +304,19 @@ void tridiag_eig(const T *d, const T *e, int64_t n, int64_t batch, T *w, T *Z, i
   Carver c(work);
   const Work wk = carve<T>(work, n, batch, c);
   const int ni = int(n), bi = int(batch);
-  const double gap = cluster_gap<T>();
+  const double gap = cluster_gap<T>(), rel = cluster_rel_gap<T>();
   prep_kernel<T><<<unsigned((batch + 63) / 64), 64, 0, s>>>(d, e, ni, bi, wk.ds, wk.es, wk.e2, wk.lo, wk.hi, wk.gl,
                                                            wk.gu, wk.exps, info);
   check_launch("tridiag_eig prep");
   const dim3 slots(unsigned((n + kThreads - 1) / kThreads), unsigned(batch));
-  bisect_kernel<<<slots, kThreads, 0, s>>>(wk.ds, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, info, ni, wk.lam);
+  root_kernel<<<slots, kThreads, 0, s>>>(wk.ds, wk.es, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, info, ni, wk.lam, wk.sig,
+                                         wk.rD, wk.rl, wk.rrr);
+  check_launch("tridiag_eig root");
+  bisect_kernel<<<slots, kThreads, 0, s>>>(wk.ds, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, wk.sig, wk.rD, wk.rl, wk.rrr, info,
+                                           ni, wk.lam, wk.mu);
   check_launch("tridiag_eig bisect");
-  rank_kernel<T><<<unsigned(batch), 256, 0, s>>>(wk.lam, wk.hi, wk.gl, wk.gu, wk.exps, info, ni, gap, wk.rank, w,
-                                                 wk.cl_start, wk.cl_end, wk.cl_count);
+  rank_kernel<T><<<unsigned(batch), 256, 0, s>>>(wk.lam, wk.mu, wk.lo, wk.hi, wk.rrr, wk.gl, wk.gu, wk.exps, info, ni,
+                                                 gap, rel, wk.rank, w, wk.cl_start, wk.cl_end, wk.cl_count);
   check_launch("tridiag_eig rank");
   for (int64_t b0 = 0; b0 < batch; b0 += wk.chunk) {
     const int64_t nb = std::min(wk.chunk, batch - b0);
@@ -299,13 +324,15 @@ void tridiag_eig(const T *d, const T *e, int64_t n, int64_t batch, T *w, T *Z, i
     if constexpr (std::is_same_v<T, double>) V = Z + b0 * n * n;
     else V = wk.V;
     check(cudaMemsetAsync(V, 0, size_t(nb) * n * n * sizeof(double), s), "tridiag_eig memset");
-    vector_kernel<<<dim3(slots.x, unsigned(nb)), kThreads, 0, s>>>(wk.ds, wk.es, wk.lam, wk.lo, wk.hi, wk.gl, wk.gu,
-                                                                    wk.rank, info, ni, gap, int(b0), V);
+    vector_kernel<<<dim3(slots.x, unsigned(nb)), kThreads, 0, s>>>(wk.ds, wk.es, wk.lam, wk.mu, wk.rD, wk.rl, wk.rrr,
+                                                                    wk.lo, wk.hi, wk.gl, wk.gu, wk.rank, info, ni, gap,
+                                                                    rel, int(b0), V);
     check_launch("tridiag_eig vectors");
     check(cudaMemsetAsync(wk.queue, 0, sizeof(int), s), "tridiag_eig memset");
-    cluster_kernel<<<unsigned(wk.workers), kThreads, 0, s>>>(wk.ds, wk.es, wk.lam, wk.lo, wk.hi, wk.gl, wk.gu, wk.rank,
-                                                             wk.cl_start, wk.cl_end, wk.cl_count, ni, int(b0), int(nb),
-                                                             V, wk.pool, wk.pool_stride, wk.queue);
+    cluster_kernel<<<unsigned(wk.workers), kThreads, 0, s>>>(wk.ds, wk.es, wk.lam, wk.mu, wk.rD, wk.rl, wk.rrr, wk.lo,
+                                                             wk.hi, wk.gl, wk.gu, wk.rank, wk.cl_start, wk.cl_end,
+                                                             wk.cl_count, ni, gap, int(b0), int(nb), V, wk.pool,
+                                                             wk.pool_stride, wk.queue);
     check_launch("tridiag_eig clusters");
     if constexpr (!std::is_same_v<T, double>) {
       const int64_t count = nb * n * n;

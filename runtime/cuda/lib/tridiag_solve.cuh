@@ -1,6 +1,11 @@
 // Batched symmetric tridiagonal eigensolver (eigenvalues by bisection, eigenvectors by twisted
 // factorizations, clusters by block inverse iteration + Gram-Schmidt), the middle stage of
-// sytrd -> tridiag_eig -> ormtr. This header holds the per-thread pieces in double precision
+// sytrd -> tridiag_eig -> ormtr. Each unreduced block is first shifted to the left end of its
+// spectrum, T_b - sigma I = L D L^T positive definite (a relatively robust representation, the
+// root of MRRR without its representation tree): its eigenvalues mu are computed to high
+// RELATIVE accuracy and clusters are formed by relative gaps of mu, so the eigenvalues near 0
+// of a rank-deficient matrix (tiny absolute, large relative gaps) get independent vectors.
+// Blocks whose L D L^T is not positive definite keep the absolute-gap path on T itself. This header holds the per-thread pieces in double precision
 // (SYMOC_HD: callable from kernels and from plain host code compiled by g++), the phase
 // functions both drivers share, and the host driver tridiag_eig_host (tests run it).
 //
@@ -13,6 +18,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -39,7 +45,8 @@ constexpr double kAbsTol = DBL_EPSILON * DBL_EPSILON;
 // Zero / tiny pivots of the vector solves become +-kPivFloor * bnorm: a perturbation of one
 // diagonal entry far below eps ||T||, while 1 / pivot stays far from overflow.
 constexpr double kPivFloor = DBL_EPSILON * DBL_EPSILON;
-// Cluster threshold (relative to the block's norm bound bnorm). Two vectors from independent
+// Cluster threshold of the absolute path (blocks without a root; relative to the block's norm
+// bound bnorm). Two vectors from independent
 // twisted solves are orthogonal to about c * eps * bnorm / gap (each is the exact eigenvector
 // of a matrix within ~eps ||T|| of T), c measured at 1-2 (test GapsNearTheClusterThreshold:
 // 1.8e-12 at gap 2e-4). The targets are 1e-10 for fp64 data and 1e-5 for fp32 data (cuSOLVER's
@@ -56,6 +63,21 @@ constexpr double kClusterGapFloat = 1e-10;
 template <class T> constexpr double cluster_gap() {
   return sizeof(T) == sizeof(double) ? kClusterGapDouble : kClusterGapFloat;
 }
+// The same thresholds relative to mu (the eigenvalue of the root L D L^T): a vector of L D L^T
+// from a twisted factorization has error ~ c eps / relgap (c small, as above), so the fp64 and
+// fp32 targets give the same numbers; mu <= ~2 bnorm, so these never cluster less than the
+// absolute thresholds would away from the root.
+constexpr double kClusterRelDouble = 1e-4;
+constexpr double kClusterRelFloat = 1e-10;
+template <class T> constexpr double cluster_rel_gap() {
+  return sizeof(T) == sizeof(double) ? kClusterRelDouble : kClusterRelFloat;
+}
+// Root shift sigma = lambda_min - delta, delta = kRootShift * eps * bnorm, doubled up to
+// kRootTries times until L D L^T is positive definite. Small delta keeps the relative gaps of
+// the eigenvalues next to the root (mu ~ delta + their spread) large; lambda_min is already
+// within a few eps * bnorm, so the first or second try usually succeeds.
+constexpr double kRootShift = 4;
+constexpr int kRootTries = 16;
 // Cluster sweeps: after a solve, Gram-Schmidt keeping less than this fraction of a vector's
 // norm means the vector was mostly in the span of earlier members; another sweep is run.
 constexpr double kKeepRatio = 1e-2;
@@ -109,6 +131,8 @@ SYMOC_HD inline double floor_pivot(double p, double floor) {
   return fabs(p) < floor ? (p < 0 ? -floor : floor) : p;
 }
 
+SYMOC_HD inline void twisted_assemble(int m, int r, double *s, int64_t stride);
+
 // Eigenvector of the block for the eigenvalue approximation sigma by a twisted factorization.
 // s: caller's scratch, element i at s[i * stride] (i < m); the unit vector is left there.
 //   top-down    T - sigma I = L D L^T      (L_i multipliers, D_i pivots)
@@ -149,7 +173,173 @@ SYMOC_HD inline void twisted_vector(const double *d, const double *e, int m, dou
     s[(i + 1) * stride] = U;
     Dt = floor_pivot((d[i] - sigma) - U * e[i], floor);
   }
-  // The vector, in place, then normalized (scaled by its largest entry first: no overflow).
+  twisted_assemble(m, r, s, stride);
+}
+
+// Root of an unreduced block (m >= 2): T - sigma I = L D L^T with all D_i > 0 (D[i], l[i] =
+// e_i / D_i; l[m-1] = 0), sigma = lmin - delta (see kRootShift). Positive definiteness is
+// checked on the computed pivots, so the representation is one whatever lmin's error. Returns
+// false when no try succeeded (D, l are then garbage).
+SYMOC_HD inline bool root_factor(const double *d, const double *e, int m, double lmin, double bnorm, double &sigma,
+                                 double *D, double *l) {
+  double delta = kRootShift * kEps * bnorm;
+  for (int t = 0; t < kRootTries; ++t, delta *= 2) {
+    sigma = lmin - delta;
+    double p = d[0] - sigma;
+    int i = 0;
+    for (;; ++i) {
+      if (!(p > 0) || !(p <= DBL_MAX)) break;
+      D[i] = p;
+      if (i + 1 == m) break;
+      l[i] = e[i] / p;
+      p = (d[i + 1] - sigma) - l[i] * e[i];
+    }
+    if (i + 1 == m && p > 0 && p <= DBL_MAX) {
+      l[m - 1] = 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Number of eigenvalues < x of L D L^T: negative pivots D+ of L+ D+ L+^T = L D L^T - x I by
+// the differential stationary qd transform (each D+ from D, l and the auxiliary s to high
+// relative accuracy):  s_0 = -x,  D+_i = D_i + s_i,  s_{i+1} = (s_i / D+_i) D_i l_i^2 - x.
+// A zero D+ makes the next s infinite and the one after it inf / inf: taking that ratio as 1
+// is the limit (s_{i+2} = D_{i+1} l_{i+1}^2 - x), as in LAPACK's dlaneg.
+SYMOC_HD inline int ldl_count(const double *D, const double *l, int m, double x) {
+  int count = 0;
+  double s = -x;
+  for (int i = 0; i + 1 < m; ++i) {
+    const double dp = D[i] + s;
+    count += dp < 0;
+    double t = s / dp;
+    if (t != t) t = 1;
+    s = t * (D[i] * l[i] * l[i]) - x;
+  }
+  count += D[m - 1] + s < 0;
+  return count;
+}
+
+// The k-th smallest eigenvalue mu of the positive definite L D L^T to high relative accuracy:
+// bisection on [0, top] (count(0) = 0 exactly) until width <= 2 eps |mu| (+ a floor far below
+// any mu, which is >= ~delta). top: an upper bound estimate, doubled until it is one.
+SYMOC_HD inline double bisect_ldl(const double *D, const double *l, int m, int k, double top) {
+  double a = 0, b = dmax(top, kPivmin) * (1 + 16 * kEps * m);
+  for (int it = 0; it < 64 && ldl_count(D, l, m, b) <= k; ++it) b *= 2;
+  for (int it = 0; it < 2200; ++it) {
+    if (b - a <= 2 * kEps * b + kPivmin) break;
+    const double mid = a + 0.5 * (b - a);
+    if (mid <= a || mid >= b) break;
+    if (ldl_count(D, l, m, mid) > k) b = mid;
+    else a = mid;
+  }
+  return a + 0.5 * (b - a);
+}
+
+// Eigenvector of L D L^T for mu (accurate to high relative accuracy) by its twisted
+// factorization, all from D and l by differential transforms (no L D L^T entry is formed):
+//   top-down (dstqds)  L D L^T - mu I = L+ D+ L+^T: s_0 = -mu, D+_i = D_i + s_i,
+//                      L+_i = D_i l_i / D+_i, s_{i+1} = L+_i l_i s_i - mu
+//   bottom-up (dqds)   L D L^T - mu I = U- D- U-^T: p_{m-1} = D_{m-1} - mu,
+//                      D-_{i+1} = D_i l_i^2 + p_{i+1}, t = D_i / D-_{i+1}, U-_i = l_i t,
+//                      p_i = p_{i+1} t - mu
+//   gamma_k = s_k + p_k + mu (the twist's pivot), r = argmin |gamma_k|,
+//   z_r = 1, z_i = -L+_i z_{i+1} (i < r), z_{i+1} = -U-_i z_i (i >= r).
+// s: scratch and output as in twisted_vector. Pass 1 stores s_i at i; pass 2 (bottom-up)
+// reads s_i and stores U-_i at i + 1 (s_{i+1} is used by then); pass 3 recomputes L+_i at i < r.
+SYMOC_HD inline void twisted_vector_ldl(const double *D, const double *l, int m, double mu, double floor, double *s,
+                                        int64_t stride) {
+  if (m == 1) {
+    s[0] = 1;
+    return;
+  }
+  double t = -mu;
+  for (int i = 0; i + 1 < m; ++i) {
+    s[i * stride] = t;
+    const double dp = floor_pivot(D[i] + t, floor);
+    t = (D[i] * l[i] / dp) * l[i] * t - mu;
+  }
+  s[(m - 1) * stride] = t;
+  double p = D[m - 1] - mu;
+  int r = m - 1;
+  double best = fabs(s[(m - 1) * stride] + p + mu);
+  for (int i = m - 2; i >= 0; --i) {
+    const double dm = floor_pivot(D[i] * l[i] * l[i] + p, floor), q = D[i] / dm;
+    s[(i + 1) * stride] = l[i] * q;
+    p = p * q - mu;
+    const double g = fabs(s[i * stride] + p + mu);
+    if (g < best) best = g, r = i;
+  }
+  t = -mu;
+  for (int i = 0; i < r; ++i) {
+    const double Lp = D[i] * l[i] / floor_pivot(D[i] + t, floor);
+    s[i * stride] = Lp;
+    t = Lp * l[i] * t - mu;
+  }
+  twisted_assemble(m, r, s, stride);
+}
+
+// Solves (L D L^T - mu I) x = x in place with the twisted factorization N Delta N^T (N: L+
+// above the twist r, U- below; Delta: D+_i, gamma_r, D-_i; zero pivots become floor), for
+// inverse iteration in clusters of root blocks. u1 holds s_i, then L+_i (i < r); u2 holds
+// U-_i (i >= r); element i at [i * us].
+//   N w = x:       w_i = x_i - L+_{i-1} w_{i-1} (i < r), w_i = x_i - U-_i w_{i+1} (i > r),
+//                  w_r = x_r - L+_{r-1} w_{r-1} - U-_r w_{r+1};  v = w / Delta
+//   N^T x = v:     x_r = v_r, x_i = v_i - L+_i x_{i+1} (i < r), x_i = v_i - U-_{i-1} x_{i-1} (i > r)
+SYMOC_HD inline void twisted_solve_ldl(const double *D, const double *l, int m, double mu, double floor, double *x,
+                                       int64_t xs, double *u1, double *u2, int64_t us) {
+  if (m == 1) {
+    x[0] /= floor_pivot(D[0] - mu, floor);
+    return;
+  }
+  double t = -mu;
+  for (int i = 0; i + 1 < m; ++i) {
+    u1[i * us] = t;
+    const double dp = floor_pivot(D[i] + t, floor);
+    t = (D[i] * l[i] / dp) * l[i] * t - mu;
+  }
+  u1[(m - 1) * us] = t;
+  double p = D[m - 1] - mu;
+  int r = m - 1;
+  double gr = u1[(m - 1) * us] + p + mu;
+  for (int i = m - 2; i >= 0; --i) {
+    const double dm = floor_pivot(D[i] * l[i] * l[i] + p, floor);
+    p = p * (D[i] / dm) - mu;
+    const double g = u1[i * us] + p + mu;
+    if (fabs(g) < fabs(gr)) gr = g, r = i;
+  }
+  // Top part: L+, forward substitution and division by D+.
+  t = -mu;
+  double wprev = 0, Lprev = 0;
+  for (int i = 0; i < r; ++i) {
+    const double dp = floor_pivot(D[i] + t, floor), Lp = D[i] * l[i] / dp;
+    const double w = x[i * xs] - Lprev * wprev;
+    x[i * xs] = w / dp;
+    u1[i * us] = Lp, wprev = w, Lprev = Lp;
+    t = Lp * l[i] * t - mu;
+  }
+  const double wtop = Lprev * wprev; // L+_{r-1} w_{r-1} (0 when r = 0)
+  // Bottom part: U-, backward substitution and division by D-.
+  p = D[m - 1] - mu;
+  double wnext = 0, Unext = 0;
+  for (int i = m - 2; i >= r; --i) { // row i + 1 > r
+    const double dm = floor_pivot(D[i] * l[i] * l[i] + p, floor), q = D[i] / dm;
+    const double w = x[(i + 1) * xs] - Unext * wnext;
+    x[(i + 1) * xs] = w / dm;
+    wnext = w, Unext = l[i] * q;
+    u2[i * us] = Unext;
+    p = p * q - mu;
+  }
+  x[r * xs] = (x[r * xs] - wtop - Unext * wnext) / floor_pivot(gr, floor);
+  for (int i = r - 1; i >= 0; --i) x[i * xs] -= u1[i * us] * x[(i + 1) * xs];
+  for (int i = r + 1; i < m; ++i) x[i * xs] -= u2[(i - 1) * us] * x[(i - 1) * xs];
+}
+
+// Writes the twisted vector in place: s[i] holds L_i for i < r and U_{i-1} for i > r on entry;
+// z_r = 1, z_i = -L_i z_{i+1} above, z_{i+1} = -U_i z_i below, then normalized (scaled by its
+// largest entry first: no overflow).
+SYMOC_HD inline void twisted_assemble(int m, int r, double *s, int64_t stride) {
   s[r * stride] = 1;
   double zmax = 1;
   for (int i = r - 1; i >= 0; --i) {
@@ -260,11 +450,55 @@ SYMOC_HD inline int slot_rank(const double *lam, int n, int s) {
   return r;
 }
 
-// Slots s and s + 1 belong to one cluster: same block and a gap below gap_rel * bnorm.
-SYMOC_HD inline bool linked(const double *lam, const int *hi, const double *gl, const double *gu, int n, int s,
-                            double gap_rel) {
+// The root of slot s's block when s is the block's first slot (else nothing): lam[s] (its
+// smallest eigenvalue, absolute accuracy), then rrr[s] = 1 and sig[s], rD/rl over the block's
+// rows when L D L^T is positive definite; rrr[s] = 0 for the absolute path (and m = 1).
+SYMOC_HD inline void block_root(const double *ds, const double *es, const double *e2, const int *lo, const int *hi,
+                                const double *gl, const double *gu, int s, double *lam, double *sig, double *rD,
+                                double *rl, int *rrr) {
+  const int l = lo[s];
+  if (s != l) return;
+  const int m = hi[s] - l + 1;
+  lam[s] = slot_eigenvalue(ds, e2, lo, hi, gl, gu, s);
+  sig[s] = 0;
+  rrr[s] = m >= 2 && root_factor(ds + l, es + l, m, lam[s], block_norm(gl, gu, s), sig[s], rD + l, rl + l);
+}
+
+// The eigenvalue of slot s after block_root: for a root block mu[s] (of L D L^T, relative
+// accuracy) and lam[s] = sigma + mu; otherwise lam[s] by the absolute bisection, mu[s] = lam[s].
+SYMOC_HD inline void slot_values(const double *ds, const double *e2, const int *lo, const int *hi, const double *gl,
+                                 const double *gu, const double *sig, const double *rD, const double *rl,
+                                 const int *rrr, int s, double *lam, double *mu) {
+  const int l = lo[s];
+  if (rrr[l]) {
+    const double v = bisect_ldl(rD + l, rl + l, hi[s] - l + 1, s - l, gu[s] - sig[l]);
+    mu[s] = v, lam[s] = sig[l] + v;
+  } else {
+    if (s != l) lam[s] = slot_eigenvalue(ds, e2, lo, hi, gl, gu, s);
+    mu[s] = lam[s];
+  }
+}
+
+// Slots s and s + 1 belong to one cluster: same block and, in a root block, a gap below
+// rel * mu (mu > 0: the larger one, the one whose vector the gap bounds less), else a gap
+// below gap * bnorm.
+SYMOC_HD inline bool linked(const double *lam, const double *mu, const int *lo, const int *hi, const int *rrr,
+                            const double *gl, const double *gu, int n, int s, double gap, double rel) {
   if (s < 0 || s + 1 >= n || hi[s] != hi[s + 1]) return false;
-  return fabs(lam[s + 1] - lam[s]) < gap_rel * block_norm(gl, gu, s);
+  if (rrr[lo[s]]) return fabs(mu[s + 1] - mu[s]) < rel * dmax(fabs(mu[s]), fabs(mu[s + 1]));
+  return fabs(lam[s + 1] - lam[s]) < gap * block_norm(gl, gu, s);
+}
+
+// Cluster [c0, c1] solves with the root (twisted_solve_ldl on L D L^T - mu I) only when it is
+// in a root block and some neighbour outside it is within the absolute threshold (vectors of T
+// would then mix with that neighbour's); else with T (pivoted_solve at lam) as the absolute
+// path does. The twisted solves do not pivot: in a cluster of nearly decoupled copies (glued
+// matrices) every copy has a tiny pivot, the growth compounds and the solve can overflow.
+SYMOC_HD inline bool cluster_uses_root(const double *lam, const int *lo, const int *hi, const int *rrr,
+                                       const double *gl, const double *gu, int c0, int c1, double gap) {
+  if (!rrr[lo[c0]]) return false;
+  const double g = gap * block_norm(gl, gu, c0);
+  return (c0 > lo[c0] && fabs(lam[c0] - lam[c0 - 1]) < g) || (c1 < hi[c0] && fabs(lam[c1 + 1] - lam[c1]) < g);
 }
 
 } // namespace tridiag
@@ -276,14 +510,19 @@ void tridiag_eig(const T *d, const T *e, int64_t n, int64_t batch, T *w, T *Z, i
                  CUstream_st *s);
 
 // The host driver: the same phases with the same per-thread functions, one after the other.
-// The clusters run the GPU's sweeps sequentially (sums in another order).
-template <class T> void tridiag_eig_host(const T *d, const T *e, int64_t n64, int64_t batch, T *w, T *Z, int *info) {
+// The clusters run the GPU's sweeps sequentially (sums in another order). max_cluster (a test
+// hook, optional): the most members of one cluster over the batch (1: none; 0: nothing solved).
+template <class T>
+void tridiag_eig_host(const T *d, const T *e, int64_t n64, int64_t batch, T *w, T *Z, int *info,
+                      int *max_cluster = nullptr) {
   using namespace tridiag;
   const int n = int(n64);
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const double gap = cluster_gap<T>();
-  std::vector<double> ds(n), es(n), e2(n), gl(n), gu(n), lam(n), V(size_t(n) * n), u1(n), u2(n), coef(n);
-  std::vector<int> lo(n), hi(n), rank(n);
+  const double gap = cluster_gap<T>(), rel = cluster_rel_gap<T>();
+  std::vector<double> ds(n), es(n), e2(n), gl(n), gu(n), lam(n), mu(n), sig(n), rD(n), rl(n), V(size_t(n) * n),
+      u1(n), u2(n), coef(n);
+  std::vector<int> lo(n), hi(n), rank(n), rrr(n);
+  if (max_cluster) *max_cluster = 0;
   for (int64_t b = 0; b < batch; ++b) {
     const T *db = d + b * n, *eb = e + b * n;
     T *wb = w + b * n, *Zb = Z + b * n64 * n64;
@@ -297,34 +536,43 @@ template <class T> void tridiag_eig_host(const T *d, const T *e, int64_t n64, in
       for (int i = 0; i < n; ++i) wb[i] = T(nan);
       continue;
     }
-    for (int s = 0; s < n; ++s) lam[s] = slot_eigenvalue(ds.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), s);
+    for (int s = 0; s < n; ++s)
+      block_root(ds.data(), es.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), s, lam.data(),
+                 sig.data(), rD.data(), rl.data(), rrr.data());
+    for (int s = 0; s < n; ++s)
+      slot_values(ds.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), sig.data(), rD.data(), rl.data(),
+                  rrr.data(), s, lam.data(), mu.data());
     for (int s = 0; s < n; ++s) rank[s] = slot_rank(lam.data(), n, s), wb[rank[s]] = T(ldexp(lam[s], exp));
     std::fill(V.begin(), V.end(), 0.0);
     auto col = [&](int s) { return V.data() + size_t(rank[s]) * n + lo[s]; };
+    auto link = [&](int s) {
+      return linked(lam.data(), mu.data(), lo.data(), hi.data(), rrr.data(), gl.data(), gu.data(), n, s, gap, rel);
+    };
+    if (max_cluster && n > 0) *max_cluster = std::max(*max_cluster, 1);
     // Isolated eigenvalues: twisted solves.
     for (int s = 0; s < n; ++s) {
-      if (linked(lam.data(), hi.data(), gl.data(), gu.data(), n, s - 1, gap) ||
-          linked(lam.data(), hi.data(), gl.data(), gu.data(), n, s, gap))
-        continue;
-      const int l = lo[s];
-      twisted_vector(ds.data() + l, es.data() + l, hi[s] - l + 1, lam[s], kPivFloor * block_norm(gl.data(), gu.data(), s),
-                     col(s), 1);
+      if (link(s - 1) || link(s)) continue;
+      const int l = lo[s], m = hi[s] - l + 1;
+      const double floor = kPivFloor * block_norm(gl.data(), gu.data(), s);
+      if (rrr[l]) twisted_vector_ldl(rD.data() + l, rl.data() + l, m, mu[s], floor, col(s), 1);
+      else twisted_vector(ds.data() + l, es.data() + l, m, lam[s], floor, col(s), 1);
     }
     // Clusters: block inverse iteration (all members solve, then Gram-Schmidt in order).
     for (int c0 = 0; c0 < n; ++c0) {
-      if (!linked(lam.data(), hi.data(), gl.data(), gu.data(), n, c0, gap) ||
-          linked(lam.data(), hi.data(), gl.data(), gu.data(), n, c0 - 1, gap))
-        continue;
+      if (!link(c0) || link(c0 - 1)) continue;
       int c1 = c0 + 1;
-      while (linked(lam.data(), hi.data(), gl.data(), gu.data(), n, c1, gap)) ++c1;
+      while (link(c1)) ++c1;
       const int l = lo[c0], m = hi[c0] - l + 1, k = c1 - c0 + 1;
+      if (max_cluster) *max_cluster = std::max(*max_cluster, k);
       const double floor = kPivFloor * block_norm(gl.data(), gu.data(), c0);
+      const bool root = cluster_uses_root(lam.data(), lo.data(), hi.data(), rrr.data(), gl.data(), gu.data(), c0, c1, gap);
       for (int j = 0; j < k; ++j)
         for (int i = 0; i < m; ++i) col(c0 + j)[i] = start_value(c0 + j, i, 0);
       for (int sweep = 0;; ++sweep) {
         for (int j = 0; j < k; ++j) {
           double *x = col(c0 + j);
-          pivoted_solve(ds.data() + l, es.data() + l, m, lam[c0 + j], floor, x, 1, u1.data(), u2.data(), 1);
+          if (root) twisted_solve_ldl(rD.data() + l, rl.data() + l, m, mu[c0 + j], floor, x, 1, u1.data(), u2.data(), 1);
+          else pivoted_solve(ds.data() + l, es.data() + l, m, lam[c0 + j], floor, x, 1, u1.data(), u2.data(), 1);
           double mx = 0;
           for (int i = 0; i < m; ++i) mx = dmax(mx, fabs(x[i]));
           if (!(mx > 0) || !(mx <= DBL_MAX)) {

@@ -111,7 +111,8 @@ void scale(const Batch &X, const float *s, cudaStream_t);
 // cusolverDnXsyevBatched (one call for the whole batch; one cusolverDnXsyevd per matrix
 // where the library reports it unsupported) above, or PerMatrix: one cusolverDnXsyevd per
 // matrix. Auto: Jacobi for n <= 32; PerMatrix for a batch of 2 to 6 at n >= 768 (the batched
-// solver costs about as much for 3 matrices as for 12 there), else Batched;
+// solver costs about as much for 3 matrices as for 12 there); Tridiagonal (below) for Float32
+// batches of 7 or more at n >= 512; else Batched;
 // SYMOC_CUDA_EIGH=batched|per-matrix|tridiagonal (read at the plan's construction) forces one.
 // Tridiagonal: symoc's own solver (n >= 2): a batched Householder tridiagonalization
 // (sytrd.cu), a batched tridiagonal eigensolver (bisection and twisted factorizations in
