@@ -237,6 +237,19 @@ SYMOC_HD inline double bisect_ldl(const double *D, const double *l, int m, int k
   return a + 0.5 * (b - a);
 }
 
+// The top-down (stationary qd) pass of L D L^T - mu I = L+ D+ L+^T: s_i at s[i * stride],
+// i = 0 .. m-1 (below).
+SYMOC_HD inline void stationary_qd(const double *D, const double *l, int m, double mu, double floor, double *s,
+                                   int64_t stride) {
+  double t = -mu;
+  for (int i = 0; i + 1 < m; ++i) {
+    s[i * stride] = t;
+    const double dp = floor_pivot(D[i] + t, floor);
+    t = (D[i] * l[i] / dp) * l[i] * t - mu;
+  }
+  s[(m - 1) * stride] = t;
+}
+
 // Eigenvector of L D L^T for mu (accurate to high relative accuracy) by its twisted
 // factorization, all from D and l by differential transforms (no L D L^T entry is formed):
 //   top-down (dstqds)  L D L^T - mu I = L+ D+ L+^T: s_0 = -mu, D+_i = D_i + s_i,
@@ -254,13 +267,7 @@ SYMOC_HD inline void twisted_vector_ldl(const double *D, const double *l, int m,
     s[0] = 1;
     return;
   }
-  double t = -mu;
-  for (int i = 0; i + 1 < m; ++i) {
-    s[i * stride] = t;
-    const double dp = floor_pivot(D[i] + t, floor);
-    t = (D[i] * l[i] / dp) * l[i] * t - mu;
-  }
-  s[(m - 1) * stride] = t;
+  stationary_qd(D, l, m, mu, floor, s, stride);
   double p = D[m - 1] - mu;
   int r = m - 1;
   double best = fabs(s[(m - 1) * stride] + p + mu);
@@ -271,7 +278,7 @@ SYMOC_HD inline void twisted_vector_ldl(const double *D, const double *l, int m,
     const double g = fabs(s[i * stride] + p + mu);
     if (g < best) best = g, r = i;
   }
-  t = -mu;
+  double t = -mu;
   for (int i = 0; i < r; ++i) {
     const double Lp = D[i] * l[i] / floor_pivot(D[i] + t, floor);
     s[i * stride] = Lp;
@@ -293,13 +300,7 @@ SYMOC_HD inline void twisted_solve_ldl(const double *D, const double *l, int m, 
     x[0] /= floor_pivot(D[0] - mu, floor);
     return;
   }
-  double t = -mu;
-  for (int i = 0; i + 1 < m; ++i) {
-    u1[i * us] = t;
-    const double dp = floor_pivot(D[i] + t, floor);
-    t = (D[i] * l[i] / dp) * l[i] * t - mu;
-  }
-  u1[(m - 1) * us] = t;
+  stationary_qd(D, l, m, mu, floor, u1, us);
   double p = D[m - 1] - mu;
   int r = m - 1;
   double gr = u1[(m - 1) * us] + p + mu;
@@ -310,7 +311,7 @@ SYMOC_HD inline void twisted_solve_ldl(const double *D, const double *l, int m, 
     if (fabs(g) < fabs(gr)) gr = g, r = i;
   }
   // Top part: L+, forward substitution and division by D+.
-  t = -mu;
+  double t = -mu;
   double wprev = 0, Lprev = 0;
   for (int i = 0; i < r; ++i) {
     const double dp = floor_pivot(D[i] + t, floor), Lp = D[i] * l[i] / dp;
