@@ -413,6 +413,11 @@ private:
       resultTypes.push_back(typeOf(out, nullptr));
 
     std::string name = "graph." + n.op_type();
+    // Upsample (opsets 7-9, deprecated at 10) is Resize-10 under another name: X and scales
+    // (opset 9; opset 7 holds them in an attribute), nearest or linear, no coordinate modes.
+    // Resize's rule reads both spellings (ResizeOp::applySymmetryRule).
+    if (defaultDomain && n.op_type() == "Upsample")
+      name = "graph.Resize";
     std::optional<RegisteredOperationName> curated;
     if (defaultDomain)
       curated = RegisteredOperationName::lookup(name, &ctx);

@@ -345,6 +345,16 @@ std::vector<bool> resizeKeptAxes(Operation *op, Value x, int64_t r) {
     return i < op->getNumOperands() && !isNone(op->getOperand(i)) ? op->getOperand(i) : Value();
   };
   Value scales = operand(v10 ? 1 : 2), sizes = v10 ? Value() : operand(3);
+  if (v10 && !scales) { // Upsample-7 (imported as Resize): scales in an attribute
+    auto a = op->getAttrOfType<ArrayAttr>("scales");
+    if (!a || int64_t(a.size()) != r)
+      return kept;
+    for (int64_t i = 0; i < r; ++i) {
+      auto f = dyn_cast<FloatAttr>(a[size_t(i)]);
+      kept[size_t(i)] = f && f.getValueAsDouble() == 1.0;
+    }
+    return kept;
+  }
   if (sizes) {
     auto s = constInts(sizes);
     if (!s || int64_t(s->size()) != r)
