@@ -94,6 +94,16 @@ template <class T> static void run_bank(int n, int batch) {
     std::fflush(stdout);
     rows.push_back(line);
   };
+  // Ends a timed run begun at host time c0 with event t0 on the legacy stream: the host's
+  // enqueue time and the GPU time (t0 to t1) appended.
+  auto stop = [&](std::chrono::steady_clock::time_point c0, std::vector<float> &g, std::vector<double> &hs) {
+    CK(cudaEventRecord(t1, nullptr));
+    hs.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count());
+    CK(cudaEventSynchronize(t1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, t0, t1));
+    g.push_back(ms);
+  };
   // Today's path: one XsyevBatched call.
   {
     cusolverDnHandle_t h;
@@ -115,12 +125,7 @@ template <class T> static void run_bank(int n, int batch) {
       CK(cudaEventRecord(t0, nullptr));
       CK(cusolverDnXsyevBatched(h, p, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, n, t, A, n, t, W, t, dw, db,
                                 hb ? hw.data() : nullptr, hb, info, batch));
-      CK(cudaEventRecord(t1, nullptr));
-      hs.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count());
-      CK(cudaEventSynchronize(t1));
-      float ms;
-      CK(cudaEventElapsedTime(&ms, t0, t1));
-      g.push_back(ms);
+      stop(c0, g, hs);
     }
     record("xsyevbatched", 1, g, hs);
     cudaFree(dw), cusolverDnDestroyParams(p), cusolverDnDestroy(h);
@@ -166,12 +171,7 @@ template <class T> static void run_bank(int n, int batch) {
           CK(cudaEventRecord(done[i], lanes[i].s));
           CK(cudaStreamWaitEvent(nullptr, done[i]));
         }
-        CK(cudaEventRecord(t1, nullptr));
-        hs.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count());
-        CK(cudaEventSynchronize(t1));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, t0, t1));
-        g.push_back(ms);
+        stop(c0, g, hs);
       }
       record(stage == 0 ? "sytrd" : "ormtr", S, g, hs);
     }
