@@ -341,8 +341,7 @@ template <class T> void sytrd_case(cu::Engine &e, int64_t n) {
     Dev<T> dA{a.size()}, dd{size_t(B * n)}, de{size_t(B * n)}, dt{size_t(B * n)};
     dA.up(a);
     Dev<char> ws(symoc::cuda::detail::sytrd_workspace<T>(n, B));
-    e.impl().bind(stream);
-    symoc::cuda::detail::sytrd_batched<T>(e.impl().blas, dA.p, n, B, dd.p, de.p, dt.p, ws.p, stream);
+    symoc::cuda::detail::sytrd_batched<T>(e.impl(), dA.p, n, B, dd.p, de.p, dt.p, ws.p, stream);
     sync();
     auto hd = dd.down(), he = de.down();
     rt::Context ctx;

@@ -1,6 +1,7 @@
 // Batched symmetric eigendecomposition (cuSOLVER): Jacobi batched for small sides,
 // XsyevBatched above (one Xsyevd per matrix where that is unavailable). EighPlan of matrix.h.
 #include "eigh.cuh"
+#include "env.h"
 #include "sytrd.cuh"
 #include "tridiag_solve.cuh"
 
@@ -54,9 +55,9 @@ EigMethod env_method() {
 // capturable, Xsyevd is not) stays batched.
 constexpr int64_t kPerMatrixMaxBatch = 6, kPerMatrixMinN = 768;
 // Auto takes symoc's tridiagonal solver for fp32 batches of 7 or more at n >= 512 (H200,
-// docs/benchmarks.md, session 25: 12 x 512 0.6x XsyevBatched's time, 60 x 768 0.7x, 12 x 2304
-// 0.8x, 24 x 3072 0.85x, rank-deficient factors alike; below n = 512 cuSOLVER's is faster, and at
-// batches of 2 to 6 one Xsyevd per matrix is). fp64 stays on cuSOLVER: its clusters (gaps
+// docs/benchmarks.md, session 25: 12 x 512 0.70x XsyevBatched's time, 60 x 768 0.69x, 12 x 2304
+// ~0.7x, 24 x 3072 0.84x, rank-deficient factors alike; below n = 512 cuSOLVER's is faster, and
+// at batches of 2 to 6 one Xsyevd per matrix is). fp64 stays on cuSOLVER: its clusters (gaps
 // below 1e-4 relative) were not measured on rank-deficient factors.
 constexpr int64_t kTridiagonalMinN = 512;
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
@@ -103,6 +104,8 @@ EighCore::EighCore(Engine::Impl &e, int64_t n, int64_t batch, bool dbl, EigMetho
   if (n == 0) return;
   if (method_ == EigMethod::Tridiagonal) {
     if (n > INT_MAX || batch > INT_MAX) fail("eigh", "tridiagonal: shape too large");
+    // Each stage's time on stderr (synchronizes: benchmarks only).
+    timing_ = symoc::rt::cuda::detail::env_flag("SYMOC_CUDA_EIGH_TIMING", false);
     dev_bytes_ = dbl_ ? tridiagonal_bytes<double>() : tridiagonal_bytes<float>();
     return;
   }
@@ -204,13 +207,17 @@ void EighCore::run(void *A, void *W, void *scratch, int *info, cudaStream_t s) {
           "cusolverDnXsyevd");
 }
 
-// Tridiagonal: the pieces of the solver's scratch, in the order tridiagonal() takes them.
+// Tridiagonal: the pieces of the solver's scratch, in the order tridiagonal() takes them; the
+// three stages run one after another and share one work area.
+template <class T> size_t EighCore::tridiagonal_stage_bytes() const {
+  return std::max({sytrd_workspace<T>(n_, batch_), tridiag_eig_workspace<T>(n_, batch_),
+                   sytrd_apply_q_workspace<T>(n_, batch_)});
+}
 template <class T> size_t EighCore::tridiagonal_bytes() const {
   Carver c;
   c.take<T>(size_t(3 * batch_ * n_));  // d, e, tau
   c.take<T>(size_t(batch_ * n_ * n_)); // Z
-  c.take<char>(std::max({sytrd_workspace<T>(n_, batch_), tridiag_eig_workspace<T>(n_, batch_),
-                         sytrd_apply_q_workspace<T>(n_, batch_)}));
+  c.take<char>(tridiagonal_stage_bytes<T>());
   return c.used();
 }
 
@@ -220,20 +227,17 @@ template <class T> void EighCore::tridiagonal(T *A, T *W, char *scratch, int *in
   Carver c(scratch);
   T *d = c.take<T>(size_t(3 * batch_ * n_)), *off = d + batch_ * n_, *tau = off + batch_ * n_;
   T *Z = c.take<T>(size_t(batch_ * n_ * n_));
-  void *work = c.take<char>(std::max({sytrd_workspace<T>(n_, batch_), tridiag_eig_workspace<T>(n_, batch_),
-                                      sytrd_apply_q_workspace<T>(n_, batch_)}));
-  // The row-major lower triangle is the column-major upper one: sytrd_batched mirrors it and
-  // works on the column-major matrix, whose eigenvectors (columns) are the row-major rows.
-  // SYMOC_CUDA_EIGH_TIMING=1: each stage's time on stderr (synchronizes: benchmarks only).
-  static const bool timing = std::getenv("SYMOC_CUDA_EIGH_TIMING") && std::string(std::getenv("SYMOC_CUDA_EIGH_TIMING")) == "1";
+  void *work = c.take<char>(tridiagonal_stage_bytes<T>());
+  const bool timing = timing_;
   cudaEvent_t ev[4] = {};
   if (timing)
     for (auto &x : ev) check(cudaEventCreate(&x), "eigh timing"), check(cudaEventRecord(x, s), "eigh timing");
-  e_.bind(s);
+  // The row-major lower triangle is the column-major upper one: sytrd_batched mirrors it and
+  // works on the column-major matrix, whose eigenvectors (columns) are the row-major rows.
   // One launch per step over the whole batch. (Measured, not kept: the batch split over 2 or 4
   // streams, so that one part's latency-bound column steps overlap another's products: H200,
   // 24 x 3072 fp32, 487 ms on one stream, 604 on 2, 803 on 4.)
-  sytrd_batched<T>(e_.blas, A, n_, batch_, d, off, tau, work, s);
+  sytrd_batched<T>(e_, A, n_, batch_, d, off, tau, work, s);
   if (timing) check(cudaEventRecord(ev[1], s), "eigh timing");
   tridiag_eig<T>(d, off, n_, batch_, W, Z, info, work, s);
   if (timing) check(cudaEventRecord(ev[2], s), "eigh timing");

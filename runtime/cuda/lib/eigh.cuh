@@ -34,6 +34,8 @@ private:
   void run_tridiagonal(void *A, void *W, char *scratch, int *info, cudaStream_t s);
   template <class T> void tridiagonal(T *A, T *W, char *scratch, int *info, cudaStream_t s);
   template <class T> size_t tridiagonal_bytes() const;
+  template <class T> size_t tridiagonal_stage_bytes() const;
+  bool timing_ = false; // Tridiagonal: SYMOC_CUDA_EIGH_TIMING=1
 };
 
 // Packs a strided fp32 batch into a packed T batch (optionally symmetrized: (S + S^T)/2).

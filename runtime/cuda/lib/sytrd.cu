@@ -1,11 +1,13 @@
 // Batched blocked Householder tridiagonalization (sytrd.cuh). Per panel of kNb columns, for
 // each column i (LAPACK ?latrd, lower):
-//   1. column_kernel: A(i:, i) -= V W(i,:)^T + W V(i,:)^T (the panel's earlier reflectors),
+//   1. column_step: A(i:, i) -= V W(i,:)^T + W V(i,:)^T (the panel's earlier reflectors),
 //      the reflector of A(i+1:, i), and s1 = W^T v, s2 = V^T v;
 //   2. symv_tiles_kernel: A(i+1:, i+1:) v (the trailing matrix as it was when the panel began)
 //      from its lower triangle in tiles, each tile read once and used for both of its halves,
 //      the whole batch in one launch;
-//   3. finish_w_kernel: y = A v - V s1 - W s2, w = tau y - tau^2 / 2 (y . v) v into W(:, k);
+//   3. finish_w_step: y = A v - V s1 - W s2, w = tau y - tau^2 / 2 (y . v) v into W(:, k);
+//      it runs in the same launch as the next column's step 1 (finish_and_column_kernel),
+//      and alone after a panel's last column (finish_w_kernel);
 // then the trailing matrix A(p+kb:, p+kb:) -= V W^T + W V^T, two strided-batched GEMMs. Sums
 // of squares, dot products and the GEMV accumulate in double for both precisions (memory-bound
 // passes: the wider arithmetic is free, and the norms cannot underflow).
@@ -57,7 +59,7 @@ template <class T> __global__ void symmetrize_kernel(T *A, int64_t n, int64_t ba
 template <class T>
 __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S, T *d, T *off, T *tau,
                             double *red) {
-  __shared__ double coef[2];
+  __shared__ double coef[1];
   __shared__ double wi[kNb], vi[kNb]; // row i of the panel's W and V
   const int64_t b = blockIdx.x, k = i - p;
   T *a = A + b * n * n + i * n; // column i
@@ -85,7 +87,6 @@ __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, d
     d[b * n + i] = a[i];
     off[b * n + i] = T(beta);
     tau[b * n + i] = T(t);
-    coef[1] = double(T(t));
   }
   __syncthreads();
   const double scale = coef[0];
@@ -245,15 +246,6 @@ template <class T> __global__ void build_t_kernel(const T *G, const T *tau, int6
   }
 }
 
-cublasStatus_t gemm_sb(cublasHandle_t h, int m, int nn, int k, const float *al, const float *A, int lda, long long sA,
-                       const float *B, int ldb, long long sB, const float *be, float *C, int ldc, long long sC, int bt) {
-  return cublasSgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
-}
-cublasStatus_t gemm_sb(cublasHandle_t h, int m, int nn, int k, const double *al, const double *A, int lda, long long sA,
-                       const double *B, int ldb, long long sB, const double *be, double *C, int ldc, long long sC, int bt) {
-  return cublasDgemmStridedBatched(h, CUBLAS_OP_N, CUBLAS_OP_T, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
-}
-
 cublasStatus_t gemm_op(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k, const float *al,
                        const float *A, int lda, long long sA, const float *B, int ldb, long long sB, const float *be,
                        float *C, int ldc, long long sC, int bt) {
@@ -280,7 +272,7 @@ template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
 }
 
 template <class T>
-void sytrd_batched(cublasHandle_t blas, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
+void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
   if (n == 0 || batch == 0) return;
   if (n > INT_MAX / 2 || batch > INT_MAX) fail("sytrd", "shape too large");
   Carver c(work);
@@ -290,6 +282,7 @@ void sytrd_batched(cublasHandle_t blas, T *A, int64_t n, int64_t batch, T *d, T 
   const unsigned tiles = unsigned((n + 31) / 32);
   symmetrize_kernel<T><<<dim3(tiles, tiles, grid_z(batch)), dim3(32, 8), 0, s>>>(A, n, batch);
   check_launch("sytrd symmetrize");
+  e.bind(s);
   const int threads = int(std::min<int64_t>(kSmallThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
   for (int64_t p = 0; p < n - 1; p += kNb) {
     const int64_t kb = std::min<int64_t>(kNb, n - 1 - p);
@@ -313,8 +306,8 @@ void sytrd_batched(cublasHandle_t blas, T *A, int64_t n, int64_t batch, T *d, T 
     // A(q:, q:) -= V(q:, :kb) W(q:, :kb)^T, then -= W V^T.
     for (int t = 0; t < 2; ++t) {
       const T *X = (t == 0 ? V : W) + q, *Y = (t == 0 ? W : V) + q;
-      check(gemm_sb(blas, int(m), int(m), int(kb), &minus, X, int(n), n * kNb, Y, int(n), n * kNb, &one,
-                    A + q * n + q, int(n), n * n, int(batch)),
+      check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m), int(m), int(kb), &minus, X, int(n), n * kNb, Y, int(n),
+                    n * kNb, &one, A + q * n + q, int(n), n * n, int(batch)),
             "sytrd trailing update");
     }
   }
@@ -371,8 +364,8 @@ template void sytrd_apply_q<double>(Engine::Impl &, const double *, const double
                                     cudaStream_t);
 template size_t sytrd_workspace<float>(int64_t, int64_t);
 template size_t sytrd_workspace<double>(int64_t, int64_t);
-template void sytrd_batched<float>(cublasHandle_t, float *, int64_t, int64_t, float *, float *, float *, void *, cudaStream_t);
-template void sytrd_batched<double>(cublasHandle_t, double *, int64_t, int64_t, double *, double *, double *, void *,
+template void sytrd_batched<float>(Engine::Impl &, float *, int64_t, int64_t, float *, float *, float *, void *, cudaStream_t);
+template void sytrd_batched<double>(Engine::Impl &, double *, int64_t, int64_t, double *, double *, double *, void *,
                                     cudaStream_t);
 
 } // namespace symoc::cuda::detail

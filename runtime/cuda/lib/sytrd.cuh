@@ -15,11 +15,11 @@ namespace symoc::cuda::detail {
 // first n - 1 used) the off-diagonal and the reflectors' scalars, and below A's subdiagonal the
 // reflectors' vectors (H_i = I - tau_i v v^T, v_{i+1} = 1 implicit, v_{i+2..} in A(i+2.., i)),
 // so Q = H_0 ... H_{n-2} with A = Q T Q^T (cuSOLVER's ?ormtr applies it). The upper triangle is
-// left overwritten. Work: sytrd_workspace bytes of device scratch. blas: a cuBLAS handle bound
-// to s (its GEMMs run there). No host synchronization, no allocation; capturable in a CUDA graph.
+// left overwritten. Work: sytrd_workspace bytes of device scratch. No host synchronization, no
+// allocation; capturable in a CUDA graph.
 template <class T> size_t sytrd_workspace(int64_t n, int64_t batch);
 template <class T>
-void sytrd_batched(cublasHandle_t blas, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s);
+void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s);
 
 // Z <- Q Z for the Q of sytrd_batched's A and tau (LAPACK ?ormtr, side left, uplo lower, no
 // transpose), Z batch column-major n x n: the tridiagonal's eigenvectors become A's. Blocked
