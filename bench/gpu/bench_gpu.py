@@ -62,7 +62,11 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       size across groups); (batched eigh) / (tridiagonal eigh) SYMOC_CUDA_EIGH=batched /
       tridiagonal (cuSOLVER's XsyevBatched / symoc's own batched tridiagonal eigensolver)
   symoc shampoo (gemm grams)   SYMOC_CUDA_SYRK_MIN=0: the Grams G G^T, G^T G as one batched GEMM per
-      group (both triangles; the default forms sides >= 1024 by cublasSsyrk per matrix)
+      group (both triangles; without a workspace the default forms sides >= 1024 by cublasSsyrk
+      per matrix)
+  symoc shampoo (sgemm products)   SYMOC_CUDA_FP32_GEMM=sgemm: every fp32 product as plain SGEMM
+      (the default takes three TF32 passes, fp32-class accuracy, where a workspace is at hand:
+      the Grams, L_root G R_root, the roots' V diag V^T)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
   (SYMOC_BENCH_SHAMPOO_F100=LIB: also f = 100, LIB compiled with precondition_frequency=100)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
@@ -471,6 +475,7 @@ SHAMPOO_VARIANTS = (
     (" (tridiagonal eigh)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH": "tridiagonal"}),
     (" (group roots)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "0"}),
     (" (gemm grams)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYRK_MIN": "0"}),
+    (" (sgemm products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "sgemm"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
     (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
     (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",

@@ -8,6 +8,7 @@ set(SYMOC_CUDA_MATRIX_DIR ${CMAKE_CURRENT_LIST_DIR})
 add_library(symoc_cuda_matrix STATIC
   ${SYMOC_CUDA_MATRIX_DIR}/lib/engine.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/blas.cu
+  ${SYMOC_CUDA_MATRIX_DIR}/lib/gemm_tf32x3.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/rowops.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/eigh.cu
   ${SYMOC_CUDA_MATRIX_DIR}/lib/sytrd.cu

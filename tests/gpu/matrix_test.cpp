@@ -711,6 +711,139 @@ double shampoo_cpu_error(const rt::ShampooConfig &cfg, const HostBatch &G, DevBa
 }
 
 // Shampoo's first step from the kernels against rt::Shampoo::directions.
+// fp32 products in three TF32 passes (gemm_tf32x3.cuh), taken when a workspace is given:
+// against the CPU's sgemm at fp32's limit (every transpose, a shared A, a batch split into
+// chunks by a workspace that holds one matrix, a Gram), error against fp64 next to plain
+// SGEMM's (an engine with SYMOC_CUDA_FP32_GEMM=sgemm) on operands whose rows span 2^+-20,
+// inf kept non-finite, CUDA graph replay == eager bitwise, a malformed switch refused.
+double max_rel_vs(const std::vector<float> &got, const std::vector<double> &ref, int64_t rows, int64_t cols,
+                  int64_t ld) {
+  // Per row, |error| against the row's largest |reference|: rows of very different scales
+  // each measured on their own.
+  double worst = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    double scale = 0, err = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      scale = std::max(scale, std::fabs(ref[size_t(i * cols + j)]));
+      err = std::max(err, std::fabs(double(got[size_t(i * ld + j)]) - ref[size_t(i * cols + j)]));
+    }
+    worst = std::max(worst, scale > 0 ? err / scale : err);
+  }
+  return worst;
+}
+
+void test_gemm_tf32x3(cu::Engine &e) {
+  setenv("SYMOC_CUDA_FP32_GEMM", "sgemm", 1);
+  cu::Engine e_sgemm;
+  setenv("SYMOC_CUDA_FP32_GEMM", "tf32", 1);
+  std::string refusal;
+  try {
+    cu::Engine bad;
+  } catch (const std::exception &ex) {
+    refusal = ex.what();
+  }
+  unsetenv("SYMOC_CUDA_FP32_GEMM");
+  table.add("SYMOC_CUDA_FP32_GEMM=tf32 refused naming the variable (0: yes)",
+            refusal.find("SYMOC_CUDA_FP32_GEMM='tf32'") != std::string::npos ? 0.0 : 1.0, 0.0);
+  rt::Context ctx;
+  const int64_t B = 3, m = 300, k = 270, n = 260;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int mode = 0; mode < 3; ++mode) { // 0 whole batch, 1 shared A, 2 one matrix per chunk
+        const bool shared = mode == 1;
+        const std::string name = std::string("gemm tf32x3 ") + (ta ? "T" : "N") + (tb ? "T" : "N") +
+                                 (mode == 1 ? " shared A" : mode == 2 ? " chunks of 1" : "");
+        HostBatch A = random_batch(shared ? 1 : B, ta ? k : m, ta ? m : k), Bm = random_batch(B, tb ? n : k, tb ? k : n);
+        HostBatch C = random_batch(B, m, n);
+        DevBatch dA(A), dB(Bm), dC(C);
+        const size_t full = cu::gemm_workspace_bytes(m, n, k, B);
+        Dev<char> ws(mode == 2 ? cu::gemm_workspace_bytes(m, n, k, 1) : full);
+        cu::gemm(e, ta, tb, 0.7f, dA.b(), dB.b(), 0.3f, dC.b(), stream, workspace(ws));
+        sync();
+        if (!check_written(name, dC)) continue;
+        double err = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          rt::gemm(ctx, ta, tb, 0.7f, A.view(shared ? 0 : b), Bm.view(b), 0.3f, C.view(b));
+          err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
+        }
+        table.add(name + " vs rt::gemm", err, 1e-5);
+      }
+  for (const auto &[r, c] : {std::pair<int64_t, int64_t>{300, 700}, {1030, 300}})
+    for (int ta = 0; ta < 2; ++ta) {
+      const int64_t nn = ta ? c : r;
+      const std::string name = std::string("gram tf32x3 ") + (ta ? "A^T A " : "A A^T ") + std::to_string(r) + "x" +
+                               std::to_string(c);
+      HostBatch A = random_batch(B, r, c), C = random_batch(B, nn, nn);
+      DevBatch dA(A), dC(C);
+      Dev<char> ws(cu::gemm_workspace_bytes(nn, nn, ta ? r : c, B));
+      cu::gram(e, ta, 0.9f, dA.b(), 0.5f, dC.b(), stream, workspace(ws));
+      sync();
+      if (!check_written(name, dC)) continue;
+      double err = 0, asym = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        rt::gram(ctx, ta, 0.9f, A.view(b), 0.5f, C.view(b));
+        err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
+        for (int64_t i = 0; i < nn; ++i)
+          for (int64_t j = 0; j < nn; ++j) asym = std::max(asym, double(std::fabs(dC.hb.at(b, i, j) - dC.hb.at(b, j, i))));
+      }
+      table.add(name + " vs rt::gram", err, 1e-5);
+      table.add(name + " exact symmetry (max |C - C^T|)", asym, 0.0);
+    }
+  // Against fp64: rows of A scaled by 2^u, u uniform in [-20, 20]; the three-pass error
+  // within 4x plain SGEMM's (both printed; one TF32 pass would be ~1000x).
+  {
+    const int64_t s = 1024;
+    std::vector<float> A = randn(rng, size_t(s * s)), Bv = randn(rng, size_t(s * s));
+    std::uniform_real_distribution<double> u(-20, 20);
+    for (int64_t i = 0; i < s; ++i) {
+      const float f = float(std::ldexp(1.0, int(std::lround(u(rng)))));
+      for (int64_t j = 0; j < s; ++j) A[size_t(i * s + j)] *= f;
+    }
+    std::vector<double> ref(size_t(s * s), 0.0);
+    for (int64_t i = 0; i < s; ++i)
+      for (int64_t l = 0; l < s; ++l) {
+        const double a = A[size_t(i * s + l)];
+        for (int64_t j = 0; j < s; ++j) ref[size_t(i * s + j)] += a * double(Bv[size_t(l * s + j)]);
+      }
+    Dev<float> dA(A.size()), dB(Bv.size()), dC(A.size());
+    dA.up(A), dB.up(Bv);
+    Dev<char> ws(cu::gemm_workspace_bytes(s, s, s, 1));
+    const cu::Batch bA(dA.p, 1, s, s), bB(dB.p, 1, s, s), bC(dC.p, 1, s, s);
+    cu::gemm(e_sgemm, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
+    sync();
+    const double e_sg = max_rel_vs(dC.down(), ref, s, s, s);
+    cu::gemm(e, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
+    sync();
+    const std::vector<float> x3 = dC.down();
+    const double e_x3 = max_rel_vs(x3, ref, s, s, s);
+    char note[96];
+    std::snprintf(note, sizeof note, "(tf32x3 %.3g, sgemm %.3g)", e_x3, e_sg);
+    table.add("gemm tf32x3 1024^3 rows 2^+-20: error vs fp64 / SGEMM's", e_x3 / e_sg, 4.0, note);
+    // The same product captured in a CUDA graph: bitwise the eager one.
+    dC.poison();
+    run_captured([&] { cu::gemm(e, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws)); });
+    const std::vector<float> g = dC.down();
+    double diff = 0;
+    for (size_t i = 0; i < g.size(); ++i) diff = std::max(diff, double(std::fabs(g[i] - x3[i])) + (std::isnan(g[i]) ? 1 : 0));
+    table.add("gemm tf32x3 CUDA graph replay vs eager: max |diff|", diff, 0.0);
+    // inf in A: its row of C all non-finite, the others finite (SGEMM gives +inf there; the
+    // three passes may give NaN: the cross term inf * lo_B adds -inf where lo_B < 0).
+    for (auto &x : Bv) x = std::fabs(x) + 0.1f;
+    A[0] = INFINITY;
+    dA.up(A), dB.up(Bv);
+    cu::gemm(e, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
+    sync();
+    const std::vector<float> ci = dC.down();
+    double bad = 0;
+    for (int64_t i = 0; i < s; ++i)
+      for (int64_t j = 0; j < s; ++j) {
+        const float v = ci[size_t(i * s + j)];
+        bad += i == 0 ? std::isfinite(v) : !std::isfinite(v);
+      }
+    table.add("gemm tf32x3 inf in A: entries not as SGEMM's (non-finite row, finite rest)", bad, 0.0);
+  }
+}
+
 void test_shampoo(cu::Engine &e) {
   const int64_t B = 3, m = 40, k = 24;
   rt::ShampooConfig cfg; // exponent 4, beta2 1, eigen roots in double
@@ -2260,7 +2393,7 @@ int main(int argc, char **argv) {
     ck(cudaStreamCreate(&stream), "cudaStreamCreate");
     cu::Engine e;
     std::vector<std::pair<const char *, std::function<void(cu::Engine &)>>> tests = {
-        {"gemm", test_gemm}, {"gram", test_gram}, {"rowops", test_rowops}, {"eigh", test_eigh}, {"sytrd", test_sytrd},
+        {"gemm", test_gemm}, {"gram", test_gram}, {"tf32x3", test_gemm_tf32x3}, {"rowops", test_rowops}, {"eigh", test_eigh}, {"sytrd", test_sytrd},
         {"sym_pow", test_sym_pow}, {"sym_pow parts", test_sym_pow_parts},
         {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
         {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},

@@ -3,6 +3,7 @@
 #include "blas.cuh"
 
 #include <climits>
+#include <type_traits>
 
 namespace symoc::cuda {
 namespace detail {
@@ -47,9 +48,12 @@ template <class T> __global__ void mirror_kernel(T *C, int64_t n, int64_t ld, in
 template <class T>
 void gemm_rm(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
              int64_t sA, const T *B, int64_t ldb, int64_t sB, T beta, T *C, int64_t ldc, int64_t sC, int64_t batch,
-             const char *what) {
+             const char *what, Scratch sc) {
   if (M == 0 || N == 0 || batch == 0) return;
   for (int64_t v : {M, N, K, lda, ldb, ldc, batch}) need_int(v, what);
+  if constexpr (std::is_same_v<T, float>)
+    if (K > 0 && gemm_rm_tf32x3(e, tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch, sc, what))
+      return;
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first.
   const int kk = int(K > 0 ? K : 0);
   check(gemm_call(e.blas, tB ? CUBLAS_OP_T : CUBLAS_OP_N, tA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), kk, &alpha,
@@ -59,10 +63,10 @@ void gemm_rm(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K,
 }
 template void gemm_rm<float>(Engine::Impl &, bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              int64_t, const float *, int64_t, int64_t, float, float *, int64_t, int64_t, int64_t,
-                             const char *);
+                             const char *, Scratch);
 template void gemm_rm<double>(Engine::Impl &, bool, bool, int64_t, int64_t, int64_t, double, const double *, int64_t,
                               int64_t, const double *, int64_t, int64_t, double, double *, int64_t, int64_t, int64_t,
-                              const char *);
+                              const char *, Scratch);
 
 template <class T> void mirror_upper(T *C, int64_t n, int64_t ld, int64_t stride, int64_t batch, cudaStream_t s) {
   if (n <= 1 || batch == 0) return;
@@ -86,7 +90,7 @@ int64_t shared_stride(const Batch &X, int64_t batch, const char *what, const cha
 } // namespace
 
 void gemm(Engine &eng, bool tA, bool tB, float alpha, const Batch &A, const Batch &B, float beta, const Batch &C,
-          cudaStream_t s) {
+          cudaStream_t s, Workspace ws) {
   const char *what = "gemm";
   check_batch(A, what, "A");
   check_batch(B, what, "B");
@@ -100,10 +104,15 @@ void gemm(Engine &eng, bool tA, bool tB, float alpha, const Batch &A, const Batc
   Engine::Impl &e = eng.impl();
   e.bind(s);
   gemm_rm<float>(e, tA, tB, m, n, k, alpha, A.data, A.ld, sA, B.data, B.ld, sB, beta, C.data, C.ld,
-                 C.batch > 1 ? C.stride : 0, C.batch, what);
+                 C.batch > 1 ? C.stride : 0, C.batch, what, Scratch{ws.ptr, ws.bytes});
 }
 
-void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t s) {
+size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch) {
+  return tf32x3_bytes(m, n, k, false, false, batch);
+}
+
+void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t s,
+          Workspace ws) {
   const char *what = "gram";
   check_batch(A, what, "A");
   check_batch(C, what, "C");
@@ -113,11 +122,14 @@ void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const B
   Engine::Impl &e = eng.impl();
   e.bind(s);
   const int64_t sA = A.batch > 1 ? A.stride : 0, sC = C.batch > 1 ? C.stride : 0;
-  if (e.syrk_min > 0 && n >= e.syrk_min && k > 0) {
+  for (int64_t v : {n, k, A.ld, C.ld, C.batch}) need_int(v, what);
+  if (k > 0 && gemm_rm_tf32x3(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, beta, C.data, C.ld, sC,
+                              C.batch, Scratch{ws.ptr, ws.bytes}, what)) {
+    // both triangles formed; the mirror below makes them agree bit for bit
+  } else if (e.syrk_min > 0 && n >= e.syrk_min && k > 0) {
     // Row-major A is column-major A^T: C = A A^T is (A^T)^T (A^T) (op T), C = A^T A is
     // (A^T)(A^T)^T (op N). cuBLAS's lower triangle (column-major) is the row-major upper one,
     // which the mirror copies down.
-    for (int64_t v : {n, k, A.ld, C.ld}) need_int(v, what);
     for (int64_t b = 0; b < C.batch; ++b)
       check(cublasSsyrk(e.blas, CUBLAS_FILL_MODE_LOWER, tA ? CUBLAS_OP_N : CUBLAS_OP_T, int(n), int(k), &alpha,
                         A.data + b * sA, int(A.ld), &beta, C.data + b * sC, int(C.ld)),

@@ -2,15 +2,18 @@
 #pragma once
 
 #include "common.cuh"
+#include "gemm_tf32x3.cuh"
 
 namespace symoc::cuda::detail {
 
 // C_b = alpha op(A_b) op(B_b) + beta C_b, row-major, C is M x N, op(A) M x K, op(B) K x N.
 // A stride of 0 shares one matrix over the batch. Engine::Impl::bind must have been called.
+// fp32 with scratch: three TF32 passes where the engine takes them (gemm_tf32x3.cuh), else
+// SGEMM; the scratch is free for the product's time (it is not read after).
 template <class T>
 void gemm_rm(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
              int64_t sA, const T *B, int64_t ldb, int64_t sB, T beta, T *C, int64_t ldc, int64_t sC, int64_t batch,
-             const char *what);
+             const char *what, Scratch sc = {});
 
 // Lower triangle of each row-major n x n C_b := transpose of its upper triangle.
 template <class T> void mirror_upper(T *C, int64_t n, int64_t ld, int64_t stride, int64_t batch, cudaStream_t s);

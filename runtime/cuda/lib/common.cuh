@@ -77,6 +77,12 @@ struct Engine::Impl {
   // (Measured on GPT-2 small's Shampoo, session 19: a step without a refresh 41.9 ms with
   // GEMMs, 38.8 with syrk; three batched GEMMs on the upper blocks of a 2 x 2 split, 40.0.)
   int64_t syrk_min = 1024;
+  // fp32 products given scratch (gemm_tf32x3.cuh): three TF32 passes on tensor cores, on
+  // devices of compute capability 8.0 and up, for products whose sides are all at least
+  // tf32x3_min (smaller ones stay SGEMM: the split and three launches cost more than they
+  // save). SYMOC_CUDA_FP32_GEMM=sgemm|tf32x3, SYMOC_CUDA_TF32X3_MIN.
+  bool tf32x3 = false;
+  int64_t tf32x3_min = 256;
   // While a Newton-Schulz plan is built: where its products record the cuBLASLt algorithm each
   // descriptor (without its batch count) got, and the map of the plan named by
   // NsTuning::algorithms_from, whose choice a product with the same descriptor takes.

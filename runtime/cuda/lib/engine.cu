@@ -54,13 +54,20 @@ Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
   // The environment first: a malformed value is refused before any handle exists.
   impl_->syrk_min = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_SYRK_MIN", impl_->syrk_min, 0, int64_t(1) << 31,
                                                        "the smallest Gram side formed by syrk (0: never)");
+  const std::string fp32_gemm = symoc::rt::cuda::detail::env_choice("SYMOC_CUDA_FP32_GEMM", {"tf32x3", "sgemm"});
+  impl_->tf32x3_min = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_TF32X3_MIN", impl_->tf32x3_min, 1,
+                                                         int64_t(1) << 31, "the smallest side of a tf32x3 product");
   if (device < 0) check(cudaGetDevice(&device), "cudaGetDevice");
   else check(cudaSetDevice(device), "cudaSetDevice");
   impl_->device = device;
+  int major = 0;
+  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+  impl_->tf32x3 = fp32_gemm != "sgemm" && major >= 8; // TF32 tensor cores from Ampere on
   check(cublasCreate(&impl_->blas), "cublasCreate");
   check(cublasLtCreate(&impl_->lt), "cublasLtCreate");
   check(cusolverDnCreate(&impl_->solver), "cusolverDnCreate");
-  // Exact fp32 products: no TF32 (the CPU runtime's sgemm is plain fp32).
+  // No single-pass TF32 in any fp32 product (the CPU runtime's sgemm is plain fp32); the
+  // three-pass products (tf32x3) keep fp32-class accuracy.
   check(cublasSetMathMode(impl_->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   check(cudaMalloc(&impl_->lib_ws, impl_->lib_ws_bytes), "cudaMalloc (library workspace)");
   check(cudaMalloc(&impl_->dummy, 256), "cudaMalloc");

@@ -885,7 +885,7 @@ void MatrixRules::shampoo_factor(Group &g, bool left, cudaStream_t s) {
   const int64_t m = g.rows[0], n = g.cols[0], k = left ? m : n;
   g.mask.n = B;
   for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
-  mx::gram(engine_, !left, 1.f, mx::Batch(g.U[0], B, m, n), 0.f, mx::Batch(g.S, B, k, k), s);
+  mx::gram(engine_, !left, 1.f, mx::Batch(g.U[0], B, m, n), 0.f, mx::Batch(g.S, B, k, k), s, mx::Workspace{ws_, ws_bytes_});
   launch_masked_axpby(g.mask, g.d_slots, cnt_, left ? g.L : g.R, g.S, k * k, g.sh_beta2, false, s);
 }
 
@@ -1229,13 +1229,14 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
       launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, left ? g.Lr : g.Rr, g.S, k * k, 0.f, true, s);
     }
     const mx::Batch Lr(g.Lr, B, m, m), Rr(g.Rr, B, n, n), T(g.T, B, m, n);
+    // The shared workspace is free here (the roots are made): the products' TF32 split.
     if (g.useL && g.useR) {
-      mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, T, s);
-      mx::gemm(engine_, false, false, 1.f, T, Rr, 0.f, Dd, s);
+      mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, T, s, ws);
+      mx::gemm(engine_, false, false, 1.f, T, Rr, 0.f, Dd, s, ws);
     } else if (g.useL) {
-      mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, Dd, s);
+      mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, Dd, s, ws);
     } else if (g.useR) {
-      mx::gemm(engine_, false, false, 1.f, G, Rr, 0.f, Dd, s);
+      mx::gemm(engine_, false, false, 1.f, G, Rr, 0.f, Dd, s, ws);
     } else {
       check(cudaMemcpyAsync(g.D[0], g.U[0], sizeof(float) * size_t(B * m * n), cudaMemcpyDeviceToDevice, s), "copy");
     }

@@ -77,16 +77,26 @@ private:
 
 // ------------------------------------------------------------------ products (fp32)
 // C = alpha op(A) op(B) + beta C for every matrix of the batch (C.batch of them; A or B
-// may have batch 1 and are then shared). Exact fp32 (no TF32). CPU: rt::gemm.
+// may have batch 1 and are then shared). fp32 accuracy, never single-pass TF32. CPU: rt::gemm.
+// Given a workspace, on devices with TF32 tensor cores and for products whose sides are all
+// at least 256 (SYMOC_CUDA_TF32X3_MIN), the product runs in three TF32 passes over the
+// operands split into TF32 high and low parts (fp32-class error: tests/gpu/matrix_test.cpp
+// compares both with fp64; SYMOC_CUDA_FP32_GEMM=sgemm turns it off), in chunks of the batch
+// that fit the workspace; without one, or where not one matrix fits, plain SGEMM. Non-finite
+// inputs give non-finite outputs in the same places, but an inf may come out as NaN.
+// gemm_workspace_bytes: the workspace that holds the whole batch in one chunk.
 void gemm(Engine &, bool transA, bool transB, float alpha, const Batch &A, const Batch &B, float beta,
-          const Batch &C, cudaStream_t);
+          const Batch &C, cudaStream_t, Workspace ws = {});
+size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch);
 
 // C = alpha A A^T + beta C (transA = false) or alpha A^T A + beta C (transA = true), full
 // symmetric result, fp32. Shampoo's L += G G^T, R += G^T G and Symo's one-sided statistics.
 // Sides below 1024 (SYMOC_CUDA_SYRK_MIN): one batched GEMM, both triangles; larger sides the
 // upper part only, by cublasSsyrk per matrix (syrk is not batched in cuBLAS). The result is
 // mirrored from the upper triangle, so it is exactly symmetric as on the CPU. CPU: rt::gram.
-void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t);
+// A workspace lets it take gemm's three TF32 passes (both triangles, batched) instead.
+void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t,
+          Workspace ws = {});
 
 // ------------------------------------------------------------ row / column reductions
 // All per matrix of the batch, fp32 data, sums in fp64.

@@ -1,0 +1,136 @@
+// fp32 products in three TF32 passes (gemm_tf32x3.cuh says why and how accurate).
+#include "gemm_tf32x3.cuh"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+namespace symoc::cuda::detail {
+
+namespace {
+// x rounded to the nearest TF32 value (ties away from zero); inf and NaN pass unchanged.
+__device__ inline float tf32_round(float x) {
+  uint32_t u = __float_as_uint(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;
+  return __uint_as_float((u + 0x1000u) & 0xffffe000u);
+}
+__device__ inline void split_one(float x, float &h, float &l) {
+  h = tf32_round(x);
+  l = isfinite(h) ? x - h : 0.f;
+}
+
+// hi/lo of `runs` runs of `len` contiguous floats (run r at X + r * ld, matrix b at
+// X + b * stride) into compact copies (run length len). A non-finite hi gets lo = 0.
+// Non-finite entries keep their rows and columns of the product non-finite, but an inf may
+// come out NaN: hi_A lo_B adds inf * lo_B of either sign (matrix.h's gemm says so). VEC: four
+// floats at a time (len, ld, stride and the pointers multiples of 4 floats).
+template <bool VEC>
+__global__ void split_kernel(const float *X, int64_t runs, int64_t len, int64_t ld, int64_t stride, int64_t batch,
+                             float *hi, float *lo) {
+  const int64_t rl = runs * len;
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z)
+    for (int64_t r = blockIdx.y; r < runs; r += gridDim.y) {
+      const float *x = X + b * stride + r * ld;
+      float *h = hi + b * rl + r * len, *l = lo + b * rl + r * len;
+      if constexpr (VEC) {
+        for (int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; j < len; j += int64_t(gridDim.x) * blockDim.x * 4) {
+          const float4 v = *reinterpret_cast<const float4 *>(x + j);
+          float4 vh, vl;
+          split_one(v.x, vh.x, vl.x), split_one(v.y, vh.y, vl.y), split_one(v.z, vh.z, vl.z), split_one(v.w, vh.w, vl.w);
+          *reinterpret_cast<float4 *>(h + j) = vh;
+          *reinterpret_cast<float4 *>(l + j) = vl;
+        }
+      } else {
+        for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < len; j += int64_t(gridDim.x) * blockDim.x)
+          split_one(x[j], h[j], l[j]);
+      }
+    }
+}
+
+struct Split {
+  const float *hi = nullptr, *lo = nullptr;
+  int64_t ld = 0, stride = 0;
+};
+
+Split split(const float *X, int64_t runs, int64_t len, int64_t ld, int64_t stride, int64_t batch, float *buf,
+            cudaStream_t s) {
+  const int64_t rl = runs * len;
+  float *hi = buf, *lo = buf + align_up(size_t(rl * batch) * sizeof(float)) / sizeof(float);
+  const bool vec = len % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0) &&
+                   reinterpret_cast<uintptr_t>(X) % 16 == 0 && reinterpret_cast<uintptr_t>(lo) % 16 == 0;
+  const int64_t per_thread = vec ? 4 : 1;
+  const unsigned gx = unsigned(std::min<int64_t>((len + 256 * per_thread - 1) / (256 * per_thread), 64));
+  const dim3 grid(gx, unsigned(std::min<int64_t>(runs, 65535)), unsigned(std::min<int64_t>(batch, 65535)));
+  if (vec) split_kernel<true><<<grid, 256, 0, s>>>(X, runs, len, ld, stride, batch, hi, lo);
+  else split_kernel<false><<<grid, 256, 0, s>>>(X, runs, len, ld, stride, batch, hi, lo);
+  check_launch("tf32x3 split");
+  return {hi, lo, len, batch > 1 ? rl : 0};
+}
+// Floats of one split (hi and lo) of `count` matrices of `elems` entries.
+int64_t split_floats(int64_t elems, int64_t count) {
+  return 2 * int64_t(align_up(size_t(elems * count) * sizeof(float)) / sizeof(float));
+}
+
+cublasStatus_t tf32_gemm(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
+                         const float *al, const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
+                         const float *be, float *C, int ldc, long long sC, int batch) {
+  return cublasGemmStridedBatchedEx(h, a, b, m, n, k, al, A, CUDA_R_32F, lda, sA, B, CUDA_R_32F, ldb, sB, be, C,
+                                    CUDA_R_32F, ldc, sC, batch, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+}
+} // namespace
+
+size_t tf32x3_bytes(int64_t M, int64_t N, int64_t K, bool sharedA, bool sharedB, int64_t batch) {
+  return size_t(split_floats(M * K, sharedA ? 1 : batch) + split_floats(K * N, sharedB ? 1 : batch)) * sizeof(float) +
+         2 * kAlign;
+}
+
+bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                    int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
+                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what) {
+  if (!e.tf32x3 || sc.p == nullptr || std::min({m, n, k}) < e.tf32x3_min) return false;
+  // Column-major operands in memory: runs (columns) of contiguous floats.
+  const int64_t a_runs = tA ? m : k, a_len = tA ? k : m, b_runs = tB ? k : n, b_len = tB ? n : k;
+  // A Gram product (B is A's own memory, read the other way): one split serves both.
+  const bool same = A == B && lda == ldb && sA == sB && a_runs == b_runs && a_len == b_len;
+  const bool shA = sA == 0, shB = sB == 0 || same;
+  // Floats: the shared operands once, then as many of the batch's matrices as fit.
+  const int64_t fixed = (shA ? split_floats(m * k, 1) : 0) + (shB && !same ? split_floats(k * n, 1) : 0);
+  const int64_t room = int64_t(sc.bytes / sizeof(float)) - int64_t(2 * kAlign / sizeof(float)) - fixed;
+  const auto need = [&](int64_t c) { return (shA ? 0 : split_floats(m * k, c)) + (shB ? 0 : split_floats(k * n, c)); };
+  int64_t chunk = batch;
+  while (chunk > 1 && need(chunk) > room) chunk = std::max<int64_t>(1, std::min(chunk - 1, chunk * room / need(chunk)));
+  if (need(chunk) > room) return false;
+  cudaStream_t s = nullptr;
+  check(cublasGetStream(e.blas, &s), what);
+  Carver cv(sc.p);
+  float *bufA = cv.take<float>(size_t(shA ? split_floats(m * k, 1) : split_floats(m * k, chunk)));
+  float *bufB = same ? nullptr : cv.take<float>(size_t(shB ? split_floats(k * n, 1) : split_floats(k * n, chunk)));
+  Split xa, xb;
+  if (shA) xa = split(A, a_runs, a_len, lda, 0, 1, bufA, s);
+  if (shB && !same) xb = split(B, b_runs, b_len, ldb, 0, 1, bufB, s);
+  const cublasOperation_t opA = tA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tB ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const float one = 1.f;
+  for (int64_t b0 = 0; b0 < batch; b0 += chunk) {
+    const int64_t nb = std::min(chunk, batch - b0);
+    if (!shA) xa = split(A + b0 * sA, a_runs, a_len, lda, sA, nb, bufA, s);
+    if (!shB) xb = split(B + b0 * sB, b_runs, b_len, ldb, sB, nb, bufB, s);
+    if (same) xb = xa;
+    // The small terms first, the large one last.
+    const float *parts[3][2] = {{xa.hi, xb.lo}, {xa.lo, xb.hi}, {xa.hi, xb.hi}};
+    for (int t = 0; t < 3; ++t)
+      check(tf32_gemm(e.blas, opA, opB, int(m), int(n), int(k), &alpha, parts[t][0], int(xa.ld), xa.stride,
+                      parts[t][1], int(xb.ld), xb.stride, t == 0 ? &beta : &one, C + b0 * sC, int(ldc),
+                      nb > 1 ? sC : 0, int(nb)),
+            what);
+  }
+  return true;
+}
+
+bool gemm_rm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
+                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what) {
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T (gemm_rm): B first.
+  return gemm_cm_tf32x3(e, tB, tA, N, M, K, alpha, B, ldb, sB, A, lda, sA, beta, C, ldc, sC, batch, sc, what);
+}
+
+} // namespace symoc::cuda::detail
