@@ -68,8 +68,13 @@ __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, d
   __syncthreads();
   double ss = 0;
   for (int64_t r = i + threadIdx.x; r < n; r += blockDim.x) {
-    double x = a[r];
-    for (int64_t c = 0; c < k; ++c) x -= double(v[r + c * n]) * wi[c] + double(w[r + c * n]) * vi[c];
+    double x0 = 0, x1 = 0; // two chains: the loads of a row overlap
+    int64_t c = 0;
+    for (; c + 2 <= k; c += 2)
+      x0 += double(v[r + c * n]) * wi[c] + double(w[r + c * n]) * vi[c],
+      x1 += double(v[r + (c + 1) * n]) * wi[c + 1] + double(w[r + (c + 1) * n]) * vi[c + 1];
+    for (; c < k; ++c) x0 += double(v[r + c * n]) * wi[c] + double(w[r + c * n]) * vi[c];
+    const double x = double(a[r]) - (x0 + x1);
     a[r] = T(x);
     if (r >= i + 2) ss += double(T(x)) * double(T(x));
   }
@@ -105,12 +110,20 @@ __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, d
   // s1 = W(i+1:, :k)^T v, s2 = V(i+1:, :k)^T v, a warp per column.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   for (int64_t c = warp; c < k; c += nw) {
-    double s1 = 0, s2 = 0;
-    for (int64_t r = i + 1 + lane; r < n; r += 32) {
+    const T *wc = w + c * n, *vc = v + c * n;
+    double s1q[4] = {0, 0, 0, 0}, s2q[4] = {0, 0, 0, 0}; // four rows in flight per lane
+    int64_t r = i + 1 + lane;
+    for (; r + 96 < n; r += 128)
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const double x = double(vk[r + 32 * u]);
+        s1q[u] += double(wc[r + 32 * u]) * x, s2q[u] += double(vc[r + 32 * u]) * x;
+      }
+    for (; r < n; r += 32) {
       const double x = double(vk[r]);
-      s1 += double(w[r + c * n]) * x;
-      s2 += double(v[r + c * n]) * x;
+      s1q[0] += double(wc[r]) * x, s2q[0] += double(vc[r]) * x;
     }
+    double s1 = (s1q[0] + s1q[1]) + (s1q[2] + s1q[3]), s2 = (s2q[0] + s2q[1]) + (s2q[2] + s2q[3]);
     for (int o = 16; o > 0; o /= 2) s1 += __shfl_down_sync(0xffffffffu, s1, o), s2 += __shfl_down_sync(0xffffffffu, s2, o);
     if (lane == 0) S[b * 2 * kNb + c] = s1, S[b * 2 * kNb + kNb + c] = s2;
   }
@@ -120,17 +133,21 @@ __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, d
 // (X, Y) below the diagonal adds A_XY v_Y to the rows of X and A_XY^T v_X to the rows of Y, a
 // diagonal tile A_XX v_X. partial[b][Y][r] is the sum tile pair {X, Y} gives row r of X (each
 // written once: deterministic sums). Blocks over the tile pairs t = X (X + 1) / 2 + Y.
-constexpr int kTile = 64;
+constexpr int kTile = 64, kSymvThreads = 256;
 template <class T>
-__global__ void symv_tiles_kernel(const T *A, int64_t n, int64_t i, int64_t k, const T *V, double *partial,
-                                  int64_t tiles, int64_t batch) {
+__global__ void __launch_bounds__(kSymvThreads, 4) symv_tiles_kernel(const T *A, int64_t n, int64_t i, int64_t k, const T *V,
+                                                         double *partial, int64_t tiles, int64_t batch) {
+  constexpr int kQ = 4, kSeg = kTile / kQ; // every thread sums a quarter of a tile row or column
   __shared__ T tile[kTile][kTile + 1];
   __shared__ double vx[kTile], vy[kTile];
+  __shared__ double red[2][kQ][kTile];
   const int64_t first = i + 1, m = n - first, t = blockIdx.x;
   int64_t X = int64_t((sqrt(8.0 * double(t) + 1.0) - 1.0) / 2.0);
   while (X * (X + 1) / 2 > t) --X;
   while ((X + 1) * (X + 2) / 2 <= t) ++X;
-  const int64_t Y = t - X * (X + 1) / 2, rx = X * kTile, ry = Y * kTile;
+  const int64_t Y = t - X * (X + 1) / 2;
+  const int64_t rx = X * kTile, ry = Y * kTile;
+  const int lane = threadIdx.x % kTile, q = threadIdx.x / kTile;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const T *a = A + b * n * n + first * n + first; // trailing matrix, column-major, ld n
     const T *v = V + b * n * kNb + k * n + first;
@@ -140,23 +157,40 @@ __global__ void symv_tiles_kernel(const T *A, int64_t n, int64_t i, int64_t k, c
       vx[threadIdx.x] = r < m ? double(v[r]) : 0.0;
       vy[threadIdx.x] = c < m ? double(v[c]) : 0.0;
     }
-    for (int e = threadIdx.x; e < kTile * kTile; e += blockDim.x) {
-      const int rr = e % kTile, cc = e / kTile;
-      const int64_t r = rx + rr, c = ry + cc;
-      const T x = r < m && c < m ? a[c * n + r] : T(0);
-      tile[cc][rr] = x;
+    // Every load of the tile issued before the first is stored: sixteen in flight per thread
+    // (a load-store loop waits on each load in turn, and the kernel would run at a quarter of
+    // the memory bandwidth).
+    // Thread (lane, q) reads row rx + lane of the columns ry + q + kStep u.
+    constexpr int kPer = kTile * kTile / kSymvThreads, kStep = kSymvThreads / kTile;
+    T x[kPer];
+    const bool row_in = rx + lane < m;
+    const T *col = a + (ry + q) * n + rx + lane;
+    const int64_t cols_left = m - ry - q; // columns of this thread inside the matrix: u * kStep < cols_left
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) x[u] = row_in && u * kStep < cols_left ? col[u * kStep * n] : T(0);
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) tile[q + u * kStep][lane] = x[u];
+    __syncthreads();
+    // Rows of X: A_XY v_Y, row `lane` over columns q*kSeg ..; rows of Y: A_XY^T v_X, column
+    // `lane` over rows q*kSeg .. (the padded row length keeps both conflict-free).
+    double acc = 0, acc2 = 0;
+#pragma unroll
+    for (int j = 0; j < kSeg; ++j) acc += double(tile[q * kSeg + j][lane]) * vy[q * kSeg + j];
+    red[0][q][lane] = acc;
+    if (X != Y) {
+#pragma unroll
+      for (int j = 0; j < kSeg; ++j) acc2 += double(tile[lane][q * kSeg + j]) * vx[q * kSeg + j];
+      red[1][q][lane] = acc2;
     }
     __syncthreads();
-    if (threadIdx.x < kTile) { // rows of X: A_XY v_Y
+    if (threadIdx.x < kTile) {
       const int rr = threadIdx.x;
-      double acc = 0;
-      for (int cc = 0; cc < kTile; ++cc) acc += double(tile[cc][rr]) * vy[cc];
-      if (rx + rr < m) partial[(b * tiles + Y) * n + first + rx + rr] = acc;
-    } else if (threadIdx.x < 2 * kTile && X != Y) { // rows of Y: A_XY^T v_X
+      const double y = (red[0][0][rr] + red[0][1][rr]) + (red[0][2][rr] + red[0][3][rr]);
+      if (rx + rr < m) partial[(b * tiles + Y) * n + first + rx + rr] = y;
+    } else if (threadIdx.x < 2 * kTile && X != Y) {
       const int cc = threadIdx.x - kTile;
-      double acc = 0;
-      for (int rr = 0; rr < kTile; ++rr) acc += double(tile[cc][rr]) * vx[rr];
-      if (ry + cc < m) partial[(b * tiles + X) * n + first + ry + cc] = acc;
+      const double y = (red[1][0][cc] + red[1][1][cc]) + (red[1][2][cc] + red[1][3][cc]);
+      if (ry + cc < m) partial[(b * tiles + X) * n + first + ry + cc] = y;
     }
   }
 }
@@ -172,9 +206,19 @@ __device__ void finish_w_step(int64_t n, int64_t i, int64_t p, const T *V, T *W,
   const double t = double(tau[b * n + i]);
   double dot = 0;
   for (int64_t r = i + 1 + threadIdx.x; r < n; r += blockDim.x) {
-    double y = 0;
-    for (int64_t c = 0; c < tiles; ++c) y += partial[(b * tiles + c) * n + r];
-    for (int64_t c = 0; c < k; ++c) y -= double(v[r + c * n]) * s1[c] + double(w[r + c * n]) * s2[c];
+    // Four independent sums: the loads of a row are in flight together (a single chain waits
+    // on each load in turn).
+    const double *pr = partial + b * tiles * n + r;
+    double y0 = 0, y1 = 0, y2 = 0, y3 = 0;
+    int64_t c = 0;
+    for (; c + 4 <= tiles; c += 4) y0 += pr[c * n], y1 += pr[(c + 1) * n], y2 += pr[(c + 2) * n], y3 += pr[(c + 3) * n];
+    for (; c < tiles; ++c) y0 += pr[c * n];
+    double z0 = 0, z1 = 0;
+    for (c = 0; c + 2 <= k; c += 2)
+      z0 += double(v[r + c * n]) * s1[c] + double(w[r + c * n]) * s2[c],
+      z1 += double(v[r + (c + 1) * n]) * s1[c + 1] + double(w[r + (c + 1) * n]) * s2[c + 1];
+    for (; c < k; ++c) z0 += double(v[r + c * n]) * s1[c] + double(w[r + c * n]) * s2[c];
+    const double y = ((y0 + y1) + (y2 + y3)) - (z0 + z1);
     const double wr = t * y;
     w[r + k * n] = T(wr);
     dot += wr * double(v[r + k * n]);
@@ -190,7 +234,7 @@ __device__ void finish_w_step(int64_t n, int64_t i, int64_t p, const T *V, T *W,
 // Steps 3 of column i - 1 (when it is in this panel) and 1 of column i in one launch, one block
 // per matrix: the W column the update of column i needs is finished first.
 template <class T>
-__global__ void finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S,
+__global__ void __launch_bounds__(kSmallThreads) finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S,
                                          const double *partial, int64_t tiles, T *d, T *off, T *tau) {
   __shared__ double red[32];
   if (i > p) {
@@ -201,10 +245,25 @@ __global__ void finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, 
 }
 // Step 3 of a panel's last column.
 template <class T>
-__global__ void finish_w_kernel(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S,
+__global__ void __launch_bounds__(kSmallThreads) finish_w_kernel(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S,
                                 const double *partial, int64_t tiles, const T *tau) {
   __shared__ double red[32];
   finish_w_step<T>(n, i, p, V, W, S, partial, tiles, tau, red);
+}
+
+// The trailing update's operands in one product: P = [V W], Q = [W V] (rows q.. of the panel's
+// kb columns each, ld n, 2 kNb columns a matrix), so A -= V W^T + W V^T is A -= P Q^T, one pass
+// over the trailing matrix instead of two.
+template <class T>
+__global__ void pack_vw_kernel(const T *V, const T *W, int64_t n, int64_t q, int64_t kb, T *P, T *Q, int64_t batch) {
+  const int64_t r = q + int64_t(blockIdx.x) * blockDim.x + threadIdx.x, c = blockIdx.y;
+  if (r >= n) return;
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    const T v = V[b * n * kNb + c * n + r], w = W[b * n * kNb + c * n + r];
+    T *p = P + b * n * 2 * kNb, *qq = Q + b * n * 2 * kNb;
+    p[c * n + r] = v, p[(kb + c) * n + r] = w;
+    qq[c * n + r] = w, qq[(kb + c) * n + r] = v;
+  }
 }
 
 template <class T> __global__ void last_diagonal_kernel(const T *A, int64_t n, T *d, int64_t batch) {
@@ -268,6 +327,7 @@ template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
   c.take<T>(size_t(batch * n * kNb)); // W
   c.take<double>(size_t(batch * 2 * kNb));
   c.take<double>(size_t(batch * tiles_for(n) * n));
+  c.take<T>(size_t(batch * n * 2 * kNb) * 2); // P, Q
   return c.used();
 }
 
@@ -279,6 +339,7 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
   T *V = c.take<T>(size_t(batch * n * kNb)), *W = c.take<T>(size_t(batch * n * kNb));
   double *S = c.take<double>(size_t(batch * 2 * kNb));
   double *partial = c.take<double>(size_t(batch * tiles_for(n) * n));
+  T *P = c.take<T>(size_t(batch * n * 2 * kNb) * 2), *Q = P + batch * n * 2 * kNb;
   const unsigned tiles = unsigned((n + 31) / 32);
   symmetrize_kernel<T><<<dim3(tiles, tiles, grid_z(batch)), dim3(32, 8), 0, s>>>(A, n, batch);
   check_launch("sytrd symmetrize");
@@ -291,7 +352,7 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
       finish_and_column_kernel<T><<<unsigned(batch), threads, 0, s>>>(A, n, i, p, V, W, S, partial, prev_tiles, d, off,
                                                                        tau);
       check_launch("sytrd column");
-      symv_tiles_kernel<T><<<dim3(unsigned(tiles * (tiles + 1) / 2), grid_z(batch)), 256, 0, s>>>(A, n, i, k, V, partial,
+      symv_tiles_kernel<T><<<dim3(unsigned(tiles * (tiles + 1) / 2), grid_z(batch)), kSymvThreads, 0, s>>>(A, n, i, k, V, partial,
                                                                                                   tiles, batch);
       check_launch("sytrd symv");
     }
@@ -303,13 +364,13 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
     const int64_t q = p + kb, m = n - q;
     if (m <= 0) continue;
     const T minus = T(-1), one = T(1);
-    // A(q:, q:) -= V(q:, :kb) W(q:, :kb)^T, then -= W V^T.
-    for (int t = 0; t < 2; ++t) {
-      const T *X = (t == 0 ? V : W) + q, *Y = (t == 0 ? W : V) + q;
-      check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m), int(m), int(kb), &minus, X, int(n), n * kNb, Y, int(n),
-                    n * kNb, &one, A + q * n + q, int(n), n * n, int(batch)),
-            "sytrd trailing update");
-    }
+    // A(q:, q:) -= V W^T + W V^T = [V W] [W V]^T (rows q..), one product with 2 kb terms.
+    pack_vw_kernel<T><<<dim3(unsigned((m + 255) / 256), unsigned(kb), grid_z(batch)), 256, 0, s>>>(V, W, n, q, kb, P, Q,
+                                                                                                  batch);
+    check_launch("sytrd pack V W");
+    check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m), int(m), int(2 * kb), &minus, P + q, int(n), n * 2 * kNb,
+                  Q + q, int(n), n * 2 * kNb, &one, A + q * n + q, int(n), n * n, int(batch)),
+          "sytrd trailing update");
   }
   last_diagonal_kernel<T><<<unsigned((batch + 255) / 256), 256, 0, s>>>(A, n, d, batch);
   check_launch("sytrd last diagonal");
