@@ -55,10 +55,11 @@ EigMethod env_method() {
 // capturable, Xsyevd is not) stays batched.
 constexpr int64_t kPerMatrixMaxBatch = 6, kPerMatrixMinN = 768;
 // Auto takes symoc's tridiagonal solver for fp32 batches of 7 or more at n >= 512 (H200,
-// docs/benchmarks.md, session 25: 12 x 512 0.70x XsyevBatched's time, 60 x 768 0.69x, 12 x 2304
-// ~0.7x, 24 x 3072 0.84x, rank-deficient factors alike; below n = 512 cuSOLVER's is faster, and
-// at batches of 2 to 6 one Xsyevd per matrix is). fp64 stays on cuSOLVER: its clusters (gaps
-// below 1e-4 relative) were not measured on rank-deficient factors.
+// docs/benchmarks.md, session 26: 12 x 512 0.70x XsyevBatched's time, 60 x 768 0.61x, 12 x 2304
+// 0.58x, 24 x 3072 0.67x, rank-deficient factors alike; below n = 512 cuSOLVER's is faster
+// (12 x 128: 4.4 vs 0.7 ms, the per-column launches), and at batches of 2 to 6 one Xsyevd per
+// matrix is). fp64 stays on cuSOLVER: its clusters (gaps below 1e-4 relative) were not
+// measured on rank-deficient factors.
 constexpr int64_t kTridiagonalMinN = 512;
 unsigned blocks_for(int64_t n) { return unsigned(std::min<int64_t>((n + 255) / 256, 2048)); }
 unsigned batch_dim(int64_t b) {

@@ -8,7 +8,8 @@
 //   3. finish_w_step: y = A v - V s1 - W s2, w = tau y - tau^2 / 2 (y . v) v into W(:, k);
 //      it runs in the same launch as the next column's step 1 (finish_and_column_kernel),
 //      and alone after a panel's last column (finish_w_kernel);
-// then the trailing matrix A(p+kb:, p+kb:) -= V W^T + W V^T, two strided-batched GEMMs. Sums
+// then the trailing matrix A(p+kb:, p+kb:) -= V W^T + W V^T = [V W] [W V]^T, one strided-
+// batched GEMM (one pass over the trailing matrix: the update is memory-bound at kb = 32). Sums
 // of squares, dot products and the GEMV accumulate in double for both precisions (memory-bound
 // passes: the wider arithmetic is free, and the norms cannot underflow).
 #include "sytrd.cuh"
