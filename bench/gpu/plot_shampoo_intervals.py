@@ -15,6 +15,7 @@ import sys
 METHODS = (("symoc shampoo", "symoc (default)"),
            ("symoc shampoo (batched eigh)", "symoc, cuSOLVER XsyevBatched roots"),
            ("symoc shampoo (gemm grams)", "symoc, Grams by one GEMM"),
+           ("symoc shampoo (sgemm products)", "symoc, plain SGEMM products"),
            ("torch eigh Shampoo", "torch eigh reference"))
 
 

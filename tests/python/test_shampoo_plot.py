@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bench/gpu/plot_shampoo_intervals.py: its fit t(f) = E / f + P recovers E and P from exact
-points, parses the committed Shampoo rows of sessions 19 and 25 (three methods each at f = 1, 10,
+points, parses the committed Shampoo rows of sessions 19, 25 and 26 (three methods each at f = 1, 10,
 100), reproduces each measured point within 3% and writes the picture. Exit 77 (skipped) without
 matplotlib."""
 import importlib.util
@@ -17,7 +17,8 @@ import plot_shampoo_intervals as ps  # noqa: E402
 RESULTS = os.path.join(ROOT, "bench", "gpu", "results")
 # Each committed file and the methods it holds (the plot draws those present).
 CASES = (("h200-2026-12-03-s19-d-bench-shampoo.json", ("symoc shampoo", "symoc shampoo (gemm grams)", "torch eigh Shampoo")),
-         ("h200-2026-12-04-s25-f-bench-shampoo.json", ("symoc shampoo", "symoc shampoo (batched eigh)", "torch eigh Shampoo")))
+         ("h200-2026-12-04-s25-f-bench-shampoo.json", ("symoc shampoo", "symoc shampoo (batched eigh)", "torch eigh Shampoo")),
+         ("h200-2026-12-04-s26-k-bench-shampoo.json", ("symoc shampoo", "symoc shampoo (sgemm products)", "torch eigh Shampoo")))
 
 
 def main():
