@@ -1,5 +1,6 @@
 // fp32 products in three TF32 passes (gemm_tf32x3.cuh says why and how accurate).
 #include "gemm_tf32x3.cuh"
+#include "tf32x3_split.h"
 
 #include <algorithm>
 #include <climits>
@@ -8,17 +9,6 @@
 namespace symoc::cuda::detail {
 
 namespace {
-// x rounded to the nearest TF32 value (ties away from zero); inf and NaN pass unchanged.
-__device__ inline float tf32_round(float x) {
-  uint32_t u = __float_as_uint(x);
-  if ((u & 0x7f800000u) == 0x7f800000u) return x;
-  return __uint_as_float((u + 0x1000u) & 0xffffe000u);
-}
-__device__ inline void split_one(float x, float &h, float &l) {
-  h = tf32_round(x);
-  l = isfinite(h) ? x - h : 0.f;
-}
-
 // hi/lo of `runs` runs of `len` contiguous floats (run r at X + r * ld, matrix b at
 // X + b * stride) into compact copies (run length len). A non-finite hi gets lo = 0.
 // Non-finite entries keep their rows and columns of the product non-finite, but an inf may
@@ -36,13 +26,13 @@ __global__ void split_kernel(const float *X, int64_t runs, int64_t len, int64_t 
         for (int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; j < len; j += int64_t(gridDim.x) * blockDim.x * 4) {
           const float4 v = *reinterpret_cast<const float4 *>(x + j);
           float4 vh, vl;
-          split_one(v.x, vh.x, vl.x), split_one(v.y, vh.y, vl.y), split_one(v.z, vh.z, vl.z), split_one(v.w, vh.w, vl.w);
+          tf32_split(v.x, vh.x, vl.x), tf32_split(v.y, vh.y, vl.y), tf32_split(v.z, vh.z, vl.z), tf32_split(v.w, vh.w, vl.w);
           *reinterpret_cast<float4 *>(h + j) = vh;
           *reinterpret_cast<float4 *>(l + j) = vl;
         }
       } else {
         for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < len; j += int64_t(gridDim.x) * blockDim.x)
-          split_one(x[j], h[j], l[j]);
+          tf32_split(x[j], h[j], l[j]);
       }
     }
 }
@@ -66,10 +56,7 @@ Split split(const float *X, int64_t runs, int64_t len, int64_t ld, int64_t strid
   check_launch("tf32x3 split");
   return {hi, lo, len, batch > 1 ? rl : 0};
 }
-// Floats of one split (hi and lo) of `count` matrices of `elems` entries.
-int64_t split_floats(int64_t elems, int64_t count) {
-  return 2 * int64_t(align_up(size_t(elems * count) * sizeof(float)) / sizeof(float));
-}
+constexpr int64_t kAlignFloats = int64_t(kAlign / sizeof(float));
 
 cublasStatus_t tf32_gemm(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
                          const float *al, const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
@@ -80,8 +67,7 @@ cublasStatus_t tf32_gemm(cublasHandle_t h, cublasOperation_t a, cublasOperation_
 } // namespace
 
 size_t tf32x3_bytes(int64_t M, int64_t N, int64_t K, bool sharedA, bool sharedB, int64_t batch) {
-  return size_t(split_floats(M * K, sharedA ? 1 : batch) + split_floats(K * N, sharedB ? 1 : batch)) * sizeof(float) +
-         2 * kAlign;
+  return size_t(tf32x3_whole_floats(M, N, K, sharedA, sharedB, batch, kAlignFloats)) * sizeof(float);
 }
 
 bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
@@ -93,18 +79,15 @@ bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int
   // A Gram product (B is A's own memory, read the other way): one split serves both.
   const bool same = A == B && lda == ldb && sA == sB && a_runs == b_runs && a_len == b_len;
   const bool shA = sA == 0, shB = sB == 0 || same;
-  // Floats: the shared operands once, then as many of the batch's matrices as fit.
-  const int64_t fixed = (shA ? split_floats(m * k, 1) : 0) + (shB && !same ? split_floats(k * n, 1) : 0);
-  const int64_t room = int64_t(sc.bytes / sizeof(float)) - int64_t(2 * kAlign / sizeof(float)) - fixed;
-  const auto need = [&](int64_t c) { return (shA ? 0 : split_floats(m * k, c)) + (shB ? 0 : split_floats(k * n, c)); };
-  int64_t chunk = batch;
-  while (chunk > 1 && need(chunk) > room) chunk = std::max<int64_t>(1, std::min(chunk - 1, chunk * room / need(chunk)));
-  if (need(chunk) > room) return false;
+  const Tf32x3Plan plan =
+      plan_tf32x3(m, n, k, shA, sB == 0, same, batch, int64_t(sc.bytes / sizeof(float)), kAlignFloats);
+  if (plan.chunk == 0) return false;
+  const int64_t chunk = plan.chunk;
   cudaStream_t s = nullptr;
   check(cublasGetStream(e.blas, &s), what);
   Carver cv(sc.p);
-  float *bufA = cv.take<float>(size_t(shA ? split_floats(m * k, 1) : split_floats(m * k, chunk)));
-  float *bufB = same ? nullptr : cv.take<float>(size_t(shB ? split_floats(k * n, 1) : split_floats(k * n, chunk)));
+  float *bufA = cv.take<float>(size_t(plan.a_floats));
+  float *bufB = same ? nullptr : cv.take<float>(size_t(plan.b_floats));
   Split xa, xb;
   if (shA) xa = split(A, a_runs, a_len, lda, 0, 1, bufA, s);
   if (shB && !same) xb = split(B, b_runs, b_len, ldb, 0, 1, bufB, s);

@@ -1,0 +1,175 @@
+// The arithmetic of the three-pass TF32 products (runtime/cuda/lib/tf32x3_split.h), host-only:
+// the split of a float into its TF32 rounding and the exact rest, the accuracy the three
+// passes give under a tensor core that truncates its inputs to TF32 (the worst case; the
+// device's own products are checked against fp64 by tests/gpu/matrix_test.cpp), and the plan
+// of how much of a batch one pass splits in a given scratch.
+#include "tf32x3_split.h"
+
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace {
+using namespace symoc::cuda::detail;
+
+uint32_t bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+float from_bits(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+// What a TF32 tensor core may read of x at worst: its low 13 mantissa bits dropped.
+float truncate_tf32(float x) { return from_bits(bits(x) & 0xffffe000u); }
+// The TF32 value nearest to a normal x, ties away from zero, in double arithmetic.
+double nearest_tf32(float x) {
+  const double ax = std::fabs(double(x));
+  const double q = std::ldexp(1.0, std::ilogb(ax) - 10); // TF32's spacing at x
+  return std::copysign(std::floor(ax / q + 0.5) * q, double(x));
+}
+
+TEST(Tf32x3Split, HiIsTheNearestTf32AndLoTheExactRest) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> mant(1.f, 2.f);
+  std::uniform_int_distribution<int> expo(-120, 120), sign(0, 1);
+  for (int t = 0; t < 200000; ++t) {
+    const float x = std::ldexp(mant(rng), expo(rng)) * (sign(rng) ? -1.f : 1.f);
+    float hi, lo;
+    tf32_split(x, hi, lo);
+    ASSERT_EQ(bits(hi) & 0x1fffu, 0u) << x;                        // 10 mantissa bits
+    ASSERT_EQ(double(hi), nearest_tf32(x)) << x;                   // the nearest one
+    ASSERT_EQ(double(hi) + double(lo), double(x)) << x;            // exact in double
+    ASSERT_EQ(hi + lo, x) << x;                                    // and in float
+    ASSERT_LE(std::fabs(double(lo)), std::ldexp(std::fabs(double(x)), -11)) << x;
+  }
+}
+
+TEST(Tf32x3Split, TiesRoundAwayFromZero) {
+  const float up = from_bits(0x3f801000u); // 1 + 2^-11: halfway between 1 and 1 + 2^-10
+  float hi, lo;
+  tf32_split(up, hi, lo);
+  EXPECT_EQ(hi, 1.f + std::ldexp(1.f, -10));
+  tf32_split(-up, hi, lo);
+  EXPECT_EQ(hi, -(1.f + std::ldexp(1.f, -10)));
+  EXPECT_EQ(hi + lo, -up);
+}
+
+TEST(Tf32x3Split, SpecialValues) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  float hi, lo;
+  for (float z : {0.f, -0.f}) {
+    tf32_split(z, hi, lo);
+    EXPECT_EQ(bits(hi), bits(z));
+    EXPECT_EQ(lo, 0.f);
+  }
+  tf32_split(inf, hi, lo);
+  EXPECT_EQ(hi, inf);
+  EXPECT_EQ(lo, 0.f);
+  tf32_split(-inf, hi, lo);
+  EXPECT_EQ(hi, -inf);
+  EXPECT_EQ(lo, 0.f);
+  tf32_split(nan, hi, lo);
+  EXPECT_TRUE(std::isnan(hi));
+  EXPECT_EQ(lo, 0.f);
+  tf32_split(FLT_MAX, hi, lo); // rounds up past the largest finite value
+  EXPECT_EQ(hi, inf);
+  EXPECT_EQ(lo, 0.f);
+  // Subnormals and the smallest normals: still hi + lo == x exactly.
+  for (uint32_t u : {0x00000001u, 0x00000fffu, 0x00001000u, 0x007fffffu, 0x00800000u, 0x00801000u}) {
+    const float x = from_bits(u);
+    tf32_split(x, hi, lo);
+    EXPECT_EQ(bits(hi) & 0x1fffu, 0u) << u;
+    EXPECT_EQ(hi + lo, x) << u;
+  }
+}
+
+// hi_A hi_B + hi_A lo_B + lo_A hi_B through a tensor core that truncates each input to TF32,
+// summed in double: every entry within 2^-19 of sum |a||b| of the exact product (the dropped
+// lo lo is 2^-22, lo's truncation 2^-21 a term); one plain TF32 pass is off by ~2^-11.
+TEST(Tf32x3Split, ThreePassesAreFp32Accurate) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::uniform_int_distribution<int> sc(-20, 20);
+  const int m = 24, n = 24, k = 512;
+  std::vector<float> A(size_t(m * k)), B(size_t(k * n));
+  for (int i = 0; i < m; ++i) {
+    const float s = std::ldexp(1.f, sc(rng)); // rows of very different scales
+    for (int l = 0; l < k; ++l) A[size_t(i * k + l)] = d(rng) * s;
+  }
+  for (auto &x : B) x = d(rng);
+  double worst3 = 0, worst1 = 0;
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double exact = 0, mag = 0, three = 0, one = 0;
+      for (int l = 0; l < k; ++l) {
+        const float a = A[size_t(i * k + l)], b = B[size_t(l * n + j)];
+        float ah, al, bh, bl;
+        tf32_split(a, ah, al);
+        tf32_split(b, bh, bl);
+        exact += double(a) * double(b);
+        mag += std::fabs(double(a) * double(b));
+        three += double(truncate_tf32(ah)) * truncate_tf32(bl) + double(truncate_tf32(al)) * truncate_tf32(bh) +
+                 double(truncate_tf32(ah)) * truncate_tf32(bh);
+        one += double(truncate_tf32(a)) * truncate_tf32(b);
+      }
+      worst3 = std::max(worst3, std::fabs(three - exact) / mag);
+      worst1 = std::max(worst1, std::fabs(one - exact) / mag);
+    }
+  EXPECT_LE(worst3, std::ldexp(1.0, -19));
+  EXPECT_GE(worst1, 100 * worst3) << "one pass " << worst1 << ", three " << worst3;
+}
+
+int64_t need(const Tf32x3Plan &p) { return p.a_floats + p.b_floats; }
+
+TEST(Tf32x3Split, PlanTakesTheLargestChunkThatFits) {
+  const int64_t al = 64;
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int64_t> side(1, 700), bt(1, 40);
+  for (int t = 0; t < 2000; ++t) {
+    const int64_t m = side(rng), n = side(rng), k = side(rng), batch = bt(rng);
+    const bool shA = t % 3 == 0, shB = t % 5 == 0, same = t % 7 == 0 && m == n;
+    const int64_t whole = tf32x3_whole_floats(m, n, k, shA, shB || same, batch, al);
+    std::uniform_int_distribution<int64_t> fl(0, whole + 1000);
+    const int64_t floats = fl(rng);
+    const Tf32x3Plan p = plan_tf32x3(m, n, k, shA, shB, same, batch, floats, al);
+    ASSERT_GE(p.chunk, 0);
+    ASSERT_LE(p.chunk, batch);
+    if (p.chunk == 0) {
+      const Tf32x3Plan one = plan_tf32x3(m, n, k, shA, shB, same, 1, 1 << 30, al);
+      ASSERT_GT(need(one) + 2 * al, floats) << "one matrix fits but the plan took none";
+      continue;
+    }
+    ASSERT_LE(need(p) + 2 * al, floats);
+    if (same) {
+      ASSERT_EQ(p.b_floats, 0);
+    }
+    ASSERT_EQ(p.a_floats, tf32x3_split_floats(m * k, shA ? 1 : p.chunk, al));
+    if (p.chunk < batch) { // one more matrix would not fit
+      const Tf32x3Plan more = plan_tf32x3(m, n, k, shA, shB, same, p.chunk + 1, 1 << 30, al);
+      ASSERT_GT(need(more) + 2 * al, floats);
+    }
+  }
+}
+
+TEST(Tf32x3Split, WholeBatchFitsItsOwnSize) {
+  for (int64_t batch : {1, 3, 24}) {
+    const int64_t w = tf32x3_whole_floats(768, 3072, 3072, false, false, batch, 64);
+    EXPECT_EQ(plan_tf32x3(768, 3072, 3072, false, false, false, batch, w, 64).chunk, batch);
+    EXPECT_LT(plan_tf32x3(768, 3072, 3072, false, false, false, batch, w - 1, 64).chunk, batch);
+    // A shared operand is split once: it needs no more room for a larger batch.
+    const int64_t ws = tf32x3_whole_floats(768, 3072, 3072, true, false, batch, 64);
+    EXPECT_EQ(plan_tf32x3(768, 3072, 3072, true, false, false, batch, ws, 64).a_floats,
+              tf32x3_split_floats(768 * 3072, 1, 64));
+  }
+  EXPECT_EQ(plan_tf32x3(300, 300, 300, false, false, false, 5, 1000, 64).chunk, 0); // not one matrix
+}
+
+} // namespace
