@@ -64,9 +64,10 @@ times the matrix rules on one parameter set, all in this process (graph replays 
   symoc shampoo (gemm grams)   SYMOC_CUDA_SYRK_MIN=0: the Grams G G^T, G^T G as one batched GEMM per
       group (both triangles; without a workspace the default forms sides >= 1024 by cublasSsyrk
       per matrix)
-  symoc shampoo (sgemm products)   SYMOC_CUDA_FP32_GEMM=sgemm: every fp32 product as plain SGEMM
-      (the default takes three TF32 passes, fp32-class accuracy, where a workspace is at hand:
-      the Grams, L_root G R_root, the roots' V diag V^T)
+  symoc shampoo (sgemm products) / (tf32x3 products)   SYMOC_CUDA_FP32_GEMM=sgemm (plain SGEMM,
+      the default since session 26's end) / tf32x3 (opt-in: three TF32 passes where a workspace
+      is at hand: the Grams, L_root G R_root, the roots' V diag V^T; session 26's call K ran it
+      as the default)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
   (SYMOC_BENCH_SHAMPOO_F100=LIB: also f = 100, LIB compiled with precondition_frequency=100)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
@@ -476,6 +477,7 @@ SHAMPOO_VARIANTS = (
     (" (group roots)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_EIGH_BANKS": "0"}),
     (" (gemm grams)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYRK_MIN": "0"}),
     (" (sgemm products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "sgemm"}),
+    (" (tf32x3 products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "tf32x3"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
     (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
     (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",

@@ -12,10 +12,11 @@ and draws the times and their ratio to the reference, with issue #12's 0.5x line
 import json
 import sys
 
-METHODS = (("symoc shampoo", "symoc (default)"),
+METHODS = (("symoc shampoo", "symoc (that run's default)"),
            ("symoc shampoo (batched eigh)", "symoc, cuSOLVER XsyevBatched roots"),
            ("symoc shampoo (gemm grams)", "symoc, Grams by one GEMM"),
            ("symoc shampoo (sgemm products)", "symoc, plain SGEMM products"),
+           ("symoc shampoo (tf32x3 products)", "symoc, three-pass TF32 products"),
            ("torch eigh Shampoo", "torch eigh reference"))
 
 

@@ -8,7 +8,7 @@ namespace symoc::cuda::detail {
 
 // C_b = alpha op(A_b) op(B_b) + beta C_b, row-major, C is M x N, op(A) M x K, op(B) K x N.
 // A stride of 0 shares one matrix over the batch. Engine::Impl::bind must have been called.
-// fp32 with scratch: three TF32 passes where the engine takes them (gemm_tf32x3.cuh), else
+// fp32 with scratch: three TF32 passes where the engine takes them (opt-in, gemm_tf32x3.cuh), else
 // SGEMM; the scratch is free for the product's time (it is not read after).
 template <class T>
 void gemm_rm(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, T alpha, const T *A, int64_t lda,

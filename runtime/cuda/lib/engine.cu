@@ -62,12 +62,12 @@ Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
   impl_->device = device;
   int major = 0;
   check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
-  impl_->tf32x3 = fp32_gemm != "sgemm" && major >= 8; // TF32 tensor cores from Ampere on
+  impl_->tf32x3 = fp32_gemm == "tf32x3" && major >= 8; // opt-in; TF32 tensor cores from Ampere on
   check(cublasCreate(&impl_->blas), "cublasCreate");
   check(cublasLtCreate(&impl_->lt), "cublasLtCreate");
   check(cusolverDnCreate(&impl_->solver), "cusolverDnCreate");
   // No single-pass TF32 in any fp32 product (the CPU runtime's sgemm is plain fp32); the
-  // three-pass products (tf32x3) keep fp32-class accuracy.
+  // three-pass products (tf32x3) are opt-in.
   check(cublasSetMathMode(impl_->blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   check(cudaMalloc(&impl_->lib_ws, impl_->lib_ws_bytes), "cudaMalloc (library workspace)");
   check(cudaMalloc(&impl_->dummy, 256), "cudaMalloc");

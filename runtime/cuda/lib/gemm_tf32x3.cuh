@@ -1,11 +1,17 @@
-// Internal: fp32 products on tensor cores in three TF32 passes (fp32-class accuracy).
+// Internal: fp32 products on tensor cores in three TF32 passes (opt-in,
+// SYMOC_CUDA_FP32_GEMM=tf32x3).
 //
 // Each fp32 operand X is split into hi = X rounded to TF32 (10-bit mantissa) and lo = X - hi
 // (exact, |lo| <= 2^-11 |X|); A B = hi_A hi_B + hi_A lo_B + lo_A hi_B + lo_A lo_B, and the last
 // term (<= 2^-22 relative) is dropped. hi is exact in TF32; lo loses at most 2^-10 of itself in
-// the tensor core, 2^-21 of X: the product carries fp32-class error (the fp32 accumulation of K
-// terms dominates), at three TF32 GEMMs' cost instead of one SIMT SGEMM's (H200: TF32 ~8x the
-// fp32 FMA rate). The CPU runtime's plain fp32 sgemm stays the reference of every test.
+// the tensor core, 2^-21 of X (tests/gpu/test_tf32x3_split.cpp). What the split cannot repair is
+// the tensor cores' fp32 accumulation, which is not IEEE-rounded: the error grows with the
+// inner dimension past SGEMM's (H200: 2x SGEMM's at K = 1024, matrix_test; up to 1.8e-5
+// relative against 1e-6 at GPT-2 small's K = 3072, session 19's f32_products_bench), beyond
+// the runtime's 1e-5 agreement with the CPU. Hence opt-in. It costs three TF32 GEMMs instead
+// of one SIMT SGEMM (H200: GPT-2 small's Shampoo step without a refresh 20.8 against 27.2 ms).
+// The roots' V^T diag(f) V came out closer to the fp64 root with it (3072: 2.4e-5 against
+// SGEMM's 2.6e-4, docs/benchmarks.md session 26).
 #pragma once
 
 #include "common.cuh"
