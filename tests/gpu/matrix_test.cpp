@@ -73,6 +73,21 @@ void run_captured(const std::function<void()> &work) {
 cu::Workspace workspace(Dev<char> &buf) { return cu::Workspace{buf.p, buf.n}; }
 
 // ------------------------------------------------------------------------------ gemm/gram
+// An Engine made with `var`=`value` (malformed) is refused with an error naming both.
+void check_engine_refuses(const char *var, const char *value) {
+  setenv(var, value, 1);
+  std::string refusal;
+  try {
+    cu::Engine bad;
+  } catch (const std::exception &ex) {
+    refusal = ex.what();
+  }
+  unsetenv(var);
+  const std::string named = std::string(var) + "='" + value + "'";
+  table.add(std::string(var) + "=" + value + " refused naming the variable (0: yes)",
+            refusal.find(named) != std::string::npos ? 0.0 : 1.0, 0.0);
+}
+
 void test_gemm(cu::Engine &e) {
   const int64_t B = 3, m = 37, k = 53, n = 29;
   for (int ta = 0; ta < 2; ++ta)
@@ -101,16 +116,8 @@ void test_gemm(cu::Engine &e) {
 void test_gram(cu::Engine &e_default) {
   setenv("SYMOC_CUDA_SYRK_MIN", "0", 1);
   cu::Engine e_gemm;
-  setenv("SYMOC_CUDA_SYRK_MIN", "12x", 1); // a malformed value: refused, naming the variable
-  std::string refusal;
-  try {
-    cu::Engine bad;
-  } catch (const std::exception &ex) {
-    refusal = ex.what();
-  }
   unsetenv("SYMOC_CUDA_SYRK_MIN");
-  table.add("SYMOC_CUDA_SYRK_MIN=12x refused naming the variable (0: yes)",
-            refusal.find("SYMOC_CUDA_SYRK_MIN='12x'") != std::string::npos ? 0.0 : 1.0, 0.0);
+  check_engine_refuses("SYMOC_CUDA_SYRK_MIN", "12x");
   const std::pair<int64_t, int64_t> shapes[] = {{45, 70}, {1030, 50}, {50, 1030}};
   for (int gemm = 0; gemm < 2; ++gemm)
   for (const auto &[r, c] : shapes)
@@ -736,16 +743,8 @@ double max_rel_vs(const std::vector<float> &got, const std::vector<double> &ref,
 void test_gemm_tf32x3(cu::Engine &e_sgemm) {
   setenv("SYMOC_CUDA_FP32_GEMM", "tf32x3", 1); // opt-in; the default engine is plain SGEMM
   cu::Engine e;
-  setenv("SYMOC_CUDA_FP32_GEMM", "tf32", 1);
-  std::string refusal;
-  try {
-    cu::Engine bad;
-  } catch (const std::exception &ex) {
-    refusal = ex.what();
-  }
   unsetenv("SYMOC_CUDA_FP32_GEMM");
-  table.add("SYMOC_CUDA_FP32_GEMM=tf32 refused naming the variable (0: yes)",
-            refusal.find("SYMOC_CUDA_FP32_GEMM='tf32'") != std::string::npos ? 0.0 : 1.0, 0.0);
+  check_engine_refuses("SYMOC_CUDA_FP32_GEMM", "tf32");
   { // The default engine given a workspace: SGEMM, bitwise the product without one.
     HostBatch A = random_batch(2, 300, 280), Bm = random_batch(2, 280, 260);
     DevBatch dA(A), dB(Bm), c1 = poisoned(2, 300, 260), c2 = poisoned(2, 300, 260);
