@@ -454,7 +454,8 @@ int main(int argc, char **argv) {
     // cuSOLVER handle, stream and workspace) driven by K host threads: does cuSOLVER's
     // eigensolver leave the GPU idle (host phases, one matrix at a time) so that concurrent
     // solves pay? Wall time from the first launch to every stream's end.
-    for (auto [n, batch] : {std::pair<int64_t, int64_t>{768, 24}, {2304, 8}, {3072, 8}}) try {
+    for (auto nb : {std::pair<int64_t, int64_t>{768, 24}, {2304, 8}, {3072, 8}}) try {
+      const int64_t n = nb.first, batch = nb.second; // plain names: the lambdas below capture n (C++17)
       const size_t nn = size_t(n * n);
       Dev<float> G{size_t(batch) * nn * 2}, S{size_t(batch) * nn}, V{size_t(batch) * nn}, w{size_t(batch * n)};
       fill(G.p, G.n, 7u);

@@ -110,6 +110,23 @@ void test_gemm(cu::Engine &e) {
       }
 }
 
+// dC = 0.9 op(A) op(A)^T + 0.5 C on the device against rt::gram on the host (C holds the
+// input), within fp32's 1e-5, and exactly symmetric.
+void check_gram_vs_cpu(const std::string &name, bool ta, HostBatch &A, HostBatch &C, DevBatch &dC) {
+  if (!check_written(name, dC)) return;
+  rt::Context ctx;
+  const int64_t n = C.rows;
+  double err = 0, asym = 0;
+  for (int64_t b = 0; b < C.batch; ++b) {
+    rt::gram(ctx, ta, 0.9f, A.view(b), 0.5f, C.view(b));
+    err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) asym = std::max(asym, double(std::fabs(dC.hb.at(b, i, j) - dC.hb.at(b, j, i))));
+  }
+  table.add(name + " vs rt::gram", err, 1e-5);
+  table.add(name + " exact symmetry (max |C - C^T|)", asym, 0.0);
+}
+
 // Sides of 1024 and more are formed by cublasSsyrk one matrix at a time by default
 // (Engine::Impl::syrk_min), by the batched GEMM with SYMOC_CUDA_SYRK_MIN=0 (an engine of its
 // own); smaller ones by the batched GEMM: all against the CPU.
@@ -131,17 +148,7 @@ void test_gram(cu::Engine &e_default) {
     DevBatch dA(A), dC(C);
     cu::gram(e, ta, 0.9f, dA.b(), 0.5f, dC.b(), stream);
     sync();
-    if (!check_written(name, dC)) continue;
-    rt::Context ctx;
-    double err = 0, asym = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      rt::gram(ctx, ta, 0.9f, A.view(b), 0.5f, C.view(b));
-      err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j) asym = std::max(asym, double(std::fabs(dC.hb.at(b, i, j) - dC.hb.at(b, j, i))));
-    }
-    table.add(name + " vs rt::gram", err, 1e-5);
-    table.add(name + " exact symmetry (max |C - C^T|)", asym, 0.0);
+    check_gram_vs_cpu(name, ta, A, C, dC);
   }
 }
 
@@ -740,6 +747,35 @@ double max_rel_vs(const std::vector<float> &got, const std::vector<double> &ref,
   return worst;
 }
 
+// The m x k by k x n product of host A, B on the three-pass engine and on SGEMM, each
+// against the fp64 product (max_rel_vs); out: the three-pass result.
+struct VsFp64 {
+  double x3, sgemm;
+  std::vector<float> out;
+};
+VsFp64 errors_vs_fp64(cu::Engine &x3, cu::Engine &sg, const std::vector<float> &A, const std::vector<float> &B,
+                      int64_t m, int64_t k, int64_t n) {
+  std::vector<double> ref(size_t(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t l = 0; l < k; ++l) {
+      const double a = A[size_t(i * k + l)];
+      for (int64_t j = 0; j < n; ++j) ref[size_t(i * n + j)] += a * double(B[size_t(l * n + j)]);
+    }
+  Dev<float> dA(A.size()), dB(B.size()), dC(size_t(m * n));
+  dA.up(A), dB.up(B);
+  Dev<char> ws(cu::gemm_workspace_bytes(m, n, k, 1));
+  const cu::Batch bA(dA.p, 1, m, k), bB(dB.p, 1, k, n), bC(dC.p, 1, m, n);
+  VsFp64 r{};
+  cu::gemm(sg, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
+  sync();
+  r.sgemm = max_rel_vs(dC.down(), ref, m, n, n);
+  cu::gemm(x3, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
+  sync();
+  r.out = dC.down();
+  r.x3 = max_rel_vs(r.out, ref, m, n, n);
+  return r;
+}
+
 void test_gemm_tf32x3(cu::Engine &e_sgemm) {
   setenv("SYMOC_CUDA_FP32_GEMM", "tf32x3", 1); // opt-in; the default engine is plain SGEMM
   cu::Engine e;
@@ -794,16 +830,7 @@ void test_gemm_tf32x3(cu::Engine &e_sgemm) {
       Dev<char> ws(cu::gemm_workspace_bytes(nn, nn, ta ? r : c, B));
       cu::gram(e, ta, 0.9f, dA.b(), 0.5f, dC.b(), stream, workspace(ws));
       sync();
-      if (!check_written(name, dC)) continue;
-      double err = 0, asym = 0;
-      for (int64_t b = 0; b < B; ++b) {
-        rt::gram(ctx, ta, 0.9f, A.view(b), 0.5f, C.view(b));
-        err = std::max(err, rel_err(dC.hb.view(b), C.view(b)));
-        for (int64_t i = 0; i < nn; ++i)
-          for (int64_t j = 0; j < nn; ++j) asym = std::max(asym, double(std::fabs(dC.hb.at(b, i, j) - dC.hb.at(b, j, i))));
-      }
-      table.add(name + " vs rt::gram", err, 1e-5);
-      table.add(name + " exact symmetry (max |C - C^T|)", asym, 0.0);
+      check_gram_vs_cpu(name, ta, A, C, dC);
     }
   // Against fp64: rows of A scaled by 2^u, u uniform in [-20, 20]; the three-pass error
   // within 4x plain SGEMM's (both printed; one TF32 pass would be ~1000x).
@@ -815,51 +842,24 @@ void test_gemm_tf32x3(cu::Engine &e_sgemm) {
       const float f = float(std::ldexp(1.0, int(std::lround(u(rng)))));
       for (int64_t j = 0; j < s; ++j) A[size_t(i * s + j)] *= f;
     }
-    std::vector<double> ref(size_t(s * s), 0.0);
-    for (int64_t i = 0; i < s; ++i)
-      for (int64_t l = 0; l < s; ++l) {
-        const double a = A[size_t(i * s + l)];
-        for (int64_t j = 0; j < s; ++j) ref[size_t(i * s + j)] += a * double(Bv[size_t(l * s + j)]);
-      }
-    Dev<float> dA(A.size()), dB(Bv.size()), dC(A.size());
-    dA.up(A), dB.up(Bv);
-    Dev<char> ws(cu::gemm_workspace_bytes(s, s, s, 1));
-    const cu::Batch bA(dA.p, 1, s, s), bB(dB.p, 1, s, s), bC(dC.p, 1, s, s);
-    cu::gemm(e_sgemm, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
-    sync();
-    const double e_sg = max_rel_vs(dC.down(), ref, s, s, s);
-    cu::gemm(e, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws));
-    sync();
-    const std::vector<float> x3 = dC.down();
-    const double e_x3 = max_rel_vs(x3, ref, s, s, s);
+    const VsFp64 sq = errors_vs_fp64(e, e_sgemm, A, Bv, s, s, s);
     char note[96];
-    std::snprintf(note, sizeof note, "(tf32x3 %.3g, sgemm %.3g)", e_x3, e_sg);
-    table.add("gemm tf32x3 1024^3 rows 2^+-20: error vs fp64 / SGEMM's", e_x3 / e_sg, 4.0, note);
+    std::snprintf(note, sizeof note, "(tf32x3 %.3g, sgemm %.3g)", sq.x3, sq.sgemm);
+    table.add("gemm tf32x3 1024^3 rows 2^+-20: error vs fp64 / SGEMM's", sq.x3 / sq.sgemm, 4.0, note);
     // The inner dimension of GPT-2 small's products: the tensor cores' accumulation error grows
     // with it (session 19 measured up to 1.8e-5 relative there); printed, bounded loosely.
     {
       const int64_t r = 256, kk = 3072;
-      std::vector<float> P = randn(rng, size_t(r * kk)), Q = randn(rng, size_t(kk * r));
-      std::vector<double> R(size_t(r * r), 0.0);
-      for (int64_t i = 0; i < r; ++i)
-        for (int64_t l = 0; l < kk; ++l) {
-          const double a = P[size_t(i * kk + l)];
-          for (int64_t j = 0; j < r; ++j) R[size_t(i * r + j)] += a * double(Q[size_t(l * r + j)]);
-        }
-      Dev<float> dP(P.size()), dQ(Q.size()), dR(size_t(r * r));
-      dP.up(P), dQ.up(Q);
-      Dev<char> wk(cu::gemm_workspace_bytes(r, r, kk, 1));
-      const cu::Batch bP(dP.p, 1, r, kk), bQ(dQ.p, 1, kk, r), bR(dR.p, 1, r, r);
-      cu::gemm(e_sgemm, false, false, 1.f, bP, bQ, 0.f, bR, stream, workspace(wk));
-      sync();
-      const double k_sg = max_rel_vs(dR.down(), R, r, r, r);
-      cu::gemm(e, false, false, 1.f, bP, bQ, 0.f, bR, stream, workspace(wk));
-      sync();
-      const double k_x3 = max_rel_vs(dR.down(), R, r, r, r);
+      const VsFp64 lk = errors_vs_fp64(e, e_sgemm, randn(rng, size_t(r * kk)), randn(rng, size_t(kk * r)), r, kk, r);
       char kn[96];
-      std::snprintf(kn, sizeof kn, "(tf32x3 %.3g, sgemm %.3g; x %.1f)", k_x3, k_sg, k_x3 / k_sg);
-      table.add("gemm tf32x3 256x3072x256: error vs fp64", k_x3, 1e-4, kn);
+      std::snprintf(kn, sizeof kn, "(tf32x3 %.3g, sgemm %.3g; x %.1f)", lk.x3, lk.sgemm, lk.x3 / lk.sgemm);
+      table.add("gemm tf32x3 256x3072x256: error vs fp64", lk.x3, 1e-4, kn);
     }
+    const std::vector<float> &x3 = sq.out;
+    Dev<float> dA(A.size()), dB(Bv.size()), dC(A.size());
+    dA.up(A), dB.up(Bv);
+    Dev<char> ws(cu::gemm_workspace_bytes(s, s, s, 1));
+    const cu::Batch bA(dA.p, 1, s, s), bB(dB.p, 1, s, s), bC(dC.p, 1, s, s);
     // The same product captured in a CUDA graph: bitwise the eager one.
     dC.poison();
     run_captured([&] { cu::gemm(e, false, false, 1.f, bA, bB, 0.f, bC, stream, workspace(ws)); });

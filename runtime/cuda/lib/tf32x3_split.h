@@ -6,11 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __CUDACC__
-#define SYMOC_HD __host__ __device__
-#else
-#define SYMOC_HD
-#endif
+#include "host_device.h"
 
 namespace symoc::cuda::detail {
 

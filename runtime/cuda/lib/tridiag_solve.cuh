@@ -23,11 +23,7 @@
 #include <limits>
 #include <vector>
 
-#ifdef __CUDACC__
-#define SYMOC_HD __host__ __device__
-#else
-#define SYMOC_HD
-#endif
+#include "host_device.h"
 
 struct CUstream_st; // cudaStream_t is CUstream_st *; declared so g++ needs no CUDA headers
 
