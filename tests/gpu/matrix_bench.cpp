@@ -503,7 +503,7 @@ int main(int argc, char **argv) {
         for (auto st : streams) cudaStreamDestroy(st);
       }
     } catch (const std::exception &ex) {
-      std::printf("BENCH eigh %lld FAILED: %s\n", (long long)n, ex.what());
+      std::printf("BENCH eigh %lld FAILED: %s\n", (long long)nb.first, ex.what());
     }
     // 3c. Warm-started eigensolves: Jacobi (cusolverDnSsyevj, tol 1e-6) on A = diag(w) + eps
     // max|w| N (N symmetric Gaussian / sqrt(n)): the basis of the last refresh applied to a
