@@ -70,16 +70,78 @@ void quantize(Context &ctx, const onnx::NodeProto &node, int64_t v,
   out.push_back(std::move(n));
 }
 
+/// Resize-18's `axes` (roi, scales or sizes for a subset of the axes) as Resize-13's
+/// full-rank inputs: the other axes keep their size (scale 1, roi [0, 1], size = the input's).
+void resizeAxes(Context &ctx, onnx::NodeProto &n, int64_t v) {
+  const std::vector<int64_t> given = *attrInts(n, "axes");
+  auto rank = ctx.rank(n.input(0));
+  if (!rank)
+    ctx.fail(n, v, "attribute axes needs the input's rank");
+  const int64_t r = *rank, k = int64_t(given.size());
+  std::vector<int64_t> axes;
+  for (int64_t a : given) {
+    const int64_t b = a < 0 ? a + r : a;
+    if (b < 0 || b >= r)
+      ctx.fail(n, v, "axis " + std::to_string(a) + " is out of range for rank " + std::to_string(r));
+    for (int64_t c : axes)
+      if (c == b)
+        ctx.fail(n, v, "axis " + std::to_string(a) + " is listed twice");
+    axes.push_back(b);
+  }
+  const auto floatsOf = [&](int i, const char *what, int64_t count) {
+    auto vals = ctx.floats(n.input(i));
+    if (!vals || int64_t(vals->size()) != count)
+      ctx.fail(n, v, std::string("with attribute axes, ") + what + " must be a constant of " +
+                         std::to_string(count) + " value(s), one per listed axis");
+    return *vals;
+  };
+  if (hasInput(n, 1)) { // roi: starts then ends
+    const std::vector<double> roi = floatsOf(1, "roi", 2 * k);
+    std::vector<float> full(size_t(2 * r));
+    for (int64_t a = 0; a < r; ++a)
+      full[size_t(a)] = 0.f, full[size_t(a + r)] = 1.f;
+    for (int64_t i = 0; i < k; ++i)
+      full[size_t(axes[size_t(i)])] = float(roi[size_t(i)]),
+                            full[size_t(axes[size_t(i)] + r)] = float(roi[size_t(i + k)]);
+    n.set_input(1, ctx.addFloat(full, {2 * r}, "roi", ctx.elemType(n.input(1)), true));
+  }
+  if (hasInput(n, 2)) {
+    const std::vector<double> sc = floatsOf(2, "scales", k);
+    std::vector<float> full(size_t(r), 1.f);
+    for (int64_t i = 0; i < k; ++i)
+      full[size_t(axes[size_t(i)])] = float(sc[size_t(i)]);
+    n.set_input(2, ctx.addFloat(full, {r}, "scales", onnx::TensorProto::FLOAT, true));
+  }
+  if (hasInput(n, 3)) {
+    auto sizes = ctx.ints(n.input(3));
+    auto shape = ctx.partialShape(n.input(0));
+    if (!shape)
+      ctx.fail(n, v, "attribute axes with sizes needs the input's shape");
+    if (!sizes || int64_t(sizes->size()) != k)
+      ctx.fail(n, v, "with attribute axes, sizes must be a constant of " + std::to_string(k) +
+                         " value(s), one per listed axis");
+    std::vector<int64_t> full(shape->begin(), shape->end());
+    for (int64_t i = 0; i < k; ++i)
+      full[size_t(axes[size_t(i)])] = (*sizes)[size_t(i)];
+    for (int64_t a = 0; a < r; ++a)
+      if (full[size_t(a)] < 0)
+        ctx.fail(n, v, "with attribute axes, sizes needs the input's static size on axis " +
+                           std::to_string(a) + ", which it does not list");
+    n.set_input(3, ctx.addInts(full, {r}, "sizes"));
+  }
+  eraseAttr(n, "axes");
+}
+
 void resize(Context &ctx, const onnx::NodeProto &node, int64_t v,
             std::vector<onnx::NodeProto> &out) {
   onnx::NodeProto n = node;
   dropIfDefault(ctx, n, v, "antialias", 0);
   dropIfDefaultString(ctx, n, v, "keep_aspect_ratio_policy", "stretch");
-  if (attr(n, "axes"))
-    ctx.fail(n, v, "attribute axes (resizing a subset of axes) is not supported");
   if (attrString(n, "coordinate_transformation_mode", "") == "half_pixel_symmetric")
     ctx.fail(n, v, "coordinate_transformation_mode 'half_pixel_symmetric' has no "
                    "opset-17 form");
+  if (attr(n, "axes"))
+    resizeAxes(ctx, n, v);
   out.push_back(std::move(n));
 }
 

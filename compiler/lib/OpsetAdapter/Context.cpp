@@ -72,11 +72,19 @@ std::optional<std::vector<int64_t>> Context::ints(const std::string &name) const
 }
 
 std::optional<std::vector<double>> Context::floats(const std::string &name) const {
-  auto it = inits_.find(name);
-  if (it == inits_.end() || isInt(it->second->data_type()) ||
-      it->second->data_type() == onnx::TensorProto::BOOL)
+  const onnx::TensorProto *t = nullptr;
+  if (auto it = inits_.find(name); it != inits_.end())
+    t = it->second;
+  if (auto it = constNodes_.find(name); it != constNodes_.end())
+    for (const auto &a : it->second->attribute()) {
+      if (a.name() == "value")
+        t = &a.t();
+      if (a.name() == "value_floats")
+        return std::vector<double>(a.floats().begin(), a.floats().end());
+    }
+  if (!t || isInt(t->data_type()) || t->data_type() == onnx::TensorProto::BOOL)
     return std::nullopt;
-  return tensorToDouble(*it->second, path_);
+  return tensorToDouble(*t, path_);
 }
 
 std::optional<double> Context::scalar(const std::string &name) const {

@@ -36,7 +36,7 @@ public:
 
   /// The value of a small integer constant (initializer or Constant node).
   std::optional<std::vector<int64_t>> ints(const std::string &name) const;
-  /// The values of a float initializer (any size), when it is one.
+  /// The values of a floating point constant (initializer or Constant node, any size).
   std::optional<std::vector<double>> floats(const std::string &name) const;
   /// The value of a float scalar constant.
   std::optional<double> scalar(const std::string &name) const;
