@@ -23,10 +23,12 @@ __global__ void split_kernel(const float *X, int64_t runs, int64_t len, int64_t 
       const float *x = X + b * stride + r * ld;
       float *h = hi + b * rl + r * len, *l = lo + b * rl + r * len;
       if constexpr (VEC) {
-        for (int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; j < len; j += int64_t(gridDim.x) * blockDim.x * 4) {
+        const int64_t step = int64_t(gridDim.x) * blockDim.x * 4;
+        for (int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; j < len; j += step) {
           const float4 v = *reinterpret_cast<const float4 *>(x + j);
           float4 vh, vl;
-          tf32_split(v.x, vh.x, vl.x), tf32_split(v.y, vh.y, vl.y), tf32_split(v.z, vh.z, vl.z), tf32_split(v.w, vh.w, vl.w);
+          tf32_split(v.x, vh.x, vl.x), tf32_split(v.y, vh.y, vl.y);
+          tf32_split(v.z, vh.z, vl.z), tf32_split(v.w, vh.w, vl.w);
           *reinterpret_cast<float4 *>(h + j) = vh;
           *reinterpret_cast<float4 *>(l + j) = vl;
         }

@@ -885,7 +885,8 @@ void MatrixRules::shampoo_factor(Group &g, bool left, cudaStream_t s) {
   const int64_t m = g.rows[0], n = g.cols[0], k = left ? m : n;
   g.mask.n = B;
   for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
-  mx::gram(engine_, !left, 1.f, mx::Batch(g.U[0], B, m, n), 0.f, mx::Batch(g.S, B, k, k), s, mx::Workspace{ws_, ws_bytes_});
+  mx::gram(engine_, !left, 1.f, mx::Batch(g.U[0], B, m, n), 0.f, mx::Batch(g.S, B, k, k), s,
+           mx::Workspace{ws_, ws_bytes_});
   launch_masked_axpby(g.mask, g.d_slots, cnt_, left ? g.L : g.R, g.S, k * k, g.sh_beta2, false, s);
 }
 

@@ -136,8 +136,9 @@ __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, d
 // written once: deterministic sums). Blocks over the tile pairs t = X (X + 1) / 2 + Y.
 constexpr int kTile = 64, kSymvThreads = 256;
 template <class T>
-__global__ void __launch_bounds__(kSymvThreads, 4) symv_tiles_kernel(const T *A, int64_t n, int64_t i, int64_t k, const T *V,
-                                                         double *partial, int64_t tiles, int64_t batch) {
+__global__ void __launch_bounds__(kSymvThreads, 4)
+    symv_tiles_kernel(const T *A, int64_t n, int64_t i, int64_t k, const T *V, double *partial, int64_t tiles,
+                      int64_t batch) {
   constexpr int kQ = 4, kSeg = kTile / kQ; // every thread sums a quarter of a tile row or column
   __shared__ T tile[kTile][kTile + 1];
   __shared__ double vx[kTile], vy[kTile];
@@ -235,8 +236,9 @@ __device__ void finish_w_step(int64_t n, int64_t i, int64_t p, const T *V, T *W,
 // Steps 3 of column i - 1 (when it is in this panel) and 1 of column i in one launch, one block
 // per matrix: the W column the update of column i needs is finished first.
 template <class T>
-__global__ void __launch_bounds__(kSmallThreads) finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S,
-                                         const double *partial, int64_t tiles, T *d, T *off, T *tau) {
+__global__ void __launch_bounds__(kSmallThreads)
+    finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S, const double *partial,
+                             int64_t tiles, T *d, T *off, T *tau) {
   __shared__ double red[32];
   if (i > p) {
     finish_w_step<T>(n, i - 1, p, V, W, S, partial, tiles, tau, red);
@@ -246,8 +248,9 @@ __global__ void __launch_bounds__(kSmallThreads) finish_and_column_kernel(T *A, 
 }
 // Step 3 of a panel's last column.
 template <class T>
-__global__ void __launch_bounds__(kSmallThreads) finish_w_kernel(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S,
-                                const double *partial, int64_t tiles, const T *tau) {
+__global__ void __launch_bounds__(kSmallThreads)
+    finish_w_kernel(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S, const double *partial,
+                    int64_t tiles, const T *tau) {
   __shared__ double red[32];
   finish_w_step<T>(n, i, p, V, W, S, partial, tiles, tau, red);
 }
@@ -353,8 +356,8 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
       finish_and_column_kernel<T><<<unsigned(batch), threads, 0, s>>>(A, n, i, p, V, W, S, partial, prev_tiles, d, off,
                                                                        tau);
       check_launch("sytrd column");
-      symv_tiles_kernel<T><<<dim3(unsigned(tiles * (tiles + 1) / 2), grid_z(batch)), kSymvThreads, 0, s>>>(A, n, i, k, V, partial,
-                                                                                                  tiles, batch);
+      const dim3 pairs(unsigned(tiles * (tiles + 1) / 2), grid_z(batch));
+      symv_tiles_kernel<T><<<pairs, kSymvThreads, 0, s>>>(A, n, i, k, V, partial, tiles, batch);
       check_launch("sytrd symv");
     }
     {
