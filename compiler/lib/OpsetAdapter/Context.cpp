@@ -71,23 +71,8 @@ std::optional<std::vector<int64_t>> Context::ints(const std::string &name) const
   return std::nullopt;
 }
 
-std::optional<std::vector<double>> Context::floats(const std::string &name) const {
-  const onnx::TensorProto *t = nullptr;
-  if (auto it = inits_.find(name); it != inits_.end())
-    t = it->second;
-  if (auto it = constNodes_.find(name); it != constNodes_.end())
-    for (const auto &a : it->second->attribute()) {
-      if (a.name() == "value")
-        t = &a.t();
-      if (a.name() == "value_floats")
-        return std::vector<double>(a.floats().begin(), a.floats().end());
-    }
-  if (!t || isInt(t->data_type()) || t->data_type() == onnx::TensorProto::BOOL)
-    return std::nullopt;
-  return tensorToDouble(*t, path_);
-}
-
-std::optional<double> Context::scalar(const std::string &name) const {
+const onnx::TensorProto *Context::constTensor(const std::string &name,
+                                              std::optional<std::vector<double>> &list) const {
   const onnx::TensorProto *t = nullptr;
   if (auto it = inits_.find(name); it != inits_.end())
     t = it->second;
@@ -96,8 +81,28 @@ std::optional<double> Context::scalar(const std::string &name) const {
       if (a.name() == "value")
         t = &a.t();
       if (a.name() == "value_float")
-        return a.f();
+        list = std::vector<double>{a.f()};
+      if (a.name() == "value_floats")
+        list = std::vector<double>(a.floats().begin(), a.floats().end());
     }
+  return t;
+}
+
+std::optional<std::vector<double>> Context::floats(const std::string &name) const {
+  std::optional<std::vector<double>> list;
+  const onnx::TensorProto *t = constTensor(name, list);
+  if (list)
+    return list;
+  if (!t || isInt(t->data_type()) || t->data_type() == onnx::TensorProto::BOOL)
+    return std::nullopt;
+  return tensorToDouble(*t, path_);
+}
+
+std::optional<double> Context::scalar(const std::string &name) const {
+  std::optional<std::vector<double>> list;
+  const onnx::TensorProto *t = constTensor(name, list);
+  if (list)
+    return list->size() == 1 ? std::optional<double>(list->front()) : std::nullopt;
   if (!t || numElements(*t) != 1)
     return std::nullopt;
   return tensorToDouble(*t, path_).at(0);

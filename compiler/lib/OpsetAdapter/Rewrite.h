@@ -79,6 +79,11 @@ private:
   std::set<std::string> names_;
   int counter_ = 0;
 
+  /// The tensor behind a constant (initializer or Constant node's `value`), or, for a
+  /// Constant node given by `value_float(s)`, its values in `list`.
+  const onnx::TensorProto *constTensor(const std::string &name,
+                                       std::optional<std::vector<double>> &list) const;
+
 public:
   void index(); // (re)reads initializers, Constant nodes and value_info
 };
