@@ -1,6 +1,7 @@
 // fp32 / fp64 batched products: gemm() and gram() of matrix.h and the row-major GEMM
 // wrapper the matrix functions build on.
 #include "blas.cuh"
+#include "tf32x3_split.h"
 
 #include <climits>
 #include <type_traits>
@@ -12,17 +13,6 @@ namespace {
 void need_int(int64_t v, const char *what) {
   if (v > INT_MAX) fail(what, "dimension " + std::to_string(v) + " exceeds cuBLAS's int range");
 }
-cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
-                         const float *al, const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
-                         const float *be, float *C, int ldc, long long sC, int batch) {
-  return cublasSgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
-}
-cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
-                         const double *al, const double *A, int lda, long long sA, const double *B, int ldb,
-                         long long sB, const double *be, double *C, int ldc, long long sC, int batch) {
-  return cublasDgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
-}
-
 // Matrices blockIdx.z, blockIdx.z + gridDim.z, ... < batch (gridDim.z is at most 65535).
 template <class T> __global__ void mirror_kernel(T *C, int64_t n, int64_t ld, int64_t stride, int64_t batch) {
   __shared__ T tile[32][33];
@@ -56,7 +46,7 @@ void gemm_rm(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K,
       return;
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B first.
   const int kk = int(K > 0 ? K : 0);
-  check(gemm_call(e.blas, tB ? CUBLAS_OP_T : CUBLAS_OP_N, tA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), kk, &alpha,
+  check(cublas_gemm_sb(e.blas, tB ? CUBLAS_OP_T : CUBLAS_OP_N, tA ? CUBLAS_OP_T : CUBLAS_OP_N, int(N), int(M), kk, &alpha,
                   B, int(std::max<int64_t>(ldb, 1)), sB, A, int(std::max<int64_t>(lda, 1)), sA, &beta, C, int(ldc), sC,
                   int(batch)),
         what);
@@ -108,7 +98,7 @@ void gemm(Engine &eng, bool tA, bool tB, float alpha, const Batch &A, const Batc
 }
 
 size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch) {
-  return tf32x3_bytes(m, n, k, false, false, batch);
+  return size_t(tf32x3_whole_floats(m, n, k, false, false, batch, int64_t(kAlign / sizeof(float)))) * sizeof(float);
 }
 
 void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t s,

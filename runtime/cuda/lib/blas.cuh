@@ -6,6 +6,19 @@
 
 namespace symoc::cuda::detail {
 
+// cuBLAS's column-major strided-batched GEMM for either precision.
+inline cublasStatus_t cublas_gemm_sb(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
+                                     const float *al, const float *A, int lda, long long sA, const float *B, int ldb,
+                                     long long sB, const float *be, float *C, int ldc, long long sC, int batch) {
+  return cublasSgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
+}
+inline cublasStatus_t cublas_gemm_sb(cublasHandle_t h, cublasOperation_t a, cublasOperation_t b, int m, int n, int k,
+                                     const double *al, const double *A, int lda, long long sA, const double *B,
+                                     int ldb, long long sB, const double *be, double *C, int ldc, long long sC,
+                                     int batch) {
+  return cublasDgemmStridedBatched(h, a, b, m, n, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, batch);
+}
+
 // C_b = alpha op(A_b) op(B_b) + beta C_b, row-major, C is M x N, op(A) M x K, op(B) K x N.
 // A stride of 0 shares one matrix over the batch. Engine::Impl::bind must have been called.
 // fp32 with scratch: three TF32 passes where the engine takes them (opt-in, gemm_tf32x3.cuh), else

@@ -68,10 +68,9 @@ cublasStatus_t tf32_gemm(cublasHandle_t h, cublasOperation_t a, cublasOperation_
 }
 } // namespace
 
-size_t tf32x3_bytes(int64_t M, int64_t N, int64_t K, bool sharedA, bool sharedB, int64_t batch) {
-  return size_t(tf32x3_whole_floats(M, N, K, sharedA, sharedB, batch, kAlignFloats)) * sizeof(float);
-}
-
+namespace {
+// cuBLAS's column-major strided-batched product C_b = alpha op(A_b) op(B_b) + beta C_b (C m x n)
+// in three TF32 passes; gemm_rm_tf32x3 says when.
 bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                     int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
                     int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what) {
@@ -110,6 +109,7 @@ bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int
   }
   return true;
 }
+} // namespace
 
 bool gemm_rm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,

@@ -25,15 +25,6 @@ struct Scratch {
   size_t bytes = 0;
 };
 
-// Scratch that holds the whole batch's split operands (a stride of 0 shares one matrix).
-size_t tf32x3_bytes(int64_t M, int64_t N, int64_t K, bool sharedA, bool sharedB, int64_t batch);
-
-// cuBLAS's column-major strided-batched product C_b = alpha op(A_b) op(B_b) + beta C_b (C m x n)
-// in three TF32 passes when the engine has them on and the product is large enough
-// (Engine::Impl::tf32x3_min); false (nothing launched) otherwise. The stream is the handle's.
-bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
-                    int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
-                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what);
 // gemm_rm's product (row-major, C_b = alpha op(A_b) op(B_b) + beta C_b) in three TF32 passes
 // when the engine has them on and the product is large enough (Engine::Impl::tf32x3_min);
 // false (nothing launched) otherwise.

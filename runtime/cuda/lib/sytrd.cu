@@ -13,6 +13,7 @@
 // of squares, dot products and the GEMV accumulate in double for both precisions (memory-bound
 // passes: the wider arithmetic is free, and the norms cannot underflow).
 #include "sytrd.cuh"
+#include "blas.cuh"
 
 #include <algorithm>
 #include <climits>
@@ -309,17 +310,6 @@ template <class T> __global__ void build_t_kernel(const T *G, const T *tau, int6
   }
 }
 
-cublasStatus_t gemm_op(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k, const float *al,
-                       const float *A, int lda, long long sA, const float *B, int ldb, long long sB, const float *be,
-                       float *C, int ldc, long long sC, int bt) {
-  return cublasSgemmStridedBatched(h, ta, tb, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
-}
-cublasStatus_t gemm_op(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k,
-                       const double *al, const double *A, int lda, long long sA, const double *B, int ldb, long long sB,
-                       const double *be, double *C, int ldc, long long sC, int bt) {
-  return cublasDgemmStridedBatched(h, ta, tb, m, nn, k, al, A, lda, sA, B, ldb, sB, be, C, ldc, sC, bt);
-}
-
 int64_t tiles_for(int64_t m) { return std::max<int64_t>(1, (m + kTile - 1) / kTile); }
 unsigned grid_z(int64_t batch) { return unsigned(std::min<int64_t>(batch, 65535)); }
 
@@ -372,7 +362,7 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
     pack_vw_kernel<T><<<dim3(unsigned((m + 255) / 256), unsigned(kb), grid_z(batch)), 256, 0, s>>>(V, W, n, q, kb, P, Q,
                                                                                                   batch);
     check_launch("sytrd pack V W");
-    check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m), int(m), int(2 * kb), &minus, P + q, int(n), n * 2 * kNb,
+    check(cublas_gemm_sb(e.blas, CUBLAS_OP_N, CUBLAS_OP_T, int(m), int(m), int(2 * kb), &minus, P + q, int(n), n * 2 * kNb,
                   Q + q, int(n), n * 2 * kNb, &one, A + q * n + q, int(n), n * n, int(batch)),
           "sytrd trailing update");
   }
@@ -404,18 +394,18 @@ void sytrd_apply_q(Engine::Impl &e, const T *A, const T *tau, int64_t n, int64_t
     const int64_t kb = std::min<int64_t>(kBt, last + 1 - p), m = n - p - 1;
     build_y_kernel<T><<<dim3(unsigned((m + 255) / 256), unsigned(kb), grid_z(batch)), 256, 0, s>>>(A, n, p, kb, Y, batch);
     check_launch("sytrd apply_q Y");
-    check(gemm_op(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), int(kb), int(m), &one, Y, N, n * kBt, Y, N, n * kBt, &zero, G,
+    check(cublas_gemm_sb(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), int(kb), int(m), &one, Y, N, n * kBt, Y, N, n * kBt, &zero, G,
                   kBt, kBt * kBt, B),
           "sytrd apply_q Y^T Y");
     build_t_kernel<T><<<unsigned(batch), kBt, 0, s>>>(G, tau, n, p, kb, Tm);
     check_launch("sytrd apply_q T");
-    check(gemm_op(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), N, int(m), &one, Y, N, n * kBt, Z + p + 1, N, n * n, &zero, X,
+    check(cublas_gemm_sb(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), N, int(m), &one, Y, N, n * kBt, Z + p + 1, N, n * n, &zero, X,
                   kBt, kBt * n, B),
           "sytrd apply_q Y^T Z");
-    check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(kb), N, int(kb), &one, Tm, kBt, kBt * kBt, X, kBt, kBt * n, &zero,
+    check(cublas_gemm_sb(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(kb), N, int(kb), &one, Tm, kBt, kBt * kBt, X, kBt, kBt * n, &zero,
                   X2, kBt, kBt * n, B),
           "sytrd apply_q T X");
-    check(gemm_op(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m), N, int(kb), &minus, Y, N, n * kBt, X2, kBt, kBt * n, &one,
+    check(cublas_gemm_sb(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m), N, int(kb), &minus, Y, N, n * kBt, X2, kBt, kBt * n, &one,
                   Z + p + 1, N, n * n, B),
           "sytrd apply_q Z update");
   }
