@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -170,6 +171,37 @@ TEST(Tf32x3Split, WholeBatchFitsItsOwnSize) {
               tf32x3_split_floats(768 * 3072, 1, 64));
   }
   EXPECT_EQ(plan_tf32x3(300, 300, 300, false, false, false, 5, 1000, 64).chunk, 0); // not one matrix
+}
+
+// The hi hi pass's inner-dimension pieces cover [0, k) in order, none longer than kchunk
+// rounded down to a multiple of 8, all but the last multiples of 8, as few as that allows,
+// and kchunk 0 or a short k one piece.
+TEST(Tf32x3Split, KChunksCoverTheInnerDimension) {
+  EXPECT_TRUE(tf32x3_k_chunks(0, 1024).empty());
+  for (int64_t k : {1, 7, 768, 1024, 1025, 2304, 3072, 5000, 50257})
+    for (int64_t kc : {0, 1, 8, 13, 256, 1000, 1024, 4096}) {
+      const std::vector<Tf32x3KChunk> c = tf32x3_k_chunks(k, kc);
+      const int64_t cap = std::max<int64_t>(8, kc / 8 * 8);
+      ASSERT_FALSE(c.empty());
+      int64_t at = 0;
+      for (size_t i = 0; i < c.size(); ++i) {
+        ASSERT_EQ(c[i].k0, at) << "k " << k << " kchunk " << kc;
+        ASSERT_GT(c[i].len, 0);
+        if (kc > 0) {
+          ASSERT_LE(c[i].len, cap) << "k " << k << " kchunk " << kc;
+        }
+        if (i + 1 < c.size()) {
+          ASSERT_EQ(c[i].len % 8, 0);
+        }
+        at += c[i].len;
+      }
+      ASSERT_EQ(at, k);
+      const int64_t fewest = kc <= 0 ? 1 : (k + cap - 1) / cap;
+      EXPECT_EQ(int64_t(c.size()), fewest) << "k " << k << " kchunk " << kc;
+    }
+  // Balanced: GPT-2 small's 3072 in three 1024s, 2304 in three 768s.
+  EXPECT_EQ(tf32x3_k_chunks(3072, 1024).size(), 3u);
+  EXPECT_EQ(tf32x3_k_chunks(2304, 1024)[0].len, 768);
 }
 
 } // namespace

@@ -33,6 +33,29 @@ template <class T> __global__ void mirror_kernel(T *C, int64_t n, int64_t ld, in
     }
   }
 }
+// C = C + C^T in place (n x n, both triangles): tile pairs (ti, tj), ti >= tj, each summed
+// once, so C_ij and C_ji get the same bits (fp addition commutes). The Gram half's second step.
+__global__ void add_transpose_kernel(float *C, int64_t n, int64_t ld, int64_t stride, int64_t batch) {
+  __shared__ float lower[32][33], upper[32][33];
+  const int64_t ti = blockIdx.y, tj = blockIdx.x;
+  if (tj > ti) return;
+  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
+    float *c = C + b * stride;
+    __syncthreads(); // the previous matrix's tiles are read
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t li = ti * 32 + r, lj = tj * 32 + threadIdx.x, ui = tj * 32 + r, uj = ti * 32 + threadIdx.x;
+      if (li < n && lj < n) lower[r][threadIdx.x] = c[li * ld + lj];
+      if (ui < n && uj < n) upper[r][threadIdx.x] = c[ui * ld + uj];
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t li = ti * 32 + r, lj = tj * 32 + threadIdx.x, ui = tj * 32 + r, uj = ti * 32 + threadIdx.x;
+      // lower (r, x) pairs with upper (x, r); on a diagonal tile both name the same tile.
+      if (li < n && lj < n) c[li * ld + lj] = lower[r][threadIdx.x] + upper[threadIdx.x][r];
+      if (ti != tj && ui < n && uj < n) c[ui * ld + uj] = upper[r][threadIdx.x] + lower[threadIdx.x][r];
+    }
+  }
+}
 } // namespace
 
 template <class T>
@@ -113,8 +136,19 @@ void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const B
   e.bind(s);
   const int64_t sA = A.batch > 1 ? A.stride : 0, sC = C.batch > 1 ? C.stride : 0;
   for (int64_t v : {n, k, A.ld, C.ld, C.batch}) need_int(v, what);
+  const Scratch sc{ws.ptr, ws.bytes};
+  if (beta == 0.f && k > 0 &&
+      gemm_rm_tf32x3(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, 0.f, C.data, C.ld, sC, C.batch,
+                     sc, what, Tf32x3Form::GramHalf)) {
+    // Z = alpha (hi hi^T / 2 + lo hi^T) in two passes; Z + Z^T is the product, exactly symmetric.
+    const unsigned t = unsigned((n + 31) / 32);
+    add_transpose_kernel<<<dim3(t, t, unsigned(std::min<int64_t>(C.batch, 65535))), dim3(32, 8), 0, s>>>(
+        C.data, n, C.ld, sC, C.batch);
+    check_launch("gram add transpose");
+    return;
+  }
   if (k > 0 && gemm_rm_tf32x3(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, beta, C.data, C.ld, sC,
-                              C.batch, Scratch{ws.ptr, ws.bytes}, what)) {
+                              C.batch, sc, what)) {
     // both triangles formed; the mirror below makes them agree bit for bit
   } else if (e.syrk_min > 0 && n >= e.syrk_min && k > 0) {
     // Row-major A is column-major A^T: C = A A^T is (A^T)^T (A^T) (op T), C = A^T A is

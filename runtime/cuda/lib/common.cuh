@@ -84,6 +84,9 @@ struct Engine::Impl {
   // error grows with the inner dimension past SGEMM's (gemm_tf32x3.cuh).
   bool tf32x3 = false;
   int64_t tf32x3_min = 256;
+  // The hi hi pass's inner dimension in chunks of at most this (SYMOC_CUDA_TF32X3_KCHUNK; 0:
+  // whole), each added in IEEE fp32 through the GEMM epilogue (gemm_tf32x3.cuh).
+  int64_t tf32x3_kchunk = 1024;
   // While a Newton-Schulz plan is built: where its products record the cuBLASLt algorithm each
   // descriptor (without its batch count) got, and the map of the plan named by
   // NsTuning::algorithms_from, whose choice a product with the same descriptor takes.

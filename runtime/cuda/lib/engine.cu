@@ -57,6 +57,9 @@ Engine::Engine(int device) : impl_(std::make_unique<Impl>()) {
   const std::string fp32_gemm = symoc::rt::cuda::detail::env_choice("SYMOC_CUDA_FP32_GEMM", {"tf32x3", "sgemm"});
   impl_->tf32x3_min = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_TF32X3_MIN", impl_->tf32x3_min, 1,
                                                          int64_t(1) << 31, "the smallest side of a tf32x3 product");
+  impl_->tf32x3_kchunk = symoc::rt::cuda::detail::env_whole(
+      "SYMOC_CUDA_TF32X3_KCHUNK", impl_->tf32x3_kchunk, 0, int64_t(1) << 31,
+      "the longest inner-dimension chunk of a tf32x3 product's hi hi pass (0: whole)");
   if (device < 0) check(cudaGetDevice(&device), "cudaGetDevice");
   else check(cudaSetDevice(device), "cudaSetDevice");
   impl_->device = device;

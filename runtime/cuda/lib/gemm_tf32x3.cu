@@ -73,7 +73,7 @@ namespace {
 // in three TF32 passes; gemm_rm_tf32x3 says when.
 bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                     int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
-                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what) {
+                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, Tf32x3Form form, const char *what) {
   if (!e.tf32x3 || sc.p == nullptr || std::min({m, n, k}) < e.tf32x3_min) return false;
   // Column-major operands in memory: runs (columns) of contiguous floats.
   const int64_t a_runs = tA ? m : k, a_len = tA ? k : m, b_runs = tB ? k : n, b_len = tB ? n : k;
@@ -99,13 +99,28 @@ bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int
     if (!shA) xa = split(A + b0 * sA, a_runs, a_len, lda, sA, nb, bufA, s);
     if (!shB) xb = split(B + b0 * sB, b_runs, b_len, ldb, sB, nb, bufB, s);
     if (same) xb = xa;
-    // The small terms first, the large one last.
-    const float *parts[3][2] = {{xa.hi, xb.lo}, {xa.lo, xb.hi}, {xa.hi, xb.hi}};
-    for (int t = 0; t < 3; ++t)
+    float *c = C + b0 * sC;
+    const long long sc_b = nb > 1 ? sC : 0;
+    // The small terms first, at the whole inner dimension: they are 2^-11 of the product, so
+    // the tensor cores' accumulation error in them is far below fp32's rounding. A Gram half
+    // takes one of the two (lo hi^T; the caller adds the transpose).
+    const float *parts[2][2] = {{xa.hi, xb.lo}, {xa.lo, xb.hi}};
+    for (int t = form == Tf32x3Form::GramHalf ? 1 : 0; t < 2; ++t) {
+      const bool first = form == Tf32x3Form::GramHalf || t == 0;
       check(tf32_gemm(e.blas, opA, opB, int(m), int(n), int(k), &alpha, parts[t][0], int(xa.ld), xa.stride,
-                      parts[t][1], int(xb.ld), xb.stride, t == 0 ? &beta : &one, C + b0 * sC, int(ldc),
-                      nb > 1 ? sC : 0, int(nb)),
+                      parts[t][1], int(xb.ld), xb.stride, first ? &beta : &one, c, int(ldc), sc_b, int(nb)),
             what);
+    }
+    // hi hi carries the product: its inner dimension in chunks of at most kchunk, each added
+    // through the epilogue (IEEE fp32), so the accumulation error stays at one chunk's.
+    const float hh = form == Tf32x3Form::GramHalf ? 0.5f * alpha : alpha; // exact: a power of two
+    for (const Tf32x3KChunk &kc : tf32x3_k_chunks(k, e.tf32x3_kchunk)) {
+      // Column-major op(A) is m x k: column k0 at + k0 * ld (not transposed) or row k0 at + k0.
+      const float *a = xa.hi + (tA ? kc.k0 : kc.k0 * xa.ld), *b = xb.hi + (tB ? kc.k0 * xb.ld : kc.k0);
+      check(tf32_gemm(e.blas, opA, opB, int(m), int(n), int(kc.len), &hh, a, int(xa.ld), xa.stride, b, int(xb.ld),
+                      xb.stride, &one, c, int(ldc), sc_b, int(nb)),
+            what);
+    }
   }
   return true;
 }
@@ -113,9 +128,11 @@ bool gemm_cm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t m, int64_t n, int
 
 bool gemm_rm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
-                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what) {
+                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what, Tf32x3Form form) {
+  if (form == Tf32x3Form::GramHalf && (A != B || lda != ldb || sA != sB || tA == tB || M != N || beta != 0.f))
+    fail(what, "a Gram half needs C = A A^T or A^T A with beta 0");
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T (gemm_rm): B first.
-  return gemm_cm_tf32x3(e, tB, tA, N, M, K, alpha, B, ldb, sB, A, lda, sA, beta, C, ldc, sC, batch, sc, what);
+  return gemm_cm_tf32x3(e, tB, tA, N, M, K, alpha, B, ldb, sB, A, lda, sA, beta, C, ldc, sC, batch, sc, form, what);
 }
 
 } // namespace symoc::cuda::detail

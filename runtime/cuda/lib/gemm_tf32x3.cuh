@@ -28,8 +28,12 @@ struct Scratch {
 // gemm_rm's product (row-major, C_b = alpha op(A_b) op(B_b) + beta C_b) in three TF32 passes
 // when the engine has them on and the product is large enough (Engine::Impl::tf32x3_min);
 // false (nothing launched) otherwise.
+// Full: the product. GramHalf (C = A A^T or A^T A, beta 0): Z = alpha (hi hi^T / 2 + lo hi^T),
+// two passes instead of three; Z + Z^T is the Gram product (gram() adds the transpose).
+enum class Tf32x3Form { Full, GramHalf };
 bool gemm_rm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C,
-                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what);
+                    int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what,
+                    Tf32x3Form form = Tf32x3Form::Full);
 
 } // namespace symoc::cuda::detail

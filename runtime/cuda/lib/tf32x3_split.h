@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "host_device.h"
 
@@ -69,6 +70,24 @@ inline Tf32x3Plan plan_tf32x3(int64_t m, int64_t n, int64_t k, bool sharedA, boo
   }
   p.chunk = lo, p.a_floats = a(lo), p.b_floats = b(lo);
   return p;
+}
+
+// The inner dimension of the hi hi pass in pieces [k0, k0 + len) of at most `kchunk` rounded
+// down to a multiple of 8 (at least 8; kchunk 0: one piece), balanced, each but the last a
+// multiple of 8 long (the offsets stay 32-byte aligned where the leading dimension is a
+// multiple of 4 floats).
+struct Tf32x3KChunk {
+  int64_t k0 = 0, len = 0;
+};
+inline std::vector<Tf32x3KChunk> tf32x3_k_chunks(int64_t k, int64_t kchunk) {
+  std::vector<Tf32x3KChunk> out;
+  if (k <= 0) return out;
+  const int64_t cap = kchunk / 8 * 8 > 8 ? kchunk / 8 * 8 : 8;
+  if (kchunk <= 0 || k <= cap) return {{0, k}};
+  const int64_t pieces = (k + cap - 1) / cap;
+  const int64_t len = ((k + pieces - 1) / pieces + 7) / 8 * 8; // <= cap: cap is a multiple of 8
+  for (int64_t k0 = 0; k0 < k; k0 += len) out.push_back({k0, k - k0 < len ? k - k0 : len});
+  return out;
 }
 
 } // namespace symoc::cuda::detail
