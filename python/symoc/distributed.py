@@ -25,7 +25,11 @@ Two layouts, chosen from the parameters:
     steps the full block, a second all_to_all_single returns the updated rows to the shards.
 
 Dtypes: float32 parameters on the CPU; float32 or bfloat16 on CUDA, chosen per parameter
-(each stepped in its own dtype with float32 state, as symoc.torch does).
+(each stepped in its own dtype with float32 state, as symoc.torch does). Layouts: in the
+replicated layout a parameter in another axis order (`model.to(memory_format=
+torch.channels_last)`, as CNN training runs) is stepped through a contiguous copy at its home,
+broadcast in the logical order and written back by rows, so it keeps its axis order; the
+sharded layout needs contiguous local shards.
 
 Faults: a rank whose step() raises (bad gradient, a closure that throws, a library error)
 makes every rank raise SymocError naming it: an all_reduce of per-rank failure flags runs
@@ -585,6 +589,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         self._dtypes = [p.dtype for p in self.param_groups[0]["params"]]
         self._esize = [p.element_size() for p in self.param_groups[0]["params"]]
         self._zero_grads = {}
+        self._copies = {}      # parameter index -> contiguous (weight, gradient) for other layouts
         self._bucket_bytes = int(bucket_bytes)
         self.profile = bool(profile)
         self.last_step = {}
@@ -694,8 +699,8 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                     problems.append("parameter %r: local rows of shape %s do not fit %s"
                                     % (name, list(p.local.shape), list(p.shape)))
                 problems += _param_problems(name, p.local, p.local.shape, "parameter")
-            else:
-                problems += _param_problems(name, p, wanted[name], "parameter")
+            else:  # replicated (DDP): another axis order steps through copies (_stage)
+                problems += _param_problems(name, p, wanted[name], "parameter", dense_ok=True)
         if problems:
             raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es):\n  %s"
                              % (lib.path, lib.model, lib.policy, len(problems),
@@ -951,9 +956,10 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
     def _bind_replicated(self):
         params = self.param_groups[0]["params"]
         problems = []
+        self._staged = {}   # parameter index -> (weight, gradient) contiguous copies stepped
         for i, p in enumerate(params):
             name, shape, _ = self._lib.params[i]
-            problems += _param_problems(name, p, shape, "parameter", self._device)
+            problems += _param_problems(name, p, shape, "parameter", self._device, dense_ok=True)
             if p.dtype != self._dtypes[i]:  # the broadcast buckets were cut for that dtype
                 problems.append("parameter %r: dtype %s since construction, now %s (make the "
                                 "optimizer after model.to(dtype))" % (name, self._dtypes[i], p.dtype))
@@ -961,9 +967,11 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 self._w[i] = self._g[i] = None
                 continue
             g = self._grad_or_zero(i, p.grad, p)
-            problems += _param_problems(name, g, shape, "gradient", self._device)
-            self._w[i] = p.data_ptr()
-            self._g[i] = g.data_ptr()
+            problems += _param_problems(name, g, shape, "gradient", self._device, dense_ok=True)
+            if not problems:
+                w, g = self._stage(i, p, g)
+                self._w[i] = w.data_ptr()
+                self._g[i] = g.data_ptr()
         # Row pieces of split blocks: pointers into the full (replicated) tensors; the full
         # gradient is here, so its finiteness decides the skip as in the single process.
         self._piece_args = {}
@@ -971,14 +979,42 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             name, shape, _ = self._lib.params[i]
             p = params[i]
             g = self._grad_or_zero(i, p.grad, p)
-            problems += _param_problems(name, g, shape, "gradient", self._device)
+            problems += _param_problems(name, g, shape, "gradient", self._device, dense_ok=True)
             if problems:
                 continue
+            w, g = self._stage(i, p, g)
             off = p.element_size() * r0 * self._row_numel[i]
-            self._piece_args[(i, r0)] = (i, r0, r1, p.data_ptr() + off, g.data_ptr() + off,
+            self._piece_args[(i, r0)] = (i, r0, r1, w.data_ptr() + off, g.data_ptr() + off,
                                          int(not bool(torch.isfinite(g).all())))
         if problems:
             raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
+
+    def _stage(self, i, p, g):
+        """The weight and gradient the library steps: p and g themselves when contiguous;
+        for another axis order (channels_last, as `model.to(memory_format=...)` leaves conv
+        weights) contiguous copies in the logical order, kept one per parameter, which the
+        broadcast sends and _unstage writes back (symoc.torch does the same)."""
+        if p.is_contiguous() and g.is_contiguous():
+            return p, g
+        c = self._copies.get(i)
+        if c is None or c[0].shape != p.shape or c[0].dtype != p.dtype or c[0].device != p.device:
+            c = self._copies[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
+                                   torch.empty(p.shape, dtype=p.dtype, device=p.device))
+        c[0].copy_(p.detach())
+        c[1].copy_(g)
+        self._staged[i] = c
+        return c
+
+    def _unstage(self, params):
+        """Writes this rank's stepped rows of staged parameters back into them: whole blocks
+        whole, pieces their rows only (the other rows arrive by broadcast)."""
+        for i in self._staged:
+            w = self._staged[i][0]
+            if self._home[i] == self._rank:
+                params[i].detach().copy_(w)
+            for j, r0, r1 in self._my_pieces:
+                if j == i:
+                    params[i].detach()[r0:r1].copy_(w[r0:r1])
 
     def _run(self, blocks, pieces):
         """Steps `blocks` (whole, step_blocks) and `pieces` ((param, r0, r1, weight pointer,
@@ -1033,7 +1069,8 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                     failure = self._run(blocks, [self._piece_args[(i, r0)]
                                                  for i, r0, _ in pieces])
                     step_s += time.perf_counter() - t
-                parts = [params[i].detach().view(-1)[a:a + m] for i, a, m in ents]
+                parts = [(self._staged[i][0] if i in self._staged else params[i].detach())
+                         .view(-1)[a:a + m] for i, a, m in ents]
                 flat = torch.cat(parts) if len(parts) > 1 else parts[0]
                 sent += flat.numel() * flat.element_size()
             else:
@@ -1049,8 +1086,10 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 continue
             at = 0
             for i, a, m in ents:
-                params[i].detach().view(-1)[a:a + m].copy_(flat[at:at + m])
+                _write_rows(params[i].detach(), a, m, self._row_numel[i], flat[at:at + m])
                 at += m
+        if failure is None:
+            self._unstage(params)
         self._step_s = step_s
         return failure, sent, received
 
@@ -1071,7 +1110,8 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                                 "parameter was %s at construction"
                                 % (name, lw.dtype, lg.dtype, self._dtypes[i]))
             if not lg.is_contiguous() or not lw.is_contiguous():
-                problems.append("%r: local shards must be contiguous" % name)
+                problems.append("%r: local shards must be contiguous (another axis order, "
+                                "channels_last, steps in the replicated DDP layout only)" % name)
             if lg.device != self._device or lw.device != self._device:
                 problems.append("%r: local shards on %s/%s, expected %s"
                                 % (name, lw.device, lg.device, self._device))
@@ -1342,11 +1382,22 @@ def _dtype_problems(what, name, dtype, device):
                " (bfloat16 steps on CUDA parameters)")]
 
 
-def _param_problems(name, t, shape, what, device=None):
+def _write_rows(p, a, m, row_numel, src):
+    """p's flat logical entries [a, a + m) (whole rows) = src: in place when p is
+    contiguous, by its rows otherwise (channels_last keeps its axis order)."""
+    if p.is_contiguous():
+        p.view(-1)[a:a + m].copy_(src)
+    else:
+        r0, r1 = a // row_numel, (a + m) // row_numel
+        p[r0:r1].copy_(src.view((r1 - r0,) + tuple(p.shape[1:])))
+
+
+def _param_problems(name, t, shape, what, device=None, dense_ok=False):
     """symoc.torch's checks on the tensor's own device, CPU or CUDA (the CUDA entry points
     take CUDA tensors): float32 or, on CUDA, bfloat16; with `device`, also that the tensor
-    is there."""
-    out = _tensor_problems(name, t, shape, what, t.device if t.device.type == "cuda" else None)
+    is there. dense_ok: another axis order (channels_last) is fine (stepped through copies)."""
+    out = _tensor_problems(name, t, shape, what, t.device if t.device.type == "cuda" else None,
+                           dense_ok=dense_ok)
     if device is not None and t.device != device:
         out.append("%s %r: on %s, the other parameters are on %s" % (what, name, t.device, device))
     return out

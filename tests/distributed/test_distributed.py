@@ -11,6 +11,9 @@ torch.multiprocessing.spawn and checks on every rank:
     broadcast buckets) leave every parameter
     bit-identical to a single-process SymocOptimizer stepped on the same gradients in the
     same process, for every (model, policy);
+  * channels_last: the CNN's conv weights in NHWC order (replicated layout) step as the
+    contiguous ones do, bit for bit, and stay channels_last; sharded shards in that order are
+    refused at construction;
   * sharded layout (RowShard: row ranges per rank as FSDP2's Shard(0), empty ones included):
     the same, each block gathered at its home rank and its rows sent back;
   * state: every rank holds state only for its blocks, and the ranks' state bytes add up
@@ -307,6 +310,69 @@ def check_sharded(libs, rank, world):
             ropt.step()
             assert_rows_equal(tag + ", NaN in rank 0's rows", given, ref, rows)
     return local
+
+
+def to_channels_last(named):
+    """As model.to(memory_format=torch.channels_last): 4-D weights (and their gradients)
+    in NHWC order."""
+    for _, p in named:
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+            if p.grad is not None:
+                p.grad = p.grad.contiguous(memory_format=torch.channels_last)
+
+
+def check_channels_last(libs, rank, world):
+    """The CNN's conv weights in channels_last, replicated (DDP) layout: whole blocks, row
+    pieces of split blocks (adamw: split always) and both schedules give bit for bit the
+    single-process step of contiguous weights, and the weights keep channels_last; the sharded
+    layout refuses channels_last shards at construction, naming them. Returns the number of
+    channels_last parameters stepped."""
+    from symoc.distributed import DistributedSymocOptimizer, RowShard
+    from symoc.torch import load_library
+    stepped = 0
+    for k, policy in enumerate(("muon", "adamw", "symo", "shampoo", "lau-su", "adam-mini")):
+        path = libs[("resnet_cnn", policy)]
+        tag = "channels_last resnet_cnn/%s at world size %d, rank %d" % (policy, world, rank)
+        named = make_params(load_library(path))
+        ref = clone(named)
+        to_channels_last(named)
+        last = [n for n, p in named if p.dim() == 4]
+        if not last:
+            raise AssertionError("%s: the fixture has no 4-D weights" % tag)
+        opt = DistributedSymocOptimizer(named, library=path, lr=LR, bucket_bytes=4096,
+                                        split="always" if policy in ("adamw", "adam-mini") else
+                                        k % 2 == 0,
+                                        schedule="one_call" if k % 2 else "buckets")
+        for s in range(STEPS):
+            if s == 2:
+                opt.param_groups[0]["lr"] = LR * 0.5
+            set_grads(named, s)
+            to_channels_last(named)
+            opt.step()
+        ref_steps(path, ref, STEPS)
+        assert_equal(tag, named, ref)
+        if policy == "adamw":  # row pieces of channels_last weights were stepped somewhere
+            cut = torch.tensor([sum(1 for n in opt.row_ranges if n in last)])
+            dist.all_reduce(cut)
+            if world > 1 and cut.item() == 0:
+                raise AssertionError("%s: no channels_last weight was split into rows" % tag)
+        for n, p in named:
+            if p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last):
+                raise AssertionError("%s: %r lost its channels_last order" % (tag, n))
+        stepped += len(last)
+    # Sharded: a channels_last local shard is refused at construction, naming the parameter.
+    path = libs[("resnet_cnn", "adamw")]
+    full = make_params(load_library(path))
+    given, rows = shard(full, rank, world)
+    i = next(j for j, (_, p) in enumerate(full) if p.dim() == 4 and rows[j][1] > rows[j][0])
+    loc = given[i][1].local
+    loc.data = loc.data.contiguous(memory_format=torch.channels_last)
+    if loc.is_contiguous():
+        raise AssertionError("the fixture's shard of %r is contiguous in both orders" % full[i][0])
+    expect_error(lambda: DistributedSymocOptimizer(given, library=path, lr=LR), full[i][0],
+                 "not contiguous")
+    return stepped
 
 
 def check_sharded_fault(libs, rank, world):
@@ -848,6 +914,7 @@ def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
         t0 = time.time()
         pieces = check_equality(libs, rank, world)
         local = check_sharded(libs, rank, world)
+        last = check_channels_last(libs, rank, world)
         t1 = time.time()
         if phase == "save":
             check_checkpoint_save(libs, rank, world, work)
@@ -861,8 +928,8 @@ def worker(rank, world, init_file, libs, work, phase, saved_world, result_dir):
         t3 = time.time()
         with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
             f.write("ok equality %.1fs (%d split pieces over the ranks, %d parameters stepped on "
-                    "their shards) checkpoint %.1fs faults %.1fs\n"
-                    % (t1 - t0, pieces, local, t2 - t1, t3 - t2))
+                    "their shards, %d channels_last) checkpoint %.1fs faults %.1fs\n"
+                    % (t1 - t0, pieces, local, last, t2 - t1, t3 - t2))
     except Exception:
         with open(os.path.join(result_dir, "rank%d" % rank), "w") as f:
             f.write("FAIL\n" + traceback.format_exc())
