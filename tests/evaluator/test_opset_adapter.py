@@ -6,7 +6,8 @@ opset_import set by hand), run by evaluator-run, which adapts it into its opset-
 exactly as symoc does, and compared with a NumPy formula written from the operator's
 ONNX documentation (Changelog entries Gelu-20, Mish-18, Swish-24, RMSNormalization-23,
 GroupNormalization-18/21, Attention-23, RotaryEmbedding-23, Split-18, Reduce*-18,
-Pad-18; DFT-20 is not covered: the evaluator has no DFT).
+Pad-18, Resize-18/19's antialias and half_pixel_symmetric; DFT-20 is not covered: the
+evaluator has no DFT).
 
 Usage: test_opset_adapter.py EVALUATOR_RUN
 """
@@ -95,7 +96,69 @@ def rotary_ref(x, cos, sin, pos, interleaved, rd):
     return np.concatenate([out, rest], -1)
 
 
+def keys(d, a=-0.75):
+    d = np.abs(d)
+    return np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1,
+                    np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+
+
+def resize_ref(x, out_shape, scales, mode, ctm, antialias, exclude):
+    """Resize-19 (linear, cubic) from its spec, one axis at a time: output o reads input
+    coordinate x_o (coordinate_transformation_mode); every input index j with
+    |j - x_o| s < support contributes kernel((j - x_o) s), s = min(scale, 1) with antialias
+    (the kernel stretched when downscaling) else 1; indices outside the input take the edge
+    value (or weight 0 with exclude_outside); weights sum to 1."""
+    y = x.astype(np.float64)
+    support = 1.0 if mode == "linear" else 2.0
+    kern = (lambda d: np.maximum(0.0, 1 - np.abs(d))) if mode == "linear" else keys
+    for ax, (n_in, n_out, sc) in enumerate(zip(x.shape, out_shape, scales)):
+        if n_in == n_out and sc == 1:
+            continue
+        o = np.arange(n_out, dtype=np.float64)
+        if ctm == "half_pixel_symmetric":
+            xo = n_in / 2 * (1 - n_out / (sc * n_in)) + (o + 0.5) / sc - 0.5
+        else:
+            xo = (o + 0.5) / sc - 0.5
+        s = min(sc, 1.0) if antialias else 1.0
+        W = np.zeros((n_out, n_in))
+        for i, c in enumerate(xo):
+            js = np.arange(int(np.floor(c - support / s)), int(np.ceil(c + support / s)) + 1)
+            w = kern((js - c) * s)
+            if exclude:
+                w = np.where((js < 0) | (js >= n_in), 0.0, w)
+            w = w / w.sum()
+            np.add.at(W[i], np.clip(js, 0, n_in - 1), w)
+        y = np.moveaxis(np.tensordot(W, np.moveaxis(y, ax, 0), axes=1), 0, ax)
+    return y
+
+
+def resize_cases():
+    """Resize-18's antialias and Resize-19's half_pixel_symmetric (the opset-17 form keeps
+    both attributes; the evaluator implements them) against resize_ref."""
+    img = RNG.standard_normal((2, 3, 7, 9)).astype(np.float32)
+    xi = [("X", F, list(img.shape))]
+    for scales in ([1, 1, 0.6, 0.45], [1, 1, 1.7, 0.7], [1, 1, 0.25, 2.5]):
+        out = [int(np.floor(n * np.float32(s))) for n, s in zip(img.shape, scales)]
+        sc32 = np.array(scales, np.float32)
+        for mode in ("linear", "cubic"):
+            for aa, ctm, excl in ((1, "half_pixel", 0), (1, "half_pixel_symmetric", 1),
+                                  (0, "half_pixel_symmetric", 0), (1, "half_pixel_symmetric", 0)):
+                node = helper.make_node("Resize", ["X", "", "sc"], ["Y"], mode=mode, antialias=aa,
+                                        coordinate_transformation_mode=ctm, exclude_outside=excl)
+                want = resize_ref(img, out, sc32.astype(np.float64), mode, ctm, aa, excl)
+                yield (f"Resize-19 {mode} antialias={aa} {ctm} exclude_outside={excl} scales "
+                       f"{scales}", model([node], xi, ["Y"], 19,
+                                          [numpy_helper.from_array(sc32, "sc")]), [img], [want])
+    sizes = np.array([2, 3, 4, 3], np.int64)  # scales from sizes: the symmetric offset is 0
+    node = helper.make_node("Resize", ["X", "", "", "sz"], ["Y"], mode="cubic", antialias=1)
+    want = resize_ref(img, sizes, sizes / np.array(img.shape), "cubic", "half_pixel", 1, 0)
+    yield ("Resize-18 cubic antialias sizes", model([node], xi, ["Y"], 18,
+                                                    [numpy_helper.from_array(sizes, "sz")]),
+           [img], [want])
+
+
 def cases():
+    yield from resize_cases()
     x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
     xi = [("X", F, list(x.shape))]
     yield ("Gelu-20 none", model([helper.make_node("Gelu", ["X"], ["Y"])], xi, ["Y"], 20),

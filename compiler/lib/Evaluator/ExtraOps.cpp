@@ -135,9 +135,41 @@ struct Taps {
   std::vector<bool> outside;                               // extrapolated
 };
 
+// The Keys cubic kernel with coefficient A at distance s (zero from |s| = 2 on).
+double keysKernel(double A, double s) {
+  s = std::fabs(s);
+  if (s <= 1)
+    return ((A + 2) * s - (A + 3)) * s * s + 1;
+  if (s < 2)
+    return ((A * s - 5 * A) * s + 8 * A) * s - 4 * A;
+  return 0.0;
+}
+
+// Resize-18's antialias (linear, cubic): the kernel stretched by 1 / scale when downscaling,
+// so 2 - 2 start taps i0 + k, k in [start, 2 - start), weights normalized to sum 1. x = i0 +
+// ratio with ratio in (0, 1] (an integer x counts from the pixel on its left), as the ONNX
+// reference numbers them. At scale >= 1 these are the plain taps.
+void antialiasTaps(std::vector<std::pair<int64_t, double>> &taps, double x, double scale,
+                   bool cubic, double A) {
+  const double s = std::min(scale, 1.0), fl = std::floor(x);
+  const double ratio = x == fl ? 1.0 : x - fl;
+  const int64_t i0 = int64_t(fl) - (x == fl ? 1 : 0);
+  const int64_t start = int64_t(std::floor(-(cubic ? 2.0 : 1.0) / s)) + 1;
+  double sum = 0;
+  for (int64_t k = start; k < 2 - start; ++k) {
+    const double d = s * (double(k) - ratio);
+    const double w = cubic ? keysKernel(A, d) : std::max(0.0, 1.0 - std::fabs(d));
+    taps.push_back({i0 + k, w});
+    sum += w;
+  }
+  for (auto &tp : taps)
+    tp.second /= sum;
+}
+
 Taps axisTaps(OpContext &ctx, int64_t inLen, int64_t outLen, double outLenF, double scale,
               const std::string &mode, const std::string &ctm, const std::string &nearest,
-              double cubicA, bool excludeOutside, double roiStart, double roiEnd) {
+              double cubicA, bool excludeOutside, bool antialias, double roiStart,
+              double roiEnd) {
   Taps t;
   t.at.resize(size_t(outLen));
   t.outside.assign(size_t(outLen), false);
@@ -145,6 +177,8 @@ Taps axisTaps(OpContext &ctx, int64_t inLen, int64_t outLen, double outLenF, dou
     double xo = double(o), x;
     if (ctm == "half_pixel")
       x = (xo + 0.5) / scale - 0.5;
+    else if (ctm == "half_pixel_symmetric") // Resize-19: the crop's centre kept at the centre
+      x = 0.5 * double(inLen) * (1 - double(outLen) / outLenF) + (xo + 0.5) / scale - 0.5;
     else if (ctm == "pytorch_half_pixel")
       x = outLenF > 1 ? (xo + 0.5) / scale - 0.5 : -0.5;
     else if (ctm == "align_corners") // the resized length before flooring, as the reference
@@ -180,21 +214,14 @@ Taps axisTaps(OpContext &ctx, int64_t inLen, int64_t outLen, double outLenF, dou
       else
         ctx.unsupported("nearest_mode '" + nearest + "'");
       taps.push_back({clampi(i), 1.0});
+    } else if (antialias && (mode == "linear" || mode == "cubic")) {
+      antialiasTaps(taps, x, scale, mode == "cubic", cubicA);
     } else if (mode == "linear") {
       taps.push_back({i0, 1.0 - r});
       taps.push_back({i0 + 1, r});
     } else if (mode == "cubic") {
-      double A = cubicA;
-      auto w = [A](double s) { // Keys kernel, |s| in [0, 2]
-        s = std::fabs(s);
-        if (s <= 1)
-          return ((A + 2) * s - (A + 3)) * s * s + 1;
-        if (s < 2)
-          return ((A * s - 5 * A) * s + 8 * A) * s - 4 * A;
-        return 0.0;
-      };
       for (int64_t j = -1; j <= 2; ++j)
-        taps.push_back({i0 + j, w(r - double(j))});
+        taps.push_back({i0 + j, keysKernel(cubicA, r - double(j))});
     } else {
       ctx.unsupported("mode '" + mode + "'");
     }
@@ -219,7 +246,7 @@ Taps axisTaps(OpContext &ctx, int64_t inLen, int64_t outLen, double outLenF, dou
 std::vector<Tensor> resizeImpl(OpContext &ctx, const Tensor &x, std::vector<double> scales,
                                std::vector<int64_t> sizes, std::vector<double> roi,
                                const std::string &mode, const std::string &ctm,
-                               const std::string &nearest) {
+                               const std::string &nearest, bool antialias) {
   size_t r = x.dims.size();
   if (sizes.empty()) {
     if (scales.size() != r)
@@ -250,7 +277,7 @@ std::vector<Tensor> resizeImpl(OpContext &ctx, const Tensor &x, std::vector<doub
     double rs = roi.size() == 2 * r ? roi[i] : 0.0, re = roi.size() == 2 * r ? roi[i + r] : 1.0;
     taps.push_back(axisTaps(ctx, x.dims[i], sizes[i], double(x.dims[i]) * scales[i], scales[i],
                             mode, ctm, nearest, cubicA,
-                            exclude, rs, re));
+                            exclude, antialias, rs, re));
   }
   Tensor y = Tensor::zeros(sizes, x.dtype);
   std::vector<int64_t> xs = stridesOf(x.dims), idx(r, 0);
@@ -301,8 +328,6 @@ std::vector<Tensor> resize(OpContext &ctx) {
   if (ctx.opset < 11)
     ctx.unsupported("Resize before opset 11");
   const Tensor &x = ctx.in(0);
-  if (ctx.hasAttr("antialias") && ctx.attrInt("antialias", 0))
-    ctx.unsupported("antialias");
   if (ctx.hasAttr("axes") || ctx.hasAttr("keep_aspect_ratio_policy"))
     ctx.unsupported("axes / keep_aspect_ratio_policy");
   std::vector<double> roi, scales;
@@ -317,14 +342,15 @@ std::vector<Tensor> resize(OpContext &ctx) {
     ctx.fail("give scales or sizes, not both");
   return resizeImpl(ctx, x, scales, sizes, roi, ctx.attrString("mode", "nearest"),
                     ctx.attrString("coordinate_transformation_mode", "half_pixel"),
-                    ctx.attrString("nearest_mode", "round_prefer_floor"));
+                    ctx.attrString("nearest_mode", "round_prefer_floor"),
+                    ctx.attrInt("antialias", 0) != 0);
 }
 
 std::vector<Tensor> upsample(OpContext &ctx) {
   // Deprecated; equals Resize with asymmetric coordinates and floor rounding.
   std::vector<double> scales = ctx.opset < 9 ? ctx.attrFloats("scales") : ctx.in(1).data;
   std::string mode = ctx.attrString("mode", "nearest");
-  return resizeImpl(ctx, ctx.in(0), scales, {}, {}, mode, "asymmetric", "floor");
+  return resizeImpl(ctx, ctx.in(0), scales, {}, {}, mode, "asymmetric", "floor", false);
 }
 
 // Shared by NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss:

@@ -2,7 +2,9 @@
 //
 // Versions after 17 that added an attribute or input whose default (or the
 // value torch writes) means the old behaviour: the node is kept with those
-// removed. Any other value has no opset-17 form and is an error.
+// removed. Any other value has no opset-17 form and is an error, except
+// Resize's antialias and half_pixel_symmetric, which stay on the node (the
+// evaluator and Resize's rule read them).
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,14 +14,16 @@ namespace symoc {
 namespace adapter {
 namespace {
 
-/// Drops `name` when absent or equal to `dflt`; otherwise fails.
+/// Drops `name` when absent or equal to `dflt`; otherwise fails (keepOther: keeps
+/// it, for an attribute the opset-17 form carries as an extension).
 void dropIfDefault(Context &ctx, onnx::NodeProto &n, int64_t v, const std::string &name,
-                   int64_t dflt) {
+                   int64_t dflt, bool keepOther = false) {
   if (auto *a = attr(n, name)) {
-    if (a->i() != dflt)
+    if (a->i() == dflt)
+      eraseAttr(n, name);
+    else if (!keepOther)
       ctx.fail(n, v, "attribute " + name + "=" + std::to_string(a->i()) +
                          " has no opset-17 form");
-    eraseAttr(n, name);
   }
 }
 
@@ -135,11 +139,12 @@ void resizeAxes(Context &ctx, onnx::NodeProto &n, int64_t v) {
 void resize(Context &ctx, const onnx::NodeProto &node, int64_t v,
             std::vector<onnx::NodeProto> &out) {
   onnx::NodeProto n = node;
-  dropIfDefault(ctx, n, v, "antialias", 0);
+  // antialias (any non-zero value: on, as ONNX's reference reads it) and
+  // coordinate_transformation_mode half_pixel_symmetric stay on the node: the
+  // evaluator implements both and Resize's rule holds for them (an axis kept at
+  // scale 1 maps to itself); ONNX 1.12's shape inference ignores the attribute.
+  dropIfDefault(ctx, n, v, "antialias", 0, /*keepOther=*/true);
   dropIfDefaultString(ctx, n, v, "keep_aspect_ratio_policy", "stretch");
-  if (attrString(n, "coordinate_transformation_mode", "") == "half_pixel_symmetric")
-    ctx.fail(n, v, "coordinate_transformation_mode 'half_pixel_symmetric' has no "
-                   "opset-17 form");
   if (attr(n, "axes"))
     resizeAxes(ctx, n, v);
   out.push_back(std::move(n));

@@ -378,6 +378,8 @@ std::vector<bool> resizeKeptAxes(Operation *op, Value x, int64_t r) {
 // (permutations, sign flips, scales, mixing), as AveragePool does on channels.
 // Not where coordinates shift or crop (tf_crop_and_resize fills outside the
 // crop with a constant, tf_half_pixel_for_nn moves indices by half a pixel).
+// Resize-18's antialias and Resize-19's half_pixel_symmetric keep a scale-1 axis
+// as it is (the stretched kernel has one tap there; the symmetric offset is 0).
 void ResizeOp::applySymmetryRule(SpaceBuilder &b) {
   Operation *op = *this;
   Value x = getOperand(0), y = getResult(0);

@@ -21,7 +21,6 @@ Usage: make_opset_models.py KIND OUT.onnx
   reduce_dyn   ReduceMean-18 whose axes are a graph input
   pad_wrap     Pad-19 mode wrap
   attn_past    Attention-23 with past_key / past_value
-  resize_aa    Resize-18 antialias=1
   ir13         a valid opset-20 model with IR version 13
 """
 import sys
@@ -179,10 +178,6 @@ def main():
                                     q_num_heads=2, kv_num_heads=2)],
                   x8 + [tensor("pk", [2, 2, 1, 4]), tensor("pv", [2, 2, 1, 4])],
                   [tensor("y", None)], [], 23)
-    elif kind == "resize_aa":
-        m = model([helper.make_node("Resize", ["x", "", "scales"], ["y"], antialias=1)], x8,
-                  [tensor("y", None)],
-                  [numpy_helper.from_array(np.array([1, 1, 2], np.float32), "scales")], 18)
     elif kind == "ir13":
         m = mlp([helper.make_node("Relu", ["h"], ["a"])], 20)
         m.ir_version = 13
