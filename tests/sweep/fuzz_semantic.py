@@ -25,6 +25,8 @@ with --loss cross-entropy) and is classified:
   false-claim  verify FAILED an emitted claim (a claim that does not hold)
   crash        a signal, a timeout, another exit status
   blind        the negative control passed: verify says it cannot see a wrong transform
+  unresolved   verify marked claims UNRESOLVED (they fail only within the rounding noise of a
+               model that amplifies rounding past the tolerance; not used, not a problem)
                on this graph (counted, not a failure)
   unclear      exit 1 without the one-line error, or a message that leaks internals
                (std::, map::at, ...)
@@ -457,6 +459,9 @@ def classify(cmd, path, timeout):
         return "verified", ""
     if p.returncode == 1 and fails:
         return "false-claim", "; ".join(f[:160] for f in fails[:3])
+    unresolved = [l for l in out.split("\n") if l.startswith("UNRESOLVED ")]
+    if p.returncode == 1 and unresolved:
+        return "unresolved", "; ".join(f[:160] for f in unresolved[:3])
     if p.returncode == 1:
         prefix = f"symoc: error: {path}: "
         if len(lines) == 1 and lines[0].startswith(prefix) and len(lines[0]) > len(prefix):
@@ -539,7 +544,8 @@ def main():
     print(f"fuzz_semantic: {args.count} mutated fixtures (seed {args.seed}): "
           f"{kinds['verified']} verified, {kinds['rejected']} rejected, "
           f"{kinds['false-claim']} false claims, {kinds['crash']} crashes, "
-          f"{kinds['unclear']} unclear errors, {kinds['blind']} blind (control passed)")
+          f"{kinds['unclear']} unclear errors, {kinds['blind']} blind (control passed), "
+          f"{kinds['unresolved']} unresolved (rounding-bound)")
     for key, n in reasons.most_common(8):
         print(f"  rejected x{n}: {key}")
     if problems:

@@ -489,9 +489,16 @@ std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelP
     if (cr.pass)
       continue;
     dropped.insert(cr.id);
-    std::cerr << fmt::format("symoc: warning: {}: claim {} ({}) fails verification (rel err {:.1e} > "
-                             "{:.0e}): dropped, no step is built on it\n",
-                             docName, cr.id, cr.description, cr.maxRelErr, cr.tol);
+    if (cr.unresolved)
+      std::cerr << fmt::format("symoc: warning: {}: claim {} ({}) cannot be verified: rounding-level "
+                               "noise moves the outputs by {:.1e}, the claim's check by {:.1e} "
+                               "(> {:.0e}): dropped, no step is built on it\n",
+                               docName, cr.id, cr.description, cr.roundingRelErr, cr.maxRelErr,
+                               cr.tol);
+    else
+      std::cerr << fmt::format("symoc: warning: {}: claim {} ({}) fails verification (rel err {:.1e} > "
+                               "{:.0e}): dropped, no step is built on it\n",
+                               docName, cr.id, cr.description, cr.maxRelErr, cr.tol);
   }
   symoc::plan::dropClaims(r, dropped);
   std::string note = fmt::format("claims verified: {} of {} hold (seed {}, {} trials, {} forward runs)",

@@ -71,7 +71,18 @@ struct ClaimResult {
   /// every normalization's epsilon set to 0 (maxRelErr, tol); this is the
   /// error on the model as it is, for information (-1: not measured).
   double relErrAtEpsilon = -1;
+  /// Failed claims only: how far rounding-level noise (every weight moved by one unit in
+  /// the last place of double, random signs) moved the outputs on the inputs where the
+  /// claim failed (-1: not measured). A failure within kRoundingMargin of it is
+  /// `unresolved`, not refuted: the model amplifies rounding past the tolerance there, so
+  /// a transform that only reorders sums (a permutation) changes the outputs that much too.
+  /// Unresolved claims do not pass either (compile builds nothing on them).
+  double roundingRelErr = -1;
+  bool unresolved = false;
 };
+
+/// A failure is unresolved when its error is at most this times the rounding noise's.
+constexpr double kRoundingMargin = 100;
 
 struct VerifyReport {
   std::string model;
@@ -94,8 +105,10 @@ struct VerifyReport {
   /// Every claim passes and the control does not pass (it fails, or it is
   /// inconclusive because the outputs do not depend on the weight it changes).
   bool ok() const;
-  /// Ids of the claims that fail.
+  /// Ids of the claims that fail (refuted; not the unresolved ones).
   std::vector<std::string> failedIds() const;
+  /// Ids of the claims whose failure rounding noise explains (ClaimResult::unresolved).
+  std::vector<std::string> unresolvedIds() const;
 };
 
 /// Checks every entry of claims["claims"]. Throws symoc::Error (one line naming
