@@ -128,6 +128,53 @@ TEST(Tf32x3Split, ThreePassesAreFp32Accurate) {
   EXPECT_GE(worst1, 100 * worst3) << "one pass " << worst1 << ", three " << worst3;
 }
 
+// The Gram half (gram() with beta 0): Z = hi hi^T / 2 + lo hi^T, then Z + Z^T, is the three
+// passes' G G^T (hi lo^T is lo hi^T's transpose), so it is as accurate: within 2^-19 of
+// sum |g_il g_jl| per entry under truncating tensor cores with exact sums, exactly symmetric;
+// halving hi hi^T is exact. Dropping the transpose (Z alone) or the half would be far off.
+TEST(Tf32x3Split, GramHalfPlusItsTransposeIsTheGram) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::uniform_int_distribution<int> sc(-20, 20);
+  const int n = 20, k = 384;
+  std::vector<float> G(size_t(n * k));
+  for (int i = 0; i < n; ++i) {
+    const float s = std::ldexp(1.f, sc(rng));
+    for (int l = 0; l < k; ++l) G[size_t(i * k + l)] = d(rng) * s;
+  }
+  std::vector<float> hi(G.size()), lo(G.size());
+  for (size_t e = 0; e < G.size(); ++e) {
+    tf32_split(G[e], hi[e], lo[e]);
+    hi[e] = truncate_tf32(hi[e]), lo[e] = truncate_tf32(lo[e]); // what the tensor core reads
+  }
+  std::vector<double> Z(size_t(n * n));
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double hh = 0, lh = 0;
+      for (int l = 0; l < k; ++l) {
+        hh += double(hi[size_t(i * k + l)]) * hi[size_t(j * k + l)];
+        lh += double(lo[size_t(i * k + l)]) * hi[size_t(j * k + l)];
+      }
+      Z[size_t(i * n + j)] = 0.5 * hh + lh;
+    }
+  double worst = 0, worst_z = 0, asym = 0;
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) {
+      double exact = 0, mag = 0;
+      for (int l = 0; l < k; ++l) {
+        const double p = double(G[size_t(i * k + l)]) * G[size_t(j * k + l)];
+        exact += p, mag += std::fabs(p);
+      }
+      const double c = Z[size_t(i * n + j)] + Z[size_t(j * n + i)];
+      asym = std::max(asym, std::fabs(c - (Z[size_t(j * n + i)] + Z[size_t(i * n + j)])));
+      worst = std::max(worst, std::fabs(c - exact) / mag);
+      worst_z = std::max(worst_z, std::fabs(Z[size_t(i * n + j)] - exact) / mag);
+    }
+  EXPECT_LE(worst, std::ldexp(1.0, -19));
+  EXPECT_EQ(asym, 0.0);
+  EXPECT_GE(worst_z, 0.1) << "Z alone would pass for the Gram: the test cannot see a missing transpose";
+}
+
 int64_t need(const Tf32x3Plan &p) { return p.a_floats + p.b_floats; }
 
 TEST(Tf32x3Split, PlanTakesTheLargestChunkThatFits) {
