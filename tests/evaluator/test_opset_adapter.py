@@ -6,7 +6,7 @@ opset_import set by hand), run by evaluator-run, which adapts it into its opset-
 exactly as symoc does, and compared with a NumPy formula written from the operator's
 ONNX documentation (Changelog entries Gelu-20, Mish-18, Swish-24, RMSNormalization-23,
 GroupNormalization-18/21, Attention-23, RotaryEmbedding-23, Split-18, Reduce*-18,
-Pad-18, Resize-18/19's antialias and half_pixel_symmetric; DFT-20 is not covered: the
+Pad-18, Pad-19's wrap, Resize-18/19's antialias and half_pixel_symmetric; DFT-20 is not covered: the
 evaluator has no DFT).
 
 Usage: test_opset_adapter.py EVALUATOR_RUN
@@ -276,6 +276,18 @@ def cases():
          helper.make_node("Constant", [], ["a"], value=numpy_helper.from_array(np.array([-1], np.int64))),
          helper.make_node("Pad", ["X", "p", "", "a"], ["Y"])], xi, ["Y"], 18), [x],
         [np.pad(x, [(0, 0), (0, 0), (1, 2)])])
+    img = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    yield ("Pad-19 wrap (Slices and Concats)", model(
+        [helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(
+            np.array([0, 0, 2, 0, 0, 1, 4, 5], np.int64))),
+         helper.make_node("Pad", ["X", "p"], ["Y"], mode="wrap")],
+        [("X", F, list(img.shape))], ["Y"], 19), [img],
+        [np.pad(img, [(0, 0), (0, 1), (2, 4), (0, 5)], mode="wrap")])
+    yield ("Pad-19 wrap, axes input", model(
+        [helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(np.array([3, 1], np.int64))),
+         helper.make_node("Constant", [], ["a"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+         helper.make_node("Pad", ["X", "p", "", "a"], ["Y"], mode="wrap")], xi, ["Y"], 19), [x],
+        [np.pad(x, [(0, 0), (0, 0), (3, 1)], mode="wrap")])
     yield ("SplitToSequence + SequenceAt", model(
         [helper.make_node("Constant", [], ["n"], value=numpy_helper.from_array(np.array(3, np.int64))),
          helper.make_node("SplitToSequence", ["X", "n"], ["seq"], axis=2),

@@ -183,16 +183,70 @@ void gridSample(Context &ctx, const onnx::NodeProto &node, int64_t v,
   out.push_back(std::move(n));
 }
 
-/// Pad: the `axes` input (18) becomes full-rank pads; mode 'wrap' (19) has no
-/// opset-17 form.
+/// Pad-19's mode 'wrap' (the input as a torus) in opset-17 ops: per padded axis,
+/// Concat(Slice(x, [n - b, n)), x, Slice(x, [0, e))) along it, axis after axis (the corners
+/// come out wrapped in both), so the Slice and Concat rules apply. Needs constant pads
+/// within the axis's static size n (0 <= b, e <= n).
+void padWrap(Context &ctx, const onnx::NodeProto &n, int64_t v, const std::vector<int64_t> &pads,
+             std::vector<onnx::NodeProto> &out) {
+  const std::string name = nodeName(n);
+  auto shape = ctx.shape(n.input(0));
+  if (!shape || pads.size() != 2 * shape->size())
+    ctx.fail(n, v, "mode 'wrap' needs the input's static shape and constant pads");
+  const int64_t r = int64_t(shape->size());
+  std::string cur = n.input(0);
+  std::vector<int64_t> todo;
+  for (int64_t a = 0; a < r; ++a) {
+    const int64_t b = pads[size_t(a)], e = pads[size_t(a + r)], len = (*shape)[size_t(a)];
+    if (b < 0 || e < 0 || b > len || e > len)
+      ctx.fail(n, v, "mode 'wrap' with pads " + std::to_string(b) + ", " + std::to_string(e) +
+                         " on axis " + std::to_string(a) + " of size " + std::to_string(len) +
+                         " (symoc wraps at most once, without cropping)");
+    if (b || e)
+      todo.push_back(a);
+  }
+  if (todo.empty()) {
+    ctx.node(out, "Identity", {cur}, {n.output(0)}, name);
+    return;
+  }
+  for (size_t t = 0; t < todo.size(); ++t) {
+    const int64_t a = todo[t], b = pads[size_t(a)], e = pads[size_t(a + r)], len = (*shape)[size_t(a)];
+    const std::string ax = ctx.addInts({a}, {1}, "axes");
+    std::vector<std::string> parts;
+    if (b)
+      parts.push_back(ctx.op1(out, "Slice",
+                              {cur, ctx.addInts({len - b}, {1}, "starts"), ctx.addInts({len}, {1}, "ends"), ax},
+                              name));
+    parts.push_back(cur);
+    if (e)
+      parts.push_back(ctx.op1(out, "Slice",
+                              {cur, ctx.addInts({0}, {1}, "starts"), ctx.addInts({e}, {1}, "ends"), ax}, name));
+    if (t + 1 == todo.size()) {
+      setInt(ctx.node(out, "Concat", parts, {n.output(0)}, name), "axis", a);
+    } else {
+      onnx::NodeProto &c = ctx.node(out, "Concat", parts, {ctx.fresh(name + "_wrap")}, name);
+      setInt(c, "axis", a);
+      cur = c.output(0);
+    }
+  }
+}
+
+/// Pad: the `axes` input (18) becomes full-rank pads; mode 'wrap' (19) becomes Slices and
+/// Concats (padWrap).
 void pad(Context &ctx, const onnx::NodeProto &node, int64_t v,
          std::vector<onnx::NodeProto> &out) {
   onnx::NodeProto n = node;
-  if (attrString(n, "mode", "constant") == "wrap")
-    ctx.fail(n, v, "mode 'wrap' (circular padding) has no opset-17 form");
+  const bool wrap = attrString(n, "mode", "constant") == "wrap";
   if (!hasInput(n, 3)) {
     if (n.input_size() > 3)
       n.mutable_input()->DeleteSubrange(3, n.input_size() - 3);
+    if (wrap) {
+      auto pads = hasInput(n, 1) ? ctx.ints(n.input(1)) : std::nullopt;
+      if (!pads)
+        ctx.fail(n, v, "mode 'wrap' needs constant pads");
+      padWrap(ctx, n, v, *pads, out);
+      return;
+    }
     out.push_back(std::move(n));
     return;
   }
@@ -212,6 +266,10 @@ void pad(Context &ctx, const onnx::NodeProto &node, int64_t v,
       ctx.fail(n, v, "axis " + std::to_string((*axes)[i]) + " is out of range");
     full[size_t(a)] = (*pads)[i];
     full[size_t(a + *rank)] = (*pads)[i + k];
+  }
+  if (wrap) {
+    padWrap(ctx, n, v, full, out);
+    return;
   }
   n.set_input(1, ctx.addInts(full, {int64_t(full.size())}, "pads"));
   n.mutable_input()->DeleteSubrange(3, n.input_size() - 3);

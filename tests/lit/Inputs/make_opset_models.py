@@ -19,7 +19,7 @@ Usage: make_opset_models.py KIND OUT.onnx
                so it must stay a constant
   unknown_op   an op no opset knows at opset 20
   reduce_dyn   ReduceMean-18 whose axes are a graph input
-  pad_wrap     Pad-19 mode wrap
+  pad_wrap     Pad-19 mode wrap by more than the axis's size
   attn_past    Attention-23 with past_key / past_value
   ir13         a valid opset-20 model with IR version 13
 """
@@ -172,7 +172,7 @@ def main():
                   x8 + [tensor("axes", [1], TensorProto.INT64)], [tensor("y", None)], [], 18)
     elif kind == "pad_wrap":
         m = model([helper.make_node("Pad", ["x", "pads"], ["y"], mode="wrap")], x8,
-                  [tensor("y", None)], [ints("pads", [0, 0, 1, 0, 0, 1])], 19)
+                  [tensor("y", None)], [ints("pads", [0, 0, 9, 0, 0, 1])], 19)
     elif kind == "attn_past":
         m = model([helper.make_node("Attention", ["x", "x", "x", "", "pk", "pv"], ["y"],
                                     q_num_heads=2, kv_num_heads=2)],
