@@ -4,7 +4,8 @@
 // value torch writes) means the old behaviour: the node is kept with those
 // removed. Any other value has no opset-17 form and is an error, except
 // Resize's antialias and half_pixel_symmetric, which stay on the node (the
-// evaluator and Resize's rule read them).
+// evaluator and Resize's rule read them), and Pad's wrap, spelled as Slices
+// and Concats.
 //
 //===----------------------------------------------------------------------===//
 
