@@ -6,8 +6,8 @@ opset_import set by hand), run by evaluator-run, which adapts it into its opset-
 exactly as symoc does, and compared with a NumPy formula written from the operator's
 ONNX documentation (Changelog entries Gelu-20, Mish-18, Swish-24, RMSNormalization-23,
 GroupNormalization-18/21, Attention-23, RotaryEmbedding-23, Split-18, Reduce*-18,
-Pad-18, Pad-19's wrap, Resize-18/19's antialias and half_pixel_symmetric; DFT-20 is not covered: the
-evaluator has no DFT).
+Pad-18, Pad-19's wrap, Resize-18/19's antialias and half_pixel_symmetric, DFT-20 against
+numpy.fft).
 
 Usage: test_opset_adapter.py EVALUATOR_RUN
 """
@@ -157,6 +157,38 @@ def resize_cases():
            [img], [want])
 
 
+def dft_cases():
+    """DFT-20 (its axis input made DFT-17's attribute by the adapter) against numpy.fft:
+    real and complex inputs, onesided, inverse, dft_length cutting and zero-padding, a
+    middle axis of a 4-D input."""
+    sig = RNG.standard_normal((2, 8, 3, 1)).astype(np.float32)
+    cpx = RNG.standard_normal((2, 8, 3, 2)).astype(np.float32)
+    z = cpx[..., 0].astype(np.float64) + 1j * cpx[..., 1]
+
+    def ri(c):
+        return np.stack([c.real, c.imag], -1)
+
+    def dft(name, x, want, axis, **attrs):
+        nodes = [helper.make_node("Constant", [], ["ax"], value=numpy_helper.from_array(
+            np.array(axis, np.int64)))]
+        ins = ["X", "", "ax"]
+        if "length" in attrs:
+            nodes.append(helper.make_node("Constant", [], ["n"], value=numpy_helper.from_array(
+                np.array(attrs.pop("length"), np.int64))))
+            ins = ["X", "n", "ax"]
+        nodes.append(helper.make_node("DFT", ins, ["Y"], **attrs))
+        return (name, model(nodes, [("X", F, list(x.shape))], ["Y"], 20), [x], [want])
+
+    real = sig[..., 0].astype(np.float64)
+    yield dft("DFT-20 real, axis -3", sig, ri(np.fft.fft(real, axis=1)), -3)
+    yield dft("DFT-20 real onesided", sig, ri(np.fft.rfft(real, axis=1)), 1, onesided=1)
+    yield dft("DFT-20 complex inverse", cpx, ri(np.fft.ifft(z, axis=1)), 1, inverse=1)
+    yield dft("DFT-20 complex, dft_length 5 (cut)", cpx, ri(np.fft.fft(z, n=5, axis=1)), 1, length=5)
+    yield dft("DFT-20 real onesided, dft_length 11 (zero-padded)", sig,
+              ri(np.fft.rfft(real, n=11, axis=1)), 1, onesided=1, length=11)
+    yield dft("DFT-20 complex, axis 2", cpx, ri(np.fft.fft(z, axis=2)), 2)
+
+
 def cases():
     yield from resize_cases()
     x = RNG.standard_normal((2, 3, 8)).astype(np.float32)
@@ -276,6 +308,7 @@ def cases():
          helper.make_node("Constant", [], ["a"], value=numpy_helper.from_array(np.array([-1], np.int64))),
          helper.make_node("Pad", ["X", "p", "", "a"], ["Y"])], xi, ["Y"], 18), [x],
         [np.pad(x, [(0, 0), (0, 0), (1, 2)])])
+    yield from dft_cases()
     img = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
     yield ("Pad-19 wrap (Slices and Concats)", model(
         [helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(

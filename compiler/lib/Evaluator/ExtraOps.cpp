@@ -560,6 +560,66 @@ std::vector<Tensor> bitShift(OpContext &ctx) {
   }));
 }
 
+// DFT-17 (and DFT-20 through the opset adapter, which turns its axis input into
+// this attribute): input [batch, signal..., 1 (real) or 2 (complex)]; along `axis`
+// (0 .. rank - 2), zero-padded or cut to dft_length, X_k = sum_j
+// x_j e^(-+2 pi i j k / n) (inverse: +, and 1/n); onesided keeps k <= n / 2.
+// Direct O(n^2) sums in double: the evaluator's sizes are small.
+std::vector<Tensor> dft(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  const int64_t r = x.rank();
+  if (r < 3 || (x.dims.back() != 1 && x.dims.back() != 2))
+    ctx.fail("input must be [batch, signal..., 1 or 2]");
+  int64_t axis = ctx.attrInt("axis", 1);
+  if (axis < 0)
+    axis += r; // DFT-20's convention, should a negative value reach here
+  if (axis < 0 || axis > r - 2)
+    ctx.fail("axis " + std::to_string(ctx.attrInt("axis", 1)) + " is out of range for rank " +
+             std::to_string(r) + " (the last axis holds real and imaginary parts)");
+  const bool inverse = ctx.attrInt("inverse", 0) != 0, onesided = ctx.attrInt("onesided", 0) != 0;
+  if (inverse && onesided)
+    ctx.unsupported("inverse with onesided");
+  const int64_t len = x.dims[size_t(axis)];
+  int64_t n = len;
+  if (ctx.hasInput(1)) {
+    const Tensor &dl = ctx.in(1);
+    if (dl.size() != 1 || !(dl.data[0] >= 1) || dl.data[0] > double(int64_t(1) << 24))
+      ctx.fail("dft_length must be one positive integer");
+    n = int64_t(dl.data[0]);
+  }
+  const int64_t nOut = onesided ? n / 2 + 1 : n;
+  const bool complexIn = x.dims.back() == 2;
+  // [outer, axis, inner, 1|2] views of input and output.
+  int64_t outer = 1, inner = 1;
+  for (int64_t a = 0; a < axis; ++a)
+    outer *= x.dims[size_t(a)];
+  for (int64_t a = axis + 1; a < r - 1; ++a)
+    inner *= x.dims[size_t(a)];
+  std::vector<int64_t> od = x.dims;
+  od[size_t(axis)] = nOut;
+  od.back() = 2;
+  Tensor y = Tensor::zeros(od, x.dtype);
+  const int64_t ci = complexIn ? 2 : 1, m = std::min(len, n);
+  const double sign = inverse ? 1.0 : -1.0, scale = inverse ? 1.0 / double(n) : 1.0;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i)
+      for (int64_t k = 0; k < nOut; ++k) {
+        double re = 0, im = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          // The angle of j k / n reduced mod n first: exact integers, so large k j stay accurate.
+          const double th = sign * 2 * M_PI * double((j * k) % n) / double(n);
+          const size_t at = size_t(((o * len + j) * inner + i) * ci);
+          const double a = x.data[at], b = complexIn ? x.data[at + 1] : 0.0;
+          re += a * std::cos(th) - b * std::sin(th);
+          im += a * std::sin(th) + b * std::cos(th);
+        }
+        const size_t to = size_t(((o * nOut + k) * inner + i) * 2);
+        y.data[to] = re * scale;
+        y.data[to + 1] = im * scale;
+      }
+  return one(std::move(y));
+}
+
 std::vector<Tensor> det(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
   if (x.rank() < 2 || x.dims.back() != x.dims[x.dims.size() - 2])
@@ -799,6 +859,7 @@ void registerExtraOps(std::map<std::string, OpInfo> &r) {
   r["LSTM"] = {[](OpContext &c) { return recurrent(c, Cell::LSTM); }, la, true};
   r["BitShift"] = {bitShift, {"direction"}};
   r["Det"] = {det, {}, true};
+  r["DFT"] = {dft, {"axis", "inverse", "onesided"}, true};
   r["ReverseSequence"] = {reverseSequence, {"batch_axis", "time_axis"}};
   // Scatter (opsets 9-10) is ScatterElements without reduction.
   if (r.count("ScatterElements"))
