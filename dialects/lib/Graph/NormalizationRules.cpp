@@ -412,6 +412,37 @@ void ResizeOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
+// DFT (opset 17; DFT-20 is read as DFT-17 by the opset adapter): along `axis` a fixed
+// complex-linear transform, applied alike at every index of the other axes, so those pass
+// any linear map (as Resize passes its kept axes); the transformed axis and the last axis
+// (real [, imaginary]) are fixed.
+void DFTOp::applySymmetryRule(SpaceBuilder &b) {
+  Operation *op = *this;
+  Value x = getOperand(0), y = getResult(0);
+  int64_t r = rankOf(x);
+  if (r < 3 || rankOf(y) != r) {
+    barrier(b, op, "DFT with unknown or too small ranks");
+    return;
+  }
+  int64_t axis = intAttr(op, "axis", 1);
+  if (axis < 0)
+    axis += r;
+  if (axis < 0 || axis > r - 2) {
+    barrier(b, op, "DFT axis out of range");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    if (a == axis || a == r - 1 || dimOf(x, a) != dimOf(y, a)) {
+      b.restrict(x, a, kNone, a == r - 1 ? "DFT real/imaginary axis" : "DFT transformed axis");
+      b.restrict(y, a, kNone, a == r - 1 ? "DFT real/imaginary axis" : "DFT transformed axis");
+      continue;
+    }
+    b.tie(x, a, y, a);
+    b.scaleRelation({{x, a, 1}, {y, a, -1}});
+    b.signRelation({{x, a, 1}, {y, a, 1}});
+  }
+}
+
 void MaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }
 void GlobalMaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }
 void AveragePoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, true); }

@@ -116,9 +116,9 @@ foreach name = ["Reshape", "Transpose", "Split", "Slice", "Concat", "Gather",
                 "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
-// Pooling and resampling.
+// Pooling, resampling and the discrete Fourier transform (linear along one axis).
 foreach name = ["MaxPool", "AveragePool", "GlobalAveragePool",
-                "GlobalMaxPool", "Resize"] in
+                "GlobalMaxPool", "Resize", "DFT"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
 //===----------------------------------------------------------------------===//
