@@ -187,6 +187,13 @@ def dft_cases():
     yield dft("DFT-20 real onesided, dft_length 11 (zero-padded)", sig,
               ri(np.fft.rfft(real, n=11, axis=1)), 1, onesided=1, length=11)
     yield dft("DFT-20 complex, axis 2", cpx, ri(np.fft.fft(z, axis=2)), 2)
+    # Powers of two take the radix-2 path: 50 samples zero-padded to 64, and 256 inverse.
+    long = RNG.standard_normal((2, 50, 1)).astype(np.float32)
+    yield dft("DFT-20 real onesided, 50 padded to 64 (radix 2)", long,
+              ri(np.fft.rfft(long[..., 0].astype(np.float64), n=64, axis=1)), 1, onesided=1, length=64)
+    c256 = RNG.standard_normal((1, 256, 2, 2)).astype(np.float32)
+    yield dft("DFT-20 complex inverse, 256 (radix 2)", c256,
+              ri(np.fft.ifft(c256[..., 0].astype(np.float64) + 1j * c256[..., 1], axis=1)), 1, inverse=1)
 
 
 def cases():

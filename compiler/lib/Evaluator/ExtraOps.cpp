@@ -560,11 +560,36 @@ std::vector<Tensor> bitShift(OpContext &ctx) {
   }));
 }
 
+// In place: X_k = sum_j x_j e^(sign 2 pi i j k / n) for n a power of two (iterative
+// radix-2, twiddles from the exact angle 2 pi m / n of each m).
+void fftPow2(std::vector<double> &re, std::vector<double> &im, double sign) {
+  const size_t n = re.size();
+  for (size_t i = 1, j = 0; i < n; ++i) { // bit-reversal permutation
+    size_t bit = n >> 1;
+    for (; j & bit; bit >>= 1)
+      j ^= bit;
+    j ^= bit;
+    if (i < j)
+      std::swap(re[i], re[j]), std::swap(im[i], im[j]);
+  }
+  for (size_t len = 2; len <= n; len <<= 1)
+    for (size_t m = 0; m < len / 2; ++m) {
+      const double th = sign * 2 * M_PI * double(m) / double(len);
+      const double wr = std::cos(th), wi = std::sin(th);
+      for (size_t b = 0; b < n; b += len) {
+        const size_t u = b + m, v = u + len / 2;
+        const double tr = re[v] * wr - im[v] * wi, ti = re[v] * wi + im[v] * wr;
+        re[v] = re[u] - tr, im[v] = im[u] - ti;
+        re[u] += tr, im[u] += ti;
+      }
+    }
+}
+
 // DFT-17 (and DFT-20 through the opset adapter, which turns its axis input into
 // this attribute): input [batch, signal..., 1 (real) or 2 (complex)]; along `axis`
-// (0 .. rank - 2), zero-padded or cut to dft_length, X_k = sum_j
-// x_j e^(-+2 pi i j k / n) (inverse: +, and 1/n); onesided keeps k <= n / 2.
-// Direct O(n^2) sums in double: the evaluator's sizes are small.
+// (0 .. rank - 2), zero-padded or cut to dft_length, X_k = sum_j x_j e^(-+2 pi i j k / n)
+// (inverse: +, and 1/n); onesided keeps k <= n / 2. In double: radix-2 when n is a power of
+// two, direct sums otherwise.
 std::vector<Tensor> dft(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
   const int64_t r = x.rank();
@@ -588,7 +613,7 @@ std::vector<Tensor> dft(OpContext &ctx) {
     n = int64_t(dl.data[0]);
   }
   const int64_t nOut = onesided ? n / 2 + 1 : n;
-  const bool complexIn = x.dims.back() == 2;
+  const bool complexIn = x.dims.back() == 2, pow2 = (n & (n - 1)) == 0;
   // [outer, axis, inner, 1|2] views of input and output.
   int64_t outer = 1, inner = 1;
   for (int64_t a = 0; a < axis; ++a)
@@ -601,22 +626,36 @@ std::vector<Tensor> dft(OpContext &ctx) {
   Tensor y = Tensor::zeros(od, x.dtype);
   const int64_t ci = complexIn ? 2 : 1, m = std::min(len, n);
   const double sign = inverse ? 1.0 : -1.0, scale = inverse ? 1.0 / double(n) : 1.0;
+  std::vector<double> re(static_cast<size_t>(n)), im(static_cast<size_t>(n));
   for (int64_t o = 0; o < outer; ++o)
-    for (int64_t i = 0; i < inner; ++i)
-      for (int64_t k = 0; k < nOut; ++k) {
-        double re = 0, im = 0;
-        for (int64_t j = 0; j < m; ++j) {
-          // The angle of j k / n reduced mod n first: exact integers, so large k j stay accurate.
-          const double th = sign * 2 * M_PI * double((j * k) % n) / double(n);
-          const size_t at = size_t(((o * len + j) * inner + i) * ci);
-          const double a = x.data[at], b = complexIn ? x.data[at + 1] : 0.0;
-          re += a * std::cos(th) - b * std::sin(th);
-          im += a * std::sin(th) + b * std::cos(th);
-        }
-        const size_t to = size_t(((o * nOut + k) * inner + i) * 2);
-        y.data[to] = re * scale;
-        y.data[to + 1] = im * scale;
+    for (int64_t i = 0; i < inner; ++i) {
+      std::fill(re.begin(), re.end(), 0.0), std::fill(im.begin(), im.end(), 0.0);
+      for (int64_t j = 0; j < m; ++j) {
+        const size_t at = size_t(((o * len + j) * inner + i) * ci);
+        re[size_t(j)] = x.data[at];
+        im[size_t(j)] = complexIn ? x.data[at + 1] : 0.0;
       }
+      auto put = [&](int64_t k, double a, double b) {
+        const size_t to = size_t(((o * nOut + k) * inner + i) * 2);
+        y.data[to] = a * scale, y.data[to + 1] = b * scale;
+      };
+      if (pow2) {
+        fftPow2(re, im, sign);
+        for (int64_t k = 0; k < nOut; ++k)
+          put(k, re[size_t(k)], im[size_t(k)]);
+        continue;
+      }
+      for (int64_t k = 0; k < nOut; ++k) {
+        double sr = 0, si = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          // The angle of j k / n reduced mod n first: exact integers, so large j k stay accurate.
+          const double th = sign * 2 * M_PI * double((j * k) % n) / double(n);
+          sr += re[size_t(j)] * std::cos(th) - im[size_t(j)] * std::sin(th);
+          si += re[size_t(j)] * std::sin(th) + im[size_t(j)] * std::cos(th);
+        }
+        put(k, sr, si);
+      }
+    }
   return one(std::move(y));
 }
 
