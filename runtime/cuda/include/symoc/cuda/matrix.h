@@ -83,7 +83,9 @@ private:
 // runs in three TF32 passes over the operands split into TF32 high and low parts, in chunks
 // of the batch that fit the workspace (without one, or where not one matrix fits, SGEMM):
 // faster on tensor cores, but its error grows with the inner dimension past SGEMM's (2x at
-// 1024, up to 1.8e-5 relative at GPT-2 small's 3072: gemm_tf32x3.cuh). Non-finite
+// 1024, up to 1.8e-5 relative at GPT-2 small's 3072: gemm_tf32x3.cuh); since session 27 the
+// hi hi pass runs in inner-dimension chunks of at most SYMOC_CUDA_TF32X3_KCHUNK = 1024, each
+// added in IEEE fp32, to hold it at the 1024 figure (not yet measured on a GPU). Non-finite
 // inputs give non-finite outputs in the same places, but an inf may come out as NaN.
 // gemm_workspace_bytes: the workspace that holds the whole batch in one chunk.
 void gemm(Engine &, bool transA, bool transB, float alpha, const Batch &A, const Batch &B, float beta,
@@ -96,7 +98,8 @@ size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch);
 // upper part only, by cublasSsyrk per matrix (syrk is not batched in cuBLAS). The result is
 // mirrored from the upper triangle, so it is exactly symmetric as on the CPU. CPU: rt::gram.
 // With SYMOC_CUDA_FP32_GEMM=tf32x3, a workspace lets it take gemm's three TF32 passes (both
-// triangles, batched) instead.
+// triangles, batched) instead; with beta 0, two: Z = alpha (hi hi^T / 2 + lo hi^T), then
+// C = Z + Z^T in place (exactly symmetric; lo hi^T is hi lo^T's transpose).
 void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t,
           Workspace ws = {});
 
