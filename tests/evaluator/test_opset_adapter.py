@@ -6,7 +6,7 @@ opset_import set by hand), run by evaluator-run, which adapts it into its opset-
 exactly as symoc does, and compared with a NumPy formula written from the operator's
 ONNX documentation (Changelog entries Gelu-20, Mish-18, Swish-24, RMSNormalization-23,
 GroupNormalization-18/21, Attention-23, RotaryEmbedding-23, Split-18, Reduce*-18,
-Pad-18, Pad-19's wrap, Resize-18/19's antialias and half_pixel_symmetric, DFT-20 against
+Pad-18, Pad-19's wrap, ScatterElements/ND-18's max and min, Resize-18/19's antialias and half_pixel_symmetric, DFT-20 against
 numpy.fft).
 
 Usage: test_opset_adapter.py EVALUATOR_RUN
@@ -316,6 +316,27 @@ def cases():
          helper.make_node("Pad", ["X", "p", "", "a"], ["Y"])], xi, ["Y"], 18), [x],
         [np.pad(x, [(0, 0), (0, 0), (1, 2)])])
     yield from dft_cases()
+    # ScatterElements-18 max / min (kept on the node): message passing's max aggregation.
+    feat = RNG.standard_normal((6, 4)).astype(np.float32)
+    dst = np.array([0, 2, 1, 0, 2, 2], np.int64)
+    for red, fn in (("max", np.maximum), ("min", np.minimum)):
+        base = RNG.standard_normal((3, 4)).astype(np.float32)
+        want = base.astype(np.float64).copy()
+        for e in range(6):
+            want[dst[e]] = fn(want[dst[e]], feat[e])
+        yield (f"ScatterElements-18 reduction {red}", model(
+            [helper.make_node("Constant", [], ["i"], value=numpy_helper.from_array(
+                np.repeat(dst[:, None], 4, 1))),
+             helper.make_node("ScatterElements", ["B", "i", "U"], ["Y"], axis=0, reduction=red)],
+            [("B", F, [3, 4]), ("U", F, [6, 4])], ["Y"], 18), [base, feat], [want])
+    nd_base = RNG.standard_normal((3, 4)).astype(np.float32)
+    nd_want = nd_base.astype(np.float64).copy()
+    for e in range(6):
+        nd_want[dst[e]] = np.maximum(nd_want[dst[e]], feat[e])
+    yield ("ScatterND-18 reduction max", model(
+        [helper.make_node("Constant", [], ["i"], value=numpy_helper.from_array(dst[:, None])),
+         helper.make_node("ScatterND", ["B", "i", "U"], ["Y"], reduction="max")],
+        [("B", F, [3, 4]), ("U", F, [6, 4])], ["Y"], 18), [nd_base, feat], [nd_want])
     img = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
     yield ("Pad-19 wrap (Slices and Concats)", model(
         [helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(

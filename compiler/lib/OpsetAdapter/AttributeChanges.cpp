@@ -3,9 +3,9 @@
 // Versions after 17 that added an attribute or input whose default (or the
 // value torch writes) means the old behaviour: the node is kept with those
 // removed. Any other value has no opset-17 form and is an error, except
-// Resize's antialias and half_pixel_symmetric, which stay on the node (the
-// evaluator and Resize's rule read them), and Pad's wrap, spelled as Slices
-// and Concats.
+// Resize's antialias and half_pixel_symmetric and the scatters' max and min
+// reductions, which stay on the node (the evaluator and the rules read them),
+// and Pad's wrap, spelled as Slices and Concats.
 //
 //===----------------------------------------------------------------------===//
 
@@ -166,11 +166,11 @@ void lpPool(Context &ctx, const onnx::NodeProto &node, int64_t v,
   out.push_back(std::move(n));
 }
 
-void scatter(Context &ctx, const onnx::NodeProto &n, int64_t v,
-             std::vector<onnx::NodeProto> &out) {
-  std::string r = attrString(n, "reduction", "none");
-  if (r == "max" || r == "min")
-    ctx.fail(n, v, "reduction '" + r + "' has no opset-17 form");
+/// ScatterElements/ScatterND-18's reductions max and min stay on the node, as an
+/// extension of the opset-16 form: the evaluator computes them, ScatterElements' rule
+/// passes only permutations (which commute with max and min) and ScatterND's rule makes
+/// them a barrier.
+void scatter(Context &, const onnx::NodeProto &n, int64_t, std::vector<onnx::NodeProto> &out) {
   out.push_back(n);
 }
 
