@@ -406,9 +406,7 @@ void ResizeOp::applySymmetryRule(SpaceBuilder &b) {
       b.restrict(y, a, kNone, "resized axis");
       continue;
     }
-    b.tie(x, a, y, a);
-    b.scaleRelation({{x, a, 1}, {y, a, -1}});
-    b.signRelation({{x, a, 1}, {y, a, 1}});
+    tieSame(b, x, a, y, a);
   }
 }
 
@@ -437,9 +435,7 @@ void DFTOp::applySymmetryRule(SpaceBuilder &b) {
       b.restrict(y, a, kNone, a == r - 1 ? "DFT real/imaginary axis" : "DFT transformed axis");
       continue;
     }
-    b.tie(x, a, y, a);
-    b.scaleRelation({{x, a, 1}, {y, a, -1}});
-    b.signRelation({{x, a, 1}, {y, a, 1}});
+    tieSame(b, x, a, y, a);
   }
 }
 
