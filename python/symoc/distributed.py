@@ -56,8 +56,8 @@ import torch
 import torch.distributed as dist
 
 from symoc.build import SymocError, build_library
-from symoc.torch import (STEP_ROWS_SKIP, _LibraryBacked, _dec, _tensor_problems, load_library,
-                         unwrapped_names)
+from symoc.torch import (STEP_ROWS_SKIP, _LibraryBacked, _contiguous_pair, _dec, _tensor_problems,
+                         load_library, unwrapped_names)
 
 __all__ = ["DistributedSymocOptimizer", "RowShard", "lpt_assign", "split_rows", "split_items",
            "ddp_schedule",
@@ -996,10 +996,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         broadcast sends and _unstage writes back (symoc.torch does the same)."""
         if p.is_contiguous() and g.is_contiguous():
             return p, g
-        c = self._copies.get(i)
-        if c is None or c[0].shape != p.shape or c[0].dtype != p.dtype or c[0].device != p.device:
-            c = self._copies[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
-                                   torch.empty(p.shape, dtype=p.dtype, device=p.device))
+        c = _contiguous_pair(self._copies, i, p)
         c[0].copy_(p.detach())
         c[1].copy_(g)
         self._staged[i] = c

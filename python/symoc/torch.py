@@ -418,11 +418,7 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         return loss
 
     def _contiguous_copies(self, i, p):
-        c = self._copies.get(i)
-        if c is None or c[0].shape != p.shape or c[0].dtype != p.dtype or c[0].device != p.device:
-            c = self._copies[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
-                                   torch.empty(p.shape, dtype=p.dtype, device=p.device))
-        return c
+        return _contiguous_pair(self._copies, i, p)
 
     def _launch(self, n):
         stream = ctypes.c_void_p(torch.cuda.current_stream(self._device).cuda_stream)
@@ -529,6 +525,17 @@ def _common_device(named):
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+def _contiguous_pair(cache, i, p):
+    """Contiguous (weight, gradient) buffers for parameter i, kept in `cache` while p's
+    shape, dtype and device stay: the copies a parameter in another axis order
+    (channels_last) is stepped through (SymocOptimizer, DistributedSymocOptimizer)."""
+    c = cache.get(i)
+    if c is None or c[0].shape != p.shape or c[0].dtype != p.dtype or c[0].device != p.device:
+        c = cache[i] = (torch.empty(p.shape, dtype=p.dtype, device=p.device),
+                        torch.empty(p.shape, dtype=p.dtype, device=p.device))
+    return c
 
 
 def _dense(t):

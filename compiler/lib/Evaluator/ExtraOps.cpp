@@ -627,6 +627,13 @@ std::vector<Tensor> dft(OpContext &ctx) {
   const int64_t ci = complexIn ? 2 : 1, m = std::min(len, n);
   const double sign = inverse ? 1.0 : -1.0, scale = inverse ? 1.0 / double(n) : 1.0;
   std::vector<double> re(static_cast<size_t>(n)), im(static_cast<size_t>(n));
+  // Direct sums: e^(sign 2 pi i t / n) for t = j k mod n (exact integers), computed once.
+  std::vector<double> wc, ws;
+  if (!pow2)
+    for (int64_t t = 0; t < n; ++t) {
+      const double th = sign * 2 * M_PI * double(t) / double(n);
+      wc.push_back(std::cos(th)), ws.push_back(std::sin(th));
+    }
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       std::fill(re.begin(), re.end(), 0.0), std::fill(im.begin(), im.end(), 0.0);
@@ -648,10 +655,9 @@ std::vector<Tensor> dft(OpContext &ctx) {
       for (int64_t k = 0; k < nOut; ++k) {
         double sr = 0, si = 0;
         for (int64_t j = 0; j < m; ++j) {
-          // The angle of j k / n reduced mod n first: exact integers, so large j k stay accurate.
-          const double th = sign * 2 * M_PI * double((j * k) % n) / double(n);
-          sr += re[size_t(j)] * std::cos(th) - im[size_t(j)] * std::sin(th);
-          si += re[size_t(j)] * std::sin(th) + im[size_t(j)] * std::cos(th);
+          const size_t t = size_t((j * k) % n);
+          sr += re[size_t(j)] * wc[t] - im[size_t(j)] * ws[t];
+          si += re[size_t(j)] * ws[t] + im[size_t(j)] * wc[t];
         }
         put(k, sr, si);
       }

@@ -884,6 +884,12 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
   const uint64_t kPlanStream = 0x706c616eULL;
   auto roundsOf = [&](const Job &j) { return opt.trials + (j.extraRound ? 1 : 0); };
 
+  // The weights the claims move: what the rounding-noise check perturbs (roundingNoise).
+  std::set<std::string> moved;
+  for (const auto &c : claims)
+    for (const auto &m : c.members)
+      moved.insert(m.init);
+
   for (int t = 0; t < opt.trials; ++t) {
     Rng irng(mix(opt.seed, 0xffff, uint64_t(t)));
     std::map<std::string, Tensor> inputs = drawInputs(specs, irng);
@@ -906,10 +912,6 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
       auto it = noise.find(&r);
       if (it != noise.end())
         return it->second;
-      std::set<std::string> moved;
-      for (const auto &c : claims)
-        for (const auto &m : c.members)
-          moved.insert(m.init);
       Overrides ov;
       Rng rng(mix(opt.seed, 0x726f756eULL, uint64_t(t)));
       for (const std::string &name : moved) {

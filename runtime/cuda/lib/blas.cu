@@ -136,19 +136,17 @@ void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const B
   e.bind(s);
   const int64_t sA = A.batch > 1 ? A.stride : 0, sC = C.batch > 1 ? C.stride : 0;
   for (int64_t v : {n, k, A.ld, C.ld, C.batch}) need_int(v, what);
-  const Scratch sc{ws.ptr, ws.bytes};
-  if (beta == 0.f && k > 0 &&
-      gemm_rm_tf32x3(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, 0.f, C.data, C.ld, sC, C.batch,
-                     sc, what, Tf32x3Form::GramHalf)) {
-    // Z = alpha (hi hi^T / 2 + lo hi^T) in two passes; Z + Z^T is the product, exactly symmetric.
-    const unsigned t = unsigned((n + 31) / 32);
-    add_transpose_kernel<<<dim3(t, t, unsigned(std::min<int64_t>(C.batch, 65535))), dim3(32, 8), 0, s>>>(
-        C.data, n, C.ld, sC, C.batch);
-    check_launch("gram add transpose");
-    return;
-  }
+  // With beta 0 the three-pass form needs only two: Z = alpha (hi hi^T / 2 + lo hi^T).
+  const Tf32x3Form form = beta == 0.f ? Tf32x3Form::GramHalf : Tf32x3Form::Full;
   if (k > 0 && gemm_rm_tf32x3(e, tA, !tA, n, n, k, alpha, A.data, A.ld, sA, A.data, A.ld, sA, beta, C.data, C.ld, sC,
-                              C.batch, sc, what)) {
+                              C.batch, Scratch{ws.ptr, ws.bytes}, what, form)) {
+    if (form == Tf32x3Form::GramHalf) { // Z + Z^T is the product, exactly symmetric
+      const unsigned t = unsigned((n + 31) / 32);
+      add_transpose_kernel<<<dim3(t, t, unsigned(std::min<int64_t>(C.batch, 65535))), dim3(32, 8), 0, s>>>(
+          C.data, n, C.ld, sC, C.batch);
+      check_launch("gram add transpose");
+      return;
+    }
     // both triangles formed; the mirror below makes them agree bit for bit
   } else if (e.syrk_min > 0 && n >= e.syrk_min && k > 0) {
     // Row-major A is column-major A^T: C = A A^T is (A^T)^T (A^T) (op T), C = A^T A is

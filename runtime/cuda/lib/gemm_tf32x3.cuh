@@ -11,8 +11,8 @@
 // the runtime's 1e-5 agreement with the CPU. Hence opt-in. Session 27 (compiled, not yet
 // measured): the hi hi pass, which carries the product, runs in inner-dimension chunks of
 // at most Engine::Impl::tf32x3_kchunk (1024), each added in IEEE fp32 through the epilogue,
-// so the accumulation error should stay at one chunk's; the lo passes keep the whole K. It costs three TF32 GEMMs instead
-// of one SIMT SGEMM (H200: GPT-2 small's Shampoo step without a refresh 20.8 against 27.2 ms).
+// so the accumulation error should stay at one chunk's; the lo passes keep the whole K.
+// It costs three TF32 GEMMs (a Gram half two) instead of one SIMT SGEMM (H200: GPT-2 small's Shampoo step without a refresh 20.8 against 27.2 ms).
 // The roots' V^T diag(f) V came out closer to the fp64 root with it (3072: 2.4e-5 against
 // SGEMM's 2.6e-4, docs/benchmarks.md session 26).
 #pragma once
