@@ -112,6 +112,32 @@ public:
     if (!headInner)
       setIndex(table.axes[ii], outer);
   }
+  /// Blocks of r positions, one per coordinate of the outer axis: the whole
+  /// axis is cut where the outer one is (scaled by r), the outer one where the
+  /// whole one is cut between blocks, and each piece of the outer axis is a
+  /// run of blocks.
+  void factorPositions(Value whole, int64_t axis, Value parts, int64_t outer, int64_t r,
+                       int64_t innerTied) override {
+    int wi = table.get(whole, axis), oi = table.get(parts, outer);
+    AxisInfo &W = table.axes[wi];
+    AxisInfo &O = table.axes[oi];
+    const int64_t n = O.size;
+    if (n <= 0 || r <= 0 || W.size != n * r)
+      return;
+    for (int64_t c : std::vector<int64_t>(O.cuts.begin(), O.cuts.end()))
+      add(W.cuts, c * r);
+    // (With runs tied to an inner axis the whole axis is cut at each of them:
+    // those cuts are not the outer axis', so none is carried back. A cut of
+    // the whole axis between blocks then leaves its run straddling it, and
+    // the slice that made it fixes the blocks.)
+    if (innerTied <= 0)
+      for (int64_t c : std::vector<int64_t>(W.cuts.begin(), W.cuts.end()))
+        if (c % r == 0)
+          add(O.cuts, c / r);
+    std::vector<int64_t> oc(O.cuts.begin(), O.cuts.end());
+    for (size_t p = 0; p + 1 < oc.size(); ++p)
+      addRun(W, {oc[p] * r, oc[p + 1] - oc[p], r});
+  }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}
   void couple(Value, int64_t) override {}

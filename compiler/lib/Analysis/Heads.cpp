@@ -24,9 +24,12 @@ const Run &runOf(const SpaceGraph &g, int n) {
 
 /// Blocks of different sizes, as many in every member, permuted together: a
 /// permutation of the block index, one strided member per coordinate of a
-/// block.
-void claimHeadGroups(ClaimContext &cx, const std::vector<int> &blocks, int64_t count,
-                     Space &s) {
+/// block. A plain member (`plain`: a parameter axis indexed by the block index
+/// itself, such as a per-head bias table's head axis or the channels of a
+/// convolution whose output is flattened into a linear layer's input) is a
+/// block of one coordinate: one member of stride 1.
+void claimHeadGroups(ClaimContext &cx, const std::vector<int> &blocks,
+                     const std::vector<int> &plain, int64_t count, Space &s) {
   s.fixed = false;
   s.group = fmt::format("S groups ({})", count);
   Claim c;
@@ -45,8 +48,12 @@ void claimHeadGroups(ClaimContext &cx, const std::vector<int> &blocks, int64_t c
       c.members.push_back(m);
     }
   }
-  c.note = "permutation of head groups (blocks of different sizes), one member per "
-           "coordinate of a block";
+  for (int n : plain)
+    c.members.push_back(cx.memberOf(n, false));
+  c.note = plain.empty() ? "permutation of head groups (blocks of different sizes), one member "
+                           "per coordinate of a block"
+                         : "permutation of blocks (heads, groups of channels) with the axes "
+                           "they index, one member per coordinate of a block";
   // The space is the block index (n = count): its members are the strided
   // ones, not the runs (a run spans a whole axis that is not the space).
   s.members = c.members;
@@ -69,12 +76,15 @@ void claimHeadSpace(ClaimContext &cx, int root, const std::vector<int> &blocks,
   s.size = r0.count;
   unsigned bits = cx.classes.mask.at(root);
   // Blocks of different sizes, as many in every member (a key/value head with
-  // the query heads that read it).
-  bool sameCount = plain.empty();
+  // the query heads that read it), and plain members of as many coordinates
+  // (an axis indexed by the block index: blocks of one coordinate).
+  bool sameCount = true;
   for (int n : blocks)
     sameCount &= runOf(cx.g, n).count == r0.count;
+  for (int n : plain)
+    sameCount &= cx.g.nodes[n].len == r0.count;
   if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
-    claimHeadGroups(cx, blocks, r0.count, s);
+    claimHeadGroups(cx, blocks, plain, r0.count, s);
     return;
   }
   s.fixed = bits == kNone || !uniform || r0.count < 2;
@@ -93,7 +103,7 @@ void claimHeadSpace(ClaimContext &cx, int root, const std::vector<int> &blocks,
   c.n = r0.count * r0.size;
   c.space = s.id;
   c.members = s.members;
-  c.note = "permutation of attention heads";
+  c.note = "permutation of attention heads (or of whole channel blocks)";
   s.claimIds.push_back(c.id);
   cx.result.claims.push_back(std::move(c));
 }

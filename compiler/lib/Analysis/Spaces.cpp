@@ -332,6 +332,60 @@ public:
         }
   }
 
+  /// The whole axis' blocks of r move with the outer axis' coordinates: one
+  /// run per piece of the outer axis, its block node joined to that piece.
+  /// Inside a block the coordinates are positions (fixed, unless the rule
+  /// ties them to an inner axis itself); the outer axis
+  /// keeps its permutations only, and no scale or sign flow is followed (both
+  /// axes are left to fixUntouched's pin).
+  void factorPositions(Value whole, int64_t axis, Value parts, int64_t outer, int64_t r,
+                       int64_t innerTied) override {
+    touch(whole, axis);
+    touch(parts, outer);
+    const std::vector<int> wholeNodes = allNodes(whole, axis), wholeBlocks = blockNodes(whole, axis),
+                           outerNodes = allNodes(parts, outer);
+    if (innerTied > 0)
+      tiledAxes[table.get(whole, axis)] = innerTied;
+    else
+      for (int n : wholeNodes)
+        restrictions.push_back({n, kNone, "positions merged into this axis"});
+    for (int n : outerNodes)
+      restrictions.push_back({n, kPerm, "merged with positions: whole blocks permute"});
+    for (int n : blockNodes(parts, outer))
+      restrictions.push_back({n, kNone, "nested head blocks not followed"});
+    const AxisInfo &W = table.axes[table.get(whole, axis)];
+    const AxisInfo &O = table.axes[table.get(parts, outer)];
+    bool ok = r > 0 && O.size > 0 && W.size == O.size * r && W.numHeads <= 1 &&
+              O.numHeads <= 1 && W.firstBlock >= 0;
+    std::vector<std::pair<int, int>> joins; // (W's block node, O's piece node)
+    for (int p = 0; ok && p < O.numPieces; ++p) {
+      const Node &op = nodes[O.firstNode + p];
+      int target = -1;
+      for (size_t q = 0; q < W.runs.size(); ++q)
+        if (W.runs[q] == Run{op.start * r, op.len, r})
+          target = W.firstBlock + int(q);
+      ok = target >= 0;
+      joins.push_back({target, O.firstNode + p});
+    }
+    if (!ok) {
+      for (int n : outerNodes)
+        restrictions.push_back({n, kNone, "merged with positions: blocks not resolved"});
+      for (int n : wholeBlocks)
+        restrictions.push_back({n, kNone, "merged with positions: blocks not resolved"});
+      return;
+    }
+    std::set<int> followed;
+    for (auto [block, piece] : joins) {
+      uf.unite(block, piece, 0);
+      followed.insert(block);
+    }
+    // Other blocks of the whole axis (inside a block, or across blocks) move
+    // positions: fixed.
+    for (int n : wholeBlocks)
+      if (!followed.count(n))
+        restrictions.push_back({n, kNone, "blocks across merged positions"});
+  }
+
   void softmaxOver(Value logits, int64_t axis) override {
     softmaxes.push_back({logits, axis});
   }
@@ -423,6 +477,7 @@ public:
       resolve(p);
     pending.clear();
     factors.clear();
+    tiledAxes.clear();
   }
 
 private:
@@ -438,6 +493,10 @@ private:
     bool headInner;
   };
   std::vector<Factor> factors;
+  /// Whole axes of the current op's factorPositions whose runs of this many
+  /// coordinates the op ties to an inner axis by slices: those slices select
+  /// the same run of every block, so blocks still move whole.
+  std::map<int, int64_t> tiledAxes;
 
   /// Head h of `y` is head h / ratio of `x` when the op merges x's head axis
   /// with a copy axis of size `ratio` into y's head axis (head outer), or head
@@ -545,8 +604,16 @@ private:
           return;
         }
         uf.unite(match, node(Y, h, j), 0);
-        scaleRels.push_back({{{match, 1}, {node(Y, h, j), -1}}});
-        signRels.push_back({{{match, 1}, {node(Y, h, j), 1}}});
+        // Without a shared head index every head of each side is this piece
+        // (mergeHeads joined them): each gets the flow relation, else the
+        // heads past the first would keep free scale and sign exponents.
+        const int xi = (match - X.firstNode) % X.numPieces;
+        for (int hx = 0; hx < (perHead ? 1 : X.numHeads); ++hx)
+          for (int hy = 0; hy < (perHead ? 1 : Y.numHeads); ++hy) {
+            const int a = perHead ? match : node(X, hx, xi), c = perHead ? node(Y, h, j) : node(Y, hy, j);
+            scaleRels.push_back({{{a, 1}, {c, -1}}});
+            signRels.push_back({{{a, 1}, {c, 1}}});
+          }
       }
     // Blocks inside the slice move with it; blocks it cuts through are fixed.
     for (size_t r = 0; r < X.runs.size() && X.firstBlock >= 0; ++r) {
@@ -554,6 +621,10 @@ private:
       bool inside = run.start >= p.begin && run.end() <= p.begin + p.count;
       bool disjoint = run.end() <= p.begin || run.start >= p.begin + p.count;
       if (disjoint)
+        continue;
+      auto tiled = tiledAxes.find(table.get(p.x.value, p.x.axis));
+      if (tiled != tiledAxes.end() && p.count == tiled->second && p.begin % p.count == 0 &&
+          run.start % p.count == 0 && run.size % p.count == 0)
         continue;
       int target = -1;
       if (inside && Y.firstBlock >= 0)

@@ -809,10 +809,13 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
       Choice r = symoRecipe(p, w, src);
       // Only role pieces that one head permutation moves together (Q, K, V over all heads),
       // each one polar component: a piece that is one head's tile is the per-head step that
-      // measured worse.
+      // measured worse, and so are the runs of one role's KV groups that a head permutation
+      // moves together (an output projection's per-group runs: the analysis' roles say
+      // whether the matrix computes several of Q, K and V).
       const bool left = !r.step.leftPieces.empty();
       const auto &pcs = left ? r.step.leftPieces : r.step.rightPieces;
-      bool polarPieces = r.step.kind == "symo" && fusedRoles(pcs, left ? p.leftPerms : p.rightPerms);
+      bool polarPieces = r.step.kind == "symo" && p.role.find("attn_qkv") != std::string::npos &&
+                         fusedRoles(pcs, left ? p.leftPerms : p.rightPerms);
       for (const auto &x : pcs) polarPieces = polarPieces && x.parts == 1 && (x.group == "B" || x.group == "O");
       if (polarPieces) {
         r.note = policy + (lineNormed ? ": Muon per claimed piece of the fused axis (no line normalization on pieces)"

@@ -227,10 +227,14 @@ void perChannelNormRule(SpaceBuilder &b, Operation *op, Value x, Value y, Value 
   for (int64_t a = 0; a < r; ++a)
     if (a != 1 && (a != 0 || batchStats))
       b.couple(x, a); // the statistics combine these axes
+  // The statistics are sums over the batch and spatial positions: a
+  // permutation of a spatial axis (the same for every channel) permutes the
+  // output alike. Nothing else passes there (GroupNorm(1, C) exports as an
+  // InstanceNormalization over [N, 1, C*H*W]: whole channel blocks permute).
   for (int64_t a = 0; a < r; ++a) {
     b.tie(x, a, y, a);
     if (a != 1) {
-      b.restrict(y, a, a == 0 ? kNoMixing : kNone, name);
+      b.restrict(y, a, a == 0 ? kNoMixing : kPerm, name);
       pinFlows(b, x, a);
       pinFlows(b, y, a);
     }

@@ -79,6 +79,46 @@ bool factorDigits(SpaceBuilder &b, Value x, std::vector<int64_t> xa, Value y,
   };
   match(X, Y);
   match(Y, X);
+  // A merged axis (three digits or more, or two whose parts are not both its
+  // own) with positions along axes that stay fixed:
+  // - its innermost digits one axis I of the other side (timm's Swin patch
+  //   merging, [.., 2, 2, C] -> [.., 4C]): coordinate k*|I| + c is
+  //   coordinate c of I at position k, so each run of |I| coordinates is I;
+  // - its outermost digits one axis O of the other side (a convolution's
+  //   channels flattened with the spatial axes before a linear layer,
+  //   GroupNorm's channels as [groups, channels per group] merged with the
+  //   spatial axes): coordinate k*r + j is position j of block k, and O
+  //   permutes whole blocks.
+  // Both at once when both exist; every other axis of the group is fixed.
+  auto mergedWithPositions = [&](std::vector<Span> &whole, std::vector<Span> &parts) {
+    for (Span &w : whole) {
+      if (w.used || w.hi - w.lo < 2)
+        continue;
+      Span *inner = nullptr, *outer = nullptr;
+      for (Span &p : parts) {
+        if (!p.used && p.lo == w.lo && p.hi < w.hi)
+          inner = &p;
+        if (!p.used && p.hi == w.hi && p.lo > w.lo)
+          outer = &p;
+      }
+      if (!inner && !outer)
+        continue;
+      w.used = true;
+      if (inner) {
+        inner->used = true;
+        const int64_t n = all[inner->hi] / all[inner->lo], copies = all[w.hi] / all[inner->hi];
+        for (int64_t k = 0; k < copies; ++k)
+          b.slice(w.v, w.axis, k * n, n, inner->v, inner->axis);
+      }
+      if (outer) {
+        outer->used = true;
+        b.factorPositions(w.v, w.axis, outer->v, outer->axis, all[outer->lo] / all[w.lo],
+                          /*innerTied=*/inner ? all[inner->hi] / all[inner->lo] : 0);
+      }
+    }
+  };
+  mergedWithPositions(X, Y);
+  mergedWithPositions(Y, X);
   for (auto *side : {&X, &Y})
     for (Span &sp : *side)
       if (!sp.used)

@@ -157,6 +157,26 @@ public:
   virtual void factor(mlir::Value whole, int64_t axis, mlir::Value parts,
                       int64_t outer, int64_t inner, int64_t outerHeads = 0) = 0;
 
+  /// Axis `axis` of `whole` (size n*r) is axis `outer` of `parts` (size n)
+  /// merged with r positions along axes that the caller fixes, the outer part
+  /// outermost: coordinate k*r + j is (k, j). A Reshape that flattens a
+  /// convolution's channels with its spatial axes ([N, C, H, W] -> [N, C*H*W]
+  /// before a linear layer), or GroupNorm's [N, C, H, W] -> [N, G, C/G*H*W]
+  /// (whole: C, outer: G). A permutation of the outer axis permutes whole
+  /// blocks of r; nothing else passes (no mixing, no scale or sign flow).
+  /// Inside a block the coordinates are fixed, unless `innerTied` > 0: the
+  /// caller ties every run of `innerTied` coordinates of the whole axis to an
+  /// inner axis of `parts` by `slice` in the same rule (those slices move
+  /// with the blocks). The default fixes both axes (a builder that does not
+  /// know blocks stays sound).
+  virtual void factorPositions(mlir::Value whole, int64_t axis, mlir::Value parts,
+                               int64_t outer, int64_t r, int64_t innerTied = 0) {
+    (void)r;
+    (void)innerTied;
+    restrict(whole, axis, kNone, "positions merged into this axis");
+    restrict(parts, outer, kNone, "merged with positions");
+  }
+
   /// The op combines the entries of `v` along `axis` (a Softmax or a
   /// normalization over it) while keeping the axis: per-head spaces indexed
   /// by that axis are no longer independent.
