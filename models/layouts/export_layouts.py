@@ -16,6 +16,11 @@ model, gains and biases random so that a wrong permutation of them is visible:
                  reshape(B, 2, 2, 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3) -> [1, 2, 2, 32],
                  LayerNorm(32), Linear(32->16, no bias), GELU, mean, Linear(16->5): the channels
                  innermost of the merged axis.
+  relbias_attention  T5-style attention: x[2, 6, 16], q/k/v/o Linear (2 heads of 8, no bias), a
+                 learned relative-position bias Embedding(8 buckets, 2 heads) gathered at constant
+                 bucket indices, permuted to [1, H, T, T] and added to the scores; ReLU, Linear(16->3).
+                 Not a merge with positions: the head axis of a per-head parameter table, one
+                 column per head (a plain member of the head permutation).
 """
 import os
 import sys
@@ -90,11 +95,36 @@ class SwinMerge(nn.Module):
         return self.head(x.mean((1, 2)))
 
 
+class RelBiasAttention(nn.Module):
+    def __init__(self, d=16, h=2, t=6, buckets=8):
+        super().__init__()
+        self.h, self.dh = h, d // h
+        self.q = nn.Linear(d, d, bias=False)
+        self.k = nn.Linear(d, d, bias=False)
+        self.v = nn.Linear(d, d, bias=False)
+        self.o = nn.Linear(d, d, bias=False)
+        self.rel = nn.Embedding(buckets, h)
+        pos = torch.arange(t)
+        # a plain tensor attribute: traced as a Constant node, not an initializer
+        self.buckets = (pos[None, :] - pos[:, None]).clamp(-buckets // 2, buckets // 2 - 1) + buckets // 2
+        self.out = nn.Linear(d, 3)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        split = lambda y: y.view(b, t, self.h, self.dh).transpose(1, 2)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        bias = self.rel(self.buckets).permute(2, 0, 1)[None]
+        a = torch.softmax(q @ k.transpose(-1, -2) + bias, -1)
+        y = (a @ v).transpose(1, 2).reshape(b, t, d)
+        return self.out(torch.relu(self.o(y)))
+
+
 MODELS = {
     "cnn_flatten": (2801, CnnFlatten, (2, 3, 4, 4)),
     "conv1d_flatten": (2802, Conv1dFlatten, (2, 3, 5)),
     "cnn_groupnorm": (2803, CnnGroupNorm, (2, 3, 4, 4)),
     "swin_merge": (2804, SwinMerge, (1, 4, 4, 3)),
+    "relbias_attention": (2805, RelBiasAttention, (2, 6, 16)),
 }
 
 
@@ -108,7 +138,7 @@ def main():
         path = os.path.join(out, name + ".onnx")
         torch.onnx.export(m, (x,), path, opset_version=17, training=torch.onnx.TrainingMode.TRAINING,
                           do_constant_folding=False, input_names=["x"], output_names=["y"])
-        print("%-15s %6d bytes" % (name, os.path.getsize(path)))
+        print("%-18s %6d bytes" % (name, os.path.getsize(path)))
 
 
 if __name__ == "__main__":
