@@ -355,8 +355,11 @@ public:
       restrictions.push_back({n, kNone, "nested head blocks not followed"});
     const AxisInfo &W = table.axes[table.get(whole, axis)];
     const AxisInfo &O = table.axes[table.get(parts, outer)];
-    bool ok = r > 0 && O.size > 0 && W.size == O.size * r && W.numHeads <= 1 &&
-              O.numHeads <= 1 && W.firstBlock >= 0;
+    // The whole axis may be indexed by another axis (its tied runs' inner axis is a per-head
+    // one): a block permutation keeps each coordinate's index, so its per-head pieces move
+    // alike. An outer axis indexed per head would need one permutation per head: fixed.
+    bool ok = r > 0 && O.size > 0 && W.size == O.size * r && O.numHeads <= 1 &&
+              W.firstBlock >= 0;
     std::vector<std::pair<int, int>> joins; // (W's block node, O's piece node)
     for (int p = 0; ok && p < O.numPieces; ++p) {
       const Node &op = nodes[O.firstNode + p];

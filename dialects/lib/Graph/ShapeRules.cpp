@@ -388,6 +388,44 @@ void TileOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
+namespace {
+/// DepthToSpace / SpaceToDepth: the channel axis of the `deep` side (C*s*s) is the `shallow`
+/// side's channels merged with the s*s offsets of a block of pixels. Channels innermost
+/// (DepthToSpace DCR, every SpaceToDepth): each run of C channels is the shallow channel axis
+/// at one offset (tied by slices). Channels outermost (DepthToSpace CRD): blocks of s*s
+/// permute with the shallow channels. The spatial axes are positions: fixed.
+void depthSpaceRule(SpaceBuilder &b, Operation *op, Value deep, Value shallow, bool crd) {
+  const int64_t s = intAttr(op, "blocksize", 0);
+  if (rankOf(deep) != 4 || rankOf(shallow) != 4 || s <= 0) {
+    barrier(b, op, "DepthToSpace / SpaceToDepth of a rank other than 4");
+    return;
+  }
+  const int64_t c = dimOf(shallow, 1);
+  if (c <= 0 || dimOf(deep, 1) != c * s * s) {
+    barrier(b, op, "DepthToSpace / SpaceToDepth channels unknown or not C * blocksize^2");
+    return;
+  }
+  tieSame(b, deep, 0, shallow, 0);
+  for (int64_t a = 2; a < 4; ++a) {
+    b.restrict(deep, a, kNone, "pixels moved between the channel and spatial axes");
+    b.restrict(shallow, a, kNone, "pixels moved between the channel and spatial axes");
+  }
+  if (crd) {
+    b.factorPositions(deep, 1, shallow, 1, s * s);
+    return;
+  }
+  for (int64_t k = 0; k < s * s; ++k)
+    b.slice(deep, 1, k * c, c, shallow, 1);
+}
+} // namespace
+
+void DepthToSpaceOp::applySymmetryRule(SpaceBuilder &b) {
+  depthSpaceRule(b, *this, getOperand(0), getResult(0), strAttr(*this, "mode", "DCR") == "CRD");
+}
+void SpaceToDepthOp::applySymmetryRule(SpaceBuilder &b) {
+  depthSpaceRule(b, *this, getResult(0), getOperand(0), /*crd=*/false);
+}
+
 void PadOp::applySymmetryRule(SpaceBuilder &b) {
   // An axis with nothing padded passes through coordinate by coordinate
   // (torch pads only spatial axes: swin_t pads H and W to a window multiple,

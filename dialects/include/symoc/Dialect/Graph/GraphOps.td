@@ -113,7 +113,8 @@ foreach name = ["Softmax", "LogSoftmax", "LayerNormalization",
 foreach name = ["Reshape", "Transpose", "Split", "Slice", "Concat", "Gather",
                 "GatherElements", "GatherND", "ScatterND", "Squeeze", "Unsqueeze",
                 "Expand", "Flatten", "Tile", "Shape", "Size",
-                "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot"] in
+                "ConstantOfShape", "Range", "Trilu", "Pad", "ScatterElements", "OneHot",
+                "DepthToSpace", "SpaceToDepth"] in
   def Graph_ # name # Op : Graph_OnnxOp<name, [Pure]>;
 
 // Pooling, resampling and the discrete Fourier transform (linear along one axis).
