@@ -16,6 +16,9 @@ model, gains and biases random so that a wrong permutation of them is visible:
                  reshape(B, 2, 2, 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3) -> [1, 2, 2, 32],
                  LayerNorm(32), Linear(32->16, no bias), GELU, mean, Linear(16->5): the channels
                  innermost of the merged axis.
+  cnn_pixelshuffle  conv(3->16) ReLU pixel_shuffle(2) (DepthToSpace, mode CRD) conv(4->8) ReLU
+                 pixel_unshuffle(2) (Reshape, Transpose, Reshape: channels outermost) conv(32->8, 1x1)
+                 ReLU, mean, fc(8->10): the super-resolution / space-to-depth forms.
   relbias_attention  T5-style attention: x[2, 6, 16], q/k/v/o Linear (2 heads of 8, no bias), a
                  learned relative-position bias Embedding(8 buckets, 2 heads) gathered at constant
                  bucket indices, permuted to [1, H, T, T] and added to the scores; ReLU, Linear(16->3).
@@ -95,6 +98,20 @@ class SwinMerge(nn.Module):
         return self.head(x.mean((1, 2)))
 
 
+class CnnPixelShuffle(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 8, 3, padding=1)
+        self.conv3 = nn.Conv2d(32, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = nn.functional.pixel_shuffle(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.pixel_unshuffle(torch.relu(self.conv2(x)), 2)
+        return self.fc(torch.relu(self.conv3(x)).mean((2, 3)))
+
+
 class RelBiasAttention(nn.Module):
     def __init__(self, d=16, h=2, t=6, buckets=8):
         super().__init__()
@@ -125,6 +142,7 @@ MODELS = {
     "cnn_groupnorm": (2803, CnnGroupNorm, (2, 3, 4, 4)),
     "swin_merge": (2804, SwinMerge, (1, 4, 4, 3)),
     "relbias_attention": (2805, RelBiasAttention, (2, 6, 16)),
+    "cnn_pixelshuffle": (2806, CnnPixelShuffle, (2, 3, 4, 4)),
 }
 
 
