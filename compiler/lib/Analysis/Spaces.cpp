@@ -342,8 +342,9 @@ public:
                        int64_t innerTied) override {
     touch(whole, axis);
     touch(parts, outer);
-    const std::vector<int> wholeNodes = allNodes(whole, axis), wholeBlocks = blockNodes(whole, axis),
-                           outerNodes = allNodes(parts, outer);
+    const std::vector<int> wholeNodes = allNodes(whole, axis);
+    const std::vector<int> wholeBlocks = blockNodes(whole, axis);
+    const std::vector<int> outerNodes = allNodes(parts, outer);
     if (innerTied > 0)
       tiledAxes[table.get(whole, axis)] = innerTied;
     else
@@ -613,7 +614,8 @@ private:
         const int xi = (match - X.firstNode) % X.numPieces;
         for (int hx = 0; hx < (perHead ? 1 : X.numHeads); ++hx)
           for (int hy = 0; hy < (perHead ? 1 : Y.numHeads); ++hy) {
-            const int a = perHead ? match : node(X, hx, xi), c = perHead ? node(Y, h, j) : node(Y, hy, j);
+            const int a = perHead ? match : node(X, hx, xi);
+            const int c = perHead ? node(Y, h, j) : node(Y, hy, j);
             scaleRels.push_back({{{a, 1}, {c, -1}}});
             signRels.push_back({{{a, 1}, {c, 1}}});
           }
