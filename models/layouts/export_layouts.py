@@ -42,24 +42,14 @@ def randomize(module, seed):
 
 
 class CnnFlatten(nn.Module):
-    def __init__(self):
+    """Two convolutions (Conv2d or Conv1d), the channels flattened with `pixels` positions
+    before a two-layer MLP."""
+
+    def __init__(self, conv=nn.Conv2d, pixels=4 * 4):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 6, 3, padding=1)
-        self.fc1 = nn.Linear(6 * 4 * 4, 16)
-        self.fc2 = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
-
-
-class Conv1dFlatten(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv1d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv1d(8, 6, 3, padding=1)
-        self.fc1 = nn.Linear(6 * 5, 16)
+        self.conv1 = conv(3, 8, 3, padding=1)
+        self.conv2 = conv(8, 6, 3, padding=1)
+        self.fc1 = nn.Linear(6 * pixels, 16)
         self.fc2 = nn.Linear(16, 10)
 
     def forward(self, x):
@@ -138,7 +128,7 @@ class RelBiasAttention(nn.Module):
 
 MODELS = {
     "cnn_flatten": (2801, CnnFlatten, (2, 3, 4, 4)),
-    "conv1d_flatten": (2802, Conv1dFlatten, (2, 3, 5)),
+    "conv1d_flatten": (2802, lambda: CnnFlatten(nn.Conv1d, 5), (2, 3, 5)),
     "cnn_groupnorm": (2803, CnnGroupNorm, (2, 3, 4, 4)),
     "swin_merge": (2804, SwinMerge, (1, 4, 4, 3)),
     "relbias_attention": (2805, RelBiasAttention, (2, 6, 16)),
