@@ -24,6 +24,11 @@ model, gains and biases random so that a wrong permutation of them is visible:
                  bucket indices, permuted to [1, H, T, T] and added to the scores; ReLU, Linear(16->3).
                  Not a merge with positions: the head axis of a per-head parameter table, one
                  column per head (a plain member of the head permutation).
+  cosine_flip    Swin-v2-style cosine attention (q and k normalized over the head dimension,
+                 so each head's coordinates can flip sign together in q and k) with q's heads
+                 reversed (torch.flip: a Slice with step -1 on the head axis): q's head h meets
+                 k's head H-1-h (session 29, a fuzz case on transformers' Swin-v2: per-head sign
+                 flips were related head h to head h through the reversal).
 """
 import os
 import sys
@@ -126,6 +131,27 @@ class RelBiasAttention(nn.Module):
         return self.out(torch.relu(self.o(y)))
 
 
+class CosineFlip(nn.Module):
+    def __init__(self, d=16, h=4, t=5):
+        super().__init__()
+        self.h, self.dh = h, d // h
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.o = nn.Linear(d, d)
+        self.out = nn.Linear(d, 3)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        split = lambda y: y.view(b, t, self.h, self.dh).transpose(1, 2)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        q = torch.flip(q, dims=[1])
+        q, k = nn.functional.normalize(q, dim=-1), nn.functional.normalize(k, dim=-1)
+        a = torch.softmax(4.0 * (q @ k.transpose(-1, -2)), -1)
+        y = (a @ v).transpose(1, 2).reshape(b, t, d)
+        return self.out(torch.relu(self.o(y)))
+
+
 MODELS = {
     "cnn_flatten": (2801, CnnFlatten, (2, 3, 4, 4)),
     "conv1d_flatten": (2802, lambda: CnnFlatten(nn.Conv1d, 5), (2, 3, 5)),
@@ -133,6 +159,7 @@ MODELS = {
     "swin_merge": (2804, SwinMerge, (1, 4, 4, 3)),
     "relbias_attention": (2805, RelBiasAttention, (2, 6, 16)),
     "cnn_pixelshuffle": (2806, CnnPixelShuffle, (2, 3, 4, 4)),
+    "cosine_flip": (2901, CosineFlip, (2, 5, 16)),
 }
 
 

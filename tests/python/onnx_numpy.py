@@ -115,6 +115,17 @@ def _node(op, ins, a, opset):
         return [_softmax(x, a.get("axis", -1))]
     if op == "ReduceMean":
         return [x.mean(axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1)))]
+    if op == "ReduceL2":
+        # Axes: an attribute before opset 18, an optional input since.
+        axes = a.get("axes") if opset < 18 else (ins[1] if len(ins) > 1 else None)
+        axes = tuple(int(v) for v in axes) if axes is not None and len(axes) else None
+        return [np.sqrt((x * x).sum(axis=axes, keepdims=bool(a.get("keepdims", 1))))]
+    if op == "Clip":
+        # Bounds: attributes before opset 11, optional inputs since (absent: no bound).
+        lo = a.get("min") if opset < 11 else (ins[1] if len(ins) > 1 else None)
+        hi = a.get("max") if opset < 11 else (ins[2] if len(ins) > 2 else None)
+        y = x if lo is None or np.size(lo) == 0 else np.maximum(x, lo)
+        return [y if hi is None or np.size(hi) == 0 else np.minimum(y, hi)]
     if op == "ReduceSum":
         axes = tuple(ins[1]) if len(ins) > 1 else None
         return [x.sum(axis=axes, keepdims=bool(a.get("keepdims", 1)))]

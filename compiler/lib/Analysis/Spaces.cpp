@@ -153,19 +153,47 @@ public:
       restrictions.push_back({n, kNone, why.str()});
   }
 
-  void relation(std::vector<Relation> &out, ArrayRef<AxisTerm> terms, int mod) {
+  /// A flow relation of the op: which list it goes to (scale, sign, or approximate scale with
+  /// its reason), held until the op's end when its terms are heads of axes the op's ties
+  /// may pair in another order.
+  struct PendingRel {
+    int list; // 0 scale, 1 sign, 2 approximate scale
+    std::vector<AxisTerm> terms;
+    std::string why;
+    bool uniform = false;
+    int call = 0;
+  };
+  std::vector<PendingRel> pendingRels;
+
+  void relation(int list, ArrayRef<AxisTerm> terms, StringRef why = "", bool uniform = false) {
     if (terms.empty())
       return;
     for (const AxisTerm &t : terms) {
       touch(t.value, t.axis);
-      (mod == 2 ? signTouched : scaleTouched).insert({t.value.getAsOpaquePointer(), t.axis});
+      (list == 1 ? signTouched : scaleTouched).insert({t.value.getAsOpaquePointer(), t.axis});
+      axisOf(t.value, t.axis);
     }
+    PendingRel rel{list, std::vector<AxisTerm>(terms.begin(), terms.end()), why.str(), uniform,
+                   list == 2 ? approxCalls++ : 0};
+    int perHeadTerms = 0;
+    for (const AxisTerm &t : terms)
+      perHeadTerms += table.axes[table.get(t.value, t.axis)].numHeads > 1;
+    // Head h of one side is head h of the other only where the op ties the
+    // head axes, which may come later in its rule: decided at the op's end.
+    if (perHeadTerms > 1)
+      pendingRels.push_back(std::move(rel));
+    else
+      emitRelation(rel, /*headsInOrder=*/true);
+  }
+
+  /// Appends the relation, per head where the heads correspond in order;
+  /// otherwise every head of each per-head axis gets one exponent (which then
+  /// passes whatever the op does to the heads) and the relation is on head 0.
+  void emitRelation(const PendingRel &p, bool headsInOrder) {
+    const int mod = p.list == 1 ? 2 : 0;
+    std::vector<Relation> &out = p.list == 0 ? scaleRels : p.list == 1 ? signRels : approxScaleRels;
     std::vector<AxisInfo *> axes;
-    for (const AxisTerm &t : terms)
-      axes.push_back(&axisOf(t.value, t.axis));
-    // axisOf may have grown the table: take the pointers again.
-    axes.clear();
-    for (const AxisTerm &t : terms)
+    for (const AxisTerm &t : p.terms)
       axes.push_back(&table.axes[table.get(t.value, t.axis)]);
     bool aligned = true;
     int heads = 1;
@@ -181,31 +209,55 @@ public:
       for (AxisInfo *A : axes)
         for (int i = 0; i < A->numHeads * A->numPieces; ++i)
           out.push_back({{{A->firstNode + i, 1}}});
-      return;
-    }
-    for (int h = 0; h < heads; ++h)
-      for (int i = 0; i < axes[0]->numPieces; ++i) {
-        Relation rel;
-        for (size_t k = 0; k < terms.size(); ++k) {
-          int64_t c = terms[k].coeff;
-          if (mod == 2)
-            c = ((c % 2) + 2) % 2;
-          if (c != 0)
-            rel.terms.push_back({node(*axes[k], h, i), c});
-        }
-        if (!rel.terms.empty())
-          out.push_back(rel);
+    } else {
+      if (!headsInOrder) {
+        for (AxisInfo *A : axes)
+          for (int h = 1; h < A->numHeads; ++h)
+            for (int i = 0; i < A->numPieces; ++i)
+              out.push_back({{{node(*A, h, i), 1}, {node(*A, 0, i), mod == 2 ? 1 : -1}}});
+        heads = 1;
       }
+      for (int h = 0; h < heads; ++h)
+        for (int i = 0; i < axes[0]->numPieces; ++i) {
+          Relation rel;
+          for (size_t k = 0; k < p.terms.size(); ++k) {
+            int64_t c = p.terms[k].coeff;
+            if (mod == 2)
+              c = ((c % 2) + 2) % 2;
+            if (c != 0)
+              rel.terms.push_back({node(*axes[k], h, i), c});
+          }
+          if (!rel.terms.empty())
+            out.push_back(rel);
+        }
+    }
+    if (p.list == 2) {
+      approxWhy.resize(approxScaleRels.size(), p.why);
+      approxUniform.resize(approxScaleRels.size(), p.uniform);
+      approxCall.resize(approxScaleRels.size(), p.call);
+    }
   }
 
-  void scaleRelation(ArrayRef<AxisTerm> terms) override { relation(scaleRels, terms, 0); }
-  void approxScaleRelation(ArrayRef<AxisTerm> terms, StringRef why, bool uniform) override {
-    relation(approxScaleRels, terms, 0);
-    approxWhy.resize(approxScaleRels.size(), why.str());
-    approxUniform.resize(approxScaleRels.size(), uniform);
-    approxCall.resize(approxScaleRels.size(), approxCalls++);
+  /// True when the op ties the head axes of every per-head term one to one.
+  bool headsTied(const PendingRel &p) {
+    const AxisInfo *first = nullptr;
+    for (const AxisTerm &t : p.terms) {
+      const AxisInfo &A = table.axes[table.get(t.value, t.axis)];
+      if (A.numHeads <= 1)
+        continue;
+      if (!first)
+        first = &A;
+      else if (!opTies({first->value, first->indexAxis}, {A.value, A.indexAxis}))
+        return false;
+    }
+    return true;
   }
-  void signRelation(ArrayRef<AxisTerm> terms) override { relation(signRels, terms, 2); }
+
+  void scaleRelation(ArrayRef<AxisTerm> terms) override { relation(0, terms); }
+  void approxScaleRelation(ArrayRef<AxisTerm> terms, StringRef why, bool uniform) override {
+    relation(2, terms, why, uniform);
+  }
+  void signRelation(ArrayRef<AxisTerm> terms) override { relation(1, terms); }
   void absorbs(Value x, int64_t a, bool scale, bool sign) override {
     touch(x, a);
     if (scale)
@@ -477,6 +529,9 @@ public:
 
   /// Resolves the op's ties and slices.
   void endOp() {
+    for (const PendingRel &r : pendingRels)
+      emitRelation(r, headsTied(r));
+    pendingRels.clear();
     for (const Pending &p : pending)
       resolve(p);
     pending.clear();
