@@ -726,12 +726,14 @@ double shampoo_cpu_error(const rt::ShampooConfig &cfg, const HostBatch &G, DevBa
 }
 
 // Shampoo's first step from the kernels against rt::Shampoo::directions.
-// fp32 products in three TF32 passes (gemm_tf32x3.cuh; opt-in, SYMOC_CUDA_FP32_GEMM=tf32x3),
+// fp32 products in three TF32 passes (gemm_tf32x3.cuh; the default since session 29,
+// SYMOC_CUDA_FP32_GEMM=sgemm turns them off),
 // taken when a workspace is given:
 // against the CPU's sgemm at fp32's limit (every transpose, a shared A, a batch split into
 // chunks by a workspace that holds one matrix, a Gram), error against fp64 next to plain
-// SGEMM's (the default engine) on operands whose rows span 2^+-20 and at an inner dimension of
-// 3072 (GPT-2 small's), inf kept non-finite, the default engine SGEMM with a workspace too, CUDA graph replay == eager bitwise, a malformed switch refused.
+// SGEMM's on operands whose rows span 2^+-20 and at an inner dimension of 3072 (GPT-2 small's),
+// inf kept non-finite, the default engine the three passes, the sgemm engine SGEMM with a
+// workspace too, CUDA graph replay == eager bitwise, a malformed switch refused.
 double max_rel_vs(const std::vector<float> &got, const std::vector<double> &ref, int64_t rows, int64_t cols,
                   int64_t ld) {
   // Per row, |error| against the row's largest |reference|: rows of very different scales
@@ -777,18 +779,24 @@ VsFp64 errors_vs_fp64(cu::Engine &x3, cu::Engine &sg, const std::vector<float> &
   return r;
 }
 
-void test_gemm_tf32x3(cu::Engine &e_sgemm) {
-  setenv("SYMOC_CUDA_FP32_GEMM", "tf32x3", 1); // opt-in; the default engine is plain SGEMM
+void test_gemm_tf32x3(cu::Engine &e_default) {
+  // The three-pass products are the default since session 29; SYMOC_CUDA_FP32_GEMM=sgemm
+  // keeps plain SGEMM.
+  setenv("SYMOC_CUDA_FP32_GEMM", "tf32x3", 1);
   cu::Engine e;
+  setenv("SYMOC_CUDA_FP32_GEMM", "sgemm", 1);
+  cu::Engine e_sgemm;
   unsetenv("SYMOC_CUDA_FP32_GEMM");
   check_engine_refuses("SYMOC_CUDA_FP32_GEMM", "tf32");
   check_engine_refuses("SYMOC_CUDA_TF32X3_KCHUNK", "-1");
-  { // The default engine given a workspace: SGEMM, bitwise the product without one.
+  // Two engines' products of the same 2 x 300x280 by 280x260 batch (each with the workspace or
+  // not): max |diff|, NaN against a number infinite.
+  auto product_diff = [](cu::Engine &e1, bool ws1, cu::Engine &e2, bool ws2) {
     HostBatch A = random_batch(2, 300, 280), Bm = random_batch(2, 280, 260);
     DevBatch dA(A), dB(Bm), c1 = poisoned(2, 300, 260), c2 = poisoned(2, 300, 260);
     Dev<char> ws(cu::gemm_workspace_bytes(300, 260, 280, 2));
-    cu::gemm(e_sgemm, false, false, 1.f, dA.b(), dB.b(), 0.f, c1.b(), stream, workspace(ws));
-    cu::gemm(e_sgemm, false, false, 1.f, dA.b(), dB.b(), 0.f, c2.b(), stream);
+    cu::gemm(e1, false, false, 1.f, dA.b(), dB.b(), 0.f, c1.b(), stream, ws1 ? workspace(ws) : cu::Workspace{});
+    cu::gemm(e2, false, false, 1.f, dA.b(), dB.b(), 0.f, c2.b(), stream, ws2 ? workspace(ws) : cu::Workspace{});
     sync();
     c1.fetch(), c2.fetch();
     double diff = 0;
@@ -797,8 +805,12 @@ void test_gemm_tf32x3(cu::Engine &e_sgemm) {
       if (std::isnan(a) != std::isnan(b)) diff = INFINITY;
       else if (!std::isnan(a)) diff = std::max(diff, double(std::fabs(a - b)));
     }
-    table.add("gemm default engine with a workspace == without (SGEMM): max |diff|", diff, 0.0);
-  }
+    return diff;
+  };
+  table.add("gemm default engine == SYMOC_CUDA_FP32_GEMM=tf32x3 (workspace given): max |diff|",
+            product_diff(e_default, true, e, true), 0.0);
+  table.add("gemm SYMOC_CUDA_FP32_GEMM=sgemm with a workspace == without: max |diff|",
+            product_diff(e_sgemm, true, e_sgemm, false), 0.0);
   rt::Context ctx;
   const int64_t B = 3, m = 300, k = 270, n = 260;
   for (int ta = 0; ta < 2; ++ta)

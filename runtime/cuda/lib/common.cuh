@@ -77,11 +77,11 @@ struct Engine::Impl {
   // (Measured on GPT-2 small's Shampoo, session 19: a step without a refresh 41.9 ms with
   // GEMMs, 38.8 with syrk; three batched GEMMs on the upper blocks of a 2 x 2 split, 40.0.)
   int64_t syrk_min = 1024;
-  // Opt-in (SYMOC_CUDA_FP32_GEMM=tf32x3): fp32 products given scratch (gemm_tf32x3.cuh) in
-  // three TF32 passes on tensor cores, on devices of compute capability 8.0 and up, for
-  // products whose sides are all at least tf32x3_min (SYMOC_CUDA_TF32X3_MIN; smaller ones stay
-  // SGEMM: the split and three launches cost more than they save). Not the default: their
-  // error grows with the inner dimension past SGEMM's (gemm_tf32x3.cuh).
+  // The default since session 29 (SYMOC_CUDA_FP32_GEMM=sgemm: off): fp32 products given
+  // scratch (gemm_tf32x3.cuh) in three TF32 passes on tensor cores, on devices of compute
+  // capability 8.0 and up, for products whose sides are all at least tf32x3_min
+  // (SYMOC_CUDA_TF32X3_MIN; smaller ones stay SGEMM: the split and three launches cost more
+  // than they save).
   bool tf32x3 = false;
   int64_t tf32x3_min = 256;
   // The hi hi pass's inner dimension in chunks of at most this (SYMOC_CUDA_TF32X3_KCHUNK; 0:

@@ -65,7 +65,7 @@ void spectral_map(Engine::Impl &e, EighCore &eig, int64_t n, int64_t batch, doub
   scale_rows_kernel<T><<<dim3(blocks_for(n * n), unsigned(batch)), 256, 0, s>>>(q.A, q.W, q.B, n);
   check_launch("sym_pow scale");
   // The solver's scratch is free once the eigenvectors are made: the product's TF32 split
-  // (SYMOC_CUDA_FP32_GEMM=tf32x3 only).
+  // (unless SYMOC_CUDA_FP32_GEMM=sgemm).
   gemm_rm<T>(e, true, false, n, n, n, T(1), q.A, n, n * n, q.B, n, n * n, T(0), q.C, n, n * n, batch, "sym_pow product",
              Scratch{q.solver, eig.workspace_bytes()});
 }

@@ -1231,7 +1231,7 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
     }
     const mx::Batch Lr(g.Lr, B, m, m), Rr(g.Rr, B, n, n), T(g.T, B, m, n);
     // The shared workspace is free here (the roots are made): the products' TF32 split
-    // (SYMOC_CUDA_FP32_GEMM=tf32x3 only).
+    // (unless SYMOC_CUDA_FP32_GEMM=sgemm).
     if (g.useL && g.useR) {
       mx::gemm(engine_, false, false, 1.f, Lr, G, 0.f, T, s, ws);
       mx::gemm(engine_, false, false, 1.f, T, Rr, 0.f, Dd, s, ws);

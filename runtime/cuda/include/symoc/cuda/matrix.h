@@ -78,14 +78,13 @@ private:
 // ------------------------------------------------------------------ products (fp32)
 // C = alpha op(A) op(B) + beta C for every matrix of the batch (C.batch of them; A or B
 // may have batch 1 and are then shared). SGEMM, never single-pass TF32. CPU: rt::gemm.
-// Opt-in, SYMOC_CUDA_FP32_GEMM=tf32x3: given a workspace, on devices with TF32 tensor cores
+// Default (SYMOC_CUDA_FP32_GEMM=sgemm: off): given a workspace, on devices with TF32 tensor cores
 // and for products whose sides are all at least 256 (SYMOC_CUDA_TF32X3_MIN), the product
 // runs in three TF32 passes over the operands split into TF32 high and low parts, in chunks
 // of the batch that fit the workspace (without one, or where not one matrix fits, SGEMM):
-// faster on tensor cores, but its error grows with the inner dimension past SGEMM's (2x at
-// 1024, up to 1.8e-5 relative at GPT-2 small's 3072: gemm_tf32x3.cuh); since session 27 the
-// hi hi pass runs in inner-dimension chunks of at most SYMOC_CUDA_TF32X3_KCHUNK = 1024, each
-// added in IEEE fp32, to hold it at the 1024 figure (not yet measured on a GPU). Non-finite
+// faster on tensor cores; the hi hi pass runs in inner-dimension chunks of at most
+// SYMOC_CUDA_TF32X3_KCHUNK = 1024, each added in IEEE fp32, which holds the error near
+// SGEMM's (session 29, H200: 5.2e-7 of fp64 at K = 3072, SGEMM 4.9e-7; gemm_tf32x3.cuh). Non-finite
 // inputs give non-finite outputs in the same places, but an inf may come out as NaN.
 // gemm_workspace_bytes: the workspace that holds the whole batch in one chunk.
 void gemm(Engine &, bool transA, bool transB, float alpha, const Batch &A, const Batch &B, float beta,
@@ -97,7 +96,7 @@ size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch);
 // Sides below 1024 (SYMOC_CUDA_SYRK_MIN): one batched GEMM, both triangles; larger sides the
 // upper part only, by cublasSsyrk per matrix (syrk is not batched in cuBLAS). The result is
 // mirrored from the upper triangle, so it is exactly symmetric as on the CPU. CPU: rt::gram.
-// With SYMOC_CUDA_FP32_GEMM=tf32x3, a workspace lets it take gemm's three TF32 passes (both
+// Unless SYMOC_CUDA_FP32_GEMM=sgemm, a workspace lets it take gemm's three TF32 passes (both
 // triangles, batched) instead; with beta 0, two: Z = alpha (hi hi^T / 2 + lo hi^T), then
 // C = Z + Z^T in place (exactly symmetric; lo hi^T is hi lo^T's transpose).
 void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t,
