@@ -115,6 +115,13 @@ def _node(op, ins, a, opset):
         return [_softmax(x, a.get("axis", -1))]
     if op == "ReduceMean":
         return [x.mean(axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1)))]
+    if op == "CumSum":
+        ax = int(np.asarray(ins[1]).reshape(-1)[0])
+        v = np.flip(x, ax) if a.get("reverse", 0) else x
+        c = np.cumsum(v, axis=ax)
+        if a.get("exclusive", 0):
+            c = c - v
+        return [np.flip(c, ax) if a.get("reverse", 0) else c]
     if op == "ReduceL2":
         # Axes: an attribute before opset 18, an optional input since.
         axes = a.get("axes") if opset < 18 else (ins[1] if len(ins) > 1 else None)

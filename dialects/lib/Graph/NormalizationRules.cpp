@@ -304,7 +304,36 @@ void ReduceSumSquareOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this
 
 void ArgMaxOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMax returns positions"); }
 void ArgMinOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMin returns positions"); }
-void CumSumOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "CumSum depends on order"); }
+// CumSum: along `axis` prefix sums (exclusive, reverse: other fixed triangular matrices), a
+// fixed linear map applied alike at every index of the other axes, so those pass any linear
+// map (as DFT's); the summed axis is fixed (its order is the point) with its scale and sign.
+void CumSumOp::applySymmetryRule(SpaceBuilder &b) {
+  Operation *op = *this;
+  Value x = getOperand(0), y = getResult(0);
+  const int64_t r = rankOf(x);
+  if (r < 1 || rankOf(y) != r) {
+    barrier(b, op, "CumSum with unknown ranks");
+    return;
+  }
+  const auto axes = getNumOperands() > 1 ? constInts(getOperand(1)) : std::nullopt;
+  if (!axes || axes->size() != 1) {
+    barrier(b, op, "CumSum's axis is not a constant");
+    return;
+  }
+  const int64_t axis = normAxis((*axes)[0], r);
+  if (axis < 0) {
+    barrier(b, op, "CumSum axis out of range");
+    return;
+  }
+  for (int64_t a = 0; a < r; ++a) {
+    if (a == axis || dimOf(x, a) != dimOf(y, a)) {
+      b.restrict(x, a, kNone, "CumSum's summed axis");
+      b.restrict(y, a, kNone, "CumSum's summed axis");
+      continue;
+    }
+    tieSame(b, x, a, y, a);
+  }
+}
 
 namespace {
 void poolRule(SpaceBuilder &b, Operation *op, bool linear) {
