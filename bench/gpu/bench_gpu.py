@@ -65,9 +65,9 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       group (both triangles; without a workspace the default forms sides >= 1024 by cublasSsyrk
       per matrix)
   symoc shampoo (sgemm products) / (tf32x3 products)   SYMOC_CUDA_FP32_GEMM=sgemm (plain SGEMM,
-      the default since session 26's end) / tf32x3 (opt-in: three TF32 passes where a workspace
-      is at hand: the Grams, L_root G R_root, the roots' V diag V^T; session 26's call K ran it
-      as the default)
+      the default from session 26's end to session 29) / tf32x3 (three TF32 passes where a
+      workspace is at hand: the Grams, L_root G R_root, the roots' V diag V^T; the default
+      since session 29, so the plain row equals it)
   (SYMOC_BENCH_SHAMPOO_VARIANTS=eigh,per-matrix eigh,...: only those Shampoo rows)
   (SYMOC_BENCH_SHAMPOO_F100=LIB: also f = 100, LIB compiled with precondition_frequency=100)
   symoc shampoo (newton roots) f = 1 and f = 10   the same blocks with SYMOC_CUDA_ROOT=newton
