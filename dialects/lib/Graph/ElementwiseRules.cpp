@@ -130,6 +130,25 @@ void CastOp::applySymmetryRule(SpaceBuilder &b) {
 }
 
 void PowOp::applySymmetryRule(SpaceBuilder &b) {
+  // A base broadcast to the exponent's rank (BLOOM's and MPT's ALiBi slopes, 2^(-8 k / H)
+  // from a scalar base): each operand's axes move with the result's, permutations only,
+  // no scale or sign passes a power of a varying exponent.
+  if (rankOf(getOperand(0)) >= 0 && rankOf(getOperand(0)) != rankOf(getResult(0))) {
+    Value y = getResult(0);
+    forBroadcastAxes(
+        *this, y,
+        [&](Value in, int64_t i, int64_t r) {
+          b.tie(in, i, y, r);
+          b.restrict(y, r, kNoMixing, "Pow");
+          pinFlows(b, in, i);
+          pinFlows(b, y, r);
+        },
+        [&](Value, int64_t r) {
+          b.restrict(y, r, kNoMixing, "Pow");
+          pinFlows(b, y, r);
+        });
+    return;
+  }
   // x^p with a known integer p is homogeneous of degree p and odd or even with
   // p; any other exponent is a plain nonlinearity.
   std::optional<double> p = constScalar(getOperand(1));
