@@ -311,9 +311,13 @@ void GatherElementsOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "GatherElements with unknown ranks");
     return;
   }
+  // Indices that are not positions (a constant table, position ids made from a mask) name
+  // coordinates of data's axis: that axis is fixed. The other axes still pair data's, the
+  // indices' and y's coordinates one to one, so they pass as below (a constant index that
+  // varies along one of them pins it there).
   if (!b.takePositions(op->getOpOperand(1), data, axis)) {
-    barrier(b, op, "GatherElements indices are not positions along a known axis");
-    return;
+    b.restrict(data, axis, kNone, "GatherElements indices name its coordinates");
+    pinFlows(b, data, axis);
   }
   for (int64_t a = 0; a < r; ++a) {
     b.tie(idx, a, y, a);
