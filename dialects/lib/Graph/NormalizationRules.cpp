@@ -325,14 +325,7 @@ void CumSumOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "CumSum axis out of range");
     return;
   }
-  for (int64_t a = 0; a < r; ++a) {
-    if (a == axis || dimOf(x, a) != dimOf(y, a)) {
-      b.restrict(x, a, kNone, "CumSum's summed axis");
-      b.restrict(y, a, kNone, "CumSum's summed axis");
-      continue;
-    }
-    tieSame(b, x, a, y, a);
-  }
+  tieAxesUnlessFixed(b, x, y, [&](int64_t a) { return a == axis ? "CumSum's summed axis" : nullptr; });
 }
 
 namespace {
@@ -433,14 +426,7 @@ void ResizeOp::applySymmetryRule(SpaceBuilder &b) {
     return;
   }
   std::vector<bool> kept = resizeKeptAxes(op, x, r);
-  for (int64_t a = 0; a < r; ++a) {
-    if (!kept[size_t(a)] || dimOf(x, a) != dimOf(y, a)) {
-      b.restrict(x, a, kNone, "resized axis");
-      b.restrict(y, a, kNone, "resized axis");
-      continue;
-    }
-    tieSame(b, x, a, y, a);
-  }
+  tieAxesUnlessFixed(b, x, y, [&](int64_t a) { return kept[size_t(a)] ? nullptr : "resized axis"; });
 }
 
 // DFT (opset 17; DFT-20 is read as DFT-17 by the opset adapter): along `axis` a fixed
@@ -462,14 +448,9 @@ void DFTOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "DFT axis out of range");
     return;
   }
-  for (int64_t a = 0; a < r; ++a) {
-    if (a == axis || a == r - 1 || dimOf(x, a) != dimOf(y, a)) {
-      b.restrict(x, a, kNone, a == r - 1 ? "DFT real/imaginary axis" : "DFT transformed axis");
-      b.restrict(y, a, kNone, a == r - 1 ? "DFT real/imaginary axis" : "DFT transformed axis");
-      continue;
-    }
-    tieSame(b, x, a, y, a);
-  }
+  tieAxesUnlessFixed(b, x, y, [&](int64_t a) -> const char * {
+    return a == r - 1 ? "DFT real/imaginary axis" : a == axis ? "DFT transformed axis" : nullptr;
+  });
 }
 
 void MaxPoolOp::applySymmetryRule(SpaceBuilder &b) { poolRule(b, *this, false); }

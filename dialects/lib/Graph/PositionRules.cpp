@@ -313,8 +313,8 @@ void GatherElementsOp::applySymmetryRule(SpaceBuilder &b) {
   }
   // Indices that are not positions (a constant table, position ids made from a mask) name
   // coordinates of data's axis: that axis is fixed. The other axes still pair data's, the
-  // indices' and y's coordinates one to one, so they pass as below (a constant index that
-  // varies along one of them pins it there).
+  // indices' and y's coordinates one to one, so they pass as below where the indices allow
+  // (a constant index tensor is fixed on every axis, so it pins them all).
   if (!b.takePositions(op->getOpOperand(1), data, axis)) {
     b.restrict(data, axis, kNone, "GatherElements indices name its coordinates");
     pinFlows(b, data, axis);

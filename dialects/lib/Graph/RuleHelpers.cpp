@@ -33,6 +33,18 @@ void tieDual(SpaceBuilder &b, Value x, int64_t a, Value y, int64_t c) {
   b.signRelation({{x, a, 1}, {y, c, 1}});
 }
 
+void tieAxesUnlessFixed(SpaceBuilder &b, Value x, Value y, function_ref<const char *(int64_t)> why) {
+  for (int64_t a = 0, r = rankOf(x); a < r; ++a) {
+    const char *fixed = why(a);
+    if (fixed || dimOf(x, a) != dimOf(y, a)) {
+      b.restrict(x, a, kNone, fixed ? fixed : "axis sizes differ");
+      b.restrict(y, a, kNone, fixed ? fixed : "axis sizes differ");
+      continue;
+    }
+    tieSame(b, x, a, y, a);
+  }
+}
+
 void pinFlows(SpaceBuilder &b, Value x, int64_t a) {
   b.scaleRelation({{x, a, 1}});
   b.signRelation({{x, a, 1}});

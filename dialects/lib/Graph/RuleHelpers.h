@@ -28,6 +28,12 @@ void tieSame(SpaceBuilder &b, mlir::Value x, int64_t a, mlir::Value y, int64_t c
 void tieDual(SpaceBuilder &b, mlir::Value x, int64_t a, mlir::Value y, int64_t c);
 /// The axis is pinned against scaling and sign flips (a nonlinear function).
 void pinFlows(SpaceBuilder &b, mlir::Value x, int64_t a);
+/// Axis by axis for x and y of one rank: an axis for which `why(a)` names a reason is fixed
+/// on both sides with it, one whose sizes differ with "axis sizes differ"; every other axis
+/// is tied with equal scale and sign (a fixed linear map along the fixed axes, applied alike
+/// at every index of the others: Resize, DFT, CumSum).
+void tieAxesUnlessFixed(SpaceBuilder &b, mlir::Value x, mlir::Value y,
+                        llvm::function_ref<const char *(int64_t)> why);
 /// restrict() for every axis of v.
 void restrictAll(SpaceBuilder &b, mlir::Value v, unsigned bits, llvm::StringRef why);
 /// Fixes every operand and result of an op: a barrier.
