@@ -105,6 +105,8 @@ def _node(op, ins, a, opset):
         return [_slice(x, *[v for v in ins[1:]])]
     if op == "Gather":
         return [np.take(x, ins[1], axis=a.get("axis", 0))]
+    if op == "GatherElements":
+        return [np.take_along_axis(x, ins[1].astype(np.int64), axis=a.get("axis", 0))]
     if op == "Expand":
         return [x * np.ones(tuple(ins[1]), x.dtype)]
     if op == "Where":
