@@ -130,52 +130,38 @@ void CastOp::applySymmetryRule(SpaceBuilder &b) {
 }
 
 void PowOp::applySymmetryRule(SpaceBuilder &b) {
-  // A base broadcast to the exponent's rank (BLOOM's and MPT's ALiBi slopes, 2^(-8 k / H)
-  // from a scalar base): each operand's axes move with the result's, permutations only,
-  // no scale or sign passes a power of a varying exponent.
-  if (rankOf(getOperand(0)) >= 0 && rankOf(getOperand(0)) != rankOf(getResult(0))) {
-    Value y = getResult(0);
-    forBroadcastAxes(
-        *this, y,
-        [&](Value in, int64_t i, int64_t r) {
-          b.tie(in, i, y, r);
-          b.restrict(y, r, kNoMixing, "Pow");
-          pinFlows(b, in, i);
-          pinFlows(b, y, r);
-        },
-        [&](Value, int64_t r) {
-          b.restrict(y, r, kNoMixing, "Pow");
-          pinFlows(b, y, r);
-        });
+  Value x = getOperand(0), e = getOperand(1), y = getResult(0);
+  if (rankOf(x) < 0 || rankOf(e) < 0 || rankOf(y) < 0) {
+    barrier(b, *this, "Pow with unknown ranks");
     return;
   }
   // x^p with a known integer p is homogeneous of degree p and odd or even with
-  // p; any other exponent is a plain nonlinearity.
-  std::optional<double> p = constScalar(getOperand(1));
-  if (p && *p == double(int64_t(*p)) && *p != 0) {
+  // p.
+  std::optional<double> p = constScalar(e);
+  if (p && *p == double(int64_t(*p)) && *p != 0 && rankOf(x) == rankOf(y)) {
     int64_t k = int64_t(*p);
     unaryRule(b, *this,
               ScalarFn{k % 2 ? Parity::Odd : Parity::Even, k, k == 1});
     return;
   }
-  unaryRule(b, *this, kNonlinear);
-  // A tensor exponent is a second elementwise operand: its axes move with the
-  // result's (permutations only, no flow through a power), and a fixed
-  // exponent fixes them.
-  Value e = getOperand(1), y = getResult(0);
-  if (rankOf(e) > 0 && !constScalar(e))
-    forBroadcastAxes(
-        *this, y,
-        [&](Value in, int64_t i, int64_t r) {
-          if (in != e)
-            return;
-          b.tie(e, i, y, r);
-          pinFlows(b, e, i);
-        },
-        [&](Value in, int64_t r) {
-          if (in == e)
-            pinFlows(b, y, r);
-        });
+  // Any other power is a plain nonlinearity of both operands, broadcast against each other
+  // (a tensor exponent; BLOOM's and MPT's ALiBi slopes, 2^(-8 k / H) from a scalar base):
+  // their axes move with the result's, permutations only, no scale or sign. An operand
+  // that is one constant value has nothing to move.
+  forBroadcastAxes(
+      *this, y,
+      [&](Value in, int64_t i, int64_t r) {
+        b.restrict(y, r, kNoMixing, "Pow");
+        pinFlows(b, y, r);
+        if (constScalar(in))
+          return;
+        b.tie(in, i, y, r);
+        pinFlows(b, in, i);
+      },
+      [&](Value, int64_t r) {
+        b.restrict(y, r, kNoMixing, "Pow");
+        pinFlows(b, y, r);
+      });
 }
 
 void PReluOp::applySymmetryRule(SpaceBuilder &b) {
