@@ -931,6 +931,101 @@ void test_gemm_tf32x3(cu::Engine &e_default) {
   }
 }
 
+// Operands split once (matrix.h's SplitBatch; Shampoo's G and roots): split_operand exact (hi +
+// lo == X bit for bit, hi a TF32 value, in place the same), gemm over split operands == gemm()
+// with a workspace bitwise (every transpose, a shared A), gram_half's Z + Z^T == gram(beta 0)
+// bitwise, and both refused where the engine does not take the three passes.
+void test_split_operands(cu::Engine &e) {
+  setenv("SYMOC_CUDA_FP32_GEMM", "sgemm", 1);
+  cu::Engine e_sgemm;
+  unsetenv("SYMOC_CUDA_FP32_GEMM");
+  {
+    HostBatch X = random_batch(2, 33, 70, 3.f); // odd sizes: the scalar path
+    X.h[0] = INFINITY, X.h[1] = -INFINITY, X.h[2] = NAN, X.h[3] = 1e-40f, X.h[4] = 3.0e38f, X.h[5] = -0.f;
+    DevBatch dX(X), hi = poisoned(2, 33, 70), lo = poisoned(2, 33, 70);
+    cu::split_operand(dX.b(), cu::SplitBatch{hi.b(), lo.d.p}, stream);
+    DevBatch in_place(X), lo2 = poisoned(2, 33, 70);
+    cu::split_operand(in_place.b(), cu::SplitBatch{in_place.b(), lo2.d.p}, stream);
+    sync();
+    hi.fetch(), lo.fetch(), in_place.fetch(), lo2.fetch();
+    double bad = 0, tf32 = 0, alias = 0;
+    for (size_t i = 0; i < X.h.size(); ++i) {
+      const float x = X.h[i], h = hi.hb.h[i], l = lo.hb.h[i];
+      uint32_t u;
+      std::memcpy(&u, &h, sizeof u);
+      if (std::isfinite(h)) tf32 += (u & 0x1fffu) != 0;
+      if (std::isfinite(x) && std::isfinite(h)) bad += (h + l) != x || std::signbit(h + l) != std::signbit(x);
+      else bad += !(std::isnan(x) ? std::isnan(h) : h == x) || l != 0.f;
+      alias += std::memcmp(&h, &in_place.hb.h[i], sizeof h) != 0 || std::memcmp(&l, &lo2.hb.h[i], sizeof l) != 0;
+    }
+    table.add("split_operand: entries where hi + lo != X (non-finite: hi X, lo 0)", bad, 0.0);
+    table.add("split_operand: hi entries with low 13 mantissa bits set", tf32, 0.0);
+    table.add("split_operand in place == out of place (entries differing)", alias, 0.0);
+  }
+  auto bit_diff = [](const std::vector<float> &a, const std::vector<float> &b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return d;
+  };
+  const int64_t B = 3, m = 300, k = 270, n = 260;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int shared = 0; shared < 2; ++shared) {
+        const std::string name = std::string("gemm split operands ") + (ta ? "T" : "N") + (tb ? "T" : "N") +
+                                 (shared ? " shared A" : "") + " == gemm with a workspace (entries differing)";
+        HostBatch A = random_batch(shared ? 1 : B, ta ? k : m, ta ? m : k), Bm = random_batch(B, tb ? n : k, tb ? k : n);
+        HostBatch C = random_batch(B, m, n);
+        DevBatch dA(A), dB(Bm), c1(C), c2(C), Alo(A), Blo(Bm), Ahi(A), Bhi(Bm);
+        Dev<char> ws(cu::gemm_workspace_bytes(m, n, k, B));
+        cu::gemm(e, ta, tb, 0.7f, dA.b(), dB.b(), 0.3f, c1.b(), stream, workspace(ws));
+        cu::split_operand(dA.b(), cu::SplitBatch{Ahi.b(), Alo.d.p}, stream);
+        cu::split_operand(dB.b(), cu::SplitBatch{Bhi.b(), Blo.d.p}, stream);
+        cu::gemm(e, ta, tb, 0.7f, cu::SplitBatch{Ahi.b(), Alo.d.p}, cu::SplitBatch{Bhi.b(), Blo.d.p}, 0.3f, c2.b(),
+                 stream);
+        sync();
+        c1.fetch(), c2.fetch();
+        table.add(name, bit_diff(c1.hb.h, c2.hb.h), 0.0);
+      }
+  for (int ta = 0; ta < 2; ++ta) {
+    const int64_t r = 300, c = 700, nn = ta ? c : r;
+    HostBatch A = random_batch(B, r, c);
+    DevBatch dA(A), hi(A), lo(A), C = poisoned(B, nn, nn), Z = poisoned(B, nn, nn);
+    Dev<char> ws(cu::gemm_workspace_bytes(nn, nn, ta ? r : c, B));
+    cu::gram(e, ta, 0.9f, dA.b(), 0.f, C.b(), stream, workspace(ws));
+    cu::split_operand(dA.b(), cu::SplitBatch{hi.b(), lo.d.p}, stream);
+    cu::gram_half(e, ta, 0.9f, cu::SplitBatch{hi.b(), lo.d.p}, Z.b(), stream);
+    sync();
+    C.fetch(), Z.fetch();
+    std::vector<float> sym(Z.hb.h.size());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < nn; ++i)
+        for (int64_t j = 0; j < nn; ++j) {
+          const size_t o = size_t(b * nn * nn);
+          sym[o + size_t(i * nn + j)] = Z.hb.h[o + size_t(i * nn + j)] + Z.hb.h[o + size_t(j * nn + i)];
+        }
+    table.add(std::string("gram_half ") + (ta ? "A^T A" : "A A^T") + ": Z + Z^T == gram(beta 0) (entries differing)",
+              bit_diff(sym, C.hb.h), 0.0);
+  }
+  // Where the three passes are off (the sgemm engine, a side under SYMOC_CUDA_TF32X3_MIN): the
+  // caller keeps gemm()/gram(); the split forms refuse.
+  table.add("split_products: sgemm engine 512^3 / default 512^3 / default 512x512x64",
+            double(cu::split_products(e_sgemm, 512, 512, 512)) * 100 + double(!cu::split_products(e, 512, 512, 512)) * 10 +
+                double(cu::split_products(e, 512, 512, 64)),
+            0.0);
+  {
+    HostBatch A = random_batch(1, 64, 64);
+    DevBatch hi(A), lo(A), C = poisoned(1, 64, 64);
+    std::string why;
+    try {
+      cu::gemm(e, false, false, 1.f, cu::SplitBatch{hi.b(), lo.d.p}, cu::SplitBatch{hi.b(), lo.d.p}, 0.f, C.b(), stream);
+    } catch (const std::exception &ex) {
+      why = ex.what();
+    }
+    if (why.find("three TF32 passes") == std::string::npos) table.fail("gemm split operands below the minimum side", "not refused: '" + why + "'");
+    else table.add("gemm split operands below the minimum side refused", 0.0, 0.0);
+  }
+}
+
 void test_shampoo(cu::Engine &e) {
   const int64_t B = 3, m = 40, k = 24;
   rt::ShampooConfig cfg; // exponent 4, beta2 1, eigen roots in double
@@ -2480,7 +2575,7 @@ int main(int argc, char **argv) {
     ck(cudaStreamCreate(&stream), "cudaStreamCreate");
     cu::Engine e;
     std::vector<std::pair<const char *, std::function<void(cu::Engine &)>>> tests = {
-        {"gemm", test_gemm}, {"gram", test_gram}, {"tf32x3", test_gemm_tf32x3}, {"rowops", test_rowops}, {"eigh", test_eigh}, {"sytrd", test_sytrd},
+        {"gemm", test_gemm}, {"gram", test_gram}, {"tf32x3", test_gemm_tf32x3}, {"split operands", test_split_operands}, {"rowops", test_rowops}, {"eigh", test_eigh}, {"sytrd", test_sytrd},
         {"sym_pow", test_sym_pow}, {"sym_pow parts", test_sym_pow_parts},
         {"gram_pow/polar eig", test_gram_pow_and_polar_eig},
         {"lausu spectral", test_lausu_spectral}, {"shampoo", test_shampoo},

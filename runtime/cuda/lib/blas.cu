@@ -124,6 +124,66 @@ size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch) {
   return size_t(tf32x3_whole_floats(m, n, k, false, false, batch, int64_t(kAlign / sizeof(float)))) * sizeof(float);
 }
 
+bool split_products(Engine &eng, int64_t m, int64_t n, int64_t k) { return tf32x3_takes(eng.impl(), m, n, k); }
+
+namespace {
+void check_packed(const Batch &X, const char *what, const char *name) {
+  check_batch(X, what, name);
+  if (X.ld != X.cols || (X.batch > 1 && X.stride != X.rows * X.cols))
+    fail(what, std::string(name) + " is not packed (ld " + std::to_string(X.ld) + ", stride " +
+                   std::to_string(X.stride) + ")");
+}
+void check_split(const SplitBatch &X, const char *what, const char *name) {
+  check_packed(X.hi, what, name);
+  if (X.lo == nullptr && X.hi.rows > 0 && X.hi.cols > 0) fail(what, std::string(name) + "'s low part is null");
+}
+Tf32x3Operand operand(const SplitBatch &X) { return {X.hi.data, X.lo, X.hi.ld, X.hi.stride}; }
+} // namespace
+
+void split_operand(const Batch &X, const SplitBatch &out, cudaStream_t s) {
+  const char *what = "split_operand";
+  check_packed(X, what, "X");
+  check_split(out, what, "out");
+  if (X.batch != out.hi.batch || X.rows != out.hi.rows || X.cols != out.hi.cols) fail(what, "X and out differ in shape");
+  tf32x3_split_batch(X.data, X.rows, X.cols, X.batch, out.hi.data, out.lo, s);
+}
+
+void gemm(Engine &eng, bool tA, bool tB, float alpha, const SplitBatch &A, const SplitBatch &B, float beta,
+          const Batch &C, cudaStream_t s) {
+  const char *what = "gemm (split operands)";
+  check_split(A, what, "A");
+  check_split(B, what, "B");
+  check_batch(C, what, "C");
+  const int64_t m = tA ? A.hi.cols : A.hi.rows, k = tA ? A.hi.rows : A.hi.cols;
+  const int64_t kb = tB ? B.hi.cols : B.hi.rows, n = tB ? B.hi.rows : B.hi.cols;
+  if (k != kb || C.rows != m || C.cols != n)
+    fail(what, "shape mismatch (" + std::to_string(m) + "x" + std::to_string(k) + ") * (" + std::to_string(kb) + "x" +
+                   std::to_string(n) + ") -> " + std::to_string(C.rows) + "x" + std::to_string(C.cols));
+  const int64_t sA = shared_stride(A.hi, C.batch, what, "A"), sB = shared_stride(B.hi, C.batch, what, "B");
+  for (int64_t v : {m, n, k, A.hi.ld, B.hi.ld, C.ld, C.batch}) need_int(v, what);
+  Tf32x3Operand a = operand(A), b = operand(B);
+  a.stride = sA, b.stride = sB;
+  Engine::Impl &e = eng.impl();
+  e.bind(s);
+  gemm_rm_tf32x3_split(e, tA, tB, m, n, k, alpha, a, b, beta, C.data, C.ld, C.batch > 1 ? C.stride : 0, C.batch, what);
+}
+
+void gram_half(Engine &eng, bool tA, float alpha, const SplitBatch &A, const Batch &Z, cudaStream_t s) {
+  const char *what = "gram_half";
+  check_split(A, what, "A");
+  check_batch(Z, what, "Z");
+  const int64_t n = tA ? A.hi.cols : A.hi.rows, k = tA ? A.hi.rows : A.hi.cols;
+  if (Z.rows != n || Z.cols != n) fail(what, "output must be " + std::to_string(n) + "x" + std::to_string(n));
+  if (A.hi.batch != Z.batch) fail(what, "A and Z batches differ");
+  for (int64_t v : {n, k, A.hi.ld, Z.ld, Z.batch}) need_int(v, what);
+  Tf32x3Operand a = operand(A);
+  a.stride = A.hi.batch > 1 ? A.hi.stride : 0;
+  Engine::Impl &e = eng.impl();
+  e.bind(s);
+  gemm_rm_tf32x3_split(e, tA, !tA, n, n, k, alpha, a, a, 0.f, Z.data, Z.ld, Z.batch > 1 ? Z.stride : 0, Z.batch, what,
+                       Tf32x3Form::GramHalf);
+}
+
 void gram(Engine &eng, bool tA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t s,
           Workspace ws) {
   const char *what = "gram";

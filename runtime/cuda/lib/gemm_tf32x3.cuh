@@ -41,4 +41,23 @@ bool gemm_rm_tf32x3(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int
                     int64_t ldc, int64_t sC, int64_t batch, Scratch sc, const char *what,
                     Tf32x3Form form = Tf32x3Form::Full);
 
+// Whether a product of sides m x n and inner dimension k takes the three passes on this engine.
+bool tf32x3_takes(const Engine::Impl &e, int64_t m, int64_t n, int64_t k);
+
+// An operand split ahead of its products (tf32x3_split_batch), for callers that use one
+// operand in several products (Shampoo's G in both Grams and the preconditioning, its roots
+// from one refresh to the next): row-major hi and lo in the same layout.
+struct Tf32x3Operand {
+  const float *hi = nullptr, *lo = nullptr;
+  int64_t ld = 0, stride = 0;
+};
+// hi/lo of `batch` compact matrices of runs x len floats (hi may be X itself: in place).
+void tf32x3_split_batch(const float *X, int64_t runs, int64_t len, int64_t batch, float *hi, float *lo,
+                        cudaStream_t s);
+// gemm_rm_tf32x3's passes over split operands (no scratch, the whole batch at once); fails
+// where tf32x3_takes does not hold.
+void gemm_rm_tf32x3_split(Engine::Impl &e, bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha,
+                          const Tf32x3Operand &A, const Tf32x3Operand &B, float beta, float *C, int64_t ldc, int64_t sC,
+                          int64_t batch, const char *what, Tf32x3Form form = Tf32x3Form::Full);
+
 } // namespace symoc::cuda::detail

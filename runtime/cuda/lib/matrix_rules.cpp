@@ -271,6 +271,12 @@ struct MatrixRules::Group {
   bool banked = false; // this step's roots come from a RootBank (plan_banks)
   MaskArgs mask{}, refresh_mask{};
   float *L = nullptr, *R = nullptr, *Lr = nullptr, *Rr = nullptr, *S = nullptr, *T = nullptr;
+  // Operands split once (mx::split_products): G into U (hi) and Glo at its first use in a step
+  // (g_split), the roots into Lr / Rr (hi) and Lr_lo / Rr_lo when they are made; the state's
+  // L_root / R_root are hi + lo (exact).
+  bool split = false, g_split = false;
+  float *Glo = nullptr, *Lr_lo = nullptr, *Rr_lo = nullptr;
+  mx::SplitBatch g_ops(int64_t m, int64_t n) const { return {mx::Batch(U[0], nb(), m, n), Glo}; }
   // muon
   float muon_out_scale = 1.f;
   int64_t head_rows = 0;
@@ -885,9 +891,23 @@ void MatrixRules::shampoo_factor(Group &g, bool left, cudaStream_t s) {
   const int64_t m = g.rows[0], n = g.cols[0], k = left ? m : n;
   g.mask.n = B;
   for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
+  if (g.split) { // the Gram half Z, then L = beta2 L + Z + Z^T in one pass
+    if (!g.g_split) mx::split_operand(mx::Batch(g.U[0], B, m, n), g.g_ops(m, n), s), g.g_split = true;
+    mx::gram_half(engine_, !left, 1.f, g.g_ops(m, n), mx::Batch(g.S, B, k, k), s);
+    launch_masked_sym_accumulate(g.mask, g.d_slots, cnt_, left ? g.L : g.R, g.S, k, g.sh_beta2, s);
+    return;
+  }
   mx::gram(engine_, !left, 1.f, mx::Batch(g.U[0], B, m, n), 0.f, mx::Batch(g.S, B, k, k), s,
            mx::Workspace{ws_, ws_bytes_});
   launch_masked_axpby(g.mask, g.d_slots, cnt_, left ? g.L : g.R, g.S, k * k, g.sh_beta2, false, s);
+}
+
+// A refreshed root (n x n per block, at src) into the group's Lr / Rr for the blocks that
+// refresh this step: split into hi and lo where the group's products take split operands.
+void MatrixRules::store_root(Group &g, bool left, const float *src, int64_t n, cudaStream_t s) {
+  float *dst = left ? g.Lr : g.Rr;
+  if (g.split) launch_masked_split(g.refresh_mask, g.d_slots, cnt_, dst, left ? g.Lr_lo : g.Rr_lo, src, n * n, s);
+  else launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, dst, src, n * n, 0.f, true, s);
 }
 
 void MatrixRules::run_banks(cudaStream_t s) {
@@ -906,8 +926,7 @@ void MatrixRules::run_banks(cudaStream_t s) {
     at = 0;
     for (const RootBank::Part &pt : b->parts) {
       Group &g = *pt.g;
-      launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, pt.left ? g.Lr : g.Rr, b->out + at * b->n * b->n,
-                          b->n * b->n, 0.f, true, s);
+      store_root(g, pt.left, b->out + at * b->n * b->n, b->n, s);
       at += g.nb();
     }
   }
@@ -967,12 +986,20 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   }
   const int64_t m = g.rows[0], n = g.cols[0];
   if (g.kind == RKind::Shampoo) {
+    // Every product of the group has min(m, n) as its smallest side.
+    g.split = (g.useL || g.useR) && mx::split_products(engine_, m, n, std::min(m, n));
     if (g.useL) g.L = take(size_t(B * m * m), true), g.Lr = take(size_t(B * m * m), true);
     if (g.useR) g.R = take(size_t(B * n * n), true), g.Rr = take(size_t(B * n * n), true);
+    if (g.split) {
+      if (g.useL) g.Lr_lo = take(size_t(B * m * m), true);
+      if (g.useR) g.Rr_lo = take(size_t(B * n * n), true);
+      g.Glo = take(size_t(B * m * n), false);
+    }
     // The Gram products of the sides that are preconditioned only (an embedding's 50257-row side
     // above max_precond_dim would make this 10 GB for nothing).
     g.S = take(size_t(B * std::max(g.useL ? m * m : 0, g.useR ? n * n : 0)), false);
-    if (g.useL && g.useR) g.T = take(size_t(B * m * n), false); // L_r G, before the right factor
+    // L_r G, before the right factor (split: D holds it, split back into U and Glo).
+    if (g.useL && g.useR && !g.split) g.T = take(size_t(B * m * n), false);
   }
   if (g.two_sided) {
     g.s2 = take(size_t(int64_t(B) * g.npairs), true);
@@ -1227,9 +1254,23 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
       const mx::Batch F(left ? g.L : g.R, B, k, k), root(g.S, B, k, k);
       if (mx::InvRootPlan *newton = (left ? g.rootL : g.rootR).get()) newton->run(F, double(g.eps), root, ws, s);
       else (left ? g.powL : g.powR)->run(F, -1.0 / g.exponent, double(g.eps), root, ws, s);
-      launch_masked_axpby(g.refresh_mask, g.d_slots, cnt_, left ? g.Lr : g.Rr, g.S, k * k, 0.f, true, s);
+      store_root(g, left == 1, g.S, k, s);
     }
     const mx::Batch Lr(g.Lr, B, m, m), Rr(g.Rr, B, n, n), T(g.T, B, m, n);
+    if (g.split) { // G split at the Grams, the roots at their refresh
+      const mx::SplitBatch Gs = g.g_ops(m, n), Ls{Lr, g.Lr_lo}, Rs{Rr, g.Rr_lo};
+      if (!g.g_split) mx::split_operand(Gs.hi, Gs, s), g.g_split = true; // (not reached: a Gram split it)
+      if (g.useL && g.useR) {
+        mx::gemm(engine_, false, false, 1.f, Ls, Gs, 0.f, Dd, s);
+        mx::split_operand(Dd, Gs, s); // L_r G over G's split, which is done with
+        mx::gemm(engine_, false, false, 1.f, Gs, Rs, 0.f, Dd, s);
+      } else if (g.useL) {
+        mx::gemm(engine_, false, false, 1.f, Ls, Gs, 0.f, Dd, s);
+      } else {
+        mx::gemm(engine_, false, false, 1.f, Gs, Rs, 0.f, Dd, s);
+      }
+      break;
+    }
     // The shared workspace is free here (the roots are made): the products' TF32 split
     // (unless SYMOC_CUDA_FP32_GEMM=sgemm).
     if (g.useL && g.useR) {
@@ -1263,7 +1304,7 @@ void MatrixRules::finish(cudaStream_t s) {
   for (auto &gp : groups_) {
     Group &g = *gp;
     if (!g.any || g.kind != RKind::Shampoo) continue;
-    g.refresh = false;
+    g.refresh = false, g.g_split = false;
     g.refresh_mask.n = g.nb();
     for (int i = 0; i < g.nb(); ++i) {
       const bool on = g.refreshes(i, g.args.active[i]);
@@ -1301,14 +1342,17 @@ void MatrixRules::finish(cudaStream_t s) {
 }
 
 // The state buffers of a slot under the CPU rule's names: f(what, device pointer, the
-// buffer's shape, offset into it, floats) (Symo's C: one component of {ncomp, T, T}).
+// buffer's shape, offset into it, floats, lo) (Symo's C: one component of {ncomp, T, T}). lo:
+// null, or the low part of a buffer held split (a Shampoo root: the state is p + lo, exactly).
 template <class F> static void buffers_of(const MatrixRules::Group &g, const Slot &sl, int blk, F f) {
   const int64_t m = sl.rows, n = sl.cols;
-  auto whole = [&](const char *what, float *p, int64_t r, int64_t c) { f(what, p, std::vector<int64_t>{r, c}, 0, r * c); };
+  auto whole = [&](const char *what, float *p, int64_t r, int64_t c, float *lo = nullptr) {
+    f(what, p, std::vector<int64_t>{r, c}, 0, r * c, lo);
+  };
   switch (g.kind) {
   case RKind::Symo:
     if (g.has_momentum()) whole("m", sl.s0, m, n);
-    if (g.two_sided) f("s", g.s2 + int64_t(blk) * g.npairs, std::vector<int64_t>{g.npairs}, 0, g.npairs);
+    if (g.two_sided) f("s", g.s2 + int64_t(blk) * g.npairs, std::vector<int64_t>{g.npairs}, 0, g.npairs, nullptr);
     if (g.beta2 != 0.f && sl.first && !g.two_sided) {
       const int64_t T = g.tdim;
       int64_t ncomp = 0;
@@ -1318,7 +1362,7 @@ template <class F> static void buffers_of(const MatrixRules::Group &g, const Slo
         const RunClass &c = g.classes[size_t(g.run_class[r])];
         const int64_t e = int64_t(blk) * int64_t(c.offs.size()) + g.run_index[r];
         for (int k = 0; k < c.nops; ++k, ++comp)
-          f("C", c.C + (e * c.nops + k) * T * T, std::vector<int64_t>{ncomp, T, T}, comp * T * T, T * T);
+          f("C", c.C + (e * c.nops + k) * T * T, std::vector<int64_t>{ncomp, T, T}, comp * T * T, T * T, nullptr);
       }
     }
     break;
@@ -1329,12 +1373,16 @@ template <class F> static void buffers_of(const MatrixRules::Group &g, const Slo
   case RKind::LauSuLeftCentered: whole("momentum", sl.s0, m, n); break;
   case RKind::Muon:
     whole("momentum", sl.s0, m, n);
-    if (g.line_norm()) f("norm_v", sl.s1, std::vector<int64_t>{g.lines(sl), 1}, 0, g.lines(sl));
+    if (g.line_norm()) f("norm_v", sl.s1, std::vector<int64_t>{g.lines(sl), 1}, 0, g.lines(sl), nullptr);
     break;
   case RKind::Adam: whole("m", sl.s0, m, n), whole("v", sl.s1, m, n); break;
   case RKind::Shampoo:
-    if (g.useL) whole("L", g.L + int64_t(blk) * m * m, m, m), whole("L_root", g.Lr + int64_t(blk) * m * m, m, m);
-    if (g.useR) whole("R", g.R + int64_t(blk) * n * n, n, n), whole("R_root", g.Rr + int64_t(blk) * n * n, n, n);
+    if (g.useL)
+      whole("L", g.L + int64_t(blk) * m * m, m, m),
+          whole("L_root", g.Lr + int64_t(blk) * m * m, m, m, g.Lr_lo ? g.Lr_lo + int64_t(blk) * m * m : nullptr);
+    if (g.useR)
+      whole("R", g.R + int64_t(blk) * n * n, n, n),
+          whole("R_root", g.Rr + int64_t(blk) * n * n, n, n, g.Rr_lo ? g.Rr_lo + int64_t(blk) * n * n : nullptr);
     break;
   }
 }
@@ -1349,9 +1397,14 @@ void MatrixRules::export_to(State &st, const int64_t *t, const int64_t *skips) c
       const int64_t tb = t[sl.block];
       if (!g.ready || tb == 0 || (g.coupled && !sl.first)) continue; // coupled: keyed by the first member
       buffers_of(g, sl, int(i) / g.np,
-                 [&](const char *what, const float *src, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
+                 [&](const char *what, const float *src, const std::vector<int64_t> &shape, int64_t off, int64_t cnt,
+                     const float *lo) {
                    float *dst = st.buffer(pre + what, shape) + off;
                    check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyDeviceToHost), "download");
+                   if (!lo) return;
+                   std::vector<float> low(static_cast<size_t>(cnt)); // hi + lo is the root bit for bit (a TF32 split)
+                   check(cudaMemcpy(low.data(), lo, sizeof(float) * size_t(cnt), cudaMemcpyDeviceToHost), "download");
+                   for (int64_t i = 0; i < cnt; ++i) dst[i] += low[size_t(i)];
                  });
       st.counter(pre + "t") = tb;
     }
@@ -1387,13 +1440,19 @@ void MatrixRules::import_from(State &st, int64_t *t) {
       const std::string pre = std::string(params_[sl.param].name) + "/" + g.tag + ".";
       const bool present = t[sl.block] > 0;
       g.hcount[size_t(blk)] = t[sl.block];
-      buffers_of(g, sl, blk, [&](const char *what, float *dst, const std::vector<int64_t> &shape, int64_t off, int64_t cnt) {
+      buffers_of(g, sl, blk, [&](const char *what, float *dst, const std::vector<int64_t> &shape, int64_t off, int64_t cnt,
+                                 float *lo) {
         if (!dst) return; // a Muon block never stepped: no state yet
         if (present && st.has_buffer(pre + what)) {
           const float *src = st.buffer(pre + what, shape) + off; // throws on a shape mismatch
           check(cudaMemcpy(dst, src, sizeof(float) * size_t(cnt), cudaMemcpyHostToDevice), "upload");
+          if (lo) { // the root held split, as store_root leaves it
+            mx::split_operand(mx::Batch(dst, 1, 1, cnt), mx::SplitBatch{mx::Batch(dst, 1, 1, cnt), lo}, nullptr);
+            check(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize");
+          }
         } else {
           check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
+          if (lo) check(cudaMemset(lo, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
         }
       });
     }
@@ -1407,8 +1466,9 @@ void MatrixRules::zero() {
     if (!g.ready) continue;
     for (size_t i = 0; i < g.slots.size(); ++i)
       buffers_of(g, g.slots[i], int(i) / g.np,
-                 [&](const char *, float *dst, const std::vector<int64_t> &, int64_t, int64_t cnt) {
+                 [&](const char *, float *dst, const std::vector<int64_t> &, int64_t, int64_t cnt, float *lo) {
                    if (dst) check(cudaMemset(dst, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
+                   if (lo) check(cudaMemset(lo, 0, sizeof(float) * size_t(cnt)), "cudaMemset");
                  });
   }
 }

@@ -86,6 +86,7 @@ private:
   void banks_off(const char *why, cudaStream_t s);
   void run_banks(cudaStream_t s);
   void shampoo_factor(Group &g, bool left, cudaStream_t s);
+  void store_root(Group &g, bool left, const float *src, int64_t n, cudaStream_t s);
   void ensure_ws(size_t bytes);
   std::unique_ptr<Group> new_group(const BlockDesc &d) const;
   void plan_group(Group &g);

@@ -1,6 +1,7 @@
 // Kernels of the matrix rules. Built with --fmad=false like kernels.cu: the elementwise
 // expressions are the CPU rules' (optim.cpp, symo.cpp, gauge.cpp) in the same order.
 #include "rule_kernels.h"
+#include "tf32x3_split.h"
 
 #include <cuda_bf16.h>
 
@@ -374,6 +375,42 @@ __global__ void masked_axpby_kernel(const __grid_constant__ MaskArgs m, const Sl
   }
 }
 
+// Tile pairs (ti, tj), ti >= tj, as gram()'s add_transpose: Z_ij + Z_ji summed once per pair.
+__global__ void masked_sym_accumulate_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c,
+                                             float *dst, const float *Z, int n, int64_t k, float beta) {
+  __shared__ float lower[32][33], upper[32][33];
+  const int64_t ti = blockIdx.y, tj = blockIdx.x;
+  if (tj > ti) return;
+  for (int i = blockIdx.z; i < n; i += gridDim.z) {
+    if (!m.on[i] || c.flag[slots[i].block]) continue; // the same for the whole block
+    const float *z = Z + int64_t(i) * k * k;
+    float *d = dst + int64_t(i) * k * k;
+    __syncthreads(); // the previous matrix's tiles are read
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t li = ti * 32 + r, lj = tj * 32 + threadIdx.x, ui = tj * 32 + r, uj = ti * 32 + threadIdx.x;
+      if (li < k && lj < k) lower[r][threadIdx.x] = z[li * k + lj];
+      if (ui < k && uj < k) upper[r][threadIdx.x] = z[ui * k + uj];
+    }
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y) {
+      const int64_t li = ti * 32 + r, lj = tj * 32 + threadIdx.x, ui = tj * 32 + r, uj = ti * 32 + threadIdx.x;
+      if (li < k && lj < k) d[li * k + lj] = beta * d[li * k + lj] + (lower[r][threadIdx.x] + upper[threadIdx.x][r]);
+      if (ti != tj && ui < k && uj < k)
+        d[ui * k + uj] = beta * d[ui * k + uj] + (upper[r][threadIdx.x] + lower[threadIdx.x][r]);
+    }
+  }
+}
+
+__global__ void masked_split_kernel(const __grid_constant__ MaskArgs m, const Slot *slots, Counters c, float *hi,
+                                    float *lo, const float *src, int n, int64_t len) {
+  for (int i = blockIdx.y; i < n; i += gridDim.y) {
+    if (!m.on[i] || c.flag[slots[i].block]) continue;
+    const int64_t o = int64_t(i) * len;
+    for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < len; k += int64_t(gridDim.x) * blockDim.x)
+      symoc::cuda::detail::tf32_split(src[o + k], hi[o + k], lo[o + k]);
+  }
+}
+
 __global__ void gauge_rescale_kernel(const __grid_constant__ StepArgs a, const Slot *slots, Counters c, int np,
                                      int ia, int ib, int ic) {
   const int64_t u = blockIdx.x;
@@ -555,6 +592,16 @@ void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float
   if (n && len)
     masked_axpby_kernel<<<dim3(grid_for(len), gy(n)), 256, 0, s>>>(m, slots, c, dst, src, n, len, beta, copy ? 1 : 0,
                                                                          per, np);
+}
+void launch_masked_sym_accumulate(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *Z,
+                                  int64_t k, float beta, cudaStream_t s) {
+  if (!m.n || !k) return;
+  const unsigned t = unsigned((k + 31) / 32);
+  masked_sym_accumulate_kernel<<<dim3(t, t, gy(m.n)), dim3(32, 8), 0, s>>>(m, slots, c, dst, Z, m.n, k, beta);
+}
+void launch_masked_split(const MaskArgs &m, const Slot *slots, Counters c, float *hi, float *lo, const float *src,
+                         int64_t len, cudaStream_t s) {
+  if (m.n && len) masked_split_kernel<<<dim3(grid_for(len), gy(m.n)), 256, 0, s>>>(m, slots, c, hi, lo, src, m.n, len);
 }
 void launch_two_sided(const StepArgs &a, const Slot *slots, Counters c, const PairDesc *pairs, int npd, int nblocks,
                       int64_t cols, float *s, double *coef, double *means, int64_t npairs, int64_t nmeans, float beta2,

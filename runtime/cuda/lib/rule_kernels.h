@@ -79,6 +79,15 @@ struct MaskArgs {
 };
 void launch_masked_axpby(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *src, int64_t len,
                          float beta, bool copy, cudaStream_t s, int n = -1, int per = 1, int np = 1);
+// Shampoo's factor update from a Gram half Z (mx::gram_half): dst_i = beta dst_i + (Z_i + Z_i^T)
+// for the slots i on in m and not flagged (k x k per slot; both triangles get the same bits,
+// as gram()'s Z + Z^T then launch_masked_axpby would give).
+void launch_masked_sym_accumulate(const MaskArgs &m, const Slot *slots, Counters c, float *dst, const float *Z,
+                                  int64_t k, float beta, cudaStream_t s);
+// hi_i, lo_i = the TF32 split of src_i (mx::split_operand's) for the slots on in m and not
+// flagged: a refreshed Shampoo root stored split.
+void launch_masked_split(const MaskArgs &m, const Slot *slots, Counters c, float *hi, float *lo, const float *src,
+                         int64_t len, cudaStream_t s);
 // H_i = float(double(C_i) / (1 - beta2^t)) with t the step of the block of slot
 // (i / per) * np (bias_correction; t counts this step).
 void launch_bias_scale(const Slot *slots, Counters c, const float *C, float *H, int n, int per, int np, int64_t len,

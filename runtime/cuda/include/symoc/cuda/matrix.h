@@ -102,6 +102,29 @@ size_t gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int64_t batch);
 void gram(Engine &, bool transA, float alpha, const Batch &A, float beta, const Batch &C, cudaStream_t,
           Workspace ws = {});
 
+// Operands split once for several products (the three TF32 passes of gemm and gram). A
+// batch held as hi (its TF32 rounding) and lo (the exact rest, hi + lo == X bit for bit), both
+// packed, for an operand that feeds several products: Shampoo's gradient (both Grams and the
+// preconditioning) and its roots (every step until the next refresh).
+struct SplitBatch {
+  Batch hi;             // packed
+  float *lo = nullptr;  // packed, hi's shape
+};
+// Whether products of sides m x n and inner dimension k take the three passes on this engine
+// (SYMOC_CUDA_FP32_GEMM unset, a TF32 device, every side >= SYMOC_CUDA_TF32X3_MIN); where not,
+// callers keep gemm()/gram() on the unsplit operands.
+bool split_products(Engine &, int64_t m, int64_t n, int64_t k);
+// X -> out.hi, out.lo (packed, X's shape; out.hi.data may be X.data: in place).
+void split_operand(const Batch &X, const SplitBatch &out, cudaStream_t);
+// gemm() over split operands: the same three passes without a workspace. Throws where
+// split_products does not hold.
+void gemm(Engine &, bool transA, bool transB, float alpha, const SplitBatch &A, const SplitBatch &B, float beta,
+          const Batch &C, cudaStream_t);
+// The half Z of alpha A A^T (transA false) or alpha A^T A: Z = alpha (hi hi^T / 2 + lo hi^T),
+// two passes; Z + Z^T is gram()'s product bit for bit (the caller adds it, e.g. fused into its
+// accumulation). Throws where split_products does not hold.
+void gram_half(Engine &, bool transA, float alpha, const SplitBatch &A, const Batch &Z, cudaStream_t);
+
 // ------------------------------------------------------------ row / column reductions
 // All per matrix of the batch, fp32 data, sums in fp64.
 enum class Axis { Rows, Cols };
