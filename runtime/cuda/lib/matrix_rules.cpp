@@ -426,6 +426,9 @@ MatrixRules::MatrixRules(const ParamDesc *params, const BlockDesc *blocks, const
   split_groups_ = env_flag("SYMOC_CUDA_SUBSET_GROUPS", true); // 0: whole groups (before session 15)
   memory_log_ = env_flag("SYMOC_CUDA_MEMORY_LOG", false);      // 1: a stderr line per group made
   banks_on_ = env_flag("SYMOC_CUDA_EIGH_BANKS", true);         // 0: each Shampoo group solves its own roots
+  // 0: Shampoo's products split their operands each time (no Glo / root lo buffers: one root's
+  // size less state per side, session 29's speed).
+  split_operands_ = env_flag("SYMOC_CUDA_SPLIT_OPERANDS", true);
   const int64_t max_mb = env_whole("SYMOC_CUDA_EIGH_BANKS_MAX_MB", -1, 0, int64_t(1) << 40,
                                    "the most MiB of device memory the Shampoo root banks may add");
   if (max_mb >= 0) banks_max_bytes_ = size_t(max_mb) << 20;
@@ -987,7 +990,7 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   const int64_t m = g.rows[0], n = g.cols[0];
   if (g.kind == RKind::Shampoo) {
     // Every product of the group has min(m, n) as its smallest side.
-    g.split = (g.useL || g.useR) && mx::split_products(engine_, m, n, std::min(m, n));
+    g.split = split_operands_ && (g.useL || g.useR) && mx::split_products(engine_, m, n, std::min(m, n));
     if (g.useL) g.L = take(size_t(B * m * m), true), g.Lr = take(size_t(B * m * m), true);
     if (g.useR) g.R = take(size_t(B * n * n), true), g.Rr = take(size_t(B * n * n), true);
     if (g.split) {
