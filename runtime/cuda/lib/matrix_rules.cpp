@@ -271,10 +271,10 @@ struct MatrixRules::Group {
   bool banked = false; // this step's roots come from a RootBank (plan_banks)
   MaskArgs mask{}, refresh_mask{};
   float *L = nullptr, *R = nullptr, *Lr = nullptr, *Rr = nullptr, *S = nullptr, *T = nullptr;
-  // Operands split once (mx::split_products): G into U (hi) and Glo at its first use in a step
-  // (g_split), the roots into Lr / Rr (hi) and Lr_lo / Rr_lo when they are made; the state's
-  // L_root / R_root are hi + lo (exact).
-  bool split = false, g_split = false;
+  // Operands split once (mx::split_products): G into U (hi) and Glo by the prep stage
+  // (PrepMode::CopySplit, Slot::s0 into Glo), the roots into Lr / Rr (hi) and Lr_lo /
+  // Rr_lo when they are made; the state's L_root / R_root are hi + lo (exact).
+  bool split = false;
   float *Glo = nullptr, *Lr_lo = nullptr, *Rr_lo = nullptr;
   mx::SplitBatch g_ops(int64_t m, int64_t n) const { return {mx::Batch(U[0], nb(), m, n), Glo}; }
   // muon
@@ -304,7 +304,7 @@ struct MatrixRules::Group {
     const int64_t r = rows[size_t(k)], sub = head_rows > 0 ? head_rows : r;
     return mx::Shape{nb() * (r / sub), sub, cols[size_t(k)]};
   }
-  bool has_momentum() const { return prep.mode != int(PrepMode::Copy); }
+  bool has_momentum() const { return prep.mode != int(PrepMode::Copy) && prep.mode != int(PrepMode::CopySplit); }
 };
 
 namespace {
@@ -895,7 +895,6 @@ void MatrixRules::shampoo_factor(Group &g, bool left, cudaStream_t s) {
   g.mask.n = B;
   for (int i = 0; i < B; ++i) g.mask.on[i] = g.args.active[i];
   if (g.split) { // the Gram half Z, then L = beta2 L + Z + Z^T in one pass
-    if (!g.g_split) mx::split_operand(mx::Batch(g.U[0], B, m, n), g.g_ops(m, n), s), g.g_split = true;
     mx::gram_half(engine_, !left, 1.f, g.g_ops(m, n), mx::Batch(g.S, B, k, k), s);
     launch_masked_sym_accumulate(g.mask, g.d_slots, cnt_, left ? g.L : g.R, g.S, k, g.sh_beta2, s);
     return;
@@ -990,13 +989,15 @@ void MatrixRules::make_buffers(Group &g, cudaStream_t s) {
   const int64_t m = g.rows[0], n = g.cols[0];
   if (g.kind == RKind::Shampoo) {
     // Every product of the group has min(m, n) as its smallest side.
-    g.split = split_operands_ && (g.useL || g.useR) && mx::split_products(engine_, m, n, std::min(m, n));
+    g.split = split_operands_ && g.np == 1 && (g.useL || g.useR) && mx::split_products(engine_, m, n, std::min(m, n));
     if (g.useL) g.L = take(size_t(B * m * m), true), g.Lr = take(size_t(B * m * m), true);
     if (g.useR) g.R = take(size_t(B * n * n), true), g.Rr = take(size_t(B * n * n), true);
     if (g.split) {
       if (g.useL) g.Lr_lo = take(size_t(B * m * m), true);
       if (g.useR) g.Rr_lo = take(size_t(B * n * n), true);
       g.Glo = take(size_t(B * m * n), false);
+      for (int blk = 0; blk < B; ++blk) g.slots[size_t(blk)].s0 = g.Glo + int64_t(blk) * m * n; // np = 1
+      g.prep.mode = int(PrepMode::CopySplit);
     }
     // The Gram products of the sides that are preconditioned only (an embedding's 50257-row side
     // above max_precond_dim would make this 10 GB for nothing).
@@ -1260,9 +1261,8 @@ void MatrixRules::direction(Group &g, cudaStream_t s) {
       store_root(g, left == 1, g.S, k, s);
     }
     const mx::Batch Lr(g.Lr, B, m, m), Rr(g.Rr, B, n, n), T(g.T, B, m, n);
-    if (g.split) { // G split at the Grams, the roots at their refresh
+    if (g.split) { // G split by the prep stage, the roots at their refresh
       const mx::SplitBatch Gs = g.g_ops(m, n), Ls{Lr, g.Lr_lo}, Rs{Rr, g.Rr_lo};
-      if (!g.g_split) mx::split_operand(Gs.hi, Gs, s), g.g_split = true; // (not reached: a Gram split it)
       if (g.useL && g.useR) {
         mx::gemm(engine_, false, false, 1.f, Ls, Gs, 0.f, Dd, s);
         mx::split_operand(Dd, Gs, s); // L_r G over G's split, which is done with
@@ -1307,7 +1307,7 @@ void MatrixRules::finish(cudaStream_t s) {
   for (auto &gp : groups_) {
     Group &g = *gp;
     if (!g.any || g.kind != RKind::Shampoo) continue;
-    g.refresh = false, g.g_split = false;
+    g.refresh = false;
     g.refresh_mask.n = g.nb();
     for (int i = 0; i < g.nb(); ++i) {
       const bool on = g.refreshes(i, g.args.active[i]);

@@ -42,6 +42,7 @@ __global__ void prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chu
     for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) {
       out[j] = 0.f;
       if (cfg.stage_g) s.d[j] = 0.f;
+      if (mode == PrepMode::CopySplit) s.s0[j] = 0.f;
     }
     return;
   }
@@ -84,6 +85,10 @@ __global__ void prep_kernel(const __grid_constant__ StepArgs a, const Chunk *chu
   }
   case PrepMode::Copy:
     for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x) out[j] = ldv(g, gb, j);
+    break;
+  case PrepMode::CopySplit:
+    for (int64_t j = ch.off + threadIdx.x; j < end; j += blockDim.x)
+      symoc::cuda::detail::tf32_split(ldv(g, gb, j), out[j], M[j]);
     break;
   case PrepMode::Adam: {
     const float inv_bc1 = float(1.0 / (1.0 - pow(double(beta), t)));

@@ -14,6 +14,7 @@ enum class PrepMode : int {
   EmaBc = 2,  // Symo beta1 > 0: M <- beta M + (1 - beta) G; U = M / (1 - beta^t)
   Copy = 3,   // U = G (Shampoo, Symo without momentum)
   Adam = 4,   // Adam(W)'s direction straight into Slot::d (m, v in s0, s1)
+  CopySplit = 5, // U = G split for three-pass products: U its TF32 hi, Slot::s0 the exact lo (Shampoo)
 };
 struct PrepCfg {
   int mode;
