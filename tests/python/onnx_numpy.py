@@ -164,8 +164,20 @@ def _node(op, ins, a, opset):
         idx = np.take(order, np.arange(k), axis=ax)
         return [np.take_along_axis(x, idx, axis=ax), idx.astype(np.int64)]
     if op == "ScatterElements":
-        out = x.copy()
-        np.put_along_axis(out, ins[1], ins[2], axis=a.get("axis", 0))
+        # Entry by entry of the updates, in row-major order (later writes win under "none");
+        # a negative index counts from the end of the axis.
+        red = a.get("reduction", b"none")
+        red = red.decode() if isinstance(red, bytes) else red
+        comb = {"none": lambda o, u: u, "add": np.add, "mul": np.multiply,
+                "max": np.maximum, "min": np.minimum}[red]
+        out, idx, upd = x.copy(), np.asarray(ins[1]).astype(np.int64), ins[2]
+        ax = a.get("axis", 0) % x.ndim
+        for i in np.ndindex(*upd.shape):
+            t = list(i)
+            j = int(idx[i])
+            t[ax] = j + x.shape[ax] if j < 0 else j
+            t = tuple(t)
+            out[t] = comb(out[t], upd[i])
         return [out]
     if op == "Mod":
         # fmod = 0: the result takes the divisor's sign (integers only); 1: the dividend's.

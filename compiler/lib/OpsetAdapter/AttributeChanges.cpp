@@ -168,8 +168,8 @@ void lpPool(Context &ctx, const onnx::NodeProto &node, int64_t v,
 
 /// ScatterElements/ScatterND-18's reductions max and min stay on the node, as an
 /// extension of the opset-16 form: the evaluator computes them, ScatterElements' rule
-/// passes only permutations (which commute with max and min) and ScatterND's rule makes
-/// them a barrier.
+/// passes permutations and positive scalings (which commute with max and min, sign flips
+/// do not) and ScatterND's rule makes them a barrier.
 void scatter(Context &, const onnx::NodeProto &n, int64_t, std::vector<onnx::NodeProto> &out) {
   out.push_back(n);
 }

@@ -379,10 +379,13 @@ void GatherNDOp::applySymmetryRule(SpaceBuilder &b) {
 
 void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
   // y = data with y[.., indices[.., j, ..], ..] = updates[.., j, ..] along
-  // `axis`. With positions along a known axis, y's axis is that axis when the
-  // data does not depend on the order: a uniform constant (zeros), or data
-  // whose axis is the same space. The updates' axis `axis` (the selected
-  // entries) stays fixed.
+  // `axis` (or combined with data's entry by the reduction). With positions
+  // along a known axis, y's axis is that axis when the data does not depend on
+  // the order: a uniform constant (zeros), or data whose axis is the same
+  // space. Indices that are not positions (an input, made from a mask, TopK of
+  // something else) name coordinates of data's axis: that axis is fixed on data
+  // and y. The updates' axis `axis` (the selected entries, whose order decides
+  // among duplicates under "none") stays fixed either way.
   Operation *op = getOperation();
   if (op->getNumOperands() != 3) {
     barrier(b, op, "ScatterElements without its three inputs");
@@ -395,24 +398,34 @@ void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "ScatterElements with unknown ranks");
     return;
   }
-  if (auto red = op->getAttrOfType<StringAttr>("reduction"))
-    if (!llvm::is_contained({"none", "add", "mul", "max", "min"}, red.getValue())) {
-      barrier(b, op, "ScatterElements with an unknown reduction");
-      return;
-    }
-  bool uniform = isUniformConstant(data);
-  if (!b.takePositions(op->getOpOperand(1), y, axis)) {
-    barrier(b, op, "ScatterElements indices are not positions along a known axis");
+  std::string red = strAttr(op, "reduction", "none");
+  if (!llvm::is_contained({"none", "add", "mul", "max", "min"}, red)) {
+    barrier(b, op, "ScatterElements with an unknown reduction");
     return;
   }
+  bool uniform = isUniformConstant(data);
+  bool positions = b.takePositions(op->getOpOperand(1), y, axis);
+  if (!positions) {
+    b.restrict(data, axis, kNone, "ScatterElements indices name its coordinates");
+    b.restrict(y, axis, kNone, "ScatterElements indices name its coordinates");
+  }
+  // Along every other axis, entry j of y is made from entry j of data and of the
+  // updates alone. "none" and "add" are linear in (data, updates) jointly, so a
+  // common per-coordinate scale or sign passes; max and min commute with a
+  // positive scale but turn into each other under a sign flip; "mul" raises the
+  // updates' scale to a power that depends on the indices, so only permutations.
+  bool linear = red == "none" || red == "add", monotone = red == "max" || red == "min";
+  unsigned bits = linear ? kNoMixing : monotone ? kMonomialPos : kPerm;
   for (int64_t a = 0; a < r; ++a) {
-    pinFlows(b, data, a);
     pinFlows(b, idx, a);
-    pinFlows(b, upd, a);
-    pinFlows(b, y, a);
-    if (uniform)
+    if (uniform) {
+      // A constant neither moves nor scales; y's flows, related to data's below, follow.
       b.restrict(data, a, kNone, "ScatterElements into a constant");
+      pinFlows(b, data, a);
+    }
     if (a == axis) {
+      for (Value v : {data, upd, y})
+        pinFlows(b, v, a);
       if (!uniform)
         b.tie(data, a, y, a);
       b.restrict(idx, a, kNone, "the entries ScatterElements writes");
@@ -421,15 +434,33 @@ void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
     }
     int64_t n = dimOf(y, a);
     if (n < 0 || dimOf(idx, a) != n || dimOf(upd, a) != n) {
-      for (Value v : {data, idx, upd, y})
+      for (Value v : {data, idx, upd, y}) {
+        pinFlows(b, v, a);
         b.restrict(v, a, kNone, "ScatterElements into a larger axis");
+      }
       continue;
     }
     if (!uniform)
       b.tie(data, a, y, a);
     b.tie(idx, a, y, a);
     b.tie(upd, a, y, a);
-    b.restrict(y, a, kPerm, "ScatterElements");
+    b.restrict(y, a, bits, "ScatterElements");
+    // Entry j of y, data and the updates scale (and flip) alike; a flow the
+    // reduction does not pass is pinned on all three.
+    for (Value v : {data, upd}) {
+      if (bits & kScale)
+        b.scaleRelation({{v, a, 1}, {y, a, -1}});
+      else
+        b.scaleRelation({{v, a, 1}});
+      if (bits & kSign)
+        b.signRelation({{v, a, 1}, {y, a, 1}});
+      else
+        b.signRelation({{v, a, 1}});
+    }
+    if (!(bits & kScale))
+      b.scaleRelation({{y, a, 1}});
+    if (!(bits & kSign))
+      b.signRelation({{y, a, 1}});
   }
 }
 
