@@ -478,7 +478,7 @@ SHAMPOO_VARIANTS = (
     (" (gemm grams)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYRK_MIN": "0"}),
     (" (sgemm products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "sgemm"}),
     (" (tf32x3 products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "tf32x3"}),
-    (" (operands split per product)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SPLIT_OPERANDS": "0"}),
+    (" (split operands)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SPLIT_OPERANDS": "1"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
     (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
     (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",
