@@ -12,7 +12,8 @@ keepdims, alpha, epsilon, ...), a node input rewired to an earlier value, an ini
 dims changed (a row dropped or added), a node bypassed (its uses read its first input),
 an integer constant changed (a Reshape target), the stored shapes (value_info) dropped;
 with --mutations insert|all also a node inserted on a value (a unary op, or a binary op with
-a per-channel, scalar or zero constant; insert_op); with --mutations positional|every a node
+a per-channel, scalar or zero constant, or a full-shape one the same along random axes (a folded
+broadcast; half the time one entry differs); insert_op); with --mutations positional|every a node
 that depends on positions along an axis (CumSum, a roll, a reversal, a permuting or repeating
 Gather, a zero-filled shift, a Transpose of equal axes, a Trilu, DepthToSpace then
 SpaceToDepth; insert_positional).
@@ -264,8 +265,20 @@ def insert_op(m, rng, shapes):
         desc = f"{op} inserted on {v}"
     else:
         op = rng.choice(INSERT_BINARY)
-        shape_kind = rng.choice(["channel", "channel", "scalar", "zero"])
-        if shape_kind == "channel":
+        shape_kind = rng.choice(["channel", "channel", "scalar", "zero", "expanded"])
+        if shape_kind == "expanded" and (not all(isinstance(d, int) and d > 0 for d in dims)
+                                         or int(np.prod(dims)) > (1 << 16)):
+            shape_kind = "scalar"
+        if shape_kind == "expanded":
+            # A broadcast folded into the file: the value's whole shape, the same along a
+            # random set of axes; half the time one entry differs (then along none).
+            keep = [d if rng.random() < 0.5 else 1 for d in dims]
+            vals = np.asarray([rng.uniform(0.5, 2.0) for _ in range(int(np.prod(keep or [1])))],
+                              dtype=np.float32).reshape(keep)
+            c = np.broadcast_to(vals, dims).astype(np.float32).copy()
+            if c.size > 1 and rng.random() < 0.5:
+                c.flat[rng.randrange(c.size)] *= 3.0
+        elif shape_kind == "channel":
             axis = rng.randrange(len(dims))
             cshape = [1] * (len(dims) - axis)  # broadcast from the right: axis .. last
             cshape[0] = dims[axis]

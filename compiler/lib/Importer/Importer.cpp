@@ -50,6 +50,7 @@ namespace {
 constexpr int64_t kMaxIntConstant = 4096;
 constexpr int64_t kMaxSplatScan = 1 << 16; // float constants checked for one repeated value
 constexpr int64_t kMaxSmallFloats = 16;     // float constants of different values kept whole
+constexpr int64_t kMaxUniformScan = 1 << 22; // constants scanned for axes they do not vary along
 
 class Importer {
 public:
@@ -283,6 +284,55 @@ private:
     return std::nullopt;
   }
 
+  /// The axes (of size > 1) along which a constant read as shape only does not
+  /// vary (a broadcast folded into the file: a mask expanded over the heads,
+  /// indices expanded over the hidden units), as the attribute `uniform_axes`
+  /// the analysis reads: a permutation of such an axis leaves the constant as it
+  /// is. Entries compared exactly (a float's sign of zero too); NaN anywhere:
+  /// none.
+  void markUniformAxes(graph::ConstantOp c, const onnx::TensorProto &t, RankedTensorType type) {
+    if (c.getValue() || !type.hasStaticShape() || type.getNumElements() > kMaxUniformScan ||
+        type.getNumElements() < 2)
+      return;
+    ArrayRef<int64_t> dims = type.getShape();
+    if (std::none_of(dims.begin(), dims.end(), [](int64_t d) { return d > 1; }))
+      return;
+    bool isInt = isa<IntegerType>(type.getElementType());
+    std::vector<int64_t> iv;
+    std::vector<double> fv;
+    if (isInt)
+      iv = tensorToInt64(t, path);
+    else
+      fv = tensorToDouble(t, path);
+    const size_t n = size_t(type.getNumElements());
+    if ((isInt ? iv.size() : fv.size()) != n)
+      return;
+    if (!isInt && std::any_of(fv.begin(), fv.end(), [](double x) { return std::isnan(x); }))
+      return;
+    auto same = [&](size_t i, size_t j) {
+      return isInt ? iv[i] == iv[j] : fv[i] == fv[j] && std::signbit(fv[i]) == std::signbit(fv[j]);
+    };
+    SmallVector<int64_t> axes;
+    for (size_t a = 0; a < dims.size(); ++a) {
+      if (dims[a] <= 1)
+        continue;
+      size_t inner = 1, outer = 1;
+      for (size_t k = a + 1; k < dims.size(); ++k)
+        inner *= size_t(dims[k]);
+      for (size_t k = 0; k < a; ++k)
+        outer *= size_t(dims[k]);
+      bool uniform = true;
+      for (size_t o = 0; o < outer && uniform; ++o)
+        for (size_t i = 1; i < size_t(dims[a]) && uniform; ++i)
+          for (size_t k = 0; k < inner && uniform; ++k)
+            uniform = same((o * size_t(dims[a])) * inner + k, (o * size_t(dims[a]) + i) * inner + k);
+      if (uniform)
+        axes.push_back(int64_t(a));
+    }
+    if (!axes.empty())
+      c->setAttr("uniform_axes", b.getI64ArrayAttr(axes));
+  }
+
   Value importInitializer(const onnx::TensorProto &t) {
     RankedTensorType type = typeOfTensor(t);
     Location loc = NameLoc::get(b.getStringAttr(t.name()));
@@ -301,6 +351,7 @@ private:
         b.getStringAttr(t.name()));
     if (frozen.count(t.name()))
       c->setAttr("frozen", b.getUnitAttr());
+    markUniformAxes(c, t, type);
     return c;
   }
 
@@ -320,6 +371,11 @@ private:
           return p;
         }
         value = readSmall(a.t(), type);
+        if (!value) {
+          auto c = b.create<graph::ConstantOp>(loc, type, ElementsAttr(), b.getStringAttr(n.output(0)));
+          markUniformAxes(c, a.t(), type);
+          return c;
+        }
       } else if (a.name() == "value_float") {
         type = RankedTensorType::get({}, b.getF32Type());
         value = DenseElementsAttr::get(type, ArrayRef<float>{a.f()});
