@@ -162,7 +162,34 @@ def _node(op, ins, a, opset):
         k, ax = int(ins[1][0]), a.get("axis", -1)
         order = np.argsort(-x if a.get("largest", 1) else x, axis=ax, kind="stable")
         idx = np.take(order, np.arange(k), axis=ax)
+        if not a.get("sorted", 1):
+            # The order of the selected entries is unspecified: list them by position (a
+            # legal order that exposes a claim relying on the sorted one).
+            idx = np.sort(idx, axis=ax)
         return [np.take_along_axis(x, idx, axis=ax), idx.astype(np.int64)]
+    if op in ("ArgMax", "ArgMin"):
+        # The first extreme entry along the axis, or the last with select_last_index.
+        ax = a.get("axis", 0) % x.ndim
+        y = -x if op == "ArgMax" else x
+        if a.get("select_last_index", 0):
+            y = np.flip(y, axis=ax)
+            idx = x.shape[ax] - 1 - np.argmin(y, axis=ax)
+        else:
+            idx = np.argmin(y, axis=ax)
+        idx = idx.astype(np.int64)
+        return [np.expand_dims(idx, ax) if a.get("keepdims", 1) else idx]
+    if op == "OneHot":
+        # A new axis `axis` of size depth: values[1] where the index (negative: counted from
+        # the end) is the coordinate, values[0] elsewhere.
+        depth = int(np.asarray(ins[1]).reshape(-1)[0])
+        idx = np.asarray(x).astype(np.int64)
+        idx = np.where(idx < 0, idx + depth, idx)
+        ax = a.get("axis", -1) % (idx.ndim + 1)
+        shape = [1] * (idx.ndim + 1)
+        shape[ax] = depth
+        hot = np.expand_dims(idx, ax) == np.arange(depth).reshape(shape)
+        off, on = np.asarray(ins[2]).reshape(-1)[:2]
+        return [np.where(hot, on, off)]
     if op == "ScatterElements":
         # Entry by entry of the updates, in row-major order (later writes win under "none");
         # a negative index counts from the end of the axis.

@@ -130,7 +130,7 @@ std::vector<Tensor> topk(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
   int64_t k = ctx.opset < 10 ? ctx.attrInt("k", 0) : int64_t(ctx.scalar(1, "K"));
   int64_t axis = ctx.axis(ctx.attrInt("axis", -1), x.rank());
-  bool largest = ctx.attrInt("largest", 1) != 0;
+  bool largest = ctx.attrInt("largest", 1) != 0, sorted = ctx.attrInt("sorted", 1) != 0;
   int64_t outer = 1, n = x.dims[size_t(axis)], inner = 1;
   if (k < 0 || k > n)
     ctx.fail("k=" + std::to_string(k) + " out of range for an axis of size " + std::to_string(n));
@@ -148,6 +148,11 @@ std::vector<Tensor> topk(OpContext &ctx) {
       std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
         return largest ? at(a) > at(b) : at(a) < at(b);
       });
+      // sorted=0 leaves the order of the selected entries to the implementation: this one
+      // lists them by position, which exposes a rule that assumed the sorted order
+      // (permuting the input then reorders the outputs).
+      if (!sorted)
+        std::sort(order.begin(), order.begin() + k);
       for (int64_t j = 0; j < k; ++j) {
         v.data[size_t((o * k + j) * inner + i)] = at(order[size_t(j)]);
         ind.data[size_t((o * k + j) * inner + i)] = double(order[size_t(j)]);

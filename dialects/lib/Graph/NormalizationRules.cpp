@@ -302,8 +302,7 @@ void ReduceProdOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kPe
 void ReduceL2Op::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kOrthogonal, false, false); }
 void ReduceSumSquareOp::applySymmetryRule(SpaceBuilder &b) { reduceRule(b, *this, kOrthogonal, false, false); }
 
-void ArgMaxOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMax returns positions"); }
-void ArgMinOp::applySymmetryRule(SpaceBuilder &b) { barrier(b, *this, "ArgMin returns positions"); }
+// ArgMax / ArgMin: PositionRules.cpp (they return positions, as TopK does).
 // CumSum: along `axis` prefix sums (exclusive, reverse: other fixed triangular matrices), a
 // fixed linear map applied alike at every index of the other axes, so those pass any linear
 // map (as DFT's); the summed axis is fixed (its order is the point) with its scale and sign.

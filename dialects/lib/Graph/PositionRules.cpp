@@ -245,20 +245,25 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "TopK axis out of range");
     return;
   }
-  if (!intAttr(op, "sorted", 1)) {
-    barrier(b, op, "TopK with sorted=0 (the order of the selected entries is unspecified)");
-    return;
-  }
+  // sorted=0: the k selected entries come out in an order the implementation chooses; one
+  // that lists them by position (a legal choice, and the numpy checker's) reorders the
+  // outputs when X is permuted along `axis`, so no permutation of that axis commutes with
+  // the op: the axis is fixed, and the indices are not followed as positions (their order
+  // is not a function of the selected set alone). Each slice along the other axes is
+  // still processed alike, so those axes pass as with sorted=1.
+  const bool sorted = intAttr(op, "sorted", 1) != 0;
   // Positions are followed only where ties have measure zero (file comment).
-  const bool distinct = TieWalk().distinct(x);
+  const bool distinct = sorted && TieWalk().distinct(x);
   for (int64_t a = 0; a < r; ++a) {
     pinFlows(b, x, a);
     pinFlows(b, vals, a);
     pinFlows(b, idx, a);
     if (a == axis) {
       b.restrict(x, a, distinct ? kPerm : kNone,
-                 distinct ? "TopK selects along this axis"
-                          : "TopK selects among values that may tie (ties go to the lower position)");
+                 distinct  ? "TopK selects along this axis"
+                 : !sorted ? "TopK with sorted=0 selects along this axis (the order of the selected entries is "
+                             "unspecified)"
+                           : "TopK selects among values that may tie (ties go to the lower position)");
       b.restrict(vals, a, kNone, "the k entries TopK selected");
       b.restrict(idx, a, kNone, "the k entries TopK selected");
       continue;
@@ -273,6 +278,52 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
   if (distinct)
     b.positionsOf(idx, x, axis);
 }
+
+/// ArgMax / ArgMin: y = the position of the largest (smallest) entry of x along `axis`, an
+/// int64 tensor with that axis kept as size 1 (keepdims=1) or removed. As TopK with k = 1
+/// that returns its indices only: where ties have measure zero (TieWalk::distinct, and x
+/// a float tensor) permuting x's axis relabels y's entries by the same permutation, so y
+/// holds positions along (x, axis) and the axis is a permutation; select_last_index decides
+/// only among ties. Where values may tie the first (last) of the tied entries is taken,
+/// which no permutation commutes with: the axis is fixed. Every other axis is batched:
+/// tied to y's matching axis (renumbered past `axis` when keepdims=0), permutations only:
+/// a sign flip of a slice turns its largest entry into its smallest; a positive scale of
+/// a slice would keep y, but y is an index tensor with no scale of its own, so flows are
+/// pinned as TopK pins them.
+static void argExtremeRule(SpaceBuilder &b, Operation *op, StringRef name) {
+  Value x = op->getOperand(0), y = op->getResult(0);
+  const int64_t r = rankOf(x);
+  const int64_t axis = normAxis(intAttr(op, "axis", 0), r);
+  const bool keep = intAttr(op, "keepdims", 1) != 0;
+  if (r < 1 || axis < 0 || rankOf(y) != (keep ? r : r - 1)) {
+    barrier(b, op, (name + " with unknown ranks or an axis out of range").str());
+    return;
+  }
+  auto xt = dyn_cast<RankedTensorType>(x.getType());
+  const bool distinct = xt && isa<FloatType>(xt.getElementType()) && TieWalk().distinct(x);
+  for (int64_t a = 0, ya = 0; a < r; ++a) {
+    pinFlows(b, x, a);
+    if (a == axis) {
+      b.restrict(x, a, distinct ? kPerm : kNone,
+                 distinct ? (name + " selects along this axis").str()
+                          : (name + " selects among values that may tie").str());
+      if (keep) {
+        pinFlows(b, y, ya);
+        b.restrict(y, ya++, kNone, (name + "'s kept axis").str());
+      }
+      continue;
+    }
+    pinFlows(b, y, ya);
+    b.tie(x, a, y, ya);
+    b.restrict(x, a, kPerm, name);
+    b.restrict(y, ya++, kPerm, name);
+  }
+  if (distinct)
+    b.positionsOf(y, x, axis);
+}
+
+void ArgMaxOp::applySymmetryRule(SpaceBuilder &b) { argExtremeRule(b, *this, "ArgMax"); }
+void ArgMinOp::applySymmetryRule(SpaceBuilder &b) { argExtremeRule(b, *this, "ArgMin"); }
 
 void GatherOp::applySymmetryRule(SpaceBuilder &b) {
   // y = data[..., indices, ...] along `axis`: the indexed axis is positions
