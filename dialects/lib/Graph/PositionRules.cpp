@@ -24,6 +24,8 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 
+#include <cmath>
+
 using namespace mlir;
 
 namespace symoc::graph {
@@ -167,6 +169,19 @@ struct TieWalk {
     return false;
   }
 
+  /// Every entry of `v` is >= 0 by construction (Exp, Softmax, Softplus, Abs, Sqrt, seen
+  /// through views): the domain of Sqrt, Log and a fractional Pow. Bounded by `depth`.
+  bool nonnegative(Value v, int depth = 16) {
+    Operation *op = v.getDefiningOp();
+    if (!op || depth <= 0)
+      return false;
+    if (isa<ExpOp, SoftmaxOp, SoftplusOp, AbsOp, SqrtOp>(op))
+      return true;
+    if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, IdentityOp, DropoutOp>(op))
+      return nonnegative(op->getOperand(0), depth - 1);
+    return false;
+  }
+
   /// The entries of float `v` differ from each other but on a set of measure zero (the
   /// convention of every rule for float models): true for model inputs and parameters,
   /// linear maps (unless a factor is exactly zero), and what ops without flat pieces make
@@ -186,10 +201,15 @@ struct TieWalk {
     // to 0 below ~ -14, which are ties with positive probability (fuzz seed 1807: an Erf on
     // router logits pushed up by an inserted Max); those are not listed. Exp, Softplus, Silu,
     // Mish and Softmax saturate only some 88 units out (float32's exponent range).
-    if (isa<SoftplusOp, ExpOp, LogOp, CosOp, SinOp, SqrtOp, ReciprocalOp, NegOp, AbsOp, IdentityOp, DropoutOp,
-            SoftsignOp, AtanOp, AsinOp, SinhOp, TanOp, MishOp, SiluOp, SoftmaxOp, LogSoftmaxOp, ReshapeOp,
-            TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, SplitOp>(op))
+    if (isa<SoftplusOp, ExpOp, CosOp, SinOp, ReciprocalOp, NegOp, AbsOp, IdentityOp, DropoutOp, SoftsignOp, AtanOp,
+            SinhOp, TanOp, MishOp, SiluOp, SoftmaxOp, LogSoftmaxOp, ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp,
+            FlattenOp, SliceOp, SplitOp>(op))
       return distinct(op->getOperand(0));
+    // Outside their domain Sqrt and Log give NaN with positive probability, and NaNs tie (an
+    // ArgMax of all-NaN logits is 0 whatever the order; fuzz seed 3102: a Sqrt of logits
+    // shifted below zero claimed the experts' S(3)). Asin's domain [-1, 1] is not tracked.
+    if (isa<SqrtOp, LogOp>(op))
+      return nonnegative(op->getOperand(0)) && distinct(op->getOperand(0));
     if (isa<LeakyReluOp>(op)) {
       auto alpha = op->getAttrOfType<FloatAttr>("alpha");
       return (!alpha || alpha.getValueAsDouble() != 0.0) && distinct(op->getOperand(0));
@@ -199,8 +219,10 @@ struct TieWalk {
       return to && isa<FloatType>(to.getElementType()) && distinct(op->getOperand(0));
     }
     if (isa<PowOp>(op)) {
+      // A fractional power of a negative base is NaN (as Sqrt's).
       std::optional<double> e = constScalar(op->getOperand(1));
-      return e && *e != 0.0 && distinct(op->getOperand(0));
+      return e && *e != 0.0 && (*e == std::floor(*e) || nonnegative(op->getOperand(0))) &&
+             distinct(op->getOperand(0));
     }
     if (op->getNumOperands() != 2)
       return false;
