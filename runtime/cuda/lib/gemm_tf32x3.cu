@@ -39,31 +39,6 @@ __global__ void split_kernel(const float *X, int64_t runs, int64_t len, int64_t 
     }
 }
 
-// hi/lo of `batch` compact matrices of rl floats each (hi may be X: in place).
-template <bool VEC>
-__global__ void split_to_kernel(const float *X, int64_t rl, int64_t batch, float *hi, float *lo) {
-  for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
-    const float *x = X + b * rl;
-    float *h = hi + b * rl, *l = lo + b * rl;
-    if constexpr (VEC) {
-      const int64_t step = int64_t(gridDim.x) * blockDim.x * 4;
-      for (int64_t j = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4; j < rl; j += step) {
-        const float4 v = *reinterpret_cast<const float4 *>(x + j);
-        float4 vh, vl;
-        tf32_split(v.x, vh.x, vl.x), tf32_split(v.y, vh.y, vl.y);
-        tf32_split(v.z, vh.z, vl.z), tf32_split(v.w, vh.w, vl.w);
-        *reinterpret_cast<float4 *>(h + j) = vh;
-        *reinterpret_cast<float4 *>(l + j) = vl;
-      }
-    } else {
-      for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < rl; j += int64_t(gridDim.x) * blockDim.x) {
-        const float v = x[j];
-        tf32_split(v, h[j], l[j]);
-      }
-    }
-  }
-}
-
 struct Split {
   const float *hi = nullptr, *lo = nullptr;
   int64_t ld = 0, stride = 0;
@@ -169,12 +144,12 @@ void tf32x3_split_batch(const float *X, int64_t runs, int64_t len, int64_t batch
   const int64_t rl = runs * len;
   const bool vec = rl % 4 == 0 && reinterpret_cast<uintptr_t>(X) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(hi) % 16 == 0 && reinterpret_cast<uintptr_t>(lo) % 16 == 0;
-  // One run of runs * len floats per matrix: the kernel's grid covers it in x.
   const int64_t per_thread = vec ? 4 : 1;
   const unsigned gx = unsigned(std::min<int64_t>((rl + 256 * per_thread - 1) / (256 * per_thread), 1024));
   const dim3 grid(gx, 1, unsigned(std::min<int64_t>(batch, 65535)));
-  if (vec) split_to_kernel<true><<<grid, 256, 0, s>>>(X, rl, batch, hi, lo);
-  else split_to_kernel<false><<<grid, 256, 0, s>>>(X, rl, batch, hi, lo);
+  // split_kernel with one run of rl floats per matrix (an elementwise pass: in place is fine).
+  if (vec) split_kernel<true><<<grid, 256, 0, s>>>(X, 1, rl, rl, rl, batch, hi, lo);
+  else split_kernel<false><<<grid, 256, 0, s>>>(X, 1, rl, rl, rl, batch, hi, lo);
   check_launch("tf32x3 split");
 }
 
