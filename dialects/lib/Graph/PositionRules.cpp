@@ -450,6 +450,22 @@ void GatherNDOp::applySymmetryRule(SpaceBuilder &b) {
     tieSame(b, data, a, y, q - 1 + a - nb - k);
 }
 
+/// Every entry is a float zero: a splat constant of 0, or a ConstantOfShape of 0 (its
+/// default value).
+static bool zeroFill(Value v) {
+  auto isZero = [](DenseElementsAttr d) {
+    return d && d.isSplat() && isa<FloatType>(d.getElementType()) && d.getSplatValue<APFloat>().isZero();
+  };
+  if (Operation *cs = v.getDefiningOp<ConstantOfShapeOp>()) {
+    Attribute val = cs->getAttr("value");
+    auto t = dyn_cast<ShapedType>(v.getType());
+    return val ? isZero(dyn_cast<DenseElementsAttr>(val)) : t && isa<FloatType>(t.getElementType());
+  }
+  if (auto c = v.getDefiningOp<ConstantOp>(); c && c.getValue())
+    return isZero(dyn_cast<DenseElementsAttr>(*c.getValue()));
+  return false;
+}
+
 void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
   // y = data with y[.., indices[.., j, ..], ..] = updates[.., j, ..] along
   // `axis` (or combined with data's entry by the reduction). With positions
@@ -477,6 +493,7 @@ void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
     return;
   }
   bool uniform = isUniformConstant(data);
+  bool zeroData = uniform && zeroFill(data);
   bool positions = b.takePositions(op->getOpOperand(1), y, axis);
   if (!positions) {
     b.restrict(data, axis, kNone, "ScatterElements indices name its coordinates");
@@ -521,6 +538,8 @@ void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
     // Entry j of y, data and the updates scale (and flip) alike; a flow the
     // reduction does not pass is pinned on all three.
     for (Value v : {data, upd}) {
+      if (v == data && zeroData)
+        continue; // zeros scale and flip into themselves: y's entries follow the updates alone
       if (bits & kScale)
         b.scaleRelation({{v, a, 1}, {y, a, -1}});
       else
