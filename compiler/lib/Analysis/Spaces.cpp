@@ -10,7 +10,6 @@
 #include "symoc/Analysis/Stages.h"
 
 #include <algorithm>
-#include <cstring>
 
 using namespace mlir;
 using namespace symoc::graph;
@@ -726,55 +725,18 @@ std::string barrierHint(const std::string &why) {
   return "its rule does not follow this form of the op";
 }
 
-/// Per axis of a constant: whether its size is above 1 and every slice along it
-/// is the same (a broadcast folded into the file: an attention mask expanded
-/// over the heads, position ids over the batch). A permutation of such an axis
-/// leaves the constant as it is. From the value where the importer kept it,
-/// else from its scan (the attribute uniform_axes); all false for packed
-/// booleans and for more than 2^24 entries (not scanned).
+/// Per axis of a constant: whether the importer found every slice along it the
+/// same (attribute uniform_axes: a broadcast folded into the file, an attention
+/// mask expanded over the heads, position ids over the batch). A permutation of
+/// such an axis leaves the constant as it is. Constants made later (a pass's
+/// shape vectors) have none.
 std::vector<bool> uniformAxes(ConstantOp c) {
   auto type = dyn_cast<RankedTensorType>(c.getResult().getType());
   std::vector<bool> out(type ? size_t(type.getRank()) : 0, false);
-  // Read as shape only: the importer's scan (uniform_axes).
-  if (auto axes = c->getAttrOfType<ArrayAttr>("uniform_axes")) {
+  if (auto axes = c->getAttrOfType<ArrayAttr>("uniform_axes"))
     for (Attribute a : axes)
       if (auto i = dyn_cast<IntegerAttr>(a); i && i.getInt() >= 0 && i.getInt() < int64_t(out.size()))
         out[size_t(i.getInt())] = type.getDimSize(i.getInt()) > 1;
-    return out;
-  }
-  auto dense = c.getValue() ? dyn_cast<DenseElementsAttr>(*c.getValue()) : DenseElementsAttr();
-  if (!type || !type.hasStaticShape() || !dense || type.getNumElements() > (int64_t(1) << 24))
-    return out;
-  ArrayRef<int64_t> dims = type.getShape();
-  if (dense.isSplat()) {
-    for (size_t a = 0; a < dims.size(); ++a)
-      out[a] = dims[a] > 1;
-    return out;
-  }
-  Type et = type.getElementType();
-  if (!et.isIntOrFloat() || et.getIntOrFloatBitWidth() % 8 != 0)
-    return out;
-  const size_t w = et.getIntOrFloatBitWidth() / 8;
-  ArrayRef<char> raw = dense.getRawData();
-  if (raw.size() != size_t(type.getNumElements()) * w)
-    return out;
-  for (size_t a = 0; a < dims.size(); ++a) {
-    if (dims[a] <= 1)
-      continue;
-    int64_t inner = 1, outer = 1;
-    for (size_t k = a + 1; k < dims.size(); ++k)
-      inner *= dims[k];
-    for (size_t k = 0; k < a; ++k)
-      outer *= dims[k];
-    const size_t slice = size_t(inner) * w; // bytes of one slice along a
-    bool same = true;
-    for (int64_t o = 0; o < outer && same; ++o) {
-      const char *first = raw.data() + size_t(o * dims[a]) * slice;
-      for (int64_t i = 1; i < dims[a] && same; ++i)
-        same = std::memcmp(first, first + size_t(i) * slice, slice) == 0;
-    }
-    out[a] = same;
-  }
   return out;
 }
 

@@ -50,7 +50,7 @@ namespace {
 constexpr int64_t kMaxIntConstant = 4096;
 constexpr int64_t kMaxSplatScan = 1 << 16; // float constants checked for one repeated value
 constexpr int64_t kMaxSmallFloats = 16;     // float constants of different values kept whole
-constexpr int64_t kMaxUniformScan = 1 << 22; // constants scanned for axes they do not vary along
+constexpr int64_t kMaxUniformScan = 1 << 22; // constants scanned for axes they do not vary along (uniform_axes)
 
 class Importer {
 public:
@@ -284,14 +284,14 @@ private:
     return std::nullopt;
   }
 
-  /// The axes (of size > 1) along which a constant read as shape only does not
-  /// vary (a broadcast folded into the file: a mask expanded over the heads,
-  /// indices expanded over the hidden units), as the attribute `uniform_axes`
-  /// the analysis reads: a permutation of such an axis leaves the constant as it
-  /// is. Entries compared exactly (a float's sign of zero too); NaN anywhere:
-  /// none.
+  /// The axes (of size > 1) along which a constant does not vary (a broadcast
+  /// folded into the file: a mask expanded over the heads, indices expanded over
+  /// the hidden units), as the attribute `uniform_axes` the analysis reads, whether
+  /// the value is kept or read as shape only: a permutation of such an axis leaves
+  /// the constant as it is. Entries compared exactly (a float's sign of zero too);
+  /// NaN anywhere: none.
   void markUniformAxes(graph::ConstantOp c, const onnx::TensorProto &t, RankedTensorType type) {
-    if (c.getValue() || !type.hasStaticShape() || type.getNumElements() > kMaxUniformScan ||
+    if (!type.hasStaticShape() || type.getNumElements() > kMaxUniformScan ||
         type.getNumElements() < 2)
       return;
     ArrayRef<int64_t> dims = type.getShape();
@@ -360,6 +360,7 @@ private:
     for (const auto &a : n.attribute()) {
       RankedTensorType type;
       std::optional<DenseElementsAttr> value;
+      const onnx::TensorProto *scanned = nullptr; // a tensor value: scanned for uniform axes
       if (a.name() == "value") {
         type = typeOfTensor(a.t());
         bool asParam = constantParams && isFloat(a.t().data_type()) &&
@@ -371,11 +372,7 @@ private:
           return p;
         }
         value = readSmall(a.t(), type);
-        if (!value) {
-          auto c = b.create<graph::ConstantOp>(loc, type, ElementsAttr(), b.getStringAttr(n.output(0)));
-          markUniformAxes(c, a.t(), type);
-          return c;
-        }
+        scanned = &a.t();
       } else if (a.name() == "value_float") {
         type = RankedTensorType::get({}, b.getF32Type());
         value = DenseElementsAttr::get(type, ArrayRef<float>{a.f()});
@@ -399,9 +396,12 @@ private:
         fail(path, "Constant node '" + n.output(0) + "' has unsupported attribute '" +
                        a.name() + "'");
       }
-      return b.create<graph::ConstantOp>(
+      auto c = b.create<graph::ConstantOp>(
           loc, type, value ? ElementsAttr(*value) : ElementsAttr(),
           b.getStringAttr(n.output(0)));
+      if (scanned)
+        markUniformAxes(c, *scanned, type);
+      return c;
     }
     fail(path, "Constant node '" + n.output(0) + "' has no value");
   }
