@@ -11,6 +11,12 @@ the median of --iters steps after --warmup steps:
                                own CUDA graph from the second step on; "no auto graph": the
                                same with SYMOC_CUDA_GRAPH=0; "graph": torch.cuda.graph around it)
   torch AdamW fused (eager, graph)  torch.optim.AdamW(fused=True[, capturable=True])
+  symoc adam-mini (eager, graph)   with --adam-mini NAME LIB: the Adam-mini-policy library of
+                               the same set (one second moment per row group: 20 B per entry
+                               of its blocks, p and m read and written, g read, against AdamW's
+                               28; AdamW for the rest), against the same torch fused AdamW;
+                               (one pass) with SYMOC_CUDA_MINI_ONE_PASS=1: a group's g, m and w
+                               loaded once into registers (groups up to 4096 entries)
   symoc muon (eager, graph)    the Muon-policy library: AdamW for vectors/embeddings, Muon
                                (batched Newton-Schulz per shape group: Gram Newton-Schulz, fp16
                                with one restart, for groups of aspect ratio >= 2, the default;
@@ -235,7 +241,15 @@ def backend_mib(lib_path, seed, env):
     return used
 
 
-def bench_set(name, adamw_lib, muon_lib, a):
+def step_bytes(lib):
+    """Bytes one step of `lib`'s elementwise blocks moves at the least: 28 per fp32 entry for
+    AdamW (p, g, m, v read; p, m, v written), 20 for Adam-mini (its per-group v is negligible),
+    and 28 for any other kind (only elementwise libraries are timed this way)."""
+    kinds = hyper(lib)
+    return sum((20 if kinds[n][0] == "adam_mini" else 28) * int(torch.Size(s).numel()) for n, s, _ in lib.params)
+
+
+def bench_set(name, adamw_lib, muon_lib, a, mini_lib=None):
     rows = {}
     la, lm = load_library(adamw_lib), load_library(muon_lib)
     nparam = sum(p.numel() for _, p in params_of(la, 0)) if False else sum(
@@ -257,6 +271,17 @@ def bench_set(name, adamw_lib, muon_lib, a):
     rows["torch AdamW fused (graph)"] = timed(graphed(topt.step, 3), a.warmup, a.iters)
     del topt, named
     torch.cuda.empty_cache()
+    mini_bytes = None
+    if mini_lib:
+        lmini = load_library(mini_lib)
+        named = params_of(lmini, 1)
+        opt = SymocOptimizer(named, library=mini_lib, lr=1e-3)
+        rows["symoc adam-mini"] = timed(opt.step, a.warmup, a.iters)
+        rows["symoc adam-mini (graph)"] = timed(graphed(opt.step, 1), a.warmup, a.iters)
+        mini_bytes = step_bytes(lmini)
+        del opt, named
+        torch.cuda.empty_cache()
+        time_variant(rows, "symoc adam-mini, one pass", mini_lib, 1, a, {"SYMOC_CUDA_MINI_ONE_PASS": "1"})
     # --- Muon class
     named = params_of(lm, 2)
     hp = hyper(lm)
@@ -308,7 +333,8 @@ def bench_set(name, adamw_lib, muon_lib, a):
            "symoc muon, momentum kernel": backend_mib(muon_lib, 2, {"SYMOC_CUDA_FUSE": "1"})}
     print("# %s backend device memory: %s" % (name, ", ".join("%s %.0f MiB" % kv for kv in mib.items())), flush=True)
     return {"set": name, "params": nparam, "matrices": len(muon_shapes), "ms": rows, "backend_mib": mib,
-            "ns_flops": flops, "ns_bound_ms": flops / PEAK_BF16 * 1e3, "adamw_bytes": 28 * nparam}
+            "ns_flops": flops, "ns_bound_ms": flops / PEAK_BF16 * 1e3, "adamw_bytes": 28 * nparam,
+            "adam_mini_bytes": mini_bytes}
 
 
 def cycles(fn, period, warmup_cycles, ncycles):
@@ -621,10 +647,11 @@ def markdown(res, bw, device):
         out.append("| --- | --- | --- | --- |")
         ta, tm = ms["torch AdamW fused"], ms["torch Muon + AdamW fused"]
         for k, v in ms.items():
-            if "adamw" in k.lower() and "muon" not in k.lower():
+            if ("adamw" in k.lower() or "adam-mini" in k) and "muon" not in k.lower():
                 ratio = v / ta
-                note = "%.2f TB/s effective (%.0f%% of copy)" % (r["adamw_bytes"] / (v * 1e-3) / 1e12,
-                                                                 100 * r["adamw_bytes"] / (v * 1e-3) / bw)
+                nb = r.get("adam_mini_bytes") if "adam-mini" in k else r["adamw_bytes"]
+                note = "%.2f TB/s effective on %.2f GB (%.0f%% of copy)" % (nb / (v * 1e-3) / 1e12, nb / 1e9,
+                                                                           100 * nb / (v * 1e-3) / bw)
             else:
                 ratio = v / tm
                 note = "%.2fx the NS5 bound" % (v / r["ns_bound_ms"])
@@ -638,6 +665,8 @@ def main():
     ap.add_argument("--set", nargs=3, action="append", metavar=("NAME", "ADAMW_LIB", "MUON_LIB"), default=[])
     ap.add_argument("--matrix", nargs=6, action="append", default=[],
                     metavar=("NAME", "MUON_LIB", "SYMO_LIB", "AUTO_LIB", "SHAMPOO_LIB", "SHAMPOO_F10_LIB"))
+    ap.add_argument("--adam-mini", nargs=2, action="append", default=[], metavar=("NAME", "LIB"),
+                    help="the Adam-mini-policy library of the --set named NAME (rows next to torch fused AdamW)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--variants", default=None, metavar="REGEX",
@@ -647,8 +676,9 @@ def main():
     device = torch.cuda.get_device_name(0)
     bw = copy_bandwidth(3, 10)
     res = []
+    minis = dict(a.adam_mini)
     for name, la, lm in a.set:
-        res.append(bench_set(name, la, lm, a))
+        res.append(bench_set(name, la, lm, a, minis.get(name)))
         print(json.dumps(res[-1]), flush=True)
     mres = []
     for args in a.matrix:

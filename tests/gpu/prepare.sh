@@ -59,7 +59,7 @@ gen gpt2_sgd0 "$M" --policy adamw --override '*=sgd,momentum=0'
 gen gpt2_adam "$M" --policy adamw --override '*=adam,weight_decay=0.01'
 # Benchmark sets (either may be '-'): GPT-2 small for every step class, LLaMA-1B for AdamW/Muon.
 if [ $# -ge 2 ] && [ "$2" != - ]; then
-  for pol in adamw muon symo auto shampoo; do gen gpt2small_$pol "$2" --policy $pol; done
+  for pol in adamw muon symo auto shampoo adam-mini; do gen "gpt2small_${pol//-/_}" "$2" --policy $pol; done
   gen gpt2small_shampoo_f10 "$2" --policy shampoo $(every 10)
   gen gpt2small_shampoo_f100 "$2" --policy shampoo $(every 100)
 fi

@@ -57,6 +57,7 @@ if [ $BENCH = 1 ]; then
   sets=()
   if [ "${SYMOC_BENCH:-all}" != matrix ]; then
     [ -n "$(lib gpt2small_muon)" ] && sets+=(--set gpt2-small "$(lib gpt2small_adamw)" "$(lib gpt2small_muon)")
+    [ -n "$(lib gpt2small_adam_mini)" ] && sets+=(--adam-mini gpt2-small "$(lib gpt2small_adam_mini)")
     [ -n "$(lib llama1b_muon)" ] && sets+=(--set llama-1b "$(lib llama1b_adamw)" "$(lib llama1b_muon)")
   fi
   [ -n "$(lib gpt2small_symo)" ] && sets+=(--matrix gpt2-small "$(lib gpt2small_muon)" "$(lib gpt2small_symo)" \

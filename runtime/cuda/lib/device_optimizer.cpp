@@ -323,7 +323,7 @@ void DeviceOptimizer::Impl::build() {
              "|" + std::to_string(g.sgd.nesterov);
     } else if (k == Kind::AdamMini) {
       g.mini = MiniCfg{f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), f("weight_decay", 0),
-                       int64_t(d.get("group_rows", 1))};
+                       int64_t(d.get("group_rows", 1)), env_flag("SYMOC_CUDA_MINI_ONE_PASS", false) ? 1 : 0};
       g.tag = "adam_mini";
       if (g.mini.group_rows <= 0 || p.rows % g.mini.group_rows != 0) { // the CPU rule reports it
         host_blocks.push_back(int(b));

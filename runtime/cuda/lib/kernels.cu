@@ -187,20 +187,35 @@ __global__ void sgd_kernel(const __grid_constant__ StepArgs a, const Chunk *chun
 }
 
 // -------------------------------------------------------------------- Adam-mini
-// One CTA per (block, row group): the group's mean g^2 (double), then m and w.
-__global__ void adam_mini_kernel(const __grid_constant__ StepArgs a, const Chunk *tasks, const Slot *slots,
-                                 Counters c, MiniCfg cfg) {
-  const Chunk ch = tasks[blockIdx.x];
-  if (!a.active[ch.slot]) return;
-  const Slot s = slots[ch.slot];
-  if (c.flag[s.block]) return;
+// The bias corrections and the group's new second moment: thread 0 writes v (every thread
+// computes the same values from `v_old`, read before the caller's last barrier).
+struct MiniScale {
+  double bc1;
+  float denom;
+};
+__device__ __forceinline__ MiniScale mini_scale(const Counters &c, const Slot &s, const Chunk &ch, const MiniCfg &cfg,
+                                                float v_old, double sum_sq) {
   const double t = double(c.t[s.block] + 1);
   const double bc1 = 1.0 - pow(double(cfg.b1), t), bc2 = 1.0 - pow(double(cfg.b2), t);
+  const float vk = v_old * cfg.b2 + float(sum_sq / double(ch.len)) * (1.f - cfg.b2);
+  if (threadIdx.x == 0) s.s1[ch.aux] = vk;
+  return {bc1, float(sqrt(double(vk) / bc2)) + cfg.eps};
+}
+__device__ __forceinline__ float mini_update(float &mj, float gj, float wj, const MiniScale &k, float lr, float decay,
+                                             const MiniCfg &cfg) {
+  mj = mj * cfg.b1 + gj * (1.f - cfg.b1);
+  const float dj = float(double(mj) / k.bc1) / k.denom;
+  return wj * decay - lr * dj;
+}
+
+// One CTA per (block, row group): the group's mean g^2 (double), then m and w.
+__device__ void adam_mini_two_pass(const StepArgs &a, const Chunk &ch, const Slot &s, const Counters &c,
+                                   const MiniCfg &cfg) {
   const void *g = a.g[ch.slot];
   void *w = a.w[ch.slot];
   const bool wb = a.wbf16[ch.slot], gb = a.gbf16[ch.slot];
   __shared__ double red[kThreads];
-  __shared__ float denom_s;
+  __shared__ MiniScale scale_s;
   double acc = 0;
   for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x) {
     const float x = ld1(g, gb, j);
@@ -212,20 +227,75 @@ __global__ void adam_mini_kernel(const __grid_constant__ StepArgs a, const Chunk
     if (int(threadIdx.x) < o) red[threadIdx.x] += red[threadIdx.x + o];
     __syncthreads();
   }
-  if (threadIdx.x == 0) {
-    float *v = s.s1 + ch.aux;
-    const float vk = *v * cfg.b2 + float(red[0] / double(ch.len)) * (1.f - cfg.b2);
-    *v = vk;
-    denom_s = float(sqrt(double(vk) / bc2)) + cfg.eps;
-  }
+  if (threadIdx.x == 0) scale_s = mini_scale(c, s, ch, cfg, s.s1[ch.aux], red[0]);
   __syncthreads();
-  const float denom = denom_s, lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd;
+  const MiniScale k = scale_s;
+  const float lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd;
   float *m = s.s0;
-  for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x) {
-    const float mj = m[j] * cfg.b1 + ld1(g, gb, j) * (1.f - cfg.b1);
-    m[j] = mj;
-    const float dj = float(double(mj) / bc1) / denom;
-    st1(w, wb, j, ld1(w, wb, j) * decay - lr * dj);
+  for (int64_t j = ch.off + threadIdx.x; j < ch.off + ch.len; j += blockDim.x)
+    st1(w, wb, j, mini_update(m[j], ld1(g, gb, j), ld1(w, wb, j), k, lr, decay, cfg));
+}
+
+__global__ void adam_mini_kernel(const __grid_constant__ StepArgs a, const Chunk *tasks, const Slot *slots,
+                                 Counters c, MiniCfg cfg) {
+  const Chunk ch = tasks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  if (c.flag[s.block]) return;
+  adam_mini_two_pass(a, ch, s, c, cfg);
+}
+
+// Adam-mini in one pass where a group fits in registers (SYMOC_CUDA_MINI_ONE_PASS=1, opt-in
+// until a GPU has measured it): every thread loads its share of g, m and w at once, so the CTA
+// waits on memory once instead of twice and reads g once. The sum of squares is in double
+// (a fixed order: warp shuffles, then the warps in turn); the updates are
+// adam_mini_two_pass's expressions. Groups that do not fit or are not 16-byte aligned take
+// the two-pass body.
+constexpr int kMiniVec = 4; // float4s per thread: groups of up to 4 * 4 * kThreads entries
+__global__ void adam_mini_one_pass_kernel(const __grid_constant__ StepArgs a, const Chunk *tasks, const Slot *slots,
+                                          Counters c, MiniCfg cfg) {
+  const Chunk ch = tasks[blockIdx.x];
+  if (!a.active[ch.slot]) return;
+  const Slot s = slots[ch.slot];
+  if (c.flag[s.block]) return;
+  const void *g = a.g[ch.slot];
+  void *w = a.w[ch.slot];
+  const bool wb = a.wbf16[ch.slot], gb = a.gbf16[ch.slot];
+  float *m = s.s0;
+  const bool fits = ch.off % 4 == 0 && ch.len % 4 == 0 && ch.len <= int64_t(4 * kMiniVec) * blockDim.x &&
+                    aligned(g, gb ? 8 : 16) && aligned(w, wb ? 8 : 16) && aligned(m, 16);
+  if (!fits) { // the same for every thread of the CTA
+    adam_mini_two_pass(a, ch, s, c, cfg);
+    return;
+  }
+  float G[kMiniVec][4], M[kMiniVec][4], W[kMiniVec][4];
+  double acc = 0;
+#pragma unroll
+  for (int r = 0; r < kMiniVec; ++r) {
+    const int64_t j = ch.off + 4 * (int64_t(r) * blockDim.x + threadIdx.x);
+    if (j < ch.off + ch.len) {
+      ld4(g, gb, j, G[r]), ld4f(m, j, M[r]), ld4(w, wb, j, W[r]);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc += double(G[r][q]) * G[r][q];
+    }
+  }
+  const float v_old = s.s1[ch.aux];
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+  __shared__ double warp_sums[kThreads / 32];
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  double sum = 0;
+  for (int q = 0; q < int(blockDim.x >> 5); ++q) sum += warp_sums[q];
+  const MiniScale k = mini_scale(c, s, ch, cfg, v_old, sum);
+  const float lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd;
+#pragma unroll
+  for (int r = 0; r < kMiniVec; ++r) {
+    const int64_t j = ch.off + 4 * (int64_t(r) * blockDim.x + threadIdx.x);
+    if (j < ch.off + ch.len) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) W[r][q] = mini_update(M[r][q], G[r][q], W[r][q], k, lr, decay, cfg);
+      st4f(m, j, M[r]), st4(w, wb, j, W[r]);
+    }
   }
 }
 
@@ -401,7 +471,9 @@ void launch_sgd(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot 
 }
 void launch_adam_mini(const StepArgs &a, const Chunk *tasks, int ntasks, const Slot *slots, Counters c,
                       MiniCfg cfg, cudaStream_t s) {
-  if (ntasks) adam_mini_kernel<<<ntasks, kThreads, 0, s>>>(a, tasks, slots, c, cfg);
+  if (ntasks == 0) return;
+  if (cfg.one_pass) adam_mini_one_pass_kernel<<<ntasks, kThreads, 0, s>>>(a, tasks, slots, c, cfg);
+  else adam_mini_kernel<<<ntasks, kThreads, 0, s>>>(a, tasks, slots, c, cfg);
 }
 void launch_muon_momentum(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,
                           MuonCfg cfg, uint16_t *X, float *partial, cudaStream_t s) {

@@ -73,7 +73,11 @@ __device__ __forceinline__ float slot_lr(const StepArgs &a, int slot) {
 
 struct AdamCfg { float b1, b2, eps, wd; int decoupled; };
 struct SgdCfg { float mom, damp, wd; int nesterov; };
-struct MiniCfg { float b1, b2, eps, wd; int64_t group_rows; };
+struct MiniCfg {
+  float b1, b2, eps, wd;
+  int64_t group_rows;
+  int one_pass; // SYMOC_CUDA_MINI_ONE_PASS=1: adam_mini_one_pass_kernel (opt-in until measured)
+};
 struct MuonCfg { float beta, wd, scale; int nesterov; int64_t sub_rows, cols; };
 
 // Device-wide counters and flags, indexed by block / parameter.
