@@ -292,7 +292,10 @@ void WhereOp::applySymmetryRule(SpaceBuilder &b) {
 }
 void MulOp::applySymmetryRule(SpaceBuilder &b) { productRule(b, *this, false); }
 void DivOp::applySymmetryRule(SpaceBuilder &b) { productRule(b, *this, true); }
-void EqualOp::applySymmetryRule(SpaceBuilder &b) { predicateRule(b, *this); }
+void EqualOp::applySymmetryRule(SpaceBuilder &b) {
+  if (!equalAsOneHot(b, *this))
+    predicateRule(b, *this);
+}
 void LessOp::applySymmetryRule(SpaceBuilder &b) { predicateRule(b, *this); }
 void GreaterOp::applySymmetryRule(SpaceBuilder &b) { predicateRule(b, *this); }
 void LessOrEqualOp::applySymmetryRule(SpaceBuilder &b) { predicateRule(b, *this); }

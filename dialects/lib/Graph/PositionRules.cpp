@@ -590,6 +590,56 @@ void OneHotOp::applySymmetryRule(SpaceBuilder &b) {
   restrictAll(b, getOperand(2), kNone, "OneHot values");
 }
 
+// torch's decomposition of one_hot (today's exporter: `indices.unsqueeze(-1) == arange(n)`):
+// y[.., j, ..] = (x[.., 0, ..] == t[j]) with t[j] = j is OneHot(x) along y's axis `a`, so it
+// follows OneHotOp's rule. Only the table 0, 1, ..., n - 1 in order: a permuted or repeating
+// table relabels the axis in a way no permutation of the positions' source matches.
+bool equalAsOneHot(SpaceBuilder &b, Operation *op) {
+  Value y = op->getResult(0);
+  const int64_t ry = rankOf(y);
+  if (op->getNumOperands() != 2 || ry < 1)
+    return false;
+  for (unsigned k = 0; k < 2; ++k) {
+    Value x = op->getOperand(k), t = op->getOperand(1 - k);
+    const int64_t rt = rankOf(t);
+    auto table = constInts(t);
+    if (rankOf(x) != ry || rt < 1 || rt > ry || !table)
+      continue;
+    int64_t ta = -1; // t's one axis of size > 1
+    bool shapeOk = true;
+    for (int64_t i = 0; i < rt; ++i) {
+      const int64_t d = dimOf(t, i);
+      if (d == 1)
+        continue;
+      shapeOk = shapeOk && ta < 0 && d > 1;
+      ta = i;
+    }
+    if (!shapeOk || ta < 0 || int64_t(table->size()) != dimOf(t, ta))
+      continue;
+    bool arange = true;
+    for (size_t j = 0; j < table->size(); ++j)
+      arange = arange && (*table)[j] == int64_t(j);
+    const int64_t a = ry - rt + ta;
+    bool xOk = arange && dimOf(x, a) == 1 && dimOf(y, a) == dimOf(t, ta);
+    for (int64_t i = 0; xOk && i < ry; ++i)
+      xOk = i == a || (dimOf(x, i) == dimOf(y, i) && dimOf(x, i) > 0);
+    if (!xOk || !b.takePositions(op->getOpOperand(k), y, a))
+      continue;
+    for (int64_t i = 0; i < ry; ++i) {
+      if (i == a)
+        continue;
+      b.tie(x, i, y, i);
+      b.restrict(y, i, kPerm, "one-hot by Equal");
+      pinFlows(b, x, i);
+      pinFlows(b, y, i);
+    }
+    pinFlows(b, x, a);
+    restrictAll(b, t, kNone, "one-hot table");
+    return true;
+  }
+  return false;
+}
+
 void ScatterNDOp::applySymmetryRule(SpaceBuilder &b) {
   // indices [..., k] address the first k axes of data; updates carry the
   // slices over the remaining axes. Those slice axes pass through (data's,

@@ -59,6 +59,12 @@ int64_t opsetOf(mlir::Operation *op);
 /// True for the placeholder of an absent optional input.
 bool isNone(mlir::Value v);
 
+/// Equal(positions, table) as a OneHot (PositionRules.cpp): where one operand holds positions
+/// along a known axis and the other is the constant table 0, 1, ..., n - 1 along one axis (size
+/// 1 on every other), the result is that axis' one-hot encoding. Returns false, having said
+/// nothing, when the op is not of that form.
+bool equalAsOneHot(SpaceBuilder &b, mlir::Operation *op);
+
 /// True when every element of `v` is the same constant (a splat graph.constant,
 /// or ConstantOfShape): unchanged by any permutation of its axes.
 bool isUniformConstant(mlir::Value v);
