@@ -42,6 +42,10 @@ public:
       return;
     merge(X.cuts, Y.cuts);
     merge(Y.cuts, X.cuts);
+    if (X.perHeadBlocks != Y.perHeadBlocks) {
+      X.perHeadBlocks = Y.perHeadBlocks = true;
+      changed = true;
+    }
     for (const Run &r : std::vector<Run>(Y.runs)) addRun(X, r);
     for (const Run &r : std::vector<Run>(X.runs)) addRun(Y, r);
   }
@@ -137,6 +141,30 @@ public:
     std::vector<int64_t> oc(O.cuts.begin(), O.cuts.end());
     for (size_t p = 0; p + 1 < oc.size(); ++p)
       addRun(W, {oc[p] * r, oc[p + 1] - oc[p], r});
+  }
+  /// A digit exchange: the whole axis is cut and blocked as a head split
+  /// (heads of r, one run per piece of the head axis; the head axis is not
+  /// cut at every head: heads permute); the merged axis is indexed by the
+  /// head axis and carries one run of r blocks of m, per head.
+  void exchangeDigits(Value whole, int64_t axis, Value parts, int64_t outer, int64_t merged,
+                      int64_t r) override {
+    int wi = table.get(whole, axis), oi = table.get(parts, outer), mi = table.get(parts, merged);
+    const int64_t n = table.axes[oi].size, msize = table.axes[mi].size;
+    if (n <= 0 || r <= 0 || table.axes[wi].size != n * r || msize <= 0 || msize % r != 0)
+      return;
+    AxisInfo &W = table.axes[wi];
+    for (int64_t k = 0; k <= n; ++k)
+      add(W.cuts, k * r);
+    std::vector<int64_t> oc(table.axes[oi].cuts.begin(), table.axes[oi].cuts.end());
+    for (size_t p = 0; p + 1 < oc.size(); ++p)
+      addRun(W, {oc[p] * r, oc[p + 1] - oc[p], r});
+    AxisInfo &M = table.axes[mi];
+    addRun(M, {0, r, msize / r});
+    if (!M.perHeadBlocks) {
+      M.perHeadBlocks = true;
+      changed = true;
+    }
+    setIndex(M, outer);
   }
   void restrict(Value, int64_t, unsigned, StringRef) override {}
   void fixAll(Value, StringRef) override {}

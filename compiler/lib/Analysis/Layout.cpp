@@ -214,7 +214,7 @@ std::vector<int> SpaceGraph::blockNodes(Value v, int64_t a) {
   AxisInfo &A = axisOf(v, a);
   std::vector<int> out;
   if (A.firstBlock >= 0)
-    for (size_t r = 0; r < A.runs.size(); ++r)
+    for (size_t r = 0; r < A.runs.size() * size_t(A.blockHeads); ++r)
       out.push_back(A.firstBlock + int(r));
   return out;
 }
@@ -252,8 +252,13 @@ void SpaceGraph::ensureNodes(int idx) {
       nodes.push_back({idx, st, len, heads > 1 ? h : -1, -1});
   if (!A.runConflict && !A.runs.empty()) {
     A.firstBlock = int(nodes.size());
-    for (size_t r = 0; r < A.runs.size(); ++r)
-      nodes.push_back({idx, A.runs[r].start, A.runs[r].count * A.runs[r].size, -1, int(r)});
+    // A parameter's blocks stay one per run: the claims have no member form
+    // for per-head blocks (ties to per-head ones then join all heads).
+    A.blockHeads = A.perHeadBlocks && heads > 1 && !definedByParam(A.value) ? heads : 1;
+    for (int h = 0; h < A.blockHeads; ++h)
+      for (size_t r = 0; r < A.runs.size(); ++r)
+        nodes.push_back({idx, A.runs[r].start, A.runs[r].count * A.runs[r].size,
+                         A.blockHeads > 1 ? h : -1, int(r)});
   }
   uf.grow(nodes.size());
   if (A.size < 0)

@@ -414,7 +414,7 @@ public:
     // one): a block permutation keeps each coordinate's index, so its per-head pieces move
     // alike. An outer axis indexed per head would need one permutation per head: fixed.
     bool ok = r > 0 && O.size > 0 && W.size == O.size * r && O.numHeads <= 1 &&
-              W.firstBlock >= 0;
+              W.firstBlock >= 0 && W.blockHeads == 1;
     std::vector<std::pair<int, int>> joins; // (W's block node, O's piece node)
     for (int p = 0; ok && p < O.numPieces; ++p) {
       const Node &op = nodes[O.firstNode + p];
@@ -442,6 +442,73 @@ public:
     for (int n : wholeBlocks)
       if (!followed.count(n))
         restrictions.push_back({n, kNone, "blocks across merged positions"});
+  }
+
+  /// A digit exchange (see SymmetryRule.h): the whole axis is H heads of r
+  /// channels, head k's channels being the r blocks of m positions of the
+  /// merged axis at head k. The heads permute whole (the whole axis' block
+  /// node joins the head axis' piece, permutations only, as factorPositions'
+  /// blocks); head k's channels (the whole axis' piece k) permute with the
+  /// merged axis' blocks at head k, permutations only: a channel's scale or
+  /// sign would be one factor on m positions of the merged axis, which no
+  /// per-coordinate node expresses (both axes' flows are left to the pin).
+  /// The positions inside a block are fixed.
+  void exchangeDigits(Value whole, int64_t axis, Value parts, int64_t outer, int64_t merged,
+                      int64_t r) override {
+    touch(whole, axis);
+    touch(parts, outer);
+    touch(parts, merged);
+    axisOf(whole, axis);
+    axisOf(parts, outer);
+    axisOf(parts, merged);
+    const AxisInfo &W = table.axes[table.get(whole, axis)];
+    const AxisInfo &O = table.axes[table.get(parts, outer)];
+    const AxisInfo &M = table.axes[table.get(parts, merged)];
+    const int64_t n = O.size, m = r > 0 ? M.size / r : 0;
+    // Only the plain form is followed: one piece of heads, every head one
+    // piece of the whole axis, the merged axis one piece with one run of r
+    // blocks per head (a cut or another run there, from a slice or another
+    // reshape, is not).
+    bool heads = n > 1 && r > 1 && m > 0 && W.size == n * r && M.size == r * m &&
+                 W.numHeads <= 1 && O.numHeads <= 1 && O.numPieces == 1 &&
+                 W.firstBlock >= 0 && W.blockHeads == 1;
+    int headBlock = -1;
+    for (size_t q = 0; heads && q < W.runs.size(); ++q)
+      if (W.runs[q] == Run{0, n, r})
+        headBlock = W.firstBlock + int(q);
+    heads = heads && headBlock >= 0;
+    bool channels = heads && W.numPieces == n && M.indexAxis == outer && !M.indexConflict &&
+                    M.numHeads == n && M.blockHeads == n && M.numPieces == 1 &&
+                    M.firstBlock >= 0 && M.runs.size() == 1 && M.runs[0] == Run{0, r, m};
+    for (int k = 0; channels && k < n; ++k)
+      channels = nodes[W.firstNode + k].start == k * r && nodes[W.firstNode + k].len == r;
+    if (!heads) {
+      for (auto [v, a] : {std::pair{whole, axis}, {parts, outer}, {parts, merged}})
+        fixAxis(v, a, "digit exchange not followed");
+      return;
+    }
+    for (int n2 : allNodes(parts, outer))
+      restrictions.push_back({n2, kPerm, "merged with positions: whole blocks permute"});
+    for (int n2 : blockNodes(parts, outer))
+      restrictions.push_back({n2, kNone, "nested head blocks not followed"});
+    uf.unite(headBlock, O.firstNode, 0);
+    for (int n2 : blockNodes(whole, axis))
+      if (n2 != headBlock)
+        restrictions.push_back({n2, kNone, "blocks across merged positions"});
+    if (!channels) {
+      // The heads still permute whole; inside them nothing is followed.
+      for (int n2 : allNodes(whole, axis))
+        restrictions.push_back({n2, kNone, "positions merged into this axis"});
+      fixAxis(parts, merged, "digit exchange: per-head blocks not resolved");
+      return;
+    }
+    for (int n2 : allNodes(parts, merged))
+      restrictions.push_back({n2, kNone, "positions merged into this axis"});
+    for (int k = 0; k < n; ++k) {
+      restrictions.push_back({W.firstNode + k, kPerm,
+                              "channels merged with positions: permutations only"});
+      uf.unite(W.firstNode + k, blockNode(M, k, 0), 0);
+    }
   }
 
   void softmaxOver(Value logits, int64_t axis) override {
@@ -522,10 +589,14 @@ public:
       if (k == axis)
         continue;
       AxisInfo &A = axisOf(v, k);
-      if (A.numHeads > 1 && A.indexAxis == axis)
+      if (A.numHeads > 1 && A.indexAxis == axis) {
         for (int h = 1; h < A.numHeads; ++h)
           for (int i = 0; i < A.numPieces; ++i)
             uf.unite(node(A, h, i), node(A, 0, i), 0);
+        for (int h = 1; A.firstBlock >= 0 && h < A.blockHeads; ++h)
+          for (int q = 0; q < int(A.runs.size()); ++q)
+            uf.unite(blockNode(A, h, q), blockNode(A, 0, q), 0);
+      }
     }
   }
 
@@ -585,10 +656,23 @@ private:
   /// Tied axes' blocks (head permutations) move together; blocks that do not
   /// line up are fixed. Every tie must come here: a block left out keeps its
   /// head permutation free of whatever restricts the other side.
-  void tieBlocks(const Pending &p, const AxisInfo &X, const AxisInfo &Y) {
+  /// Per-head blocks (blockHeads > 1) pair head by head where the op ties the
+  /// head axes in order (`perHead`) and both sides have them; otherwise every
+  /// head's blocks of a run join (one permutation for all heads).
+  void tieBlocks(const Pending &p, const AxisInfo &X, const AxisInfo &Y, bool perHead = false) {
     if (X.runs == Y.runs && X.firstBlock >= 0 && Y.firstBlock >= 0) {
-      for (size_t r = 0; r < X.runs.size(); ++r)
-        uf.unite(X.firstBlock + int(r), Y.firstBlock + int(r), 0);
+      const bool inOrder = perHead && X.blockHeads == Y.blockHeads;
+      for (int r = 0; r < int(X.runs.size()); ++r) {
+        if (inOrder) {
+          for (int h = 0; h < X.blockHeads; ++h)
+            uf.unite(blockNode(X, h, r), blockNode(Y, h, r), 0);
+          continue;
+        }
+        for (int h = 0; h < X.blockHeads; ++h)
+          uf.unite(blockNode(X, h, r), blockNode(Y, 0, r), 0);
+        for (int h = 1; h < Y.blockHeads; ++h)
+          uf.unite(blockNode(Y, h, r), blockNode(Y, 0, r), 0);
+      }
     } else if (X.firstBlock >= 0 || Y.firstBlock >= 0) {
       for (int n : blockNodes(p.x.value, p.x.axis))
         restrictions.push_back({n, kNone, "head blocks do not line up"});
@@ -644,7 +728,7 @@ private:
           if (!uf.unite(node(X, h, i), node(Y, h, i), rel))
             restrictions.push_back({node(X, h, i), kPerm | kSign | kScale,
                                     "space is tied to its own dual"});
-      tieBlocks(p, X, Y);
+      tieBlocks(p, X, Y, perHead);
       return;
     }
     // A slice: y's pieces are x's pieces in [begin, begin + count).
@@ -677,6 +761,13 @@ private:
             signRels.push_back({{{a, 1}, {c, 1}}});
           }
       }
+    // Per-head blocks through a slice are not followed: fixed.
+    if (X.blockHeads > 1 || Y.blockHeads > 1) {
+      for (const AxisRef &r : {p.x, p.y})
+        for (int n : blockNodes(r.value, r.axis))
+          restrictions.push_back({n, kNone, "a slice of per-head blocks"});
+      return;
+    }
     // Blocks inside the slice move with it; blocks it cuts through are fixed.
     for (size_t r = 0; r < X.runs.size() && X.firstBlock >= 0; ++r) {
       const Run &run = X.runs[r];

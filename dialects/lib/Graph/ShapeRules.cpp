@@ -79,6 +79,36 @@ bool factorDigits(SpaceBuilder &b, Value x, std::vector<int64_t> xa, Value y,
   };
   match(X, Y);
   match(Y, X);
+  // A digit exchange: an axis W whose outermost digits are one axis O of the
+  // other side and whose remaining (inner) digits are the outermost digits of
+  // an axis M there, M going on inward (GroupNorm's [N, G*r, H, W] <->
+  // [N, G, r*H*W]: W the channels, O the groups, M the groups' channels with
+  // the pixels). Read as a head split of W into (O, r) whose inner part r is
+  // merged with positions into M: M is indexed by O, and each head's r
+  // coordinates are r blocks of M (exchangeDigits). Looked for before the
+  // merges with positions, which would take M's innermost digits first.
+  auto exchange = [&](std::vector<Span> &whole, std::vector<Span> &parts) {
+    for (Span &w : whole) {
+      if (w.used || w.hi - w.lo < 2)
+        continue;
+      Span *outer = nullptr, *merged = nullptr;
+      for (Span &p : parts)
+        if (!p.used && p.hi == w.hi && p.lo > w.lo)
+          outer = &p;
+      if (!outer)
+        continue;
+      for (Span &p : parts)
+        if (!p.used && p.hi == outer->lo && p.lo < w.lo)
+          merged = &p;
+      if (!merged)
+        continue;
+      w.used = outer->used = merged->used = true;
+      b.exchangeDigits(w.v, w.axis, outer->v, outer->axis, merged->axis,
+                       all[outer->lo] / all[w.lo]);
+    }
+  };
+  exchange(X, Y);
+  exchange(Y, X);
   // A merged axis (three digits or more, or two whose parts are not both its
   // own) with positions along axes that stay fixed:
   // - its innermost digits one axis I of the other side (timm's Swin patch

@@ -88,9 +88,14 @@ struct AxisInfo {
   bool runConflict = false;
   int64_t indexAxis = -1; // the head axis (of the same value) indexing this one
   bool indexConflict = false;
-  // Phase 2 layout.
+  // The runs' blocks may permute differently per head (a digit exchange's
+  // merged axis, and axes tied to it): one block node per run per head.
+  bool perHeadBlocks = false;
+  // Phase 2 layout. Block node of run q, head h: firstBlock + h * runs.size()
+  // + q, for h < blockHeads (numHeads when perHeadBlocks, on a value that is
+  // not a parameter; else 1: one permutation of the blocks for every head).
   int firstNode = -1, numPieces = 0, numHeads = 1;
-  int firstBlock = -1;
+  int firstBlock = -1, blockHeads = 1;
 };
 
 class AxisTable {
@@ -227,8 +232,11 @@ struct SpaceGraph {
   }
   /// Every node of an axis: all heads, all pieces.
   std::vector<int> allNodes(mlir::Value v, int64_t a);
-  /// The block nodes of an axis: one per run.
+  /// The block nodes of an axis: one per run (per head when blockHeads > 1).
   std::vector<int> blockNodes(mlir::Value v, int64_t a);
+  int blockNode(const AxisInfo &A, int head, int run) const {
+    return A.firstBlock + (A.blockHeads > 1 ? head : 0) * int(A.runs.size()) + run;
+  }
   void ensureNodes(int idx);
   bool samePieces(const AxisInfo &X, const AxisInfo &Y) const;
 };

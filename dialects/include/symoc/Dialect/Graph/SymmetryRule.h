@@ -177,6 +177,26 @@ public:
     restrict(parts, outer, kNone, "merged with positions");
   }
 
+  /// A digit exchange: axis `axis` of `whole` (size H*r) is axis `outer` of
+  /// `parts` (size H) split off as the head axis, and its r inner coordinates
+  /// are the outermost part of axis `merged` of `parts` (size r*m), merged
+  /// there with m positions along axes that the caller fixes: coordinate
+  /// k*r + j of the whole axis is, at head k of `outer`, every coordinate
+  /// j*m + p of the merged axis. GroupNorm's [N, G*r, H, W] <-> [N, G, r*H*W]:
+  /// a head split [N, G, r, H, W] followed by a merge of r with the pixels,
+  /// without the middle value. The merged axis becomes indexed by `outer`;
+  /// each head's r coordinates permute (as blocks of m of the merged axis,
+  /// one permutation per head), the heads permute whole; nothing else passes
+  /// (no mixing, no scale or sign flow). The default fixes the three axes (a
+  /// builder that does not know per-head blocks stays sound).
+  virtual void exchangeDigits(mlir::Value whole, int64_t axis, mlir::Value parts,
+                              int64_t outer, int64_t merged, int64_t r) {
+    (void)r;
+    restrict(whole, axis, kNone, "positions merged into this axis");
+    restrict(parts, outer, kNone, "merged with positions");
+    restrict(parts, merged, kNone, "positions merged into this axis");
+  }
+
   /// The op combines the entries of `v` along `axis` (a Softmax or a
   /// normalization over it) while keeping the axis: per-head spaces indexed
   /// by that axis are no longer independent.
