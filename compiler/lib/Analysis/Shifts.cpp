@@ -29,10 +29,13 @@ bool overLastAxis(Operation *op, int64_t dflt) {
 /// Ops whose result does not change when a constant is added along the last
 /// axis of operand 0: Softmax/LogSoftmax over that axis, and TopK over it
 /// (same positions, values shifted) when its values only reach such ops.
-bool shiftInvariantUses(Value v) {
+/// `outputOk`: a model output is such a use too (the cross-entropy loss over
+/// it does not see the shift); otherwise an output changes, so it is not.
+bool shiftInvariantUses(Value v, bool outputOk = false) {
   if (v.use_empty()) return false;
   for (OpOperand &u : v.getUses()) {
     Operation *o = u.getOwner();
+    if (outputOk && isa<func::ReturnOp>(o)) continue;
     if (u.getOperandNumber() != 0) return false;
     if (isa<SoftmaxOp, LogSoftmaxOp>(o)) {
       int64_t opset = 17;
@@ -188,7 +191,14 @@ void claimShifts(ClaimContext &cx, const std::vector<Output> &outputs, LossKind 
     bool isOutput = outputName.count(logits.getAsOpaquePointer());
     Value v = logits;
     bool throughTopK = false;
-    if (!isOutput) {
+    if (isOutput) {
+      // The logits are a model output: only the cross-entropy loss over it ignores the
+      // shift, and every other reader of them must too (a Softmax in the graph over an
+      // output read raw, under no loss or mse, is no symmetry: fuzz_graphs, session 31).
+      if (loss != LossKind::CrossEntropy || !shiftInvariantUses(v, /*outputOk=*/true) ||
+          !shiftedLogits.insert(v.getAsOpaquePointer()).second)
+        continue;
+    } else {
       // Top-k before the Softmax (Mixtral order): the logits are TopK's input.
       if (auto tk = v.getDefiningOp<TopKOp>())
         if (tk->getNumResults() == 2 && v == tk->getResult(0)) {

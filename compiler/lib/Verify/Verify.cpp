@@ -478,8 +478,6 @@ double relError(const std::map<std::string, Tensor> &y, const std::map<std::stri
   double num = 0, den = 0;
   bool intMismatch = false;
   for (const auto &kv : y) {
-    if (shift && !shift->output.empty() && kv.first != shift->output)
-      continue;
     Tensor a = kv.second, b = yt.at(kv.first);
     if (a.dims != b.dims)
       return std::numeric_limits<double>::infinity();
@@ -487,7 +485,11 @@ double relError(const std::map<std::string, Tensor> &y, const std::map<std::stri
       intMismatch |= a.data != b.data;
       continue;
     }
-    if (shift) {
+    // A shift claim that names an output judges that output after a softmax over its axis
+    // (the cross-entropy loss sees no more); every other output, and every output for a
+    // claim that names none (a Softmax inside the graph), must stay as it is: compared raw
+    // (docs/symmetry-schema.md).
+    if (shift && !shift->output.empty() && kv.first == shift->output) {
       if (a.rank() == 0)
         fail(path, "output '" + kv.first + "' is a scalar: no axis for the shift comparison");
       int64_t ax = shift->outputAxis < 0 ? shift->outputAxis + a.rank() : shift->outputAxis;
