@@ -62,8 +62,11 @@ class Doc:
              "members": members, "note": note}
         self._where(where, c)
 
-    def shift(self, members, note, where="claims"):
-        self._where(where, {"kind": "shift", "exact": True, "members": members, "note": note})
+    def shift(self, members, note, where="claims", output=None):
+        c = {"kind": "shift", "exact": True, "members": members, "note": note}
+        if output:  # the loss's softmax is over this output (compared after it; others raw)
+            c.update(output=output, output_axis=-1)
+        self._where(where, c)
 
     def scale(self, inits, note, exact=False, where="claims"):
         for i in inits:
@@ -316,7 +319,7 @@ def llama():
             "every residual write times c: each RMSNorm removes it (up to eps 1e-6)")
     d.shift([{"initializer": "lm_head.weight", "axis": 0, "role": "weight"}],
             "untied LM head: adding v to every row adds v.x to every logit (softmax "
-            "cross-entropy is invariant)")
+            "cross-entropy is invariant)", output="logits")
     for i in range(2):
         p = "layers.%d." % i
         Q, K, V, Oo = (p + "self_attn.%s_proj.weight" % x for x in "qkvo")

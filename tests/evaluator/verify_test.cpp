@@ -227,6 +227,39 @@ TEST(Verify, ShiftClaimComparesSoftmax) {
   EXPECT_FALSE(r.claims[2].pass);
 }
 
+TEST(Verify, ShiftClaimComparesOtherOutputsRaw) {
+  // The same logits, also read by a Relu into a second output: a shift changes that output
+  // (and the raw logits), so neither the claim naming `logits` nor one naming no output (a
+  // Softmax in the graph would be its reader) holds. Before session 31 verify judged only
+  // the named output, and every output after a softmax for a claim naming none.
+  Builder b;
+  b.input("x", {5, 4});
+  b.init("W", {7, 4});
+  b.init("bias", {7});
+  Builder::attrInt(b.node("Gemm", {"x", "W", "bias"}, {"logits"}), "transB", 1);
+  b.node("Relu", {"logits"}, {"r"});
+  b.output("logits");
+  b.output("r");
+  json members = {{{"initializer", "W"}, {"axis", 0}, {"role", "weight"}},
+                  {{"initializer", "bias"}, {"axis", 0}, {"role", "bias"}}};
+  json named = {{"id", "c1"}, {"kind", "shift"}, {"exact", true}, {"output", "logits"},
+                {"output_axis", -1}, {"members", members}};
+  json unnamed = {{"id", "c2"}, {"kind", "shift"}, {"exact", true}, {"members", members}};
+  auto r = run(b.m, doc({named, unnamed}));
+  EXPECT_FALSE(r.claims[0].pass) << r.claims[0].maxRelErr;
+  EXPECT_FALSE(r.claims[1].pass) << r.claims[1].maxRelErr;
+  // Without the Relu output, the named claim holds and the unnamed one still fails (raw).
+  Builder c;
+  c.input("x", {5, 4});
+  c.init("W", {7, 4});
+  c.init("bias", {7});
+  Builder::attrInt(c.node("Gemm", {"x", "W", "bias"}, {"logits"}), "transB", 1);
+  c.output("logits");
+  auto s = run(c.m, doc({named, unnamed}));
+  EXPECT_TRUE(s.claims[0].pass) << s.claims[0].maxRelErr;
+  EXPECT_FALSE(s.claims[1].pass) << s.claims[1].maxRelErr;
+}
+
 TEST(Verify, LayerNormScaleIsApproximate) {
   // x -> Gemm(W) -> LayerNormalization(no bias) : scaling W is absorbed up to eps.
   Builder b;
