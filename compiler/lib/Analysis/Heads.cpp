@@ -83,6 +83,16 @@ void claimHeadSpace(ClaimContext &cx, int root, const std::vector<int> &blocks,
     sameCount &= runOf(cx.g, n).count == r0.count;
   for (int n : plain)
     sameCount &= cx.g.nodes[n].len == r0.count;
+  // Every run of blocks in the class, not only the parameters', must have as many blocks:
+  // the class is one permutation of the block index. A run of another count joined to it
+  // means a node stands for more than a plain permutation (a batch-merged head axis's
+  // coordinate q*H + k is head k for every q, I_r (x) P_H): fuzz_graphs, session 31, found
+  // such a head axis (the channels of a rank-3 GroupNorm export) claimed as S of all of them.
+  for (int n = 0; n < int(cx.g.nodes.size()); ++n)
+    if (cx.g.nodes[n].run >= 0 && cx.g.uf.find(n).first == root && runOf(cx.g, n).count != r0.count) {
+      sameCount = uniform = false;
+      break;
+    }
   if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
     claimHeadGroups(cx, blocks, plain, r0.count, s);
     return;
