@@ -454,7 +454,9 @@ def classify(cmd, path, timeout):
         return "crash", f"timeout after {timeout} s"
     out = p.stdout.decode("utf-8", "replace")
     err = p.stderr.decode("utf-8", "replace")
-    lines = [l for l in err.split("\n") if l and not l.startswith("symoc: note: ")]
+    # Notes and the --json "wrote FILE" line are not errors.
+    lines = [l for l in err.split("\n") if l and not l.startswith("symoc: note: ")
+             and not l.startswith("symoc: wrote ")]
     if p.returncode < 0:
         try:
             name = signal.Signals(-p.returncode).name

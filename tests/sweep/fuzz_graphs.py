@@ -1,0 +1,841 @@
+#!/usr/bin/python3
+"""Grammar-based fuzzing of `symoc analyze --verify`: random small ONNX graphs built from scratch.
+
+Usage: fuzz_graphs.py --symoc PATH [--count N] [--seed S] [--jobs J] [--keep DIR]
+                      [--timeout T] [--verbose] [--json SUMMARY.json] [--save-all DIR]
+
+Each case starts from an input [batch, F], [batch, C, H, W] or [batch, T, D] and stacks 2 to 8
+random blocks: Linear (MatMul(+Add) or Gemm), Conv (groups 1, depthwise, grouped),
+activations (Relu, LeakyRelu, Gelu written with Erf, Tanh, Sigmoid, Softplus, Abs, Sqrt of a
+positive value), normalizations (LayerNormalization, a written-out RMSNorm, BatchNormalization,
+InstanceNormalization, torch's GroupNorm: Reshape + InstanceNormalization + Reshape + Mul/Add),
+attention (heads, Transpose, MatMul, Softmax, MatMul, optional rotary halves, optional mask),
+residual Adds around a block, Split/Concat of a hidden axis, Reshape/Flatten, Transpose, a
+constant permuting or repeating Gather, positional ops (CumSum, TopK + GatherElements /
+ScatterElements, ArgMax + GatherElements, Trilu, Slice), reductions, Softmax/LogSoftmax,
+elementwise ops with constants (per channel, scalar, full-shape constants uniform along random
+axes, sometimes with one entry differing), Expand, Where with a constant mask, Pow with a
+constant exponent, Clip and pooling. Shapes are tracked while building (dims 2 to 8);
+initializers are random normal or, sometimes, special (all equal, zeros, repeated rows: where
+false claims hide). Opset 17, sometimes 13 or 18 (the opset adapter: ReduceMean's axes as an
+input). One or two graph outputs.
+
+Each graph runs `symoc analyze CASE --verify --json CASE.json --dim batch=3` (half of the 2-D
+outputs with --loss cross-entropy), classified as tests/sweep/fuzz_semantic.py's classify does
+(verified, rejected, false-claim, crash, blind, unresolved, unclear). When symoc exits 0 with
+claims, tests/lit/Analysis/Inputs/apply_claims.py (an independent numpy interpreter and group
+sampler) checks the JSON claims on the same model: a BAD line is a claim symoc's own verify
+passed but that does not hold ("false-claim (independent)"). apply_claims failing for another
+reason (an op its interpreter lacks) is counted as "checker-skip", not a failure.
+
+Cases are drawn from random.Random(seed): a run is reproducible. Prints the counts, the
+rejection reasons, the claims checked per group kind, and every problem with its command
+(the case and its JSON are kept under --keep). Exits 1 on a false claim (either check), a
+crash or an unclear error.
+"""
+import argparse
+import collections
+import concurrent.futures
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+try:
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+except ImportError as ex:  # CI without numpy/onnx: skipped
+    print("fuzz_graphs: skipped: %s" % ex)
+    sys.exit(77)
+from fuzz_semantic import classify, reason_key  # noqa: E402
+
+APPLY_CLAIMS = os.path.join(REPO, "tests", "lit", "Analysis", "Inputs", "apply_claims.py")
+B = 3  # the batch's value while building (the graph input says "batch")
+
+
+# --------------------------------------------------------------------------- builder
+class Builder:
+    def __init__(self, rng, opset):
+        self.rng = rng
+        self.opset = opset
+        self.nodes = []
+        self.inits = []
+        self.k = 0
+        self.desc = []
+
+    def name(self, p):
+        self.k += 1
+        return f"{p}{self.k}"
+
+    def node(self, op, ins, nout=1, **attrs):
+        outs = [self.name(op.lower() + "_") for _ in range(nout)]
+        self.nodes.append(helper.make_node(op, ins, outs, name=outs[0], **attrs))
+        return outs if nout > 1 else outs[0]
+
+    def weight(self, shape, p="w", special=True, scale=None):
+        """A trained initializer: random normal, sometimes all equal, zeros or repeated rows."""
+        r = self.rng
+        scale = scale if scale is not None else 1.0 / math.sqrt(max(1, shape[-1] if shape else 1))
+        a = np.asarray([r.gauss(0, 1) for _ in range(int(np.prod(shape or [1])))],
+                       dtype=np.float64).reshape(shape) * scale
+        kind = "normal"
+        if special and shape:
+            u = r.random()
+            if u < 0.06:
+                a = np.full(shape, r.choice([0.5, -0.3, 1.0]))
+                kind = "all-equal"
+            elif u < 0.09:
+                a = np.zeros(shape)
+                kind = "zeros"
+            elif u < 0.17 and shape[0] >= 2:
+                a[1] = a[0]
+                kind = "repeated-rows"
+            elif u < 0.21 and len(shape) >= 2 and shape[-1] >= 2:
+                a[..., 1] = a[..., 0]
+                kind = "repeated-cols"
+        n = self.name(p)
+        if kind != "normal":
+            self.desc.append(f"{n} {kind}")
+        self.inits.append(numpy_helper.from_array(a.astype(np.float32), n))
+        return n
+
+    def const(self, arr, p="c", as_init=None):
+        """A fixed value: a Constant node, sometimes an int64/float initializer."""
+        arr = np.asarray(arr)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        n = self.name(p)
+        if as_init is None:
+            as_init = arr.dtype != np.float32 and self.rng.random() < 0.3
+        if as_init:
+            self.inits.append(numpy_helper.from_array(arr, n))
+        else:
+            self.nodes.append(helper.make_node("Constant", [], [n], name=n,
+                                               value=numpy_helper.from_array(arr, n)))
+        return n
+
+    def i64(self, vals):
+        return self.const(np.asarray(vals, dtype=np.int64), "k")
+
+    def reduce(self, op, x, axes, keepdims=1):
+        """ReduceX over axes: the attribute before opset 18 (ReduceSum: 13), an input since."""
+        if op == "ReduceSum" or self.opset >= 18:
+            return self.node(op, [x, self.i64(axes)], keepdims=keepdims)
+        return self.node(op, [x], axes=axes, keepdims=keepdims)
+
+
+def shp_reduce(s, axes, keep=True):
+    axes = [a % len(s) for a in axes]
+    return [1 if i in axes else d for i, d in enumerate(s)] if keep else \
+        [d for i, d in enumerate(s) if i not in axes]
+
+
+def pick_dim(r):
+    return r.choice([2, 3, 4, 4, 5, 6, 8])
+
+
+# --------------------------------------------------------------------------- blocks
+# Each takes (builder, (name, shape)) and returns the new (name, shape) or None when it does
+# not apply to that shape. shape[0] is the batch.
+
+def b_linear(g, x, out=None):
+    v, s = x
+    r = g.rng
+    d = s[-1]
+    o = out or pick_dim(r)
+    if len(s) == 2 and r.random() < 0.5:
+        transb = r.randrange(2)
+        w = g.weight([o, d] if transb else [d, o], "gemm_w")
+        ins = [v, w]
+        if r.random() < 0.7:
+            ins.append(g.weight([o], "gemm_b", scale=0.5))
+        attrs = {"transB": transb}
+        if r.random() < 0.15:
+            attrs["alpha"] = r.choice([0.5, 2.0])
+        g.desc.append("Gemm")
+        return g.node("Gemm", ins, **attrs), s[:-1] + [o]
+    w = g.weight([d, o], "mm_w")
+    y = g.node("MatMul", [v, w])
+    if r.random() < 0.6:
+        y = g.node("Add", [y, g.weight([o], "mm_b", scale=0.5)])
+    g.desc.append("MatMul")
+    return y, s[:-1] + [o]
+
+
+def b_conv(g, x, same=False):
+    v, s = x
+    if len(s) != 4:
+        return None
+    r = g.rng
+    c = s[1]
+    kind = r.choice(["dense", "dense", "depthwise", "grouped"])
+    if kind == "grouped" and c % 2:
+        kind = "dense"
+    if kind == "depthwise":
+        grp = c
+        o = c if same else c * r.choice([1, 1, 2])
+    elif kind == "grouped":
+        grp = 2
+        o = c if same else 2 * r.choice([1, 2, 3])
+    else:
+        grp = 1
+        o = c if same else pick_dim(r)
+    k = r.choice([1, 3, 3])
+    pad = 1 if k == 3 and (same or r.random() < 0.7) else 0
+    if s[2] - k + 1 + 2 * pad < 1 or s[3] - k + 1 + 2 * pad < 1:
+        k, pad = 1, 0
+    w = g.weight([o, c // grp, k, k], "conv_w", scale=1.0 / math.sqrt(c // grp * k * k))
+    ins = [v, w]
+    if r.random() < 0.7:
+        ins.append(g.weight([o], "conv_b", scale=0.5))
+    g.desc.append(f"Conv {kind} g{grp} k{k}")
+    y = g.node("Conv", ins, kernel_shape=[k, k], pads=[pad] * 4, group=grp)
+    return y, [s[0], o, s[2] - k + 1 + 2 * pad, s[3] - k + 1 + 2 * pad]
+
+
+def b_act(g, x):
+    v, s = x
+    r = g.rng
+    op = r.choice(["Relu", "Relu", "LeakyRelu", "Gelu", "Tanh", "Sigmoid", "Softplus", "Abs",
+                   "Sqrt", "Silu"])
+    g.desc.append(op)
+    if op == "LeakyRelu":
+        return g.node("LeakyRelu", [v], alpha=r.choice([0.01, 0.1, 0.2])), s
+    if op == "Gelu":  # torch's erf form
+        h = g.node("Div", [v, g.const(np.float32(math.sqrt(2)))])
+        e = g.node("Erf", [h])
+        e = g.node("Add", [e, g.const(np.float32(1.0))])
+        y = g.node("Mul", [v, e])
+        return g.node("Mul", [y, g.const(np.float32(0.5))]), s
+    if op == "Sqrt":  # of a positive value
+        p = g.node(r.choice(["Abs", "Softplus"]), [v])
+        p = g.node("Add", [p, g.const(np.float32(r.choice([0.1, 1.0])))])
+        return g.node("Sqrt", [p]), s
+    if op == "Silu":
+        return g.node("Mul", [v, g.node("Sigmoid", [v])]), s
+    return g.node(op, [v]), s
+
+
+def b_layernorm(g, x):
+    v, s = x
+    d = s[-1]
+    if g.opset < 17 or g.rng.random() < 0.3:
+        # written out (torch before opset 17): mean, center, variance, divide, gain, bias
+        mu = g.reduce("ReduceMean", v, [-1])
+        c = g.node("Sub", [v, mu])
+        var = g.reduce("ReduceMean", g.node("Mul", [c, c]), [-1])
+        den = g.node("Sqrt", [g.node("Add", [var, g.const(np.float32(1e-5))])])
+        y = g.node("Div", [c, den])
+        y = g.node("Mul", [y, g.weight([d], "ln_g", scale=1.0)])
+        if g.rng.random() < 0.7:
+            y = g.node("Add", [y, g.weight([d], "ln_b", scale=0.3)])
+        g.desc.append("LayerNorm written out")
+        return y, s
+    ins = [v, g.weight([d], "ln_g", scale=1.0)]
+    if g.rng.random() < 0.7:
+        ins.append(g.weight([d], "ln_b", scale=0.3))
+    g.desc.append("LayerNormalization")
+    return g.node("LayerNormalization", ins, axis=-1, epsilon=1e-5), s
+
+
+def b_rmsnorm(g, x):
+    v, s = x
+    sq = g.node("Pow", [v, g.const(np.float32(2.0))]) if g.rng.random() < 0.5 else \
+        g.node("Mul", [v, v])
+    ms = g.reduce("ReduceMean", sq, [-1])
+    den = g.node("Sqrt", [g.node("Add", [ms, g.const(np.float32(1e-6))])])
+    if g.rng.random() < 0.5:
+        y = g.node("Div", [v, den])
+    else:
+        y = g.node("Mul", [v, g.node("Reciprocal", [den])])
+    g.desc.append("RMSNorm")
+    return g.node("Mul", [y, g.weight([s[-1]], "rms_g", scale=1.0)]), s
+
+
+def b_batchnorm(g, x):
+    v, s = x
+    if len(s) < 2:
+        return None
+    c = s[1]
+    r = g.rng
+    ins = [v, g.weight([c], "bn_g", scale=1.0), g.weight([c], "bn_b", scale=0.3),
+           g.const(np.asarray([r.gauss(0, 0.3) for _ in range(c)], np.float32), "bn_mean"),
+           g.const(np.asarray([r.uniform(0.5, 2) for _ in range(c)], np.float32), "bn_var")]
+    g.desc.append("BatchNormalization")
+    return g.node("BatchNormalization", ins, epsilon=1e-5), s
+
+
+def b_instnorm(g, x):
+    v, s = x
+    if len(s) < 3:
+        return None
+    c = s[1]
+    g.desc.append("InstanceNormalization")
+    return g.node("InstanceNormalization", [v, g.weight([c], "in_g", scale=1.0),
+                                            g.weight([c], "in_b", scale=0.3)],
+                  epsilon=1e-5), s
+
+
+def b_groupnorm(g, x):
+    v, s = x
+    if len(s) < 3:
+        return None
+    c = s[1]
+    grps = [k for k in (1, 2, 4) if c % k == 0 and k < c] or [1]
+    gr = g.rng.choice(grps)
+    y = g.node("Reshape", [v, g.i64([0, gr, -1])])
+    y = g.node("InstanceNormalization",
+               [y, g.const(np.ones(gr, np.float32)), g.const(np.zeros(gr, np.float32))],
+               epsilon=1e-5)
+    y = g.node("Reshape", [y, g.i64([0] + s[1:])])
+    tail = [1] * (len(s) - 2)
+    y = g.node("Mul", [y, g.weight([c] + tail, "gn_g", scale=1.0)])
+    y = g.node("Add", [y, g.weight([c] + tail, "gn_b", scale=0.3)])
+    g.desc.append(f"GroupNorm {gr}")
+    return y, s
+
+
+def b_norm(g, x):
+    return g.rng.choice([b_layernorm, b_layernorm, b_rmsnorm, b_rmsnorm, b_batchnorm,
+                         b_instnorm, b_groupnorm])(g, x)
+
+
+def rotate_half(g, v, dh):
+    h = dh // 2
+    if g.rng.random() < 0.5:
+        x1, x2 = g.node("Split", [v, g.i64([h, h])], nout=2, axis=-1)
+    else:
+        x1 = g.node("Slice", [v, g.i64([0]), g.i64([h]), g.i64([-1])])
+        x2 = g.node("Slice", [v, g.i64([h]), g.i64([dh]), g.i64([-1])])
+    return g.node("Concat", [g.node("Neg", [x2]), x1], axis=-1)
+
+
+def b_attention(g, x):
+    v, s = x
+    if len(s) != 3:
+        return None
+    r = g.rng
+    _, t, d = s
+    hs = [h for h in (1, 2, 4) if d % h == 0 and (d // h) >= 1]
+    h = r.choice(hs)
+    dh = d // h
+    rope = dh % 2 == 0 and r.random() < 0.35
+    heads = []
+    for p in ("q", "k", "v"):
+        y = g.node("MatMul", [v, g.weight([d, d], "w" + p)])
+        if r.random() < 0.4:
+            y = g.node("Add", [y, g.weight([d], "b" + p, scale=0.3)])
+        y = g.node("Reshape", [y, g.i64([0, 0, h, dh])])
+        y = g.node("Transpose", [y], perm=[0, 2, 1, 3])  # [B, h, T, dh]
+        if rope and p != "v":
+            ang = np.arange(t)[:, None] * (0.5 ** np.arange(dh // 2))[None, :]
+            ang = np.concatenate([ang, ang], -1)
+            cos = g.const(np.cos(ang).astype(np.float32), "cos")
+            sin = g.const(np.sin(ang).astype(np.float32), "sin")
+            y = g.node("Add", [g.node("Mul", [y, cos]),
+                               g.node("Mul", [rotate_half(g, y, dh), sin])])
+        heads.append(y)
+    q, k, vv = heads
+    kt = g.node("Transpose", [k], perm=[0, 1, 3, 2])
+    sc = g.node("MatMul", [q, kt])
+    sc = g.node("Mul", [sc, g.const(np.float32(1 / math.sqrt(dh)))])
+    mask = r.choice(["none", "none", "add", "where"])
+    if mask == "add":
+        m = np.triu(np.full((t, t), -1e4, np.float32), 1)
+        sc = g.node("Add", [sc, g.const(m, "mask")])
+    elif mask == "where":
+        m = np.tril(np.ones((t, t), bool))
+        sc = g.node("Where", [g.const(m, "mask"), sc, g.const(np.float32(-1e4))])
+    p = g.node("Softmax", [sc], axis=-1)
+    o = g.node("MatMul", [p, vv])
+    o = g.node("Transpose", [o], perm=[0, 2, 1, 3])
+    o = g.node("Reshape", [o, g.i64([0, 0, d])])
+    o = g.node("MatMul", [o, g.weight([d, d], "wo")])
+    if r.random() < 0.4:
+        o = g.node("Add", [o, g.weight([d], "bo", scale=0.3)])
+    g.desc.append(f"attention h{h} dh{dh}{' rope' if rope else ''} mask {mask}")
+    return o, s
+
+
+def b_residual(g, x):
+    v, s = x
+    r = g.rng
+    inner = r.choice([b_act, b_norm, b_mlp_same, b_attention, b_conv_same, b_elem])
+    y = inner(g, x)
+    if y is None or y[1] != s:
+        return y
+    g.desc.append("residual Add")
+    return g.node("Add", [v, y[0]]), s
+
+
+def b_mlp_same(g, x):
+    v, s = x
+    hdim = pick_dim(g.rng)
+    y = b_linear(g, x, hdim)
+    y = b_act(g, y)
+    return b_linear(g, y, s[-1])
+
+
+def b_conv_same(g, x):
+    return b_conv(g, x, same=True)
+
+
+def b_split_concat(g, x):
+    v, s = x
+    r = g.rng
+    axes = [a for a in range(1, len(s)) if s[a] >= 2]
+    if not axes:
+        return None
+    ax = r.choice(axes)
+    if r.random() < 0.5:
+        n = s[ax]
+        k = r.randrange(1, n)
+        a, b = g.node("Split", [v, g.i64([k, n - k])], nout=2, axis=ax)
+        b2 = g.node(r.choice(["Relu", "Tanh", "Sigmoid", "Neg", "Identity"]), [b])
+        order = [a, b2] if r.random() < 0.7 else [b2, a]
+        g.desc.append(f"Split/Concat axis {ax} at {k}")
+        return g.node("Concat", order, axis=ax), s
+    y = g.node(r.choice(["Relu", "Tanh", "Neg", "Sigmoid"]), [v])
+    ns = list(s)
+    ns[ax] *= 2
+    g.desc.append(f"Concat with f(x) axis {ax}")
+    return g.node("Concat", [v, y] if r.random() < 0.5 else [y, v], axis=ax), ns
+
+
+def b_reshape(g, x):
+    v, s = x
+    r = g.rng
+    if len(s) == 4:
+        if r.random() < 0.5:
+            g.desc.append("Flatten")
+            return g.node("Flatten", [v], axis=1), [s[0], s[1] * s[2] * s[3]]
+        g.desc.append("Reshape img->seq")
+        return g.node("Reshape", [v, g.i64([0, s[1], -1])]), [s[0], s[1], s[2] * s[3]]
+    if len(s) == 3:
+        if r.random() < 0.5:
+            g.desc.append("Reshape seq->vec")
+            return g.node("Reshape", [v, g.i64([0, -1])]), [s[0], s[1] * s[2]]
+        if s[2] % 2 == 0 and s[2] > 2:
+            g.desc.append("Reshape split last")
+            return g.node("Reshape", [v, g.i64([0, 0, 2, s[2] // 2])]), \
+                [s[0], s[1], 2, s[2] // 2]
+        return None
+    f = s[1]
+    fs = [k for k in (2, 3, 4) if f % k == 0 and f // k >= 2]
+    if not fs:
+        return None
+    k = r.choice(fs)
+    g.desc.append("Reshape vec->seq")
+    return g.node("Reshape", [v, g.i64([0, k, f // k])]), [s[0], k, f // k]
+
+
+def b_transpose(g, x):
+    v, s = x
+    if len(s) < 3:
+        return None
+    rest = list(range(1, len(s)))
+    perm = list(rest)
+    while perm == rest:
+        g.rng.shuffle(perm)
+    perm = [0] + perm
+    g.desc.append(f"Transpose {perm}")
+    return g.node("Transpose", [v], perm=perm), [s[p] for p in perm]
+
+
+def b_gather(g, x):
+    v, s = x
+    r = g.rng
+    axes = [a for a in range(1, len(s)) if s[a] >= 2]
+    if not axes:
+        return None
+    ax = r.choice(axes)
+    n = s[ax]
+    idx = list(range(n))
+    kind = r.choice(["perm", "perm", "repeat", "subset"])
+    if kind == "perm":
+        r.shuffle(idx)
+    elif kind == "repeat":
+        a, b = r.sample(range(n), 2)
+        idx[b] = idx[a]
+    else:
+        idx = sorted(r.sample(range(n), r.randrange(1, n)))
+    g.desc.append(f"Gather {kind} axis {ax} {idx}")
+    ns = list(s)
+    ns[ax] = len(idx)
+    return g.node("Gather", [v, g.i64(idx)], axis=ax), ns
+
+
+def b_positional(g, x):
+    v, s = x
+    r = g.rng
+    axes = [a for a in range(1, len(s)) if s[a] >= 2]
+    if not axes:
+        return None
+    ax = r.choice(axes)
+    n = s[ax]
+    kind = r.choice(["cumsum", "topk", "topk_scatter", "argmax", "trilu", "slice"])
+    if kind == "trilu" and len(s) < 3:
+        kind = "slice"
+    g.desc.append(f"{kind} axis {ax}")
+    if kind == "cumsum":
+        return g.node("CumSum", [v, g.i64(ax)], exclusive=r.randrange(2),
+                      reverse=r.randrange(2)), s
+    if kind in ("topk", "topk_scatter"):
+        k = r.choice([n, n, max(1, n - 1)]) if kind == "topk" else n
+        vals, idx = g.node("TopK", [v, g.i64([k])], nout=2, axis=ax, sorted=r.randrange(2),
+                           largest=r.randrange(2))
+        other = g.node(r.choice(["Tanh", "Relu", "Neg"]), [v])
+        if kind == "topk":
+            ge = g.node("GatherElements", [other, idx], axis=ax)
+            ns = list(s)
+            ns[ax] = k
+            return g.node("Add", [vals, ge]) if r.random() < 0.5 else ge, ns
+        return g.node("ScatterElements", [g.node("Mul", [v, g.const(np.float32(0.0))]), idx,
+                                          other], axis=ax), s
+    if kind == "argmax":
+        am = g.node(r.choice(["ArgMax", "ArgMin"]), [v], axis=ax, keepdims=1)
+        ns = list(s)
+        ns[ax] = 1
+        return g.node("GatherElements", [v, am], axis=ax), ns
+    if kind == "trilu":
+        return g.node("Trilu", [v, g.i64(r.randrange(-1, 2))], upper=r.randrange(2)), s
+    a = r.randrange(0, n - 1)
+    b = r.randrange(a + 1, n + 1)
+    ns = list(s)
+    ns[ax] = b - a
+    return g.node("Slice", [v, g.i64([a]), g.i64([b]), g.i64([ax])]), ns
+
+
+def b_reduce(g, x):
+    v, s = x
+    r = g.rng
+    ax = r.randrange(1, len(s))
+    op = r.choice(["ReduceMean", "ReduceSum", "ReduceMax"])
+    y = g.reduce(op, v, [ax], keepdims=1)
+    g.desc.append(f"{op} axis {ax}")
+    if r.random() < 0.6:  # combined with x again (a centering, a gate)
+        return g.node(r.choice(["Sub", "Add", "Mul"]), [v, y]), s
+    if r.random() < 0.5:
+        return g.node("Expand", [y, g.i64(s[:1] and [1] + s[1:])]), s
+    return y, shp_reduce(s, [ax])
+
+
+def b_softmax(g, x):
+    v, s = x
+    ax = g.rng.choice([-1, -1, 1] + list(range(1, len(s))))
+    op = g.rng.choice(["Softmax", "LogSoftmax"])
+    g.desc.append(f"{op} axis {ax}")
+    return g.node(op, [v], axis=ax), s
+
+
+def const_like(g, s):
+    """A fixed float constant broadcasting to s (batch axis excluded): per channel, scalar,
+    or full (non-batch) shape uniform along random axes, sometimes with one entry differing."""
+    r = g.rng
+    kind = r.choice(["channel", "channel", "scalar", "full", "full"])
+    if kind == "scalar":
+        return np.float32(r.choice([0.5, 2.0, -1.0, 3.0])), kind
+    if kind == "channel":
+        ax = r.randrange(1, len(s))
+        cs = [1] * (len(s) - ax)
+        cs[0] = s[ax]
+        c = np.asarray([r.uniform(0.5, 2) for _ in range(s[ax])], np.float32)
+        if c.size > 1 and r.random() < 0.7:
+            c[r.randrange(c.size)] *= 3
+        return c.reshape(cs), f"channel axis {ax}"
+    dims = s[1:]
+    keep = [d if r.random() < 0.5 else 1 for d in dims]
+    c = np.asarray([r.uniform(0.5, 2.0) for _ in range(int(np.prod(keep)))],
+                   np.float32).reshape(keep)
+    c = np.broadcast_to(c, dims).astype(np.float32).copy()
+    differ = c.size > 1 and r.random() < 0.4
+    if differ:
+        c.flat[r.randrange(c.size)] *= 3.0
+    if r.random() < 0.3:
+        c = c[None]
+    return c, f"full uniform {keep}{' one differs' if differ else ''}"
+
+
+def b_elem(g, x):
+    v, s = x
+    r = g.rng
+    op = r.choice(["Add", "Sub", "Mul", "Div", "Max", "Min", "Mul"])
+    c, kind = const_like(g, s)
+    cn = g.const(c) if r.random() < 0.8 else g.weight(list(np.shape(c)) or [1], "ew")
+    g.desc.append(f"{op} const {kind}")
+    return g.node(op, [v, cn] if r.random() < 0.7 or op in ("Div", "Sub") else [cn, v]), s
+
+
+def b_where(g, x):
+    v, s = x
+    r = g.rng
+    ms = [d if r.random() < 0.5 else 1 for d in s[1:]]
+    m = np.asarray([r.random() < 0.6 for _ in range(int(np.prod(ms)))]).reshape(ms)
+    other = g.const(np.float32(r.choice([0.0, -1.0, 2.0]))) if r.random() < 0.5 else \
+        g.node(r.choice(["Neg", "Relu", "Tanh"]), [v])
+    g.desc.append(f"Where mask {ms}")
+    return g.node("Where", [g.const(m, "mask"), v, other]), s
+
+
+def b_pow(g, x):
+    v, s = x
+    r = g.rng
+    e = r.choice([2.0, 3.0, 0.5, 1.5, -1.0])
+    base = v
+    if e in (0.5, 1.5, -1.0):
+        base = g.node("Add", [g.node("Abs", [v]), g.const(np.float32(0.5))])
+    g.desc.append(f"Pow {e}")
+    return g.node("Pow", [base, g.const(np.float32(e))]), s
+
+
+def b_clip(g, x):
+    v, s = x
+    r = g.rng
+    lo = r.choice([None, -1.0, 0.0])
+    hi = r.choice([None, 1.0, 6.0]) if lo is not None else r.choice([1.0, 6.0])
+    ins = [v, g.const(np.float32(lo)) if lo is not None else "",
+           g.const(np.float32(hi)) if hi is not None else ""]
+    while ins[-1] == "":
+        ins.pop()
+    g.desc.append(f"Clip {lo} {hi}")
+    return g.node("Clip", ins), s
+
+
+def b_pool(g, x):
+    v, s = x
+    if len(s) != 4:
+        return None
+    r = g.rng
+    kind = r.choice(["MaxPool", "AveragePool", "GlobalAveragePool"])
+    g.desc.append(kind)
+    if kind == "GlobalAveragePool":
+        return g.node(kind, [v]), [s[0], s[1], 1, 1]
+    if s[2] >= 2 and s[3] >= 2 and r.random() < 0.5:
+        return g.node(kind, [v], kernel_shape=[2, 2], strides=[2, 2]), \
+            [s[0], s[1], s[2] // 2, s[3] // 2]
+    return g.node(kind, [v], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]), s
+
+
+BLOCKS = [(b_linear, 6), (b_conv, 4), (b_act, 6), (b_norm, 4), (b_attention, 3),
+          (b_residual, 4), (b_split_concat, 2), (b_reshape, 2), (b_transpose, 1),
+          (b_gather, 2), (b_positional, 3), (b_reduce, 2), (b_softmax, 1), (b_elem, 3),
+          (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2)]
+
+
+def generate(rng):
+    """A random graph: (model, description, output is 2-D)."""
+    opset = rng.choices([17, 13, 18], [6, 2, 2])[0]
+    g = Builder(rng, opset)
+    layout = rng.choice(["vec", "img", "seq"])
+    if layout == "vec":
+        s = [B, pick_dim(rng)]
+    elif layout == "img":
+        s = [B, rng.choice([2, 3, 4]), rng.choice([3, 4, 5]), rng.choice([3, 4, 5])]
+    else:
+        s = [B, rng.choice([2, 3, 4]), rng.choice([2, 4, 6, 8])]
+    g.desc.append(f"opset {opset} input {s}")
+    x = ("x", s)
+    values = [x]
+    fns, ws = zip(*BLOCKS)
+    nblocks = rng.randint(2, 8)
+    done = 0
+    tries = 0
+    while done < nblocks and tries < 40:
+        tries += 1
+        f = rng.choices(fns, ws)[0]
+        y = f(g, x)
+        if y is None:
+            continue
+        if int(np.prod(y[1])) > 4096 or any(d < 1 for d in y[1]):
+            continue  # builder keeps nodes it made (dead, harmless)
+        x = y
+        values.append(x)
+        done += 1
+    if rng.random() < 0.6:  # a classifier head: 2-D logits
+        if len(x[1]) > 2:
+            x = (g.node("Flatten", [x[0]], axis=1), [x[1][0], int(np.prod(x[1][1:]))])
+        x = b_linear(g, x, rng.choice([2, 3, 4, 5]))
+    outs = [x]
+    if rng.random() < 0.2:
+        cands = [vv for vv in values[1:-1] if vv[0] != x[0]]
+        if cands:
+            outs.append(rng.choice(cands))
+    # prune dead nodes
+    live = {o[0] for o in outs}
+    keep = []
+    for n in reversed(g.nodes):
+        if any(o in live for o in n.output):
+            keep.append(n)
+            live.update(i for i in n.input if i)
+    keep.reverse()
+    inits = [t for t in g.inits if t.name in live]
+    inp = helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch"] + s[1:] if True else s)
+    outputs = [helper.make_tensor_value_info(
+        f"y{k}" if False else o[0], TensorProto.FLOAT, ["batch"] + o[1][1:])
+        for k, o in enumerate(outs)]
+    graph = helper.make_graph(keep, "fuzz", [inp], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="fuzz_graphs")
+    model.ir_version = 8
+    return model, g.desc, len(outs) == 1 and len(x[1]) == 2
+
+
+# --------------------------------------------------------------------------- checking
+def group_key(c):
+    if c.get("kind") != "linear":
+        return c.get("kind", "?")
+    grp = c.get("group", {})
+    grp = grp if isinstance(grp, dict) else {"name": grp}
+    name = grp.get("name", "?")
+    if name == "heads":
+        return f"heads({grp.get('outer', 'S')},{grp.get('inner', '1')})"
+    return name
+
+
+def check_case(args, i, path, cmd, jpath):
+    kind, detail = classify(cmd, path, args.timeout)
+    groups = collections.Counter()
+    indep = None
+    if kind == "verified" and os.path.exists(jpath):
+        try:
+            doc = json.load(open(jpath))
+        except (OSError, ValueError) as ex:
+            return i, "unclear", f"--json not readable: {ex}", groups, None
+        claims = doc.get("claims", [])
+        groups.update(group_key(c) for c in claims)
+        if claims:
+            try:
+                p = subprocess.run([sys.executable, APPLY_CLAIMS, path, jpath, "--quiet"],
+                                   stdin=subprocess.DEVNULL, capture_output=True,
+                                   timeout=args.timeout)
+                out = p.stdout.decode("utf-8", "replace")
+                bad = [l for l in out.split("\n") if l.startswith("BAD ")]
+                if bad:
+                    ids = {l.split()[1] for l in bad}
+                    what = [f"{c['id']} {group_key(c)}({c.get('n', '')}) "
+                            f"{(c.get('note') or '')[:60]}" for c in claims if c["id"] in ids]
+                    indep = ("false-claim-indep", "; ".join(bad[:3]) + " | " + "; ".join(what[:3]))
+                elif p.returncode != 0:
+                    err = p.stderr.decode("utf-8", "replace").strip().split("\n")
+                    indep = ("checker-skip", err[-1][:160] if err else f"exit {p.returncode}")
+                else:
+                    indep = ("checked", "")
+            except subprocess.TimeoutExpired:
+                indep = ("checker-skip", "apply_claims timeout")
+    return i, kind, detail, groups, indep
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--symoc", required=True)
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--keep", help="folder for the cases that found a problem (and their JSON)")
+    ap.add_argument("--save-all", help="folder to keep every case in (debugging the generator)")
+    ap.add_argument("--verbose", action="store_true", help="print every case")
+    ap.add_argument("--json", help="write a summary of the run to this file")
+    args = ap.parse_args()
+
+    rng = random.Random(args.seed)
+    work = tempfile.mkdtemp(prefix="symoc-graphfuzz-")
+    keep = args.keep or work
+    cases = []
+    for i in range(args.count):
+        model, desc, two_d = generate(rng)
+        path = os.path.join(work, f"g{args.seed}-{i:05d}.onnx")
+        onnx.save(model, path)
+        jpath = path[:-5] + ".json"
+        extra = ["--loss", "cross-entropy"] if two_d and rng.random() < 0.5 else []
+        cmd = [args.symoc, "analyze", path, "--verify", "--json", jpath, "--dim", "batch=3"] + extra
+        cases.append((i, path, desc, cmd, jpath, len(model.graph.node)))
+
+    def run(case):
+        i, path, desc, cmd, jpath, _ = case
+        return check_case(args, i, path, cmd, jpath)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(run, cases))
+
+    kinds = collections.Counter(r[1] for r in results)
+    indep = collections.Counter(r[4][0] for r in results if r[4])
+    groups = collections.Counter()
+    for r in results:
+        if r[4] and r[4][0] in ("checked", "false-claim-indep"):
+            groups.update(r[3])
+    reasons = collections.Counter(reason_key(r[2]) for r in results if r[1] == "rejected")
+    skips = collections.Counter(r[4][1][:70] for r in results if r[4] and r[4][0] == "checker-skip")
+    nodes = [c[5] for c in cases]
+    problems = [r for r in results if r[1] in ("crash", "false-claim", "unclear")
+                or (r[4] and r[4][0] == "false-claim-indep")]
+    if args.verbose:
+        for (i, kind, detail, gr, ind), c in zip(results, cases):
+            print(f"  case {i} [{'; '.join(c[2])}] ({c[5]} nodes): {kind} {detail}"
+                  f"{' | ' + ind[0] + ' ' + ind[1] if ind else ''}"
+                  f"{' claims ' + str(dict(gr)) if gr else ''}")
+    print(f"fuzz_graphs: {args.count} random graphs (seed {args.seed}, "
+          f"{min(nodes)}-{max(nodes)} nodes, mean {sum(nodes) / len(nodes):.1f}): "
+          f"{kinds['verified']} verified, {kinds['rejected']} rejected, "
+          f"{kinds['false-claim']} false claims, {kinds['crash']} crashes, "
+          f"{kinds['unclear']} unclear errors, {kinds['blind']} blind (control passed), "
+          f"{kinds['unresolved']} unresolved (rounding-bound)")
+    print(f"  independent check (apply_claims): {indep['checked']} graphs checked, "
+          f"{indep['false-claim-indep']} false claims (independent), "
+          f"{indep['checker-skip']} skipped by the checker")
+    print("  claims checked per group: " +
+          (", ".join(f"{k} {n}" for k, n in sorted(groups.items())) or "none"))
+    for key, n in reasons.most_common(10):
+        print(f"  rejected x{n}: {key}")
+    for key, n in skips.most_common(5):
+        print(f"  checker skipped x{n}: {key}")
+    if args.save_all:
+        os.makedirs(args.save_all, exist_ok=True)
+        for c in cases:
+            for p in (c[1], c[4]):
+                if os.path.exists(p):
+                    shutil.copy(p, args.save_all)
+    if problems:
+        os.makedirs(keep, exist_ok=True)
+        print(f"PROBLEMS (cases kept in {keep}):")
+        for i, kind, detail, gr, ind in problems:
+            _, path, desc, cmd, jpath, _ = cases[i]
+            moved = {}
+            for p in (path, jpath):
+                dest = os.path.join(keep, os.path.basename(p))
+                if os.path.exists(p) and dest != p:
+                    shutil.copy(p, dest)
+                moved[p] = dest
+            cmd = [moved.get(c, c) for c in cmd]
+            label = kind.upper() if kind in ("crash", "false-claim", "unclear") else ""
+            if ind and ind[0] == "false-claim-indep":
+                label = (label + " " if label else "") + "FALSE-CLAIM (independent)"
+                detail = (detail + " " if detail else "") + ind[1]
+            print(f"  {label} case {i} [{'; '.join(desc)}]\n    {detail}\n"
+                  f"    repro: {' '.join(cmd)}\n"
+                  f"    check: {sys.executable} {APPLY_CLAIMS} {moved[path]} {moved[jpath]}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"seed": args.seed, "count": args.count, "outcomes": dict(kinds),
+                       "independent": dict(indep), "groups": dict(groups),
+                       "rejections": dict(reasons.most_common()),
+                       "checker_skips": dict(skips.most_common()),
+                       "problems": [{"case": r[0], "kind": r[1], "detail": r[2],
+                                     "independent": r[4], "desc": cases[r[0]][2]}
+                                    for r in problems]}, f, indent=1)
+    if not (problems and keep == work):
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
