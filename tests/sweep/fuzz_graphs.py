@@ -80,9 +80,23 @@ class Builder:
         self.nodes.append(helper.make_node(op, ins, outs, name=outs[0], **attrs))
         return outs if nout > 1 else outs[0]
 
-    def weight(self, shape, p="w", special=True, scale=None):
-        """A trained initializer: random normal, sometimes all equal, zeros or repeated rows."""
+    def weight(self, shape, p="w", special=True, scale=None, tie=0.0):
+        """A trained initializer: random normal, sometimes all equal, zeros or repeated rows;
+        with probability `tie` an earlier one of the same shape (a tied weight) or a
+        Transpose of one of the transposed 2-D shape."""
         r = self.rng
+        if tie and r.random() < tie:
+            same = [t.name for t in self.inits if list(t.dims) == list(shape)]
+            flip = [t.name for t in self.inits if len(shape) == 2
+                    and list(t.dims) == list(shape[::-1]) and shape[0] != shape[1]]
+            if same and (not flip or r.random() < 0.5):
+                n = r.choice(same)
+                self.desc.append(f"tied {n}")
+                return n
+            if flip:
+                n = r.choice(flip)
+                self.desc.append(f"tied {n}^T")
+                return self.node("Transpose", [n], perm=[1, 0])
         scale = scale if scale is not None else 1.0 / math.sqrt(max(1, shape[-1] if shape else 1))
         a = np.asarray([r.gauss(0, 1) for _ in range(int(np.prod(shape or [1])))],
                        dtype=np.float64).reshape(shape) * scale
@@ -153,7 +167,7 @@ def b_linear(g, x, out=None):
     o = out or pick_dim(r)
     if len(s) == 2 and r.random() < 0.5:
         transb = r.randrange(2)
-        w = g.weight([o, d] if transb else [d, o], "gemm_w")
+        w = g.weight([o, d] if transb else [d, o], "gemm_w", tie=0.12)
         ins = [v, w]
         if r.random() < 0.7:
             ins.append(g.weight([o], "gemm_b", scale=0.5))
@@ -162,7 +176,14 @@ def b_linear(g, x, out=None):
             attrs["alpha"] = r.choice([0.5, 2.0])
         g.desc.append("Gemm")
         return g.node("Gemm", ins, **attrs), s[:-1] + [o]
-    w = g.weight([d, o], "mm_w")
+    if len(s) == 3 and out is None and r.random() < 0.15:
+        # token mixing: a weight on the left, over the sequence axis
+        t = s[1]
+        to = t if r.random() < 0.6 else pick_dim(r)
+        y = g.node("MatMul", [g.weight([to, t], "tok_w", tie=0.2), v])
+        g.desc.append("MatMul on the left (token mixing)")
+        return y, [s[0], to, d]
+    w = g.weight([d, o], "mm_w", tie=0.12)
     y = g.node("MatMul", [v, w])
     if r.random() < 0.6:
         y = g.node("Add", [y, g.weight([o], "mm_b", scale=0.5)])
@@ -382,6 +403,37 @@ def b_mlp_same(g, x):
     y = b_linear(g, x, hdim)
     y = b_act(g, y)
     return b_linear(g, y, s[-1])
+
+
+def b_gated(g, x):
+    """Two branches of x combined: a GLU/SwiGLU gate (act(xW1) * xW2) then a projection,
+    or a binary op of two random branches (parallel Linears, a Linear and x, ...)."""
+    v, s = x
+    r = g.rng
+    if r.random() < 0.5:
+        hdim = pick_dim(r)
+        a = b_act(g, b_linear(g, x, hdim))
+        b = b_linear(g, x, hdim)
+        y = g.node("Mul", [a[0], b[0]])
+        g.desc.append("GLU gate")
+        return b_linear(g, (y, a[1]), s[-1] if r.random() < 0.6 else None)
+    op = r.choice(["Add", "Mul", "Max", "Min", "Sub", "Concat"])
+    branches = [b_linear, b_act, b_norm, b_linear, b_conv_same, b_elem]
+    fa, fb = r.choice(branches), r.choice(branches)
+    if len(s) != 4:
+        fa = b_linear if fa is b_conv_same else fa
+        fb = b_linear if fb is b_conv_same else fb
+    a = fa(g, x) if fa is not b_linear else fa(g, x, s[-1])
+    b = fb(g, x) if fb is not b_linear else fb(g, x, s[-1])
+    if a is None or b is None or a[1] != b[1]:
+        return None
+    g.desc.append(f"branches combined by {op}")
+    if op == "Concat":
+        ax = r.randrange(1, len(s))
+        ns = list(a[1])
+        ns[ax] *= 2
+        return g.node("Concat", [a[0], b[0]], axis=ax), ns
+    return g.node(op, [a[0], b[0]]), a[1]
 
 
 def b_conv_same(g, x):
@@ -624,7 +676,8 @@ def b_pool(g, x):
     return g.node(kind, [v], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]), s
 
 
-BLOCKS = [(b_linear, 6), (b_conv, 4), (b_act, 6), (b_norm, 4), (b_attention, 3),
+BLOCKS = [(b_linear, 10), (b_conv, 6), (b_act, 6), (b_norm, 4), (b_attention, 4),
+          (b_mlp_same, 3), (b_gated, 4),
           (b_residual, 4), (b_split_concat, 2), (b_reshape, 2), (b_transpose, 1),
           (b_gather, 2), (b_positional, 3), (b_reduce, 2), (b_softmax, 1), (b_elem, 3),
           (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2)]
@@ -647,6 +700,11 @@ def generate(rng):
     fns, ws = zip(*BLOCKS)
     nblocks = rng.randint(2, 8)
     done = 0
+    if rng.random() < 0.5:  # a hidden space right away
+        y = (b_conv if layout == "img" and rng.random() < 0.7 else b_linear)(g, x)
+        x = y
+        values.append(x)
+        done += 1
     tries = 0
     while done < nblocks and tries < 40:
         tries += 1
