@@ -24,7 +24,7 @@ def _tensor(t, with_name=False):
     dt = TYPES[t.data_type]
     dims = "" if a.ndim == 0 else "[" + ", ".join(str(d) for d in a.shape) + "]"
     vals = ",".join(_num(v, t.data_type) for v in a.reshape(-1))
-    return f"{dt}{dims}{' ' + t.name if with_name else ''} = {{{vals}}}"
+    return f"{dt}{dims} {t.name + ' = ' if with_name else ''}{{{vals}}}"
 
 
 def _attr(a):
