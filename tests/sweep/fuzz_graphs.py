@@ -86,8 +86,9 @@ class Builder:
         Transpose of one of the transposed 2-D shape."""
         r = self.rng
         if tie and r.random() < tie:
-            same = [t.name for t in self.inits if list(t.dims) == list(shape)]
-            flip = [t.name for t in self.inits if len(shape) == 2
+            floats = [t for t in self.inits if t.data_type == TensorProto.FLOAT]
+            same = [t.name for t in floats if list(t.dims) == list(shape)]
+            flip = [t.name for t in floats if len(shape) == 2
                     and list(t.dims) == list(shape[::-1]) and shape[0] != shape[1]]
             if same and (not flip or r.random() < 0.5):
                 n = r.choice(same)
@@ -170,7 +171,7 @@ def b_linear(g, x, out=None):
         w = g.weight([o, d] if transb else [d, o], "gemm_w", tie=0.12)
         ins = [v, w]
         if r.random() < 0.7:
-            ins.append(g.weight([o], "gemm_b", scale=0.5))
+            ins.append(g.weight([o], "gemm_b", scale=0.5, tie=0.1))
         attrs = {"transB": transb}
         if r.random() < 0.15:
             attrs["alpha"] = r.choice([0.5, 2.0])
@@ -186,7 +187,7 @@ def b_linear(g, x, out=None):
     w = g.weight([d, o], "mm_w", tie=0.12)
     y = g.node("MatMul", [v, w])
     if r.random() < 0.6:
-        y = g.node("Add", [y, g.weight([o], "mm_b", scale=0.5)])
+        y = g.node("Add", [y, g.weight([o], "mm_b", scale=0.5, tie=0.1)])
     g.desc.append("MatMul")
     return y, s[:-1] + [o]
 
@@ -255,12 +256,12 @@ def b_layernorm(g, x):
         var = g.reduce("ReduceMean", g.node("Mul", [c, c]), [-1])
         den = g.node("Sqrt", [g.node("Add", [var, g.const(np.float32(1e-5))])])
         y = g.node("Div", [c, den])
-        y = g.node("Mul", [y, g.weight([d], "ln_g", scale=1.0)])
+        y = g.node("Mul", [y, g.weight([d], "ln_g", scale=1.0, tie=0.1)])
         if g.rng.random() < 0.7:
             y = g.node("Add", [y, g.weight([d], "ln_b", scale=0.3)])
         g.desc.append("LayerNorm written out")
         return y, s
-    ins = [v, g.weight([d], "ln_g", scale=1.0)]
+    ins = [v, g.weight([d], "ln_g", scale=1.0, tie=0.1)]
     if g.rng.random() < 0.7:
         ins.append(g.weight([d], "ln_b", scale=0.3))
     g.desc.append("LayerNormalization")
@@ -278,7 +279,7 @@ def b_rmsnorm(g, x):
     else:
         y = g.node("Mul", [v, g.node("Reciprocal", [den])])
     g.desc.append("RMSNorm")
-    return g.node("Mul", [y, g.weight([s[-1]], "rms_g", scale=1.0)]), s
+    return g.node("Mul", [y, g.weight([s[-1]], "rms_g", scale=1.0, tie=0.1)]), s
 
 
 def b_batchnorm(g, x):
@@ -580,6 +581,22 @@ def b_reduce(g, x):
     return y, shp_reduce(s, [ax])
 
 
+def b_expand(g, x):
+    """Unsqueeze a new axis after the batch, Expand it to k, then a reduction over it or a
+    Reshape that folds it into the next axis."""
+    v, s = x
+    r = g.rng
+    k = r.choice([2, 3])
+    u = g.node("Unsqueeze", [v, g.i64([1])])
+    e = g.node("Expand", [u, g.i64([1, k] + s[1:])])
+    g.desc.append(f"Unsqueeze+Expand {k}")
+    if r.random() < 0.5:
+        e = g.node("Mul", [e, g.const(np.asarray([r.uniform(0.5, 2) for _ in range(k)],
+                                                 np.float32).reshape([k] + [1] * (len(s) - 1)))])
+        return g.reduce(r.choice(["ReduceSum", "ReduceMean", "ReduceMax"]), e, [1], keepdims=0), s
+    return g.node("Reshape", [e, g.i64([0, k * s[1]] + s[2:])]), [s[0], k * s[1]] + s[2:]
+
+
 def b_softmax(g, x):
     v, s = x
     ax = g.rng.choice([-1, -1, 1] + list(range(1, len(s))))
@@ -621,7 +638,7 @@ def b_elem(g, x):
     r = g.rng
     op = r.choice(["Add", "Sub", "Mul", "Div", "Max", "Min", "Mul"])
     c, kind = const_like(g, s)
-    cn = g.const(c) if r.random() < 0.8 else g.weight(list(np.shape(c)) or [1], "ew")
+    cn = g.const(c) if r.random() < 0.7 else g.weight(list(np.shape(c)) or [1], "ew", tie=0.3)
     g.desc.append(f"{op} const {kind}")
     return g.node(op, [v, cn] if r.random() < 0.7 or op in ("Div", "Sub") else [cn, v]), s
 
@@ -680,7 +697,7 @@ BLOCKS = [(b_linear, 10), (b_conv, 6), (b_act, 6), (b_norm, 4), (b_attention, 4)
           (b_mlp_same, 3), (b_gated, 4),
           (b_residual, 4), (b_split_concat, 2), (b_reshape, 2), (b_transpose, 1),
           (b_gather, 2), (b_positional, 3), (b_reduce, 2), (b_softmax, 1), (b_elem, 3),
-          (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2)]
+          (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2), (b_expand, 1)]
 
 
 def generate(rng):
@@ -722,7 +739,7 @@ def generate(rng):
             x = (g.node("Flatten", [x[0]], axis=1), [x[1][0], int(np.prod(x[1][1:]))])
         x = b_linear(g, x, rng.choice([2, 3, 4, 5]))
     outs = [x]
-    if rng.random() < 0.2:
+    if rng.random() < 0.3:
         cands = [vv for vv in values[1:-1] if vv[0] != x[0]]
         if cands:
             outs.append(rng.choice(cands))
