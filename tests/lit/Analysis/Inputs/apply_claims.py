@@ -13,7 +13,8 @@ written from the ONNX operator specification): no symoc code is involved.
 
 Tolerances: an exact claim must keep every output to a relative error of 1e-9 (float64).
 A claim with "exact": false is run on a copy of the model whose LayerNormalization,
-BatchNormalization and InstanceNormalization nodes have epsilon 0, to 1e-9; when that
+BatchNormalization and InstanceNormalization nodes, and written-out epsilons (an
+Add(ReduceMean(..), c <= 1e-3) read only by Sqrt or Pow), have epsilon 0, to 1e-9; when that
 does not hold (a normalization written out keeps its epsilon) it is judged at the model's
 epsilon to 1e-3. Prints one line per claim, "ok ID err" or "BAD ID err", and exits 1 if
 any claim fails.
@@ -204,6 +205,42 @@ def without_epsilon(model):
                     at.f = 0.0
             if not any(at.name == "epsilon" for at in n.attribute):
                 n.attribute.append(helper.make_attribute("epsilon", 0.0))
+    # A written-out epsilon (docs/symmetry-schema.md, Tolerances): Add(ReduceMean(..), c),
+    # c one number in [0, 1e-3] (a Constant node or an initializer), read only by Sqrt or
+    # Pow, becomes the mean alone (c set to 0 for this Add: a copy, so others keep theirs).
+    made = {o: n for n in m.graph.node for o in n.output}
+    inits = {t.name: t for t in m.graph.initializer}
+    readers = {}
+    for n in m.graph.node:
+        for x in n.input:
+            readers.setdefault(x, []).append(n)
+    outs = {o.name for o in m.graph.output}
+
+    def small(name):
+        if name in inits:
+            a = numpy_helper.to_array(inits[name])
+        elif name in made and made[name].op_type == "Constant":
+            at = [x for x in made[name].attribute if x.name == "value"]
+            if not at:
+                return False
+            a = numpy_helper.to_array(at[0].t)
+        else:
+            return False
+        return np.issubdtype(a.dtype, np.floating) and a.size == 1 and 0 <= float(a.reshape(-1)[0]) <= 1e-3
+
+    for n in list(m.graph.node):
+        if n.op_type != "Add" or len(n.input) != 2 or n.output[0] in outs:
+            continue
+        rd = readers.get(n.output[0], [])
+        if not rd or any(r.op_type not in ("Sqrt", "Pow") for r in rd):
+            continue
+        for k in (0, 1):
+            mean, c = n.input[k], n.input[1 - k]
+            if mean in made and made[mean].op_type == "ReduceMean" and small(c):
+                zero = c + "__eps0"
+                m.graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+                n.input[1 - k] = zero
+                break
     return m
 
 
