@@ -261,11 +261,13 @@ def b_layernorm(g, x):
             y = g.node("Add", [y, g.weight([d], "ln_b", scale=0.3)])
         g.desc.append("LayerNorm written out")
         return y, s
-    ins = [v, g.weight([d], "ln_g", scale=1.0, tie=0.1)]
+    ax = -1 if len(s) == 2 or g.rng.random() < 0.7 else g.rng.randrange(1, len(s))
+    gs = s[ax:] if ax > 0 else [d]
+    ins = [v, g.weight(gs, "ln_g", scale=1.0, tie=0.1)]
     if g.rng.random() < 0.7:
-        ins.append(g.weight([d], "ln_b", scale=0.3))
-    g.desc.append("LayerNormalization")
-    return g.node("LayerNormalization", ins, axis=-1, epsilon=1e-5), s
+        ins.append(g.weight(gs, "ln_b", scale=0.3))
+    g.desc.append(f"LayerNormalization axis {ax}")
+    return g.node("LayerNormalization", ins, axis=ax, epsilon=1e-5), s
 
 
 def b_rmsnorm(g, x):
@@ -350,13 +352,19 @@ def b_attention(g, x):
     h = r.choice(hs)
     dh = d // h
     rope = dh % 2 == 0 and r.random() < 0.35
+    hk = h // 2 if h >= 2 and r.random() < 0.3 else h  # key/value heads (GQA when < h)
     heads = []
     for p in ("q", "k", "v"):
-        y = g.node("MatMul", [v, g.weight([d, d], "w" + p)])
+        hp = h if p == "q" else hk
+        y = g.node("MatMul", [v, g.weight([d, hp * dh], "w" + p)])
         if r.random() < 0.4:
-            y = g.node("Add", [y, g.weight([d], "b" + p, scale=0.3)])
-        y = g.node("Reshape", [y, g.i64([0, 0, h, dh])])
-        y = g.node("Transpose", [y], perm=[0, 2, 1, 3])  # [B, h, T, dh]
+            y = g.node("Add", [y, g.weight([hp * dh], "b" + p, scale=0.3)])
+        y = g.node("Reshape", [y, g.i64([0, 0, hp, dh])])
+        y = g.node("Transpose", [y], perm=[0, 2, 1, 3])  # [B, hp, T, dh]
+        if hp != h:
+            y = g.node("Unsqueeze", [y, g.i64([2])])
+            y = g.node("Expand", [y, g.i64([1, hp, h // hp, t, dh])])
+            y = g.node("Reshape", [y, g.i64([0, h, t, dh])])
         if rope and p != "v":
             ang = np.arange(t)[:, None] * (0.5 ** np.arange(dh // 2))[None, :]
             ang = np.concatenate([ang, ang], -1)
@@ -383,7 +391,7 @@ def b_attention(g, x):
     o = g.node("MatMul", [o, g.weight([d, d], "wo")])
     if r.random() < 0.4:
         o = g.node("Add", [o, g.weight([d], "bo", scale=0.3)])
-    g.desc.append(f"attention h{h} dh{dh}{' rope' if rope else ''} mask {mask}")
+    g.desc.append(f"attention h{h} kv{hk} dh{dh}{' rope' if rope else ''} mask {mask}")
     return o, s
 
 
@@ -835,6 +843,8 @@ def main():
         onnx.save(model, path)
         jpath = path[:-5] + ".json"
         extra = ["--loss", "cross-entropy"] if two_d and rng.random() < 0.5 else []
+        if rng.random() < 0.1:
+            extra += ["--constant-params", "yes"]
         cmd = [args.symoc, "analyze", path, "--verify", "--json", jpath, "--dim", "batch=3"] + extra
         cases.append((i, path, desc, cmd, jpath, len(model.graph.node)))
 
