@@ -556,6 +556,17 @@ void ScatterElementsOp::applySymmetryRule(SpaceBuilder &b) {
   }
 }
 
+namespace {
+/// A one-hot's batched axis: axis `xa` of the positions is axis `ya` of the result,
+/// permutations only; the flows are pinned (the result holds two fixed values).
+void tieOneHotAxis(SpaceBuilder &b, Value x, int64_t xa, Value y, int64_t ya, StringRef why) {
+  b.tie(x, xa, y, ya);
+  b.restrict(y, ya, kPerm, why);
+  pinFlows(b, x, xa);
+  pinFlows(b, y, ya);
+}
+} // namespace
+
 void OneHotOp::applySymmetryRule(SpaceBuilder &b) {
   // y = OneHot(indices, depth, values): a new axis `axis` of size depth, with
   // y[.., j, ..] = on where the index is j and off elsewhere. With positions
@@ -577,15 +588,9 @@ void OneHotOp::applySymmetryRule(SpaceBuilder &b) {
     barrier(b, op, "OneHot of indices that are not positions along a known axis");
     return;
   }
-  for (int64_t a = 0, k = 0; a < ry; ++a) {
-    if (a == axis)
-      continue;
-    b.tie(idx, k, y, a);
-    b.restrict(y, a, kPerm, "OneHot");
-    pinFlows(b, idx, k);
-    pinFlows(b, y, a);
-    ++k;
-  }
+  for (int64_t a = 0, k = 0; a < ry; ++a)
+    if (a != axis)
+      tieOneHotAxis(b, idx, k++, y, a, "OneHot");
   restrictAll(b, getOperand(1), kNone, "OneHot depth");
   restrictAll(b, getOperand(2), kNone, "OneHot values");
 }
@@ -625,14 +630,9 @@ bool equalAsOneHot(SpaceBuilder &b, Operation *op) {
       xOk = i == a || (dimOf(x, i) == dimOf(y, i) && dimOf(x, i) > 0);
     if (!xOk || !b.takePositions(op->getOpOperand(k), y, a))
       continue;
-    for (int64_t i = 0; i < ry; ++i) {
-      if (i == a)
-        continue;
-      b.tie(x, i, y, i);
-      b.restrict(y, i, kPerm, "one-hot by Equal");
-      pinFlows(b, x, i);
-      pinFlows(b, y, i);
-    }
+    for (int64_t i = 0; i < ry; ++i)
+      if (i != a)
+        tieOneHotAxis(b, x, i, y, i, "one-hot by Equal");
     pinFlows(b, x, a);
     restrictAll(b, t, kNone, "one-hot table");
     return true;
