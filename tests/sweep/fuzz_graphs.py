@@ -449,13 +449,18 @@ def b_conv_same(g, x):
     return b_conv(g, x, same=True)
 
 
+def pick_axis(r, s):
+    """A random non-batch axis of size >= 2 of shape `s` (None when there is none)."""
+    axes = [a for a in range(1, len(s)) if s[a] >= 2]
+    return r.choice(axes) if axes else None
+
+
 def b_split_concat(g, x):
     v, s = x
     r = g.rng
-    axes = [a for a in range(1, len(s)) if s[a] >= 2]
-    if not axes:
+    ax = pick_axis(r, s)
+    if ax is None:
         return None
-    ax = r.choice(axes)
     if r.random() < 0.5:
         n = s[ax]
         k = r.randrange(1, n)
@@ -514,10 +519,9 @@ def b_transpose(g, x):
 def b_gather(g, x):
     v, s = x
     r = g.rng
-    axes = [a for a in range(1, len(s)) if s[a] >= 2]
-    if not axes:
+    ax = pick_axis(r, s)
+    if ax is None:
         return None
-    ax = r.choice(axes)
     n = s[ax]
     idx = list(range(n))
     kind = r.choice(["perm", "perm", "repeat", "subset"])
@@ -537,10 +541,9 @@ def b_gather(g, x):
 def b_positional(g, x):
     v, s = x
     r = g.rng
-    axes = [a for a in range(1, len(s)) if s[a] >= 2]
-    if not axes:
+    ax = pick_axis(r, s)
+    if ax is None:
         return None
-    ax = r.choice(axes)
     n = s[ax]
     kind = r.choice(["cumsum", "topk", "topk_scatter", "argmax", "trilu", "slice"])
     if kind == "trilu" and len(s) < 3:
