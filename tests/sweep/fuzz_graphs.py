@@ -545,7 +545,7 @@ def b_positional(g, x):
     if ax is None:
         return None
     n = s[ax]
-    kind = r.choice(["cumsum", "topk", "topk_scatter", "argmax", "trilu", "slice"])
+    kind = r.choice(["cumsum", "topk", "topk_scatter", "argmax", "trilu", "slice", "onehot"])
     if kind == "trilu" and len(s) < 3:
         kind = "slice"
     g.desc.append(f"{kind} axis {ax}")
@@ -569,6 +569,8 @@ def b_positional(g, x):
         ns = list(s)
         ns[ax] = 1
         return g.node("GatherElements", [v, am], axis=ax), ns
+    if kind == "onehot":
+        return onehot_select(g, v, s, ax)
     if kind == "trilu":
         return g.node("Trilu", [v, g.i64(r.randrange(-1, 2))], upper=r.randrange(2)), s
     a = r.randrange(0, n - 1)
@@ -576,6 +578,34 @@ def b_positional(g, x):
     ns = list(s)
     ns[ax] = b - a
     return g.node("Slice", [v, g.i64([a]), g.i64([b]), g.i64([ax])]), ns
+
+
+def onehot_select(g, v, s, ax):
+    """ArgMax/ArgMin over ax as a one-hot along a new last axis (OneHot, or torch's
+    `idx.unsqueeze(-1) == arange(n)` as Equal against a table, sometimes permuted or
+    repeating: not a one-hot in order), then a MatMul whose rows that axis selects."""
+    r = g.rng
+    n = s[ax]
+    am = g.node(r.choice(["ArgMax", "ArgMin"]), [v], axis=ax, keepdims=0,
+                select_last_index=r.randrange(2))
+    table = list(range(n))
+    how = r.choice(["OneHot", "equal", "equal", "equal2d", "equal-perm", "equal-repeat"])
+    if how == "equal-perm" and n >= 2:
+        while table == list(range(n)):
+            r.shuffle(table)
+    elif how == "equal-repeat" and n >= 2:
+        table[r.randrange(n)] = r.randrange(n)
+    g.desc.append(f"one-hot {how} table {table}")
+    if how == "OneHot":
+        hot = g.node("OneHot", [am, g.i64([n]), g.const(np.asarray([0.0, 1.0], np.float32))],
+                     axis=-1)
+    else:
+        t = np.asarray(table, np.int64).reshape([1, n] if how == "equal2d" else [n])
+        eq = g.node("Equal", [g.node("Unsqueeze", [am, g.i64([-1])]), g.const(t)])
+        hot = g.node("Cast", [eq], to=TensorProto.FLOAT)
+    k = pick_dim(r)
+    ns = [d for i, d in enumerate(s) if i != ax] + [k]
+    return g.node("MatMul", [hot, g.weight([n, k], "sel_w")]), ns
 
 
 def b_reduce(g, x):
