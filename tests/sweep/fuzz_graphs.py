@@ -734,11 +734,88 @@ def b_pool(g, x):
     return g.node(kind, [v], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]), s
 
 
+def b_einsum(g, x):
+    """Einsum spellings of linear maps, mixing and contractions (with a weight or the value
+    itself), some with the letters in unusual orders."""
+    v, s = x
+    r = g.rng
+    k = pick_dim(r)
+    if len(s) == 2:
+        eq, ws, ns = r.choice([("bi,ij->bj", [s[1], k], [s[0], k]),
+                               ("bi,ji->bj", [k, s[1]], [s[0], k]),
+                               ("bi,i->bi", [s[1]], s),
+                               ("bi,bi->bi", None, s),
+                               ("bk,kj->bj", [s[1], k], [s[0], k])])
+    elif len(s) == 3:
+        b, t, d = s
+        eq, ws, ns = r.choice([("btd,de->bte", [d, k], [b, t, k]),
+                               ("btd,ed->bte", [k, d], [b, t, k]),
+                               ("btd,bsd->bts", None, [b, t, t]),
+                               ("btd,st->bsd", [t, t], s),
+                               ("btd,d->bt", [d], [b, t]),
+                               ("btd->bdt", "unary", [b, d, t])])
+    else:
+        b, c, h, w = s
+        eq, ws, ns = r.choice([("bchw,dc->bdhw", [k, c], [b, k, h, w]),
+                               ("bchw,c->bhw", [c], [b, h, w]),
+                               ("bchw->bhwc", "unary", [b, h, w, c])])
+    g.desc.append(f"Einsum {eq}")
+    if ws == "unary":
+        return g.node("Einsum", [v], equation=eq), ns
+    other = v if ws is None else g.weight(ws, "ein_w", tie=0.1)
+    return g.node("Einsum", [v, other], equation=eq), ns
+
+
+def b_pad(g, x):
+    """Pad one non-batch axis: zeros, another constant, or copies (edge, reflect)."""
+    v, s = x
+    r = g.rng
+    ax = pick_axis(r, s)
+    if ax is None:
+        return None
+    mode = r.choice(["constant", "constant", "edge", "reflect"])
+    a, b = r.randrange(0, 2), r.randrange(1, 3)
+    if mode == "reflect" and max(a, b) >= s[ax]:
+        mode = "edge"
+    pads = [0] * (2 * len(s))
+    pads[ax], pads[len(s) + ax] = a, b
+    ins = [v, g.i64(pads)]
+    c = 0.0
+    if mode == "constant" and r.random() < 0.4:
+        c = r.choice([0.5, -1.0])
+        ins.append(g.const(np.float32(c)))
+    g.desc.append(f"Pad {mode} {c} axis {ax} ({a}, {b})")
+    ns = list(s)
+    ns[ax] += a + b
+    return g.node("Pad", ins, mode=mode), ns
+
+
+def b_tile(g, x):
+    """Tile one non-batch axis (each coordinate's copies k apart), or Squeeze a unit axis
+    that Unsqueeze made."""
+    v, s = x
+    r = g.rng
+    ax = pick_axis(r, s)
+    if ax is None:
+        return None
+    if r.random() < 0.3:
+        u = g.node("Unsqueeze", [v, g.i64([ax])])
+        g.desc.append(f"Unsqueeze+Squeeze axis {ax}")
+        return g.node("Squeeze", [u, g.i64([ax])]), s
+    reps = [1] * len(s)
+    reps[ax] = 2
+    g.desc.append(f"Tile axis {ax}")
+    ns = list(s)
+    ns[ax] *= 2
+    return g.node("Tile", [v, g.i64(reps)]), ns
+
+
 BLOCKS = [(b_linear, 10), (b_conv, 6), (b_act, 6), (b_norm, 4), (b_attention, 4),
           (b_mlp_same, 3), (b_gated, 4),
           (b_residual, 4), (b_split_concat, 2), (b_reshape, 2), (b_transpose, 1),
           (b_gather, 2), (b_positional, 3), (b_reduce, 2), (b_softmax, 1), (b_elem, 3),
-          (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2), (b_expand, 1)]
+          (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2), (b_expand, 1), (b_einsum, 3),
+          (b_pad, 2), (b_tile, 1)]
 
 
 def generate(rng):
