@@ -158,6 +158,20 @@ TEST(Broadcast, ThreeWayShapes) {
         EXPECT_EQ(at(z, {i, j, k}), at(w, {i, 0, k}) ? at(c, {k}) : at(b, {j, 0}));
 }
 
+// Mish (opset 18; ONNX 1.12's node test data has no case): x tanh(ln(1 + e^x)), finite at
+// both tails (the softplus written so that e^x does not overflow).
+TEST(Unary, MishMatchesItsFormula) {
+  Tensor x = randn({7});
+  x.data[0] = 800.0, x.data[1] = -800.0, x.data[2] = 0.0;
+  Tensor y = run1(node("Mish"), 18, {&x});
+  ASSERT_EQ(y.dims, x.dims);
+  for (size_t i = 3; i < x.data.size(); ++i)
+    EXPECT_NEAR(y.data[i], x.data[i] * std::tanh(std::log(1.0 + std::exp(x.data[i]))), 1e-14);
+  EXPECT_DOUBLE_EQ(y.data[0], 800.0);
+  EXPECT_DOUBLE_EQ(y.data[2], 0.0);
+  EXPECT_TRUE(std::isfinite(y.data[1]) && y.data[1] <= 0.0 && y.data[1] > -1e-300);
+}
+
 TEST(Broadcast, IncompatibleShapesAreAnError) {
   Tensor a = randn({2, 3}), b = randn({4});
   try {

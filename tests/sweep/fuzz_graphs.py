@@ -612,7 +612,8 @@ def b_reduce(g, x):
     v, s = x
     r = g.rng
     ax = r.randrange(1, len(s))
-    op = r.choice(["ReduceMean", "ReduceSum", "ReduceMax"])
+    op = r.choice(["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
+                   "ReduceSumSquare", "ReduceLogSumExp", "ReduceProd"])
     y = g.reduce(op, v, [ax], keepdims=1)
     g.desc.append(f"{op} axis {ax}")
     if r.random() < 0.6:  # combined with x again (a centering, a gate)
@@ -682,6 +683,34 @@ def b_elem(g, x):
     cn = g.const(c) if r.random() < 0.7 else g.weight(list(np.shape(c)) or [1], "ew", tie=0.3)
     g.desc.append(f"{op} const {kind}")
     return g.node(op, [v, cn] if r.random() < 0.7 or op in ("Div", "Sub") else [cn, v]), s
+
+
+def b_unary(g, x):
+    """The other elementwise functions symoc has rules for (odd, even, homogeneous of some
+    degree, or none), PRelu with a learned slope per unit, Dropout as at inference."""
+    v, s = x
+    r = g.rng
+    op = r.choice(["Sign", "Reciprocal", "Atan", "Softsign", "Cos", "Floor", "Round", "Elu",
+                   "Selu", "Celu", "HardSigmoid", "HardSwish", "Mish", "Exp", "Log", "Neg",
+                   "Identity", "Sinh", "Asin", "PRelu", "PRelu", "Dropout", "ThresholdedRelu"])
+    g.desc.append(op)
+    if op in ("Reciprocal", "Log"):  # of a positive value, or of one that may be negative
+        if r.random() < 0.7:
+            v = g.node("Add", [g.node("Abs", [v]), g.const(np.float32(0.5))])
+        return g.node(op, [v]), s
+    if op == "Asin":  # of a value in (-1, 1)
+        return g.node(op, [g.node("Tanh", [v])]), s
+    if op == "PRelu":
+        c = s[1] if len(s) == 4 else s[-1]
+        shape = [c, 1, 1] if len(s) == 4 else [c]
+        if r.random() < 0.2:
+            shape = [1]
+        return g.node("PRelu", [v, g.weight(shape, "prelu_a", scale=0.3, tie=0.1)]), s
+    if op == "Dropout":
+        return g.node("Dropout", [v, g.const(np.float32(r.choice([0.0, 0.1])))]), s
+    if op == "ThresholdedRelu":
+        return g.node(op, [v], alpha=r.choice([0.0, 0.5])), s
+    return g.node(op, [v]), s
 
 
 def b_where(g, x):
@@ -790,6 +819,51 @@ def b_pad(g, x):
     return g.node("Pad", ins, mode=mode), ns
 
 
+def b_img_ops(g, x):
+    """Image-only spellings: ConvTranspose (dense or depthwise), DepthToSpace / SpaceToDepth,
+    GroupNormalization (opset 18: one scale per group) and GlobalMaxPool."""
+    v, s = x
+    if len(s) != 4:
+        return None
+    r = g.rng
+    b, c, h, w = s
+    kind = r.choice(["convT", "convT", "d2s", "s2d", "groupnorm", "gmaxpool"])
+    if kind == "convT":
+        grp = c if r.random() < 0.3 else 1
+        o = c if grp > 1 else pick_dim(r)
+        k, st = r.choice([(2, 2), (3, 1), (1, 1)])
+        ins = [v, g.weight([c, o // grp, k, k], "convt_w", scale=0.4)]
+        if r.random() < 0.6:
+            ins.append(g.weight([o], "convt_b", scale=0.3))
+        pad = 1 if k == 3 else 0
+        g.desc.append(f"ConvTranspose g{grp} k{k} s{st}")
+        return g.node("ConvTranspose", ins, kernel_shape=[k, k], strides=[st, st],
+                      pads=[pad] * 4, group=grp), \
+            [b, o, (h - 1) * st + k - 2 * pad, (w - 1) * st + k - 2 * pad]
+    if kind == "d2s":
+        if c % 4:
+            return None
+        mode = r.choice(["DCR", "CRD"])
+        g.desc.append(f"DepthToSpace {mode}")
+        return g.node("DepthToSpace", [v], blocksize=2, mode=mode), [b, c // 4, 2 * h, 2 * w]
+    if kind == "s2d":
+        if h % 2 or w % 2:
+            return None
+        g.desc.append("SpaceToDepth")
+        return g.node("SpaceToDepth", [v], blocksize=2), [b, 4 * c, h // 2, w // 2]
+    if kind == "groupnorm":
+        if g.opset < 18:
+            return None
+        grps = [k for k in (1, 2, c) if c % k == 0]
+        gr = r.choice(grps)
+        g.desc.append(f"GroupNormalization-18 {gr}")
+        return g.node("GroupNormalization", [v, g.weight([gr], "gn18_g", scale=1.0),
+                                             g.weight([gr], "gn18_b", scale=0.3)],
+                      num_groups=gr, epsilon=1e-5), s
+    g.desc.append("GlobalMaxPool")
+    return g.node("GlobalMaxPool", [v]), [b, c, 1, 1]
+
+
 def b_tile(g, x):
     """Tile one non-batch axis (each coordinate's copies k apart), or Squeeze a unit axis
     that Unsqueeze made."""
@@ -815,7 +889,7 @@ BLOCKS = [(b_linear, 10), (b_conv, 6), (b_act, 6), (b_norm, 4), (b_attention, 4)
           (b_residual, 4), (b_split_concat, 2), (b_reshape, 2), (b_transpose, 1),
           (b_gather, 2), (b_positional, 3), (b_reduce, 2), (b_softmax, 1), (b_elem, 3),
           (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2), (b_expand, 1), (b_einsum, 3),
-          (b_pad, 2), (b_tile, 1)]
+          (b_pad, 2), (b_tile, 1), (b_unary, 3), (b_img_ops, 2)]
 
 
 def generate(rng):

@@ -167,6 +167,9 @@ void registerElementwiseOps(std::map<std::string, OpInfo> &r) {
     return std::max(0.0, std::min(1.0, c.attrFloat("alpha", 0.2) * x +
                                            c.attrFloat("beta", 0.5)));
   }, {"alpha", "beta"});
+  unary(r, "Mish", [](double x, C) { // x tanh(softplus(x))
+    return x * std::tanh(x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)));
+  });
   unary(r, "HardSwish", [](double x, C) {
     return x * std::max(0.0, std::min(1.0, x / 6.0 + 0.5));
   });

@@ -59,11 +59,26 @@ def _node(node, ins, a, opset):
              "Reciprocal": lambda v: 1.0 / v, "Floor": np.floor, "Ceil": np.ceil,
              "Sign": np.sign, "Softsign": lambda v: v / (1 + np.abs(v)),
              "Softplus": lambda v: np.log1p(np.exp(v)), "Identity": lambda v: v,
-             "Not": np.logical_not}
+             "Not": np.logical_not, "Round": np.round, "Atan": np.arctan, "Asin": np.arcsin,
+             "Sinh": np.sinh, "Tan": np.tan, "Neg": np.negative,
+             "Mish": lambda v: v * np.tanh(np.log1p(np.exp(v))),
+             "HardSwish": lambda v: v * np.clip(v / 6.0 + 0.5, 0.0, 1.0)}
     if op in unary:
         return [unary[op](x)]
     if op == "Gelu":
         return [0.5 * x * (1 + onnx_numpy._erf(x / math.sqrt(2)))]
+    if op == "Dropout":  # at inference: the identity (and an all-true mask)
+        return [x, np.ones(x.shape, bool)]
+    if op == "PRelu":
+        return [np.where(x >= 0, x, ins[1] * x)]
+    if op == "HardSigmoid":
+        return [np.clip(a.get("alpha", 0.2) * x + a.get("beta", 0.5), 0.0, 1.0)]
+    if op in ("Elu", "Celu", "Selu"):
+        al = a.get("alpha", {"Elu": 1.0, "Celu": 1.0, "Selu": 1.67326319217681884765625}[op])
+        if op == "Celu":
+            return [np.maximum(0.0, x) + np.minimum(0.0, al * (np.exp(x / al) - 1.0))]
+        y = np.where(x >= 0, x, al * (np.exp(x) - 1.0))
+        return [y * a.get("gamma", 1.05070102214813232421875) if op == "Selu" else y]
     if op == "ThresholdedRelu":
         return [np.where(x > a.get("alpha", 1.0), x, 0.0)]
     if op == "LeakyRelu":
@@ -92,7 +107,7 @@ def _node(node, ins, a, opset):
         k = int(ins[1]) if len(ins) > 1 and ins[1] is not None else 0
         return [np.triu(x, k) if a.get("upper", 1) else np.tril(x, k)]
     if op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-              "ReduceL2", "ReduceSumSquare"):
+              "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"):
         axes = _axes_arg(a, ins, opset)
         keep = bool(a.get("keepdims", 1))
         if axes == [] and a.get("noop_with_empty_axes", 0):
@@ -102,7 +117,9 @@ def _node(node, ins, a, opset):
         fn = {"ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceMax": np.max,
               "ReduceMin": np.min, "ReduceProd": np.prod,
               "ReduceL2": lambda v, axis, keepdims: np.sqrt(np.sum(v * v, axis=axis, keepdims=keepdims)),
-              "ReduceSumSquare": lambda v, axis, keepdims: np.sum(v * v, axis=axis, keepdims=keepdims)}[op]
+              "ReduceSumSquare": lambda v, axis, keepdims: np.sum(v * v, axis=axis, keepdims=keepdims),
+              "ReduceLogSumExp": lambda v, axis, keepdims: np.log(np.sum(np.exp(v), axis=axis,
+                                                                        keepdims=keepdims))}[op]
         return [_reduce(fn, x, axes, keep)]
     if op in ("Softmax", "LogSoftmax"):
         ax = a.get("axis", 1 if opset < 13 else -1)
