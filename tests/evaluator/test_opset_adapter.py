@@ -24,6 +24,9 @@ try:
 except ImportError:
     sys.exit(77)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from onnx_numpy import attention_ref, rotary_ref  # noqa: E402
+
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(0)
 
@@ -62,38 +65,6 @@ def run(tool, m, feeds):
 
 def erf(x):
     return np.vectorize(math.erf)(x)
-
-
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def attention_ref(q, k, v, scale=None, causal=False, mask=None, softcap=0.0):
-    hq, hk = q.shape[1], k.shape[1]
-    k = np.repeat(k, hq // hk, axis=1)
-    v = np.repeat(v, hq // hk, axis=1)
-    s = q @ k.transpose(0, 1, 3, 2) * (scale if scale else 1 / math.sqrt(q.shape[-1]))
-    if softcap:
-        s = softcap * np.tanh(s / softcap)
-    if causal:
-        s = s + np.triu(np.full(s.shape[-2:], -np.inf), 1)
-    if mask is not None:
-        s = s + (np.where(mask, 0, -np.inf) if mask.dtype == bool else mask)
-    return softmax(s) @ v
-
-
-def rotary_ref(x, cos, sin, pos, interleaved, rd):
-    # x [B, H, S, D]; cos/sin caches [P, rd/2] gathered at pos [B, S].
-    c, s = cos[pos][:, None], sin[pos][:, None]
-    xr, rest = x[..., :rd], x[..., rd:]
-    if interleaved:
-        x1, x2 = xr[..., 0::2], xr[..., 1::2]
-        out = np.stack([x1 * c - x2 * s, x2 * c + x1 * s], -1).reshape(xr.shape)
-    else:
-        x1, x2 = xr[..., :rd // 2], xr[..., rd // 2:]
-        out = np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], -1)
-    return np.concatenate([out, rest], -1)
 
 
 def keys(d, a=-0.75):

@@ -31,6 +31,37 @@ def _softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def attention_ref(q, k, v, scale=None, causal=False, mask=None, softcap=0.0):
+    """Attention-23/24 from its spec on 4-D [B, H, S, D] inputs: K and V repeated over the
+    query heads of their group (GQA), softcap before the causal mask (top-left aligned) and
+    the attention mask (bool: True attends; float: added)."""
+    hq, hk = q.shape[1], k.shape[1]
+    k = np.repeat(k, hq // hk, axis=1)
+    v = np.repeat(v, hq // hk, axis=1)
+    s = q @ k.transpose(0, 1, 3, 2) * (scale if scale else 1 / math.sqrt(q.shape[-1]))
+    if softcap:
+        s = softcap * np.tanh(s / softcap)
+    if causal:
+        s = s + np.triu(np.full(s.shape[-2:], -np.inf), 1)
+    if mask is not None:
+        s = s + (np.where(mask, 0, -np.inf) if mask.dtype == bool else mask)
+    return _softmax(s, -1) @ v
+
+
+def rotary_ref(x, cos, sin, pos, interleaved, rd):
+    """RotaryEmbedding-23 from its spec on x [B, H, S, D]: the first rd channels rotated
+    (halves, or interleaved pairs), the caches [P, rd/2] gathered at pos [B, S]."""
+    c, s = cos[pos][:, None], sin[pos][:, None]
+    xr, rest = x[..., :rd], x[..., rd:]
+    if interleaved:
+        x1, x2 = xr[..., 0::2], xr[..., 1::2]
+        out = np.stack([x1 * c - x2 * s, x2 * c + x1 * s], -1).reshape(xr.shape)
+    else:
+        x1, x2 = xr[..., :rd // 2], xr[..., rd // 2:]
+        out = np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], -1)
+    return np.concatenate([out, rest], -1)
+
+
 def _conv(x, w, b, a):
     if a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
         raise NotImplementedError("Conv with group or dilation")

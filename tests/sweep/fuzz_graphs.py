@@ -272,6 +272,12 @@ def b_layernorm(g, x):
 
 def b_rmsnorm(g, x):
     v, s = x
+    if g.opset >= 23 and g.rng.random() < 0.5:  # the opset-23 op, over the last axis or more
+        ax = -1 if len(s) == 2 or g.rng.random() < 0.7 else g.rng.randrange(1, len(s))
+        gs = s[ax:] if ax > 0 else [s[-1]]
+        g.desc.append(f"RMSNormalization-23 axis {ax}")
+        return g.node("RMSNormalization", [v, g.weight(gs, "rms_g", scale=1.0, tie=0.1)],
+                      axis=ax, epsilon=1e-6), s
     sq = g.node("Pow", [v, g.const(np.float32(2.0))]) if g.rng.random() < 0.5 else \
         g.node("Mul", [v, v])
     ms = g.reduce("ReduceMean", sq, [-1])
@@ -353,6 +359,8 @@ def b_attention(g, x):
     dh = d // h
     rope = dh % 2 == 0 and r.random() < 0.35
     hk = h // 2 if h >= 2 and r.random() < 0.3 else h  # key/value heads (GQA when < h)
+    if g.opset >= 23 and r.random() < 0.6:
+        return fused_attention(g, v, s, h, hk, dh, rope)
     heads = []
     for p in ("q", "k", "v"):
         hp = h if p == "q" else hk
@@ -392,6 +400,37 @@ def b_attention(g, x):
     if r.random() < 0.4:
         o = g.node("Add", [o, g.weight([d], "bo", scale=0.3)])
     g.desc.append(f"attention h{h} kv{hk} dh{dh}{' rope' if rope else ''} mask {mask}")
+    return o, s
+
+
+def fused_attention(g, v, s, h, hk, dh, rope):
+    """Opset 23's spelling: 3-D projections, RotaryEmbedding-23 (3-D, num_heads; halves or
+    interleaved, all or part of each head) on q and k, Attention-23 with q_num_heads /
+    kv_num_heads (GQA when fewer), causal or not."""
+    r = g.rng
+    _, t, d = s
+    proj = {}
+    for p in ("q", "k", "v"):
+        hp = h if p == "q" else hk
+        y = g.node("MatMul", [v, g.weight([d, hp * dh], "w" + p)])
+        if r.random() < 0.4:
+            y = g.node("Add", [y, g.weight([hp * dh], "b" + p, scale=0.3)])
+        proj[p] = y
+    if rope:
+        rd = r.choice([dh, dh] + ([dh // 2] if dh % 4 == 0 else []))
+        ang = np.arange(t)[:, None] * (0.5 ** np.arange(rd // 2))[None, :]
+        cos = g.const(np.cos(ang).astype(np.float32), "cos", as_init=r.random() < 0.5)
+        sin = g.const(np.sin(ang).astype(np.float32), "sin", as_init=r.random() < 0.5)
+        pos = g.const(np.tile(np.arange(t, dtype=np.int64), (B, 1)), "pos")
+        inter = r.randrange(2)
+        for p, hp in (("q", h), ("k", hk)):
+            proj[p] = g.node("RotaryEmbedding", [proj[p], cos, sin, pos], num_heads=hp,
+                             interleaved=inter, rotary_embedding_dim=rd)
+    causal = r.randrange(2)
+    o = g.node("Attention", [proj["q"], proj["k"], proj["v"]], q_num_heads=h,
+               kv_num_heads=hk, is_causal=causal)
+    o = g.node("MatMul", [o, g.weight([d, d], "wo")])
+    g.desc.append(f"Attention-23 h{h} kv{hk} dh{dh}{' rope' if rope else ''} causal {causal}")
     return o, s
 
 
@@ -856,9 +895,10 @@ def b_img_ops(g, x):
             return None
         grps = [k for k in (1, 2, c) if c % k == 0]
         gr = r.choice(grps)
-        g.desc.append(f"GroupNormalization-18 {gr}")
-        return g.node("GroupNormalization", [v, g.weight([gr], "gn18_g", scale=1.0),
-                                             g.weight([gr], "gn18_b", scale=0.3)],
+        per = [gr] if g.opset < 21 else [c]  # one scale per group before opset 21
+        g.desc.append(f"GroupNormalization-{g.opset} {gr}")
+        return g.node("GroupNormalization", [v, g.weight(per, "gn_op_g", scale=1.0),
+                                             g.weight(per, "gn_op_b", scale=0.3)],
                       num_groups=gr, epsilon=1e-5), s
     g.desc.append("GlobalMaxPool")
     return g.node("GlobalMaxPool", [v]), [b, c, 1, 1]
@@ -894,7 +934,7 @@ BLOCKS = [(b_linear, 10), (b_conv, 6), (b_act, 6), (b_norm, 4), (b_attention, 4)
 
 def generate(rng):
     """A random graph: (model, description, output is 2-D)."""
-    opset = rng.choices([17, 13, 18], [6, 2, 2])[0]
+    opset = rng.choices([17, 13, 18, 23], [6, 2, 2, 2])[0]
     g = Builder(rng, opset)
     layout = rng.choice(["vec", "img", "seq"])
     if layout == "vec":
@@ -952,7 +992,7 @@ def generate(rng):
     graph = helper.make_graph(keep, "fuzz", [inp], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="fuzz_graphs")
-    model.ir_version = 8
+    model.ir_version = 10 if opset >= 21 else 8
     return model, g.desc, len(outs) == 1 and len(x[1]) == 2
 
 

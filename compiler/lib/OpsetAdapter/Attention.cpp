@@ -36,9 +36,11 @@ void attention(Context &ctx, const onnx::NodeProto &n, int64_t v,
     ctx.fail(n, v, "Q must have a known rank of 3 or 4");
   bool threeD = *rank == 3;
   int64_t qHeads = attrInt(n, "q_num_heads", 0), kvHeads = attrInt(n, "kv_num_heads", 0);
-  auto qs = ctx.shape(n.input(0)), ks = ctx.shape(n.input(1)), vs = ctx.shape(n.input(2));
+  // The batch may stay symbolic: the rewrite reads heads, lengths and head sizes only.
+  auto qs = ctx.shapeButBatch(n.input(0)), ks = ctx.shapeButBatch(n.input(1)),
+       vs = ctx.shapeButBatch(n.input(2));
   if (!qs || !ks || !vs)
-    ctx.fail(n, v, "needs static shapes of Q, K and V");
+    ctx.fail(n, v, "needs static shapes of Q, K and V (but for the batch)");
   if (ks->size() != qs->size() || vs->size() != qs->size())
     ctx.fail(n, v, "Q, K and V must have the same rank");
   if (threeD && (qHeads <= 0 || kvHeads <= 0))

@@ -4,6 +4,7 @@
 
 #include "symoc/ModelIO/ModelIO.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace symoc {
@@ -138,6 +139,13 @@ std::optional<std::vector<int64_t>> Context::partialShape(const std::string &nam
   std::vector<int64_t> dims;
   for (const auto &d : it->second->type().tensor_type().shape().dim())
     dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
+  return dims;
+}
+
+std::optional<std::vector<int64_t>> Context::shapeButBatch(const std::string &name) const {
+  auto dims = partialShape(name);
+  if (!dims || dims->empty() || std::any_of(dims->begin() + 1, dims->end(), [](int64_t d) { return d < 0; }))
+    return std::nullopt;
   return dims;
 }
 

@@ -205,6 +205,18 @@ void removeValueInfo(onnx::ModelProto &model, const std::set<std::string> &names
   g.mutable_value_info()->Swap(&kept);
 }
 
+/// Initializers that some node reads (subgraphs' reads included by name).
+std::set<std::string> readInitializers(const onnx::GraphProto &g) {
+  std::set<std::string> inits, read;
+  for (const auto &t : g.initializer())
+    inits.insert(t.name());
+  for (const auto &n : g.node())
+    for (const auto &i : n.input())
+      if (inits.count(i))
+        read.insert(i);
+  return read;
+}
+
 void setDefaultOpset(onnx::ModelProto &model, int64_t v) {
   for (auto &op : *model.mutable_opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx")
@@ -265,6 +277,11 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
                           " SplitToSequence/SequenceAt groups as Split");
   ctx.index();
   if (opset > kNativeOpset) {
+    // A rewrite that reads an initializer's values into a constant of its own (RotaryEmbedding's
+    // caches into its tables, Resize-18's roi and scales) leaves the initializer unread: it is a
+    // table the exporter computed, not a weight, and a claim on it would be vacuous in the
+    // adapted graph but false for the model as written (GL on the cos / sin caches).
+    const std::set<std::string> readBefore = readInitializers(model.graph());
     GraphRewriter rw(ctx, opset);
     // Rewrites that need shapes produced by other rewrites wait for shape
     // inference on the partly rewritten graph; the last pass reports what
@@ -278,6 +295,10 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
       ctx.index();
     }
     stripDoneMarks(*model.mutable_graph());
+    const std::set<std::string> readAfter = readInitializers(model.graph());
+    for (const auto &name : readBefore)
+      if (!readAfter.count(name))
+        ctx.constants.insert(name);
     setDefaultOpset(model, kNativeOpset);
     // The exporter's value_info shapes (kept until now: the rewrites read
     // ranks from them, and ONNX 1.12's data propagation crashes on Shape of a

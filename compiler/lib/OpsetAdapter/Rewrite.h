@@ -44,6 +44,9 @@ public:
   std::optional<std::vector<int64_t>> shape(const std::string &name) const;
   /// The shape with -1 for each dim that is not a known value (rank known).
   std::optional<std::vector<int64_t>> partialShape(const std::string &name) const;
+  /// The shape with every dim known but perhaps the first (-1 there): a batch
+  /// left symbolic by the export, which rewrites that never read it allow.
+  std::optional<std::vector<int64_t>> shapeButBatch(const std::string &name) const;
   std::optional<int64_t> rank(const std::string &name) const;
   /// Element type (TensorProto data type) when known, else FLOAT.
   int32_t elemType(const std::string &name) const;

@@ -17,9 +17,9 @@ void rotary(Context &ctx, const onnx::NodeProto &n, int64_t v, std::vector<onnx:
   const std::string name = nodeName(n);
   if (n.input_size() < 3)
     ctx.fail(n, v, "needs input, cos_cache and sin_cache");
-  auto xs = ctx.shape(n.input(0));
+  auto xs = ctx.shapeButBatch(n.input(0)); // the batch is never read
   if (!xs || (xs->size() != 3 && xs->size() != 4))
-    ctx.fail(n, v, "needs an input of static shape, 3-D or 4-D");
+    ctx.fail(n, v, "needs an input of static shape (but for the batch), 3-D or 4-D");
   bool threeD = xs->size() == 3;
   int64_t heads = attrInt(n, "num_heads", 0);
   if (threeD && heads <= 0)

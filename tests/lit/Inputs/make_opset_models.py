@@ -10,6 +10,9 @@ Usage: make_opset_models.py KIND OUT.onnx
                causal) -> o proj
   attn23_3d    the same with 3-D Q/K/V (q_num_heads / kv_num_heads attributes)
   rope23       attn23 with RotaryEmbedding-23 on q and k (constant caches and positions)
+  attn23_dyn   attn23_3d with 3-D RotaryEmbedding-23 (num_heads) on q and k, the batch a
+               symbolic "batch" (torch's dynamic batch), positions [1, S]
+  attn23_dynseq  attn23_dyn with the sequence length symbolic too
   folded       what torch's dynamo exporter writes with optimize=True: fc.weight stored
                transposed as val_3 named only in value_info metadata folded_from; a float
                mask val_9 made by the exporter; a norm gain folded through Unsqueeze
@@ -89,6 +92,19 @@ def attention(kind):
     nodes = [helper.make_node("MatMul", ["x", f"{p}.weight"], [p]) for p in ("q", "k", "v")]
     inits = [w("q.weight", d, hq * hd), w("k.weight", d, hkv * hd), w("v.weight", d, hkv * hd),
              w("o.weight", hq * hd, d)]
+    if kind in ("attn23_dyn", "attn23_dynseq"):
+        theta = np.outer(np.arange(s), 1.0 / 10000 ** (np.arange(0, hd, 2) / hd))
+        inits += [numpy_helper.from_array(np.cos(theta).astype(np.float32), "cos_cache"),
+                  numpy_helper.from_array(np.sin(theta).astype(np.float32), "sin_cache"),
+                  ints("pos", [list(range(s))])]
+        for p, h in (("q", hq), ("k", hkv)):
+            nodes.append(helper.make_node("RotaryEmbedding", [p, "cos_cache", "sin_cache", "pos"],
+                                          [p + "_rot"], num_heads=h))
+        nodes.append(helper.make_node("Attention", ["q_rot", "k_rot", "v"], ["att"], is_causal=1,
+                                      q_num_heads=hq, kv_num_heads=hkv))
+        nodes.append(helper.make_node("MatMul", ["att", "o.weight"], ["y"]))
+        shape = ["batch", "seq" if kind == "attn23_dynseq" else s, d]
+        return model(nodes, [tensor("x", shape)], [tensor("y", shape)], inits, 23)
     if kind == "attn23_3d":
         nodes.append(helper.make_node("Attention", ["q", "k", "v"], ["att"], is_causal=1,
                                       q_num_heads=hq, kv_num_heads=hkv))
@@ -154,7 +170,7 @@ def main():
         m = model(nodes, [tensor("x", [2, 3, 5, 5])], [tensor("y", [2, 4, 5, 5])],
                   [w("conv1.weight", 8, 3, 3, 3), w("gn.weight", 8), w("gn.bias", 8),
                    w("conv2.weight", 4, 8, 1, 1)], 21)
-    elif kind in ("attn23", "attn23_3d", "rope23"):
+    elif kind in ("attn23", "attn23_3d", "rope23", "attn23_dyn", "attn23_dynseq"):
         m = attention(kind)
     elif kind in ("folded", "folded_add"):
         m = folded(kind == "folded_add")

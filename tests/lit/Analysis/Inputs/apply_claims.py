@@ -67,6 +67,46 @@ def _node(node, ins, a, opset):
         return [unary[op](x)]
     if op == "Gelu":
         return [0.5 * x * (1 + onnx_numpy._erf(x / math.sqrt(2)))]
+    if op == "RMSNormalization":  # opset 23: over the axes from `axis` on, times the scale
+        ax = a.get("axis", -1) % x.ndim
+        ms = np.mean(x * x, axis=tuple(range(ax, x.ndim)), keepdims=True)
+        return [x / np.sqrt(ms + a.get("epsilon", 1e-5)) * ins[1]]
+    if op == "GroupNormalization":  # scale and bias per group before opset 21, per channel since
+        gr, shp = a["num_groups"], x.shape
+        t = x.reshape(shp[0], gr, -1)
+        mu = t.mean(-1, keepdims=True)
+        var = ((t - mu) ** 2).mean(-1, keepdims=True)
+        y = ((t - mu) / np.sqrt(var + a.get("epsilon", 1e-5))).reshape(shp)
+        sc, bi = ins[1], ins[2]
+        if opset < 21:
+            sc, bi = np.repeat(sc, shp[1] // gr), np.repeat(bi, shp[1] // gr)
+        tail = (1,) * (len(shp) - 2)
+        return [y * sc.reshape((-1,) + tail) + bi.reshape((-1,) + tail)]
+    if op == "Attention":  # opsets 23/24, Y only; 3-D inputs split into heads
+        q, k, v = ins[:3]
+        mask = ins[3] if len(ins) > 3 and ins[3] is not None else None
+        if len(node.output) > 1 and any(node.output[1:]) or len(ins) > 4 and any(
+                t is not None for t in ins[4:]):
+            raise NotImplementedError("Attention with a KV cache or extra outputs")
+        three = q.ndim == 3
+        if three:
+            hq, hk = a["q_num_heads"], a["kv_num_heads"]
+            split = lambda t, h: t.reshape(t.shape[0], t.shape[1], h, -1).transpose(0, 2, 1, 3)
+            q, k, v = split(q, hq), split(k, hk), split(v, hk)
+        y = onnx_numpy.attention_ref(q, k, v, a.get("scale"), bool(a.get("is_causal", 0)),
+                                     mask, a.get("softcap", 0.0))
+        if three:
+            y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
+        return [y]
+    if op == "RotaryEmbedding":  # opset 23: caches [P, rd/2] with position ids
+        if len(ins) < 4 or ins[3] is None:
+            raise NotImplementedError("RotaryEmbedding without position_ids")
+        three, shp = x.ndim == 3, x.shape
+        t = x.reshape(shp[0], shp[1], a["num_heads"], -1).transpose(0, 2, 1, 3) if three else x
+        rd = a.get("rotary_embedding_dim", 0) or t.shape[-1]
+        y = onnx_numpy.rotary_ref(t, ins[1], ins[2], ins[3].astype(np.int64),
+                                  bool(a.get("interleaved", 0)), rd)
+        return [y.transpose(0, 2, 1, 3).reshape(shp) if three else y]
     if op == "Dropout":  # at inference: the identity (and an all-true mask)
         return [x, np.ones(x.shape, bool)]
     if op == "PRelu":
@@ -216,7 +256,7 @@ def without_epsilon(model):
     m.CopyFrom(model)
     for n in m.graph.node:
         if n.op_type in ("LayerNormalization", "BatchNormalization", "InstanceNormalization",
-                         "GroupNormalization"):
+                         "GroupNormalization", "RMSNormalization"):
             for at in n.attribute:
                 if at.name == "epsilon":
                     at.f = 0.0
