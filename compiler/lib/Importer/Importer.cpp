@@ -588,9 +588,19 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
 void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &notes) {
   adaptModel(
       model, path,
-      [&](onnx::ModelProto &m) {
+      [&](onnx::ModelProto &m, bool complete) {
         std::string err = inferShapes(m, path);
-        foldShapeArithmetic(m, path);
+        if (!complete) {
+          foldShapeArithmetic(m, path);
+          return err;
+        }
+        for (int round = 0; round < 8; ++round) {
+          int completed = 0;
+          int folded = foldAndCompleteShapes(m, path, completed);
+          if (folded + completed == 0)
+            break;
+          err = inferShapes(m, path);
+        }
         return err;
       },
       notes);

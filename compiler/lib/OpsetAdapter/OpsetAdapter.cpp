@@ -270,7 +270,7 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
   for (const auto &n : model.graph().node())
     sequences |= n.op_type() == "SplitToSequence";
   if (opset > kNativeOpset || sequences)
-    fold(model);
+    fold(model, false);
   Context ctx(model, path);
   if (int rewritten = splitSequencesToSplit(ctx))
     notes.lines.push_back("rewrote " + std::to_string(rewritten) +
@@ -291,7 +291,7 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
       rw.run(*model.mutable_graph(), /*defer=*/pass < 8);
       if (!rw.deferred)
         break;
-      fold(model);
+      fold(model, /*complete=*/true);
       ctx.index();
     }
     stripDoneMarks(*model.mutable_graph());
@@ -307,7 +307,7 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
     // now (entries of initializers stay: they carry the metadata
     // ParameterNames.cpp reads).
     auto hints = takeValueShapes(model);
-    fold(model);
+    fold(model, false);
     // A given-back shape that ONNX 1.12 then infers differently stops its
     // inference: such shapes are taken out again, one node at a time.
     std::set<std::string> refused;
@@ -316,7 +316,7 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
       if (restored.empty())
         break;
       onnx::ModelProto probe = model;
-      std::string err = fold(probe);
+      std::string err = fold(probe, false);
       std::set<std::string> bad = outputsNamedIn(model, err);
       if (err.find("differ") == std::string::npos || bad.empty())
         break;

@@ -13,6 +13,8 @@ Usage: make_opset_models.py KIND OUT.onnx
   attn23_dyn   attn23_3d with 3-D RotaryEmbedding-23 (num_heads) on q and k, the batch a
                symbolic "batch" (torch's dynamic batch), positions [1, S]
   attn23_dynseq  attn23_dyn with the sequence length symbolic too
+  attn23_einsum  attn23_3d with the projections written as Einsum (ONNX 1.12 infers only
+               its rank: Q, K and V get their shapes from symoc's shape functions)
   folded       what torch's dynamo exporter writes with optimize=True: fc.weight stored
                transposed as val_3 named only in value_info metadata folded_from; a float
                mask val_9 made by the exporter; a norm gain folded through Unsqueeze
@@ -90,6 +92,10 @@ def mlp(act_nodes, opset, extra_inits=()):
 def attention(kind):
     b, s, d, hq, hkv, hd = 2, 6, 16, 4, 2, 4
     nodes = [helper.make_node("MatMul", ["x", f"{p}.weight"], [p]) for p in ("q", "k", "v")]
+    if kind == "attn23_einsum":
+        nodes = [helper.make_node("Einsum", ["x", f"{p}.weight"], [p], equation="bsd,de->bse")
+                 for p in ("q", "k", "v")]
+        kind = "attn23_3d"
     inits = [w("q.weight", d, hq * hd), w("k.weight", d, hkv * hd), w("v.weight", d, hkv * hd),
              w("o.weight", hq * hd, d)]
     if kind in ("attn23_dyn", "attn23_dynseq"):
@@ -170,7 +176,7 @@ def main():
         m = model(nodes, [tensor("x", [2, 3, 5, 5])], [tensor("y", [2, 4, 5, 5])],
                   [w("conv1.weight", 8, 3, 3, 3), w("gn.weight", 8), w("gn.bias", 8),
                    w("conv2.weight", 4, 8, 1, 1)], 21)
-    elif kind in ("attn23", "attn23_3d", "rope23", "attn23_dyn", "attn23_dynseq"):
+    elif kind in ("attn23", "attn23_3d", "rope23", "attn23_dyn", "attn23_dynseq", "attn23_einsum"):
         m = attention(kind)
     elif kind in ("folded", "folded_add"):
         m = folded(kind == "folded_add")

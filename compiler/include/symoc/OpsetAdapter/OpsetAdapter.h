@@ -48,8 +48,12 @@ struct AdapterNotes {
 
 /// Runs ONNX shape inference and folds constant integer subgraphs
 /// (Reshape(Constant), Concat, Cast, ...) into initializers; supplied by the
-/// importer (its shape folding). Returns shape inference's error text, or "".
-using ConstantFolder = std::function<std::string(onnx::ModelProto &)>;
+/// importer (its shape folding). With `complete`, also symoc's own shape
+/// functions where ONNX 1.12's inference stops (a rank-only Einsum), as the
+/// importer does after adapting: asked for between the passes that wait for
+/// shapes, when every node but those waiting is in its opset-17 form.
+/// Returns shape inference's error text, or "".
+using ConstantFolder = std::function<std::string(onnx::ModelProto &, bool complete)>;
 
 /// Rewrites `model` (opset 7..24, IR <= 12) in place into its opset-17 form and
 /// recovers parameter names. A model already at opset <= 17 without exporter
