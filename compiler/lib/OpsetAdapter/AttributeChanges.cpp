@@ -98,6 +98,7 @@ void resizeAxes(Context &ctx, onnx::NodeProto &n, int64_t v) {
     if (!vals || int64_t(vals->size()) != count)
       ctx.fail(n, v, std::string("with attribute axes, ") + what + " must be a constant of " +
                          std::to_string(count) + " value(s), one per listed axis");
+    ctx.constants.insert(n.input(i)); // copied into the full-rank constant: never trained
     return *vals;
   };
   if (hasInput(n, 1)) { // roi: starts then ends

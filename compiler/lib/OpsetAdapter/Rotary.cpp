@@ -76,6 +76,7 @@ void rotary(Context &ctx, const onnx::NodeProto &n, int64_t v, std::vector<onnx:
       }
     std::vector<int64_t> dims = threeD ? std::vector<int64_t>{batch, seq, 1, rd}
                                        : std::vector<int64_t>{batch, 1, seq, rd};
+    ctx.constants.insert(cache); // its values now live in the table: never trained
     return ctx.addFloat(full, dims, "rotary_table", ctx.elemType(cache), true);
   };
   auto table = [&](const std::string &cache) {
