@@ -508,11 +508,39 @@ def b_split_concat(g, x):
         order = [a, b2] if r.random() < 0.7 else [b2, a]
         g.desc.append(f"Split/Concat axis {ax} at {k}")
         return g.node("Concat", order, axis=ax), s
+    if r.random() < 0.5:
+        return concat_token(g, v, s, ax)
     y = g.node(r.choice(["Relu", "Tanh", "Neg", "Sigmoid"]), [v])
     ns = list(s)
     ns[ax] *= 2
     g.desc.append(f"Concat with f(x) axis {ax}")
     return g.node("Concat", [v, y] if r.random() < 0.5 else [y, v], axis=ax), ns
+
+
+def concat_token(g, v, s, ax):
+    """One more slice along `ax` (a class token, a padding row): a learned weight expanded
+    over the batch, a ConstantOfShape of 0 or 1, or a constant of 0.5 or of varying values."""
+    r = g.rng
+    shp = [1] + [1 if a == ax else d for a, d in enumerate(s) if a > 0]
+    kind = r.choice(["learned", "zeros", "ones", "half", "varying"])
+    # [batch] + the token's other dims, the batch read from v (as torch writes a cls token's
+    # expand), so that any batch size runs
+    batch = g.node("Slice", [g.node("Shape", [v]), g.i64([0]), g.i64([1])])
+    full = g.node("Concat", [batch, g.i64(shp[1:])], axis=0)
+    if kind == "learned":
+        t = g.node("Expand", [g.weight(shp, "cls", scale=0.5), full])
+    elif kind in ("zeros", "ones"):
+        t = g.node("ConstantOfShape", [full],
+                   value=numpy_helper.from_array(np.asarray([0.0 if kind == "zeros" else 1.0],
+                                                            np.float32)))
+    else:
+        n = int(np.prod(shp))
+        vals = np.full(n, 0.5) if kind == "half" else np.asarray([r.gauss(0, 1) for _ in range(n)])
+        t = g.node("Expand", [g.const(vals.reshape(shp).astype(np.float32), "tok"), full])
+    g.desc.append(f"Concat token {kind} axis {ax}")
+    ns = list(s)
+    ns[ax] += 1
+    return g.node("Concat", [t, v] if r.random() < 0.6 else [v, t], axis=ax), ns
 
 
 def b_reshape(g, x):

@@ -20,7 +20,7 @@ void groupNorm(Context &ctx, const onnx::NodeProto &n, int64_t v,
   const std::string &x = n.input(0), name = nodeName(n);
   if (!hasInput(n, 1) || !hasInput(n, 2))
     ctx.fail(n, v, "scale and bias are required");
-  auto shape = ctx.shape(x);
+  auto shape = ctx.partialShape(x); // the batch and spatial sizes may stay symbolic
   auto rank = ctx.rank(x);
   int64_t groups = attrInt(n, "num_groups", 0);
   if (!rank || *rank < 2 || groups <= 0)
@@ -43,8 +43,8 @@ void groupNorm(Context &ctx, const onnx::NodeProto &n, int64_t v,
     std::string c = p;
     if (v < 21) {
       // One value per group: repeat each over its C / G channels.
-      if (!shape)
-        ctx.fail(n, v, "per-group scale and bias need the input's static shape");
+      if (!shape || shape->size() < 2 || (*shape)[1] <= 0)
+        ctx.fail(n, v, "per-group scale and bias need the input's channel count");
       int64_t channels = (*shape)[1];
       if (channels % groups)
         ctx.fail(n, v, "channels are not divisible by num_groups");

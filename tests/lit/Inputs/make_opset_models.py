@@ -6,6 +6,8 @@ Usage: make_opset_models.py KIND OUT.onnx
   gelu20       x -> fc1 -> Gelu-20 -> fc2                    (MatMul + Add)
   rms23        x -> fc1 -> RMSNormalization-23 (no gain) -> fc2
   gn21         conv1 -> GroupNormalization-21 (2 groups) -> Relu -> conv2
+  gn18_dyn     conv1 -> GroupNormalization-18 (2 groups, one scale/bias per group) -> Tanh
+               -> conv2, the batch a symbolic "batch"
   attn23       x -> q/k/v proj -> [B,H,S,D] -> Attention-23 (4 query heads, 2 KV heads,
                causal) -> o proj
   attn23_3d    the same with 3-D Q/K/V (q_num_heads / kv_num_heads attributes)
@@ -176,6 +178,15 @@ def main():
         m = model(nodes, [tensor("x", [2, 3, 5, 5])], [tensor("y", [2, 4, 5, 5])],
                   [w("conv1.weight", 8, 3, 3, 3), w("gn.weight", 8), w("gn.bias", 8),
                    w("conv2.weight", 4, 8, 1, 1)], 21)
+    elif kind == "gn18_dyn":
+        nodes = [helper.make_node("Conv", ["x", "conv1.weight"], ["c"], pads=[1, 1, 1, 1]),
+                 helper.make_node("GroupNormalization", ["c", "gn.weight", "gn.bias"], ["n"],
+                                  num_groups=2),
+                 helper.make_node("Tanh", ["n"], ["r"]),
+                 helper.make_node("Conv", ["r", "conv2.weight"], ["y"])]
+        m = model(nodes, [tensor("x", ["batch", 3, 5, 5])], [tensor("y", ["batch", 4, 5, 5])],
+                  [w("conv1.weight", 8, 3, 3, 3), w("gn.weight", 2), w("gn.bias", 2),
+                   w("conv2.weight", 4, 8, 1, 1)], 18)
     elif kind in ("attn23", "attn23_3d", "rope23", "attn23_dyn", "attn23_dynseq", "attn23_einsum"):
         m = attention(kind)
     elif kind in ("folded", "folded_add"):
