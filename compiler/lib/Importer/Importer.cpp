@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fnmatch.h>
 #include <map>
 #include <set>
@@ -79,6 +80,9 @@ public:
 
     for (const auto &t : g.initializer())
       initializers[t.name()] = &t;
+    // Only ArgMax, ArgMin and TopK read repeated_axes: the scan costs nothing elsewhere.
+    for (const auto &n : g.node())
+      selectsPositions |= n.op_type() == "ArgMax" || n.op_type() == "ArgMin" || n.op_type() == "TopK";
     resolveFrozen();
     // Tensors the exporter computed (masks, tables, buffers): never trained.
     for (const auto &name : adapterConstants(model))
@@ -333,6 +337,65 @@ private:
       c->setAttr("uniform_axes", b.getI64ArrayAttr(axes));
   }
 
+  /// A weight's axes along which two slices are equal (a zero-initialized weight, copied
+  /// rows): `repeated_axes`. Ties are then certain where a rule counts on their having
+  /// probability zero (ArgMax / TopK positions, PositionRules.cpp's TieWalk), which the
+  /// analysis otherwise assumes of every parameter. Weights of rank >= 2 stored in the file
+  /// and up to kMaxUniformScan entries (a router, not an embedding) are scanned.
+  void markRepeatedAxes(graph::ParamOp p, const onnx::TensorProto &t, RankedTensorType type) {
+    if (!selectsPositions || !type.hasStaticShape() || type.getRank() < 2 ||
+        type.getNumElements() > kMaxUniformScan || isExternal(t))
+      return;
+    std::vector<double> v = tensorToDouble(t, path);
+    if (int64_t(v.size()) != type.getNumElements() ||
+        std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); }))
+      return;
+    for (double &x : v)
+      x += 0.0; // -0 == +0, as the ties it makes
+    ArrayRef<int64_t> dims = type.getShape();
+    SmallVector<int64_t> axes;
+    for (size_t a = 0; a < dims.size(); ++a) {
+      const size_t n = size_t(dims[a]);
+      size_t inner = 1, blocks = 1; // index = (o * n + i) * inner + k
+      for (size_t k = a + 1; k < dims.size(); ++k)
+        inner *= size_t(dims[k]);
+      for (size_t k = 0; k < a; ++k)
+        blocks *= size_t(dims[k]);
+      // One pass: a hash of each slice along `a`; equal hashes are then compared in full.
+      std::vector<uint64_t> h(n, 1469598103934665603ull);
+      const double *d = v.data();
+      for (size_t o = 0; o < blocks; ++o)
+        for (size_t i = 0; i < n; ++i) {
+          uint64_t x = h[i];
+          for (size_t k = 0; k < inner; ++k, ++d) {
+            uint64_t bits;
+            std::memcpy(&bits, d, sizeof bits);
+            x = (x ^ bits) * 1099511628211ull;
+          }
+          h[i] = x;
+        }
+      auto same = [&](size_t i, size_t j) {
+        for (size_t o = 0; o < blocks; ++o)
+          for (size_t k = 0; k < inner; ++k)
+            if (v[(o * n + i) * inner + k] != v[(o * n + j) * inner + k])
+              return false;
+        return true;
+      };
+      std::map<uint64_t, size_t> first;
+      bool repeated = false;
+      for (size_t i = 0; i < n && !repeated; ++i) {
+        auto [it, fresh] = first.insert({h[i], i});
+        repeated = !fresh && same(it->second, i);
+      }
+      if (repeated)
+        axes.push_back(int64_t(a));
+    }
+    if (!axes.empty())
+      p->setAttr("repeated_axes", b.getI64ArrayAttr(axes));
+  }
+
+  bool selectsPositions = false; // the graph has an ArgMax, ArgMin or TopK
+
   Value importInitializer(const onnx::TensorProto &t) {
     RankedTensorType type = typeOfTensor(t);
     Location loc = NameLoc::get(b.getStringAttr(t.name()));
@@ -343,6 +406,7 @@ private:
                                         UnitAttr());
       if (isExternal(t))
         p.setLocationAttr(b.getStringAttr(externalDataPath(path, t)));
+      markRepeatedAxes(p, t, type);
       return p;
     }
     auto value = readSmall(t, type);

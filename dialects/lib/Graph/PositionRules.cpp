@@ -169,6 +169,18 @@ struct TieWalk {
     return false;
   }
 
+  /// A parameter whose stored values repeat a slice along some axis (the importer's
+  /// `repeated_axes`), seen through views.
+  bool repeatedParam(Value v) {
+    Operation *op = v.getDefiningOp();
+    for (int depth = 0; op && depth < 8 && isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, IdentityOp>(op);
+         ++depth) {
+      v = op->getOperand(0);
+      op = v.getDefiningOp();
+    }
+    return op && isa<ParamOp>(op) && op->hasAttr("repeated_axes");
+  }
+
   /// Every entry of `v` is >= 0 by construction (Exp, Softmax, Softplus, Abs, Sqrt, seen
   /// through views): the domain of Sqrt, Log and a fractional Pow. Bounded by `depth`.
   bool nonnegative(Value v, int depth = 16) {
@@ -191,10 +203,17 @@ struct TieWalk {
     if (--budget < 0)
       return false;
     Operation *op = v.getDefiningOp();
-    if (!op || isa<ParamOp>(op))
-      return true; // a model input or a parameter
+    if (!op)
+      return true; // a model input
+    if (isa<ParamOp>(op))
+      return !repeatedParam(v); // a parameter, unless its values repeat
+    // A weight with two equal slices (zero-initialized, copied rows) makes two output
+    // coordinates of a product tie for every input (fuzz_graphs seed 3205: a router's
+    // repeated columns, an all-zero Einsum weight, made ArgMax's one-hot pick the first
+    // of the tied experts, so their permutation failed verify).
     if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
-      return !knownZero(v) && llvm::none_of(op->getOperands(), [&](Value x) { return constantFilled(x, 16); });
+      return !knownZero(v) &&
+             llvm::none_of(op->getOperands(), [&](Value x) { return constantFilled(x, 16) || repeatedParam(x); });
     // One-to-one (or without flat pieces) coordinate by coordinate, and not saturating to
     // an exact constant at moderate inputs in float32: erf and tanh round to +-1 past |x| ~ 4
     // and ~ 9, the sigmoid to 1 past ~ 17, elu / selu / celu to their floor below ~ -17, gelu
