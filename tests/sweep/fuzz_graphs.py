@@ -421,7 +421,7 @@ def fused_attention(g, v, s, h, hk, dh, rope):
         ang = np.arange(t)[:, None] * (0.5 ** np.arange(rd // 2))[None, :]
         cos = g.const(np.cos(ang).astype(np.float32), "cos", as_init=r.random() < 0.5)
         sin = g.const(np.sin(ang).astype(np.float32), "sin", as_init=r.random() < 0.5)
-        pos = g.const(np.tile(np.arange(t, dtype=np.int64), (B, 1)), "pos")
+        pos = g.const(np.arange(t, dtype=np.int64)[None], "pos")  # [1, T]: any batch
         inter = r.randrange(2)
         for p, hp in (("q", h), ("k", hk)):
             proj[p] = g.node("RotaryEmbedding", [proj[p], cos, sin, pos], num_heads=hp,
