@@ -592,6 +592,27 @@ private:
 
 } // namespace
 
+namespace {
+/// Folding shape arithmetic and symoc's own shape functions, in one pass, go on where ONNX's
+/// inference stopped; ONNX's inference then runs again for the ops symoc has no shape
+/// function for, until a pass finds nothing new (at most 8). Adds to the counts; returns the
+/// last inference's error text, or nothing when no pass found anything.
+std::optional<std::string> completeShapes(onnx::ModelProto &model, const std::string &path, int &folded,
+                                          int &completed) {
+  std::optional<std::string> err;
+  for (int round = 0; round < 8; ++round) {
+    int c = 0;
+    int f = foldAndCompleteShapes(model, path, c);
+    folded += f;
+    completed += c;
+    if (f + c == 0)
+      break;
+    err = inferShapes(model, path);
+  }
+  return err;
+}
+} // namespace
+
 OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
                                   const onnx::ModelProto &original,
                                   const std::string &path,
@@ -618,15 +639,7 @@ OwningOpRef<ModuleOp> importModel(MLIRContext &ctx,
   // Einsum); ONNX's inference then runs again for the ops symoc has no shape
   // function for, until a pass finds nothing new.
   int folded = 0, completed = 0;
-  for (int round = 0; round < 8; ++round) {
-    int c = 0;
-    int f = foldAndCompleteShapes(model, path, c);
-    folded += f;
-    completed += c;
-    if (f + c == 0)
-      break;
-    inferShapes(model, path);
-  }
+  completeShapes(model, path, folded, completed);
   if (completed)
     notes.lines.push_back("symoc's shape functions completed " + std::to_string(completed) +
                           " shapes that ONNX shape inference left open");
@@ -658,13 +671,9 @@ void adaptOpset(onnx::ModelProto &model, const std::string &path, AdapterNotes &
           foldShapeArithmetic(m, path);
           return err;
         }
-        for (int round = 0; round < 8; ++round) {
-          int completed = 0;
-          int folded = foldAndCompleteShapes(m, path, completed);
-          if (folded + completed == 0)
-            break;
-          err = inferShapes(m, path);
-        }
+        int folded = 0, completed = 0;
+        if (auto later = completeShapes(m, path, folded, completed))
+          err = *later;
         return err;
       },
       notes);
