@@ -27,6 +27,88 @@ namespace {
 /// fuzz_graphs seed 3123.)
 unsigned blockBits(unsigned bits) { return bits & kAll; }
 
+/// The constant integers of a graph.constant operand, if known.
+std::optional<std::vector<int64_t>> constIntsOf(Value v) {
+  auto c = v.getDefiningOp<ConstantOp>();
+  if (!c || !c.getValue())
+    return std::nullopt;
+  auto dense = dyn_cast<DenseIntElementsAttr>(*c.getValue());
+  if (!dense)
+    return std::nullopt;
+  std::vector<int64_t> out;
+  for (const APInt &x : dense.getValues<APInt>())
+    out.push_back(x.getSExtValue());
+  return out;
+}
+
+/// The range [begin, end) of axis `axis` that a Slice keeps (the whole axis when it does
+/// not slice it); nullopt when its bounds are not constant or its step is not 1.
+std::optional<std::pair<int64_t, int64_t>> sliceKeeps(SliceOp op, int64_t axis) {
+  auto type = dyn_cast<RankedTensorType>(op->getOperand(0).getType());
+  if (!type || axis < 0 || axis >= type.getRank())
+    return std::nullopt;
+  const int64_t r = type.getRank(), n = type.getDimSize(axis);
+  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
+  auto ints = [&](StringRef name) -> std::optional<std::vector<int64_t>> {
+    auto a = op->getAttrOfType<ArrayAttr>(name);
+    if (!a)
+      return std::nullopt;
+    std::vector<int64_t> out;
+    for (Attribute e : a)
+      if (auto i = dyn_cast<IntegerAttr>(e))
+        out.push_back(i.getInt());
+    return out;
+  };
+  if (op->getNumOperands() >= 3) {
+    starts = constIntsOf(op->getOperand(1));
+    ends = constIntsOf(op->getOperand(2));
+    if (op->getNumOperands() > 3 && !isa_and_nonnull<NoneOp>(op->getOperand(3).getDefiningOp()))
+      if (!(axes = constIntsOf(op->getOperand(3))))
+        return std::nullopt;
+    if (op->getNumOperands() > 4 && !isa_and_nonnull<NoneOp>(op->getOperand(4).getDefiningOp()))
+      if (!(steps = constIntsOf(op->getOperand(4))))
+        return std::nullopt;
+  } else {
+    starts = ints("starts"), ends = ints("ends"), axes = ints("axes");
+  }
+  if (!starts || !ends || ends->size() != starts->size() || n < 0)
+    return std::nullopt;
+  std::pair<int64_t, int64_t> keep{0, n};
+  for (size_t k = 0; k < starts->size(); ++k) {
+    int64_t a = axes ? (k < axes->size() ? (*axes)[k] : -1 - r) : int64_t(k);
+    if (a < 0)
+      a += r;
+    if (a < 0 || a >= r || (steps && (k >= steps->size() || (*steps)[k] != 1)))
+      return std::nullopt;
+    if (a != axis)
+      continue;
+    int64_t s = (*starts)[k], e = (*ends)[k];
+    s = std::clamp<int64_t>(s < 0 ? s + n : s, 0, n);
+    e = std::clamp<int64_t>(e < 0 ? e + n : e, 0, n);
+    keep = {s, std::max(s, e)};
+  }
+  return keep;
+}
+
+/// True when no reader of `parts` sees coordinate `k` of axis `outer` together with the
+/// coordinates [lo, hi) of axis `inner`: every reader is a Slice (constant bounds, step 1)
+/// that leaves out k or all of [lo, hi). A graph output is a reader that sees everything.
+bool unreadRegion(Value parts, int64_t outer, int64_t k, int64_t inner, int64_t lo, int64_t hi) {
+  for (Operation *user : parts.getUsers()) {
+    auto slice = dyn_cast<SliceOp>(user);
+    if (!slice || slice->getOperand(0) != parts)
+      return false;
+    auto o = sliceKeeps(slice, outer), i = sliceKeeps(slice, inner);
+    if (!o || !i)
+      return false;
+    const bool missesK = k < o->first || k >= o->second;
+    const bool missesRange = hi <= i->first || lo >= i->second;
+    if (!missesK && !missesRange)
+      return false;
+  }
+  return true;
+}
+
 /// The SpaceBuilder that the rules call; what it records is the SpaceGraph.
 class SpaceRules : public SpaceBuilder, public SpaceGraph {
 public:
@@ -343,16 +425,23 @@ public:
         restrictions.push_back({O.firstBlock + int(g), kNone, "nested head blocks not followed"});
       }
     }
-    // Other blocks of the whole axis that move whole outer coordinates, or straddle them,
-    // permute the outer axis in a way none of its blocks allows (groups of attention heads
-    // brought onto a token axis that a reshape merged with TopK's k: fuzz on the zoo's MoE
-    // exports found that claimed): fixed. Blocks inside one outer coordinate stay as they
-    // were (a fused QKV weight's per-group query heads).
+    // Other blocks of the whole axis: those that move whole outer coordinates, or straddle
+    // them, permute the outer axis in a way none of its blocks allows (groups of attention
+    // heads brought onto a token axis that a reshape merged with TopK's k: fuzz on the zoo's
+    // MoE exports found that claimed): fixed. One inside outer coordinate k permutes the
+    // inner axis at k alone, which no node of the inner axis expresses. It is left free only
+    // where the parts are this op's result and nothing reads them there (a fused QKV split
+    // whose query heads are sliced from the unsplit axis, its parts read only for k and v);
+    // else fixed. Left free, such blocks claimed a permutation of features a slice cut out of
+    // one copy of a fixed row (fuzz_graphs seed 3207) and a swap of heads whose channels a
+    // second reshape reads (lit Analysis/slice-inside-head.test).
     for (size_t q = 0; W.firstBlock >= 0 && q < W.runs.size(); ++q) {
       const Run &w = W.runs[q];
       const bool wholeOuter = w.size % d == 0 && w.start % d == 0;
-      const bool withinOne = w.start / d == (w.start + w.count * w.size - 1) / d;
-      if (!followed.count(W.firstBlock + int(q)) && (wholeOuter || !withinOne))
+      const bool withinOne = w.start / d == (w.end() - 1) / d;
+      const bool unread = r == 1 && withinOne && !wholeOuter && parts.getDefiningOp() == currentOp &&
+                          unreadRegion(parts, outer, w.start / d, inner, w.start % d, w.start % d + w.count * w.size);
+      if (!followed.count(W.firstBlock + int(q)) && !unread)
         restrictions.push_back({W.firstBlock + int(q), kNone, "head blocks not followed through a reshape"});
     }
     for (int n : blockNodes(parts, inner))

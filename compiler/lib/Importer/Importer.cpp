@@ -85,9 +85,11 @@ public:
       selectsPositions |= n.op_type() == "ArgMax" || n.op_type() == "ArgMin" || n.op_type() == "TopK";
     resolveFrozen();
     // Tensors the exporter computed (masks, tables, buffers): never trained.
-    for (const auto &name : adapterConstants(model))
+    for (const auto &name : adapterConstants(model)) {
+      adapterCopied.insert(name);
       if (initializers.count(name))
         frozen.insert(name);
+    }
     countFloatInitializers();
 
     // Graph inputs that are not initializers are the function's arguments.
@@ -428,7 +430,7 @@ private:
       if (a.name() == "value") {
         type = typeOfTensor(a.t());
         bool asParam = constantParams && isFloat(a.t().data_type()) &&
-                       numElements(a.t()) > 1;
+                       numElements(a.t()) > 1 && !adapterCopied.count(n.output(0));
         if (asParam) {
           auto p = b.create<graph::ParamOp>(loc, type, b.getStringAttr(n.output(0)),
                                             StringAttr(), b.getUnitAttr());
@@ -450,7 +452,7 @@ private:
       } else if (a.name() == "value_floats") {
         type = RankedTensorType::get({a.floats_size()}, b.getF32Type());
         std::vector<float> v(a.floats().begin(), a.floats().end());
-        if (constantParams && v.size() > 1) {
+        if (constantParams && v.size() > 1 && !adapterCopied.count(n.output(0))) {
           ++paramsFromConstants;
           return b.create<graph::ParamOp>(loc, type, b.getStringAttr(n.output(0)), StringAttr(),
                                           b.getUnitAttr());
@@ -586,6 +588,9 @@ private:
   Value none;
   std::map<std::string, const onnx::TensorProto *> initializers;
   std::set<std::string> frozen; // initializers named by --frozen (patterns resolved)
+  // Tensors the opset adapter copied into tables of its own or stopped reading (rotary caches,
+  // Resize-18's roi): never trained, also as Constant nodes under --constant-params.
+  std::set<std::string> adapterCopied;
   std::map<std::string, const onnx::ValueInfoProto *> valueInfo;
   std::map<std::string, Value> values;
 };

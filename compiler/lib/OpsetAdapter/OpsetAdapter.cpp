@@ -205,11 +205,17 @@ void removeValueInfo(onnx::ModelProto &model, const std::set<std::string> &names
   g.mutable_value_info()->Swap(&kept);
 }
 
-/// Initializers that some node reads (subgraphs' reads included by name).
+/// Initializers and Constant-node outputs that some node reads (subgraphs' reads included by
+/// name).
 std::set<std::string> readInitializers(const onnx::GraphProto &g) {
   std::set<std::string> inits, read;
   for (const auto &t : g.initializer())
     inits.insert(t.name());
+  // Constant nodes too: with --constant-params they are the weights.
+  for (const auto &n : g.node())
+    if (n.op_type() == "Constant" && (n.domain().empty() || n.domain() == "ai.onnx"))
+      for (const auto &o : n.output())
+        inits.insert(o);
   for (const auto &n : g.node())
     for (const auto &i : n.input())
       if (inits.count(i))

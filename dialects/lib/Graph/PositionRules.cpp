@@ -23,6 +23,8 @@
 #include "RuleHelpers.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/SmallPtrSet.h"
 
 #include <cmath>
 
@@ -267,6 +269,151 @@ struct TieWalk {
   }
 };
 
+/// Axes along which `v` may hold two equal slices for every input (copies): an Expand or a
+/// Tile that repeats an axis, a Concat of one value with itself, a parameter's
+/// `repeated_axes`, a constant the same along an axis, carried through the ops between.
+/// An ArgMax or TopK along such an axis ties for certain: the first (last) of the copies is
+/// picked, whatever their order (fuzz_graphs seed 3207 case 196: an input row expanded to
+/// three copies, through linear maps into an ArgMax along the copies, claimed their
+/// permutation; verify refuted it). Axis masks of up to 64 axes; where an op is not followed
+/// axis by axis, every axis of its result may copy as soon as one operand's may.
+class CopiedAxes {
+public:
+  bool along(Value v, int64_t axis) { return axis >= 0 && axis < 64 && (of(v, 0) >> axis & 1); }
+
+private:
+  llvm::DenseMap<Value, uint64_t> memo;
+
+  static uint64_t all(Value v) {
+    int64_t r = rankOf(v);
+    return r < 0 || r >= 64 ? ~uint64_t(0) : (uint64_t(1) << r) - 1;
+  }
+  static uint64_t bit(int64_t a) { return a >= 0 && a < 64 ? uint64_t(1) << a : 0; }
+
+  uint64_t of(Value v, int depth) {
+    if (auto it = memo.find(v); it != memo.end())
+      return it->second;
+    uint64_t m = depth > 2048 ? all(v) : compute(v, depth + 1);
+    memo[v] = m;
+    return m;
+  }
+
+  uint64_t compute(Value v, int depth) {
+    Operation *op = v.getDefiningOp();
+    if (!op)
+      return 0; // a model input: generic
+    const int64_t R = rankOf(v);
+    if (R < 0 || R >= 64)
+      return ~uint64_t(0);
+    if (auto p = dyn_cast<ParamOp>(op)) {
+      uint64_t m = 0;
+      if (auto axes = op->getAttrOfType<ArrayAttr>("repeated_axes"))
+        for (Attribute a : axes)
+          if (auto i = dyn_cast<IntegerAttr>(a))
+            m |= bit(i.getInt());
+      return m;
+    }
+    if (isa<ConstantOp, ConstantOfShapeOp>(op)) {
+      if (isUniformConstant(v))
+        return all(v);
+      uint64_t m = 0;
+      if (auto axes = op->getAttrOfType<ArrayAttr>("uniform_axes"))
+        for (Attribute a : axes)
+          if (auto i = dyn_cast<IntegerAttr>(a); i && dimOf(v, i.getInt()) != 1)
+            m |= bit(i.getInt());
+      return m;
+    }
+    // Operands aligned to the result from the right (numpy broadcasting).
+    auto aligned = [&](Value x, int64_t a) { return a - (R - rankOf(x)); };
+    if (isa<ExpandOp>(op)) {
+      Value x = op->getOperand(0);
+      uint64_t in = of(x, depth), m = 0;
+      for (int64_t a = 0; a < R; ++a) {
+        int64_t xa = aligned(x, a);
+        if (xa < 0 ? dimOf(v, a) != 1 : (in >> xa & 1) || (dimOf(x, xa) == 1 && dimOf(v, a) != 1))
+          m |= bit(a);
+      }
+      return m;
+    }
+    if (isa<TileOp>(op)) {
+      Value x = op->getOperand(0);
+      std::optional<std::vector<int64_t>> reps = constInts(op->getOperand(1));
+      uint64_t m = of(x, depth);
+      for (int64_t a = 0; a < R; ++a)
+        if (!reps || int64_t(reps->size()) != R || (*reps)[size_t(a)] != 1)
+          m |= bit(a);
+      return m & all(v);
+    }
+    if (isa<TransposeOp>(op)) {
+      std::optional<std::vector<int64_t>> perm = intsAttr(op, "perm");
+      uint64_t in = of(op->getOperand(0), depth), m = 0;
+      for (int64_t a = 0; a < R; ++a) {
+        int64_t from = perm && int64_t(perm->size()) == R ? (*perm)[size_t(a)] : R - 1 - a;
+        if (in >> from & 1)
+          m |= bit(a);
+      }
+      return m;
+    }
+    if (isa<ConcatOp>(op)) {
+      const int64_t axis = normAxis(intAttr(op, "axis", 0), R);
+      uint64_t m = 0;
+      llvm::SmallPtrSet<void *, 8> seen;
+      for (Value x : op->getOperands()) {
+        m |= of(x, depth);
+        if (!seen.insert(x.getAsOpaquePointer()).second)
+          m |= bit(axis); // the same value twice along the axis
+      }
+      return m & all(v);
+    }
+    if (isa<SliceOp, IdentityOp>(op) && rankOf(op->getOperand(0)) == R)
+      return of(op->getOperand(0), depth);
+    // Entrywise with broadcasting: an axis copies where every operand copies along it or is
+    // broadcast along it (a generic operand varying along the axis breaks the copies).
+    if (isa<AddOp, SubOp, MulOp, DivOp, PowOp, MaxOp, MinOp, WhereOp, PReluOp>(op)) {
+      uint64_t m = all(v);
+      bool any = false;
+      for (Value x : op->getOperands()) {
+        uint64_t in = of(x, depth), keep = 0;
+        for (int64_t a = 0; a < R; ++a) {
+          int64_t xa = aligned(x, a);
+          if (xa < 0 || dimOf(x, xa) == 1 || (in >> xa & 1))
+            keep |= bit(a);
+          any |= xa >= 0 && (in >> xa & 1);
+        }
+        m &= keep;
+      }
+      return any ? m : 0;
+    }
+    // A product's rows are the left operand's, its columns the right one's; batch axes
+    // as entrywise ops.
+    if (isa<MatMulOp>(op) && R >= 2 && rankOf(op->getOperand(0)) >= 2 && rankOf(op->getOperand(1)) >= 2) {
+      Value x = op->getOperand(0), y = op->getOperand(1);
+      uint64_t mx = of(x, depth), my = of(y, depth), m = 0;
+      if (mx >> (rankOf(x) - 2) & 1)
+        m |= bit(R - 2);
+      if (my >> (rankOf(y) - 1) & 1)
+        m |= bit(R - 1);
+      for (int64_t a = 0; a < R - 2; ++a) {
+        bool any = false, every = true;
+        for (Value z : {x, y}) {
+          int64_t za = a - (R - rankOf(z));
+          uint64_t mz = z == x ? mx : my;
+          any |= za >= 0 && (mz >> za & 1);
+          every &= za < 0 || dimOf(z, za) == 1 || (mz >> za & 1);
+        }
+        if (any && every)
+          m |= bit(a);
+      }
+      return m;
+    }
+    uint64_t any = 0;
+    for (Value x : op->getOperands())
+      if (!isNone(x))
+        any |= of(x, depth);
+    return any ? all(v) : 0;
+  }
+};
+
 } // namespace
 
 void TopKOp::applySymmetryRule(SpaceBuilder &b) {
@@ -294,7 +441,7 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
   // still processed alike, so those axes pass as with sorted=1.
   const bool sorted = intAttr(op, "sorted", 1) != 0;
   // Positions are followed only where ties have measure zero (file comment).
-  const bool distinct = sorted && TieWalk().distinct(x);
+  const bool distinct = sorted && TieWalk().distinct(x) && !CopiedAxes().along(x, axis);
   for (int64_t a = 0; a < r; ++a) {
     pinFlows(b, x, a);
     pinFlows(b, vals, a);
@@ -341,7 +488,8 @@ static void argExtremeRule(SpaceBuilder &b, Operation *op, StringRef name) {
     return;
   }
   auto xt = dyn_cast<RankedTensorType>(x.getType());
-  const bool distinct = xt && isa<FloatType>(xt.getElementType()) && TieWalk().distinct(x);
+  const bool distinct =
+      xt && isa<FloatType>(xt.getElementType()) && TieWalk().distinct(x) && !CopiedAxes().along(x, axis);
   for (int64_t a = 0, ya = 0; a < r; ++a) {
     pinFlows(b, x, a);
     if (a == axis) {
