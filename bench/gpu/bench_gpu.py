@@ -15,8 +15,8 @@ the median of --iters steps after --warmup steps:
                                the same set (one second moment per row group: 20 B per entry
                                of its blocks, p and m read and written, g read, against AdamW's
                                28; AdamW for the rest), against the same torch fused AdamW;
-                               (one pass) with SYMOC_CUDA_MINI_ONE_PASS=1: a group's g, m and w
-                               loaded once into registers (groups up to 4096 entries)
+                               (CTA per group) with SYMOC_CUDA_MINI_CTA=1: the kernel before
+                               session 33 (one CTA per group, not one warp)
   symoc muon (eager, graph)    the Muon-policy library: AdamW for vectors/embeddings, Muon
                                (batched Newton-Schulz per shape group: Gram Newton-Schulz, fp16
                                with one restart, for groups of aspect ratio >= 2, the default;
@@ -281,7 +281,7 @@ def bench_set(name, adamw_lib, muon_lib, a, mini_lib=None):
         mini_bytes = step_bytes(lmini)
         del opt, named
         torch.cuda.empty_cache()
-        time_variant(rows, "symoc adam-mini, one pass", mini_lib, 1, a, {"SYMOC_CUDA_MINI_ONE_PASS": "1"})
+        time_variant(rows, "symoc adam-mini, CTA per group", mini_lib, 1, a, {"SYMOC_CUDA_MINI_CTA": "1"})
     # --- Muon class
     named = params_of(lm, 2)
     hp = hyper(lm)
@@ -504,7 +504,7 @@ SHAMPOO_VARIANTS = (
     (" (gemm grams)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYRK_MIN": "0"}),
     (" (sgemm products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "sgemm"}),
     (" (tf32x3 products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "tf32x3"}),
-    (" (split operands)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SPLIT_OPERANDS": "1"}),
+    (" (per-product splits)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SPLIT_OPERANDS": "0"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
     (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
     (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",

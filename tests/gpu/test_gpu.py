@@ -554,6 +554,34 @@ def check_fuse_levels(lib):
            "0 differ, equal skips, every Muon parameter moved")
 
 
+def check_mini_kernels(lib):
+    """Adam-mini's warp-per-group kernel (the default since session 33) against one CTA per
+    group (SYMOC_CUDA_MINI_CTA=1): the same expressions but for the order of each group's sum
+    of g^2 (shuffles against a tree), so 5 steps agree within 1e-6 relative (fp32 and bf16
+    parameters) with a NaN/inf gradient at step 2 on one Adam-mini parameter skipped alike,
+    and every Adam-mini parameter moved."""
+    mini = [n for n, _, r in lib.params if kind(r) == "adam_mini"]
+    worst = []
+    for dtype in (torch.float32, torch.bfloat16):
+        W = init_weights(lib, 8, dtype)
+        G = grads(lib, 8, 5, dtype)
+        out = {}
+        for cta in ("1", None):
+            with env_vars(SYMOC_CUDA_MINI_CTA=cta):
+                o, p = make(lib, W, DEV)
+            run(o, p, G, nan_at=2, nan_names=mini[:1])
+            out[cta] = ({n: t.detach().cpu().float() for n, t in p.items()}, o.steps_skipped)
+            del o, p
+        a, b = out["1"][0], out[None][0]
+        rel = max(float((a[n] - b[n]).norm() / max(float((a[n] - W[n].float()).norm()), 1e-30)) for n in mini)
+        moved = sum(not torch.equal(b[n], W[n].float()) for n in mini)
+        worst.append((str(dtype).replace("torch.", ""), rel, out["1"][1], out[None][1], moved))
+    lim = {"float32": 1e-6, "bfloat16": 1e-2}  # bf16: a rounding of the weights may flip
+    ok = len(mini) > 0 and all(r <= lim[d] and s1 == s2 >= 1 and mv == len(mini) for d, r, s1, s2, mv in worst)
+    report("mini_kernels", ok, ", ".join("%s: %.2g of the update, skips %d / %d, %d Adam-mini moved" % w for w in worst),
+           "fp32 <= 1e-6, bf16 <= 1e-2, equal skips, every Adam-mini parameter moved")
+
+
 def check_roundtrip(lib, tag="roundtrip"):
     W = init_weights(lib, 5)
     G = grads(lib, 5, 6)
@@ -608,7 +636,7 @@ def check_stream(lib, tag="stream"):
            "load_state_dict there: %s" % (first, loaded))
 
 
-def check_bf16(lib):
+def check_bf16(lib, name="bf16"):
     W = {n: w.bfloat16() for n, w in init_weights(lib, 6).items()}
     G = [{n: g.bfloat16() for n, g in gk.items()} for gk in grads(lib, 6, 3)]
     og, pg = make(lib, W, DEV)
@@ -631,7 +659,7 @@ def check_bf16(lib):
             ulp = (b.abs() * 2 ** -8).clamp(min=1e-30)
             maxulp = max(maxulp, float(((a - b).abs() / ulp)[d].max()))
     frac = mism / total
-    report("bf16", frac <= 1e-3 and maxulp <= 1.01, "%d of %d entries differ (%.2g), at most %.2f ulp"
+    report(name, frac <= 1e-3 and maxulp <= 1.01, "%d of %d entries differ (%.2g), at most %.2f ulp"
            % (mism, total, frac, maxulp), "<= 1e-3, <= 1 ulp")
 
 
@@ -1195,6 +1223,13 @@ def main():
              ("ns_slices", lambda: check_ns_slices(by_policy["gpt2_muon"])),
              ("oom_step", lambda: check_oom_step(by_policy["gpt2_muon"])),
              ("errors", lambda: check_errors(by_policy["gpt2_adamw"]))]
+    # A filtered run (SYMOC_GPU_TEST_FILTER) without gpt2_adamw / gpt2_muon runs the checks of
+    # the libraries it has only.
+    if "gpt2_adamw" not in by_policy or "gpt2_muon" not in by_policy:
+        steps = []
+    if "gpt2_adam_mini" in by_policy:
+        steps += [("bf16.adam_mini", lambda: check_bf16(by_policy["gpt2_adam_mini"], "bf16.adam_mini")),
+                  ("mini_kernels", lambda: check_mini_kernels(by_policy["gpt2_adam_mini"]))]
     # The matrix rules: state names, non-finite skips, round trips and capture of every plan.
     def lib_steps(t, lib, main):
         out = [("state.%s" % t, lambda: check_state(lib, t)),

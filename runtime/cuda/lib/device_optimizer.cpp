@@ -323,7 +323,7 @@ void DeviceOptimizer::Impl::build() {
              "|" + std::to_string(g.sgd.nesterov);
     } else if (k == Kind::AdamMini) {
       g.mini = MiniCfg{f("beta1", 0.9), f("beta2", 0.999), f("eps", 1e-8), f("weight_decay", 0),
-                       int64_t(d.get("group_rows", 1)), env_flag("SYMOC_CUDA_MINI_ONE_PASS", false) ? 1 : 0};
+                       int64_t(d.get("group_rows", 1)), env_flag("SYMOC_CUDA_MINI_CTA", false) ? 0 : 1};
       g.tag = "adam_mini";
       if (g.mini.group_rows <= 0 || p.rows % g.mini.group_rows != 0) { // the CPU rule reports it
         host_blocks.push_back(int(b));
@@ -366,6 +366,7 @@ void DeviceOptimizer::Impl::build() {
       if (gr.kind == Kind::AdamMini) {
         const int64_t glen = gr.mini.group_rows * p.cols;
         for (int64_t k = 0; k < p.rows / gr.mini.group_rows; ++k) gr.chunks.push_back(Chunk{slot, int32_t(k), k * glen, glen});
+        if (glen > kMiniWarpMax) gr.mini.warp = 0; // large groups keep a CTA each
       } else if (gr.kind == Kind::Muon) {
         const int64_t sub = gr.sub_rows * p.cols;
         for (int64_t h = 0; h < p.rows / gr.sub_rows; ++h) {

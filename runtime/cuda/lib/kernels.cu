@@ -194,11 +194,11 @@ struct MiniScale {
   float denom;
 };
 __device__ __forceinline__ MiniScale mini_scale(const Counters &c, const Slot &s, const Chunk &ch, const MiniCfg &cfg,
-                                                float v_old, double sum_sq) {
+                                                float v_old, double sum_sq, bool writer) {
   const double t = double(c.t[s.block] + 1);
   const double bc1 = 1.0 - pow(double(cfg.b1), t), bc2 = 1.0 - pow(double(cfg.b2), t);
   const float vk = v_old * cfg.b2 + float(sum_sq / double(ch.len)) * (1.f - cfg.b2);
-  if (threadIdx.x == 0) s.s1[ch.aux] = vk;
+  if (writer) s.s1[ch.aux] = vk;
   return {bc1, float(sqrt(double(vk) / bc2)) + cfg.eps};
 }
 __device__ __forceinline__ float mini_update(float &mj, float gj, float wj, const MiniScale &k, float lr, float decay,
@@ -227,7 +227,7 @@ __device__ void adam_mini_two_pass(const StepArgs &a, const Chunk &ch, const Slo
     if (int(threadIdx.x) < o) red[threadIdx.x] += red[threadIdx.x + o];
     __syncthreads();
   }
-  if (threadIdx.x == 0) scale_s = mini_scale(c, s, ch, cfg, s.s1[ch.aux], red[0]);
+  if (threadIdx.x == 0) scale_s = mini_scale(c, s, ch, cfg, s.s1[ch.aux], red[0], true);
   __syncthreads();
   const MiniScale k = scale_s;
   const float lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd;
@@ -245,16 +245,20 @@ __global__ void adam_mini_kernel(const __grid_constant__ StepArgs a, const Chunk
   adam_mini_two_pass(a, ch, s, c, cfg);
 }
 
-// Adam-mini in one pass where a group fits in registers (SYMOC_CUDA_MINI_ONE_PASS=1, opt-in
-// until a GPU has measured it): every thread loads its share of g, m and w at once, so the CTA
-// waits on memory once instead of twice and reads g once. The sum of squares is in double
-// (a fixed order: warp shuffles, then the warps in turn); the updates are
-// adam_mini_two_pass's expressions. Groups that do not fit or are not 16-byte aligned take
-// the two-pass body.
-constexpr int kMiniVec = 4; // float4s per thread: groups of up to 4 * 4 * kThreads entries
-__global__ void adam_mini_one_pass_kernel(const __grid_constant__ StepArgs a, const Chunk *tasks, const Slot *slots,
-                                          Counters c, MiniCfg cfg) {
-  const Chunk ch = tasks[blockIdx.x];
+// Adam-mini with one warp per group (session 33; every group of the launch <= kMiniWarpMax
+// entries): GPT-2's groups are rows of 768 or 3072 entries, for which a CTA per group spent
+// more on its barriers and its tree reduction than on memory (38% of copy bandwidth on an
+// H100). The warp sums g^2 in double by shuffles, no block barrier, then steps m and w in
+// float4s; its second read of g hits L1 (a group is at most 64 KB). The updates are
+// adam_mini_two_pass's expressions; the sum's order differs (as between the CPU and a CTA).
+// (Holding a group of up to 768 entries in registers, g, m and w loaded at once, was measured
+// slower on the H100: 60% of copy bandwidth against 65%, 128 registers a thread.)
+__global__ void adam_mini_warp_kernel(const __grid_constant__ StepArgs a, const Chunk *tasks, int ntasks,
+                                      const Slot *slots, Counters c, MiniCfg cfg) {
+  const int lane = threadIdx.x & 31;
+  const int64_t task = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (task >= ntasks) return;
+  const Chunk ch = tasks[task];
   if (!a.active[ch.slot]) return;
   const Slot s = slots[ch.slot];
   if (c.flag[s.block]) return;
@@ -262,40 +266,41 @@ __global__ void adam_mini_one_pass_kernel(const __grid_constant__ StepArgs a, co
   void *w = a.w[ch.slot];
   const bool wb = a.wbf16[ch.slot], gb = a.gbf16[ch.slot];
   float *m = s.s0;
-  const bool fits = ch.off % 4 == 0 && ch.len % 4 == 0 && ch.len <= int64_t(4 * kMiniVec) * blockDim.x &&
-                    aligned(g, gb ? 8 : 16) && aligned(w, wb ? 8 : 16) && aligned(m, 16);
-  if (!fits) { // the same for every thread of the CTA
-    adam_mini_two_pass(a, ch, s, c, cfg);
-    return;
-  }
-  float G[kMiniVec][4], M[kMiniVec][4], W[kMiniVec][4];
-  double acc = 0;
-#pragma unroll
-  for (int r = 0; r < kMiniVec; ++r) {
-    const int64_t j = ch.off + 4 * (int64_t(r) * blockDim.x + threadIdx.x);
-    if (j < ch.off + ch.len) {
-      ld4(g, gb, j, G[r]), ld4f(m, j, M[r]), ld4(w, wb, j, W[r]);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc += double(G[r][q]) * G[r][q];
-    }
-  }
+  const int64_t end = ch.off + ch.len;
+  const bool vec = ch.off % 4 == 0 && ch.len % 4 == 0 && aligned(g, gb ? 8 : 16) && aligned(w, wb ? 8 : 16) &&
+                   aligned(m, 16);
   const float v_old = s.s1[ch.aux];
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
-  __shared__ double warp_sums[kThreads / 32];
-  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = acc;
-  __syncthreads();
-  double sum = 0;
-  for (int q = 0; q < int(blockDim.x >> 5); ++q) sum += warp_sums[q];
-  const MiniScale k = mini_scale(c, s, ch, cfg, v_old, sum);
   const float lr = slot_lr(a, ch.slot), decay = 1.f - lr * cfg.wd;
+  double acc = 0;
+  if (vec) {
+#pragma unroll 4
+    for (int64_t j = ch.off + 4 * lane; j < end; j += 128) {
+      float G[4];
+      ld4(g, gb, j, G);
 #pragma unroll
-  for (int r = 0; r < kMiniVec; ++r) {
-    const int64_t j = ch.off + 4 * (int64_t(r) * blockDim.x + threadIdx.x);
-    if (j < ch.off + ch.len) {
-#pragma unroll
-      for (int q = 0; q < 4; ++q) W[r][q] = mini_update(M[r][q], G[r][q], W[r][q], k, lr, decay, cfg);
-      st4f(m, j, M[r]), st4(w, wb, j, W[r]);
+      for (int q = 0; q < 4; ++q) acc += double(G[q]) * G[q];
     }
+  } else {
+    for (int64_t j = ch.off + lane; j < end; j += 32) {
+      const float x = ld1(g, gb, j);
+      acc += double(x) * x;
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  __syncwarp(); // every lane has read v_old before lane 0 writes the new one
+  const MiniScale k = mini_scale(c, s, ch, cfg, v_old, acc, lane == 0);
+  if (vec) {
+#pragma unroll 2
+    for (int64_t j = ch.off + 4 * lane; j < end; j += 128) {
+      float G[4], M[4], W[4];
+      ld4(g, gb, j, G), ld4f(m, j, M), ld4(w, wb, j, W);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) W[q] = mini_update(M[q], G[q], W[q], k, lr, decay, cfg);
+      st4f(m, j, M), st4(w, wb, j, W);
+    }
+  } else {
+    for (int64_t j = ch.off + lane; j < end; j += 32)
+      st1(w, wb, j, mini_update(m[j], ld1(g, gb, j), ld1(w, wb, j), k, lr, decay, cfg));
   }
 }
 
@@ -472,7 +477,8 @@ void launch_sgd(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot 
 void launch_adam_mini(const StepArgs &a, const Chunk *tasks, int ntasks, const Slot *slots, Counters c,
                       MiniCfg cfg, cudaStream_t s) {
   if (ntasks == 0) return;
-  if (cfg.one_pass) adam_mini_one_pass_kernel<<<ntasks, kThreads, 0, s>>>(a, tasks, slots, c, cfg);
+  constexpr int kWarps = kThreads / 32;
+  if (cfg.warp) adam_mini_warp_kernel<<<(ntasks + kWarps - 1) / kWarps, kThreads, 0, s>>>(a, tasks, ntasks, slots, c, cfg);
   else adam_mini_kernel<<<ntasks, kThreads, 0, s>>>(a, tasks, slots, c, cfg);
 }
 void launch_muon_momentum(const StepArgs &a, const Chunk *chunks, int nchunks, const Slot *slots, Counters c,

@@ -76,8 +76,10 @@ struct SgdCfg { float mom, damp, wd; int nesterov; };
 struct MiniCfg {
   float b1, b2, eps, wd;
   int64_t group_rows;
-  int one_pass; // SYMOC_CUDA_MINI_ONE_PASS=1: adam_mini_one_pass_kernel (opt-in until measured)
+  int warp; // one warp per group (every group of the launch <= kMiniWarpMax entries), else one CTA
 };
+// Adam-mini groups up to this many entries take one warp each (adam_mini_warp_kernel).
+constexpr int64_t kMiniWarpMax = 16384;
 struct MuonCfg { float beta, wd, scale; int nesterov; int64_t sub_rows, cols; };
 
 // Device-wide counters and flags, indexed by block / parameter.

@@ -78,7 +78,7 @@ private:
   // eigensolve per side size (and exponent, eps, precision) across groups (plan_banks,
   // run_banks); SYMOC_CUDA_EIGH_BANKS=0 (read at construction) keeps each group's own.
   bool banks_on_ = true;
-  bool split_operands_ = false;              // SYMOC_CUDA_SPLIT_OPERANDS=1 (Group::split)
+  bool split_operands_ = true;               // SYMOC_CUDA_SPLIT_OPERANDS (Group::split)
   size_t banks_bytes_ = 0;                   // device memory the banks added (roots, workspace growth)
   size_t banks_max_bytes_ = SIZE_MAX;        // SYMOC_CUDA_EIGH_BANKS_MAX_MB
   std::vector<std::unique_ptr<RootBank>> banks_; // made on first use, by their members
