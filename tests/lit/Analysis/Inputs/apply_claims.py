@@ -361,7 +361,15 @@ def apply_member(t, mem, a):
     idx = [mem["offset"] + k * stride for k in range(mem["extent"])]
     ax = mem["axis"]
     sub = np.moveaxis(np.take(t, idx, axis=ax), ax, 0)
-    new = np.tensordot(m, sub, axes=1)
+    if np.all(np.count_nonzero(m, axis=1) == 1):
+        # A signed permutation or a diagonal (S, B, Z2, Scale+) entry by entry: a matrix
+        # product would add +0 terms and turn -0 into +0, which a division by an exactly
+        # zero weight tells apart (fuzz_graphs seed 3301 case 528).
+        cols = np.argmax(m != 0, axis=1)
+        coef = m[np.arange(len(cols)), cols]
+        new = sub[cols] * coef.reshape((-1,) + (1,) * (sub.ndim - 1))
+    else:
+        new = np.tensordot(m, sub, axes=1)
     t = np.moveaxis(t, ax, 0).copy()
     t[idx] = new
     return np.moveaxis(t, 0, ax)
