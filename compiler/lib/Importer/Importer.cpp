@@ -342,10 +342,11 @@ private:
   /// A weight's axes along which two slices are equal (a zero-initialized weight, copied
   /// rows): `repeated_axes`. Ties are then certain where a rule counts on their having
   /// probability zero (ArgMax / TopK positions, PositionRules.cpp's TieWalk), which the
-  /// analysis otherwise assumes of every parameter. Weights of rank >= 2 stored in the file
-  /// and up to kMaxUniformScan entries (a router, not an embedding) are scanned.
+  /// analysis otherwise assumes of every parameter. Weights stored in the file with up to
+  /// kMaxUniformScan entries (a router, not an embedding) are scanned, biases too: a bias
+  /// with distinct entries breaks the ties of equal router columns, an all-zero one does not.
   void markRepeatedAxes(graph::ParamOp p, const onnx::TensorProto &t, RankedTensorType type) {
-    if (!selectsPositions || !type.hasStaticShape() || type.getRank() < 2 ||
+    if (!selectsPositions || !type.hasStaticShape() || type.getRank() < 1 ||
         type.getNumElements() > kMaxUniformScan || isExternal(t))
       return;
     std::vector<double> v = tensorToDouble(t, path);

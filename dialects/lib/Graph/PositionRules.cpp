@@ -171,18 +171,6 @@ struct TieWalk {
     return false;
   }
 
-  /// A parameter whose stored values repeat a slice along some axis (the importer's
-  /// `repeated_axes`), seen through views.
-  bool repeatedParam(Value v) {
-    Operation *op = v.getDefiningOp();
-    for (int depth = 0; op && depth < 8 && isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, IdentityOp>(op);
-         ++depth) {
-      v = op->getOperand(0);
-      op = v.getDefiningOp();
-    }
-    return op && isa<ParamOp>(op) && op->hasAttr("repeated_axes");
-  }
-
   /// Every entry of `v` is >= 0 by construction (Exp, Softmax, Softplus, Abs, Sqrt, seen
   /// through views): the domain of Sqrt, Log and a fractional Pow. Bounded by `depth`.
   bool nonnegative(Value v, int depth = 16) {
@@ -207,15 +195,15 @@ struct TieWalk {
     Operation *op = v.getDefiningOp();
     if (!op)
       return true; // a model input
+    // A parameter's repeated slices (the importer's `repeated_axes`) tie along their axis
+    // only: CopiedAxes, which the callers ask about the selected axis, follows them through
+    // products and sums (a weight with two equal columns ties two logits unless a bias with
+    // distinct entries breaks it; fuzz_graphs seed 3205's repeated router columns and
+    // all-zero Einsum weight made ArgMax's one-hot pick the first of the tied experts).
     if (isa<ParamOp>(op))
-      return !repeatedParam(v); // a parameter, unless its values repeat
-    // A weight with two equal slices (zero-initialized, copied rows) makes two output
-    // coordinates of a product tie for every input (fuzz_graphs seed 3205: a router's
-    // repeated columns, an all-zero Einsum weight, made ArgMax's one-hot pick the first
-    // of the tied experts, so their permutation failed verify).
+      return true;
     if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
-      return !knownZero(v) &&
-             llvm::none_of(op->getOperands(), [&](Value x) { return constantFilled(x, 16) || repeatedParam(x); });
+      return !knownZero(v) && llvm::none_of(op->getOperands(), [&](Value x) { return constantFilled(x, 16); });
     // One-to-one (or without flat pieces) coordinate by coordinate, and not saturating to
     // an exact constant at moderate inputs in float32: erf and tanh round to +-1 past |x| ~ 4
     // and ~ 9, the sigmoid to 1 past ~ 17, elu / selu / celu to their floor below ~ -17, gelu
