@@ -691,19 +691,32 @@ def b_reduce(g, x):
 
 
 def b_expand(g, x):
-    """Unsqueeze a new axis after the batch, Expand it to k, then a reduction over it or a
-    Reshape that folds it into the next axis."""
+    """Unsqueeze a new axis after the batch, copy it k times (Expand, Tile or a Concat of the
+    value with itself), then a reduction over it or a Reshape that folds it into the next
+    axis; sometimes a learned table of the folded shape is added (generic values that break
+    the copies, which an ArgMax over them would otherwise tie)."""
     v, s = x
     r = g.rng
     k = r.choice([2, 3])
     u = g.node("Unsqueeze", [v, g.i64([1])])
-    e = g.node("Expand", [u, g.i64([1, k] + s[1:])])
-    g.desc.append(f"Unsqueeze+Expand {k}")
-    if r.random() < 0.5:
+    how = r.choice(["Expand", "Expand", "Tile", "Concat"])
+    if how == "Expand":
+        e = g.node("Expand", [u, g.i64([1, k] + s[1:])])
+    elif how == "Tile":
+        e = g.node("Tile", [u, g.i64([1, k] + [1] * (len(s) - 1))])
+    else:
+        e = g.node("Concat", [u] * k, axis=1)
+    g.desc.append(f"Unsqueeze+{how} {k}")
+    if r.random() < 0.4:
         e = g.node("Mul", [e, g.const(np.asarray([r.uniform(0.5, 2) for _ in range(k)],
                                                  np.float32).reshape([k] + [1] * (len(s) - 1)))])
         return g.reduce(r.choice(["ReduceSum", "ReduceMean", "ReduceMax"]), e, [1], keepdims=0), s
-    return g.node("Reshape", [e, g.i64([0, k * s[1]] + s[2:])]), [s[0], k * s[1]] + s[2:]
+    ns = [s[0], k * s[1]] + s[2:]
+    out = g.node("Reshape", [e, g.i64([0, k * s[1]] + s[2:])])
+    if r.random() < 0.3:
+        g.desc.append("learned table over the copies")
+        out = g.node("Add", [out, g.weight(ns[1:], "pos_w")])
+    return out, ns
 
 
 def b_softmax(g, x):
