@@ -27,69 +27,6 @@ namespace {
 /// fuzz_graphs seed 3123.)
 unsigned blockBits(unsigned bits) { return bits & kAll; }
 
-/// The constant integers of a graph.constant operand, if known.
-std::optional<std::vector<int64_t>> constIntsOf(Value v) {
-  auto c = v.getDefiningOp<ConstantOp>();
-  if (!c || !c.getValue())
-    return std::nullopt;
-  auto dense = dyn_cast<DenseIntElementsAttr>(*c.getValue());
-  if (!dense)
-    return std::nullopt;
-  std::vector<int64_t> out;
-  for (const APInt &x : dense.getValues<APInt>())
-    out.push_back(x.getSExtValue());
-  return out;
-}
-
-/// The range [begin, end) of axis `axis` that a Slice keeps (the whole axis when it does
-/// not slice it); nullopt when its bounds are not constant or its step is not 1.
-std::optional<std::pair<int64_t, int64_t>> sliceKeeps(SliceOp op, int64_t axis) {
-  auto type = dyn_cast<RankedTensorType>(op->getOperand(0).getType());
-  if (!type || axis < 0 || axis >= type.getRank())
-    return std::nullopt;
-  const int64_t r = type.getRank(), n = type.getDimSize(axis);
-  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
-  auto ints = [&](StringRef name) -> std::optional<std::vector<int64_t>> {
-    auto a = op->getAttrOfType<ArrayAttr>(name);
-    if (!a)
-      return std::nullopt;
-    std::vector<int64_t> out;
-    for (Attribute e : a)
-      if (auto i = dyn_cast<IntegerAttr>(e))
-        out.push_back(i.getInt());
-    return out;
-  };
-  if (op->getNumOperands() >= 3) {
-    starts = constIntsOf(op->getOperand(1));
-    ends = constIntsOf(op->getOperand(2));
-    if (op->getNumOperands() > 3 && !isa_and_nonnull<NoneOp>(op->getOperand(3).getDefiningOp()))
-      if (!(axes = constIntsOf(op->getOperand(3))))
-        return std::nullopt;
-    if (op->getNumOperands() > 4 && !isa_and_nonnull<NoneOp>(op->getOperand(4).getDefiningOp()))
-      if (!(steps = constIntsOf(op->getOperand(4))))
-        return std::nullopt;
-  } else {
-    starts = ints("starts"), ends = ints("ends"), axes = ints("axes");
-  }
-  if (!starts || !ends || ends->size() != starts->size() || n < 0)
-    return std::nullopt;
-  std::pair<int64_t, int64_t> keep{0, n};
-  for (size_t k = 0; k < starts->size(); ++k) {
-    int64_t a = axes ? (k < axes->size() ? (*axes)[k] : -1 - r) : int64_t(k);
-    if (a < 0)
-      a += r;
-    if (a < 0 || a >= r || (steps && (k >= steps->size() || (*steps)[k] != 1)))
-      return std::nullopt;
-    if (a != axis)
-      continue;
-    int64_t s = (*starts)[k], e = (*ends)[k];
-    s = std::clamp<int64_t>(s < 0 ? s + n : s, 0, n);
-    e = std::clamp<int64_t>(e < 0 ? e + n : e, 0, n);
-    keep = {s, std::max(s, e)};
-  }
-  return keep;
-}
-
 /// True when no reader of `parts` sees coordinate `k` of axis `outer` together with the
 /// coordinates [lo, hi) of axis `inner`: every reader is a Slice (constant bounds, step 1)
 /// that leaves out k or all of [lo, hi). A graph output is a reader that sees everything.

@@ -299,22 +299,55 @@ void SplitOp::applySymmetryRule(SpaceBuilder &b) {
       return;
 }
 
+namespace {
+/// A Slice's starts, ends, axes and steps as written (attributes before opset 10, constant
+/// operands after); absent ones are nullopt.
+struct SliceBounds {
+  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
+};
+SliceBounds sliceBounds(SliceOp op) {
+  SliceBounds s;
+  if (opsetOf(op) < 10) {
+    s.starts = intsAttr(op, "starts");
+    s.ends = intsAttr(op, "ends");
+    s.axes = intsAttr(op, "axes");
+  } else {
+    s.starts = constInts(op->getOperand(1));
+    s.ends = constInts(op->getOperand(2));
+    if (op->getNumOperands() > 3 && !isNone(op->getOperand(3)))
+      s.axes = constInts(op->getOperand(3));
+    if (op->getNumOperands() > 4 && !isNone(op->getOperand(4)))
+      s.steps = constInts(op->getOperand(4));
+  }
+  return s;
+}
+} // namespace
+
+std::optional<std::pair<int64_t, int64_t>> sliceKeeps(SliceOp op, int64_t axis) {
+  const int64_t r = rankOf(op->getOperand(0)), n = dimOf(op->getOperand(0), axis);
+  SliceBounds sb = sliceBounds(op);
+  if (!sb.starts || !sb.ends || sb.ends->size() != sb.starts->size() || n < 0 ||
+      (sb.axes && sb.axes->size() != sb.starts->size()) || (sb.steps && sb.steps->size() != sb.starts->size()))
+    return std::nullopt;
+  std::pair<int64_t, int64_t> keep{0, n};
+  for (size_t k = 0; k < sb.starts->size(); ++k) {
+    const int64_t a = normAxis(sb.axes ? (*sb.axes)[k] : int64_t(k), r);
+    if (a < 0 || (sb.steps && (*sb.steps)[k] != 1))
+      return std::nullopt;
+    if (a != axis)
+      continue;
+    int64_t s = (*sb.starts)[k], e = (*sb.ends)[k];
+    s = std::clamp<int64_t>(s < 0 ? s + n : s, 0, n);
+    e = std::clamp<int64_t>(e < 0 ? e + n : e, 0, n);
+    keep = {s, std::max(s, e)};
+  }
+  return keep;
+}
+
 void SliceOp::applySymmetryRule(SpaceBuilder &b) {
   Value x = getOperand(0), y = getResult(0);
   int64_t r = rankOf(x);
-  std::optional<std::vector<int64_t>> starts, ends, axes, steps;
-  if (opsetOf(*this) < 10) {
-    starts = intsAttr(*this, "starts");
-    ends = intsAttr(*this, "ends");
-    axes = intsAttr(*this, "axes");
-  } else {
-    starts = constInts(getOperand(1));
-    ends = constInts(getOperand(2));
-    if (getNumOperands() > 3 && !isNone(getOperand(3)))
-      axes = constInts(getOperand(3));
-    if (getNumOperands() > 4 && !isNone(getOperand(4)))
-      steps = constInts(getOperand(4));
-  }
+  auto [starts, ends, axes, steps] = sliceBounds(*this);
   if (!starts || !ends) {
     barrier(b, *this, "Slice bounds are not constant");
     return;
