@@ -529,24 +529,6 @@ def check_nonfinite(lib, main="muon", tag="nonfinite"):
            % (og.steps_skipped, oc.steps_skipped, len(bad), untouched, r), "equal counts, <= 1e-5")
 
 
-def env_variant_runs(lib, names, var, values, seed):
-    """For fp32 and bf16 parameters: 5 steps of optimizers made under `var` = each of
-    `values` (None: unset) from the same weights and gradients, with a NaN/inf gradient at
-    step 2 on the first of `names`. Yields (dtype name, W, {value: (weights on the CPU,
-    steps_skipped)})."""
-    for dtype in (torch.float32, torch.bfloat16):
-        W = init_weights(lib, seed, dtype)
-        G = grads(lib, seed, 5, dtype)
-        out = {}
-        for val in values:
-            with env_vars(**{var: val}):
-                o, p = make(lib, W, DEV)
-            run(o, p, G, nan_at=2, nan_names=names[:1])
-            out[val] = ({n: t.detach().cpu() for n, t in p.items()}, o.steps_skipped)
-            del o, p
-        yield str(dtype).replace("torch.", ""), W, out
-
-
 def check_fuse_levels(lib):
     """SYMOC_CUDA_FUSE=2 (the default: a stats pass, then the Newton-Schulz plan's pack makes
     Muon's momentum step) against =1 (the momentum kernel writes U, session 11): the same float
@@ -554,10 +536,19 @@ def check_fuse_levels(lib):
     parameters, with a NaN/inf gradient at step 2 on one Muon parameter (skipped alike)."""
     muon = [n for n, _, r in lib.params if kind(r) == "muon"]
     worst = []
-    for dt, W, out in env_variant_runs(lib, muon, "SYMOC_CUDA_FUSE", ("1", "2"), 6):
+    for dtype in (torch.float32, torch.bfloat16):
+        W = init_weights(lib, 6, dtype)
+        G = grads(lib, 6, 5, dtype)
+        out = {}
+        for lvl in ("1", "2"):
+            with env_vars(SYMOC_CUDA_FUSE=lvl):
+                o, p = make(lib, W, DEV)
+            run(o, p, G, nan_at=2, nan_names=muon[:1])
+            out[lvl] = ({n: t.detach().cpu() for n, t in p.items()}, o.steps_skipped)
+            del o, p
         differ = [n for n in out["1"][0] if not torch.equal(out["1"][0][n], out["2"][0][n])]
         moved = sum(not torch.equal(out["2"][0][n], W[n]) for n in muon)
-        worst.append((dt, len(differ), out["1"][1], out["2"][1], moved))
+        worst.append((str(dtype).replace("torch.", ""), len(differ), out["1"][1], out["2"][1], moved))
     ok = len(muon) > 0 and all(d == 0 and s1 == s2 >= 1 and mv == len(muon) for _, d, s1, s2, mv in worst)
     report("fuse_levels", ok, ", ".join("%s: %d parameters differ, skips %d / %d, %d Muon moved" % w for w in worst),
            "0 differ, equal skips, every Muon parameter moved")
@@ -566,19 +557,26 @@ def check_fuse_levels(lib):
 def check_mini_kernels(lib):
     """Adam-mini's warp-per-group kernel (the default since session 33) against one CTA per
     group (SYMOC_CUDA_MINI_CTA=1): the same expressions but for the order of each group's sum
-    of g^2 (shuffles against a tree), so 5 steps agree within 1e-6 relative (fp32; bf16 within
-    1e-2, where a rounding of the weights may flip) with a NaN/inf gradient at step 2 on one
-    Adam-mini parameter skipped alike, and every Adam-mini parameter moved."""
+    of g^2 (shuffles against a tree), so 5 steps agree within 1e-6 relative (fp32 and bf16
+    parameters) with a NaN/inf gradient at step 2 on one Adam-mini parameter skipped alike,
+    and every Adam-mini parameter moved."""
     mini = [n for n, _, r in lib.params if kind(r) == "adam_mini"]
     worst = []
-    for dt, W, out in env_variant_runs(lib, mini, "SYMOC_CUDA_MINI_CTA", ("1", None), 8):
+    for dtype in (torch.float32, torch.bfloat16):
+        W = init_weights(lib, 8, dtype)
+        G = grads(lib, 8, 5, dtype)
+        out = {}
+        for cta in ("1", None):
+            with env_vars(SYMOC_CUDA_MINI_CTA=cta):
+                o, p = make(lib, W, DEV)
+            run(o, p, G, nan_at=2, nan_names=mini[:1])
+            out[cta] = ({n: t.detach().cpu().float() for n, t in p.items()}, o.steps_skipped)
+            del o, p
         a, b = out["1"][0], out[None][0]
-        w0 = {n: W[n].float() for n in mini}
-        rel = max(float((a[n].float() - b[n].float()).norm() / max(float((a[n].float() - w0[n]).norm()), 1e-30))
-                  for n in mini)
-        moved = sum(not torch.equal(b[n].float(), w0[n]) for n in mini)
-        worst.append((dt, rel, out["1"][1], out[None][1], moved))
-    lim = {"float32": 1e-6, "bfloat16": 1e-2}
+        rel = max(float((a[n] - b[n]).norm() / max(float((a[n] - W[n].float()).norm()), 1e-30)) for n in mini)
+        moved = sum(not torch.equal(b[n], W[n].float()) for n in mini)
+        worst.append((str(dtype).replace("torch.", ""), rel, out["1"][1], out[None][1], moved))
+    lim = {"float32": 1e-6, "bfloat16": 1e-2}  # bf16: a rounding of the weights may flip
     ok = len(mini) > 0 and all(r <= lim[d] and s1 == s2 >= 1 and mv == len(mini) for d, r, s1, s2, mv in worst)
     report("mini_kernels", ok, ", ".join("%s: %.2g of the update, skips %d / %d, %d Adam-mini moved" % w for w in worst),
            "fp32 <= 1e-6, bf16 <= 1e-2, equal skips, every Adam-mini parameter moved")
