@@ -175,10 +175,18 @@ struct TieWalk {
   /// piece at zero (Relu, Clip, a rounding, HardSigmoid, HardSwish, a zero
   /// slope), seen through views, products of it (a zero row stays zero) and sums whose every
   /// term may vanish there. Parameters, model inputs and other ops count as generic (no exact
-  /// zeros). Bounded by `depth`; past it, or out of budget, yes.
+  /// zeros). Memoized, so a deep residual stream is walked once; past a recursion depth of
+  /// 2048, yes.
+  llvm::DenseMap<Value, bool> zeroRowMemo;
   bool zeroRowsPossible(Value v, int depth) {
-    if (--budget < 0 || depth <= 0)
-      return true;
+    if (auto it = zeroRowMemo.find(v); it != zeroRowMemo.end())
+      return it->second;
+    const bool out = depth <= 0 || computeZeroRows(v, depth);
+    zeroRowMemo[v] = out;
+    return out;
+  }
+  bool computeZeroRows(Value v, int depth) {
+    budget = std::max(budget, 64); // knownZero and constantFilled below spend it per question
     if (knownZero(v))
       return true;
     Operation *op = v.getDefiningOp();
@@ -244,7 +252,7 @@ struct TieWalk {
         return p && isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(p) &&
                llvm::any_of(p->getOperands(), [&](Value x) {
                  return !isNone(x) && !x.getDefiningOp<ParamOp>() && !x.getDefiningOp<ConstantOp>() &&
-                        zeroRowsPossible(x, 32);
+                        zeroRowsPossible(x, 2048);
                });
       };
       // A bias that breaks the zero row's ties along `axis`: a parameter (not repeated) that
