@@ -84,12 +84,11 @@ public:
     for (const auto &n : g.node())
       selectsPositions |= n.op_type() == "ArgMax" || n.op_type() == "ArgMin" || n.op_type() == "TopK";
     resolveFrozen();
-    // Tensors the exporter computed (masks, tables, buffers): never trained.
-    for (const auto &name : adapterConstants(model)) {
-      adapterCopied.insert(name);
-      if (initializers.count(name))
-        frozen.insert(name);
-    }
+    // Tensors the exporter computed (masks, tables, buffers) and those the opset adapter
+    // copied into tables of its own or stopped reading (rotary caches, Resize-18's roi): never
+    // trained, initializers and Constant nodes alike (under --constant-params).
+    for (const auto &name : adapterConstants(model))
+      frozen.insert(name);
     countFloatInitializers();
 
     // Graph inputs that are not initializers are the function's arguments.
@@ -431,7 +430,7 @@ private:
       if (a.name() == "value") {
         type = typeOfTensor(a.t());
         bool asParam = constantParams && isFloat(a.t().data_type()) &&
-                       numElements(a.t()) > 1 && !adapterCopied.count(n.output(0));
+                       numElements(a.t()) > 1 && !frozen.count(n.output(0));
         if (asParam) {
           auto p = b.create<graph::ParamOp>(loc, type, b.getStringAttr(n.output(0)),
                                             StringAttr(), b.getUnitAttr());
@@ -453,7 +452,7 @@ private:
       } else if (a.name() == "value_floats") {
         type = RankedTensorType::get({a.floats_size()}, b.getF32Type());
         std::vector<float> v(a.floats().begin(), a.floats().end());
-        if (constantParams && v.size() > 1 && !adapterCopied.count(n.output(0))) {
+        if (constantParams && v.size() > 1 && !frozen.count(n.output(0))) {
           ++paramsFromConstants;
           return b.create<graph::ParamOp>(loc, type, b.getStringAttr(n.output(0)), StringAttr(),
                                           b.getUnitAttr());
@@ -588,10 +587,9 @@ private:
   bool constantParams = false;
   Value none;
   std::map<std::string, const onnx::TensorProto *> initializers;
-  std::set<std::string> frozen; // initializers named by --frozen (patterns resolved)
-  // Tensors the opset adapter copied into tables of its own or stopped reading (rotary caches,
-  // Resize-18's roi): never trained, also as Constant nodes under --constant-params.
-  std::set<std::string> adapterCopied;
+  // Never trained: initializers named by --frozen (patterns resolved) and the names the opset
+  // adapter recorded (initializers or Constant-node outputs).
+  std::set<std::string> frozen;
   std::map<std::string, const onnx::ValueInfoProto *> valueInfo;
   std::map<std::string, Value> values;
 };

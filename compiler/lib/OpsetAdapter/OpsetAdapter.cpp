@@ -207,7 +207,7 @@ void removeValueInfo(onnx::ModelProto &model, const std::set<std::string> &names
 
 /// Initializers and Constant-node outputs that some node reads (subgraphs' reads included by
 /// name).
-std::set<std::string> readInitializers(const onnx::GraphProto &g) {
+std::set<std::string> readStoredTensors(const onnx::GraphProto &g) {
   std::set<std::string> inits, read;
   for (const auto &t : g.initializer())
     inits.insert(t.name());
@@ -287,7 +287,7 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
     // caches into its tables, Resize-18's roi and scales) leaves the initializer unread: it is a
     // table the exporter computed, not a weight, and a claim on it would be vacuous in the
     // adapted graph but false for the model as written (GL on the cos / sin caches).
-    const std::set<std::string> readBefore = readInitializers(model.graph());
+    const std::set<std::string> readBefore = readStoredTensors(model.graph());
     GraphRewriter rw(ctx, opset);
     // Rewrites that need shapes produced by other rewrites wait for shape
     // inference on the partly rewritten graph; the last pass reports what
@@ -301,7 +301,7 @@ void adaptModel(onnx::ModelProto &model, const std::string &path, const Constant
       ctx.index();
     }
     stripDoneMarks(*model.mutable_graph());
-    const std::set<std::string> readAfter = readInitializers(model.graph());
+    const std::set<std::string> readAfter = readStoredTensors(model.graph());
     for (const auto &name : readBefore)
       if (!readAfter.count(name))
         ctx.constants.insert(name);

@@ -186,8 +186,8 @@ struct TieWalk {
     return out;
   }
   bool computeZeroRows(Value v, int depth) {
-    budget = std::max(budget, 64); // knownZero and constantFilled below spend it per question
-    if (knownZero(v))
+    // Each node asks a fresh walker (its own budget), so a long walk here cannot exhaust it.
+    if (TieWalk().knownZero(v))
       return true;
     Operation *op = v.getDefiningOp();
     if (!op || isa<ParamOp, ConstantOp, ConstantOfShapeOp>(op))
@@ -199,7 +199,7 @@ struct TieWalk {
       if (alpha && alpha.getValueAsDouble() == 0.0)
         return true;
     }
-    if (constantFilled(v, 4)) // a Pad in constant mode, a mask, a constant part
+    if (TieWalk().constantFilled(v, 4)) // a Pad in constant mode, a mask, a constant part
       return true;
     auto any = [&](auto range) {
       return llvm::any_of(range, [&](Value x) { return !isNone(x) && zeroRowsPossible(x, depth - 1); });
@@ -218,12 +218,13 @@ struct TieWalk {
     }
     if (isa<DivOp>(op))
       return zeroRowsPossible(op->getOperand(0), depth - 1);
-    // A sum vanishes where every term may (a constant or parameter term does not).
     if (isa<MaxOp, MinOp>(op) && llvm::any_of(op->getOperands(), [](Value x) {
           std::optional<double> c = constScalar(x);
           return c && *c == 0.0; // max(x, 0): a Relu
         }))
       return true;
+    // A sum vanishes where every term may (a constant or parameter term does not); a Concat
+    // or Where where any part may.
     if (isa<AddOp, SubOp, ConcatOp, MaxOp, MinOp, WhereOp>(op)) {
       if (isa<ConcatOp, WhereOp>(op))
         return any(op->getOperands());
@@ -307,14 +308,13 @@ struct TieWalk {
     if (--budget < 0)
       return false;
     Operation *op = v.getDefiningOp();
-    if (!op)
-      return true; // a model input
-    // A parameter's repeated slices (the importer's `repeated_axes`) tie along their axis
-    // only: CopiedAxes, which the callers ask about the selected axis, follows them through
-    // products and sums (a weight with two equal columns ties two logits unless a bias with
-    // distinct entries breaks it; fuzz_graphs seed 3205's repeated router columns and
-    // all-zero Einsum weight made ArgMax's one-hot pick the first of the tied experts).
-    if (isa<ParamOp>(op))
+    // A model input or a parameter. A parameter's repeated slices (the importer's
+    // `repeated_axes`) tie along their axis only: CopiedAxes, which selectionTies asks about
+    // the selected axis, follows them through products and sums (a weight with two equal
+    // columns ties two logits unless a bias with distinct entries breaks it; fuzz_graphs seed
+    // 3205's repeated router columns and all-zero Einsum weight made ArgMax's one-hot pick
+    // the first of the tied experts).
+    if (!op || isa<ParamOp>(op))
       return true;
     if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op))
       return !knownZero(v) && llvm::none_of(op->getOperands(), [&](Value x) { return constantFilled(x, 16); });
@@ -516,6 +516,14 @@ private:
   }
 };
 
+/// True unless the entries of `x` along `axis` tie with probability zero (TopK's and
+/// ArgMax's condition for following their positions): ops without flat pieces from
+/// generic values (TieWalk::distinct), no copies along the axis (CopiedAxes) and no product
+/// of a row that may be exactly zero (TieWalk::zeroRowTie).
+bool selectionTies(Value x, int64_t axis) {
+  return !TieWalk().distinct(x) || CopiedAxes().along(x, axis) || TieWalk().zeroRowTie(x, axis);
+}
+
 } // namespace
 
 void TopKOp::applySymmetryRule(SpaceBuilder &b) {
@@ -543,8 +551,7 @@ void TopKOp::applySymmetryRule(SpaceBuilder &b) {
   // still processed alike, so those axes pass as with sorted=1.
   const bool sorted = intAttr(op, "sorted", 1) != 0;
   // Positions are followed only where ties have measure zero (file comment).
-  const bool distinct =
-      sorted && TieWalk().distinct(x) && !CopiedAxes().along(x, axis) && !TieWalk().zeroRowTie(x, axis);
+  const bool distinct = sorted && !selectionTies(x, axis);
   for (int64_t a = 0; a < r; ++a) {
     pinFlows(b, x, a);
     pinFlows(b, vals, a);
@@ -591,9 +598,7 @@ static void argExtremeRule(SpaceBuilder &b, Operation *op, StringRef name) {
     return;
   }
   auto xt = dyn_cast<RankedTensorType>(x.getType());
-  const bool distinct =
-      xt && isa<FloatType>(xt.getElementType()) && TieWalk().distinct(x) && !CopiedAxes().along(x, axis) &&
-      !TieWalk().zeroRowTie(x, axis);
+  const bool distinct = xt && isa<FloatType>(xt.getElementType()) && !selectionTies(x, axis);
   for (int64_t a = 0, ya = 0; a < r; ++a) {
     pinFlows(b, x, a);
     if (a == axis) {
