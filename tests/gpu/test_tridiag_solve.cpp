@@ -368,6 +368,41 @@ TEST(TridiagSolve, TightClusterInTheMiddle) {
   EXPECT_EQ(k3, 4);
 }
 
+// The roots' smallest eigenvalue by multisection (32 points a round; the GPU's root kernel
+// runs the same rounds on a warp) lands where bisection does, within both stopping widths, and
+// on LAPACK's value within eps ||T||: random, rank-deficient (lambda_min ~ 0, the eps^2 floor),
+// Wilkinson, glued copies, graded, negative, scaled, and 1 and 2 rows.
+TEST(TridiagSolve, LowestEigenvalueByMultisectionMatchesBisection) {
+  using namespace symoc::cuda::detail::tridiag;
+  std::mt19937_64 g(12);
+  std::vector<Tri> ms = {random_tri(1, g), random_tri(2, g), random_tri(200, g), random_tri(64, g, 1e-30),
+                         random_tri(64, g, 1e30), gram_tri(120, 30, 0.0, g), gram_tri(90, 90, 0.0, g),
+                         wilkinson(10), glued(wilkinson(10), 6, 1e-14), spectrum_tri({-3, -2, -2 + 1e-13, -1}, g)};
+  Tri gr{std::vector<double>(48), std::vector<double>(48, 0.0)};
+  for (int i = 0; i < 48; ++i) gr.d[i] = (i % 2 ? -1 : 1) * std::pow(10.0, -12 + i / 2.0);
+  for (int i = 0; i + 1 < 48; ++i) gr.e[i] = std::pow(10.0, -12.25 + i / 2.0);
+  ms.push_back(gr);
+  for (size_t c = 0; c < ms.size(); ++c) {
+    const Tri &t = ms[c];
+    const int m = int(t.d.size());
+    std::vector<double> e2(m);
+    for (int i = 0; i < m; ++i) e2[i] = t.e[i] * t.e[i];
+    double gl, gu;
+    gershgorin(t.d.data(), t.e.data(), m, gl, gu);
+    const double multi = lowest_eigenvalue(t.d.data(), e2.data(), m, gl, gu);
+    const double bis = bisect_eigenvalue(t.d.data(), e2.data(), m, 0, gl, gu);
+    const Bracket br = lowest_bracket(m, gl, gu);
+    const double width = 2 * kEps * std::max(std::abs(multi), std::abs(bis)) + br.atol;
+    EXPECT_LE(std::abs(multi - bis), 2 * width) << "matrix " << c << " (n = " << m << "): " << multi << " vs " << bis;
+    std::vector<double> rd = t.d, re = t.e;
+    ASSERT_EQ(LAPACKE_dsterf(m, rd.data(), re.data()), 0);
+    EXPECT_LE(std::abs(multi - rd[0]), 8 * kEps * m * tnorm(t)) << "matrix " << c << ": " << multi << " vs LAPACK "
+                                                                   << rd[0];
+    // Nothing below the value: the count just under it is 0 (as the bracket's invariant keeps).
+    EXPECT_EQ(sturm_count(t.d.data(), e2.data(), m, multi - 2 * width), 0) << "matrix " << c;
+  }
+}
+
 TEST(TridiagSolve, TwistedSolveOfRoot) {
   // (L D L^T - mu I) x = y through the twisted factorization, against the formed tridiagonal.
   using namespace symoc::cuda::detail::tridiag;

@@ -8,14 +8,15 @@
 //
 // Phases (kernels on the stream):
 //   prep     one thread a matrix: finite check, power-of-two scaling, split into blocks
-//   root     one thread a block (its first slot): smallest eigenvalue, root L D L^T
+//   root     one warp a block (its first slot): smallest eigenvalue by multisection, root L D L^T
 //   bisect   one thread a slot: its eigenvalue (of L D L^T, relative accuracy, in root blocks)
 //   rank     one block a matrix: the slots' order, w, and the list of clusters
 //   vectors  one thread a slot outside clusters: twisted factorization, into its Z column
 //   clusters persistent worker blocks taking clusters from a queue: block inverse iteration
 //            with Gram-Schmidt, the members' columns in place
 // Vectors are computed in double: in Z itself for fp64; for fp32 in a double buffer of a chunk
-// of matrices (vectors of at most kVectorBudget bytes), converted into Z per chunk.
+// of matrices (vectors of at most the batch's fp32 output or kVectorBudget bytes, whichever is more),
+// converted into Z per chunk.
 #include "tridiag_solve.cuh"
 
 #include "common.cuh"
@@ -64,7 +65,14 @@ template <class T> Work carve(void *base, int64_t n, int64_t batch, Carver &c) {
   if (std::is_same_v<T, double>) {
     w.chunk = batch, w.V = nullptr; // the vectors are built in Z
   } else {
-    w.chunk = std::clamp<int64_t>(int64_t(kVectorBudget / (size_t(n) * n * sizeof(double))), 1, batch);
+    // A chunk's double vectors may take as much as the fp32 output of the whole batch (half of
+    // it a chunk) or kVectorBudget, whichever is more: each thread's twisted solve is a chain
+    // of dependent loads, so a launch takes about as long for one matrix as for a dozen (H100,
+    // 24 x 3072: one matrix a launch spent 136 ms in the vectors, session 34).
+    const size_t per = size_t(n) * n * sizeof(double);
+    const size_t budget = std::max(kVectorBudget, size_t(batch) * n * n * sizeof(float));
+    const int64_t most = std::clamp<int64_t>(int64_t(budget / per), 1, batch), calls = (batch + most - 1) / most;
+    w.chunk = (batch + calls - 1) / calls; // balanced: the calls take about the same time
     w.V = c.take<double>(size_t(w.chunk) * n * n);
   }
   (void)base;
@@ -93,13 +101,29 @@ __global__ void prep_kernel(const T *d, const T *e, int n, int batch, double *ds
   exps[b] = ex, info[b] = ok ? 0 : 1;
 }
 
+// One warp a slot; the warps of blocks' first slots find the block's smallest eigenvalue by
+// lowest_eigenvalue's multisection (a lane a point: the same rounds, so the same value as the
+// host driver), then lane 0 factors the root.
+static_assert(kRootLanes == 32, "one warp a multisection round");
 __global__ void root_kernel(const double *ds, const double *es, const double *e2, const int *lo, const int *hi,
                             const double *gl, const double *gu, const int *info, int n, double *lam, double *sig,
                             double *rD, double *rl, int *rrr) {
-  const int b = blockIdx.y, s = blockIdx.x * blockDim.x + threadIdx.x;
+  const int b = blockIdx.y, s = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (s >= n || info[b]) return;
   const size_t o = size_t(b) * n;
-  block_root(ds + o, es + o, e2 + o, lo + o, hi + o, gl + o, gu + o, s, lam + o, sig + o, rD + o, rl + o, rrr + o);
+  if (lo[o + s] != s) return; // uniform in the warp
+  const int m = hi[o + s] - s + 1;
+  const double *d = ds + o + s, *q = e2 + o + s;
+  double lmin = d[0];
+  if (m > 1) {
+    Bracket br = lowest_bracket(m, gl[o + s], gu[o + s]);
+    for (int it = 0; it < 2200 && !bracket_done(br); ++it) {
+      const unsigned pos = __ballot_sync(0xffffffffu, sturm_count(d, q, m, multisect_point(br, lane)) > 0);
+      if (!multisect_update(br, pos ? __ffs(pos) - 1 : kRootLanes)) break;
+    }
+    lmin = bracket_value(br);
+  }
+  if (lane == 0) block_root_at(ds + o, es + o, hi + o, gl + o, gu + o, s, lmin, lam + o, sig + o, rD + o, rl + o, rrr + o);
 }
 
 __global__ void bisect_kernel(const double *ds, const double *e2, const int *lo, const int *hi, const double *gl,
@@ -309,7 +333,7 @@ void tridiag_eig(const T *d, const T *e, int64_t n, int64_t batch, T *w, T *Z, i
                                                            wk.gu, wk.exps, info);
   check_launch("tridiag_eig prep");
   const dim3 slots(unsigned((n + kThreads - 1) / kThreads), unsigned(batch));
-  root_kernel<<<slots, kThreads, 0, s>>>(wk.ds, wk.es, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, info, ni, wk.lam, wk.sig,
+  root_kernel<<<dim3(unsigned((n + kWarps - 1) / kWarps), unsigned(batch)), kThreads, 0, s>>>(wk.ds, wk.es, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, info, ni, wk.lam, wk.sig,
                                          wk.rD, wk.rl, wk.rrr);
   check_launch("tridiag_eig root");
   bisect_kernel<<<slots, kThreads, 0, s>>>(wk.ds, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, wk.sig, wk.rD, wk.rl, wk.rrr, info,

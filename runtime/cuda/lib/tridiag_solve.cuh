@@ -123,6 +123,56 @@ SYMOC_HD inline double bisect_eigenvalue(const double *d, const double *e2, int 
   return a + 0.5 * (b - a);
 }
 
+// The smallest eigenvalue of a block by multisection: each round counts at kRootLanes points
+// spaced evenly inside [a, b] (one lane each on the GPU, a warp; one after the other on the
+// host) and keeps the sub-interval where the count first turns positive, ~5 bits a round
+// against bisection's one. Its start and stopping rule are bisect_eigenvalue's (k = 0), so the
+// result has bisection's accuracy; the block roots cost one Sturm pass a round instead of one
+// a halving (Shampoo's rank-deficient factors need ~100 halvings: eps^2 absolute).
+constexpr int kRootLanes = 32;
+struct Bracket {
+  double a, b, atol;
+};
+SYMOC_HD inline Bracket lowest_bracket(int m, double gl, double gu) {
+  const double bnorm = dmax(fabs(gl), fabs(gu));
+  const double atol = dmax(kAbsTol * bnorm, 2 * kPivmin);
+  return {gl - 4 * kEps * bnorm * m - 2 * atol, gu + 4 * kEps * bnorm * m + 2 * atol, atol};
+}
+SYMOC_HD inline bool bracket_done(const Bracket &br) {
+  return br.b - br.a <= 2 * kEps * dmax(fabs(br.a), fabs(br.b)) + br.atol;
+}
+// Point j (0 <= j < kRootLanes) of a round: nondecreasing in j, inside [a, b].
+SYMOC_HD inline double multisect_point(const Bracket &br, int j) {
+  return br.a + (br.b - br.a) * (double(j + 1) / double(kRootLanes + 1));
+}
+// first: the first point whose count is positive (kRootLanes: none). Points before it count
+// 0, so count(a) = 0 < count(b) holds after the update. False when nothing shrank (no double
+// strictly inside).
+SYMOC_HD inline bool multisect_update(Bracket &br, int first) {
+  const double na = first > 0 ? multisect_point(br, first - 1) : br.a;
+  const double nb = first < kRootLanes ? multisect_point(br, first) : br.b;
+  if (!(na > br.a) && !(nb < br.b)) return false;
+  br.a = na, br.b = nb;
+  return true;
+}
+SYMOC_HD inline double bracket_value(const Bracket &br) { return br.a + 0.5 * (br.b - br.a); }
+
+// Host form of the multisection (the lanes in turn; the same rounds as the GPU's warp).
+SYMOC_HD inline double lowest_eigenvalue(const double *d, const double *e2, int m, double gl, double gu) {
+  if (m == 1) return d[0];
+  Bracket br = lowest_bracket(m, gl, gu);
+  for (int it = 0; it < 2200 && !bracket_done(br); ++it) {
+    int first = kRootLanes;
+    for (int j = 0; j < kRootLanes; ++j)
+      if (sturm_count(d, e2, m, multisect_point(br, j)) > 0) {
+        first = j;
+        break;
+      }
+    if (!multisect_update(br, first)) break;
+  }
+  return bracket_value(br);
+}
+
 SYMOC_HD inline double floor_pivot(double p, double floor) {
   return fabs(p) < floor ? (p < 0 ? -floor : floor) : p;
 }
@@ -450,15 +500,21 @@ SYMOC_HD inline int slot_rank(const double *lam, int n, int s) {
 // The root of slot s's block when s is the block's first slot (else nothing): lam[s] (its
 // smallest eigenvalue, absolute accuracy), then rrr[s] = 1 and sig[s], rD/rl over the block's
 // rows when L D L^T is positive definite; rrr[s] = 0 for the absolute path (and m = 1).
+// lmin: the block's smallest eigenvalue (lowest_eigenvalue, or the GPU's warp form of it).
+SYMOC_HD inline void block_root_at(const double *ds, const double *es, const int *hi, const double *gl,
+                                   const double *gu, int s, double lmin, double *lam, double *sig, double *rD,
+                                   double *rl, int *rrr) {
+  const int m = hi[s] - s + 1;
+  lam[s] = lmin;
+  sig[s] = 0;
+  rrr[s] = m >= 2 && root_factor(ds + s, es + s, m, lmin, block_norm(gl, gu, s), sig[s], rD + s, rl + s);
+}
 SYMOC_HD inline void block_root(const double *ds, const double *es, const double *e2, const int *lo, const int *hi,
                                 const double *gl, const double *gu, int s, double *lam, double *sig, double *rD,
                                 double *rl, int *rrr) {
-  const int l = lo[s];
-  if (s != l) return;
-  const int m = hi[s] - l + 1;
-  lam[s] = slot_eigenvalue(ds, e2, lo, hi, gl, gu, s);
-  sig[s] = 0;
-  rrr[s] = m >= 2 && root_factor(ds + l, es + l, m, lam[s], block_norm(gl, gu, s), sig[s], rD + l, rl + l);
+  if (s != lo[s]) return;
+  block_root_at(ds, es, hi, gl, gu, s, lowest_eigenvalue(ds + s, e2 + s, hi[s] - s + 1, gl[s], gu[s]), lam, sig, rD,
+                rl, rrr);
 }
 
 // The eigenvalue of slot s after block_root: for a root block mu[s] (of L D L^T, relative
