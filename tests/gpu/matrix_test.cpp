@@ -343,9 +343,10 @@ void check_eigh(cu::Engine &e, const std::string &name, HostBatch S, cu::EigMeth
 // the same matrices: in fp64 the diagonal and off-diagonal (the reflectors follow LAPACK's sign
 // choice, so the same values up to rounding), and in both precisions the eigenvalues of the tridiagonal (LAPACKE_dstev)
 // against rt::sym_eig's of the matrix, relative to max |w|.
-template <class T> void sytrd_case(cu::Engine &e, int64_t n) {
+template <class T> void sytrd_case(cu::Engine &e, int64_t n, const char *cta) {
   const bool dbl = sizeof(T) == 8;
-  const std::string name = "sytrd n=" + std::to_string(n) + (dbl ? " fp64" : " fp32");
+  const std::string name = "sytrd n=" + std::to_string(n) + (dbl ? " fp64" : " fp32") +
+                           (*cta ? std::string(" (") + cta + " blocks a matrix)" : std::string());
   try {
     const int64_t B = 3, nn = n * n;
     HostBatch S = random_sym(B, n);
@@ -398,10 +399,22 @@ template <class T> void sytrd_case(cu::Engine &e, int64_t n) {
   }
 }
 
+// The column steps run on C blocks per matrix (a CTA cluster; by size: one per 384 rows, at
+// most 8): every C from 1 to 8 on small sides (blocks that own no rows too), and the default
+// on sides where it is 2 and 3.
 void test_sytrd(cu::Engine &e) {
-  for (int64_t n : {1, 2, 3, 31, 32, 33, 65, 96, 257}) {
-    sytrd_case<float>(e, n);
-    sytrd_case<double>(e, n);
+  for (const char *C : {"", "1", "2", "3", "8"}) {
+    setenv("SYMOC_CUDA_SYTRD_CTA", C, 1);
+    for (int64_t n : {1, 2, 3, 31, 32, 33, 65, 96, 257}) {
+      if (*C && n < 31) continue;
+      sytrd_case<float>(e, n, C);
+      sytrd_case<double>(e, n, C);
+    }
+  }
+  setenv("SYMOC_CUDA_SYTRD_CTA", "", 1);
+  for (int64_t n : {500, 1000}) {
+    sytrd_case<float>(e, n, "");
+    sytrd_case<double>(e, n, "");
   }
 }
 

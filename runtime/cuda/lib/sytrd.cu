@@ -7,13 +7,16 @@
 //      the whole batch in one launch;
 //   3. finish_w_step: y = A v - V s1 - W s2, w = tau y - tau^2 / 2 (y . v) v into W(:, k);
 //      it runs in the same launch as the next column's step 1 (finish_and_column_kernel),
-//      and alone after a panel's last column (finish_w_kernel);
+//      and alone after a panel's last column (finish_w_kernel); steps 1 and 3 run on a CTA
+//      cluster of up to kMaxCta blocks per matrix (rows dealt to the blocks, the sums over rows
+//      through distributed shared memory);
 // then the trailing matrix A(p+kb:, p+kb:) -= V W^T + W V^T = [V W] [W V]^T, one strided-
 // batched GEMM (one pass over the trailing matrix: the update is memory-bound at kb = 32). Sums
 // of squares, dot products and the GEMV accumulate in double for both precisions (memory-bound
 // passes: the wider arithmetic is free, and the norms cannot underflow).
 #include "sytrd.cuh"
 #include "blas.cuh"
+#include "env.h"
 
 #include <algorithm>
 #include <climits>
@@ -57,50 +60,113 @@ template <class T> __global__ void symmetrize_kernel(T *A, int64_t n, int64_t ba
   }
 }
 
-// Step 1 for column i (k = i - p within the panel), one block per matrix.
+// Steps 1 and 3 run on a CTA cluster of C blocks per matrix (C <= kMaxCta; 1: a plain
+// launch): one SM per matrix read its V and W panels and the symv partial sums at a fraction
+// of the memory bandwidth (H100, GPT-2 small's Shampoo refresh: 164 of its 844 ms). Rows are
+// dealt to the blocks in units of 32 (unit u to block u % C), the same way in every loop, so a
+// block reads back only rows it wrote; sums over rows go through each block's shared memory,
+// read by all blocks of the cluster in rank order after a cluster barrier (deterministic, the
+// same value everywhere).
+constexpr int kMaxCta = 8;
+
+struct Cta {
+  int C, rank;
+  int64_t b; // the matrix
+};
+__device__ Cta this_cta() { return {int(gridDim.x), int(blockIdx.x), int64_t(blockIdx.y)}; }
+
+// Barrier over the cluster (release / acquire: the blocks' earlier global and shared writes are
+// seen after it); split into arrive and wait where work can go between.
+__device__ void cta_arrive(const Cta &c) {
+  if (c.C == 1) __syncthreads();
+  else asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+}
+__device__ void cta_wait(const Cta &c) {
+  if (c.C > 1) asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ void cta_sync(const Cta &c) { cta_arrive(c), cta_wait(c); }
+
+// A double of block `rank`'s shared memory (DSMEM), at the address x has in this block.
+__device__ double cta_read(const Cta &c, const double *x, int rank) {
+  if (c.C == 1) return *x;
+  uint32_t local = uint32_t(__cvta_generic_to_shared(x)), remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  double v;
+  asm volatile("ld.shared::cluster.f64 %0, [%1];\n" : "=d"(v) : "r"(remote) : "memory");
+  return v;
+}
+// The cluster's sum of `part` (this block's share, the same in all its threads) in rank order;
+// slot: this block's shared double for it (not reused before the kernel's last barrier).
+__device__ double cta_sum(const Cta &c, double part, double *slot) {
+  if (threadIdx.x == 0) *slot = part;
+  cta_sync(c);
+  double t = 0;
+  for (int r = 0; r < c.C; ++r) t += cta_read(c, slot, r);
+  return t;
+}
+
+// Row of this thread in the j-th round over rows >= r0 (units of 32 rows dealt round-robin to
+// the blocks, then to the warps); -1 when the round is past n. Loops: for (j = 0;; ++j) with
+// r = cta_row(...), r < 0 ends, r < r0 skips.
+__device__ int64_t cta_row(const Cta &c, int64_t r0, int64_t n, int64_t j) {
+  const int64_t u0 = r0 / 32, first = u0 + ((c.rank - u0 % c.C) % c.C + c.C) % c.C;
+  const int64_t nw = blockDim.x >> 5, u = first + c.C * ((threadIdx.x >> 5) + nw * j);
+  const int64_t r = u * 32 + (threadIdx.x & 31);
+  return u * 32 >= n ? -1 : r;
+}
+#define SYMOC_CTA_ROWS(c, r0, n, r)                                                 \
+  for (int64_t j_ = 0, r = cta_row(c, r0, n, 0); r >= 0; r = cta_row(c, r0, n, ++j_)) \
+    if (r >= (r0) && r < (n))
+
+// Shared scalars of one launch, each written once (cta_read reads them from other blocks).
+struct CtaShared {
+  double dot, ss, alpha, ai;
+  double s1[kNb], s2[kNb]; // the summed s1, s2 of the column being finished
+  double wi[kNb], vi[kNb]; // row i of the panel's W and V
+  double red[32];
+};
+
+// Step 1 for column i (k = i - p within the panel).
 template <class T>
-__device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S, T *d, T *off, T *tau,
-                            double *red) {
-  __shared__ double coef[1];
-  __shared__ double wi[kNb], vi[kNb]; // row i of the panel's W and V
-  const int64_t b = blockIdx.x, k = i - p;
+__device__ void column_step(const Cta &c, CtaShared &sh, T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S,
+                            T *d, T *off, T *tau) {
+  const int64_t b = c.b, k = i - p;
   T *a = A + b * n * n + i * n; // column i
   T *v = V + b * n * kNb, *w = W + b * n * kNb;
-  if (threadIdx.x < k) wi[threadIdx.x] = double(w[i + threadIdx.x * n]), vi[threadIdx.x] = double(v[i + threadIdx.x * n]);
+  // Row i of W and V: other blocks wrote W(i, k-1) before the barrier; not from L1.
+  if (threadIdx.x < k) sh.wi[threadIdx.x] = double(__ldcg(w + i + threadIdx.x * n)),
+                           sh.vi[threadIdx.x] = double(__ldcg(v + i + threadIdx.x * n));
   __syncthreads();
   double ss = 0;
-  for (int64_t r = i + threadIdx.x; r < n; r += blockDim.x) {
+  SYMOC_CTA_ROWS(c, i, n, r) {
     double x0 = 0, x1 = 0; // two chains: the loads of a row overlap
-    int64_t c = 0;
-    for (; c + 2 <= k; c += 2)
-      x0 += double(v[r + c * n]) * wi[c] + double(w[r + c * n]) * vi[c],
-      x1 += double(v[r + (c + 1) * n]) * wi[c + 1] + double(w[r + (c + 1) * n]) * vi[c + 1];
-    for (; c < k; ++c) x0 += double(v[r + c * n]) * wi[c] + double(w[r + c * n]) * vi[c];
+    int64_t q = 0;
+    for (; q + 2 <= k; q += 2)
+      x0 += double(v[r + q * n]) * sh.wi[q] + double(w[r + q * n]) * sh.vi[q],
+      x1 += double(v[r + (q + 1) * n]) * sh.wi[q + 1] + double(w[r + (q + 1) * n]) * sh.vi[q + 1];
+    for (; q < k; ++q) x0 += double(v[r + q * n]) * sh.wi[q] + double(w[r + q * n]) * sh.vi[q];
     const double x = double(a[r]) - (x0 + x1);
     a[r] = T(x);
     if (r >= i + 2) ss += double(T(x)) * double(T(x));
+    if (r == i + 1) sh.alpha = double(T(x));
+    if (r == i) sh.ai = double(T(x));
   }
-  ss = block_sum(ss, red);
-  if (threadIdx.x == 0) {
-    const double alpha = double(a[i + 1]);
-    double beta = alpha, t = 0, scale = 0;
-    if (ss > 0) {
-      const double nrm = sqrt(alpha * alpha + ss);
-      beta = alpha >= 0 ? -nrm : nrm;
-      t = (beta - alpha) / beta;
-      scale = 1.0 / (alpha - beta);
-    }
-    coef[0] = scale;
-    d[b * n + i] = a[i];
-    off[b * n + i] = T(beta);
-    tau[b * n + i] = T(t);
+  ss = cta_sum(c, block_sum(ss, sh.red), &sh.ss); // also the barrier after which alpha, ai are read
+  const int own1 = int(((i + 1) / 32) % c.C), own0 = int((i / 32) % c.C);
+  const double alpha = cta_read(c, &sh.alpha, own1), ai = cta_read(c, &sh.ai, own0);
+  double beta = alpha, t = 0, scale = 0;
+  if (ss > 0) {
+    const double nrm = sqrt(alpha * alpha + ss);
+    beta = alpha >= 0 ? -nrm : nrm;
+    t = (beta - alpha) / beta;
+    scale = 1.0 / (alpha - beta);
   }
-  __syncthreads();
-  const double scale = coef[0];
+  if (c.rank == 0 && threadIdx.x == 0) d[b * n + i] = T(ai), off[b * n + i] = T(beta), tau[b * n + i] = T(t);
+  cta_arrive(c); // every block has read the others' shared scalars; waited for before exit
   T *vk = v + k * n;
-  for (int64_t r = p + threadIdx.x; r < n; r += blockDim.x) {
+  SYMOC_CTA_ROWS(c, p, n, r) {
     if (r <= i) vk[r] = T(0);
-    else if (r == i + 1) vk[r] = T(1);
+    else if (r == i + 1) vk[r] = T(1), a[r] = T(beta);
     else {
       const T x = T(double(a[r]) * scale);
       a[r] = x;
@@ -108,27 +174,26 @@ __device__ void column_step(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, d
     }
   }
   __syncthreads();
-  if (threadIdx.x == 0) a[i + 1] = off[b * n + i];
-  // s1 = W(i+1:, :k)^T v, s2 = V(i+1:, :k)^T v, a warp per column.
+  // This block's share of s1 = W(i+1:, :k)^T v, s2 = V(i+1:, :k)^T v: a warp per column over
+  // the block's rows (the next launch's finish_w_step sums the blocks' shares).
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  for (int64_t c = warp; c < k; c += nw) {
-    const T *wc = w + c * n, *vc = v + c * n;
-    double s1q[4] = {0, 0, 0, 0}, s2q[4] = {0, 0, 0, 0}; // four rows in flight per lane
-    int64_t r = i + 1 + lane;
-    for (; r + 96 < n; r += 128)
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const double x = double(vk[r + 32 * u]);
-        s1q[u] += double(wc[r + 32 * u]) * x, s2q[u] += double(vc[r + 32 * u]) * x;
-      }
-    for (; r < n; r += 32) {
+  const int64_t u0 = (i + 1) / 32, first = u0 + ((c.rank - u0 % c.C) % c.C + c.C) % c.C;
+  double *Sb = S + (b * kMaxCta + c.rank) * 2 * kNb;
+  for (int64_t q = warp; q < k; q += nw) {
+    const T *wc = w + q * n, *vc = v + q * n;
+    double s1q[2] = {0, 0}, s2q[2] = {0, 0};
+    int h = 0;
+    for (int64_t u = first; u * 32 < n; u += c.C, h ^= 1) {
+      const int64_t r = u * 32 + lane;
+      if (r <= i || r >= n) continue;
       const double x = double(vk[r]);
-      s1q[0] += double(wc[r]) * x, s2q[0] += double(vc[r]) * x;
+      s1q[h] += double(wc[r]) * x, s2q[h] += double(vc[r]) * x;
     }
-    double s1 = (s1q[0] + s1q[1]) + (s1q[2] + s1q[3]), s2 = (s2q[0] + s2q[1]) + (s2q[2] + s2q[3]);
+    double s1 = s1q[0] + s1q[1], s2 = s2q[0] + s2q[1];
     for (int o = 16; o > 0; o /= 2) s1 += __shfl_down_sync(0xffffffffu, s1, o), s2 += __shfl_down_sync(0xffffffffu, s2, o);
-    if (lane == 0) S[b * 2 * kNb + c] = s1, S[b * 2 * kNb + kNb + c] = s2;
+    if (lane == 0) Sb[q] = s1, Sb[kNb + q] = s2;
   }
+  cta_wait(c);
 }
 
 // Step 2: y = A(i+1:, i+1:) v from the lower triangle only, in kTile x kTile tiles: a tile
@@ -198,62 +263,86 @@ __global__ void __launch_bounds__(kSymvThreads, 4)
   }
 }
 
-// Step 3, one block per matrix.
+// Step 3 for column i: the blocks' shares of s1, s2 summed (rank order), then per row.
 template <class T>
-__device__ void finish_w_step(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S, const double *partial,
-                              int64_t tiles, const T *tau, double *red) {
-  const int64_t b = blockIdx.x, k = i - p;
+__device__ void finish_w_step(const Cta &c, CtaShared &sh, int64_t n, int64_t i, int64_t p, const T *V, T *W,
+                              const double *S, const double *partial, int64_t tiles, const T *tau) {
+  const int64_t b = c.b, k = i - p;
   const T *v = V + b * n * kNb;
   T *w = W + b * n * kNb;
-  const double *s1 = S + b * 2 * kNb, *s2 = s1 + kNb;
+  if (threadIdx.x < 2 * k) {
+    const int64_t q = threadIdx.x < k ? threadIdx.x : kNb + threadIdx.x - k;
+    double t = 0;
+    for (int r = 0; r < c.C; ++r) t += S[(b * kMaxCta + r) * 2 * kNb + q];
+    (threadIdx.x < k ? sh.s1[q] : sh.s2[q - kNb]) = t;
+  }
+  __syncthreads();
   const double t = double(tau[b * n + i]);
   double dot = 0;
-  for (int64_t r = i + 1 + threadIdx.x; r < n; r += blockDim.x) {
+  SYMOC_CTA_ROWS(c, i + 1, n, r) {
     // Four independent sums: the loads of a row are in flight together (a single chain waits
     // on each load in turn).
     const double *pr = partial + b * tiles * n + r;
     double y0 = 0, y1 = 0, y2 = 0, y3 = 0;
-    int64_t c = 0;
-    for (; c + 4 <= tiles; c += 4) y0 += pr[c * n], y1 += pr[(c + 1) * n], y2 += pr[(c + 2) * n], y3 += pr[(c + 3) * n];
-    for (; c < tiles; ++c) y0 += pr[c * n];
+    int64_t q = 0;
+    for (; q + 4 <= tiles; q += 4) y0 += pr[q * n], y1 += pr[(q + 1) * n], y2 += pr[(q + 2) * n], y3 += pr[(q + 3) * n];
+    for (; q < tiles; ++q) y0 += pr[q * n];
     double z0 = 0, z1 = 0;
-    for (c = 0; c + 2 <= k; c += 2)
-      z0 += double(v[r + c * n]) * s1[c] + double(w[r + c * n]) * s2[c],
-      z1 += double(v[r + (c + 1) * n]) * s1[c + 1] + double(w[r + (c + 1) * n]) * s2[c + 1];
-    for (; c < k; ++c) z0 += double(v[r + c * n]) * s1[c] + double(w[r + c * n]) * s2[c];
+    for (q = 0; q + 2 <= k; q += 2)
+      z0 += double(v[r + q * n]) * sh.s1[q] + double(w[r + q * n]) * sh.s2[q],
+      z1 += double(v[r + (q + 1) * n]) * sh.s1[q + 1] + double(w[r + (q + 1) * n]) * sh.s2[q + 1];
+    for (; q < k; ++q) z0 += double(v[r + q * n]) * sh.s1[q] + double(w[r + q * n]) * sh.s2[q];
     const double y = ((y0 + y1) + (y2 + y3)) - (z0 + z1);
     const double wr = t * y;
     w[r + k * n] = T(wr);
     dot += wr * double(v[r + k * n]);
   }
-  dot = block_sum(dot, red);
+  dot = cta_sum(c, block_sum(dot, sh.red), &sh.dot);
   const double a2 = -0.5 * t * dot;
-  for (int64_t r = p + threadIdx.x; r < n; r += blockDim.x) {
+  SYMOC_CTA_ROWS(c, p, n, r) {
     if (r <= i) w[r + k * n] = T(0);
     else w[r + k * n] = T(double(w[r + k * n]) + a2 * double(v[r + k * n]));
   }
 }
 
-// Steps 3 of column i - 1 (when it is in this panel) and 1 of column i in one launch, one block
-// per matrix: the W column the update of column i needs is finished first.
+// Steps 3 of column i - 1 (when it is in this panel) and 1 of column i in one launch: the W
+// column the update of column i needs is finished first (a cluster barrier between: row i of
+// it comes from another block).
 template <class T>
 __global__ void __launch_bounds__(kSmallThreads)
     finish_and_column_kernel(T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S, const double *partial,
                              int64_t tiles, T *d, T *off, T *tau) {
-  __shared__ double red[32];
+  __shared__ CtaShared sh;
+  const Cta c = this_cta();
   if (i > p) {
-    finish_w_step<T>(n, i - 1, p, V, W, S, partial, tiles, tau, red);
-    __syncthreads();
+    finish_w_step<T>(c, sh, n, i - 1, p, V, W, S, partial, tiles, tau);
+    cta_sync(c);
   }
-  column_step<T>(A, n, i, p, V, W, S, d, off, tau, red);
+  column_step<T>(c, sh, A, n, i, p, V, W, S, d, off, tau);
 }
 // Step 3 of a panel's last column.
 template <class T>
 __global__ void __launch_bounds__(kSmallThreads)
     finish_w_kernel(int64_t n, int64_t i, int64_t p, const T *V, T *W, const double *S, const double *partial,
                     int64_t tiles, const T *tau) {
-  __shared__ double red[32];
-  finish_w_step<T>(n, i, p, V, W, S, partial, tiles, tau, red);
+  __shared__ CtaShared sh;
+  const Cta c = this_cta();
+  finish_w_step<T>(c, sh, n, i, p, V, W, S, partial, tiles, tau);
+  cta_sync(c); // no block leaves while others may read its shared sum
+}
+
+// Launches a step kernel on C blocks per matrix (a CTA cluster when C > 1).
+template <class... P, class... A>
+void launch_cta(void (*kernel)(P...), int C, int64_t batch, int threads, cudaStream_t s, const char *what, A... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(C), unsigned(batch));
+  cfg.blockDim = dim3(unsigned(threads));
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(C), attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr, cfg.numAttrs = C > 1 ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, kernel, P(args)...), what);
 }
 
 // The trailing update's operands in one product: P = [V W], Q = [W V] (rows q.. of the panel's
@@ -311,6 +400,20 @@ template <class T> __global__ void build_t_kernel(const T *G, const T *tau, int6
 }
 
 int64_t tiles_for(int64_t m) { return std::max<int64_t>(1, (m + kTile - 1) / kTile); }
+
+// Blocks per matrix of the column steps: one per ~384 rows, at most kMaxCta;
+// SYMOC_CUDA_SYTRD_CTA=C forces C (1: one block a matrix, the kernels before session 34).
+int sytrd_cta_blocks(int64_t n) {
+  const int64_t forced = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_SYTRD_CTA", 0, 0, kMaxCta,
+                                                           "blocks per matrix of the tridiagonal reduction's column steps (0: by size)");
+  if (forced > 0) return int(forced);
+  return int(std::clamp<int64_t>((n + 383) / 384, 1, kMaxCta));
+}
+// Threads of those blocks: a row each (at least 64: s1 and s2 take 2 kNb threads).
+int sytrd_cta_threads(int64_t n, int C) {
+  const int64_t rows = (n + C - 1) / C;
+  return int(std::clamp<int64_t>((rows + 31) / 32 * 32, 64, kSmallThreads));
+}
 unsigned grid_z(int64_t batch) { return unsigned(std::min<int64_t>(batch, 65535)); }
 
 } // namespace
@@ -319,7 +422,7 @@ template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
   Carver c;
   c.take<T>(size_t(batch * n * kNb)); // V
   c.take<T>(size_t(batch * n * kNb)); // W
-  c.take<double>(size_t(batch * 2 * kNb));
+  c.take<double>(size_t(batch * kMaxCta * 2 * kNb));
   c.take<double>(size_t(batch * tiles_for(n) * n));
   c.take<T>(size_t(batch * n * 2 * kNb) * 2); // P, Q
   return c.used();
@@ -328,32 +431,31 @@ template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
 template <class T>
 void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
   if (n == 0 || batch == 0) return;
-  if (n > INT_MAX / 2 || batch > INT_MAX) fail("sytrd", "shape too large");
+  if (n > INT_MAX / 2 || batch > 65535) fail("sytrd", "shape too large");
   Carver c(work);
   T *V = c.take<T>(size_t(batch * n * kNb)), *W = c.take<T>(size_t(batch * n * kNb));
-  double *S = c.take<double>(size_t(batch * 2 * kNb));
+  double *S = c.take<double>(size_t(batch * kMaxCta * 2 * kNb));
   double *partial = c.take<double>(size_t(batch * tiles_for(n) * n));
   T *P = c.take<T>(size_t(batch * n * 2 * kNb) * 2), *Q = P + batch * n * 2 * kNb;
   const unsigned tiles = unsigned((n + 31) / 32);
   symmetrize_kernel<T><<<dim3(tiles, tiles, grid_z(batch)), dim3(32, 8), 0, s>>>(A, n, batch);
   check_launch("sytrd symmetrize");
   e.bind(s);
-  const int threads = int(std::min<int64_t>(kSmallThreads, std::max<int64_t>(32, (n + 31) / 32 * 32)));
+  const int C = sytrd_cta_blocks(n), threads = sytrd_cta_threads(n, C);
   for (int64_t p = 0; p < n - 1; p += kNb) {
     const int64_t kb = std::min<int64_t>(kNb, n - 1 - p);
     for (int64_t k = 0; k < kb; ++k) {
       const int64_t i = p + k, m = n - i - 1, tiles = tiles_for(m), prev_tiles = tiles_for(m + 1);
-      finish_and_column_kernel<T><<<unsigned(batch), threads, 0, s>>>(A, n, i, p, V, W, S, partial, prev_tiles, d, off,
-                                                                       tau);
-      check_launch("sytrd column");
+      launch_cta(finish_and_column_kernel<T>, C, batch, threads, s, "sytrd column", A, n, i, p, V, W, S,
+                 (const double *)partial, prev_tiles, d, off, tau);
       const dim3 pairs(unsigned(tiles * (tiles + 1) / 2), grid_z(batch));
       symv_tiles_kernel<T><<<pairs, kSymvThreads, 0, s>>>(A, n, i, k, V, partial, tiles, batch);
       check_launch("sytrd symv");
     }
     {
       const int64_t i = p + kb - 1;
-      finish_w_kernel<T><<<unsigned(batch), threads, 0, s>>>(n, i, p, V, W, S, partial, tiles_for(n - i - 1), tau);
-      check_launch("sytrd w");
+      launch_cta(finish_w_kernel<T>, C, batch, threads, s, "sytrd w", n, i, p, (const T *)V, W, (const double *)S,
+                 (const double *)partial, tiles_for(n - i - 1), (const T *)tau);
     }
     const int64_t q = p + kb, m = n - q;
     if (m <= 0) continue;
