@@ -365,12 +365,14 @@ template <class T> __global__ void last_diagonal_kernel(const T *A, int64_t n, T
   if (b < batch) d[b * n + n - 1] = A[b * n * n + (n - 1) * n + (n - 1)];
 }
 
-// Back-transformation, panel of kb reflectors p .. p+kb-1: Y (m x kb, m = n - p - 1, ld n)
-// holds their vectors from row p + 1 on (explicit unit, zeros above it).
+// Back-transformation, panel of kb reflectors p .. p+kb-1: Y (m x kb, m = n - p, ld n) holds
+// their vectors from row p on (explicit unit, zeros above it). The reflectors act on rows
+// p + 1 on; Y's zero row p adds nothing to the products but starts them at row p, a multiple
+// of kBt: from row p + 1, Z was misaligned and cuBLAS took its align-1 SIMT kernels.
 template <class T> __global__ void build_y_kernel(const T *A, int64_t n, int64_t p, int64_t kb, T *Y, int64_t batch) {
-  const int64_t m = n - p - 1, rr = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, c = blockIdx.y;
+  const int64_t m = n - p, rr = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, c = blockIdx.y;
   if (rr >= m) return;
-  const int64_t r = p + 1 + rr, j = p + c; // row of the matrix, reflector index
+  const int64_t r = p + rr, j = p + c; // row of the matrix, reflector index
   for (int64_t b = blockIdx.z; b < batch; b += gridDim.z) {
     const T x = r < j + 1 ? T(0) : r == j + 1 ? T(1) : A[b * n * n + j * n + r];
     Y[b * n * kBt + c * n + rr] = x;
@@ -481,7 +483,7 @@ template <class T> size_t sytrd_apply_q_workspace(int64_t n, int64_t batch) {
 }
 
 // Z <- Q Z = H_0 (H_1 (... Z)): panels of kBt reflectors from the last, each
-// Z(p+1:, :) -= Y (T (Y^T Z(p+1:, :))) in three strided-batched GEMMs.
+// Z(p:, :) -= Y (T (Y^T Z(p:, :))) in three strided-batched GEMMs (Y's row p is zero).
 template <class T>
 void sytrd_apply_q(Engine::Impl &e, const T *A, const T *tau, int64_t n, int64_t batch, T *Z, void *work, cudaStream_t s) {
   if (n < 2 || batch == 0) return;
@@ -493,7 +495,7 @@ void sytrd_apply_q(Engine::Impl &e, const T *A, const T *tau, int64_t n, int64_t
   const int N = int(n), B = int(batch);
   const int64_t last = n - 2; // reflectors 0 .. n-2
   for (int64_t p = (last / kBt) * kBt; p >= 0; p -= kBt) {
-    const int64_t kb = std::min<int64_t>(kBt, last + 1 - p), m = n - p - 1;
+    const int64_t kb = std::min<int64_t>(kBt, last + 1 - p), m = n - p;
     build_y_kernel<T><<<dim3(unsigned((m + 255) / 256), unsigned(kb), grid_z(batch)), 256, 0, s>>>(A, n, p, kb, Y, batch);
     check_launch("sytrd apply_q Y");
     check(cublas_gemm_sb(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), int(kb), int(m), &one, Y, N, n * kBt, Y, N, n * kBt, &zero, G,
@@ -501,14 +503,14 @@ void sytrd_apply_q(Engine::Impl &e, const T *A, const T *tau, int64_t n, int64_t
           "sytrd apply_q Y^T Y");
     build_t_kernel<T><<<unsigned(batch), kBt, 0, s>>>(G, tau, n, p, kb, Tm);
     check_launch("sytrd apply_q T");
-    check(cublas_gemm_sb(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), N, int(m), &one, Y, N, n * kBt, Z + p + 1, N, n * n, &zero, X,
+    check(cublas_gemm_sb(e.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(kb), N, int(m), &one, Y, N, n * kBt, Z + p, N, n * n, &zero, X,
                   kBt, kBt * n, B),
           "sytrd apply_q Y^T Z");
     check(cublas_gemm_sb(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(kb), N, int(kb), &one, Tm, kBt, kBt * kBt, X, kBt, kBt * n, &zero,
                   X2, kBt, kBt * n, B),
           "sytrd apply_q T X");
     check(cublas_gemm_sb(e.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(m), N, int(kb), &minus, Y, N, n * kBt, X2, kBt, kBt * n, &one,
-                  Z + p + 1, N, n * n, B),
+                  Z + p, N, n * n, B),
           "sytrd apply_q Z update");
   }
 }
