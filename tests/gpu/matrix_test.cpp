@@ -399,9 +399,9 @@ template <class T> void sytrd_case(cu::Engine &e, int64_t n, const char *cta) {
   }
 }
 
-// The column steps run on C blocks per matrix (a CTA cluster; by size: one per 384 rows, at
-// most 8): every C from 1 to 8 on small sides (blocks that own no rows too), and the default
-// on sides where it is 2 and 3.
+// The column steps run on C blocks per matrix (a CTA cluster; by size: 8 from n = 1024 on, else
+// one): C = 1, 2, 3, 8 on small sides (blocks that own no rows too), and the default on a side
+// below 1024 (one block) and above (8).
 void test_sytrd(cu::Engine &e) {
   for (const char *C : {"", "1", "2", "3", "8"}) {
     setenv("SYMOC_CUDA_SYTRD_CTA", C, 1);
@@ -412,7 +412,7 @@ void test_sytrd(cu::Engine &e) {
     }
   }
   setenv("SYMOC_CUDA_SYTRD_CTA", "", 1);
-  for (int64_t n : {500, 1000}) {
+  for (int64_t n : {500, 1100}) {
     sytrd_case<float>(e, n, "");
     sytrd_case<double>(e, n, "");
   }

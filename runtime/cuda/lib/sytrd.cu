@@ -126,6 +126,39 @@ struct CtaShared {
   double red[32];
 };
 
+// Sum over the panel's first k columns of V(r, q) a[q] + W(r, q) b[q]. Each thread's row is a
+// chain of dependent adds fed by loads: eight loads are issued before their adds, so a row waits
+// on a load latency every four columns instead of every column (the column steps are bound by
+// these latencies, not by bandwidth).
+template <class T>
+__device__ double panel_dot(const T *v, const T *w, int64_t r, int64_t n, int64_t k, const double *a, const double *b) {
+  double acc[4] = {0, 0, 0, 0};
+  int64_t q = 0;
+  for (; q + 4 <= k; q += 4) {
+    T x[4], y[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) x[u] = v[r + (q + u) * n], y[u] = w[r + (q + u) * n];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) acc[u] += double(x[u]) * a[q + u] + double(y[u]) * b[q + u];
+  }
+  for (; q < k; ++q) acc[0] += double(v[r + q * n]) * a[q] + double(w[r + q * n]) * b[q];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+// Sum of row r's tile partials (pr[q * n], q < tiles), eight loads in flight.
+__device__ double partial_sum(const double *pr, int64_t n, int64_t tiles) {
+  double acc[4] = {0, 0, 0, 0};
+  int64_t q = 0;
+  for (; q + 8 <= tiles; q += 8) {
+    double x[8];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) x[u] = pr[(q + u) * n];
+#pragma unroll
+    for (int u = 0; u < 8; ++u) acc[u & 3] += x[u];
+  }
+  for (; q < tiles; ++q) acc[0] += pr[q * n];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
 // Step 1 for column i (k = i - p within the panel).
 template <class T>
 __device__ void column_step(const Cta &c, CtaShared &sh, T *A, int64_t n, int64_t i, int64_t p, T *V, T *W, double *S,
@@ -139,13 +172,7 @@ __device__ void column_step(const Cta &c, CtaShared &sh, T *A, int64_t n, int64_
   __syncthreads();
   double ss = 0;
   SYMOC_CTA_ROWS(c, i, n, r) {
-    double x0 = 0, x1 = 0; // two chains: the loads of a row overlap
-    int64_t q = 0;
-    for (; q + 2 <= k; q += 2)
-      x0 += double(v[r + q * n]) * sh.wi[q] + double(w[r + q * n]) * sh.vi[q],
-      x1 += double(v[r + (q + 1) * n]) * sh.wi[q + 1] + double(w[r + (q + 1) * n]) * sh.vi[q + 1];
-    for (; q < k; ++q) x0 += double(v[r + q * n]) * sh.wi[q] + double(w[r + q * n]) * sh.vi[q];
-    const double x = double(a[r]) - (x0 + x1);
+    const double x = double(a[r]) - panel_dot(v, w, r, n, k, sh.wi, sh.vi);
     a[r] = T(x);
     if (r >= i + 2) ss += double(T(x)) * double(T(x));
     if (r == i + 1) sh.alpha = double(T(x));
@@ -181,15 +208,19 @@ __device__ void column_step(const Cta &c, CtaShared &sh, T *A, int64_t n, int64_
   double *Sb = S + (b * kMaxCta + c.rank) * 2 * kNb;
   for (int64_t q = warp; q < k; q += nw) {
     const T *wc = w + q * n, *vc = v + q * n;
-    double s1q[2] = {0, 0}, s2q[2] = {0, 0};
-    int h = 0;
-    for (int64_t u = first; u * 32 < n; u += c.C, h ^= 1) {
-      const int64_t r = u * 32 + lane;
-      if (r <= i || r >= n) continue;
-      const double x = double(vk[r]);
-      s1q[h] += double(wc[r]) * x, s2q[h] += double(vc[r]) * x;
+    double s1q[4] = {0, 0, 0, 0}, s2q[4] = {0, 0, 0, 0}; // four units' loads in flight
+    for (int64_t u = first; u * 32 < n; u += 4 * c.C) {
+      T x[4], y[4], z[4];
+#pragma unroll
+      for (int h = 0; h < 4; ++h) {
+        const int64_t r = (u + h * c.C) * 32 + lane;
+        const bool in = r > i && r < n;
+        x[h] = in ? vk[r] : T(0), y[h] = in ? wc[r] : T(0), z[h] = in ? vc[r] : T(0);
+      }
+#pragma unroll
+      for (int h = 0; h < 4; ++h) s1q[h] += double(y[h]) * double(x[h]), s2q[h] += double(z[h]) * double(x[h]);
     }
-    double s1 = s1q[0] + s1q[1], s2 = s2q[0] + s2q[1];
+    double s1 = (s1q[0] + s1q[1]) + (s1q[2] + s1q[3]), s2 = (s2q[0] + s2q[1]) + (s2q[2] + s2q[3]);
     for (int o = 16; o > 0; o /= 2) s1 += __shfl_down_sync(0xffffffffu, s1, o), s2 += __shfl_down_sync(0xffffffffu, s2, o);
     if (lane == 0) Sb[q] = s1, Sb[kNb + q] = s2;
   }
@@ -280,19 +311,7 @@ __device__ void finish_w_step(const Cta &c, CtaShared &sh, int64_t n, int64_t i,
   const double t = double(tau[b * n + i]);
   double dot = 0;
   SYMOC_CTA_ROWS(c, i + 1, n, r) {
-    // Four independent sums: the loads of a row are in flight together (a single chain waits
-    // on each load in turn).
-    const double *pr = partial + b * tiles * n + r;
-    double y0 = 0, y1 = 0, y2 = 0, y3 = 0;
-    int64_t q = 0;
-    for (; q + 4 <= tiles; q += 4) y0 += pr[q * n], y1 += pr[(q + 1) * n], y2 += pr[(q + 2) * n], y3 += pr[(q + 3) * n];
-    for (; q < tiles; ++q) y0 += pr[q * n];
-    double z0 = 0, z1 = 0;
-    for (q = 0; q + 2 <= k; q += 2)
-      z0 += double(v[r + q * n]) * sh.s1[q] + double(w[r + q * n]) * sh.s2[q],
-      z1 += double(v[r + (q + 1) * n]) * sh.s1[q + 1] + double(w[r + (q + 1) * n]) * sh.s2[q + 1];
-    for (; q < k; ++q) z0 += double(v[r + q * n]) * sh.s1[q] + double(w[r + q * n]) * sh.s2[q];
-    const double y = ((y0 + y1) + (y2 + y3)) - (z0 + z1);
+    const double y = partial_sum(partial + b * tiles * n + r, n, tiles) - panel_dot(v, w, r, n, k, sh.s1, sh.s2);
     const double wr = t * y;
     w[r + k * n] = T(wr);
     dot += wr * double(v[r + k * n]);
@@ -403,13 +422,15 @@ template <class T> __global__ void build_t_kernel(const T *G, const T *tau, int6
 
 int64_t tiles_for(int64_t m) { return std::max<int64_t>(1, (m + kTile - 1) / kTile); }
 
-// Blocks per matrix of the column steps: one per ~384 rows, at most kMaxCta;
-// SYMOC_CUDA_SYTRD_CTA=C forces C (1: one block a matrix, the kernels before session 34).
+// Blocks per matrix of the column steps: kMaxCta from n = 1024 on, else one (H100, session 34:
+// 24 x 3072 sytrd 414 ms on one block, 343 on 8; 12 x 2304 152 / 118; 60 x 768 30.3 on one,
+// 32.0 on two: the cluster barriers cost more than the rows save); SYMOC_CUDA_SYTRD_CTA=C
+// forces C (1: one block a matrix).
 int sytrd_cta_blocks(int64_t n) {
   const int64_t forced = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_SYTRD_CTA", 0, 0, kMaxCta,
                                                            "blocks per matrix of the tridiagonal reduction's column steps (0: by size)");
   if (forced > 0) return int(forced);
-  return int(std::clamp<int64_t>((n + 383) / 384, 1, kMaxCta));
+  return n >= 1024 ? kMaxCta : 1;
 }
 // Threads of those blocks: a row each (at least 64: s1 and s2 take 2 kNb threads).
 int sytrd_cta_threads(int64_t n, int C) {
