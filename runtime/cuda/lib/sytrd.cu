@@ -105,17 +105,16 @@ __device__ double cta_sum(const Cta &c, double part, double *slot) {
   return t;
 }
 
-// Row of this thread in the j-th round over rows >= r0 (units of 32 rows dealt round-robin to
-// the blocks, then to the warps); -1 when the round is past n. Loops: for (j = 0;; ++j) with
-// r = cta_row(...), r < 0 ends, r < r0 skips.
-__device__ int64_t cta_row(const Cta &c, int64_t r0, int64_t n, int64_t j) {
-  const int64_t u0 = r0 / 32, first = u0 + ((c.rank - u0 % c.C) % c.C + c.C) % c.C;
-  const int64_t nw = blockDim.x >> 5, u = first + c.C * ((threadIdx.x >> 5) + nw * j);
-  const int64_t r = u * 32 + (threadIdx.x & 31);
-  return u * 32 >= n ? -1 : r;
+// This block's first unit of 32 rows at or after row r0 (units are dealt round-robin to the
+// blocks; 32-bit: n < 2^31). Loops then take every C-th unit, dealt to the warps in turn.
+__device__ int cta_first_unit(const Cta &c, int64_t r0) {
+  const int u0 = int(r0 >> 5);
+  return u0 + (c.rank - u0 % c.C + c.C) % c.C;
 }
-#define SYMOC_CTA_ROWS(c, r0, n, r)                                                 \
-  for (int64_t j_ = 0, r = cta_row(c, r0, n, 0); r >= 0; r = cta_row(c, r0, n, ++j_)) \
+// The rows r0 <= r < n of this block, one a thread a round (the unit arithmetic once a loop).
+#define SYMOC_CTA_ROWS(c, r0, n, r)                                                                         \
+  for (int64_t u_ = cta_first_unit(c, r0) + int64_t(c.C) * (threadIdx.x >> 5), r = u_ * 32 + (threadIdx.x & 31); \
+       u_ * 32 < (n); u_ += int64_t(c.C) * (blockDim.x >> 5), r = u_ * 32 + (threadIdx.x & 31))                \
     if (r >= (r0) && r < (n))
 
 // Shared scalars of one launch, each written once (cta_read reads them from other blocks).
@@ -204,7 +203,7 @@ __device__ void column_step(const Cta &c, CtaShared &sh, T *A, int64_t n, int64_
   // This block's share of s1 = W(i+1:, :k)^T v, s2 = V(i+1:, :k)^T v: a warp per column over
   // the block's rows (the next launch's finish_w_step sums the blocks' shares).
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-  const int64_t u0 = (i + 1) / 32, first = u0 + ((c.rank - u0 % c.C) % c.C + c.C) % c.C;
+  const int64_t first = cta_first_unit(c, i + 1);
   double *Sb = S + (b * kMaxCta + c.rank) * 2 * kNb;
   for (int64_t q = warp; q < k; q += nw) {
     const T *wc = w + q * n, *vc = v + q * n;
