@@ -61,8 +61,10 @@ template <class T> __global__ void symmetrize_kernel(T *A, int64_t n, int64_t ba
 }
 
 // Steps 1 and 3 run on a CTA cluster of C blocks per matrix (C <= kMaxCta; 1: a plain
-// launch): one SM per matrix read its V and W panels and the symv partial sums at a fraction
-// of the memory bandwidth (H100, GPT-2 small's Shampoo refresh: 164 of its 844 ms). Rows are
+// launch): on one block per matrix they took 164 of the 844 ms of GPT-2 small's Shampoo
+// refresh (H100). Spreading the rows over 8 blocks gained nothing alone (each row's sums are
+// chains of load latencies); with the loads in flight (panel_dot, partial_sum) the reduction
+// is 11-12% faster than on one block (docs/benchmarks.md, session 34). Rows are
 // dealt to the blocks in units of 32 (unit u to block u % C), the same way in every loop, so a
 // block reads back only rows it wrote; sums over rows go through each block's shared memory,
 // read by all blocks of the cluster in rank order after a cluster barrier (deterministic, the
