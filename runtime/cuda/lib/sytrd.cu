@@ -79,23 +79,36 @@ __device__ Cta this_cta() { return {int(gridDim.x), int(blockIdx.x), int64_t(blo
 
 // Barrier over the cluster (release / acquire: the blocks' earlier global and shared writes are
 // seen after it); split into arrive and wait where work can go between.
+// Clusters exist from sm_90 on; builds for older GPUs (CMAKE_CUDA_ARCHITECTURES=80) keep C = 1
+// (sytrd_cta_blocks asks the device), and the cluster instructions are not compiled there.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define SYMOC_NO_CLUSTERS 1
+#endif
 __device__ void cta_arrive(const Cta &c) {
   if (c.C == 1) __syncthreads();
+#ifndef SYMOC_NO_CLUSTERS
   else asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+#endif
 }
 __device__ void cta_wait(const Cta &c) {
+#ifndef SYMOC_NO_CLUSTERS
   if (c.C > 1) asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
 }
 __device__ void cta_sync(const Cta &c) { cta_arrive(c), cta_wait(c); }
 
 // A double of block `rank`'s shared memory (DSMEM), at the address x has in this block.
 __device__ double cta_read(const Cta &c, const double *x, int rank) {
+#ifdef SYMOC_NO_CLUSTERS
+  return *x;
+#else
   if (c.C == 1) return *x;
   uint32_t local = uint32_t(__cvta_generic_to_shared(x)), remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
   double v;
   asm volatile("ld.shared::cluster.f64 %0, [%1];\n" : "=d"(v) : "r"(remote) : "memory");
   return v;
+#endif
 }
 // The cluster's sum of `part` (this block's share, the same in all its threads) in rank order;
 // slot: this block's shared double for it (not reused before the kernel's last barrier).
@@ -427,9 +440,21 @@ int64_t tiles_for(int64_t m) { return std::max<int64_t>(1, (m + kTile - 1) / kTi
 // 24 x 3072 sytrd 414 ms on one block, 343 on 8; 12 x 2304 152 / 118; 60 x 768 30.3 on one,
 // 32.0 on two: the cluster barriers cost more than the rows save); SYMOC_CUDA_SYTRD_CTA=C
 // forces C (1: one block a matrix).
-int sytrd_cta_blocks(int64_t n) {
+// One block whatever is asked where clusters cannot run: a device without cluster launch
+// (before sm_90), or kernels compiled from PTX older than sm_90 (their cluster instructions are
+// compiled out, SYMOC_NO_CLUSTERS; a compute_80 PTX JIT-compiled on an H100 is such a case).
+template <class T> int sytrd_cta_blocks(int64_t n) {
   const int64_t forced = symoc::rt::cuda::detail::env_whole("SYMOC_CUDA_SYTRD_CTA", 0, 0, kMaxCta,
                                                            "blocks per matrix of the tridiagonal reduction's column steps (0: by size)");
+  int dev = 0, clusters = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, dev), "cudaDeviceGetAttribute");
+  static const int ptx = [] { // the kernels' PTX architecture, one query a process
+    cudaFuncAttributes fa{};
+    check(cudaFuncGetAttributes(&fa, finish_and_column_kernel<T>), "cudaFuncGetAttributes");
+    return fa.ptxVersion;
+  }();
+  if (!clusters || ptx < 90) return 1;
   if (forced > 0) return int(forced);
   return n >= 1024 ? kMaxCta : 1;
 }
@@ -465,7 +490,7 @@ void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off
   symmetrize_kernel<T><<<dim3(tiles, tiles, grid_z(batch)), dim3(32, 8), 0, s>>>(A, n, batch);
   check_launch("sytrd symmetrize");
   e.bind(s);
-  const int C = sytrd_cta_blocks(n), threads = sytrd_cta_threads(n, C);
+  const int C = sytrd_cta_blocks<T>(n), threads = sytrd_cta_threads(n, C);
   for (int64_t p = 0; p < n - 1; p += kNb) {
     const int64_t kb = std::min<int64_t>(kNb, n - 1 - p);
     for (int64_t k = 0; k < kb; ++k) {
