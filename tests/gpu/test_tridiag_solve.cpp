@@ -403,6 +403,30 @@ TEST(TridiagSolve, LowestEigenvalueByMultisectionMatchesBisection) {
   }
 }
 
+// The vector phase's chunks (fp32 data): GPT-2 small's banks in 2, 2 and 3 balanced launches;
+// never more double vectors a launch than max(128 MB, min(1 GiB, the batch's fp32 output)),
+// unless one matrix alone is more; at least one matrix, at most the batch.
+TEST(TridiagSolve, VectorChunksAreBalancedAndBounded) {
+  using symoc::cuda::detail::tridiag_vector_chunk;
+  EXPECT_EQ(tridiag_vector_chunk(3072, 24), 12);
+  EXPECT_EQ(tridiag_vector_chunk(2304, 12), 6);
+  EXPECT_EQ(tridiag_vector_chunk(768, 61), 21);
+  EXPECT_EQ(tridiag_vector_chunk(8192, 16), 2);   // the 1 GiB cap: 512 MB a matrix
+  EXPECT_EQ(tridiag_vector_chunk(16384, 4), 1);   // 2 GiB a matrix: one a launch
+  EXPECT_EQ(tridiag_vector_chunk(128, 5), 5);     // small: the whole batch
+  for (int64_t n : {1, 7, 300, 1000, 3072, 5000})
+    for (int64_t batch : {1, 2, 3, 24, 61, 200}) {
+      const int64_t c = tridiag_vector_chunk(n, batch);
+      ASSERT_GE(c, 1);
+      ASSERT_LE(c, batch);
+      const double per = double(n) * n * 8, out = double(batch) * n * n * 4;
+      const double budget = std::max(128.0 * (1 << 20), std::min(double(1 << 30), out));
+      if (c > 1) EXPECT_LE(c * per, budget) << n << " x " << batch;
+      const int64_t calls = (batch + c - 1) / c, last = batch - (calls - 1) * c;
+      EXPECT_GE(last, c - calls) << "unbalanced: " << n << " x " << batch; // sizes differ by < calls
+    }
+}
+
 TEST(TridiagSolve, TwistedSolveOfRoot) {
   // (L D L^T - mu I) x = y through the twisted factorization, against the formed tridiagonal.
   using namespace symoc::cuda::detail::tridiag;

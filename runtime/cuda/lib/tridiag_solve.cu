@@ -36,8 +36,6 @@ using namespace tridiag;
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kSolveLanes = 32; // a cluster's solves run on its worker's first warp
-constexpr size_t kVectorBudget = size_t(128) << 20;
-constexpr size_t kVectorCap = size_t(1) << 30;
 constexpr size_t kPoolBudget = size_t(128) << 20;
 constexpr int kMaxWorkers = 64;
 
@@ -66,16 +64,7 @@ template <class T> Work carve(void *base, int64_t n, int64_t batch, Carver &c) {
   if (std::is_same_v<T, double>) {
     w.chunk = batch, w.V = nullptr; // the vectors are built in Z
   } else {
-    // A chunk's double vectors may take as much as the fp32 output of the whole batch (half of
-    // it a chunk), at most kVectorCap, or kVectorBudget, whichever is more: each thread's
-    // twisted solve is a chain of dependent loads, so a launch takes about as long for one
-    // matrix as for a dozen (H100, 24 x 3072: one matrix a launch spent 136 ms in the vectors,
-    // session 34); the cap keeps large sides (8192: 512 MB a matrix) from doubling the solver's
-    // memory.
-    const size_t per = size_t(n) * n * sizeof(double);
-    const size_t budget = std::max(kVectorBudget, std::min(kVectorCap, size_t(batch) * n * n * sizeof(float)));
-    const int64_t most = std::clamp<int64_t>(int64_t(budget / per), 1, batch), calls = (batch + most - 1) / most;
-    w.chunk = (batch + calls - 1) / calls; // balanced: the calls take about the same time
+    w.chunk = tridiag_vector_chunk(n, batch);
     w.V = c.take<double>(size_t(w.chunk) * n * n);
   }
   (void)base;

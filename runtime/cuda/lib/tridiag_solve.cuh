@@ -556,6 +556,23 @@ SYMOC_HD inline bool cluster_uses_root(const double *lam, const int *lo, const i
 
 } // namespace tridiag
 
+// fp32 data: how many matrices' double vectors one launch of the vector phase builds. A
+// chunk's vectors may take as much as the fp32 output of the whole batch (half of it a chunk),
+// at most kVectorCap, or kVectorBudget, whichever is more; the launches get balanced chunks.
+// Each thread's twisted solve is a chain of dependent loads, so a launch takes about as long
+// for one matrix as for a dozen (H100, 24 x 3072: one matrix a launch, as the 128 MB budget
+// alone gave, spent 136 ms in the vectors; 12 a launch 37 ms, session 34); the cap keeps large
+// sides (8192: 512 MB a matrix) from doubling the solver's memory.
+constexpr size_t kVectorBudget = size_t(128) << 20;
+constexpr size_t kVectorCap = size_t(1) << 30;
+inline int64_t tridiag_vector_chunk(int64_t n, int64_t batch) {
+  if (n <= 0 || batch <= 0) return 1;
+  const size_t per = size_t(n) * size_t(n) * sizeof(double);
+  const size_t budget = std::max(kVectorBudget, std::min(kVectorCap, size_t(batch) * size_t(n) * size_t(n) * sizeof(float)));
+  const int64_t most = std::clamp<int64_t>(int64_t(budget / per), 1, batch), calls = (batch + most - 1) / most;
+  return (batch + calls - 1) / calls;
+}
+
 // ---- Drivers (d, e, w, Z, info as documented in tridiag_solve.cu). ----
 template <class T> size_t tridiag_eig_workspace(int64_t n, int64_t batch);
 template <class T>
