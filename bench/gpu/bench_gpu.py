@@ -69,6 +69,8 @@ times the matrix rules on one parameter set, all in this process (graph replays 
       tridiagonal (cuSOLVER's XsyevBatched / symoc's own batched tridiagonal eigensolver)
   symoc shampoo (one block a column)   SYMOC_CUDA_SYTRD_CTA=1: the tridiagonal reduction's column
       steps on one block per matrix (before session 34; the default is a CTA cluster of up to 8)
+  symoc shampoo (bisection grid)   SYMOC_CUDA_BISECT_GRID=1: the tridiagonal solver's bisection
+      from a bracket of a shared geometric grid (opt-in, written in session 34, not yet measured)
   symoc shampoo (gemm grams)   SYMOC_CUDA_SYRK_MIN=0: the Grams G G^T, G^T G as one batched GEMM per
       group (both triangles; without a workspace the default forms sides >= 1024 by cublasSsyrk
       per matrix)
@@ -508,6 +510,7 @@ SHAMPOO_VARIANTS = (
     (" (tf32x3 products)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_FP32_GEMM": "tf32x3"}),
     (" (per-product splits)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SPLIT_OPERANDS": "0"}),
     (" (one block a column)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_SYTRD_CTA": "1"}),
+    (" (bisection grid)", {"SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_BISECT_GRID": "1"}),
     (" (newton roots)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32"}),
     (" (newton roots, 8 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f32", "SYMOC_CUDA_ROOT_ITERS": "8"}),
     (" (newton roots, f64 scaled, 12 steps)", {"SYMOC_CUDA_ROOT": "newton", "SYMOC_CUDA_EIG": "f64",

@@ -462,6 +462,15 @@ void test_eigh(cu::Engine &e) {
     for (auto [what, S] : inputs)
       for (auto [m, mname] : {std::pair<cu::EigMethod, const char *>{tri, "tridiagonal"}, {cu::EigMethod::Batched, "batched"}})
         check_eigh(e, std::string("eigh n=257 ") + what + " " + mname + (dbl ? " fp64" : " fp32"), *S, m, dbl);
+    // The opt-in shared start of the bisection (SYMOC_CUDA_BISECT_GRID=1, session 34) on the
+    // same inputs and on random ones past one bisection block.
+    setenv("SYMOC_CUDA_BISECT_GRID", "1", 1);
+    for (auto [what, S] : inputs)
+      check_eigh(e, std::string("eigh n=257 ") + what + " tridiagonal, bisection grid" + (dbl ? " fp64" : " fp32"), *S,
+                 tri, dbl);
+    check_eigh(e, std::string("eigh n=768 tridiagonal, bisection grid") + (dbl ? " fp64" : " fp32"), random_sym(4, 768),
+               tri, dbl);
+    setenv("SYMOC_CUDA_BISECT_GRID", "", 1);
   }
   // The tridiagonal solver never waits for the host: captured in a CUDA graph and replayed, it
   // gives the eager run's values bit for bit.

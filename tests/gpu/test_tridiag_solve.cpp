@@ -106,6 +106,9 @@ struct Errors {
   double value = 0, residual = 0, orth = 0;
 };
 
+// The host driver's bisect_grid for the calls below (BisectionGrid sets it).
+bool g_bisect_grid = false;
+
 // Runs the solver on the matrices (as T) and measures against dstevd.
 // max_cluster: the host driver's largest cluster over the batch.
 template <class T>
@@ -116,7 +119,7 @@ std::vector<Errors> solve_and_measure(const std::vector<Tri> &ms, std::vector<in
   std::vector<int> info(batch, -1);
   for (int b = 0; b < batch; ++b)
     for (int i = 0; i < n; ++i) d[size_t(b) * n + i] = T(ms[b].d[i]), e[size_t(b) * n + i] = T(ms[b].e[i]);
-  tridiag_eig_host<T>(d.data(), e.data(), n, batch, w.data(), Z.data(), info.data(), max_cluster);
+  tridiag_eig_host<T>(d.data(), e.data(), n, batch, w.data(), Z.data(), info.data(), max_cluster, g_bisect_grid);
   if (infos) *infos = info;
   std::vector<Errors> out(batch);
   for (int b = 0; b < batch; ++b) {
@@ -425,6 +428,65 @@ TEST(TridiagSolve, VectorChunksAreBalancedAndBounded) {
       const int64_t calls = (batch + c - 1) / c, last = batch - (calls - 1) * c;
       EXPECT_GE(last, c - calls) << "unbalanced: " << n << " x " << batch; // sizes differ by < calls
     }
+}
+
+// The opt-in shared start of the bisection (SYMOC_CUDA_BISECT_GRID): every bracket it gives
+// holds (count(a) <= k < count(b)); the solver keeps its accuracy with it on random, rank-
+// deficient, Wilkinson, glued, scaled and graded matrices, sides past one bisection block
+// (300, 200) and with splits (blocks not shared); its eigenvalues are bisection's within both
+// stopping widths.
+TEST(TridiagSolve, BisectionGrid) {
+  using namespace symoc::cuda::detail::tridiag;
+  std::mt19937_64 g(13);
+  {
+    const Tri t = gram_tri(300, 60, 0.0, g); // 240 eigenvalues near 0: deep in the grid
+    const int m = int(t.d.size());
+    double gl, gu;
+    gershgorin(t.d.data(), t.e.data(), m, gl, gu);
+    const double bnorm = std::max(std::abs(gl), std::abs(gu));
+    double sigma = 0;
+    std::vector<double> e2(m), D(m), l(m);
+    for (int i = 0; i < m; ++i) e2[i] = t.e[i] * t.e[i];
+    ASSERT_TRUE(root_factor(t.d.data(), t.e.data(), m, lowest_eigenvalue(t.d.data(), e2.data(), m, gl, gu), bnorm,
+                            sigma, D.data(), l.data()));
+    const double b0 = ldl_top(gu - sigma, m);
+    int counts[kGridPoints];
+    for (int j = 0; j < kGridPoints; ++j) counts[j] = ldl_count(D.data(), l.data(), m, grid_point(b0, j));
+    int bracketed = 0;
+    for (int k = 0; k < m; ++k) {
+      double a = 0, b = 0;
+      if (!grid_bracket(counts, b0, k, a, b)) continue;
+      ++bracketed;
+      EXPECT_LE(ldl_count(D.data(), l.data(), m, a), k) << "k " << k;
+      EXPECT_GT(ldl_count(D.data(), l.data(), m, b), k) << "k " << k;
+      EXPECT_LE(b, a * 1.5 + 1e-300) << "k " << k << ": wider than a factor sqrt 2";
+      EXPECT_EQ(bisect_ldl_from(D.data(), l.data(), m, k, a, b) > 0, true);
+    }
+    EXPECT_EQ(bracketed, m); // b0 bounds the spectrum: every slot starts from the grid
+  }
+  g_bisect_grid = true;
+  expect_both({random_tri(300, g), random_tri(300, g)}, "grid random");
+  expect_both({gram_tri(300, 60, 1e-6, g)}, "grid gram");
+  expect_both({gram_tri(200, 50, 0.0, g), gram_tri(200, 200, 0.0, g)}, "grid gram 200");
+  expect_both({glued(wilkinson(10), 10, 1e-10)}, "grid glued W21+");
+  expect_both({random_tri(150, g, 1e30), random_tri(150, g, 1e-30)}, "grid scaled");
+  Tri split = random_tri(260, g);
+  split.e[70] = 0, split.e[190] = 0; // three blocks: bisection blocks 0 and 1 are not shared
+  expect_both({split}, "grid split");
+  // Eigenvalues with and without the grid: mu (of the root L D L^T) within both stopping
+  // widths (2 eps relative each), lam = sigma + mu within one rounding of sigma ~ ||T|| more.
+  std::vector<Tri> ms = {gram_tri(260, 40, 0.0, g), random_tri(260, g), split};
+  for (const Tri &t : ms) {
+    const int n = int(t.d.size());
+    std::vector<double> w0(n), w1(n), Z(size_t(n) * n);
+    int info = 0;
+    tridiag_eig_host<double>(t.d.data(), t.e.data(), n, 1, w0.data(), Z.data(), &info, nullptr, false);
+    tridiag_eig_host<double>(t.d.data(), t.e.data(), n, 1, w1.data(), Z.data(), &info, nullptr, true);
+    const double nrm = tnorm(t);
+    for (int k = 0; k < n; ++k)
+      EXPECT_LE(std::abs(w0[k] - w1[k]), 8 * kEps * (std::abs(w0[k]) + nrm)) << "k " << k << " of " << n;
+  }
+  g_bisect_grid = false;
 }
 
 TEST(TridiagSolve, TwistedSolveOfRoot) {

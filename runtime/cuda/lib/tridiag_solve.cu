@@ -9,7 +9,8 @@
 // Phases (kernels on the stream):
 //   prep     one thread a matrix: finite check, power-of-two scaling, split into blocks
 //   root     one warp a block (its first slot): smallest eigenvalue by multisection, root L D L^T
-//   bisect   one thread a slot: its eigenvalue (of L D L^T, relative accuracy, in root blocks)
+//   bisect   one thread a slot: its eigenvalue (of L D L^T, relative accuracy, in root blocks;
+//            opt-in SYMOC_CUDA_BISECT_GRID=1: from a bracket the block's shared grid gives)
 //   rank     one block a matrix: the slots' order, w, and the list of clusters
 //   vectors  one thread a slot outside clusters: twisted factorization, into its Z column
 //   clusters persistent worker blocks taking clusters from a queue: block inverse iteration
@@ -20,6 +21,7 @@
 #include "tridiag_solve.cuh"
 
 #include "common.cuh"
+#include "env.h"
 
 #include <math_constants.h>
 
@@ -118,13 +120,33 @@ __global__ void root_kernel(const double *ds, const double *es, const double *e2
   if (lane == 0) block_root_at(ds + o, es + o, hi + o, gl + o, gu + o, s, lmin, lam + o, sig + o, rD + o, rl + o, rrr + o);
 }
 
+// grid (SYMOC_CUDA_BISECT_GRID=1): where the block's slots lie in one root block, its threads
+// first count at the grid's points (one each), and every slot starts from its bracket there
+// (grid_bracket; the host driver's bisect_grid does the same).
+static_assert(kGridPoints == kThreads, "one grid point a thread of the bisection block");
 __global__ void bisect_kernel(const double *ds, const double *e2, const int *lo, const int *hi, const double *gl,
                               const double *gu, const double *sig, const double *rD, const double *rl, const int *rrr,
-                              const int *info, int n, double *lam, double *mu) {
+                              const int *info, int n, int grid, double *lam, double *mu) {
+  __shared__ int counts[kGridPoints];
+  __shared__ int shared;
   const int b = blockIdx.y, s = blockIdx.x * blockDim.x + threadIdx.x;
-  if (s >= n || info[b]) return;
   const size_t o = size_t(b) * n;
-  slot_values(ds + o, e2 + o, lo + o, hi + o, gl + o, gu + o, sig + o, rD + o, rl + o, rrr + o, s, lam + o, mu + o);
+  if (grid) { // uniform in the block: every thread reaches both barriers
+    const int s0 = blockIdx.x * blockDim.x;
+    int l = 0;
+    if (threadIdx.x == 0) shared = !info[b] && grid_shared(lo + o, hi + o, rrr + o, n, s0, l);
+    __syncthreads();
+    if (shared) {
+      l = lo[o + s0];
+      const int m = hi[o + l] - l + 1;
+      counts[threadIdx.x] =
+          ldl_count(rD + o + l, rl + o + l, m, grid_point(ldl_top(gu[o + l] - sig[o + l], m), threadIdx.x));
+    }
+    __syncthreads();
+  }
+  if (s >= n || info[b]) return;
+  slot_values(ds + o, e2 + o, lo + o, hi + o, gl + o, gu + o, sig + o, rD + o, rl + o, rrr + o, s, lam + o, mu + o,
+              grid && shared ? counts : nullptr);
 }
 
 template <class T>
@@ -328,8 +350,9 @@ void tridiag_eig(const T *d, const T *e, int64_t n, int64_t batch, T *w, T *Z, i
   root_kernel<<<dim3(unsigned((n + kWarps - 1) / kWarps), unsigned(batch)), kThreads, 0, s>>>(wk.ds, wk.es, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, info, ni, wk.lam, wk.sig,
                                          wk.rD, wk.rl, wk.rrr);
   check_launch("tridiag_eig root");
+  const int grid = symoc::rt::cuda::detail::env_flag("SYMOC_CUDA_BISECT_GRID", false) ? 1 : 0;
   bisect_kernel<<<slots, kThreads, 0, s>>>(wk.ds, wk.e2, wk.lo, wk.hi, wk.gl, wk.gu, wk.sig, wk.rD, wk.rl, wk.rrr, info,
-                                           ni, wk.lam, wk.mu);
+                                           ni, grid, wk.lam, wk.mu);
   check_launch("tridiag_eig bisect");
   rank_kernel<T><<<unsigned(batch), 256, 0, s>>>(wk.lam, wk.mu, wk.lo, wk.hi, wk.rrr, wk.gl, wk.gu, wk.exps, info, ni,
                                                  gap, rel, wk.rank, w, wk.cl_start, wk.cl_end, wk.cl_count);

@@ -270,9 +270,9 @@ SYMOC_HD inline int ldl_count(const double *D, const double *l, int m, double x)
 // The k-th smallest eigenvalue mu of the positive definite L D L^T to high relative accuracy:
 // bisection on [0, top] (count(0) = 0 exactly) until width <= 2 eps |mu| (+ a floor far below
 // any mu, which is >= ~delta). top: an upper bound estimate, doubled until it is one.
-SYMOC_HD inline double bisect_ldl(const double *D, const double *l, int m, int k, double top) {
-  double a = 0, b = dmax(top, kPivmin) * (1 + 16 * kEps * m);
-  for (int it = 0; it < 64 && ldl_count(D, l, m, b) <= k; ++it) b *= 2;
+SYMOC_HD inline double ldl_top(double top, int m) { return dmax(top, kPivmin) * (1 + 16 * kEps * m); }
+// The halvings of bisect_ldl from a bracket with count(a) <= k < count(b).
+SYMOC_HD inline double bisect_ldl_from(const double *D, const double *l, int m, int k, double a, double b) {
   for (int it = 0; it < 2200; ++it) {
     if (b - a <= 2 * kEps * b + kPivmin) break;
     const double mid = a + 0.5 * (b - a);
@@ -281,6 +281,31 @@ SYMOC_HD inline double bisect_ldl(const double *D, const double *l, int m, int k
     else a = mid;
   }
   return a + 0.5 * (b - a);
+}
+SYMOC_HD inline double bisect_ldl(const double *D, const double *l, int m, int k, double top) {
+  double b = ldl_top(top, m);
+  for (int it = 0; it < 64 && ldl_count(D, l, m, b) <= k; ++it) b *= 2;
+  return bisect_ldl_from(D, l, m, k, 0, b);
+}
+
+// Opt-in (SYMOC_CUDA_BISECT_GRID=1; written in session 34, not yet run on a GPU): a shared
+// start for the slots of one root block. A bisection from [0, b0] spends log2(b0 / mu)
+// halvings reaching mu's binade before the ~50 that fix it to 2 eps relative: ~25 of ~75 for
+// the near-zero eigenvalues of a rank-deficient factor. kGridPoints counts at the geometric
+// points b0 2^(-j/2) (one a thread of the bisection kernel's block, shared by its slots) give
+// each slot a bracket within a factor sqrt 2 at once.
+constexpr int kGridPoints = 128;
+constexpr double kInvSqrt2 = 0.70710678118654752440;
+SYMOC_HD inline double grid_point(double b0, int j) { return ldexp((j & 1) ? b0 * kInvSqrt2 : b0, -(j >> 1)); }
+// The bracket of the k-th eigenvalue from counts[j] = ldl_count(grid_point(b0, j)): b the last
+// point of the leading run with count > k, a the next (count <= k) or 0; false when b0 itself
+// counts <= k (the plain bisection's doubling then). Valid whatever the counts' monotonicity.
+SYMOC_HD inline bool grid_bracket(const int *counts, double b0, int k, double &a, double &b) {
+  if (counts[0] <= k) return false;
+  int j = 0;
+  while (j + 1 < kGridPoints && counts[j + 1] > k) ++j;
+  b = grid_point(b0, j), a = j + 1 < kGridPoints ? grid_point(b0, j + 1) : 0.0;
+  return true;
 }
 
 // The top-down (stationary qd) pass of L D L^T - mu I = L+ D+ L+^T: s_i at s[i * stride],
@@ -519,17 +544,30 @@ SYMOC_HD inline void block_root(const double *ds, const double *es, const double
 
 // The eigenvalue of slot s after block_root: for a root block mu[s] (of L D L^T, relative
 // accuracy) and lam[s] = sigma + mu; otherwise lam[s] by the absolute bisection, mu[s] = lam[s].
+// counts: the grid's counts for slot s's root block (bisection's shared start), or null.
 SYMOC_HD inline void slot_values(const double *ds, const double *e2, const int *lo, const int *hi, const double *gl,
                                  const double *gu, const double *sig, const double *rD, const double *rl,
-                                 const int *rrr, int s, double *lam, double *mu) {
+                                 const int *rrr, int s, double *lam, double *mu, const int *counts = nullptr) {
   const int l = lo[s];
   if (rrr[l]) {
-    const double v = bisect_ldl(rD + l, rl + l, hi[s] - l + 1, s - l, gu[s] - sig[l]);
+    const int m = hi[s] - l + 1;
+    double a = 0, b = 0, v;
+    if (counts && grid_bracket(counts, ldl_top(gu[s] - sig[l], m), s - l, a, b))
+      v = bisect_ldl_from(rD + l, rl + l, m, s - l, a, b);
+    else v = bisect_ldl(rD + l, rl + l, m, s - l, gu[s] - sig[l]);
     mu[s] = v, lam[s] = sig[l] + v;
   } else {
     if (s != l) lam[s] = slot_eigenvalue(ds, e2, lo, hi, gl, gu, s);
     mu[s] = lam[s];
   }
+}
+
+// The slots s0 .. s0 + kGridPoints - 1 (one bisection block; clipped at n) share a grid when
+// they lie in one root block; then the block's first slot.
+SYMOC_HD inline bool grid_shared(const int *lo, const int *hi, const int *rrr, int n, int s0, int &l) {
+  const int last = s0 + kGridPoints - 1 < n ? s0 + kGridPoints - 1 : n - 1;
+  l = lo[s0];
+  return rrr[l] && hi[s0] >= last;
 }
 
 // Slots s and s + 1 belong to one cluster: same block and, in a root block, a gap below
@@ -582,9 +620,10 @@ void tridiag_eig(const T *d, const T *e, int64_t n, int64_t batch, T *w, T *Z, i
 // The host driver: the same phases with the same per-thread functions, one after the other.
 // The clusters run the GPU's sweeps sequentially (sums in another order). max_cluster (a test
 // hook, optional): the most members of one cluster over the batch (1: none; 0: nothing solved).
+// bisect_grid: the eigenvalues from the grid's shared start (the GPU's SYMOC_CUDA_BISECT_GRID).
 template <class T>
 void tridiag_eig_host(const T *d, const T *e, int64_t n64, int64_t batch, T *w, T *Z, int *info,
-                      int *max_cluster = nullptr) {
+                      int *max_cluster = nullptr, bool bisect_grid = false) {
   using namespace tridiag;
   const int n = int(n64);
   const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -609,9 +648,18 @@ void tridiag_eig_host(const T *d, const T *e, int64_t n64, int64_t batch, T *w, 
     for (int s = 0; s < n; ++s)
       block_root(ds.data(), es.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), s, lam.data(),
                  sig.data(), rD.data(), rl.data(), rrr.data());
-    for (int s = 0; s < n; ++s)
-      slot_values(ds.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), sig.data(), rD.data(), rl.data(),
-                  rrr.data(), s, lam.data(), mu.data());
+    for (int s0 = 0; s0 < n; s0 += kGridPoints) { // the GPU's bisection blocks
+      int l = 0, counts[kGridPoints];
+      const bool grid = bisect_grid && grid_shared(lo.data(), hi.data(), rrr.data(), n, s0, l);
+      if (grid) {
+        const int m = hi[l] - l + 1;
+        const double b0 = ldl_top(gu[l] - sig[l], m);
+        for (int j = 0; j < kGridPoints; ++j) counts[j] = ldl_count(rD.data() + l, rl.data() + l, m, grid_point(b0, j));
+      }
+      for (int s = s0; s < n && s < s0 + kGridPoints; ++s)
+        slot_values(ds.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), sig.data(), rD.data(), rl.data(),
+                    rrr.data(), s, lam.data(), mu.data(), grid ? counts : nullptr);
+    }
     for (int s = 0; s < n; ++s) rank[s] = slot_rank(lam.data(), n, s), wb[rank[s]] = T(ldexp(lam[s], exp));
     std::fill(V.begin(), V.end(), 0.0);
     auto col = [&](int s) { return V.data() + size_t(rank[s]) * n + lo[s]; };
