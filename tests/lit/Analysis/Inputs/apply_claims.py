@@ -403,6 +403,17 @@ def transform(params, claim, rng):
     return p
 
 
+def noise(params, claim, rng, rel):
+    """The claim's member tensors with independent relative noise of size rel and no symmetry:
+    how far rounding-sized changes where the claim acts move the outputs (--noise-control)."""
+    p = dict(params)
+    for name in {m["initializer"] for m in claim.get("members", [])}:
+        t = p[name]
+        if np.issubdtype(np.asarray(t).dtype, np.floating):
+            p[name] = t * (1 + rel * rng.standard_normal(np.shape(t)))
+    return p
+
+
 def rel_err(outs, base, claim, names, floor=0.0):
     """Largest relative error over the outputs, each relative to its own largest entry;
     with floor > 0 that denominator is at least floor x the largest entry of any float
@@ -439,6 +450,11 @@ def main():
     ap.add_argument("--floor", type=float, default=0.0,
                     help="relative-error denominator at least FLOOR x max(1, the largest output "
                          "entry) (default 0: each output on its own scale)")
+    ap.add_argument("--noise-control", action="store_true",
+                    help="after a BAD line, the same error for relative noise of 1e-13 on the "
+                         "claim's member tensors (no symmetry): 'noise E' tells a graph that "
+                         "amplifies rounding (an output that is exactly zero by cancellation, a "
+                         "normalization of a constant row) from a claim that does not hold")
     args = ap.parse_args()
     model = load(args.model)
     doc = json.load(open(args.claims))
@@ -484,8 +500,14 @@ def main():
             (approx and errs.get("model", np.inf) <= TOL_APPROX)
         bad += not ok
         err = min(errs.values())
+        extra = ""
+        if not ok and args.noise_control and c["kind"] != "shift":
+            where = "eps0" if "eps0" in errs else "model"
+            e_noise = max(rel_err(run(models[where], noise(params, c, rng, 1e-13), feeds), base[where], c, names,
+                                  args.floor) for _ in range(args.trials))
+            extra = " noise %.1e" % e_noise
         if not ok or not args.quiet:
-            print("%s %s %.1e" % ("ok" if ok else "BAD", c["id"], err))
+            print("%s %s %.1e%s" % ("ok" if ok else "BAD", c["id"], err, extra))
     print("apply_claims: %d/%d claims hold" % (len(doc["claims"]) - bad, len(doc["claims"])))
     sys.exit(1 if bad else 0)
 
