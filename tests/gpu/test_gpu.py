@@ -529,6 +529,23 @@ def check_nonfinite(lib, main="muon", tag="nonfinite"):
            % (og.steps_skipped, oc.steps_skipped, len(bad), untouched, r), "equal counts, <= 1e-5")
 
 
+def env_variant_runs(lib, seed, var, values, names):
+    """Per dtype (fp32, bf16): the same weights and 5 gradients stepped once per value of the
+    environment variable `var` (None: unset), with a NaN/inf gradient at step 2 on names[0].
+    Yields (dtype, W, {value: (weights on the CPU, steps skipped)})."""
+    for dtype in (torch.float32, torch.bfloat16):
+        W = init_weights(lib, seed, dtype)
+        G = grads(lib, seed, 5, dtype)
+        out = {}
+        for val in values:
+            with env_vars(**{var: val}):
+                o, p = make(lib, W, DEV)
+            run(o, p, G, nan_at=2, nan_names=names[:1])
+            out[val] = ({n: t.detach().cpu() for n, t in p.items()}, o.steps_skipped)
+            del o, p
+        yield dtype, W, out
+
+
 def check_fuse_levels(lib):
     """SYMOC_CUDA_FUSE=2 (the default: a stats pass, then the Newton-Schulz plan's pack makes
     Muon's momentum step) against =1 (the momentum kernel writes U, session 11): the same float
@@ -536,16 +553,7 @@ def check_fuse_levels(lib):
     parameters, with a NaN/inf gradient at step 2 on one Muon parameter (skipped alike)."""
     muon = [n for n, _, r in lib.params if kind(r) == "muon"]
     worst = []
-    for dtype in (torch.float32, torch.bfloat16):
-        W = init_weights(lib, 6, dtype)
-        G = grads(lib, 6, 5, dtype)
-        out = {}
-        for lvl in ("1", "2"):
-            with env_vars(SYMOC_CUDA_FUSE=lvl):
-                o, p = make(lib, W, DEV)
-            run(o, p, G, nan_at=2, nan_names=muon[:1])
-            out[lvl] = ({n: t.detach().cpu() for n, t in p.items()}, o.steps_skipped)
-            del o, p
+    for dtype, W, out in env_variant_runs(lib, 6, "SYMOC_CUDA_FUSE", ("1", "2"), muon):
         differ = [n for n in out["1"][0] if not torch.equal(out["1"][0][n], out["2"][0][n])]
         moved = sum(not torch.equal(out["2"][0][n], W[n]) for n in muon)
         worst.append((str(dtype).replace("torch.", ""), len(differ), out["1"][1], out["2"][1], moved))
@@ -562,17 +570,9 @@ def check_mini_kernels(lib):
     and every Adam-mini parameter moved."""
     mini = [n for n, _, r in lib.params if kind(r) == "adam_mini"]
     worst = []
-    for dtype in (torch.float32, torch.bfloat16):
-        W = init_weights(lib, 8, dtype)
-        G = grads(lib, 8, 5, dtype)
-        out = {}
-        for cta in ("1", None):
-            with env_vars(SYMOC_CUDA_MINI_CTA=cta):
-                o, p = make(lib, W, DEV)
-            run(o, p, G, nan_at=2, nan_names=mini[:1])
-            out[cta] = ({n: t.detach().cpu().float() for n, t in p.items()}, o.steps_skipped)
-            del o, p
-        a, b = out["1"][0], out[None][0]
+    for dtype, W, out in env_variant_runs(lib, 8, "SYMOC_CUDA_MINI_CTA", ("1", None), mini):
+        a = {n: t.float() for n, t in out["1"][0].items()}
+        b = {n: t.float() for n, t in out[None][0].items()}
         rel = max(float((a[n] - b[n]).norm() / max(float((a[n] - W[n].float()).norm()), 1e-30)) for n in mini)
         moved = sum(not torch.equal(b[n], W[n].float()) for n in mini)
         worst.append((str(dtype).replace("torch.", ""), rel, out["1"][1], out[None][1], moved))
