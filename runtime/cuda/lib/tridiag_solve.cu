@@ -133,11 +133,10 @@ __global__ void bisect_kernel(const double *ds, const double *e2, const int *lo,
   const size_t o = size_t(b) * n;
   if (grid) { // uniform in the block: every thread reaches both barriers
     const int s0 = blockIdx.x * blockDim.x;
-    int l = 0;
-    if (threadIdx.x == 0) shared = !info[b] && grid_shared(lo + o, hi + o, rrr + o, n, s0, l);
+    if (threadIdx.x == 0) shared = !info[b] && grid_shared(lo + o, hi + o, rrr + o, n, s0);
     __syncthreads();
     if (shared) {
-      l = lo[o + s0];
+      const int l = lo[o + s0];
       const int m = hi[o + l] - l + 1;
       counts[threadIdx.x] =
           ldl_count(rD + o + l, rl + o + l, m, grid_point(ldl_top(gu[o + l] - sig[o + l], m), threadIdx.x));

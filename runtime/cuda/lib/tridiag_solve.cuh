@@ -563,11 +563,10 @@ SYMOC_HD inline void slot_values(const double *ds, const double *e2, const int *
 }
 
 // The slots s0 .. s0 + kGridPoints - 1 (one bisection block; clipped at n) share a grid when
-// they lie in one root block; then the block's first slot.
-SYMOC_HD inline bool grid_shared(const int *lo, const int *hi, const int *rrr, int n, int s0, int &l) {
+// they lie in one root block (its first slot lo[s0]).
+SYMOC_HD inline bool grid_shared(const int *lo, const int *hi, const int *rrr, int n, int s0) {
   const int last = s0 + kGridPoints - 1 < n ? s0 + kGridPoints - 1 : n - 1;
-  l = lo[s0];
-  return rrr[l] && hi[s0] >= last;
+  return rrr[lo[s0]] && hi[s0] >= last;
 }
 
 // Slots s and s + 1 belong to one cluster: same block and, in a root block, a gap below
@@ -649,9 +648,10 @@ void tridiag_eig_host(const T *d, const T *e, int64_t n64, int64_t batch, T *w, 
       block_root(ds.data(), es.data(), e2.data(), lo.data(), hi.data(), gl.data(), gu.data(), s, lam.data(),
                  sig.data(), rD.data(), rl.data(), rrr.data());
     for (int s0 = 0; s0 < n; s0 += kGridPoints) { // the GPU's bisection blocks
-      int l = 0, counts[kGridPoints];
-      const bool grid = bisect_grid && grid_shared(lo.data(), hi.data(), rrr.data(), n, s0, l);
+      int counts[kGridPoints];
+      const bool grid = bisect_grid && grid_shared(lo.data(), hi.data(), rrr.data(), n, s0);
       if (grid) {
+        const int l = lo[s0];
         const int m = hi[l] - l + 1;
         const double b0 = ldl_top(gu[l] - sig[l], m);
         for (int j = 0; j < kGridPoints; ++j) counts[j] = ldl_count(rD.data() + l, rl.data() + l, m, grid_point(b0, j));
