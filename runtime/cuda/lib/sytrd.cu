@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <string>
 
 namespace symoc::cuda::detail {
 namespace {
@@ -480,7 +481,8 @@ template <class T> size_t sytrd_workspace(int64_t n, int64_t batch) {
 template <class T>
 void sytrd_batched(Engine::Impl &e, T *A, int64_t n, int64_t batch, T *d, T *off, T *tau, void *work, cudaStream_t s) {
   if (n == 0 || batch == 0) return;
-  if (n > INT_MAX / 2 || batch > 65535) fail("sytrd", "shape too large");
+  if (n > INT_MAX / 2) fail("sytrd", "n " + std::to_string(n) + " too large");
+  if (batch > 65535) fail("sytrd", "batch " + std::to_string(batch) + " above 65535 (the column steps' grid rows)");
   Carver c(work);
   T *V = c.take<T>(size_t(batch * n * kNb)), *W = c.take<T>(size_t(batch * n * kNb));
   double *S = c.take<double>(size_t(batch * kMaxCta * 2 * kNb));
