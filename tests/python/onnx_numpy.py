@@ -167,7 +167,10 @@ def _node(op, ins, a, opset):
         y = x if lo is None or np.size(lo) == 0 else np.maximum(x, lo)
         return [y if hi is None or np.size(hi) == 0 else np.minimum(y, hi)]
     if op == "ReduceSum":
-        axes = tuple(ins[1]) if len(ins) > 1 else None
+        axes = tuple(ins[1]) if len(ins) > 1 and ins[1] is not None else None
+        if not axes and a.get("noop_with_empty_axes", 0):  # absent or empty: the identity
+            return [x]
+        axes = axes or None  # absent or empty: every axis
         return [x.sum(axis=axes, keepdims=bool(a.get("keepdims", 1)))]
     if op == "LayerNormalization":
         ax = a.get("axis", -1)

@@ -93,7 +93,9 @@ void reduceRule(SpaceBuilder &b, Operation *op, unsigned reducedBits,
     }
   }
   std::vector<bool> reduced(r, !axes || axes->empty());
-  if (axes && axes->empty() && intAttr(op, "noop_with_empty_axes", 0))
+  // No axes (absent or empty) with noop_with_empty_axes=1 is the identity (ReduceSum-13, and
+  // every reduction from opset 18), not a reduction over every axis.
+  if ((!axes || axes->empty()) && intAttr(op, "noop_with_empty_axes", 0))
     std::fill(reduced.begin(), reduced.end(), false);
   if (axes)
     for (int64_t a : *axes) {

@@ -150,7 +150,7 @@ def _node(node, ins, a, opset):
               "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"):
         axes = _axes_arg(a, ins, opset)
         keep = bool(a.get("keepdims", 1))
-        if axes == [] and a.get("noop_with_empty_axes", 0):
+        if not axes and a.get("noop_with_empty_axes", 0):  # absent or empty: the identity
             return [x]
         if axes == []:
             axes = None
