@@ -338,8 +338,11 @@ private:
       c->setAttr("uniform_axes", b.getI64ArrayAttr(axes));
   }
 
-  /// A weight's axes along which two slices are equal (a zero-initialized weight, copied
-  /// rows): `repeated_axes`. Ties are then certain where a rule counts on their having
+  /// A weight's axes along which two slices are equal, or equal up to sign (a
+  /// zero-initialized weight, copied rows, w and -w): `repeated_axes`. Negated copies tie
+  /// after an even function (|x W| has equal columns where W's are w and -w); the tie walk
+  /// does not follow signs, so they count as copies (conservative: a linear map of them
+  /// alone would not tie). Ties are then certain where a rule counts on their having
   /// probability zero (ArgMax / TopK positions, PositionRules.cpp's TieWalk), which the
   /// analysis otherwise assumes of every parameter. Weights stored in the file with up to
   /// kMaxUniformScan entries (a router, not an embedding) are scanned, biases too: a bias
@@ -363,7 +366,8 @@ private:
         inner *= size_t(dims[k]);
       for (size_t k = 0; k < a; ++k)
         blocks *= size_t(dims[k]);
-      // One pass: a hash of each slice along `a`; equal hashes are then compared in full.
+      // One pass: a hash of each slice's magnitudes along `a`; equal hashes are then
+      // compared in full, as they are or negated.
       std::vector<uint64_t> h(n, 1469598103934665603ull);
       const double *d = v.data();
       for (size_t o = 0; o < blocks; ++o)
@@ -371,23 +375,28 @@ private:
           uint64_t x = h[i];
           for (size_t k = 0; k < inner; ++k, ++d) {
             uint64_t bits;
-            std::memcpy(&bits, d, sizeof bits);
+            const double m = std::fabs(*d);
+            std::memcpy(&bits, &m, sizeof bits);
             x = (x ^ bits) * 1099511628211ull;
           }
           h[i] = x;
         }
-      auto same = [&](size_t i, size_t j) {
+      auto sameUpTo = [&](size_t i, size_t j, double sign) {
         for (size_t o = 0; o < blocks; ++o)
           for (size_t k = 0; k < inner; ++k)
-            if (v[(o * n + i) * inner + k] != v[(o * n + j) * inner + k])
+            if (v[(o * n + i) * inner + k] != sign * v[(o * n + j) * inner + k])
               return false;
         return true;
       };
-      std::map<uint64_t, size_t> first;
+      auto same = [&](size_t i, size_t j) { return sameUpTo(i, j, 1.0) || sameUpTo(i, j, -1.0); };
+      // Every earlier slice with the same hash is compared: (a, b), (a, -b), (a, -b) share
+      // one hash, and the third repeats the second, not the first.
+      std::map<uint64_t, std::vector<size_t>> byHash;
       bool repeated = false;
       for (size_t i = 0; i < n && !repeated; ++i) {
-        auto [it, fresh] = first.insert({h[i], i});
-        repeated = !fresh && same(it->second, i);
+        std::vector<size_t> &earlier = byHash[h[i]];
+        repeated = llvm::any_of(earlier, [&](size_t j) { return same(j, i); });
+        earlier.push_back(i);
       }
       if (repeated)
         axes.push_back(int64_t(a));

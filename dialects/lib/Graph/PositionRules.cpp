@@ -172,11 +172,14 @@ struct TieWalk {
   }
 
   /// `v` may hold a slice that is exactly zero with positive probability: an op with a flat
-  /// piece at zero (Relu, Clip, a rounding, HardSigmoid, HardSwish, a zero
-  /// slope), seen through views, products of it (a zero row stays zero) and sums whose every
-  /// term may vanish there. Parameters, model inputs and other ops count as generic (no exact
-  /// zeros). Memoized, so a deep residual stream is walked once; past a recursion depth of
-  /// 2048, yes.
+  /// piece at zero (Relu, Clip, a rounding, HardSigmoid, HardSwish, a zero slope, max(x, 0)),
+  /// a value that is not a float (a comparison, a logic op, IsNaN, a Cast to an integer, an
+  /// integer model input: each is 0 with positive probability), seen through views, products
+  /// of it (a zero row stays zero) and sums whose every term may vanish there. Parameters,
+  /// float model inputs and the ops known to make generic values from generic ones
+  /// (`generic` below) do not; any other op may keep a zero row of an operand (a
+  /// LayerNormalization without a bias maps a zero row to zero). Memoized, so a deep
+  /// residual stream is walked once; past a recursion depth of 2048, yes.
   llvm::DenseMap<Value, bool> zeroRowMemo;
   bool zeroRowsPossible(Value v, int depth) {
     if (auto it = zeroRowMemo.find(v); it != zeroRowMemo.end())
@@ -185,13 +188,33 @@ struct TieWalk {
     zeroRowMemo[v] = out;
     return out;
   }
+  static bool floatValued(Value v) {
+    auto t = dyn_cast<ShapedType>(v.getType());
+    return t && isa<FloatType>(t.getElementType());
+  }
+  /// A constant with a zero entry (max(x, zeros) is a Relu): ConstantOfShape without a value
+  /// or with a zero one, a Constant whose values are known and include 0.
+  static bool constantWithZero(Value x) {
+    if (auto c = x.getDefiningOp<ConstantOfShapeOp>()) {
+      auto value = c->getAttrOfType<DenseElementsAttr>("value");
+      return !value || !nonzeroConstant(x);
+    }
+    if (!x.getDefiningOp<ConstantOp>())
+      return false;
+    std::optional<std::vector<double>> vals = constFloats(x);
+    return !vals || llvm::any_of(*vals, [](double d) { return d == 0.0; });
+  }
   bool computeZeroRows(Value v, int depth) {
     // Each node asks a fresh walker (its own budget), so a long walk here cannot exhaust it.
     if (TieWalk().knownZero(v))
       return true;
     Operation *op = v.getDefiningOp();
-    if (!op || isa<ParamOp, ConstantOp, ConstantOfShapeOp>(op))
+    if (!op)
+      return !floatValued(v); // an integer or boolean model input may be 0
+    if (isa<ParamOp, ConstantOp, ConstantOfShapeOp>(op))
       return false;
+    if (!floatValued(v)) // comparisons, logic, IsNaN, ArgMax, a Cast to an integer, ...
+      return true;
     if (isa<ReluOp, ClipOp, FloorOp, CeilOp, RoundOp, SignOp, HardSigmoidOp, HardSwishOp>(op))
       return true;
     if (isa<LeakyReluOp>(op)) {
@@ -199,17 +222,22 @@ struct TieWalk {
       if (alpha && alpha.getValueAsDouble() == 0.0)
         return true;
     }
+    // A slope that may be zero (a zero-initialized trainable one included) is a Relu.
+    if (isa<PReluOp>(op) && !nonzeroConstant(op->getOperand(1)))
+      return true;
+    // Dropout in training mode (a training_mode input that is not a constant false) writes zeros.
+    if (isa<DropoutOp>(op) && op->getNumOperands() > 2 && !isNone(op->getOperand(2))) {
+      std::optional<std::vector<double>> t = constFloats(op->getOperand(2));
+      if (!t || llvm::any_of(*t, [](double d) { return d != 0.0; }))
+        return true;
+    }
+    if (isa<CastOp>(op) && !floatValued(op->getOperand(0))) // from an integer or boolean
+      return true;
+    if (isa<MaxOp, MinOp>(op) && llvm::any_of(op->getOperands(), constantWithZero))
+      return true; // max(x, 0): a Relu
     if (TieWalk().constantFilled(v, 4)) // a Pad in constant mode, a mask, a constant part
       return true;
-    auto any = [&](auto range) {
-      return llvm::any_of(range, [&](Value x) { return !isNone(x) && zeroRowsPossible(x, depth - 1); });
-    };
     auto data = [&](Value x) { return !x.getDefiningOp<ConstantOp>() && !x.getDefiningOp<ParamOp>(); };
-    // Views and entrywise maps that keep zero at zero.
-    if (isa<ReshapeOp, TransposeOp, SqueezeOp, UnsqueezeOp, FlattenOp, SliceOp, IdentityOp, CastOp, NegOp, AbsOp,
-            DropoutOp, ExpandOp, TileOp, GatherOp, PadOp, LeakyReluOp, TanhOp, ErfOp, SinOp, SinhOp, AtanOp, SoftsignOp, MishOp,
-            SiluOp, PReluOp>(op))
-      return zeroRowsPossible(op->getOperand(0), depth - 1);
     // A product or quotient is zero where a factor is.
     if (isa<MulOp, MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op)) {
       if (isa<GemmOp, ConvOp, ConvTransposeOp>(op) && op->getNumOperands() > 2 && !isNone(op->getOperand(2)))
@@ -218,72 +246,109 @@ struct TieWalk {
     }
     if (isa<DivOp>(op))
       return zeroRowsPossible(op->getOperand(0), depth - 1);
-    if (isa<MaxOp, MinOp>(op) && llvm::any_of(op->getOperands(), [](Value x) {
-          std::optional<double> c = constScalar(x);
-          return c && *c == 0.0; // max(x, 0): a Relu
-        }))
-      return true;
     // A sum vanishes where every term may (a constant or parameter term does not); a Concat
     // or Where where any part may.
-    if (isa<AddOp, SubOp, ConcatOp, MaxOp, MinOp, WhereOp>(op)) {
-      if (isa<ConcatOp, WhereOp>(op))
-        return any(op->getOperands());
+    if (isa<AddOp, SubOp, MaxOp, MinOp, SumOp, MeanOp>(op))
       return llvm::all_of(op->getOperands(), [&](Value x) { return data(x) && zeroRowsPossible(x, depth - 1); });
-    }
-    return false;
+    // Ops that make generic values from generic ones whatever their operands' zero rows (a
+    // zero row becomes a constant one: exp(0) = 1, a softmax's 1/n; a product of such a row
+    // is generic).
+    if (isa<ExpOp, SigmoidOp, SoftplusOp, CosOp, SoftmaxOp, LogSoftmaxOp>(op))
+      return false;
+    // Views, entrywise maps that keep zero at zero, Concat, Where and every other op: a zero
+    // row of a float operand may survive (indices, shapes and conditions select or place
+    // values; they write none).
+    return llvm::any_of(op->getOperands(), [&](Value x) {
+      return !isNone(x) && floatValued(x) && zeroRowsPossible(x, depth - 1);
+    });
   }
 
-  /// A product whose data operand may hold a zero row is zero there, so its entries tie
-  /// along any axis (a Relu of width w is all zero with probability 2^-w): true for the
-  /// selection along `axis` of such a product, seen through entrywise one-to-one ops, unless
-  /// a bias with distinct entries along `axis` (the last one) is added, which the zero row
-  /// then equals (fuzz_graphs-style router on a Relu of width 2 without a bias, or with equal
-  /// biases: S(3) of the experts claimed, verify refuted it; lit Analysis/argmax-zero-rows.test).
-  bool zeroRowTie(Value v, int64_t axis) {
-    for (int depth = 0; depth < 16; ++depth) {
-      Operation *op = v.getDefiningOp();
-      if (!op)
+  /// Whether the entries of `v` along `axis` tie with positive probability because a
+  /// product (a linear map) of a row that may be exactly zero lies between the model's
+  /// inputs and `v`: such a row maps to a zero row, whose entries tie along any axis, and
+  /// every entrywise function and view keeps equal entries equal (a Relu of width w is all
+  /// zero with probability 2^-w; lit Analysis/argmax-zero-rows.test, and
+  /// argmax-zero-rows-through.test for the ops after the product). What breaks the tie: a
+  /// bias with distinct entries along `axis` (the last one), which the zero row then
+  /// equals, and a sum with a term that does not tie. Asked only where `distinct(v)` holds,
+  /// so `v` is made by the ops `distinct` follows; any other op met on the way answers
+  /// `zeroRowsPossible` (may tie).
+  bool zeroRowTie(Value v, int64_t axis, int depth = 0) {
+    if (depth > 64 || --budget < 0)
+      return true;
+    Operation *op = v.getDefiningOp();
+    if (!op || isa<ParamOp, ConstantOp, ConstantOfShapeOp>(op))
+      return false;
+    // axis < 0: lost through a reshape (only the bias test needs it).
+    auto breaks = [&](Value b) {
+      auto p = b.getDefiningOp<ParamOp>();
+      const int64_t r = rankOf(v), rb = rankOf(b);
+      if (axis < 0 || !p || p->hasAttr("repeated_axes") || rb < 1 || axis != r - 1 ||
+          dimOf(b, rb - 1) != dimOf(v, axis))
         return false;
-      if (isa<IdentityOp, NegOp, TanhOp, ExpOp, SoftplusOp, SigmoidOp, AtanOp, SoftsignOp, CastOp>(op) ||
-          (isa<SoftmaxOp, LogSoftmaxOp>(op) && normAxis(intAttr(op, "axis", -1), rankOf(v)) == axis)) {
-        v = op->getOperand(0);
-        continue;
-      }
-      auto product = [&](Operation *p) {
-        return p && isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(p) &&
-               llvm::any_of(p->getOperands(), [&](Value x) {
-                 return !isNone(x) && !x.getDefiningOp<ParamOp>() && !x.getDefiningOp<ConstantOp>() &&
-                        zeroRowsPossible(x, 2048);
-               });
-      };
-      // A bias that breaks the zero row's ties along `axis`: a parameter (not repeated) that
-      // varies along the last axis only, the selected one.
-      auto breaks = [&](Value b) {
-        auto p = b.getDefiningOp<ParamOp>();
-        const int64_t r = rankOf(v), rb = rankOf(b);
-        if (!p || p->hasAttr("repeated_axes") || rb < 1 || axis != r - 1 || dimOf(b, rb - 1) != dimOf(v, axis))
+      for (int64_t a = 0; a + 1 < rb; ++a)
+        if (dimOf(b, a) != 1)
           return false;
-        for (int64_t a = 0; a + 1 < rb; ++a)
-          if (dimOf(b, a) != 1)
-            return false;
-        return true;
-      };
-      if (isa<GemmOp>(op) && op->getNumOperands() > 2 && !isNone(op->getOperand(2))) {
-        auto beta = op->getAttrOfType<FloatAttr>("beta");
-        const bool biased = !beta || beta.getValueAsDouble() != 0.0;
-        return product(op) && !(biased && breaks(op->getOperand(2)));
-      }
-      if (isa<AddOp, SubOp>(op)) {
-        Value a = op->getOperand(0), c = op->getOperand(1);
-        if (product(a.getDefiningOp()))
-          return !breaks(c);
-        if (product(c.getDefiningOp()))
-          return !breaks(a);
-        return false;
-      }
-      return product(op);
+      return true;
+    };
+    auto data = [&](Value x) {
+      return !isNone(x) && !x.getDefiningOp<ParamOp>() && !x.getDefiningOp<ConstantOp>() &&
+             !x.getDefiningOp<ConstantOfShapeOp>();
+    };
+    if (isa<MatMulOp, GemmOp, EinsumOp, ConvOp, ConvTransposeOp>(op)) {
+      const bool zeroRow = llvm::any_of(op->getOperands(), [&](Value x) {
+        return data(x) && !(isa<GemmOp, ConvOp, ConvTransposeOp>(op) && x == op->getOperand(2)) &&
+               zeroRowsPossible(x, 2048);
+      });
+      if (!zeroRow || !isa<GemmOp>(op) || op->getNumOperands() < 3 || isNone(op->getOperand(2)))
+        return zeroRow; // a Conv's bias is per output channel, not along a selected axis here
+      auto beta = op->getAttrOfType<FloatAttr>("beta");
+      return !((!beta || beta.getValueAsDouble() != 0.0) && breaks(op->getOperand(2)));
     }
-    return false;
+    // Equal entries stay equal through an entrywise function (exp, sin, abs, a cast, a
+    // softmax along the axis; one along another axis is followed too, which may only say
+    // "tie" where there is none) and through a slice.
+    if (op->getNumOperands() >= 1 &&
+        (isa<IdentityOp, NegOp, TanhOp, ExpOp, SoftplusOp, SigmoidOp, AtanOp, SoftsignOp, CastOp, SoftmaxOp,
+             LogSoftmaxOp, CosOp, SinOp, ReciprocalOp, AbsOp, DropoutOp, SinhOp, TanOp, MishOp, SiluOp, SqrtOp,
+             LogOp, LeakyReluOp, SliceOp, SplitOp>(op) ||
+         (isa<PowOp>(op) && constScalar(op->getOperand(1)))))
+      return zeroRowTie(op->getOperand(0), axis, depth + 1);
+    if (auto t = dyn_cast<TransposeOp>(op)) {
+      std::optional<std::vector<int64_t>> perm = intsAttr(op, "perm");
+      const int64_t r = rankOf(v);
+      int64_t from = -1;
+      if (axis >= 0 && axis < r)
+        from = perm && int64_t(perm->size()) == r ? (*perm)[size_t(axis)] : r - 1 - axis;
+      return zeroRowTie(op->getOperand(0), from, depth + 1);
+    }
+    if (isa<ReshapeOp, FlattenOp, SqueezeOp, UnsqueezeOp>(op))
+      return zeroRowTie(op->getOperand(0), -1, depth + 1);
+    // A sum ties where every term that is not a constant or parameter does, unless a bias
+    // with distinct entries along the axis is added; a product, quotient, max or min where
+    // any operand does (a zero row times anything is zero; max(0, q) ties where q < 0).
+    if (isa<AddOp, SubOp>(op)) {
+      if (llvm::any_of(op->getOperands(), breaks))
+        return false;
+      // A term that does not vary along the axis (broadcast there: a zero row plus it is
+      // constant along the axis) cannot break the tie; with the axis lost, no term can.
+      const int64_t r = rankOf(v);
+      auto varies = [&](Value x) {
+        const int64_t xa = axis - (r - rankOf(x));
+        return axis >= 0 && xa >= 0 && dimOf(x, xa) == dimOf(v, axis) && dimOf(v, axis) != 1;
+      };
+      bool tieTerm = false, freeTerm = false;
+      for (Value x : op->getOperands())
+        if (data(x)) {
+          const bool ties = zeroRowTie(x, axis, depth + 1);
+          tieTerm |= ties;
+          freeTerm |= !ties && varies(x);
+        }
+      return tieTerm && !freeTerm;
+    }
+    if (isa<MulOp, DivOp, MaxOp, MinOp, PowOp>(op))
+      return llvm::any_of(op->getOperands(), [&](Value x) { return data(x) && zeroRowTie(x, axis, depth + 1); });
+    return zeroRowsPossible(v, 2048);
   }
 
   /// Every entry of `v` is >= 0 by construction (Exp, Softmax, Softplus, Abs, Sqrt, seen
