@@ -172,6 +172,34 @@ TEST(Unary, MishMatchesItsFormula) {
   EXPECT_TRUE(std::isfinite(y.data[1]) && y.data[1] <= 0.0 && y.data[1] > -1e-300);
 }
 
+TEST(Normalization, LpNormalizationDividesByTheNormAlongTheAxis) {
+  Tensor x = randn({2, 3, 4});
+  for (int64_t p : {1, 2})
+    for (int64_t axis : {1, -1}) {
+      onnx::NodeProto n = node("LpNormalization");
+      setInt(n, "p", p);
+      setInt(n, "axis", axis);
+      Tensor y = run1(n, 17, {&x});
+      ASSERT_EQ(y.dims, x.dims);
+      const int64_t len = axis == 1 ? 3 : 4, stride = axis == 1 ? 4 : 1;
+      for (int64_t b = 0; b < 2; ++b)
+        for (int64_t o = 0; o < (axis == 1 ? 4 : 3); ++o) {
+          const int64_t base = axis == 1 ? b * 12 + o : b * 12 + o * 4;
+          double norm = 0;
+          for (int64_t i = 0; i < len; ++i) {
+            const double v = x.data[size_t(base + i * stride)];
+            norm += p == 1 ? std::fabs(v) : v * v;
+          }
+          norm = p == 1 ? norm : std::sqrt(norm);
+          for (int64_t i = 0; i < len; ++i)
+            EXPECT_NEAR(y.data[size_t(base + i * stride)], x.data[size_t(base + i * stride)] / norm, 1e-14);
+        }
+    }
+  // No epsilon: a zero slice divides 0 by 0.
+  Tensor z = Tensor::zeros({1, 3}, TP::FLOAT);
+  EXPECT_TRUE(std::isnan(run1(node("LpNormalization"), 17, {&z}).data[0]));
+}
+
 TEST(Broadcast, IncompatibleShapesAreAnError) {
   Tensor a = randn({2, 3}), b = randn({4});
   try {

@@ -521,6 +521,34 @@ std::vector<Tensor> meanVarianceNorm(OpContext &ctx) {
   return one(std::move(y));
 }
 
+/// LpNormalization: x divided by its L1 or L2 norm along `axis` (no epsilon: a zero slice
+/// gives NaN, as the spec's division does).
+std::vector<Tensor> lpNormalization(OpContext &ctx) {
+  const Tensor &x = ctx.in(0);
+  const int64_t p = ctx.attrInt("p", 2);
+  if (p != 1 && p != 2)
+    ctx.fail("p must be 1 or 2, is " + std::to_string(p));
+  const int64_t ax = ctx.axis(ctx.attrInt("axis", -1), x.rank());
+  int64_t n = x.dims[size_t(ax)], inner = 1;
+  for (size_t d = size_t(ax) + 1; d < x.dims.size(); ++d)
+    inner *= x.dims[d];
+  const int64_t outer = n && inner ? x.size() / (n * inner) : 0;
+  Tensor y = x;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k = 0; k < inner; ++k) {
+      double norm = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double v = x.data[size_t((o * n + i) * inner + k)];
+        norm += p == 1 ? std::fabs(v) : v * v;
+      }
+      if (p == 2)
+        norm = std::sqrt(norm);
+      for (int64_t i = 0; i < n; ++i)
+        y.data[size_t((o * n + i) * inner + k)] /= norm;
+    }
+  return one(std::move(y));
+}
+
 std::vector<Tensor> lrn(OpContext &ctx) {
   const Tensor &x = ctx.in(0);
   double alpha = ctx.attrFloat("alpha", 1e-4), beta = ctx.attrFloat("beta", 0.75),
@@ -925,6 +953,7 @@ void registerExtraOps(std::map<std::string, OpInfo> &r) {
   r["Compress"] = {compress, {"axis"}};
   r["MeanVarianceNormalization"] = {meanVarianceNorm, {"axes"}, true};
   r["LRN"] = {lrn, {"alpha", "beta", "bias", "size"}, true};
+  r["LpNormalization"] = {lpNormalization, {"axis", "p"}, true};
 }
 
 } // namespace symoc

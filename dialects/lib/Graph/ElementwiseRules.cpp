@@ -122,11 +122,14 @@ void DropoutOp::applySymmetryRule(SpaceBuilder &b) {
 }
 
 void CastOp::applySymmetryRule(SpaceBuilder &b) {
+  // A cast that keeps every value is linear. One that narrows (f32 -> f16 or bf16) rounds to
+  // a coarser grid: round-to-nearest-even commutes with permutations and sign flips, not with
+  // scalings or mixing (GL across an f32 -> f16 cast is off by ~1e-3; a session-35 audit).
+  // Any other cast (to or from integers, booleans) is a plain nonlinearity.
   auto in = dyn_cast<ShapedType>(getOperand(0).getType());
   auto out = dyn_cast<ShapedType>(getResult(0).getType());
-  bool floatToFloat = in && out && isa<FloatType>(in.getElementType()) &&
-                      isa<FloatType>(out.getElementType());
-  unaryRule(b, *this, floatToFloat ? kLinear : kNonlinear);
+  const bool floats = in && out && isa<FloatType>(in.getElementType()) && isa<FloatType>(out.getElementType());
+  unaryRule(b, *this, exactFloatCast(*this) ? kLinear : floats ? kOdd : kNonlinear);
 }
 
 void PowOp::applySymmetryRule(SpaceBuilder &b) {

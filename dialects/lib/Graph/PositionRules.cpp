@@ -402,10 +402,9 @@ struct TieWalk {
       auto alpha = op->getAttrOfType<FloatAttr>("alpha");
       return (!alpha || alpha.getValueAsDouble() != 0.0) && distinct(op->getOperand(0));
     }
-    if (isa<CastOp>(op)) {
-      auto to = dyn_cast<RankedTensorType>(v.getType());
-      return to && isa<FloatType>(to.getElementType()) && distinct(op->getOperand(0));
-    }
+    // A narrowing float cast rounds: distinct values may round to one (bf16 router logits).
+    if (isa<CastOp>(op))
+      return exactFloatCast(op) && distinct(op->getOperand(0));
     if (isa<PowOp>(op)) {
       // A fractional power of a negative base is NaN (as Sqrt's).
       std::optional<double> e = constScalar(op->getOperand(1));

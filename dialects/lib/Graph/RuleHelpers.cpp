@@ -184,6 +184,18 @@ int64_t dimOf(Value v, int64_t a) {
   return t.getDimSize(a);
 }
 
+bool exactFloatCast(Operation *cast) {
+  auto in = dyn_cast<ShapedType>(cast->getOperand(0).getType());
+  auto out = dyn_cast<ShapedType>(cast->getResult(0).getType());
+  auto from = in ? dyn_cast<FloatType>(in.getElementType()) : FloatType();
+  auto to = out ? dyn_cast<FloatType>(out.getElementType()) : FloatType();
+  // float32's own rounding is the convention's (every rule treats float32 arithmetic as
+  // exact; verify's tolerance covers it), so f64 -> f32 counts as exact; a format with fewer
+  // mantissa bits than both the source and float32 rounds visibly.
+  return from && to &&
+         (from == to || to.getFPMantissaWidth() >= std::min(from.getFPMantissaWidth(), 24u));
+}
+
 bool isUniformConstant(Value v) {
   if (v.getDefiningOp<ConstantOfShapeOp>())
     return true;

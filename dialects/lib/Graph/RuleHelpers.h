@@ -65,6 +65,12 @@ bool isNone(mlir::Value v);
 /// nothing, when the op is not of that form.
 bool equalAsOneHot(SpaceBuilder &b, mlir::Operation *op);
 
+/// A Cast between float types that keeps every value of the source up to float32's
+/// rounding (f16 -> f32, f32 -> f64, f64 -> f32): the identity on values, as every rule
+/// treats float32 arithmetic. False for a cast to a coarser format (f32 -> f16 or bf16,
+/// f16 <-> bf16), which rounds visibly, and for any cast from or to a non-float type.
+bool exactFloatCast(mlir::Operation *cast);
+
 /// True when every element of `v` is the same constant (a splat graph.constant,
 /// or ConstantOfShape): unchanged by any permutation of its axes.
 bool isUniformConstant(mlir::Value v);
