@@ -272,6 +272,30 @@ def _node(op, ins, a, opset):
         for i in range(flat_idx.shape[0]):
             out[tuple(int(v) for v in flat_idx[i])] = flat_upd[i]
         return [out]
+    if op == "GatherND":  # ONNX GatherND, batch_dims 0: each index tuple picks a slice
+        if a.get("batch_dims", 0):
+            raise NotImplementedError("GatherND with batch_dims")
+        idx = ins[1].astype(np.int64)
+        k = idx.shape[-1]
+        flat = idx.reshape(-1, k)
+        out = np.stack([x[tuple(int(v) for v in row)] for row in flat])
+        return [out.reshape(idx.shape[:-1] + x.shape[k:])]
+    if op == "Hardmax":  # 1 at the first largest entry along `axis` (opset >= 13), else 0
+        if opset < 13:
+            raise NotImplementedError("Hardmax before opset 13")
+        ax = a.get("axis", -1) % x.ndim
+        y = np.zeros_like(x)
+        np.put_along_axis(y, np.expand_dims(np.argmax(x, axis=ax), ax), 1.0, axis=ax)
+        return [y]
+    if op == "LpNormalization":  # x / ||x||_p along `axis` (p 1 or 2), no epsilon
+        ax, p = a.get("axis", -1) % x.ndim, a.get("p", 2)
+        n = np.abs(x).sum(axis=ax, keepdims=True) if p == 1 else np.sqrt((x * x).sum(axis=ax, keepdims=True))
+        return [x / n]
+    if op == "MeanVarianceNormalization":  # the spec's function: (x - E x) / (sqrt(E x^2 - (E x)^2) + 1e-9)
+        axes = tuple(int(v) % x.ndim for v in a.get("axes", [0, 2, 3]))
+        m = x.mean(axis=axes, keepdims=True)
+        var = (x * x).mean(axis=axes, keepdims=True) - m * m
+        return [(x - m) / (np.sqrt(var) + 1e-9)]
     raise NotImplementedError("op %s" % op)
 
 

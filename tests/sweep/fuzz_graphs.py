@@ -15,7 +15,10 @@ constant permuting or repeating Gather, positional ops (CumSum, TopK + GatherEle
 ScatterElements, ArgMax + GatherElements, Trilu, Slice), reductions, Softmax/LogSoftmax,
 elementwise ops with constants (per channel, scalar, full-shape constants uniform along random
 axes, sometimes with one entry differing), Expand, Where with a constant mask, Pow with a
-constant exponent, Clip and pooling. Shapes are tracked while building (dims 2 to 8);
+constant exponent, Clip and pooling, masks and selections computed from the data (comparisons
+into Where or a Cast gate, And/Or, Max/Min, Mod, Sum/Mean of partners), GatherND/ScatterND with
+constant indices, and ops with no rule (Hardmax, LpNormalization, MeanVarianceNormalization,
+Resize). Shapes are tracked while building (dims 2 to 8);
 initializers are random normal or, sometimes, special (all equal, zeros, repeated rows: where
 false claims hide). Opset 17, sometimes 13 or 18 (the opset adapter: ReduceMean's axes as an
 input). One or two graph outputs.
@@ -965,12 +968,118 @@ def b_tile(g, x):
     return g.node("Tile", [v, g.i64(reps)]), ns
 
 
+def data_partner(g, v, s, full=False):
+    """Another value of v's shape derived from v (for comparisons, Max/Min, Sum/Mean): its
+    negation, a squashing of it, a constant (broadcasting; not when `full`), or a linear map
+    of it along the last axis (a partner that a hidden-unit permutation or a scale moves
+    differently from v)."""
+    r = g.rng
+    kind = r.choice(["neg", "tanh", "linear", "scaled"] + ([] if full else ["const"]))
+    g.desc.append(f"partner {kind}")
+    if kind == "neg":
+        return g.node("Neg", [v])
+    if kind == "tanh":
+        return g.node("Tanh", [v])
+    if kind == "const":
+        c, _ = const_like(g, s)
+        return g.const(c)
+    if kind == "scaled":
+        return g.node("Mul", [v, g.const(np.float32(r.choice([2.0, -0.5, 0.5])))])
+    d = s[-1]
+    return g.node("MatMul", [v, g.weight([d, d], "pt_w", tie=0.2)])
+
+
+def b_compare(g, x):
+    """Masks and selections computed from the data: Where(cmp(v, p), v, q), a comparison's
+    Cast multiplied in (a data gate), And/Or of two comparisons, Max/Min of v and a partner,
+    Mod by a constant, Sum/Mean of v with partners. A comparison is not invariant under a sign
+    flip or a scale of only one operand (x > c), so these pin what a claim may move."""
+    v, s = x
+    r = g.rng
+    kind = r.choice(["where", "where", "gate", "logic", "maxmin", "mod", "sum"])
+    cmp = r.choice(["Greater", "Less", "GreaterOrEqual", "LessOrEqual"])
+    if kind in ("where", "gate", "logic"):
+        c = g.node(cmp, [v, data_partner(g, v, s)] if r.random() < 0.7 else
+                   [data_partner(g, v, s), v])
+        if kind == "logic":
+            c2 = g.node(r.choice(["Greater", "Less"]), [v, g.const(np.float32(r.choice([0.0, 0.3])))])
+            c = g.node(r.choice(["And", "Or"]), [c, c2])
+        g.desc.append(f"{kind} {cmp}")
+        if kind == "gate":
+            return g.node("Mul", [v, g.node("Cast", [c], to=TensorProto.FLOAT)]), s
+        other = data_partner(g, v, s) if r.random() < 0.6 else g.const(np.float32(0.0))
+        return g.node("Where", [c, v, other] if r.random() < 0.7 else [c, other, v]), s
+    if kind == "maxmin":
+        op = r.choice(["Max", "Min"])
+        g.desc.append(op)
+        return g.node(op, [v, data_partner(g, v, s)]), s
+    if kind == "mod":
+        m = r.choice([0.7, 2.0, -1.5])  # fmod = 1: what ONNX requires for floats
+        g.desc.append(f"Mod {m}")
+        return g.node("Mod", [v, g.const(np.float32(m))], fmod=1), s
+    op = r.choice(["Sum", "Mean"])
+    parts = [v] + [data_partner(g, v, s) for _ in range(r.randrange(1, 3))]
+    r.shuffle(parts)
+    g.desc.append(f"{op} of {len(parts)}")
+    return g.node(op, parts), s
+
+
+def b_select_nd(g, x):
+    """GatherND / ScatterND with constant indices along a hidden axis (moved to the front by a
+    Transpose, as index tuples address the leading axes): a gather of rows, or rows of v
+    overwritten by rows of a partner."""
+    v, s = x
+    r = g.rng
+    ax = pick_axis(r, s)
+    if ax is None:
+        return None
+    n = s[ax]
+    perm = [ax] + [i for i in range(len(s)) if i != ax]
+    inv = [perm.index(i) for i in range(len(s))]
+    t = g.node("Transpose", [v], perm=perm)
+    if r.random() < 0.5:
+        idx = [r.randrange(n) for _ in range(r.randrange(1, n + 1))]
+        g.desc.append(f"GatherND axis {ax} {idx}")
+        y = g.node("GatherND", [t, g.i64(np.asarray(idx).reshape(-1, 1))])
+        ns = list(s)
+        ns[ax] = len(idx)
+        return g.node("Transpose", [y], perm=inv), ns
+    rows = sorted(r.sample(range(n), r.randrange(1, n + 1)))
+    src = sorted(r.sample(range(n), len(rows))) if r.random() < 0.5 else rows
+    g.desc.append(f"ScatterND axis {ax} rows {rows} from {src}")
+    p = g.node("Transpose", [data_partner(g, v, s, full=True)], perm=perm)
+    upd = g.node("GatherND", [p, g.i64(np.asarray(src).reshape(-1, 1))])
+    y = g.node("ScatterND", [t, g.i64(np.asarray(rows).reshape(-1, 1)), upd])
+    return g.node("Transpose", [y], perm=inv), s
+
+
+def b_barrier_norms(g, x):
+    """Ops symoc has no rule for (each must pin what it reads): Hardmax (ties like ArgMax),
+    LpNormalization, MeanVarianceNormalization, and Resize along the image axes."""
+    v, s = x
+    r = g.rng
+    kind = r.choice(["Hardmax", "LpNormalization", "MeanVarianceNormalization", "Resize"])
+    g.desc.append(kind)
+    if kind == "Hardmax":
+        return g.node("Hardmax", [v], axis=-1), s
+    if kind == "LpNormalization":
+        return g.node("LpNormalization", [v], axis=-1, p=r.choice([1, 2])), s
+    if kind == "MeanVarianceNormalization":
+        return g.node("MeanVarianceNormalization", [v], axes=list(range(1, len(s)))), s
+    if len(s) != 4:
+        return None
+    sc = g.const(np.asarray([1, 1, 2, 2], dtype=np.float32))
+    return g.node("Resize", [v, "", sc], mode=r.choice(["nearest", "linear"])), \
+        [s[0], s[1], 2 * s[2], 2 * s[3]]
+
+
 BLOCKS = [(b_linear, 10), (b_conv, 6), (b_act, 6), (b_norm, 4), (b_attention, 4),
           (b_mlp_same, 3), (b_gated, 4),
           (b_residual, 4), (b_split_concat, 2), (b_reshape, 2), (b_transpose, 1),
           (b_gather, 2), (b_positional, 3), (b_reduce, 2), (b_softmax, 1), (b_elem, 3),
           (b_where, 1), (b_pow, 1), (b_clip, 1), (b_pool, 2), (b_expand, 1), (b_einsum, 3),
-          (b_pad, 2), (b_tile, 1), (b_unary, 3), (b_img_ops, 2)]
+          (b_pad, 2), (b_tile, 1), (b_unary, 3), (b_img_ops, 2), (b_compare, 2),
+          (b_select_nd, 1), (b_barrier_norms, 1)]
 
 
 def generate(rng):
