@@ -226,6 +226,15 @@ namespace {
 void perChannelNormRule(SpaceBuilder &b, Operation *op, Value x, Value y, Value scale,
                         Value bias, bool batchStats, bool rescaleAbsorbed, StringRef name) {
   int64_t r = rankOf(x);
+  // One scale and bias per channel: vectors of X's channel count. Any other shape (a
+  // [C, H, W] scale of BatchNormalization-7's spatial = 0) scales each position on its own,
+  // which the relations below (on the vectors' axis 0) do not describe (a session-35 audit:
+  // GL claimed on such a scale's rows).
+  for (Value v : {scale, bias})
+    if (rankOf(v) != 1 || dimOf(v, 0) != dimOf(x, 1)) {
+      barrier(b, op, (name + " with a scale or bias that is not one value per channel").str());
+      return;
+    }
   for (int64_t a = 0; a < r; ++a)
     if (a != 1 && (a != 0 || batchStats))
       b.couple(x, a); // the statistics combine these axes
@@ -270,6 +279,11 @@ void BatchNormalizationOp::applySymmetryRule(SpaceBuilder &b) {
   // permutation or rescale of X's channels against the fixed state inputs changes them).
   if (barrierIfExtraResultsUsed(b, *this, "BatchNormalization's running statistics"))
     return;
+  // spatial = 0 (opset < 9): statistics and parameters per position, not per channel.
+  if (opsetOf(*this) < 9 && intAttr(*this, "spatial", 1) == 0 && rankOf(x) > 2) {
+    barrier(b, *this, "BatchNormalization with spatial = 0 (per-position statistics)");
+    return;
+  }
   bool training = intAttr(*this, "training_mode", 0) || getNumResults() > 1;
   perChannelNormRule(b, *this, x, y, getOperand(1), getOperand(2), /*batchStats=*/true,
                      /*rescaleAbsorbed=*/training, "BatchNormalization");
