@@ -93,11 +93,14 @@ void claimHeadSpace(ClaimContext &cx, int root, const std::vector<int> &blocks,
       sameCount = uniform = false;
       break;
     }
-  if (!uniform && sameCount && bits != kNone && r0.count >= 2) {
+  // The heads move by permutations only where the class allows them (a class of pair
+  // rotations alone, kPairs, does not: a rotation that pairs whole heads; a session-35 audit).
+  const bool permutes = (bits & kPerm) != 0;
+  if (!uniform && sameCount && permutes && r0.count >= 2) {
     claimHeadGroups(cx, blocks, plain, r0.count, s);
     return;
   }
-  s.fixed = bits == kNone || !uniform || r0.count < 2;
+  s.fixed = !permutes || !uniform || r0.count < 2;
   auto why = cx.classes.why.find(root);
   s.fixedBy = why != cx.classes.why.end() ? why->second
               : uniform ? "" : "head blocks of different sizes";

@@ -799,7 +799,12 @@ private:
           restrictions.push_back({n, kNone, "a slice of per-head blocks"});
       return;
     }
-    // Blocks inside the slice move with it; blocks it cuts through are fixed.
+    // Blocks inside the slice move with it; blocks it cuts through are fixed. A block of the
+    // slice's result that no block of the input matches is fixed too: the input axis has no
+    // blocks there (runs of the same size that do not line up: Q and K sliced from one
+    // projection half a head apart), so nothing else would tie its heads to the other
+    // slices' (a session-35 audit: a V/O head swap was claimed with the Q/K heads fixed).
+    std::set<int> matched;
     for (size_t r = 0; r < X.runs.size() && X.firstBlock >= 0; ++r) {
       const Run &run = X.runs[r];
       bool inside = run.start >= p.begin && run.end() <= p.begin + p.count;
@@ -815,11 +820,15 @@ private:
         for (size_t q = 0; q < Y.runs.size(); ++q)
           if (Y.runs[q] == Run{run.start - p.begin, run.count, run.size})
             target = Y.firstBlock + int(q);
-      if (target >= 0)
+      if (target >= 0) {
         uf.unite(X.firstBlock + int(r), target, 0);
-      else
+        matched.insert(target);
+      } else
         restrictions.push_back({X.firstBlock + int(r), kNone, "a slice cuts through head blocks"});
     }
+    for (size_t q = 0; q < Y.runs.size() && Y.firstBlock >= 0; ++q)
+      if (!matched.count(Y.firstBlock + int(q)))
+        restrictions.push_back({Y.firstBlock + int(q), kNone, "a slice of an axis whose head blocks do not line up"});
   }
 
 public:

@@ -70,7 +70,11 @@ bool pieceOf(Value v, Value x, int64_t axis, std::vector<std::pair<int64_t, int6
   return true;
 }
 
-/// Rotate-half: Concat along the channel axis of [Neg](Slice(x)) pieces.
+/// Rotate-half: Concat along the channel axis of [Neg](Slice(x)) pieces. The channel axis
+/// is the last one, as in every exporter's rotary (and the interleaved form): a rotation
+/// along another axis (a head axis of [b, h, d]) pairs whole heads, which the Rotary rule's
+/// per-channel pairing does not describe (a session-35 audit: per-head GL and a head swap
+/// were claimed across such a map). It stays decomposed, under the generic rules.
 std::optional<SignedPerm> concatForm(Value g, Value x) {
   auto cat = g.getDefiningOp<ConcatOp>();
   auto xt = dyn_cast<RankedTensorType>(x.getType());
@@ -78,7 +82,7 @@ std::optional<SignedPerm> concatForm(Value g, Value x) {
   auto axisAttr = cat->getAttrOfType<IntegerAttr>("axis");
   if (!axisAttr) return std::nullopt;
   int64_t axis = normalizeAxis(axisAttr.getInt(), xt.getRank());
-  if (axis < 0) return std::nullopt;
+  if (axis < 0 || axis != xt.getRank() - 1) return std::nullopt;
   std::vector<std::pair<int64_t, int64_t>> coords;
   for (Value in : cat->getOperands())
     if (!pieceOf(in, x, axis, coords)) return std::nullopt;
