@@ -30,6 +30,14 @@ void rotary(Context &ctx, const onnx::NodeProto &n, int64_t v, std::vector<onnx:
     rd = d;
   if (rd % 2 || rd > d)
     ctx.fail(n, v, "rotary_embedding_dim must be even and at most the head size");
+  // The caches hold one angle per rotated pair: [.., rotary_embedding_dim / 2] (the spec's
+  // shapes). A wider cache would be read as rd / 2 columns by the constant table and whole by
+  // the gathered one; refuse it in one line rather than build mismatched tables.
+  for (int k : {1, 2})
+    if (auto cs = ctx.shape(n.input(k)); cs && !cs->empty() && cs->back() > 0 && cs->back() != rd / 2)
+      ctx.fail(n, v, (k == 1 ? "cos_cache" : "sin_cache") + std::string("'s last axis is ") +
+                         std::to_string(cs->back()) + ", not rotary_embedding_dim / 2 = " +
+                         std::to_string(rd / 2));
   bool interleaved = attrInt(n, "interleaved", 0) != 0;
   auto ints = [&](std::vector<int64_t> x) {
     return ctx.addInts(x, {int64_t(x.size())}, "i");
