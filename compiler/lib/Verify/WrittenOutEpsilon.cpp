@@ -100,7 +100,7 @@ int zeroWrittenOutEpsilons(onnx::GraphProto &graph, const onnx::GraphProto &weig
       if (sourceOpType(n.input(k)) != "ReduceMean")
         continue;
       std::optional<double> eps = scalarValue(n.input(1 - k), graph, weights, modelPath);
-      if (!eps || !std::isfinite(*eps) || *eps < 0 || *eps > kMaxWrittenOutEpsilon)
+      if (!eps || !std::isfinite(*eps) || *eps < 0 || *eps > kMaxWrittenOutEpsilon * (1 + 1e-6)) // float32 1e-3 too
         continue;
       // mean + 0 = mean: one number broadcast onto the mean keeps its shape.
       std::string mean = n.input(k);

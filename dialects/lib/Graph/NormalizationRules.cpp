@@ -30,12 +30,14 @@ void batchedNonlinear(SpaceBuilder &b, Value x, int64_t a, Value y,
 /// only up to the same bound (compiler/lib/Verify/WrittenOutEpsilon.h), and a
 /// large one (a constant rewired into the Add) is no epsilon.
 constexpr double kMaxUniformEpsilon = 1e-3;
+/// An epsilon attribute within that bound (attributes are float32: 1e-3 reads 1.00000005e-3).
+bool usualEpsilon(double e) { return e >= 0 && e <= kMaxUniformEpsilon * (1 + 1e-6); }
 
 void uniformScaleAbsorbed(SpaceBuilder &b, Operation *op, Value x, int64_t a,
                           StringRef name) {
   auto eps = op->getAttrOfType<FloatAttr>("epsilon");
   double e = eps ? eps.getValueAsDouble() : 1e-5;
-  if (e >= 0 && e <= kMaxUniformEpsilon)
+  if (usualEpsilon(e))
     b.approxScaleRelation({{x, a, 1}}, name, /*uniform=*/true);
   else
     b.scaleRelation({{x, a, 1}});
@@ -257,7 +259,7 @@ void perChannelNormRule(SpaceBuilder &b, Operation *op, Value x, Value y, Value 
   // epsilon; a session-35 audit).
   auto eps = op->getAttrOfType<FloatAttr>("epsilon");
   const double e = eps ? eps.getValueAsDouble() : 1e-5;
-  if (rescaleAbsorbed && e >= 0 && e <= kMaxUniformEpsilon)
+  if (rescaleAbsorbed && usualEpsilon(e))
     b.approxScaleRelation({{x, 1, 1}}, (name + (batchStats ? " (batch statistics)"
                                                             : " (instance statistics)")).str());
   else
