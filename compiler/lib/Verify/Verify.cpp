@@ -432,18 +432,24 @@ std::vector<InputSpec> inputSpecs(const Evaluator &ev, const VerifyOptions &opt,
   return specs;
 }
 
-std::map<std::string, Tensor> drawInputs(const std::vector<InputSpec> &specs, Rng &rng) {
+std::map<std::string, Tensor> drawInputs(const std::vector<InputSpec> &specs, Rng &rng, bool masksAllSet) {
   std::map<std::string, Tensor> ins;
   std::normal_distribution<double> g;
+  std::bernoulli_distribution set(0.75);
   for (const auto &s : specs) {
     Tensor t = Tensor::zeros(s.dims, s.dtype);
-    for (double &v : t.data) {
+    const int64_t last = s.dims.empty() ? 1 : std::max<int64_t>(s.dims.back(), 1);
+    for (size_t i = 0; i < t.data.size(); ++i) {
+      double &v = t.data[i];
       if (isFloatDType(s.dtype))
         v = g(rng);
       else if (s.indexBound > 0)
         v = double(std::uniform_int_distribution<int64_t>(0, s.indexBound - 1)(rng));
       else
-        v = 1; // masks and flags: all set
+        // Masks and flags: 0 or 1 (all 1 never showed a weight that only the unset value
+        // reaches: a Where's other branch; a session-35 audit), the first entry of every
+        // row set (an attention mask keeps a key for every query) and scalars 1 (sizes).
+        v = masksAllSet || s.dims.empty() || int64_t(i) % last == 0 || set(rng) ? 1 : 0;
     }
     ins[s.name] = std::move(t);
   }
@@ -471,11 +477,14 @@ void softmaxAxis(Tensor &t, int64_t axis) {
     }
 }
 
-/// ||y' - y|| / ||y|| over the compared outputs; integer outputs must match
-/// exactly (a mismatch counts as relative error 1).
+/// The largest ||y' - y|| / ||y|| over the compared outputs, each output judged on its own
+/// (pooled, an output 1e-9 the size of another was never seen: a wrong permutation of a
+/// small head beside a large regression output passed; a session-35 audit); an all-zero
+/// output by ||y' - y||. Integer outputs must match exactly (a mismatch counts as relative
+/// error 1).
 double relError(const std::map<std::string, Tensor> &y, const std::map<std::string, Tensor> &yt,
                 const Claim *shift, const std::string &path) {
-  double num = 0, den = 0;
+  double worst = 0;
   bool intMismatch = false;
   for (const auto &kv : y) {
     Tensor a = kv.second, b = yt.at(kv.first);
@@ -500,15 +509,16 @@ double relError(const std::map<std::string, Tensor> &y, const std::map<std::stri
       softmaxAxis(a, ax);
       softmaxAxis(b, ax);
     }
+    double num = 0, den = 0;
     for (size_t i = 0; i < a.data.size(); ++i) {
       if (!std::isfinite(a.data[i]) || !std::isfinite(b.data[i]))
         return std::numeric_limits<double>::infinity();
       num += (b.data[i] - a.data[i]) * (b.data[i] - a.data[i]);
       den += a.data[i] * a.data[i];
     }
+    worst = std::max(worst, den > 0 ? std::sqrt(num / den) : std::sqrt(num));
   }
-  double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  return intMismatch ? std::max(rel, 1.0) : rel;
+  return intMismatch ? std::max(worst, 1.0) : worst;
 }
 
 std::string describe(const Claim &c) {
@@ -596,14 +606,9 @@ struct ZeroOutputs : Error {
   using Error::Error;
 };
 
-/// The model with every all-zero floating initializer that is a parameter (a
-/// block of the claims document, or a claim's member) set to random values
-/// (N(0, 0.05^2), seeded): claims hold for every value of the parameters, so
-/// they may be checked at any; timm's MLP-Mixer and ResMLP zero their
-/// classifier, which zeroes every output. `changed` names what was set.
-onnx::ModelProto withRandomZeroParameters(const onnx::ModelProto &model,
-                                          const std::string &modelPath, const json &doc,
-                                          uint64_t seed, std::vector<std::string> &changed) {
+/// The parameters of a claims document: its blocks (every parameter, in symoc's own
+/// documents) and every claim's members.
+std::set<std::string> parametersOf(const json &doc) {
   std::set<std::string> params;
   if (doc.contains("blocks") && doc["blocks"].is_array())
     for (const auto &b : doc["blocks"])
@@ -614,22 +619,50 @@ onnx::ModelProto withRandomZeroParameters(const onnx::ModelProto &model,
       for (const auto &m : c["members"])
         if (m.is_object() && m.contains("initializer") && m["initializer"].is_string())
           params.insert(m["initializer"].get<std::string>());
+  return params;
+}
+
+/// The model with every floating parameter whose entries are all zero set to random values
+/// (N(0, 0.05^2), seeded), and with `allEqualToo` every one whose entries are one constant c
+/// set to c exp(0.1 N(0, 1)) entry by entry (the sign kept: a variance stays positive).
+/// Claims hold for every value of the parameters, so they may be checked at any; at equal
+/// entries a permutation or a sign flip of them changes nothing, so a claim that leaves
+/// them out, or that moves only them, is not seen there (a zero bias, LayerNorm's gain 1 and
+/// bias 0 of a freshly initialized model; a session-35 audit). timm's MLP-Mixer and ResMLP
+/// zero their classifier, which zeroes every output. `changed` names what was set.
+onnx::ModelProto withGenericParameters(const onnx::ModelProto &model, const std::string &modelPath,
+                                       const json &doc, uint64_t seed, bool allEqualToo,
+                                       std::vector<std::string> &changed) {
+  std::set<std::string> params = parametersOf(doc);
   onnx::ModelProto out = model;
   Rng rng(seed ^ 0x7a65726fULL);
-  std::normal_distribution<double> normal(0.0, 0.05);
+  std::normal_distribution<double> normal(0.0, 0.05), unit(0.0, 1.0);
   for (auto &t : *out.mutable_graph()->mutable_initializer()) {
     if (!params.count(t.name()) || (t.data_type() != onnx::TensorProto::FLOAT &&
                                     t.data_type() != onnx::TensorProto::DOUBLE))
       continue;
     Tensor v = tensorFromProto(t, modelPath);
-    if (v.data.empty() || std::any_of(v.data.begin(), v.data.end(), [](double x) { return x != 0; }))
+    if (v.data.size() < 2 && !(v.data.size() == 1 && v.data[0] == 0))
+      continue;
+    const double c = v.data.empty() ? 0 : v.data[0];
+    if (v.data.empty() || std::any_of(v.data.begin(), v.data.end(), [&](double x) { return x != c; }) ||
+        (c != 0 && !allEqualToo) || !std::isfinite(c))
       continue;
     for (double &x : v.data)
-      x = normal(rng);
+      x = c == 0 ? normal(rng) : c * std::exp(0.1 * unit(rng));
     v.dtype = t.data_type();
     t = tensorToProto(v, t.name());
     changed.push_back(t.name());
   }
+  return out;
+}
+
+std::string nameList(const std::vector<std::string> &names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 4; ++i)
+    out += (i ? ", " : "") + names[i];
+  if (names.size() > 4)
+    out += ", ...";
   return out;
 }
 
@@ -638,13 +671,16 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
 
 } // namespace
 
-VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
-                    const json &doc, const VerifyOptions &opt) {
+namespace {
+/// The file's weights first; where outputs are all zero, at random values of the all-zero
+/// parameters instead (what the file's weights cannot show).
+VerifyReport verifyAtFileWeights(const onnx::ModelProto &model, const std::string &modelPath,
+                                 const json &doc, const VerifyOptions &opt) {
   try {
     return verifyOnce(model, modelPath, doc, opt);
   } catch (const ZeroOutputs &) {
     std::vector<std::string> changed;
-    onnx::ModelProto randomized = withRandomZeroParameters(model, modelPath, doc, opt.seed, changed);
+    onnx::ModelProto randomized = withGenericParameters(model, modelPath, doc, opt.seed, false, changed);
     if (changed.empty())
       throw Error(modelPath + ": " + kZeroOutputs);
     VerifyReport rep;
@@ -654,17 +690,75 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
       throw Error(modelPath + ": " + kZeroOutputs + "; still with its " +
                   std::to_string(changed.size()) + " all-zero parameter(s) at random values");
     }
-    std::string names;
-    for (size_t i = 0; i < changed.size() && i < 4; ++i)
-      names += (i ? ", " : "") + changed[i];
-    if (changed.size() > 4)
-      names += ", ...";
     rep.notes.push_back("every output is zero with the file's weights (a zero-initialized "
                         "output layer): checked at random values of its " +
-                        std::to_string(changed.size()) + " all-zero parameter(s) (" + names +
-                        ") instead; claims hold for any parameter values");
+                        std::to_string(changed.size()) + " all-zero parameter(s) (" +
+                        nameList(changed) + ") instead; claims hold for any parameter values");
     return rep;
   }
+}
+
+/// True when a graph input is an integer or boolean tensor (a mask, a flag, an index).
+bool hasIntegerInputs(const onnx::ModelProto &model) {
+  std::set<std::string> inits;
+  for (const auto &t : model.graph().initializer())
+    inits.insert(t.name());
+  for (const auto &in : model.graph().input())
+    if (!inits.count(in.name()) && in.type().has_tensor_type() &&
+        !isFloatDType(int(in.type().tensor_type().elem_type())))
+      return true;
+  return false;
+}
+} // namespace
+
+VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
+                    const json &doc, const VerifyOptions &opt) {
+  VerifyReport rep;
+  try {
+    rep = verifyAtFileWeights(model, modelPath, doc, opt);
+  } catch (const Error &e) {
+    // Integer inputs that are sizes or shapes, not masks, may not run at 0: all set, as before.
+    if (opt.masksAllSet || !hasIntegerInputs(model))
+      throw;
+    VerifyOptions set = opt;
+    set.masksAllSet = true;
+    rep = verifyAtFileWeights(model, modelPath, doc, set);
+    rep.notes.push_back(std::string("integer inputs all 1: with 0/1 entries the model does not run (") +
+                        e.what() + ")");
+  }
+  // Then one trial where every parameter of equal entries (zeros, ones) is generic: what
+  // a claim does to such a parameter, or leaves out of it, shows only there.
+  std::vector<std::string> changed;
+  onnx::ModelProto generic = withGenericParameters(model, modelPath, doc, opt.seed, true, changed);
+  if (changed.empty())
+    return rep;
+  VerifyOptions once = opt;
+  once.trials = 1;
+  once.seed = opt.seed ^ 0x67656e65ULL;
+  VerifyReport at;
+  try {
+    at = verifyAtFileWeights(generic, modelPath, doc, once);
+  } catch (const Error &e) {
+    rep.notes.push_back("not checked again at generic values of the " + std::to_string(changed.size()) +
+                        " parameter(s) of equal entries (" + nameList(changed) + "): " + e.what());
+    return rep;
+  }
+  rep.forwards += at.forwards;
+  std::vector<std::string> refuted;
+  for (ClaimResult &c : rep.claims)
+    for (const ClaimResult &g : at.claims)
+      if (g.id == c.id && c.pass && !g.pass) {
+        c.pass = false;
+        c.unresolved = g.unresolved;
+        c.maxRelErr = g.maxRelErr;
+        c.roundingRelErr = g.roundingRelErr;
+        refuted.push_back(c.id);
+      }
+  rep.notes.push_back("checked again (one trial) at generic values of the " + std::to_string(changed.size()) +
+                      " parameter(s) of equal entries (" + nameList(changed) + ")" +
+                      (refuted.empty() ? std::string(": every claim that passed still holds")
+                                       : ": " + nameList(refuted) + " fail there"));
+  return rep;
 }
 
 namespace {
@@ -894,7 +988,7 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
 
   for (int t = 0; t < opt.trials; ++t) {
     Rng irng(mix(opt.seed, 0xffff, uint64_t(t)));
-    std::map<std::string, Tensor> inputs = drawInputs(specs, irng);
+    std::map<std::string, Tensor> inputs = drawInputs(specs, irng, opt.masksAllSet);
     Runner asIs = startRunner(ev, inputs, "on random inputs");
     std::unique_ptr<Runner> noEpsRun;
     auto runnerFor = [&](const std::string &key) -> Runner & {
@@ -935,7 +1029,9 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
         Rounds rounds{round, roundsOf(jobs[k]), mix(opt.seed, jobs[k].stream, kPlanStream)};
         jobs[k].transform(ov, rng, rounds);
       }
-      return relError(r.base, runOn(r, ov), shift, modelPath);
+      // Under a loss that reads the raw outputs (mse, none) a shifted output must stay as
+      // it is: no softmax before the comparison.
+      return relError(r.base, runOn(r, ov), opt.outputsSeeSoftmax ? shift : nullptr, modelPath);
     };
 
     std::vector<int> trialRounds{t};
@@ -1136,7 +1232,20 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
           continue; // moved, but too little to see: keep looking, report it if none fails
         unmoved.push_back(name);
       }
-      if (rep.control.pass && rep.control.maxRelErr == 0 && !unmoved.empty() &&
+      // A weight the outputs depend on through the graph that moved them not at all is dead
+      // at the sampled inputs (a Relu that never opens, a branch a mask never takes): claims
+      // on it are not seen, not trivially true (a session-35 audit: GL on one side of a dead
+      // layer passed as OK). Only weights no output reads make the control inconclusive.
+      std::string dead;
+      for (const std::string &name : unmoved)
+        if (dead.empty() && needed.count(name))
+          dead = name;
+      const bool deadButRead = !dead.empty();
+      if (deadButRead)
+        rep.notes.push_back("the outputs did not move when " + dead +
+                            " changed, though they read it through the graph: it is dead at the "
+                            "sampled inputs, so claims on it cannot be checked here");
+      if (!deadButRead && rep.control.pass && rep.control.maxRelErr == 0 && !unmoved.empty() &&
           (rep.control.kind == "perturb")) {
         std::string list;
         for (size_t i = 0; i < unmoved.size(); ++i)

@@ -59,6 +59,13 @@ struct VerifyOptions {
   size_t cacheLimitBytes = size_t(2) << 30;
   /// Check claims by composition (see above); false: each claim alone.
   bool compose = true;
+  /// A shift claim that names an output is compared after a softmax over its axis (what a
+  /// cross-entropy loss sees); false (a loss of mse or none given): compared raw.
+  bool outputsSeeSoftmax = true;
+  /// Integer and boolean inputs that are not Gather indices (masks, flags) all 1; false:
+  /// 0 or 1 at random, the first entry of every row 1 (verify falls back to all 1 when the
+  /// model does not run that way: such inputs are sizes).
+  bool masksAllSet = false;
 };
 
 struct ClaimResult {
