@@ -239,6 +239,7 @@ int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
   vo.compose = !a.oneByOne;
   vo.dims = parseDims(common.dims);
   vo.claimsName = claimsName;
+  vo.outputsSeeSoftmax = a.loss != "mse" && a.loss != "none";
   symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
   symoc::printReport(rep, std::cout);
   if (!jsonOut.empty())
