@@ -595,7 +595,10 @@ TEST(VerifyBlindSpots, AWeightTheGraphReadsButThatMovesNothingFailsTheRun) {
   b.output("y");
   b.output("z");
   auto r = run(b.m, doc({claimOn("gl", "GL", {member("W", 1, "out")})}));
-  EXPECT_TRUE(r.claims[0].pass);
+  // Every trial left the outputs as they were, but the claim was not seen: not passed.
+  EXPECT_FALSE(r.claims[0].pass);
+  EXPECT_TRUE(r.claims[0].unresolved);
+  EXPECT_EQ(r.claims[0].blindOn, "W");
   EXPECT_TRUE(r.controlInconclusive.empty()) << r.controlInconclusive;
   EXPECT_FALSE(r.ok());
   std::ostringstream os;

@@ -847,6 +847,8 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
     bool atModelEpsilon = false;
   };
   std::vector<Job> jobs;
+  // Weights the outputs read through the graph that the control moved without any effect.
+  std::set<std::string> deadWeights;
   auto transformOf = [&](const Claim &c) {
     return [&, c](Overrides &ov, Rng &rng, const Rounds &rounds) {
       if (c.kind == "linear") {
@@ -1236,10 +1238,30 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
       // at the sampled inputs (a Relu that never opens, a branch a mask never takes): claims
       // on it are not seen, not trivially true (a session-35 audit: GL on one side of a dead
       // layer passed as OK). Only weights no output reads make the control inconclusive.
+      // A weight read only through a discrete choice (a router before an ArgMax) may not move
+      // the outputs under a 10% perturbation; redrawn whole it does. Dead is what stays unmoved
+      // even then.
+      auto movesWhenRedrawn = [&](const std::string &name) {
+        for (uint64_t k = 0; k < 3; ++k) { // three draws: one may keep every choice as it was
+          Overrides ov;
+          Rng rng(mix(opt.seed, 0xdead + k, std::hash<std::string>()(name)));
+          Tensor &w = overrideOf(ov, inits, name);
+          std::normal_distribution<double> g;
+          const double s = rms(w) > 0 ? rms(w) : 1.0;
+          for (double &v : w.data)
+            v = s * g(rng);
+          if (relError(asIs.base, runOn(asIs, ov), nullptr, modelPath) > 0)
+            return true;
+        }
+        return false;
+      };
       std::string dead;
       for (const std::string &name : unmoved)
-        if (dead.empty() && needed.count(name))
-          dead = name;
+        if (needed.count(name) && !movesWhenRedrawn(name)) {
+          deadWeights.insert(name);
+          if (dead.empty())
+            dead = name;
+        }
       const bool deadButRead = !dead.empty();
       if (deadButRead)
         rep.notes.push_back("the outputs did not move when " + dead +
@@ -1257,6 +1279,14 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
 
   for (Job &j : jobs) {
     j.result.pass = !j.failed;
+    // A claim on a weight the control found dead at the sampled inputs was not seen: it
+    // does not pass (as an unresolved one: not refuted either).
+    for (const Member &m : j.claim.members)
+      if (j.result.pass && deadWeights.count(m.init)) {
+        j.result.pass = false;
+        j.result.unresolved = true;
+        j.result.blindOn = m.init;
+      }
     rep.claims.push_back(j.result);
   }
   rep.forwards = forwards;
@@ -1277,6 +1307,10 @@ json toJson(const VerifyReport &r) {
     if (c.roundingRelErr >= 0) {
       o["rounding_rel_err"] = c.roundingRelErr;
       o["unresolved"] = c.unresolved;
+    }
+    if (!c.blindOn.empty()) {
+      o["unresolved"] = true;
+      o["not_seen_through"] = c.blindOn;
     }
     return o;
   };
@@ -1329,7 +1363,10 @@ void printReport(const VerifyReport &r, std::ostream &os) {
   int pass = 0;
   for (const auto &c : r.claims) {
     line(c.pass ? "PASS" : c.unresolved ? "UNRESOLVED" : "FAIL", c);
-    if (c.unresolved)
+    if (!c.blindOn.empty())
+      os << "  (not seen: the outputs do not move with " << c.blindOn
+         << " at the sampled inputs, though they read it; the claim is not used)\n";
+    else if (c.unresolved)
       os << fmt::format("  (rounding-level noise in the weights moves the outputs by {} here: "
                         "this model amplifies rounding past the tolerance, so the check cannot "
                         "tell; the claim is not used)\n",
@@ -1371,9 +1408,16 @@ void printReport(const VerifyReport &r, std::ostream &os) {
     if (!failed.empty())
       verdict = fmt::format("; FAILED: {} of {} claims do not hold ({})", failed.size(),
                             r.claims.size(), idList(failed));
-    if (!unresolved.empty())
+    std::vector<std::string> noise, unseen;
+    for (const auto &c : r.claims)
+      if (!c.pass && c.unresolved)
+        (c.blindOn.empty() ? noise : unseen).push_back(c.id);
+    if (!noise.empty())
       verdict += fmt::format("; UNRESOLVED: {} of {} claims fail within rounding noise ({})",
-                             unresolved.size(), r.claims.size(), idList(unresolved));
+                             noise.size(), r.claims.size(), idList(noise));
+    if (!unseen.empty())
+      verdict += fmt::format("; UNRESOLVED: {} of {} claims are not seen at the sampled inputs ({})",
+                             unseen.size(), r.claims.size(), idList(unseen));
     if (r.controlRan && r.control.pass && !inconclusive)
       verdict += " and the control passed";
   } else {

@@ -86,6 +86,10 @@ struct ClaimResult {
   /// Unresolved claims do not pass either (compile builds nothing on them).
   double roundingRelErr = -1;
   bool unresolved = false;
+  /// Set (with unresolved) when a member is a weight the outputs read through the graph but
+  /// that moved them not at all at the sampled inputs (a layer that is dead there): the
+  /// claim was not seen, so it does not pass.
+  std::string blindOn;
 };
 
 /// A failure is unresolved when its error is at most this times the rounding noise's.
