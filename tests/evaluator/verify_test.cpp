@@ -606,6 +606,24 @@ TEST(VerifyBlindSpots, AWeightTheGraphReadsButThatMovesNothingFailsTheRun) {
   EXPECT_NE(os.str().find("it is dead at the sampled inputs"), std::string::npos) << os.str();
 }
 
+TEST(VerifyBlindSpots, HalvesOfASymmetryDoNotCancel) {
+  // Tanh is odd: flipping hidden unit 0 (W1's row, b1's entry, W2's column) is a symmetry;
+  // each half alone is not. Z2(1) draws its one element in every round, so composed, the
+  // halves cancelled in every batch; in round 0 each is now checked alone.
+  auto m = mlp("Tanh");
+  json a = claimOn("half_in", "Z2", {member("W1", 0, "out", 1), member("b1", 0, "out", 1)});
+  json b = claimOn("half_out", "Z2", {member("W2", 1, "in", 1)});
+  a["n"] = b["n"] = 1;
+  auto r = run(m, doc({a, b}));
+  ASSERT_EQ(r.claims.size(), 2u);
+  EXPECT_FALSE(r.claims[0].pass) << r.claims[0].maxRelErr;
+  EXPECT_FALSE(r.claims[1].pass) << r.claims[1].maxRelErr;
+  json whole = claimOn("whole", "Z2", {member("W1", 0, "out", 1), member("b1", 0, "out", 1),
+                                       member("W2", 1, "in", 1)});
+  whole["n"] = 1;
+  EXPECT_TRUE(run(m, doc({whole})).claims[0].pass);
+}
+
 TEST(VerifyErrors, ZeroOutputsAreVacuous) {
   // No all-zero tensor is a parameter (not a block, not a member): nothing to vary.
   json c = hiddenClaim("c1", "S");
