@@ -657,11 +657,12 @@ onnx::ModelProto withGenericParameters(const onnx::ModelProto &model, const std:
   return out;
 }
 
-std::string nameList(const std::vector<std::string> &names) {
+/// The first `limit` names, comma-separated, then ", ..." if there are more.
+std::string nameList(const std::vector<std::string> &names, size_t limit = 4) {
   std::string out;
-  for (size_t i = 0; i < names.size() && i < 4; ++i)
+  for (size_t i = 0; i < names.size() && i < limit; ++i)
     out += (i ? ", " : "") + names[i];
-  if (names.size() > 4)
+  if (names.size() > limit)
     out += ", ...";
   return out;
 }
@@ -1405,14 +1406,7 @@ void printReport(const VerifyReport &r, std::ostream &os) {
                        : "negative control fails as it must";
   std::string verdict;
   std::vector<std::string> failed = r.failedIds(), unresolved = r.unresolvedIds();
-  auto idList = [](const std::vector<std::string> &v) {
-    std::string ids;
-    for (size_t i = 0; i < v.size() && i < 12; ++i)
-      ids += (i ? ", " : "") + v[i];
-    if (v.size() > 12)
-      ids += ", ...";
-    return ids;
-  };
+  auto idList = [](const std::vector<std::string> &v) { return nameList(v, 12); };
   if (r.ok()) {
     verdict = ": OK";
   } else if (!failed.empty() || !unresolved.empty()) {
