@@ -12,6 +12,7 @@
 #include <onnx/defs/schema.h>
 
 #include <functional>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -291,6 +292,15 @@ private:
       int64_t to = attrInt(n, "to", 0);
       if (!a || !isIntType(int32_t(to)))
         return std::nullopt;
+      // Only to types the folded initializer is written as (INT64, INT32, BOOL) and only
+      // values the target holds: a Cast to uint8 wraps 260 to 4, which folding as 260 got
+      // wrong (a session-35 audit: a Reshape target, then a false S(260)).
+      if (to != onnx::TensorProto::INT64 && to != onnx::TensorProto::INT32 && to != onnx::TensorProto::BOOL)
+        return std::nullopt;
+      if (to == onnx::TensorProto::INT32)
+        for (int64_t x : a->data)
+          if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
+            return std::nullopt;
       IntTensor t = *a;
       t.dtype = int32_t(to);
       if (to == onnx::TensorProto::BOOL)
@@ -319,6 +329,9 @@ private:
       std::optional<std::vector<int64_t>> axes = attrInts(n, "axes");
       if (!axes && in(n, 1))
         axes = in(n, 1)->data;
+      // Axes named but known only at run time: not "every size-1 axis".
+      if (!axes && n.input_size() > 1 && !n.input(1).empty())
+        return std::nullopt;
       IntTensor t = *a;
       if (op == "Unsqueeze") {
         if (!axes)
@@ -620,8 +633,9 @@ private:
         return std::nullopt;
       std::vector<int64_t> dims = s->data;
       int64_t known = 1, neg = -1;
+      const bool allowZero = opset >= 14 && attrInt(n, "allowzero", 0) != 0; // 0 is a size then
       for (size_t i = 0; i < dims.size(); ++i) {
-        if (dims[i] == 0 && i < a->dims.size()) dims[i] = a->dims[i];
+        if (dims[i] == 0 && !allowZero && i < a->dims.size()) dims[i] = a->dims[i];
         if (dims[i] == -1) neg = int64_t(i);
         else known *= dims[i];
       }

@@ -18,11 +18,30 @@
 namespace symoc {
 namespace {
 
+/// A Cast to an integer type narrower than 64 bits or unsigned: ONNX 1.12's data propagation
+/// copies the values through it without wrapping (Cast(260, uint8) propagated as 260, where
+/// the op gives 4: a Reshape target, then a wrong result shape and a false S(260); a session-35
+/// audit), so values are not propagated in a graph that has one.
+bool hasNarrowIntegerCast(const onnx::GraphProto &g) {
+  using TP = onnx::TensorProto;
+  for (const auto &n : g.node()) {
+    if (n.op_type() == "Cast" && (n.domain().empty() || n.domain() == "ai.onnx"))
+      for (const auto &a : n.attribute())
+        if (a.name() == "to" && (a.i() == TP::INT8 || a.i() == TP::UINT8 || a.i() == TP::INT16 ||
+                                 a.i() == TP::UINT16 || a.i() == TP::UINT32 || a.i() == TP::UINT64))
+          return true;
+    for (const auto &a : n.attribute())
+      if (a.has_g() && hasNarrowIntegerCast(a.g()))
+        return true;
+  }
+  return false;
+}
+
 /// Runs ONNX's inference in place; returns an error text or "".
 std::string inferInPlace(onnx::ModelProto &model) {
   try {
     onnx::ShapeInferenceOptions options{/*check_type=*/false, /*error_mode=*/0,
-                                        /*enable_data_propagation=*/true};
+                                        /*enable_data_propagation=*/!hasNarrowIntegerCast(model.graph())};
     onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(),
                                        options);
   } catch (const std::exception &e) {
