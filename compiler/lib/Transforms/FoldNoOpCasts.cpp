@@ -32,8 +32,13 @@ struct FoldNoOpCastsPass : public impl::FoldNoOpCastsBase<FoldNoOpCastsPass> {
         return;
       Value in = op->getOperand(0), out = op->getResult(0);
       // Same element type and same shape: nothing to convert. A Cast that
-      // changes the type (f32 -> f16 -> f32 rounds) is kept.
+      // changes the type (f32 -> f16 -> f32 rounds) is kept, and so is every
+      // integer Cast: the IR's signless integers do not tell int8 from uint8
+      // (Cast(-1, uint8) is 255; a session-35 audit).
       if (in.getType() != out.getType())
+        return;
+      auto t = dyn_cast<ShapedType>(in.getType());
+      if (isa<CastOp>(op) && (!t || !isa<FloatType>(t.getElementType())))
         return;
       out.replaceAllUsesWith(in);
       dead.push_back(op);
