@@ -51,11 +51,13 @@ std::string longLit(const std::string &s, const std::string &indent) {
   return r.empty() ? "\"\"" : r;
 }
 
-/// Comments must not be closed or continued by a name.
+/// Comments must not be closed, continued or ended by a name: every control byte goes (a
+/// carriage return ends a // comment for the compiler, so the rest of an ONNX name became
+/// code that ran when the library loaded; a session-35 audit).
 std::string commentSafe(std::string s) {
   for (size_t p; (p = s.find("*/")) != std::string::npos;) s.replace(p, 2, "* /");
   for (auto &c : s)
-    if (c == '\\' || c == '\n') c = '_';
+    if (c == '\\' || (unsigned char)c < 32 || c == 127) c = '_';
   return s;
 }
 
