@@ -382,7 +382,16 @@ TEST(VerifyErrors, MemberDoesNotFit) {
   c = hiddenClaim("c1", "S");
   c["members"][1]["offset"] = 3;
   e = errorOf([&] { run(m, doc({c})); });
-  EXPECT_NE(e.find("index 8 outside axis 0 of size 8"), std::string::npos) << e;
+  EXPECT_NE(e.find("offset 3, extent 8, stride 1 run outside axis 0 of size 8"), std::string::npos) << e;
+  // Checked before any index is made: an extent of 2^40 was 16 GB of indices.
+  c = hiddenClaim("c1", "S");
+  c["members"][1]["extent"] = int64_t(1) << 40;
+  e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("covers 1099511627776 coordinates, the claim has n = 8"), std::string::npos) << e;
+  c = hiddenClaim("c1", "S");
+  c["members"][1]["offset"] = "3";
+  e = errorOf([&] { run(m, doc({c})); });
+  EXPECT_NE(e.find("\"offset\" must be an integer"), std::string::npos) << e;
   c = hiddenClaim("c1", "Q");
   e = errorOf([&] { run(m, doc({c})); });
   EXPECT_NE(e.find("unknown group 'Q'"), std::string::npos) << e;

@@ -146,12 +146,25 @@ private:
         r.index.push_back(v.get<int64_t>());
       }
     } else {
-      int64_t off = m.value("offset", int64_t(0)), ext = m.value("extent", int64_t(-1)),
-              st = m.value("stride", int64_t(1));
+      auto integer = [&](const char *key, int64_t dflt) {
+        if (!m.contains(key))
+          return dflt;
+        if (!m[key].is_number_integer())
+          bad(where, std::string("\"") + key + "\" must be an integer");
+        return m[key].get<int64_t>();
+      };
+      int64_t off = integer("offset", 0), ext = integer("extent", -1), st = integer("stride", 1);
       if (ext < 0)
         bad(where, "needs \"extent\"");
       if (st <= 0)
         bad(where, "stride must be positive");
+      // Checked before any index is made: an extent of 2^40 allocated 16 GB (a session-35 audit).
+      if (ext != c.n)
+        bad(where, "covers " + std::to_string(ext) + " coordinates, the claim has n = " + std::to_string(c.n));
+      if (off < 0 || (ext > 0 && (off >= dim || (ext - 1) > (dim - 1 - off) / st)))
+        bad(where, "offset " + std::to_string(off) + ", extent " + std::to_string(ext) + ", stride " +
+                       std::to_string(st) + " run outside axis " + std::to_string(r.axis) + " of size " +
+                       std::to_string(dim) + " (shape " + shapeString(t.dims) + ")");
       for (int64_t k = 0; k < ext; ++k)
         r.index.push_back(off + k * st);
     }
