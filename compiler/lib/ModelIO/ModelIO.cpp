@@ -61,8 +61,13 @@ static void checkGraph(const onnx::GraphProto &g, const std::string &path,
                        const std::string &where) {
   for (const auto &i : g.input())
     defined.insert(i.name());
-  for (const auto &t : g.initializer())
+  std::unordered_set<std::string> initializers;
+  for (const auto &t : g.initializer()) {
+    // Two tensors of one name: which one a node reads is undefined (the plan listed it twice).
+    if (!initializers.insert(t.name()).second)
+      fail(path, where + "initializer '" + t.name() + "' is defined twice");
     defined.insert(t.name());
+  }
   for (const auto &t : g.sparse_initializer())
     defined.insert(t.values().name());
   int idx = 0;
@@ -148,7 +153,13 @@ static void validateTensor(const onnx::TensorProto &t, const std::string &path,
 onnx::ModelProto parseTextModel(const std::string &text,
                                 const std::string &path) {
   onnx::ModelProto model;
-  auto status = onnx::OnnxParser::Parse(model, text.c_str());
+  // The parser throws on numbers out of range (std::stoll's "stoll"): one line naming the file.
+  onnx::Common::Status status;
+  try {
+    status = onnx::OnnxParser::Parse(model, text.c_str());
+  } catch (const std::exception &e) {
+    fail(path, std::string("cannot parse ONNX text: a number out of range or malformed (") + e.what() + ")");
+  }
   if (!status.IsOK())
     fail(path, "cannot parse ONNX text: " + status.ErrorMessage());
   return model;
