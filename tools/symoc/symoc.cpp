@@ -33,6 +33,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <malloc.h>
@@ -117,6 +120,18 @@ onnx::ModelProto loadAdapted(const std::string &path, symoc::ImportNotes &notes)
   return model;
 }
 
+/// Writes `text` to `path`, never over the model being read (`symoc import m.onnx -o m.onnx`
+/// replaced the model with MLIR text; a session-35 audit).
+void writeFile(const std::string &path, const std::string &text, const std::string &model) {
+  std::error_code ec;
+  if (!model.empty() && std::filesystem::equivalent(path, model, ec))
+    throw symoc::Error(path + ": is the model being read; write elsewhere");
+  std::ofstream out(path);
+  if (!out)
+    throw symoc::Error(path + ": cannot write (" + std::strerror(errno) + ")");
+  out << text;
+}
+
 int runImport(const CommonOptions &common, const std::string &output) {
   mlir::MLIRContext ctx;
   symoc::ImportNotes notes;
@@ -126,22 +141,11 @@ int runImport(const CommonOptions &common, const std::string &output) {
   llvm::raw_string_ostream os(text);
   module->print(os, mlir::OpPrintingFlags().elideLargeElementsAttrs(64));
   os.flush();
-  if (output.empty() || output == "-") {
+  if (output.empty() || output == "-")
     std::cout << text;
-  } else {
-    std::ofstream out(output);
-    if (!out)
-      throw symoc::Error(output + ": cannot write");
-    out << text;
-  }
+  else
+    writeFile(output, text, common.model);
   return 0;
-}
-
-void writeFile(const std::string &path, const std::string &text) {
-  std::ofstream out(path);
-  if (!out)
-    throw symoc::Error(path + ": cannot write");
-  out << text;
 }
 
 #ifdef SYMOC_HAVE_ANALYSIS
@@ -243,7 +247,7 @@ int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
   symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
   symoc::printReport(rep, std::cout);
   if (!jsonOut.empty())
-    writeFile(jsonOut, symoc::toJson(rep).dump(2) + "\n");
+    writeFile(jsonOut, symoc::toJson(rep).dump(2) + "\n", path);
   return rep.ok() ? 0 : 1;
 }
 #endif
@@ -254,11 +258,11 @@ int runAnalyze(const CommonOptions &common, const AnalyzeOptions &a) {
   std::cout << symoc::formatReport(r);
   nlohmann::json j = symoc::toJson(r);
   if (!a.json.empty()) {
-    writeFile(a.json, j.dump(2) + "\n");
+    writeFile(a.json, j.dump(2) + "\n", common.model);
     std::cerr << "symoc: wrote " << a.json << "\n";
   }
   if (!a.dot.empty()) {
-    writeFile(a.dot, symoc::formatDot(r));
+    writeFile(a.dot, symoc::formatDot(r), common.model);
     std::cerr << "symoc: wrote " << a.dot << " (render: dot -Tpng " << a.dot << " -o spaces.png)\n";
   }
 #ifdef SYMOC_HAVE_VERIFY
