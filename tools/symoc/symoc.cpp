@@ -34,6 +34,7 @@
 #include <fmt/core.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -372,7 +373,8 @@ int64_t parseBytes(const std::string &s) {
   std::string suf = s.substr(used);
   double mul = suf.empty() || suf == "B" ? 1 : suf == "K" || suf == "KiB" ? 1024.0
                : suf == "M" || suf == "MiB" ? 1048576.0 : suf == "G" || suf == "GiB" ? 1073741824.0 : -1;
-  if (mul < 0 || v < 0)
+  // NaN, infinities and sizes past int64 (1e300G) are not sizes (converting them is undefined).
+  if (mul < 0 || !(v >= 0) || !std::isfinite(v * mul) || v * mul >= 9.2e18)
     throw symoc::Error("--budget-bytes " + s + ": expected a number of bytes, e.g. 1048576 or 64M");
   return int64_t(v * mul);
 }
