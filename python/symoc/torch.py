@@ -112,6 +112,41 @@ def _dec(b):
     return b.decode("utf-8", "replace") if b is not None else None
 
 
+def _elf_truncation(path):
+    """Why the ELF file at `path` is cut short, or None. dlopen maps a shared library's
+    segments as the headers say; a file shorter than they are (an interrupted build, a cache
+    copied in part) dies with SIGBUS on first touch instead of failing (a session-35 audit).
+    Files that are not 64/32-bit ELF are left to dlopen's own error."""
+    import struct
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        ident = f.read(64)
+        if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+            return None
+        wide, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
+        if wide and len(ident) < 64:
+            return "%d bytes, shorter than an ELF header" % size
+        if wide:
+            phoff, shoff = struct.unpack_from(end + "QQ", ident, 32)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", ident, 54)
+        else:
+            phoff, shoff = struct.unpack_from(end + "II", ident, 28)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", ident, 42)
+        if phoff + phnum * phentsize > size or (shnum and shoff + shnum * shentsize > size):
+            return "%d bytes, shorter than its header tables" % size
+        f.seek(phoff)
+        table = f.read(phnum * phentsize)
+        for k in range(phnum):
+            entry = table[k * phentsize:(k + 1) * phentsize]
+            if wide:
+                kind, _, offset, _, _, filesz = struct.unpack_from(end + "IIQQQQ", entry)
+            else:
+                kind, offset, _, _, filesz = struct.unpack_from(end + "IIIII", entry)
+            if kind == 1 and offset + filesz > size:  # PT_LOAD
+                return "%d bytes, a loadable segment ends at byte %d" % (size, offset + filesz)
+    return None
+
+
 class Library:
     """A loaded generated optimizer library: its API table and parameter list."""
 
@@ -120,6 +155,10 @@ class Library:
         if not os.path.isfile(path):
             raise SymocError("%s: no such optimizer library (run `symoc compile` and build "
                              "out/CMakeLists.txt, or pass build_dir=)" % path)
+        cut = _elf_truncation(path)
+        if cut:
+            raise SymocError("%s: truncated or corrupt optimizer library (%s); rebuild it"
+                             % (path, cut))
         try:
             self.dll = ctypes.CDLL(path)
         except OSError as e:

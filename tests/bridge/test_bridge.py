@@ -232,6 +232,22 @@ def test_mismatched_parameters_error():
         assert torch.equal(p.detach(), before[n]), n
 
 
+def test_truncated_library_is_an_error_not_a_crash():
+    # An interrupted build or a cache copied in part: dlopen maps the segments the headers
+    # name and the process died with SIGBUS (a session-35 audit); now one SymocError.
+    path = library("adamw")
+    data = open(path, "rb").read()
+    for part in (2, 3):
+        cut = os.path.join(ARGS.work, "libcut%d_optimizer.so" % part)
+        with open(cut, "wb") as f:
+            f.write(data[:len(data) // part])
+        try:
+            SymocOptimizer(fresh_model().named_parameters(), library=cut, lr=0.01)
+            raise AssertionError("a truncated library was loaded")
+        except SymocError as e:
+            assert "truncated or corrupt optimizer library" in str(e) and "\n" not in str(e), str(e)
+
+
 def test_state_dict_round_trip_bit_exact():
     for policy in ("symo", "shampoo"):
         path = library(policy)
