@@ -549,14 +549,14 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         dist.all_gather_object(everyone, mine, group=process_group)
         bad = [(r, m[2]) for r, m in enumerate(everyone) if m[2]]
         if bad:
-            raise SymocError("DistributedSymocOptimizer: construction failed on rank(s) %s:\n  %s"
+            raise SymocError("DistributedSymocOptimizer: construction failed on rank(s) %s: %s"
                              % (", ".join(str(r) for r, _ in bad),
-                                "\n  ".join("rank %d: %s" % rm for rm in bad)))
+                                "; ".join("rank %d: %s" % rm for rm in bad)))
         fps = [m[0] for m in everyone]
         if len(set(fps)) != 1:
             raise SymocError("DistributedSymocOptimizer: the ranks loaded different plans "
-                             "(fingerprints differ), refusing to step them together:\n  %s"
-                             % "\n  ".join("rank %d: %s (policy %s)" % (r, m[0], m[1])
+                             "(fingerprints differ), refusing to step them together: %s"
+                             % "; ".join("rank %d: %s (policy %s)" % (r, m[0], m[1])
                                            for r, m in enumerate(everyone)))
         self._orig = ordered          # as given: Tensors, DTensors or RowShards
         super().__init__([p.local if isinstance(p, RowShard) else p for p in ordered],
@@ -702,9 +702,9 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             else:  # replicated (DDP): another axis order steps through copies (_stage)
                 problems += _param_problems(name, p, wanted[name], "parameter", dense_ok=True)
         if problems:
-            raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es):\n  %s"
+            raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es): %s"
                              % (lib.path, lib.model, lib.policy, len(problems),
-                                "\n  ".join(problems)))
+                                "; ".join(problems)))
         return [given[n] for n, _, _ in lib.params]
 
     @staticmethod
@@ -878,14 +878,14 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
         msgs = [None] * self._world
         mine = None if error is None else "%s: %s" % (type(error).__name__, error)
         dist.all_gather_object(msgs, mine, group=self._flag_group)
-        text = "\n  ".join("rank %d: %s" % (r, msgs[r]) for r in failed)
+        text = "; ".join("rank %d: %s" % (r, msgs[r]) for r in failed)
         raise SymocError("DistributedSymocOptimizer.step: failed on rank(s) %s of %d (%s); no "
-                         "rank stepped:\n  %s"
+                         "rank stepped: %s"
                          % (", ".join(map(str, failed)), self._world, phase, text)
                          if phase == "before the step" else
                          "DistributedSymocOptimizer.step: the library step failed on rank(s) %s "
                          "of %d; the other ranks' blocks were updated and shared, so the "
-                         "replicas agree:\n  %s" % (", ".join(map(str, failed)), self._world,
+                         "replicas agree: %s" % (", ".join(map(str, failed)), self._world,
                                                     text)) from error
 
     def _cpu_group(self):
@@ -987,7 +987,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             self._piece_args[(i, r0)] = (i, r0, r1, w.data_ptr() + off, g.data_ptr() + off,
                                          int(not bool(torch.isfinite(g).all())))
         if problems:
-            raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
+            raise SymocError("%s: cannot step: %s" % (self._lib.path, "; ".join(problems)))
 
     def _stage(self, i, p, g):
         """The weight and gradient the library steps: p and g themselves when contiguous;
@@ -1115,7 +1115,7 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             self._local_w.append(lw)
             self._local_g.append(lg)
         if problems:
-            raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
+            raise SymocError("%s: cannot step: %s" % (self._lib.path, "; ".join(problems)))
         # Parameters stepped on their shards: this rank's rows in place; the last entry (this
         # shard's gradient is not finite) is summed over the ranks by _agree.
         self._piece_args = [(i, r0, r1, self._local_w[i].data_ptr(),

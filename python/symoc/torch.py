@@ -361,9 +361,9 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             problems += _tensor_problems(name, p, wanted[name], "parameter", self._device,
                                          dense_ok=True)
         if problems:
-            raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es):\n  %s"
+            raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es): %s"
                              % (lib.path, lib.model, lib.policy, len(problems),
-                                "\n  ".join(problems)))
+                                "; ".join(problems)))
         return [given[n] for n, _, _ in lib.params]
 
     # ---- properties (library, policy, fingerprint: _LibraryBacked)
@@ -443,7 +443,7 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             self._g[i] = g.data_ptr()
             self._dt[i] = 1 if p.dtype == torch.bfloat16 else 0
         if problems:
-            raise SymocError("%s: cannot step:\n  %s" % (self._lib.path, "\n  ".join(problems)))
+            raise SymocError("%s: cannot step: %s" % (self._lib.path, "; ".join(problems)))
         if self._device.type == "cuda":
             # the fast path steps in place only: not while some parameter goes through copies
             self._validated = None if back else (

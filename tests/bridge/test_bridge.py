@@ -217,6 +217,7 @@ def test_mismatched_parameters_error():
                    "'fc1.bias': dtype torch.bfloat16, must be torch.float32 (bfloat16 steps on "
                    "CUDA parameters)", "6 parameter mismatch"):
         assert needle in msg, (needle, msg)
+    assert "\n" not in msg, msg  # one line, the problems joined by "; "
     # A gradient with gaps is refused at step time, before anything moves (one dense in
     # another axis order, a transpose, is stepped through a contiguous copy: docs/torch.md).
     opt = SymocOptimizer(model.named_parameters(), library=path, lr=0.01)
