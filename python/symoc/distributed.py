@@ -701,6 +701,14 @@ class DistributedSymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 problems += _param_problems(name, p.local, p.local.shape, "parameter")
             else:  # replicated (DDP): another axis order steps through copies (_stage)
                 problems += _param_problems(name, p, wanted[name], "parameter", dense_ok=True)
+        # One tensor under two plan names would be stepped twice, by two rules.
+        owner = {}
+        for name, p in given.items():
+            local = p.local if isinstance(p, RowShard) else p
+            if name in wanted and not _is_dtensor(p) and local.numel():
+                if local.data_ptr() in owner:
+                    problems.append("%r and %r are the same tensor" % (owner[local.data_ptr()], name))
+                owner.setdefault(local.data_ptr(), name)
         if problems:
             raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es): %s"
                              % (lib.path, lib.model, lib.policy, len(problems),

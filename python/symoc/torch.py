@@ -353,6 +353,7 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
             if name not in given:
                 problems.append("missing: %r (shape %s) is a parameter of the plan but was not "
                                 "given" % (name, list(shape)))
+        owner = {}
         for name, p in given.items():
             if name not in wanted:
                 problems.append("extra: %r (shape %s) is not a parameter of the plan"
@@ -360,6 +361,10 @@ class SymocOptimizer(_LibraryBacked, torch.optim.Optimizer):
                 continue
             problems += _tensor_problems(name, p, wanted[name], "parameter", self._device,
                                          dense_ok=True)
+            # One tensor under two plan names would be stepped twice, by two rules.
+            if p.numel() and p.data_ptr() in owner:
+                problems.append("%r and %r are the same tensor" % (owner[p.data_ptr()], name))
+            owner.setdefault(p.data_ptr(), name)
         if problems:
             raise SymocError("%s (model %r, policy %r): %d parameter mismatch(es): %s"
                              % (lib.path, lib.model, lib.policy, len(problems),

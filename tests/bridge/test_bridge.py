@@ -233,6 +233,18 @@ def test_mismatched_parameters_error():
         assert torch.equal(p.detach(), before[n]), n
 
 
+def test_one_tensor_under_two_names_is_refused():
+    # Stepped twice by two rules otherwise (a session-35 audit); fc1.bias and fc2.bias are
+    # both [32] in mlp_tanh.
+    named = dict(fresh_model().named_parameters())
+    named["fc2.bias"] = named["fc1.bias"]
+    try:
+        SymocOptimizer(list(named.items()), library=library("adamw"), lr=0.01)
+        raise AssertionError("one tensor under two names was accepted")
+    except SymocError as e:
+        assert "'fc1.bias' and 'fc2.bias' are the same tensor" in str(e), str(e)
+
+
 def test_truncated_library_is_an_error_not_a_crash():
     # An interrupted build or a cache copied in part: dlopen maps the segments the headers
     # name and the process died with SIGBUS (a session-35 audit); now one SymocError.
