@@ -227,6 +227,38 @@ TEST(ModelIO, ReadsExternalTensorData) {
             model + ": initializer 'W': external length 12 does not match its shape (8 bytes)");
 }
 
+TEST(ModelIO, ExternalDataMustHoldTheWholeTensorWhenLoaded) {
+  // W is [2] float: 8 bytes. Without a length, a file too short passed loading (analyze and
+  // compile never read the values) and failed later with std::bad_alloc or a short read.
+  TempDir dir;
+  std::string model = dir.file("model.onnx");
+  auto write = [&](const onnx::TensorProto &w) {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    m.add_opset_import()->set_version(17);
+    auto *g = m.mutable_graph();
+    g->set_name("g");
+    *g->add_initializer() = w;
+    auto *n = g->add_node();
+    n->set_op_type("Identity");
+    n->add_input("W");
+    n->add_output("Y");
+    g->add_output()->set_name("Y");
+    std::ofstream out(model, std::ios::binary);
+    m.SerializeToOstream(&out);
+  };
+  dir.write("w.bin", std::string(4, '\0'));
+  write(externalTensor("w.bin", 0, -1));
+  EXPECT_EQ(errorOf([&] { symoc::loadModel(model); }),
+            model + ": initializer 'W': external data needs bytes [0, 8) of a file of 4 bytes");
+  dir.write("w.bin", std::string(8, '\0'));
+  write(externalTensor("w.bin", 0, 6));
+  EXPECT_EQ(errorOf([&] { symoc::loadModel(model); }),
+            model + ": initializer 'W': external length 6 does not match its shape (8 bytes)");
+  write(externalTensor("w.bin", 0, -1));
+  EXPECT_EQ(errorOf([&] { symoc::loadModel(model); }), "");
+}
+
 TEST(ModelIO, NumElements) {
   onnx::TensorProto t;
   EXPECT_EQ(symoc::numElements(t), 1); // a scalar

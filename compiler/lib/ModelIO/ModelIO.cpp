@@ -100,6 +100,8 @@ static void checkGraph(const onnx::GraphProto &g, const std::string &path,
 }
 
 static size_t elementBytes(int32_t dt);
+static void checkExternalSize(const onnx::TensorProto &t, const std::string &file,
+                              const std::string &path);
 static std::string externalField(const onnx::TensorProto &t, const std::string &key);
 
 // The size check of a deferred tensor, with the message its inline form gets.
@@ -260,7 +262,7 @@ onnx::ModelProto loadModel(const std::string &path) {
   for (const auto &t : model.graph().initializer()) {
     validateTensor(t, path, "initializer");
     if (isExternal(t))
-      (void)externalDataPath(path, t);
+      checkExternalSize(t, externalDataPath(path, t), path);
   }
   for (const auto &n : model.graph().node())
     for (const auto &a : n.attribute())
@@ -368,9 +370,9 @@ std::string externalDataPath(const std::string &modelPath,
   if (offset < 0 || length < -1)
     fail(modelPath, what + "has an invalid offset or length");
   uint64_t size = fs::file_size(canonFile, ec);
-  if (length >= 0 && uint64_t(offset + length) > size)
+  if (length >= 0 && (uint64_t(offset) > size || uint64_t(length) > size - uint64_t(offset)))
     fail(modelPath, what + "range [" + std::to_string(offset) + ", " +
-                        std::to_string(offset + length) + ") is past the end of '" +
+                        std::to_string(uint64_t(offset) + uint64_t(length)) + ") is past the end of '" +
                         loc + "' (" + std::to_string(size) + " bytes)");
   return canonFile.string();
 }
@@ -394,6 +396,35 @@ static size_t elementBytes(int32_t dt) {
   case onnx::TensorProto::BOOL: return 1;
   default: return 0;
   }
+}
+
+/// An external tensor's bytes must be in its file when the model is loaded, not only when
+/// its values are read: with no `length`, a file too short (or a [2^20, 2^20] shape backed by
+/// 2 KB) passed analyze and compile and failed later with std::bad_alloc (a session-35 audit).
+static void checkExternalSize(const onnx::TensorProto &t, const std::string &file,
+                              const std::string &path) {
+  const size_t eb = elementBytes(t.data_type());
+  if (!eb)
+    return; // strings and packed types: read as they are
+  uint64_t n = 1;
+  for (int64_t d : t.dims()) {
+    if (d < 0 || (d && n > UINT64_MAX / uint64_t(d)))
+      fail(path, "initializer '" + t.name() + "': its shape does not fit in 64 bits");
+    n *= uint64_t(d);
+  }
+  if (n > UINT64_MAX / eb)
+    fail(path, "initializer '" + t.name() + "': its shape does not fit in 64 bits");
+  const uint64_t bytes = n * eb;
+  auto [offset, length] = externalDataRange(t);
+  if (length >= 0 && uint64_t(length) != bytes)
+    fail(path, "initializer '" + t.name() + "': external length " + std::to_string(length) +
+                   " does not match its shape (" + std::to_string(bytes) + " bytes)");
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  if (!ec && (uint64_t(offset) > size || bytes > size - uint64_t(offset)))
+    fail(path, "initializer '" + t.name() + "': external data needs bytes [" + std::to_string(offset) +
+                   ", " + std::to_string(uint64_t(offset) + bytes) + ") of a file of " + std::to_string(size) +
+                   " bytes");
 }
 
 static double halfToDouble(uint16_t h) {
