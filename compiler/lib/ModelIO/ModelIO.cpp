@@ -59,8 +59,17 @@ static bool knownDomain(const std::string &d) {
 static void checkGraph(const onnx::GraphProto &g, const std::string &path,
                        std::unordered_set<std::string> defined,
                        const std::string &where) {
-  for (const auto &i : g.input())
+  for (const auto &i : g.input()) {
     defined.insert(i.name());
+    // A negative size is no size (it was taken as symbolic and given 2).
+    if (i.type().has_tensor_type() && i.type().tensor_type().has_shape())
+      for (int k = 0; k < i.type().tensor_type().shape().dim_size(); ++k) {
+        const auto &d = i.type().tensor_type().shape().dim(k);
+        if (d.has_dim_value() && d.dim_value() < 0)
+          fail(path, where + "graph input '" + i.name() + "' has size " + std::to_string(d.dim_value()) +
+                         " in dimension " + std::to_string(k));
+      }
+  }
   std::unordered_set<std::string> initializers;
   for (const auto &t : g.initializer()) {
     // Two tensors of one name: which one a node reads is undefined (the plan listed it twice).
