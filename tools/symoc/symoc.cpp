@@ -466,6 +466,11 @@ std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelP
   }
   std::vector<std::string> notes;
   if (c.noVerify) {
+#ifdef SYMOC_HAVE_VERIFY
+    // Not run, but they must fit the model: a member past its axis was dropped silently.
+    if (!c.claimsFile.empty())
+      symoc::checkClaimsFit(model, docName, doc);
+#endif
     notes.push_back(fmt::format("claims NOT verified (--no-verify): {} claim(s) of {} used as given",
                                 r.claims.size(), docName));
     return notes;

@@ -775,6 +775,37 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   return rep;
 }
 
+void checkClaimsFit(const onnx::ModelProto &model, const std::string &docName, const json &doc) {
+  if (!doc.is_object() || !doc.contains("claims") || !doc["claims"].is_array())
+    fail(docName, "no \"claims\" list");
+  // Shapes only: the Parser reads dims, and a model verify cannot run may still be compiled.
+  std::map<std::string, Tensor> shapes;
+  auto add = [&](const onnx::TensorProto &t, const std::string &name) {
+    Tensor v;
+    v.dims.assign(t.dims().begin(), t.dims().end());
+    shapes[name] = std::move(v);
+  };
+  for (const auto &t : model.graph().initializer())
+    add(t, t.name());
+  for (const auto &n : model.graph().node())
+    if (n.op_type() == "Constant" && n.output_size() == 1)
+      for (const auto &a : n.attribute())
+        if (a.name() == "value" && a.has_t())
+          add(a.t(), n.output(0));
+  Parser parser(docName, shapes);
+  for (size_t i = 0; i < doc["claims"].size(); ++i) {
+    Claim c = parser.claim(doc["claims"][i], i);
+    if (c.kind != "linear")
+      continue;
+    Rng probe(0);
+    try {
+      (void)drawElement(c.group, c.n, probe);
+    } catch (const std::exception &e) {
+      fail(docName, "claim " + c.id + ": " + e.what());
+    }
+  }
+}
+
 namespace {
 
 VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelPath,

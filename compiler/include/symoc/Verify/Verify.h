@@ -122,6 +122,12 @@ struct VerifyReport {
   std::vector<std::string> unresolvedIds() const;
 };
 
+/// What --no-verify still checks: every claim of `doc` fits the model (members name
+/// initializers or Constants, axes, offsets, extents and strides inside them, n, known
+/// groups), without running it. Throws symoc::Error (one line naming `docName`).
+void checkClaimsFit(const onnx::ModelProto &model, const std::string &docName,
+                    const nlohmann::json &doc);
+
 /// Checks every entry of claims["claims"]. Throws symoc::Error (one line naming
 /// the model or claims file) for unreadable weights, NaN/Inf weights, members
 /// that do not fit their initializers, inputs whose sizes are unknown, or a
