@@ -15,7 +15,8 @@ try:
 except ImportError:   # vectorized math.erf
     _erf = np.vectorize(math.erf, otypes=[np.float64])
 
-DTYPES = {1: np.float64, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
+DTYPES = {1: np.float64, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32,
+          7: np.int64, 9: np.bool_, 11: np.float64, 12: np.uint32, 13: np.uint64}
 
 
 def _f(x):
@@ -94,7 +95,9 @@ def _node(op, ins, a, opset):
         f = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
              "Pow": np.power, "Equal": np.equal}[op]
         if op == "Div" and not np.issubdtype(x.dtype, np.floating):
-            return [x // ins[1]]
+            # Integer Div truncates toward zero (ONNX's reference, onnxruntime), not floor.
+            q = np.abs(x) // np.abs(ins[1])
+            return [(np.sign(x) * np.sign(ins[1]) * q).astype(np.result_type(x, ins[1]))]
         return [f(x, ins[1])]
     unary = {"Relu": lambda v: np.maximum(v, 0), "Tanh": np.tanh, "Sqrt": np.sqrt,
              "Neg": np.negative, "Sigmoid": lambda v: 1 / (1 + np.exp(-v)), "Erf": _erf}
