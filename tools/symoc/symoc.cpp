@@ -33,6 +33,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -41,6 +42,7 @@
 #include <iostream>
 #include <malloc.h>
 #include <map>
+#include <set>
 
 namespace {
 
@@ -234,6 +236,18 @@ symoc::AnalysisResult analyze(const CommonOptions &common, const AnalyzeOptions 
 }
 
 #ifdef SYMOC_HAVE_VERIFY
+/// Whether verify compares a shift claim's named output after a softmax (what cross-entropy
+/// sees) or raw: --loss cross-entropy yes, mse and none no, auto as the claims document's
+/// "loss" says (symoc's own documents record the analysis' loss; a hand-written one without
+/// it is taken at its word).
+bool outputsSeeSoftmax(const std::string &loss, const nlohmann::json &doc) {
+  if (loss == "mse" || loss == "none")
+    return false;
+  if (loss != "auto" || !doc.is_object() || !doc.contains("loss") || !doc["loss"].is_string())
+    return true;
+  return doc["loss"].get<std::string>().rfind("cross-entropy", 0) == 0;
+}
+
 int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
                 const nlohmann::json &claims, const CommonOptions &common,
                 const AnalyzeOptions &a, const std::string &jsonOut,
@@ -244,7 +258,7 @@ int runVerifyOn(const onnx::ModelProto &model, const std::string &path,
   vo.compose = !a.oneByOne;
   vo.dims = parseDims(common.dims);
   vo.claimsName = claimsName;
-  vo.outputsSeeSoftmax = a.loss != "mse" && a.loss != "none";
+  vo.outputsSeeSoftmax = outputsSeeSoftmax(a.loss, claims);
   symoc::VerifyReport rep = symoc::verify(model, path, claims, vo);
   symoc::printReport(rep, std::cout);
   if (!jsonOut.empty())
@@ -455,6 +469,31 @@ std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelP
     }
     docName = c.claimsFile;
     r.claims = symoc::plan::claimsFromJson(doc, docName);
+    // A claim that moves a tensor no step trains (a --frozen name, a constant) is not a
+    // symmetry of the training problem: verify moved the buffer too, and the plan would have
+    // built its step on the trained members alone (a session-35 audit).
+    std::set<std::string> trained, untrained;
+    for (const symoc::Block &b : r.blocks)
+      trained.insert(b.name);
+    for (const symoc::Claim &cl : r.claims)
+      for (const symoc::Member &m : cl.members)
+        if (!trained.count(m.initializer)) {
+          std::cerr << "symoc: warning: " << oneLine(docName) << ": claim " << oneLine(cl.id) << " moves '"
+                    << oneLine(m.initializer) << "', which is not a trained parameter: dropped, no step is built on it\n";
+          untrained.insert(cl.id);
+          break;
+        }
+    if (!untrained.empty()) {
+      r.claims.erase(std::remove_if(r.claims.begin(), r.claims.end(),
+                                    [&](const symoc::Claim &cl) { return untrained.count(cl.id) > 0; }),
+                     r.claims.end());
+      nlohmann::json kept = nlohmann::json::array();
+      for (const auto &j : doc["claims"])
+        if (!(j.is_object() && j.contains("id") && j["id"].is_string() &&
+              untrained.count(j["id"].get<std::string>())))
+          kept.push_back(j);
+      doc["claims"] = kept;
+    }
     for (symoc::Space &s : r.spaces) {
       s.claimIds.clear();
       for (const symoc::Claim &cl : r.claims)
@@ -485,6 +524,9 @@ std::vector<std::string> gateClaims(symoc::AnalysisResult &r, const onnx::ModelP
   vo.dims = parseDims(common.dims);
   vo.claimsName = docName;
   vo.defaultDim = 2; // symbolic sizes not given with --dim (noted in the plan)
+  // The loss decides what a shifted output must keep, here as in `symoc verify` (a gauge was
+  // built on a shift claim that `verify --loss mse` refutes; a session-35 audit).
+  vo.outputsSeeSoftmax = outputsSeeSoftmax(a.loss, doc);
   symoc::VerifyReport rep;
   try {
     rep = symoc::verify(model, common.model, doc, vo);

@@ -39,7 +39,10 @@ void readGroup(const json &g, Claim &c, const std::string &doc, const std::strin
   if (c.group == "heads") {
     c.heads = intField(g, "heads", 0, doc, where);
     c.headDim = intField(g, "head_dim", 0, doc, where);
-    if (strField(g, "outer", "S", doc, where) != "S" || strField(g, "inner", "1", doc, where) != "1")
+    // verify reads a missing "outer" as "1" (no head permutation): so does the plan, which
+    // compiles outer "S" only (an "S" default built head tiles on a claim verify checked as
+    // the identity; a session-35 audit).
+    if (strField(g, "outer", "1", doc, where) != "S" || strField(g, "inner", "1", doc, where) != "1")
       bad(doc, where, "only heads groups with outer \"S\" and inner \"1\" can be compiled");
   } else if (c.group == "rope") {
     c.rotation = strField(g, "rotation", "SO2", doc, where);

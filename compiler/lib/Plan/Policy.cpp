@@ -1111,6 +1111,16 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
   int skipped = 0;
   for (const Claim &c : m.a.claims) {
     if (c.kind == "shift") {
+      // One shift moves every weight member by the same v; a gauge per weight would also
+      // remove their relative shifts, which are not symmetries (a session-35 audit: a loss
+      // that reads W1 - W2 changed to first order). Several weights: no runtime projection.
+      int weights = 0;
+      for (size_t k = 0; k < c.members.size(); ++k)
+        weights += k >= c.roles.size() || c.roles[k] == "weight";
+      if (weights > 1) {
+        ++skipped;
+        continue;
+      }
       for (size_t k = 0; k < c.members.size(); ++k) {
         if (k < c.roles.size() && c.roles[k] != "weight") continue;
         int i = idx(c.members[k].initializer);
@@ -1160,7 +1170,8 @@ void gaugeUnits(const Model &m, Plan &plan, std::vector<Choice> &choice, std::ve
   }
   if (skipped)
     plan.notes.push_back(fmt::format("{} gauge claim(s) have no runtime projection (e.g. a norm gain against the "
-                                     "next matrices, or a shift on a transposed head) and are not projected", skipped));
+                                     "next matrices, a shift on a transposed head or one shared by several weights) and are not "
+                                     "projected", skipped));
   // Connected components of parameters linked by gauges (overridden parameters stay out).
   std::vector<int> parent(m.params.size());
   std::iota(parent.begin(), parent.end(), 0);
