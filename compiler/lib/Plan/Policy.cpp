@@ -709,10 +709,11 @@ void justify(const Model &m, const Param &p, Choice &c) {
   if (s.kind == "lausu") {
     auto sh = m.shiftClaims.find(p.name);
     if (s.lausu == "centered_row" || s.lausu == "left_spectral_centered") {
-      if (sh != m.shiftClaims.end()) add(sh->second);
+      const bool shift = sh != m.shiftClaims.end();
+      if (shift) add(sh->second);
       if (s.lausu == "left_spectral_centered" && p.left != "1") add(p.leftClaims);
-      c.why = c.claims.empty() ? "Lau-Su " + s.lausu + " (no shift claim: the centring is not a gauge here)"
-                               : "Lau-Su " + s.lausu + ": centred along the logit shift the claims give (horizontal step)";
+      c.why = !shift ? "Lau-Su " + s.lausu + " (no shift claim: the centring is not a gauge here)"
+                     : "Lau-Su " + s.lausu + ": centred along the logit shift the claims give (horizontal step)";
       return;
     }
     if ((s.lausu == "row" || s.lausu == "col") && p.cls.rfind("swiglu", 0) == 0) {
@@ -774,7 +775,12 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
         return {adamw(p), src, "untied head: AdamW (the centred row-norm its shift claim allows measured worse)"};
       return {adamw(p), src, "untied head without a shift claim on its rows: AdamW"};
     }
-    if (isAuto(policy) && p.cls == "router") return {lausu("left_spectral_centered"), src, ""};
+    // The centred rules project off the logit-shift direction: only where a (verified) shift
+    // claim makes it a symmetry (a session-35 audit: without one it removed a direction the
+    // loss sees, 22% of the gradient on an MSE head).
+    if (isAuto(policy) && p.cls == "router")
+      return m.shiftClaims.count(p.name) ? Choice{lausu("left_spectral_centered"), src, ""}
+                                         : Choice{lausu("one_sided_spectral"), src, "router without a shift claim: uncentred"};
     if (isAuto(policy) && p.cls == "embedding" && !p.tied && o.embedding != "adamw") {
       // Each token's row of the momentum normalized (Lau-Su `row`), at 0.3 sqrt(d) x lr: a
       // per-entry step of 0.3 lr, 3x the auxiliary AdamW's rate at aux ratio 0.1. The default
@@ -858,10 +864,14 @@ Choice policyChoiceRaw(const Model &m, const Param &p, const std::string &policy
     if (p.cls == "embedding") return {lausu("row"), src, p.tied ? "tied embedding/head: row-normalized" : ""};
     if (p.cls == "lm_head") {
       auto it = m.vocabAxis.find(p.name);
-      if (it != m.vocabAxis.end() && it->second == 0) return {lausu("centered_row"), src, ""};
+      if (it != m.vocabAxis.end() && it->second == 0)
+        return m.shiftClaims.count(p.name) ? Choice{lausu("centered_row"), src, ""}
+                                           : Choice{lausu("row"), src, "head without a shift claim: uncentred rows"};
       return {lausu("polar"), src, "head with vocabulary on the columns: polar (the runtime's centred rule is row-wise)"};
     }
-    if (p.cls == "router") return {lausu("left_spectral_centered"), src, ""};
+    if (p.cls == "router")
+      return m.shiftClaims.count(p.name) ? Choice{lausu("left_spectral_centered"), src, ""}
+                                         : Choice{lausu("one_sided_spectral"), src, "router without a shift claim: uncentred"};
     if (p.cls == "swiglu_gate" || p.cls == "swiglu_up")
       return {lausu(hiddenAxis(m, p) == 0 ? "row" : "col"), src, ""};
     if (p.cls == "swiglu_down") return {lausu(hiddenAxis(m, p) == 1 ? "col" : "row"), src, ""};
