@@ -21,12 +21,15 @@ gen() { # NAME MODEL ARGS...
   "$SYMOC" compile "$model" --name "$name" -o "$DEST/gen/$name" "$@" > /dev/null 2>&1
 }
 M=$ROOT/models/gpt2.onnx
+# Lau-Su centres the head only on a shift claim, which the cross-entropy loss gives (session
+# 35): with it, the library keeps the centered_row rule the GPU checks compare.
+loss() { [ "$1" = lau-su ] && echo --loss cross-entropy; }
 for pol in adamw muon symo auto auto-norm shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled symo-large; do
-  gen "gpt2_${pol//-/_}" "$M" --policy $pol
+  gen "gpt2_${pol//-/_}" "$M" --policy $pol $(loss $pol)
 done
 # The matrix rules on LLaMA's shapes too (per-head O|O pieces, SwiGLU gauges, Lau-Su col/centered_row).
 for pol in symo auto auto-norm shampoo lau-su ddc-adam ddc-muon symo-coupled symo-large; do
-  gen "llama_${pol//-/_}" "$ROOT/models/llama.onnx" --policy $pol
+  gen "llama_${pol//-/_}" "$ROOT/models/llama.onnx" --policy $pol $(loss $pol)
 done
 # Expert stacks (transformers' Mixtral, E x m x n experts): Muon on each expert's matrix, as
 # Symo runs on the stack's (E m) x n view (muon; auto also projects the gauges elsewhere).
