@@ -23,7 +23,7 @@ gen() { # NAME MODEL ARGS...
 M=$ROOT/models/gpt2.onnx
 # Lau-Su centres the head only on a shift claim, which the cross-entropy loss gives (session
 # 35): with it, the library keeps the centered_row rule the GPU checks compare.
-loss() { [ "$1" = lau-su ] && echo --loss cross-entropy; }
+loss() { if [ "$1" = lau-su ]; then echo --loss cross-entropy; fi; }
 for pol in adamw muon symo auto auto-norm shampoo lau-su adam-mini ddc-adam ddc-muon symo-coupled symo-large; do
   gen "gpt2_${pol//-/_}" "$M" --policy $pol $(loss $pol)
 done
