@@ -100,6 +100,40 @@ void ShapeCompleter::checkTypes(const onnx::NodeProto &n) const {
   }
 }
 
+void ShapeCompleter::checkInnerDims(const onnx::NodeProto &n) const {
+  // A MatMul or Gemm whose contracted sizes are both known and differ cannot run: one error
+  // naming the node, not an analysis (and claims) of a model that does not exist (ONNX's
+  // inference stopped there with a note; a session-35 audit: a Gemm of [2, 16] by [32, 15]
+  // was analyzed, claimed and compiled with exit 0).
+  if ((n.op_type() != "MatMul" && n.op_type() != "Gemm") || n.input_size() < 2)
+    return;
+  auto shapeOf = [&](int k) -> const ShapeInfo * {
+    auto it = known.find(n.input(k));
+    return it == known.end() || !it->second.ranked ? nullptr : &it->second;
+  };
+  const ShapeInfo *a = shapeOf(0), *b = shapeOf(1);
+  if (!a || !b || a->dims.empty() || b->dims.empty())
+    return;
+  int64_t ka = a->dims.back(), kb = b->dims.size() == 1 ? b->dims[0] : b->dims[b->dims.size() - 2];
+  if (n.op_type() == "Gemm") {
+    if (a->dims.size() != 2 || b->dims.size() != 2)
+      return;
+    auto flag = [&](const char *name) {
+      for (const auto &at : n.attribute())
+        if (at.name() == name)
+          return at.i() != 0;
+      return false;
+    };
+    ka = flag("transA") ? a->dims[0] : a->dims[1];
+    kb = flag("transB") ? b->dims[1] : b->dims[0];
+  }
+  if (ka >= 0 && kb >= 0 && ka != kb) {
+    const std::string node = !n.name().empty() ? n.name() : n.output_size() ? n.output(0) : n.op_type();
+    fail(path, "node '" + node + "' (" + n.op_type() + "): inner dimensions differ: '" + n.input(0) + "' gives " +
+                   std::to_string(ka) + ", '" + n.input(1) + "' " + std::to_string(kb));
+  }
+}
+
 ShapeCompleter::ShapeCompleter(onnx::ModelProto &m, const std::string &path)
     : model(m), path(path), opset(opsetVersion(m, "")) {
   auto &g = *model.mutable_graph();
@@ -126,6 +160,7 @@ int ShapeCompleter::visit(const onnx::NodeProto &n) {
     return 0;
   }
   checkTypes(n);
+  checkInnerDims(n);
   ShapeFunction rule = findShapeFunction(n.op_type());
   if (!rule)
     return 0;

@@ -34,6 +34,8 @@ public:
 
 private:
   void checkTypes(const onnx::NodeProto &n) const;
+  /// MatMul and Gemm with known contracted sizes that differ: an error naming the node.
+  void checkInnerDims(const onnx::NodeProto &n) const;
   void record(onnx::ValueInfoProto &vi, bool writable);
   void readValue(const std::string &name, const onnx::TensorProto &t);
   int refine(const onnx::NodeProto &n, const std::string &name, const ShapeInfo &inferred);
