@@ -105,12 +105,44 @@ void ShapeCompleter::checkInnerDims(const onnx::NodeProto &n) const {
   // naming the node, not an analysis (and claims) of a model that does not exist (ONNX's
   // inference stopped there with a note; a session-35 audit: a Gemm of [2, 16] by [32, 15]
   // was analyzed, claimed and compiled with exit 0).
-  if ((n.op_type() != "MatMul" && n.op_type() != "Gemm") || n.input_size() < 2)
-    return;
   auto shapeOf = [&](int k) -> const ShapeInfo * {
     auto it = known.find(n.input(k));
     return it == known.end() || !it->second.ranked ? nullptr : &it->second;
   };
+  const std::string node = !n.name().empty() ? n.name() : n.output_size() ? n.output(0) : n.op_type();
+  // Numpy broadcasting (opset >= 7): two known sizes of an axis that differ and are not 1.
+  static const std::set<std::string> broadcasting = {
+      "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Equal",
+      "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Mod", "PRelu"};
+  if (opset >= 7 && broadcasting.count(n.op_type())) {
+    std::vector<int64_t> size;      // per axis, aligned right: the known size other than 1
+    std::vector<std::string> owner; // the input that gave it
+    for (int k = 0; k < n.input_size(); ++k) {
+      const ShapeInfo *x = n.input(k).empty() ? nullptr : shapeOf(k);
+      if (!x)
+        continue;
+      if (x->dims.size() > size.size()) {
+        const size_t more = x->dims.size() - size.size();
+        size.insert(size.begin(), more, 1);
+        owner.insert(owner.begin(), more, "");
+      }
+      for (size_t i = 0; i < x->dims.size(); ++i) {
+        const size_t a = size.size() - x->dims.size() + i;
+        const int64_t d = x->dims[i];
+        if (d < 0 || d == 1)
+          continue;
+        if (size[a] != 1 && size[a] != d)
+          fail(path, "node '" + node + "' (" + n.op_type() + "): '" + n.input(k) + "' has size " +
+                         std::to_string(d) + " where '" + owner[a] + "' has " + std::to_string(size[a]) +
+                         ": they do not broadcast");
+        size[a] = d;
+        owner[a] = n.input(k);
+      }
+    }
+    return;
+  }
+  if ((n.op_type() != "MatMul" && n.op_type() != "Gemm") || n.input_size() < 2)
+    return;
   const ShapeInfo *a = shapeOf(0), *b = shapeOf(1);
   if (!a || !b || a->dims.empty() || b->dims.empty())
     return;
@@ -128,7 +160,6 @@ void ShapeCompleter::checkInnerDims(const onnx::NodeProto &n) const {
     kb = flag("transB") ? b->dims[1] : b->dims[0];
   }
   if (ka >= 0 && kb >= 0 && ka != kb) {
-    const std::string node = !n.name().empty() ? n.name() : n.output_size() ? n.output(0) : n.op_type();
     fail(path, "node '" + node + "' (" + n.op_type() + "): inner dimensions differ: '" + n.input(0) + "' gives " +
                    std::to_string(ka) + ", '" + n.input(1) + "' " + std::to_string(kb));
   }
