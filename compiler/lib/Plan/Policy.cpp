@@ -1329,6 +1329,7 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
   std::vector<Choice> choice;
   for (const Param &p : plan.params) choice.push_back(policyChoice(m, p, o.policy, o));
 
+  std::function<void()> budgetNote; // the budget's note, once the plan is final
   if (isAuto(o.policy)) {
     std::vector<std::vector<Choice>> cands;
     std::vector<size_t> pick(plan.params.size(), 0);
@@ -1365,8 +1366,19 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
         total -= bestSave;
         pick[best] = bestK;
       }
-      plan.notes.push_back(fmt::format("{}: state {} within budget {}{}", o.policy, formatBytes(total), formatBytes(budget),
-                                       o.budgetBytes >= 0 ? "" : " (AdamW's state; set --budget-bytes)"));
+      budgetNote = [&plan, &o, total, budget]() {
+        // The plan's own state, after gauge units replaced the per-parameter choices (a unit
+        // with a non-Muon member steps on AdamW): the greedy's total alone understated it
+        // (9.3 KiB "within budget 10 KiB" for a 15.1 KiB plan; a session-35 audit).
+        const int64_t state = plan.stateBytes();
+        plan.notes.push_back(
+            state <= budget
+                ? fmt::format("{}: state {} within budget {}{}", o.policy, formatBytes(state), formatBytes(budget),
+                              o.budgetBytes >= 0 ? "" : " (AdamW's state; set --budget-bytes)")
+                : fmt::format("{}: state {} over budget {}: the per-parameter choices took {}, the gauge units "
+                              "joined blocks whose base rule needs more (--policy muon or a larger budget)",
+                              o.policy, formatBytes(state), formatBytes(budget), formatBytes(total)));
+      };
     }
     for (size_t i = 0; i < pick.size(); ++i) {
       choice[i] = cands[i][pick[i]];
@@ -1407,6 +1419,8 @@ Plan buildPlan(const AnalysisResult &analysis, const PolicyOptions &o) {
   std::stable_sort(plan.units.begin(), plan.units.end(),
                    [](const Unit &a, const Unit &b) { return a.params[0] < b.params[0]; });
   plan.finalize();
+  if (budgetNote)
+    budgetNote();
   return plan;
 }
 
