@@ -200,6 +200,33 @@ TEST(Normalization, LpNormalizationDividesByTheNormAlongTheAxis) {
   EXPECT_TRUE(std::isnan(run1(node("LpNormalization"), 17, {&z}).data[0]));
 }
 
+TEST(Einsum, UppercaseSubscriptsBesideAnEllipsis) {
+  // "...A,AB->...B": A and B are subscripts (ONNX allows [a-zA-Z]); the ellipsis dims were
+  // named 'A', 'B', .. inside the evaluator and took the equation's own A for one
+  // ("subscript 'A' has inconsistent sizes"; a session-35 audit).
+  Tensor x = randn({3, 4, 5}), w = randn({5, 2});
+  onnx::NodeProto n = node("Einsum", 2);
+  setString(n, "equation", "...A,AB->...B");
+  Tensor y = run1(n, 17, {&x, &w});
+  ASSERT_EQ(y.dims, (std::vector<int64_t>{3, 4, 2}));
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 4; ++j)
+      for (int64_t b = 0; b < 2; ++b) {
+        double e = 0;
+        for (int64_t a = 0; a < 5; ++a)
+          e += at(x, {i, j, a}) * at(w, {a, b});
+        EXPECT_NEAR(at(y, {i, j, b}), e, 1e-12);
+      }
+  // Uppercase without an ellipsis, implicit output (alphabetical: B before b).
+  onnx::NodeProto m = node("Einsum", 2);
+  setString(m, "equation", "bI,IB");
+  Tensor u = randn({2, 3}), v = randn({3, 4});
+  Tensor z = run1(m, 17, {&u, &v});
+  ASSERT_EQ(z.dims, (std::vector<int64_t>{4, 2})); // "Bb": B (4) then b (2)
+  EXPECT_NEAR(at(z, {1, 0}), at(u, {0, 0}) * at(v, {0, 1}) + at(u, {0, 1}) * at(v, {1, 1}) +
+                                 at(u, {0, 2}) * at(v, {2, 1}), 1e-12);
+}
+
 TEST(Broadcast, IncompatibleShapesAreAnError) {
   Tensor a = randn({2, 3}), b = randn({4});
   try {

@@ -598,7 +598,8 @@ std::vector<Tensor> einsum(OpContext &ctx) {
   if (terms.size() != ctx.numInputs())
     ctx.fail("equation has " + std::to_string(terms.size()) + " operands, node has " +
              std::to_string(ctx.numInputs()));
-  // Ellipsis dims become letters 'A'.. (uppercase is reserved here for them).
+  // Ellipsis dims become the digits '0'.. (no subscript is a digit; uppercase letters are
+  // subscripts too: an equation "...A,AB->...B" had its own A taken for an ellipsis dim).
   int64_t ellRank = 0;
   for (size_t t = 0; t < terms.size(); ++t) {
     size_t e = terms[t].find("...");
@@ -608,8 +609,10 @@ std::vector<Tensor> einsum(OpContext &ctx) {
     }
   }
   std::string ellLetters;
+  if (ellRank > 10)
+    ctx.unsupported("an ellipsis of more than 10 dimensions");
   for (int64_t i = 0; i < ellRank; ++i)
-    ellLetters += char('A' + i);
+    ellLetters += char('0' + i);
   std::map<char, int64_t> size;
   std::vector<std::string> spec(terms.size());
   for (size_t t = 0; t < terms.size(); ++t) {
@@ -620,9 +623,6 @@ std::vector<Tensor> einsum(OpContext &ctx) {
       int64_t k = x.rank() - (int64_t(s.size()) - 3);
       s = s.substr(0, e) + ellLetters.substr(size_t(ellRank - k)) + s.substr(e + 3);
     }
-    for (char ch : s)
-      if (std::isupper(static_cast<unsigned char>(ch)) && terms[t].find("...") == std::string::npos)
-        ctx.unsupported("uppercase subscripts");
     if (int64_t(s.size()) != x.rank())
       ctx.fail("operand " + std::to_string(t) + " has rank " + std::to_string(x.rank()) +
                ", subscripts '" + terms[t] + "'");
@@ -649,7 +649,7 @@ std::vector<Tensor> einsum(OpContext &ctx) {
         count[ch]++;
     out = ellLetters;
     for (auto &kv : count)
-      if (kv.second == 1 && !std::isupper(static_cast<unsigned char>(kv.first)))
+      if (kv.second == 1 && !std::isdigit(static_cast<unsigned char>(kv.first)))
         out += kv.first;
   }
   std::string letters = out;
