@@ -168,6 +168,10 @@ g (float[2] X) => (float[2] Y) {
   Z = Relu (X)
 })"),
             p + "node 'Relu #0' (Relu) uses undefined value 'Z'");
+  // A graph without outputs computes nothing (claims on it held vacuously).
+  EXPECT_EQ(load(R"(<ir_version: 8, opset_import: ["" : 17]>
+g (float[2] X) => () { Y = Relu (X) })"),
+            p + "the graph has no outputs");
   // A negative input size is refused (it had been taken as symbolic).
   EXPECT_EQ(load(R"(<ir_version: 8, opset_import: ["" : 17]>
 g (float[-4, 2] X) => (float[-4, 2] Y) { Y = Relu (X) })"),

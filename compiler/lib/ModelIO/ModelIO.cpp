@@ -267,6 +267,9 @@ onnx::ModelProto loadModel(const std::string &path) {
       fail(path, "node '" + n.name() + "' (" + n.op_type() +
                      ") is in unsupported domain '" + n.domain() + "'");
   }
+  // Nothing to compute: every claim would hold vacuously (GL(10) was claimed on such a graph).
+  if (model.graph().output_size() == 0)
+    fail(path, "the graph has no outputs");
   checkGraph(model.graph(), path, {}, "");
   for (const auto &t : model.graph().initializer()) {
     validateTensor(t, path, "initializer");
