@@ -655,11 +655,12 @@ onnx::ModelProto withGenericParameters(const onnx::ModelProto &model, const std:
                                     t.data_type() != onnx::TensorProto::DOUBLE))
       continue;
     Tensor v = tensorFromProto(t, modelPath);
-    if (v.data.size() < 2 && !(v.data.size() == 1 && v.data[0] == 0))
+    if (v.data.empty())
       continue;
-    const double c = v.data.empty() ? 0 : v.data[0];
-    if (v.data.empty() || std::any_of(v.data.begin(), v.data.end(), [&](double x) { return x != c; }) ||
-        (c != 0 && !allEqualToo) || !std::isfinite(c))
+    // All zero (any size), or with allEqualToo one finite constant over two entries or more.
+    const double c = v.data[0];
+    const bool uniform = std::all_of(v.data.begin(), v.data.end(), [&](double x) { return x == c; });
+    if (!uniform || (c != 0 && (!allEqualToo || v.data.size() < 2 || !std::isfinite(c))))
       continue;
     for (double &x : v.data)
       x = c == 0 ? normal(rng) : c * std::exp(0.1 * unit(rng));
@@ -728,15 +729,15 @@ bool hasIntegerInputs(const onnx::ModelProto &model) {
 VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
                     const json &doc, const VerifyOptions &opt) {
   VerifyReport rep;
+  VerifyOptions used = opt; // as the first pass ran (masks all set after a fallback)
   try {
     rep = verifyAtFileWeights(model, modelPath, doc, opt);
   } catch (const Error &e) {
     // Integer inputs that are sizes or shapes, not masks, may not run at 0: all set, as before.
     if (opt.masksAllSet || !hasIntegerInputs(model))
       throw;
-    VerifyOptions set = opt;
-    set.masksAllSet = true;
-    rep = verifyAtFileWeights(model, modelPath, doc, set);
+    used.masksAllSet = true;
+    rep = verifyAtFileWeights(model, modelPath, doc, used);
     rep.notes.push_back(std::string("integer inputs all 1: with 0/1 entries the model does not run (") +
                         e.what() + ")");
   }
@@ -746,7 +747,7 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   onnx::ModelProto generic = withGenericParameters(model, modelPath, doc, opt.seed, true, changed);
   if (changed.empty())
     return rep;
-  VerifyOptions once = opt;
+  VerifyOptions once = used;
   once.trials = 1;
   once.seed = opt.seed ^ 0x67656e65ULL;
   VerifyReport at;
@@ -775,6 +776,29 @@ VerifyReport verify(const onnx::ModelProto &model, const std::string &modelPath,
   return rep;
 }
 
+namespace {
+/// Every claim of `doc` read against `inits` (names, axes, ranges, n), each linear claim's
+/// group drawn once so that a malformed group is reported before any model run.
+std::vector<Claim> parseClaims(const std::string &docName, const json &doc,
+                               const std::map<std::string, Tensor> &inits) {
+  Parser parser(docName, inits);
+  std::vector<Claim> claims;
+  for (size_t i = 0; i < doc["claims"].size(); ++i) {
+    claims.push_back(parser.claim(doc["claims"][i], i));
+    const Claim &c = claims.back();
+    if (c.kind != "linear")
+      continue;
+    Rng probe(0);
+    try {
+      (void)drawElement(c.group, c.n, probe);
+    } catch (const std::exception &e) {
+      fail(docName, "claim " + c.id + ": " + e.what());
+    }
+  }
+  return claims;
+}
+} // namespace
+
 void checkClaimsFit(const onnx::ModelProto &model, const std::string &docName, const json &doc) {
   if (!doc.is_object() || !doc.contains("claims") || !doc["claims"].is_array())
     fail(docName, "no \"claims\" list");
@@ -792,18 +816,7 @@ void checkClaimsFit(const onnx::ModelProto &model, const std::string &docName, c
       for (const auto &a : n.attribute())
         if (a.name() == "value" && a.has_t())
           add(a.t(), n.output(0));
-  Parser parser(docName, shapes);
-  for (size_t i = 0; i < doc["claims"].size(); ++i) {
-    Claim c = parser.claim(doc["claims"][i], i);
-    if (c.kind != "linear")
-      continue;
-    Rng probe(0);
-    try {
-      (void)drawElement(c.group, c.n, probe);
-    } catch (const std::exception &e) {
-      fail(docName, "claim " + c.id + ": " + e.what());
-    }
-  }
+  (void)parseClaims(docName, doc, shapes);
 }
 
 namespace {
@@ -837,10 +850,7 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
       if (std::isnan(v))
         fail(modelPath, "initializer '" + kv.first + "' contains NaN: cannot verify");
 
-  Parser parser(docName, inits);
-  std::vector<Claim> claims;
-  for (size_t i = 0; i < doc["claims"].size(); ++i)
-    claims.push_back(parser.claim(doc["claims"][i], i));
+  std::vector<Claim> claims = parseClaims(docName, doc, inits);
   // Infinite entries are legitimate in fixed tensors (attention masks), but a
   // transformed weight would turn them into NaN.
   for (const auto &c : claims)
@@ -933,18 +943,6 @@ VerifyReport verifyOnce(const onnx::ModelProto &model, const std::string &modelP
     j.result.trials = opt.trials;
     jobs.push_back(std::move(j));
   }
-  // Draw every element once up front so that malformed groups are reported
-  // before any model run.
-  for (const auto &c : claims)
-    if (c.kind == "linear") {
-      Rng probe(0);
-      try {
-        (void)drawElement(c.group, c.n, probe);
-      } catch (const std::exception &e) {
-        fail(docName, "claim " + c.id + ": " + e.what());
-      }
-    }
-
   VerifyReport rep;
   rep.model = modelPath;
   rep.seed = opt.seed;
